@@ -1,0 +1,1 @@
+//! Compiles a validated config into a snapshot.

@@ -1,0 +1,1 @@
+//! Declarative kong.yml loader. OWNER: config helper.
