@@ -1,1 +1,4 @@
-//! TODO skeleton
+//! Sockets behind one owned-buffer seam ([`stream::Stream`]) with two backends: io_uring
+//! (`uring`) and epoll (`epoll`, tokio). TLS (`tls`) wraps either backend's stream.
+
+pub mod stream;

@@ -1,0 +1,23 @@
+//! The I/O seam: every socket the data plane touches implements [`Stream`].
+//!
+//! Buffers are owned and handed back with the result because io_uring needs the kernel to own
+//! the memory while an operation is in flight. Methods take `&self` so one task can read and
+//! write the same stream concurrently (upgrade tunnels); futures are `!Send` by design, since a
+//! connection never leaves its worker thread.
+
+use std::io;
+use std::ops::Range;
+
+/// An owned-buffer byte stream.
+#[allow(async_fn_in_trait)]
+pub trait Stream {
+    /// Reads into the spare capacity of `buf` (`buf.len()..buf.capacity()`) and extends its
+    /// length by the bytes read. `Ok(0)` means end of stream (or no spare capacity).
+    async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+
+    /// Writes every byte of `buf[range]`.
+    async fn write_all(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>);
+
+    /// Shuts down the write half (sends FIN, or TLS close_notify then FIN).
+    async fn shutdown(&self) -> io::Result<()>;
+}
