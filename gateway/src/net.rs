@@ -2,3 +2,4 @@
 //! (`uring`) and epoll (`epoll`, tokio). TLS (`tls`) wraps either backend's stream.
 
 pub mod stream;
+pub mod tls;
