@@ -119,6 +119,17 @@ pub fn client_config(
     roots: &RootSource,
     client_cert: Option<Arc<CertifiedKey>>,
 ) -> Arc<ClientConfig> {
+    build_client_config(verify, depth, roots, client_cert, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`client_config`] restricted to `versions` (tests pin TLS 1.2 with it).
+pub(crate) fn build_client_config(
+    verify: bool,
+    depth: Option<u8>,
+    roots: &RootSource,
+    client_cert: Option<Arc<CertifiedKey>>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
     let provider = provider();
     let mode = if !verify {
         Mode::Off
@@ -133,7 +144,7 @@ pub fn client_config(
     };
     let verifier = UpstreamVerifier { mode, algs: provider.signature_verification_algorithms };
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .expect("invariant: the ring provider supports TLS 1.2 and 1.3")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier));

@@ -360,3 +360,7 @@ impl<S: Stream> Stream for TlsStream<S> {
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;
