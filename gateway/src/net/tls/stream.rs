@@ -125,6 +125,12 @@ impl<S: Stream> TlsStream<S> {
         )
     }
 
+    /// The certificate chain the peer presented, leaf first (client side: the upstream's;
+    /// server side: the client certificate, when one was requested).
+    pub fn peer_certificates(&self) -> Option<Vec<rustls::pki_types::CertificateDer<'static>>> {
+        self.conn.borrow().peer_certificates().map(<[_]>::to_vec)
+    }
+
     /// The stream underneath (for its addresses or socket options).
     pub fn inner(&self) -> &S {
         &self.inner

@@ -11,6 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::Mutex;
 
 use crate::net::stream::Stream;
+use crate::net::tls::{TlsStream, accept, connect};
+use rustls::pki_types::ServerName;
 
 /// An RSA-2048 key for alt-certificate tests (ring can sign with RSA but not generate keys).
 pub const RSA_KEY_PEM: &str = include_str!("test_rsa_key.pem");
@@ -56,6 +58,19 @@ impl Stream for MemStream {
     async fn shutdown(&self) -> io::Result<()> {
         self.wr.lock().await.shutdown().await
     }
+}
+
+/// Handshakes a client (sending `name`) with a server over a fresh in-memory pipe; both
+/// results, since tests check failures on either side.
+pub async fn try_pair(
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+    name: &str,
+) -> (io::Result<TlsStream<MemStream>>, io::Result<TlsStream<MemStream>>) {
+    let (a, b) = mem_pair(64 * 1024);
+    let name = ServerName::try_from(name.to_string()).expect("invariant: valid test name");
+    // A side that fails drops its end of the pipe, which ends the other side's wait.
+    tokio::join!(accept(a, server), connect(b, client, name))
 }
 
 /// Runs a `!Send` future on a fresh current-thread runtime, like a worker does.
