@@ -174,9 +174,16 @@ struct UpstreamVerifier {
 }
 
 /// OpenSSL's wording for a chain over the verify depth.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("certificate chain too long")]
 struct ChainTooLong;
+
+// rustls renders `CertificateError::Other` with `Debug`, so make that read like the message.
+impl std::fmt::Debug for ChainTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("certificate chain too long")
+    }
+}
 
 impl ServerCertVerifier for UpstreamVerifier {
     fn verify_server_cert(
