@@ -78,7 +78,9 @@ pub enum TlsError {
 /// The process-wide ring crypto provider every config here is built with.
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
 }
 
 /// Parses every `CERTIFICATE` block of a PEM text, in order (the chain, leaf first).
@@ -103,7 +105,10 @@ pub(crate) fn parse_private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, St
 
 /// Builds a [`CertifiedKey`] from PEM texts and checks that the key matches the leaf certificate.
 /// The error is a short reason without a prefix; callers add Kong's wording.
-pub(crate) fn certified_key_from_pem(cert: &[u8], key: &[u8]) -> Result<CertifiedKey, KeyLoadError> {
+pub(crate) fn certified_key_from_pem(
+    cert: &[u8],
+    key: &[u8],
+) -> Result<CertifiedKey, KeyLoadError> {
     let chain = parse_cert_chain(cert).map_err(KeyLoadError::Cert)?;
     let key = parse_private_key(key).map_err(KeyLoadError::Key)?;
     let signing = provider()
@@ -162,6 +167,9 @@ mod tests {
         let pem = format!("{leaf}{}", ca.cert_pem);
         let chain = parse_cert_chain(pem.as_bytes()).expect("chain parses");
         assert_eq!(chain.len(), 2);
-        assert_eq!(chain[1], parse_cert_chain(ca.cert_pem.as_bytes()).expect("ca")[0]);
+        assert_eq!(
+            chain[1],
+            parse_cert_chain(ca.cert_pem.as_bytes()).expect("ca")[0]
+        );
     }
 }

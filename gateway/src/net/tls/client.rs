@@ -60,10 +60,14 @@ impl RootSource {
             }
         }
         for path in pem_files {
-            let pem = std::fs::read(path)
-                .map_err(|source| TlsError::Read { path: path.clone(), source })?;
-            let certs = parse_cert_chain(&pem)
-                .map_err(|message| TlsError::Pem { what: path.display().to_string(), message })?;
+            let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let certs = parse_cert_chain(&pem).map_err(|message| TlsError::Pem {
+                what: path.display().to_string(),
+                message,
+            })?;
             for cert in certs {
                 store.add(cert).map_err(|source| TlsError::Rustls {
                     what: path.display().to_string(),
@@ -73,7 +77,10 @@ impl RootSource {
         }
         Ok(RootSource {
             store: Arc::new(store),
-            key: RootKey::Trusted { system, files: pem_files.to_vec() },
+            key: RootKey::Trusted {
+                system,
+                files: pem_files.to_vec(),
+            },
         })
     }
 
@@ -84,17 +91,29 @@ impl RootSource {
         let mut ids = Vec::with_capacity(cas.len());
         for ca in cas {
             let what = || format!("ca_certificates {}", ca.id);
-            let certs = parse_cert_chain(ca.cert.as_bytes())
-                .map_err(|message| TlsError::Pem { what: what(), message })?;
+            let certs = parse_cert_chain(ca.cert.as_bytes()).map_err(|message| TlsError::Pem {
+                what: what(),
+                message,
+            })?;
             for cert in certs {
-                store.add(cert).map_err(|source| TlsError::Rustls { what: what(), source })?;
+                store.add(cert).map_err(|source| TlsError::Rustls {
+                    what: what(),
+                    source,
+                })?;
             }
             // The digest identifies the content (an id may be re-pointed at a new PEM).
-            ids.push(if ca.cert_digest.is_empty() { ca.cert.clone() } else { ca.cert_digest.clone() });
+            ids.push(if ca.cert_digest.is_empty() {
+                ca.cert.clone()
+            } else {
+                ca.cert_digest.clone()
+            });
         }
         ids.sort();
         ids.dedup();
-        Ok(RootSource { store: Arc::new(store), key: RootKey::Cas(ids) })
+        Ok(RootSource {
+            store: Arc::new(store),
+            key: RootKey::Cas(ids),
+        })
     }
 
     /// Number of trust anchors.
@@ -142,7 +161,10 @@ pub(crate) fn build_client_config(
             Err(_) => Mode::NoRoots,
         }
     };
-    let verifier = UpstreamVerifier { mode, algs: provider.signature_verification_algorithms };
+    let verifier = UpstreamVerifier {
+        mode,
+        algs: provider.signature_verification_algorithms,
+    };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .expect("invariant: the ring provider supports TLS 1.2 and 1.3")
@@ -164,7 +186,10 @@ enum Mode {
     /// Verification is on but there is nothing to trust.
     NoRoots,
     /// WebPKI verification, then the depth limit.
-    Verify { webpki: Arc<WebPkiServerVerifier>, depth: Option<u8> },
+    Verify {
+        webpki: Arc<WebPkiServerVerifier>,
+        depth: Option<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -221,7 +246,9 @@ impl ServerCertVerifier for UpstreamVerifier {
                             )
                             .is_err()
                     {
-                        return Err(CertificateError::Other(OtherError(Arc::new(ChainTooLong))).into());
+                        return Err(
+                            CertificateError::Other(OtherError(Arc::new(ChainTooLong))).into()
+                        );
                     }
                 }
                 Ok(verified)
@@ -293,7 +320,10 @@ impl ClientConfigCache {
             client_cert: client_cert.map(|ck| ck.cert.clone()),
         };
         let entry = self.configs.entry(key).or_insert_with(|| {
-            (client_config(verify, depth, roots, client_cert.cloned()), true)
+            (
+                client_config(verify, depth, roots, client_cert.cloned()),
+                true,
+            )
         });
         entry.1 = true;
         entry.0.clone()

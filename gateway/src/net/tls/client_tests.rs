@@ -27,8 +27,11 @@ fn server_with(cert: &str, key: &str) -> Arc<ServerConfig> {
 }
 
 fn roots_of(pems: &[&str]) -> RootSource {
-    let entities: Vec<CaCertificate> =
-        pems.iter().enumerate().map(|(i, p)| ca_entity(i as u128 + 1, p)).collect();
+    let entities: Vec<CaCertificate> = pems
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ca_entity(i as u128 + 1, p))
+        .collect();
     let refs: Vec<&CaCertificate> = entities.iter().collect();
     RootSource::from_ca_certificates(&refs).expect("roots")
 }
@@ -36,7 +39,9 @@ fn roots_of(pems: &[&str]) -> RootSource {
 /// The rustls error inside a handshake failure.
 fn tls_cause(err: &io::Error) -> &rustls::Error {
     assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
-    err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()).expect("a rustls error")
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .expect("a rustls error")
 }
 
 #[test]
@@ -108,7 +113,12 @@ fn verify_depth_limits_intermediates() {
     let server = server_with(&chain, &key);
     let roots = roots_of(&[&root.cert_pem]);
     block_on(async {
-        for (depth, ok) in [(None, true), (Some(1), true), (Some(4), true), (Some(0), false)] {
+        for (depth, ok) in [
+            (None, true),
+            (Some(1), true),
+            (Some(4), true),
+            (Some(0), false),
+        ] {
             let client = client_config(true, depth, &roots, None);
             let (_, c) = try_pair(server.clone(), client, "localhost").await;
             match (c, ok) {
@@ -187,13 +197,25 @@ fn config_cache_shares_equal_settings() {
 
     let mut cache = ClientConfigCache::new();
     let v1 = cache.get(true, None, &a, None);
-    assert!(Arc::ptr_eq(&v1, &cache.get(true, None, &a_again, None)), "same CA set");
-    assert!(!Arc::ptr_eq(&v1, &cache.get(true, Some(2), &a, None)), "depth differs");
-    assert!(!Arc::ptr_eq(&v1, &cache.get(true, None, &b, None)), "roots differ");
+    assert!(
+        Arc::ptr_eq(&v1, &cache.get(true, None, &a_again, None)),
+        "same CA set"
+    );
+    assert!(
+        !Arc::ptr_eq(&v1, &cache.get(true, Some(2), &a, None)),
+        "depth differs"
+    );
+    assert!(
+        !Arc::ptr_eq(&v1, &cache.get(true, None, &b, None)),
+        "roots differ"
+    );
     let with_cert = cache.get(true, None, &a, Some(&client_cert));
     assert!(!Arc::ptr_eq(&v1, &with_cert), "client certificate differs");
     let off = cache.get(false, None, &a, None);
-    assert!(Arc::ptr_eq(&off, &cache.get(false, Some(3), &b, None)), "off ignores roots, depth");
+    assert!(
+        Arc::ptr_eq(&off, &cache.get(false, Some(3), &b, None)),
+        "off ignores roots, depth"
+    );
     assert_eq!(cache.len(), 5);
 
     cache.sweep();
@@ -201,7 +223,11 @@ fn config_cache_shares_equal_settings() {
     let again = cache.get(true, None, &a, None);
     assert!(Arc::ptr_eq(&v1, &again), "kept across the sweep");
     cache.sweep();
-    assert_eq!(cache.len(), 1, "only the config requested since the previous sweep survives");
+    assert_eq!(
+        cache.len(),
+        1,
+        "only the config requested since the previous sweep survives"
+    );
 }
 
 #[test]
@@ -215,8 +241,11 @@ fn trusted_store_reads_pem_files() {
     // System roots may be absent on a slim machine; loading them must still succeed.
     RootSource::trusted(true, &[]).expect("system roots load or are skipped");
     std::fs::write(&path, "no pem here").expect("write");
-    let err = RootSource::trusted(false, std::slice::from_ref(&path)).err().expect("empty file");
-    assert!(err.to_string().contains("no PEM certificate found"), "{err}");
+    let err = RootSource::trusted(false, std::slice::from_ref(&path)).expect_err("empty file");
+    assert!(
+        err.to_string().contains("no PEM certificate found"),
+        "{err}"
+    );
     std::fs::remove_file(&path).expect("cleanup");
     assert!(matches!(
         RootSource::trusted(false, std::slice::from_ref(&path)),

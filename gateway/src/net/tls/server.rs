@@ -211,15 +211,22 @@ fn duplicate_sni(name: &str) -> String {
 /// Loads one certificate entity, reporting problems under `certificates[i]`.
 fn load_entity(i: usize, cert: &Certificate, errors: &mut ConfigErrors) -> Option<CertPair> {
     let at = |field: &str| {
-        if field.is_empty() { format!("certificates[{i}]") } else { format!("certificates[{i}].{field}") }
-    };
-    let report = |errors: &mut ConfigErrors, e: KeyLoadError, cert_f: &str, key_f: &str, mismatch: &str| {
-        match e {
-            KeyLoadError::Cert(m) => errors.push(at(cert_f), format!("invalid certificate: {m}")),
-            KeyLoadError::Key(m) => errors.push(at(key_f), format!("invalid key: {m}")),
-            KeyLoadError::Mismatch => errors.push(at(""), mismatch),
+        if field.is_empty() {
+            format!("certificates[{i}]")
+        } else {
+            format!("certificates[{i}].{field}")
         }
     };
+    let report =
+        |errors: &mut ConfigErrors, e: KeyLoadError, cert_f: &str, key_f: &str, mismatch: &str| {
+            match e {
+                KeyLoadError::Cert(m) => {
+                    errors.push(at(cert_f), format!("invalid certificate: {m}"))
+                }
+                KeyLoadError::Key(m) => errors.push(at(key_f), format!("invalid key: {m}")),
+                KeyLoadError::Mismatch => errors.push(at(""), mismatch),
+            }
+        };
     let primary = match certified_key_from_pem(cert.cert.as_bytes(), cert.key.as_bytes()) {
         Ok(ck) => Some(Arc::new(ck)),
         Err(e) => {
@@ -232,12 +239,21 @@ fn load_entity(i: usize, cert: &Certificate, errors: &mut ConfigErrors) -> Optio
         (Some(c), Some(k)) => match certified_key_from_pem(c.as_bytes(), k.as_bytes()) {
             Ok(ck) => Some(Arc::new(ck)),
             Err(e) => {
-                report(errors, e, "cert_alt", "key_alt", "alternative certificate does not match key");
+                report(
+                    errors,
+                    e,
+                    "cert_alt",
+                    "key_alt",
+                    "alternative certificate does not match key",
+                );
                 return None;
             }
         },
         _ => {
-            errors.push(at(""), "all or none of these fields must be set: 'cert_alt', 'key_alt'");
+            errors.push(
+                at(""),
+                "all or none of these fields must be set: 'cert_alt', 'key_alt'",
+            );
             return None;
         }
     };
@@ -281,13 +297,18 @@ pub fn default_certificate(
     key_paths: &[PathBuf],
 ) -> Result<CertPair, TlsError> {
     if cert_paths.len() != key_paths.len() {
-        return Err(TlsError::Unpaired { certs: cert_paths.len(), keys: key_paths.len() });
+        return Err(TlsError::Unpaired {
+            certs: cert_paths.len(),
+            keys: key_paths.len(),
+        });
     }
     if cert_paths.is_empty() {
         let (cert, key) = self_signed_pem(&["localhost"])?;
-        let ck = certified_key_from_pem(cert.as_bytes(), key.as_bytes()).map_err(|e| {
-            TlsError::Pem { what: "generated certificate".into(), message: format!("{e:?}") }
-        })?;
+        let ck =
+            certified_key_from_pem(cert.as_bytes(), key.as_bytes()).map_err(|e| TlsError::Pem {
+                what: "generated certificate".into(),
+                message: format!("{e:?}"),
+            })?;
         return Ok(CertPair::from(Arc::new(ck)));
     }
     if cert_paths.len() > 2 {
@@ -299,12 +320,21 @@ pub fn default_certificate(
     let mut loaded = Vec::with_capacity(2);
     for (cert_path, key_path) in cert_paths.iter().zip(key_paths) {
         let read = |p: &PathBuf| {
-            std::fs::read(p).map_err(|source| TlsError::Read { path: p.clone(), source })
+            std::fs::read(p).map_err(|source| TlsError::Read {
+                path: p.clone(),
+                source,
+            })
         };
         let (cert, key) = (read(cert_path)?, read(key_path)?);
         let ck = certified_key_from_pem(&cert, &key).map_err(|e| match e {
-            KeyLoadError::Cert(m) => TlsError::Pem { what: cert_path.display().to_string(), message: m },
-            KeyLoadError::Key(m) => TlsError::Pem { what: key_path.display().to_string(), message: m },
+            KeyLoadError::Cert(m) => TlsError::Pem {
+                what: cert_path.display().to_string(),
+                message: m,
+            },
+            KeyLoadError::Key(m) => TlsError::Pem {
+                what: key_path.display().to_string(),
+                message: m,
+            },
             KeyLoadError::Mismatch => TlsError::Pem {
                 what: cert_path.display().to_string(),
                 message: format!("certificate does not match key {}", key_path.display()),
@@ -339,7 +369,10 @@ pub fn self_signed_pem(names: &[&str]) -> Result<(String, String), TlsError> {
     dn.push(DnType::LocalityName, "San Francisco");
     dn.push(DnType::OrganizationName, "Kong");
     dn.push(DnType::OrganizationalUnitName, "IT Department");
-    dn.push(DnType::CommonName, names.first().copied().unwrap_or("localhost"));
+    dn.push(
+        DnType::CommonName,
+        names.first().copied().unwrap_or("localhost"),
+    );
     let year = current_year();
     params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
     params.not_after = rcgen::date_time_ymd(year + 20, 1, 1);
@@ -350,7 +383,10 @@ pub fn self_signed_pem(names: &[&str]) -> Result<(String, String), TlsError> {
 /// The current UTC year, from the system clock (off by at most a day around New Year, which
 /// the validity margins absorb).
 fn current_year() -> i32 {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     1970 + (secs / 31_556_952) as i32
 }
 

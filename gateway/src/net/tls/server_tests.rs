@@ -30,7 +30,9 @@ fn sni(n: u128, name: &str, cert: u128) -> Sni {
     Sni {
         id: Uuid::from_u128(1000 + n),
         name: name.into(),
-        certificate: ForeignKey { id: Uuid::from_u128(cert) },
+        certificate: ForeignKey {
+            id: Uuid::from_u128(cert),
+        },
         tags: None,
         created_at: 0,
         updated_at: 0,
@@ -59,7 +61,10 @@ fn kinds_store(catch_all: bool) -> (CertStore, Vec<Certificate>) {
     if catch_all {
         snis.push(sni(4, "*", 4));
     }
-    (CertStore::build(&certs, &snis, default_pair()).expect("valid store"), certs)
+    (
+        CertStore::build(&certs, &snis, default_pair()).expect("valid store"),
+        certs,
+    )
 }
 
 /// Which of the store's certificates (by leaf DER) `name` selects; 0 for the default.
@@ -78,15 +83,35 @@ fn sni_lookup_follows_kongs_order() {
     assert_eq!(pick(Some("api.example.com")), 1, "exact");
     assert_eq!(pick(Some("API.Example.COM")), 1, "case-insensitive");
     assert_eq!(pick(Some("foo.example.com")), 2, "leftmost wildcard");
-    assert_eq!(pick(Some("www.example.com")), 2, "leftmost wildcard beats rightmost");
+    assert_eq!(
+        pick(Some("www.example.com")),
+        2,
+        "leftmost wildcard beats rightmost"
+    );
     assert_eq!(pick(Some("www.example.org")), 3, "rightmost wildcard");
-    assert_eq!(pick(Some("a.b.example.com")), 4, "a wildcard covers one label only");
-    assert_eq!(pick(Some("example.com")), 4, "*.example.com does not cover example.com");
+    assert_eq!(
+        pick(Some("a.b.example.com")),
+        4,
+        "a wildcard covers one label only"
+    );
+    assert_eq!(
+        pick(Some("example.com")),
+        4,
+        "*.example.com does not cover example.com"
+    );
     assert_eq!(pick(Some("unrelated.test")), 4, "catch-all SNI");
-    assert_eq!(pick(None), 0, "no SNI: the default certificate, even with a catch-all");
+    assert_eq!(
+        pick(None),
+        0,
+        "no SNI: the default certificate, even with a catch-all"
+    );
 
     let (store, certs) = kinds_store(false);
-    assert_eq!(selected(&store, &certs, Some("unrelated.test")), 0, "default without catch-all");
+    assert_eq!(
+        selected(&store, &certs, Some("unrelated.test")),
+        0,
+        "default without catch-all"
+    );
     assert_eq!(selected(&store, &certs, Some("foo.example.com")), 2);
 }
 
@@ -96,7 +121,11 @@ fn handshake_serves_the_selected_certificate() {
     let server = server_config(Arc::new(store));
     let client = accept_any(None);
     block_on(async {
-        for (name, want) in [("api.example.com", 1), ("x.example.com", 2), ("nomatch.test", 0)] {
+        for (name, want) in [
+            ("api.example.com", 1),
+            ("x.example.com", 2),
+            ("nomatch.test", 0),
+        ] {
             let (s, c) = try_pair(server.clone(), client.clone(), name).await;
             let (s, c) = (s.expect("server"), c.expect("client"));
             assert_eq!(s.sni().as_deref(), Some(name));
@@ -131,11 +160,23 @@ fn alt_certificate_is_chosen_by_signature_schemes() {
     let alt = pair.alt().expect("alt loaded");
     assert_eq!(pair.primary().key.algorithm(), SignatureAlgorithm::RSA);
     assert_eq!(alt.key.algorithm(), SignatureAlgorithm::ECDSA);
-    let both = [SignatureScheme::RSA_PSS_SHA256, SignatureScheme::ECDSA_NISTP256_SHA256];
+    let both = [
+        SignatureScheme::RSA_PSS_SHA256,
+        SignatureScheme::ECDSA_NISTP256_SHA256,
+    ];
     assert!(Arc::ptr_eq(pair.choose(&both), alt), "ECDSA preferred");
-    assert!(Arc::ptr_eq(pair.choose(&[SignatureScheme::RSA_PSS_SHA256]), pair.primary()));
-    assert!(Arc::ptr_eq(pair.choose(&[SignatureScheme::ECDSA_NISTP256_SHA256]), alt));
-    assert!(Arc::ptr_eq(pair.choose(&[SignatureScheme::ED25519]), pair.primary()), "fallback");
+    assert!(Arc::ptr_eq(
+        pair.choose(&[SignatureScheme::RSA_PSS_SHA256]),
+        pair.primary()
+    ));
+    assert!(Arc::ptr_eq(
+        pair.choose(&[SignatureScheme::ECDSA_NISTP256_SHA256]),
+        alt
+    ));
+    assert!(
+        Arc::ptr_eq(pair.choose(&[SignatureScheme::ED25519]), pair.primary()),
+        "fallback"
+    );
 
     // And through real handshakes.
     let server = server_config(Arc::new(store));
@@ -190,7 +231,12 @@ impl ServerCertVerifier for AnyCert {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &provider().signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            m,
+            c,
+            d,
+            &provider().signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -199,13 +245,20 @@ impl ServerCertVerifier for AnyCert {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &provider().signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &provider().signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         match self.schemes {
             Some(s) => s.to_vec(),
-            None => provider().signature_verification_algorithms.supported_schemes(),
+            None => provider()
+                .signature_verification_algorithms
+                .supported_schemes(),
         }
     }
 }
@@ -225,7 +278,11 @@ fn build_reports_every_problem_at_its_path() {
     alt_mismatch.key_alt = Some(k2.clone());
     let certs = vec![
         cert_entity(1, "not a pem", &k1),
-        cert_entity(2, &c1, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+        cert_entity(
+            2,
+            &c1,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        ),
         cert_entity(3, &c1, &k2),
         missing_alt_key,
         same_type,
@@ -238,9 +295,12 @@ fn build_reports_every_problem_at_its_path() {
         sni(3, "OK.test", 8),
         sni(4, "broken.test", 3),
     ];
-    let errors = CertStore::build(&certs, &snis, default_pair()).err().expect("errors");
-    let got: Vec<(String, String)> =
-        errors.0.iter().map(|e| (e.path.clone(), e.message.clone())).collect();
+    let errors = CertStore::build(&certs, &snis, default_pair()).expect_err("errors");
+    let got: Vec<(String, String)> = errors
+        .0
+        .iter()
+        .map(|e| (e.path.clone(), e.message.clone()))
+        .collect();
     let paths: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         paths,
@@ -259,8 +319,15 @@ fn build_reports_every_problem_at_its_path() {
     assert_eq!(got[0].1, "invalid certificate: no PEM certificate found");
     assert!(got[1].1.starts_with("invalid key: "), "{}", got[1].1);
     assert_eq!(got[2].1, "certificate does not match key");
-    assert_eq!(got[3].1, "all or none of these fields must be set: 'cert_alt', 'key_alt'");
-    assert!(got[4].1.starts_with("certificate and alternative certificate need to have different type"));
+    assert_eq!(
+        got[3].1,
+        "all or none of these fields must be set: 'cert_alt', 'key_alt'"
+    );
+    assert!(
+        got[4]
+            .1
+            .starts_with("certificate and alternative certificate need to have different type")
+    );
     assert_eq!(got[5].1, "alternative certificate does not match key");
     assert_eq!(
         got[6].1,
@@ -281,10 +348,17 @@ fn default_certificate_is_a_generated_localhost_certificate() {
     assert!(pair.alt().is_none());
     let der = pair.primary().cert[0].clone();
     let (_, x509) = x509_parser::parse_x509_certificate(&der).expect("valid x509");
-    let cn = x509.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok());
+    let cn = x509
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok());
     assert_eq!(cn, Some("localhost"));
     assert!(x509.validity().is_valid(), "valid now");
-    let san = x509.subject_alternative_name().expect("ext").expect("has SANs");
+    let san = x509
+        .subject_alternative_name()
+        .expect("ext")
+        .expect("has SANs");
     assert!(format!("{:?}", san.value.general_names).contains("localhost"));
 }
 
@@ -305,15 +379,21 @@ fn default_certificate_loads_pem_files() {
     let one = default_certificate(&certs[..1], &keys[..1]).expect("one pair");
     assert_eq!(one.primary().key.algorithm(), SignatureAlgorithm::RSA);
     let two = default_certificate(&certs, &keys).expect("rsa + ecdsa");
-    assert_eq!(two.alt().map(|a| a.key.algorithm()), Some(SignatureAlgorithm::ECDSA));
+    assert_eq!(
+        two.alt().map(|a| a.key.algorithm()),
+        Some(SignatureAlgorithm::ECDSA)
+    );
 
     assert!(matches!(
         default_certificate(&certs, &keys[..1]),
         Err(TlsError::Unpaired { certs: 2, keys: 1 })
     ));
-    let swapped = default_certificate(&certs[..1], &keys[1..]).err().expect("mismatch");
+    let swapped = default_certificate(&certs[..1], &keys[1..]).expect_err("mismatch");
     assert!(swapped.to_string().contains("does not match"), "{swapped}");
     let missing = [dir.join("nope.crt")];
-    assert!(matches!(default_certificate(&missing, &keys[..1]), Err(TlsError::Read { .. })));
+    assert!(matches!(
+        default_certificate(&missing, &keys[..1]),
+        Err(TlsError::Read { .. })
+    ));
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }

@@ -94,7 +94,10 @@ impl<S: Stream> TlsStream<S> {
         TlsStream {
             inner,
             conn: RefCell::new(conn),
-            rx: RefCell::new(RxBuf { buf: Vec::with_capacity(RX_CAPACITY), pos: 0 }),
+            rx: RefCell::new(RxBuf {
+                buf: Vec::with_capacity(RX_CAPACITY),
+                pos: 0,
+            }),
             tx: Mutex::new(Vec::new()),
         }
     }

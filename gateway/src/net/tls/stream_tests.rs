@@ -16,7 +16,10 @@ fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     let default = default_certificate(&[], &[]).expect("default certificate");
     let store = CertStore::build(&[], &[], default).expect("empty store");
     let roots = RootSource::from_ca_certificates(&[]).expect("empty roots");
-    (server_config(Arc::new(store)), client_config(false, None, &roots, None))
+    (
+        server_config(Arc::new(store)),
+        client_config(false, None, &roots, None),
+    )
 }
 
 fn localhost() -> ServerName<'static> {
@@ -34,7 +37,9 @@ async fn pair(
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 /// Reads until `Ok(0)` with one reused 16 KiB buffer.
@@ -82,17 +87,24 @@ fn handshake_and_large_payloads_both_ways() {
         assert_eq!(client.sni(), None);
         assert_eq!(server.alpn().as_deref(), Some(&b"http/1.1"[..]));
         assert_eq!(client.alpn().as_deref(), Some(&b"http/1.1"[..]));
-        assert_eq!(client.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+        assert_eq!(
+            client.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
 
         let up = pattern(300 * 1024, 1);
         let down = pattern(700 * 1024 + 17, 2);
         let client_side = async {
             write(&client, up.clone()).await.expect("client write");
             client.shutdown().await.expect("client close_notify");
-            read_to_end(&client).await.expect("client reads to close_notify")
+            read_to_end(&client)
+                .await
+                .expect("client reads to close_notify")
         };
         let server_side = async {
-            let got = read_to_end(&server).await.expect("server reads to close_notify");
+            let got = read_to_end(&server)
+                .await
+                .expect("server reads to close_notify");
             write(&server, down.clone()).await.expect("server write");
             server.shutdown().await.expect("server close_notify");
             got
@@ -116,9 +128,15 @@ fn tls12_works_too() {
     );
     block_on(async {
         let (server, client) = pair(server_cfg, client_cfg, 4 * 1024).await;
-        assert_eq!(server.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+        assert_eq!(
+            server.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
         let data = pattern(100 * 1024, 3);
-        let (w, r) = tokio::join!(write(&client, data.clone()), read_exact(&server, data.len()));
+        let (w, r) = tokio::join!(
+            write(&client, data.clone()),
+            read_exact(&server, data.len())
+        );
         w.expect("write");
         assert_eq!(r.expect("read"), data);
     });
@@ -134,7 +152,10 @@ fn write_range_is_respected() {
         assert_eq!(buf, b"xxhelloyy");
         assert_eq!(read_exact(&server, 5).await.expect("read"), b"hello");
         let (res, _) = client.write_all(b"abc".to_vec(), 1..9).await;
-        assert_eq!(res.expect_err("out of bounds").kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            res.expect_err("out of bounds").kind(),
+            io::ErrorKind::InvalidInput
+        );
         // A full caller buffer reads nothing, like the inner streams.
         let (res, _) = server.read(Vec::new()).await;
         assert_eq!(res.expect("empty read"), 0);
@@ -148,7 +169,10 @@ fn close_notify_is_a_clean_eof() {
         let (server, client) = pair(server_cfg, client_cfg, 64 * 1024).await;
         write(&client, b"last words".to_vec()).await.expect("write");
         client.shutdown().await.expect("shutdown");
-        assert_eq!(read_to_end(&server).await.expect("clean eof"), b"last words");
+        assert_eq!(
+            read_to_end(&server).await.expect("clean eof"),
+            b"last words"
+        );
         // Still EOF on later reads.
         let (res, _) = server.read(Vec::with_capacity(16)).await;
         assert_eq!(res.expect("eof again"), 0);
@@ -166,7 +190,10 @@ fn tcp_eof_without_close_notify_is_unexpected() {
         let got = read_exact(&server, 9).await.expect("data before the EOF");
         assert_eq!(got, b"truncated");
         let (res, _) = server.read(Vec::with_capacity(16)).await;
-        assert_eq!(res.expect_err("truncation").kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            res.expect_err("truncation").kind(),
+            io::ErrorKind::UnexpectedEof
+        );
     });
 }
 
@@ -187,19 +214,29 @@ fn garbage_is_invalid_data_and_gets_an_alert() {
     block_on(async {
         let (a, b) = mem_pair(4096);
         let client = async {
-            write(&b, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).await.expect("write");
+            write(&b, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec())
+                .await
+                .expect("write");
             read_to_end(&b).await.expect("alert then eof")
         };
         let server = async {
             let res = accept(a, server_cfg).await;
             let err = res.err().expect("plaintext HTTP is not TLS");
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-            assert!(err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()).is_some());
+            assert!(
+                err.get_ref()
+                    .and_then(|e| e.downcast_ref::<rustls::Error>())
+                    .is_some()
+            );
             // Dropping the server's stream closes the pipe.
         };
         let (alert, ()) = tokio::join!(client, server);
         // A TLS alert record: content type 21.
-        assert_eq!(alert.first(), Some(&21), "expected an alert record, got {alert:?}");
+        assert_eq!(
+            alert.first(),
+            Some(&21),
+            "expected an alert record, got {alert:?}"
+        );
     });
 }
 
@@ -232,7 +269,9 @@ fn concurrent_read_and_write_on_one_stream() {
         };
         let reader = read_to_end(&client);
         let run = async { tokio::join!(echo, writer, reader) };
-        let ((), (), got) = tokio::time::timeout(DEADLOCK_GUARD, run).await.expect("no deadlock");
+        let ((), (), got) = tokio::time::timeout(DEADLOCK_GUARD, run)
+            .await
+            .expect("no deadlock");
         assert_eq!(got.expect("echo read"), data);
     });
 }
@@ -243,14 +282,24 @@ fn key_update_mid_stream() {
     block_on(async {
         let (server, client) = pair(server_cfg, client_cfg, 16 * 1024).await;
         for round in 0..3u8 {
-            client.conn.borrow_mut().refresh_traffic_keys().expect("TLS 1.3 key update");
+            client
+                .conn
+                .borrow_mut()
+                .refresh_traffic_keys()
+                .expect("TLS 1.3 key update");
             let data = pattern(40 * 1024, round);
-            let (w, r) = tokio::join!(write(&client, data.clone()), read_exact(&server, data.len()));
+            let (w, r) = tokio::join!(
+                write(&client, data.clone()),
+                read_exact(&server, data.len())
+            );
             w.expect("client write");
             assert_eq!(r.expect("server read"), data);
             // The server answers the update request with its next write.
             let back = pattern(20 * 1024, round + 100);
-            let (w, r) = tokio::join!(write(&server, back.clone()), read_exact(&client, back.len()));
+            let (w, r) = tokio::join!(
+                write(&server, back.clone()),
+                read_exact(&client, back.len())
+            );
             w.expect("server write");
             assert_eq!(r.expect("client read"), back);
         }
@@ -281,7 +330,10 @@ fn buffers_are_reused_after_warm_up() {
         let data = pattern(256 * 1024, 5);
         let mut caps = Vec::new();
         for _ in 0..3 {
-            let (w, r) = tokio::join!(write(&client, data.clone()), read_exact(&server, data.len()));
+            let (w, r) = tokio::join!(
+                write(&client, data.clone()),
+                read_exact(&server, data.len())
+            );
             w.expect("write");
             assert_eq!(r.expect("read"), data);
             let tx_cap = client.tx.lock().await.capacity();
@@ -289,6 +341,9 @@ fn buffers_are_reused_after_warm_up() {
             caps.push((tx_cap, rx_cap));
         }
         assert_eq!(caps[0].1, RX_CAPACITY);
-        assert!(caps.windows(2).all(|w| w[0] == w[1]), "buffers grew after warm-up: {caps:?}");
+        assert!(
+            caps.windows(2).all(|w| w[0] == w[1]),
+            "buffers grew after warm-up: {caps:?}"
+        );
     });
 }

@@ -34,7 +34,10 @@ pub fn mem_pair(capacity: usize) -> (MemStream, MemStream) {
 impl MemStream {
     fn new(s: DuplexStream) -> Self {
         let (rd, wr) = tokio::io::split(s);
-        MemStream { rd: Mutex::new(rd), wr: Mutex::new(wr) }
+        MemStream {
+            rd: Mutex::new(rd),
+            wr: Mutex::new(wr),
+        }
     }
 }
 
@@ -66,7 +69,10 @@ pub async fn try_pair(
     server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
     name: &str,
-) -> (io::Result<TlsStream<MemStream>>, io::Result<TlsStream<MemStream>>) {
+) -> (
+    io::Result<TlsStream<MemStream>>,
+    io::Result<TlsStream<MemStream>>,
+) {
     let (a, b) = mem_pair(64 * 1024);
     let name = ServerName::try_from(name.to_string()).expect("invariant: valid test name");
     // A side that fails drops its end of the pipe, which ends the other side's wait.
@@ -86,7 +92,9 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 pub fn ecdsa_self_signed(names: &[&str]) -> (String, String) {
     let key = KeyPair::generate().expect("invariant: P-256 keys generate");
     let params = leaf_params(names);
-    let cert = params.self_signed(&key).expect("invariant: self-signing works");
+    let cert = params
+        .self_signed(&key)
+        .expect("invariant: self-signing works");
     (cert.pem(), key.serialize_pem())
 }
 
@@ -94,7 +102,9 @@ pub fn ecdsa_self_signed(names: &[&str]) -> (String, String) {
 pub fn rsa_self_signed(names: &[&str]) -> (String, String) {
     let key = KeyPair::from_pem_and_sign_algo(RSA_KEY_PEM, &rcgen::PKCS_RSA_SHA256)
         .expect("invariant: the RSA fixture parses");
-    let cert = leaf_params(names).self_signed(&key).expect("invariant: self-signing works");
+    let cert = leaf_params(names)
+        .self_signed(&key)
+        .expect("invariant: self-signing works");
     (cert.pem(), RSA_KEY_PEM.to_string())
 }
 
@@ -109,7 +119,9 @@ pub fn certified(cert: &str, key: &str) -> Arc<CertifiedKey> {
 fn leaf_params(names: &[&str]) -> CertificateParams {
     let names: Vec<String> = names.iter().map(|n| (*n).to_string()).collect();
     let mut params = CertificateParams::new(names.clone()).expect("invariant: valid test names");
-    params.distinguished_name.push(DnType::CommonName, names[0].as_str());
+    params
+        .distinguished_name
+        .push(DnType::CommonName, names[0].as_str());
     params
 }
 
@@ -131,14 +143,21 @@ impl TestCa {
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::DigitalSignature,
         ];
-        let cert = params.self_signed(&key).expect("invariant: self-signing works");
-        TestCa { cert_pem: cert.pem(), issuer: Issuer::new(params, key) }
+        let cert = params
+            .self_signed(&key)
+            .expect("invariant: self-signing works");
+        TestCa {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
     }
 
     /// A leaf for `names` signed by this CA, as (cert PEM, key PEM).
     pub fn issue(&self, names: &[&str]) -> (String, String) {
         let key = KeyPair::generate().expect("invariant: P-256 keys generate");
-        let cert = leaf_params(names).signed_by(&key, &self.issuer).expect("invariant: signing works");
+        let cert = leaf_params(names)
+            .signed_by(&key, &self.issuer)
+            .expect("invariant: signing works");
         (cert.pem(), key.serialize_pem())
     }
 
@@ -152,7 +171,12 @@ impl TestCa {
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::DigitalSignature,
         ];
-        let cert = params.signed_by(&key, &self.issuer).expect("invariant: signing works");
-        TestCa { cert_pem: cert.pem(), issuer: Issuer::new(params, key) }
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("invariant: signing works");
+        TestCa {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
     }
 }
