@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
 
 pub use client::{ClientConfigCache, RootSource, client_config};
@@ -33,6 +33,17 @@ pub use stream::{TlsStream, accept, connect};
 
 /// The ALPN protocol both directions offer: HTTP/1.1 only until h2 exists.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// The [`ServerName`] to verify (and send as SNI) for an upstream `host`: an IP address
+/// (brackets allowed for IPv6; no SNI is sent for IPs) or a DNS name. `InvalidInput` otherwise.
+pub fn server_name(host: &str) -> std::io::Result<ServerName<'static>> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    ServerName::try_from(bare.to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host}: {e}")))
+}
 
 /// Errors loading certificates, keys and trust anchors outside the entity model (files named in
 /// settings, generated certificates). Entity problems are reported as `ConfigErrors` instead.
@@ -158,6 +169,22 @@ mod tests {
             certified_key_from_pem(cert.as_bytes(), b"nope"),
             Err(KeyLoadError::Key(m)) if m == "no PEM private key found"
         ));
+    }
+
+    #[test]
+    fn upstream_hosts_become_server_names() {
+        assert!(matches!(
+            server_name("api.example.com"),
+            Ok(ServerName::DnsName(_))
+        ));
+        assert!(matches!(
+            server_name("10.0.0.1"),
+            Ok(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(server_name("[::1]"), Ok(ServerName::IpAddress(_))));
+        assert!(matches!(server_name("::1"), Ok(ServerName::IpAddress(_))));
+        let err = server_name("bad name!").expect_err("not a host");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     }
 
     #[test]

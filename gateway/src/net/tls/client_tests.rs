@@ -53,12 +53,12 @@ fn verification_rejects_an_untrusted_self_signed_certificate() {
         for roots in [roots_of(&[&other_ca.cert_pem]), roots_of(&[])] {
             let client = client_config(true, None, &roots, None);
             let (s, c) = try_pair(server.clone(), client, "localhost").await;
-            let err = c.err().expect("client must refuse");
+            let err = c.expect_err("client must refuse");
             assert_eq!(
                 tls_cause(&err),
                 &rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
             );
-            let err = s.err().expect("server sees the client's alert");
+            let err = s.expect_err("server sees the client's alert");
             assert!(
                 matches!(tls_cause(&err), rustls::Error::AlertReceived(_)),
                 "{err}"
@@ -79,7 +79,7 @@ fn verification_accepts_a_certificate_from_a_configured_ca() {
         c.expect("verified");
         // The name is checked too.
         let (_, c) = try_pair(server, client, "elsewhere.test").await;
-        let err = c.err().expect("wrong name");
+        let err = c.expect_err("wrong name");
         assert!(
             matches!(
                 tls_cause(&err),

@@ -16,6 +16,12 @@
 //! writer holds it, the writer flushes those bytes too, because it drains until rustls has
 //! nothing queued before releasing the lock. The reader never waits for the lock, so a writer
 //! blocked on a full socket cannot stall the reader (which could deadlock both peers).
+//!
+//! **Closing and cancelling.** Dropping a `TlsStream` sends nothing: call `shutdown` for a
+//! close_notify. Dropping a `write_all` or `shutdown` future mid-flight may lose records that
+//! rustls already encrypted, so the connection must then be discarded (as with any partial
+//! write). rustls' buffered API still allocates one chunk per TLS record internally; our own
+//! buffers do not grow after warm-up.
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, Write};
@@ -43,6 +49,17 @@ pub struct TlsStream<S> {
     conn: RefCell<Connection>,
     rx: RefCell<RxBuf>,
     tx: Mutex<Vec<u8>>,
+}
+
+impl<S> std::fmt::Debug for TlsStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let conn = self.conn.borrow();
+        f.debug_struct("TlsStream")
+            .field("server", &matches!(&*conn, Connection::Server(_)))
+            .field("version", &conn.protocol_version())
+            .field("alpn", &conn.alpn_protocol().map(String::from_utf8_lossy))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Ciphertext read from the inner stream; `buf[pos..]` is not yet fed to rustls.

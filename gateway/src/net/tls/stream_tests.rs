@@ -203,7 +203,7 @@ fn eof_during_handshake_is_unexpected() {
     block_on(async {
         let (a, b) = mem_pair(1024);
         b.shutdown().await.expect("shutdown");
-        let err = accept(a, server_cfg).await.err().expect("no handshake");
+        let err = accept(a, server_cfg).await.expect_err("no handshake");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     });
 }
@@ -221,7 +221,7 @@ fn garbage_is_invalid_data_and_gets_an_alert() {
         };
         let server = async {
             let res = accept(a, server_cfg).await;
-            let err = res.err().expect("plaintext HTTP is not TLS");
+            let err = res.expect_err("plaintext HTTP is not TLS");
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
             assert!(
                 err.get_ref()
