@@ -227,7 +227,7 @@ impl Default for Settings {
 }
 
 /// Loads settings from the defaults, then `file` (if any), then `env` (pass
-/// `std::env::vars()`). Returns the settings and warnings worth logging (ignored `KONG_*`
+/// [`process_env()`]). Returns the settings and warnings worth logging (ignored `KONG_*`
 /// variables), or every problem found.
 pub fn load(
     file: Option<&Path>,
@@ -254,6 +254,25 @@ pub fn load(
     } else {
         Err(SettingsError { problems })
     }
+}
+
+/// The process environment's `KONG_*` and `GANGWAY_*` variables, for [`load`]. Unlike
+/// `std::env::vars()` it does not panic on a non-UTF-8 variable elsewhere in the environment;
+/// a non-UTF-8 value of ours is passed on lossily and then fails to parse with a message.
+pub fn process_env() -> Vec<(String, String)> {
+    our_vars(std::env::vars_os())
+}
+
+fn our_vars(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(String, String)> {
+    vars.into_iter()
+        .filter_map(|(name, value)| {
+            let name = name.into_string().ok()?;
+            (name.starts_with("KONG_") || name.starts_with("GANGWAY_"))
+                .then(|| (name, value.to_string_lossy().into_owned()))
+        })
+        .collect()
 }
 
 impl Settings {
