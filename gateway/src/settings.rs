@@ -1,1 +1,488 @@
-//! Settings. OWNER: settings helper.
+//! gangway's settings, read once at startup.
+//!
+//! Sources, weakest first: built-in defaults ([`Settings::default`]), a TOML file
+//! (`gangway start -c gangway.toml`; none by default), Kong's `KONG_<KEY>` environment variables
+//! for the keys gangway shares with Kong, then `GANGWAY_<KEY>` variables. Every key, its Kong
+//! aliases and its parser sit in one table (`registry`); `config/gangway.toml` documents each
+//! key with its default. [`load`] reports every problem it finds, not just the first.
+
+mod env;
+mod file;
+pub mod headers;
+pub mod listen;
+mod registry;
+pub mod values;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde_json::{Map, Value, json};
+
+pub use headers::{HeaderSet, HeaderToken};
+pub use listen::{ListenAddr, SoKeepalive};
+pub use values::{Database, EbpfMode, IoBackend, LogFormat, LogLevel, Role, RouterFlavor};
+
+/// Default `max_connections` (per worker); also what Kong's `worker_connections auto` maps to.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16384;
+
+/// Kong's default `proxy_listen`.
+const DEFAULT_PROXY_LISTEN: &str =
+    "0.0.0.0:8000 reuseport backlog=16384, 0.0.0.0:8443 http2 ssl reuseport backlog=16384";
+/// Kong's default `admin_listen`.
+const DEFAULT_ADMIN_LISTEN: &str =
+    "127.0.0.1:8001 reuseport backlog=16384, 127.0.0.1:8444 http2 ssl reuseport backlog=16384";
+/// Kong's default `status_listen` (3.6+).
+const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8007 reuseport backlog=16384";
+
+/// What Kong shows instead of a secret's value.
+const REDACTED: &str = "******";
+
+/// Every gangway setting. Field names are the TOML keys (Kong's names where Kong has the
+/// setting); `GANGWAY_<NAME>` sets one from the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Working directory for runtime files (the data plane's config cache, pid file).
+    /// Default `gangway-data`, relative to the working directory, so that a non-root user can
+    /// start gangway anywhere (Kong's `/usr/local/kong` needs root). Kong: `KONG_PREFIX`.
+    pub prefix: PathBuf,
+    /// `traditional`, `control_plane` or `data_plane`. Default `traditional`.
+    pub role: Role,
+    /// `off` (DB-less) or `postgres`. Default `off` (Kong defaults to `postgres`).
+    pub database: Database,
+    /// Proxy listeners. Default Kong's:
+    /// `0.0.0.0:8000 reuseport backlog=16384, 0.0.0.0:8443 http2 ssl reuseport backlog=16384`.
+    pub proxy_listen: Vec<ListenAddr>,
+    /// Admin API listeners. Default Kong's:
+    /// `127.0.0.1:8001 reuseport backlog=16384, 127.0.0.1:8444 http2 ssl reuseport backlog=16384`.
+    pub admin_listen: Vec<ListenAddr>,
+    /// Status API listeners. Default `127.0.0.1:8007 reuseport backlog=16384`.
+    pub status_listen: Vec<ListenAddr>,
+    /// The declarative `kong.yml` to load in DB-less mode. Default none: the embedded
+    /// `config/kong.yml`.
+    pub declarative_config: Option<PathBuf>,
+    /// A declarative config given inline (YAML or JSON); used only when `declarative_config`
+    /// is unset, as in Kong. Default none.
+    pub declarative_config_string: Option<String>,
+    /// Reload `declarative_config` when the file changes. Default true.
+    pub config_watch: bool,
+    /// Worker threads; 0 means one per core. Default 0. Kong: `KONG_NGINX_WORKER_PROCESSES`
+    /// (`auto` = 0).
+    pub workers: usize,
+    /// Socket backend: `auto`, `io_uring` or `epoll`. Default `auto`.
+    pub io_backend: IoBackend,
+    /// eBPF programs: `auto`, `off` or `required`. Default `auto`.
+    pub ebpf: EbpfMode,
+    /// Plugins to load: names, `bundled` for all built-in ones; `off` = none. Default
+    /// `["bundled"]`.
+    pub plugins: Vec<String>,
+    /// `traditional_compatible` or `traditional`. Default `traditional_compatible`.
+    pub router_flavor: RouterFlavor,
+    /// Kong's log levels, debug to emerg. Default `notice`.
+    pub log_level: LogLevel,
+    /// `text` or `json`. Default `text`.
+    pub log_format: LogFormat,
+    /// Peers whose `real_ip_header` is believed. Default empty (trust no one).
+    pub trusted_ips: Vec<IpNet>,
+    /// Whether unix-socket peers are trusted (`unix:` in `trusted_ips`). Default false. Set
+    /// through `trusted_ips`; not a key of its own.
+    pub trust_unix: bool,
+    /// Header carrying the client address from a trusted peer. Default `X-Real-IP`.
+    pub real_ip_header: String,
+    /// Take the last untrusted address of `real_ip_header` rather than the last one.
+    /// Default false.
+    pub real_ip_recursive: bool,
+    /// Headers added to responses. Default `server_tokens, latency_tokens, X-Kong-Request-Id`.
+    pub headers: HeaderSet,
+    /// Headers added to proxied requests. Default `X-Kong-Request-Id`.
+    pub headers_upstream: HeaderSet,
+    /// Honour the `Kong-Debug` request header. Default false.
+    pub allow_debug_header: bool,
+    /// Content type of gateway-generated errors when `Accept` does not choose one:
+    /// `text/plain`, `text/html`, `application/json` or `application/xml`. Default `text/plain`.
+    pub error_default_type: String,
+    /// Largest request body in bytes; 0 = unlimited. Default 0. Kong:
+    /// `KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE` (nginx sizes: `10m`, `512k`).
+    pub client_max_body_size: u64,
+    /// Request bodies up to this size are buffered in memory. Default 8192 (`8k`).
+    pub client_body_buffer_size: usize,
+    /// Largest request head (request line plus headers) in bytes. Default 32768 (nginx's
+    /// `large_client_header_buffers 4 8k`).
+    pub client_header_max_bytes: usize,
+    /// Largest request line or single header line in bytes. Default 8192.
+    pub client_header_line_max_bytes: usize,
+    /// Time allowed to receive the request head, in ms. Default 60000.
+    pub client_header_timeout_ms: u64,
+    /// Time allowed between two reads of the request body, in ms. Default 60000.
+    pub client_body_timeout_ms: u64,
+    /// Idle time before a client keep-alive connection is closed, in ms. Default 60000.
+    pub keepalive_timeout_ms: u64,
+    /// Requests served on one client connection before it is closed. Default 10000.
+    pub keepalive_requests: u64,
+    /// Open client connections per worker. Default 16384.
+    pub max_connections: usize,
+    /// Time in-flight requests get to finish on shutdown, in ms. Default 10000.
+    pub shutdown_grace_period_ms: u64,
+    /// Idle upstream connections kept per worker. Default 512.
+    pub upstream_keepalive_pool_size: usize,
+    /// Requests sent on one upstream connection before it is closed. Default 10000.
+    pub upstream_keepalive_max_requests: u64,
+    /// Idle upstream connections are closed after this many seconds. Default 60.
+    pub upstream_keepalive_idle_timeout: u64,
+    /// Verify upstream certificates when a service's `tls_verify` is null. Default false, as
+    /// Kong.
+    pub upstream_tls_verify: bool,
+    /// PEM certificate files for the TLS proxy listeners. Default empty: a self-signed
+    /// certificate is generated.
+    pub ssl_cert: Vec<PathBuf>,
+    /// PEM private keys matching `ssl_cert`, one per certificate. Default empty.
+    pub ssl_cert_key: Vec<PathBuf>,
+    /// CA bundles trusted for upstream and cluster TLS; `system` = the OS store. Default
+    /// `["system"]`.
+    pub lua_ssl_trusted_certificate: Vec<String>,
+    /// Cache time in seconds for DNS answers that carry no TTL. Default 30.
+    pub dns_cache_ttl_s: u64,
+    /// Seconds an expired DNS record may still be served while it is refreshed. Default 3600.
+    pub dns_stale_ttl: u64,
+    /// Postgres host. Default `127.0.0.1`.
+    pub pg_host: String,
+    /// Postgres port. Default 5432.
+    pub pg_port: u16,
+    /// Postgres user. Default `kong`.
+    pub pg_user: String,
+    /// Postgres password. Default none.
+    pub pg_password: Option<String>,
+    /// Postgres database. Default `kong`.
+    pub pg_database: String,
+    /// Postgres schema. Default none (the server's search_path).
+    pub pg_schema: Option<String>,
+    /// Postgres connect and query timeout, in ms. Default 5000.
+    pub pg_timeout: u64,
+    /// Connect to Postgres over TLS. Default false.
+    pub pg_ssl: bool,
+    /// Verify the Postgres server certificate. Default false.
+    pub pg_ssl_verify: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        let listen = |spec: &str| {
+            listen::parse_list(spec).expect("invariant: the built-in listen defaults parse")
+        };
+        Settings {
+            prefix: PathBuf::from("gangway-data"),
+            role: Role::Traditional,
+            database: Database::Off,
+            proxy_listen: listen(DEFAULT_PROXY_LISTEN),
+            admin_listen: listen(DEFAULT_ADMIN_LISTEN),
+            status_listen: listen(DEFAULT_STATUS_LISTEN),
+            declarative_config: None,
+            declarative_config_string: None,
+            config_watch: true,
+            workers: 0,
+            io_backend: IoBackend::Auto,
+            ebpf: EbpfMode::Auto,
+            plugins: vec!["bundled".to_owned()],
+            router_flavor: RouterFlavor::TraditionalCompatible,
+            log_level: LogLevel::Notice,
+            log_format: LogFormat::Text,
+            trusted_ips: Vec::new(),
+            trust_unix: false,
+            real_ip_header: "X-Real-IP".to_owned(),
+            real_ip_recursive: false,
+            headers: HeaderSet::DEFAULT_DOWNSTREAM,
+            headers_upstream: HeaderSet::DEFAULT_UPSTREAM,
+            allow_debug_header: false,
+            error_default_type: "text/plain".to_owned(),
+            client_max_body_size: 0,
+            client_body_buffer_size: 8 * 1024,
+            client_header_max_bytes: 32 * 1024,
+            client_header_line_max_bytes: 8 * 1024,
+            client_header_timeout_ms: 60_000,
+            client_body_timeout_ms: 60_000,
+            keepalive_timeout_ms: 60_000,
+            keepalive_requests: 10_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace_period_ms: 10_000,
+            upstream_keepalive_pool_size: 512,
+            upstream_keepalive_max_requests: 10_000,
+            upstream_keepalive_idle_timeout: 60,
+            upstream_tls_verify: false,
+            ssl_cert: Vec::new(),
+            ssl_cert_key: Vec::new(),
+            lua_ssl_trusted_certificate: vec!["system".to_owned()],
+            dns_cache_ttl_s: 30,
+            dns_stale_ttl: 3600,
+            pg_host: "127.0.0.1".to_owned(),
+            pg_port: 5432,
+            pg_user: "kong".to_owned(),
+            pg_password: None,
+            pg_database: "kong".to_owned(),
+            pg_schema: None,
+            pg_timeout: 5000,
+            pg_ssl: false,
+            pg_ssl_verify: false,
+        }
+    }
+}
+
+/// Loads settings from the defaults, then `file` (if any), then `env` (pass
+/// [`process_env()`]). Returns the settings and warnings worth logging (ignored `KONG_*`
+/// variables), or every problem found.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(Settings, Vec<String>), SettingsError> {
+    let mut settings = Settings::default();
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    if let Some(path) = file {
+        file::apply(path, &mut settings, &mut problems);
+    }
+    env::apply(env, &mut settings, &mut problems, &mut warnings);
+    // Cross-key rules only make sense once every value parsed.
+    if problems.is_empty() {
+        problems.extend(
+            settings
+                .inconsistencies()
+                .into_iter()
+                .map(Problem::Inconsistent),
+        );
+    }
+    if problems.is_empty() {
+        Ok((settings, warnings))
+    } else {
+        Err(SettingsError { problems })
+    }
+}
+
+/// The process environment's `KONG_*` and `GANGWAY_*` variables, for [`load`]. Unlike
+/// `std::env::vars()` it does not panic on a non-UTF-8 variable elsewhere in the environment;
+/// a non-UTF-8 value of ours is passed on lossily and then fails to parse with a message.
+pub fn process_env() -> Vec<(String, String)> {
+    our_vars(std::env::vars_os())
+}
+
+fn our_vars(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(String, String)> {
+    vars.into_iter()
+        .filter_map(|(name, value)| {
+            let name = name.into_string().ok()?;
+            (name.starts_with("KONG_") || name.starts_with("GANGWAY_"))
+                .then(|| (name, value.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+impl Settings {
+    /// The number of worker threads to start: `workers`, or one per core when it is 0.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+
+    /// Kong's `GET /` `configuration` object: every key with its value, unset keys omitted
+    /// and secrets (`pg_password`, `ssl_cert_key`, `declarative_config_string`) shown as
+    /// `******`. Also carries Kong's parsed `*_listeners` lists, which clients such as Kong
+    /// Manager read.
+    pub fn kong_configuration_json(&self) -> Value {
+        let mut out = Map::new();
+        for key in registry::KEYS {
+            if let Some(value) = (key.show)(self) {
+                let value = if key.sensitive {
+                    Value::String(REDACTED.to_owned())
+                } else {
+                    value
+                };
+                out.insert(key.name.to_owned(), value);
+            }
+        }
+        for (name, list) in [
+            ("proxy_listeners", &self.proxy_listen),
+            ("admin_listeners", &self.admin_listen),
+            ("status_listeners", &self.status_listen),
+        ] {
+            let parsed: Vec<Value> = list.iter().map(kong_listener).collect();
+            out.insert(name.to_owned(), Value::Array(parsed));
+        }
+        Value::Object(out)
+    }
+
+    /// Kong's cross-key checks, with Kong's messages.
+    fn inconsistencies(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        match self.role {
+            Role::ControlPlane => {
+                if self.admin_listen.is_empty() {
+                    found.push(
+                        "admin_listen must be specified when role = \"control_plane\"".into(),
+                    );
+                }
+                if self.database == Database::Off {
+                    found.push(
+                        "in-memory storage can not be used when role = \"control_plane\"".into(),
+                    );
+                }
+            }
+            Role::DataPlane => {
+                if self.proxy_listen.is_empty() {
+                    found.push("proxy_listen must be specified when role = \"data_plane\"".into());
+                }
+                if self.database != Database::Off {
+                    found.push(
+                        "only in-memory storage can be used when role = \"data_plane\" \
+                         (set database = off)"
+                            .into(),
+                    );
+                }
+            }
+            Role::Traditional => {}
+        }
+        // Kong checks certificate pairs only when a proxy listener terminates TLS.
+        if self.proxy_listen.iter().any(|l| l.ssl) {
+            let (certs, keys) = (self.ssl_cert.len(), self.ssl_cert_key.len());
+            if certs > 0 && keys == 0 {
+                found.push("ssl_cert_key must be specified".into());
+            } else if keys > 0 && certs == 0 {
+                found.push("ssl_cert must be specified".into());
+            } else if certs != keys {
+                found.push(format!(
+                    "ssl_cert was specified {certs} times while ssl_cert_key was specified {keys} times"
+                ));
+            }
+        }
+        found
+    }
+}
+
+/// One entry of Kong's `*_listeners`: ip, port, the normalized listener string and a boolean
+/// per flag (`backlog=<n>` appears as its own `true` key, as Kong's parser leaves it).
+fn kong_listener(l: &ListenAddr) -> Value {
+    let ip = match l.addr.ip() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    let mut entry = json!({
+        "ip": ip,
+        "port": l.addr.port(),
+        "listener": l.to_string(),
+        "ssl": l.ssl,
+        "http2": l.http2,
+        "proxy_protocol": l.proxy_protocol,
+        "deferred": l.deferred,
+        "bind": l.bind,
+        "reuseport": l.reuseport,
+    });
+    if let (Some(n), Some(map)) = (l.backlog, entry.as_object_mut()) {
+        map.insert(format!("backlog={n}"), Value::Bool(true));
+    }
+    entry
+}
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The settings file, with the line of the value when known.
+    File {
+        /// The file as given on the command line.
+        path: PathBuf,
+        /// 1-based line.
+        line: Option<usize>,
+    },
+    /// An environment variable.
+    Env {
+        /// The variable's name, e.g. `KONG_PROXY_LISTEN`.
+        var: String,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File {
+                path,
+                line: Some(line),
+            } => write!(f, "{} line {line}", path.display()),
+            Origin::File { path, line: None } => write!(f, "{}", path.display()),
+            Origin::Env { var } => write!(f, "environment variable {var}"),
+        }
+    }
+}
+
+/// One thing wrong with the settings.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// The settings file could not be read.
+    #[error("cannot read settings file {}: {reason}", .path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The settings file is not valid TOML.
+    #[error("{}{}: invalid TOML: {reason}", .path.display(), line_suffix(*.line))]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error, when known.
+        line: Option<usize>,
+        /// The parser's message.
+        reason: String,
+    },
+    /// The settings file names a key gangway does not have.
+    #[error("{origin}: unknown key '{key}'")]
+    UnknownKey {
+        /// Where.
+        origin: Origin,
+        /// The key as written.
+        key: String,
+    },
+    /// A `GANGWAY_*` variable names no setting.
+    #[error("unknown environment variable {var}: gangway has no setting '{key}'")]
+    UnknownEnv {
+        /// The variable.
+        var: String,
+        /// The key it would set.
+        key: String,
+    },
+    /// A value does not parse.
+    #[error("{origin}: invalid value for {key}: {reason}")]
+    Invalid {
+        /// Where the value came from.
+        origin: Origin,
+        /// The key it sets.
+        key: String,
+        /// What was expected, and what was found.
+        reason: String,
+    },
+    /// Values that parse but do not go together (Kong's cross-key checks).
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+fn line_suffix(line: Option<usize>) -> String {
+    line.map(|l| format!(" line {l}")).unwrap_or_default()
+}
+
+/// Every problem [`load`] found, one per line in `Display`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid settings:\n  {}", list(.problems))]
+pub struct SettingsError {
+    /// The problems, file first, then environment, then cross-key checks.
+    pub problems: Vec<Problem>,
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,449 @@
+//! The one table of settings keys: each key's name (the TOML key; `GANGWAY_<NAME>` in the
+//! environment), its Kong environment aliases, how to parse a value into [`Settings`] and how
+//! to show it in Kong's `GET /` `configuration` object. The file and environment sources both
+//! go through this table, so adding a key is adding one line here (plus the field and its
+//! documented default).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::headers::HeaderSet;
+use super::listen::{self, ListenAddr};
+use super::values::{
+    Database, EbpfMode, IoBackend, LogFormat, LogLevel, Role, RouterFlavor, parse_bool,
+    parse_duration_ms, parse_error_type, parse_int, parse_list, parse_ms, parse_opt_string,
+    parse_size, parse_size_usize, parse_trusted_ips, parse_workers,
+};
+use super::{DEFAULT_MAX_CONNECTIONS, Settings};
+
+/// Parses a value into its field(s); the error says what was expected.
+pub(super) type Apply = fn(&mut Settings, &str) -> Result<(), String>;
+/// Shows a key's current value; `None` means unset (omitted, as Kong omits `NONE`).
+pub(super) type Show = fn(&Settings) -> Option<Value>;
+
+/// A Kong environment variable that sets a key.
+pub(super) struct Alias {
+    /// The full variable name, e.g. `KONG_PROXY_LISTEN`.
+    pub env: &'static str,
+    /// The parser when Kong's syntax differs from ours (nginx times whose bare unit is
+    /// seconds); `None` means the key's own parser.
+    pub apply: Option<Apply>,
+}
+
+/// One settings key.
+pub(super) struct Key {
+    /// The TOML key and the field name.
+    pub name: &'static str,
+    /// Kong variables that set this key, weakest first: when several are set, the last wins.
+    pub kong: &'static [Alias],
+    pub apply: Apply,
+    pub show: Show,
+    /// Shown as `******` in `GET /`, as Kong does for its `CONF_SENSITIVE` keys.
+    pub sensitive: bool,
+}
+
+const fn kong(env: &'static str) -> Alias {
+    Alias { env, apply: None }
+}
+
+const fn nginx(env: &'static str, apply: Apply) -> Alias {
+    Alias {
+        env,
+        apply: Some(apply),
+    }
+}
+
+/// `key!(field, kong [aliases], parser, shower)`: a key stored in one field.
+macro_rules! key {
+    ($field:ident, kong [$($alias:expr),* $(,)?], $parse:expr, $show:expr $(, $sensitive:literal)?) => {
+        Key {
+            name: stringify!($field),
+            kong: &[$($alias),*],
+            apply: |s, v| {
+                s.$field = ($parse)(v)?;
+                Ok(())
+            },
+            show: |s| ($show)(&s.$field),
+            sensitive: false $(|| $sensitive)?,
+        }
+    };
+}
+
+fn scalar<T: Clone + Into<Value>>(v: &T) -> Option<Value> {
+    Some(v.clone().into())
+}
+
+fn text<T: ToString>(v: &T) -> Option<Value> {
+    Some(Value::String(v.to_string()))
+}
+
+fn opt_text(v: &Option<String>) -> Option<Value> {
+    v.as_ref().map(|s| Value::String(s.clone()))
+}
+
+fn path(v: &Path) -> Option<Value> {
+    Some(Value::String(v.display().to_string()))
+}
+
+fn opt_path(v: &Option<PathBuf>) -> Option<Value> {
+    v.as_deref().and_then(path)
+}
+
+fn strings(v: &[String]) -> Option<Value> {
+    Some(json!(v))
+}
+
+fn paths(v: &[PathBuf]) -> Option<Value> {
+    Some(json!(
+        v.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+    ))
+}
+
+fn listens(v: &[ListenAddr]) -> Option<Value> {
+    Some(json!(listen::to_strings(v)))
+}
+
+fn header_set(v: &HeaderSet) -> Option<Value> {
+    Some(json!(v.to_tokens()))
+}
+
+fn path_list(v: &str) -> Result<Vec<PathBuf>, String> {
+    Ok(parse_list(v)?.into_iter().map(PathBuf::from).collect())
+}
+
+fn plugin_list(v: &str) -> Result<Vec<String>, String> {
+    let list = parse_list(v)?;
+    // Kong: `plugins = off` loads no plugin at all.
+    if list.first().is_some_and(|p| p == "off") {
+        return Ok(Vec::new());
+    }
+    Ok(list)
+}
+
+fn dir_path(v: &str) -> Result<PathBuf, String> {
+    match v.trim() {
+        "" => Err("expected a directory path, got an empty value".to_owned()),
+        p => Ok(PathBuf::from(p)),
+    }
+}
+
+/// nginx directives take times whose bare unit is seconds.
+fn nginx_seconds(v: &str) -> Result<u64, String> {
+    parse_duration_ms(v, 1000)
+}
+
+/// nginx `large_client_header_buffers <number> <size>`: a line must fit one buffer and the
+/// whole head all of them.
+fn apply_large_client_header_buffers(s: &mut Settings, v: &str) -> Result<(), String> {
+    let bad = || format!("expected '<number> <size>' (e.g. 4 8k), got '{v}'");
+    let mut words = v.split_whitespace();
+    let (Some(count), Some(size), None) = (words.next(), words.next(), words.next()) else {
+        return Err(bad());
+    };
+    let count: usize = parse_int(count).map_err(|_| bad())?;
+    let size = parse_size_usize(size).map_err(|_| bad())?;
+    s.client_header_line_max_bytes = size;
+    s.client_header_max_bytes = count.checked_mul(size).ok_or_else(bad)?;
+    Ok(())
+}
+
+/// nginx `worker_connections`; Kong's `auto` sizes it from the file limit, we use our default.
+fn apply_worker_connections(s: &mut Settings, v: &str) -> Result<(), String> {
+    s.max_connections = if v.trim().eq_ignore_ascii_case("auto") {
+        DEFAULT_MAX_CONNECTIONS
+    } else {
+        parse_int(v).map_err(|_| format!("expected a whole number or 'auto', got '{v}'"))?
+    };
+    Ok(())
+}
+
+/// Every settings key, in the order `config/gangway.toml` and `GET /` present them.
+pub(super) static KEYS: &[Key] = &[
+    key!(prefix, kong[kong("KONG_PREFIX")], dir_path, path),
+    key!(role, kong[kong("KONG_ROLE")], Role::parse, text),
+    key!(database, kong[kong("KONG_DATABASE")], Database::parse, text),
+    key!(
+        proxy_listen,
+        kong[kong("KONG_PROXY_LISTEN")],
+        listen::parse_list,
+        listens
+    ),
+    key!(
+        admin_listen,
+        kong[kong("KONG_ADMIN_LISTEN")],
+        listen::parse_list,
+        listens
+    ),
+    key!(
+        status_listen,
+        kong[kong("KONG_STATUS_LISTEN")],
+        listen::parse_list,
+        listens
+    ),
+    key!(
+        declarative_config,
+        kong[kong("KONG_DECLARATIVE_CONFIG")],
+        |v: &str| parse_opt_string(v).map(|p| p.map(PathBuf::from)),
+        opt_path
+    ),
+    key!(
+        declarative_config_string,
+        kong[kong("KONG_DECLARATIVE_CONFIG_STRING")],
+        parse_opt_string,
+        opt_text,
+        true
+    ),
+    key!(config_watch, kong[], parse_bool, scalar),
+    key!(
+        workers,
+        kong[
+            kong("KONG_NGINX_WORKER_PROCESSES"),
+            kong("KONG_NGINX_MAIN_WORKER_PROCESSES"),
+        ],
+        parse_workers,
+        scalar
+    ),
+    key!(io_backend, kong[], IoBackend::parse, text),
+    key!(ebpf, kong[], EbpfMode::parse, text),
+    key!(plugins, kong[kong("KONG_PLUGINS")], plugin_list, strings),
+    key!(
+        router_flavor,
+        kong[kong("KONG_ROUTER_FLAVOR")],
+        RouterFlavor::parse_setting,
+        text
+    ),
+    key!(
+        log_level,
+        kong[kong("KONG_LOG_LEVEL")],
+        LogLevel::parse,
+        text
+    ),
+    key!(log_format, kong[], LogFormat::parse, text),
+    Key {
+        name: "trusted_ips",
+        kong: &[kong("KONG_TRUSTED_IPS")],
+        apply: |s, v| {
+            (s.trusted_ips, s.trust_unix) = parse_trusted_ips(v)?;
+            Ok(())
+        },
+        show: |s| {
+            let mut list: Vec<String> = s.trusted_ips.iter().map(ToString::to_string).collect();
+            if s.trust_unix {
+                list.push("unix:".to_owned());
+            }
+            Some(json!(list))
+        },
+        sensitive: false,
+    },
+    key!(
+        real_ip_header,
+        kong[
+            kong("KONG_NGINX_PROXY_REAL_IP_HEADER"),
+            kong("KONG_REAL_IP_HEADER"),
+        ],
+        |v: &str| Ok::<_, String>(v.trim().to_owned()),
+        text
+    ),
+    key!(
+        real_ip_recursive,
+        kong[
+            kong("KONG_NGINX_PROXY_REAL_IP_RECURSIVE"),
+            kong("KONG_REAL_IP_RECURSIVE"),
+        ],
+        parse_bool,
+        scalar
+    ),
+    key!(
+        headers,
+        kong[kong("KONG_HEADERS")],
+        HeaderSet::parse_downstream,
+        header_set
+    ),
+    key!(
+        headers_upstream,
+        kong[kong("KONG_HEADERS_UPSTREAM")],
+        HeaderSet::parse_upstream,
+        header_set
+    ),
+    key!(
+        allow_debug_header,
+        kong[kong("KONG_ALLOW_DEBUG_HEADER")],
+        parse_bool,
+        scalar
+    ),
+    key!(
+        error_default_type,
+        kong[kong("KONG_ERROR_DEFAULT_TYPE")],
+        parse_error_type,
+        text
+    ),
+    key!(
+        client_max_body_size,
+        kong[kong("KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE")],
+        parse_size,
+        scalar
+    ),
+    key!(
+        client_body_buffer_size,
+        kong[
+            kong("KONG_NGINX_HTTP_CLIENT_BODY_BUFFER_SIZE"),
+            kong("KONG_CLIENT_BODY_BUFFER_SIZE"),
+        ],
+        parse_size_usize,
+        scalar
+    ),
+    key!(
+        client_header_max_bytes,
+        kong[nginx(
+            "KONG_NGINX_HTTP_LARGE_CLIENT_HEADER_BUFFERS",
+            apply_large_client_header_buffers
+        )],
+        parse_size_usize,
+        scalar
+    ),
+    key!(client_header_line_max_bytes, kong[], parse_size_usize, scalar),
+    key!(
+        client_header_timeout_ms,
+        kong[nginx("KONG_NGINX_HTTP_CLIENT_HEADER_TIMEOUT", |s, v| {
+            s.client_header_timeout_ms = nginx_seconds(v)?;
+            Ok(())
+        })],
+        parse_ms,
+        scalar
+    ),
+    key!(
+        client_body_timeout_ms,
+        kong[nginx("KONG_NGINX_HTTP_CLIENT_BODY_TIMEOUT", |s, v| {
+            s.client_body_timeout_ms = nginx_seconds(v)?;
+            Ok(())
+        })],
+        parse_ms,
+        scalar
+    ),
+    key!(
+        keepalive_timeout_ms,
+        kong[nginx("KONG_NGINX_HTTP_KEEPALIVE_TIMEOUT", |s, v| {
+            s.keepalive_timeout_ms = nginx_seconds(v)?;
+            Ok(())
+        })],
+        parse_ms,
+        scalar
+    ),
+    key!(
+        keepalive_requests,
+        kong[kong("KONG_NGINX_HTTP_KEEPALIVE_REQUESTS")],
+        parse_int,
+        scalar
+    ),
+    key!(
+        max_connections,
+        kong[nginx(
+            "KONG_NGINX_EVENTS_WORKER_CONNECTIONS",
+            apply_worker_connections
+        )],
+        parse_int,
+        scalar
+    ),
+    key!(
+        shutdown_grace_period_ms,
+        kong[nginx("KONG_NGINX_MAIN_WORKER_SHUTDOWN_TIMEOUT", |s, v| {
+            s.shutdown_grace_period_ms = nginx_seconds(v)?;
+            Ok(())
+        })],
+        parse_ms,
+        scalar
+    ),
+    key!(
+        upstream_keepalive_pool_size,
+        kong[kong("KONG_UPSTREAM_KEEPALIVE_POOL_SIZE")],
+        parse_int,
+        scalar
+    ),
+    key!(
+        upstream_keepalive_max_requests,
+        kong[kong("KONG_UPSTREAM_KEEPALIVE_MAX_REQUESTS")],
+        parse_int,
+        scalar
+    ),
+    key!(
+        upstream_keepalive_idle_timeout,
+        kong[kong("KONG_UPSTREAM_KEEPALIVE_IDLE_TIMEOUT")],
+        parse_int,
+        scalar
+    ),
+    key!(upstream_tls_verify, kong[], parse_bool, scalar),
+    key!(ssl_cert, kong[kong("KONG_SSL_CERT")], path_list, paths),
+    key!(
+        ssl_cert_key,
+        kong[kong("KONG_SSL_CERT_KEY")],
+        path_list,
+        paths,
+        true
+    ),
+    key!(
+        lua_ssl_trusted_certificate,
+        kong[kong("KONG_LUA_SSL_TRUSTED_CERTIFICATE")],
+        parse_list,
+        strings
+    ),
+    key!(dns_cache_ttl_s, kong[], parse_int, scalar),
+    key!(
+        dns_stale_ttl,
+        kong[kong("KONG_DNS_STALE_TTL")],
+        parse_int,
+        scalar
+    ),
+    key!(
+        pg_host,
+        kong[kong("KONG_PG_HOST")],
+        |v: &str| Ok::<_, String>(v.trim().to_owned()),
+        text
+    ),
+    key!(pg_port, kong[kong("KONG_PG_PORT")], parse_int, scalar),
+    key!(
+        pg_user,
+        kong[kong("KONG_PG_USER")],
+        |v: &str| Ok::<_, String>(v.to_owned()),
+        text
+    ),
+    key!(
+        pg_password,
+        kong[kong("KONG_PG_PASSWORD")],
+        parse_opt_string,
+        opt_text,
+        true
+    ),
+    key!(
+        pg_database,
+        kong[kong("KONG_PG_DATABASE")],
+        |v: &str| Ok::<_, String>(v.to_owned()),
+        text
+    ),
+    key!(
+        pg_schema,
+        kong[kong("KONG_PG_SCHEMA")],
+        parse_opt_string,
+        opt_text
+    ),
+    key!(pg_timeout, kong[kong("KONG_PG_TIMEOUT")], parse_ms, scalar),
+    key!(pg_ssl, kong[kong("KONG_PG_SSL")], parse_bool, scalar),
+    key!(
+        pg_ssl_verify,
+        kong[kong("KONG_PG_SSL_VERIFY")],
+        parse_bool,
+        scalar
+    ),
+];
+
+/// The key named `name`, if any.
+pub(super) fn find(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// The `GANGWAY_*` variable for a key.
+pub(super) fn env_name(key: &Key) -> String {
+    format!("GANGWAY_{}", key.name.to_ascii_uppercase())
+}
