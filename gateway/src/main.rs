@@ -1,1 +1,41 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use gangway::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("gangway {}", gangway::VERSION);
+            ExitCode::SUCCESS
+        }
+        Command::Check { file } => match gangway::config::declarative::load_file(&file) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} services, {} routes, {} consumers, {} plugins)",
+                    file.display(),
+                    config.services.len(),
+                    config.routes.len(),
+                    config.consumers.len(),
+                    config.plugins.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{}: {} error(s)", file.display(), errors.0.len());
+                for e in &errors.0 {
+                    eprintln!("  {e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Command::Start { conf } => match gangway::runtime::start(conf.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gangway: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

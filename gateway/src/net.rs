@@ -1,5 +1,51 @@
 //! Sockets behind one owned-buffer seam ([`stream::Stream`]) with two backends: io_uring
-//! (`uring`) and epoll (`epoll`, tokio). TLS (`tls`) wraps either backend's stream.
+//! ([`uring`]) and epoll ([`epoll`], tokio). TLS wraps either backend's stream.
+//!
+//! A [`Backend`] owns a worker thread's runtime: the data plane is written once, generic over
+//! the backend, and monomorphized per backend so neither pays for the other.
 
+pub mod epoll;
+pub mod listener;
 pub mod stream;
 pub mod tls;
+pub mod uring;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+pub use stream::Stream;
+
+/// An I/O backend: a single-threaded runtime plus its socket types.
+#[allow(async_fn_in_trait)]
+pub trait Backend: 'static {
+    /// A connected TCP stream.
+    type Stream: Stream + 'static;
+    /// A listening socket.
+    type Listener: 'static;
+
+    /// The setting value naming this backend (`io_uring` or `epoll`).
+    const NAME: &'static str;
+
+    /// Runs `future` to completion on a new runtime on the current thread; tasks spawned with
+    /// `tokio::task::spawn_local` inside it run on this thread.
+    fn block_on<F: Future>(future: F) -> F::Output;
+
+    /// Adopts a bound, listening std socket (already non-blocking with SO_REUSEPORT set).
+    fn listener(socket: std::net::TcpListener) -> io::Result<Self::Listener>;
+
+    /// Accepts one connection.
+    async fn accept(listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)>;
+
+    /// Opens a connection to `addr` with TCP_NODELAY set.
+    async fn connect(addr: SocketAddr) -> io::Result<Self::Stream>;
+}
+
+/// Which backends this process can use: io_uring needs kernel support and a seccomp profile
+/// that allows it (Docker's default does not).
+pub fn probe_io_uring() -> Result<(), String> {
+    match tokio_uring::uring_builder().build(8) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("io_uring_setup failed: {e}")),
+    }
+}

@@ -1,1 +1,103 @@
-//! TODO skeleton
+//! Process lifecycle: settings, the first config load, listeners, worker threads, the control
+//! runtime (status API, signals, reloads) and graceful shutdown.
+
+pub mod control;
+pub mod gateway;
+pub mod worker;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::config::ConfigErrors;
+use crate::settings::{self, IoBackend, SettingsError};
+
+pub use gateway::Gateway;
+
+/// Why `gangway start` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad settings.
+    #[error("invalid settings: {0}")]
+    Settings(#[from] SettingsError),
+    /// The declarative config did not load.
+    #[error("invalid declarative config:\n{0}")]
+    Config(#[from] ConfigErrors),
+    /// io_uring was forced but is unavailable.
+    #[error("io_backend = \"io_uring\" but {0}")]
+    IoUring(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The default certificate could not be loaded or generated.
+    #[error("default certificate: {0}")]
+    Tls(#[from] crate::net::tls::TlsError),
+    /// Any other I/O failure at startup.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The backend a process runs with, decided once at startup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChosenBackend {
+    /// io_uring via tokio-uring.
+    IoUring,
+    /// epoll via tokio.
+    Epoll,
+}
+
+fn choose_backend(setting: IoBackend) -> Result<ChosenBackend, StartError> {
+    match setting {
+        IoBackend::Epoll => Ok(ChosenBackend::Epoll),
+        IoBackend::IoUring => crate::net::probe_io_uring()
+            .map(|()| ChosenBackend::IoUring)
+            .map_err(StartError::IoUring),
+        IoBackend::Auto => match crate::net::probe_io_uring() {
+            Ok(()) => Ok(ChosenBackend::IoUring),
+            Err(reason) => {
+                warn!(%reason, "io_uring unavailable; falling back to epoll");
+                Ok(ChosenBackend::Epoll)
+            }
+        },
+    }
+}
+
+/// Runs gangway in the foreground until SIGTERM/SIGINT and the drain that follows.
+pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
+    let (settings, warnings) = settings::load(conf, settings::process_env())?;
+    crate::telemetry::init(settings.log_level, settings.log_format);
+    for w in warnings {
+        warn!("{w}");
+    }
+    let backend = choose_backend(settings.io_backend)?;
+    let workers = settings.worker_count();
+    let config = control::load_config(&settings)?;
+    let health = Arc::new(crate::upstream::balancer::HealthRegistry::default());
+    let default_cert =
+        crate::net::tls::default_certificate(&settings.ssl_cert, &settings.ssl_cert_key)?;
+    let shared = crate::config::compile::CompileShared {
+        settings: &settings,
+        health: &health,
+        default_cert: &default_cert,
+    };
+    let snapshot = crate::config::compile::compile(config, &shared, 1)?;
+    let gateway = Arc::new(Gateway::new(settings, snapshot, health, default_cert));
+    let listeners = worker::bind_all(&gateway.settings.proxy_listen, workers)?;
+    info!(
+        version = crate::VERSION,
+        io_backend = ?backend,
+        workers,
+        config.hash = %gateway.snapshot().hash,
+        "gangway starting"
+    );
+    let for_workers = gateway.clone();
+    control::run(gateway, move || {
+        worker::spawn_all(for_workers, backend, listeners)
+    })
+}

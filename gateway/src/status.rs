@@ -1,1 +1,143 @@
-//! TODO skeleton
+//! Kong's Status API on `status_listen`: `/status` and `/status/ready`.
+//!
+//! `/status/ready` is the load balancer health check: 503 until a config is loaded and while
+//! draining.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::info;
+
+use crate::runtime::Gateway;
+
+/// Binds every `status_listen` address and serves the Status API on the current runtime.
+pub async fn serve(gateway: Arc<Gateway>) -> std::io::Result<()> {
+    for spec in &gateway.settings.status_listen {
+        let listener = tokio::net::TcpListener::bind(spec.addr).await?;
+        info!(listen = %listener.local_addr()?, "status listener bound");
+        let app = router(gateway.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+    Ok(())
+}
+
+/// The Status API routes.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/status/ready", get(ready).post(set_ready))
+        .fallback(not_found)
+        .with_state(gateway)
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"message": "Not found"}))).into_response()
+}
+
+#[derive(Deserialize)]
+struct UnitQuery {
+    unit: Option<String>,
+}
+
+fn rss_bytes() -> u64 {
+    // /proc/self/statm: size resident ... in pages.
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}
+
+fn format_size(bytes: u64, unit: &str) -> serde_json::Value {
+    let (div, suffix) = match unit {
+        "b" => return json!(bytes),
+        "k" => (1024.0, "KiB"),
+        "g" => (1024.0 * 1024.0 * 1024.0, "GiB"),
+        _ => (1024.0 * 1024.0, "MiB"),
+    };
+    json!(format!("{:.2} {suffix}", bytes as f64 / div))
+}
+
+async fn status(State(gw): State<Arc<Gateway>>, Query(q): Query<UnitQuery>) -> Response {
+    let unit = q.unit.as_deref().unwrap_or("m");
+    if !matches!(unit, "b" | "k" | "m" | "g") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": "invalid unit \"{unit}\" (expected k/K, m/M, or g/G)"})),
+        )
+            .into_response();
+    }
+    let c = &gw.counters;
+    let active = c.active.load(Ordering::Relaxed);
+    let waiting = c.waiting.load(Ordering::Relaxed).min(active);
+    let body = json!({
+        "memory": {
+            "lua_shared_dicts": {},
+            "workers_lua_vms": [{"http_allocated_gc": format_size(rss_bytes(), unit), "pid": std::process::id()}],
+        },
+        "server": {
+            "connections_active": active,
+            "connections_reading": 0,
+            "connections_writing": active - waiting,
+            "connections_waiting": waiting,
+            "connections_accepted": c.accepted.load(Ordering::Relaxed),
+            "connections_handled": c.handled.load(Ordering::Relaxed),
+            "total_requests": c.total_requests.load(Ordering::Relaxed),
+        },
+        "configuration_hash": gw.snapshot().hash,
+    });
+    Json(body).into_response()
+}
+
+async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
+    if gw.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"message": "draining"})),
+        )
+            .into_response();
+    }
+    if gw.snapshot().version == 0 {
+        let msg = "no configuration available (empty configuration present)";
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"message": msg})),
+        )
+            .into_response();
+    }
+    (StatusCode::OK, Json(json!({"message": "ready"}))).into_response()
+}
+
+#[derive(Deserialize)]
+struct ReadyForm {
+    status: Option<String>,
+}
+
+async fn set_ready(State(gw): State<Arc<Gateway>>, Form(f): Form<ReadyForm>) -> Response {
+    match f.status.as_deref() {
+        Some("draining") => {
+            gw.set_draining();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": "status must be 'draining'"})),
+        )
+            .into_response(),
+    }
+}

@@ -1,1 +1,7 @@
-//! TODO skeleton
+//! Upstream connections: the per-worker keep-alive pool, DNS cache, load balancer and
+//! passive health checks.
+
+pub mod balancer;
+pub mod dns;
+pub mod health;
+pub mod pool;

@@ -1,1 +1,11 @@
-//! Integration tests.
+//! Integration tests: the real `gangway` binary, real sockets, a real upstream.
+//!
+//! Run once per I/O backend (`GANGWAY_TEST_IO_BACKEND=io_uring|epoll`); `cargo xtask test` does
+//! both.
+
+mod harness;
+
+mod errors;
+mod lifecycle;
+mod proxy;
+mod tls;

@@ -81,7 +81,10 @@ impl Protocol {
 
     /// True for protocols carried over TLS.
     pub fn is_tls(self) -> bool {
-        matches!(self, Protocol::Https | Protocol::Grpcs | Protocol::Tls | Protocol::TlsPassthrough)
+        matches!(
+            self,
+            Protocol::Https | Protocol::Grpcs | Protocol::Tls | Protocol::TlsPassthrough
+        )
     }
 }
 
@@ -390,8 +393,7 @@ pub struct Healthchecks {
 
 impl Default for Healthchecks {
     fn default() -> Self {
-        let passive_ok: Vec<u16> =
-            (200..=208).chain([226]).chain(300..=308).collect();
+        let passive_ok: Vec<u16> = (200..=208).chain([226]).chain(300..=308).collect();
         Healthchecks {
             active: ActiveHealthcheck {
                 kind: "http".into(),

@@ -1,4 +1,59 @@
-//! The immutable snapshot the data plane reads.
+//! The immutable snapshot the data plane reads: everything a request needs, precompiled.
+
+use std::time::Duration;
+
+use super::model::{Config, Id};
+use crate::router::Router;
+use crate::upstream::balancer::Balancer;
+
+/// Where a service's traffic goes.
+#[derive(Debug, Clone)]
+pub struct ServiceTarget {
+    /// The service's id.
+    pub id: Id,
+    /// The service's name, if any.
+    pub name: Option<String>,
+    /// True for https upstreams.
+    pub tls: bool,
+    /// Upstream hostname or IP (or the name of an upstream entity).
+    pub host: String,
+    /// Upstream port.
+    pub port: u16,
+    /// The Host header sent upstream unless `preserve_host`: host, plus `:port` unless it is
+    /// the scheme's default.
+    pub host_header: String,
+    /// Base path (`service.path`).
+    pub path: Option<String>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Read timeout (between bytes of the upstream response).
+    pub read_timeout: Duration,
+    /// Write timeout.
+    pub write_timeout: Duration,
+    /// Retries after connection failures.
+    pub retries: u16,
+    /// Disabled services answer as if the route had none.
+    pub enabled: bool,
+    /// Index into [`Snapshot::balancers`] when `host` names an upstream entity.
+    pub balancer: Option<usize>,
+}
 
 /// The compiled, immutable configuration.
-pub struct Snapshot {}
+pub struct Snapshot {
+    /// Increments with every successful load; 0 means no config loaded yet.
+    pub version: u64,
+    /// Kong's `configuration_hash`: 32 hex characters.
+    pub hash: String,
+    /// The validated entities the snapshot was built from.
+    pub config: Config,
+    /// The route matcher.
+    pub router: Router,
+    /// For each route (by index), the index of its service in `services`.
+    pub route_service: Vec<Option<usize>>,
+    /// Compiled services.
+    pub services: Vec<ServiceTarget>,
+    /// Compiled upstream entities.
+    pub balancers: Vec<Balancer>,
+    /// TLS for `ssl` proxy listeners: the configured certificates by SNI, then the default.
+    pub tls: std::sync::Arc<rustls::ServerConfig>,
+}

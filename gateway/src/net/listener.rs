@@ -1,0 +1,25 @@
+//! Listening sockets: one per worker per address, with SO_REUSEPORT so the kernel spreads
+//! connections across workers and no accept lock or cross-thread handoff is needed.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Kong's default listen backlog.
+pub const DEFAULT_BACKLOG: u32 = 16384;
+
+/// Binds a non-blocking listener with SO_REUSEPORT (and SO_REUSEADDR) on `addr`.
+pub fn bind_reuseport(addr: SocketAddr, backlog: Option<u32>) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let backlog = backlog.unwrap_or(DEFAULT_BACKLOG).min(i32::MAX as u32) as i32;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,885 @@
+//! One request/response exchange with an upstream: connect (or reuse), send the head and
+//! stream the body, read the response head, stream the response body back, and return the
+//! connection to the pool when it is clean.
+//!
+//! Retries follow nginx's safe rule: a connection failure before anything was sent is retried
+//! up to `service.retries` times; a reused keep-alive connection that the upstream had
+//! already closed is replaced at no cost, but only when the whole request is still in memory.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use super::WorkerCtx;
+use super::headers::{self, ClientHead, UpstreamHead};
+use super::session::ConnBuffers;
+use crate::config::Snapshot;
+use crate::config::compile::host_header;
+use crate::config::model::Route;
+use crate::config::snapshot::ServiceTarget;
+use crate::http::body::{BodyFraming, BodyTracker};
+use crate::http::error_page;
+use crate::http::head::parse_response;
+use crate::net::{Backend, Stream};
+use crate::router::{self, RouteMatch, RouterFlavor};
+use crate::settings::HeaderToken;
+use crate::upstream::balancer::{Balancer, HashInput};
+use crate::upstream::dns;
+use crate::upstream::health::Observation;
+use crate::upstream::pool::PoolKey;
+
+pub use super::headers::PRODUCT as SERVER;
+
+/// Kong's bodies for upstream failures (`kong/error_handlers.lua`).
+const MSG_502: &str = "An invalid response was received from the upstream server";
+const MSG_503: &str = "The upstream server is currently unavailable";
+const MSG_504: &str = "The upstream server is timing out";
+
+/// Whether the client connection can carry another request.
+pub enum Outcome {
+    /// Yes.
+    KeepAlive,
+    /// No: close it.
+    Close,
+}
+
+/// The routed request.
+pub struct Exchange<'a> {
+    /// The snapshot the request loaded.
+    pub snapshot: &'a Snapshot,
+    /// The client connection.
+    pub conn: &'a super::session::ClientConn,
+    /// The matched route.
+    pub route: &'a Route,
+    /// Its service.
+    pub service: &'a ServiceTarget,
+    /// The router's match.
+    pub matched: RouteMatch,
+    /// This request's id.
+    pub request_id: &'a [u8; 32],
+    /// When the head was complete.
+    pub received: Instant,
+    /// Length of the head in `bufs.input`.
+    pub head_len: usize,
+}
+
+enum Fail {
+    Timeout,
+    Io(io::Error),
+}
+
+async fn read_with_timeout<S: Stream>(
+    s: &S,
+    buf: Vec<u8>,
+    limit: Duration,
+) -> Result<(usize, Vec<u8>), Fail> {
+    match tokio::time::timeout(limit, s.read(buf)).await {
+        Ok((Ok(n), buf)) => Ok((n, buf)),
+        Ok((Err(e), _)) => Err(Fail::Io(e)),
+        Err(_) => Err(Fail::Timeout),
+    }
+}
+
+async fn write_with_timeout<S: Stream>(
+    s: &S,
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+    limit: Duration,
+) -> Result<Vec<u8>, Fail> {
+    match tokio::time::timeout(limit, s.write_all(buf, range)).await {
+        Ok((Ok(()), buf)) => Ok(buf),
+        Ok((Err(e), _)) => Err(Fail::Io(e)),
+        Err(_) => Err(Fail::Timeout),
+    }
+}
+
+/// Sends a Kong-shaped error for the request in `bufs` and drops its body from the buffer.
+/// Keeps the connection only when the request body was fully read.
+#[allow(clippy::too_many_arguments)]
+pub async fn respond_error<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    head_len: usize,
+    ctx: &WorkerCtx<B>,
+    request_id: &[u8; 32],
+    received: Instant,
+    status: u16,
+    message: &str,
+) -> bool {
+    let mut tracker = BodyTracker::new(bufs.head.framing, 0);
+    let done = match tracker.advance(&bufs.input[head_len..]) {
+        Ok(p) if p.done => Some(head_len + p.consumed),
+        _ => None,
+    };
+    let keep = done.is_some() && bufs.head.keep_alive && !ctx.gateway.is_draining();
+    write_error(
+        client, bufs, ctx, request_id, received, status, message, !keep,
+    )
+    .await;
+    match done {
+        Some(used) if keep => {
+            bufs.input.drain(..used);
+            true
+        }
+        _ => false,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_error<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    ctx: &WorkerCtx<B>,
+    request_id: &[u8; 32],
+    received: Instant,
+    status: u16,
+    message: &str,
+    close: bool,
+) {
+    let settings = &ctx.gateway.settings;
+    let latency = received.elapsed().as_millis().to_string();
+    let id = std::str::from_utf8(request_id).unwrap_or_default();
+    let tokens = settings.headers;
+    let mut extra: Vec<(&str, &str)> = Vec::with_capacity(3);
+    if tokens.contains(HeaderToken::ResponseLatency) {
+        extra.push(("X-Kong-Response-Latency", &latency));
+    }
+    if tokens.contains(HeaderToken::RequestId) {
+        extra.push(("X-Kong-Request-Id", id));
+    }
+    if close {
+        extra.push(("Connection", "close"));
+    }
+    bufs.output.clear();
+    error_page::write_error_response(
+        &mut bufs.output,
+        status,
+        message,
+        id,
+        (!bufs.accept.is_empty()).then_some(&bufs.accept[..]),
+        &settings.error_default_type,
+        &extra,
+        tokens.contains(HeaderToken::Server).then_some(SERVER),
+    );
+    let out = std::mem::take(&mut bufs.output);
+    let len = out.len();
+    let (_, out) = client.write_all(out, 0..len).await;
+    bufs.output = out;
+}
+
+struct Upstream<S> {
+    stream: S,
+    requests: u64,
+    reused: bool,
+}
+
+async fn connect<B: Backend>(
+    ctx: &WorkerCtx<B>,
+    key: &PoolKey,
+    timeout: Duration,
+) -> Result<Upstream<B::Stream>, Fail> {
+    if let Some(idle) = ctx.pool.borrow_mut().take(key) {
+        return Ok(Upstream {
+            stream: idle.stream,
+            requests: idle.requests,
+            reused: true,
+        });
+    }
+    match tokio::time::timeout(timeout, B::connect(key.addr)).await {
+        Ok(Ok(stream)) => Ok(Upstream {
+            stream,
+            requests: 0,
+            reused: false,
+        }),
+        Ok(Err(e)) => Err(Fail::Io(e)),
+        Err(_) => Err(Fail::Timeout),
+    }
+}
+
+/// Runs the exchange and writes the response (or a Kong error) to the client.
+pub async fn run<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    ex: Exchange<'_>,
+    ctx: &WorkerCtx<B>,
+) -> Outcome {
+    let settings = &ctx.gateway.settings;
+    let service = ex.service;
+    let head_len = ex.head_len;
+    let framing = bufs.head.framing;
+    let max_body = settings.client_max_body_size;
+
+    // The part of the body that already arrived with the head.
+    let mut body = BodyTracker::new(framing, max_body);
+    let first = match body.advance(&bufs.input[head_len..]) {
+        Ok(p) => p,
+        Err(e) => {
+            write_error(
+                client,
+                bufs,
+                ctx,
+                ex.request_id,
+                ex.received,
+                e.status(),
+                e.message(),
+                true,
+            )
+            .await;
+            return Outcome::Close;
+        }
+    };
+    let mut body_done = first.done;
+    let body_in_buf = first.consumed;
+
+    if !body_done && bufs.head.expect_continue {
+        let mut out = std::mem::take(&mut bufs.output);
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let len = out.len();
+        let (res, out) = client.write_all(out, 0..len).await;
+        bufs.output = out;
+        if res.is_err() {
+            return Outcome::Close;
+        }
+    }
+
+    // Build the upstream head (and the body bytes we have) in the output buffer.
+    let mut path = std::mem::take(&mut bufs.upstream_path);
+    path.clear();
+    router::upstream_path(
+        service.path.as_deref(),
+        ex.route.strip_path,
+        ex.route.path_handling,
+        RouterFlavor::TraditionalCompatible,
+        bufs.scratch.normalized_path(),
+        ex.matched.matched_len,
+        &mut path,
+    );
+    let target = bufs.head.target(&bufs.input);
+    let query = target.iter().position(|&b| b == b'?').map(|i| &target[i..]);
+    let stripped = (ex.route.strip_path && ex.matched.matched_len > 1)
+        .then(|| &bufs.scratch.normalized_path().as_bytes()[..ex.matched.matched_len]);
+    // Where it goes: the service's host, or a target of the upstream entity it names.
+    let balancer: Option<&Balancer> = service.balancer.map(|i| &ex.snapshot.balancers[i]);
+    let hash = balancer.and_then(|b| {
+        b.request_hash(&RequestFacts {
+            head: &bufs.head,
+            buf: &bufs.input,
+            scratch: &bufs.scratch,
+            peer: ex.conn.peer,
+        })
+    });
+    let mut exclude: Vec<usize> = Vec::new();
+    let mut target = match balancer {
+        Some(b) => match b.pick(hash, &exclude) {
+            Some(i) => Some(i),
+            None => {
+                warn!(upstream = %b.name, "failure to get a peer from the ring-balancer");
+                write_error(
+                    client,
+                    bufs,
+                    ctx,
+                    ex.request_id,
+                    ex.received,
+                    503,
+                    MSG_503,
+                    true,
+                )
+                .await;
+                return Outcome::Close;
+            }
+        },
+        None => None,
+    };
+    let target_host;
+    let host: &[u8] = if ex.route.preserve_host {
+        bufs.head
+            .host(&bufs.input)
+            .unwrap_or(service.host_header.as_bytes())
+    } else if let (Some(b), Some(i)) = (balancer, target) {
+        match &b.host_header {
+            Some(h) => h.as_bytes(),
+            None => {
+                target_host = host_header(&b.targets[i].host, b.targets[i].port, service.tls);
+                target_host.as_bytes()
+            }
+        }
+    } else {
+        service.host_header.as_bytes()
+    };
+    let upgrade = bufs.head.upgrade;
+    let up = UpstreamHead {
+        path: &path,
+        query,
+        host,
+        client: ex.conn.peer,
+        trusted: false,
+        scheme: if ex.conn.tls { "https" } else { "http" },
+        local_port: ex.conn.local_port,
+        stripped_prefix: stripped,
+        request_id: settings
+            .headers_upstream
+            .contains(HeaderToken::RequestId)
+            .then_some(&ex.request_id[..]),
+        framing,
+        upgrade,
+    };
+    bufs.output.clear();
+    headers::write_upstream_request(&mut bufs.output, &bufs.head, &bufs.input, &up);
+    bufs.upstream_path = path;
+    bufs.output
+        .extend_from_slice(&bufs.input[head_len..head_len + body_in_buf]);
+    let is_head = bufs.head.method(&bufs.input) == b"HEAD";
+    let method_idempotent = matches!(
+        bufs.head.method(&bufs.input),
+        b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE"
+    );
+    let keep_alive_requested = bufs.head.keep_alive;
+    let http10 = bufs.head.version == 0;
+    // Everything of this request is now in `output` or still to come from the client.
+    let consumed_from_input = head_len + body_in_buf;
+    if body_done {
+        bufs.input.drain(..consumed_from_input);
+    } else {
+        bufs.input.clear();
+    }
+
+    let replayable = body_done;
+    let mut tries_left = service.retries;
+    let sent_at;
+    let observe = |target: Option<usize>, what: Observation| {
+        if let (Some(b), Some(i)) = (balancer, target) {
+            if b.targets[i].health.observe(&b.passive, what) {
+                warn!(upstream = %b.name, target = %format!("{}:{}", b.targets[i].host, b.targets[i].port), "target marked unhealthy");
+            }
+        }
+    };
+    let (upstream, resp_len, key) = loop {
+        let (host, port) = match (balancer, target) {
+            (Some(b), Some(i)) => (b.targets[i].host.as_str(), b.targets[i].port),
+            _ => (service.host.as_str(), service.port),
+        };
+        let attempt = match dns::resolve(&ctx.dns, host, port).await {
+            Ok(addr) => {
+                let key = PoolKey {
+                    addr,
+                    tls_name: None,
+                };
+                connect(ctx, &key, service.connect_timeout)
+                    .await
+                    .map(|up| (up, key))
+            }
+            Err(e) => {
+                warn!(%host, error = %e, "name resolution failed");
+                Err(Fail::Io(e))
+            }
+        };
+        let (mut up, key) = match attempt {
+            Ok(pair) => pair,
+            Err(fail) => {
+                observe(
+                    target,
+                    if matches!(fail, Fail::Timeout) {
+                        Observation::Timeout
+                    } else {
+                        Observation::TcpFailure
+                    },
+                );
+                if tries_left > 0 {
+                    tries_left -= 1;
+                    if let (Some(b), Some(i)) = (balancer, target) {
+                        exclude.push(i);
+                        // Every target failed once: start over rather than give up early.
+                        target = b.pick(hash, &exclude).or_else(|| {
+                            exclude.clear();
+                            b.pick(hash, &exclude)
+                        });
+                        if target.is_none() {
+                            write_error(
+                                client,
+                                bufs,
+                                ctx,
+                                ex.request_id,
+                                ex.received,
+                                503,
+                                MSG_503,
+                                true,
+                            )
+                            .await;
+                            return Outcome::Close;
+                        }
+                    }
+                    continue;
+                }
+                let (status, msg) = match fail {
+                    Fail::Timeout => (504, MSG_504),
+                    Fail::Io(_) => (502, MSG_502),
+                };
+                debug!(%host, port, status, "upstream connect failed");
+                write_error(
+                    client,
+                    bufs,
+                    ctx,
+                    ex.request_id,
+                    ex.received,
+                    status,
+                    msg,
+                    true,
+                )
+                .await;
+                return Outcome::Close;
+            }
+        };
+        let out = std::mem::take(&mut bufs.output);
+        let len = out.len();
+        let attempt_at = Instant::now();
+        match write_with_timeout(&up.stream, out, 0..len, service.write_timeout).await {
+            Ok(out) => bufs.output = out,
+            Err(_) => {
+                observe(target, Observation::TcpFailure);
+                write_error(
+                    client,
+                    bufs,
+                    ctx,
+                    ex.request_id,
+                    ex.received,
+                    502,
+                    MSG_502,
+                    true,
+                )
+                .await;
+                return Outcome::Close;
+            }
+        }
+        if !body_done {
+            match stream_request_body(
+                client,
+                &up.stream,
+                bufs,
+                &mut body,
+                service,
+                settings.client_body_timeout_ms,
+            )
+            .await
+            {
+                Ok(()) => body_done = true,
+                Err(BodyFail::Client(status, msg)) => {
+                    if let Some(status) = status {
+                        write_error(
+                            client,
+                            bufs,
+                            ctx,
+                            ex.request_id,
+                            ex.received,
+                            status,
+                            msg,
+                            true,
+                        )
+                        .await;
+                    }
+                    return Outcome::Close;
+                }
+                Err(BodyFail::Upstream(fail)) => {
+                    let (status, msg) = match fail {
+                        Fail::Timeout => (504, MSG_504),
+                        Fail::Io(_) => (502, MSG_502),
+                    };
+                    write_error(
+                        client,
+                        bufs,
+                        ctx,
+                        ex.request_id,
+                        ex.received,
+                        status,
+                        msg,
+                        true,
+                    )
+                    .await;
+                    return Outcome::Close;
+                }
+            }
+        }
+        match read_response_head(&up.stream, bufs, is_head, service.read_timeout).await {
+            Ok(n) => {
+                up.requests += 1;
+                sent_at = attempt_at;
+                observe(target, Observation::Status(bufs.resp.status));
+                break (up, n, key);
+            }
+            Err(HeadFail::ClosedEarly) if up.reused && replayable && method_idempotent => {
+                debug!(%host, port, "reused upstream connection was closed; retrying on a new one");
+                continue;
+            }
+            Err(fail) => {
+                let (status, msg) = match fail {
+                    HeadFail::Timeout => (504, MSG_504),
+                    _ => (502, MSG_502),
+                };
+                observe(
+                    target,
+                    if status == 504 {
+                        Observation::Timeout
+                    } else {
+                        Observation::TcpFailure
+                    },
+                );
+                write_error(
+                    client,
+                    bufs,
+                    ctx,
+                    ex.request_id,
+                    ex.received,
+                    status,
+                    msg,
+                    true,
+                )
+                .await;
+                return Outcome::Close;
+            }
+        }
+    };
+    let upstream_latency = sent_at.elapsed();
+    let proxy_latency = sent_at.duration_since(ex.received);
+    let _ = body_done;
+
+    // Response head to the client, then the body.
+    let resp_framing = bufs.resp.framing;
+    let switching = bufs.resp.status == 101 && upgrade;
+    let close = !keep_alive_requested
+        || ctx.gateway.is_draining()
+        || matches!(resp_framing, BodyFraming::UntilClose)
+        || (bufs.resp.status == 101 && !upgrade);
+    let tokens = settings.headers;
+    let client_head = ClientHead {
+        via: tokens.contains(HeaderToken::Via),
+        upstream_latency: tokens
+            .contains(HeaderToken::UpstreamLatency)
+            .then_some(upstream_latency),
+        proxy_latency: tokens
+            .contains(HeaderToken::ProxyLatency)
+            .then_some(proxy_latency),
+        upstream_status: tokens.contains(HeaderToken::UpstreamStatus),
+        request_id: tokens
+            .contains(HeaderToken::RequestId)
+            .then_some(&ex.request_id[..]),
+        close,
+        http10_keep_alive: http10 && keep_alive_requested,
+    };
+    bufs.output.clear();
+    headers::write_client_response(&mut bufs.output, &bufs.resp, &bufs.upstream, &client_head);
+    let mut resp_body = BodyTracker::new(
+        if is_head {
+            BodyFraming::None
+        } else {
+            resp_framing
+        },
+        0,
+    );
+    let progress = match resp_body.advance(&bufs.upstream[resp_len..]) {
+        Ok(p) => p,
+        Err(_) => {
+            write_error(
+                client,
+                bufs,
+                ctx,
+                ex.request_id,
+                ex.received,
+                502,
+                MSG_502,
+                true,
+            )
+            .await;
+            return Outcome::Close;
+        }
+    };
+    bufs.output
+        .extend_from_slice(&bufs.upstream[resp_len..resp_len + progress.consumed]);
+    let leftover = bufs.upstream.len() > resp_len + progress.consumed;
+    let out = std::mem::take(&mut bufs.output);
+    let len = out.len();
+    let (res, out) = client.write_all(out, 0..len).await;
+    bufs.output = out;
+    if res.is_err() {
+        return Outcome::Close;
+    }
+    if switching {
+        let pending = bufs.upstream[resp_len..].to_vec();
+        tunnel(client, &upstream.stream, bufs, pending).await;
+        return Outcome::Close;
+    }
+    let mut done = progress.done;
+    let mut clean = !leftover;
+    while !done {
+        bufs.upstream.clear();
+        let buf = std::mem::take(&mut bufs.upstream);
+        match read_with_timeout(&upstream.stream, buf, service.read_timeout).await {
+            Ok((0, buf)) => {
+                bufs.upstream = buf;
+                if matches!(resp_framing, BodyFraming::UntilClose) {
+                    done = true;
+                    clean = false;
+                } else {
+                    // Truncated response: the client sees the connection close.
+                    return Outcome::Close;
+                }
+            }
+            Ok((_, buf)) => {
+                bufs.upstream = buf;
+                let p = match resp_body.advance(&bufs.upstream) {
+                    Ok(p) => p,
+                    Err(_) => return Outcome::Close,
+                };
+                done = p.done;
+                if p.consumed < bufs.upstream.len() {
+                    clean = false;
+                }
+                let buf = std::mem::take(&mut bufs.upstream);
+                let (res, buf) = client.write_all(buf, 0..p.consumed).await;
+                bufs.upstream = buf;
+                if res.is_err() {
+                    return Outcome::Close;
+                }
+            }
+            Err(_) => {
+                bufs.upstream = Vec::with_capacity(16 * 1024);
+                return Outcome::Close;
+            }
+        }
+    }
+    if clean && bufs.resp.keep_alive && !matches!(resp_framing, BodyFraming::UntilClose) {
+        ctx.pool
+            .borrow_mut()
+            .put(key, upstream.stream, upstream.requests);
+    }
+    if bufs.upstream.capacity() == 0 {
+        bufs.upstream = Vec::with_capacity(16 * 1024);
+    }
+    if close {
+        Outcome::Close
+    } else {
+        Outcome::KeepAlive
+    }
+}
+
+enum BodyFail {
+    /// The client misbehaved or went away; `Some` status means it should be told.
+    Client(Option<u16>, &'static str),
+    /// Writing to the upstream failed.
+    Upstream(Fail),
+}
+
+/// Streams the rest of the request body from the client to the upstream. Bytes after the
+/// body (a pipelined request) stay in `bufs.input`.
+async fn stream_request_body<S: Stream, U: Stream>(
+    client: &S,
+    upstream: &U,
+    bufs: &mut ConnBuffers,
+    body: &mut BodyTracker,
+    service: &ServiceTarget,
+    body_timeout_ms: u64,
+) -> Result<(), BodyFail> {
+    let timeout = Duration::from_millis(body_timeout_ms);
+    loop {
+        bufs.input.clear();
+        let buf = std::mem::take(&mut bufs.input);
+        let buf = match read_with_timeout(client, buf, timeout).await {
+            Ok((0, _)) => return Err(BodyFail::Client(None, "")),
+            Ok((_, buf)) => buf,
+            Err(Fail::Timeout) => return Err(BodyFail::Client(Some(408), "Request timeout")),
+            Err(Fail::Io(_)) => return Err(BodyFail::Client(None, "")),
+        };
+        bufs.input = buf;
+        let p = match body.advance(&bufs.input) {
+            Ok(p) => p,
+            Err(e) => return Err(BodyFail::Client(Some(e.status()), e.message())),
+        };
+        let buf = std::mem::take(&mut bufs.input);
+        let buf = write_with_timeout(upstream, buf, 0..p.consumed, service.write_timeout)
+            .await
+            .map_err(BodyFail::Upstream)?;
+        bufs.input = buf;
+        if p.done {
+            bufs.input.drain(..p.consumed);
+            return Ok(());
+        }
+    }
+}
+
+enum HeadFail {
+    Timeout,
+    /// EOF or reset before any byte of a response.
+    ClosedEarly,
+    Io,
+    Invalid,
+}
+
+/// Reads the upstream's response head into `bufs.upstream`/`bufs.resp`, skipping `100
+/// Continue`. Returns the head length.
+async fn read_response_head<U: Stream>(
+    upstream: &U,
+    bufs: &mut ConnBuffers,
+    is_head: bool,
+    timeout: Duration,
+) -> Result<usize, HeadFail> {
+    bufs.upstream.clear();
+    let limits = crate::http::head::Limits::default();
+    loop {
+        if !bufs.upstream.is_empty() {
+            match parse_response(&bufs.upstream, &limits, is_head, &mut bufs.resp) {
+                Ok(Some(n)) if bufs.resp.status == 100 => {
+                    bufs.upstream.drain(..n);
+                    continue;
+                }
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => {}
+                Err(_) => return Err(HeadFail::Invalid),
+            }
+            if bufs.upstream.len() >= limits.max_header_bytes {
+                return Err(HeadFail::Invalid);
+            }
+        }
+        if bufs.upstream.capacity() - bufs.upstream.len() < 1024 {
+            bufs.upstream.reserve(16 * 1024);
+        }
+        let was_empty = bufs.upstream.is_empty();
+        let buf = std::mem::take(&mut bufs.upstream);
+        match read_with_timeout(upstream, buf, timeout).await {
+            Ok((0, buf)) => {
+                bufs.upstream = buf;
+                return Err(if was_empty {
+                    HeadFail::ClosedEarly
+                } else {
+                    HeadFail::Invalid
+                });
+            }
+            Ok((_, buf)) => bufs.upstream = buf,
+            Err(Fail::Timeout) => {
+                bufs.upstream = Vec::with_capacity(16 * 1024);
+                return Err(HeadFail::Timeout);
+            }
+            Err(Fail::Io(e)) => {
+                bufs.upstream = Vec::with_capacity(16 * 1024);
+                let reset = matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                );
+                return Err(if was_empty && reset {
+                    HeadFail::ClosedEarly
+                } else {
+                    HeadFail::Io
+                });
+            }
+        }
+    }
+}
+
+/// Copies bytes both ways after a `101 Switching Protocols` until either side closes.
+async fn tunnel<S: Stream, U: Stream>(
+    client: &S,
+    upstream: &U,
+    bufs: &mut ConnBuffers,
+    pending: Vec<u8>,
+) {
+    // Bytes the client sent after its upgrade request go up first.
+    let early = std::mem::take(&mut bufs.input);
+    let early_len = early.len();
+    if early_len > 0 && upstream.write_all(early, 0..early_len).await.0.is_err() {
+        return;
+    }
+    let _ = pending; // The upstream's post-101 bytes were already forwarded with the head.
+    let up = async {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        loop {
+            buf.clear();
+            let (res, b) = client.read(buf).await;
+            match res {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let (res, b) = upstream.write_all(b, 0..n).await;
+                    if res.is_err() {
+                        break;
+                    }
+                    buf = b;
+                }
+            }
+        }
+        let _ = upstream.shutdown().await;
+    };
+    let down = async {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        loop {
+            buf.clear();
+            let (res, b) = upstream.read(buf).await;
+            match res {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let (res, b) = client.write_all(b, 0..n).await;
+                    if res.is_err() {
+                        break;
+                    }
+                    buf = b;
+                }
+            }
+        }
+        let _ = client.shutdown().await;
+    };
+    tokio::join!(up, down);
+}
+
+/// The request as consistent hashing sees it.
+struct RequestFacts<'a> {
+    head: &'a crate::http::head::RequestHead,
+    buf: &'a [u8],
+    scratch: &'a crate::router::MatchScratch,
+    peer: std::net::SocketAddr,
+}
+
+fn query_value<'q>(query: &'q [u8], name: &str) -> Option<&'q [u8]> {
+    query.split(|&b| b == b'&').find_map(|pair| {
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        };
+        (k == name.as_bytes()).then_some(v)
+    })
+}
+
+impl HashInput for RequestFacts<'_> {
+    fn client_ip(&self) -> String {
+        self.peer.ip().to_string()
+    }
+    fn header(&self, lower_name: &str) -> Option<&[u8]> {
+        self.head.header(self.buf, lower_name.as_bytes())
+    }
+    fn cookie(&self, name: &str) -> Option<&[u8]> {
+        self.head.values(self.buf, b"cookie").find_map(|line| {
+            line.split(|&b| b == b';').find_map(|c| {
+                let c = c.trim_ascii();
+                let i = c.iter().position(|&b| b == b'=')?;
+                (&c[..i] == name.as_bytes()).then_some(&c[i + 1..])
+            })
+        })
+    }
+    fn path(&self) -> &[u8] {
+        self.scratch.normalized_path().as_bytes()
+    }
+    fn query_arg(&self, name: &str) -> Option<&[u8]> {
+        let target = self.head.target(self.buf);
+        let q = target
+            .iter()
+            .position(|&b| b == b'?')
+            .map(|i| &target[i + 1..])?;
+        query_value(q, name)
+    }
+    fn uri_capture(&self, name: &str) -> Option<&[u8]> {
+        let found = match name.parse::<usize>() {
+            Ok(i) => self.scratch.capture(i),
+            Err(_) => self.scratch.named_capture(name),
+        };
+        found.map(str::as_bytes)
+    }
+    fn consumer(&self) -> Option<crate::config::model::Id> {
+        None
+    }
+}

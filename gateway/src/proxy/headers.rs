@@ -1,0 +1,291 @@
+//! The heads gangway writes: the request to the upstream and the response to the client.
+//!
+//! Written straight into the connection's output buffer: no header map, no per-request
+//! allocation. Hop-by-hop headers are dropped both ways; Kong's forwarding and latency headers
+//! are added.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::http::body::BodyFraming;
+use crate::http::head::{RequestHead, ResponseHead, is_hop_by_hop};
+
+/// The `Server` value on responses gangway generates, and the product in `Via`.
+pub const PRODUCT: &str = concat!("gangway/", env!("CARGO_PKG_VERSION"));
+
+/// What the upstream request head needs beyond the client's head.
+pub struct UpstreamHead<'a> {
+    /// The upstream path (already built by the router's path handling), without query.
+    pub path: &'a [u8],
+    /// The raw query including its leading `?`, if the request had one.
+    pub query: Option<&'a [u8]>,
+    /// The Host header value to send.
+    pub host: &'a [u8],
+    /// The client's address.
+    pub client: SocketAddr,
+    /// Whether the client is a trusted proxy (its X-Forwarded-* values are kept).
+    pub trusted: bool,
+    /// `https` or `http`: the scheme the client used.
+    pub scheme: &'a str,
+    /// The port the request arrived on.
+    pub local_port: u16,
+    /// The prefix stripped from the path (for `X-Forwarded-Prefix`), if any.
+    pub stripped_prefix: Option<&'a [u8]>,
+    /// The request id, if `headers_upstream` includes it.
+    pub request_id: Option<&'a [u8]>,
+    /// Body framing to announce.
+    pub framing: BodyFraming,
+    /// Whether this is an upgrade (WebSocket) request.
+    pub upgrade: bool,
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_number(out: &mut Vec<u8>, n: u64) {
+    let mut tmp = itoa_buf(n);
+    let (digits, start) = (&mut tmp.0, tmp.1);
+    out.extend_from_slice(&digits[start..]);
+}
+
+fn itoa_buf(mut n: u64) -> ([u8; 20], usize) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    (buf, i)
+}
+
+fn push_ip(out: &mut Vec<u8>, addr: SocketAddr) {
+    use std::io::Write;
+    let _ = write!(out, "{}", addr.ip());
+}
+
+const FORWARDED: [&[u8]; 7] = [
+    b"x-real-ip",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-forwarded-path",
+    b"x-forwarded-prefix",
+];
+
+/// Writes the upstream request head into `out`.
+pub fn write_upstream_request(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    buf: &[u8],
+    up: &UpstreamHead<'_>,
+) {
+    out.extend_from_slice(head.method(buf));
+    out.push(b' ');
+    out.extend_from_slice(up.path);
+    if let Some(q) = up.query {
+        out.extend_from_slice(q);
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    push_header(out, b"Host", up.host);
+    for (name, value) in head.iter(buf) {
+        if is_hop_by_hop(name)
+            || head.connection_lists(buf, name)
+            || name.eq_ignore_ascii_case(b"host")
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"expect")
+            || FORWARDED.iter().any(|f| name.eq_ignore_ascii_case(f))
+        {
+            continue;
+        }
+        push_header(out, name, value);
+    }
+    // X-Real-IP and X-Forwarded-For, as Kong sets them from the (real) client address.
+    out.extend_from_slice(b"X-Real-IP: ");
+    push_ip(out, up.client);
+    out.extend_from_slice(b"\r\nX-Forwarded-For: ");
+    let mut prior = head.values(buf, b"x-forwarded-for").peekable();
+    if prior.peek().is_some() {
+        for v in prior {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
+    push_ip(out, up.client);
+    out.extend_from_slice(b"\r\n");
+    let kept = |name: &[u8]| {
+        if up.trusted {
+            head.header(buf, name)
+        } else {
+            None
+        }
+    };
+    push_header(
+        out,
+        b"X-Forwarded-Proto",
+        kept(b"x-forwarded-proto").unwrap_or(up.scheme.as_bytes()),
+    );
+    let host_only = host_without_port(head.host(buf).unwrap_or(b""));
+    push_header(
+        out,
+        b"X-Forwarded-Host",
+        kept(b"x-forwarded-host").unwrap_or(host_only),
+    );
+    match kept(b"x-forwarded-port") {
+        Some(p) => push_header(out, b"X-Forwarded-Port", p),
+        None => {
+            out.extend_from_slice(b"X-Forwarded-Port: ");
+            push_number(out, u64::from(up.local_port));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    push_header(
+        out,
+        b"X-Forwarded-Path",
+        kept(b"x-forwarded-path").unwrap_or(head.path(buf)),
+    );
+    if let Some(prefix) = kept(b"x-forwarded-prefix").or(up.stripped_prefix) {
+        push_header(out, b"X-Forwarded-Prefix", prefix);
+    }
+    if let Some(id) = up.request_id {
+        push_header(out, b"X-Kong-Request-Id", id);
+    }
+    match up.framing {
+        BodyFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            push_number(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        _ => {}
+    }
+    if up.upgrade {
+        if let Some(proto) = head.header(buf, b"upgrade") {
+            push_header(out, b"Upgrade", proto);
+        }
+        out.extend_from_slice(b"Connection: upgrade\r\n\r\n");
+    } else {
+        out.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+    }
+}
+
+/// `example.com:8000` → `example.com`; `[::1]:80` → `[::1]`.
+pub fn host_without_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(i) => &host[..i],
+        None => host,
+    }
+}
+
+/// What the client response head needs beyond the upstream's head.
+pub struct ClientHead<'a> {
+    /// Add `Via` (server_tokens).
+    pub via: bool,
+    /// `X-Kong-Upstream-Latency`, when enabled.
+    pub upstream_latency: Option<Duration>,
+    /// `X-Kong-Proxy-Latency`, when enabled.
+    pub proxy_latency: Option<Duration>,
+    /// Add `X-Kong-Upstream-Status`.
+    pub upstream_status: bool,
+    /// The request id, when enabled.
+    pub request_id: Option<&'a [u8]>,
+    /// Close the client connection after this response.
+    pub close: bool,
+    /// The client spoke HTTP/1.0 and asked for keep-alive.
+    pub http10_keep_alive: bool,
+}
+
+/// Writes the response head for the client into `out`.
+pub fn write_client_response(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead,
+    buf: &[u8],
+    extra: &ClientHead<'_>,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_number(out, u64::from(resp.status));
+    out.push(b' ');
+    out.extend_from_slice(resp.reason(buf));
+    out.extend_from_slice(b"\r\n");
+    let switching = resp.status == 101;
+    for (name, value) in resp.iter(buf) {
+        let keep_for_upgrade = switching
+            && (name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"connection"));
+        if !keep_for_upgrade && (is_hop_by_hop(name) || resp.connection_lists(buf, name)) {
+            continue;
+        }
+        if extra.via && name.eq_ignore_ascii_case(b"via") {
+            continue;
+        }
+        push_header(out, name, value);
+    }
+    if matches!(resp.framing, BodyFraming::Chunked) {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if extra.via {
+        out.extend_from_slice(b"Via: 1.1 ");
+        out.extend_from_slice(PRODUCT.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(upstream) = extra.upstream_latency {
+        out.extend_from_slice(b"X-Kong-Upstream-Latency: ");
+        push_number(out, upstream.as_millis() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(proxy) = extra.proxy_latency {
+        out.extend_from_slice(b"X-Kong-Proxy-Latency: ");
+        push_number(out, proxy.as_millis() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    if extra.upstream_status {
+        out.extend_from_slice(b"X-Kong-Upstream-Status: ");
+        push_number(out, u64::from(resp.status));
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(id) = extra.request_id {
+        push_header(out, b"X-Kong-Request-Id", id);
+    }
+    if !switching {
+        if extra.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if extra.http10_keep_alive {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_ports_from_hosts() {
+        assert_eq!(host_without_port(b"example.com:8000"), b"example.com");
+        assert_eq!(host_without_port(b"example.com"), b"example.com");
+        assert_eq!(host_without_port(b"[::1]:80"), b"[::1]");
+    }
+
+    #[test]
+    fn numbers_render_without_allocation_helpers() {
+        let mut out = Vec::new();
+        push_number(&mut out, 0);
+        out.push(b',');
+        push_number(&mut out, 18446744073709551615);
+        assert_eq!(out, b"0,18446744073709551615");
+    }
+}

@@ -1,0 +1,285 @@
+//! The client side of a connection: read a request head, route it, hand it to the exchange,
+//! and loop for keep-alive and pipelined requests.
+//!
+//! Buffers live for the whole connection and are reused by every request on it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use super::WorkerCtx;
+use super::exchange::{self, Exchange, Outcome};
+use crate::config::Snapshot;
+use crate::http::head::{Limits, RequestHead, ResponseHead, parse_request};
+use crate::http::{HttpError, error_page};
+use crate::net::{Backend, Stream};
+use crate::router::{HeaderSource, MatchScratch, RouteRequest};
+
+/// Initial capacity of the per-connection request buffer.
+const REQUEST_BUF: usize = 16 * 1024;
+
+/// What we know about the client connection.
+pub struct ClientConn {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener's port (`X-Forwarded-Port`, host:port route matching).
+    pub local_port: u16,
+    /// True on TLS listeners.
+    pub tls: bool,
+    /// The TLS SNI the client sent.
+    pub sni: Option<String>,
+}
+
+/// Request headers viewed by the router, without copying.
+struct HeadView<'a> {
+    head: &'a RequestHead,
+    buf: &'a [u8],
+}
+
+impl HeaderSource for HeadView<'_> {
+    fn values<'s>(&'s self, lower_name: &str) -> impl Iterator<Item = &'s [u8]> {
+        self.head.values(self.buf, lower_name.as_bytes())
+    }
+}
+
+/// Per-connection state reused across requests.
+pub struct ConnBuffers {
+    /// Bytes read from the client; a request head starts at 0.
+    pub input: Vec<u8>,
+    /// Head (and small body) bytes on their way out.
+    pub output: Vec<u8>,
+    /// Bytes read from the upstream.
+    pub upstream: Vec<u8>,
+    /// The parsed request head.
+    pub head: RequestHead,
+    /// Router scratch space.
+    pub scratch: MatchScratch,
+    /// The parsed upstream response head.
+    pub resp: ResponseHead,
+    /// The request's Accept header, kept for error pages after the input buffer moved on.
+    pub accept: Vec<u8>,
+    /// The upstream path being built.
+    pub upstream_path: Vec<u8>,
+}
+
+impl ConnBuffers {
+    fn new() -> Self {
+        ConnBuffers {
+            input: Vec::with_capacity(REQUEST_BUF),
+            output: Vec::with_capacity(4096),
+            upstream: Vec::with_capacity(REQUEST_BUF),
+            head: RequestHead::default(),
+            scratch: MatchScratch::default(),
+            resp: ResponseHead::default(),
+            accept: Vec::new(),
+            upstream_path: Vec::with_capacity(256),
+        }
+    }
+}
+
+/// A 32-hex-digit request id, like nginx's `$request_id` that Kong uses.
+pub fn new_request_id() -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut v = fastrand::u128(..);
+    let mut out = [0u8; 32];
+    for b in out.iter_mut().rev() {
+        *b = HEX[(v & 0xf) as usize];
+        v >>= 4;
+    }
+    out
+}
+
+enum ReadHead {
+    /// A head of this many bytes is parsed.
+    Ready(usize),
+    /// The client closed (or timed out) between requests: close quietly.
+    Closed,
+    /// A malformed or oversized head: answer with this error, then close.
+    Bad(HttpError),
+}
+
+/// Reads until `bufs.input` holds a full request head.
+async fn read_head<S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    limits: &Limits,
+    first_timeout: Duration,
+    header_timeout: Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> ReadHead {
+    let started = Instant::now();
+    loop {
+        if !bufs.input.is_empty() {
+            match parse_request(&bufs.input, limits, &mut bufs.head) {
+                Ok(Some(n)) => return ReadHead::Ready(n),
+                Ok(None) => {}
+                Err(e) => return ReadHead::Bad(e),
+            }
+            if bufs.input.len() >= limits.max_header_bytes {
+                return ReadHead::Bad(HttpError::HeadersTooLarge);
+            }
+        }
+        let idle = bufs.input.is_empty();
+        let budget = if idle {
+            first_timeout
+        } else {
+            header_timeout.saturating_sub(started.elapsed())
+        };
+        if bufs.input.capacity() - bufs.input.len() < 1024 {
+            bufs.input.reserve(REQUEST_BUF);
+        }
+        let input = std::mem::take(&mut bufs.input);
+        let read = async {
+            tokio::select! {
+                biased;
+                // Between requests, a shutdown closes the idle keep-alive connection.
+                _ = shutdown.wait_for(|stop| *stop), if idle => None,
+                r = tokio::time::timeout(budget, client.read(input)) => Some(r),
+            }
+        };
+        match read.await {
+            None | Some(Err(_)) => return ReadHead::Closed,
+            Some(Ok((Ok(0), _) | (Err(_), _))) => return ReadHead::Closed,
+            Some(Ok((Ok(_), buf))) => bufs.input = buf,
+        }
+    }
+}
+
+/// Serves requests on one client connection until it closes.
+pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &WorkerCtx<B>) {
+    let settings = &ctx.gateway.settings;
+    let limits = Limits {
+        max_header_bytes: settings.client_header_max_bytes,
+        ..Limits::default()
+    };
+    let keepalive = Duration::from_millis(settings.keepalive_timeout_ms);
+    let header_timeout = Duration::from_millis(settings.client_header_timeout_ms);
+    let mut shutdown = ctx.gateway.shutdown_signal();
+    let mut bufs = ConnBuffers::new();
+    let mut first = true;
+    loop {
+        let first_timeout = if first { header_timeout } else { keepalive };
+        first = false;
+        let head_len = match read_head(
+            &client,
+            &mut bufs,
+            &limits,
+            first_timeout,
+            header_timeout,
+            &mut shutdown,
+        )
+        .await
+        {
+            ReadHead::Ready(n) => n,
+            ReadHead::Closed => break,
+            ReadHead::Bad(err) => {
+                let request_id = new_request_id();
+                bufs.output.clear();
+                error_page::write_error_response(
+                    &mut bufs.output,
+                    err.status(),
+                    err.message(),
+                    std::str::from_utf8(&request_id).unwrap_or_default(),
+                    None,
+                    &settings.error_default_type,
+                    &[("Connection", "close")],
+                    Some(exchange::SERVER),
+                );
+                let out = std::mem::take(&mut bufs.output);
+                let len = out.len();
+                let _ = client.write_all(out, 0..len).await;
+                break;
+            }
+        };
+        ctx.gateway
+            .counters
+            .total_requests
+            .fetch_add(1, Ordering::Relaxed);
+        bufs.accept.clear();
+        if let Some(accept) = bufs.head.header(&bufs.input, b"accept") {
+            bufs.accept.extend_from_slice(accept);
+        }
+        let snapshot = ctx.gateway.snapshot();
+        let keep_going = handle_request(&client, &conn, &mut bufs, head_len, &snapshot, ctx).await;
+        if !keep_going || ctx.gateway.is_draining() && *shutdown.borrow() {
+            break;
+        }
+    }
+    let _ = client.shutdown().await;
+}
+
+/// Routes and proxies one request whose head is `bufs.input[..head_len]`. Returns whether the
+/// connection may carry another request.
+async fn handle_request<B: Backend, S: Stream>(
+    client: &S,
+    conn: &ClientConn,
+    bufs: &mut ConnBuffers,
+    head_len: usize,
+    snapshot: &Snapshot,
+    ctx: &WorkerCtx<B>,
+) -> bool {
+    let received = Instant::now();
+    let request_id = new_request_id();
+    let matched = {
+        let buf = &bufs.input[..head_len];
+        let head = &bufs.head;
+        let view = HeadView { head, buf };
+        let req = RouteRequest {
+            method: std::str::from_utf8(head.method(buf)).unwrap_or(""),
+            host: std::str::from_utf8(head.host(buf).unwrap_or(b"")).unwrap_or(""),
+            port: conn.local_port,
+            path: std::str::from_utf8(head.path(buf)).unwrap_or(""),
+            headers: &view,
+            sni: conn.sni.as_deref(),
+            https: conn.tls,
+        };
+        snapshot.router.find(&req, &mut bufs.scratch)
+    };
+    let Some(matched) = matched else {
+        debug!(path = %String::from_utf8_lossy(bufs.head.path(&bufs.input)), "no route matched");
+        return exchange::respond_error(
+            client,
+            bufs,
+            head_len,
+            ctx,
+            &request_id,
+            received,
+            404,
+            "no Route matched with those values",
+        )
+        .await;
+    };
+    let service = snapshot.route_service[matched.route]
+        .map(|i| &snapshot.services[i])
+        .filter(|s| s.enabled);
+    let Some(service) = service else {
+        return exchange::respond_error(
+            client,
+            bufs,
+            head_len,
+            ctx,
+            &request_id,
+            received,
+            503,
+            "no Service found with those values",
+        )
+        .await;
+    };
+    let route = &snapshot.config.routes[matched.route];
+    let exchange = Exchange {
+        snapshot,
+        conn,
+        route,
+        service,
+        matched,
+        request_id: &request_id,
+        received,
+        head_len,
+    };
+    match exchange::run(client, bufs, exchange, ctx).await {
+        Outcome::KeepAlive => true,
+        Outcome::Close => false,
+    }
+}

@@ -1,0 +1,194 @@
+//! Error statuses and bodies, request-smuggling shapes, limits and slow clients.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use crate::harness::client::Conn;
+use crate::harness::{
+    Gangway, Options, Upstream, config_with_routes, free_port, request, send_raw,
+};
+
+const JSON: (&str, &str) = ("Accept", "application/json");
+
+fn gw_with_echo() -> (Upstream, Gangway) {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(
+        up.addr,
+        "      - name: r1\n        paths: [\"/echo\"]\n",
+    ));
+    (up, gw)
+}
+
+fn assert_kong_error(r: &crate::harness::Response, status: u16, message: &str) {
+    assert_eq!(r.status, status, "body: {}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let body = r.json();
+    assert_eq!(body["message"], message);
+    assert_eq!(
+        body["request_id"].as_str().map(str::len),
+        Some(32),
+        "{body}"
+    );
+    assert_eq!(r.header("x-kong-request-id"), body["request_id"].as_str());
+    assert!(
+        r.header("server")
+            .is_some_and(|s| s.starts_with("gangway/"))
+    );
+}
+
+#[test]
+fn no_route_is_a_kong_404() {
+    let (_up, gw) = gw_with_echo();
+    let r = request(gw.proxy, "GET", "/nowhere", &[JSON], b"").expect("req");
+    assert_kong_error(&r, 404, "no Route matched with those values");
+    // Without Accept, error_default_type (text/plain) applies and still names the problem.
+    let r = gw.get("/nowhere");
+    assert_eq!(r.status, 404);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain"))
+    );
+    assert!(r.text().contains("no Route matched with those values"));
+}
+
+#[test]
+fn route_without_service_is_503() {
+    let gw = Gangway::start(
+        "_format_version: \"3.0\"\nroutes:\n  - name: lonely\n    paths: [\"/lonely\"]\n",
+    );
+    let r = request(gw.proxy, "GET", "/lonely", &[JSON], b"").expect("req");
+    assert_kong_error(&r, 503, "no Service found with those values");
+}
+
+#[test]
+fn upstream_failures_map_to_502_and_504() {
+    let (_up, gw) = gw_with_echo();
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/echo",
+        &[JSON, ("x-echo-garbage", "1")],
+        b"",
+    )
+    .expect("garbage");
+    assert_kong_error(
+        &r,
+        502,
+        "An invalid response was received from the upstream server",
+    );
+
+    let dead = free_port();
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: dead\n    url: http://127.0.0.1:{dead}\n    retries: 2\n    routes:\n      - paths: [\"/dead\"]\n\
+         \x20 - name: slow\n    url: http://{}\n    read_timeout: 300\n    routes:\n      - paths: [\"/slow\"]\n",
+        _up.addr
+    );
+    let gw = Gangway::start(&yaml);
+    let r = request(gw.proxy, "GET", "/dead", &[JSON], b"").expect("dead");
+    assert_kong_error(
+        &r,
+        502,
+        "An invalid response was received from the upstream server",
+    );
+    let started = Instant::now();
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/slow",
+        &[JSON, ("x-echo-delay-ms", "2000")],
+        b"",
+    )
+    .expect("slow");
+    assert_kong_error(&r, 504, "The upstream server is timing out");
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "read_timeout of 300 ms was not applied"
+    );
+}
+
+#[test]
+fn malformed_requests_get_400_and_close() {
+    let (up, gw) = gw_with_echo();
+    let shapes: [(&str, &[u8]); 7] = [
+        ("garbage request line", b"NOT HTTP AT ALL\r\n\r\n"),
+        ("CL and TE together", b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("differing duplicate CL", b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde"),
+        ("non-numeric CL", b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4x\r\n\r\nabcd"),
+        ("obs-fold", b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n"),
+        ("space before colon", b"GET /echo HTTP/1.1\r\nHost : x\r\n\r\n"),
+        ("no Host in HTTP/1.1", b"GET /echo HTTP/1.1\r\nUser-Agent: t\r\n\r\n"),
+    ];
+    for (what, raw) in shapes {
+        let before = up.requests.load(std::sync::atomic::Ordering::Relaxed);
+        let r = send_raw(gw.proxy, raw).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert_eq!(
+            up.requests.load(std::sync::atomic::Ordering::Relaxed),
+            before,
+            "{what} reached the upstream"
+        );
+    }
+}
+
+#[test]
+fn invalid_chunk_size_is_rejected() {
+    let (_up, gw) = gw_with_echo();
+    let raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
+    let mut c = Conn::open(gw.proxy);
+    c.write(raw).expect("write");
+    match c.read(false) {
+        Ok(r) => assert_eq!(r.status, 400, "{}", r.text()),
+        Err(e) => panic!("expected a 400, got {e}"),
+    }
+}
+
+#[test]
+fn oversized_headers_get_494() {
+    let (_up, gw) = gw_with_echo();
+    let big = "a".repeat(64 * 1024);
+    let raw = format!("GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    let r = send_raw(gw.proxy, raw.as_bytes()).expect("response");
+    assert_eq!(r.status, 494, "{}", r.text());
+}
+
+#[test]
+fn body_over_client_max_body_size_gets_413() {
+    let up = Upstream::start();
+    let opts = Options::new(config_with_routes(
+        up.addr,
+        "      - name: r1\n        paths: [\"/echo\"]\n",
+    ))
+    .env("GANGWAY_CLIENT_MAX_BODY_SIZE", "1k");
+    let gw = Gangway::start_with(opts);
+    let r = request(gw.proxy, "POST", "/echo", &[JSON], &[b'x'; 2048]).expect("big body");
+    assert_eq!(r.status, 413, "{}", r.text());
+    let r = request(gw.proxy, "POST", "/echo", &[JSON], &[b'x'; 512]).expect("small body");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn slow_clients_time_out_on_headers() {
+    let up = Upstream::start();
+    let opts = Options::new(config_with_routes(
+        up.addr,
+        "      - name: r1\n        paths: [\"/echo\"]\n",
+    ))
+    .env("GANGWAY_CLIENT_HEADER_TIMEOUT_MS", "300");
+    let gw = Gangway::start_with(opts);
+    let mut c = Conn::open(gw.proxy);
+    c.write(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+        .expect("partial head");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = c.stream().read_to_end(&mut buf);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "slow client held the connection"
+    );
+    // The worker is not held: other clients are served meanwhile and after.
+    assert_eq!(gw.get("/echo").status, 200);
+    let _ = c.stream().write_all(b"\r\n");
+}

@@ -1,0 +1,275 @@
+//! The harness: starts the real `gangway` binary on free ports against a small upstream
+//! server, and talks to it over real sockets with a raw HTTP/1.1 client.
+
+#![allow(dead_code)]
+
+pub mod client;
+pub mod upstream;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use client::{Response, request, send_raw};
+pub use upstream::Upstream;
+
+/// A port that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// The I/O backend under test: `GANGWAY_TEST_IO_BACKEND` (default `io_uring`, the default
+/// backend in production). `cargo xtask test` runs the suite once per backend.
+pub fn io_backend() -> String {
+    std::env::var("GANGWAY_TEST_IO_BACKEND").unwrap_or_else(|_| "io_uring".into())
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates a fresh directory under the system temp dir.
+    pub fn new(tag: &str) -> TempDir {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("gangway-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// A path inside the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running gangway process; killed on drop, with its log printed if the test failed.
+pub struct Gangway {
+    child: Option<Child>,
+    /// Proxy listener (plain HTTP).
+    pub proxy: SocketAddr,
+    /// Proxy TLS listener, when started with TLS.
+    pub proxy_tls: Option<SocketAddr>,
+    /// Status API listener.
+    pub status: SocketAddr,
+    /// The declarative config file the process reads.
+    pub config_path: PathBuf,
+    log_path: PathBuf,
+    dir: TempDir,
+}
+
+/// How to start gangway.
+pub struct Options {
+    /// Declarative config (YAML text).
+    pub config: String,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Also listen with TLS.
+    pub tls: bool,
+    /// Wait for `/status/ready` before returning.
+    pub wait_ready: bool,
+}
+
+impl Options {
+    /// Options for `config` with defaults.
+    pub fn new(config: impl Into<String>) -> Options {
+        Options {
+            config: config.into(),
+            env: Vec::new(),
+            tls: false,
+            wait_ready: true,
+        }
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, k: &str, v: impl Into<String>) -> Options {
+        self.env.push((k.to_string(), v.into()));
+        self
+    }
+
+    /// Adds a TLS proxy listener.
+    pub fn tls(mut self) -> Options {
+        self.tls = true;
+        self
+    }
+}
+
+impl Gangway {
+    /// Starts gangway with `config` (a kong.yml) and default options.
+    pub fn start(config: &str) -> Gangway {
+        Gangway::start_with(Options::new(config))
+    }
+
+    /// Starts gangway with options.
+    pub fn start_with(opts: Options) -> Gangway {
+        let dir = TempDir::new("gw");
+        let config_path = dir.path("kong.yml");
+        std::fs::write(&config_path, &opts.config).expect("write kong.yml");
+        let log_path = dir.path("gangway.log");
+        let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let status: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let proxy_tls: Option<SocketAddr> = opts
+            .tls
+            .then(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
+        let mut listen = proxy.to_string();
+        if let Some(tls) = proxy_tls {
+            listen.push_str(&format!(", {tls} ssl"));
+        }
+        let log = std::fs::File::create(&log_path).expect("create log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gangway"));
+        cmd.arg("start")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GANGWAY_PROXY_LISTEN", listen)
+            .env("GANGWAY_STATUS_LISTEN", status.to_string())
+            .env("GANGWAY_ADMIN_LISTEN", "off")
+            .env("GANGWAY_DECLARATIVE_CONFIG", &config_path)
+            .env("GANGWAY_IO_BACKEND", io_backend())
+            .env("GANGWAY_WORKERS", "2")
+            .env("GANGWAY_PREFIX", dir.path("prefix"))
+            .env("GANGWAY_LOG_LEVEL", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn gangway binary");
+        let mut gw = Gangway {
+            child: Some(child),
+            proxy,
+            proxy_tls,
+            status,
+            config_path,
+            log_path,
+            dir,
+        };
+        if opts.wait_ready {
+            gw.wait_ready();
+        }
+        gw
+    }
+
+    /// Waits up to 15 s for `/status/ready` to answer 200.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_wait() {
+                panic!("gangway exited early ({status}); log:\n{}", self.log());
+            }
+            if let Ok(r) = request(self.status, "GET", "/status/ready", &[], b"") {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("gangway not ready within 15s; log:\n{}", self.log());
+    }
+
+    /// The process log so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Exit status if the process has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits for exit up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(s) = self.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Replaces the declarative config file (the caller then signals or waits for the watcher).
+    pub fn write_config(&self, yaml: &str) {
+        std::fs::write(&self.config_path, yaml).expect("rewrite kong.yml");
+    }
+
+    /// GET through the proxy.
+    pub fn get(&self, path: &str) -> Response {
+        request(self.proxy, "GET", path, &[], b"")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\nlog:\n{}", self.log()))
+    }
+
+    /// Scratch dir of this instance.
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+}
+
+impl Drop for Gangway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- gangway log ----\n{}\n---- end log ----", self.log());
+        }
+    }
+}
+
+/// A declarative config with one service pointing at `upstream` and the given routes YAML
+/// (a list under `routes:`, indented by 4).
+pub fn config_with_routes(upstream: SocketAddr, routes_yaml: &str) -> String {
+    format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: http://{upstream}\n    routes:\n{routes_yaml}"
+    )
+}
+
+/// Connects a raw TCP stream with timeouts, panicking on failure.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    try_connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"))
+}
+
+/// Connects a raw TCP stream with 10 s read and write timeouts.
+pub fn try_connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}

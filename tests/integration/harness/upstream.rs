@@ -1,0 +1,237 @@
+//! A small threaded HTTP/1.1 upstream that echoes each request as JSON. Request headers steer
+//! it, and they pass through the gateway untouched:
+//! - `x-echo-status: N`: answer with status N;
+//! - `x-echo-delay-ms: N`: wait before answering;
+//! - `x-echo-chunked: 1`: send the body chunked;
+//! - `x-echo-close: 1`: no Content-Length, close after the body;
+//! - `x-echo-body-size: N`: a body of N bytes of `x` instead of the JSON echo;
+//! - `x-echo-garbage: 1`: answer with bytes that are not HTTP;
+//! - `x-echo-drop: 1`: close without answering;
+//! - `Upgrade:` + `Connection: upgrade`: answer 101 and echo raw bytes back.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+
+/// A running echo upstream; stops accepting on drop.
+pub struct Upstream {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+    /// Requests served so far.
+    pub requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+/// One parsed request.
+struct Req {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Req {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Upstream {
+    /// Starts on a free loopback port.
+    pub fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, r, s) = (connections.clone(), requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let conn_id = c.fetch_add(1, Ordering::Relaxed) + 1;
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(stream, conn_id, &r);
+                });
+            }
+        });
+        Upstream {
+            addr,
+            connections,
+            requests,
+            stop,
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+fn read_line(r: &mut impl BufRead) -> io::Result<Option<String>> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
+}
+
+fn read_request(r: &mut BufReader<TcpStream>) -> io::Result<Option<Req>> {
+    let Some(first) = read_line(r)? else {
+        return Ok(None);
+    };
+    let mut parts = first.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let Some(line) = read_line(r)? else {
+            return Ok(None);
+        };
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.to_string(), v.trim().to_string()));
+        }
+    }
+    let mut req = Req {
+        method,
+        target,
+        headers,
+        body: Vec::new(),
+    };
+    if req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            let size_line = read_line(r)?.unwrap_or_default();
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk"))?;
+            if size == 0 {
+                while read_line(r)?.is_some_and(|l| !l.is_empty()) {}
+                break;
+            }
+            let start = req.body.len();
+            req.body.resize(start + size, 0);
+            r.read_exact(&mut req.body[start..])?;
+            read_line(r)?;
+        }
+    } else if let Some(len) = req
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        req.body.resize(len, 0);
+        r.read_exact(&mut req.body)?;
+    }
+    Ok(Some(req))
+}
+
+fn serve(stream: TcpStream, conn_id: usize, served: &AtomicUsize) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    let mut on_conn = 0usize;
+    while let Some(req) = read_request(&mut reader)? {
+        on_conn += 1;
+        served.fetch_add(1, Ordering::Relaxed);
+        if let Some(ms) = req.header("x-echo-delay-ms").and_then(|v| v.parse().ok()) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        if req.header("x-echo-drop").is_some() {
+            return Ok(());
+        }
+        if req.header("x-echo-garbage").is_some() {
+            out.write_all(b"this is not http\r\n\r\n")?;
+            return Ok(());
+        }
+        if req.header("upgrade").is_some() {
+            out.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")?;
+            // Echo raw bytes until the client closes; the reader may hold bytes already.
+            let buffered = reader.buffer().to_vec();
+            out.write_all(&buffered)?;
+            let mut raw = reader.into_inner();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = raw.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                out.write_all(&buf[..n])?;
+            }
+        }
+        let status: u16 = req
+            .header("x-echo-status")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200);
+        let body: Vec<u8> = if let Some(n) = req
+            .header("x-echo-body-size")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            vec![b'x'; n]
+        } else {
+            let headers: Vec<_> = req.headers.iter().map(|(k, v)| json!([k, v])).collect();
+            serde_json::to_vec(&json!({
+                "method": req.method,
+                "target": req.target,
+                "headers": headers,
+                "body": String::from_utf8_lossy(&req.body),
+                "body_len": req.body.len(),
+                "conn_id": conn_id,
+                "request_on_conn": on_conn,
+            }))
+            .expect("json")
+        };
+        let mut head = format!(
+            "HTTP/1.1 {status} Echo\r\nContent-Type: application/json\r\nX-Upstream: echo\r\n"
+        );
+        let close = req.header("x-echo-close").is_some();
+        let chunked = req.header("x-echo-chunked").is_some();
+        let no_body = req.method == "HEAD" || status == 204 || status == 304;
+        if close {
+            head.push_str("Connection: close\r\n\r\n");
+            out.write_all(head.as_bytes())?;
+            if !no_body {
+                out.write_all(&body)?;
+            }
+            return Ok(());
+        }
+        if chunked {
+            head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+            out.write_all(head.as_bytes())?;
+            if !no_body {
+                for piece in body.chunks(7) {
+                    out.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
+                    out.write_all(piece)?;
+                    out.write_all(b"\r\n")?;
+                    out.flush()?;
+                }
+                out.write_all(b"0\r\n\r\n")?;
+            }
+        } else {
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            let mut msg = head.into_bytes();
+            if !no_body {
+                msg.extend_from_slice(&body);
+            }
+            out.write_all(&msg)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! Process lifecycle: status API, reloads (SIGHUP and file change), drain, CLI.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::client::Conn;
+use crate::harness::{Gangway, TempDir, Upstream, config_with_routes, request};
+
+fn routes(up: &Upstream, path: &str) -> String {
+    config_with_routes(
+        up.addr,
+        &format!("      - name: r\n        paths: [\"{path}\"]\n"),
+    )
+}
+
+#[test]
+fn status_api_reports_kong_shapes() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&routes(&up, "/echo"));
+    assert_eq!(gw.get("/echo").status, 200);
+    let r = request(gw.status, "GET", "/status", &[], b"").expect("status");
+    assert_eq!(r.status, 200);
+    let s = r.json();
+    assert!(
+        s["server"]["total_requests"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{s}"
+    );
+    assert!(
+        s["server"]["connections_accepted"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    );
+    let hash = s["configuration_hash"].as_str().expect("hash");
+    assert_eq!(hash.len(), 32);
+    assert!(hash.chars().all(|c| c.is_ascii_hexdigit()) && hash != "0".repeat(32));
+    let r = request(gw.status, "GET", "/status/ready", &[], b"").expect("ready");
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (200, Some("ready"))
+    );
+}
+
+#[test]
+fn sighup_reload_under_load_drops_nothing_and_bad_config_is_kept_out() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&routes(&up, "/v1"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+    for _ in 0..4 {
+        let (stop, failures, done, proxy) =
+            (stop.clone(), failures.clone(), done.clone(), gw.proxy);
+        threads.push(std::thread::spawn(move || {
+            // Keep-alive connections must survive reloads too.
+            let mut c = Conn::open(proxy);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match c.get("/v1") {
+                    Ok(r) if r.status == 200 => {}
+                    _ => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        c = Conn::open(proxy);
+                    }
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Same routes plus one more, five times over.
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_millis(100));
+        let yaml = format!(
+            "{}      - name: extra\n        paths: [\"/extra{i}\"]\n",
+            routes(&up, "/v1")
+        );
+        gw.write_config(&yaml);
+        gw.signal(libc::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gw.get(&format!("/extra{i}")).status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "reload {i} not applied; log:\n{}",
+                gw.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // A broken file is rejected and the old config keeps serving.
+    gw.write_config(
+        "_format_version: \"3.0\"\nservices:\n  - name: bad\n    url: http://x:99999\n",
+    );
+    gw.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("load thread");
+    }
+    assert!(
+        done.load(Ordering::Relaxed) > 50,
+        "load loop too slow to mean anything"
+    );
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "requests failed during reloads"
+    );
+    assert_eq!(gw.get("/v1").status, 200);
+    assert_eq!(
+        gw.get("/extra4").status,
+        200,
+        "bad config replaced the good one"
+    );
+    assert!(
+        gw.log().contains("keeping the current one"),
+        "bad reload not logged"
+    );
+}
+
+#[test]
+fn file_change_triggers_reload() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&routes(&up, "/before"));
+    std::thread::sleep(Duration::from_millis(1100));
+    gw.write_config(&routes(&up, "/after"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.get("/after").status != 200 {
+        assert!(Instant::now() < deadline, "file change not picked up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gw.get("/before").status, 404);
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let up = Upstream::start();
+    let mut gw = Gangway::start(&routes(&up, "/echo"));
+    let proxy = gw.proxy;
+    let slow = std::thread::spawn(move || {
+        request(proxy, "GET", "/echo", &[("x-echo-delay-ms", "700")], b"")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let idle = Conn::open(gw.proxy);
+    gw.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(100));
+    let r = request(gw.status, "GET", "/status/ready", &[], b"");
+    if let Ok(r) = r {
+        assert_eq!(r.status, 503, "ready must fail while draining");
+    }
+    let r = slow
+        .join()
+        .expect("thread")
+        .expect("in-flight request completes");
+    assert_eq!(r.status, 200);
+    let status = gw
+        .wait_exit(Duration::from_secs(10))
+        .expect("gangway exits after drain");
+    assert!(status.success(), "exit status {status}");
+    drop(idle);
+}
+
+#[test]
+fn check_subcommand_reports_every_error_with_its_path() {
+    let dir = TempDir::new("check");
+    let bad = dir.path("bad.yml");
+    std::fs::write(
+        &bad,
+        "_format_version: \"3.0\"\nservices:\n  - name: s1\n    host: example.com\n    port: 70000\n    routes:\n      - name: r1\n        protocols: [\"ftp\"]\n        paths: [\"/a\"]\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .expect("run check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("services[0].port"), "{err}");
+    assert!(err.contains("protocols"), "{err}");
+    let good = dir.path("good.yml");
+    std::fs::write(
+        &good,
+        "_format_version: \"3.0\"\nservices:\n  - name: s1\n    url: http://example.com\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .arg("check")
+        .arg(&good)
+        .output()
+        .expect("run check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .arg("version")
+        .output()
+        .expect("version");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("gangway "));
+}
+
+#[test]
+fn embedded_default_config_serves_status_through_the_proxy() {
+    // The embedded config/kong.yml points at the default status listener, 127.0.0.1:8007.
+    let dir = TempDir::new("embedded");
+    let port = crate::harness::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .arg("start")
+        .env_clear()
+        .env("GANGWAY_PROXY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GANGWAY_ADMIN_LISTEN", "off")
+        .env("GANGWAY_PREFIX", dir.path("prefix"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = request(addr, "GET", "/status", &[], b"") {
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert!(r.json()["server"].is_object());
+            assert!(r.header("via").is_some());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "embedded config did not serve /status"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,323 @@
+//! Routing and proxying: bodies, keep-alive, pipelining, upgrade, forwarding headers.
+
+use std::io::{Read, Write};
+
+use crate::harness::client::Conn;
+use crate::harness::{Gangway, Upstream, config_with_routes, request, send_raw};
+
+fn echo_header<'a>(echo: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    echo["headers"].as_array()?.iter().find_map(|pair| {
+        let k = pair[0].as_str()?;
+        k.eq_ignore_ascii_case(name)
+            .then(|| pair[1].as_str())
+            .flatten()
+    })
+}
+
+fn basic() -> (Upstream, Gangway) {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(
+        up.addr,
+        "      - name: r1\n        paths: [\"/echo\"]\n",
+    ));
+    (up, gw)
+}
+
+#[test]
+fn proxies_a_route_end_to_end_with_kong_headers() {
+    let (up, gw) = basic();
+    let r = gw.get("/echo/hello?x=1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    assert_eq!(
+        echo["target"], "/hello?x=1",
+        "strip_path removes the matched prefix"
+    );
+    assert_eq!(
+        echo_header(&echo, "host"),
+        Some(up.addr.to_string().as_str())
+    );
+    assert_eq!(echo_header(&echo, "x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(echo_header(&echo, "x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(echo_header(&echo, "x-forwarded-proto"), Some("http"));
+    assert_eq!(echo_header(&echo, "x-forwarded-host"), Some("localhost"));
+    assert_eq!(
+        echo_header(&echo, "x-forwarded-port"),
+        Some(gw.proxy.port().to_string().as_str())
+    );
+    assert_eq!(echo_header(&echo, "x-forwarded-path"), Some("/echo/hello"));
+    assert_eq!(echo_header(&echo, "x-forwarded-prefix"), Some("/echo"));
+    assert!(echo_header(&echo, "x-kong-request-id").is_some_and(|v| v.len() == 32));
+    assert!(
+        r.header("via").is_some_and(|v| v.contains("gangway/")),
+        "{:?}",
+        r.headers
+    );
+    assert!(r.header("x-kong-upstream-latency").is_some());
+    assert!(r.header("x-kong-proxy-latency").is_some());
+    assert_eq!(r.header("x-upstream"), Some("echo"));
+}
+
+#[test]
+fn appends_to_client_x_forwarded_for_and_drops_untrusted_forwarded_proto() {
+    let (_up, gw) = basic();
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/echo",
+        &[
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        b"",
+    )
+    .expect("request");
+    let echo = r.json();
+    assert_eq!(
+        echo_header(&echo, "x-forwarded-for"),
+        Some("10.0.0.1, 127.0.0.1")
+    );
+    assert_eq!(echo_header(&echo, "x-forwarded-proto"), Some("http"));
+}
+
+#[test]
+fn removes_hop_by_hop_headers_both_ways() {
+    let (_up, gw) = basic();
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/echo",
+        &[
+            ("Keep-Alive", "timeout=5"),
+            ("X-Secret-Hop", "1"),
+            ("Connection", "X-Secret-Hop"),
+            ("TE", "trailers"),
+        ],
+        b"",
+    )
+    .expect("request");
+    let echo = r.json();
+    for h in ["keep-alive", "x-secret-hop", "te"] {
+        assert!(
+            echo_header(&echo, h).is_none(),
+            "{h} must not reach the upstream: {echo}"
+        );
+    }
+    assert_eq!(echo_header(&echo, "connection"), Some("keep-alive"));
+}
+
+#[test]
+fn content_length_and_chunked_request_bodies_stream_to_the_upstream() {
+    let (_up, gw) = basic();
+    let body = vec![b'a'; 300_000];
+    let r = request(gw.proxy, "POST", "/echo", &[], &body).expect("post");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["body_len"], 300_000);
+
+    let mut raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for piece in ["hello", " ", "chunked", " world"] {
+        raw.extend_from_slice(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes());
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let r = send_raw(gw.proxy, &raw).expect("chunked post");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    assert_eq!(echo["body"], "hello chunked world");
+    assert_eq!(echo_header(&echo, "transfer-encoding"), Some("chunked"));
+}
+
+#[test]
+fn chunked_and_large_responses_stream_back() {
+    let (_up, gw) = basic();
+    let r = request(gw.proxy, "GET", "/echo", &[("x-echo-chunked", "1")], b"").expect("chunked");
+    assert!(r.chunked, "chunked framing is kept");
+    assert_eq!(r.json()["method"], "GET");
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/echo",
+        &[("x-echo-body-size", "5000000")],
+        b"",
+    )
+    .expect("big");
+    assert_eq!(r.body.len(), 5_000_000);
+    let r = request(gw.proxy, "GET", "/echo", &[("x-echo-close", "1")], b"").expect("until close");
+    assert_eq!(r.json()["method"], "GET");
+}
+
+#[test]
+fn head_responses_have_no_body() {
+    let (_up, gw) = basic();
+    let mut c = Conn::open(gw.proxy);
+    c.write(b"HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let r = c.read(true).expect("head response");
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    // The connection is still in sync: the next response parses.
+    let r = c.get("/echo/after").expect("after head");
+    assert_eq!(r.json()["target"], "/after");
+}
+
+#[test]
+fn keep_alive_reuses_client_and_upstream_connections() {
+    let (up, gw) = basic();
+    let mut c = Conn::open(gw.proxy);
+    let mut conn_ids = Vec::new();
+    for i in 0..20 {
+        let r = c.get(&format!("/echo/{i}")).expect("keep-alive request");
+        assert_eq!(r.status, 200);
+        conn_ids.push(r.json()["conn_id"].as_u64().expect("conn id"));
+    }
+    // Two workers may each open one, but 20 sequential requests must not open 20.
+    assert!(
+        up.connections.load(std::sync::atomic::Ordering::Relaxed) <= 2,
+        "{conn_ids:?}"
+    );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (_up, gw) = basic();
+    let mut c = Conn::open(gw.proxy);
+    let mut raw = Vec::new();
+    for i in 0..5 {
+        raw.extend_from_slice(format!("GET /echo/p{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"POST /echo/body HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    raw.extend_from_slice(b"GET /echo/last HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.write(&raw).expect("write pipeline");
+    for i in 0..5 {
+        assert_eq!(
+            c.read(false).expect("response").json()["target"],
+            format!("/p{i}")
+        );
+    }
+    let r = c.read(false).expect("post response").json();
+    assert_eq!(
+        (r["target"].as_str(), r["body"].as_str()),
+        (Some("/body"), Some("abc"))
+    );
+    assert_eq!(c.read(false).expect("last").json()["target"], "/last");
+}
+
+#[test]
+fn expect_100_continue_gets_an_interim_response() {
+    let (_up, gw) = basic();
+    let mut c = Conn::open(gw.proxy);
+    c.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        .expect("write");
+    let mut first = [0u8; 25];
+    c.stream().read_exact(&mut first).expect("100 continue");
+    assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.write(b"data").expect("body");
+    let r = c.read(false).expect("final");
+    assert_eq!(r.json()["body"], "data");
+    assert!(
+        r.json()["headers"]
+            .to_string()
+            .to_lowercase()
+            .find("expect")
+            .is_none()
+    );
+}
+
+#[test]
+fn websocket_upgrade_is_tunnelled() {
+    let (_up, gw) = basic();
+    let mut c = Conn::open(gw.proxy);
+    c.write(
+        b"GET /echo/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .expect("write");
+    let r = c.read(false).expect("101");
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+    let s = c.stream();
+    s.write_all(b"ping over the tunnel").expect("tunnel write");
+    let mut back = [0u8; 20];
+    s.read_exact(&mut back).expect("tunnel read");
+    assert_eq!(&back, b"ping over the tunnel");
+}
+
+#[test]
+fn routes_by_host_method_and_header() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(
+        up.addr,
+        "      - name: by-host\n        hosts: [\"api.example.com\"]\n        paths: [\"/h\"]\n\
+         \x20     - name: by-wildcard\n        hosts: [\"*.wild.com\"]\n        paths: [\"/w\"]\n\
+         \x20     - name: by-method\n        methods: [\"POST\"]\n        paths: [\"/m\"]\n\
+         \x20     - name: by-header\n        headers: {x-version: [\"v2\"]}\n        paths: [\"/v\"]\n",
+    ));
+    let ok = |host: &str, method: &str, path: &str, extra: &[(&str, &str)]| {
+        let mut h = vec![("Host", host)];
+        h.extend_from_slice(extra);
+        request(gw.proxy, method, path, &h, b"")
+            .expect("request")
+            .status
+    };
+    assert_eq!(ok("api.example.com", "GET", "/h", &[]), 200);
+    assert_eq!(ok("other.example.com", "GET", "/h", &[]), 404);
+    assert_eq!(ok("a.wild.com", "GET", "/w", &[]), 200);
+    assert_eq!(ok("wild.com", "GET", "/w", &[]), 404);
+    assert_eq!(ok("x", "POST", "/m", &[]), 200);
+    assert_eq!(ok("x", "GET", "/m", &[]), 404);
+    assert_eq!(ok("x", "GET", "/v", &[("X-Version", "V2")]), 200);
+    assert_eq!(ok("x", "GET", "/v", &[("X-Version", "v1")]), 404);
+}
+
+#[test]
+fn regex_routes_and_preserve_host() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(
+        up.addr,
+        "      - name: rx\n        paths: [\"~/forecast/(?<key>[^/]+)/(?<loc>[^/]+)$\"]\n        strip_path: false\n        preserve_host: true\n",
+    ));
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/forecast/abc/1,2",
+        &[("Host", "weather.example")],
+        b"",
+    )
+    .expect("req");
+    assert_eq!(r.status, 200);
+    let echo = r.json();
+    assert_eq!(echo["target"], "/forecast/abc/1,2");
+    assert_eq!(echo_header(&echo, "host"), Some("weather.example"));
+    assert_eq!(gw.get("/forecast/abc").status, 404);
+}
+
+/// Kong's path-handling table (v0), checked through the real proxy for a few rows; the whole
+/// table runs as a unit test of the router.
+#[test]
+fn path_handling_through_the_proxy() {
+    let up = Upstream::start();
+    let cases = [
+        ("/s", "/fv", true, "/fv/req", "/s/req"),
+        ("/s", "/fv", true, "/fvreq", "/s/req"),
+        ("/s/", "/fv", true, "/fv", "/s"),
+        ("/s", "/fv", true, "/fv/", "/s/"),
+        ("/", "/fv", true, "/fv", "/"),
+        ("/s", "/fv", false, "/fv/req", "/s/fv/req"),
+        ("/s/", "/fv", false, "/fv/req", "/s/fv/req"),
+    ];
+    let mut yaml = String::from("_format_version: \"3.0\"\nservices:\n");
+    for (i, (spath, rpath, strip, _, _)) in cases.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - name: s{i}\n    url: http://{}{spath}\n    routes:\n      - name: r{i}\n        hosts: [\"h{i}\"]\n        paths: [\"{rpath}\"]\n        strip_path: {strip}\n",
+            up.addr
+        ));
+    }
+    let gw = Gangway::start(&yaml);
+    for (i, (spath, rpath, strip, req, want)) in cases.iter().enumerate() {
+        let host = format!("h{i}");
+        let r = request(gw.proxy, "GET", req, &[("Host", &host)], b"").expect("req");
+        assert_eq!(
+            r.json()["target"],
+            *want,
+            "service.path={spath} route={rpath} strip={strip} req={req}"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! Downstream TLS: SNI certificate selection, the default certificate, HTTP over TLS.
+
+use std::io::{BufReader, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::harness::client::{Response, read_response};
+use crate::harness::{Gangway, Options, Upstream};
+
+/// Accepts any certificate and remembers nothing: the test inspects the presented chain.
+#[derive(Debug)]
+struct AcceptAny;
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Sends `raw` over TLS with `sni`; returns the response and the leaf certificate presented.
+fn tls_request(addr: SocketAddr, sni: &str, raw: &[u8]) -> (Response, Vec<u8>, Option<Vec<u8>>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = ServerName::try_from(sni.to_string()).expect("server name");
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client conn");
+    let sock = crate::harness::connect(addr);
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(raw).expect("tls write");
+    let leaf = tls
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .expect("peer cert");
+    let alpn = tls.conn.alpn_protocol().map(<[u8]>::to_vec);
+    let mut reader = BufReader::new(tls);
+    let resp = read_response(&mut reader, false).expect("tls response");
+    (resp, leaf, alpn)
+}
+
+fn cert_for(name: &str) -> (String, String, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+    let cert = params.self_signed(&key).expect("self-signed");
+    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+}
+
+fn indent(pem: &str) -> String {
+    pem.lines().map(|l| format!("      {l}\n")).collect()
+}
+
+#[test]
+fn sni_selects_the_configured_certificate_and_proxies_over_tls() {
+    let up = Upstream::start();
+    let (cert, key, der) = cert_for("api.example.com");
+    let (wcert, wkey, wder) = cert_for("*.wild.example.com");
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: http://{}\n    routes:\n      - name: r\n        paths: [\"/echo\"]\n\
+         certificates:\n  - cert: |\n{}    key: |\n{}    snis: [{{name: api.example.com}}]\n  - cert: |\n{}    key: |\n{}    snis: [{{name: \"*.wild.example.com\"}}]\n",
+        up.addr,
+        indent(&cert),
+        indent(&key),
+        indent(&wcert),
+        indent(&wkey)
+    );
+    let gw = Gangway::start_with(Options::new(yaml).tls());
+    let tls_addr = gw.proxy_tls.expect("tls listener");
+    let raw = b"GET /echo/x HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n";
+    let (r, leaf, alpn) = tls_request(tls_addr, "api.example.com", raw);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(leaf, der, "exact SNI match serves its certificate");
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    let echo = r.json();
+    let proto = echo["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .find(|p| {
+            p[0].as_str()
+                .is_some_and(|k| k.eq_ignore_ascii_case("x-forwarded-proto"))
+        })
+        .and_then(|p| p[1].as_str())
+        .map(str::to_string);
+    assert_eq!(proto.as_deref(), Some("https"));
+
+    let (_, leaf, _) = tls_request(tls_addr, "a.wild.example.com", raw);
+    assert_eq!(leaf, wder, "wildcard SNI match");
+    let (r, leaf, _) = tls_request(tls_addr, "unknown.example.org", raw);
+    assert_eq!(r.status, 200);
+    assert!(
+        leaf != der && leaf != wder,
+        "unknown names get the default certificate"
+    );
+}

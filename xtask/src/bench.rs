@@ -1,0 +1,430 @@
+//! `cargo xtask bench proxy`: gangway (io_uring and epoll) against nginx as a reverse proxy,
+//! side by side on this machine, against the same nginx upstream, under the same wrk load.
+//!
+//! Each contender gets the same worker count. Runs are warmed up, repeated and interleaved
+//! (A B C A B C ...) so drift on the machine hits every contender alike. Reported: RPS,
+//! p50/p99/p99.9 latency and CPU time per request of the proxy's processes, each also as a
+//! ratio to nginx.
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+/// Bench parameters (`--duration`, `--repeat`, `--connections`, `--workers`, `--warmup`).
+struct Params {
+    duration_s: u64,
+    warmup_s: u64,
+    repeat: usize,
+    connections: usize,
+    workers: usize,
+}
+
+impl Params {
+    fn parse(args: &[String]) -> Result<Params> {
+        let mut p = Params {
+            duration_s: 10,
+            warmup_s: 3,
+            repeat: 3,
+            connections: 32,
+            workers: 1,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+            let n: u64 = value
+                .parse()
+                .with_context(|| format!("{flag} {value}: not a number"))?;
+            match flag.as_str() {
+                "--duration" => p.duration_s = n.clamp(1, 600),
+                "--warmup" => p.warmup_s = n.min(60),
+                "--repeat" => p.repeat = (n as usize).clamp(1, 20),
+                "--connections" => p.connections = (n as usize).clamp(1, 1024),
+                "--workers" => p.workers = (n as usize).clamp(1, 64),
+                _ => bail!("unknown flag {flag}"),
+            }
+        }
+        Ok(p)
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn require(bin: &str, package: &str) -> Result<PathBuf> {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = Path::new(dir).join(bin);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    bail!("{bin} not found: install the Debian package {package} (bash .ci/run does)")
+}
+
+fn wait_port(port: u16, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what} did not listen on {port} within 15 s")
+}
+
+/// A child process killed on drop; `pids()` includes its children (nginx workers).
+struct Proc {
+    child: Child,
+    name: String,
+}
+
+impl Proc {
+    fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.child.id()];
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
+                .unwrap_or_default();
+        pids.extend(
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+        pids
+    }
+
+    /// utime + stime of the process and its children, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        self.pids()
+            .iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .map(|stat| {
+                // Fields after the parenthesised command name; utime and stime are 14 and 15.
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                (ut + st) / ticks
+            })
+            .sum()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGTERM first so nginx masters take their workers down.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("bench: {} needed SIGKILL", self.name);
+    }
+}
+
+fn nginx(dir: &Path, name: &str, conf_body: &str, workers: usize) -> Result<Proc> {
+    let nginx = require("nginx", "nginx-light")?;
+    let prefix = dir.join(name);
+    std::fs::create_dir_all(prefix.join("logs"))?;
+    let conf = format!(
+        "worker_processes {workers};\ndaemon off;\nmaster_process on;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log error;\n\
+         events {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
+         fastcgi_temp_path {p}/fcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  keepalive_requests 100000;\n{conf_body}\n}}\n",
+        p = prefix.display()
+    );
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting nginx")?;
+    Ok(Proc {
+        child,
+        name: name.into(),
+    })
+}
+
+fn gangway(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    backend: &str,
+    port: u16,
+    upstream: u16,
+    workers: usize,
+) -> Result<Proc> {
+    let cfg = dir.join(format!("{name}.yml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: upstream\n    url: http://127.0.0.1:{upstream}\n    routes:\n      - name: all\n        paths: [\"/\"]\n"
+        ),
+    )?;
+    let status = free_port()?;
+    let child = Command::new(bin)
+        .arg("start")
+        .env("GANGWAY_PROXY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GANGWAY_STATUS_LISTEN", format!("127.0.0.1:{status}"))
+        .env("GANGWAY_ADMIN_LISTEN", "off")
+        .env("GANGWAY_DECLARATIVE_CONFIG", &cfg)
+        .env("GANGWAY_IO_BACKEND", backend)
+        .env("GANGWAY_WORKERS", workers.to_string())
+        .env("GANGWAY_LOG_LEVEL", "error")
+        .env("GANGWAY_PREFIX", dir.join(name))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting gangway")?;
+    Ok(Proc {
+        child,
+        name: name.into(),
+    })
+}
+
+const WRK_SCRIPT: &str = r#"
+done = function(summary, latency, requests)
+  io.write(string.format("GANGWAY_BENCH {\"requests\":%d,\"duration_us\":%d,\"errors\":%d,\"non2xx\":%d,\"p50\":%d,\"p99\":%d,\"p999\":%d}\n",
+    summary.requests, summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
+"#;
+
+#[derive(Clone, Default)]
+struct Sample {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    cpu_us_per_req: f64,
+    errors: u64,
+}
+
+fn wrk(dir: &Path, port: u16, connections: usize, seconds: u64) -> Result<serde_json::Value> {
+    let wrk = require("wrk", "wrk")?;
+    let script = dir.join("report.lua");
+    std::fs::write(&script, WRK_SCRIPT)?;
+    let out = Command::new(wrk)
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--timeout",
+            "5s",
+            "-s",
+        ])
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("GANGWAY_BENCH "))
+        .with_context(|| format!("wrk printed no report: {text}"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn measure(dir: &Path, proc_: &Proc, port: u16, p: &Params) -> Result<Sample> {
+    let cpu_before = proc_.cpu_seconds();
+    let r = wrk(dir, port, p.connections, p.duration_s)?;
+    let cpu = proc_.cpu_seconds() - cpu_before;
+    let n = |k: &str| r[k].as_f64().unwrap_or(0.0);
+    let requests = n("requests").max(1.0);
+    Ok(Sample {
+        rps: requests / (n("duration_us") / 1e6),
+        p50_us: n("p50"),
+        p99_us: n("p99"),
+        p999_us: n("p999"),
+        cpu_us_per_req: cpu * 1e6 / requests,
+        errors: (n("errors") + n("non2xx")) as u64,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs `cargo xtask bench <name>`.
+pub fn run(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("proxy") => proxy(&Params::parse(&args[1..])?),
+        other => bail!("unknown benchmark {other:?}; available: proxy"),
+    }
+}
+
+fn proxy(p: &Params) -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
+    eprintln!("bench: building gangway (release)");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-p", "gangway"])
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        bail!("cargo build --release failed");
+    }
+    let bin = root.join("target/release/gangway");
+    let dir = std::env::temp_dir().join(format!("gangway-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+
+    let up_port = free_port()?;
+    let _upstream = nginx(
+        &dir,
+        "upstream",
+        &format!(
+            "  server {{ listen 127.0.0.1:{up_port} reuseport backlog=4096; location / {{ return 200 \"hello from the upstream\\n\"; }} }}"
+        ),
+        1,
+    )?;
+    wait_port(up_port, "upstream nginx")?;
+
+    let (uring_port, epoll_port, nginx_port) = (free_port()?, free_port()?, free_port()?);
+    let contenders: Vec<(&str, Proc, u16)> = vec![
+        (
+            "gangway-io_uring",
+            gangway(
+                &bin,
+                &dir,
+                "gangway-io_uring",
+                "io_uring",
+                uring_port,
+                up_port,
+                p.workers,
+            )?,
+            uring_port,
+        ),
+        (
+            "gangway-epoll",
+            gangway(
+                &bin,
+                &dir,
+                "gangway-epoll",
+                "epoll",
+                epoll_port,
+                up_port,
+                p.workers,
+            )?,
+            epoll_port,
+        ),
+        (
+            "nginx",
+            nginx(
+                &dir,
+                "nginx-proxy",
+                &format!(
+                    "  upstream backend {{ server 127.0.0.1:{up_port}; keepalive 512; keepalive_requests 100000; }}\n  \
+                     server {{ listen 127.0.0.1:{nginx_port} reuseport backlog=4096; location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+                ),
+                p.workers,
+            )?,
+            nginx_port,
+        ),
+    ];
+    for (name, _, port) in &contenders {
+        wait_port(*port, name)?;
+    }
+    eprintln!("bench: warm-up {} s each", p.warmup_s);
+    if p.warmup_s > 0 {
+        for (_, _, port) in &contenders {
+            wrk(&dir, *port, p.connections, p.warmup_s)?;
+        }
+    }
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); contenders.len()];
+    for round in 0..p.repeat {
+        for (i, (name, proc_, port)) in contenders.iter().enumerate() {
+            let s = measure(&dir, proc_, *port, p)?;
+            eprintln!(
+                "bench: round {} {name}: {:.0} rps, p99 {:.2} ms, {:.1} us cpu/req, {} errors",
+                round + 1,
+                s.rps,
+                s.p99_us / 1000.0,
+                s.cpu_us_per_req,
+                s.errors
+            );
+            samples[i].push(s);
+        }
+    }
+    let summary: Vec<Sample> = samples
+        .iter()
+        .map(|v| Sample {
+            rps: median(v.iter().map(|s| s.rps).collect()),
+            p50_us: median(v.iter().map(|s| s.p50_us).collect()),
+            p99_us: median(v.iter().map(|s| s.p99_us).collect()),
+            p999_us: median(v.iter().map(|s| s.p999_us).collect()),
+            cpu_us_per_req: median(v.iter().map(|s| s.cpu_us_per_req).collect()),
+            errors: v.iter().map(|s| s.errors).sum(),
+        })
+        .collect();
+    let base = summary.last().cloned().unwrap_or_default();
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "| proxy | RPS | vs nginx | p50 ms | p99 ms | p99 vs nginx | p99.9 ms | CPU us/req | CPU vs nginx | errors |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for ((name, _, _), s) in contenders.iter().zip(&summary) {
+        let _ = writeln!(
+            table,
+            "| {name} | {:.0} | {:.2}x | {:.2} | {:.2} | {:.2}x | {:.2} | {:.1} | {:.2}x | {} |",
+            s.rps,
+            s.rps / base.rps,
+            s.p50_us / 1000.0,
+            s.p99_us / 1000.0,
+            s.p99_us / base.p99_us,
+            s.p999_us / 1000.0,
+            s.cpu_us_per_req,
+            s.cpu_us_per_req / base.cpu_us_per_req,
+            s.errors
+        );
+    }
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let setup = format!(
+        "wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, {} worker(s) each, upstream: nginx (1 worker) returning a 24-byte body; medians shown",
+        p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
+    );
+    println!("\n{setup}\n\n{table}");
+    let results = root.join("benches/results");
+    std::fs::create_dir_all(&results)?;
+    let raw: Vec<_> = contenders
+        .iter()
+        .zip(&samples)
+        .map(|((name, _, _), v)| {
+            json!({"name": name, "runs": v.iter().map(|s| json!({"rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us, "p999_us": s.p999_us, "cpu_us_per_req": s.cpu_us_per_req, "errors": s.errors})).collect::<Vec<_>>()})
+        })
+        .collect();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    std::fs::write(
+        results.join(format!("proxy-{stamp}.json")),
+        serde_json::to_string_pretty(
+            &json!({"bench": "proxy", "unix_time": stamp, "cores": nproc, "setup": setup, "contenders": raw}),
+        )?,
+    )?;
+    std::fs::write(
+        results.join("proxy-latest.md"),
+        format!("# cargo xtask bench proxy\n\n{setup}\n\n{table}"),
+    )?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
