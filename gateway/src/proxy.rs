@@ -19,6 +19,7 @@ use crate::runtime::Gateway;
 use crate::settings::ListenAddr;
 use crate::upstream::dns::DnsCache;
 use crate::upstream::pool::Pool;
+use crate::upstream::stream::UpstreamStream;
 
 /// Per-worker state: shared by every connection task of one worker thread, never by two
 /// threads.
@@ -29,7 +30,7 @@ pub struct WorkerCtx<B: Backend> {
     pub gateway: Arc<Gateway>,
     active: Cell<usize>,
     /// Idle upstream connections.
-    pub pool: RefCell<Pool<B::Stream>>,
+    pub pool: RefCell<Pool<UpstreamStream<B::Stream>>>,
     /// Resolved upstream names.
     pub dns: RefCell<DnsCache>,
 }
@@ -93,12 +94,19 @@ pub async fn serve_connection<B: Backend>(
     ctx: &WorkerCtx<B>,
 ) {
     let local_port = listen.addr.port();
+    let trusted = ctx
+        .gateway
+        .settings
+        .trusted_ips
+        .iter()
+        .any(|net| net.contains(&peer.ip()));
     if !listen.ssl {
         let conn = session::ClientConn {
             peer,
             local_port,
             tls: false,
             sni: None,
+            trusted,
         };
         session::serve(stream, conn, ctx).await;
         return;
@@ -112,6 +120,7 @@ pub async fn serve_connection<B: Backend>(
                 local_port,
                 tls: true,
                 sni: tls.sni(),
+                trusted,
             };
             session::serve(tls, conn, ctx).await;
         }

@@ -78,16 +78,26 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
     let backend = choose_backend(settings.io_backend)?;
     let workers = settings.worker_count();
     let config = control::load_config(&settings)?;
-    let health = Arc::new(crate::upstream::balancer::HealthRegistry::default());
-    let default_cert =
-        crate::net::tls::default_certificate(&settings.ssl_cert, &settings.ssl_cert_key)?;
-    let shared = crate::config::compile::CompileShared {
-        settings: &settings,
-        health: &health,
-        default_cert: &default_cert,
+    let trusted = &settings.lua_ssl_trusted_certificate;
+    let pem_files: Vec<std::path::PathBuf> = trusted
+        .iter()
+        .filter(|t| t.as_str() != "system")
+        .map(Into::into)
+        .collect();
+    let shared = gateway::SharedState {
+        health: Arc::new(crate::upstream::balancer::HealthRegistry::default()),
+        default_cert: crate::net::tls::default_certificate(
+            &settings.ssl_cert,
+            &settings.ssl_cert_key,
+        )?,
+        roots: crate::net::tls::RootSource::trusted(
+            trusted.iter().any(|t| t == "system"),
+            &pem_files,
+        )?,
+        client_configs: std::sync::Mutex::default(),
     };
-    let snapshot = crate::config::compile::compile(config, &shared, 1)?;
-    let gateway = Arc::new(Gateway::new(settings, snapshot, health, default_cert));
+    let snapshot = crate::config::compile::compile(config, &shared.compile_inputs(&settings), 1)?;
+    let gateway = Arc::new(Gateway::new(settings, snapshot, shared));
     let listeners = worker::bind_all(&gateway.settings.proxy_listen, workers)?;
     info!(
         version = crate::VERSION,

@@ -5,3 +5,4 @@ pub mod balancer;
 pub mod dns;
 pub mod health;
 pub mod pool;
+pub mod stream;

@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 use super::ConfigErrors;
 use super::model::{Config, Protocol};
 use super::snapshot::{ServiceTarget, Snapshot};
-use crate::net::tls::{CertPair, CertStore, server_config};
+use crate::net::tls::{CertPair, CertStore, ClientConfigCache, RootSource, server_config};
 use crate::router::{Router, RouterFlavor};
 use crate::settings::Settings;
 
@@ -22,6 +22,10 @@ pub struct CompileShared<'a> {
     pub health: &'a HealthRegistry,
     /// The certificate served when no SNI matches (from `ssl_cert`, or generated at start).
     pub default_cert: &'a CertPair,
+    /// Trust anchors for upstream TLS (`lua_ssl_trusted_certificate`).
+    pub roots: &'a RootSource,
+    /// Upstream TLS configs, kept across compiles so sessions resume after a reload.
+    pub client_configs: &'a std::sync::Mutex<ClientConfigCache>,
 }
 use crate::upstream::balancer::{Balancer, HealthRegistry};
 
@@ -85,14 +89,45 @@ pub fn compile(
         .enumerate()
         .map(|(i, b)| (b.name.as_str(), i))
         .collect();
+    let mut client_configs = shared
+        .client_configs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let services: Vec<ServiceTarget> = config
         .services
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let tls = matches!(
                 s.protocol,
                 Protocol::Https | Protocol::Grpcs | Protocol::Tls
             );
+            let tls_client = tls.then(|| {
+                let verify = s.tls_verify.unwrap_or(shared.settings.upstream_tls_verify);
+                let cas: Vec<_> = s
+                    .ca_certificates
+                    .iter()
+                    .flatten()
+                    .filter_map(|id| config.ca_certificates.iter().find(|c| c.id == *id))
+                    .collect();
+                let own_roots = if cas.is_empty() {
+                    None
+                } else {
+                    match RootSource::from_ca_certificates(&cas) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            errors.push(format!("services[{i}].ca_certificates"), e.to_string());
+                            None
+                        }
+                    }
+                };
+                client_configs.get(
+                    verify,
+                    s.tls_verify_depth,
+                    own_roots.as_ref().unwrap_or(shared.roots),
+                    None,
+                )
+            });
             ServiceTarget {
                 id: s.id,
                 name: s.name.clone(),
@@ -107,6 +142,7 @@ pub fn compile(
                 retries: s.retries,
                 enabled: s.enabled,
                 balancer: by_name.get(s.host.as_str()).copied(),
+                tls_client,
             }
         })
         .collect();

@@ -184,7 +184,19 @@ pub fn parse_value(doc: Value) -> Result<Config, ConfigErrors> {
             hash_on_uri_capture: None,
             hash_fallback_uri_capture: None,
             slots: 10000,
-            healthchecks: Healthchecks::default(),
+            healthchecks: {
+                let mut h = Healthchecks::default();
+                let un = u.pointer("/healthchecks/passive/unhealthy");
+                let n = |k: &str| {
+                    un.and_then(|v| v.get(k))
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0) as u32
+                };
+                h.passive.unhealthy.tcp_failures = n("tcp_failures");
+                h.passive.unhealthy.http_failures = n("http_failures");
+                h.passive.unhealthy.timeouts = n("timeouts");
+                h
+            },
             host_header: None,
             client_certificate: None,
             use_srv_name: false,
@@ -305,7 +317,10 @@ fn route(
         preserve_host: b("preserve_host", false),
         regex_priority: r.get("regex_priority").and_then(Value::as_i64).unwrap_or(0),
         path_handling: PathHandling::V0,
-        https_redirect_status_code: 426,
+        https_redirect_status_code: r
+            .get("https_redirect_status_code")
+            .and_then(Value::as_u64)
+            .unwrap_or(426) as u16,
         request_buffering: true,
         response_buffering: true,
         service: service.map(ForeignKey::from),

@@ -36,6 +36,8 @@ pub struct ServiceTarget {
     pub enabled: bool,
     /// Index into [`Snapshot::balancers`] when `host` names an upstream entity.
     pub balancer: Option<usize>,
+    /// TLS client settings for https services.
+    pub tls_client: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// The compiled, immutable configuration.

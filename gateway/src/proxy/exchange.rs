@@ -7,6 +7,7 @@
 //! already closed is replaced at no cost, but only when the whole request is still in memory.
 
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
@@ -21,13 +22,14 @@ use crate::config::snapshot::ServiceTarget;
 use crate::http::body::{BodyFraming, BodyTracker};
 use crate::http::error_page;
 use crate::http::head::parse_response;
-use crate::net::{Backend, Stream};
+use crate::net::{Backend, Stream, tls};
 use crate::router::{self, RouteMatch, RouterFlavor};
 use crate::settings::HeaderToken;
 use crate::upstream::balancer::{Balancer, HashInput};
 use crate::upstream::dns;
 use crate::upstream::health::Observation;
 use crate::upstream::pool::PoolKey;
+use crate::upstream::stream::UpstreamStream;
 
 pub use super::headers::PRODUCT as SERVER;
 
@@ -177,8 +179,9 @@ struct Upstream<S> {
 async fn connect<B: Backend>(
     ctx: &WorkerCtx<B>,
     key: &PoolKey,
+    tls_config: Option<&Arc<rustls::ClientConfig>>,
     timeout: Duration,
-) -> Result<Upstream<B::Stream>, Fail> {
+) -> Result<Upstream<UpstreamStream<B::Stream>>, Fail> {
     if let Some(idle) = ctx.pool.borrow_mut().take(key) {
         return Ok(Upstream {
             stream: idle.stream,
@@ -186,7 +189,19 @@ async fn connect<B: Backend>(
             reused: true,
         });
     }
-    match tokio::time::timeout(timeout, B::connect(key.addr)).await {
+    let open = async {
+        let tcp = B::connect(key.addr).await?;
+        match (tls_config, &key.tls_name) {
+            (Some(config), Some(name)) => {
+                let name = tls::server_name(name)?;
+                Ok(UpstreamStream::Tls(Box::new(
+                    tls::connect(tcp, config.clone(), name).await?,
+                )))
+            }
+            _ => Ok(UpstreamStream::Plain(tcp)),
+        }
+    };
+    match tokio::time::timeout(timeout, open).await {
         Ok(Ok(stream)) => Ok(Upstream {
             stream,
             requests: 0,
@@ -314,7 +329,7 @@ pub async fn run<B: Backend, S: Stream>(
         query,
         host,
         client: ex.conn.peer,
-        trusted: false,
+        trusted: ex.conn.trusted,
         scheme: if ex.conn.tls { "https" } else { "http" },
         local_port: ex.conn.local_port,
         stripped_prefix: stripped,
@@ -326,7 +341,8 @@ pub async fn run<B: Backend, S: Stream>(
         upgrade,
     };
     bufs.output.clear();
-    headers::write_upstream_request(&mut bufs.output, &bufs.head, &bufs.input, &up);
+    let mut host_at =
+        headers::write_upstream_request(&mut bufs.output, &bufs.head, &bufs.input, &up);
     bufs.upstream_path = path;
     bufs.output
         .extend_from_slice(&bufs.input[head_len..head_len + body_in_buf]);
@@ -362,13 +378,16 @@ pub async fn run<B: Backend, S: Stream>(
         };
         let attempt = match dns::resolve(&ctx.dns, host, port).await {
             Ok(addr) => {
-                let key = PoolKey {
-                    addr,
-                    tls_name: None,
-                };
-                connect(ctx, &key, service.connect_timeout)
-                    .await
-                    .map(|up| (up, key))
+                let tls_name = service.tls_client.as_ref().map(|_| host.to_string());
+                let key = PoolKey { addr, tls_name };
+                connect(
+                    ctx,
+                    &key,
+                    service.tls_client.as_ref(),
+                    service.connect_timeout,
+                )
+                .await
+                .map(|up| (up, key))
             }
             Err(e) => {
                 warn!(%host, error = %e, "name resolution failed");
@@ -395,6 +414,15 @@ pub async fn run<B: Backend, S: Stream>(
                             exclude.clear();
                             b.pick(hash, &exclude)
                         });
+                        if let (Some(i), None, false) =
+                            (target, &b.host_header, ex.route.preserve_host)
+                        {
+                            // The Host header named the failed target; name the new one.
+                            let host =
+                                host_header(&b.targets[i].host, b.targets[i].port, service.tls);
+                            bufs.output.splice(host_at.clone(), host.bytes());
+                            host_at = host_at.start..host_at.start + host.len();
+                        }
                         if target.is_none() {
                             write_error(
                                 client,

@@ -81,21 +81,24 @@ const FORWARDED: [&[u8]; 7] = [
     b"x-forwarded-prefix",
 ];
 
-/// Writes the upstream request head into `out`.
+/// Writes the upstream request head into `out`. Returns where the Host value sits in `out`,
+/// so a retry on another target can replace it.
 pub fn write_upstream_request(
     out: &mut Vec<u8>,
     head: &RequestHead,
     buf: &[u8],
     up: &UpstreamHead<'_>,
-) {
+) -> std::ops::Range<usize> {
     out.extend_from_slice(head.method(buf));
     out.push(b' ');
     out.extend_from_slice(up.path);
     if let Some(q) = up.query {
         out.extend_from_slice(q);
     }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    push_header(out, b"Host", up.host);
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    let host_at = out.len()..out.len() + up.host.len();
+    out.extend_from_slice(up.host);
+    out.extend_from_slice(b"\r\n");
     for (name, value) in head.iter(buf) {
         if is_hop_by_hop(name)
             || head.connection_lists(buf, name)
@@ -175,6 +178,7 @@ pub fn write_upstream_request(
     } else {
         out.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
     }
+    host_at
 }
 
 /// `example.com:8000` → `example.com`; `[::1]:80` → `[::1]`.

@@ -12,10 +12,12 @@ use tracing::debug;
 use super::WorkerCtx;
 use super::exchange::{self, Exchange, Outcome};
 use crate::config::Snapshot;
+use crate::config::model::Protocol;
 use crate::http::head::{Limits, RequestHead, ResponseHead, parse_request};
 use crate::http::{HttpError, error_page};
 use crate::net::{Backend, Stream};
 use crate::router::{HeaderSource, MatchScratch, RouteRequest};
+use crate::settings::HeaderToken;
 
 /// Initial capacity of the per-connection request buffer.
 const REQUEST_BUF: usize = 16 * 1024;
@@ -30,6 +32,8 @@ pub struct ClientConn {
     pub tls: bool,
     /// The TLS SNI the client sent.
     pub sni: Option<String>,
+    /// The client is in `trusted_ips`: its X-Forwarded-* headers are believed.
+    pub trusted: bool,
 }
 
 /// Request headers viewed by the router, without copying.
@@ -268,6 +272,17 @@ async fn handle_request<B: Backend, S: Stream>(
         .await;
     };
     let route = &snapshot.config.routes[matched.route];
+    if !route.protocols.contains(&Protocol::Http) && !https_request(conn, bufs) {
+        return require_https(
+            client,
+            bufs,
+            ctx,
+            &request_id,
+            received,
+            route.https_redirect_status_code,
+        )
+        .await;
+    }
     let exchange = Exchange {
         snapshot,
         conn,
@@ -282,4 +297,68 @@ async fn handle_request<B: Backend, S: Stream>(
         Outcome::KeepAlive => true,
         Outcome::Close => false,
     }
+}
+
+/// True if the request arrived over TLS, or a trusted proxy says the client used https.
+fn https_request(conn: &ClientConn, bufs: &ConnBuffers) -> bool {
+    conn.tls
+        || (conn.trusted
+            && bufs
+                .head
+                .header(&bufs.input, b"x-forwarded-proto")
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"https")))
+}
+
+/// Kong's answer to plain http on an https-only route: 426 with an Upgrade hint, or a
+/// redirect to the https URL (`https_redirect_status_code`). The connection then closes.
+async fn require_https<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    ctx: &WorkerCtx<B>,
+    request_id: &[u8; 32],
+    received: Instant,
+    code: u16,
+) -> bool {
+    let settings = &ctx.gateway.settings;
+    let id = std::str::from_utf8(request_id).unwrap_or_default();
+    let latency = received.elapsed().as_millis().to_string();
+    let mut out = std::mem::take(&mut bufs.output);
+    out.clear();
+    if code == 426 {
+        let mut extra = vec![("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")];
+        if settings.headers.contains(HeaderToken::ResponseLatency) {
+            extra.push(("X-Kong-Response-Latency", &latency));
+        }
+        let accept = (!bufs.accept.is_empty()).then_some(&bufs.accept[..]);
+        error_page::write_error_response(
+            &mut out,
+            426,
+            "Please use HTTPS protocol",
+            id,
+            accept,
+            &settings.error_default_type,
+            &extra,
+            settings
+                .headers
+                .contains(HeaderToken::Server)
+                .then_some(exchange::SERVER),
+        );
+    } else {
+        let host = bufs.head.host(&bufs.input).unwrap_or(b"");
+        let target = bufs.head.target(&bufs.input);
+        out.extend_from_slice(
+            format!(
+                "HTTP/1.1 {code} {}\r\nLocation: https://",
+                error_page::reason_phrase(code)
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(host);
+        out.extend_from_slice(target);
+        out.extend_from_slice(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+    let len = out.len();
+    let (_, out) = client.write_all(out, 0..len).await;
+    bufs.output = out;
+    false
 }

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::config::Snapshot;
-use crate::net::tls::CertPair;
+use crate::net::tls::{CertPair, ClientConfigCache, RootSource};
 use crate::settings::Settings;
 use crate::upstream::balancer::HealthRegistry;
 
@@ -26,6 +26,34 @@ pub struct Counters {
     pub total_requests: AtomicU64,
 }
 
+/// Process-wide state that outlives snapshots, built once at startup.
+pub struct SharedState {
+    /// Target health.
+    pub health: Arc<HealthRegistry>,
+    /// The default certificate.
+    pub default_cert: CertPair,
+    /// Upstream trust anchors.
+    pub roots: RootSource,
+    /// Upstream TLS configs.
+    pub client_configs: std::sync::Mutex<ClientConfigCache>,
+}
+
+impl SharedState {
+    /// Compile inputs borrowed from this state.
+    pub fn compile_inputs<'a>(
+        &'a self,
+        settings: &'a Settings,
+    ) -> crate::config::compile::CompileShared<'a> {
+        crate::config::compile::CompileShared {
+            settings,
+            health: &self.health,
+            default_cert: &self.default_cert,
+            roots: &self.roots,
+            client_configs: &self.client_configs,
+        }
+    }
+}
+
 /// The process-wide gateway state.
 pub struct Gateway {
     /// Settings, fixed for the process lifetime.
@@ -39,19 +67,20 @@ pub struct Gateway {
     pub health: Arc<HealthRegistry>,
     /// The default TLS certificate, fixed for the process lifetime.
     pub default_cert: CertPair,
+    /// Trust anchors for upstream TLS.
+    pub roots: RootSource,
+    /// Upstream TLS configs shared by snapshots.
+    pub client_configs: std::sync::Mutex<ClientConfigCache>,
 }
 
 impl Gateway {
     /// Wraps the first snapshot.
-    pub fn new(
-        settings: Settings,
-        snapshot: Snapshot,
-        health: Arc<HealthRegistry>,
-        default_cert: CertPair,
-    ) -> Self {
+    pub fn new(settings: Settings, snapshot: Snapshot, shared: SharedState) -> Self {
         Gateway {
-            health,
-            default_cert,
+            health: shared.health,
+            default_cert: shared.default_cert,
+            roots: shared.roots,
+            client_configs: shared.client_configs,
             settings,
             snapshot: ArcSwap::from_pointee(snapshot),
             draining: AtomicBool::new(false),
@@ -96,6 +125,8 @@ impl Gateway {
             settings: &self.settings,
             health: &self.health,
             default_cert: &self.default_cert,
+            roots: &self.roots,
+            client_configs: &self.client_configs,
         };
         crate::config::compile::compile(config, &shared, version)
     }

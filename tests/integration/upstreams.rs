@@ -1,0 +1,192 @@
+//! Upstream entities (targets, balancing, passive health), https upstreams, https-only routes
+//! and trusted proxies.
+
+use crate::harness::{Gangway, Options, Upstream, config_with_routes, free_port, request};
+
+fn echo_header(echo: &serde_json::Value, name: &str) -> Option<String> {
+    echo["headers"].as_array()?.iter().find_map(|pair| {
+        let k = pair[0].as_str()?;
+        k.eq_ignore_ascii_case(name)
+            .then(|| pair[1].as_str().map(str::to_string))
+            .flatten()
+    })
+}
+
+#[test]
+fn round_robin_over_targets_and_passive_health_checks() {
+    let (a, b) = (Upstream::start(), Upstream::start());
+    let dead = free_port();
+    let yaml = format!(
+        "_format_version: \"3.0\"\nupstreams:\n  - name: pool.internal\n    healthchecks:\n      passive:\n        unhealthy:\n          tcp_failures: 1\n    targets:\n      - target: {}\n      - target: {}\n      - target: 127.0.0.1:{dead}\n\
+         services:\n  - name: s\n    host: pool.internal\n    port: 80\n    retries: 3\n    routes:\n      - paths: [\"/lb\"]\n",
+        a.addr, b.addr
+    );
+    let gw = Gangway::start(&yaml);
+    for _ in 0..30 {
+        let r = request(
+            gw.proxy,
+            "GET",
+            "/lb",
+            &[("Accept", "application/json")],
+            b"",
+        )
+        .expect("request");
+        assert_eq!(
+            r.status,
+            200,
+            "a dead target is retried on another: {}",
+            r.text()
+        );
+    }
+    let (na, nb) = (
+        a.requests.load(std::sync::atomic::Ordering::Relaxed),
+        b.requests.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert_eq!(na + nb, 30);
+    assert!(
+        na >= 10 && nb >= 10,
+        "round robin spreads load: {na} vs {nb}"
+    );
+    // Host header is the target's address (no host_header set).
+    let r = request(gw.proxy, "GET", "/lb", &[], b"").expect("request");
+    let host = echo_header(&r.json(), "host").expect("host");
+    assert!(
+        host == a.addr.to_string() || host == b.addr.to_string(),
+        "{host}"
+    );
+}
+
+#[test]
+fn no_healthy_target_is_503() {
+    let (d1, d2) = (free_port(), free_port());
+    let yaml = format!(
+        "_format_version: \"3.0\"\nupstreams:\n  - name: gone.internal\n    healthchecks:\n      passive:\n        unhealthy:\n          tcp_failures: 1\n    targets:\n      - target: 127.0.0.1:{d1}\n      - target: 127.0.0.1:{d2}\n\
+         services:\n  - name: s\n    host: gone.internal\n    retries: 1\n    routes:\n      - paths: [\"/gone\"]\n"
+    );
+    let gw = Gangway::start(&yaml);
+    let first = request(
+        gw.proxy,
+        "GET",
+        "/gone",
+        &[("Accept", "application/json")],
+        b"",
+    )
+    .expect("request");
+    assert!(
+        first.status == 502 || first.status == 503,
+        "{}",
+        first.text()
+    );
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/gone",
+        &[("Accept", "application/json")],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(
+        r.json()["message"],
+        "The upstream server is currently unavailable"
+    );
+}
+
+#[test]
+fn https_upstream_through_another_gangways_tls_listener() {
+    let up = Upstream::start();
+    let inner = Gangway::start_with(
+        Options::new(config_with_routes(up.addr, "      - paths: [\"/\"]\n")).tls(),
+    );
+    let tls = inner.proxy_tls.expect("tls listener");
+    let outer = Gangway::start(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: secure\n    url: https://localhost:{}/deep\n    routes:\n      - paths: [\"/s\"]\n",
+        tls.port()
+    ));
+    let r = outer.get("/s/x");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    assert_eq!(echo["target"], "/deep/x");
+    assert_eq!(
+        echo_header(&echo, "x-forwarded-proto").as_deref(),
+        Some("https"),
+        "the inner gangway saw TLS"
+    );
+    // Keep-alive to the TLS upstream: the second request reuses the connection.
+    let r2 = outer.get("/s/y");
+    assert_eq!(r2.status, 200);
+}
+
+#[test]
+fn https_only_routes_answer_426_or_redirect() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(
+        up.addr,
+        "      - name: only-https\n        protocols: [\"https\"]\n        paths: [\"/secure\"]\n\
+         \x20     - name: redirect\n        protocols: [\"https\"]\n        paths: [\"/moved\"]\n        https_redirect_status_code: 301\n",
+    ));
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/secure",
+        &[("Accept", "application/json")],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 426);
+    assert_eq!(r.json()["message"], "Please use HTTPS protocol");
+    assert_eq!(r.header("upgrade"), Some("TLS/1.2, HTTP/1.1"));
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/moved/a?b=1",
+        &[("Host", "api.example.com")],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some("https://api.example.com/moved/a?b=1")
+    );
+}
+
+#[test]
+fn trusted_proxies_keep_forwarded_headers() {
+    let up = Upstream::start();
+    let opts = Options::new(config_with_routes(
+        up.addr,
+        "      - name: https-only\n        protocols: [\"https\"]\n        paths: [\"/echo\"]\n",
+    ))
+    .env("GANGWAY_TRUSTED_IPS", "127.0.0.1/32");
+    let gw = Gangway::start_with(opts);
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/echo",
+        &[
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "public.example"),
+            ("X-Forwarded-Port", "443"),
+        ],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(
+        r.status, 200,
+        "a trusted X-Forwarded-Proto: https satisfies an https-only route"
+    );
+    let echo = r.json();
+    assert_eq!(
+        echo_header(&echo, "x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    assert_eq!(
+        echo_header(&echo, "x-forwarded-host").as_deref(),
+        Some("public.example")
+    );
+    assert_eq!(
+        echo_header(&echo, "x-forwarded-port").as_deref(),
+        Some("443")
+    );
+}
