@@ -272,7 +272,6 @@ impl Router {
             method: req.method,
             host,
             port,
-            path,
             headers: req.headers,
             sni: req.sni,
             https: req.https,

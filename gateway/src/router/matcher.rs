@@ -147,7 +147,6 @@ pub(crate) struct Req<'a, H: HeaderSource> {
     pub method: &'a str,
     pub host: Option<&'a str>,
     pub port: u64,
-    pub path: &'a str,
     pub headers: &'a H,
     pub sni: Option<&'a str>,
     pub https: bool,

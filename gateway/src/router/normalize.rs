@@ -47,7 +47,7 @@ fn percent_decode(raw: &[u8], out: &mut Vec<u8>) {
 fn remove_dot_segments(input: &[u8], out: &mut Vec<u8>, starts: &mut Vec<usize>) {
     out.clear();
     starts.clear();
-    let mut pop = |out: &mut Vec<u8>, starts: &mut Vec<usize>| {
+    let pop = |out: &mut Vec<u8>, starts: &mut Vec<usize>| {
         if let Some(s) = starts.pop() {
             out.truncate(s);
         }
@@ -72,9 +72,7 @@ fn remove_dot_segments(input: &[u8], out: &mut Vec<u8>, starts: &mut Vec<usize>)
         }
         if rest.starts_with(b"../") {
             i += 3;
-        } else if rest.starts_with(b"./") {
-            i += 2;
-        } else if rest.starts_with(b"/./") {
+        } else if rest.starts_with(b"./") || rest.starts_with(b"/./") {
             i += 2;
         } else if rest.starts_with(b"/../") {
             i += 3;
