@@ -5,6 +5,7 @@
 //! so ported requests use paths that are already normalized unless a case is about
 //! normalization. Route numbers in assertions are 1-based, like Kong's `use_case[n]`.
 
+mod alloc;
 mod kong_exec;
 mod kong_select;
 mod scale;
@@ -102,10 +103,9 @@ pub(crate) struct Hdrs(pub Vec<(String, Vec<u8>)>);
 
 impl HeaderSource for Hdrs {
     fn values<'s>(&'s self, lower_name: &str) -> impl Iterator<Item = &'s [u8]> {
-        let name = lower_name.to_owned();
         self.0
             .iter()
-            .filter(move |(k, _)| *k == name)
+            .filter(move |(k, _)| k == lower_name)
             .map(|(_, v)| v.as_slice())
     }
 }
@@ -270,4 +270,12 @@ fn scratch_is_reused_across_routers_and_requests() {
     assert!(find_in(&b, &rq("GET", "/nope", "h"), &mut scratch).is_none());
     assert!(!scratch.has_captures());
     assert_eq!(scratch.normalized_path(), "/nope");
+}
+
+#[test]
+fn router_is_shareable_across_worker_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Router>();
+    fn assert_send<T: Send>() {}
+    assert_send::<MatchScratch>();
 }
