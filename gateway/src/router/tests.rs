@@ -7,6 +7,7 @@
 
 mod alloc;
 mod kong_exec;
+mod kong_priority;
 mod kong_select;
 mod scale;
 
