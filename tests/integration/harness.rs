@@ -260,6 +260,16 @@ pub fn config_with_routes(upstream: SocketAddr, routes_yaml: &str) -> String {
     )
 }
 
+/// A header the echo upstream received (case-insensitive name).
+pub fn echo_header(echo: &serde_json::Value, name: &str) -> Option<String> {
+    echo["headers"].as_array()?.iter().find_map(|pair| {
+        let k = pair[0].as_str()?;
+        k.eq_ignore_ascii_case(name)
+            .then(|| pair[1].as_str().map(str::to_string))
+            .flatten()
+    })
+}
+
 /// Connects a raw TCP stream with timeouts, panicking on failure.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     try_connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"))

@@ -1,16 +1,9 @@
 //! Upstream entities (targets, balancing, passive health), https upstreams, https-only routes
 //! and trusted proxies.
 
-use crate::harness::{Gangway, Options, Upstream, config_with_routes, free_port, request};
-
-fn echo_header(echo: &serde_json::Value, name: &str) -> Option<String> {
-    echo["headers"].as_array()?.iter().find_map(|pair| {
-        let k = pair[0].as_str()?;
-        k.eq_ignore_ascii_case(name)
-            .then(|| pair[1].as_str().map(str::to_string))
-            .flatten()
-    })
-}
+use crate::harness::{
+    Gangway, Options, Upstream, config_with_routes, echo_header, free_port, request,
+};
 
 #[test]
 fn round_robin_over_targets_and_passive_health_checks() {

@@ -273,8 +273,11 @@ pub async fn run<B: Backend, S: Stream>(
     );
     let target = bufs.head.target(&bufs.input);
     let query = target.iter().position(|&b| b == b'?').map(|i| &target[i..]);
-    let stripped = (ex.route.strip_path && ex.matched.matched_len > 1)
-        .then(|| &bufs.scratch.normalized_path().as_bytes()[..ex.matched.matched_len]);
+    let stripped = ex
+        .matched
+        .matched_path(&bufs.scratch)
+        .filter(|p| ex.route.strip_path && *p != "/")
+        .map(str::as_bytes);
     // Where it goes: the service's host, or a target of the upstream entity it names.
     let balancer: Option<&Balancer> = service.balancer.map(|i| &ex.snapshot.balancers[i]);
     let hash = balancer.and_then(|b| {
@@ -632,8 +635,18 @@ pub async fn run<B: Backend, S: Stream>(
         return Outcome::Close;
     }
     if switching {
-        let pending = bufs.upstream[resp_len..].to_vec();
-        tunnel(client, &upstream.stream, bufs, pending).await;
+        // Bytes the upstream sent right after its 101 belong to the new protocol.
+        let early = std::mem::take(&mut bufs.upstream);
+        let early_len = early.len();
+        if client
+            .write_all(early, resp_len..early_len)
+            .await
+            .0
+            .is_err()
+        {
+            return Outcome::Close;
+        }
+        tunnel(client, &upstream.stream, bufs).await;
         return Outcome::Close;
     }
     let mut done = progress.done;
@@ -803,56 +816,38 @@ async fn read_response_head<U: Stream>(
 }
 
 /// Copies bytes both ways after a `101 Switching Protocols` until either side closes.
-async fn tunnel<S: Stream, U: Stream>(
-    client: &S,
-    upstream: &U,
-    bufs: &mut ConnBuffers,
-    pending: Vec<u8>,
-) {
+async fn tunnel<S: Stream, U: Stream>(client: &S, upstream: &U, bufs: &mut ConnBuffers) {
     // Bytes the client sent after its upgrade request go up first.
     let early = std::mem::take(&mut bufs.input);
     let early_len = early.len();
     if early_len > 0 && upstream.write_all(early, 0..early_len).await.0.is_err() {
         return;
     }
-    let _ = pending; // The upstream's post-101 bytes were already forwarded with the head.
-    let up = async {
-        let mut buf = Vec::with_capacity(16 * 1024);
-        loop {
-            buf.clear();
-            let (res, b) = client.read(buf).await;
-            match res {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let (res, b) = upstream.write_all(b, 0..n).await;
-                    if res.is_err() {
-                        break;
-                    }
-                    buf = b;
+    tokio::join!(
+        copy_until_closed(client, upstream),
+        copy_until_closed(upstream, client)
+    );
+}
+
+/// Copies bytes from `from` to `to` until `from` closes or either side fails, then sends FIN
+/// on `to`.
+async fn copy_until_closed<A: Stream, B: Stream>(from: &A, to: &B) {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    loop {
+        buf.clear();
+        let (res, b) = from.read(buf).await;
+        match res {
+            Ok(n) if n > 0 => {
+                let (res, b) = to.write_all(b, 0..n).await;
+                if res.is_err() {
+                    break;
                 }
+                buf = b;
             }
+            _ => break,
         }
-        let _ = upstream.shutdown().await;
-    };
-    let down = async {
-        let mut buf = Vec::with_capacity(16 * 1024);
-        loop {
-            buf.clear();
-            let (res, b) = upstream.read(buf).await;
-            match res {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let (res, b) = client.write_all(b, 0..n).await;
-                    if res.is_err() {
-                        break;
-                    }
-                    buf = b;
-                }
-            }
-        }
-        let _ = client.shutdown().await;
-    };
-    tokio::join!(up, down);
+    }
+    let _ = to.shutdown().await;
 }
 
 /// The request as consistent hashing sees it.
