@@ -156,12 +156,11 @@ pub fn valid_host(host: &[u8]) -> bool {
                 }
                 dot_pos = i;
             }
-            b':' => {
-                if !literal && !rest {
-                    host_len = i;
-                    rest = true;
-                }
+            b':' if !literal && !rest => {
+                host_len = i;
+                rest = true;
             }
+            b':' => {}
             b'[' if i == 0 => literal = true,
             b']' if literal && !rest => {
                 host_len = i + 1;

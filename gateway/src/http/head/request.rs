@@ -243,6 +243,10 @@ pub fn parse_request(
     if head.target.end as usize - head.method.start as usize > limits.max_line_bytes {
         return Err(HttpError::UriTooLong);
     }
+    if head.method_kind == Method::Connect {
+        // Refused before the target is read: authority-form is not a form we parse.
+        return Err(HttpError::MethodNotAllowed("CONNECT"));
+    }
     split_target(buf, head)?;
 
     let mut seen: u16 = 0;
@@ -320,10 +324,8 @@ pub fn parse_request(
         }
         head.framing = BodyFraming::Chunked;
     }
-    match head.method_kind {
-        Method::Connect => return Err(HttpError::MethodNotAllowed("CONNECT")),
-        Method::Trace => return Err(HttpError::MethodNotAllowed("TRACE")),
-        _ => {}
+    if head.method_kind == Method::Trace {
+        return Err(HttpError::MethodNotAllowed("TRACE"));
     }
     head.keep_alive = !conn.close && (http11 || conn.keep_alive);
     head.upgrade = http11 && conn.upgrade && head.upgrade_index.is_some();
