@@ -260,3 +260,33 @@ fn max_body_size_until_close() {
     t.advance(b"abcd").expect("4 <= 4");
     assert_eq!(t.advance(b"e"), Err(HttpError::BodyTooLarge));
 }
+
+#[test]
+fn mutated_chunked_bodies_never_panic() {
+    let base = b"5;e=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nX-T: 1\r\n\r\n";
+    let mut rng = fastrand::Rng::with_seed(0x626f_6479);
+    let alphabet = b"\r\n;0aF: \t\x00x";
+    for _ in 0..20_000 {
+        let mut buf = base.to_vec();
+        for _ in 0..rng.usize(1..4) {
+            let i = rng.usize(..buf.len());
+            buf[i] = alphabet[rng.usize(..alphabet.len())];
+        }
+        let cut = rng.usize(..=buf.len());
+        let mut t = BodyTracker::new(BodyFraming::Chunked);
+        let mut total = 0;
+        for part in [&buf[..cut], &buf[cut..]] {
+            match t.advance(part) {
+                Ok(p) => {
+                    assert!(p.consumed <= part.len());
+                    total += p.consumed;
+                    if p.done {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        assert!(total <= buf.len());
+    }
+}

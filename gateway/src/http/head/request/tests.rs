@@ -479,3 +479,31 @@ fn leading_empty_lines_are_skipped() {
     let h = parsed(buf);
     assert_eq!(h.method(buf), b"GET");
 }
+
+#[test]
+fn mutated_requests_never_panic() {
+    // Deterministic byte mutations of a valid head: the parser must answer, never panic, and
+    // a complete head must lie inside the buffer.
+    let base = b"POST http://a.com:80/p?q=1 HTTP/1.1\r\nHost: a.com\r\nContent-Length: 3\r\n\
+                 Connection: keep-alive, Upgrade\r\nUpgrade: ws\r\nExpect: 100-continue\r\n\r\nabc";
+    let mut rng = fastrand::Rng::with_seed(0x6761_6e67);
+    let alphabet = b"\r\n :;,/?#@[]\t\x00\x7fHTTP/1.0chunked";
+    let mut head = RequestHead::new();
+    for _ in 0..20_000 {
+        let mut buf = base.to_vec();
+        for _ in 0..rng.usize(1..4) {
+            let i = rng.usize(..buf.len());
+            match rng.u8(..3) {
+                0 => buf[i] = alphabet[rng.usize(..alphabet.len())],
+                1 => buf.insert(i, alphabet[rng.usize(..alphabet.len())]),
+                _ => {
+                    buf.remove(i);
+                }
+            }
+        }
+        if let Ok(Some(n)) = parse_request(&buf, &Limits::default(), &mut head) {
+            assert!(n <= buf.len());
+            assert!(head.path(&buf).len() <= n);
+        }
+    }
+}
