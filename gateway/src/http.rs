@@ -1,48 +1,24 @@
-//! HTTP/1.1 codec on owned buffers (TEMPORARY lean version until the http branch merges).
+//! The data plane's HTTP/1.1 codec on caller-owned buffers.
+//!
+//! - [`head`]: request and response heads parsed with `httparse` into reusable structs of
+//!   byte ranges, with nginx's request-smuggling and framing checks applied in the same pass.
+//! - [`body`]: streaming body framing (Content-Length, chunked, until-close) for pass-through.
+//! - [`headers`]: allocation-free header lookups and hop-by-hop rules.
+//! - [`error_page`]: Kong-shaped error responses, the only place errors become bytes.
+//! - [`error`]: [`HttpError`], each kind with the status nginx/Kong would send.
+//!
+//! Nothing here allocates per request once the caller's reusable buffers have grown: heads
+//! keep their `Vec`s across [`RequestHead::clear`], and writers append to a `Vec` the caller
+//! owns.
 
 pub mod body;
+pub mod error;
 pub mod error_page;
 pub mod head;
+pub mod headers;
 
-/// Protocol errors with their status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum HttpError {
-    /// Malformed request.
-    #[error("bad request")]
-    BadRequest,
-    /// Head too large.
-    #[error("headers too large")]
-    HeadersTooLarge,
-    /// Body too large.
-    #[error("payload too large")]
-    PayloadTooLarge,
-    /// Unsupported HTTP version.
-    #[error("version not supported")]
-    Version,
-    /// Unsupported transfer coding.
-    #[error("not implemented")]
-    NotImplemented,
-}
-
-impl HttpError {
-    /// Status code.
-    pub fn status(&self) -> u16 {
-        match self {
-            HttpError::BadRequest => 400,
-            HttpError::HeadersTooLarge => 494,
-            HttpError::PayloadTooLarge => 413,
-            HttpError::Version => 505,
-            HttpError::NotImplemented => 501,
-        }
-    }
-    /// Kong's message.
-    pub fn message(&self) -> &'static str {
-        match self {
-            HttpError::BadRequest => "Bad request",
-            HttpError::HeadersTooLarge => "Request header or cookie too large",
-            HttpError::PayloadTooLarge => "Request size limit exceeded",
-            HttpError::Version => "HTTP Version Not Supported",
-            HttpError::NotImplemented => "Not implemented",
-        }
-    }
-}
+pub use body::{BodyFraming, BodyTracker, Progress};
+pub use error::{HttpError, Side, TooLargeStatus};
+pub use error_page::{ErrorFormat, reason_phrase, write_error_response};
+pub use head::{Limits, Method, RequestHead, ResponseHead, Version, parse_request, parse_response};
+pub use headers::{HeaderField, Span, is_hop_by_hop};

@@ -1,314 +1,219 @@
-//! Request and response heads (TEMPORARY lean version until the http branch merges).
+//! Request and response heads parsed with `httparse` into reusable structs that hold byte
+//! ranges into the caller's connection buffer, plus the framing and connection facts the proxy
+//! needs, computed in the same pass.
+//!
+//! Request checks follow nginx 1.25 (what Kong 3.x runs on), so a client sees the same
+//! verdicts from gangway as from Kong:
+//! - duplicate `Host`, `Content-Length`, `Transfer-Encoding`, `Expect`, `Authorization`,
+//!   `Content-Range` and `If-*` headers: 400 (nginx rejects even identical duplicates);
+//! - `Content-Length` other than plain digits up to `i64::MAX`: 400;
+//! - `Transfer-Encoding` on HTTP/1.0: 400; with `Content-Length`: 400; any value other than
+//!   exactly `chunked`: 501;
+//! - HTTP/1.1 without `Host`, or an invalid host: 400; TRACE and CONNECT: 405;
+//! - HTTP versions other than 1.0/1.1: 505 (nginx would take 1.2+ as 1.1; we refuse them);
+//! - obs-fold, bytes outside the field grammar, space before the colon: 400 (stricter than
+//!   nginx, which skips header names with odd bytes instead of refusing them);
+//! - request line over `max_line_bytes`: 414; header line over it, whole head over
+//!   `max_header_bytes`, or more than `max_headers` fields: 494.
+//!
+//! Upstream response heads get the same duplicate and framing checks nginx's proxy module
+//! applies; every failure there is [`HttpError::InvalidResponse`] (502).
 
-use std::ops::Range;
+use super::error::HttpError;
 
-use super::HttpError;
-use super::body::BodyFraming;
+mod request;
+mod response;
 
-/// Head size limits.
-#[derive(Debug, Clone, Copy)]
+pub use request::{RequestHead, parse_request};
+pub use response::{ResponseHead, parse_response};
+
+/// Hard cap on header slots per parse; they live on the stack, uninitialised, for the call.
+pub const MAX_HEADERS_CAP: usize = 256;
+
+/// Size limits applied while parsing a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Most bytes in a head; default 32 KiB.
+    /// Longest request line or header line, like nginx's `large_client_header_buffers` buffer
+    /// size. Default: 8192.
+    pub max_line_bytes: usize,
+    /// Largest whole head, like nginx's 4 × 8k `large_client_header_buffers`. Default: 32768.
     pub max_header_bytes: usize,
-    /// Most header lines; default 100.
+    /// Most header fields; capped at [`MAX_HEADERS_CAP`]. Default: 100.
     pub max_headers: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            max_line_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
             max_headers: 100,
         }
     }
 }
 
-type Pair = (Range<usize>, Range<usize>);
-
-fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - base.as_ptr() as usize;
-    start..start + part.len()
+/// HTTP version of a parsed head. Default: HTTP/1.1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0.
+    Http10,
+    /// HTTP/1.1.
+    #[default]
+    Http11,
 }
 
-/// True for hop-by-hop headers.
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 9] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-    ];
-    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-}
-
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
-macro_rules! common_accessors {
-    () => {
-        /// Header pairs in order.
-        pub fn iter<'b>(
-            &'b self,
-            buf: &'b [u8],
-        ) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + 'b {
-            self.headers
-                .iter()
-                .map(move |(n, v)| (&buf[n.clone()], &buf[v.clone()]))
+impl Version {
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
         }
-
-        /// Every value of `name` (case-insensitive).
-        pub fn values<'b>(&'b self, buf: &'b [u8], name: &[u8]) -> impl Iterator<Item = &'b [u8]> {
-            self.iter(buf)
-                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        }
-
-        /// The first value of `name`.
-        pub fn header<'b>(&'b self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
-            self.iter(buf)
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        }
-
-        /// True if the Connection header lists `name`.
-        pub fn connection_lists(&self, buf: &[u8], name: &[u8]) -> bool {
-            self.values(buf, b"connection")
-                .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(name)))
-        }
-    };
-}
-
-/// A parsed request head: ranges into the connection buffer.
-#[derive(Debug, Default, Clone)]
-pub struct RequestHead {
-    method: Range<usize>,
-    target: Range<usize>,
-    path: Range<usize>,
-    /// Minor version: 0 or 1.
-    pub version: u8,
-    headers: Vec<Pair>,
-    /// Body framing.
-    pub framing: BodyFraming,
-    /// Keep-alive after this request.
-    pub keep_alive: bool,
-    /// `Expect: 100-continue`.
-    pub expect_continue: bool,
-    /// Connection upgrade requested.
-    pub upgrade: bool,
-    host: Option<usize>,
-}
-
-impl RequestHead {
-    common_accessors!();
-
-    /// Method bytes.
-    pub fn method<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        &buf[self.method.clone()]
-    }
-    /// Request target (path and query).
-    pub fn target<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        &buf[self.target.clone()]
-    }
-    /// Path without query.
-    pub fn path<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        &buf[self.path.clone()]
-    }
-    /// Host header value.
-    pub fn host<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
-        self.host.map(|i| &buf[self.headers[i].1.clone()])
     }
 }
 
-fn valid_value(v: &[u8]) -> bool {
-    v.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+/// The request method, classified once so callers compare enums, not bytes. Methods are
+/// case-sensitive. Default: GET.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    #[default]
+    Get,
+    /// HEAD.
+    Head,
+    /// POST.
+    Post,
+    /// PUT.
+    Put,
+    /// DELETE.
+    Delete,
+    /// PATCH.
+    Patch,
+    /// OPTIONS.
+    Options,
+    /// CONNECT (refused with 405).
+    Connect,
+    /// TRACE (refused with 405).
+    Trace,
+    /// Any other token; read its bytes with `RequestHead::method`.
+    Other,
 }
 
-fn content_length(values: &mut dyn Iterator<Item = &[u8]>) -> Result<Option<u64>, HttpError> {
-    let mut found: Option<u64> = None;
-    for v in values {
-        if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-            return Err(HttpError::BadRequest);
+impl Method {
+    /// Classifies a method token.
+    pub fn from_bytes(m: &[u8]) -> Self {
+        match m {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"PATCH" => Method::Patch,
+            b"OPTIONS" => Method::Options,
+            b"CONNECT" => Method::Connect,
+            b"TRACE" => Method::Trace,
+            _ => Method::Other,
         }
-        let n: u64 = std::str::from_utf8(v)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or(HttpError::BadRequest)?;
-        if found.is_some_and(|f| f != n) {
-            return Err(HttpError::BadRequest);
-        }
-        found = Some(n);
-    }
-    Ok(found)
-}
-
-/// Parses a request head from `buf`: `Ok(None)` needs more bytes.
-pub fn parse_request(
-    buf: &[u8],
-    limits: &Limits,
-    head: &mut RequestHead,
-) -> Result<Option<usize>, HttpError> {
-    let mut storage = [httparse::EMPTY_HEADER; 100];
-    let mut req = httparse::Request::new(&mut storage);
-    let n = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadersTooLarge),
-        Err(httparse::Error::Version)
-            if buf.starts_with(b"HTTP/")
-                || buf.windows(7).any(|w| w == b" HTTP/2" || w == b" HTTP/3") =>
-        {
-            return Err(HttpError::Version);
-        }
-        Err(_) => return Err(HttpError::BadRequest),
-    };
-    if n > limits.max_header_bytes {
-        return Err(HttpError::HeadersTooLarge);
-    }
-    let method = req.method.ok_or(HttpError::BadRequest)?;
-    let target = req.path.ok_or(HttpError::BadRequest)?;
-    head.version = req.version.ok_or(HttpError::BadRequest)?;
-    head.method = offset(buf, method.as_bytes());
-    head.target = offset(buf, target.as_bytes());
-    let path_len = target.find('?').unwrap_or(target.len());
-    head.path = head.target.start..head.target.start + path_len;
-    head.headers.clear();
-    head.host = None;
-    for h in req.headers.iter() {
-        if !valid_value(h.value) {
-            return Err(HttpError::BadRequest);
-        }
-        if h.name.eq_ignore_ascii_case("host") {
-            if head.host.is_some() {
-                return Err(HttpError::BadRequest);
-            }
-            head.host = Some(head.headers.len());
-        }
-        head.headers
-            .push((offset(buf, h.name.as_bytes()), offset(buf, h.value)));
-    }
-    if head.version == 1 && head.host.is_none() {
-        return Err(HttpError::BadRequest);
-    }
-    let te: Vec<&[u8]> = head.values(buf, b"transfer-encoding").collect();
-    let cl = content_length(&mut head.values(buf, b"content-length"))?;
-    head.framing = if !te.is_empty() {
-        if cl.is_some() || head.version == 0 {
-            return Err(HttpError::BadRequest);
-        }
-        let last = te.iter().flat_map(|v| tokens(v)).last();
-        if !last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")) {
-            return Err(HttpError::NotImplemented);
-        }
-        BodyFraming::Chunked
-    } else {
-        match cl {
-            Some(0) | None => BodyFraming::None,
-            Some(n) => BodyFraming::Length(n),
-        }
-    };
-    let conn_close = head
-        .values(buf, b"connection")
-        .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(b"close")));
-    let conn_keep = head
-        .values(buf, b"connection")
-        .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(b"keep-alive")));
-    head.keep_alive = if head.version == 1 {
-        !conn_close
-    } else {
-        conn_keep
-    };
-    head.expect_continue = head
-        .header(buf, b"expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
-    head.upgrade = head.header(buf, b"upgrade").is_some()
-        && head
-            .values(buf, b"connection")
-            .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(b"upgrade")));
-    Ok(Some(n))
-}
-
-/// A parsed response head.
-#[derive(Debug, Default, Clone)]
-pub struct ResponseHead {
-    /// Status code.
-    pub status: u16,
-    reason: Range<usize>,
-    headers: Vec<Pair>,
-    /// Body framing.
-    pub framing: BodyFraming,
-    /// The upstream allows reuse.
-    pub keep_alive: bool,
-}
-
-impl ResponseHead {
-    common_accessors!();
-
-    /// Reason phrase.
-    pub fn reason<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        &buf[self.reason.clone()]
     }
 }
 
-/// Parses a response head.
-pub fn parse_response(
-    buf: &[u8],
-    limits: &Limits,
-    request_was_head: bool,
-    head: &mut ResponseHead,
-) -> Result<Option<usize>, HttpError> {
-    let mut storage = [httparse::EMPTY_HEADER; 100];
-    let mut resp = httparse::Response::new(&mut storage);
-    let n = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(HttpError::BadRequest),
-    };
-    if n > limits.max_header_bytes {
-        return Err(HttpError::HeadersTooLarge);
-    }
-    head.status = resp.code.ok_or(HttpError::BadRequest)?;
-    let version = resp.version.ok_or(HttpError::BadRequest)?;
-    head.reason = offset(buf, resp.reason.unwrap_or("").as_bytes());
-    if resp.reason.is_none_or(str::is_empty) {
-        head.reason = 0..0;
-    }
-    head.headers.clear();
-    for h in resp.headers.iter() {
-        head.headers
-            .push((offset(buf, h.name.as_bytes()), offset(buf, h.value)));
-    }
-    let chunked = head
-        .values(buf, b"transfer-encoding")
-        .flat_map(tokens)
-        .last()
-        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-    let cl = content_length(&mut head.values(buf, b"content-length"))?;
-    head.framing =
-        if request_was_head || head.status < 200 || head.status == 204 || head.status == 304 {
-            BodyFraming::None
-        } else if chunked {
-            BodyFraming::Chunked
-        } else if let Some(n) = cl {
-            if n == 0 {
-                BodyFraming::None
-            } else {
-                BodyFraming::Length(n)
-            }
+/// Where an incomplete head broke a limit.
+enum Overflow {
+    FirstLine,
+    HeaderLine,
+    Total,
+}
+
+/// Checks an incomplete head against the limits, so a peer cannot make us buffer forever.
+fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Overflow> {
+    let line_start = buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    if buf.len() - line_start > limits.max_line_bytes {
+        let lead = buf
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(buf.len());
+        return Err(if line_start <= lead {
+            Overflow::FirstLine
         } else {
-            BodyFraming::UntilClose
-        };
-    let close = head
-        .values(buf, b"connection")
-        .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(b"close")));
-    head.keep_alive = version == 1 && !close;
-    Ok(Some(n))
+            Overflow::HeaderLine
+        });
+    }
+    if buf.len() >= limits.max_header_bytes {
+        return Err(Overflow::Total);
+    }
+    Ok(())
+}
+
+/// Tells a well-formed but unsupported version (505) from garbage (400) after httparse
+/// refused the version token of a request line.
+fn version_error(buf: &[u8]) -> HttpError {
+    let malformed = HttpError::MalformedHead("invalid HTTP version");
+    let lead = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = &buf[lead..];
+    let (line, complete) = match rest.iter().position(|&b| b == b'\n') {
+        Some(p) => (&rest[..p], true),
+        None => (rest, false),
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let token = &line[line.iter().rposition(|&b| b == b' ').map_or(0, |p| p + 1)..];
+    let Some(v) = token.strip_prefix(b"HTTP/") else {
+        return malformed;
+    };
+    let (major, minor) = match v.iter().position(|&b| b == b'.') {
+        Some(dot) => (&v[..dot], Some(&v[dot + 1..])),
+        None => (v, None),
+    };
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    if !digits(major) {
+        return malformed;
+    }
+    match minor {
+        Some(m) if digits(m) && (major != b"1" || (complete && m != b"0" && m != b"1")) => {
+            HttpError::UnsupportedVersion
+        }
+        Some(m) if !complete && m.iter().all(u8::is_ascii_digit) && major != b"1" => {
+            HttpError::UnsupportedVersion
+        }
+        None if !complete && major != b"1" => HttpError::UnsupportedVersion,
+        _ => malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_errors_split_505_from_400() {
+        for v in [
+            &b"GET / HTTP/2.0\r\n"[..],
+            b"GET / HTTP/3.0\r\n\r\n",
+            b"GET / HTTP/1.2\r\n",
+            b"GET / HTTP/2",
+            b"GET / HTTP/10.1\r\n",
+        ] {
+            assert_eq!(version_error(v), HttpError::UnsupportedVersion, "{v:?}");
+        }
+        for v in [
+            &b"GET / FOO/1.1\r\n"[..],
+            b"GET / HTTP/x\r\n",
+            b"GET / HTTP/1.1x\r\n",
+            b"GET / http/1.1\r\n",
+        ] {
+            assert!(
+                matches!(version_error(v), HttpError::MalformedHead(_)),
+                "{v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn method_classification_is_case_sensitive() {
+        assert_eq!(Method::from_bytes(b"GET"), Method::Get);
+        assert_eq!(Method::from_bytes(b"get"), Method::Other);
+        assert_eq!(Method::from_bytes(b"TRACE"), Method::Trace);
+    }
 }
