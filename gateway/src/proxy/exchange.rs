@@ -19,9 +19,7 @@ use crate::config::Snapshot;
 use crate::config::compile::host_header;
 use crate::config::model::Route;
 use crate::config::snapshot::ServiceTarget;
-use crate::http::body::{BodyFraming, BodyTracker};
-use crate::http::error_page;
-use crate::http::head::parse_response;
+use crate::http::{BodyFraming, BodyTracker, Version, error_page, parse_response};
 use crate::net::{Backend, Stream, tls};
 use crate::router::{self, RouteMatch, RouterFlavor};
 use crate::settings::HeaderToken;
@@ -109,12 +107,12 @@ pub async fn respond_error<B: Backend, S: Stream>(
     status: u16,
     message: &str,
 ) -> bool {
-    let mut tracker = BodyTracker::new(bufs.head.framing, 0);
+    let mut tracker = BodyTracker::new(bufs.head.framing());
     let done = match tracker.advance(&bufs.input[head_len..]) {
         Ok(p) if p.done => Some(head_len + p.consumed),
         _ => None,
     };
-    let keep = done.is_some() && bufs.head.keep_alive && !ctx.gateway.is_draining();
+    let keep = done.is_some() && bufs.head.keep_alive() && !ctx.gateway.is_draining();
     write_error(
         client, bufs, ctx, request_id, received, status, message, !keep,
     )
@@ -157,10 +155,10 @@ async fn write_error<B: Backend, S: Stream>(
     error_page::write_error_response(
         &mut bufs.output,
         status,
-        message,
+        Some(message),
         id,
         (!bufs.accept.is_empty()).then_some(&bufs.accept[..]),
-        &settings.error_default_type,
+        super::session::error_format(&settings.error_default_type),
         &extra,
         tokens.contains(HeaderToken::Server).then_some(SERVER),
     );
@@ -222,11 +220,28 @@ pub async fn run<B: Backend, S: Stream>(
     let settings = &ctx.gateway.settings;
     let service = ex.service;
     let head_len = ex.head_len;
-    let framing = bufs.head.framing;
+    let framing = bufs.head.framing();
     let max_body = settings.client_max_body_size;
 
     // The part of the body that already arrived with the head.
-    let mut body = BodyTracker::new(framing, max_body);
+    let mut body = match BodyTracker::new(framing).with_max_size(max_body) {
+        Ok(t) => t,
+        Err(e) => {
+            let status = e.status();
+            write_error(
+                client,
+                bufs,
+                ctx,
+                ex.request_id,
+                ex.received,
+                status,
+                e.message(),
+                true,
+            )
+            .await;
+            return Outcome::Close;
+        }
+    };
     let first = match body.advance(&bufs.input[head_len..]) {
         Ok(p) => p,
         Err(e) => {
@@ -247,7 +262,7 @@ pub async fn run<B: Backend, S: Stream>(
     let mut body_done = first.done;
     let body_in_buf = first.consumed;
 
-    if !body_done && bufs.head.expect_continue {
+    if !body_done && bufs.head.expect_continue() {
         let mut out = std::mem::take(&mut bufs.output);
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -326,7 +341,7 @@ pub async fn run<B: Backend, S: Stream>(
     } else {
         service.host_header.as_bytes()
     };
-    let upgrade = bufs.head.upgrade;
+    let upgrade = bufs.head.is_upgrade();
     let up = UpstreamHead {
         path: &path,
         query,
@@ -354,8 +369,8 @@ pub async fn run<B: Backend, S: Stream>(
         bufs.head.method(&bufs.input),
         b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE"
     );
-    let keep_alive_requested = bufs.head.keep_alive;
-    let http10 = bufs.head.version == 0;
+    let keep_alive_requested = bufs.head.keep_alive();
+    let http10 = bufs.head.version() == Version::Http10;
     // Everything of this request is now in `output` or still to come from the client.
     let consumed_from_input = head_len + body_in_buf;
     if body_done {
@@ -535,7 +550,7 @@ pub async fn run<B: Backend, S: Stream>(
             Ok(n) => {
                 up.requests += 1;
                 sent_at = attempt_at;
-                observe(target, Observation::Status(bufs.resp.status));
+                observe(target, Observation::Status(bufs.resp.status()));
                 break (up, n, key);
             }
             Err(HeadFail::ClosedEarly) if up.reused && replayable && method_idempotent => {
@@ -575,12 +590,12 @@ pub async fn run<B: Backend, S: Stream>(
     let _ = body_done;
 
     // Response head to the client, then the body.
-    let resp_framing = bufs.resp.framing;
-    let switching = bufs.resp.status == 101 && upgrade;
+    let resp_framing = bufs.resp.framing();
+    let switching = bufs.resp.status() == 101 && upgrade;
     let close = !keep_alive_requested
         || ctx.gateway.is_draining()
         || matches!(resp_framing, BodyFraming::UntilClose)
-        || (bufs.resp.status == 101 && !upgrade);
+        || (bufs.resp.status() == 101 && !upgrade);
     let tokens = settings.headers;
     let client_head = ClientHead {
         via: tokens.contains(HeaderToken::Via),
@@ -599,14 +614,11 @@ pub async fn run<B: Backend, S: Stream>(
     };
     bufs.output.clear();
     headers::write_client_response(&mut bufs.output, &bufs.resp, &bufs.upstream, &client_head);
-    let mut resp_body = BodyTracker::new(
-        if is_head {
-            BodyFraming::None
-        } else {
-            resp_framing
-        },
-        0,
-    );
+    let mut resp_body = BodyTracker::new(if is_head {
+        BodyFraming::None
+    } else {
+        resp_framing
+    });
     let progress = match resp_body.advance(&bufs.upstream[resp_len..]) {
         Ok(p) => p,
         Err(_) => {
@@ -688,7 +700,7 @@ pub async fn run<B: Backend, S: Stream>(
             }
         }
     }
-    if clean && bufs.resp.keep_alive && !matches!(resp_framing, BodyFraming::UntilClose) {
+    if clean && bufs.resp.keep_alive() && !matches!(resp_framing, BodyFraming::UntilClose) {
         ctx.pool
             .borrow_mut()
             .put(key, upstream.stream, upstream.requests);
@@ -764,11 +776,11 @@ async fn read_response_head<U: Stream>(
     timeout: Duration,
 ) -> Result<usize, HeadFail> {
     bufs.upstream.clear();
-    let limits = crate::http::head::Limits::default();
+    let limits = crate::http::Limits::default();
     loop {
         if !bufs.upstream.is_empty() {
             match parse_response(&bufs.upstream, &limits, is_head, &mut bufs.resp) {
-                Ok(Some(n)) if bufs.resp.status == 100 => {
+                Ok(Some(n)) if bufs.resp.status() == 100 => {
                     bufs.upstream.drain(..n);
                     continue;
                 }
@@ -852,7 +864,7 @@ async fn copy_until_closed<A: Stream, B: Stream>(from: &A, to: &B) {
 
 /// The request as consistent hashing sees it.
 struct RequestFacts<'a> {
-    head: &'a crate::http::head::RequestHead,
+    head: &'a crate::http::RequestHead,
     buf: &'a [u8],
     scratch: &'a crate::router::MatchScratch,
     peer: std::net::SocketAddr,
@@ -873,16 +885,18 @@ impl HashInput for RequestFacts<'_> {
         self.peer.ip().to_string()
     }
     fn header(&self, lower_name: &str) -> Option<&[u8]> {
-        self.head.header(self.buf, lower_name.as_bytes())
+        self.head.header(self.buf, lower_name)
     }
     fn cookie(&self, name: &str) -> Option<&[u8]> {
-        self.head.values(self.buf, b"cookie").find_map(|line| {
-            line.split(|&b| b == b';').find_map(|c| {
-                let c = c.trim_ascii();
-                let i = c.iter().position(|&b| b == b'=')?;
-                (&c[..i] == name.as_bytes()).then_some(&c[i + 1..])
+        self.head
+            .header_values(self.buf, "cookie")
+            .find_map(|line| {
+                line.split(|&b| b == b';').find_map(|c| {
+                    let c = c.trim_ascii();
+                    let i = c.iter().position(|&b| b == b'=')?;
+                    (&c[..i] == name.as_bytes()).then_some(&c[i + 1..])
+                })
             })
-        })
     }
     fn path(&self) -> &[u8] {
         self.scratch.normalized_path().as_bytes()

@@ -7,8 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::http::body::BodyFraming;
-use crate::http::head::{RequestHead, ResponseHead, is_hop_by_hop};
+use crate::http::{BodyFraming, RequestHead, ResponseHead};
 
 /// The `Server` value on responses gangway generates, and the product in `Via`.
 pub const PRODUCT: &str = concat!("gangway/", env!("CARGO_PKG_VERSION"));
@@ -99,9 +98,9 @@ pub fn write_upstream_request(
     let host_at = out.len()..out.len() + up.host.len();
     out.extend_from_slice(up.host);
     out.extend_from_slice(b"\r\n");
-    for (name, value) in head.iter(buf) {
-        if is_hop_by_hop(name)
-            || head.connection_lists(buf, name)
+    for field in head.headers() {
+        let (name, value) = (field.name.get(buf), field.value.get(buf));
+        if head.is_hop_by_hop(buf, name)
             || name.eq_ignore_ascii_case(b"host")
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"expect")
@@ -115,7 +114,7 @@ pub fn write_upstream_request(
     out.extend_from_slice(b"X-Real-IP: ");
     push_ip(out, up.client);
     out.extend_from_slice(b"\r\nX-Forwarded-For: ");
-    let mut prior = head.values(buf, b"x-forwarded-for").peekable();
+    let mut prior = head.header_values(buf, "x-forwarded-for").peekable();
     if prior.peek().is_some() {
         for v in prior {
             out.extend_from_slice(v);
@@ -124,7 +123,7 @@ pub fn write_upstream_request(
     }
     push_ip(out, up.client);
     out.extend_from_slice(b"\r\n");
-    let kept = |name: &[u8]| {
+    let kept = |name: &str| {
         if up.trusted {
             head.header(buf, name)
         } else {
@@ -134,15 +133,15 @@ pub fn write_upstream_request(
     push_header(
         out,
         b"X-Forwarded-Proto",
-        kept(b"x-forwarded-proto").unwrap_or(up.scheme.as_bytes()),
+        kept("x-forwarded-proto").unwrap_or(up.scheme.as_bytes()),
     );
     let host_only = host_without_port(head.host(buf).unwrap_or(b""));
     push_header(
         out,
         b"X-Forwarded-Host",
-        kept(b"x-forwarded-host").unwrap_or(host_only),
+        kept("x-forwarded-host").unwrap_or(host_only),
     );
-    match kept(b"x-forwarded-port") {
+    match kept("x-forwarded-port") {
         Some(p) => push_header(out, b"X-Forwarded-Port", p),
         None => {
             out.extend_from_slice(b"X-Forwarded-Port: ");
@@ -153,9 +152,9 @@ pub fn write_upstream_request(
     push_header(
         out,
         b"X-Forwarded-Path",
-        kept(b"x-forwarded-path").unwrap_or(head.path(buf)),
+        kept("x-forwarded-path").unwrap_or(head.path(buf)),
     );
-    if let Some(prefix) = kept(b"x-forwarded-prefix").or(up.stripped_prefix) {
+    if let Some(prefix) = kept("x-forwarded-prefix").or(up.stripped_prefix) {
         push_header(out, b"X-Forwarded-Prefix", prefix);
     }
     if let Some(id) = up.request_id {
@@ -171,7 +170,7 @@ pub fn write_upstream_request(
         _ => {}
     }
     if up.upgrade {
-        if let Some(proto) = head.header(buf, b"upgrade") {
+        if let Some(proto) = head.header(buf, "upgrade") {
             push_header(out, b"Upgrade", proto);
         }
         out.extend_from_slice(b"Connection: upgrade\r\n\r\n");
@@ -221,15 +220,16 @@ pub fn write_client_response(
     extra: &ClientHead<'_>,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    push_number(out, u64::from(resp.status));
+    push_number(out, u64::from(resp.status()));
     out.push(b' ');
     out.extend_from_slice(resp.reason(buf));
     out.extend_from_slice(b"\r\n");
-    let switching = resp.status == 101;
-    for (name, value) in resp.iter(buf) {
+    let switching = resp.status() == 101;
+    for field in resp.headers() {
+        let (name, value) = (field.name.get(buf), field.value.get(buf));
         let keep_for_upgrade = switching
             && (name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"connection"));
-        if !keep_for_upgrade && (is_hop_by_hop(name) || resp.connection_lists(buf, name)) {
+        if !keep_for_upgrade && resp.is_hop_by_hop(buf, name) {
             continue;
         }
         if extra.via && name.eq_ignore_ascii_case(b"via") {
@@ -237,7 +237,7 @@ pub fn write_client_response(
         }
         push_header(out, name, value);
     }
-    if matches!(resp.framing, BodyFraming::Chunked) {
+    if matches!(resp.framing(), BodyFraming::Chunked) {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     if extra.via {
@@ -257,7 +257,7 @@ pub fn write_client_response(
     }
     if extra.upstream_status {
         out.extend_from_slice(b"X-Kong-Upstream-Status: ");
-        push_number(out, u64::from(resp.status));
+        push_number(out, u64::from(resp.status()));
         out.extend_from_slice(b"\r\n");
     }
     if let Some(id) = extra.request_id {

@@ -13,8 +13,10 @@ use super::WorkerCtx;
 use super::exchange::{self, Exchange, Outcome};
 use crate::config::Snapshot;
 use crate::config::model::Protocol;
-use crate::http::head::{Limits, RequestHead, ResponseHead, parse_request};
-use crate::http::{HttpError, error_page};
+use crate::http::{
+    ErrorFormat, HttpError, Limits, RequestHead, ResponseHead, TooLargeStatus, error_page,
+    parse_request,
+};
 use crate::net::{Backend, Stream};
 use crate::router::{HeaderSource, MatchScratch, RouteRequest};
 use crate::settings::HeaderToken;
@@ -44,7 +46,12 @@ struct HeadView<'a> {
 
 impl HeaderSource for HeadView<'_> {
     fn values<'s>(&'s self, lower_name: &str) -> impl Iterator<Item = &'s [u8]> {
-        self.head.values(self.buf, lower_name.as_bytes())
+        let buf = self.buf;
+        self.head
+            .headers()
+            .iter()
+            .filter(move |f| crate::http::headers::name_eq(f.name.get(buf), lower_name.as_bytes()))
+            .map(move |f| f.value.get(buf))
     }
 }
 
@@ -122,7 +129,7 @@ async fn read_head<S: Stream>(
                 Err(e) => return ReadHead::Bad(e),
             }
             if bufs.input.len() >= limits.max_header_bytes {
-                return ReadHead::Bad(HttpError::HeadersTooLarge);
+                return ReadHead::Bad(HttpError::HeaderTooLarge);
             }
         }
         let idle = bufs.input.is_empty();
@@ -156,6 +163,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
     let settings = &ctx.gateway.settings;
     let limits = Limits {
         max_header_bytes: settings.client_header_max_bytes,
+        max_line_bytes: settings.client_header_line_max_bytes,
         ..Limits::default()
     };
     let keepalive = Duration::from_millis(settings.keepalive_timeout_ms);
@@ -183,11 +191,11 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
                 bufs.output.clear();
                 error_page::write_error_response(
                     &mut bufs.output,
-                    err.status(),
-                    err.message(),
+                    err.response_status(TooLargeStatus::Nginx494),
+                    Some(err.message()),
                     std::str::from_utf8(&request_id).unwrap_or_default(),
                     None,
-                    &settings.error_default_type,
+                    error_format(&settings.error_default_type),
                     &[("Connection", "close")],
                     Some(exchange::SERVER),
                 );
@@ -202,7 +210,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
             .total_requests
             .fetch_add(1, Ordering::Relaxed);
         bufs.accept.clear();
-        if let Some(accept) = bufs.head.header(&bufs.input, b"accept") {
+        if let Some(accept) = bufs.head.header(&bufs.input, "accept") {
             bufs.accept.extend_from_slice(accept);
         }
         let snapshot = ctx.gateway.snapshot();
@@ -305,7 +313,7 @@ fn https_request(conn: &ClientConn, bufs: &ConnBuffers) -> bool {
         || (conn.trusted
             && bufs
                 .head
-                .header(&bufs.input, b"x-forwarded-proto")
+                .header(&bufs.input, "x-forwarded-proto")
                 .is_some_and(|v| v.eq_ignore_ascii_case(b"https")))
 }
 
@@ -333,10 +341,10 @@ async fn require_https<B: Backend, S: Stream>(
         error_page::write_error_response(
             &mut out,
             426,
-            "Please use HTTPS protocol",
+            Some("Please use HTTPS protocol"),
             id,
             accept,
-            &settings.error_default_type,
+            error_format(&settings.error_default_type),
             &extra,
             settings
                 .headers
@@ -361,4 +369,9 @@ async fn require_https<B: Backend, S: Stream>(
     let (_, out) = client.write_all(out, 0..len).await;
     bufs.output = out;
     false
+}
+
+/// The configured `error_default_type` as a format (validated by the settings loader).
+pub fn error_format(default_type: &str) -> ErrorFormat {
+    ErrorFormat::from_config(default_type).unwrap_or(ErrorFormat::Plain)
 }
