@@ -346,3 +346,18 @@ fn path_handling_through_the_proxy() {
         );
     }
 }
+
+#[test]
+fn http10_clients_get_chunked_responses_decoded() {
+    let (_up, gw) = basic();
+    let raw = b"GET /echo/old HTTP/1.0\r\nx-echo-chunked: 1\r\n\r\n";
+    let r = send_raw(gw.proxy, raw).expect("http/1.0 response");
+    assert_eq!(r.status, 200);
+    assert!(r.header("transfer-encoding").is_none(), "{:?}", r.headers);
+    assert!(!r.chunked);
+    assert_eq!(
+        r.json()["target"],
+        "/old",
+        "the body arrives decoded and whole"
+    );
+}

@@ -592,7 +592,10 @@ pub async fn run<B: Backend, S: Stream>(
     // Response head to the client, then the body.
     let resp_framing = bufs.resp.framing();
     let switching = bufs.resp.status() == 101 && upgrade;
+    // HTTP/1.0 clients cannot read chunked framing: decode it and end the body by closing.
+    let dechunk = http10 && !is_head && matches!(resp_framing, BodyFraming::Chunked);
     let close = !keep_alive_requested
+        || dechunk
         || ctx.gateway.is_draining()
         || matches!(resp_framing, BodyFraming::UntilClose)
         || (bufs.resp.status() == 101 && !upgrade);
@@ -611,6 +614,7 @@ pub async fn run<B: Backend, S: Stream>(
             .then_some(&ex.request_id[..]),
         close,
         http10_keep_alive: http10 && keep_alive_requested,
+        dechunked: dechunk,
     };
     bufs.output.clear();
     headers::write_client_response(&mut bufs.output, &bufs.resp, &bufs.upstream, &client_head);
@@ -619,7 +623,12 @@ pub async fn run<B: Backend, S: Stream>(
     } else {
         resp_framing
     });
-    let progress = match resp_body.advance(&bufs.upstream[resp_len..]) {
+    let progress = match advance_response(
+        &mut resp_body,
+        &bufs.upstream[resp_len..],
+        dechunk,
+        &mut bufs.output,
+    ) {
         Ok(p) => p,
         Err(_) => {
             write_error(
@@ -636,8 +645,10 @@ pub async fn run<B: Backend, S: Stream>(
             return Outcome::Close;
         }
     };
-    bufs.output
-        .extend_from_slice(&bufs.upstream[resp_len..resp_len + progress.consumed]);
+    if !dechunk {
+        bufs.output
+            .extend_from_slice(&bufs.upstream[resp_len..resp_len + progress.consumed]);
+    }
     let leftover = bufs.upstream.len() > resp_len + progress.consumed;
     let out = std::mem::take(&mut bufs.output);
     let len = out.len();
@@ -679,7 +690,13 @@ pub async fn run<B: Backend, S: Stream>(
             }
             Ok((_, buf)) => {
                 bufs.upstream = buf;
-                let p = match resp_body.advance(&bufs.upstream) {
+                bufs.output.clear();
+                let p = match advance_response(
+                    &mut resp_body,
+                    &bufs.upstream,
+                    dechunk,
+                    &mut bufs.output,
+                ) {
                     Ok(p) => p,
                     Err(_) => return Outcome::Close,
                 };
@@ -687,9 +704,16 @@ pub async fn run<B: Backend, S: Stream>(
                 if p.consumed < bufs.upstream.len() {
                     clean = false;
                 }
-                let buf = std::mem::take(&mut bufs.upstream);
-                let (res, buf) = client.write_all(buf, 0..p.consumed).await;
-                bufs.upstream = buf;
+                // Raw bytes are forwarded as they are; decoded ones were gathered in `output`.
+                let (source, len) = if dechunk {
+                    let len = bufs.output.len();
+                    (&mut bufs.output, len)
+                } else {
+                    (&mut bufs.upstream, p.consumed)
+                };
+                let buf = std::mem::take(source);
+                let (res, buf) = client.write_all(buf, 0..len).await;
+                *source = buf;
                 if res.is_err() {
                     return Outcome::Close;
                 }
@@ -712,6 +736,20 @@ pub async fn run<B: Backend, S: Stream>(
         Outcome::Close
     } else {
         Outcome::KeepAlive
+    }
+}
+
+/// Advances the response tracker; with `dechunk`, the decoded payload is appended to `out`.
+fn advance_response(
+    tracker: &mut BodyTracker,
+    data: &[u8],
+    dechunk: bool,
+    out: &mut Vec<u8>,
+) -> Result<crate::http::Progress, crate::http::HttpError> {
+    if dechunk {
+        tracker.advance_with(data, |payload| out.extend_from_slice(payload))
+    } else {
+        tracker.advance(data)
     }
 }
 

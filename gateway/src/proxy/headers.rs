@@ -210,6 +210,8 @@ pub struct ClientHead<'a> {
     pub close: bool,
     /// The client spoke HTTP/1.0 and asked for keep-alive.
     pub http10_keep_alive: bool,
+    /// The chunked body is decoded for an HTTP/1.0 client (no Transfer-Encoding header).
+    pub dechunked: bool,
 }
 
 /// Writes the response head for the client into `out`.
@@ -237,7 +239,7 @@ pub fn write_client_response(
         }
         push_header(out, name, value);
     }
-    if matches!(resp.framing(), BodyFraming::Chunked) {
+    if matches!(resp.framing(), BodyFraming::Chunked) && !extra.dechunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     if extra.via {
