@@ -361,3 +361,21 @@ fn http10_clients_get_chunked_responses_decoded() {
         "the body arrives decoded and whole"
     );
 }
+
+#[test]
+fn debug_headers_need_allow_debug_header_and_kong_debug() {
+    let up = Upstream::start();
+    let yaml = config_with_routes(up.addr, "      - name: r1\n        paths: [\"/echo\"]\n");
+    let gw = Gangway::start_with(
+        crate::harness::Options::new(yaml.clone()).env("GANGWAY_ALLOW_DEBUG_HEADER", "on"),
+    );
+    let r = request(gw.proxy, "GET", "/echo", &[("kong-debug", "1")], b"").expect("request");
+    assert_eq!(r.header("kong-route-name"), Some("r1"));
+    assert_eq!(r.header("kong-service-name"), Some("echo"));
+    assert_eq!(r.header("kong-route-id").map(str::len), Some(36));
+    let r = request(gw.proxy, "GET", "/echo", &[], b"").expect("request");
+    assert!(r.header("kong-route-id").is_none());
+    let off = Gangway::start(&yaml);
+    let r = request(off.proxy, "GET", "/echo", &[("kong-debug", "1")], b"").expect("request");
+    assert!(r.header("kong-route-id").is_none(), "off by default");
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use super::WorkerCtx;
-use super::headers::{self, ClientHead, UpstreamHead};
+use super::headers::{self, ClientHead, DebugIds, UpstreamHead};
 use super::session::ConnBuffers;
 use crate::config::Snapshot;
 use crate::config::compile::host_header;
@@ -370,6 +370,11 @@ pub async fn run<B: Backend, S: Stream>(
         b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE"
     );
     let keep_alive_requested = bufs.head.keep_alive();
+    let debug = settings.allow_debug_header
+        && bufs
+            .head
+            .header(&bufs.input, "kong-debug")
+            .is_some_and(|v| v == b"1");
     let http10 = bufs.head.version() == Version::Http10;
     // Everything of this request is now in `output` or still to come from the client.
     let consumed_from_input = head_len + body_in_buf;
@@ -615,6 +620,12 @@ pub async fn run<B: Backend, S: Stream>(
         close,
         http10_keep_alive: http10 && keep_alive_requested,
         dechunked: dechunk,
+        debug: debug.then(|| DebugIds {
+            route_id: &ex.route.id,
+            route_name: ex.route.name.as_deref(),
+            service_id: &service.id,
+            service_name: service.name.as_deref(),
+        }),
     };
     bufs.output.clear();
     headers::write_client_response(&mut bufs.output, &bufs.resp, &bufs.upstream, &client_head);

@@ -212,6 +212,21 @@ pub struct ClientHead<'a> {
     pub http10_keep_alive: bool,
     /// The chunked body is decoded for an HTTP/1.0 client (no Transfer-Encoding header).
     pub dechunked: bool,
+    /// `Kong-Route-*` / `Kong-Service-*` values when `allow_debug_header` is on and the client
+    /// sent `kong-debug: 1`.
+    pub debug: Option<DebugIds<'a>>,
+}
+
+/// Ids and names for Kong's debug headers.
+pub struct DebugIds<'a> {
+    /// The matched route's id.
+    pub route_id: &'a crate::config::model::Id,
+    /// Its name.
+    pub route_name: Option<&'a str>,
+    /// The service's id.
+    pub service_id: &'a crate::config::model::Id,
+    /// Its name.
+    pub service_name: Option<&'a str>,
 }
 
 /// Writes the response head for the client into `out`.
@@ -264,6 +279,25 @@ pub fn write_client_response(
     }
     if let Some(id) = extra.request_id {
         push_header(out, b"X-Kong-Request-Id", id);
+    }
+    if let Some(d) = &extra.debug {
+        let mut uuid = uuid::Uuid::encode_buffer();
+        push_header(
+            out,
+            b"Kong-Route-Id",
+            d.route_id.hyphenated().encode_lower(&mut uuid).as_bytes(),
+        );
+        if let Some(name) = d.route_name {
+            push_header(out, b"Kong-Route-Name", name.as_bytes());
+        }
+        push_header(
+            out,
+            b"Kong-Service-Id",
+            d.service_id.hyphenated().encode_lower(&mut uuid).as_bytes(),
+        );
+        if let Some(name) = d.service_name {
+            push_header(out, b"Kong-Service-Name", name.as_bytes());
+        }
     }
     if !switching {
         if extra.close {
