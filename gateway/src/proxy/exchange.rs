@@ -620,7 +620,7 @@ pub async fn run<B: Backend, S: Stream>(
         close,
         http10_keep_alive: http10 && keep_alive_requested,
         dechunked: dechunk,
-        debug: debug.then(|| DebugIds {
+        debug: debug.then_some(DebugIds {
             route_id: &ex.route.id,
             route_name: ex.route.name.as_deref(),
             service_id: &service.id,
