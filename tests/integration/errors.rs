@@ -192,3 +192,52 @@ fn slow_clients_time_out_on_headers() {
     assert_eq!(gw.get("/echo").status, 200);
     let _ = c.stream().write_all(b"\r\n");
 }
+
+#[test]
+fn connection_limit_closes_connections_over_max_connections() {
+    let up = Upstream::start();
+    let opts = Options::new(config_with_routes(
+        up.addr,
+        "      - name: r1\n        paths: [\"/echo\"]\n",
+    ))
+    .env("GANGWAY_MAX_CONNECTIONS", "2");
+    let gw = Gangway::start_with(opts);
+    // Two workers, two connections each: of eight idle connections at most four stay open.
+    let mut conns: Vec<Conn> = (0..8).map(|_| Conn::open(gw.proxy)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let closed = conns
+        .iter_mut()
+        .map(|c| c.is_closed(Duration::from_millis(200)))
+        .filter(|&closed| closed)
+        .count();
+    assert!(closed >= 4, "only {closed} of 8 connections were refused");
+    assert!(
+        closed <= 6,
+        "{closed} of 8 closed: the limit refused too many"
+    );
+    drop(conns);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        gw.get("/echo").status,
+        200,
+        "capacity comes back when clients leave"
+    );
+}
+
+#[test]
+fn slow_request_bodies_time_out_with_408() {
+    let up = Upstream::start();
+    let opts = Options::new(config_with_routes(
+        up.addr,
+        "      - name: r1\n        paths: [\"/echo\"]\n",
+    ))
+    .env("GANGWAY_CLIENT_BODY_TIMEOUT_MS", "300");
+    let gw = Gangway::start_with(opts);
+    let mut c = Conn::open(gw.proxy);
+    c.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part")
+        .expect("partial body");
+    let started = Instant::now();
+    let r = c.read(false).expect("a response before the close");
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
