@@ -10,6 +10,7 @@ pub mod session;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -62,20 +63,21 @@ impl<B: Backend> WorkerCtx<B> {
         self.active.get()
     }
 
-    /// Counts a connection as open until the guard drops.
-    pub fn connection_guard(&self) -> ConnectionGuard<'_, B> {
+    /// Counts a connection as open until the guard drops. Taken at accept time, so a burst of
+    /// accepts is counted before any of their tasks runs.
+    pub fn connection_guard(self: &Rc<Self>) -> ConnectionGuard<B> {
         self.active.set(self.active.get() + 1);
         self.gateway.counters.active.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard { ctx: self }
+        ConnectionGuard { ctx: self.clone() }
     }
 }
 
 /// Decrements the open-connection counts on drop.
-pub struct ConnectionGuard<'a, B: Backend> {
-    ctx: &'a WorkerCtx<B>,
+pub struct ConnectionGuard<B: Backend> {
+    ctx: Rc<WorkerCtx<B>>,
 }
 
-impl<B: Backend> Drop for ConnectionGuard<'_, B> {
+impl<B: Backend> Drop for ConnectionGuard<B> {
     fn drop(&mut self) {
         self.ctx.active.set(self.ctx.active.get() - 1);
         self.ctx

@@ -130,8 +130,9 @@ fn spawn_connection<B: Backend>(
     counters
         .handled
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let guard = ctx.connection_guard();
     tokio::task::spawn_local(async move {
-        let _guard = ctx.connection_guard();
+        let _guard = guard;
         proxy::serve_connection(stream, peer, &spec, &ctx).await;
     });
 }
