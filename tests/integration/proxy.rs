@@ -379,3 +379,18 @@ fn debug_headers_need_allow_debug_header_and_kong_debug() {
     let r = request(off.proxy, "GET", "/echo", &[("kong-debug", "1")], b"").expect("request");
     assert!(r.header("kong-route-id").is_none(), "off by default");
 }
+
+#[test]
+fn interim_responses_are_skipped_and_the_connection_stays_in_sync() {
+    let (_up, gw) = basic();
+    let mut c = Conn::open(gw.proxy);
+    c.write(b"GET /echo/a HTTP/1.1\r\nHost: x\r\nx-echo-early-hints: 1\r\n\r\n")
+        .expect("write");
+    let r = c.read(false).expect("final response");
+    assert_eq!((r.status, r.json()["target"].as_str()), (200, Some("/a")));
+    // The pooled upstream connection holds nothing stale: the next answer is its own.
+    for path in ["/b", "/c"] {
+        let r = c.get(&format!("/echo{path}")).expect("next");
+        assert_eq!(r.json()["target"], path);
+    }
+}

@@ -816,8 +816,8 @@ enum HeadFail {
     Invalid,
 }
 
-/// Reads the upstream's response head into `bufs.upstream`/`bufs.resp`, skipping `100
-/// Continue`. Returns the head length.
+/// Reads the upstream's response head into `bufs.upstream`/`bufs.resp`, skipping interim
+/// 1xx responses (as nginx 1.22 does). Returns the head length.
 async fn read_response_head<U: Stream>(
     upstream: &U,
     bufs: &mut ConnBuffers,
@@ -829,7 +829,7 @@ async fn read_response_head<U: Stream>(
     loop {
         if !bufs.upstream.is_empty() {
             match parse_response(&bufs.upstream, &limits, is_head, &mut bufs.resp) {
-                Ok(Some(n)) if bufs.resp.status() == 100 => {
+                Ok(Some(n)) if bufs.resp.is_interim() => {
                     bufs.upstream.drain(..n);
                     continue;
                 }

@@ -7,6 +7,7 @@
 //! - `x-echo-body-size: N`: a body of N bytes of `x` instead of the JSON echo;
 //! - `x-echo-garbage: 1`: answer with bytes that are not HTTP;
 //! - `x-echo-drop: 1`: close without answering;
+//! - `x-echo-early-hints: 1`: send `103 Early Hints` before the response;
 //! - `Upgrade:` + `Connection: upgrade`: answer 101 and echo raw bytes back.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
