@@ -5,6 +5,8 @@
 //! heads that go each way.
 
 pub mod exchange;
+mod forward;
+mod hash_facts;
 pub mod headers;
 pub mod session;
 

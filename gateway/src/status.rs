@@ -78,7 +78,7 @@ async fn status(State(gw): State<Arc<Gateway>>, Query(q): Query<UnitQuery>) -> R
     if !matches!(unit, "b" | "k" | "m" | "g") {
         return (
             StatusCode::BAD_REQUEST,
-            Json(json!({"message": "invalid unit \"{unit}\" (expected k/K, m/M, or g/G)"})),
+            Json(json!({"message": format!("invalid unit \"{unit}\" (expected b, k, m or g)")})),
         )
             .into_response();
     }

@@ -6,24 +6,28 @@
 //! up to `service.retries` times; a reused keep-alive connection that the upstream had
 //! already closed is replaced at no cost, but only when the whole request is still in memory.
 
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
 use super::WorkerCtx;
+use super::forward::{
+    BodyFail, Fail, HeadFail, advance_response, read_response_head, read_with_timeout,
+    stream_request_body, tunnel, write_with_timeout,
+};
+use super::hash_facts::RequestFacts;
 use super::headers::{self, ClientHead, DebugIds, UpstreamHead};
 use super::session::ConnBuffers;
 use crate::config::Snapshot;
 use crate::config::compile::host_header;
 use crate::config::model::Route;
 use crate::config::snapshot::ServiceTarget;
-use crate::http::{BodyFraming, BodyTracker, Version, error_page, parse_response};
+use crate::http::{BodyFraming, BodyTracker, Version, error_page};
 use crate::net::{Backend, Stream, tls};
 use crate::router::{self, RouteMatch, RouterFlavor};
 use crate::settings::HeaderToken;
-use crate::upstream::balancer::{Balancer, HashInput};
+use crate::upstream::balancer::Balancer;
 use crate::upstream::dns;
 use crate::upstream::health::Observation;
 use crate::upstream::pool::PoolKey;
@@ -32,9 +36,9 @@ use crate::upstream::stream::UpstreamStream;
 pub use super::headers::PRODUCT as SERVER;
 
 /// Kong's bodies for upstream failures (`kong/error_handlers.lua`).
-const MSG_502: &str = "An invalid response was received from the upstream server";
-const MSG_503: &str = "The upstream server is currently unavailable";
-const MSG_504: &str = "The upstream server is timing out";
+pub(super) const MSG_502: &str = "An invalid response was received from the upstream server";
+pub(super) const MSG_503: &str = "The upstream server is currently unavailable";
+pub(super) const MSG_504: &str = "The upstream server is timing out";
 
 /// Whether the client connection can carry another request.
 pub enum Outcome {
@@ -64,33 +68,33 @@ pub struct Exchange<'a> {
     pub head_len: usize,
 }
 
-enum Fail {
-    Timeout,
-    Io(io::Error),
+/// What a Kong error page for this request needs besides the status and message.
+struct Reply<'a, B: Backend> {
+    ctx: &'a WorkerCtx<B>,
+    request_id: &'a [u8; 32],
+    received: Instant,
 }
 
-async fn read_with_timeout<S: Stream>(
-    s: &S,
-    buf: Vec<u8>,
-    limit: Duration,
-) -> Result<(usize, Vec<u8>), Fail> {
-    match tokio::time::timeout(limit, s.read(buf)).await {
-        Ok((Ok(n), buf)) => Ok((n, buf)),
-        Ok((Err(e), _)) => Err(Fail::Io(e)),
-        Err(_) => Err(Fail::Timeout),
-    }
-}
-
-async fn write_with_timeout<S: Stream>(
-    s: &S,
-    buf: Vec<u8>,
-    range: std::ops::Range<usize>,
-    limit: Duration,
-) -> Result<Vec<u8>, Fail> {
-    match tokio::time::timeout(limit, s.write_all(buf, range)).await {
-        Ok((Ok(()), buf)) => Ok(buf),
-        Ok((Err(e), _)) => Err(Fail::Io(e)),
-        Err(_) => Err(Fail::Timeout),
+impl<B: Backend> Reply<'_, B> {
+    async fn error<S: Stream>(
+        &self,
+        client: &S,
+        bufs: &mut ConnBuffers,
+        status: u16,
+        message: &str,
+        close: bool,
+    ) {
+        write_error(
+            client,
+            bufs,
+            self.ctx,
+            self.request_id,
+            self.received,
+            status,
+            message,
+            close,
+        )
+        .await;
     }
 }
 
@@ -218,6 +222,11 @@ pub async fn run<B: Backend, S: Stream>(
     ctx: &WorkerCtx<B>,
 ) -> Outcome {
     let settings = &ctx.gateway.settings;
+    let reply = Reply {
+        ctx,
+        request_id: ex.request_id,
+        received: ex.received,
+    };
     let service = ex.service;
     let head_len = ex.head_len;
     let framing = bufs.head.framing();
@@ -228,34 +237,16 @@ pub async fn run<B: Backend, S: Stream>(
         Ok(t) => t,
         Err(e) => {
             let status = e.status();
-            write_error(
-                client,
-                bufs,
-                ctx,
-                ex.request_id,
-                ex.received,
-                status,
-                e.message(),
-                true,
-            )
-            .await;
+            reply.error(client, bufs, status, e.message(), true).await;
             return Outcome::Close;
         }
     };
     let first = match body.advance(&bufs.input[head_len..]) {
         Ok(p) => p,
         Err(e) => {
-            write_error(
-                client,
-                bufs,
-                ctx,
-                ex.request_id,
-                ex.received,
-                e.status(),
-                e.message(),
-                true,
-            )
-            .await;
+            reply
+                .error(client, bufs, e.status(), e.message(), true)
+                .await;
             return Outcome::Close;
         }
     };
@@ -309,17 +300,7 @@ pub async fn run<B: Backend, S: Stream>(
             Some(i) => Some(i),
             None => {
                 warn!(upstream = %b.name, "failure to get a peer from the ring-balancer");
-                write_error(
-                    client,
-                    bufs,
-                    ctx,
-                    ex.request_id,
-                    ex.received,
-                    503,
-                    MSG_503,
-                    true,
-                )
-                .await;
+                reply.error(client, bufs, 503, MSG_503, true).await;
                 return Outcome::Close;
             }
         },
@@ -447,38 +428,15 @@ pub async fn run<B: Backend, S: Stream>(
                             host_at = host_at.start..host_at.start + host.len();
                         }
                         if target.is_none() {
-                            write_error(
-                                client,
-                                bufs,
-                                ctx,
-                                ex.request_id,
-                                ex.received,
-                                503,
-                                MSG_503,
-                                true,
-                            )
-                            .await;
+                            reply.error(client, bufs, 503, MSG_503, true).await;
                             return Outcome::Close;
                         }
                     }
                     continue;
                 }
-                let (status, msg) = match fail {
-                    Fail::Timeout => (504, MSG_504),
-                    Fail::Io(_) => (502, MSG_502),
-                };
+                let (status, msg) = fail.answer();
                 debug!(%host, port, status, "upstream connect failed");
-                write_error(
-                    client,
-                    bufs,
-                    ctx,
-                    ex.request_id,
-                    ex.received,
-                    status,
-                    msg,
-                    true,
-                )
-                .await;
+                reply.error(client, bufs, status, msg, true).await;
                 return Outcome::Close;
             }
         };
@@ -489,17 +447,7 @@ pub async fn run<B: Backend, S: Stream>(
             Ok(out) => bufs.output = out,
             Err(_) => {
                 observe(target, Observation::TcpFailure);
-                write_error(
-                    client,
-                    bufs,
-                    ctx,
-                    ex.request_id,
-                    ex.received,
-                    502,
-                    MSG_502,
-                    true,
-                )
-                .await;
+                reply.error(client, bufs, 502, MSG_502, true).await;
                 return Outcome::Close;
             }
         }
@@ -517,36 +465,13 @@ pub async fn run<B: Backend, S: Stream>(
                 Ok(()) => body_done = true,
                 Err(BodyFail::Client(status, msg)) => {
                     if let Some(status) = status {
-                        write_error(
-                            client,
-                            bufs,
-                            ctx,
-                            ex.request_id,
-                            ex.received,
-                            status,
-                            msg,
-                            true,
-                        )
-                        .await;
+                        reply.error(client, bufs, status, msg, true).await;
                     }
                     return Outcome::Close;
                 }
                 Err(BodyFail::Upstream(fail)) => {
-                    let (status, msg) = match fail {
-                        Fail::Timeout => (504, MSG_504),
-                        Fail::Io(_) => (502, MSG_502),
-                    };
-                    write_error(
-                        client,
-                        bufs,
-                        ctx,
-                        ex.request_id,
-                        ex.received,
-                        status,
-                        msg,
-                        true,
-                    )
-                    .await;
+                    let (status, msg) = fail.answer();
+                    reply.error(client, bufs, status, msg, true).await;
                     return Outcome::Close;
                 }
             }
@@ -575,17 +500,7 @@ pub async fn run<B: Backend, S: Stream>(
                         Observation::TcpFailure
                     },
                 );
-                write_error(
-                    client,
-                    bufs,
-                    ctx,
-                    ex.request_id,
-                    ex.received,
-                    status,
-                    msg,
-                    true,
-                )
-                .await;
+                reply.error(client, bufs, status, msg, true).await;
                 return Outcome::Close;
             }
         }
@@ -642,17 +557,7 @@ pub async fn run<B: Backend, S: Stream>(
     ) {
         Ok(p) => p,
         Err(_) => {
-            write_error(
-                client,
-                bufs,
-                ctx,
-                ex.request_id,
-                ex.received,
-                502,
-                MSG_502,
-                true,
-            )
-            .await;
+            reply.error(client, bufs, 502, MSG_502, true).await;
             return Outcome::Close;
         }
     };
@@ -747,225 +652,5 @@ pub async fn run<B: Backend, S: Stream>(
         Outcome::Close
     } else {
         Outcome::KeepAlive
-    }
-}
-
-/// Advances the response tracker; with `dechunk`, the decoded payload is appended to `out`.
-fn advance_response(
-    tracker: &mut BodyTracker,
-    data: &[u8],
-    dechunk: bool,
-    out: &mut Vec<u8>,
-) -> Result<crate::http::Progress, crate::http::HttpError> {
-    if dechunk {
-        tracker.advance_with(data, |payload| out.extend_from_slice(payload))
-    } else {
-        tracker.advance(data)
-    }
-}
-
-enum BodyFail {
-    /// The client misbehaved or went away; `Some` status means it should be told.
-    Client(Option<u16>, &'static str),
-    /// Writing to the upstream failed.
-    Upstream(Fail),
-}
-
-/// Streams the rest of the request body from the client to the upstream. Bytes after the
-/// body (a pipelined request) stay in `bufs.input`.
-async fn stream_request_body<S: Stream, U: Stream>(
-    client: &S,
-    upstream: &U,
-    bufs: &mut ConnBuffers,
-    body: &mut BodyTracker,
-    service: &ServiceTarget,
-    body_timeout_ms: u64,
-) -> Result<(), BodyFail> {
-    let timeout = Duration::from_millis(body_timeout_ms);
-    loop {
-        bufs.input.clear();
-        let buf = std::mem::take(&mut bufs.input);
-        let buf = match read_with_timeout(client, buf, timeout).await {
-            Ok((0, _)) => return Err(BodyFail::Client(None, "")),
-            Ok((_, buf)) => buf,
-            Err(Fail::Timeout) => return Err(BodyFail::Client(Some(408), "Request timeout")),
-            Err(Fail::Io(_)) => return Err(BodyFail::Client(None, "")),
-        };
-        bufs.input = buf;
-        let p = match body.advance(&bufs.input) {
-            Ok(p) => p,
-            Err(e) => return Err(BodyFail::Client(Some(e.status()), e.message())),
-        };
-        let buf = std::mem::take(&mut bufs.input);
-        let buf = write_with_timeout(upstream, buf, 0..p.consumed, service.write_timeout)
-            .await
-            .map_err(BodyFail::Upstream)?;
-        bufs.input = buf;
-        if p.done {
-            bufs.input.drain(..p.consumed);
-            return Ok(());
-        }
-    }
-}
-
-enum HeadFail {
-    Timeout,
-    /// EOF or reset before any byte of a response.
-    ClosedEarly,
-    Io,
-    Invalid,
-}
-
-/// Reads the upstream's response head into `bufs.upstream`/`bufs.resp`, skipping interim
-/// 1xx responses (as nginx 1.22 does). Returns the head length.
-async fn read_response_head<U: Stream>(
-    upstream: &U,
-    bufs: &mut ConnBuffers,
-    is_head: bool,
-    timeout: Duration,
-) -> Result<usize, HeadFail> {
-    bufs.upstream.clear();
-    let limits = crate::http::Limits::default();
-    loop {
-        if !bufs.upstream.is_empty() {
-            match parse_response(&bufs.upstream, &limits, is_head, &mut bufs.resp) {
-                Ok(Some(n)) if bufs.resp.is_interim() => {
-                    bufs.upstream.drain(..n);
-                    continue;
-                }
-                Ok(Some(n)) => return Ok(n),
-                Ok(None) => {}
-                Err(_) => return Err(HeadFail::Invalid),
-            }
-            if bufs.upstream.len() >= limits.max_header_bytes {
-                return Err(HeadFail::Invalid);
-            }
-        }
-        if bufs.upstream.capacity() - bufs.upstream.len() < 1024 {
-            bufs.upstream.reserve(16 * 1024);
-        }
-        let was_empty = bufs.upstream.is_empty();
-        let buf = std::mem::take(&mut bufs.upstream);
-        match read_with_timeout(upstream, buf, timeout).await {
-            Ok((0, buf)) => {
-                bufs.upstream = buf;
-                return Err(if was_empty {
-                    HeadFail::ClosedEarly
-                } else {
-                    HeadFail::Invalid
-                });
-            }
-            Ok((_, buf)) => bufs.upstream = buf,
-            Err(Fail::Timeout) => {
-                bufs.upstream = Vec::with_capacity(16 * 1024);
-                return Err(HeadFail::Timeout);
-            }
-            Err(Fail::Io(e)) => {
-                bufs.upstream = Vec::with_capacity(16 * 1024);
-                let reset = matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-                );
-                return Err(if was_empty && reset {
-                    HeadFail::ClosedEarly
-                } else {
-                    HeadFail::Io
-                });
-            }
-        }
-    }
-}
-
-/// Copies bytes both ways after a `101 Switching Protocols` until either side closes.
-async fn tunnel<S: Stream, U: Stream>(client: &S, upstream: &U, bufs: &mut ConnBuffers) {
-    // Bytes the client sent after its upgrade request go up first.
-    let early = std::mem::take(&mut bufs.input);
-    let early_len = early.len();
-    if early_len > 0 && upstream.write_all(early, 0..early_len).await.0.is_err() {
-        return;
-    }
-    tokio::join!(
-        copy_until_closed(client, upstream),
-        copy_until_closed(upstream, client)
-    );
-}
-
-/// Copies bytes from `from` to `to` until `from` closes or either side fails, then sends FIN
-/// on `to`.
-async fn copy_until_closed<A: Stream, B: Stream>(from: &A, to: &B) {
-    let mut buf = Vec::with_capacity(16 * 1024);
-    loop {
-        buf.clear();
-        let (res, b) = from.read(buf).await;
-        match res {
-            Ok(n) if n > 0 => {
-                let (res, b) = to.write_all(b, 0..n).await;
-                if res.is_err() {
-                    break;
-                }
-                buf = b;
-            }
-            _ => break,
-        }
-    }
-    let _ = to.shutdown().await;
-}
-
-/// The request as consistent hashing sees it.
-struct RequestFacts<'a> {
-    head: &'a crate::http::RequestHead,
-    buf: &'a [u8],
-    scratch: &'a crate::router::MatchScratch,
-    peer: std::net::SocketAddr,
-}
-
-fn query_value<'q>(query: &'q [u8], name: &str) -> Option<&'q [u8]> {
-    query.split(|&b| b == b'&').find_map(|pair| {
-        let (k, v) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &pair[pair.len()..]),
-        };
-        (k == name.as_bytes()).then_some(v)
-    })
-}
-
-impl HashInput for RequestFacts<'_> {
-    fn client_ip(&self) -> String {
-        self.peer.ip().to_string()
-    }
-    fn header(&self, lower_name: &str) -> Option<&[u8]> {
-        self.head.header(self.buf, lower_name)
-    }
-    fn cookie(&self, name: &str) -> Option<&[u8]> {
-        self.head
-            .header_values(self.buf, "cookie")
-            .find_map(|line| {
-                line.split(|&b| b == b';').find_map(|c| {
-                    let c = c.trim_ascii();
-                    let i = c.iter().position(|&b| b == b'=')?;
-                    (&c[..i] == name.as_bytes()).then_some(&c[i + 1..])
-                })
-            })
-    }
-    fn path(&self) -> &[u8] {
-        self.scratch.normalized_path().as_bytes()
-    }
-    fn query_arg(&self, name: &str) -> Option<&[u8]> {
-        let target = self.head.target(self.buf);
-        let q = target
-            .iter()
-            .position(|&b| b == b'?')
-            .map(|i| &target[i + 1..])?;
-        query_value(q, name)
-    }
-    fn uri_capture(&self, name: &str) -> Option<&[u8]> {
-        let found = match name.parse::<usize>() {
-            Ok(i) => self.scratch.capture(i),
-            Err(_) => self.scratch.named_capture(name),
-        };
-        found.map(str::as_bytes)
-    }
-    fn consumer(&self) -> Option<crate::config::model::Id> {
-        None
     }
 }
