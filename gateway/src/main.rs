@@ -10,7 +10,7 @@ fn main() -> ExitCode {
             println!("gangway {}", gangway::VERSION);
             ExitCode::SUCCESS
         }
-        Command::Check { file } => match gangway::config::declarative::load_file(&file) {
+        Command::Check { file } => match gangway::runtime::check_config(&file) {
             Ok(config) => {
                 println!(
                     "{}: ok ({} services, {} routes, {} consumers, {} plugins)",

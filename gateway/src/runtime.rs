@@ -68,6 +68,23 @@ fn choose_backend(setting: IoBackend) -> Result<ChosenBackend, StartError> {
     }
 }
 
+/// Validates a declarative file as `start` would load it: the schema checks, then the compile
+/// step (route regexes, certificates, targets). Returns every error with its entity path.
+pub fn check_config(path: &Path) -> Result<crate::config::Config, ConfigErrors> {
+    let config = crate::config::declarative::load_file(path)?;
+    let settings = crate::settings::Settings::default();
+    let shared = gateway::SharedState {
+        health: Arc::new(crate::upstream::balancer::HealthRegistry::default()),
+        default_cert: crate::net::tls::default_certificate(&[], &[])
+            .map_err(|e| ConfigErrors::from(crate::config::ConfigError::new("", e.to_string())))?,
+        roots: crate::net::tls::RootSource::trusted(false, &[])
+            .map_err(|e| ConfigErrors::from(crate::config::ConfigError::new("", e.to_string())))?,
+        client_configs: std::sync::Mutex::default(),
+    };
+    crate::config::compile::compile(config.clone(), &shared.compile_inputs(&settings), 1)?;
+    Ok(config)
+}
+
 /// Runs gangway in the foreground until SIGTERM/SIGINT and the drain that follows.
 pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
     let (settings, warnings) = settings::load(conf, settings::process_env())?;

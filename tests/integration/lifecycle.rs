@@ -243,3 +243,25 @@ fn embedded_default_config_serves_status_through_the_proxy() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn check_runs_the_compile_step_too() {
+    let dir = TempDir::new("check-compile");
+    let bad = dir.path("bad-regex.yml");
+    std::fs::write(
+        &bad,
+        "_format_version: \"3.0\"\nservices:\n  - name: s1\n    url: http://example.com\n    routes:\n      - name: r1\n        paths: [\"~/(unclosed\"]\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .expect("run check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("paths[0]") && err.contains("invalid regex"),
+        "{err}"
+    );
+}
