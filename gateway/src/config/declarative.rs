@@ -1,17 +1,55 @@
-//! Declarative kong.yml loader (TEMPORARY lean version until the config branch merges).
+//! The DB-less loader for Kong's declarative `kong.yml` (YAML or JSON).
+//!
+//! Loading runs in three steps: parse the text, give every entity an id (explicit, a
+//! deterministic uuid5 from its endpoint key as Kong does, or random), then read each entity
+//! with its Kong defaults, collecting every problem with its entity path instead of stopping at
+//! the first. Nested children (`services[].routes[]`, `consumers[].keyauth_credentials[]`, ...)
+//! take their parent's id; flat ones name their parent by name or id.
 
+mod entities;
+mod fields;
+
+use std::collections::HashMap;
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::model::*;
-use super::{Config, ConfigErrors};
+use super::{Config, ConfigError, ConfigErrors};
 
-/// Loads a YAML or JSON file.
+/// Entity collections gangway loads.
+const ENTITIES: [&str; 11] = [
+    "services",
+    "routes",
+    "consumers",
+    "plugins",
+    "upstreams",
+    "targets",
+    "certificates",
+    "snis",
+    "ca_certificates",
+    "keyauth_credentials",
+    "acls",
+];
+
+/// Collections Kong knows that gangway does not load yet: an explicit error beats a silent
+/// drop.
+const UNSUPPORTED: [&str; 9] = [
+    "vaults",
+    "keys",
+    "key_sets",
+    "filter_chains",
+    "basicauth_credentials",
+    "hmacauth_credentials",
+    "jwt_secrets",
+    "oauth2_credentials",
+    "consumer_groups",
+];
+
+/// Loads a declarative file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors::from(super::ConfigError::new(
+        ConfigErrors::from(ConfigError::new(
             "",
             format!("cannot read {}: {e}", path.display()),
         ))
@@ -19,10 +57,10 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     load_str(&text)
 }
 
-/// Loads YAML or JSON text.
+/// Loads declarative YAML or JSON text.
 pub fn load_str(text: &str) -> Result<Config, ConfigErrors> {
     let value: Value = serde_norway::from_str(text).map_err(|e| {
-        ConfigErrors::from(super::ConfigError::new(
+        ConfigErrors::from(ConfigError::new(
             "",
             format!("failed parsing declarative configuration: {e}"),
         ))
@@ -30,302 +68,227 @@ pub fn load_str(text: &str) -> Result<Config, ConfigErrors> {
     parse_value(value)
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// The namespace Kong derives declarative ids from.
+fn namespace(entity: &str) -> Uuid {
+    let root = Uuid::parse_str("fd02801f-0957-4a15-a55a-c8d9606f30b5")
+        .expect("invariant: Kong's namespace is a valid UUID");
+    Uuid::new_v5(&root, entity.as_bytes())
 }
 
-fn strings(v: &Value) -> Option<Vec<String>> {
-    v.as_array().map(|a| {
-        a.iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect()
-    })
+/// The field whose value Kong derives a missing id from.
+fn endpoint_key(entity: &str) -> Option<&'static str> {
+    match entity {
+        "services" | "routes" | "upstreams" | "snis" => Some("name"),
+        "consumers" => Some("username"),
+        "keyauth_credentials" => Some("key"),
+        "plugins" => Some("instance_name"),
+        _ => None,
+    }
 }
 
-/// Validates a parsed document.
-pub fn parse_value(doc: Value) -> Result<Config, ConfigErrors> {
-    let mut errors = ConfigErrors::default();
-    let mut cfg = Config::default();
-    let t = now();
-    let services = doc
-        .get("services")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for (i, s) in services.iter().enumerate() {
-        let path = format!("services[{i}]");
-        let name = s.get("name").and_then(Value::as_str).map(str::to_string);
-        let id = Uuid::new_v4();
-        let (mut protocol, mut host, mut port, mut spath) =
-            (Protocol::Http, String::new(), 80i64, None);
-        if let Some(url) = s.get("url").and_then(Value::as_str) {
-            match url::Url::parse(url) {
-                Ok(u) => {
-                    protocol = if u.scheme() == "https" {
-                        Protocol::Https
-                    } else {
-                        Protocol::Http
-                    };
-                    host = u.host_str().unwrap_or("").to_string();
-                    port = i64::from(u.port_or_known_default().unwrap_or(80));
-                    spath = (u.path() != "/" || url.ends_with('/'))
-                        .then(|| u.path().to_string())
-                        .filter(|p| !p.is_empty());
-                    if u.path() == "/" && !url.trim_end_matches('/').contains("://") {
-                        spath = None;
-                    }
-                    let after_host = url.split("://").nth(1).unwrap_or("");
-                    if !after_host.contains('/') {
-                        spath = None;
+/// Children that may nest in each collection, and the field naming the parent.
+fn nested(entity: &str) -> &'static [(&'static str, &'static str)] {
+    match entity {
+        "services" => &[("routes", "service"), ("plugins", "service")],
+        "routes" => &[("plugins", "route")],
+        "consumers" => &[
+            ("plugins", "consumer"),
+            ("keyauth_credentials", "consumer"),
+            ("acls", "consumer"),
+        ],
+        "upstreams" => &[("targets", "upstream")],
+        "certificates" => &[("snis", "certificate")],
+        _ => &[],
+    }
+}
+
+/// One entity, flattened out of its nesting, with where it was written.
+pub(crate) struct Item<'a> {
+    /// Entity path such as `services[0].routes[1]`.
+    pub path: String,
+    /// Its object.
+    pub obj: &'a Map<String, Value>,
+    /// Id of the parent it was nested in, with the field that names the parent.
+    pub parent: Option<(&'static str, Uuid)>,
+}
+
+/// Gives every entity object an `id`, recursing into nested children.
+fn assign_ids(entity: &str, list: &mut Value, path: &str, errors: &mut ConfigErrors) {
+    let Some(items) = list.as_array_mut() else {
+        return;
+    };
+    for (i, v) in items.iter_mut().enumerate() {
+        let Some(obj) = v.as_object_mut() else {
+            continue;
+        };
+        let here = format!("{path}[{i}]");
+        let id = match obj.get("id") {
+            Some(Value::String(s)) => match Uuid::parse_str(s) {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    errors.push(format!("{here}.id"), "expected a valid UUID");
+                    None
+                }
+            },
+            Some(_) => {
+                errors.push(format!("{here}.id"), "expected a string");
+                None
+            }
+            None => None,
+        };
+        let id = id.unwrap_or_else(|| {
+            let key = endpoint_key(entity)
+                .and_then(|k| obj.get(k))
+                .and_then(Value::as_str);
+            match key {
+                Some(k) => Uuid::new_v5(&namespace(entity), k.as_bytes()),
+                None => Uuid::new_v4(),
+            }
+        });
+        obj.insert("id".into(), Value::String(id.to_string()));
+        for (child, _) in nested(entity) {
+            if let Some(list) = obj.get_mut(*child) {
+                assign_ids(child, list, &format!("{here}.{child}"), errors);
+            }
+        }
+    }
+}
+
+/// Flattens a collection and its nested children into per-entity lists.
+fn flatten<'a>(
+    entity: &'static str,
+    list: &'a Value,
+    path: &str,
+    parent: Option<(&'static str, Uuid)>,
+    out: &mut HashMap<&'static str, Vec<Item<'a>>>,
+    errors: &mut ConfigErrors,
+) {
+    let Some(items) = list.as_array() else {
+        errors.push(path, "expected an array");
+        return;
+    };
+    for (i, v) in items.iter().enumerate() {
+        let here = format!("{path}[{i}]");
+        let Some(obj) = v.as_object() else {
+            errors.push(here, "expected a record");
+            continue;
+        };
+        let id = fields::id(obj);
+        for (child, fk) in nested(entity) {
+            if let Some(list) = obj.get(*child) {
+                let child_name = ENTITIES
+                    .iter()
+                    .find(|e| *e == child)
+                    .copied()
+                    .unwrap_or("plugins");
+                flatten(
+                    child_name,
+                    list,
+                    &format!("{here}.{child}"),
+                    Some((fk, id)),
+                    out,
+                    errors,
+                );
+            }
+        }
+        out.entry(entity).or_default().push(Item {
+            path: here,
+            obj,
+            parent,
+        });
+    }
+}
+
+/// Kong 1.1/2.1 files wrote regex paths without `~`: anything with characters outside a plain
+/// path's alphabet was a regex.
+fn migrate_paths(doc: &mut Value) {
+    fn visit(routes: &mut Value) {
+        for route in routes.as_array_mut().into_iter().flatten() {
+            let Some(paths) = route.get_mut("paths").and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for p in paths.iter_mut() {
+                if let Some(s) = p.as_str() {
+                    let plain = s
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/.-_~%".contains(&b));
+                    if !plain && !s.starts_with('~') {
+                        *p = Value::String(format!("~{s}"));
                     }
                 }
-                Err(e) => errors.push(format!("{path}.url"), format!("invalid url: {e}")),
             }
         }
-        if let Some(h) = s.get("host").and_then(Value::as_str) {
-            host = h.to_string();
-        }
-        if let Some(p) = s.get("port") {
-            port = p.as_i64().unwrap_or(-1);
-        }
-        if let Some(p) = s.get("path").and_then(Value::as_str) {
-            spath = Some(p.to_string());
-        }
-        if let Some(p) = s.get("protocol").and_then(Value::as_str) {
-            protocol = Protocol::parse(p).unwrap_or(Protocol::Http);
-        }
-        if !(0..=65535).contains(&port) {
-            errors.push(
-                format!("{path}.port"),
-                "value should be between 0 and 65535",
-            );
-        }
-        if host.is_empty() {
-            errors.push(format!("{path}.host"), "required field missing");
-        }
-        let ms = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(60000) as u32;
-        cfg.services.push(Service {
-            id,
-            name: name.clone(),
-            protocol,
-            host,
-            port: port.clamp(0, 65535) as u16,
-            path: spath,
-            retries: s.get("retries").and_then(Value::as_u64).unwrap_or(5) as u16,
-            connect_timeout: ms("connect_timeout"),
-            write_timeout: ms("write_timeout"),
-            read_timeout: ms("read_timeout"),
-            client_certificate: None,
-            tls_verify: None,
-            tls_verify_depth: None,
-            ca_certificates: None,
-            enabled: true,
-            tags: None,
-            created_at: t,
-            updated_at: t,
-        });
-        for (j, r) in s
-            .get("routes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            route(
-                r,
-                Some(id),
-                &format!("{path}.routes[{j}]"),
-                &mut cfg,
-                &mut errors,
-                t,
-            );
-        }
     }
-    for (j, r) in doc
-        .get("routes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let svc = r.get("service").and_then(Value::as_str).and_then(|n| {
-            cfg.services
-                .iter()
-                .find(|s| s.name.as_deref() == Some(n))
-                .map(|s| s.id)
-        });
-        route(r, svc, &format!("routes[{j}]"), &mut cfg, &mut errors, t);
+    if let Some(routes) = doc.get_mut("routes") {
+        visit(routes);
     }
-    for u in doc
-        .get("upstreams")
-        .and_then(Value::as_array)
+    for service in doc
+        .get_mut("services")
+        .and_then(Value::as_array_mut)
         .into_iter()
         .flatten()
     {
-        let id = Uuid::new_v4();
-        cfg.upstreams.push(Upstream {
-            id,
-            name: u
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            algorithm: Algorithm::RoundRobin,
-            hash_on: HashOn::None,
-            hash_fallback: HashOn::None,
-            hash_on_header: None,
-            hash_fallback_header: None,
-            hash_on_cookie: None,
-            hash_on_cookie_path: "/".into(),
-            hash_on_query_arg: None,
-            hash_fallback_query_arg: None,
-            hash_on_uri_capture: None,
-            hash_fallback_uri_capture: None,
-            slots: 10000,
-            healthchecks: {
-                let mut h = Healthchecks::default();
-                let un = u.pointer("/healthchecks/passive/unhealthy");
-                let n = |k: &str| {
-                    un.and_then(|v| v.get(k))
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0) as u32
-                };
-                h.passive.unhealthy.tcp_failures = n("tcp_failures");
-                h.passive.unhealthy.http_failures = n("http_failures");
-                h.passive.unhealthy.timeouts = n("timeouts");
-                h
-            },
-            host_header: None,
-            client_certificate: None,
-            use_srv_name: false,
-            tags: None,
-            created_at: t,
-            updated_at: t,
-        });
-        for tg in u
-            .get("targets")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            cfg.targets.push(Target {
-                id: Uuid::new_v4(),
-                upstream: ForeignKey { id },
-                target: tg
-                    .get("target")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                weight: tg.get("weight").and_then(Value::as_u64).unwrap_or(100) as u32,
-                tags: None,
-                created_at: t as f64,
-                updated_at: t as f64,
-            });
+        if let Some(routes) = service.get_mut("routes") {
+            visit(routes);
         }
     }
-    for c in doc
-        .get("certificates")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let id = Uuid::new_v4();
-        cfg.certificates.push(Certificate {
-            id,
-            cert: c
-                .get("cert")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            key: c
-                .get("key")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            cert_alt: None,
-            key_alt: None,
-            tags: None,
-            created_at: t,
-            updated_at: t,
-        });
-        for sn in c
-            .get("snis")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = sn
-                .get("name")
-                .and_then(Value::as_str)
-                .or(sn.as_str())
-                .unwrap_or("")
-                .to_string();
-            cfg.snis.push(Sni {
-                id: Uuid::new_v4(),
-                name,
-                certificate: ForeignKey { id },
-                tags: None,
-                created_at: t,
-                updated_at: t,
-            });
-        }
-    }
-    errors.into_result(cfg)
 }
 
-fn route(
-    r: &Value,
-    service: Option<Id>,
-    path: &str,
-    cfg: &mut Config,
-    errors: &mut ConfigErrors,
-    t: i64,
-) {
-    let mut protocols = vec![Protocol::Http, Protocol::Https];
-    if let Some(list) = strings(r.get("protocols").unwrap_or(&Value::Null)) {
-        protocols.clear();
-        for (k, p) in list.iter().enumerate() {
-            match Protocol::parse(p) {
-                Some(p) => protocols.push(p),
-                None => errors.push(
-                    format!("{path}.protocols[{k}]"),
-                    "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp",
-                ),
+/// Validates a parsed declarative document (also the body of a future `POST /config`).
+pub fn parse_value(mut doc: Value) -> Result<Config, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let Some(top) = doc.as_object() else {
+        return Err(ConfigError::new("", "expected a declarative configuration").into());
+    };
+    match top.get("_format_version") {
+        None => errors.push("_format_version", "required field missing"),
+        Some(Value::String(v)) if matches!(v.as_str(), "1.1" | "2.1" | "3.0") => {}
+        Some(Value::String(v)) => errors.push(
+            "_format_version",
+            format!("unsupported declarative configuration _format_version '{v}'; expected one of: 1.1, 2.1, 3.0"),
+        ),
+        Some(_) => errors.push("_format_version", "expected a string"),
+    }
+    for key in top.keys() {
+        let k = key.as_str();
+        if UNSUPPORTED.contains(&k) {
+            errors.push(
+                k,
+                format!("'{k}' entities are not supported by gangway yet"),
+            );
+        } else if !ENTITIES.contains(&k)
+            && !matches!(
+                k,
+                "_format_version" | "_transform" | "_comment" | "_ignore" | "_workspace"
+            )
+        {
+            errors.push(k, "unknown field");
+        }
+    }
+    if matches!(
+        top.get("_format_version").and_then(Value::as_str),
+        Some("1.1" | "2.1")
+    ) {
+        migrate_paths(&mut doc);
+    }
+    if let Some(top) = doc.as_object_mut() {
+        for entity in ENTITIES {
+            if let Some(list) = top.get_mut(entity) {
+                assign_ids(entity, list, entity, &mut errors);
             }
         }
     }
-    let headers = r.get("headers").and_then(Value::as_object).map(|m| {
-        m.iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), strings(v).unwrap_or_default()))
-            .collect()
-    });
-    let b = |k: &str, d: bool| r.get(k).and_then(Value::as_bool).unwrap_or(d);
-    cfg.routes.push(Route {
-        id: Uuid::new_v4(),
-        name: r.get("name").and_then(Value::as_str).map(str::to_string),
-        protocols,
-        methods: strings(r.get("methods").unwrap_or(&Value::Null)),
-        hosts: strings(r.get("hosts").unwrap_or(&Value::Null)),
-        paths: strings(r.get("paths").unwrap_or(&Value::Null)),
-        headers,
-        snis: None,
-        sources: None,
-        destinations: None,
-        strip_path: b("strip_path", true),
-        preserve_host: b("preserve_host", false),
-        regex_priority: r.get("regex_priority").and_then(Value::as_i64).unwrap_or(0),
-        path_handling: PathHandling::V0,
-        https_redirect_status_code: r
-            .get("https_redirect_status_code")
-            .and_then(Value::as_u64)
-            .unwrap_or(426) as u16,
-        request_buffering: true,
-        response_buffering: true,
-        service: service.map(ForeignKey::from),
-        tags: None,
-        created_at: t,
-        updated_at: t,
-    });
+    let mut items: HashMap<&'static str, Vec<Item<'_>>> = HashMap::new();
+    if let Some(top) = doc.as_object() {
+        for entity in ENTITIES {
+            if let Some(list) = top.get(entity) {
+                flatten(entity, list, entity, None, &mut items, &mut errors);
+            }
+        }
+    }
+    let config = entities::build(&items, &mut errors);
+    errors.into_result(config)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,809 @@
+//! Builds each entity from its flattened items with Kong's defaults and rules, and resolves
+//! foreign keys given by name or id.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Item;
+use super::fields::{Fields, id, random_key};
+use crate::config::model::*;
+use crate::config::{Config, ConfigErrors};
+
+type Items<'a> = HashMap<&'static str, Vec<Item<'a>>>;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Ids and names of one entity kind, for reference resolution and uniqueness.
+#[derive(Default)]
+struct Known {
+    ids: HashSet<Uuid>,
+    names: HashMap<String, Uuid>,
+}
+
+impl Known {
+    fn collect(items: &[Item<'_>], name_keys: &[&str]) -> Known {
+        let mut k = Known::default();
+        for it in items {
+            let id = id(it.obj);
+            k.ids.insert(id);
+            for key in name_keys {
+                if let Some(n) = it.obj.get(*key).and_then(Value::as_str) {
+                    k.names.insert(n.to_string(), id);
+                }
+            }
+        }
+        k
+    }
+}
+
+/// Resolves `field` of `f`: the nesting parent, an id, a name, or `{id|name|username: ...}`.
+fn reference(
+    f: &mut Fields<'_, '_>,
+    field: &str,
+    parent: Option<(&str, Uuid)>,
+    known: &Known,
+    entity: &str,
+) -> Option<Uuid> {
+    if let Some((fk, id)) = parent {
+        if fk == field {
+            return Some(id);
+        }
+    }
+    let raw = f.raw(field)?;
+    let key = match raw {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => match ["id", "name", "username"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(Value::as_str))
+        {
+            Some(s) => s.to_string(),
+            None => {
+                f.errors
+                    .push(f.at(field), "expected a record with an id or a name");
+                return None;
+            }
+        },
+        _ => {
+            f.errors.push(f.at(field), "expected a string or a record");
+            return None;
+        }
+    };
+    if let Ok(id) = Uuid::parse_str(&key) {
+        if known.ids.contains(&id) {
+            return Some(id);
+        }
+    }
+    if let Some(id) = known.names.get(&key) {
+        return Some(*id);
+    }
+    f.errors.push(
+        f.at(field),
+        format!(
+            "the foreign key cannot be resolved with '{key}' for an existing '{entity}' entity"
+        ),
+    );
+    None
+}
+
+/// Reports Kong's uniqueness error for a repeated value.
+fn unique(
+    seen: &mut HashSet<String>,
+    entity: &str,
+    field: &str,
+    value: Option<&str>,
+    path: &str,
+    errors: &mut ConfigErrors,
+) {
+    if let Some(v) = value {
+        if !seen.insert(v.to_string()) {
+            errors.push(path, format!("uniqueness violation: '{entity}' entity with {field} set to '{v}' already declared"));
+        }
+    }
+}
+
+fn protocols(f: &mut Fields<'_, '_>, default: &[Protocol]) -> Vec<Protocol> {
+    let Some(list) = f.strings("protocols") else {
+        return default.to_vec();
+    };
+    let mut out = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        match Protocol::parse(p) {
+            Some(p) => out.push(p),
+            None => f.errors.push(
+                format!("{}.protocols[{i}]", f.path),
+                "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp",
+            ),
+        }
+    }
+    if out.is_empty() && list.is_empty() {
+        f.errors
+            .push(f.at("protocols"), "length must be at least 1");
+    }
+    out
+}
+
+fn list<'i, 'a>(items: &'i Items<'a>, entity: &str) -> &'i [Item<'a>] {
+    items.get(entity).map_or(&[], Vec::as_slice)
+}
+
+/// Builds every entity; problems go to `errors`.
+pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
+    let t = now();
+    let services_known = Known::collect(list(items, "services"), &["name"]);
+    let routes_known = Known::collect(list(items, "routes"), &["name"]);
+    let consumers_known = Known::collect(list(items, "consumers"), &["username", "custom_id"]);
+    let upstreams_known = Known::collect(list(items, "upstreams"), &["name"]);
+    let certs_known = Known::collect(list(items, "certificates"), &[]);
+    let mut c = Config::default();
+    let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
+    let mut ids: HashSet<Uuid> = HashSet::new();
+
+    for it in list(items, "services") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "name",
+            "protocol",
+            "host",
+            "port",
+            "path",
+            "retries",
+            "connect_timeout",
+            "write_timeout",
+            "read_timeout",
+            "tls_verify",
+            "tls_verify_depth",
+            "ca_certificates",
+            "client_certificate",
+            "enabled",
+            "tags",
+            "url",
+            "created_at",
+            "updated_at",
+            "routes",
+            "plugins",
+        ]);
+        let mut svc = Service {
+            id: id(it.obj),
+            name: f.str("name"),
+            protocol: Protocol::Http,
+            host: String::new(),
+            port: 80,
+            path: None,
+            retries: f.int("retries", 0, 32767).unwrap_or(5) as u16,
+            connect_timeout: f.int("connect_timeout", 1, 2_147_483_646).unwrap_or(60000) as u32,
+            write_timeout: f.int("write_timeout", 1, 2_147_483_646).unwrap_or(60000) as u32,
+            read_timeout: f.int("read_timeout", 1, 2_147_483_646).unwrap_or(60000) as u32,
+            client_certificate: None,
+            tls_verify: f.bool("tls_verify"),
+            tls_verify_depth: f.int("tls_verify_depth", 0, 64).map(|d| d as u8),
+            ca_certificates: None,
+            enabled: f.bool("enabled").unwrap_or(true),
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        };
+        if let Some(url) = f.str("url") {
+            match url::Url::parse(&url) {
+                Ok(u) => {
+                    svc.protocol = Protocol::parse(u.scheme()).unwrap_or(Protocol::Http);
+                    svc.host = u
+                        .host_str()
+                        .unwrap_or_default()
+                        .trim_matches(['[', ']'])
+                        .to_string();
+                    svc.port = u.port_or_known_default().unwrap_or(80);
+                    let after_authority = url.split_once("://").map_or("", |(_, r)| r);
+                    svc.path = after_authority.find('/').map(|_| u.path().to_string());
+                }
+                Err(e) => f.errors.push(f.at("url"), format!("invalid url: {e}")),
+            }
+        }
+        if let Some(p) = f.str("protocol") {
+            match Protocol::parse(&p) {
+                Some(p) => svc.protocol = p,
+                None => f.errors.push(
+                    f.at("protocol"),
+                    "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp",
+                ),
+            }
+        }
+        if let Some(h) = f.str("host") {
+            svc.host = h;
+        }
+        if let Some(p) = f.int("port", 0, 65535) {
+            svc.port = p as u16;
+        }
+        if let Some(p) = f.str("path") {
+            svc.path = Some(p);
+        }
+        if svc.host.is_empty() {
+            f.errors.push(f.at("host"), "required field missing");
+        } else if svc.host.contains(':') && svc.host.parse::<std::net::Ipv6Addr>().is_err() {
+            f.errors.push(f.at("host"), "must not have a port");
+        }
+        if let Some(p) = &svc.path {
+            if !p.starts_with('/') {
+                f.errors.push(f.at("path"), "should start with: /");
+            } else if p.contains("//") {
+                f.errors.push(f.at("path"), "must not have empty segments");
+            }
+        }
+        if let Some(cas) = f.strings("ca_certificates") {
+            svc.ca_certificates =
+                Some(cas.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect());
+        }
+        unique(
+            seen.entry("services").or_default(),
+            "services",
+            "name",
+            svc.name.as_deref(),
+            &it.path,
+            errors,
+        );
+        ids.insert(svc.id);
+        c.services.push(svc);
+    }
+
+    for it in list(items, "routes") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "name",
+            "protocols",
+            "methods",
+            "hosts",
+            "paths",
+            "headers",
+            "snis",
+            "sources",
+            "destinations",
+            "strip_path",
+            "preserve_host",
+            "regex_priority",
+            "path_handling",
+            "https_redirect_status_code",
+            "request_buffering",
+            "response_buffering",
+            "service",
+            "tags",
+            "created_at",
+            "updated_at",
+            "plugins",
+        ]);
+        let service = reference(&mut f, "service", it.parent, &services_known, "services");
+        let protocols = protocols(&mut f, &[Protocol::Http, Protocol::Https]);
+        let methods = f.strings("methods");
+        let hosts = f.strings("hosts");
+        let paths = f.strings("paths");
+        for (i, p) in paths.iter().flatten().enumerate() {
+            if !p.starts_with('/') && !p.starts_with("~/") && !p.starts_with('~') {
+                f.errors.push(
+                    format!("{}.paths[{i}]", it.path),
+                    "should start with: / (fixed path) or ~/ (regex path)",
+                );
+            } else if !p.starts_with('~') && p.contains("//") {
+                f.errors.push(
+                    format!("{}.paths[{i}]", it.path),
+                    "must not have empty segments",
+                );
+            }
+        }
+        let headers = match f.raw("headers") {
+            Some(Value::Object(m)) => {
+                let mut out = std::collections::BTreeMap::new();
+                for (k, v) in m {
+                    if k.eq_ignore_ascii_case("host") {
+                        f.errors.push(f.at("headers"), "cannot contain 'host' header, which must be specified in the 'hosts' attribute");
+                    }
+                    let values = match v {
+                        Value::String(s) => vec![s.clone()],
+                        Value::Array(a) => a
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    out.insert(k.to_ascii_lowercase(), values);
+                }
+                Some(out)
+            }
+            Some(_) => {
+                f.errors.push(f.at("headers"), "expected a map");
+                None
+            }
+            None => None,
+        };
+        let snis = f.strings("snis");
+        let http = protocols
+            .iter()
+            .any(|p| matches!(p, Protocol::Http | Protocol::Https));
+        if http
+            && methods.is_none()
+            && hosts.is_none()
+            && paths.is_none()
+            && headers.is_none()
+            && snis.is_none()
+        {
+            let proto = if protocols.contains(&Protocol::Https) {
+                "https"
+            } else {
+                "http"
+            };
+            f.errors.push(
+                it.path.clone(),
+                format!("must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is '{proto}'"),
+            );
+        }
+        let path_handling = match f.str("path_handling").as_deref() {
+            None | Some("v0") => PathHandling::V0,
+            Some("v1") => PathHandling::V1,
+            Some(_) => {
+                f.errors
+                    .push(f.at("path_handling"), "expected one of: v0, v1");
+                PathHandling::V0
+            }
+        };
+        let redirect = f.int("https_redirect_status_code", 0, 999).unwrap_or(426) as u16;
+        if ![426, 301, 302, 307, 308].contains(&redirect) {
+            f.errors.push(
+                f.at("https_redirect_status_code"),
+                "expected one of: 426, 301, 302, 307, 308",
+            );
+        }
+        let route = Route {
+            id: id(it.obj),
+            name: f.str("name"),
+            protocols,
+            methods,
+            hosts,
+            paths,
+            headers,
+            snis,
+            sources: None,
+            destinations: None,
+            strip_path: f.bool("strip_path").unwrap_or(true),
+            preserve_host: f.bool("preserve_host").unwrap_or(false),
+            regex_priority: f.int("regex_priority", i64::MIN, i64::MAX).unwrap_or(0),
+            path_handling,
+            https_redirect_status_code: redirect,
+            request_buffering: f.bool("request_buffering").unwrap_or(true),
+            response_buffering: f.bool("response_buffering").unwrap_or(true),
+            service: service.map(ForeignKey::from),
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        };
+        unique(
+            seen.entry("routes").or_default(),
+            "routes",
+            "name",
+            route.name.as_deref(),
+            &it.path,
+            errors,
+        );
+        c.routes.push(route);
+    }
+
+    for it in list(items, "consumers") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "username",
+            "custom_id",
+            "tags",
+            "created_at",
+            "updated_at",
+            "plugins",
+            "keyauth_credentials",
+            "acls",
+        ]);
+        let username = f.str("username");
+        let custom_id = f.str("custom_id");
+        if username.is_none() && custom_id.is_none() {
+            f.errors.push(
+                it.path.clone(),
+                "at least one of these fields must be non-empty: 'custom_id', 'username'",
+            );
+        }
+        let consumer = Consumer {
+            id: id(it.obj),
+            username,
+            custom_id,
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        };
+        unique(
+            seen.entry("consumers.username").or_default(),
+            "consumers",
+            "username",
+            consumer.username.as_deref(),
+            &it.path,
+            errors,
+        );
+        unique(
+            seen.entry("consumers.custom_id").or_default(),
+            "consumers",
+            "custom_id",
+            consumer.custom_id.as_deref(),
+            &it.path,
+            errors,
+        );
+        c.consumers.push(consumer);
+    }
+
+    for it in list(items, "upstreams") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "name",
+            "algorithm",
+            "hash_on",
+            "hash_fallback",
+            "hash_on_header",
+            "hash_fallback_header",
+            "hash_on_cookie",
+            "hash_on_cookie_path",
+            "hash_on_query_arg",
+            "hash_fallback_query_arg",
+            "hash_on_uri_capture",
+            "hash_fallback_uri_capture",
+            "slots",
+            "healthchecks",
+            "host_header",
+            "client_certificate",
+            "use_srv_name",
+            "tags",
+            "created_at",
+            "updated_at",
+            "targets",
+        ]);
+        let enum_of =
+            |f: &mut Fields<'_, '_>, key: &str| -> Option<Value> { f.str(key).map(Value::String) };
+        let mut algorithm: Algorithm = enum_of(&mut f, "algorithm")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let hash_on: HashOn = match enum_of(&mut f, "hash_on") {
+            Some(v) => serde_json::from_value(v).unwrap_or_else(|_| {
+                f.errors.push(f.at("hash_on"), "expected one of: none, consumer, ip, header, cookie, path, query_arg, uri_capture");
+                HashOn::None
+            }),
+            None => HashOn::None,
+        };
+        let hash_fallback: HashOn = enum_of(&mut f, "hash_fallback")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        if f.raw("hash_on").is_some() {
+            algorithm = if hash_on == HashOn::None {
+                Algorithm::RoundRobin
+            } else {
+                Algorithm::ConsistentHashing
+            };
+        }
+        let mut checks =
+            serde_json::to_value(Healthchecks::default()).expect("invariant: defaults serialize");
+        if let Some(user) = f.raw("healthchecks") {
+            merge(&mut checks, user);
+        }
+        let healthchecks = serde_json::from_value(checks).unwrap_or_else(|e| {
+            f.errors
+                .push(f.at("healthchecks"), format!("invalid healthchecks: {e}"));
+            Healthchecks::default()
+        });
+        let up = Upstream {
+            id: id(it.obj),
+            name: f.required_str("name"),
+            algorithm,
+            hash_on,
+            hash_fallback,
+            hash_on_header: f.str("hash_on_header"),
+            hash_fallback_header: f.str("hash_fallback_header"),
+            hash_on_cookie: f.str("hash_on_cookie"),
+            hash_on_cookie_path: f.str("hash_on_cookie_path").unwrap_or_else(|| "/".into()),
+            hash_on_query_arg: f.str("hash_on_query_arg"),
+            hash_fallback_query_arg: f.str("hash_fallback_query_arg"),
+            hash_on_uri_capture: f.str("hash_on_uri_capture"),
+            hash_fallback_uri_capture: f.str("hash_fallback_uri_capture"),
+            slots: f.int("slots", 10, 65536).unwrap_or(10000) as u32,
+            healthchecks,
+            host_header: f.str("host_header"),
+            client_certificate: None,
+            use_srv_name: f.bool("use_srv_name").unwrap_or(false),
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        };
+        if up.hash_on == HashOn::Header && up.hash_on_header.is_none() {
+            f.errors
+                .push(f.at("hash_on_header"), "required field missing");
+        }
+        unique(
+            seen.entry("upstreams").or_default(),
+            "upstreams",
+            "name",
+            Some(&up.name),
+            &it.path,
+            errors,
+        );
+        c.upstreams.push(up);
+    }
+
+    for it in list(items, "targets") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "target",
+            "weight",
+            "upstream",
+            "tags",
+            "created_at",
+            "updated_at",
+        ]);
+        let upstream = reference(&mut f, "upstream", it.parent, &upstreams_known, "upstreams");
+        let mut target = f.required_str("target");
+        if !target.is_empty()
+            && crate::upstream::balancer::split_target(&target).is_some_and(|_| !has_port(&target))
+        {
+            target.push_str(":8000");
+        }
+        let weight = f.int("weight", 0, 65535).unwrap_or(100) as u32;
+        if let Some(upstream) = upstream {
+            c.targets.push(Target {
+                id: id(it.obj),
+                upstream: upstream.into(),
+                target,
+                weight,
+                tags: f.tags(),
+                created_at: t as f64,
+                updated_at: t as f64,
+            });
+        } else if it.parent.is_none() && f.raw("upstream").is_none() {
+            f.errors.push(f.at("upstream"), "required field missing");
+        }
+    }
+
+    for it in list(items, "certificates") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "cert",
+            "key",
+            "cert_alt",
+            "key_alt",
+            "tags",
+            "created_at",
+            "updated_at",
+            "snis",
+        ]);
+        c.certificates.push(Certificate {
+            id: id(it.obj),
+            cert: f.required_str("cert"),
+            key: f.required_str("key"),
+            cert_alt: f.str("cert_alt"),
+            key_alt: f.str("key_alt"),
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        });
+    }
+
+    for it in list(items, "snis") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&["name", "certificate", "tags", "created_at", "updated_at"]);
+        let name = f.required_str("name");
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            f.errors.push(f.at("name"), "must not be an IP");
+        }
+        let cert = reference(
+            &mut f,
+            "certificate",
+            it.parent,
+            &certs_known,
+            "certificates",
+        );
+        unique(
+            seen.entry("snis").or_default(),
+            "snis",
+            "name",
+            Some(&name),
+            &it.path,
+            errors,
+        );
+        if let Some(cert) = cert {
+            c.snis.push(Sni {
+                id: id(it.obj),
+                name,
+                certificate: cert.into(),
+                tags: None,
+                created_at: t,
+                updated_at: t,
+            });
+        }
+    }
+
+    for it in list(items, "ca_certificates") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&["cert", "cert_digest", "tags", "created_at", "updated_at"]);
+        c.ca_certificates.push(CaCertificate {
+            id: id(it.obj),
+            cert: f.required_str("cert"),
+            cert_digest: f.str("cert_digest").unwrap_or_default(),
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        });
+    }
+
+    for it in list(items, "keyauth_credentials") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&["consumer", "key", "ttl", "tags", "created_at"]);
+        let consumer = reference(&mut f, "consumer", it.parent, &consumers_known, "consumers");
+        let key = f.str("key").unwrap_or_else(random_key);
+        let ttl = f.int("ttl", 0, 100_000_000);
+        let (tags, created_at) = (f.tags(), f.created_at(t));
+        unique(
+            seen.entry("keyauth_credentials").or_default(),
+            "keyauth_credentials",
+            "key",
+            Some(&key),
+            &it.path,
+            errors,
+        );
+        if let Some(consumer) = consumer {
+            c.keyauth_credentials.push(KeyauthCredential {
+                id: id(it.obj),
+                consumer: consumer.into(),
+                key,
+                expires_at: ttl.filter(|s| *s > 0).map(|s| t + s),
+                tags,
+                created_at,
+            });
+        }
+    }
+
+    for it in list(items, "acls") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&["consumer", "group", "tags", "created_at"]);
+        let consumer = reference(&mut f, "consumer", it.parent, &consumers_known, "consumers");
+        let group = f.required_str("group");
+        if let Some(consumer) = consumer {
+            c.acls.push(Acl {
+                id: id(it.obj),
+                consumer: consumer.into(),
+                group,
+                tags: f.tags(),
+                created_at: f.created_at(t),
+            });
+        }
+    }
+
+    for it in list(items, "plugins") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "name",
+            "instance_name",
+            "config",
+            "service",
+            "route",
+            "consumer",
+            "protocols",
+            "enabled",
+            "ordering",
+            "tags",
+            "created_at",
+            "updated_at",
+        ]);
+        let name = f.required_str("name");
+        let service = reference(&mut f, "service", it.parent, &services_known, "services");
+        let route = reference(&mut f, "route", it.parent, &routes_known, "routes");
+        let consumer = reference(&mut f, "consumer", it.parent, &consumers_known, "consumers");
+        if consumer.is_some()
+            && matches!(name.as_str(), "key-auth" | "acl" | "cors" | "bot-detection")
+        {
+            f.errors.push(f.at("consumer"), "value must be null");
+        }
+        let config = match f.raw("config") {
+            None => Value::Object(Default::default()),
+            Some(v @ Value::Object(_)) => v.clone(),
+            Some(_) => {
+                f.errors.push(f.at("config"), "expected a record");
+                Value::Null
+            }
+        };
+        c.plugins.push(Plugin {
+            id: id(it.obj),
+            name,
+            instance_name: f.str("instance_name"),
+            config,
+            service: service.map(ForeignKey::from),
+            route: route.map(ForeignKey::from),
+            consumer: consumer.map(ForeignKey::from),
+            protocols: protocols(
+                &mut f,
+                &[
+                    Protocol::Grpc,
+                    Protocol::Grpcs,
+                    Protocol::Http,
+                    Protocol::Https,
+                ],
+            ),
+            enabled: f.bool("enabled").unwrap_or(true),
+            ordering: f.raw("ordering").cloned(),
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        });
+    }
+    let _ = ids;
+    c
+}
+
+fn has_port(target: &str) -> bool {
+    match target.strip_prefix('[') {
+        Some(rest) => rest.contains("]:"),
+        None => target.matches(':').count() == 1,
+    }
+}
+
+/// Deep-merges `user` over `base` (objects merge; everything else replaces).
+fn merge(base: &mut Value, user: &Value) {
+    match (base, user) {
+        (Value::Object(b), Value::Object(u)) => {
+            for (k, v) in u {
+                match b.get_mut(k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, u) => *b = u.clone(),
+    }
+}

@@ -1,0 +1,206 @@
+use super::*;
+
+fn errors_of(yaml: &str) -> Vec<String> {
+    match load_str(yaml) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn nested_and_flat_forms_resolve_references_by_name_and_id() {
+    let cfg = load_str(
+        r#"
+_format_version: "3.0"
+services:
+  - name: weather
+    url: https://api.example.com:8443/v1
+    routes:
+      - name: forecast
+        paths: ["/forecast"]
+        plugins:
+          - name: key-auth
+consumers:
+  - username: alice
+    keyauth_credentials:
+      - key: alice-key
+    acls:
+      - group: gold
+routes:
+  - name: flat
+    service: weather
+    hosts: ["example.com"]
+keyauth_credentials:
+  - consumer: alice
+    key: second-key
+    ttl: 60
+upstreams:
+  - name: pool.internal
+    targets:
+      - target: 10.0.0.1
+      - target: "10.0.0.2:9000"
+        weight: 50
+"#,
+    )
+    .expect("valid config");
+    let svc = &cfg.services[0];
+    assert_eq!(
+        (
+            svc.protocol,
+            svc.host.as_str(),
+            svc.port,
+            svc.path.as_deref()
+        ),
+        (model::Protocol::Https, "api.example.com", 8443, Some("/v1"))
+    );
+    assert_eq!(cfg.routes.len(), 2);
+    assert!(
+        cfg.routes
+            .iter()
+            .all(|r| r.service.map(|s| s.id) == Some(svc.id))
+    );
+    assert_eq!(
+        cfg.plugins[0].route.map(|r| r.id),
+        Some(
+            cfg.routes
+                .iter()
+                .find(|r| r.name.as_deref() == Some("forecast"))
+                .expect("route")
+                .id
+        )
+    );
+    assert_eq!(cfg.keyauth_credentials.len(), 2);
+    assert!(
+        cfg.keyauth_credentials
+            .iter()
+            .all(|k| k.consumer.id == cfg.consumers[0].id)
+    );
+    assert!(
+        cfg.keyauth_credentials
+            .iter()
+            .any(|k| k.expires_at.is_some())
+    );
+    assert_eq!(cfg.acls[0].group, "gold");
+    let targets: Vec<_> = cfg
+        .targets
+        .iter()
+        .map(|t| (t.target.as_str(), t.weight))
+        .collect();
+    assert_eq!(targets, [("10.0.0.1:8000", 100), ("10.0.0.2:9000", 50)]);
+}
+
+use super::super::model;
+
+#[test]
+fn ids_are_deterministic_uuid5_from_the_endpoint_key() {
+    let yaml = "_format_version: \"3.0\"\nservices:\n  - name: s1\n    url: http://x\n";
+    let a = load_str(yaml).expect("a");
+    let b = load_str(yaml).expect("b");
+    assert_eq!(a.services[0].id, b.services[0].id);
+    assert_eq!(a.services[0].id.get_version_num(), 5);
+}
+
+#[test]
+fn every_error_is_collected_with_its_path() {
+    let errs = errors_of(
+        r#"
+_format_version: "3.0"
+services:
+  - name: s1
+    host: example.com
+    port: 70000
+    bogus: 1
+    routes:
+      - name: r1
+        protocols: ["ftp"]
+        paths: ["/a"]
+      - name: r2
+        protocols: ["http"]
+consumers:
+  - tags: ["x"]
+keyauth_credentials:
+  - consumer: nobody
+    key: k
+"#,
+    );
+    let joined = errs.join("\n");
+    for want in [
+        "services[0].port: value should be between 0 and 65535",
+        "services[0].bogus: unknown field",
+        "services[0].routes[0].protocols[0]: expected one of",
+        "services[0].routes[1]: must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'http'",
+        "consumers[0]: at least one of these fields must be non-empty: 'custom_id', 'username'",
+        "keyauth_credentials[0].consumer: the foreign key cannot be resolved with 'nobody'",
+    ] {
+        assert!(joined.contains(want), "missing {want:?} in:\n{joined}");
+    }
+}
+
+#[test]
+fn format_versions_and_unknown_keys() {
+    assert!(
+        errors_of("services: []\n")
+            .iter()
+            .any(|e| e.contains("_format_version: required field missing"))
+    );
+    assert!(
+        errors_of("_format_version: \"9.9\"\n")
+            .iter()
+            .any(|e| e.contains("unsupported declarative configuration _format_version"))
+    );
+    assert!(
+        errors_of("_format_version: \"3.0\"\nservicez: []\n")
+            .iter()
+            .any(|e| e == "servicez: unknown field")
+    );
+    assert!(
+        errors_of("_format_version: \"3.0\"\nvaults: []\n")
+            .iter()
+            .any(|e| e.contains("not supported"))
+    );
+}
+
+#[test]
+fn old_format_versions_gain_the_regex_marker() {
+    let cfg = load_str(
+        "_format_version: \"1.1\"\nservices:\n  - name: s\n    url: http://x\n    routes:\n      - paths: [\"/plain\", \"/users/\\\\d+\"]\n",
+    )
+    .expect("config");
+    assert_eq!(
+        cfg.routes[0].paths.as_deref(),
+        Some(&["/plain".to_string(), "~/users/\\d+".to_string()][..])
+    );
+}
+
+#[test]
+fn duplicates_are_uniqueness_violations() {
+    let errs = errors_of(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://a\n  - name: s\n    url: http://b\n",
+    );
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "uniqueness violation: 'services' entity with name set to 's' already declared"
+        )),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn upstream_healthchecks_merge_over_kong_defaults() {
+    let cfg = load_str(
+        "_format_version: \"3.0\"\nupstreams:\n  - name: u\n    hash_on: header\n    hash_on_header: X-User\n    healthchecks:\n      passive:\n        unhealthy:\n          tcp_failures: 3\n",
+    )
+    .expect("config");
+    let u = &cfg.upstreams[0];
+    assert_eq!(u.healthchecks.passive.unhealthy.tcp_failures, 3);
+    assert_eq!(
+        u.healthchecks.passive.unhealthy.http_statuses,
+        [429, 500, 503],
+        "defaults kept"
+    );
+    assert_eq!(
+        u.algorithm,
+        model::Algorithm::ConsistentHashing,
+        "hash_on sets the algorithm"
+    );
+}
