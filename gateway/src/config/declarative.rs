@@ -6,6 +6,7 @@
 //! the first. Nested children (`services[].routes[]`, `consumers[].keyauth_credentials[]`, ...)
 //! take their parent's id; flat ones name their parent by name or id.
 
+mod certs;
 mod entities;
 mod fields;
 

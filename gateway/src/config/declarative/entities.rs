@@ -328,6 +328,21 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
             None => None,
         };
         let snis = f.strings("snis");
+        if snis.is_some()
+            && !protocols.iter().any(|p| {
+                matches!(
+                    p,
+                    Protocol::Https | Protocol::Grpcs | Protocol::Tls | Protocol::TlsPassthrough
+                )
+            })
+        {
+            f.errors.push(f.at("snis"), "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'");
+        }
+        for (i, h) in hosts.iter().flatten().enumerate() {
+            if let Err(msg) = check_route_host(h) {
+                f.errors.push(format!("{}.hosts[{i}]", it.path), msg);
+            }
+        }
         let http = protocols
             .iter()
             .any(|p| matches!(p, Protocol::Http | Protocol::Https));
@@ -658,10 +673,27 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
             errors,
         };
         f.check_known(&["cert", "cert_digest", "tags", "created_at", "updated_at"]);
+        let cert = f.required_str("cert");
+        let digest = if cert.is_empty() {
+            String::new()
+        } else {
+            super::certs::ca_digest(&cert).unwrap_or_else(|e| {
+                f.errors.push(f.at("cert"), e);
+                String::new()
+            })
+        };
+        unique(
+            seen.entry("ca_certificates").or_default(),
+            "ca_certificates",
+            "cert_digest",
+            Some(&digest).filter(|d| !d.is_empty()).map(String::as_str),
+            &it.path,
+            f.errors,
+        );
         c.ca_certificates.push(CaCertificate {
             id: id(it.obj),
-            cert: f.required_str("cert"),
-            cert_digest: f.str("cert_digest").unwrap_or_default(),
+            cert,
+            cert_digest: digest,
             tags: f.tags(),
             created_at: f.created_at(t),
             updated_at: t,
@@ -782,6 +814,35 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
     }
     let _ = ids;
     c
+}
+
+/// Kong's route host rules: one `*` at most, as the whole leftmost or rightmost label; an
+/// optional `:port`.
+fn check_route_host(host: &str) -> Result<(), String> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) if !n.contains(':') => (n, Some(p)),
+        _ => (host, None),
+    };
+    if let Some(p) = port {
+        if p.parse::<u16>().is_err() {
+            return Err(format!("invalid port number: '{p}'"));
+        }
+    }
+    let stars = name.matches('*').count();
+    let wildcard_ok =
+        stars == 0 || (stars == 1 && (name.starts_with("*.") || name.ends_with(".*")));
+    if !wildcard_ok {
+        return Err("invalid wildcard: must be placed at leftmost or rightmost label".into());
+    }
+    let plain = name.trim_start_matches("*.").trim_end_matches(".*");
+    if plain.is_empty()
+        || !plain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        return Err(format!("invalid hostname: {host}"));
+    }
+    Ok(())
 }
 
 fn has_port(target: &str) -> bool {

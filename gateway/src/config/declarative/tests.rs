@@ -204,3 +204,17 @@ fn upstream_healthchecks_merge_over_kong_defaults() {
         "hash_on sets the algorithm"
     );
 }
+
+#[test]
+fn route_hosts_and_snis_follow_kongs_rules() {
+    let errs = errors_of(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://x\n    routes:\n      - hosts: [\"a.*.com\", \"ok.example.com:8000\", \"*.fine.com\"]\n        snis: [\"x.com\"]\n        protocols: [\"http\"]\n",
+    );
+    let joined = errs.join("\n");
+    assert!(joined.contains("hosts[0]: invalid wildcard"), "{joined}");
+    assert!(
+        !joined.contains("hosts[1]") && !joined.contains("hosts[2]"),
+        "{joined}"
+    );
+    assert!(joined.contains("snis: 'snis' can only be set"), "{joined}");
+}
