@@ -51,13 +51,13 @@ mod tests {
             .expect("leaf");
         assert!(
             ca_digest(&leaf.pem())
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("basic constraint")
         );
         let both = format!("{}{}", ca.pem(), leaf.pem());
         assert!(
             ca_digest(&both)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("only one certificate")
         );
     }
