@@ -250,7 +250,7 @@ pub async fn run<B: Backend, S: Stream>(
             return Outcome::Close;
         }
     };
-    let mut body_done = first.done;
+    let body_done = first.done;
     let body_in_buf = first.consumed;
 
     if !body_done && bufs.head.expect_continue() {
@@ -462,7 +462,7 @@ pub async fn run<B: Backend, S: Stream>(
             )
             .await
             {
-                Ok(()) => body_done = true,
+                Ok(()) => {}
                 Err(BodyFail::Client(status, msg)) => {
                     if let Some(status) = status {
                         reply.error(client, bufs, status, msg, true).await;
@@ -507,7 +507,6 @@ pub async fn run<B: Backend, S: Stream>(
     };
     let upstream_latency = sent_at.elapsed();
     let proxy_latency = sent_at.duration_since(ex.received);
-    let _ = body_done;
 
     // Response head to the client, then the body.
     let resp_framing = bufs.resp.framing();
