@@ -219,14 +219,7 @@ fn embedded_default_config_serves_status_through_the_proxy() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _child = Kill(child);
+    let _child = Bare(child);
     let addr = format!("127.0.0.1:{port}").parse().expect("addr");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -263,5 +256,109 @@ fn check_runs_the_compile_step_too() {
     assert!(
         err.contains("paths[0]") && err.contains("invalid regex"),
         "{err}"
+    );
+}
+
+/// Runs `gangway start` with exactly these args and environment; killed on drop.
+struct Bare(std::process::Child);
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_200(addr: std::net::SocketAddr, path: &str) -> crate::harness::Response {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = request(addr, "GET", path, &[], b"") {
+            if r.status == 200 {
+                return r;
+            }
+        }
+        assert!(Instant::now() < deadline, "no 200 from {addr}{path}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn kong_environment_variables_configure_gangway() {
+    let up = Upstream::start();
+    let dir = TempDir::new("kong-env");
+    let yml = dir.path("kong.yml");
+    std::fs::write(&yml, routes(&up, "/echo")).expect("write");
+    let (proxy, status) = (crate::harness::free_port(), crate::harness::free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .arg("start")
+        .env_clear()
+        .env(
+            "KONG_PROXY_LISTEN",
+            format!("127.0.0.1:{proxy} reuseport backlog=16384"),
+        )
+        .env("KONG_STATUS_LISTEN", format!("127.0.0.1:{status}"))
+        .env("KONG_ADMIN_LISTEN", "off")
+        .env("KONG_DATABASE", "off")
+        .env("KONG_DECLARATIVE_CONFIG", &yml)
+        .env("KONG_NGINX_WORKER_PROCESSES", "1")
+        .env("KONG_HEADERS", "off")
+        .env("GANGWAY_PREFIX", dir.path("prefix"))
+        .env("GANGWAY_IO_BACKEND", crate::harness::io_backend())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let _child = Bare(child);
+    let r = wait_for_200(format!("127.0.0.1:{proxy}").parse().expect("addr"), "/echo");
+    assert!(
+        r.header("via").is_none() && r.header("x-kong-upstream-latency").is_none(),
+        "KONG_HEADERS=off: {:?}",
+        r.headers
+    );
+}
+
+#[test]
+fn settings_file_is_read_and_unknown_keys_are_refused() {
+    let up = Upstream::start();
+    let dir = TempDir::new("toml");
+    let yml = dir.path("kong.yml");
+    std::fs::write(&yml, routes(&up, "/echo")).expect("write");
+    let proxy = crate::harness::free_port();
+    let status = crate::harness::free_port();
+    let toml = dir.path("gangway.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "proxy_listen = \"127.0.0.1:{proxy}\"\nstatus_listen = \"127.0.0.1:{status}\"\nadmin_listen = \"off\"\ndeclarative_config = \"{}\"\nworkers = 1\nprefix = \"{}\"\n",
+            yml.display(),
+            dir.path("prefix").display()
+        ),
+    )
+    .expect("write toml");
+    let child = Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .args(["start", "-c"])
+        .arg(&toml)
+        .env_clear()
+        .env("GANGWAY_IO_BACKEND", crate::harness::io_backend())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let _child = Bare(child);
+    wait_for_200(format!("127.0.0.1:{proxy}").parse().expect("addr"), "/echo");
+
+    let bad = dir.path("bad.toml");
+    std::fs::write(&bad, "proxy_listne = \"127.0.0.1:1\"\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .args(["start", "-c"])
+        .arg(&bad)
+        .env_clear()
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("proxy_listne"),
+        "the unknown key is named: {err}"
     );
 }
