@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod net;
+pub mod node;
+pub mod plugin;
 pub mod proxy;
 pub mod router;
 pub mod runtime;

@@ -8,6 +8,7 @@ pub mod exchange;
 mod forward;
 mod hash_facts;
 pub mod headers;
+mod plugins;
 pub mod session;
 
 use std::cell::{Cell, RefCell};

@@ -7,6 +7,7 @@ mod harness;
 
 mod errors;
 mod lifecycle;
+mod plugins;
 mod proxy;
 mod tls;
 mod upstreams;

@@ -11,6 +11,7 @@ use super::ConfigErrors;
 use super::model::{Config, Protocol};
 use super::snapshot::{ServiceTarget, Snapshot};
 use crate::net::tls::{CertPair, CertStore, ClientConfigCache, RootSource, server_config};
+use crate::plugin::identity::Identities;
 use crate::router::{Router, RouterFlavor};
 use crate::settings::Settings;
 
@@ -48,7 +49,7 @@ pub fn host_header(host: &str, port: u16, tls: bool) -> String {
 
 /// Builds a snapshot; every problem is reported with its entity path.
 pub fn compile(
-    config: Config,
+    mut config: Config,
     shared: &CompileShared<'_>,
     version: u64,
 ) -> Result<Snapshot, ConfigErrors> {
@@ -157,20 +158,31 @@ pub fn compile(
         .iter()
         .map(|r| r.service.and_then(|fk| by_id.get(&fk.id).copied()))
         .collect();
+    let instances =
+        crate::plugin::registry::compile(&config, &shared.settings.plugins, &mut errors);
+    let pipeline = crate::plugin::chain::build(&config, instances, &mut errors);
     let (Some(router), Some(tls)) = (router, tls) else {
         return Err(errors);
     };
     if !errors.is_empty() {
         return Err(errors);
     }
+    let hash = config_hash(&config);
+    let identities = Arc::new(Identities::build(
+        std::mem::take(&mut config.consumers),
+        std::mem::take(&mut config.keyauth_credentials),
+        std::mem::take(&mut config.acls),
+    ));
     Ok(Snapshot {
         version,
-        hash: config_hash(&config),
+        hash,
         config,
         router,
         route_service,
         services,
         balancers,
         tls,
+        pipeline,
+        identities,
     })
 }

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use super::model::{Config, Id};
+use crate::plugin::Pipeline;
+use crate::plugin::identity::Identities;
 use crate::router::Router;
 use crate::upstream::balancer::Balancer;
 
@@ -46,7 +48,8 @@ pub struct Snapshot {
     pub version: u64,
     /// Kong's `configuration_hash`: 32 hex characters.
     pub hash: String,
-    /// The validated entities the snapshot was built from.
+    /// The validated entities the snapshot was built from (consumers, credentials and ACLs
+    /// live in `identities`).
     pub config: Config,
     /// The route matcher.
     pub router: Router,
@@ -58,4 +61,8 @@ pub struct Snapshot {
     pub balancers: Vec<Balancer>,
     /// TLS for `ssl` proxy listeners: the configured certificates by SNI, then the default.
     pub tls: std::sync::Arc<rustls::ServerConfig>,
+    /// Compiled plugin instances and each route's chain.
+    pub pipeline: Pipeline,
+    /// Consumers, credentials and ACL groups, indexed (moved out of `config`).
+    pub identities: std::sync::Arc<Identities>,
 }

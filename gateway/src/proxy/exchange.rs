@@ -25,6 +25,7 @@ use crate::config::model::Route;
 use crate::config::snapshot::ServiceTarget;
 use crate::http::{BodyFraming, BodyTracker, Version, error_page};
 use crate::net::{Backend, Stream, tls};
+use crate::plugin::{self, Chain, ResponseCtx};
 use crate::router::{self, RouteMatch, RouterFlavor};
 use crate::settings::HeaderToken;
 use crate::upstream::balancer::Balancer;
@@ -58,6 +59,8 @@ pub struct Exchange<'a> {
     pub route: &'a Route,
     /// Its service.
     pub service: &'a ServiceTarget,
+    /// The route's plugin chain (access already ran).
+    pub chain: &'a Chain,
     /// The router's match.
     pub matched: RouteMatch,
     /// This request's id.
@@ -112,9 +115,14 @@ pub async fn respond_error<B: Backend, S: Stream>(
     message: &str,
 ) -> bool {
     let mut tracker = BodyTracker::new(bufs.head.framing());
-    let done = match tracker.advance(&bufs.input[head_len..]) {
-        Ok(p) if p.done => Some(head_len + p.consumed),
-        _ => None,
+    let done = if bufs.plugins.body.is_some() {
+        // A plugin already read the body out of the input.
+        Some(head_len)
+    } else {
+        match tracker.advance(&bufs.input[head_len..]) {
+            Ok(p) if p.done => Some(head_len + p.consumed),
+            _ => None,
+        }
     };
     let keep = done.is_some() && bufs.head.keep_alive() && !ctx.gateway.is_draining();
     write_error(
@@ -128,6 +136,22 @@ pub async fn respond_error<B: Backend, S: Stream>(
         }
         _ => false,
     }
+}
+
+/// Sends a Kong-shaped error and marks the connection for closing.
+pub async fn respond_error_closing<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    ctx: &WorkerCtx<B>,
+    request_id: &[u8; 32],
+    received: Instant,
+    status: u16,
+    message: &str,
+) {
+    write_error(
+        client, bufs, ctx, request_id, received, status, message, true,
+    )
+    .await;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -229,11 +253,20 @@ pub async fn run<B: Backend, S: Stream>(
     };
     let service = ex.service;
     let head_len = ex.head_len;
-    let framing = bufs.head.framing();
+    let buffered = bufs.plugins.body.as_ref().map(|b| b.len() as u64);
+    let framing = match buffered {
+        Some(len) => BodyFraming::Length(len),
+        None => bufs.head.framing(),
+    };
     let max_body = settings.client_max_body_size;
 
     // The part of the body that already arrived with the head.
-    let mut body = match BodyTracker::new(framing).with_max_size(max_body) {
+    let tracked = if buffered.is_some() {
+        BodyFraming::None
+    } else {
+        framing
+    };
+    let mut body = match BodyTracker::new(tracked).with_max_size(max_body) {
         Ok(t) => t,
         Err(e) => {
             let status = e.status();
@@ -253,7 +286,7 @@ pub async fn run<B: Backend, S: Stream>(
     let body_done = first.done;
     let body_in_buf = first.consumed;
 
-    if !body_done && bufs.head.expect_continue() {
+    if !body_done && buffered.is_none() && bufs.head.expect_continue() {
         let mut out = std::mem::take(&mut bufs.output);
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -268,17 +301,29 @@ pub async fn run<B: Backend, S: Stream>(
     // Build the upstream head (and the body bytes we have) in the output buffer.
     let mut path = std::mem::take(&mut bufs.upstream_path);
     path.clear();
-    router::upstream_path(
-        service.path.as_deref(),
-        ex.route.strip_path,
-        ex.route.path_handling,
-        RouterFlavor::TraditionalCompatible,
-        bufs.scratch.normalized_path(),
-        ex.matched.matched_len,
-        &mut path,
-    );
+    match &bufs.plugins.path {
+        Some(p) => path.extend_from_slice(p),
+        None => router::upstream_path(
+            service.path.as_deref(),
+            ex.route.strip_path,
+            ex.route.path_handling,
+            RouterFlavor::TraditionalCompatible,
+            bufs.scratch.normalized_path(),
+            ex.matched.matched_len,
+            &mut path,
+        ),
+    }
     let target = bufs.head.target(&bufs.input);
-    let query = target.iter().position(|&b| b == b'?').map(|i| &target[i..]);
+    let raw_query = target.iter().position(|&b| b == b'?').map(|i| &target[i..]);
+    let edited_query;
+    let query = if bufs.plugins.query.is_untouched() {
+        raw_query
+    } else {
+        let mut q = Vec::new();
+        bufs.plugins.query.write(raw_query.map(|q| &q[1..]), &mut q);
+        edited_query = q;
+        (!edited_query.is_empty()).then_some(&edited_query[..])
+    };
     let stripped = ex
         .matched
         .matched_path(&bufs.scratch)
@@ -324,6 +369,12 @@ pub async fn run<B: Backend, S: Stream>(
     };
     let upgrade = bufs.head.is_upgrade();
     let up = UpstreamHead {
+        method: bufs
+            .plugins
+            .method
+            .as_deref()
+            .map_or(bufs.head.method(&bufs.input), str::as_bytes),
+        edits: &bufs.plugins.headers,
         path: &path,
         query,
         host,
@@ -345,6 +396,9 @@ pub async fn run<B: Backend, S: Stream>(
     bufs.upstream_path = path;
     bufs.output
         .extend_from_slice(&bufs.input[head_len..head_len + body_in_buf]);
+    if let Some(b) = &bufs.plugins.body {
+        bufs.output.extend_from_slice(b);
+    }
     let is_head = bufs.head.method(&bufs.input) == b"HEAD";
     let method_idempotent = matches!(
         bufs.head.method(&bufs.input),
@@ -541,8 +595,24 @@ pub async fn run<B: Backend, S: Stream>(
             service_name: service.name.as_deref(),
         }),
     };
+    if ex.chain.filters_headers {
+        let mut filter = ResponseCtx {
+            status: bufs.resp.status(),
+            upstream: Some((&bufs.resp, &bufs.upstream[..resp_len])),
+            snapshot: ex.snapshot,
+            state: &mut bufs.plugins,
+            step: 0,
+        };
+        plugin::run_header_filter(&ex.snapshot.pipeline, ex.chain, &mut filter);
+    }
     bufs.output.clear();
-    headers::write_client_response(&mut bufs.output, &bufs.resp, &bufs.upstream, &client_head);
+    headers::write_client_response(
+        &mut bufs.output,
+        &bufs.resp,
+        &bufs.upstream,
+        &client_head,
+        &bufs.plugins.response_headers,
+    );
     let mut resp_body = BodyTracker::new(if is_head {
         BodyFraming::None
     } else {

@@ -8,12 +8,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::http::{BodyFraming, RequestHead, ResponseHead};
+use crate::plugin::edits::HeaderEdits;
 
 /// The `Server` value on responses gangway generates, and the product in `Via`.
 pub const PRODUCT: &str = concat!("gangway/", env!("CARGO_PKG_VERSION"));
 
 /// What the upstream request head needs beyond the client's head.
 pub struct UpstreamHead<'a> {
+    /// The method to send (the client's, unless a plugin changed it).
+    pub method: &'a [u8],
+    /// Plugin changes to the headers.
+    pub edits: &'a HeaderEdits,
     /// The upstream path (already built by the router's path handling), without query.
     pub path: &'a [u8],
     /// The raw query including its leading `?`, if the request had one.
@@ -88,19 +93,26 @@ pub fn write_upstream_request(
     buf: &[u8],
     up: &UpstreamHead<'_>,
 ) -> std::ops::Range<usize> {
-    out.extend_from_slice(head.method(buf));
+    out.extend_from_slice(up.method);
     out.push(b' ');
     out.extend_from_slice(up.path);
     if let Some(q) = up.query {
         out.extend_from_slice(q);
     }
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    let host_at = out.len()..out.len() + up.host.len();
-    out.extend_from_slice(up.host);
+    // A plugin may replace the Host header (request-transformer `replace.headers`).
+    let host = up
+        .edits
+        .values("host", std::iter::empty())
+        .next()
+        .unwrap_or(up.host);
+    let host_at = out.len()..out.len() + host.len();
+    out.extend_from_slice(host);
     out.extend_from_slice(b"\r\n");
     for field in head.headers() {
         let (name, value) = (field.name.get(buf), field.value.get(buf));
         if head.is_hop_by_hop(buf, name)
+            || up.edits.removes_original(name)
             || name.eq_ignore_ascii_case(b"host")
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"expect")
@@ -109,6 +121,11 @@ pub fn write_upstream_request(
             continue;
         }
         push_header(out, name, value);
+    }
+    for (name, value) in up.edits.added() {
+        if !managed_request_header(name) {
+            push_header(out, name, value);
+        }
     }
     // X-Real-IP and X-Forwarded-For, as Kong sets them from the (real) client address.
     out.extend_from_slice(b"X-Real-IP: ");
@@ -180,6 +197,23 @@ pub fn write_upstream_request(
     host_at
 }
 
+/// Headers gangway itself writes on upstream requests; plugin edits cannot add copies.
+fn managed_request_header(name: &[u8]) -> bool {
+    [
+        &b"host"[..],
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"upgrade",
+        b"te",
+        b"keep-alive",
+        b"expect",
+    ]
+    .iter()
+    .chain(FORWARDED.iter())
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
 /// `example.com:8000` → `example.com`; `[::1]:80` → `[::1]`.
 pub fn host_without_port(host: &[u8]) -> &[u8] {
     if host.first() == Some(&b'[') {
@@ -235,6 +269,7 @@ pub fn write_client_response(
     resp: &ResponseHead,
     buf: &[u8],
     extra: &ClientHead<'_>,
+    edits: &HeaderEdits,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_number(out, u64::from(resp.status()));
@@ -246,13 +281,19 @@ pub fn write_client_response(
         let (name, value) = (field.name.get(buf), field.value.get(buf));
         let keep_for_upgrade = switching
             && (name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"connection"));
-        if !keep_for_upgrade && resp.is_hop_by_hop(buf, name) {
+        if !keep_for_upgrade && resp.is_hop_by_hop(buf, name) || edits.removes_original(name) {
             continue;
         }
         if extra.via && name.eq_ignore_ascii_case(b"via") {
             continue;
         }
         push_header(out, name, value);
+    }
+    for (name, value) in edits.added() {
+        let framing = [&b"content-length"[..], b"transfer-encoding", b"connection"];
+        if !framing.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            push_header(out, name, value);
+        }
     }
     if matches!(resp.framing(), BodyFraming::Chunked) && !extra.dechunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");

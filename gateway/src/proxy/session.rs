@@ -18,6 +18,7 @@ use crate::http::{
     parse_request,
 };
 use crate::net::{Backend, Stream};
+use crate::plugin::{self, AccessCtx, Flow, RequestState};
 use crate::router::{HeaderSource, MatchScratch, RouteRequest};
 use crate::settings::HeaderToken;
 
@@ -73,6 +74,8 @@ pub struct ConnBuffers {
     pub accept: Vec<u8>,
     /// The upstream path being built.
     pub upstream_path: Vec<u8>,
+    /// Plugin state for the current request.
+    pub plugins: RequestState,
 }
 
 impl ConnBuffers {
@@ -86,6 +89,7 @@ impl ConnBuffers {
             resp: ResponseHead::default(),
             accept: Vec::new(),
             upstream_path: Vec::with_capacity(256),
+            plugins: RequestState::default(),
         }
     }
 }
@@ -266,6 +270,69 @@ async fn handle_request<B: Backend, S: Stream>(
     let service = snapshot.route_service[matched.route]
         .map(|i| &snapshot.services[i])
         .filter(|s| s.enabled);
+    let route = &snapshot.config.routes[matched.route];
+    if !route.protocols.contains(&Protocol::Http) && !https_request(conn, bufs) {
+        return require_https(
+            client,
+            bufs,
+            ctx,
+            &request_id,
+            received,
+            route.https_redirect_status_code,
+        )
+        .await;
+    }
+    let chain = &snapshot.pipeline.routes[matched.route];
+    bufs.plugins.reset(chain.steps.len());
+    if !chain.is_empty() {
+        if chain.needs_body {
+            if let Err(e) = super::plugins::buffer_body(client, bufs, head_len, ctx).await {
+                if let Some(status) = e.status {
+                    exchange::respond_error_closing(
+                        client,
+                        bufs,
+                        ctx,
+                        &request_id,
+                        received,
+                        status,
+                        e.message,
+                    )
+                    .await;
+                }
+                return false;
+            }
+        }
+        let flow = {
+            let mut access = AccessCtx {
+                head: &bufs.head,
+                buf: &bufs.input[..head_len],
+                captures: &bufs.scratch,
+                client_ip: conn.peer.ip(),
+                tls: conn.tls,
+                snapshot,
+                route: Some(route),
+                service,
+                request_id: &request_id,
+                state: &mut bufs.plugins,
+                step: 0,
+            };
+            plugin::run_access(&snapshot.pipeline, chain, &mut access)
+        };
+        if let Flow::Respond(response) = flow {
+            return super::plugins::respond(
+                client,
+                bufs,
+                head_len,
+                ctx,
+                &request_id,
+                received,
+                snapshot,
+                chain,
+                response,
+            )
+            .await;
+        }
+    }
     let Some(service) = service else {
         return exchange::respond_error(
             client,
@@ -279,23 +346,12 @@ async fn handle_request<B: Backend, S: Stream>(
         )
         .await;
     };
-    let route = &snapshot.config.routes[matched.route];
-    if !route.protocols.contains(&Protocol::Http) && !https_request(conn, bufs) {
-        return require_https(
-            client,
-            bufs,
-            ctx,
-            &request_id,
-            received,
-            route.https_redirect_status_code,
-        )
-        .await;
-    }
     let exchange = Exchange {
         snapshot,
         conn,
         route,
         service,
+        chain,
         matched,
         request_id: &request_id,
         received,

@@ -772,6 +772,13 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
             "updated_at",
         ]);
         let name = f.required_str("name");
+        if !name.is_empty() && crate::plugin::registry::find(&name).is_none() {
+            f.errors
+                .push(f.at("name"), crate::plugin::registry::not_enabled(&name));
+        }
+        if let Some(ordering) = f.raw("ordering") {
+            crate::plugin::registry::check_ordering(ordering, &f.at("ordering"), f.errors);
+        }
         let service = reference(&mut f, "service", it.parent, &services_known, "services");
         let route = reference(&mut f, "route", it.parent, &routes_known, "routes");
         let consumer = reference(&mut f, "consumer", it.parent, &consumers_known, "consumers");

@@ -1,0 +1,121 @@
+//! Kong's plugin pipeline: phases, scope resolution, compiled per-route chains, and the
+//! bundled plugins.
+//!
+//! A request walks its route's [`chain::Chain`]: rewrite (global plugins only), access (in
+//! priority order, adjusted by `ordering`), then header_filter and log for every plugin that
+//! ran in access, whether the upstream answered or a plugin did.
+
+pub mod acl;
+pub mod chain;
+pub mod context;
+pub mod edits;
+pub mod flow;
+pub mod identity;
+pub mod key_auth;
+pub mod registry;
+pub mod request_body;
+pub mod request_termination;
+
+pub use chain::{Chain, Instance, Pipeline};
+pub use context::{AccessCtx, NOT_RUN, RequestState, ResponseCtx};
+pub use flow::{Flow, Response, ResponseBody};
+
+/// A plugin instance with its compiled config. Handlers never do I/O themselves.
+pub trait Plugin: Send + Sync {
+    /// Runs in the access phase. Default: nothing.
+    fn access(&self, _ctx: &mut AccessCtx<'_>) -> Flow {
+        Flow::Continue
+    }
+
+    /// Runs on the response head before it is written. Default: nothing.
+    fn header_filter(&self, _ctx: &mut ResponseCtx<'_>) {}
+
+    /// True when [`Plugin::header_filter`] does something. Default false.
+    fn filters_headers(&self) -> bool {
+        false
+    }
+
+    /// True when the access handler needs the whole request body. Default false.
+    fn needs_body(&self) -> bool {
+        false
+    }
+}
+
+/// Runs the access phase of `chain`. Stops at the first plugin that answers.
+pub fn run_access(pipeline: &Pipeline, chain: &Chain, ctx: &mut AccessCtx<'_>) -> Flow {
+    for (i, step) in chain.steps.iter().enumerate() {
+        let consumer = ctx
+            .state
+            .consumer
+            .map(|c| ctx.snapshot.identities.consumer(c).id);
+        let Some(instance) = step.resolve(consumer) else {
+            continue;
+        };
+        ctx.state.resolved[i] = instance;
+        ctx.step = i;
+        if let Flow::Respond(r) = pipeline.instances[instance as usize].handler.access(ctx) {
+            return Flow::Respond(r);
+        }
+    }
+    Flow::Continue
+}
+
+/// Runs header_filter for every plugin that ran in access, in priority order.
+pub fn run_header_filter(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseCtx<'_>) {
+    if !chain.filters_headers {
+        return;
+    }
+    for &step in &chain.by_priority {
+        let step = usize::from(step);
+        let instance = ctx.state.resolved.get(step).copied().unwrap_or(NOT_RUN);
+        if instance == NOT_RUN {
+            continue;
+        }
+        ctx.step = step;
+        pipeline.instances[instance as usize]
+            .handler
+            .header_filter(ctx);
+    }
+}
+
+/// The wall clock in epoch seconds (credential `ttl` expiry).
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Sets Kong's consumer headers for the upstream: `X-Consumer-ID`, `X-Consumer-Custom-ID`,
+/// `X-Consumer-Username` and `X-Credential-Identifier`. Absent values clear any copy the
+/// client sent.
+pub fn consumer_headers(
+    edits: &mut edits::HeaderEdits,
+    identities: &identity::Identities,
+    consumer: identity::ConsumerRef,
+    credential: Option<identity::CredentialRef>,
+) {
+    let c = identities.consumer(consumer);
+    let mut uuid = uuid::Uuid::encode_buffer();
+    edits.set(
+        "X-Consumer-ID",
+        c.id.hyphenated().encode_lower(&mut uuid).as_bytes(),
+    );
+    match c.custom_id.as_deref() {
+        Some(v) => edits.set("X-Consumer-Custom-ID", v.as_bytes()),
+        None => edits.remove("X-Consumer-Custom-ID"),
+    }
+    match c.username.as_deref() {
+        Some(v) => edits.set("X-Consumer-Username", v.as_bytes()),
+        None => edits.remove("X-Consumer-Username"),
+    }
+    match credential {
+        Some(cred) => {
+            let id = identities.credential(cred).id;
+            edits.set(
+                "X-Credential-Identifier",
+                id.hyphenated().encode_lower(&mut uuid).as_bytes(),
+            );
+        }
+        None => edits.remove("X-Credential-Identifier"),
+    }
+}

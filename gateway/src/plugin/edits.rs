@@ -1,0 +1,251 @@
+//! Changes plugins make to a message's headers, recorded as an overlay on the parsed head.
+//!
+//! The parsed head stays where it is (in the connection's input buffer); plugins record
+//! removals and additions in one reusable arena, and the head writer applies them while it
+//! copies headers out. Reads through the overlay see earlier plugins' changes, which is how a
+//! request-transformer can hand key-auth a header that the client never sent.
+
+use std::ops::Range;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Remove,
+    Add,
+}
+
+#[derive(Debug, Clone)]
+struct Edit {
+    op: Op,
+    name: Range<u32>,
+    value: Range<u32>,
+}
+
+/// Header removals and additions, applied in order. Reused across requests: no allocation
+/// once the arena has grown to fit.
+#[derive(Debug, Default, Clone)]
+pub struct HeaderEdits {
+    arena: Vec<u8>,
+    edits: Vec<Edit>,
+}
+
+fn push(arena: &mut Vec<u8>, bytes: &[u8]) -> Range<u32> {
+    let start = arena.len() as u32;
+    arena.extend_from_slice(bytes);
+    start..arena.len() as u32
+}
+
+impl HeaderEdits {
+    /// Forgets every edit (start of a request).
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.edits.clear();
+    }
+
+    /// True when nothing was changed.
+    pub fn is_empty(&self) -> bool {
+        self.edits.is_empty()
+    }
+
+    fn bytes(&self, r: &Range<u32>) -> &[u8] {
+        &self.arena[r.start as usize..r.end as usize]
+    }
+
+    /// Removes every value of `name`, original or added.
+    pub fn remove(&mut self, name: &str) {
+        let name = push(&mut self.arena, name.as_bytes());
+        self.edits.push(Edit {
+            op: Op::Remove,
+            name,
+            value: 0..0,
+        });
+    }
+
+    /// Adds one more value of `name` (an appended header line).
+    pub fn add(&mut self, name: &str, value: &[u8]) {
+        let name = push(&mut self.arena, name.as_bytes());
+        let value = push(&mut self.arena, value);
+        self.edits.push(Edit {
+            op: Op::Add,
+            name,
+            value,
+        });
+    }
+
+    /// Replaces every value of `name` with `value`.
+    pub fn set(&mut self, name: &str, value: &[u8]) {
+        self.remove(name);
+        self.add(name, value);
+    }
+
+    /// Index of the last removal of `name`, if any.
+    fn last_removal(&self, name: &[u8]) -> Option<usize> {
+        self.edits
+            .iter()
+            .rposition(|e| e.op == Op::Remove && self.bytes(&e.name).eq_ignore_ascii_case(name))
+    }
+
+    /// True when the original values of `name` no longer apply.
+    pub fn removes_original(&self, name: &[u8]) -> bool {
+        !self.edits.is_empty() && self.last_removal(name).is_some()
+    }
+
+    /// The values of `name` after the edits: the originals (unless removed) then the added
+    /// ones still standing.
+    pub fn values<'s, I>(&'s self, name: &'s str, originals: I) -> impl Iterator<Item = &'s [u8]>
+    where
+        I: Iterator<Item = &'s [u8]> + 's,
+    {
+        let cut = self.last_removal(name.as_bytes());
+        let originals = if cut.is_some() { None } else { Some(originals) };
+        let from = cut.map_or(0, |i| i + 1);
+        originals.into_iter().flatten().chain(
+            self.edits[from..]
+                .iter()
+                .filter(move |e| {
+                    e.op == Op::Add && self.bytes(&e.name).eq_ignore_ascii_case(name.as_bytes())
+                })
+                .map(|e| self.bytes(&e.value)),
+        )
+    }
+
+    /// Added headers still standing, as `(name, value)` in the order they were added.
+    pub fn added(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.edits.iter().enumerate().filter_map(|(i, e)| {
+            if e.op != Op::Add {
+                return None;
+            }
+            let name = self.bytes(&e.name);
+            let removed_later = self.edits[i + 1..]
+                .iter()
+                .any(|r| r.op == Op::Remove && self.bytes(&r.name).eq_ignore_ascii_case(name));
+            (!removed_later).then(|| (name, self.bytes(&e.value)))
+        })
+    }
+}
+
+/// The query string after plugin edits: untouched, or rebuilt from decoded pairs.
+#[derive(Debug, Default, Clone)]
+pub struct QueryEdits {
+    /// `Some` once a plugin changed the query: decoded `(name, value)` pairs in order.
+    pairs: Option<Vec<(String, String)>>,
+}
+
+impl QueryEdits {
+    /// Forgets the edits.
+    pub fn clear(&mut self) {
+        self.pairs = None;
+    }
+
+    /// True when the original query still applies.
+    pub fn is_untouched(&self) -> bool {
+        self.pairs.is_none()
+    }
+
+    /// The pairs, decoded from `original` (the raw query without `?`) on first change.
+    pub fn pairs_mut(&mut self, original: Option<&[u8]>) -> &mut Vec<(String, String)> {
+        self.pairs.get_or_insert_with(|| {
+            url::form_urlencoded::parse(original.unwrap_or_default())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+    }
+
+    /// The edited pairs, if any edit happened.
+    pub fn pairs(&self) -> Option<&[(String, String)]> {
+        self.pairs.as_deref()
+    }
+
+    /// Writes `?query` for the upstream: the original bytes when untouched, else the pairs
+    /// encoded with their names sorted, as Kong's `encode_args` does.
+    pub fn write(&self, original: Option<&[u8]>, out: &mut Vec<u8>) {
+        match &self.pairs {
+            None => {
+                if let Some(q) = original {
+                    out.push(b'?');
+                    out.extend_from_slice(q);
+                }
+            }
+            Some(pairs) if pairs.is_empty() => {}
+            Some(pairs) => {
+                let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut enc = url::form_urlencoded::Serializer::new(String::new());
+                for (k, v) in sorted {
+                    enc.append_pair(k, v);
+                }
+                out.push(b'?');
+                out.extend_from_slice(enc.finish().as_bytes());
+            }
+        }
+    }
+}
+
+/// Looks `name` up in a raw query string (no `?`), decoding as needed.
+pub fn query_values<'q>(
+    query: Option<&'q [u8]>,
+    name: &'q str,
+) -> impl Iterator<Item = std::borrow::Cow<'q, str>> {
+    url::form_urlencoded::parse(query.unwrap_or_default())
+        .filter(move |(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect<'a>(e: &'a HeaderEdits, name: &'a str, orig: &'a [&'a [u8]]) -> Vec<&'a [u8]> {
+        e.values(name, orig.iter().copied()).collect()
+    }
+
+    #[test]
+    fn reads_see_earlier_edits() {
+        let mut e = HeaderEdits::default();
+        let orig: &[&[u8]] = &[b"a1"];
+        assert_eq!(collect(&e, "x", orig), vec![b"a1" as &[u8]]);
+        e.add("X", b"a2");
+        assert_eq!(collect(&e, "x", orig), vec![b"a1" as &[u8], b"a2"]);
+        e.set("x", b"b");
+        assert_eq!(collect(&e, "x", orig), vec![b"b" as &[u8]]);
+        assert!(e.removes_original(b"X"));
+        e.remove("x");
+        assert!(collect(&e, "x", orig).is_empty());
+        assert_eq!(e.added().count(), 0);
+    }
+
+    #[test]
+    fn added_skips_headers_removed_later() {
+        let mut e = HeaderEdits::default();
+        e.add("a", b"1");
+        e.add("b", b"2");
+        e.remove("A");
+        e.add("a", b"3");
+        let added: Vec<_> = e.added().collect();
+        assert_eq!(added, vec![(b"b" as &[u8], b"2" as &[u8]), (b"a", b"3")]);
+        e.clear();
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn query_edits_reencode_sorted() {
+        let mut q = QueryEdits::default();
+        let mut out = Vec::new();
+        q.write(Some(b"b=1&a=%20x"), &mut out);
+        assert_eq!(out, b"?b=1&a=%20x");
+        q.pairs_mut(Some(b"b=1&a=%20x"))
+            .retain(|(k, _)| k != "missing");
+        out.clear();
+        q.write(Some(b"ignored"), &mut out);
+        assert_eq!(out, b"?a=+x&b=1");
+        q.pairs_mut(None).clear();
+        out.clear();
+        q.write(None, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn raw_query_lookup_decodes() {
+        let v: Vec<_> = query_values(Some(b"apikey=a%2Fb&x=1&apikey=c"), "apikey").collect();
+        assert_eq!(v, vec!["a/b", "c"]);
+    }
+}

@@ -1,0 +1,67 @@
+//! What a plugin phase returns: carry on, or answer the client now.
+
+use std::borrow::Cow;
+
+/// The outcome of a `rewrite` or `access` handler.
+#[derive(Debug)]
+pub enum Flow {
+    /// Run the next plugin, then proxy.
+    Continue,
+    /// Stop here and send this response (Kong's `kong.response.exit` / `error`). Later
+    /// access handlers and the upstream call are skipped; header_filter and log still run.
+    Respond(Response),
+}
+
+/// A response a plugin produces instead of the upstream's.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: ResponseBody,
+    /// Extra headers (set, replacing any of the same name).
+    pub headers: Vec<(Cow<'static, str>, String)>,
+}
+
+/// The body of a plugin-made response.
+#[derive(Debug)]
+pub enum ResponseBody {
+    /// Kong's `kong.response.error`: an error page in the format the client accepts
+    /// (`{"message": ...}` for JSON).
+    Error(Cow<'static, str>),
+    /// A JSON document (`kong.response.exit(status, table)`).
+    Json(serde_json::Value),
+    /// Bytes with their content type.
+    Raw {
+        /// The Content-Type header.
+        content_type: Option<String>,
+        /// The body bytes.
+        body: Vec<u8>,
+    },
+    /// No body.
+    Empty,
+}
+
+impl Response {
+    /// Kong's `kong.response.error(status, message)`.
+    pub fn error(status: u16, message: impl Into<Cow<'static, str>>) -> Response {
+        Response {
+            status,
+            body: ResponseBody::Error(message.into()),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<Cow<'static, str>>, value: String) -> Response {
+        self.headers.push((name.into(), value));
+        self
+    }
+}
+
+impl Flow {
+    /// `Flow::Respond(Response::error(status, message))`.
+    pub fn error(status: u16, message: impl Into<Cow<'static, str>>) -> Flow {
+        Flow::Respond(Response::error(status, message))
+    }
+}

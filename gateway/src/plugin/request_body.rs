@@ -1,0 +1,139 @@
+//! Request bodies as plugins read them: form-urlencoded or JSON arguments (Kong's
+//! `kong.request.get_body`), and re-encoding after a change.
+
+use serde_json::{Map, Value};
+
+/// The parsed arguments of a request body.
+#[derive(Debug, Default)]
+pub enum BodyArgs {
+    /// No body, or a media type plugins do not parse.
+    #[default]
+    None,
+    /// `application/x-www-form-urlencoded` pairs, in order.
+    Form(Vec<(String, String)>),
+    /// A JSON object.
+    Json(Map<String, Value>),
+}
+
+/// Which parser a Content-Type selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaType {
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// `application/json` or `application/*+json`.
+    Json,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies a Content-Type value (parameters ignored, case-insensitive).
+pub fn media_type(content_type: Option<&[u8]>) -> MediaType {
+    let Some(ct) = content_type else {
+        return MediaType::Other;
+    };
+    let essence = ct.split(|&b| b == b';').next().unwrap_or_default();
+    let essence = String::from_utf8_lossy(essence).trim().to_ascii_lowercase();
+    if essence == "application/x-www-form-urlencoded" {
+        MediaType::Form
+    } else if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        MediaType::Json
+    } else {
+        MediaType::Other
+    }
+}
+
+/// Parses `body` by its Content-Type. An empty body has no arguments; a JSON body that is
+/// not an object (or not JSON) is an error, as in Kong.
+pub fn parse(content_type: Option<&[u8]>, body: &[u8]) -> Result<BodyArgs, ()> {
+    if body.is_empty() {
+        return Ok(BodyArgs::None);
+    }
+    match media_type(content_type) {
+        MediaType::Form => Ok(BodyArgs::Form(
+            url::form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )),
+        MediaType::Json => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => Ok(BodyArgs::Json(map)),
+            _ => Err(()),
+        },
+        MediaType::Other => Ok(BodyArgs::None),
+    }
+}
+
+/// Encodes form pairs.
+pub fn encode_form(pairs: &[(String, String)]) -> Vec<u8> {
+    let mut enc = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        enc.append_pair(k, v);
+    }
+    enc.finish().into_bytes()
+}
+
+impl BodyArgs {
+    /// The argument `name`: a string, or an array when a form repeats it.
+    pub fn get(&self, name: &str) -> Option<Value> {
+        match self {
+            BodyArgs::None => None,
+            BodyArgs::Form(pairs) => {
+                let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+                let first = values.next()?;
+                match values.next() {
+                    None => Some(Value::String(first.clone())),
+                    Some(second) => {
+                        let mut all =
+                            vec![Value::String(first.clone()), Value::String(second.clone())];
+                        all.extend(values.map(|v| Value::String(v.clone())));
+                        Some(Value::Array(all))
+                    }
+                }
+            }
+            BodyArgs::Json(map) => map.get(name).cloned(),
+        }
+    }
+
+    /// The body re-encoded without `name`; `None` when there is nothing to change.
+    pub fn without(&self, name: &str) -> Option<Vec<u8>> {
+        match self {
+            BodyArgs::None => None,
+            BodyArgs::Form(pairs) => {
+                let kept: Vec<(String, String)> =
+                    pairs.iter().filter(|(k, _)| k != name).cloned().collect();
+                Some(encode_form(&kept))
+            }
+            BodyArgs::Json(map) => {
+                let mut map = map.clone();
+                map.remove(name)?;
+                serde_json::to_vec(&map).ok()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_form_and_json_by_media_type() {
+        let form = parse(
+            Some(b"application/x-www-form-urlencoded; charset=utf-8"),
+            b"a=1&b=%202&a=3",
+        )
+        .expect("form");
+        assert_eq!(form.get("b"), Some(Value::String(" 2".into())));
+        assert_eq!(form.get("a"), Some(serde_json::json!(["1", "3"])));
+        assert_eq!(form.without("a"), Some(b"b=+2".to_vec()));
+        let json = parse(Some(b"application/vnd.api+json"), br#"{"k":"v","n":1}"#).expect("json");
+        assert_eq!(json.get("k"), Some(Value::String("v".into())));
+        assert_eq!(json.without("k"), Some(br#"{"n":1}"#.to_vec()));
+        assert!(parse(Some(b"application/json"), b"[1]").is_err());
+        assert!(matches!(
+            parse(Some(b"text/plain"), b"x"),
+            Ok(BodyArgs::None)
+        ));
+    }
+}

@@ -1,0 +1,243 @@
+//! Where the proxy meets the plugin pipeline: buffering the request body for plugins that
+//! read it, and sending the response a plugin produced instead of the upstream's.
+
+use std::time::{Duration, Instant};
+
+use super::WorkerCtx;
+use super::exchange::SERVER;
+use super::session::{ConnBuffers, error_format};
+use crate::config::Snapshot;
+use crate::http::{BodyTracker, error_page};
+use crate::net::{Backend, Stream};
+use crate::plugin::{self, Chain, Response, ResponseBody, ResponseCtx};
+use crate::settings::HeaderToken;
+
+/// Why the body could not be buffered: tell the client (when there is a status) and close.
+pub struct BodyError {
+    /// The status to answer with, if the client is still there.
+    pub status: Option<u16>,
+    /// Kong's message.
+    pub message: &'static str,
+}
+
+/// Reads the whole request body (decoded from chunked framing) into `bufs.plugins.body`,
+/// bounded by `client_max_body_size` and `client_body_timeout`. The head stays at
+/// `bufs.input[..head_len]`; the raw body bytes are removed so that anything after them (a
+/// pipelined request) follows the head.
+pub async fn buffer_body<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    head_len: usize,
+    ctx: &WorkerCtx<B>,
+) -> Result<(), BodyError> {
+    let settings = &ctx.gateway.settings;
+    let mut tracker = BodyTracker::new(bufs.head.framing())
+        .with_max_size(settings.client_max_body_size)
+        .map_err(|e| BodyError {
+            status: Some(e.status()),
+            message: e.message(),
+        })?;
+    let mut body = bufs.plugins.body.take().unwrap_or_default();
+    body.clear();
+    let mut pos = head_len;
+    let timeout = Duration::from_millis(settings.client_body_timeout_ms);
+    let mut continued = false;
+    loop {
+        let p = tracker
+            .advance_with(&bufs.input[pos..], |chunk| body.extend_from_slice(chunk))
+            .map_err(|e| BodyError {
+                status: Some(e.status()),
+                message: e.message(),
+            })?;
+        pos += p.consumed;
+        if p.done {
+            break;
+        }
+        if !continued && bufs.head.expect_continue() {
+            continued = true;
+            let mut out = std::mem::take(&mut bufs.output);
+            out.clear();
+            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            let len = out.len();
+            let (res, out) = client.write_all(out, 0..len).await;
+            bufs.output = out;
+            res.map_err(|_| BodyError {
+                status: None,
+                message: "",
+            })?;
+        }
+        if bufs.input.capacity() - bufs.input.len() < 4096 {
+            bufs.input.reserve(16 * 1024);
+        }
+        let input = std::mem::take(&mut bufs.input);
+        match tokio::time::timeout(timeout, client.read(input)).await {
+            Ok((Ok(n), buf)) if n > 0 => bufs.input = buf,
+            Ok((_, buf)) => {
+                bufs.input = buf;
+                return Err(BodyError {
+                    status: None,
+                    message: "",
+                });
+            }
+            Err(_) => {
+                return Err(BodyError {
+                    status: Some(408),
+                    message: "Request timeout",
+                });
+            }
+        }
+    }
+    bufs.input.drain(head_len..pos);
+    bufs.plugins.body = Some(body);
+    Ok(())
+}
+
+/// Sends a plugin's response, after the header_filter phase. Returns whether the client
+/// connection may carry another request.
+#[allow(clippy::too_many_arguments)]
+pub async fn respond<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    head_len: usize,
+    ctx: &WorkerCtx<B>,
+    request_id: &[u8; 32],
+    received: Instant,
+    snapshot: &Snapshot,
+    chain: &Chain,
+    response: Response,
+) -> bool {
+    let settings = &ctx.gateway.settings;
+    for (name, value) in &response.headers {
+        bufs.plugins.response_headers.set(name, value.as_bytes());
+    }
+    let mut rctx = ResponseCtx {
+        status: response.status,
+        upstream: None,
+        snapshot,
+        state: &mut bufs.plugins,
+        step: 0,
+    };
+    plugin::run_header_filter(&snapshot.pipeline, chain, &mut rctx);
+
+    // The connection survives only if the request body is behind us.
+    let used = if bufs.plugins.body.is_some() {
+        Some(head_len)
+    } else {
+        let mut tracker = BodyTracker::new(bufs.head.framing());
+        match tracker.advance(&bufs.input[head_len..]) {
+            Ok(p) if p.done => Some(head_len + p.consumed),
+            _ => None,
+        }
+    };
+    let keep = used.is_some() && bufs.head.keep_alive() && !ctx.gateway.is_draining();
+    let is_head = bufs.head.method(&bufs.input) == b"HEAD";
+
+    let tokens = settings.headers;
+    let latency = received.elapsed().as_millis().to_string();
+    let id = std::str::from_utf8(request_id).unwrap_or_default();
+    let added: Vec<(String, String)> = bufs
+        .plugins
+        .response_headers
+        .added()
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect();
+    let mut extra: Vec<(&str, &str)> = Vec::with_capacity(added.len() + 3);
+    if tokens.contains(HeaderToken::ResponseLatency) {
+        extra.push(("X-Kong-Response-Latency", &latency));
+    }
+    if tokens.contains(HeaderToken::RequestId) {
+        extra.push(("X-Kong-Request-Id", id));
+    }
+    for (n, v) in &added {
+        extra.push((n, v));
+    }
+    if !keep {
+        extra.push(("Connection", "close"));
+    }
+    let server = tokens.contains(HeaderToken::Server).then_some(SERVER);
+    let mut out = std::mem::take(&mut bufs.output);
+    out.clear();
+    match response.body {
+        ResponseBody::Error(message) => {
+            error_page::write_error_response(
+                &mut out,
+                response.status,
+                Some(&message),
+                id,
+                (!bufs.accept.is_empty()).then_some(&bufs.accept[..]),
+                error_format(&settings.error_default_type),
+                &extra,
+                server,
+            );
+        }
+        ResponseBody::Json(value) => {
+            let body = serde_json::to_vec(&value).unwrap_or_default();
+            write_response(
+                &mut out,
+                response.status,
+                Some("application/json; charset=utf-8"),
+                &body,
+                &extra,
+                server,
+            );
+        }
+        ResponseBody::Raw { content_type, body } => write_response(
+            &mut out,
+            response.status,
+            content_type.as_deref(),
+            &body,
+            &extra,
+            server,
+        ),
+        ResponseBody::Empty => write_response(&mut out, response.status, None, &[], &extra, server),
+    }
+    if is_head {
+        // A HEAD answer carries the head only.
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            out.truncate(end + 4);
+        }
+    }
+    let len = out.len();
+    let (res, out) = client.write_all(out, 0..len).await;
+    bufs.output = out;
+    match used {
+        Some(used) if keep && res.is_ok() => {
+            bufs.input.drain(..used);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+    extra: &[(&str, &str)],
+    server: Option<&str>,
+) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\n",
+        error_page::reason_phrase(status)
+    );
+    if let Some(ct) = content_type {
+        let _ = write!(out, "Content-Type: {ct}\r\n");
+    }
+    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    if let Some(server) = server {
+        let _ = write!(out, "Server: {server}\r\n");
+    }
+    for (n, v) in extra {
+        let _ = write!(out, "{n}: {v}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
