@@ -1,0 +1,2 @@
+//! Kong-compatible plugins and the pieces they share.
+pub mod template;
