@@ -24,9 +24,29 @@ pub struct Spec {
 /// Every plugin gangway ships, in Kong's priority order.
 pub const BUNDLED: &[Spec] = &[
     Spec {
+        name: super::correlation_id::NAME,
+        priority: super::correlation_id::PRIORITY,
+        build: super::correlation_id::build,
+    },
+    Spec {
+        name: super::cors::NAME,
+        priority: super::cors::PRIORITY,
+        build: super::cors::build,
+    },
+    Spec {
         name: super::key_auth::NAME,
         priority: super::key_auth::PRIORITY,
         build: super::key_auth::build,
+    },
+    Spec {
+        name: super::ip_restriction::NAME,
+        priority: super::ip_restriction::PRIORITY,
+        build: super::ip_restriction::build,
+    },
+    Spec {
+        name: super::request_size_limiting::NAME,
+        priority: super::request_size_limiting::PRIORITY,
+        build: super::request_size_limiting::build,
     },
     Spec {
         name: super::acl::NAME,
