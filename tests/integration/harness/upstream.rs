@@ -8,6 +8,7 @@
 //! - `x-echo-garbage: 1`: answer with bytes that are not HTTP;
 //! - `x-echo-drop: 1`: close without answering;
 //! - `x-echo-early-hints: 1`: send `103 Early Hints` before the response;
+//! - `x-echo-response-header: Name: value`: add that header line to the response;
 //! - `Upgrade:` + `Connection: upgrade`: answer 101 and echo raw bytes back.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -202,6 +203,12 @@ fn serve(stream: TcpStream, conn_id: usize, served: &AtomicUsize) -> io::Result<
         let mut head = format!(
             "HTTP/1.1 {status} Echo\r\nContent-Type: application/json\r\nX-Upstream: echo\r\n"
         );
+        // `x-echo-response-header: Name: value` adds a header line to the response.
+        for (k, v) in &req.headers {
+            if k.eq_ignore_ascii_case("x-echo-response-header") {
+                head.push_str(&format!("{v}\r\n"));
+            }
+        }
         let close = req.header("x-echo-close").is_some();
         let chunked = req.header("x-echo-chunked").is_some();
         let no_body = req.method == "HEAD" || status == 204 || status == 304;
