@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod net;
+pub mod plugin;
 pub mod proxy;
 pub mod router;
 pub mod runtime;
