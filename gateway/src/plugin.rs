@@ -15,6 +15,7 @@ pub mod key_auth;
 pub mod registry;
 pub mod request_body;
 pub mod request_termination;
+pub mod schema;
 pub mod template;
 
 pub use chain::{Chain, Instance, Pipeline};
