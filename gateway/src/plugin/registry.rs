@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::Plugin;
+use super::schema::Schema;
 use super::chain::Instance;
 use crate::config::ConfigErrors;
 use crate::config::model::Config;
@@ -17,6 +18,8 @@ pub struct Spec {
     pub name: &'static str,
     /// Kong's PRIORITY.
     pub priority: i32,
+    /// The config schema (Kong's `schema.lua`), served at `/schemas/plugins/{name}`.
+    pub schema: fn() -> Schema,
     /// Builds an instance from its validated config (defaults filled).
     pub build: fn(&Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>>,
 }
@@ -26,16 +29,19 @@ pub const BUNDLED: &[Spec] = &[
     Spec {
         name: super::key_auth::NAME,
         priority: super::key_auth::PRIORITY,
+        schema: super::key_auth::schema,
         build: super::key_auth::build,
     },
     Spec {
         name: super::acl::NAME,
         priority: super::acl::PRIORITY,
+        schema: super::acl::schema,
         build: super::acl::build,
     },
     Spec {
         name: super::request_termination::NAME,
         priority: super::request_termination::PRIORITY,
+        schema: super::request_termination::schema,
         build: super::request_termination::build,
     },
 ];
