@@ -508,3 +508,28 @@ fn forbidden_scopes_must_be_null() {
         "plugins[0].consumer: value must be null"
     );
 }
+
+#[test]
+fn an_empty_table_is_an_empty_array_set_map_or_record() {
+    let s = schema(vec![
+        ("a", Field::array(Field::string())),
+        ("set", Field::set(Field::string())),
+        (
+            "r",
+            Field::record(vec![("x", Field::integer().default(json!(1)))]),
+        ),
+    ]);
+    let (filled, errors) = run(&s, Some(&json!({"a": {}, "set": {}, "r": []})));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(filled, json!({"a": [], "set": [], "r": {"x": 1}}));
+}
+
+#[test]
+fn ne_null_forbids_an_explicit_null() {
+    let s = schema(vec![("name", Field::string().ne(Value::Null))]);
+    assert_eq!(
+        errors_of(&s, json!({"name": null})),
+        vec!["plugins[0].config.name: value must not be null"]
+    );
+    assert!(errors_of(&s, json!({"name": "x"})).is_empty());
+}
