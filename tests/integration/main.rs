@@ -8,5 +8,6 @@ mod harness;
 mod errors;
 mod lifecycle;
 mod proxy;
+mod proxy_protocol;
 mod tls;
 mod upstreams;
