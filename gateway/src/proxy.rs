@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::net::prefixed::Prefixed;
-use crate::net::{Backend, proxy_protocol, tls};
+use crate::net::{Backend, Stream, proxy_protocol, tls};
 use crate::runtime::Gateway;
 use crate::settings::ListenAddr;
 use crate::upstream::dns::DnsCache;
@@ -119,10 +119,14 @@ pub async fn serve_connection<B: Backend>(
             Ok(Ok((header, rest))) => (header.source, rest),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "PROXY protocol header rejected");
+                let _ = stream.shutdown().await;
                 return;
             }
             Err(_) => {
                 tracing::debug!(%peer, "PROXY protocol header timed out");
+                // The FIN tells the client now: with io_uring the cancelled read keeps the
+                // socket open until the client sends or closes.
+                let _ = stream.shutdown().await;
                 return;
             }
         }
