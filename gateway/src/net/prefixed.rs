@@ -20,6 +20,13 @@ pub struct Prefixed<S> {
 impl<S> Prefixed<S> {
     /// Wraps `inner`; `prefix` (possibly empty) is read first.
     pub fn new(inner: S, prefix: Vec<u8>) -> Self {
+        // An empty prefix may still hold a read buffer's capacity; do not keep it for the
+        // connection's life.
+        let prefix = if prefix.is_empty() {
+            Vec::new()
+        } else {
+            prefix
+        };
         Prefixed {
             inner,
             prefix: RefCell::new(prefix),

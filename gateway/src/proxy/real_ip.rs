@@ -102,11 +102,16 @@ impl RealIpConfig {
             RealIpSource::Header { all_lines, .. } => *all_lines,
         };
         let lines = header_values.take(if all_lines { usize::MAX } else { 1 });
+        if !self.recursive {
+            // Only the last entry counts: parse nothing else.
+            let last = lines.flat_map(entries).last().flatten();
+            return last.and_then(parse_addr_port).unwrap_or(peer);
+        }
         // nginx walks the entries from the right; one pass from the left finds the same
         // entry without collecting them. `found` is the answer if the list ended at the
         // current entry: an unparsable entry makes it the peer; a parsable one replaces it
-        // unless the walk from the right would go past it (not recursive: never), that is,
-        // unless it is trusted and its left neighbour parses.
+        // unless the walk from the right would go past it, that is, unless it is trusted and
+        // its left neighbour parses.
         let mut found: Option<IpAddr> = None;
         let mut left_parses = false;
         for line in lines {
@@ -117,7 +122,7 @@ impl RealIpConfig {
                         left_parses = false;
                     }
                     Some(ip) => {
-                        if !self.recursive || !left_parses || !self.is_trusted(ip) {
+                        if !left_parses || !self.is_trusted(ip) {
                             found = Some(ip);
                         }
                         left_parses = true;
