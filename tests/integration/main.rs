@@ -9,5 +9,6 @@ mod errors;
 mod lifecycle;
 mod plugins;
 mod proxy;
+mod proxy_protocol;
 mod tls;
 mod upstreams;

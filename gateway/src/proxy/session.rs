@@ -37,6 +37,9 @@ pub struct ClientConn {
     pub sni: Option<String>,
     /// The client is in `trusted_ips`: its X-Forwarded-* headers are believed.
     pub trusted: bool,
+    /// The source address of the PROXY protocol header, on `proxy_protocol` listeners; `None`
+    /// without one or when the header carried no address (v1 `UNKNOWN`, v2 `LOCAL`).
+    pub proxy_source: Option<SocketAddr>,
 }
 
 /// Request headers viewed by the router, without copying.
