@@ -84,7 +84,10 @@ fn wait_port_for(port: u16, what: &str, limit: Duration) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!("{what} did not listen on {port} within {} s", limit.as_secs())
+    bail!(
+        "{what} did not listen on {port} within {} s",
+        limit.as_secs()
+    )
 }
 
 /// A child process killed on drop; `pids()` includes its children (nginx workers).
@@ -361,13 +364,29 @@ fn proxy(p: &Params) -> Result<()> {
     let contenders: Vec<Contender> = vec![
         Contender {
             name: "gangway-io_uring".into(),
-            proc_: gangway(&bin, &dir, "gangway-io_uring", "io_uring", uring_port, &plain, p.workers)?,
+            proc_: gangway(
+                &bin,
+                &dir,
+                "gangway-io_uring",
+                "io_uring",
+                uring_port,
+                &plain,
+                p.workers,
+            )?,
             port: uring_port,
             load: None,
         },
         Contender {
             name: "gangway-epoll".into(),
-            proc_: gangway(&bin, &dir, "gangway-epoll", "epoll", epoll_port, &plain, p.workers)?,
+            proc_: gangway(
+                &bin,
+                &dir,
+                "gangway-epoll",
+                "epoll",
+                epoll_port,
+                &plain,
+                p.workers,
+            )?,
             port: epoll_port,
             load: None,
         },
@@ -419,7 +438,13 @@ fn compare(
     eprintln!("bench: warm-up {} s each", p.warmup_s);
     if p.warmup_s > 0 {
         for c in contenders {
-            wrk(dir, c.port, p.connections, p.warmup_s, c.load.as_ref().unwrap_or(load))?;
+            wrk(
+                dir,
+                c.port,
+                p.connections,
+                p.warmup_s,
+                c.load.as_ref().unwrap_or(load),
+            )?;
         }
     }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); contenders.len()];

@@ -35,7 +35,10 @@ pub fn schema() -> Schema {
     )
     .no_consumer()
     .with_check(EntityCheck::OnlyOneOf(vec!["config.allow", "config.deny"]))
-    .with_check(EntityCheck::AtLeastOneOf(vec!["config.allow", "config.deny"]))
+    .with_check(EntityCheck::AtLeastOneOf(vec![
+        "config.allow",
+        "config.deny",
+    ]))
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,8 +8,8 @@ use super::context::AccessCtx;
 use super::flow::{Flow, Response};
 use super::identity::{ConsumerRef, KeyLookup};
 use super::registry::ConfigProblem;
-use super::schema::{Field, Schema};
 use super::request_body::{self, BodyArgs};
+use super::schema::{Field, Schema};
 use super::{Plugin, consumer_headers};
 
 /// Kong's name.
@@ -29,12 +29,15 @@ pub fn schema() -> Schema {
                     .required()
                     .default(json!(["apikey"]))
                     .len_min(1)
-                    .describe("Names of the headers, query arguments or body fields that hold the key."),
+                    .describe(
+                        "Names of the headers, query arguments or body fields that hold the key.",
+                    ),
             ),
             ("hide_credentials", flag(false)),
             (
                 "anonymous",
-                Field::string().describe("A consumer id or username used when authentication fails."),
+                Field::string()
+                    .describe("A consumer id or username used when authentication fails."),
             ),
             ("key_in_header", flag(true)),
             ("key_in_query", flag(true)),

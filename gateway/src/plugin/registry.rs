@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use super::Plugin;
-use super::schema::Schema;
 use super::chain::Instance;
+use super::schema::Schema;
 use crate::config::ConfigErrors;
 use crate::config::model::Config;
 

@@ -25,8 +25,10 @@ pub struct UpstreamHead<'a> {
     pub query: Option<&'a [u8]>,
     /// The Host header value to send.
     pub host: &'a [u8],
-    /// The client's address.
+    /// The TCP peer's address (appended to `X-Forwarded-For`).
     pub client: SocketAddr,
+    /// The client address after `real_ip` resolution (`X-Real-IP`).
+    pub real_ip: std::net::IpAddr,
     /// Whether the client is a trusted proxy (its X-Forwarded-* values are kept).
     pub trusted: bool,
     /// `https` or `http`: the scheme the client used.
@@ -127,9 +129,10 @@ pub fn write_upstream_request(
             push_header(out, name, value);
         }
     }
-    // X-Real-IP and X-Forwarded-For, as Kong sets them from the (real) client address.
+    // As Kong sets them: X-Real-IP is the realip result; X-Forwarded-For extends the client's
+    // list with the TCP peer, or starts with the realip result.
     out.extend_from_slice(b"X-Real-IP: ");
-    push_ip(out, up.client);
+    push_ip(out, SocketAddr::new(up.real_ip, 0));
     out.extend_from_slice(b"\r\nX-Forwarded-For: ");
     let mut prior = head.header_values(buf, "x-forwarded-for").peekable();
     if prior.peek().is_some() {
@@ -137,8 +140,10 @@ pub fn write_upstream_request(
             out.extend_from_slice(v);
             out.extend_from_slice(b", ");
         }
+        push_ip(out, up.client);
+    } else {
+        push_ip(out, SocketAddr::new(up.real_ip, 0));
     }
-    push_ip(out, up.client);
     out.extend_from_slice(b"\r\n");
     let kept = |name: &str| {
         if up.trusted {

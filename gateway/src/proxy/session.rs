@@ -285,6 +285,24 @@ async fn handle_request<B: Backend, S: Stream>(
         )
         .await;
     }
+    let client_ip = {
+        let buf = &bufs.input[..head_len];
+        let proxy_source = conn.proxy_source.map(|s| s.ip());
+        match ctx.real_ip.header_name() {
+            Some(name) => ctx.real_ip.resolve(
+                conn.peer.ip(),
+                proxy_source,
+                bufs.head
+                    .headers()
+                    .iter()
+                    .filter(|f| crate::http::headers::name_eq(f.name.get(buf), name.as_bytes()))
+                    .map(|f| f.value.get(buf)),
+            ),
+            None => ctx
+                .real_ip
+                .resolve(conn.peer.ip(), proxy_source, std::iter::empty()),
+        }
+    };
     let chain = &snapshot.pipeline.routes[matched.route];
     bufs.plugins.reset(chain.steps.len());
     if !chain.is_empty() {
@@ -310,7 +328,7 @@ async fn handle_request<B: Backend, S: Stream>(
                 head: &bufs.head,
                 buf: &bufs.input[..head_len],
                 captures: &bufs.scratch,
-                client_ip: conn.peer.ip(),
+                client_ip,
                 tls: conn.tls,
                 snapshot,
                 route: Some(route),
@@ -355,6 +373,7 @@ async fn handle_request<B: Backend, S: Stream>(
         route,
         service,
         chain,
+        client_ip,
         matched,
         request_id: &request_id,
         received,

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{
-    Contender, Load, Params, build_release, compare, free_port, gangway, nginx_proxy,
-    plain_config, scratch_dir, upstream, wait_port_for,
+    Contender, Load, Params, build_release, compare, free_port, gangway, nginx_proxy, plain_config,
+    scratch_dir, upstream, wait_port_for,
 };
 
 /// The example config with `consumers` consumers, keys `k00000001`.., all in group `weather`.
@@ -89,23 +89,24 @@ pub fn run(p: &Params) -> Result<()> {
     let large = pipeline_config(up_port, p.consumers);
     let large_name = format!("gangway-pipeline-{}", p.consumers);
     let mut notes = String::new();
-    let mut start = |name: &str, port: u16, config: &str, load: Option<Load>| -> Result<Contender> {
-        let began = Instant::now();
-        let proc_ = gangway(&bin, &dir, name, "io_uring", port, config, p.workers)?;
-        wait_port_for(port, name, Duration::from_secs(300))?;
-        let _ = write!(
-            notes,
-            "{name}: ready in {:.1} s, RSS {:.0} MB; ",
-            began.elapsed().as_secs_f64(),
-            rss_mb(proc_.child.id())
-        );
-        Ok(Contender {
-            name: name.into(),
-            proc_,
-            port,
-            load,
-        })
-    };
+    let mut start =
+        |name: &str, port: u16, config: &str, load: Option<Load>| -> Result<Contender> {
+            let began = Instant::now();
+            let proc_ = gangway(&bin, &dir, name, "io_uring", port, config, p.workers)?;
+            wait_port_for(port, name, Duration::from_secs(300))?;
+            let _ = write!(
+                notes,
+                "{name}: ready in {:.1} s, RSS {:.0} MB; ",
+                began.elapsed().as_secs_f64(),
+                rss_mb(proc_.child.id())
+            );
+            Ok(Contender {
+                name: name.into(),
+                proc_,
+                port,
+                load,
+            })
+        };
     let contenders = vec![
         start("gangway-plain", ports[0], &plain, None)?,
         start("gangway-pipeline-1000", ports[1], &small, Some(load(1000)))?,
