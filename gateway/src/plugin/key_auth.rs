@@ -110,7 +110,7 @@ impl KeyAuth {
                 .body()
                 .map(|b| request_body::parse(ctx.content_type(), b))
             {
-                Some(Err(())) => return Err(Flow::error(400, "Cannot process request body")),
+                Some(Err(_)) => return Err(Flow::error(400, "Cannot process request body")),
                 Some(Ok(args)) => args,
                 None => BodyArgs::None,
             }

@@ -12,6 +12,9 @@ use crate::config::model::Config;
 /// record) and Kong's message.
 pub type ConfigProblem = (String, String);
 
+/// A built plugin, or every problem in its config.
+pub type BuildResult = Result<Box<dyn Plugin>, Vec<ConfigProblem>>;
+
 /// How to build one plugin.
 pub struct Spec {
     /// Kong's plugin name.
@@ -21,7 +24,7 @@ pub struct Spec {
     /// The config schema (Kong's `schema.lua`), served at `/schemas/plugins/{name}`.
     pub schema: fn() -> Schema,
     /// Builds an instance from its validated config (defaults filled).
-    pub build: fn(&Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>>,
+    pub build: fn(&Value) -> BuildResult,
 }
 
 /// Every plugin gangway ships, in Kong's priority order.

@@ -4,7 +4,6 @@
 //! wrk load: every request carries a random consumer's key in its URL.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
