@@ -7,6 +7,7 @@ mod harness;
 
 mod errors;
 mod lifecycle;
+mod pirate_weather;
 mod plugins;
 mod proxy;
 mod proxy_protocol;

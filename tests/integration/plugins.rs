@@ -39,7 +39,7 @@ consumers:
     keyauth_credentials:
       - key: bob-key
       - key: short-lived
-        ttl: 1
+        ttl: 4
   - username: guest
 "#;
 
@@ -141,7 +141,7 @@ fn expired_credentials_are_unauthorized() {
         echo_header(&r.json(), "x-consumer-username").as_deref(),
         Some("bob")
     );
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    std::thread::sleep(std::time::Duration::from_millis(4200));
     let r = request(
         gw.proxy,
         "GET",
