@@ -137,7 +137,7 @@ struct Consumer {
 
 impl Params {
     fn consumer(&self, i: u64, rng: &mut Rng) -> Consumer {
-        let every = |k: u64| k > 0 && i % k == 0;
+        let every = |k: u64| i.checked_rem(k) == Some(0);
         Consumer {
             i,
             custom_id: every(self.custom_id_every),
