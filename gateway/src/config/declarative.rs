@@ -59,13 +59,21 @@ const UNSUPPORTED: [&str; 9] = [
 
 /// Loads a declarative file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let now = now();
+    // Streamed from the file: the text of a million consumers is never held whole.
+    if let Ok(file) = std::fs::File::open(path) {
+        let mut fast = fast::Fast::new(now);
+        if let Ok(top) = stream::read(stream::Input::File(file), &mut fast) {
+            return parse_doc(top, fast);
+        }
+    }
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors::from(ConfigError::new(
             "",
             format!("cannot read {}: {e}", path.display()),
         ))
     })?;
-    load_str(&text)
+    load_generic(&text, now, true)
 }
 
 /// Loads declarative YAML or JSON text.
@@ -78,19 +86,24 @@ pub fn load_str(text: &str) -> Result<Config, ConfigErrors> {
 fn load_text(text: &str, now: i64, fast_path: bool) -> Result<Config, ConfigErrors> {
     let mut fast = fast::Fast::new(now);
     fast.generic_only = !fast_path;
-    match stream::read(text.as_bytes(), &mut fast) {
+    match stream::read(stream::Input::Text(text.as_bytes()), &mut fast) {
         Ok(top) => parse_doc(top, fast),
         Err(stream::Unusual) => {
             drop(fast);
-            let value: Value = serde_norway::from_str(text).map_err(|e| {
-                ConfigErrors::from(ConfigError::new(
-                    "",
-                    format!("failed parsing declarative configuration: {e}"),
-                ))
-            })?;
-            parse_value_with(value, now, fast_path)
+            load_generic(text, now, fast_path)
         }
     }
+}
+
+/// Parses the whole text with serde_norway, for what the streaming reader leaves over.
+fn load_generic(text: &str, now: i64, fast_path: bool) -> Result<Config, ConfigErrors> {
+    let value: Value = serde_norway::from_str(text).map_err(|e| {
+        ConfigErrors::from(ConfigError::new(
+            "",
+            format!("failed parsing declarative configuration: {e}"),
+        ))
+    })?;
+    parse_value_with(value, now, fast_path)
 }
 
 fn now() -> i64 {

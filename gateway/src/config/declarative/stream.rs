@@ -12,6 +12,8 @@
 //! level, duplicate top-level keys, integers beyond 64 bits. The caller then loads the text
 //! the generic way, which yields the same result and the same error messages as before.
 
+use std::ffi::c_void;
+use std::io::Read as _;
 use std::mem::MaybeUninit;
 use std::num::ParseIntError;
 
@@ -38,15 +40,50 @@ enum Event {
     Scalar { value: String, plain: bool },
 }
 
-/// A libyaml parser over borrowed text.
+/// What the reader parses.
+pub(crate) enum Input<'t> {
+    /// Text in memory.
+    Text(&'t [u8]),
+    /// A file, read in small chunks as parsing goes, so the text is never held whole.
+    File(std::fs::File),
+}
+
+/// A libyaml parser over text or a file.
 struct Parser<'t> {
     // Boxed: libyaml keeps a pointer to the parser itself as its read-handler data.
     sys: Box<unsafe_yaml::yaml_parser_t>,
+    // Boxed for a stable address: libyaml's read handler reads through a pointer to it.
+    _file: Option<Box<std::fs::File>>,
     _text: std::marker::PhantomData<&'t [u8]>,
 }
 
+/// libyaml's read callback for [`Input::File`]; an I/O error fails the parse.
+///
+/// # Safety
+/// `data` must point to the parser's boxed `File` and `buffer` to `size` writable bytes.
+unsafe fn read_file(data: *mut c_void, buffer: *mut u8, size: u64, size_read: *mut u64) -> i32 {
+    // SAFETY: per the contract above, as set up in `Parser::new`.
+    let (file, buf, size_read) = unsafe {
+        (
+            &mut *data.cast::<std::fs::File>(),
+            std::slice::from_raw_parts_mut(buffer, size as usize),
+            &mut *size_read,
+        )
+    };
+    loop {
+        match file.read(buf) {
+            Ok(n) => {
+                *size_read = n as u64;
+                return 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return 0,
+        }
+    }
+}
+
 impl<'t> Parser<'t> {
-    fn new(text: &'t [u8]) -> Result<Parser<'t>, Unusual> {
+    fn new(input: Input<'t>) -> Result<Parser<'t>, Unusual> {
         let mut raw = Box::<unsafe_yaml::yaml_parser_t>::new_uninit();
         // SAFETY: `raw` is a valid allocation for a parser; initialize writes every field.
         let init = unsafe { unsafe_yaml::yaml_parser_initialize(raw.as_mut_ptr()) };
@@ -55,14 +92,37 @@ impl<'t> Parser<'t> {
         }
         // SAFETY: yaml_parser_initialize succeeded, so the parser is initialized.
         let mut sys = unsafe { raw.assume_init() };
-        // SAFETY: the parser is initialized and has no input yet; `text` outlives the parser
-        // (the 't lifetime), and the boxed parser never moves while libyaml points at it.
+        // SAFETY: the parser is initialized and has no input yet.
         unsafe {
             unsafe_yaml::yaml_parser_set_encoding(&mut *sys, unsafe_yaml::YAML_UTF8_ENCODING);
-            unsafe_yaml::yaml_parser_set_input_string(&mut *sys, text.as_ptr(), text.len() as u64);
         }
+        let file = match input {
+            Input::Text(text) => {
+                // SAFETY: `text` outlives the parser (the 't lifetime), and the boxed parser
+                // never moves while libyaml points at it.
+                unsafe {
+                    unsafe_yaml::yaml_parser_set_input_string(
+                        &mut *sys,
+                        text.as_ptr(),
+                        text.len() as u64,
+                    );
+                }
+                None
+            }
+            Input::File(file) => {
+                let mut file = Box::new(file);
+                let data: *mut std::fs::File = &mut *file;
+                // SAFETY: the boxed file lives as long as the parser (both are fields of
+                // `Parser`, and Drop deletes the parser first) and never moves.
+                unsafe {
+                    unsafe_yaml::yaml_parser_set_input(&mut *sys, read_file, data.cast());
+                }
+                Some(file)
+            }
+        };
         Ok(Parser {
             sys,
+            _file: file,
             _text: std::marker::PhantomData,
         })
     }
@@ -144,8 +204,8 @@ pub(crate) trait Sink {
 
 /// Reads a whole document: the top-level mapping, minus the streamed lists, which went to
 /// `sink`. Returns [`Unusual`] when the generic loader must read the text instead.
-pub(crate) fn read(text: &[u8], sink: &mut impl Sink) -> Result<Map<String, Value>, Unusual> {
-    let mut p = Parser::new(text)?;
+pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Map<String, Value>, Unusual> {
+    let mut p = Parser::new(input)?;
     if !matches!(p.next()?, Event::StreamStart) || !matches!(p.next()?, Event::DocumentStart) {
         return Err(Unusual);
     }
@@ -239,6 +299,10 @@ fn plain_scalar(v: String) -> Result<Value, Unusual> {
         "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
         "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
         _ => {}
+    }
+    // Numbers start with a digit, a sign or a dot; skip the number parsers for the rest.
+    if !v.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.')) {
+        return Ok(Value::String(v));
     }
     if let Some(n) = unsigned(&v, u64::from_str_radix) {
         return Ok(Value::Number(n.into()));

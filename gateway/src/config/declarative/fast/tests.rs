@@ -217,3 +217,24 @@ fn generated_keys_and_ids_match() {
     assert!(key.bytes().all(|b| b.is_ascii_alphanumeric()));
     assert_eq!(cfg.consumers[0].id.get_version_num(), 4);
 }
+
+#[test]
+fn files_load_as_their_text_does() {
+    let dir = std::env::temp_dir().join(format!("gangway-fast-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let good = dir.join("good.yml");
+    let text = "_format_version: \"3.0\"\nconsumers:\n  - username: a\n    keyauth_credentials:\n      - key: k\n  - username: a\n";
+    std::fs::write(&good, text).expect("write");
+    let from_file = super::super::load_file(&good);
+    assert_eq!(outcome(&from_file), outcome(&super::super::load_str(text)));
+    let bad = dir.join("bad.yml");
+    std::fs::write(&bad, b"_format_version: \"3.0\"\n_comment: \"\xff\"\n").expect("write");
+    let errors = super::super::load_file(&bad).expect_err("not UTF-8");
+    assert!(
+        errors.0[0].message.starts_with("cannot read") && errors.0[0].message.contains("UTF-8"),
+        "{errors}"
+    );
+    let missing = super::super::load_file(&dir.join("missing.yml")).expect_err("missing");
+    assert!(missing.0[0].message.starts_with("cannot read"), "{missing}");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

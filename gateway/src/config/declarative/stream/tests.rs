@@ -1,6 +1,6 @@
 use serde_json::{Map, Value};
 
-use super::{Sink, Unusual, read};
+use super::{Input, Sink, Unusual, read};
 
 /// Streams `consumers` and `acls`, collecting their elements.
 #[derive(Default)]
@@ -30,7 +30,7 @@ impl Sink for Collect {
 
 fn streamed(text: &str) -> Result<Value, Unusual> {
     let mut sink = Collect::default();
-    let mut top: Map<String, Value> = read(text.as_bytes(), &mut sink)?;
+    let mut top: Map<String, Value> = read(Input::Text(text.as_bytes()), &mut sink)?;
     for (k, v) in sink.lists {
         top.insert(k, Value::Array(v));
     }
@@ -107,4 +107,24 @@ fn anything_it_does_not_reproduce_is_left_to_the_generic_loader() {
     }
     let deep = format!("a: {}{}\n", "[".repeat(120), "]".repeat(120));
     assert!(streamed(&deep).is_err(), "deep nesting");
+}
+
+#[test]
+fn files_stream_in_chunks() {
+    let dir = std::env::temp_dir().join(format!("gangway-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("big.yml");
+    let mut text = String::from("_format_version: \"3.0\"\nconsumers:\n");
+    for i in 0..5000 {
+        text.push_str(&format!("  - username: user-{i}\n    tags: [a, \"b\"]\n"));
+    }
+    std::fs::write(&path, &text).expect("write");
+    let mut sink = Collect::default();
+    let file = std::fs::File::open(&path).expect("open");
+    let mut top = read(Input::File(file), &mut sink).expect("usual");
+    for (k, v) in sink.lists {
+        top.insert(k, Value::Array(v));
+    }
+    assert_eq!(Value::Object(top), generic(&text));
+    std::fs::remove_dir_all(&dir).expect("cleanup");
 }
