@@ -80,7 +80,7 @@ upstreams:
             .iter()
             .any(|k| k.expires_at.is_some())
     );
-    assert_eq!(cfg.acls[0].group, "gold");
+    assert_eq!(&*cfg.acls[0].group, "gold");
     let targets: Vec<_> = cfg
         .targets
         .iter()
