@@ -19,6 +19,7 @@ pub mod registry;
 pub mod request_body;
 pub mod request_size_limiting;
 pub mod request_termination;
+pub mod schema;
 pub mod template;
 
 pub use chain::{Chain, Instance, Pipeline};

@@ -81,8 +81,9 @@ pub fn check_config(path: &Path) -> Result<crate::config::Config, ConfigErrors> 
             .map_err(|e| ConfigErrors::from(crate::config::ConfigError::new("", e.to_string())))?,
         client_configs: std::sync::Mutex::default(),
     };
-    crate::config::compile::compile(config.clone(), &shared.compile_inputs(&settings), 1)?;
-    Ok(config)
+    // The snapshot owns the config: no second copy of a million consumers just to check.
+    let snapshot = crate::config::compile::compile(config, &shared.compile_inputs(&settings), 1)?;
+    Ok(snapshot.config)
 }
 
 /// Runs gangway in the foreground until SIGTERM/SIGINT and the drain that follows.
