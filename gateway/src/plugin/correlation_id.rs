@@ -6,12 +6,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::Plugin;
 use super::context::{AccessCtx, ConnFacts, ResponseCtx};
 use super::flow::Flow;
 use super::registry::ConfigProblem;
+use super::schema::{Field, Schema};
 
 /// Kong's name.
 pub const NAME: &str = "correlation-id";
@@ -20,6 +21,36 @@ pub const PRIORITY: i32 = 100001;
 
 /// The generators Kong accepts for `config.generator` (default `uuid#counter`).
 pub const GENERATORS: [&str; 3] = ["uuid", "uuid#counter", "tracker"];
+
+/// Kong's config schema (`kong/plugins/correlation-id/schema.lua`).
+pub fn schema() -> Schema {
+    Schema::new(
+        NAME,
+        Field::record(vec![
+            (
+                "header_name",
+                Field::string()
+                    .default(json!("Kong-Request-ID"))
+                    .describe("The header that carries the id."),
+            ),
+            (
+                "generator",
+                Field::string()
+                    .required()
+                    .default(json!("uuid#counter"))
+                    .one_of(&GENERATORS)
+                    .describe("How ids are made: `uuid`, `uuid#counter` or `tracker`."),
+            ),
+            (
+                "echo_downstream",
+                Field::boolean()
+                    .required()
+                    .default(json!(false))
+                    .describe("Also send the id back to the client."),
+            ),
+        ]),
+    )
+}
 
 #[derive(Debug, Deserialize)]
 struct Config {
@@ -210,6 +241,28 @@ mod tests {
         let (secs, millis) = parts[5].split_once('.').expect("now");
         assert_eq!(secs.len(), 10);
         assert_eq!(millis.len(), 3);
+    }
+
+    #[test]
+    fn schema_defaults_and_generator_check() {
+        let mut errors = crate::config::ConfigErrors::default();
+        let filled = schema().validate(None, "plugins[0].config", &mut errors);
+        assert!(errors.0.is_empty());
+        assert_eq!(
+            filled,
+            json!({"header_name": "Kong-Request-ID", "generator": "uuid#counter", "echo_downstream": false})
+        );
+        let c = compile(&filled).expect("builds");
+        assert_eq!(c.generator, Generator::UuidCounter);
+        schema().validate(
+            Some(&json!({"generator": "foo"})),
+            "plugins[0].config",
+            &mut errors,
+        );
+        assert_eq!(
+            errors.0[0].to_string(),
+            "plugins[0].config.generator: expected one of: uuid, uuid#counter, tracker"
+        );
     }
 
     #[test]

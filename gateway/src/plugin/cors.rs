@@ -8,13 +8,14 @@
 //! has no `:`). The regexes are compiled when the config loads.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::Plugin;
 use super::context::{AccessCtx, ResponseCtx};
 use super::edits::HeaderEdits;
 use super::flow::{Flow, Response, ResponseBody};
 use super::registry::ConfigProblem;
+use super::schema::{Field, Schema};
 
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,53 @@ pub const PRIORITY: i32 = 2000;
 pub const METHODS: [&str; 9] = [
     "GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS", "TRACE", "CONNECT",
 ];
+
+/// Kong's config schema (`kong/plugins/cors/schema.lua`).
+pub fn schema() -> Schema {
+    let flag = |default: bool| Field::boolean().required().default(json!(default));
+    let strings = || Field::array(Field::string());
+    Schema::new(
+        NAME,
+        Field::record(vec![
+            (
+                "origins",
+                Field::array(Field::string().custom_validator(origin_validator)).describe(
+                    "Allowed origins: `*`, plain origins or regexes. None allows every origin.",
+                ),
+            ),
+            (
+                "headers",
+                strings().describe("Value of `Access-Control-Allow-Headers`."),
+            ),
+            (
+                "exposed_headers",
+                strings().describe("Value of `Access-Control-Expose-Headers`."),
+            ),
+            (
+                "methods",
+                Field::array(Field::string().one_of(&METHODS))
+                    .default(json!(METHODS))
+                    .describe("Value of `Access-Control-Allow-Methods`."),
+            ),
+            (
+                "max_age",
+                Field::number().describe("Seconds a preflight answer may be cached."),
+            ),
+            ("credentials", flag(false)),
+            ("private_network", flag(false)),
+            ("preflight_continue", flag(false)),
+            ("allow_origin_absent", flag(true)),
+        ]),
+    )
+    .no_consumer()
+}
+
+fn origin_validator(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(s) => check_origin(s),
+        None => Ok(()),
+    }
+}
 
 const ACAO: &str = "Access-Control-Allow-Origin";
 const ACAC: &str = "Access-Control-Allow-Credentials";

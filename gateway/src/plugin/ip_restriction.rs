@@ -11,6 +11,7 @@ use super::Plugin;
 use super::context::AccessCtx;
 use super::flow::Flow;
 use super::registry::ConfigProblem;
+use super::schema::{ALL_PROTOCOLS, EntityCheck, Field, Schema};
 
 /// Kong's name.
 pub const NAME: &str = "ip-restriction";
@@ -19,6 +20,56 @@ pub const PRIORITY: i32 = 990;
 
 /// The status of a rejection when `config.status` is not set.
 pub const DEFAULT_STATUS: u16 = 403;
+
+/// The `protocols` default of ip-restriction, in Kong's order (it also runs on streams).
+pub const DEFAULT_PROTOCOLS: &[&str] = &["http", "https", "tcp", "tls", "grpc", "grpcs"];
+
+/// Kong's config schema (`kong/plugins/ip-restriction/schema.lua`).
+pub fn schema() -> Schema {
+    let list = |what: &'static str| {
+        Field::array(
+            Field::string()
+                .custom_validator(ip_or_cidr)
+                .describe("An IP address or a CIDR range, such as 192.168.1.1 or 192.168.0.0/16."),
+        )
+        .describe(what)
+    };
+    Schema::new(
+        NAME,
+        Field::record(vec![
+            (
+                "allow",
+                list("Addresses and ranges allowed (when set, all others are not)."),
+            ),
+            ("deny", list("Addresses and ranges refused.")),
+            (
+                "status",
+                Field::number()
+                    .optional()
+                    .describe("The status of a rejection; 403 when unset."),
+            ),
+            (
+                "message",
+                Field::string()
+                    .optional()
+                    .describe("The message of a rejection; Kong's default names the address."),
+            ),
+        ]),
+    )
+    .protocols(DEFAULT_PROTOCOLS, ALL_PROTOCOLS)
+    .with_check(EntityCheck::AtLeastOneOf(vec![
+        "config.allow",
+        "config.deny",
+    ]))
+}
+
+/// Kong's `typedefs.ip_or_cidr` check.
+fn ip_or_cidr(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(s) if parse_ip_or_cidr(s).is_none() => Err(format!("invalid ip or cidr range: '{s}'")),
+        _ => Ok(()),
+    }
+}
 
 #[derive(Debug, Deserialize)]
 struct Config {
@@ -238,6 +289,52 @@ mod tests {
             err[0].1,
             "at least one of these fields must be non-empty: 'config.allow', 'config.deny'"
         );
+    }
+
+    fn schema_errors(config: Value) -> Vec<String> {
+        let mut errors = crate::config::ConfigErrors::default();
+        schema().validate(Some(&config), "plugins[0].config", &mut errors);
+        errors.0.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn schema_reports_kong_messages() {
+        assert!(
+            schema_errors(json!({"allow": ["127.0.0.1/8"], "status": 403, "message": "x"}))
+                .is_empty()
+        );
+        assert_eq!(
+            schema_errors(json!({"allow": 12})),
+            vec!["plugins[0].config.allow: expected an array"]
+        );
+        assert_eq!(
+            schema_errors(json!({"allow": ["127.0.0.1/32", "127.0.0.2/32", "hello"]})),
+            vec!["plugins[0].config.allow[2]: invalid ip or cidr range: 'hello'"]
+        );
+        assert_eq!(
+            schema_errors(json!({"deny": ["::1/129"]})),
+            vec!["plugins[0].config.deny[0]: invalid ip or cidr range: '::1/129'"]
+        );
+        assert_eq!(
+            schema_errors(json!({"allow": [], "deny": []})),
+            vec![
+                "plugins[0]: at least one of these fields must be non-empty: 'config.allow', 'config.deny'"
+            ]
+        );
+        let mut errors = crate::config::ConfigErrors::default();
+        let filled = schema().validate(
+            Some(&json!({"deny": ["::1"]})),
+            "plugins[0].config",
+            &mut errors,
+        );
+        assert_eq!(
+            filled,
+            json!({"allow": null, "deny": ["::1"], "status": null, "message": null})
+        );
+        assert_eq!(compile(&filled).expect("builds").status, 403);
+        let protocols = schema().validate_protocols(None, "plugins[0].protocols", &mut errors);
+        assert_eq!(protocols, json!(DEFAULT_PROTOCOLS));
+        assert!(errors.0.is_empty());
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //! so that an oversized body costs at most the limit in memory.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::Plugin;
 use super::context::AccessCtx;
 use super::flow::Flow;
 use super::registry::ConfigProblem;
+use super::schema::{Field, Schema};
 
 /// Kong's name.
 pub const NAME: &str = "request-size-limiting";
@@ -23,6 +24,36 @@ pub const PRIORITY: i32 = 951;
 pub const SIZE_UNITS: [&str; 3] = ["megabytes", "kilobytes", "bytes"];
 
 const TOO_LARGE: &str = "Request size limit exceeded";
+
+/// Kong's config schema (`kong/plugins/request-size-limiting/schema.lua`).
+pub fn schema() -> Schema {
+    Schema::new(
+        NAME,
+        Field::record(vec![
+            (
+                "allowed_payload_size",
+                Field::integer()
+                    .default(json!(128))
+                    .describe("The largest body allowed, in `size_unit`s."),
+            ),
+            (
+                "size_unit",
+                Field::string()
+                    .required()
+                    .default(json!(SIZE_UNITS[0]))
+                    .one_of(&SIZE_UNITS)
+                    .describe("`megabytes`, `kilobytes` or `bytes` (1024-based)."),
+            ),
+            (
+                "require_content_length",
+                Field::boolean()
+                    .required()
+                    .default(json!(false))
+                    .describe("Refuse requests without a valid Content-Length (411)."),
+            ),
+        ]),
+    )
+}
 
 #[derive(Debug, Deserialize)]
 struct Config {
@@ -243,6 +274,32 @@ mod tests {
         assert_eq!(
             status(plugin(10, "bytes", false).decide(&Facts::default())),
             None
+        );
+    }
+
+    #[test]
+    fn schema_defaults_to_128_megabytes() {
+        let mut errors = crate::config::ConfigErrors::default();
+        let filled = schema().validate(None, "plugins[0].config", &mut errors);
+        assert!(errors.0.is_empty());
+        assert_eq!(
+            filled,
+            json!({"allowed_payload_size": 128, "size_unit": "megabytes", "require_content_length": false})
+        );
+        let p = compile(&filled).expect("builds");
+        assert_eq!(p.chunked_body_limit(), Some(128 << 20));
+        schema().validate(
+            Some(&json!({"size_unit": "gigabytes", "allowed_payload_size": 1.5})),
+            "plugins[0].config",
+            &mut errors,
+        );
+        let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "plugins[0].config.allowed_payload_size: expected an integer",
+                "plugins[0].config.size_unit: expected one of: megabytes, kilobytes, bytes",
+            ]
         );
     }
 

@@ -525,3 +525,65 @@ fn max_age_prints_like_lua() {
     let n = serde_json::Number::from_f64(1.5).expect("finite");
     assert_eq!(lua_number(&n), "1.5");
 }
+
+fn schema_run(config: Value) -> (Value, Vec<String>) {
+    let mut errors = crate::config::ConfigErrors::default();
+    let filled = schema().validate(Some(&config), "plugins[0].config", &mut errors);
+    (filled, errors.0.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn schema_fills_kong_defaults_and_builds() {
+    let (filled, errors) = schema_run(json!({}));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        filled,
+        json!({
+            "origins": null,
+            "headers": null,
+            "exposed_headers": null,
+            "methods": METHODS,
+            "max_age": null,
+            "credentials": false,
+            "private_network": false,
+            "preflight_continue": false,
+            "allow_origin_absent": true,
+        })
+    );
+    let c = compile(&filled).expect("builds");
+    let e = preflight(&c, "x.test");
+    assert_eq!(
+        get(&e, "Access-Control-Allow-Methods"),
+        Some(CORS_DEFAULT_METHODS)
+    );
+    // An explicit null keeps Kong's hard-coded method list.
+    let (filled, _) = schema_run(json!({"methods": null}));
+    let e = preflight(&compile(&filled).expect("builds"), "x.test");
+    assert_eq!(
+        get(&e, "Access-Control-Allow-Methods"),
+        Some(CORS_DEFAULT_METHODS)
+    );
+}
+
+#[test]
+fn schema_reports_kong_messages() {
+    let (_, errors) = schema_run(json!({"origins": [".*.example.com", "invalid_**regex"]}));
+    assert_eq!(
+        errors,
+        vec!["plugins[0].config.origins[1]: 'invalid_**regex' is not a valid regex"]
+    );
+    let (_, errors) = schema_run(json!({"methods": ["FAKE"]}));
+    assert_eq!(
+        errors,
+        vec![
+            "plugins[0].config.methods[0]: expected one of: GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS, TRACE, CONNECT"
+        ]
+    );
+    for ok in [
+        json!({"origins": ["*"]}),
+        json!({"origins": ["example.com"]}),
+        json!({"origins": [".*\\.example(?:-foo)?\\.com"]}),
+    ] {
+        assert!(schema_run(ok.clone()).1.is_empty(), "{ok}");
+    }
+}
