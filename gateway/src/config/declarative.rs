@@ -428,6 +428,18 @@ fn parse_doc(mut top: Map<String, Value>, mut fast: fast::Fast) -> Result<Config
         ),
         Some(_) => errors.push("_format_version", "expected a string"),
     }
+    // `_transform` turns Kong's write-time transformations on or off (basic-auth password
+    // hashing, for one). No entity gangway loads has one, so a well-typed value is all we need.
+    let kinds = [
+        ("_transform", Value::is_boolean as fn(&Value) -> bool, "expected a boolean"),
+        ("_comment", Value::is_string, "expected a string"),
+        ("_ignore", Value::is_array, "expected an array"),
+    ];
+    for (key, ok, message) in kinds {
+        if top.get(key).is_some_and(|v| !ok(v)) {
+            errors.push(key, message);
+        }
+    }
     for key in top.keys() {
         let k = key.as_str();
         if UNSUPPORTED.contains(&k) {

@@ -283,3 +283,14 @@ plugins:
     assert_eq!(c["key_in_query"], true);
     assert_eq!(c["run_on_preflight"], true);
 }
+
+#[test]
+fn top_level_meta_keys_are_type_checked() {
+    let ok = load_str("_format_version: \"3.0\"\n_transform: false\n_comment: hi\n_ignore: []\n");
+    assert!(ok.is_ok(), "{ok:?}");
+    let errs = load_str("_format_version: \"3.0\"\n_transform: maybe\n_comment: [1]\n")
+        .expect_err("bad meta keys")
+        .to_string();
+    assert!(errs.contains("_transform: expected a boolean"), "{errs}");
+    assert!(errs.contains("_comment: expected a string"), "{errs}");
+}
