@@ -431,7 +431,11 @@ fn parse_doc(mut top: Map<String, Value>, mut fast: fast::Fast) -> Result<Config
     // `_transform` turns Kong's write-time transformations on or off (basic-auth password
     // hashing, for one). No entity gangway loads has one, so a well-typed value is all we need.
     let kinds = [
-        ("_transform", Value::is_boolean as fn(&Value) -> bool, "expected a boolean"),
+        (
+            "_transform",
+            Value::is_boolean as fn(&Value) -> bool,
+            "expected a boolean",
+        ),
         ("_comment", Value::is_string, "expected a string"),
         ("_ignore", Value::is_array, "expected an array"),
     ];

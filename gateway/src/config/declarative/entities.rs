@@ -192,7 +192,7 @@ pub(super) fn build(
         ]);
         let mut svc = Service {
             id: id(it.obj),
-            name: f.str("name"),
+            name: utf8_name(&mut f, "name"),
             protocol: Protocol::Http,
             host: String::new(),
             port: 80,
@@ -399,7 +399,7 @@ pub(super) fn build(
         }
         let route = Route {
             id: id(it.obj),
-            name: f.str("name"),
+            name: utf8_name(&mut f, "name"),
             protocols,
             methods,
             hosts,
@@ -739,7 +739,7 @@ pub(super) fn build(
         c.plugins.push(Plugin {
             id: id(it.obj),
             name,
-            instance_name: f.str("instance_name"),
+            instance_name: utf8_name(&mut f, "instance_name"),
             config,
             service: service.map(ForeignKey::from),
             route: route.map(ForeignKey::from),
@@ -762,6 +762,23 @@ pub(super) fn build(
     }
     let _ = ids;
     c
+}
+
+/// Kong's `utf8_name`: ASCII alphanumerics and `.-_~`, plus any non-ASCII (UTF-8) character.
+fn utf8_name(f: &mut Fields<'_, '_>, key: &str) -> Option<String> {
+    let name = f.str(key)?;
+    let ok = name
+        .chars()
+        .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || ".-_~".contains(c));
+    if !ok {
+        f.errors.push(
+            f.at(key),
+            format!(
+                "invalid value '{name}': the only accepted ascii characters are alphanumerics or ., -, _, and ~"
+            ),
+        );
+    }
+    Some(name)
 }
 
 /// Kong's route host rules: one `*` at most, as the whole leftmost or rightmost label; an

@@ -294,3 +294,17 @@ fn top_level_meta_keys_are_type_checked() {
     assert!(errs.contains("_transform: expected a boolean"), "{errs}");
     assert!(errs.contains("_comment: expected a string"), "{errs}");
 }
+
+#[test]
+fn names_follow_kongs_utf8_name_rule() {
+    let errs = load_str(
+        "_format_version: \"3.0\"\nservices:\n  - name: \"bad name\"\n    url: http://x\n    routes:\n      - name: caf\u{00e9}-ok\n        paths: [\"/\"]\n",
+    )
+    .expect_err("space in a name")
+    .to_string();
+    assert!(
+        errs.contains("services[0].name: invalid value 'bad name': the only accepted ascii characters are alphanumerics or ., -, _, and ~"),
+        "{errs}"
+    );
+    assert!(!errs.contains("routes"), "UTF-8 is allowed: {errs}");
+}
