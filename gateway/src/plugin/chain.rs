@@ -81,6 +81,8 @@ pub struct Chain {
     pub needs_body: bool,
     /// True when any step has an instance that implements `header_filter`.
     pub filters_headers: bool,
+    /// True when any step has an instance that may filter response bodies.
+    pub filters_body: bool,
 }
 
 impl Chain {
@@ -172,10 +174,12 @@ fn build_chain(
     };
     let needs_body = picks().any(|i| i.handler.needs_body());
     let filters_headers = picks().any(|i| i.handler.filters_headers());
+    let filters_body = picks().any(|i| i.handler.filters_body());
     Chain {
         by_priority: by_priority_names.iter().map(|n| position[n]).collect(),
         needs_body,
         filters_headers,
+        filters_body,
         steps,
     }
 }

@@ -34,6 +34,16 @@ pub const BUNDLED: &[Spec] = &[
         build: super::acl::build,
     },
     Spec {
+        name: super::request_transformer::NAME,
+        priority: super::request_transformer::PRIORITY,
+        build: super::request_transformer::build,
+    },
+    Spec {
+        name: super::response_transformer::NAME,
+        priority: super::response_transformer::PRIORITY,
+        build: super::response_transformer::build,
+    },
+    Spec {
         name: super::request_termination::NAME,
         priority: super::request_termination::PRIORITY,
         build: super::request_termination::build,

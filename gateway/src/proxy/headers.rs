@@ -246,6 +246,9 @@ pub struct ClientHead<'a> {
     pub http10_keep_alive: bool,
     /// The chunked body is decoded for an HTTP/1.0 client (no Transfer-Encoding header).
     pub dechunked: bool,
+    /// The body was buffered and rewritten by plugins: send this `Content-Length` instead of
+    /// the upstream's framing. `None` (the default) keeps the upstream's framing.
+    pub body_length: Option<u64>,
     /// `Kong-Route-*` / `Kong-Service-*` values when `allow_debug_header` is on and the client
     /// sent `kong-debug: 1`.
     pub debug: Option<DebugIds<'a>>,
@@ -287,6 +290,9 @@ pub fn write_client_response(
         if extra.via && name.eq_ignore_ascii_case(b"via") {
             continue;
         }
+        if extra.body_length.is_some() && name.eq_ignore_ascii_case(b"content-length") {
+            continue;
+        }
         push_header(out, name, value);
     }
     for (name, value) in edits.added() {
@@ -295,7 +301,11 @@ pub fn write_client_response(
             push_header(out, name, value);
         }
     }
-    if matches!(resp.framing(), BodyFraming::Chunked) && !extra.dechunked {
+    if let Some(len) = extra.body_length {
+        out.extend_from_slice(b"Content-Length: ");
+        push_number(out, len);
+        out.extend_from_slice(b"\r\n");
+    } else if matches!(resp.framing(), BodyFraming::Chunked) && !extra.dechunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     if extra.via {
