@@ -18,6 +18,7 @@ pub mod request_body;
 pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
+pub mod schema;
 pub mod template;
 
 pub use chain::{Chain, Instance, Pipeline};

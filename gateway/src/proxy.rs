@@ -2,8 +2,8 @@
 //!
 //! [`session`] reads requests (pipelined ones in order), routes them, and answers errors;
 //! [`exchange`] sends a request upstream and streams the response back; [`headers`] builds the
-//! heads that go each way; [`buffered`] is the response path for plugins that rewrite the
-//! body.
+//! heads that go each way; [`real_ip`] finds the client address behind trusted proxies;
+//! [`buffered`] is the response path for plugins that rewrite the body.
 
 mod buffered;
 pub mod exchange;
@@ -11,6 +11,7 @@ mod forward;
 mod hash_facts;
 pub mod headers;
 mod plugins;
+pub mod real_ip;
 pub mod session;
 
 use std::cell::{Cell, RefCell};
@@ -20,7 +21,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::net::{Backend, tls};
+use tokio::time::Instant;
+
+use crate::net::prefixed::Prefixed;
+use crate::net::{Backend, Stream, proxy_protocol, tls};
 use crate::runtime::Gateway;
 use crate::settings::ListenAddr;
 use crate::upstream::dns::DnsCache;
@@ -39,6 +43,8 @@ pub struct WorkerCtx<B: Backend> {
     pub pool: RefCell<Pool<UpstreamStream<B::Stream>>>,
     /// Resolved upstream names.
     pub dns: RefCell<DnsCache>,
+    /// The realip settings (`trusted_ips`, `real_ip_header`, `real_ip_recursive`).
+    pub real_ip: real_ip::RealIpConfig,
 }
 
 impl<B: Backend> WorkerCtx<B> {
@@ -54,8 +60,10 @@ impl<B: Backend> WorkerCtx<B> {
             Duration::from_secs(s.dns_cache_ttl_s),
             Duration::from_secs(s.dns_stale_ttl),
         );
+        let real_ip = real_ip::RealIpConfig::from_settings(s);
         WorkerCtx {
             id,
+            real_ip,
             gateway,
             active: Cell::new(0),
             pool: RefCell::new(pool),
@@ -94,6 +102,10 @@ impl<B: Backend> Drop for ConnectionGuard<B> {
 }
 
 /// Serves one accepted client connection until it closes.
+///
+/// On a `proxy_protocol` listener the PROXY header comes first, before TLS; a missing,
+/// malformed or late header closes the connection without a response. The header and the TLS
+/// handshake share one `client_header_timeout`.
 pub async fn serve_connection<B: Backend>(
     stream: B::Stream,
     peer: SocketAddr,
@@ -101,12 +113,29 @@ pub async fn serve_connection<B: Backend>(
     ctx: &WorkerCtx<B>,
 ) {
     let local_port = listen.addr.port();
-    let trusted = ctx
-        .gateway
-        .settings
-        .trusted_ips
-        .iter()
-        .any(|net| net.contains(&peer.ip()));
+    let trusted = ctx.real_ip.is_trusted(peer.ip());
+    let deadline =
+        Instant::now() + Duration::from_millis(ctx.gateway.settings.client_header_timeout_ms);
+    let (proxy_source, prefix) = if listen.proxy_protocol {
+        let read = proxy_protocol::read_header(&stream);
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok((header, rest))) => (header.source, rest),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "PROXY protocol header rejected");
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "PROXY protocol header timed out");
+                // The FIN tells the client now: with io_uring the cancelled read keeps the
+                // socket open until the client sends or closes.
+                let _ = stream.shutdown().await;
+                return;
+            }
+        }
+    } else {
+        (None, Vec::new())
+    };
     if !listen.ssl {
         let conn = session::ClientConn {
             peer,
@@ -114,13 +143,19 @@ pub async fn serve_connection<B: Backend>(
             tls: false,
             sni: None,
             trusted,
+            proxy_source,
         };
-        session::serve(stream, conn, ctx).await;
+        if listen.proxy_protocol {
+            // The bytes read past the header are the start of the first request.
+            session::serve(Prefixed::new(stream, prefix), conn, ctx).await;
+        } else {
+            session::serve(stream, conn, ctx).await;
+        }
         return;
     }
     let config = ctx.gateway.snapshot().tls.clone();
-    let handshake_timeout = Duration::from_millis(ctx.gateway.settings.client_header_timeout_ms);
-    match tokio::time::timeout(handshake_timeout, tls::accept(stream, config)).await {
+    let handshake = tls::accept_with_prefix(stream, config, prefix);
+    match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(tls)) => {
             let conn = session::ClientConn {
                 peer,
@@ -128,6 +163,7 @@ pub async fn serve_connection<B: Backend>(
                 tls: true,
                 sni: tls.sni(),
                 trusted,
+                proxy_source,
             };
             session::serve(tls, conn, ctx).await;
         }

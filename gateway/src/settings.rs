@@ -87,10 +87,11 @@ pub struct Settings {
     /// Whether unix-socket peers are trusted (`unix:` in `trusted_ips`). Default false. Set
     /// through `trusted_ips`; not a key of its own.
     pub trust_unix: bool,
-    /// Header carrying the client address from a trusted peer. Default `X-Real-IP`.
+    /// Header carrying the client address from a trusted peer, or `proxy_protocol` for the
+    /// PROXY protocol source address. Default `X-Real-IP`.
     pub real_ip_header: String,
-    /// Take the last untrusted address of `real_ip_header` rather than the last one.
-    /// Default false.
+    /// Take the rightmost untrusted address of `real_ip_header` (the leftmost when all are
+    /// trusted) rather than the last one. Default false.
     pub real_ip_recursive: bool,
     /// Headers added to responses. Default `server_tokens, latency_tokens, X-Kong-Request-Id`.
     pub headers: HeaderSet,

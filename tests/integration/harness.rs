@@ -83,6 +83,8 @@ pub struct Options {
     pub tls: bool,
     /// Wait for `/status/ready` before returning.
     pub wait_ready: bool,
+    /// Flags appended to every proxy listener, e.g. ` proxy_protocol`.
+    pub proxy_flags: String,
 }
 
 impl Options {
@@ -93,6 +95,7 @@ impl Options {
             env: Vec::new(),
             tls: false,
             wait_ready: true,
+            proxy_flags: String::new(),
         }
     }
 
@@ -105,6 +108,12 @@ impl Options {
     /// Adds a TLS proxy listener.
     pub fn tls(mut self) -> Options {
         self.tls = true;
+        self
+    }
+
+    /// Adds `flags` (space-separated listener flags) to every proxy listener.
+    pub fn proxy_flags(mut self, flags: &str) -> Options {
+        self.proxy_flags = format!(" {flags}");
         self
     }
 }
@@ -126,9 +135,10 @@ impl Gangway {
         let proxy_tls: Option<SocketAddr> = opts
             .tls
             .then(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
-        let mut listen = proxy.to_string();
+        let flags = &opts.proxy_flags;
+        let mut listen = format!("{proxy}{flags}");
         if let Some(tls) = proxy_tls {
-            listen.push_str(&format!(", {tls} ssl"));
+            listen.push_str(&format!(", {tls} ssl{flags}"));
         }
         let log = std::fs::File::create(&log_path).expect("create log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gangway"));

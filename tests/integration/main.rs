@@ -7,7 +7,9 @@ mod harness;
 
 mod errors;
 mod lifecycle;
+mod pirate_weather;
 mod plugins;
 mod proxy;
+mod proxy_protocol;
 mod tls;
 mod upstreams;

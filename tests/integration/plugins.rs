@@ -39,7 +39,7 @@ consumers:
     keyauth_credentials:
       - key: bob-key
       - key: short-lived
-        ttl: 1
+        ttl: 4
   - username: guest
 "#;
 
@@ -141,7 +141,7 @@ fn expired_credentials_are_unauthorized() {
         echo_header(&r.json(), "x-consumer-username").as_deref(),
         Some("bob")
     );
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    std::thread::sleep(std::time::Duration::from_millis(4200));
     let r = request(
         gw.proxy,
         "GET",
@@ -311,4 +311,44 @@ fn request_termination_trigger_and_echo() {
     assert_eq!(echo["request"]["query"]["b"], "c");
     assert_eq!(echo["request"]["headers"]["x-trigger"], "1");
     assert_eq!(echo["matched_route"]["name"], "r");
+}
+
+#[test]
+fn ordering_cycles_are_config_errors() {
+    let dir = crate::harness::TempDir::new("ordering-cycle");
+    let file = dir.path("cycle.yml");
+    std::fs::write(
+        &file,
+        r#"_format_version: "3.0"
+services:
+  - name: s
+    url: http://example.com
+    routes:
+      - name: r
+        paths: ["/"]
+        plugins:
+          - name: key-auth
+            ordering:
+              before:
+                access: [acl]
+          - name: acl
+            ordering:
+              before:
+                access: [key-auth]
+            config:
+              allow: [a]
+"#,
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .arg("check")
+        .arg(&file)
+        .output()
+        .expect("run check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("routes[0]: plugin ordering has a cycle among: key-auth, acl"),
+        "{err}"
+    );
 }

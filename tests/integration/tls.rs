@@ -13,7 +13,7 @@ use crate::harness::{Gangway, Options, Upstream};
 
 /// Accepts any certificate and remembers nothing: the test inspects the presented chain.
 #[derive(Debug)]
-struct AcceptAny;
+pub struct AcceptAny;
 
 impl ServerCertVerifier for AcceptAny {
     fn verify_server_cert(

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+mod pipeline;
+
 /// Bench parameters (`--duration`, `--repeat`, `--connections`, `--workers`, `--warmup`).
 struct Params {
     duration_s: u64,
@@ -22,6 +24,8 @@ struct Params {
     repeat: usize,
     connections: usize,
     workers: usize,
+    /// Consumers in the large pipeline config (`bench pipeline`).
+    consumers: usize,
 }
 
 impl Params {
@@ -32,6 +36,7 @@ impl Params {
             repeat: 3,
             connections: 32,
             workers: 1,
+            consumers: 1_000_000,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -45,6 +50,7 @@ impl Params {
                 "--repeat" => p.repeat = (n as usize).clamp(1, 20),
                 "--connections" => p.connections = (n as usize).clamp(1, 1024),
                 "--workers" => p.workers = (n as usize).clamp(1, 64),
+                "--consumers" => p.consumers = (n as usize).clamp(1000, 10_000_000),
                 _ => bail!("unknown flag {flag}"),
             }
         }
@@ -67,14 +73,21 @@ fn require(bin: &str, package: &str) -> Result<PathBuf> {
 }
 
 fn wait_port(port: u16, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    wait_port_for(port, what, Duration::from_secs(15))
+}
+
+fn wait_port_for(port: u16, what: &str, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!("{what} did not listen on {port} within 15 s")
+    bail!(
+        "{what} did not listen on {port} within {} s",
+        limit.as_secs()
+    )
 }
 
 /// A child process killed on drop; `pids()` includes its children (nginx workers).
@@ -162,22 +175,24 @@ fn nginx(dir: &Path, name: &str, conf_body: &str, workers: usize) -> Result<Proc
     })
 }
 
+/// The plain-proxy config: one route sending everything to the upstream.
+fn plain_config(upstream: u16) -> String {
+    format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: upstream\n    url: http://127.0.0.1:{upstream}\n    routes:\n      - name: all\n        paths: [\"/\"]\n"
+    )
+}
+
 fn gangway(
     bin: &Path,
     dir: &Path,
     name: &str,
     backend: &str,
     port: u16,
-    upstream: u16,
+    config: &str,
     workers: usize,
 ) -> Result<Proc> {
     let cfg = dir.join(format!("{name}.yml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "_format_version: \"3.0\"\nservices:\n  - name: upstream\n    url: http://127.0.0.1:{upstream}\n    routes:\n      - name: all\n        paths: [\"/\"]\n"
-        ),
-    )?;
+    std::fs::write(&cfg, config)?;
     let status = free_port()?;
     let child = Command::new(bin)
         .arg("start")
@@ -219,10 +234,24 @@ struct Sample {
     errors: u64,
 }
 
-fn wrk(dir: &Path, port: u16, connections: usize, seconds: u64) -> Result<serde_json::Value> {
+/// A wrk load: the Lua that picks each request (prepended to the report script) and the
+/// base URL path.
+#[derive(Clone, Default)]
+struct Load {
+    lua: String,
+    path: String,
+}
+
+fn wrk(
+    dir: &Path,
+    port: u16,
+    connections: usize,
+    seconds: u64,
+    load: &Load,
+) -> Result<serde_json::Value> {
     let wrk = require("wrk", "wrk")?;
     let script = dir.join("report.lua");
-    std::fs::write(&script, WRK_SCRIPT)?;
+    std::fs::write(&script, format!("{}\n{WRK_SCRIPT}", load.lua))?;
     let out = Command::new(wrk)
         .args([
             "-t1",
@@ -233,7 +262,7 @@ fn wrk(dir: &Path, port: u16, connections: usize, seconds: u64) -> Result<serde_
             "-s",
         ])
         .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(format!("http://127.0.0.1:{port}{}", load.path))
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -244,9 +273,9 @@ fn wrk(dir: &Path, port: u16, connections: usize, seconds: u64) -> Result<serde_
     Ok(serde_json::from_str(line)?)
 }
 
-fn measure(dir: &Path, proc_: &Proc, port: u16, p: &Params) -> Result<Sample> {
+fn measure(dir: &Path, proc_: &Proc, port: u16, p: &Params, load: &Load) -> Result<Sample> {
     let cpu_before = proc_.cpu_seconds();
-    let r = wrk(dir, port, p.connections, p.duration_s)?;
+    let r = wrk(dir, port, p.connections, p.duration_s, load)?;
     let cpu = proc_.cpu_seconds() - cpu_before;
     let n = |k: &str| r[k].as_f64().unwrap_or(0.0);
     let requests = n("requests").max(1.0);
@@ -269,11 +298,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("proxy") => proxy(&Params::parse(&args[1..])?),
-        other => bail!("unknown benchmark {other:?}; available: proxy"),
+        Some("pipeline") => pipeline::run(&Params::parse(&args[1..])?),
+        other => bail!("unknown benchmark {other:?}; available: proxy, pipeline"),
     }
 }
 
-fn proxy(p: &Params) -> Result<()> {
+/// Builds the release binary; returns the workspace root and the binary path.
+fn build_release() -> Result<(PathBuf, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?
@@ -287,12 +318,20 @@ fn proxy(p: &Params) -> Result<()> {
         bail!("cargo build --release failed");
     }
     let bin = root.join("target/release/gangway");
+    Ok((root, bin))
+}
+
+fn scratch_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("gangway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
 
+/// Starts the upstream: nginx with one worker answering a fixed 24-byte body.
+fn upstream(dir: &Path) -> Result<(Proc, u16)> {
     let up_port = free_port()?;
-    let _upstream = nginx(
-        &dir,
+    let proc_ = nginx(
+        dir,
         "upstream",
         &format!(
             "  server {{ listen 127.0.0.1:{up_port} reuseport backlog=4096; location / {{ return 200 \"hello from the upstream\\n\"; }} }}"
@@ -300,65 +339,122 @@ fn proxy(p: &Params) -> Result<()> {
         1,
     )?;
     wait_port(up_port, "upstream nginx")?;
+    Ok((proc_, up_port))
+}
 
+/// nginx as a reverse proxy with an upstream keep-alive pool: the reference contender.
+fn nginx_proxy(dir: &Path, port: u16, up_port: u16, workers: usize) -> Result<Proc> {
+    nginx(
+        dir,
+        "nginx-proxy",
+        &format!(
+            "  upstream backend {{ server 127.0.0.1:{up_port}; keepalive 512; keepalive_requests 100000; }}\n  \
+             server {{ listen 127.0.0.1:{port} reuseport backlog=4096; location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+        ),
+        workers,
+    )
+}
+
+fn proxy(p: &Params) -> Result<()> {
+    let (root, bin) = build_release()?;
+    let dir = scratch_dir()?;
+    let (_upstream, up_port) = upstream(&dir)?;
     let (uring_port, epoll_port, nginx_port) = (free_port()?, free_port()?, free_port()?);
-    let contenders: Vec<(&str, Proc, u16)> = vec![
-        (
-            "gangway-io_uring",
-            gangway(
+    let plain = plain_config(up_port);
+    let contenders: Vec<Contender> = vec![
+        Contender {
+            name: "gangway-io_uring".into(),
+            proc_: gangway(
                 &bin,
                 &dir,
                 "gangway-io_uring",
                 "io_uring",
                 uring_port,
-                up_port,
+                &plain,
                 p.workers,
             )?,
-            uring_port,
-        ),
-        (
-            "gangway-epoll",
-            gangway(
+            port: uring_port,
+            load: None,
+        },
+        Contender {
+            name: "gangway-epoll".into(),
+            proc_: gangway(
                 &bin,
                 &dir,
                 "gangway-epoll",
                 "epoll",
                 epoll_port,
-                up_port,
+                &plain,
                 p.workers,
             )?,
-            epoll_port,
-        ),
-        (
-            "nginx",
-            nginx(
-                &dir,
-                "nginx-proxy",
-                &format!(
-                    "  upstream backend {{ server 127.0.0.1:{up_port}; keepalive 512; keepalive_requests 100000; }}\n  \
-                     server {{ listen 127.0.0.1:{nginx_port} reuseport backlog=4096; location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
-                ),
-                p.workers,
-            )?,
-            nginx_port,
-        ),
+            port: epoll_port,
+            load: None,
+        },
+        Contender {
+            name: "nginx".into(),
+            proc_: nginx_proxy(&dir, nginx_port, up_port, p.workers)?,
+            port: nginx_port,
+            load: None,
+        },
     ];
-    for (name, _, port) in &contenders {
-        wait_port(*port, name)?;
+    let setup = format!(
+        "wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, {} worker(s) each, upstream: nginx (1 worker) returning a 24-byte body; medians shown",
+        p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
+    );
+    let load = Load {
+        lua: String::new(),
+        path: "/".into(),
+    };
+    compare(&root, &dir, "proxy", &setup, p, &contenders, &load, "nginx")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// One process under test.
+struct Contender {
+    name: String,
+    proc_: Proc,
+    port: u16,
+    /// This contender's own load, when it differs from the shared one.
+    load: Option<Load>,
+}
+
+/// Warms up, runs interleaved rounds, prints the table of medians as ratios to `base_name`,
+/// and saves `benches/results/<bench>-<ts>.json` and `<bench>-latest.md`.
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    root: &Path,
+    dir: &Path,
+    bench: &str,
+    setup: &str,
+    p: &Params,
+    contenders: &[Contender],
+    load: &Load,
+    base_name: &str,
+) -> Result<()> {
+    for c in contenders {
+        wait_port(c.port, &c.name)?;
     }
     eprintln!("bench: warm-up {} s each", p.warmup_s);
     if p.warmup_s > 0 {
-        for (_, _, port) in &contenders {
-            wrk(&dir, *port, p.connections, p.warmup_s)?;
+        for c in contenders {
+            wrk(
+                dir,
+                c.port,
+                p.connections,
+                p.warmup_s,
+                c.load.as_ref().unwrap_or(load),
+            )?;
         }
     }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); contenders.len()];
     for round in 0..p.repeat {
-        for (i, (name, proc_, port)) in contenders.iter().enumerate() {
-            let s = measure(&dir, proc_, *port, p)?;
+        for (i, c) in contenders.iter().enumerate() {
+            let s = measure(dir, &c.proc_, c.port, p, c.load.as_ref().unwrap_or(load))?;
             eprintln!(
-                "bench: round {} {name}: {:.0} rps, p99 {:.2} ms, {:.1} us cpu/req, {} errors",
+                "bench: round {} {}: {:.0} rps, p99 {:.2} ms, {:.1} us cpu/req, {} errors",
                 round + 1,
+                c.name,
                 s.rps,
                 s.p99_us / 1000.0,
                 s.cpu_us_per_req,
@@ -378,16 +474,22 @@ fn proxy(p: &Params) -> Result<()> {
             errors: v.iter().map(|s| s.errors).sum(),
         })
         .collect();
-    let base = summary.last().cloned().unwrap_or_default();
+    let base = contenders
+        .iter()
+        .position(|c| c.name == base_name)
+        .and_then(|i| summary.get(i))
+        .cloned()
+        .unwrap_or_default();
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| proxy | RPS | vs nginx | p50 ms | p99 ms | p99 vs nginx | p99.9 ms | CPU us/req | CPU vs nginx | errors |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| contender | RPS | vs {base_name} | p50 ms | p99 ms | p99 vs {base_name} | p99.9 ms | CPU us/req | CPU vs {base_name} | errors |\n|---|---|---|---|---|---|---|---|---|---|"
     );
-    for ((name, _, _), s) in contenders.iter().zip(&summary) {
+    for (c, s) in contenders.iter().zip(&summary) {
         let _ = writeln!(
             table,
-            "| {name} | {:.0} | {:.2}x | {:.2} | {:.2} | {:.2}x | {:.2} | {:.1} | {:.2}x | {} |",
+            "| {} | {:.0} | {:.2}x | {:.2} | {:.2} | {:.2}x | {:.2} | {:.1} | {:.2}x | {} |",
+            c.name,
             s.rps,
             s.rps / base.rps,
             s.p50_us / 1000.0,
@@ -400,31 +502,26 @@ fn proxy(p: &Params) -> Result<()> {
         );
     }
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let setup = format!(
-        "wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, {} worker(s) each, upstream: nginx (1 worker) returning a 24-byte body; medians shown",
-        p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
-    );
     println!("\n{setup}\n\n{table}");
     let results = root.join("benches/results");
     std::fs::create_dir_all(&results)?;
     let raw: Vec<_> = contenders
         .iter()
         .zip(&samples)
-        .map(|((name, _, _), v)| {
-            json!({"name": name, "runs": v.iter().map(|s| json!({"rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us, "p999_us": s.p999_us, "cpu_us_per_req": s.cpu_us_per_req, "errors": s.errors})).collect::<Vec<_>>()})
+        .map(|(c, v)| {
+            json!({"name": c.name, "runs": v.iter().map(|s| json!({"rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us, "p999_us": s.p999_us, "cpu_us_per_req": s.cpu_us_per_req, "errors": s.errors})).collect::<Vec<_>>()})
         })
         .collect();
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     std::fs::write(
-        results.join(format!("proxy-{stamp}.json")),
+        results.join(format!("{bench}-{stamp}.json")),
         serde_json::to_string_pretty(
-            &json!({"bench": "proxy", "unix_time": stamp, "cores": nproc, "setup": setup, "contenders": raw}),
+            &json!({"bench": bench, "unix_time": stamp, "cores": nproc, "setup": setup, "contenders": raw}),
         )?,
     )?;
     std::fs::write(
-        results.join("proxy-latest.md"),
-        format!("# cargo xtask bench proxy\n\n{setup}\n\n{table}"),
+        results.join(format!("{bench}-latest.md")),
+        format!("# cargo xtask bench {bench}\n\n{setup}\n\n{table}"),
     )?;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! with rustls (ring provider) and no tokio-rustls: io_uring streams own their buffers, so the
 //! record layer is driven by hand (`read_tls`/`write_tls` through owned ciphertext buffers).
 //!
-//! - [`stream`]: [`TlsStream`], itself a `Stream`, plus [`accept`] and [`connect`] which drive
-//!   the handshake.
+//! - [`stream`]: [`TlsStream`], itself a `Stream`, plus [`accept`] (and [`accept_with_prefix`],
+//!   after a PROXY protocol header) and [`connect`] which drive the handshake.
 //! - [`server`]: downstream certificates: [`CertStore`] picks a certificate by SNI the way Kong
 //!   does (exact, `*.x.com`, `x.*`, the `*` SNI, then the default certificate) and by the
 //!   client's signature schemes when a certificate has a `cert_alt`; [`server_config`] and
@@ -29,7 +29,7 @@ use rustls::sign::CertifiedKey;
 
 pub use client::{ClientConfigCache, RootSource, client_config};
 pub use server::{CertPair, CertStore, default_certificate, self_signed_pem, server_config};
-pub use stream::{TlsStream, accept, connect};
+pub use stream::{TlsStream, accept, accept_with_prefix, connect};
 
 /// The ALPN protocol both directions offer: HTTP/1.1 only until h2 exists.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";

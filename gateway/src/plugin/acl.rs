@@ -1,12 +1,13 @@
 //! acl (priority 950): lets consumers through by ACL group (kong-reference.md 4.5).
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::Plugin;
 use super::context::AccessCtx;
 use super::flow::Flow;
 use super::registry::ConfigProblem;
+use super::schema::{EntityCheck, Field, Schema};
 
 /// Kong's name.
 pub const NAME: &str = "acl";
@@ -14,6 +15,31 @@ pub const NAME: &str = "acl";
 pub const PRIORITY: i32 = 950;
 
 const FORBIDDEN: &str = "You cannot consume this service";
+
+/// Kong's `kong/plugins/acl/schema.lua`.
+pub fn schema() -> Schema {
+    Schema::new(
+        NAME,
+        Field::record(vec![
+            ("allow", Field::array(Field::string())),
+            ("deny", Field::array(Field::string())),
+            (
+                "hide_groups_header",
+                Field::boolean().required().default(json!(false)),
+            ),
+            (
+                "always_use_authenticated_groups",
+                Field::boolean().required().default(json!(false)),
+            ),
+        ]),
+    )
+    .no_consumer()
+    .with_check(EntityCheck::OnlyOneOf(vec!["config.allow", "config.deny"]))
+    .with_check(EntityCheck::AtLeastOneOf(vec![
+        "config.allow",
+        "config.deny",
+    ]))
+}
 
 #[derive(Debug, Deserialize)]
 struct Config {

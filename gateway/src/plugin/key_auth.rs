@@ -2,19 +2,55 @@
 //! query string or the body (kong-reference.md 4.1).
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::context::AccessCtx;
 use super::flow::{Flow, Response};
 use super::identity::{ConsumerRef, KeyLookup};
 use super::registry::ConfigProblem;
 use super::request_body::{self, BodyArgs};
+use super::schema::{Field, Schema};
 use super::{Plugin, consumer_headers};
 
 /// Kong's name.
 pub const NAME: &str = "key-auth";
 /// Kong's PRIORITY.
 pub const PRIORITY: i32 = 1250;
+
+/// Kong's `kong/plugins/key-auth/schema.lua`.
+pub fn schema() -> Schema {
+    let flag = |default: bool| Field::boolean().required().default(json!(default));
+    Schema::new(
+        NAME,
+        Field::record(vec![
+            (
+                "key_names",
+                Field::array(Field::string().matches(HEADER_NAME))
+                    .required()
+                    .default(json!(["apikey"]))
+                    .len_min(1)
+                    .describe(
+                        "Names of the headers, query arguments or body fields that hold the key.",
+                    ),
+            ),
+            ("hide_credentials", flag(false)),
+            (
+                "anonymous",
+                Field::string()
+                    .describe("A consumer id or username used when authentication fails."),
+            ),
+            ("key_in_header", flag(true)),
+            ("key_in_query", flag(true)),
+            ("key_in_body", flag(false)),
+            ("run_on_preflight", flag(true)),
+            ("realm", Field::string()),
+        ]),
+    )
+    .no_consumer()
+}
+
+/// Kong's `typedefs.header_name`: an RFC 7230 token.
+const HEADER_NAME: &str = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$";
 
 #[derive(Debug, Deserialize)]
 struct Config {
@@ -74,7 +110,7 @@ impl KeyAuth {
                 .body()
                 .map(|b| request_body::parse(ctx.content_type(), b))
             {
-                Some(Err(())) => return Err(Flow::error(400, "Cannot process request body")),
+                Some(Err(_)) => return Err(Flow::error(400, "Cannot process request body")),
                 Some(Ok(args)) => args,
                 None => BodyArgs::None,
             }

@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::Plugin;
 use super::chain::Instance;
+use super::schema::Schema;
 use crate::config::ConfigErrors;
 use crate::config::model::Config;
 
@@ -11,14 +12,19 @@ use crate::config::model::Config;
 /// record) and Kong's message.
 pub type ConfigProblem = (String, String);
 
+/// A built plugin, or every problem in its config.
+pub type BuildResult = Result<Box<dyn Plugin>, Vec<ConfigProblem>>;
+
 /// How to build one plugin.
 pub struct Spec {
     /// Kong's plugin name.
     pub name: &'static str,
     /// Kong's PRIORITY.
     pub priority: i32,
+    /// The config schema (Kong's `schema.lua`), served at `/schemas/plugins/{name}`.
+    pub schema: fn() -> Schema,
     /// Builds an instance from its validated config (defaults filled).
-    pub build: fn(&Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>>,
+    pub build: fn(&Value) -> BuildResult,
 }
 
 /// Every plugin gangway ships, in Kong's priority order.
@@ -26,26 +32,31 @@ pub const BUNDLED: &[Spec] = &[
     Spec {
         name: super::key_auth::NAME,
         priority: super::key_auth::PRIORITY,
+        schema: super::key_auth::schema,
         build: super::key_auth::build,
     },
     Spec {
         name: super::acl::NAME,
         priority: super::acl::PRIORITY,
+        schema: super::acl::schema,
         build: super::acl::build,
     },
     Spec {
         name: super::request_transformer::NAME,
         priority: super::request_transformer::PRIORITY,
+        schema: super::request_transformer::schema,
         build: super::request_transformer::build,
     },
     Spec {
         name: super::response_transformer::NAME,
         priority: super::response_transformer::PRIORITY,
+        schema: super::response_transformer::schema,
         build: super::response_transformer::build,
     },
     Spec {
         name: super::request_termination::NAME,
         priority: super::request_termination::PRIORITY,
+        schema: super::request_termination::schema,
         build: super::request_termination::build,
     },
 ];

@@ -15,6 +15,11 @@ pub enum BodyArgs {
     Json(Map<String, Value>),
 }
 
+/// The body does not parse as its Content-Type says (Kong: 400 `Cannot process request
+/// body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnparsableBody;
+
 /// Which parser a Content-Type selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaType {
@@ -46,7 +51,7 @@ pub fn media_type(content_type: Option<&[u8]>) -> MediaType {
 
 /// Parses `body` by its Content-Type. An empty body has no arguments; a JSON body that is
 /// not an object (or not JSON) is an error, as in Kong.
-pub fn parse(content_type: Option<&[u8]>, body: &[u8]) -> Result<BodyArgs, ()> {
+pub fn parse(content_type: Option<&[u8]>, body: &[u8]) -> Result<BodyArgs, UnparsableBody> {
     if body.is_empty() {
         return Ok(BodyArgs::None);
     }
@@ -58,7 +63,7 @@ pub fn parse(content_type: Option<&[u8]>, body: &[u8]) -> Result<BodyArgs, ()> {
         )),
         MediaType::Json => match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => Ok(BodyArgs::Json(map)),
-            _ => Err(()),
+            _ => Err(UnparsableBody),
         },
         MediaType::Other => Ok(BodyArgs::None),
     }

@@ -10,11 +10,37 @@ use super::Plugin;
 use super::context::AccessCtx;
 use super::flow::{Flow, Response, ResponseBody};
 use super::registry::ConfigProblem;
+use super::schema::{EntityCheck, Field, Schema};
 
 /// Kong's name.
 pub const NAME: &str = "request-termination";
 /// Kong's PRIORITY.
 pub const PRIORITY: i32 = 2;
+
+/// Kong's `kong/plugins/request-termination/schema.lua`.
+pub fn schema() -> Schema {
+    Schema::new(
+        NAME,
+        Field::record(vec![
+            (
+                "status_code",
+                Field::integer()
+                    .required()
+                    .default(json!(503))
+                    .between(100, 599),
+            ),
+            ("message", Field::string()),
+            ("content_type", Field::string()),
+            ("body", Field::string()),
+            ("echo", Field::boolean().required().default(json!(false))),
+            ("trigger", Field::string()),
+        ]),
+    )
+    .with_check(EntityCheck::MutuallyExclusiveSets {
+        set1: vec!["config.message"],
+        set2: vec!["config.content_type", "config.body"],
+    })
+}
 
 #[derive(Debug, Deserialize)]
 struct Config {

@@ -24,6 +24,7 @@ use super::Plugin;
 use super::context::AccessCtx;
 use super::flow::Flow;
 use super::registry::ConfigProblem;
+use super::schema::Schema;
 use super::template::Template;
 use env::{Rendered, Request};
 
@@ -87,6 +88,11 @@ struct RequestTransformer {
     body: Ops,
     /// Every value that reads the request, indexed by [`Val::Template`].
     templates: Vec<Template>,
+}
+
+/// Kong's `kong/plugins/request-transformer/schema.lua`.
+pub fn schema() -> Schema {
+    config::schema()
 }
 
 /// Builds the plugin from its validated config.

@@ -15,17 +15,78 @@ mod json;
 mod tests;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::Plugin;
 use super::context::ResponseCtx;
 use super::registry::ConfigProblem;
+use super::schema::{Field, Schema};
 use json::{JsonOps, JsonType};
 
 /// Kong's name.
 pub const NAME: &str = "response-transformer";
 /// Kong's PRIORITY.
 pub const PRIORITY: i32 = 800;
+
+/// Kong's `^[^:]+:.*$` (Lua's `.` also matches a newline).
+const COLON: &str = r"(?s)^[^:]+:.*$";
+
+/// Kong's `kong/plugins/response-transformer/schema.lua`.
+pub fn schema() -> Schema {
+    let array = |elements: Field| Field::array(elements).required().default(json!([]));
+    let strings = || array(Field::string());
+    let pairs = || array(Field::string().matches(COLON));
+    let with_types = || {
+        Field::record(vec![
+            ("json", pairs()),
+            (
+                "json_types",
+                array(Field::string().one_of(&["boolean", "number", "string"])).describe(
+                    "List of JSON type names. Specify the types of the JSON values returned when \
+                     appending\nJSON properties. Each string element can be one of: boolean, \
+                     number, or string.",
+                ),
+            ),
+            ("headers", pairs()),
+        ])
+    };
+    Schema::new(
+        NAME,
+        Field::record(vec![
+            (
+                "remove",
+                Field::record(vec![("json", strings()), ("headers", strings())]),
+            ),
+            (
+                "rename",
+                Field::record(vec![
+                    ("json", pairs()),
+                    (
+                        "headers",
+                        array(
+                            Field::string()
+                                .matches(COLON)
+                                .custom_validator(check_header_pair),
+                        ),
+                    ),
+                ]),
+            ),
+            ("replace", with_types()),
+            ("add", with_types()),
+            ("append", with_types()),
+        ]),
+    )
+}
+
+/// Kong's `validate_colon_headers`: both sides of `old:new` are valid header names.
+fn check_header_pair(v: &Value) -> Result<(), String> {
+    let entry = v.as_str().unwrap_or_default();
+    let (name, new) = split(entry).map_or(("nil", ""), |(n, v)| (n, v.unwrap_or("")));
+    match [name, new].into_iter().find(|n| !valid_header_name(n)) {
+        Some(bad) => Err(format!("'{bad}' is not a valid header")),
+        None => Ok(()),
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

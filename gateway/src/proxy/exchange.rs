@@ -62,6 +62,8 @@ pub struct Exchange<'a> {
     pub service: &'a ServiceTarget,
     /// The route's plugin chain (access already ran).
     pub chain: &'a Chain,
+    /// The client address after `real_ip` resolution.
+    pub client_ip: std::net::IpAddr,
     /// The router's match.
     pub matched: RouteMatch,
     /// This request's id.
@@ -337,7 +339,7 @@ pub async fn run<B: Backend, S: Stream>(
             head: &bufs.head,
             buf: &bufs.input,
             scratch: &bufs.scratch,
-            peer: ex.conn.peer,
+            peer: std::net::SocketAddr::new(ex.client_ip, ex.conn.peer.port()),
         })
     });
     let mut exclude: Vec<usize> = Vec::new();
@@ -380,6 +382,7 @@ pub async fn run<B: Backend, S: Stream>(
         query,
         host,
         client: ex.conn.peer,
+        real_ip: ex.client_ip,
         trusted: ex.conn.trusted,
         scheme: if ex.conn.tls { "https" } else { "http" },
         local_port: ex.conn.local_port,

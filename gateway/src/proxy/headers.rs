@@ -25,8 +25,10 @@ pub struct UpstreamHead<'a> {
     pub query: Option<&'a [u8]>,
     /// The Host header value to send.
     pub host: &'a [u8],
-    /// The client's address.
+    /// The TCP peer's address (appended to `X-Forwarded-For`).
     pub client: SocketAddr,
+    /// The client address after `real_ip` resolution (`X-Real-IP`).
+    pub real_ip: std::net::IpAddr,
     /// Whether the client is a trusted proxy (its X-Forwarded-* values are kept).
     pub trusted: bool,
     /// `https` or `http`: the scheme the client used.
@@ -127,19 +129,35 @@ pub fn write_upstream_request(
             push_header(out, name, value);
         }
     }
-    // X-Real-IP and X-Forwarded-For, as Kong sets them from the (real) client address.
-    out.extend_from_slice(b"X-Real-IP: ");
-    push_ip(out, up.client);
-    out.extend_from_slice(b"\r\nX-Forwarded-For: ");
-    let mut prior = head.header_values(buf, "x-forwarded-for").peekable();
-    if prior.peek().is_some() {
-        for v in prior {
-            out.extend_from_slice(v);
-            out.extend_from_slice(b", ");
+    // As Kong sets them: X-Real-IP is the realip result; X-Forwarded-For extends the client's
+    // list with the TCP peer, or starts with the realip result. A plugin that set or removed
+    // one of these headers has the last word (a key in the URL must not leak through
+    // X-Forwarded-Path, say).
+    match plugin_override(up.edits, "x-real-ip") {
+        Some(v) => push_optional(out, b"X-Real-IP", v),
+        None => {
+            out.extend_from_slice(b"X-Real-IP: ");
+            push_ip(out, SocketAddr::new(up.real_ip, 0));
+            out.extend_from_slice(b"\r\n");
         }
     }
-    push_ip(out, up.client);
-    out.extend_from_slice(b"\r\n");
+    match plugin_override(up.edits, "x-forwarded-for") {
+        Some(v) => push_optional(out, b"X-Forwarded-For", v),
+        None => {
+            out.extend_from_slice(b"X-Forwarded-For: ");
+            let mut prior = head.header_values(buf, "x-forwarded-for").peekable();
+            if prior.peek().is_some() {
+                for v in prior {
+                    out.extend_from_slice(v);
+                    out.extend_from_slice(b", ");
+                }
+                push_ip(out, up.client);
+            } else {
+                push_ip(out, SocketAddr::new(up.real_ip, 0));
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     let kept = |name: &str| {
         if up.trusted {
             head.header(buf, name)
@@ -147,32 +165,52 @@ pub fn write_upstream_request(
             None
         }
     };
-    push_header(
-        out,
-        b"X-Forwarded-Proto",
-        kept("x-forwarded-proto").unwrap_or(up.scheme.as_bytes()),
-    );
-    let host_only = host_without_port(head.host(buf).unwrap_or(b""));
-    push_header(
-        out,
-        b"X-Forwarded-Host",
-        kept("x-forwarded-host").unwrap_or(host_only),
-    );
-    match kept("x-forwarded-port") {
-        Some(p) => push_header(out, b"X-Forwarded-Port", p),
+    match plugin_override(up.edits, "x-forwarded-proto") {
+        Some(v) => push_optional(out, b"X-Forwarded-Proto", v),
+        None => push_header(
+            out,
+            b"X-Forwarded-Proto",
+            kept("x-forwarded-proto").unwrap_or(up.scheme.as_bytes()),
+        ),
+    }
+    match plugin_override(up.edits, "x-forwarded-host") {
+        Some(v) => push_optional(out, b"X-Forwarded-Host", v),
         None => {
+            let host_only = host_without_port(head.host(buf).unwrap_or(b""));
+            push_header(
+                out,
+                b"X-Forwarded-Host",
+                kept("x-forwarded-host").unwrap_or(host_only),
+            );
+        }
+    }
+    match (
+        plugin_override(up.edits, "x-forwarded-port"),
+        kept("x-forwarded-port"),
+    ) {
+        (Some(v), _) => push_optional(out, b"X-Forwarded-Port", v),
+        (None, Some(p)) => push_header(out, b"X-Forwarded-Port", p),
+        (None, None) => {
             out.extend_from_slice(b"X-Forwarded-Port: ");
             push_number(out, u64::from(up.local_port));
             out.extend_from_slice(b"\r\n");
         }
     }
-    push_header(
-        out,
-        b"X-Forwarded-Path",
-        kept("x-forwarded-path").unwrap_or(head.path(buf)),
-    );
-    if let Some(prefix) = kept("x-forwarded-prefix").or(up.stripped_prefix) {
-        push_header(out, b"X-Forwarded-Prefix", prefix);
+    match plugin_override(up.edits, "x-forwarded-path") {
+        Some(v) => push_optional(out, b"X-Forwarded-Path", v),
+        None => push_header(
+            out,
+            b"X-Forwarded-Path",
+            kept("x-forwarded-path").unwrap_or(head.path(buf)),
+        ),
+    }
+    match plugin_override(up.edits, "x-forwarded-prefix") {
+        Some(v) => push_optional(out, b"X-Forwarded-Prefix", v),
+        None => {
+            if let Some(prefix) = kept("x-forwarded-prefix").or(up.stripped_prefix) {
+                push_header(out, b"X-Forwarded-Prefix", prefix);
+            }
+        }
     }
     if let Some(id) = up.request_id {
         push_header(out, b"X-Kong-Request-Id", id);
@@ -195,6 +233,21 @@ pub fn write_upstream_request(
         out.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
     }
     host_at
+}
+
+/// A plugin's say on a header gangway computes: `None` when no plugin touched it, else what
+/// the plugin left (`Some(None)` after a removal).
+fn plugin_override<'e>(edits: &'e HeaderEdits, lower: &'e str) -> Option<Option<&'e [u8]>> {
+    if edits.is_empty() || !edits.removes_original(lower.as_bytes()) {
+        return None;
+    }
+    Some(edits.values(lower, std::iter::empty()).next())
+}
+
+fn push_optional(out: &mut Vec<u8>, name: &[u8], value: Option<&[u8]>) {
+    if let Some(v) = value {
+        push_header(out, name, v);
+    }
 }
 
 /// Headers gangway itself writes on upstream requests; plugin edits cannot add copies.

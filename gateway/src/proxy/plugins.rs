@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::WorkerCtx;
 use super::exchange::SERVER;
-use super::session::{ConnBuffers, error_format};
+use super::session::ConnBuffers;
 use crate::config::Snapshot;
 use crate::http::{BodyTracker, error_page};
 use crate::net::{Backend, Stream};
@@ -164,13 +164,14 @@ pub async fn respond<B: Backend, S: Stream>(
     out.clear();
     match response.body {
         ResponseBody::Error(message) => {
-            error_page::write_error_response(
+            // The PDK's `kong.response.error`: the format follows Accept, JSON without one.
+            let accept = (!bufs.accept.is_empty()).then_some(&bufs.accept[..]);
+            error_page::write_error_response_as(
                 &mut out,
                 response.status,
+                error_page::negotiate(accept),
                 Some(&message),
                 id,
-                (!bufs.accept.is_empty()).then_some(&bufs.accept[..]),
-                error_format(&settings.error_default_type),
                 &extra,
                 server,
             );

@@ -37,6 +37,9 @@ pub struct ClientConn {
     pub sni: Option<String>,
     /// The client is in `trusted_ips`: its X-Forwarded-* headers are believed.
     pub trusted: bool,
+    /// The source address of the PROXY protocol header, on `proxy_protocol` listeners; `None`
+    /// without one or when the header carried no address (v1 `UNKNOWN`, v2 `LOCAL`).
+    pub proxy_source: Option<SocketAddr>,
 }
 
 /// Request headers viewed by the router, without copying.
@@ -282,6 +285,24 @@ async fn handle_request<B: Backend, S: Stream>(
         )
         .await;
     }
+    let client_ip = {
+        let buf = &bufs.input[..head_len];
+        let proxy_source = conn.proxy_source.map(|s| s.ip());
+        match ctx.real_ip.header_name() {
+            Some(name) => ctx.real_ip.resolve(
+                conn.peer.ip(),
+                proxy_source,
+                bufs.head
+                    .headers()
+                    .iter()
+                    .filter(|f| crate::http::headers::name_eq(f.name.get(buf), name.as_bytes()))
+                    .map(|f| f.value.get(buf)),
+            ),
+            None => ctx
+                .real_ip
+                .resolve(conn.peer.ip(), proxy_source, std::iter::empty()),
+        }
+    };
     let chain = &snapshot.pipeline.routes[matched.route];
     bufs.plugins.reset(chain.steps.len());
     if !chain.is_empty() {
@@ -307,7 +328,7 @@ async fn handle_request<B: Backend, S: Stream>(
                 head: &bufs.head,
                 buf: &bufs.input[..head_len],
                 captures: &bufs.scratch,
-                client_ip: conn.peer.ip(),
+                client_ip,
                 tls: conn.tls,
                 snapshot,
                 route: Some(route),
@@ -352,6 +373,7 @@ async fn handle_request<B: Backend, S: Stream>(
         route,
         service,
         chain,
+        client_ip,
         matched,
         request_id: &request_id,
         received,

@@ -772,7 +772,8 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
             "updated_at",
         ]);
         let name = f.required_str("name");
-        if !name.is_empty() && crate::plugin::registry::find(&name).is_none() {
+        let schema = crate::plugin::registry::find(&name).map(|spec| (spec.schema)());
+        if !name.is_empty() && schema.is_none() {
             f.errors
                 .push(f.at("name"), crate::plugin::registry::not_enabled(&name));
         }
@@ -782,18 +783,16 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
         let service = reference(&mut f, "service", it.parent, &services_known, "services");
         let route = reference(&mut f, "route", it.parent, &routes_known, "routes");
         let consumer = reference(&mut f, "consumer", it.parent, &consumers_known, "consumers");
-        if consumer.is_some()
-            && matches!(name.as_str(), "key-auth" | "acl" | "cors" | "bot-detection")
-        {
-            f.errors.push(f.at("consumer"), "value must be null");
-        }
-        let config = match f.raw("config") {
-            None => Value::Object(Default::default()),
-            Some(v @ Value::Object(_)) => v.clone(),
-            Some(_) => {
-                f.errors.push(f.at("config"), "expected a record");
-                Value::Null
+        let config = match &schema {
+            Some(schema) => {
+                schema.validate_scope(it.obj, &it.path, f.errors);
+                let nested_in_consumer = it.parent.is_some_and(|(fk, _)| fk == "consumer");
+                if schema.consumer_forbidden && nested_in_consumer {
+                    f.errors.push(f.at("consumer"), "value must be null");
+                }
+                schema.validate(f.raw("config"), &f.at("config"), f.errors)
             }
+            None => f.raw("config").cloned().unwrap_or(Value::Null),
         };
         c.plugins.push(Plugin {
             id: id(it.obj),

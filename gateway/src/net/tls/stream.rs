@@ -87,8 +87,19 @@ enum ReadStep {
 /// Accepts a TLS connection on `inner`: runs the server handshake to completion.
 /// The caller bounds it with a timeout; a failure is `InvalidData` (TLS) or an I/O error.
 pub async fn accept<S: Stream>(inner: S, config: Arc<ServerConfig>) -> io::Result<TlsStream<S>> {
+    accept_with_prefix(inner, config, Vec::new()).await
+}
+
+/// Like [`accept`], on a connection whose first bytes were already read from `inner` (those
+/// that followed a PROXY protocol header): `prefix` is ciphertext fed to rustls before anything
+/// more is read.
+pub async fn accept_with_prefix<S: Stream>(
+    inner: S,
+    config: Arc<ServerConfig>,
+    prefix: Vec<u8>,
+) -> io::Result<TlsStream<S>> {
     let conn = ServerConnection::new(config).map_err(tls_error)?;
-    let stream = TlsStream::new(inner, Connection::Server(conn));
+    let stream = TlsStream::with_rx(inner, Connection::Server(conn), prefix);
     stream.handshake().await?;
     Ok(stream)
 }
@@ -108,13 +119,18 @@ pub async fn connect<S: Stream>(
 
 impl<S: Stream> TlsStream<S> {
     fn new(inner: S, conn: Connection) -> Self {
+        Self::with_rx(inner, conn, Vec::new())
+    }
+
+    /// A stream whose read buffer starts with `unfed` ciphertext.
+    fn with_rx(inner: S, conn: Connection, mut unfed: Vec<u8>) -> Self {
+        if unfed.capacity() < RX_CAPACITY {
+            unfed.reserve_exact(RX_CAPACITY - unfed.len());
+        }
         TlsStream {
             inner,
             conn: RefCell::new(conn),
-            rx: RefCell::new(RxBuf {
-                buf: Vec::with_capacity(RX_CAPACITY),
-                pos: 0,
-            }),
+            rx: RefCell::new(RxBuf { buf: unfed, pos: 0 }),
             tx: Mutex::new(Vec::new()),
         }
     }

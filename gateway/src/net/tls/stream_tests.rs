@@ -347,3 +347,30 @@ fn buffers_are_reused_after_warm_up() {
         );
     });
 }
+
+#[test]
+fn accept_with_prefix_replays_ciphertext_read_before_the_handshake() {
+    // What a PROXY protocol reader leaves behind: a piece of the ClientHello (7 bytes), or
+    // all of it plus whatever followed (4096).
+    for already_read in [7, 4096] {
+        let (server_cfg, client_cfg) = configs();
+        block_on(async {
+            let (a, b) = mem_pair(64 * 1024);
+            let server = async {
+                let (res, prefix) = a.read(Vec::with_capacity(already_read)).await;
+                assert!(res.expect("read the ClientHello start") > 0);
+                accept_with_prefix(a, server_cfg, prefix).await
+            };
+            let (s, c) = tokio::join!(server, connect(b, client_cfg, localhost()));
+            let (server, client) = (s.expect("server handshake"), c.expect("client handshake"));
+            assert_eq!(server.sni().as_deref(), Some("localhost"));
+            let data = pattern(50 * 1024, 4);
+            let (w, r) = tokio::join!(
+                write(&client, data.clone()),
+                read_exact(&server, data.len())
+            );
+            w.expect("write");
+            assert_eq!(r.expect("read"), data, "prefix of {already_read} bytes");
+        });
+    }
+}

@@ -2,11 +2,118 @@
 //! every value into a template.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::{Ops, Pair, RequestTransformer, Val};
+use super::{NAME, Ops, Pair, RequestTransformer, Val};
 use crate::plugin::registry::ConfigProblem;
+use crate::plugin::schema::{ALL_PROTOCOLS, Field, HTTP_PROTOCOLS, Schema};
 use crate::plugin::template::Template;
+
+/// Kong's `^[^:]+:.*$` (Lua's `.` also matches a newline).
+const COLON: &str = r"(?s)^[^:]+:.*$";
+
+/// Kong's `kong/plugins/request-transformer/schema.lua`.
+pub(super) fn schema() -> Schema {
+    let array = |elements: Field| Field::array(elements).required().default(json!([]));
+    let strings = || array(Field::string());
+    let values = || array(Field::string().custom_validator(check_for_value));
+    let header_names = || array(Field::string().custom_validator(check_header_name));
+    let header_values = || {
+        array(
+            Field::string()
+                .matches(COLON)
+                .custom_validator(check_header_name),
+        )
+    };
+    let header_pairs = || {
+        array(
+            Field::string()
+                .matches(COLON)
+                .custom_validator(check_header_pair),
+        )
+    };
+    let pairs = |headers: Field| {
+        vec![
+            ("body", values()),
+            ("headers", headers),
+            ("querystring", values()),
+        ]
+    };
+    let mut replace = pairs(header_values());
+    replace.push(("uri", Field::string()));
+    Schema::new(
+        NAME,
+        Field::record(vec![
+            (
+                "http_method",
+                Field::string().matches("^[A-Z]+$").describe(
+                    "A string representing an HTTP method, such as GET, POST, PUT, or DELETE. \
+                     The string must contain only uppercase letters.",
+                ),
+            ),
+            (
+                "remove",
+                Field::record(vec![
+                    ("body", strings()),
+                    ("headers", header_names()),
+                    ("querystring", strings()),
+                ]),
+            ),
+            ("rename", Field::record(pairs(header_pairs()))),
+            ("replace", Field::record(replace)),
+            ("add", Field::record(pairs(header_values()))),
+            ("append", Field::record(pairs(header_values()))),
+        ]),
+    )
+    .protocols(HTTP_PROTOCOLS, ALL_PROTOCOLS)
+}
+
+/// Kong's `check_for_value` on a `name:value` entry: a non-empty value that compiles as a
+/// template.
+fn check_for_value(v: &Value) -> Result<(), String> {
+    let entry = v.as_str().unwrap_or_default();
+    match split(entry) {
+        Some((_, value)) if !value.is_empty() => Template::compile(value)
+            .map(drop)
+            .map_err(|msg| unsupported(value, &msg)),
+        Some((name, _)) => Err(no_value(name)),
+        None => Err(no_value(entry)),
+    }
+}
+
+/// Kong's `validate_headers` without the value: the name is a valid header name.
+fn check_header_name(v: &Value) -> Result<(), String> {
+    let entry = v.as_str().unwrap_or_default();
+    match split(entry) {
+        Some((name, _)) if valid_header_name(name) => Ok(()),
+        Some((name, _)) => Err(not_a_header(name)),
+        None => Err(not_a_header("nil")),
+    }
+}
+
+/// Kong's `validate_colon_headers`: both sides of `old:new` are valid header names.
+fn check_header_pair(v: &Value) -> Result<(), String> {
+    check_header_name(v)?;
+    let (_, new) = split(v.as_str().unwrap_or_default()).unwrap_or_default();
+    if valid_header_name(new) {
+        Ok(())
+    } else {
+        Err(not_a_header(new))
+    }
+}
+
+fn not_a_header(name: &str) -> String {
+    format!("'{name}' is not a valid header")
+}
+
+fn no_value(name: &str) -> String {
+    format!("key '{name}' has no value")
+}
+
+/// Kong's wrapping of a template that does not compile.
+fn unsupported(value: &str, msg: &str) -> String {
+    format!("value '{value}' is not in supported format, error:{msg}")
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -104,10 +211,8 @@ impl Compiler {
                 }
             }),
             Err(msg) => {
-                self.problems.push((
-                    field.to_owned(),
-                    format!("value '{src}' is not in supported format, error:{msg}"),
-                ));
+                self.problems
+                    .push((field.to_owned(), unsupported(src, &msg)));
                 None
             }
         }
@@ -119,8 +224,7 @@ impl Compiler {
             let here = format!("{field}[{i}]");
             match split(entry) {
                 Some((name, _)) if check == Check::HeaderName && !valid_header_name(name) => {
-                    self.problems
-                        .push((here, format!("'{name}' is not a valid header")));
+                    self.problems.push((here, not_a_header(name)));
                 }
                 Some((name, _)) => out.push(name.to_owned()),
                 None if check == Check::HeaderName => {
@@ -145,24 +249,21 @@ impl Compiler {
                 let msg = if header {
                     format!("invalid value: {entry}")
                 } else {
-                    format!("key '{entry}' has no value")
+                    no_value(entry)
                 };
                 self.problems.push((here, msg));
                 continue;
             };
             if header && !valid_header_name(name) {
-                self.problems
-                    .push((here, format!("'{name}' is not a valid header")));
+                self.problems.push((here, not_a_header(name)));
                 continue;
             }
             if check == Check::HeaderPair && !valid_header_name(value) {
-                self.problems
-                    .push((here, format!("'{value}' is not a valid header")));
+                self.problems.push((here, not_a_header(value)));
                 continue;
             }
             if check == Check::Value && value.is_empty() {
-                self.problems
-                    .push((here, format!("key '{name}' has no value")));
+                self.problems.push((here, no_value(name)));
                 continue;
             }
             if let Some(value) = self.value(value, &here) {

@@ -140,9 +140,8 @@ pub(super) fn render(templates: &[Template], req: &Request<'_>) -> Rendered {
     };
     for t in templates {
         let start = out.arena.len();
-        let span = t
-            .render(&env, &mut out.arena)
-            .then(|| start..out.arena.len());
+        let rendered = t.render(&env, &mut out.arena);
+        let span = rendered.then_some(start..out.arena.len());
         out.spans.push(span);
     }
     out

@@ -1,0 +1,139 @@
+//! `cargo xtask bench pipeline`: the plugin pipeline's cost. The pirate-weather setup
+//! (request-transformer ordered before key-auth, then acl) at 1,000 and at `--consumers`
+//! (default 1,000,000) consumers, against gangway's plain proxy and nginx's, under the same
+//! wrk load: every request carries a random consumer's key in its URL.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::{
+    Contender, Load, Params, build_release, compare, free_port, gangway, nginx_proxy, plain_config,
+    scratch_dir, upstream, wait_port_for,
+};
+
+/// The example config with `consumers` consumers, keys `k00000001`.., all in group `weather`.
+fn pipeline_config(upstream: u16, consumers: usize) -> String {
+    let mut out = String::with_capacity(consumers * 96 + 1024);
+    let _ = write!(
+        out,
+        r#"_format_version: "3.0"
+services:
+  - name: forecast
+    url: http://127.0.0.1:{upstream}
+    routes:
+      - name: forecast
+        paths: ["~/forecast/(?<apikey>[^/]+)/(?<location>[^/]+)$"]
+        strip_path: false
+        plugins:
+          - name: request-transformer
+            ordering:
+              before:
+                access: [key-auth]
+            config:
+              add:
+                headers: ["apikey:$(uri_captures['apikey'])"]
+              replace:
+                uri: "/forecast/$(uri_captures['location'])"
+          - name: key-auth
+            config:
+              key_names: [apikey]
+              key_in_query: false
+              hide_credentials: true
+          - name: acl
+            config:
+              allow: [weather]
+consumers:
+"#
+    );
+    for i in 1..=consumers {
+        let _ = writeln!(
+            out,
+            "  - {{username: u{i}, keyauth_credentials: [{{key: k{i:08}}}], acls: [{{group: weather}}]}}"
+        );
+    }
+    out
+}
+
+/// wrk Lua: a random consumer's key per request.
+fn load(consumers: usize) -> Load {
+    Load {
+        lua: format!(
+            "math.randomseed(42)\nrequest = function()\n  return wrk.format(\"GET\", string.format(\"/forecast/k%08d/52.37,4.89\", math.random(1, {consumers})))\nend\n"
+        ),
+        path: "/".into(),
+    }
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs the benchmark.
+pub fn run(p: &Params) -> Result<()> {
+    let (root, bin) = build_release()?;
+    let dir = scratch_dir()?;
+    let (_upstream, up_port) = upstream(&dir)?;
+    let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
+    let plain = plain_config(up_port);
+    let small = pipeline_config(up_port, 1000);
+    let large = pipeline_config(up_port, p.consumers);
+    let large_name = format!("gangway-pipeline-{}", p.consumers);
+    let mut notes = String::new();
+    let mut start =
+        |name: &str, port: u16, config: &str, load: Option<Load>| -> Result<Contender> {
+            let began = Instant::now();
+            let proc_ = gangway(&bin, &dir, name, "io_uring", port, config, p.workers)?;
+            wait_port_for(port, name, Duration::from_secs(300))?;
+            let _ = write!(
+                notes,
+                "{name}: ready in {:.1} s, RSS {:.0} MB; ",
+                began.elapsed().as_secs_f64(),
+                rss_mb(proc_.child.id())
+            );
+            Ok(Contender {
+                name: name.into(),
+                proc_,
+                port,
+                load,
+            })
+        };
+    let contenders = vec![
+        start("gangway-plain", ports[0], &plain, None)?,
+        start("gangway-pipeline-1000", ports[1], &small, Some(load(1000)))?,
+        start(&large_name, ports[2], &large, None)?,
+        Contender {
+            name: "nginx".into(),
+            proc_: nginx_proxy(&dir, ports[3], up_port, p.workers)?,
+            port: ports[3],
+            load: None,
+        },
+    ];
+    let setup = format!(
+        "wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, {} worker(s) each, io_uring; \
+         every request is GET /forecast/<random consumer key>/52.37,4.89; pipeline = request-transformer \
+         (ordered before key-auth) + key-auth + acl; upstream: nginx (1 worker) returning a 24-byte body; \
+         medians shown. {notes}",
+        p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
+    );
+    compare(
+        &root,
+        &dir,
+        "pipeline",
+        &setup,
+        p,
+        &contenders,
+        &load(p.consumers),
+        "gangway-plain",
+    )?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
