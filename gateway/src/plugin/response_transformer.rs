@@ -19,8 +19,10 @@ use serde_json::{Value, json};
 
 use super::Plugin;
 use super::context::ResponseCtx;
+use super::edits::HeaderEdits;
 use super::registry::ConfigProblem;
 use super::schema::{Field, Schema};
+use crate::http::ResponseHead;
 use json::{JsonOps, JsonType};
 
 /// Kong's name.
@@ -203,6 +205,11 @@ fn names(list: &[String]) -> Vec<String> {
 pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
     let conf: Config =
         serde_json::from_value(config.clone()).map_err(|e| vec![(String::new(), e.to_string())])?;
+    compile(conf).map(|p| Box::new(p) as Box<dyn Plugin>)
+}
+
+/// Checks the entries and converts the JSON values.
+fn compile(conf: Config) -> Result<ResponseTransformer, Vec<ConfigProblem>> {
     let mut problems = Vec::new();
     let headers = HeaderOps {
         remove: names(&conf.remove.headers),
@@ -241,7 +248,7 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(Box::new(ResponseTransformer { headers, json }))
+    Ok(ResponseTransformer { headers, json })
 }
 
 impl Plugin for ResponseTransformer {
@@ -250,27 +257,56 @@ impl Plugin for ResponseTransformer {
     }
 
     fn header_filter(&self, ctx: &mut ResponseCtx<'_>) {
-        let ops = &self.headers;
-        if ops.is_empty() {
+        if !self.headers.is_empty() {
+            self.transform_headers(ctx.upstream, &mut ctx.state.response_headers);
+        }
+    }
+
+    fn filters_body(&self) -> bool {
+        !self.json.is_empty()
+    }
+
+    fn wants_body(&self, ctx: &ResponseCtx<'_>) -> bool {
+        !self.json.is_empty() && ctx.header("content-type").is_some_and(json::is_json_body)
+    }
+
+    fn body_filter(&self, ctx: &mut ResponseCtx<'_>, body: &mut Vec<u8>) {
+        // Kong checks the Content-Type again in body_filter.
+        if !self.wants_body(ctx) {
             return;
         }
+        match self.json.transform(body) {
+            Some(new) => *body = new,
+            None => tracing::warn!(
+                "response-transformer: body transform failed: failed parsing json body"
+            ),
+        }
+    }
+}
+
+impl ResponseTransformer {
+    /// The header operations over the upstream head (if any) and the edits so far.
+    fn transform_headers(&self, upstream: Option<(&ResponseHead, &[u8])>, edits: &mut HeaderEdits) {
+        let ops = &self.headers;
+        let values = |edits: &HeaderEdits, lower: &str| -> Vec<Vec<u8>> {
+            let originals = upstream
+                .into_iter()
+                .flat_map(|(head, buf)| head.header_values(buf, lower));
+            edits.values(lower, originals).map(<[u8]>::to_vec).collect()
+        };
         // Presence as Kong's header table saw it, before any change below.
-        let renamed: Vec<Vec<Vec<u8>>> = ops
-            .rename
-            .iter()
-            .map(|p| ctx.header_values(&p.lower).map(<[u8]>::to_vec).collect())
-            .collect();
+        let renamed: Vec<Vec<Vec<u8>>> =
+            ops.rename.iter().map(|p| values(edits, &p.lower)).collect();
         let replace: Vec<bool> = ops
             .replace
             .iter()
-            .map(|p| ctx.header(&p.lower).is_some())
+            .map(|p| !values(edits, &p.lower).is_empty())
             .collect();
         let add: Vec<bool> = ops
             .add
             .iter()
-            .map(|p| ctx.header(&p.lower).is_some())
+            .map(|p| !values(edits, &p.lower).is_empty())
             .collect();
-        let edits = &mut ctx.state.response_headers;
         for name in &ops.remove {
             edits.remove(name);
         }
@@ -301,27 +337,6 @@ impl Plugin for ResponseTransformer {
             if let Some(v) = &p.value {
                 edits.add(&p.name, v.as_bytes());
             }
-        }
-    }
-
-    fn filters_body(&self) -> bool {
-        !self.json.is_empty()
-    }
-
-    fn wants_body(&self, ctx: &ResponseCtx<'_>) -> bool {
-        !self.json.is_empty() && ctx.header("content-type").is_some_and(json::is_json_body)
-    }
-
-    fn body_filter(&self, ctx: &mut ResponseCtx<'_>, body: &mut Vec<u8>) {
-        // Kong checks the Content-Type again in body_filter.
-        if !self.wants_body(ctx) {
-            return;
-        }
-        match self.json.transform(body) {
-            Some(new) => *body = new,
-            None => tracing::warn!(
-                "response-transformer: body transform failed: failed parsing json body"
-            ),
         }
     }
 }
