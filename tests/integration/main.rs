@@ -12,4 +12,5 @@ mod plugins;
 mod proxy;
 mod proxy_protocol;
 mod tls;
+mod transformers;
 mod upstreams;

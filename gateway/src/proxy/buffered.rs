@@ -39,6 +39,21 @@ pub(super) struct BufferedResponse<'a> {
     pub(super) chain: &'a Chain,
 }
 
+impl BufferedResponse<'_> {
+    /// Asks the plugins that ran whether they want this response's body (after every
+    /// header_filter ran).
+    pub(super) fn wanted(&self, bufs: &mut ConnBuffers) -> bool {
+        let ctx = ResponseCtx {
+            status: bufs.resp.status(),
+            upstream: Some((&bufs.resp, &bufs.upstream[..self.resp_len])),
+            snapshot: self.snapshot,
+            state: &mut bufs.plugins,
+            step: 0,
+        };
+        plugin::wants_body(&self.snapshot.pipeline, self.chain, &ctx)
+    }
+}
+
 /// Buffers the upstream body, filters it and writes the response. `Err` means nothing was
 /// written yet: the caller answers with an error.
 pub(super) async fn respond<S: Stream, U: Stream>(

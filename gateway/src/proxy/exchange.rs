@@ -611,24 +611,14 @@ pub async fn run<B: Backend, S: Stream>(
         plugin::run_header_filter(&ex.snapshot.pipeline, ex.chain, &mut filter);
     }
     if ex.chain.filters_body && !is_head && !switching && resp_framing.has_body() {
-        let wants = {
-            let filter = ResponseCtx {
-                status: bufs.resp.status(),
-                upstream: Some((&bufs.resp, &bufs.upstream[..resp_len])),
-                snapshot: ex.snapshot,
-                state: &mut bufs.plugins,
-                step: 0,
-            };
-            plugin::wants_body(&ex.snapshot.pipeline, ex.chain, &filter)
+        let job = BufferedResponse {
+            resp_len,
+            framing: resp_framing,
+            read_timeout: service.read_timeout,
+            snapshot: ex.snapshot,
+            chain: ex.chain,
         };
-        if wants {
-            let job = BufferedResponse {
-                resp_len,
-                framing: resp_framing,
-                read_timeout: service.read_timeout,
-                snapshot: ex.snapshot,
-                chain: ex.chain,
-            };
+        if job.wanted(bufs) {
             let sent = match buffered::respond(
                 client,
                 &upstream.stream,
