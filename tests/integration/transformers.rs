@@ -70,7 +70,7 @@ const ROUTES: &str = r#"    routes:
           - name: response-transformer
             config:
               remove:
-                headers: ["x-upstream"]
+                headers: ["x-upstream", "via", "x-kong-upstream-latency"]
               rename:
                 headers: ["x-from:x-to"]
               replace:
@@ -291,6 +291,13 @@ fn response_transformer_rewrites_headers() {
     assert_eq!(r.headers_named("content-type"), ["application/json"]);
     assert_eq!(r.headers_named("x-app"), ["0", "1", "2"]);
     assert!(r.json().is_object(), "the body streams through untouched");
+    // Headers gangway adds itself are set before header_filter, as in Kong: removable.
+    assert_eq!(r.header("via"), None);
+    assert_eq!(r.header("x-kong-upstream-latency"), None);
+    assert!(r.header("x-kong-proxy-latency").is_some());
+    let other = gw.get("/rj");
+    assert!(other.header("via").is_some());
+    assert!(other.header("x-kong-upstream-latency").is_some());
 }
 
 #[test]

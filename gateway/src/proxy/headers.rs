@@ -361,27 +361,36 @@ pub fn write_client_response(
     } else if matches!(resp.framing(), BodyFraming::Chunked) && !extra.dechunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    if extra.via {
+    // Kong sets its own headers before the plugins' header_filter, so a plugin may remove
+    // them (response-transformer `remove.headers: [Via]`).
+    let removed = |lower: &str| !edits.is_empty() && edits.removes_original(lower.as_bytes());
+    if extra.via && !removed("via") {
         out.extend_from_slice(b"Via: 1.1 ");
         out.extend_from_slice(PRODUCT.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(upstream) = extra.upstream_latency {
+    if let Some(upstream) = extra
+        .upstream_latency
+        .filter(|_| !removed("x-kong-upstream-latency"))
+    {
         out.extend_from_slice(b"X-Kong-Upstream-Latency: ");
         push_number(out, upstream.as_millis() as u64);
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(proxy) = extra.proxy_latency {
+    if let Some(proxy) = extra
+        .proxy_latency
+        .filter(|_| !removed("x-kong-proxy-latency"))
+    {
         out.extend_from_slice(b"X-Kong-Proxy-Latency: ");
         push_number(out, proxy.as_millis() as u64);
         out.extend_from_slice(b"\r\n");
     }
-    if extra.upstream_status {
+    if extra.upstream_status && !removed("x-kong-upstream-status") {
         out.extend_from_slice(b"X-Kong-Upstream-Status: ");
         push_number(out, u64::from(resp.status()));
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(id) = extra.request_id {
+    if let Some(id) = extra.request_id.filter(|_| !removed("x-kong-request-id")) {
         push_header(out, b"X-Kong-Request-Id", id);
     }
     if let Some(d) = &extra.debug {
