@@ -158,7 +158,7 @@ fn request_transformer_rewrites_headers_query_and_form_body() {
 }
 
 #[test]
-fn request_transformer_rewrites_json_and_chunked_bodies() {
+fn request_transformer_rewrites_json_multipart_and_chunked_bodies() {
     let (_up, gw) = start();
     let json = [("content-type", "application/json")];
     let r = request(
@@ -173,6 +173,22 @@ fn request_transformer_rewrites_json_and_chunked_bodies() {
     let echo = r.json();
     assert_eq!(echo["body"], r#"{"keep":[],"added":"yes"}"#);
     assert_eq!(echo["body_len"], 25);
+    // multipart/form-data: parts removed and added by name.
+    let multipart = "--b0\r\nContent-Disposition: form-data; name=\"toremove\"\r\n\r\nx\r\n\
+                     --b0\r\nContent-Disposition: form-data; name=\"keep\"\r\n\r\ny\r\n--b0--\r\n";
+    let r = request(
+        gw.proxy,
+        "POST",
+        "/json",
+        &[("content-type", "multipart/form-data; boundary=b0")],
+        multipart.as_bytes(),
+    )
+    .expect("request");
+    assert_eq!(
+        r.json()["body"],
+        "--b0\r\nContent-Disposition: form-data; name=\"keep\"\r\n\r\ny\r\n\
+         --b0\r\nContent-Disposition: form-data; name=\"added\"\r\n\r\nyes\r\n--b0--\r\n"
+    );
     // A malformed JSON body is left as it is.
     let r = request(gw.proxy, "POST", "/json", &json, b"malformed json body").expect("request");
     assert_eq!(r.json()["body"], "malformed json body");

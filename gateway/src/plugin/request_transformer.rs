@@ -15,6 +15,7 @@
 mod body;
 mod config;
 mod env;
+mod multipart;
 #[cfg(test)]
 mod tests;
 

@@ -1,5 +1,5 @@
-//! Body changes: form-urlencoded and JSON arguments, and the form arguments a switch to GET
-//! moves into the query.
+//! Body changes: form-urlencoded and JSON arguments (multipart parts in `multipart.rs`), and
+//! the form arguments a switch to GET moves into the query.
 //!
 //! Kong works on a Lua table of arguments, so its rules are about presence and truthiness:
 //! remove, rename and replace need a non-empty body; replace and rename act on a present,
@@ -10,8 +10,8 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 
-use super::Ops;
 use super::env::{Rendered, Request, decode};
+use super::{Ops, multipart};
 use crate::plugin::request_body::append_json;
 
 /// The media types request-transformer handles, by Kong's substring test on Content-Type.
@@ -96,14 +96,18 @@ pub(super) fn form_to_query(req: &mut Request<'_>) {
 }
 
 /// Applies the body operations when the Content-Type (after this plugin's header changes)
-/// is one Kong handles. Multipart bodies are passed through unchanged.
+/// is one Kong handles.
 pub(super) fn transform(ops: &Ops, req: &mut Request<'_>, r: &Rendered) {
     let changed = {
         let body = req.state.body.as_deref().unwrap_or_default();
-        match kind(req.header("content-type")) {
+        let content_type = req.header("content-type");
+        match kind(content_type) {
             Some(Kind::Form) => form(ops, body, r),
             Some(Kind::Json) => json(ops, body, r),
-            Some(Kind::Multipart) | None => None,
+            Some(Kind::Multipart) => {
+                multipart::transform(ops, content_type.unwrap_or_default(), body, r)
+            }
+            None => None,
         }
     };
     if let Some(new) = changed {

@@ -148,6 +148,15 @@ pub(super) fn render(templates: &[Template], req: &Request<'_>) -> Rendered {
 }
 
 impl Rendered {
+    /// Nothing rendered (a plugin without templates).
+    #[cfg(test)]
+    pub(super) fn empty() -> Rendered {
+        Rendered {
+            arena: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+
     /// The bytes of a configured value; `None` for no value.
     pub(super) fn get<'s>(&'s self, v: &'s Val) -> Option<&'s [u8]> {
         match v {
