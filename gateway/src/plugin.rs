@@ -3,7 +3,8 @@
 //!
 //! A request walks its route's [`chain::Chain`]: rewrite (global plugins only), access (in
 //! priority order, adjusted by `ordering`), then header_filter and log for every plugin that
-//! ran in access, whether the upstream answered or a plugin did.
+//! ran in access, whether the upstream answered or a plugin did. When a plugin asks for it at
+//! header time, the upstream's body is buffered whole and passed through body_filter.
 
 pub mod acl;
 pub mod chain;
@@ -19,6 +20,8 @@ pub mod registry;
 pub mod request_body;
 pub mod request_size_limiting;
 pub mod request_termination;
+pub mod request_transformer;
+pub mod response_transformer;
 pub mod schema;
 pub mod template;
 
@@ -54,6 +57,24 @@ pub trait Plugin: Send + Sync {
     fn chunked_body_limit(&self) -> Option<u64> {
         None
     }
+
+    /// True when [`Plugin::body_filter`] may want a response body (so chains without such a
+    /// plugin never ask [`Plugin::wants_body`]). Default false.
+    fn filters_body(&self) -> bool {
+        false
+    }
+
+    /// Decides, once the response head is final (after every header_filter), whether this
+    /// response's whole body should be buffered and handed to [`Plugin::body_filter`].
+    /// Default false.
+    fn wants_body(&self, _ctx: &ResponseCtx<'_>) -> bool {
+        false
+    }
+
+    /// Runs on the whole (decoded) response body before it is sent; the proxy frames the
+    /// result with its own `Content-Length`. Only called when some plugin of the chain
+    /// wanted the body. Default: nothing.
+    fn body_filter(&self, _ctx: &mut ResponseCtx<'_>, _body: &mut Vec<u8>) {}
 }
 
 /// Runs the access phase of `chain`. Stops at the first plugin that answers.
@@ -90,6 +111,47 @@ pub fn run_header_filter(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseC
         pipeline.instances[instance as usize]
             .handler
             .header_filter(ctx);
+    }
+}
+
+/// True when some plugin that ran in access wants this response's body buffered (see
+/// [`Plugin::wants_body`]). Free when no plugin of the chain filters bodies.
+pub fn wants_body(pipeline: &Pipeline, chain: &Chain, ctx: &ResponseCtx<'_>) -> bool {
+    if !chain.filters_body {
+        return false;
+    }
+    chain.by_priority.iter().any(|&step| {
+        let instance = ctx
+            .state
+            .resolved
+            .get(usize::from(step))
+            .copied()
+            .unwrap_or(NOT_RUN);
+        instance != NOT_RUN
+            && pipeline.instances[instance as usize]
+                .handler
+                .wants_body(ctx)
+    })
+}
+
+/// Runs body_filter on the buffered response body for every plugin that ran in access, in
+/// priority order.
+pub fn run_body_filter(
+    pipeline: &Pipeline,
+    chain: &Chain,
+    ctx: &mut ResponseCtx<'_>,
+    body: &mut Vec<u8>,
+) {
+    for &step in &chain.by_priority {
+        let step = usize::from(step);
+        let instance = ctx.state.resolved.get(step).copied().unwrap_or(NOT_RUN);
+        if instance == NOT_RUN {
+            continue;
+        }
+        ctx.step = step;
+        pipeline.instances[instance as usize]
+            .handler
+            .body_filter(ctx, body);
     }
 }
 

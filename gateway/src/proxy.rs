@@ -2,8 +2,10 @@
 //!
 //! [`session`] reads requests (pipelined ones in order), routes them, and answers errors;
 //! [`exchange`] sends a request upstream and streams the response back; [`headers`] builds the
-//! heads that go each way; [`real_ip`] finds the client address behind trusted proxies.
+//! heads that go each way; [`real_ip`] finds the client address behind trusted proxies;
+//! [`buffered`] is the response path for plugins that rewrite the body.
 
+mod buffered;
 pub mod exchange;
 mod forward;
 mod hash_facts;

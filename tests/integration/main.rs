@@ -14,4 +14,5 @@ mod plugins_misc;
 mod proxy;
 mod proxy_protocol;
 mod tls;
+mod transformers;
 mod upstreams;

@@ -224,14 +224,16 @@ pub struct ResponseCtx<'a> {
 impl ResponseCtx<'_> {
     /// The first value of response header `lower_name`, after edits.
     pub fn header<'s>(&'s self, lower_name: &'s str) -> Option<&'s [u8]> {
+        self.header_values(lower_name).next()
+    }
+
+    /// Every value of response header `lower_name`, after edits.
+    pub fn header_values<'s>(&'s self, lower_name: &'s str) -> impl Iterator<Item = &'s [u8]> {
         let originals = self
             .upstream
             .into_iter()
             .flat_map(move |(head, buf)| head.header_values(buf, lower_name));
-        self.state
-            .response_headers
-            .values(lower_name, originals)
-            .next()
+        self.state.response_headers.values(lower_name, originals)
     }
 
     /// What this plugin saved during access.

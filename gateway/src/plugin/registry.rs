@@ -66,6 +66,18 @@ pub const BUNDLED: &[Spec] = &[
         build: super::acl::build,
     },
     Spec {
+        name: super::request_transformer::NAME,
+        priority: super::request_transformer::PRIORITY,
+        schema: super::request_transformer::schema,
+        build: super::request_transformer::build,
+    },
+    Spec {
+        name: super::response_transformer::NAME,
+        priority: super::response_transformer::PRIORITY,
+        schema: super::response_transformer::schema,
+        build: super::response_transformer::build,
+    },
+    Spec {
         name: super::request_termination::NAME,
         priority: super::request_termination::PRIORITY,
         schema: super::request_termination::schema,

@@ -78,6 +78,22 @@ pub fn encode_form(pairs: &[(String, String)]) -> Vec<u8> {
     enc.finish().into_bytes()
 }
 
+/// Kong's `append_value` on a decoded JSON object: a string becomes `[old, new]`, an array
+/// grows, anything else (absent included) becomes `[new]`.
+pub fn append_json(map: &mut Map<String, Value>, name: &str, v: Value) {
+    match map.get_mut(name) {
+        Some(Value::Array(items)) => items.push(v),
+        Some(old @ Value::String(_)) => {
+            let prev = std::mem::take(old);
+            *old = Value::Array(vec![prev, v]);
+        }
+        Some(other) => *other = Value::Array(vec![v]),
+        None => {
+            map.insert(name.to_owned(), Value::Array(vec![v]));
+        }
+    }
+}
+
 impl BodyArgs {
     /// The argument `name`: a string, or an array when a form repeats it.
     pub fn get(&self, name: &str) -> Option<Value> {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use super::WorkerCtx;
+use super::buffered::{self, BufferFail, BufferedResponse};
 use super::forward::{
     BodyFail, Fail, HeadFail, advance_response, read_response_head, read_with_timeout,
     stream_request_body, tunnel, write_with_timeout,
@@ -639,7 +640,7 @@ pub async fn run<B: Backend, S: Stream>(
         || matches!(resp_framing, BodyFraming::UntilClose)
         || (bufs.resp.status() == 101 && !upgrade);
     let tokens = settings.headers;
-    let client_head = ClientHead {
+    let mut client_head = ClientHead {
         via: tokens.contains(HeaderToken::Via),
         upstream_latency: tokens
             .contains(HeaderToken::UpstreamLatency)
@@ -654,6 +655,7 @@ pub async fn run<B: Backend, S: Stream>(
         close,
         http10_keep_alive: http10 && keep_alive_requested,
         dechunked: dechunk,
+        body_length: None,
         debug: debug.then_some(DebugIds {
             route_id: &ex.route.id,
             route_name: ex.route.name.as_deref(),
@@ -671,6 +673,46 @@ pub async fn run<B: Backend, S: Stream>(
         };
         plugin::run_header_filter(&ex.snapshot.pipeline, ex.chain, &mut filter);
         reply.filtered.set(true);
+    }
+    if ex.chain.filters_body && !is_head && !switching && resp_framing.has_body() {
+        let job = BufferedResponse {
+            resp_len,
+            framing: resp_framing,
+            read_timeout: service.read_timeout,
+            snapshot: ex.snapshot,
+            chain: ex.chain,
+        };
+        if job.wanted(bufs) {
+            let sent = match buffered::respond(
+                client,
+                &upstream.stream,
+                bufs,
+                &mut client_head,
+                job,
+            )
+            .await
+            {
+                Ok(sent) => sent,
+                Err(fail) => {
+                    let (status, msg) = match fail {
+                        BufferFail::Timeout => (504, MSG_504),
+                        BufferFail::Invalid => (502, MSG_502),
+                    };
+                    reply.error(client, bufs, status, msg, true).await;
+                    return Outcome::Close;
+                }
+            };
+            if sent.reusable && bufs.resp.keep_alive() {
+                ctx.pool
+                    .borrow_mut()
+                    .put(key, upstream.stream, upstream.requests);
+            }
+            return if close || sent.client_failed {
+                Outcome::Close
+            } else {
+                Outcome::KeepAlive
+            };
+        }
     }
     bufs.output.clear();
     headers::write_client_response(

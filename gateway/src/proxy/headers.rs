@@ -299,6 +299,9 @@ pub struct ClientHead<'a> {
     pub http10_keep_alive: bool,
     /// The chunked body is decoded for an HTTP/1.0 client (no Transfer-Encoding header).
     pub dechunked: bool,
+    /// The body was buffered and rewritten by plugins: send this `Content-Length` instead of
+    /// the upstream's framing. `None` (the default) keeps the upstream's framing.
+    pub body_length: Option<u64>,
     /// `Kong-Route-*` / `Kong-Service-*` values when `allow_debug_header` is on and the client
     /// sent `kong-debug: 1`.
     pub debug: Option<DebugIds<'a>>,
@@ -340,6 +343,9 @@ pub fn write_client_response(
         if extra.via && name.eq_ignore_ascii_case(b"via") {
             continue;
         }
+        if extra.body_length.is_some() && name.eq_ignore_ascii_case(b"content-length") {
+            continue;
+        }
         push_header(out, name, value);
     }
     for (name, value) in edits.added() {
@@ -348,30 +354,43 @@ pub fn write_client_response(
             push_header(out, name, value);
         }
     }
-    if matches!(resp.framing(), BodyFraming::Chunked) && !extra.dechunked {
+    if let Some(len) = extra.body_length {
+        out.extend_from_slice(b"Content-Length: ");
+        push_number(out, len);
+        out.extend_from_slice(b"\r\n");
+    } else if matches!(resp.framing(), BodyFraming::Chunked) && !extra.dechunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    if extra.via {
+    // Kong sets its own headers before the plugins' header_filter, so a plugin may remove
+    // them (response-transformer `remove.headers: [Via]`).
+    let removed = |lower: &str| !edits.is_empty() && edits.removes_original(lower.as_bytes());
+    if extra.via && !removed("via") {
         out.extend_from_slice(b"Via: 1.1 ");
         out.extend_from_slice(PRODUCT.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(upstream) = extra.upstream_latency {
+    if let Some(upstream) = extra
+        .upstream_latency
+        .filter(|_| !removed("x-kong-upstream-latency"))
+    {
         out.extend_from_slice(b"X-Kong-Upstream-Latency: ");
         push_number(out, upstream.as_millis() as u64);
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(proxy) = extra.proxy_latency {
+    if let Some(proxy) = extra
+        .proxy_latency
+        .filter(|_| !removed("x-kong-proxy-latency"))
+    {
         out.extend_from_slice(b"X-Kong-Proxy-Latency: ");
         push_number(out, proxy.as_millis() as u64);
         out.extend_from_slice(b"\r\n");
     }
-    if extra.upstream_status {
+    if extra.upstream_status && !removed("x-kong-upstream-status") {
         out.extend_from_slice(b"X-Kong-Upstream-Status: ");
         push_number(out, u64::from(resp.status()));
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(id) = extra.request_id {
+    if let Some(id) = extra.request_id.filter(|_| !removed("x-kong-request-id")) {
         push_header(out, b"X-Kong-Request-Id", id);
     }
     if let Some(d) = &extra.debug {

@@ -8,7 +8,9 @@
 //! - `x-echo-garbage: 1`: answer with bytes that are not HTTP;
 //! - `x-echo-drop: 1`: close without answering;
 //! - `x-echo-early-hints: 1`: send `103 Early Hints` before the response;
-//! - `x-echo-response-header: Name: value`: add that header line to the response;
+//! - `x-echo-content-type: T`: answer with Content-Type T instead of `application/json`;
+//! - `x-echo-response-header: Name: value` (repeatable): add that response header;
+//! - `x-echo-body: text`: answer with this body instead of the JSON echo;
 //! - `Upgrade:` + `Connection: upgrade`: answer 101 and echo raw bytes back.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -182,7 +184,9 @@ fn serve(stream: TcpStream, conn_id: usize, served: &AtomicUsize) -> io::Result<
             .header("x-echo-status")
             .and_then(|v| v.parse().ok())
             .unwrap_or(200);
-        let body: Vec<u8> = if let Some(n) = req
+        let body: Vec<u8> = if let Some(text) = req.header("x-echo-body") {
+            text.as_bytes().to_vec()
+        } else if let Some(n) = req
             .header("x-echo-body-size")
             .and_then(|v| v.parse::<usize>().ok())
         {
@@ -200,13 +204,16 @@ fn serve(stream: TcpStream, conn_id: usize, served: &AtomicUsize) -> io::Result<
             }))
             .expect("json")
         };
+        let content_type = req
+            .header("x-echo-content-type")
+            .unwrap_or("application/json");
         let mut head = format!(
-            "HTTP/1.1 {status} Echo\r\nContent-Type: application/json\r\nX-Upstream: echo\r\n"
+            "HTTP/1.1 {status} Echo\r\nContent-Type: {content_type}\r\nX-Upstream: echo\r\n"
         );
-        // `x-echo-response-header: Name: value` adds a header line to the response.
         for (k, v) in &req.headers {
             if k.eq_ignore_ascii_case("x-echo-response-header") {
-                head.push_str(&format!("{v}\r\n"));
+                head.push_str(v);
+                head.push_str("\r\n");
             }
         }
         let close = req.header("x-echo-close").is_some();
