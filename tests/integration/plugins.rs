@@ -352,3 +352,39 @@ services:
         "{err}"
     );
 }
+
+/// Regression: ordering request-transformer before key-auth once moved acl (which has no
+/// constraint) ahead of both, so every request was refused.
+#[test]
+fn ordering_keeps_unconstrained_plugins_in_priority_order() {
+    let up = Upstream::start();
+    let body = r#"    routes:
+      - name: r
+        paths: ["~/k/(?<key>[^/]+)$"]
+        plugins:
+          - name: request-transformer
+            ordering:
+              before:
+                access: [key-auth]
+            config:
+              add:
+                headers: ["apikey:$(uri_captures.key)"]
+          - name: key-auth
+          - name: acl
+            config:
+              allow: [gold]
+consumers:
+  - username: alice
+    keyauth_credentials:
+      - key: alice-key
+    acls:
+      - group: gold
+"#;
+    let gw = Gangway::start(&config(up.addr, body));
+    let r = gw.get("/k/alice-key");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        echo_header(&r.json(), "x-consumer-groups").as_deref(),
+        Some("gold")
+    );
+}

@@ -225,29 +225,52 @@ fn apply_ordering(
     if !constrained {
         return names.to_vec();
     }
-    let mut done = vec![false; names.len()];
+    // Depth-first in priority order: a plugin's prerequisites are emitted just before it, so
+    // moving request-transformer before key-auth leaves acl after key-auth, where its
+    // priority puts it.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Visiting,
+        Done,
+    }
+    fn visit(
+        i: usize,
+        after: &[Vec<usize>],
+        marks: &mut [Mark],
+        out: &mut Vec<usize>,
+    ) -> Result<(), usize> {
+        match marks[i] {
+            Mark::Done => return Ok(()),
+            Mark::Visiting => return Err(i),
+            Mark::New => {}
+        }
+        marks[i] = Mark::Visiting;
+        let mut deps = after[i].clone();
+        deps.sort_unstable();
+        for j in deps {
+            visit(j, after, marks, out)?;
+        }
+        marks[i] = Mark::Done;
+        out.push(i);
+        Ok(())
+    }
+    let mut marks = vec![Mark::New; names.len()];
     let mut out = Vec::with_capacity(names.len());
-    while out.len() < names.len() {
-        let next = (0..names.len()).find(|&i| !done[i] && after[i].iter().all(|&j| done[j]));
-        match next {
-            Some(i) => {
-                done[i] = true;
-                out.push(names[i]);
-            }
-            None => {
-                let cycle: Vec<&str> = (0..names.len())
-                    .filter(|&i| !done[i])
-                    .map(|i| names[i])
-                    .collect();
-                errors.push(
-                    path,
-                    format!("plugin ordering has a cycle among: {}", cycle.join(", ")),
-                );
-                return names.to_vec();
-            }
+    for i in 0..names.len() {
+        if visit(i, &after, &mut marks, &mut out).is_err() {
+            let cycle: Vec<&str> = (0..names.len())
+                .filter(|&k| marks[k] == Mark::Visiting)
+                .map(|k| names[k])
+                .collect();
+            errors.push(
+                path,
+                format!("plugin ordering has a cycle among: {}", cycle.join(", ")),
+            );
+            return names.to_vec();
         }
     }
-    out
+    out.into_iter().map(|i| names[i]).collect()
 }
 
 /// Builds every route's chain from compiled instances.
