@@ -11,14 +11,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { file } => match gangway::runtime::check_config(&file) {
-            Ok(config) => {
+            Ok(snapshot) => {
                 println!(
                     "{}: ok ({} services, {} routes, {} consumers, {} plugins)",
                     file.display(),
-                    config.services.len(),
-                    config.routes.len(),
-                    config.consumers.len(),
-                    config.plugins.len()
+                    snapshot.config.services.len(),
+                    snapshot.config.routes.len(),
+                    snapshot.identities.consumers.len(),
+                    snapshot.config.plugins.len()
                 );
                 ExitCode::SUCCESS
             }

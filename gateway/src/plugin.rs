@@ -9,12 +9,16 @@
 pub mod acl;
 pub mod chain;
 pub mod context;
+pub mod correlation_id;
+pub mod cors;
 pub mod edits;
 pub mod flow;
 pub mod identity;
+pub mod ip_restriction;
 pub mod key_auth;
 pub mod registry;
 pub mod request_body;
+pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
@@ -43,6 +47,15 @@ pub trait Plugin: Send + Sync {
     /// True when the access handler needs the whole request body. Default false.
     fn needs_body(&self) -> bool {
         false
+    }
+
+    /// For a body of unknown size (chunked, no Content-Length): the most bytes this plugin
+    /// accepts. The chain then buffers such a body (and only such a body) up to the largest
+    /// limit of its plugins; a longer one is not read further and access sees
+    /// [`RequestState::body_over_limit`] instead. Default `None` (request-size-limiting sets
+    /// it).
+    fn chunked_body_limit(&self) -> Option<u64> {
+        None
     }
 
     /// True when [`Plugin::body_filter`] may want a response body (so chains without such a

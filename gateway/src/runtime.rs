@@ -70,7 +70,7 @@ fn choose_backend(setting: IoBackend) -> Result<ChosenBackend, StartError> {
 
 /// Validates a declarative file as `start` would load it: the schema checks, then the compile
 /// step (route regexes, certificates, targets). Returns every error with its entity path.
-pub fn check_config(path: &Path) -> Result<crate::config::Config, ConfigErrors> {
+pub fn check_config(path: &Path) -> Result<crate::config::Snapshot, ConfigErrors> {
     let config = crate::config::declarative::load_file(path)?;
     let settings = crate::settings::Settings::default();
     let shared = gateway::SharedState {
@@ -81,8 +81,8 @@ pub fn check_config(path: &Path) -> Result<crate::config::Config, ConfigErrors> 
             .map_err(|e| ConfigErrors::from(crate::config::ConfigError::new("", e.to_string())))?,
         client_configs: std::sync::Mutex::default(),
     };
-    crate::config::compile::compile(config.clone(), &shared.compile_inputs(&settings), 1)?;
-    Ok(config)
+    // The snapshot owns the config: no second copy of a million consumers just to check.
+    crate::config::compile::compile(config, &shared.compile_inputs(&settings), 1)
 }
 
 /// Runs gangway in the foreground until SIGTERM/SIGINT and the drain that follows.

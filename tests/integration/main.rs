@@ -9,6 +9,8 @@ mod errors;
 mod lifecycle;
 mod pirate_weather;
 mod plugins;
+mod plugins_cors;
+mod plugins_misc;
 mod proxy;
 mod proxy_protocol;
 mod tls;

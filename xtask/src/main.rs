@@ -1,6 +1,8 @@
-//! Project tasks: `cargo xtask test` (the full CI suite) and `cargo xtask bench <name>`.
+//! Project tasks: `cargo xtask test` (the full CI suite), `cargo xtask bench <name>` and
+//! `cargo xtask gen-config` (large declarative files for scale tests).
 
 mod bench;
+mod gen_config;
 
 use std::process::Command;
 
@@ -62,9 +64,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench::run(&args[1..]),
+        Some("gen-config") => gen_config::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test | cargo xtask bench proxy [--duration S] [--repeat N]"
+                "usage: cargo xtask test | cargo xtask bench proxy [--duration S] [--repeat N] | cargo xtask gen-config --consumers N --out FILE"
             );
             bail!("unknown task")
         }

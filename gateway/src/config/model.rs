@@ -196,17 +196,24 @@ pub struct Route {
     pub updated_at: i64,
 }
 
+/// Tags of the entity kinds that run into millions (consumers and their credentials): boxed
+/// slices, 8 bytes smaller than `Vec<String>` per entity, serialized the same way.
+pub type CompactTags = Option<Box<[Box<str>]>>;
+
 /// A consumer: an API client identity.
+///
+/// Consumers run into millions, so strings are `Box<str>` (no spare capacity) and the struct
+/// stays at 80 bytes; it serializes exactly as Kong's entity.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Consumer {
     /// Primary key.
     pub id: Id,
     /// Unique; at least one of username and custom_id is set.
-    pub username: Option<String>,
+    pub username: Option<Box<str>>,
     /// Unique; at least one of username and custom_id is set.
-    pub custom_id: Option<String>,
+    pub custom_id: Option<Box<str>>,
     /// Tags; default null.
-    pub tags: Option<Vec<String>>,
+    pub tags: CompactTags,
     /// Epoch seconds.
     pub created_at: i64,
     /// Epoch seconds.
@@ -245,7 +252,7 @@ pub struct Plugin {
     pub updated_at: i64,
 }
 
-/// A key-auth credential.
+/// A key-auth credential (one or more per consumer, so as compact as [`Consumer`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeyauthCredential {
     /// Primary key.
@@ -253,17 +260,17 @@ pub struct KeyauthCredential {
     /// Owning consumer; required.
     pub consumer: ForeignKey,
     /// The API key; unique.
-    pub key: String,
+    pub key: Box<str>,
     /// Absolute expiry in epoch seconds, from the input `ttl`; default null (never).
     #[serde(skip)]
     pub expires_at: Option<i64>,
     /// Tags; default null.
-    pub tags: Option<Vec<String>>,
+    pub tags: CompactTags,
     /// Epoch seconds.
     pub created_at: i64,
 }
 
-/// An ACL group membership.
+/// An ACL group membership (compact like [`Consumer`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Acl {
     /// Primary key.
@@ -271,9 +278,9 @@ pub struct Acl {
     /// Owning consumer; required.
     pub consumer: ForeignKey,
     /// Group name; required.
-    pub group: String,
+    pub group: Box<str>,
     /// Tags; default null.
-    pub tags: Option<Vec<String>>,
+    pub tags: CompactTags,
     /// Epoch seconds.
     pub created_at: i64,
 }

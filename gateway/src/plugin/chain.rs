@@ -81,6 +81,9 @@ pub struct Chain {
     pub needs_body: bool,
     /// True when any step has an instance that implements `header_filter`.
     pub filters_headers: bool,
+    /// The largest [`Plugin::chunked_body_limit`] of the instances: a chunked body is
+    /// buffered up to this many bytes. `None` when no instance sets one.
+    pub chunked_body_limit: Option<u64>,
     /// True when any step has an instance that may filter response bodies.
     pub filters_body: bool,
 }
@@ -174,11 +177,13 @@ fn build_chain(
     };
     let needs_body = picks().any(|i| i.handler.needs_body());
     let filters_headers = picks().any(|i| i.handler.filters_headers());
+    let chunked_body_limit = picks().filter_map(|i| i.handler.chunked_body_limit()).max();
     let filters_body = picks().any(|i| i.handler.filters_body());
     Chain {
         by_priority: by_priority_names.iter().map(|n| position[n]).collect(),
         needs_body,
         filters_headers,
+        chunked_body_limit,
         filters_body,
         steps,
     }

@@ -1,8 +1,9 @@
 //! What plugin handlers see and change: the request (through the edit overlay), the
 //! authenticated consumer, and per-plugin state that lives until the log phase.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::edits::{HeaderEdits, QueryEdits, query_values};
 use super::identity::{ConsumerRef, CredentialRef};
@@ -26,6 +27,9 @@ pub struct RequestState {
     pub method: Option<String>,
     /// The request body, when the chain buffered it (a plugin reads or rewrites it).
     pub body: Option<Vec<u8>>,
+    /// A chunked body passed the chain's [`super::Chain::chunked_body_limit`]: it was not
+    /// read to its end (`body` is `None`), and the request must not be proxied.
+    pub body_over_limit: bool,
     /// The authenticated consumer.
     pub consumer: Option<ConsumerRef>,
     /// The credential that authenticated it (absent for the anonymous consumer).
@@ -37,8 +41,45 @@ pub struct RequestState {
     /// For each chain step, the instance chosen in access (index into the instances), or
     /// [`NOT_RUN`]. Later phases reuse it, as Kong does.
     pub resolved: Vec<u32>,
+    /// Facts about the client connection; set by the session, kept across [`Self::reset`].
+    pub conn: ConnFacts,
     saved: Vec<u8>,
     slots: Vec<Range<u32>>,
+}
+
+/// The client connection as nginx's `$server_addr`, `$server_port`, `$connection` and
+/// `$connection_requests` describe it (correlation-id's `tracker` generator).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnFacts {
+    /// The local address the connection arrived on. Default `0.0.0.0:0`.
+    pub server: SocketAddr,
+    /// The connection's serial number, unique in the process. Default 0.
+    pub serial: u64,
+    /// Requests received on the connection so far, this one included. Default 0.
+    pub requests: u64,
+}
+
+impl Default for ConnFacts {
+    fn default() -> Self {
+        ConnFacts {
+            server: SocketAddr::from(([0, 0, 0, 0], 0)),
+            serial: 0,
+            requests: 0,
+        }
+    }
+}
+
+static CONNECTION_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+impl ConnFacts {
+    /// Facts for a new connection on `server`, with the next serial number.
+    pub fn new_connection(server: SocketAddr) -> ConnFacts {
+        ConnFacts {
+            server,
+            serial: CONNECTION_SERIAL.fetch_add(1, Ordering::Relaxed) + 1,
+            requests: 0,
+        }
+    }
 }
 
 /// A [`RequestState::resolved`] entry for a step that did not run.
@@ -52,6 +93,7 @@ impl RequestState {
         self.path = None;
         self.method = None;
         self.body = None;
+        self.body_over_limit = false;
         self.consumer = None;
         self.credential = None;
         self.authenticated_groups.clear();

@@ -30,10 +30,34 @@ pub struct Spec {
 /// Every plugin gangway ships, in Kong's priority order.
 pub const BUNDLED: &[Spec] = &[
     Spec {
+        name: super::correlation_id::NAME,
+        priority: super::correlation_id::PRIORITY,
+        schema: super::correlation_id::schema,
+        build: super::correlation_id::build,
+    },
+    Spec {
+        name: super::cors::NAME,
+        priority: super::cors::PRIORITY,
+        schema: super::cors::schema,
+        build: super::cors::build,
+    },
+    Spec {
         name: super::key_auth::NAME,
         priority: super::key_auth::PRIORITY,
         schema: super::key_auth::schema,
         build: super::key_auth::build,
+    },
+    Spec {
+        name: super::ip_restriction::NAME,
+        priority: super::ip_restriction::PRIORITY,
+        schema: super::ip_restriction::schema,
+        build: super::ip_restriction::build,
+    },
+    Spec {
+        name: super::request_size_limiting::NAME,
+        priority: super::request_size_limiting::PRIORITY,
+        schema: super::request_size_limiting::schema,
+        build: super::request_size_limiting::build,
     },
     Spec {
         name: super::acl::NAME,

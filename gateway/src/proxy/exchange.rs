@@ -79,9 +79,15 @@ struct Reply<'a, B: Backend> {
     ctx: &'a WorkerCtx<B>,
     request_id: &'a [u8; 32],
     received: Instant,
+    snapshot: &'a Snapshot,
+    chain: &'a Chain,
+    /// header_filter already ran (the upstream's head had arrived).
+    filtered: std::cell::Cell<bool>,
 }
 
 impl<B: Backend> Reply<'_, B> {
+    /// Sends the gateway's own error (the upstream failed). As in Kong, the plugins that ran
+    /// in access still filter its headers (cors, correlation-id).
     async fn error<S: Stream>(
         &self,
         client: &S,
@@ -90,7 +96,32 @@ impl<B: Backend> Reply<'_, B> {
         message: &str,
         close: bool,
     ) {
-        write_error(
+        if self.chain.filters_headers && !self.filtered.replace(true) {
+            let mut filter = ResponseCtx {
+                status,
+                upstream: None,
+                snapshot: self.snapshot,
+                state: &mut bufs.plugins,
+                step: 0,
+            };
+            plugin::run_header_filter(&self.snapshot.pipeline, self.chain, &mut filter);
+        }
+        let added: Vec<(String, String)> = bufs
+            .plugins
+            .response_headers
+            .added()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        let plugin_headers: Vec<(&str, &str)> = added
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        write_error_with(
             client,
             bufs,
             self.ctx,
@@ -99,6 +130,7 @@ impl<B: Backend> Reply<'_, B> {
             status,
             message,
             close,
+            &plugin_headers,
         )
         .await;
     }
@@ -168,6 +200,33 @@ async fn write_error<B: Backend, S: Stream>(
     message: &str,
     close: bool,
 ) {
+    write_error_with(
+        client,
+        bufs,
+        ctx,
+        request_id,
+        received,
+        status,
+        message,
+        close,
+        &[],
+    )
+    .await;
+}
+
+/// [`write_error`] with headers from plugins.
+#[allow(clippy::too_many_arguments)]
+async fn write_error_with<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    ctx: &WorkerCtx<B>,
+    request_id: &[u8; 32],
+    received: Instant,
+    status: u16,
+    message: &str,
+    close: bool,
+    plugin_headers: &[(&str, &str)],
+) {
     let settings = &ctx.gateway.settings;
     let latency = received.elapsed().as_millis().to_string();
     let id = std::str::from_utf8(request_id).unwrap_or_default();
@@ -179,6 +238,7 @@ async fn write_error<B: Backend, S: Stream>(
     if tokens.contains(HeaderToken::RequestId) {
         extra.push(("X-Kong-Request-Id", id));
     }
+    extra.extend_from_slice(plugin_headers);
     if close {
         extra.push(("Connection", "close"));
     }
@@ -253,6 +313,9 @@ pub async fn run<B: Backend, S: Stream>(
         ctx,
         request_id: ex.request_id,
         received: ex.received,
+        snapshot: ex.snapshot,
+        chain: ex.chain,
+        filtered: std::cell::Cell::new(false),
     };
     let service = ex.service;
     let head_len = ex.head_len;
@@ -617,6 +680,7 @@ pub async fn run<B: Backend, S: Stream>(
             step: 0,
         };
         plugin::run_header_filter(&ex.snapshot.pipeline, ex.chain, &mut filter);
+        reply.filtered.set(true);
     }
     if ex.chain.filters_body && !is_head && !switching && resp_framing.has_body() {
         let job = BufferedResponse {

@@ -24,11 +24,17 @@ pub struct BodyError {
 /// bounded by `client_max_body_size` and `client_body_timeout`. The head stays at
 /// `bufs.input[..head_len]`; the raw body bytes are removed so that anything after them (a
 /// pipelined request) follows the head.
+///
+/// With `limit` (a plugin's [`crate::plugin::Plugin::chunked_body_limit`]), reading stops
+/// once the body is longer than `limit` bytes: `bufs.plugins.body` stays `None`,
+/// `bufs.plugins.body_over_limit` is set, and the unread rest stays in `bufs.input` (the
+/// connection cannot be reused unless the whole body happens to be there).
 pub async fn buffer_body<B: Backend, S: Stream>(
     client: &S,
     bufs: &mut ConnBuffers,
     head_len: usize,
     ctx: &WorkerCtx<B>,
+    limit: Option<u64>,
 ) -> Result<(), BodyError> {
     let settings = &ctx.gateway.settings;
     let mut tracker = BodyTracker::new(bufs.head.framing())
@@ -52,6 +58,10 @@ pub async fn buffer_body<B: Backend, S: Stream>(
         pos += p.consumed;
         if p.done {
             break;
+        }
+        if limit.is_some_and(|l| tracker.payload_bytes() > l) {
+            bufs.plugins.body_over_limit = true;
+            return Ok(());
         }
         if !continued && bufs.head.expect_continue() {
             continued = true;

@@ -14,10 +14,11 @@ use super::exchange::{self, Exchange, Outcome};
 use crate::config::Snapshot;
 use crate::config::model::Protocol;
 use crate::http::{
-    ErrorFormat, HttpError, Limits, RequestHead, ResponseHead, TooLargeStatus, error_page,
-    parse_request,
+    BodyFraming, ErrorFormat, HttpError, Limits, RequestHead, ResponseHead, TooLargeStatus,
+    error_page, parse_request,
 };
 use crate::net::{Backend, Stream};
+use crate::plugin::context::ConnFacts;
 use crate::plugin::{self, AccessCtx, Flow, RequestState};
 use crate::router::{HeaderSource, MatchScratch, RouteRequest};
 use crate::settings::HeaderToken;
@@ -177,6 +178,8 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
     let header_timeout = Duration::from_millis(settings.client_header_timeout_ms);
     let mut shutdown = ctx.gateway.shutdown_signal();
     let mut bufs = ConnBuffers::new();
+    bufs.plugins.conn =
+        ConnFacts::new_connection(SocketAddr::from(([0, 0, 0, 0], conn.local_port)));
     let mut first = true;
     loop {
         let first_timeout = if first { header_timeout } else { keepalive };
@@ -216,6 +219,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
             .counters
             .total_requests
             .fetch_add(1, Ordering::Relaxed);
+        bufs.plugins.conn.requests += 1;
         bufs.accept.clear();
         if let Some(accept) = bufs.head.header(&bufs.input, "accept") {
             bufs.accept.extend_from_slice(accept);
@@ -306,8 +310,13 @@ async fn handle_request<B: Backend, S: Stream>(
     let chain = &snapshot.pipeline.routes[matched.route];
     bufs.plugins.reset(chain.steps.len());
     if !chain.is_empty() {
-        if chain.needs_body {
-            if let Err(e) = super::plugins::buffer_body(client, bufs, head_len, ctx).await {
+        // A plugin that only measures the body (request-size-limiting) needs it buffered
+        // when its size is not announced, and then only up to its limit.
+        let limit = chain
+            .chunked_body_limit
+            .filter(|_| !chain.needs_body && bufs.head.framing() == BodyFraming::Chunked);
+        if chain.needs_body || limit.is_some() {
+            if let Err(e) = super::plugins::buffer_body(client, bufs, head_len, ctx, limit).await {
                 if let Some(status) = e.status {
                     exchange::respond_error_closing(
                         client,
@@ -338,6 +347,14 @@ async fn handle_request<B: Backend, S: Stream>(
                 step: 0,
             };
             plugin::run_access(&snapshot.pipeline, chain, &mut access)
+        };
+        let flow = match flow {
+            // No plugin instance that applies claimed the oversized body: refuse it rather
+            // than proxy a body that was only partly read.
+            Flow::Continue if bufs.plugins.body_over_limit => {
+                Flow::error(413, "Request size limit exceeded")
+            }
+            flow => flow,
         };
         if let Flow::Respond(response) = flow {
             return super::plugins::respond(

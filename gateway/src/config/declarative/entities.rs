@@ -6,35 +6,39 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::Item;
-use super::fields::{Fields, id, random_key};
+use super::fast::Fast;
+use super::fields::{Fields, id};
+use super::{Item, Span};
 use crate::config::model::*;
 use crate::config::{Config, ConfigErrors};
 
 type Items<'a> = HashMap<&'static str, Vec<Item<'a>>>;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// Where the fast-path entities sit among each kind's generic items.
+pub(super) type Spans = HashMap<&'static str, Vec<(usize, Span)>>;
+
+/// Resolves a reference given as an id or a name.
+pub(super) trait Lookup {
+    /// The id of the entity with id or name `key`.
+    fn resolve(&self, key: &str) -> Option<Uuid>;
 }
 
 /// Ids and names of one entity kind, for reference resolution and uniqueness.
 #[derive(Default)]
-struct Known {
+struct Known<'a> {
     ids: HashSet<Uuid>,
-    names: HashMap<String, Uuid>,
+    names: HashMap<&'a str, Uuid>,
 }
 
-impl Known {
-    fn collect(items: &[Item<'_>], name_keys: &[&str]) -> Known {
+impl<'a> Known<'a> {
+    fn collect(items: &[Item<'a>], name_keys: &[&str]) -> Known<'a> {
         let mut k = Known::default();
         for it in items {
             let id = id(it.obj);
             k.ids.insert(id);
             for key in name_keys {
                 if let Some(n) = it.obj.get(*key).and_then(Value::as_str) {
-                    k.names.insert(n.to_string(), id);
+                    k.names.insert(n, id);
                 }
             }
         }
@@ -42,12 +46,23 @@ impl Known {
     }
 }
 
+impl Lookup for Known<'_> {
+    fn resolve(&self, key: &str) -> Option<Uuid> {
+        if let Ok(id) = Uuid::parse_str(key) {
+            if self.ids.contains(&id) {
+                return Some(id);
+            }
+        }
+        self.names.get(key).copied()
+    }
+}
+
 /// Resolves `field` of `f`: the nesting parent, an id, a name, or `{id|name|username: ...}`.
-fn reference(
+pub(super) fn reference(
     f: &mut Fields<'_, '_>,
     field: &str,
     parent: Option<(&str, Uuid)>,
-    known: &Known,
+    known: &dyn Lookup,
     entity: &str,
 ) -> Option<Uuid> {
     if let Some((fk, id)) = parent {
@@ -74,13 +89,8 @@ fn reference(
             return None;
         }
     };
-    if let Ok(id) = Uuid::parse_str(&key) {
-        if known.ids.contains(&id) {
-            return Some(id);
-        }
-    }
-    if let Some(id) = known.names.get(&key) {
-        return Some(*id);
+    if let Some(id) = known.resolve(&key) {
+        return Some(id);
     }
     f.errors.push(
         f.at(field),
@@ -132,12 +142,20 @@ fn list<'i, 'a>(items: &'i Items<'a>, entity: &str) -> &'i [Item<'a>] {
     items.get(entity).map_or(&[], Vec::as_slice)
 }
 
-/// Builds every entity; problems go to `errors`.
-pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
-    let t = now();
+fn spans<'s>(spans: &'s Spans, entity: &str) -> &'s [(usize, Span)] {
+    spans.get(entity).map_or(&[], Vec::as_slice)
+}
+
+/// Builds every entity, the fast-path ones included; problems go to `errors`.
+pub(super) fn build(
+    items: &Items<'_>,
+    fast_spans: &Spans,
+    mut fast: Fast,
+    errors: &mut ConfigErrors,
+) -> Config {
+    let t = fast.now;
     let services_known = Known::collect(list(items, "services"), &["name"]);
     let routes_known = Known::collect(list(items, "routes"), &["name"]);
-    let consumers_known = Known::collect(list(items, "consumers"), &["username", "custom_id"]);
     let upstreams_known = Known::collect(list(items, "upstreams"), &["name"]);
     let certs_known = Known::collect(list(items, "certificates"), &[]);
     let mut c = Config::default();
@@ -174,7 +192,7 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
         ]);
         let mut svc = Service {
             id: id(it.obj),
-            name: f.str("name"),
+            name: utf8_name(&mut f, "name"),
             protocol: Protocol::Http,
             host: String::new(),
             port: 80,
@@ -381,7 +399,7 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
         }
         let route = Route {
             id: id(it.obj),
-            name: f.str("name"),
+            name: utf8_name(&mut f, "name"),
             protocols,
             methods,
             hosts,
@@ -413,56 +431,14 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
         c.routes.push(route);
     }
 
-    for it in list(items, "consumers") {
-        let mut f = Fields {
-            obj: it.obj,
-            path: &it.path,
-            errors,
-        };
-        f.check_known(&[
-            "username",
-            "custom_id",
-            "tags",
-            "created_at",
-            "updated_at",
-            "plugins",
-            "keyauth_credentials",
-            "acls",
-        ]);
-        let username = f.str("username");
-        let custom_id = f.str("custom_id");
-        if username.is_none() && custom_id.is_none() {
-            f.errors.push(
-                it.path.clone(),
-                "at least one of these fields must be non-empty: 'custom_id', 'username'",
-            );
-        }
-        let consumer = Consumer {
-            id: id(it.obj),
-            username,
-            custom_id,
-            tags: f.tags(),
-            created_at: f.created_at(t),
-            updated_at: t,
-        };
-        unique(
-            seen.entry("consumers.username").or_default(),
-            "consumers",
-            "username",
-            consumer.username.as_deref(),
-            &it.path,
-            errors,
-        );
-        unique(
-            seen.entry("consumers.custom_id").or_default(),
-            "consumers",
-            "custom_id",
-            consumer.custom_id.as_deref(),
-            &it.path,
-            errors,
-        );
-        c.consumers.push(consumer);
-    }
+    super::consumers::consumers(
+        list(items, "consumers"),
+        spans(fast_spans, "consumers"),
+        &mut fast,
+        &mut c.consumers,
+        errors,
+    );
+    let consumers_known = super::consumers::ConsumerRefs::new(&c.consumers);
 
     for it in list(items, "upstreams") {
         let mut f = Fields {
@@ -700,56 +676,22 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
         });
     }
 
-    for it in list(items, "keyauth_credentials") {
-        let mut f = Fields {
-            obj: it.obj,
-            path: &it.path,
-            errors,
-        };
-        f.check_known(&["consumer", "key", "ttl", "tags", "created_at"]);
-        let consumer = reference(&mut f, "consumer", it.parent, &consumers_known, "consumers");
-        let key = f.str("key").unwrap_or_else(random_key);
-        let ttl = f.int("ttl", 0, 100_000_000);
-        let (tags, created_at) = (f.tags(), f.created_at(t));
-        unique(
-            seen.entry("keyauth_credentials").or_default(),
-            "keyauth_credentials",
-            "key",
-            Some(&key),
-            &it.path,
-            errors,
-        );
-        if let Some(consumer) = consumer {
-            c.keyauth_credentials.push(KeyauthCredential {
-                id: id(it.obj),
-                consumer: consumer.into(),
-                key,
-                expires_at: ttl.filter(|s| *s > 0).map(|s| t + s),
-                tags,
-                created_at,
-            });
-        }
-    }
-
-    for it in list(items, "acls") {
-        let mut f = Fields {
-            obj: it.obj,
-            path: &it.path,
-            errors,
-        };
-        f.check_known(&["consumer", "group", "tags", "created_at"]);
-        let consumer = reference(&mut f, "consumer", it.parent, &consumers_known, "consumers");
-        let group = f.required_str("group");
-        if let Some(consumer) = consumer {
-            c.acls.push(Acl {
-                id: id(it.obj),
-                consumer: consumer.into(),
-                group,
-                tags: f.tags(),
-                created_at: f.created_at(t),
-            });
-        }
-    }
+    super::consumers::keyauth_credentials(
+        list(items, "keyauth_credentials"),
+        spans(fast_spans, "keyauth_credentials"),
+        &mut fast,
+        &consumers_known,
+        &mut c.keyauth_credentials,
+        errors,
+    );
+    super::consumers::acls(
+        list(items, "acls"),
+        spans(fast_spans, "acls"),
+        &mut fast,
+        &consumers_known,
+        &mut c.acls,
+        errors,
+    );
 
     for it in list(items, "plugins") {
         let mut f = Fields {
@@ -797,7 +739,7 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
         c.plugins.push(Plugin {
             id: id(it.obj),
             name,
-            instance_name: f.str("instance_name"),
+            instance_name: utf8_name(&mut f, "instance_name"),
             config,
             service: service.map(ForeignKey::from),
             route: route.map(ForeignKey::from),
@@ -820,6 +762,23 @@ pub(super) fn build(items: &Items<'_>, errors: &mut ConfigErrors) -> Config {
     }
     let _ = ids;
     c
+}
+
+/// Kong's `utf8_name`: ASCII alphanumerics and `.-_~`, plus any non-ASCII (UTF-8) character.
+fn utf8_name(f: &mut Fields<'_, '_>, key: &str) -> Option<String> {
+    let name = f.str(key)?;
+    let ok = name
+        .chars()
+        .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || ".-_~".contains(c));
+    if !ok {
+        f.errors.push(
+            f.at(key),
+            format!(
+                "invalid value '{name}': the only accepted ascii characters are alphanumerics or ., -, _, and ~"
+            ),
+        );
+    }
+    Some(name)
 }
 
 /// Kong's route host rules: one `*` at most, as the whole leftmost or rightmost label; an

@@ -80,7 +80,7 @@ upstreams:
             .iter()
             .any(|k| k.expires_at.is_some())
     );
-    assert_eq!(cfg.acls[0].group, "gold");
+    assert_eq!(&*cfg.acls[0].group, "gold");
     let targets: Vec<_> = cfg
         .targets
         .iter()
@@ -282,4 +282,29 @@ plugins:
     assert_eq!(c["hide_credentials"], false);
     assert_eq!(c["key_in_query"], true);
     assert_eq!(c["run_on_preflight"], true);
+}
+
+#[test]
+fn top_level_meta_keys_are_type_checked() {
+    let ok = load_str("_format_version: \"3.0\"\n_transform: false\n_comment: hi\n_ignore: []\n");
+    assert!(ok.is_ok(), "{ok:?}");
+    let errs = load_str("_format_version: \"3.0\"\n_transform: maybe\n_comment: [1]\n")
+        .expect_err("bad meta keys")
+        .to_string();
+    assert!(errs.contains("_transform: expected a boolean"), "{errs}");
+    assert!(errs.contains("_comment: expected a string"), "{errs}");
+}
+
+#[test]
+fn names_follow_kongs_utf8_name_rule() {
+    let errs = load_str(
+        "_format_version: \"3.0\"\nservices:\n  - name: \"bad name\"\n    url: http://x\n    routes:\n      - name: caf\u{00e9}-ok\n        paths: [\"/\"]\n",
+    )
+    .expect_err("space in a name")
+    .to_string();
+    assert!(
+        errs.contains("services[0].name: invalid value 'bad name': the only accepted ascii characters are alphanumerics or ., -, _, and ~"),
+        "{errs}"
+    );
+    assert!(!errs.contains("routes"), "UTF-8 is allowed: {errs}");
 }

@@ -1,0 +1,394 @@
+//! A streaming reader of declarative YAML (and JSON, a YAML subset) over libyaml's events.
+//!
+//! The generic loader (serde_norway into a `serde_json::Value`) holds every parser event of
+//! the document and then a `Value` tree of it: gigabytes for a million consumers. This reader
+//! pulls events from the same libyaml parser one at a time and hands each element of the big
+//! entity lists to a sink as soon as it is complete, so only one entity is ever held as a
+//! `Value`.
+//!
+//! It resolves plain scalars exactly as serde_norway does when it fills a `serde_json::Value`,
+//! and it gives up ([`Unusual`]) on anything whose handling it does not reproduce: parse
+//! errors, tags, anchors and aliases, several documents, deep nesting, a non-mapping top
+//! level, duplicate top-level keys, integers beyond 64 bits. The caller then loads the text
+//! the generic way, which yields the same result and the same error messages as before.
+
+use std::ffi::c_void;
+use std::io::Read as _;
+use std::mem::MaybeUninit;
+use std::num::ParseIntError;
+
+use serde_json::{Map, Number, Value};
+use unsafe_libyaml_norway as unsafe_yaml;
+
+/// The reader met something only the generic loader handles exactly.
+#[derive(Debug)]
+pub(crate) struct Unusual;
+
+/// Nesting deeper than this is left to the generic loader (serde_norway stops at 128).
+const MAX_DEPTH: usize = 100;
+
+/// One parser event, with the scalar's text.
+enum Event {
+    StreamStart,
+    StreamEnd,
+    DocumentStart,
+    DocumentEnd,
+    MappingStart,
+    MappingEnd,
+    SequenceStart,
+    SequenceEnd,
+    Scalar { value: String, plain: bool },
+}
+
+/// What the reader parses.
+pub(crate) enum Input<'t> {
+    /// Text in memory.
+    Text(&'t [u8]),
+    /// A file, read in small chunks as parsing goes, so the text is never held whole.
+    File(std::fs::File),
+}
+
+/// A libyaml parser over text or a file.
+struct Parser<'t> {
+    // Boxed: libyaml keeps a pointer to the parser itself as its read-handler data.
+    sys: Box<unsafe_yaml::yaml_parser_t>,
+    // Boxed for a stable address: libyaml's read handler reads through a pointer to it.
+    _file: Option<Box<std::fs::File>>,
+    _text: std::marker::PhantomData<&'t [u8]>,
+}
+
+/// libyaml's read callback for [`Input::File`]; an I/O error fails the parse.
+///
+/// # Safety
+/// `data` must point to the parser's boxed `File` and `buffer` to `size` writable bytes.
+unsafe fn read_file(data: *mut c_void, buffer: *mut u8, size: u64, size_read: *mut u64) -> i32 {
+    // SAFETY: per the contract above, as set up in `Parser::new`.
+    let (file, buf, size_read) = unsafe {
+        (
+            &mut *data.cast::<std::fs::File>(),
+            std::slice::from_raw_parts_mut(buffer, size as usize),
+            &mut *size_read,
+        )
+    };
+    loop {
+        match file.read(buf) {
+            Ok(n) => {
+                *size_read = n as u64;
+                return 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return 0,
+        }
+    }
+}
+
+impl<'t> Parser<'t> {
+    fn new(input: Input<'t>) -> Result<Parser<'t>, Unusual> {
+        let mut raw = Box::<unsafe_yaml::yaml_parser_t>::new_uninit();
+        // SAFETY: `raw` is a valid allocation for a parser; initialize writes every field.
+        let init = unsafe { unsafe_yaml::yaml_parser_initialize(raw.as_mut_ptr()) };
+        if init.fail {
+            return Err(Unusual);
+        }
+        // SAFETY: yaml_parser_initialize succeeded, so the parser is initialized.
+        let mut sys = unsafe { raw.assume_init() };
+        // SAFETY: the parser is initialized and has no input yet.
+        unsafe {
+            unsafe_yaml::yaml_parser_set_encoding(&mut *sys, unsafe_yaml::YAML_UTF8_ENCODING);
+        }
+        let file = match input {
+            Input::Text(text) => {
+                // SAFETY: `text` outlives the parser (the 't lifetime), and the boxed parser
+                // never moves while libyaml points at it.
+                unsafe {
+                    unsafe_yaml::yaml_parser_set_input_string(
+                        &mut *sys,
+                        text.as_ptr(),
+                        text.len() as u64,
+                    );
+                }
+                None
+            }
+            Input::File(file) => {
+                let mut file = Box::new(file);
+                let data: *mut std::fs::File = &mut *file;
+                // SAFETY: the boxed file lives as long as the parser (both are fields of
+                // `Parser`, and Drop deletes the parser first) and never moves.
+                unsafe {
+                    unsafe_yaml::yaml_parser_set_input(&mut *sys, read_file, data.cast());
+                }
+                Some(file)
+            }
+        };
+        Ok(Parser {
+            sys,
+            _file: file,
+            _text: std::marker::PhantomData,
+        })
+    }
+
+    /// The next event; anchors, tags and aliases are [`Unusual`].
+    fn next(&mut self) -> Result<Event, Unusual> {
+        let mut raw = MaybeUninit::<unsafe_yaml::yaml_event_t>::uninit();
+        // SAFETY: the parser is initialized; on success libyaml fills the event.
+        if unsafe { unsafe_yaml::yaml_parser_parse(&mut *self.sys, raw.as_mut_ptr()) }.fail {
+            return Err(Unusual);
+        }
+        // SAFETY: yaml_parser_parse succeeded, so the event is initialized.
+        let mut event = unsafe { raw.assume_init() };
+        // SAFETY: each arm reads only the union member that matches `type_`.
+        let out = unsafe {
+            match event.type_ {
+                unsafe_yaml::YAML_STREAM_START_EVENT => Ok(Event::StreamStart),
+                unsafe_yaml::YAML_STREAM_END_EVENT => Ok(Event::StreamEnd),
+                unsafe_yaml::YAML_DOCUMENT_START_EVENT => Ok(Event::DocumentStart),
+                unsafe_yaml::YAML_DOCUMENT_END_EVENT => Ok(Event::DocumentEnd),
+                unsafe_yaml::YAML_SCALAR_EVENT => {
+                    let s = event.data.scalar;
+                    if !s.anchor.is_null() || !s.tag.is_null() {
+                        Err(Unusual)
+                    } else {
+                        let bytes = std::slice::from_raw_parts(s.value, s.length as usize);
+                        match std::str::from_utf8(bytes) {
+                            Ok(v) => Ok(Event::Scalar {
+                                value: v.to_owned(),
+                                plain: s.style == unsafe_yaml::YAML_PLAIN_SCALAR_STYLE,
+                            }),
+                            Err(_) => Err(Unusual),
+                        }
+                    }
+                }
+                unsafe_yaml::YAML_SEQUENCE_START_EVENT => {
+                    let s = event.data.sequence_start;
+                    if s.anchor.is_null() && s.tag.is_null() {
+                        Ok(Event::SequenceStart)
+                    } else {
+                        Err(Unusual)
+                    }
+                }
+                unsafe_yaml::YAML_SEQUENCE_END_EVENT => Ok(Event::SequenceEnd),
+                unsafe_yaml::YAML_MAPPING_START_EVENT => {
+                    let m = event.data.mapping_start;
+                    if m.anchor.is_null() && m.tag.is_null() {
+                        Ok(Event::MappingStart)
+                    } else {
+                        Err(Unusual)
+                    }
+                }
+                unsafe_yaml::YAML_MAPPING_END_EVENT => Ok(Event::MappingEnd),
+                _ => Err(Unusual),
+            }
+        };
+        // SAFETY: the event came from yaml_parser_parse and is deleted exactly once.
+        unsafe { unsafe_yaml::yaml_event_delete(&mut event) };
+        out
+    }
+}
+
+impl Drop for Parser<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the parser was initialized in `new` and is deleted once.
+        unsafe { unsafe_yaml::yaml_parser_delete(&mut *self.sys) };
+    }
+}
+
+/// Receives each element of the streamed top-level lists.
+pub(crate) trait Sink {
+    /// True when the top-level `key` is a list to stream element by element.
+    fn streams(&self, key: &str) -> bool;
+    /// Takes element `index` of the streamed list `key`.
+    fn element(&mut self, key: &str, index: usize, value: Value);
+    /// The streamed list `key` was a sequence (possibly empty).
+    fn list_seen(&mut self, key: &str);
+}
+
+/// Reads a whole document: the top-level mapping, minus the streamed lists, which went to
+/// `sink`. Returns [`Unusual`] when the generic loader must read the text instead.
+pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Map<String, Value>, Unusual> {
+    let mut p = Parser::new(input)?;
+    if !matches!(p.next()?, Event::StreamStart) || !matches!(p.next()?, Event::DocumentStart) {
+        return Err(Unusual);
+    }
+    if !matches!(p.next()?, Event::MappingStart) {
+        return Err(Unusual);
+    }
+    let mut top = Map::new();
+    let mut streamed: Vec<String> = Vec::new();
+    loop {
+        let key = match p.next()? {
+            Event::MappingEnd => break,
+            Event::Scalar { value, .. } => value,
+            _ => return Err(Unusual),
+        };
+        if top.contains_key(&key) || streamed.contains(&key) {
+            return Err(Unusual);
+        }
+        let first = p.next()?;
+        if sink.streams(&key) && matches!(first, Event::SequenceStart) {
+            sink.list_seen(&key);
+            let mut index = 0;
+            loop {
+                let event = p.next()?;
+                if matches!(event, Event::SequenceEnd) {
+                    break;
+                }
+                let value = value(&mut p, event, 2)?;
+                sink.element(&key, index, value);
+                index += 1;
+            }
+            streamed.push(key);
+        } else {
+            let value = value(&mut p, first, 1)?;
+            top.insert(key, value);
+        }
+    }
+    if !matches!(p.next()?, Event::DocumentEnd) || !matches!(p.next()?, Event::StreamEnd) {
+        return Err(Unusual);
+    }
+    Ok(top)
+}
+
+/// Builds the value that starts with `first`.
+fn value(p: &mut Parser<'_>, first: Event, depth: usize) -> Result<Value, Unusual> {
+    if depth > MAX_DEPTH {
+        return Err(Unusual);
+    }
+    match first {
+        Event::Scalar { value, plain } => {
+            if plain {
+                plain_scalar(value)
+            } else {
+                Ok(Value::String(value))
+            }
+        }
+        Event::SequenceStart => {
+            let mut items = Vec::new();
+            loop {
+                match p.next()? {
+                    Event::SequenceEnd => return Ok(Value::Array(items)),
+                    e => items.push(value(p, e, depth + 1)?),
+                }
+            }
+        }
+        Event::MappingStart => {
+            let mut map = Map::new();
+            loop {
+                let key = match p.next()? {
+                    Event::MappingEnd => return Ok(Value::Object(map)),
+                    // Any scalar key is taken as its text, as serde_json's map keys are.
+                    Event::Scalar { value, .. } => value,
+                    _ => return Err(Unusual),
+                };
+                let e = p.next()?;
+                // A repeated key keeps its first position and takes the last value, as
+                // `serde_json::Map::insert` does in the generic loader.
+                map.insert(key, value(p, e, depth + 1)?);
+            }
+        }
+        _ => Err(Unusual),
+    }
+}
+
+/// Resolves a plain scalar the way serde_norway hands it to a `serde_json::Value`: null,
+/// booleans, integers (decimal, `0x`, `0o`, `0b`), floats, else a string.
+fn plain_scalar(v: String) -> Result<Value, Unusual> {
+    if v.is_empty() || matches!(v.as_str(), "~" | "null" | "Null" | "NULL") {
+        return Ok(Value::Null);
+    }
+    match v.as_str() {
+        "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
+        _ => {}
+    }
+    // Numbers start with a digit, a sign or a dot; skip the number parsers for the rest.
+    if !v.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.')) {
+        return Ok(Value::String(v));
+    }
+    if let Some(n) = unsigned(&v, u64::from_str_radix) {
+        return Ok(Value::Number(n.into()));
+    }
+    if let Some(n) = negative(&v, i64::from_str_radix) {
+        return Ok(Value::Number(n.into()));
+    }
+    if unsigned(&v, u128::from_str_radix).is_some() || negative(&v, i128::from_str_radix).is_some()
+    {
+        return Err(Unusual);
+    }
+    if !leading_zero_digits(&v) {
+        if let Some(f) = float(&v) {
+            // Non-finite floats become null, as `serde_json::Value` stores them.
+            return Ok(Number::from_f64(f).map_or(Value::Null, Value::Number));
+        }
+    }
+    Ok(Value::String(v))
+}
+
+/// `0123` and `-007` are strings in YAML 1.2, not octal or decimal numbers.
+fn leading_zero_digits(s: &str) -> bool {
+    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
+    s.len() > 1 && s.starts_with('0') && s.bytes().skip(1).all(|b| b.is_ascii_digit())
+}
+
+/// Strips the radix prefix (`0x`, `0o`, `0b`) of `digits`; a sign after it is refused.
+fn radix_of(digits: &str) -> Option<(u32, &str)> {
+    for (prefix, radix) in [("0x", 16), ("0o", 8), ("0b", 2)] {
+        if let Some(rest) = digits.strip_prefix(prefix) {
+            return Some((radix, rest));
+        }
+    }
+    None
+}
+
+/// A non-negative integer with an optional `+` and radix prefix.
+fn unsigned<T>(s: &str, parse: fn(&str, u32) -> Result<T, ParseIntError>) -> Option<T> {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    if let Some((radix, rest)) = radix_of(digits) {
+        if rest.starts_with(['+', '-']) {
+            return None;
+        }
+        if let Ok(n) = parse(rest, radix) {
+            return Some(n);
+        }
+    }
+    if digits.starts_with(['+', '-']) || leading_zero_digits(s) {
+        return None;
+    }
+    parse(digits, 10).ok()
+}
+
+/// A negative (or explicitly signed) integer; `-0x1f` style radix prefixes allowed.
+fn negative<T>(s: &str, parse: fn(&str, u32) -> Result<T, ParseIntError>) -> Option<T> {
+    if let Some(rest) = s.strip_prefix('-') {
+        if let Some((radix, digits)) = radix_of(rest) {
+            if let Ok(n) = parse(&format!("-{digits}"), radix) {
+                return Some(n);
+            }
+        }
+    }
+    if leading_zero_digits(s) {
+        return None;
+    }
+    parse(s, 10).ok()
+}
+
+/// A finite float, or YAML's `.inf`, `-.inf` and `.nan` spellings.
+fn float(s: &str) -> Option<f64> {
+    let unsigned = match s.strip_prefix('+') {
+        Some(rest) if rest.starts_with(['+', '-']) => return None,
+        Some(rest) => rest,
+        None => s,
+    };
+    if matches!(unsigned, ".inf" | ".Inf" | ".INF") {
+        return Some(f64::INFINITY);
+    }
+    if matches!(s, "-.inf" | "-.Inf" | "-.INF") {
+        return Some(f64::NEG_INFINITY);
+    }
+    if matches!(s, ".nan" | ".NaN" | ".NAN") {
+        return Some(f64::NAN);
+    }
+    unsigned.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+use serde_json::{Map, Value};
+
+use super::{Input, Sink, Unusual, read};
+
+/// Streams `consumers` and `acls`, collecting their elements.
+#[derive(Default)]
+struct Collect {
+    lists: Vec<(String, Vec<Value>)>,
+}
+
+impl Sink for Collect {
+    fn streams(&self, key: &str) -> bool {
+        matches!(key, "consumers" | "acls")
+    }
+
+    fn element(&mut self, key: &str, index: usize, value: Value) {
+        let list = self
+            .lists
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .expect("list_seen first");
+        assert_eq!(list.1.len(), index);
+        list.1.push(value);
+    }
+
+    fn list_seen(&mut self, key: &str) {
+        self.lists.push((key.to_string(), Vec::new()));
+    }
+}
+
+fn streamed(text: &str) -> Result<Value, Unusual> {
+    let mut sink = Collect::default();
+    let mut top: Map<String, Value> = read(Input::Text(text.as_bytes()), &mut sink)?;
+    for (k, v) in sink.lists {
+        top.insert(k, Value::Array(v));
+    }
+    Ok(Value::Object(top))
+}
+
+fn generic(text: &str) -> Value {
+    serde_norway::from_str(text).expect("generic parse")
+}
+
+#[test]
+fn scalars_resolve_as_the_generic_loader_resolves_them() {
+    let text = r#"
+_format_version: "3.0"
+ints: [0, 7, +5, -3, 0x1F, -0x1f, 0o17, -0o17, 0b101, -0b101, 18446744073709551615, -9223372036854775808, -0]
+not_ints: [007, -007, +0123, 0x, 0x+5, +-5, 1_000, 0b2, "12", '13']
+floats: [1.5, -2.25, 1e3, 1.5E-3, .5, 5., .inf, -.Inf, +.INF, .nan, 1e400, 00.5]
+nulls: [~, null, Null, NULL, ]
+bools: [true, True, TRUE, false, False, FALSE, yes, no, on, off, tRUE]
+strings: ["true", 'null', plain words here, "esc\t\u00e9\"", 12:30:00, 1.2.3, "", '']
+block: |
+  line one
+  line two
+folded: >
+  folded
+  text
+multi: plain
+  continued
+empty:
+flow: {a: 1, b: [x, {c: d}]}
+1: number key
+null: null key
+true: bool key
+"quoted key": v
+dup: {k: 1, j: 2, k: 3}
+consumers:
+  - username: a
+    tags: [x, 2]
+  - {username: b, created_at: 0x10}
+  - 42
+acls: []
+"#;
+    assert_eq!(streamed(text).expect("usual"), generic(text));
+}
+
+#[test]
+fn json_documents_stream_too() {
+    let text = r#"{"_format_version": "3.0", "consumers": [{"username": "a", "n": 1.0, "m": -0, "u": "\u00e9"}], "x": {"y": [true, null]}}"#;
+    assert_eq!(streamed(text).expect("usual"), generic(text));
+}
+
+#[test]
+fn anything_it_does_not_reproduce_is_left_to_the_generic_loader() {
+    for text in [
+        "",
+        "# only a comment\n",
+        "- a\n- b\n",
+        "scalar\n",
+        "a: 1\n---\nb: 2\n",
+        "a: &x 1\nb: *x\n",
+        "a: !!str 1\n",
+        "a: !custom x\n",
+        "consumers:\n  - !!map {username: a}\n",
+        "a: 1\na: 2\n",
+        "consumers: []\nconsumers: []\n",
+        "a: [1, 2\n",
+        "a: b: c\n",
+        "a: 18446744073709551616\n",
+        "a: -9223372036854775809\n",
+        "[a]: 1\n",
+        "a: {[x]: 1}\n",
+    ] {
+        assert!(streamed(text).is_err(), "{text:?} should be unusual");
+    }
+    let deep = format!("a: {}{}\n", "[".repeat(120), "]".repeat(120));
+    assert!(streamed(&deep).is_err(), "deep nesting");
+}
+
+#[test]
+fn files_stream_in_chunks() {
+    let dir = std::env::temp_dir().join(format!("gangway-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("big.yml");
+    let mut text = String::from("_format_version: \"3.0\"\nconsumers:\n");
+    for i in 0..5000 {
+        text.push_str(&format!("  - username: user-{i}\n    tags: [a, \"b\"]\n"));
+    }
+    std::fs::write(&path, &text).expect("write");
+    let mut sink = Collect::default();
+    let file = std::fs::File::open(&path).expect("open");
+    let mut top = read(Input::File(file), &mut sink).expect("usual");
+    for (k, v) in sink.lists {
+        top.insert(k, Value::Array(v));
+    }
+    assert_eq!(Value::Object(top), generic(&text));
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
