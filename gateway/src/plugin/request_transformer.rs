@@ -259,7 +259,7 @@ impl RequestTransformer {
 
 /// Kong's `t[name] = value` on an argument table, when `name` is present: one value left,
 /// where the first one was. Returns false when `name` is absent.
-fn replace_first(pairs: &mut Vec<(String, String)>, name: &str, value: String) -> bool {
+fn replace_first<V>(pairs: &mut Vec<(String, V)>, name: &str, value: V) -> bool {
     let Some(first) = pairs.iter().position(|(k, _)| k == name) else {
         return false;
     };
