@@ -533,3 +533,10 @@ fn body_is_buffered_only_when_needed() {
     assert!(plugin(json!({"http_method": "HEAD"})).needs_body());
     assert!(!plugin(json!({"http_method": "PUT"})).needs_body());
 }
+
+#[test]
+fn templated_header_values_cannot_start_a_new_header_line() {
+    let p = plugin(json!({"add": {"headers": ["x-q:$(query_params.q)"]}}));
+    let out = run(&p, "GET /?q=a%0D%0AEvil:%20x%09y HTTP/1.1\r\nHost: x", None);
+    assert_eq!(out.headers("x-q"), ["a%0D%0AEvil: x\ty"]);
+}
