@@ -76,7 +76,7 @@ const ROUTES: &str = r#"    routes:
           - name: response-transformer
             config:
               remove:
-                headers: ["x-upstream", "via", "x-kong-upstream-latency"]
+                headers: ["x-upstream", "via", "x-kong-upstream-latency", "content-length"]
               rename:
                 headers: ["x-from:x-to"]
               replace:
@@ -346,6 +346,11 @@ fn response_transformer_rewrites_headers() {
     assert_eq!(r.headers_named("content-type"), ["application/json"]);
     assert_eq!(r.headers_named("x-app"), ["0", "1", "2"]);
     assert!(r.json().is_object(), "the body streams through untouched");
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str()),
+        "framing is not the plugin's to remove"
+    );
     // Headers gangway adds itself are set before header_filter, as in Kong: removable.
     assert_eq!(r.header("via"), None);
     assert_eq!(r.header("x-kong-upstream-latency"), None);
