@@ -39,6 +39,12 @@ const ROUTES: &str = r#"    routes:
           - name: request-transformer
             config:
               http_method: GET
+      - name: to-head
+        paths: ["/to-head"]
+        plugins:
+          - name: request-transformer
+            config:
+              http_method: HEAD
       - name: captures
         paths: ['~/requests/user1/(?<user1>\w+)/user2/(?<user2>\S+)']
         strip_path: false
@@ -70,7 +76,7 @@ const ROUTES: &str = r#"    routes:
           - name: response-transformer
             config:
               remove:
-                headers: ["x-upstream", "via", "x-kong-upstream-latency"]
+                headers: ["x-upstream", "via", "x-kong-upstream-latency", "content-length"]
               rename:
                 headers: ["x-from:x-to"]
               replace:
@@ -225,6 +231,39 @@ fn request_transformer_switch_to_get_moves_form_args_to_the_query() {
 }
 
 #[test]
+fn request_transformer_method_switches_to_and_from_head_keep_framing_right() {
+    let (_up, gw) = start();
+    // The upstream answers a HEAD: no body follows its Content-Length, so gangway must not
+    // wait for one (Kong's client gets the head only, too).
+    let mut conn = Conn::open(gw.proxy);
+    conn.write(b"GET /to-head HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let r = conn.read(true).expect("head");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-upstream"), Some("echo"));
+    // The same connection serves the next request at once (nothing waits for a body).
+    conn.stream()
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    let r = conn.get("/to-get?next=1").expect("next response");
+    assert_eq!(r.json()["target"], "/?next=1");
+    // A HEAD client whose request goes up as GET gets no body, and the upstream connection
+    // that still carries one is not reused.
+    for _ in 0..3 {
+        let r = send_raw(
+            gw.proxy,
+            b"HEAD /to-get HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .expect("head");
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty());
+        let r = gw.get("/to-get?after=head");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["target"], "/?after=head");
+    }
+}
+
+#[test]
 fn request_transformer_templates_read_uri_captures() {
     let (_up, gw) = start();
     let r = gw.get("/requests/user1/foo/user2/bar?q1=20");
@@ -307,6 +346,11 @@ fn response_transformer_rewrites_headers() {
     assert_eq!(r.headers_named("content-type"), ["application/json"]);
     assert_eq!(r.headers_named("x-app"), ["0", "1", "2"]);
     assert!(r.json().is_object(), "the body streams through untouched");
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str()),
+        "framing is not the plugin's to remove"
+    );
     // Headers gangway adds itself are set before header_filter, as in Kong: removable.
     assert_eq!(r.header("via"), None);
     assert_eq!(r.header("x-kong-upstream-latency"), None);

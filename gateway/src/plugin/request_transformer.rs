@@ -19,6 +19,8 @@ mod multipart;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::Plugin;
@@ -192,7 +194,7 @@ impl RequestTransformer {
                 continue;
             }
             match r.get(&p.value) {
-                Some(v) => req.state.headers.set(&p.lower, v),
+                Some(v) => req.state.headers.set(&p.lower, &header_safe(v)),
                 None => req.state.headers.remove(&p.lower),
             }
         }
@@ -201,12 +203,12 @@ impl RequestTransformer {
                 continue;
             }
             if let Some(v) = r.get(&p.value) {
-                req.state.headers.add(&p.name, v);
+                req.state.headers.add(&p.name, &header_safe(v));
             }
         }
         for p in &ops.append {
             if let Some(v) = r.get(&p.value) {
-                req.state.headers.add(&p.name, v);
+                req.state.headers.add(&p.name, &header_safe(v));
             }
         }
     }
@@ -257,9 +259,27 @@ impl RequestTransformer {
     }
 }
 
+/// A header value with control characters (tab aside) percent-escaped, as OpenResty does in
+/// `ngx.req.set_header`: a template fed from the query string cannot start a new header line.
+fn header_safe(v: &[u8]) -> Cow<'_, [u8]> {
+    let unsafe_byte = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+    if !v.iter().copied().any(unsafe_byte) {
+        return Cow::Borrowed(v);
+    }
+    let mut out = Vec::with_capacity(v.len() + 8);
+    for &b in v {
+        if unsafe_byte(b) {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Kong's `t[name] = value` on an argument table, when `name` is present: one value left,
 /// where the first one was. Returns false when `name` is absent.
-fn replace_first(pairs: &mut Vec<(String, String)>, name: &str, value: String) -> bool {
+fn replace_first<V>(pairs: &mut Vec<(String, V)>, name: &str, value: V) -> bool {
     let Some(first) = pairs.iter().position(|(k, _)| k == name) else {
         return false;
     };

@@ -30,8 +30,9 @@ pub const NAME: &str = "response-transformer";
 /// Kong's PRIORITY.
 pub const PRIORITY: i32 = 800;
 
-/// Kong's `^[^:]+:.*$` (Lua's `.` also matches a newline).
-const COLON: &str = r"(?s)^[^:]+:.*$";
+/// Kong's `^[^:]+:.*$` (rendered as Kong writes it; a value with a line break fails here,
+/// where Lua's `.` would let it through to a request-time failure).
+const COLON: &str = r"^[^:]+:.*$";
 
 /// Kong's `kong/plugins/response-transformer/schema.lua`.
 pub fn schema() -> Schema {

@@ -467,6 +467,14 @@ pub async fn run<B: Backend, S: Stream>(
         bufs.output.extend_from_slice(b);
     }
     let is_head = bufs.head.method(&bufs.input) == b"HEAD";
+    // A plugin may change the method (request-transformer `http_method`): the upstream's
+    // framing follows the method it received. An upstream body a HEAD client will not get
+    // leaves the connection unusable.
+    let upstream_head = bufs
+        .plugins
+        .method
+        .as_deref()
+        .map_or(is_head, |m| m == "HEAD");
     let method_idempotent = matches!(
         bufs.head.method(&bufs.input),
         b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE"
@@ -597,7 +605,7 @@ pub async fn run<B: Backend, S: Stream>(
                 }
             }
         }
-        match read_response_head(&up.stream, bufs, is_head, service.read_timeout).await {
+        match read_response_head(&up.stream, bufs, upstream_head, service.read_timeout).await {
             Ok(n) => {
                 up.requests += 1;
                 sent_at = attempt_at;
@@ -818,7 +826,11 @@ pub async fn run<B: Backend, S: Stream>(
             }
         }
     }
-    if clean && bufs.resp.keep_alive() && !matches!(resp_framing, BodyFraming::UntilClose) {
+    if clean
+        && is_head == upstream_head
+        && bufs.resp.keep_alive()
+        && !matches!(resp_framing, BodyFraming::UntilClose)
+    {
         ctx.pool
             .borrow_mut()
             .put(key, upstream.stream, upstream.requests);

@@ -337,13 +337,18 @@ pub fn write_client_response(
         let (name, value) = (field.name.get(buf), field.value.get(buf));
         let keep_for_upgrade = switching
             && (name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"connection"));
-        if !keep_for_upgrade && resp.is_hop_by_hop(buf, name) || edits.removes_original(name) {
+        // Content-Length is framing: a plugin removing it (response-transformer) must not
+        // leave the client without one; a rewritten body gets `body_length` instead.
+        let framing = name.eq_ignore_ascii_case(b"content-length");
+        if !keep_for_upgrade && resp.is_hop_by_hop(buf, name)
+            || (!framing && edits.removes_original(name))
+        {
             continue;
         }
         if extra.via && name.eq_ignore_ascii_case(b"via") {
             continue;
         }
-        if extra.body_length.is_some() && name.eq_ignore_ascii_case(b"content-length") {
+        if framing && extra.body_length.is_some() {
             continue;
         }
         push_header(out, name, value);

@@ -142,15 +142,7 @@ pub(super) fn form(ops: &Ops, body: &[u8], r: &Rendered) -> Option<Vec<u8>> {
             let Some(v) = r.text(&p.value) else {
                 continue;
             };
-            if let Some(first) = args.iter().position(|(k, _)| *k == p.name) {
-                args[first].1 = Some(v);
-                let mut i = 0;
-                args.retain(|(k, _)| {
-                    i += 1;
-                    i - 1 == first || *k != p.name
-                });
-                changed = true;
-            }
+            changed |= super::replace_first(&mut args, &p.name, Some(v));
         }
     }
     for p in &ops.add {

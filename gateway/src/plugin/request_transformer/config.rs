@@ -9,8 +9,9 @@ use crate::plugin::registry::ConfigProblem;
 use crate::plugin::schema::{ALL_PROTOCOLS, Field, HTTP_PROTOCOLS, Schema};
 use crate::plugin::template::Template;
 
-/// Kong's `^[^:]+:.*$` (Lua's `.` also matches a newline).
-const COLON: &str = r"(?s)^[^:]+:.*$";
+/// Kong's `^[^:]+:.*$` (rendered as Kong writes it; a value with a line break fails here,
+/// where Lua's `.` would let it through to a request-time failure).
+const COLON: &str = r"^[^:]+:.*$";
 
 /// Kong's `kong/plugins/request-transformer/schema.lua`.
 pub(super) fn schema() -> Schema {
