@@ -17,6 +17,7 @@ mod consumers;
 mod entities;
 mod fast;
 mod fields;
+mod node;
 mod stream;
 
 use std::collections::HashMap;
@@ -413,7 +414,7 @@ fn parse_value_with(doc: Value, now: i64, fast_path: bool) -> Result<Config, Con
             if let Value::Array(list) = std::mem::take(v) {
                 fast.seen(kind);
                 for (i, element) in list.into_iter().enumerate() {
-                    fast.push(kind, i, element);
+                    fast.push(kind, i, node::Node::from_value(element));
                 }
             }
         }

@@ -3,14 +3,16 @@
 //! The generic loader (serde_norway into a `serde_json::Value`) holds every parser event of
 //! the document and then a `Value` tree of it: gigabytes for a million consumers. This reader
 //! pulls events from the same libyaml parser one at a time and hands each element of the big
-//! entity lists to a sink as soon as it is complete, so only one entity is ever held as a
-//! `Value`.
+//! entity lists to a sink as soon as it is complete, so only one entity at a time is held
+//! as a parsed [`Node`].
 //!
 //! It resolves plain scalars exactly as serde_norway does when it fills a `serde_json::Value`,
-//! and it gives up ([`Stop::Unusual`]) on anything whose handling it does not reproduce: parse
-//! errors, tags, anchors and aliases, several documents, deep nesting, a non-mapping top
-//! level, duplicate top-level keys, integers beyond 64 bits. The caller then loads the text
-//! the generic way, which yields the same result and the same error messages as before.
+//! and it gives up ([`Stop::Unusual`]) on anything whose handling it does not reproduce:
+//! tags, anchors and aliases, several documents, deep nesting, a non-mapping top level,
+//! duplicate top-level keys, integers beyond 64 bits, unreadable input. The caller then loads
+//! the text the generic way, which yields the same result and the same error messages as
+//! before. YAML syntax errors in the document are reported with serde_norway's wording
+//! ([`Stop::Syntax`]).
 
 use std::ffi::c_void;
 use std::io::Read as _;
@@ -19,6 +21,8 @@ use std::num::ParseIntError;
 
 use serde_json::{Map, Number, Value};
 use unsafe_libyaml_norway as unsafe_yaml;
+
+use super::node::Node;
 
 /// Why the reader stopped short of the end of the document.
 #[derive(Debug)]
@@ -255,7 +259,7 @@ pub(crate) trait Sink {
     /// True when the top-level `key` is a list to stream element by element.
     fn streams(&self, key: &str) -> bool;
     /// Takes element `index` of the streamed list `key`.
-    fn element(&mut self, key: &str, index: usize, value: Value);
+    fn element(&mut self, key: &str, index: usize, node: Node);
     /// The streamed list `key` was a sequence (possibly empty).
     fn list_seen(&mut self, key: &str);
 }
@@ -290,13 +294,13 @@ pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Map<String,
                 if matches!(event, Event::SequenceEnd) {
                     break;
                 }
-                let value = value(&mut p, event, 2)?;
-                sink.element(&key, index, value);
+                let node = node(&mut p, event, 2)?;
+                sink.element(&key, index, node);
                 index += 1;
             }
             streamed.push(key);
         } else {
-            let value = value(&mut p, first, 1)?;
+            let value = node(&mut p, first, 1)?.into_value();
             top.insert(key, value);
         }
     }
@@ -306,8 +310,8 @@ pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Map<String,
     Ok(top)
 }
 
-/// Builds the value that starts with `first`.
-fn value(p: &mut Parser<'_>, first: Event, depth: usize) -> Result<Value, Stop> {
+/// Builds the node that starts with `first`.
+fn node(p: &mut Parser<'_>, first: Event, depth: usize) -> Result<Node, Stop> {
     if depth > MAX_DEPTH {
         return Err(Stop::Unusual);
     }
@@ -316,31 +320,29 @@ fn value(p: &mut Parser<'_>, first: Event, depth: usize) -> Result<Value, Stop> 
             if plain {
                 plain_scalar(value)
             } else {
-                Ok(Value::String(value))
+                Ok(Node::Str(value))
             }
         }
         Event::SequenceStart => {
             let mut items = Vec::new();
             loop {
                 match p.next()? {
-                    Event::SequenceEnd => return Ok(Value::Array(items)),
-                    e => items.push(value(p, e, depth + 1)?),
+                    Event::SequenceEnd => return Ok(Node::Seq(items)),
+                    e => items.push(node(p, e, depth + 1)?),
                 }
             }
         }
         Event::MappingStart => {
-            let mut map = Map::new();
+            let mut pairs = Vec::new();
             loop {
                 let key = match p.next()? {
-                    Event::MappingEnd => return Ok(Value::Object(map)),
+                    Event::MappingEnd => return Ok(Node::Map(pairs)),
                     // Any scalar key is taken as its text, as serde_json's map keys are.
                     Event::Scalar { value, .. } => value,
                     _ => return Err(Stop::Unusual),
                 };
                 let e = p.next()?;
-                // A repeated key keeps its first position and takes the last value, as
-                // `serde_json::Map::insert` does in the generic loader.
-                map.insert(key, value(p, e, depth + 1)?);
+                pairs.push((key, node(p, e, depth + 1)?));
             }
         }
         _ => Err(Stop::Unusual),
@@ -349,24 +351,24 @@ fn value(p: &mut Parser<'_>, first: Event, depth: usize) -> Result<Value, Stop> 
 
 /// Resolves a plain scalar the way serde_norway hands it to a `serde_json::Value`: null,
 /// booleans, integers (decimal, `0x`, `0o`, `0b`), floats, else a string.
-fn plain_scalar(v: String) -> Result<Value, Stop> {
+fn plain_scalar(v: String) -> Result<Node, Stop> {
     if v.is_empty() || matches!(v.as_str(), "~" | "null" | "Null" | "NULL") {
-        return Ok(Value::Null);
+        return Ok(Node::Null);
     }
     match v.as_str() {
-        "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
-        "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
+        "true" | "True" | "TRUE" => return Ok(Node::Bool(true)),
+        "false" | "False" | "FALSE" => return Ok(Node::Bool(false)),
         _ => {}
     }
     // Numbers start with a digit, a sign or a dot; skip the number parsers for the rest.
     if !v.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.')) {
-        return Ok(Value::String(v));
+        return Ok(Node::Str(v));
     }
     if let Some(n) = unsigned(&v, u64::from_str_radix) {
-        return Ok(Value::Number(n.into()));
+        return Ok(Node::Num(n.into()));
     }
     if let Some(n) = negative(&v, i64::from_str_radix) {
-        return Ok(Value::Number(n.into()));
+        return Ok(Node::Num(n.into()));
     }
     if unsigned(&v, u128::from_str_radix).is_some() || negative(&v, i128::from_str_radix).is_some()
     {
@@ -375,10 +377,10 @@ fn plain_scalar(v: String) -> Result<Value, Stop> {
     if !leading_zero_digits(&v) {
         if let Some(f) = float(&v) {
             // Non-finite floats become null, as `serde_json::Value` stores them.
-            return Ok(Number::from_f64(f).map_or(Value::Null, Value::Number));
+            return Ok(Number::from_f64(f).map_or(Node::Null, Node::Num));
         }
     }
-    Ok(Value::String(v))
+    Ok(Node::Str(v))
 }
 
 /// `0123` and `-007` are strings in YAML 1.2, not octal or decimal numbers.

@@ -186,6 +186,7 @@ fn lists_of_the_wrong_shape_match() {
         "_format_version: \"3.0\"\nconsumers: []\nacls: []\nkeyauth_credentials: []\n",
         "_format_version: \"3.0\"\nacls: 5\nkeyauth_credentials: [1, [], {}]\n",
         "_format_version: \"3.0\"\nconsumers:\n  - username: a\n    acls: {}\n",
+        "_format_version: \"3.0\"\nconsumers:\n  - username: a\n    username: b\n  - username: c\n    keyauth_credentials:\n      - key: k\n        key: k2\n",
     ] {
         let _ = same(text);
     }

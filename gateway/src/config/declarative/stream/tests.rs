@@ -1,5 +1,6 @@
 use serde_json::{Map, Value};
 
+use super::super::node::Node;
 use super::{Input, Sink, Stop, read};
 
 /// Streams `consumers` and `acls`, collecting their elements.
@@ -13,14 +14,14 @@ impl Sink for Collect {
         matches!(key, "consumers" | "acls")
     }
 
-    fn element(&mut self, key: &str, index: usize, value: Value) {
+    fn element(&mut self, key: &str, index: usize, node: Node) {
         let list = self
             .lists
             .iter_mut()
             .find(|(k, _)| k == key)
             .expect("list_seen first");
         assert_eq!(list.1.len(), index);
-        list.1.push(value);
+        list.1.push(node.into_value());
     }
 
     fn list_seen(&mut self, key: &str) {
