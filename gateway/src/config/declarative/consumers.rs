@@ -153,7 +153,7 @@ fn whole(items: &[Item<'_>], spans: &[(usize, Span)], len: usize) -> Option<Span
 }
 
 fn compact_tags(tags: Option<Vec<String>>) -> CompactTags {
-    tags.map(|t| t.into_iter().map(String::into_boxed_str).collect())
+    tags.map(|t| Box::new(t.into_iter().map(String::into_boxed_str).collect()))
 }
 
 fn uniqueness(entity: &str, field: &str, value: &str) -> String {
@@ -380,7 +380,9 @@ pub(super) fn keyauth_credentials(
                     id: id(it.obj),
                     consumer: consumer.unwrap_or_default().into(),
                     key: key.into_boxed_str(),
-                    expires_at: ttl.filter(|s| *s > 0).map(|s| t + s),
+                    expires_at: ttl
+                        .filter(|s| *s > 0)
+                        .and_then(|s| std::num::NonZeroI64::new(t + s)),
                     tags: compact_tags(tags),
                     created_at,
                 };

@@ -7,6 +7,8 @@
 //! given once, every type right, an `id` absent or a valid UUID. Anything else becomes a
 //! `Value` and goes through the generic code, so every message and path is the same as before.
 
+use std::num::NonZeroI64;
+
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -222,7 +224,8 @@ impl Fast {
                 ("key", Node::Str(s)) => key = Some(s.into_boxed_str()),
                 ("consumer", Node::Str(s)) => consumer = Some(s.into_boxed_str()),
                 ("ttl", v) => {
-                    cred.expires_at = v.as_i64().filter(|s| *s > 0).map(|s| self.now + s);
+                    let ttl = v.as_i64().filter(|s| *s > 0);
+                    cred.expires_at = ttl.and_then(|s| NonZeroI64::new(self.now + s));
                 }
                 ("tags", v) => cred.tags = tags(v),
                 ("created_at", v) => cred.created_at = v.as_i64().unwrap_or(self.now),
@@ -279,14 +282,14 @@ impl stream::Sink for Fast {
 
 fn tags(v: Node) -> CompactTags {
     match v {
-        Node::Seq(a) => Some(
+        Node::Seq(a) => Some(Box::new(
             a.into_iter()
                 .filter_map(|t| match t {
                     Node::Str(s) => Some(s.into_boxed_str()),
                     _ => None,
                 })
                 .collect(),
-        ),
+        )),
         _ => None,
     }
 }
