@@ -272,6 +272,10 @@ pub struct KeyauthCredential {
     pub created_at: i64,
 }
 
+fn shared_str<S: serde::Serializer>(s: &std::sync::Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s)
+}
+
 /// An ACL group membership (compact like [`Consumer`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Acl {
@@ -279,8 +283,10 @@ pub struct Acl {
     pub id: Id,
     /// Owning consumer; required.
     pub consumer: ForeignKey,
-    /// Group name; required.
-    pub group: Box<str>,
+    /// Group name; required. Shared (one allocation per distinct name in a load): a million
+    /// memberships name a handful of groups.
+    #[serde(serialize_with = "shared_str")]
+    pub group: std::sync::Arc<str>,
     /// Tags; default null.
     pub tags: CompactTags,
     /// Epoch seconds.

@@ -7,7 +7,9 @@
 //! given once, every type right, an `id` absent or a valid UUID. Anything else becomes a
 //! `Value` and goes through the generic code, so every message and path is the same as before.
 
+use std::collections::HashSet;
 use std::num::NonZeroI64;
+use std::sync::Arc;
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -60,13 +62,36 @@ pub(crate) struct Fast {
     /// Top-level credentials; their consumer id is filled once every consumer is known.
     pub flat_creds: Vec<KeyauthCredential>,
     /// The `consumer` each top-level credential names.
-    pub flat_cred_refs: Vec<Box<str>>,
+    pub flat_cred_refs: Names,
     /// Top-level ACLs; consumer filled later, like `flat_creds`.
     pub flat_acls: Vec<Acl>,
     /// The `consumer` each top-level ACL names.
-    pub flat_acl_refs: Vec<Box<str>>,
+    pub flat_acl_refs: Names,
+    /// ACL group names, shared: a million memberships name a handful of groups.
+    groups: HashSet<Arc<str>>,
     /// The three lists, when present as sequences.
     pub lists: Lists,
+}
+
+/// Strings kept in one buffer (the names top-level entities give as `consumer`): a few
+/// bytes each instead of an allocation each.
+#[derive(Default)]
+pub(crate) struct Names {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends.push(self.text.len() as u32);
+    }
+
+    /// Name `i`.
+    pub fn get(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        &self.text[start..self.ends[i] as usize]
+    }
 }
 
 /// The lists of [`KINDS`], each when the document has it as a sequence.
@@ -192,13 +217,15 @@ impl Fast {
     fn take_flat_cred(&mut self, pairs: Vec<(String, Node)>) {
         let (cred, consumer) = self.cred(pairs, ForeignKey::from(Uuid::nil()));
         self.flat_creds.push(cred);
-        self.flat_cred_refs.push(consumer.unwrap_or_default());
+        self.flat_cred_refs
+            .push(consumer.as_deref().unwrap_or_default());
     }
 
     fn take_flat_acl(&mut self, pairs: Vec<(String, Node)>) {
         let (acl, consumer) = self.acl(pairs, ForeignKey::from(Uuid::nil()));
         self.flat_acls.push(acl);
-        self.flat_acl_refs.push(consumer.unwrap_or_default());
+        self.flat_acl_refs
+            .push(consumer.as_deref().unwrap_or_default());
     }
 
     /// A credential, with the `consumer` string it names (top-level ones).
@@ -206,7 +233,7 @@ impl Fast {
         &self,
         pairs: Vec<(String, Node)>,
         owner: ForeignKey,
-    ) -> (KeyauthCredential, Option<Box<str>>) {
+    ) -> (KeyauthCredential, Option<String>) {
         let mut id = None;
         let mut key = None;
         let mut consumer = None;
@@ -222,7 +249,7 @@ impl Fast {
             match (k.as_str(), v) {
                 ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
                 ("key", Node::Str(s)) => key = Some(s.into_boxed_str()),
-                ("consumer", Node::Str(s)) => consumer = Some(s.into_boxed_str()),
+                ("consumer", Node::Str(s)) => consumer = Some(s),
                 ("ttl", v) => {
                     let ttl = v.as_i64().filter(|s| *s > 0);
                     cred.expires_at = ttl.and_then(|s| NonZeroI64::new(self.now + s));
@@ -240,22 +267,32 @@ impl Fast {
         (cred, consumer)
     }
 
+    /// The shared copy of group name `name`.
+    fn group(&mut self, name: String) -> Arc<str> {
+        if let Some(shared) = self.groups.get(name.as_str()) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.groups.insert(shared.clone());
+        shared
+    }
+
     /// An ACL, with the `consumer` string it names (top-level ones).
-    fn acl(&self, pairs: Vec<(String, Node)>, owner: ForeignKey) -> (Acl, Option<Box<str>>) {
+    fn acl(&mut self, pairs: Vec<(String, Node)>, owner: ForeignKey) -> (Acl, Option<String>) {
         let mut id = None;
         let mut consumer = None;
         let mut acl = Acl {
             id: Uuid::nil(),
             consumer: owner,
-            group: Box::from(""),
+            group: Arc::from(""),
             tags: None,
             created_at: self.now,
         };
         for (k, v) in pairs {
             match (k.as_str(), v) {
                 ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
-                ("group", Node::Str(s)) => acl.group = s.into_boxed_str(),
-                ("consumer", Node::Str(s)) => consumer = Some(s.into_boxed_str()),
+                ("group", Node::Str(s)) => acl.group = self.group(s),
+                ("consumer", Node::Str(s)) => consumer = Some(s),
                 ("tags", v) => acl.tags = tags(v),
                 ("created_at", v) => acl.created_at = v.as_i64().unwrap_or(self.now),
                 _ => {}

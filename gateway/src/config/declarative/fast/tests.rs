@@ -251,3 +251,51 @@ fn the_million_entity_types_stay_compact() {
     assert_eq!(size_of::<KeyauthCredential>(), 72);
     assert_eq!(size_of::<Acl>(), 64);
 }
+
+#[test]
+fn top_level_credentials_and_acls_alone_match() {
+    let cfg = same(
+        r#"
+_format_version: "3.0"
+consumers:
+  - username: a
+    custom_id: ca
+  - username: b
+    plugins:
+      - name: rate-limiting
+keyauth_credentials:
+  - consumer: a
+    key: k1
+  - consumer: ca
+    key: k2
+  - consumer: b
+    key: k3
+"#,
+    )
+    .expect("valid");
+    assert_eq!(cfg.keyauth_credentials.len(), 3);
+    same(
+        r#"
+_format_version: "3.0"
+consumers:
+  - username: a
+keyauth_credentials:
+  - consumer: a
+    key: k1
+  - consumer: ghost
+    key: k2
+  - consumer: a
+    key: k2
+  - consumer: a
+    key: k1
+acls:
+  - consumer: ghost
+    group: g
+  - consumer: a
+    group: g
+  - consumer: spook
+    group: h
+"#,
+    )
+    .expect_err("unresolved and repeated");
+}
