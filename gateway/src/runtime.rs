@@ -68,6 +68,18 @@ fn choose_backend(setting: IoBackend) -> Result<ChosenBackend, StartError> {
     }
 }
 
+/// Hands freed heap pages back to the OS. glibc only trims the top of its heaps by itself:
+/// the parse of a big declarative file, or a config replaced by a reload (allocated below
+/// the new one), otherwise stays resident. Measured with a million consumers: about 90 MB
+/// after each reload.
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Validates a declarative file as `start` would load it: the schema checks, then the compile
 /// step (route regexes, certificates, targets). Returns every error with its entity path.
 pub fn check_config(path: &Path) -> Result<crate::config::Snapshot, ConfigErrors> {
@@ -114,6 +126,7 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
         client_configs: std::sync::Mutex::default(),
     };
     let snapshot = crate::config::compile::compile(config, &shared.compile_inputs(&settings), 1)?;
+    release_freed_memory();
     let gateway = Arc::new(Gateway::new(settings, snapshot, shared));
     let listeners = worker::bind_all(&gateway.settings.proxy_listen, workers)?;
     info!(

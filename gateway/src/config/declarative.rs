@@ -17,6 +17,7 @@ mod consumers;
 mod entities;
 mod fast;
 mod fields;
+mod node;
 mod stream;
 
 use std::collections::HashMap;
@@ -63,8 +64,10 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     // Streamed from the file: the text of a million consumers is never held whole.
     if let Ok(file) = std::fs::File::open(path) {
         let mut fast = fast::Fast::new(now);
-        if let Ok(top) = stream::read(stream::Input::File(file), &mut fast) {
-            return parse_doc(top, fast);
+        match stream::read(stream::Input::File(file), &mut fast) {
+            Ok(top) => return parse_doc(top, fast),
+            Err(stream::Stop::Syntax(message)) => return Err(syntax_error(message)),
+            Err(stream::Stop::Unusual) => {}
         }
     }
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -88,21 +91,25 @@ fn load_text(text: &str, now: i64, fast_path: bool) -> Result<Config, ConfigErro
     fast.generic_only = !fast_path;
     match stream::read(stream::Input::Text(text.as_bytes()), &mut fast) {
         Ok(top) => parse_doc(top, fast),
-        Err(stream::Unusual) => {
+        Err(stream::Stop::Syntax(message)) => Err(syntax_error(message)),
+        Err(stream::Stop::Unusual) => {
             drop(fast);
             load_generic(text, now, fast_path)
         }
     }
 }
 
+fn syntax_error(message: impl std::fmt::Display) -> ConfigErrors {
+    ConfigError::new(
+        "",
+        format!("failed parsing declarative configuration: {message}"),
+    )
+    .into()
+}
+
 /// Parses the whole text with serde_norway, for what the streaming reader leaves over.
 fn load_generic(text: &str, now: i64, fast_path: bool) -> Result<Config, ConfigErrors> {
-    let value: Value = serde_norway::from_str(text).map_err(|e| {
-        ConfigErrors::from(ConfigError::new(
-            "",
-            format!("failed parsing declarative configuration: {e}"),
-        ))
-    })?;
+    let value: Value = serde_norway::from_str(text).map_err(syntax_error)?;
     parse_value_with(value, now, fast_path)
 }
 
@@ -407,7 +414,7 @@ fn parse_value_with(doc: Value, now: i64, fast_path: bool) -> Result<Config, Con
             if let Value::Array(list) = std::mem::take(v) {
                 fast.seen(kind);
                 for (i, element) in list.into_iter().enumerate() {
-                    fast.push(kind, i, element);
+                    fast.push(kind, i, node::Node::from_value(element));
                 }
             }
         }

@@ -92,6 +92,7 @@ pub fn reload(gateway: &Gateway, version: &AtomicU64) -> bool {
         Ok(snapshot) => {
             let hash = snapshot.hash.clone();
             gateway.publish(snapshot);
+            super::release_freed_memory();
             version.store(next, Ordering::Relaxed);
             info!(config.version = next, config.hash = %hash, "config reloaded");
             release_freed_memory();

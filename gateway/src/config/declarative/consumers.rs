@@ -9,7 +9,7 @@ use hashbrown::HashTable;
 use uuid::Uuid;
 
 use super::entities::{Lookup, reference};
-use super::fast::Fast;
+use super::fast::{Fast, Names};
 use super::fields::{Fields, id, random_key};
 use super::{Item, Span, Store};
 use crate::config::ConfigErrors;
@@ -153,7 +153,7 @@ fn whole(items: &[Item<'_>], spans: &[(usize, Span)], len: usize) -> Option<Span
 }
 
 fn compact_tags(tags: Option<Vec<String>>) -> CompactTags {
-    tags.map(|t| t.into_iter().map(String::into_boxed_str).collect())
+    tags.map(|t| Box::new(t.into_iter().map(String::into_boxed_str).collect()))
 }
 
 fn uniqueness(entity: &str, field: &str, value: &str) -> String {
@@ -328,6 +328,48 @@ fn unresolved(key: &str) -> String {
     format!("the foreign key cannot be resolved with '{key}' for an existing 'consumers' entity")
 }
 
+/// Resolves, in place, the consumers named by a whole list of top-level entities (`names`,
+/// the list `list` starting at index `top`): `set` stores each id, an unresolved name is
+/// reported at `list[i].consumer`, `then` runs after each entity (its key check), and the
+/// unresolved entities are dropped at the end, as the generic path never adds them.
+#[allow(clippy::too_many_arguments)]
+fn resolve_in_place<T>(
+    all: &mut Vec<T>,
+    names: &Names,
+    list: &str,
+    top: u32,
+    consumers: &dyn Lookup,
+    set: impl Fn(&mut T, Uuid),
+    mut then: impl FnMut(&[T], usize, &mut ConfigErrors),
+    errors: &mut ConfigErrors,
+) {
+    let mut dropped = Vec::new();
+    for i in 0..all.len() {
+        let name = names.get(i);
+        match consumers.resolve(name) {
+            Some(id) => set(&mut all[i], id),
+            None => {
+                let path = format!("{list}[{}].consumer", top as usize + i);
+                errors.push(path, unresolved(name));
+                dropped.push(i);
+            }
+        }
+        then(all, i, errors);
+    }
+    if !dropped.is_empty() {
+        let mut i = 0;
+        let mut next = dropped.into_iter().peekable();
+        all.retain(|_| {
+            let keep = next.peek() != Some(&i);
+            if !keep {
+                next.next();
+            }
+            i += 1;
+            keep
+        });
+    }
+}
+
 /// Builds every key-auth credential into `out` (empty on entry).
 pub(super) fn keyauth_credentials(
     items: &[Item<'_>],
@@ -360,9 +402,38 @@ pub(super) fn keyauth_credentials(
         }
         return;
     }
+    let whole_flat = whole(items, spans, flat.len())
+        .filter(|s| matches!(s.store, Store::FlatCreds) && nested.is_empty() && out.is_empty());
+    if let Some(span) = whole_flat {
+        // Every key stays in the store until the end, so the index can point into it.
+        let mut index = keys.index;
+        *out = flat;
+        let check = |all: &[KeyauthCredential], i: usize, errors: &mut ConfigErrors| {
+            let key = &*all[i].key;
+            if index
+                .insert(key, i as u32, false, |p| &all[p as usize].key)
+                .is_some()
+            {
+                let path = format!("keyauth_credentials[{}]", span.top as usize + i);
+                errors.push(path, uniqueness("keyauth_credentials", "key", key));
+            }
+        };
+        let set = |c: &mut KeyauthCredential, id: Uuid| c.consumer = id.into();
+        resolve_in_place(
+            out,
+            &refs,
+            "keyauth_credentials",
+            span.top,
+            consumers,
+            set,
+            check,
+            errors,
+        );
+        return;
+    }
     out.reserve(nested.len() + flat.len() + items.len());
     let mut nested = nested.into_iter();
-    let mut flat = flat.into_iter().zip(refs);
+    let mut flat = flat.into_iter().enumerate();
     for next in merged(items, spans) {
         match next {
             Next::Item(it) => {
@@ -380,7 +451,9 @@ pub(super) fn keyauth_credentials(
                     id: id(it.obj),
                     consumer: consumer.unwrap_or_default().into(),
                     key: key.into_boxed_str(),
-                    expires_at: ttl.filter(|s| *s > 0).map(|s| t + s),
+                    expires_at: ttl
+                        .filter(|s| *s > 0)
+                        .and_then(|s| std::num::NonZeroI64::new(t + s)),
                     tags: compact_tags(tags),
                     created_at,
                 };
@@ -395,12 +468,13 @@ pub(super) fn keyauth_credentials(
             }
             Next::Span(span) => {
                 for j in 0..span.len as usize {
-                    let (mut cred, name) = flat.next().expect("invariant: spans cover the store");
+                    let (pos, mut cred) = flat.next().expect("invariant: spans cover the store");
+                    let name = refs.get(pos);
                     let path = || format!("keyauth_credentials[{}]", span.top as usize + j);
-                    let consumer = consumers.resolve(&name);
+                    let consumer = consumers.resolve(name);
                     match consumer {
                         Some(id) => cred.consumer = id.into(),
-                        None => errors.push(format!("{}.consumer", path()), unresolved(&name)),
+                        None => errors.push(format!("{}.consumer", path()), unresolved(name)),
                     }
                     keys.add(out, cred, consumer.is_some(), path, errors);
                 }
@@ -428,9 +502,20 @@ pub(super) fn acls(
         *out = nested;
         return;
     }
+    let whole_flat = whole(items, spans, flat.len())
+        .filter(|s| matches!(s.store, Store::FlatAcls) && nested.is_empty() && out.is_empty());
+    if let Some(span) = whole_flat {
+        *out = flat;
+        let set = |a: &mut Acl, id: Uuid| a.consumer = id.into();
+        let nothing = |_: &[Acl], _: usize, _: &mut ConfigErrors| {};
+        resolve_in_place(
+            out, &refs, "acls", span.top, consumers, set, nothing, errors,
+        );
+        return;
+    }
     out.reserve(nested.len() + flat.len() + items.len());
     let mut nested = nested.into_iter();
-    let mut flat = flat.into_iter().zip(refs);
+    let mut flat = flat.into_iter().enumerate();
     for next in merged(items, spans) {
         match next {
             Next::Item(it) => {
@@ -446,7 +531,7 @@ pub(super) fn acls(
                     out.push(Acl {
                         id: id(it.obj),
                         consumer: consumer.into(),
-                        group: group.into_boxed_str(),
+                        group: group.into(),
                         tags: compact_tags(f.tags()),
                         created_at: f.created_at(t),
                     });
@@ -457,15 +542,16 @@ pub(super) fn acls(
             }
             Next::Span(span) => {
                 for j in 0..span.len as usize {
-                    let (mut acl, name) = flat.next().expect("invariant: spans cover the store");
-                    match consumers.resolve(&name) {
+                    let (pos, mut acl) = flat.next().expect("invariant: spans cover the store");
+                    let name = refs.get(pos);
+                    match consumers.resolve(name) {
                         Some(id) => {
                             acl.consumer = id.into();
                             out.push(acl);
                         }
                         None => errors.push(
                             format!("acls[{}].consumer", span.top as usize + j),
-                            unresolved(&name),
+                            unresolved(name),
                         ),
                     }
                 }

@@ -3,14 +3,19 @@
 //! of being kept as `serde_json::Value` trees until the whole file is read.
 //!
 //! An element takes the fast path only when nothing about it can produce an error except the
-//! checks that need every entity (uniqueness, references by name): every field known, every
-//! type right, an `id` absent or a valid UUID. Anything else stays a `Value` and goes through
-//! the generic code, so every message and path is the same as before.
+//! checks that need every entity (uniqueness, references by name): every field known and
+//! given once, every type right, an `id` absent or a valid UUID. Anything else becomes a
+//! `Value` and goes through the generic code, so every message and path is the same as before.
 
-use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::num::NonZeroI64;
+use std::sync::Arc;
+
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::fields::random_key;
+use super::node::Node;
 use super::{namespace, stream};
 use crate::config::model::{Acl, CompactTags, Consumer, ForeignKey, KeyauthCredential};
 
@@ -57,13 +62,36 @@ pub(crate) struct Fast {
     /// Top-level credentials; their consumer id is filled once every consumer is known.
     pub flat_creds: Vec<KeyauthCredential>,
     /// The `consumer` each top-level credential names.
-    pub flat_cred_refs: Vec<Box<str>>,
+    pub flat_cred_refs: Names,
     /// Top-level ACLs; consumer filled later, like `flat_creds`.
     pub flat_acls: Vec<Acl>,
     /// The `consumer` each top-level ACL names.
-    pub flat_acl_refs: Vec<Box<str>>,
+    pub flat_acl_refs: Names,
+    /// ACL group names, shared: a million memberships name a handful of groups.
+    groups: HashSet<Arc<str>>,
     /// The three lists, when present as sequences.
     pub lists: Lists,
+}
+
+/// Strings kept in one buffer (the names top-level entities give as `consumer`): a few
+/// bytes each instead of an allocation each.
+#[derive(Default)]
+pub(crate) struct Names {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends.push(self.text.len() as u32);
+    }
+
+    /// Name `i`.
+    pub fn get(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        &self.text[start..self.ends[i] as usize]
+    }
 }
 
 /// The lists of [`KINDS`], each when the document has it as a sequence.
@@ -100,26 +128,26 @@ impl Fast {
     }
 
     /// Takes element `index` of the top-level list `kind`.
-    pub fn push(&mut self, kind: &str, index: usize, value: Value) {
+    pub fn push(&mut self, kind: &str, index: usize, node: Node) {
         let Some(k) = kind_index(kind) else {
             return;
         };
         let before = (self.nested_creds.len(), self.nested_acls.len());
-        let taken = match value {
-            Value::Object(obj) if !self.generic_only && fits(k, &obj) => {
+        let generic = match node {
+            Node::Map(pairs) if !self.generic_only && fits(k, &pairs) => {
                 match k {
-                    0 => self.take_consumer(obj, index),
-                    1 => self.take_flat_cred(obj),
-                    _ => self.take_flat_acl(obj),
+                    0 => self.take_consumer(pairs, index),
+                    1 => self.take_flat_cred(pairs),
+                    _ => self.take_flat_acl(pairs),
                 }
                 None
             }
-            other => Some(other),
+            other => Some(other.into_value()),
         };
         let creds = (self.nested_creds.len() - before.0) as u32;
         let acls = (self.nested_acls.len() - before.1) as u32;
         let list = self.lists[k].get_or_insert_with(List::default);
-        match (taken, list.runs.last_mut()) {
+        match (generic, list.runs.last_mut()) {
             (Some(v), _) => list.runs.push(Run::Generic(v)),
             (
                 None,
@@ -141,7 +169,7 @@ impl Fast {
         }
     }
 
-    fn take_consumer(&mut self, obj: Map<String, Value>, index: usize) {
+    fn take_consumer(&mut self, pairs: Vec<(String, Node)>, index: usize) {
         let mut c = Consumer {
             id: Uuid::nil(),
             username: None,
@@ -153,15 +181,15 @@ impl Fast {
         let mut id = None;
         let mut creds = Vec::new();
         let mut acls = Vec::new();
-        for (k, v) in obj {
+        for (k, v) in pairs {
             match (k.as_str(), v) {
-                ("id", Value::String(s)) => id = Uuid::parse_str(&s).ok(),
-                ("username", Value::String(s)) => c.username = Some(s.into_boxed_str()),
-                ("custom_id", Value::String(s)) => c.custom_id = Some(s.into_boxed_str()),
+                ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
+                ("username", Node::Str(s)) => c.username = Some(s.into_boxed_str()),
+                ("custom_id", Node::Str(s)) => c.custom_id = Some(s.into_boxed_str()),
                 ("tags", v) => c.tags = tags(v),
                 ("created_at", v) => c.created_at = v.as_i64().unwrap_or(self.now),
-                ("keyauth_credentials", Value::Array(a)) => creds = a,
-                ("acls", Value::Array(a)) => acls = a,
+                ("keyauth_credentials", Node::Seq(a)) => creds = a,
+                ("acls", Node::Seq(a)) => acls = a,
                 _ => {}
             }
         }
@@ -171,39 +199,41 @@ impl Fast {
         });
         let owner = ForeignKey::from(c.id);
         for (i, cred) in creds.into_iter().enumerate() {
-            if let Value::Object(obj) = cred {
-                let cred = self.cred(obj, owner).0;
+            if let Node::Map(pairs) = cred {
+                let cred = self.cred(pairs, owner).0;
                 self.nested_creds.push(cred);
                 self.nested_cred_at.push((index as u32, i as u32));
             }
         }
         for acl in acls {
-            if let Value::Object(obj) = acl {
-                let acl = self.acl(obj, owner).0;
+            if let Node::Map(pairs) = acl {
+                let acl = self.acl(pairs, owner).0;
                 self.nested_acls.push(acl);
             }
         }
         self.consumers.push(c);
     }
 
-    fn take_flat_cred(&mut self, obj: Map<String, Value>) {
-        let (cred, consumer) = self.cred(obj, ForeignKey::from(Uuid::nil()));
+    fn take_flat_cred(&mut self, pairs: Vec<(String, Node)>) {
+        let (cred, consumer) = self.cred(pairs, ForeignKey::from(Uuid::nil()));
         self.flat_creds.push(cred);
-        self.flat_cred_refs.push(consumer.unwrap_or_default());
+        self.flat_cred_refs
+            .push(consumer.as_deref().unwrap_or_default());
     }
 
-    fn take_flat_acl(&mut self, obj: Map<String, Value>) {
-        let (acl, consumer) = self.acl(obj, ForeignKey::from(Uuid::nil()));
+    fn take_flat_acl(&mut self, pairs: Vec<(String, Node)>) {
+        let (acl, consumer) = self.acl(pairs, ForeignKey::from(Uuid::nil()));
         self.flat_acls.push(acl);
-        self.flat_acl_refs.push(consumer.unwrap_or_default());
+        self.flat_acl_refs
+            .push(consumer.as_deref().unwrap_or_default());
     }
 
     /// A credential, with the `consumer` string it names (top-level ones).
     fn cred(
         &self,
-        obj: Map<String, Value>,
+        pairs: Vec<(String, Node)>,
         owner: ForeignKey,
-    ) -> (KeyauthCredential, Option<Box<str>>) {
+    ) -> (KeyauthCredential, Option<String>) {
         let mut id = None;
         let mut key = None;
         let mut consumer = None;
@@ -215,13 +245,14 @@ impl Fast {
             tags: None,
             created_at: self.now,
         };
-        for (k, v) in obj {
+        for (k, v) in pairs {
             match (k.as_str(), v) {
-                ("id", Value::String(s)) => id = Uuid::parse_str(&s).ok(),
-                ("key", Value::String(s)) => key = Some(s.into_boxed_str()),
-                ("consumer", Value::String(s)) => consumer = Some(s.into_boxed_str()),
+                ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
+                ("key", Node::Str(s)) => key = Some(s.into_boxed_str()),
+                ("consumer", Node::Str(s)) => consumer = Some(s),
                 ("ttl", v) => {
-                    cred.expires_at = v.as_i64().filter(|s| *s > 0).map(|s| self.now + s);
+                    let ttl = v.as_i64().filter(|s| *s > 0);
+                    cred.expires_at = ttl.and_then(|s| NonZeroI64::new(self.now + s));
                 }
                 ("tags", v) => cred.tags = tags(v),
                 ("created_at", v) => cred.created_at = v.as_i64().unwrap_or(self.now),
@@ -236,22 +267,32 @@ impl Fast {
         (cred, consumer)
     }
 
+    /// The shared copy of group name `name`.
+    fn group(&mut self, name: String) -> Arc<str> {
+        if let Some(shared) = self.groups.get(name.as_str()) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.groups.insert(shared.clone());
+        shared
+    }
+
     /// An ACL, with the `consumer` string it names (top-level ones).
-    fn acl(&self, obj: Map<String, Value>, owner: ForeignKey) -> (Acl, Option<Box<str>>) {
+    fn acl(&mut self, pairs: Vec<(String, Node)>, owner: ForeignKey) -> (Acl, Option<String>) {
         let mut id = None;
         let mut consumer = None;
         let mut acl = Acl {
             id: Uuid::nil(),
             consumer: owner,
-            group: Box::from(""),
+            group: Arc::from(""),
             tags: None,
             created_at: self.now,
         };
-        for (k, v) in obj {
+        for (k, v) in pairs {
             match (k.as_str(), v) {
-                ("id", Value::String(s)) => id = Uuid::parse_str(&s).ok(),
-                ("group", Value::String(s)) => acl.group = s.into_boxed_str(),
-                ("consumer", Value::String(s)) => consumer = Some(s.into_boxed_str()),
+                ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
+                ("group", Node::Str(s)) => acl.group = self.group(s),
+                ("consumer", Node::Str(s)) => consumer = Some(s),
                 ("tags", v) => acl.tags = tags(v),
                 ("created_at", v) => acl.created_at = v.as_i64().unwrap_or(self.now),
                 _ => {}
@@ -267,8 +308,8 @@ impl stream::Sink for Fast {
         kind_index(key).is_some()
     }
 
-    fn element(&mut self, key: &str, index: usize, value: Value) {
-        self.push(key, index, value);
+    fn element(&mut self, key: &str, index: usize, node: Node) {
+        self.push(key, index, node);
     }
 
     fn list_seen(&mut self, key: &str) {
@@ -276,105 +317,117 @@ impl stream::Sink for Fast {
     }
 }
 
-fn tags(v: Value) -> CompactTags {
+fn tags(v: Node) -> CompactTags {
     match v {
-        Value::Array(a) => Some(
+        Node::Seq(a) => Some(Box::new(
             a.into_iter()
                 .filter_map(|t| match t {
-                    Value::String(s) => Some(s.into_boxed_str()),
+                    Node::Str(s) => Some(s.into_boxed_str()),
                     _ => None,
                 })
                 .collect(),
-        ),
+        )),
         _ => None,
     }
 }
 
-/// True when element `obj` of list `KINDS[kind]` can take the fast path.
-fn fits(kind: usize, obj: &Map<String, Value>) -> bool {
+type Pairs = [(String, Node)];
+
+/// True when element `pairs` of list `KINDS[kind]` can take the fast path.
+fn fits(kind: usize, pairs: &Pairs) -> bool {
     match kind {
-        0 => consumer_fits(obj),
-        1 => cred_fits(obj, true),
-        _ => acl_fits(obj, true),
+        0 => consumer_fits(pairs),
+        1 => cred_fits(pairs, true),
+        _ => acl_fits(pairs, true),
     }
 }
 
-/// Keys `check_known` accepts for every entity besides the listed ones.
-fn known(obj: &Map<String, Value>, allowed: &[&str]) -> bool {
-    obj.keys().all(|k| {
-        allowed.contains(&k.as_str()) || matches!(k.as_str(), "id" | "_comment" | "_ignore")
-    }) && match obj.get("id") {
-        None => true,
-        Some(Value::String(s)) => Uuid::parse_str(s).is_ok(),
-        Some(_) => false,
+/// Checks each field once, in one pass: a repeated key (where the generic loader keeps the
+/// last value) or a field `check` refuses sends the element the generic way.
+fn each_field(pairs: &Pairs, mut check: impl FnMut(&str, &Node) -> bool) -> bool {
+    pairs.iter().enumerate().all(|(i, (k, v))| {
+        !pairs[..i].iter().any(|(seen, _)| seen == k)
+            && (matches!(k.as_str(), "_comment" | "_ignore") || check(k, v))
+    })
+}
+
+fn valid_id(v: &Node) -> bool {
+    matches!(v, Node::Str(s) if Uuid::parse_str(s).is_ok())
+}
+
+fn opt_str(v: &Node) -> bool {
+    matches!(v, Node::Null | Node::Str(_))
+}
+
+fn opt_int(v: &Node, min: i64, max: i64) -> bool {
+    matches!(v, Node::Null) || v.as_i64().is_some_and(|n| (min..=max).contains(&n))
+}
+
+fn opt_tags(v: &Node) -> bool {
+    match v {
+        Node::Null => true,
+        Node::Seq(a) => a.iter().all(|t| matches!(t, Node::Str(_))),
+        _ => false,
     }
 }
 
-fn absent(v: Option<&Value>) -> bool {
-    matches!(v, None | Some(Value::Null))
+fn all_maps(v: &Node, fits: fn(&Pairs, bool) -> bool) -> bool {
+    matches!(v, Node::Seq(items) if items.iter().all(|i| matches!(i, Node::Map(p) if fits(p, false))))
 }
 
-fn opt_str(v: Option<&Value>) -> bool {
-    absent(v) || matches!(v, Some(Value::String(_)))
+fn consumer_fits(pairs: &Pairs) -> bool {
+    let mut named = false;
+    each_field(pairs, |k, v| match k {
+        "id" => valid_id(v),
+        "username" | "custom_id" => {
+            named |= matches!(v, Node::Str(_));
+            opt_str(v)
+        }
+        "tags" => opt_tags(v),
+        "created_at" => opt_int(v, 0, i64::MAX),
+        // Allowed and never read.
+        "updated_at" => true,
+        "keyauth_credentials" => all_maps(v, cred_fits),
+        "acls" => all_maps(v, acl_fits),
+        _ => false,
+    }) && named
 }
 
-fn opt_int(v: Option<&Value>, min: i64, max: i64) -> bool {
-    absent(v)
-        || v.and_then(Value::as_i64)
-            .is_some_and(|n| (min..=max).contains(&n))
+/// Top-level (`flat`) credentials must name their consumer with a plain string; nested ones
+/// belong to their parent whatever `consumer` says.
+fn cred_fits(pairs: &Pairs, flat: bool) -> bool {
+    let mut named = !flat;
+    each_field(pairs, |k, v| match k {
+        "id" => valid_id(v),
+        "consumer" => {
+            named |= matches!(v, Node::Str(_));
+            !flat || matches!(v, Node::Str(_))
+        }
+        "key" => opt_str(v),
+        "ttl" => opt_int(v, 0, 100_000_000),
+        "tags" => opt_tags(v),
+        "created_at" => opt_int(v, 0, i64::MAX),
+        _ => false,
+    }) && named
 }
 
-fn opt_tags(v: Option<&Value>) -> bool {
-    absent(v)
-        || v.and_then(Value::as_array)
-            .is_some_and(|a| a.iter().all(Value::is_string))
-}
-
-fn consumer_fits(obj: &Map<String, Value>) -> bool {
-    let list_fits = |key: &str, fits: fn(&Map<String, Value>, bool) -> bool| match obj.get(key) {
-        None => true,
-        Some(Value::Array(a)) => a
-            .iter()
-            .all(|v| v.as_object().is_some_and(|o| fits(o, false))),
-        Some(_) => false,
-    };
-    known(
-        obj,
-        &[
-            "username",
-            "custom_id",
-            "tags",
-            "created_at",
-            "updated_at",
-            "keyauth_credentials",
-            "acls",
-        ],
-    ) && opt_str(obj.get("username"))
-        && opt_str(obj.get("custom_id"))
-        && (obj.get("username").is_some_and(Value::is_string)
-            || obj.get("custom_id").is_some_and(Value::is_string))
-        && opt_tags(obj.get("tags"))
-        && opt_int(obj.get("created_at"), 0, i64::MAX)
-        && list_fits("keyauth_credentials", cred_fits)
-        && list_fits("acls", acl_fits)
-}
-
-/// Top-level (`flat`) credentials must name their consumer with a plain string.
-fn cred_fits(obj: &Map<String, Value>, flat: bool) -> bool {
-    known(obj, &["consumer", "key", "ttl", "tags", "created_at"])
-        && (!flat || obj.get("consumer").is_some_and(Value::is_string))
-        && opt_str(obj.get("key"))
-        && opt_int(obj.get("ttl"), 0, 100_000_000)
-        && opt_tags(obj.get("tags"))
-        && opt_int(obj.get("created_at"), 0, i64::MAX)
-}
-
-fn acl_fits(obj: &Map<String, Value>, flat: bool) -> bool {
-    known(obj, &["consumer", "group", "tags", "created_at"])
-        && (!flat || obj.get("consumer").is_some_and(Value::is_string))
-        && obj.get("group").is_some_and(Value::is_string)
-        && opt_tags(obj.get("tags"))
-        && opt_int(obj.get("created_at"), 0, i64::MAX)
+fn acl_fits(pairs: &Pairs, flat: bool) -> bool {
+    let (mut named, mut grouped) = (!flat, false);
+    each_field(pairs, |k, v| match k {
+        "id" => valid_id(v),
+        "consumer" => {
+            named |= matches!(v, Node::Str(_));
+            !flat || matches!(v, Node::Str(_))
+        }
+        "group" => {
+            grouped = matches!(v, Node::Str(_));
+            grouped
+        }
+        "tags" => opt_tags(v),
+        "created_at" => opt_int(v, 0, i64::MAX),
+        _ => false,
+    }) && named
+        && grouped
 }
 
 #[cfg(test)]

@@ -3,14 +3,16 @@
 //! The generic loader (serde_norway into a `serde_json::Value`) holds every parser event of
 //! the document and then a `Value` tree of it: gigabytes for a million consumers. This reader
 //! pulls events from the same libyaml parser one at a time and hands each element of the big
-//! entity lists to a sink as soon as it is complete, so only one entity is ever held as a
-//! `Value`.
+//! entity lists to a sink as soon as it is complete, so only one entity at a time is held
+//! as a parsed [`Node`].
 //!
 //! It resolves plain scalars exactly as serde_norway does when it fills a `serde_json::Value`,
-//! and it gives up ([`Unusual`]) on anything whose handling it does not reproduce: parse
-//! errors, tags, anchors and aliases, several documents, deep nesting, a non-mapping top
-//! level, duplicate top-level keys, integers beyond 64 bits. The caller then loads the text
-//! the generic way, which yields the same result and the same error messages as before.
+//! and it gives up ([`Stop::Unusual`]) on anything whose handling it does not reproduce:
+//! tags, anchors and aliases, several documents, deep nesting, a non-mapping top level,
+//! duplicate top-level keys, integers beyond 64 bits, unreadable input. The caller then loads
+//! the text the generic way, which yields the same result and the same error messages as
+//! before. YAML syntax errors in the document are reported with serde_norway's wording
+//! ([`Stop::Syntax`]).
 
 use std::ffi::c_void;
 use std::io::Read as _;
@@ -20,9 +22,18 @@ use std::num::ParseIntError;
 use serde_json::{Map, Number, Value};
 use unsafe_libyaml_norway as unsafe_yaml;
 
-/// The reader met something only the generic loader handles exactly.
+use super::node::Node;
+
+/// Why the reader stopped short of the end of the document.
 #[derive(Debug)]
-pub(crate) struct Unusual;
+pub(crate) enum Stop {
+    /// Something only the generic loader handles exactly: it must read the text instead.
+    Unusual,
+    /// A YAML syntax error in the (first) document, with serde_norway's message for it: the
+    /// generic loader would stop at the same place with the same words, so it need not
+    /// parse (and hold) a huge document just to say so.
+    Syntax(String),
+}
 
 /// Nesting deeper than this is left to the generic loader (serde_norway stops at 128).
 const MAX_DEPTH: usize = 100;
@@ -54,6 +65,9 @@ struct Parser<'t> {
     sys: Box<unsafe_yaml::yaml_parser_t>,
     // Boxed for a stable address: libyaml's read handler reads through a pointer to it.
     _file: Option<Box<std::fs::File>>,
+    /// The first document has ended: a later syntax error is serde_norway's "more than one
+    /// document", not the syntax error.
+    ended: bool,
     _text: std::marker::PhantomData<&'t [u8]>,
 }
 
@@ -83,12 +97,12 @@ unsafe fn read_file(data: *mut c_void, buffer: *mut u8, size: u64, size_read: *m
 }
 
 impl<'t> Parser<'t> {
-    fn new(input: Input<'t>) -> Result<Parser<'t>, Unusual> {
+    fn new(input: Input<'t>) -> Result<Parser<'t>, Stop> {
         let mut raw = Box::<unsafe_yaml::yaml_parser_t>::new_uninit();
         // SAFETY: `raw` is a valid allocation for a parser; initialize writes every field.
         let init = unsafe { unsafe_yaml::yaml_parser_initialize(raw.as_mut_ptr()) };
         if init.fail {
-            return Err(Unusual);
+            return Err(Stop::Unusual);
         }
         // SAFETY: yaml_parser_initialize succeeded, so the parser is initialized.
         let mut sys = unsafe { raw.assume_init() };
@@ -123,16 +137,20 @@ impl<'t> Parser<'t> {
         Ok(Parser {
             sys,
             _file: file,
+            ended: false,
             _text: std::marker::PhantomData,
         })
     }
 
-    /// The next event; anchors, tags and aliases are [`Unusual`].
-    fn next(&mut self) -> Result<Event, Unusual> {
+    /// The next event; anchors, tags and aliases are [`Stop::Unusual`].
+    fn next(&mut self) -> Result<Event, Stop> {
         let mut raw = MaybeUninit::<unsafe_yaml::yaml_event_t>::uninit();
         // SAFETY: the parser is initialized; on success libyaml fills the event.
         if unsafe { unsafe_yaml::yaml_parser_parse(&mut *self.sys, raw.as_mut_ptr()) }.fail {
-            return Err(Unusual);
+            return Err(match self.syntax_error() {
+                Some(message) if !self.ended => Stop::Syntax(message),
+                _ => Stop::Unusual,
+            });
         }
         // SAFETY: yaml_parser_parse succeeded, so the event is initialized.
         let mut event = unsafe { raw.assume_init() };
@@ -142,11 +160,14 @@ impl<'t> Parser<'t> {
                 unsafe_yaml::YAML_STREAM_START_EVENT => Ok(Event::StreamStart),
                 unsafe_yaml::YAML_STREAM_END_EVENT => Ok(Event::StreamEnd),
                 unsafe_yaml::YAML_DOCUMENT_START_EVENT => Ok(Event::DocumentStart),
-                unsafe_yaml::YAML_DOCUMENT_END_EVENT => Ok(Event::DocumentEnd),
+                unsafe_yaml::YAML_DOCUMENT_END_EVENT => {
+                    self.ended = true;
+                    Ok(Event::DocumentEnd)
+                }
                 unsafe_yaml::YAML_SCALAR_EVENT => {
                     let s = event.data.scalar;
                     if !s.anchor.is_null() || !s.tag.is_null() {
-                        Err(Unusual)
+                        Err(Stop::Unusual)
                     } else {
                         let bytes = std::slice::from_raw_parts(s.value, s.length as usize);
                         match std::str::from_utf8(bytes) {
@@ -154,7 +175,7 @@ impl<'t> Parser<'t> {
                                 value: v.to_owned(),
                                 plain: s.style == unsafe_yaml::YAML_PLAIN_SCALAR_STYLE,
                             }),
-                            Err(_) => Err(Unusual),
+                            Err(_) => Err(Stop::Unusual),
                         }
                     }
                 }
@@ -163,7 +184,7 @@ impl<'t> Parser<'t> {
                     if s.anchor.is_null() && s.tag.is_null() {
                         Ok(Event::SequenceStart)
                     } else {
-                        Err(Unusual)
+                        Err(Stop::Unusual)
                     }
                 }
                 unsafe_yaml::YAML_SEQUENCE_END_EVENT => Ok(Event::SequenceEnd),
@@ -172,16 +193,57 @@ impl<'t> Parser<'t> {
                     if m.anchor.is_null() && m.tag.is_null() {
                         Ok(Event::MappingStart)
                     } else {
-                        Err(Unusual)
+                        Err(Stop::Unusual)
                     }
                 }
                 unsafe_yaml::YAML_MAPPING_END_EVENT => Ok(Event::MappingEnd),
-                _ => Err(Unusual),
+                _ => Err(Stop::Unusual),
             }
         };
         // SAFETY: the event came from yaml_parser_parse and is deleted exactly once.
         unsafe { unsafe_yaml::yaml_event_delete(&mut event) };
         out
+    }
+}
+
+impl Parser<'_> {
+    /// The message of a scanner or parser error, worded as serde_norway words it: the
+    /// problem, where, and the context with its place when that differs. Reader errors (bad
+    /// UTF-8, unreadable file) are left to the generic loader, which reports them its way.
+    fn syntax_error(&self) -> Option<String> {
+        let p = std::ops::Deref::deref(&*self.sys);
+        if !matches!(
+            p.error,
+            unsafe_yaml::YAML_SCANNER_ERROR | unsafe_yaml::YAML_PARSER_ERROR
+        ) || p.problem.is_null()
+        {
+            return None;
+        }
+        let text = |ptr: *const std::ffi::c_char| {
+            // SAFETY: libyaml's problem and context are null or static C strings.
+            unsafe { std::ffi::CStr::from_ptr(ptr) }.to_string_lossy()
+        };
+        let at = |m: &unsafe_yaml::yaml_mark_t| {
+            if m.line != 0 || m.column != 0 {
+                format!("line {} column {}", m.line + 1, m.column + 1)
+            } else {
+                format!("position {}", m.index)
+            }
+        };
+        let (pm, cm) = (&p.problem_mark, &p.context_mark);
+        let mut message = text(p.problem).into_owned();
+        if pm.line != 0 || pm.column != 0 {
+            message.push_str(&format!(" at {}", at(pm)));
+        } else if p.problem_offset != 0 {
+            message.push_str(&format!(" at position {}", p.problem_offset));
+        }
+        if !p.context.is_null() {
+            message.push_str(&format!(", {}", text(p.context)));
+            if (cm.line != 0 || cm.column != 0) && (cm.line != pm.line || cm.column != pm.column) {
+                message.push_str(&format!(" at {}", at(cm)));
+            }
+        }
+        Some(message)
     }
 }
 
@@ -197,20 +259,20 @@ pub(crate) trait Sink {
     /// True when the top-level `key` is a list to stream element by element.
     fn streams(&self, key: &str) -> bool;
     /// Takes element `index` of the streamed list `key`.
-    fn element(&mut self, key: &str, index: usize, value: Value);
+    fn element(&mut self, key: &str, index: usize, node: Node);
     /// The streamed list `key` was a sequence (possibly empty).
     fn list_seen(&mut self, key: &str);
 }
 
 /// Reads a whole document: the top-level mapping, minus the streamed lists, which went to
-/// `sink`. Returns [`Unusual`] when the generic loader must read the text instead.
-pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Map<String, Value>, Unusual> {
+/// `sink`. Returns [`Stop::Unusual`] when the generic loader must read the text instead.
+pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Map<String, Value>, Stop> {
     let mut p = Parser::new(input)?;
     if !matches!(p.next()?, Event::StreamStart) || !matches!(p.next()?, Event::DocumentStart) {
-        return Err(Unusual);
+        return Err(Stop::Unusual);
     }
     if !matches!(p.next()?, Event::MappingStart) {
-        return Err(Unusual);
+        return Err(Stop::Unusual);
     }
     let mut top = Map::new();
     let mut streamed: Vec<String> = Vec::new();
@@ -218,10 +280,10 @@ pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Map<String,
         let key = match p.next()? {
             Event::MappingEnd => break,
             Event::Scalar { value, .. } => value,
-            _ => return Err(Unusual),
+            _ => return Err(Stop::Unusual),
         };
         if top.contains_key(&key) || streamed.contains(&key) {
-            return Err(Unusual);
+            return Err(Stop::Unusual);
         }
         let first = p.next()?;
         if sink.streams(&key) && matches!(first, Event::SequenceStart) {
@@ -232,95 +294,93 @@ pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Map<String,
                 if matches!(event, Event::SequenceEnd) {
                     break;
                 }
-                let value = value(&mut p, event, 2)?;
-                sink.element(&key, index, value);
+                let node = node(&mut p, event, 2)?;
+                sink.element(&key, index, node);
                 index += 1;
             }
             streamed.push(key);
         } else {
-            let value = value(&mut p, first, 1)?;
+            let value = node(&mut p, first, 1)?.into_value();
             top.insert(key, value);
         }
     }
     if !matches!(p.next()?, Event::DocumentEnd) || !matches!(p.next()?, Event::StreamEnd) {
-        return Err(Unusual);
+        return Err(Stop::Unusual);
     }
     Ok(top)
 }
 
-/// Builds the value that starts with `first`.
-fn value(p: &mut Parser<'_>, first: Event, depth: usize) -> Result<Value, Unusual> {
+/// Builds the node that starts with `first`.
+fn node(p: &mut Parser<'_>, first: Event, depth: usize) -> Result<Node, Stop> {
     if depth > MAX_DEPTH {
-        return Err(Unusual);
+        return Err(Stop::Unusual);
     }
     match first {
         Event::Scalar { value, plain } => {
             if plain {
                 plain_scalar(value)
             } else {
-                Ok(Value::String(value))
+                Ok(Node::Str(value))
             }
         }
         Event::SequenceStart => {
             let mut items = Vec::new();
             loop {
                 match p.next()? {
-                    Event::SequenceEnd => return Ok(Value::Array(items)),
-                    e => items.push(value(p, e, depth + 1)?),
+                    Event::SequenceEnd => return Ok(Node::Seq(items)),
+                    e => items.push(node(p, e, depth + 1)?),
                 }
             }
         }
         Event::MappingStart => {
-            let mut map = Map::new();
+            let mut pairs = Vec::new();
             loop {
                 let key = match p.next()? {
-                    Event::MappingEnd => return Ok(Value::Object(map)),
+                    Event::MappingEnd => return Ok(Node::Map(pairs)),
                     // Any scalar key is taken as its text, as serde_json's map keys are.
                     Event::Scalar { value, .. } => value,
-                    _ => return Err(Unusual),
+                    _ => return Err(Stop::Unusual),
                 };
                 let e = p.next()?;
-                // A repeated key keeps its first position and takes the last value, as
-                // `serde_json::Map::insert` does in the generic loader.
-                map.insert(key, value(p, e, depth + 1)?);
+                pairs.push((key, node(p, e, depth + 1)?));
             }
         }
-        _ => Err(Unusual),
+        _ => Err(Stop::Unusual),
     }
 }
 
 /// Resolves a plain scalar the way serde_norway hands it to a `serde_json::Value`: null,
 /// booleans, integers (decimal, `0x`, `0o`, `0b`), floats, else a string.
-fn plain_scalar(v: String) -> Result<Value, Unusual> {
+fn plain_scalar(v: String) -> Result<Node, Stop> {
     if v.is_empty() || matches!(v.as_str(), "~" | "null" | "Null" | "NULL") {
-        return Ok(Value::Null);
+        return Ok(Node::Null);
     }
     match v.as_str() {
-        "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
-        "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
+        "true" | "True" | "TRUE" => return Ok(Node::Bool(true)),
+        "false" | "False" | "FALSE" => return Ok(Node::Bool(false)),
         _ => {}
     }
     // Numbers start with a digit, a sign or a dot; skip the number parsers for the rest.
     if !v.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.')) {
-        return Ok(Value::String(v));
+        return Ok(Node::Str(v));
     }
     if let Some(n) = unsigned(&v, u64::from_str_radix) {
-        return Ok(Value::Number(n.into()));
+        return Ok(Node::Num(n.into()));
     }
     if let Some(n) = negative(&v, i64::from_str_radix) {
-        return Ok(Value::Number(n.into()));
+        return Ok(Node::Num(n.into()));
     }
     if unsigned(&v, u128::from_str_radix).is_some() || negative(&v, i128::from_str_radix).is_some()
     {
-        return Err(Unusual);
+        return Err(Stop::Unusual);
     }
     if !leading_zero_digits(&v) {
         if let Some(f) = float(&v) {
             // Non-finite floats become null, as `serde_json::Value` stores them.
-            return Ok(Number::from_f64(f).map_or(Value::Null, Value::Number));
+            return Ok(Number::from_f64(f).map_or(Node::Null, Node::Num));
         }
     }
-    Ok(Value::String(v))
+    Ok(Node::Str(v))
 }
 
 /// `0123` and `-007` are strings in YAML 1.2, not octal or decimal numbers.

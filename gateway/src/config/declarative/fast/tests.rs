@@ -36,7 +36,7 @@ fn normalised(config: &Config) -> (Value, Vec<Option<i64>>) {
     let expiry = config
         .keyauth_credentials
         .iter()
-        .map(|k| k.expires_at)
+        .map(|k| k.expires_at.map(std::num::NonZeroI64::get))
         .collect();
     (json, expiry)
 }
@@ -116,7 +116,10 @@ acls:
     assert_eq!(cfg.consumers.len(), 3);
     assert_eq!(cfg.keyauth_credentials.len(), 7);
     assert_eq!(cfg.acls.len(), 3);
-    assert_eq!(cfg.keyauth_credentials[0].expires_at, Some(NOW + 60));
+    assert_eq!(
+        cfg.keyauth_credentials[0].expires_at.map(|e| e.get()),
+        Some(NOW + 60)
+    );
     assert_eq!(cfg.consumers[0].created_at, 1_600_000_000);
     assert_eq!(cfg.consumers[0].updated_at, NOW);
 }
@@ -186,6 +189,7 @@ fn lists_of_the_wrong_shape_match() {
         "_format_version: \"3.0\"\nconsumers: []\nacls: []\nkeyauth_credentials: []\n",
         "_format_version: \"3.0\"\nacls: 5\nkeyauth_credentials: [1, [], {}]\n",
         "_format_version: \"3.0\"\nconsumers:\n  - username: a\n    acls: {}\n",
+        "_format_version: \"3.0\"\nconsumers:\n  - username: a\n    username: b\n  - username: c\n    keyauth_credentials:\n      - key: k\n        key: k2\n",
     ] {
         let _ = same(text);
     }
@@ -203,7 +207,7 @@ fn json_and_fallback_documents_match() {
         "_format_version: \"3.0\"\nconsumers:\n  - username: a\n    tags: &t [x]\n  - username: b\n    tags: *t\n",
     )
     .expect("valid");
-    assert_eq!(cfg.consumers[1].tags.as_deref().map(<[_]>::len), Some(1));
+    assert_eq!(cfg.consumers[1].tags.as_ref().map(|t| t.len()), Some(1));
 }
 
 #[test]
@@ -237,4 +241,61 @@ fn files_load_as_their_text_does() {
     let missing = super::super::load_file(&dir.join("missing.yml")).expect_err("missing");
     assert!(missing.0[0].message.starts_with("cannot read"), "{missing}");
     std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn the_million_entity_types_stay_compact() {
+    use crate::config::model::{Acl, Consumer, KeyauthCredential};
+    // Every byte here is a megabyte per million consumers.
+    assert_eq!(size_of::<Consumer>(), 72);
+    assert_eq!(size_of::<KeyauthCredential>(), 72);
+    assert_eq!(size_of::<Acl>(), 64);
+}
+
+#[test]
+fn top_level_credentials_and_acls_alone_match() {
+    let cfg = same(
+        r#"
+_format_version: "3.0"
+consumers:
+  - username: a
+    custom_id: ca
+  - username: b
+    plugins:
+      - name: rate-limiting
+keyauth_credentials:
+  - consumer: a
+    key: k1
+  - consumer: ca
+    key: k2
+  - consumer: b
+    key: k3
+"#,
+    )
+    .expect("valid");
+    assert_eq!(cfg.keyauth_credentials.len(), 3);
+    same(
+        r#"
+_format_version: "3.0"
+consumers:
+  - username: a
+keyauth_credentials:
+  - consumer: a
+    key: k1
+  - consumer: ghost
+    key: k2
+  - consumer: a
+    key: k2
+  - consumer: a
+    key: k1
+acls:
+  - consumer: ghost
+    group: g
+  - consumer: a
+    group: g
+  - consumer: spook
+    group: h
+"#,
+    )
+    .expect_err("unresolved and repeated");
 }

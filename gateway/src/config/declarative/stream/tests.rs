@@ -1,6 +1,7 @@
 use serde_json::{Map, Value};
 
-use super::{Input, Sink, Unusual, read};
+use super::super::node::Node;
+use super::{Input, Sink, Stop, read};
 
 /// Streams `consumers` and `acls`, collecting their elements.
 #[derive(Default)]
@@ -13,14 +14,14 @@ impl Sink for Collect {
         matches!(key, "consumers" | "acls")
     }
 
-    fn element(&mut self, key: &str, index: usize, value: Value) {
+    fn element(&mut self, key: &str, index: usize, node: Node) {
         let list = self
             .lists
             .iter_mut()
             .find(|(k, _)| k == key)
             .expect("list_seen first");
         assert_eq!(list.1.len(), index);
-        list.1.push(value);
+        list.1.push(node.into_value());
     }
 
     fn list_seen(&mut self, key: &str) {
@@ -28,7 +29,7 @@ impl Sink for Collect {
     }
 }
 
-fn streamed(text: &str) -> Result<Value, Unusual> {
+fn streamed(text: &str) -> Result<Value, Stop> {
     let mut sink = Collect::default();
     let mut top: Map<String, Value> = read(Input::Text(text.as_bytes()), &mut sink)?;
     for (k, v) in sink.lists {
@@ -96,8 +97,6 @@ fn anything_it_does_not_reproduce_is_left_to_the_generic_loader() {
         "consumers:\n  - !!map {username: a}\n",
         "a: 1\na: 2\n",
         "consumers: []\nconsumers: []\n",
-        "a: [1, 2\n",
-        "a: b: c\n",
         "a: 18446744073709551616\n",
         "a: -9223372036854775809\n",
         "[a]: 1\n",
@@ -127,4 +126,33 @@ fn files_stream_in_chunks() {
     }
     assert_eq!(Value::Object(top), generic(&text));
     std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn syntax_errors_carry_serde_norways_message() {
+    for text in [
+        "a: [1, 2\n",
+        "a: b: c\n",
+        "a:\n  - x\n  y: 1\n",
+        "a: \"unterminated\n",
+        "a: 'x\n",
+        "{a: 1\n",
+        "a: 1\n b: 2\n",
+        "a: 1\n]\n",
+        "consumers:\n  - username: a\n  - username: [\n",
+        "a: @x\n",
+        "\ta: 1\n",
+        "key: \"\\q\"\n",
+    ] {
+        let want = serde_norway::from_str::<Value>(text)
+            .expect_err("invalid YAML")
+            .to_string();
+        match streamed(text) {
+            Err(Stop::Syntax(got)) => assert_eq!(got, want, "for {text:?}"),
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+    // After the first document a syntax error is serde_norway's "more than one document".
+    assert!(matches!(streamed("a: 1\n...\n]\n"), Err(Stop::Unusual)));
+    assert!(matches!(streamed("a: 1\n---\n]\n"), Err(Stop::Unusual)));
 }
