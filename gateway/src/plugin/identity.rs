@@ -122,7 +122,7 @@ impl Identities {
             None => KeyLookup::Unknown,
             Some(&j) => {
                 let cred = &self.credentials[j as usize];
-                if cred.expires_at.is_some_and(|t| t <= now_secs) {
+                if cred.expires_at.is_some_and(|t| t.get() <= now_secs) {
                     return KeyLookup::Expired;
                 }
                 match self.credential_owner.get(j as usize) {
@@ -202,7 +202,7 @@ mod tests {
             id: Id::from_u128(n),
             consumer: ForeignKey::from(Id::from_u128(owner)),
             key: key.into(),
-            expires_at,
+            expires_at: expires_at.and_then(std::num::NonZeroI64::new),
             tags: None,
             created_at: 0,
         }

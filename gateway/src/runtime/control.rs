@@ -95,7 +95,6 @@ pub fn reload(gateway: &Gateway, version: &AtomicU64) -> bool {
             super::release_freed_memory();
             version.store(next, Ordering::Relaxed);
             info!(config.version = next, config.hash = %hash, "config reloaded");
-            release_freed_memory();
             true
         }
         Err(errors) => {
@@ -108,16 +107,6 @@ pub fn reload(gateway: &Gateway, version: &AtomicU64) -> bool {
             }
             false
         }
-    }
-}
-
-/// Hands memory freed by the previous snapshot back to the kernel. glibc keeps freed heap
-/// pages resident; with a million consumers that is hundreds of MB after each reload.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

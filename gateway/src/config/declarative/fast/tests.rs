@@ -152,7 +152,7 @@ consumers:
   - username: dave
     custom_id: x
     plugins:
-      - name: rate-limiting
+      - name: request-termination
     keyauth_credentials:
       - key: c-2
     acls:
@@ -262,7 +262,7 @@ consumers:
     custom_id: ca
   - username: b
     plugins:
-      - name: rate-limiting
+      - name: request-termination
 keyauth_credentials:
   - consumer: a
     key: k1
