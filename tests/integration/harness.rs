@@ -16,12 +16,22 @@ use std::time::{Duration, Instant};
 pub use client::{Response, request, send_raw};
 pub use upstream::Upstream;
 
-/// A port that was free a moment ago (bound to port 0, then released).
+/// A port that was free a moment ago (bound to port 0, then released), never handed out twice
+/// in this test process: the kernel may offer a just-released port again, and two gangways
+/// given the same status port once made a test talk to the wrong instance.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut taken = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind 127.0.0.1:0");
+        if !taken.contains(&port) {
+            taken.push(port);
+            return port;
+        }
+    }
 }
 
 /// The I/O backend under test: `GANGWAY_TEST_IO_BACKEND` (default `io_uring`, the default
@@ -184,6 +194,12 @@ impl Gangway {
             }
             if let Ok(r) = request(self.status, "GET", "/status/ready", &[], b"") {
                 if r.status == 200 {
+                    if let Some(status) = self.try_wait() {
+                        panic!(
+                            "gangway exited ({status}) while another answered on its status port; log:\n{}",
+                            self.log()
+                        );
+                    }
                     return;
                 }
             }
