@@ -27,6 +27,18 @@ use matcher::{PathHit, PathRegex, PathSet, Req, SubRoute, split_host_port};
 use normalize::{NormalizeBufs, normalize};
 
 pub use normalize::escape_into;
+
+/// A plain route path as Kong's schema normalizes it (`normalize(path, true)`); `None` when it
+/// decodes to invalid UTF-8.
+pub fn normalized_route_path(path: &str) -> Option<String> {
+    let mut out = String::new();
+    normalize(
+        path,
+        &mut NormalizeBufs::with_capacity(path.len()),
+        &mut out,
+    )
+    .then_some(out)
+}
 pub use upstream_uri::upstream_path;
 
 /// Which router semantics apply (`router_flavor`); default `traditional_compatible`.

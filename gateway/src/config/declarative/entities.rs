@@ -317,6 +317,18 @@ pub(super) fn build(
                     format!("{}.paths[{i}]", it.path),
                     "must not have empty segments",
                 );
+            } else if !p.starts_with('~') {
+                match crate::router::normalized_route_path(p) {
+                    Some(n) if n == *p => {}
+                    Some(n) => f.errors.push(
+                        format!("{}.paths[{i}]", it.path),
+                        format!("non-normalized path, consider use '{n}' instead"),
+                    ),
+                    None => f.errors.push(
+                        format!("{}.paths[{i}]", it.path),
+                        "invalid path: not valid UTF-8 once decoded",
+                    ),
+                }
             }
         }
         let headers = match f.raw("headers") {

@@ -308,3 +308,28 @@ fn names_follow_kongs_utf8_name_rule() {
     );
     assert!(!errs.contains("routes"), "UTF-8 is allowed: {errs}");
 }
+
+#[test]
+fn plain_route_paths_must_be_normalized() {
+    let errs = load_str(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://x\n    routes:\n      - name: r\n        paths: [\"/a/../b\", \"/%7Euser\", \"/ok/%2F\", \"~/re/../x\"]\n",
+    )
+    .expect_err("non-normalized paths")
+    .to_string();
+    assert!(
+        errs.contains("routes[0].paths[0]: non-normalized path, consider use '/b' instead"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("routes[0].paths[1]: non-normalized path, consider use '/~user' instead"),
+        "{errs}"
+    );
+    assert!(
+        !errs.contains("paths[2]"),
+        "reserved triplets stay encoded: {errs}"
+    );
+    assert!(
+        !errs.contains("paths[3]"),
+        "regex paths are not normalized: {errs}"
+    );
+}
