@@ -33,9 +33,11 @@ pub struct Identities {
     by_username: HashTable<u32>,
     /// For each credential, its consumer.
     credential_owner: Vec<ConsumerRef>,
-    /// ACL positions sorted by consumer, and the consumer of each (same order).
+    /// ACL positions sorted by consumer; consumer `c`'s are
+    /// `acl_order[acl_start[c]..acl_start[c + 1]]` (one array read, no search: at a million
+    /// consumers a binary search costs tens of cache misses per request).
     acl_order: Vec<u32>,
-    acl_owner: Vec<ConsumerRef>,
+    acl_start: Vec<u32>,
 }
 
 /// The result of a key lookup.
@@ -95,7 +97,15 @@ impl Identities {
             .map(|a| find_consumer(a.consumer.id).unwrap_or(u32::MAX))
             .collect();
         acl_order.sort_by_key(|&i| owners[i as usize]);
-        let acl_owner = acl_order.iter().map(|&i| owners[i as usize]).collect();
+        let mut acl_start = vec![0u32; consumers.len() + 1];
+        for &owner in &owners {
+            if let Some(next) = acl_start.get_mut(owner as usize + 1) {
+                *next += 1;
+            }
+        }
+        for c in 1..acl_start.len() {
+            acl_start[c] += acl_start[c - 1];
+        }
         Identities {
             consumers,
             credentials,
@@ -106,7 +116,7 @@ impl Identities {
             by_username,
             credential_owner,
             acl_order,
-            acl_owner,
+            acl_start,
         }
     }
 
@@ -173,9 +183,10 @@ impl Identities {
 
     /// The consumer's ACL groups, in config order.
     pub fn groups(&self, c: ConsumerRef) -> impl Iterator<Item = &str> {
-        let start = self.acl_owner.partition_point(|&o| o < c);
-        let end = self.acl_owner.partition_point(|&o| o <= c);
-        self.acl_order[start..end]
+        let c = c as usize;
+        let start = self.acl_start.get(c).copied().unwrap_or(0) as usize;
+        let end = self.acl_start.get(c + 1).copied().unwrap_or(0) as usize;
+        self.acl_order[start..end.max(start)]
             .iter()
             .map(|&i| &*self.acls[i as usize].group)
     }
