@@ -10,6 +10,7 @@ mod lifecycle;
 mod pirate_weather;
 mod plugins;
 mod plugins_cors;
+mod plugins_log;
 mod plugins_misc;
 mod proxy;
 mod proxy_protocol;
