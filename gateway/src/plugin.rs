@@ -263,3 +263,6 @@ pub fn consumer_headers(
         None => edits.remove("X-Credential-Identifier"),
     }
 }
+
+#[cfg(test)]
+mod tests;
