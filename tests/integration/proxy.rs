@@ -72,6 +72,38 @@ fn proxies_a_route_end_to_end_with_kong_headers() {
 }
 
 #[test]
+fn via_names_each_hop_both_ways() {
+    let (_up, gw) = basic();
+    let version = env!("CARGO_PKG_VERSION");
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/echo",
+        &[
+            ("Via", "1.0 fred"),
+            ("x-echo-response-header", "Via: 1.1 origin-cache"),
+        ],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        echo_header(&r.json(), "via"),
+        Some(format!("1.0 fred, 1.1 gangway/{version}"))
+    );
+    assert_eq!(
+        r.headers_named("via"),
+        [format!("1.1 origin-cache, 1.1 gangway/{version}")]
+    );
+
+    let r = request(gw.proxy, "GET", "/echo", &[], b"").expect("request");
+    assert_eq!(
+        echo_header(&r.json(), "via"),
+        Some(format!("1.1 gangway/{version}"))
+    );
+}
+
+#[test]
 fn appends_to_client_x_forwarded_for_and_drops_untrusted_forwarded_proto() {
     let (_up, gw) = basic();
     let r = request(

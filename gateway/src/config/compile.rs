@@ -182,6 +182,10 @@ pub fn compile(
     let instances =
         crate::plugin::registry::compile(&config, &shared.settings.plugins, &mut errors);
     let pipeline = crate::plugin::chain::build(&config, instances, &mut errors);
+    // Compilers index routes and plugins as flat lists; name them as the file declared them.
+    for e in &mut errors.0 {
+        e.path = config.origins.locate(&e.path);
+    }
     let (Some(router), Some(tls)) = (router, tls) else {
         return Err(errors);
     };
@@ -224,5 +228,67 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(super::config_hash(&config), want);
+    }
+
+    #[test]
+    fn compile_errors_name_nested_routes_and_plugins_as_declared() {
+        let config = crate::config::declarative::load_str(
+            r#"_format_version: "3.0"
+routes:
+  - name: flat
+    paths: ["/flat"]
+services:
+  - name: s
+    url: http://x
+    routes:
+      - name: ok
+        paths: ["/ok"]
+      - name: bad
+        paths: ["~/(unclosed"]
+        plugins:
+          - name: key-auth
+            ordering:
+              after: {access: [acl]}
+          - name: acl
+            config: {allow: [a]}
+            ordering:
+              after: {access: [key-auth]}
+"#,
+        )
+        .expect("loads: the regex and the cycle are compile-time problems");
+        let errors = crate::runtime::compile_standalone(config)
+            .err()
+            .expect("invalid");
+        let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+        assert!(
+            paths.contains(&"services[0].routes[1].paths[0]"),
+            "{errors}"
+        );
+        assert!(paths.contains(&"services[0].routes[1]"), "{errors}");
+        assert!(
+            errors.to_string().contains(
+                "services[0].routes[1]: plugin ordering has a cycle among: key-auth, acl"
+            ),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn flat_paths_stay_flat() {
+        let origins = crate::config::model::Origins {
+            routes: vec!["routes[0]".into(), "services[2].routes[0]".into()],
+            plugins: vec!["consumers[1].plugins[0]".into()],
+        };
+        assert_eq!(origins.locate("routes[0].paths[1]"), "routes[0].paths[1]");
+        assert_eq!(
+            origins.locate("routes[1].hosts[0]"),
+            "services[2].routes[0].hosts[0]"
+        );
+        assert_eq!(
+            origins.locate("plugins[0].config.x"),
+            "consumers[1].plugins[0].config.x"
+        );
+        assert_eq!(origins.locate("plugins[7].name"), "plugins[7].name");
+        assert_eq!(origins.locate("services[0].url"), "services[0].url");
     }
 }

@@ -597,4 +597,38 @@ pub struct Config {
     pub snis: Vec<Sni>,
     /// CA certificates.
     pub ca_certificates: Vec<CaCertificate>,
+    /// Where each route and plugin was declared, for error messages; not part of the
+    /// config's identity (or its hash).
+    #[serde(skip)]
+    pub origins: Origins,
+}
+
+/// The declared entity path of each route and plugin (`services[0].routes[1]`), by
+/// position in [`Config::routes`] and [`Config::plugins`]. Empty when the config was not
+/// loaded from a file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Origins {
+    /// One path per route.
+    pub routes: Vec<String>,
+    /// One path per plugin.
+    pub plugins: Vec<String>,
+}
+
+impl Origins {
+    /// Rewrites a flat entity path (`routes[3].paths[0]`, `plugins[2].config`) into the
+    /// declared one (`services[1].routes[0].paths[0]`); other paths are returned as they are.
+    pub fn locate(&self, path: &str) -> String {
+        for (prefix, list) in [("routes[", &self.routes), ("plugins[", &self.plugins)] {
+            let Some(rest) = path.strip_prefix(prefix) else {
+                continue;
+            };
+            let Some((index, tail)) = rest.split_once(']') else {
+                continue;
+            };
+            if let Some(origin) = index.parse::<usize>().ok().and_then(|i| list.get(i)) {
+                return format!("{origin}{tail}");
+            }
+        }
+        path.to_string()
+    }
 }

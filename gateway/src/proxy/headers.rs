@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::http::{BodyFraming, RequestHead, ResponseHead};
+use crate::http::{BodyFraming, RequestHead, ResponseHead, Version};
 use crate::plugin::edits::HeaderEdits;
 
 /// The `Server` value on responses gangway generates, and the product in `Via`.
@@ -77,7 +77,9 @@ fn push_ip(out: &mut Vec<u8>, addr: SocketAddr) {
     let _ = write!(out, "{}", addr.ip());
 }
 
-const FORWARDED: [&[u8]; 7] = [
+/// Request headers gangway computes for the upstream (a plugin's edit still wins).
+const FORWARDED: [&[u8]; 8] = [
+    b"via",
     b"x-real-ip",
     b"x-forwarded-for",
     b"x-forwarded-proto",
@@ -210,6 +212,23 @@ pub fn write_upstream_request(
             if let Some(prefix) = kept("x-forwarded-prefix").or(up.stripped_prefix) {
                 push_header(out, b"X-Forwarded-Prefix", prefix);
             }
+        }
+    }
+    // As Kong: the client's Via, extended with this hop (the client's HTTP version).
+    match plugin_override(up.edits, "via") {
+        Some(v) => push_optional(out, b"Via", v),
+        None => {
+            out.extend_from_slice(b"Via: ");
+            for v in head.header_values(buf, "via") {
+                out.extend_from_slice(v);
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(match head.version() {
+                Version::Http10 => b"1.0 ",
+                _ => b"1.1 ",
+            });
+            out.extend_from_slice(PRODUCT.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
     }
     if let Some(id) = up.request_id {
@@ -370,7 +389,13 @@ pub fn write_client_response(
     // them (response-transformer `remove.headers: [Via]`).
     let removed = |lower: &str| !edits.is_empty() && edits.removes_original(lower.as_bytes());
     if extra.via && !removed("via") {
-        out.extend_from_slice(b"Via: 1.1 ");
+        // The upstream's Via, extended with this hop, as Kong does.
+        out.extend_from_slice(b"Via: ");
+        for v in resp.header_values(buf, "via") {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(b"1.1 ");
         out.extend_from_slice(PRODUCT.as_bytes());
         out.extend_from_slice(b"\r\n");
     }

@@ -440,6 +440,7 @@ pub(super) fn build(
             &it.path,
             errors,
         );
+        c.origins.routes.push(it.path.clone());
         c.routes.push(route);
     }
 
@@ -748,6 +749,7 @@ pub(super) fn build(
             }
             None => f.raw("config").cloned().unwrap_or(Value::Null),
         };
+        c.origins.plugins.push(it.path.clone());
         c.plugins.push(Plugin {
             id: id(it.obj),
             name,
