@@ -5,6 +5,16 @@
 //! match weight, plain-hosts-only, header-name count, regex-vs-prefix, regex_priority, prefix
 //! length. Equal priorities fall back to the (sub-)route UUID, larger first, as atc-router's
 //! reverse iteration over `(priority, uuid)` does.
+//!
+//! This is the order Kong documents and intends, not always the one it computes:
+//! `get_priority`'s `lshift_uint64` rebinds its `uint64_t` cdata to the plain Lua number it
+//! is given, so the match weight, header count and regex_priority are shifted with LuaJIT's
+//! 32-bit ops (`w << 61` becomes `w << 29`). Checked with luajit: a route with a plain
+//! host or a regex path (the two true 64-bit bits) then outranks routes with more matching
+//! fields, and a weight of 4 or more yields a negative number whose conversion to the
+//! router's `uint64_t` depends on the CPU (x86 and ARM differ). Reproducing that would make
+//! routing differ between Graviton and x86 hosts, so gangway keeps the documented order;
+//! Kong's router specs agree with it.
 
 use uuid::Uuid;
 
