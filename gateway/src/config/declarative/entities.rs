@@ -357,6 +357,31 @@ pub(super) fn build(
             }
             None => None,
         };
+        let sources = cidr_ports(&mut f, "sources");
+        let destinations = cidr_ports(&mut f, "destinations");
+        let family = if protocols
+            .iter()
+            .any(|p| matches!(p, Protocol::Http | Protocol::Https))
+        {
+            Some("'http' or 'https'")
+        } else if protocols
+            .iter()
+            .any(|p| matches!(p, Protocol::Grpc | Protocol::Grpcs))
+        {
+            Some("'grpc' or 'grpcs'")
+        } else {
+            None
+        };
+        if let Some(family) = family {
+            for (name, list) in [("sources", &sources), ("destinations", &destinations)] {
+                if list.as_ref().is_some_and(|l| !l.is_empty()) {
+                    f.errors.push(
+                        f.at(name),
+                        format!("cannot set '{name}' when 'protocols' is {family}"),
+                    );
+                }
+            }
+        }
         let snis = f.strings("snis");
         if snis.is_some()
             && !protocols.iter().any(|p| {
@@ -418,8 +443,8 @@ pub(super) fn build(
             paths,
             headers,
             snis,
-            sources: None,
-            destinations: None,
+            sources,
+            destinations,
             strip_path: f.bool("strip_path").unwrap_or(true),
             preserve_host: f.bool("preserve_host").unwrap_or(false),
             regex_priority: f.int("regex_priority", i64::MIN, i64::MAX).unwrap_or(0),
@@ -797,6 +822,67 @@ fn utf8_name(f: &mut Fields<'_, '_>, key: &str) -> Option<String> {
 
 /// Kong's route host rules: one `*` at most, as the whole leftmost or rightmost label; an
 /// optional `:port`.
+/// Reads a stream route's `sources` or `destinations`: `{ip, port}` records, at least one
+/// of the two set, `ip` an address or CIDR and `port` in 0..65535.
+fn cidr_ports(f: &mut Fields<'_, '_>, name: &str) -> Option<Vec<CidrPort>> {
+    let list = match f.raw(name)? {
+        Value::Array(list) => list.clone(),
+        Value::Null => return None,
+        _ => {
+            f.errors.push(f.at(name), "expected a set");
+            return None;
+        }
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let here = format!("{}.{name}[{i}]", f.path);
+        let Some(obj) = item.as_object() else {
+            f.errors.push(here, "expected a record");
+            continue;
+        };
+        let ip = match obj.get("ip") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(ip))
+                if ip.parse::<ipnet::IpNet>().is_ok() || ip.parse::<std::net::IpAddr>().is_ok() =>
+            {
+                Some(ip.clone())
+            }
+            Some(other) => {
+                let shown = other
+                    .as_str()
+                    .map_or_else(|| other.to_string(), str::to_string);
+                f.errors.push(
+                    format!("{here}.ip"),
+                    format!("invalid ip or cidr range: '{shown}'"),
+                );
+                None
+            }
+        };
+        let port = match obj.get("port") {
+            None | Some(Value::Null) => None,
+            Some(p) => match p.as_u64().and_then(|p| u16::try_from(p).ok()) {
+                Some(p) => Some(p),
+                None => {
+                    f.errors.push(
+                        format!("{here}.port"),
+                        "value should be between 0 and 65535",
+                    );
+                    None
+                }
+            },
+        };
+        if obj.get("ip").is_none_or(Value::is_null) && obj.get("port").is_none_or(Value::is_null) {
+            f.errors.push(
+                here,
+                "at least one of these fields must be non-empty: 'ip', 'port'",
+            );
+            continue;
+        }
+        out.push(CidrPort { ip, port });
+    }
+    Some(out)
+}
+
 fn check_route_host(host: &str) -> Result<(), String> {
     let (name, port) = match host.rsplit_once(':') {
         Some((n, p)) if !n.contains(':') => (n, Some(p)),

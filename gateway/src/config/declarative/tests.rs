@@ -220,6 +220,46 @@ fn route_hosts_and_snis_follow_kongs_rules() {
 }
 
 #[test]
+fn sources_and_destinations_are_stream_only_and_checked() {
+    let errs = errors_of(
+        r#"_format_version: "3.0"
+services:
+  - name: s
+    url: http://x
+    routes:
+      - paths: ["/a"]
+        sources: [{ip: 10.0.0.0/8}]
+      - paths: ["/b"]
+        protocols: [grpc]
+        destinations: [{port: 80}]
+      - protocols: [tcp]
+        sources: [{ip: 10.0.0.1, port: 80}, {ip: "not-an-ip"}, {}, {port: 70000}]
+"#,
+    );
+    assert_eq!(
+        errs,
+        [
+            "services[0].routes[0].sources: cannot set 'sources' when 'protocols' is 'http' or 'https'",
+            "services[0].routes[1].destinations: cannot set 'destinations' when 'protocols' is 'grpc' or 'grpcs'",
+            "services[0].routes[2].sources[1].ip: invalid ip or cidr range: 'not-an-ip'",
+            "services[0].routes[2].sources[2]: at least one of these fields must be non-empty: 'ip', 'port'",
+            "services[0].routes[2].sources[3].port: value should be between 0 and 65535",
+        ]
+    );
+    let cfg = load_str(
+        "_format_version: \"3.0\"\nroutes:\n  - protocols: [tcp]\n    sources: [{ip: 10.0.0.1, port: 80}]\n",
+    )
+    .expect("a stream route with a source is valid");
+    assert_eq!(
+        cfg.routes[0].sources,
+        Some(vec![model::CidrPort {
+            ip: Some("10.0.0.1".into()),
+            port: Some(80)
+        }])
+    );
+}
+
+#[test]
 fn plugin_names_configs_scopes_and_ordering_are_validated_with_paths() {
     let errs = load_str(
         r#"
