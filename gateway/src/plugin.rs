@@ -16,6 +16,7 @@ pub mod flow;
 pub mod identity;
 pub mod ip_restriction;
 pub mod key_auth;
+pub mod proxy_cache;
 pub mod registry;
 pub mod request_body;
 pub mod request_size_limiting;

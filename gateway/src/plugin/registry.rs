@@ -78,6 +78,12 @@ pub const BUNDLED: &[Spec] = &[
         build: super::response_transformer::build,
     },
     Spec {
+        name: super::proxy_cache::NAME,
+        priority: super::proxy_cache::PRIORITY,
+        schema: super::proxy_cache::schema,
+        build: super::proxy_cache::build,
+    },
+    Spec {
         name: super::request_termination::NAME,
         priority: super::request_termination::PRIORITY,
         schema: super::request_termination::schema,
