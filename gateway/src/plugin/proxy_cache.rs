@@ -228,7 +228,7 @@ fn compile(conf: Config) -> Result<ProxyCache, Vec<ConfigProblem>> {
         match u16::try_from(*code) {
             Ok(c) if (100..=900).contains(&c) => response_code.push(c),
             _ => problems.push((
-                format!("response_code[{}]", i + 1),
+                format!("response_code[{i}]"),
                 "value should be between 100 and 900".into(),
             )),
         }
