@@ -117,17 +117,15 @@ pub fn run_header_filter(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseC
 
 /// True when some plugin that ran in access wants this response's body buffered (see
 /// [`Plugin::wants_body`]). Free when no plugin of the chain filters bodies.
-pub fn wants_body(pipeline: &Pipeline, chain: &Chain, ctx: &ResponseCtx<'_>) -> bool {
+pub fn wants_body(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseCtx<'_>) -> bool {
     if !chain.filters_body {
         return false;
     }
     chain.by_priority.iter().any(|&step| {
-        let instance = ctx
-            .state
-            .resolved
-            .get(usize::from(step))
-            .copied()
-            .unwrap_or(NOT_RUN);
+        let step = usize::from(step);
+        let instance = ctx.state.resolved.get(step).copied().unwrap_or(NOT_RUN);
+        // Each plugin reads its own slot (`ctx.saved()`), as in the other phases.
+        ctx.step = step;
         instance != NOT_RUN
             && pipeline.instances[instance as usize]
                 .handler
