@@ -12,6 +12,7 @@ pub mod context;
 pub mod correlation_id;
 pub mod cors;
 pub mod edits;
+pub mod file_log;
 pub mod flow;
 pub mod identity;
 pub mod ip_restriction;
@@ -27,11 +28,22 @@ pub mod schema;
 pub mod template;
 
 pub use chain::{Chain, Instance, Pipeline};
-pub use context::{AccessCtx, NOT_RUN, RequestState, ResponseCtx};
+pub use context::{AccessCtx, LogCtx, NOT_RUN, RequestState, ResponseCtx};
 pub use flow::{Flow, Response, ResponseBody};
 
 /// A plugin instance with its compiled config. Handlers never do I/O themselves.
 pub trait Plugin: Send + Sync {
+    /// Runs in the rewrite phase, before routing, for global instances only (`ctx.route` is
+    /// `None`). Default: nothing.
+    fn rewrite(&self, _ctx: &mut AccessCtx<'_>) -> Flow {
+        Flow::Continue
+    }
+
+    /// True when [`Plugin::rewrite`] does something. Default false.
+    fn rewrites(&self) -> bool {
+        false
+    }
+
     /// Runs in the access phase. Default: nothing.
     fn access(&self, _ctx: &mut AccessCtx<'_>) -> Flow {
         Flow::Continue
@@ -76,10 +88,56 @@ pub trait Plugin: Send + Sync {
     /// result with its own `Content-Length`. Only called when some plugin of the chain
     /// wanted the body. Default: nothing.
     fn body_filter(&self, _ctx: &mut ResponseCtx<'_>, _body: &mut Vec<u8>) {}
+
+    /// Runs once the response is sent, with Kong's serialized transaction. It must not
+    /// block: I/O is handed to a background task. Default: nothing.
+    fn log(&self, _ctx: &LogCtx<'_>) {}
+
+    /// True when [`Plugin::log`] does something. Default false.
+    fn logs(&self) -> bool {
+        false
+    }
 }
 
-/// Runs the access phase of `chain`. Stops at the first plugin that answers.
+/// Runs the rewrite phase: the global chain's instances that have a rewrite handler, in
+/// priority order. Every global instance counts as run afterwards, so header_filter and log
+/// see them all, as in Kong (no instance is resolved per consumer before access).
+pub fn run_rewrite(pipeline: &Pipeline, ctx: &mut AccessCtx<'_>) -> Flow {
+    let global = &pipeline.global;
+    global.resolve_defaults(&mut ctx.state.resolved);
+    if !global.rewrites {
+        return Flow::Continue;
+    }
+    for &step in &global.by_priority {
+        let step = usize::from(step);
+        let instance = ctx.state.resolved[step];
+        if instance == NOT_RUN {
+            continue;
+        }
+        let handler = &pipeline.instances[instance as usize].handler;
+        if !handler.rewrites() {
+            continue;
+        }
+        ctx.step = step;
+        if let Flow::Respond(r) = handler.rewrite(ctx) {
+            return Flow::Respond(r);
+        }
+    }
+    Flow::Continue
+}
+
+/// The instance chain step `step` resolved in access, if it ran.
+fn ran(resolved: &[u32], step: u16) -> Option<(usize, u32)> {
+    let step = usize::from(step);
+    let instance = resolved.get(step).copied().unwrap_or(NOT_RUN);
+    (instance != NOT_RUN).then_some((step, instance))
+}
+
+/// Runs the access phase of `chain`. After a plugin answers, the remaining access handlers
+/// are skipped but their instances are still resolved, as Kong's collecting iterator does:
+/// header_filter, body_filter and log then run for them too.
 pub fn run_access(pipeline: &Pipeline, chain: &Chain, ctx: &mut AccessCtx<'_>) -> Flow {
+    let mut answer = None;
     for (i, step) in chain.steps.iter().enumerate() {
         let consumer = ctx
             .state
@@ -89,12 +147,15 @@ pub fn run_access(pipeline: &Pipeline, chain: &Chain, ctx: &mut AccessCtx<'_>) -
             continue;
         };
         ctx.state.resolved[i] = instance;
+        if answer.is_some() {
+            continue;
+        }
         ctx.step = i;
         if let Flow::Respond(r) = pipeline.instances[instance as usize].handler.access(ctx) {
-            return Flow::Respond(r);
+            answer = Some(r);
         }
     }
-    Flow::Continue
+    answer.map_or(Flow::Continue, Flow::Respond)
 }
 
 /// Runs header_filter for every plugin that ran in access, in priority order.
@@ -103,11 +164,9 @@ pub fn run_header_filter(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseC
         return;
     }
     for &step in &chain.by_priority {
-        let step = usize::from(step);
-        let instance = ctx.state.resolved.get(step).copied().unwrap_or(NOT_RUN);
-        if instance == NOT_RUN {
+        let Some((step, instance)) = ran(&ctx.state.resolved, step) else {
             continue;
-        }
+        };
         ctx.step = step;
         pipeline.instances[instance as usize]
             .handler
@@ -122,14 +181,13 @@ pub fn wants_body(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseCtx<'_>)
         return false;
     }
     chain.by_priority.iter().any(|&step| {
-        let step = usize::from(step);
-        let instance = ctx.state.resolved.get(step).copied().unwrap_or(NOT_RUN);
-        // Each plugin reads its own slot (`ctx.saved()`), as in the other phases.
-        ctx.step = step;
-        instance != NOT_RUN
-            && pipeline.instances[instance as usize]
+        ran(&ctx.state.resolved, step).is_some_and(|(step, instance)| {
+            // Each plugin reads its own slot (`ctx.saved()`), as in the other phases.
+            ctx.step = step;
+            pipeline.instances[instance as usize]
                 .handler
                 .wants_body(ctx)
+        })
     })
 }
 
@@ -142,15 +200,28 @@ pub fn run_body_filter(
     body: &mut Vec<u8>,
 ) {
     for &step in &chain.by_priority {
-        let step = usize::from(step);
-        let instance = ctx.state.resolved.get(step).copied().unwrap_or(NOT_RUN);
-        if instance == NOT_RUN {
+        let Some((step, instance)) = ran(&ctx.state.resolved, step) else {
             continue;
-        }
+        };
         ctx.step = step;
         pipeline.instances[instance as usize]
             .handler
             .body_filter(ctx, body);
+    }
+}
+
+/// Runs the log phase for every plugin that ran in access (or every global plugin when no
+/// route matched), in priority order. Free when no plugin of the chain logs.
+pub fn run_log(pipeline: &Pipeline, chain: &Chain, ctx: &mut LogCtx<'_>) {
+    if !chain.logs {
+        return;
+    }
+    for &step in &chain.by_priority {
+        let Some((step, instance)) = ran(&ctx.state.resolved, step) else {
+            continue;
+        };
+        ctx.step = step;
+        pipeline.instances[instance as usize].handler.log(ctx);
     }
 }
 
@@ -195,3 +266,6 @@ pub fn consumer_headers(
         None => edits.remove("X-Credential-Identifier"),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,8 +10,10 @@ pub mod exchange;
 mod forward;
 mod hash_facts;
 pub mod headers;
+pub mod log;
 mod plugins;
 pub mod real_ip;
+mod recorder;
 pub mod session;
 
 use std::cell::{Cell, RefCell};

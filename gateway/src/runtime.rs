@@ -83,7 +83,13 @@ pub(crate) fn release_freed_memory() {
 /// Validates a declarative file as `start` would load it: the schema checks, then the compile
 /// step (route regexes, certificates, targets). Returns every error with its entity path.
 pub fn check_config(path: &Path) -> Result<crate::config::Snapshot, ConfigErrors> {
-    let config = crate::config::declarative::load_file(path)?;
+    compile_standalone(crate::config::declarative::load_file(path)?)
+}
+
+/// Compiles `config` with default settings and no running gateway (`gangway check`, tests).
+pub fn compile_standalone(
+    config: crate::config::model::Config,
+) -> Result<crate::config::Snapshot, ConfigErrors> {
     let settings = crate::settings::Settings::default();
     let shared = gateway::SharedState {
         health: Arc::new(crate::upstream::balancer::HealthRegistry::default()),

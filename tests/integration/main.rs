@@ -11,6 +11,7 @@ mod pirate_weather;
 mod plugins;
 mod plugins_cache;
 mod plugins_cors;
+mod plugins_log;
 mod plugins_misc;
 mod proxy;
 mod proxy_protocol;

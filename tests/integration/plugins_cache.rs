@@ -116,6 +116,17 @@ const ROUTES: &str = r#"      - name: r1
           - name: proxy-cache
             config:
               strategy: memory
+      - name: answered
+        paths: ["/answered"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+          - name: request-termination
+            config:
+              status_code: 200
+              content_type: application/json
+              body: '{"from":"plugin"}'
 consumers:
   - username: bob
     keyauth_credentials:
@@ -405,4 +416,16 @@ fn authenticated_routes_keep_a_cache_per_consumer() {
     assert_ne!(keys[0], keys[1]);
     let other_route = get(&gw, "/auth2/get", &[("apikey", "bob")]);
     assert_ne!(cache_key(&other_route), keys[0]);
+}
+
+#[test]
+fn a_plugin_answer_after_proxy_cache_is_cached_too() {
+    let (up, gw) = start();
+    for expected in ["Miss", "Hit"] {
+        let r = get(&gw, "/answered/get", &[]);
+        assert_eq!((r.status, status(&r)), (200, Some(expected)));
+        assert_eq!(r.text(), r#"{"from":"plugin"}"#);
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+    }
+    assert_eq!(up.requests.load(Ordering::Relaxed), 0);
 }

@@ -86,12 +86,28 @@ pub struct Chain {
     pub chunked_body_limit: Option<u64>,
     /// True when any step has an instance that may filter response bodies.
     pub filters_body: bool,
+    /// True when any step has an instance with a log handler.
+    pub logs: bool,
+    /// True when any step has an instance with a rewrite handler.
+    pub rewrites: bool,
 }
 
 impl Chain {
     /// True when no plugin applies.
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// Marks each step's non-consumer instance as run (`resolved` gets one entry per step):
+    /// what the later phases use when access did not run, as for a request no route
+    /// matched.
+    pub fn resolve_defaults(&self, resolved: &mut Vec<u32>) {
+        resolved.clear();
+        resolved.extend(
+            self.steps
+                .iter()
+                .map(|s| s.default.map_or(super::NOT_RUN, |p| p.instance)),
+        );
     }
 }
 
@@ -179,12 +195,16 @@ fn build_chain(
     let filters_headers = picks().any(|i| i.handler.filters_headers());
     let chunked_body_limit = picks().filter_map(|i| i.handler.chunked_body_limit()).max();
     let filters_body = picks().any(|i| i.handler.filters_body());
+    let logs = picks().any(|i| i.handler.logs());
+    let rewrites = picks().any(|i| i.handler.rewrites());
     Chain {
         by_priority: by_priority_names.iter().map(|n| position[n]).collect(),
         needs_body,
         filters_headers,
         chunked_body_limit,
         filters_body,
+        logs,
+        rewrites,
         steps,
     }
 }

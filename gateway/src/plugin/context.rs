@@ -105,6 +105,16 @@ impl RequestState {
         self.slots.resize(steps, 0..0);
     }
 
+    /// Starts the route's chain of `steps` steps after routing. Request and response edits
+    /// made in rewrite are kept; which instances ran, and what they saved, start over.
+    pub fn begin_chain(&mut self, steps: usize) {
+        self.resolved.clear();
+        self.resolved.resize(steps, NOT_RUN);
+        self.saved.clear();
+        self.slots.clear();
+        self.slots.resize(steps, 0..0);
+    }
+
     /// Stores bytes for chain step `step` (read back in a later phase with [`Self::saved`]).
     pub fn save(&mut self, step: usize, bytes: &[u8]) {
         let start = self.saved.len() as u32;
@@ -236,6 +246,24 @@ impl ResponseCtx<'_> {
         self.state.response_headers.values(lower_name, originals)
     }
 
+    /// What this plugin saved during access.
+    pub fn saved(&self) -> &[u8] {
+        self.state.saved(self.step)
+    }
+}
+
+/// What the log phase sees: the transaction as Kong's `kong.log.serialize()` describes it.
+pub struct LogCtx<'a> {
+    /// The serialized transaction (request, response, latencies, route, service, consumer,
+    /// ...), in Kong's shape.
+    pub entry: &'a serde_json::Value,
+    /// Plugin state as the response left it.
+    pub state: &'a RequestState,
+    /// The chain step being run.
+    pub step: usize,
+}
+
+impl LogCtx<'_> {
     /// What this plugin saved during access.
     pub fn saved(&self) -> &[u8] {
         self.state.saved(self.step)

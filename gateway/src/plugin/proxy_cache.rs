@@ -633,12 +633,11 @@ impl Plugin for ProxyCache {
                 self.keep(slot.key, entry, now);
                 ctx.state.save(ctx.step, &[]);
             }
-            Some(_) => {
+            // An upstream body, or a plugin's answer (its body reaches body_filter too).
+            _ => {
                 slot.stage = Stage::Store;
                 ctx.state.save(ctx.step, &slot.encode());
             }
-            // A response the gateway or a plugin made: its body never reaches body_filter.
-            None => ctx.state.save(ctx.step, &[]),
         }
     }
 

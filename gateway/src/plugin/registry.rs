@@ -6,7 +6,7 @@ use super::Plugin;
 use super::chain::Instance;
 use super::schema::Schema;
 use crate::config::ConfigErrors;
-use crate::config::model::Config;
+use crate::config::model::{Config, Protocol};
 
 /// A problem in a plugin's config: the field path under `config` (empty for the whole
 /// record) and Kong's message.
@@ -84,6 +84,12 @@ pub const BUNDLED: &[Spec] = &[
         build: super::proxy_cache::build,
     },
     Spec {
+        name: super::file_log::NAME,
+        priority: super::file_log::PRIORITY,
+        schema: super::file_log::schema,
+        build: super::file_log::build,
+    },
+    Spec {
         name: super::request_termination::NAME,
         priority: super::request_termination::PRIORITY,
         schema: super::request_termination::schema,
@@ -149,7 +155,15 @@ pub fn compile(config: &Config, enabled: &[String], errors: &mut ConfigErrors) -
             errors.push(format!("plugins[{i}].name"), not_enabled(&p.name));
             continue;
         };
-        if !p.enabled {
+        // As Kong's plugins iterator: `protocols` selects the subsystem. An instance for
+        // stream protocols only never runs on HTTP traffic (gangway proxies no streams).
+        let http = p.protocols.iter().any(|proto| {
+            matches!(
+                proto,
+                Protocol::Http | Protocol::Https | Protocol::Grpc | Protocol::Grpcs
+            )
+        });
+        if !p.enabled || !http {
             continue;
         }
         match (spec.build)(&p.config) {

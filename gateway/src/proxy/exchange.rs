@@ -19,6 +19,8 @@ use super::forward::{
 };
 use super::hash_facts::RequestFacts;
 use super::headers::{self, ClientHead, DebugIds, UpstreamHead};
+use super::log::Source;
+use super::plugins::plugin_headers;
 use super::session::ConnBuffers;
 use crate::config::Snapshot;
 use crate::config::compile::host_header;
@@ -106,17 +108,8 @@ impl<B: Backend> Reply<'_, B> {
             };
             plugin::run_header_filter(&self.snapshot.pipeline, self.chain, &mut filter);
         }
-        let added: Vec<(String, String)> = bufs
-            .plugins
-            .response_headers
-            .added()
-            .map(|(n, v)| {
-                (
-                    String::from_utf8_lossy(n).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
-                )
-            })
-            .collect();
+        bufs.txn.source = Source::Error;
+        let added = plugin_headers(&bufs.plugins.response_headers);
         let plugin_headers: Vec<(&str, &str)> = added
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -137,7 +130,9 @@ impl<B: Backend> Reply<'_, B> {
 }
 
 /// Sends a Kong-shaped error for the request in `bufs` and drops its body from the buffer.
-/// Keeps the connection only when the request body was fully read.
+/// Keeps the connection only when the request body was fully read. With `filter`, the
+/// chain's plugins that ran (see [`crate::plugin::RequestState::resolved`]) filter the
+/// error's headers first.
 #[allow(clippy::too_many_arguments)]
 pub async fn respond_error<B: Backend, S: Stream>(
     client: &S,
@@ -148,6 +143,7 @@ pub async fn respond_error<B: Backend, S: Stream>(
     received: Instant,
     status: u16,
     message: &str,
+    filter: Option<(&Snapshot, &Chain)>,
 ) -> bool {
     let mut tracker = BodyTracker::new(bufs.head.framing());
     let done = if bufs.plugins.body.is_some() {
@@ -160,8 +156,24 @@ pub async fn respond_error<B: Backend, S: Stream>(
         }
     };
     let keep = done.is_some() && bufs.head.keep_alive() && !ctx.gateway.is_draining();
-    write_error(
-        client, bufs, ctx, request_id, received, status, message, !keep,
+    let mut added = Vec::new();
+    if let Some((snapshot, chain)) = filter.filter(|(_, c)| c.filters_headers) {
+        let mut rctx = ResponseCtx {
+            status,
+            upstream: None,
+            snapshot,
+            state: &mut bufs.plugins,
+            step: 0,
+        };
+        plugin::run_header_filter(&snapshot.pipeline, chain, &mut rctx);
+        added = plugin_headers(&bufs.plugins.response_headers);
+    }
+    let headers: Vec<(&str, &str)> = added
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    write_error_with(
+        client, bufs, ctx, request_id, received, status, message, !keep, &headers,
     )
     .await;
     match done {
@@ -183,23 +195,6 @@ pub async fn respond_error_closing<B: Backend, S: Stream>(
     status: u16,
     message: &str,
 ) {
-    write_error(
-        client, bufs, ctx, request_id, received, status, message, true,
-    )
-    .await;
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn write_error<B: Backend, S: Stream>(
-    client: &S,
-    bufs: &mut ConnBuffers,
-    ctx: &WorkerCtx<B>,
-    request_id: &[u8; 32],
-    received: Instant,
-    status: u16,
-    message: &str,
-    close: bool,
-) {
     write_error_with(
         client,
         bufs,
@@ -208,13 +203,13 @@ async fn write_error<B: Backend, S: Stream>(
         received,
         status,
         message,
-        close,
+        true,
         &[],
     )
     .await;
 }
 
-/// [`write_error`] with headers from plugins.
+/// Writes a Kong-shaped error with the gateway's headers and `plugin_headers`.
 #[allow(clippy::too_many_arguments)]
 async fn write_error_with<B: Backend, S: Stream>(
     client: &S,
@@ -460,6 +455,14 @@ pub async fn run<B: Backend, S: Stream>(
     bufs.output.clear();
     let mut host_at =
         headers::write_upstream_request(&mut bufs.output, &bufs.head, &bufs.input, &up);
+    if bufs.txn.active {
+        let uri = &mut bufs.txn.upstream_uri;
+        uri.clear();
+        uri.push_str(&String::from_utf8_lossy(&path));
+        if let Some(q) = query {
+            uri.push_str(&String::from_utf8_lossy(q));
+        }
+    }
     bufs.upstream_path = path;
     bufs.output
         .extend_from_slice(&bufs.input[head_len..head_len + body_in_buf]);
@@ -636,6 +639,14 @@ pub async fn run<B: Backend, S: Stream>(
     };
     let upstream_latency = sent_at.elapsed();
     let proxy_latency = sent_at.duration_since(ex.received);
+    if bufs.txn.active {
+        let txn = &mut bufs.txn;
+        txn.source = Source::Service;
+        txn.upstream_status = Some(bufs.resp.status());
+        txn.proxy_latency = Some(proxy_latency);
+        txn.upstream_latency = Some(upstream_latency);
+        txn.tries.push(key.addr);
+    }
 
     // Response head to the client, then the body.
     let resp_framing = bufs.resp.framing();

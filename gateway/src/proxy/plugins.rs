@@ -1,14 +1,16 @@
 //! Where the proxy meets the plugin pipeline: buffering the request body for plugins that
 //! read it, and sending the response a plugin produced instead of the upstream's.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::WorkerCtx;
 use super::exchange::SERVER;
+use super::log::{RequestInfo, Source};
 use super::session::ConnBuffers;
 use crate::config::Snapshot;
 use crate::http::{BodyTracker, error_page};
 use crate::net::{Backend, Stream};
+use crate::plugin::edits::HeaderEdits;
 use crate::plugin::{self, Chain, Response, ResponseBody, ResponseCtx};
 use crate::settings::HeaderToken;
 
@@ -102,21 +104,45 @@ pub async fn buffer_body<B: Backend, S: Stream>(
     Ok(())
 }
 
-/// Sends a plugin's response, after the header_filter phase. Returns whether the client
-/// connection may carry another request.
+/// Sends a plugin's response, after the header_filter phase (and body_filter, when a
+/// plugin wants this body). Returns whether the client connection may carry another
+/// request.
 #[allow(clippy::too_many_arguments)]
 pub async fn respond<B: Backend, S: Stream>(
     client: &S,
     bufs: &mut ConnBuffers,
     head_len: usize,
     ctx: &WorkerCtx<B>,
-    request_id: &[u8; 32],
-    received: Instant,
+    facts: &RequestInfo<'_>,
     snapshot: &Snapshot,
     chain: &Chain,
     response: Response,
 ) -> bool {
     let settings = &ctx.gateway.settings;
+    let id = std::str::from_utf8(facts.request_id).unwrap_or_default();
+    bufs.txn.source = Source::Exit;
+    // The body is rendered first so that header and body filters see its type and bytes.
+    let (content_type, mut body) = match response.body {
+        ResponseBody::Error(message) => {
+            // The PDK's `kong.response.error`: the format follows Accept, JSON without one.
+            let accept = (!bufs.accept.is_empty()).then_some(&bufs.accept[..]);
+            let format = error_page::negotiate(accept);
+            let mut body = Vec::new();
+            error_page::write_error_body(&mut body, format, response.status, Some(&message), id);
+            (format.content_type().map(str::to_string), body)
+        }
+        ResponseBody::Json(value) => (
+            Some("application/json; charset=utf-8".to_string()),
+            serde_json::to_vec(&value).unwrap_or_default(),
+        ),
+        ResponseBody::Raw { content_type, body } => (content_type, body),
+        ResponseBody::Empty => (None, Vec::new()),
+    };
+    if let Some(ct) = &content_type {
+        bufs.plugins
+            .response_headers
+            .set("Content-Type", ct.as_bytes());
+    }
     for (name, value) in &response.headers {
         bufs.plugins.response_headers.set(name, value.as_bytes());
     }
@@ -128,6 +154,9 @@ pub async fn respond<B: Backend, S: Stream>(
         step: 0,
     };
     plugin::run_header_filter(&snapshot.pipeline, chain, &mut rctx);
+    if plugin::wants_body(&snapshot.pipeline, chain, &mut rctx) {
+        plugin::run_body_filter(&snapshot.pipeline, chain, &mut rctx, &mut body);
+    }
 
     // The connection survives only if the request body is behind us.
     let used = if bufs.plugins.body.is_some() {
@@ -143,19 +172,8 @@ pub async fn respond<B: Backend, S: Stream>(
     let is_head = bufs.head.method(&bufs.input) == b"HEAD";
 
     let tokens = settings.headers;
-    let latency = received.elapsed().as_millis().to_string();
-    let id = std::str::from_utf8(request_id).unwrap_or_default();
-    let added: Vec<(String, String)> = bufs
-        .plugins
-        .response_headers
-        .added()
-        .map(|(n, v)| {
-            (
-                String::from_utf8_lossy(n).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            )
-        })
-        .collect();
+    let latency = facts.received.elapsed().as_millis().to_string();
+    let added = plugin_headers(&bufs.plugins.response_headers);
     let mut extra: Vec<(&str, &str)> = Vec::with_capacity(added.len() + 3);
     if tokens.contains(HeaderToken::ResponseLatency) {
         extra.push(("X-Kong-Response-Latency", &latency));
@@ -172,47 +190,7 @@ pub async fn respond<B: Backend, S: Stream>(
     let server = tokens.contains(HeaderToken::Server).then_some(SERVER);
     let mut out = std::mem::take(&mut bufs.output);
     out.clear();
-    match response.body {
-        ResponseBody::Error(message) => {
-            // The PDK's `kong.response.error`: the format follows Accept, JSON without one.
-            let accept = (!bufs.accept.is_empty()).then_some(&bufs.accept[..]);
-            error_page::write_error_response_as(
-                &mut out,
-                response.status,
-                error_page::negotiate(accept),
-                Some(&message),
-                id,
-                &extra,
-                server,
-            );
-        }
-        ResponseBody::Json(value) => {
-            let body = serde_json::to_vec(&value).unwrap_or_default();
-            write_response(
-                &mut out,
-                response.status,
-                Some("application/json; charset=utf-8"),
-                &body,
-                &extra,
-                server,
-            );
-        }
-        ResponseBody::Raw { content_type, body } => write_response(
-            &mut out,
-            response.status,
-            content_type.as_deref(),
-            &body,
-            &extra,
-            server,
-        ),
-        ResponseBody::Empty => write_response(&mut out, response.status, None, &[], &extra, server),
-    }
-    if is_head {
-        // A HEAD answer carries the head only.
-        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
-            out.truncate(end + 4);
-        }
-    }
+    write_response(&mut out, response.status, &body, &extra, server, is_head);
     let len = out.len();
     let (res, out) = client.write_all(out, 0..len).await;
     bufs.output = out;
@@ -225,13 +203,28 @@ pub async fn respond<B: Backend, S: Stream>(
     }
 }
 
+/// The response headers plugins added, as owned text (for the error and response writers).
+pub fn plugin_headers(edits: &HeaderEdits) -> Vec<(String, String)> {
+    edits
+        .added()
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Writes a complete response; a HEAD answer carries the head only (with the body's
+/// length).
 fn write_response(
     out: &mut Vec<u8>,
     status: u16,
-    content_type: Option<&str>,
     body: &[u8],
     extra: &[(&str, &str)],
     server: Option<&str>,
+    head_only: bool,
 ) {
     use std::io::Write;
     let _ = write!(
@@ -239,9 +232,6 @@ fn write_response(
         "HTTP/1.1 {status} {}\r\n",
         error_page::reason_phrase(status)
     );
-    if let Some(ct) = content_type {
-        let _ = write!(out, "Content-Type: {ct}\r\n");
-    }
     let _ = write!(out, "Content-Length: {}\r\n", body.len());
     if let Some(server) = server {
         let _ = write!(out, "Server: {server}\r\n");
@@ -250,5 +240,7 @@ fn write_response(
         let _ = write!(out, "{n}: {v}\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
 }

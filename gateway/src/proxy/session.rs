@@ -11,6 +11,8 @@ use tracing::debug;
 
 use super::WorkerCtx;
 use super::exchange::{self, Exchange, Outcome};
+use super::log::{self, ChainRef, RequestInfo};
+use super::recorder::Recorded;
 use crate::config::Snapshot;
 use crate::config::model::Protocol;
 use crate::http::{
@@ -80,6 +82,8 @@ pub struct ConnBuffers {
     pub upstream_path: Vec<u8>,
     /// Plugin state for the current request.
     pub plugins: RequestState,
+    /// What the log phase will need about the current request.
+    pub txn: super::log::Transaction,
 }
 
 impl ConnBuffers {
@@ -94,6 +98,7 @@ impl ConnBuffers {
             accept: Vec::new(),
             upstream_path: Vec::with_capacity(256),
             plugins: RequestState::default(),
+            txn: super::log::Transaction::default(),
         }
     }
 }
@@ -168,6 +173,7 @@ async fn read_head<S: Stream>(
 
 /// Serves requests on one client connection until it closes.
 pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &WorkerCtx<B>) {
+    let client = Recorded::new(client);
     let settings = &ctx.gateway.settings;
     let limits = Limits {
         max_header_bytes: settings.client_header_max_bytes,
@@ -225,7 +231,9 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
             bufs.accept.extend_from_slice(accept);
         }
         let snapshot = ctx.gateway.snapshot();
+        client.begin();
         let keep_going = handle_request(&client, &conn, &mut bufs, head_len, &snapshot, ctx).await;
+        super::log::finish(&client, &mut bufs, &snapshot);
         if !keep_going || ctx.gateway.is_draining() && *shutdown.borrow() {
             break;
         }
@@ -236,7 +244,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
 /// Routes and proxies one request whose head is `bufs.input[..head_len]`. Returns whether the
 /// connection may carry another request.
 async fn handle_request<B: Backend, S: Stream>(
-    client: &S,
+    client: &Recorded<S>,
     conn: &ClientConn,
     bufs: &mut ConnBuffers,
     head_len: usize,
@@ -245,6 +253,41 @@ async fn handle_request<B: Backend, S: Stream>(
 ) -> bool {
     let received = Instant::now();
     let request_id = new_request_id();
+    let client_ip = client_address(conn, bufs, head_len, ctx);
+    let facts = RequestInfo {
+        conn,
+        head_len,
+        client_ip,
+        request_id: &request_id,
+        received,
+    };
+    bufs.plugins.reset(0);
+    let global = &snapshot.pipeline.global;
+    if global.rewrites {
+        let flow = {
+            let mut rewrite = AccessCtx {
+                head: &bufs.head,
+                buf: &bufs.input[..head_len],
+                captures: &bufs.scratch,
+                client_ip,
+                tls: conn.tls,
+                snapshot,
+                route: None,
+                service: None,
+                request_id: &request_id,
+                state: &mut bufs.plugins,
+                step: 0,
+            };
+            plugin::run_rewrite(&snapshot.pipeline, &mut rewrite)
+        };
+        if let Flow::Respond(response) = flow {
+            log::begin(client, bufs, snapshot, ChainRef::Global, &facts);
+            return super::plugins::respond(
+                client, bufs, head_len, ctx, &facts, snapshot, global, response,
+            )
+            .await;
+        }
+    }
     let matched = {
         let buf = &bufs.input[..head_len];
         let head = &bufs.head;
@@ -262,6 +305,9 @@ async fn handle_request<B: Backend, S: Stream>(
     };
     let Some(matched) = matched else {
         debug!(path = %String::from_utf8_lossy(bufs.head.path(&bufs.input)), "no route matched");
+        // As in Kong, the global plugins still filter and log the 404.
+        global.resolve_defaults(&mut bufs.plugins.resolved);
+        log::begin(client, bufs, snapshot, ChainRef::Global, &facts);
         return exchange::respond_error(
             client,
             bufs,
@@ -271,6 +317,7 @@ async fn handle_request<B: Backend, S: Stream>(
             received,
             404,
             "no Route matched with those values",
+            Some((snapshot, global)),
         )
         .await;
     };
@@ -289,26 +336,8 @@ async fn handle_request<B: Backend, S: Stream>(
         )
         .await;
     }
-    let client_ip = {
-        let buf = &bufs.input[..head_len];
-        let proxy_source = conn.proxy_source.map(|s| s.ip());
-        match ctx.real_ip.header_name() {
-            Some(name) => ctx.real_ip.resolve(
-                conn.peer.ip(),
-                proxy_source,
-                bufs.head
-                    .headers()
-                    .iter()
-                    .filter(|f| crate::http::headers::name_eq(f.name.get(buf), name.as_bytes()))
-                    .map(|f| f.value.get(buf)),
-            ),
-            None => ctx
-                .real_ip
-                .resolve(conn.peer.ip(), proxy_source, std::iter::empty()),
-        }
-    };
     let chain = &snapshot.pipeline.routes[matched.route];
-    bufs.plugins.reset(chain.steps.len());
+    bufs.plugins.begin_chain(chain.steps.len());
     if !chain.is_empty() {
         // A plugin that only measures the body (request-size-limiting) needs it buffered
         // when its size is not announced, and then only up to its limit.
@@ -356,17 +385,16 @@ async fn handle_request<B: Backend, S: Stream>(
             }
             flow => flow,
         };
+        log::begin(
+            client,
+            bufs,
+            snapshot,
+            ChainRef::Route(matched.route),
+            &facts,
+        );
         if let Flow::Respond(response) = flow {
             return super::plugins::respond(
-                client,
-                bufs,
-                head_len,
-                ctx,
-                &request_id,
-                received,
-                snapshot,
-                chain,
-                response,
+                client, bufs, head_len, ctx, &facts, snapshot, chain, response,
             )
             .await;
         }
@@ -381,6 +409,7 @@ async fn handle_request<B: Backend, S: Stream>(
             received,
             503,
             "no Service found with those values",
+            Some((snapshot, chain)),
         )
         .await;
     };
@@ -399,6 +428,31 @@ async fn handle_request<B: Backend, S: Stream>(
     match exchange::run(client, bufs, exchange, ctx).await {
         Outcome::KeepAlive => true,
         Outcome::Close => false,
+    }
+}
+
+/// The client's address: the TCP peer, or what `real_ip_header` from a trusted peer says.
+fn client_address<B: Backend>(
+    conn: &ClientConn,
+    bufs: &ConnBuffers,
+    head_len: usize,
+    ctx: &WorkerCtx<B>,
+) -> std::net::IpAddr {
+    let buf = &bufs.input[..head_len];
+    let proxy_source = conn.proxy_source.map(|s| s.ip());
+    match ctx.real_ip.header_name() {
+        Some(name) => ctx.real_ip.resolve(
+            conn.peer.ip(),
+            proxy_source,
+            bufs.head
+                .headers()
+                .iter()
+                .filter(|f| crate::http::headers::name_eq(f.name.get(buf), name.as_bytes()))
+                .map(|f| f.value.get(buf)),
+        ),
+        None => ctx
+            .real_ip
+            .resolve(conn.peer.ip(), proxy_source, std::iter::empty()),
     }
 }
 

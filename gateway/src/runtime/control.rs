@@ -69,6 +69,9 @@ pub fn run(
             error!("a worker thread panicked");
         }
     }
+    if !crate::plugin::file_log::flush(Duration::from_secs(5)) {
+        error!("file-log: log lines still queued at exit were lost");
+    }
     info!("gangway stopped");
     Ok(())
 }

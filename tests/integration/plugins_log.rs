@@ -1,0 +1,306 @@
+//! The log phase (file-log, Kong's `kong.log.serialize()` shape), body_filter on plugin-made
+//! responses, and `protocols` selecting the subsystem. Assertions on the log line follow
+//! Kong's spec/03-plugins/04-file-log/01-log_spec.lua.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Gangway, TempDir, Upstream, connect, free_port, request};
+
+struct Setup {
+    up: Upstream,
+    gw: Gangway,
+    dir: TempDir,
+}
+
+impl Setup {
+    fn route_log(&self) -> std::path::PathBuf {
+        self.dir.path("route.log")
+    }
+
+    fn global_log(&self) -> std::path::PathBuf {
+        self.dir.path("global.log")
+    }
+}
+
+fn start() -> Setup {
+    let up = Upstream::start();
+    let dir = TempDir::new("file-log");
+    let route_log = dir.path("route.log");
+    let global_log = dir.path("global.log");
+    let config = format!(
+        r#"_format_version: "3.0"
+plugins:
+  - name: file-log
+    config:
+      path: {global}
+consumers:
+  - username: alice
+    custom_id: a-1
+    keyauth_credentials:
+      - key: alice-key
+services:
+  - name: echo
+    url: http://{up}
+    routes:
+      - name: logged
+        paths: ["/logged"]
+        plugins:
+          - name: file-log
+            config:
+              path: {route}
+      - name: auth
+        paths: ["/auth"]
+        plugins:
+          - name: key-auth
+            config:
+              hide_credentials: true
+          - name: file-log
+            config:
+              path: {route}
+      - name: teapot
+        paths: ["/teapot"]
+        plugins:
+          - name: request-termination
+            config:
+              status_code: 418
+              message: "I'm a teapot"
+          - name: file-log
+            config:
+              path: {route}
+      - name: exit-json
+        paths: ["/exit-json"]
+        plugins:
+          - name: request-termination
+            config:
+              status_code: 200
+              content_type: application/json
+              body: '{{"a":1}}'
+          - name: response-transformer
+            config:
+              add:
+                json: ["b:2"]
+                headers: ["x-added:yes"]
+              remove:
+                headers: ["x-gone"]
+      - name: stream-only
+        paths: ["/stream-only"]
+        plugins:
+          - name: ip-restriction
+            protocols: ["tcp"]
+            config:
+              deny: ["0.0.0.0/0"]
+  - name: dead
+    url: http://127.0.0.1:{dead}
+    routes:
+      - name: dead
+        paths: ["/dead"]
+"#,
+        global = global_log.display(),
+        route = route_log.display(),
+        up = up.addr,
+        dead = free_port(),
+    );
+    let gw = Gangway::start(&config);
+    Setup { up, gw, dir }
+}
+
+/// Waits (at most 5 s) for a log line whose request carries `file-log-uuid: uuid`.
+fn wait_line(path: &Path, uuid: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(line) = find_line(path, uuid) {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line for {uuid} in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn find_line(path: &Path, uuid: &str) -> Option<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("each line is one JSON document"))
+        .find(|v| v["request"]["headers"]["file-log-uuid"] == uuid)
+}
+
+fn uuid() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+/// Sends `raw` and returns every byte of the answer (the request asks to close).
+fn exchange_raw(addr: SocketAddr, raw: &str) -> Vec<u8> {
+    let mut s = connect(addr);
+    s.write_all(raw.as_bytes()).expect("send");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn a_proxied_request_is_logged_in_kongs_shape() {
+    let t = start();
+    let id = uuid();
+    let raw = format!(
+        "GET /logged?a=1&flag&a=2 HTTP/1.1\r\nHost: Example.test\r\nfile-log-uuid: {id}\r\n\
+         Authorization: Basic c2VjcmV0\r\nX-Twice: 1\r\nX-Twice: 2\r\nConnection: close\r\n\r\n"
+    );
+    let answer = exchange_raw(t.gw.proxy, &raw);
+    assert!(answer.starts_with(b"HTTP/1.1 200 "), "{answer:?}");
+    let log = wait_line(&t.route_log(), &id);
+
+    assert_eq!(log["client_ip"], "127.0.0.1");
+    let req = &log["request"];
+    assert_eq!(req["method"], "GET");
+    assert_eq!(req["uri"], "/logged?a=1&flag&a=2");
+    assert_eq!(
+        req["url"],
+        format!(
+            "http://example.test:{}/logged?a=1&flag&a=2",
+            t.gw.proxy.port()
+        )
+    );
+    assert_eq!(req["querystring"], json!({"a": ["1", "2"], "flag": true}));
+    assert_eq!(req["headers"]["authorization"], "REDACTED");
+    assert_eq!(req["headers"]["x-twice"], json!(["1", "2"]));
+    assert_eq!(req["headers"]["host"], "Example.test");
+    assert_eq!(req["size"], raw.len());
+    assert_eq!(req["id"].as_str().map(str::len), Some(32));
+
+    let resp = &log["response"];
+    assert_eq!(resp["status"], 200);
+    assert_eq!(resp["size"], answer.len(), "bytes sent to the client");
+    assert_eq!(resp["headers"]["content-type"], "application/json");
+    assert_eq!(log["upstream_uri"], "/?a=1&flag&a=2");
+    assert_eq!(log["upstream_status"], "200");
+    assert_eq!(log["source"], "service");
+    assert_eq!(log["route"]["name"], "logged");
+    assert_eq!(log["service"]["name"], "echo");
+    assert_eq!(log["tries"][0]["port"], t.up.addr.port());
+    assert_eq!(log["tries"][0]["ip"], "127.0.0.1");
+    assert!(log["latencies"]["proxy"].as_i64().is_some_and(|p| p >= 0));
+    let request_ms = log["latencies"]["request"]
+        .as_u64()
+        .expect("request latency");
+    assert!(log["latencies"]["kong"].as_u64().expect("kong latency") <= request_ms);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let started = log["started_at"].as_u64().expect("started_at");
+    assert!(started <= now_ms && now_ms - started < 60_000, "{started}");
+    assert_eq!(log["workspace_name"], "default");
+    assert!(log.get("consumer").is_none());
+
+    // The route's instance wins over the global one: logged once, in the route's file.
+    assert!(find_line(&t.global_log(), &id).is_none());
+}
+
+#[test]
+fn authenticated_and_rejected_requests_are_logged() {
+    let t = start();
+    let ok = uuid();
+    let r = request(
+        t.gw.proxy,
+        "GET",
+        "/auth",
+        &[("apikey", "alice-key"), ("file-log-uuid", &ok)],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 200);
+    let log = wait_line(&t.route_log(), &ok);
+    assert_eq!(log["consumer"]["username"], "alice");
+    assert_eq!(log["consumer"]["custom_id"], "a-1");
+    assert_eq!(
+        log["authenticated_entity"]["consumer_id"],
+        log["consumer"]["id"]
+    );
+    assert!(log["authenticated_entity"]["id"].is_string());
+    // hide_credentials removed the key before the log phase read the headers.
+    assert!(log["request"]["headers"].get("apikey").is_none());
+
+    // key-auth's 401 is a short-circuit: header_filter and log still run.
+    let denied = uuid();
+    let r = request(
+        t.gw.proxy,
+        "GET",
+        "/auth",
+        &[("file-log-uuid", &denied)],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 401);
+    let log = wait_line(&t.route_log(), &denied);
+    assert_eq!(log["response"]["status"], 401);
+    assert_eq!(log["source"], "exit");
+    assert_eq!(log["upstream_uri"], "");
+    assert_eq!(log["latencies"]["proxy"], -1);
+    assert!(log.get("consumer").is_none());
+    assert!(log.get("tries").is_none());
+}
+
+#[test]
+fn plugin_answers_and_gateway_errors_are_logged() {
+    let t = start();
+    let id = uuid();
+    let r = request(t.gw.proxy, "GET", "/teapot", &[("file-log-uuid", &id)], b"").expect("request");
+    assert_eq!(r.status, 418);
+    let log = wait_line(&t.route_log(), &id);
+    assert_eq!(log["response"]["status"], 418);
+    assert_eq!(log["source"], "exit");
+    assert_eq!(log["route"]["name"], "teapot");
+
+    // No route: the global plugins log the 404, with no route or service.
+    let lost = uuid();
+    let r = request(
+        t.gw.proxy,
+        "GET",
+        "/nowhere",
+        &[("file-log-uuid", &lost)],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 404);
+    let log = wait_line(&t.global_log(), &lost);
+    assert_eq!(log["response"]["status"], 404);
+    assert_eq!(log["source"], "error");
+    assert!(log.get("route").is_none() && log.get("service").is_none());
+
+    // An upstream that refuses connections: the global instance logs Kong's 502.
+    let dead = uuid();
+    let r = request(t.gw.proxy, "GET", "/dead", &[("file-log-uuid", &dead)], b"").expect("request");
+    assert_eq!(r.status, 502);
+    let log = wait_line(&t.global_log(), &dead);
+    assert_eq!(log["response"]["status"], 502);
+    assert_eq!(log["source"], "error");
+    assert_eq!(log["upstream_status"], "");
+    assert_eq!(log["route"]["name"], "dead");
+}
+
+#[test]
+fn body_filter_runs_on_plugin_made_responses() {
+    let t = start();
+    let r = t.gw.get("/exit-json");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"a": 1, "b": "2"}));
+    assert_eq!(r.header("x-added"), Some("yes"));
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+}
+
+#[test]
+fn a_stream_only_plugin_does_not_run_on_http() {
+    let t = start();
+    assert_eq!(t.gw.get("/stream-only").status, 200);
+}
