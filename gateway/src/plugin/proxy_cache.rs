@@ -17,6 +17,7 @@
 //! never set, so a request with credentials is cached like any other: so is it here.
 
 mod cache_control;
+mod config;
 mod key;
 mod mime;
 pub mod store;
@@ -25,16 +26,15 @@ mod tests;
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Plugin;
 use super::context::{AccessCtx, ResponseCtx};
 use super::edits::HeaderEdits;
 use super::flow::{Flow, Response, ResponseBody};
 use super::registry::ConfigProblem;
-use super::schema::{ALL_PROTOCOLS, EntityCheck, Field, HTTP_PROTOCOLS, Schema};
 use cache_control::Directives;
+use config::{Config, MEMORY_ONLY};
 use mime::MediaType;
 use store::{Entry, Store};
 
@@ -43,154 +43,7 @@ pub const NAME: &str = "proxy-cache";
 /// Kong's PRIORITY.
 pub const PRIORITY: i32 = 100;
 
-/// The message for a strategy other than `memory` (Kong's open-source edition has no other;
-/// `redis` is an Enterprise one).
-const MEMORY_ONLY: &str = "expected one of: memory (gangway supports the memory strategy only)";
-
-/// Kong's `kong/plugins/proxy-cache/schema.lua`.
-pub fn schema() -> Schema {
-    let strings = || Field::array(Field::string());
-    let flag = || Field::boolean().default(json!(true));
-    Schema::new(
-        NAME,
-        Field::record(vec![
-            (
-                "response_code",
-                Field::array(Field::integer().between(100, 900))
-                    .required()
-                    .default(json!([200, 301, 404]))
-                    .len_min(1)
-                    .describe("Upstream response status code considered cacheable."),
-            ),
-            (
-                "request_method",
-                Field::array(Field::string().one_of(&["HEAD", "GET", "POST", "PATCH", "PUT"]))
-                    .required()
-                    .default(json!(["GET", "HEAD"]))
-                    .describe("Downstream request methods considered cacheable."),
-            ),
-            (
-                "content_type",
-                strings()
-                    .required()
-                    .default(json!(["text/plain", "application/json"]))
-                    .describe(
-                        "Upstream response content types considered cacheable. The plugin \
-                         performs an **exact match** against each specified value.",
-                    ),
-            ),
-            (
-                "cache_ttl",
-                Field::integer()
-                    .default(json!(300))
-                    .gt(0)
-                    .describe("TTL, in seconds, of cache entities."),
-            ),
-            (
-                "strategy",
-                Field::string()
-                    .one_of(&["memory"])
-                    .required()
-                    .err(MEMORY_ONLY)
-                    .describe("The backing data store in which to hold cache entities."),
-            ),
-            (
-                "cache_control",
-                Field::boolean().default(json!(false)).required().describe(
-                    "When enabled, respect the Cache-Control behaviors defined in RFC7234.",
-                ),
-            ),
-            (
-                "ignore_uri_case",
-                Field::boolean().default(json!(false)).optional(),
-            ),
-            (
-                "storage_ttl",
-                Field::integer().describe(
-                    "Number of seconds to keep resources in the storage backend. This value is \
-                     independent of `cache_ttl` or resource TTLs defined by Cache-Control \
-                     behaviors.",
-                ),
-            ),
-            (
-                "memory",
-                Field::record(vec![(
-                    "dictionary_name",
-                    Field::string()
-                        .required()
-                        .default(json!("kong_db_cache"))
-                        .describe(
-                            "The name of the shared dictionary in which to hold cache entities \
-                             when the memory strategy is selected. Note that this dictionary \
-                             currently must be defined manually in the Kong Nginx template.",
-                        ),
-                )]),
-            ),
-            (
-                "vary_query_params",
-                strings().describe(
-                    "Relevant query parameters considered for the cache key. If undefined, all \
-                     params are taken into consideration.",
-                ),
-            ),
-            (
-                "vary_headers",
-                strings().describe(
-                    "Relevant headers considered for the cache key. If undefined, none of the \
-                     headers are taken into consideration.",
-                ),
-            ),
-            (
-                "response_headers",
-                Field::record(vec![
-                    ("age", flag()),
-                    ("X-Cache-Status", flag()),
-                    ("X-Cache-Key", flag()),
-                ])
-                .describe(
-                    "Caching related diagnostic headers that should be included in cached \
-                     responses",
-                ),
-            ),
-        ]),
-    )
-    .protocols(HTTP_PROTOCOLS, ALL_PROTOCOLS)
-    // Kong checks that the shared dict exists; gangway makes a store for any name.
-    .with_check(EntityCheck::Custom {
-        fields: vec!["config"],
-        check: |_| Ok(()),
-    })
-}
-
-#[derive(Debug, Deserialize)]
-struct Memory {
-    dictionary_name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Diagnostics {
-    age: Option<bool>,
-    #[serde(rename = "X-Cache-Status")]
-    status: Option<bool>,
-    #[serde(rename = "X-Cache-Key")]
-    key: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Config {
-    response_code: Vec<i64>,
-    request_method: Vec<String>,
-    content_type: Vec<String>,
-    cache_ttl: Option<i64>,
-    strategy: String,
-    cache_control: bool,
-    ignore_uri_case: Option<bool>,
-    storage_ttl: Option<i64>,
-    memory: Memory,
-    vary_query_params: Option<Vec<String>>,
-    vary_headers: Option<Vec<String>>,
-    response_headers: Diagnostics,
-}
+pub use config::schema;
 
 /// A compiled proxy-cache instance.
 #[derive(Debug)]

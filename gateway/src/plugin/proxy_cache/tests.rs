@@ -5,10 +5,11 @@
 use serde_json::{Value, json};
 
 use super::cache_control::{Directive, Directives, lua_tonumber, resource_ttl};
+use super::config::{self, MEMORY_ONLY};
 use super::key::{self, Arg};
 use super::mime::{self, MediaType};
 use super::store::{Entry, Store};
-use super::{MEMORY_ONLY, ProxyCache, Slot, Stage, build, kept_on_store, schema};
+use super::{ProxyCache, Slot, Stage, build, kept_on_store, schema};
 use crate::config::ConfigErrors;
 
 /// Validates `config` with the schema and builds the plugin.
@@ -17,7 +18,7 @@ fn plugin(config: Value) -> ProxyCache {
     let filled = schema().validate(Some(&config), "config", &mut errors);
     assert!(errors.is_empty(), "schema errors: {errors:?}");
     assert!(build(&filled).is_ok());
-    let conf: super::Config = serde_json::from_value(filled).expect("config shape");
+    let conf = serde_json::from_value::<config::Config>(filled).expect("config shape");
     super::compile(conf).expect("config compiles")
 }
 
