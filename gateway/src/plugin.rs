@@ -17,6 +17,7 @@ pub mod flow;
 pub mod identity;
 pub mod ip_restriction;
 pub mod key_auth;
+pub mod proxy_cache;
 pub mod registry;
 pub mod request_body;
 pub mod request_size_limiting;
@@ -175,12 +176,14 @@ pub fn run_header_filter(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseC
 
 /// True when some plugin that ran in access wants this response's body buffered (see
 /// [`Plugin::wants_body`]). Free when no plugin of the chain filters bodies.
-pub fn wants_body(pipeline: &Pipeline, chain: &Chain, ctx: &ResponseCtx<'_>) -> bool {
+pub fn wants_body(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseCtx<'_>) -> bool {
     if !chain.filters_body {
         return false;
     }
     chain.by_priority.iter().any(|&step| {
-        ran(&ctx.state.resolved, step).is_some_and(|(_, instance)| {
+        ran(&ctx.state.resolved, step).is_some_and(|(step, instance)| {
+            // Each plugin reads its own slot (`ctx.saved()`), as in the other phases.
+            ctx.step = step;
             pipeline.instances[instance as usize]
                 .handler
                 .wants_body(ctx)

@@ -9,6 +9,7 @@ mod errors;
 mod lifecycle;
 mod pirate_weather;
 mod plugins;
+mod plugins_cache;
 mod plugins_cors;
 mod plugins_log;
 mod plugins_misc;

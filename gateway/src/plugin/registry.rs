@@ -78,6 +78,12 @@ pub const BUNDLED: &[Spec] = &[
         build: super::response_transformer::build,
     },
     Spec {
+        name: super::proxy_cache::NAME,
+        priority: super::proxy_cache::PRIORITY,
+        schema: super::proxy_cache::schema,
+        build: super::proxy_cache::build,
+    },
+    Spec {
         name: super::file_log::NAME,
         priority: super::file_log::PRIORITY,
         schema: super::file_log::schema,

@@ -43,14 +43,14 @@ impl BufferedResponse<'_> {
     /// Asks the plugins that ran whether they want this response's body (after every
     /// header_filter ran).
     pub(super) fn wanted(&self, bufs: &mut ConnBuffers) -> bool {
-        let ctx = ResponseCtx {
+        let mut ctx = ResponseCtx {
             status: bufs.resp.status(),
             upstream: Some((&bufs.resp, &bufs.upstream[..self.resp_len])),
             snapshot: self.snapshot,
             state: &mut bufs.plugins,
             step: 0,
         };
-        plugin::wants_body(&self.snapshot.pipeline, self.chain, &ctx)
+        plugin::wants_body(&self.snapshot.pipeline, self.chain, &mut ctx)
     }
 }
 

@@ -154,7 +154,7 @@ pub async fn respond<B: Backend, S: Stream>(
         step: 0,
     };
     plugin::run_header_filter(&snapshot.pipeline, chain, &mut rctx);
-    if plugin::wants_body(&snapshot.pipeline, chain, &rctx) {
+    if plugin::wants_body(&snapshot.pipeline, chain, &mut rctx) {
         plugin::run_body_filter(&snapshot.pipeline, chain, &mut rctx, &mut body);
     }
 

@@ -1,0 +1,126 @@
+//! The memory strategy: one bounded store per `memory.dictionary_name`, shared by every worker
+//! thread and kept across config reloads, as Kong's nginx shared dicts are.
+//!
+//! Entries leave after their storage TTL (checked when read, like an expired shared-dict
+//! entry) or, when the store is full, by the cache's own eviction (quick_cache's CLOCK-Pro,
+//! weighted by bytes), much as a full shared dict drops its least recently used entries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+
+/// The bytes each dictionary may hold: 128 MiB, Kong's default `mem_cache_size`, which sizes
+/// its `kong_db_cache` shared dict (gangway has no such setting yet).
+pub const DICTIONARY_BYTES: u64 = 128 * 1024 * 1024;
+
+/// What is remembered of a response (Kong's cached `res` object).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The status sent.
+    pub status: u16,
+    /// The `Content-Type`, sent again as such.
+    pub content_type: Option<String>,
+    /// Every other header worth sending again, in order, repeated names kept.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body as the client got it.
+    pub body: Vec<u8>,
+    /// When it was stored, in whole epoch seconds (`ngx.time()`).
+    pub timestamp: i64,
+    /// The resource's TTL in seconds (`cache_ttl`, or from `Cache-Control`).
+    pub ttl: f64,
+    /// When the store forgets it, in epoch seconds; `None` keeps it until evicted.
+    pub expires_at: Option<f64>,
+}
+
+impl Entry {
+    /// Bytes the entry occupies, roughly, for the store's bound.
+    fn weight(&self, key: &str) -> u64 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 48)
+            .sum();
+        let fixed = 160 + key.len() + self.content_type.as_ref().map_or(0, String::len);
+        (fixed + headers + self.body.len()) as u64
+    }
+}
+
+#[derive(Clone)]
+struct ByBytes;
+
+impl Weighter<String, Arc<Entry>> for ByBytes {
+    fn weight(&self, key: &String, entry: &Arc<Entry>) -> u64 {
+        entry.weight(key)
+    }
+}
+
+/// One dictionary: a byte-bounded map from cache key to entry.
+pub struct Store {
+    cache: Cache<String, Arc<Entry>, ByBytes>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("entries", &self.cache.len())
+            .field("bytes", &self.cache.weight())
+            .finish()
+    }
+}
+
+impl Store {
+    /// An empty store holding at most `bytes` (entries larger than a shard's share are not
+    /// kept).
+    pub fn new(bytes: u64) -> Store {
+        // quick_cache sizes its table from this guess; 16 KiB is a typical API response.
+        let items = (bytes / (16 * 1024)).clamp(64, 1 << 16) as usize;
+        Store {
+            cache: Cache::with_weighter(items, bytes, ByBytes),
+        }
+    }
+
+    /// The entry under `key` unless it expired by `now` (epoch seconds); an expired one is
+    /// dropped.
+    pub fn fetch(&self, key: &str, now: f64) -> Option<Arc<Entry>> {
+        let entry = self.cache.get(key)?;
+        if entry.expires_at.is_some_and(|at| at <= now) {
+            self.cache.remove_if(key, |e| Arc::ptr_eq(e, &entry));
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// Stores `entry` under `key`, replacing any older one.
+    pub fn store(&self, key: String, entry: Entry) {
+        self.cache.insert(key, Arc::new(entry));
+    }
+
+    /// Forgets `key`.
+    pub fn purge(&self, key: &str) {
+        self.cache.remove(key);
+    }
+
+    /// Bytes held, by the store's own measure.
+    pub fn bytes(&self) -> u64 {
+        self.cache.weight()
+    }
+}
+
+/// The process's dictionaries by name. A global on purpose: Kong's shared dicts outlive
+/// config changes, so a reload must find the entries its predecessor stored.
+static DICTIONARIES: OnceLock<Mutex<HashMap<String, Arc<Store>>>> = OnceLock::new();
+
+/// The store of dictionary `name`, created ([`DICTIONARY_BYTES`]) on first use.
+pub fn dictionary(name: &str) -> Arc<Store> {
+    let map = DICTIONARIES.get_or_init(Default::default);
+    let mut map = match map.lock() {
+        Ok(m) => m,
+        // A panic elsewhere while holding the lock leaves the map itself intact.
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    map.entry(name.to_owned())
+        .or_insert_with(|| Arc::new(Store::new(DICTIONARY_BYTES)))
+        .clone()
+}

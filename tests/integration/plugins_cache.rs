@@ -1,0 +1,431 @@
+//! proxy-cache end to end with the memory strategy (assertions ported from Kong's
+//! spec/03-plugins/31-proxy-cache/02-access_spec.lua where they apply). The echo upstream's
+//! body names its connection and request count, so an identical body proves a cached answer,
+//! and its request counter proves the upstream was not asked.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::harness::{Gangway, Response, Upstream, config_with_routes, request};
+
+const ROUTES: &str = r#"      - name: r1
+        paths: ["/r1"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              content_type: ["text/plain", "application/json"]
+      - name: ttl
+        paths: ["/ttl"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              cache_ttl: 1
+      - name: storage
+        paths: ["/storage"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              cache_ttl: 1
+              storage_ttl: 60
+      - name: cc
+        paths: ["/cc"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              cache_control: true
+      - name: methods
+        paths: ["/methods"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              content_type: ["text/html; charset=utf-8", "application/json"]
+              response_code: [200, 417]
+              request_method: ["GET", "HEAD", "POST"]
+      - name: vary_headers
+        paths: ["/vary-headers"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              response_code: [200]
+              vary_headers: ["foo"]
+      - name: vary_query
+        paths: ["/vary-query"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              response_code: [200]
+              vary_query_params: ["foo"]
+      - name: any_type
+        paths: ["/any-type"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              content_type: ["*/*"]
+      - name: xml_utf8
+        paths: ["/xml-utf8"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              content_type: ["application/xml; charset=UTF-8"]
+      - name: ignore_case
+        paths: ["/ignore-case"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              response_code: [404]
+              ignore_uri_case: true
+      - name: acknowledge_case
+        paths: ["/acknowledge-case"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              response_code: [404]
+              ignore_uri_case: false
+      - name: quiet
+        paths: ["/quiet"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+              response_headers:
+                age: false
+                X-Cache-Status: false
+                X-Cache-Key: false
+      - name: auth
+        paths: ["/auth"]
+        plugins:
+          - name: key-auth
+          - name: proxy-cache
+            config:
+              strategy: memory
+      - name: auth2
+        paths: ["/auth2"]
+        plugins:
+          - name: key-auth
+          - name: proxy-cache
+            config:
+              strategy: memory
+      - name: answered
+        paths: ["/answered"]
+        plugins:
+          - name: proxy-cache
+            config:
+              strategy: memory
+          - name: request-termination
+            config:
+              status_code: 200
+              content_type: application/json
+              body: '{"from":"plugin"}'
+consumers:
+  - username: bob
+    keyauth_credentials:
+      - key: bob
+  - username: alice
+    keyauth_credentials:
+      - key: alice
+"#;
+
+fn start() -> (Upstream, Gangway) {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(up.addr, ROUTES));
+    (up, gw)
+}
+
+fn get(gw: &Gangway, path: &str, headers: &[(&str, &str)]) -> Response {
+    send(gw, "GET", path, headers)
+}
+
+fn send(gw: &Gangway, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(gw.proxy, method, path, headers, b"")
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}\nlog:\n{}", gw.log()))
+}
+
+fn status(r: &Response) -> Option<&str> {
+    r.header("X-Cache-Status")
+}
+
+fn cache_key(r: &Response) -> String {
+    let key = r.header("X-Cache-Key").expect("X-Cache-Key").to_owned();
+    assert_eq!(key.len(), 64, "{key}");
+    assert!(
+        key.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    key
+}
+
+#[test]
+fn caches_a_simple_request() {
+    let (up, gw) = start();
+    let first = get(&gw, "/r1/get", &[]);
+    assert_eq!(first.status, 200);
+    assert_eq!(status(&first), Some("Miss"));
+    assert_eq!(first.header("Age"), None);
+    let key = cache_key(&first);
+    let asked = up.requests.load(Ordering::Relaxed);
+
+    let second = get(&gw, "/r1/get", &[]);
+    assert_eq!(second.status, 200);
+    assert_eq!(status(&second), Some("Hit"));
+    assert_eq!(cache_key(&second), key);
+    assert_eq!(second.body, first.body, "the cached body is sent unchanged");
+    let age: u64 = second
+        .header("Age")
+        .expect("Age on a hit")
+        .parse()
+        .expect("Age is a number");
+    assert!(age <= 1, "{age}");
+    assert_eq!(second.header("Content-Type"), first.header("Content-Type"));
+    assert_eq!(second.header("X-Upstream"), Some("echo"));
+    assert_eq!(second.headers_named("Content-Length").len(), 1);
+    assert_eq!(
+        up.requests.load(Ordering::Relaxed),
+        asked,
+        "no upstream call"
+    );
+}
+
+#[test]
+fn request_params_are_part_of_the_key() {
+    let (_up, gw) = start();
+    assert_eq!(status(&get(&gw, "/r1/get?a=b&b=c", &[])), Some("Miss"));
+    assert_eq!(status(&get(&gw, "/r1/get?a=c", &[])), Some("Miss"));
+    assert_eq!(status(&get(&gw, "/r1/get?b=c&a=b", &[])), Some("Hit"));
+    assert_eq!(status(&get(&gw, "/r1/get?a&b", &[])), Some("Miss"));
+    assert_eq!(status(&get(&gw, "/r1/get?a&b", &[])), Some("Hit"));
+    // Without a query the request line is part of the key: a different path is another key.
+    assert_eq!(status(&get(&gw, "/r1/other", &[])), Some("Miss"));
+}
+
+#[test]
+fn a_subset_of_query_params_or_headers_can_make_the_key() {
+    let (_up, gw) = start();
+    assert_eq!(
+        status(&get(&gw, "/vary-query/get?foo=b&b=c", &[])),
+        Some("Miss")
+    );
+    assert_eq!(
+        status(&get(&gw, "/vary-query/get?b=d&foo=b", &[])),
+        Some("Hit")
+    );
+
+    let foo = |v| [("foo", v)];
+    assert_eq!(
+        status(&get(&gw, "/vary-headers/get", &foo("bar"))),
+        Some("Miss")
+    );
+    assert_eq!(
+        status(&get(&gw, "/vary-headers/get", &foo("bar"))),
+        Some("Hit")
+    );
+    assert_eq!(
+        status(&get(&gw, "/vary-headers/get", &foo("baz"))),
+        Some("Miss")
+    );
+}
+
+#[test]
+fn uncacheable_requests_and_responses_bypass() {
+    let (_up, gw) = start();
+    let post = send(
+        &gw,
+        "POST",
+        "/r1/post",
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(post.status, 200);
+    assert_eq!(status(&post), Some("Bypass"));
+    assert_eq!(post.header("X-Cache-Key"), None);
+
+    for _ in 0..2 {
+        let failed = get(&gw, "/r1/status/500", &[("x-echo-status", "500")]);
+        assert_eq!(failed.status, 500);
+        assert_eq!(status(&failed), Some("Bypass"), "a 500 is never stored");
+        let teapot = get(&gw, "/r1/status/418", &[("x-echo-status", "418")]);
+        assert_eq!(status(&teapot), Some("Bypass"));
+        let xml = get(
+            &gw,
+            "/r1/xml",
+            &[("x-echo-content-type", "application/xml")],
+        );
+        assert_eq!(xml.status, 200);
+        assert_eq!(status(&xml), Some("Bypass"));
+        // Kong matches the configured types exactly, parameters included.
+        let utf8 = [("x-echo-content-type", "application/json; charset=utf-8")];
+        assert_eq!(status(&get(&gw, "/r1/utf8", &utf8)), Some("Bypass"));
+    }
+}
+
+#[test]
+fn non_default_methods_and_statuses_are_cached_when_listed() {
+    let (_up, gw) = start();
+    for expected in ["Miss", "Hit"] {
+        let r = send(&gw, "POST", "/methods/post", &[]);
+        assert_eq!((r.status, status(&r)), (200, Some(expected)));
+        let r = get(&gw, "/methods/status/417", &[("x-echo-status", "417")]);
+        assert_eq!((r.status, status(&r)), (417, Some(expected)));
+    }
+}
+
+#[test]
+fn head_and_chunked_responses_are_cached() {
+    let (_up, gw) = start();
+    let first = get(&gw, "/r1/stream", &[("x-echo-chunked", "1")]);
+    assert_eq!(status(&first), Some("Miss"));
+    let second = get(&gw, "/r1/stream", &[("x-echo-chunked", "1")]);
+    assert_eq!(status(&second), Some("Hit"));
+    assert_eq!(second.body, first.body);
+
+    let head = send(&gw, "HEAD", "/r1/head", &[]);
+    assert_eq!((head.status, status(&head)), (200, Some("Miss")));
+    let head = send(&gw, "HEAD", "/r1/head", &[]);
+    assert_eq!((head.status, status(&head)), (200, Some("Hit")));
+    assert!(head.body.is_empty());
+}
+
+#[test]
+fn content_type_wildcards_and_parameters() {
+    let (_up, gw) = start();
+    let xml = [("x-echo-content-type", "application/xml")];
+    for expected in ["Miss", "Hit"] {
+        let r = get(&gw, "/any-type/xml", &xml);
+        assert_eq!(r.header("Content-Type"), Some("application/xml"));
+        assert_eq!(status(&r), Some(expected));
+    }
+    assert_eq!(status(&get(&gw, "/xml-utf8/xml", &xml)), Some("Bypass"));
+    let invalid = [("x-echo-content-type", "application/xml;")];
+    let r = get(&gw, "/xml-utf8/invalid", &invalid);
+    assert_eq!((r.status, status(&r)), (200, Some("Bypass")));
+}
+
+#[test]
+fn respects_cache_ttl() {
+    let (up, gw) = start();
+    assert_eq!(status(&get(&gw, "/ttl/get", &[])), Some("Miss"));
+    assert_eq!(status(&get(&gw, "/ttl/get", &[])), Some("Hit"));
+    let asked = up.requests.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(status(&get(&gw, "/ttl/get", &[])), Some("Miss"));
+    assert_eq!(up.requests.load(Ordering::Relaxed), asked + 1);
+    assert_eq!(status(&get(&gw, "/ttl/get", &[])), Some("Hit"));
+
+    // Kept in storage past cache_ttl: the stale entry is fetched again, not served.
+    assert_eq!(status(&get(&gw, "/storage/get", &[])), Some("Miss"));
+    assert_eq!(status(&get(&gw, "/storage/get", &[])), Some("Hit"));
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(status(&get(&gw, "/storage/get", &[])), Some("Refresh"));
+    assert_eq!(status(&get(&gw, "/storage/get", &[])), Some("Hit"));
+}
+
+#[test]
+fn respects_cache_control() {
+    let (_up, gw) = start();
+    let cc = |v: &'static str| ("x-echo-response-header", v);
+    let week = [cc("Cache-Control: max-age=604800")];
+    assert_eq!(status(&get(&gw, "/cc/week", &week)), Some("Miss"));
+    assert_eq!(status(&get(&gw, "/cc/week", &week)), Some("Hit"));
+    let shared = [cc("Cache-Control: s-maxage=604800")];
+    assert_eq!(status(&get(&gw, "/cc/shared", &shared)), Some("Miss"));
+    let never = [cc("Cache-Control: public, max-age=0")];
+    for _ in 0..2 {
+        assert_eq!(status(&get(&gw, "/cc/never", &never)), Some("Bypass"));
+    }
+    let private = [cc("Cache-Control: private, max-age=60")];
+    assert_eq!(status(&get(&gw, "/cc/private", &private)), Some("Bypass"));
+    // No Cache-Control and no Expires: a TTL of 0, never stored.
+    assert_eq!(status(&get(&gw, "/cc/none", &[])), Some("Bypass"));
+
+    let fresh = [
+        cc("Cache-Control: max-age=604800"),
+        ("Cache-Control", "min-fresh=1000000"),
+    ];
+    assert_eq!(status(&get(&gw, "/cc/week", &fresh)), Some("Refresh"));
+    let no_cache = [("Cache-Control", "no-cache")];
+    assert_eq!(status(&get(&gw, "/cc/week", &no_cache)), Some("Bypass"));
+
+    let r = get(
+        &gw,
+        "/cc/absent?not=here",
+        &[("Cache-Control", "only-if-cached")],
+    );
+    assert_eq!(r.status, 504);
+}
+
+#[test]
+fn ignore_uri_case_in_the_key() {
+    let (_up, gw) = start();
+    let not_found = [("x-echo-status", "404")];
+    let first = get(&gw, "/ignore-case/kong", &not_found);
+    assert_eq!((first.status, status(&first)), (404, Some("Miss")));
+    let second = get(&gw, "/ignore-case/KONG", &not_found);
+    assert_eq!((second.status, status(&second)), (404, Some("Hit")));
+    assert_eq!(cache_key(&first), cache_key(&second));
+    assert_eq!(first.body, second.body);
+
+    let first = get(&gw, "/acknowledge-case/kong", &not_found);
+    assert_eq!(status(&first), Some("Miss"));
+    let second = get(&gw, "/acknowledge-case/KONG", &not_found);
+    assert_eq!(status(&second), Some("Miss"));
+    assert_ne!(cache_key(&first), cache_key(&second));
+}
+
+#[test]
+fn diagnostic_headers_follow_response_headers_or_kong_debug() {
+    let (_up, gw) = start();
+    for _ in 0..2 {
+        let r = get(&gw, "/quiet/get", &[]);
+        assert_eq!(r.status, 200);
+        assert_eq!(status(&r), None);
+        assert_eq!(r.header("X-Cache-Key"), None);
+        assert_eq!(r.header("Age"), None);
+    }
+    let r = get(&gw, "/quiet/get", &[("kong-debug", "1")]);
+    assert_eq!(status(&r), Some("Hit"));
+    assert!(r.header("Age").is_some());
+    cache_key(&r);
+}
+
+/// Also pins the bug where `wants_body` read every plugin's slot at step 0, so proxy-cache
+/// behind key-auth never stored a response.
+#[test]
+fn authenticated_routes_keep_a_cache_per_consumer() {
+    let (_up, gw) = start();
+    let anonymous = get(&gw, "/auth/get", &[]);
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(status(&anonymous), None);
+
+    let mut keys = Vec::new();
+    for who in ["bob", "alice"] {
+        let first = get(&gw, "/auth/get", &[("apikey", who)]);
+        assert_eq!((first.status, status(&first)), (200, Some("Miss")), "{who}");
+        let second = get(&gw, "/auth/get", &[("apikey", who)]);
+        assert_eq!(status(&second), Some("Hit"), "{who}");
+        keys.push(cache_key(&first));
+    }
+    assert_ne!(keys[0], keys[1]);
+    let other_route = get(&gw, "/auth2/get", &[("apikey", "bob")]);
+    assert_ne!(cache_key(&other_route), keys[0]);
+}
+
+#[test]
+fn a_plugin_answer_after_proxy_cache_is_cached_too() {
+    let (up, gw) = start();
+    for expected in ["Miss", "Hit"] {
+        let r = get(&gw, "/answered/get", &[]);
+        assert_eq!((r.status, status(&r)), (200, Some(expected)));
+        assert_eq!(r.text(), r#"{"from":"plugin"}"#);
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+    }
+    assert_eq!(up.requests.load(Ordering::Relaxed), 0);
+}
