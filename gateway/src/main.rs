@@ -17,7 +17,7 @@ fn main() -> ExitCode {
                     file.display(),
                     snapshot.config.services.len(),
                     snapshot.config.routes.len(),
-                    snapshot.identities.consumers.len(),
+                    snapshot.identities.consumer_count(),
                     snapshot.config.plugins.len()
                 );
                 ExitCode::SUCCESS

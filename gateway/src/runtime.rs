@@ -91,16 +91,34 @@ pub fn compile_standalone(
     config: crate::config::model::Config,
 ) -> Result<crate::config::Snapshot, ConfigErrors> {
     let settings = crate::settings::Settings::default();
-    let shared = gateway::SharedState {
+    let shared = standalone_state()?;
+    // The snapshot owns the config: no second copy of a million consumers just to check.
+    crate::config::compile::compile(config, &shared.compile_inputs(&settings), 1)
+}
+
+/// Shared state with no running gateway: the built-in default certificate, system roots.
+fn standalone_state() -> Result<gateway::SharedState, ConfigErrors> {
+    Ok(gateway::SharedState {
         health: Arc::new(crate::upstream::balancer::HealthRegistry::default()),
         default_cert: crate::net::tls::default_certificate(&[], &[])
             .map_err(|e| ConfigErrors::from(crate::config::ConfigError::new("", e.to_string())))?,
         roots: crate::net::tls::RootSource::trusted(false, &[])
             .map_err(|e| ConfigErrors::from(crate::config::ConfigError::new("", e.to_string())))?,
         client_configs: std::sync::Mutex::default(),
-    };
-    // The snapshot owns the config: no second copy of a million consumers just to check.
-    crate::config::compile::compile(config, &shared.compile_inputs(&settings), 1)
+    })
+}
+
+/// A gateway on `config` with default settings, serving nothing: for tests of the control
+/// paths (reloads, writes) without sockets.
+pub fn standalone_gateway(
+    config: crate::config::model::Config,
+) -> Result<gateway::Gateway, ConfigErrors> {
+    let snapshot = compile_standalone(config)?;
+    Ok(gateway::Gateway::new(
+        crate::settings::Settings::default(),
+        snapshot,
+        standalone_state()?,
+    ))
 }
 
 /// Runs gangway in the foreground until SIGTERM/SIGINT and the drain that follows.

@@ -299,8 +299,39 @@ pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("proxy") => proxy(&Params::parse(&args[1..])?),
         Some("pipeline") => pipeline::run(&Params::parse(&args[1..])?),
-        other => bail!("unknown benchmark {other:?}; available: proxy, pipeline"),
+        Some("identity") => identity(),
+        other => bail!("unknown benchmark {other:?}; available: proxy, pipeline, identity"),
     }
+}
+
+/// The identity-write micro-benchmark (`benches/identity_writes.rs`): its Markdown table is
+/// printed and saved as `benches/results/identity-latest.md`.
+fn identity() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "gangway", "--bench", "identity_writes"])
+        .current_dir(&root)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        bail!("cargo bench --bench identity_writes failed");
+    }
+    let table = String::from_utf8(output.stdout)?;
+    print!("{table}");
+    let doc = format!(
+        "# Identity writes\n\n`cargo xtask bench identity` (benches/identity_writes.rs): one \
+         consumer with one key-auth credential per row's count, then single writes as an \
+         Admin API call would make them. A write publishes a new index that shares the \
+         built one (a small delta on top); a full build is what a config reload pays.\n\n\
+         {table}"
+    );
+    let results = root.join("benches/results");
+    std::fs::create_dir_all(&results)?;
+    std::fs::write(results.join("identity-latest.md"), doc)?;
+    Ok(())
 }
 
 /// Builds the release binary; returns the workspace root and the binary path.

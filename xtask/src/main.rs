@@ -67,7 +67,7 @@ fn main() -> Result<()> {
         Some("gen-config") => gen_config::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test | cargo xtask bench proxy [--duration S] [--repeat N] | cargo xtask gen-config --consumers N --out FILE"
+                "usage: cargo xtask test | cargo xtask bench proxy|pipeline|identity [--duration S] [--repeat N] | cargo xtask gen-config --consumers N --out FILE"
             );
             bail!("unknown task")
         }

@@ -9,7 +9,7 @@ use md5::{Digest, Md5};
 
 use super::ConfigErrors;
 use super::model::{Config, Protocol};
-use super::snapshot::{ServiceTarget, Snapshot};
+use super::snapshot::{Compiled, ServiceTarget, Snapshot};
 use crate::net::tls::{CertPair, CertStore, ClientConfigCache, RootSource, server_config};
 use crate::plugin::identity::Identities;
 use crate::router::{Router, RouterFlavor};
@@ -201,13 +201,15 @@ pub fn compile(
     Ok(Snapshot {
         version,
         hash,
-        config,
-        router,
-        route_service,
-        services,
-        balancers,
-        tls,
-        pipeline,
+        compiled: Arc::new(Compiled {
+            config,
+            router,
+            route_service,
+            services,
+            balancers,
+            tls,
+            pipeline,
+        }),
         identities,
     })
 }

@@ -42,12 +42,22 @@ pub struct ServiceTarget {
     pub tls_client: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
-/// The compiled, immutable configuration.
+/// The compiled, immutable configuration. Routes, services and plugin chains live in
+/// [`Compiled`] (reached through `Deref`), shared between snapshots that differ only in
+/// their consumers and keys: a write to one key builds a new snapshot in microseconds.
 pub struct Snapshot {
     /// Increments with every successful load; 0 means no config loaded yet.
     pub version: u64,
     /// Kong's `configuration_hash`: 32 hex characters.
     pub hash: String,
+    /// Routes, services, upstreams, TLS and plugin chains.
+    pub compiled: std::sync::Arc<Compiled>,
+    /// Consumers, credentials and ACL groups, indexed (moved out of `config`).
+    pub identities: std::sync::Arc<Identities>,
+}
+
+/// Everything in a snapshot but the identities.
+pub struct Compiled {
     /// The validated entities the snapshot was built from (consumers, credentials and ACLs
     /// live in `identities`).
     pub config: Config,
@@ -63,6 +73,26 @@ pub struct Snapshot {
     pub tls: std::sync::Arc<rustls::ServerConfig>,
     /// Compiled plugin instances and each route's chain.
     pub pipeline: Pipeline,
-    /// Consumers, credentials and ACL groups, indexed (moved out of `config`).
-    pub identities: std::sync::Arc<Identities>,
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = Compiled;
+
+    fn deref(&self) -> &Compiled {
+        &self.compiled
+    }
+}
+
+impl Snapshot {
+    /// A snapshot with `identities` in place of this one's, sharing everything else (what
+    /// an Admin API write of a consumer, key or ACL group publishes). The version and hash
+    /// are the config file's, so they stay.
+    pub fn with_identities(&self, identities: Identities) -> Snapshot {
+        Snapshot {
+            version: self.version,
+            hash: self.hash.clone(),
+            compiled: self.compiled.clone(),
+            identities: std::sync::Arc::new(identities),
+        }
+    }
 }

@@ -83,12 +83,13 @@ async fn reload_in_background(gateway: &Arc<Gateway>, version: &Arc<AtomicU64>) 
     let _ = tokio::task::spawn_blocking(move || reload(&gateway, &version)).await;
 }
 
-/// Serializes reloads: SIGHUP and the file watcher can fire together.
-static RELOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Re-reads the declarative config and publishes it, or keeps the old one on error.
 pub fn reload(gateway: &Gateway, version: &AtomicU64) -> bool {
-    let _one_at_a_time = RELOAD.lock().unwrap_or_else(|p| p.into_inner());
+    // SIGHUP and the file watcher can fire together.
+    let _one_at_a_time = gateway
+        .config_writes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let next = version.load(Ordering::Relaxed) + 1;
     let compiled = load_config(&gateway.settings).and_then(|config| gateway.compile(config, next));
     match compiled {
