@@ -273,6 +273,9 @@ fn load_entity(i: usize, cert: &Certificate, errors: &mut ConfigErrors) -> Optio
 
 /// The downstream server config: certificates from `store`, ALPN `http/1.1` only (no h2 yet),
 /// TLS 1.2 and 1.3, stateless session tickets for resumption.
+///
+/// The ticket keys (rotated by rustls every 6 hours) and the session-id cache belong to the
+/// process, not to a config: clients keep resuming their sessions across reloads.
 pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -280,12 +283,35 @@ pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
         .with_no_client_auth()
         .with_cert_resolver(store);
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    match rustls::crypto::ring::Ticketer::new() {
-        Ok(ticketer) => config.ticketer = ticketer,
-        // Resumption then falls back to the in-memory session-id cache.
-        Err(e) => tracing::warn!(error = %e, "tls: no session ticketer"),
+    let (sessions, ticketer) = resumption();
+    config.session_storage = sessions;
+    if let Some(ticketer) = ticketer {
+        config.ticketer = ticketer;
     }
     Arc::new(config)
+}
+
+type SessionStore = Arc<dyn rustls::server::StoresServerSessions>;
+type TicketProducer = Arc<dyn rustls::server::ProducesTickets>;
+
+/// The process's session-id cache and ticketer, made on first use.
+fn resumption() -> (SessionStore, Option<TicketProducer>) {
+    static RESUMPTION: std::sync::OnceLock<(SessionStore, Option<TicketProducer>)> =
+        std::sync::OnceLock::new();
+    RESUMPTION
+        .get_or_init(|| {
+            let sessions: SessionStore = rustls::server::ServerSessionMemoryCache::new(256);
+            let ticketer = match rustls::crypto::ring::Ticketer::new() {
+                Ok(t) => Some(t),
+                // Resumption then falls back to the session-id cache.
+                Err(e) => {
+                    tracing::warn!(error = %e, "tls: no session ticketer");
+                    None
+                }
+            };
+            (sessions, ticketer)
+        })
+        .clone()
 }
 
 /// The default certificate (Kong's `ssl_cert`/`ssl_cert_key`, paired by position: the first

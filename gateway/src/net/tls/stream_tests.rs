@@ -323,6 +323,29 @@ fn sessions_resume_with_tickets() {
 }
 
 #[test]
+fn sessions_resume_across_a_config_rebuild() {
+    let default = default_certificate(&[], &[]).expect("default certificate");
+    let rebuilt = || {
+        server_config(Arc::new(
+            CertStore::build(&[], &[], default.clone()).expect("empty store"),
+        ))
+    };
+    let roots = RootSource::from_ca_certificates(&[]).expect("empty roots");
+    let client_cfg = client_config(false, None, &roots, None);
+    let before = rebuilt();
+    block_on(async {
+        let (server, client) = pair(before, client_cfg.clone(), 64 * 1024).await;
+        write(&server, b"ping".to_vec()).await.expect("write");
+        assert_eq!(read_exact(&client, 4).await.expect("read"), b"ping");
+        drop((server, client));
+        // A reload compiles a new server config; the ticket keys stay.
+        let (server, client) = pair(rebuilt(), client_cfg, 64 * 1024).await;
+        assert!(client.is_resumed(), "the session survives the rebuild");
+        assert!(server.is_resumed());
+    });
+}
+
+#[test]
 fn buffers_are_reused_after_warm_up() {
     let (server_cfg, client_cfg) = configs();
     block_on(async {
