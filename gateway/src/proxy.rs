@@ -29,7 +29,7 @@ use crate::net::prefixed::Prefixed;
 use crate::net::{Backend, Stream, proxy_protocol, tls};
 use crate::runtime::Gateway;
 use crate::settings::ListenAddr;
-use crate::upstream::dns::DnsCache;
+use crate::upstream::dns::{DnsCache, DnsSettings};
 use crate::upstream::pool::Pool;
 use crate::upstream::stream::UpstreamStream;
 
@@ -44,7 +44,7 @@ pub struct WorkerCtx<B: Backend> {
     /// Idle upstream connections.
     pub pool: RefCell<Pool<UpstreamStream<B::Stream>>>,
     /// Resolved upstream names.
-    pub dns: RefCell<DnsCache>,
+    pub dns: std::rc::Rc<RefCell<DnsCache>>,
     /// The realip settings (`trusted_ips`, `real_ip_header`, `real_ip_recursive`).
     pub real_ip: real_ip::RealIpConfig,
 }
@@ -58,10 +58,12 @@ impl<B: Backend> WorkerCtx<B> {
             Duration::from_secs(s.upstream_keepalive_idle_timeout),
             s.upstream_keepalive_max_requests,
         );
-        let dns = DnsCache::new(
-            Duration::from_secs(s.dns_cache_ttl_s),
-            Duration::from_secs(s.dns_stale_ttl),
-        );
+        let dns = DnsCache::new(DnsSettings {
+            nameservers: s.dns_resolver.clone(),
+            valid_ttl: s.dns_valid_ttl.map(Duration::from_secs),
+            stale_ttl: Duration::from_secs(s.dns_stale_ttl),
+            system_ttl: Duration::from_secs(s.dns_cache_ttl_s),
+        });
         let real_ip = real_ip::RealIpConfig::from_settings(s);
         WorkerCtx {
             id,
@@ -69,7 +71,7 @@ impl<B: Backend> WorkerCtx<B> {
             gateway,
             active: Cell::new(0),
             pool: RefCell::new(pool),
-            dns: RefCell::new(dns),
+            dns: std::rc::Rc::new(RefCell::new(dns)),
         }
     }
 

@@ -141,7 +141,14 @@ pub struct Settings {
     /// CA bundles trusted for upstream and cluster TLS; `system` = the OS store. Default
     /// `["system"]`.
     pub lua_ssl_trusted_certificate: Vec<String>,
-    /// Cache time in seconds for DNS answers that carry no TTL. Default 30.
+    /// Nameservers (`ip[:port]`, port 53 by default) asked for upstream hosts, after
+    /// `/etc/hosts`. Default empty: those of `/etc/resolv.conf`.
+    pub dns_resolver: Vec<std::net::SocketAddr>,
+    /// Seconds every DNS answer is kept, overriding the records' TTLs. Default `None`: the
+    /// records' own TTLs (at least 1 s).
+    pub dns_valid_ttl: Option<u64>,
+    /// Cache time in seconds for answers of the system resolver (`getaddrinfo`, used only
+    /// when no resolver configuration is usable), which carry no TTL. Default 30.
     pub dns_cache_ttl_s: u64,
     /// Seconds an expired DNS record may still be served while it is refreshed. Default 3600.
     pub dns_stale_ttl: u64,
@@ -212,6 +219,8 @@ impl Default for Settings {
             ssl_cert: Vec::new(),
             ssl_cert_key: Vec::new(),
             lua_ssl_trusted_certificate: vec!["system".to_owned()],
+            dns_resolver: Vec::new(),
+            dns_valid_ttl: None,
             dns_cache_ttl_s: 30,
             dns_stale_ttl: 3600,
             pg_host: "127.0.0.1".to_owned(),

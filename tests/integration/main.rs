@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod dns;
 mod errors;
 mod lifecycle;
 mod pirate_weather;

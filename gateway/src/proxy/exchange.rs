@@ -512,6 +512,7 @@ pub async fn run<B: Backend, S: Stream>(
             (Some(b), Some(i)) => (b.targets[i].host.as_str(), b.targets[i].port),
             _ => (service.host.as_str(), service.port),
         };
+        let mut unresolved = false;
         let attempt = match dns::resolve(&ctx.dns, host, port).await {
             Ok(addr) => {
                 let tls_name = service.tls_client.as_ref().map(|_| host.to_string());
@@ -527,6 +528,7 @@ pub async fn run<B: Backend, S: Stream>(
             }
             Err(e) => {
                 warn!(%host, error = %e, "name resolution failed");
+                unresolved = true;
                 Err(Fail::Io(e))
             }
         };
@@ -566,7 +568,12 @@ pub async fn run<B: Backend, S: Stream>(
                     }
                     continue;
                 }
-                let (status, msg) = fail.answer();
+                // As Kong: a name that does not resolve leaves no peer to try (503).
+                let (status, msg) = if unresolved {
+                    (503, MSG_503)
+                } else {
+                    fail.answer()
+                };
                 debug!(%host, port, status, "upstream connect failed");
                 reply.error(client, bufs, status, msg, true).await;
                 return Outcome::Close;

@@ -90,6 +90,40 @@ fn opt_path(v: &Option<PathBuf>) -> Option<Value> {
     v.as_deref().and_then(path)
 }
 
+fn opt_scalar<T: Clone + Into<Value>>(v: &Option<T>) -> Option<Value> {
+    v.clone().map(Into::into)
+}
+
+fn nameservers(v: &[std::net::SocketAddr]) -> Option<Value> {
+    Some(json!(v.iter().map(ToString::to_string).collect::<Vec<_>>()))
+}
+
+/// Kong's `dns_resolver`: comma-separated `ip[:port]` (IPv6 as `[ip]:port`), port 53 by
+/// default.
+fn parse_nameservers(v: &str) -> Result<Vec<std::net::SocketAddr>, String> {
+    super::values::parse_list(v)?
+        .iter()
+        .map(|entry| {
+            entry
+                .parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    entry
+                        .parse::<std::net::IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| format!("invalid nameserver '{entry}': expected ip[:port]"))
+        })
+        .collect()
+}
+
+/// Seconds, or empty / `off` for none.
+fn parse_opt_seconds(v: &str) -> Result<Option<u64>, String> {
+    match v.trim() {
+        "" | "off" => Ok(None),
+        n => parse_int(n).map(Some),
+    }
+}
+
 fn strings(v: &[String]) -> Option<Value> {
     Some(json!(v))
 }
@@ -388,6 +422,18 @@ pub(super) static KEYS: &[Key] = &[
         kong[kong("KONG_LUA_SSL_TRUSTED_CERTIFICATE")],
         parse_list,
         strings
+    ),
+    key!(
+        dns_resolver,
+        kong[kong("KONG_DNS_RESOLVER")],
+        parse_nameservers,
+        nameservers
+    ),
+    key!(
+        dns_valid_ttl,
+        kong[kong("KONG_DNS_VALID_TTL")],
+        parse_opt_seconds,
+        opt_scalar
     ),
     key!(dns_cache_ttl_s, kong[], parse_int, scalar),
     key!(

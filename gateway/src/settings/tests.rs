@@ -113,6 +113,8 @@ fn field_names() -> Vec<&'static str> {
         ssl_cert,
         ssl_cert_key,
         lua_ssl_trusted_certificate,
+        dns_resolver,
+        dns_valid_ttl,
         dns_cache_ttl_s,
         dns_stale_ttl,
         pg_host,
@@ -197,6 +199,27 @@ fn shipped_file_documents_the_true_defaults() {
 }
 
 #[test]
+fn dns_settings_take_kongs_forms() {
+    let (s, _) = load_ok(
+        None,
+        &[
+            ("KONG_DNS_RESOLVER", "10.0.0.2,10.0.0.3:5353,[::1]:53"),
+            ("KONG_DNS_VALID_TTL", "120"),
+        ],
+    );
+    assert_eq!(
+        s.dns_resolver,
+        [sock("10.0.0.2:53"), sock("10.0.0.3:5353"), sock("[::1]:53")]
+    );
+    assert_eq!(s.dns_valid_ttl, Some(120));
+    let (_, err) = load_err(None, &[("KONG_DNS_RESOLVER", "dns.example")]);
+    assert!(
+        err.contains("invalid nameserver 'dns.example': expected ip[:port]"),
+        "{err}"
+    );
+}
+
+#[test]
 fn every_field_is_a_key_and_every_key_is_documented() {
     let fields = field_names();
     let keys: Vec<&str> = registry::KEYS.iter().map(|k| k.name).collect();
@@ -222,6 +245,7 @@ fn every_field_is_a_key_and_every_key_is_documented() {
             "declarative_config_string",
             "pg_password",
             "pg_schema",
+            "dns_valid_ttl",
         ];
         assert_eq!(
             shown.get(*key).is_some(),

@@ -52,7 +52,12 @@ impl Req {
 impl Upstream {
     /// Starts on a free loopback port.
     pub fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        Upstream::start_on("127.0.0.1:0".parse().expect("literal"))
+    }
+
+    /// Starts on `addr` (another loopback address, the port of an upstream already running).
+    pub fn start_on(addr: SocketAddr) -> Upstream {
+        let listener = TcpListener::bind(addr).expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));

@@ -1,0 +1,104 @@
+//! Upstream names resolved through a real DNS exchange (a test nameserver on loopback):
+//! record TTLs are honoured, a failing resolver falls back to the stale answer, and a name
+//! that does not resolve is Kong's 503.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::harness::dns::DnsServer;
+use crate::harness::{Gangway, Options, Upstream};
+
+const NAME: &str = "svc.gangway.test";
+
+fn start(dns: &DnsServer, port: u16) -> Gangway {
+    let config = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: named\n    url: http://{NAME}:{port}\n    routes:\n      - paths: [\"/named\"]\n  - name: nowhere\n    url: http://nowhere.gangway.test:{port}\n    routes:\n      - paths: [\"/nowhere\"]\n"
+    );
+    // One worker: each worker keeps its own cache, so query counts are per worker.
+    Gangway::start_with(
+        Options::new(config)
+            .env("GANGWAY_WORKERS", "1")
+            .env("KONG_DNS_RESOLVER", dns.addr.to_string()),
+    )
+}
+
+#[test]
+fn record_ttls_are_honoured_and_stale_answers_cover_resolver_failures() {
+    let first = Upstream::start();
+    let port = first.addr.port();
+    let second = Upstream::start_on(SocketAddr::from(([127, 0, 0, 2], port)));
+    let dns = DnsServer::start(NAME, Ipv4Addr::new(127, 0, 0, 1), 1);
+    let gw = start(&dns, port);
+
+    for _ in 0..3 {
+        assert_eq!(gw.get("/named").status, 200);
+    }
+    assert_eq!(first.requests.load(Ordering::Relaxed), 3);
+    assert_eq!(
+        dns.queries.load(Ordering::Relaxed),
+        1,
+        "cached within the TTL"
+    );
+
+    // The record moves; once its 1 s TTL has passed, the next request still gets the old
+    // answer while it is refreshed, and traffic then follows the record.
+    dns.set_answer(Some((Ipv4Addr::new(127, 0, 0, 2), 1)));
+    std::thread::sleep(Duration::from_millis(1300));
+    follow(&gw, &second, 1);
+    assert_eq!(dns.queries.load(Ordering::Relaxed), 2);
+    assert!(
+        first.requests.load(Ordering::Relaxed) >= 4,
+        "the stale answer was served"
+    );
+
+    // The nameserver goes silent: the expired answer is served at once (dns_stale_ttl)
+    // while a background refresh asks again.
+    dns.set_answer(None);
+    std::thread::sleep(Duration::from_millis(1300));
+    let asked = Instant::now();
+    assert_eq!(gw.get("/named").status, 200);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "not held up by the silent nameserver"
+    );
+    assert!(second.requests.load(Ordering::Relaxed) >= 2);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while dns.queries.load(Ordering::Relaxed) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the stale answer is being refreshed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The nameserver is back with a new address: the refresh picks it up.
+    dns.set_answer(Some((Ipv4Addr::new(127, 0, 0, 1), 1)));
+    let before = first.requests.load(Ordering::Relaxed);
+    follow(&gw, &first, before + 1);
+}
+
+/// Sends requests (for at most 8 s) until `upstream` has served `n`.
+fn follow(gw: &Gangway, upstream: &Upstream, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while upstream.requests.load(Ordering::Relaxed) < n {
+        assert!(Instant::now() < deadline, "traffic follows the record");
+        assert_eq!(gw.get("/named").status, 200);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_name_that_does_not_resolve_is_kongs_503() {
+    let up = Upstream::start();
+    let dns = DnsServer::start(NAME, Ipv4Addr::new(127, 0, 0, 1), 1);
+    let gw = start(&dns, up.addr.port());
+    let r = gw.get("/nowhere");
+    assert_eq!(r.status, 503);
+    assert!(
+        r.text()
+            .starts_with("The upstream server is currently unavailable"),
+        "{}",
+        r.text()
+    );
+    assert!(gw.log().contains("name resolution failed"), "logged");
+}
