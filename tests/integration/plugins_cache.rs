@@ -189,6 +189,10 @@ fn caches_a_simple_request() {
     assert_eq!(second.header("Content-Type"), first.header("Content-Type"));
     assert_eq!(second.header("X-Upstream"), Some("echo"));
     assert_eq!(second.headers_named("Content-Length").len(), 1);
+    // Kong marks a hit as proxied: Via as on the miss, no X-Kong-Response-Latency.
+    assert_eq!(second.headers_named("Via"), first.headers_named("Via"));
+    assert!(second.header("Via").is_some_and(|v| v.contains("gangway/")));
+    assert_eq!(second.header("X-Kong-Response-Latency"), None);
     assert_eq!(
         up.requests.load(Ordering::Relaxed),
         asked,

@@ -566,6 +566,7 @@ impl Plugin for Cors {
             status: 200,
             body: ResponseBody::Empty,
             headers: Vec::new(),
+            proxied: false,
         })
     }
 

@@ -21,6 +21,9 @@ pub struct Response {
     pub body: ResponseBody,
     /// Extra headers (set, replacing any of the same name).
     pub headers: Vec<(Cow<'static, str>, String)>,
+    /// The answer stands in for the upstream's (a proxy-cache hit, Kong's `KONG_PROXIED`):
+    /// it carries `Via` and no `X-Kong-Response-Latency`. Default false.
+    pub proxied: bool,
 }
 
 /// The body of a plugin-made response.
@@ -49,6 +52,7 @@ impl Response {
             status,
             body: ResponseBody::Error(message.into()),
             headers: Vec::new(),
+            proxied: false,
         }
     }
 

@@ -340,6 +340,8 @@ impl ProxyCache {
                 body: entry.body.clone(),
             },
             headers: Vec::new(),
+            // Kong marks a hit as proxied: Via, and no X-Kong-Response-Latency.
+            proxied: true,
         })
     }
 
@@ -428,6 +430,7 @@ impl Plugin for ProxyCache {
                     status: 504,
                     body: ResponseBody::Empty,
                     headers: Vec::new(),
+                    proxied: false,
                 });
             }
             None => "Miss",

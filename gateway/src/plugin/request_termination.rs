@@ -182,6 +182,7 @@ impl Plugin for RequestTermination {
                 status,
                 body: ResponseBody::Json(self.echo(ctx)),
                 headers: Vec::new(),
+                proxied: false,
             });
         }
         if let Some(body) = &self.conf.body {
@@ -192,6 +193,7 @@ impl Plugin for RequestTermination {
                     body: body.as_bytes().to_vec(),
                 },
                 headers: Vec::new(),
+                proxied: false,
             });
         }
         let message = match &self.conf.message {

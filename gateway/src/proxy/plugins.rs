@@ -154,6 +154,10 @@ pub async fn respond<B: Backend, S: Stream>(
         step: 0,
     };
     plugin::run_header_filter(&snapshot.pipeline, chain, &mut rctx);
+    if response.proxied && settings.headers.contains(HeaderToken::Via) {
+        let via = format!("1.1 {SERVER}");
+        rctx.state.response_headers.set("Via", via.as_bytes());
+    }
     if plugin::wants_body(&snapshot.pipeline, chain, &mut rctx) {
         plugin::run_body_filter(&snapshot.pipeline, chain, &mut rctx, &mut body);
     }
@@ -175,7 +179,7 @@ pub async fn respond<B: Backend, S: Stream>(
     let latency = facts.received.elapsed().as_millis().to_string();
     let added = plugin_headers(&bufs.plugins.response_headers);
     let mut extra: Vec<(&str, &str)> = Vec::with_capacity(added.len() + 3);
-    if tokens.contains(HeaderToken::ResponseLatency) {
+    if tokens.contains(HeaderToken::ResponseLatency) && !response.proxied {
         extra.push(("X-Kong-Response-Latency", &latency));
     }
     if tokens.contains(HeaderToken::RequestId) {
