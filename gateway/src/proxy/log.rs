@@ -294,7 +294,8 @@ fn serialize<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapsho
     entry.insert(
         "response".into(),
         json!({
-            "status": status_of(&head),
+            // nginx's 499: the client went away before a response was written.
+            "status": match status_of(&head) { 0 => 499, s => s },
             "headers": response_headers,
             "size": client.sent(),
         }),
