@@ -14,6 +14,7 @@ pub mod log;
 mod plugins;
 pub mod real_ip;
 mod recorder;
+mod reply;
 pub mod session;
 
 use std::cell::{Cell, RefCell};

@@ -4,7 +4,7 @@
 use std::io;
 use std::time::Duration;
 
-use super::exchange::{MSG_502, MSG_504};
+use super::reply::{MSG_502, MSG_504};
 use super::session::ConnBuffers;
 use crate::config::snapshot::ServiceTarget;
 use crate::http::{BodyTracker, parse_response};

@@ -13,6 +13,7 @@ use super::WorkerCtx;
 use super::exchange::{self, Exchange, Outcome};
 use super::log::{self, ChainRef, RequestInfo};
 use super::recorder::Recorded;
+use super::reply;
 use crate::config::Snapshot;
 use crate::config::model::Protocol;
 use crate::http::{
@@ -308,7 +309,7 @@ async fn handle_request<B: Backend, S: Stream>(
         // As in Kong, the global plugins still filter and log the 404.
         global.resolve_defaults(&mut bufs.plugins.resolved);
         log::begin(client, bufs, snapshot, ChainRef::Global, &facts);
-        return exchange::respond_error(
+        return reply::respond_error(
             client,
             bufs,
             head_len,
@@ -347,7 +348,7 @@ async fn handle_request<B: Backend, S: Stream>(
         if chain.needs_body || limit.is_some() {
             if let Err(e) = super::plugins::buffer_body(client, bufs, head_len, ctx, limit).await {
                 if let Some(status) = e.status {
-                    exchange::respond_error_closing(
+                    reply::respond_error_closing(
                         client,
                         bufs,
                         ctx,
@@ -400,7 +401,7 @@ async fn handle_request<B: Backend, S: Stream>(
         }
     }
     let Some(service) = service else {
-        return exchange::respond_error(
+        return reply::respond_error(
             client,
             bufs,
             head_len,
