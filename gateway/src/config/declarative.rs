@@ -18,6 +18,7 @@ mod entities;
 mod fast;
 mod fields;
 mod node;
+mod routes;
 mod stream;
 
 use std::collections::HashMap;
