@@ -12,7 +12,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -173,9 +173,15 @@ pub fn flush(timeout: Duration) -> bool {
     rx.recv_timeout(timeout).is_ok()
 }
 
+/// After a failed open, lines for that path are dropped (and counted) for this long before
+/// the next attempt, so a missing directory costs one error a second, not one per request.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
+
 /// The writer thread: owns one open file per path.
 fn write_lines(rx: Receiver<Job>) {
     let mut files: HashMap<Arc<str>, File> = HashMap::new();
+    // Paths that failed to open: when, and lines dropped since.
+    let mut failing: HashMap<Arc<str>, (Instant, u64)> = HashMap::new();
     for job in rx {
         let (path, reopen, line) = match job {
             Job::Line { path, reopen, line } => (path, reopen, line),
@@ -188,6 +194,12 @@ fn write_lines(rx: Receiver<Job>) {
             files.remove(&path);
         }
         if !files.contains_key(&path) {
+            if let Some((at, dropped)) = failing.get_mut(&path) {
+                if at.elapsed() < REOPEN_AFTER {
+                    *dropped += 1;
+                    continue;
+                }
+            }
             match OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -195,10 +207,15 @@ fn write_lines(rx: Receiver<Job>) {
                 .open(&*path)
             {
                 Ok(f) => {
+                    if let Some((_, dropped)) = failing.remove(&path) {
+                        warn!(path = %path, dropped, "file-log: the file opens again");
+                    }
                     files.insert(path.clone(), f);
                 }
                 Err(e) => {
-                    error!(path = %path, error = %e, "file-log: failed to open the file");
+                    let dropped = failing.get(&path).map_or(0, |f| f.1) + 1;
+                    error!(path = %path, error = %e, dropped, "file-log: failed to open the file");
+                    failing.insert(path.clone(), (Instant::now(), dropped));
                     continue;
                 }
             }
@@ -251,6 +268,46 @@ mod tests {
         assert!(
             build(&json!({"path": "/tmp/x", "reopen": false, "custom_fields_by_lua": {}})).is_ok()
         );
+    }
+
+    #[test]
+    fn an_unopenable_path_drops_lines_without_stopping_others() {
+        let dir = std::env::temp_dir().join(format!(
+            "gangway-file-log-missing-{}-{}",
+            std::process::id(),
+            crate::plugin::now_secs()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = super::super::RequestState::default();
+        let broken = FileLog {
+            path: dir
+                .join("no-such-dir/x.log")
+                .to_string_lossy()
+                .as_ref()
+                .into(),
+            reopen: false,
+        };
+        let entry = json!({"n": 1});
+        let ctx = LogCtx {
+            entry: &entry,
+            state: &state,
+            step: 0,
+        };
+        for _ in 0..100 {
+            broken.log(&ctx);
+        }
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let good = FileLog {
+            path: dir.join("ok.log").to_string_lossy().as_ref().into(),
+            reopen: false,
+        };
+        good.log(&ctx);
+        assert!(flush(Duration::from_secs(5)), "writer flushed");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("ok.log")).expect("written"),
+            "{\"n\":1}\n"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
