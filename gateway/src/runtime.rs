@@ -160,6 +160,7 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
         config.hash = %gateway.snapshot().hash,
         "gangway starting"
     );
+    crate::upstream::active::spawn(gateway.clone())?;
     let for_workers = gateway.clone();
     control::run(gateway, move || {
         worker::spawn_all(for_workers, backend, listeners)

@@ -1,6 +1,7 @@
 //! Upstream connections: the per-worker keep-alive pool, DNS cache, load balancer and
 //! passive health checks.
 
+pub mod active;
 pub mod balancer;
 pub mod dns;
 pub mod health;

@@ -50,6 +50,52 @@ fn round_robin_over_targets_and_passive_health_checks() {
 }
 
 #[test]
+fn active_health_checks_take_a_target_out_and_bring_it_back() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    let a = Upstream::start();
+    let b_port = free_port();
+    // No retries: without active checks, every other request would hit the dead target.
+    let yaml = format!(
+        "_format_version: \"3.0\"\nupstreams:\n  - name: pool.internal\n    healthchecks:\n      active:\n        http_path: /health\n        timeout: 1\n        healthy:\n          interval: 1\n          successes: 1\n        unhealthy:\n          interval: 1\n          tcp_failures: 1\n    targets:\n      - target: {}\n      - target: 127.0.0.1:{b_port}\n\
+         services:\n  - name: s\n    host: pool.internal\n    port: 80\n    retries: 0\n    routes:\n      - paths: [\"/lb\"]\n",
+        a.addr
+    );
+    let gw = Gangway::start(&yaml);
+    let target_b = format!("127.0.0.1:{b_port}");
+    let wait_log = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !gw
+            .log()
+            .lines()
+            .any(|l| l.contains(needle) && l.contains(&target_b))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no '{needle}' for {target_b} in the log"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_log("active check: target unhealthy");
+    for _ in 0..10 {
+        assert_eq!(gw.get("/lb").status, 200, "the dead target gets no traffic");
+    }
+
+    // The target comes up: the next probe puts it back in rotation.
+    let b = Upstream::start_on(format!("127.0.0.1:{b_port}").parse().expect("addr"));
+    wait_log("active check: target healthy");
+    let before = b.requests.load(Ordering::Relaxed);
+    for _ in 0..10 {
+        assert_eq!(gw.get("/lb").status, 200);
+    }
+    let served = b.requests.load(Ordering::Relaxed) - before;
+    assert!(served >= 3, "round robin reaches it again: {served} of 10");
+    assert!(a.requests.load(Ordering::Relaxed) >= 10);
+}
+
+#[test]
 fn no_healthy_target_is_503() {
     let (d1, d2) = (free_port(), free_port());
     let yaml = format!(

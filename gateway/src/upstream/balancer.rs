@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::health::{PassivePolicy, TargetHealth};
+use super::health::{ActivePolicy, PassivePolicy, TargetHealth};
 use crate::config::ConfigErrors;
 use crate::config::model::{Algorithm, HashOn, Id, Target, Upstream};
 
@@ -83,6 +83,8 @@ pub struct Balancer {
     hash_fallback: HashKey,
     /// Passive health thresholds.
     pub passive: PassivePolicy,
+    /// Active probes, when enabled.
+    pub active: Option<ActivePolicy>,
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -230,6 +232,7 @@ impl Balancer {
             hash_on,
             hash_fallback,
             passive: PassivePolicy::from(&upstream.healthchecks.passive),
+            active: ActivePolicy::from_config(&upstream.healthchecks.active),
         })
     }
 
