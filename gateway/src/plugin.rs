@@ -14,6 +14,7 @@ pub mod cors;
 pub mod edits;
 pub mod file_log;
 pub mod flow;
+pub mod http_log;
 pub mod identity;
 pub mod ip_restriction;
 pub mod key_auth;

@@ -12,6 +12,7 @@ mod pirate_weather;
 mod plugins;
 mod plugins_cache;
 mod plugins_cors;
+mod plugins_http_log;
 mod plugins_log;
 mod plugins_misc;
 mod proxy;

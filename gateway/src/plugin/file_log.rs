@@ -57,23 +57,37 @@ pub fn schema() -> Schema {
                          request.",
                 ),
             ),
-            (
-                "custom_fields_by_lua",
-                Field::map(Field::string().len_min(1), Field::string().len_min(1)).describe(
-                    "Lua code as a key-value map. gangway runs no Lua: only an empty map is \
-                     accepted.",
-                ),
-            ),
+            ("custom_fields_by_lua", lua_fields()),
         ]),
     )
     .protocols(HTTP_PROTOCOLS, ALL_PROTOCOLS)
+}
+
+/// Kong's `typedefs.lua_code` field of the log plugins (`custom_fields_by_lua`).
+pub(super) fn lua_fields() -> Field {
+    Field::map(Field::string().len_min(1), Field::string().len_min(1)).describe(
+        "Lua code as a key-value map. gangway runs no Lua: only an empty map is accepted.",
+    )
+}
+
+/// Refuses a non-empty `custom_fields_by_lua`: gangway runs no Lua.
+pub(super) fn refuse_lua<K, V>(
+    fields: Option<&std::collections::BTreeMap<K, V>>,
+) -> Result<(), Vec<ConfigProblem>> {
+    match fields {
+        Some(m) if !m.is_empty() => Err(vec![(
+            "custom_fields_by_lua".into(),
+            "gangway runs no Lua: remove custom_fields_by_lua".into(),
+        )]),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
 struct Config {
     path: String,
     reopen: bool,
-    custom_fields_by_lua: Option<HashMap<String, String>>,
+    custom_fields_by_lua: Option<std::collections::BTreeMap<String, String>>,
 }
 
 struct FileLog {
@@ -85,12 +99,7 @@ struct FileLog {
 pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
     let conf: Config =
         serde_json::from_value(config.clone()).map_err(|e| vec![(String::new(), e.to_string())])?;
-    if conf.custom_fields_by_lua.is_some_and(|m| !m.is_empty()) {
-        return Err(vec![(
-            "custom_fields_by_lua".into(),
-            "gangway runs no Lua: remove custom_fields_by_lua".into(),
-        )]);
-    }
+    refuse_lua(conf.custom_fields_by_lua.as_ref())?;
     Ok(Box::new(FileLog {
         path: conf.path.into(),
         reopen: conf.reopen,

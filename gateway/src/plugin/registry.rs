@@ -84,6 +84,12 @@ pub const BUNDLED: &[Spec] = &[
         build: super::proxy_cache::build,
     },
     Spec {
+        name: super::http_log::NAME,
+        priority: super::http_log::PRIORITY,
+        schema: super::http_log::schema,
+        build: super::http_log::build,
+    },
+    Spec {
         name: super::file_log::NAME,
         priority: super::file_log::PRIORITY,
         schema: super::file_log::schema,
