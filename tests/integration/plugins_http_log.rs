@@ -203,3 +203,19 @@ fn entries_are_batched_and_a_failed_batch_is_retried() {
         "sent once more after the 500, then no further"
     );
 }
+
+#[test]
+fn queued_entries_are_sent_before_gangway_exits() {
+    let (single, batched) = (LogServer::start(&[]), LogServer::start(&[]));
+    let (_up, mut gw) = start(&single, &batched);
+    let id = uuid();
+    let r = request(gw.proxy, "GET", "/batched", &[("file-log-uuid", &id)], b"").expect("request");
+    assert_eq!(r.status, 200);
+    // One entry of a batch of three waits up to max_coalescing_delay (2 s): stop meanwhile.
+    gw.signal(libc::SIGTERM);
+    let status = gw.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    let got = batched.wait_for(1);
+    let batch: Vec<Value> = serde_json::from_slice(&got[0].body).expect("a JSON array");
+    assert_eq!(batch[0]["request"]["headers"]["file-log-uuid"], id.as_str());
+}

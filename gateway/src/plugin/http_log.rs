@@ -255,6 +255,12 @@ fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// Waits (up to `timeout`) until every http-log queue has sent its entries; called on
+/// shutdown. Returns false on timeout.
+pub fn flush(timeout: std::time::Duration) -> bool {
+    queue::flush(timeout)
+}
+
 struct HttpLog {
     queue: std::sync::Arc<queue::Queue>,
 }

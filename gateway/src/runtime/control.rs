@@ -72,6 +72,9 @@ pub fn run(
     if !crate::plugin::file_log::flush(Duration::from_secs(5)) {
         error!("file-log: log lines still queued at exit were lost");
     }
+    if !crate::plugin::http_log::flush(Duration::from_secs(5)) {
+        error!("http-log: entries still queued at exit were lost");
+    }
     info!("gangway stopped");
     Ok(())
 }

@@ -39,6 +39,8 @@ pub(super) struct Settings {
 pub(super) struct Queue {
     tx: SyncSender<Vec<u8>>,
     bytes: Arc<AtomicUsize>,
+    /// Entries accepted and not yet sent (or given up on).
+    pending: Arc<AtomicUsize>,
     max_bytes: Option<usize>,
     dropped: AtomicU64,
 }
@@ -60,16 +62,18 @@ impl Queue {
         }
         let (tx, rx) = mpsc::sync_channel(settings.max_entries);
         let bytes = Arc::new(AtomicUsize::new(0));
+        let pending = Arc::new(AtomicUsize::new(0));
         let queue = Arc::new(Queue {
             tx,
             bytes: bytes.clone(),
+            pending: pending.clone(),
             max_bytes: settings.max_bytes,
             dropped: AtomicU64::new(0),
         });
         queues.insert(settings.clone(), Arc::downgrade(&queue));
         let spawned = std::thread::Builder::new()
             .name("http-log".into())
-            .spawn(move || send_batches(rx, &settings, &bytes));
+            .spawn(move || send_batches(rx, &settings, &bytes, &pending));
         if let Err(e) = spawned {
             error!(error = %e, "http-log: cannot start the sender thread");
         }
@@ -87,10 +91,12 @@ impl Queue {
             return;
         }
         self.bytes.fetch_add(len, Ordering::Relaxed);
+        self.pending.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(entry) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.bytes.fetch_sub(len, Ordering::Relaxed);
+                self.pending.fetch_sub(1, Ordering::Relaxed);
                 self.drop_one();
             }
         }
@@ -107,7 +113,33 @@ impl Queue {
     }
 }
 
-fn send_batches(rx: Receiver<Vec<u8>>, settings: &Settings, bytes: &AtomicUsize) {
+/// Waits (up to `timeout` in all) until every live queue has sent what it holds: called on
+/// shutdown, as Kong flushes its queues when a worker exits. Returns false on timeout.
+pub(super) fn flush(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let queues: Vec<Arc<Queue>> = registry()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for q in queues {
+        while q.pending.load(Ordering::Relaxed) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    true
+}
+
+fn send_batches(
+    rx: Receiver<Vec<u8>>,
+    settings: &Settings,
+    bytes: &AtomicUsize,
+    pending: &AtomicUsize,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         let deadline = Instant::now() + settings.max_coalescing_delay;
@@ -120,6 +152,7 @@ fn send_batches(rx: Receiver<Vec<u8>>, settings: &Settings, bytes: &AtomicUsize)
         }
         bytes.fetch_sub(batch.iter().map(Vec::len).sum(), Ordering::Relaxed);
         send_with_retries(settings, &payload(settings, &batch), batch.len());
+        pending.fetch_sub(batch.len(), Ordering::Relaxed);
     }
 }
 
