@@ -65,9 +65,10 @@ impl Identities {
     /// response time does not reveal how much of a guessed key was right.
     pub fn find_key(&self, key: &[u8], now_secs: i64) -> KeyLookup {
         let base_len = self.base.credentials.len() as u32;
-        let (r, owner) = match self.delta.find_key(&self.base, key) {
+        let h = self.base.hash_key(key);
+        let (r, owner) = match self.delta.find_key(h, key) {
             Some(j) => (base_len + j, self.delta.credential_owner[j as usize]),
-            None => match self.base.find_key(key) {
+            None => match self.base.find_key(h, key) {
                 Some(r) if !self.delta.removed_credentials.contains(&r) => {
                     (r, self.base.credential_owner[r as usize])
                 }

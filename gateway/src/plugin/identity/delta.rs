@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use super::index::{Index, same_key};
+use super::index::same_key;
 use super::{ConsumerRef, CredentialRef, Identities};
 use crate::config::model::{Acl, Consumer, Id, KeyauthCredential};
 
@@ -30,10 +30,14 @@ pub(super) struct Delta {
 }
 
 impl Delta {
-    /// The delta credential holding `key` (its position within the delta).
-    pub(super) fn find_key(&self, index: &Index, key: &[u8]) -> Option<u32> {
+    /// The delta credential holding `key` (its position within the delta); `hash` is the
+    /// index's hash of `key`.
+    pub(super) fn find_key(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        if self.credentials.is_empty() {
+            return None;
+        }
         self.by_key
-            .find(index.hasher.hash_one(key), |&j| {
+            .find(hash, |&j| {
                 same_key(self.credentials[j as usize].key.as_bytes(), key)
             })
             .copied()
@@ -209,11 +213,12 @@ impl Identities {
 
     /// The credential with this key, removed ones aside, expired ones included.
     fn live_credential_with_key(&self, key: &[u8]) -> Option<CredentialRef> {
-        if let Some(j) = self.delta.find_key(&self.base, key) {
+        let h = self.base.hash_key(key);
+        if let Some(j) = self.delta.find_key(h, key) {
             return Some(self.base.credentials.len() as u32 + j);
         }
         self.base
-            .find_key(key)
+            .find_key(h, key)
             .filter(|r| !self.delta.removed_credentials.contains(r))
     }
 

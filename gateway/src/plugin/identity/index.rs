@@ -110,9 +110,13 @@ impl Index {
         }
     }
 
-    /// The credential holding `key`, compared in constant time.
-    pub(super) fn find_key(&self, key: &[u8]) -> Option<CredentialRef> {
-        let h = self.hasher.hash_one(key);
+    /// The hash the key tables use for `key`.
+    pub(super) fn hash_key(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The credential holding `key` (whose hash is `h`), compared in constant time.
+    pub(super) fn find_key(&self, h: u64, key: &[u8]) -> Option<CredentialRef> {
         self.by_key
             .find(h, |&j| {
                 same_key(self.credentials[j as usize].key.as_bytes(), key)
