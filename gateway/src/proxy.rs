@@ -147,6 +147,7 @@ pub async fn serve_connection<B: Backend>(
             local_port,
             tls: false,
             sni: None,
+            tls_names: None,
             trusted,
             proxy_source,
         };
@@ -167,6 +168,7 @@ pub async fn serve_connection<B: Backend>(
                 local_port,
                 tls: true,
                 sni: tls.sni(),
+                tls_names: tls.openssl_names(),
                 trusted,
                 proxy_source,
             };

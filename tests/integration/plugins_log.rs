@@ -304,3 +304,38 @@ fn a_stream_only_plugin_does_not_run_on_http() {
     let t = start();
     assert_eq!(t.gw.get("/stream-only").status, 200);
 }
+
+#[test]
+fn a_tls_request_is_logged_with_its_protocol_and_cipher() {
+    let up = Upstream::start();
+    let dir = TempDir::new("file-log-tls");
+    let path = dir.path("tls.log");
+    let config = format!(
+        "_format_version: \"3.0\"\nplugins:\n  - name: file-log\n    config:\n      path: {}\nservices:\n  - name: echo\n    url: http://{}\n    routes:\n      - paths: [\"/\"]\n",
+        path.display(),
+        up.addr
+    );
+    let gw = Gangway::start_with(crate::harness::Options::new(config).tls());
+    let id = uuid();
+    let raw = format!(
+        "GET /tls HTTP/1.1\r\nHost: localhost\r\nfile-log-uuid: {id}\r\nConnection: close\r\n\r\n"
+    );
+    let tls_addr = gw.proxy_tls.expect("a TLS listener");
+    let (r, _, _) = crate::tls::tls_request(tls_addr, "localhost", raw.as_bytes());
+    assert_eq!(r.status, 200);
+    let log = wait_line(&path, &id);
+    assert_eq!(log["request"]["tls"]["version"], "TLSv1.3");
+    assert!(
+        log["request"]["tls"]["cipher"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("TLS_") && !c.starts_with("TLS13")),
+        "{}",
+        log["request"]["tls"]
+    );
+    assert_eq!(log["request"]["tls"]["client_verify"], "NONE");
+    assert!(
+        log["request"]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://localhost:"))
+    );
+}

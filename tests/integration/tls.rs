@@ -50,7 +50,11 @@ impl ServerCertVerifier for AcceptAny {
 }
 
 /// Sends `raw` over TLS with `sni`; returns the response and the leaf certificate presented.
-fn tls_request(addr: SocketAddr, sni: &str, raw: &[u8]) -> (Response, Vec<u8>, Option<Vec<u8>>) {
+pub(crate) fn tls_request(
+    addr: SocketAddr,
+    sni: &str,
+    raw: &[u8],
+) -> (Response, Vec<u8>, Option<Vec<u8>>) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

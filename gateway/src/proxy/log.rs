@@ -235,8 +235,12 @@ fn request_object(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> Map<String, Va
     request.insert("method".into(), Value::String(method));
     request.insert("headers".into(), Value::Object(headers));
     request.insert("size".into(), Value::from(facts.head_len as u64 + body_len));
-    if facts.conn.tls {
-        request.insert("tls".into(), json!({"client_verify": "NONE"}));
+    if let Some((version, cipher)) = facts.conn.tls_names {
+        // No client certificates are requested: nginx's `$ssl_client_verify` is NONE.
+        request.insert(
+            "tls".into(),
+            json!({"version": version, "cipher": cipher, "client_verify": "NONE"}),
+        );
     }
     request
 }

@@ -39,6 +39,8 @@ pub struct ClientConn {
     pub tls: bool,
     /// The TLS SNI the client sent.
     pub sni: Option<String>,
+    /// The TLS protocol and cipher, OpenSSL-named (for the log phase's `request.tls`).
+    pub tls_names: Option<(&'static str, &'static str)>,
     /// The client is in `trusted_ips`: its X-Forwarded-* headers are believed.
     pub trusted: bool,
     /// The source address of the PROXY protocol header, on `proxy_protocol` listeners; `None`

@@ -153,6 +153,19 @@ impl<S: Stream> TlsStream<S> {
         self.conn.borrow().protocol_version()
     }
 
+    /// The session's protocol and cipher as nginx's `$ssl_protocol` and `$ssl_cipher` name
+    /// them (OpenSSL names: `TLSv1.3`, `TLS_AES_128_GCM_SHA256`, `ECDHE-RSA-AES128-GCM-SHA256`).
+    pub fn openssl_names(&self) -> Option<(&'static str, &'static str)> {
+        let conn = self.conn.borrow();
+        let version = match conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "unknown",
+        };
+        let suite = conn.negotiated_cipher_suite()?.suite();
+        Some((version, openssl_cipher(suite)))
+    }
+
     /// True when the session was resumed (client side: a ticket or session id was accepted).
     pub fn is_resumed(&self) -> bool {
         matches!(
@@ -406,3 +419,20 @@ fn tls_error(e: rustls::Error) -> io::Error {
 #[cfg(test)]
 #[path = "stream_tests.rs"]
 mod tests;
+
+/// OpenSSL's name for a cipher suite of the ring provider.
+fn openssl_cipher(suite: rustls::CipherSuite) -> &'static str {
+    use rustls::CipherSuite as S;
+    match suite {
+        S::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        S::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        S::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+        S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+        S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+        S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+        _ => "unknown",
+    }
+}
