@@ -18,6 +18,7 @@ pub mod http_log;
 pub mod identity;
 pub mod ip_restriction;
 pub mod key_auth;
+pub mod lua_number;
 pub mod proxy_cache;
 pub mod registry;
 pub mod request_body;

@@ -70,36 +70,9 @@ fn trim_start(s: &[u8]) -> &[u8] {
     &s[n..]
 }
 
-/// Lua's `tonumber` on a string: surrounding whitespace allowed, decimal (with fraction and
-/// exponent) or `0x` hexadecimal; no `inf` or `nan`.
+/// Lua's `tonumber` on header bytes.
 pub fn lua_tonumber(s: &[u8]) -> Option<f64> {
-    let text = std::str::from_utf8(s)
-        .ok()?
-        .trim_matches(|c: char| c.is_ascii_whitespace());
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let value = if let Some(hex) = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        hex.bytes().fold(0f64, |acc, b| {
-            acc * 16.0 + f64::from((b as char).to_digit(16).unwrap_or(0))
-        })
-    } else {
-        let numeric = digits
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
-        if !numeric || !digits.bytes().any(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse::<f64>().ok()?
-    };
-    Some(if negative { -value } else { value })
+    crate::plugin::lua_number::tonumber(std::str::from_utf8(s).ok()?)
 }
 
 /// Kong's `calculate_resource_ttl`: `s-maxage`, else `max-age`, else `Expires` (its last

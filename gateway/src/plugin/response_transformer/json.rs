@@ -137,43 +137,10 @@ fn cjson_escape(s: &str) -> String {
     out
 }
 
-/// LuaJIT's `tonumber` on a string: surrounding whitespace allowed, decimal with optional
-/// fraction and exponent, or hexadecimal; no `inf`/`nan` words. Integral values become JSON
-/// integers.
+/// Lua's `tonumber` as a JSON number: integral values become JSON integers; infinite ones
+/// have no JSON form.
 fn lua_tonumber(s: &str) -> Option<Number> {
-    let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
-    let (neg, digits) = match t.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, t.strip_prefix('+').unwrap_or(t)),
-    };
-    let value = if let Some(hex) = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        hex.bytes().fold(0f64, |acc, b| {
-            acc * 16.0 + f64::from((b as char).to_digit(16).unwrap_or(0))
-        })
-    } else {
-        let ok = !digits.is_empty()
-            && digits
-                .bytes()
-                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
-            && digits
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_digit() || b == b'.');
-        if !ok {
-            return None;
-        }
-        digits.parse::<f64>().ok()?
-    };
-    let value = if neg { -value } else { value };
-    if !value.is_finite() {
-        return None;
-    }
+    let value = crate::plugin::lua_number::tonumber(s).filter(|v| v.is_finite())?;
     if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
         Some(Number::from(value as i64))
     } else {
