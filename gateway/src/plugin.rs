@@ -28,6 +28,7 @@ pub mod request_transformer;
 pub mod response_transformer;
 pub mod schema;
 pub mod template;
+pub mod transform_ops;
 
 pub use chain::{Chain, Instance, Pipeline};
 pub use context::{AccessCtx, LogCtx, NOT_RUN, RequestState, ResponseCtx};

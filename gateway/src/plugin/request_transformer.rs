@@ -56,26 +56,7 @@ struct Pair {
 }
 
 /// The five operations on one part of the request.
-#[derive(Debug, Default)]
-struct Ops {
-    /// Names to remove (anything after a `:` is ignored, as in Kong).
-    remove: Vec<String>,
-    /// `old:new` renames; the value is the new name.
-    rename: Vec<Pair>,
-    replace: Vec<Pair>,
-    add: Vec<Pair>,
-    append: Vec<Pair>,
-}
-
-impl Ops {
-    fn is_empty(&self) -> bool {
-        self.remove.is_empty()
-            && self.rename.is_empty()
-            && self.replace.is_empty()
-            && self.add.is_empty()
-            && self.append.is_empty()
-    }
-}
+type Ops = super::transform_ops::Ops<Pair, Pair>;
 
 /// The compiled plugin.
 #[derive(Debug)]

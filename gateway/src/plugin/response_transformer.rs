@@ -124,24 +124,7 @@ struct HeaderPair {
     value: Option<String>,
 }
 
-#[derive(Debug, Default)]
-struct HeaderOps {
-    remove: Vec<String>,
-    rename: Vec<HeaderPair>,
-    replace: Vec<HeaderPair>,
-    add: Vec<HeaderPair>,
-    append: Vec<HeaderPair>,
-}
-
-impl HeaderOps {
-    fn is_empty(&self) -> bool {
-        self.remove.is_empty()
-            && self.rename.is_empty()
-            && self.replace.is_empty()
-            && self.add.is_empty()
-            && self.append.is_empty()
-    }
-}
+type HeaderOps = super::transform_ops::Ops<HeaderPair, HeaderPair>;
 
 #[derive(Debug)]
 struct ResponseTransformer {

@@ -19,26 +19,10 @@ pub(super) enum JsonType {
 
 /// The compiled JSON operations. Values are `None` where Kong's conversion yields nil (a
 /// `number` that does not parse): the entry does nothing.
-#[derive(Debug, Default)]
-pub(super) struct JsonOps {
-    pub(super) remove: Vec<String>,
-    /// `old:new`; a rename without a new name does nothing.
-    pub(super) rename: Vec<(String, Option<String>)>,
-    pub(super) replace: Vec<(String, Option<Value>)>,
-    pub(super) add: Vec<(String, Option<Value>)>,
-    pub(super) append: Vec<(String, Option<Value>)>,
-}
+pub(super) type JsonOps =
+    crate::plugin::transform_ops::Ops<(String, Option<String>), (String, Option<Value>)>;
 
 impl JsonOps {
-    /// True when no JSON operation is configured (the body is never touched).
-    pub(super) fn is_empty(&self) -> bool {
-        self.remove.is_empty()
-            && self.rename.is_empty()
-            && self.replace.is_empty()
-            && self.add.is_empty()
-            && self.append.is_empty()
-    }
-
     /// Transforms a JSON object body; `None` when the body is not a JSON object (left as it
     /// is, Kong logs "failed parsing json body").
     pub(super) fn transform(&self, body: &[u8]) -> Option<Vec<u8>> {
