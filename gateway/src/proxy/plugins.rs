@@ -163,15 +163,7 @@ pub async fn respond<B: Backend, S: Stream>(
     }
 
     // The connection survives only if the request body is behind us.
-    let used = if bufs.plugins.body.is_some() {
-        Some(head_len)
-    } else {
-        let mut tracker = BodyTracker::new(bufs.head.framing());
-        match tracker.advance(&bufs.input[head_len..]) {
-            Ok(p) if p.done => Some(head_len + p.consumed),
-            _ => None,
-        }
-    };
+    let used = super::reply::request_end(bufs, head_len);
     let keep = used.is_some() && bufs.head.keep_alive() && !ctx.gateway.is_draining();
     let is_head = bufs.head.method(&bufs.input) == b"HEAD";
 

@@ -42,14 +42,7 @@ impl<B: Backend> Reply<'_, B> {
         close: bool,
     ) {
         if self.chain.filters_headers && !self.filtered.replace(true) {
-            let mut filter = ResponseCtx {
-                status,
-                upstream: None,
-                snapshot: self.snapshot,
-                state: &mut bufs.plugins,
-                step: 0,
-            };
-            plugin::run_header_filter(&self.snapshot.pipeline, self.chain, &mut filter);
+            filter_headers(bufs, self.snapshot, self.chain, status);
         }
         bufs.txn.source = Source::Error;
         let added = plugin_headers(&bufs.plugins.response_headers);
@@ -88,27 +81,11 @@ pub async fn respond_error<B: Backend, S: Stream>(
     message: &str,
     filter: Option<(&Snapshot, &Chain)>,
 ) -> bool {
-    let mut tracker = BodyTracker::new(bufs.head.framing());
-    let done = if bufs.plugins.body.is_some() {
-        // A plugin already read the body out of the input.
-        Some(head_len)
-    } else {
-        match tracker.advance(&bufs.input[head_len..]) {
-            Ok(p) if p.done => Some(head_len + p.consumed),
-            _ => None,
-        }
-    };
+    let done = request_end(bufs, head_len);
     let keep = done.is_some() && bufs.head.keep_alive() && !ctx.gateway.is_draining();
     let mut added = Vec::new();
     if let Some((snapshot, chain)) = filter.filter(|(_, c)| c.filters_headers) {
-        let mut rctx = ResponseCtx {
-            status,
-            upstream: None,
-            snapshot,
-            state: &mut bufs.plugins,
-            step: 0,
-        };
-        plugin::run_header_filter(&snapshot.pipeline, chain, &mut rctx);
+        filter_headers(bufs, snapshot, chain, status);
         added = plugin_headers(&bufs.plugins.response_headers);
     }
     let headers: Vec<(&str, &str)> = added
@@ -126,6 +103,32 @@ pub async fn respond_error<B: Backend, S: Stream>(
         }
         _ => false,
     }
+}
+
+/// Where the request in `bufs` ends once its body is all in the input (or was read out by
+/// a plugin): the connection can then carry another request. `None` while body bytes are
+/// still to come.
+pub(super) fn request_end(bufs: &ConnBuffers, head_len: usize) -> Option<usize> {
+    if bufs.plugins.body.is_some() {
+        // A plugin already read the body out of the input.
+        return Some(head_len);
+    }
+    match BodyTracker::new(bufs.head.framing()).advance(&bufs.input[head_len..]) {
+        Ok(p) if p.done => Some(head_len + p.consumed),
+        _ => None,
+    }
+}
+
+/// Runs header_filter for the plugins of `chain` that ran, on gangway's own answer.
+fn filter_headers(bufs: &mut ConnBuffers, snapshot: &Snapshot, chain: &Chain, status: u16) {
+    let mut rctx = ResponseCtx {
+        status,
+        upstream: None,
+        snapshot,
+        state: &mut bufs.plugins,
+        step: 0,
+    };
+    plugin::run_header_filter(&snapshot.pipeline, chain, &mut rctx);
 }
 
 /// Sends a Kong-shaped error and marks the connection for closing.
