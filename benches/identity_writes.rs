@@ -5,8 +5,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use gangway::config::model::{Consumer, ForeignKey, KeyauthCredential};
-use gangway::plugin::identity::{Identities, KeyLookup};
+use gangway_config::model::{Consumer, ForeignKey, KeyauthCredential};
+use gangway_pipeline::identity::{Identities, KeyLookup};
 use uuid::Uuid;
 
 fn consumer(i: u128) -> Consumer {

@@ -8,7 +8,7 @@ fn start() -> (Upstream, Gangway) {
     let up = Upstream::start();
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../config/examples/pirate-weather.yml"
+        "/../../config/examples/pirate-weather.yml"
     ))
     .expect("read the example config");
     assert!(

@@ -312,7 +312,7 @@ fn identity() -> Result<()> {
         .context("workspace root")?
         .to_path_buf();
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "gangway", "--bench", "identity_writes"])
+        .args(["bench", "-p", "gangway-pipeline", "--bench", "identity_writes"])
         .current_dir(&root)
         .stderr(std::process::Stdio::inherit())
         .output()?;

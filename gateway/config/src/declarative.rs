@@ -1,0 +1,536 @@
+//! The DB-less loader for Kong's declarative `kong.yml` (YAML or JSON).
+//!
+//! Loading runs in three steps: parse the text, give every entity an id (explicit, a
+//! deterministic uuid5 from its endpoint key as Kong does, or random), then read each entity
+//! with its Kong defaults, collecting every problem with its entity path instead of stopping at
+//! the first. Nested children (`services[].routes[]`, `consumers[].keyauth_credentials[]`, ...)
+//! take their parent's id; flat ones name their parent by name or id.
+//!
+//! Files with a million consumers are the norm for some users, so the text is read as a
+//! stream of libyaml events ([`stream`]) and consumers, key-auth credentials and ACLs are
+//! built straight into their model types as each one is parsed ([`fast`]). Everything else,
+//! and any entity or document the fast path does not reproduce exactly, goes the generic way
+//! through `serde_json::Value`, so results and messages do not depend on the path taken.
+
+mod certs;
+mod checks;
+mod consumers;
+mod entities;
+mod fast;
+mod fields;
+mod node;
+mod routes;
+mod stream;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::LazyLock;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::{Config, ConfigError, ConfigErrors, PluginSchemas};
+
+/// Entity collections gangway loads.
+const ENTITIES: [&str; 11] = [
+    "services",
+    "routes",
+    "consumers",
+    "plugins",
+    "upstreams",
+    "targets",
+    "certificates",
+    "snis",
+    "ca_certificates",
+    "keyauth_credentials",
+    "acls",
+];
+
+/// Collections Kong knows that gangway does not load yet: an explicit error beats a silent
+/// drop.
+const UNSUPPORTED: [&str; 9] = [
+    "vaults",
+    "keys",
+    "key_sets",
+    "filter_chains",
+    "basicauth_credentials",
+    "hmacauth_credentials",
+    "jwt_secrets",
+    "oauth2_credentials",
+    "consumer_groups",
+];
+
+/// Loads a declarative file.
+pub fn load_file(path: &Path, plugins: &dyn PluginSchemas) -> Result<Config, ConfigErrors> {
+    let now = now();
+    // Streamed from the file: the text of a million consumers is never held whole.
+    if let Ok(file) = std::fs::File::open(path) {
+        let mut fast = fast::Fast::new(now);
+        match stream::read(stream::Input::File(file), &mut fast) {
+            Ok(top) => return parse_doc(top, fast, plugins),
+            Err(stream::Stop::Syntax(message)) => return Err(syntax_error(message)),
+            Err(stream::Stop::Unusual) => {}
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors::from(ConfigError::new(
+            "",
+            format!("cannot read {}: {e}", path.display()),
+        ))
+    })?;
+    load_generic(&text, now, true, plugins)
+}
+
+/// Loads declarative YAML or JSON text.
+pub fn load_str(text: &str, plugins: &dyn PluginSchemas) -> Result<Config, ConfigErrors> {
+    load_text(text, now(), true, plugins)
+}
+
+/// [`load_str`] at load time `now`; `fast_path` off sends every entity the generic way (to
+/// compare the two).
+fn load_text(
+    text: &str,
+    now: i64,
+    fast_path: bool,
+    plugins: &dyn PluginSchemas,
+) -> Result<Config, ConfigErrors> {
+    let mut fast = fast::Fast::new(now);
+    fast.generic_only = !fast_path;
+    match stream::read(stream::Input::Text(text.as_bytes()), &mut fast) {
+        Ok(top) => parse_doc(top, fast, plugins),
+        Err(stream::Stop::Syntax(message)) => Err(syntax_error(message)),
+        Err(stream::Stop::Unusual) => {
+            drop(fast);
+            load_generic(text, now, fast_path, plugins)
+        }
+    }
+}
+
+fn syntax_error(message: impl std::fmt::Display) -> ConfigErrors {
+    ConfigError::new(
+        "",
+        format!("failed parsing declarative configuration: {message}"),
+    )
+    .into()
+}
+
+/// Parses the whole text with serde_norway, for what the streaming reader leaves over.
+fn load_generic(
+    text: &str,
+    now: i64,
+    fast_path: bool,
+    plugins: &dyn PluginSchemas,
+) -> Result<Config, ConfigErrors> {
+    let value: Value = serde_norway::from_str(text).map_err(syntax_error)?;
+    parse_value_with(value, now, fast_path, plugins)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The namespace Kong derives declarative ids from (cached: one SHA-1 per entity kind, not
+/// per entity).
+fn namespace(entity: &str) -> Uuid {
+    fn derive(entity: &str) -> Uuid {
+        let root = Uuid::parse_str("fd02801f-0957-4a15-a55a-c8d9606f30b5")
+            .expect("invariant: Kong's namespace is a valid UUID");
+        Uuid::new_v5(&root, entity.as_bytes())
+    }
+    static KNOWN: LazyLock<Vec<(&str, Uuid)>> =
+        LazyLock::new(|| ENTITIES.iter().map(|e| (*e, derive(e))).collect());
+    KNOWN
+        .iter()
+        .find(|(e, _)| *e == entity)
+        .map_or_else(|| derive(entity), |(_, ns)| *ns)
+}
+
+/// The field whose value Kong derives a missing id from.
+fn endpoint_key(entity: &str) -> Option<&'static str> {
+    match entity {
+        "services" | "routes" | "upstreams" | "snis" => Some("name"),
+        "consumers" => Some("username"),
+        "keyauth_credentials" => Some("key"),
+        "plugins" => Some("instance_name"),
+        _ => None,
+    }
+}
+
+/// Children that may nest in each collection, and the field naming the parent.
+fn nested(entity: &str) -> &'static [(&'static str, &'static str)] {
+    match entity {
+        "services" => &[("routes", "service"), ("plugins", "service")],
+        "routes" => &[("plugins", "route")],
+        "consumers" => &[
+            ("plugins", "consumer"),
+            ("keyauth_credentials", "consumer"),
+            ("acls", "consumer"),
+        ],
+        "upstreams" => &[("targets", "upstream")],
+        "certificates" => &[("snis", "certificate")],
+        _ => &[],
+    }
+}
+
+/// One entity, flattened out of its nesting, with where it was written.
+pub(crate) struct Item<'a> {
+    /// Entity path such as `services[0].routes[1]`.
+    pub path: String,
+    /// Its object.
+    pub obj: &'a Map<String, Value>,
+    /// Id of the parent it was nested in, with the field that names the parent.
+    pub parent: Option<(&'static str, Uuid)>,
+}
+
+/// Which fast-path store a [`Span`] points into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// Top-level consumers.
+    Consumers,
+    /// Credentials nested in consumers.
+    NestedCreds,
+    /// Top-level credentials.
+    FlatCreds,
+    /// ACLs nested in consumers.
+    NestedAcls,
+    /// Top-level ACLs.
+    FlatAcls,
+}
+
+/// Consecutive fast-path entities of one kind, in list order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    /// The store they are in.
+    pub store: Store,
+    /// Index of the first in the store.
+    pub start: u32,
+    /// How many.
+    pub len: u32,
+    /// Index of the first in its top-level list (for consumers and top-level entities).
+    pub top: u32,
+}
+
+/// Gives every entity object of a list an `id`, recursing into nested children.
+fn assign_ids(entity: &str, list: &mut Value, path: &str, errors: &mut ConfigErrors) {
+    let Some(items) = list.as_array_mut() else {
+        return;
+    };
+    for (i, v) in items.iter_mut().enumerate() {
+        assign_id(entity, v, &format!("{path}[{i}]"), errors);
+    }
+}
+
+/// Gives one entity object (at `here`) an `id`, recursing into nested children.
+fn assign_id(entity: &str, v: &mut Value, here: &str, errors: &mut ConfigErrors) {
+    let Some(obj) = v.as_object_mut() else {
+        return;
+    };
+    let id = match obj.get("id") {
+        Some(Value::String(s)) => match Uuid::parse_str(s) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                errors.push(format!("{here}.id"), "expected a valid UUID");
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(format!("{here}.id"), "expected a string");
+            None
+        }
+        None => None,
+    };
+    let id = id.unwrap_or_else(|| {
+        let key = endpoint_key(entity)
+            .and_then(|k| obj.get(k))
+            .and_then(Value::as_str);
+        match key {
+            Some(k) => Uuid::new_v5(&namespace(entity), k.as_bytes()),
+            None => Uuid::new_v4(),
+        }
+    });
+    obj.insert("id".into(), Value::String(id.to_string()));
+    for (child, _) in nested(entity) {
+        if let Some(list) = obj.get_mut(*child) {
+            assign_ids(child, list, &format!("{here}.{child}"), errors);
+        }
+    }
+}
+
+/// Flattens a collection and its nested children into per-entity lists.
+fn flatten<'a>(
+    entity: &'static str,
+    list: &'a Value,
+    path: &str,
+    parent: Option<(&'static str, Uuid)>,
+    out: &mut HashMap<&'static str, Vec<Item<'a>>>,
+    errors: &mut ConfigErrors,
+) {
+    let Some(items) = list.as_array() else {
+        errors.push(path, "expected an array");
+        return;
+    };
+    for (i, v) in items.iter().enumerate() {
+        flatten_one(entity, v, format!("{path}[{i}]"), parent, out, errors);
+    }
+}
+
+/// Flattens one entity (at `here`) and its nested children.
+fn flatten_one<'a>(
+    entity: &'static str,
+    v: &'a Value,
+    here: String,
+    parent: Option<(&'static str, Uuid)>,
+    out: &mut HashMap<&'static str, Vec<Item<'a>>>,
+    errors: &mut ConfigErrors,
+) {
+    let Some(obj) = v.as_object() else {
+        errors.push(here, "expected a record");
+        return;
+    };
+    let id = fields::id(obj);
+    for (child, fk) in nested(entity) {
+        if let Some(list) = obj.get(*child) {
+            let child_name = ENTITIES
+                .iter()
+                .find(|e| *e == child)
+                .copied()
+                .unwrap_or("plugins");
+            flatten(
+                child_name,
+                list,
+                &format!("{here}.{child}"),
+                Some((fk, id)),
+                out,
+                errors,
+            );
+        }
+    }
+    out.entry(entity).or_default().push(Item {
+        path: here,
+        obj,
+        parent,
+    });
+}
+
+/// How far each fast-path store has been placed by [`flatten_fast`].
+#[derive(Default)]
+struct Cursors {
+    consumers: u32,
+    nested_creds: u32,
+    nested_acls: u32,
+    flat_creds: u32,
+    flat_acls: u32,
+}
+
+/// Flattens a fast-path list: generic elements as items, runs of fast ones as spans placed
+/// among the items of their kind.
+fn flatten_fast<'a>(
+    entity: &'static str,
+    list: &'a fast::List,
+    cur: &mut Cursors,
+    out: &mut HashMap<&'static str, Vec<Item<'a>>>,
+    spans: &mut entities::Spans,
+    errors: &mut ConfigErrors,
+) {
+    let mut top = 0u32;
+    for run in &list.runs {
+        let (count, creds, acls) = match run {
+            fast::Run::Generic(v) => {
+                flatten_one(entity, v, format!("{entity}[{top}]"), None, out, errors);
+                top += 1;
+                continue;
+            }
+            fast::Run::Fast { count, creds, acls } => (*count, *creds, *acls),
+        };
+        let mut place = |kind: &'static str, store: Store, start: &mut u32, len: u32, at: u32| {
+            if len > 0 {
+                let before = out.get(kind).map_or(0, Vec::len);
+                let span = Span {
+                    store,
+                    start: *start,
+                    len,
+                    top: at,
+                };
+                spans.entry(kind).or_default().push((before, span));
+                *start += len;
+            }
+        };
+        match entity {
+            "consumers" => {
+                place(entity, Store::Consumers, &mut cur.consumers, count, top);
+                let k = "keyauth_credentials";
+                place(k, Store::NestedCreds, &mut cur.nested_creds, creds, 0);
+                place("acls", Store::NestedAcls, &mut cur.nested_acls, acls, 0);
+            }
+            "keyauth_credentials" => {
+                place(entity, Store::FlatCreds, &mut cur.flat_creds, count, top);
+            }
+            _ => place(entity, Store::FlatAcls, &mut cur.flat_acls, count, top),
+        }
+        top += count;
+    }
+}
+
+/// Kong 1.1/2.1 files wrote regex paths without `~`: anything with characters outside a plain
+/// path's alphabet was a regex.
+fn migrate_paths(doc: &mut Map<String, Value>) {
+    fn visit(routes: &mut Value) {
+        for route in routes.as_array_mut().into_iter().flatten() {
+            let Some(paths) = route.get_mut("paths").and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for p in paths.iter_mut() {
+                if let Some(s) = p.as_str() {
+                    let plain = s
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/.-_~%".contains(&b));
+                    if !plain && !s.starts_with('~') {
+                        *p = Value::String(format!("~{s}"));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(routes) = doc.get_mut("routes") {
+        visit(routes);
+    }
+    for service in doc
+        .get_mut("services")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(routes) = service.get_mut("routes") {
+            visit(routes);
+        }
+    }
+}
+
+/// Validates a parsed declarative document (also the body of a future `POST /config`).
+pub fn parse_value(doc: Value, plugins: &dyn PluginSchemas) -> Result<Config, ConfigErrors> {
+    parse_value_with(doc, now(), true, plugins)
+}
+
+/// [`parse_value`] at load time `now`, with or without the fast path.
+fn parse_value_with(
+    doc: Value,
+    now: i64,
+    fast_path: bool,
+    plugins: &dyn PluginSchemas,
+) -> Result<Config, ConfigErrors> {
+    let Value::Object(mut top) = doc else {
+        return Err(ConfigError::new("", "expected a declarative configuration").into());
+    };
+    let mut fast = fast::Fast::new(now);
+    fast.generic_only = !fast_path;
+    for kind in fast::KINDS {
+        if let Some(v @ Value::Array(_)) = top.get_mut(kind) {
+            // The key stays (as null) so the top-level key order is kept.
+            if let Value::Array(list) = std::mem::take(v) {
+                fast.seen(kind);
+                for (i, element) in list.into_iter().enumerate() {
+                    fast.push(kind, i, node::Node::from_value(element));
+                }
+            }
+        }
+    }
+    parse_doc(top, fast, plugins)
+}
+
+/// Validates a document whose big lists went to `fast` (those keys are absent or null in
+/// `top`).
+fn parse_doc(
+    mut top: Map<String, Value>,
+    mut fast: fast::Fast,
+    plugins: &dyn PluginSchemas,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    match top.get("_format_version") {
+        None => errors.push("_format_version", "required field missing"),
+        Some(Value::String(v)) if matches!(v.as_str(), "1.1" | "2.1" | "3.0") => {}
+        Some(Value::String(v)) => errors.push(
+            "_format_version",
+            format!("unsupported declarative configuration _format_version '{v}'; expected one of: 1.1, 2.1, 3.0"),
+        ),
+        Some(_) => errors.push("_format_version", "expected a string"),
+    }
+    // `_transform` turns Kong's write-time transformations on or off (basic-auth password
+    // hashing, for one). No entity gangway loads has one, so a well-typed value is all we need.
+    let kinds = [
+        (
+            "_transform",
+            Value::is_boolean as fn(&Value) -> bool,
+            "expected a boolean",
+        ),
+        ("_comment", Value::is_string, "expected a string"),
+        ("_ignore", Value::is_array, "expected an array"),
+    ];
+    for (key, ok, message) in kinds {
+        if top.get(key).is_some_and(|v| !ok(v)) {
+            errors.push(key, message);
+        }
+    }
+    for key in top.keys() {
+        let k = key.as_str();
+        if UNSUPPORTED.contains(&k) {
+            errors.push(
+                k,
+                format!("'{k}' entities are not supported by gangway yet"),
+            );
+        } else if !ENTITIES.contains(&k)
+            && !matches!(
+                k,
+                "_format_version" | "_transform" | "_comment" | "_ignore" | "_workspace"
+            )
+        {
+            errors.push(k, "unknown field");
+        }
+    }
+    if matches!(
+        top.get("_format_version").and_then(Value::as_str),
+        Some("1.1" | "2.1")
+    ) {
+        migrate_paths(&mut top);
+    }
+    let mut lists = std::mem::take(&mut fast.lists);
+    for entity in ENTITIES {
+        if let Some(list) = fast::list_mut(&mut lists, entity) {
+            let mut index = 0;
+            for run in &mut list.runs {
+                match run {
+                    fast::Run::Generic(v) => {
+                        assign_id(entity, v, &format!("{entity}[{index}]"), &mut errors);
+                        index += 1;
+                    }
+                    fast::Run::Fast { count, .. } => index += *count as usize,
+                }
+            }
+        } else if let Some(list) = top.get_mut(entity) {
+            assign_ids(entity, list, entity, &mut errors);
+        }
+    }
+    let mut items: HashMap<&'static str, Vec<Item<'_>>> = HashMap::new();
+    let mut spans = entities::Spans::new();
+    let mut cursors = Cursors::default();
+    for entity in ENTITIES {
+        if let Some(list) = fast::list(&lists, entity) {
+            flatten_fast(
+                entity,
+                list,
+                &mut cursors,
+                &mut items,
+                &mut spans,
+                &mut errors,
+            );
+        } else if let Some(list) = top.get(entity) {
+            flatten(entity, list, entity, None, &mut items, &mut errors);
+        }
+    }
+    let config = entities::build(&items, &spans, fast, plugins, &mut errors);
+    errors.into_result(config)
+}
+
+#[cfg(test)]
+mod tests;

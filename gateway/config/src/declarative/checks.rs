@@ -1,0 +1,150 @@
+//! Checks every entity kind shares: references to other entities by id or name, uniqueness
+//! of names, Kong's `protocols` and `utf8_name` fields.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Item;
+use super::fields::{Fields, id};
+use crate::ConfigErrors;
+use crate::model::Protocol;
+
+/// Resolves a reference given as an id or a name.
+pub(super) trait Lookup {
+    /// The id of the entity with id or name `key`.
+    fn resolve(&self, key: &str) -> Option<Uuid>;
+}
+
+/// Ids and names of one entity kind, for reference resolution and uniqueness.
+#[derive(Default)]
+pub(super) struct Known<'a> {
+    ids: HashSet<Uuid>,
+    names: HashMap<&'a str, Uuid>,
+}
+
+impl<'a> Known<'a> {
+    pub(super) fn collect(items: &[Item<'a>], name_keys: &[&str]) -> Known<'a> {
+        let mut k = Known::default();
+        for it in items {
+            let id = id(it.obj);
+            k.ids.insert(id);
+            for key in name_keys {
+                if let Some(n) = it.obj.get(*key).and_then(Value::as_str) {
+                    k.names.insert(n, id);
+                }
+            }
+        }
+        k
+    }
+}
+
+impl Lookup for Known<'_> {
+    fn resolve(&self, key: &str) -> Option<Uuid> {
+        if let Ok(id) = Uuid::parse_str(key) {
+            if self.ids.contains(&id) {
+                return Some(id);
+            }
+        }
+        self.names.get(key).copied()
+    }
+}
+
+/// Resolves `field` of `f`: the nesting parent, an id, a name, or `{id|name|username: ...}`.
+pub(super) fn reference(
+    f: &mut Fields<'_, '_>,
+    field: &str,
+    parent: Option<(&str, Uuid)>,
+    known: &dyn Lookup,
+    entity: &str,
+) -> Option<Uuid> {
+    if let Some((fk, id)) = parent {
+        if fk == field {
+            return Some(id);
+        }
+    }
+    let raw = f.raw(field)?;
+    let key = match raw {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => match ["id", "name", "username"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(Value::as_str))
+        {
+            Some(s) => s.to_string(),
+            None => {
+                f.errors
+                    .push(f.at(field), "expected a record with an id or a name");
+                return None;
+            }
+        },
+        _ => {
+            f.errors.push(f.at(field), "expected a string or a record");
+            return None;
+        }
+    };
+    if let Some(id) = known.resolve(&key) {
+        return Some(id);
+    }
+    f.errors.push(
+        f.at(field),
+        format!(
+            "the foreign key cannot be resolved with '{key}' for an existing '{entity}' entity"
+        ),
+    );
+    None
+}
+
+/// Reports Kong's uniqueness error for a repeated value.
+pub(super) fn unique(
+    seen: &mut HashSet<String>,
+    entity: &str,
+    field: &str,
+    value: Option<&str>,
+    path: &str,
+    errors: &mut ConfigErrors,
+) {
+    if let Some(v) = value {
+        if !seen.insert(v.to_string()) {
+            errors.push(path, format!("uniqueness violation: '{entity}' entity with {field} set to '{v}' already declared"));
+        }
+    }
+}
+
+pub(super) fn protocols(f: &mut Fields<'_, '_>, default: &[Protocol]) -> Vec<Protocol> {
+    let Some(list) = f.strings("protocols") else {
+        return default.to_vec();
+    };
+    let mut out = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        match Protocol::parse(p) {
+            Some(p) => out.push(p),
+            None => f.errors.push(
+                format!("{}.protocols[{i}]", f.path),
+                "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp",
+            ),
+        }
+    }
+    if out.is_empty() && list.is_empty() {
+        f.errors
+            .push(f.at("protocols"), "length must be at least 1");
+    }
+    out
+}
+
+/// Kong's `utf8_name`: ASCII alphanumerics and `.-_~`, plus any non-ASCII (UTF-8) character.
+pub(super) fn utf8_name(f: &mut Fields<'_, '_>, key: &str) -> Option<String> {
+    let name = f.str(key)?;
+    let ok = name
+        .chars()
+        .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || ".-_~".contains(c));
+    if !ok {
+        f.errors.push(
+            f.at(key),
+            format!(
+                "invalid value '{name}': the only accepted ascii characters are alphanumerics or ., -, _, and ~"
+            ),
+        );
+    }
+    Some(name)
+}

@@ -1,0 +1,521 @@
+//! Builds each entity from its flattened items with Kong's defaults and rules, and resolves
+//! foreign keys given by name or id.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::checks::{Known, protocols, reference, unique, utf8_name};
+use super::fast::Fast;
+use super::fields::{Fields, id};
+use super::{Item, Span};
+use crate::model::*;
+use crate::plugins::{check_ordering, not_enabled};
+use crate::{Config, ConfigErrors, PluginSchemas};
+
+type Items<'a> = HashMap<&'static str, Vec<Item<'a>>>;
+
+/// Where the fast-path entities sit among each kind's generic items.
+pub(super) type Spans = HashMap<&'static str, Vec<(usize, Span)>>;
+
+fn list<'i, 'a>(items: &'i Items<'a>, entity: &str) -> &'i [Item<'a>] {
+    items.get(entity).map_or(&[], Vec::as_slice)
+}
+
+fn spans<'s>(spans: &'s Spans, entity: &str) -> &'s [(usize, Span)] {
+    spans.get(entity).map_or(&[], Vec::as_slice)
+}
+
+/// Builds every entity, the fast-path ones included; problems go to `errors`.
+pub(super) fn build(
+    items: &Items<'_>,
+    fast_spans: &Spans,
+    mut fast: Fast,
+    plugins: &dyn PluginSchemas,
+    errors: &mut ConfigErrors,
+) -> Config {
+    let t = fast.now;
+    let services_known = Known::collect(list(items, "services"), &["name"]);
+    let routes_known = Known::collect(list(items, "routes"), &["name"]);
+    let upstreams_known = Known::collect(list(items, "upstreams"), &["name"]);
+    let certs_known = Known::collect(list(items, "certificates"), &[]);
+    let mut c = Config::default();
+    let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
+    let mut ids: HashSet<Uuid> = HashSet::new();
+
+    for it in list(items, "services") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "name",
+            "protocol",
+            "host",
+            "port",
+            "path",
+            "retries",
+            "connect_timeout",
+            "write_timeout",
+            "read_timeout",
+            "tls_verify",
+            "tls_verify_depth",
+            "ca_certificates",
+            "client_certificate",
+            "enabled",
+            "tags",
+            "url",
+            "created_at",
+            "updated_at",
+            "routes",
+            "plugins",
+        ]);
+        let mut svc = Service {
+            id: id(it.obj),
+            name: utf8_name(&mut f, "name"),
+            protocol: Protocol::Http,
+            host: String::new(),
+            port: 80,
+            path: None,
+            retries: f.int("retries", 0, 32767).unwrap_or(5) as u16,
+            connect_timeout: f.int("connect_timeout", 1, 2_147_483_646).unwrap_or(60000) as u32,
+            write_timeout: f.int("write_timeout", 1, 2_147_483_646).unwrap_or(60000) as u32,
+            read_timeout: f.int("read_timeout", 1, 2_147_483_646).unwrap_or(60000) as u32,
+            client_certificate: None,
+            tls_verify: f.bool("tls_verify"),
+            tls_verify_depth: f.int("tls_verify_depth", 0, 64).map(|d| d as u8),
+            ca_certificates: None,
+            enabled: f.bool("enabled").unwrap_or(true),
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        };
+        if let Some(url) = f.str("url") {
+            match url::Url::parse(&url) {
+                Ok(u) => {
+                    svc.protocol = Protocol::parse(u.scheme()).unwrap_or(Protocol::Http);
+                    svc.host = u
+                        .host_str()
+                        .unwrap_or_default()
+                        .trim_matches(['[', ']'])
+                        .to_string();
+                    svc.port = u.port_or_known_default().unwrap_or(80);
+                    let after_authority = url.split_once("://").map_or("", |(_, r)| r);
+                    svc.path = after_authority.find('/').map(|_| u.path().to_string());
+                }
+                Err(e) => f.errors.push(f.at("url"), format!("invalid url: {e}")),
+            }
+        }
+        if let Some(p) = f.str("protocol") {
+            match Protocol::parse(&p) {
+                Some(p) => svc.protocol = p,
+                None => f.errors.push(
+                    f.at("protocol"),
+                    "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp",
+                ),
+            }
+        }
+        if let Some(h) = f.str("host") {
+            svc.host = h;
+        }
+        if let Some(p) = f.int("port", 0, 65535) {
+            svc.port = p as u16;
+        }
+        if let Some(p) = f.str("path") {
+            svc.path = Some(p);
+        }
+        if svc.host.is_empty() {
+            f.errors.push(f.at("host"), "required field missing");
+        } else if svc.host.contains(':') && svc.host.parse::<std::net::Ipv6Addr>().is_err() {
+            f.errors.push(f.at("host"), "must not have a port");
+        }
+        if let Some(p) = &svc.path {
+            if !p.starts_with('/') {
+                f.errors.push(f.at("path"), "should start with: /");
+            } else if p.contains("//") {
+                f.errors.push(f.at("path"), "must not have empty segments");
+            }
+        }
+        if let Some(cas) = f.strings("ca_certificates") {
+            svc.ca_certificates =
+                Some(cas.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect());
+        }
+        unique(
+            seen.entry("services").or_default(),
+            "services",
+            "name",
+            svc.name.as_deref(),
+            &it.path,
+            errors,
+        );
+        ids.insert(svc.id);
+        c.services.push(svc);
+    }
+
+    super::routes::routes(
+        list(items, "routes"),
+        &services_known,
+        seen.entry("routes").or_default(),
+        t,
+        &mut c,
+        errors,
+    );
+
+    super::consumers::consumers(
+        list(items, "consumers"),
+        spans(fast_spans, "consumers"),
+        &mut fast,
+        &mut c.consumers,
+        errors,
+    );
+    let consumers_known = super::consumers::ConsumerRefs::new(&c.consumers);
+
+    for it in list(items, "upstreams") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "name",
+            "algorithm",
+            "hash_on",
+            "hash_fallback",
+            "hash_on_header",
+            "hash_fallback_header",
+            "hash_on_cookie",
+            "hash_on_cookie_path",
+            "hash_on_query_arg",
+            "hash_fallback_query_arg",
+            "hash_on_uri_capture",
+            "hash_fallback_uri_capture",
+            "slots",
+            "healthchecks",
+            "host_header",
+            "client_certificate",
+            "use_srv_name",
+            "tags",
+            "created_at",
+            "updated_at",
+            "targets",
+        ]);
+        let enum_of =
+            |f: &mut Fields<'_, '_>, key: &str| -> Option<Value> { f.str(key).map(Value::String) };
+        let mut algorithm: Algorithm = enum_of(&mut f, "algorithm")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let hash_on: HashOn = match enum_of(&mut f, "hash_on") {
+            Some(v) => serde_json::from_value(v).unwrap_or_else(|_| {
+                f.errors.push(f.at("hash_on"), "expected one of: none, consumer, ip, header, cookie, path, query_arg, uri_capture");
+                HashOn::None
+            }),
+            None => HashOn::None,
+        };
+        let hash_fallback: HashOn = enum_of(&mut f, "hash_fallback")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        if f.raw("hash_on").is_some() {
+            algorithm = if hash_on == HashOn::None {
+                Algorithm::RoundRobin
+            } else {
+                Algorithm::ConsistentHashing
+            };
+        }
+        let mut checks =
+            serde_json::to_value(Healthchecks::default()).expect("invariant: defaults serialize");
+        if let Some(user) = f.raw("healthchecks") {
+            merge(&mut checks, user);
+        }
+        let healthchecks = serde_json::from_value(checks).unwrap_or_else(|e| {
+            f.errors
+                .push(f.at("healthchecks"), format!("invalid healthchecks: {e}"));
+            Healthchecks::default()
+        });
+        let up = Upstream {
+            id: id(it.obj),
+            name: f.required_str("name"),
+            algorithm,
+            hash_on,
+            hash_fallback,
+            hash_on_header: f.str("hash_on_header"),
+            hash_fallback_header: f.str("hash_fallback_header"),
+            hash_on_cookie: f.str("hash_on_cookie"),
+            hash_on_cookie_path: f.str("hash_on_cookie_path").unwrap_or_else(|| "/".into()),
+            hash_on_query_arg: f.str("hash_on_query_arg"),
+            hash_fallback_query_arg: f.str("hash_fallback_query_arg"),
+            hash_on_uri_capture: f.str("hash_on_uri_capture"),
+            hash_fallback_uri_capture: f.str("hash_fallback_uri_capture"),
+            slots: f.int("slots", 10, 65536).unwrap_or(10000) as u32,
+            healthchecks,
+            host_header: f.str("host_header"),
+            client_certificate: None,
+            use_srv_name: f.bool("use_srv_name").unwrap_or(false),
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        };
+        if up.hash_on == HashOn::Header && up.hash_on_header.is_none() {
+            f.errors
+                .push(f.at("hash_on_header"), "required field missing");
+        }
+        unique(
+            seen.entry("upstreams").or_default(),
+            "upstreams",
+            "name",
+            Some(&up.name),
+            &it.path,
+            errors,
+        );
+        c.upstreams.push(up);
+    }
+
+    for it in list(items, "targets") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "target",
+            "weight",
+            "upstream",
+            "tags",
+            "created_at",
+            "updated_at",
+        ]);
+        let upstream = reference(&mut f, "upstream", it.parent, &upstreams_known, "upstreams");
+        let mut target = f.required_str("target");
+        if !target.is_empty()
+            && crate::model::split_target(&target).is_some_and(|_| !has_port(&target))
+        {
+            target.push_str(":8000");
+        }
+        let weight = f.int("weight", 0, 65535).unwrap_or(100) as u32;
+        if let Some(upstream) = upstream {
+            c.targets.push(Target {
+                id: id(it.obj),
+                upstream: upstream.into(),
+                target,
+                weight,
+                tags: f.tags(),
+                created_at: t as f64,
+                updated_at: t as f64,
+            });
+        } else if it.parent.is_none() && f.raw("upstream").is_none() {
+            f.errors.push(f.at("upstream"), "required field missing");
+        }
+    }
+
+    for it in list(items, "certificates") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "cert",
+            "key",
+            "cert_alt",
+            "key_alt",
+            "tags",
+            "created_at",
+            "updated_at",
+            "snis",
+        ]);
+        c.certificates.push(Certificate {
+            id: id(it.obj),
+            cert: f.required_str("cert"),
+            key: f.required_str("key"),
+            cert_alt: f.str("cert_alt"),
+            key_alt: f.str("key_alt"),
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        });
+    }
+
+    for it in list(items, "snis") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&["name", "certificate", "tags", "created_at", "updated_at"]);
+        let name = f.required_str("name");
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            f.errors.push(f.at("name"), "must not be an IP");
+        }
+        let cert = reference(
+            &mut f,
+            "certificate",
+            it.parent,
+            &certs_known,
+            "certificates",
+        );
+        unique(
+            seen.entry("snis").or_default(),
+            "snis",
+            "name",
+            Some(&name),
+            &it.path,
+            errors,
+        );
+        if let Some(cert) = cert {
+            c.snis.push(Sni {
+                id: id(it.obj),
+                name,
+                certificate: cert.into(),
+                tags: None,
+                created_at: t,
+                updated_at: t,
+            });
+        }
+    }
+
+    for it in list(items, "ca_certificates") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&["cert", "cert_digest", "tags", "created_at", "updated_at"]);
+        let cert = f.required_str("cert");
+        let digest = if cert.is_empty() {
+            String::new()
+        } else {
+            super::certs::ca_digest(&cert).unwrap_or_else(|e| {
+                f.errors.push(f.at("cert"), e);
+                String::new()
+            })
+        };
+        unique(
+            seen.entry("ca_certificates").or_default(),
+            "ca_certificates",
+            "cert_digest",
+            Some(&digest).filter(|d| !d.is_empty()).map(String::as_str),
+            &it.path,
+            f.errors,
+        );
+        c.ca_certificates.push(CaCertificate {
+            id: id(it.obj),
+            cert,
+            cert_digest: digest,
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        });
+    }
+
+    super::consumers::keyauth_credentials(
+        list(items, "keyauth_credentials"),
+        spans(fast_spans, "keyauth_credentials"),
+        &mut fast,
+        &consumers_known,
+        &mut c.keyauth_credentials,
+        errors,
+    );
+    super::consumers::acls(
+        list(items, "acls"),
+        spans(fast_spans, "acls"),
+        &mut fast,
+        &consumers_known,
+        &mut c.acls,
+        errors,
+    );
+
+    for it in list(items, "plugins") {
+        let mut f = Fields {
+            obj: it.obj,
+            path: &it.path,
+            errors,
+        };
+        f.check_known(&[
+            "name",
+            "instance_name",
+            "config",
+            "service",
+            "route",
+            "consumer",
+            "protocols",
+            "enabled",
+            "ordering",
+            "tags",
+            "created_at",
+            "updated_at",
+        ]);
+        let name = f.required_str("name");
+        let schema = plugins.schema(&name);
+        if !name.is_empty() && schema.is_none() {
+            f.errors.push(f.at("name"), not_enabled(&name));
+        }
+        if let Some(ordering) = f.raw("ordering") {
+            check_ordering(ordering, &f.at("ordering"), plugins, f.errors);
+        }
+        let service = reference(&mut f, "service", it.parent, &services_known, "services");
+        let route = reference(&mut f, "route", it.parent, &routes_known, "routes");
+        let consumer = reference(&mut f, "consumer", it.parent, &consumers_known, "consumers");
+        let config = match &schema {
+            Some(schema) => {
+                schema.validate_scope(it.obj, &it.path, f.errors);
+                let nested_in_consumer = it.parent.is_some_and(|(fk, _)| fk == "consumer");
+                if schema.consumer_forbidden && nested_in_consumer {
+                    f.errors.push(f.at("consumer"), "value must be null");
+                }
+                schema.validate(f.raw("config"), &f.at("config"), f.errors)
+            }
+            None => f.raw("config").cloned().unwrap_or(Value::Null),
+        };
+        c.origins.plugins.push(it.path.clone());
+        c.plugins.push(Plugin {
+            id: id(it.obj),
+            name,
+            instance_name: utf8_name(&mut f, "instance_name"),
+            config,
+            service: service.map(ForeignKey::from),
+            route: route.map(ForeignKey::from),
+            consumer: consumer.map(ForeignKey::from),
+            protocols: protocols(
+                &mut f,
+                &[
+                    Protocol::Grpc,
+                    Protocol::Grpcs,
+                    Protocol::Http,
+                    Protocol::Https,
+                ],
+            ),
+            enabled: f.bool("enabled").unwrap_or(true),
+            ordering: f.raw("ordering").cloned(),
+            tags: f.tags(),
+            created_at: f.created_at(t),
+            updated_at: t,
+        });
+    }
+    let _ = ids;
+    c
+}
+
+fn has_port(target: &str) -> bool {
+    match target.strip_prefix('[') {
+        Some(rest) => rest.contains("]:"),
+        None => target.matches(':').count() == 1,
+    }
+}
+
+/// Deep-merges `user` over `base` (objects merge; everything else replaces).
+fn merge(base: &mut Value, user: &Value) {
+    match (base, user) {
+        (Value::Object(b), Value::Object(u)) => {
+            for (k, v) in u {
+                match b.get_mut(k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, u) => *b = u.clone(),
+    }
+}

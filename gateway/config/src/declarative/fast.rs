@@ -1,0 +1,434 @@
+//! The fast path for the entity kinds that run into millions: consumers, key-auth credentials
+//! and ACLs are read straight into their model types as each list element is parsed, instead
+//! of being kept as `serde_json::Value` trees until the whole file is read.
+//!
+//! An element takes the fast path only when nothing about it can produce an error except the
+//! checks that need every entity (uniqueness, references by name): every field known and
+//! given once, every type right, an `id` absent or a valid UUID. Anything else becomes a
+//! `Value` and goes through the generic code, so every message and path is the same as before.
+
+use std::collections::HashSet;
+use std::num::NonZeroI64;
+use std::sync::Arc;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::fields::random_key;
+use super::node::Node;
+use super::{namespace, stream};
+use crate::model::{Acl, CompactTags, Consumer, ForeignKey, KeyauthCredential};
+
+/// The top-level lists read through the fast path.
+pub(crate) const KINDS: [&str; 3] = ["consumers", "keyauth_credentials", "acls"];
+
+/// A top-level list: runs of fast elements between elements kept as values.
+#[derive(Default)]
+pub(crate) struct List {
+    /// The elements in order.
+    pub runs: Vec<Run>,
+}
+
+/// Consecutive fast elements, or one generic element.
+pub(crate) enum Run {
+    /// Fast elements: how many, and how many nested credentials and ACLs they added.
+    Fast {
+        /// Elements of the list itself.
+        count: u32,
+        /// Credentials nested in them (consumers only).
+        creds: u32,
+        /// ACLs nested in them (consumers only).
+        acls: u32,
+    },
+    /// An element for the generic path.
+    Generic(Value),
+}
+
+/// Entities read by the fast path, in list order, with where each came from.
+#[derive(Default)]
+pub(crate) struct Fast {
+    /// The load time: default `created_at` and `updated_at`, and the base of `ttl`.
+    pub now: i64,
+    /// Sends every element the generic way (to compare both paths); default false.
+    pub generic_only: bool,
+    /// Top-level consumers.
+    pub consumers: Vec<Consumer>,
+    /// Credentials nested in fast consumers.
+    pub nested_creds: Vec<KeyauthCredential>,
+    /// For each nested credential: its consumer's index in `consumers[]` and its own index.
+    pub nested_cred_at: Vec<(u32, u32)>,
+    /// ACLs nested in fast consumers.
+    pub nested_acls: Vec<Acl>,
+    /// Top-level credentials; their consumer id is filled once every consumer is known.
+    pub flat_creds: Vec<KeyauthCredential>,
+    /// The `consumer` each top-level credential names.
+    pub flat_cred_refs: Names,
+    /// Top-level ACLs; consumer filled later, like `flat_creds`.
+    pub flat_acls: Vec<Acl>,
+    /// The `consumer` each top-level ACL names.
+    pub flat_acl_refs: Names,
+    /// ACL group names, shared: a million memberships name a handful of groups.
+    groups: HashSet<Arc<str>>,
+    /// The three lists, when present as sequences.
+    pub lists: Lists,
+}
+
+/// Strings kept in one buffer (the names top-level entities give as `consumer`): a few
+/// bytes each instead of an allocation each.
+#[derive(Default)]
+pub(crate) struct Names {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends.push(self.text.len() as u32);
+    }
+
+    /// Name `i`.
+    pub fn get(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        &self.text[start..self.ends[i] as usize]
+    }
+}
+
+/// The lists of [`KINDS`], each when the document has it as a sequence.
+pub(crate) type Lists = [Option<List>; 3];
+
+/// The list of `kind`, if the document had it as a sequence.
+pub(crate) fn list<'l>(lists: &'l Lists, kind: &str) -> Option<&'l List> {
+    lists[kind_index(kind)?].as_ref()
+}
+
+/// Mutable [`list`].
+pub(crate) fn list_mut<'l>(lists: &'l mut Lists, kind: &str) -> Option<&'l mut List> {
+    lists[kind_index(kind)?].as_mut()
+}
+
+fn kind_index(kind: &str) -> Option<usize> {
+    KINDS.iter().position(|k| *k == kind)
+}
+
+impl Fast {
+    /// An empty store for a load at `now` (epoch seconds).
+    pub fn new(now: i64) -> Fast {
+        Fast {
+            now,
+            ..Fast::default()
+        }
+    }
+
+    /// Notes that the document has the list `kind` as a sequence, perhaps an empty one.
+    pub fn seen(&mut self, kind: &str) {
+        if let Some(k) = kind_index(kind) {
+            self.lists[k].get_or_insert_with(List::default);
+        }
+    }
+
+    /// Takes element `index` of the top-level list `kind`.
+    pub fn push(&mut self, kind: &str, index: usize, node: Node) {
+        let Some(k) = kind_index(kind) else {
+            return;
+        };
+        let before = (self.nested_creds.len(), self.nested_acls.len());
+        let generic = match node {
+            Node::Map(pairs) if !self.generic_only && fits(k, &pairs) => {
+                match k {
+                    0 => self.take_consumer(pairs, index),
+                    1 => self.take_flat_cred(pairs),
+                    _ => self.take_flat_acl(pairs),
+                }
+                None
+            }
+            other => Some(other.into_value()),
+        };
+        let creds = (self.nested_creds.len() - before.0) as u32;
+        let acls = (self.nested_acls.len() - before.1) as u32;
+        let list = self.lists[k].get_or_insert_with(List::default);
+        match (generic, list.runs.last_mut()) {
+            (Some(v), _) => list.runs.push(Run::Generic(v)),
+            (
+                None,
+                Some(Run::Fast {
+                    count,
+                    creds: c,
+                    acls: a,
+                }),
+            ) => {
+                *count += 1;
+                *c += creds;
+                *a += acls;
+            }
+            (None, _) => list.runs.push(Run::Fast {
+                count: 1,
+                creds,
+                acls,
+            }),
+        }
+    }
+
+    fn take_consumer(&mut self, pairs: Vec<(String, Node)>, index: usize) {
+        let mut c = Consumer {
+            id: Uuid::nil(),
+            username: None,
+            custom_id: None,
+            tags: None,
+            created_at: self.now,
+            updated_at: self.now,
+        };
+        let mut id = None;
+        let mut creds = Vec::new();
+        let mut acls = Vec::new();
+        for (k, v) in pairs {
+            match (k.as_str(), v) {
+                ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
+                ("username", Node::Str(s)) => c.username = Some(s.into_boxed_str()),
+                ("custom_id", Node::Str(s)) => c.custom_id = Some(s.into_boxed_str()),
+                ("tags", v) => c.tags = tags(v),
+                ("created_at", v) => c.created_at = v.as_i64().unwrap_or(self.now),
+                ("keyauth_credentials", Node::Seq(a)) => creds = a,
+                ("acls", Node::Seq(a)) => acls = a,
+                _ => {}
+            }
+        }
+        c.id = id.unwrap_or_else(|| match &c.username {
+            Some(name) => Uuid::new_v5(&namespace("consumers"), name.as_bytes()),
+            None => Uuid::new_v4(),
+        });
+        let owner = ForeignKey::from(c.id);
+        for (i, cred) in creds.into_iter().enumerate() {
+            if let Node::Map(pairs) = cred {
+                let cred = self.cred(pairs, owner).0;
+                self.nested_creds.push(cred);
+                self.nested_cred_at.push((index as u32, i as u32));
+            }
+        }
+        for acl in acls {
+            if let Node::Map(pairs) = acl {
+                let acl = self.acl(pairs, owner).0;
+                self.nested_acls.push(acl);
+            }
+        }
+        self.consumers.push(c);
+    }
+
+    fn take_flat_cred(&mut self, pairs: Vec<(String, Node)>) {
+        let (cred, consumer) = self.cred(pairs, ForeignKey::from(Uuid::nil()));
+        self.flat_creds.push(cred);
+        self.flat_cred_refs
+            .push(consumer.as_deref().unwrap_or_default());
+    }
+
+    fn take_flat_acl(&mut self, pairs: Vec<(String, Node)>) {
+        let (acl, consumer) = self.acl(pairs, ForeignKey::from(Uuid::nil()));
+        self.flat_acls.push(acl);
+        self.flat_acl_refs
+            .push(consumer.as_deref().unwrap_or_default());
+    }
+
+    /// A credential, with the `consumer` string it names (top-level ones).
+    fn cred(
+        &self,
+        pairs: Vec<(String, Node)>,
+        owner: ForeignKey,
+    ) -> (KeyauthCredential, Option<String>) {
+        let mut id = None;
+        let mut key = None;
+        let mut consumer = None;
+        let mut cred = KeyauthCredential {
+            id: Uuid::nil(),
+            consumer: owner,
+            key: Box::from(""),
+            expires_at: None,
+            tags: None,
+            created_at: self.now,
+        };
+        for (k, v) in pairs {
+            match (k.as_str(), v) {
+                ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
+                ("key", Node::Str(s)) => key = Some(s.into_boxed_str()),
+                ("consumer", Node::Str(s)) => consumer = Some(s),
+                ("ttl", v) => {
+                    let ttl = v.as_i64().filter(|s| *s > 0);
+                    cred.expires_at = ttl.and_then(|s| NonZeroI64::new(self.now + s));
+                }
+                ("tags", v) => cred.tags = tags(v),
+                ("created_at", v) => cred.created_at = v.as_i64().unwrap_or(self.now),
+                _ => {}
+            }
+        }
+        cred.id = id.unwrap_or_else(|| match &key {
+            Some(k) => Uuid::new_v5(&namespace("keyauth_credentials"), k.as_bytes()),
+            None => Uuid::new_v4(),
+        });
+        cred.key = key.unwrap_or_else(|| random_key().into_boxed_str());
+        (cred, consumer)
+    }
+
+    /// The shared copy of group name `name`.
+    fn group(&mut self, name: String) -> Arc<str> {
+        if let Some(shared) = self.groups.get(name.as_str()) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.groups.insert(shared.clone());
+        shared
+    }
+
+    /// An ACL, with the `consumer` string it names (top-level ones).
+    fn acl(&mut self, pairs: Vec<(String, Node)>, owner: ForeignKey) -> (Acl, Option<String>) {
+        let mut id = None;
+        let mut consumer = None;
+        let mut acl = Acl {
+            id: Uuid::nil(),
+            consumer: owner,
+            group: Arc::from(""),
+            tags: None,
+            created_at: self.now,
+        };
+        for (k, v) in pairs {
+            match (k.as_str(), v) {
+                ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
+                ("group", Node::Str(s)) => acl.group = self.group(s),
+                ("consumer", Node::Str(s)) => consumer = Some(s),
+                ("tags", v) => acl.tags = tags(v),
+                ("created_at", v) => acl.created_at = v.as_i64().unwrap_or(self.now),
+                _ => {}
+            }
+        }
+        acl.id = id.unwrap_or_else(Uuid::new_v4);
+        (acl, consumer)
+    }
+}
+
+impl stream::Sink for Fast {
+    fn streams(&self, key: &str) -> bool {
+        kind_index(key).is_some()
+    }
+
+    fn element(&mut self, key: &str, index: usize, node: Node) {
+        self.push(key, index, node);
+    }
+
+    fn list_seen(&mut self, key: &str) {
+        self.seen(key);
+    }
+}
+
+fn tags(v: Node) -> CompactTags {
+    match v {
+        Node::Seq(a) => Some(Box::new(
+            a.into_iter()
+                .filter_map(|t| match t {
+                    Node::Str(s) => Some(s.into_boxed_str()),
+                    _ => None,
+                })
+                .collect(),
+        )),
+        _ => None,
+    }
+}
+
+type Pairs = [(String, Node)];
+
+/// True when element `pairs` of list `KINDS[kind]` can take the fast path.
+fn fits(kind: usize, pairs: &Pairs) -> bool {
+    match kind {
+        0 => consumer_fits(pairs),
+        1 => cred_fits(pairs, true),
+        _ => acl_fits(pairs, true),
+    }
+}
+
+/// Checks each field once, in one pass: a repeated key (where the generic loader keeps the
+/// last value) or a field `check` refuses sends the element the generic way.
+fn each_field(pairs: &Pairs, mut check: impl FnMut(&str, &Node) -> bool) -> bool {
+    pairs.iter().enumerate().all(|(i, (k, v))| {
+        !pairs[..i].iter().any(|(seen, _)| seen == k)
+            && (matches!(k.as_str(), "_comment" | "_ignore") || check(k, v))
+    })
+}
+
+fn valid_id(v: &Node) -> bool {
+    matches!(v, Node::Str(s) if Uuid::parse_str(s).is_ok())
+}
+
+fn opt_str(v: &Node) -> bool {
+    matches!(v, Node::Null | Node::Str(_))
+}
+
+fn opt_int(v: &Node, min: i64, max: i64) -> bool {
+    matches!(v, Node::Null) || v.as_i64().is_some_and(|n| (min..=max).contains(&n))
+}
+
+fn opt_tags(v: &Node) -> bool {
+    match v {
+        Node::Null => true,
+        Node::Seq(a) => a.iter().all(|t| matches!(t, Node::Str(_))),
+        _ => false,
+    }
+}
+
+fn all_maps(v: &Node, fits: fn(&Pairs, bool) -> bool) -> bool {
+    matches!(v, Node::Seq(items) if items.iter().all(|i| matches!(i, Node::Map(p) if fits(p, false))))
+}
+
+fn consumer_fits(pairs: &Pairs) -> bool {
+    let mut named = false;
+    each_field(pairs, |k, v| match k {
+        "id" => valid_id(v),
+        "username" | "custom_id" => {
+            named |= matches!(v, Node::Str(_));
+            opt_str(v)
+        }
+        "tags" => opt_tags(v),
+        "created_at" => opt_int(v, 0, i64::MAX),
+        // Allowed and never read.
+        "updated_at" => true,
+        "keyauth_credentials" => all_maps(v, cred_fits),
+        "acls" => all_maps(v, acl_fits),
+        _ => false,
+    }) && named
+}
+
+/// Top-level (`flat`) credentials must name their consumer with a plain string; nested ones
+/// belong to their parent whatever `consumer` says.
+fn cred_fits(pairs: &Pairs, flat: bool) -> bool {
+    let mut named = !flat;
+    each_field(pairs, |k, v| match k {
+        "id" => valid_id(v),
+        "consumer" => {
+            named |= matches!(v, Node::Str(_));
+            !flat || matches!(v, Node::Str(_))
+        }
+        "key" => opt_str(v),
+        "ttl" => opt_int(v, 0, 100_000_000),
+        "tags" => opt_tags(v),
+        "created_at" => opt_int(v, 0, i64::MAX),
+        _ => false,
+    }) && named
+}
+
+fn acl_fits(pairs: &Pairs, flat: bool) -> bool {
+    let (mut named, mut grouped) = (!flat, false);
+    each_field(pairs, |k, v| match k {
+        "id" => valid_id(v),
+        "consumer" => {
+            named |= matches!(v, Node::Str(_));
+            !flat || matches!(v, Node::Str(_))
+        }
+        "group" => {
+            grouped = matches!(v, Node::Str(_));
+            grouped
+        }
+        "tags" => opt_tags(v),
+        "created_at" => opt_int(v, 0, i64::MAX),
+        _ => false,
+    }) && named
+        && grouped
+}
+
+#[cfg(test)]
+mod tests;

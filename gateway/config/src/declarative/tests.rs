@@ -1,0 +1,315 @@
+use super::*;
+
+/// The loader with the test plugins.
+fn load_str(text: &str) -> Result<Config, ConfigErrors> {
+    super::load_str(text, &crate::plugins::TestPlugins)
+}
+
+fn errors_of(yaml: &str) -> Vec<String> {
+    match load_str(yaml) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn nested_and_flat_forms_resolve_references_by_name_and_id() {
+    let cfg = load_str(
+        r#"
+_format_version: "3.0"
+services:
+  - name: weather
+    url: https://api.example.com:8443/v1
+    routes:
+      - name: forecast
+        paths: ["/forecast"]
+        plugins:
+          - name: key-auth
+consumers:
+  - username: alice
+    keyauth_credentials:
+      - key: alice-key
+    acls:
+      - group: gold
+routes:
+  - name: flat
+    service: weather
+    hosts: ["example.com"]
+keyauth_credentials:
+  - consumer: alice
+    key: second-key
+    ttl: 60
+upstreams:
+  - name: pool.internal
+    targets:
+      - target: 10.0.0.1
+      - target: "10.0.0.2:9000"
+        weight: 50
+"#,
+    )
+    .expect("valid config");
+    let svc = &cfg.services[0];
+    assert_eq!(
+        (
+            svc.protocol,
+            svc.host.as_str(),
+            svc.port,
+            svc.path.as_deref()
+        ),
+        (model::Protocol::Https, "api.example.com", 8443, Some("/v1"))
+    );
+    assert_eq!(cfg.routes.len(), 2);
+    assert!(
+        cfg.routes
+            .iter()
+            .all(|r| r.service.map(|s| s.id) == Some(svc.id))
+    );
+    assert_eq!(
+        cfg.plugins[0].route.map(|r| r.id),
+        Some(
+            cfg.routes
+                .iter()
+                .find(|r| r.name.as_deref() == Some("forecast"))
+                .expect("route")
+                .id
+        )
+    );
+    assert_eq!(cfg.keyauth_credentials.len(), 2);
+    assert!(
+        cfg.keyauth_credentials
+            .iter()
+            .all(|k| k.consumer.id == cfg.consumers[0].id)
+    );
+    assert!(
+        cfg.keyauth_credentials
+            .iter()
+            .any(|k| k.expires_at.is_some())
+    );
+    assert_eq!(&*cfg.acls[0].group, "gold");
+    let targets: Vec<_> = cfg
+        .targets
+        .iter()
+        .map(|t| (t.target.as_str(), t.weight))
+        .collect();
+    assert_eq!(targets, [("10.0.0.1:8000", 100), ("10.0.0.2:9000", 50)]);
+}
+
+use super::super::model;
+
+#[test]
+fn ids_are_deterministic_uuid5_from_the_endpoint_key() {
+    let yaml = "_format_version: \"3.0\"\nservices:\n  - name: s1\n    url: http://x\n";
+    let a = load_str(yaml).expect("a");
+    let b = load_str(yaml).expect("b");
+    assert_eq!(a.services[0].id, b.services[0].id);
+    assert_eq!(a.services[0].id.get_version_num(), 5);
+}
+
+#[test]
+fn every_error_is_collected_with_its_path() {
+    let errs = errors_of(
+        r#"
+_format_version: "3.0"
+services:
+  - name: s1
+    host: example.com
+    port: 70000
+    bogus: 1
+    routes:
+      - name: r1
+        protocols: ["ftp"]
+        paths: ["/a"]
+      - name: r2
+        protocols: ["http"]
+consumers:
+  - tags: ["x"]
+keyauth_credentials:
+  - consumer: nobody
+    key: k
+"#,
+    );
+    let joined = errs.join("\n");
+    for want in [
+        "services[0].port: value should be between 0 and 65535",
+        "services[0].bogus: unknown field",
+        "services[0].routes[0].protocols[0]: expected one of",
+        "services[0].routes[1]: must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'http'",
+        "consumers[0]: at least one of these fields must be non-empty: 'custom_id', 'username'",
+        "keyauth_credentials[0].consumer: the foreign key cannot be resolved with 'nobody'",
+    ] {
+        assert!(joined.contains(want), "missing {want:?} in:\n{joined}");
+    }
+}
+
+#[test]
+fn format_versions_and_unknown_keys() {
+    assert!(
+        errors_of("services: []\n")
+            .iter()
+            .any(|e| e.contains("_format_version: required field missing"))
+    );
+    assert!(
+        errors_of("_format_version: \"9.9\"\n")
+            .iter()
+            .any(|e| e.contains("unsupported declarative configuration _format_version"))
+    );
+    assert!(
+        errors_of("_format_version: \"3.0\"\nservicez: []\n")
+            .iter()
+            .any(|e| e == "servicez: unknown field")
+    );
+    assert!(
+        errors_of("_format_version: \"3.0\"\nvaults: []\n")
+            .iter()
+            .any(|e| e.contains("not supported"))
+    );
+}
+
+#[test]
+fn old_format_versions_gain_the_regex_marker() {
+    let cfg = load_str(
+        "_format_version: \"1.1\"\nservices:\n  - name: s\n    url: http://x\n    routes:\n      - paths: [\"/plain\", \"/users/\\\\d+\"]\n",
+    )
+    .expect("config");
+    assert_eq!(
+        cfg.routes[0].paths.as_deref(),
+        Some(&["/plain".to_string(), "~/users/\\d+".to_string()][..])
+    );
+}
+
+#[test]
+fn duplicates_are_uniqueness_violations() {
+    let errs = errors_of(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://a\n  - name: s\n    url: http://b\n",
+    );
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "uniqueness violation: 'services' entity with name set to 's' already declared"
+        )),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn upstream_healthchecks_merge_over_kong_defaults() {
+    let cfg = load_str(
+        "_format_version: \"3.0\"\nupstreams:\n  - name: u\n    hash_on: header\n    hash_on_header: X-User\n    healthchecks:\n      passive:\n        unhealthy:\n          tcp_failures: 3\n",
+    )
+    .expect("config");
+    let u = &cfg.upstreams[0];
+    assert_eq!(u.healthchecks.passive.unhealthy.tcp_failures, 3);
+    assert_eq!(
+        u.healthchecks.passive.unhealthy.http_statuses,
+        [429, 500, 503],
+        "defaults kept"
+    );
+    assert_eq!(
+        u.algorithm,
+        model::Algorithm::ConsistentHashing,
+        "hash_on sets the algorithm"
+    );
+}
+
+#[test]
+fn route_hosts_and_snis_follow_kongs_rules() {
+    let errs = errors_of(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://x\n    routes:\n      - hosts: [\"a.*.com\", \"ok.example.com:8000\", \"*.fine.com\"]\n        snis: [\"x.com\"]\n        protocols: [\"http\"]\n",
+    );
+    let joined = errs.join("\n");
+    assert!(joined.contains("hosts[0]: invalid wildcard"), "{joined}");
+    assert!(
+        !joined.contains("hosts[1]") && !joined.contains("hosts[2]"),
+        "{joined}"
+    );
+    assert!(joined.contains("snis: 'snis' can only be set"), "{joined}");
+}
+
+#[test]
+fn sources_and_destinations_are_stream_only_and_checked() {
+    let errs = errors_of(
+        r#"_format_version: "3.0"
+services:
+  - name: s
+    url: http://x
+    routes:
+      - paths: ["/a"]
+        sources: [{ip: 10.0.0.0/8}]
+      - paths: ["/b"]
+        protocols: [grpc]
+        destinations: [{port: 80}]
+      - protocols: [tcp]
+        sources: [{ip: 10.0.0.1, port: 80}, {ip: "not-an-ip"}, {}, {port: 70000}]
+"#,
+    );
+    assert_eq!(
+        errs,
+        [
+            "services[0].routes[0].sources: cannot set 'sources' when 'protocols' is 'http' or 'https'",
+            "services[0].routes[1].destinations: cannot set 'destinations' when 'protocols' is 'grpc' or 'grpcs'",
+            "services[0].routes[2].sources[1].ip: invalid ip or cidr range: 'not-an-ip'",
+            "services[0].routes[2].sources[2]: at least one of these fields must be non-empty: 'ip', 'port'",
+            "services[0].routes[2].sources[3].port: value should be between 0 and 65535",
+        ]
+    );
+    let cfg = load_str(
+        "_format_version: \"3.0\"\nroutes:\n  - protocols: [tcp]\n    sources: [{ip: 10.0.0.1, port: 80}]\n",
+    )
+    .expect("a stream route with a source is valid");
+    assert_eq!(
+        cfg.routes[0].sources,
+        Some(vec![model::CidrPort {
+            ip: Some("10.0.0.1".into()),
+            port: Some(80)
+        }])
+    );
+}
+
+#[test]
+fn top_level_meta_keys_are_type_checked() {
+    let ok = load_str("_format_version: \"3.0\"\n_transform: false\n_comment: hi\n_ignore: []\n");
+    assert!(ok.is_ok(), "{ok:?}");
+    let errs = load_str("_format_version: \"3.0\"\n_transform: maybe\n_comment: [1]\n")
+        .expect_err("bad meta keys")
+        .to_string();
+    assert!(errs.contains("_transform: expected a boolean"), "{errs}");
+    assert!(errs.contains("_comment: expected a string"), "{errs}");
+}
+
+#[test]
+fn names_follow_kongs_utf8_name_rule() {
+    let errs = load_str(
+        "_format_version: \"3.0\"\nservices:\n  - name: \"bad name\"\n    url: http://x\n    routes:\n      - name: caf\u{00e9}-ok\n        paths: [\"/\"]\n",
+    )
+    .expect_err("space in a name")
+    .to_string();
+    assert!(
+        errs.contains("services[0].name: invalid value 'bad name': the only accepted ascii characters are alphanumerics or ., -, _, and ~"),
+        "{errs}"
+    );
+    assert!(!errs.contains("routes"), "UTF-8 is allowed: {errs}");
+}
+
+#[test]
+fn plain_route_paths_must_be_normalized() {
+    let errs = load_str(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://x\n    routes:\n      - name: r\n        paths: [\"/a/../b\", \"/%7Euser\", \"/ok/%2F\", \"~/re/../x\"]\n",
+    )
+    .expect_err("non-normalized paths")
+    .to_string();
+    assert!(
+        errs.contains("routes[0].paths[0]: non-normalized path, consider use '/b' instead"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("routes[0].paths[1]: non-normalized path, consider use '/~user' instead"),
+        "{errs}"
+    );
+    assert!(
+        !errs.contains("paths[2]"),
+        "reserved triplets stay encoded: {errs}"
+    );
+    assert!(
+        !errs.contains("paths[3]"),
+        "regex paths are not normalized: {errs}"
+    );
+}

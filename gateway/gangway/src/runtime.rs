@@ -1,0 +1,138 @@
+//! Process lifecycle: settings, the first config load, listeners, worker threads, the control
+//! runtime (status API, signals, reloads) and graceful shutdown.
+
+pub mod control;
+pub mod worker;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use gangway_config::ConfigErrors;
+use gangway_config::settings::{self, IoBackend, SettingsError};
+use gangway_net::tls::{RootSource, default_certificate};
+use gangway_pipeline::Catalog;
+use gangway_proxy::gateway::{Gateway, SharedState};
+use gangway_proxy::upstream::balancer::HealthRegistry;
+
+/// Why `gangway start` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad settings.
+    #[error("invalid settings: {0}")]
+    Settings(#[from] SettingsError),
+    /// The declarative config did not load.
+    #[error("invalid declarative config:\n{0}")]
+    Config(#[from] ConfigErrors),
+    /// io_uring was forced but is unavailable.
+    #[error("io_backend = \"io_uring\" but {0}")]
+    IoUring(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The default certificate could not be loaded or generated.
+    #[error("default certificate: {0}")]
+    Tls(#[from] gangway_net::tls::TlsError),
+    /// Any other I/O failure at startup.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The backend a process runs with, decided once at startup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChosenBackend {
+    /// io_uring via tokio-uring.
+    IoUring,
+    /// epoll via tokio.
+    Epoll,
+}
+
+fn choose_backend(setting: IoBackend) -> Result<ChosenBackend, StartError> {
+    match setting {
+        IoBackend::Epoll => Ok(ChosenBackend::Epoll),
+        IoBackend::IoUring => gangway_net::probe_io_uring()
+            .map(|()| ChosenBackend::IoUring)
+            .map_err(StartError::IoUring),
+        IoBackend::Auto => match gangway_net::probe_io_uring() {
+            Ok(()) => Ok(ChosenBackend::IoUring),
+            Err(reason) => {
+                warn!(%reason, "io_uring unavailable; falling back to epoll");
+                Ok(ChosenBackend::Epoll)
+            }
+        },
+    }
+}
+
+/// Hands freed heap pages back to the OS. glibc only trims the top of its heaps by itself:
+/// the parse of a big declarative file, or a config replaced by a reload (allocated below
+/// the new one), otherwise stays resident. Measured with a million consumers: about 90 MB
+/// after each reload.
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The plugins this build runs: the bundled ones, plus those of the edge crates it was built
+/// with.
+pub fn catalog() -> Catalog {
+    gangway_plugins::catalog()
+}
+
+/// Validates a declarative file as `start` would load it: the schema checks, then the compile
+/// step (route regexes, certificates, targets). Returns every error with its entity path.
+pub fn check_config(path: &Path) -> Result<gangway_proxy::Snapshot, ConfigErrors> {
+    let catalog = catalog();
+    let config = gangway_config::declarative::load_file(path, &catalog)?;
+    gangway_proxy::compile_standalone(config, catalog)
+}
+
+/// Runs gangway in the foreground until SIGTERM/SIGINT and the drain that follows.
+pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
+    let (settings, warnings) = settings::load(conf, settings::process_env())?;
+    crate::telemetry::init(settings.log_level, settings.log_format);
+    for w in warnings {
+        warn!("{w}");
+    }
+    let backend = choose_backend(settings.io_backend)?;
+    let workers = settings.worker_count();
+    let catalog = catalog();
+    let config = control::load_config(&settings, &catalog)?;
+    let trusted = &settings.lua_ssl_trusted_certificate;
+    let pem_files: Vec<std::path::PathBuf> = trusted
+        .iter()
+        .filter(|t| t.as_str() != "system")
+        .map(Into::into)
+        .collect();
+    let shared = SharedState {
+        catalog,
+        health: Arc::new(HealthRegistry::default()),
+        default_cert: default_certificate(&settings.ssl_cert, &settings.ssl_cert_key)?,
+        roots: RootSource::trusted(trusted.iter().any(|t| t == "system"), &pem_files)?,
+        client_configs: std::sync::Mutex::default(),
+    };
+    let snapshot = gangway_proxy::compile::compile(config, &shared.compile_inputs(&settings), 1)?;
+    release_freed_memory();
+    let gateway = Arc::new(Gateway::new(settings, snapshot, shared));
+    let listeners = worker::bind_all(&gateway.settings.proxy_listen, workers)?;
+    info!(
+        version = crate::VERSION,
+        io_backend = ?backend,
+        workers,
+        config.hash = %gateway.snapshot().hash,
+        "gangway starting"
+    );
+    gangway_proxy::upstream::active::spawn(gateway.clone())?;
+    let for_workers = gateway.clone();
+    control::run(gateway, move || {
+        worker::spawn_all(for_workers, backend, listeners)
+    })
+}

@@ -1,0 +1,138 @@
+//! Worker threads: each runs one single-threaded runtime of the chosen backend with its own
+//! SO_REUSEPORT listeners, accepts, and serves its connections to completion. Nothing crosses
+//! threads after startup except the snapshot pointer and the shutdown signal.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::{ChosenBackend, Gateway, StartError};
+use gangway_config::settings::ListenAddr;
+use gangway_net::listener::bind_reuseport;
+use gangway_net::{Backend, epoll::Epoll, uring::Uring};
+use gangway_proxy::WorkerCtx;
+
+/// One worker's listening sockets, each with the listen spec it came from.
+pub type WorkerListeners = Vec<(std::net::TcpListener, ListenAddr)>;
+
+/// Binds every proxy listen address once per worker. A port 0 is resolved by the first bind
+/// and reused by the others, so all workers share one kernel-assigned port.
+pub fn bind_all(specs: &[ListenAddr], workers: usize) -> Result<Vec<WorkerListeners>, StartError> {
+    let mut per_worker: Vec<WorkerListeners> = (0..workers).map(|_| Vec::new()).collect();
+    for spec in specs {
+        let mut addr = spec.addr;
+        for listeners in per_worker.iter_mut() {
+            let socket = bind_reuseport(addr, spec.backlog)
+                .map_err(|source| StartError::Listen { addr, source })?;
+            addr = socket.local_addr()?;
+            let mut resolved = spec.clone();
+            resolved.addr = addr;
+            listeners.push((socket, resolved));
+        }
+        info!(listen = %addr, ssl = spec.ssl, "proxy listener bound");
+    }
+    Ok(per_worker)
+}
+
+/// Starts one thread per worker.
+pub fn spawn_all(
+    gateway: Arc<Gateway>,
+    backend: ChosenBackend,
+    listeners: Vec<WorkerListeners>,
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    let mut handles = Vec::with_capacity(listeners.len());
+    for (id, own) in listeners.into_iter().enumerate() {
+        let gateway = gateway.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("gangway-worker-{id}"))
+            .spawn(move || match backend {
+                ChosenBackend::IoUring => run::<Uring>(id, gateway, own),
+                ChosenBackend::Epoll => run::<Epoll>(id, gateway, own),
+            })?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+fn run<B: Backend>(id: usize, gateway: Arc<Gateway>, listeners: WorkerListeners) {
+    B::block_on(async move {
+        let ctx = Rc::new(WorkerCtx::<B>::new(id, gateway.clone()));
+        for (socket, spec) in listeners {
+            match B::listener(socket) {
+                Ok(listener) => {
+                    tokio::task::spawn_local(accept_loop::<B>(listener, spec, ctx.clone()));
+                }
+                Err(e) => warn!(worker = id, error = %e, "cannot adopt listener"),
+            }
+        }
+        let mut shutdown = gateway.shutdown_signal();
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        let grace = Duration::from_millis(gateway.settings.shutdown_grace_period_ms);
+        let deadline = Instant::now() + grace;
+        while ctx.active_connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if ctx.active_connections() > 0 {
+            warn!(
+                worker = id,
+                open = ctx.active_connections(),
+                "grace period over; closing"
+            );
+        }
+        debug!(worker = id, "worker stopped");
+    });
+}
+
+async fn accept_loop<B: Backend>(listener: B::Listener, spec: ListenAddr, ctx: Rc<WorkerCtx<B>>) {
+    let mut shutdown = ctx.gateway.shutdown_signal();
+    let spec = Rc::new(spec);
+    let backoff = Cell::new(Duration::from_millis(5));
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            accepted = B::accept(&listener) => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff.set(Duration::from_millis(5));
+                spawn_connection(stream, peer, spec.clone(), ctx.clone());
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning on the error.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(backoff.get()).await;
+                backoff.set((backoff.get() * 2).min(Duration::from_secs(1)));
+            }
+        }
+    }
+}
+
+fn spawn_connection<B: Backend>(
+    stream: B::Stream,
+    peer: SocketAddr,
+    spec: Rc<ListenAddr>,
+    ctx: Rc<WorkerCtx<B>>,
+) {
+    let counters = &ctx.gateway.counters;
+    counters
+        .accepted
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if ctx.active_connections() >= ctx.gateway.settings.max_connections {
+        warn!(%peer, limit = ctx.gateway.settings.max_connections, "connection limit reached");
+        return;
+    }
+    counters
+        .handled
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let guard = ctx.connection_guard();
+    tokio::task::spawn_local(async move {
+        let _guard = guard;
+        gangway_proxy::serve_connection(stream, peer, &spec, &ctx).await;
+    });
+}

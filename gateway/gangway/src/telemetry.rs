@@ -1,0 +1,22 @@
+//! Logging: `tracing` to stdout, filtered by Kong's `log_level` names.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+use gangway_config::settings::{LogFormat, LogLevel};
+
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides `log_level`.
+pub fn init(level: LogLevel, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(level.level_filter().to_string().to_lowercase()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal());
+    // A second init (tests calling into the library) is harmless, so its error is ignored.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,123 @@
+//! The plugins a process can run: each one's name, Kong priority, schema and constructor.
+//!
+//! The binary assembles a [`Catalog`] from the bundled plugins and the edge crates it was
+//! built with, and hands it to the loader (which validates configs against the schemas) and to
+//! the compile step (which builds instances). Nothing below the binary knows which plugins
+//! exist.
+
+use serde_json::Value;
+
+use super::Plugin;
+use super::chain::Instance;
+use gangway_config::model::{Config, Protocol};
+use gangway_config::plugins::not_enabled;
+use gangway_config::schema::Schema;
+use gangway_config::{ConfigErrors, PluginSchemas};
+
+/// A problem in a plugin's config: the field path under `config` (empty for the whole
+/// record) and Kong's message.
+pub type ConfigProblem = (String, String);
+
+/// A built plugin, or every problem in its config.
+pub type BuildResult = Result<Box<dyn Plugin>, Vec<ConfigProblem>>;
+
+/// How to build one plugin.
+pub struct Spec {
+    /// Kong's plugin name.
+    pub name: &'static str,
+    /// Kong's PRIORITY.
+    pub priority: i32,
+    /// The config schema (Kong's `schema.lua`), served at `/schemas/plugins/{name}`.
+    pub schema: fn() -> Schema,
+    /// Builds an instance from its validated config (defaults filled).
+    pub build: fn(&Value) -> BuildResult,
+}
+
+/// The plugins available to a process, in the order they were added (empty by default).
+#[derive(Default)]
+pub struct Catalog {
+    specs: Vec<&'static Spec>,
+}
+
+impl Catalog {
+    /// A catalog of `specs`.
+    pub fn new(specs: impl IntoIterator<Item = &'static Spec>) -> Catalog {
+        Catalog {
+            specs: specs.into_iter().collect(),
+        }
+    }
+
+    /// Adds `specs` (an edge crate's plugins) to the catalog.
+    pub fn with(mut self, specs: impl IntoIterator<Item = &'static Spec>) -> Catalog {
+        self.specs.extend(specs);
+        self
+    }
+
+    /// The spec of plugin `name`.
+    pub fn find(&self, name: &str) -> Option<&'static Spec> {
+        self.specs.iter().copied().find(|s| s.name == name)
+    }
+
+    /// Every spec, in the order added.
+    pub fn specs(&self) -> impl Iterator<Item = &'static Spec> + '_ {
+        self.specs.iter().copied()
+    }
+
+    /// Compiles every enabled plugin entity. `enabled` is the `plugins` setting (`bundled` or
+    /// names).
+    pub fn compile(
+        &self,
+        config: &Config,
+        enabled: &[String],
+        errors: &mut ConfigErrors,
+    ) -> Vec<Instance> {
+        let allowed = |name: &str| enabled.iter().any(|e| e == "bundled" || e == name);
+        let mut out = Vec::new();
+        for (i, p) in config.plugins.iter().enumerate() {
+            let Some(spec) = self.find(&p.name).filter(|s| allowed(s.name)) else {
+                errors.push(format!("plugins[{i}].name"), not_enabled(&p.name));
+                continue;
+            };
+            // As Kong's plugins iterator: `protocols` selects the subsystem. An instance for
+            // stream protocols only never runs on HTTP traffic (gangway proxies no streams).
+            let http = p.protocols.iter().any(|proto| {
+                matches!(
+                    proto,
+                    Protocol::Http | Protocol::Https | Protocol::Grpc | Protocol::Grpcs
+                )
+            });
+            if !p.enabled || !http {
+                continue;
+            }
+            match (spec.build)(&p.config) {
+                Ok(handler) => out.push(Instance {
+                    name: spec.name,
+                    priority: spec.priority,
+                    entity: i,
+                    handler,
+                }),
+                Err(problems) => {
+                    for (field, message) in problems {
+                        let path = if field.is_empty() {
+                            format!("plugins[{i}].config")
+                        } else {
+                            format!("plugins[{i}].config.{field}")
+                        };
+                        errors.push(path, message);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl PluginSchemas for Catalog {
+    fn schema(&self, name: &str) -> Option<Schema> {
+        self.find(name).map(|spec| (spec.schema)())
+    }
+
+    fn knows(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+}

@@ -1,0 +1,267 @@
+//! What plugin handlers see and change: the request (through the edit overlay), the
+//! authenticated consumer, and per-plugin state that lives until the log phase.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::edits::{HeaderEdits, QueryEdits, query_values};
+use super::identity::{ConsumerRef, CredentialRef, Identities};
+use gangway_config::model::{Route, Service};
+use gangway_http::{RequestHead, ResponseHead};
+use gangway_router::MatchScratch;
+
+/// Per-connection plugin state, cleared at the start of every request so its buffers are
+/// reused.
+#[derive(Debug, Default)]
+pub struct RequestState {
+    /// Changes to the upstream request's headers.
+    pub headers: HeaderEdits,
+    /// Changes to the upstream query string.
+    pub query: QueryEdits,
+    /// A new upstream path (request-transformer `replace.uri`), when set.
+    pub path: Option<Vec<u8>>,
+    /// A new upstream method, when set.
+    pub method: Option<String>,
+    /// The request body, when the chain buffered it (a plugin reads or rewrites it).
+    pub body: Option<Vec<u8>>,
+    /// A chunked body passed the chain's [`super::Chain::chunked_body_limit`]: it was not
+    /// read to its end (`body` is `None`), and the request must not be proxied.
+    pub body_over_limit: bool,
+    /// The authenticated consumer.
+    pub consumer: Option<ConsumerRef>,
+    /// The credential that authenticated it (absent for the anonymous consumer).
+    pub credential: Option<CredentialRef>,
+    /// Groups set by an authentication plugin without consumers (`authenticated_groups`).
+    pub authenticated_groups: Vec<String>,
+    /// Changes to the client response's headers.
+    pub response_headers: HeaderEdits,
+    /// For each chain step, the instance chosen in access (index into the instances), or
+    /// [`NOT_RUN`]. Later phases reuse it, as Kong does.
+    pub resolved: Vec<u32>,
+    /// Facts about the client connection; set by the session, kept across [`Self::reset`].
+    pub conn: ConnFacts,
+    saved: Vec<u8>,
+    slots: Vec<Range<u32>>,
+}
+
+/// The client connection as nginx's `$server_addr`, `$server_port`, `$connection` and
+/// `$connection_requests` describe it (correlation-id's `tracker` generator).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnFacts {
+    /// The local address the connection arrived on. Default `0.0.0.0:0`.
+    pub server: SocketAddr,
+    /// The connection's serial number, unique in the process. Default 0.
+    pub serial: u64,
+    /// Requests received on the connection so far, this one included. Default 0.
+    pub requests: u64,
+}
+
+impl Default for ConnFacts {
+    fn default() -> Self {
+        ConnFacts {
+            server: SocketAddr::from(([0, 0, 0, 0], 0)),
+            serial: 0,
+            requests: 0,
+        }
+    }
+}
+
+static CONNECTION_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+impl ConnFacts {
+    /// Facts for a new connection on `server`, with the next serial number.
+    pub fn new_connection(server: SocketAddr) -> ConnFacts {
+        ConnFacts {
+            server,
+            serial: CONNECTION_SERIAL.fetch_add(1, Ordering::Relaxed) + 1,
+            requests: 0,
+        }
+    }
+}
+
+/// A [`RequestState::resolved`] entry for a step that did not run.
+pub const NOT_RUN: u32 = u32::MAX;
+
+impl RequestState {
+    /// Resets for a new request that walks a chain of `steps` steps.
+    pub fn reset(&mut self, steps: usize) {
+        self.headers.clear();
+        self.query.clear();
+        self.path = None;
+        self.method = None;
+        self.body = None;
+        self.body_over_limit = false;
+        self.consumer = None;
+        self.credential = None;
+        self.authenticated_groups.clear();
+        self.response_headers.clear();
+        self.resolved.clear();
+        self.resolved.resize(steps, NOT_RUN);
+        self.saved.clear();
+        self.slots.clear();
+        self.slots.resize(steps, 0..0);
+    }
+
+    /// Starts the route's chain of `steps` steps after routing. Request and response edits
+    /// made in rewrite are kept; which instances ran, and what they saved, start over.
+    pub fn begin_chain(&mut self, steps: usize) {
+        self.resolved.clear();
+        self.resolved.resize(steps, NOT_RUN);
+        self.saved.clear();
+        self.slots.clear();
+        self.slots.resize(steps, 0..0);
+    }
+
+    /// Stores bytes for chain step `step` (read back in a later phase with [`Self::saved`]).
+    pub fn save(&mut self, step: usize, bytes: &[u8]) {
+        let start = self.saved.len() as u32;
+        self.saved.extend_from_slice(bytes);
+        if let Some(slot) = self.slots.get_mut(step) {
+            *slot = start..self.saved.len() as u32;
+        }
+    }
+
+    /// What step `step` saved; empty when nothing.
+    pub fn saved(&self, step: usize) -> &[u8] {
+        self.slots
+            .get(step)
+            .map_or(&[][..], |r| &self.saved[r.start as usize..r.end as usize])
+    }
+}
+
+/// The request as the access (and rewrite) phase sees it.
+pub struct AccessCtx<'a> {
+    /// The parsed client head.
+    pub head: &'a RequestHead,
+    /// The bytes `head` points into.
+    pub buf: &'a [u8],
+    /// The router's scratch: normalized path and `uri_captures`.
+    pub captures: &'a MatchScratch,
+    /// The client address (after `real_ip` resolution).
+    pub client_ip: IpAddr,
+    /// The request arrived over TLS.
+    pub tls: bool,
+    /// Consumers, credentials and ACL groups, as of the snapshot the request loaded.
+    pub identities: &'a Identities,
+    /// The matched route (`None` in rewrite, which runs before routing).
+    pub route: Option<&'a Route>,
+    /// The route's service (`None` when it has none or it is disabled).
+    pub service: Option<&'a Service>,
+    /// This request's id (`X-Kong-Request-Id`).
+    pub request_id: &'a [u8; 32],
+    /// Mutable plugin state.
+    pub state: &'a mut RequestState,
+    /// The chain step being run.
+    pub step: usize,
+}
+
+impl AccessCtx<'_> {
+    /// The first value of request header `lower_name`, after earlier plugins' edits.
+    pub fn header<'s>(&'s self, lower_name: &'s str) -> Option<&'s [u8]> {
+        self.header_values(lower_name).next()
+    }
+
+    /// Every value of request header `lower_name`, after earlier plugins' edits.
+    pub fn header_values<'s>(&'s self, lower_name: &'s str) -> impl Iterator<Item = &'s [u8]> {
+        self.state
+            .headers
+            .values(lower_name, self.head.header_values(self.buf, lower_name))
+    }
+
+    /// The raw query string (without `?`) as the client sent it.
+    pub fn raw_query(&self) -> Option<&[u8]> {
+        self.head.query(self.buf)
+    }
+
+    /// Every decoded value of query argument `name`, after earlier plugins' edits.
+    pub fn query_values<'s>(&'s self, name: &'s str) -> Vec<std::borrow::Cow<'s, str>> {
+        match self.state.query.pairs() {
+            Some(pairs) => pairs
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| std::borrow::Cow::Borrowed(v.as_str()))
+                .collect(),
+            None => query_values(self.raw_query(), name).collect(),
+        }
+    }
+
+    /// The request method, after earlier plugins' edits.
+    pub fn method(&self) -> &[u8] {
+        match &self.state.method {
+            Some(m) => m.as_bytes(),
+            None => self.head.method(self.buf),
+        }
+    }
+
+    /// The request path as the client sent it (no query).
+    pub fn path(&self) -> &[u8] {
+        self.head.path(self.buf)
+    }
+
+    /// The buffered body, when the chain asked for it.
+    pub fn body(&self) -> Option<&[u8]> {
+        self.state.body.as_deref()
+    }
+
+    /// The media type of the body, lower-cased parameters included (`Content-Type`).
+    pub fn content_type(&self) -> Option<&[u8]> {
+        self.header("content-type")
+    }
+
+    /// Saves bytes for this plugin's later phases.
+    pub fn save(&mut self, bytes: &[u8]) {
+        self.state.save(self.step, bytes);
+    }
+}
+
+/// The response as header_filter sees it: the upstream's head, or a plugin's response.
+pub struct ResponseCtx<'a> {
+    /// The status sent to the client.
+    pub status: u16,
+    /// The upstream's response head and its bytes; `None` for a plugin-made response.
+    pub upstream: Option<(&'a ResponseHead, &'a [u8])>,
+    /// Mutable plugin state (response header edits live here).
+    pub state: &'a mut RequestState,
+    /// The chain step being run.
+    pub step: usize,
+}
+
+impl ResponseCtx<'_> {
+    /// The first value of response header `lower_name`, after edits.
+    pub fn header<'s>(&'s self, lower_name: &'s str) -> Option<&'s [u8]> {
+        self.header_values(lower_name).next()
+    }
+
+    /// Every value of response header `lower_name`, after edits.
+    pub fn header_values<'s>(&'s self, lower_name: &'s str) -> impl Iterator<Item = &'s [u8]> {
+        let originals = self
+            .upstream
+            .into_iter()
+            .flat_map(move |(head, buf)| head.header_values(buf, lower_name));
+        self.state.response_headers.values(lower_name, originals)
+    }
+
+    /// What this plugin saved during access.
+    pub fn saved(&self) -> &[u8] {
+        self.state.saved(self.step)
+    }
+}
+
+/// What the log phase sees: the transaction as Kong's `kong.log.serialize()` describes it.
+pub struct LogCtx<'a> {
+    /// The serialized transaction (request, response, latencies, route, service, consumer,
+    /// ...), in Kong's shape.
+    pub entry: &'a serde_json::Value,
+    /// Plugin state as the response left it.
+    pub state: &'a RequestState,
+    /// The chain step being run.
+    pub step: usize,
+}
+
+impl LogCtx<'_> {
+    /// What this plugin saved during access.
+    pub fn saved(&self) -> &[u8] {
+        self.state.saved(self.step)
+    }
+}

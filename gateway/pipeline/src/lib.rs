@@ -1,0 +1,260 @@
+//! Kong's plugin pipeline: the [`Plugin`] trait, its phases, what a handler sees
+//! ([`context`]), per-route chains with Kong's scope resolution ([`chain`]), the consumer and
+//! credential index ([`identity`]), and the [`catalog`] of plugins a process can run.
+//!
+//! A request walks its route's [`Chain`]: rewrite (global plugins only), access (in
+//! priority order, adjusted by `ordering`), then header_filter and log for every plugin that
+//! ran in access, whether the upstream answered or a plugin did. When a plugin asks for it at
+//! header time, the upstream's body is buffered whole and passed through body_filter.
+//!
+//! This crate defines how plugins run, not which plugins exist (that is `gangway-plugins` and
+//! the edge crates, assembled into a [`Catalog`] by the binary), and it never touches a socket:
+//! the proxy calls the `run_*` functions and does the I/O.
+
+pub mod catalog;
+pub mod chain;
+pub mod context;
+pub mod edits;
+pub mod flow;
+pub mod identity;
+
+pub use catalog::{Catalog, Spec};
+pub use chain::{Chain, Instance, Pipeline};
+pub use context::{AccessCtx, LogCtx, NOT_RUN, RequestState, ResponseCtx};
+pub use flow::{Flow, Response, ResponseBody};
+
+/// A plugin instance with its compiled config. Handlers never do I/O themselves.
+pub trait Plugin: Send + Sync {
+    /// Runs in the rewrite phase, before routing, for global instances only (`ctx.route` is
+    /// `None`). Default: nothing.
+    fn rewrite(&self, _ctx: &mut AccessCtx<'_>) -> Flow {
+        Flow::Continue
+    }
+
+    /// True when [`Plugin::rewrite`] does something. Default false.
+    fn rewrites(&self) -> bool {
+        false
+    }
+
+    /// Runs in the access phase. Default: nothing.
+    fn access(&self, _ctx: &mut AccessCtx<'_>) -> Flow {
+        Flow::Continue
+    }
+
+    /// Runs on the response head before it is written. Default: nothing.
+    fn header_filter(&self, _ctx: &mut ResponseCtx<'_>) {}
+
+    /// True when [`Plugin::header_filter`] does something. Default false.
+    fn filters_headers(&self) -> bool {
+        false
+    }
+
+    /// True when the access handler needs the whole request body. Default false.
+    fn needs_body(&self) -> bool {
+        false
+    }
+
+    /// For a body of unknown size (chunked, no Content-Length): the most bytes this plugin
+    /// accepts. The chain then buffers such a body (and only such a body) up to the largest
+    /// limit of its plugins; a longer one is not read further and access sees
+    /// [`RequestState::body_over_limit`] instead. Default `None` (request-size-limiting sets
+    /// it).
+    fn chunked_body_limit(&self) -> Option<u64> {
+        None
+    }
+
+    /// True when [`Plugin::body_filter`] may want a response body (so chains without such a
+    /// plugin never ask [`Plugin::wants_body`]). Default false.
+    fn filters_body(&self) -> bool {
+        false
+    }
+
+    /// Decides, once the response head is final (after every header_filter), whether this
+    /// response's whole body should be buffered and handed to [`Plugin::body_filter`].
+    /// Default false.
+    fn wants_body(&self, _ctx: &ResponseCtx<'_>) -> bool {
+        false
+    }
+
+    /// Runs on the whole (decoded) response body before it is sent; the proxy frames the
+    /// result with its own `Content-Length`. Only called when some plugin of the chain
+    /// wanted the body. Default: nothing.
+    fn body_filter(&self, _ctx: &mut ResponseCtx<'_>, _body: &mut Vec<u8>) {}
+
+    /// Runs once the response is sent, with Kong's serialized transaction. It must not
+    /// block: I/O is handed to a background task. Default: nothing.
+    fn log(&self, _ctx: &LogCtx<'_>) {}
+
+    /// True when [`Plugin::log`] does something. Default false.
+    fn logs(&self) -> bool {
+        false
+    }
+}
+
+/// Runs the rewrite phase: the global chain's instances that have a rewrite handler, in
+/// priority order. Every global instance counts as run afterwards, so header_filter and log
+/// see them all, as in Kong (no instance is resolved per consumer before access).
+pub fn run_rewrite(pipeline: &Pipeline, ctx: &mut AccessCtx<'_>) -> Flow {
+    let global = &pipeline.global;
+    global.resolve_defaults(&mut ctx.state.resolved);
+    if !global.rewrites {
+        return Flow::Continue;
+    }
+    for &step in &global.by_priority {
+        let step = usize::from(step);
+        let instance = ctx.state.resolved[step];
+        if instance == NOT_RUN {
+            continue;
+        }
+        let handler = &pipeline.instances[instance as usize].handler;
+        if !handler.rewrites() {
+            continue;
+        }
+        ctx.step = step;
+        if let Flow::Respond(r) = handler.rewrite(ctx) {
+            return Flow::Respond(r);
+        }
+    }
+    Flow::Continue
+}
+
+/// The instance chain step `step` resolved in access, if it ran.
+fn ran(resolved: &[u32], step: u16) -> Option<(usize, u32)> {
+    let step = usize::from(step);
+    let instance = resolved.get(step).copied().unwrap_or(NOT_RUN);
+    (instance != NOT_RUN).then_some((step, instance))
+}
+
+/// Runs the access phase of `chain`. After a plugin answers, the remaining access handlers
+/// are skipped but their instances are still resolved, as Kong's collecting iterator does:
+/// header_filter, body_filter and log then run for them too.
+pub fn run_access(pipeline: &Pipeline, chain: &Chain, ctx: &mut AccessCtx<'_>) -> Flow {
+    let mut answer = None;
+    for (i, step) in chain.steps.iter().enumerate() {
+        let consumer = ctx.state.consumer.map(|c| ctx.identities.consumer(c).id);
+        let Some(instance) = step.resolve(consumer) else {
+            continue;
+        };
+        ctx.state.resolved[i] = instance;
+        if answer.is_some() {
+            continue;
+        }
+        ctx.step = i;
+        if let Flow::Respond(r) = pipeline.instances[instance as usize].handler.access(ctx) {
+            answer = Some(r);
+        }
+    }
+    answer.map_or(Flow::Continue, Flow::Respond)
+}
+
+/// Runs header_filter for every plugin that ran in access, in priority order.
+pub fn run_header_filter(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseCtx<'_>) {
+    if !chain.filters_headers {
+        return;
+    }
+    for &step in &chain.by_priority {
+        let Some((step, instance)) = ran(&ctx.state.resolved, step) else {
+            continue;
+        };
+        ctx.step = step;
+        pipeline.instances[instance as usize]
+            .handler
+            .header_filter(ctx);
+    }
+}
+
+/// True when some plugin that ran in access wants this response's body buffered (see
+/// [`Plugin::wants_body`]). Free when no plugin of the chain filters bodies.
+pub fn wants_body(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseCtx<'_>) -> bool {
+    if !chain.filters_body {
+        return false;
+    }
+    chain.by_priority.iter().any(|&step| {
+        ran(&ctx.state.resolved, step).is_some_and(|(step, instance)| {
+            // Each plugin reads its own slot (`ctx.saved()`), as in the other phases.
+            ctx.step = step;
+            pipeline.instances[instance as usize]
+                .handler
+                .wants_body(ctx)
+        })
+    })
+}
+
+/// Runs body_filter on the buffered response body for every plugin that ran in access, in
+/// priority order.
+pub fn run_body_filter(
+    pipeline: &Pipeline,
+    chain: &Chain,
+    ctx: &mut ResponseCtx<'_>,
+    body: &mut Vec<u8>,
+) {
+    for &step in &chain.by_priority {
+        let Some((step, instance)) = ran(&ctx.state.resolved, step) else {
+            continue;
+        };
+        ctx.step = step;
+        pipeline.instances[instance as usize]
+            .handler
+            .body_filter(ctx, body);
+    }
+}
+
+/// Runs the log phase for every plugin that ran in access (or every global plugin when no
+/// route matched), in priority order. Free when no plugin of the chain logs.
+pub fn run_log(pipeline: &Pipeline, chain: &Chain, ctx: &mut LogCtx<'_>) {
+    if !chain.logs {
+        return;
+    }
+    for &step in &chain.by_priority {
+        let Some((step, instance)) = ran(&ctx.state.resolved, step) else {
+            continue;
+        };
+        ctx.step = step;
+        pipeline.instances[instance as usize].handler.log(ctx);
+    }
+}
+
+/// The wall clock in epoch seconds (credential `ttl` expiry).
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Sets Kong's consumer headers for the upstream: `X-Consumer-ID`, `X-Consumer-Custom-ID`,
+/// `X-Consumer-Username` and `X-Credential-Identifier`. Absent values clear any copy the
+/// client sent.
+pub fn consumer_headers(
+    edits: &mut edits::HeaderEdits,
+    identities: &identity::Identities,
+    consumer: identity::ConsumerRef,
+    credential: Option<identity::CredentialRef>,
+) {
+    let c = identities.consumer(consumer);
+    let mut uuid = uuid::Uuid::encode_buffer();
+    edits.set(
+        "X-Consumer-ID",
+        c.id.hyphenated().encode_lower(&mut uuid).as_bytes(),
+    );
+    match c.custom_id.as_deref() {
+        Some(v) => edits.set("X-Consumer-Custom-ID", v.as_bytes()),
+        None => edits.remove("X-Consumer-Custom-ID"),
+    }
+    match c.username.as_deref() {
+        Some(v) => edits.set("X-Consumer-Username", v.as_bytes()),
+        None => edits.remove("X-Consumer-Username"),
+    }
+    match credential {
+        Some(cred) => {
+            let id = identities.credential(cred).id;
+            edits.set(
+                "X-Credential-Identifier",
+                id.hyphenated().encode_lower(&mut uuid).as_bytes(),
+            );
+        }
+        None => edits.remove("X-Credential-Identifier"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

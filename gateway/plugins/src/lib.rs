@@ -1,0 +1,112 @@
+//! The plugins gangway ships, one file each, with Kong's names, priorities, config schemas
+//! and defaults: key-auth, acl, cors, correlation-id, ip-restriction, request-size-limiting,
+//! request-termination, request-transformer, response-transformer, proxy-cache, file-log and
+//! http-log. [`catalog`] hands them to the binary.
+//!
+//! A plugin sees a request only through the pipeline's contexts and answers with a
+//! [`gangway_pipeline::Flow`]; it never reaches into the proxy, the runtime or a socket of a
+//! client connection. Plugins that ship data elsewhere (file-log, http-log) do it from
+//! threads of their own, fed by the log phase.
+
+pub mod acl;
+pub mod correlation_id;
+pub mod cors;
+pub mod file_log;
+pub mod http_log;
+pub mod ip_restriction;
+pub mod key_auth;
+mod lua_number;
+pub mod proxy_cache;
+mod request_body;
+pub mod request_size_limiting;
+pub mod request_termination;
+pub mod request_transformer;
+pub mod response_transformer;
+mod template;
+mod transform_ops;
+
+use gangway_pipeline::{Catalog, Spec};
+
+/// Every plugin gangway ships, in Kong's priority order.
+pub const BUNDLED: &[Spec] = &[
+    Spec {
+        name: correlation_id::NAME,
+        priority: correlation_id::PRIORITY,
+        schema: correlation_id::schema,
+        build: correlation_id::build,
+    },
+    Spec {
+        name: cors::NAME,
+        priority: cors::PRIORITY,
+        schema: cors::schema,
+        build: cors::build,
+    },
+    Spec {
+        name: key_auth::NAME,
+        priority: key_auth::PRIORITY,
+        schema: key_auth::schema,
+        build: key_auth::build,
+    },
+    Spec {
+        name: ip_restriction::NAME,
+        priority: ip_restriction::PRIORITY,
+        schema: ip_restriction::schema,
+        build: ip_restriction::build,
+    },
+    Spec {
+        name: request_size_limiting::NAME,
+        priority: request_size_limiting::PRIORITY,
+        schema: request_size_limiting::schema,
+        build: request_size_limiting::build,
+    },
+    Spec {
+        name: acl::NAME,
+        priority: acl::PRIORITY,
+        schema: acl::schema,
+        build: acl::build,
+    },
+    Spec {
+        name: request_transformer::NAME,
+        priority: request_transformer::PRIORITY,
+        schema: request_transformer::schema,
+        build: request_transformer::build,
+    },
+    Spec {
+        name: response_transformer::NAME,
+        priority: response_transformer::PRIORITY,
+        schema: response_transformer::schema,
+        build: response_transformer::build,
+    },
+    Spec {
+        name: proxy_cache::NAME,
+        priority: proxy_cache::PRIORITY,
+        schema: proxy_cache::schema,
+        build: proxy_cache::build,
+    },
+    Spec {
+        name: http_log::NAME,
+        priority: http_log::PRIORITY,
+        schema: http_log::schema,
+        build: http_log::build,
+    },
+    Spec {
+        name: file_log::NAME,
+        priority: file_log::PRIORITY,
+        schema: file_log::schema,
+        build: file_log::build,
+    },
+    Spec {
+        name: request_termination::NAME,
+        priority: request_termination::PRIORITY,
+        schema: request_termination::schema,
+        build: request_termination::build,
+    },
+];
+
+/// A catalog of the bundled plugins.
+pub fn catalog() -> Catalog {
+    Catalog::new(BUNDLED)
+}
+
+#[cfg(test)]
+mod tests;

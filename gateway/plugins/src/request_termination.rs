@@ -1,0 +1,203 @@
+//! request-termination (priority 2): answers with a fixed response instead of proxying
+//! (kong-reference.md 4.7).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use gangway_config::schema::{EntityCheck, Field, Schema};
+use gangway_pipeline::Plugin;
+use gangway_pipeline::catalog::ConfigProblem;
+use gangway_pipeline::context::AccessCtx;
+use gangway_pipeline::flow::{Flow, Response, ResponseBody};
+
+/// Kong's name.
+pub const NAME: &str = "request-termination";
+/// Kong's PRIORITY.
+pub const PRIORITY: i32 = 2;
+
+/// Kong's `kong/plugins/request-termination/schema.lua`.
+pub fn schema() -> Schema {
+    Schema::new(
+        NAME,
+        Field::record(vec![
+            (
+                "status_code",
+                Field::integer()
+                    .required()
+                    .default(json!(503))
+                    .between(100, 599),
+            ),
+            ("message", Field::string()),
+            ("content_type", Field::string()),
+            ("body", Field::string()),
+            ("echo", Field::boolean().required().default(json!(false))),
+            ("trigger", Field::string()),
+        ]),
+    )
+    .with_check(EntityCheck::MutuallyExclusiveSets {
+        set1: vec!["config.message"],
+        set2: vec!["config.content_type", "config.body"],
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct Config {
+    status_code: u16,
+    message: Option<String>,
+    content_type: Option<String>,
+    body: Option<String>,
+    echo: bool,
+    trigger: Option<String>,
+}
+
+struct RequestTermination {
+    conf: Config,
+    trigger_lower: Option<String>,
+}
+
+/// Builds the plugin from its validated config.
+pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
+    let conf: Config =
+        serde_json::from_value(config.clone()).map_err(|e| vec![(String::new(), e.to_string())])?;
+    let mut problems = Vec::new();
+    if !(100..=599).contains(&conf.status_code) {
+        problems.push((
+            "status_code".into(),
+            "value should be between 100 and 599".into(),
+        ));
+    }
+    if conf.message.is_some() && (conf.content_type.is_some() || conf.body.is_some()) {
+        problems.push((
+            String::new(),
+            "message cannot be used with content_type or body".into(),
+        ));
+    }
+    if conf.content_type.is_some() && conf.body.is_none() {
+        problems.push((String::new(), "content_type requires a body".into()));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Box::new(RequestTermination {
+        trigger_lower: conf.trigger.as_ref().map(|t| t.to_ascii_lowercase()),
+        conf,
+    }))
+}
+
+/// Kong's default message for a status (`kong.response.error`).
+fn default_message(status: u16) -> Cow<'static, str> {
+    Cow::Borrowed(match status {
+        400 => "Bad request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not found",
+        405 => "Method not allowed",
+        500 => "An unexpected error occurred",
+        502 => "Bad Gateway",
+        503 => "Service unavailable",
+        _ => return Cow::Owned(gangway_http::error_page::reason_phrase(status).to_owned()),
+    })
+}
+
+impl RequestTermination {
+    fn echo(&self, ctx: &AccessCtx<'_>) -> Value {
+        let mut headers = Map::new();
+        for f in ctx.head.headers() {
+            let name = String::from_utf8_lossy(f.name.get(ctx.buf)).to_ascii_lowercase();
+            let value = Value::String(String::from_utf8_lossy(f.value.get(ctx.buf)).into_owned());
+            match headers.get_mut(&name) {
+                Some(Value::Array(list)) => list.push(value),
+                Some(existing) => *existing = Value::Array(vec![existing.take(), value]),
+                None => {
+                    headers.insert(name, value);
+                }
+            }
+        }
+        let mut query = Map::new();
+        for (k, v) in url::form_urlencoded::parse(ctx.raw_query().unwrap_or_default()) {
+            query.insert(k.into_owned(), Value::String(v.into_owned()));
+        }
+        let host = ctx.head.host(ctx.buf).unwrap_or_default();
+        let (hostname, port) = split_host(host, ctx.tls);
+        let body = ctx.body().map(|b| String::from_utf8_lossy(b).into_owned());
+        let captures: Map<String, Value> = ctx
+            .captures
+            .named_captures()
+            .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+            .collect();
+        json!({
+            "message": self.conf.message,
+            "kong": {
+                "node_id": gangway_config::node::node_id().to_string(),
+                "worker_pid": std::process::id(),
+                "hostname": gangway_config::node::hostname(),
+            },
+            "request": {
+                "scheme": if ctx.tls { "https" } else { "http" },
+                "host": hostname,
+                "port": port,
+                "headers": headers,
+                "query": query,
+                "body": body,
+                "raw_body": body,
+                "method": String::from_utf8_lossy(ctx.method()),
+                "path": String::from_utf8_lossy(ctx.path()),
+                "uri_captures": {"named": captures, "unnamed": []},
+            },
+            "matched_route": ctx.route.map(|r| serde_json::to_value(r).unwrap_or_default()),
+            "matched_service": ctx.service.map(|s| serde_json::to_value(s).unwrap_or_default()),
+        })
+    }
+}
+
+fn split_host(host: &[u8], tls: bool) -> (String, u16) {
+    let text = String::from_utf8_lossy(host);
+    let default = if tls { 443 } else { 80 };
+    match text.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || text.starts_with('[') => {
+            (h.to_owned(), p.parse().unwrap_or(default))
+        }
+        _ => (text.into_owned(), default),
+    }
+}
+
+impl Plugin for RequestTermination {
+    fn access(&self, ctx: &mut AccessCtx<'_>) -> Flow {
+        if let Some(trigger) = &self.trigger_lower {
+            let present = ctx.header(trigger).is_some()
+                || !ctx
+                    .query_values(self.conf.trigger.as_deref().unwrap_or_default())
+                    .is_empty();
+            if !present {
+                return Flow::Continue;
+            }
+        }
+        let status = self.conf.status_code;
+        if self.conf.echo {
+            return Flow::Respond(Response {
+                status,
+                body: ResponseBody::Json(self.echo(ctx)),
+                headers: Vec::new(),
+                proxied: false,
+            });
+        }
+        if let Some(body) = &self.conf.body {
+            return Flow::Respond(Response {
+                status,
+                body: ResponseBody::Raw {
+                    content_type: self.conf.content_type.clone(),
+                    body: body.as_bytes().to_vec(),
+                },
+                headers: Vec::new(),
+                proxied: false,
+            });
+        }
+        let message = match &self.conf.message {
+            Some(m) => Cow::Owned(m.clone()),
+            None => default_message(status),
+        };
+        Flow::error(status, message)
+    }
+}

@@ -1,0 +1,325 @@
+//! Compiles a validated [`Config`] into a [`Snapshot`]: builds the router, resolves each
+//! route's service, and precomputes per-service upstream facts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+
+use gangway_config::ConfigErrors;
+use gangway_config::model::{Config, Protocol};
+use gangway_config::settings::Settings;
+use gangway_net::tls::{CertPair, CertStore, ClientConfigCache, RootSource, server_config};
+use gangway_pipeline::Catalog;
+use gangway_pipeline::identity::Identities;
+use gangway_router::{Router, RouterFlavor};
+
+use crate::snapshot::{Compiled, ServiceTarget, Snapshot};
+use crate::upstream::balancer::{Balancer, HealthRegistry};
+
+/// What compiling needs besides the config: process-wide state that outlives snapshots.
+pub struct CompileShared<'a> {
+    /// Settings.
+    pub settings: &'a Settings,
+    /// The plugins this process can run.
+    pub catalog: &'a Catalog,
+    /// Target health, kept across reloads.
+    pub health: &'a HealthRegistry,
+    /// The certificate served when no SNI matches (from `ssl_cert`, or generated at start).
+    pub default_cert: &'a CertPair,
+    /// Trust anchors for upstream TLS (`lua_ssl_trusted_certificate`).
+    pub roots: &'a RootSource,
+    /// Upstream TLS configs, kept across compiles so sessions resume after a reload.
+    pub client_configs: &'a std::sync::Mutex<ClientConfigCache>,
+}
+
+/// Feeds written bytes to an md5 hasher, so the config is hashed as it serializes instead
+/// of through a JSON copy (hundreds of MB for a million consumers).
+struct HashWriter(Md5);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Kong's configuration hash: the md5 of the config's JSON, as 32 hex characters.
+pub fn config_hash(config: &Config) -> String {
+    // Buffered: serde_json writes many tiny pieces, and md5 is fastest on whole blocks.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(Md5::new()));
+    serde_json::to_writer(&mut out, config).expect("invariant: the config model serializes");
+    let hasher = out
+        .into_inner()
+        .map_err(|_| ())
+        .expect("invariant: writing to a hasher cannot fail");
+    let digest = hasher.0.finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Host header for `host:port`: the port is left out when it is the scheme's default.
+pub fn host_header(host: &str, port: u16, tls: bool) -> String {
+    let default_port = if tls { 443 } else { 80 };
+    if port == default_port {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Builds a snapshot; every problem is reported with its entity path.
+pub fn compile(
+    mut config: Config,
+    shared: &CompileShared<'_>,
+    version: u64,
+) -> Result<Snapshot, ConfigErrors> {
+    let health = shared.health;
+    let mut errors = ConfigErrors::default();
+    let tls = match CertStore::build(
+        &config.certificates,
+        &config.snis,
+        shared.default_cert.clone(),
+    ) {
+        Ok(store) => Some(server_config(Arc::new(store))),
+        Err(e) => {
+            errors.0.extend(e.0);
+            None
+        }
+    };
+    let router = match Router::build(&config.routes, RouterFlavor::TraditionalCompatible) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            errors.0.extend(e.0);
+            None
+        }
+    };
+    let mut balancers = Vec::with_capacity(config.upstreams.len());
+    for (i, u) in config.upstreams.iter().enumerate() {
+        let targets: Vec<_> = config
+            .targets
+            .iter()
+            .filter(|t| t.upstream.id == u.id)
+            .collect();
+        match Balancer::build(u, &targets, health, &format!("upstreams[{i}]")) {
+            Ok(b) => balancers.push(b),
+            Err(e) => errors.0.extend(e.0),
+        }
+    }
+    let by_name: HashMap<&str, usize> = balancers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.name.as_str(), i))
+        .collect();
+    let mut client_configs = shared
+        .client_configs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let services: Vec<ServiceTarget> = config
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let tls = matches!(
+                s.protocol,
+                Protocol::Https | Protocol::Grpcs | Protocol::Tls
+            );
+            let tls_client = tls.then(|| {
+                let verify = s.tls_verify.unwrap_or(shared.settings.upstream_tls_verify);
+                let cas: Vec<_> = s
+                    .ca_certificates
+                    .iter()
+                    .flatten()
+                    .filter_map(|id| config.ca_certificates.iter().find(|c| c.id == *id))
+                    .collect();
+                let own_roots = if cas.is_empty() {
+                    None
+                } else {
+                    match RootSource::from_ca_certificates(&cas) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            errors.push(format!("services[{i}].ca_certificates"), e.to_string());
+                            None
+                        }
+                    }
+                };
+                client_configs.get(
+                    verify,
+                    s.tls_verify_depth,
+                    own_roots.as_ref().unwrap_or(shared.roots),
+                    None,
+                )
+            });
+            ServiceTarget {
+                id: s.id,
+                name: s.name.clone(),
+                tls,
+                host: s.host.clone(),
+                port: s.port,
+                host_header: host_header(&s.host, s.port, tls),
+                path: s.path.clone(),
+                connect_timeout: Duration::from_millis(u64::from(s.connect_timeout)),
+                read_timeout: Duration::from_millis(u64::from(s.read_timeout)),
+                write_timeout: Duration::from_millis(u64::from(s.write_timeout)),
+                retries: s.retries,
+                enabled: s.enabled,
+                balancer: by_name.get(s.host.as_str()).copied(),
+                tls_client,
+            }
+        })
+        .collect();
+    let by_id: HashMap<_, _> = config
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id, i))
+        .collect();
+    let route_service = config
+        .routes
+        .iter()
+        .map(|r| r.service.and_then(|fk| by_id.get(&fk.id).copied()))
+        .collect();
+    let instances = shared
+        .catalog
+        .compile(&config, &shared.settings.plugins, &mut errors);
+    let pipeline = gangway_pipeline::chain::build(&config, instances, &mut errors);
+    // Compilers index routes and plugins as flat lists; name them as the file declared them.
+    for e in &mut errors.0 {
+        e.path = config.origins.locate(&e.path);
+    }
+    let (Some(router), Some(tls)) = (router, tls) else {
+        return Err(errors);
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let hash = config_hash(&config);
+    let identities = Arc::new(Identities::build(
+        std::mem::take(&mut config.consumers),
+        std::mem::take(&mut config.keyauth_credentials),
+        std::mem::take(&mut config.acls),
+    ));
+    Ok(Snapshot {
+        version,
+        hash,
+        compiled: Arc::new(Compiled {
+            config,
+            router,
+            route_service,
+            services,
+            balancers,
+            tls,
+            pipeline,
+        }),
+        identities,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use gangway_config::schema::{Field, Schema};
+    use gangway_pipeline::{Catalog, Plugin, Spec};
+    use md5::{Digest, Md5};
+
+    /// key-auth and acl as names only: plugins that do nothing, with empty configs.
+    fn stub_catalog() -> Catalog {
+        struct Nothing;
+        impl Plugin for Nothing {}
+        static STUBS: [Spec; 2] = [
+            Spec {
+                name: "key-auth",
+                priority: 1250,
+                schema: || Schema::new("key-auth", Field::record(Vec::new())),
+                build: |_| Ok(Box::new(Nothing)),
+            },
+            Spec {
+                name: "acl",
+                priority: 950,
+                schema: || Schema::new("acl", Field::record(Vec::new())),
+                build: |_| Ok(Box::new(Nothing)),
+            },
+        ];
+        Catalog::new(&STUBS)
+    }
+
+    #[test]
+    fn streaming_hash_equals_the_md5_of_the_json() {
+        let config = gangway_config::declarative::load_str(
+            "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://x\nconsumers:\n  - username: a\n    keyauth_credentials:\n      - key: k\n",
+            &gangway_pipeline::Catalog::default(),
+        )
+        .expect("config");
+        let json = serde_json::to_vec(&config).expect("serializes");
+        let want: String = Md5::digest(&json)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(super::config_hash(&config), want);
+    }
+
+    #[test]
+    fn compile_errors_name_nested_routes_and_plugins_as_declared() {
+        let config = gangway_config::declarative::load_str(
+            r#"_format_version: "3.0"
+routes:
+  - name: flat
+    paths: ["/flat"]
+services:
+  - name: s
+    url: http://x
+    routes:
+      - name: ok
+        paths: ["/ok"]
+      - name: bad
+        paths: ["~/(unclosed"]
+        plugins:
+          - name: key-auth
+            ordering:
+              after: {access: [acl]}
+          - name: acl
+            ordering:
+              after: {access: [key-auth]}
+"#,
+            &stub_catalog(),
+        )
+        .expect("loads: the regex and the cycle are compile-time problems");
+        let errors = crate::compile_standalone(config, stub_catalog())
+            .err()
+            .expect("invalid");
+        let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+        assert!(
+            paths.contains(&"services[0].routes[1].paths[0]"),
+            "{errors}"
+        );
+        assert!(paths.contains(&"services[0].routes[1]"), "{errors}");
+        assert!(
+            errors.to_string().contains(
+                "services[0].routes[1]: plugin ordering has a cycle among: key-auth, acl"
+            ),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn flat_paths_stay_flat() {
+        let origins = gangway_config::model::Origins {
+            routes: vec!["routes[0]".into(), "services[2].routes[0]".into()],
+            plugins: vec!["consumers[1].plugins[0]".into()],
+        };
+        assert_eq!(origins.locate("routes[0].paths[1]"), "routes[0].paths[1]");
+        assert_eq!(
+            origins.locate("routes[1].hosts[0]"),
+            "services[2].routes[0].hosts[0]"
+        );
+        assert_eq!(
+            origins.locate("plugins[0].config.x"),
+            "consumers[1].plugins[0].config.x"
+        );
+        assert_eq!(origins.locate("plugins[7].name"), "plugins[7].name");
+        assert_eq!(origins.locate("services[0].url"), "services[0].url");
+    }
+}

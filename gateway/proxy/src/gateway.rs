@@ -1,0 +1,217 @@
+//! State shared by every thread: settings, the current snapshot, readiness and counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use gangway_config::settings::Settings;
+use gangway_config::{Config, ConfigErrors};
+use gangway_net::tls::{CertPair, ClientConfigCache, RootSource};
+use gangway_pipeline::Catalog;
+use gangway_pipeline::identity::Identities;
+
+use crate::compile::CompileShared;
+use crate::snapshot::Snapshot;
+use crate::upstream::balancer::HealthRegistry;
+
+/// Connection and request counters, in the shape of Kong's `/status` `server` object.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Connections handled (accepted and not refused by the connection limit).
+    pub handled: AtomicU64,
+    /// Open client connections.
+    pub active: AtomicU64,
+    /// Connections idle between requests.
+    pub waiting: AtomicU64,
+    /// Requests read since start.
+    pub total_requests: AtomicU64,
+}
+
+/// Process-wide state that outlives snapshots, built once at startup.
+pub struct SharedState {
+    /// The plugins this process can run.
+    pub catalog: Catalog,
+    /// Target health.
+    pub health: Arc<HealthRegistry>,
+    /// The default certificate.
+    pub default_cert: CertPair,
+    /// Upstream trust anchors.
+    pub roots: RootSource,
+    /// Upstream TLS configs.
+    pub client_configs: std::sync::Mutex<ClientConfigCache>,
+}
+
+impl SharedState {
+    /// Compile inputs borrowed from this state.
+    pub fn compile_inputs<'a>(&'a self, settings: &'a Settings) -> CompileShared<'a> {
+        CompileShared {
+            settings,
+            catalog: &self.catalog,
+            health: &self.health,
+            default_cert: &self.default_cert,
+            roots: &self.roots,
+            client_configs: &self.client_configs,
+        }
+    }
+}
+
+/// The process-wide gateway state.
+pub struct Gateway {
+    /// Settings, fixed for the process lifetime.
+    pub settings: Settings,
+    snapshot: ArcSwap<Snapshot>,
+    draining: AtomicBool,
+    shutdown_tx: watch::Sender<bool>,
+    /// Counters for `/status`.
+    pub counters: Counters,
+    /// The plugins this process can run (the loader validates against their schemas).
+    pub catalog: Catalog,
+    /// Target health, kept across reloads.
+    pub health: Arc<HealthRegistry>,
+    /// The default TLS certificate, fixed for the process lifetime.
+    pub default_cert: CertPair,
+    /// Trust anchors for upstream TLS.
+    pub roots: RootSource,
+    /// Upstream TLS configs shared by snapshots.
+    pub client_configs: std::sync::Mutex<ClientConfigCache>,
+    /// Held while a new snapshot is being made (a reload, an identity write): one at a time,
+    /// so no change is lost to a concurrent one.
+    pub config_writes: std::sync::Mutex<()>,
+}
+
+impl Gateway {
+    /// Wraps the first snapshot.
+    pub fn new(settings: Settings, snapshot: Snapshot, shared: SharedState) -> Self {
+        Gateway {
+            catalog: shared.catalog,
+            health: shared.health,
+            default_cert: shared.default_cert,
+            roots: shared.roots,
+            client_configs: shared.client_configs,
+            config_writes: std::sync::Mutex::new(()),
+            settings,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            draining: AtomicBool::new(false),
+            shutdown_tx: watch::channel(false).0,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The current snapshot; a request keeps the one it loaded until it ends.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Publishes a new snapshot; in-flight requests finish on the old one.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Applies one write to consumers, keys or ACL groups (see [`Identities::with_credential`]
+    /// and friends) and publishes it at once. The new snapshot shares the current one's
+    /// routes, services and plugin chains: nothing is recompiled. A refused write publishes
+    /// nothing.
+    pub fn write_identities<E>(
+        &self,
+        write: impl FnOnce(&Identities) -> Result<Identities, E>,
+    ) -> Result<(), E> {
+        let _one_at_a_time = self.config_writes.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.snapshot();
+        let next = write(&current.identities)?;
+        self.publish(current.with_identities(next));
+        Ok(())
+    }
+
+    /// True once SIGTERM/SIGINT (or `POST /status/ready status=draining`) started a drain.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Marks the node as draining: `/status/ready` turns 503 but traffic is still served.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Tells workers to stop accepting and close idle connections.
+    pub fn begin_shutdown(&self) {
+        self.set_draining();
+        self.shutdown_tx.send_replace(true);
+    }
+
+    /// Compiles a config against this process's shared state.
+    pub fn compile(&self, config: Config, version: u64) -> Result<Snapshot, ConfigErrors> {
+        let shared = CompileShared {
+            settings: &self.settings,
+            catalog: &self.catalog,
+            health: &self.health,
+            default_cert: &self.default_cert,
+            roots: &self.roots,
+            client_configs: &self.client_configs,
+        };
+        crate::compile::compile(config, &shared, version)
+    }
+
+    /// A receiver that turns `true` when shutdown begins.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use gangway_config::model::{ForeignKey, KeyauthCredential};
+    use gangway_pipeline::identity::{IdentityError, KeyLookup};
+
+    #[test]
+    fn an_identity_write_publishes_a_key_without_recompiling_routes() {
+        let catalog = gangway_pipeline::Catalog::default();
+        let config = gangway_config::declarative::load_str(
+            "_format_version: \"3.0\"\nconsumers:\n  - username: alice\nservices:\n  - name: s\n    url: http://x\n    routes:\n      - paths: [\"/\"]\n",
+            &catalog,
+        )
+        .expect("config");
+        let gateway = crate::standalone_gateway(config, catalog).expect("gateway");
+        let before = gateway.snapshot();
+        let alice = before
+            .identities
+            .consumer_by_username("alice")
+            .expect("alice");
+        let cred = KeyauthCredential {
+            id: uuid::Uuid::from_u128(7),
+            consumer: ForeignKey::from(before.identities.consumer(alice).id),
+            key: "new-key".into(),
+            expires_at: None,
+            tags: None,
+            created_at: 0,
+        };
+        gateway
+            .write_identities(|ids| ids.with_credential(cred.clone()))
+            .expect("written");
+        let after = gateway.snapshot();
+        assert!(
+            Arc::ptr_eq(&before.compiled, &after.compiled),
+            "routes shared"
+        );
+        assert_eq!(
+            after.identities.find_key(b"new-key", 0),
+            KeyLookup::Found(0, alice)
+        );
+        assert_eq!(
+            before.identities.find_key(b"new-key", 0),
+            KeyLookup::Unknown
+        );
+
+        // A refused write leaves the published snapshot alone.
+        let err = gateway
+            .write_identities(|ids| ids.with_credential(cred.clone()))
+            .expect_err("the key is taken");
+        assert!(matches!(err, IdentityError::Unique { field: "key", .. }));
+        assert!(Arc::ptr_eq(&gateway.snapshot(), &after));
+    }
+}

@@ -1,0 +1,474 @@
+//! The heads gangway writes: the request to the upstream and the response to the client.
+//!
+//! Written straight into the connection's output buffer: no header map, no per-request
+//! allocation. Hop-by-hop headers are dropped both ways; Kong's forwarding and latency headers
+//! are added.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gangway_http::{BodyFraming, RequestHead, ResponseHead, Version};
+use gangway_pipeline::edits::HeaderEdits;
+
+/// The `Server` value on responses gangway generates, and the product in `Via`.
+pub const PRODUCT: &str = concat!("gangway/", env!("CARGO_PKG_VERSION"));
+
+/// What the upstream request head needs beyond the client's head.
+pub struct UpstreamHead<'a> {
+    /// The method to send (the client's, unless a plugin changed it).
+    pub method: &'a [u8],
+    /// Plugin changes to the headers.
+    pub edits: &'a HeaderEdits,
+    /// The upstream path (already built by the router's path handling), without query.
+    pub path: &'a [u8],
+    /// The raw query including its leading `?`, if the request had one.
+    pub query: Option<&'a [u8]>,
+    /// The Host header value to send.
+    pub host: &'a [u8],
+    /// The TCP peer's address (appended to `X-Forwarded-For`).
+    pub client: SocketAddr,
+    /// The client address after `real_ip` resolution (`X-Real-IP`).
+    pub real_ip: std::net::IpAddr,
+    /// Whether the client is a trusted proxy (its X-Forwarded-* values are kept).
+    pub trusted: bool,
+    /// `https` or `http`: the scheme the client used.
+    pub scheme: &'a str,
+    /// The port the request arrived on.
+    pub local_port: u16,
+    /// The prefix stripped from the path (for `X-Forwarded-Prefix`), if any.
+    pub stripped_prefix: Option<&'a [u8]>,
+    /// The request id, if `headers_upstream` includes it.
+    pub request_id: Option<&'a [u8]>,
+    /// Body framing to announce.
+    pub framing: BodyFraming,
+    /// Whether this is an upgrade (WebSocket) request.
+    pub upgrade: bool,
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_number(out: &mut Vec<u8>, n: u64) {
+    let mut tmp = itoa_buf(n);
+    let (digits, start) = (&mut tmp.0, tmp.1);
+    out.extend_from_slice(&digits[start..]);
+}
+
+fn itoa_buf(mut n: u64) -> ([u8; 20], usize) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    (buf, i)
+}
+
+fn push_ip(out: &mut Vec<u8>, addr: SocketAddr) {
+    use std::io::Write;
+    let _ = write!(out, "{}", addr.ip());
+}
+
+/// Request headers gangway computes for the upstream (a plugin's edit still wins).
+const FORWARDED: [&[u8]; 8] = [
+    b"via",
+    b"x-real-ip",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-forwarded-path",
+    b"x-forwarded-prefix",
+];
+
+/// Writes the upstream request head into `out`. Returns where the Host value sits in `out`,
+/// so a retry on another target can replace it.
+pub fn write_upstream_request(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    buf: &[u8],
+    up: &UpstreamHead<'_>,
+) -> std::ops::Range<usize> {
+    out.extend_from_slice(up.method);
+    out.push(b' ');
+    out.extend_from_slice(up.path);
+    if let Some(q) = up.query {
+        out.extend_from_slice(q);
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    // A plugin may replace the Host header (request-transformer `replace.headers`).
+    let host = up
+        .edits
+        .values("host", std::iter::empty())
+        .next()
+        .unwrap_or(up.host);
+    let host_at = out.len()..out.len() + host.len();
+    out.extend_from_slice(host);
+    out.extend_from_slice(b"\r\n");
+    for field in head.headers() {
+        let (name, value) = (field.name.get(buf), field.value.get(buf));
+        if head.is_hop_by_hop(buf, name)
+            || up.edits.removes_original(name)
+            || name.eq_ignore_ascii_case(b"host")
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"expect")
+            || FORWARDED.iter().any(|f| name.eq_ignore_ascii_case(f))
+        {
+            continue;
+        }
+        push_header(out, name, value);
+    }
+    for (name, value) in up.edits.added() {
+        if !managed_request_header(name) {
+            push_header(out, name, value);
+        }
+    }
+    // As Kong sets them: X-Real-IP is the realip result; X-Forwarded-For extends the client's
+    // list with the TCP peer, or starts with the realip result. A plugin that set or removed
+    // one of these headers has the last word (a key in the URL must not leak through
+    // X-Forwarded-Path, say).
+    match plugin_override(up.edits, "x-real-ip") {
+        Some(v) => push_optional(out, b"X-Real-IP", v),
+        None => {
+            out.extend_from_slice(b"X-Real-IP: ");
+            push_ip(out, SocketAddr::new(up.real_ip, 0));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    match plugin_override(up.edits, "x-forwarded-for") {
+        Some(v) => push_optional(out, b"X-Forwarded-For", v),
+        None => {
+            out.extend_from_slice(b"X-Forwarded-For: ");
+            let mut prior = head.header_values(buf, "x-forwarded-for").peekable();
+            if prior.peek().is_some() {
+                for v in prior {
+                    out.extend_from_slice(v);
+                    out.extend_from_slice(b", ");
+                }
+                push_ip(out, up.client);
+            } else {
+                push_ip(out, SocketAddr::new(up.real_ip, 0));
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    let kept = |name: &str| {
+        if up.trusted {
+            head.header(buf, name)
+        } else {
+            None
+        }
+    };
+    match plugin_override(up.edits, "x-forwarded-proto") {
+        Some(v) => push_optional(out, b"X-Forwarded-Proto", v),
+        None => push_header(
+            out,
+            b"X-Forwarded-Proto",
+            kept("x-forwarded-proto").unwrap_or(up.scheme.as_bytes()),
+        ),
+    }
+    match plugin_override(up.edits, "x-forwarded-host") {
+        Some(v) => push_optional(out, b"X-Forwarded-Host", v),
+        None => {
+            let host_only = host_without_port(head.host(buf).unwrap_or(b""));
+            push_header(
+                out,
+                b"X-Forwarded-Host",
+                kept("x-forwarded-host").unwrap_or(host_only),
+            );
+        }
+    }
+    match (
+        plugin_override(up.edits, "x-forwarded-port"),
+        kept("x-forwarded-port"),
+    ) {
+        (Some(v), _) => push_optional(out, b"X-Forwarded-Port", v),
+        (None, Some(p)) => push_header(out, b"X-Forwarded-Port", p),
+        (None, None) => {
+            out.extend_from_slice(b"X-Forwarded-Port: ");
+            push_number(out, u64::from(up.local_port));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    match plugin_override(up.edits, "x-forwarded-path") {
+        Some(v) => push_optional(out, b"X-Forwarded-Path", v),
+        None => push_header(
+            out,
+            b"X-Forwarded-Path",
+            kept("x-forwarded-path").unwrap_or(head.path(buf)),
+        ),
+    }
+    match plugin_override(up.edits, "x-forwarded-prefix") {
+        Some(v) => push_optional(out, b"X-Forwarded-Prefix", v),
+        None => {
+            if let Some(prefix) = kept("x-forwarded-prefix").or(up.stripped_prefix) {
+                push_header(out, b"X-Forwarded-Prefix", prefix);
+            }
+        }
+    }
+    // As Kong: the client's Via, extended with this hop (the client's HTTP version).
+    match plugin_override(up.edits, "via") {
+        Some(v) => push_optional(out, b"Via", v),
+        None => {
+            out.extend_from_slice(b"Via: ");
+            for v in head.header_values(buf, "via") {
+                out.extend_from_slice(v);
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(match head.version() {
+                Version::Http10 => b"1.0 ",
+                _ => b"1.1 ",
+            });
+            out.extend_from_slice(PRODUCT.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if let Some(id) = up.request_id {
+        push_header(out, b"X-Kong-Request-Id", id);
+    }
+    match up.framing {
+        BodyFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            push_number(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        _ => {}
+    }
+    if up.upgrade {
+        if let Some(proto) = head.header(buf, "upgrade") {
+            push_header(out, b"Upgrade", proto);
+        }
+        out.extend_from_slice(b"Connection: upgrade\r\n\r\n");
+    } else {
+        out.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+    }
+    host_at
+}
+
+/// A plugin's say on a header gangway computes: `None` when no plugin touched it, else what
+/// the plugin left (`Some(None)` after a removal).
+fn plugin_override<'e>(edits: &'e HeaderEdits, lower: &'e str) -> Option<Option<&'e [u8]>> {
+    if edits.is_empty() || !edits.removes_original(lower.as_bytes()) {
+        return None;
+    }
+    Some(edits.values(lower, std::iter::empty()).next())
+}
+
+fn push_optional(out: &mut Vec<u8>, name: &[u8], value: Option<&[u8]>) {
+    if let Some(v) = value {
+        push_header(out, name, v);
+    }
+}
+
+/// Headers gangway itself writes on upstream requests; plugin edits cannot add copies.
+fn managed_request_header(name: &[u8]) -> bool {
+    [
+        &b"host"[..],
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"upgrade",
+        b"te",
+        b"keep-alive",
+        b"expect",
+    ]
+    .iter()
+    .chain(FORWARDED.iter())
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// `example.com:8000` → `example.com`; `[::1]:80` → `[::1]`.
+pub fn host_without_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(i) => &host[..i],
+        None => host,
+    }
+}
+
+/// What the client response head needs beyond the upstream's head.
+pub struct ClientHead<'a> {
+    /// Add `Via` (server_tokens).
+    pub via: bool,
+    /// `X-Kong-Upstream-Latency`, when enabled.
+    pub upstream_latency: Option<Duration>,
+    /// `X-Kong-Proxy-Latency`, when enabled.
+    pub proxy_latency: Option<Duration>,
+    /// Add `X-Kong-Upstream-Status`.
+    pub upstream_status: bool,
+    /// The request id, when enabled.
+    pub request_id: Option<&'a [u8]>,
+    /// Close the client connection after this response.
+    pub close: bool,
+    /// The client spoke HTTP/1.0 and asked for keep-alive.
+    pub http10_keep_alive: bool,
+    /// The chunked body is decoded for an HTTP/1.0 client (no Transfer-Encoding header).
+    pub dechunked: bool,
+    /// The body was buffered and rewritten by plugins: send this `Content-Length` instead of
+    /// the upstream's framing. `None` (the default) keeps the upstream's framing.
+    pub body_length: Option<u64>,
+    /// `Kong-Route-*` / `Kong-Service-*` values when `allow_debug_header` is on and the client
+    /// sent `kong-debug: 1`.
+    pub debug: Option<DebugIds<'a>>,
+}
+
+/// Ids and names for Kong's debug headers.
+pub struct DebugIds<'a> {
+    /// The matched route's id.
+    pub route_id: &'a gangway_config::model::Id,
+    /// Its name.
+    pub route_name: Option<&'a str>,
+    /// The service's id.
+    pub service_id: &'a gangway_config::model::Id,
+    /// Its name.
+    pub service_name: Option<&'a str>,
+}
+
+/// Writes the response head for the client into `out`.
+pub fn write_client_response(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead,
+    buf: &[u8],
+    extra: &ClientHead<'_>,
+    edits: &HeaderEdits,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_number(out, u64::from(resp.status()));
+    out.push(b' ');
+    out.extend_from_slice(resp.reason(buf));
+    out.extend_from_slice(b"\r\n");
+    let switching = resp.status() == 101;
+    for field in resp.headers() {
+        let (name, value) = (field.name.get(buf), field.value.get(buf));
+        let keep_for_upgrade = switching
+            && (name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"connection"));
+        // Content-Length is framing: a plugin removing it (response-transformer) must not
+        // leave the client without one; a rewritten body gets `body_length` instead.
+        let framing = name.eq_ignore_ascii_case(b"content-length");
+        if !keep_for_upgrade && resp.is_hop_by_hop(buf, name)
+            || (!framing && edits.removes_original(name))
+        {
+            continue;
+        }
+        if extra.via && name.eq_ignore_ascii_case(b"via") {
+            continue;
+        }
+        if framing && extra.body_length.is_some() {
+            continue;
+        }
+        push_header(out, name, value);
+    }
+    for (name, value) in edits.added() {
+        let framing = [&b"content-length"[..], b"transfer-encoding", b"connection"];
+        if !framing.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            push_header(out, name, value);
+        }
+    }
+    if let Some(len) = extra.body_length {
+        out.extend_from_slice(b"Content-Length: ");
+        push_number(out, len);
+        out.extend_from_slice(b"\r\n");
+    } else if matches!(resp.framing(), BodyFraming::Chunked) && !extra.dechunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    // Kong sets its own headers before the plugins' header_filter, so a plugin may remove
+    // them (response-transformer `remove.headers: [Via]`).
+    let removed = |lower: &str| !edits.is_empty() && edits.removes_original(lower.as_bytes());
+    if extra.via && !removed("via") {
+        // The upstream's Via, extended with this hop, as Kong does.
+        out.extend_from_slice(b"Via: ");
+        for v in resp.header_values(buf, "via") {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(b"1.1 ");
+        out.extend_from_slice(PRODUCT.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(upstream) = extra
+        .upstream_latency
+        .filter(|_| !removed("x-kong-upstream-latency"))
+    {
+        out.extend_from_slice(b"X-Kong-Upstream-Latency: ");
+        push_number(out, upstream.as_millis() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(proxy) = extra
+        .proxy_latency
+        .filter(|_| !removed("x-kong-proxy-latency"))
+    {
+        out.extend_from_slice(b"X-Kong-Proxy-Latency: ");
+        push_number(out, proxy.as_millis() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    if extra.upstream_status && !removed("x-kong-upstream-status") {
+        out.extend_from_slice(b"X-Kong-Upstream-Status: ");
+        push_number(out, u64::from(resp.status()));
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(id) = extra.request_id.filter(|_| !removed("x-kong-request-id")) {
+        push_header(out, b"X-Kong-Request-Id", id);
+    }
+    if let Some(d) = &extra.debug {
+        let mut uuid = uuid::Uuid::encode_buffer();
+        push_header(
+            out,
+            b"Kong-Route-Id",
+            d.route_id.hyphenated().encode_lower(&mut uuid).as_bytes(),
+        );
+        if let Some(name) = d.route_name {
+            push_header(out, b"Kong-Route-Name", name.as_bytes());
+        }
+        push_header(
+            out,
+            b"Kong-Service-Id",
+            d.service_id.hyphenated().encode_lower(&mut uuid).as_bytes(),
+        );
+        if let Some(name) = d.service_name {
+            push_header(out, b"Kong-Service-Name", name.as_bytes());
+        }
+    }
+    if !switching {
+        if extra.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if extra.http10_keep_alive {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_ports_from_hosts() {
+        assert_eq!(host_without_port(b"example.com:8000"), b"example.com");
+        assert_eq!(host_without_port(b"example.com"), b"example.com");
+        assert_eq!(host_without_port(b"[::1]:80"), b"[::1]");
+    }
+
+    #[test]
+    fn numbers_render_without_allocation_helpers() {
+        let mut out = Vec::new();
+        push_number(&mut out, 0);
+        out.push(b',');
+        push_number(&mut out, 18446744073709551615);
+        assert_eq!(out, b"0,18446744073709551615");
+    }
+}

@@ -1,0 +1,198 @@
+//! gangway's proxy data plane: what a worker does with a client connection, and the
+//! compiled state it reads.
+//!
+//! - [`gateway`]: the process-wide [`Gateway`] (settings, the current [`Snapshot`], draining,
+//!   counters); [`compile`] turns a validated config into a [`Snapshot`]; [`standalone`]
+//!   compiles without a running process (`gangway check`, tests).
+//! - [`session`] reads requests (pipelined ones in order) and runs each through Kong's phases;
+//!   [`exchange`] sends a request upstream and streams the response back; [`headers`] builds
+//!   the heads that go each way; [`real_ip`] finds the client address behind trusted proxies;
+//!   [`buffered`] is the response path for plugins that rewrite the body.
+//! - [`upstream`]: the per-worker keep-alive pool, DNS, load balancing and health checks.
+//!
+//! It knows how plugins run (through `gangway-pipeline`) but not which plugins exist: the
+//! binary passes a [`gangway_pipeline::Catalog`]. It never reads a config source or a setting
+//! file itself, and owns no thread but the active health checker's.
+
+mod buffered;
+pub mod compile;
+pub mod exchange;
+mod forward;
+pub mod gateway;
+mod hash_facts;
+pub mod headers;
+pub mod log;
+mod plugins;
+pub mod real_ip;
+mod recorder;
+mod reply;
+pub mod session;
+pub mod snapshot;
+pub mod standalone;
+pub mod upstream;
+
+pub use gateway::Gateway;
+pub use snapshot::Snapshot;
+pub use standalone::{compile_standalone, standalone_gateway};
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use gangway_config::settings::ListenAddr;
+use gangway_net::prefixed::Prefixed;
+use gangway_net::{Backend, Stream, proxy_protocol, tls};
+
+use crate::upstream::dns::{DnsCache, DnsSettings};
+use crate::upstream::pool::Pool;
+use crate::upstream::stream::UpstreamStream;
+
+/// Per-worker state: shared by every connection task of one worker thread, never by two
+/// threads.
+pub struct WorkerCtx<B: Backend> {
+    /// Worker index.
+    pub id: usize,
+    /// Process-wide state.
+    pub gateway: Arc<Gateway>,
+    active: Cell<usize>,
+    /// Idle upstream connections.
+    pub pool: RefCell<Pool<UpstreamStream<B::Stream>>>,
+    /// Resolved upstream names.
+    pub dns: std::rc::Rc<RefCell<DnsCache>>,
+    /// The realip settings (`trusted_ips`, `real_ip_header`, `real_ip_recursive`).
+    pub real_ip: real_ip::RealIpConfig,
+}
+
+impl<B: Backend> WorkerCtx<B> {
+    /// Fresh worker state.
+    pub fn new(id: usize, gateway: Arc<Gateway>) -> Self {
+        let s = &gateway.settings;
+        let pool = Pool::new(
+            s.upstream_keepalive_pool_size,
+            Duration::from_secs(s.upstream_keepalive_idle_timeout),
+            s.upstream_keepalive_max_requests,
+        );
+        let dns = DnsCache::new(DnsSettings {
+            nameservers: s.dns_resolver.clone(),
+            valid_ttl: s.dns_valid_ttl.map(Duration::from_secs),
+            stale_ttl: Duration::from_secs(s.dns_stale_ttl),
+            system_ttl: Duration::from_secs(s.dns_cache_ttl_s),
+        });
+        let real_ip = real_ip::RealIpConfig::from_settings(s);
+        WorkerCtx {
+            id,
+            real_ip,
+            gateway,
+            active: Cell::new(0),
+            pool: RefCell::new(pool),
+            dns: std::rc::Rc::new(RefCell::new(dns)),
+        }
+    }
+
+    /// Open client connections on this worker.
+    pub fn active_connections(&self) -> usize {
+        self.active.get()
+    }
+
+    /// Counts a connection as open until the guard drops. Taken at accept time, so a burst of
+    /// accepts is counted before any of their tasks runs.
+    pub fn connection_guard(self: &Rc<Self>) -> ConnectionGuard<B> {
+        self.active.set(self.active.get() + 1);
+        self.gateway.counters.active.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard { ctx: self.clone() }
+    }
+}
+
+/// Decrements the open-connection counts on drop.
+pub struct ConnectionGuard<B: Backend> {
+    ctx: Rc<WorkerCtx<B>>,
+}
+
+impl<B: Backend> Drop for ConnectionGuard<B> {
+    fn drop(&mut self) {
+        self.ctx.active.set(self.ctx.active.get() - 1);
+        self.ctx
+            .gateway
+            .counters
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one accepted client connection until it closes.
+///
+/// On a `proxy_protocol` listener the PROXY header comes first, before TLS; a missing,
+/// malformed or late header closes the connection without a response. The header and the TLS
+/// handshake share one `client_header_timeout`.
+pub async fn serve_connection<B: Backend>(
+    stream: B::Stream,
+    peer: SocketAddr,
+    listen: &ListenAddr,
+    ctx: &WorkerCtx<B>,
+) {
+    let local_port = listen.addr.port();
+    let trusted = ctx.real_ip.is_trusted(peer.ip());
+    let deadline =
+        Instant::now() + Duration::from_millis(ctx.gateway.settings.client_header_timeout_ms);
+    let (proxy_source, prefix) = if listen.proxy_protocol {
+        let read = proxy_protocol::read_header(&stream);
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok((header, rest))) => (header.source, rest),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "PROXY protocol header rejected");
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "PROXY protocol header timed out");
+                // The FIN tells the client now: with io_uring the cancelled read keeps the
+                // socket open until the client sends or closes.
+                let _ = stream.shutdown().await;
+                return;
+            }
+        }
+    } else {
+        (None, Vec::new())
+    };
+    if !listen.ssl {
+        let conn = session::ClientConn {
+            peer,
+            local_port,
+            tls: false,
+            sni: None,
+            tls_names: None,
+            trusted,
+            proxy_source,
+        };
+        if listen.proxy_protocol {
+            // The bytes read past the header are the start of the first request.
+            session::serve(Prefixed::new(stream, prefix), conn, ctx).await;
+        } else {
+            session::serve(stream, conn, ctx).await;
+        }
+        return;
+    }
+    let config = ctx.gateway.snapshot().tls.clone();
+    let handshake = tls::accept_with_prefix(stream, config, prefix);
+    match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(tls)) => {
+            let conn = session::ClientConn {
+                peer,
+                local_port,
+                tls: true,
+                sni: tls.sni(),
+                tls_names: tls.openssl_names(),
+                trusted,
+                proxy_source,
+            };
+            session::serve(tls, conn, ctx).await;
+        }
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}

@@ -1,0 +1,373 @@
+//! The log phase: what the proxy notes about a transaction while serving it, and the
+//! `kong.log.serialize()` document built from that once the response is sent.
+//!
+//! Nothing here runs unless a plugin of the request's chain has a log handler. The request
+//! half is captured before the exchange consumes the client's bytes; the response half
+//! comes from the [`Recorded`] client stream.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use super::recorder::{Recorded, headers_of, status_of};
+use super::session::{ClientConn, ConnBuffers};
+use crate::Snapshot;
+use gangway_pipeline::{Chain, LogCtx};
+
+/// The id of Kong's `default` workspace in DB-less mode (`DECLARATIVE_DEFAULT_WORKSPACE_ID`).
+pub const DEFAULT_WORKSPACE_ID: &str = "0dc6f45b-8f8d-40d2-a504-473544ee190b";
+
+/// Who produced the response, as `kong.response.get_source()` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    /// The upstream service answered.
+    Service,
+    /// A plugin answered (`kong.response.exit`).
+    Exit,
+    /// gateway answered with an error (no route, upstream failure, bad request).
+    #[default]
+    Error,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Source::Service => "service",
+            Source::Exit => "exit",
+            Source::Error => "error",
+        }
+    }
+}
+
+/// Which chain's plugins log the request.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum ChainRef {
+    /// The matched route's chain.
+    Route(usize),
+    /// The global chain (no route matched, or rewrite answered).
+    #[default]
+    Global,
+}
+
+impl ChainRef {
+    /// The chain in `snapshot`.
+    pub fn get(self, snapshot: &Snapshot) -> &Chain {
+        match self {
+            ChainRef::Route(i) => &snapshot.pipeline.routes[i],
+            ChainRef::Global => &snapshot.pipeline.global,
+        }
+    }
+}
+
+/// What the proxy noted about the current request, for the log phase. Reused per
+/// connection.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// A plugin will log this request: the other fields are being filled.
+    pub active: bool,
+    /// The chain whose plugins log it.
+    pub chain: ChainRef,
+    /// The `request` object, captured before the exchange consumed the client's bytes.
+    request: Map<String, Value>,
+    /// The client address after `real_ip` resolution.
+    client_ip: Option<IpAddr>,
+    /// Epoch milliseconds when the request head was complete.
+    started_at: u64,
+    received: Option<Instant>,
+    /// The path and query sent upstream.
+    pub upstream_uri: String,
+    /// The upstream's status, when it answered.
+    pub upstream_status: Option<u16>,
+    /// The upstream addresses tried, in order.
+    pub tries: Vec<SocketAddr>,
+    /// From the head's arrival until the upstream request was sent.
+    pub proxy_latency: Option<Duration>,
+    /// From sending the upstream request until its response head arrived.
+    pub upstream_latency: Option<Duration>,
+    /// Who answered.
+    pub source: Source,
+}
+
+/// The request as the log phase describes it.
+pub struct RequestInfo<'a> {
+    /// The client connection.
+    pub conn: &'a ClientConn,
+    /// Length of the head in `bufs.input`.
+    pub head_len: usize,
+    /// The client address after `real_ip` resolution.
+    pub client_ip: IpAddr,
+    /// This request's id.
+    pub request_id: &'a [u8; 32],
+    /// When the head was complete.
+    pub received: Instant,
+}
+
+/// Starts noting the request for `chain` when it has a log plugin: captures the request
+/// half (with the plugins' edits applied, as Kong's `kong.request` reads them in log) and
+/// asks the client stream to keep the response head.
+pub fn begin<S>(
+    client: &Recorded<S>,
+    bufs: &mut ConnBuffers,
+    snapshot: &Snapshot,
+    chain: ChainRef,
+    facts: &RequestInfo<'_>,
+) {
+    let txn = &mut bufs.txn;
+    txn.active = chain.get(snapshot).logs;
+    if !txn.active {
+        return;
+    }
+    txn.chain = chain;
+    txn.client_ip = Some(facts.client_ip);
+    txn.started_at = epoch_millis();
+    txn.received = Some(facts.received);
+    txn.upstream_uri.clear();
+    txn.upstream_status = None;
+    txn.tries.clear();
+    txn.proxy_latency = None;
+    txn.upstream_latency = None;
+    txn.source = Source::Error;
+    bufs.txn.request = request_object(bufs, facts);
+    client.capture_head();
+}
+
+fn epoch_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Adds `value` under `key`, turning repeated keys into arrays (Kong's header and query
+/// tables).
+fn insert_multi(map: &mut Map<String, Value>, key: String, value: Value) {
+    match map.get_mut(&key) {
+        Some(Value::Array(values)) => values.push(value),
+        Some(existing) => {
+            let first = existing.take();
+            *existing = Value::Array(vec![first, value]);
+        }
+        None => {
+            map.insert(key, value);
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn request_object(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> Map<String, Value> {
+    let buf = &bufs.input[..facts.head_len];
+    let head = &bufs.head;
+    let edits = &bufs.plugins.headers;
+    let mut headers = Map::new();
+    for field in head.headers() {
+        let name = field.name.get(buf);
+        if !edits.removes_original(name) {
+            insert_multi(
+                &mut headers,
+                text(name).to_ascii_lowercase(),
+                Value::String(text(field.value.get(buf))),
+            );
+        }
+    }
+    for (name, value) in edits.added() {
+        insert_multi(
+            &mut headers,
+            text(name).to_ascii_lowercase(),
+            Value::String(text(value)),
+        );
+    }
+    for secret in ["authorization", "proxy-authorization"] {
+        if let Some(v) = headers.get_mut(secret) {
+            *v = Value::String("REDACTED".into());
+        }
+    }
+
+    let mut query = Map::new();
+    let mut add_arg = |k: &str, v: Option<&str>| {
+        let value = v.map_or(Value::Bool(true), |v| Value::String(v.to_string()));
+        insert_multi(&mut query, k.to_string(), value);
+    };
+    match bufs.plugins.query.pairs() {
+        Some(pairs) => pairs.iter().for_each(|(k, v)| add_arg(k, Some(v))),
+        None => {
+            for part in head.query(buf).unwrap_or_default().split(|&b| b == b'&') {
+                if part.is_empty() {
+                    continue;
+                }
+                // `flag` without `=` is `true`, as ngx.req.get_uri_args reads it.
+                let has_value = part.contains(&b'=');
+                if let Some((k, v)) = url::form_urlencoded::parse(part).next() {
+                    add_arg(&k, has_value.then_some(&*v));
+                }
+            }
+        }
+    }
+
+    let uri = text(head.target(buf));
+    let host = text(crate::headers::host_without_port(
+        head.host(buf).unwrap_or_default(),
+    ))
+    .to_ascii_lowercase();
+    let scheme = if facts.conn.tls { "https" } else { "http" };
+    let method = match &bufs.plugins.method {
+        Some(m) => m.clone(),
+        None => text(head.method(buf)),
+    };
+    let body_len = match (&bufs.plugins.body, head.framing()) {
+        (Some(body), _) => body.len() as u64,
+        (None, gangway_http::BodyFraming::Length(n)) => n,
+        _ => 0,
+    };
+    let mut request = Map::new();
+    request.insert(
+        "id".into(),
+        Value::String(text(facts.request_id.as_slice())),
+    );
+    request.insert(
+        "url".into(),
+        Value::String(format!("{scheme}://{host}:{}{uri}", facts.conn.local_port)),
+    );
+    request.insert("uri".into(), Value::String(uri));
+    request.insert("querystring".into(), Value::Object(query));
+    request.insert("method".into(), Value::String(method));
+    request.insert("headers".into(), Value::Object(headers));
+    request.insert("size".into(), Value::from(facts.head_len as u64 + body_len));
+    if let Some((version, cipher)) = facts.conn.tls_names {
+        // No client certificates are requested: nginx's `$ssl_client_verify` is NONE.
+        request.insert(
+            "tls".into(),
+            json!({"version": version, "cipher": cipher, "client_verify": "NONE"}),
+        );
+    }
+    request
+}
+
+/// Runs the log phase for the request just answered, when a plugin logs it.
+pub fn finish<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapshot) {
+    if !bufs.txn.active {
+        return;
+    }
+    bufs.txn.active = false;
+    let entry = serialize(client, bufs, snapshot);
+    let chain = bufs.txn.chain.get(snapshot);
+    let mut ctx = LogCtx {
+        entry: &entry,
+        state: &bufs.plugins,
+        step: 0,
+    };
+    gangway_pipeline::run_log(&snapshot.pipeline, chain, &mut ctx);
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Kong's `kong.log.serialize()` for the transaction.
+fn serialize<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapshot) -> Value {
+    let txn = &mut bufs.txn;
+    let head = client.head();
+    let mut response_headers = Map::new();
+    for (name, value) in headers_of(&head) {
+        insert_multi(
+            &mut response_headers,
+            text(name).to_ascii_lowercase(),
+            Value::String(text(value)),
+        );
+    }
+    let total = txn.received.map(|r| r.elapsed()).unwrap_or_default();
+    let kong_latency = match txn.source {
+        Source::Service => txn.proxy_latency.unwrap_or_default(),
+        Source::Exit | Source::Error => total,
+    };
+    let mut entry = Map::new();
+    entry.insert(
+        "request".into(),
+        Value::Object(std::mem::take(&mut txn.request)),
+    );
+    entry.insert(
+        "upstream_uri".into(),
+        Value::String(txn.upstream_uri.clone()),
+    );
+    entry.insert(
+        "upstream_status".into(),
+        Value::String(txn.upstream_status.map_or(String::new(), |s| s.to_string())),
+    );
+    entry.insert(
+        "response".into(),
+        json!({
+            // nginx's 499: the client went away before a response was written.
+            "status": match status_of(&head) { 0 => 499, s => s },
+            "headers": response_headers,
+            "size": client.sent(),
+        }),
+    );
+    entry.insert(
+        "latencies".into(),
+        json!({
+            "kong": millis(kong_latency),
+            "proxy": txn.upstream_latency.map_or(-1, |d| millis(d) as i64),
+            "request": millis(total),
+            "receive": 0,
+        }),
+    );
+    if !txn.tries.is_empty() {
+        let tries: Vec<Value> = txn
+            .tries
+            .iter()
+            .map(|a| {
+                json!({
+                    "ip": a.ip().to_string(),
+                    "port": a.port(),
+                    "balancer_start": txn.started_at,
+                    "balancer_latency": 0,
+                })
+            })
+            .collect();
+        entry.insert("tries".into(), Value::Array(tries));
+    }
+    let identities = &snapshot.identities;
+    if let Some(c) = bufs.plugins.consumer {
+        let consumer = identities.consumer(c);
+        if let Some(cred) = bufs.plugins.credential {
+            entry.insert(
+                "authenticated_entity".into(),
+                json!({
+                    "id": identities.credential(cred).id,
+                    "consumer_id": consumer.id,
+                }),
+            );
+        }
+        entry.insert(
+            "consumer".into(),
+            serde_json::to_value(consumer).unwrap_or(Value::Null),
+        );
+    }
+    if let ChainRef::Route(i) = txn.chain {
+        let route = &snapshot.config.routes[i];
+        entry.insert(
+            "route".into(),
+            serde_json::to_value(route).unwrap_or(Value::Null),
+        );
+        if let Some(s) = snapshot.route_service[i] {
+            entry.insert(
+                "service".into(),
+                serde_json::to_value(&snapshot.config.services[s]).unwrap_or(Value::Null),
+            );
+        }
+    }
+    entry.insert(
+        "client_ip".into(),
+        Value::String(txn.client_ip.map(|ip| ip.to_string()).unwrap_or_default()),
+    );
+    entry.insert("started_at".into(), Value::from(txn.started_at));
+    entry.insert("source".into(), Value::String(txn.source.name().into()));
+    entry.insert(
+        "workspace".into(),
+        Value::String(DEFAULT_WORKSPACE_ID.into()),
+    );
+    entry.insert("workspace_name".into(), Value::String("default".into()));
+    Value::Object(entry)
+}

@@ -1,0 +1,241 @@
+//! Where the proxy meets the plugin pipeline: buffering the request body for plugins that
+//! read it, and sending the response a plugin produced instead of the upstream's.
+
+use std::time::Duration;
+
+use super::WorkerCtx;
+use super::exchange::SERVER;
+use super::log::{RequestInfo, Source};
+use super::session::ConnBuffers;
+use crate::Snapshot;
+use gangway_config::settings::HeaderToken;
+use gangway_http::{BodyTracker, error_page};
+use gangway_net::{Backend, Stream};
+use gangway_pipeline::edits::HeaderEdits;
+use gangway_pipeline::{Chain, Response, ResponseBody, ResponseCtx};
+
+/// Why the body could not be buffered: tell the client (when there is a status) and close.
+pub struct BodyError {
+    /// The status to answer with, if the client is still there.
+    pub status: Option<u16>,
+    /// Kong's message.
+    pub message: &'static str,
+}
+
+/// Reads the whole request body (decoded from chunked framing) into `bufs.plugins.body`,
+/// bounded by `client_max_body_size` and `client_body_timeout`. The head stays at
+/// `bufs.input[..head_len]`; the raw body bytes are removed so that anything after them (a
+/// pipelined request) follows the head.
+///
+/// With `limit` (a plugin's [`gangway_pipeline::Plugin::chunked_body_limit`]), reading stops
+/// once the body is longer than `limit` bytes: `bufs.plugins.body` stays `None`,
+/// `bufs.plugins.body_over_limit` is set, and the unread rest stays in `bufs.input` (the
+/// connection cannot be reused unless the whole body happens to be there).
+pub async fn buffer_body<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    head_len: usize,
+    ctx: &WorkerCtx<B>,
+    limit: Option<u64>,
+) -> Result<(), BodyError> {
+    let settings = &ctx.gateway.settings;
+    let mut tracker = BodyTracker::new(bufs.head.framing())
+        .with_max_size(settings.client_max_body_size)
+        .map_err(|e| BodyError {
+            status: Some(e.status()),
+            message: e.message(),
+        })?;
+    let mut body = bufs.plugins.body.take().unwrap_or_default();
+    body.clear();
+    let mut pos = head_len;
+    let timeout = Duration::from_millis(settings.client_body_timeout_ms);
+    let mut continued = false;
+    loop {
+        let p = tracker
+            .advance_with(&bufs.input[pos..], |chunk| body.extend_from_slice(chunk))
+            .map_err(|e| BodyError {
+                status: Some(e.status()),
+                message: e.message(),
+            })?;
+        pos += p.consumed;
+        if p.done {
+            break;
+        }
+        if limit.is_some_and(|l| tracker.payload_bytes() > l) {
+            bufs.plugins.body_over_limit = true;
+            return Ok(());
+        }
+        if !continued && bufs.head.expect_continue() {
+            continued = true;
+            let mut out = std::mem::take(&mut bufs.output);
+            out.clear();
+            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            let len = out.len();
+            let (res, out) = client.write_all(out, 0..len).await;
+            bufs.output = out;
+            res.map_err(|_| BodyError {
+                status: None,
+                message: "",
+            })?;
+        }
+        if bufs.input.capacity() - bufs.input.len() < 4096 {
+            bufs.input.reserve(16 * 1024);
+        }
+        let input = std::mem::take(&mut bufs.input);
+        match tokio::time::timeout(timeout, client.read(input)).await {
+            Ok((Ok(n), buf)) if n > 0 => bufs.input = buf,
+            Ok((_, buf)) => {
+                bufs.input = buf;
+                return Err(BodyError {
+                    status: None,
+                    message: "",
+                });
+            }
+            Err(_) => {
+                return Err(BodyError {
+                    status: Some(408),
+                    message: "Request timeout",
+                });
+            }
+        }
+    }
+    bufs.input.drain(head_len..pos);
+    bufs.plugins.body = Some(body);
+    Ok(())
+}
+
+/// Sends a plugin's response, after the header_filter phase (and body_filter, when a
+/// plugin wants this body). Returns whether the client connection may carry another
+/// request.
+#[allow(clippy::too_many_arguments)]
+pub async fn respond<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    head_len: usize,
+    ctx: &WorkerCtx<B>,
+    facts: &RequestInfo<'_>,
+    snapshot: &Snapshot,
+    chain: &Chain,
+    response: Response,
+) -> bool {
+    let settings = &ctx.gateway.settings;
+    let id = std::str::from_utf8(facts.request_id).unwrap_or_default();
+    bufs.txn.source = Source::Exit;
+    // The body is rendered first so that header and body filters see its type and bytes.
+    let (content_type, mut body) = match response.body {
+        ResponseBody::Error(message) => {
+            // The PDK's `kong.response.error`: the format follows Accept, JSON without one.
+            let accept = (!bufs.accept.is_empty()).then_some(&bufs.accept[..]);
+            let format = error_page::negotiate(accept);
+            let mut body = Vec::new();
+            error_page::write_error_body(&mut body, format, response.status, Some(&message), id);
+            (format.content_type().map(str::to_string), body)
+        }
+        ResponseBody::Json(value) => (
+            Some("application/json; charset=utf-8".to_string()),
+            serde_json::to_vec(&value).unwrap_or_default(),
+        ),
+        ResponseBody::Raw { content_type, body } => (content_type, body),
+        ResponseBody::Empty => (None, Vec::new()),
+    };
+    if let Some(ct) = &content_type {
+        bufs.plugins
+            .response_headers
+            .set("Content-Type", ct.as_bytes());
+    }
+    for (name, value) in &response.headers {
+        bufs.plugins.response_headers.set(name, value.as_bytes());
+    }
+    let mut rctx = ResponseCtx {
+        status: response.status,
+        upstream: None,
+        state: &mut bufs.plugins,
+        step: 0,
+    };
+    gangway_pipeline::run_header_filter(&snapshot.pipeline, chain, &mut rctx);
+    if response.proxied && settings.headers.contains(HeaderToken::Via) {
+        let via = format!("1.1 {SERVER}");
+        rctx.state.response_headers.set("Via", via.as_bytes());
+    }
+    if gangway_pipeline::wants_body(&snapshot.pipeline, chain, &mut rctx) {
+        gangway_pipeline::run_body_filter(&snapshot.pipeline, chain, &mut rctx, &mut body);
+    }
+
+    // The connection survives only if the request body is behind us.
+    let used = super::reply::request_end(bufs, head_len);
+    let keep = used.is_some() && bufs.head.keep_alive() && !ctx.gateway.is_draining();
+    let is_head = bufs.head.method(&bufs.input) == b"HEAD";
+
+    let tokens = settings.headers;
+    let latency = facts.received.elapsed().as_millis().to_string();
+    let added = plugin_headers(&bufs.plugins.response_headers);
+    let mut extra: Vec<(&str, &str)> = Vec::with_capacity(added.len() + 3);
+    if tokens.contains(HeaderToken::ResponseLatency) && !response.proxied {
+        extra.push(("X-Kong-Response-Latency", &latency));
+    }
+    if tokens.contains(HeaderToken::RequestId) {
+        extra.push(("X-Kong-Request-Id", id));
+    }
+    for (n, v) in &added {
+        extra.push((n, v));
+    }
+    if !keep {
+        extra.push(("Connection", "close"));
+    }
+    let server = tokens.contains(HeaderToken::Server).then_some(SERVER);
+    let mut out = std::mem::take(&mut bufs.output);
+    out.clear();
+    write_response(&mut out, response.status, &body, &extra, server, is_head);
+    let len = out.len();
+    let (res, out) = client.write_all(out, 0..len).await;
+    bufs.output = out;
+    match used {
+        Some(used) if keep && res.is_ok() => {
+            bufs.input.drain(..used);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The response headers plugins added, as owned text (for the error and response writers).
+pub fn plugin_headers(edits: &HeaderEdits) -> Vec<(String, String)> {
+    edits
+        .added()
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Writes a complete response; a HEAD answer carries the head only (with the body's
+/// length).
+fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    body: &[u8],
+    extra: &[(&str, &str)],
+    server: Option<&str>,
+    head_only: bool,
+) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\n",
+        error_page::reason_phrase(status)
+    );
+    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    if let Some(server) = server {
+        let _ = write!(out, "Server: {server}\r\n");
+    }
+    for (n, v) in extra {
+        let _ = write!(out, "{n}: {v}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+}

@@ -1,0 +1,530 @@
+//! The client side of a connection: read a request head, route it, hand it to the exchange,
+//! and loop for keep-alive and pipelined requests.
+//!
+//! Buffers live for the whole connection and are reused by every request on it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use super::WorkerCtx;
+use super::exchange::{self, Exchange, Outcome};
+use super::log::{self, ChainRef, RequestInfo};
+use super::recorder::Recorded;
+use super::reply;
+use crate::Snapshot;
+use gangway_config::model::Protocol;
+use gangway_config::settings::HeaderToken;
+use gangway_http::{
+    BodyFraming, ErrorFormat, HttpError, Limits, RequestHead, ResponseHead, TooLargeStatus,
+    error_page, parse_request,
+};
+use gangway_net::{Backend, Stream};
+use gangway_pipeline::context::ConnFacts;
+use gangway_pipeline::{AccessCtx, Flow, RequestState};
+use gangway_router::{HeaderSource, MatchScratch, RouteRequest};
+
+/// Initial capacity of the per-connection request buffer.
+const REQUEST_BUF: usize = 16 * 1024;
+
+/// What we know about the client connection.
+pub struct ClientConn {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener's port (`X-Forwarded-Port`, host:port route matching).
+    pub local_port: u16,
+    /// True on TLS listeners.
+    pub tls: bool,
+    /// The TLS SNI the client sent.
+    pub sni: Option<String>,
+    /// The TLS protocol and cipher, OpenSSL-named (for the log phase's `request.tls`).
+    pub tls_names: Option<(&'static str, &'static str)>,
+    /// The client is in `trusted_ips`: its X-Forwarded-* headers are believed.
+    pub trusted: bool,
+    /// The source address of the PROXY protocol header, on `proxy_protocol` listeners; `None`
+    /// without one or when the header carried no address (v1 `UNKNOWN`, v2 `LOCAL`).
+    pub proxy_source: Option<SocketAddr>,
+}
+
+/// Request headers viewed by the router, without copying.
+struct HeadView<'a> {
+    head: &'a RequestHead,
+    buf: &'a [u8],
+}
+
+impl HeaderSource for HeadView<'_> {
+    fn values<'s>(&'s self, lower_name: &str) -> impl Iterator<Item = &'s [u8]> {
+        let buf = self.buf;
+        self.head
+            .headers()
+            .iter()
+            .filter(move |f| gangway_http::headers::name_eq(f.name.get(buf), lower_name.as_bytes()))
+            .map(move |f| f.value.get(buf))
+    }
+}
+
+/// Per-connection state reused across requests.
+pub struct ConnBuffers {
+    /// Bytes read from the client; a request head starts at 0.
+    pub input: Vec<u8>,
+    /// Head (and small body) bytes on their way out.
+    pub output: Vec<u8>,
+    /// Bytes read from the upstream.
+    pub upstream: Vec<u8>,
+    /// The parsed request head.
+    pub head: RequestHead,
+    /// Router scratch space.
+    pub scratch: MatchScratch,
+    /// The parsed upstream response head.
+    pub resp: ResponseHead,
+    /// The request's Accept header, kept for error pages after the input buffer moved on.
+    pub accept: Vec<u8>,
+    /// The upstream path being built.
+    pub upstream_path: Vec<u8>,
+    /// Plugin state for the current request.
+    pub plugins: RequestState,
+    /// What the log phase will need about the current request.
+    pub txn: super::log::Transaction,
+}
+
+impl ConnBuffers {
+    fn new() -> Self {
+        ConnBuffers {
+            input: Vec::with_capacity(REQUEST_BUF),
+            output: Vec::with_capacity(4096),
+            upstream: Vec::with_capacity(REQUEST_BUF),
+            head: RequestHead::default(),
+            scratch: MatchScratch::default(),
+            resp: ResponseHead::default(),
+            accept: Vec::new(),
+            upstream_path: Vec::with_capacity(256),
+            plugins: RequestState::default(),
+            txn: super::log::Transaction::default(),
+        }
+    }
+}
+
+/// A 32-hex-digit request id, like nginx's `$request_id` that Kong uses.
+pub fn new_request_id() -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut v = fastrand::u128(..);
+    let mut out = [0u8; 32];
+    for b in out.iter_mut().rev() {
+        *b = HEX[(v & 0xf) as usize];
+        v >>= 4;
+    }
+    out
+}
+
+enum ReadHead {
+    /// A head of this many bytes is parsed.
+    Ready(usize),
+    /// The client closed (or timed out) between requests: close quietly.
+    Closed,
+    /// A malformed or oversized head: answer with this error, then close.
+    Bad(HttpError),
+}
+
+/// Reads until `bufs.input` holds a full request head.
+async fn read_head<S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    limits: &Limits,
+    first_timeout: Duration,
+    header_timeout: Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> ReadHead {
+    let started = Instant::now();
+    loop {
+        if !bufs.input.is_empty() {
+            match parse_request(&bufs.input, limits, &mut bufs.head) {
+                Ok(Some(n)) => return ReadHead::Ready(n),
+                Ok(None) => {}
+                Err(e) => return ReadHead::Bad(e),
+            }
+            if bufs.input.len() >= limits.max_header_bytes {
+                return ReadHead::Bad(HttpError::HeaderTooLarge);
+            }
+        }
+        let idle = bufs.input.is_empty();
+        let budget = if idle {
+            first_timeout
+        } else {
+            header_timeout.saturating_sub(started.elapsed())
+        };
+        if bufs.input.capacity() - bufs.input.len() < 1024 {
+            bufs.input.reserve(REQUEST_BUF);
+        }
+        let input = std::mem::take(&mut bufs.input);
+        let read = async {
+            tokio::select! {
+                biased;
+                // Between requests, a shutdown closes the idle keep-alive connection.
+                _ = shutdown.wait_for(|stop| *stop), if idle => None,
+                r = tokio::time::timeout(budget, client.read(input)) => Some(r),
+            }
+        };
+        match read.await {
+            None | Some(Err(_)) => return ReadHead::Closed,
+            Some(Ok((Ok(0), _) | (Err(_), _))) => return ReadHead::Closed,
+            Some(Ok((Ok(_), buf))) => bufs.input = buf,
+        }
+    }
+}
+
+/// Serves requests on one client connection until it closes.
+pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &WorkerCtx<B>) {
+    let client = Recorded::new(client);
+    let settings = &ctx.gateway.settings;
+    let limits = Limits {
+        max_header_bytes: settings.client_header_max_bytes,
+        max_line_bytes: settings.client_header_line_max_bytes,
+        ..Limits::default()
+    };
+    let keepalive = Duration::from_millis(settings.keepalive_timeout_ms);
+    let header_timeout = Duration::from_millis(settings.client_header_timeout_ms);
+    let mut shutdown = ctx.gateway.shutdown_signal();
+    let mut bufs = ConnBuffers::new();
+    bufs.plugins.conn =
+        ConnFacts::new_connection(SocketAddr::from(([0, 0, 0, 0], conn.local_port)));
+    let mut first = true;
+    loop {
+        let first_timeout = if first { header_timeout } else { keepalive };
+        first = false;
+        let head_len = match read_head(
+            &client,
+            &mut bufs,
+            &limits,
+            first_timeout,
+            header_timeout,
+            &mut shutdown,
+        )
+        .await
+        {
+            ReadHead::Ready(n) => n,
+            ReadHead::Closed => break,
+            ReadHead::Bad(err) => {
+                let request_id = new_request_id();
+                bufs.output.clear();
+                error_page::write_error_response(
+                    &mut bufs.output,
+                    err.response_status(TooLargeStatus::Nginx494),
+                    Some(err.message()),
+                    std::str::from_utf8(&request_id).unwrap_or_default(),
+                    None,
+                    error_format(&settings.error_default_type),
+                    &[("Connection", "close")],
+                    Some(exchange::SERVER),
+                );
+                let out = std::mem::take(&mut bufs.output);
+                let len = out.len();
+                let _ = client.write_all(out, 0..len).await;
+                break;
+            }
+        };
+        ctx.gateway
+            .counters
+            .total_requests
+            .fetch_add(1, Ordering::Relaxed);
+        bufs.plugins.conn.requests += 1;
+        bufs.accept.clear();
+        if let Some(accept) = bufs.head.header(&bufs.input, "accept") {
+            bufs.accept.extend_from_slice(accept);
+        }
+        let snapshot = ctx.gateway.snapshot();
+        client.begin();
+        let keep_going = handle_request(&client, &conn, &mut bufs, head_len, &snapshot, ctx).await;
+        super::log::finish(&client, &mut bufs, &snapshot);
+        if !keep_going || ctx.gateway.is_draining() && *shutdown.borrow() {
+            break;
+        }
+    }
+    let _ = client.shutdown().await;
+}
+
+/// Routes and proxies one request whose head is `bufs.input[..head_len]`. Returns whether the
+/// connection may carry another request.
+async fn handle_request<B: Backend, S: Stream>(
+    client: &Recorded<S>,
+    conn: &ClientConn,
+    bufs: &mut ConnBuffers,
+    head_len: usize,
+    snapshot: &Snapshot,
+    ctx: &WorkerCtx<B>,
+) -> bool {
+    let received = Instant::now();
+    let request_id = new_request_id();
+    let client_ip = client_address(conn, bufs, head_len, ctx);
+    let facts = RequestInfo {
+        conn,
+        head_len,
+        client_ip,
+        request_id: &request_id,
+        received,
+    };
+    bufs.plugins.reset(0);
+    let global = &snapshot.pipeline.global;
+    if global.rewrites {
+        let flow = {
+            let mut rewrite = AccessCtx {
+                head: &bufs.head,
+                buf: &bufs.input[..head_len],
+                captures: &bufs.scratch,
+                client_ip,
+                tls: conn.tls,
+                identities: &snapshot.identities,
+                route: None,
+                service: None,
+                request_id: &request_id,
+                state: &mut bufs.plugins,
+                step: 0,
+            };
+            gangway_pipeline::run_rewrite(&snapshot.pipeline, &mut rewrite)
+        };
+        if let Flow::Respond(response) = flow {
+            log::begin(client, bufs, snapshot, ChainRef::Global, &facts);
+            return super::plugins::respond(
+                client, bufs, head_len, ctx, &facts, snapshot, global, response,
+            )
+            .await;
+        }
+    }
+    let matched = {
+        let buf = &bufs.input[..head_len];
+        let head = &bufs.head;
+        let view = HeadView { head, buf };
+        let req = RouteRequest {
+            method: std::str::from_utf8(head.method(buf)).unwrap_or(""),
+            host: std::str::from_utf8(head.host(buf).unwrap_or(b"")).unwrap_or(""),
+            port: conn.local_port,
+            path: std::str::from_utf8(head.path(buf)).unwrap_or(""),
+            headers: &view,
+            sni: conn.sni.as_deref(),
+            https: conn.tls,
+        };
+        snapshot.router.find(&req, &mut bufs.scratch)
+    };
+    let Some(matched) = matched else {
+        debug!(path = %String::from_utf8_lossy(bufs.head.path(&bufs.input)), "no route matched");
+        // As in Kong, the global plugins still filter and log the 404.
+        global.resolve_defaults(&mut bufs.plugins.resolved);
+        log::begin(client, bufs, snapshot, ChainRef::Global, &facts);
+        return reply::respond_error(
+            client,
+            bufs,
+            head_len,
+            ctx,
+            &request_id,
+            received,
+            404,
+            "no Route matched with those values",
+            Some((snapshot, global)),
+        )
+        .await;
+    };
+    let service_index =
+        snapshot.route_service[matched.route].filter(|&i| snapshot.services[i].enabled);
+    let service = service_index.map(|i| &snapshot.services[i]);
+    let service_entity = service_index.map(|i| &snapshot.config.services[i]);
+    let route = &snapshot.config.routes[matched.route];
+    if !route.protocols.contains(&Protocol::Http) && !https_request(conn, bufs) {
+        return require_https(
+            client,
+            bufs,
+            ctx,
+            &request_id,
+            received,
+            route.https_redirect_status_code,
+        )
+        .await;
+    }
+    let chain = &snapshot.pipeline.routes[matched.route];
+    bufs.plugins.begin_chain(chain.steps.len());
+    if !chain.is_empty() {
+        // A plugin that only measures the body (request-size-limiting) needs it buffered
+        // when its size is not announced, and then only up to its limit.
+        let limit = chain
+            .chunked_body_limit
+            .filter(|_| !chain.needs_body && bufs.head.framing() == BodyFraming::Chunked);
+        if chain.needs_body || limit.is_some() {
+            if let Err(e) = super::plugins::buffer_body(client, bufs, head_len, ctx, limit).await {
+                if let Some(status) = e.status {
+                    reply::respond_error_closing(
+                        client,
+                        bufs,
+                        ctx,
+                        &request_id,
+                        received,
+                        status,
+                        e.message,
+                    )
+                    .await;
+                }
+                return false;
+            }
+        }
+        let flow = {
+            let mut access = AccessCtx {
+                head: &bufs.head,
+                buf: &bufs.input[..head_len],
+                captures: &bufs.scratch,
+                client_ip,
+                tls: conn.tls,
+                identities: &snapshot.identities,
+                route: Some(route),
+                service: service_entity,
+                request_id: &request_id,
+                state: &mut bufs.plugins,
+                step: 0,
+            };
+            gangway_pipeline::run_access(&snapshot.pipeline, chain, &mut access)
+        };
+        let flow = match flow {
+            // No plugin instance that applies claimed the oversized body: refuse it rather
+            // than proxy a body that was only partly read.
+            Flow::Continue if bufs.plugins.body_over_limit => {
+                Flow::error(413, "Request size limit exceeded")
+            }
+            flow => flow,
+        };
+        log::begin(
+            client,
+            bufs,
+            snapshot,
+            ChainRef::Route(matched.route),
+            &facts,
+        );
+        if let Flow::Respond(response) = flow {
+            return super::plugins::respond(
+                client, bufs, head_len, ctx, &facts, snapshot, chain, response,
+            )
+            .await;
+        }
+    }
+    let Some(service) = service else {
+        return reply::respond_error(
+            client,
+            bufs,
+            head_len,
+            ctx,
+            &request_id,
+            received,
+            503,
+            "no Service found with those values",
+            Some((snapshot, chain)),
+        )
+        .await;
+    };
+    let exchange = Exchange {
+        snapshot,
+        conn,
+        route,
+        service,
+        chain,
+        client_ip,
+        matched,
+        request_id: &request_id,
+        received,
+        head_len,
+    };
+    match exchange::run(client, bufs, exchange, ctx).await {
+        Outcome::KeepAlive => true,
+        Outcome::Close => false,
+    }
+}
+
+/// The client's address: the TCP peer, or what `real_ip_header` from a trusted peer says.
+fn client_address<B: Backend>(
+    conn: &ClientConn,
+    bufs: &ConnBuffers,
+    head_len: usize,
+    ctx: &WorkerCtx<B>,
+) -> std::net::IpAddr {
+    let buf = &bufs.input[..head_len];
+    let proxy_source = conn.proxy_source.map(|s| s.ip());
+    match ctx.real_ip.header_name() {
+        Some(name) => ctx.real_ip.resolve(
+            conn.peer.ip(),
+            proxy_source,
+            bufs.head
+                .headers()
+                .iter()
+                .filter(|f| gangway_http::headers::name_eq(f.name.get(buf), name.as_bytes()))
+                .map(|f| f.value.get(buf)),
+        ),
+        None => ctx
+            .real_ip
+            .resolve(conn.peer.ip(), proxy_source, std::iter::empty()),
+    }
+}
+
+/// True if the request arrived over TLS, or a trusted proxy says the client used https.
+fn https_request(conn: &ClientConn, bufs: &ConnBuffers) -> bool {
+    conn.tls
+        || (conn.trusted
+            && bufs
+                .head
+                .header(&bufs.input, "x-forwarded-proto")
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"https")))
+}
+
+/// Kong's answer to plain http on an https-only route: 426 with an Upgrade hint, or a
+/// redirect to the https URL (`https_redirect_status_code`). The connection then closes.
+async fn require_https<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    ctx: &WorkerCtx<B>,
+    request_id: &[u8; 32],
+    received: Instant,
+    code: u16,
+) -> bool {
+    let settings = &ctx.gateway.settings;
+    let id = std::str::from_utf8(request_id).unwrap_or_default();
+    let latency = received.elapsed().as_millis().to_string();
+    let mut out = std::mem::take(&mut bufs.output);
+    out.clear();
+    if code == 426 {
+        let mut extra = vec![("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")];
+        if settings.headers.contains(HeaderToken::ResponseLatency) {
+            extra.push(("X-Kong-Response-Latency", &latency));
+        }
+        let accept = (!bufs.accept.is_empty()).then_some(&bufs.accept[..]);
+        error_page::write_error_response(
+            &mut out,
+            426,
+            Some("Please use HTTPS protocol"),
+            id,
+            accept,
+            error_format(&settings.error_default_type),
+            &extra,
+            settings
+                .headers
+                .contains(HeaderToken::Server)
+                .then_some(exchange::SERVER),
+        );
+    } else {
+        let host = bufs.head.host(&bufs.input).unwrap_or(b"");
+        let target = bufs.head.target(&bufs.input);
+        out.extend_from_slice(
+            format!(
+                "HTTP/1.1 {code} {}\r\nLocation: https://",
+                error_page::reason_phrase(code)
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(host);
+        out.extend_from_slice(target);
+        out.extend_from_slice(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+    let len = out.len();
+    let (_, out) = client.write_all(out, 0..len).await;
+    bufs.output = out;
+    false
+}
+
+/// The configured `error_default_type` as a format (validated by the settings loader).
+pub fn error_format(default_type: &str) -> ErrorFormat {
+    ErrorFormat::from_config(default_type).unwrap_or(ErrorFormat::Plain)
+}

@@ -1,0 +1,441 @@
+//! Load balancing over an upstream entity's targets: weighted round robin and consistent
+//! hashing, skipping targets that passive health checks marked unhealthy.
+//!
+//! A [`Balancer`] is compiled into each snapshot. Target health lives outside the snapshot
+//! (in [`HealthRegistry`]) so a config reload does not forget which targets are down.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::health::{ActivePolicy, PassivePolicy, TargetHealth};
+use gangway_config::ConfigErrors;
+use gangway_config::model::{Algorithm, HashOn, Id, Target, Upstream, split_target};
+
+/// One target, ready to connect to.
+#[derive(Debug)]
+pub struct BalancedTarget {
+    /// Host (name or IP literal).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Weight (0 = disabled).
+    pub weight: u32,
+    /// Shared health state.
+    pub health: Arc<TargetHealth>,
+}
+
+/// What to hash on for consistent hashing, compiled from `hash_on*` fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// Nothing: round robin.
+    None,
+    /// The authenticated consumer's id.
+    Consumer,
+    /// The client IP.
+    Ip,
+    /// A request header.
+    Header(String),
+    /// A cookie.
+    Cookie(String),
+    /// The request path.
+    Path,
+    /// A query argument.
+    QueryArg(String),
+    /// A named or numbered capture of the route's regex path.
+    UriCapture(String),
+}
+
+/// The request facts a hash can be computed from.
+pub trait HashInput {
+    /// The client IP, as text.
+    fn client_ip(&self) -> String;
+    /// The first value of a header (name lower-cased).
+    fn header(&self, lower_name: &str) -> Option<&[u8]>;
+    /// A cookie's value.
+    fn cookie(&self, name: &str) -> Option<&[u8]>;
+    /// The normalized request path.
+    fn path(&self) -> &[u8];
+    /// A query argument's value.
+    fn query_arg(&self, name: &str) -> Option<&[u8]>;
+    /// A route capture by name or number.
+    fn uri_capture(&self, name: &str) -> Option<&[u8]>;
+    /// The authenticated consumer id, if any.
+    fn consumer(&self) -> Option<Id>;
+}
+
+/// A compiled upstream entity.
+#[derive(Debug)]
+pub struct Balancer {
+    /// The upstream's name (what `service.host` refers to).
+    pub name: String,
+    /// Host header override for requests to its targets.
+    pub host_header: Option<String>,
+    /// Targets in config order.
+    pub targets: Vec<BalancedTarget>,
+    /// Weighted round-robin schedule: target indexes, each repeated by its reduced weight,
+    /// interleaved.
+    schedule: Vec<usize>,
+    next: AtomicUsize,
+    /// Consistent-hashing ring: (point, target index), sorted by point.
+    ring: Vec<(u64, usize)>,
+    hash_on: HashKey,
+    hash_fallback: HashKey,
+    /// Passive health thresholds.
+    pub passive: PassivePolicy,
+    /// Active probes, when enabled.
+    pub active: Option<ActivePolicy>,
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn hash_of(bytes: &[u8]) -> u64 {
+    // FNV-1a: stable across processes, so every node maps a key to the same target.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // FNV's high bits barely move for short keys; the murmur3 finalizer spreads them over
+    // the whole ring.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+fn hash_key(
+    kind: HashOn,
+    header: &Option<String>,
+    cookie: &Option<String>,
+    query: &Option<String>,
+    capture: &Option<String>,
+) -> HashKey {
+    match kind {
+        HashOn::None => HashKey::None,
+        HashOn::Consumer => HashKey::Consumer,
+        HashOn::Ip => HashKey::Ip,
+        HashOn::Header => HashKey::Header(header.clone().unwrap_or_default().to_ascii_lowercase()),
+        HashOn::Cookie => HashKey::Cookie(cookie.clone().unwrap_or_default()),
+        HashOn::Path => HashKey::Path,
+        HashOn::QueryArg => HashKey::QueryArg(query.clone().unwrap_or_default()),
+        HashOn::UriCapture => HashKey::UriCapture(capture.clone().unwrap_or_default()),
+    }
+}
+
+impl Balancer {
+    /// Compiles an upstream and its targets. Health state comes from `registry`, keyed by
+    /// upstream name and target, so it survives reloads.
+    pub fn build(
+        upstream: &Upstream,
+        targets: &[&Target],
+        registry: &HealthRegistry,
+        path: &str,
+    ) -> Result<Balancer, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let mut compiled = Vec::new();
+        for (i, t) in targets.iter().enumerate() {
+            match split_target(&t.target) {
+                Some((host, port)) => compiled.push(BalancedTarget {
+                    health: registry.get(&upstream.name, &t.target),
+                    host,
+                    port,
+                    weight: t.weight,
+                }),
+                None => errors.push(
+                    format!("{path}.targets[{i}].target"),
+                    format!("invalid target '{}'", t.target),
+                ),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let g = compiled
+            .iter()
+            .map(|t| t.weight)
+            .filter(|w| *w > 0)
+            .fold(0, gcd)
+            .max(1);
+        let mut remaining: Vec<u32> = compiled.iter().map(|t| (t.weight / g).min(1000)).collect();
+        // Interleave so consecutive picks spread across targets.
+        let mut schedule = Vec::new();
+        while remaining.iter().any(|w| *w > 0) {
+            for (i, w) in remaining.iter_mut().enumerate() {
+                if *w > 0 {
+                    schedule.push(i);
+                    *w -= 1;
+                }
+            }
+        }
+        let slots = upstream.slots.max(10) as u64;
+        let total_weight: u64 = compiled
+            .iter()
+            .map(|t| u64::from(t.weight))
+            .sum::<u64>()
+            .max(1);
+        let mut ring = Vec::new();
+        for (i, t) in compiled.iter().enumerate() {
+            let points = (slots * u64::from(t.weight)).div_ceil(total_weight);
+            for p in 0..points {
+                let mut key = format!("{}:{}", t.host, t.port).into_bytes();
+                key.extend_from_slice(&p.to_le_bytes());
+                ring.push((hash_of(&key), i));
+            }
+        }
+        ring.sort_unstable();
+        let (algorithm_hash, u) = (upstream.algorithm == Algorithm::ConsistentHashing, upstream);
+        let hash_on = if algorithm_hash {
+            hash_key(
+                u.hash_on,
+                &u.hash_on_header,
+                &u.hash_on_cookie,
+                &u.hash_on_query_arg,
+                &u.hash_on_uri_capture,
+            )
+        } else {
+            HashKey::None
+        };
+        let hash_fallback = hash_key(
+            u.hash_fallback,
+            &u.hash_fallback_header,
+            &u.hash_on_cookie,
+            &u.hash_fallback_query_arg,
+            &u.hash_fallback_uri_capture,
+        );
+        Ok(Balancer {
+            name: upstream.name.clone(),
+            host_header: upstream.host_header.clone(),
+            targets: compiled,
+            schedule,
+            next: AtomicUsize::new(fastrand::usize(..1024)),
+            ring,
+            hash_on,
+            hash_fallback,
+            passive: PassivePolicy::from(&upstream.healthchecks.passive),
+            active: ActivePolicy::from_config(&upstream.healthchecks.active),
+        })
+    }
+
+    fn usable(&self, i: usize, exclude: &[usize]) -> bool {
+        let t = &self.targets[i];
+        t.weight > 0 && t.health.is_healthy() && !exclude.contains(&i)
+    }
+
+    fn key_bytes<I: HashInput>(&self, key: &HashKey, input: &I) -> Option<Vec<u8>> {
+        match key {
+            HashKey::None => None,
+            HashKey::Consumer => input.consumer().map(|id| id.as_bytes().to_vec()),
+            HashKey::Ip => Some(input.client_ip().into_bytes()),
+            HashKey::Header(h) => input.header(h).map(<[u8]>::to_vec),
+            HashKey::Cookie(c) => input.cookie(c).map(<[u8]>::to_vec),
+            HashKey::Path => Some(input.path().to_vec()),
+            HashKey::QueryArg(q) => input.query_arg(q).map(<[u8]>::to_vec),
+            HashKey::UriCapture(c) => input.uri_capture(c).map(<[u8]>::to_vec),
+        }
+    }
+
+    /// The request's hash for consistent hashing (`hash_on`, then `hash_fallback`), or
+    /// `None` for round robin. Computed once per request, before any retry.
+    pub fn request_hash<I: HashInput>(&self, input: &I) -> Option<u64> {
+        if self.hash_on == HashKey::None {
+            return None;
+        }
+        self.key_bytes(&self.hash_on, input)
+            .or_else(|| self.key_bytes(&self.hash_fallback, input))
+            .map(|k| hash_of(&k))
+    }
+
+    /// Picks a healthy target, skipping `exclude` (targets that already failed this
+    /// request). `None` means no healthy target: Kong's 503.
+    pub fn pick(&self, hash: Option<u64>, exclude: &[usize]) -> Option<usize> {
+        if let Some(h) = hash {
+            if self.ring.is_empty() {
+                return None;
+            }
+            let start = self.ring.partition_point(|(p, _)| *p < h);
+            return (0..self.ring.len())
+                .map(|k| self.ring[(start + k) % self.ring.len()].1)
+                .find(|&i| self.usable(i, exclude));
+        }
+        if self.schedule.is_empty() {
+            return None;
+        }
+        for _ in 0..self.schedule.len() {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let i = self.schedule[n % self.schedule.len()];
+            if self.usable(i, exclude) {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
+/// Health state of every target ever configured, keyed by (upstream name, target).
+#[derive(Default)]
+pub struct HealthRegistry {
+    map: Mutex<HashMap<(String, String), Arc<TargetHealth>>>,
+}
+
+impl HealthRegistry {
+    /// The state for a target, created healthy on first sight.
+    pub fn get(&self, upstream: &str, target: &str) -> Arc<TargetHealth> {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.entry((upstream.to_string(), target.to_string()))
+            .or_default()
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gangway_config::model::{ForeignKey, Healthchecks};
+
+    fn upstream(algorithm: Algorithm, hash_on: HashOn) -> Upstream {
+        Upstream {
+            id: Id::nil(),
+            name: "u".into(),
+            algorithm,
+            hash_on,
+            hash_fallback: HashOn::None,
+            hash_on_header: Some("X-Key".into()),
+            hash_fallback_header: None,
+            hash_on_cookie: None,
+            hash_on_cookie_path: "/".into(),
+            hash_on_query_arg: None,
+            hash_fallback_query_arg: None,
+            hash_on_uri_capture: None,
+            hash_fallback_uri_capture: None,
+            slots: 1000,
+            healthchecks: Healthchecks::default(),
+            host_header: None,
+            client_certificate: None,
+            use_srv_name: false,
+            tags: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn target(t: &str, weight: u32) -> Target {
+        Target {
+            id: Id::nil(),
+            upstream: ForeignKey { id: Id::nil() },
+            target: t.into(),
+            weight,
+            tags: None,
+            created_at: 0.0,
+            updated_at: 0.0,
+        }
+    }
+
+    struct Req(Option<&'static [u8]>);
+    impl HashInput for Req {
+        fn client_ip(&self) -> String {
+            "10.0.0.1".into()
+        }
+        fn header(&self, _: &str) -> Option<&[u8]> {
+            self.0
+        }
+        fn cookie(&self, _: &str) -> Option<&[u8]> {
+            None
+        }
+        fn path(&self) -> &[u8] {
+            b"/"
+        }
+        fn query_arg(&self, _: &str) -> Option<&[u8]> {
+            None
+        }
+        fn uri_capture(&self, _: &str) -> Option<&[u8]> {
+            None
+        }
+        fn consumer(&self) -> Option<Id> {
+            None
+        }
+    }
+
+    #[test]
+    fn weighted_round_robin_follows_weights_and_skips_disabled() {
+        let ts = [target("a:1", 300), target("b:2", 100), target("c:3", 0)];
+        let refs: Vec<&Target> = ts.iter().collect();
+        let b = Balancer::build(
+            &upstream(Algorithm::RoundRobin, HashOn::None),
+            &refs,
+            &HealthRegistry::default(),
+            "upstreams[0]",
+        )
+        .expect("build");
+        let mut counts = [0usize; 3];
+        for _ in 0..400 {
+            counts[b.pick(b.request_hash(&Req(None)), &[]).expect("pick")] += 1;
+        }
+        assert_eq!(counts, [300, 100, 0]);
+    }
+
+    #[test]
+    fn unhealthy_targets_are_skipped_and_none_healthy_is_none() {
+        let ts = [target("a:1", 100), target("b:2", 100)];
+        let refs: Vec<&Target> = ts.iter().collect();
+        let reg = HealthRegistry::default();
+        let b = Balancer::build(
+            &upstream(Algorithm::RoundRobin, HashOn::None),
+            &refs,
+            &reg,
+            "u",
+        )
+        .expect("build");
+        reg.get("u", "a:1").set_healthy(false);
+        assert!((0..10).all(|_| b.pick(b.request_hash(&Req(None)), &[]) == Some(1)));
+        assert_eq!(
+            b.pick(None, &[1]),
+            None,
+            "excluded + unhealthy leaves nothing"
+        );
+        reg.get("u", "b:2").set_healthy(false);
+        assert_eq!(b.pick(b.request_hash(&Req(None)), &[]), None);
+    }
+
+    #[test]
+    fn consistent_hashing_is_sticky_per_key() {
+        let ts = [target("a:1", 100), target("b:2", 100), target("c:3", 100)];
+        let refs: Vec<&Target> = ts.iter().collect();
+        let b = Balancer::build(
+            &upstream(Algorithm::ConsistentHashing, HashOn::Header),
+            &refs,
+            &HealthRegistry::default(),
+            "u",
+        )
+        .expect("build");
+        let first = b.pick(b.request_hash(&Req(Some(b"user-42"))), &[]);
+        for _ in 0..20 {
+            assert_eq!(b.pick(b.request_hash(&Req(Some(b"user-42"))), &[]), first);
+        }
+        let spread: std::collections::HashSet<_> = [
+            &b"k1"[..],
+            b"k2",
+            b"k3",
+            b"k4",
+            b"k5",
+            b"k6",
+            b"k7",
+            b"k8",
+            b"k9",
+            b"k10",
+        ]
+        .iter()
+        .map(|k| {
+            let key: &'static [u8] = k;
+            b.pick(b.request_hash(&Req(Some(key))), &[])
+        })
+        .collect();
+        assert!(spread.len() > 1, "keys spread over targets");
+    }
+}
