@@ -111,7 +111,6 @@ pub async fn buffer_body<B: Backend, S: Stream>(
 pub async fn respond<B: Backend, S: Stream>(
     client: &S,
     bufs: &mut ConnBuffers,
-    head_len: usize,
     ctx: &WorkerCtx<B>,
     facts: &RequestInfo<'_>,
     snapshot: &Snapshot,
@@ -162,7 +161,7 @@ pub async fn respond<B: Backend, S: Stream>(
     }
 
     // The connection survives only if the request body is behind us.
-    let used = super::reply::request_end(bufs, head_len);
+    let used = super::reply::request_end(bufs, facts.head_len);
     let keep = used.is_some() && bufs.head.keep_alive() && !ctx.gateway.is_draining();
     let is_head = bufs.head.method(&bufs.input) == b"HEAD";
 

@@ -7,10 +7,10 @@ use super::WorkerCtx;
 use super::exchange::SERVER;
 use super::log::Source;
 use super::plugins::plugin_headers;
-use super::session::ConnBuffers;
+use super::session::{ConnBuffers, error_format, new_request_id};
 use crate::Snapshot;
 use gangway_config::settings::HeaderToken;
-use gangway_http::{BodyTracker, error_page};
+use gangway_http::{BodyTracker, HttpError, TooLargeStatus, error_page};
 use gangway_net::{Backend, Stream};
 use gangway_pipeline::{Chain, ResponseCtx};
 
@@ -189,7 +189,7 @@ async fn write_error_with<B: Backend, S: Stream>(
         Some(message),
         id,
         (!bufs.accept.is_empty()).then_some(&bufs.accept[..]),
-        super::session::error_format(&settings.error_default_type),
+        error_format(&settings.error_default_type),
         &extra,
         tokens.contains(HeaderToken::Server).then_some(SERVER),
     );
@@ -197,4 +197,83 @@ async fn write_error_with<B: Backend, S: Stream>(
     let len = out.len();
     let (_, out) = client.write_all(out, 0..len).await;
     bufs.output = out;
+}
+
+/// Answers a malformed or oversized request head with nginx's status and Kong's body; the
+/// connection then closes.
+pub(super) async fn refuse_head<S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    err: &HttpError,
+    error_default_type: &str,
+) {
+    let request_id = new_request_id();
+    bufs.output.clear();
+    error_page::write_error_response(
+        &mut bufs.output,
+        err.response_status(TooLargeStatus::Nginx494),
+        Some(err.message()),
+        std::str::from_utf8(&request_id).unwrap_or_default(),
+        None,
+        error_format(error_default_type),
+        &[("Connection", "close")],
+        Some(SERVER),
+    );
+    let out = std::mem::take(&mut bufs.output);
+    let len = out.len();
+    let _ = client.write_all(out, 0..len).await;
+}
+
+/// Kong's answer to plain http on an https-only route: 426 with an Upgrade hint, or a
+/// redirect to the https URL (`https_redirect_status_code`). The connection then closes.
+pub(super) async fn require_https<B: Backend, S: Stream>(
+    client: &S,
+    bufs: &mut ConnBuffers,
+    ctx: &WorkerCtx<B>,
+    request_id: &[u8; 32],
+    received: Instant,
+    code: u16,
+) -> bool {
+    let settings = &ctx.gateway.settings;
+    let id = std::str::from_utf8(request_id).unwrap_or_default();
+    let latency = received.elapsed().as_millis().to_string();
+    let mut out = std::mem::take(&mut bufs.output);
+    out.clear();
+    if code == 426 {
+        let mut extra = vec![("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")];
+        if settings.headers.contains(HeaderToken::ResponseLatency) {
+            extra.push(("X-Kong-Response-Latency", &latency));
+        }
+        let accept = (!bufs.accept.is_empty()).then_some(&bufs.accept[..]);
+        error_page::write_error_response(
+            &mut out,
+            426,
+            Some("Please use HTTPS protocol"),
+            id,
+            accept,
+            error_format(&settings.error_default_type),
+            &extra,
+            settings
+                .headers
+                .contains(HeaderToken::Server)
+                .then_some(SERVER),
+        );
+    } else {
+        let host = bufs.head.host(&bufs.input).unwrap_or(b"");
+        let target = bufs.head.target(&bufs.input);
+        out.extend_from_slice(
+            format!(
+                "HTTP/1.1 {code} {}\r\nLocation: https://",
+                error_page::reason_phrase(code)
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(host);
+        out.extend_from_slice(target);
+        out.extend_from_slice(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+    let len = out.len();
+    let (_, out) = client.write_all(out, 0..len).await;
+    bufs.output = out;
+    false
 }

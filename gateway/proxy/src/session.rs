@@ -15,16 +15,14 @@ use super::log::{self, ChainRef, RequestInfo};
 use super::recorder::Recorded;
 use super::reply;
 use crate::Snapshot;
-use gangway_config::model::Protocol;
-use gangway_config::settings::HeaderToken;
+use gangway_config::model::{Protocol, Route};
 use gangway_http::{
-    BodyFraming, ErrorFormat, HttpError, Limits, RequestHead, ResponseHead, TooLargeStatus,
-    error_page, parse_request,
+    BodyFraming, ErrorFormat, HttpError, Limits, RequestHead, ResponseHead, parse_request,
 };
 use gangway_net::{Backend, Stream};
 use gangway_pipeline::context::ConnFacts;
-use gangway_pipeline::{AccessCtx, Flow, RequestState};
-use gangway_router::{HeaderSource, MatchScratch, RouteRequest};
+use gangway_pipeline::{AccessCtx, Chain, Flow, RequestState};
+use gangway_router::{HeaderSource, MatchScratch, RouteMatch, RouteRequest};
 
 /// Initial capacity of the per-connection request buffer.
 const REQUEST_BUF: usize = 16 * 1024;
@@ -191,51 +189,34 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
         ConnFacts::new_connection(SocketAddr::from(([0, 0, 0, 0], conn.local_port)));
     let mut first = true;
     loop {
+        // Read: the next request head (the first one under client_header_timeout, later
+        // ones under keepalive_timeout).
         let first_timeout = if first { header_timeout } else { keepalive };
         first = false;
-        let head_len = match read_head(
+        let read = read_head(
             &client,
             &mut bufs,
             &limits,
             first_timeout,
             header_timeout,
             &mut shutdown,
-        )
-        .await
-        {
+        );
+        let head_len = match read.await {
             ReadHead::Ready(n) => n,
             ReadHead::Closed => break,
             ReadHead::Bad(err) => {
-                let request_id = new_request_id();
-                bufs.output.clear();
-                error_page::write_error_response(
-                    &mut bufs.output,
-                    err.response_status(TooLargeStatus::Nginx494),
-                    Some(err.message()),
-                    std::str::from_utf8(&request_id).unwrap_or_default(),
-                    None,
-                    error_format(&settings.error_default_type),
-                    &[("Connection", "close")],
-                    Some(exchange::SERVER),
-                );
-                let out = std::mem::take(&mut bufs.output);
-                let len = out.len();
-                let _ = client.write_all(out, 0..len).await;
+                reply::refuse_head(&client, &mut bufs, &err, &settings.error_default_type).await;
                 break;
             }
         };
-        ctx.gateway
-            .counters
-            .total_requests
-            .fetch_add(1, Ordering::Relaxed);
-        bufs.plugins.conn.requests += 1;
-        bufs.accept.clear();
-        if let Some(accept) = bufs.head.header(&bufs.input, "accept") {
-            bufs.accept.extend_from_slice(accept);
-        }
+        note_request(&mut bufs, ctx);
+        // A request keeps the snapshot it loaded until its log phase ends.
         let snapshot = ctx.gateway.snapshot();
         client.begin();
+        // Rewrite, route, access, forward; header_filter and body_filter run as the answer
+        // is written.
         let keep_going = handle_request(&client, &conn, &mut bufs, head_len, &snapshot, ctx).await;
+        // Log, once the answer is sent.
         super::log::finish(&client, &mut bufs, &snapshot);
         if !keep_going || ctx.gateway.is_draining() && *shutdown.borrow() {
             break;
@@ -244,8 +225,40 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
     let _ = client.shutdown().await;
 }
 
-/// Routes and proxies one request whose head is `bufs.input[..head_len]`. Returns whether the
-/// connection may carry another request.
+/// Counts a request whose head was read and keeps what error pages need of it.
+fn note_request<B: Backend>(bufs: &mut ConnBuffers, ctx: &WorkerCtx<B>) {
+    ctx.gateway
+        .counters
+        .total_requests
+        .fetch_add(1, Ordering::Relaxed);
+    bufs.plugins.conn.requests += 1;
+    bufs.accept.clear();
+    if let Some(accept) = bufs.head.header(&bufs.input, "accept") {
+        bufs.accept.extend_from_slice(accept);
+    }
+}
+
+/// What a phase decided: go on to the next phase with its result, or the request has been
+/// answered (by a plugin or with an error page), and the connection may (`true`) carry
+/// another request.
+enum Phase<T> {
+    Next(T),
+    Answered(bool),
+}
+
+/// Which route matched, and what it leads to.
+struct Routed<'s> {
+    matched: RouteMatch,
+    route: &'s Route,
+    /// Index of the route's service in the snapshot, unless it has none or it is disabled.
+    service: Option<usize>,
+    chain: &'s Chain,
+}
+
+/// Runs one request whose head is `bufs.input[..head_len]` through Kong's phases: rewrite
+/// (global plugins), routing, access (the route's plugins), then forwarding to the service.
+/// header_filter and body_filter run as the answer is written, whoever wrote it; the caller
+/// runs the log phase. Returns whether the connection may carry another request.
 async fn handle_request<B: Backend, S: Stream>(
     client: &Recorded<S>,
     conn: &ClientConn,
@@ -254,45 +267,74 @@ async fn handle_request<B: Backend, S: Stream>(
     snapshot: &Snapshot,
     ctx: &WorkerCtx<B>,
 ) -> bool {
-    let received = Instant::now();
     let request_id = new_request_id();
-    let client_ip = client_address(conn, bufs, head_len, ctx);
     let facts = RequestInfo {
         conn,
         head_len,
-        client_ip,
+        client_ip: client_address(conn, bufs, head_len, ctx),
         request_id: &request_id,
-        received,
+        received: Instant::now(),
     };
     bufs.plugins.reset(0);
-    let global = &snapshot.pipeline.global;
-    if global.rewrites {
-        let flow = {
-            let mut rewrite = AccessCtx {
-                head: &bufs.head,
-                buf: &bufs.input[..head_len],
-                captures: &bufs.scratch,
-                client_ip,
-                tls: conn.tls,
-                identities: &snapshot.identities,
-                route: None,
-                service: None,
-                request_id: &request_id,
-                state: &mut bufs.plugins,
-                step: 0,
-            };
-            gangway_pipeline::run_rewrite(&snapshot.pipeline, &mut rewrite)
-        };
-        if let Flow::Respond(response) = flow {
-            log::begin(client, bufs, snapshot, ChainRef::Global, &facts);
-            return super::plugins::respond(
-                client, bufs, head_len, ctx, &facts, snapshot, global, response,
-            )
-            .await;
-        }
+    if let Phase::Answered(keep) = rewrite(client, bufs, &facts, snapshot, ctx).await {
+        return keep;
     }
+    let routed = match route(client, bufs, &facts, snapshot, ctx).await {
+        Phase::Next(routed) => routed,
+        Phase::Answered(keep) => return keep,
+    };
+    if let Phase::Answered(keep) = access(client, bufs, &facts, snapshot, &routed, ctx).await {
+        return keep;
+    }
+    forward(client, bufs, &facts, snapshot, routed, ctx).await
+}
+
+/// The rewrite phase: global plugins with a rewrite handler, before routing.
+async fn rewrite<B: Backend, S: Stream>(
+    client: &Recorded<S>,
+    bufs: &mut ConnBuffers,
+    facts: &RequestInfo<'_>,
+    snapshot: &Snapshot,
+    ctx: &WorkerCtx<B>,
+) -> Phase<()> {
+    let global = &snapshot.pipeline.global;
+    if !global.rewrites {
+        return Phase::Next(());
+    }
+    let mut rewrite = AccessCtx {
+        head: &bufs.head,
+        buf: &bufs.input[..facts.head_len],
+        captures: &bufs.scratch,
+        client_ip: facts.client_ip,
+        tls: facts.conn.tls,
+        identities: &snapshot.identities,
+        route: None,
+        service: None,
+        request_id: facts.request_id,
+        state: &mut bufs.plugins,
+        step: 0,
+    };
+    let Flow::Respond(response) = gangway_pipeline::run_rewrite(&snapshot.pipeline, &mut rewrite)
+    else {
+        return Phase::Next(());
+    };
+    log::begin(client, bufs, snapshot, ChainRef::Global, facts);
+    let keep = super::plugins::respond(client, bufs, ctx, facts, snapshot, global, response).await;
+    Phase::Answered(keep)
+}
+
+/// Routing: Kong's router picks the route; no match is Kong's 404 (filtered and logged by
+/// the global plugins), and plain http on an https-only route is refused or redirected.
+async fn route<'s, B: Backend, S: Stream>(
+    client: &Recorded<S>,
+    bufs: &mut ConnBuffers,
+    facts: &RequestInfo<'_>,
+    snapshot: &'s Snapshot,
+    ctx: &WorkerCtx<B>,
+) -> Phase<Routed<'s>> {
+    let conn = facts.conn;
     let matched = {
-        let buf = &bufs.input[..head_len];
+        let buf = &bufs.input[..facts.head_len];
         let head = &bufs.head;
         let view = HeadView { head, buf };
         let req = RouteRequest {
@@ -309,125 +351,156 @@ async fn handle_request<B: Backend, S: Stream>(
     let Some(matched) = matched else {
         debug!(path = %String::from_utf8_lossy(bufs.head.path(&bufs.input)), "no route matched");
         // As in Kong, the global plugins still filter and log the 404.
+        let global = &snapshot.pipeline.global;
         global.resolve_defaults(&mut bufs.plugins.resolved);
-        log::begin(client, bufs, snapshot, ChainRef::Global, &facts);
-        return reply::respond_error(
+        log::begin(client, bufs, snapshot, ChainRef::Global, facts);
+        let keep = reply::respond_error(
             client,
             bufs,
-            head_len,
+            facts.head_len,
             ctx,
-            &request_id,
-            received,
+            facts.request_id,
+            facts.received,
             404,
             "no Route matched with those values",
             Some((snapshot, global)),
         )
         .await;
+        return Phase::Answered(keep);
     };
-    let service_index =
-        snapshot.route_service[matched.route].filter(|&i| snapshot.services[i].enabled);
-    let service = service_index.map(|i| &snapshot.services[i]);
-    let service_entity = service_index.map(|i| &snapshot.config.services[i]);
     let route = &snapshot.config.routes[matched.route];
     if !route.protocols.contains(&Protocol::Http) && !https_request(conn, bufs) {
-        return require_https(
+        let keep = reply::require_https(
             client,
             bufs,
             ctx,
-            &request_id,
-            received,
+            facts.request_id,
+            facts.received,
             route.https_redirect_status_code,
         )
         .await;
+        return Phase::Answered(keep);
     }
+    let service = snapshot.route_service[matched.route].filter(|&i| snapshot.services[i].enabled);
     let chain = &snapshot.pipeline.routes[matched.route];
+    Phase::Next(Routed {
+        matched,
+        route,
+        service,
+        chain,
+    })
+}
+
+/// The access phase: the route's plugins, each resolved for the consumer authenticated so
+/// far, with the request body read first when one of them needs it.
+async fn access<B: Backend, S: Stream>(
+    client: &Recorded<S>,
+    bufs: &mut ConnBuffers,
+    facts: &RequestInfo<'_>,
+    snapshot: &Snapshot,
+    routed: &Routed<'_>,
+    ctx: &WorkerCtx<B>,
+) -> Phase<()> {
+    let chain = routed.chain;
     bufs.plugins.begin_chain(chain.steps.len());
-    if !chain.is_empty() {
-        // A plugin that only measures the body (request-size-limiting) needs it buffered
-        // when its size is not announced, and then only up to its limit.
-        let limit = chain
-            .chunked_body_limit
-            .filter(|_| !chain.needs_body && bufs.head.framing() == BodyFraming::Chunked);
-        if chain.needs_body || limit.is_some() {
-            if let Err(e) = super::plugins::buffer_body(client, bufs, head_len, ctx, limit).await {
-                if let Some(status) = e.status {
-                    reply::respond_error_closing(
-                        client,
-                        bufs,
-                        ctx,
-                        &request_id,
-                        received,
-                        status,
-                        e.message,
-                    )
-                    .await;
-                }
-                return false;
+    if chain.is_empty() {
+        return Phase::Next(());
+    }
+    // A plugin that only measures the body (request-size-limiting) needs it buffered when
+    // its size is not announced, and then only up to its limit.
+    let limit = chain
+        .chunked_body_limit
+        .filter(|_| !chain.needs_body && bufs.head.framing() == BodyFraming::Chunked);
+    if chain.needs_body || limit.is_some() {
+        if let Err(e) = super::plugins::buffer_body(client, bufs, facts.head_len, ctx, limit).await
+        {
+            if let Some(status) = e.status {
+                reply::respond_error_closing(
+                    client,
+                    bufs,
+                    ctx,
+                    facts.request_id,
+                    facts.received,
+                    status,
+                    e.message,
+                )
+                .await;
             }
-        }
-        let flow = {
-            let mut access = AccessCtx {
-                head: &bufs.head,
-                buf: &bufs.input[..head_len],
-                captures: &bufs.scratch,
-                client_ip,
-                tls: conn.tls,
-                identities: &snapshot.identities,
-                route: Some(route),
-                service: service_entity,
-                request_id: &request_id,
-                state: &mut bufs.plugins,
-                step: 0,
-            };
-            gangway_pipeline::run_access(&snapshot.pipeline, chain, &mut access)
-        };
-        let flow = match flow {
-            // No plugin instance that applies claimed the oversized body: refuse it rather
-            // than proxy a body that was only partly read.
-            Flow::Continue if bufs.plugins.body_over_limit => {
-                Flow::error(413, "Request size limit exceeded")
-            }
-            flow => flow,
-        };
-        log::begin(
-            client,
-            bufs,
-            snapshot,
-            ChainRef::Route(matched.route),
-            &facts,
-        );
-        if let Flow::Respond(response) = flow {
-            return super::plugins::respond(
-                client, bufs, head_len, ctx, &facts, snapshot, chain, response,
-            )
-            .await;
+            return Phase::Answered(false);
         }
     }
-    let Some(service) = service else {
+    let mut access = AccessCtx {
+        head: &bufs.head,
+        buf: &bufs.input[..facts.head_len],
+        captures: &bufs.scratch,
+        client_ip: facts.client_ip,
+        tls: facts.conn.tls,
+        identities: &snapshot.identities,
+        route: Some(routed.route),
+        service: routed.service.map(|i| &snapshot.config.services[i]),
+        request_id: facts.request_id,
+        state: &mut bufs.plugins,
+        step: 0,
+    };
+    let flow = match gangway_pipeline::run_access(&snapshot.pipeline, chain, &mut access) {
+        // No plugin instance that applies claimed the oversized body: refuse it rather
+        // than proxy a body that was only partly read.
+        Flow::Continue if bufs.plugins.body_over_limit => {
+            Flow::error(413, "Request size limit exceeded")
+        }
+        flow => flow,
+    };
+    log::begin(
+        client,
+        bufs,
+        snapshot,
+        ChainRef::Route(routed.matched.route),
+        facts,
+    );
+    match flow {
+        Flow::Continue => Phase::Next(()),
+        Flow::Respond(response) => Phase::Answered(
+            super::plugins::respond(client, bufs, ctx, facts, snapshot, chain, response).await,
+        ),
+    }
+}
+
+/// Forwarding: the request goes to the route's service and its response streams back
+/// (through header_filter, and body_filter when a plugin wants the body). A route without
+/// an enabled service is Kong's 503.
+async fn forward<B: Backend, S: Stream>(
+    client: &Recorded<S>,
+    bufs: &mut ConnBuffers,
+    facts: &RequestInfo<'_>,
+    snapshot: &Snapshot,
+    routed: Routed<'_>,
+    ctx: &WorkerCtx<B>,
+) -> bool {
+    let Some(service) = routed.service.map(|i| &snapshot.services[i]) else {
         return reply::respond_error(
             client,
             bufs,
-            head_len,
+            facts.head_len,
             ctx,
-            &request_id,
-            received,
+            facts.request_id,
+            facts.received,
             503,
             "no Service found with those values",
-            Some((snapshot, chain)),
+            Some((snapshot, routed.chain)),
         )
         .await;
     };
     let exchange = Exchange {
         snapshot,
-        conn,
-        route,
+        conn: facts.conn,
+        route: routed.route,
         service,
-        chain,
-        client_ip,
-        matched,
-        request_id: &request_id,
-        received,
-        head_len,
+        chain: routed.chain,
+        client_ip: facts.client_ip,
+        matched: routed.matched,
+        request_id: facts.request_id,
+        received: facts.received,
+        head_len: facts.head_len,
     };
     match exchange::run(client, bufs, exchange, ctx).await {
         Outcome::KeepAlive => true,
@@ -468,60 +541,6 @@ fn https_request(conn: &ClientConn, bufs: &ConnBuffers) -> bool {
                 .head
                 .header(&bufs.input, "x-forwarded-proto")
                 .is_some_and(|v| v.eq_ignore_ascii_case(b"https")))
-}
-
-/// Kong's answer to plain http on an https-only route: 426 with an Upgrade hint, or a
-/// redirect to the https URL (`https_redirect_status_code`). The connection then closes.
-async fn require_https<B: Backend, S: Stream>(
-    client: &S,
-    bufs: &mut ConnBuffers,
-    ctx: &WorkerCtx<B>,
-    request_id: &[u8; 32],
-    received: Instant,
-    code: u16,
-) -> bool {
-    let settings = &ctx.gateway.settings;
-    let id = std::str::from_utf8(request_id).unwrap_or_default();
-    let latency = received.elapsed().as_millis().to_string();
-    let mut out = std::mem::take(&mut bufs.output);
-    out.clear();
-    if code == 426 {
-        let mut extra = vec![("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")];
-        if settings.headers.contains(HeaderToken::ResponseLatency) {
-            extra.push(("X-Kong-Response-Latency", &latency));
-        }
-        let accept = (!bufs.accept.is_empty()).then_some(&bufs.accept[..]);
-        error_page::write_error_response(
-            &mut out,
-            426,
-            Some("Please use HTTPS protocol"),
-            id,
-            accept,
-            error_format(&settings.error_default_type),
-            &extra,
-            settings
-                .headers
-                .contains(HeaderToken::Server)
-                .then_some(exchange::SERVER),
-        );
-    } else {
-        let host = bufs.head.host(&bufs.input).unwrap_or(b"");
-        let target = bufs.head.target(&bufs.input);
-        out.extend_from_slice(
-            format!(
-                "HTTP/1.1 {code} {}\r\nLocation: https://",
-                error_page::reason_phrase(code)
-            )
-            .as_bytes(),
-        );
-        out.extend_from_slice(host);
-        out.extend_from_slice(target);
-        out.extend_from_slice(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    }
-    let len = out.len();
-    let (_, out) = client.write_all(out, 0..len).await;
-    bufs.output = out;
-    false
 }
 
 /// The configured `error_default_type` as a format (validated by the settings loader).
