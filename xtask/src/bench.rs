@@ -5,57 +5,168 @@
 //! (A B C A B C ...) so drift on the machine hits every contender alike. Reported: RPS,
 //! p50/p99/p99.9 latency and CPU time per request of the proxy's processes, each also as a
 //! ratio to nginx.
+//!
+//! `--against LABEL=PATH` (repeatable) adds another gangway binary, e.g. a baseline built from
+//! an older commit, as contender `gangway-LABEL`, started exactly like `gangway-io_uring` and
+//! measured in the same interleaved rounds: a refactor shows "no regression" as the ratio
+//! between the two rows, free of the drift between two separate runs.
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use clap::builder::RangedU64ValueParser;
+use clap::error::ErrorKind;
+use clap::{Args, Subcommand};
 use serde_json::json;
 
 mod pipeline;
 
-/// Bench parameters (`--duration`, `--repeat`, `--connections`, `--workers`, `--warmup`).
-struct Params {
-    duration_s: u64,
-    warmup_s: u64,
-    repeat: usize,
-    connections: usize,
-    workers: usize,
-    /// Consumers in the large pipeline config (`bench pipeline`).
-    consumers: usize,
+/// The benchmarks (`cargo xtask bench <name>`).
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// gangway (io_uring and epoll) against nginx as a plain reverse proxy to an nginx
+    /// upstream; the table is also saved as benches/results/proxy-latest.md.
+    Proxy {
+        #[command(flatten)]
+        params: Params,
+        /// Also run the gangway binary at PATH (e.g. a baseline built from an older commit)
+        /// as contender gangway-LABEL, started like gangway-io_uring; repeatable. Default:
+        /// none.
+        #[arg(long, value_name = "LABEL=PATH", value_parser = parse_against)]
+        against: Vec<Against>,
+    },
+    /// The plugin pipeline (request-transformer + key-auth + acl) at 1,000 and at --consumers
+    /// consumers, against gangway's plain proxy and nginx's; saved as
+    /// benches/results/pipeline-latest.md.
+    Pipeline {
+        #[command(flatten)]
+        params: Params,
+        /// Consumers in the large pipeline config, 1000 to 10000000.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 1_000_000,
+            value_parser = RangedU64ValueParser::<usize>::new().range(1000..=10_000_000),
+        )]
+        consumers: usize,
+    },
+    /// The identity-write micro-benchmark (cargo bench, benches/identity_writes.rs); saved as
+    /// benches/results/identity-latest.md. Takes no flags.
+    Identity,
 }
 
-impl Params {
-    fn parse(args: &[String]) -> Result<Params> {
-        let mut p = Params {
-            duration_s: 10,
-            warmup_s: 3,
-            repeat: 3,
-            connections: 32,
-            workers: 1,
-            consumers: 1_000_000,
-        };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-            let n: u64 = value
-                .parse()
-                .with_context(|| format!("{flag} {value}: not a number"))?;
-            match flag.as_str() {
-                "--duration" => p.duration_s = n.clamp(1, 600),
-                "--warmup" => p.warmup_s = n.min(60),
-                "--repeat" => p.repeat = (n as usize).clamp(1, 20),
-                "--connections" => p.connections = (n as usize).clamp(1, 1024),
-                "--workers" => p.workers = (n as usize).clamp(1, 64),
-                "--consumers" => p.consumers = (n as usize).clamp(1000, 10_000_000),
-                _ => bail!("unknown flag {flag}"),
-            }
-        }
-        Ok(p)
+/// The wrk load and process shape shared by `bench proxy` and `bench pipeline`. Out-of-range
+/// values are refused by clap rather than clamped, so a run never silently measures
+/// something other than what was asked for.
+#[derive(Debug, Args)]
+pub struct Params {
+    /// Seconds each measured wrk run lasts, 1 to 600.
+    #[arg(
+        long = "duration",
+        value_name = "SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=600),
+    )]
+    duration_s: u64,
+    /// Seconds of wrk load per contender before the measured rounds, 0 to 60 (0 = none).
+    #[arg(
+        long = "warmup",
+        value_name = "SECONDS",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u64).range(0..=60),
+    )]
+    warmup_s: u64,
+    /// Interleaved measured rounds (one run per contender each); the table shows medians, 1
+    /// to 20.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=20),
+    )]
+    repeat: usize,
+    /// wrk connections (one wrk thread), 1 to 1024.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 32,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024),
+    )]
+    connections: usize,
+    /// Worker threads (gangway) or processes (nginx) for every contender alike, 1 to 64.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=64),
+    )]
+    workers: usize,
+}
+
+/// One `--against LABEL=PATH`: an extra gangway binary to measure.
+#[derive(Debug, Clone)]
+pub struct Against {
+    label: String,
+    /// Absolute, so the setup line in the results says exactly which binary ran.
+    path: PathBuf,
+}
+
+/// Parses and checks `LABEL=PATH` while clap parses, so a typo fails before the release
+/// build and the upstream start, with clap's usual error.
+fn parse_against(value: &str) -> Result<Against, String> {
+    let (label, path) = value
+        .split_once('=')
+        .ok_or_else(|| "expected LABEL=PATH".to_string())?;
+    if label.is_empty() {
+        return Err("LABEL is empty".into());
     }
+    // The label names the contender in the table and its config file and prefix directory
+    // in the scratch directory.
+    if label.contains(char::is_whitespace) || label.contains('/') {
+        return Err(format!("LABEL {label:?} must not contain spaces or '/'"));
+    }
+    if path.is_empty() {
+        return Err("PATH is empty".into());
+    }
+    let path = Path::new(path);
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{}: not a file", path.display()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("{}: not executable", path.display()));
+    }
+    let path = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Against {
+        label: label.to_string(),
+        path,
+    })
+}
+
+/// Each contender's name must be unique, as it keys the table, the results and its files in
+/// the scratch directory: `--against` labels may not repeat nor take `io_uring` or `epoll`.
+/// A clap error (exit status 2, no backtrace), like every other bad flag, as clap's
+/// per-value parser cannot see the other values.
+fn check_labels(against: &[Against]) -> Result<(), clap::Error> {
+    let mut seen: Vec<&str> = vec!["io_uring", "epoll"];
+    for a in against {
+        if seen.contains(&a.label.as_str()) {
+            return Err(clap::Error::raw(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--against {}=...: gangway-{} is already a contender; pick another label\n",
+                    a.label, a.label
+                ),
+            ));
+        }
+        seen.push(&a.label);
+    }
+    Ok(())
 }
 
 fn free_port() -> Result<u16> {
@@ -295,12 +406,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs `cargo xtask bench <name>`.
-pub fn run(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        Some("proxy") => proxy(&Params::parse(&args[1..])?),
-        Some("pipeline") => pipeline::run(&Params::parse(&args[1..])?),
-        Some("identity") => identity(),
-        other => bail!("unknown benchmark {other:?}; available: proxy, pipeline, identity"),
+pub fn run(bench: Bench) -> Result<()> {
+    match bench {
+        Bench::Proxy { params, against } => {
+            if let Err(e) = check_labels(&against) {
+                e.exit()
+            }
+            proxy(&params, &against)
+        }
+        Bench::Pipeline { params, consumers } => pipeline::run(&params, consumers),
+        Bench::Identity => identity(),
     }
 }
 
@@ -312,7 +427,13 @@ fn identity() -> Result<()> {
         .context("workspace root")?
         .to_path_buf();
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "gangway-pipeline", "--bench", "identity_writes"])
+        .args([
+            "bench",
+            "-p",
+            "gangway-pipeline",
+            "--bench",
+            "identity_writes",
+        ])
         .current_dir(&root)
         .stderr(std::process::Stdio::inherit())
         .output()?;
@@ -386,13 +507,13 @@ fn nginx_proxy(dir: &Path, port: u16, up_port: u16, workers: usize) -> Result<Pr
     )
 }
 
-fn proxy(p: &Params) -> Result<()> {
+fn proxy(p: &Params, against: &[Against]) -> Result<()> {
     let (root, bin) = build_release()?;
     let dir = scratch_dir()?;
     let (_upstream, up_port) = upstream(&dir)?;
     let (uring_port, epoll_port, nginx_port) = (free_port()?, free_port()?, free_port()?);
     let plain = plain_config(up_port);
-    let contenders: Vec<Contender> = vec![
+    let mut contenders: Vec<Contender> = vec![
         Contender {
             name: "gangway-io_uring".into(),
             proc_: gangway(
@@ -428,10 +549,29 @@ fn proxy(p: &Params) -> Result<()> {
             load: None,
         },
     ];
-    let setup = format!(
+    // Each extra binary exactly as gangway-io_uring, so only the binary differs.
+    for a in against {
+        let name = format!("gangway-{}", a.label);
+        let port = free_port()?;
+        contenders.push(Contender {
+            proc_: gangway(&a.path, &dir, &name, "io_uring", port, &plain, p.workers)?,
+            name,
+            port,
+            load: None,
+        });
+    }
+    let mut setup = format!(
         "wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, {} worker(s) each, upstream: nginx (1 worker) returning a 24-byte body; medians shown",
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
+    for a in against {
+        let _ = write!(
+            setup,
+            "; gangway-{} (io_uring) is {}",
+            a.label,
+            a.path.display()
+        );
+    }
     let load = Load {
         lua: String::new(),
         path: "/".into(),
@@ -555,4 +695,85 @@ fn compare(
         format!("# cargo xtask bench {bench}\n\n{setup}\n\n{table}"),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+    use crate::{Cli, Task};
+
+    fn bench(args: &[&str]) -> Result<Bench, clap::Error> {
+        let argv = ["cargo xtask", "bench"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.task {
+            Task::Bench { bench } => Ok(bench),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Today's invocations keep their meaning and defaults.
+    #[test]
+    fn proxy_flags_and_defaults() {
+        let Bench::Proxy { params, against } =
+            bench(&["proxy", "--duration", "5"]).expect("parses")
+        else {
+            panic!("not proxy");
+        };
+        assert_eq!(
+            (params.duration_s, params.warmup_s, params.repeat),
+            (5, 3, 3)
+        );
+        assert_eq!((params.connections, params.workers), (32, 1));
+        assert!(against.is_empty());
+    }
+
+    #[test]
+    fn out_of_range_is_refused() {
+        for args in [
+            &["proxy", "--duration", "0"][..],
+            &["proxy", "--warmup", "61"],
+            &["proxy", "--workers", "65"],
+            &["pipeline", "--consumers", "999"],
+        ] {
+            let err = bench(args).expect_err("out of range");
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn against_is_checked() {
+        let exe = std::env::current_exe().expect("test binary path");
+        let ok = format!("base={}", exe.display());
+        let Bench::Proxy { against, .. } = bench(&[
+            "proxy",
+            "--against",
+            &ok,
+            "--against",
+            &format!("new={}", exe.display()),
+        ])
+        .expect("parses") else {
+            panic!("not proxy");
+        };
+        assert_eq!(against.len(), 2);
+        assert_eq!(against[0].label, "base");
+        assert!(against[0].path.is_absolute());
+        assert!(check_labels(&against).is_ok());
+        let twice = [against[0].clone(), against[0].clone()];
+        assert!(check_labels(&twice).is_err());
+        for bad in [
+            "base=/nonexistent",
+            "base=/",
+            "=/bin/sh",
+            "a b=/bin/sh",
+            "base",
+        ] {
+            assert!(bench(&["proxy", "--against", bad]).is_err(), "{bad}");
+        }
+    }
 }

@@ -8,11 +8,14 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
 
-/// Output syntax.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Output syntax. Variants carry no doc comments on purpose: clap would then switch
+/// `gen-config --help` to its long, one-flag-per-paragraph layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Format {
+    #[value(alias = "yml")]
     Yaml,
     Json,
 }
@@ -26,74 +29,47 @@ enum Form {
     Flat,
 }
 
-struct Params {
+/// `cargo xtask gen-config` flags.
+#[derive(Debug, Args)]
+pub struct Params {
+    /// Number of consumers to write (required); each gets one key-auth credential.
+    #[arg(long, value_name = "N")]
     consumers: u64,
+    /// Every K-th consumer also gets an ACL group (gold, silver, bronze in turn); 0 = no ACLs.
+    #[arg(long, value_name = "K", default_value_t = 10)]
     acl_every: u64,
+    /// Every M-th consumer also gets a custom_id; 0 = none.
+    #[arg(long, value_name = "M", default_value_t = 0)]
     custom_id_every: u64,
-    format: Format,
-    form: Form,
+    /// Output syntax (yml = yaml). Default: json if --out ends in .json, else yaml.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Write credentials and ACLs as top-level lists naming their consumer instead of nested
+    /// under each consumer (both are valid Kong declarative config). Default: nested.
+    #[arg(long)]
+    flat: bool,
+    /// Seed for the key generator: the same flags always produce the same file.
+    #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
+    /// The file to write (required).
+    #[arg(long, value_name = "FILE")]
     out: PathBuf,
 }
 
-const USAGE: &str = "usage: cargo xtask gen-config --consumers N [--acl-every K (default 10, 0 = none)] \
-[--custom-id-every M (default 0 = none)] [--format yaml|json (default: from --out, else yaml)] \
-[--flat] [--seed S (default 1)] --out FILE";
-
 impl Params {
-    fn parse(args: &[String]) -> Result<Params> {
-        let mut consumers = None;
-        let mut out = None;
-        let mut format = None;
-        let mut p = Params {
-            consumers: 0,
-            acl_every: 10,
-            custom_id_every: 0,
-            format: Format::Yaml,
-            form: Form::Nested,
-            seed: 1,
-            out: PathBuf::new(),
-        };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            if flag == "--flat" {
-                p.form = Form::Flat;
-                continue;
-            }
-            let value = it
-                .next()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-            let number = || -> Result<u64> {
-                value
-                    .parse()
-                    .with_context(|| format!("{flag} {value}: not a number"))
-            };
-            match flag.as_str() {
-                "--consumers" => consumers = Some(number()?),
-                "--acl-every" => p.acl_every = number()?,
-                "--custom-id-every" => p.custom_id_every = number()?,
-                "--seed" => p.seed = number()?,
-                "--out" => out = Some(PathBuf::from(value)),
-                "--format" => {
-                    format = Some(match value.as_str() {
-                        "yaml" | "yml" => Format::Yaml,
-                        "json" => Format::Json,
-                        _ => bail!("--format {value}: expected yaml or json"),
-                    })
-                }
-                _ => bail!("unknown flag {flag}\n{USAGE}"),
-            }
-        }
-        p.consumers = consumers.with_context(|| format!("--consumers is required\n{USAGE}"))?;
-        p.out = out.with_context(|| format!("--out is required\n{USAGE}"))?;
-        p.format = format.unwrap_or_else(|| {
-            if p.out.extension().is_some_and(|e| e == "json") {
+    fn form(&self) -> Form {
+        if self.flat { Form::Flat } else { Form::Nested }
+    }
+
+    /// The syntax asked for, else the one `--out`'s extension names, else YAML.
+    fn format(&self) -> Format {
+        self.format.unwrap_or_else(|| {
+            if self.out.extension().is_some_and(|e| e == "json") {
                 Format::Json
             } else {
                 Format::Yaml
             }
-        });
-        Ok(p)
+        })
     }
 }
 
@@ -170,7 +146,7 @@ allow: [gold, silver]\nconsumers:",
         if c.custom_id {
             writeln!(w, "    custom_id: cust-{i}")?;
         }
-        match p.form {
+        match p.form() {
             Form::Nested => {
                 writeln!(
                     w,
@@ -184,7 +160,7 @@ allow: [gold, silver]\nconsumers:",
             Form::Flat => flat.push(c),
         }
     }
-    if p.form == Form::Flat {
+    if p.form() == Form::Flat {
         writeln!(w, "keyauth_credentials:")?;
         for c in &flat {
             writeln!(
@@ -222,7 +198,7 @@ fn write_json(p: &Params, w: &mut impl Write) -> Result<()> {
         if c.custom_id {
             write!(w, ",\"custom_id\":\"cust-{i}\"")?;
         }
-        match p.form {
+        match p.form() {
             Form::Nested => {
                 write!(
                     w,
@@ -238,7 +214,7 @@ fn write_json(p: &Params, w: &mut impl Write) -> Result<()> {
         write!(w, "}}")?;
     }
     write!(w, "]")?;
-    if p.form == Form::Flat {
+    if p.form() == Form::Flat {
         write!(w, ",\n\"keyauth_credentials\":[")?;
         for (n, c) in flat.iter().enumerate() {
             let sep = if n == 0 { "\n" } else { ",\n" };
@@ -269,13 +245,12 @@ fn write_json(p: &Params, w: &mut impl Write) -> Result<()> {
 }
 
 /// Runs `cargo xtask gen-config ...`.
-pub fn run(args: &[String]) -> Result<()> {
-    let p = Params::parse(args)?;
+pub fn run(p: &Params) -> Result<()> {
     let file = File::create(&p.out).with_context(|| format!("creating {}", p.out.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
-    match p.format {
-        Format::Yaml => write_yaml(&p, &mut w)?,
-        Format::Json => write_json(&p, &mut w)?,
+    match p.format() {
+        Format::Yaml => write_yaml(p, &mut w)?,
+        Format::Json => write_json(p, &mut w)?,
     }
     w.flush()
         .with_context(|| format!("writing {}", p.out.display()))?;

@@ -1,12 +1,48 @@
 //! Project tasks: `cargo xtask test` (the full CI suite), `cargo xtask bench <name>` and
-//! `cargo xtask gen-config` (large declarative files for scale tests).
+//! `cargo xtask gen-config` (large declarative files for scale tests). The command line is
+//! parsed by clap, so `cargo xtask --help` (and `--help` on every task) lists every task and
+//! flag with its default.
 
 mod bench;
 mod gen_config;
+mod layers;
 
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// gangway's project tasks: the CI suite, benchmarks and scale-test configs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    arg_required_else_help = true
+)]
+struct Cli {
+    /// The task to run.
+    #[command(subcommand)]
+    task: Task,
+}
+
+/// The tasks.
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// The full CI suite: the crate layering (gateway/README.md), cargo fmt --check, clippy
+    /// -D warnings, unit tests, then the integration suite once per I/O backend (io_uring,
+    /// epoll).
+    Test,
+    /// Benchmarks: builds gangway (release) and compares it with nginx under wrk; results go
+    /// to benches/results/.
+    #[command(arg_required_else_help = true)]
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        bench: bench::Bench,
+    },
+    /// Write a large declarative config (YAML or JSON) for scale tests.
+    GenConfig(gen_config::Params),
+}
 
 fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -24,9 +60,10 @@ fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
-/// The whole suite: formatting, lints, unit tests, and the integration suite once per I/O
-/// backend.
+/// The whole suite: the layering check, formatting, lints, unit tests (xtask's own
+/// included), and the integration suite once per I/O backend.
 fn test() -> Result<()> {
+    layers::check()?;
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(
         &[
@@ -60,16 +97,9 @@ fn test() -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("test") => test(),
-        Some("bench") => bench::run(&args[1..]),
-        Some("gen-config") => gen_config::run(&args[1..]),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask test | cargo xtask bench proxy|pipeline|identity [--duration S] [--repeat N] | cargo xtask gen-config --consumers N --out FILE"
-            );
-            bail!("unknown task")
-        }
+    match Cli::parse().task {
+        Task::Test => test(),
+        Task::Bench { bench } => bench::run(bench),
+        Task::GenConfig(params) => gen_config::run(&params),
     }
 }

@@ -8,8 +8,8 @@
 
 pub mod cli;
 pub mod runtime;
-pub mod status;
-pub mod telemetry;
+mod status;
+mod telemetry;
 
 /// The version reported by `gangway version`, `/` and the `Server`/`Via` headers.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -11,11 +11,14 @@
 //! Nothing here allocates per request once the caller's reusable buffers have grown: heads
 //! keep their `Vec`s across [`RequestHead::clear`], and writers append to a `Vec` the caller
 //! owns.
+//!
+//! This is the bottom layer: it knows nothing of config, routes, plugins or sockets, and
+//! depends on no other gangway crate.
 
-pub mod body;
-pub mod error;
+mod body;
+mod error;
 pub mod error_page;
-pub mod head;
+mod head;
 pub mod headers;
 pub mod uri;
 

@@ -1,16 +1,20 @@
-//! Sockets behind one owned-buffer seam ([`stream::Stream`]) with two backends: io_uring
+//! gangway's sockets: one owned-buffer seam ([`Stream`]) with two backends: io_uring
 //! ([`uring`]) and epoll ([`epoll`], tokio). TLS wraps either backend's stream.
 //! [`proxy_protocol`] reads a PROXY header at accept time; [`prefixed`] replays the bytes read
 //! past it.
 //!
 //! A [`Backend`] owns a worker thread's runtime: the data plane is written once, generic over
 //! the backend, and monomorphized per backend so neither pays for the other.
+//!
+//! It moves bytes and certificates; it knows nothing of HTTP, routes or plugins (the
+//! certificate entities it reads come from `gangway-config`). Plugins and config never see
+//! which backend runs.
 
 pub mod epoll;
 pub mod listener;
 pub mod prefixed;
 pub mod proxy_protocol;
-pub mod stream;
+mod stream;
 pub mod tls;
 pub mod uring;
 

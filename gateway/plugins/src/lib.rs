@@ -8,20 +8,20 @@
 //! client connection. Plugins that ship data elsewhere (file-log, http-log) do it from
 //! threads of their own, fed by the log phase.
 
-pub mod acl;
-pub mod correlation_id;
-pub mod cors;
+mod acl;
+mod correlation_id;
+mod cors;
 pub mod file_log;
 pub mod http_log;
-pub mod ip_restriction;
-pub mod key_auth;
+mod ip_restriction;
+mod key_auth;
 mod lua_number;
-pub mod proxy_cache;
+mod proxy_cache;
 mod request_body;
-pub mod request_size_limiting;
-pub mod request_termination;
-pub mod request_transformer;
-pub mod response_transformer;
+mod request_size_limiting;
+mod request_termination;
+mod request_transformer;
+mod response_transformer;
 mod template;
 mod transform_ops;
 

@@ -16,19 +16,19 @@
 
 mod buffered;
 pub mod compile;
-pub mod exchange;
+mod exchange;
 mod forward;
 pub mod gateway;
 mod hash_facts;
-pub mod headers;
-pub mod log;
+mod headers;
+mod log;
 mod plugins;
-pub mod real_ip;
+mod real_ip;
 mod recorder;
 mod reply;
-pub mod session;
+mod session;
 pub mod snapshot;
-pub mod standalone;
+mod standalone;
 pub mod upstream;
 
 pub use gateway::Gateway;

@@ -7,6 +7,9 @@
 //! (`gangway_http::uri`), evaluates only the candidates the index yields, in priority order, and
 //! records captures in the caller's [`MatchScratch`], so it allocates nothing per request.
 //! [`upstream_path`] (`upstream_uri.rs`) then builds the path sent upstream.
+//!
+//! It reads route entities and request facts; it knows nothing of services' sockets, plugins
+//! or the runtime, and never does I/O.
 
 mod index;
 mod matcher;

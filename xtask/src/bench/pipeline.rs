@@ -80,16 +80,16 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Runs the benchmark.
-pub fn run(p: &Params) -> Result<()> {
+/// Runs the benchmark with `consumers` consumers in the large config.
+pub fn run(p: &Params, consumers: usize) -> Result<()> {
     let (root, bin) = build_release()?;
     let dir = scratch_dir()?;
     let (_upstream, up_port) = upstream(&dir)?;
     let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
     let plain = plain_config(up_port);
     let small = pipeline_config(up_port, 1000);
-    let large = pipeline_config(up_port, p.consumers);
-    let large_name = format!("gangway-pipeline-{}", p.consumers);
+    let large = pipeline_config(up_port, consumers);
+    let large_name = format!("gangway-pipeline-{consumers}");
     let mut notes = String::new();
     let mut start =
         |name: &str, port: u16, config: &str, load: Option<Load>| -> Result<Contender> {
@@ -134,7 +134,7 @@ pub fn run(p: &Params) -> Result<()> {
         &setup,
         p,
         &contenders,
-        &load(p.consumers),
+        &load(consumers),
         "gangway-plain",
     )?;
     let _ = std::fs::remove_dir_all(&dir);
