@@ -1,9 +1,10 @@
 //! `cargo xtask test`'s first step: the workspace's layering, checked from `cargo metadata`
 //! before anything is built (gateway/README.md draws it).
 //!
-//! Two rules: a gangway crate depends only on the gangway crates its layer allows (cargo
-//! already refuses cycles; this refuses a new upward arrow), and no core crate pulls in, even
-//! transitively, a heavy dependency that belongs in an edge crate.
+//! Three rules: a gangway crate depends only on the gangway crates its layer allows (cargo
+//! already refuses cycles; this refuses a new upward arrow); no core crate pulls in, even
+//! transitively, a heavy dependency that belongs in an edge crate; and the binary crate, whose
+//! test harness is off to save a link per test build, holds no test that would never run.
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
@@ -66,7 +67,8 @@ pub fn check() -> Result<()> {
         );
     }
     let meta: Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
-    let problems = violations(&meta)?;
+    let mut problems = violations(&meta)?;
+    problems.extend(tests_without_harness(&meta)?);
     if problems.is_empty() {
         eprintln!("xtask: layering ok ({} core crates)", ALLOWED.len());
         return Ok(());
@@ -131,6 +133,58 @@ fn violations(meta: &Value) -> Result<Vec<String>> {
         }
     }
     Ok(problems)
+}
+
+/// Test code in targets whose harness is off (`test = false`): such tests would never run.
+fn tests_without_harness(meta: &Value) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let packages = meta["packages"].as_array().context("metadata: packages")?;
+    let workspace = meta["workspace_members"]
+        .as_array()
+        .context("metadata: workspace_members")?;
+    for package in packages.iter().filter(|p| workspace.contains(&p["id"])) {
+        for target in package["targets"].as_array().into_iter().flatten() {
+            if target["test"].as_bool() != Some(false) {
+                continue;
+            }
+            let Some(src) = target["src_path"].as_str() else {
+                continue;
+            };
+            let dir = std::path::Path::new(src)
+                .parent()
+                .context("a target's source has a folder")?;
+            for file in rust_files(dir)? {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                if text.contains("#[test]") || text.contains("#[cfg(test)]") {
+                    problems.push(format!(
+                        "{} has tests, but its package's test harness is off (test = false)",
+                        file.display()
+                    ));
+                }
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    Ok(problems)
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -204,5 +258,33 @@ mod tests {
             super::violations(&meta).expect("parses"),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn tests_in_a_target_without_harness_are_reported() {
+        let dir = std::env::temp_dir().join(format!("xtask-layers-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).expect("temp dir");
+        std::fs::write(dir.join("lib.rs"), "mod sub;\n").expect("write");
+        std::fs::write(dir.join("sub/inner.rs"), "#[test]\nfn t() {}\n").expect("write");
+        let lib = dir.join("lib.rs").display().to_string();
+        let meta = |test: bool| {
+            json!({
+                "workspace_members": ["p"],
+                "packages": [{"id": "p", "targets": [{"src_path": lib, "test": test}]}],
+            })
+        };
+        let found = super::tests_without_harness(&meta(false)).expect("reads");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].ends_with(
+                "inner.rs has tests, but its package's test harness is off (test = false)"
+            )
+        );
+        assert!(
+            super::tests_without_harness(&meta(true))
+                .expect("reads")
+                .is_empty()
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }
