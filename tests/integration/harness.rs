@@ -78,6 +78,10 @@ pub struct Gangway {
     pub proxy_tls: Option<SocketAddr>,
     /// Status API listener.
     pub status: SocketAddr,
+    /// Admin API listener (plain HTTP), when started with one.
+    pub admin: Option<SocketAddr>,
+    /// Admin API TLS listener, when started with one.
+    pub admin_tls: Option<SocketAddr>,
     /// The declarative config file the process reads.
     pub config_path: PathBuf,
     log_path: PathBuf,
@@ -96,6 +100,14 @@ pub struct Options {
     pub wait_ready: bool,
     /// Flags appended to every proxy listener, e.g. ` proxy_protocol`.
     pub proxy_flags: String,
+    /// Start the Admin API: plain, and with TLS too when `admin_tls`.
+    pub admin: bool,
+    /// Also an `ssl` Admin API listener.
+    pub admin_tls: bool,
+    /// Point `declarative_config` at the config file; off leaves it unset.
+    pub declarative: bool,
+    /// The `prefix` directory; default a fresh one in the instance's scratch dir.
+    pub prefix: Option<PathBuf>,
 }
 
 impl Options {
@@ -107,7 +119,36 @@ impl Options {
             tls: false,
             wait_ready: true,
             proxy_flags: String::new(),
+            admin: false,
+            admin_tls: false,
+            declarative: true,
+            prefix: None,
         }
+    }
+
+    /// Starts the Admin API on a free port.
+    pub fn admin(mut self) -> Options {
+        self.admin = true;
+        self
+    }
+
+    /// Starts the Admin API on a free port, plus an `ssl` listener.
+    pub fn admin_tls(mut self) -> Options {
+        self.admin = true;
+        self.admin_tls = true;
+        self
+    }
+
+    /// Leaves `declarative_config` unset (the config then comes from elsewhere).
+    pub fn without_declarative_config(mut self) -> Options {
+        self.declarative = false;
+        self
+    }
+
+    /// Uses `dir` as the `prefix` (to share it between two runs).
+    pub fn prefix(mut self, dir: &Path) -> Options {
+        self.prefix = Some(dir.to_path_buf());
+        self
     }
 
     /// Adds an environment variable.
@@ -146,6 +187,18 @@ impl Gangway {
         let proxy_tls: Option<SocketAddr> = opts
             .tls
             .then(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
+        let admin: Option<SocketAddr> = opts
+            .admin
+            .then(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
+        let admin_tls: Option<SocketAddr> = opts
+            .admin_tls
+            .then(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
+        let admin_listen = match (admin, admin_tls) {
+            (Some(plain), Some(tls)) => format!("{plain}, {tls} ssl"),
+            (Some(plain), None) => plain.to_string(),
+            _ => "off".to_string(),
+        };
+        let prefix = opts.prefix.clone().unwrap_or_else(|| dir.path("prefix"));
         let flags = &opts.proxy_flags;
         let mut listen = format!("{proxy}{flags}");
         if let Some(tls) = proxy_tls {
@@ -158,15 +211,17 @@ impl Gangway {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("GANGWAY_PROXY_LISTEN", listen)
             .env("GANGWAY_STATUS_LISTEN", status.to_string())
-            .env("GANGWAY_ADMIN_LISTEN", "off")
-            .env("GANGWAY_DECLARATIVE_CONFIG", &config_path)
+            .env("GANGWAY_ADMIN_LISTEN", admin_listen)
             .env("GANGWAY_IO_BACKEND", io_backend())
             .env("GANGWAY_WORKERS", "2")
-            .env("GANGWAY_PREFIX", dir.path("prefix"))
+            .env("GANGWAY_PREFIX", prefix)
             .env("GANGWAY_LOG_LEVEL", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
+        if opts.declarative {
+            cmd.env("GANGWAY_DECLARATIVE_CONFIG", &config_path);
+        }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
@@ -176,6 +231,8 @@ impl Gangway {
             proxy,
             proxy_tls,
             status,
+            admin,
+            admin_tls,
             config_path,
             log_path,
             dir,
@@ -259,6 +316,19 @@ impl Gangway {
     pub fn get(&self, path: &str) -> Response {
         request(self.proxy, "GET", path, &[], b"")
             .unwrap_or_else(|e| panic!("GET {path}: {e}\nlog:\n{}", self.log()))
+    }
+
+    /// A request to the Admin API (which the instance must have been started with).
+    pub fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let addr = self.admin.expect("started with Options::admin()");
+        request(addr, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path} (admin): {e}\nlog:\n{}", self.log()))
     }
 
     /// Scratch dir of this instance.

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod admin;
 mod dns;
 mod errors;
 mod lifecycle;

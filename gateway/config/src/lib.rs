@@ -8,6 +8,7 @@
 //! code, sockets, TLS sessions or runtime. Plugins are reached only through
 //! [`plugins::PluginSchemas`], which the caller provides.
 
+pub mod dao;
 pub mod declarative;
 pub mod error;
 pub mod model;
@@ -15,6 +16,7 @@ pub mod node;
 pub mod plugins;
 pub mod schema;
 pub mod settings;
+pub mod store;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::Config;

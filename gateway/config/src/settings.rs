@@ -58,6 +58,15 @@ pub struct Settings {
     pub admin_listen: Vec<ListenAddr>,
     /// Status API listeners. Default `127.0.0.1:8007 reuseport backlog=16384`.
     pub status_listen: Vec<ListenAddr>,
+    /// PEM certificates for the Admin API's `ssl` listeners, paired with
+    /// `admin_ssl_cert_key` by position. Default empty: a generated self-signed certificate.
+    pub admin_ssl_cert: Vec<PathBuf>,
+    /// PEM keys matching `admin_ssl_cert`. Default empty.
+    pub admin_ssl_cert_key: Vec<PathBuf>,
+    /// Origins allowed to call the Admin API from a browser (Kong Manager's); the first is
+    /// sent when a request comes from another one. Default empty: the request's `Origin`, or
+    /// `*`.
+    pub admin_gui_origin: Vec<String>,
     /// The declarative `kong.yml` to load in DB-less mode. Default none: the embedded
     /// `config/kong.yml`.
     pub declarative_config: Option<PathBuf>,
@@ -183,6 +192,9 @@ impl Default for Settings {
             database: Database::Off,
             proxy_listen: listen(DEFAULT_PROXY_LISTEN),
             admin_listen: listen(DEFAULT_ADMIN_LISTEN),
+            admin_ssl_cert: Vec::new(),
+            admin_ssl_cert_key: Vec::new(),
+            admin_gui_origin: Vec::new(),
             status_listen: listen(DEFAULT_STATUS_LISTEN),
             declarative_config: None,
             declarative_config_string: None,
@@ -292,6 +304,12 @@ impl Settings {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         }
+    }
+
+    /// Where DB-less mode keeps a config posted to the Admin API's `/config`, so that a
+    /// restart without `declarative_config` comes back with it (Kong keeps it in LMDB).
+    pub fn posted_config_path(&self) -> PathBuf {
+        self.prefix.join("dbless-config.json")
     }
 
     /// Kong's `GET /` `configuration` object: every key with its value, unset keys omitted

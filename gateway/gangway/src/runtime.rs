@@ -39,6 +39,9 @@ pub enum StartError {
     /// The default certificate could not be loaded or generated.
     #[error("default certificate: {0}")]
     Tls(#[from] gangway_net::tls::TlsError),
+    /// The Admin API could not start.
+    #[error("admin API: {0}")]
+    Admin(String),
     /// Any other I/O failure at startup.
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -4,7 +4,6 @@
 //! draining.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -18,6 +17,7 @@ use tracing::info;
 use gangway_config::settings::ListenAddr;
 use gangway_proxy::Gateway;
 use gangway_proxy::gateway::Counters;
+use gangway_proxy::node_status::status_body;
 
 /// What the Status API reads about the node, and the one change it makes (draining).
 pub trait NodeStatus: Send + Sync + 'static {
@@ -83,60 +83,15 @@ struct UnitQuery {
     unit: Option<String>,
 }
 
-fn rss_bytes() -> u64 {
-    // /proc/self/statm: size resident ... in pages.
-    let pages = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
-}
-
-fn format_size(bytes: u64, unit: &str) -> serde_json::Value {
-    let (div, suffix) = match unit {
-        "b" => return json!(bytes),
-        "k" => (1024.0, "KiB"),
-        "g" => (1024.0 * 1024.0 * 1024.0, "GiB"),
-        _ => (1024.0 * 1024.0, "MiB"),
-    };
-    json!(format!("{:.2} {suffix}", bytes as f64 / div))
-}
-
 async fn status(State(node): State<Node>, Query(q): Query<UnitQuery>) -> Response {
     let unit = q.unit.as_deref().unwrap_or("m");
-    if !matches!(unit, "b" | "k" | "m" | "g") {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"message": format!("invalid unit \"{unit}\" (expected b, k, m or g)")})),
-        )
-            .into_response();
+    let hash = json!(node.config().1);
+    match status_body(node.counters(), unit, ("configuration_hash", hash)) {
+        Ok(body) => Json(body).into_response(),
+        Err(message) => {
+            (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response()
+        }
     }
-    let c = node.counters();
-    let active = c.active.load(Ordering::Relaxed);
-    let waiting = c.waiting.load(Ordering::Relaxed).min(active);
-    let body = json!({
-        "memory": {
-            "lua_shared_dicts": {},
-            "workers_lua_vms": [{"http_allocated_gc": format_size(rss_bytes(), unit), "pid": std::process::id()}],
-        },
-        "server": {
-            "connections_active": active,
-            "connections_reading": 0,
-            "connections_writing": active - waiting,
-            "connections_waiting": waiting,
-            "connections_accepted": c.accepted.load(Ordering::Relaxed),
-            "connections_handled": c.handled.load(Ordering::Relaxed),
-            "total_requests": c.total_requests.load(Ordering::Relaxed),
-        },
-        "configuration_hash": node.config().1,
-    });
-    Json(body).into_response()
 }
 
 async fn ready(State(node): State<Node>) -> Response {

@@ -135,6 +135,30 @@ impl Identities {
         self.base.consumers.len() + self.delta.consumers.len()
     }
 
+    /// Every consumer: the index's in config order, then those added since.
+    pub fn consumers(&self) -> impl Iterator<Item = &Consumer> {
+        self.base.consumers.iter().chain(&self.delta.consumers)
+    }
+
+    /// Every credential not removed, expired ones included: the index's in config order, then
+    /// those added since.
+    pub fn credentials(&self) -> impl Iterator<Item = (CredentialRef, &KeyauthCredential)> {
+        let removed = &self.delta.removed_credentials;
+        self.all_credentials()
+            .filter(move |(r, _)| !removed.contains(r))
+    }
+
+    /// Every ACL membership: the index's in config order, then those added since.
+    pub fn acls(&self) -> impl Iterator<Item = &gangway_config::model::Acl> {
+        self.base.acls.iter().chain(&self.delta.acls)
+    }
+
+    /// The credential holding `key`, unless removed; expired ones included (the Admin API
+    /// decides what an expired row looks like).
+    pub fn credential_by_key(&self, key: &str) -> Option<CredentialRef> {
+        self.live_credential_with_key(key.as_bytes())
+    }
+
     /// The consumer's ACL groups: the index's in config order, then those added since.
     pub fn groups(&self, c: ConsumerRef) -> impl Iterator<Item = &str> {
         let indexed = self

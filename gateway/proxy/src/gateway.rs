@@ -155,6 +155,21 @@ impl Gateway {
         crate::compile::compile(config, &shared, version)
     }
 
+    /// Loads a config with `load` and publishes it as the next version, one replacement at
+    /// a time (a reload, `POST /config`): the load runs under the lock, so replacements land
+    /// in the order they were asked for. A config that does not load or compile publishes
+    /// nothing. Returns the published snapshot.
+    pub fn replace_config(
+        &self,
+        load: impl FnOnce() -> Result<Config, ConfigErrors>,
+    ) -> Result<Arc<Snapshot>, ConfigErrors> {
+        let _one_at_a_time = self.config_writes.lock().unwrap_or_else(|p| p.into_inner());
+        let next = self.snapshot().version + 1;
+        let snapshot = self.compile(load()?, next)?;
+        self.publish(snapshot);
+        Ok(self.snapshot())
+    }
+
     /// A receiver that turns `true` when shutdown begins.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown_tx.subscribe()

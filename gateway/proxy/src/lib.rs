@@ -22,6 +22,7 @@ pub mod gateway;
 mod hash_facts;
 mod headers;
 mod log;
+pub mod node_status;
 mod plugins;
 mod real_ip;
 mod recorder;
@@ -32,6 +33,7 @@ mod standalone;
 pub mod upstream;
 
 pub use gateway::Gateway;
+pub use headers::PRODUCT;
 pub use snapshot::Snapshot;
 pub use standalone::{compile_standalone, standalone_gateway};
 

@@ -411,6 +411,25 @@ pub(super) static KEYS: &[Key] = &[
     key!(upstream_tls_verify, kong[], parse_bool, scalar),
     key!(ssl_cert, kong[kong("KONG_SSL_CERT")], path_list, paths),
     key!(
+        admin_ssl_cert,
+        kong[kong("KONG_ADMIN_SSL_CERT")],
+        path_list,
+        paths
+    ),
+    key!(
+        admin_ssl_cert_key,
+        kong[kong("KONG_ADMIN_SSL_CERT_KEY")],
+        path_list,
+        paths,
+        true
+    ),
+    key!(
+        admin_gui_origin,
+        kong[kong("KONG_ADMIN_GUI_ORIGIN")],
+        parse_list,
+        strings
+    ),
+    key!(
         ssl_cert_key,
         kong[kong("KONG_SSL_CERT_KEY")],
         path_list,

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -20,16 +19,25 @@ use gangway_config::{Config, ConfigErrors, PluginSchemas, declarative};
 /// `declarative_config` is set.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../../../config/kong.yml");
 
-/// Loads the declarative config named by the settings, or the embedded default.
+/// Loads the DB-less config, as Kong picks it: the `declarative_config` file, else
+/// `declarative_config_string`, else the config last posted to the Admin API's `/config`,
+/// else the embedded default.
 pub fn load_config(
     settings: &Settings,
     plugins: &dyn PluginSchemas,
 ) -> Result<Config, ConfigErrors> {
     if let Some(path) = &settings.declarative_config {
-        declarative::load_file(path, plugins)
-    } else {
-        declarative::load_str(EMBEDDED_CONFIG, plugins)
+        return declarative::load_file(path, plugins);
     }
+    if let Some(text) = &settings.declarative_config_string {
+        return declarative::load_str(text, plugins);
+    }
+    let posted = settings.posted_config_path();
+    if posted.exists() {
+        info!(file = %posted.display(), "loading the config last posted to /config");
+        return declarative::load_file(&posted, plugins);
+    }
+    declarative::load_str(EMBEDDED_CONFIG, plugins)
 }
 
 /// Runs the control runtime on the calling thread: binds the Status API, then starts the
@@ -46,10 +54,10 @@ pub fn run(
         .build()?;
     let workers = rt.block_on(async {
         crate::status::serve(&gateway.settings.status_listen, gateway.clone()).await?;
+        serve_admin(&gateway).await?;
         let workers = start_workers()?;
-        let version = Arc::new(AtomicU64::new(1));
         if gateway.settings.declarative_config.is_some() {
-            tokio::spawn(watch_file(gateway.clone(), version.clone()));
+            tokio::spawn(watch_file(gateway.clone()));
         }
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
@@ -58,7 +66,7 @@ pub fn run(
             tokio::select! {
                 _ = hup.recv() => {
                     info!("SIGHUP: reloading declarative config");
-                    reload_in_background(&gateway, &version).await;
+                    reload_in_background(&gateway).await;
                 }
                 _ = term.recv() => { info!("SIGTERM: draining"); break; }
                 _ = int.recv() => { info!("SIGINT: draining"); break; }
@@ -82,30 +90,47 @@ pub fn run(
     Ok(())
 }
 
+/// Starts the Admin API on `admin_listen`, when this build has it.
+#[cfg(feature = "admin")]
+async fn serve_admin(gateway: &Arc<Gateway>) -> Result<(), StartError> {
+    if gateway.settings.admin_listen.is_empty() {
+        return Ok(());
+    }
+    let store = Arc::new(gangway_admin::memory::MemoryStore::new(gateway.clone()));
+    let state = Arc::new(gangway_admin::AdminState {
+        gateway: gateway.clone(),
+        store,
+    });
+    gangway_admin::listen::serve(&gateway.settings.admin_listen, state)
+        .await
+        .map_err(|e| StartError::Admin(e.to_string()))?;
+    Ok(())
+}
+
+/// Without the `admin` feature there is no Admin API; a configured listener is ignored with
+/// a warning rather than refused, so a build for data planes starts on Kong's defaults.
+#[cfg(not(feature = "admin"))]
+async fn serve_admin(gateway: &Arc<Gateway>) -> Result<(), StartError> {
+    if !gateway.settings.admin_listen.is_empty() {
+        warn!("admin_listen is set, but this build has no Admin API (feature \"admin\")");
+    }
+    Ok(())
+}
+
 /// Runs [`reload`] on the blocking pool: a large config takes seconds to parse, and the
 /// control runtime must keep answering status checks meanwhile.
-async fn reload_in_background(gateway: &Arc<Gateway>, version: &Arc<AtomicU64>) {
-    let (gateway, version) = (gateway.clone(), version.clone());
-    let _ = tokio::task::spawn_blocking(move || reload(&gateway, &version)).await;
+async fn reload_in_background(gateway: &Arc<Gateway>) {
+    let gateway = gateway.clone();
+    let _ = tokio::task::spawn_blocking(move || reload(&gateway)).await;
 }
 
 /// Re-reads the declarative config and publishes it, or keeps the old one on error.
-pub fn reload(gateway: &Gateway, version: &AtomicU64) -> bool {
-    // SIGHUP and the file watcher can fire together.
-    let _one_at_a_time = gateway
-        .config_writes
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let next = version.load(Ordering::Relaxed) + 1;
-    let compiled = load_config(&gateway.settings, &gateway.catalog)
-        .and_then(|config| gateway.compile(config, next));
-    match compiled {
+pub fn reload(gateway: &Gateway) -> bool {
+    let loaded = gateway.replace_config(|| load_config(&gateway.settings, &gateway.catalog));
+    match loaded {
         Ok(snapshot) => {
-            let hash = snapshot.hash.clone();
-            gateway.publish(snapshot);
             super::release_freed_memory();
-            version.store(next, Ordering::Relaxed);
-            info!(config.version = next, config.hash = %hash, "config reloaded");
+            info!(config.version = snapshot.version, config.hash = %snapshot.hash, "config reloaded");
             true
         }
         Err(errors) => {
@@ -128,7 +153,7 @@ fn file_stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
 
 /// Polls the declarative file's mtime and size once a second: cheap, and works on every
 /// filesystem (including bind mounts where inotify misses writes).
-async fn watch_file(gateway: Arc<Gateway>, version: Arc<AtomicU64>) {
+async fn watch_file(gateway: Arc<Gateway>) {
     let Some(path) = gateway.settings.declarative_config.clone() else {
         return;
     };
@@ -140,7 +165,7 @@ async fn watch_file(gateway: Arc<Gateway>, version: Arc<AtomicU64>) {
         if now != last && now.is_some() {
             last = now;
             warn!(file = %path.display(), "declarative config changed on disk; reloading");
-            reload_in_background(&gateway, &version).await;
+            reload_in_background(&gateway).await;
         }
     }
 }

@@ -202,7 +202,9 @@ impl Identities {
         Identities::build(consumers, credentials, acls)
     }
 
-    fn all_credentials(&self) -> impl Iterator<Item = (CredentialRef, &KeyauthCredential)> {
+    pub(super) fn all_credentials(
+        &self,
+    ) -> impl Iterator<Item = (CredentialRef, &KeyauthCredential)> {
         self.base
             .credentials
             .iter()
@@ -212,7 +214,7 @@ impl Identities {
     }
 
     /// The credential with this key, removed ones aside, expired ones included.
-    fn live_credential_with_key(&self, key: &[u8]) -> Option<CredentialRef> {
+    pub(super) fn live_credential_with_key(&self, key: &[u8]) -> Option<CredentialRef> {
         let h = self.base.hash_key(key);
         if let Some(j) = self.delta.find_key(h, key) {
             return Some(self.base.credentials.len() as u32 + j);
@@ -223,7 +225,8 @@ impl Identities {
     }
 
     /// The live credential with this id.
-    fn credential_by_id(&self, id: Id) -> Option<CredentialRef> {
+    /// The credential with this id, unless removed.
+    pub fn credential_by_id(&self, id: Id) -> Option<CredentialRef> {
         let added = self
             .delta
             .credential_by_id

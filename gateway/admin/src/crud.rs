@@ -1,0 +1,402 @@
+//! The generic entity endpoints, as `kong/api/endpoints.lua` generates them for every kind:
+//! collections, entities, an entity's foreign entity, and a parent's children.
+
+use axum::http::Method;
+use axum::response::Response;
+use gangway_config::dao::{DaoError, Foreign, Kind, kind_named};
+use gangway_config::store::{Address, ConfigStore, Page, PageQuery, TagFilter};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::paths::Endpoint;
+use crate::reply;
+
+/// The query arguments of a list request.
+#[derive(Debug, Default)]
+pub struct ListArgs {
+    /// `size`, as given.
+    pub size: Option<String>,
+    /// `offset`.
+    pub offset: Option<String>,
+    /// `tags`, as given.
+    pub tags: Option<String>,
+    /// `custom_id` (consumers only).
+    pub custom_id: Option<String>,
+}
+
+impl ListArgs {
+    /// Reads the arguments from a raw query string; later repeats win, as Kong's first value
+    /// of a repeated argument would be an array it then reads the first of.
+    pub fn parse(query: Option<&str>) -> ListArgs {
+        let mut args = ListArgs::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let slot = match &*k {
+                "size" => &mut args.size,
+                "offset" => &mut args.offset,
+                "tags" => &mut args.tags,
+                "custom_id" => &mut args.custom_id,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v.into_owned());
+            }
+        }
+        args
+    }
+
+    /// Kong's page options, or the DAO error for a bad size or tag filter.
+    fn query(&self) -> Result<PageQuery, DaoError> {
+        let size = match &self.size {
+            None => 100,
+            Some(text) => {
+                let n: f64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| DaoError::invalid_size("size must be a number"))?;
+                if n.fract() != 0.0 || !(1.0..=1000.0).contains(&n) {
+                    return Err(DaoError::invalid_size(
+                        "size must be an integer between 1 and 1000",
+                    ));
+                }
+                n as usize
+            }
+        };
+        Ok(PageQuery {
+            size,
+            offset: self.offset.clone(),
+            tags: self.tags.as_deref().map(tag_filter).transpose()?,
+            ..PageQuery::default()
+        })
+    }
+}
+
+/// Kong's tag filter syntax: `a,b` (all) or `a/b` (any), at most 5 tags of printable ASCII
+/// but `,` and `/`, or UTF-8.
+fn tag_filter(text: &str) -> Result<TagFilter, DaoError> {
+    if text.is_empty() {
+        return Err(DaoError::invalid_option("tags", "cannot be null"));
+    }
+    let tag_char =
+        |c: char| !c.is_ascii() || (c.is_ascii_graphic() || c == ' ') && c != ',' && c != '/';
+    let split = |sep: char| -> Option<Vec<String>> {
+        let parts: Vec<&str> = text.strip_suffix(sep).unwrap_or(text).split(sep).collect();
+        parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(tag_char))
+            .then(|| parts.iter().map(|p| (*p).to_owned()).collect())
+    };
+    let filter = if let Some(all) = split(',') {
+        TagFilter::All(all)
+    } else if let Some(any) = split('/') {
+        TagFilter::Any(any)
+    } else {
+        return Err(DaoError::invalid_option("tags", "invalid filter syntax"));
+    };
+    let count = match &filter {
+        TagFilter::All(t) | TagFilter::Any(t) => t.len(),
+    };
+    if count > 5 {
+        return Err(DaoError::invalid_option(
+            "tags",
+            "cannot query more than 5 tags",
+        ));
+    }
+    Ok(filter)
+}
+
+/// What a request to an entity endpoint carries.
+pub struct Call<'a> {
+    /// The method (HEAD is answered as GET).
+    pub method: &'a Method,
+    /// List arguments (GET on collections).
+    pub args: ListArgs,
+    /// The decoded body (POST, PUT, PATCH); `{}` when there was none.
+    pub body: Value,
+}
+
+/// Runs an entity endpoint against `store`.
+pub async fn handle(store: &dyn ConfigStore, endpoint: &Endpoint, call: Call<'_>) -> Response {
+    let result = match endpoint {
+        Endpoint::Collection(kind) => collection(store, kind, call).await,
+        Endpoint::Entity(kind, key) => entity(store, kind, &Address::parse(key), call).await,
+        Endpoint::Foreign(kind, key, fk) => foreign(store, kind, key, fk, call).await,
+        Endpoint::Children {
+            parent,
+            key,
+            child,
+            fk,
+        } => children(store, parent, key, child, fk, call).await,
+        Endpoint::Child {
+            parent,
+            key,
+            child,
+            fk,
+            child_key,
+        } => one_child(store, parent, key, child, fk, child_key, call).await,
+        _ => return reply::not_found(),
+    };
+    result.unwrap_or_else(|e| reply::dao_error(&e))
+}
+
+type Answer = Result<Response, DaoError>;
+
+fn list_body(page: Page, next: Option<String>) -> Value {
+    let mut body = json!({ "data": page.data, "next": next });
+    if let Some(offset) = page.offset {
+        body["offset"] = json!(offset);
+    }
+    body
+}
+
+fn escape(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+async fn collection(store: &dyn ConfigStore, kind: &'static Kind, call: Call<'_>) -> Answer {
+    if *call.method == Method::POST {
+        let created = store.insert(kind, call.body).await?;
+        return Ok(reply::json(201, &created));
+    }
+    if kind.name == "consumers" {
+        if let Some(custom_id) = &call.args.custom_id {
+            // Kong's `/consumers?custom_id=`: a lookup, not a page.
+            if custom_id.is_empty() {
+                return Ok(reply::message(400, "custom_id must be an unempty string"));
+            }
+            let query = PageQuery {
+                size: 1,
+                custom_id: Some(custom_id.clone()),
+                ..PageQuery::default()
+            };
+            let page = store.page(kind, &query).await?;
+            return Ok(reply::json(200, &json!({"data": page.data, "next": null})));
+        }
+    }
+    let query = call.args.query()?;
+    let page = store.page(kind, &query).await?;
+    let next = page.offset.as_ref().map(|offset| {
+        let mut next = format!("/{}?offset={}", kind.admin_name, escape(offset));
+        if let Some(tags) = &call.args.tags {
+            next.push_str(&format!("&tags={}", escape(tags)));
+        }
+        if let Some(size) = &call.args.size {
+            next.push_str(&format!("&size={size}"));
+        }
+        next
+    });
+    Ok(reply::json(200, &list_body(page, next)))
+}
+
+async fn entity(
+    store: &dyn ConfigStore,
+    kind: &'static Kind,
+    at: &Address,
+    call: Call<'_>,
+) -> Answer {
+    match *call.method {
+        Method::PUT => Ok(reply::json(200, &store.upsert(kind, at, call.body).await?)),
+        Method::PATCH => match store.update(kind, at, call.body).await? {
+            Some(updated) => Ok(reply::json(200, &updated)),
+            None => Ok(reply::not_found()),
+        },
+        Method::DELETE => {
+            store.delete(kind, at).await?;
+            Ok(reply::empty(204))
+        }
+        _ => match store.select(kind, at).await? {
+            Some(found) => Ok(reply::json(200, &found)),
+            None => Ok(reply::not_found()),
+        },
+    }
+}
+
+/// The id in a rendered foreign key (`{"id": "<uuid>"}`), if set.
+fn foreign_id(entity: &Value, field: &str) -> Option<Uuid> {
+    entity[field]["id"].as_str().and_then(|s| s.parse().ok())
+}
+
+fn entity_id(entity: &Value) -> Option<Uuid> {
+    entity["id"].as_str().and_then(|s| s.parse().ok())
+}
+
+/// `/{kind}/{key}/{field}`: acts on the entity the foreign key points at.
+async fn foreign(
+    store: &dyn ConfigStore,
+    kind: &'static Kind,
+    key: &str,
+    fk: &'static Foreign,
+    call: Call<'_>,
+) -> Answer {
+    let Some(parent_kind) = kind_named(fk.kind) else {
+        return Ok(reply::not_found());
+    };
+    let Some(owner) = store.select(kind, &Address::parse(key)).await? else {
+        return Ok(reply::not_found());
+    };
+    let target = foreign_id(&owner, fk.field);
+    match (call.method, target) {
+        (&Method::PUT, None) => {
+            // Kong creates the parent and links the owner to it.
+            let id = Address::Id(Uuid::new_v4());
+            let parent = store.upsert(parent_kind, &id, call.body).await?;
+            let owner_at = Address::parse(key);
+            let link = json!({ fk.field: {"id": parent["id"]} });
+            store.update(kind, &owner_at, link).await?;
+            Ok(reply::json(200, &parent))
+        }
+        (_, None) => Ok(reply::not_found()),
+        (&Method::DELETE, Some(_)) => Ok(reply::method_not_allowed()),
+        (_, Some(id)) => entity(store, parent_kind, &Address::Id(id), call).await,
+    }
+}
+
+/// `/{parent}/{key}/{child}`: the children of one parent.
+async fn children(
+    store: &dyn ConfigStore,
+    parent: &'static Kind,
+    key: &str,
+    child: &'static Kind,
+    fk: &'static Foreign,
+    call: Call<'_>,
+) -> Answer {
+    let Some(owner) = store.select(parent, &Address::parse(key)).await? else {
+        return Ok(reply::not_found());
+    };
+    let Some(owner_id) = entity_id(&owner) else {
+        return Ok(reply::not_found());
+    };
+    if *call.method == Method::POST {
+        let mut body = call.body;
+        if let Value::Object(fields) = &mut body {
+            fields.insert(fk.field.to_owned(), json!({ "id": owner_id }));
+        }
+        let created = store.insert(child, body).await?;
+        return Ok(reply::json(201, &created));
+    }
+    let mut query = call.args.query()?;
+    query.parent = Some((fk.field, owner_id));
+    let page = store.page(child, &query).await?;
+    let next = page.offset.as_ref().map(|offset| {
+        format!(
+            "/{}/{}/{}?offset={}",
+            parent.admin_name,
+            key,
+            child.nested_name,
+            escape(offset)
+        )
+    });
+    Ok(reply::json(200, &list_body(page, next)))
+}
+
+/// `/{parent}/{key}/{child}/{child_key}`: one child, which must belong to the parent.
+async fn one_child(
+    store: &dyn ConfigStore,
+    parent: &'static Kind,
+    key: &str,
+    child: &'static Kind,
+    fk: &'static Foreign,
+    child_key: &str,
+    call: Call<'_>,
+) -> Answer {
+    let Some(owner) = store.select(parent, &Address::parse(key)).await? else {
+        return Ok(reply::not_found());
+    };
+    let Some(owner_id) = entity_id(&owner) else {
+        return Ok(reply::not_found());
+    };
+    let at = match find_child(store, child, fk, owner_id, child_key).await? {
+        Some(found) => match entity_id(&found) {
+            Some(id) => Address::Id(id),
+            None => return Ok(reply::not_found()),
+        },
+        // PUT may create the child under this parent.
+        None if *call.method == Method::PUT => Address::parse(child_key),
+        None => return Ok(reply::not_found()),
+    };
+    let mut call = call;
+    if matches!(*call.method, Method::PUT | Method::PATCH) {
+        if let Value::Object(fields) = &mut call.body {
+            fields.insert(fk.field.to_owned(), json!({ "id": owner_id }));
+        }
+    }
+    entity(store, child, &at, call).await
+}
+
+/// The child at `child_key` if it belongs to `owner_id`. ACL memberships are also found by
+/// group name under their consumer (`/consumers/{c}/acls/{group}`, Kong's acl API).
+async fn find_child(
+    store: &dyn ConfigStore,
+    child: &'static Kind,
+    fk: &'static Foreign,
+    owner_id: Uuid,
+    child_key: &str,
+) -> Result<Option<Value>, DaoError> {
+    let at = Address::parse(child_key);
+    if child.name == "acls" && matches!(at, Address::Key(_)) {
+        let mut query = PageQuery {
+            size: 1000,
+            parent: Some((fk.field, owner_id)),
+            ..PageQuery::default()
+        };
+        loop {
+            let page = store.page(child, &query).await?;
+            if let Some(found) = page.data.into_iter().find(|acl| acl["group"] == child_key) {
+                return Ok(Some(found));
+            }
+            match page.offset {
+                Some(next) => query.offset = Some(next),
+                None => return Ok(None),
+            }
+        }
+    }
+    let found = store.select(child, &at).await?;
+    Ok(found.filter(|c| foreign_id(c, fk.field) == Some(owner_id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_tags_are_checked_as_kong_does() {
+        let args = |q: &str| ListArgs::parse(Some(q)).query();
+        assert_eq!(args("").map(|q| q.size), Ok(100));
+        assert_eq!(args("size=1000").map(|q| q.size), Ok(1000));
+        assert_eq!(
+            args("size=abc").map(|q| q.size),
+            Err(DaoError::invalid_size("size must be a number"))
+        );
+        for bad in ["size=0", "size=1001", "size=1.5"] {
+            assert_eq!(
+                args(bad).map(|q| q.size),
+                Err(DaoError::invalid_size(
+                    "size must be an integer between 1 and 1000"
+                )),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            args("tags=a,b").map(|q| q.tags),
+            Ok(Some(TagFilter::All(vec!["a".into(), "b".into()])))
+        );
+        assert_eq!(
+            args("tags=a/b").map(|q| q.tags),
+            Ok(Some(TagFilter::Any(vec!["a".into(), "b".into()])))
+        );
+        assert_eq!(
+            args("tags=").map(|q| q.tags),
+            Err(DaoError::invalid_option("tags", "cannot be null"))
+        );
+        assert_eq!(
+            args("tags=a,b/c").map(|q| q.tags),
+            Err(DaoError::invalid_option("tags", "invalid filter syntax"))
+        );
+        assert_eq!(
+            args("tags=1,2,3,4,5,6").map(|q| q.tags),
+            Err(DaoError::invalid_option(
+                "tags",
+                "cannot query more than 5 tags"
+            ))
+        );
+    }
+}

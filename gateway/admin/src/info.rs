@@ -1,0 +1,93 @@
+//! The node endpoints: `GET /` (`kong/api/routes/kong.lua`), `/status`, `/endpoints` and
+//! `/plugins/enabled`.
+
+use std::collections::BTreeSet;
+
+use axum::response::Response;
+use gangway_config::settings::Database;
+use gangway_proxy::node_status::status_body;
+use serde_json::{Map, json};
+
+use crate::AdminState;
+use crate::reply;
+
+/// The Kong release whose Admin API gangway speaks: what `GET /` reports as `version`, and
+/// each bundled plugin's `version`, so Kong's clients (decK, Kong Manager) pick their 3.x
+/// behaviour. gangway's own version is reported next to it.
+pub const KONG_VERSION: &str = "3.9.3";
+
+/// `GET /`.
+pub fn root(state: &AdminState) -> Response {
+    let snapshot = state.gateway.snapshot();
+    let settings = &state.gateway.settings;
+    let mut available = Map::new();
+    for spec in state.gateway.catalog.specs() {
+        if plugin_enabled(&settings.plugins, spec.name) {
+            available.insert(
+                spec.name.to_owned(),
+                json!({"version": KONG_VERSION, "priority": spec.priority}),
+            );
+        }
+    }
+    let in_cluster: BTreeSet<&str> = snapshot
+        .config
+        .plugins
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut configuration = settings.kong_configuration_json();
+    configuration["log_level"] = json!(settings.log_level.as_str());
+    let pid = std::process::id();
+    let body = json!({
+        "tagline": "Welcome to kong",
+        "version": KONG_VERSION,
+        "gangway_version": env!("CARGO_PKG_VERSION"),
+        "edition": "community",
+        "hostname": gangway_config::node::hostname(),
+        "node_id": gangway_config::node::node_id(),
+        "timers": {"running": 0, "pending": 0},
+        "plugins": {
+            "available_on_server": available,
+            "enabled_in_cluster": in_cluster,
+        },
+        "configuration": configuration,
+        "pids": {"master": pid, "workers": [pid]},
+    });
+    reply::json(200, &body)
+}
+
+/// True when the `plugins` setting (`bundled`, names, or `off`) enables `name`.
+fn plugin_enabled(setting: &[String], name: &str) -> bool {
+    setting.iter().any(|e| e == "bundled" || e == name)
+}
+
+/// `GET /status[?unit=]`: the Status API's body; with a database, `database.reachable`
+/// stands where DB-less mode has `configuration_hash`.
+pub fn status(state: &AdminState, unit: Option<&str>) -> Response {
+    let config = match state.gateway.settings.database {
+        Database::Off => ("configuration_hash", json!(state.gateway.snapshot().hash)),
+        Database::Postgres => ("database", json!({"reachable": state.store_reachable()})),
+    };
+    match status_body(&state.gateway.counters, unit.unwrap_or("m"), config) {
+        Ok(body) => reply::json(200, &body),
+        Err(message) => reply::message(400, &message),
+    }
+}
+
+/// `GET /endpoints`.
+pub fn endpoints() -> Response {
+    reply::json(200, &json!({ "data": crate::paths::all() }))
+}
+
+/// `GET /plugins/enabled`: the plugins the `plugins` setting loads.
+pub fn plugins_enabled(state: &AdminState) -> Response {
+    let settings = &state.gateway.settings;
+    let names: Vec<&str> = state
+        .gateway
+        .catalog
+        .specs()
+        .map(|s| s.name)
+        .filter(|name| plugin_enabled(&settings.plugins, name))
+        .collect();
+    reply::json(200, &json!({ "enabled_plugins": names }))
+}

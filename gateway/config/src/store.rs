@@ -1,0 +1,114 @@
+//! The config store as the Admin API sees it: Kong's DAO operations on entities in Kong's JSON
+//! shape. DB-less mode serves reads from the published snapshot and refuses writes; a database
+//! store validates, persists and announces them.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::dao::{DaoError, Kind};
+
+/// What a store operation returns, boxed so stores can be chosen at run time.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DaoError>> + Send + 'a>>;
+
+/// How the Admin API names one entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// By primary key.
+    Id(Uuid),
+    /// By the kind's endpoint key (`name`, `username`, ...; any SNI for certificates).
+    Key(String),
+}
+
+impl Address {
+    /// Kong's rule: a valid UUID is an id, anything else an endpoint key.
+    pub fn parse(segment: &str) -> Address {
+        match Uuid::parse_str(segment) {
+            Ok(id) => Address::Id(id),
+            Err(_) => Address::Key(segment.to_owned()),
+        }
+    }
+}
+
+/// Kong's `?tags=` filter: `a,b` needs every tag, `a/b` any of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagFilter {
+    /// Every tag (`a,b`).
+    All(Vec<String>),
+    /// Any tag (`a/b`).
+    Any(Vec<String>),
+}
+
+impl TagFilter {
+    /// True when `tags` pass the filter.
+    pub fn matches(&self, tags: &[&str]) -> bool {
+        match self {
+            TagFilter::All(want) => want.iter().all(|w| tags.contains(&w.as_str())),
+            TagFilter::Any(want) => want.iter().any(|w| tags.contains(&w.as_str())),
+        }
+    }
+}
+
+/// One page request.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    /// Rows per page, 1..=1000; default 100.
+    pub size: usize,
+    /// Where the previous page ended (the store's own token); `None` starts at the top.
+    pub offset: Option<String>,
+    /// Only rows with these tags.
+    pub tags: Option<TagFilter>,
+    /// Only rows whose foreign key `field` is this id (`/services/{s}/routes`).
+    pub parent: Option<(&'static str, Uuid)>,
+    /// Only consumers with this `custom_id` (`GET /consumers?custom_id=`).
+    pub custom_id: Option<String>,
+}
+
+/// One page of rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    /// The rows, in Kong's JSON shape.
+    pub data: Vec<Value>,
+    /// The token of the next page; `None` on the last one.
+    pub offset: Option<String>,
+}
+
+/// Kong's DAO operations. Entities go in and come out in Kong's JSON shape.
+pub trait ConfigStore: Send + Sync + 'static {
+    /// One entity, or `None`.
+    fn select<'a>(&'a self, kind: &'static Kind, at: &'a Address)
+    -> StoreFuture<'a, Option<Value>>;
+
+    /// A page of a collection.
+    fn page<'a>(&'a self, kind: &'static Kind, query: &'a PageQuery) -> StoreFuture<'a, Page>;
+
+    /// Creates an entity (`POST`); returns it as stored.
+    fn insert<'a>(&'a self, kind: &'static Kind, entity: Value) -> StoreFuture<'a, Value>;
+
+    /// Merges `patch` into an entity (`PATCH`); `None` when there is no such entity.
+    fn update<'a>(
+        &'a self,
+        kind: &'static Kind,
+        at: &'a Address,
+        patch: Value,
+    ) -> StoreFuture<'a, Option<Value>>;
+
+    /// Creates or fully replaces an entity (`PUT`).
+    fn upsert<'a>(
+        &'a self,
+        kind: &'static Kind,
+        at: &'a Address,
+        entity: Value,
+    ) -> StoreFuture<'a, Value>;
+
+    /// Deletes an entity and what cascades from it; deleting nothing is not an error.
+    fn delete<'a>(&'a self, kind: &'static Kind, at: &'a Address) -> StoreFuture<'a, ()>;
+
+    /// True when the store answers (the Admin API's `/status` `database.reachable`).
+    /// Default true (a store without a database is always there).
+    fn reachable(&self) -> bool {
+        true
+    }
+}

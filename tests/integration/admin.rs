@@ -1,0 +1,552 @@
+//! The Admin API in DB-less mode, driven over real sockets as Kong's clients drive it:
+//! node info, entity reads with Kong's addressing, pagination and filters, Kong's errors,
+//! CORS, refused writes, and `/config`.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Gangway, Options, TempDir, Upstream};
+
+/// Two services (one with routes, a key-auth plugin and tags), consumers with keys and ACLs.
+fn config(upstream: std::net::SocketAddr) -> String {
+    format!(
+        r#"_format_version: "3.0"
+services:
+  - name: weather
+    url: http://{upstream}
+    tags: [public, v1]
+    routes:
+      - name: forecast
+        paths: ["/forecast"]
+        plugins:
+          - name: key-auth
+  - name: billing
+    url: http://{upstream}/billing
+    tags: [internal]
+routes:
+  - name: orphan
+    paths: ["/orphan"]
+consumers:
+  - username: alice
+    custom_id: cust-1
+    keyauth_credentials:
+      - key: alice-key
+      - key: alice-short
+        ttl: 1
+    acls:
+      - group: gold
+  - username: bob
+    keyauth_credentials:
+      - key: bob-key
+plugins:
+  - name: correlation-id
+"#
+    )
+}
+
+fn start(upstream: &Upstream) -> Gangway {
+    Gangway::start_with(Options::new(config(upstream.addr)).admin())
+}
+
+#[test]
+fn root_reports_a_kong_version_the_plugins_and_the_configuration() {
+    let up = Upstream::start();
+    let gw = Gangway::start_with(
+        Options::new(config(up.addr))
+            .admin()
+            .env("GANGWAY_PG_PASSWORD", "s3cret"),
+    );
+    let r = gw.admin("GET", "/", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let body = r.json();
+    let version = body["version"].as_str().expect("version");
+    let parts: Vec<&str> = version.split('.').collect();
+    assert!(
+        parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()) && parts[0] == "3",
+        "a 3.x semver: {version}"
+    );
+    assert_eq!(body["tagline"], "Welcome to kong");
+    assert_eq!(
+        body["plugins"]["available_on_server"]["key-auth"]["priority"],
+        1250
+    );
+    assert_eq!(
+        body["plugins"]["enabled_in_cluster"],
+        json!(["correlation-id", "key-auth"])
+    );
+    let conf = &body["configuration"];
+    assert_eq!(conf["database"], "off");
+    assert_eq!(conf["role"], "traditional");
+    assert_eq!(conf["pg_password"], "******", "secrets are redacted");
+    assert_eq!(conf["admin_listeners"][0]["ip"], "127.0.0.1");
+    assert!(body["node_id"].as_str().is_some_and(|id| id.len() == 36));
+
+    let enabled = gw.admin("GET", "/plugins/enabled", &[], b"").json();
+    assert!(
+        enabled["enabled_plugins"]
+            .as_array()
+            .is_some_and(|names| names.contains(&json!("acl")))
+    );
+    let status = gw.admin("GET", "/status?unit=b", &[], b"").json();
+    assert_eq!(
+        status["configuration_hash"].as_str().map(str::len),
+        Some(32)
+    );
+    assert!(status["memory"]["workers_lua_vms"][0]["http_allocated_gc"].is_u64());
+    assert_eq!(gw.admin("GET", "/status?unit=x", &[], b"").status, 400);
+    let endpoints = gw.admin("GET", "/endpoints", &[], b"").json();
+    let list = endpoints["data"].as_array().expect("data");
+    for want in [
+        "/consumers/{consumers}/key-auth/{keyauth_credentials}",
+        "/routes/{routes}/service",
+        "/services/{services}/routes",
+    ] {
+        assert!(list.contains(&json!(want)), "{want} in {list:?}");
+    }
+}
+
+#[test]
+fn entities_are_read_by_id_or_endpoint_key_with_kongs_not_found() {
+    let up = Upstream::start();
+    let gw = start(&up);
+    let by_name = gw.admin("GET", "/services/weather", &[], b"");
+    assert_eq!(by_name.status, 200, "{}", by_name.text());
+    let service = by_name.json();
+    assert_eq!(service["host"], "127.0.0.1");
+    assert_eq!(service["protocol"], "http");
+    assert_eq!(service["tls_verify"], Value::Null, "absent fields are null");
+    let id = service["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        gw.admin("GET", &format!("/services/{id}"), &[], b"").json()["name"],
+        "weather"
+    );
+    assert_eq!(
+        gw.admin("GET", "/services/weather/", &[], b"").status,
+        200,
+        "a trailing slash is tolerated"
+    );
+    let missing = gw.admin("GET", "/services/nope", &[], b"");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json(), json!({"message": "Not found"}));
+    assert_eq!(
+        gw.admin("GET", "/nothing/here", &[], b"").json(),
+        json!({"message": "Not found"})
+    );
+
+    // Consumers by username; their keys, nested and at the top level.
+    let alice = gw.admin("GET", "/consumers/alice", &[], b"").json();
+    assert_eq!(alice["custom_id"], "cust-1");
+    let keys = gw
+        .admin("GET", "/consumers/alice/key-auth", &[], b"")
+        .json();
+    let listed: Vec<&str> = keys["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|k| k["key"].as_str())
+        .collect();
+    assert!(listed.contains(&"alice-key"), "{keys}");
+    assert_eq!(keys["next"], Value::Null);
+    let key = gw.admin("GET", "/key-auths/bob-key", &[], b"").json();
+    assert_eq!(key["ttl"], Value::Null);
+    assert_eq!(
+        key["consumer"]["id"],
+        gw.admin("GET", "/consumers/bob", &[], b"").json()["id"]
+    );
+    // bob's key is not alice's.
+    assert_eq!(
+        gw.admin("GET", "/consumers/alice/key-auth/bob-key", &[], b"")
+            .status,
+        404
+    );
+    // The consumer lookup by custom_id.
+    let found = gw
+        .admin("GET", "/consumers?custom_id=cust-1", &[], b"")
+        .json();
+    assert_eq!(found["data"][0]["username"], "alice");
+    assert_eq!(found["next"], Value::Null);
+    assert_eq!(
+        gw.admin("GET", "/consumers?custom_id=", &[], b"").json(),
+        json!({"message": "custom_id must be an unempty string"})
+    );
+    // ACL membership by group under its consumer.
+    assert_eq!(
+        gw.admin("GET", "/consumers/alice/acls/gold", &[], b"")
+            .json()["group"],
+        "gold"
+    );
+
+    // A route's service, a service's routes; a route without one.
+    assert_eq!(
+        gw.admin("GET", "/routes/forecast/service", &[], b"").json()["name"],
+        "weather"
+    );
+    assert_eq!(
+        gw.admin("GET", "/routes/orphan/service", &[], b"").status,
+        404
+    );
+    let routes = gw.admin("GET", "/services/weather/routes", &[], b"").json();
+    assert_eq!(routes["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        gw.admin("GET", "/services/billing/routes/forecast", &[], b"")
+            .status,
+        404,
+        "a child of another parent"
+    );
+    let plugins = gw.admin("GET", "/routes/forecast/plugins", &[], b"").json();
+    assert_eq!(plugins["data"][0]["name"], "key-auth");
+    assert_eq!(plugins["data"][0]["config"]["key_names"], json!(["apikey"]));
+}
+
+#[test]
+fn an_expired_key_disappears_from_the_admin_api() {
+    let up = Upstream::start();
+    let gw = start(&up);
+    let short = gw.admin("GET", "/key-auths/alice-short", &[], b"");
+    // The key had one second to live from load: it may be gone already, never longer.
+    if short.status == 200 {
+        assert!(short.json()["ttl"].as_i64().is_some_and(|t| t <= 1));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(
+        gw.admin("GET", "/key-auths/alice-short", &[], b"").status,
+        404
+    );
+    let keys = gw.admin("GET", "/key-auths", &[], b"").json();
+    assert!(
+        !keys["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .any(|k| k["key"] == "alice-short"),
+        "{keys}"
+    );
+}
+
+#[test]
+fn pages_follow_next_and_filters_use_kongs_rules() {
+    let up = Upstream::start();
+    let gw = start(&up);
+    let mut seen = Vec::new();
+    let mut path = "/routes?size=1".to_owned();
+    for _ in 0..5 {
+        let page = gw.admin("GET", &path, &[], b"").json();
+        let data = page["data"].as_array().expect("data");
+        assert!(data.len() <= 1);
+        seen.extend(
+            data.iter()
+                .filter_map(|r| r["name"].as_str().map(str::to_owned)),
+        );
+        match page["next"].as_str() {
+            Some(next) => {
+                assert!(
+                    next.starts_with("/routes?offset=") && next.ends_with("&size=1"),
+                    "{next}"
+                );
+                assert!(page["offset"].is_string());
+                path = next.to_owned();
+            }
+            None => {
+                assert!(page.get("offset").is_none(), "no offset on the last page");
+                break;
+            }
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["forecast", "orphan"]);
+
+    let tagged = |q: &str| -> Vec<String> {
+        let page = gw
+            .admin("GET", &format!("/services?tags={q}"), &[], b"")
+            .json();
+        page["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter_map(|s| s["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(tagged("public,v1"), ["weather"]);
+    assert!(tagged("public,internal").is_empty());
+    assert_eq!(tagged("public/internal"), ["weather", "billing"]);
+
+    let bad = gw.admin("GET", "/services?size=0", &[], b"");
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        bad.json(),
+        json!({"code": 9, "name": "invalid size",
+               "message": "size must be an integer between 1 and 1000"})
+    );
+    assert_eq!(
+        gw.admin("GET", "/services?size=x", &[], b"").json()["message"],
+        "size must be a number"
+    );
+    let six = gw.admin("GET", "/services?tags=a,b,c,d,e,f", &[], b"");
+    assert_eq!(six.status, 400);
+    assert_eq!(
+        six.json(),
+        json!({"code": 11, "name": "invalid options",
+               "message": "invalid option (tags: cannot query more than 5 tags)",
+               "options": {"tags": "cannot query more than 5 tags"}})
+    );
+    assert_eq!(
+        gw.admin("GET", "/services?offset=!!", &[], b"").json()["code"],
+        7
+    );
+}
+
+#[test]
+fn writes_are_refused_without_a_database_after_kongs_body_checks() {
+    let up = Upstream::start();
+    let gw = start(&up);
+    let json_type = [("Content-Type", "application/json")];
+    let post = gw.admin(
+        "POST",
+        "/services",
+        &json_type,
+        br#"{"name":"x","host":"h"}"#,
+    );
+    assert_eq!(post.status, 405);
+    assert_eq!(
+        post.json(),
+        json!({"code": 12, "name": "operation unsupported",
+               "message": "cannot create 'services' entities when not using a database"})
+    );
+    for (method, verb) in [
+        ("PUT", "create or update"),
+        ("PATCH", "update"),
+        ("DELETE", "remove"),
+    ] {
+        let r = gw.admin(method, "/consumers/alice", &json_type, b"{}");
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(
+            r.json()["message"],
+            format!("cannot {verb} 'consumers' entities when not using a database")
+        );
+    }
+    let nested = gw.admin("POST", "/consumers/alice/key-auth", &json_type, b"{}");
+    assert_eq!(
+        nested.json()["message"],
+        "cannot create 'keyauth_credentials' entities when not using a database"
+    );
+    assert_eq!(
+        gw.admin("POST", "/consumers/nobody/key-auth", &json_type, b"{}")
+            .status,
+        404,
+        "an unknown parent is 404 before anything else"
+    );
+    let garbled = gw.admin("POST", "/services", &json_type, b"{not json");
+    assert_eq!(garbled.status, 400);
+    assert_eq!(garbled.json(), json!({"message": "Cannot parse JSON body"}));
+    let text = gw.admin(
+        "POST",
+        "/services",
+        &[("Content-Type", "text/plain")],
+        b"hi",
+    );
+    assert_eq!(text.status, 415);
+    assert!(text.body.is_empty());
+    assert_eq!(
+        gw.admin("POST", "/services/weather", &json_type, b"{}")
+            .json(),
+        json!({"message": "Method not allowed"})
+    );
+}
+
+#[test]
+fn cors_and_options_answer_as_kong_does() {
+    let up = Upstream::start();
+    let gw = start(&up);
+    let r = gw.admin(
+        "OPTIONS",
+        "/services",
+        &[
+            ("Origin", "http://manager.example"),
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "content-type,kong-admin-token",
+            ),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS, POST"));
+    assert_eq!(
+        r.header("access-control-allow-methods"),
+        Some("GET, HEAD, OPTIONS, POST")
+    );
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("content-type,kong-admin-token")
+    );
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://manager.example")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    let plain = gw.admin("GET", "/services", &[], b"");
+    assert_eq!(plain.header("access-control-allow-origin"), Some("*"));
+    assert!(plain.header("x-kong-admin-latency").is_some());
+    let head = gw.admin("HEAD", "/services", &[], b"");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+
+    // With admin_gui_origin, only the listed origins are echoed.
+    let gw = Gangway::start_with(Options::new(config(up.addr)).admin().env(
+        "KONG_ADMIN_GUI_ORIGIN",
+        "http://manager.example, http://other.example",
+    ));
+    let allowed = gw.admin("GET", "/", &[("Origin", "http://other.example")], b"");
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("http://other.example")
+    );
+    let stranger = gw.admin("GET", "/", &[("Origin", "http://evil.example")], b"");
+    assert_eq!(
+        stranger.header("access-control-allow-origin"),
+        Some("http://manager.example")
+    );
+}
+
+#[test]
+fn post_config_replaces_the_config_and_a_restart_keeps_it() {
+    let up = Upstream::start();
+    let prefix = TempDir::new("admin-prefix");
+    let gw = Gangway::start_with(
+        Options::new(config(up.addr))
+            .admin()
+            .without_declarative_config()
+            .prefix(&prefix.0),
+    );
+    // The embedded default config serves /status through the proxy; /fresh is unknown.
+    assert_eq!(gw.get("/fresh").status, 404);
+    let new = json!({
+        "_format_version": "3.0",
+        "services": [{"name": "fresh", "url": format!("http://{}", up.addr),
+                      "routes": [{"name": "fresh", "paths": ["/fresh"]}]}],
+    });
+    let json_type = [("Content-Type", "application/json")];
+    let posted = gw.admin("POST", "/config", &json_type, new.to_string().as_bytes());
+    assert_eq!(posted.status, 201, "{}", posted.text());
+    let body = posted.json();
+    let services = body["services"].as_object().expect("services by id");
+    assert_eq!(
+        services.values().next().map(|s| &s["name"]),
+        Some(&json!("fresh"))
+    );
+    assert_eq!(gw.get("/fresh").status, 200);
+    let exported = gw.admin("GET", "/config", &[], b"").json();
+    let yaml = exported["config"].as_str().expect("yaml");
+    assert!(
+        yaml.contains("_format_version") && yaml.contains("name: fresh"),
+        "{yaml}"
+    );
+
+    let again = gw.admin(
+        "POST",
+        "/config?check_hash=1",
+        &json_type,
+        new.to_string().as_bytes(),
+    );
+    assert_eq!(again.status, 304, "unchanged config");
+
+    let invalid = json!({"_format_version": "3.0", "services": [{"name": "broken"}]});
+    let refused = gw.admin(
+        "POST",
+        "/config?flatten_errors=1",
+        &json_type,
+        invalid.to_string().as_bytes(),
+    );
+    assert_eq!(refused.status, 400);
+    let err = refused.json();
+    assert_eq!(err["code"], 14);
+    assert_eq!(err["name"], "invalid declarative configuration");
+    assert_eq!(
+        err["fields"]["services"][0]["host"],
+        "required field missing"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("declarative config is invalid: ")),
+        "{err}"
+    );
+    assert_eq!(err["flattened_errors"][0]["entity_type"], "service");
+    assert_eq!(err["flattened_errors"][0]["entity_name"], "broken");
+    assert_eq!(
+        err["flattened_errors"][0]["errors"][0],
+        json!({"type": "field", "field": "host", "message": "required field missing"})
+    );
+    assert_eq!(
+        gw.get("/fresh").status,
+        200,
+        "a refused config changes nothing"
+    );
+
+    let yaml_body = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: yaml\n    url: http://{}\n    routes:\n      - paths: [\"/yaml\"]\n",
+        up.addr
+    );
+    let as_yaml = gw.admin(
+        "POST",
+        "/config",
+        &[("Content-Type", "application/yaml")],
+        yaml_body.as_bytes(),
+    );
+    assert_eq!(as_yaml.status, 201, "{}", as_yaml.text());
+    assert_eq!(gw.get("/yaml").status, 200);
+    assert_eq!(gw.get("/fresh").status, 404);
+    assert_eq!(
+        gw.admin("POST", "/config", &[], b"").json(),
+        json!({"message": "expected a declarative configuration"})
+    );
+    // An empty document is read, and found wanting, as Kong reads the raw body.
+    assert_eq!(
+        gw.admin("POST", "/config", &json_type, b"{}").json()["fields"],
+        json!({"_format_version": "required field missing"})
+    );
+    drop(gw);
+
+    // Same prefix, no declarative_config: the posted config comes back.
+    let gw = Gangway::start_with(
+        Options::new(config(up.addr))
+            .admin()
+            .without_declarative_config()
+            .prefix(&prefix.0),
+    );
+    assert_eq!(gw.get("/yaml").status, 200, "{}", gw.log());
+}
+
+#[test]
+fn the_admin_api_also_listens_with_tls() {
+    let up = Upstream::start();
+    let gw = Gangway::start_with(Options::new(config(up.addr)).admin_tls());
+    let addr = gw.admin_tls.expect("tls listener");
+    let (r, _leaf, _) = crate::tls::tls_request(
+        addr,
+        "localhost",
+        b"GET /services/weather HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["name"], "weather");
+}
+
+#[test]
+fn declarative_config_string_is_loaded_when_no_file_is_named() {
+    // Regression: the setting was parsed but never read, so the embedded default ran.
+    let up = Upstream::start();
+    let inline = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: inline\n    url: http://{}\n    routes:\n      - paths: [\"/inline\"]\n",
+        up.addr
+    );
+    let gw = Gangway::start_with(
+        Options::new("unused")
+            .without_declarative_config()
+            .env("KONG_DECLARATIVE_CONFIG_STRING", inline),
+    );
+    assert_eq!(gw.get("/inline").status, 200, "{}", gw.log());
+}
