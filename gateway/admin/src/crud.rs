@@ -250,6 +250,16 @@ async fn foreign(
     }
 }
 
+/// The id of the parent at `key`, if there is one.
+async fn owner_id(
+    store: &dyn ConfigStore,
+    parent: &'static Kind,
+    key: &str,
+) -> Result<Option<Uuid>, DaoError> {
+    let owner = store.select(parent, &Address::parse(key)).await?;
+    Ok(owner.as_ref().and_then(entity_id))
+}
+
 /// `/{parent}/{key}/{child}`: the children of one parent.
 async fn children(
     store: &dyn ConfigStore,
@@ -259,10 +269,7 @@ async fn children(
     fk: &'static Foreign,
     call: Call<'_>,
 ) -> Answer {
-    let Some(owner) = store.select(parent, &Address::parse(key)).await? else {
-        return Ok(reply::not_found());
-    };
-    let Some(owner_id) = entity_id(&owner) else {
+    let Some(owner_id) = owner_id(store, parent, key).await? else {
         return Ok(reply::not_found());
     };
     if *call.method == Method::POST {
@@ -298,10 +305,7 @@ async fn one_child(
     child_key: &str,
     call: Call<'_>,
 ) -> Answer {
-    let Some(owner) = store.select(parent, &Address::parse(key)).await? else {
-        return Ok(reply::not_found());
-    };
-    let Some(owner_id) = entity_id(&owner) else {
+    let Some(owner_id) = owner_id(store, parent, key).await? else {
         return Ok(reply::not_found());
     };
     let at = match find_child(store, child, fk, owner_id, child_key).await? {
