@@ -550,3 +550,65 @@ fn declarative_config_string_is_loaded_when_no_file_is_named() {
     );
     assert_eq!(gw.get("/inline").status, 200, "{}", gw.log());
 }
+
+#[test]
+fn plugin_schemas_are_served_and_validate_without_storing() {
+    let up = Upstream::start();
+    let gw = start(&up);
+    let schema = gw
+        .admin("GET", "/schemas/plugins/key-auth", &[], b"")
+        .json();
+    let fields = schema["fields"].as_array().expect("fields");
+    let config = fields
+        .iter()
+        .find_map(|f| f.get("config"))
+        .expect("a config field");
+    let key_names = config["fields"]
+        .as_array()
+        .expect("config fields")
+        .iter()
+        .find_map(|f| f.get("key_names"))
+        .expect("key_names");
+    assert_eq!(key_names["default"], json!(["apikey"]));
+    assert_eq!(
+        gw.admin("GET", "/schemas/plugins/nope", &[], b"").json(),
+        json!({"message": "No plugin named 'nope'"})
+    );
+
+    let json_type = [("Content-Type", "application/json")];
+    let bad = gw.admin(
+        "POST",
+        "/schemas/plugins/validate",
+        &json_type,
+        br#"{"name":"key-auth","config":{"hide_credentials":"yes"}}"#,
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        bad.json(),
+        json!({"code": 2, "name": "schema violation",
+               "message": "schema violation (config.hide_credentials: expected a boolean)",
+               "fields": {"config": {"hide_credentials": "expected a boolean"}}})
+    );
+    let unknown = gw.admin(
+        "POST",
+        "/schemas/plugins/validate",
+        &json_type,
+        br#"{"name":"no-such"}"#,
+    );
+    assert_eq!(
+        unknown.json()["fields"]["name"],
+        "plugin 'no-such' not enabled; add it to the 'plugins' configuration property"
+    );
+    // A form's strings are coerced to the schema's types, as Kong does for forms only.
+    let form = gw.admin(
+        "POST",
+        "/schemas/plugins/validate",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"name=key-auth&config.hide_credentials=true&config.key_names[]=x-key",
+    );
+    assert_eq!(form.status, 200, "{}", form.text());
+    assert_eq!(
+        form.json(),
+        json!({"message": "schema validation successful"})
+    );
+}

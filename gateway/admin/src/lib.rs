@@ -17,11 +17,12 @@ pub mod listen;
 pub mod memory;
 pub mod paths;
 pub mod reply;
+pub mod schemas;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, to_bytes};
+use axum::body::to_bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::Response;
@@ -96,13 +97,17 @@ async fn answer(state: &AdminState, request: Request) -> Response {
     }
     let query = parts.uri.query();
     let needs_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
-    let (decoded, raw) = if needs_body {
+    let Body {
+        value: decoded,
+        raw,
+        form,
+    } = if needs_body {
         match read_body(&endpoint, &parts.headers, body).await {
-            Ok(pair) => pair,
+            Ok(read) => read,
             Err(response) => return response,
         }
     } else {
-        (Value::Object(Map::new()), Vec::new())
+        Body::default()
     };
     match endpoint {
         Endpoint::Root => info::root(state),
@@ -123,11 +128,11 @@ async fn answer(state: &AdminState, request: Request) -> Response {
             dbless::post(state, params, &raw).await
         }
         Endpoint::Config => dbless::get(state),
-        Endpoint::Schema(_)
-        | Endpoint::PluginSchema(_)
-        | Endpoint::ValidatePlugin
-        | Endpoint::ValidateEntity(_)
-        | Endpoint::UpstreamHealth(_) => reply::not_found(),
+        Endpoint::PluginSchema(name) => schemas::plugin(state, &name),
+        Endpoint::ValidatePlugin => schemas::validate_plugin(state, decoded, form),
+        Endpoint::Schema(_) | Endpoint::ValidateEntity(_) | Endpoint::UpstreamHealth(_) => {
+            reply::not_found()
+        }
         entity => {
             let call = crud::Call {
                 method: if as_get { &Method::GET } else { method },
@@ -175,14 +180,34 @@ fn options(endpoint: &Endpoint, headers: &HeaderMap) -> Response {
     response
 }
 
+/// A write's body.
+struct Body {
+    /// The decoded structure (`{}` for none, and for YAML, which only `/config` reads).
+    value: Value,
+    /// The bytes as sent.
+    raw: Vec<u8>,
+    /// It came as a form (urlencoded or multipart): its values are strings until coerced to
+    /// the schema's types, as Kong coerces forms but never JSON.
+    form: bool,
+}
+
+impl Default for Body {
+    fn default() -> Body {
+        Body {
+            value: Value::Object(Map::new()),
+            raw: Vec::new(),
+            form: false,
+        }
+    }
+}
+
 /// Reads and decodes a write's body under Kong's rules: one Content-Type, one of the
-/// accepted media types (YAML too on `/config`), at most [`MAX_BODY`] bytes. Returns the
-/// decoded structure and the raw bytes.
+/// accepted media types (YAML too on `/config`), at most [`MAX_BODY`] bytes.
 async fn read_body(
     endpoint: &Endpoint,
     headers: &HeaderMap,
-    body: Body,
-) -> Result<(Value, Vec<u8>), Response> {
+    body: axum::body::Body,
+) -> Result<Body, Response> {
     let mut types = headers.get_all(header::CONTENT_TYPE).iter();
     let content_type = types.next().and_then(|v| v.to_str().ok());
     if types.next().is_some() {
@@ -202,10 +227,20 @@ async fn read_body(
         if *endpoint != Endpoint::Config {
             return Err(reply::empty(415));
         }
-        return Ok((Value::Object(Map::new()), bytes.to_vec()));
+        return Ok(Body {
+            raw: bytes.to_vec(),
+            ..Body::default()
+        });
     }
+    let form = content_type.is_some_and(|t| {
+        t.starts_with("application/x-www-form-urlencoded") || t.starts_with("multipart/form-data")
+    });
     match args::decode_body(content_type, bytes.clone()).await {
-        Ok(value) => Ok((value, bytes.to_vec())),
+        Ok(value) => Ok(Body {
+            value,
+            raw: bytes.to_vec(),
+            form,
+        }),
         // Kong's Admin API serves even its bare-text and empty error bodies as JSON.
         Err(e) => Err(reply::json_text(e.status(), &e.body())),
     }

@@ -1,0 +1,89 @@
+//! `/schemas/...` (`kong/api/routes/kong.lua`): the schemas Kong's clients render forms from,
+//! and validation without storing anything.
+
+use axum::response::Response;
+use gangway_config::ConfigErrors;
+use gangway_config::dao::DaoError;
+use gangway_config::plugins::not_enabled;
+use serde_json::{Value, json};
+
+use crate::AdminState;
+use crate::reply;
+
+/// `GET /schemas/plugins/{name}`.
+pub fn plugin(state: &AdminState, name: &str) -> Response {
+    match state.gateway.catalog.find(name) {
+        Some(spec) => reply::json(200, &(spec.schema)().to_kong_json()),
+        None => reply::message(404, &format!("No plugin named '{name}'")),
+    }
+}
+
+/// `POST /schemas/plugins/validate`: a plugin entity checked as a write would be, without
+/// storing it: its name, scope, protocols and config.
+pub fn validate_plugin(state: &AdminState, mut body: Value, form: bool) -> Response {
+    let mut problems = ConfigErrors::default();
+    let name = body["name"].as_str().unwrap_or_default().to_owned();
+    let name = name.as_str();
+    match state.gateway.catalog.find(name) {
+        None if name.is_empty() => problems.push("name", "required field missing"),
+        None => problems.push("name", not_enabled(name)),
+        Some(spec) => {
+            let schema = (spec.schema)();
+            if form {
+                if let Some(config) = body.get_mut("config") {
+                    crate::args::coerce(config, &crate::args::Expect::from(&schema.config));
+                }
+            }
+            if let Value::Object(entity) = &body {
+                schema.validate_scope(entity, "", &mut problems);
+            }
+            schema.validate(body.get("config"), "config", &mut problems);
+        }
+    }
+    if problems.is_empty() {
+        return reply::json(200, &json!({"message": "schema validation successful"}));
+    }
+    reply::dao_error(&violation(&problems))
+}
+
+/// Kong's schema-violation error for `problems` (their paths relative to the entity).
+pub fn violation(problems: &ConfigErrors) -> DaoError {
+    let pairs: Vec<(String, String)> = problems
+        .0
+        .iter()
+        .map(|e| (kong_path(&e.path), e.message.clone()))
+        .collect();
+    DaoError::schema_violation(&pairs)
+}
+
+/// `config.key_names[0]` as Kong names it in errors: `config.key_names.1`.
+fn kong_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path.trim_start_matches('.');
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else { break };
+        match after[..close].parse::<usize>() {
+            Ok(i) => out.push_str(&format!(".{}", i + 1)),
+            Err(_) => out.push_str(&format!(".{}", &after[..close])),
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_paths_use_kongs_one_based_dots() {
+        assert_eq!(
+            super::kong_path("config.key_names[0]"),
+            "config.key_names.1"
+        );
+        assert_eq!(super::kong_path("config.minute"), "config.minute");
+        assert_eq!(super::kong_path("protocols[2]"), "protocols.3");
+        assert_eq!(super::kong_path(".name"), "name");
+    }
+}
