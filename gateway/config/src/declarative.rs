@@ -22,6 +22,8 @@ mod node;
 mod routes;
 mod stream;
 
+pub use checks::Existing;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::LazyLock;
@@ -67,7 +69,7 @@ pub fn load_file(path: &Path, plugins: &dyn PluginSchemas) -> Result<Config, Con
     if let Ok(file) = std::fs::File::open(path) {
         let mut fast = fast::Fast::new(now);
         match stream::read(stream::Input::File(file), &mut fast) {
-            Ok(top) => return parse_doc(top, fast, plugins),
+            Ok(top) => return parse_doc(top, fast, plugins, None),
             Err(stream::Stop::Syntax(message)) => return Err(syntax_error(message)),
             Err(stream::Stop::Unusual) => {}
         }
@@ -97,7 +99,7 @@ fn load_text(
     let mut fast = fast::Fast::new(now);
     fast.generic_only = !fast_path;
     match stream::read(stream::Input::Text(text.as_bytes()), &mut fast) {
-        Ok(top) => parse_doc(top, fast, plugins),
+        Ok(top) => parse_doc(top, fast, plugins, None),
         Err(stream::Stop::Syntax(message)) => Err(syntax_error(message)),
         Err(stream::Stop::Unusual) => {
             drop(fast);
@@ -122,7 +124,7 @@ fn load_generic(
     plugins: &dyn PluginSchemas,
 ) -> Result<Config, ConfigErrors> {
     let value: Value = serde_norway::from_str(text).map_err(syntax_error)?;
-    parse_value_with(value, now, fast_path, plugins)
+    parse_value_with(value, now, fast_path, plugins, None)
 }
 
 fn now() -> i64 {
@@ -410,7 +412,19 @@ fn migrate_paths(doc: &mut Map<String, Value>) {
 
 /// Validates a parsed declarative document (also the body of a future `POST /config`).
 pub fn parse_value(doc: Value, plugins: &dyn PluginSchemas) -> Result<Config, ConfigErrors> {
-    parse_value_with(doc, now(), true, plugins)
+    parse_value_with(doc, now(), true, plugins, None)
+}
+
+/// Validates the entities of `doc` (a declarative document holding only what is being
+/// written, as a database store writes one entity) by the same rules as a whole file:
+/// references the document cannot resolve are looked up in `existing`. Uniqueness is
+/// checked within the document only; the store enforces it across everything it holds.
+pub fn load_fragment(
+    doc: Value,
+    existing: &dyn Existing,
+    plugins: &dyn PluginSchemas,
+) -> Result<Config, ConfigErrors> {
+    parse_value_with(doc, now(), true, plugins, Some(existing))
 }
 
 /// [`parse_value`] at load time `now`, with or without the fast path.
@@ -419,6 +433,7 @@ fn parse_value_with(
     now: i64,
     fast_path: bool,
     plugins: &dyn PluginSchemas,
+    existing: Option<&dyn Existing>,
 ) -> Result<Config, ConfigErrors> {
     let Value::Object(mut top) = doc else {
         return Err(ConfigError::new("", "expected a declarative configuration").into());
@@ -436,7 +451,7 @@ fn parse_value_with(
             }
         }
     }
-    parse_doc(top, fast, plugins)
+    parse_doc(top, fast, plugins, existing)
 }
 
 /// Validates a document whose big lists went to `fast` (those keys are absent or null in
@@ -445,6 +460,7 @@ fn parse_doc(
     mut top: Map<String, Value>,
     mut fast: fast::Fast,
     plugins: &dyn PluginSchemas,
+    existing: Option<&dyn Existing>,
 ) -> Result<Config, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     match top.get("_format_version") {
@@ -528,7 +544,7 @@ fn parse_doc(
             flatten(entity, list, entity, None, &mut items, &mut errors);
         }
     }
-    let config = entities::build(&items, &spans, fast, plugins, &mut errors);
+    let config = entities::build(&items, &spans, fast, plugins, existing, &mut errors);
     errors.into_result(config)
 }
 

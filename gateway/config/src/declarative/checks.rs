@@ -17,6 +17,28 @@ pub(super) trait Lookup {
     fn resolve(&self, key: &str) -> Option<Uuid>;
 }
 
+/// Entities that exist outside the document being loaded (a database's rows): references
+/// the document cannot resolve are looked up here.
+pub trait Existing {
+    /// The id of the entity of `kind` (`services`) whose id, or name, is `key`.
+    fn resolve(&self, kind: &str, key: &str) -> Option<Uuid>;
+}
+
+/// References of one kind: the document's first, then the existing entities.
+pub(super) struct Refs<'a> {
+    pub(super) document: &'a dyn Lookup,
+    pub(super) existing: Option<&'a dyn Existing>,
+    pub(super) kind: &'static str,
+}
+
+impl Lookup for Refs<'_> {
+    fn resolve(&self, key: &str) -> Option<Uuid> {
+        self.document
+            .resolve(key)
+            .or_else(|| self.existing?.resolve(self.kind, key))
+    }
+}
+
 /// Ids and names of one entity kind, for reference resolution and uniqueness.
 #[derive(Default)]
 pub(super) struct Known<'a> {

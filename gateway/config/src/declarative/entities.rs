@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::checks::{Known, protocols, reference, unique, utf8_name};
+use super::checks::{Existing, Known, Refs, protocols, reference, unique, utf8_name};
 use super::fast::Fast;
 use super::fields::{Fields, id};
 use super::{Item, Span};
@@ -33,13 +33,23 @@ pub(super) fn build(
     fast_spans: &Spans,
     mut fast: Fast,
     plugins: &dyn PluginSchemas,
+    existing: Option<&dyn Existing>,
     errors: &mut ConfigErrors,
 ) -> Config {
     let t = fast.now;
-    let services_known = Known::collect(list(items, "services"), &["name"]);
-    let routes_known = Known::collect(list(items, "routes"), &["name"]);
-    let upstreams_known = Known::collect(list(items, "upstreams"), &["name"]);
-    let certs_known = Known::collect(list(items, "certificates"), &[]);
+    let refs = |document, kind| Refs {
+        document,
+        existing,
+        kind,
+    };
+    let services_in_doc = Known::collect(list(items, "services"), &["name"]);
+    let services_known = refs(&services_in_doc, "services");
+    let routes_in_doc = Known::collect(list(items, "routes"), &["name"]);
+    let routes_known = refs(&routes_in_doc, "routes");
+    let upstreams_in_doc = Known::collect(list(items, "upstreams"), &["name"]);
+    let upstreams_known = refs(&upstreams_in_doc, "upstreams");
+    let certs_in_doc = Known::collect(list(items, "certificates"), &[]);
+    let certs_known = refs(&certs_in_doc, "certificates");
     let mut c = Config::default();
     let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
     let mut ids: HashSet<Uuid> = HashSet::new();
@@ -170,7 +180,8 @@ pub(super) fn build(
         &mut c.consumers,
         errors,
     );
-    let consumers_known = super::consumers::ConsumerRefs::new(&c.consumers);
+    let consumers_in_doc = super::consumers::ConsumerRefs::new(&c.consumers);
+    let consumers_known = refs(&consumers_in_doc, "consumers");
 
     for it in list(items, "upstreams") {
         let mut f = Fields {

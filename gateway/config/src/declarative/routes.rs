@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::Item;
-use super::checks::{Known, protocols, reference, unique, utf8_name};
+use super::checks::{Lookup, protocols, reference, unique, utf8_name};
 use super::fields::{Fields, id};
 use crate::model::*;
 use crate::{Config, ConfigErrors};
@@ -13,7 +13,7 @@ use crate::{Config, ConfigErrors};
 /// Builds every route into `c.routes` (with its declared path in `c.origins`).
 pub(super) fn routes(
     items: &[Item<'_>],
-    services_known: &Known<'_>,
+    services_known: &dyn Lookup,
     seen: &mut HashSet<String>,
     t: i64,
     c: &mut Config,

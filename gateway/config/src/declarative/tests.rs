@@ -313,3 +313,47 @@ fn plain_route_paths_must_be_normalized() {
         "regex paths are not normalized: {errs}"
     );
 }
+
+/// Entities a database holds: one service, one consumer.
+struct Stored;
+
+impl Existing for Stored {
+    fn resolve(&self, kind: &str, key: &str) -> Option<Uuid> {
+        let known = match kind {
+            "services" => ("stored-service", Uuid::from_u128(1)),
+            "consumers" => ("stored-consumer", Uuid::from_u128(2)),
+            _ => return None,
+        };
+        (key == known.0 || key == known.1.to_string()).then_some(known.1)
+    }
+}
+
+#[test]
+fn fragments_resolve_references_in_what_already_exists() {
+    let doc = serde_json::json!({
+        "_format_version": "3.0",
+        "routes": [{"name": "r", "paths": ["/"], "service": {"name": "stored-service"}}],
+        "keyauth_credentials": [{"key": "k", "consumer": {"id": Uuid::from_u128(2).to_string()}}],
+    });
+    let config = load_fragment(doc, &Stored, &crate::plugins::TestPlugins).expect("valid");
+    assert_eq!(
+        config.routes[0].service.map(|s| s.id),
+        Some(Uuid::from_u128(1))
+    );
+    assert_eq!(
+        config.keyauth_credentials[0].consumer.id,
+        Uuid::from_u128(2)
+    );
+
+    let unknown = serde_json::json!({
+        "_format_version": "3.0",
+        "routes": [{"name": "r", "paths": ["/"], "service": {"name": "nope"}}],
+    });
+    let errors = load_fragment(unknown, &Stored, &crate::plugins::TestPlugins)
+        .expect_err("unresolvable")
+        .to_string();
+    assert!(
+        errors.contains("routes[0].service: the foreign key cannot be resolved with 'nope' for an existing 'services' entity"),
+        "{errors}"
+    );
+}

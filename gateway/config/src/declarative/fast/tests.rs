@@ -54,9 +54,9 @@ fn outcome(r: &Result<Config, ConfigErrors>) -> Result<(Value, Vec<Option<i64>>)
 fn same(text: &str) -> Result<Config, ConfigErrors> {
     let fast = load_text(text, NOW, true, &TestPlugins);
     let value: Value = serde_norway::from_str(text).expect("valid YAML");
-    let generic = parse_value_with(value.clone(), NOW, false, &TestPlugins);
+    let generic = parse_value_with(value.clone(), NOW, false, &TestPlugins, None);
     assert_eq!(outcome(&fast), outcome(&generic), "for:\n{text}");
-    let fast_from_value = parse_value_with(value, NOW, true, &TestPlugins);
+    let fast_from_value = parse_value_with(value, NOW, true, &TestPlugins, None);
     assert_eq!(
         outcome(&fast_from_value),
         outcome(&generic),
