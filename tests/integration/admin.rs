@@ -612,3 +612,40 @@ fn plugin_schemas_are_served_and_validate_without_storing() {
         json!({"message": "schema validation successful"})
     );
 }
+
+#[test]
+fn entity_schemas_are_served_in_kongs_shape() {
+    let up = Upstream::start();
+    let gw = start(&up);
+    let services = gw.admin("GET", "/schemas/services", &[], b"").json();
+    let fields = services["fields"].as_array().expect("fields");
+    let names: Vec<&str> = fields
+        .iter()
+        .filter_map(|f| f.as_object()?.keys().next().map(String::as_str))
+        .collect();
+    assert_eq!(&names[..4], ["id", "created_at", "updated_at", "name"]);
+    let port = fields.iter().find_map(|f| f.get("port")).expect("port");
+    assert_eq!(port["default"], 80);
+    assert_eq!(port["between"], json!([0, 65535]));
+    let routes = gw.admin("GET", "/schemas/routes", &[], b"").json();
+    let service = routes["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .find_map(|f| f.get("service"))
+        .expect("service");
+    assert_eq!(service["type"], "foreign");
+    assert!(
+        service.get("schema").is_none(),
+        "foreign schemas are stripped"
+    );
+    assert_eq!(
+        gw.admin("GET", "/schemas/keyauth_credentials", &[], b"")
+            .status,
+        200
+    );
+    assert_eq!(
+        gw.admin("GET", "/schemas/nope", &[], b"").json(),
+        json!({"message": "No entity named 'nope'"})
+    );
+}

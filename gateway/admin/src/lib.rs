@@ -130,9 +130,8 @@ async fn answer(state: &AdminState, request: Request) -> Response {
         Endpoint::Config => dbless::get(state),
         Endpoint::PluginSchema(name) => schemas::plugin(state, &name),
         Endpoint::ValidatePlugin => schemas::validate_plugin(state, decoded, form),
-        Endpoint::Schema(_) | Endpoint::ValidateEntity(_) | Endpoint::UpstreamHealth(_) => {
-            reply::not_found()
-        }
+        Endpoint::Schema(name) => schemas::entity(&name),
+        Endpoint::ValidateEntity(_) | Endpoint::UpstreamHealth(_) => reply::not_found(),
         entity => {
             let call = crud::Call {
                 method: if as_get { &Method::GET } else { method },

@@ -10,6 +10,14 @@ use serde_json::{Value, json};
 use crate::AdminState;
 use crate::reply;
 
+/// `GET /schemas/{name}`: an entity's schema.
+pub fn entity(name: &str) -> Response {
+    match gangway_config::schema::entities::entity_schema_json(name) {
+        Some(schema) => reply::json(200, &schema),
+        None => reply::message(404, &format!("No entity named '{name}'")),
+    }
+}
+
 /// `GET /schemas/plugins/{name}`.
 pub fn plugin(state: &AdminState, name: &str) -> Response {
     match state.gateway.catalog.find(name) {

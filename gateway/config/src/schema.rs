@@ -16,6 +16,7 @@
 //!   its first bad entry at the map's own path, as Kong does.
 
 mod check;
+pub mod entities;
 mod render;
 mod validate;
 

@@ -179,6 +179,9 @@ pub struct Settings {
     pub pg_ssl: bool,
     /// Verify the Postgres server certificate. Default false.
     pub pg_ssl_verify: bool,
+    /// Postgres connections a node opens for queries; 0 means gangway's default (16).
+    /// Default 0.
+    pub pg_max_concurrent_queries: usize,
 }
 
 impl Default for Settings {
@@ -244,6 +247,7 @@ impl Default for Settings {
             pg_timeout: 5000,
             pg_ssl: false,
             pg_ssl_verify: false,
+            pg_max_concurrent_queries: 0,
         }
     }
 }

@@ -30,4 +30,32 @@ pub enum Command {
     },
     /// Print the version.
     Version,
+    /// Manage the Postgres schema (`database = postgres`), as `kong migrations` does.
+    Migrations {
+        /// What to do.
+        #[command(subcommand)]
+        step: MigrationStep,
+        /// Settings file (TOML); the `pg_*` keys (or `KONG_PG_*` variables) name the database.
+        #[arg(short = 'c', long = "conf", global = true)]
+        conf: Option<PathBuf>,
+    },
+}
+
+/// `gangway migrations` steps.
+#[derive(Debug, Subcommand)]
+pub enum MigrationStep {
+    /// Create the schema on an empty database; does nothing on a bootstrapped one.
+    Bootstrap,
+    /// Run the migrations not run yet.
+    Up,
+    /// Run pending teardown steps (gangway's migrations have none).
+    Finish,
+    /// Print where the schema stands, as JSON.
+    Status,
+    /// Drop everything gangway created.
+    Reset {
+        /// Confirm: every entity is lost.
+        #[arg(short = 'y', long = "yes")]
+        yes: bool,
+    },
 }

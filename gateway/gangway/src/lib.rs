@@ -7,6 +7,8 @@
 //! knows about threads, signals or which plugins exist.
 
 pub mod cli;
+#[cfg(feature = "store")]
+pub mod migrate;
 pub mod runtime;
 mod status;
 mod telemetry;

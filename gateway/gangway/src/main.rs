@@ -30,6 +30,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Migrations { step, conf } => migrations(step, conf.as_deref()),
         Command::Start { conf } => match gangway::runtime::start(conf.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -38,4 +39,15 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+#[cfg(feature = "store")]
+fn migrations(step: gangway::cli::MigrationStep, conf: Option<&std::path::Path>) -> ExitCode {
+    gangway::migrate::run(step, conf)
+}
+
+#[cfg(not(feature = "store"))]
+fn migrations(_step: gangway::cli::MigrationStep, _conf: Option<&std::path::Path>) -> ExitCode {
+    eprintln!("gangway: this build has no Postgres store (feature \"store\")");
+    ExitCode::FAILURE
 }

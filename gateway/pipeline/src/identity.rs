@@ -66,7 +66,7 @@ impl Identities {
     pub fn find_key(&self, key: &[u8], now_secs: i64) -> KeyLookup {
         let base_len = self.base.credentials.len() as u32;
         let h = self.base.hash_key(key);
-        let (r, owner) = match self.delta.find_key(h, key) {
+        let (r, owner) = match self.delta.find_key(h, key, base_len) {
             Some(j) => (base_len + j, self.delta.credential_owner[j as usize]),
             None => match self.base.find_key(h, key) {
                 Some(r) if !self.delta.removed_credentials.contains(&r) => {
@@ -82,7 +82,7 @@ impl Identities {
         {
             return KeyLookup::Expired;
         }
-        if owner == u32::MAX {
+        if owner == u32::MAX || self.delta.removed_consumers.contains(&owner) {
             return KeyLookup::Unknown;
         }
         KeyLookup::Found(r, owner)
@@ -93,13 +93,20 @@ impl Identities {
         self.delta
             .consumer_by_id(id)
             .or_else(|| self.base.consumer_by_id(id))
+            .filter(|c| !self.delta.removed_consumers.contains(c))
     }
 
     /// The consumer with this username.
     pub fn consumer_by_username(&self, name: &str) -> Option<ConsumerRef> {
+        // A renamed consumer leaves its old name in the tables: the current entity decides.
+        let current = |c: &ConsumerRef| {
+            !self.delta.removed_consumers.contains(c)
+                && self.consumer(*c).username.as_deref() == Some(name)
+        };
         self.delta
             .consumer_by_username(name)
-            .or_else(|| self.base.consumer_by_username(name))
+            .filter(current)
+            .or_else(|| self.base.consumer_by_username(name).filter(current))
     }
 
     /// Kong's `anonymous` reference: a consumer id, or else a username.
@@ -114,6 +121,9 @@ impl Identities {
 
     /// The consumer entity.
     pub fn consumer(&self, c: ConsumerRef) -> &Consumer {
+        if let Some(changed) = self.delta.replaced_consumers.get(&c) {
+            return changed;
+        }
         let c = c as usize;
         match self.base.consumers.get(c) {
             Some(consumer) => consumer,
@@ -135,9 +145,13 @@ impl Identities {
         self.base.consumers.len() + self.delta.consumers.len()
     }
 
-    /// Every consumer: the index's in config order, then those added since.
+    /// Every consumer: the index's in config order, then those added since (removed ones
+    /// left out, changed ones as they are now).
     pub fn consumers(&self) -> impl Iterator<Item = &Consumer> {
-        self.base.consumers.iter().chain(&self.delta.consumers)
+        let count = self.consumer_count() as ConsumerRef;
+        (0..count)
+            .filter(|c| !self.delta.removed_consumers.contains(c))
+            .map(|c| self.consumer(c))
     }
 
     /// Every credential not removed, expired ones included: the index's in config order, then
@@ -148,9 +162,17 @@ impl Identities {
             .filter(move |(r, _)| !removed.contains(r))
     }
 
-    /// Every ACL membership: the index's in config order, then those added since.
+    /// Every ACL membership: the index's in config order, then those added since (removed
+    /// ones left out).
     pub fn acls(&self) -> impl Iterator<Item = &gangway_config::model::Acl> {
-        self.base.acls.iter().chain(&self.delta.acls)
+        let removed = &self.delta.removed_acls;
+        self.base
+            .acls
+            .iter()
+            .chain(&self.delta.acls)
+            .enumerate()
+            .filter(move |(i, _)| !removed.contains(&(*i as u32)))
+            .map(|(_, a)| a)
     }
 
     /// The credential holding `key`, unless removed; expired ones included (the Admin API
@@ -161,18 +183,24 @@ impl Identities {
 
     /// The consumer's ACL groups: the index's in config order, then those added since.
     pub fn groups(&self, c: ConsumerRef) -> impl Iterator<Item = &str> {
+        let removed = &self.delta.removed_acls;
+        let base_len = self.base.acls.len() as u32;
         let indexed = self
             .base
             .acl_positions(c)
             .iter()
+            .filter(move |i| !removed.contains(i))
             .map(|&i| &*self.base.acls[i as usize].group);
         let added = self
             .delta
             .acls
             .iter()
             .zip(&self.delta.acl_owner)
-            .filter(move |(_, owner)| **owner == c)
-            .map(|(acl, _)| &*acl.group);
+            .enumerate()
+            .filter(move |(j, (_, owner))| {
+                **owner == c && !removed.contains(&(base_len + *j as u32))
+            })
+            .map(|(_, (acl, _))| &*acl.group);
         indexed.chain(added)
     }
 }

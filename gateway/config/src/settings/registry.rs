@@ -501,6 +501,12 @@ pub(super) static KEYS: &[Key] = &[
         parse_bool,
         scalar
     ),
+    key!(
+        pg_max_concurrent_queries,
+        kong[kong("KONG_PG_MAX_CONCURRENT_QUERIES")],
+        parse_int,
+        scalar
+    ),
 ];
 
 /// The key named `name`, if any.

@@ -129,6 +129,7 @@ fn field_names() -> Vec<&'static str> {
         pg_timeout,
         pg_ssl,
         pg_ssl_verify,
+        pg_max_concurrent_queries,
     )
     .to_vec()
 }

@@ -27,18 +27,26 @@ pub(super) struct Delta {
     by_id: HashMap<Id, ConsumerRef>,
     by_username: HashMap<Box<str>, ConsumerRef>,
     pub(super) removed_credentials: HashSet<CredentialRef>,
+    /// Consumers deleted since the index was built (their positions stay taken).
+    pub(super) removed_consumers: HashSet<ConsumerRef>,
+    /// Consumers changed in place: a consumer keeps its position, so its credentials and
+    /// groups stay attached.
+    pub(super) replaced_consumers: HashMap<ConsumerRef, Consumer>,
+    /// ACL memberships deleted (positions across the index's and the delta's).
+    pub(super) removed_acls: HashSet<u32>,
 }
 
 impl Delta {
-    /// The delta credential holding `key` (its position within the delta); `hash` is the
-    /// index's hash of `key`.
-    pub(super) fn find_key(&self, hash: u64, key: &[u8]) -> Option<u32> {
+    /// The live delta credential holding `key` (its position within the delta); `hash` is
+    /// the index's hash of `key`, `base_len` the index's credential count.
+    pub(super) fn find_key(&self, hash: u64, key: &[u8], base_len: u32) -> Option<u32> {
         if self.credentials.is_empty() {
             return None;
         }
         self.by_key
             .find(hash, |&j| {
-                same_key(self.credentials[j as usize].key.as_bytes(), key)
+                !self.removed_credentials.contains(&(base_len + j))
+                    && same_key(self.credentials[j as usize].key.as_bytes(), key)
             })
             .copied()
     }
@@ -51,12 +59,15 @@ impl Delta {
         self.by_username.get(name).copied()
     }
 
-    /// Entities added or removed.
+    /// Entities added, changed or removed.
     pub(super) fn len(&self) -> usize {
         self.consumers.len()
             + self.credentials.len()
             + self.acls.len()
             + self.removed_credentials.len()
+            + self.removed_consumers.len()
+            + self.replaced_consumers.len()
+            + self.removed_acls.len()
     }
 }
 
@@ -160,6 +171,77 @@ impl Identities {
         }))
     }
 
+    /// A copy without the consumer whose id is `id`. Its credentials and groups stop
+    /// resolving to a consumer (a database deletes them with it, and logs each deletion).
+    pub fn without_consumer(&self, id: Id) -> Result<Identities, IdentityError> {
+        let found = self.consumer_by_id(id).ok_or(IdentityError::NotFound(id))?;
+        Ok(self.with_delta(|d| {
+            d.removed_consumers.insert(found);
+            d.replaced_consumers.remove(&found);
+        }))
+    }
+
+    /// A copy with `consumer` added, or changed in place when its id exists (a rename keeps
+    /// its credentials and groups).
+    pub fn upsert_consumer(&self, consumer: Consumer) -> Result<Identities, IdentityError> {
+        let Some(at) = self.consumer_by_id(consumer.id) else {
+            return self.with_consumer(consumer);
+        };
+        if let Some(name) = consumer.username.as_deref() {
+            if self
+                .consumer_by_username(name)
+                .is_some_and(|other| other != at)
+            {
+                return Err(IdentityError::Unique {
+                    field: "username",
+                    value: name.to_string(),
+                });
+            }
+        }
+        Ok(self.with_delta(|d| {
+            if let Some(name) = consumer.username.as_deref() {
+                d.by_username.insert(name.into(), at);
+            }
+            d.replaced_consumers.insert(at, consumer);
+        }))
+    }
+
+    /// A copy with `cred` added, or replacing the credential with its id.
+    pub fn upsert_credential(&self, cred: KeyauthCredential) -> Result<Identities, IdentityError> {
+        match self.credential_by_id(cred.id) {
+            Some(_) => self.without_credential(cred.id)?.with_credential(cred),
+            None => self.with_credential(cred),
+        }
+    }
+
+    /// The position of the ACL membership with this id, unless removed.
+    fn acl_by_id(&self, id: Id) -> Option<u32> {
+        let removed = &self.delta.removed_acls;
+        self.base
+            .acls
+            .iter()
+            .chain(&self.delta.acls)
+            .enumerate()
+            .find(|(i, a)| a.id == id && !removed.contains(&(*i as u32)))
+            .map(|(i, _)| i as u32)
+    }
+
+    /// A copy without the ACL membership whose id is `id`.
+    pub fn without_acl(&self, id: Id) -> Result<Identities, IdentityError> {
+        let found = self.acl_by_id(id).ok_or(IdentityError::NotFound(id))?;
+        Ok(self.with_delta(|d| {
+            d.removed_acls.insert(found);
+        }))
+    }
+
+    /// A copy with `acl` added, or replacing the membership with its id.
+    pub fn upsert_acl(&self, acl: Acl) -> Result<Identities, IdentityError> {
+        match self.acl_by_id(acl.id) {
+            Some(_) => self.without_acl(acl.id)?.with_acl(acl),
+            None => self.with_acl(acl),
+        }
+    }
+
     /// A copy with the ACL membership `acl` added (its consumer must exist).
     pub fn with_acl(&self, acl: Acl) -> Result<Identities, IdentityError> {
         let owner = self
@@ -179,26 +261,9 @@ impl Identities {
     /// Folds the writes into a new index: a full build, as a reload does (run it off the
     /// data plane's threads).
     pub fn compact(&self) -> Identities {
-        let removed = &self.delta.removed_credentials;
-        let credentials = self
-            .all_credentials()
-            .filter(|(r, _)| !removed.contains(r))
-            .map(|(_, c)| c.clone())
-            .collect();
-        let consumers = self
-            .base
-            .consumers
-            .iter()
-            .chain(&self.delta.consumers)
-            .cloned()
-            .collect();
-        let acls = self
-            .base
-            .acls
-            .iter()
-            .chain(&self.delta.acls)
-            .cloned()
-            .collect();
+        let credentials = self.credentials().map(|(_, c)| c.clone()).collect();
+        let consumers = self.consumers().cloned().collect();
+        let acls = self.acls().cloned().collect();
         Identities::build(consumers, credentials, acls)
     }
 
@@ -216,15 +281,15 @@ impl Identities {
     /// The credential with this key, removed ones aside, expired ones included.
     pub(super) fn live_credential_with_key(&self, key: &[u8]) -> Option<CredentialRef> {
         let h = self.base.hash_key(key);
-        if let Some(j) = self.delta.find_key(h, key) {
-            return Some(self.base.credentials.len() as u32 + j);
+        let base_len = self.base.credentials.len() as u32;
+        if let Some(j) = self.delta.find_key(h, key, base_len) {
+            return Some(base_len + j);
         }
         self.base
             .find_key(h, key)
             .filter(|r| !self.delta.removed_credentials.contains(r))
     }
 
-    /// The live credential with this id.
     /// The credential with this id, unless removed.
     pub fn credential_by_id(&self, id: Id) -> Option<CredentialRef> {
         let added = self

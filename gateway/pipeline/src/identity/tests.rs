@@ -160,3 +160,79 @@ fn writes_are_refused_with_kongs_messages() {
         Err(IdentityError::UnknownConsumer(_))
     ));
 }
+
+#[test]
+fn a_key_added_then_removed_stops_authenticating() {
+    // Regression: a removed key that had been added since the build was still found, since
+    // only the index's keys were checked against the removals.
+    let ids = Identities::build(vec![consumer(1, "alice")], Vec::new(), Vec::new())
+        .with_credential(cred(10, 1, "added", None))
+        .and_then(|ids| ids.without_credential(Id::from_u128(10)))
+        .expect("valid writes");
+    assert_eq!(ids.find_key(b"added", 0), KeyLookup::Unknown);
+    assert_eq!(ids.credentials().count(), 0);
+    // And the value can be taken again, by anyone.
+    let again = ids
+        .with_credential(cred(11, 1, "added", None))
+        .expect("free");
+    assert!(
+        matches!(again.find_key(b"added", 0), KeyLookup::Found(r, 0) if again.credential(r).id == Id::from_u128(11))
+    );
+}
+
+#[test]
+fn a_consumer_changed_in_place_keeps_its_keys_and_groups() {
+    let ids = Identities::build(
+        vec![consumer(1, "alice"), consumer(2, "bob")],
+        vec![cred(10, 1, "alice-key", None)],
+        vec![acl(20, 1, "gold")],
+    );
+    let mut renamed = consumer(1, "alicia");
+    renamed.custom_id = Some("c-1".into());
+    let ids = ids.upsert_consumer(renamed).expect("rename");
+    assert_eq!(
+        ids.consumer_by_username("alice"),
+        None,
+        "the old name is gone"
+    );
+    let alicia = ids.consumer_by_username("alicia").expect("the new name");
+    assert_eq!(ids.consumer(alicia).custom_id.as_deref(), Some("c-1"));
+    assert_eq!(ids.find_key(b"alice-key", 0), KeyLookup::Found(0, alicia));
+    assert_eq!(ids.groups(alicia).collect::<Vec<_>>(), ["gold"]);
+    assert_eq!(
+        ids.upsert_consumer(consumer(1, "bob")).err(),
+        Some(IdentityError::Unique {
+            field: "username",
+            value: "bob".into()
+        })
+    );
+    assert_eq!(ids.consumers().count(), 2);
+}
+
+#[test]
+fn a_removed_consumer_loses_its_keys_and_a_removed_acl_its_group() {
+    let ids = Identities::build(
+        vec![consumer(1, "alice"), consumer(2, "bob")],
+        vec![cred(10, 1, "alice-key", None)],
+        vec![acl(20, 1, "gold"), acl(21, 1, "silver")],
+    );
+    let without_acl = ids.without_acl(Id::from_u128(20)).expect("acl exists");
+    assert_eq!(without_acl.groups(0).collect::<Vec<_>>(), ["silver"]);
+    assert_eq!(without_acl.acls().count(), 1);
+    let replaced = without_acl
+        .upsert_acl(acl(21, 1, "platinum"))
+        .expect("replace");
+    assert_eq!(replaced.groups(0).collect::<Vec<_>>(), ["platinum"]);
+
+    let gone = ids
+        .without_consumer(Id::from_u128(1))
+        .expect("alice exists");
+    assert_eq!(gone.consumer_by_id(Id::from_u128(1)), None);
+    assert_eq!(gone.consumer_by_username("alice"), None);
+    assert_eq!(gone.find_key(b"alice-key", 0), KeyLookup::Unknown);
+    assert_eq!(gone.consumers().count(), 1);
+    let compacted = gone.compact();
+    assert_eq!(compacted.pending_writes(), 0);
+    assert_eq!(compacted.consumers().count(), 1);
+    assert_eq!(compacted.consumer_by_username("bob"), Some(0));
+}
