@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod dns;
+pub mod postgres;
 pub mod upstream;
 
 use std::io::Read;

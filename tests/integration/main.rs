@@ -16,6 +16,7 @@ mod plugins_cors;
 mod plugins_http_log;
 mod plugins_log;
 mod plugins_misc;
+mod postgres_harness;
 mod proxy;
 mod proxy_protocol;
 mod tls;
