@@ -1,0 +1,112 @@
+//! `gangway migrations ...` against a real Postgres: bootstrap, status, up, finish and reset
+//! behave as `kong migrations` does, and two nodes bootstrapping at once take turns.
+
+use std::process::{Command, Output};
+
+use crate::harness::postgres::Postgres;
+
+fn gangway(pg: &Postgres, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .args(args)
+        .env_clear()
+        .envs(pg.gangway_env())
+        .output()
+        .expect("run gangway")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn bootstrap_is_idempotent_and_status_reports_the_schema() {
+    let pg = Postgres::start();
+    let before = gangway(&pg, &["migrations", "status"]);
+    assert!(before.status.success(), "{}", text(&before));
+    let status: serde_json::Value = serde_json::from_slice(&before.stdout).expect("status is JSON");
+    assert_eq!(status["bootstrapped"], false);
+    assert_eq!(status["pending"], serde_json::json!(["001_base"]));
+
+    let up_too_early = gangway(&pg, &["migrations", "up"]);
+    assert!(!up_too_early.status.success());
+    assert!(text(&up_too_early).contains("database needs bootstrapping"));
+
+    let first = gangway(&pg, &["migrations", "bootstrap"]);
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("migrating: 001_base ... ok"));
+    let second = gangway(&pg, &["migrations", "bootstrap"]);
+    assert!(second.status.success());
+    assert!(text(&second).contains("database already bootstrapped"));
+    assert!(text(&gangway(&pg, &["migrations", "up"])).contains("database is up to date"));
+    assert!(text(&gangway(&pg, &["migrations", "finish"])).contains("no pending migrations"));
+    let after: serde_json::Value =
+        serde_json::from_slice(&gangway(&pg, &["migrations", "status"]).stdout).expect("JSON");
+    assert_eq!(after["executed"], serde_json::json!(["001_base"]));
+    assert_eq!(after["pending"], serde_json::json!([]));
+    assert_eq!(pg.psql("select count(*) from services"), "0");
+
+    let refused = gangway(&pg, &["migrations", "reset"]);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("--yes"));
+    let reset = gangway(&pg, &["migrations", "reset", "--yes"]);
+    assert!(reset.status.success(), "{}", text(&reset));
+    assert_eq!(pg.psql("select to_regclass('services') is null"), "t");
+}
+
+#[test]
+fn nodes_bootstrapping_at_once_take_turns() {
+    let pg = Postgres::start();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_gangway"))
+            .args(["migrations", "bootstrap"])
+            .env_clear()
+            .envs(pg.gangway_env())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    );
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        text(&a),
+        text(&b)
+    );
+    let ran = [&a, &b]
+        .iter()
+        .filter(|o| text(o).contains("migrating: 001_base"))
+        .count();
+    assert_eq!(
+        ran,
+        1,
+        "exactly one ran the migration:\n{}\n{}",
+        text(&a),
+        text(&b)
+    );
+    assert_eq!(pg.psql("select count(*) from gangway_migrations"), "1");
+}
+
+#[test]
+fn an_unreachable_database_is_named_in_the_error() {
+    let mut pg = Postgres::start();
+    pg.stop();
+    let out = gangway(&pg, &["migrations", "status"]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(
+        said.contains(&format!(
+            "cannot reach postgres at 127.0.0.1:{}/kong",
+            pg.port()
+        )),
+        "{said}"
+    );
+}
