@@ -19,6 +19,7 @@ mod plugins_misc;
 mod postgres_harness;
 mod proxy;
 mod proxy_protocol;
+mod store;
 mod store_migrations;
 mod tls;
 mod transformers;

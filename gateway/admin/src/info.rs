@@ -63,10 +63,13 @@ fn plugin_enabled(setting: &[String], name: &str) -> bool {
 
 /// `GET /status[?unit=]`: the Status API's body; with a database, `database.reachable`
 /// stands where DB-less mode has `configuration_hash`.
-pub fn status(state: &AdminState, unit: Option<&str>) -> Response {
+pub async fn status(state: &AdminState, unit: Option<&str>) -> Response {
     let config = match state.gateway.settings.database {
         Database::Off => ("configuration_hash", json!(state.gateway.snapshot().hash)),
-        Database::Postgres => ("database", json!({"reachable": state.store_reachable()})),
+        Database::Postgres => (
+            "database",
+            json!({"reachable": state.store_reachable().await}),
+        ),
     };
     match status_body(&state.gateway.counters, unit.unwrap_or("m"), config) {
         Ok(body) => reply::json(200, &body),

@@ -47,8 +47,8 @@ pub struct AdminState {
 
 impl AdminState {
     /// True when the store answers (always without a database).
-    pub fn store_reachable(&self) -> bool {
-        self.store.reachable()
+    pub async fn store_reachable(&self) -> bool {
+        self.store.reachable().await
     }
 }
 
@@ -113,7 +113,7 @@ async fn answer(state: &AdminState, request: Request) -> Response {
         Endpoint::Root => info::root(state),
         Endpoint::Status => {
             let unit = crud_arg(query, "unit");
-            info::status(state, unit.as_deref())
+            info::status(state, unit.as_deref()).await
         }
         Endpoint::Endpoints => info::endpoints(),
         Endpoint::PluginsEnabled => info::plugins_enabled(state),

@@ -54,10 +54,12 @@ pub fn unexpected(cause: &dyn std::fmt::Display) -> Response {
 }
 
 /// A DAO error as Kong's endpoints answer it: its status, and its object as the body (a
-/// database error is a 500 with the generic message).
+/// database error is a 500 with the generic message; an unreachable database a 503 that
+/// says so).
 pub fn dao_error(error: &DaoError) -> Response {
     match error.status() {
         500 => unexpected(error),
+        503 => message(503, &error.message),
         status => json(status, &error.to_json()),
     }
 }

@@ -157,6 +157,9 @@ pub enum ErrorCode {
     DeclarativeConfig = 14,
     /// 19, HTTP 400.
     ReferencedByOthers = 19,
+    /// Kong's code 8 (database error) when the database cannot be reached at all: HTTP 503,
+    /// so a client knows to retry rather than report a bug.
+    Unavailable = 108,
 }
 
 impl ErrorCode {
@@ -177,6 +180,15 @@ impl ErrorCode {
             ErrorCode::ForeignKeysUnresolved => "foreign keys unresolved",
             ErrorCode::DeclarativeConfig => "invalid declarative configuration",
             ErrorCode::ReferencedByOthers => "referenced by others",
+            ErrorCode::Unavailable => "database error",
+        }
+    }
+
+    /// Kong's number for the code.
+    pub fn number(self) -> u8 {
+        match self {
+            ErrorCode::Unavailable => ErrorCode::DatabaseError as u8,
+            code => code as u8,
         }
     }
 
@@ -186,6 +198,7 @@ impl ErrorCode {
             ErrorCode::UniqueViolation => 409,
             ErrorCode::NotFound => 404,
             ErrorCode::DatabaseError => 500,
+            ErrorCode::Unavailable => 503,
             ErrorCode::OperationUnsupported => 405,
             _ => 400,
         }
@@ -218,6 +231,86 @@ impl DaoError {
         DaoError::new(
             ErrorCode::OperationUnsupported,
             format!("cannot {verb} '{kind}' entities when not using a database"),
+        )
+    }
+
+    /// Code 6 for an entity addressed by primary key: `could not find the entity with
+    /// primary key '{id="<id>"}'`.
+    pub fn not_found_by_id(id: &str) -> DaoError {
+        DaoError {
+            code: ErrorCode::NotFound,
+            message: format!("could not find the entity with primary key '{{id=\"{id}\"}}'"),
+            fields: Some(json!({ "id": id })),
+        }
+    }
+
+    /// Code 6 for an entity addressed by a field: `could not find the entity with
+    /// '{<field>="<value>"}'`.
+    pub fn not_found_by_field(field: &str, value: &str) -> DaoError {
+        DaoError {
+            code: ErrorCode::NotFound,
+            message: format!("could not find the entity with '{{{field}=\"{value}\"}}'"),
+            fields: Some(json!({ field: value })),
+        }
+    }
+
+    /// Code 5: `UNIQUE violation detected on '{<field>="<value>"}'` (409).
+    pub fn unique_violation(field: &str, value: &str) -> DaoError {
+        DaoError {
+            code: ErrorCode::UniqueViolation,
+            message: format!("UNIQUE violation detected on '{{{field}=\"{value}\"}}'"),
+            fields: Some(json!({ field: value })),
+        }
+    }
+
+    /// Code 3: `primary key violation on key '{id="<id>"}'`.
+    pub fn primary_key_violation(id: &str) -> DaoError {
+        DaoError {
+            code: ErrorCode::PrimaryKeyViolation,
+            message: format!("primary key violation on key '{{id=\"{id}\"}}'"),
+            fields: Some(json!({ "id": id })),
+        }
+    }
+
+    /// Code 4 on insert: `the foreign key '{id="<id>"}' does not reference an existing
+    /// '<kind>' entity.`
+    pub fn foreign_key_missing(field: &str, id: &str, kind: &str) -> DaoError {
+        DaoError {
+            code: ErrorCode::ForeignKeyViolation,
+            message: format!(
+                "the foreign key '{{id=\"{id}\"}}' does not reference an existing '{kind}' entity."
+            ),
+            fields: Some(json!({ field: { "id": id } })),
+        }
+    }
+
+    /// Code 4 on delete: `an existing '<child>' entity references this '<parent>' entity`.
+    pub fn still_referenced(child: &str, parent: &str) -> DaoError {
+        DaoError {
+            code: ErrorCode::ForeignKeyViolation,
+            message: format!("an existing '{child}' entity references this '{parent}' entity"),
+            fields: Some(json!({ "@referenced_by": child })),
+        }
+    }
+
+    /// Code 13: `foreign key unresolved (<field>.<key>: the foreign key cannot be resolved
+    /// with '{<key>="<value>"}' for an existing '<kind>' entity)`.
+    pub fn foreign_key_unresolved(field: &str, key: &str, value: &str, kind: &str) -> DaoError {
+        let why = format!(
+            "the foreign key cannot be resolved with '{{{key}=\"{value}\"}}' for an existing '{kind}' entity"
+        );
+        DaoError {
+            code: ErrorCode::ForeignKeysUnresolved,
+            message: format!("foreign key unresolved ({field}.{key}: {why})"),
+            fields: Some(json!({ field: { key: why } })),
+        }
+    }
+
+    /// The database cannot be reached: 503 with a message that says so.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> DaoError {
+        DaoError::new(
+            ErrorCode::Unavailable,
+            format!("database unavailable: {cause}"),
         )
     }
 
@@ -280,7 +373,7 @@ impl DaoError {
     /// The JSON body Kong sends.
     pub fn to_json(&self) -> Value {
         let mut body = Map::new();
-        body.insert("code".into(), json!(self.code as u8));
+        body.insert("code".into(), json!(self.code.number()));
         body.insert("name".into(), json!(self.code.name()));
         body.insert("message".into(), json!(self.message));
         if let Some(fields) = &self.fields {

@@ -108,7 +108,7 @@ pub trait ConfigStore: Send + Sync + 'static {
 
     /// True when the store answers (the Admin API's `/status` `database.reachable`).
     /// Default true (a store without a database is always there).
-    fn reachable(&self) -> bool {
-        true
+    fn reachable(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(std::future::ready(true))
     }
 }

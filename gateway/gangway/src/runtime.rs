@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use gangway_config::ConfigErrors;
-use gangway_config::settings::{self, IoBackend, SettingsError};
+use gangway_config::settings::{self, Database, IoBackend, SettingsError};
 use gangway_net::tls::{RootSource, default_certificate};
 use gangway_pipeline::Catalog;
 use gangway_proxy::gateway::{Gateway, SharedState};
@@ -39,6 +39,9 @@ pub enum StartError {
     /// The default certificate could not be loaded or generated.
     #[error("default certificate: {0}")]
     Tls(#[from] gangway_net::tls::TlsError),
+    /// A setting this build cannot honour.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The Admin API could not start.
     #[error("admin API: {0}")]
     Admin(String),
@@ -108,7 +111,19 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
     let backend = choose_backend(settings.io_backend)?;
     let workers = settings.worker_count();
     let catalog = catalog();
-    let config = control::load_config(&settings, &catalog)?;
+    // A database node starts on nothing (version 0: not ready, Kong's 404 everywhere) and
+    // loads from Postgres in the background, retrying until it can.
+    let (config, version) = match settings.database {
+        Database::Off => (control::load_config(&settings, &catalog)?, 1),
+        Database::Postgres => {
+            if !cfg!(feature = "store") {
+                return Err(StartError::Unsupported(
+                    "database = postgres, but this build has no Postgres store (feature \"store\")",
+                ));
+            }
+            (gangway_config::Config::default(), 0)
+        }
+    };
     let trusted = &settings.lua_ssl_trusted_certificate;
     let pem_files: Vec<std::path::PathBuf> = trusted
         .iter()
@@ -116,13 +131,14 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
         .map(Into::into)
         .collect();
     let shared = SharedState {
-        catalog,
+        catalog: Arc::new(catalog),
         health: Arc::new(HealthRegistry::default()),
         default_cert: default_certificate(&settings.ssl_cert, &settings.ssl_cert_key)?,
         roots: RootSource::trusted(trusted.iter().any(|t| t == "system"), &pem_files)?,
         client_configs: std::sync::Mutex::default(),
     };
-    let snapshot = gangway_proxy::compile::compile(config, &shared.compile_inputs(&settings), 1)?;
+    let snapshot =
+        gangway_proxy::compile::compile(config, &shared.compile_inputs(&settings), version)?;
     release_freed_memory();
     let gateway = Arc::new(Gateway::new(settings, snapshot, shared));
     let listeners = worker::bind_all(&gateway.settings.proxy_listen, workers)?;

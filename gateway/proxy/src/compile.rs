@@ -74,7 +74,28 @@ pub fn host_header(host: &str, port: u16, tls: bool) -> String {
 
 /// Builds a snapshot; every problem is reported with its entity path.
 pub fn compile(
+    config: Config,
+    shared: &CompileShared<'_>,
+    version: u64,
+) -> Result<Snapshot, ConfigErrors> {
+    compile_parts(config, None, shared, version)
+}
+
+/// Builds a snapshot from `config`'s routes, services, upstreams, certificates and plugins,
+/// with `identities` as they are (a database node's index, which writes change by delta):
+/// `config`'s own consumers, keys and ACLs, if any, are ignored.
+pub fn compile_keeping_identities(
+    config: Config,
+    identities: Arc<Identities>,
+    shared: &CompileShared<'_>,
+    version: u64,
+) -> Result<Snapshot, ConfigErrors> {
+    compile_parts(config, Some(identities), shared, version)
+}
+
+fn compile_parts(
     mut config: Config,
+    kept: Option<Arc<Identities>>,
     shared: &CompileShared<'_>,
     version: u64,
 ) -> Result<Snapshot, ConfigErrors> {
@@ -197,12 +218,23 @@ pub fn compile(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let hash = config_hash(&config);
-    let identities = Arc::new(Identities::build(
-        std::mem::take(&mut config.consumers),
-        std::mem::take(&mut config.keyauth_credentials),
-        std::mem::take(&mut config.acls),
-    ));
+    let (hash, identities) = match kept {
+        Some(identities) => {
+            config.consumers = Vec::new();
+            config.keyauth_credentials = Vec::new();
+            config.acls = Vec::new();
+            (config_hash(&config), identities)
+        }
+        None => {
+            let hash = config_hash(&config);
+            let identities = Arc::new(Identities::build(
+                std::mem::take(&mut config.consumers),
+                std::mem::take(&mut config.keyauth_credentials),
+                std::mem::take(&mut config.acls),
+            ));
+            (hash, identities)
+        }
+    };
     Ok(Snapshot {
         version,
         hash,

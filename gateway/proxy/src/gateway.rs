@@ -34,7 +34,7 @@ pub struct Counters {
 /// Process-wide state that outlives snapshots, built once at startup.
 pub struct SharedState {
     /// The plugins this process can run.
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     /// Target health.
     pub health: Arc<HealthRegistry>,
     /// The default certificate.
@@ -69,7 +69,7 @@ pub struct Gateway {
     /// Counters for `/status`.
     pub counters: Counters,
     /// The plugins this process can run (the loader validates against their schemas).
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     /// Target health, kept across reloads.
     pub health: Arc<HealthRegistry>,
     /// The default TLS certificate, fixed for the process lifetime.
@@ -144,15 +144,18 @@ impl Gateway {
 
     /// Compiles a config against this process's shared state.
     pub fn compile(&self, config: Config, version: u64) -> Result<Snapshot, ConfigErrors> {
-        let shared = CompileShared {
+        crate::compile::compile(config, &self.compile_shared(), version)
+    }
+
+    fn compile_shared(&self) -> CompileShared<'_> {
+        CompileShared {
             settings: &self.settings,
             catalog: &self.catalog,
             health: &self.health,
             default_cert: &self.default_cert,
             roots: &self.roots,
             client_configs: &self.client_configs,
-        };
-        crate::compile::compile(config, &shared, version)
+        }
     }
 
     /// Loads a config with `load` and publishes it as the next version, one replacement at
@@ -166,6 +169,27 @@ impl Gateway {
         let _one_at_a_time = self.config_writes.lock().unwrap_or_else(|p| p.into_inner());
         let next = self.snapshot().version + 1;
         let snapshot = self.compile(load()?, next)?;
+        self.publish(snapshot);
+        Ok(self.snapshot())
+    }
+
+    /// Like [`Self::replace_config`], but keeps the current consumers, keys and ACL groups
+    /// (a database node changes those by delta): `load`'s config brings only routes,
+    /// services, upstreams, certificates and plugins.
+    pub fn replace_keeping_identities(
+        &self,
+        load: impl FnOnce(&Identities) -> Result<Config, ConfigErrors>,
+    ) -> Result<Arc<Snapshot>, ConfigErrors> {
+        let _one_at_a_time = self.config_writes.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.snapshot();
+        let config = load(&current.identities)?;
+        let shared = self.compile_shared();
+        let snapshot = crate::compile::compile_keeping_identities(
+            config,
+            current.identities.clone(),
+            &shared,
+            current.version + 1,
+        )?;
         self.publish(snapshot);
         Ok(self.snapshot())
     }

@@ -36,7 +36,7 @@ fn standalone_state(catalog: Catalog) -> Result<SharedState, ConfigErrors> {
     let problem =
         |e: &dyn std::fmt::Display| ConfigErrors::from(ConfigError::new("", e.to_string()));
     Ok(SharedState {
-        catalog,
+        catalog: Arc::new(catalog),
         health: Arc::new(HealthRegistry::default()),
         default_cert: default_certificate(&[], &[]).map_err(|e| problem(&e))?,
         roots: RootSource::trusted(false, &[]).map_err(|e| problem(&e))?,

@@ -6,7 +6,9 @@
 //! it must not know the proxy, the Admin API's HTTP, or the runtime.
 
 pub mod connect;
+pub mod dao;
 pub mod migrations;
+pub mod sync;
 
 use gangway_config::settings::Settings;
 

@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use super::{Gateway, StartError};
-use gangway_config::settings::Settings;
+use gangway_config::settings::{Database, Settings};
 use gangway_config::{Config, ConfigErrors, PluginSchemas, declarative};
 
 /// The embedded default declarative config (`config/kong.yml`), used when no
@@ -56,7 +56,10 @@ pub fn run(
         crate::status::serve(&gateway.settings.status_listen, gateway.clone()).await?;
         serve_admin(&gateway).await?;
         let workers = start_workers()?;
-        if gateway.settings.declarative_config.is_some() {
+        follow_database(&gateway);
+        if gateway.settings.database == Database::Off
+            && gateway.settings.declarative_config.is_some()
+        {
             tokio::spawn(watch_file(gateway.clone()));
         }
         let mut hup = signal(SignalKind::hangup())?;
@@ -65,8 +68,12 @@ pub fn run(
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    info!("SIGHUP: reloading declarative config");
-                    reload_in_background(&gateway).await;
+                    if gateway.settings.database == Database::Off {
+                        info!("SIGHUP: reloading declarative config");
+                        reload_in_background(&gateway).await;
+                    } else {
+                        info!("SIGHUP: ignored; the config follows the database");
+                    }
                 }
                 _ = term.recv() => { info!("SIGTERM: draining"); break; }
                 _ = int.recv() => { info!("SIGINT: draining"); break; }
@@ -90,13 +97,43 @@ pub fn run(
     Ok(())
 }
 
+/// With `database = postgres`, loads the config from Postgres and follows its change log in
+/// the background.
+#[cfg(feature = "store")]
+fn follow_database(gateway: &Arc<Gateway>) {
+    if gateway.settings.database == Database::Postgres {
+        let settings = gateway.settings.clone();
+        tokio::spawn(gangway_store::sync::follow(settings, gateway.clone()));
+    }
+}
+
+#[cfg(not(feature = "store"))]
+fn follow_database(_gateway: &Arc<Gateway>) {}
+
+/// The Admin API's store: Postgres when configured (and built), else the snapshot.
+#[cfg(feature = "admin")]
+fn admin_store(
+    gateway: &Arc<Gateway>,
+) -> Result<Arc<dyn gangway_config::store::ConfigStore>, StartError> {
+    #[cfg(feature = "store")]
+    if gateway.settings.database == Database::Postgres {
+        let pool = gangway_store::connect::pool(&gateway.settings)
+            .map_err(|e| StartError::Admin(e.to_string()))?;
+        let plugins: Arc<dyn gangway_config::PluginSchemas + Send + Sync> = gateway.catalog.clone();
+        return Ok(Arc::new(gangway_store::dao::PgStore::new(pool, plugins)));
+    }
+    Ok(Arc::new(gangway_admin::memory::MemoryStore::new(
+        gateway.clone(),
+    )))
+}
+
 /// Starts the Admin API on `admin_listen`, when this build has it.
 #[cfg(feature = "admin")]
 async fn serve_admin(gateway: &Arc<Gateway>) -> Result<(), StartError> {
     if gateway.settings.admin_listen.is_empty() {
         return Ok(());
     }
-    let store = Arc::new(gangway_admin::memory::MemoryStore::new(gateway.clone()));
+    let store = admin_store(gateway)?;
     let state = Arc::new(gangway_admin::AdminState {
         gateway: gateway.clone(),
         store,
@@ -126,7 +163,8 @@ async fn reload_in_background(gateway: &Arc<Gateway>) {
 
 /// Re-reads the declarative config and publishes it, or keeps the old one on error.
 pub fn reload(gateway: &Gateway) -> bool {
-    let loaded = gateway.replace_config(|| load_config(&gateway.settings, &gateway.catalog));
+    let loaded =
+        gateway.replace_config(|| load_config(&gateway.settings, gateway.catalog.as_ref()));
     match loaded {
         Ok(snapshot) => {
             super::release_freed_memory();

@@ -1,0 +1,782 @@
+//! Kong's DAO operations on Postgres ([`PgStore`], a [`ConfigStore`]).
+//!
+//! A write is validated by the declarative loader's own rules (`load_fragment`: the entity
+//! alone, its references resolved against the database), stored as Kong's JSON with the
+//! columns the schema enforces, and logged by the table's trigger. Foreign keys come in any
+//! form Kong accepts (`{"id": ..}`, `{"name": ..}`, `{"username": ..}`) and are stored by id.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use deadpool_postgres::{GenericClient, Pool};
+use gangway_config::dao::{DaoError, Kind, kind_named};
+use gangway_config::declarative::{Existing, load_fragment};
+use gangway_config::store::{Address, ConfigStore, Page, PageQuery, StoreFuture, TagFilter};
+use gangway_config::{Config, ConfigErrors, PluginSchemas};
+use serde_json::{Map, Value, json};
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+/// The Admin API's store when `database = postgres`.
+pub struct PgStore {
+    pool: Pool,
+    plugins: Arc<dyn PluginSchemas + Send + Sync>,
+}
+
+impl PgStore {
+    /// A store over `pool`, validating plugin configs against `plugins`.
+    pub fn new(pool: Pool, plugins: Arc<dyn PluginSchemas + Send + Sync>) -> PgStore {
+        PgStore { pool, plugins }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, DaoError> {
+        self.pool.get().await.map_err(|e| DaoError::unavailable(&e))
+    }
+}
+
+/// The column a kind's endpoint key lives in (certificates are found through their SNIs).
+fn key_column(kind: &Kind) -> Option<&'static str> {
+    match kind.name {
+        "services" | "routes" | "upstreams" | "snis" => Some("name"),
+        "consumers" => Some("username"),
+        "plugins" => Some("instance_name"),
+        "keyauth_credentials" => Some("key"),
+        "targets" => Some("target"),
+        _ => None,
+    }
+}
+
+/// Maps driver errors to Kong's: an unreachable database is a 503, anything else a
+/// database error (500).
+fn db(e: tokio_postgres::Error) -> DaoError {
+    if e.as_db_error().is_none() {
+        return DaoError::unavailable(&e);
+    }
+    DaoError::new(gangway_config::dao::ErrorCode::DatabaseError, e.to_string())
+}
+
+/// The SELECT list every read uses: the stored JSON, plus what Kong renders from elsewhere
+/// (a key's seconds left, a certificate's SNIs).
+fn select_list(kind: &Kind) -> &'static str {
+    match kind.name {
+        "keyauth_credentials" => {
+            "t.entity, ceil(extract(epoch from (t.ttl - now())))::bigint AS ttl_left, NULL::text[] AS snis"
+        }
+        "certificates" => {
+            "t.entity, NULL::bigint AS ttl_left, \
+             (SELECT coalesce(array_agg(s.name ORDER BY s.name), '{}') FROM snis s WHERE s.certificate_id = t.id) AS snis"
+        }
+        _ => "t.entity, NULL::bigint AS ttl_left, NULL::text[] AS snis",
+    }
+}
+
+/// Rows of TTL kinds that expired are invisible.
+fn alive(kind: &Kind) -> &'static str {
+    if kind.ttl {
+        " AND (t.ttl IS NULL OR t.ttl > now())"
+    } else {
+        ""
+    }
+}
+
+fn render(kind: &Kind, row: &tokio_postgres::Row) -> Value {
+    let mut entity: Value = row.get(0);
+    if kind.ttl {
+        let left: Option<i64> = row.get(1);
+        entity["ttl"] = json!(left.map(|s| s.max(0)));
+    }
+    if kind.name == "certificates" {
+        let snis: Option<Vec<String>> = row.get(2);
+        entity["snis"] = json!(snis.unwrap_or_default());
+    }
+    entity
+}
+
+/// The WHERE clause and parameter finding the entity at `at`.
+fn locate(kind: &Kind, at: &Address) -> Result<(String, Box<dyn ToSql + Sync + Send>), DaoError> {
+    match at {
+        Address::Id(id) => Ok(("t.id = $1".into(), Box::new(*id))),
+        Address::Key(key) => match (kind.name, key_column(kind)) {
+            ("certificates", _) => Ok((
+                "t.id = (SELECT certificate_id FROM snis WHERE name = $1)".into(),
+                Box::new(key.clone()),
+            )),
+            (_, Some(column)) => Ok((format!("t.{column} = $1"), Box::new(key.clone()))),
+            // Kinds addressed by id only: a key finds nothing.
+            (_, None) => Ok(("false AND $1::text IS NULL".into(), Box::new(key.clone()))),
+        },
+    }
+}
+
+async fn select_one(
+    client: &impl GenericClient,
+    kind: &Kind,
+    at: &Address,
+) -> Result<Option<Value>, DaoError> {
+    let (filter, param) = locate(kind, at)?;
+    let sql = format!(
+        "SELECT {} FROM {} t WHERE {filter}{}",
+        select_list(kind),
+        kind.name,
+        alive(kind)
+    );
+    let row = client.query_opt(&sql, &[&*param]).await.map_err(db)?;
+    Ok(row.map(|r| render(kind, &r)))
+}
+
+/// Kong's offset: the base64 of the JSON array of the last row's primary key.
+fn encode_offset(id: Uuid) -> String {
+    STANDARD_NO_PAD.encode(json!([id]).to_string())
+}
+
+fn decode_offset(token: &str) -> Result<Uuid, DaoError> {
+    let bytes = STANDARD_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| DaoError::invalid_offset(token, "bad base64 encoding"))?;
+    let pk: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| DaoError::invalid_offset(token, "bad json encoding"))?;
+    pk[0]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| DaoError::invalid_offset(token, "bad json encoding"))
+}
+
+async fn page(
+    client: &impl GenericClient,
+    kind: &Kind,
+    query: &PageQuery,
+) -> Result<Page, DaoError> {
+    let mut filters = Vec::new();
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut param =
+        |value: Box<dyn ToSql + Sync + Send>, filters: &mut Vec<String>, clause: &str| {
+            params.push(value);
+            filters.push(clause.replace('?', &format!("${}", params.len())));
+        };
+    if let Some(token) = &query.offset {
+        param(Box::new(decode_offset(token)?), &mut filters, "t.id > ?");
+    }
+    if let Some((field, id)) = query.parent {
+        param(Box::new(id), &mut filters, &format!("t.{field}_id = ?"));
+    }
+    match &query.tags {
+        Some(TagFilter::All(tags)) => param(Box::new(tags.clone()), &mut filters, "t.tags @> ?"),
+        Some(TagFilter::Any(tags)) => param(Box::new(tags.clone()), &mut filters, "t.tags && ?"),
+        None => {}
+    }
+    if let Some(custom_id) = &query.custom_id {
+        param(Box::new(custom_id.clone()), &mut filters, "t.custom_id = ?");
+    }
+    let size = query.size.clamp(1, 1000);
+    let mut sql = format!(
+        "SELECT {}, t.id FROM {} t WHERE true",
+        select_list(kind),
+        kind.name
+    );
+    for f in &filters {
+        sql.push_str(" AND ");
+        sql.push_str(f);
+    }
+    sql.push_str(alive(kind));
+    sql.push_str(&format!(" ORDER BY t.id LIMIT {}", size + 1));
+    let refs: Vec<&(dyn ToSql + Sync)> =
+        params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+    let rows = client.query(&sql, &refs).await.map_err(db)?;
+    let more = rows.len() > size;
+    let rows = &rows[..rows.len().min(size)];
+    let offset = more
+        .then(|| rows.last().map(|r| encode_offset(r.get(3))))
+        .flatten();
+    Ok(Page {
+        data: rows.iter().map(|r| render(kind, r)).collect(),
+        offset,
+    })
+}
+
+/// References a write resolved before validation: the loader finds them here.
+struct Resolved(HashSet<(&'static str, Uuid)>);
+
+impl Existing for Resolved {
+    fn resolve(&self, kind: &str, key: &str) -> Option<Uuid> {
+        let id: Uuid = key.parse().ok()?;
+        self.0
+            .iter()
+            .any(|(k, i)| *k == kind && *i == id)
+            .then_some(id)
+    }
+}
+
+/// Rewrites every foreign key of `entity` to `{"id": ..}`, checking that it exists: an
+/// unknown id is Kong's code 4, an unknown name code 13.
+async fn resolve_foreign_keys(
+    client: &impl GenericClient,
+    kind: &Kind,
+    entity: &mut Map<String, Value>,
+) -> Result<Resolved, DaoError> {
+    let mut resolved = HashSet::new();
+    for fk in kind.foreign {
+        let Some(parent) = kind_named(fk.kind) else {
+            continue;
+        };
+        let reference = match entity.get(fk.field) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) => ("id", s.clone()),
+            Some(Value::Object(o)) => {
+                match ["id", "name", "username"].iter().find_map(|k| {
+                    o.get(*k)
+                        .and_then(Value::as_str)
+                        .map(|v| (*k, v.to_owned()))
+                }) {
+                    Some(found) => found,
+                    // Let the loader report the shape problem with its message.
+                    None => continue,
+                }
+            }
+            Some(_) => continue,
+        };
+        let at = match reference.0 {
+            "id" => match reference.1.parse::<Uuid>() {
+                Ok(id) => Address::Id(id),
+                Err(_) => Address::Key(reference.1.clone()),
+            },
+            _ => Address::Key(reference.1.clone()),
+        };
+        let found = select_one(client, parent, &at).await?;
+        let Some(id) = found
+            .as_ref()
+            .and_then(|p| p["id"].as_str())
+            .and_then(|s| s.parse::<Uuid>().ok())
+        else {
+            return Err(match at {
+                Address::Id(id) => {
+                    DaoError::foreign_key_missing(fk.field, &id.to_string(), parent.name)
+                }
+                Address::Key(value) => {
+                    DaoError::foreign_key_unresolved(fk.field, reference.0, &value, parent.name)
+                }
+            });
+        };
+        entity.insert(fk.field.to_owned(), json!({ "id": id }));
+        resolved.insert((parent.name, id));
+    }
+    Ok(Resolved(resolved))
+}
+
+/// What a validated entity stores.
+struct Stored {
+    id: Uuid,
+    entity: Value,
+    /// Column values beyond id, entity, tags and created_at, by column name.
+    columns: Vec<(&'static str, Box<dyn ToSql + Sync + Send>)>,
+    tags: Option<Vec<String>>,
+    created_at: i64,
+}
+
+fn fk_id(entity: &Value, field: &str) -> Option<Uuid> {
+    entity[field]["id"].as_str().and_then(|s| s.parse().ok())
+}
+
+fn text(entity: &Value, field: &str) -> Option<String> {
+    entity[field].as_str().map(str::to_owned)
+}
+
+/// The first entity of `kind` in `config`, as Kong's JSON, and for keys their expiry.
+fn take(config: &Config, kind: &Kind) -> Option<(Value, Option<SystemTime>)> {
+    let value = match kind.name {
+        "services" => serde_json::to_value(config.services.first()?),
+        "routes" => serde_json::to_value(config.routes.first()?),
+        "consumers" => serde_json::to_value(config.consumers.first()?),
+        "plugins" => serde_json::to_value(config.plugins.first()?),
+        "upstreams" => serde_json::to_value(config.upstreams.first()?),
+        "targets" => serde_json::to_value(config.targets.first()?),
+        "certificates" => serde_json::to_value(config.certificates.first()?),
+        "snis" => serde_json::to_value(config.snis.first()?),
+        "ca_certificates" => serde_json::to_value(config.ca_certificates.first()?),
+        "acls" => serde_json::to_value(config.acls.first()?),
+        "keyauth_credentials" => {
+            let cred = config.keyauth_credentials.first()?;
+            let expires = cred
+                .expires_at
+                .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.get().max(0) as u64));
+            return serde_json::to_value(cred).ok().map(|v| (v, expires));
+        }
+        _ => return None,
+    };
+    value.ok().map(|v| (v, None))
+}
+
+/// Validates `input` as one entity of `kind` by the loader's rules; returns what to store.
+fn validate(
+    kind: &Kind,
+    input: Map<String, Value>,
+    resolved: &Resolved,
+    plugins: &dyn PluginSchemas,
+) -> Result<Stored, DaoError> {
+    let doc = json!({ "_format_version": "3.0", kind.name: [Value::Object(input)] });
+    let config = load_fragment(doc, resolved, plugins).map_err(|e| violation(kind, &e))?;
+    let (entity, expires) = take(&config, kind).ok_or_else(|| {
+        DaoError::new(gangway_config::dao::ErrorCode::SchemaViolation, "no entity")
+    })?;
+    let id: Uuid = entity["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default();
+    let tags = entity["tags"].as_array().map(|tags| {
+        tags.iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect()
+    });
+    let created_at = entity["created_at"].as_i64().unwrap_or(0);
+    let mut columns: Vec<(&'static str, Box<dyn ToSql + Sync + Send>)> = Vec::new();
+    for fk in kind.foreign {
+        let column: &'static str = match fk.field {
+            "client_certificate" => "client_certificate_id",
+            "service" => "service_id",
+            "route" => "route_id",
+            "consumer" => "consumer_id",
+            "upstream" => "upstream_id",
+            "certificate" => "certificate_id",
+            _ => continue,
+        };
+        columns.push((column, Box::new(fk_id(&entity, fk.field))));
+    }
+    match kind.name {
+        "services" | "routes" | "upstreams" | "snis" => {
+            columns.push(("name", Box::new(text(&entity, "name"))));
+        }
+        "consumers" => {
+            columns.push(("username", Box::new(text(&entity, "username"))));
+            columns.push(("custom_id", Box::new(text(&entity, "custom_id"))));
+        }
+        "plugins" => {
+            let scope = |f: &str| {
+                fk_id(&entity, f)
+                    .map(|id| id.to_string())
+                    .unwrap_or_default()
+            };
+            let name = text(&entity, "name").unwrap_or_default();
+            let cache_key = format!(
+                "plugins:{name}:{}:{}:{}",
+                scope("route"),
+                scope("service"),
+                scope("consumer")
+            );
+            columns.push(("name", Box::new(name)));
+            columns.push(("instance_name", Box::new(text(&entity, "instance_name"))));
+            columns.push(("cache_key", Box::new(cache_key)));
+        }
+        "keyauth_credentials" => {
+            columns.push(("key", Box::new(text(&entity, "key"))));
+            columns.push(("ttl", Box::new(expires)));
+        }
+        "acls" => columns.push(("group_name", Box::new(text(&entity, "group")))),
+        "targets" => columns.push(("target", Box::new(text(&entity, "target")))),
+        "ca_certificates" => columns.push(("cert_digest", Box::new(text(&entity, "cert_digest")))),
+        _ => {}
+    }
+    Ok(Stored {
+        id,
+        entity,
+        columns,
+        tags,
+        created_at,
+    })
+}
+
+/// The loader's errors for a one-entity document, as Kong's schema violation: paths lose
+/// the `<kind>[0]` prefix.
+fn violation(kind: &Kind, errors: &ConfigErrors) -> DaoError {
+    let prefix = format!("{}[0]", kind.name);
+    let pairs: Vec<(String, String)> = errors
+        .0
+        .iter()
+        .map(|e| {
+            let path = e.path.strip_prefix(&prefix).unwrap_or(&e.path);
+            (kong_path(path), e.message.clone())
+        })
+        .collect();
+    DaoError::schema_violation(&pairs)
+}
+
+/// `.config.key_names[0]` as Kong names it in errors: `config.key_names.1`.
+fn kong_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path.trim_start_matches('.');
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else { break };
+        match after[..close].parse::<usize>() {
+            Ok(i) => out.push_str(&format!(".{}", i + 1)),
+            Err(_) => out.push_str(&format!(".{}", &after[..close])),
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Kong's message for a unique constraint the database refused.
+fn unique_error(kind: &Kind, stored: &Stored, constraint: &str) -> DaoError {
+    let field = [
+        "instance_name",
+        "username",
+        "custom_id",
+        "cert_digest",
+        "cache_key",
+        "group_name",
+        "target",
+        "name",
+        "key",
+    ]
+    .into_iter()
+    .find(|f| constraint.contains(f));
+    match field {
+        Some("cache_key") => {
+            let name = text(&stored.entity, "name").unwrap_or_default();
+            let scope = |f: &str| match fk_id(&stored.entity, f) {
+                Some(id) => format!("{{id=\"{id}\"}}"),
+                None => "null".to_owned(),
+            };
+            DaoError {
+                code: gangway_config::dao::ErrorCode::UniqueViolation,
+                message: format!(
+                    "UNIQUE violation detected on '{{consumer={},name=\"{name}\",route={},service={}}}'",
+                    scope("consumer"),
+                    scope("route"),
+                    scope("service")
+                ),
+                fields: Some(json!({
+                    "consumer": stored.entity["consumer"], "name": name,
+                    "route": stored.entity["route"], "service": stored.entity["service"],
+                })),
+            }
+        }
+        Some("group_name") => {
+            DaoError::unique_violation("group", &text(&stored.entity, "group").unwrap_or_default())
+        }
+        Some(f) if f != "_pkey" => {
+            let value = text(&stored.entity, f).unwrap_or_default();
+            DaoError::unique_violation(f, &value)
+        }
+        _ => {
+            let _ = kind;
+            DaoError::primary_key_violation(&stored.id.to_string())
+        }
+    }
+}
+
+/// Maps a refused write to Kong's error.
+fn write_error(kind: &Kind, stored: &Stored, e: tokio_postgres::Error) -> DaoError {
+    let Some(dbe) = e.as_db_error() else {
+        return DaoError::unavailable(&e);
+    };
+    let constraint = dbe.constraint().unwrap_or_default();
+    match dbe.code().code() {
+        "23505" if constraint.ends_with("_pkey") => {
+            DaoError::primary_key_violation(&stored.id.to_string())
+        }
+        "23505" => unique_error(kind, stored, constraint),
+        "23503" => {
+            // The referenced row vanished between the check and the write.
+            let field = kind
+                .foreign
+                .iter()
+                .find(|f| constraint.contains(f.field))
+                .map_or("id", |f| f.field);
+            let parent = kind
+                .foreign
+                .iter()
+                .find(|f| f.field == field)
+                .map_or("", |f| f.kind);
+            let id = fk_id(&stored.entity, field)
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            DaoError::foreign_key_missing(field, &id, parent)
+        }
+        _ => db(e),
+    }
+}
+
+async fn write(
+    client: &impl GenericClient,
+    kind: &Kind,
+    stored: &Stored,
+    replace: bool,
+) -> Result<(), DaoError> {
+    let mut names = vec!["id", "entity", "tags", "created_at"];
+    names.extend(stored.columns.iter().map(|(c, _)| *c));
+    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        kind.name,
+        names.join(", "),
+        placeholders.join(", ")
+    );
+    if replace {
+        let updates: Vec<String> = names[1..]
+            .iter()
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        sql.push_str(&format!(
+            " ON CONFLICT (id) DO UPDATE SET {}",
+            updates.join(", ")
+        ));
+    }
+    let mut params: Vec<&(dyn ToSql + Sync)> =
+        vec![&stored.id, &stored.entity, &stored.tags, &stored.created_at];
+    params.extend(
+        stored
+            .columns
+            .iter()
+            .map(|(_, v)| &**v as &(dyn ToSql + Sync)),
+    );
+    client
+        .execute(&sql, &params)
+        .await
+        .map(|_| ())
+        .map_err(|e| write_error(kind, stored, e))
+}
+
+/// Merges a PATCH into the stored entity: records merge field by field (a plugin's
+/// `config.minute` alone), anything else is replaced, as Kong's `merge_values` does.
+fn merge(current: &mut Value, patch: Value) {
+    match (current, patch) {
+        (Value::Object(base), Value::Object(changes)) => {
+            for (k, v) in changes {
+                // A route's `headers` is a map, which Kong replaces whole.
+                let record =
+                    k != "headers" && v.is_object() && base.get(&k).is_some_and(Value::is_object);
+                if record {
+                    if let Some(slot) = base.get_mut(&k) {
+                        merge(slot, v);
+                    }
+                } else {
+                    base.insert(k, v);
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Kong's `ttl` input is seconds from now; stored rows carry the expiry instead, and an
+/// output's `ttl` (seconds left) must not be taken for input again.
+fn strip_output_only(kind: &Kind, entity: &mut Map<String, Value>) {
+    if kind.name == "certificates" {
+        entity.remove("snis");
+    }
+    if kind.ttl {
+        entity.remove("ttl");
+    }
+}
+
+impl PgStore {
+    async fn insert_entity(&self, kind: &'static Kind, input: Value) -> Result<Value, DaoError> {
+        let Value::Object(mut input) = input else {
+            return Err(DaoError::schema_violation(&[(
+                String::new(),
+                "expected a record".into(),
+            )]));
+        };
+        input.entry("id").or_insert_with(|| json!(Uuid::new_v4()));
+        let client = self.client().await?;
+        let resolved = resolve_foreign_keys(&client, kind, &mut input).await?;
+        let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
+        write(&client, kind, &stored, false).await?;
+        select_one(&client, kind, &Address::Id(stored.id))
+            .await?
+            .ok_or_else(|| DaoError::not_found_by_id(&stored.id.to_string()))
+    }
+
+    async fn update_entity(
+        &self,
+        kind: &'static Kind,
+        at: &Address,
+        patch: Value,
+    ) -> Result<Option<Value>, DaoError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let Some(mut current) = select_one(&tx, kind, at).await? else {
+            return Err(not_found(kind, at));
+        };
+        let ttl_given = patch.get("ttl").cloned();
+        merge(&mut current, patch);
+        let Value::Object(mut input) = current else {
+            return Err(not_found(kind, at));
+        };
+        strip_output_only(kind, &mut input);
+        if let Some(ttl) = ttl_given.filter(|_| kind.ttl) {
+            input.insert("ttl".into(), ttl);
+        }
+        let resolved = resolve_foreign_keys(&tx, kind, &mut input).await?;
+        let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
+        write(&tx, kind, &stored, true).await?;
+        let updated = select_one(&tx, kind, &Address::Id(stored.id)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
+    }
+
+    async fn upsert_entity(
+        &self,
+        kind: &'static Kind,
+        at: &Address,
+        body: Value,
+    ) -> Result<Value, DaoError> {
+        let Value::Object(mut input) = body else {
+            return Err(DaoError::schema_violation(&[(
+                String::new(),
+                "expected a record".into(),
+            )]));
+        };
+        strip_output_only(kind, &mut input);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let id = match at {
+            Address::Id(id) => *id,
+            Address::Key(key) => {
+                // The URL's key wins over the body's (`PUT /services/foo` names it foo).
+                if let Some(column) = key_column(kind) {
+                    let field = if column == "username" {
+                        "username"
+                    } else {
+                        column
+                    };
+                    input.insert(field.to_owned(), json!(key));
+                }
+                match select_one(&tx, kind, at).await? {
+                    Some(existing) => existing["id"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or_else(Uuid::new_v4),
+                    None => Uuid::new_v4(),
+                }
+            }
+        };
+        input.insert("id".into(), json!(id));
+        let resolved = resolve_foreign_keys(&tx, kind, &mut input).await?;
+        let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
+        write(&tx, kind, &stored, true).await?;
+        let saved = select_one(&tx, kind, &Address::Id(stored.id))
+            .await?
+            .ok_or_else(|| DaoError::not_found_by_id(&stored.id.to_string()))?;
+        tx.commit().await.map_err(db)?;
+        Ok(saved)
+    }
+
+    async fn delete_entity(&self, kind: &'static Kind, at: &Address) -> Result<(), DaoError> {
+        let client = self.client().await?;
+        let (filter, param) = locate(kind, at)?;
+        let sql = format!("DELETE FROM {} t WHERE {filter}", kind.name);
+        match client.execute(&sql, &[&*param]).await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_db_error() {
+                Some(dbe) if dbe.code().code() == "23503" => {
+                    let child = dbe.table().unwrap_or("entities").to_owned();
+                    Err(DaoError::still_referenced(&child, kind.name))
+                }
+                _ => Err(db(e)),
+            },
+        }
+    }
+}
+
+fn not_found(kind: &Kind, at: &Address) -> DaoError {
+    match at {
+        Address::Id(id) => DaoError::not_found_by_id(&id.to_string()),
+        Address::Key(key) => DaoError::not_found_by_field(kind.endpoint_key.unwrap_or("id"), key),
+    }
+}
+
+impl ConfigStore for PgStore {
+    fn select<'a>(
+        &'a self,
+        kind: &'static Kind,
+        at: &'a Address,
+    ) -> StoreFuture<'a, Option<Value>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            select_one(&client, kind, at).await
+        })
+    }
+
+    fn page<'a>(&'a self, kind: &'static Kind, query: &'a PageQuery) -> StoreFuture<'a, Page> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            page(&client, kind, query).await
+        })
+    }
+
+    fn insert<'a>(&'a self, kind: &'static Kind, entity: Value) -> StoreFuture<'a, Value> {
+        Box::pin(self.insert_entity(kind, entity))
+    }
+
+    fn update<'a>(
+        &'a self,
+        kind: &'static Kind,
+        at: &'a Address,
+        patch: Value,
+    ) -> StoreFuture<'a, Option<Value>> {
+        Box::pin(self.update_entity(kind, at, patch))
+    }
+
+    fn upsert<'a>(
+        &'a self,
+        kind: &'static Kind,
+        at: &'a Address,
+        entity: Value,
+    ) -> StoreFuture<'a, Value> {
+        Box::pin(self.upsert_entity(kind, at, entity))
+    }
+
+    fn delete<'a>(&'a self, kind: &'static Kind, at: &'a Address) -> StoreFuture<'a, ()> {
+        Box::pin(self.delete_entity(kind, at))
+    }
+
+    fn reachable(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        Box::pin(async move {
+            match self.pool.get().await {
+                Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+                Err(_) => false,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_kongs_base64_json_primary_keys() {
+        let id = Uuid::from_u128(5);
+        let token = encode_offset(id);
+        assert_eq!(
+            String::from_utf8(STANDARD_NO_PAD.decode(&token).expect("base64")).expect("utf8"),
+            format!("[\"{id}\"]")
+        );
+        assert_eq!(decode_offset(&token), Ok(id));
+        assert_eq!(
+            decode_offset("!!"),
+            Err(DaoError::invalid_offset("!!", "bad base64 encoding"))
+        );
+    }
+
+    #[test]
+    fn patches_merge_records_and_replace_the_rest() {
+        let mut current = json!({"name": "p", "config": {"minute": 5, "hour": 100, "policy": "local"},
+                                 "headers": {"a": ["1"]}, "tags": ["x"]});
+        merge(
+            &mut current,
+            json!({"config": {"minute": 10}, "headers": {"b": ["2"]}, "tags": ["y"]}),
+        );
+        assert_eq!(
+            current,
+            json!({"name": "p", "config": {"minute": 10, "hour": 100, "policy": "local"},
+                   "headers": {"b": ["2"]}, "tags": ["y"]})
+        );
+    }
+}

@@ -1,0 +1,296 @@
+//! The Postgres store end to end: two gangway nodes share a real Postgres; the Admin API of
+//! one writes as a developer portal does, and both proxies follow within a second.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::postgres::Postgres;
+use crate::harness::{Gangway, Options, Upstream, echo_header, request};
+
+const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
+
+fn bootstrap(pg: &Postgres) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gangway"))
+        .args(["migrations", "bootstrap"])
+        .env_clear()
+        .envs(pg.gangway_env())
+        .output()
+        .expect("run migrations");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn node(pg: &Postgres, admin: bool) -> Gangway {
+    let mut opts = Options::new("unused").without_declarative_config();
+    for (k, v) in pg.gangway_env() {
+        opts = opts.env(&k, v);
+    }
+    if admin {
+        opts = opts.admin();
+    }
+    Gangway::start_with(opts)
+}
+
+fn post(gw: &Gangway, path: &str, body: Value) -> Value {
+    let r = gw.admin("POST", path, &JSON, body.to_string().as_bytes());
+    assert_eq!(r.status, 201, "POST {path}: {}", r.text());
+    r.json()
+}
+
+/// Polls `check` for up to `limit`; returns how long it took to hold.
+fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn status_with_key(gw: &Gangway, key: &str) -> u16 {
+    request(gw.proxy, "GET", "/api", &[("apikey", key)], b"")
+        .map(|r| r.status)
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_portal_flow_reaches_two_nodes_within_a_second() {
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let up = Upstream::start();
+    let a = node(&pg, true);
+    let b = node(&pg, false);
+
+    post(
+        &a,
+        "/services",
+        json!({"name": "api", "url": format!("http://{}", up.addr)}),
+    );
+    post(
+        &a,
+        "/services/api/routes",
+        json!({"name": "r", "paths": ["/api"]}),
+    );
+    post(&a, "/routes/r/plugins", json!({"name": "key-auth"}));
+    post(
+        &a,
+        "/routes/r/plugins",
+        json!({"name": "acl", "config": {"allow": ["gold"]}}),
+    );
+    within(Duration::from_secs(2), "the route reaches node b", || {
+        status_with_key(&b, "none") == 401
+    });
+
+    // A customer subscribes: consumer, a key the server makes, a group, a plan.
+    let consumer = post(
+        &a,
+        "/consumers",
+        json!({"username": "cust", "custom_id": "c-1"}),
+    );
+    assert_eq!(consumer["custom_id"], "c-1");
+    let cred = post(&a, "/consumers/cust/key-auth", json!({}));
+    let key = cred["key"].as_str().expect("a generated key").to_owned();
+    assert_eq!(key.len(), 32, "{cred}");
+    assert_eq!(cred["consumer"]["id"], consumer["id"]);
+    post(&a, "/consumers/cust/acls", json!({"group": "gold"}));
+    post(
+        &a,
+        "/consumers/cust/plugins",
+        json!({"name": "request-transformer", "config": {"add": {"headers": ["x-plan:gold"]}}}),
+    );
+    let mut took = Vec::new();
+    for gw in [&a, &b] {
+        took.push(within(
+            Duration::from_secs(1),
+            "the key works on both nodes",
+            || {
+                request(gw.proxy, "GET", "/api", &[("apikey", &key)], b"").is_ok_and(|r| {
+                    r.status == 200 && echo_header(&r.json(), "x-plan").as_deref() == Some("gold")
+                })
+            },
+        ));
+    }
+    eprintln!("create to visible: {took:?}");
+
+    // Reads come back from the database in Kong's shapes.
+    let listed = a.admin("GET", "/consumers/cust/key-auth", &[], b"").json();
+    assert_eq!(listed["data"][0]["key"], key);
+    assert_eq!(
+        a.admin("GET", "/consumers?custom_id=c-1", &[], b"").json()["data"][0]["username"],
+        "cust"
+    );
+
+    // The customer cancels: the consumer goes, and its key with it, on both nodes.
+    assert_eq!(a.admin("DELETE", "/consumers/cust", &[], b"").status, 204);
+    for gw in [&a, &b] {
+        within(Duration::from_secs(1), "the key stops working", || {
+            status_with_key(gw, &key) == 401
+        });
+    }
+    assert_eq!(
+        a.admin("GET", &format!("/key-auths/{key}"), &[], b"")
+            .status,
+        404
+    );
+}
+
+#[test]
+fn writes_get_kongs_errors_and_nothing_half_written() {
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let gw = node(&pg, true);
+    post(&gw, "/consumers", json!({"username": "taken"}));
+    let dup = gw.admin("POST", "/consumers", &JSON, br#"{"username":"taken"}"#);
+    assert_eq!(dup.status, 409);
+    assert_eq!(
+        dup.json(),
+        json!({"code": 5, "name": "unique constraint violation",
+               "message": "UNIQUE violation detected on '{username=\"taken\"}'",
+               "fields": {"username": "taken"}})
+    );
+    let bad = gw.admin("POST", "/services", &JSON, br#"{"name":"s","port":"x"}"#);
+    assert_eq!(bad.status, 400);
+    let body = bad.json();
+    assert_eq!(body["code"], 2);
+    assert!(body["fields"].get("host").is_some(), "{body}");
+    let orphan = gw.admin(
+        "POST",
+        "/routes",
+        &JSON,
+        br#"{"paths":["/x"],"service":{"name":"nope"}}"#,
+    );
+    assert_eq!(orphan.status, 400);
+    assert_eq!(orphan.json()["code"], 13);
+    let missing = gw.admin(
+        "POST",
+        "/routes",
+        &JSON,
+        br#"{"paths":["/x"],"service":{"id":"6f1c9c52-6bd4-4b4f-9d4d-9e0f4b0f8a11"}}"#,
+    );
+    assert_eq!(missing.json()["code"], 4);
+    assert_eq!(pg.psql("select count(*) from routes"), "0");
+    assert_eq!(pg.psql("select count(*) from services"), "0");
+
+    // A service with routes cannot go; PATCH merges; PUT replaces; DELETE is 204 even twice.
+    post(
+        &gw,
+        "/services",
+        json!({"name": "s", "url": "http://127.0.0.1:9"}),
+    );
+    post(
+        &gw,
+        "/services/s/routes",
+        json!({"name": "r", "paths": ["/r"]}),
+    );
+    let refused = gw.admin("DELETE", "/services/s", &[], b"");
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.json()["message"],
+        "an existing 'routes' entity references this 'services' entity"
+    );
+    let patched = gw.admin("PATCH", "/services/s", &JSON, br#"{"retries":2}"#);
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_eq!(patched.json()["retries"], 2);
+    assert_eq!(patched.json()["host"], "127.0.0.1");
+    let put = gw.admin("PUT", "/consumers/newbie", &JSON, br#"{"custom_id":"n-1"}"#);
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(put.json()["username"], "newbie");
+    assert_eq!(gw.admin("DELETE", "/routes/r", &[], b"").status, 204);
+    assert_eq!(gw.admin("DELETE", "/routes/r", &[], b"").status, 204);
+    assert_eq!(gw.admin("DELETE", "/services/s", &[], b"").status, 204);
+    let gone = gw.admin("PATCH", "/services/s", &JSON, br#"{"retries":1}"#);
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.json()["code"], 6);
+}
+
+#[test]
+fn postgres_down_keeps_the_proxy_serving_and_the_node_catches_up() {
+    let mut pg = Postgres::start();
+    bootstrap(&pg);
+    let up = Upstream::start();
+    let gw = node(&pg, true);
+    post(
+        &gw,
+        "/services",
+        json!({"name": "api", "url": format!("http://{}", up.addr)}),
+    );
+    post(
+        &gw,
+        "/services/api/routes",
+        json!({"name": "r", "paths": ["/api"]}),
+    );
+    post(&gw, "/routes/r/plugins", json!({"name": "key-auth"}));
+    post(&gw, "/consumers", json!({"username": "c"}));
+    post(&gw, "/consumers/c/key-auth", json!({"key": "first"}));
+    within(Duration::from_secs(2), "the key works", || {
+        status_with_key(&gw, "first") == 200
+    });
+
+    pg.kill();
+    assert_eq!(status_with_key(&gw, "first"), 200, "proxying goes on");
+    let refused = gw.admin(
+        "POST",
+        "/consumers/c/key-auth",
+        &JSON,
+        br#"{"key":"second"}"#,
+    );
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.text().contains("database unavailable"),
+        "{}",
+        refused.text()
+    );
+    let status = gw.admin("GET", "/status", &[], b"").json();
+    assert_eq!(status["database"]["reachable"], false, "{status}");
+
+    pg.restart();
+    // A change made while the node was cut off (here, straight into the database through a
+    // second node's Admin API) is caught up from the log.
+    let other = node(&pg, true);
+    post(&other, "/consumers/c/key-auth", json!({"key": "second"}));
+    within(
+        Duration::from_secs(8),
+        "the node reconnects and catches up",
+        || status_with_key(&gw, "second") == 200,
+    );
+    assert_eq!(
+        gw.admin("GET", "/status", &[], b"").json()["database"]["reachable"],
+        true
+    );
+    post(&gw, "/consumers/c/key-auth", json!({"key": "third"}));
+    within(Duration::from_secs(1), "writes work again", || {
+        status_with_key(&gw, "third") == 200
+    });
+}
+
+#[test]
+fn a_node_without_its_database_is_not_ready_until_it_loads() {
+    let mut pg = Postgres::start();
+    bootstrap(&pg);
+    pg.stop();
+    let up = Upstream::start();
+    let mut opts = Options::new("unused").without_declarative_config().admin();
+    for (k, v) in pg.gangway_env() {
+        opts = opts.env(&k, v);
+    }
+    opts.wait_ready = false;
+    let mut gw = Gangway::start_with(opts);
+    std::thread::sleep(Duration::from_millis(700));
+    let ready = request(gw.status, "GET", "/status/ready", &[], b"").expect("status");
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert_eq!(gw.get("/anything").status, 404);
+    assert!(
+        gw.log().contains("cannot load the config from postgres"),
+        "{}",
+        gw.log()
+    );
+    pg.restart();
+    gw.wait_ready();
+    let _ = up;
+}
