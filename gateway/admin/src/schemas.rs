@@ -56,42 +56,5 @@ pub fn validate_plugin(state: &AdminState, mut body: Value, form: bool) -> Respo
 
 /// Kong's schema-violation error for `problems` (their paths relative to the entity).
 pub fn violation(problems: &ConfigErrors) -> DaoError {
-    let pairs: Vec<(String, String)> = problems
-        .0
-        .iter()
-        .map(|e| (kong_path(&e.path), e.message.clone()))
-        .collect();
-    DaoError::schema_violation(&pairs)
-}
-
-/// `config.key_names[0]` as Kong names it in errors: `config.key_names.1`.
-fn kong_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut rest = path.trim_start_matches('.');
-    while let Some(open) = rest.find('[') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find(']') else { break };
-        match after[..close].parse::<usize>() {
-            Ok(i) => out.push_str(&format!(".{}", i + 1)),
-            Err(_) => out.push_str(&format!(".{}", &after[..close])),
-        }
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn error_paths_use_kongs_one_based_dots() {
-        assert_eq!(
-            super::kong_path("config.key_names[0]"),
-            "config.key_names.1"
-        );
-        assert_eq!(super::kong_path("config.minute"), "config.minute");
-        assert_eq!(super::kong_path("protocols[2]"), "protocols.3");
-        assert_eq!(super::kong_path(".name"), "name");
-    }
+    DaoError::from_config_errors("", problems)
 }

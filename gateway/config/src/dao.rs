@@ -365,6 +365,21 @@ impl DaoError {
         }
     }
 
+    /// Kong's schema violation for problems the loader found in one entity: paths lose
+    /// `prefix` (the entity's place in its document, `services[0]`) and name array elements
+    /// Kong's way (`config.key_names[0]` is `config.key_names.1`).
+    pub fn from_config_errors(prefix: &str, problems: &crate::ConfigErrors) -> DaoError {
+        let pairs: Vec<(String, String)> = problems
+            .0
+            .iter()
+            .map(|e| {
+                let path = e.path.strip_prefix(prefix).unwrap_or(&e.path);
+                (kong_path(path), e.message.clone())
+            })
+            .collect();
+        DaoError::schema_violation(&pairs)
+    }
+
     /// The HTTP status for this error.
     pub fn status(&self) -> u16 {
         self.code.status()
@@ -395,6 +410,24 @@ impl std::fmt::Display for DaoError {
 }
 
 impl std::error::Error for DaoError {}
+
+/// `.config.key_names[0]` as Kong names it in errors: `config.key_names.1`.
+fn kong_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path.trim_start_matches('.');
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else { break };
+        match after[..close].parse::<usize>() {
+            Ok(i) => out.push_str(&format!(".{}", i + 1)),
+            Err(_) => out.push_str(&format!(".{}", &after[..close])),
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// Puts `message` at dotted `path` in `fields`: `service.protocol` nests as records; an
 /// empty path or `@entity` collects entity-level messages in an array, as Kong does.
@@ -472,6 +505,14 @@ mod tests {
             Some(json!({"service": {"protocol": "expected one of: http"},
                         "@entity": ["must set one of 'methods'"]}))
         );
+    }
+
+    #[test]
+    fn error_paths_use_kongs_one_based_dots() {
+        assert_eq!(kong_path("config.key_names[0]"), "config.key_names.1");
+        assert_eq!(kong_path("config.minute"), "config.minute");
+        assert_eq!(kong_path("protocols[2]"), "protocols.3");
+        assert_eq!(kong_path(".name"), "name");
     }
 
     #[test]

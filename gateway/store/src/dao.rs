@@ -386,37 +386,9 @@ fn validate(
     })
 }
 
-/// The loader's errors for a one-entity document, as Kong's schema violation: paths lose
-/// the `<kind>[0]` prefix.
+/// The loader's errors for a one-entity document, as Kong's schema violation.
 fn violation(kind: &Kind, errors: &ConfigErrors) -> DaoError {
-    let prefix = format!("{}[0]", kind.name);
-    let pairs: Vec<(String, String)> = errors
-        .0
-        .iter()
-        .map(|e| {
-            let path = e.path.strip_prefix(&prefix).unwrap_or(&e.path);
-            (kong_path(path), e.message.clone())
-        })
-        .collect();
-    DaoError::schema_violation(&pairs)
-}
-
-/// `.config.key_names[0]` as Kong names it in errors: `config.key_names.1`.
-fn kong_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut rest = path.trim_start_matches('.');
-    while let Some(open) = rest.find('[') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find(']') else { break };
-        match after[..close].parse::<usize>() {
-            Ok(i) => out.push_str(&format!(".{}", i + 1)),
-            Err(_) => out.push_str(&format!(".{}", &after[..close])),
-        }
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    out
+    DaoError::from_config_errors(&format!("{}[0]", kind.name), errors)
 }
 
 /// Kong's message for a unique constraint the database refused.

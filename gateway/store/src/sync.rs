@@ -55,16 +55,17 @@ async fn rows(
         _ => format!("SELECT entity, NULL::bigint FROM {kind}"),
     };
     let found = client.query(&sql, &[]).await?;
-    Ok(found
-        .iter()
-        .map(|row| {
-            let mut entity: Value = row.get(0);
-            if let Some(left) = row.get::<_, Option<i64>>(1) {
-                entity["ttl"] = json!(left.max(1));
-            }
-            entity
-        })
-        .collect())
+    Ok(found.iter().map(as_input).collect())
+}
+
+/// A row (`entity`, a key's seconds left) as declarative input: a key's `ttl` is what it has
+/// left, at least a second.
+fn as_input(row: &tokio_postgres::Row) -> Value {
+    let mut entity: Value = row.get(0);
+    if let Some(left) = row.get::<_, Option<i64>>(1) {
+        entity["ttl"] = json!(left.max(1));
+    }
+    entity
 }
 
 /// A declarative document of `kinds`, read in one snapshot of the database, and the last
@@ -163,16 +164,7 @@ async fn current(
         )
     };
     let found = client.query(&sql, &[&ids]).await?;
-    Ok(found
-        .iter()
-        .map(|row| {
-            let mut entity: Value = row.get(0);
-            if let Some(left) = row.get::<_, Option<i64>>(1) {
-                entity["ttl"] = json!(left.max(1));
-            }
-            entity
-        })
-        .collect())
+    Ok(found.iter().map(as_input).collect())
 }
 
 /// Applies changed consumers, keys and groups to the index (deletions first, then the rows
