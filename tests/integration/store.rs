@@ -294,3 +294,51 @@ fn a_node_without_its_database_is_not_ready_until_it_loads() {
     gw.wait_ready();
     let _ = up;
 }
+
+#[test]
+fn kongs_documented_form_requests_work() {
+    // The curl forms of Kong's docs: urlencoded strings coerced to the schema's types.
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let up = Upstream::start();
+    let gw = node(&pg, true);
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let mut send = |path: &str, body: String| {
+        let r = gw.admin("POST", path, &form, body.as_bytes());
+        assert_eq!(r.status, 201, "POST {path} {body}: {}", r.text());
+        r.json()
+    };
+    let svc = send(
+        "/services",
+        format!("name=example&url=http://{}&retries=3&tags[]=docs", up.addr),
+    );
+    assert_eq!(svc["retries"], 3);
+    assert_eq!(svc["tags"], json!(["docs"]));
+    let route = send(
+        "/services/example/routes",
+        "name=mocking&paths[]=/mock&strip_path=false".into(),
+    );
+    assert_eq!(route["strip_path"], false);
+    assert_eq!(route["paths"], json!(["/mock"]));
+    send(
+        "/routes/mocking/plugins",
+        "name=request-transformer&config.add.headers=x-from:form".into(),
+    );
+    send("/consumers", "username=bob".into());
+    let key = send("/consumers/bob/key-auth", "key=bob-secret&ttl=3600".into());
+    assert!(key["ttl"].as_i64().is_some_and(|t| t > 3500 && t <= 3600), "{key}");
+    let multipart = "--XyZ\r\nContent-Disposition: form-data; name=\"group\"\r\n\r\ngold\r\n--XyZ--\r\n";
+    let acl = gw.admin(
+        "POST",
+        "/consumers/bob/acls",
+        &[("Content-Type", "multipart/form-data; boundary=XyZ")],
+        multipart.as_bytes(),
+    );
+    assert_eq!(acl.status, 201, "{}", acl.text());
+    assert_eq!(acl.json()["group"], "gold");
+    within(Duration::from_secs(1), "the route and plugin apply", || {
+        request(gw.proxy, "GET", "/mock", &[], b"").is_ok_and(|r| {
+            r.status == 200 && echo_header(&r.json(), "x-from").as_deref() == Some("form")
+        })
+    });
+}

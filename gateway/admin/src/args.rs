@@ -715,6 +715,48 @@ impl Expect {
     }
 }
 
+impl Expect {
+    /// The expectation of a field in Kong's schema JSON (`GET /schemas/{entity}`): a
+    /// `{"type": .., "elements"|"values"|"fields": ..}` object.
+    pub fn from_kong_field(field: &Value) -> Self {
+        let nested = |key: &str| Box::new(field.get(key).map_or(Self::Any, Self::from_kong_field));
+        match field["type"].as_str() {
+            Some("string") => Self::String,
+            Some("integer") => Self::Integer,
+            Some("number") => Self::Number,
+            Some("boolean") => Self::Boolean,
+            Some("array") | Some("set") => Self::Array(nested("elements")),
+            Some("map") => Self::Map(nested("values")),
+            Some("foreign") => Self::record([("id", Self::String)]),
+            Some("record") if field.get("fields").is_some() => Self::from_kong_schema(field),
+            _ => Self::Any,
+        }
+    }
+
+    /// The record a Kong schema JSON (`{"fields": [{name: field}, ..]}`) describes.
+    pub fn from_kong_schema(schema: &Value) -> Self {
+        let fields = schema["fields"].as_array().into_iter().flatten();
+        Self::record(fields.filter_map(|f| {
+            let (name, field) = f.as_object()?.iter().next()?;
+            Some((name.clone(), Self::from_kong_field(field)))
+        }))
+    }
+
+    /// This record with field `name` expecting `expect` (added when absent).
+    pub fn with_field(self, name: &str, expect: Expect) -> Self {
+        match self {
+            Self::Record(mut fields) => {
+                match fields.iter_mut().find(|(n, _)| n == name) {
+                    Some(slot) => slot.1 = expect,
+                    None => fields.push((name.to_owned(), expect)),
+                }
+                Self::Record(fields)
+            }
+            other => other,
+        }
+    }
+}
+
 impl From<&Field> for Expect {
     /// The expectation a schema field sets; a foreign key expects `{"id": <string>}`, the
     /// primary key of every entity Kong references.

@@ -133,14 +133,49 @@ async fn answer(state: &AdminState, request: Request) -> Response {
         Endpoint::Schema(name) => schemas::entity(&name),
         Endpoint::ValidateEntity(_) | Endpoint::UpstreamHealth(_) => reply::not_found(),
         entity => {
+            let mut body = decoded;
+            if form {
+                coerce_form(state, &entity, &mut body);
+            }
             let call = crud::Call {
                 method: if as_get { &Method::GET } else { method },
                 args: crud::ListArgs::parse(query),
-                body: decoded,
+                body,
             };
             crud::handle(state.store.as_ref(), &entity, call).await
         }
     }
+}
+
+/// Coerces a form's strings to the types of the entity being written, as Kong does for
+/// forms: its schema's, with a plugin's `config` from the plugin named in the body, and a
+/// key's `ttl` an integer.
+fn coerce_form(state: &AdminState, endpoint: &Endpoint, body: &mut Value) {
+    let kind = match endpoint {
+        Endpoint::Collection(kind) | Endpoint::Entity(kind, _) => *kind,
+        Endpoint::Children { child, .. } | Endpoint::Child { child, .. } => *child,
+        Endpoint::Foreign(_, _, fk) => match gangway_config::dao::kind_named(fk.kind) {
+            Some(parent) => parent,
+            None => return,
+        },
+        _ => return,
+    };
+    let Some(schema) = gangway_config::schema::entities::entity_schema_json(kind.name) else {
+        return;
+    };
+    let mut expect = args::Expect::from_kong_schema(&schema);
+    if kind.ttl {
+        expect = expect.with_field("ttl", args::Expect::Integer);
+    }
+    if kind.name == "plugins" {
+        let plugin = body["name"]
+            .as_str()
+            .and_then(|name| state.gateway.catalog.find(name));
+        if let Some(spec) = plugin {
+            expect = expect.with_field("config", args::Expect::from(&(spec.schema)().config));
+        }
+    }
+    args::coerce(body, &expect);
 }
 
 /// One query argument.
