@@ -303,7 +303,7 @@ fn kongs_documented_form_requests_work() {
     let up = Upstream::start();
     let gw = node(&pg, true);
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let mut send = |path: &str, body: String| {
+    let send = |path: &str, body: String| {
         let r = gw.admin("POST", path, &form, body.as_bytes());
         assert_eq!(r.status, 201, "POST {path} {body}: {}", r.text());
         r.json()
@@ -326,8 +326,12 @@ fn kongs_documented_form_requests_work() {
     );
     send("/consumers", "username=bob".into());
     let key = send("/consumers/bob/key-auth", "key=bob-secret&ttl=3600".into());
-    assert!(key["ttl"].as_i64().is_some_and(|t| t > 3500 && t <= 3600), "{key}");
-    let multipart = "--XyZ\r\nContent-Disposition: form-data; name=\"group\"\r\n\r\ngold\r\n--XyZ--\r\n";
+    assert!(
+        key["ttl"].as_i64().is_some_and(|t| t > 3500 && t <= 3600),
+        "{key}"
+    );
+    let multipart =
+        "--XyZ\r\nContent-Disposition: form-data; name=\"group\"\r\n\r\ngold\r\n--XyZ--\r\n";
     let acl = gw.admin(
         "POST",
         "/consumers/bob/acls",

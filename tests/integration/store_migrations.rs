@@ -110,3 +110,98 @@ fn an_unreachable_database_is_named_in_the_error() {
         "{said}"
     );
 }
+
+#[test]
+fn db_import_is_all_or_nothing_and_db_export_gives_the_entities_back() {
+    let pg = Postgres::start();
+    assert!(gangway(&pg, &["migrations", "bootstrap"]).status.success());
+    let dir = crate::harness::TempDir::new("db-import");
+    let file = dir.path("kong.yml");
+    std::fs::write(
+        &file,
+        r#"_format_version: "3.0"
+services:
+  - name: api
+    url: http://127.0.0.1:9
+    routes:
+      - name: r
+        paths: ["/api"]
+        plugins:
+          - name: key-auth
+consumers:
+  - username: alice
+    keyauth_credentials:
+      - key: alice-key
+    acls:
+      - group: gold
+"#,
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let imported = gangway(&pg, &["config", "db_import", path]);
+    assert!(imported.status.success(), "{}", text(&imported));
+    assert!(
+        text(&imported).contains("consumers: 1"),
+        "{}",
+        text(&imported)
+    );
+    assert_eq!(pg.psql("select count(*) from keyauth_credentials"), "1");
+    // Upserts by id: the same file again changes nothing.
+    assert!(
+        gangway(&pg, &["config", "db_import", path])
+            .status
+            .success()
+    );
+    assert_eq!(pg.psql("select count(*) from consumers"), "1");
+
+    // A second consumer named alice under another id breaks uniqueness: nothing lands.
+    let clash = dir.path("clash.yml");
+    std::fs::write(
+        &clash,
+        "_format_version: \"3.0\"\nservices:\n  - name: other\n    url: http://127.0.0.1:9\nconsumers:\n  - id: 5a3c7d1e-0b2f-4c8e-9f1a-2b3c4d5e6f70\n    username: alice\n",
+    )
+    .expect("write");
+    let refused = gangway(&pg, &["config", "db_import", clash.to_str().expect("path")]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("nothing was written"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        pg.psql("select count(*) from services where name = 'other'"),
+        "0"
+    );
+
+    let bad = dir.path("bad.yml");
+    std::fs::write(
+        &bad,
+        "_format_version: \"3.0\"\nservices:\n  - name: nohost\n",
+    )
+    .expect("write");
+    let invalid = gangway(&pg, &["config", "db_import", bad.to_str().expect("path")]);
+    assert!(!invalid.status.success());
+    assert!(
+        text(&invalid).contains("services[0].host: required field missing"),
+        "{}",
+        text(&invalid)
+    );
+
+    let exported = gangway(&pg, &["config", "db_export"]);
+    assert!(exported.status.success(), "{}", text(&exported));
+    let doc: serde_json::Value =
+        serde_norway::from_slice(&exported.stdout).expect("the export is YAML");
+    assert_eq!(doc["_format_version"], "3.0");
+    assert_eq!(doc["_transform"], false);
+    assert_eq!(doc["consumers"][0]["username"], "alice");
+    assert_eq!(doc["keyauth_credentials"][0]["key"], "alice-key");
+    assert_eq!(doc["plugins"][0]["name"], "key-auth");
+    // The export loads back as a declarative file.
+    let round = dir.path("export.yml");
+    let to_file = gangway(&pg, &["config", "db_export", round.to_str().expect("path")]);
+    assert!(to_file.status.success(), "{}", text(&to_file));
+    let parsed = gangway(&pg, &["config", "parse", round.to_str().expect("path")]);
+    assert!(parsed.status.success(), "{}", text(&parsed));
+    let again = gangway(&pg, &["config", "db_export", round.to_str().expect("path")]);
+    assert!(!again.status.success(), "never overwrites");
+}

@@ -214,18 +214,75 @@ pub(crate) struct Span {
     pub top: u32,
 }
 
-/// Gives every entity object of a list an `id`, recursing into nested children.
-fn assign_ids(entity: &str, list: &mut Value, path: &str, errors: &mut ConfigErrors) {
+/// Gives every entity object of a list an `id`, recursing into nested children. `parent`
+/// is the field naming the parent and its id, for children nested in it.
+fn assign_ids(
+    entity: &str,
+    list: &mut Value,
+    path: &str,
+    parent: Option<(&str, Uuid)>,
+    errors: &mut ConfigErrors,
+) {
     let Some(items) = list.as_array_mut() else {
         return;
     };
     for (i, v) in items.iter_mut().enumerate() {
-        assign_id(entity, v, &format!("{path}[{i}]"), errors);
+        assign_id(entity, v, &format!("{path}[{i}]"), parent, errors);
     }
 }
 
+/// The fields of Kong's cache key for entities that have one, each with whether it is
+/// required.
+fn cache_key_fields(entity: &str) -> &'static [(&'static str, bool)] {
+    match entity {
+        "plugins" => &[
+            ("name", true),
+            ("route", false),
+            ("service", false),
+            ("consumer", false),
+        ],
+        "acls" => &[("consumer", true), ("group", true)],
+        "targets" => &[("upstream", true), ("target", true)],
+        _ => &[],
+    }
+}
+
+/// The name Kong derives a missing id from for an entity with a cache key
+/// (`plugins:*:key-auth:<route id>::`): strings as given, a nesting parent by id, `""` for an
+/// absent optional field; `None` (a random id) when a required one is absent. A reference
+/// given as a record adds nothing, as in Kong.
+pub(crate) fn cache_key_name(
+    entity: &str,
+    obj: &Map<String, Value>,
+    parent: Option<(&str, Uuid)>,
+) -> Option<String> {
+    let fields = cache_key_fields(entity);
+    if fields.is_empty() {
+        return None;
+    }
+    let mut parts = vec![entity.to_owned(), "*".to_owned()];
+    for (field, required) in fields {
+        match obj.get(*field) {
+            Some(Value::String(s)) => parts.push(s.clone()),
+            None => match parent {
+                Some((fk, id)) if fk == *field => parts.push(id.to_string()),
+                _ if *required => return None,
+                _ => parts.push(String::new()),
+            },
+            Some(_) => {}
+        }
+    }
+    Some(parts.join(":"))
+}
+
 /// Gives one entity object (at `here`) an `id`, recursing into nested children.
-fn assign_id(entity: &str, v: &mut Value, here: &str, errors: &mut ConfigErrors) {
+fn assign_id(
+    entity: &str,
+    v: &mut Value,
+    here: &str,
+    parent: Option<(&str, Uuid)>,
+    errors: &mut ConfigErrors,
+) {
     let Some(obj) = v.as_object_mut() else {
         return;
     };
@@ -244,7 +301,11 @@ fn assign_id(entity: &str, v: &mut Value, here: &str, errors: &mut ConfigErrors)
         None => None,
     };
     let id = id.unwrap_or_else(|| {
+        if let Some(name) = cache_key_name(entity, obj, parent) {
+            return Uuid::new_v5(&namespace(entity), name.as_bytes());
+        }
         let key = endpoint_key(entity)
+            .filter(|_| cache_key_fields(entity).is_empty())
             .and_then(|k| obj.get(k))
             .and_then(Value::as_str);
         match key {
@@ -253,9 +314,15 @@ fn assign_id(entity: &str, v: &mut Value, here: &str, errors: &mut ConfigErrors)
         }
     });
     obj.insert("id".into(), Value::String(id.to_string()));
-    for (child, _) in nested(entity) {
+    for (child, fk) in nested(entity) {
         if let Some(list) = obj.get_mut(*child) {
-            assign_ids(child, list, &format!("{here}.{child}"), errors);
+            assign_ids(
+                child,
+                list,
+                &format!("{here}.{child}"),
+                Some((fk, id)),
+                errors,
+            );
         }
     }
 }
@@ -517,14 +584,14 @@ fn parse_doc(
             for run in &mut list.runs {
                 match run {
                     fast::Run::Generic(v) => {
-                        assign_id(entity, v, &format!("{entity}[{index}]"), &mut errors);
+                        assign_id(entity, v, &format!("{entity}[{index}]"), None, &mut errors);
                         index += 1;
                     }
                     fast::Run::Fast { count, .. } => index += *count as usize,
                 }
             }
         } else if let Some(list) = top.get_mut(entity) {
-            assign_ids(entity, list, entity, &mut errors);
+            assign_ids(entity, list, entity, None, &mut errors);
         }
     }
     let mut items: HashMap<&'static str, Vec<Item<'_>>> = HashMap::new();

@@ -30,6 +30,15 @@ pub enum Command {
     },
     /// Print the version.
     Version,
+    /// Declarative files and the database, as `kong config` does.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        step: ConfigStep,
+        /// Settings file (TOML); the `pg_*` keys (or `KONG_PG_*` variables) name the database.
+        #[arg(short = 'c', long = "conf", global = true)]
+        conf: Option<PathBuf>,
+    },
     /// Manage the Postgres schema (`database = postgres`), as `kong migrations` does.
     Migrations {
         /// What to do.
@@ -38,6 +47,30 @@ pub enum Command {
         /// Settings file (TOML); the `pg_*` keys (or `KONG_PG_*` variables) name the database.
         #[arg(short = 'c', long = "conf", global = true)]
         conf: Option<PathBuf>,
+    },
+}
+
+/// `gangway config` steps.
+#[derive(Debug, Subcommand)]
+pub enum ConfigStep {
+    /// Validate a declarative file, as `start` would load it.
+    Parse {
+        /// The kong.yml (YAML or JSON).
+        file: PathBuf,
+    },
+    /// Upsert a declarative file's entities into the database in one transaction: all of
+    /// them, or none. Nothing already there is deleted.
+    #[command(name = "db_import")]
+    DbImport {
+        /// The kong.yml (YAML or JSON).
+        file: PathBuf,
+    },
+    /// Write every entity in the database as a declarative file; it refuses to overwrite
+    /// one. Default: standard output.
+    #[command(name = "db_export")]
+    DbExport {
+        /// Where to write.
+        file: Option<PathBuf>,
     },
 }
 

@@ -8,7 +8,7 @@
 
 pub mod cli;
 #[cfg(feature = "store")]
-pub mod migrate;
+pub mod database;
 pub mod runtime;
 mod status;
 mod telemetry;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use gangway::cli::{Cli, Command};
+use gangway::cli::{Cli, Command, ConfigStep};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -10,27 +10,13 @@ fn main() -> ExitCode {
             println!("gangway {}", gangway::VERSION);
             ExitCode::SUCCESS
         }
-        Command::Check { file } => match gangway::runtime::check_config(&file) {
-            Ok(snapshot) => {
-                println!(
-                    "{}: ok ({} services, {} routes, {} consumers, {} plugins)",
-                    file.display(),
-                    snapshot.config.services.len(),
-                    snapshot.config.routes.len(),
-                    snapshot.identities.consumer_count(),
-                    snapshot.config.plugins.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                eprintln!("{}: {} error(s)", file.display(), errors.0.len());
-                for e in &errors.0 {
-                    eprintln!("  {e}");
-                }
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check { file } => check(&file),
         Command::Migrations { step, conf } => migrations(step, conf.as_deref()),
+        Command::Config {
+            step: ConfigStep::Parse { file },
+            ..
+        } => check(&file),
+        Command::Config { step, conf } => database_config(step, conf.as_deref()),
         Command::Start { conf } => match gangway::runtime::start(conf.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -41,9 +27,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// `gangway check` and `gangway config parse`: validates a declarative file.
+fn check(file: &std::path::Path) -> ExitCode {
+    match gangway::runtime::check_config(file) {
+        Ok(snapshot) => {
+            println!(
+                "{}: ok ({} services, {} routes, {} consumers, {} plugins)",
+                file.display(),
+                snapshot.config.services.len(),
+                snapshot.config.routes.len(),
+                snapshot.identities.consumer_count(),
+                snapshot.config.plugins.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}: {} error(s)", file.display(), errors.0.len());
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(feature = "store")]
 fn migrations(step: gangway::cli::MigrationStep, conf: Option<&std::path::Path>) -> ExitCode {
-    gangway::migrate::run(step, conf)
+    gangway::database::migrations(step, conf)
+}
+
+#[cfg(feature = "store")]
+fn database_config(step: ConfigStep, conf: Option<&std::path::Path>) -> ExitCode {
+    gangway::database::config(step, conf)
+}
+
+#[cfg(not(feature = "store"))]
+fn database_config(_step: ConfigStep, _conf: Option<&std::path::Path>) -> ExitCode {
+    eprintln!("gangway: this build has no Postgres store (feature \"store\")");
+    ExitCode::FAILURE
 }
 
 #[cfg(not(feature = "store"))]

@@ -11,12 +11,13 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use deadpool_postgres::{GenericClient, Pool};
+use deadpool_postgres::Pool;
 use gangway_config::dao::{DaoError, Kind, kind_named};
 use gangway_config::declarative::{Existing, load_fragment};
 use gangway_config::store::{Address, ConfigStore, Page, PageQuery, StoreFuture, TagFilter};
 use gangway_config::{Config, ConfigErrors, PluginSchemas};
 use serde_json::{Map, Value, json};
+use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
@@ -266,7 +267,7 @@ async fn resolve_foreign_keys(
 }
 
 /// What a validated entity stores.
-struct Stored {
+pub(crate) struct Stored {
     id: Uuid,
     entity: Value,
     /// Column values beyond id, entity, tags and created_at, by column name.
@@ -320,6 +321,11 @@ fn validate(
     let (entity, expires) = take(&config, kind).ok_or_else(|| {
         DaoError::new(gangway_config::dao::ErrorCode::SchemaViolation, "no entity")
     })?;
+    Ok(stored(kind, entity, expires))
+}
+
+/// What storing a validated entity (Kong's JSON; a key's expiry) writes.
+pub(crate) fn stored(kind: &Kind, entity: Value, expires: Option<SystemTime>) -> Stored {
     let id: Uuid = entity["id"]
         .as_str()
         .and_then(|s| s.parse().ok())
@@ -377,13 +383,13 @@ fn validate(
         "ca_certificates" => columns.push(("cert_digest", Box::new(text(&entity, "cert_digest")))),
         _ => {}
     }
-    Ok(Stored {
+    Stored {
         id,
         entity,
         columns,
         tags,
         created_at,
-    })
+    }
 }
 
 /// The loader's errors for a one-entity document, as Kong's schema violation.
@@ -473,7 +479,7 @@ fn write_error(kind: &Kind, stored: &Stored, e: tokio_postgres::Error) -> DaoErr
     }
 }
 
-async fn write(
+pub(crate) async fn write(
     client: &impl GenericClient,
     kind: &Kind,
     stored: &Stored,
@@ -556,10 +562,10 @@ impl PgStore {
         };
         input.entry("id").or_insert_with(|| json!(Uuid::new_v4()));
         let client = self.client().await?;
-        let resolved = resolve_foreign_keys(&client, kind, &mut input).await?;
+        let resolved = resolve_foreign_keys(&**client, kind, &mut input).await?;
         let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
-        write(&client, kind, &stored, false).await?;
-        select_one(&client, kind, &Address::Id(stored.id))
+        write(&**client, kind, &stored, false).await?;
+        select_one(&**client, kind, &Address::Id(stored.id))
             .await?
             .ok_or_else(|| DaoError::not_found_by_id(&stored.id.to_string()))
     }
@@ -572,7 +578,7 @@ impl PgStore {
     ) -> Result<Option<Value>, DaoError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
-        let Some(mut current) = select_one(&tx, kind, at).await? else {
+        let Some(mut current) = select_one(&*tx, kind, at).await? else {
             return Err(not_found(kind, at));
         };
         let ttl_given = patch.get("ttl").cloned();
@@ -584,10 +590,10 @@ impl PgStore {
         if let Some(ttl) = ttl_given.filter(|_| kind.ttl) {
             input.insert("ttl".into(), ttl);
         }
-        let resolved = resolve_foreign_keys(&tx, kind, &mut input).await?;
+        let resolved = resolve_foreign_keys(&*tx, kind, &mut input).await?;
         let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
-        write(&tx, kind, &stored, true).await?;
-        let updated = select_one(&tx, kind, &Address::Id(stored.id)).await?;
+        write(&*tx, kind, &stored, true).await?;
+        let updated = select_one(&*tx, kind, &Address::Id(stored.id)).await?;
         tx.commit().await.map_err(db)?;
         Ok(updated)
     }
@@ -619,7 +625,7 @@ impl PgStore {
                     };
                     input.insert(field.to_owned(), json!(key));
                 }
-                match select_one(&tx, kind, at).await? {
+                match select_one(&*tx, kind, at).await? {
                     Some(existing) => existing["id"]
                         .as_str()
                         .and_then(|s| s.parse().ok())
@@ -629,10 +635,10 @@ impl PgStore {
             }
         };
         input.insert("id".into(), json!(id));
-        let resolved = resolve_foreign_keys(&tx, kind, &mut input).await?;
+        let resolved = resolve_foreign_keys(&*tx, kind, &mut input).await?;
         let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
-        write(&tx, kind, &stored, true).await?;
-        let saved = select_one(&tx, kind, &Address::Id(stored.id))
+        write(&*tx, kind, &stored, true).await?;
+        let saved = select_one(&*tx, kind, &Address::Id(stored.id))
             .await?
             .ok_or_else(|| DaoError::not_found_by_id(&stored.id.to_string()))?;
         tx.commit().await.map_err(db)?;
@@ -671,14 +677,14 @@ impl ConfigStore for PgStore {
     ) -> StoreFuture<'a, Option<Value>> {
         Box::pin(async move {
             let client = self.client().await?;
-            select_one(&client, kind, at).await
+            select_one(&**client, kind, at).await
         })
     }
 
     fn page<'a>(&'a self, kind: &'static Kind, query: &'a PageQuery) -> StoreFuture<'a, Page> {
         Box::pin(async move {
             let client = self.client().await?;
-            page(&client, kind, query).await
+            page(&**client, kind, query).await
         })
     }
 

@@ -70,7 +70,10 @@ fn as_input(row: &tokio_postgres::Row) -> Value {
 
 /// A declarative document of `kinds`, read in one snapshot of the database, and the last
 /// change-log sequence number that snapshot includes.
-async fn document(client: &mut Client, kinds: &[&str]) -> Result<(Value, i64), StoreError> {
+pub(crate) async fn document(
+    client: &mut Client,
+    kinds: &[&str],
+) -> Result<(Value, i64), StoreError> {
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)

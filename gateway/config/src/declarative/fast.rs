@@ -281,6 +281,7 @@ impl Fast {
     fn acl(&mut self, pairs: Vec<(String, Node)>, owner: ForeignKey) -> (Acl, Option<String>) {
         let mut id = None;
         let mut consumer = None;
+        let mut group_given = false;
         let mut acl = Acl {
             id: Uuid::nil(),
             consumer: owner,
@@ -291,14 +292,32 @@ impl Fast {
         for (k, v) in pairs {
             match (k.as_str(), v) {
                 ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
-                ("group", Node::Str(s)) => acl.group = self.group(s),
+                ("group", Node::Str(s)) => {
+                    group_given = true;
+                    acl.group = self.group(s);
+                }
                 ("consumer", Node::Str(s)) => consumer = Some(s),
                 ("tags", v) => acl.tags = tags(v),
                 ("created_at", v) => acl.created_at = v.as_i64().unwrap_or(self.now),
                 _ => {}
             }
         }
-        acl.id = id.unwrap_or_else(Uuid::new_v4);
+        // Kong's cache key `acls:*:<consumer>:<group>`: the nesting consumer's id, else the
+        // name or id the ACL gives; without a group Kong picks a random id.
+        acl.id = id.unwrap_or_else(|| {
+            let who = match &consumer {
+                _ if owner.id != Uuid::nil() => Some(owner.id.to_string()),
+                Some(name) => Some(name.clone()),
+                None => None,
+            };
+            match (who, group_given) {
+                (Some(who), true) => Uuid::new_v5(
+                    &namespace("acls"),
+                    format!("acls:*:{who}:{}", acl.group).as_bytes(),
+                ),
+                _ => Uuid::new_v4(),
+            }
+        });
         (acl, consumer)
     }
 }

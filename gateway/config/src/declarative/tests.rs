@@ -357,3 +357,51 @@ fn fragments_resolve_references_in_what_already_exists() {
         "{errors}"
     );
 }
+
+#[test]
+fn entities_with_a_cache_key_get_kongs_ids_from_it() {
+    let text = r#"_format_version: "3.0"
+services:
+  - name: s
+    url: http://x
+    routes:
+      - name: r
+        paths: ["/"]
+        plugins:
+          - name: key-auth
+consumers:
+  - username: alice
+    acls:
+      - group: gold
+acls:
+  - consumer: alice
+    group: silver
+"#;
+    let a = load_str(text).expect("valid");
+    let b = load_str(text).expect("valid");
+    let route = a.routes[0].id;
+    let ns = |kind| namespace(kind);
+    assert_eq!(
+        a.plugins[0].id,
+        Uuid::new_v5(
+            &ns("plugins"),
+            format!("plugins:*:key-auth:{route}::").as_bytes()
+        )
+    );
+    let alice = a.consumers[0].id;
+    let gold = a.acls.iter().find(|x| &*x.group == "gold").expect("gold");
+    assert_eq!(
+        gold.id,
+        Uuid::new_v5(&ns("acls"), format!("acls:*:{alice}:gold").as_bytes())
+    );
+    let silver = a
+        .acls
+        .iter()
+        .find(|x| &*x.group == "silver")
+        .expect("silver");
+    assert_eq!(silver.id, Uuid::new_v5(&ns("acls"), b"acls:*:alice:silver"));
+    // Deterministic: the same file gives the same ids (what makes db_import idempotent).
+    assert_eq!(a.plugins[0].id, b.plugins[0].id);
+    let ids = |c: &Config| c.acls.iter().map(|x| x.id).collect::<Vec<_>>();
+    assert_eq!(ids(&a), ids(&b));
+}
