@@ -6,6 +6,7 @@
 mod harness;
 
 mod admin;
+mod deck;
 mod dns;
 mod errors;
 mod lifecycle;
