@@ -6,6 +6,7 @@
 mod harness;
 
 mod admin;
+mod aio_kong;
 mod deck;
 mod dns;
 mod errors;
