@@ -649,3 +649,61 @@ fn entity_schemas_are_served_in_kongs_shape() {
         json!({"message": "No entity named 'nope'"})
     );
 }
+
+#[test]
+fn the_admin_api_is_reachable_through_the_proxy_only_with_a_key_from_an_allowed_address() {
+    // The second reference deployment: Kong Manager and scripts reach the Admin API at
+    // /kong-admin on the proxy, behind key-auth and ip-restriction.
+    let admin_port = crate::harness::free_port();
+    let config = format!(
+        r#"_format_version: "3.0"
+services:
+  - name: kong-admin
+    url: http://127.0.0.1:{admin_port}
+    routes:
+      - name: kong-admin
+        paths: ["/kong-admin"]
+        plugins:
+          - name: key-auth
+          - name: ip-restriction
+            config: {{allow: ["10.0.0.0/24"]}}
+consumers:
+  - username: ops
+    keyauth_credentials:
+      - key: ops-key
+"#
+    );
+    let gw = Gangway::start_with(
+        Options::new(config)
+            .env("GANGWAY_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+            .env("KONG_TRUSTED_IPS", "127.0.0.1")
+            .env("KONG_REAL_IP_HEADER", "X-Real-IP"),
+    );
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        crate::harness::request(gw.proxy, "GET", path, headers, b"").expect("proxy answers")
+    };
+    let allowed = get(
+        "/kong-admin/services/kong-admin",
+        &[("apikey", "ops-key"), ("X-Real-IP", "10.0.0.5")],
+    );
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    assert_eq!(allowed.json()["name"], "kong-admin");
+    let root = get(
+        "/kong-admin",
+        &[("apikey", "ops-key"), ("X-Real-IP", "10.0.0.5")],
+    );
+    assert_eq!(root.json()["tagline"], "Welcome to kong");
+
+    let no_key = get("/kong-admin/services", &[("X-Real-IP", "10.0.0.5")]);
+    assert_eq!(no_key.status, 401);
+    let wrong_place = get(
+        "/kong-admin/services",
+        &[("apikey", "ops-key"), ("X-Real-IP", "192.0.2.7")],
+    );
+    assert_eq!(wrong_place.status, 403, "{}", wrong_place.text());
+    assert!(
+        !wrong_place.text().contains("kong-admin"),
+        "nothing of the Admin API leaks: {}",
+        wrong_place.text()
+    );
+}
