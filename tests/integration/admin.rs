@@ -707,3 +707,79 @@ consumers:
         wrong_place.text()
     );
 }
+
+#[test]
+fn kong_manager_is_served_with_its_kconfig_under_its_path() {
+    let up = Upstream::start();
+    let gui_port = crate::harness::free_port();
+    let build = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/integration/fixtures/kong-manager"
+    );
+    let gw = Gangway::start_with(
+        Options::new(config(up.addr))
+            .admin()
+            .env("GANGWAY_ADMIN_GUI_DIR", build)
+            .env("KONG_ADMIN_GUI_LISTEN", format!("127.0.0.1:{gui_port}"))
+            .env("KONG_ADMIN_GUI_PATH", "/manager")
+            .env("KONG_ADMIN_GUI_API_URL", "http://admin.example:8001"),
+    );
+    let gui: std::net::SocketAddr = format!("127.0.0.1:{gui_port}").parse().expect("addr");
+    let get =
+        |path: &str| crate::harness::request(gui, "GET", path, &[], b"").expect("gui answers");
+    let admin_port = gw.admin.expect("admin").port();
+
+    let kconfig = get("/manager/kconfig.js");
+    assert_eq!(kconfig.status, 200);
+    assert_eq!(
+        kconfig.header("content-type"),
+        Some("application/javascript")
+    );
+    let js = kconfig.text();
+    assert!(js.starts_with("window.K_CONFIG = {"), "{js}");
+    assert!(js.contains("'ADMIN_GUI_PATH': '/manager'"), "{js}");
+    assert!(
+        js.contains("'ADMIN_API_URL': 'http://admin.example:8001'"),
+        "{js}"
+    );
+    assert!(
+        js.contains(&format!("'ADMIN_API_PORT': '{admin_port}'")),
+        "{js}"
+    );
+
+    let index = get("/manager/");
+    assert_eq!(index.status, 200);
+    let html = index.text();
+    assert!(
+        html.contains(r#"<base href="/manager/">"#),
+        "the base is rewritten: {html}"
+    );
+    assert!(!html.contains("__km_base__"), "{html}");
+    // The app's own routes fall back to its page.
+    let deep = get("/manager/services/weather");
+    assert_eq!(deep.status, 200);
+    assert!(deep.text().contains("Kong Manager stand-in"));
+    let app = get("/manager/assets/app.js");
+    assert_eq!(app.status, 200);
+    assert!(
+        app.text().contains("window.KM_BASE = '/manager/';"),
+        "{}",
+        app.text()
+    );
+    assert_eq!(
+        get("/manager/assets/missing.js").status,
+        404,
+        "assets never fall back"
+    );
+    assert_eq!(
+        get("/manager/robots.txt").text(),
+        "User-agent: *\nDisallow: /"
+    );
+    assert_eq!(
+        get("/manager/../../etc/passwd").status,
+        200,
+        "outside paths are the app's page"
+    );
+    assert!(!get("/manager/../../etc/passwd").text().contains("root:"));
+    assert_eq!(get("/elsewhere").status, 404, "only under admin_gui_path");
+}

@@ -12,6 +12,7 @@ pub mod args;
 pub mod crud;
 pub mod dbless;
 mod flatten;
+pub mod gui;
 pub mod info;
 pub mod listen;
 pub mod memory;

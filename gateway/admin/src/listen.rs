@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gangway_config::settings::ListenAddr;
+use gangway_config::settings::{ListenAddr, Settings};
 use gangway_net::tls::{CertStore, TlsError, default_certificate, server_config};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -24,7 +24,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
     /// A listener could not be bound.
-    #[error("cannot listen on {addr} (admin_listen): {source}")]
+    #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -42,7 +42,18 @@ pub async fn serve(
     specs: &[ListenAddr],
     state: Arc<AdminState>,
 ) -> Result<Vec<SocketAddr>, ListenError> {
-    let settings = &state.gateway.settings;
+    let settings = state.gateway.settings.clone();
+    serve_app(specs, &settings, crate::router(state), "admin API").await
+}
+
+/// Binds `specs` and serves `app` on them, TLS ones with the Admin API's certificate
+/// (`admin_ssl_cert`, else a generated one). `what` names the listeners in the log.
+pub async fn serve_app(
+    specs: &[ListenAddr],
+    settings: &Settings,
+    app: axum::Router,
+    what: &str,
+) -> Result<Vec<SocketAddr>, ListenError> {
     let tls = if specs.iter().any(|s| s.ssl) {
         let pair = default_certificate(&settings.admin_ssl_cert, &settings.admin_ssl_cert_key)?;
         let store = CertStore::build(&[], &[], pair).map_err(|e| TlsError::Pem {
@@ -65,8 +76,8 @@ pub async fn serve(
             addr: spec.addr,
             source,
         })?;
-        info!(listen = %addr, ssl = spec.ssl, "admin API listener bound");
-        let app = crate::router(state.clone());
+        info!(listen = %addr, ssl = spec.ssl, "{what} listener bound");
+        let app = app.clone();
         match (&tls, spec.ssl) {
             (Some(acceptor), true) => {
                 let listener = TlsListener::new(listener, acceptor.clone(), addr);

@@ -32,6 +32,8 @@ const DEFAULT_PROXY_LISTEN: &str =
 /// Kong's default `admin_listen`.
 const DEFAULT_ADMIN_LISTEN: &str =
     "127.0.0.1:8001 reuseport backlog=16384, 127.0.0.1:8444 http2 ssl reuseport backlog=16384";
+/// Kong's default `admin_gui_listen`.
+const DEFAULT_ADMIN_GUI_LISTEN: &str = "0.0.0.0:8002, 0.0.0.0:8445 ssl";
 /// Kong's default `status_listen` (3.6+).
 const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8007 reuseport backlog=16384";
 
@@ -67,6 +69,17 @@ pub struct Settings {
     /// sent when a request comes from another one. Default empty: the request's `Origin`, or
     /// `*`.
     pub admin_gui_origin: Vec<String>,
+    /// Kong Manager's listeners, used only when `admin_gui_dir` names a build to serve.
+    /// Default Kong's: `0.0.0.0:8002, 0.0.0.0:8445 ssl`.
+    pub admin_gui_listen: Vec<ListenAddr>,
+    /// A Kong Manager build to serve (Kong's image ships one in `/usr/local/kong/gui`).
+    /// Default none: no Kong Manager.
+    pub admin_gui_dir: Option<PathBuf>,
+    /// The path Kong Manager is served under. Default `/`.
+    pub admin_gui_path: String,
+    /// The Admin API URL Kong Manager calls (`kconfig.js`'s `ADMIN_API_URL`); default none:
+    /// Kong Manager then uses its own host and the Admin API's port.
+    pub admin_gui_api_url: Option<String>,
     /// The declarative `kong.yml` to load in DB-less mode. Default none: the embedded
     /// `config/kong.yml`.
     pub declarative_config: Option<PathBuf>,
@@ -198,6 +211,10 @@ impl Default for Settings {
             admin_ssl_cert: Vec::new(),
             admin_ssl_cert_key: Vec::new(),
             admin_gui_origin: Vec::new(),
+            admin_gui_listen: listen(DEFAULT_ADMIN_GUI_LISTEN),
+            admin_gui_dir: None,
+            admin_gui_path: "/".to_owned(),
+            admin_gui_api_url: None,
             status_listen: listen(DEFAULT_STATUS_LISTEN),
             declarative_config: None,
             declarative_config_string: None,
@@ -336,6 +353,7 @@ impl Settings {
             ("proxy_listeners", &self.proxy_listen),
             ("admin_listeners", &self.admin_listen),
             ("status_listeners", &self.status_listen),
+            ("admin_gui_listeners", &self.admin_gui_listen),
         ] {
             let parsed: Vec<Value> = list.iter().map(kong_listener).collect();
             out.insert(name.to_owned(), Value::Array(parsed));

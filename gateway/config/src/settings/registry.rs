@@ -424,6 +424,30 @@ pub(super) static KEYS: &[Key] = &[
         true
     ),
     key!(
+        admin_gui_listen,
+        kong[kong("KONG_ADMIN_GUI_LISTEN")],
+        listen::parse_list,
+        listens
+    ),
+    key!(
+        admin_gui_dir,
+        kong[],
+        |v: &str| parse_opt_string(v).map(|p| p.map(PathBuf::from)),
+        opt_path
+    ),
+    key!(
+        admin_gui_path,
+        kong[kong("KONG_ADMIN_GUI_PATH")],
+        parse_gui_path,
+        text
+    ),
+    key!(
+        admin_gui_api_url,
+        kong[kong("KONG_ADMIN_GUI_API_URL")],
+        parse_opt_string,
+        opt_text
+    ),
+    key!(
         admin_gui_origin,
         kong[kong("KONG_ADMIN_GUI_ORIGIN")],
         parse_list,
@@ -508,6 +532,21 @@ pub(super) static KEYS: &[Key] = &[
         scalar
     ),
 ];
+
+/// Kong's rule for `admin_gui_path`: starts with `/`, no trailing `/` (but `/` itself), and
+/// only `[a-zA-Z0-9-_~/.%]`.
+fn parse_gui_path(v: &str) -> Result<String, String> {
+    let path = v.trim();
+    let allowed = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_~/.%".contains(c));
+    if !path.starts_with('/') || !allowed || (path.len() > 1 && path.ends_with('/')) {
+        return Err(format!(
+            "admin_gui_path must start with a slash, may contain only letters, digits and -_~/.%, and must not end with a slash: '{v}'"
+        ));
+    }
+    Ok(path.to_owned())
+}
 
 /// The key named `name`, if any.
 pub(super) fn find(name: &str) -> Option<&'static Key> {

@@ -81,6 +81,10 @@ fn field_names() -> Vec<&'static str> {
         admin_ssl_cert,
         admin_ssl_cert_key,
         admin_gui_origin,
+        admin_gui_listen,
+        admin_gui_dir,
+        admin_gui_path,
+        admin_gui_api_url,
         declarative_config,
         declarative_config_string,
         config_watch,
@@ -250,6 +254,8 @@ fn every_field_is_a_key_and_every_key_is_documented() {
             "pg_password",
             "pg_schema",
             "dns_valid_ttl",
+            "admin_gui_dir",
+            "admin_gui_api_url",
         ];
         assert_eq!(
             shown.get(*key).is_some(),

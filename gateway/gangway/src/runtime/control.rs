@@ -141,6 +141,9 @@ async fn serve_admin(gateway: &Arc<Gateway>) -> Result<(), StartError> {
     gangway_admin::listen::serve(&gateway.settings.admin_listen, state)
         .await
         .map_err(|e| StartError::Admin(e.to_string()))?;
+    gangway_admin::gui::serve(&gateway.settings)
+        .await
+        .map_err(|e| StartError::Admin(format!("Kong Manager: {e}")))?;
     Ok(())
 }
 
