@@ -232,8 +232,10 @@ mod tests {
 
     #[test]
     fn kconfig_names_the_gui_path_and_the_admin_api_ports() {
-        let mut settings = Settings::default();
-        settings.admin_gui_path = "/manager".into();
+        let settings = Settings {
+            admin_gui_path: "/manager".into(),
+            ..Settings::default()
+        };
         let js = kconfig(&settings);
         assert!(js.starts_with("window.K_CONFIG = {\n"), "{js}");
         assert!(js.contains("'ADMIN_GUI_PATH': '/manager'"), "{js}");
