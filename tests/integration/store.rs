@@ -348,3 +348,154 @@ fn kongs_documented_form_requests_work() {
         })
     });
 }
+
+#[test]
+fn kong_managers_calls_are_answered_with_the_fields_it_reads() {
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let gw = node(&pg, true);
+    let preflight = gw.admin(
+        "OPTIONS",
+        "/services",
+        &[
+            ("Origin", "http://localhost:8002"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ],
+        b"",
+    );
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("http://localhost:8002")
+    );
+
+    let root = gw.admin("GET", "/", &[], b"").json();
+    assert!(
+        root["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3."))
+    );
+    assert_eq!(root["configuration"]["database"], "postgres");
+    assert!(root["configuration"]["admin_listeners"].is_array());
+    assert!(root["plugins"]["available_on_server"]["acl"].is_object());
+
+    // The service form sends url and port together.
+    let svc = gw.admin(
+        "POST",
+        "/services",
+        &JSON,
+        br#"{"name":"km","url":"http://example.com:8080/v1","port":8080,"tags":null,"enabled":true}"#,
+    );
+    assert_eq!(svc.status, 201, "{}", svc.text());
+    let svc = svc.json();
+    assert_eq!(
+        (
+            svc["host"].as_str(),
+            svc["port"].as_u64(),
+            svc["path"].as_str()
+        ),
+        (Some("example.com"), Some(8080), Some("/v1"))
+    );
+    let svc_id = svc["id"].as_str().expect("id").to_owned();
+
+    // The route form sends every field, nulls included.
+    let route = gw.admin(
+        "POST",
+        "/routes",
+        &JSON,
+        format!(
+            r#"{{"name":"km-route","protocols":["http","https"],"methods":null,"hosts":null,
+                "paths":["/km"],"headers":null,"https_redirect_status_code":426,"regex_priority":0,
+                "strip_path":true,"path_handling":"v0","preserve_host":false,"request_buffering":true,
+                "response_buffering":true,"snis":null,"sources":null,"destinations":null,"tags":null,
+                "service":{{"id":"{svc_id}"}}}}"#
+        )
+        .as_bytes(),
+    );
+    assert_eq!(route.status, 201, "{}", route.text());
+    let lone = gw.admin(
+        "POST",
+        "/routes",
+        &JSON,
+        br#"{"name":"lone","paths":["/lone"],"service":null}"#,
+    );
+    assert_eq!(lone.status, 201, "{}", lone.text());
+    assert_eq!(lone.json()["service"], Value::Null);
+
+    // Lists as the tables ask for them; unknown arguments are ignored, as Kong OSS does.
+    let list = gw
+        .admin("GET", "/services?sort_desc=1&size=30", &[], b"")
+        .json();
+    assert_eq!(list["data"][0]["name"], "km");
+    assert!(list.get("next").is_some());
+    assert_eq!(
+        gw.admin("GET", "/services/km", &[], b"").json()["id"],
+        svc_id.as_str()
+    );
+    assert_eq!(
+        gw.admin("GET", &format!("/services/{svc_id}/routes"), &[], b"")
+            .json()["data"][0]["name"],
+        "km-route"
+    );
+    let picker = gw.admin("GET", "/routes?size=1000", &[], b"").json();
+    assert_eq!(picker["data"].as_array().map(Vec::len), Some(2));
+
+    let plugin = post(
+        &gw,
+        &format!("/services/{svc_id}/plugins"),
+        json!({"name": "cors"}),
+    );
+    let plugin_id = plugin["id"].as_str().expect("id");
+    let with_partials = gw.admin(
+        "GET",
+        &format!("/plugins/{plugin_id}?expand_partials=true"),
+        &[],
+        b"",
+    );
+    assert_eq!(with_partials.status, 200);
+    assert_eq!(with_partials.json()["name"], "cors");
+    assert_eq!(
+        gw.admin("GET", &format!("/services/{svc_id}/plugins"), &[], b"")
+            .json()["data"][0]["name"],
+        "cors"
+    );
+    assert!(gw.admin("GET", "/schemas/plugins/cors", &[], b"").json()["fields"].is_array());
+
+    let consumer = post(&gw, "/consumers", json!({"username": "km-user"}));
+    let consumer_id = consumer["id"].as_str().expect("id");
+    let key = gw.admin(
+        "POST",
+        &format!("/consumers/{consumer_id}/key-auth"),
+        &JSON,
+        br#"{"ttl":0}"#,
+    );
+    assert_eq!(key.status, 201, "{}", key.text());
+    assert_eq!(key.json()["ttl"], Value::Null, "ttl 0 is no expiry");
+    assert_eq!(
+        gw.admin(
+            "GET",
+            &format!("/consumers/{consumer_id}/key-auth"),
+            &[],
+            b""
+        )
+        .json()["data"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert!(
+        gw.admin("GET", "/schemas/keyauth_credentials", &[], b"")
+            .json()["fields"]
+            .is_array()
+    );
+
+    let disabled = gw.admin(
+        "PATCH",
+        &format!("/services/{svc_id}"),
+        &JSON,
+        br#"{"enabled":false}"#,
+    );
+    assert_eq!(disabled.status, 200, "{}", disabled.text());
+    assert_eq!(disabled.json()["enabled"], false);
+}
