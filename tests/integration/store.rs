@@ -499,3 +499,85 @@ fn kong_managers_calls_are_answered_with_the_fields_it_reads() {
     assert_eq!(disabled.status, 200, "{}", disabled.text());
     assert_eq!(disabled.json()["enabled"], false);
 }
+
+#[test]
+fn bad_input_gets_kongs_400s_and_nothing_reaches_the_database() {
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let gw = node(&pg, true);
+    let cases: [(&str, &str, &[u8], u16, &str); 7] = [
+        (
+            "POST",
+            "/services",
+            b"{\"name\":",
+            400,
+            "Cannot parse JSON body",
+        ),
+        (
+            "POST",
+            "/services",
+            br#"{"name":"s","host":"h","port":"eighty"}"#,
+            400,
+            "expected an integer",
+        ),
+        (
+            "POST",
+            "/services",
+            br#"{"name":"s","host":"h","bogus":1}"#,
+            400,
+            "unknown field",
+        ),
+        (
+            "POST",
+            "/routes",
+            br#"{"paths":["/x"],"service":{"id":"not-a-uuid"}}"#,
+            400,
+            "expected a valid UUID",
+        ),
+        (
+            "POST",
+            "/consumers",
+            br#"{}"#,
+            400,
+            "at least one of these fields must be non-empty",
+        ),
+        ("POST", "/consumers", br#"["not", "an", "object"]"#, 400, ""),
+        (
+            "GET",
+            "/ca_certificates/not-a-uuid",
+            b"",
+            400,
+            "invalid primary key",
+        ),
+    ];
+    for (method, path, body, status, says) in cases {
+        let r = gw.admin(method, path, &JSON, body);
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {path} {}: {}",
+            String::from_utf8_lossy(body),
+            r.text()
+        );
+        assert!(r.text().contains(says), "{method} {path}: {}", r.text());
+    }
+    let huge = vec![b' '; 11 * 1024 * 1024];
+    let r = gw.admin("POST", "/services", &JSON, &huge);
+    assert_eq!(r.status, 413, "{}", r.text());
+    for table in ["services", "routes", "consumers"] {
+        assert_eq!(
+            pg.psql(&format!("select count(*) from {table}")),
+            "0",
+            "{table}"
+        );
+    }
+    // An ACL group created by name under its consumer, as Kong's acl API allows.
+    post(&gw, "/consumers", json!({"username": "u"}));
+    let put = gw.admin("PUT", "/consumers/u/acls/gold", &JSON, b"{}");
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(put.json()["group"], "gold");
+    assert_eq!(
+        gw.admin("GET", "/consumers/u/acls/gold", &[], b"").status,
+        200
+    );
+}

@@ -193,6 +193,12 @@ async fn entity(
     at: &Address,
     call: Call<'_>,
 ) -> Answer {
+    // Kinds without an endpoint key are reached by id only (certificates also by SNI).
+    if let Address::Key(key) = at {
+        if kind.endpoint_key.is_none() && kind.name != "certificates" {
+            return Err(DaoError::invalid_primary_key(key));
+        }
+    }
     match *call.method {
         Method::PUT => Ok(reply::json(200, &store.upsert(kind, at, call.body).await?)),
         Method::PATCH => match store.update(kind, at, call.body).await? {
@@ -303,7 +309,7 @@ async fn one_child(
     child: &'static Kind,
     fk: &'static Foreign,
     child_key: &str,
-    call: Call<'_>,
+    mut call: Call<'_>,
 ) -> Answer {
     let Some(owner_id) = owner_id(store, parent, key).await? else {
         return Ok(reply::not_found());
@@ -313,11 +319,19 @@ async fn one_child(
             Some(id) => Address::Id(id),
             None => return Ok(reply::not_found()),
         },
-        // PUT may create the child under this parent.
-        None if *call.method == Method::PUT => Address::parse(child_key),
+        // PUT may create the child under this parent; an ACL membership named by its group
+        // (Kong's acl API) gets a new id and that group.
+        None if *call.method == Method::PUT => match Address::parse(child_key) {
+            Address::Key(group) if child.name == "acls" => {
+                if let Value::Object(fields) = &mut call.body {
+                    fields.insert("group".into(), json!(group));
+                }
+                Address::Id(Uuid::new_v4())
+            }
+            at => at,
+        },
         None => return Ok(reply::not_found()),
     };
-    let mut call = call;
     if matches!(*call.method, Method::PUT | Method::PATCH) {
         if let Value::Object(fields) = &mut call.body {
             fields.insert(fk.field.to_owned(), json!({ "id": owner_id }));

@@ -263,6 +263,16 @@ impl DaoError {
         }
     }
 
+    /// Code 1 for an address that is no UUID on a kind reached by id only: `invalid primary
+    /// key: '{id="<value>"}'`.
+    pub fn invalid_primary_key(value: &str) -> DaoError {
+        DaoError {
+            code: ErrorCode::InvalidPrimaryKey,
+            message: format!("invalid primary key: '{{id=\"{value}\"}}'"),
+            fields: Some(json!({ "id": "expected a valid UUID" })),
+        }
+    }
+
     /// Code 3: `primary key violation on key '{id="<id>"}'`.
     pub fn primary_key_violation(id: &str) -> DaoError {
         DaoError {

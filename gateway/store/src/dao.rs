@@ -238,9 +238,18 @@ async fn resolve_foreign_keys(
             }
             Some(_) => continue,
         };
+        let explicit_id = matches!(entity.get(fk.field), Some(Value::Object(_)));
         let at = match reference.0 {
             "id" => match reference.1.parse::<Uuid>() {
                 Ok(id) => Address::Id(id),
+                // `{"id": "x"}` must be a UUID (Kong's schema says so); a bare string may
+                // also be a name.
+                Err(_) if explicit_id => {
+                    return Err(DaoError::schema_violation(&[(
+                        format!("{}.id", fk.field),
+                        "expected a valid UUID".into(),
+                    )]));
+                }
                 Err(_) => Address::Key(reference.1.clone()),
             },
             _ => Address::Key(reference.1.clone()),
