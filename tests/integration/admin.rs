@@ -783,3 +783,64 @@ fn kong_manager_is_served_with_its_kconfig_under_its_path() {
     assert!(!get("/manager/../../etc/passwd").text().contains("root:"));
     assert_eq!(get("/elsewhere").status, 404, "only under admin_gui_path");
 }
+
+#[test]
+fn upstream_health_and_entity_validation() {
+    let up = Upstream::start();
+    let config = format!(
+        r#"_format_version: "3.0"
+upstreams:
+  - name: quiet
+    targets:
+      - target: "{addr}"
+  - name: watched
+    healthchecks:
+      passive:
+        unhealthy:
+          http_failures: 2
+    targets:
+      - target: "{addr}"
+        weight: 50
+"#,
+        addr = up.addr
+    );
+    let gw = Gangway::start_with(Options::new(config).admin());
+    let quiet = gw.admin("GET", "/upstreams/quiet/health", &[], b"").json();
+    assert_eq!(quiet["data"][0]["health"], "HEALTHCHECKS_OFF", "{quiet}");
+    assert!(quiet["node_id"].is_string());
+    let watched = gw
+        .admin("GET", "/upstreams/watched/health", &[], b"")
+        .json();
+    assert_eq!(watched["data"][0]["health"], "HEALTHY", "{watched}");
+    assert_eq!(watched["data"][0]["weight"], 50);
+    assert_eq!(
+        gw.admin("GET", "/upstreams/nope/health", &[], b"").status,
+        404
+    );
+
+    let json_type = [("Content-Type", "application/json")];
+    let ok = gw.admin(
+        "POST",
+        "/schemas/services/validate",
+        &json_type,
+        br#"{"name":"x","host":"example.com"}"#,
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(
+        ok.json(),
+        json!({"message": "schema validation successful"})
+    );
+    let bad = gw.admin(
+        "POST",
+        "/schemas/routes/validate",
+        &json_type,
+        br#"{"protocols":["http"],"paths":["no-slash"]}"#,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert_eq!(bad.json()["code"], 2);
+    assert_eq!(
+        gw.admin("POST", "/schemas/nope/validate", &json_type, b"{}")
+            .json(),
+        json!({"message": "No entity named 'nope'"})
+    );
+}

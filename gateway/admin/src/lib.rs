@@ -13,6 +13,7 @@ pub mod crud;
 pub mod dbless;
 mod flatten;
 pub mod gui;
+pub mod health;
 pub mod info;
 pub mod listen;
 pub mod memory;
@@ -132,7 +133,8 @@ async fn answer(state: &AdminState, request: Request) -> Response {
         Endpoint::PluginSchema(name) => schemas::plugin(state, &name),
         Endpoint::ValidatePlugin => schemas::validate_plugin(state, decoded, form),
         Endpoint::Schema(name) => schemas::entity(&name),
-        Endpoint::ValidateEntity(_) | Endpoint::UpstreamHealth(_) => reply::not_found(),
+        Endpoint::ValidateEntity(name) => schemas::validate_entity(state, &name, decoded),
+        Endpoint::UpstreamHealth(key) => health::upstream_health(state, &key).await,
         entity => {
             let mut body = decoded;
             if form {

@@ -58,3 +58,28 @@ pub fn validate_plugin(state: &AdminState, mut body: Value, form: bool) -> Respo
 pub fn violation(problems: &ConfigErrors) -> DaoError {
     DaoError::from_config_errors("", problems)
 }
+
+/// References accepted as they are: schema validation does not look entities up.
+struct AnyId;
+
+impl gangway_config::declarative::Existing for AnyId {
+    fn resolve(&self, _kind: &str, key: &str) -> Option<uuid::Uuid> {
+        key.parse().ok()
+    }
+}
+
+/// `POST /schemas/{entity}/validate`: an entity checked by the rules a write would meet,
+/// without storing it or looking its references up.
+pub fn validate_entity(state: &AdminState, name: &str, body: Value) -> Response {
+    let Some(kind) = gangway_config::dao::kind_named(name) else {
+        return reply::message(404, &format!("No entity named '{name}'"));
+    };
+    let doc = serde_json::json!({ "_format_version": "3.0", kind.name: [body] });
+    match gangway_config::declarative::load_fragment(doc, &AnyId, state.gateway.catalog.as_ref()) {
+        Ok(_) => reply::json(200, &json!({"message": "schema validation successful"})),
+        Err(problems) => reply::dao_error(&DaoError::from_config_errors(
+            &format!("{}[0]", kind.name),
+            &problems,
+        )),
+    }
+}
