@@ -844,3 +844,23 @@ upstreams:
         json!({"message": "No entity named 'nope'"})
     );
 }
+
+#[test]
+fn tags_list_every_tagged_entity_and_filter_by_one() {
+    let up = Upstream::start();
+    let gw = start(&up);
+    let all = gw.admin("GET", "/tags", &[], b"").json();
+    let rows = all["data"].as_array().expect("data");
+    assert_eq!(rows.len(), 3, "{all}");
+    assert!(rows.contains(
+        &json!({"entity_name": "services", "entity_id": rows[0]["entity_id"], "tag": "public"})
+    ));
+    let public = gw.admin("GET", "/tags/public", &[], b"").json();
+    assert_eq!(public["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(public["data"][0]["entity_name"], "services");
+    let paged = gw.admin("GET", "/tags?size=2", &[], b"").json();
+    assert_eq!(paged["data"].as_array().map(Vec::len), Some(2));
+    let next = paged["next"].as_str().expect("a next page");
+    let rest = gw.admin("GET", next, &[], b"").json();
+    assert_eq!(rest["data"].as_array().map(Vec::len), Some(1));
+}

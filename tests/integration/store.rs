@@ -581,3 +581,35 @@ fn bad_input_gets_kongs_400s_and_nothing_reaches_the_database() {
         200
     );
 }
+
+#[test]
+fn tags_are_listed_from_the_database() {
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let gw = node(&pg, true);
+    post(
+        &gw,
+        "/services",
+        json!({"name": "a", "url": "http://x", "tags": ["t1", "t2"]}),
+    );
+    post(&gw, "/consumers", json!({"username": "c", "tags": ["t1"]}));
+    let t1 = gw.admin("GET", "/tags/t1", &[], b"").json();
+    let kinds: Vec<&str> = t1["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|r| r["entity_name"].as_str())
+        .collect();
+    assert_eq!(kinds, ["consumers", "services"]);
+    let mut seen = 0;
+    let mut path = "/tags?size=1".to_owned();
+    for _ in 0..5 {
+        let page = gw.admin("GET", &path, &[], b"").json();
+        seen += page["data"].as_array().map_or(0, Vec::len);
+        match page["next"].as_str() {
+            Some(next) => path = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 3);
+}

@@ -140,6 +140,22 @@ pub async fn handle(store: &dyn ConfigStore, endpoint: &Endpoint, call: Call<'_>
 
 type Answer = Result<Response, DaoError>;
 
+/// `GET /tags[/{tag}]`.
+pub async fn tags(store: &dyn ConfigStore, tag: Option<&str>, query: Option<&str>) -> Response {
+    let args = ListArgs::parse(query);
+    let result = async {
+        let mut page_query = args.query()?;
+        page_query.tags = None;
+        let page = store.tags(tag, &page_query).await?;
+        let next = page.offset.as_ref().map(|offset| match tag {
+            Some(t) => format!("/tags/{}?offset={}", escape(t), escape(offset)),
+            None => format!("/tags?offset={}", escape(offset)),
+        });
+        Ok::<_, DaoError>(reply::json(200, &list_body(page, next)))
+    };
+    result.await.unwrap_or_else(|e| reply::dao_error(&e))
+}
+
 fn list_body(page: Page, next: Option<String>) -> Value {
     let mut body = json!({ "data": page.data, "next": next });
     if let Some(offset) = page.offset {

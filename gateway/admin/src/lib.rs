@@ -135,6 +135,7 @@ async fn answer(state: &AdminState, request: Request) -> Response {
         Endpoint::Schema(name) => schemas::entity(&name),
         Endpoint::ValidateEntity(name) => schemas::validate_entity(state, &name, decoded),
         Endpoint::UpstreamHealth(key) => health::upstream_health(state, &key).await,
+        Endpoint::Tags(tag) => crud::tags(state.store.as_ref(), tag.as_deref(), query).await,
         entity => {
             let mut body = decoded;
             if form {

@@ -267,7 +267,43 @@ fn page(snapshot: &Snapshot, kind: &Kind, query: &PageQuery) -> Result<Page, Dao
     Ok(Page { data, offset })
 }
 
+/// Every tagged entity's tags, kind by kind in Kong's order, as `/tags` rows.
+fn tags_page(snapshot: &Snapshot, tag: Option<&str>, query: &PageQuery) -> Result<Page, DaoError> {
+    let start = match &query.offset {
+        Some(token) => decode_offset(token)?,
+        None => 0,
+    };
+    let size = query.size.max(1);
+    let rows = gangway_config::dao::KINDS.iter().flat_map(|kind| {
+        rows(snapshot, kind).flat_map(move |row| {
+            let id = row.id();
+            row.tags()
+                .into_iter()
+                .filter(move |t| tag.is_none_or(|want| want == *t))
+                .map(move |t| json!({"entity_name": kind.name, "entity_id": id, "tag": t}))
+        })
+    });
+    let mut data = Vec::with_capacity(size.min(1000));
+    let mut more = false;
+    for row in rows.skip(start) {
+        if data.len() == size {
+            more = true;
+            break;
+        }
+        data.push(row);
+    }
+    Ok(Page {
+        data,
+        offset: more.then(|| encode_offset(start + size)),
+    })
+}
+
 impl ConfigStore for MemoryStore {
+    fn tags<'a>(&'a self, tag: Option<&'a str>, query: &'a PageQuery) -> StoreFuture<'a, Page> {
+        let snapshot = self.gateway.snapshot();
+        Box::pin(std::future::ready(tags_page(&snapshot, tag, query)))
+    }
+
     fn select<'a>(
         &'a self,
         kind: &'static Kind,

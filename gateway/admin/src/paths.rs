@@ -60,6 +60,8 @@ pub enum Endpoint {
     },
     /// `/upstreams/{u}/health`.
     UpstreamHealth(String),
+    /// `/tags` and `/tags/{tag}`.
+    Tags(Option<String>),
 }
 
 const READ: &[Method] = &[Method::GET];
@@ -76,7 +78,8 @@ impl Endpoint {
             | Endpoint::PluginsEnabled
             | Endpoint::Schema(_)
             | Endpoint::PluginSchema(_)
-            | Endpoint::UpstreamHealth(_) => READ,
+            | Endpoint::UpstreamHealth(_)
+            | Endpoint::Tags(_) => READ,
             Endpoint::ValidatePlugin | Endpoint::ValidateEntity(_) => &[Method::POST],
             Endpoint::Config | Endpoint::Collection(_) | Endpoint::Children { .. } => COLLECTION,
             Endpoint::Entity(..) | Endpoint::Foreign(..) | Endpoint::Child { .. } => ENTITY,
@@ -114,6 +117,8 @@ pub fn resolve(segments: &[&str]) -> Option<Endpoint> {
         ["schemas", name, "validate"] => Some(Endpoint::ValidateEntity((*name).to_owned())),
         ["schemas", name] => Some(Endpoint::Schema((*name).to_owned())),
         ["upstreams", key, "health"] => Some(Endpoint::UpstreamHealth((*key).to_owned())),
+        ["tags"] => Some(Endpoint::Tags(None)),
+        ["tags", tag] => Some(Endpoint::Tags(Some((*tag).to_owned()))),
         [collection] => {
             let kind = kind_by_admin_name(collection)?;
             (!disabled(kind, None)).then_some(Endpoint::Collection(kind))
@@ -176,6 +181,8 @@ pub fn all() -> Vec<String> {
         "/schemas/plugins/{name}",
         "/schemas/plugins/validate",
         "/upstreams/{upstreams}/health",
+        "/tags",
+        "/tags/{tags}",
     ]
     .map(str::to_owned)
     .to_vec();

@@ -106,6 +106,10 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// Deletes an entity and what cascades from it; deleting nothing is not an error.
     fn delete<'a>(&'a self, kind: &'static Kind, at: &'a Address) -> StoreFuture<'a, ()>;
 
+    /// Kong's `/tags`: every `(entity_name, entity_id, tag)` of every tagged entity, or only
+    /// those with `tag`, a page at a time (`query.size` and `query.offset` only).
+    fn tags<'a>(&'a self, tag: Option<&'a str>, query: &'a PageQuery) -> StoreFuture<'a, Page>;
+
     /// True when the store answers (the Admin API's `/status` `database.reachable`).
     /// Default true (a store without a database is always there).
     fn reachable(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {

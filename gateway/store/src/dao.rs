@@ -678,7 +678,79 @@ fn not_found(kind: &Kind, at: &Address) -> DaoError {
     }
 }
 
+/// Kong's `/tags` rows from every table, ordered by (entity_name, entity_id, tag), keyset
+/// paged with the last row as the offset.
+async fn tags_page(
+    client: &impl GenericClient,
+    tag: Option<&str>,
+    query: &PageQuery,
+) -> Result<Page, DaoError> {
+    let union: Vec<String> = gangway_config::dao::KINDS
+        .iter()
+        .map(|k| {
+            format!(
+                "SELECT '{0}'::text AS entity_name, id AS entity_id, unnest(tags) AS tag FROM {0}",
+                k.name
+            )
+        })
+        .collect();
+    let after: Option<(String, Uuid, String)> = match &query.offset {
+        Some(token) => {
+            let bytes = STANDARD_NO_PAD
+                .decode(token.trim_end_matches('='))
+                .map_err(|_| DaoError::invalid_offset(token, "bad base64 encoding"))?;
+            let v: Value = serde_json::from_slice(&bytes)
+                .map_err(|_| DaoError::invalid_offset(token, "bad json encoding"))?;
+            let parts = (
+                v[0].as_str().map(str::to_owned),
+                v[1].as_str().and_then(|s| s.parse().ok()),
+                v[2].as_str().map(str::to_owned),
+            );
+            match parts {
+                (Some(a), Some(b), Some(c)) => Some((a, b, c)),
+                _ => return Err(DaoError::invalid_offset(token, "bad json encoding")),
+            }
+        }
+        None => None,
+    };
+    let size = query.size.clamp(1, 1000);
+    let sql = format!(
+        "SELECT entity_name, entity_id, tag FROM ({}) t          WHERE ($1::text IS NULL OR tag = $1)          AND ($2::text IS NULL OR (entity_name, entity_id, tag) > ($2, $3, $4))          ORDER BY entity_name, entity_id, tag LIMIT {}",
+        union.join(" UNION ALL "),
+        size + 1
+    );
+    let (a, b, c) = match &after {
+        Some((a, b, c)) => (Some(a.clone()), Some(*b), Some(c.clone())),
+        None => (None, None, None),
+    };
+    let rows = client.query(&sql, &[&tag, &a, &b, &c]).await.map_err(db)?;
+    let more = rows.len() > size;
+    let rows = &rows[..rows.len().min(size)];
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({"entity_name": r.get::<_, String>(0), "entity_id": r.get::<_, Uuid>(1), "tag": r.get::<_, String>(2)})
+        })
+        .collect();
+    let offset = more
+        .then(|| {
+            data.last().map(|l| {
+                STANDARD_NO_PAD
+                    .encode(json!([l["entity_name"], l["entity_id"], l["tag"]]).to_string())
+            })
+        })
+        .flatten();
+    Ok(Page { data, offset })
+}
+
 impl ConfigStore for PgStore {
+    fn tags<'a>(&'a self, tag: Option<&'a str>, query: &'a PageQuery) -> StoreFuture<'a, Page> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            tags_page(&**client, tag, query).await
+        })
+    }
+
     fn select<'a>(
         &'a self,
         kind: &'static Kind,
