@@ -44,6 +44,32 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Edge crates: each may use the core, never another edge crate (the binary joins them).
+const EDGES: &[(&str, &[&str])] = &[
+    (
+        "gangway-admin",
+        &[
+            "gangway-config",
+            "gangway-http",
+            "gangway-router",
+            "gangway-net",
+            "gangway-pipeline",
+            "gangway-proxy",
+        ],
+    ),
+    (
+        "gangway-store",
+        &[
+            "gangway-config",
+            "gangway-http",
+            "gangway-router",
+            "gangway-net",
+            "gangway-pipeline",
+            "gangway-proxy",
+        ],
+    ),
+];
+
 /// Crates that live only in edge crates: the data-plane core must not reach them.
 const EDGE_ONLY: &[&str] = &[
     "tokio-postgres",
@@ -70,7 +96,11 @@ pub fn check() -> Result<()> {
     let mut problems = violations(&meta)?;
     problems.extend(tests_without_harness(&meta)?);
     if problems.is_empty() {
-        eprintln!("xtask: layering ok ({} core crates)", ALLOWED.len());
+        eprintln!(
+            "xtask: layering ok ({} core crates, {} edge crates)",
+            ALLOWED.len(),
+            EDGES.len()
+        );
         return Ok(());
     }
     bail!(
@@ -103,6 +133,17 @@ fn violations(meta: &Value) -> Result<Vec<String>> {
         graph.insert(id, normal.filter_map(|d| d["pkg"].as_str()).collect());
     }
     let mut problems = Vec::new();
+    for (krate, allowed) in EDGES {
+        let Some((&id, _)) = names.iter().find(|(_, n)| *n == krate) else {
+            continue;
+        };
+        for dep in graph.get(id).into_iter().flatten() {
+            let dep = names.get(dep).copied().unwrap_or(dep);
+            if dep.starts_with("gangway") && !allowed.contains(&dep) {
+                problems.push(format!("edge crate {krate} depends on {dep}"));
+            }
+        }
+    }
     for (krate, allowed) in ALLOWED {
         let Some((&id, _)) = names.iter().find(|(_, n)| *n == krate) else {
             problems.push(format!("{krate}: not in the workspace"));
