@@ -613,3 +613,45 @@ fn tags_are_listed_from_the_database() {
     }
     assert_eq!(seen, 3);
 }
+
+#[test]
+fn reads_go_to_the_read_replica_and_writes_to_the_primary() {
+    // Two independent servers stand in for a primary and its replica: what each holds shows
+    // where the Admin API read and wrote.
+    let primary = Postgres::start();
+    let replica = Postgres::start();
+    bootstrap(&primary);
+    bootstrap(&replica);
+    replica.psql(
+        "INSERT INTO services (id, name, entity, created_at) VALUES \
+         ('6a0f4c2e-1b3d-4e5f-8a9b-0c1d2e3f4a5b', 'on-replica', \
+          '{\"id\":\"6a0f4c2e-1b3d-4e5f-8a9b-0c1d2e3f4a5b\",\"name\":\"on-replica\",\"host\":\"x\"}', 0)",
+    );
+    let mut opts = Options::new("unused")
+        .without_declarative_config()
+        .admin()
+        .env("KONG_PG_RO_HOST", "127.0.0.1")
+        .env("KONG_PG_RO_PORT", replica.port().to_string());
+    for (k, v) in primary.gangway_env() {
+        opts = opts.env(&k, v);
+    }
+    let gw = Gangway::start_with(opts);
+    post(
+        &gw,
+        "/services",
+        json!({"name": "written", "url": "http://x"}),
+    );
+    assert_eq!(
+        primary.psql("select count(*) from services where name = 'written'"),
+        "1"
+    );
+    assert_eq!(
+        replica.psql("select count(*) from services where name = 'written'"),
+        "0"
+    );
+    assert_eq!(
+        gw.admin("GET", "/services/on-replica", &[], b"").status,
+        200
+    );
+    assert_eq!(gw.admin("GET", "/services/written", &[], b"").status, 404);
+}

@@ -192,6 +192,21 @@ pub struct Settings {
     pub pg_ssl: bool,
     /// Verify the Postgres server certificate. Default false.
     pub pg_ssl_verify: bool,
+    /// A read replica for the Admin API's reads (Kong's `pg_ro_*`); each unset `pg_ro_*` key
+    /// takes its `pg_*` value. Default none: reads go to `pg_host`.
+    pub pg_ro_host: Option<String>,
+    /// Read replica port. Default: `pg_port`.
+    pub pg_ro_port: Option<u16>,
+    /// Read replica user. Default: `pg_user`.
+    pub pg_ro_user: Option<String>,
+    /// Read replica password. Default: `pg_password`.
+    pub pg_ro_password: Option<String>,
+    /// Read replica database. Default: `pg_database`.
+    pub pg_ro_database: Option<String>,
+    /// Read replica over TLS. Default: `pg_ssl`.
+    pub pg_ro_ssl: Option<bool>,
+    /// Verify the read replica's certificate. Default: `pg_ssl_verify`.
+    pub pg_ro_ssl_verify: Option<bool>,
     /// Postgres connections a node opens for queries; 0 means gangway's default (16).
     /// Default 0.
     pub pg_max_concurrent_queries: usize,
@@ -265,6 +280,13 @@ impl Default for Settings {
             pg_ssl: false,
             pg_ssl_verify: false,
             pg_max_concurrent_queries: 0,
+            pg_ro_host: None,
+            pg_ro_port: None,
+            pg_ro_user: None,
+            pg_ro_password: None,
+            pg_ro_database: None,
+            pg_ro_ssl: None,
+            pg_ro_ssl_verify: None,
         }
     }
 }
@@ -325,6 +347,27 @@ impl Settings {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         }
+    }
+
+    /// The settings to reach the read replica with (`pg_ro_*` over `pg_*`), when
+    /// `pg_ro_host` names one.
+    pub fn read_replica(&self) -> Option<Settings> {
+        let host = self.pg_ro_host.clone()?;
+        let mut replica = self.clone();
+        replica.pg_host = host;
+        replica.pg_port = self.pg_ro_port.unwrap_or(self.pg_port);
+        if let Some(user) = &self.pg_ro_user {
+            replica.pg_user = user.clone();
+        }
+        if self.pg_ro_password.is_some() {
+            replica.pg_password = self.pg_ro_password.clone();
+        }
+        if let Some(db) = &self.pg_ro_database {
+            replica.pg_database = db.clone();
+        }
+        replica.pg_ssl = self.pg_ro_ssl.unwrap_or(self.pg_ssl);
+        replica.pg_ssl_verify = self.pg_ro_ssl_verify.unwrap_or(self.pg_ssl_verify);
+        Some(replica)
     }
 
     /// Where DB-less mode keeps a config posted to the Admin API's `/config`, so that a

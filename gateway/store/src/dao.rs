@@ -24,17 +24,34 @@ use uuid::Uuid;
 /// The Admin API's store when `database = postgres`.
 pub struct PgStore {
     pool: Pool,
+    /// The read replica (`pg_ro_*`), for reads that need not see a write just made.
+    replica: Option<Pool>,
     plugins: Arc<dyn PluginSchemas + Send + Sync>,
 }
 
 impl PgStore {
-    /// A store over `pool`, validating plugin configs against `plugins`.
-    pub fn new(pool: Pool, plugins: Arc<dyn PluginSchemas + Send + Sync>) -> PgStore {
-        PgStore { pool, plugins }
+    /// A store over `pool` (and `replica` for reads, when given), validating plugin
+    /// configs against `plugins`.
+    pub fn new(
+        pool: Pool,
+        replica: Option<Pool>,
+        plugins: Arc<dyn PluginSchemas + Send + Sync>,
+    ) -> PgStore {
+        PgStore {
+            pool,
+            replica,
+            plugins,
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, DaoError> {
         self.pool.get().await.map_err(|e| DaoError::unavailable(&e))
+    }
+
+    /// A connection for a read: the replica's when there is one.
+    async fn reader(&self) -> Result<deadpool_postgres::Object, DaoError> {
+        let pool = self.replica.as_ref().unwrap_or(&self.pool);
+        pool.get().await.map_err(|e| DaoError::unavailable(&e))
     }
 }
 
@@ -746,7 +763,7 @@ async fn tags_page(
 impl ConfigStore for PgStore {
     fn tags<'a>(&'a self, tag: Option<&'a str>, query: &'a PageQuery) -> StoreFuture<'a, Page> {
         Box::pin(async move {
-            let client = self.client().await?;
+            let client = self.reader().await?;
             tags_page(&**client, tag, query).await
         })
     }
@@ -757,14 +774,14 @@ impl ConfigStore for PgStore {
         at: &'a Address,
     ) -> StoreFuture<'a, Option<Value>> {
         Box::pin(async move {
-            let client = self.client().await?;
+            let client = self.reader().await?;
             select_one(&**client, kind, at).await
         })
     }
 
     fn page<'a>(&'a self, kind: &'static Kind, query: &'a PageQuery) -> StoreFuture<'a, Page> {
         Box::pin(async move {
-            let client = self.client().await?;
+            let client = self.reader().await?;
             page(&**client, kind, query).await
         })
     }

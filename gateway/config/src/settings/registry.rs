@@ -526,12 +526,63 @@ pub(super) static KEYS: &[Key] = &[
         scalar
     ),
     key!(
+        pg_ro_host,
+        kong[kong("KONG_PG_RO_HOST")],
+        parse_opt_string,
+        opt_text
+    ),
+    key!(
+        pg_ro_port,
+        kong[kong("KONG_PG_RO_PORT")],
+        |v: &str| optional(v, parse_int),
+        opt_scalar
+    ),
+    key!(
+        pg_ro_user,
+        kong[kong("KONG_PG_RO_USER")],
+        parse_opt_string,
+        opt_text
+    ),
+    key!(
+        pg_ro_password,
+        kong[kong("KONG_PG_RO_PASSWORD")],
+        parse_opt_string,
+        opt_text,
+        true
+    ),
+    key!(
+        pg_ro_database,
+        kong[kong("KONG_PG_RO_DATABASE")],
+        parse_opt_string,
+        opt_text
+    ),
+    key!(
+        pg_ro_ssl,
+        kong[kong("KONG_PG_RO_SSL")],
+        |v: &str| optional(v, parse_bool),
+        opt_scalar
+    ),
+    key!(
+        pg_ro_ssl_verify,
+        kong[kong("KONG_PG_RO_SSL_VERIFY")],
+        |v: &str| optional(v, parse_bool),
+        opt_scalar
+    ),
+    key!(
         pg_max_concurrent_queries,
         kong[kong("KONG_PG_MAX_CONCURRENT_QUERIES")],
         parse_int,
         scalar
     ),
 ];
+
+/// An optional value: empty means unset, anything else goes through `parse`.
+fn optional<T>(v: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
+    if v.trim().is_empty() {
+        return Ok(None);
+    }
+    parse(v).map(Some)
+}
 
 /// Kong's rule for `admin_gui_path`: starts with `/`, no trailing `/` (but `/` itself), and
 /// only `[a-zA-Z0-9-_~/.%]`.

@@ -134,6 +134,13 @@ fn field_names() -> Vec<&'static str> {
         pg_ssl,
         pg_ssl_verify,
         pg_max_concurrent_queries,
+        pg_ro_host,
+        pg_ro_port,
+        pg_ro_user,
+        pg_ro_password,
+        pg_ro_database,
+        pg_ro_ssl,
+        pg_ro_ssl_verify,
     )
     .to_vec()
 }
@@ -256,6 +263,13 @@ fn every_field_is_a_key_and_every_key_is_documented() {
             "dns_valid_ttl",
             "admin_gui_dir",
             "admin_gui_api_url",
+            "pg_ro_host",
+            "pg_ro_port",
+            "pg_ro_user",
+            "pg_ro_password",
+            "pg_ro_database",
+            "pg_ro_ssl",
+            "pg_ro_ssl_verify",
         ];
         assert_eq!(
             shown.get(*key).is_some(),

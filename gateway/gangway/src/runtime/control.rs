@@ -119,8 +119,17 @@ fn admin_store(
     if gateway.settings.database == Database::Postgres {
         let pool = gangway_store::connect::pool(&gateway.settings)
             .map_err(|e| StartError::Admin(e.to_string()))?;
+        let replica = match gateway.settings.read_replica() {
+            Some(replica) => Some(
+                gangway_store::connect::pool(&replica)
+                    .map_err(|e| StartError::Admin(format!("pg_ro_*: {e}")))?,
+            ),
+            None => None,
+        };
         let plugins: Arc<dyn gangway_config::PluginSchemas + Send + Sync> = gateway.catalog.clone();
-        return Ok(Arc::new(gangway_store::dao::PgStore::new(pool, plugins)));
+        return Ok(Arc::new(gangway_store::dao::PgStore::new(
+            pool, replica, plugins,
+        )));
     }
     Ok(Arc::new(gangway_admin::memory::MemoryStore::new(
         gateway.clone(),
