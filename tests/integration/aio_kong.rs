@@ -4,26 +4,12 @@
 
 use std::process::Command;
 
-use crate::harness::postgres::Postgres;
-use crate::harness::{Gangway, Options, TempDir};
+use crate::harness::postgres::{Postgres, PostgresExt};
+use crate::harness::{Gangway, TempDir};
 
 fn node(pg: &Postgres) -> Gangway {
-    let boot = Command::new(env!("CARGO_BIN_EXE_gangway"))
-        .args(["migrations", "bootstrap"])
-        .env_clear()
-        .envs(pg.gangway_env())
-        .output()
-        .expect("bootstrap");
-    assert!(
-        boot.status.success(),
-        "{}",
-        String::from_utf8_lossy(&boot.stderr)
-    );
-    let mut opts = Options::new("unused").without_declarative_config().admin();
-    for (k, v) in pg.gangway_env() {
-        opts = opts.env(&k, v);
-    }
-    Gangway::start_with(opts)
+    pg.bootstrap();
+    Gangway::start_with(pg.node_options().admin())
 }
 
 #[test]

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::harness::postgres::Postgres;
-use crate::harness::{Gangway, Options, TempDir, Upstream, request};
+use crate::harness::postgres::{Postgres, PostgresExt};
+use crate::harness::{Gangway, TempDir, Upstream, request, said};
 
 fn deck_binary() -> &'static str {
     for candidate in ["/usr/bin/deck", "/usr/local/bin/deck"] {
@@ -25,27 +25,9 @@ fn deck(admin: std::net::SocketAddr, args: &[&str]) -> Output {
         .expect("run deck")
 }
 
-fn said(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn node(pg: &Postgres) -> Gangway {
-    let boot = Command::new(env!("CARGO_BIN_EXE_gangway"))
-        .args(["migrations", "bootstrap"])
-        .env_clear()
-        .envs(pg.gangway_env())
-        .output()
-        .expect("bootstrap");
-    assert!(boot.status.success(), "{}", said(&boot));
-    let mut opts = Options::new("unused").without_declarative_config().admin();
-    for (k, v) in pg.gangway_env() {
-        opts = opts.env(&k, v);
-    }
-    Gangway::start_with(opts)
+    pg.bootstrap();
+    Gangway::start_with(pg.node_options().admin())
 }
 
 fn state(upstream: std::net::SocketAddr) -> String {

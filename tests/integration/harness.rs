@@ -9,32 +9,14 @@ pub mod postgres;
 pub mod upstream;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use client::{Response, request, send_raw};
+pub use gangway_test_support::{TempDir, free_port};
 pub use upstream::Upstream;
-
-/// A port that was free a moment ago (bound to port 0, then released), never handed out twice
-/// in this test process: the kernel may offer a just-released port again, and two gangways
-/// given the same status port once made a test talk to the wrong instance.
-pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut taken = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind 127.0.0.1:0");
-        if !taken.contains(&port) {
-            taken.push(port);
-            return port;
-        }
-    }
-}
 
 /// The I/O backend under test: `GANGWAY_TEST_IO_BACKEND` (default `io_uring`, the default
 /// backend in production). `cargo xtask test` runs the suite once per backend.
@@ -42,32 +24,13 @@ pub fn io_backend() -> String {
     std::env::var("GANGWAY_TEST_IO_BACKEND").unwrap_or_else(|_| "io_uring".into())
 }
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// A scratch directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// Creates a fresh directory under the system temp dir.
-    pub fn new(tag: &str) -> TempDir {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("gangway-test-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    /// A path inside the directory.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// What a finished command said: stdout, then stderr.
+pub fn said(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A running gangway process; killed on drop, with its log printed if the test failed.

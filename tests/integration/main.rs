@@ -23,6 +23,7 @@ mod proxy;
 mod proxy_protocol;
 mod store;
 mod store_migrations;
+mod store_tls;
 mod tls;
 mod transformers;
 mod upstreams;

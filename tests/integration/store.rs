@@ -5,34 +5,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::postgres::Postgres;
-use crate::harness::{Gangway, Options, Upstream, echo_header, request};
+use crate::harness::postgres::{Postgres, PostgresExt};
+use crate::harness::{Gangway, Upstream, echo_header, request};
 
 const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
 
 fn bootstrap(pg: &Postgres) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gangway"))
-        .args(["migrations", "bootstrap"])
-        .env_clear()
-        .envs(pg.gangway_env())
-        .output()
-        .expect("run migrations");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pg.bootstrap();
 }
 
 fn node(pg: &Postgres, admin: bool) -> Gangway {
-    let mut opts = Options::new("unused").without_declarative_config();
-    for (k, v) in pg.gangway_env() {
-        opts = opts.env(&k, v);
-    }
-    if admin {
-        opts = opts.admin();
-    }
-    Gangway::start_with(opts)
+    let opts = pg.node_options();
+    Gangway::start_with(if admin { opts.admin() } else { opts })
 }
 
 fn post(gw: &Gangway, path: &str, body: Value) -> Value {
@@ -277,10 +261,7 @@ fn a_node_without_its_database_is_not_ready_until_it_loads() {
     bootstrap(&pg);
     pg.stop();
     let up = Upstream::start();
-    let mut opts = Options::new("unused").without_declarative_config().admin();
-    for (k, v) in pg.gangway_env() {
-        opts = opts.env(&k, v);
-    }
+    let mut opts = pg.node_options().admin();
     opts.wait_ready = false;
     let mut gw = Gangway::start_with(opts);
     std::thread::sleep(Duration::from_millis(700));
@@ -627,14 +608,11 @@ fn reads_go_to_the_read_replica_and_writes_to_the_primary() {
          ('6a0f4c2e-1b3d-4e5f-8a9b-0c1d2e3f4a5b', 'on-replica', \
           '{\"id\":\"6a0f4c2e-1b3d-4e5f-8a9b-0c1d2e3f4a5b\",\"name\":\"on-replica\",\"host\":\"x\"}', 0)",
     );
-    let mut opts = Options::new("unused")
-        .without_declarative_config()
+    let opts = primary
+        .node_options()
         .admin()
         .env("KONG_PG_RO_HOST", "127.0.0.1")
         .env("KONG_PG_RO_PORT", replica.port().to_string());
-    for (k, v) in primary.gangway_env() {
-        opts = opts.env(&k, v);
-    }
     let gw = Gangway::start_with(opts);
     post(
         &gw,

@@ -3,46 +3,34 @@
 
 use std::process::{Command, Output};
 
-use crate::harness::postgres::Postgres;
+use crate::harness::postgres::{Postgres, PostgresExt};
+use crate::harness::said;
 
 fn gangway(pg: &Postgres, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gangway"))
-        .args(args)
-        .env_clear()
-        .envs(pg.gangway_env())
-        .output()
-        .expect("run gangway")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    pg.gangway(args, &[])
 }
 
 #[test]
 fn bootstrap_is_idempotent_and_status_reports_the_schema() {
     let pg = Postgres::start();
     let before = gangway(&pg, &["migrations", "status"]);
-    assert!(before.status.success(), "{}", text(&before));
+    assert!(before.status.success(), "{}", said(&before));
     let status: serde_json::Value = serde_json::from_slice(&before.stdout).expect("status is JSON");
     assert_eq!(status["bootstrapped"], false);
     assert_eq!(status["pending"], serde_json::json!(["001_base"]));
 
     let up_too_early = gangway(&pg, &["migrations", "up"]);
     assert!(!up_too_early.status.success());
-    assert!(text(&up_too_early).contains("database needs bootstrapping"));
+    assert!(said(&up_too_early).contains("database needs bootstrapping"));
 
     let first = gangway(&pg, &["migrations", "bootstrap"]);
-    assert!(first.status.success(), "{}", text(&first));
-    assert!(text(&first).contains("migrating: 001_base ... ok"));
+    assert!(first.status.success(), "{}", said(&first));
+    assert!(said(&first).contains("migrating: 001_base ... ok"));
     let second = gangway(&pg, &["migrations", "bootstrap"]);
     assert!(second.status.success());
-    assert!(text(&second).contains("database already bootstrapped"));
-    assert!(text(&gangway(&pg, &["migrations", "up"])).contains("database is up to date"));
-    assert!(text(&gangway(&pg, &["migrations", "finish"])).contains("no pending migrations"));
+    assert!(said(&second).contains("database already bootstrapped"));
+    assert!(said(&gangway(&pg, &["migrations", "up"])).contains("database is up to date"));
+    assert!(said(&gangway(&pg, &["migrations", "finish"])).contains("no pending migrations"));
     let after: serde_json::Value =
         serde_json::from_slice(&gangway(&pg, &["migrations", "status"]).stdout).expect("JSON");
     assert_eq!(after["executed"], serde_json::json!(["001_base"]));
@@ -51,9 +39,9 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
 
     let refused = gangway(&pg, &["migrations", "reset"]);
     assert!(!refused.status.success());
-    assert!(text(&refused).contains("--yes"));
+    assert!(said(&refused).contains("--yes"));
     let reset = gangway(&pg, &["migrations", "reset", "--yes"]);
-    assert!(reset.status.success(), "{}", text(&reset));
+    assert!(reset.status.success(), "{}", said(&reset));
     assert_eq!(pg.psql("select to_regclass('services') is null"), "t");
 }
 
@@ -78,19 +66,19 @@ fn nodes_bootstrapping_at_once_take_turns() {
     assert!(
         a.status.success() && b.status.success(),
         "{}\n{}",
-        text(&a),
-        text(&b)
+        said(&a),
+        said(&b)
     );
     let ran = [&a, &b]
         .iter()
-        .filter(|o| text(o).contains("migrating: 001_base"))
+        .filter(|o| said(o).contains("migrating: 001_base"))
         .count();
     assert_eq!(
         ran,
         1,
         "exactly one ran the migration:\n{}\n{}",
-        text(&a),
-        text(&b)
+        said(&a),
+        said(&b)
     );
     assert_eq!(pg.psql("select count(*) from gangway_migrations"), "1");
 }
@@ -101,7 +89,7 @@ fn an_unreachable_database_is_named_in_the_error() {
     pg.stop();
     let out = gangway(&pg, &["migrations", "status"]);
     assert!(!out.status.success());
-    let said = text(&out);
+    let said = said(&out);
     assert!(
         said.contains(&format!(
             "cannot reach postgres at 127.0.0.1:{}/kong",
@@ -139,11 +127,11 @@ consumers:
     .expect("write");
     let path = file.to_str().expect("utf-8 path");
     let imported = gangway(&pg, &["config", "db_import", path]);
-    assert!(imported.status.success(), "{}", text(&imported));
+    assert!(imported.status.success(), "{}", said(&imported));
     assert!(
-        text(&imported).contains("consumers: 1"),
+        said(&imported).contains("consumers: 1"),
         "{}",
-        text(&imported)
+        said(&imported)
     );
     assert_eq!(pg.psql("select count(*) from keyauth_credentials"), "1");
     // Upserts by id: the same file again changes nothing.
@@ -164,9 +152,9 @@ consumers:
     let refused = gangway(&pg, &["config", "db_import", clash.to_str().expect("path")]);
     assert!(!refused.status.success());
     assert!(
-        text(&refused).contains("nothing was written"),
+        said(&refused).contains("nothing was written"),
         "{}",
-        text(&refused)
+        said(&refused)
     );
     assert_eq!(
         pg.psql("select count(*) from services where name = 'other'"),
@@ -182,13 +170,13 @@ consumers:
     let invalid = gangway(&pg, &["config", "db_import", bad.to_str().expect("path")]);
     assert!(!invalid.status.success());
     assert!(
-        text(&invalid).contains("services[0].host: required field missing"),
+        said(&invalid).contains("services[0].host: required field missing"),
         "{}",
-        text(&invalid)
+        said(&invalid)
     );
 
     let exported = gangway(&pg, &["config", "db_export"]);
-    assert!(exported.status.success(), "{}", text(&exported));
+    assert!(exported.status.success(), "{}", said(&exported));
     let doc: serde_json::Value =
         serde_norway::from_slice(&exported.stdout).expect("the export is YAML");
     assert_eq!(doc["_format_version"], "3.0");
@@ -199,9 +187,9 @@ consumers:
     // The export loads back as a declarative file.
     let round = dir.path("export.yml");
     let to_file = gangway(&pg, &["config", "db_export", round.to_str().expect("path")]);
-    assert!(to_file.status.success(), "{}", text(&to_file));
+    assert!(to_file.status.success(), "{}", said(&to_file));
     let parsed = gangway(&pg, &["config", "parse", round.to_str().expect("path")]);
-    assert!(parsed.status.success(), "{}", text(&parsed));
+    assert!(parsed.status.success(), "{}", said(&parsed));
     let again = gangway(&pg, &["config", "db_export", round.to_str().expect("path")]);
     assert!(!again.status.success(), "never overwrites");
 }

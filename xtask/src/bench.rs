@@ -24,6 +24,8 @@ use clap::error::ErrorKind;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+mod admin;
+mod http_client;
 mod pipeline;
 
 /// The benchmarks (`cargo xtask bench <name>`).
@@ -58,6 +60,20 @@ pub enum Bench {
     /// The identity-write micro-benchmark (cargo bench, benches/identity_writes.rs); saved as
     /// benches/results/identity-latest.md. Takes no flags.
     Identity,
+    /// The Postgres store and the Admin API at --consumers consumers: db_import, boot from
+    /// Postgres against DB-less, Admin API create rate, list latency (first and deep page),
+    /// and create-to-visible latency at the proxy; saved as benches/results/admin-latest.md.
+    /// Starts its own Postgres (Debian's postgresql package).
+    Admin {
+        /// Consumers (each with a key-auth key) imported before measuring, 1000 to 1000000.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 100_000,
+            value_parser = RangedU64ValueParser::<usize>::new().range(1000..=1_000_000),
+        )]
+        consumers: usize,
+    },
 }
 
 /// The wrk load and process shape shared by `bench proxy` and `bench pipeline`. Out-of-range
@@ -259,6 +275,18 @@ impl Drop for Proc {
     }
 }
 
+/// A process's resident set (VmRSS) in MB; 0 if it cannot be read.
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn nginx(dir: &Path, name: &str, conf_body: &str, workers: usize) -> Result<Proc> {
     let nginx = require("nginx", "nginx-light")?;
     let prefix = dir.join(name);
@@ -416,6 +444,7 @@ pub fn run(bench: Bench) -> Result<()> {
         }
         Bench::Pipeline { params, consumers } => pipeline::run(&params, consumers),
         Bench::Identity => identity(),
+        Bench::Admin { consumers } => admin::run(consumers),
     }
 }
 
@@ -734,12 +763,22 @@ mod tests {
     }
 
     #[test]
+    fn admin_defaults_to_100k_consumers() {
+        let Bench::Admin { consumers } = bench(&["admin"]).expect("parses") else {
+            panic!("not admin");
+        };
+        assert_eq!(consumers, 100_000);
+    }
+
+    #[test]
     fn out_of_range_is_refused() {
         for args in [
             &["proxy", "--duration", "0"][..],
             &["proxy", "--warmup", "61"],
             &["proxy", "--workers", "65"],
             &["pipeline", "--consumers", "999"],
+            &["admin", "--consumers", "999"],
+            &["admin", "--consumers", "1000001"],
         ] {
             let err = bench(args).expect_err("out of range");
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}");

@@ -15,6 +15,7 @@
 mod certs;
 mod checks;
 mod consumers;
+mod document;
 mod entities;
 mod fast;
 mod fields;
@@ -23,6 +24,7 @@ mod routes;
 mod stream;
 
 pub use checks::Existing;
+pub use document::DocumentBuilder;
 
 use std::collections::HashMap;
 use std::path::Path;

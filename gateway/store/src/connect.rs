@@ -89,7 +89,7 @@ pub async fn connect(settings: &Settings) -> Result<tokio_postgres::Client, Stor
         .map_err(|e| StoreError::unreachable(settings, &e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "postgres connection closed");
+            tracing::debug!(error = %crate::explain(&e), "postgres connection closed");
         }
     });
     Ok(client)
@@ -121,7 +121,7 @@ async fn drive_listening<S, T>(
             Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => notify.notify_one(),
             Some(Ok(_)) => {}
             Some(Err(e)) => {
-                tracing::debug!(error = %e, "postgres listen connection failed");
+                tracing::debug!(error = %crate::explain(&e), "postgres listen connection failed");
                 return;
             }
             None => return,

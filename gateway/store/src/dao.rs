@@ -45,13 +45,18 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, DaoError> {
-        self.pool.get().await.map_err(|e| DaoError::unavailable(&e))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| DaoError::unavailable(&crate::explain(&e)))
     }
 
     /// A connection for a read: the replica's when there is one.
     async fn reader(&self) -> Result<deadpool_postgres::Object, DaoError> {
         let pool = self.replica.as_ref().unwrap_or(&self.pool);
-        pool.get().await.map_err(|e| DaoError::unavailable(&e))
+        pool.get()
+            .await
+            .map_err(|e| DaoError::unavailable(&crate::explain(&e)))
     }
 }
 
@@ -71,9 +76,12 @@ fn key_column(kind: &Kind) -> Option<&'static str> {
 /// database error (500).
 fn db(e: tokio_postgres::Error) -> DaoError {
     if e.as_db_error().is_none() {
-        return DaoError::unavailable(&e);
+        return DaoError::unavailable(&crate::explain(&e));
     }
-    DaoError::new(gangway_config::dao::ErrorCode::DatabaseError, e.to_string())
+    DaoError::new(
+        gangway_config::dao::ErrorCode::DatabaseError,
+        crate::explain(&e),
+    )
 }
 
 /// The SELECT list every read uses: the stored JSON, plus what Kong renders from elsewhere
@@ -476,7 +484,7 @@ fn unique_error(kind: &Kind, stored: &Stored, constraint: &str) -> DaoError {
 /// Maps a refused write to Kong's error.
 fn write_error(kind: &Kind, stored: &Stored, e: tokio_postgres::Error) -> DaoError {
     let Some(dbe) = e.as_db_error() else {
-        return DaoError::unavailable(&e);
+        return DaoError::unavailable(&crate::explain(&e));
     };
     let constraint = dbe.constraint().unwrap_or_default();
     match dbe.code().code() {

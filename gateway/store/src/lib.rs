@@ -31,19 +31,36 @@ pub enum StoreError {
     #[error("{0}")]
     Config(String),
     /// A query failed.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", explain(.0))]
     Query(#[from] tokio_postgres::Error),
 }
 
 impl StoreError {
     /// An unreachable server, named as the operator configured it.
-    pub fn unreachable(settings: &Settings, cause: &dyn std::fmt::Display) -> StoreError {
+    pub fn unreachable(settings: &Settings, cause: &dyn std::error::Error) -> StoreError {
         StoreError::Unreachable {
             target: format!(
                 "{}:{}/{}",
                 settings.pg_host, settings.pg_port, settings.pg_database
             ),
-            cause: cause.to_string(),
+            cause: explain(cause),
         }
     }
+}
+
+/// An error with its causes: the driver's own message is often just "db error" or "error
+/// performing TLS handshake", and the server's reason (or the certificate's fault) is in the
+/// source chain.
+pub fn explain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

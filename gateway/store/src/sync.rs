@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use gangway_config::dao::{Kind, kind_named};
-use gangway_config::declarative::{Existing, load_fragment, parse_value};
+use gangway_config::declarative::{DocumentBuilder, Existing, load_fragment};
 use gangway_config::settings::Settings;
 use gangway_config::{Config, ConfigErrors};
 use gangway_pipeline::identity::Identities;
@@ -42,20 +43,27 @@ const ROUTING_KINDS: [&str; 8] = [
 /// How many change-log rows a node reads at once.
 const BATCH: i64 = 10_000;
 
-/// Every row of `kind` as declarative input: Kong's JSON, foreign keys by id, a key's
-/// remaining `ttl`, a certificate without its rendered SNI names.
-async fn rows(
+/// Streams every row of `kind` into `take` as declarative input: Kong's JSON, foreign keys
+/// by id, a key's remaining `ttl`, a certificate without its rendered SNI names. Rows arrive
+/// as the server sends them, so a million are never in memory at once.
+async fn each_row(
     client: &impl tokio_postgres::GenericClient,
     kind: &str,
-) -> Result<Vec<Value>, StoreError> {
+    take: &mut impl FnMut(&str, Value),
+) -> Result<(), StoreError> {
     let sql = match kind {
         "keyauth_credentials" => "SELECT entity, ceil(extract(epoch from (ttl - now())))::bigint \
              FROM keyauth_credentials WHERE ttl IS NULL OR ttl > now()"
             .to_owned(),
         _ => format!("SELECT entity, NULL::bigint FROM {kind}"),
     };
-    let found = client.query(&sql, &[]).await?;
-    Ok(found.iter().map(as_input).collect())
+    let no_params: [&(dyn tokio_postgres::types::ToSql + Sync); 0] = [];
+    let rows = client.query_raw(&sql, no_params).await?;
+    futures_util::pin_mut!(rows);
+    while let Some(row) = rows.try_next().await? {
+        take(kind, as_input(&row));
+    }
+    Ok(())
 }
 
 /// A row (`entity`, a key's seconds left) as declarative input: a key's `ttl` is what it has
@@ -68,12 +76,13 @@ fn as_input(row: &tokio_postgres::Row) -> Value {
     entity
 }
 
-/// A declarative document of `kinds`, read in one snapshot of the database, and the last
-/// change-log sequence number that snapshot includes.
-pub(crate) async fn document(
+/// Streams every row of `kinds` into `take`, read in one snapshot of the database; returns
+/// the last change-log sequence number that snapshot includes.
+async fn snapshot(
     client: &mut Client,
     kinds: &[&str],
-) -> Result<(Value, i64), StoreError> {
+    mut take: impl FnMut(&str, Value),
+) -> Result<i64, StoreError> {
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -84,12 +93,30 @@ pub(crate) async fn document(
         .query_one("SELECT coalesce(max(seq), 0) FROM gangway_changes", &[])
         .await?
         .get(0);
+    for kind in kinds {
+        each_row(&tx, kind, &mut take).await?;
+    }
+    tx.commit().await?;
+    Ok(seq)
+}
+
+/// A declarative document of `kinds` (every list present, perhaps empty), read in one
+/// snapshot of the database, and the last change-log sequence number that snapshot includes.
+pub(crate) async fn document(
+    client: &mut Client,
+    kinds: &[&str],
+) -> Result<(Value, i64), StoreError> {
     let mut doc = Map::new();
     doc.insert("_format_version".into(), json!("3.0"));
     for kind in kinds {
-        doc.insert((*kind).to_owned(), Value::Array(rows(&tx, kind).await?));
+        doc.insert((*kind).to_owned(), Value::Array(Vec::new()));
     }
-    tx.commit().await?;
+    let seq = snapshot(client, kinds, |kind, entity| {
+        if let Some(Value::Array(list)) = doc.get_mut(kind) {
+            list.push(entity);
+        }
+    })
+    .await?;
     Ok((Value::Object(doc), seq))
 }
 
@@ -114,10 +141,14 @@ fn invalid(e: ConfigErrors) -> StoreError {
 async fn load_all(client: &mut Client, gateway: &Gateway) -> Result<i64, StoreError> {
     let mut kinds: Vec<&str> = ROUTING_KINDS.to_vec();
     kinds.extend(IDENTITY_KINDS);
-    let (doc, seq) = document(client, &kinds).await?;
+    let mut doc = DocumentBuilder::new();
+    for kind in &kinds {
+        doc.begin(kind);
+    }
+    let seq = snapshot(client, &kinds, |kind, entity| doc.push(kind, entity)).await?;
     let catalog = gateway.catalog.clone();
     let published = gateway
-        .replace_config(|| parse_value(doc, catalog.as_ref()))
+        .replace_config(|| doc.finish(catalog.as_ref()))
         .map_err(invalid)?;
     info!(
         config.version = published.version,

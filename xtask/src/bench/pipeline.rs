@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use super::{
     Contender, Load, Params, build_release, compare, free_port, gangway, nginx_proxy, plain_config,
-    scratch_dir, upstream, wait_port_for,
+    rss_mb, scratch_dir, upstream, wait_port_for,
 };
 
 /// The example config with `consumers` consumers, keys `k00000001`.., all in group `weather`.
@@ -67,17 +67,6 @@ fn load(consumers: usize) -> Load {
         ),
         path: "/".into(),
     }
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Runs the benchmark with `consumers` consumers in the large config.

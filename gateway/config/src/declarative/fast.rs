@@ -249,7 +249,7 @@ impl Fast {
             match (k.as_str(), v) {
                 ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
                 ("key", Node::Str(s)) => key = Some(s.into_boxed_str()),
-                ("consumer", Node::Str(s)) => consumer = Some(s),
+                ("consumer", v) => consumer = consumer_reference(v),
                 ("ttl", v) => {
                     let ttl = v.as_i64().filter(|s| *s > 0);
                     cred.expires_at = ttl.and_then(|s| NonZeroI64::new(self.now + s));
@@ -282,6 +282,7 @@ impl Fast {
         let mut id = None;
         let mut consumer = None;
         let mut group_given = false;
+        let mut by_record = false;
         let mut acl = Acl {
             id: Uuid::nil(),
             consumer: owner,
@@ -296,25 +297,27 @@ impl Fast {
                     group_given = true;
                     acl.group = self.group(s);
                 }
-                ("consumer", Node::Str(s)) => consumer = Some(s),
+                ("consumer", v) => {
+                    by_record = matches!(v, Node::Map(_));
+                    consumer = consumer_reference(v);
+                }
                 ("tags", v) => acl.tags = tags(v),
                 ("created_at", v) => acl.created_at = v.as_i64().unwrap_or(self.now),
                 _ => {}
             }
         }
         // Kong's cache key `acls:*:<consumer>:<group>`: the nesting consumer's id, else the
-        // name or id the ACL gives; without a group Kong picks a random id.
+        // name or id the ACL gives (a `{"id": ...}` record adds nothing, as in Kong); without
+        // a group Kong picks a random id.
         acl.id = id.unwrap_or_else(|| {
-            let who = match &consumer {
-                _ if owner.id != Uuid::nil() => Some(owner.id.to_string()),
-                Some(name) => Some(name.clone()),
+            let key = match &consumer {
+                _ if owner.id != Uuid::nil() => Some(format!("acls:*:{}:{}", owner.id, acl.group)),
+                Some(_) if by_record => Some(format!("acls:*:{}", acl.group)),
+                Some(name) => Some(format!("acls:*:{name}:{}", acl.group)),
                 None => None,
             };
-            match (who, group_given) {
-                (Some(who), true) => Uuid::new_v5(
-                    &namespace("acls"),
-                    format!("acls:*:{who}:{}", acl.group).as_bytes(),
-                ),
+            match (key, group_given) {
+                (Some(key), true) => Uuid::new_v5(&namespace("acls"), key.as_bytes()),
                 _ => Uuid::new_v4(),
             }
         });
@@ -333,6 +336,18 @@ impl stream::Sink for Fast {
 
     fn list_seen(&mut self, key: &str) {
         self.seen(key);
+    }
+}
+
+/// The string a consumer reference names it by: itself, or the id of `{"id": ...}`.
+fn consumer_reference(v: Node) -> Option<String> {
+    match v {
+        Node::Str(s) => Some(s),
+        Node::Map(pairs) => pairs.into_iter().find_map(|(k, v)| match (k.as_str(), v) {
+            ("id", Node::Str(id)) => Some(id),
+            _ => None,
+        }),
+        _ => None,
     }
 }
 
@@ -419,8 +434,8 @@ fn cred_fits(pairs: &Pairs, flat: bool) -> bool {
     each_field(pairs, |k, v| match k {
         "id" => valid_id(v),
         "consumer" => {
-            named |= matches!(v, Node::Str(_));
-            !flat || matches!(v, Node::Str(_))
+            named |= names_consumer(v);
+            !flat || names_consumer(v)
         }
         "key" => opt_str(v),
         "ttl" => opt_int(v, 0, 100_000_000),
@@ -430,13 +445,23 @@ fn cred_fits(pairs: &Pairs, flat: bool) -> bool {
     }) && named
 }
 
+/// A consumer named by a string (a username or an id), or by Kong's foreign-key form
+/// `{"id": "<uuid>"}` (as a database export writes it).
+fn names_consumer(v: &Node) -> bool {
+    match v {
+        Node::Str(_) => true,
+        Node::Map(pairs) => matches!(pairs.as_slice(), [(k, id)] if k == "id" && valid_id(id)),
+        _ => false,
+    }
+}
+
 fn acl_fits(pairs: &Pairs, flat: bool) -> bool {
     let (mut named, mut grouped) = (!flat, false);
     each_field(pairs, |k, v| match k {
         "id" => valid_id(v),
         "consumer" => {
-            named |= matches!(v, Node::Str(_));
-            !flat || matches!(v, Node::Str(_))
+            named |= names_consumer(v);
+            !flat || names_consumer(v)
         }
         "group" => {
             grouped = matches!(v, Node::Str(_));

@@ -405,3 +405,68 @@ acls:
     let ids = |c: &Config| c.acls.iter().map(|x| x.id).collect::<Vec<_>>();
     assert_eq!(ids(&a), ids(&b));
 }
+
+#[test]
+fn a_document_built_entity_by_entity_loads_as_the_whole_document_does() {
+    let at = serde_json::json!(1_700_000_000);
+    let entities: Vec<(&str, Value)> = vec![
+        (
+            "services",
+            serde_json::json!({"name": "s", "url": "http://a", "created_at": at, "updated_at": at}),
+        ),
+        (
+            "routes",
+            serde_json::json!({"name": "r", "service": "s", "paths": ["/a"], "created_at": at, "updated_at": at}),
+        ),
+        (
+            "consumers",
+            serde_json::json!({"username": "ann", "created_at": at, "updated_at": at}),
+        ),
+        (
+            "consumers",
+            serde_json::json!({"username": "bob", "custom_id": "b-1", "created_at": at, "updated_at": at}),
+        ),
+        (
+            "keyauth_credentials",
+            serde_json::json!({"consumer": "ann", "key": "k-ann", "created_at": at}),
+        ),
+        (
+            "acls",
+            serde_json::json!({"consumer": "bob", "group": "gold", "created_at": at}),
+        ),
+    ];
+    let assemble = |extra: Option<(&str, Value)>| {
+        let mut builder = DocumentBuilder::new();
+        let mut whole = Map::new();
+        whole.insert("_format_version".into(), "3.0".into());
+        for (kind, entity) in entities.iter().cloned().chain(extra) {
+            builder.push(kind, entity.clone());
+            let list = whole
+                .entry(kind)
+                .or_insert_with(|| Value::Array(Vec::new()));
+            list.as_array_mut().expect("list").push(entity);
+        }
+        builder.begin("upstreams");
+        whole.insert("upstreams".into(), Value::Array(Vec::new()));
+        (builder, Value::Object(whole))
+    };
+
+    let (builder, whole) = assemble(None);
+    let built = builder.finish(&crate::plugins::TestPlugins).expect("valid");
+    let parsed = parse_value(whole, &crate::plugins::TestPlugins).expect("valid");
+    assert_eq!(built, parsed);
+    assert_eq!(built.consumers.len(), 2);
+    assert_eq!(built.keyauth_credentials.len(), 1);
+
+    let duplicate = serde_json::json!({"consumer": "bob", "key": "k-ann", "created_at": at});
+    let (builder, whole) = assemble(Some(("keyauth_credentials", duplicate)));
+    let built = builder
+        .finish(&crate::plugins::TestPlugins)
+        .expect_err("duplicate key");
+    let parsed = parse_value(whole, &crate::plugins::TestPlugins).expect_err("duplicate key");
+    assert_eq!(built, parsed);
+    assert!(
+        built.to_string().contains("uniqueness violation"),
+        "{built}"
+    );
+}

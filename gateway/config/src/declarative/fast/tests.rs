@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
+use super::super::node::Node;
 use super::super::{load_text, parse_value_with};
+use super::{Fast, Run, list};
 use crate::plugins::TestPlugins;
 use crate::{Config, ConfigErrors};
 
@@ -303,4 +305,58 @@ acls:
 "#,
     )
     .expect_err("unresolved and repeated");
+}
+
+#[test]
+fn consumers_referenced_by_id_maps_take_the_fast_path() {
+    let text = r#"
+_format_version: "3.0"
+consumers:
+  - id: 6a3c3f0e-0b1e-4f8e-9d3a-2c1b0a9f8e7d
+    username: a
+keyauth_credentials:
+  - consumer: {id: 6a3c3f0e-0b1e-4f8e-9d3a-2c1b0a9f8e7d}
+    key: k1
+acls:
+  - consumer: {id: 6a3c3f0e-0b1e-4f8e-9d3a-2c1b0a9f8e7d}
+    group: g
+"#;
+    let cfg = same(text).expect("valid");
+    assert_eq!(
+        cfg.keyauth_credentials[0].consumer,
+        cfg.consumers[0].id.into()
+    );
+    assert_eq!(cfg.acls[0].consumer, cfg.consumers[0].id.into());
+
+    let value: Value = serde_norway::from_str(text).expect("valid YAML");
+    let mut fast = Fast::new(NOW);
+    for kind in ["keyauth_credentials", "acls"] {
+        for (i, element) in value[kind].as_array().expect("list").iter().enumerate() {
+            fast.push(kind, i, Node::from_value(element.clone()));
+        }
+        let runs = &list(&fast.lists, kind).expect("list seen").runs;
+        assert!(
+            matches!(runs.as_slice(), [Run::Fast { count: 1, .. }]),
+            "{kind} by {{id}} stays off the generic path"
+        );
+    }
+
+    same(
+        r#"
+_format_version: "3.0"
+consumers:
+  - username: a
+keyauth_credentials:
+  - consumer: {id: 00000000-0000-4000-8000-000000000000}
+    key: ghost
+  - consumer: {id: not-a-uuid}
+    key: bad-id
+  - consumer: {id: 6a3c3f0e-0b1e-4f8e-9d3a-2c1b0a9f8e7d, username: a}
+    key: two-fields
+acls:
+  - consumer: {username: a}
+    group: g
+"#,
+    )
+    .expect_err("unknown and malformed references");
 }
