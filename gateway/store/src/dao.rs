@@ -310,6 +310,13 @@ pub(crate) struct Stored {
     created_at: i64,
 }
 
+impl Stored {
+    /// The names of the columns beyond id, entity, tags and created_at.
+    pub(crate) fn column_names(&self) -> Vec<&'static str> {
+        self.columns.iter().map(|(c, _)| *c).collect()
+    }
+}
+
 fn fk_id(entity: &Value, field: &str) -> Option<Uuid> {
     entity[field]["id"].as_str().and_then(|s| s.parse().ok())
 }
@@ -519,6 +526,29 @@ pub(crate) async fn write(
     stored: &Stored,
     replace: bool,
 ) -> Result<(), DaoError> {
+    client
+        .execute(&write_sql(kind, stored, replace), &write_params(stored))
+        .await
+        .map(|_| ())
+        .map_err(|e| write_error(kind, stored, e))
+}
+
+/// [`write`] with the statement prepared once (by [`write_sql`]) for many rows of a kind.
+pub(crate) async fn write_prepared(
+    client: &impl GenericClient,
+    statement: &tokio_postgres::Statement,
+    kind: &Kind,
+    stored: &Stored,
+) -> Result<(), DaoError> {
+    client
+        .execute(statement, &write_params(stored))
+        .await
+        .map(|_| ())
+        .map_err(|e| write_error(kind, stored, e))
+}
+
+/// The INSERT (an upsert by id with `replace`) of `stored`'s columns into `kind`'s table.
+pub(crate) fn write_sql(kind: &Kind, stored: &Stored, replace: bool) -> String {
     let mut names = vec!["id", "entity", "tags", "created_at"];
     names.extend(stored.columns.iter().map(|(c, _)| *c));
     let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
@@ -538,6 +568,10 @@ pub(crate) async fn write(
             updates.join(", ")
         ));
     }
+    sql
+}
+
+fn write_params(stored: &Stored) -> Vec<&(dyn ToSql + Sync)> {
     let mut params: Vec<&(dyn ToSql + Sync)> =
         vec![&stored.id, &stored.entity, &stored.tags, &stored.created_at];
     params.extend(
@@ -546,11 +580,7 @@ pub(crate) async fn write(
             .iter()
             .map(|(_, v)| &**v as &(dyn ToSql + Sync)),
     );
-    client
-        .execute(&sql, &params)
-        .await
-        .map(|_| ())
-        .map_err(|e| write_error(kind, stored, e))
+    params
 }
 
 /// Merges a PATCH into the stored entity: records merge field by field (a plugin's

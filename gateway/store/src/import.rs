@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use crate::StoreError;
-use crate::dao::{Stored, stored, write};
+use crate::dao::{Stored, stored, write, write_prepared, write_sql};
 
 /// Kinds in the order their foreign keys allow.
 const ORDER: [&str; 11] = [
@@ -78,9 +78,25 @@ pub async fn import(
             .into_iter()
             .map(|(entity, expires)| stored(kind, entity, expires))
             .collect();
+        // Rows of a kind share their columns: one statement, prepared once (a row with
+        // other columns, should there be one, goes on its own).
+        let statement = match rows.first() {
+            Some(first) => Some((
+                tx.prepare(&write_sql(kind, first, true)).await?,
+                first.column_names(),
+            )),
+            None => None,
+        };
         for (chunk_no, chunk) in rows.chunks(CHUNK).enumerate() {
             // Statements on one connection pipeline: a chunk costs about one round trip.
-            let writes = chunk.iter().map(|row| write(&tx, kind, row, true));
+            let writes = chunk.iter().map(|row| async {
+                match &statement {
+                    Some((st, columns)) if row.column_names() == *columns => {
+                        write_prepared(&tx, st, kind, row).await
+                    }
+                    _ => write(&tx, kind, row, true).await,
+                }
+            });
             let results = futures_util::future::join_all(writes).await;
             for (i, result) in results.into_iter().enumerate() {
                 if let Err(e) = result {
