@@ -533,6 +533,26 @@ fn the_admin_api_also_listens_with_tls() {
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["name"], "weather");
+
+    // `http2 ssl` (Kong's default for 8444): HTTP/2 through ALPN, as curl negotiates it.
+    let curl = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .arg(format!("https://{addr}/services/weather"))
+        .output()
+        .expect("curl runs: install the Debian package curl (bash .ci/run does)");
+    assert_eq!(
+        String::from_utf8_lossy(&curl.stdout),
+        "2 200",
+        "{}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
 }
 
 #[test]

@@ -158,7 +158,7 @@ impl Gangway {
             .admin_tls
             .then(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
         let admin_listen = match (admin, admin_tls) {
-            (Some(plain), Some(tls)) => format!("{plain}, {tls} ssl"),
+            (Some(plain), Some(tls)) => format!("{plain}, {tls} http2 ssl"),
             (Some(plain), None) => plain.to_string(),
             _ => "off".to_string(),
         };

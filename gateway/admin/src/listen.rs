@@ -60,7 +60,11 @@ pub async fn serve_app(
             what: "admin certificate".into(),
             message: e.to_string(),
         })?;
-        Some(TlsAcceptor::from(server_config(Arc::new(store))))
+        let http1 = server_config(Arc::new(store));
+        // `http2` listeners offer h2 first in ALPN, as Kong's default `8444 http2 ssl` does.
+        let mut both = (*http1).clone();
+        both.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Some((TlsAcceptor::from(http1), TlsAcceptor::from(Arc::new(both))))
     } else {
         None
     };
@@ -79,7 +83,8 @@ pub async fn serve_app(
         info!(listen = %addr, ssl = spec.ssl, "{what} listener bound");
         let app = app.clone();
         match (&tls, spec.ssl) {
-            (Some(acceptor), true) => {
+            (Some((http1, both)), true) => {
+                let acceptor = if spec.http2 { both } else { http1 };
                 let listener = TlsListener::new(listener, acceptor.clone(), addr);
                 tokio::spawn(async move {
                     let _ = axum::serve(listener, app).await;

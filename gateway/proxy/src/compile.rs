@@ -8,7 +8,7 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 
 use gangway_config::ConfigErrors;
-use gangway_config::model::{Config, Protocol};
+use gangway_config::model::{Config, Id, Protocol, Target, Upstream};
 use gangway_config::settings::Settings;
 use gangway_net::tls::{CertPair, CertStore, ClientConfigCache, RootSource, server_config};
 use gangway_pipeline::Catalog;
@@ -32,6 +32,10 @@ pub struct CompileShared<'a> {
     pub roots: &'a RootSource,
     /// Upstream TLS configs, kept across compiles so sessions resume after a reload.
     pub client_configs: &'a std::sync::Mutex<ClientConfigCache>,
+    /// What the last compile built: each part whose entities are unchanged (the router, TLS,
+    /// a balancer, the plugin chains) is taken from it instead of being built again, so a
+    /// change to one plugin does not rebuild a thousand routes' matcher.
+    pub previous: Option<Arc<Compiled>>,
 }
 
 /// Feeds written bytes to an md5 hasher, so the config is hashed as it serializes instead
@@ -101,33 +105,42 @@ fn compile_parts(
 ) -> Result<Snapshot, ConfigErrors> {
     let health = shared.health;
     let mut errors = ConfigErrors::default();
-    let tls = match CertStore::build(
-        &config.certificates,
-        &config.snis,
-        shared.default_cert.clone(),
-    ) {
-        Ok(store) => Some(server_config(Arc::new(store))),
-        Err(e) => {
-            errors.0.extend(e.0);
-            None
-        }
+    let previous = shared.previous.as_deref();
+    let unchanged =
+        |same: fn(&Config, &Config) -> bool| previous.filter(|p| same(&p.config, &config));
+    let tls = match unchanged(|a, b| a.certificates == b.certificates && a.snis == b.snis) {
+        Some(p) => Some(p.tls.clone()),
+        None => match CertStore::build(
+            &config.certificates,
+            &config.snis,
+            shared.default_cert.clone(),
+        ) {
+            Ok(store) => Some(server_config(Arc::new(store))),
+            Err(e) => {
+                errors.0.extend(e.0);
+                None
+            }
+        },
     };
-    let router = match Router::build(&config.routes, RouterFlavor::TraditionalCompatible) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            errors.0.extend(e.0);
-            None
-        }
+    let router = match unchanged(|a, b| a.routes == b.routes) {
+        Some(p) => Some(p.router.clone()),
+        None => match Router::build(&config.routes, RouterFlavor::TraditionalCompatible) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                errors.0.extend(e.0);
+                None
+            }
+        },
     };
     let mut balancers = Vec::with_capacity(config.upstreams.len());
     for (i, u) in config.upstreams.iter().enumerate() {
-        let targets: Vec<_> = config
-            .targets
-            .iter()
-            .filter(|t| t.upstream.id == u.id)
-            .collect();
+        let targets = targets_of(&config, u.id);
+        if let Some(kept) = previous.and_then(|p| unchanged_balancer(p, u, &targets)) {
+            balancers.push(kept);
+            continue;
+        }
         match Balancer::build(u, &targets, health, &format!("upstreams[{i}]")) {
-            Ok(b) => balancers.push(b),
+            Ok(b) => balancers.push(Arc::new(b)),
             Err(e) => errors.0.extend(e.0),
         }
     }
@@ -204,10 +217,20 @@ fn compile_parts(
         .iter()
         .map(|r| r.service.and_then(|fk| by_id.get(&fk.id).copied()))
         .collect();
-    let instances = shared
-        .catalog
-        .compile(&config, &shared.settings.plugins, &mut errors);
-    let pipeline = gangway_pipeline::chain::build(&config, instances, &mut errors);
+    // Chains depend on the plugins and on each route's id and service.
+    let pipeline = match unchanged(|a, b| a.plugins == b.plugins && a.routes == b.routes) {
+        Some(p) => p.pipeline.clone(),
+        None => {
+            let instances = shared
+                .catalog
+                .compile(&config, &shared.settings.plugins, &mut errors);
+            Arc::new(gangway_pipeline::chain::build(
+                &config,
+                instances,
+                &mut errors,
+            ))
+        }
+    };
     // Compilers index routes and plugins as flat lists; name them as the file declared them.
     for e in &mut errors.0 {
         e.path = config.origins.locate(&e.path);
@@ -249,6 +272,31 @@ fn compile_parts(
         }),
         identities,
     })
+}
+
+/// The targets of upstream `id`, in config order.
+fn targets_of(config: &Config, id: Id) -> Vec<&Target> {
+    config
+        .targets
+        .iter()
+        .filter(|t| t.upstream.id == id)
+        .collect()
+}
+
+/// `previous`'s balancer for `upstream` when neither the upstream nor its targets changed.
+fn unchanged_balancer(
+    previous: &Compiled,
+    upstream: &Upstream,
+    targets: &[&Target],
+) -> Option<Arc<Balancer>> {
+    let i = previous
+        .config
+        .upstreams
+        .iter()
+        .position(|u| u.id == upstream.id)?;
+    let before = &previous.config.upstreams[i];
+    (before == upstream && targets_of(&previous.config, upstream.id) == targets)
+        .then(|| previous.balancers[i].clone())
 }
 
 #[cfg(test)]
@@ -353,5 +401,73 @@ services:
         );
         assert_eq!(origins.locate("plugins[7].name"), "plugins[7].name");
         assert_eq!(origins.locate("services[0].url"), "services[0].url");
+    }
+
+    #[test]
+    fn a_reload_rebuilds_only_the_parts_whose_entities_changed() {
+        use std::sync::Arc;
+        let base = r#"_format_version: "3.0"
+services:
+  - name: s
+    url: http://a
+    routes:
+      - name: r
+        paths: ["/r"]
+upstreams:
+  - name: a
+  - name: b
+targets:
+  - {upstream: a, target: "127.0.0.1:1"}
+  - {upstream: b, target: "127.0.0.1:2"}
+plugins:
+  - name: key-auth
+    route: r
+"#;
+        let load = |text: &str| {
+            gangway_config::declarative::load_str(text, &stub_catalog()).expect("config")
+        };
+        let gateway = crate::standalone_gateway(load(base), stub_catalog()).expect("gateway");
+        let reload = |text: &str| {
+            let before = gateway.snapshot();
+            let after = gateway.replace_config(|| Ok(load(text))).expect("reloads");
+            (before, after)
+        };
+
+        let acl = base.replace("name: key-auth", "name: acl");
+        let (before, after) = reload(&acl);
+        assert!(
+            !Arc::ptr_eq(&before.pipeline, &after.pipeline),
+            "plugins rebuilt"
+        );
+        assert!(Arc::ptr_eq(&before.router, &after.router), "routes kept");
+        assert!(Arc::ptr_eq(&before.tls, &after.tls), "certificates kept");
+        assert!(Arc::ptr_eq(&before.balancers[0], &after.balancers[0]));
+        assert!(Arc::ptr_eq(&before.balancers[1], &after.balancers[1]));
+
+        let moved = acl.replace("127.0.0.1:2", "127.0.0.1:3");
+        let (before, after) = reload(&moved);
+        assert!(
+            Arc::ptr_eq(&before.balancers[0], &after.balancers[0]),
+            "upstream a kept"
+        );
+        assert!(
+            !Arc::ptr_eq(&before.balancers[1], &after.balancers[1]),
+            "upstream b rebuilt with its new target"
+        );
+        assert!(Arc::ptr_eq(&before.router, &after.router));
+        assert!(Arc::ptr_eq(&before.pipeline, &after.pipeline));
+
+        let (before, after) = reload(&moved.replace(r#"paths: ["/r"]"#, r#"paths: ["/s"]"#));
+        assert!(
+            !Arc::ptr_eq(&before.router, &after.router),
+            "routes rebuilt"
+        );
+        assert!(
+            !Arc::ptr_eq(&before.pipeline, &after.pipeline),
+            "chains follow the routes"
+        );
+        assert!(Arc::ptr_eq(&before.tls, &after.tls));
+        assert!(Arc::ptr_eq(&before.balancers[1], &after.balancers[1]));
+        assert_eq!(after.version, before.version + 1);
     }
 }

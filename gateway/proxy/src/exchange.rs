@@ -208,7 +208,7 @@ pub async fn run<B: Backend, S: Stream>(
         .filter(|p| ex.route.strip_path && *p != "/")
         .map(str::as_bytes);
     // Where it goes: the service's host, or a target of the upstream entity it names.
-    let balancer: Option<&Balancer> = service.balancer.map(|i| &ex.snapshot.balancers[i]);
+    let balancer: Option<&Balancer> = service.balancer.map(|i| &*ex.snapshot.balancers[i]);
     let hash = balancer.and_then(|b| {
         b.request_hash(&RequestFacts {
             head: &bufs.head,

@@ -55,6 +55,7 @@ impl SharedState {
             default_cert: &self.default_cert,
             roots: &self.roots,
             client_configs: &self.client_configs,
+            previous: None,
         }
     }
 }
@@ -155,6 +156,7 @@ impl Gateway {
             default_cert: &self.default_cert,
             roots: &self.roots,
             client_configs: &self.client_configs,
+            previous: Some(self.snapshot().compiled.clone()),
         }
     }
 

@@ -62,18 +62,20 @@ pub struct Compiled {
     /// The validated entities the snapshot was built from (consumers, credentials and ACLs
     /// live in `identities`).
     pub config: Config,
-    /// The route matcher.
-    pub router: Router,
+    /// The route matcher (shared with the next snapshot when the routes stay the same).
+    pub router: std::sync::Arc<Router>,
     /// For each route (by index), the index of its service in `services`.
     pub route_service: Vec<Option<usize>>,
     /// Compiled services.
     pub services: Vec<ServiceTarget>,
-    /// Compiled upstream entities.
-    pub balancers: Vec<Balancer>,
+    /// Compiled upstream entities (each shared with the next snapshot while it and its
+    /// targets stay the same).
+    pub balancers: Vec<std::sync::Arc<Balancer>>,
     /// TLS for `ssl` proxy listeners: the configured certificates by SNI, then the default.
     pub tls: std::sync::Arc<rustls::ServerConfig>,
-    /// Compiled plugin instances and each route's chain.
-    pub pipeline: Pipeline,
+    /// Compiled plugin instances and each route's chain (shared with the next snapshot while
+    /// the plugins and routes stay the same).
+    pub pipeline: std::sync::Arc<Pipeline>,
 }
 
 impl std::ops::Deref for Snapshot {

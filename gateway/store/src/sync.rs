@@ -1,7 +1,8 @@
 //! A node following the database: it loads every entity once, then applies the change log
 //! in sequence order, woken by `NOTIFY gangway_changes` (and by a poll every second, should a
 //! notification be lost). Consumers, keys and ACL groups change the identity index by delta;
-//! anything else reloads the routing entities and recompiles them, keeping the index.
+//! anything else reloads the routing entities (a few rows) and recompiles only the parts
+//! whose entities changed (the router, TLS, a balancer, the plugin chains), keeping the index.
 //!
 //! While Postgres is away the node keeps serving its last snapshot and reconnects with
 //! back-off; it then catches up from the last sequence number it applied. A node that never
