@@ -455,7 +455,7 @@ fn identity() -> Result<()> {
         .parent()
         .context("workspace root")?
         .to_path_buf();
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let output = crate::cargo_command()
         .args([
             "bench",
             "-p",
@@ -491,7 +491,7 @@ fn build_release() -> Result<(PathBuf, PathBuf)> {
         .context("workspace root")?
         .to_path_buf();
     eprintln!("bench: building gangway (release)");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = crate::cargo_command()
         .args(["build", "--release", "-p", "gangway"])
         .current_dir(&root)
         .status()?;

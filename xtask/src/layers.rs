@@ -7,7 +7,6 @@
 //! test harness is off to save a link per test build, holds no test that would never run.
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -82,7 +81,7 @@ const EDGE_ONLY: &[&str] = &[
 
 /// Checks both rules; the error lists every violation.
 pub fn check() -> Result<()> {
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let out = crate::cargo_command()
         .args(["metadata", "--format-version", "1", "--locked"])
         .output()
         .context("running cargo metadata")?;

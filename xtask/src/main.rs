@@ -44,8 +44,32 @@ enum Task {
     GenConfig(gen_config::Params),
 }
 
-fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+/// A `cargo` command without the variables `cargo run` set for xtask itself: build scripts
+/// (ring's) track `CARGO_MANIFEST_DIR`, and inheriting xtask's would make every build from
+/// here rebuild what a plain `cargo build` just built, and the next plain build undo it.
+fn cargo_command() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            );
+        if set_by_cargo_run {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    cmd
+}
+
+fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    let mut cmd = cargo_command();
     cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
