@@ -188,6 +188,21 @@ pub struct Field {
     pub description: Option<&'static str>,
     /// Kong's `err`: replaces the message of any failing value rule; default none.
     pub err: Option<&'static str>,
+    /// Deprecated names of records' fields (Kong's `shorthand_fields`); default none.
+    pub shorthands: Vec<Shorthand>,
+}
+
+/// A deprecated field name that Kong still accepts and moves to its new place (Kong's
+/// `shorthand_fields` with `deprecation.replaced_with`): `redis_host` becomes `redis.host`.
+/// When both are given, the new field wins, and different values are an error.
+#[derive(Debug, Clone)]
+pub struct Shorthand {
+    /// The deprecated name.
+    pub name: &'static str,
+    /// Its type and rules.
+    pub field: Field,
+    /// Where its value goes: a dotted path in the same record.
+    pub target: &'static str,
 }
 
 impl Field {
@@ -207,6 +222,7 @@ impl Field {
             encrypted: false,
             description: None,
             err: None,
+            shorthands: Vec::new(),
         }
     }
 
@@ -412,6 +428,16 @@ impl Field {
     /// Adds a record-level check.
     pub fn with_check(mut self, check: EntityCheck) -> Self {
         self.entity_checks.push(check);
+        self
+    }
+
+    /// Accepts the deprecated field `name` of this record and moves it to `target` (dotted).
+    pub fn shorthand(mut self, name: &'static str, field: Field, target: &'static str) -> Self {
+        self.shorthands.push(Shorthand {
+            name,
+            field,
+            target,
+        });
         self
     }
 

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use super::Plugin;
 use super::chain::Instance;
-use gangway_config::model::{Config, Protocol};
+use super::quota::Quotas;
+use gangway_config::model::{Config, Id, Protocol};
 use gangway_config::plugins::not_enabled;
 use gangway_config::schema::Schema;
 use gangway_config::{ConfigErrors, PluginSchemas};
@@ -21,6 +22,18 @@ pub type ConfigProblem = (String, String);
 /// A built plugin, or every problem in its config.
 pub type BuildResult = Result<Box<dyn Plugin>, Vec<ConfigProblem>>;
 
+/// What a plugin's constructor gets.
+pub struct Build<'a> {
+    /// The validated config, defaults filled.
+    pub config: &'a Value,
+    /// The route the instance is scoped to, if any.
+    pub route: Option<Id>,
+    /// The service the instance is scoped to, if any.
+    pub service: Option<Id>,
+    /// The process's counter stores (rate limiting).
+    pub quotas: &'a Quotas,
+}
+
 /// How to build one plugin.
 pub struct Spec {
     /// Kong's plugin name.
@@ -29,14 +42,16 @@ pub struct Spec {
     pub priority: i32,
     /// The config schema (Kong's `schema.lua`), served at `/schemas/plugins/{name}`.
     pub schema: fn() -> Schema,
-    /// Builds an instance from its validated config (defaults filled).
-    pub build: fn(&Value) -> BuildResult,
+    /// Builds an instance from its validated config (defaults filled) and scope.
+    pub build: fn(&Build<'_>) -> BuildResult,
 }
 
-/// The plugins available to a process, in the order they were added (empty by default).
+/// The plugins available to a process, in the order they were added (empty by default), and
+/// the services their instances share across reloads (the counter stores).
 #[derive(Default)]
 pub struct Catalog {
     specs: Vec<&'static Spec>,
+    quotas: Quotas,
 }
 
 impl Catalog {
@@ -44,7 +59,19 @@ impl Catalog {
     pub fn new(specs: impl IntoIterator<Item = &'static Spec>) -> Catalog {
         Catalog {
             specs: specs.into_iter().collect(),
+            quotas: Quotas::default(),
         }
+    }
+
+    /// The counter stores the rate-limiting plugin uses.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// Replaces the counter stores (the binary adds Redis and the database).
+    pub fn with_quotas(mut self, quotas: Quotas) -> Catalog {
+        self.quotas = quotas;
+        self
     }
 
     /// Adds `specs` (an edge crate's plugins) to the catalog.
@@ -89,7 +116,13 @@ impl Catalog {
             if !p.enabled || !http {
                 continue;
             }
-            match (spec.build)(&p.config) {
+            let build = Build {
+                config: &p.config,
+                route: p.route.map(|r| r.id),
+                service: p.service.map(|s| s.id),
+                quotas: &self.quotas,
+            };
+            match (spec.build)(&build) {
                 Ok(handler) => out.push(Instance {
                     name: spec.name,
                     priority: spec.priority,

@@ -1,6 +1,11 @@
-//! What a plugin phase returns: carry on, or answer the client now.
+//! What a plugin phase returns: carry on, answer the client now, or wait for I/O the handler
+//! started and then decide.
 
+use std::any::Any;
 use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 /// The outcome of a `rewrite` or `access` handler.
 #[derive(Debug)]
@@ -10,6 +15,28 @@ pub enum Flow {
     /// Stop here and send this response (Kong's `kong.response.exit` / `error`). Later
     /// access handlers and the upstream call are skipped; header_filter and log still run.
     Respond(Response),
+    /// The handler started I/O (a quota store's round trip). The pipeline awaits it on the
+    /// worker, then hands its output to [`crate::Plugin::resume`], which decides. Only
+    /// `access` may wait.
+    Await(Pending),
+}
+
+/// I/O an access handler waits for; its output goes back to the same handler's `resume`.
+pub struct Pending(pub Pin<Box<dyn Future<Output = Box<dyn Any>>>>);
+
+impl Pending {
+    /// Wraps a future whose output the handler's `resume` downcasts.
+    pub fn new<T: 'static>(future: impl Future<Output = T> + 'static) -> Pending {
+        Pending(Box::pin(
+            async move { Box::new(future.await) as Box<dyn Any> },
+        ))
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pending")
+    }
 }
 
 /// A response a plugin produces instead of the upstream's.

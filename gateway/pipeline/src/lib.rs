@@ -17,11 +17,12 @@ pub mod context;
 pub mod edits;
 pub mod flow;
 pub mod identity;
+pub mod quota;
 
-pub use catalog::{Catalog, Spec};
+pub use catalog::{Build, Catalog, Spec};
 pub use chain::{Chain, Instance, Pipeline};
 pub use context::{AccessCtx, LogCtx, NOT_RUN, RequestState, ResponseCtx};
-pub use flow::{Flow, Response, ResponseBody};
+pub use flow::{Flow, Pending, Response, ResponseBody};
 
 /// A plugin instance with its compiled config. Handlers never do I/O themselves.
 pub trait Plugin: Send + Sync {
@@ -38,6 +39,12 @@ pub trait Plugin: Send + Sync {
 
     /// Runs in the access phase. Default: nothing.
     fn access(&self, _ctx: &mut AccessCtx<'_>) -> Flow {
+        Flow::Continue
+    }
+
+    /// Finishes an access handler that returned [`Flow::Await`], with the output of its
+    /// future. Returning `Await` again is treated as `Continue`. Default: carry on.
+    fn resume(&self, _ctx: &mut AccessCtx<'_>, _output: Box<dyn std::any::Any>) -> Flow {
         Flow::Continue
     }
 
@@ -127,8 +134,10 @@ fn ran(resolved: &[u32], step: u16) -> Option<(usize, u32)> {
 
 /// Runs the access phase of `chain`. After a plugin answers, the remaining access handlers
 /// are skipped but their instances are still resolved, as Kong's collecting iterator does:
-/// header_filter, body_filter and log then run for them too.
-pub fn run_access(pipeline: &Pipeline, chain: &Chain, ctx: &mut AccessCtx<'_>) -> Flow {
+/// header_filter, body_filter and log then run for them too. A handler that waits
+/// ([`Flow::Await`]) holds up this request only; the worker serves others meanwhile. The
+/// result is never `Await`.
+pub async fn run_access(pipeline: &Pipeline, chain: &Chain, ctx: &mut AccessCtx<'_>) -> Flow {
     let mut answer = None;
     for (i, step) in chain.steps.iter().enumerate() {
         let consumer = ctx.state.consumer.map(|c| ctx.identities.consumer(c).id);
@@ -140,7 +149,15 @@ pub fn run_access(pipeline: &Pipeline, chain: &Chain, ctx: &mut AccessCtx<'_>) -
             continue;
         }
         ctx.step = i;
-        if let Flow::Respond(r) = pipeline.instances[instance as usize].handler.access(ctx) {
+        let handler = &pipeline.instances[instance as usize].handler;
+        let flow = match handler.access(ctx) {
+            Flow::Await(Pending(pending)) => {
+                let output = pending.await;
+                handler.resume(ctx, output)
+            }
+            flow => flow,
+        };
+        if let Flow::Respond(r) = flow {
             answer = Some(r);
         }
     }

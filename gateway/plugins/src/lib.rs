@@ -1,7 +1,7 @@
 //! The plugins gangway ships, one file each, with Kong's names, priorities, config schemas
 //! and defaults: key-auth, acl, cors, correlation-id, ip-restriction, request-size-limiting,
-//! request-termination, request-transformer, response-transformer, proxy-cache, file-log and
-//! http-log. [`catalog`] hands them to the binary.
+//! request-termination, request-transformer, response-transformer, proxy-cache, rate-limiting,
+//! file-log and http-log. [`catalog`] hands them to the binary.
 //!
 //! A plugin sees a request only through the pipeline's contexts and answers with a
 //! [`gangway_pipeline::Flow`]; it never reaches into the proxy, the runtime or a socket of a
@@ -17,6 +17,7 @@ mod ip_restriction;
 mod key_auth;
 mod lua_number;
 mod proxy_cache;
+pub mod rate_limiting;
 mod request_body;
 mod request_size_limiting;
 mod request_termination;
@@ -33,73 +34,79 @@ pub const BUNDLED: &[Spec] = &[
         name: correlation_id::NAME,
         priority: correlation_id::PRIORITY,
         schema: correlation_id::schema,
-        build: correlation_id::build,
+        build: |b| correlation_id::build(b.config),
     },
     Spec {
         name: cors::NAME,
         priority: cors::PRIORITY,
         schema: cors::schema,
-        build: cors::build,
+        build: |b| cors::build(b.config),
     },
     Spec {
         name: key_auth::NAME,
         priority: key_auth::PRIORITY,
         schema: key_auth::schema,
-        build: key_auth::build,
+        build: |b| key_auth::build(b.config),
     },
     Spec {
         name: ip_restriction::NAME,
         priority: ip_restriction::PRIORITY,
         schema: ip_restriction::schema,
-        build: ip_restriction::build,
+        build: |b| ip_restriction::build(b.config),
     },
     Spec {
         name: request_size_limiting::NAME,
         priority: request_size_limiting::PRIORITY,
         schema: request_size_limiting::schema,
-        build: request_size_limiting::build,
+        build: |b| request_size_limiting::build(b.config),
     },
     Spec {
         name: acl::NAME,
         priority: acl::PRIORITY,
         schema: acl::schema,
-        build: acl::build,
+        build: |b| acl::build(b.config),
+    },
+    Spec {
+        name: rate_limiting::NAME,
+        priority: rate_limiting::PRIORITY,
+        schema: rate_limiting::schema,
+        build: rate_limiting::build,
     },
     Spec {
         name: request_transformer::NAME,
         priority: request_transformer::PRIORITY,
         schema: request_transformer::schema,
-        build: request_transformer::build,
+        build: |b| request_transformer::build(b.config),
     },
     Spec {
         name: response_transformer::NAME,
         priority: response_transformer::PRIORITY,
         schema: response_transformer::schema,
-        build: response_transformer::build,
+        build: |b| response_transformer::build(b.config),
     },
     Spec {
         name: proxy_cache::NAME,
         priority: proxy_cache::PRIORITY,
         schema: proxy_cache::schema,
-        build: proxy_cache::build,
+        build: |b| proxy_cache::build(b.config),
     },
     Spec {
         name: http_log::NAME,
         priority: http_log::PRIORITY,
         schema: http_log::schema,
-        build: http_log::build,
+        build: |b| http_log::build(b.config),
     },
     Spec {
         name: file_log::NAME,
         priority: file_log::PRIORITY,
         schema: file_log::schema,
-        build: file_log::build,
+        build: |b| file_log::build(b.config),
     },
     Spec {
         name: request_termination::NAME,
         priority: request_termination::PRIORITY,
         schema: request_termination::schema,
-        build: request_termination::build,
+        build: |b| request_termination::build(b.config),
     },
 ];
 

@@ -184,6 +184,7 @@ mod tests {
     fn status(flow: Flow) -> Option<(u16, String)> {
         match flow {
             Flow::Continue => None,
+            Flow::Await(_) => panic!("request-size-limiting never waits"),
             Flow::Respond(r) => match r.body {
                 gangway_pipeline::flow::ResponseBody::Error(m) => Some((r.status, m.into_owned())),
                 other => panic!("unexpected body {other:?}"),

@@ -442,7 +442,7 @@ async fn access<B: Backend, S: Stream>(
         state: &mut bufs.plugins,
         step: 0,
     };
-    let flow = match gangway_pipeline::run_access(&snapshot.pipeline, chain, &mut access) {
+    let flow = match gangway_pipeline::run_access(&snapshot.pipeline, chain, &mut access).await {
         // No plugin instance that applies claimed the oversized body: refuse it rather
         // than proxy a body that was only partly read.
         Flow::Continue if bufs.plugins.body_over_limit => {
@@ -458,7 +458,8 @@ async fn access<B: Backend, S: Stream>(
         facts,
     );
     match flow {
-        Flow::Continue => Phase::Next(()),
+        // run_access has already awaited every wait.
+        Flow::Continue | Flow::Await(_) => Phase::Next(()),
         Flow::Respond(response) => Phase::Answered(
             super::plugins::respond(client, bufs, ctx, facts, snapshot, chain, response).await,
         ),

@@ -72,10 +72,21 @@ fn key_column(kind: &Kind) -> Option<&'static str> {
     }
 }
 
+/// True when the database is not there to answer: no server error at all (the connection
+/// failed or closed), or a server shutting down or starting up (SQLSTATE class 57, such as
+/// 57P01 `admin_shutdown`, which a killed server sends to its clients) or a connection
+/// exception (class 08).
+fn unavailable(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_none_or(|dbe| {
+        let code = dbe.code().code();
+        code.starts_with("57") || code.starts_with("08")
+    })
+}
+
 /// Maps driver errors to Kong's: an unreachable database is a 503, anything else a
 /// database error (500).
 fn db(e: tokio_postgres::Error) -> DaoError {
-    if e.as_db_error().is_none() {
+    if unavailable(&e) {
         return DaoError::unavailable(&crate::explain(&e));
     }
     DaoError::new(
@@ -490,7 +501,7 @@ fn unique_error(kind: &Kind, stored: &Stored, constraint: &str) -> DaoError {
 
 /// Maps a refused write to Kong's error.
 fn write_error(kind: &Kind, stored: &Stored, e: tokio_postgres::Error) -> DaoError {
-    let Some(dbe) = e.as_db_error() else {
+    let Some(dbe) = e.as_db_error().filter(|_| !unavailable(&e)) else {
         return DaoError::unavailable(&crate::explain(&e));
     };
     let constraint = dbe.constraint().unwrap_or_default();

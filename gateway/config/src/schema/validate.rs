@@ -304,6 +304,13 @@ fn record(
     chain: bool,
     errs: &mut Errs,
 ) -> Map<String, Value> {
+    let expanded;
+    let input = if field.shorthands.iter().any(|s| input.contains_key(s.name)) {
+        expanded = expand_shorthands(field, input, path, errs);
+        &expanded
+    } else {
+        input
+    };
     let mut out = Map::new();
     for (name, f) in &field.fields {
         let at = join(path, name);
@@ -323,6 +330,66 @@ fn record(
         &|name| field.find(name),
         errs,
     );
+    out
+}
+
+/// Moves deprecated fields to their new places, as Kong's `process_auto_fields` does: the
+/// new field wins when both are set, and differing values are an error.
+fn expand_shorthands(
+    field: &Field,
+    input: &Map<String, Value>,
+    path: &str,
+    errs: &mut Errs,
+) -> Map<String, Value> {
+    let mut out = input.clone();
+    for shorthand in &field.shorthands {
+        let Some(value) = out.remove(shorthand.name) else {
+            continue;
+        };
+        let at = join(path, shorthand.name);
+        let before = errs.len();
+        process(&shorthand.field, Some(&value), &at, false, false, errs);
+        if errs.len() > before || value.is_null() {
+            continue;
+        }
+        let mut steps = shorthand.target.split('.').peekable();
+        let mut map = &mut out;
+        while let Some(step) = steps.next() {
+            if steps.peek().is_none() {
+                match map.get(step) {
+                    Some(current) if !current.is_null() => {
+                        if !lua_eq(current, &value) {
+                            errs.push(
+                                at.clone(),
+                                format!(
+                                    "both deprecated and new field are used but their values \
+                                     mismatch: {} = {} vs {} = {}",
+                                    shorthand.name,
+                                    tostring(&value),
+                                    shorthand.target,
+                                    tostring(current)
+                                ),
+                            );
+                        }
+                    }
+                    _ => {
+                        map.insert(step.to_owned(), value.clone());
+                    }
+                }
+                break;
+            }
+            let slot = map
+                .entry(step.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if slot.is_null() {
+                *slot = Value::Object(Map::new());
+            }
+            let Value::Object(next) = slot else {
+                break;
+            };
+            map = next;
+        }
+    }
     out
 }
 

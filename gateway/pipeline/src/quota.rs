@@ -1,0 +1,162 @@
+//! Rate-limit counters: what the rate-limiting plugin asks of a counter store, and the stores
+//! a process offers it ([`Quotas`]).
+//!
+//! The in-memory store ([`local::LocalCounters`]) lives here because it is part of the core.
+//! The Redis store (`gangway-quota`) and the Postgres one (`gangway-store`) are edge crates:
+//! the binary hands them over as trait objects, so the core never links a client. The stores
+//! outlive config reloads (they hang off the [`crate::Catalog`]), so a reload never resets a
+//! count, as Kong's shared dictionary survives `kong reload`.
+
+pub mod local;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// One fixed window of a request's limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// Kong's counter key: `ratelimit:<route_id>:<service_id>:<identifier>:<period_date_ms>:<period>`.
+    pub key: String,
+    /// The window's start, epoch milliseconds (Kong's `period_date`).
+    pub start_ms: i64,
+    /// The window's length in seconds (Kong's EXPIRATION: a month counts 2,592,000).
+    pub seconds: u64,
+}
+
+/// Why a store could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QuotaError {
+    /// The store did not answer within its timeout.
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    /// The store answered with an error, or could not be reached.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// What a store answered: each window's count before this request, in the order asked.
+pub type UsageResult = Result<Vec<u64>, QuotaError>;
+
+/// A usage that needs a round trip; it runs on the worker that asked.
+pub type UsageFuture = Pin<Box<dyn Future<Output = UsageResult>>>;
+
+/// A usage known at once, or one that needs I/O.
+pub enum Usage {
+    /// Known without I/O (the local store, a cached batched count).
+    Ready(UsageResult),
+    /// Needs a round trip.
+    Pending(UsageFuture),
+}
+
+/// A counter store, shared by every worker of the node.
+pub trait QuotaStore: Send + Sync {
+    /// Each window's count before this request. A realtime store counts the request in the
+    /// same step (Kong's redis realtime mode, where blocked requests are counted too).
+    fn usage(&self, windows: &[Window]) -> Usage;
+
+    /// Counts an allowed request in every window. Realtime stores, which counted it in
+    /// [`QuotaStore::usage`], do nothing here.
+    fn increment(&self, windows: &[Window]);
+}
+
+/// Kong's `redis` record of the rate-limiting config, the deprecated flat `redis_*` fields
+/// folded in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Deserialize)]
+pub struct RedisConf {
+    /// Server host; required for the redis policy (none in cluster and sentinel modes).
+    pub host: Option<String>,
+    /// Server port; default 6379.
+    pub port: Option<u16>,
+    /// Connect and command timeout in milliseconds; default 2000.
+    pub timeout: Option<u64>,
+    /// ACL user; default none (`AUTH password` only).
+    pub username: Option<String>,
+    /// Password; default none (no AUTH).
+    pub password: Option<String>,
+    /// Database index; default 0 (no SELECT). Not allowed with Redis Cluster.
+    #[serde(default)]
+    pub database: i64,
+    /// TLS; default false.
+    #[serde(default)]
+    pub ssl: bool,
+    /// Verify the server certificate (against the system roots and `lua_ssl_trusted_certificate`);
+    /// default false.
+    #[serde(default)]
+    pub ssl_verify: bool,
+    /// SNI and verified name; default the host.
+    pub server_name: Option<String>,
+    /// Redis Cluster seed nodes (Kong Enterprise's field); default none.
+    #[serde(default)]
+    pub cluster_nodes: Option<Vec<ClusterNode>>,
+    /// MOVED/ASK redirections followed per command; default 5.
+    #[serde(default)]
+    pub cluster_max_redirections: Option<u32>,
+    /// Sentinel master name (Kong Enterprise's field); default none.
+    pub sentinel_master: Option<String>,
+    /// Which sentinel-managed node to use: `master` (default), `slave` or `any`.
+    pub sentinel_role: Option<String>,
+    /// Sentinel nodes; default none.
+    #[serde(default)]
+    pub sentinel_nodes: Option<Vec<SentinelNode>>,
+    /// Sentinel ACL user; default none.
+    pub sentinel_username: Option<String>,
+    /// Sentinel password; default none.
+    pub sentinel_password: Option<String>,
+}
+
+/// A Redis Cluster seed node (`{ip, port}` as Kong Enterprise spells it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Deserialize)]
+pub struct ClusterNode {
+    /// Address or host name; default `127.0.0.1`.
+    pub ip: String,
+    /// Port; default 6379.
+    pub port: u16,
+}
+
+/// A Redis Sentinel node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Deserialize)]
+pub struct SentinelNode {
+    /// Host; default `127.0.0.1`.
+    pub host: String,
+    /// Port; default 26379.
+    pub port: u16,
+}
+
+/// How a redis-policy instance counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RedisMode {
+    /// `sync_rate = -1`: one atomic round trip per request, for all of its windows.
+    Realtime,
+    /// `sync_rate > 0`: counted on the node, flushed to Redis in one pipeline every this many
+    /// seconds.
+    Batched(f64),
+}
+
+/// Makes Redis stores; the `gangway-quota` edge crate implements it.
+pub trait RedisQuotas: Send + Sync {
+    /// A store on the server `conf` describes. Instances with equal settings share one store
+    /// (and its connections).
+    fn store(&self, conf: &RedisConf, mode: RedisMode) -> Result<Arc<dyn QuotaStore>, String>;
+}
+
+/// The counter stores a process offers the rate-limiting plugin.
+#[derive(Clone)]
+pub struct Quotas {
+    /// The node's own counters (`policy: local`).
+    pub local: Arc<local::LocalCounters>,
+    /// Redis (`policy: redis`); `None` in a build without the quota edge crate.
+    pub redis: Option<Arc<dyn RedisQuotas>>,
+    /// The database (`policy: cluster`); `None` without a database, where Kong refuses it.
+    pub cluster: Option<Arc<dyn QuotaStore>>,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            local: Arc::new(local::LocalCounters::default()),
+            redis: None,
+            cluster: None,
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! rate-limiting (priority 910): Kong's fixed-window limits per second, minute, hour, day,
+//! month and year, counted on the node (`local`), in Redis (`redis`, realtime or batched by
+//! `sync_rate`) or in the database (`cluster`), with Kong's keys, headers and errors
+//! (kong-reference.md 4.3).
+//!
+//! The counters live in the process's [`Quotas`], never in the instance, so a config reload
+//! keeps every count.
+
+mod schema;
+pub mod windows;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use gangway_pipeline::Plugin;
+use gangway_pipeline::catalog::{Build, ConfigProblem};
+use gangway_pipeline::context::AccessCtx;
+use gangway_pipeline::flow::{Flow, Pending};
+use gangway_pipeline::quota::{
+    QuotaStore, Quotas, RedisConf, RedisMode, Usage, UsageResult, Window,
+};
+use serde::Deserialize;
+use windows::Period;
+
+pub use schema::schema;
+
+/// Kong's name.
+pub const NAME: &str = "rate-limiting";
+/// Kong's PRIORITY.
+pub const PRIORITY: i32 = 910;
+
+/// Kong's key part for a scope the instance does not have.
+const EMPTY_UUID: &str = "00000000-0000-0000-0000-000000000000";
+
+#[derive(Debug, Deserialize)]
+struct Config {
+    second: Option<f64>,
+    minute: Option<f64>,
+    hour: Option<f64>,
+    day: Option<f64>,
+    month: Option<f64>,
+    year: Option<f64>,
+    limit_by: String,
+    header_name: Option<String>,
+    path: Option<String>,
+    policy: String,
+    fault_tolerant: bool,
+    redis: RedisConf,
+    hide_client_headers: bool,
+    error_code: f64,
+    error_message: String,
+    sync_rate: f64,
+}
+
+impl Config {
+    fn limit(&self, period: Period) -> Option<f64> {
+        match period {
+            Period::Second => self.second,
+            Period::Minute => self.minute,
+            Period::Hour => self.hour,
+            Period::Day => self.day,
+            Period::Month => self.month,
+            Period::Year => self.year,
+        }
+    }
+}
+
+/// What a request is counted by (Kong's `get_identifier`); each falls back to the client IP.
+#[derive(Debug)]
+enum LimitBy {
+    Consumer,
+    Credential,
+    Ip,
+    Service,
+    Header(String),
+    Path(String),
+}
+
+/// The clock windows are cut from: epoch milliseconds.
+pub type Clock = fn() -> i64;
+
+fn system_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+struct RateLimiting {
+    limits: Box<[(Period, f64)]>,
+    limit_by: LimitBy,
+    /// `ratelimit:<route_id>:<service_id>:`, the start of every key of this instance.
+    key_prefix: Box<str>,
+    store: Arc<dyn QuotaStore>,
+    fault_tolerant: bool,
+    hide_client_headers: bool,
+    error_code: u16,
+    error_message: Cow<'static, str>,
+    clock: Clock,
+}
+
+/// Builds the plugin from its validated config and scope.
+pub fn build(build: &Build<'_>) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
+    build_with_clock(build, system_clock)
+}
+
+/// [`build`] with the clock windows are cut from (tests move it instead of waiting).
+pub fn build_with_clock(
+    build: &Build<'_>,
+    clock: Clock,
+) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
+    let conf: Config = serde_json::from_value(build.config.clone())
+        .map_err(|e| vec![(String::new(), e.to_string())])?;
+    let store = store(&conf, build.quotas).map_err(|e| vec![e])?;
+    let limit_by = match conf.limit_by.as_str() {
+        "credential" => LimitBy::Credential,
+        "ip" => LimitBy::Ip,
+        "service" => LimitBy::Service,
+        "header" => LimitBy::Header(
+            conf.header_name
+                .clone()
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+        ),
+        "path" => LimitBy::Path(conf.path.clone().unwrap_or_default()),
+        _ => LimitBy::Consumer,
+    };
+    let id = |id: Option<uuid::Uuid>| id.map_or_else(|| EMPTY_UUID.to_owned(), |u| u.to_string());
+    let error_message = if conf.error_message == "API rate limit exceeded" {
+        Cow::Borrowed("API rate limit exceeded")
+    } else {
+        Cow::Owned(conf.error_message.clone())
+    };
+    Ok(Box::new(RateLimiting {
+        limits: Period::ALL
+            .iter()
+            .filter_map(|&p| conf.limit(p).map(|l| (p, l)))
+            .collect(),
+        limit_by,
+        key_prefix: format!("ratelimit:{}:{}:", id(build.route), id(build.service)).into(),
+        store,
+        fault_tolerant: conf.fault_tolerant,
+        hide_client_headers: conf.hide_client_headers,
+        error_code: conf.error_code as u16,
+        error_message,
+        clock,
+    }))
+}
+
+/// The counter store of `policy`.
+fn store(conf: &Config, quotas: &Quotas) -> Result<Arc<dyn QuotaStore>, ConfigProblem> {
+    match conf.policy.as_str() {
+        "redis" => {
+            let Some(redis) = &quotas.redis else {
+                return Err((
+                    "policy".into(),
+                    "the redis policy needs gangway built with the quota feature".into(),
+                ));
+            };
+            let mode = if conf.sync_rate == -1.0 {
+                RedisMode::Realtime
+            } else {
+                RedisMode::Batched(conf.sync_rate)
+            };
+            redis
+                .store(&conf.redis, mode)
+                .map_err(|e| ("redis".into(), e))
+        }
+        "cluster" => quotas.cluster.clone().ok_or_else(|| {
+            // Kong's schema offers no cluster policy without a database.
+            ("policy".into(), "expected one of: local, redis".into())
+        }),
+        _ => Ok(quotas.local.clone()),
+    }
+}
+
+/// What a waiting access hands to `resume`.
+struct Waited {
+    now_ms: i64,
+    windows: Vec<Window>,
+    usage: UsageResult,
+}
+
+impl RateLimiting {
+    /// Kong's `get_identifier`.
+    fn identifier(&self, ctx: &AccessCtx<'_>) -> String {
+        let found = match &self.limit_by {
+            LimitBy::Consumer => ctx
+                .state
+                .consumer
+                .map(|c| ctx.identities.consumer(c).id.to_string())
+                .or_else(|| credential_id(ctx)),
+            LimitBy::Credential => credential_id(ctx),
+            LimitBy::Service => ctx.service.map(|s| s.id.to_string()),
+            LimitBy::Header(name) => ctx
+                .header(name)
+                .map(|v| String::from_utf8_lossy(v).into_owned()),
+            LimitBy::Path(path) => (ctx.path() == path.as_bytes()).then(|| path.clone()),
+            LimitBy::Ip => None,
+        };
+        found.unwrap_or_else(|| ctx.client_ip.to_string())
+    }
+
+    fn windows(&self, identifier: &str, now_ms: i64) -> Vec<Window> {
+        self.limits
+            .iter()
+            .map(|&(period, _)| {
+                let start_ms = period.start_ms(now_ms);
+                Window {
+                    key: format!(
+                        "{}{identifier}:{start_ms}:{}",
+                        self.key_prefix,
+                        period.name()
+                    ),
+                    start_ms,
+                    seconds: period.seconds(),
+                }
+            })
+            .collect()
+    }
+
+    /// Kong's access handler once the usage is known.
+    fn decide(&self, ctx: &mut AccessCtx<'_>, waited: Waited) -> Flow {
+        let usage = match waited.usage {
+            Ok(usage) => usage,
+            Err(e) if self.fault_tolerant => {
+                tracing::debug!(error = %e, "rate-limiting: no usage, proxying without limits");
+                return Flow::Continue;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "rate-limiting: no usage");
+                return Flow::error(500, "An unexpected error occurred");
+            }
+        };
+        let remaining: Vec<f64> = self
+            .limits
+            .iter()
+            .zip(&usage)
+            .map(|(&(_, limit), &used)| limit - used as f64)
+            .collect();
+        let stop = remaining.iter().rposition(|&r| r <= 0.0);
+        // Kong's time is whole seconds.
+        let now_ms = waited.now_ms.div_euclid(1000) * 1000;
+        let mut reset = 0;
+        if !self.hide_client_headers {
+            let mut least: Option<(f64, u64, f64)> = None;
+            for (i, &(period, limit)) in self.limits.iter().enumerate() {
+                let mut left = remaining[i];
+                if stop.is_none_or(|s| s == i) {
+                    left -= 1.0;
+                }
+                let left = left.max(0.0);
+                let window = period.seconds();
+                let wins = least.is_none_or(|(l, w, _)| left < l || (left == l && window > w));
+                if wins {
+                    least = Some((left, window, limit));
+                    let elapsed = (now_ms - waited.windows[i].start_ms).div_euclid(1000);
+                    reset = (window as i64 - elapsed).max(1);
+                }
+                let headers = &mut ctx.state.response_headers;
+                headers.set(period.limit_header(), lua_number(limit).as_bytes());
+                headers.set(period.remaining_header(), lua_number(left).as_bytes());
+            }
+            if let Some((left, _, limit)) = least {
+                let headers = &mut ctx.state.response_headers;
+                headers.set("RateLimit-Limit", lua_number(limit).as_bytes());
+                headers.set("RateLimit-Remaining", lua_number(left).as_bytes());
+                headers.set("RateLimit-Reset", reset.to_string().as_bytes());
+            }
+        }
+        if stop.is_some() {
+            if !self.hide_client_headers {
+                ctx.state
+                    .response_headers
+                    .set("Retry-After", reset.to_string().as_bytes());
+            }
+            return Flow::error(self.error_code, self.error_message.clone());
+        }
+        self.store.increment(&waited.windows);
+        Flow::Continue
+    }
+}
+
+fn credential_id(ctx: &AccessCtx<'_>) -> Option<String> {
+    ctx.state
+        .credential
+        .map(|c| ctx.identities.credential(c).id.to_string())
+}
+
+/// A number as Lua prints it: `100`, `0.5`.
+fn lua_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+impl Plugin for RateLimiting {
+    fn access(&self, ctx: &mut AccessCtx<'_>) -> Flow {
+        let now_ms = (self.clock)();
+        let identifier = self.identifier(ctx);
+        let windows = self.windows(&identifier, now_ms);
+        match self.store.usage(&windows) {
+            Usage::Ready(usage) => self.decide(
+                ctx,
+                Waited {
+                    now_ms,
+                    windows,
+                    usage,
+                },
+            ),
+            Usage::Pending(pending) => Flow::Await(Pending::new(async move {
+                Waited {
+                    now_ms,
+                    windows,
+                    usage: pending.await,
+                }
+            })),
+        }
+    }
+
+    fn resume(&self, ctx: &mut AccessCtx<'_>, output: Box<dyn std::any::Any>) -> Flow {
+        match output.downcast::<Waited>() {
+            Ok(waited) => self.decide(ctx, *waited),
+            Err(_) => Flow::error(500, "An unexpected error occurred"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

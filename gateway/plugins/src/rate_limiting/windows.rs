@@ -1,0 +1,173 @@
+//! Kong's fixed windows: UTC periods from a second to a calendar year, their start in epoch
+//! milliseconds (Kong's `period_date`) and their length (Kong's `EXPIRATION`).
+
+/// A rate-limiting period, shortest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Period {
+    /// One second.
+    Second,
+    /// A minute.
+    Minute,
+    /// An hour.
+    Hour,
+    /// A UTC day.
+    Day,
+    /// A calendar month, UTC (its window length is Kong's 30 days).
+    Month,
+    /// A calendar year, UTC (its window length is Kong's 365 days).
+    Year,
+}
+
+impl Period {
+    /// Every period, shortest first (Kong's `ORDERED_PERIODS`).
+    pub const ALL: [Period; 6] = [
+        Period::Second,
+        Period::Minute,
+        Period::Hour,
+        Period::Day,
+        Period::Month,
+        Period::Year,
+    ];
+
+    /// Kong's config field and key suffix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Second => "second",
+            Period::Minute => "minute",
+            Period::Hour => "hour",
+            Period::Day => "day",
+            Period::Month => "month",
+            Period::Year => "year",
+        }
+    }
+
+    /// Kong's `EXPIRATION[period]`, in seconds.
+    pub fn seconds(self) -> u64 {
+        match self {
+            Period::Second => 1,
+            Period::Minute => 60,
+            Period::Hour => 3_600,
+            Period::Day => 86_400,
+            Period::Month => 2_592_000,
+            Period::Year => 31_536_000,
+        }
+    }
+
+    /// `X-RateLimit-Limit-<Period>`.
+    pub fn limit_header(self) -> &'static str {
+        match self {
+            Period::Second => "X-RateLimit-Limit-Second",
+            Period::Minute => "X-RateLimit-Limit-Minute",
+            Period::Hour => "X-RateLimit-Limit-Hour",
+            Period::Day => "X-RateLimit-Limit-Day",
+            Period::Month => "X-RateLimit-Limit-Month",
+            Period::Year => "X-RateLimit-Limit-Year",
+        }
+    }
+
+    /// `X-RateLimit-Remaining-<Period>`.
+    pub fn remaining_header(self) -> &'static str {
+        match self {
+            Period::Second => "X-RateLimit-Remaining-Second",
+            Period::Minute => "X-RateLimit-Remaining-Minute",
+            Period::Hour => "X-RateLimit-Remaining-Hour",
+            Period::Day => "X-RateLimit-Remaining-Day",
+            Period::Month => "X-RateLimit-Remaining-Month",
+            Period::Year => "X-RateLimit-Remaining-Year",
+        }
+    }
+
+    /// The start of the period that holds `now_ms`, in epoch milliseconds, UTC. Like Kong,
+    /// the time is first cut to the whole second.
+    pub fn start_ms(self, now_ms: i64) -> i64 {
+        let secs = now_ms.div_euclid(1000);
+        let floor = |unit: i64| secs - secs.rem_euclid(unit);
+        let start = match self {
+            Period::Second => secs,
+            Period::Minute => floor(60),
+            Period::Hour => floor(3_600),
+            Period::Day => floor(86_400),
+            Period::Month | Period::Year => {
+                let (year, month, _) = civil_from_days(secs.div_euclid(86_400));
+                let month = if self == Period::Month { month } else { 1 };
+                days_from_civil(year, month, 1) * 86_400
+            }
+        };
+        start * 1000
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (i64::from(month) + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The date of a day counted from 1970-01-01 (the inverse of [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-12-31T23:59:59.999Z and the next millisecond.
+    const NEW_YEARS_EVE_MS: i64 = 1_798_761_599_999;
+
+    #[test]
+    fn windows_cut_at_whole_utc_periods() {
+        let now = NEW_YEARS_EVE_MS;
+        assert_eq!(Period::Second.start_ms(now), 1_798_761_599_000);
+        assert_eq!(Period::Minute.start_ms(now), 1_798_761_540_000);
+        assert_eq!(Period::Hour.start_ms(now), 1_798_758_000_000);
+        assert_eq!(Period::Day.start_ms(now), 1_798_675_200_000, "2026-12-31");
+        assert_eq!(Period::Month.start_ms(now), 1_796_083_200_000, "2026-12-01");
+        assert_eq!(Period::Year.start_ms(now), 1_767_225_600_000, "2026-01-01");
+        let next = now + 1;
+        for period in Period::ALL {
+            assert_eq!(period.start_ms(next), 1_798_761_600_000, "{period:?}");
+        }
+    }
+
+    #[test]
+    fn months_roll_over_on_the_first_whatever_their_length() {
+        // 2028-02-29T12:00Z (a leap day) and 2028-03-01T00:00Z.
+        let leap_day = days_from_civil(2028, 2, 29) * 86_400_000 + 43_200_000;
+        assert_eq!(
+            Period::Month.start_ms(leap_day),
+            days_from_civil(2028, 2, 1) * 86_400_000
+        );
+        let march = days_from_civil(2028, 3, 1) * 86_400_000;
+        assert_eq!(Period::Month.start_ms(march), march);
+        assert_eq!(
+            Period::Month.start_ms(march - 1),
+            days_from_civil(2028, 2, 1) * 86_400_000
+        );
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for days in (-800_000..800_000).step_by(997) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+}
