@@ -21,6 +21,7 @@ mod plugins_misc;
 mod postgres_harness;
 mod proxy;
 mod proxy_protocol;
+mod ratelimit;
 mod store;
 mod store_migrations;
 mod store_tls;

@@ -67,6 +67,15 @@ const EDGES: &[(&str, &[&str])] = &[
             "gangway-proxy",
         ],
     ),
+    (
+        "gangway-quota",
+        &[
+            "gangway-config",
+            "gangway-http",
+            "gangway-router",
+            "gangway-pipeline",
+        ],
+    ),
 ];
 
 /// Crates that live only in edge crates: the data-plane core must not reach them.

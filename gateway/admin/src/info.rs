@@ -71,7 +71,12 @@ pub async fn status(state: &AdminState, unit: Option<&str>) -> Response {
             json!({"reachable": state.store_reachable().await}),
         ),
     };
-    match status_body(&state.gateway.counters, unit.unwrap_or("m"), config) {
+    match status_body(
+        &state.gateway.counters,
+        state.gateway.catalog.quotas(),
+        unit.unwrap_or("m"),
+        config,
+    ) {
         Ok(body) => reply::json(200, &body),
         Err(message) => reply::message(400, &message),
     }

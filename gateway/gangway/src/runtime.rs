@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use gangway_config::ConfigErrors;
-use gangway_config::settings::{self, Database, IoBackend, SettingsError};
+use gangway_config::settings::{self, Database, IoBackend, Settings, SettingsError};
 use gangway_net::tls::{RootSource, default_certificate};
 use gangway_pipeline::Catalog;
 use gangway_proxy::gateway::{Gateway, SharedState};
@@ -88,9 +88,45 @@ pub(crate) fn release_freed_memory() {
 }
 
 /// The plugins this build runs: the bundled ones, plus those of the edge crates it was built
-/// with.
+/// with, on default settings.
 pub fn catalog() -> Catalog {
-    gangway_plugins::catalog()
+    catalog_for(&Settings::default())
+}
+
+/// [`catalog`] with the counter stores `settings` call for: Redis (with the `quota` feature)
+/// verifies TLS servers against `lua_ssl_trusted_certificate`.
+pub fn catalog_for(settings: &Settings) -> Catalog {
+    let catalog = gangway_plugins::catalog();
+    #[cfg(feature = "quota")]
+    let catalog = {
+        let mut quotas = catalog.quotas().clone();
+        quotas.redis = Some(Arc::new(gangway_quota::Redis::new(trusted_pem(settings))));
+        catalog.with_quotas(quotas)
+    };
+    #[cfg(not(feature = "quota"))]
+    let _ = settings;
+    catalog
+}
+
+/// The PEM files of `lua_ssl_trusted_certificate`, concatenated; `None` when it names only
+/// `system` (the platform's roots). An unreadable file is logged and skipped.
+#[cfg(feature = "quota")]
+fn trusted_pem(settings: &Settings) -> Option<Vec<u8>> {
+    let mut pem = Vec::new();
+    for path in settings
+        .lua_ssl_trusted_certificate
+        .iter()
+        .filter(|t| t.as_str() != "system")
+    {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                pem.extend_from_slice(&bytes);
+                pem.push(b'\n');
+            }
+            Err(e) => warn!(%path, error = %e, "lua_ssl_trusted_certificate: cannot read"),
+        }
+    }
+    (!pem.is_empty()).then_some(pem)
 }
 
 /// Validates a declarative file as `start` would load it: the schema checks, then the compile
@@ -110,7 +146,7 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
     }
     let backend = choose_backend(settings.io_backend)?;
     let workers = settings.worker_count();
-    let catalog = catalog();
+    let catalog = catalog_for(&settings);
     // A database node starts on nothing (version 0: not ready, Kong's 404 everywhere) and
     // loads from Postgres in the background, retrying until it can.
     let (config, version) = match settings.database {

@@ -23,6 +23,8 @@ use gangway_proxy::node_status::status_body;
 pub trait NodeStatus: Send + Sync + 'static {
     /// Connection and request counters.
     fn counters(&self) -> &Counters;
+    /// The rate-limiting counter stores.
+    fn quotas(&self) -> &gangway_pipeline::quota::Quotas;
     /// The loaded config's version (0 before any loaded) and Kong's `configuration_hash`.
     fn config(&self) -> (u64, String);
     /// True once a drain started.
@@ -34,6 +36,10 @@ pub trait NodeStatus: Send + Sync + 'static {
 impl NodeStatus for Gateway {
     fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    fn quotas(&self) -> &gangway_pipeline::quota::Quotas {
+        self.catalog.quotas()
     }
 
     fn config(&self) -> (u64, String) {
@@ -86,7 +92,12 @@ struct UnitQuery {
 async fn status(State(node): State<Node>, Query(q): Query<UnitQuery>) -> Response {
     let unit = q.unit.as_deref().unwrap_or("m");
     let hash = json!(node.config().1);
-    match status_body(node.counters(), unit, ("configuration_hash", hash)) {
+    match status_body(
+        node.counters(),
+        node.quotas(),
+        unit,
+        ("configuration_hash", hash),
+    ) {
         Ok(body) => Json(body).into_response(),
         Err(message) => {
             (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response()

@@ -138,6 +138,9 @@ pub trait RedisQuotas: Send + Sync {
     /// A store on the server `conf` describes. Instances with equal settings share one store
     /// (and its connections).
     fn store(&self, conf: &RedisConf, mode: RedisMode) -> Result<Arc<dyn QuotaStore>, String>;
+
+    /// Failed Redis calls since the process started (connects, counts and syncs).
+    fn failures(&self) -> u64;
 }
 
 /// The counter stores a process offers the rate-limiting plugin.

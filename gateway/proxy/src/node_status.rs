@@ -6,12 +6,14 @@ use std::sync::atomic::Ordering;
 use serde_json::{Value, json};
 
 use crate::gateway::Counters;
+use gangway_pipeline::quota::Quotas;
 
 /// Kong's `/status` body, with sizes in `unit` (`b`, `k`, `m` or `g`; `b` gives numbers, the
 /// others strings). `config` is the last member: `("configuration_hash", <hash>)` without a
 /// database, `("database", {"reachable": ..})` with one. A bad unit is Kong's message.
 pub fn status_body(
     counters: &Counters,
+    quotas: &Quotas,
     unit: &str,
     config: (&str, Value),
 ) -> Result<Value, String> {
@@ -33,6 +35,13 @@ pub fn status_body(
             "connections_accepted": counters.accepted.load(Ordering::Relaxed),
             "connections_handled": counters.handled.load(Ordering::Relaxed),
             "total_requests": counters.total_requests.load(Ordering::Relaxed),
+        },
+        // gangway's own: the rate-limiting counters on this node, and Redis calls that
+        // failed (each one a request proxied without limits, or a 500 when not
+        // fault_tolerant).
+        "rate_limiting": {
+            "local_counters": quotas.local.len(),
+            "redis_failures": quotas.redis.as_ref().map_or(0, |r| r.failures()),
         },
     });
     body[config.0] = config.1;

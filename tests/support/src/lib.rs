@@ -1,10 +1,11 @@
 //! What gangway's integration tests and benches share: real servers started from the Debian
-//! binaries on free ports ([`postgres`]), free ports, and scratch directories.
+//! binaries on free ports ([`postgres`], [`redis`]), free ports, and scratch directories.
 //!
 //! Everything here panics with a message that says what is missing or what failed: a test or
 //! bench that cannot start its Postgres has nothing to measure.
 
 pub mod postgres;
+pub mod redis;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -296,6 +296,10 @@ impl gangway_pipeline::quota::RedisQuotas for DownRedis {
     fn store(&self, _conf: &RedisConf, _mode: RedisMode) -> Result<Arc<dyn QuotaStore>, String> {
         Ok(Arc::new(Down))
     }
+
+    fn failures(&self) -> u64 {
+        0
+    }
 }
 
 #[test]

@@ -1,0 +1,362 @@
+//! Where a store's Redis is and how to reach it: a standalone server or a Redis Cluster, over
+//! TCP or TLS, with AUTH and a database index; and each worker's connection to it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::io::AsyncDNSResolver;
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    Pipeline, RedisConnectionInfo, RedisFuture, TlsCertificates, Value,
+};
+use tokio::sync::OnceCell;
+
+use gangway_pipeline::quota::{QuotaError, RedisConf};
+
+/// How long a worker fails fast after a failed connect before it tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+enum Server {
+    Single(Client, AsyncConnectionConfig),
+    Cluster(ClusterClient),
+}
+
+/// A Redis deployment a store counts in.
+pub struct Target {
+    id: u64,
+    server: Server,
+    /// Bounds every call, connect included (the record's `timeout`).
+    pub timeout: Duration,
+    /// Redis Cluster: one request's keys are hash-tagged into one slot.
+    pub cluster: bool,
+    /// `host:port` (or the first cluster node), for log lines.
+    pub describe: String,
+}
+
+impl Target {
+    /// The deployment `conf` describes. `trusted_pem` verifies TLS servers when `ssl_verify`.
+    pub fn new(conf: &RedisConf, trusted_pem: Option<&[u8]>) -> Result<Target, String> {
+        if conf.sentinel_nodes.is_some() {
+            return Err("Redis Sentinel is not supported by gangway yet; name the master in redis.host, or use cluster_nodes".into());
+        }
+        let timeout = Duration::from_millis(conf.timeout.unwrap_or(2000).max(1));
+        let port = conf.port.unwrap_or(6379);
+        let mut settings = RedisConnectionInfo::default()
+            .set_db(conf.database)
+            .set_skip_set_lib_name();
+        if let Some(password) = conf.password.as_deref().filter(|p| !p.is_empty()) {
+            settings = settings.set_password(password);
+            if let Some(username) = conf.username.as_deref().filter(|u| !u.is_empty()) {
+                settings = settings.set_username(username);
+            }
+        }
+        let certs = || TlsCertificates {
+            client_tls: None,
+            root_cert: trusted_pem.map(<[u8]>::to_vec),
+        };
+        let address = |host: &str, port: u16| -> Result<ConnectionInfo, String> {
+            let addr = if conf.ssl {
+                ConnectionAddr::TcpTls {
+                    host: host.to_owned(),
+                    port,
+                    insecure: !conf.ssl_verify,
+                    tls_params: None,
+                }
+            } else {
+                ConnectionAddr::Tcp(host.to_owned(), port)
+            };
+            addr.into_connection_info()
+                .map(|info| info.set_redis_settings(settings.clone()))
+                .map_err(|e| e.to_string())
+        };
+        if let Some(nodes) = &conf.cluster_nodes {
+            if conf.database != 0 {
+                return Err("redis.database must be 0 with Redis Cluster".into());
+            }
+            let infos = nodes
+                .iter()
+                .map(|n| address(&n.ip, n.port))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut builder = ClusterClient::builder(infos)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(conf.cluster_max_redirections.unwrap_or(5));
+            if let Some(password) = conf.password.as_deref().filter(|p| !p.is_empty()) {
+                builder = builder.password(password);
+                if let Some(username) = conf.username.as_deref().filter(|u| !u.is_empty()) {
+                    builder = builder.username(username);
+                }
+            }
+            if conf.ssl {
+                builder = builder.tls(if conf.ssl_verify {
+                    redis::TlsMode::Secure
+                } else {
+                    redis::TlsMode::Insecure
+                });
+                if conf.ssl_verify && trusted_pem.is_some() {
+                    builder = builder.certs(certs());
+                }
+            }
+            let client = builder.build().map_err(|e| e.to_string())?;
+            return Ok(Target {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                server: Server::Cluster(client),
+                timeout,
+                cluster: true,
+                describe: nodes
+                    .first()
+                    .map(|n| format!("cluster {}:{}", n.ip, n.port))
+                    .unwrap_or_default(),
+            });
+        }
+        let host = conf
+            .host
+            .clone()
+            .ok_or_else(|| "redis.host is required".to_string())?;
+        let mut config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        // The certificate is checked against `server_name` while the socket goes to `host`.
+        let name = match conf.server_name.as_deref().filter(|_| conf.ssl) {
+            Some(name) if name != host => {
+                config = config.set_dns_resolver(Pinned {
+                    name: name.to_owned(),
+                    host: host.clone(),
+                });
+                name.to_owned()
+            }
+            _ => host.clone(),
+        };
+        let info = address(&name, port)?;
+        let client = if conf.ssl && conf.ssl_verify && trusted_pem.is_some() {
+            Client::build_with_tls(info, certs())
+        } else {
+            Client::open(info)
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(Target {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            server: Server::Single(client, config),
+            timeout,
+            cluster: false,
+            describe: format!("{host}:{port}"),
+        })
+    }
+
+    /// The key a window is stored under: Kong's own, or in a cluster the same with its
+    /// `route:service:identifier` part hash-tagged, so a request's periods share one slot.
+    pub fn key(&self, kong_key: &str) -> String {
+        if !self.cluster {
+            return kong_key.to_owned();
+        }
+        let mut tail = kong_key.rsplitn(3, ':');
+        let (Some(period), Some(date), Some(head)) = (tail.next(), tail.next(), tail.next()) else {
+            return kong_key.to_owned();
+        };
+        let scope = head.strip_prefix("ratelimit:").unwrap_or(head);
+        format!("ratelimit:{{{scope}}}:{date}:{period}")
+    }
+
+    async fn open(&self) -> Result<Conn, (String, Instant)> {
+        let opened = match &self.server {
+            Server::Single(client, config) => client
+                .get_multiplexed_async_connection_with_config(config)
+                .await
+                .map(Conn::Single),
+            Server::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+        };
+        opened.map_err(|e| (e.to_string(), Instant::now()))
+    }
+
+    /// This worker's connection, opened on first use. After a failed connect the worker
+    /// fails fast for [`RETRY_AFTER`], then tries again.
+    pub async fn connection(&self) -> Result<Conn, QuotaError> {
+        let cell = CONNECTIONS.with(|all| {
+            let mut all = all.borrow_mut();
+            let cell = all.entry(self.id).or_default();
+            if let Some(Err((error, at))) = cell.get() {
+                if at.elapsed() < RETRY_AFTER {
+                    return Err(QuotaError::Store(format!("cannot connect: {error}")));
+                }
+                *cell = Rc::default();
+            }
+            Ok(cell.clone())
+        })?;
+        let opened = tokio::time::timeout(self.timeout, cell.get_or_init(|| self.open())).await;
+        match opened {
+            Ok(Ok(conn)) => Ok(conn.clone()),
+            Ok(Err((error, _))) => Err(QuotaError::Store(format!("cannot connect: {error}"))),
+            Err(_) => Err(QuotaError::Timeout(self.timeout.as_millis() as u64)),
+        }
+    }
+
+    /// Drops this worker's connection after it broke, so the next call reconnects.
+    pub fn forget(&self) {
+        CONNECTIONS.with(|all| {
+            if let Some(cell) = all.borrow_mut().get_mut(&self.id) {
+                if matches!(cell.get(), Some(Ok(_))) {
+                    *cell = Rc::default();
+                }
+            }
+        });
+    }
+
+    /// Runs `call` on this worker's connection within the timeout; a broken connection is
+    /// forgotten.
+    pub async fn run<T>(
+        &self,
+        call: impl AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
+    ) -> Result<T, QuotaError> {
+        let attempt = async {
+            let mut conn = self.connection().await?;
+            call(&mut conn).await.map_err(|e| {
+                if e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error() {
+                    self.forget();
+                }
+                QuotaError::Store(e.to_string())
+            })
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(QuotaError::Timeout(self.timeout.as_millis() as u64)),
+        }
+    }
+}
+
+type Slot = Rc<OnceCell<Result<Conn, (String, Instant)>>>;
+
+thread_local! {
+    /// Each worker's connection per target. Targets live as long as the process (the factory
+    /// keeps them), so entries are never stale.
+    static CONNECTIONS: RefCell<HashMap<u64, Slot>> = RefCell::new(HashMap::new());
+}
+
+/// A connection to a standalone server or to a cluster.
+#[derive(Clone)]
+pub enum Conn {
+    /// One server, multiplexed.
+    Single(MultiplexedConnection),
+    /// A cluster: routes by slot, follows MOVED and ASK.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Resolves the TLS `server_name` to the configured host, so SNI and verification use the
+/// name while the socket goes where `host` says.
+struct Pinned {
+    name: String,
+    host: String,
+}
+
+impl AsyncDNSResolver for Pinned {
+    fn resolve<'a, 'b: 'a>(
+        &'a self,
+        host: &'b str,
+        port: u16,
+    ) -> RedisFuture<'a, Box<dyn Iterator<Item = SocketAddr> + Send + 'a>> {
+        let target = if host == self.name {
+            self.host.clone()
+        } else {
+            host.to_owned()
+        };
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((target.as_str(), port))
+                .await?
+                .collect();
+            Ok(Box::new(found.into_iter()) as Box<dyn Iterator<Item = SocketAddr> + Send>)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(cluster: bool) -> RedisConf {
+        RedisConf {
+            host: Some("127.0.0.1".into()),
+            port: Some(6379),
+            timeout: Some(100),
+            username: None,
+            password: None,
+            database: 0,
+            ssl: false,
+            ssl_verify: false,
+            server_name: None,
+            cluster_nodes: cluster.then(|| {
+                vec![gangway_pipeline::quota::ClusterNode {
+                    ip: "127.0.0.1".into(),
+                    port: 7000,
+                }]
+            }),
+            cluster_max_redirections: None,
+            sentinel_master: None,
+            sentinel_role: None,
+            sentinel_nodes: None,
+            sentinel_username: None,
+            sentinel_password: None,
+        }
+    }
+
+    #[test]
+    fn standalone_keys_are_kong_s_and_cluster_keys_share_one_slot_per_request() {
+        let kong = "ratelimit:r:s:192.0.2.7:1796292900000:minute";
+        assert_eq!(
+            Target::new(&conf(false), None).expect("target").key(kong),
+            kong
+        );
+        let cluster = Target::new(&conf(true), None).expect("target");
+        assert_eq!(
+            cluster.key(kong),
+            "ratelimit:{r:s:192.0.2.7}:1796292900000:minute"
+        );
+        let hour = cluster.key("ratelimit:r:s:192.0.2.7:1796292000000:hour");
+        // Redis hashes only the text inside the first {...}: equal tags, one slot.
+        let tag = |k: &str| k[k.find('{').expect("{")..=k.find('}').expect("}")].to_owned();
+        assert_eq!(tag(&cluster.key(kong)), tag(&hour));
+    }
+
+    #[test]
+    fn a_database_index_is_refused_with_a_cluster() {
+        let mut c = conf(true);
+        c.database = 3;
+        let err = Target::new(&c, None).err().expect("refused");
+        assert!(err.contains("database must be 0"), "{err}");
+    }
+}

@@ -1,0 +1,48 @@
+//! Failed Redis calls: counted, and logged at most once every ten seconds per process with
+//! how many failed since, so an outage under load does not flood the log.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How often a failure is logged, at most.
+const LOG_EVERY_MS: i64 = 10_000;
+
+/// Failure counts (all zero by default).
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    total: AtomicU64,
+    unlogged: AtomicU64,
+    last_log_ms: AtomicI64,
+}
+
+impl Failures {
+    /// Every failed call so far.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Counts a failure, and logs it when the last log line is old enough.
+    pub fn record(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let unlogged = self.unlogged.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let last = self.last_log_ms.load(Ordering::Relaxed);
+        if now - last < LOG_EVERY_MS
+            || self
+                .last_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.unlogged.fetch_sub(unlogged, Ordering::Relaxed);
+        tracing::error!(
+            failures = unlogged,
+            total = self.total(),
+            error = %error,
+            "rate-limiting: Redis {what} failed (fault_tolerant instances proxy without limits meanwhile)"
+        );
+    }
+}

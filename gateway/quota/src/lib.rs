@@ -1,0 +1,77 @@
+//! Rate-limit counters in Redis for the rate-limiting plugin's `redis` policy: Kong's keys and
+//! realtime script, batched counting for `sync_rate`, TLS with rustls, AUTH and ACL users, a
+//! database index, and Redis Cluster (ElastiCache cluster mode and Serverless).
+//!
+//! [`Redis`] is the factory the binary hands to the core (`gangway_pipeline::quota`). It keeps
+//! one store per distinct `redis` record and mode, for the life of the process, so a config
+//! reload reuses connections and batched counts.
+//!
+//! Connections belong to the worker that uses them (one multiplexed connection per worker and
+//! store, opened on first use), so a request never crosses threads. Each call is bounded by
+//! the record's `timeout`, connect included; after a failed connect a worker fails fast for
+//! a second instead of trying again on every request.
+
+mod batched;
+mod connect;
+mod failures;
+mod realtime;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use gangway_pipeline::quota::{QuotaStore, RedisConf, RedisMode, RedisQuotas};
+
+use failures::Failures;
+
+/// The Redis stores of a process (empty by default).
+pub struct Redis {
+    /// PEM CAs that verify servers when `ssl_verify` is on (Kong's
+    /// `lua_ssl_trusted_certificate`); `None` uses the system's roots.
+    trusted_pem: Option<Vec<u8>>,
+    stores: Mutex<HashMap<(RedisConf, ModeKey), Arc<dyn QuotaStore>>>,
+    failures: Arc<Failures>,
+}
+
+/// [`RedisMode`] as a map key (`sync_rate` by its bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ModeKey {
+    Realtime,
+    Batched(u64),
+}
+
+impl Redis {
+    /// A factory whose TLS connections verify against `trusted_pem` (when `ssl_verify`).
+    pub fn new(trusted_pem: Option<Vec<u8>>) -> Redis {
+        Redis {
+            trusted_pem,
+            stores: Mutex::new(HashMap::new()),
+            failures: Arc::new(Failures::default()),
+        }
+    }
+}
+
+impl RedisQuotas for Redis {
+    fn store(&self, conf: &RedisConf, mode: RedisMode) -> Result<Arc<dyn QuotaStore>, String> {
+        let key = match mode {
+            RedisMode::Realtime => ModeKey::Realtime,
+            RedisMode::Batched(rate) => ModeKey::Batched(rate.to_bits()),
+        };
+        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = stores.get(&(conf.clone(), key)) {
+            return Ok(store.clone());
+        }
+        let target = Arc::new(connect::Target::new(conf, self.trusted_pem.as_deref())?);
+        let store: Arc<dyn QuotaStore> = match mode {
+            RedisMode::Realtime => Arc::new(realtime::Realtime::new(target, self.failures.clone())),
+            RedisMode::Batched(rate) => {
+                batched::Batched::start(target, rate, self.failures.clone())
+            }
+        };
+        stores.insert((conf.clone(), key), store.clone());
+        Ok(store)
+    }
+
+    fn failures(&self) -> u64 {
+        self.failures.total()
+    }
+}

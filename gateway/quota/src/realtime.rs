@@ -1,0 +1,68 @@
+//! `sync_rate = -1`: Kong's realtime counting. One script call per request counts it in every
+//! window at once and answers each window's count before it, so blocked requests are counted
+//! too, as in Kong. A new key gets the window's length as its TTL.
+
+use std::sync::Arc;
+
+use gangway_pipeline::quota::{QuotaStore, Usage, Window};
+
+use super::connect::Target;
+use super::failures::Failures;
+
+/// Kong's increment script, for all of a request's windows in one round trip.
+const INCREMENT: &str = r#"
+local before = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call("incr", key)
+  if count == 1 then
+    redis.call("expire", key, ARGV[i])
+  end
+  before[i] = count - 1
+end
+return before
+"#;
+
+/// A realtime store.
+pub struct Realtime {
+    target: Arc<Target>,
+    script: Arc<redis::Script>,
+    failures: Arc<Failures>,
+}
+
+impl Realtime {
+    /// Counts in `target`.
+    pub fn new(target: Arc<Target>, failures: Arc<Failures>) -> Realtime {
+        Realtime {
+            target,
+            script: Arc::new(redis::Script::new(INCREMENT)),
+            failures,
+        }
+    }
+}
+
+impl QuotaStore for Realtime {
+    fn usage(&self, windows: &[Window]) -> Usage {
+        let keys: Vec<String> = windows.iter().map(|w| self.target.key(&w.key)).collect();
+        let ttls: Vec<u64> = windows.iter().map(|w| w.seconds).collect();
+        let target = self.target.clone();
+        let script = self.script.clone();
+        let failures = self.failures.clone();
+        Usage::Pending(Box::pin(async move {
+            let counted = target
+                .run(async |conn| {
+                    let mut call = script.prepare_invoke();
+                    for (key, ttl) in keys.iter().zip(&ttls) {
+                        call.key(key).arg(ttl);
+                    }
+                    call.invoke_async::<Vec<u64>>(conn).await
+                })
+                .await;
+            if let Err(e) = &counted {
+                failures.record(&format!("counting on {}", target.describe), e);
+            }
+            counted
+        }))
+    }
+
+    fn increment(&self, _windows: &[Window]) {}
+}

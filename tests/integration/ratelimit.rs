@@ -1,0 +1,355 @@
+//! rate-limiting end to end, with the harness's own redis-server processes: local counting per
+//! node, Redis realtime counting in Kong's keys, restarts, Redis killed and paused, two nodes
+//! on one Redis, a Redis Cluster resharded under load, and batched `sync_rate` counting.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gangway_test_support::redis::{Redis, RedisCluster};
+
+use crate::harness::{Gangway, Options, Upstream, request};
+
+const ROUTE_ID: &str = "7b1f3c2e-8d4a-4e6b-9f0a-1c2d3e4f5a6b";
+const EMPTY: &str = "00000000-0000-0000-0000-000000000000";
+
+/// A config with route `/limited` (fixed id, the plugin below on it) and `/plain` (none).
+fn config(up: &Upstream, plugin_config: &str) -> String {
+    format!(
+        r#"_format_version: "3.0"
+services:
+  - name: echo
+    url: http://{}
+    routes:
+      - name: limited
+        id: {ROUTE_ID}
+        paths: ["/limited"]
+        plugins:
+          - name: rate-limiting
+            config:
+{plugin_config}
+      - name: plain
+        paths: ["/plain"]
+"#,
+        up.addr
+    )
+}
+
+fn redis_config(redis: &Redis, limits: &str, extra: &str) -> String {
+    format!(
+        "              {limits}\n              policy: redis\n              redis:\n                host: 127.0.0.1\n                port: {}\n                timeout: 500\n{extra}",
+        redis.port()
+    )
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Waits, if needed, until at least `room` is left in the current window of `seconds`, so a
+/// test's requests all fall in one window.
+fn away_from_window_end(seconds: i64, room: Duration) {
+    let window_ms = seconds * 1000;
+    let left = window_ms - now_ms().rem_euclid(window_ms);
+    if left < room.as_millis() as i64 {
+        std::thread::sleep(Duration::from_millis(left as u64 + 50));
+    }
+}
+
+fn status_of(gw: &Gangway, path: &str) -> u16 {
+    request(gw.proxy, "GET", path, &[], b"").map_or(0, |r| r.status)
+}
+
+#[test]
+fn the_local_policy_counts_once_per_node_across_its_workers() {
+    let up = Upstream::start();
+    let gw = Gangway::start_with(
+        Options::new(config(&up, "              hour: 10")).env("KONG_NGINX_WORKER_PROCESSES", "2"),
+    );
+    away_from_window_end(3600, Duration::from_secs(30));
+    let mut passed = 0;
+    for i in 0..15 {
+        // A new connection per request: SO_REUSEPORT spreads them over both workers.
+        let r = gw.get("/limited");
+        match r.status {
+            200 => {
+                passed += 1;
+                assert_eq!(r.header("X-RateLimit-Limit-Hour"), Some("10"));
+                let left = (10 - passed).to_string();
+                assert_eq!(r.header("X-RateLimit-Remaining-Hour"), Some(left.as_str()));
+                assert_eq!(r.header("RateLimit-Limit"), Some("10"));
+            }
+            429 => {
+                assert!(i >= 10, "request {i} refused early");
+                assert_eq!(r.json()["message"], "API rate limit exceeded");
+                let retry: u64 = r
+                    .header("Retry-After")
+                    .expect("Retry-After")
+                    .parse()
+                    .expect("seconds");
+                assert!((1..=3600).contains(&retry), "{retry}");
+                assert_eq!(r.header("X-RateLimit-Remaining-Hour"), Some("0"));
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert_eq!(passed, 10, "a limit of 10 per node, whatever the worker");
+    assert_eq!(gw.get("/plain").status, 200, "other routes are not limited");
+}
+
+#[test]
+fn redis_counts_in_kong_s_keys_and_survive_a_gangway_restart() {
+    let up = Upstream::start();
+    let redis = Redis::start();
+    let yaml = config(&up, &redis_config(&redis, "hour: 5", ""));
+    away_from_window_end(3600, Duration::from_secs(30));
+    let gw = Gangway::start(&yaml);
+    for left in ["4", "3", "2"] {
+        let r = gw.get("/limited");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("X-RateLimit-Remaining-Hour"), Some(left));
+    }
+    let hour_ms = now_ms() / 3_600_000 * 3_600_000;
+    let key = format!("ratelimit:{ROUTE_ID}:{EMPTY}:127.0.0.1:{hour_ms}:hour");
+    assert_eq!(redis.cli(&["GET", &key]), "3", "Kong's key holds the count");
+    let ttl: i64 = redis.cli(&["TTL", &key]).parse().expect("a ttl");
+    assert!(
+        (3500..=3600).contains(&ttl),
+        "the window's length as TTL: {ttl}"
+    );
+    drop(gw);
+
+    let gw = Gangway::start(&yaml);
+    assert_eq!(gw.get("/limited").status, 200);
+    assert_eq!(gw.get("/limited").status, 200);
+    let r = gw.get("/limited");
+    assert_eq!(r.status, 429, "the restart kept the count");
+    assert_eq!(
+        redis.cli(&["GET", &key]),
+        "6",
+        "realtime counts blocked requests too, as Kong"
+    );
+}
+
+#[test]
+fn redis_down_proxies_without_limits_when_fault_tolerant_and_counting_resumes() {
+    let up = Upstream::start();
+    let mut redis = Redis::start();
+    let yaml = format!(
+        "{}      - name: strict\n        paths: [\"/strict\"]\n        plugins:\n          - name: rate-limiting\n            config:\n{}              fault_tolerant: false\n",
+        config(&up, &redis_config(&redis, "hour: 1000", "")),
+        redis_config(&redis, "hour: 1000", "")
+    );
+    let gw = Gangway::start_with(Options::new(yaml).admin());
+    assert!(
+        gw.get("/limited")
+            .header("X-RateLimit-Remaining-Hour")
+            .is_some()
+    );
+
+    redis.kill();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..50 {
+        let started = Instant::now();
+        let r = gw.get("/limited");
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(r.status, 200, "fault_tolerant proxies: {}", r.text());
+        assert_eq!(
+            r.header("X-RateLimit-Remaining-Hour"),
+            None,
+            "no headers without counts"
+        );
+    }
+    assert!(
+        slowest < Duration::from_millis(700),
+        "a request waited {slowest:?} (timeout 500 ms)"
+    );
+    let strict = request(gw.proxy, "GET", "/strict", &[], b"").expect("strict");
+    assert_eq!(strict.status, 500);
+    assert_eq!(strict.json()["message"], "An unexpected error occurred");
+    let status = gw.admin("GET", "/status", &[], b"").json();
+    let failures = status["rate_limiting"]["redis_failures"]
+        .as_u64()
+        .expect("counted");
+    assert!(failures >= 51, "every failed call is counted: {status}");
+    let lines = gw.log().matches("rate-limiting: Redis").count();
+    assert!(
+        (1..=3).contains(&lines),
+        "failures are logged, rate-limited: {lines} lines"
+    );
+
+    redis.restart();
+    let started = Instant::now();
+    loop {
+        let r = gw.get("/limited");
+        if r.header("X-RateLimit-Remaining-Hour").is_some() {
+            assert_eq!(
+                r.header("X-RateLimit-Remaining-Hour"),
+                Some("999"),
+                "a fresh Redis"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "counting did not resume"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_paused_redis_costs_at_most_the_timeout_and_stalls_nothing_else() {
+    let up = Upstream::start();
+    let redis = Redis::start();
+    let gw = Gangway::start(&config(&up, &redis_config(&redis, "hour: 1000", "")));
+    assert_eq!(gw.get("/limited").status, 200);
+    redis.cli(&["CLIENT", "PAUSE", "3000", "ALL"]);
+    let proxy = gw.proxy;
+    let slow = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = request(proxy, "GET", "/limited", &[], b"").expect("limited");
+        (
+            r.status,
+            r.header("X-RateLimit-Remaining-Hour").map(str::to_owned),
+            started.elapsed(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    for _ in 0..10 {
+        assert_eq!(gw.get("/plain").status, 200);
+    }
+    let plain = started.elapsed();
+    let (status, header, waited) = slow.join().expect("thread");
+    assert_eq!(status, 200, "fault tolerant");
+    assert_eq!(header, None);
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_millis(1500),
+        "bounded by the 500 ms timeout: {waited:?}"
+    );
+    assert!(
+        plain < Duration::from_millis(400),
+        "/plain stalled behind Redis: {plain:?}"
+    );
+}
+
+#[test]
+fn two_nodes_on_one_redis_let_exactly_the_limit_through() {
+    let up = Upstream::start();
+    let redis = Redis::start();
+    let yaml = config(&up, &redis_config(&redis, "minute: 100", ""));
+    let a = Gangway::start(&yaml);
+    let b = Gangway::start(&yaml);
+    away_from_window_end(60, Duration::from_secs(20));
+    let passed: usize = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let proxy = if t % 2 == 0 { a.proxy } else { b.proxy };
+                s.spawn(move || {
+                    (0..125)
+                        .filter(|_| {
+                            request(proxy, "GET", "/limited", &[], b"").map_or(0, |r| r.status)
+                                == 200
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("thread")).sum()
+    });
+    assert_eq!(
+        passed, 100,
+        "1,000 requests over two nodes, a minute limit of 100"
+    );
+}
+
+#[test]
+fn a_redis_cluster_counts_exactly_through_a_resharding() {
+    let up = Upstream::start();
+    let cluster = RedisCluster::start(3);
+    let seed = cluster.nodes[0].port();
+    let plugin = format!(
+        "              hour: 100000\n              policy: redis\n              redis:\n                timeout: 1000\n                cluster_nodes:\n                  - ip: 127.0.0.1\n                    port: {seed}\n"
+    );
+    let gw = Gangway::start(&config(&up, &plugin));
+    away_from_window_end(3600, Duration::from_secs(60));
+    let hour_ms = now_ms() / 3_600_000 * 3_600_000;
+    let key = format!("ratelimit:{{{ROUTE_ID}:{EMPTY}:127.0.0.1}}:{hour_ms}:hour");
+    let from = cluster.owner(&key);
+    let to = (from + 1) % cluster.nodes.len();
+    let slot: u16 = cluster.nodes[0]
+        .cli(&["CLUSTER", "KEYSLOT", &key])
+        .parse()
+        .expect("slot");
+
+    let proxy = gw.proxy;
+    let load = std::thread::spawn(move || {
+        let mut sent = 0u64;
+        let mut last = None;
+        for _ in 0..400 {
+            let r = request(proxy, "GET", "/limited", &[], b"").expect("request");
+            assert_eq!(r.status, 200, "{}", r.text());
+            sent += 1;
+            last = r.header("X-RateLimit-Remaining-Hour").map(str::to_owned);
+            assert!(
+                last.is_some(),
+                "request {sent} went uncounted during the resharding"
+            );
+        }
+        (sent, last)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    cluster.move_slot(slot, from, to);
+    let (sent, last) = load.join().expect("load");
+    assert_eq!(cluster.owner(&key), to, "the slot moved");
+    let stored: u64 = cluster.nodes[to]
+        .cli(&["GET", &key])
+        .parse()
+        .expect("count");
+    assert_eq!(stored, sent, "every request counted once");
+    assert_eq!(last.as_deref(), Some((100_000 - sent).to_string().as_str()));
+}
+
+#[test]
+fn sync_rate_counts_on_the_node_and_flushes_in_batches() {
+    let up = Upstream::start();
+    let redis = Redis::start();
+    let yaml = config(
+        &up,
+        &redis_config(&redis, "hour: 20", "              sync_rate: 0.2\n"),
+    );
+    away_from_window_end(3600, Duration::from_secs(30));
+    let gw = Gangway::start(&yaml);
+    let passed = (0..30)
+        .filter(|_| status_of(&gw, "/limited") == 200)
+        .count();
+    assert_eq!(passed, 20, "one node alone is exact");
+    let hour_ms = now_ms() / 3_600_000 * 3_600_000;
+    let key = format!("ratelimit:{ROUTE_ID}:{EMPTY}:127.0.0.1:{hour_ms}:hour");
+    let started = Instant::now();
+    while redis.cli(&["GET", &key]) != "20" {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "not flushed: {}",
+            redis.cli(&["GET", &key])
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Two nodes, flushing every second: each sees the other only at its flushes, so the
+    // documented bound is the limit plus what one node admits in between.
+    let second = config(
+        &up,
+        &redis_config(&redis, "day: 50", "              sync_rate: 1\n"),
+    );
+    away_from_window_end(86_400, Duration::from_secs(30));
+    let a = Gangway::start(&second);
+    let b = Gangway::start(&second);
+    let passed = (0..40).filter(|_| status_of(&a, "/limited") == 200).count()
+        + (0..40).filter(|_| status_of(&b, "/limited") == 200).count();
+    assert!(
+        (50..=90).contains(&passed),
+        "{passed} passed; the bound is 50 + 40"
+    );
+}
