@@ -97,6 +97,11 @@ pub fn catalog() -> Catalog {
 /// verifies TLS servers against `lua_ssl_trusted_certificate`.
 pub fn catalog_for(settings: &Settings) -> Catalog {
     let catalog = gangway_plugins::catalog();
+    let catalog = {
+        let mut quotas = catalog.quotas().clone();
+        quotas.database = settings.database != Database::Off;
+        catalog.with_quotas(quotas)
+    };
     #[cfg(feature = "quota")]
     let catalog = {
         let mut quotas = catalog.quotas().clone();

@@ -152,6 +152,8 @@ pub struct Quotas {
     pub redis: Option<Arc<dyn RedisQuotas>>,
     /// The database (`policy: cluster`); `None` without a database, where Kong refuses it.
     pub cluster: Option<Arc<dyn QuotaStore>>,
+    /// The node has a database (where Kong offers `policy: cluster`); default false.
+    pub database: bool,
 }
 
 impl Default for Quotas {
@@ -160,6 +162,7 @@ impl Default for Quotas {
             local: Arc::new(local::LocalCounters::default()),
             redis: None,
             cluster: None,
+            database: false,
         }
     }
 }

@@ -463,3 +463,16 @@ fn local_counters_are_shared_by_instances_on_every_thread() {
     );
     let _unused: &LocalCounters = &quotas.local;
 }
+
+#[test]
+fn with_a_database_the_cluster_policy_loads_and_counts_on_the_node() {
+    set_now(NOW);
+    let quotas = Quotas {
+        database: true,
+        ..Quotas::default()
+    };
+    let plugin = plugin_on(json!({"minute": 1, "policy": "cluster"}), &quotas);
+    assert_eq!(get(&*plugin).status(), 200);
+    assert_eq!(get(&*plugin).status(), 429);
+    assert_eq!(quotas.local.len(), 1, "counted in the node's counters");
+}
