@@ -355,3 +355,91 @@ fn sync_rate_counts_on_the_node_and_flushes_in_batches() {
         "{passed} passed; the bound is 50 + 40"
     );
 }
+
+#[test]
+fn per_consumer_plans_apply_to_their_consumer_on_every_route() {
+    let up = Upstream::start();
+    // Two consumers on the same plan (one shared config), one on another, one without a
+    // plan; a route-and-consumer instance beats the plan on /b for gold.
+    let yaml = format!(
+        r#"_format_version: "3.0"
+services:
+  - name: echo
+    url: http://{}
+    plugins:
+      - name: key-auth
+    routes:
+      - name: a
+        paths: ["/a"]
+      - name: b
+        paths: ["/b"]
+        plugins:
+          - name: rate-limiting
+            consumer: gold
+            config:
+              hour: 1
+consumers:
+  - username: basic1
+    keyauth_credentials: [{{key: k1}}]
+    plugins:
+      - name: rate-limiting
+        config: {{hour: 2}}
+  - username: basic2
+    keyauth_credentials: [{{key: k2}}]
+    plugins:
+      - name: rate-limiting
+        config: {{hour: 2}}
+  - username: gold
+    keyauth_credentials: [{{key: k3}}]
+    plugins:
+      - name: rate-limiting
+        config: {{hour: 5}}
+  - username: free
+    keyauth_credentials: [{{key: k4}}]
+"#,
+        up.addr
+    );
+    let gw = Gangway::start(&yaml);
+    away_from_window_end(3600, Duration::from_secs(30));
+    let call = |path: &str, key: &str| {
+        request(gw.proxy, "GET", path, &[("apikey", key)], b"").expect("request")
+    };
+    for key in ["k1", "k2"] {
+        let r = call("/a", key);
+        assert_eq!(
+            r.header("X-RateLimit-Limit-Hour"),
+            Some("2"),
+            "{key}: the basic plan"
+        );
+        assert_eq!(call("/b", key).status, 200);
+        assert_eq!(
+            call("/a", key).status,
+            429,
+            "{key}: counted per consumer, over routes"
+        );
+    }
+    assert_eq!(
+        call("/a", "k3").header("X-RateLimit-Limit-Hour"),
+        Some("5"),
+        "gold plan"
+    );
+    let b = call("/b", "k3");
+    assert_eq!(
+        b.header("X-RateLimit-Limit-Hour"),
+        Some("1"),
+        "route+consumer beats the plan"
+    );
+    assert_eq!(call("/b", "k3").status, 429);
+    assert_eq!(
+        call("/a", "k3").status,
+        200,
+        "the plan's own count is separate"
+    );
+    let free = call("/a", "k4");
+    assert_eq!(free.status, 200);
+    assert_eq!(
+        free.header("X-RateLimit-Limit-Hour"),
+        None,
+        "no plan, no limit"
+    );
+}

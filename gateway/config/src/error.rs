@@ -41,6 +41,11 @@ impl ConfigErrors {
         self.0.push(ConfigError::new(path, message));
     }
 
+    /// How many problems were reported.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// True when nothing was reported.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -231,8 +231,10 @@ pub struct Plugin {
     pub name: String,
     /// Unique instance name; default null.
     pub instance_name: Option<String>,
-    /// Plugin configuration, defaults filled in.
-    pub config: serde_json::Value,
+    /// Plugin configuration, defaults filled in. Shared: instances with equal configs (a
+    /// portal's per-consumer plans) hold one copy.
+    #[serde(serialize_with = "shared_config::serialize")]
+    pub config: std::sync::Arc<serde_json::Value>,
     /// Scope: service; null means any.
     pub service: Option<ForeignKey>,
     /// Scope: route; null means any.
@@ -662,5 +664,57 @@ mod tests {
         assert_eq!(split_target("10.0.0.1:81"), Some(("10.0.0.1".into(), 81)));
         assert_eq!(split_target("[::1]:82"), Some(("::1".into(), 82)));
         assert_eq!(split_target("[::1]"), Some(("::1".into(), 8000)));
+    }
+}
+
+/// Serializing plugin configs that instances share, for the config hash.
+pub mod shared_config {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use serde::{Serialize, Serializer};
+    use serde_json::Value;
+
+    thread_local! {
+        /// While [`compact`] runs: each shared config seen so far, by address, and its
+        /// position among the configs written.
+        static WRITTEN: RefCell<Option<HashMap<usize, usize>>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` (a serialization) so that a config shared by many plugins is written in full
+    /// the first time and then as a reference to that first time (`{"$same_as": n}`). A
+    /// hundred thousand instances of one plan then cost one config's worth of bytes. The
+    /// output stays a function of the config: the same document always shares the same way.
+    pub fn compact<R>(f: impl FnOnce() -> R) -> R {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                WRITTEN.with(|w| w.borrow_mut().take());
+            }
+        }
+        WRITTEN.with(|w| *w.borrow_mut() = Some(HashMap::new()));
+        let _reset = Reset;
+        f()
+    }
+
+    /// The `serialize_with` of [`super::Plugin::config`].
+    pub fn serialize<S: Serializer>(config: &Arc<Value>, s: S) -> Result<S::Ok, S::Error> {
+        let seen = WRITTEN.with(|w| {
+            let mut w = w.borrow_mut();
+            let written = w.as_mut()?;
+            let next = written.len();
+            match written.entry(Arc::as_ptr(config) as usize) {
+                std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(next);
+                    None
+                }
+            }
+        });
+        match seen {
+            Some(first) => serde_json::json!({ "$same_as": first }).serialize(s),
+            None => config.serialize(s),
+        }
     }
 }

@@ -4,6 +4,8 @@
 //! [`PluginSchemas`] (the binary passes its catalog of bundled and edge plugins), so the
 //! loader validates and fills each plugin's `config` without knowing any plugin.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::ConfigErrors;
@@ -11,8 +13,9 @@ use crate::schema::Schema;
 
 /// The plugins a config may name, with their config schemas.
 pub trait PluginSchemas {
-    /// The config schema of plugin `name`; `None` when no such plugin is available.
-    fn schema(&self, name: &str) -> Option<Schema>;
+    /// The config schema of plugin `name`; `None` when no such plugin is available. Shared:
+    /// a config with a hundred thousand instances of one plugin builds its schema once.
+    fn schema(&self, name: &str) -> Option<Arc<Schema>>;
 
     /// True when plugin `name` is available.
     fn knows(&self, name: &str) -> bool;
@@ -74,10 +77,13 @@ pub(crate) struct TestPlugins;
 
 #[cfg(test)]
 impl PluginSchemas for TestPlugins {
-    fn schema(&self, name: &str) -> Option<Schema> {
+    fn schema(&self, name: &str) -> Option<Arc<Schema>> {
         const NAMES: [&str; 4] = ["key-auth", "acl", "request-termination", "correlation-id"];
         let name = NAMES.into_iter().find(|n| *n == name)?;
-        Some(Schema::new(name, crate::schema::Field::record(Vec::new())))
+        Some(Arc::new(Schema::new(
+            name,
+            crate::schema::Field::record(Vec::new()),
+        )))
     }
 
     fn knows(&self, name: &str) -> bool {

@@ -112,9 +112,20 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    /// Compiles `source`; schemas are static data, so a bad pattern is a programming error.
+    /// Compiles `source` once per process (schemas are rebuilt, their patterns are not);
+    /// schemas are static data, so a bad pattern is a programming error.
     pub fn new(source: &'static str) -> Self {
+        static COMPILED: std::sync::Mutex<Vec<(&'static str, Regex)>> =
+            std::sync::Mutex::new(Vec::new());
+        let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, regex)) = compiled.iter().find(|(s, _)| *s == source) {
+            return Self {
+                source,
+                regex: regex.clone(),
+            };
+        }
         let regex = Regex::new(source).expect("invariant: schema patterns are valid regexes");
+        compiled.push((source, regex.clone()));
         Self { source, regex }
     }
 }

@@ -5,6 +5,9 @@
 //! the compile step (which builds instances). Nothing below the binary knows which plugins
 //! exist.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde_json::Value;
 
 use super::Plugin;
@@ -52,6 +55,8 @@ pub struct Spec {
 pub struct Catalog {
     specs: Vec<&'static Spec>,
     quotas: Quotas,
+    /// Schemas built so far (built on first use, then shared).
+    schemas: Mutex<HashMap<&'static str, Arc<Schema>>>,
 }
 
 impl Catalog {
@@ -60,6 +65,7 @@ impl Catalog {
         Catalog {
             specs: specs.into_iter().collect(),
             quotas: Quotas::default(),
+            schemas: Mutex::default(),
         }
     }
 
@@ -100,6 +106,9 @@ impl Catalog {
     ) -> Vec<Instance> {
         let allowed = |name: &str| enabled.iter().any(|e| e == "bundled" || e == name);
         let mut out = Vec::new();
+        // Consumer-only instances differ by their consumer alone, which handlers never see:
+        // those with one shared config (a portal's plan) share one handler.
+        let mut built: HashMap<(&'static str, *const Value), Arc<dyn Plugin>> = HashMap::new();
         for (i, p) in config.plugins.iter().enumerate() {
             let Some(spec) = self.find(&p.name).filter(|s| allowed(s.name)) else {
                 errors.push(format!("plugins[{i}].name"), not_enabled(&p.name));
@@ -116,18 +125,34 @@ impl Catalog {
             if !p.enabled || !http {
                 continue;
             }
+            let shareable = p.consumer.is_some() && p.route.is_none() && p.service.is_none();
+            let key = (spec.name, Arc::as_ptr(&p.config));
+            if let Some(handler) = built.get(&key).filter(|_| shareable) {
+                out.push(Instance {
+                    name: spec.name,
+                    priority: spec.priority,
+                    entity: i,
+                    handler: handler.clone(),
+                });
+                continue;
+            }
             let build = Build {
                 config: &p.config,
                 route: p.route.map(|r| r.id),
                 service: p.service.map(|s| s.id),
                 quotas: &self.quotas,
             };
-            match (spec.build)(&build) {
+            match (spec.build)(&build).map(Arc::<dyn Plugin>::from) {
                 Ok(handler) => out.push(Instance {
                     name: spec.name,
                     priority: spec.priority,
                     entity: i,
-                    handler,
+                    handler: {
+                        if shareable {
+                            built.insert(key, handler.clone());
+                        }
+                        handler
+                    },
                 }),
                 Err(problems) => {
                     for (field, message) in problems {
@@ -146,8 +171,13 @@ impl Catalog {
 }
 
 impl PluginSchemas for Catalog {
-    fn schema(&self, name: &str) -> Option<Schema> {
-        self.find(name).map(|spec| (spec.schema)())
+    fn schema(&self, name: &str) -> Option<Arc<Schema>> {
+        let spec = self.find(name)?;
+        let mut built = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
+        let schema = built
+            .entry(spec.name)
+            .or_insert_with(|| Arc::new((spec.schema)()));
+        Some(schema.clone())
     }
 
     fn knows(&self, name: &str) -> bool {

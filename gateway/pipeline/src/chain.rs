@@ -6,6 +6,7 @@
 //! request walks the array; nothing is looked up by plugin name.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -21,8 +22,9 @@ pub struct Instance {
     pub priority: i32,
     /// Position of the entity in `Config::plugins`.
     pub entity: usize,
-    /// The handler with its compiled config.
-    pub handler: Box<dyn Plugin>,
+    /// The handler with its compiled config; consumer-scoped instances with equal configs
+    /// share one.
+    pub handler: Arc<dyn Plugin>,
 }
 
 /// Kong's precedence of scopes (higher wins): route+service+consumer, route+consumer,
@@ -50,13 +52,33 @@ struct Pick {
 #[derive(Debug, Default)]
 pub struct Step {
     default: Option<Pick>,
+    /// Instances scoped to a consumer and to this route or its service.
     consumers: HashMap<Id, Pick>,
+    /// Instances scoped to a consumer only: the same for every chain, so shared by all.
+    consumer_only: Option<Arc<ConsumerOnly>>,
+}
+
+/// A plugin's consumer-only instances (a portal's per-consumer plans), built once per
+/// snapshot and shared by every chain, with what the chains need to know of them.
+#[derive(Debug, Default)]
+struct ConsumerOnly {
+    picks: HashMap<Id, Pick>,
+    needs_body: bool,
+    filters_headers: bool,
+    chunked_body_limit: Option<u64>,
+    filters_body: bool,
+    logs: bool,
+    rewrites: bool,
 }
 
 impl Step {
     /// The instance that applies, given the consumer authenticated so far.
     pub fn resolve(&self, consumer: Option<Id>) -> Option<u32> {
-        let scoped = consumer.and_then(|c| self.consumers.get(&c));
+        let scoped = consumer.and_then(|c| {
+            self.consumers
+                .get(&c)
+                .or_else(|| self.consumer_only.as_ref()?.picks.get(&c))
+        });
         match (self.default, scoped) {
             (Some(d), Some(s)) if s.rank > d.rank => Some(s.instance),
             (Some(d), _) => Some(d.instance),
@@ -66,7 +88,7 @@ impl Step {
 
     /// True when some instance is consumer-scoped.
     pub fn has_consumer_scope(&self) -> bool {
-        !self.consumers.is_empty()
+        !self.consumers.is_empty() || self.consumer_only.is_some()
     }
 }
 
@@ -132,10 +154,50 @@ fn ordering_names<'v>(ordering: Option<&'v Value>, side: &str) -> Vec<&'v str> {
         .unwrap_or_default()
 }
 
-/// Builds the chain for requests on `route` (or the global chain for `None`).
+/// True for an instance scoped to a consumer and nothing else.
+fn consumer_only(p: &PluginEntity) -> bool {
+    p.consumer.is_some() && p.route.is_none() && p.service.is_none()
+}
+
+/// The consumer-only instances of each plugin name, with their chain flags.
+fn consumer_only_picks(
+    config: &Config,
+    instances: &[Instance],
+) -> BTreeMap<&'static str, (i32, Arc<ConsumerOnly>)> {
+    let mut by_name: BTreeMap<&'static str, (i32, ConsumerOnly)> = BTreeMap::new();
+    for (i, inst) in instances.iter().enumerate() {
+        let p = &config.plugins[inst.entity];
+        let Some(consumer) = p.consumer.filter(|_| consumer_only(p)) else {
+            continue;
+        };
+        let (_, only) = by_name
+            .entry(inst.name)
+            .or_insert_with(|| (inst.priority, ConsumerOnly::default()));
+        only.picks.entry(consumer.id).or_insert(Pick {
+            instance: i as u32,
+            rank: rank(p),
+        });
+        let h = &inst.handler;
+        only.needs_body |= h.needs_body();
+        only.filters_headers |= h.filters_headers();
+        only.chunked_body_limit = only.chunked_body_limit.max(h.chunked_body_limit());
+        only.filters_body |= h.filters_body();
+        only.logs |= h.logs();
+        only.rewrites |= h.rewrites();
+    }
+    by_name
+        .into_iter()
+        .map(|(name, (priority, only))| (name, (priority, Arc::new(only))))
+        .collect()
+}
+
+/// Builds the chain for requests on `route` (or the global chain for `None`). `scoped` lists
+/// the instances that are not consumer-only; those come in `shared`.
 fn build_chain(
     config: &Config,
     instances: &[Instance],
+    scoped: &[usize],
+    shared: &BTreeMap<&'static str, (i32, Arc<ConsumerOnly>)>,
     route: Option<&Route>,
     path: &str,
     errors: &mut ConfigErrors,
@@ -144,7 +206,12 @@ fn build_chain(
     let service_id = route.and_then(|r| r.service).map(|s| s.id);
     let mut by_name: BTreeMap<&'static str, Step> = BTreeMap::new();
     let mut priority: HashMap<&'static str, i32> = HashMap::new();
-    for (i, inst) in instances.iter().enumerate() {
+    for (name, (prio, only)) in shared {
+        priority.insert(name, *prio);
+        by_name.entry(name).or_default().consumer_only = Some(only.clone());
+    }
+    for &i in scoped {
+        let inst = &instances[i];
         let p = &config.plugins[inst.entity];
         let applies = p.route.is_none_or(|r| Some(r.id) == route_id)
             && p.service.is_none_or(|s| Some(s.id) == service_id);
@@ -191,12 +258,17 @@ fn build_chain(
             .flat_map(|s| s.default.iter().chain(s.consumers.values()))
             .map(|p| &instances[p.instance as usize])
     };
-    let needs_body = picks().any(|i| i.handler.needs_body());
-    let filters_headers = picks().any(|i| i.handler.filters_headers());
-    let chunked_body_limit = picks().filter_map(|i| i.handler.chunked_body_limit()).max();
-    let filters_body = picks().any(|i| i.handler.filters_body());
-    let logs = picks().any(|i| i.handler.logs());
-    let rewrites = picks().any(|i| i.handler.rewrites());
+    let only = || steps.iter().filter_map(|s| s.consumer_only.as_deref());
+    let needs_body = picks().any(|i| i.handler.needs_body()) || only().any(|o| o.needs_body);
+    let filters_headers =
+        picks().any(|i| i.handler.filters_headers()) || only().any(|o| o.filters_headers);
+    let chunked_body_limit = picks()
+        .filter_map(|i| i.handler.chunked_body_limit())
+        .chain(only().filter_map(|o| o.chunked_body_limit))
+        .max();
+    let filters_body = picks().any(|i| i.handler.filters_body()) || only().any(|o| o.filters_body);
+    let logs = picks().any(|i| i.handler.logs()) || only().any(|o| o.logs);
+    let rewrites = picks().any(|i| i.handler.rewrites()) || only().any(|o| o.rewrites);
     Chain {
         by_priority: by_priority_names.iter().map(|n| position[n]).collect(),
         needs_body,
@@ -303,13 +375,22 @@ pub fn build(config: &Config, instances: Vec<Instance>, errors: &mut ConfigError
             "dynamic plugin ordering cannot be combined with consumer-scoped plugins",
         );
     }
+    let shared = consumer_only_picks(config, &instances);
+    let scoped: Vec<usize> = (0..instances.len())
+        .filter(|&i| !consumer_only(&config.plugins[instances[i].entity]))
+        .collect();
     let routes = config
         .routes
         .iter()
         .enumerate()
-        .map(|(i, r)| build_chain(config, &instances, Some(r), &format!("routes[{i}]"), errors))
+        .map(|(i, r)| {
+            let path = format!("routes[{i}]");
+            build_chain(config, &instances, &scoped, &shared, Some(r), &path, errors)
+        })
         .collect();
-    let global = build_chain(config, &instances, None, "plugins", errors);
+    let global = build_chain(
+        config, &instances, &scoped, &shared, None, "plugins", errors,
+    );
     Pipeline {
         instances,
         routes,

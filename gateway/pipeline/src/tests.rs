@@ -87,10 +87,10 @@ services:
 struct ProbeNames;
 
 impl PluginSchemas for ProbeNames {
-    fn schema(&self, name: &str) -> Option<Schema> {
+    fn schema(&self, name: &str) -> Option<Arc<Schema>> {
         const NAMES: [&str; 3] = ["correlation-id", "file-log", "request-termination"];
         let name = NAMES.into_iter().find(|n| *n == name)?;
-        Some(Schema::new(name, Field::record(Vec::new())))
+        Some(Arc::new(Schema::new(name, Field::record(Vec::new()))))
     }
 
     fn knows(&self, name: &str) -> bool {
@@ -115,7 +115,7 @@ fn fixture(answer_in_rewrite: &[&str], answer_in_access: &[&str]) -> Fixture {
         name,
         priority,
         entity,
-        handler: Box::new(Probe {
+        handler: Arc::new(Probe {
             name,
             answer_in_rewrite: answer_in_rewrite.contains(&name),
             answer_in_access: answer_in_access.contains(&name),
@@ -267,7 +267,7 @@ fn chains_without_log_or_rewrite_handlers_skip_those_phases() {
         name: "quiet",
         priority: 1,
         entity: 0,
-        handler: Box::new(Quiet),
+        handler: Arc::new(Quiet),
     }];
     let mut errors = ConfigErrors::default();
     let pipeline = chain::build(&config, instances, &mut errors);

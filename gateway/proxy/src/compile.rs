@@ -8,7 +8,7 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 
 use gangway_config::ConfigErrors;
-use gangway_config::model::{Config, Id, Protocol, Target, Upstream};
+use gangway_config::model::{Config, Id, Protocol, Target, Upstream, shared_config};
 use gangway_config::settings::Settings;
 use gangway_net::tls::{CertPair, CertStore, ClientConfigCache, RootSource, server_config};
 use gangway_pipeline::Catalog;
@@ -53,11 +53,13 @@ impl std::io::Write for HashWriter {
     }
 }
 
-/// Kong's configuration hash: the md5 of the config's JSON, as 32 hex characters.
+/// Kong's configuration hash: the md5 of the config's JSON, as 32 hex characters. A plugin
+/// config shared by many instances is hashed once ([`shared_config::compact`]).
 pub fn config_hash(config: &Config) -> String {
     // Buffered: serde_json writes many tiny pieces, and md5 is fastest on whole blocks.
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(Md5::new()));
-    serde_json::to_writer(&mut out, config).expect("invariant: the config model serializes");
+    shared_config::compact(|| serde_json::to_writer(&mut out, config))
+        .expect("invariant: the config model serializes");
     let hasher = out
         .into_inner()
         .map_err(|_| ())
@@ -309,7 +311,7 @@ mod tests {
     fn stub_catalog() -> Catalog {
         struct Nothing;
         impl Plugin for Nothing {}
-        static STUBS: [Spec; 2] = [
+        static STUBS: [Spec; 3] = [
             Spec {
                 name: "key-auth",
                 priority: 1250,
@@ -320,6 +322,17 @@ mod tests {
                 name: "acl",
                 priority: 950,
                 schema: || Schema::new("acl", Field::record(Vec::new())),
+                build: |_| Ok(Box::new(Nothing)),
+            },
+            Spec {
+                name: "correlation-id",
+                priority: 1,
+                schema: || {
+                    Schema::new(
+                        "correlation-id",
+                        Field::record(vec![("header_name", Field::string())]),
+                    )
+                },
                 build: |_| Ok(Box::new(Nothing)),
             },
         ];
@@ -339,6 +352,28 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(super::config_hash(&config), want);
+    }
+
+    #[test]
+    fn a_shared_plugin_config_is_hashed_once_and_still_changes_the_hash() {
+        let doc = |minute: u32| {
+            let yaml = format!(
+                "_format_version: \"3.0\"\nconsumers:\n  - username: a\n    plugins:\n      - name: correlation-id\n        config: {{header_name: X-{minute}}}\n  - username: b\n    plugins:\n      - name: correlation-id\n        config: {{header_name: X-{minute}}}\n"
+            );
+            gangway_config::declarative::load_str(&yaml, &stub_catalog()).expect("config")
+        };
+        let (one, again, other) = (doc(1), doc(1), doc(2));
+        assert!(
+            std::sync::Arc::ptr_eq(&one.plugins[0].config, &one.plugins[1].config),
+            "equal configs are shared"
+        );
+        assert_eq!(super::config_hash(&one), super::config_hash(&again));
+        assert_ne!(super::config_hash(&one), super::config_hash(&other));
+        let full = serde_json::to_value(&one).expect("serializes");
+        assert_eq!(
+            full["plugins"][1]["config"]["header_name"], "X-1",
+            "only the hash abbreviates"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! foreign keys given by name or id.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -436,6 +437,9 @@ pub(super) fn build(
         errors,
     );
 
+    // A portal gives each consumer its own instance of a few plans: equal raw configs are
+    // validated once and share their filled form.
+    let mut validated: HashMap<(String, String), Arc<Value>> = HashMap::new();
     for it in list(items, "plugins") {
         let mut f = Fields {
             obj: it.obj,
@@ -474,9 +478,21 @@ pub(super) fn build(
                 if schema.consumer_forbidden && nested_in_consumer {
                     f.errors.push(f.at("consumer"), "value must be null");
                 }
-                schema.validate(f.raw("config"), &f.at("config"), f.errors)
+                let raw = f.raw("config");
+                let key = raw.map(|r| (name.clone(), r.to_string()));
+                match key.as_ref().and_then(|k| validated.get(k)) {
+                    Some(filled) => filled.clone(),
+                    None => {
+                        let before = f.errors.len();
+                        let filled = Arc::new(schema.validate(raw, &f.at("config"), f.errors));
+                        if let (Some(key), true) = (key, f.errors.len() == before) {
+                            validated.insert(key, filled.clone());
+                        }
+                        filled
+                    }
+                }
             }
-            None => f.raw("config").cloned().unwrap_or(Value::Null),
+            None => Arc::new(f.raw("config").cloned().unwrap_or(Value::Null)),
         };
         c.origins.plugins.push(it.path.clone());
         c.plugins.push(Plugin {
