@@ -101,14 +101,22 @@ fn the_local_policy_counts_once_per_node_across_its_workers() {
 fn redis_counts_in_kong_s_keys_and_survive_a_gangway_restart() {
     let up = Upstream::start();
     let redis = Redis::start();
-    let yaml = config(&up, &redis_config(&redis, "hour: 5", ""));
-    away_from_window_end(3600, Duration::from_secs(30));
-    let gw = Gangway::start(&yaml);
+    let yaml = config(
+        &up,
+        &redis_config(&redis, "hour: 5\n              day: 10", ""),
+    );
+    away_from_window_end(86_400, Duration::from_secs(30));
+    let gw = Gangway::start_with(Options::new(yaml.clone()).admin());
     for left in ["4", "3", "2"] {
         let r = gw.get("/limited");
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("X-RateLimit-Remaining-Hour"), Some(left));
     }
+    let status = gw.admin("GET", "/status", &[], b"").json();
+    assert_eq!(
+        status["rate_limiting"]["redis_round_trips"], 3,
+        "one round trip per request for both periods: {status}"
+    );
     let hour_ms = now_ms() / 3_600_000 * 3_600_000;
     let key = format!("ratelimit:{ROUTE_ID}:{EMPTY}:127.0.0.1:{hour_ms}:hour");
     assert_eq!(redis.cli(&["GET", &key]), "3", "Kong's key holds the count");

@@ -27,6 +27,7 @@ use serde_json::json;
 mod admin;
 mod http_client;
 mod pipeline;
+mod ratelimit;
 
 /// The benchmarks (`cargo xtask bench <name>`).
 #[derive(Debug, Subcommand)]
@@ -49,6 +50,22 @@ pub enum Bench {
         #[command(flatten)]
         params: Params,
         /// Consumers in the large pipeline config, 1000 to 10000000.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 1_000_000,
+            value_parser = RangedU64ValueParser::<usize>::new().range(1000..=10_000_000),
+        )]
+        consumers: usize,
+    },
+    /// rate-limiting by consumer at 1,000 and at --consumers consumers: key-auth alone (the
+    /// base), plus rate-limiting local, redis realtime and redis with sync_rate, against
+    /// nginx with and without limit_req; with Redis round trips and commands per request.
+    /// Starts its own redis-server. Saved as benches/results/ratelimit-<consumers>-latest.md.
+    Ratelimit {
+        #[command(flatten)]
+        params: Params,
+        /// Consumers in the large config, 1000 to 10000000.
         #[arg(
             long,
             value_name = "N",
@@ -221,6 +238,8 @@ fn wait_port_for(port: u16, what: &str, limit: Duration) -> Result<()> {
 struct Proc {
     child: Child,
     name: String,
+    /// gangway's Status API port (none for nginx).
+    status: Option<u16>,
 }
 
 impl Proc {
@@ -311,6 +330,7 @@ fn nginx(dir: &Path, name: &str, conf_body: &str, workers: usize) -> Result<Proc
     Ok(Proc {
         child,
         name: name.into(),
+        status: None,
     })
 }
 
@@ -350,6 +370,7 @@ fn gangway(
     Ok(Proc {
         child,
         name: name.into(),
+        status: Some(status),
     })
 }
 
@@ -445,6 +466,7 @@ pub fn run(bench: Bench) -> Result<()> {
         Bench::Pipeline { params, consumers } => pipeline::run(&params, consumers),
         Bench::Identity => identity(),
         Bench::Admin { consumers } => admin::run(consumers),
+        Bench::Ratelimit { params, consumers } => ratelimit::run(&params, consumers),
     }
 }
 

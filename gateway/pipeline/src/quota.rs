@@ -139,8 +139,17 @@ pub trait RedisQuotas: Send + Sync {
     /// (and its connections).
     fn store(&self, conf: &RedisConf, mode: RedisMode) -> Result<Arc<dyn QuotaStore>, String>;
 
-    /// Failed Redis calls since the process started (connects, counts and syncs).
-    fn failures(&self) -> u64;
+    /// Round trips and failed calls since the process started.
+    fn counters(&self) -> RedisCounters;
+}
+
+/// What a process's Redis stores have done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedisCounters {
+    /// Round trips to Redis (a pipeline counts once).
+    pub round_trips: u64,
+    /// Calls that failed (connects, counts and syncs).
+    pub failures: u64,
 }
 
 /// The counter stores a process offers the rate-limiting plugin.

@@ -22,6 +22,11 @@ pub fn status_body(
     }
     let active = counters.active.load(Ordering::Relaxed);
     let waiting = counters.waiting.load(Ordering::Relaxed).min(active);
+    let redis = quotas
+        .redis
+        .as_ref()
+        .map(|r| r.counters())
+        .unwrap_or_default();
     let mut body = json!({
         "memory": {
             "lua_shared_dicts": {},
@@ -41,7 +46,8 @@ pub fn status_body(
         // fault_tolerant).
         "rate_limiting": {
             "local_counters": quotas.local.len(),
-            "redis_failures": quotas.redis.as_ref().map_or(0, |r| r.failures()),
+            "redis_round_trips": redis.round_trips,
+            "redis_failures": redis.failures,
         },
     });
     body[config.0] = config.1;

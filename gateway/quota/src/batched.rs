@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gangway_pipeline::quota::{QuotaStore, Usage, UsageResult, Window};
 
 use super::connect::Target;
-use super::failures::Failures;
+use super::stats::Stats;
 
 /// Kong's flush script, returning the new total.
 const FLUSH: &str = r#"
@@ -50,16 +50,16 @@ pub struct Batched {
 struct Inner {
     target: Arc<Target>,
     entries: papaya::HashMap<String, Arc<Entry>>,
-    failures: Arc<Failures>,
+    stats: Arc<Stats>,
 }
 
 impl Batched {
     /// A store on `target` that flushes every `sync_rate` seconds from a thread of its own.
-    pub fn start(target: Arc<Target>, sync_rate: f64, failures: Arc<Failures>) -> Arc<Batched> {
+    pub fn start(target: Arc<Target>, sync_rate: f64, stats: Arc<Stats>) -> Arc<Batched> {
         let inner = Arc::new(Inner {
             target,
             entries: papaya::HashMap::new(),
-            failures,
+            stats,
         });
         let weak = Arc::downgrade(&inner);
         let every = Duration::from_secs_f64(sync_rate.max(0.02));
@@ -124,6 +124,9 @@ impl Inner {
                         let mut call = script.prepare_invoke();
                         call.key(&entry.key).arg(delta).arg(entry.ends_at);
                         totals.push(call.invoke_async::<u64>(&mut *conn).await?);
+                        if totals.len() > 1 {
+                            self.target.stats.round_trip();
+                        }
                     }
                     return Ok(totals);
                 }
@@ -155,7 +158,7 @@ impl Inner {
                 for (entry, delta) in live.iter().zip(&deltas) {
                     entry.delta.fetch_add(*delta, Ordering::AcqRel);
                 }
-                self.failures
+                self.stats
                     .record(&format!("sync to {}", self.target.describe), &e);
             }
         }
@@ -183,7 +186,7 @@ impl Inner {
         let read = match read {
             Ok(read) => read,
             Err(e) => {
-                self.failures
+                self.stats
                     .record(&format!("reading from {}", self.target.describe), &e);
                 return Err(e);
             }

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ use tokio::sync::OnceCell;
 
 use gangway_pipeline::quota::{QuotaError, RedisConf};
 
+use super::stats::Stats;
+
 /// How long a worker fails fast after a failed connect before it tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -33,6 +36,8 @@ enum Server {
 /// A Redis deployment a store counts in.
 pub struct Target {
     id: u64,
+    /// Round trips made (and failures, counted by the stores).
+    pub stats: Arc<Stats>,
     server: Server,
     /// Bounds every call, connect included (the record's `timeout`).
     pub timeout: Duration,
@@ -44,7 +49,11 @@ pub struct Target {
 
 impl Target {
     /// The deployment `conf` describes. `trusted_pem` verifies TLS servers when `ssl_verify`.
-    pub fn new(conf: &RedisConf, trusted_pem: Option<&[u8]>) -> Result<Target, String> {
+    pub fn new(
+        conf: &RedisConf,
+        trusted_pem: Option<&[u8]>,
+        stats: Arc<Stats>,
+    ) -> Result<Target, String> {
         if conf.sentinel_nodes.is_some() {
             return Err("Redis Sentinel is not supported by gangway yet; name the master in redis.host, or use cluster_nodes".into());
         }
@@ -109,6 +118,7 @@ impl Target {
             let client = builder.build().map_err(|e| e.to_string())?;
             return Ok(Target {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                stats,
                 server: Server::Cluster(client),
                 timeout,
                 cluster: true,
@@ -145,6 +155,7 @@ impl Target {
         .map_err(|e| e.to_string())?;
         Ok(Target {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            stats,
             server: Server::Single(client, config),
             timeout,
             cluster: false,
@@ -218,6 +229,7 @@ impl Target {
     ) -> Result<T, QuotaError> {
         let attempt = async {
             let mut conn = self.connection().await?;
+            self.stats.round_trip();
             call(&mut conn).await.map_err(|e| {
                 if e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error() {
                     self.forget();
@@ -338,10 +350,12 @@ mod tests {
     fn standalone_keys_are_kong_s_and_cluster_keys_share_one_slot_per_request() {
         let kong = "ratelimit:r:s:192.0.2.7:1796292900000:minute";
         assert_eq!(
-            Target::new(&conf(false), None).expect("target").key(kong),
+            Target::new(&conf(false), None, Arc::default())
+                .expect("target")
+                .key(kong),
             kong
         );
-        let cluster = Target::new(&conf(true), None).expect("target");
+        let cluster = Target::new(&conf(true), None, Arc::default()).expect("target");
         assert_eq!(
             cluster.key(kong),
             "ratelimit:{r:s:192.0.2.7}:1796292900000:minute"
@@ -356,7 +370,9 @@ mod tests {
     fn a_database_index_is_refused_with_a_cluster() {
         let mut c = conf(true);
         c.database = 3;
-        let err = Target::new(&c, None).err().expect("refused");
+        let err = Target::new(&c, None, Arc::default())
+            .err()
+            .expect("refused");
         assert!(err.contains("database must be 0"), "{err}");
     }
 }

@@ -13,15 +13,15 @@
 
 mod batched;
 mod connect;
-mod failures;
 mod realtime;
+mod stats;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use gangway_pipeline::quota::{QuotaStore, RedisConf, RedisMode, RedisQuotas};
+use gangway_pipeline::quota::{QuotaStore, RedisConf, RedisCounters, RedisMode, RedisQuotas};
 
-use failures::Failures;
+use stats::Stats;
 
 /// The Redis stores of a process (empty by default).
 pub struct Redis {
@@ -29,7 +29,7 @@ pub struct Redis {
     /// `lua_ssl_trusted_certificate`); `None` uses the system's roots.
     trusted_pem: Option<Vec<u8>>,
     stores: Mutex<HashMap<(RedisConf, ModeKey), Arc<dyn QuotaStore>>>,
-    failures: Arc<Failures>,
+    stats: Arc<Stats>,
 }
 
 /// [`RedisMode`] as a map key (`sync_rate` by its bits).
@@ -45,7 +45,7 @@ impl Redis {
         Redis {
             trusted_pem,
             stores: Mutex::new(HashMap::new()),
-            failures: Arc::new(Failures::default()),
+            stats: Arc::new(Stats::default()),
         }
     }
 }
@@ -60,18 +60,23 @@ impl RedisQuotas for Redis {
         if let Some(store) = stores.get(&(conf.clone(), key)) {
             return Ok(store.clone());
         }
-        let target = Arc::new(connect::Target::new(conf, self.trusted_pem.as_deref())?);
+        let target = Arc::new(connect::Target::new(
+            conf,
+            self.trusted_pem.as_deref(),
+            self.stats.clone(),
+        )?);
         let store: Arc<dyn QuotaStore> = match mode {
-            RedisMode::Realtime => Arc::new(realtime::Realtime::new(target, self.failures.clone())),
-            RedisMode::Batched(rate) => {
-                batched::Batched::start(target, rate, self.failures.clone())
-            }
+            RedisMode::Realtime => Arc::new(realtime::Realtime::new(target, self.stats.clone())),
+            RedisMode::Batched(rate) => batched::Batched::start(target, rate, self.stats.clone()),
         };
         stores.insert((conf.clone(), key), store.clone());
         Ok(store)
     }
 
-    fn failures(&self) -> u64 {
-        self.failures.total()
+    fn counters(&self) -> RedisCounters {
+        RedisCounters {
+            round_trips: self.stats.round_trips(),
+            failures: self.stats.total(),
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use gangway_pipeline::quota::{QuotaStore, Usage, Window};
 
 use super::connect::Target;
-use super::failures::Failures;
+use super::stats::Stats;
 
 /// Kong's increment script, for all of a request's windows in one round trip.
 const INCREMENT: &str = r#"
@@ -26,16 +26,16 @@ return before
 pub struct Realtime {
     target: Arc<Target>,
     script: Arc<redis::Script>,
-    failures: Arc<Failures>,
+    stats: Arc<Stats>,
 }
 
 impl Realtime {
     /// Counts in `target`.
-    pub fn new(target: Arc<Target>, failures: Arc<Failures>) -> Realtime {
+    pub fn new(target: Arc<Target>, stats: Arc<Stats>) -> Realtime {
         Realtime {
             target,
             script: Arc::new(redis::Script::new(INCREMENT)),
-            failures,
+            stats,
         }
     }
 }
@@ -46,7 +46,7 @@ impl QuotaStore for Realtime {
         let ttls: Vec<u64> = windows.iter().map(|w| w.seconds).collect();
         let target = self.target.clone();
         let script = self.script.clone();
-        let failures = self.failures.clone();
+        let stats = self.stats.clone();
         Usage::Pending(Box::pin(async move {
             let counted = target
                 .run(async |conn| {
@@ -58,7 +58,7 @@ impl QuotaStore for Realtime {
                 })
                 .await;
             if let Err(e) = &counted {
-                failures.record(&format!("counting on {}", target.describe), e);
+                stats.record(&format!("counting on {}", target.describe), e);
             }
             counted
         }))

@@ -601,6 +601,7 @@ impl Node {
         let mut proc_ = Proc {
             child,
             name: name.clone(),
+            status: Some(status),
         };
         let mut http = Http::new(status);
         loop {

@@ -297,8 +297,8 @@ impl gangway_pipeline::quota::RedisQuotas for DownRedis {
         Ok(Arc::new(Down))
     }
 
-    fn failures(&self) -> u64 {
-        0
+    fn counters(&self) -> gangway_pipeline::quota::RedisCounters {
+        Default::default()
     }
 }
 

@@ -1,5 +1,6 @@
-//! Failed Redis calls: counted, and logged at most once every ten seconds per process with
-//! how many failed since, so an outage under load does not flood the log.
+//! Redis calls made and failed: counted (for `/status` and the benchmark's round trips per
+//! request), and failures logged at most once every ten seconds per process with how many
+//! failed since, so an outage under load does not flood the log.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,18 +8,29 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// How often a failure is logged, at most.
 const LOG_EVERY_MS: i64 = 10_000;
 
-/// Failure counts (all zero by default).
+/// Call and failure counts (all zero by default).
 #[derive(Debug, Default)]
-pub(crate) struct Failures {
+pub(crate) struct Stats {
+    round_trips: AtomicU64,
     total: AtomicU64,
     unlogged: AtomicU64,
     last_log_ms: AtomicI64,
 }
 
-impl Failures {
+impl Stats {
     /// Every failed call so far.
     pub fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+
+    /// Every round trip to Redis so far (a pipeline counts once).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Counts one round trip.
+    pub fn round_trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a failure, and logs it when the last log line is old enough.
