@@ -451,3 +451,156 @@ consumers:
         "no plan, no limit"
     );
 }
+
+#[test]
+fn redis_over_tls_with_an_acl_user_and_a_database_index() {
+    let pki = crate::harness::pki::issue_pki();
+    let mut redis = Redis::start_tls(&pki.server_cert_pem, &pki.server_key_pem, &pki.ca_pem);
+    redis.cli(&["ACL", "SETUSER", "gateway", "on", ">s3cret", "~*", "+@all"]);
+    redis.cli(&["ACL", "SETUSER", "default", "off"]);
+    redis.cli_as("gateway", "s3cret");
+    let dir = crate::harness::TempDir::new("redis-tls-ca");
+    let ca = dir.path("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).expect("write ca.pem");
+    let other_ca = dir.path("other-ca.pem");
+    std::fs::write(&other_ca, crate::harness::pki::issue_pki().ca_pem).expect("write other ca");
+
+    let up = Upstream::start();
+    let tls = |extra: &str| {
+        format!(
+            "              hour: 100\n              policy: redis\n              redis:\n                host: 127.0.0.1\n                port: {}\n                timeout: 1000\n                ssl: true\n                ssl_verify: true\n                username: gateway\n                password: s3cret\n                database: 3\n{extra}",
+            redis.port()
+        )
+    };
+    let yaml = format!(
+        "{}      - name: by-name\n        paths: [\"/by-name\"]\n        plugins:\n          - name: rate-limiting\n            config:\n{}      - name: wrong-password\n        paths: [\"/wrong-password\"]\n        plugins:\n          - name: rate-limiting\n            config:\n{}",
+        config(&up, &tls("")),
+        tls("                server_name: redis.internal\n"),
+        tls("").replace("s3cret", "wrong")
+    );
+    away_from_window_end(3600, Duration::from_secs(30));
+    let gw = Gangway::start_with(Options::new(yaml.clone()).admin().env(
+        "KONG_LUA_SSL_TRUSTED_CERTIFICATE",
+        ca.to_str().expect("utf-8"),
+    ));
+    for path in ["/limited", "/limited", "/by-name"] {
+        let r = gw.get(path);
+        assert_eq!(r.status, 200);
+        assert!(
+            r.header("X-RateLimit-Remaining-Hour").is_some(),
+            "{path} counted over TLS as the ACL user\n{}",
+            gw.log()
+        );
+    }
+    let hour_ms = now_ms() / 3_600_000 * 3_600_000;
+    let key = format!("ratelimit:{ROUTE_ID}:{EMPTY}:127.0.0.1:{hour_ms}:hour");
+    assert_eq!(
+        redis.cli(&["-n", "3", "GET", &key]),
+        "2",
+        "database 3 holds the count"
+    );
+    assert_eq!(
+        redis.cli(&["-n", "0", "DBSIZE"]),
+        "0",
+        "database 0 is untouched"
+    );
+    let refused = gw.get("/wrong-password");
+    assert_eq!(refused.status, 200, "fault tolerant");
+    assert_eq!(
+        refused.header("X-RateLimit-Remaining-Hour"),
+        None,
+        "a bad password counts nothing"
+    );
+    drop(gw);
+
+    let untrusting = Gangway::start_with(Options::new(yaml).admin().env(
+        "KONG_LUA_SSL_TRUSTED_CERTIFICATE",
+        other_ca.to_str().expect("utf-8"),
+    ));
+    let r = untrusting.get("/limited");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("X-RateLimit-Remaining-Hour"),
+        None,
+        "a server certificate from another CA is refused"
+    );
+    let status = untrusting.admin("GET", "/status", &[], b"").json();
+    assert!(
+        status["rate_limiting"]["redis_failures"].as_u64() >= Some(1),
+        "{status}"
+    );
+}
+
+#[test]
+fn the_cluster_policy_counts_in_postgres_for_every_node() {
+    use crate::harness::postgres::{Postgres, PostgresExt};
+    let pg = Postgres::start();
+    pg.bootstrap();
+    let up = Upstream::start();
+    let a = Gangway::start_with(pg.node_options().admin());
+    let b = Gangway::start_with(pg.node_options());
+    let post = |path: &str, body: serde_json::Value| {
+        let r = a.admin(
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 201, "POST {path}: {}", r.text());
+        r.json()
+    };
+    post(
+        "/services",
+        serde_json::json!({"name": "api", "url": format!("http://{}", up.addr)}),
+    );
+    let route = post(
+        "/services/api/routes",
+        serde_json::json!({"name": "r", "paths": ["/api"]}),
+    );
+    post(
+        "/routes/r/plugins",
+        serde_json::json!({"name": "rate-limiting", "config": {"hour": 4, "policy": "cluster"}}),
+    );
+    away_from_window_end(3600, Duration::from_secs(30));
+    for gw in [&a, &b] {
+        let started = Instant::now();
+        while request(gw.proxy, "GET", "/api", &[], b"")
+            .map_or(true, |r| r.header("X-RateLimit-Limit-Hour").is_none())
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the plugin never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Both nodes' first requests above counted; the increments land off the request path.
+    let count = || {
+        pg.psql("select coalesce(sum(value), 0) from ratelimiting_metrics where period = 'hour'")
+    };
+    let started = Instant::now();
+    while count() != "2" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "counted {}",
+            count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let route_id = route["id"].as_str().expect("route id");
+    let stored = pg.psql(
+        "select identifier, service_id, route_id from ratelimiting_metrics where period = 'hour'",
+    );
+    assert_eq!(
+        stored,
+        format!("127.0.0.1|{EMPTY}|{route_id}"),
+        "Kong's columns: the plugin's scope is the route alone"
+    );
+    assert_eq!(status_of(&a, "/api"), 200);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(status_of(&b, "/api"), 200, "the fourth, on the other node");
+    std::thread::sleep(Duration::from_millis(200));
+    let r = request(a.proxy, "GET", "/api", &[], b"").expect("request");
+    assert_eq!(r.status, 429, "node a sees node b's count");
+    assert_eq!(count(), "4", "refused requests are not counted, as Kong");
+}

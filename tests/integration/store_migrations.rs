@@ -17,7 +17,10 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
     assert!(before.status.success(), "{}", said(&before));
     let status: serde_json::Value = serde_json::from_slice(&before.stdout).expect("status is JSON");
     assert_eq!(status["bootstrapped"], false);
-    assert_eq!(status["pending"], serde_json::json!(["001_base"]));
+    assert_eq!(
+        status["pending"],
+        serde_json::json!(["001_base", "002_ratelimiting_metrics"])
+    );
 
     let up_too_early = gangway(&pg, &["migrations", "up"]);
     assert!(!up_too_early.status.success());
@@ -26,6 +29,7 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
     let first = gangway(&pg, &["migrations", "bootstrap"]);
     assert!(first.status.success(), "{}", said(&first));
     assert!(said(&first).contains("migrating: 001_base ... ok"));
+    assert!(said(&first).contains("migrating: 002_ratelimiting_metrics ... ok"));
     let second = gangway(&pg, &["migrations", "bootstrap"]);
     assert!(second.status.success());
     assert!(said(&second).contains("database already bootstrapped"));
@@ -33,7 +37,10 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
     assert!(said(&gangway(&pg, &["migrations", "finish"])).contains("no pending migrations"));
     let after: serde_json::Value =
         serde_json::from_slice(&gangway(&pg, &["migrations", "status"]).stdout).expect("JSON");
-    assert_eq!(after["executed"], serde_json::json!(["001_base"]));
+    assert_eq!(
+        after["executed"],
+        serde_json::json!(["001_base", "002_ratelimiting_metrics"])
+    );
     assert_eq!(after["pending"], serde_json::json!([]));
     assert_eq!(pg.psql("select count(*) from services"), "0");
 
@@ -43,6 +50,10 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
     let reset = gangway(&pg, &["migrations", "reset", "--yes"]);
     assert!(reset.status.success(), "{}", said(&reset));
     assert_eq!(pg.psql("select to_regclass('services') is null"), "t");
+    assert_eq!(
+        pg.psql("select to_regclass('ratelimiting_metrics') is null"),
+        "t"
+    );
 }
 
 #[test]
@@ -80,7 +91,11 @@ fn nodes_bootstrapping_at_once_take_turns() {
         said(&a),
         said(&b)
     );
-    assert_eq!(pg.psql("select count(*) from gangway_migrations"), "1");
+    assert_eq!(
+        pg.psql("select count(*) from gangway_migrations"),
+        "2",
+        "001_base and 002_ratelimiting_metrics, once each"
+    );
 }
 
 #[test]

@@ -3,34 +3,9 @@
 
 use std::process::Output;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-
+use crate::harness::pki::issue_pki;
 use crate::harness::postgres::{Postgres, PostgresExt};
 use crate::harness::{TempDir, said};
-
-struct Pki {
-    ca_pem: String,
-    server_cert_pem: String,
-    server_key_pem: String,
-}
-
-/// A CA and a server certificate it signs for 127.0.0.1 (an IP SAN: gangway dials the IP).
-fn issue_pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
-        .expect("self-signed ca");
-    let server_key = KeyPair::generate().expect("server key");
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("server params")
-        .signed_by(&server_key, &ca)
-        .expect("sign server cert");
-    Pki {
-        ca_pem: ca.pem(),
-        server_cert_pem: server.pem(),
-        server_key_pem: server_key.serialize_pem(),
-    }
-}
 
 fn migrations_status(pg: &Postgres, settings: &[(&str, &str)]) -> Output {
     pg.gangway(&["migrations", "status"], settings)

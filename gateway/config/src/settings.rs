@@ -21,7 +21,9 @@ use serde_json::{Map, Value, json};
 
 pub use headers::{HeaderSet, HeaderToken};
 pub use listen::{ListenAddr, SoKeepalive};
-pub use values::{Database, EbpfMode, IoBackend, LogFormat, LogLevel, Role, RouterFlavor};
+pub use values::{
+    Database, EbpfMode, IoBackend, LogFormat, LogLevel, RedisConnections, Role, RouterFlavor,
+};
 
 /// Default `max_connections` (per worker); also what Kong's `worker_connections auto` maps to.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16384;
@@ -93,6 +95,8 @@ pub struct Settings {
     pub workers: usize,
     /// Socket backend: `auto`, `io_uring` or `epoll`. Default `auto`.
     pub io_backend: IoBackend,
+    /// Redis connections for rate limiting: `per_worker` or `shared`. Default `per_worker`.
+    pub redis_connections: RedisConnections,
     /// eBPF programs: `auto`, `off` or `required`. Default `auto`.
     pub ebpf: EbpfMode,
     /// Plugins to load: names, `bundled` for all built-in ones; `off` = none. Default
@@ -236,6 +240,7 @@ impl Default for Settings {
             config_watch: true,
             workers: 0,
             io_backend: IoBackend::Auto,
+            redis_connections: RedisConnections::PerWorker,
             ebpf: EbpfMode::Auto,
             plugins: vec!["bundled".to_owned()],
             router_flavor: RouterFlavor::TraditionalCompatible,

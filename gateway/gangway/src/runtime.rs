@@ -100,12 +100,26 @@ pub fn catalog_for(settings: &Settings) -> Catalog {
     let catalog = {
         let mut quotas = catalog.quotas().clone();
         quotas.database = settings.database != Database::Off;
+        #[cfg(feature = "store")]
+        if quotas.database {
+            match gangway_store::quota::ClusterCounters::new(settings) {
+                Ok(counters) => quotas.cluster = Some(Arc::new(counters)),
+                Err(e) => warn!(error = %e, "rate-limiting: no cluster policy counters"),
+            }
+        }
         catalog.with_quotas(quotas)
     };
     #[cfg(feature = "quota")]
     let catalog = {
         let mut quotas = catalog.quotas().clone();
-        quotas.redis = Some(Arc::new(gangway_quota::Redis::new(trusted_pem(settings))));
+        let sharing = match settings.redis_connections {
+            settings::RedisConnections::PerWorker => gangway_quota::Sharing::PerWorker,
+            settings::RedisConnections::Shared => gangway_quota::Sharing::Shared,
+        };
+        quotas.redis = Some(Arc::new(gangway_quota::Redis::new(
+            trusted_pem(settings),
+            sharing,
+        )));
         catalog.with_quotas(quotas)
     };
     #[cfg(not(feature = "quota"))]

@@ -7,6 +7,7 @@
 //! outlive config reloads (they hang off the [`crate::Catalog`]), so a reload never resets a
 //! count, as Kong's shared dictionary survives `kong reload`.
 
+mod counts;
 pub mod local;
 
 use std::future::Future;
@@ -51,13 +52,17 @@ pub enum Usage {
 
 /// A counter store, shared by every worker of the node.
 pub trait QuotaStore: Send + Sync {
-    /// Each window's count before this request. A realtime store counts the request in the
-    /// same step (Kong's redis realtime mode, where blocked requests are counted too).
+    /// Each window's count before this request. A store may count the request in the same
+    /// step (Kong's redis realtime mode, where refused requests are counted too; the local
+    /// store, which takes a refused request back with [`QuotaStore::refund`]).
     fn usage(&self, windows: &[Window]) -> Usage;
 
-    /// Counts an allowed request in every window. Realtime stores, which counted it in
-    /// [`QuotaStore::usage`], do nothing here.
+    /// Counts an allowed request in every window, in stores whose `usage` did not.
     fn increment(&self, windows: &[Window]);
+
+    /// Takes back a refused request that `usage` counted, in stores whose counts must
+    /// exclude refused requests. Default: nothing.
+    fn refund(&self, _windows: &[Window]) {}
 }
 
 /// Kong's `redis` record of the rate-limiting config, the deprecated flat `redis_*` fields

@@ -167,11 +167,11 @@ fn store(conf: &Config, quotas: &Quotas) -> Result<Arc<dyn QuotaStore>, ConfigPr
         }
         "cluster" => match (&quotas.cluster, quotas.database) {
             (Some(cluster), _) => Ok(cluster.clone()),
-            // A stored plugin must not stop the node from loading its config: until counts
-            // live in Postgres, a cluster instance counts per node, and says so.
+            // A stored plugin must not stop the node from loading its config: in a build
+            // without the Postgres store, a cluster instance counts per node, and says so.
             (None, true) => {
                 tracing::warn!(
-                    "rate-limiting: policy cluster is not supported yet; counting on this node (local)"
+                    "rate-limiting: policy cluster needs gangway built with the store feature; counting on this node (local)"
                 );
                 Ok(quotas.local.clone())
             }
@@ -277,6 +277,7 @@ impl RateLimiting {
             }
         }
         if stop.is_some() {
+            self.store.refund(&waited.windows);
             if !self.hide_client_headers {
                 ctx.state
                     .response_headers

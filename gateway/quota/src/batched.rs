@@ -3,9 +3,10 @@
 //!
 //! A window's first request on the node reads its count from Redis (one round trip); later
 //! requests add to a local delta and read `remote + delta` without I/O. Every `sync_rate`
-//! seconds a background thread sends every delta in one pipeline (increment, and set the
-//! expiry of a new key to the window's end), and reads back each total, which then includes
-//! the other nodes' requests. A failed flush keeps its deltas for the next one.
+//! seconds a background thread sends the delta of every window counted since the last flush
+//! in one pipeline (increment, and set the expiry of a new key to the window's end), and
+//! reads back each total, which then includes the other nodes' requests. A failed flush
+//! keeps its deltas for the next one.
 //!
 //! Overshoot: a node sees other nodes' requests only at its flushes, so with N nodes, a
 //! window admits at most `limit + (N - 1) × (requests one node admits in sync_rate seconds)`
@@ -101,10 +102,17 @@ impl Inner {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        // Only windows counted here since the last flush: their totals come back fresh.
+        // A window without local traffic keeps its last total until it has traffic again;
+        // it is then refreshed within one flush, which keeps the overshoot bound.
         let live: Vec<Arc<Entry>> = {
             let entries = self.entries.pin();
             entries.retain(|_, e| e.ends_at > now || e.delta.load(Ordering::Relaxed) > 0);
-            entries.values().cloned().collect()
+            entries
+                .values()
+                .filter(|e| e.delta.load(Ordering::Relaxed) > 0)
+                .cloned()
+                .collect()
         };
         if live.is_empty() {
             return;

@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,14 +27,39 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+#[derive(Clone)]
 enum Server {
     Single(Client, AsyncConnectionConfig),
     Cluster(ClusterClient),
 }
 
+impl Server {
+    async fn open(&self) -> Result<Conn, (String, Instant)> {
+        let opened = match self {
+            Server::Single(client, config) => client
+                .get_multiplexed_async_connection_with_config(config)
+                .await
+                .map(Conn::Single),
+            Server::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+        };
+        opened.map_err(|e| (e.to_string(), Instant::now()))
+    }
+}
+
+/// How workers reach a Redis (the `redis_connections` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sharing {
+    /// One connection per worker, driven by the worker's own runtime (the default).
+    #[default]
+    PerWorker,
+    /// One connection for the process, driven by a thread of its own.
+    Shared,
+}
+
 /// A Redis deployment a store counts in.
 pub struct Target {
     id: u64,
+    sharing: Sharing,
     /// Round trips made (and failures, counted by the stores).
     pub stats: Arc<Stats>,
     server: Server,
@@ -53,6 +77,7 @@ impl Target {
         conf: &RedisConf,
         trusted_pem: Option<&[u8]>,
         stats: Arc<Stats>,
+        sharing: Sharing,
     ) -> Result<Target, String> {
         if conf.sentinel_nodes.is_some() {
             return Err("Redis Sentinel is not supported by gangway yet; name the master in redis.host, or use cluster_nodes".into());
@@ -118,6 +143,7 @@ impl Target {
             let client = builder.build().map_err(|e| e.to_string())?;
             return Ok(Target {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                sharing,
                 stats,
                 server: Server::Cluster(client),
                 timeout,
@@ -132,9 +158,11 @@ impl Target {
             .host
             .clone()
             .ok_or_else(|| "redis.host is required".to_string())?;
+        // Each call is bounded by `run`'s own timeout; a second timer per command inside
+        // the client would only cost time.
         let mut config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
+            .set_response_timeout(None);
         // The certificate is checked against `server_name` while the socket goes to `host`.
         let name = match conf.server_name.as_deref().filter(|_| conf.ssl) {
             Some(name) if name != host => {
@@ -155,6 +183,7 @@ impl Target {
         .map_err(|e| e.to_string())?;
         Ok(Target {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            sharing,
             stats,
             server: Server::Single(client, config),
             timeout,
@@ -177,31 +206,52 @@ impl Target {
         format!("ratelimit:{{{scope}}}:{date}:{period}")
     }
 
+    /// Opens a connection: here, on this worker's runtime, or on the shared thread's.
     async fn open(&self) -> Result<Conn, (String, Instant)> {
-        let opened = match &self.server {
-            Server::Single(client, config) => client
-                .get_multiplexed_async_connection_with_config(config)
-                .await
-                .map(Conn::Single),
-            Server::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
-        };
-        opened.map_err(|e| (e.to_string(), Instant::now()))
+        match self.sharing {
+            Sharing::PerWorker => self.server.open().await,
+            Sharing::Shared => {
+                let server = self.server.clone();
+                shared_runtime()
+                    .spawn(async move { server.open().await })
+                    .await
+                    .map_err(|e| (e.to_string(), Instant::now()))?
+            }
+        }
     }
 
-    /// This worker's connection, opened on first use. After a failed connect the worker
-    /// fails fast for [`RETRY_AFTER`], then tries again.
+    /// The slot this caller's connection lives in: the worker's own, or the process's.
+    fn with_slot<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> R {
+        match self.sharing {
+            Sharing::PerWorker => {
+                CONNECTIONS.with(|all| f(all.borrow_mut().entry(self.id).or_default()))
+            }
+            Sharing::Shared => {
+                let mut all = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+                f(all.entry(self.id).or_default())
+            }
+        }
+    }
+
+    /// This worker's connection (or the process's), opened on first use. After a failed
+    /// connect, callers fail fast for [`RETRY_AFTER`], then one tries again.
     pub async fn connection(&self) -> Result<Conn, QuotaError> {
-        let cell = CONNECTIONS.with(|all| {
-            let mut all = all.borrow_mut();
-            let cell = all.entry(self.id).or_default();
-            if let Some(Err((error, at))) = cell.get() {
-                if at.elapsed() < RETRY_AFTER {
+        let slot = self.with_slot(|cell| {
+            match cell.get() {
+                Some(Ok(conn)) => return Ok(Err(conn.clone())),
+                Some(Err((error, at))) if at.elapsed() < RETRY_AFTER => {
                     return Err(QuotaError::Store(format!("cannot connect: {error}")));
                 }
-                *cell = Rc::default();
+                Some(Err(_)) => *cell = Slot::default(),
+                None => {}
             }
-            Ok(cell.clone())
+            Ok(Ok(cell.clone()))
         })?;
+        // The common case, connected: no timer, no await.
+        let cell = match slot {
+            Err(conn) => return Ok(conn),
+            Ok(cell) => cell,
+        };
         let opened = tokio::time::timeout(self.timeout, cell.get_or_init(|| self.open())).await;
         match opened {
             Ok(Ok(conn)) => Ok(conn.clone()),
@@ -210,13 +260,11 @@ impl Target {
         }
     }
 
-    /// Drops this worker's connection after it broke, so the next call reconnects.
+    /// Drops the connection after it broke, so the next call reconnects.
     pub fn forget(&self) {
-        CONNECTIONS.with(|all| {
-            if let Some(cell) = all.borrow_mut().get_mut(&self.id) {
-                if matches!(cell.get(), Some(Ok(_))) {
-                    *cell = Rc::default();
-                }
+        self.with_slot(|cell| {
+            if matches!(cell.get(), Some(Ok(_))) {
+                *cell = Slot::default();
             }
         });
     }
@@ -244,12 +292,38 @@ impl Target {
     }
 }
 
-type Slot = Rc<OnceCell<Result<Conn, (String, Instant)>>>;
+type Slot = Arc<OnceCell<Result<Conn, (String, Instant)>>>;
 
 thread_local! {
     /// Each worker's connection per target. Targets live as long as the process (the factory
     /// keeps them), so entries are never stale.
     static CONNECTIONS: RefCell<HashMap<u64, Slot>> = RefCell::new(HashMap::new());
+}
+
+/// The process's connection per target, with [`Sharing::Shared`].
+static SHARED: std::sync::LazyLock<std::sync::Mutex<HashMap<u64, Slot>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The runtime that drives shared connections: one thread, started on first use, for the
+/// life of the process.
+fn shared_runtime() -> &'static tokio::runtime::Handle {
+    static HANDLE: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("gangway-redis".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("invariant: a current-thread runtime builds");
+                let _ = tx.send(runtime.handle().clone());
+                runtime.block_on(std::future::pending::<()>());
+            });
+        spawned.expect("invariant: the Redis thread starts");
+        rx.recv()
+            .expect("invariant: the Redis thread sends its handle")
+    })
 }
 
 /// A connection to a standalone server or to a cluster.
@@ -350,12 +424,13 @@ mod tests {
     fn standalone_keys_are_kong_s_and_cluster_keys_share_one_slot_per_request() {
         let kong = "ratelimit:r:s:192.0.2.7:1796292900000:minute";
         assert_eq!(
-            Target::new(&conf(false), None, Arc::default())
+            Target::new(&conf(false), None, Arc::default(), Sharing::PerWorker)
                 .expect("target")
                 .key(kong),
             kong
         );
-        let cluster = Target::new(&conf(true), None, Arc::default()).expect("target");
+        let cluster =
+            Target::new(&conf(true), None, Arc::default(), Sharing::PerWorker).expect("target");
         assert_eq!(
             cluster.key(kong),
             "ratelimit:{r:s:192.0.2.7}:1796292900000:minute"
@@ -370,7 +445,7 @@ mod tests {
     fn a_database_index_is_refused_with_a_cluster() {
         let mut c = conf(true);
         c.database = 3;
-        let err = Target::new(&c, None, Arc::default())
+        let err = Target::new(&c, None, Arc::default(), Sharing::PerWorker)
             .err()
             .expect("refused");
         assert!(err.contains("database must be 0"), "{err}");

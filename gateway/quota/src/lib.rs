@@ -21,10 +21,12 @@ use std::sync::{Arc, Mutex};
 
 use gangway_pipeline::quota::{QuotaStore, RedisConf, RedisCounters, RedisMode, RedisQuotas};
 
+pub use connect::Sharing;
 use stats::Stats;
 
 /// The Redis stores of a process (empty by default).
 pub struct Redis {
+    sharing: Sharing,
     /// PEM CAs that verify servers when `ssl_verify` is on (Kong's
     /// `lua_ssl_trusted_certificate`); `None` uses the system's roots.
     trusted_pem: Option<Vec<u8>>,
@@ -40,9 +42,11 @@ enum ModeKey {
 }
 
 impl Redis {
-    /// A factory whose TLS connections verify against `trusted_pem` (when `ssl_verify`).
-    pub fn new(trusted_pem: Option<Vec<u8>>) -> Redis {
+    /// A factory whose TLS connections verify against `trusted_pem` (when `ssl_verify`),
+    /// with connections per worker or shared.
+    pub fn new(trusted_pem: Option<Vec<u8>>, sharing: Sharing) -> Redis {
         Redis {
+            sharing,
             trusted_pem,
             stores: Mutex::new(HashMap::new()),
             stats: Arc::new(Stats::default()),
@@ -64,6 +68,7 @@ impl RedisQuotas for Redis {
             conf,
             self.trusted_pem.as_deref(),
             self.stats.clone(),
+            self.sharing,
         )?);
         let store: Arc<dyn QuotaStore> = match mode {
             RedisMode::Realtime => Arc::new(realtime::Realtime::new(target, self.stats.clone())),

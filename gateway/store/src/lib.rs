@@ -9,6 +9,7 @@ pub mod connect;
 pub mod dao;
 pub mod import;
 pub mod migrations;
+pub mod quota;
 pub mod sync;
 
 use gangway_config::settings::Settings;

@@ -7,7 +7,13 @@ use tokio_postgres::Client;
 use crate::StoreError;
 
 /// Every migration, in order: a name and its SQL.
-pub const MIGRATIONS: &[(&str, &str)] = &[("001_base", include_str!("../migrations/001_base.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("001_base", include_str!("../migrations/001_base.sql")),
+    (
+        "002_ratelimiting_metrics",
+        include_str!("../migrations/002_ratelimiting_metrics.sql"),
+    ),
+];
 
 /// The advisory lock migrations hold; distinct from the change log's.
 const LOCK: i64 = 7_467_731;
@@ -127,7 +133,7 @@ pub async fn reset(client: &mut Client) -> Result<Outcome, StoreError> {
             .batch_execute(
                 "DROP TABLE IF EXISTS gangway_changes, snis, targets, upstreams, acls,
                    keyauth_credentials, plugins, consumers, routes, services, ca_certificates,
-                   certificates, gangway_migrations CASCADE;
+                   certificates, ratelimiting_metrics, gangway_migrations CASCADE;
                  DROP FUNCTION IF EXISTS gangway_log_change();",
             )
             .await?;

@@ -14,6 +14,9 @@ pub struct Redis {
     dir: TempDir,
     port: u16,
     args: Vec<String>,
+    /// Flags every `redis-cli` call gets (TLS, credentials).
+    cli_flags: Vec<String>,
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -43,10 +46,55 @@ impl Redis {
             dir: TempDir::new("redis"),
             port: free_port(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            cli_flags: Vec::new(),
+            tls: false,
+            child: None,
+        };
+        server.cli_flags = server.auth_args();
+        server.spawn();
+        server
+    }
+
+    /// A server that speaks only TLS, with this certificate and key (PEM), and `ca_pem` as
+    /// its CA. Clients need no certificate of their own; `redis-cli` does not verify the
+    /// server's (the tests check what gangway verifies, not what OpenSSL would).
+    pub fn start_tls(cert_pem: &str, key_pem: &str, ca_pem: &str) -> Redis {
+        let dir = TempDir::new("redis-tls");
+        let (cert, key, ca) = (
+            dir.path("server.crt"),
+            dir.path("server.key"),
+            dir.path("ca.crt"),
+        );
+        std::fs::write(&cert, cert_pem).expect("write server.crt");
+        std::fs::write(&key, key_pem).expect("write server.key");
+        std::fs::write(&ca, ca_pem).expect("write ca.crt");
+        let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+        let mut server = Redis {
+            port: free_port(),
+            args: vec![
+                "--tls-cert-file".into(),
+                path(&cert),
+                "--tls-key-file".into(),
+                path(&key),
+                "--tls-ca-cert-file".into(),
+                path(&ca),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+            cli_flags: vec!["--tls".into(), "--insecure".into()],
+            tls: true,
+            dir,
             child: None,
         };
         server.spawn();
         server
+    }
+
+    /// From now on, `cli` authenticates as `user` with `password` (after an ACL change).
+    pub fn cli_as(&mut self, user: &str, password: &str) {
+        self.cli_flags.retain(|f| f == "--tls" || f == "--insecure");
+        self.cli_flags
+            .extend(["--no-auth-warning", "--user", user, "--pass", password].map(String::from));
     }
 
     /// The port it listens on (127.0.0.1).
@@ -54,9 +102,12 @@ impl Redis {
         self.port
     }
 
-    /// Runs `redis-cli` against it (with `auth` as `-a` when given); returns trimmed stdout.
+    /// Runs `redis-cli` against it (over TLS, and authenticated, when it needs that);
+    /// returns trimmed stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        cli(self.port, args)
+        let mut all: Vec<&str> = self.cli_flags.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        cli(self.port, &all)
     }
 
     /// Stops it abruptly (SIGKILL); returns once the port is free.
@@ -84,33 +135,44 @@ impl Redis {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new(binary("redis-server"));
-        cmd.arg("--port")
-            .arg(self.port.to_string())
+        let (plain, tls) = if self.tls {
+            ("0".to_string(), self.port.to_string())
+        } else {
+            (self.port.to_string(), "0".to_string())
+        };
+        cmd.args(["--port", &plain, "--tls-port", &tls])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir.0)
             .args(&self.args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(self.dir.path("redis.log")).expect("redis.log"))
             .stderr(Stdio::null());
         self.child = Some(cmd.spawn().expect("spawn redis-server"));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let pong = Command::new("redis-cli")
                 .args(["-p", &self.port.to_string()])
-                .args(self.auth_args())
+                .args(&self.cli_flags)
                 .arg("PING")
-                .stderr(Stdio::null())
                 .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .map(|o| {
+                    let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                    if out.is_empty() {
+                        String::from_utf8_lossy(&o.stderr).trim().to_string()
+                    } else {
+                        out
+                    }
+                })
                 .unwrap_or_default();
             if pong == "PONG" || pong.starts_with("NOAUTH") {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "redis-server on port {} did not answer PING (last answer: {pong:?})",
-                self.port
+                "redis-server on port {} did not answer PING (last answer: {pong:?})\n{}",
+                self.port,
+                std::fs::read_to_string(self.dir.path("redis.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use super::headers::HeaderSet;
 use super::listen::{self, ListenAddr};
 use super::values::{
-    Database, EbpfMode, IoBackend, LogFormat, LogLevel, Role, RouterFlavor, parse_bool,
-    parse_duration_ms, parse_error_type, parse_int, parse_list, parse_ms, parse_opt_string,
-    parse_size, parse_size_usize, parse_trusted_ips, parse_workers,
+    Database, EbpfMode, IoBackend, LogFormat, LogLevel, RedisConnections, Role, RouterFlavor,
+    parse_bool, parse_duration_ms, parse_error_type, parse_int, parse_list, parse_ms,
+    parse_opt_string, parse_size, parse_size_usize, parse_trusted_ips, parse_workers,
 };
 use super::{DEFAULT_MAX_CONNECTIONS, Settings};
 
@@ -241,6 +241,7 @@ pub(super) static KEYS: &[Key] = &[
         scalar
     ),
     key!(io_backend, kong[], IoBackend::parse, text),
+    key!(redis_connections, kong[], RedisConnections::parse, text),
     key!(ebpf, kong[], EbpfMode::parse, text),
     key!(plugins, kong[kong("KONG_PLUGINS")], plugin_list, strings),
     key!(

@@ -90,6 +90,7 @@ fn field_names() -> Vec<&'static str> {
         config_watch,
         workers,
         io_backend,
+        redis_connections,
         ebpf,
         plugins,
         router_flavor,

@@ -219,6 +219,18 @@ keyword_enum! {
 }
 
 keyword_enum! {
+    /// How workers reach Redis for rate limiting. Default `per_worker`.
+    RedisConnections {
+        /// One multiplexed connection per worker and Redis, on the worker's own runtime
+        /// (the default: measured faster, see benches/README.md).
+        #[default]
+        PerWorker = "per_worker",
+        /// One multiplexed connection per Redis for the whole process, on a thread of its own.
+        Shared = "shared",
+    }
+}
+
+keyword_enum! {
     /// Kong's (nginx's) `log_level`. Default `notice`.
     LogLevel {
         /// debug

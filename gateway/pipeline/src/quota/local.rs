@@ -1,13 +1,19 @@
 //! `policy: local`: one count per node, shared by every worker, with no lock on the path of a
 //! request.
 //!
-//! Counts live in a lock-free map per window length. When a window of that length rolls over,
-//! a new map replaces the old one in a single atomic swap, and the old one is dropped once
-//! the last request that read it is done: expiry costs nothing per key, as Kong's shared
-//! dictionary entries expire with their TTL.
+//! Counts live in a lock-free table per window length ([`super::counts`]), keyed by a hash of
+//! Kong's key (no string is stored or compared). A request counts itself as it reads (one lookup per
+//! window), and a refused request is taken back, so refused requests are not counted, as in
+//! Kong, and concurrent requests can never pass a limit together.
+//!
+//! When a window of a length rolls over, a new map replaces the old one in a single atomic
+//! swap: expiry costs nothing per key, as Kong's shared dictionary entries expire with their
+//! TTL. The old map is freed on a thread of its own, never on a worker.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Sender, channel};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -16,17 +22,22 @@ use super::{QuotaStore, Usage, Window};
 /// Kong's window lengths, in seconds: second, minute, hour, day, month, year.
 const LENGTHS: [u64; 6] = [1, 60, 3_600, 86_400, 2_592_000, 31_536_000];
 
+/// How long a replaced map waits before it is freed: requests that loaded it are long done.
+const REAP_AFTER: Duration = Duration::from_secs(2);
+
 /// The counts of every window that started at `start_ms`, for one window length.
 struct Generation {
     start_ms: i64,
-    counts: papaya::HashMap<String, AtomicU64>,
+    counts: super::counts::Counts,
 }
 
 impl Generation {
-    fn new(start_ms: i64) -> Arc<Generation> {
+    /// Sized for `expected` keys: the windows of a length mostly count the same clients as
+    /// the last ones, so a new map starts at the old one's size and rarely grows under load.
+    fn new(start_ms: i64, expected: usize) -> Arc<Generation> {
         Arc::new(Generation {
             start_ms,
-            counts: papaya::HashMap::new(),
+            counts: super::counts::Counts::with_capacity(expected),
         })
     }
 }
@@ -34,12 +45,29 @@ impl Generation {
 /// The node's counters (Kong's `kong_rate_limiting_counters` dictionary). Empty by default.
 pub struct LocalCounters {
     generations: [ArcSwap<Generation>; LENGTHS.len()],
+    /// Hashes Kong's key into the map's.
+    hasher: RandomState,
+    /// Replaced maps go here to be freed off the workers.
+    reaper: Option<Sender<Arc<Generation>>>,
 }
 
 impl Default for LocalCounters {
     fn default() -> Self {
+        let (tx, rx) = channel::<Arc<Generation>>();
+        let reaper = std::thread::Builder::new()
+            .name("gangway-ratelimit-reaper".into())
+            .spawn(move || {
+                for old in rx {
+                    std::thread::sleep(REAP_AFTER);
+                    drop(old);
+                }
+            })
+            .ok()
+            .map(|_| tx);
         LocalCounters {
-            generations: std::array::from_fn(|_| ArcSwap::new(Generation::new(i64::MIN))),
+            generations: std::array::from_fn(|_| ArcSwap::new(Generation::new(i64::MIN, 0))),
+            hasher: RandomState::new(),
+            reaper,
         }
     }
 }
@@ -59,21 +87,28 @@ impl LocalCounters {
             if current.start_ms >= window.start_ms {
                 return current;
             }
-            let previous = cell.compare_and_swap(&*current, Generation::new(window.start_ms));
+            let next = Generation::new(window.start_ms, current.counts.len());
+            let previous = cell.compare_and_swap(&*current, next);
             if Arc::ptr_eq(&previous, &current) {
+                drop(current);
+                if let Some(reaper) = &self.reaper {
+                    let _ = reaper.send(arc_swap::Guard::into_inner(previous));
+                }
                 return cell.load();
             }
         }
     }
 
+    /// A 64-bit hash of Kong's key: with a million live keys, two collide with a
+    /// probability of about 3 in 100 million.
+    fn key(&self, window: &Window) -> u64 {
+        self.hasher.hash_one(window.key.as_bytes())
+    }
+
     /// The count of `window` so far.
     pub fn count(&self, window: &Window) -> u64 {
         let generation = self.generation(window);
-        generation
-            .counts
-            .pin()
-            .get(window.key.as_str())
-            .map_or(0, |c| c.load(Ordering::Relaxed))
+        generation.counts.get(self.key(window))
     }
 
     /// Live counters, over every window length (for memory accounting and tests).
@@ -85,23 +120,24 @@ impl LocalCounters {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Adds one to `window`'s count, or takes one away; returns the count before.
+    fn add(&self, window: &Window, up: bool) -> u64 {
+        let generation = self.generation(window);
+        generation.counts.add(self.key(window), up)
+    }
 }
 
 impl QuotaStore for LocalCounters {
     fn usage(&self, windows: &[Window]) -> Usage {
-        Usage::Ready(Ok(windows.iter().map(|w| self.count(w)).collect()))
+        Usage::Ready(Ok(windows.iter().map(|w| self.add(w, true)).collect()))
     }
 
-    fn increment(&self, windows: &[Window]) {
+    fn increment(&self, _windows: &[Window]) {}
+
+    fn refund(&self, windows: &[Window]) {
         for window in windows {
-            let generation = self.generation(window);
-            let counts = generation.counts.pin();
-            match counts.get(window.key.as_str()) {
-                Some(count) => count.fetch_add(1, Ordering::Relaxed),
-                None => counts
-                    .get_or_insert_with(window.key.clone(), || AtomicU64::new(0))
-                    .fetch_add(1, Ordering::Relaxed),
-            };
+            self.add(window, false);
         }
     }
 }
@@ -118,6 +154,11 @@ mod tests {
         }
     }
 
+    /// A request that passes: counted by `usage`.
+    fn pass(counters: &LocalCounters, windows: &[Window]) {
+        let _ = counters.usage(windows);
+    }
+
     #[test]
     fn counts_are_shared_by_every_thread_and_exact() {
         let counters = Arc::new(LocalCounters::default());
@@ -128,7 +169,7 @@ mod tests {
                 let window = &window;
                 s.spawn(move || {
                     for _ in 0..10_000 {
-                        counters.increment(std::slice::from_ref(window));
+                        pass(counters, std::slice::from_ref(window));
                     }
                 });
             }
@@ -137,13 +178,23 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_takes_a_refused_request_back() {
+        let counters = LocalCounters::default();
+        let window = [minute("k", 0)];
+        pass(&counters, &window);
+        pass(&counters, &window);
+        counters.refund(&window);
+        assert_eq!(counters.count(&window[0]), 1);
+    }
+
+    #[test]
     fn a_new_window_drops_the_counts_of_the_old_one() {
         let counters = LocalCounters::default();
-        counters.increment(&[minute("a:0", 0), minute("b:0", 0)]);
+        pass(&counters, &[minute("a:0", 0), minute("b:0", 0)]);
         assert_eq!(counters.len(), 2);
         let next = minute("a:60000", 60_000);
         assert_eq!(counters.count(&next), 0);
-        counters.increment(std::slice::from_ref(&next));
+        pass(&counters, std::slice::from_ref(&next));
         assert_eq!(counters.len(), 1, "the minute starting at 0 is gone");
         assert_eq!(counters.count(&next), 1);
     }
@@ -156,8 +207,8 @@ mod tests {
             start_ms: 0,
             seconds: 3_600,
         };
-        counters.increment(std::slice::from_ref(&hour));
-        counters.increment(&[minute("m:60000", 60_000)]);
+        pass(&counters, std::slice::from_ref(&hour));
+        pass(&counters, &[minute("m:60000", 60_000)]);
         assert_eq!(counters.count(&hour), 1, "a minute rollover keeps the hour");
     }
 }
