@@ -250,7 +250,9 @@ fn two_nodes_on_one_redis_let_exactly_the_limit_through() {
     let redis = Redis::start();
     let yaml = config(&up, &redis_config(&redis, "minute: 100", ""));
     let a = Gangway::start(&yaml);
-    let b = Gangway::start(&yaml);
+    // The second node shares one connection between its workers: both settings count alike.
+    let b =
+        Gangway::start_with(Options::new(yaml.clone()).env("GANGWAY_REDIS_CONNECTIONS", "shared"));
     away_from_window_end(60, Duration::from_secs(20));
     let passed: usize = std::thread::scope(|s| {
         let threads: Vec<_> = (0..8)
@@ -603,4 +605,30 @@ fn the_cluster_policy_counts_in_postgres_for_every_node() {
     let r = request(a.proxy, "GET", "/api", &[], b"").expect("request");
     assert_eq!(r.status, 429, "node a sees node b's count");
     assert_eq!(count(), "4", "refused requests are not counted, as Kong");
+}
+
+#[test]
+fn redis_sentinel_names_the_master_that_counts() {
+    let master = Redis::start();
+    let sentinel = Redis::start_sentinel("quota", master.port());
+    let up = Upstream::start();
+    let plugin = format!(
+        "              hour: 100\n              policy: redis\n              redis:\n                timeout: 1000\n                sentinel_master: quota\n                sentinel_nodes:\n                  - host: 127.0.0.1\n                    port: {}\n",
+        sentinel.port()
+    );
+    away_from_window_end(3600, Duration::from_secs(30));
+    let gw = Gangway::start(&config(&up, &plugin));
+    for left in ["99", "98"] {
+        let r = gw.get("/limited");
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("X-RateLimit-Remaining-Hour"),
+            Some(left),
+            "counted through the sentinel's master\n{}",
+            gw.log()
+        );
+    }
+    let hour_ms = now_ms() / 3_600_000 * 3_600_000;
+    let key = format!("ratelimit:{ROUTE_ID}:{EMPTY}:127.0.0.1:{hour_ms}:hour");
+    assert_eq!(master.cli(&["GET", &key]), "2");
 }

@@ -350,6 +350,21 @@ fn gangway(
     config: &str,
     workers: usize,
 ) -> Result<Proc> {
+    gangway_with_env(bin, dir, name, backend, port, config, workers, &[])
+}
+
+/// [`gangway`] with extra environment variables (settings) for this contender.
+#[allow(clippy::too_many_arguments)]
+fn gangway_with_env(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    backend: &str,
+    port: u16,
+    config: &str,
+    workers: usize,
+    env: &[(&str, &str)],
+) -> Result<Proc> {
     let cfg = dir.join(format!("{name}.yml"));
     std::fs::write(&cfg, config)?;
     let status = free_port()?;
@@ -363,6 +378,7 @@ fn gangway(
         .env("GANGWAY_WORKERS", workers.to_string())
         .env("GANGWAY_LOG_LEVEL", "error")
         .env("GANGWAY_PREFIX", dir.join(name))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -12,6 +12,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::io::AsyncDNSResolver;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
     Pipeline, RedisConnectionInfo, RedisFuture, TlsCertificates, Value,
@@ -31,6 +32,12 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 enum Server {
     Single(Client, AsyncConnectionConfig),
     Cluster(ClusterClient),
+    /// The master the sentinels name, asked again at every (re)connect, so a failover is
+    /// followed.
+    Sentinel(
+        Arc<tokio::sync::Mutex<SentinelClient>>,
+        AsyncConnectionConfig,
+    ),
 }
 
 impl Server {
@@ -41,6 +48,16 @@ impl Server {
                 .await
                 .map(Conn::Single),
             Server::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+            Server::Sentinel(sentinel, config) => {
+                let master = sentinel.lock().await.async_get_client().await;
+                match master {
+                    Ok(client) => client
+                        .get_multiplexed_async_connection_with_config(config)
+                        .await
+                        .map(Conn::Single),
+                    Err(e) => Err(e),
+                }
+            }
         };
         opened.map_err(|e| (e.to_string(), Instant::now()))
     }
@@ -79,9 +96,6 @@ impl Target {
         stats: Arc<Stats>,
         sharing: Sharing,
     ) -> Result<Target, String> {
-        if conf.sentinel_nodes.is_some() {
-            return Err("Redis Sentinel is not supported by gangway yet; name the master in redis.host, or use cluster_nodes".into());
-        }
         let timeout = Duration::from_millis(conf.timeout.unwrap_or(2000).max(1));
         let port = conf.port.unwrap_or(6379);
         let mut settings = RedisConnectionInfo::default()
@@ -154,6 +168,9 @@ impl Target {
                     .unwrap_or_default(),
             });
         }
+        if let Some(nodes) = &conf.sentinel_nodes {
+            return Target::sentinel(conf, nodes, trusted_pem, stats, sharing, timeout);
+        }
         let host = conf
             .host
             .clone()
@@ -189,6 +206,71 @@ impl Target {
             timeout,
             cluster: false,
             describe: format!("{host}:{port}"),
+        })
+    }
+
+    /// A master found through Redis Sentinel.
+    fn sentinel(
+        conf: &RedisConf,
+        nodes: &[gangway_pipeline::quota::SentinelNode],
+        trusted_pem: Option<&[u8]>,
+        stats: Arc<Stats>,
+        sharing: Sharing,
+        timeout: Duration,
+    ) -> Result<Target, String> {
+        let master = conf
+            .sentinel_master
+            .clone()
+            .ok_or_else(|| "redis.sentinel_master is required with sentinel_nodes".to_string())?;
+        if conf.sentinel_role.as_deref() == Some("slave") {
+            return Err(
+                "rate limiting writes its counters: redis.sentinel_role must be master or any"
+                    .into(),
+            );
+        }
+        let addrs = nodes
+            .iter()
+            .map(|n| ConnectionAddr::Tcp(n.host.clone(), n.port));
+        let mut builder = SentinelClientBuilder::new(addrs, &master, SentinelServerType::Master)
+            .map_err(|e| e.to_string())?
+            .set_client_to_redis_db(conf.database);
+        if let Some(password) = conf.password.as_deref().filter(|p| !p.is_empty()) {
+            builder = builder.set_client_to_redis_password(password);
+            if let Some(username) = conf.username.as_deref().filter(|u| !u.is_empty()) {
+                builder = builder.set_client_to_redis_username(username);
+            }
+        }
+        if let Some(password) = conf.sentinel_password.as_deref().filter(|p| !p.is_empty()) {
+            builder = builder.set_client_to_sentinel_password(password);
+            if let Some(username) = conf.sentinel_username.as_deref().filter(|u| !u.is_empty()) {
+                builder = builder.set_client_to_sentinel_username(username);
+            }
+        }
+        if conf.ssl {
+            builder = builder.set_client_to_redis_tls_mode(if conf.ssl_verify {
+                redis::TlsMode::Secure
+            } else {
+                redis::TlsMode::Insecure
+            });
+            if let (true, Some(pem)) = (conf.ssl_verify, trusted_pem) {
+                builder = builder.set_client_to_redis_certificates(TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                });
+            }
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(None);
+        Ok(Target {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            sharing,
+            stats,
+            server: Server::Sentinel(Arc::new(tokio::sync::Mutex::new(client)), config),
+            timeout,
+            cluster: false,
+            describe: format!("sentinel master {master}"),
         })
     }
 
@@ -279,7 +361,13 @@ impl Target {
             let mut conn = self.connection().await?;
             self.stats.round_trip();
             call(&mut conn).await.map_err(|e| {
-                if e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error() {
+                // READONLY: a failover made this server a replica; ask the sentinels again.
+                let demoted = e.code() == Some("READONLY");
+                if e.is_connection_dropped()
+                    || e.is_io_error()
+                    || e.is_unrecoverable_error()
+                    || demoted
+                {
                     self.forget();
                 }
                 QuotaError::Store(e.to_string())

@@ -17,6 +17,8 @@ pub struct Redis {
     /// Flags every `redis-cli` call gets (TLS, credentials).
     cli_flags: Vec<String>,
     tls: bool,
+    /// A Sentinel's config file (written by [`Redis::start_sentinel`]).
+    sentinel: Option<std::path::PathBuf>,
     child: Option<Child>,
 }
 
@@ -48,6 +50,7 @@ impl Redis {
             args: args.iter().map(|a| a.to_string()).collect(),
             cli_flags: Vec::new(),
             tls: false,
+            sentinel: None,
             child: None,
         };
         server.cli_flags = server.auth_args();
@@ -83,7 +86,31 @@ impl Redis {
             ],
             cli_flags: vec!["--tls".into(), "--insecure".into()],
             tls: true,
+            sentinel: None,
             dir,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// A Redis Sentinel that monitors the master `name` at 127.0.0.1:`master_port` (a quorum
+    /// of one).
+    pub fn start_sentinel(name: &str, master_port: u16) -> Redis {
+        let dir = TempDir::new("redis-sentinel");
+        let conf = dir.path("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!("sentinel monitor {name} 127.0.0.1 {master_port} 1\n"),
+        )
+        .expect("write sentinel.conf");
+        let mut server = Redis {
+            dir,
+            port: free_port(),
+            args: Vec::new(),
+            cli_flags: Vec::new(),
+            tls: false,
+            sentinel: Some(conf),
             child: None,
         };
         server.spawn();
@@ -135,14 +162,21 @@ impl Redis {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new(binary("redis-server"));
+        if let Some(conf) = &self.sentinel {
+            // A sentinel rewrites its config file, and needs one to start.
+            cmd.arg(conf).arg("--sentinel");
+        }
         let (plain, tls) = if self.tls {
             ("0".to_string(), self.port.to_string())
         } else {
             (self.port.to_string(), "0".to_string())
         };
         cmd.args(["--port", &plain, "--tls-port", &tls])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
+            .args(["--bind", "127.0.0.1"]);
+        if self.sentinel.is_none() {
+            cmd.args(["--save", "", "--appendonly", "no"]);
+        }
+        cmd.arg("--dir")
             .arg(&self.dir.0)
             .args(&self.args)
             .stdin(Stdio::null())

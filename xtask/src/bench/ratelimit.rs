@@ -17,8 +17,8 @@ use gangway_test_support::redis::Redis;
 
 use super::http_client::Http;
 use super::{
-    Contender, Load, Params, Proc, build_release, compare, free_port, gangway, nginx, rss_mb,
-    scratch_dir, upstream, wait_port_for, wrk,
+    Contender, Load, Params, Proc, build_release, compare, free_port, gangway_with_env, nginx,
+    rss_mb, scratch_dir, upstream, wait_port_for, wrk,
 };
 
 /// How a contender counts.
@@ -27,6 +27,9 @@ enum Policy {
     None,
     Local,
     Redis,
+    /// Redis realtime with one connection shared by the workers (`redis_connections =
+    /// "shared"`), against the default of one per worker.
+    RedisShared,
     RedisSync,
 }
 
@@ -36,6 +39,7 @@ impl Policy {
             Policy::None => "key-auth",
             Policy::Local => "local",
             Policy::Redis => "redis",
+            Policy::RedisShared => "redis-shared",
             Policy::RedisSync => "redis-sync_rate",
         }
     }
@@ -49,7 +53,7 @@ impl Policy {
         match self {
             Policy::None => String::new(),
             Policy::Local => head.to_string(),
-            Policy::Redis => format!("{head}{redis}"),
+            Policy::Redis | Policy::RedisShared => format!("{head}{redis}"),
             Policy::RedisSync => format!("{head}{redis}              sync_rate: 1\n"),
         }
     }
@@ -148,13 +152,19 @@ fn run_size(
         Policy::None,
         Policy::Local,
         Policy::Redis,
+        Policy::RedisShared,
         Policy::RedisSync,
     ] {
         let name = format!("gangway-{}", policy.label());
         let port = free_port()?;
         let began = Instant::now();
         let cfg = config(up_port, consumers, policy, redis.port());
-        let proc_ = gangway(bin, &dir, &name, "io_uring", port, &cfg, p.workers)?;
+        let sharing = match policy {
+            Policy::RedisShared => "shared",
+            _ => "per_worker",
+        };
+        let env = [("GANGWAY_REDIS_CONNECTIONS", sharing)];
+        let proc_ = gangway_with_env(bin, &dir, &name, "io_uring", port, &cfg, p.workers, &env)?;
         wait_port_for(port, &name, Duration::from_secs(300))?;
         let _ = write!(
             notes,
