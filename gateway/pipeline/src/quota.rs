@@ -14,15 +14,40 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-/// One fixed window of a request's limit.
+/// One fixed window of a request's limit. Its Kong key is built only by the stores that
+/// send it somewhere ([`Window::key`]); the local store hashes the parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
-    /// Kong's counter key: `ratelimit:<route_id>:<service_id>:<identifier>:<period_date_ms>:<period>`.
-    pub key: String,
+    /// `ratelimit:<route_id>:<service_id>:`, the instance's part of Kong's key.
+    pub scope: Arc<str>,
+    /// What is counted: a consumer or credential id, a client IP, a header value or a path.
+    pub identifier: Arc<str>,
+    /// Kong's period name (`minute`).
+    pub period: &'static str,
     /// The window's start, epoch milliseconds (Kong's `period_date`).
     pub start_ms: i64,
     /// The window's length in seconds (Kong's EXPIRATION: a month counts 2,592,000).
     pub seconds: u64,
+}
+
+impl Window {
+    /// Kong's counter key: `ratelimit:<route_id>:<service_id>:<identifier>:<period_date_ms>:<period>`.
+    pub fn key(&self) -> String {
+        format!(
+            "{}{}:{}:{}",
+            self.scope, self.identifier, self.start_ms, self.period
+        )
+    }
+
+    /// Feeds what [`Window::key`] is made of to `state`, without building it: equal keys
+    /// hash equal.
+    pub fn hash_key<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.scope.as_bytes());
+        state.write(self.identifier.as_bytes());
+        state.write_u8(0xff);
+        state.write_i64(self.start_ms);
+        state.write(self.period.as_bytes());
+    }
 }
 
 /// Why a store could not answer.

@@ -89,7 +89,7 @@ struct RateLimiting {
     limits: Box<[(Period, f64)]>,
     limit_by: LimitBy,
     /// `ratelimit:<route_id>:<service_id>:`, the start of every key of this instance.
-    key_prefix: Box<str>,
+    key_prefix: Arc<str>,
     store: Arc<dyn QuotaStore>,
     fault_tolerant: bool,
     hide_client_headers: bool,
@@ -209,20 +209,16 @@ impl RateLimiting {
         found.unwrap_or_else(|| ctx.client_ip.to_string())
     }
 
-    fn windows(&self, identifier: &str, now_ms: i64) -> Vec<Window> {
+    fn windows(&self, identifier: String, now_ms: i64) -> Vec<Window> {
+        let identifier: Arc<str> = identifier.into();
         self.limits
             .iter()
-            .map(|&(period, _)| {
-                let start_ms = period.start_ms(now_ms);
-                Window {
-                    key: format!(
-                        "{}{identifier}:{start_ms}:{}",
-                        self.key_prefix,
-                        period.name()
-                    ),
-                    start_ms,
-                    seconds: period.seconds(),
-                }
+            .map(|&(period, _)| Window {
+                scope: self.key_prefix.clone(),
+                identifier: identifier.clone(),
+                period: period.name(),
+                start_ms: period.start_ms(now_ms),
+                seconds: period.seconds(),
             })
             .collect()
     }
@@ -309,7 +305,7 @@ impl Plugin for RateLimiting {
     fn access(&self, ctx: &mut AccessCtx<'_>) -> Flow {
         let now_ms = (self.clock)();
         let identifier = self.identifier(ctx);
-        let windows = self.windows(&identifier, now_ms);
+        let windows = self.windows(identifier, now_ms);
         match self.store.usage(&windows) {
             Usage::Ready(usage) => self.decide(
                 ctx,

@@ -12,6 +12,7 @@
 //! window admits at most `limit + (N - 1) × (requests one node admits in sync_rate seconds)`
 //! requests, and never more than `N × limit`. One node alone is exact.
 
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,7 +51,9 @@ pub struct Batched {
 
 struct Inner {
     target: Arc<Target>,
-    entries: papaya::HashMap<String, Arc<Entry>>,
+    /// By a 64-bit hash of the window's Kong key (see [`Inner::slot`]).
+    entries: papaya::HashMap<u64, Arc<Entry>>,
+    hasher: RandomState,
     stats: Arc<Stats>,
 }
 
@@ -60,6 +63,7 @@ impl Batched {
         let inner = Arc::new(Inner {
             target,
             entries: papaya::HashMap::new(),
+            hasher: RandomState::new(),
             stats,
         });
         let weak = Arc::downgrade(&inner);
@@ -172,15 +176,22 @@ impl Inner {
         }
     }
 
+    /// The map key of `window`, without building its Kong key.
+    fn slot(&self, window: &Window) -> u64 {
+        let mut state = self.hasher.build_hasher();
+        window.hash_key(&mut state);
+        state.finish()
+    }
+
     fn cached(&self, window: &Window) -> Option<u64> {
         let entries = self.entries.pin();
-        let entry = entries.get(window.key.as_str())?;
+        let entry = entries.get(&self.slot(window))?;
         Some(entry.remote.load(Ordering::Acquire) + entry.delta.load(Ordering::Acquire))
     }
 
     /// Reads the windows this node has no count for yet, then answers every window.
     async fn read(self: Arc<Inner>, windows: Vec<Window>, missing: Vec<Window>) -> UsageResult {
-        let keys: Vec<String> = missing.iter().map(|w| self.target.key(&w.key)).collect();
+        let keys: Vec<String> = missing.iter().map(|w| self.target.key(&w.key())).collect();
         // The keys of one request share a slot in a cluster, so one MGET serves both modes.
         let read = self
             .target
@@ -201,7 +212,7 @@ impl Inner {
         };
         let entries = self.entries.pin();
         for ((window, key), remote) in missing.iter().zip(keys).zip(read) {
-            entries.get_or_insert_with(window.key.clone(), || {
+            entries.get_or_insert_with(self.slot(window), || {
                 Arc::new(Entry {
                     key,
                     remote: AtomicU64::new(remote.unwrap_or_default()),
@@ -241,14 +252,15 @@ impl QuotaStore for Batched {
         let inner = &self.inner;
         let entries = inner.entries.pin();
         for window in windows {
-            match entries.get(window.key.as_str()) {
+            let slot = inner.slot(window);
+            match entries.get(&slot) {
                 Some(entry) => {
                     entry.delta.fetch_add(1, Ordering::AcqRel);
                 }
                 None => {
-                    entries.get_or_insert_with(window.key.clone(), || {
+                    entries.get_or_insert_with(slot, || {
                         Arc::new(Entry {
-                            key: inner.target.key(&window.key),
+                            key: inner.target.key(&window.key()),
                             remote: AtomicU64::new(0),
                             delta: AtomicU64::new(1),
                             ends_at: ends_at(window),

@@ -38,19 +38,15 @@ struct Row {
     ttl_seconds: f64,
 }
 
-/// Reads Kong's counter key back into its parts: `ratelimit:<route>:<service>:<identifier>:
-/// <period_date_ms>:<period>`. The identifier may hold colons (an IPv6 address).
+/// A window as the table's columns: the route and service ids come from the scope part of
+/// Kong's key, `ratelimit:<route>:<service>:`.
 fn row(window: &Window) -> Option<Row> {
-    let rest = window.key.strip_prefix("ratelimit:")?;
+    let rest = window.scope.strip_prefix("ratelimit:")?;
     let (route, rest) = rest.split_once(':')?;
-    let (service, rest) = rest.split_once(':')?;
-    let mut tail = rest.rsplitn(3, ':');
-    let period = tail.next()?;
-    let _date = tail.next()?;
-    let identifier = tail.next()?;
+    let (service, _) = rest.split_once(':')?;
     Some(Row {
-        identifier: identifier.to_owned(),
-        period: period.to_owned(),
+        identifier: window.identifier.to_string(),
+        period: window.period.to_owned(),
         period_date: (window.start_ms / 1000) as f64,
         service_id: service.parse().unwrap_or(EMPTY),
         route_id: route.parse().unwrap_or(EMPTY),
@@ -97,7 +93,8 @@ fn columns(windows: &[Window]) -> Result<Columns, QuotaError> {
         ttls: Vec::new(),
     };
     for w in windows {
-        let r = row(w).ok_or_else(|| QuotaError::Store(format!("not a counter key: {}", w.key)))?;
+        let r =
+            row(w).ok_or_else(|| QuotaError::Store(format!("not a counter key: {}", w.key())))?;
         c.identifiers.push(r.identifier);
         c.periods.push(r.period);
         c.dates.push(r.period_date);
@@ -223,12 +220,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kong_s_key_reads_back_into_the_table_s_columns() {
+    fn a_window_maps_to_the_table_s_columns() {
         let window = Window {
-            key: format!(
-                "ratelimit:{}:{EMPTY}:2001:db8::1:1796292900000:minute",
-                Uuid::from_u128(7)
-            ),
+            scope: format!("ratelimit:{}:{EMPTY}:", Uuid::from_u128(7)).into(),
+            identifier: "2001:db8::1".into(),
+            period: "minute",
             start_ms: 1_796_292_900_000,
             seconds: 60,
         };

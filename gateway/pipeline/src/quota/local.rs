@@ -10,7 +10,7 @@
 //! swap: expiry costs nothing per key, as Kong's shared dictionary entries expire with their
 //! TTL. The old map is freed on a thread of its own, never on a worker.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
 use std::time::Duration;
@@ -102,7 +102,9 @@ impl LocalCounters {
     /// A 64-bit hash of Kong's key: with a million live keys, two collide with a
     /// probability of about 3 in 100 million.
     fn key(&self, window: &Window) -> u64 {
-        self.hasher.hash_one(window.key.as_bytes())
+        let mut state = self.hasher.build_hasher();
+        window.hash_key(&mut state);
+        state.finish()
     }
 
     /// The count of `window` so far.
@@ -146,9 +148,11 @@ impl QuotaStore for LocalCounters {
 mod tests {
     use super::*;
 
-    fn minute(key: &str, start_ms: i64) -> Window {
+    fn minute(who: &str, start_ms: i64) -> Window {
         Window {
-            key: key.to_owned(),
+            scope: "ratelimit:r:s:".into(),
+            identifier: who.into(),
+            period: "minute",
             start_ms,
             seconds: 60,
         }
@@ -203,7 +207,9 @@ mod tests {
     fn windows_of_different_lengths_keep_their_own_generations() {
         let counters = LocalCounters::default();
         let hour = Window {
-            key: "h".into(),
+            scope: "ratelimit:r:s:".into(),
+            identifier: "h".into(),
+            period: "hour",
             start_ms: 0,
             seconds: 3_600,
         };
