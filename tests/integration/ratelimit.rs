@@ -107,15 +107,26 @@ fn redis_counts_in_kong_s_keys_and_survive_a_gangway_restart() {
     );
     away_from_window_end(86_400, Duration::from_secs(30));
     let gw = Gangway::start_with(Options::new(yaml.clone()).admin());
+    let round_trips = || {
+        let status = gw.admin("GET", "/status", &[], b"").json();
+        status["rate_limiting"]["redis_round_trips"]
+            .as_u64()
+            .expect("counted")
+    };
+    let mut before = 0;
     for left in ["4", "3", "2"] {
         let r = gw.get("/limited");
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("X-RateLimit-Remaining-Hour"), Some(left));
+        if left == "4" {
+            // The first also asked the server's version (once per store).
+            before = round_trips();
+        }
     }
-    let status = gw.admin("GET", "/status", &[], b"").json();
     assert_eq!(
-        status["rate_limiting"]["redis_round_trips"], 3,
-        "one round trip per request for both periods: {status}"
+        round_trips() - before,
+        2,
+        "one round trip per request for both periods"
     );
     let hour_ms = now_ms() / 3_600_000 * 3_600_000;
     let key = format!("ratelimit:{ROUTE_ID}:{EMPTY}:127.0.0.1:{hour_ms}:hour");

@@ -73,6 +73,7 @@ const EDGES: &[(&str, &[&str])] = &[
             "gangway-config",
             "gangway-http",
             "gangway-router",
+            "gangway-net",
             "gangway-pipeline",
         ],
     ),

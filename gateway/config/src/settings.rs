@@ -346,6 +346,22 @@ fn our_vars(
 }
 
 impl Settings {
+    /// The PEM files of `lua_ssl_trusted_certificate` (every entry but `system`).
+    pub fn trusted_certificate_files(&self) -> Vec<std::path::PathBuf> {
+        self.lua_ssl_trusted_certificate
+            .iter()
+            .filter(|t| t.as_str() != "system")
+            .map(Into::into)
+            .collect()
+    }
+
+    /// True when `lua_ssl_trusted_certificate` includes the platform's roots (`system`).
+    pub fn trusts_system_roots(&self) -> bool {
+        self.lua_ssl_trusted_certificate
+            .iter()
+            .any(|t| t == "system")
+    }
+
     /// The number of worker threads to start: `workers`, or one per core when it is 0.
     pub fn worker_count(&self) -> usize {
         match self.workers {

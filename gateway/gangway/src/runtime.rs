@@ -116,8 +116,15 @@ pub fn catalog_for(settings: &Settings) -> Catalog {
             settings::RedisConnections::PerWorker => gangway_quota::Sharing::PerWorker,
             settings::RedisConnections::Shared => gangway_quota::Sharing::Shared,
         };
+        let files = settings.trusted_certificate_files();
+        let roots = RootSource::trusted(settings.trusts_system_roots(), &files).unwrap_or_else(|e| {
+            warn!(error = %e, "lua_ssl_trusted_certificate: Redis TLS verifies against the system roots only");
+            RootSource::trusted(true, &[])
+                .expect("invariant: the system roots alone load without error")
+        });
         quotas.redis = Some(Arc::new(gangway_quota::Redis::new(
             trusted_pem(settings),
+            roots,
             sharing,
         )));
         catalog.with_quotas(quotas)
@@ -132,17 +139,15 @@ pub fn catalog_for(settings: &Settings) -> Catalog {
 #[cfg(feature = "quota")]
 fn trusted_pem(settings: &Settings) -> Option<Vec<u8>> {
     let mut pem = Vec::new();
-    for path in settings
-        .lua_ssl_trusted_certificate
-        .iter()
-        .filter(|t| t.as_str() != "system")
-    {
-        match std::fs::read(path) {
+    for path in settings.trusted_certificate_files() {
+        match std::fs::read(&path) {
             Ok(bytes) => {
                 pem.extend_from_slice(&bytes);
                 pem.push(b'\n');
             }
-            Err(e) => warn!(%path, error = %e, "lua_ssl_trusted_certificate: cannot read"),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "lua_ssl_trusted_certificate: cannot read")
+            }
         }
     }
     (!pem.is_empty()).then_some(pem)
@@ -179,17 +184,12 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
             (gangway_config::Config::default(), 0)
         }
     };
-    let trusted = &settings.lua_ssl_trusted_certificate;
-    let pem_files: Vec<std::path::PathBuf> = trusted
-        .iter()
-        .filter(|t| t.as_str() != "system")
-        .map(Into::into)
-        .collect();
+    let pem_files = settings.trusted_certificate_files();
     let shared = SharedState {
         catalog: Arc::new(catalog),
         health: Arc::new(HealthRegistry::default()),
         default_cert: default_certificate(&settings.ssl_cert, &settings.ssl_cert_key)?,
-        roots: RootSource::trusted(trusted.iter().any(|t| t == "system"), &pem_files)?,
+        roots: RootSource::trusted(settings.trusts_system_roots(), &pem_files)?,
         client_configs: std::sync::Mutex::default(),
     };
     let snapshot =

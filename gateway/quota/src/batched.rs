@@ -81,7 +81,9 @@ impl Batched {
                         return;
                     }
                 };
-                runtime.block_on(async move {
+                // A LocalSet: the flusher's connection drives itself as a local task.
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime, async move {
                     let mut tick = tokio::time::interval(every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {

@@ -19,6 +19,7 @@ mod stats;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use gangway_net::tls::RootSource;
 use gangway_pipeline::quota::{QuotaStore, RedisConf, RedisCounters, RedisMode, RedisQuotas};
 
 pub use connect::Sharing;
@@ -27,6 +28,8 @@ use stats::Stats;
 /// The Redis stores of a process (empty by default).
 pub struct Redis {
     sharing: Sharing,
+    /// Trust anchors for the worker's own TLS connections (`ssl_verify`).
+    roots: RootSource,
     /// PEM CAs that verify servers when `ssl_verify` is on (Kong's
     /// `lua_ssl_trusted_certificate`); `None` uses the system's roots.
     trusted_pem: Option<Vec<u8>>,
@@ -44,9 +47,10 @@ enum ModeKey {
 impl Redis {
     /// A factory whose TLS connections verify against `trusted_pem` (when `ssl_verify`),
     /// with connections per worker or shared.
-    pub fn new(trusted_pem: Option<Vec<u8>>, sharing: Sharing) -> Redis {
+    pub fn new(trusted_pem: Option<Vec<u8>>, roots: RootSource, sharing: Sharing) -> Redis {
         Redis {
             sharing,
+            roots,
             trusted_pem,
             stores: Mutex::new(HashMap::new()),
             stats: Arc::new(Stats::default()),
@@ -67,6 +71,7 @@ impl RedisQuotas for Redis {
         let target = Arc::new(connect::Target::new(
             conf,
             self.trusted_pem.as_deref(),
+            &self.roots,
             self.stats.clone(),
             self.sharing,
         )?);

@@ -43,13 +43,8 @@ pub fn pg_config(settings: &Settings) -> tokio_postgres::Config {
 /// The TLS connector: verifying against the trusted CAs when `pg_ssl_verify`, else
 /// accepting the server's certificate as Kong does by default.
 pub fn tls(settings: &Settings) -> Result<MakeRustlsConnect, StoreError> {
-    let trusted = &settings.lua_ssl_trusted_certificate;
-    let pem_files: Vec<std::path::PathBuf> = trusted
-        .iter()
-        .filter(|t| t.as_str() != "system")
-        .map(Into::into)
-        .collect();
-    let roots = RootSource::trusted(trusted.iter().any(|t| t == "system"), &pem_files)
+    let pem_files = settings.trusted_certificate_files();
+    let roots = RootSource::trusted(settings.trusts_system_roots(), &pem_files)
         .map_err(|e| StoreError::Config(format!("lua_ssl_trusted_certificate: {e}")))?;
     let shared = client_config(settings.pg_ssl_verify, None, &roots, None);
     let mut config = (*shared).clone();
