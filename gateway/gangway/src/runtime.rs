@@ -75,17 +75,7 @@ fn choose_backend(setting: IoBackend) -> Result<ChosenBackend, StartError> {
     }
 }
 
-/// Hands freed heap pages back to the OS. glibc only trims the top of its heaps by itself:
-/// the parse of a big declarative file, or a config replaced by a reload (allocated below
-/// the new one), otherwise stays resident. Measured with a million consumers: about 90 MB
-/// after each reload.
-pub(crate) fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions; it only returns free pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
+pub(crate) use gangway_proxy::gateway::release_freed_memory;
 
 /// The plugins this build runs: the bundled ones, plus those of the edge crates it was built
 /// with, on default settings.

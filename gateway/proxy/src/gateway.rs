@@ -202,6 +202,19 @@ impl Gateway {
     }
 }
 
+/// Hands freed heap pages back to the OS. glibc only trims the top of its heaps by itself:
+/// the parse of a big declarative file or of a whole database, or a config replaced by a
+/// reload (allocated below the new one), otherwise stays resident. Measured with a million
+/// consumers: about 90 MB after each reload; with 100,000 per-consumer plugin instances
+/// loaded from Postgres, about 1 GB.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

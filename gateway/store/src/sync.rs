@@ -151,6 +151,7 @@ async fn load_all(client: &mut Client, gateway: &Gateway) -> Result<i64, StoreEr
     let published = gateway
         .replace_config(|| doc.finish(catalog.as_ref()))
         .map_err(invalid)?;
+    gangway_proxy::gateway::release_freed_memory();
     info!(
         config.version = published.version,
         seq,
