@@ -87,25 +87,17 @@ pub fn catalog() -> Catalog {
 /// verifies TLS servers against `lua_ssl_trusted_certificate`.
 pub fn catalog_for(settings: &Settings) -> Catalog {
     let catalog = gangway_plugins::catalog();
-    let catalog = {
-        let mut quotas = catalog.quotas().clone();
-        quotas.database = settings.database != Database::Off;
-        #[cfg(feature = "store")]
-        if quotas.database {
-            match gangway_store::quota::ClusterCounters::new(settings) {
-                Ok(counters) => quotas.cluster = Some(Arc::new(counters)),
-                Err(e) => warn!(error = %e, "rate-limiting: no cluster policy counters"),
-            }
+    let mut quotas = catalog.quotas().clone();
+    quotas.database = settings.database != Database::Off;
+    #[cfg(feature = "store")]
+    if quotas.database {
+        match gangway_store::quota::ClusterCounters::new(settings) {
+            Ok(counters) => quotas.cluster = Some(Arc::new(counters)),
+            Err(e) => warn!(error = %e, "rate-limiting: no cluster policy counters"),
         }
-        catalog.with_quotas(quotas)
-    };
+    }
     #[cfg(feature = "quota")]
-    let catalog = {
-        let mut quotas = catalog.quotas().clone();
-        let sharing = match settings.redis_connections {
-            settings::RedisConnections::PerWorker => gangway_quota::Sharing::PerWorker,
-            settings::RedisConnections::Shared => gangway_quota::Sharing::Shared,
-        };
+    {
         let files = settings.trusted_certificate_files();
         let roots = RootSource::trusted(settings.trusts_system_roots(), &files).unwrap_or_else(|e| {
             warn!(error = %e, "lua_ssl_trusted_certificate: Redis TLS verifies against the system roots only");
@@ -115,13 +107,10 @@ pub fn catalog_for(settings: &Settings) -> Catalog {
         quotas.redis = Some(Arc::new(gangway_quota::Redis::new(
             trusted_pem(settings),
             roots,
-            sharing,
+            settings.redis_connections,
         )));
-        catalog.with_quotas(quotas)
-    };
-    #[cfg(not(feature = "quota"))]
-    let _ = settings;
-    catalog
+    }
+    catalog.with_quotas(quotas)
 }
 
 /// The PEM files of `lua_ssl_trusted_certificate`, concatenated; `None` when it names only

@@ -193,7 +193,7 @@ impl Inner {
 
     /// Reads the windows this node has no count for yet, then answers every window.
     async fn read(self: Arc<Inner>, windows: Vec<Window>, missing: Vec<Window>) -> UsageResult {
-        let keys: Vec<String> = missing.iter().map(|w| self.target.key(&w.key())).collect();
+        let keys: Vec<String> = missing.iter().map(|w| self.target.key(w)).collect();
         // The keys of one request share a slot in a cluster, so one MGET serves both modes.
         let read = self
             .target
@@ -262,7 +262,7 @@ impl QuotaStore for Batched {
                 None => {
                     entries.get_or_insert_with(slot, || {
                         Arc::new(Entry {
-                            key: inner.target.key(&window.key()),
+                            key: inner.target.key(window),
                             remote: AtomicU64::new(0),
                             delta: AtomicU64::new(1),
                             ends_at: ends_at(window),

@@ -21,7 +21,8 @@ use redis::{
 use rustls_pki_types::ServerName;
 use tokio::sync::OnceCell;
 
-use gangway_pipeline::quota::{QuotaError, RedisConf};
+use gangway_config::settings::RedisConnections;
+use gangway_pipeline::quota::{QuotaError, RedisConf, Window};
 
 use super::stats::Stats;
 
@@ -106,20 +107,10 @@ impl Server {
     }
 }
 
-/// How workers reach a Redis (the `redis_connections` setting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sharing {
-    /// One connection per worker, driven by the worker's own runtime (the default).
-    #[default]
-    PerWorker,
-    /// One connection for the process, driven by a thread of its own.
-    Shared,
-}
-
 /// A Redis deployment a store counts in.
 pub struct Target {
     id: u64,
-    sharing: Sharing,
+    sharing: RedisConnections,
     /// Round trips made (and failures, counted by the stores).
     pub stats: Arc<Stats>,
     server: Server,
@@ -138,7 +129,7 @@ impl Target {
         trusted_pem: Option<&[u8]>,
         roots: &RootSource,
         stats: Arc<Stats>,
-        sharing: Sharing,
+        sharing: RedisConnections,
     ) -> Result<Target, String> {
         let timeout = Duration::from_millis(conf.timeout.unwrap_or(2000).max(1));
         let port = conf.port.unwrap_or(6379);
@@ -276,7 +267,7 @@ impl Target {
         nodes: &[gangway_pipeline::quota::SentinelNode],
         trusted_pem: Option<&[u8]>,
         stats: Arc<Stats>,
-        sharing: Sharing,
+        sharing: RedisConnections,
         timeout: Duration,
     ) -> Result<Target, String> {
         let master = conf
@@ -335,25 +326,27 @@ impl Target {
         })
     }
 
-    /// The key a window is stored under: Kong's own, or in a cluster the same with its
+    /// The key `window` is stored under: Kong's own, or in a cluster the same with its
     /// `route:service:identifier` part hash-tagged, so a request's periods share one slot.
-    pub fn key(&self, kong_key: &str) -> String {
+    pub fn key(&self, window: &Window) -> String {
         if !self.cluster {
-            return kong_key.to_owned();
+            return window.key();
         }
-        let mut tail = kong_key.rsplitn(3, ':');
-        let (Some(period), Some(date), Some(head)) = (tail.next(), tail.next(), tail.next()) else {
-            return kong_key.to_owned();
-        };
-        let scope = head.strip_prefix("ratelimit:").unwrap_or(head);
-        format!("ratelimit:{{{scope}}}:{date}:{period}")
+        let scope = window
+            .scope
+            .strip_prefix("ratelimit:")
+            .unwrap_or(&window.scope);
+        format!(
+            "ratelimit:{{{scope}{}}}:{}:{}",
+            window.identifier, window.start_ms, window.period
+        )
     }
 
     /// Opens a connection: here, on this worker's runtime, or on the shared thread's.
     async fn open(&self) -> Result<Conn, (String, Instant)> {
         match self.sharing {
-            Sharing::PerWorker => self.server.open(true).await,
-            Sharing::Shared => {
+            RedisConnections::PerWorker => self.server.open(true).await,
+            RedisConnections::Shared => {
                 let server = self.server.clone();
                 shared_runtime()
                     .spawn(async move { server.open(false).await })
@@ -366,10 +359,10 @@ impl Target {
     /// The slot this caller's connection lives in: the worker's own, or the process's.
     fn with_slot<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> R {
         match self.sharing {
-            Sharing::PerWorker => {
+            RedisConnections::PerWorker => {
                 CONNECTIONS.with(|all| f(all.borrow_mut().entry(self.id).or_default()))
             }
-            Sharing::Shared => {
+            RedisConnections::Shared => {
                 let mut all = SHARED.lock().unwrap_or_else(|e| e.into_inner());
                 f(all.entry(self.id).or_default())
             }
@@ -449,7 +442,7 @@ thread_local! {
     static CONNECTIONS: RefCell<HashMap<u64, Slot>> = RefCell::new(HashMap::new());
 }
 
-/// The process's connection per target, with [`Sharing::Shared`].
+/// The process's connection per target, with [`RedisConnections::Shared`].
 static SHARED: std::sync::LazyLock<std::sync::Mutex<HashMap<u64, Slot>>> =
     std::sync::LazyLock::new(Default::default);
 
@@ -575,44 +568,57 @@ mod tests {
 
     #[test]
     fn standalone_keys_are_kong_s_and_cluster_keys_share_one_slot_per_request() {
-        let kong = "ratelimit:r:s:192.0.2.7:1796292900000:minute";
+        let window = |period: &'static str, start_ms: i64| Window {
+            scope: "ratelimit:r:s:".into(),
+            identifier: "192.0.2.7".into(),
+            period,
+            start_ms,
+            seconds: 60,
+        };
+        let minute = window("minute", 1_796_292_900_000);
+        let standalone = Target::new(
+            &conf(false),
+            None,
+            &roots(),
+            Arc::default(),
+            RedisConnections::PerWorker,
+        )
+        .expect("target");
         assert_eq!(
-            Target::new(
-                &conf(false),
-                None,
-                &roots(),
-                Arc::default(),
-                Sharing::PerWorker
-            )
-            .expect("target")
-            .key(kong),
-            kong
+            standalone.key(&minute),
+            "ratelimit:r:s:192.0.2.7:1796292900000:minute"
         );
         let cluster = Target::new(
             &conf(true),
             None,
             &roots(),
             Arc::default(),
-            Sharing::PerWorker,
+            RedisConnections::PerWorker,
         )
         .expect("target");
         assert_eq!(
-            cluster.key(kong),
+            cluster.key(&minute),
             "ratelimit:{r:s:192.0.2.7}:1796292900000:minute"
         );
-        let hour = cluster.key("ratelimit:r:s:192.0.2.7:1796292000000:hour");
+        let hour = cluster.key(&window("hour", 1_796_292_000_000));
         // Redis hashes only the text inside the first {...}: equal tags, one slot.
         let tag = |k: &str| k[k.find('{').expect("{")..=k.find('}').expect("}")].to_owned();
-        assert_eq!(tag(&cluster.key(kong)), tag(&hour));
+        assert_eq!(tag(&cluster.key(&minute)), tag(&hour));
     }
 
     #[test]
     fn a_database_index_is_refused_with_a_cluster() {
         let mut c = conf(true);
         c.database = 3;
-        let err = Target::new(&c, None, &roots(), Arc::default(), Sharing::PerWorker)
-            .err()
-            .expect("refused");
+        let err = Target::new(
+            &c,
+            None,
+            &roots(),
+            Arc::default(),
+            RedisConnections::PerWorker,
+        )
+        .err()
+        .expect("refused");
         assert!(err.contains("database must be 0"), "{err}");
     }
 }

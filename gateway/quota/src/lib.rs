@@ -19,15 +19,15 @@ mod stats;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use gangway_config::settings::RedisConnections;
 use gangway_net::tls::RootSource;
 use gangway_pipeline::quota::{QuotaStore, RedisConf, RedisCounters, RedisMode, RedisQuotas};
 
-pub use connect::Sharing;
 use stats::Stats;
 
 /// The Redis stores of a process (empty by default).
 pub struct Redis {
-    sharing: Sharing,
+    sharing: RedisConnections,
     /// Trust anchors for the worker's own TLS connections (`ssl_verify`).
     roots: RootSource,
     /// PEM CAs that verify servers when `ssl_verify` is on (Kong's
@@ -47,7 +47,11 @@ enum ModeKey {
 impl Redis {
     /// A factory whose TLS connections verify against `trusted_pem` (when `ssl_verify`),
     /// with connections per worker or shared.
-    pub fn new(trusted_pem: Option<Vec<u8>>, roots: RootSource, sharing: Sharing) -> Redis {
+    pub fn new(
+        trusted_pem: Option<Vec<u8>>,
+        roots: RootSource,
+        sharing: RedisConnections,
+    ) -> Redis {
         Redis {
             sharing,
             roots,

@@ -63,7 +63,7 @@ fn supports_expire_nx(info: &str) -> bool {
 
 impl QuotaStore for Realtime {
     fn usage(&self, windows: &[Window]) -> Usage {
-        let keys: Vec<String> = windows.iter().map(|w| self.target.key(&w.key())).collect();
+        let keys: Vec<String> = windows.iter().map(|w| self.target.key(w)).collect();
         let ttls: Vec<u64> = windows.iter().map(|w| w.seconds).collect();
         let target = self.target.clone();
         let script = self.script.clone();
