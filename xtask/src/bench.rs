@@ -49,14 +49,8 @@ pub enum Bench {
     Pipeline {
         #[command(flatten)]
         params: Params,
-        /// Consumers in the large pipeline config, 1000 to 10000000.
-        #[arg(
-            long,
-            value_name = "N",
-            default_value_t = 1_000_000,
-            value_parser = RangedU64ValueParser::<usize>::new().range(1000..=10_000_000),
-        )]
-        consumers: usize,
+        #[command(flatten)]
+        large: LargeConfig,
     },
     /// rate-limiting by consumer at 1,000 and at --consumers consumers: key-auth alone (the
     /// base), plus rate-limiting local, redis realtime and redis with sync_rate, against
@@ -65,14 +59,8 @@ pub enum Bench {
     Ratelimit {
         #[command(flatten)]
         params: Params,
-        /// Consumers in the large config, 1000 to 10000000.
-        #[arg(
-            long,
-            value_name = "N",
-            default_value_t = 1_000_000,
-            value_parser = RangedU64ValueParser::<usize>::new().range(1000..=10_000_000),
-        )]
-        consumers: usize,
+        #[command(flatten)]
+        large: LargeConfig,
     },
     /// The identity-write micro-benchmark (cargo bench, benches/identity_writes.rs); saved as
     /// benches/results/identity-latest.md. Takes no flags.
@@ -91,6 +79,20 @@ pub enum Bench {
         )]
         consumers: usize,
     },
+}
+
+/// The size of the large config of `bench pipeline` and `bench ratelimit` (each also runs
+/// 1,000 consumers).
+#[derive(Debug, Args)]
+pub struct LargeConfig {
+    /// Consumers in the large config, 1000 to 10000000.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000_000,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1000..=10_000_000),
+    )]
+    consumers: usize,
 }
 
 /// The wrk load and process shape shared by `bench proxy` and `bench pipeline`. Out-of-range
@@ -418,6 +420,20 @@ struct Load {
     path: String,
 }
 
+/// A load of requests for random consumers' keys (`k00000001`..), drawn once in wrk's
+/// `init` (up to 100,000 of them, from the whole key range, with Lua's generator seeded by
+/// `seed`) so that wrk spends no Lua time per request and stays faster than the proxies it
+/// measures. `request` is a Lua expression of `key` that builds one request.
+fn random_key_load(consumers: usize, seed: u32, request: &str) -> Load {
+    let pool = consumers.min(100_000);
+    Load {
+        lua: format!(
+            "local reqs = {{}}\nlocal n = 0\ninit = function(args)\n  math.randomseed({seed})\n  for i = 1, {pool} do\n    local key = string.format(\"k%08d\", math.random(1, {consumers}))\n    reqs[i] = {request}\n  end\nend\nrequest = function()\n  n = n % {pool} + 1\n  return reqs[n]\nend\n"
+        ),
+        path: "/".into(),
+    }
+}
+
 fn wrk(
     dir: &Path,
     port: u16,
@@ -479,10 +495,10 @@ pub fn run(bench: Bench) -> Result<()> {
             }
             proxy(&params, &against)
         }
-        Bench::Pipeline { params, consumers } => pipeline::run(&params, consumers),
+        Bench::Pipeline { params, large } => pipeline::run(&params, large.consumers),
         Bench::Identity => identity(),
         Bench::Admin { consumers } => admin::run(consumers),
-        Bench::Ratelimit { params, consumers } => ratelimit::run(&params, consumers),
+        Bench::Ratelimit { params, large } => ratelimit::run(&params, large.consumers),
     }
 }
 

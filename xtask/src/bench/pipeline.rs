@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use super::{
     Contender, Load, Params, build_release, compare, free_port, gangway, nginx_proxy, plain_config,
-    rss_mb, scratch_dir, upstream, wait_port_for,
+    random_key_load, rss_mb, scratch_dir, upstream, wait_port_for,
 };
 
 /// The example config with `consumers` consumers, keys `k00000001`.., all in group `weather`.
@@ -56,17 +56,13 @@ consumers:
     out
 }
 
-/// wrk Lua: requests for random consumers' keys, built once (up to 100,000 of them, drawn
-/// from the whole key range) so that wrk spends no Lua time per request and stays faster
-/// than the proxies it measures.
+/// Every request is GET /forecast/<a random consumer's key>/52.37,4.89.
 fn load(consumers: usize) -> Load {
-    let pool = consumers.min(100_000);
-    Load {
-        lua: format!(
-            "local reqs = {{}}\nlocal n = 0\ninit = function(args)\n  math.randomseed(42)\n  for i = 1, {pool} do\n    reqs[i] = wrk.format(\"GET\", string.format(\"/forecast/k%08d/52.37,4.89\", math.random(1, {consumers})))\n  end\nend\nrequest = function()\n  n = n % {pool} + 1\n  return reqs[n]\nend\n"
-        ),
-        path: "/".into(),
-    }
+    random_key_load(
+        consumers,
+        42,
+        "wrk.format(\"GET\", \"/forecast/\" .. key .. \"/52.37,4.89\")",
+    )
 }
 
 /// Runs the benchmark with `consumers` consumers in the large config.

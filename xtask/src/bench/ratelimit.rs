@@ -18,7 +18,7 @@ use gangway_test_support::redis::Redis;
 use super::http_client::Http;
 use super::{
     Contender, Load, Params, Proc, build_release, compare, free_port, gangway_with_env, nginx,
-    rss_mb, scratch_dir, upstream, wait_port_for, wrk,
+    random_key_load, rss_mb, scratch_dir, upstream, wait_port_for, wrk,
 };
 
 /// How a contender counts.
@@ -76,16 +76,9 @@ fn config(upstream: u16, consumers: usize, policy: Policy, redis_port: u16) -> S
     out
 }
 
-/// wrk Lua: each request carries a random consumer's key (drawn once, up to 100,000 keys
-/// from the whole range, so wrk spends no Lua time per request).
+/// Every request carries a random consumer's key in `apikey`.
 fn load(consumers: usize) -> Load {
-    let pool = consumers.min(100_000);
-    Load {
-        lua: format!(
-            "local reqs = {{}}\nlocal n = 0\ninit = function(args)\n  math.randomseed(7)\n  for i = 1, {pool} do\n    reqs[i] = wrk.format(\"GET\", \"/\", {{apikey = string.format(\"k%08d\", math.random(1, {consumers}))}})\n  end\nend\nrequest = function()\n  n = n % {pool} + 1\n  return reqs[n]\nend\n"
-        ),
-        path: "/".into(),
-    }
+    random_key_load(consumers, 7, "wrk.format(\"GET\", \"/\", {apikey = key})")
 }
 
 /// nginx as a proxy with or without `limit_req` keyed by the API key (a high rate, so
