@@ -54,6 +54,8 @@ struct Inner {
     /// By a 64-bit hash of the window's Kong key (see [`Inner::slot`]).
     entries: papaya::HashMap<u64, Arc<Entry>>,
     hasher: RandomState,
+    /// The flush script (its SHA-1 computed once).
+    flush_script: redis::Script,
     stats: Arc<Stats>,
 }
 
@@ -64,6 +66,7 @@ impl Batched {
             target,
             entries: papaya::HashMap::new(),
             hasher: RandomState::new(),
+            flush_script: redis::Script::new(FLUSH),
             stats,
         });
         let weak = Arc::downgrade(&inner);
@@ -127,7 +130,7 @@ impl Inner {
             .iter()
             .map(|e| e.delta.swap(0, Ordering::AcqRel))
             .collect();
-        let script = redis::Script::new(FLUSH);
+        let script = &self.flush_script;
         let cluster = self.target.cluster;
         let totals = self
             .target
