@@ -18,6 +18,8 @@ struct Edit {
     op: Op,
     name: Range<u32>,
     value: Range<u32>,
+    /// An addition that a later removal of its name took back.
+    removed: bool,
 }
 
 /// Header removals and additions, applied in order. Reused across requests: no allocation
@@ -26,6 +28,16 @@ struct Edit {
 pub struct HeaderEdits {
     arena: Vec<u8>,
     edits: Vec<Edit>,
+    /// [`name_bit`]s of the names removed and added so far: the head writer asks about every
+    /// header it copies, and most were never touched.
+    removed_names: u64,
+    added_names: u64,
+}
+
+/// One bit of 64 for a header name, case-insensitively (from its length and first byte).
+fn name_bit(name: &[u8]) -> u64 {
+    let first = name.first().map_or(0, u8::to_ascii_lowercase) as usize;
+    1 << ((name.len() * 7 + first) & 63)
 }
 
 fn push(arena: &mut Vec<u8>, bytes: &[u8]) -> Range<u32> {
@@ -39,6 +51,8 @@ impl HeaderEdits {
     pub fn clear(&mut self) {
         self.arena.clear();
         self.edits.clear();
+        self.removed_names = 0;
+        self.added_names = 0;
     }
 
     /// True when nothing was changed.
@@ -52,22 +66,36 @@ impl HeaderEdits {
 
     /// Removes every value of `name`, original or added.
     pub fn remove(&mut self, name: &str) {
+        let bit = name_bit(name.as_bytes());
+        if self.added_names & bit != 0 {
+            let arena = &self.arena;
+            for edit in &mut self.edits {
+                let added = &arena[edit.name.start as usize..edit.name.end as usize];
+                if edit.op == Op::Add && added.eq_ignore_ascii_case(name.as_bytes()) {
+                    edit.removed = true;
+                }
+            }
+        }
+        self.removed_names |= bit;
         let name = push(&mut self.arena, name.as_bytes());
         self.edits.push(Edit {
             op: Op::Remove,
             name,
             value: 0..0,
+            removed: false,
         });
     }
 
     /// Adds one more value of `name` (an appended header line).
     pub fn add(&mut self, name: &str, value: &[u8]) {
+        self.added_names |= name_bit(name.as_bytes());
         let name = push(&mut self.arena, name.as_bytes());
         let value = push(&mut self.arena, value);
         self.edits.push(Edit {
             op: Op::Add,
             name,
             value,
+            removed: false,
         });
     }
 
@@ -79,6 +107,9 @@ impl HeaderEdits {
 
     /// Index of the last removal of `name`, if any.
     fn last_removal(&self, name: &[u8]) -> Option<usize> {
+        if self.removed_names & name_bit(name) == 0 {
+            return None;
+        }
         self.edits
             .iter()
             .rposition(|e| e.op == Op::Remove && self.bytes(&e.name).eq_ignore_ascii_case(name))
@@ -110,16 +141,10 @@ impl HeaderEdits {
 
     /// Added headers still standing, as `(name, value)` in the order they were added.
     pub fn added(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.edits.iter().enumerate().filter_map(|(i, e)| {
-            if e.op != Op::Add {
-                return None;
-            }
-            let name = self.bytes(&e.name);
-            let removed_later = self.edits[i + 1..]
-                .iter()
-                .any(|r| r.op == Op::Remove && self.bytes(&r.name).eq_ignore_ascii_case(name));
-            (!removed_later).then(|| (name, self.bytes(&e.value)))
-        })
+        self.edits
+            .iter()
+            .filter(|e| e.op == Op::Add && !e.removed)
+            .map(|e| (self.bytes(&e.name), self.bytes(&e.value)))
     }
 }
 

@@ -1,26 +1,40 @@
 //! `sync_rate > 0`: counting on the node, flushed to Redis in batches (Kong's batched mode,
 //! per node rather than per worker).
 //!
-//! A window's first request on the node reads its count from Redis (one round trip); later
-//! requests add to a local delta and read `remote + delta` without I/O. Every `sync_rate`
-//! seconds a background thread sends the delta of every window counted since the last flush
-//! in one pipeline (increment, and set the expiry of a new key to the window's end), and
-//! reads back each total, which then includes the other nodes' requests. A failed flush
-//! keeps its deltas for the next one.
+//! A window's first request on the node waits for its count from Redis; later requests add
+//! to a local delta and read `remote + delta` without I/O. The first requests of many
+//! windows share a read: a worker gathers the windows it misses in one turn of its event
+//! loop into one `MGET` (with a million clients, most windows a node sees are new to it).
+//! Every `sync_rate` seconds a background thread sends the delta of every window counted
+//! since the last flush in one pipeline (`INCRBY`, and `EXPIREAT ... NX` for the window's
+//! end; Kong's script on servers older than 7.0), and reads back each total, which then
+//! includes the other nodes' requests. A failed flush keeps its deltas for the next one.
 //!
 //! Overshoot: a node sees other nodes' requests only at its flushes, so with N nodes, a
 //! window admits at most `limit + (N - 1) × (requests one node admits in sync_rate seconds)`
 //! requests, and never more than `N × limit`. One node alone is exact.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use gangway_pipeline::quota::{QuotaStore, Usage, UsageResult, Window};
+use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window};
+use tokio::sync::oneshot;
 
 use super::connect::Target;
 use super::stats::Stats;
+
+/// Windows per flush pipeline: bounds one reply and one call's time.
+const FLUSH_CHUNK: usize = 10_000;
+
+/// How often the windows that ended are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Kong's flush script, returning the new total.
 const FLUSH: &str = r#"
@@ -37,11 +51,23 @@ struct Entry {
     /// The Redis key.
     key: String,
     /// Redis's count at the last read or flush.
-    remote: AtomicU64,
-    /// Requests counted here and not yet flushed.
-    delta: AtomicU64,
+    remote: AtomicI64,
+    /// Requests counted here and not yet flushed; below zero when a refused request was
+    /// taken back after its count was flushed.
+    delta: AtomicI64,
     /// When the window ends, epoch seconds (the key's EXPIREAT).
     ends_at: u64,
+    /// Queued for the next flush.
+    dirty: AtomicBool,
+}
+
+impl Entry {
+    /// Queues the entry for the next flush, unless it is queued already.
+    fn mark(self: &Arc<Entry>, dirty: &mpsc::Sender<Arc<Entry>>) {
+        if !self.dirty.load(Ordering::Acquire) && !self.dirty.swap(true, Ordering::AcqRel) {
+            let _ = dirty.send(self.clone());
+        }
+    }
 }
 
 /// A batched store.
@@ -50,9 +76,13 @@ pub struct Batched {
 }
 
 struct Inner {
+    /// Names this store's read queue on each worker.
+    id: u64,
     target: Arc<Target>,
     /// By a 64-bit hash of the window's Kong key (see [`Inner::slot`]).
     entries: papaya::HashMap<u64, Arc<Entry>>,
+    /// Entries counted since the last flush: a flush visits those, not every window.
+    dirty: mpsc::Sender<Arc<Entry>>,
     hasher: RandomState,
     /// The flush script (its SHA-1 computed once).
     flush_script: redis::Script,
@@ -62,9 +92,12 @@ struct Inner {
 impl Batched {
     /// A store on `target` that flushes every `sync_rate` seconds from a thread of its own.
     pub fn start(target: Arc<Target>, sync_rate: f64, stats: Arc<Stats>) -> Arc<Batched> {
+        let (dirty, counted) = mpsc::channel();
         let inner = Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             target,
             entries: papaya::HashMap::new(),
+            dirty,
             hasher: RandomState::new(),
             flush_script: redis::Script::new(FLUSH),
             stats,
@@ -89,10 +122,15 @@ impl Batched {
                 local.block_on(&runtime, async move {
                     let mut tick = tokio::time::interval(every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let mut next_sweep = Instant::now() + SWEEP_EVERY;
                     loop {
                         tick.tick().await;
                         let Some(inner) = weak.upgrade() else { return };
-                        inner.flush().await;
+                        inner.flush(&counted).await;
+                        if Instant::now() >= next_sweep {
+                            inner.sweep();
+                            next_sweep = Instant::now() + SWEEP_EVERY;
+                        }
                     }
                 });
             });
@@ -104,43 +142,97 @@ impl Batched {
 }
 
 impl Inner {
-    /// Sends every delta in one pipeline (in a cluster, where a pipeline may not cross slots,
-    /// one call per key) and
-    /// takes back the totals; drops windows that have ended.
-    async fn flush(&self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        // Only windows counted here since the last flush: their totals come back fresh.
-        // A window without local traffic keeps its last total until it has traffic again;
-        // it is then refreshed within one flush, which keeps the overshoot bound.
-        let live: Vec<Arc<Entry>> = {
-            let entries = self.entries.pin();
-            entries.retain(|_, e| e.ends_at > now || e.delta.load(Ordering::Relaxed) > 0);
-            entries
-                .values()
-                .filter(|e| e.delta.load(Ordering::Relaxed) > 0)
-                .cloned()
-                .collect()
-        };
+    /// Sends the delta of every window counted since the last flush, in pipelines of
+    /// [`FLUSH_CHUNK`] windows (in a cluster, where a pipeline may not cross slots, one call
+    /// per window), and takes back the totals.
+    async fn flush(&self, counted: &mpsc::Receiver<Arc<Entry>>) {
+        // Unmarked before its delta is taken: a request counted after that marks it again.
+        // A request and its refund cancel out to nothing to send.
+        let (live, deltas): (Vec<Arc<Entry>>, Vec<i64>) = counted
+            .try_iter()
+            .map(|entry| {
+                entry.dirty.store(false, Ordering::Release);
+                let delta = entry.delta.swap(0, Ordering::AcqRel);
+                (entry, delta)
+            })
+            .filter(|(_, delta)| *delta != 0)
+            .unzip();
         if live.is_empty() {
             return;
         }
-        let deltas: Vec<u64> = live
-            .iter()
-            .map(|e| e.delta.swap(0, Ordering::AcqRel))
-            .collect();
+        // A chunk that failed may have been counted anyway (a reply lost to a timeout): its
+        // deltas go again, which can only overcount.
+        let mut sent = 0;
+        for (entries, deltas) in live.chunks(FLUSH_CHUNK).zip(deltas.chunks(FLUSH_CHUNK)) {
+            match self.send(entries, deltas).await {
+                Ok(totals) => {
+                    for (entry, total) in entries.iter().zip(totals) {
+                        entry.remote.store(total, Ordering::Release);
+                    }
+                    sent += entries.len();
+                }
+                Err(e) => {
+                    for (entry, delta) in live[sent..].iter().zip(&deltas[sent..]) {
+                        entry.delta.fetch_add(*delta, Ordering::AcqRel);
+                        entry.mark(&self.dirty);
+                    }
+                    self.stats
+                        .record(&format!("sync to {}", self.target.describe), &e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Drops the windows that have ended (a window still to be flushed stays queued).
+    fn sweep(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.entries.pin().retain(|_, e| e.ends_at > now);
+    }
+
+    /// Adds `deltas` to the windows' keys in Redis and answers their new totals.
+    async fn send(&self, live: &[Arc<Entry>], deltas: &[i64]) -> Result<Vec<i64>, QuotaError> {
+        let expire_nx =
+            self.target.expire_nx().await.ok_or_else(|| {
+                QuotaError::Store(format!("cannot reach {}", self.target.describe))
+            })?;
         let script = &self.flush_script;
         let cluster = self.target.cluster;
-        let totals = self
-            .target
+        self.target
             .run(async |conn| {
+                if expire_nx {
+                    // In a cluster a pipeline may not cross slots: one per window there.
+                    let per_call = if cluster { 1 } else { live.len() };
+                    let mut totals = Vec::with_capacity(live.len());
+                    for (calls, (entries, deltas)) in live
+                        .chunks(per_call.max(1))
+                        .zip(deltas.chunks(per_call.max(1)))
+                        .enumerate()
+                    {
+                        let mut pipe = redis::pipe();
+                        for (entry, delta) in entries.iter().zip(deltas) {
+                            pipe.cmd("INCRBY").arg(&entry.key).arg(delta);
+                            pipe.cmd("EXPIREAT")
+                                .arg(&entry.key)
+                                .arg(entry.ends_at)
+                                .arg("NX")
+                                .ignore();
+                        }
+                        totals.extend(pipe.query_async::<Vec<i64>>(&mut *conn).await?);
+                        if calls > 0 {
+                            self.target.stats.round_trip();
+                        }
+                    }
+                    return Ok(totals);
+                }
                 if cluster {
                     let mut totals = Vec::with_capacity(live.len());
-                    for (entry, delta) in live.iter().zip(&deltas) {
+                    for (entry, delta) in live.iter().zip(deltas) {
                         let mut call = script.prepare_invoke();
                         call.key(&entry.key).arg(delta).arg(entry.ends_at);
-                        totals.push(call.invoke_async::<u64>(&mut *conn).await?);
+                        totals.push(call.invoke_async::<i64>(&mut *conn).await?);
                         if totals.len() > 1 {
                             self.target.stats.round_trip();
                         }
@@ -154,7 +246,7 @@ impl Inner {
                     .query_async::<String>(&mut *conn)
                     .await?;
                 let mut pipe = redis::pipe();
-                for (entry, delta) in live.iter().zip(&deltas) {
+                for (entry, delta) in live.iter().zip(deltas) {
                     pipe.cmd("EVALSHA")
                         .arg(script.get_hash())
                         .arg(1)
@@ -162,23 +254,9 @@ impl Inner {
                         .arg(delta)
                         .arg(entry.ends_at);
                 }
-                pipe.query_async::<Vec<u64>>(&mut *conn).await
+                pipe.query_async::<Vec<i64>>(&mut *conn).await
             })
-            .await;
-        match totals {
-            Ok(totals) => {
-                for (entry, total) in live.iter().zip(totals) {
-                    entry.remote.store(total, Ordering::Release);
-                }
-            }
-            Err(e) => {
-                for (entry, delta) in live.iter().zip(&deltas) {
-                    entry.delta.fetch_add(*delta, Ordering::AcqRel);
-                }
-                self.stats
-                    .record(&format!("sync to {}", self.target.describe), &e);
-            }
-        }
+            .await
     }
 
     /// The map key of `window`, without building its Kong key.
@@ -188,22 +266,25 @@ impl Inner {
         state.finish()
     }
 
-    fn cached(&self, window: &Window) -> Option<u64> {
+    /// Counts a request in `window` and answers the count before it; `None` when this node
+    /// has no count for the window yet.
+    fn count(&self, window: &Window) -> Option<u64> {
         let entries = self.entries.pin();
         let entry = entries.get(&self.slot(window))?;
-        Some(entry.remote.load(Ordering::Acquire) + entry.delta.load(Ordering::Acquire))
+        let before = entry.delta.fetch_add(1, Ordering::AcqRel);
+        entry.mark(&self.dirty);
+        Some((entry.remote.load(Ordering::Acquire) + before).max(0) as u64)
     }
 
-    /// Reads the windows this node has no count for yet, then answers every window.
-    async fn read(self: Arc<Inner>, windows: Vec<Window>, missing: Vec<Window>) -> UsageResult {
-        let keys: Vec<String> = missing.iter().map(|w| self.target.key(w)).collect();
-        // The keys of one request share a slot in a cluster, so one MGET serves both modes.
+    /// Reads `missing` (windows and their keys) in one `MGET` and keeps their counts.
+    async fn read(&self, missing: Vec<(Window, String)>) -> Result<(), QuotaError> {
+        let keys: Vec<&str> = missing.iter().map(|(_, key)| key.as_str()).collect();
         let read = self
             .target
             .run(async |conn| {
                 redis::cmd("MGET")
                     .arg(&keys)
-                    .query_async::<Vec<Option<u64>>>(&mut *conn)
+                    .query_async::<Vec<Option<i64>>>(&mut *conn)
                     .await
             })
             .await;
@@ -216,62 +297,111 @@ impl Inner {
             }
         };
         let entries = self.entries.pin();
-        for ((window, key), remote) in missing.iter().zip(keys).zip(read) {
-            entries.get_or_insert_with(self.slot(window), || {
+        for ((window, key), remote) in missing.into_iter().zip(read) {
+            entries.get_or_insert_with(self.slot(&window), || {
                 Arc::new(Entry {
                     key,
-                    remote: AtomicU64::new(remote.unwrap_or_default()),
-                    delta: AtomicU64::new(0),
-                    ends_at: ends_at(window),
+                    remote: AtomicI64::new(remote.unwrap_or_default()),
+                    delta: AtomicI64::new(0),
+                    ends_at: ends_at(&window),
+                    dirty: AtomicBool::new(false),
                 })
             });
         }
-        drop(entries);
-        Ok(windows
-            .iter()
-            .map(|w| self.cached(w).unwrap_or_default())
-            .collect())
+        Ok(())
     }
+
+    /// Reads every window this worker queued since the task was spawned, and tells each
+    /// waiting request.
+    async fn read_queued(self: Arc<Inner>) {
+        let queued = QUEUED_READS.with(|all| {
+            all.borrow_mut()
+                .get_mut(&self.id)
+                .map(std::mem::take)
+                .unwrap_or_default()
+        });
+        let (missing, waiting): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
+        let read = self.read(missing.into_iter().flatten().collect()).await;
+        for done in waiting {
+            let _ = done.send(read.clone());
+        }
+    }
+}
+
+/// A request's windows to read, and where to say they are in.
+type QueuedRead = (
+    Vec<(Window, String)>,
+    oneshot::Sender<Result<(), QuotaError>>,
+);
+
+thread_local! {
+    /// Each worker's reads not yet sent, by store: the requests of one turn of the event
+    /// loop share one `MGET`.
+    static QUEUED_READS: RefCell<HashMap<u64, Vec<QueuedRead>>> = RefCell::new(HashMap::new());
 }
 
 fn ends_at(window: &Window) -> u64 {
     (window.start_ms / 1000).max(0) as u64 + window.seconds
 }
 
+/// A request is counted as it reads (one lookup per window) and a refused one is taken back,
+/// as in the local store: concurrent requests on the node can never pass a limit together.
 impl QuotaStore for Batched {
     fn usage(&self, windows: &[Window]) -> Usage {
-        let cached: Vec<Option<u64>> = windows.iter().map(|w| self.inner.cached(w)).collect();
-        if cached.iter().all(Option::is_some) {
-            return Usage::Ready(Ok(cached.into_iter().flatten().collect()));
+        let inner = &self.inner;
+        let counted: Vec<Option<u64>> = windows.iter().map(|w| inner.count(w)).collect();
+        if counted.iter().all(Option::is_some) {
+            return Usage::Ready(Ok(counted.into_iter().flatten().collect()));
         }
-        let missing: Vec<Window> = windows
+        let missing: Vec<(Window, String)> = windows
             .iter()
-            .zip(&cached)
+            .zip(&counted)
             .filter(|(_, c)| c.is_none())
-            .map(|(w, _)| w.clone())
+            .map(|(w, _)| (w.clone(), inner.target.key(w)))
             .collect();
-        Usage::Pending(Box::pin(self.inner.clone().read(windows.to_vec(), missing)))
+        let windows = windows.to_vec();
+        let inner = inner.clone();
+        // The windows known here are counted already; the others once read.
+        let answer = move |inner: &Inner| -> UsageResult {
+            Ok(windows
+                .iter()
+                .zip(counted)
+                .map(|(w, c)| c.or_else(|| inner.count(w)).unwrap_or_default())
+                .collect())
+        };
+        if inner.target.cluster {
+            // One request's keys share a slot; two requests' keys need not.
+            return Usage::Pending(Box::pin(async move {
+                inner.read(missing).await?;
+                answer(&inner)
+            }));
+        }
+        let (done, read) = oneshot::channel();
+        let first = QUEUED_READS.with(|all| {
+            let mut all = all.borrow_mut();
+            let queue = all.entry(inner.id).or_default();
+            queue.push((missing, done));
+            queue.len() == 1
+        });
+        if first {
+            tokio::task::spawn_local(inner.clone().read_queued());
+        }
+        Usage::Pending(Box::pin(async move {
+            read.await
+                .map_err(|_| QuotaError::Store("the read was abandoned".into()))??;
+            answer(&inner)
+        }))
     }
 
-    fn increment(&self, windows: &[Window]) {
+    fn increment(&self, _windows: &[Window]) {}
+
+    fn refund(&self, windows: &[Window]) {
         let inner = &self.inner;
         let entries = inner.entries.pin();
         for window in windows {
-            let slot = inner.slot(window);
-            match entries.get(&slot) {
-                Some(entry) => {
-                    entry.delta.fetch_add(1, Ordering::AcqRel);
-                }
-                None => {
-                    entries.get_or_insert_with(slot, || {
-                        Arc::new(Entry {
-                            key: inner.target.key(window),
-                            remote: AtomicU64::new(0),
-                            delta: AtomicU64::new(1),
-                            ends_at: ends_at(window),
-                        })
-                    });
-                }
+            if let Some(entry) = entries.get(&inner.slot(window)) {
+                entry.delta.fetch_sub(1, Ordering::AcqRel);
+                entry.mark(&inner.dirty);
             }
         }
     }

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gangway_net::tls::{RootSource, client_config};
@@ -120,7 +120,14 @@ pub struct Target {
     pub cluster: bool,
     /// `host:port` (or the first cluster node), for log lines.
     pub describe: String,
+    /// Whether the server takes `EXPIRE ... NX`, once asked ([`Target::expire_nx`]).
+    expire_nx: AtomicU8,
 }
+
+/// [`Target::expire_nx`] before the server was asked.
+const UNKNOWN: u8 = 0;
+const YES: u8 = 1;
+const NO: u8 = 2;
 
 impl Target {
     /// The deployment `conf` describes. `trusted_pem` verifies TLS servers when `ssl_verify`.
@@ -192,6 +199,7 @@ impl Target {
             let client = builder.build().map_err(|e| e.to_string())?;
             return Ok(Target {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                expire_nx: AtomicU8::new(UNKNOWN),
                 sharing,
                 stats,
                 server: Server::Cluster(client),
@@ -252,6 +260,7 @@ impl Target {
         .map_err(|e| e.to_string())?;
         Ok(Target {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            expire_nx: AtomicU8::new(UNKNOWN),
             sharing,
             stats,
             server: Server::Single(client, config, direct),
@@ -317,6 +326,7 @@ impl Target {
             .set_response_timeout(None);
         Ok(Target {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            expire_nx: AtomicU8::new(UNKNOWN),
             sharing,
             stats,
             server: Server::Sentinel(Arc::new(tokio::sync::Mutex::new(client)), config),
@@ -340,6 +350,30 @@ impl Target {
             "ratelimit:{{{scope}{}}}:{}:{}",
             window.identifier, window.start_ms, window.period
         )
+    }
+
+    /// Whether the server takes `EXPIRE` and `EXPIREAT` with `NX` (Redis 7.0 and later),
+    /// which lets a pipeline set a new key's expiry where older servers need a script. The
+    /// server is asked once (`INFO server`); `None` while it could not be asked.
+    pub async fn expire_nx(&self) -> Option<bool> {
+        match self.expire_nx.load(Ordering::Relaxed) {
+            YES => return Some(true),
+            NO => return Some(false),
+            _ => {}
+        }
+        let info = self
+            .run(async |conn| {
+                redis::cmd("INFO")
+                    .arg("server")
+                    .query_async::<String>(&mut *conn)
+                    .await
+            })
+            .await
+            .ok()?;
+        let supported = supports_expire_nx(&info);
+        self.expire_nx
+            .store(if supported { YES } else { NO }, Ordering::Relaxed);
+        Some(supported)
     }
 
     /// Opens a connection: here, on this worker's runtime, or on the shared thread's.
@@ -432,6 +466,14 @@ impl Target {
             Err(_) => Err(QuotaError::Timeout(self.timeout.as_millis() as u64)),
         }
     }
+}
+
+/// `EXPIRE ... NX` arrived in Redis 7.0.
+fn supports_expire_nx(info: &str) -> bool {
+    info.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .and_then(|v| v.trim().split('.').next()?.parse::<u32>().ok())
+        .is_some_and(|major| major >= 7)
 }
 
 type Slot = Arc<OnceCell<Result<Conn, (String, Instant)>>>;
@@ -535,6 +577,14 @@ impl AsyncDNSResolver for Pinned {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expire_nx_is_used_from_redis_7() {
+        assert!(supports_expire_nx("# Server\r\nredis_version:7.0.15\r\n"));
+        assert!(supports_expire_nx("redis_version:8.2.1\n"));
+        assert!(!supports_expire_nx("redis_version:6.2.14\n"));
+        assert!(!supports_expire_nx("no version here"));
+    }
 
     fn roots() -> RootSource {
         RootSource::trusted(false, &[]).expect("an empty trust store")

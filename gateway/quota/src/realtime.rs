@@ -8,7 +8,6 @@
 //! version is asked once per store.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use gangway_pipeline::quota::{QuotaStore, Usage, Window};
 
@@ -28,16 +27,10 @@ end
 return before
 "#;
 
-/// What the server supports, once known.
-const UNKNOWN: u8 = 0;
-const PIPELINE: u8 = 1;
-const SCRIPT: u8 = 2;
-
 /// A realtime store.
 pub struct Realtime {
     target: Arc<Target>,
     script: Arc<redis::Script>,
-    method: Arc<AtomicU8>,
     stats: Arc<Stats>,
 }
 
@@ -47,18 +40,9 @@ impl Realtime {
         Realtime {
             target,
             script: Arc::new(redis::Script::new(INCREMENT)),
-            method: Arc::new(AtomicU8::new(UNKNOWN)),
             stats,
         }
     }
-}
-
-/// `EXPIRE ... NX` arrived in Redis 7.0.
-fn supports_expire_nx(info: &str) -> bool {
-    info.lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .and_then(|v| v.trim().split('.').next()?.parse::<u32>().ok())
-        .is_some_and(|major| major >= 7)
 }
 
 impl QuotaStore for Realtime {
@@ -67,28 +51,9 @@ impl QuotaStore for Realtime {
         let ttls: Vec<u64> = windows.iter().map(|w| w.seconds).collect();
         let target = self.target.clone();
         let script = self.script.clone();
-        let method = self.method.clone();
         let stats = self.stats.clone();
         Usage::Pending(Box::pin(async move {
-            if method.load(Ordering::Relaxed) == UNKNOWN {
-                let info = target
-                    .run(async |conn| {
-                        redis::cmd("INFO")
-                            .arg("server")
-                            .query_async::<String>(&mut *conn)
-                            .await
-                    })
-                    .await;
-                if let Ok(info) = info {
-                    let found = if supports_expire_nx(&info) {
-                        PIPELINE
-                    } else {
-                        SCRIPT
-                    };
-                    method.store(found, Ordering::Relaxed);
-                }
-            }
-            let pipelined = method.load(Ordering::Relaxed) == PIPELINE;
+            let pipelined = target.expire_nx().await == Some(true);
             let counted = target
                 .run(async |conn| {
                     if pipelined {
@@ -115,17 +80,4 @@ impl QuotaStore for Realtime {
     }
 
     fn increment(&self, _windows: &[Window]) {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expire_nx_is_used_from_redis_7() {
-        assert!(supports_expire_nx("# Server\r\nredis_version:7.0.15\r\n"));
-        assert!(supports_expire_nx("redis_version:8.2.1\n"));
-        assert!(!supports_expire_nx("redis_version:6.2.14\n"));
-        assert!(!supports_expire_nx("no version here"));
-    }
 }

@@ -7,17 +7,32 @@
 //! table when the window rolls over).
 //!
 //! A table that passes three quarters full is not resized in place. A table of twice the
-//! size is put in front of it, and new keys go there, while the older tables stay readable.
-//! A key is counted where it was first inserted. Two threads that insert the same new key
-//! while the tables change may put it in two tables, so a count is the sum over all tables.
+//! size is put in front of it and new keys go there, and a thread of its own then moves every
+//! count of the older tables into the newest and drops them, so a lookup soon costs one
+//! table again. (Without the move, a month window that grew from a thousand keys to a
+//! million would probe a dozen tables per request for the rest of the month.)
+//!
+//! The move keeps counts exact: a slot is sealed (its count flagged [`MOVED`]) only by a
+//! compare-and-swap against the count just copied, so an increment that lands in between
+//! makes the copy retry. Between copy and seal a count reads twice as high for an instant,
+//! which can refuse a request but never lets one through. An increment that meets a moved
+//! slot retries in the newer table, and an empty slot of an old table is sealed too, so
+//! nothing can claim it after the move passed it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
 /// The key of an empty slot; a real key of 0 is stored as 1.
 const EMPTY: u64 = 0;
+
+/// The key of an empty slot in a table being emptied: nothing may claim it any more. A real
+/// key of this value is stored one lower.
+const SEALED: u64 = u64::MAX;
+
+/// A count with this bit has moved to a newer table; the slot counts for nothing.
+const MOVED: u64 = 1 << 63;
 
 /// The smallest table.
 const MIN_SLOTS: usize = 1024;
@@ -26,6 +41,14 @@ const MIN_SLOTS: usize = 1024;
 struct Slot {
     key: AtomicU64,
     count: AtomicU64,
+}
+
+impl Slot {
+    /// The slot's count, or 0 once it has moved.
+    fn live_count(&self) -> u64 {
+        let count = self.count.load(Ordering::Acquire);
+        if count & MOVED != 0 { 0 } else { count }
+    }
 }
 
 struct Table {
@@ -55,14 +78,15 @@ impl Table {
             let slot = &self.slots[i];
             match slot.key.load(Ordering::Acquire) {
                 k if k == key => return Some(slot),
-                EMPTY => return None,
+                EMPTY | SEALED => return None,
                 _ => i = (i + 1) & self.mask,
             }
         }
         None
     }
 
-    /// The slot holding `key`, claimed when absent; `None` when the table has no room.
+    /// The slot holding `key`, claimed when absent; `None` when the table has no room or
+    /// is being emptied.
     fn find_or_claim(&self, key: u64) -> Option<&Slot> {
         let mut i = key as usize & self.mask;
         for _ in 0..self.slots.len() {
@@ -80,10 +104,11 @@ impl Table {
                     Err(now) => seen = now,
                 }
             }
-            if seen == key {
-                return Some(slot);
+            match seen {
+                k if k == key => return Some(slot),
+                SEALED => return None,
+                _ => i = (i + 1) & self.mask,
             }
-            i = (i + 1) & self.mask;
         }
         None
     }
@@ -91,7 +116,14 @@ impl Table {
 
 /// Counters by key, newest table first. Empty by default.
 pub struct Counts {
+    chain: Arc<Chain>,
+}
+
+struct Chain {
     tables: ArcSwap<Vec<Arc<Table>>>,
+    /// Held by the thread that empties old tables, so that one move runs at a time and a
+    /// count being moved never sits in a table that is itself being emptied.
+    moving: Mutex<()>,
 }
 
 impl Default for Counts {
@@ -104,56 +136,75 @@ impl Counts {
     /// A table with room for `keys` keys before it grows.
     pub fn with_capacity(keys: usize) -> Counts {
         Counts {
-            tables: ArcSwap::from_pointee(vec![Arc::new(Table::new(keys * 2))]),
+            chain: Arc::new(Chain {
+                tables: ArcSwap::from_pointee(vec![Arc::new(Table::new(keys * 2))]),
+                moving: Mutex::new(()),
+            }),
         }
     }
 
     /// The count of `key`.
     pub fn get(&self, key: u64) -> u64 {
-        let key = key.max(1);
-        self.tables
+        let key = stored(key);
+        self.chain
+            .tables
             .load()
             .iter()
             .filter_map(|t| t.find(key))
-            .map(|s| s.count.load(Ordering::Relaxed))
+            .map(Slot::live_count)
             .sum()
+    }
+
+    /// Starts loading `key`'s home slot, so that the lookups of one request's windows wait
+    /// on memory together rather than one after another (the atomic add of one lookup
+    /// orders every later load behind it).
+    pub fn prefetch(&self, key: u64) {
+        let tables = self.chain.tables.load();
+        let newest = &tables[0];
+        let home = &newest.slots[stored(key) as usize & newest.mask];
+        std::hint::black_box(home.key.load(Ordering::Relaxed));
     }
 
     /// Adds one to `key`'s count (`up`), or takes one away (never below zero); returns the
     /// count before.
     pub fn add(&self, key: u64, up: bool) -> u64 {
-        let key = key.max(1);
+        let key = stored(key);
+        let chain = &self.chain;
         loop {
-            let tables = self.tables.load();
+            let tables = chain.tables.load();
             let mut found = tables.iter().filter_map(|t| t.find(key));
             if let Some(first) = found.next() {
-                let others: u64 = found.map(|s| s.count.load(Ordering::Relaxed)).sum();
-                return others + bump(&first.count, up);
+                let others: u64 = found.map(Slot::live_count).sum();
+                match bump(&first.count, up) {
+                    Some(before) => return others + before,
+                    None => continue,
+                }
             }
             if !up {
                 return 0;
             }
             let newest = &tables[0];
             if !newest.full() {
-                if let Some(slot) = newest.find_or_claim(key) {
-                    return bump(&slot.count, up);
+                if let Some(before) = newest.find_or_claim(key).and_then(|s| bump(&s.count, up)) {
+                    return before;
                 }
             }
-            self.grow(&tables);
+            if chain.grow(&tables) {
+                let chain = chain.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("gangway-ratelimit-grow".into())
+                    .spawn(move || chain.empty_old_tables());
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "rate-limiting: old counter tables stay until their window ends");
+                }
+            }
         }
     }
 
-    /// Puts a table twice the size of the newest in front, unless another thread did.
-    fn grow(&self, seen: &Arc<Vec<Arc<Table>>>) {
-        let mut next = Vec::with_capacity(seen.len() + 1);
-        next.push(Arc::new(Table::new(seen[0].slots.len() * 2)));
-        next.extend(seen.iter().cloned());
-        self.tables.compare_and_swap(seen, Arc::new(next));
-    }
-
-    /// Keys counted, over all tables.
+    /// Keys counted, over all tables (a key being moved counts twice).
     pub fn len(&self) -> usize {
-        self.tables
+        self.chain
+            .tables
             .load()
             .iter()
             .map(|t| t.used.load(Ordering::Relaxed))
@@ -161,16 +212,106 @@ impl Counts {
     }
 }
 
-/// Adds one, or takes one away without going below zero; returns the value before.
-fn bump(count: &AtomicU64, up: bool) -> u64 {
+impl Chain {
+    /// Puts a table twice the size of the newest in front, unless another thread did;
+    /// true when this call did.
+    fn grow(&self, seen: &Arc<Vec<Arc<Table>>>) -> bool {
+        let mut next = Vec::with_capacity(seen.len() + 1);
+        next.push(Arc::new(Table::new(seen[0].slots.len() * 2)));
+        next.extend(seen.iter().cloned());
+        let previous = self.tables.compare_and_swap(seen, Arc::new(next));
+        Arc::ptr_eq(&previous, seen)
+    }
+
+    /// Moves every count of the tables behind the newest into the newest, then drops them.
+    fn empty_old_tables(&self) {
+        let _moving = self.moving.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let old: Vec<Arc<Table>> = self.tables.load().iter().skip(1).cloned().collect();
+            if old.is_empty() {
+                return;
+            }
+            self.empty(&old);
+        }
+    }
+
+    /// Moves every count of `old` into the newest table and drops `old` from the chain.
+    fn empty(&self, old: &[Arc<Table>]) {
+        for table in old {
+            for slot in table.slots.iter() {
+                let key = match slot.key.compare_exchange(
+                    EMPTY,
+                    SEALED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => continue,
+                    Err(key) => key,
+                };
+                if key != SEALED {
+                    self.move_count(slot, key);
+                }
+            }
+        }
+        self.tables.rcu(|tables| {
+            tables
+                .iter()
+                .filter(|t| !old.iter().any(|o| Arc::ptr_eq(o, t)))
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+    }
+
+    /// Copies `slot`'s count into the newest table, and seals `slot` if nothing counted in
+    /// it meanwhile; otherwise takes the copy back and tries again.
+    fn move_count(&self, slot: &Slot, key: u64) {
+        loop {
+            let count = slot.count.load(Ordering::Acquire);
+            if count & MOVED != 0 {
+                return;
+            }
+            let tables = self.tables.load();
+            let newest = &tables[0];
+            let target = match newest.full() {
+                false => newest.find_or_claim(key),
+                true => None,
+            };
+            let Some(target) = target else {
+                // The newest filled up: a table goes in front of it, and the next pass of
+                // `empty_old_tables` empties this one too.
+                self.grow(&tables);
+                continue;
+            };
+            target.count.fetch_add(count, Ordering::AcqRel);
+            if slot
+                .count
+                .compare_exchange(count, MOVED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+            target.count.fetch_sub(count, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The value `key` is stored under: the two reserved keys move one step inward.
+fn stored(key: u64) -> u64 {
+    key.clamp(EMPTY + 1, SEALED - 1)
+}
+
+/// Adds one, or takes one away without going below zero; returns the value before, or
+/// `None` when the count has moved to a newer table.
+fn bump(count: &AtomicU64, up: bool) -> Option<u64> {
     if up {
-        count.fetch_add(1, Ordering::Relaxed)
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        (before & MOVED == 0).then_some(before)
     } else {
         count
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                Some(c.saturating_sub(1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c & MOVED == 0).then(|| c.saturating_sub(1))
             })
-            .unwrap_or(0)
+            .ok()
     }
 }
 
@@ -186,12 +327,16 @@ mod tests {
                 counts.add(key.wrapping_mul(0x9E37_79B9_7F4A_7C15), true);
             }
         }
+        counts.wait_for_one_table();
         assert_eq!(
             counts.len(),
             10_000,
             "key 0 is stored as 1, distinct from the rest"
         );
-        assert!(counts.tables.load().len() > 1, "it grew");
+        assert!(
+            counts.chain.tables.load()[0].slots.len() > MIN_SLOTS,
+            "it grew"
+        );
         for key in 0..10_000u64 {
             assert_eq!(
                 counts.get(key.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
@@ -200,23 +345,50 @@ mod tests {
         }
     }
 
+    impl Counts {
+        /// Waits until the old tables have been emptied and dropped.
+        fn wait_for_one_table(&self) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while self.chain.tables.load().len() > 1 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "old tables still in the chain after 10 s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+
     #[test]
-    fn threads_inserting_while_it_grows_lose_nothing() {
+    fn threads_counting_while_it_grows_and_moves_lose_nothing() {
         let counts = Counts::default();
         std::thread::scope(|s| {
             for t in 0..4u64 {
                 let counts = &counts;
                 s.spawn(move || {
-                    for key in 0..20_000u64 {
-                        counts.add(key * 7919 + 2 + (t % 2), true);
+                    // Three passes: the later ones count keys that sit in tables being moved.
+                    for _ in 0..3 {
+                        for key in 0..40_000u64 {
+                            counts.add(key * 7919 + 2 + (t % 2), true);
+                        }
+                    }
+                    for key in (0..40_000u64).step_by(2) {
+                        counts.add(key * 7919 + 2 + (t % 2), false);
                     }
                 });
             }
         });
-        for key in 0..20_000u64 {
-            assert_eq!(counts.get(key * 7919 + 2), 2, "key {key}");
-            assert_eq!(counts.get(key * 7919 + 3), 2, "key {key}+1");
+        counts.wait_for_one_table();
+        for key in 0..40_000u64 {
+            let expected = if key % 2 == 0 { 4 } else { 6 };
+            assert_eq!(counts.get(key * 7919 + 2), expected, "key {key}");
+            assert_eq!(counts.get(key * 7919 + 3), expected, "key {key}+1");
         }
+        assert_eq!(
+            counts.len(),
+            80_000,
+            "every key once, in the one table left"
+        );
     }
 
     #[test]
