@@ -391,6 +391,7 @@ struct Cursors {
     consumers: u32,
     nested_creds: u32,
     nested_acls: u32,
+    nested_plugins: u32,
     flat_creds: u32,
     flat_acls: u32,
 }
@@ -400,6 +401,7 @@ struct Cursors {
 fn flatten_fast<'a>(
     entity: &'static str,
     list: &'a fast::List,
+    nested_plugins: &'a [(fast::NestedPlugin, Value)],
     cur: &mut Cursors,
     out: &mut HashMap<&'static str, Vec<Item<'a>>>,
     spans: &mut entities::Spans,
@@ -407,14 +409,26 @@ fn flatten_fast<'a>(
 ) {
     let mut top = 0u32;
     for run in &list.runs {
-        let (count, creds, acls) = match run {
+        let (count, creds, acls, plugins) = match run {
             fast::Run::Generic(v) => {
                 flatten_one(entity, v, format!("{entity}[{top}]"), None, out, errors);
                 top += 1;
                 continue;
             }
-            fast::Run::Fast { count, creds, acls } => (*count, *creds, *acls),
+            fast::Run::Fast {
+                count,
+                creds,
+                acls,
+                plugins,
+            } => (*count, *creds, *acls, *plugins),
         };
+        let start = cur.nested_plugins as usize;
+        for (plugin, value) in &nested_plugins[start..start + plugins as usize] {
+            let here = format!("consumers[{}].plugins[{}]", plugin.consumer, plugin.index);
+            let parent = Some(("consumer", plugin.consumer_id));
+            flatten_one("plugins", value, here, parent, out, errors);
+        }
+        cur.nested_plugins += plugins;
         let mut place = |kind: &'static str, store: Store, start: &mut u32, len: u32, at: u32| {
             if len > 0 {
                 let before = out.get(kind).map_or(0, Vec::len);
@@ -580,6 +594,19 @@ fn parse_doc(
         migrate_paths(&mut top);
     }
     let mut lists = std::mem::take(&mut fast.lists);
+    let json = std::mem::take(&mut fast.nested_plugin_json);
+    let nested_plugins: Vec<(fast::NestedPlugin, Value)> = std::mem::take(&mut fast.nested_plugins)
+        .into_iter()
+        .map(|plugin| {
+            let mut value = serde_json::from_str(&json[plugin.json.clone()])
+                .expect("invariant: the JSON was written from a value");
+            let here = format!("consumers[{}].plugins[{}]", plugin.consumer, plugin.index);
+            let parent = Some(("consumer", plugin.consumer_id));
+            assign_id("plugins", &mut value, &here, parent, &mut errors);
+            (plugin, value)
+        })
+        .collect();
+    drop(json);
     for entity in ENTITIES {
         if let Some(list) = fast::list_mut(&mut lists, entity) {
             let mut index = 0;
@@ -604,6 +631,7 @@ fn parse_doc(
             flatten_fast(
                 entity,
                 list,
+                &nested_plugins,
                 &mut cursors,
                 &mut items,
                 &mut spans,

@@ -6,6 +6,10 @@
 //! checks that need every entity (uniqueness, references by name): every field known and
 //! given once, every type right, an `id` absent or a valid UUID. Anything else becomes a
 //! `Value` and goes through the generic code, so every message and path is the same as before.
+//!
+//! A consumer's nested plugins (a portal's per-consumer plans) do not keep the consumer off
+//! the fast path: they are kept as values, each with its consumer's id and its path in the
+//! file, and validated by the generic code as if it had found them nested.
 
 use std::collections::HashSet;
 use std::num::NonZeroI64;
@@ -31,10 +35,12 @@ pub(crate) struct List {
 
 /// Consecutive fast elements, or one generic element.
 pub(crate) enum Run {
-    /// Fast elements: how many, and how many nested credentials and ACLs they added.
+    /// Fast elements: how many, and how many nested credentials, ACLs and plugins they added.
     Fast {
         /// Elements of the list itself.
         count: u32,
+        /// Plugins nested in them (consumers only).
+        plugins: u32,
         /// Credentials nested in them (consumers only).
         creds: u32,
         /// ACLs nested in them (consumers only).
@@ -59,6 +65,11 @@ pub(crate) struct Fast {
     pub nested_cred_at: Vec<(u32, u32)>,
     /// ACLs nested in fast consumers.
     pub nested_acls: Vec<Acl>,
+    /// Plugins nested in fast consumers, for the generic code.
+    pub nested_plugins: Vec<NestedPlugin>,
+    /// Their JSON, end to end: kept as values, they would stay scattered among the
+    /// consumers' allocations after they are freed, and keep those pages from the kernel.
+    pub nested_plugin_json: String,
     /// Top-level credentials; their consumer id is filled once every consumer is known.
     pub flat_creds: Vec<KeyauthCredential>,
     /// The `consumer` each top-level credential names.
@@ -71,6 +82,18 @@ pub(crate) struct Fast {
     groups: HashSet<Arc<str>>,
     /// The three lists, when present as sequences.
     pub lists: Lists,
+}
+
+/// A plugin nested in a fast consumer.
+pub(crate) struct NestedPlugin {
+    /// Its consumer's index in the `consumers` list of the file.
+    pub consumer: u32,
+    /// Its index in that consumer's `plugins`.
+    pub index: u32,
+    /// Its consumer's id.
+    pub consumer_id: Uuid,
+    /// Where the plugin as written is in [`Fast::nested_plugin_json`].
+    pub json: std::ops::Range<usize>,
 }
 
 /// Strings kept in one buffer (the names top-level entities give as `consumer`): a few
@@ -132,7 +155,11 @@ impl Fast {
         let Some(k) = kind_index(kind) else {
             return;
         };
-        let before = (self.nested_creds.len(), self.nested_acls.len());
+        let before = (
+            self.nested_creds.len(),
+            self.nested_acls.len(),
+            self.nested_plugins.len(),
+        );
         let generic = match node {
             Node::Map(pairs) if !self.generic_only && fits(k, &pairs) => {
                 match k {
@@ -146,6 +173,7 @@ impl Fast {
         };
         let creds = (self.nested_creds.len() - before.0) as u32;
         let acls = (self.nested_acls.len() - before.1) as u32;
+        let plugins = (self.nested_plugins.len() - before.2) as u32;
         let list = self.lists[k].get_or_insert_with(List::default);
         match (generic, list.runs.last_mut()) {
             (Some(v), _) => list.runs.push(Run::Generic(v)),
@@ -155,16 +183,19 @@ impl Fast {
                     count,
                     creds: c,
                     acls: a,
+                    plugins: p,
                 }),
             ) => {
                 *count += 1;
                 *c += creds;
                 *a += acls;
+                *p += plugins;
             }
             (None, _) => list.runs.push(Run::Fast {
                 count: 1,
                 creds,
                 acls,
+                plugins,
             }),
         }
     }
@@ -181,6 +212,7 @@ impl Fast {
         let mut id = None;
         let mut creds = Vec::new();
         let mut acls = Vec::new();
+        let mut plugins = Vec::new();
         for (k, v) in pairs {
             match (k.as_str(), v) {
                 ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
@@ -190,6 +222,7 @@ impl Fast {
                 ("created_at", v) => c.created_at = v.as_i64().unwrap_or(self.now),
                 ("keyauth_credentials", Node::Seq(a)) => creds = a,
                 ("acls", Node::Seq(a)) => acls = a,
+                ("plugins", Node::Seq(a)) => plugins = a,
                 _ => {}
             }
         }
@@ -210,6 +243,17 @@ impl Fast {
                 let acl = self.acl(pairs, owner).0;
                 self.nested_acls.push(acl);
             }
+        }
+        for (i, plugin) in plugins.into_iter().enumerate() {
+            let start = self.nested_plugin_json.len();
+            self.nested_plugin_json
+                .push_str(&plugin.into_value().to_string());
+            self.nested_plugins.push(NestedPlugin {
+                consumer: index as u32,
+                index: i as u32,
+                consumer_id: c.id,
+                json: start..self.nested_plugin_json.len(),
+            });
         }
         self.consumers.push(c);
     }
@@ -423,6 +467,8 @@ fn consumer_fits(pairs: &Pairs) -> bool {
         "updated_at" => true,
         "keyauth_credentials" => all_maps(v, cred_fits),
         "acls" => all_maps(v, acl_fits),
+        // Validated later, by the generic code.
+        "plugins" => all_maps(v, |_, _| true),
         _ => false,
     }) && named
 }

@@ -360,3 +360,86 @@ acls:
     )
     .expect_err("unknown and malformed references");
 }
+
+#[test]
+fn consumers_with_nested_plugins_stay_fast_and_match() {
+    let text = r#"
+_format_version: "3.0"
+plugins:
+  - name: correlation-id
+consumers:
+  - username: a
+    keyauth_credentials: [{key: ka}]
+    plugins:
+      - name: request-termination
+        config: {}
+      - name: acl
+        id: 0b7a4b0e-6f3a-4c2d-9e1f-2a3b4c5d6e7f
+  - username: b
+    plugins: []
+  - username: c
+    plugins:
+      - name: request-termination
+"#;
+    let cfg = same(text).expect("valid");
+    let of = |name: &str| {
+        cfg.plugins
+            .iter()
+            .filter(|p| p.consumer.is_some())
+            .filter(|p| p.name == name)
+            .count()
+    };
+    assert_eq!(of("request-termination"), 2);
+    assert_eq!(of("acl"), 1);
+    assert_eq!(cfg.plugins.len(), 4);
+
+    let value: Value = serde_norway::from_str(text).expect("valid YAML");
+    let mut fast = Fast::new(NOW);
+    for (i, element) in value["consumers"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .enumerate()
+    {
+        fast.push("consumers", i, Node::from_value(element.clone()));
+    }
+    let runs = &list(&fast.lists, "consumers").expect("list seen").runs;
+    assert!(
+        matches!(
+            runs.as_slice(),
+            [Run::Fast {
+                count: 3,
+                plugins: 3,
+                ..
+            }]
+        ),
+        "consumers with plugins stay off the generic path"
+    );
+
+    // A plugin's own errors keep their nested path, and a second plugin of one name on one
+    // consumer is refused as Kong refuses it.
+    let err = same(
+        r#"
+_format_version: "3.0"
+consumers:
+  - username: a
+    plugins:
+      - name: no-such-plugin
+      - name: acl
+        id: not-a-uuid
+  - username: b
+    plugins:
+      - name: acl
+      - name: acl
+      - 7
+"#,
+    )
+    .expect_err("invalid");
+    let messages: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("consumers[0].plugins[1].id")),
+        "{messages:?}"
+    );
+}
