@@ -60,7 +60,10 @@ pub async fn post(state: &AdminState, mut params: Map<String, Value>, raw: &[u8]
             Ok(pair) => pair,
             Err((errors, input)) => return Err((errors, input)),
         };
-        let hash = gangway_proxy::compile::config_hash(&config);
+        let hash = config
+            .source_md5
+            .clone()
+            .unwrap_or_else(|| gangway_proxy::compile::config_hash(&config));
         if options.check_hash && hash == gateway.snapshot().hash {
             return Ok(None);
         }
@@ -101,10 +104,15 @@ impl Document {
         self,
         plugins: &dyn gangway_config::PluginSchemas,
     ) -> Result<(Config, Value), (ConfigErrors, Value)> {
+        let mut md5 = None;
         let input = match self {
             Document::Parsed(v) => v,
             Document::Text(text) => match serde_norway::from_str::<Value>(&text) {
-                Ok(v) => v,
+                Ok(v) => {
+                    // Kong hashes a posted text as it hashes a file: the md5 of the text.
+                    md5 = Some(declarative::text_md5(&text));
+                    v
+                }
                 // The loader reports the syntax error with Kong's wording.
                 Err(_) => {
                     let errors = declarative::load_str(&text, plugins)
@@ -115,7 +123,10 @@ impl Document {
             },
         };
         match declarative::parse_value(input.clone(), plugins) {
-            Ok(config) => Ok((config, input)),
+            Ok(mut config) => {
+                config.source_md5 = md5;
+                Ok((config, input))
+            }
             Err(errors) => Err((errors, input)),
         }
     }

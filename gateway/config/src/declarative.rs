@@ -71,7 +71,11 @@ pub fn load_file(path: &Path, plugins: &dyn PluginSchemas) -> Result<Config, Con
     if let Ok(file) = std::fs::File::open(path) {
         let mut fast = fast::Fast::new(now);
         match stream::read(stream::Input::File(file), &mut fast) {
-            Ok(top) => return parse_doc(top, fast, plugins, None),
+            Ok(read) => {
+                let mut config = parse_doc(read.top, fast, plugins, None)?;
+                config.source_md5 = read.md5;
+                return Ok(config);
+            }
             Err(stream::Stop::Syntax(message)) => return Err(syntax_error(message)),
             Err(stream::Stop::Unusual) => {}
         }
@@ -82,7 +86,20 @@ pub fn load_file(path: &Path, plugins: &dyn PluginSchemas) -> Result<Config, Con
             format!("cannot read {}: {e}", path.display()),
         ))
     })?;
-    load_generic(&text, now, true, plugins)
+    with_md5(load_generic(&text, now, true, plugins), &text)
+}
+
+/// The md5 of a declarative text, as 32 hex characters: Kong's configuration hash of it.
+pub fn text_md5(text: &str) -> String {
+    stream::md5_hex(text.as_bytes())
+}
+
+/// Marks a config loaded from `text` with the text's md5.
+fn with_md5(loaded: Result<Config, ConfigErrors>, text: &str) -> Result<Config, ConfigErrors> {
+    loaded.map(|mut config| {
+        config.source_md5 = Some(text_md5(text));
+        config
+    })
 }
 
 /// Loads declarative YAML or JSON text.
@@ -100,14 +117,15 @@ fn load_text(
 ) -> Result<Config, ConfigErrors> {
     let mut fast = fast::Fast::new(now);
     fast.generic_only = !fast_path;
-    match stream::read(stream::Input::Text(text.as_bytes()), &mut fast) {
-        Ok(top) => parse_doc(top, fast, plugins, None),
+    let loaded = match stream::read(stream::Input::Text(text.as_bytes()), &mut fast) {
+        Ok(read) => parse_doc(read.top, fast, plugins, None),
         Err(stream::Stop::Syntax(message)) => Err(syntax_error(message)),
         Err(stream::Stop::Unusual) => {
             drop(fast);
             load_generic(text, now, fast_path, plugins)
         }
-    }
+    };
+    with_md5(loaded, text)
 }
 
 fn syntax_error(message: impl std::fmt::Display) -> ConfigErrors {

@@ -603,6 +603,11 @@ pub struct Config {
     /// config's identity (or its hash).
     #[serde(skip)]
     pub origins: Origins,
+    /// The md5 of the declarative text this config was read from, as Kong hashes a file or a
+    /// posted text; `None` for a config built otherwise (from Postgres, from JSON), whose
+    /// hash is that of its serialized entities.
+    #[serde(skip)]
+    pub source_md5: Option<String>,
 }
 
 /// The declared entity path of each route and plugin (`services[0].routes[1]`), by

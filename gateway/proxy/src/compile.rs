@@ -68,6 +68,15 @@ pub fn config_hash(config: &Config) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The hash `/status` reports for `config`: Kong's md5 of the declarative text it was read
+/// from, else [`config_hash`].
+pub fn snapshot_hash(config: &mut Config) -> String {
+    config
+        .source_md5
+        .take()
+        .unwrap_or_else(|| config_hash(config))
+}
+
 /// The Host header for `host:port`: the port is left out when it is the scheme's default.
 pub fn host_header(host: &str, port: u16, tls: bool) -> String {
     let default_port = if tls { 443 } else { 80 };
@@ -248,10 +257,10 @@ fn compile_parts(
             config.consumers = Vec::new();
             config.keyauth_credentials = Vec::new();
             config.acls = Vec::new();
-            (config_hash(&config), identities)
+            (snapshot_hash(&mut config), identities)
         }
         None => {
-            let hash = config_hash(&config);
+            let hash = snapshot_hash(&mut config);
             let identities = Arc::new(Identities::build(
                 std::mem::take(&mut config.consumers),
                 std::mem::take(&mut config.keyauth_credentials),

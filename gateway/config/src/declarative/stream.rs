@@ -14,6 +14,7 @@
 //! before. YAML syntax errors in the document are reported with serde_norway's wording
 //! ([`Stop::Syntax`]).
 
+use md5::Digest;
 use std::ffi::c_void;
 use std::io::Read as _;
 use std::mem::MaybeUninit;
@@ -59,12 +60,19 @@ pub(crate) enum Input<'t> {
     File(std::fs::File),
 }
 
+/// A file and the md5 of what was read of it: Kong's configuration hash of a declarative
+/// file is the md5 of its text.
+struct HashedFile {
+    file: std::fs::File,
+    md5: md5::Md5,
+}
+
 /// A libyaml parser over text or a file.
 struct Parser<'t> {
     // Boxed: libyaml keeps a pointer to the parser itself as its read-handler data.
     sys: Box<unsafe_yaml::yaml_parser_t>,
     // Boxed for a stable address: libyaml's read handler reads through a pointer to it.
-    _file: Option<Box<std::fs::File>>,
+    file: Option<Box<HashedFile>>,
     /// The first document has ended: a later syntax error is serde_norway's "more than one
     /// document", not the syntax error.
     ended: bool,
@@ -74,19 +82,21 @@ struct Parser<'t> {
 /// libyaml's read callback for [`Input::File`]; an I/O error fails the parse.
 ///
 /// # Safety
-/// `data` must point to the parser's boxed `File` and `buffer` to `size` writable bytes.
+/// `data` must point to the parser's boxed [`HashedFile`] and `buffer` to `size` writable
+/// bytes.
 unsafe fn read_file(data: *mut c_void, buffer: *mut u8, size: u64, size_read: *mut u64) -> i32 {
     // SAFETY: per the contract above, as set up in `Parser::new`.
-    let (file, buf, size_read) = unsafe {
+    let (hashed, buf, size_read) = unsafe {
         (
-            &mut *data.cast::<std::fs::File>(),
+            &mut *data.cast::<HashedFile>(),
             std::slice::from_raw_parts_mut(buffer, size as usize),
             &mut *size_read,
         )
     };
     loop {
-        match file.read(buf) {
+        match hashed.file.read(buf) {
             Ok(n) => {
+                hashed.md5.update(&buf[..n]);
                 *size_read = n as u64;
                 return 1;
             }
@@ -124,8 +134,11 @@ impl<'t> Parser<'t> {
                 None
             }
             Input::File(file) => {
-                let mut file = Box::new(file);
-                let data: *mut std::fs::File = &mut *file;
+                let mut file = Box::new(HashedFile {
+                    file,
+                    md5: md5::Md5::new(),
+                });
+                let data: *mut HashedFile = &mut *file;
                 // SAFETY: the boxed file lives as long as the parser (both are fields of
                 // `Parser`, and Drop deletes the parser first) and never moves.
                 unsafe {
@@ -136,7 +149,7 @@ impl<'t> Parser<'t> {
         };
         Ok(Parser {
             sys,
-            _file: file,
+            file,
             ended: false,
             _text: std::marker::PhantomData,
         })
@@ -264,9 +277,25 @@ pub(crate) trait Sink {
     fn list_seen(&mut self, key: &str);
 }
 
+/// The md5 of `bytes`, as 32 hex characters.
+pub(crate) fn md5_hex(bytes: &[u8]) -> String {
+    hex(md5::Md5::digest(bytes).as_slice())
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A document's top-level mapping, minus the streamed lists, and the md5 of its text.
+pub(crate) struct Streamed {
+    pub top: Map<String, Value>,
+    /// Of a file; `None` for text in memory, which the caller can hash itself.
+    pub md5: Option<String>,
+}
+
 /// Reads a whole document: the top-level mapping, minus the streamed lists, which went to
 /// `sink`. Returns [`Stop::Unusual`] when the generic loader must read the text instead.
-pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Map<String, Value>, Stop> {
+pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Streamed, Stop> {
     let mut p = Parser::new(input)?;
     if !matches!(p.next()?, Event::StreamStart) || !matches!(p.next()?, Event::DocumentStart) {
         return Err(Stop::Unusual);
@@ -307,7 +336,9 @@ pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Map<String,
     if !matches!(p.next()?, Event::DocumentEnd) || !matches!(p.next()?, Event::StreamEnd) {
         return Err(Stop::Unusual);
     }
-    Ok(top)
+    // The stream has ended, so libyaml has read the file to its end.
+    let md5 = p.file.take().map(|f| hex(f.md5.finalize().as_slice()));
+    Ok(Streamed { top, md5 })
 }
 
 /// Builds the node that starts with `first`.

@@ -31,7 +31,7 @@ impl Sink for Collect {
 
 fn streamed(text: &str) -> Result<Value, Stop> {
     let mut sink = Collect::default();
-    let mut top: Map<String, Value> = read(Input::Text(text.as_bytes()), &mut sink)?;
+    let mut top: Map<String, Value> = read(Input::Text(text.as_bytes()), &mut sink)?.top;
     for (k, v) in sink.lists {
         top.insert(k, Value::Array(v));
     }
@@ -120,7 +120,13 @@ fn files_stream_in_chunks() {
     std::fs::write(&path, &text).expect("write");
     let mut sink = Collect::default();
     let file = std::fs::File::open(&path).expect("open");
-    let mut top = read(Input::File(file), &mut sink).expect("usual");
+    let read = read(Input::File(file), &mut sink).expect("usual");
+    assert_eq!(
+        read.md5.as_deref(),
+        Some(super::md5_hex(text.as_bytes()).as_str()),
+        "the file's md5, as Kong hashes a declarative file"
+    );
+    let mut top = read.top;
     for (k, v) in sink.lists {
         top.insert(k, Value::Array(v));
     }
