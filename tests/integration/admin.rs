@@ -884,3 +884,42 @@ fn tags_list_every_tagged_entity_and_filter_by_one() {
     let rest = gw.admin("GET", next, &[], b"").json();
     assert_eq!(rest["data"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn plugin_reads_echo_deprecated_shorthand_fields_as_kong_does() {
+    let up = Upstream::start();
+    let yaml = format!(
+        r#"_format_version: "3.0"
+services:
+  - name: s
+    url: http://{}
+    routes:
+      - name: r
+        paths: ["/r"]
+        plugins:
+          - name: rate-limiting
+            config:
+              minute: 5
+              policy: redis
+              redis_host: redis.internal
+              redis: {{port: 6380}}
+"#,
+        up.addr
+    );
+    let gw = Gangway::start_with(Options::new(yaml).admin());
+    let listed = gw.admin("GET", "/plugins", &[], b"").json();
+    let plugin = &listed["data"][0];
+    let config = &plugin["config"];
+    assert_eq!(config["redis"]["host"], "redis.internal", "{config}");
+    assert_eq!(config["redis_host"], "redis.internal", "{config}");
+    assert_eq!(config["redis_port"], 6380, "{config}");
+    assert_eq!(config["redis_timeout"], 2000, "{config}");
+    assert_eq!(config["redis_password"], Value::Null, "{config}");
+    let id = plugin["id"].as_str().expect("id");
+    let one = gw.admin("GET", &format!("/plugins/{id}"), &[], b"").json();
+    assert_eq!(one["config"]["redis_host"], "redis.internal", "{one}");
+    let nested = gw.admin("GET", "/routes/r/plugins", &[], b"").json();
+    assert_eq!(nested["data"][0]["config"]["redis_port"], 6380, "{nested}");
+    let other = gw.admin("GET", "/services/s", &[], b"").json();
+    assert!(other.get("redis_host").is_none(), "only plugins get them");
+}

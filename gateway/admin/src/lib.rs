@@ -20,6 +20,7 @@ pub mod memory;
 pub mod paths;
 pub mod reply;
 pub mod schemas;
+pub mod shorthands;
 
 use std::sync::Arc;
 use std::time::Instant;

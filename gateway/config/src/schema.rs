@@ -217,6 +217,30 @@ pub struct Shorthand {
 }
 
 impl Field {
+    /// Adds each deprecated shorthand of this record to `record` with the value at its new
+    /// place, as Kong's DAO does on every read (`redis_host` beside `redis.host`); a
+    /// shorthand whose place is absent is left out.
+    pub fn echo_shorthands(&self, record: &mut Value) {
+        let Some(map) = record.as_object_mut() else {
+            return;
+        };
+        for shorthand in &self.shorthands {
+            let mut at = Some(&*map);
+            let mut found = None;
+            let mut steps = shorthand.target.split('.').peekable();
+            while let (Some(step), Some(here)) = (steps.next(), at) {
+                let value = here.get(step);
+                if steps.peek().is_none() {
+                    found = value.cloned();
+                }
+                at = value.and_then(Value::as_object);
+            }
+            if let Some(value) = found {
+                map.insert(shorthand.name.to_owned(), value);
+            }
+        }
+    }
+
     fn of(kind: FieldType) -> Self {
         Self {
             kind,

@@ -142,7 +142,10 @@ async fn serve_admin(gateway: &Arc<Gateway>) -> Result<(), StartError> {
     if gateway.settings.admin_listen.is_empty() {
         return Ok(());
     }
-    let store = admin_store(gateway)?;
+    let store = Arc::new(gangway_admin::shorthands::EchoShorthands::new(
+        admin_store(gateway)?,
+        gateway.catalog.clone(),
+    ));
     let state = Arc::new(gangway_admin::AdminState {
         gateway: gateway.clone(),
         store,
