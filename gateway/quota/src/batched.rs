@@ -6,9 +6,11 @@
 //! windows share a read: a worker gathers the windows it misses in one turn of its event
 //! loop into one `MGET` (with a million clients, most windows a node sees are new to it).
 //! Every `sync_rate` seconds a background thread sends the delta of every window counted
-//! since the last flush in one pipeline (`INCRBY`, and `EXPIREAT ... NX` for the window's
-//! end; Kong's script on servers older than 7.0), and reads back each total, which then
-//! includes the other nodes' requests. A failed flush keeps its deltas for the next one.
+//! since the last flush, in pipelines of up to [`FLUSH_CHUNK`] windows (`INCRBY`, and
+//! `EXPIREAT ... NX` for the window's end; Kong's script on servers older than 7.0), and
+//! reads back each total, which then includes the other nodes' requests. A request is
+//! counted as it reads, and a refused one is taken back. A failed flush keeps its deltas for
+//! the next one.
 //!
 //! Overshoot: a node sees other nodes' requests only at its flushes, so with N nodes, a
 //! window admits at most `limit + (N - 1) × (requests one node admits in sync_rate seconds)`

@@ -155,16 +155,6 @@ impl Counts {
             .sum()
     }
 
-    /// Starts loading `key`'s home slot, so that the lookups of one request's windows wait
-    /// on memory together rather than one after another (the atomic add of one lookup
-    /// orders every later load behind it).
-    pub fn prefetch(&self, key: u64) {
-        let tables = self.chain.tables.load();
-        let newest = &tables[0];
-        let home = &newest.slots[stored(key) as usize & newest.mask];
-        std::hint::black_box(home.key.load(Ordering::Relaxed));
-    }
-
     /// Adds one to `key`'s count (`up`), or takes one away (never below zero); returns the
     /// count before.
     pub fn add(&self, key: u64, up: bool) -> u64 {

@@ -132,18 +132,7 @@ impl LocalCounters {
 
 impl QuotaStore for LocalCounters {
     fn usage(&self, windows: &[Window]) -> Usage {
-        let found: Vec<_> = windows
-            .iter()
-            .map(|w| {
-                let (generation, key) = (self.generation(w), self.key(w));
-                generation.counts.prefetch(key);
-                (generation, key)
-            })
-            .collect();
-        Usage::Ready(Ok(found
-            .iter()
-            .map(|(generation, key)| generation.counts.add(*key, true))
-            .collect()))
+        Usage::Ready(Ok(windows.iter().map(|w| self.add(w, true)).collect()))
     }
 
     fn increment(&self, _windows: &[Window]) {}
