@@ -208,10 +208,12 @@ impl Gangway {
         gw
     }
 
-    /// Waits up to 15 s for `/status/ready` to answer 200.
+    /// Waits up to 15 s for `/status/ready` to answer 200 and, when the instance has an
+    /// Admin API, for its listeners to accept (they are bound after the proxy is ready).
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
+        let mut ready = false;
+        while !ready && Instant::now() < deadline {
             if let Some(status) = self.try_wait() {
                 panic!("gangway exited early ({status}); log:\n{}", self.log());
             }
@@ -223,12 +225,25 @@ impl Gangway {
                             self.log()
                         );
                     }
-                    return;
+                    ready = true;
+                    continue;
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("gangway not ready within 15s; log:\n{}", self.log());
+        if !ready {
+            panic!("gangway not ready within 15s; log:\n{}", self.log());
+        }
+        for addr in [self.admin, self.admin_tls].into_iter().flatten() {
+            while std::net::TcpStream::connect(addr).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "gangway not ready (admin {addr}) within 15s; log:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     /// The process log so far.
