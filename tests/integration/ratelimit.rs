@@ -643,3 +643,37 @@ fn redis_sentinel_names_the_master_that_counts() {
     let key = format!("ratelimit:{ROUTE_ID}:{EMPTY}:127.0.0.1:{hour_ms}:hour");
     assert_eq!(master.cli(&["GET", &key]), "2");
 }
+
+#[test]
+fn sync_rate_flushes_to_a_redis_cluster() {
+    let up = Upstream::start();
+    let cluster = RedisCluster::start(3);
+    let seed = cluster.nodes[0].port();
+    let plugin = format!(
+        "              hour: 100000\n              policy: redis\n              sync_rate: 0.2\n              redis:\n                cluster_nodes:\n                  - ip: 127.0.0.1\n                    port: {seed}\n"
+    );
+    let gw = Gangway::start(&config(&up, &plugin));
+    away_from_window_end(3600, Duration::from_secs(30));
+    let hour_ms = now_ms() / 3_600_000 * 3_600_000;
+    let key = format!("ratelimit:{{{ROUTE_ID}:{EMPTY}:127.0.0.1}}:{hour_ms}:hour");
+    for _ in 0..25 {
+        let r = request(gw.proxy, "GET", "/limited", &[], b"").expect("request");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.header("X-RateLimit-Remaining-Hour").is_some(), "counted");
+    }
+    let owner = cluster.owner(&key);
+    let started = Instant::now();
+    while cluster.nodes[owner].cli(&["GET", &key]) != "25" {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "not flushed to the slot's owner: {:?}",
+            cluster.nodes[owner].cli(&["GET", &key])
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ttl: i64 = cluster.nodes[owner]
+        .cli(&["TTL", &key])
+        .parse()
+        .expect("ttl");
+    assert!((1..=3600).contains(&ttl), "expires with its window: {ttl}");
+}

@@ -145,8 +145,8 @@ impl Batched {
 
 impl Inner {
     /// Sends the delta of every window counted since the last flush, in pipelines of
-    /// [`FLUSH_CHUNK`] windows (in a cluster, where a pipeline may not cross slots, one call
-    /// per window), and takes back the totals.
+    /// [`FLUSH_CHUNK`] windows (in a cluster, one script call per window), and takes back the
+    /// totals.
     async fn flush(&self, counted: &mpsc::Receiver<Arc<Entry>>) {
         // Unmarked before its delta is taken: a request counted after that marks it again.
         // A request and its refund cancel out to nothing to send.
@@ -196,39 +196,24 @@ impl Inner {
 
     /// Adds `deltas` to the windows' keys in Redis and answers their new totals.
     async fn send(&self, live: &[Arc<Entry>], deltas: &[i64]) -> Result<Vec<i64>, QuotaError> {
-        let expire_nx =
-            self.target.expire_nx().await.ok_or_else(|| {
-                QuotaError::Store(format!("cannot reach {}", self.target.describe))
-            })?;
         let script = &self.flush_script;
         let cluster = self.target.cluster;
         self.target
             .run(async |conn| {
-                if expire_nx {
-                    // In a cluster a pipeline may not cross slots: one per window there.
-                    let per_call = if cluster { 1 } else { live.len() };
-                    let mut totals = Vec::with_capacity(live.len());
-                    for (calls, (entries, deltas)) in live
-                        .chunks(per_call.max(1))
-                        .zip(deltas.chunks(per_call.max(1)))
-                        .enumerate()
-                    {
-                        let mut pipe = redis::pipe();
-                        for (entry, delta) in entries.iter().zip(deltas) {
-                            pipe.cmd("INCRBY").arg(&entry.key).arg(delta);
-                            pipe.cmd("EXPIREAT")
-                                .arg(&entry.key)
-                                .arg(entry.ends_at)
-                                .arg("NX")
-                                .ignore();
-                        }
-                        totals.extend(pipe.query_async::<Vec<i64>>(&mut *conn).await?);
-                        if calls > 0 {
-                            self.target.stats.round_trip();
-                        }
+                if self.target.expire_nx(conn).await? {
+                    let mut pipe = redis::pipe();
+                    for (entry, delta) in live.iter().zip(deltas) {
+                        pipe.cmd("INCRBY").arg(&entry.key).arg(delta);
+                        pipe.cmd("EXPIREAT")
+                            .arg(&entry.key)
+                            .arg(entry.ends_at)
+                            .arg("NX")
+                            .ignore();
                     }
-                    return Ok(totals);
+                    return pipe.query_async::<Vec<i64>>(&mut *conn).await;
                 }
+                // A cluster gets the script, one call per window (a pipeline may not cross
+                // slots).
                 if cluster {
                     let mut totals = Vec::with_capacity(live.len());
                     for (entry, delta) in live.iter().zip(deltas) {

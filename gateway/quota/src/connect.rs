@@ -352,28 +352,34 @@ impl Target {
         )
     }
 
-    /// Whether the server takes `EXPIRE` and `EXPIREAT` with `NX` (Redis 7.0 and later),
-    /// which lets a pipeline set a new key's expiry where older servers need a script. The
-    /// server is asked once (`INFO server`); `None` while it could not be asked.
-    pub async fn expire_nx(&self) -> Option<bool> {
+    /// Whether to count with pipelines of `EXPIRE` and `EXPIREAT` with `NX` (Redis 7.0 and
+    /// later) where older servers need a script. The server is asked once (`INFO server`),
+    /// on the caller's connection and so within the caller's call and its timeout. A server
+    /// that answers `INFO` with an error (an ACL user without it) is taken as an older one.
+    /// A cluster always gets the script: the redis crate sends a cluster pipeline without
+    /// following `MOVED`, and a script is one command, which it follows.
+    pub async fn expire_nx(&self, conn: &mut Conn) -> redis::RedisResult<bool> {
+        if self.cluster {
+            return Ok(false);
+        }
         match self.expire_nx.load(Ordering::Relaxed) {
-            YES => return Some(true),
-            NO => return Some(false),
+            YES => return Ok(true),
+            NO => return Ok(false),
             _ => {}
         }
-        let info = self
-            .run(async |conn| {
-                redis::cmd("INFO")
-                    .arg("server")
-                    .query_async::<String>(&mut *conn)
-                    .await
-            })
-            .await
-            .ok()?;
-        let supported = supports_expire_nx(&info);
+        self.stats.round_trip();
+        let info = redis::cmd("INFO")
+            .arg("server")
+            .query_async::<String>(conn)
+            .await;
+        let supported = match info {
+            Ok(info) => supports_expire_nx(&info),
+            Err(e) if e.code().is_some() => false,
+            Err(e) => return Err(e),
+        };
         self.expire_nx
             .store(if supported { YES } else { NO }, Ordering::Relaxed);
-        Some(supported)
+        Ok(supported)
     }
 
     /// Opens a connection: here, on this worker's runtime, or on the shared thread's.

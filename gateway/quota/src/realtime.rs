@@ -5,7 +5,7 @@
 //! On Redis 7 and later that round trip is a pipeline of `INCR key` and `EXPIRE key ttl NX`
 //! per window: the same effect as Kong's script (the TTL is set once, when the key is new),
 //! at about half the server's CPU, since no Lua runs. Older servers get the script. The
-//! version is asked once per store.
+//! version is asked once per Redis, inside the first call.
 
 use std::sync::Arc;
 
@@ -53,10 +53,9 @@ impl QuotaStore for Realtime {
         let script = self.script.clone();
         let stats = self.stats.clone();
         Usage::Pending(Box::pin(async move {
-            let pipelined = target.expire_nx().await == Some(true);
             let counted = target
                 .run(async |conn| {
-                    if pipelined {
+                    if target.expire_nx(conn).await? {
                         let mut pipe = redis::pipe();
                         for (key, ttl) in keys.iter().zip(&ttls) {
                             pipe.cmd("INCR").arg(key);
