@@ -60,10 +60,7 @@ pub async fn post(state: &AdminState, mut params: Map<String, Value>, raw: &[u8]
             Ok(pair) => pair,
             Err((errors, input)) => return Err((errors, input)),
         };
-        let hash = config
-            .source_md5
-            .clone()
-            .unwrap_or_else(|| gangway_proxy::compile::config_hash(&config));
+        let hash = gangway_proxy::compile::snapshot_hash(&config);
         if options.check_hash && hash == gateway.snapshot().hash {
             return Ok(None);
         }

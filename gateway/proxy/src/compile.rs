@@ -70,10 +70,10 @@ pub fn config_hash(config: &Config) -> String {
 
 /// The hash `/status` reports for `config`: Kong's md5 of the declarative text it was read
 /// from, else [`config_hash`].
-pub fn snapshot_hash(config: &mut Config) -> String {
+pub fn snapshot_hash(config: &Config) -> String {
     config
         .source_md5
-        .take()
+        .clone()
         .unwrap_or_else(|| config_hash(config))
 }
 
@@ -257,10 +257,10 @@ fn compile_parts(
             config.consumers = Vec::new();
             config.keyauth_credentials = Vec::new();
             config.acls = Vec::new();
-            (snapshot_hash(&mut config), identities)
+            (snapshot_hash(&config), identities)
         }
         None => {
-            let hash = snapshot_hash(&mut config);
+            let hash = snapshot_hash(&config);
             let identities = Arc::new(Identities::build(
                 std::mem::take(&mut config.consumers),
                 std::mem::take(&mut config.keyauth_credentials),
