@@ -19,7 +19,11 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
     assert_eq!(status["bootstrapped"], false);
     assert_eq!(
         status["pending"],
-        serde_json::json!(["001_base", "002_ratelimiting_metrics"])
+        serde_json::json!([
+            "001_base",
+            "002_ratelimiting_metrics",
+            "003_plugin_snapshot"
+        ])
     );
 
     let up_too_early = gangway(&pg, &["migrations", "up"]);
@@ -30,6 +34,7 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
     assert!(first.status.success(), "{}", said(&first));
     assert!(said(&first).contains("migrating: 001_base ... ok"));
     assert!(said(&first).contains("migrating: 002_ratelimiting_metrics ... ok"));
+    assert!(said(&first).contains("migrating: 003_plugin_snapshot ... ok"));
     let second = gangway(&pg, &["migrations", "bootstrap"]);
     assert!(second.status.success());
     assert!(said(&second).contains("database already bootstrapped"));
@@ -39,7 +44,11 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
         serde_json::from_slice(&gangway(&pg, &["migrations", "status"]).stdout).expect("JSON");
     assert_eq!(
         after["executed"],
-        serde_json::json!(["001_base", "002_ratelimiting_metrics"])
+        serde_json::json!([
+            "001_base",
+            "002_ratelimiting_metrics",
+            "003_plugin_snapshot"
+        ])
     );
     assert_eq!(after["pending"], serde_json::json!([]));
     assert_eq!(pg.psql("select count(*) from services"), "0");
@@ -93,8 +102,8 @@ fn nodes_bootstrapping_at_once_take_turns() {
     );
     assert_eq!(
         pg.psql("select count(*) from gangway_migrations"),
-        "2",
-        "001_base and 002_ratelimiting_metrics, once each"
+        "3",
+        "each migration once"
     );
 }
 

@@ -56,11 +56,12 @@ pub async fn post(state: &AdminState, mut params: Map<String, Value>, raw: &[u8]
     let keep_at = gateway.settings.posted_config_path();
     let loaded = tokio::task::spawn_blocking(move || {
         let parsed = document.parse(gateway.catalog.as_ref());
-        let (config, input) = match parsed {
+        let (mut config, input) = match parsed {
             Ok(pair) => pair,
             Err((errors, input)) => return Err((errors, input)),
         };
         let hash = gangway_proxy::compile::snapshot_hash(&config);
+        config.source_md5 = Some(hash.clone());
         if options.check_hash && hash == gateway.snapshot().hash {
             return Ok(None);
         }

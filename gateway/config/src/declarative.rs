@@ -21,10 +21,11 @@ mod fast;
 mod fields;
 mod node;
 mod routes;
+mod shared;
 mod stream;
 
 pub use checks::Existing;
-pub use document::DocumentBuilder;
+pub use document::{ConfigRef, DocumentBuilder};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -204,6 +205,8 @@ pub(crate) struct Item<'a> {
     pub obj: &'a Map<String, Value>,
     /// Id of the parent it was nested in, with the field that names the parent.
     pub parent: Option<(&'static str, Uuid)>,
+    /// A plugin's config, when it was read apart from `obj` into the shared configs.
+    pub shared_config: Option<u32>,
 }
 
 /// Which fast-path store a [`Span`] points into.
@@ -347,12 +350,14 @@ fn assign_id(
     }
 }
 
-/// Flattens a collection and its nested children into per-entity lists.
+/// Flattens a collection and its nested children into per-entity lists. `shared_configs`
+/// holds, by index, the configs of list elements that were read apart.
 fn flatten<'a>(
     entity: &'static str,
     list: &'a Value,
     path: &str,
     parent: Option<(&'static str, Uuid)>,
+    shared_configs: &[Option<u32>],
     out: &mut HashMap<&'static str, Vec<Item<'a>>>,
     errors: &mut ConfigErrors,
 ) {
@@ -361,7 +366,9 @@ fn flatten<'a>(
         return;
     };
     for (i, v) in items.iter().enumerate() {
-        flatten_one(entity, v, format!("{path}[{i}]"), parent, out, errors);
+        let here = format!("{path}[{i}]");
+        let shared = shared_configs.get(i).copied().flatten();
+        flatten_one(entity, v, here, parent, shared, out, errors);
     }
 }
 
@@ -371,6 +378,7 @@ fn flatten_one<'a>(
     v: &'a Value,
     here: String,
     parent: Option<(&'static str, Uuid)>,
+    shared_config: Option<u32>,
     out: &mut HashMap<&'static str, Vec<Item<'a>>>,
     errors: &mut ConfigErrors,
 ) {
@@ -391,6 +399,7 @@ fn flatten_one<'a>(
                 list,
                 &format!("{here}.{child}"),
                 Some((fk, id)),
+                &[],
                 out,
                 errors,
             );
@@ -400,6 +409,7 @@ fn flatten_one<'a>(
         path: here,
         obj,
         parent,
+        shared_config,
     });
 }
 
@@ -429,7 +439,15 @@ fn flatten_fast<'a>(
     for run in &list.runs {
         let (count, creds, acls, plugins) = match run {
             fast::Run::Generic(v) => {
-                flatten_one(entity, v, format!("{entity}[{top}]"), None, out, errors);
+                flatten_one(
+                    entity,
+                    v,
+                    format!("{entity}[{top}]"),
+                    None,
+                    None,
+                    out,
+                    errors,
+                );
                 top += 1;
                 continue;
             }
@@ -444,7 +462,7 @@ fn flatten_fast<'a>(
         for (plugin, value) in &nested_plugins[start..start + plugins as usize] {
             let here = format!("consumers[{}].plugins[{}]", plugin.consumer, plugin.index);
             let parent = Some(("consumer", plugin.consumer_id));
-            flatten_one("plugins", value, here, parent, out, errors);
+            flatten_one("plugins", value, here, parent, plugin.config, out, errors);
         }
         cur.nested_plugins += plugins;
         let mut place = |kind: &'static str, store: Store, start: &mut u32, len: u32, at: u32| {
@@ -612,6 +630,8 @@ fn parse_doc(
         migrate_paths(&mut top);
     }
     let mut lists = std::mem::take(&mut fast.lists);
+    let configs = std::mem::take(&mut fast.configs);
+    let top_plugin_configs = std::mem::take(&mut fast.top_plugin_configs);
     let json = std::mem::take(&mut fast.nested_plugin_json);
     let nested_plugins: Vec<(fast::NestedPlugin, Value)> = std::mem::take(&mut fast.nested_plugins)
         .into_iter()
@@ -656,10 +676,22 @@ fn parse_doc(
                 &mut errors,
             );
         } else if let Some(list) = top.get(entity) {
-            flatten(entity, list, entity, None, &mut items, &mut errors);
+            let shared: &[Option<u32>] = match entity {
+                "plugins" => &top_plugin_configs,
+                _ => &[],
+            };
+            flatten(entity, list, entity, None, shared, &mut items, &mut errors);
         }
     }
-    let config = entities::build(&items, &spans, fast, plugins, existing, &mut errors);
+    let config = entities::build(
+        &items,
+        &spans,
+        fast,
+        &configs,
+        plugins,
+        existing,
+        &mut errors,
+    );
     errors.into_result(config)
 }
 

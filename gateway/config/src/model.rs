@@ -603,9 +603,9 @@ pub struct Config {
     /// config's identity (or its hash).
     #[serde(skip)]
     pub origins: Origins,
-    /// The md5 of the declarative text this config was read from, as Kong hashes a file or a
-    /// posted text; `None` for a config built otherwise (from Postgres, from JSON), whose
-    /// hash is that of its serialized entities.
+    /// Kong's configuration hash of a declarative config: the md5 of the text it was read
+    /// from, as Kong hashes a file or a posted text, or of its serialized entities when it
+    /// was posted as parsed JSON; `None` for a config read from a database.
     #[serde(skip)]
     pub source_md5: Option<String>,
 }

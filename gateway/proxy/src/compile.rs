@@ -257,10 +257,10 @@ fn compile_parts(
             config.consumers = Vec::new();
             config.keyauth_credentials = Vec::new();
             config.acls = Vec::new();
-            (snapshot_hash(&config), identities)
+            (config.source_md5.clone().unwrap_or_default(), identities)
         }
         None => {
-            let hash = snapshot_hash(&config);
+            let hash = config.source_md5.clone().unwrap_or_default();
             let identities = Arc::new(Identities::build(
                 std::mem::take(&mut config.consumers),
                 std::mem::take(&mut config.keyauth_credentials),

@@ -49,7 +49,10 @@ pub struct ServiceTarget {
 pub struct Snapshot {
     /// Increments with every successful load; 0 means no config loaded yet.
     pub version: u64,
-    /// Kong's `configuration_hash`: 32 hex characters.
+    /// Kong's `configuration_hash` (32 hex characters): the config's
+    /// [`Config::source_md5`](gangway_config::Config::source_md5). Empty for a config read
+    /// from a database, for which Kong reports no hash and hashing 100,000 entities on every
+    /// change would be wasted.
     pub hash: String,
     /// Routes, services, upstreams, TLS and plugin chains.
     pub compiled: std::sync::Arc<Compiled>,

@@ -118,7 +118,7 @@ fn kind_name(kind: &'static Kind) -> &'static str {
 /// Every entity in the database as a declarative document (Kong's `db_export`):
 /// `_format_version: "3.0"`, `_transform: false`, every kind flat at the top level.
 pub async fn export(client: &mut Client) -> Result<Value, StoreError> {
-    let (mut doc, _) = crate::sync::document(client, &ORDER).await?;
+    let (mut doc, _) = crate::snapshot::document(client, &ORDER).await?;
     if let Value::Object(map) = &mut doc {
         map.insert("_transform".into(), Value::Bool(false));
         map.retain(|_, v| !v.as_array().is_some_and(Vec::is_empty));

@@ -10,6 +10,7 @@ pub mod dao;
 pub mod import;
 pub mod migrations;
 pub mod quota;
+mod snapshot;
 pub mod sync;
 
 use gangway_config::settings::Settings;

@@ -13,6 +13,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "002_ratelimiting_metrics",
         include_str!("../migrations/002_ratelimiting_metrics.sql"),
     ),
+    (
+        "003_plugin_snapshot",
+        include_str!("../migrations/003_plugin_snapshot.sql"),
+    ),
 ];
 
 /// The advisory lock migrations hold; distinct from the change log's.

@@ -8,13 +8,12 @@
 //! back-off; it then catches up from the last sequence number it applied. A node that never
 //! loaded serves nothing but Kong's 404 and says not ready.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
 use gangway_config::dao::{Kind, kind_named};
-use gangway_config::declarative::{DocumentBuilder, Existing, load_fragment};
+use gangway_config::declarative::{Existing, load_fragment};
 use gangway_config::settings::Settings;
 use gangway_config::{Config, ConfigErrors};
 use gangway_pipeline::identity::Identities;
@@ -25,6 +24,7 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::StoreError;
+use crate::snapshot::{as_input, building};
 
 /// Kinds changed by delta on a running node.
 const IDENTITY_KINDS: [&str; 3] = ["consumers", "keyauth_credentials", "acls"];
@@ -43,105 +43,6 @@ const ROUTING_KINDS: [&str; 8] = [
 
 /// How many change-log rows a node reads at once.
 const BATCH: i64 = 10_000;
-
-/// Streams every row of `kind` into `take` as declarative input: Kong's JSON, foreign keys
-/// by id, a key's remaining `ttl`, a certificate without its rendered SNI names. Rows arrive
-/// as the server sends them, so a million are never in memory at once.
-async fn each_row(
-    client: &impl tokio_postgres::GenericClient,
-    kind: &str,
-    take: &mut impl FnMut(&str, Value),
-) -> Result<(), StoreError> {
-    let sql = match kind {
-        "keyauth_credentials" => "SELECT entity, ceil(extract(epoch from (ttl - now())))::bigint \
-             FROM keyauth_credentials WHERE ttl IS NULL OR ttl > now()"
-            .to_owned(),
-        // A portal's per-consumer plans repeat a handful of configs 100,000 times: each
-        // distinct config is parsed once (jsonb prints equal values as equal text).
-        "plugins" => "SELECT entity - 'config', NULL::bigint, (entity->'config')::text \
-             FROM plugins"
-            .to_owned(),
-        _ => format!("SELECT entity, NULL::bigint FROM {kind}"),
-    };
-    let no_params: [&(dyn tokio_postgres::types::ToSql + Sync); 0] = [];
-    let rows = client.query_raw(&sql, no_params).await?;
-    futures_util::pin_mut!(rows);
-    let mut configs: HashMap<String, Value> = HashMap::new();
-    while let Some(row) = rows.try_next().await? {
-        let mut entity = as_input(&row);
-        if kind == "plugins" {
-            if let Some(text) = row.get::<_, Option<&str>>(2) {
-                let config = match configs.get(text) {
-                    Some(config) => config.clone(),
-                    None => {
-                        let config: Value = serde_json::from_str(text).map_err(|e| {
-                            StoreError::Config(format!("a stored plugin config is not JSON: {e}"))
-                        })?;
-                        configs.insert(text.to_owned(), config.clone());
-                        config
-                    }
-                };
-                entity["config"] = config;
-            }
-        }
-        take(kind, entity);
-    }
-    Ok(())
-}
-
-/// A row (`entity`, a key's seconds left) as declarative input: a key's `ttl` is what it has
-/// left, at least a second.
-fn as_input(row: &tokio_postgres::Row) -> Value {
-    let mut entity: Value = row.get(0);
-    if let Some(left) = row.get::<_, Option<i64>>(1) {
-        entity["ttl"] = json!(left.max(1));
-    }
-    entity
-}
-
-/// Streams every row of `kinds` into `take`, read in one snapshot of the database; returns
-/// the last change-log sequence number that snapshot includes.
-async fn snapshot(
-    client: &mut Client,
-    kinds: &[&str],
-    mut take: impl FnMut(&str, Value),
-) -> Result<i64, StoreError> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    let seq: i64 = tx
-        .query_one("SELECT coalesce(max(seq), 0) FROM gangway_changes", &[])
-        .await?
-        .get(0);
-    for kind in kinds {
-        each_row(&tx, kind, &mut take).await?;
-    }
-    tx.commit().await?;
-    Ok(seq)
-}
-
-/// A declarative document of `kinds` (every list present, perhaps empty), read in one
-/// snapshot of the database, and the last change-log sequence number that snapshot includes.
-pub(crate) async fn document(
-    client: &mut Client,
-    kinds: &[&str],
-) -> Result<(Value, i64), StoreError> {
-    let mut doc = Map::new();
-    doc.insert("_format_version".into(), json!("3.0"));
-    for kind in kinds {
-        doc.insert((*kind).to_owned(), Value::Array(Vec::new()));
-    }
-    let seq = snapshot(client, kinds, |kind, entity| {
-        if let Some(Value::Array(list)) = doc.get_mut(kind) {
-            list.push(entity);
-        }
-    })
-    .await?;
-    Ok((Value::Object(doc), seq))
-}
 
 /// References to consumers resolved in the node's identity index.
 struct IndexedConsumers<'a>(&'a Identities);
@@ -164,11 +65,7 @@ fn invalid(e: ConfigErrors) -> StoreError {
 async fn load_all(client: &mut Client, gateway: &Gateway) -> Result<i64, StoreError> {
     let mut kinds: Vec<&str> = ROUTING_KINDS.to_vec();
     kinds.extend(IDENTITY_KINDS);
-    let mut doc = DocumentBuilder::new();
-    for kind in &kinds {
-        doc.begin(kind);
-    }
-    let seq = snapshot(client, &kinds, |kind, entity| doc.push(kind, entity)).await?;
+    let (doc, seq) = building(client, &kinds).await?;
     let catalog = gateway.catalog.clone();
     let published = gateway
         .replace_config(|| doc.finish(catalog.as_ref()))
@@ -292,11 +189,11 @@ fn upsert(
 
 /// Reloads routes, services, upstreams, certificates and plugins and recompiles them.
 async fn reload_routing(client: &mut Client, gateway: &Gateway) -> Result<(), StoreError> {
-    let (doc, _) = document(client, &ROUTING_KINDS).await?;
+    let (doc, _) = building(client, &ROUTING_KINDS).await?;
     let catalog = gateway.catalog.clone();
     gateway
         .replace_keeping_identities(|identities| {
-            load_fragment(doc, &IndexedConsumers(identities), catalog.as_ref())
+            doc.finish_fragment(&IndexedConsumers(identities), catalog.as_ref())
         })
         .map_err(invalid)?;
     Ok(())

@@ -7,8 +7,12 @@ use serde_json::{Map, Value};
 
 use super::fast::{self, Fast};
 use super::node::Node;
-use super::{now, parse_doc};
+use super::{Existing, now, parse_doc};
 use crate::{Config, ConfigErrors, PluginSchemas};
+
+/// A plugin config added to a [`DocumentBuilder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigRef(u32);
 
 /// A `_format_version: "3.0"` document built one entity at a time; [`finish`] validates it
 /// exactly as [`super::parse_value`] validates the same document given whole.
@@ -65,8 +69,40 @@ impl DocumentBuilder {
         }
     }
 
+    /// Adds a plugin config, as JSON text, for [`push_plugin`](Self::push_plugin): equal
+    /// texts are parsed once and share one copy.
+    pub fn add_config(&mut self, text: &str) -> Result<ConfigRef, serde_json::Error> {
+        let index = self
+            .fast
+            .configs
+            .intern_text(text, |t| serde_json::from_str(t))?;
+        Ok(ConfigRef(index))
+    }
+
+    /// Appends the plugin `entity` (without a `config`) whose config is `config`.
+    pub fn push_plugin(&mut self, entity: Value, config: ConfigRef) {
+        let position = match self.top.get("plugins") {
+            Some(Value::Array(list)) => list.len(),
+            _ => 0,
+        };
+        self.push("plugins", entity);
+        let shared = &mut self.fast.top_plugin_configs;
+        shared.resize(position, None);
+        shared.push(Some(config.0));
+    }
+
     /// Validates the document and builds the config.
     pub fn finish(self, plugins: &dyn PluginSchemas) -> Result<Config, ConfigErrors> {
         parse_doc(self.top, self.fast, plugins, None)
+    }
+
+    /// Validates the document as [`super::load_fragment`] does: references it cannot
+    /// resolve are looked up in `existing`.
+    pub fn finish_fragment(
+        self,
+        existing: &dyn Existing,
+        plugins: &dyn PluginSchemas,
+    ) -> Result<Config, ConfigErrors> {
+        parse_doc(self.top, self.fast, plugins, Some(existing))
     }
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::checks::{Existing, Known, Refs, protocols, reference, unique, utf8_name};
 use super::fast::Fast;
 use super::fields::{Fields, id};
+use super::shared::SharedConfigs;
 use super::{Item, Span};
 use crate::model::*;
 use crate::plugins::{check_ordering, not_enabled};
@@ -33,6 +34,7 @@ pub(super) fn build(
     items: &Items<'_>,
     fast_spans: &Spans,
     mut fast: Fast,
+    configs: &SharedConfigs,
     plugins: &dyn PluginSchemas,
     existing: Option<&dyn Existing>,
     errors: &mut ConfigErrors,
@@ -439,7 +441,7 @@ pub(super) fn build(
 
     // A portal gives each consumer its own instance of a few plans: equal raw configs are
     // validated once and share their filled form.
-    let mut validated: HashMap<(String, String), Arc<Value>> = HashMap::new();
+    let mut validated: HashMap<(String, ConfigKey), Arc<Value>> = HashMap::new();
     for it in list(items, "plugins") {
         let mut f = Fields {
             obj: it.obj,
@@ -478,8 +480,16 @@ pub(super) fn build(
                 if schema.consumer_forbidden && nested_in_consumer {
                     f.errors.push(f.at("consumer"), "value must be null");
                 }
-                let raw = f.raw("config");
-                let key = raw.map(|r| (name.clone(), r.to_string()));
+                // A null config is an absent one, as in the entity.
+                let shared = it.shared_config.filter(|i| !configs.get(*i).is_null());
+                let (raw, key) = match shared {
+                    Some(i) => (Some(configs.get(i)), Some(ConfigKey::Shared(i))),
+                    None => {
+                        let raw = f.raw("config");
+                        (raw, raw.map(|r| ConfigKey::Text(r.to_string())))
+                    }
+                };
+                let key = key.map(|k| (name.clone(), k));
                 match key.as_ref().and_then(|k| validated.get(k)) {
                     Some(filled) => filled.clone(),
                     None => {
@@ -492,7 +502,11 @@ pub(super) fn build(
                     }
                 }
             }
-            None => Arc::new(f.raw("config").cloned().unwrap_or(Value::Null)),
+            None => {
+                let shared = it.shared_config.map(|i| configs.get(i));
+                let raw = shared.filter(|v| !v.is_null()).or(f.raw("config"));
+                Arc::new(raw.cloned().unwrap_or(Value::Null))
+            }
         };
         c.origins.plugins.push(it.path.clone());
         c.plugins.push(Plugin {
@@ -521,6 +535,15 @@ pub(super) fn build(
     }
     let _ = ids;
     c
+}
+
+/// What identifies a raw plugin config among the ones validated already.
+#[derive(PartialEq, Eq, Hash)]
+enum ConfigKey {
+    /// One of the shared configs.
+    Shared(u32),
+    /// A config as given in its entity, as JSON text.
+    Text(String),
 }
 
 fn has_port(target: &str) -> bool {

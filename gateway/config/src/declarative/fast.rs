@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::fields::random_key;
 use super::node::Node;
+use super::shared::SharedConfigs;
 use super::{namespace, stream};
 use crate::model::{Acl, CompactTags, Consumer, ForeignKey, KeyauthCredential};
 
@@ -70,6 +71,12 @@ pub(crate) struct Fast {
     /// Their JSON, end to end: kept as values, they would stay scattered among the
     /// consumers' allocations after they are freed, and keep those pages from the kernel.
     pub nested_plugin_json: String,
+    /// The configs of nested plugins (taken out of their JSON), and of top-level plugins a
+    /// [`super::DocumentBuilder`] was given apart.
+    pub configs: SharedConfigs,
+    /// For each top-level plugin pushed to a [`super::DocumentBuilder`]: its config, when
+    /// given apart from the entity.
+    pub top_plugin_configs: Vec<Option<u32>>,
     /// Top-level credentials; their consumer id is filled once every consumer is known.
     pub flat_creds: Vec<KeyauthCredential>,
     /// The `consumer` each top-level credential names.
@@ -92,8 +99,10 @@ pub(crate) struct NestedPlugin {
     pub index: u32,
     /// Its consumer's id.
     pub consumer_id: Uuid,
-    /// Where the plugin as written is in [`Fast::nested_plugin_json`].
+    /// Where the plugin as written, less its config, is in [`Fast::nested_plugin_json`].
     pub json: std::ops::Range<usize>,
+    /// Its config in [`Fast::configs`], when it has one.
+    pub config: Option<u32>,
 }
 
 /// Strings kept in one buffer (the names top-level entities give as `consumer`): a few
@@ -244,7 +253,17 @@ impl Fast {
                 self.nested_acls.push(acl);
             }
         }
-        for (i, plugin) in plugins.into_iter().enumerate() {
+        for (i, mut plugin) in plugins.into_iter().enumerate() {
+            let config = match &mut plugin {
+                Node::Map(pairs) => {
+                    // As in a parsed object, the last of repeated keys wins.
+                    let last = pairs.iter().rposition(|(k, _)| k == "config");
+                    let config = last.map(|at| pairs.remove(at).1);
+                    pairs.retain(|(k, _)| k != "config");
+                    config.map(|c| self.configs.intern(c.into_value()))
+                }
+                _ => None,
+            };
             let start = self.nested_plugin_json.len();
             self.nested_plugin_json
                 .push_str(&plugin.into_value().to_string());
@@ -253,6 +272,7 @@ impl Fast {
                 index: i as u32,
                 consumer_id: c.id,
                 json: start..self.nested_plugin_json.len(),
+                config,
             });
         }
         self.consumers.push(c);

@@ -470,3 +470,78 @@ fn a_document_built_entity_by_entity_loads_as_the_whole_document_does() {
         "{built}"
     );
 }
+
+#[test]
+fn plugins_with_configs_given_apart_load_as_whole_plugins_and_share_equal_configs() {
+    let at = serde_json::json!(1_700_000_000);
+    let consumer = |name: &str| serde_json::json!({"username": name, "id": Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()).to_string(), "created_at": at, "updated_at": at});
+    let plugin = |consumer: &str, name: &str| {
+        serde_json::json!({
+            "id": Uuid::new_v5(&Uuid::NAMESPACE_DNS, format!("{consumer}{name}").as_bytes()).to_string(),
+            "name": name,
+            "consumer": {"id": Uuid::new_v5(&Uuid::NAMESPACE_OID, consumer.as_bytes()).to_string()},
+            "created_at": at,
+            "updated_at": at,
+        })
+    };
+    // (consumer, plugin, config text; None: the config stays in the entity)
+    let plugins = [
+        ("a", "acl", Some("{}")),
+        ("b", "acl", Some("{}")),
+        ("c", "acl", None),
+        ("a", "request-termination", Some("{\"status_code\": 500}")),
+    ];
+    let assemble = |plugins: &[(&str, &str, Option<&str>)]| {
+        let mut builder = DocumentBuilder::new();
+        let mut whole = Map::new();
+        whole.insert("_format_version".into(), "3.0".into());
+        let mut consumers = Vec::new();
+        for name in ["a", "b", "c"] {
+            builder.push("consumers", consumer(name));
+            consumers.push(consumer(name));
+        }
+        whole.insert("consumers".into(), Value::Array(consumers));
+        let mut list = Vec::new();
+        for (owner, name, config) in plugins {
+            let entity = plugin(owner, name);
+            let mut full = entity.clone();
+            match config {
+                Some(text) => {
+                    full["config"] = serde_json::from_str(text).expect("JSON");
+                    let shared = builder.add_config(text).expect("JSON");
+                    builder.push_plugin(entity, shared);
+                }
+                None => {
+                    full["config"] = serde_json::json!({});
+                    let mut inline = entity;
+                    inline["config"] = serde_json::json!({});
+                    builder.push("plugins", inline);
+                }
+            }
+            list.push(full);
+        }
+        whole.insert("plugins".into(), Value::Array(list));
+        (builder, Value::Object(whole))
+    };
+
+    let (builder, whole) = assemble(&plugins[..3]);
+    let built = builder.finish(&crate::plugins::TestPlugins).expect("valid");
+    let parsed = parse_value(whole, &crate::plugins::TestPlugins).expect("valid");
+    assert_eq!(built, parsed);
+    assert_eq!(built.plugins.len(), 3);
+    let config = |i: usize| std::sync::Arc::as_ptr(&built.plugins[i].config);
+    assert_eq!(config(0), config(1), "equal configs are one copy");
+
+    // A config the schema refuses is reported at the plugin's path, as for a whole entity.
+    let (builder, whole) = assemble(&plugins);
+    let built = builder
+        .finish(&crate::plugins::TestPlugins)
+        .expect_err("unknown field");
+    let parsed = parse_value(whole, &crate::plugins::TestPlugins).expect_err("unknown field");
+    assert_eq!(built, parsed);
+    assert!(
+        built.to_string().contains("plugins[3].config.status_code"),
+        "{built}"
+    );
+    assert!(DocumentBuilder::new().add_config("{").is_err());
+}

@@ -443,3 +443,46 @@ consumers:
         "{messages:?}"
     );
 }
+
+#[test]
+fn nested_plugins_with_equal_configs_share_one_and_match_the_generic_path() {
+    let cfg = same(
+        r#"
+_format_version: "3.0"
+consumers:
+  - username: a
+    plugins: [{name: acl, config: {}}]
+  - username: b
+    plugins: [{config: {}, name: acl}]
+  - username: c
+    plugins: [{name: acl, config: null}]
+"#,
+    )
+    .expect("valid");
+    assert_eq!(cfg.plugins.len(), 3);
+    assert!(std::sync::Arc::ptr_eq(
+        &cfg.plugins[0].config,
+        &cfg.plugins[1].config
+    ));
+
+    let err = same(
+        r#"
+_format_version: "3.0"
+consumers:
+  - username: a
+    plugins: [{name: acl, config: {nope: 1}}]
+  - username: b
+    plugins: [{name: acl, config: {nope: 1}}]
+"#,
+    )
+    .expect_err("unknown field");
+    let text = err.to_string();
+    assert!(
+        text.contains("consumers[0].plugins[0].config.nope"),
+        "{text}"
+    );
+    assert!(
+        text.contains("consumers[1].plugins[0].config.nope"),
+        "{text}"
+    );
+}
