@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod dns;
+pub mod lambda;
 pub mod pki;
 pub mod postgres;
 pub mod upstream;

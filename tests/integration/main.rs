@@ -10,6 +10,7 @@ mod aio_kong;
 mod deck;
 mod dns;
 mod errors;
+mod lambda;
 mod lifecycle;
 mod pirate_weather;
 mod plugins;

@@ -77,6 +77,16 @@ const EDGES: &[(&str, &[&str])] = &[
             "gangway-pipeline",
         ],
     ),
+    (
+        "gangway-lambda",
+        &[
+            "gangway-config",
+            "gangway-http",
+            "gangway-router",
+            "gangway-pipeline",
+            "gangway-plugins",
+        ],
+    ),
 ];
 
 /// Crates that live only in edge crates: the data-plane core must not reach them.

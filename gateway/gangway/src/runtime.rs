@@ -87,6 +87,8 @@ pub fn catalog() -> Catalog {
 /// verifies TLS servers against `lua_ssl_trusted_certificate`.
 pub fn catalog_for(settings: &Settings) -> Catalog {
     let catalog = gangway_plugins::catalog();
+    #[cfg(feature = "lambda")]
+    let catalog = catalog.with([&gangway_lambda::SPEC]);
     let mut quotas = catalog.quotas().clone();
     quotas.database = settings.database != Database::Off;
     #[cfg(feature = "store")]

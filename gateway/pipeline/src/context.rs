@@ -9,7 +9,7 @@ use super::edits::{HeaderEdits, QueryEdits, query_values};
 use super::identity::{ConsumerRef, CredentialRef, Identities};
 use gangway_config::model::{Route, Service};
 use gangway_http::{RequestHead, ResponseHead};
-use gangway_router::MatchScratch;
+use gangway_router::{MatchScratch, RouteMatch};
 
 /// Per-connection plugin state, cleared at the start of every request so its buffers are
 /// reused.
@@ -146,6 +146,8 @@ pub struct AccessCtx<'a> {
     pub identities: &'a Identities,
     /// The matched route (`None` in rewrite, which runs before routing).
     pub route: Option<&'a Route>,
+    /// How the route matched (`None` in rewrite): what `strip_path` removes.
+    pub route_match: Option<RouteMatch>,
     /// The route's service (`None` when it has none or it is disabled).
     pub service: Option<&'a Service>,
     /// This request's id (`X-Kong-Request-Id`).

@@ -146,6 +146,24 @@ impl HeaderEdits {
             .filter(|e| e.op == Op::Add && !e.removed)
             .map(|e| (self.bytes(&e.name), self.bytes(&e.value)))
     }
+
+    /// Every header after the edits, as owned text with lower-cased names: the `originals`
+    /// the edits left standing, then the added ones.
+    pub fn merged_lowercase<'o>(
+        &self,
+        originals: impl Iterator<Item = (&'o [u8], &'o [u8])>,
+    ) -> Vec<(String, String)> {
+        let own = |(n, v): (&[u8], &[u8])| {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            (text(n).to_ascii_lowercase(), text(v))
+        };
+        let mut out: Vec<(String, String)> = originals
+            .filter(|(n, _)| !self.removes_original(n))
+            .map(own)
+            .collect();
+        out.extend(self.added().map(own));
+        out
+    }
 }
 
 /// The query string after plugin edits: untouched, or rebuilt from decoded pairs.

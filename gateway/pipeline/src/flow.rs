@@ -46,11 +46,18 @@ pub struct Response {
     pub status: u16,
     /// The body.
     pub body: ResponseBody,
-    /// Extra headers (set, replacing any of the same name).
+    /// Extra headers: the first of a name replaces any of that name, later ones of the same
+    /// name are added (`Set-Cookie`).
     pub headers: Vec<(Cow<'static, str>, String)>,
     /// The answer stands in for the upstream's (a proxy-cache hit, Kong's `KONG_PROXIED`):
     /// it carries `Via` and no `X-Kong-Response-Latency`. Default false.
     pub proxied: bool,
+    /// Carries `Via` though it is the plugin's own answer (aws-lambda adds it). Default false.
+    pub via: bool,
+    /// How long the handler waited on the backend that produced the answer (a Lambda
+    /// invocation: Kong's `KONG_WAITING_TIME`): the log's `latencies.proxy`, and not part of
+    /// `latencies.kong`. Default none.
+    pub waited: Option<std::time::Duration>,
 }
 
 /// The body of a plugin-made response.
@@ -80,6 +87,8 @@ impl Response {
             body: ResponseBody::Error(message.into()),
             headers: Vec::new(),
             proxied: false,
+            via: false,
+            waited: None,
         }
     }
 

@@ -168,6 +168,7 @@ fn run(f: &Fixture, state: &mut RequestState) -> Option<u16> {
         tls: false,
         identities: &f.identities,
         route: None,
+        route_match: None,
         service: None,
         request_id: &id,
         state,

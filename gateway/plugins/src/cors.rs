@@ -567,6 +567,8 @@ impl Plugin for Cors {
             body: ResponseBody::Empty,
             headers: Vec::new(),
             proxied: false,
+            via: false,
+            waited: None,
         })
     }
 

@@ -18,7 +18,7 @@ mod key_auth;
 mod lua_number;
 mod proxy_cache;
 pub mod rate_limiting;
-mod request_body;
+pub mod request_body;
 mod request_size_limiting;
 mod request_termination;
 mod request_transformer;

@@ -341,6 +341,8 @@ impl ProxyCache {
             headers: Vec::new(),
             // Kong marks a hit as proxied: Via, and no X-Kong-Response-Latency.
             proxied: true,
+            via: false,
+            waited: None,
         })
     }
 
@@ -430,6 +432,8 @@ impl Plugin for ProxyCache {
                     body: ResponseBody::Empty,
                     headers: Vec::new(),
                     proxied: false,
+                    via: false,
+                    waited: None,
                 });
             }
             None => "Miss",

@@ -181,6 +181,8 @@ impl Plugin for RequestTermination {
                 body: ResponseBody::Json(self.echo(ctx)),
                 headers: Vec::new(),
                 proxied: false,
+                via: false,
+                waited: None,
             });
         }
         if let Some(body) = &self.conf.body {
@@ -192,6 +194,8 @@ impl Plugin for RequestTermination {
                 },
                 headers: Vec::new(),
                 proxied: false,
+                via: false,
+                waited: None,
             });
         }
         let message = match &self.conf.message {

@@ -280,7 +280,9 @@ fn serialize<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapsho
     let total = txn.received.map(|r| r.elapsed()).unwrap_or_default();
     let kong_latency = match txn.source {
         Source::Service => txn.proxy_latency.unwrap_or_default(),
-        Source::Exit | Source::Error => total,
+        // A plugin's answer: what it waited on its backend (a Lambda) is not Kong's time.
+        Source::Exit => total.saturating_sub(txn.upstream_latency.unwrap_or_default()),
+        Source::Error => total,
     };
     let mut entry = Map::new();
     entry.insert(

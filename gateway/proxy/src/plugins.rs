@@ -120,6 +120,7 @@ pub async fn respond<B: Backend, S: Stream>(
     let settings = &ctx.gateway.settings;
     let id = std::str::from_utf8(facts.request_id).unwrap_or_default();
     bufs.txn.source = Source::Exit;
+    bufs.txn.upstream_latency = response.waited;
     // The body is rendered first so that header and body filters see its type and bytes.
     let (content_type, mut body) = match response.body {
         ResponseBody::Error(message) => {
@@ -142,8 +143,15 @@ pub async fn respond<B: Backend, S: Stream>(
             .response_headers
             .set("Content-Type", ct.as_bytes());
     }
-    for (name, value) in &response.headers {
-        bufs.plugins.response_headers.set(name, value.as_bytes());
+    for (i, (name, value)) in response.headers.iter().enumerate() {
+        let repeated = response.headers[..i]
+            .iter()
+            .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name));
+        if repeated {
+            bufs.plugins.response_headers.add(name, value.as_bytes());
+        } else {
+            bufs.plugins.response_headers.set(name, value.as_bytes());
+        }
     }
     let mut rctx = ResponseCtx {
         status: response.status,
@@ -152,7 +160,7 @@ pub async fn respond<B: Backend, S: Stream>(
         step: 0,
     };
     gangway_pipeline::run_header_filter(&snapshot.pipeline, chain, &mut rctx);
-    if response.proxied && settings.headers.contains(HeaderToken::Via) {
+    if (response.proxied || response.via) && settings.headers.contains(HeaderToken::Via) {
         let via = format!("1.1 {SERVER}");
         rctx.state.response_headers.set("Via", via.as_bytes());
     }

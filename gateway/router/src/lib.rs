@@ -73,6 +73,7 @@ pub struct RouteRequest<'a, H: HeaderSource> {
 struct CaptureState {
     regex: usize,
     names: Arc<[(Box<str>, usize)]>,
+    path_index: usize,
 }
 
 /// Per-connection scratch space, so matching allocates nothing per request.
@@ -115,6 +116,11 @@ impl MatchScratch {
 
     fn locs(&self) -> Option<&CaptureLocations> {
         self.locs.get(self.caps.as_ref()?.regex)?.as_ref()
+    }
+
+    /// Which of the matched route's `paths` produced the captures of the last match.
+    pub fn captured_path_index(&self) -> Option<usize> {
+        self.caps.as_ref().map(|c| c.path_index)
     }
 
     /// True when the last match produced `uri_captures` (a regex group took part).
@@ -330,6 +336,7 @@ impl Router {
                             *caps = Some(CaptureState {
                                 regex: id as usize,
                                 names: Arc::clone(&compiled.names),
+                                path_index: compiled.path_index,
                             });
                         }
                     }

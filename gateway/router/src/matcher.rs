@@ -106,6 +106,8 @@ pub(crate) struct PathRegex {
     pub groups: usize,
     /// Named groups with their index, shared with the scratch of the last match.
     pub names: Arc<[(Box<str>, usize)]>,
+    /// Which of its route's `paths` it is.
+    pub path_index: usize,
 }
 
 /// A route's paths after splitting: none, prefixes of one length, or regexes.
@@ -239,7 +241,12 @@ impl SubRoute {
                             .collect();
                         let groups = re.captures_len() - 1;
                         ids.push(u32::try_from(regexes.len()).expect("invariant: < 2^32 regexes"));
-                        regexes.push(PathRegex { re, groups, names });
+                        regexes.push(PathRegex {
+                            re,
+                            groups,
+                            names,
+                            path_index: j,
+                        });
                     }
                     Err(e) => errors.push(
                         format!("routes[{idx}].paths[{j}]"),

@@ -280,3 +280,16 @@ fn router_is_shareable_across_worker_threads() {
     fn assert_send<T: Send>() {}
     assert_send::<MatchScratch>();
 }
+
+#[test]
+fn captures_say_which_of_the_route_paths_produced_them() {
+    let routes = [route(1).paths(&["~/u/(?<id>\\d+)$", "~/v/(?<name>\\w+)$"])];
+    let router = build(&routes);
+    let mut scratch = MatchScratch::default();
+    assert!(find_in(&router, &rq("GET", "/v/ann", "h"), &mut scratch).is_some());
+    assert_eq!(scratch.captured_path_index(), Some(1));
+    assert!(find_in(&router, &rq("GET", "/u/7", "h"), &mut scratch).is_some());
+    assert_eq!(scratch.captured_path_index(), Some(0));
+    assert!(find_in(&router, &rq("GET", "/w", "h"), &mut scratch).is_none());
+    assert_eq!(scratch.captured_path_index(), None);
+}

@@ -33,15 +33,16 @@ pub struct Upstream {
 }
 
 /// One parsed request.
-struct Req {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Req {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -100,7 +101,7 @@ fn read_line(r: &mut impl BufRead) -> io::Result<Option<String>> {
     Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> io::Result<Option<Req>> {
+pub(crate) fn read_request(r: &mut BufReader<TcpStream>) -> io::Result<Option<Req>> {
     let Some(first) = read_line(r)? else {
         return Ok(None);
     };

@@ -87,6 +87,7 @@ fn request(plugin: &dyn Plugin, raw: &[u8]) -> Outcome {
         tls: false,
         identities: &identities,
         route: None,
+        route_match: None,
         service: None,
         request_id: &id,
         state: &mut state,

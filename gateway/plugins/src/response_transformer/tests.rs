@@ -39,20 +39,11 @@ fn headers_after(p: &ResponseTransformer, headers: &[(&str, &str)]) -> Vec<(Stri
         .expect("complete head");
     let mut edits = HeaderEdits::default();
     p.transform_headers(Some((&head, raw.as_bytes())), &mut edits);
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let mut out: Vec<(String, String)> = head
+    let originals = head
         .headers()
         .iter()
-        .map(|f| (f.name.get(raw.as_bytes()), f.value.get(raw.as_bytes())))
-        .filter(|(n, _)| !edits.removes_original(n))
-        .map(|(n, v)| (text(n).to_ascii_lowercase(), text(v)))
-        .collect();
-    out.extend(
-        edits
-            .added()
-            .map(|(n, v)| (text(n).to_ascii_lowercase(), text(v))),
-    );
-    out
+        .map(|f| (f.name.get(raw.as_bytes()), f.value.get(raw.as_bytes())));
+    edits.merged_lowercase(originals)
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -1,0 +1,244 @@
+//! Invoking through aws-sdk-lambda. Each worker thread keeps its own client per connection
+//! settings, so an invocation and its pooled connections stay on the worker's runtime;
+//! credentials (and their cache) are shared by every worker, so the default chain, IMDS or
+//! STS is asked once per process, not once per worker.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::provider_config::ProviderConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_lambda::config::{Region, timeout::TimeoutConfig};
+use aws_sdk_lambda::error::{DisplayErrorContext, SdkError};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{InvocationType, LogType};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::identity::SharedIdentityCache;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::retry::RetryConfig;
+
+use super::config::LambdaConfig;
+use super::response::{Failure, Invoked};
+
+/// What makes two instances' credentials the same.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CredentialsKey {
+    key: Option<String>,
+    secret: Option<String>,
+    assume_role_arn: Option<String>,
+    role_session_name: Option<String>,
+    sts_endpoint_url: Option<String>,
+    region: String,
+}
+
+/// What makes two instances' clients the same (Kong's service cache key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    credentials: CredentialsKey,
+    endpoint: Option<String>,
+    timeout_ms: u64,
+    keepalive_ms: u64,
+}
+
+thread_local! {
+    static CLIENTS: RefCell<HashMap<ClientKey, aws_sdk_lambda::Client>> = RefCell::new(HashMap::new());
+}
+
+static CREDENTIALS: LazyLock<Mutex<HashMap<CredentialsKey, SharedCredentialsProvider>>> =
+    LazyLock::new(Mutex::default);
+
+/// The HTTP client credential providers (IMDS, ECS, STS) use.
+static CREDENTIALS_HTTP: LazyLock<SharedHttpClient> = LazyLock::new(|| https(None));
+
+/// An HTTPS client on rustls with ring, closing idle connections after `idle`.
+fn https(idle: Option<Duration>) -> SharedHttpClient {
+    let mut builder = aws_smithy_http_client::Builder::new();
+    if let Some(idle) = idle {
+        builder = builder.pool_idle_timeout(idle);
+    }
+    builder
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// One cache for every client, so credentials fetched by one worker serve them all.
+static IDENTITY_CACHE: LazyLock<SharedIdentityCache> =
+    LazyLock::new(|| aws_config::identity::IdentityCache::lazy().build());
+
+/// Invokes the function of `conf` with `payload`.
+pub(crate) async fn invoke(conf: &LambdaConfig, payload: Vec<u8>) -> Result<Invoked, Failure> {
+    let region = conf
+        .region()
+        .ok_or_else(|| Failure::Other("no region specified".into()))?;
+    let client = client(conf, region).await;
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let sent = client
+        .invoke()
+        .set_function_name(conf.function_name.clone())
+        .set_qualifier(conf.qualifier.clone())
+        .invocation_type(InvocationType::from(conf.invocation_type.as_str()))
+        .log_type(LogType::from(conf.log_type.as_str()))
+        .payload(Blob::new(payload))
+        .customize()
+        .interceptor(ResponseHeaders(captured.clone()))
+        .send()
+        .await;
+    match sent {
+        Ok(output) => {
+            let headers = std::mem::take(&mut *captured.lock().unwrap_or_else(|e| e.into_inner()));
+            Ok(Invoked {
+                status: u16::try_from(output.status_code()).unwrap_or(500),
+                headers,
+                payload: output.payload.map(Blob::into_inner).unwrap_or_default(),
+            })
+        }
+        Err(SdkError::TimeoutError(_)) => Err(Failure::Timeout),
+        Err(SdkError::DispatchFailure(f)) if f.is_timeout() => Err(Failure::Timeout),
+        Err(e) => Err(Failure::Other(DisplayErrorContext(&e).to_string())),
+    }
+}
+
+/// Copies the Invoke API's response headers (Kong passes them to the client).
+#[derive(Debug)]
+struct ResponseHeaders(Arc<Mutex<Vec<(String, String)>>>);
+
+impl Intercept for ResponseHeaders {
+    fn name(&self) -> &'static str {
+        "gangway-response-headers"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let headers = context
+            .response()
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = headers;
+        Ok(())
+    }
+}
+
+/// This worker's client for `conf`, built on first use.
+async fn client(conf: &LambdaConfig, region: String) -> aws_sdk_lambda::Client {
+    let key = ClientKey {
+        credentials: CredentialsKey {
+            key: conf.aws_key.clone(),
+            secret: conf.aws_secret.clone(),
+            assume_role_arn: conf.aws_assume_role_arn.clone(),
+            role_session_name: conf.aws_role_session_name.clone(),
+            sts_endpoint_url: conf.aws_sts_endpoint_url.clone(),
+            region,
+        },
+        // AWS's own endpoint is the SDK's to resolve (China and FIPS regions differ).
+        endpoint: (conf.host.is_some() || conf.disable_https || conf.port.unwrap_or(443) != 443)
+            .then(|| conf.endpoint(&conf.region().unwrap_or_default())),
+        timeout_ms: conf.timeout.max(1.0) as u64,
+        keepalive_ms: conf.keepalive.max(0.0) as u64,
+    };
+    if let Some(found) = CLIENTS.with(|c| c.borrow().get(&key).cloned()) {
+        return found;
+    }
+    let credentials = credentials(&key.credentials).await;
+    let http = https(Some(Duration::from_millis(key.keepalive_ms)));
+    let mut config = aws_sdk_lambda::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(key.credentials.region.clone()))
+        .credentials_provider(credentials)
+        .identity_cache(IDENTITY_CACHE.clone())
+        .http_client(http)
+        // Kong invokes once; a retry would double a function's side effects.
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(Duration::from_millis(key.timeout_ms))
+                .build(),
+        );
+    if let Some(endpoint) = &key.endpoint {
+        config = config.endpoint_url(endpoint);
+    }
+    let client = aws_sdk_lambda::Client::from_conf(config.build());
+    CLIENTS.with(|c| c.borrow_mut().insert(key, client.clone()));
+    client
+}
+
+/// The process's credentials for `key`: the config's keys, else the default chain
+/// (environment, profile, web identity, ECS task role, IMDSv2), wrapped in STS AssumeRole
+/// when a role is configured.
+async fn credentials(key: &CredentialsKey) -> SharedCredentialsProvider {
+    let known = CREDENTIALS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .cloned();
+    if let Some(found) = known {
+        return found;
+    }
+    let region = Region::new(key.region.clone());
+    let base = match (&key.key, &key.secret) {
+        (Some(id), Some(secret)) => SharedCredentialsProvider::new(Credentials::new(
+            id,
+            secret,
+            None,
+            None,
+            "gangway-plugin-config",
+        )),
+        _ => SharedCredentialsProvider::new(
+            DefaultCredentialsChain::builder()
+                .configure(
+                    ProviderConfig::default()
+                        .with_http_client(CREDENTIALS_HTTP.clone())
+                        .with_region(Some(region.clone())),
+                )
+                .region(region.clone())
+                .build()
+                .await,
+        ),
+    };
+    let provider = match &key.assume_role_arn {
+        Some(role) => {
+            let mut sts = aws_config::defaults(BehaviorVersion::latest())
+                .http_client(CREDENTIALS_HTTP.clone())
+                .region(region.clone())
+                .credentials_provider(base);
+            if let Some(url) = &key.sts_endpoint_url {
+                sts = sts.endpoint_url(url);
+            }
+            let sts = sts.load().await;
+            let assume = AssumeRoleProvider::builder(role)
+                .session_name(
+                    key.role_session_name
+                        .clone()
+                        .unwrap_or_else(|| "kong".into()),
+                )
+                .region(region)
+                .configure(&sts)
+                .build()
+                .await;
+            SharedCredentialsProvider::new(assume)
+        }
+        None => base,
+    };
+    CREDENTIALS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key.clone())
+        .or_insert(provider)
+        .clone()
+}

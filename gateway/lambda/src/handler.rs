@@ -1,0 +1,62 @@
+//! The plugin: access builds the payload and starts the invocation on the worker; resume
+//! turns its outcome into the client's response.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use gangway_pipeline::Plugin;
+use gangway_pipeline::catalog::{Build, BuildResult};
+use gangway_pipeline::context::AccessCtx;
+use gangway_pipeline::flow::{Flow, Pending};
+
+use super::config::LambdaConfig;
+use super::response::{Failure, Invoked};
+use super::{client, event, response};
+
+struct AwsLambda {
+    conf: Arc<LambdaConfig>,
+}
+
+/// What the invocation future hands to `resume`.
+type Outcome = (Result<Invoked, Failure>, Duration);
+
+/// Builds an instance from its validated config.
+pub(crate) fn build(build: &Build<'_>) -> BuildResult {
+    let conf: LambdaConfig = serde_json::from_value::<LambdaConfig>(Value::clone(build.config))
+        .map_err(|e| vec![(String::new(), e.to_string())])?;
+    Ok(Box::new(AwsLambda {
+        conf: Arc::new(conf),
+    }))
+}
+
+impl Plugin for AwsLambda {
+    fn needs_body(&self) -> bool {
+        true
+    }
+
+    fn access(&self, ctx: &mut AccessCtx<'_>) -> Flow {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let payload = event::payload(&self.conf, ctx, now_ms);
+        let conf = self.conf.clone();
+        Flow::Await(Pending::new(async move {
+            let started = Instant::now();
+            let outcome = client::invoke(&conf, payload).await;
+            (outcome, started.elapsed())
+        }))
+    }
+
+    fn resume(&self, _ctx: &mut AccessCtx<'_>, output: Box<dyn Any>) -> Flow {
+        match output.downcast::<Outcome>() {
+            Ok(outcome) => {
+                let (outcome, waited) = *outcome;
+                Flow::Respond(response::respond(&self.conf, outcome, waited))
+            }
+            Err(_) => Flow::error(500, "An unexpected error occurred"),
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! aws-lambda (kong-reference.md 4.6): gangway invokes functions through the Invoke API
+//! double in `harness/lambda.rs`, which checks each SigV4 signature and parses each API
+//! Gateway event with `aws_lambda_events`' types.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::lambda::{ACCESS_KEY, Invoke, REGION, SECRET_KEY};
+use crate::harness::{Gangway, Options, TempDir, request};
+
+/// `config:` lines of an aws-lambda instance calling `function` on the double.
+fn lambda(invoke: &Invoke, function: &str, extra: &str) -> String {
+    format!(
+        r#"      - name: aws-lambda
+        config:
+          aws_key: {ACCESS_KEY}
+          aws_secret: {SECRET_KEY}
+          aws_region: {REGION}
+          host: 127.0.0.1
+          port: {port}
+          disable_https: true
+          function_name: {function}
+{extra}"#,
+        port = invoke.addr.port()
+    )
+}
+
+/// A config of routes, each `(name, paths, plugins YAML)`, without a service.
+fn config(routes: &[(&str, &str, String)], top: &str) -> String {
+    let mut out = String::from("_format_version: \"3.0\"\n");
+    out.push_str(top);
+    out.push_str("routes:\n");
+    for (name, paths, plugins) in routes {
+        out.push_str(&format!(
+            "  - name: {name}\n    paths: {paths}\n    strip_path: false\n    plugins:\n{plugins}"
+        ));
+    }
+    out
+}
+
+#[test]
+fn plain_invocations_are_signed_and_carry_the_arguments_and_lambdas_headers() {
+    let invoke = Invoke::start(&[]);
+    let gw = Gangway::start(&config(
+        &[
+            ("plain", "[/plain]", lambda(&invoke, "echo", "")),
+            (
+                "qualified",
+                "[/qualified]",
+                lambda(
+                    &invoke,
+                    "echo",
+                    "          qualifier: v2\n          log_type: None\n",
+                ),
+            ),
+        ],
+        "",
+    ));
+    let r = request(
+        gw.proxy,
+        "POST",
+        "/plain?a=1&a=2&flag&q=x",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"q=from-body&b=3",
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    // Kong's plain payload: the query arguments merged with the body's, the body winning.
+    assert_eq!(
+        body["event"],
+        json!({"a": ["1", "2"], "flag": true, "q": "from-body", "b": "3"})
+    );
+    assert_eq!(r.header("X-Amz-Executed-Version"), Some("$LATEST"));
+    assert_eq!(r.header("X-Amz-Log-Result"), Some("bG9nIGxpbmU="));
+    assert!(r.header("x-amzn-RequestId").is_some());
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert!(r.header("Via").is_some_and(|v| v.starts_with("1.1 ")));
+    assert!(r.header("X-Kong-Response-Latency").is_some());
+    assert_eq!(r.headers_named("Content-Length").len(), 1);
+
+    let r = gw.get("/qualified");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("X-Amz-Log-Result"), None, "log_type None");
+    invoke.assert_clean();
+    let calls = invoke.invocations();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].access_key, ACCESS_KEY);
+    assert_eq!(calls[0].qualifier, None);
+    assert_eq!(calls[1].qualifier.as_deref(), Some("v2"));
+}
+
+#[test]
+fn forward_flags_send_the_method_uri_headers_and_body() {
+    let invoke = Invoke::start(&[]);
+    let extra = "          forward_request_method: true\n          forward_request_uri: true\n          forward_request_headers: true\n          forward_request_body: true\n";
+    let gw = Gangway::start(&config(
+        &[("fwd", "[/fwd]", lambda(&invoke, "echo", extra))],
+        "",
+    ));
+    let r = request(
+        gw.proxy,
+        "PUT",
+        "/fwd/x?q=1",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Two", "a"),
+            ("X-Two", "b"),
+        ],
+        br#"{"k": "v"}"#,
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let event = &r.json()["event"];
+    assert_eq!(event["request_method"], "PUT");
+    assert_eq!(event["request_uri"], "/fwd/x?q=1");
+    assert_eq!(event["request_uri_args"], json!({"q": "1"}));
+    assert_eq!(event["request_headers"]["x-two"], json!(["a", "b"]));
+    assert_eq!(event["request_body"], r#"{"k": "v"}"#);
+    assert_eq!(event["request_body_args"], json!({"k": "v"}));
+    assert_eq!(event.get("request_body_base64"), None);
+
+    // A type Kong cannot parse travels base64-encoded, without arguments.
+    let r = request(
+        gw.proxy,
+        "POST",
+        "/fwd",
+        &[("Content-Type", "application/octet-stream")],
+        &[0, 159, 146, 150],
+    )
+    .expect("request");
+    let event = &r.json()["event"];
+    assert_eq!(event["request_body"], "AJ+Slg==");
+    assert_eq!(event["request_body_base64"], true);
+    assert_eq!(event["request_body_args"], json!({}));
+    invoke.assert_clean();
+}
+
+/// A route behind key-auth whose function gets API Gateway events of `version`.
+fn gateway_config(invoke: &Invoke, function: &str, version: &str) -> String {
+    let extra = format!(
+        "          awsgateway_compatible: true\n          awsgateway_compatible_payload_version: \"{version}\"\n          is_proxy_integration: true\n"
+    );
+    config(
+        &[(
+            "users",
+            r#"['~/users/(?<id>\d+)$']"#,
+            format!(
+                "      - name: key-auth\n{}",
+                lambda(invoke, function, &extra)
+            ),
+        )],
+        "consumers:\n  - username: ann\n    custom_id: c-ann\n    keyauth_credentials: [{key: ann-key}]\n",
+    )
+}
+
+#[test]
+fn rest_api_events_parse_as_api_gateway_events_and_describe_the_request() {
+    let invoke = Invoke::start(&[]);
+    let gw = Gangway::start(&gateway_config(&invoke, "apigw-v1", "1.0"));
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/users/42?x=1&x=2&y",
+        &[
+            ("apikey", "ann-key"),
+            ("X-Multi", "a"),
+            ("X-Multi", "b"),
+            ("User-Agent", "tests/1"),
+        ],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    invoke.assert_clean();
+    let event = r.json();
+    assert_eq!(event["version"], "1.0");
+    assert_eq!(event["resource"], "/users/{id}");
+    assert_eq!(event["path"], "/users/42");
+    assert_eq!(event["httpMethod"], "GET");
+    assert_eq!(event["pathParameters"], json!({"id": "42"}));
+    assert_eq!(event["queryStringParameters"], json!({"x": "1", "y": ""}));
+    assert_eq!(
+        event["multiValueQueryStringParameters"],
+        json!({"x": ["1", "2"], "y": [""]})
+    );
+    assert_eq!(event["headers"]["x-multi"], "a");
+    assert_eq!(event["multiValueHeaders"]["x-multi"], json!(["a", "b"]));
+    assert_eq!(event["body"], Value::Null);
+    assert_eq!(event["isBase64Encoded"], false);
+    let context = &event["requestContext"];
+    assert_eq!(
+        context["requestId"].as_str(),
+        r.header("X-Kong-Request-Id"),
+        "the request id gangway logs"
+    );
+    assert_eq!(context["identity"]["sourceIp"], "127.0.0.1");
+    assert_eq!(context["identity"]["userAgent"], "tests/1");
+    assert_eq!(context["httpMethod"], "GET");
+    assert_eq!(context["stage"], "$default");
+    assert_eq!(context["authorizer"]["consumer_username"], "ann");
+    assert_eq!(context["authorizer"]["consumer_custom_id"], "c-ann");
+    assert!(
+        context["requestTime"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(" +0000"))
+    );
+    assert!(
+        context["requestTimeEpoch"]
+            .as_u64()
+            .is_some_and(|t| t > 1_700_000_000_000)
+    );
+
+    let r = request(
+        gw.proxy,
+        "POST",
+        "/users/7",
+        &[("apikey", "ann-key"), ("Content-Type", "text/plain")],
+        b"hello",
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let event = r.json();
+    assert_eq!(event["body"], "aGVsbG8=");
+    assert_eq!(event["isBase64Encoded"], true);
+    // Without a key, key-auth answers before the function is called.
+    assert_eq!(gw.get("/users/1").status, 401);
+    assert_eq!(invoke.invocations().len(), 2);
+    invoke.assert_clean();
+}
+
+#[test]
+fn http_api_events_join_repeats_and_carry_cookies_apart() {
+    let invoke = Invoke::start(&[]);
+    let gw = Gangway::start(&gateway_config(&invoke, "apigw-v2", "2.0"));
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/users/42?x=1&x=2",
+        &[
+            ("apikey", "ann-key"),
+            ("X-Multi", "a"),
+            ("X-Multi", "b"),
+            ("Cookie", "c1=1; c2=2"),
+        ],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    invoke.assert_clean();
+    let event = r.json();
+    assert_eq!(event["version"], "2.0");
+    assert_eq!(event["routeKey"], "GET /users/{id}");
+    assert_eq!(event["rawPath"], "/users/42");
+    assert_eq!(event["rawQueryString"], "x=1&x=2");
+    assert_eq!(event["cookies"], json!(["c1=1", "c2=2"]));
+    assert_eq!(event["headers"]["x-multi"], "a,b");
+    assert_eq!(event["headers"].get("cookie"), None);
+    assert_eq!(event["queryStringParameters"], json!({"x": "1,2"}));
+    assert_eq!(event["pathParameters"], json!({"id": "42"}));
+    let context = &event["requestContext"];
+    assert_eq!(context["http"]["method"], "GET");
+    assert_eq!(context["http"]["sourceIp"], "127.0.0.1");
+    assert_eq!(context["requestId"].as_str(), r.header("X-Kong-Request-Id"));
+    assert_eq!(context["authorizer"]["lambda"]["consumer_username"], "ann");
+    // The function's v2 cookies come back as Set-Cookie headers.
+    assert_eq!(r.headers_named("Set-Cookie"), vec!["v2a=1", "v2b=2"]);
+}
+
+#[test]
+fn proxy_integration_answers_set_the_status_headers_and_body() {
+    let invoke = Invoke::start(&[]);
+    let proxy = "          is_proxy_integration: true\n";
+    let gw = Gangway::start(&config(
+        &[
+            ("b64", "[/base64]", lambda(&invoke, "base64", proxy)),
+            ("multi", "[/multi]", lambda(&invoke, "multi-value", proxy)),
+            ("bad", "[/bad]", lambda(&invoke, "bad-json", proxy)),
+        ],
+        "",
+    ));
+    let r = gw.get("/base64");
+    assert_eq!(r.status, 201);
+    assert_eq!(r.text(), "hello from base64");
+    assert_eq!(r.header("Content-Type"), Some("text/plain"));
+    assert_eq!(r.header("X-From-Function"), Some("yes"));
+    assert_eq!(r.header("Content-Length"), Some("17"));
+
+    let r = gw.get("/multi");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "cookies");
+    assert_eq!(
+        r.headers_named("Set-Cookie"),
+        vec!["a=1; Path=/", "b=2; Path=/"]
+    );
+    assert_eq!(r.header("X-Single"), Some("one"));
+
+    let r = gw.get("/bad");
+    assert_eq!(r.status, 502);
+    let body = r.json();
+    assert_eq!(body["message"], "Bad Gateway");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("could not JSON decode Lambda function response: ")),
+        "{body}"
+    );
+    invoke.assert_clean();
+}
+
+#[test]
+fn function_errors_invocation_types_api_errors_and_timeouts_get_kongs_statuses() {
+    let invoke = Invoke::start(&[]);
+    let gw = Gangway::start(&config(
+        &[
+            (
+                "unhandled",
+                "[/unhandled]",
+                lambda(&invoke, "unhandled", "          unhandled_status: 412\n"),
+            ),
+            (
+                "unhandled-default",
+                "[/unhandled-200]",
+                lambda(&invoke, "unhandled", ""),
+            ),
+            (
+                "event",
+                "[/event]",
+                lambda(&invoke, "echo", "          invocation_type: Event\n"),
+            ),
+            (
+                "dry",
+                "[/dry]",
+                lambda(&invoke, "echo", "          invocation_type: DryRun\n"),
+            ),
+            ("missing", "[/missing]", lambda(&invoke, "missing", "")),
+            (
+                "slow",
+                "[/slow]",
+                lambda(&invoke, "sleep-3000", "          timeout: 300\n"),
+            ),
+            ("chunked", "[/chunked]", lambda(&invoke, "chunked", "")),
+        ],
+        "",
+    ));
+    let r = gw.get("/unhandled");
+    assert_eq!(r.status, 412);
+    assert_eq!(r.header("X-Amz-Function-Error"), Some("Unhandled"));
+    assert_eq!(r.json()["errorMessage"], "boom");
+    assert_eq!(gw.get("/unhandled-200").status, 200);
+    let r = gw.get("/event");
+    assert_eq!((r.status, r.text().as_str()), (202, ""));
+    assert_eq!(gw.get("/dry").status, 204);
+    let r = gw.get("/missing");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["message"], "An unexpected error occurred");
+    let started = Instant::now();
+    let r = gw.get("/slow");
+    assert_eq!(r.status, 504);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "bounded by timeout"
+    );
+    let r = gw.get("/chunked");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["framed"], "chunked");
+    assert_eq!(r.header("Transfer-Encoding"), None);
+    let types: Vec<Option<String>> = invoke
+        .invocations()
+        .iter()
+        .map(|i| i.invocation_type.clone())
+        .collect();
+    assert!(types.contains(&Some("Event".into())));
+    assert!(types.contains(&Some("DryRun".into())));
+    invoke.assert_clean();
+}
+
+#[test]
+fn credentials_and_region_come_from_the_environment_without_config_keys() {
+    let invoke = Invoke::start(&[("AKIDFROMENV", "env/secret")]);
+    let plugin = format!(
+        "      - name: aws-lambda\n        config:\n          host: 127.0.0.1\n          port: {}\n          disable_https: true\n          function_name: echo\n",
+        invoke.addr.port()
+    );
+    let text = config(&[("env", "[/env]", plugin)], "");
+    let gw = Gangway::start_with(
+        Options::new(text.clone())
+            .env("AWS_ACCESS_KEY_ID", "AKIDFROMENV")
+            .env("AWS_SECRET_ACCESS_KEY", "env/secret")
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+    );
+    let r = gw.get("/env?who=env");
+    assert_eq!(r.status, 200, "{}", r.text());
+    invoke.assert_clean();
+    assert_eq!(invoke.invocations()[0].access_key, "AKIDFROMENV");
+    drop(gw);
+
+    // No region anywhere: Kong's 500, and the function is not called.
+    let gw = Gangway::start_with(
+        Options::new(text)
+            .env("AWS_ACCESS_KEY_ID", "AKIDFROMENV")
+            .env("AWS_SECRET_ACCESS_KEY", "env/secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+    );
+    assert_eq!(gw.get("/env").status, 500);
+    assert_eq!(invoke.invocations().len(), 1);
+    assert!(gw.log().contains("no region specified"), "{}", gw.log());
+}
+
+#[test]
+fn lambda_answers_go_through_header_filter_and_log_with_the_lambda_time_as_proxy_latency() {
+    let invoke = Invoke::start(&[]);
+    let dir = TempDir::new("lambda-log");
+    let log = dir.path("lambda.log");
+    let plugins = format!(
+        "{}      - name: response-transformer\n        config:\n          add:\n            headers: [\"X-Added:yes\"]\n      - name: file-log\n        config:\n          path: {}\n",
+        lambda(&invoke, "sleep-200", ""),
+        log.display()
+    );
+    let gw = Gangway::start(&config(&[("logged", "[/logged]", plugins)], ""));
+    let r = gw.get("/logged");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("X-Added"), Some("yes"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let entry: Value = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break serde_json::from_str(line).expect("a JSON log line");
+        }
+        assert!(Instant::now() < deadline, "no log line");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(entry["response"]["status"], 200);
+    let latencies = &entry["latencies"];
+    let proxy = latencies["proxy"].as_i64().expect("proxy latency");
+    let total = latencies["request"].as_i64().expect("request latency");
+    assert!(
+        proxy >= 200,
+        "the Lambda wait is the proxy latency: {latencies}"
+    );
+    assert!(
+        latencies["kong"].as_i64().expect("kong latency") <= total - proxy + 1,
+        "{latencies}"
+    );
+    invoke.assert_clean();
+}
+
+#[test]
+fn the_double_refuses_a_wrong_signature_and_an_event_of_the_wrong_shape() {
+    let invoke = Invoke::start(&[]);
+    let wrong_secret = format!(
+        "      - name: aws-lambda\n        config:\n          aws_key: {ACCESS_KEY}\n          aws_secret: not-the-secret\n          aws_region: {REGION}\n          host: 127.0.0.1\n          port: {}\n          disable_https: true\n          function_name: echo\n",
+        invoke.addr.port()
+    );
+    let gw = Gangway::start(&config(
+        &[
+            ("wrong", "[/wrong]", wrong_secret),
+            // A plain payload is no API Gateway event.
+            ("shape", "[/shape]", lambda(&invoke, "apigw-v1", "")),
+        ],
+        "",
+    ));
+    assert_eq!(gw.get("/wrong").status, 500);
+    assert_eq!(gw.get("/shape").status, 500);
+    let problems = invoke.problems();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].contains("signature mismatch"), "{problems:#?}");
+    assert!(
+        problems[1].contains("not an API Gateway REST event"),
+        "{problems:#?}"
+    );
+}
