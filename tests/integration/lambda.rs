@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::lambda::{ACCESS_KEY, Invoke, REGION, SECRET_KEY};
+use crate::harness::lambda::{ACCESS_KEY, CargoLambda, Invoke, REGION, SECRET_KEY};
 use crate::harness::{Gangway, Options, TempDir, request};
 
 /// `config:` lines of an aws-lambda instance calling `function` on the double.
@@ -471,4 +471,73 @@ fn the_double_refuses_a_wrong_signature_and_an_event_of_the_wrong_shape() {
         problems[1].contains("not an API Gateway REST event"),
         "{problems:#?}"
     );
+}
+
+#[test]
+fn a_function_on_aws_rust_runtime_reads_gangways_events_and_gangway_reads_its_answers() {
+    let runtime = CargoLambda::start();
+    let function = |version: &str| {
+        format!(
+            "      - name: key-auth\n      - name: aws-lambda\n        config:\n          aws_key: {ACCESS_KEY}\n          aws_secret: {SECRET_KEY}\n          aws_region: {REGION}\n          host: 127.0.0.1\n          port: {}\n          disable_https: true\n          function_name: \"{}\"\n          awsgateway_compatible: true\n          awsgateway_compatible_payload_version: \"{version}\"\n          is_proxy_integration: true\n",
+            runtime.addr.port(),
+            CargoLambda::FUNCTION
+        )
+    };
+    let gw = Gangway::start(&config(
+        &[
+            ("v1", r#"['~/v1/items/(?<id>\d+)$']"#, function("1.0")),
+            ("v2", r#"['~/v2/items/(?<id>\d+)$']"#, function("2.0")),
+        ],
+        "consumers:\n  - username: ann\n    keyauth_credentials: [{key: ann-key}]\n",
+    ));
+    let r = request(
+        gw.proxy,
+        "POST",
+        "/v1/items/42?color=red",
+        &[("apikey", "ann-key"), ("Content-Type", "text/plain")],
+        b"a body",
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.json();
+    assert_eq!(seen["version"], "1.0");
+    assert_eq!(seen["resource"], "/v1/items/{id}");
+    assert_eq!(seen["path"], "/v1/items/42");
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["pathParameters"], json!({"id": "42"}));
+    assert_eq!(seen["query"], json!([["color", "red"]]));
+    assert_eq!(seen["requestId"].as_str(), r.header("X-Kong-Request-Id"));
+    assert_eq!(seen["sourceIp"], "127.0.0.1");
+    assert_eq!(seen["consumer"], "ann");
+    assert_eq!(seen["body"], "a body");
+    assert!(
+        seen["runtimeRequestId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert_eq!(
+        r.headers_named("Set-Cookie"),
+        vec!["runtime=rust", "events=v1"]
+    );
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/v2/items/7?a=1&a=2",
+        &[("apikey", "ann-key"), ("Cookie", "k=v")],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.json();
+    assert_eq!(seen["version"], "2.0");
+    assert_eq!(seen["routeKey"], "GET /v2/items/{id}");
+    assert_eq!(seen["path"], "/v2/items/7");
+    assert_eq!(seen["pathParameters"], json!({"id": "7"}));
+    assert_eq!(seen["query"], "a=1&a=2");
+    assert_eq!(seen["cookies"], json!(["k=v"]));
+    assert_eq!(seen["requestId"].as_str(), r.header("X-Kong-Request-Id"));
+    assert_eq!(seen["sourceIp"], "127.0.0.1");
+    assert_eq!(r.headers_named("Set-Cookie"), vec!["runtime=rust"]);
 }

@@ -101,6 +101,8 @@ fn test() -> Result<()> {
         &[],
     )?;
     cargo(&["test", "--workspace", "--lib", "--bins"], &[])?;
+    // The function the Lambda end-to-end test runs under cargo lambda's runtime emulator.
+    cargo(&["build", "-p", "gangway-test-lambda"], &[])?;
     for backend in ["io_uring", "epoll"] {
         eprintln!("xtask: integration suite with io_backend = {backend}");
         cargo(
