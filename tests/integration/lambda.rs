@@ -541,3 +541,124 @@ fn a_function_on_aws_rust_runtime_reads_gangways_events_and_gangway_reads_its_an
     assert_eq!(seen["sourceIp"], "127.0.0.1");
     assert_eq!(r.headers_named("Set-Cookie"), vec!["runtime=rust"]);
 }
+
+/// An ECS container-credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`, the task
+/// role): the first load gets `AKIDECSONE`, which is inside gangway's refresh window after
+/// `first_fresh_for`; later loads take `later_delay` and get `AKIDECSTWO` for an hour.
+struct TaskRole {
+    addr: std::net::SocketAddr,
+    loads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TaskRole {
+    fn start(first_fresh_for: Duration, later_delay: Duration) -> TaskRole {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let loads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = loads.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                // gangway refreshes 300 s before expiry.
+                let (key, lifetime) = if n == 1 {
+                    ("AKIDECSONE", Duration::from_secs(300) + first_fresh_for)
+                } else {
+                    std::thread::sleep(later_delay);
+                    ("AKIDECSTWO", Duration::from_secs(3600))
+                };
+                let body = json!({
+                    "AccessKeyId": key,
+                    "SecretAccessKey": format!("{key}/secret"),
+                    "Token": format!("{key}-token"),
+                    "Expiration": rfc3339(std::time::SystemTime::now() + lifetime),
+                })
+                .to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TaskRole { addr, loads }
+    }
+}
+
+/// A time as `2026-12-03T16:34:53Z`.
+fn rfc3339(at: std::time::SystemTime) -> String {
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // The civil date of a day count (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn task_role_credentials_are_refreshed_ahead_of_expiry_without_holding_requests() {
+    let role = TaskRole::start(Duration::from_secs(3), Duration::from_millis(1500));
+    let invoke = Invoke::start(&[
+        ("AKIDECSONE", "AKIDECSONE/secret"),
+        ("AKIDECSTWO", "AKIDECSTWO/secret"),
+    ]);
+    let plugin = format!(
+        "      - name: aws-lambda\n        config:\n          aws_region: {REGION}\n          host: 127.0.0.1\n          port: {}\n          disable_https: true\n          function_name: echo\n",
+        invoke.addr.port()
+    );
+    let gw = Gangway::start_with(
+        Options::new(config(&[("role", "[/role]", plugin)], ""))
+            .env(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                format!("http://{}/v2/credentials/task", role.addr),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+    );
+    assert_eq!(gw.get("/role").status, 200);
+    // Inside the refresh window: served at once with the credentials it has, while the
+    // (slow) refresh runs.
+    std::thread::sleep(Duration::from_secs(4));
+    let started = Instant::now();
+    assert_eq!(gw.get("/role").status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "the request waited for the refresh: {:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(gw.get("/role").status, 200);
+    invoke.assert_clean();
+    let keys: Vec<String> = invoke
+        .invocations()
+        .iter()
+        .map(|i| i.access_key.clone())
+        .collect();
+    assert_eq!(keys, ["AKIDECSONE", "AKIDECSONE", "AKIDECSTWO"]);
+    assert_eq!(
+        role.loads.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one load, one refresh"
+    );
+}

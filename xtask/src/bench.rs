@@ -26,6 +26,7 @@ use serde_json::json;
 
 mod admin;
 mod http_client;
+mod lambda;
 mod pipeline;
 mod ratelimit;
 
@@ -61,6 +62,18 @@ pub enum Bench {
         params: Params,
         #[command(flatten)]
         large: LargeConfig,
+    },
+    /// A Lambda-backed route (aws-lambda on the Invoke API double, REST API events) beside a
+    /// route proxied to nginx, in one run: RPS, p99, and gangway's added CPU per invocation;
+    /// with the release binary's size with and without the lambda feature. Saved as
+    /// benches/results/lambda-latest.md.
+    Lambda {
+        #[command(flatten)]
+        params: Params,
+        /// Also time a clean release build with and without the lambda feature (two full
+        /// builds in fresh target directories; several minutes).
+        #[arg(long)]
+        build_cost: bool,
     },
     /// The identity-write micro-benchmark (cargo bench, benches/identity_writes.rs); saved as
     /// benches/results/identity-latest.md. Takes no flags.
@@ -499,6 +512,7 @@ pub fn run(bench: Bench) -> Result<()> {
         Bench::Identity => identity(),
         Bench::Admin { consumers } => admin::run(consumers),
         Bench::Ratelimit { params, large } => ratelimit::run(&params, large.consumers),
+        Bench::Lambda { params, build_cost } => lambda::run(&params, build_cost),
     }
 }
 
@@ -674,7 +688,8 @@ struct Contender {
 }
 
 /// Warms up, runs interleaved rounds, prints the table of medians as ratios to `base_name`,
-/// and saves `benches/results/<bench>-<ts>.json` and `<bench>-latest.md`.
+/// and saves `benches/results/<bench>-<ts>.json` and `<bench>-latest.md`; returns the
+/// medians, in contender order.
 #[allow(clippy::too_many_arguments)]
 fn compare(
     root: &Path,
@@ -685,7 +700,7 @@ fn compare(
     contenders: &[Contender],
     load: &Load,
     base_name: &str,
-) -> Result<()> {
+) -> Result<Vec<Sample>> {
     for c in contenders {
         wait_port(c.port, &c.name)?;
     }
@@ -777,7 +792,7 @@ fn compare(
         results.join(format!("{bench}-latest.md")),
         format!("# cargo xtask bench {bench}\n\n{setup}\n\n{table}"),
     )?;
-    Ok(())
+    Ok(summary)
 }
 
 #[cfg(test)]

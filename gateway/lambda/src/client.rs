@@ -1,7 +1,8 @@
 //! Invoking through aws-sdk-lambda. Each worker thread keeps its own client per connection
 //! settings, so an invocation and its pooled connections stay on the worker's runtime;
-//! credentials (and their cache) are shared by every worker, so the default chain, IMDS or
-//! STS is asked once per process, not once per worker.
+//! credentials (and their cache, refreshed ahead of expiry: [`Refreshing`]) are shared by
+//! every worker, so the default chain, IMDS or STS is asked once per process, not once per
+//! worker.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,7 +22,6 @@ use aws_sdk_lambda::types::{InvocationType, LogType};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
-use aws_smithy_runtime_api::client::identity::SharedIdentityCache;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -29,6 +29,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::RetryConfig;
 
 use super::config::LambdaConfig;
+use super::credentials::Refreshing;
 use super::response::{Failure, Invoked};
 
 /// What makes two instances' credentials the same.
@@ -71,10 +72,6 @@ fn https(idle: Option<Duration>) -> SharedHttpClient {
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https()
 }
-
-/// One cache for every client, so credentials fetched by one worker serve them all.
-static IDENTITY_CACHE: LazyLock<SharedIdentityCache> =
-    LazyLock::new(|| aws_config::identity::IdentityCache::lazy().build());
 
 /// Invokes the function of `conf` with `payload`.
 pub(crate) async fn invoke(conf: &LambdaConfig, payload: Vec<u8>) -> Result<Invoked, Failure> {
@@ -161,7 +158,8 @@ async fn client(conf: &LambdaConfig, region: String) -> aws_sdk_lambda::Client {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(key.credentials.region.clone()))
         .credentials_provider(credentials)
-        .identity_cache(IDENTITY_CACHE.clone())
+        // The credentials are a shared cache of their own (refreshed in the background).
+        .identity_cache(aws_config::identity::IdentityCache::no_cache())
         .http_client(http)
         // Kong invokes once; a retry would double a function's side effects.
         .retry_config(RetryConfig::disabled())
@@ -235,6 +233,7 @@ async fn credentials(key: &CredentialsKey) -> SharedCredentialsProvider {
         }
         None => base,
     };
+    let provider = SharedCredentialsProvider::new(Refreshing::new(provider));
     CREDENTIALS
         .lock()
         .unwrap_or_else(|e| e.into_inner())

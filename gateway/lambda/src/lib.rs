@@ -8,6 +8,7 @@
 
 mod client;
 mod config;
+mod credentials;
 mod event;
 mod handler;
 mod response;
