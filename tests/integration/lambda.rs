@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::lambda::{ACCESS_KEY, CargoLambda, Invoke, REGION, SECRET_KEY};
+use crate::harness::lambda::{
+    ACCESS_KEY, ASSUMED_KEY, CargoLambda, Invoke, REGION, SECRET_KEY, rfc3339,
+};
 use crate::harness::{Gangway, Options, TempDir, request};
 
 /// `config:` lines of an aws-lambda instance calling `function` on the double.
@@ -592,31 +594,6 @@ impl TaskRole {
     }
 }
 
-/// A time as `2026-12-03T16:34:53Z`.
-fn rfc3339(at: std::time::SystemTime) -> String {
-    let secs = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // The civil date of a day count (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 #[test]
 fn task_role_credentials_are_refreshed_ahead_of_expiry_without_holding_requests() {
     let role = TaskRole::start(Duration::from_secs(3), Duration::from_millis(1500));
@@ -660,5 +637,52 @@ fn task_role_credentials_are_refreshed_ahead_of_expiry_without_holding_requests(
         role.loads.load(std::sync::atomic::Ordering::SeqCst),
         2,
         "one load, one refresh"
+    );
+}
+
+#[test]
+fn an_assumed_role_signs_the_invocations_with_sts_credentials() {
+    let invoke = Invoke::start(&[]);
+    let extra = format!(
+        "          aws_assume_role_arn: arn:aws:iam::123456789012:role/forecast\n          aws_role_session_name: gangway-test\n          aws_sts_endpoint_url: http://{}\n",
+        invoke.addr
+    );
+    let gw = Gangway::start(&config(
+        &[("role", "[/role]", lambda(&invoke, "echo", &extra))],
+        "",
+    ));
+    assert_eq!(gw.get("/role").status, 200);
+    assert_eq!(gw.get("/role").status, 200);
+    invoke.assert_clean();
+    let roles = invoke.assumed_roles();
+    assert_eq!(roles.len(), 1, "assumed once, then cached: {roles:?}");
+    assert_eq!(roles[0].role_arn, "arn:aws:iam::123456789012:role/forecast");
+    assert_eq!(roles[0].session_name, "gangway-test");
+    assert_eq!(
+        roles[0].access_key, ACCESS_KEY,
+        "signed with the config's keys"
+    );
+    let keys: Vec<String> = invoke
+        .invocations()
+        .iter()
+        .map(|i| i.access_key.clone())
+        .collect();
+    assert_eq!(keys, [ASSUMED_KEY, ASSUMED_KEY]);
+}
+
+#[test]
+fn an_unreachable_invoke_endpoint_is_kongs_500() {
+    let closed = crate::harness::free_port();
+    let plugin = format!(
+        "      - name: aws-lambda\n        config:\n          aws_key: {ACCESS_KEY}\n          aws_secret: {SECRET_KEY}\n          aws_region: {REGION}\n          host: 127.0.0.1\n          port: {closed}\n          disable_https: true\n          function_name: echo\n"
+    );
+    let gw = Gangway::start(&config(&[("down", "[/down]", plugin)], ""));
+    let r = gw.get("/down");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["message"], "An unexpected error occurred");
+    assert!(
+        gw.log().contains("aws-lambda: invocation failed"),
+        "{}",
+        gw.log()
     );
 }

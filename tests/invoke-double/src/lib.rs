@@ -18,6 +18,9 @@
 //!
 //! `X-Amz-Invocation-Type: Event` answers 202 and `DryRun` 204, with no payload, as Lambda does;
 //! `X-Amz-Log-Type: Tail` adds `X-Amz-Log-Result`.
+//!
+//! It also answers STS `AssumeRole` (a signed form POST to `/`, as `aws_sts_endpoint_url`
+//! points the SDK there) with temporary credentials it then accepts for invocations.
 
 use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -39,6 +42,10 @@ pub const ACCESS_KEY: &str = "AKIDGANGWAYTEST";
 pub const SECRET_KEY: &str = "gangway/test/secret/key";
 /// The region tests use.
 pub const REGION: &str = "us-east-1";
+/// The temporary access key id STS AssumeRole hands out (accepted for invocations).
+pub const ASSUMED_KEY: &str = "ASIAGANGWAYASSUMED";
+/// Its secret.
+const ASSUMED_SECRET: &str = "gangway/assumed/secret";
 
 /// One invocation as the double received it.
 #[derive(Debug, Clone)]
@@ -55,12 +62,30 @@ pub struct Invocation {
     pub access_key: String,
 }
 
-/// The running double; stops accepting on drop.
+/// One STS AssumeRole call as the double received it.
+#[derive(Debug, Clone)]
+pub struct AssumedRole {
+    /// `RoleArn`.
+    pub role_arn: String,
+    /// `RoleSessionName`.
+    pub session_name: String,
+    /// The access key id the call was signed with.
+    pub access_key: String,
+}
+
+/// What the double has seen.
+#[derive(Default)]
+struct Seen {
+    invocations: Mutex<Vec<Invocation>>,
+    roles: Mutex<Vec<AssumedRole>>,
+    problems: Mutex<Vec<String>>,
+}
+
+/// The running double (which also answers STS AssumeRole at `/`); stops accepting on drop.
 pub struct Invoke {
     /// Its address.
     pub addr: SocketAddr,
-    invocations: Arc<Mutex<Vec<Invocation>>>,
-    problems: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Seen>,
     stop: Arc<AtomicBool>,
 }
 
@@ -78,41 +103,43 @@ impl Invoke {
     pub fn start_on(port: u16, more: &[(&str, &str)]) -> Invoke {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind invoke double");
         let addr = listener.local_addr().expect("addr");
-        let mut keys = vec![(ACCESS_KEY.to_owned(), SECRET_KEY.to_owned())];
+        let mut keys = vec![
+            (ACCESS_KEY.to_owned(), SECRET_KEY.to_owned()),
+            (ASSUMED_KEY.to_owned(), ASSUMED_SECRET.to_owned()),
+        ];
         keys.extend(more.iter().map(|(k, s)| ((*k).to_owned(), (*s).to_owned())));
         let keys: Keys = Arc::new(keys);
-        let invocations = Arc::new(Mutex::new(Vec::new()));
-        let problems = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::new(Seen::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (i, p, s) = (invocations.clone(), problems.clone(), stop.clone());
+        let (w, s) = (seen.clone(), stop.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (i, p, k) = (i.clone(), p.clone(), keys.clone());
+                let (w, k) = (w.clone(), keys.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &k, &i, &p);
+                    let _ = serve(stream, &k, &w);
                 });
             }
         });
-        Invoke {
-            addr,
-            invocations,
-            problems,
-            stop,
-        }
+        Invoke { addr, seen, stop }
     }
 
     /// Invocations so far.
     pub fn invocations(&self) -> Vec<Invocation> {
-        self.invocations.lock().expect("lock").clone()
+        self.seen.invocations.lock().expect("lock").clone()
+    }
+
+    /// STS AssumeRole calls so far.
+    pub fn assumed_roles(&self) -> Vec<AssumedRole> {
+        self.seen.roles.lock().expect("lock").clone()
     }
 
     /// Contract violations so far (bad signatures, events that do not parse).
     pub fn problems(&self) -> Vec<String> {
-        self.problems.lock().expect("lock").clone()
+        self.seen.problems.lock().expect("lock").clone()
     }
 
     /// Panics when any request broke the contract.
@@ -151,20 +178,20 @@ impl Answer {
     }
 }
 
-fn serve(
-    stream: TcpStream,
-    keys: &Keys,
-    invocations: &Mutex<Vec<Invocation>>,
-    problems: &Mutex<Vec<String>>,
-) -> io::Result<()> {
+fn serve(stream: TcpStream, keys: &Keys, seen: &Seen) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     while let Some(req) = read_request(&mut reader)? {
-        let answer = match handle(&req, keys, invocations) {
+        let handled = if req.target == "/" {
+            assume_role(&req, keys, seen)
+        } else {
+            handle(&req, keys, &seen.invocations)
+        };
+        let answer = match handled {
             Ok(answer) => answer,
             Err((status, problem)) => {
-                problems.lock().expect("lock").push(problem.clone());
+                seen.problems.lock().expect("lock").push(problem.clone());
                 Answer::json(status, &json!({ "message": problem }))
             }
         };
@@ -201,7 +228,7 @@ fn handle(
     keys: &Keys,
     invocations: &Mutex<Vec<Invocation>>,
 ) -> Result<Answer, (u16, String)> {
-    let access_key = verify_signature(req, keys).map_err(|p| (403, p))?;
+    let access_key = verify_signature(req, keys, "lambda").map_err(|p| (403, p))?;
     let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
     let function = path
         .strip_prefix("/2015-03-31/functions/")
@@ -248,6 +275,65 @@ fn handle(
             .push(("X-Amz-Log-Result".into(), "bG9nIGxpbmU=".into()));
     }
     Ok(answer)
+}
+
+/// STS `AssumeRole` (a form POST to `/`, signed for `sts`): temporary credentials
+/// ([`ASSUMED_KEY`]) for an hour.
+fn assume_role(req: &Req, keys: &Keys, seen: &Seen) -> Result<Answer, (u16, String)> {
+    let access_key = verify_signature(req, keys, "sts").map_err(|p| (403, p))?;
+    let form: Vec<(String, String)> = String::from_utf8_lossy(&req.body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (percent_decode(k), percent_decode(&v.replace('+', " "))))
+        .collect();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| (400, format!("AssumeRole without {name}")))
+    };
+    if field("Action")? != "AssumeRole" {
+        return Err((400, format!("not AssumeRole: {form:?}")));
+    }
+    let role_arn = field("RoleArn")?;
+    let session_name = field("RoleSessionName")?;
+    seen.roles.lock().expect("lock").push(AssumedRole {
+        role_arn: role_arn.clone(),
+        session_name: session_name.clone(),
+        access_key,
+    });
+    let expiration = rfc3339(SystemTime::now() + Duration::from_secs(3600));
+    let xml = format!(
+        r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>{ASSUMED_KEY}</AccessKeyId><SecretAccessKey>{ASSUMED_SECRET}</SecretAccessKey><SessionToken>gangway-session-token</SessionToken><Expiration>{expiration}</Expiration></Credentials><AssumedRoleUser><Arn>{role_arn}/{session_name}</Arn><AssumedRoleId>AROAGANGWAY:{session_name}</AssumedRoleId></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>4a8b3f2c-0000-4000-8000-000000000001</RequestId></ResponseMetadata></AssumeRoleResponse>"#
+    );
+    Ok(Answer {
+        status: 200,
+        headers: vec![("Content-Type".into(), "text/xml".into())],
+        body: xml.into_bytes(),
+        chunked: false,
+    })
+}
+
+/// A time as `2026-12-03T16:34:53Z`.
+pub fn rfc3339(at: SystemTime) -> String {
+    let secs = at.duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // The civil date of a day count (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 /// What the function answers.
@@ -332,7 +418,7 @@ fn run(function: &str, raw: &[u8], payload: &Value) -> Result<Answer, (u16, Stri
 
 /// Recomputes the request's SigV4 signature from its method, target, signed headers and
 /// body; returns the access key id it was signed with.
-fn verify_signature(req: &Req, keys: &Keys) -> Result<String, String> {
+fn verify_signature(req: &Req, keys: &Keys, service_name: &str) -> Result<String, String> {
     let auth = req
         .header("authorization")
         .ok_or("no Authorization header")?;
@@ -352,9 +438,9 @@ fn verify_signature(req: &Req, keys: &Keys) -> Result<String, String> {
     let [access_key, _date, region, service, "aws4_request"] = parts[..] else {
         return Err(format!("bad credential scope: {credential}"));
     };
-    if region != REGION || service != "lambda" {
+    if region != REGION || service != service_name {
         return Err(format!(
-            "signed for {region}/{service}, not {REGION}/lambda"
+            "signed for {region}/{service}, not {REGION}/{service_name}"
         ));
     }
     let secret = keys
@@ -369,7 +455,7 @@ fn verify_signature(req: &Req, keys: &Keys) -> Result<String, String> {
     let params = SigningParams::builder()
         .identity(&identity)
         .region(REGION)
-        .name("lambda")
+        .name(service_name)
         .time(time)
         .settings(SigningSettings::default())
         .build()
