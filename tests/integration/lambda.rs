@@ -425,6 +425,12 @@ fn lambda_answers_go_through_header_filter_and_log_with_the_lambda_time_as_proxy
     let r = gw.get("/logged");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("X-Added"), Some("yes"));
+    // As in Kong, the response latency leaves out the 200 ms the function took.
+    let latency: u64 = r
+        .header("X-Kong-Response-Latency")
+        .and_then(|v| v.parse().ok())
+        .expect("X-Kong-Response-Latency");
+    assert!(latency < 150, "X-Kong-Response-Latency {latency}");
     let deadline = Instant::now() + Duration::from_secs(5);
     let entry: Value = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();

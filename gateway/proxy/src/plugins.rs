@@ -174,7 +174,13 @@ pub async fn respond<B: Backend, S: Stream>(
     let is_head = bufs.head.method(&bufs.input) == b"HEAD";
 
     let tokens = settings.headers;
-    let latency = facts.received.elapsed().as_millis().to_string();
+    // Kong's aws-lambda takes the time it waited on the function out of the response latency.
+    let latency = facts
+        .received
+        .elapsed()
+        .saturating_sub(response.waited.unwrap_or_default())
+        .as_millis()
+        .to_string();
     let added = plugin_headers(&bufs.plugins.response_headers);
     let mut extra: Vec<(&str, &str)> = Vec::with_capacity(added.len() + 3);
     if tokens.contains(HeaderToken::ResponseLatency) && !response.proxied {
