@@ -692,3 +692,112 @@ fn an_unreachable_invoke_endpoint_is_kongs_500() {
         gw.log()
     );
 }
+
+/// An EC2 instance metadata service speaking IMDSv2: a session token from
+/// `PUT /latest/api/token`, required on every read; the instance role's credentials are
+/// `AKIDIMDS` for an hour.
+struct Imds {
+    addr: std::net::SocketAddr,
+    /// Requests in order, as `METHOD path token-present`.
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Imds {
+    fn start() -> Imds {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                let mut token = false;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    let lower = line.to_ascii_lowercase();
+                    token |= lower.starts_with("x-aws-ec2-metadata-token: imds-session");
+                    line.clear();
+                }
+                let mut parts = first.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                log.lock()
+                    .expect("lock")
+                    .push(format!("{method} {path} {token}"));
+                let (status, extra, body) = match (method, path) {
+                    ("PUT", "/latest/api/token") => (
+                        200,
+                        "x-aws-ec2-metadata-token-ttl-seconds: 21600\r\n",
+                        "imds-session".to_owned(),
+                    ),
+                    (_, _) if !token => (401, "", String::new()),
+                    ("GET", "/latest/meta-data/iam/security-credentials/") => {
+                        (200, "", "gangway-role".to_owned())
+                    }
+                    ("GET", "/latest/meta-data/iam/security-credentials/gangway-role") => (
+                        200,
+                        "",
+                        json!({
+                            "Code": "Success",
+                            "LastUpdated": rfc3339(std::time::SystemTime::now()),
+                            "Type": "AWS-HMAC",
+                            "AccessKeyId": "AKIDIMDS",
+                            "SecretAccessKey": "AKIDIMDS/secret",
+                            "Token": "imds-credentials-token",
+                            "Expiration": rfc3339(std::time::SystemTime::now() + Duration::from_secs(3600)),
+                        })
+                        .to_string(),
+                    ),
+                    _ => (404, "", String::new()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Imds { addr, seen }
+    }
+}
+
+#[test]
+fn an_ec2_instance_role_is_read_from_imdsv2() {
+    let imds = Imds::start();
+    let invoke = Invoke::start(&[("AKIDIMDS", "AKIDIMDS/secret")]);
+    let plugin = format!(
+        "      - name: aws-lambda\n        config:\n          aws_region: {REGION}\n          host: 127.0.0.1\n          port: {}\n          disable_https: true\n          function_name: echo\n",
+        invoke.addr.port()
+    );
+    let gw = Gangway::start_with(Options::new(config(&[("ec2", "[/ec2]", plugin)], "")).env(
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        format!("http://{}", imds.addr),
+    ));
+    assert_eq!(gw.get("/ec2").status, 200);
+    assert_eq!(gw.get("/ec2").status, 200);
+    invoke.assert_clean();
+    let keys: Vec<String> = invoke
+        .invocations()
+        .iter()
+        .map(|i| i.access_key.clone())
+        .collect();
+    assert_eq!(keys, ["AKIDIMDS", "AKIDIMDS"]);
+    let seen = imds.seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("PUT /latest/api/token false"),
+        "a session token first (IMDSv2): {seen:?}"
+    );
+    assert!(
+        seen[1..].iter().all(|r| r.ends_with(" true")),
+        "every read carries the token: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|r| r.starts_with("GET /latest/meta-data/iam/security-credentials/gangway-role")),
+        "{seen:?}"
+    );
+}
