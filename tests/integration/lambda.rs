@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::lambda::{
-    ACCESS_KEY, ASSUMED_KEY, CargoLambda, Invoke, REGION, SECRET_KEY, rfc3339,
+    ACCESS_KEY, ASSUMED_KEY, CargoLambda, Invoke, REGION, SECRET_KEY, WEB_IDENTITY_TOKEN, rfc3339,
 };
 use crate::harness::{Gangway, Options, TempDir, request};
 
@@ -800,4 +800,37 @@ fn an_ec2_instance_role_is_read_from_imdsv2() {
             .any(|r| r.starts_with("GET /latest/meta-data/iam/security-credentials/gangway-role")),
         "{seen:?}"
     );
+}
+
+#[test]
+fn a_web_identity_token_is_exchanged_at_sts_for_the_invocations_credentials() {
+    let invoke = Invoke::start(&[]);
+    let dir = TempDir::new("web-identity");
+    let token = dir.path("token");
+    std::fs::write(&token, WEB_IDENTITY_TOKEN).expect("write the token");
+    let plugin = format!(
+        "      - name: aws-lambda\n        config:\n          aws_region: {REGION}\n          host: 127.0.0.1\n          port: {}\n          disable_https: true\n          function_name: echo\n",
+        invoke.addr.port()
+    );
+    let gw = Gangway::start_with(
+        Options::new(config(&[("web", "[/web]", plugin)], ""))
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string())
+            .env(
+                "AWS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/eks-forecast",
+            )
+            .env("AWS_ROLE_SESSION_NAME", "gangway-pod")
+            .env("AWS_ENDPOINT_URL_STS", format!("http://{}", invoke.addr))
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+    );
+    assert_eq!(gw.get("/web").status, 200);
+    invoke.assert_clean();
+    let roles = invoke.assumed_roles();
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert_eq!(
+        roles[0].role_arn,
+        "arn:aws:iam::123456789012:role/eks-forecast"
+    );
+    assert_eq!(roles[0].session_name, "gangway-pod");
+    assert_eq!(invoke.invocations()[0].access_key, ASSUMED_KEY);
 }

@@ -4,7 +4,9 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-pub use gangway_invoke_double::{ACCESS_KEY, ASSUMED_KEY, Invoke, REGION, SECRET_KEY, rfc3339};
+pub use gangway_invoke_double::{
+    ACCESS_KEY, ASSUMED_KEY, Invoke, REGION, SECRET_KEY, WEB_IDENTITY_TOKEN, rfc3339,
+};
 
 /// AWS's Lambda runtime emulator (`cargo lambda watch --only-lambda-apis`, from the PyPI
 /// package `cargo-lambda`) with the suite's function (`tests/lambda-fn`, built on

@@ -19,8 +19,9 @@
 //! `X-Amz-Invocation-Type: Event` answers 202 and `DryRun` 204, with no payload, as Lambda does;
 //! `X-Amz-Log-Type: Tail` adds `X-Amz-Log-Result`.
 //!
-//! It also answers STS `AssumeRole` (a signed form POST to `/`, as `aws_sts_endpoint_url`
-//! points the SDK there) with temporary credentials it then accepts for invocations.
+//! It also answers STS at `/` (where `aws_sts_endpoint_url` or `AWS_ENDPOINT_URL_STS` points
+//! the SDK): `AssumeRole` and `AssumeRoleWithWebIdentity`, with temporary credentials it then
+//! accepts for invocations.
 
 use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -46,6 +47,8 @@ pub const REGION: &str = "us-east-1";
 pub const ASSUMED_KEY: &str = "ASIAGANGWAYASSUMED";
 /// Its secret.
 const ASSUMED_SECRET: &str = "gangway/assumed/secret";
+/// The OIDC token `AssumeRoleWithWebIdentity` accepts (an EKS service account's, say).
+pub const WEB_IDENTITY_TOKEN: &str = "gangway-web-identity-token";
 
 /// One invocation as the double received it.
 #[derive(Debug, Clone)]
@@ -69,7 +72,8 @@ pub struct AssumedRole {
     pub role_arn: String,
     /// `RoleSessionName`.
     pub session_name: String,
-    /// The access key id the call was signed with.
+    /// The access key id the call was signed with (empty for the unsigned
+    /// `AssumeRoleWithWebIdentity`).
     pub access_key: String,
 }
 
@@ -277,10 +281,10 @@ fn handle(
     Ok(answer)
 }
 
-/// STS `AssumeRole` (a form POST to `/`, signed for `sts`): temporary credentials
+/// STS at `/`: `AssumeRole` (a form POST signed for `sts`) or `AssumeRoleWithWebIdentity`
+/// (unsigned, carrying [`WEB_IDENTITY_TOKEN`]); either answers temporary credentials
 /// ([`ASSUMED_KEY`]) for an hour.
 fn assume_role(req: &Req, keys: &Keys, seen: &Seen) -> Result<Answer, (u16, String)> {
-    let access_key = verify_signature(req, keys, "sts").map_err(|p| (403, p))?;
     let form: Vec<(String, String)> = String::from_utf8_lossy(&req.body)
         .split('&')
         .filter_map(|pair| pair.split_once('='))
@@ -290,11 +294,20 @@ fn assume_role(req: &Req, keys: &Keys, seen: &Seen) -> Result<Answer, (u16, Stri
         form.iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| (400, format!("AssumeRole without {name}")))
+            .ok_or_else(|| (400, format!("STS call without {name}")))
     };
-    if field("Action")? != "AssumeRole" {
-        return Err((400, format!("not AssumeRole: {form:?}")));
-    }
+    let action = field("Action")?;
+    let access_key = match action.as_str() {
+        "AssumeRole" => verify_signature(req, keys, "sts").map_err(|p| (403, p))?,
+        "AssumeRoleWithWebIdentity" => {
+            let token = field("WebIdentityToken")?;
+            if token.trim() != WEB_IDENTITY_TOKEN {
+                return Err((403, format!("unknown web identity token {token:?}")));
+            }
+            String::new()
+        }
+        other => return Err((400, format!("not an STS action the double knows: {other}"))),
+    };
     let role_arn = field("RoleArn")?;
     let session_name = field("RoleSessionName")?;
     seen.roles.lock().expect("lock").push(AssumedRole {
@@ -304,7 +317,7 @@ fn assume_role(req: &Req, keys: &Keys, seen: &Seen) -> Result<Answer, (u16, Stri
     });
     let expiration = rfc3339(SystemTime::now() + Duration::from_secs(3600));
     let xml = format!(
-        r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>{ASSUMED_KEY}</AccessKeyId><SecretAccessKey>{ASSUMED_SECRET}</SecretAccessKey><SessionToken>gangway-session-token</SessionToken><Expiration>{expiration}</Expiration></Credentials><AssumedRoleUser><Arn>{role_arn}/{session_name}</Arn><AssumedRoleId>AROAGANGWAY:{session_name}</AssumedRoleId></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>4a8b3f2c-0000-4000-8000-000000000001</RequestId></ResponseMetadata></AssumeRoleResponse>"#
+        r#"<{action}Response xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><{action}Result><Credentials><AccessKeyId>{ASSUMED_KEY}</AccessKeyId><SecretAccessKey>{ASSUMED_SECRET}</SecretAccessKey><SessionToken>gangway-session-token</SessionToken><Expiration>{expiration}</Expiration></Credentials><AssumedRoleUser><Arn>{role_arn}/{session_name}</Arn><AssumedRoleId>AROAGANGWAY:{session_name}</AssumedRoleId></AssumedRoleUser></{action}Result><ResponseMetadata><RequestId>4a8b3f2c-0000-4000-8000-000000000001</RequestId></ResponseMetadata></{action}Response>"#
     );
     Ok(Answer {
         status: 200,
