@@ -834,3 +834,24 @@ fn a_web_identity_token_is_exchanged_at_sts_for_the_invocations_credentials() {
     assert_eq!(roles[0].session_name, "gangway-pod");
     assert_eq!(invoke.invocations()[0].access_key, ASSUMED_KEY);
 }
+
+#[test]
+fn proxy_url_sends_the_invocations_through_an_http_proxy() {
+    let invoke = Invoke::start(&[]);
+    // The endpoint's host does not resolve: only the proxy (the double, which takes
+    // absolute-form requests as a proxy would) can reach it.
+    let plugin = format!(
+        "      - name: aws-lambda\n        config:\n          aws_key: {ACCESS_KEY}\n          aws_secret: {SECRET_KEY}\n          aws_region: {REGION}\n          host: lambda.invalid\n          port: 80\n          disable_https: true\n          function_name: echo\n          proxy_url: http://{}\n",
+        invoke.addr
+    );
+    let gw = Gangway::start(&config(&[("proxied", "[/proxied]", plugin)], ""));
+    let r = gw.get("/proxied");
+    assert_eq!(r.status, 200, "{}", r.text());
+    invoke.assert_clean();
+    let calls = invoke.invocations();
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0].via_proxy,
+        "the request named its target in absolute form"
+    );
+}

@@ -19,9 +19,11 @@ use aws_sdk_lambda::config::{Region, timeout::TimeoutConfig};
 use aws_sdk_lambda::error::{DisplayErrorContext, SdkError};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{InvocationType, LogType};
+use aws_smithy_http_client::Connector;
+use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::http::{SharedHttpClient, SharedHttpConnector, http_client_fn};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -40,6 +42,8 @@ struct CredentialsKey {
     assume_role_arn: Option<String>,
     role_session_name: Option<String>,
     sts_endpoint_url: Option<String>,
+    /// STS is reached through the proxy too, as Kong does.
+    proxy_url: Option<String>,
     region: String,
 }
 
@@ -59,18 +63,33 @@ thread_local! {
 static CREDENTIALS: LazyLock<Mutex<HashMap<CredentialsKey, SharedCredentialsProvider>>> =
     LazyLock::new(Mutex::default);
 
-/// The HTTP client credential providers (IMDS, ECS, STS) use.
-static CREDENTIALS_HTTP: LazyLock<SharedHttpClient> = LazyLock::new(|| https(None));
-
-/// An HTTPS client on rustls with ring, closing idle connections after `idle`.
-fn https(idle: Option<Duration>) -> SharedHttpClient {
-    let mut builder = aws_smithy_http_client::Builder::new();
-    if let Some(idle) = idle {
-        builder = builder.pool_idle_timeout(idle);
-    }
-    builder
+/// The HTTP client the default chain's providers (IMDS, ECS, web identity) use: never
+/// through a proxy, as the instance and task endpoints are local.
+static CREDENTIALS_HTTP: LazyLock<SharedHttpClient> = LazyLock::new(|| {
+    aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https()
+});
+
+/// An HTTP(S) client on rustls with ring, closing idle connections after `idle`, that sends
+/// every request through `proxy` when there is one (Kong's `proxy_url`: an http proxy,
+/// tunnelling https with CONNECT).
+fn http_client(idle: Duration, proxy: Option<&str>) -> Result<SharedHttpClient, String> {
+    let Some(url) = proxy else {
+        return Ok(aws_smithy_http_client::Builder::new()
+            .pool_idle_timeout(idle)
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build_https());
+    };
+    let proxy = ProxyConfig::all(url).map_err(|e| format!("proxy_url {url}: {e}"))?;
+    let connector = SharedHttpConnector::new(
+        Connector::builder()
+            .pool_idle_timeout(idle)
+            .proxy_config(proxy)
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build(),
+    );
+    Ok(http_client_fn(move |_, _| connector.clone()))
 }
 
 /// Invokes the function of `conf` with `payload`.
@@ -78,7 +97,7 @@ pub(crate) async fn invoke(conf: &LambdaConfig, payload: Vec<u8>) -> Result<Invo
     let region = conf
         .region()
         .ok_or_else(|| Failure::Other("no region specified".into()))?;
-    let client = client(conf, region).await;
+    let client = client(conf, region).await.map_err(Failure::Other)?;
     let captured = Arc::new(Mutex::new(Vec::new()));
     let sent = client
         .invoke()
@@ -133,7 +152,7 @@ impl Intercept for ResponseHeaders {
 }
 
 /// This worker's client for `conf`, built on first use.
-async fn client(conf: &LambdaConfig, region: String) -> aws_sdk_lambda::Client {
+async fn client(conf: &LambdaConfig, region: String) -> Result<aws_sdk_lambda::Client, String> {
     let key = ClientKey {
         credentials: CredentialsKey {
             key: conf.aws_key.clone(),
@@ -141,6 +160,7 @@ async fn client(conf: &LambdaConfig, region: String) -> aws_sdk_lambda::Client {
             assume_role_arn: conf.aws_assume_role_arn.clone(),
             role_session_name: conf.aws_role_session_name.clone(),
             sts_endpoint_url: conf.aws_sts_endpoint_url.clone(),
+            proxy_url: conf.proxy_url.clone(),
             region,
         },
         // AWS's own endpoint is the SDK's to resolve (China and FIPS regions differ).
@@ -150,10 +170,13 @@ async fn client(conf: &LambdaConfig, region: String) -> aws_sdk_lambda::Client {
         keepalive_ms: conf.keepalive.max(0.0) as u64,
     };
     if let Some(found) = CLIENTS.with(|c| c.borrow().get(&key).cloned()) {
-        return found;
+        return Ok(found);
     }
-    let credentials = credentials(&key.credentials).await;
-    let http = https(Some(Duration::from_millis(key.keepalive_ms)));
+    let credentials = credentials(&key.credentials).await?;
+    let http = http_client(
+        Duration::from_millis(key.keepalive_ms),
+        key.credentials.proxy_url.as_deref(),
+    )?;
     let mut config = aws_sdk_lambda::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(key.credentials.region.clone()))
@@ -173,20 +196,20 @@ async fn client(conf: &LambdaConfig, region: String) -> aws_sdk_lambda::Client {
     }
     let client = aws_sdk_lambda::Client::from_conf(config.build());
     CLIENTS.with(|c| c.borrow_mut().insert(key, client.clone()));
-    client
+    Ok(client)
 }
 
 /// The process's credentials for `key`: the config's keys, else the default chain
 /// (environment, profile, web identity, ECS task role, IMDSv2), wrapped in STS AssumeRole
 /// when a role is configured.
-async fn credentials(key: &CredentialsKey) -> SharedCredentialsProvider {
+async fn credentials(key: &CredentialsKey) -> Result<SharedCredentialsProvider, String> {
     let known = CREDENTIALS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(key)
         .cloned();
     if let Some(found) = known {
-        return found;
+        return Ok(found);
     }
     let region = Region::new(key.region.clone());
     let base = match (&key.key, &key.secret) {
@@ -211,8 +234,12 @@ async fn credentials(key: &CredentialsKey) -> SharedCredentialsProvider {
     };
     let provider = match &key.assume_role_arn {
         Some(role) => {
+            let sts_http = match &key.proxy_url {
+                Some(proxy) => http_client(Duration::from_secs(60), Some(proxy))?,
+                None => CREDENTIALS_HTTP.clone(),
+            };
             let mut sts = aws_config::defaults(BehaviorVersion::latest())
-                .http_client(CREDENTIALS_HTTP.clone())
+                .http_client(sts_http)
                 .region(region.clone())
                 .credentials_provider(base);
             if let Some(url) = &key.sts_endpoint_url {
@@ -234,10 +261,10 @@ async fn credentials(key: &CredentialsKey) -> SharedCredentialsProvider {
         None => base,
     };
     let provider = SharedCredentialsProvider::new(Refreshing::new(provider));
-    CREDENTIALS
+    Ok(CREDENTIALS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(key.clone())
         .or_insert(provider)
-        .clone()
+        .clone())
 }

@@ -28,6 +28,7 @@ pub(crate) struct LambdaConfig {
     pub is_proxy_integration: bool,
     pub awsgateway_compatible: bool,
     pub awsgateway_compatible_payload_version: String,
+    pub proxy_url: Option<String>,
     pub base64_encode_body: bool,
     pub empty_arrays_mode: String,
 }

@@ -267,3 +267,37 @@ fn valid_host(v: &Value) -> Result<(), String> {
         Err(format!("invalid hostname: {text}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use gangway_config::ConfigErrors;
+
+    fn problems(config: serde_json::Value) -> String {
+        let mut errors = ConfigErrors::default();
+        let filled = super::schema().validate(Some(&config), "config", &mut errors);
+        if errors.is_empty() {
+            assert_eq!(filled["timeout"], 60000, "defaults filled");
+            assert_eq!(filled["awsgateway_compatible_payload_version"], "1.0");
+        }
+        errors.to_string()
+    }
+
+    #[test]
+    fn kongs_checks_hold_proxy_urls_are_http_and_keys_come_in_pairs() {
+        assert_eq!(problems(json!({"function_name": "f"})), "");
+        assert!(
+            problems(json!({"proxy_url": "https://proxy:3128"}))
+                .contains("proxy_url scheme must be http")
+        );
+        assert_eq!(problems(json!({"proxy_url": "http://proxy:3128"})), "");
+        let unpaired = problems(json!({"aws_key": "AKID"}));
+        assert!(unpaired.contains("aws_secret"), "{unpaired}");
+        assert!(problems(json!({"invocation_type": "Later"})).contains("invocation_type"));
+        assert!(
+            problems(json!({"awsgateway_compatible_payload_version": "3.0"}))
+                .contains("awsgateway_compatible_payload_version")
+        );
+    }
+}

@@ -63,6 +63,8 @@ pub struct Invocation {
     pub payload: Value,
     /// The access key id the request was signed with.
     pub access_key: String,
+    /// The request came through a proxy: its target was absolute (`http://host/...`).
+    pub via_proxy: bool,
 }
 
 /// One STS AssumeRole call as the double received it.
@@ -187,7 +189,7 @@ fn serve(stream: TcpStream, keys: &Keys, seen: &Seen) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     while let Some(req) = read_request(&mut reader)? {
-        let handled = if req.target == "/" {
+        let handled = if origin_form(&req.target) == "/" {
             assume_role(&req, keys, seen)
         } else {
             handle(&req, keys, &seen.invocations)
@@ -233,7 +235,8 @@ fn handle(
     invocations: &Mutex<Vec<Invocation>>,
 ) -> Result<Answer, (u16, String)> {
     let access_key = verify_signature(req, keys, "lambda").map_err(|p| (403, p))?;
-    let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+    let target = origin_form(&req.target);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let function = path
         .strip_prefix("/2015-03-31/functions/")
         .and_then(|rest| rest.strip_suffix("/invocations"))
@@ -254,6 +257,7 @@ fn handle(
         invocation_type: invocation_type.clone(),
         payload: payload.clone(),
         access_key,
+        via_proxy: target != req.target,
     });
     let mut answer = match invocation_type.as_deref() {
         Some("Event") => Answer {
@@ -485,7 +489,7 @@ fn verify_signature(req: &Req, keys: &Keys, service_name: &str) -> Result<String
     let uri = format!(
         "http://{}{}",
         req.header("host").unwrap_or("localhost"),
-        req.target
+        origin_form(&req.target)
     );
     let signable = SignableRequest::new(
         &req.method,
@@ -502,6 +506,14 @@ fn verify_signature(req: &Req, keys: &Keys, service_name: &str) -> Result<String
         ));
     }
     Ok(access_key.to_owned())
+}
+
+/// A request target without the scheme and authority a client sends to a proxy.
+fn origin_form(target: &str) -> &str {
+    match target.strip_prefix("http://") {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    }
 }
 
 /// `20261203T163453Z` as a time.
