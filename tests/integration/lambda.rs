@@ -855,3 +855,52 @@ fn proxy_url_sends_the_invocations_through_an_http_proxy() {
         "the request named its target in absolute form"
     );
 }
+
+#[test]
+fn bodies_longer_than_the_memory_buffer_are_left_out_under_skip_large_bodies_as_in_kong() {
+    let invoke = Invoke::start(&[]);
+    let forward = "          forward_request_body: true\n";
+    let gw = Gangway::start_with(
+        Options::new(config(
+            &[
+                ("skip", "[/skip]", lambda(&invoke, "echo", forward)),
+                (
+                    "keep",
+                    "[/keep]",
+                    lambda(
+                        &invoke,
+                        "echo",
+                        &format!("{forward}          skip_large_bodies: false\n"),
+                    ),
+                ),
+            ],
+            "",
+        ))
+        // nginx would write a body longer than this to a file, which Kong then skips.
+        .env("KONG_CLIENT_BODY_BUFFER_SIZE", "16"),
+    );
+    let post = |path: &str, body: &[u8]| {
+        let r = request(
+            gw.proxy,
+            "POST",
+            path,
+            &[("Content-Type", "text/plain")],
+            body,
+        )
+        .expect("request");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["event"].clone()
+    };
+    let long = b"a body of more than sixteen bytes";
+    assert_eq!(post("/skip", long).get("request_body"), None);
+    assert_eq!(post("/skip", b"short")["request_body"], "short");
+    assert_eq!(
+        post("/keep", long)["request_body"],
+        "a body of more than sixteen bytes"
+    );
+    assert!(
+        gw.log()
+            .contains("request body was buffered to disk, too large")
+    );
+    invoke.assert_clean();
+}

@@ -30,6 +30,7 @@ pub(crate) struct LambdaConfig {
     pub awsgateway_compatible_payload_version: String,
     pub proxy_url: Option<String>,
     pub base64_encode_body: bool,
+    pub skip_large_bodies: bool,
     pub empty_arrays_mode: String,
 }
 

@@ -19,10 +19,16 @@ const RAW_CONTENT_TYPES: [&str; 5] = [
     "application/soap+xml",
 ];
 
-/// The invocation payload for this request.
-pub(crate) fn payload(conf: &LambdaConfig, ctx: &AccessCtx<'_>, now_ms: u64) -> Vec<u8> {
+/// The invocation payload for this request. `raw_body` is the body as Kong reads it for the
+/// forwarded and API Gateway payloads: `None` when `skip_large_bodies` left it out.
+pub(crate) fn payload(
+    conf: &LambdaConfig,
+    ctx: &AccessCtx<'_>,
+    raw_body: Option<&[u8]>,
+    now_ms: u64,
+) -> Vec<u8> {
     let event = if conf.awsgateway_compatible {
-        let facts = Facts::of(conf, ctx, now_ms);
+        let facts = Facts::of(conf, ctx, raw_body, now_ms);
         match conf.awsgateway_compatible_payload_version.as_str() {
             "2.0" => facts.http_api_v2(),
             _ => facts.rest_v1(),
@@ -32,7 +38,7 @@ pub(crate) fn payload(conf: &LambdaConfig, ctx: &AccessCtx<'_>, now_ms: u64) -> 
         || conf.forward_request_method
         || conf.forward_request_uri
     {
-        forwarded(conf, ctx)
+        forwarded(conf, ctx, raw_body)
     } else {
         // Kong's `kong.table.merge(query, body)`: a body argument wins over a query one.
         let mut args = query_args(ctx);
@@ -45,7 +51,7 @@ pub(crate) fn payload(conf: &LambdaConfig, ctx: &AccessCtx<'_>, now_ms: u64) -> 
 }
 
 /// The `forward_request_*` fields.
-fn forwarded(conf: &LambdaConfig, ctx: &AccessCtx<'_>) -> Value {
+fn forwarded(conf: &LambdaConfig, ctx: &AccessCtx<'_>, raw_body: Option<&[u8]>) -> Value {
     let mut out = Map::new();
     if conf.forward_request_method {
         out.insert("request_method".into(), text(ctx.method()).into());
@@ -58,8 +64,7 @@ fn forwarded(conf: &LambdaConfig, ctx: &AccessCtx<'_>) -> Value {
         out.insert("request_uri".into(), uri.into());
         out.insert("request_uri_args".into(), query_args(ctx).into());
     }
-    if conf.forward_request_body {
-        let raw = ctx.body().unwrap_or_default();
+    if let (true, Some(raw)) = (conf.forward_request_body, raw_body) {
         let content_type = ctx.content_type().map(text);
         let essence = content_type
             .as_deref()
@@ -94,6 +99,7 @@ fn forwarded(conf: &LambdaConfig, ctx: &AccessCtx<'_>) -> Value {
 struct Facts<'c, 'a> {
     ctx: &'c AccessCtx<'a>,
     conf: &'c LambdaConfig,
+    raw_body: Option<&'c [u8]>,
     now_ms: u64,
     /// The path sent upstream (Kong's `upstream_uri` without its query).
     path: String,
@@ -103,7 +109,12 @@ struct Facts<'c, 'a> {
 }
 
 impl<'c, 'a> Facts<'c, 'a> {
-    fn of(conf: &'c LambdaConfig, ctx: &'c AccessCtx<'a>, now_ms: u64) -> Facts<'c, 'a> {
+    fn of(
+        conf: &'c LambdaConfig,
+        ctx: &'c AccessCtx<'a>,
+        raw_body: Option<&'c [u8]>,
+        now_ms: u64,
+    ) -> Facts<'c, 'a> {
         let host = ctx
             .head
             .host(ctx.buf)
@@ -117,6 +128,7 @@ impl<'c, 'a> Facts<'c, 'a> {
         Facts {
             ctx,
             conf,
+            raw_body,
             now_ms,
             path: upstream_path(ctx),
             host,
@@ -158,7 +170,7 @@ impl<'c, 'a> Facts<'c, 'a> {
     /// The body and whether it is base64: Kong encodes any non-empty body unless
     /// `base64_encode_body` is off. No body is `null`, as API Gateway sends it.
     fn body(&self) -> (Value, bool) {
-        match self.ctx.body() {
+        match self.raw_body {
             None | Some([]) => (Value::Null, false),
             Some(bytes) if self.conf.base64_encode_body => (BASE64.encode(bytes).into(), true),
             Some(bytes) => (text(bytes).into(), false),

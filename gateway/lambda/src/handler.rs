@@ -18,6 +18,9 @@ use super::{client, event, response};
 
 struct AwsLambda {
     conf: Arc<LambdaConfig>,
+    /// `client_body_buffer_size`: a longer body is one nginx writes to a file, which Kong
+    /// leaves out of forwarded and API Gateway payloads under `skip_large_bodies`.
+    body_buffer_size: usize,
 }
 
 /// What the invocation future hands to `resume`.
@@ -29,6 +32,7 @@ pub(crate) fn build(build: &Build<'_>) -> BuildResult {
         .map_err(|e| vec![(String::new(), e.to_string())])?;
     Ok(Box::new(AwsLambda {
         conf: Arc::new(conf),
+        body_buffer_size: build.client_body_buffer_size,
     }))
 }
 
@@ -41,7 +45,18 @@ impl Plugin for AwsLambda {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let payload = event::payload(&self.conf, ctx, now_ms);
+        let body = ctx.body().unwrap_or_default();
+        let raw_body = if self.conf.skip_large_bodies && body.len() > self.body_buffer_size {
+            tracing::warn!(
+                bytes = body.len(),
+                client_body_buffer_size = self.body_buffer_size,
+                "aws-lambda: request body was buffered to disk, too large (skip_large_bodies)"
+            );
+            None
+        } else {
+            Some(body)
+        };
+        let payload = event::payload(&self.conf, ctx, raw_body, now_ms);
         let conf = self.conf.clone();
         Flow::Await(Pending::new(async move {
             let started = Instant::now();

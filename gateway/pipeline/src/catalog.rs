@@ -35,7 +35,13 @@ pub struct Build<'a> {
     pub service: Option<Id>,
     /// The process's counter stores (rate limiting).
     pub quotas: &'a Quotas,
+    /// Request bodies up to this many bytes are held in memory (`client_body_buffer_size`);
+    /// nginx writes longer ones to a file, which some of Kong's plugins then skip.
+    pub client_body_buffer_size: usize,
 }
+
+/// nginx's (and Kong's) `client_body_buffer_size`: 8 KiB.
+pub const DEFAULT_CLIENT_BODY_BUFFER_SIZE: usize = 8 * 1024;
 
 /// How to build one plugin.
 pub struct Spec {
@@ -51,12 +57,18 @@ pub struct Spec {
 
 /// The plugins available to a process, in the order they were added (empty by default), and
 /// the services their instances share across reloads (the counter stores).
-#[derive(Default)]
 pub struct Catalog {
     specs: Vec<&'static Spec>,
     quotas: Quotas,
+    client_body_buffer_size: usize,
     /// Schemas built so far (built on first use, then shared).
     schemas: Mutex<HashMap<&'static str, Arc<Schema>>>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog::new([])
+    }
 }
 
 impl Catalog {
@@ -65,6 +77,7 @@ impl Catalog {
         Catalog {
             specs: specs.into_iter().collect(),
             quotas: Quotas::default(),
+            client_body_buffer_size: DEFAULT_CLIENT_BODY_BUFFER_SIZE,
             schemas: Mutex::default(),
         }
     }
@@ -77,6 +90,12 @@ impl Catalog {
     /// Replaces the counter stores (the binary adds Redis and the database).
     pub fn with_quotas(mut self, quotas: Quotas) -> Catalog {
         self.quotas = quotas;
+        self
+    }
+
+    /// Sets what instances are told of `client_body_buffer_size`.
+    pub fn with_client_body_buffer_size(mut self, bytes: usize) -> Catalog {
+        self.client_body_buffer_size = bytes;
         self
     }
 
@@ -141,6 +160,7 @@ impl Catalog {
                 route: p.route.map(|r| r.id),
                 service: p.service.map(|s| s.id),
                 quotas: &self.quotas,
+                client_body_buffer_size: self.client_body_buffer_size,
             };
             match (spec.build)(&build).map(Arc::<dyn Plugin>::from) {
                 Ok(handler) => out.push(Instance {

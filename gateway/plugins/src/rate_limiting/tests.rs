@@ -43,6 +43,7 @@ fn plugin_on(config: Value, quotas: &Quotas) -> Box<dyn Plugin> {
         route: Some(ROUTE),
         service: None,
         quotas,
+        client_body_buffer_size: 8192,
     };
     match build_with_clock(&build, test_clock) {
         Ok(plugin) => plugin,
@@ -436,6 +437,7 @@ fn the_cluster_policy_is_refused_without_a_database_as_kong_does() {
         route: None,
         service: None,
         quotas: &quotas,
+        client_body_buffer_size: 8192,
     };
     let problems = build_with_clock(&build, test_clock).err().expect("refused");
     assert_eq!(
