@@ -904,3 +904,35 @@ fn bodies_longer_than_the_memory_buffer_are_left_out_under_skip_large_bodies_as_
     );
     invoke.assert_clean();
 }
+
+#[test]
+fn a_function_cannot_set_the_framing_and_an_empty_payload_is_an_empty_answer() {
+    let invoke = Invoke::start(&[]);
+    let proxy = "          is_proxy_integration: true\n";
+    let gw = Gangway::start(&config(
+        &[
+            ("te", "[/te]", lambda(&invoke, "te-header", proxy)),
+            ("empty", "[/empty]", lambda(&invoke, "no-response", "")),
+            (
+                "empty-proxy",
+                "[/empty-proxy]",
+                lambda(&invoke, "no-response", proxy),
+            ),
+        ],
+        "",
+    ));
+    // The proxy frames the answer: the function's Transfer-Encoding and Content-Length are
+    // dropped, and the next request on the connection still parses.
+    let r = gw.get("/te");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "framed by the proxy");
+    assert_eq!(r.header("Transfer-Encoding"), None);
+    assert_eq!(r.header("Content-Length"), Some("19"));
+    let r = gw.get("/empty");
+    assert_eq!((r.status, r.text().as_str()), (200, ""));
+    // Under proxy integration an empty payload is no JSON: Kong's 502.
+    let r = gw.get("/empty-proxy");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json()["message"], "Bad Gateway");
+    invoke.assert_clean();
+}

@@ -72,6 +72,10 @@ fn answer(conf: &LambdaConfig, invoked: Invoked) -> Response {
             Ok(proxied) => {
                 status = proxied.status;
                 for (name, values) in proxied.headers {
+                    // The proxy frames the answer itself: a function cannot set its framing.
+                    if NOT_PASSED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                        continue;
+                    }
                     headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
                     headers.extend(values.into_iter().map(|v| (name.clone(), v)));
                 }

@@ -13,6 +13,9 @@
 //! - `base64`: a proxy-integration response with a base64 body;
 //! - `multi-value`: a proxy-integration response with `multiValueHeaders` (two cookies);
 //! - `chunked`: the answer framed with `Transfer-Encoding: chunked`;
+//! - `te-header`: a proxy-integration response whose headers try to set the framing
+//!   (`Transfer-Encoding`, `Content-Length`);
+//! - `no-response`: an empty payload;
 //! - `sleep-<ms>`: waits that long, then echoes;
 //! - `missing`: the API's 404 `ResourceNotFoundException`.
 //!
@@ -405,6 +408,20 @@ fn run(function: &str, raw: &[u8], payload: &Value) -> Result<Answer, (u16, Stri
             "multiValueHeaders": {"Set-Cookie": ["a=1; Path=/", "b=2; Path=/"]},
             "body": "cookies",
         })),
+        // A function cannot frame the proxy's answer (Kong's
+        // functionWithTransferEncodingHeader).
+        "te-header" => proxy(json!({
+            "statusCode": 200,
+            "headers": {"Transfer-Encoding": "chunked", "transfer-encoding": "chunked", "Content-Length": "999"},
+            "body": "framed by the proxy",
+        })),
+        // An empty payload (Kong's functionWithNoResponse).
+        "no-response" => Answer {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
+            chunked: false,
+        },
         "chunked" => {
             let mut a = Answer::json(200, &json!({"framed": "chunked", "event": payload}));
             a.chunked = true;
