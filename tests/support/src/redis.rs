@@ -257,6 +257,9 @@ impl RedisCluster {
     pub fn start(n: usize) -> RedisCluster {
         let nodes: Vec<Redis> = (0..n)
             .map(|_| {
+                // The bus port defaults to the client port + 10000, which nothing reserved:
+                // another test's server once held it. A free port of its own instead.
+                let bus = free_port().to_string();
                 Redis::start_with(&[
                     "--cluster-enabled",
                     "yes",
@@ -264,6 +267,8 @@ impl RedisCluster {
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "2000",
+                    "--cluster-port",
+                    &bus,
                 ])
             })
             .collect();
