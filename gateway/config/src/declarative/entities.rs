@@ -473,6 +473,12 @@ pub(super) fn build(
         let service = reference(&mut f, "service", it.parent, &services_known, "services");
         let route = reference(&mut f, "route", it.parent, &routes_known, "routes");
         let consumer = reference(&mut f, "consumer", it.parent, &consumers_known, "consumers");
+        // A null config is an absent one, as in the entity.
+        let shared = it.shared_config.filter(|i| !configs.get(*i).is_null());
+        let raw = match shared {
+            Some(i) => Some(configs.get(i)),
+            None => f.raw("config"),
+        };
         let config = match &schema {
             Some(schema) => {
                 schema.validate_scope(it.obj, &it.path, f.errors);
@@ -480,14 +486,9 @@ pub(super) fn build(
                 if schema.consumer_forbidden && nested_in_consumer {
                     f.errors.push(f.at("consumer"), "value must be null");
                 }
-                // A null config is an absent one, as in the entity.
-                let shared = it.shared_config.filter(|i| !configs.get(*i).is_null());
-                let (raw, key) = match shared {
-                    Some(i) => (Some(configs.get(i)), Some(ConfigKey::Shared(i))),
-                    None => {
-                        let raw = f.raw("config");
-                        (raw, raw.map(|r| ConfigKey::Text(r.to_string())))
-                    }
+                let key = match shared {
+                    Some(i) => Some(ConfigKey::Shared(i)),
+                    None => raw.map(|r| ConfigKey::Text(r.to_string())),
                 };
                 let key = key.map(|k| (name.clone(), k));
                 match key.as_ref().and_then(|k| validated.get(k)) {
@@ -502,11 +503,7 @@ pub(super) fn build(
                     }
                 }
             }
-            None => {
-                let shared = it.shared_config.map(|i| configs.get(i));
-                let raw = shared.filter(|v| !v.is_null()).or(f.raw("config"));
-                Arc::new(raw.cloned().unwrap_or(Value::Null))
-            }
+            None => Arc::new(raw.cloned().unwrap_or(Value::Null)),
         };
         c.origins.plugins.push(it.path.clone());
         c.plugins.push(Plugin {
