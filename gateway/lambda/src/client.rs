@@ -47,9 +47,10 @@ struct CredentialsKey {
     region: String,
 }
 
-/// What makes two instances' clients the same (Kong's service cache key).
+/// What makes two instances' clients the same (Kong's service cache key); an instance works
+/// it out once, when it is built.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ClientKey {
+pub(crate) struct ClientKey {
     credentials: CredentialsKey,
     endpoint: Option<String>,
     timeout_ms: u64,
@@ -92,12 +93,39 @@ fn http_client(idle: Duration, proxy: Option<&str>) -> Result<SharedHttpClient, 
     Ok(http_client_fn(move |_, _| connector.clone()))
 }
 
-/// Invokes the function of `conf` with `payload`.
-pub(crate) async fn invoke(conf: &LambdaConfig, payload: Vec<u8>) -> Result<Invoked, Failure> {
-    let region = conf
-        .region()
-        .ok_or_else(|| Failure::Other("no region specified".into()))?;
-    let client = client(conf, region).await.map_err(Failure::Other)?;
+impl ClientKey {
+    /// The key of `conf`'s clients; `None` without a region.
+    pub(crate) fn of(conf: &LambdaConfig) -> Option<ClientKey> {
+        let region = conf.region()?;
+        Some(ClientKey {
+            // AWS's own endpoint is the SDK's to resolve (China and FIPS regions differ).
+            endpoint: (conf.host.is_some()
+                || conf.disable_https
+                || conf.port.unwrap_or(443) != 443)
+                .then(|| conf.endpoint(&region)),
+            credentials: CredentialsKey {
+                key: conf.aws_key.clone(),
+                secret: conf.aws_secret.clone(),
+                assume_role_arn: conf.aws_assume_role_arn.clone(),
+                role_session_name: conf.aws_role_session_name.clone(),
+                sts_endpoint_url: conf.aws_sts_endpoint_url.clone(),
+                proxy_url: conf.proxy_url.clone(),
+                region,
+            },
+            timeout_ms: conf.timeout.max(1.0) as u64,
+            keepalive_ms: conf.keepalive.max(0.0) as u64,
+        })
+    }
+}
+
+/// Invokes the function of `conf` with `payload`, on this worker's client for `key`.
+pub(crate) async fn invoke(
+    conf: &LambdaConfig,
+    key: Option<&ClientKey>,
+    payload: Vec<u8>,
+) -> Result<Invoked, Failure> {
+    let key = key.ok_or_else(|| Failure::Other("no region specified".into()))?;
+    let client = client(key).await.map_err(Failure::Other)?;
     let captured = Arc::new(Mutex::new(Vec::new()));
     let sent = client
         .invoke()
@@ -151,25 +179,9 @@ impl Intercept for ResponseHeaders {
     }
 }
 
-/// This worker's client for `conf`, built on first use.
-async fn client(conf: &LambdaConfig, region: String) -> Result<aws_sdk_lambda::Client, String> {
-    let key = ClientKey {
-        credentials: CredentialsKey {
-            key: conf.aws_key.clone(),
-            secret: conf.aws_secret.clone(),
-            assume_role_arn: conf.aws_assume_role_arn.clone(),
-            role_session_name: conf.aws_role_session_name.clone(),
-            sts_endpoint_url: conf.aws_sts_endpoint_url.clone(),
-            proxy_url: conf.proxy_url.clone(),
-            region,
-        },
-        // AWS's own endpoint is the SDK's to resolve (China and FIPS regions differ).
-        endpoint: (conf.host.is_some() || conf.disable_https || conf.port.unwrap_or(443) != 443)
-            .then(|| conf.endpoint(&conf.region().unwrap_or_default())),
-        timeout_ms: conf.timeout.max(1.0) as u64,
-        keepalive_ms: conf.keepalive.max(0.0) as u64,
-    };
-    if let Some(found) = CLIENTS.with(|c| c.borrow().get(&key).cloned()) {
+/// This worker's client for `key`, built on first use.
+async fn client(key: &ClientKey) -> Result<aws_sdk_lambda::Client, String> {
+    if let Some(found) = CLIENTS.with(|c| c.borrow().get(key).cloned()) {
         return Ok(found);
     }
     let credentials = credentials(&key.credentials).await?;
@@ -195,7 +207,7 @@ async fn client(conf: &LambdaConfig, region: String) -> Result<aws_sdk_lambda::C
         config = config.endpoint_url(endpoint);
     }
     let client = aws_sdk_lambda::Client::from_conf(config.build());
-    CLIENTS.with(|c| c.borrow_mut().insert(key, client.clone()));
+    CLIENTS.with(|c| c.borrow_mut().insert(key.clone(), client.clone()));
     Ok(client)
 }
 

@@ -12,12 +12,15 @@ use gangway_pipeline::catalog::{Build, BuildResult};
 use gangway_pipeline::context::AccessCtx;
 use gangway_pipeline::flow::{Flow, Pending};
 
+use super::client::ClientKey;
 use super::config::LambdaConfig;
 use super::response::{Failure, Invoked};
 use super::{client, event, response};
 
 struct AwsLambda {
     conf: Arc<LambdaConfig>,
+    /// Which worker client invokes (`None` without a region: every request is Kong's 500).
+    client: Option<Arc<ClientKey>>,
     /// `client_body_buffer_size`: a longer body is one nginx writes to a file, which Kong
     /// leaves out of forwarded and API Gateway payloads under `skip_large_bodies`.
     body_buffer_size: usize,
@@ -31,6 +34,7 @@ pub(crate) fn build(build: &Build<'_>) -> BuildResult {
     let conf: LambdaConfig = serde_json::from_value::<LambdaConfig>(Value::clone(build.config))
         .map_err(|e| vec![(String::new(), e.to_string())])?;
     Ok(Box::new(AwsLambda {
+        client: ClientKey::of(&conf).map(Arc::new),
         conf: Arc::new(conf),
         body_buffer_size: build.client_body_buffer_size,
     }))
@@ -58,9 +62,10 @@ impl Plugin for AwsLambda {
         };
         let payload = event::payload(&self.conf, ctx, raw_body, now_ms);
         let conf = self.conf.clone();
+        let key = self.client.clone();
         Flow::Await(Pending::new(async move {
             let started = Instant::now();
-            let outcome = client::invoke(&conf, payload).await;
+            let outcome = client::invoke(&conf, key.as_deref(), payload).await;
             (outcome, started.elapsed())
         }))
     }
