@@ -56,12 +56,11 @@ pub async fn post(state: &AdminState, mut params: Map<String, Value>, raw: &[u8]
     let keep_at = gateway.settings.posted_config_path();
     let loaded = tokio::task::spawn_blocking(move || {
         let parsed = document.parse(gateway.catalog.as_ref());
-        let (mut config, input) = match parsed {
+        let (config, input) = match parsed {
             Ok(pair) => pair,
             Err((errors, input)) => return Err((errors, input)),
         };
         let hash = gangway_proxy::compile::snapshot_hash(&config);
-        config.source_md5 = Some(hash.clone());
         if options.check_hash && hash == gateway.snapshot().hash {
             return Ok(None);
         }
@@ -102,15 +101,18 @@ impl Document {
         self,
         plugins: &dyn gangway_config::PluginSchemas,
     ) -> Result<(Config, Value), (ConfigErrors, Value)> {
-        let mut md5 = None;
-        let input = match self {
-            Document::Parsed(v) => v,
+        let (md5, input) = match self {
+            // Kong hashes a parsed body's entities, load timestamps included, so its hash
+            // never repeats; the document's own JSON, keys sorted (the query arguments are
+            // merged in first), does, and `check_hash` can answer 304.
+            Document::Parsed(v) => {
+                let mut canonical = v.clone();
+                canonical.sort_all_objects();
+                (declarative::text_md5(&canonical.to_string()), v)
+            }
             Document::Text(text) => match serde_norway::from_str::<Value>(&text) {
-                Ok(v) => {
-                    // Kong hashes a posted text as it hashes a file: the md5 of the text.
-                    md5 = Some(declarative::text_md5(&text));
-                    v
-                }
+                // Kong hashes a posted text as it hashes a file: the md5 of the text.
+                Ok(v) => (declarative::text_md5(&text), v),
                 // The loader reports the syntax error with Kong's wording.
                 Err(_) => {
                     let errors = declarative::load_str(&text, plugins)
@@ -122,7 +124,7 @@ impl Document {
         };
         match declarative::parse_value(input.clone(), plugins) {
             Ok(mut config) => {
-                config.source_md5 = md5;
+                config.source_md5 = Some(md5);
                 Ok((config, input))
             }
             Err(errors) => Err((errors, input)),
