@@ -6,6 +6,7 @@
 pub mod client;
 pub mod dns;
 pub mod lambda;
+pub mod netns;
 pub mod pki;
 pub mod postgres;
 pub mod upstream;
@@ -182,6 +183,9 @@ impl Gangway {
             .env("GANGWAY_WORKERS", "2")
             .env("GANGWAY_PREFIX", prefix)
             .env("GANGWAY_LOG_LEVEL", "debug")
+            // Tests share `lo`, and one XDP program fits an interface: eBPF tests opt in, on
+            // veth pairs of their own (ebpf.rs).
+            .env("GANGWAY_EBPF", "off")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);

@@ -9,6 +9,7 @@ mod admin;
 mod aio_kong;
 mod deck;
 mod dns;
+mod ebpf;
 mod errors;
 mod lambda;
 mod lifecycle;

@@ -87,6 +87,7 @@ const EDGES: &[(&str, &[&str])] = &[
             "gangway-plugins",
         ],
     ),
+    ("gangway-ebpf", &["gangway-config", "gangway-net"]),
 ];
 
 /// Crates that live only in edge crates: the data-plane core must not reach them.

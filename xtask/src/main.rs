@@ -1,9 +1,11 @@
-//! Project tasks: `cargo xtask test` (the full CI suite), `cargo xtask bench <name>` and
-//! `cargo xtask gen-config` (large declarative files for scale tests). The command line is
+//! Project tasks: `cargo xtask test` (the full CI suite), `cargo xtask build-ebpf` (the eBPF
+//! programs, failing without clang), `cargo xtask bench <name>` and `cargo xtask gen-config`
+//! (large declarative files for scale tests). The command line is
 //! parsed by clap, so `cargo xtask --help` (and `--help` on every task) lists every task and
 //! flag with its default.
 
 mod bench;
+mod build_ebpf;
 mod gen_config;
 mod layers;
 
@@ -32,6 +34,10 @@ enum Task {
     /// -D warnings, unit tests, then the integration suite once per I/O backend (io_uring,
     /// epoll).
     Test,
+    /// Compiles the eBPF programs (ebpf/src/*.bpf.c) with clang (-O2 -g -target bpf -Wall
+    /// -Werror), failing if clang is missing or the programs do not compile, and copies the
+    /// object to target/bpf/gangway.bpf.o (for bpftool).
+    BuildEbpf,
     /// Benchmarks: builds gangway (release) and compares it with nginx under wrk; results go
     /// to benches/results/.
     #[command(arg_required_else_help = true)]
@@ -100,6 +106,7 @@ fn test() -> Result<()> {
         ],
         &[],
     )?;
+    build_ebpf::run()?;
     cargo(&["test", "--workspace", "--lib", "--bins"], &[])?;
     // The function the Lambda end-to-end test runs under cargo lambda's runtime emulator.
     cargo(&["build", "-p", "gangway-test-lambda"], &[])?;
@@ -125,6 +132,7 @@ fn test() -> Result<()> {
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Test => test(),
+        Task::BuildEbpf => build_ebpf::run().map(|_| ()),
         Task::Bench { bench } => bench::run(bench),
         Task::GenConfig(params) => gen_config::run(&params),
     }

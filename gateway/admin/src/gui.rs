@@ -89,6 +89,7 @@ pub async fn serve(settings: &Settings) -> Result<(), crate::listen::ListenError
         settings,
         router(gui),
         "Kong Manager",
+        None,
     )
     .await
     .map(|_| ())

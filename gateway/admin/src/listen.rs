@@ -3,7 +3,7 @@
 //! unset), served by axum on the control runtime.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,10 @@ use tokio_rustls::server::TlsStream;
 use tracing::{debug, info};
 
 use crate::AdminState;
+
+/// Whether a peer may connect to a local port: the node's connection policy at accept
+/// (`admin_allow_cidrs`), for listeners the kernel's IP guard does not cover.
+pub type Gate = Arc<dyn Fn(u16, IpAddr) -> bool + Send + Sync>;
 
 /// How long a client gets to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,7 +47,28 @@ pub async fn serve(
     state: Arc<AdminState>,
 ) -> Result<Vec<SocketAddr>, ListenError> {
     let settings = state.gateway.settings.clone();
-    serve_app(specs, &settings, crate::router(state), "admin API").await
+    let gateway = state.gateway.clone();
+    let gate: Gate = Arc::new(move |port, peer| {
+        let snapshot = gateway.snapshot();
+        match gateway
+            .accept_check
+            .admit(&snapshot.conn_policy, port, peer)
+        {
+            Ok(_) => true,
+            Err(reason) => {
+                debug!(%peer, reason = reason.as_str(), "admin API: connection refused by the connection policy");
+                false
+            }
+        }
+    });
+    serve_app(
+        specs,
+        &settings,
+        crate::router(state),
+        "admin API",
+        Some(gate),
+    )
+    .await
 }
 
 /// Binds `specs` and serves `app` on them, TLS ones with the Admin API's certificate
@@ -53,6 +78,7 @@ pub async fn serve_app(
     settings: &Settings,
     app: axum::Router,
     what: &str,
+    gate: Option<Gate>,
 ) -> Result<Vec<SocketAddr>, ListenError> {
     let tls = if specs.iter().any(|s| s.ssl) {
         let pair = default_certificate(&settings.admin_ssl_cert, &settings.admin_ssl_cert_key)?;
@@ -70,8 +96,8 @@ pub async fn serve_app(
     };
     let mut bound = Vec::with_capacity(specs.len());
     for spec in specs {
-        let listener = TcpListener::bind(spec.addr)
-            .await
+        let listener = gangway_net::listener::bind(spec.addr, spec.backlog)
+            .and_then(TcpListener::from_std)
             .map_err(|source| ListenError::Bind {
                 addr: spec.addr,
                 source,
@@ -82,6 +108,11 @@ pub async fn serve_app(
         })?;
         info!(listen = %addr, ssl = spec.ssl, "{what} listener bound");
         let app = app.clone();
+        let listener = Guarded {
+            tcp: listener,
+            gate: gate.clone(),
+            port: addr.port(),
+        };
         match (&tls, spec.ssl) {
             (Some((http1, both)), true) => {
                 let acceptor = if spec.http2 { both } else { http1 };
@@ -101,6 +132,47 @@ pub async fn serve_app(
     Ok(bound)
 }
 
+/// A TCP listener that lets through only the peers its gate admits.
+struct Guarded {
+    tcp: TcpListener,
+    gate: Option<Gate>,
+    port: u16,
+}
+
+impl Guarded {
+    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        loop {
+            let (stream, peer) = self.tcp.accept().await?;
+            match &self.gate {
+                Some(gate) if !gate(self.port, peer.ip()) => drop(stream),
+                _ => return Ok((stream, peer)),
+            }
+        }
+    }
+}
+
+impl axum::serve::Listener for Guarded {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match Guarded::accept(self).await {
+                Ok(pair) => return pair,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
 /// TLS connections for axum: a task accepts TCP connections and runs each handshake in a
 /// task of its own, so a slow client never holds up the others.
 struct TlsListener {
@@ -109,7 +181,7 @@ struct TlsListener {
 }
 
 impl TlsListener {
-    fn new(tcp: TcpListener, acceptor: TlsAcceptor, local: SocketAddr) -> TlsListener {
+    fn new(tcp: Guarded, acceptor: TlsAcceptor, local: SocketAddr) -> TlsListener {
         let (tx, ready) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {

@@ -23,6 +23,7 @@ pub use headers::{HeaderSet, HeaderToken};
 pub use listen::{ListenAddr, SoKeepalive};
 pub use values::{
     Database, EbpfMode, IoBackend, LogFormat, LogLevel, RedisConnections, Role, RouterFlavor,
+    XdpMode,
 };
 
 /// Default `max_connections` (per worker); also what Kong's `worker_connections auto` maps to.
@@ -99,6 +100,17 @@ pub struct Settings {
     pub redis_connections: RedisConnections,
     /// eBPF programs: `auto`, `off` or `required`. Default `auto`.
     pub ebpf: EbpfMode,
+    /// Interfaces the IP guard attaches to. Default empty: the interfaces that carry the
+    /// proxy and admin listeners (every interface that is up for a wildcard address).
+    pub ebpf_interfaces: Vec<String>,
+    /// XDP attach mode: `auto`, `native` or `skb`. Default `auto`.
+    pub ebpf_xdp_mode: XdpMode,
+    /// Live connections one source address may hold to one proxy listener port; the next
+    /// SYN is dropped (in the kernel, or closed at accept without eBPF). Default 0: no cap.
+    pub max_connections_per_ip: u32,
+    /// Sources allowed to connect to the Admin API listeners; others are dropped before
+    /// accept. Default empty: every source.
+    pub admin_allow_cidrs: Vec<IpNet>,
     /// Plugins to load: names, `bundled` for all built-in ones; `off` = none. Default
     /// `["bundled"]`.
     pub plugins: Vec<String>,
@@ -242,6 +254,10 @@ impl Default for Settings {
             io_backend: IoBackend::Auto,
             redis_connections: RedisConnections::PerWorker,
             ebpf: EbpfMode::Auto,
+            ebpf_interfaces: Vec::new(),
+            ebpf_xdp_mode: XdpMode::Auto,
+            max_connections_per_ip: 0,
+            admin_allow_cidrs: Vec::new(),
             plugins: vec!["bundled".to_owned()],
             router_flavor: RouterFlavor::TraditionalCompatible,
             log_level: LogLevel::Notice,

@@ -9,6 +9,7 @@
 pub mod cli;
 #[cfg(feature = "store")]
 pub mod database;
+pub mod kernel;
 pub mod runtime;
 mod status;
 mod telemetry;

@@ -45,6 +45,9 @@ pub enum StartError {
     /// The Admin API could not start.
     #[error("admin API: {0}")]
     Admin(String),
+    /// `ebpf = required` and the programs could not be loaded or attached.
+    #[error("ebpf = \"required\" but {0}")]
+    Ebpf(String),
     /// Any other I/O failure at startup.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -187,8 +190,9 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
         "gangway starting"
     );
     gangway_proxy::upstream::active::spawn(gateway.clone())?;
+    let kernel = crate::kernel::Kernel::start(&gateway)?;
     let for_workers = gateway.clone();
-    control::run(gateway, move || {
+    control::run(gateway, kernel, move || {
         worker::spawn_all(for_workers, backend, listeners)
     })
 }

@@ -31,6 +31,56 @@ pub trait NodeStatus: Send + Sync + 'static {
     fn is_draining(&self) -> bool;
     /// Starts draining: `/status/ready` answers 503 while traffic is still served.
     fn set_draining(&self);
+    /// The kernel fast path (`ebpf`) and the accept-time refusals (`accept_refused`), as
+    /// fields to add to `/status`. Default: none.
+    fn connection_guard(&self) -> Vec<(&'static str, serde_json::Value)> {
+        Vec::new()
+    }
+}
+
+/// The node as `gangway start` runs it: the gateway and its kernel fast path.
+pub struct NodeView {
+    /// The gateway.
+    pub gateway: Arc<Gateway>,
+    /// The eBPF programs, or why they are off.
+    pub kernel: Arc<crate::kernel::Kernel>,
+}
+
+impl NodeStatus for NodeView {
+    fn counters(&self) -> &Counters {
+        self.gateway.counters()
+    }
+
+    fn quotas(&self) -> &gangway_pipeline::quota::Quotas {
+        NodeStatus::quotas(&*self.gateway)
+    }
+
+    fn config(&self) -> (u64, String) {
+        NodeStatus::config(&*self.gateway)
+    }
+
+    fn is_draining(&self) -> bool {
+        self.gateway.is_draining()
+    }
+
+    fn set_draining(&self) {
+        self.gateway.set_draining();
+    }
+
+    fn connection_guard(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let refused = self.gateway.accept_check.refused();
+        vec![
+            ("ebpf", self.kernel.status()),
+            (
+                "accept_refused",
+                json!({
+                    "denied": refused.denied,
+                    "not_allowed": refused.not_allowed,
+                    "connection_limit": refused.connection_limit,
+                }),
+            ),
+        ]
+    }
 }
 
 impl NodeStatus for Gateway {
@@ -98,7 +148,16 @@ async fn status(State(node): State<Node>, Query(q): Query<UnitQuery>) -> Respons
         unit,
         ("configuration_hash", hash),
     ) {
-        Ok(body) => Json(body).into_response(),
+        Ok(mut body) => {
+            if let Some(fields) = body.as_object_mut() {
+                fields.extend(
+                    node.connection_guard()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v)),
+                );
+            }
+            Json(body).into_response()
+        }
         Err(message) => {
             (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response()
         }

@@ -10,6 +10,7 @@
 //! certificate entities it reads come from `gangway-config`). Plugins and config never see
 //! which backend runs.
 
+pub mod conn_policy;
 pub mod epoll;
 pub mod listener;
 pub mod prefixed;

@@ -9,11 +9,27 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Kong's default listen backlog.
 pub const DEFAULT_BACKLOG: u32 = 16384;
 
+/// Binds a non-blocking listener on `addr` for a single process (the Admin API): SO_REUSEADDR,
+/// and IPv6-only for an IPv6 address, as nginx binds, so `0.0.0.0:p, [::]:p` binds both.
+pub fn bind(addr: SocketAddr, backlog: Option<u32>) -> io::Result<std::net::TcpListener> {
+    bind_with(addr, backlog, false)
+}
+
 /// Binds a non-blocking listener with SO_REUSEPORT (and SO_REUSEADDR) on `addr`.
 pub fn bind_reuseport(addr: SocketAddr, backlog: Option<u32>) -> io::Result<std::net::TcpListener> {
+    bind_with(addr, backlog, true)
+}
+
+fn bind_with(
+    addr: SocketAddr,
+    backlog: Option<u32>,
+    reuseport: bool,
+) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if reuseport {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }

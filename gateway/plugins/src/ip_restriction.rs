@@ -86,42 +86,7 @@ struct IpRestriction {
     message: Option<String>,
 }
 
-/// Parses an address or a CIDR range as Kong's `ip_or_cidr` type accepts it: a plain IPv4
-/// or IPv6 address (IPv6 may be bracketed), or one followed by `/` and a prefix length
-/// written in plain decimal (`0`..`32`, `0`..`128`). Host bits may be set (`127.0.0.1/8`).
-pub fn parse_ip_or_cidr(s: &str) -> Option<IpNet> {
-    let (ip, prefix) = match s.split_once('/') {
-        Some((ip, p)) => (ip, Some(p)),
-        None => (s, None),
-    };
-    let ip = parse_ip(ip)?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len = match prefix {
-        None => max,
-        Some(p) => {
-            let canonical = !p.is_empty()
-                && p.bytes().all(|b| b.is_ascii_digit())
-                && (p == "0" || !p.starts_with('0'));
-            let len: u8 = p.parse().ok().filter(|_| canonical)?;
-            if len > max {
-                return None;
-            }
-            len
-        }
-    };
-    IpNet::new(ip, len).ok().map(|n| n.trunc())
-}
-
-fn parse_ip(s: &str) -> Option<IpAddr> {
-    if let Ok(v4) = s.parse::<std::net::Ipv4Addr>() {
-        return Some(IpAddr::V4(v4));
-    }
-    let inner = s
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .unwrap_or(s);
-    inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
-}
+pub use gangway_net::conn_policy::parse_ip_or_cidr;
 
 fn parse_list(
     list: Option<Vec<String>>,

@@ -273,6 +273,10 @@ fn compile_parts(
         version,
         hash,
         compiled: Arc::new(Compiled {
+            conn_policy: Arc::new(crate::conn_policy::connection_policy(
+                &config,
+                shared.settings,
+            )),
             config,
             router,
             route_service,

@@ -65,10 +65,13 @@ pub struct Gateway {
     /// Settings, fixed for the process lifetime.
     pub settings: Settings,
     snapshot: ArcSwap<Snapshot>,
+    published: watch::Sender<u64>,
     draining: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
     /// Counters for `/status`.
     pub counters: Counters,
+    /// The accept-time connection policy check (live counts per source, refusals).
+    pub accept_check: gangway_net::conn_policy::AcceptCheck,
     /// The plugins this process can run (the loader validates against their schemas).
     pub catalog: Arc<Catalog>,
     /// Target health, kept across reloads.
@@ -95,10 +98,12 @@ impl Gateway {
             client_configs: shared.client_configs,
             config_writes: std::sync::Mutex::new(()),
             settings,
+            published: watch::channel(snapshot.version).0,
             snapshot: ArcSwap::from_pointee(snapshot),
             draining: AtomicBool::new(false),
             shutdown_tx: watch::channel(false).0,
             counters: Counters::default(),
+            accept_check: Default::default(),
         }
     }
 
@@ -109,7 +114,15 @@ impl Gateway {
 
     /// Publishes a new snapshot; in-flight requests finish on the old one.
     pub fn publish(&self, snapshot: Snapshot) {
+        let version = snapshot.version;
         self.snapshot.store(Arc::new(snapshot));
+        self.published.send_replace(version);
+    }
+
+    /// A receiver that sees the version of each snapshot published from now on (what keeps
+    /// state outside the snapshot, such as the kernel's IP guard, in step with it).
+    pub fn published(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// Applies one write to consumers, keys or ACL groups (see [`Identities::with_credential`]

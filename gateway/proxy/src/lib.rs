@@ -16,6 +16,7 @@
 
 mod buffered;
 pub mod compile;
+pub mod conn_policy;
 mod exchange;
 mod forward;
 pub mod gateway;

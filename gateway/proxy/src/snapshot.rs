@@ -79,6 +79,9 @@ pub struct Compiled {
     /// Compiled plugin instances and each route's chain (shared with the next snapshot while
     /// the plugins and routes stay the same).
     pub pipeline: std::sync::Arc<Pipeline>,
+    /// Who may connect to which port ([`crate::conn_policy`]): checked at accept, and
+    /// written to the kernel's IP guard when it runs.
+    pub conn_policy: std::sync::Arc<gangway_net::conn_policy::ConnectionPolicy>,
 }
 
 impl std::ops::Deref for Snapshot {

@@ -6,14 +6,15 @@
 
 use std::path::{Path, PathBuf};
 
+use ipnet::IpNet;
 use serde_json::{Value, json};
 
 use super::headers::HeaderSet;
 use super::listen::{self, ListenAddr};
 use super::values::{
     Database, EbpfMode, IoBackend, LogFormat, LogLevel, RedisConnections, Role, RouterFlavor,
-    parse_bool, parse_duration_ms, parse_error_type, parse_int, parse_list, parse_ms,
-    parse_opt_string, parse_size, parse_size_usize, parse_trusted_ips, parse_workers,
+    XdpMode, parse_bool, parse_cidrs, parse_duration_ms, parse_error_type, parse_int, parse_list,
+    parse_ms, parse_opt_string, parse_size, parse_size_usize, parse_trusted_ips, parse_workers,
 };
 use super::{DEFAULT_MAX_CONNECTIONS, Settings};
 
@@ -122,6 +123,10 @@ fn parse_opt_seconds(v: &str) -> Result<Option<u64>, String> {
         "" | "off" => Ok(None),
         n => parse_int(n).map(Some),
     }
+}
+
+fn cidr_list(v: &[IpNet]) -> Option<Value> {
+    Some(json!(v.iter().map(ToString::to_string).collect::<Vec<_>>()))
 }
 
 fn strings(v: &[String]) -> Option<Value> {
@@ -243,6 +248,10 @@ pub(super) static KEYS: &[Key] = &[
     key!(io_backend, kong[], IoBackend::parse, text),
     key!(redis_connections, kong[], RedisConnections::parse, text),
     key!(ebpf, kong[], EbpfMode::parse, text),
+    key!(ebpf_interfaces, kong[], parse_list, strings),
+    key!(ebpf_xdp_mode, kong[], XdpMode::parse, text),
+    key!(max_connections_per_ip, kong[], parse_int, scalar),
+    key!(admin_allow_cidrs, kong[], parse_cidrs, cidr_list),
     key!(plugins, kong[kong("KONG_PLUGINS")], plugin_list, strings),
     key!(
         router_flavor,

@@ -321,6 +321,36 @@ keyword_enum! {
     }
 }
 
+keyword_enum! {
+    /// How the IP guard attaches to an interface. Default `auto`.
+    XdpMode {
+        /// Native (driver) mode where the driver supports it, else generic (skb) mode.
+        #[default]
+        Auto = "auto",
+        /// Native mode only; an interface whose driver lacks it is not guarded.
+        Native = "native",
+        /// Generic (skb) mode, which every interface supports (`lo` has only this).
+        Skb = "skb",
+    }
+}
+
+/// A comma list of IP addresses and CIDR blocks (an address is its /32 or /128).
+pub fn parse_cidrs(v: &str) -> Result<Vec<IpNet>, String> {
+    let mut nets = Vec::new();
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if let Ok(net) = entry.parse::<IpNet>() {
+            nets.push(net.trunc());
+        } else if let Ok(ip) = entry.parse::<IpAddr>() {
+            nets.push(IpNet::from(ip));
+        } else {
+            return Err(format!(
+                "expected a comma list of IPv4 or IPv6 addresses or CIDR blocks, got '{entry}'"
+            ));
+        }
+    }
+    Ok(nets)
+}
+
 /// Kong's `error_default_type` values.
 pub const ERROR_TYPES: [&str; 4] = [
     "text/plain",

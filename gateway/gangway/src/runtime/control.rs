@@ -12,6 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use super::{Gateway, StartError};
+use crate::kernel::Kernel;
 use gangway_config::settings::{Database, Settings};
 use gangway_config::{Config, ConfigErrors, PluginSchemas, declarative};
 
@@ -45,6 +46,7 @@ pub fn load_config(
 /// serves until SIGTERM/SIGINT, then drains the workers.
 pub fn run(
     gateway: Arc<Gateway>,
+    kernel: Arc<Kernel>,
     start_workers: impl FnOnce() -> Result<Vec<JoinHandle<()>>, StartError>,
 ) -> Result<(), StartError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -53,7 +55,12 @@ pub fn run(
         .enable_all()
         .build()?;
     let workers = rt.block_on(async {
-        crate::status::serve(&gateway.settings.status_listen, gateway.clone()).await?;
+        let node = Arc::new(crate::status::NodeView {
+            gateway: gateway.clone(),
+            kernel: kernel.clone(),
+        });
+        crate::status::serve(&gateway.settings.status_listen, node).await?;
+        tokio::spawn(kernel.clone().follow(gateway.clone()));
         serve_admin(&gateway).await?;
         let workers = start_workers()?;
         follow_database(&gateway);
@@ -87,6 +94,7 @@ pub fn run(
             error!("a worker thread panicked");
         }
     }
+    kernel.stop();
     if !gangway_plugins::file_log::flush(Duration::from_secs(5)) {
         error!("file-log: log lines still queued at exit were lost");
     }

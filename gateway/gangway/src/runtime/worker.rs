@@ -123,6 +123,21 @@ fn spawn_connection<B: Backend>(
     counters
         .accepted
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The kernel's IP guard drops these before accept where it runs; this is the same policy
+    // without it, and a backstop on interfaces it is not attached to.
+    let snapshot = ctx.gateway.snapshot();
+    let place = match ctx.gateway.accept_check.admit(
+        &snapshot.conn_policy,
+        spec.addr.port(),
+        peer.ip(),
+    ) {
+        Ok(place) => place,
+        Err(reason) => {
+            debug!(%peer, reason = reason.as_str(), "connection refused by the connection policy");
+            return;
+        }
+    };
+    drop(snapshot);
     if ctx.active_connections() >= ctx.gateway.settings.max_connections {
         warn!(%peer, limit = ctx.gateway.settings.max_connections, "connection limit reached");
         return;
@@ -133,6 +148,7 @@ fn spawn_connection<B: Backend>(
     let guard = ctx.connection_guard();
     tokio::task::spawn_local(async move {
         let _guard = guard;
+        let _place = place;
         gangway_proxy::serve_connection(stream, peer, &spec, &ctx).await;
     });
 }

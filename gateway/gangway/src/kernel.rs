@@ -1,0 +1,187 @@
+//! The kernel fast path in the process: started (or not, and why) by the `ebpf` setting,
+//! kept in step with each published snapshot's connection policy, reported by `/status`,
+//! and detached at shutdown.
+//!
+//! Without eBPF (`ebpf = off`, a build without the `ebpf` feature or without clang, no
+//! privileges, no interface to attach to) the same policy runs at accept
+//! (`runtime::worker`); with `ebpf = required` such a node does not start.
+
+use std::sync::{Arc, Mutex};
+
+use gangway_config::settings::{EbpfMode, Settings};
+use gangway_proxy::Gateway;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::runtime::StartError;
+
+#[cfg(feature = "ebpf")]
+type Guard = gangway_ebpf::KernelGuard;
+#[cfg(not(feature = "ebpf"))]
+type Guard = std::convert::Infallible;
+
+enum State {
+    /// Not running, and why.
+    Off(String),
+    /// Loaded and attached, with the policy last written to it.
+    On(Box<Guard>, Arc<gangway_net::conn_policy::ConnectionPolicy>),
+}
+
+/// The process's kernel fast path.
+pub struct Kernel {
+    state: Mutex<State>,
+}
+
+impl Kernel {
+    /// Starts the programs as `ebpf` asks and writes the current policy into them.
+    pub fn start(gateway: &Gateway) -> Result<Arc<Kernel>, StartError> {
+        let settings = &gateway.settings;
+        let state = match settings.ebpf {
+            EbpfMode::Off => State::Off("ebpf = off".to_owned()),
+            EbpfMode::Auto | EbpfMode::Required => match load(settings) {
+                Ok(mut guard) => {
+                    let policy = gateway.snapshot().conn_policy.clone();
+                    write_policy(&mut guard, &policy);
+                    State::On(guard, policy)
+                }
+                Err(reason) if settings.ebpf == EbpfMode::Required => {
+                    return Err(StartError::Ebpf(reason));
+                }
+                Err(reason) => {
+                    warn!(%reason, "eBPF off; the connection policy is enforced at accept");
+                    State::Off(reason)
+                }
+            },
+        };
+        Ok(Arc::new(Kernel {
+            state: Mutex::new(state),
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rewrites the maps whenever a published snapshot's policy differs from the last one
+    /// written. Runs until the process stops.
+    pub async fn follow(self: Arc<Self>, gateway: Arc<Gateway>) {
+        let mut published = gateway.published();
+        while published.changed().await.is_ok() {
+            let policy = gateway.snapshot().conn_policy.clone();
+            if let State::On(guard, applied) = &mut *self.state() {
+                if **applied != *policy {
+                    write_policy(guard, &policy);
+                    *applied = policy;
+                }
+            }
+        }
+    }
+
+    /// Detaches everything (dropping the programs releases their links).
+    pub fn stop(&self) {
+        let mut state = self.state();
+        if matches!(*state, State::On(..)) {
+            *state = State::Off("stopped".to_owned());
+            info!("eBPF programs detached");
+        }
+    }
+
+    /// The `ebpf` object of `/status`.
+    pub fn status(&self) -> Value {
+        match &*self.state() {
+            State::Off(reason) => json!({"state": "off", "reason": reason}),
+            #[cfg(feature = "ebpf")]
+            State::On(guard, _) => on_status(guard),
+            #[cfg(not(feature = "ebpf"))]
+            State::On(never, _) => match **never {},
+        }
+    }
+}
+
+#[cfg(feature = "ebpf")]
+fn on_status(guard: &Guard) -> Value {
+    let interfaces: serde_json::Map<String, Value> = guard
+        .attachments()
+        .iter()
+        .map(|a| {
+            let state = match &a.state {
+                Ok(mode) => json!(mode),
+                Err(reason) => json!(format!("not attached: {reason}")),
+            };
+            (a.interface.clone(), state)
+        })
+        .collect();
+    let drops = guard.drops().unwrap_or_default();
+    let live: serde_json::Map<String, Value> = guard
+        .live_per_port()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(port, n)| (port.to_string(), json!(n)))
+        .collect();
+    json!({
+        "state": "on",
+        "interfaces": interfaces,
+        "connection_tracker": match guard.tracker() {
+            Ok(()) => json!("on"),
+            Err(reason) => json!(format!("off: {reason}")),
+        },
+        "drops": {
+            "denied": drops.denied,
+            "not_allowed": drops.not_allowed,
+            "connection_limit": drops.connection_limit,
+        },
+        "packets_checked": drops.checked,
+        "live_connections": live,
+    })
+}
+
+#[cfg(feature = "ebpf")]
+fn write_policy(guard: &mut Guard, policy: &gangway_net::conn_policy::ConnectionPolicy) {
+    match guard.apply(policy) {
+        Ok(()) => info!(ports = policy.ports.len(), "eBPF IP guard policy written"),
+        Err(e) => {
+            warn!(error = %e, "eBPF IP guard policy not written; the accept check still applies")
+        }
+    }
+}
+
+#[cfg(not(feature = "ebpf"))]
+fn write_policy(never: &mut Guard, _: &gangway_net::conn_policy::ConnectionPolicy) {
+    match *never {}
+}
+
+#[cfg(feature = "ebpf")]
+fn load(settings: &Settings) -> Result<Box<Guard>, String> {
+    let interfaces = if settings.ebpf_interfaces.is_empty() {
+        let addrs: Vec<std::net::IpAddr> = settings
+            .proxy_listen
+            .iter()
+            .chain(&settings.admin_listen)
+            .map(|l| l.addr.ip())
+            .collect();
+        gangway_ebpf::interfaces_for(&addrs)
+    } else {
+        settings.ebpf_interfaces.clone()
+    };
+    let mode = match settings.ebpf_xdp_mode {
+        gangway_config::settings::XdpMode::Auto => gangway_ebpf::AttachMode::Auto,
+        gangway_config::settings::XdpMode::Native => gangway_ebpf::AttachMode::Native,
+        gangway_config::settings::XdpMode::Skb => gangway_ebpf::AttachMode::Skb,
+    };
+    let capacity = settings
+        .max_connections
+        .saturating_mul(settings.worker_count())
+        .min(1 << 20) as u32;
+    gangway_ebpf::KernelGuard::start(&gangway_ebpf::Options {
+        interfaces,
+        mode,
+        capacity,
+    })
+    .map(Box::new)
+    .map_err(|e| e.0)
+}
+
+#[cfg(not(feature = "ebpf"))]
+fn load(_: &Settings) -> Result<Box<Guard>, String> {
+    Err("this build has no eBPF loader (feature \"ebpf\")".to_owned())
+}
