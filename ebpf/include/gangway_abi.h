@@ -66,8 +66,8 @@ struct gw_src_key {
     __u8 addr[16];
 };
 
-/* gw_conns value: one accepted connection, keyed by its socket cookie. The counts are the
- * kernel's own TCP counters (tcp_sock), read at each state change and RTT sample. */
+/* gw_conns value: one live accepted connection, keyed by its socket cookie. The counts are
+ * the kernel's own TCP counters (tcp_sock), read at each state change and RTT sample. */
 struct gw_conn {
     __u64 bytes_in;   /* payload bytes received */
     __u64 bytes_out;  /* payload bytes sent: acknowledged plus in flight */
@@ -78,6 +78,13 @@ struct gw_conn {
     struct gw_src_key src;
 };
 
+/* gw_closed record: a connection's final counters, sent when its socket reaches TCP_CLOSE
+ * (and its gw_conns entry is deleted). */
+struct gw_closed_conn {
+    __u64 cookie;
+    struct gw_conn conn;
+};
+
 /* The Rust mirror (ebpf/src/abi.rs) asserts the same sizes. */
 _Static_assert(sizeof(struct gw_port_key) == 4, "gw_port_key");
 _Static_assert(sizeof(struct gw_port_cfg) == 8, "gw_port_cfg");
@@ -85,5 +92,6 @@ _Static_assert(sizeof(struct gw_lpm4_key) == 12, "gw_lpm4_key");
 _Static_assert(sizeof(struct gw_lpm6_key) == 24, "gw_lpm6_key");
 _Static_assert(sizeof(struct gw_src_key) == 20, "gw_src_key");
 _Static_assert(sizeof(struct gw_conn) == 56, "gw_conn");
+_Static_assert(sizeof(struct gw_closed_conn) == 64, "gw_closed_conn");
 
 #endif

@@ -100,6 +100,16 @@ pub struct Conn {
     pub src: SrcKey,
 }
 
+/// `struct gw_closed_conn`: a record of the `gw_closed` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClosedConn {
+    /// The socket cookie.
+    pub cookie: u64,
+    /// Its final counters.
+    pub conn: Conn,
+}
+
 // SAFETY: plain-old-data: repr(C), integer fields only, no padding (sizes asserted below).
 unsafe impl aya::Pod for PortKey {}
 // SAFETY: as above.
@@ -119,3 +129,4 @@ const _: () = assert!(size_of::<Lpm4>() + 4 == 12);
 const _: () = assert!(size_of::<Lpm6>() + 4 == 24);
 const _: () = assert!(size_of::<SrcKey>() == 20);
 const _: () = assert!(size_of::<Conn>() == 56);
+const _: () = assert!(size_of::<ClosedConn>() == 64);

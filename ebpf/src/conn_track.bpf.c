@@ -81,6 +81,14 @@ static __always_inline void gw_update(struct bpf_sock_ops *skops, int closing)
     __u32 *live = bpf_map_lookup_elem(&gw_live, &conn->src);
     if (live && *live > 0)
         __sync_fetch_and_add(live, -1);
+    /* A full ring loses this record (the totals undercount), never the live count. */
+    struct gw_closed_conn *out = bpf_ringbuf_reserve(&gw_closed, sizeof(*out), 0);
+    if (out) {
+        out->cookie = cookie;
+        __builtin_memcpy(&out->conn, conn, sizeof(*conn));
+        bpf_ringbuf_submit(out, 0);
+    }
+    bpf_map_delete_elem(&gw_conns, &cookie);
 }
 
 SEC("sockops")

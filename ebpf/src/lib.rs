@@ -24,13 +24,14 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 
+use aya::maps::{MapData, RingBuf};
 use aya::programs::{CgroupAttachMode, SockOps, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use gangway_net::conn_policy::ConnectionPolicy;
 use tracing::{info, warn};
 
 pub use interfaces::interfaces_for;
-pub use maps::{ConnCounts, DropCounts};
+pub use maps::{DropCounts, Traffic};
 
 /// The object built from `src/gangway.bpf.c` (empty when clang was missing at build time).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gangway.bpf.o"));
@@ -82,6 +83,8 @@ pub struct Attachment {
 /// The loaded programs and their attachments; dropping it detaches them.
 pub struct KernelGuard {
     ebpf: Ebpf,
+    closed: RingBuf<MapData>,
+    traffic: BTreeMap<u16, Traffic>,
     attachments: Vec<Attachment>,
     tracker: Result<(), String>,
     generation: u8,
@@ -123,10 +126,14 @@ impl KernelGuard {
         raise_memlock();
         let capacity = options.capacity.max(1024);
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries("gw_conns", capacity)
+            .map_max_entries("gw_conns", capacity.saturating_mul(2))
             .map_max_entries("gw_live", capacity)
             .load(OBJECT)
             .map_err(|e| load_error("loading the eBPF object", e))?;
+        let closed = ebpf
+            .take_map("gw_closed")
+            .ok_or_else(|| Unavailable("gw_closed missing from the object".to_owned()))
+            .and_then(|m| RingBuf::try_from(m).map_err(|e| load_error("the gw_closed ring", e)))?;
         let tracker = attach_tracker(&mut ebpf);
         if let Err(reason) = &tracker {
             warn!(reason = %reason, "eBPF connection tracker not attached; the connection limit is enforced at accept");
@@ -172,6 +179,8 @@ impl KernelGuard {
         }
         Ok(KernelGuard {
             ebpf,
+            closed,
+            traffic: BTreeMap::new(),
             attachments,
             tracker,
             generation: 0,
@@ -221,10 +230,11 @@ impl KernelGuard {
         maps::live_sources(&self.ebpf)
     }
 
-    /// The kernel's counters of the connection with socket cookie `cookie`; `remove` takes
-    /// the entry out (when gangway is done with a closed connection).
-    pub fn connection(&mut self, cookie: u64, remove: bool) -> Option<ConnCounts> {
-        maps::connection(&mut self.ebpf, cookie, remove)
+    /// Traffic of the connections closed so far, by port (the kernel's payload byte,
+    /// segment and retransmit counts), after taking in what the ring holds.
+    pub fn traffic(&mut self) -> &BTreeMap<u16, Traffic> {
+        maps::drain_closed(&mut self.closed, &mut self.traffic);
+        &self.traffic
     }
 }
 

@@ -52,13 +52,19 @@ struct {
     __type(value, __u32);
 } gw_live SEC(".maps");
 
-/* LRU: an entry gangway never collects (a crash) ages out instead of filling the map. */
+/* Entries leave at TCP_CLOSE; sized by the loader to twice the node's connection capacity. */
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 65536);
     __type(key, __u64);
     __type(value, struct gw_conn);
 } gw_conns SEC(".maps");
+
+/* Final counters of closed connections, for the loader's traffic totals. */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 256 * 1024);
+} gw_closed SEC(".maps");
 
 static __always_inline struct gw_port_cfg *gw_port(const __u8 port_be[2])
 {

@@ -13,11 +13,11 @@ use std::net::IpAddr;
 
 use aya::Ebpf;
 use aya::maps::lpm_trie::Key;
-use aya::maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf};
 use gangway_net::conn_policy::{ConnectionPolicy, PortPolicy};
 use ipnet::IpNet;
 
-use crate::abi::{self, Conn, Lpm4, Lpm6, PortCfg, PortKey, SrcKey};
+use crate::abi::{self, ClosedConn, Lpm4, Lpm6, PortCfg, PortKey, SrcKey};
 
 /// Packets the IP guard counted, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,23 +30,6 @@ pub struct DropCounts {
     pub connection_limit: u64,
     /// Packets to guarded ports, dropped or not.
     pub checked: u64,
-}
-
-/// The kernel's counters of one connection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ConnCounts {
-    /// Payload bytes received from the client.
-    pub bytes_in: u64,
-    /// Payload bytes sent to the client.
-    pub bytes_out: u64,
-    /// Segments received.
-    pub segs_in: u32,
-    /// Segments sent.
-    pub segs_out: u32,
-    /// Segments retransmitted.
-    pub retrans: u32,
-    /// Whether the socket has closed.
-    pub closed: bool,
 }
 
 fn map_error(e: impl std::fmt::Display) -> io::Error {
@@ -81,9 +64,6 @@ pub fn write_generation(
             ports.remove(&key).map_err(map_error)?;
         }
         for (port, rules) in &policy.ports {
-            if rules.is_open() {
-                continue;
-            }
             let key = PortKey {
                 gen_: generation,
                 pad: 0,
@@ -248,21 +228,45 @@ pub fn live_per_port(ebpf: &Ebpf) -> io::Result<BTreeMap<u16, u64>> {
     Ok(out)
 }
 
-pub fn connection(ebpf: &mut Ebpf, cookie: u64, remove: bool) -> Option<ConnCounts> {
-    let mut conns: HashMap<&mut MapData, u64, Conn> =
-        HashMap::try_from(ebpf.map_mut("gw_conns")?).ok()?;
-    let c = conns.get(&cookie, 0).ok()?;
-    if remove {
-        let _ = conns.remove(&cookie);
+/// Traffic of the connections closed on one port, from the kernel's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Connections closed.
+    pub connections: u64,
+    /// Payload bytes received from clients.
+    pub bytes_in: u64,
+    /// Payload bytes sent to clients.
+    pub bytes_out: u64,
+    /// Segments received.
+    pub segs_in: u64,
+    /// Segments sent.
+    pub segs_out: u64,
+    /// Segments retransmitted.
+    pub retrans: u64,
+}
+
+/// Adds every record waiting in the `gw_closed` ring to `totals`, by port; returns how
+/// many there were.
+pub fn drain_closed(ring: &mut RingBuf<MapData>, totals: &mut BTreeMap<u16, Traffic>) -> usize {
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        if item.len() < size_of::<ClosedConn>() {
+            continue;
+        }
+        // SAFETY: the record is a `struct gw_closed_conn` (size checked above), plain old
+        // data; read unaligned since the ring guarantees only 8-byte alignment.
+        let record: ClosedConn = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        let c = record.conn;
+        let t = totals.entry(u16::from_be_bytes(c.src.port)).or_default();
+        t.connections += 1;
+        t.bytes_in += c.bytes_in;
+        t.bytes_out += c.bytes_out;
+        t.segs_in += u64::from(c.segs_in);
+        t.segs_out += u64::from(c.segs_out);
+        t.retrans += u64::from(c.retrans);
+        n += 1;
     }
-    Some(ConnCounts {
-        bytes_in: c.bytes_in,
-        bytes_out: c.bytes_out,
-        segs_in: c.segs_in,
-        segs_out: c.segs_out,
-        retrans: c.retrans,
-        closed: c.closed != 0,
-    })
+    n
 }
 
 #[cfg(test)]

@@ -372,3 +372,62 @@ fn a_second_gangway_on_a_guarded_interface_guards_its_ports_in_userspace() {
     assert_eq!(attempt(&a, addr(&a, false, port)), Outcome::Closed);
     assert_eq!(attempt(&b, addr(&b, false, port)), Outcome::Served(200));
 }
+
+#[test]
+fn kernel_byte_counts_match_what_the_client_sent_and_received() {
+    let peer = Peer::create();
+    let up = Upstream::start();
+    let (gw, port) = guarded(&upstream_config(&up, &[]), &[&peer], true, Options::new(""));
+    let target = addr(&peer, false, port);
+    let (sent, received) = peer.run(move || {
+        let mut stream =
+            TcpStream::connect_timeout(&target, Duration::from_secs(2)).expect("connect");
+        let body = vec![b'x'; 50_000];
+        let first = b"GET /a HTTP/1.1\r\nHost: counted\r\n\r\n".to_vec();
+        let mut second = format!(
+            "POST /b HTTP/1.1\r\nHost: counted\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        second.extend_from_slice(&body);
+        stream.write_all(&first).expect("send");
+        stream.write_all(&second).expect("send");
+        let mut all = Vec::new();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        stream
+            .read_to_end(&mut all)
+            .expect("read to the server's close");
+        (first.len() + second.len(), all.len())
+    });
+    assert!(
+        received > 50_000,
+        "the echo of the body came back: {received}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let totals = loop {
+        let s = status(&gw);
+        let t = s["ebpf"]["closed_connections"][port.to_string()].clone();
+        if t["connections"] == 1 {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the close was not counted: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The kernel counts sequence space, in which each side's FIN takes one byte.
+    let within_a_fin = |counted: &serde_json::Value, payload: usize| {
+        counted
+            .as_u64()
+            .is_some_and(|n| n == payload as u64 || n == payload as u64 + 1)
+    };
+    assert!(
+        within_a_fin(&totals["bytes_in"], sent),
+        "sent {sent}: {totals}"
+    );
+    assert!(
+        within_a_fin(&totals["bytes_out"], received),
+        "received {received}: {totals}"
+    );
+    assert!(totals["segments_in"].as_u64() >= Some(3), "{totals}");
+}

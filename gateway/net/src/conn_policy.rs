@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
-/// The policy of every guarded port. Ports not in it are open. Default: empty.
+/// The policy of every listener port (open ones too, so that the kernel tracks their
+/// connections). Ports not in it are open and untracked. Default: empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConnectionPolicy {
     /// Guarded ports by number.
@@ -75,13 +76,6 @@ impl PortPolicy {
             return Err(Refusal::NotAllowed);
         }
         Ok(())
-    }
-}
-
-impl ConnectionPolicy {
-    /// True when no port is guarded.
-    pub fn is_empty(&self) -> bool {
-        self.ports.values().all(PortPolicy::is_open)
     }
 }
 

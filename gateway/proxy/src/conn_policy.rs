@@ -26,27 +26,34 @@ pub fn connection_policy(config: &Config, settings: &Settings) -> ConnectionPoli
     } else {
         (Vec::new(), Vec::new())
     };
+    // Every listener port is in the policy, open ones too: the kernel's connection tracker
+    // counts the connections of the ports it lists.
     let mut policy = ConnectionPolicy::default();
-    for listen in settings.proxy_listen.iter().filter(|l| !l.proxy_protocol) {
-        let port = PortPolicy {
-            deny: deny.clone(),
-            allow: allow.clone(),
-            max_conn_per_ip: settings.max_connections_per_ip,
+    for listen in &settings.proxy_listen {
+        let rules = if listen.proxy_protocol {
+            PortPolicy::default()
+        } else {
+            PortPolicy {
+                deny: deny.clone(),
+                allow: allow.clone(),
+                max_conn_per_ip: settings.max_connections_per_ip,
+            }
         };
-        if !port.is_open() {
-            policy.ports.insert(listen.addr.port(), port);
-        }
+        policy.ports.insert(listen.addr.port(), rules);
     }
-    if !settings.admin_allow_cidrs.is_empty() {
-        for listen in settings.admin_listen.iter().filter(|l| !l.proxy_protocol) {
-            policy.ports.insert(
-                listen.addr.port(),
-                PortPolicy {
-                    allow: settings.admin_allow_cidrs.clone(),
-                    ..PortPolicy::default()
-                },
-            );
-        }
+    for listen in &settings.admin_listen {
+        let allow = if listen.proxy_protocol {
+            Vec::new()
+        } else {
+            settings.admin_allow_cidrs.clone()
+        };
+        policy.ports.insert(
+            listen.addr.port(),
+            PortPolicy {
+                allow,
+                ..PortPolicy::default()
+            },
+        );
     }
     policy
 }
