@@ -17,6 +17,7 @@
 //! in `ebpf/README.md`).
 
 pub mod abi;
+mod inspect;
 mod interfaces;
 mod maps;
 
@@ -30,8 +31,9 @@ use aya::{Ebpf, EbpfLoader};
 use gangway_net::conn_policy::ConnectionPolicy;
 use tracing::{info, warn};
 
+pub use inspect::{Loaded, inspect};
 pub use interfaces::interfaces_for;
-pub use maps::{DropCounts, Traffic};
+pub use maps::{DropCounts, PortReport, Traffic};
 
 /// The object built from `src/gangway.bpf.c` (empty when clang was missing at build time).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gangway.bpf.o"));
@@ -217,17 +219,12 @@ impl KernelGuard {
 
     /// The guard's packet counts since it loaded.
     pub fn drops(&self) -> io::Result<DropCounts> {
-        maps::drops(&self.ebpf)
+        maps::drops(maps::map(&self.ebpf, "gw_stats")?)
     }
 
     /// Live tracked connections per port.
     pub fn live_per_port(&self) -> io::Result<BTreeMap<u16, u64>> {
-        maps::live_per_port(&self.ebpf)
-    }
-
-    /// Live connections per (port, source), as `gangway ebpf status` prints them.
-    pub fn live_sources(&self) -> io::Result<Vec<(u16, std::net::IpAddr, u32)>> {
-        maps::live_sources(&self.ebpf)
+        maps::live_per_port(maps::map(&self.ebpf, "gw_live")?)
     }
 
     /// Traffic of the connections closed so far, by port (the kernel's payload byte,

@@ -41,7 +41,7 @@ fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> io::Result<&'a mut aya::maps::
         .ok_or_else(|| io::Error::other(format!("map {name} missing from the object")))
 }
 
-fn map<'a>(ebpf: &'a Ebpf, name: &str) -> io::Result<&'a aya::maps::Map> {
+pub fn map<'a>(ebpf: &'a Ebpf, name: &str) -> io::Result<&'a aya::maps::Map> {
     ebpf.map(name)
         .ok_or_else(|| io::Error::other(format!("map {name} missing from the object")))
 }
@@ -177,6 +177,68 @@ fn unmap(net: IpNet) -> IpNet {
     }
 }
 
+/// The policy of the generation the programs read: per port, its list bits, its cap, and
+/// how many deny and allow entries it has.
+pub fn active_ports(
+    active: &aya::maps::Map,
+    ports: &aya::maps::Map,
+    lpm4: &aya::maps::Map,
+    lpm6: &aya::maps::Map,
+) -> io::Result<Vec<PortReport>> {
+    let active: Array<&MapData, u32> = Array::try_from(active).map_err(map_error)?;
+    let generation = active.get(&0, 0).map_err(map_error)? as u8;
+    let ports: HashMap<&MapData, PortKey, PortCfg> = HashMap::try_from(ports).map_err(map_error)?;
+    let mut out: Vec<PortReport> = ports
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, _)| k.gen_ == generation)
+        .map(|(k, cfg)| PortReport {
+            port: u16::from_be_bytes(k.port),
+            max_conn_per_ip: cfg.max_conn_ip,
+            ..PortReport::default()
+        })
+        .collect();
+    let lpm4: LpmTrie<&MapData, Lpm4, u8> = LpmTrie::try_from(lpm4).map_err(map_error)?;
+    let lpm6: LpmTrie<&MapData, Lpm6, u8> = LpmTrie::try_from(lpm6).map_err(map_error)?;
+    let v4 = lpm4.keys().filter_map(Result::ok).map(|k| {
+        let d = k.data();
+        (d.gen_, d.list, d.port)
+    });
+    let v6 = lpm6.keys().filter_map(Result::ok).map(|k| {
+        let d = k.data();
+        (d.gen_, d.list, d.port)
+    });
+    for (entry_gen, list, port) in v4.chain(v6) {
+        let port = u16::from_be_bytes(port);
+        let Some(report) = out.iter_mut().find(|r| r.port == port) else {
+            continue;
+        };
+        if entry_gen != generation {
+            continue;
+        }
+        if list == abi::LIST_DENY {
+            report.deny_entries += 1;
+        } else {
+            report.allow_entries += 1;
+        }
+    }
+    out.sort_by_key(|r| r.port);
+    Ok(out)
+}
+
+/// One guarded port as the maps hold it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortReport {
+    /// The port.
+    pub port: u16,
+    /// Deny-list prefixes.
+    pub deny_entries: usize,
+    /// Allow-list prefixes.
+    pub allow_entries: usize,
+    /// Live connections one source may hold; 0 is no cap.
+    pub max_conn_per_ip: u32,
+}
+
 /// Points the programs at generation `generation`.
 pub fn activate(ebpf: &mut Ebpf, generation: u8) -> io::Result<()> {
     let mut active: Array<&mut MapData, u32> =
@@ -184,9 +246,8 @@ pub fn activate(ebpf: &mut Ebpf, generation: u8) -> io::Result<()> {
     active.set(0, u32::from(generation), 0).map_err(map_error)
 }
 
-pub fn drops(ebpf: &Ebpf) -> io::Result<DropCounts> {
-    let stats: PerCpuArray<&MapData, u64> =
-        PerCpuArray::try_from(map(ebpf, "gw_stats")?).map_err(map_error)?;
+pub fn drops(stats: &aya::maps::Map) -> io::Result<DropCounts> {
+    let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(stats).map_err(map_error)?;
     let sum = |slot: u32| -> io::Result<u64> {
         Ok(stats
             .get(&slot, 0)
@@ -207,9 +268,8 @@ fn source_ip(key: &SrcKey) -> IpAddr {
     IpAddr::from(key.addr).to_canonical()
 }
 
-pub fn live_sources(ebpf: &Ebpf) -> io::Result<Vec<(u16, IpAddr, u32)>> {
-    let live: HashMap<&MapData, SrcKey, u32> =
-        HashMap::try_from(map(ebpf, "gw_live")?).map_err(map_error)?;
+pub fn live_sources(live: &aya::maps::Map) -> io::Result<Vec<(u16, IpAddr, u32)>> {
+    let live: HashMap<&MapData, SrcKey, u32> = HashMap::try_from(live).map_err(map_error)?;
     let mut out: Vec<(u16, IpAddr, u32)> = live
         .iter()
         .filter_map(Result::ok)
@@ -220,9 +280,9 @@ pub fn live_sources(ebpf: &Ebpf) -> io::Result<Vec<(u16, IpAddr, u32)>> {
     Ok(out)
 }
 
-pub fn live_per_port(ebpf: &Ebpf) -> io::Result<BTreeMap<u16, u64>> {
+pub fn live_per_port(live: &aya::maps::Map) -> io::Result<BTreeMap<u16, u64>> {
     let mut out = BTreeMap::new();
-    for (port, _, n) in live_sources(ebpf)? {
+    for (port, _, n) in live_sources(live)? {
         *out.entry(port).or_insert(0) += u64::from(n);
     }
     Ok(out)

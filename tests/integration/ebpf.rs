@@ -298,6 +298,18 @@ fn the_connection_limit_holds_per_source(kernel: bool) {
             s["ebpf"]["live_connections"][port.to_string()].as_u64() >= Some(2),
             "the tracker counts the held connections: {s}"
         );
+        let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
+            .args(["ebpf", "status"])
+            .output()
+            .expect("gangway ebpf status runs");
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{printed}");
+        for line in [
+            format!("port {port}: 0 deny, 0 allow entries; at most 2 per source"),
+            format!("live: port {port} from {}: 2", flood.peer_v4),
+        ] {
+            assert!(printed.contains(&line), "{line:?} in:\n{printed}");
+        }
     } else {
         assert_eq!(s["accept_refused"]["connection_limit"], 1, "{s}");
     }

@@ -1,4 +1,4 @@
-//! The command line: `gangway start | check | version`.
+//! The command line: `gangway start | check | version | config | migrations | ebpf`.
 
 use std::path::PathBuf;
 
@@ -39,6 +39,12 @@ pub enum Command {
         #[arg(short = 'c', long = "conf", global = true)]
         conf: Option<PathBuf>,
     },
+    /// The kernel fast path on this host.
+    Ebpf {
+        /// What to do.
+        #[command(subcommand)]
+        step: EbpfStep,
+    },
     /// Manage the Postgres schema (`database = postgres`), as `kong migrations` does.
     Migrations {
         /// What to do.
@@ -72,6 +78,14 @@ pub enum ConfigStep {
         /// Where to write.
         file: Option<PathBuf>,
     },
+}
+
+/// `gangway ebpf` steps.
+#[derive(Debug, Subcommand)]
+pub enum EbpfStep {
+    /// Print the maps of every gangway IP guard loaded on this host (as root): guarded
+    /// ports with their lists and caps, drops by reason, live connections per source.
+    Status,
 }
 
 /// `gangway migrations` steps.

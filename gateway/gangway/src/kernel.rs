@@ -220,3 +220,50 @@ fn load(settings: &Settings) -> Result<Box<Guard>, String> {
 fn load(_: &Settings) -> Result<Box<Guard>, String> {
     Err("this build has no eBPF loader (feature \"ebpf\")".to_owned())
 }
+
+/// `gangway ebpf status`: prints what the maps of every loaded IP guard hold.
+#[cfg(feature = "ebpf")]
+pub fn command(step: crate::cli::EbpfStep) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let crate::cli::EbpfStep::Status = step;
+    let loaded = match gangway_ebpf::inspect() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("gangway ebpf status: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if loaded.is_empty() {
+        println!("no gangway IP guard is loaded on this host");
+        return ExitCode::SUCCESS;
+    }
+    for guard in loaded {
+        println!("ip guard (program {}):", guard.program_id);
+        let d = guard.drops;
+        println!(
+            "  drops: denied {}, not_allowed {}, connection_limit {} (of {} packets checked)",
+            d.denied, d.not_allowed, d.connection_limit, d.checked
+        );
+        for p in &guard.ports {
+            let cap = match p.max_conn_per_ip {
+                0 => "no cap".to_owned(),
+                n => format!("at most {n} per source"),
+            };
+            println!(
+                "  port {}: {} deny, {} allow entries; {cap}",
+                p.port, p.deny_entries, p.allow_entries
+            );
+        }
+        for (port, source, n) in &guard.live {
+            println!("  live: port {port} from {source}: {n}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `gangway ebpf status` in a build without the loader.
+#[cfg(not(feature = "ebpf"))]
+pub fn command(_: crate::cli::EbpfStep) -> std::process::ExitCode {
+    eprintln!("gangway ebpf: this build has no eBPF loader (feature \"ebpf\")");
+    std::process::ExitCode::FAILURE
+}

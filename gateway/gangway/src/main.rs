@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         }
         Command::Check { file } => check(&file),
         Command::Migrations { step, conf } => migrations(step, conf.as_deref()),
+        Command::Ebpf { step } => gangway::kernel::command(step),
         Command::Config {
             step: ConfigStep::Parse { file },
             ..
