@@ -20,6 +20,7 @@ pub mod abi;
 mod inspect;
 mod interfaces;
 mod maps;
+mod netlink;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -258,13 +259,70 @@ fn attach_xdp(
         AttachMode::Skb => &[(XdpMode::Skb, "skb")],
     };
     let mut last = String::new();
+    let mut replaced = false;
     for (xdp_mode, name) in tries {
         match program.attach(interface, *xdp_mode) {
             Ok(_) => return Ok(name),
-            Err(e) => last = describe_attach_error(&e),
+            Err(e) => {
+                let text = chain(&e);
+                let busy = text.contains("Device or resource busy") || text.contains("File exists");
+                if !busy {
+                    last = text;
+                    continue;
+                }
+                if !replaced {
+                    replace_stale(interface)?;
+                    replaced = true;
+                    if program.attach(interface, *xdp_mode).is_ok() {
+                        return Ok(name);
+                    }
+                }
+                last = text;
+            }
         }
     }
     Err(last)
+}
+
+/// The interface holds an XDP program already. A gangway guard attached through netlink (a
+/// crashed run's, on a kernel without XDP links: a netlink attachment outlives its process)
+/// is detached so that this run can attach; anything else is left alone and named.
+fn replace_stale(interface: &str) -> Result<(), String> {
+    let c_name = std::ffi::CString::new(interface).map_err(|e| e.to_string())?;
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    let attached = netlink::attached(ifindex)
+        .map_err(|e| {
+            format!("the interface is busy, and asking which program holds it failed: {e}")
+        })?
+        .ok_or("the interface is busy, but holds no XDP program")?;
+    let id = attached.prog_id;
+    let name = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .and_then(|p| p.name_as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let linked = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .any(|l| l.program_id() == id);
+    if linked {
+        return Err(format!(
+            "another XDP program holds the interface ({name}, program id {id}, through a bpf_link of a running process: perhaps another gangway); left alone"
+        ));
+    }
+    if name != XDP_PROGRAM {
+        return Err(format!(
+            "another XDP program holds the interface ({name}, program id {id}, attached through netlink); left alone"
+        ));
+    }
+    netlink::detach(ifindex, attached.mode_flags)
+        .map_err(|e| format!("detaching a stale gangway guard (program id {id}): {e}"))?;
+    warn!(
+        interface,
+        program.id = id,
+        "replaced a stale gangway IP guard left attached by an earlier run"
+    );
+    Ok(())
 }
 
 /// An error with its sources, which aya keeps the OS error in.
@@ -274,14 +332,6 @@ fn chain(e: &dyn std::error::Error) -> String {
     while let Some(s) = source {
         text = format!("{text}: {s}");
         source = s.source();
-    }
-    text
-}
-
-fn describe_attach_error(e: &aya::programs::ProgramError) -> String {
-    let mut text = chain(e);
-    if text.contains("Device or resource busy") || text.contains("File exists") {
-        text.push_str(" (another XDP program holds the interface, perhaps another gangway)");
     }
     text
 }

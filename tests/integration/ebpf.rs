@@ -443,3 +443,71 @@ fn kernel_byte_counts_match_what_the_client_sent_and_received() {
     );
     assert!(totals["segments_in"].as_u64() >= Some(3), "{totals}");
 }
+
+/// The id of the XDP program on `interface`, from `ip -d link show`.
+fn xdp_program_id(interface: &str) -> Option<u64> {
+    let out = Command::new("ip")
+        .args(["-d", "link", "show", "dev", interface])
+        .output()
+        .expect("ip runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let after = text.split("prog/xdp id ").nth(1)?;
+    after.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn a_stale_guard_attached_through_netlink_is_replaced() {
+    // What a crashed run leaves on a kernel without XDP links: the guard attached through
+    // netlink, which outlives its process. iproute2 attaches it that way.
+    let object =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bpf/gangway.bpf.o");
+    assert!(
+        object.exists(),
+        "{} is missing: run `cargo xtask build-ebpf` first (cargo xtask test does)",
+        object.display()
+    );
+    let (stale_peer, other) = (Peer::create(), Peer::create());
+    let out = Command::new("ip")
+        .args([
+            "link",
+            "set",
+            "dev",
+            &stale_peer.host_if,
+            "xdpgeneric",
+            "obj",
+        ])
+        .arg(&object)
+        .args(["sec", "xdp"])
+        .output()
+        .expect("ip runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stale = xdp_program_id(&stale_peer.host_if).expect("the stale guard is attached");
+
+    let up = Upstream::start();
+    let (gw, port) = guarded(
+        &upstream_config(&up, &[stale_peer.peer_v4.to_string()]),
+        &[&stale_peer, &other],
+        true,
+        Options::new(""),
+    );
+    let now = xdp_program_id(&stale_peer.host_if).expect("a guard is attached");
+    assert_ne!(now, stale, "the stale guard was replaced\n{}", gw.log());
+    assert!(
+        gw.log().contains("replaced a stale gangway IP guard"),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(
+        attempt(&stale_peer, addr(&stale_peer, false, port)),
+        Outcome::TimedOut,
+        "the new guard enforces this run's policy"
+    );
+    assert_eq!(
+        attempt(&other, addr(&other, false, port)),
+        Outcome::Served(200)
+    );
+}

@@ -6,7 +6,6 @@
 pub mod client;
 pub mod dns;
 pub mod lambda;
-pub mod netns;
 pub mod pki;
 pub mod postgres;
 pub mod upstream;
@@ -18,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use client::{Response, request, send_raw};
-pub use gangway_test_support::{TempDir, free_port};
+pub use gangway_test_support::{TempDir, free_port, netns};
 pub use upstream::Upstream;
 
 /// The I/O backend under test: `GANGWAY_TEST_IO_BACKEND` (default `io_uring`, the default

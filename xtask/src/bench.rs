@@ -25,6 +25,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 mod admin;
+mod ebpf;
 mod http_client;
 mod lambda;
 mod pipeline;
@@ -75,6 +76,22 @@ pub enum Bench {
         #[arg(long)]
         build_cost: bool,
     },
+    /// A flood from a source denied by a global ip-restriction, from one network namespace,
+    /// while wrk's allowed traffic comes from another: allowed RPS and p99 with no flood and
+    /// with it, with the XDP guard and with the accept-time check (eBPF off), and the rate
+    /// of refusals reached. Needs root. Saved as benches/results/ebpf-latest.md.
+    Ebpf {
+        #[command(flatten)]
+        params: Params,
+        /// Flood threads, 1 to 16.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 1,
+            value_parser = RangedU64ValueParser::<usize>::new().range(1..=16),
+        )]
+        flood_threads: usize,
+    },
     /// The identity-write micro-benchmark (cargo bench, benches/identity_writes.rs); saved as
     /// benches/results/identity-latest.md. Takes no flags.
     Identity,
@@ -108,10 +125,10 @@ pub struct LargeConfig {
     consumers: usize,
 }
 
-/// The wrk load and process shape shared by `bench proxy` and `bench pipeline`. Out-of-range
+/// The wrk load and process shape shared by the benchmarks. Out-of-range
 /// values are refused by clap rather than clamped, so a run never silently measures
 /// something other than what was asked for.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct Params {
     /// Seconds each measured wrk run lasts, 1 to 600.
     #[arg(
@@ -454,10 +471,38 @@ fn wrk(
     seconds: u64,
     load: &Load,
 ) -> Result<serde_json::Value> {
+    wrk_from(
+        None,
+        dir,
+        &format!("127.0.0.1:{port}"),
+        connections,
+        seconds,
+        load,
+    )
+}
+
+/// [`wrk`] against `authority` (`host:port`), run inside network namespace `netns` when
+/// given (`ip netns exec`).
+fn wrk_from(
+    netns: Option<&str>,
+    dir: &Path,
+    authority: &str,
+    connections: usize,
+    seconds: u64,
+    load: &Load,
+) -> Result<serde_json::Value> {
     let wrk = require("wrk", "wrk")?;
     let script = dir.join("report.lua");
     std::fs::write(&script, format!("{}\n{WRK_SCRIPT}", load.lua))?;
-    let out = Command::new(wrk)
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(wrk);
+            c
+        }
+        None => Command::new(wrk),
+    };
+    let out = cmd
         .args([
             "-t1",
             &format!("-c{connections}"),
@@ -467,7 +512,7 @@ fn wrk(
             "-s",
         ])
         .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}{}", load.path))
+        .arg(format!("http://{authority}{}", load.path))
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -513,6 +558,10 @@ pub fn run(bench: Bench) -> Result<()> {
         Bench::Admin { consumers } => admin::run(consumers),
         Bench::Ratelimit { params, large } => ratelimit::run(&params, large.consumers),
         Bench::Lambda { params, build_cost } => lambda::run(&params, build_cost),
+        Bench::Ebpf {
+            params,
+            flood_threads,
+        } => ebpf::run(&params, flood_threads),
     }
 }
 

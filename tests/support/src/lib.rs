@@ -1,10 +1,12 @@
 //! What gangway's integration tests and benches share: real servers started from the Debian
-//! binaries on free ports ([`postgres`], [`redis`]), free ports, and scratch directories.
+//! binaries on free ports ([`postgres`], [`redis`]), test hosts in network namespaces
+//! ([`netns`]), free ports, and scratch directories.
 //!
 //! Everything here panics with a message that says what is missing or what failed: a test or
 //! bench that cannot start its Postgres has nothing to measure.
 
 pub mod http1;
+pub mod netns;
 pub mod postgres;
 pub mod redis;
 

@@ -116,12 +116,9 @@ impl Peer {
 
     /// Runs `f` on a thread inside the namespace (sockets it opens belong to it).
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.ns);
+        let ns = self.ns.clone();
         std::thread::spawn(move || {
-            let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            // SAFETY: setns on this thread only, with a namespace fd we hold open.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            enter(&ns);
             f()
         })
         .join()
@@ -142,6 +139,16 @@ impl Peer {
             IpAddr::V4(self.host_v4)
         }
     }
+}
+
+/// Moves the calling thread into network namespace `ns` (a thread of its own: it stays
+/// there until it ends).
+pub fn enter(ns: &str) {
+    let path = format!("/var/run/netns/{ns}");
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+    // SAFETY: setns on this thread only, with a namespace fd we hold open.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
 }
 
 impl Drop for Peer {
