@@ -205,7 +205,11 @@ fn tests_without_harness(meta: &Value) -> Result<Vec<String>> {
         .context("metadata: workspace_members")?;
     for package in packages.iter().filter(|p| workspace.contains(&p["id"])) {
         for target in package["targets"].as_array().into_iter().flatten() {
-            if target["test"].as_bool() != Some(false) {
+            // A build script is never tested, and sits beside its package's sources.
+            let build_script = target["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "custom-build"));
+            if target["test"].as_bool() != Some(false) || build_script {
                 continue;
             }
             let Some(src) = target["src_path"].as_str() else {
