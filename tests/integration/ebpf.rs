@@ -147,6 +147,15 @@ fn a_deny_list_drops_a_source_and_serves_the_others(kernel: bool) {
         );
         assert!(s["ebpf"]["drops"]["denied"].as_u64() >= Some(2), "{s}");
         assert_eq!(s["accept_refused"]["denied"], 0, "{s}");
+        let metrics = request(gw.status, "GET", "/metrics", &[], b"")
+            .expect("scrape")
+            .text();
+        assert!(metrics.contains("gangway_ebpf_up 1"), "{metrics}");
+        let dropped = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("gangway_ebpf_drops_total{reason=\"denied\"} "))
+            .and_then(|v| v.parse::<u64>().ok());
+        assert!(dropped >= Some(2), "{metrics}");
     } else {
         assert_eq!(s["ebpf"]["state"], "off", "{s}");
         assert_eq!(s["ebpf"]["reason"], "ebpf = off", "{s}");

@@ -13,6 +13,7 @@ mod ebpf;
 mod errors;
 mod lambda;
 mod lifecycle;
+mod metrics;
 mod pirate_weather;
 mod plugins;
 mod plugins_cache;

@@ -11,10 +11,7 @@ use serde_json::{Map, json};
 use crate::AdminState;
 use crate::reply;
 
-/// The Kong release whose Admin API gangway speaks: what `GET /` reports as `version`, and
-/// each bundled plugin's `version`, so Kong's clients (decK, Kong Manager) pick their 3.x
-/// behaviour. gangway's own version is reported next to it.
-pub const KONG_VERSION: &str = "3.9.3";
+pub use gangway_config::node::KONG_VERSION;
 
 /// `GET /`.
 pub fn root(state: &AdminState) -> Response {

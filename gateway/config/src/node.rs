@@ -1,6 +1,12 @@
-//! This node's identity, as Kong reports it (`node_id`, `hostname`).
+//! This node's identity, as Kong reports it (`node_id`, `hostname`, the Kong version).
 
 use std::sync::OnceLock;
+
+/// The Kong release whose APIs gangway speaks: what `GET /` reports as `version`, each
+/// bundled plugin's `version`, and `kong_node_info`'s, so Kong's clients (decK, Kong
+/// Manager, dashboards) pick their 3.x behaviour. gangway's own version is reported next to
+/// it.
+pub const KONG_VERSION: &str = "3.9.3";
 
 /// A random id chosen when the process starts (Kong keeps one per node).
 pub fn node_id() -> uuid::Uuid {

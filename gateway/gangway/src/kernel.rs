@@ -105,6 +105,17 @@ impl Kernel {
         }
     }
 
+    /// Sets the `gangway_ebpf_*` metrics from the maps (at scrape time).
+    pub fn record_metrics(&self) {
+        match &mut *self.state() {
+            State::Off(_) => metrics::gauge!("gangway_ebpf_up").set(0.0),
+            #[cfg(feature = "ebpf")]
+            State::On(guard, _) => record_on(guard),
+            #[cfg(not(feature = "ebpf"))]
+            State::On(never, _) => match **never {},
+        }
+    }
+
     /// The `ebpf` object of `/status`.
     pub fn status(&self) -> Value {
         match &mut *self.state() {
@@ -168,6 +179,33 @@ fn on_status(guard: &mut Guard) -> Value {
         "live_connections": live,
         "closed_connections": traffic,
     })
+}
+
+#[cfg(feature = "ebpf")]
+fn record_on(guard: &mut Guard) {
+    metrics::gauge!("gangway_ebpf_up").set(1.0);
+    let drops = guard.drops().unwrap_or_default();
+    for (reason, n) in [
+        ("denied", drops.denied),
+        ("not_allowed", drops.not_allowed),
+        ("connection_limit", drops.connection_limit),
+    ] {
+        metrics::counter!("gangway_ebpf_drops_total", "reason" => reason).absolute(n);
+    }
+    metrics::counter!("gangway_ebpf_packets_checked_total").absolute(drops.checked);
+    for (port, n) in guard.live_per_port().unwrap_or_default() {
+        metrics::gauge!("gangway_ebpf_live_connections", "port" => port.to_string()).set(n as f64);
+    }
+    for (port, t) in guard.traffic() {
+        let port = port.to_string();
+        for (direction, bytes) in [("ingress", t.bytes_in), ("egress", t.bytes_out)] {
+            metrics::counter!("gangway_ebpf_closed_bytes_total", "port" => port.clone(), "direction" => direction)
+                .absolute(bytes);
+        }
+        metrics::counter!("gangway_ebpf_closed_connections_total", "port" => port.clone())
+            .absolute(t.connections);
+        metrics::counter!("gangway_ebpf_retransmits_total", "port" => port).absolute(t.retrans);
+    }
 }
 
 #[cfg(feature = "ebpf")]

@@ -150,6 +150,7 @@ pub fn check_config(path: &Path) -> Result<gangway_proxy::Snapshot, ConfigErrors
 pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
     let (settings, warnings) = settings::load(conf, settings::process_env())?;
     crate::telemetry::init(settings.log_level, settings.log_format);
+    crate::prometheus::install();
     for w in warnings {
         warn!("{w}");
     }

@@ -36,6 +36,10 @@ pub trait NodeStatus: Send + Sync + 'static {
     fn connection_guard(&self) -> Vec<(&'static str, serde_json::Value)> {
         Vec::new()
     }
+    /// The Prometheus exposition; `None` when this node has no recorder. Default: none.
+    fn metrics(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The node as `gangway start` runs it: the gateway and its kernel fast path.
@@ -65,6 +69,10 @@ impl NodeStatus for NodeView {
 
     fn set_draining(&self) {
         self.gateway.set_draining();
+    }
+
+    fn metrics(&self) -> Option<String> {
+        crate::prometheus::scrape(&self.gateway, &self.kernel)
     }
 
     fn connection_guard(&self) -> Vec<(&'static str, serde_json::Value)> {
@@ -126,8 +134,24 @@ pub fn router(node: Node) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/status/ready", get(ready).post(set_ready))
+        .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .with_state(node)
+}
+
+/// Kong's `/metrics`: the Prometheus text exposition.
+async fn metrics_text(State(node): State<Node>) -> Response {
+    match node.metrics() {
+        Some(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => not_found().await,
+    }
 }
 
 async fn not_found() -> Response {

@@ -55,7 +55,8 @@ pub fn status_body(
 }
 
 /// The process's resident memory, in bytes (0 when /proc cannot tell).
-fn rss_bytes() -> u64 {
+/// The process's resident set in bytes (0 when /proc cannot be read).
+pub fn rss_bytes() -> u64 {
     // /proc/self/statm: size resident ... in pages.
     let pages = std::fs::read_to_string("/proc/self/statm")
         .ok()

@@ -1,0 +1,120 @@
+//! The Prometheus exposition on the Status API's `/metrics`. The `metrics` crate's recorder
+//! is installed once per process; node-wide figures that already live in counters (Kong's
+//! `kong_nginx_*`, memory, node info, the eBPF maps) are set at scrape time, as Kong's
+//! exporter sets its `LOCAL_STORAGE` gauges, so nothing is recorded per request for them.
+
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use gangway_config::node;
+use gangway_proxy::Gateway;
+
+/// The process's recorder; `None` when another recorder was installed first.
+fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Kong's help texts, so the exposition reads as Kong's does.
+fn describe() {
+    metrics::describe_gauge!(
+        "kong_nginx_connections_total",
+        "Number of connections by subsystem"
+    );
+    metrics::describe_gauge!("kong_nginx_requests_total", "Number of requests total");
+    metrics::describe_gauge!(
+        "kong_datastore_reachable",
+        "Datastore reachable from Kong, 0 is unreachable"
+    );
+    metrics::describe_gauge!("kong_node_info", "Kong Node metadata information");
+    metrics::describe_gauge!(
+        "kong_memory_workers_lua_vms_bytes",
+        "Allocated bytes in worker Lua VM"
+    );
+    metrics::describe_counter!(
+        "kong_nginx_metric_errors_total",
+        "Number of nginx-lua-prometheus errors"
+    );
+    metrics::describe_gauge!(
+        "gangway_ebpf_up",
+        "1 when the eBPF IP guard is loaded and attached, 0 when the policy runs at accept"
+    );
+    metrics::describe_counter!(
+        "gangway_ebpf_drops_total",
+        "Packets the XDP IP guard dropped, by reason"
+    );
+    metrics::describe_gauge!(
+        "gangway_ebpf_live_connections",
+        "Live connections the eBPF tracker counts, by listener port"
+    );
+    metrics::describe_counter!(
+        "gangway_accept_refused_total",
+        "Connections closed at accept by the connection policy, by reason"
+    );
+    metrics::describe_gauge!(
+        "gangway_config_version",
+        "Version of the loaded config (0 before the first load)"
+    );
+}
+
+/// Installs the recorder (before anything records). Idempotent.
+pub fn install() {
+    let _ = handle();
+}
+
+/// Sets the node-wide figures and renders every metric.
+pub fn scrape(gateway: &Gateway, kernel: &crate::kernel::Kernel) -> Option<String> {
+    let handle = handle()?;
+    let id = node::node_id().to_string();
+    let counters = &gateway.counters;
+    let active = counters.active.load(Ordering::Relaxed);
+    let waiting = counters.waiting.load(Ordering::Relaxed).min(active);
+    for (state, n) in [
+        ("active", active),
+        ("reading", 0),
+        ("writing", active - waiting),
+        ("waiting", waiting),
+        ("accepted", counters.accepted.load(Ordering::Relaxed)),
+        ("handled", counters.handled.load(Ordering::Relaxed)),
+        ("total", counters.total_requests.load(Ordering::Relaxed)),
+    ] {
+        metrics::gauge!("kong_nginx_connections_total", "node_id" => id.clone(), "subsystem" => "http", "state" => state)
+            .set(n as f64);
+    }
+    metrics::gauge!("kong_nginx_requests_total", "node_id" => id.clone(), "subsystem" => "http")
+        .set(counters.total_requests.load(Ordering::Relaxed) as f64);
+    metrics::gauge!("kong_node_info", "node_id" => id.clone(), "version" => node::KONG_VERSION)
+        .set(1.0);
+    // One process holds every worker: its resident set is the nearest true figure to the
+    // Lua VMs' allocations Kong reports per worker process.
+    metrics::gauge!(
+        "kong_memory_workers_lua_vms_bytes",
+        "node_id" => id,
+        "pid" => std::process::id().to_string(),
+        "kong_subsystem" => "http"
+    )
+    .set(gangway_proxy::node_status::rss_bytes() as f64);
+    // gangway's recorder has no failure mode of its own to count.
+    metrics::counter!("kong_nginx_metric_errors_total").absolute(0);
+    metrics::gauge!("gangway_config_version").set(gateway.snapshot().version as f64);
+    let refused = gateway.accept_check.refused();
+    for (reason, n) in [
+        ("denied", refused.denied),
+        ("not_allowed", refused.not_allowed),
+        ("connection_limit", refused.connection_limit),
+    ] {
+        metrics::counter!("gangway_accept_refused_total", "reason" => reason).absolute(n);
+    }
+    kernel.record_metrics();
+    Some(handle.render())
+}
