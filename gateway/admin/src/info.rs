@@ -79,6 +79,23 @@ pub async fn status(state: &AdminState, unit: Option<&str>) -> Response {
     }
 }
 
+/// `GET /metrics`: the same exposition as the Status API's.
+pub async fn metrics(state: &AdminState) -> Response {
+    let Some(render) = &state.metrics else {
+        return reply::message(404, "Not found");
+    };
+    match render(state.store_reachable().await) {
+        Some(text) => axum::response::IntoResponse::into_response((
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )),
+        None => reply::message(404, "Not found"),
+    }
+}
+
 /// `GET /endpoints`.
 pub fn endpoints() -> Response {
     reply::json(200, &json!({ "data": crate::paths::all() }))

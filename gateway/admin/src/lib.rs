@@ -46,7 +46,13 @@ pub struct AdminState {
     pub gateway: Arc<Gateway>,
     /// Where entities are read and written.
     pub store: Arc<dyn ConfigStore>,
+    /// Renders the Prometheus exposition, given whether the datastore answers; `None`
+    /// (no recorder in this process) makes `/metrics` a 404.
+    pub metrics: Option<MetricsHook>,
 }
+
+/// The binary's Prometheus exposition (`kong_datastore_reachable` set from the argument).
+pub type MetricsHook = Arc<dyn Fn(bool) -> Option<String> + Send + Sync>;
 
 impl AdminState {
     /// True when the store answers (always without a database).
@@ -119,6 +125,7 @@ async fn answer(state: &AdminState, request: Request) -> Response {
             info::status(state, unit.as_deref()).await
         }
         Endpoint::Endpoints => info::endpoints(),
+        Endpoint::Metrics => info::metrics(state).await,
         Endpoint::PluginsEnabled => info::plugins_enabled(state),
         Endpoint::Config if *method == Method::POST => {
             let mut params = match query_params(query, method) {

@@ -60,6 +60,8 @@ pub enum Endpoint {
     },
     /// `/upstreams/{u}/health`.
     UpstreamHealth(String),
+    /// `/metrics`: the prometheus plugin's exposition, as Kong serves it here too.
+    Metrics,
     /// `/tags` and `/tags/{tag}`.
     Tags(Option<String>),
 }
@@ -74,6 +76,7 @@ impl Endpoint {
         match self {
             Endpoint::Root
             | Endpoint::Status
+            | Endpoint::Metrics
             | Endpoint::Endpoints
             | Endpoint::PluginsEnabled
             | Endpoint::Schema(_)
@@ -109,6 +112,7 @@ pub fn resolve(segments: &[&str]) -> Option<Endpoint> {
     match segments {
         [] => Some(Endpoint::Root),
         ["status"] => Some(Endpoint::Status),
+        ["metrics"] => Some(Endpoint::Metrics),
         ["endpoints"] => Some(Endpoint::Endpoints),
         ["config"] => Some(Endpoint::Config),
         ["plugins", "enabled"] => Some(Endpoint::PluginsEnabled),
@@ -173,6 +177,7 @@ pub fn all() -> Vec<String> {
     let mut paths: Vec<String> = [
         "/",
         "/status",
+        "/metrics",
         "/endpoints",
         "/config",
         "/plugins/enabled",

@@ -10,7 +10,7 @@ pub mod cli;
 #[cfg(feature = "store")]
 pub mod database;
 pub mod kernel;
-mod prometheus;
+pub mod prometheus;
 pub mod runtime;
 mod status;
 mod telemetry;

@@ -72,9 +72,15 @@ pub fn install() {
     let _ = handle();
 }
 
-/// Sets the node-wide figures and renders every metric.
-pub fn scrape(gateway: &Gateway, kernel: &crate::kernel::Kernel) -> Option<String> {
+/// Sets the node-wide figures and renders every metric. `datastore_reachable` is whether
+/// the database answers (true without one, as Kong's DB-less connector does).
+pub fn scrape(
+    gateway: &Gateway,
+    kernel: &crate::kernel::Kernel,
+    datastore_reachable: bool,
+) -> Option<String> {
     let handle = handle()?;
+    metrics::gauge!("kong_datastore_reachable").set(if datastore_reachable { 1.0 } else { 0.0 });
     let id = node::node_id().to_string();
     let counters = &gateway.counters;
     let active = counters.active.load(Ordering::Relaxed);

@@ -15,6 +15,7 @@ use serde_json::json;
 use tracing::info;
 
 use gangway_config::settings::ListenAddr;
+use gangway_config::store::ConfigStore;
 use gangway_proxy::Gateway;
 use gangway_proxy::gateway::Counters;
 use gangway_proxy::node_status::status_body;
@@ -37,7 +38,11 @@ pub trait NodeStatus: Send + Sync + 'static {
         Vec::new()
     }
     /// The Prometheus exposition; `None` when this node has no recorder. Default: none.
-    fn metrics(&self) -> Option<String> {
+    fn metrics(&self, _datastore_reachable: bool) -> Option<String> {
+        None
+    }
+    /// The config store, whose reachability `/metrics` reports. Default: none (DB-less).
+    fn store(&self) -> Option<Arc<dyn ConfigStore>> {
         None
     }
 }
@@ -48,6 +53,8 @@ pub struct NodeView {
     pub gateway: Arc<Gateway>,
     /// The eBPF programs, or why they are off.
     pub kernel: Arc<crate::kernel::Kernel>,
+    /// The database store, when the node has one.
+    pub store: Option<Arc<dyn ConfigStore>>,
 }
 
 impl NodeStatus for NodeView {
@@ -71,8 +78,12 @@ impl NodeStatus for NodeView {
         self.gateway.set_draining();
     }
 
-    fn metrics(&self) -> Option<String> {
-        crate::prometheus::scrape(&self.gateway, &self.kernel)
+    fn metrics(&self, datastore_reachable: bool) -> Option<String> {
+        crate::prometheus::scrape(&self.gateway, &self.kernel, datastore_reachable)
+    }
+
+    fn store(&self) -> Option<Arc<dyn ConfigStore>> {
+        self.store.clone()
     }
 
     fn connection_guard(&self) -> Vec<(&'static str, serde_json::Value)> {
@@ -141,7 +152,11 @@ pub fn router(node: Node) -> Router {
 
 /// Kong's `/metrics`: the Prometheus text exposition.
 async fn metrics_text(State(node): State<Node>) -> Response {
-    match node.metrics() {
+    let reachable = match node.store() {
+        Some(store) => store.reachable().await,
+        None => true,
+    };
+    match node.metrics(reachable) {
         Some(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,

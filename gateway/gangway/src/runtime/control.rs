@@ -55,13 +55,15 @@ pub fn run(
         .enable_all()
         .build()?;
     let workers = rt.block_on(async {
+        let store = node_store(&gateway)?;
         let node = Arc::new(crate::status::NodeView {
             gateway: gateway.clone(),
             kernel: kernel.clone(),
+            store: store.clone(),
         });
         crate::status::serve(&gateway.settings.status_listen, node).await?;
         tokio::spawn(kernel.clone().follow(gateway.clone()));
-        serve_admin(&gateway).await?;
+        serve_admin(&gateway, store, &kernel).await?;
         let workers = start_workers()?;
         follow_database(&gateway);
         if gateway.settings.database == Database::Off
@@ -144,19 +146,47 @@ fn admin_store(
     )))
 }
 
+/// The node's config store (Postgres, or the running config), when this build has an
+/// Admin API to serve it; the Status API's `/metrics` asks it whether the database answers.
+#[cfg(feature = "admin")]
+fn node_store(
+    gateway: &Arc<Gateway>,
+) -> Result<Option<Arc<dyn gangway_config::store::ConfigStore>>, StartError> {
+    admin_store(gateway).map(Some)
+}
+
+#[cfg(not(feature = "admin"))]
+fn node_store(
+    _gateway: &Arc<Gateway>,
+) -> Result<Option<Arc<dyn gangway_config::store::ConfigStore>>, StartError> {
+    Ok(None)
+}
+
 /// Starts the Admin API on `admin_listen`, when this build has it.
 #[cfg(feature = "admin")]
-async fn serve_admin(gateway: &Arc<Gateway>) -> Result<(), StartError> {
+async fn serve_admin(
+    gateway: &Arc<Gateway>,
+    store: Option<Arc<dyn gangway_config::store::ConfigStore>>,
+    kernel: &Arc<Kernel>,
+) -> Result<(), StartError> {
     if gateway.settings.admin_listen.is_empty() {
         return Ok(());
     }
+    let store = match store {
+        Some(store) => store,
+        None => admin_store(gateway)?,
+    };
     let store = Arc::new(gangway_admin::shorthands::EchoShorthands::new(
-        admin_store(gateway)?,
+        store,
         gateway.catalog.clone(),
     ));
+    let (for_metrics, kernel) = (gateway.clone(), kernel.clone());
     let state = Arc::new(gangway_admin::AdminState {
         gateway: gateway.clone(),
         store,
+        metrics: Some(Arc::new(move |reachable| {
+            crate::prometheus::scrape(&for_metrics, &kernel, reachable)
+        })),
     });
     gangway_admin::listen::serve(&gateway.settings.admin_listen, state)
         .await
@@ -170,7 +200,11 @@ async fn serve_admin(gateway: &Arc<Gateway>) -> Result<(), StartError> {
 /// Without the `admin` feature there is no Admin API; a configured listener is ignored with
 /// a warning rather than refused, so a build for data planes starts on Kong's defaults.
 #[cfg(not(feature = "admin"))]
-async fn serve_admin(gateway: &Arc<Gateway>) -> Result<(), StartError> {
+async fn serve_admin(
+    gateway: &Arc<Gateway>,
+    _store: Option<Arc<dyn gangway_config::store::ConfigStore>>,
+    _kernel: &Arc<Kernel>,
+) -> Result<(), StartError> {
     if !gateway.settings.admin_listen.is_empty() {
         warn!("admin_listen is set, but this build has no Admin API (feature \"admin\")");
     }
