@@ -150,3 +150,105 @@ fn the_admin_api_serves_the_same_exposition_as_kong_does() {
         "{endpoints}"
     );
 }
+
+#[test]
+fn the_prometheus_plugin_records_kongs_per_request_series() {
+    let up = Upstream::start();
+    let config = format!(
+        r#"_format_version: "3.0"
+services:
+  - name: echo
+    url: http://{}
+    routes:
+      - name: weather
+        paths: ["/weather"]
+        plugins:
+          - name: key-auth
+consumers:
+  - username: alice
+    keyauth_credentials:
+      - key: alice-key
+plugins:
+  - name: prometheus
+    config:
+      per_consumer: true
+      status_code_metrics: true
+      latency_metrics: true
+      bandwidth_metrics: true
+"#,
+        up.addr
+    );
+    let gw = Gangway::start(&config);
+    for _ in 0..2 {
+        let r = request(gw.proxy, "GET", "/weather", &[("apikey", "alice-key")], b"").expect("get");
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(gw.get("/weather").status, 401);
+    assert_eq!(gw.get("/nowhere").status, 404);
+    let text = scrape(&gw);
+    let series = |rest: &str| format!("{{service=\"echo\",route=\"weather\",{rest}}}");
+    assert_eq!(
+        sample(
+            &text,
+            "kong_http_requests_total",
+            &[&series(
+                "code=\"200\",source=\"service\",workspace=\"default\",consumer=\"alice\""
+            )]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "kong_http_requests_total",
+            &[&series(
+                "code=\"401\",source=\"kong\",workspace=\"default\",consumer=\"\""
+            )]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        !text.contains("code=\"404\""),
+        "a request without a route is not counted, as in Kong: {text}"
+    );
+    let latency = series("workspace=\"default\"");
+    assert_eq!(
+        sample(&text, "kong_kong_latency_ms_count", &[&latency]),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "kong_request_latency_ms_count", &[&latency]),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "kong_upstream_latency_ms_count", &[&latency]),
+        Some(2.0),
+        "only the proxied requests have an upstream latency: {text}"
+    );
+    // Kong's buckets: 1 .. 6000 for Kong's own latency, 25 .. 60000 for the others.
+    for bound in ["1", "7", "6000", "+Inf"] {
+        let le = format!("service=\"echo\",route=\"weather\",workspace=\"default\",le=\"{bound}\"");
+        assert!(
+            sample(&text, "kong_kong_latency_ms_bucket", &[&le]).is_some(),
+            "le={bound}: {text}"
+        );
+    }
+    let le = "service=\"echo\",route=\"weather\",workspace=\"default\",le=\"25\"";
+    assert!(
+        sample(&text, "kong_upstream_latency_ms_bucket", &[le]).is_some(),
+        "{text}"
+    );
+    for direction in ["ingress", "egress"] {
+        let labels = series(&format!(
+            "direction=\"{direction}\",workspace=\"default\",consumer=\"alice\""
+        ));
+        assert!(
+            sample(&text, "kong_bandwidth_bytes", &[&labels]) > Some(50.0),
+            "{direction}: {text}"
+        );
+    }
+}

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use gangway_config::node;
 use gangway_proxy::Gateway;
@@ -16,7 +16,13 @@ fn handle() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let mut builder = PrometheusBuilder::new();
+            for (name, buckets) in gangway_plugins::prometheus::HISTOGRAMS {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+                    .expect("invariant: Kong's bucket lists are not empty");
+            }
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             describe();
@@ -44,6 +50,26 @@ fn describe() {
     metrics::describe_counter!(
         "kong_nginx_metric_errors_total",
         "Number of nginx-lua-prometheus errors"
+    );
+    metrics::describe_counter!(
+        "kong_http_requests_total",
+        "HTTP status codes per consumer/service/route in Kong"
+    );
+    metrics::describe_histogram!(
+        "kong_kong_latency_ms",
+        "Latency added by Kong and enabled plugins for each service/route in Kong"
+    );
+    metrics::describe_histogram!(
+        "kong_upstream_latency_ms",
+        "Latency added by upstream response for each service/route in Kong"
+    );
+    metrics::describe_histogram!(
+        "kong_request_latency_ms",
+        "Total latency incurred during requests for each service/route in Kong"
+    );
+    metrics::describe_counter!(
+        "kong_bandwidth_bytes",
+        "Total bandwidth (ingress/egress) throughput in bytes"
     );
     metrics::describe_gauge!(
         "gangway_ebpf_up",

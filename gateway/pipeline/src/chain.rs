@@ -68,6 +68,7 @@ struct ConsumerOnly {
     chunked_body_limit: Option<u64>,
     filters_body: bool,
     logs: bool,
+    log_entries: bool,
     rewrites: bool,
 }
 
@@ -110,6 +111,8 @@ pub struct Chain {
     pub filters_body: bool,
     /// True when any step has an instance with a log handler.
     pub logs: bool,
+    /// True when any of those log handlers reads the serialized entry.
+    pub log_entries: bool,
     /// True when any step has an instance with a rewrite handler.
     pub rewrites: bool,
 }
@@ -183,6 +186,7 @@ fn consumer_only_picks(
         only.chunked_body_limit = only.chunked_body_limit.max(h.chunked_body_limit());
         only.filters_body |= h.filters_body();
         only.logs |= h.logs();
+        only.log_entries |= h.logs() && h.log_reads_entry();
         only.rewrites |= h.rewrites();
     }
     by_name
@@ -268,6 +272,8 @@ fn build_chain(
         .max();
     let filters_body = picks().any(|i| i.handler.filters_body()) || only().any(|o| o.filters_body);
     let logs = picks().any(|i| i.handler.logs()) || only().any(|o| o.logs);
+    let log_entries = picks().any(|i| i.handler.logs() && i.handler.log_reads_entry())
+        || only().any(|o| o.log_entries);
     let rewrites = picks().any(|i| i.handler.rewrites()) || only().any(|o| o.rewrites);
     Chain {
         by_priority: by_priority_names.iter().map(|n| position[n]).collect(),
@@ -276,6 +282,7 @@ fn build_chain(
         chunked_body_limit,
         filters_body,
         logs,
+        log_entries,
         rewrites,
         steps,
     }

@@ -250,15 +250,80 @@ impl ResponseCtx<'_> {
     }
 }
 
-/// What the log phase sees: the transaction as Kong's `kong.log.serialize()` describes it.
+/// What the log phase sees: the transaction's figures, typed, and Kong's
+/// `kong.log.serialize()` document, built the first time a plugin asks for it.
 pub struct LogCtx<'a> {
-    /// The serialized transaction (request, response, latencies, route, service, consumer,
-    /// ...), in Kong's shape.
-    pub entry: &'a serde_json::Value,
+    /// The transaction's figures (what a metrics plugin reads without serializing).
+    pub facts: &'a LogFacts<'a>,
+    /// The serialized transaction, built on first use.
+    pub entry: &'a LazyEntry<'a>,
     /// Plugin state as the response left it.
     pub state: &'a RequestState,
     /// The chain step being run.
     pub step: usize,
+}
+
+/// A finished transaction's figures, as Kong's serializer reports them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogFacts<'a> {
+    /// The status sent to the client (499 when the client left first).
+    pub status: u16,
+    /// True when the upstream service answered (`kong.response.get_source()` is `service`).
+    pub from_service: bool,
+    /// `latencies.request`: from the request head to the response, in milliseconds.
+    pub request_ms: u64,
+    /// `latencies.proxy`: the upstream's (or a plugin's backend's) time, when there was one.
+    pub upstream_ms: Option<u64>,
+    /// `latencies.kong`: gangway's own time.
+    pub kong_ms: u64,
+    /// `request.size`: the request's head and body bytes.
+    pub request_size: u64,
+    /// `response.size`: the bytes sent to the client.
+    pub response_size: u64,
+    /// The matched route, if any.
+    pub route: Option<&'a Route>,
+    /// The route's service, if any.
+    pub service: Option<&'a Service>,
+    /// The authenticated consumer, if any.
+    pub consumer: Option<&'a gangway_config::model::Consumer>,
+    /// The version of the config that served the request (labels built from the entities
+    /// above may be cached per version).
+    pub config_version: u64,
+}
+
+/// Kong's `kong.log.serialize()` document, built once on first use: a chain whose log
+/// plugins read only [`LogFacts`] never pays for it.
+pub struct LazyEntry<'a> {
+    cell: std::cell::OnceCell<serde_json::Value>,
+    make: &'a dyn Fn() -> serde_json::Value,
+}
+
+impl<'a> LazyEntry<'a> {
+    /// An entry that `make` builds when first asked for.
+    pub fn new(make: &'a dyn Fn() -> serde_json::Value) -> Self {
+        LazyEntry {
+            cell: std::cell::OnceCell::new(),
+            make,
+        }
+    }
+
+    /// An entry already built (what tests and callers holding the document use).
+    pub fn built(value: serde_json::Value) -> LazyEntry<'static> {
+        fn unused() -> serde_json::Value {
+            serde_json::Value::Null
+        }
+        let cell = std::cell::OnceCell::new();
+        let _ = cell.set(value);
+        LazyEntry {
+            cell,
+            make: &unused,
+        }
+    }
+
+    /// The document.
+    pub fn get(&self) -> &serde_json::Value {
+        self.cell.get_or_init(self.make)
+    }
 }
 
 impl LogCtx<'_> {

@@ -21,7 +21,7 @@ pub mod quota;
 
 pub use catalog::{Build, Catalog, Spec};
 pub use chain::{Chain, Instance, Pipeline};
-pub use context::{AccessCtx, LogCtx, NOT_RUN, RequestState, ResponseCtx};
+pub use context::{AccessCtx, LazyEntry, LogCtx, LogFacts, NOT_RUN, RequestState, ResponseCtx};
 pub use flow::{Flow, Pending, Response, ResponseBody};
 
 /// A plugin instance with its compiled config. Handlers never do I/O themselves.
@@ -95,6 +95,13 @@ pub trait Plugin: Send + Sync {
     /// True when [`Plugin::log`] does something. Default false.
     fn logs(&self) -> bool {
         false
+    }
+
+    /// True when [`Plugin::log`] reads the serialized entry ([`LogCtx::entry`]), so the
+    /// proxy captures the request half for it. A plugin that reads only [`LogCtx::facts`]
+    /// says false. Default true.
+    fn log_reads_entry(&self) -> bool {
+        true
     }
 }
 

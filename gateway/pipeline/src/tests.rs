@@ -190,7 +190,8 @@ fn run(f: &Fixture, state: &mut RequestState) -> Option<u16> {
         &f.pipeline,
         chain,
         &mut LogCtx {
-            entry: &entry,
+            facts: &LogFacts::default(),
+            entry: &LazyEntry::built(entry.clone()),
             state,
             step: 0,
         },
@@ -279,7 +280,8 @@ fn chains_without_log_or_rewrite_handlers_skip_those_phases() {
         &pipeline,
         &pipeline.global,
         &mut LogCtx {
-            entry: &entry,
+            facts: &LogFacts::default(),
+            entry: &LazyEntry::built(entry.clone()),
             state: &state,
             step: 0,
         },

@@ -22,6 +22,8 @@ use gangway_config::schema::{ALL_PROTOCOLS, Field, HTTP_PROTOCOLS, Schema};
 use gangway_pipeline::Plugin;
 use gangway_pipeline::catalog::ConfigProblem;
 use gangway_pipeline::context::LogCtx;
+#[cfg(test)]
+use gangway_pipeline::{LazyEntry, LogFacts};
 
 /// Kong's name.
 pub const NAME: &str = "file-log";
@@ -108,7 +110,7 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
 
 impl Plugin for FileLog {
     fn log(&self, ctx: &LogCtx<'_>) {
-        let mut line = match serde_json::to_vec(ctx.entry) {
+        let mut line = match serde_json::to_vec(ctx.entry.get()) {
             Ok(line) => line,
             Err(e) => {
                 error!(error = %e, "file-log: cannot serialize the transaction");
@@ -298,7 +300,8 @@ mod tests {
         };
         let entry = json!({"n": 1});
         let ctx = LogCtx {
-            entry: &entry,
+            facts: &LogFacts::default(),
+            entry: &LazyEntry::built(entry.clone()),
             state: &state,
             step: 0,
         };
@@ -336,7 +339,8 @@ mod tests {
         for n in 0..3 {
             let entry = json!({"n": n});
             plugin.log(&LogCtx {
-                entry: &entry,
+                facts: &LogFacts::default(),
+                entry: &LazyEntry::built(entry.clone()),
                 state: &state,
                 step: 0,
             });
@@ -350,7 +354,8 @@ mod tests {
         std::fs::rename(&path, &rotated).expect("rotate");
         let entry = json!({"n": 3});
         plugin.log(&LogCtx {
-            entry: &entry,
+            facts: &LogFacts::default(),
+            entry: &LazyEntry::built(entry.clone()),
             state: &state,
             step: 0,
         });

@@ -312,7 +312,7 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
 
 impl Plugin for HttpLog {
     fn log(&self, ctx: &LogCtx<'_>) {
-        match serde_json::to_vec(ctx.entry) {
+        match serde_json::to_vec(ctx.entry.get()) {
             Ok(entry) => self.queue.push(entry),
             Err(e) => tracing::error!(error = %e, "http-log: cannot serialize the transaction"),
         }

@@ -1,7 +1,7 @@
 //! The plugins gangway ships, one file each, with Kong's names, priorities, config schemas
 //! and defaults: key-auth, acl, cors, correlation-id, ip-restriction, request-size-limiting,
 //! request-termination, request-transformer, response-transformer, proxy-cache, rate-limiting,
-//! file-log and http-log. [`catalog`] hands them to the binary.
+//! prometheus, file-log and http-log. [`catalog`] hands them to the binary.
 //!
 //! A plugin sees a request only through the pipeline's contexts and answers with a
 //! [`gangway_pipeline::Flow`]; it never reaches into the proxy, the runtime or a socket of a
@@ -16,6 +16,7 @@ pub mod http_log;
 mod ip_restriction;
 mod key_auth;
 mod lua_number;
+pub mod prometheus;
 mod proxy_cache;
 pub mod rate_limiting;
 pub mod request_body;
@@ -89,6 +90,12 @@ pub const BUNDLED: &[Spec] = &[
         priority: proxy_cache::PRIORITY,
         schema: proxy_cache::schema,
         build: |b| proxy_cache::build(b.config),
+    },
+    Spec {
+        name: prometheus::NAME,
+        priority: prometheus::PRIORITY,
+        schema: prometheus::schema,
+        build: |b| prometheus::build(b.config),
     },
     Spec {
         name: http_log::NAME,

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::recorder::{Recorded, headers_of, status_of};
 use super::session::{ClientConn, ConnBuffers};
 use crate::Snapshot;
-use gangway_pipeline::{Chain, LogCtx};
+use gangway_pipeline::{Chain, LazyEntry, LogCtx, LogFacts};
 
 /// The id of Kong's `default` workspace in DB-less mode (`DECLARATIVE_DEFAULT_WORKSPACE_ID`).
 pub const DEFAULT_WORKSPACE_ID: &str = "0dc6f45b-8f8d-40d2-a504-473544ee190b";
@@ -68,8 +68,12 @@ pub struct Transaction {
     pub active: bool,
     /// The chain whose plugins log it.
     pub chain: ChainRef,
+    /// A log plugin reads the serialized entry: `request` is captured.
+    reads_entry: bool,
     /// The `request` object, captured before the exchange consumed the client's bytes.
-    request: Map<String, Value>,
+    request: std::cell::RefCell<Map<String, Value>>,
+    /// `request.size`: head and body bytes.
+    request_size: u64,
     /// The client address after `real_ip` resolution.
     client_ip: Option<IpAddr>,
     /// Epoch milliseconds when the request head was complete.
@@ -119,6 +123,7 @@ pub fn begin<S>(
         return;
     }
     txn.chain = chain;
+    txn.reads_entry = chain.get(snapshot).log_entries;
     txn.client_ip = Some(facts.client_ip);
     txn.started_at = epoch_millis();
     txn.received = Some(facts.received);
@@ -128,7 +133,11 @@ pub fn begin<S>(
     txn.proxy_latency = None;
     txn.upstream_latency = None;
     txn.source = Source::Error;
-    bufs.txn.request = request_object(bufs, facts);
+    bufs.txn.request_size = request_size(bufs, facts);
+    if bufs.txn.reads_entry {
+        let request = request_object(bufs, facts);
+        *bufs.txn.request.get_mut() = request;
+    }
     client.capture_head();
 }
 
@@ -155,6 +164,16 @@ fn insert_multi(map: &mut Map<String, Value>, key: String, value: Value) {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Kong's `request.size`: the head, and the body as read (or as announced).
+fn request_size(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> u64 {
+    let body_len = match (&bufs.plugins.body, bufs.head.framing()) {
+        (Some(body), _) => body.len() as u64,
+        (None, gangway_http::BodyFraming::Length(n)) => n,
+        _ => 0,
+    };
+    facts.head_len as u64 + body_len
 }
 
 fn request_object(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> Map<String, Value> {
@@ -216,11 +235,7 @@ fn request_object(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> Map<String, Va
         Some(m) => m.clone(),
         None => text(head.method(buf)),
     };
-    let body_len = match (&bufs.plugins.body, head.framing()) {
-        (Some(body), _) => body.len() as u64,
-        (None, gangway_http::BodyFraming::Length(n)) => n,
-        _ => 0,
-    };
+
     let mut request = Map::new();
     request.insert(
         "id".into(),
@@ -234,7 +249,7 @@ fn request_object(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> Map<String, Va
     request.insert("querystring".into(), Value::Object(query));
     request.insert("method".into(), Value::String(method));
     request.insert("headers".into(), Value::Object(headers));
-    request.insert("size".into(), Value::from(facts.head_len as u64 + body_len));
+    request.insert("size".into(), Value::from(bufs.txn.request_size));
     if let Some((version, cipher)) = facts.conn.tls_names {
         // No client certificates are requested: nginx's `$ssl_client_verify` is NONE.
         request.insert(
@@ -251,14 +266,65 @@ pub fn finish<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapsh
         return;
     }
     bufs.txn.active = false;
-    let entry = serialize(client, bufs, snapshot);
-    let chain = bufs.txn.chain.get(snapshot);
+    let txn = &bufs.txn;
+    let head = client.head();
+    let latencies = Latencies::of(txn);
+    let route = match txn.chain {
+        ChainRef::Route(i) => Some(i),
+        ChainRef::Global => None,
+    };
+    let facts = LogFacts {
+        status: match status_of(&head) {
+            0 => 499,
+            s => s,
+        },
+        from_service: txn.source == Source::Service,
+        request_ms: millis(latencies.total),
+        upstream_ms: txn.upstream_latency.map(millis),
+        kong_ms: millis(latencies.kong),
+        request_size: txn.request_size,
+        response_size: client.sent(),
+        route: route.map(|i| &snapshot.config.routes[i]),
+        service: route
+            .and_then(|i| snapshot.route_service[i])
+            .map(|s| &snapshot.config.services[s]),
+        consumer: bufs
+            .plugins
+            .consumer
+            .map(|c| snapshot.identities.consumer(c)),
+        config_version: snapshot.version,
+    };
+    drop(head);
+    let make = || serialize(client, bufs, snapshot, &latencies);
+    let entry = LazyEntry::new(&make);
     let mut ctx = LogCtx {
+        facts: &facts,
         entry: &entry,
         state: &bufs.plugins,
         step: 0,
     };
-    gangway_pipeline::run_log(&snapshot.pipeline, chain, &mut ctx);
+    gangway_pipeline::run_log(&snapshot.pipeline, txn.chain.get(snapshot), &mut ctx);
+}
+
+/// The log phase's latencies of the transaction.
+struct Latencies {
+    /// From the request head to now.
+    total: Duration,
+    /// gangway's own share.
+    kong: Duration,
+}
+
+impl Latencies {
+    fn of(txn: &Transaction) -> Latencies {
+        let total = txn.received.map(|r| r.elapsed()).unwrap_or_default();
+        let kong = match txn.source {
+            Source::Service => txn.proxy_latency.unwrap_or_default(),
+            // A plugin's answer: what it waited on its backend (a Lambda) is not Kong's time.
+            Source::Exit => total.saturating_sub(txn.upstream_latency.unwrap_or_default()),
+            Source::Error => total,
+        };
+        Latencies { total, kong }
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -266,8 +332,13 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Kong's `kong.log.serialize()` for the transaction.
-fn serialize<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapshot) -> Value {
-    let txn = &mut bufs.txn;
+fn serialize<S>(
+    client: &Recorded<S>,
+    bufs: &ConnBuffers,
+    snapshot: &Snapshot,
+    latencies: &Latencies,
+) -> Value {
+    let txn = &bufs.txn;
     let head = client.head();
     let mut response_headers = Map::new();
     for (name, value) in headers_of(&head) {
@@ -277,18 +348,9 @@ fn serialize<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapsho
             Value::String(text(value)),
         );
     }
-    let total = txn.received.map(|r| r.elapsed()).unwrap_or_default();
-    let kong_latency = match txn.source {
-        Source::Service => txn.proxy_latency.unwrap_or_default(),
-        // A plugin's answer: what it waited on its backend (a Lambda) is not Kong's time.
-        Source::Exit => total.saturating_sub(txn.upstream_latency.unwrap_or_default()),
-        Source::Error => total,
-    };
+    let (total, kong_latency) = (latencies.total, latencies.kong);
     let mut entry = Map::new();
-    entry.insert(
-        "request".into(),
-        Value::Object(std::mem::take(&mut txn.request)),
-    );
+    entry.insert("request".into(), Value::Object(txn.request.take()));
     entry.insert(
         "upstream_uri".into(),
         Value::String(txn.upstream_uri.clone()),
