@@ -408,6 +408,20 @@ pub struct Healthchecks {
     pub threshold: f64,
 }
 
+impl Healthchecks {
+    /// True when no check is on (no active interval, no passive threshold): Kong then
+    /// reports the targets as `HEALTHCHECKS_OFF`.
+    pub fn all_off(&self) -> bool {
+        let (active, passive) = (&self.active, &self.passive);
+        active.healthy.interval.unwrap_or(0) == 0
+            && active.unhealthy.interval.unwrap_or(0) == 0
+            && passive.healthy.successes == 0
+            && passive.unhealthy.tcp_failures == 0
+            && passive.unhealthy.timeouts == 0
+            && passive.unhealthy.http_failures == 0
+    }
+}
+
 impl Default for Healthchecks {
     fn default() -> Self {
         let passive_ok: Vec<u16> = (200..=208).chain([226]).chain(300..=308).collect();

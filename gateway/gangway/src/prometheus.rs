@@ -44,6 +44,18 @@ fn describe() {
     );
     metrics::describe_gauge!("kong_node_info", "Kong Node metadata information");
     metrics::describe_gauge!(
+        "kong_memory_lua_shared_dict_bytes",
+        "Allocated slabs in bytes in a shared_dict"
+    );
+    metrics::describe_gauge!(
+        "kong_memory_lua_shared_dict_total_bytes",
+        "Total capacity in bytes of a shared_dict"
+    );
+    metrics::describe_gauge!(
+        "kong_upstream_target_health",
+        "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated."
+    );
+    metrics::describe_gauge!(
         "kong_memory_workers_lua_vms_bytes",
         "Allocated bytes in worker Lua VM"
     );
@@ -131,11 +143,21 @@ pub fn scrape(
     // Lua VMs' allocations Kong reports per worker process.
     metrics::gauge!(
         "kong_memory_workers_lua_vms_bytes",
-        "node_id" => id,
+        "node_id" => id.clone(),
         "pid" => std::process::id().to_string(),
         "kong_subsystem" => "http"
     )
     .set(gangway_proxy::node_status::rss_bytes() as f64);
+    for (dict, used, capacity) in gangway_plugins::shared_dicts() {
+        let labels = [
+            ("node_id", id.clone()),
+            ("shared_dict", dict),
+            ("kong_subsystem", "http".to_owned()),
+        ];
+        metrics::gauge!("kong_memory_lua_shared_dict_bytes", &labels).set(used as f64);
+        metrics::gauge!("kong_memory_lua_shared_dict_total_bytes", &labels).set(capacity as f64);
+    }
+    upstream_health(gateway);
     // gangway's recorder has no failure mode of its own to count.
     metrics::counter!("kong_nginx_metric_errors_total").absolute(0);
     metrics::gauge!("gangway_config_version").set(gateway.snapshot().version as f64);
@@ -149,4 +171,54 @@ pub fn scrape(
     }
     kernel.record_metrics();
     Some(handle.render())
+}
+
+/// Kong's target states, one series each (1 for the target's state, 0 for the others).
+const TARGET_STATES: [&str; 4] = ["healthchecks_off", "healthy", "unhealthy", "dns_error"];
+
+/// `kong_upstream_target_health`, when an enabled prometheus instance asks for it
+/// (`upstream_health_metrics`). The address is the target as configured: gangway's balancer
+/// does not expose a DNS name's resolved addresses here yet.
+fn upstream_health(gateway: &Gateway) {
+    let snapshot = gateway.snapshot();
+    let config = &snapshot.config;
+    let wanted = config.plugins.iter().any(|p| {
+        p.name == "prometheus"
+            && p.enabled
+            && p.config.get("upstream_health_metrics") == Some(&serde_json::Value::Bool(true))
+    });
+    if !wanted {
+        return;
+    }
+    for upstream in &config.upstreams {
+        let off = upstream.healthchecks.all_off();
+        for target in config
+            .targets
+            .iter()
+            .filter(|t| t.upstream.id == upstream.id)
+        {
+            let state = if off {
+                "healthchecks_off"
+            } else if gateway
+                .health
+                .get(&upstream.name, &target.target)
+                .is_healthy()
+            {
+                "healthy"
+            } else {
+                "unhealthy"
+            };
+            for each in TARGET_STATES {
+                metrics::gauge!(
+                    "kong_upstream_target_health",
+                    "upstream" => upstream.name.clone(),
+                    "target" => target.target.clone(),
+                    "address" => target.target.clone(),
+                    "state" => each,
+                    "subsystem" => "http"
+                )
+                .set(if each == state { 1.0 } else { 0.0 });
+            }
+        }
+    }
 }

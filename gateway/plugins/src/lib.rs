@@ -117,6 +117,11 @@ pub const BUNDLED: &[Spec] = &[
     },
 ];
 
+/// The proxy-cache memory dictionaries (Kong's shared dicts): name, bytes held, capacity.
+pub fn shared_dicts() -> Vec<(String, u64, u64)> {
+    proxy_cache::store::usage()
+}
+
 /// A catalog of the bundled plugins.
 pub fn catalog() -> Catalog {
     Catalog::new(BUNDLED)

@@ -114,6 +114,20 @@ impl Store {
 /// config changes, so a reload must find the entries its predecessor stored.
 static DICTIONARIES: OnceLock<Mutex<HashMap<String, Arc<Store>>>> = OnceLock::new();
 
+/// Every dictionary's bytes held and capacity, by name (what Kong reports per shared dict),
+/// `kong_db_cache` (the default `memory.dictionary_name`) always among them.
+pub fn usage() -> Vec<(String, u64, u64)> {
+    dictionary("kong_db_cache");
+    let map = DICTIONARIES.get_or_init(Default::default);
+    let map = map.lock().unwrap_or_else(|p| p.into_inner());
+    let mut out: Vec<(String, u64, u64)> = map
+        .iter()
+        .map(|(name, store)| (name.clone(), store.cache.weight(), DICTIONARY_BYTES))
+        .collect();
+    out.sort();
+    out
+}
+
 /// The store of dictionary `name`, created ([`DICTIONARY_BYTES`]) on first use.
 pub fn dictionary(name: &str) -> Arc<Store> {
     let map = DICTIONARIES.get_or_init(Default::default);
