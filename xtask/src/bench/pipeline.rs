@@ -56,6 +56,13 @@ consumers:
     out
 }
 
+/// [`pipeline_config`] plus a global prometheus instance with every metric on (what a
+/// Grafana dashboard needs), for its cost against the same pipeline without it.
+fn with_prometheus(config: &str) -> String {
+    let plugins = "plugins:\n  - name: prometheus\n    config:\n      per_consumer: false\n      status_code_metrics: true\n      latency_metrics: true\n      bandwidth_metrics: true\n      upstream_health_metrics: true\n";
+    config.replacen("consumers:\n", &format!("{plugins}consumers:\n"), 1)
+}
+
 /// Every request is GET /forecast/<a random consumer's key>/52.37,4.89.
 fn load(consumers: usize) -> Load {
     random_key_load(
@@ -70,9 +77,16 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
     let (root, bin) = build_release()?;
     let dir = scratch_dir()?;
     let (_upstream, up_port) = upstream(&dir)?;
-    let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
+    let ports = [
+        free_port()?,
+        free_port()?,
+        free_port()?,
+        free_port()?,
+        free_port()?,
+    ];
     let plain = plain_config(up_port);
     let small = pipeline_config(up_port, 1000);
+    let small_prometheus = with_prometheus(&small);
     let large = pipeline_config(up_port, consumers);
     let large_name = format!("gangway-pipeline-{consumers}");
     let mut notes = String::new();
@@ -97,6 +111,12 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
     let contenders = vec![
         start("gangway-plain", ports[0], &plain, None)?,
         start("gangway-pipeline-1000", ports[1], &small, Some(load(1000)))?,
+        start(
+            "gangway-pipeline-1000-prometheus",
+            ports[4],
+            &small_prometheus,
+            Some(load(1000)),
+        )?,
         start(&large_name, ports[2], &large, None)?,
         Contender {
             name: "nginx".into(),
@@ -108,11 +128,12 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
     let setup = format!(
         "wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, {} worker(s) each, io_uring; \
          every request is GET /forecast/<random consumer key>/52.37,4.89; pipeline = request-transformer \
-         (ordered before key-auth) + key-auth + acl; upstream: nginx (1 worker) returning a 24-byte body; \
+         (ordered before key-auth) + key-auth + acl (-prometheus: plus a global prometheus plugin with \
+         every metric on); upstream: nginx (1 worker) returning a 24-byte body; \
          medians shown. {notes}",
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
-    compare(
+    let summary = compare(
         &root,
         &dir,
         "pipeline",
@@ -122,6 +143,18 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
         &load(consumers),
         "gangway-plain",
     )?;
+    // Contender order: plain, pipeline-1000, pipeline-1000-prometheus, large, nginx.
+    let (without, with) = (&summary[1], &summary[2]);
+    let line = format!(
+        "\nprometheus plugin (all metrics on) against the same pipeline without it: {:.3}x RPS, {:+.1} us CPU per request\n",
+        with.rps / without.rps,
+        with.cpu_us_per_req - without.cpu_us_per_req
+    );
+    println!("{line}");
+    let latest = root.join("benches/results/pipeline-latest.md");
+    let mut doc = std::fs::read_to_string(&latest)?;
+    doc.push_str(&line);
+    std::fs::write(&latest, doc)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
