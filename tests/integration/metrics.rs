@@ -370,3 +370,61 @@ plugins:
     assert!(text.contains(&healthy), "{healthy}:\n{text}");
     assert_promtool_accepts(&text);
 }
+
+#[test]
+fn gangways_own_metrics_count_reloads_and_name_the_backend() {
+    let up = Upstream::start();
+    let config = config_with_routes(up.addr, "      - paths: [\"/\"]\n");
+    let gw = Gangway::start(&config);
+    let text = scrape(&gw);
+    let backend = format!("io_backend=\"{}\"", crate::harness::io_backend());
+    assert_eq!(
+        sample(&text, "gangway_info", &[&backend]),
+        Some(1.0),
+        "{text}"
+    );
+    for worker in ["worker=\"0\"", "worker=\"1\""] {
+        assert!(
+            sample(&text, "gangway_worker_connections", &[worker]).is_some(),
+            "{text}"
+        );
+    }
+    assert_eq!(sample(&text, "gangway_consumers", &[]), Some(0.0), "{text}");
+    assert!(
+        sample(&text, "gangway_config_age_seconds", &[]) >= Some(0.0),
+        "{text}"
+    );
+
+    // A broken file is refused (counted as failed), a good one published. The file watcher
+    // may see each write as well as SIGHUP does: count at least one of each.
+    gw.write_config("_format_version: \"3.0\"\nservices: [{name: broken}]\n");
+    gw.signal(libc::SIGHUP);
+    let text = scrape_until(&gw, |t| {
+        sample(t, "gangway_config_reloads_total", &["result=\"failed\""]) >= Some(1.0)
+    });
+    assert!(
+        sample(
+            &text,
+            "gangway_config_reloads_total",
+            &["result=\"failed\""]
+        ) >= Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "gangway_config_version", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    gw.write_config(&format!("{config}consumers:\n  - username: alice\n"));
+    gw.signal(libc::SIGHUP);
+    let text = scrape_until(&gw, |t| sample(t, "gangway_consumers", &[]) == Some(1.0));
+    assert!(
+        sample(&text, "gangway_config_reloads_total", &["result=\"ok\""]) >= Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "gangway_config_version", &[]) >= Some(2.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "gangway_consumers", &[]), Some(1.0), "{text}");
+}

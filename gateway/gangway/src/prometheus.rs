@@ -103,11 +103,33 @@ fn describe() {
         "gangway_config_version",
         "Version of the loaded config (0 before the first load)"
     );
+    metrics::describe_gauge!(
+        "gangway_config_age_seconds",
+        "Seconds since the current config was published"
+    );
+    metrics::describe_counter!(
+        "gangway_config_reloads_total",
+        "Config replacements (reloads, POST /config, database changes) by result"
+    );
+    metrics::describe_gauge!("gangway_consumers", "Consumers in the identity index");
+    metrics::describe_gauge!(
+        "gangway_worker_connections",
+        "Open client connections per worker thread"
+    );
+    metrics::describe_gauge!("gangway_info", "gangway's version and I/O backend");
 }
+
+/// The I/O backend the workers run on, once chosen.
+static IO_BACKEND: OnceLock<&'static str> = OnceLock::new();
 
 /// Installs the recorder (before anything records). Idempotent.
 pub fn install() {
     let _ = handle();
+}
+
+/// Records which I/O backend the workers run on (`gangway_info`).
+pub fn set_io_backend(name: &'static str) {
+    let _ = IO_BACKEND.set(name);
 }
 
 /// Sets the node-wide figures and renders every metric. `datastore_reachable` is whether
@@ -160,7 +182,26 @@ pub fn scrape(
     upstream_health(gateway);
     // gangway's recorder has no failure mode of its own to count.
     metrics::counter!("kong_nginx_metric_errors_total").absolute(0);
-    metrics::gauge!("gangway_config_version").set(gateway.snapshot().version as f64);
+    let snapshot = gateway.snapshot();
+    metrics::gauge!("gangway_config_version").set(snapshot.version as f64);
+    metrics::gauge!("gangway_config_age_seconds").set(gateway.config_age().as_secs_f64());
+    for (result, counter) in [
+        ("ok", &counters.reloads),
+        ("failed", &counters.reload_failures),
+    ] {
+        metrics::counter!("gangway_config_reloads_total", "result" => result)
+            .absolute(counter.load(Ordering::Relaxed));
+    }
+    metrics::gauge!("gangway_consumers").set(snapshot.identities.consumer_count() as f64);
+    drop(snapshot);
+    for (worker, open) in counters.worker_active.iter().enumerate() {
+        metrics::gauge!("gangway_worker_connections", "worker" => worker.to_string())
+            .set(open.load(Ordering::Relaxed) as f64);
+    }
+    if let Some(backend) = IO_BACKEND.get() {
+        metrics::gauge!("gangway_info", "version" => crate::VERSION, "io_backend" => *backend)
+            .set(1.0);
+    }
     let refused = gateway.accept_check.refused();
     for (reason, n) in [
         ("denied", refused.denied),

@@ -155,6 +155,10 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
         warn!("{w}");
     }
     let backend = choose_backend(settings.io_backend)?;
+    crate::prometheus::set_io_backend(match backend {
+        ChosenBackend::IoUring => "io_uring",
+        ChosenBackend::Epoll => "epoll",
+    });
     let workers = settings.worker_count();
     let catalog = catalog_for(&settings);
     // A database node starts on nothing (version 0: not ready, Kong's 404 everywhere) and

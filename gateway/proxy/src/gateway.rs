@@ -29,6 +29,12 @@ pub struct Counters {
     pub waiting: AtomicU64,
     /// Requests read since start.
     pub total_requests: AtomicU64,
+    /// Open client connections per worker thread (empty until [`Gateway::new`] sizes it).
+    pub worker_active: Box<[AtomicU64]>,
+    /// Config replacements published (reloads, `POST /config`, database changes).
+    pub reloads: AtomicU64,
+    /// Config replacements refused (a bad file or document; the old config stays).
+    pub reload_failures: AtomicU64,
 }
 
 /// Process-wide state that outlives snapshots, built once at startup.
@@ -66,6 +72,7 @@ pub struct Gateway {
     pub settings: Settings,
     snapshot: ArcSwap<Snapshot>,
     published: watch::Sender<u64>,
+    published_at: std::sync::Mutex<std::time::Instant>,
     draining: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
     /// Counters for `/status`.
@@ -90,6 +97,7 @@ pub struct Gateway {
 impl Gateway {
     /// Wraps the first snapshot.
     pub fn new(settings: Settings, snapshot: Snapshot, shared: SharedState) -> Self {
+        let workers = settings.worker_count();
         Gateway {
             catalog: shared.catalog,
             health: shared.health,
@@ -102,7 +110,11 @@ impl Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             draining: AtomicBool::new(false),
             shutdown_tx: watch::channel(false).0,
-            counters: Counters::default(),
+            counters: Counters {
+                worker_active: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+                ..Counters::default()
+            },
+            published_at: std::sync::Mutex::new(std::time::Instant::now()),
             accept_check: Default::default(),
         }
     }
@@ -116,7 +128,26 @@ impl Gateway {
     pub fn publish(&self, snapshot: Snapshot) {
         let version = snapshot.version;
         self.snapshot.store(Arc::new(snapshot));
+        *self.published_at.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         self.published.send_replace(version);
+    }
+
+    /// How long the current snapshot has been published.
+    pub fn config_age(&self) -> std::time::Duration {
+        self.published_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    /// Counts a config replacement's outcome.
+    fn count_reload<T, E>(&self, outcome: Result<T, E>) -> Result<T, E> {
+        let counter = match outcome {
+            Ok(_) => &self.counters.reloads,
+            Err(_) => &self.counters.reload_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        outcome
     }
 
     /// A receiver that sees the version of each snapshot published from now on (what keeps
@@ -183,7 +214,7 @@ impl Gateway {
     ) -> Result<Arc<Snapshot>, ConfigErrors> {
         let _one_at_a_time = self.config_writes.lock().unwrap_or_else(|p| p.into_inner());
         let next = self.snapshot().version + 1;
-        let snapshot = self.compile(load()?, next)?;
+        let snapshot = self.count_reload(load().and_then(|config| self.compile(config, next)))?;
         self.publish(snapshot);
         Ok(self.snapshot())
     }
@@ -197,14 +228,15 @@ impl Gateway {
     ) -> Result<Arc<Snapshot>, ConfigErrors> {
         let _one_at_a_time = self.config_writes.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.snapshot();
-        let config = load(&current.identities)?;
         let shared = self.compile_shared();
-        let snapshot = crate::compile::compile_keeping_identities(
-            config,
-            current.identities.clone(),
-            &shared,
-            current.version + 1,
-        )?;
+        let snapshot = self.count_reload(load(&current.identities).and_then(|config| {
+            crate::compile::compile_keeping_identities(
+                config,
+                current.identities.clone(),
+                &shared,
+                current.version + 1,
+            )
+        }))?;
         self.publish(snapshot);
         Ok(self.snapshot())
     }

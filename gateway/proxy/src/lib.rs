@@ -107,6 +107,9 @@ impl<B: Backend> WorkerCtx<B> {
     pub fn connection_guard(self: &Rc<Self>) -> ConnectionGuard<B> {
         self.active.set(self.active.get() + 1);
         self.gateway.counters.active.fetch_add(1, Ordering::Relaxed);
+        if let Some(mine) = self.gateway.counters.worker_active.get(self.id) {
+            mine.fetch_add(1, Ordering::Relaxed);
+        }
         ConnectionGuard { ctx: self.clone() }
     }
 }
@@ -119,11 +122,11 @@ pub struct ConnectionGuard<B: Backend> {
 impl<B: Backend> Drop for ConnectionGuard<B> {
     fn drop(&mut self) {
         self.ctx.active.set(self.ctx.active.get() - 1);
-        self.ctx
-            .gateway
-            .counters
-            .active
-            .fetch_sub(1, Ordering::Relaxed);
+        let counters = &self.ctx.gateway.counters;
+        counters.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(mine) = counters.worker_active.get(self.ctx.id) {
+            mine.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
