@@ -234,6 +234,17 @@ fn postgres_down_keeps_the_proxy_serving_and_the_node_catches_up() {
     );
     let status = gw.admin("GET", "/status", &[], b"").json();
     assert_eq!(status["database"]["reachable"], false, "{status}");
+    for metrics in [
+        gw.admin("GET", "/metrics", &[], b"").text(),
+        request(gw.status, "GET", "/metrics", &[], b"")
+            .expect("scrape")
+            .text(),
+    ] {
+        assert!(
+            metrics.contains("\nkong_datastore_reachable 0\n"),
+            "{metrics}"
+        );
+    }
 
     pg.restart();
     // A change made while the node was cut off (here, straight into the database through a
@@ -248,6 +259,13 @@ fn postgres_down_keeps_the_proxy_serving_and_the_node_catches_up() {
     assert_eq!(
         gw.admin("GET", "/status", &[], b"").json()["database"]["reachable"],
         true
+    );
+    let metrics = request(gw.status, "GET", "/metrics", &[], b"")
+        .expect("scrape")
+        .text();
+    assert!(
+        metrics.contains("\nkong_datastore_reachable 1\n"),
+        "{metrics}"
     );
     post(&gw, "/consumers/c/key-auth", json!({"key": "third"}));
     within(Duration::from_secs(1), "writes work again", || {
