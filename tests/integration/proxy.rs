@@ -3,7 +3,9 @@
 use std::io::{Read, Write};
 
 use crate::harness::client::Conn;
-use crate::harness::{Gangway, Upstream, config_with_routes, echo_header, request, send_raw};
+use crate::harness::{
+    Gangway, Options, Upstream, config_with_routes, echo_header, request, send_raw,
+};
 
 fn basic() -> (Upstream, Gangway) {
     let up = Upstream::start();
@@ -425,4 +427,146 @@ fn interim_responses_are_skipped_and_the_connection_stays_in_sync() {
         let r = c.get(&format!("/echo{path}")).expect("next");
         assert_eq!(r.json()["target"], path);
     }
+}
+
+#[test]
+fn the_access_log_has_a_line_per_request_in_kongs_format() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(up.addr, "      - paths: [\"/\"]\n"));
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/logged?q=1",
+        &[
+            ("Referer", "http://ref.example/"),
+            ("User-Agent", "access-test/1.0 \"quoted\""),
+        ],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 200);
+    let id = r
+        .header("x-kong-request-id")
+        .expect("request id")
+        .to_owned();
+    let body = r.body.len();
+    let want = format!(
+        "\"GET /logged?q=1 HTTP/1.1\" 200 {body} \"http://ref.example/\" \"access-test/1.0 \\x22quoted\\x22\" kong_request_id: \"{id}\""
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let line = loop {
+        let log = gw.log();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains(&id) && l.contains("kong_request_id"))
+        {
+            break line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access line for {id}:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(line.contains(" +0000] "), "{line}");
+    assert!(line.ends_with(&want), "{line}\nwant the end: {want}");
+}
+
+#[test]
+fn the_access_log_goes_to_a_file_under_the_prefix_or_nowhere() {
+    let up = Upstream::start();
+    let config = config_with_routes(up.addr, "      - paths: [\"/\"]\n");
+    let gw = Gangway::start_with(
+        Options::new(config.clone()).env("GANGWAY_PROXY_ACCESS_LOG", "logs/access.log"),
+    );
+    assert_eq!(gw.get("/to-file").status, 200);
+    let file = gw.dir().join("prefix/logs/access.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains("\"GET /to-file HTTP/1.1\" 200"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}: {:?}",
+            file.display(),
+            std::fs::read_to_string(&file)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!gw.log().contains("/to-file HTTP/1.1"), "not on stdout too");
+
+    let off = Gangway::start_with(Options::new(config).env("KONG_PROXY_ACCESS_LOG", "off"));
+    assert_eq!(off.get("/nowhere-logged").status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(
+        !off.log().contains("/nowhere-logged HTTP/1.1"),
+        "{}",
+        off.log()
+    );
+}
+
+#[test]
+fn a_sink_that_cannot_keep_up_loses_access_lines_not_requests() {
+    // A FIFO whose reader never reads: the writer blocks once the pipe is full.
+    let dir = crate::harness::TempDir::new("access-fifo");
+    let fifo = dir.path("access.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs (coreutils)");
+    assert!(made.success());
+    let reader_path = fifo.clone();
+    let (opened, held) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&reader_path).expect("open the fifo for reading");
+        let _ = opened.send(());
+        // Hold it open, unread, until the test process ends.
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(file);
+    });
+    let up = Upstream::start();
+    let gw = Gangway::start_with(
+        Options::new(config_with_routes(up.addr, "      - paths: [\"/\"]\n"))
+            .env("GANGWAY_PROXY_ACCESS_LOG", fifo.display().to_string()),
+    );
+    held.recv_timeout(std::time::Duration::from_secs(5))
+        .expect("gangway opened the fifo");
+    // About 1.5 MB of lines: more than the pipe and the writer's queue hold.
+    let started = std::time::Instant::now();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = gw.proxy;
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                for i in 0..2500 {
+                    let r = conn.get(&format!("/flood/{i}")).expect("answered");
+                    assert_eq!(r.status, 200);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("every request answered");
+    }
+    let elapsed = started.elapsed();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let dropped = loop {
+        let text = request(gw.status, "GET", "/metrics", &[], b"")
+            .expect("scrape")
+            .text();
+        let dropped = text
+            .lines()
+            .find_map(|l| l.strip_prefix("gangway_access_log_dropped_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if dropped > 0 || std::time::Instant::now() > deadline {
+            break dropped;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(dropped > 0, "lines were dropped, not queued without bound");
+    assert!(
+        elapsed < std::time::Duration::from_secs(30),
+        "requests were not held up by the blocked sink: {elapsed:?}"
+    );
 }

@@ -409,6 +409,8 @@ fn gangway_with_env(
         .env("GANGWAY_IO_BACKEND", backend)
         .env("GANGWAY_WORKERS", workers.to_string())
         .env("GANGWAY_LOG_LEVEL", "error")
+        // nginx runs with `access_log off`: compare like with like.
+        .env("GANGWAY_PROXY_ACCESS_LOG", "off")
         .env("GANGWAY_PREFIX", dir.join(name))
         .envs(env.iter().copied())
         .stdout(Stdio::null())

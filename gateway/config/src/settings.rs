@@ -22,8 +22,8 @@ use serde_json::{Map, Value, json};
 pub use headers::{HeaderSet, HeaderToken};
 pub use listen::{ListenAddr, SoKeepalive};
 pub use values::{
-    Database, EbpfMode, IoBackend, LogFormat, LogLevel, RedisConnections, Role, RouterFlavor,
-    XdpMode,
+    AccessLog, Database, EbpfMode, IoBackend, LogFormat, LogLevel, RedisConnections, Role,
+    RouterFlavor, XdpMode,
 };
 
 /// Default `max_connections` (per worker); also what Kong's `worker_connections auto` maps to.
@@ -111,6 +111,8 @@ pub struct Settings {
     /// Sources allowed to connect to the Admin API listeners; others are dropped before
     /// accept. Default empty: every source.
     pub admin_allow_cidrs: Vec<IpNet>,
+    /// The proxy's access log in Kong's `kong_log_format`. Default `/dev/stdout`.
+    pub proxy_access_log: AccessLog,
     /// Plugins to load: names, `bundled` for all built-in ones; `off` = none. Default
     /// `["bundled"]`.
     pub plugins: Vec<String>,
@@ -258,6 +260,7 @@ impl Default for Settings {
             ebpf_xdp_mode: XdpMode::Auto,
             max_connections_per_ip: 0,
             admin_allow_cidrs: Vec::new(),
+            proxy_access_log: AccessLog::Stdout,
             plugins: vec!["bundled".to_owned()],
             router_flavor: RouterFlavor::TraditionalCompatible,
             log_level: LogLevel::Notice,

@@ -117,6 +117,11 @@ fn describe() {
         "Open client connections per worker thread"
     );
     metrics::describe_gauge!("gangway_info", "gangway's version and I/O backend");
+    metrics::describe_counter!("gangway_access_log_lines_total", "Access-log lines written");
+    metrics::describe_counter!(
+        "gangway_access_log_dropped_total",
+        "Access-log lines lost because the writer could not keep up"
+    );
 }
 
 /// The I/O backend the workers run on, once chosen.
@@ -197,6 +202,10 @@ pub fn scrape(
     for (worker, open) in counters.worker_active.iter().enumerate() {
         metrics::gauge!("gangway_worker_connections", "worker" => worker.to_string())
             .set(open.load(Ordering::Relaxed) as f64);
+    }
+    if let Some(sink) = gateway.access_log.get() {
+        metrics::counter!("gangway_access_log_lines_total").absolute(sink.written());
+        metrics::counter!("gangway_access_log_dropped_total").absolute(sink.dropped());
     }
     if let Some(backend) = IO_BACKEND.get() {
         metrics::gauge!("gangway_info", "version" => crate::VERSION, "io_backend" => *backend)

@@ -48,6 +48,9 @@ pub enum StartError {
     /// `ebpf = required` and the programs could not be loaded or attached.
     #[error("ebpf = \"required\" but {0}")]
     Ebpf(String),
+    /// The access log's file could not be opened.
+    #[error("proxy_access_log: {0}")]
+    AccessLog(std::io::Error),
     /// Any other I/O failure at startup.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -196,6 +199,15 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
     );
     gangway_proxy::upstream::active::spawn(gateway.clone())?;
     let kernel = crate::kernel::Kernel::start(&gateway)?;
+    let settings = &gateway.settings;
+    if let Some(sink) = gangway_proxy::access_log::AccessLogSink::start(
+        &settings.proxy_access_log,
+        &settings.prefix,
+    )
+    .map_err(StartError::AccessLog)?
+    {
+        let _ = gateway.access_log.set(sink);
+    }
     let for_workers = gateway.clone();
     control::run(gateway, kernel, move || {
         worker::spawn_all(for_workers, backend, listeners)

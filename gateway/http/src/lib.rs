@@ -16,6 +16,7 @@
 //! depends on no other gangway crate.
 
 mod body;
+pub mod clf;
 mod error;
 pub mod error_page;
 mod head;

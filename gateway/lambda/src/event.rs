@@ -577,20 +577,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Epoch milliseconds as `dd/Mon/yyyy:HH:MM:SS +0000`.
 fn clf(epoch_ms: u64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let at = time::OffsetDateTime::from_unix_timestamp((epoch_ms / 1000) as i64)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
-        at.day(),
-        MONTHS[usize::from(u8::from(at.month())) - 1],
-        at.year(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
+    gangway_http::clf::clf_time(epoch_ms / 1000)
 }
 
 #[cfg(test)]

@@ -79,6 +79,8 @@ pub struct Gateway {
     pub counters: Counters,
     /// The accept-time connection policy check (live counts per source, refusals).
     pub accept_check: gangway_net::conn_policy::AcceptCheck,
+    /// The access log's writer, when `proxy_access_log` is not `off` (set once at start).
+    pub access_log: std::sync::OnceLock<crate::access_log::AccessLogSink>,
     /// The plugins this process can run (the loader validates against their schemas).
     pub catalog: Arc<Catalog>,
     /// Target health, kept across reloads.
@@ -116,6 +118,7 @@ impl Gateway {
             },
             published_at: std::sync::Mutex::new(std::time::Instant::now()),
             accept_check: Default::default(),
+            access_log: std::sync::OnceLock::new(),
         }
     }
 

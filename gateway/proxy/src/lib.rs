@@ -14,6 +14,7 @@
 //! binary passes a [`gangway_pipeline::Catalog`]. It never reads a config source or a setting
 //! file itself, and owns no thread but the active health checker's.
 
+pub mod access_log;
 mod buffered;
 pub mod compile;
 pub mod conn_policy;
@@ -63,6 +64,8 @@ pub struct WorkerCtx<B: Backend> {
     /// Process-wide state.
     pub gateway: Arc<Gateway>,
     active: Cell<usize>,
+    /// This worker's batch of access-log lines.
+    pub access: access_log::WorkerAccessLog,
     /// Idle upstream connections.
     pub pool: RefCell<Pool<UpstreamStream<B::Stream>>>,
     /// Resolved upstream names.
@@ -92,6 +95,7 @@ impl<B: Backend> WorkerCtx<B> {
             real_ip,
             gateway,
             active: Cell::new(0),
+            access: access_log::WorkerAccessLog::default(),
             pool: RefCell::new(pool),
             dns: std::rc::Rc::new(RefCell::new(dns)),
         }

@@ -16,6 +16,10 @@ pub struct Recorded<S> {
     sent: Cell<u64>,
     capture: Cell<bool>,
     head: RefCell<Vec<u8>>,
+    /// Note the final head's status and length (for the access log) without copying it.
+    track: Cell<bool>,
+    status: Cell<u16>,
+    head_bytes: Cell<u64>,
 }
 
 impl<S> Recorded<S> {
@@ -26,6 +30,9 @@ impl<S> Recorded<S> {
             sent: Cell::new(0),
             capture: Cell::new(false),
             head: RefCell::new(Vec::new()),
+            track: Cell::new(false),
+            status: Cell::new(0),
+            head_bytes: Cell::new(0),
         }
     }
 
@@ -34,6 +41,25 @@ impl<S> Recorded<S> {
         self.sent.set(0);
         self.capture.set(false);
         self.head.borrow_mut().clear();
+        self.track.set(false);
+        self.status.set(0);
+        self.head_bytes.set(0);
+    }
+
+    /// Notes the next final response head's status and length ([`Self::status`],
+    /// [`Self::body_bytes`]).
+    pub fn track_status(&self) {
+        self.track.set(true);
+    }
+
+    /// The status of the final response head, 0 when none was written.
+    pub fn status(&self) -> u16 {
+        self.status.get()
+    }
+
+    /// Bytes written after the final response head (nginx's `$body_bytes_sent`).
+    pub fn body_bytes(&self) -> u64 {
+        self.sent.get().saturating_sub(self.head_bytes.get())
     }
 
     /// Keeps a copy of the next final (non-1xx, or 101) response head written.
@@ -53,8 +79,10 @@ impl<S> Recorded<S> {
     }
 
     fn observe(&self, bytes: &[u8]) {
-        self.sent.set(self.sent.get() + bytes.len() as u64);
-        if !self.capture.get() || !bytes.starts_with(b"HTTP/1.") {
+        let before = self.sent.get();
+        self.sent.set(before + bytes.len() as u64);
+        let wanted = self.capture.get() || self.track.get();
+        if !wanted || !bytes.starts_with(b"HTTP/1.") {
             return;
         }
         let interim = bytes.get(9) == Some(&b'1') && !bytes[9..].starts_with(b"101");
@@ -65,8 +93,16 @@ impl<S> Recorded<S> {
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .unwrap_or(bytes.len());
-        self.head.borrow_mut().extend_from_slice(&bytes[..end]);
-        self.capture.set(false);
+        if self.track.get() {
+            self.status.set(status_of(bytes));
+            self.head_bytes
+                .set(before + (end + 4).min(bytes.len()) as u64);
+            self.track.set(false);
+        }
+        if self.capture.get() {
+            self.head.borrow_mut().extend_from_slice(&bytes[..end]);
+            self.capture.set(false);
+        }
     }
 }
 

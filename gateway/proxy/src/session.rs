@@ -85,6 +85,8 @@ pub struct ConnBuffers {
     pub plugins: RequestState,
     /// What the log phase will need about the current request.
     pub txn: super::log::Transaction,
+    /// What the access log will need about the current request.
+    pub access: crate::access_log::AccessNote,
 }
 
 impl ConnBuffers {
@@ -100,6 +102,7 @@ impl ConnBuffers {
             upstream_path: Vec::with_capacity(256),
             plugins: RequestState::default(),
             txn: super::log::Transaction::default(),
+            access: crate::access_log::AccessNote::default(),
         }
     }
 }
@@ -213,16 +216,48 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
         // A request keeps the snapshot it loaded until its log phase ends.
         let snapshot = ctx.gateway.snapshot();
         client.begin();
+        let access_log = ctx.gateway.access_log.get();
+        if access_log.is_some() {
+            note_for_access_log(&mut bufs);
+            client.track_status();
+        }
         // Rewrite, route, access, forward; header_filter and body_filter run as the answer
         // is written.
         let keep_going = handle_request(&client, &conn, &mut bufs, head_len, &snapshot, ctx).await;
         // Log, once the answer is sent.
         super::log::finish(&client, &mut bufs, &snapshot);
+        if let Some(sink) = access_log {
+            ctx.access
+                .append(sink, &bufs.access, client.status(), client.body_bytes());
+        }
         if !keep_going || ctx.gateway.is_draining() && *shutdown.borrow() {
             break;
         }
     }
     let _ = client.shutdown().await;
+}
+
+/// Keeps what the access log needs of the request before its body moves the input on.
+fn note_for_access_log(bufs: &mut ConnBuffers) {
+    let (buf, head, note) = (&bufs.input, &bufs.head, &mut bufs.access);
+    note.request_line.clear();
+    note.request_line.extend_from_slice(head.method(buf));
+    note.request_line.push(b' ');
+    note.request_line.extend_from_slice(head.target(buf));
+    note.request_line.extend_from_slice(match head.version() {
+        gangway_http::Version::Http10 => b" HTTP/1.0",
+        gangway_http::Version::Http11 => b" HTTP/1.1",
+    });
+    for (name, out) in [
+        ("referer", &mut note.referer),
+        ("user-agent", &mut note.user_agent),
+    ] {
+        out.clear();
+        if let Some(value) = head.header(buf, name) {
+            out.extend_from_slice(value);
+        }
+    }
+    note.client_ip = None;
 }
 
 /// Counts a request whose head was read and keeps what error pages need of it.
@@ -275,6 +310,8 @@ async fn handle_request<B: Backend, S: Stream>(
         request_id: &request_id,
         received: Instant::now(),
     };
+    bufs.access.client_ip = Some(facts.client_ip);
+    bufs.access.request_id = request_id;
     bufs.plugins.reset(0);
     if let Phase::Answered(keep) = rewrite(client, bufs, &facts, snapshot, ctx).await {
         return keep;

@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 use super::headers::HeaderSet;
 use super::listen::{self, ListenAddr};
 use super::values::{
-    Database, EbpfMode, IoBackend, LogFormat, LogLevel, RedisConnections, Role, RouterFlavor,
-    XdpMode, parse_bool, parse_cidrs, parse_duration_ms, parse_error_type, parse_int, parse_list,
-    parse_ms, parse_opt_string, parse_size, parse_size_usize, parse_trusted_ips, parse_workers,
+    AccessLog, Database, EbpfMode, IoBackend, LogFormat, LogLevel, RedisConnections, Role,
+    RouterFlavor, XdpMode, parse_bool, parse_cidrs, parse_duration_ms, parse_error_type, parse_int,
+    parse_list, parse_ms, parse_opt_string, parse_size, parse_size_usize, parse_trusted_ips,
+    parse_workers,
 };
 use super::{DEFAULT_MAX_CONNECTIONS, Settings};
 
@@ -252,6 +253,12 @@ pub(super) static KEYS: &[Key] = &[
     key!(ebpf_xdp_mode, kong[], XdpMode::parse, text),
     key!(max_connections_per_ip, kong[], parse_int, scalar),
     key!(admin_allow_cidrs, kong[], parse_cidrs, cidr_list),
+    key!(
+        proxy_access_log,
+        kong[kong("KONG_PROXY_ACCESS_LOG")],
+        AccessLog::parse,
+        text
+    ),
     key!(plugins, kong[kong("KONG_PLUGINS")], plugin_list, strings),
     key!(
         router_flavor,

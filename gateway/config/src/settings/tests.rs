@@ -96,6 +96,7 @@ fn field_names() -> Vec<&'static str> {
         ebpf_xdp_mode,
         max_connections_per_ip,
         admin_allow_cidrs,
+        proxy_access_log,
         plugins,
         router_flavor,
         log_level,

@@ -334,6 +334,47 @@ keyword_enum! {
     }
 }
 
+/// Where the proxy's access log goes (Kong's `proxy_access_log`). Default `/dev/stdout`, as
+/// Kong's docker image sets it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AccessLog {
+    /// `off`: no access log.
+    Off,
+    /// `/dev/stdout` (the default).
+    #[default]
+    Stdout,
+    /// `/dev/stderr`.
+    Stderr,
+    /// A file, appended to; a relative path is under `prefix`.
+    File(std::path::PathBuf),
+}
+
+impl AccessLog {
+    /// Parses Kong's value: a path or `off`. A second word (nginx's log format name) is
+    /// ignored: gangway writes Kong's `kong_log_format`.
+    pub fn parse(v: &str) -> Result<AccessLog, String> {
+        let path = v.split_whitespace().next().unwrap_or_default();
+        Ok(match path {
+            "" => return Err("expected a path or off".to_owned()),
+            "off" => AccessLog::Off,
+            "/dev/stdout" => AccessLog::Stdout,
+            "/dev/stderr" => AccessLog::Stderr,
+            other => AccessLog::File(other.into()),
+        })
+    }
+}
+
+impl fmt::Display for AccessLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessLog::Off => f.write_str("off"),
+            AccessLog::Stdout => f.write_str("/dev/stdout"),
+            AccessLog::Stderr => f.write_str("/dev/stderr"),
+            AccessLog::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
 /// A comma list of IP addresses and CIDR blocks (an address is its /32 or /128).
 pub fn parse_cidrs(v: &str) -> Result<Vec<IpNet>, String> {
     let mut nets = Vec::new();

@@ -97,6 +97,11 @@ pub fn run(
         }
     }
     kernel.stop();
+    if let Some(sink) = gateway.access_log.get() {
+        if !sink.flush(Duration::from_secs(5)) {
+            error!("access log: lines still queued at exit were lost");
+        }
+    }
     if !gangway_plugins::file_log::flush(Duration::from_secs(5)) {
         error!("file-log: log lines still queued at exit were lost");
     }

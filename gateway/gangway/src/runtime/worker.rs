@@ -70,6 +70,9 @@ fn run<B: Backend>(id: usize, gateway: Arc<Gateway>, listeners: WorkerListeners)
                 Err(e) => warn!(worker = id, error = %e, "cannot adopt listener"),
             }
         }
+        if gateway.access_log.get().is_some() {
+            tokio::task::spawn_local(flush_access_log(ctx.clone()));
+        }
         let mut shutdown = gateway.shutdown_signal();
         let _ = shutdown.wait_for(|stop| *stop).await;
         let grace = Duration::from_millis(gateway.settings.shutdown_grace_period_ms);
@@ -84,8 +87,26 @@ fn run<B: Backend>(id: usize, gateway: Arc<Gateway>, listeners: WorkerListeners)
                 "grace period over; closing"
             );
         }
+        if let Some(sink) = gateway.access_log.get() {
+            ctx.access.flush(sink);
+        }
         debug!(worker = id, "worker stopped");
     });
+}
+
+/// Hands the worker's partial batch of access-log lines to the writer four times a second,
+/// so a quiet worker's lines do not wait for a full batch.
+async fn flush_access_log<B: Backend>(ctx: Rc<WorkerCtx<B>>) {
+    let mut shutdown = ctx.gateway.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        if let Some(sink) = ctx.gateway.access_log.get() {
+            ctx.access.flush(sink);
+        }
+    }
 }
 
 async fn accept_loop<B: Backend>(listener: B::Listener, spec: ListenAddr, ctx: Rc<WorkerCtx<B>>) {
