@@ -148,12 +148,11 @@ pub fn scrape(
     metrics::gauge!("kong_datastore_reachable").set(if datastore_reachable { 1.0 } else { 0.0 });
     let id = node::node_id().to_string();
     let counters = &gateway.counters;
-    let active = counters.active.load(Ordering::Relaxed);
-    let waiting = counters.waiting.load(Ordering::Relaxed).min(active);
+    let (active, writing, waiting) = counters.open_states();
     for (state, n) in [
         ("active", active),
         ("reading", 0),
-        ("writing", active - waiting),
+        ("writing", writing),
         ("waiting", waiting),
         ("accepted", counters.accepted.load(Ordering::Relaxed)),
         ("handled", counters.handled.load(Ordering::Relaxed)),

@@ -37,6 +37,16 @@ pub struct Counters {
     pub reload_failures: AtomicU64,
 }
 
+impl Counters {
+    /// nginx's open-connection states as `/status` and `/metrics` report them: active,
+    /// writing and waiting (waiting never above active, as the two are read apart).
+    pub fn open_states(&self) -> (u64, u64, u64) {
+        let active = self.active.load(Ordering::Relaxed);
+        let waiting = self.waiting.load(Ordering::Relaxed).min(active);
+        (active, active - waiting, waiting)
+    }
+}
+
 /// Process-wide state that outlives snapshots, built once at startup.
 pub struct SharedState {
     /// The plugins this process can run.

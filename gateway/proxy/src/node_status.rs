@@ -20,8 +20,7 @@ pub fn status_body(
     if !matches!(unit, "b" | "k" | "m" | "g") {
         return Err(format!("invalid unit \"{unit}\" (expected b, k, m or g)"));
     }
-    let active = counters.active.load(Ordering::Relaxed);
-    let waiting = counters.waiting.load(Ordering::Relaxed).min(active);
+    let (active, writing, waiting) = counters.open_states();
     let redis = quotas
         .redis
         .as_ref()
@@ -35,7 +34,7 @@ pub fn status_body(
         "server": {
             "connections_active": active,
             "connections_reading": 0,
-            "connections_writing": active - waiting,
+            "connections_writing": writing,
             "connections_waiting": waiting,
             "connections_accepted": counters.accepted.load(Ordering::Relaxed),
             "connections_handled": counters.handled.load(Ordering::Relaxed),
