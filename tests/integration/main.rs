@@ -14,6 +14,7 @@ mod errors;
 mod lambda;
 mod lifecycle;
 mod metrics;
+mod otel;
 mod pirate_weather;
 mod plugins;
 mod plugins_cache;

@@ -88,6 +88,16 @@ const EDGES: &[(&str, &[&str])] = &[
         ],
     ),
     ("gangway-ebpf", &["gangway-config", "gangway-net"]),
+    (
+        "gangway-otel",
+        &[
+            "gangway-config",
+            "gangway-http",
+            "gangway-router",
+            "gangway-pipeline",
+            "gangway-plugins",
+        ],
+    ),
 ];
 
 /// Crates that live only in edge crates: the data-plane core must not reach them.
@@ -98,6 +108,7 @@ const EDGE_ONLY: &[&str] = &[
     "aws-",
     "aya",
     "opentelemetry",
+    "prost",
 ];
 
 /// Checks both rules; the error lists every violation.

@@ -11,6 +11,7 @@ mod file;
 pub mod headers;
 pub mod listen;
 mod registry;
+pub mod tracing;
 pub mod values;
 
 use std::fmt;
@@ -21,6 +22,7 @@ use serde_json::{Map, Value, json};
 
 pub use headers::{HeaderSet, HeaderToken};
 pub use listen::{ListenAddr, SoKeepalive};
+pub use tracing::{Instrumentations, SamplingRate};
 pub use values::{
     AccessLog, Database, EbpfMode, IoBackend, LogFormat, LogLevel, RedisConnections, Role,
     RouterFlavor, XdpMode,
@@ -122,6 +124,11 @@ pub struct Settings {
     pub log_level: LogLevel,
     /// `text` or `json`. Default `text`.
     pub log_format: LogFormat,
+    /// Which request spans are recorded (Kong's `tracing_instrumentations`). Default `off`.
+    pub tracing_instrumentations: Instrumentations,
+    /// The share of traces sampled when no plugin sets its own rate (Kong's
+    /// `tracing_sampling_rate`). Default 0.01.
+    pub tracing_sampling_rate: SamplingRate,
     /// Peers whose `real_ip_header` is believed. Default empty (trust no one).
     pub trusted_ips: Vec<IpNet>,
     /// Whether unix-socket peers are trusted (`unix:` in `trusted_ips`). Default false. Set
@@ -265,6 +272,8 @@ impl Default for Settings {
             router_flavor: RouterFlavor::TraditionalCompatible,
             log_level: LogLevel::Notice,
             log_format: LogFormat::Text,
+            tracing_instrumentations: Instrumentations::default(),
+            tracing_sampling_rate: SamplingRate::default(),
             trusted_ips: Vec::new(),
             trust_unix: false,
             real_ip_header: "X-Real-IP".to_owned(),

@@ -95,6 +95,8 @@ pub fn catalog_for(settings: &Settings) -> Catalog {
     let catalog = gangway_plugins::catalog();
     #[cfg(feature = "lambda")]
     let catalog = catalog.with([&gangway_lambda::SPEC]);
+    #[cfg(feature = "otel")]
+    let catalog = catalog.with([&gangway_otel::SPEC]);
     let catalog = catalog.with_client_body_buffer_size(settings.client_body_buffer_size);
     let mut quotas = catalog.quotas().clone();
     quotas.database = settings.database != Database::Off;

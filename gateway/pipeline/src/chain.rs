@@ -69,6 +69,7 @@ struct ConsumerOnly {
     filters_body: bool,
     logs: bool,
     log_entries: bool,
+    exports_traces: bool,
     rewrites: bool,
 }
 
@@ -109,10 +110,12 @@ pub struct Chain {
     pub chunked_body_limit: Option<u64>,
     /// True when any step has an instance that may filter response bodies.
     pub filters_body: bool,
-    /// True when any step has an instance with a log handler.
+    /// True when any step has an instance with a log handler (a trace exporter counts).
     pub logs: bool,
     /// True when any of those log handlers reads the serialized entry.
     pub log_entries: bool,
+    /// True when any step has an instance that exports traces.
+    pub exports_traces: bool,
     /// True when any step has an instance with a rewrite handler.
     pub rewrites: bool,
 }
@@ -185,8 +188,9 @@ fn consumer_only_picks(
         only.filters_headers |= h.filters_headers();
         only.chunked_body_limit = only.chunked_body_limit.max(h.chunked_body_limit());
         only.filters_body |= h.filters_body();
-        only.logs |= h.logs();
+        only.logs |= h.logs() || h.exports_traces();
         only.log_entries |= h.logs() && h.log_reads_entry();
+        only.exports_traces |= h.exports_traces();
         only.rewrites |= h.rewrites();
     }
     by_name
@@ -271,7 +275,10 @@ fn build_chain(
         .chain(only().filter_map(|o| o.chunked_body_limit))
         .max();
     let filters_body = picks().any(|i| i.handler.filters_body()) || only().any(|o| o.filters_body);
-    let logs = picks().any(|i| i.handler.logs()) || only().any(|o| o.logs);
+    let logs =
+        picks().any(|i| i.handler.logs() || i.handler.exports_traces()) || only().any(|o| o.logs);
+    let exports_traces =
+        picks().any(|i| i.handler.exports_traces()) || only().any(|o| o.exports_traces);
     let log_entries = picks().any(|i| i.handler.logs() && i.handler.log_reads_entry())
         || only().any(|o| o.log_entries);
     let rewrites = picks().any(|i| i.handler.rewrites()) || only().any(|o| o.rewrites);
@@ -283,6 +290,7 @@ fn build_chain(
         filters_body,
         logs,
         log_entries,
+        exports_traces,
         rewrites,
         steps,
     }

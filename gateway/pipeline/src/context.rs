@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::edits::{HeaderEdits, QueryEdits, query_values};
 use super::identity::{ConsumerRef, CredentialRef, Identities};
+use super::trace::RequestTrace;
 use gangway_config::model::{Route, Service};
 use gangway_http::{RequestHead, ResponseHead};
 use gangway_router::{MatchScratch, RouteMatch};
@@ -41,6 +42,8 @@ pub struct RequestState {
     pub resolved: Vec<u32>,
     /// Facts about the client connection; set by the session, kept across [`Self::reset`].
     pub conn: ConnFacts,
+    /// The request's spans; started by the session with [`RequestTrace::begin`].
+    pub trace: RequestTrace,
     saved: Vec<u8>,
     slots: Vec<Range<u32>>,
 }

@@ -18,11 +18,16 @@ pub mod edits;
 pub mod flow;
 pub mod identity;
 pub mod quota;
+pub mod trace;
 
 pub use catalog::{Build, Catalog, Spec};
 pub use chain::{Chain, Instance, Pipeline};
 pub use context::{AccessCtx, LazyEntry, LogCtx, LogFacts, NOT_RUN, RequestState, ResponseCtx};
 pub use flow::{Flow, Pending, Response, ResponseBody};
+pub use trace::RequestTrace;
+
+use gangway_config::settings::Instrumentations;
+use trace::{PluginPhase, SpanName};
 
 /// A plugin instance with its compiled config. Handlers never do I/O themselves.
 pub trait Plugin: Send + Sync {
@@ -40,6 +45,12 @@ pub trait Plugin: Send + Sync {
     /// Runs in the access phase. Default: nothing.
     fn access(&self, _ctx: &mut AccessCtx<'_>) -> Flow {
         Flow::Continue
+    }
+
+    /// False when [`Plugin::access`] does nothing (a log-only plugin): access skips it, and
+    /// no access span is recorded for it. Default true.
+    fn accesses(&self) -> bool {
+        true
     }
 
     /// Finishes an access handler that returned [`Flow::Await`], with the output of its
@@ -103,6 +114,28 @@ pub trait Plugin: Send + Sync {
     fn log_reads_entry(&self) -> bool {
         true
     }
+
+    /// Runs after every plugin's log handler, with the request's finished spans
+    /// ([`TraceCtx::trace`]). It must not block: export is handed to a background task.
+    /// Default: nothing.
+    fn export_trace(&self, _ctx: &TraceCtx<'_>) {}
+
+    /// True when [`Plugin::export_trace`] does something. Default false.
+    fn exports_traces(&self) -> bool {
+        false
+    }
+}
+
+/// What a trace exporter sees once the log phase is over.
+pub struct TraceCtx<'a> {
+    /// The request's spans, all ended.
+    pub trace: &'a RequestTrace,
+    /// The transaction's figures.
+    pub facts: &'a LogFacts<'a>,
+    /// Plugin state as the log phase left it.
+    pub state: &'a RequestState,
+    /// The chain step being run.
+    pub step: usize,
 }
 
 /// Runs the rewrite phase: the global chain's instances that have a rewrite handler, in
@@ -125,7 +158,14 @@ pub fn run_rewrite(pipeline: &Pipeline, ctx: &mut AccessCtx<'_>) -> Flow {
             continue;
         }
         ctx.step = step;
-        if let Flow::Respond(r) = handler.rewrite(ctx) {
+        let name = pipeline.instances[instance as usize].name;
+        let span = ctx.state.trace.open(
+            Instrumentations::PLUGIN_REWRITE,
+            SpanName::Plugin(PluginPhase::Rewrite, name),
+        );
+        let flow = handler.rewrite(ctx);
+        ctx.state.trace.close(span);
+        if let Flow::Respond(r) = flow {
             return Flow::Respond(r);
         }
     }
@@ -156,7 +196,15 @@ pub async fn run_access(pipeline: &Pipeline, chain: &Chain, ctx: &mut AccessCtx<
             continue;
         }
         ctx.step = i;
-        let handler = &pipeline.instances[instance as usize].handler;
+        let instance = &pipeline.instances[instance as usize];
+        let handler = &instance.handler;
+        if !handler.accesses() {
+            continue;
+        }
+        let span = ctx.state.trace.open(
+            Instrumentations::PLUGIN_ACCESS,
+            SpanName::Plugin(PluginPhase::Access, instance.name),
+        );
         let flow = match handler.access(ctx) {
             Flow::Await(Pending(pending)) => {
                 let output = pending.await;
@@ -164,6 +212,7 @@ pub async fn run_access(pipeline: &Pipeline, chain: &Chain, ctx: &mut AccessCtx<
             }
             flow => flow,
         };
+        ctx.state.trace.close(span);
         if let Flow::Respond(r) = flow {
             answer = Some(r);
         }
@@ -181,9 +230,16 @@ pub fn run_header_filter(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseC
             continue;
         };
         ctx.step = step;
-        pipeline.instances[instance as usize]
-            .handler
-            .header_filter(ctx);
+        let instance = &pipeline.instances[instance as usize];
+        if !instance.handler.filters_headers() {
+            continue;
+        }
+        let span = ctx.state.trace.open(
+            Instrumentations::PLUGIN_HEADER_FILTER,
+            SpanName::Plugin(PluginPhase::HeaderFilter, instance.name),
+        );
+        instance.handler.header_filter(ctx);
+        ctx.state.trace.close(span);
     }
 }
 
@@ -224,17 +280,43 @@ pub fn run_body_filter(
 }
 
 /// Runs the log phase for every plugin that ran in access (or every global plugin when no
-/// route matched), in priority order. Free when no plugin of the chain logs.
-pub fn run_log(pipeline: &Pipeline, chain: &Chain, ctx: &mut LogCtx<'_>) {
-    if !chain.logs {
+/// route matched), in priority order, then hands the finished `trace` to the plugins that
+/// export traces. Free when no plugin of the chain logs or exports.
+pub fn run_log(pipeline: &Pipeline, chain: &Chain, ctx: &mut LogCtx<'_>, trace: &mut RequestTrace) {
+    if chain.logs {
+        for &step in &chain.by_priority {
+            let Some((step, instance)) = ran(&ctx.state.resolved, step) else {
+                continue;
+            };
+            ctx.step = step;
+            let instance = &pipeline.instances[instance as usize];
+            if !instance.handler.logs() {
+                continue;
+            }
+            let span = trace.open(
+                Instrumentations::PLUGIN_LOG,
+                SpanName::Plugin(PluginPhase::Log, instance.name),
+            );
+            instance.handler.log(ctx);
+            trace.close(span);
+        }
+    }
+    if !chain.exports_traces {
         return;
     }
     for &step in &chain.by_priority {
         let Some((step, instance)) = ran(&ctx.state.resolved, step) else {
             continue;
         };
-        ctx.step = step;
-        pipeline.instances[instance as usize].handler.log(ctx);
+        let handler = &pipeline.instances[instance as usize].handler;
+        if handler.exports_traces() {
+            handler.export_trace(&TraceCtx {
+                trace,
+                facts: ctx.facts,
+                state: ctx.state,
+                step,
+            });
+        }
     }
 }
 

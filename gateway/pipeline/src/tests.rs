@@ -195,6 +195,7 @@ fn run(f: &Fixture, state: &mut RequestState) -> Option<u16> {
             state,
             step: 0,
         },
+        &mut crate::RequestTrace::default(),
     );
     status
 }
@@ -285,6 +286,7 @@ fn chains_without_log_or_rewrite_handlers_skip_those_phases() {
             state: &state,
             step: 0,
         },
+        &mut crate::RequestTrace::default(),
     );
     assert_eq!(LOGGED.load(Ordering::Relaxed), 0);
 }

@@ -109,6 +109,10 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
 }
 
 impl Plugin for FileLog {
+    fn accesses(&self) -> bool {
+        false
+    }
+
     fn log(&self, ctx: &LogCtx<'_>) {
         let mut line = match serde_json::to_vec(ctx.entry.get()) {
             Ok(line) => line,

@@ -4,11 +4,8 @@
 //!
 //! The log phase only enqueues; a sender thread per queue does the I/O ([`queue`]).
 
-mod queue;
-
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -16,6 +13,8 @@ use gangway_config::schema::{ALL_PROTOCOLS, Field, HTTP_PROTOCOLS, Schema};
 use gangway_pipeline::Plugin;
 use gangway_pipeline::catalog::ConfigProblem;
 use gangway_pipeline::context::LogCtx;
+
+use crate::log_queue::{self, Endpoint, Queue};
 
 /// Kong's name.
 pub const NAME: &str = "http-log";
@@ -37,66 +36,6 @@ fn header_name(v: &Value) -> Result<(), String> {
 
 fn http_url(v: &Value) -> Result<(), String> {
     Endpoint::parse(v.as_str().unwrap_or_default()).map(|_| ())
-}
-
-/// Kong's `typedefs.queue`.
-fn queue_schema() -> Field {
-    Field::record(vec![
-        (
-            "max_batch_size",
-            Field::integer()
-                .default(json!(1))
-                .between(1, 1_000_000)
-                .describe("Maximum number of entries that can be processed at a time."),
-        ),
-        (
-            "max_coalescing_delay",
-            Field::number()
-                .default(json!(1))
-                .between(0, 3600)
-                .describe("Maximum seconds to wait for more entries before sending a batch."),
-        ),
-        (
-            "max_entries",
-            Field::integer()
-                .default(json!(10000))
-                .between(1, 1_000_000)
-                .describe("Maximum number of entries that can be waiting on the queue."),
-        ),
-        (
-            "max_bytes",
-            Field::integer().describe(
-                "Maximum number of bytes that can be waiting on a queue, requires string content.",
-            ),
-        ),
-        (
-            "max_retry_time",
-            Field::number()
-                .default(json!(60))
-                .describe("Seconds a batch is retried before it is dropped."),
-        ),
-        (
-            "initial_retry_delay",
-            Field::number()
-                .default(json!(0.01))
-                .between(0.001, 1_000_000)
-                .describe("Seconds before the first retry; doubled for each following one."),
-        ),
-        (
-            "max_retry_delay",
-            Field::number()
-                .default(json!(60))
-                .between(0.001, 1_000_000)
-                .describe("Longest delay between retries, in seconds."),
-        ),
-        (
-            "concurrency_limit",
-            Field::integer()
-                .default(json!(1))
-                .one_of_values(vec![json!(-1), json!(1)])
-                .describe("The number of batches sent at once (gangway sends one at a time)."),
-        ),
-    ])
 }
 
 /// Kong's config schema (`kong/plugins/http-log/schema.lua`).
@@ -159,22 +98,11 @@ pub fn schema() -> Schema {
                 )
                 .describe("Headers sent with every message to the log server."),
             ),
-            ("queue", queue_schema()),
+            ("queue", log_queue::schema(1)),
             ("custom_fields_by_lua", crate::file_log::lua_fields()),
         ]),
     )
     .protocols(HTTP_PROTOCOLS, ALL_PROTOCOLS)
-}
-
-#[derive(Debug, Deserialize)]
-struct QueueConfig {
-    max_batch_size: usize,
-    max_coalescing_delay: f64,
-    max_entries: usize,
-    max_bytes: Option<usize>,
-    max_retry_time: f64,
-    initial_retry_delay: f64,
-    max_retry_delay: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,85 +112,14 @@ struct Config {
     content_type: String,
     timeout: f64,
     headers: Option<BTreeMap<String, String>>,
-    queue: QueueConfig,
+    queue: log_queue::QueueConfig,
     queue_size: Option<usize>,
     flush_timeout: Option<f64>,
     custom_fields_by_lua: Option<BTreeMap<String, String>>,
 }
 
-/// Where the entries go: `scheme://[userinfo@]host[:port][/path]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Endpoint {
-    tls: bool,
-    host: String,
-    port: u16,
-    path: String,
-    authorization: Option<String>,
-}
-
-impl Endpoint {
-    fn parse(text: &str) -> Result<Endpoint, String> {
-        let url = url::Url::parse(text).map_err(|e| format!("invalid url: {e}"))?;
-        let tls = match url.scheme() {
-            "http" => false,
-            "https" => true,
-            other => {
-                return Err(format!(
-                    "unsupported scheme '{other}': expected http or https"
-                ));
-            }
-        };
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or("missing host in url")?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let userinfo = if url.username().is_empty() && url.password().is_none() {
-            None
-        } else {
-            let user = percent_decode(url.username());
-            let pass = url.password().map(percent_decode);
-            Some(match pass {
-                Some(p) => format!("{user}:{p}"),
-                None => user,
-            })
-        };
-        let mut path = url.path().to_string();
-        if let Some(q) = url.query() {
-            path.push('?');
-            path.push_str(q);
-        }
-        Ok(Endpoint {
-            tls,
-            port: url.port().unwrap_or(if tls { 443 } else { 80 }),
-            host,
-            path,
-            authorization: userinfo.map(|u| {
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(u)
-                )
-            }),
-        })
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-/// Waits (up to `timeout`) until every http-log queue has sent its entries; called on
-/// shutdown. Returns false on timeout.
-pub fn flush(timeout: std::time::Duration) -> bool {
-    queue::flush(timeout)
-}
-
 struct HttpLog {
-    queue: std::sync::Arc<queue::Queue>,
+    queue: std::sync::Arc<Queue>,
 }
 
 /// Builds the plugin from its validated config.
@@ -285,32 +142,45 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
                 .into(),
         )]);
     }
-    let q = &conf.queue;
-    let settings = queue::Settings {
-        endpoint,
+    let timeout = std::time::Duration::from_secs_f64((conf.timeout / 1000.0).max(0.001));
+    let settings = log_queue::Settings {
         method: conf.method,
         content_type: conf.content_type,
         headers,
-        timeout: std::time::Duration::from_secs_f64((conf.timeout / 1000.0).max(0.001)),
-        // The deprecated fields still apply when set, as in Kong.
-        max_batch_size: conf.queue_size.unwrap_or(q.max_batch_size).max(1),
-        max_coalescing_delay: std::time::Duration::from_secs_f64(
-            conf.flush_timeout
-                .unwrap_or(q.max_coalescing_delay)
-                .max(0.0),
-        ),
-        max_entries: q.max_entries.max(1),
-        max_bytes: q.max_bytes,
-        max_retry_time: std::time::Duration::from_secs_f64(q.max_retry_time.max(0.0)),
-        initial_retry_delay: std::time::Duration::from_secs_f64(q.initial_retry_delay.max(0.001)),
-        max_retry_delay: std::time::Duration::from_secs_f64(q.max_retry_delay.max(0.001)),
+        connect_timeout: timeout,
+        send_timeout: timeout,
+        read_timeout: timeout,
+        ..conf
+            .queue
+            .settings(NAME, endpoint, conf.queue_size, conf.flush_timeout)
     };
     Ok(Box::new(HttpLog {
-        queue: queue::Queue::shared(settings),
+        queue: Queue::shared(settings, payload),
     }))
 }
 
+/// One entry as it is, or a JSON array of them (Kong: when `max_batch_size` is over 1).
+fn payload(settings: &log_queue::Settings, batch: &[Vec<u8>]) -> Vec<u8> {
+    if settings.max_batch_size == 1 {
+        return batch.concat();
+    }
+    let mut out = Vec::with_capacity(batch.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, entry) in batch.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(entry);
+    }
+    out.push(b']');
+    out
+}
+
 impl Plugin for HttpLog {
+    fn accesses(&self) -> bool {
+        false
+    }
+
     fn log(&self, ctx: &LogCtx<'_>) {
         match serde_json::to_vec(ctx.entry.get()) {
             Ok(entry) => self.queue.push(entry),

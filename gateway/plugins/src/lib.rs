@@ -15,6 +15,7 @@ pub mod file_log;
 pub mod http_log;
 mod ip_restriction;
 mod key_auth;
+pub mod log_queue;
 mod lua_number;
 pub mod prometheus;
 mod proxy_cache;

@@ -217,6 +217,10 @@ impl Prometheus {
 }
 
 impl Plugin for Prometheus {
+    fn accesses(&self) -> bool {
+        false
+    }
+
     fn logs(&self) -> bool {
         true
     }

@@ -236,6 +236,10 @@ fn compile(conf: Config) -> Result<ResponseTransformer, Vec<ConfigProblem>> {
 }
 
 impl Plugin for ResponseTransformer {
+    fn accesses(&self) -> bool {
+        false
+    }
+
     fn filters_headers(&self) -> bool {
         !self.headers.is_empty()
     }

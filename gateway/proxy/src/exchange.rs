@@ -31,9 +31,10 @@ use crate::upstream::health::Observation;
 use crate::upstream::pool::PoolKey;
 use crate::upstream::stream::UpstreamStream;
 use gangway_config::model::Route;
-use gangway_config::settings::HeaderToken;
+use gangway_config::settings::{HeaderToken, Instrumentations};
 use gangway_http::{BodyFraming, BodyTracker, Version};
 use gangway_net::{Backend, Stream, tls};
+use gangway_pipeline::trace::SpanName;
 use gangway_pipeline::{Chain, ResponseCtx};
 use gangway_router::{RouteMatch, RouterFlavor};
 
@@ -324,7 +325,9 @@ pub async fn run<B: Backend, S: Stream>(
             }
         }
     };
+    let mut try_count = 0u16;
     let (upstream, resp_len, key) = loop {
+        let mut balancer_span = None;
         let (host, port) = match (balancer, target) {
             (Some(b), Some(i)) => (b.targets[i].host.as_str(), b.targets[i].port),
             _ => (service.host.as_str(), service.port),
@@ -332,16 +335,26 @@ pub async fn run<B: Backend, S: Stream>(
         let mut unresolved = false;
         let attempt = match dns::resolve(&ctx.dns, host, port).await {
             Ok(addr) => {
+                try_count = try_count.saturating_add(1);
+                let trace = &mut bufs.plugins.trace;
+                balancer_span = trace.open_balancer(try_count, addr);
+                let connect_span =
+                    trace.open(Instrumentations::BALANCER, SpanName::UpstreamConnect);
                 let tls_name = service.tls_client.as_ref().map(|_| host.to_string());
                 let key = PoolKey { addr, tls_name };
-                connect(
+                let connected = connect(
                     ctx,
                     &key,
                     service.tls_client.as_ref(),
                     service.connect_timeout,
                 )
-                .await
-                .map(|up| (up, key))
+                .await;
+                match &connected {
+                    // A pooled connection cost no connect.
+                    Ok(up) if up.reused => bufs.plugins.trace.discard(connect_span),
+                    _ => bufs.plugins.trace.close(connect_span),
+                }
+                connected.map(|up| (up, key))
             }
             Err(e) => {
                 warn!(%host, error = %e, "name resolution failed");
@@ -352,6 +365,12 @@ pub async fn run<B: Backend, S: Stream>(
         let (mut up, key) = match attempt {
             Ok(pair) => pair,
             Err(fail) => {
+                let status = if matches!(fail, Fail::Timeout) {
+                    504
+                } else {
+                    502
+                };
+                bufs.plugins.trace.fail_balancer(balancer_span, status);
                 observe(
                     target,
                     if matches!(fail, Fail::Timeout) {
@@ -399,9 +418,14 @@ pub async fn run<B: Backend, S: Stream>(
         let out = std::mem::take(&mut bufs.output);
         let len = out.len();
         let attempt_at = Instant::now();
+        let response_span = bufs
+            .plugins
+            .trace
+            .open(Instrumentations::BALANCER, SpanName::UpstreamResponse);
         match write_with_timeout(&up.stream, out, 0..len, service.write_timeout).await {
             Ok(out) => bufs.output = out,
             Err(_) => {
+                bufs.plugins.trace.fail_balancer(balancer_span, 502);
                 observe(target, Observation::TcpFailure);
                 reply.error(client, bufs, 502, MSG_502, true).await;
                 return Outcome::Close;
@@ -432,7 +456,10 @@ pub async fn run<B: Backend, S: Stream>(
                 }
             }
         }
-        match read_response_head(&up.stream, bufs, upstream_head, service.read_timeout).await {
+        let head_read =
+            read_response_head(&up.stream, bufs, upstream_head, service.read_timeout).await;
+        bufs.plugins.trace.close(response_span);
+        match head_read {
             Ok(n) => {
                 up.requests += 1;
                 sent_at = attempt_at;
@@ -440,6 +467,7 @@ pub async fn run<B: Backend, S: Stream>(
                 break (up, n, key);
             }
             Err(HeadFail::ClosedEarly) if up.reused && replayable && method_idempotent => {
+                bufs.plugins.trace.fail_balancer(balancer_span, 502);
                 debug!(%host, port, "reused upstream connection was closed; retrying on a new one");
                 continue;
             }
@@ -448,6 +476,7 @@ pub async fn run<B: Backend, S: Stream>(
                     HeadFail::Timeout => (504, MSG_504),
                     _ => (502, MSG_502),
                 };
+                bufs.plugins.trace.fail_balancer(balancer_span, status);
                 observe(
                     target,
                     if status == 504 {

@@ -31,6 +31,7 @@ mod recorder;
 mod reply;
 mod session;
 pub mod snapshot;
+mod spans;
 mod standalone;
 pub mod upstream;
 
@@ -72,6 +73,8 @@ pub struct WorkerCtx<B: Backend> {
     pub dns: std::rc::Rc<RefCell<DnsCache>>,
     /// The realip settings (`trusted_ips`, `real_ip_header`, `real_ip_recursive`).
     pub real_ip: real_ip::RealIpConfig,
+    /// `tracing_instrumentations` and `tracing_sampling_rate`.
+    pub tracer: gangway_pipeline::trace::Tracer,
 }
 
 impl<B: Backend> WorkerCtx<B> {
@@ -93,6 +96,7 @@ impl<B: Backend> WorkerCtx<B> {
         WorkerCtx {
             id,
             real_ip,
+            tracer: gangway_pipeline::trace::Tracer::from_settings(s),
             gateway,
             active: Cell::new(0),
             access: access_log::WorkerAccessLog::default(),

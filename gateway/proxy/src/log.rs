@@ -295,7 +295,12 @@ pub fn finish<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapsh
         config_version: snapshot.version,
     };
     drop(head);
-    let make = || serialize(client, bufs, snapshot, &latencies);
+    // The trace leaves the plugin state for the log phase: log spans are added to it while
+    // the plugins read that state.
+    let mut trace = std::mem::take(&mut bufs.plugins.trace);
+    trace.finish_request(facts.status, facts.route.and_then(first_path));
+    let trace_ids = std::mem::take(&mut trace.log_trace_ids);
+    let make = || serialize(client, bufs, snapshot, &latencies, &trace_ids);
     let entry = LazyEntry::new(&make);
     let mut ctx = LogCtx {
         facts: &facts,
@@ -303,7 +308,20 @@ pub fn finish<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapsh
         state: &bufs.plugins,
         step: 0,
     };
-    gangway_pipeline::run_log(&snapshot.pipeline, txn.chain.get(snapshot), &mut ctx);
+    gangway_pipeline::run_log(
+        &snapshot.pipeline,
+        txn.chain.get(snapshot),
+        &mut ctx,
+        &mut trace,
+    );
+    drop(entry);
+    trace.log_trace_ids = trace_ids;
+    bufs.plugins.trace = trace;
+}
+
+/// Kong's `http.route` span attribute: the route's first path.
+fn first_path(route: &gangway_config::model::Route) -> Option<&str> {
+    route.paths.as_ref()?.first().map(String::as_str)
 }
 
 /// The log phase's latencies of the transaction.
@@ -337,6 +355,7 @@ fn serialize<S>(
     bufs: &ConnBuffers,
     snapshot: &Snapshot,
     latencies: &Latencies,
+    trace_ids: &[(&'static str, String)],
 ) -> Value {
     let txn = &bufs.txn;
     let head = client.head();
@@ -433,5 +452,12 @@ fn serialize<S>(
         Value::String(DEFAULT_WORKSPACE_ID.into()),
     );
     entry.insert("workspace_name".into(), Value::String("default".into()));
+    if !trace_ids.is_empty() {
+        let ids: Map<String, Value> = trace_ids
+            .iter()
+            .map(|(format, id)| ((*format).to_owned(), Value::String(id.clone())))
+            .collect();
+        entry.insert("trace_id".into(), Value::Object(ids));
+    }
     Value::Object(entry)
 }

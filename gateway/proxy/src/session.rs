@@ -16,11 +16,13 @@ use super::recorder::Recorded;
 use super::reply;
 use crate::Snapshot;
 use gangway_config::model::{Protocol, Route};
+use gangway_config::settings::Instrumentations;
 use gangway_http::{
     BodyFraming, ErrorFormat, HttpError, Limits, RequestHead, ResponseHead, parse_request,
 };
 use gangway_net::{Backend, Stream};
 use gangway_pipeline::context::ConnFacts;
+use gangway_pipeline::trace::SpanName;
 use gangway_pipeline::{AccessCtx, Chain, Flow, RequestState};
 use gangway_router::{HeaderSource, MatchScratch, RouteMatch, RouteRequest};
 
@@ -313,6 +315,7 @@ async fn handle_request<B: Backend, S: Stream>(
     bufs.access.client_ip = Some(facts.client_ip);
     bufs.access.request_id = request_id;
     bufs.plugins.reset(0);
+    super::spans::begin(&ctx.tracer, bufs, &facts);
     if let Phase::Answered(keep) = rewrite(client, bufs, &facts, snapshot, ctx).await {
         return keep;
     }
@@ -384,7 +387,13 @@ async fn route<'s, B: Backend, S: Stream>(
             sni: conn.sni.as_deref(),
             https: conn.tls,
         };
-        snapshot.router.find(&req, &mut bufs.scratch)
+        let span = bufs
+            .plugins
+            .trace
+            .open(Instrumentations::ROUTER, SpanName::Router);
+        let matched = snapshot.router.find(&req, &mut bufs.scratch);
+        bufs.plugins.trace.close(span);
+        matched
     };
     let Some(matched) = matched else {
         debug!(path = %String::from_utf8_lossy(bufs.head.path(&bufs.input)), "no route matched");

@@ -7,6 +7,7 @@
 
 pub mod http1;
 pub mod netns;
+pub mod otlp;
 pub mod postgres;
 pub mod redis;
 

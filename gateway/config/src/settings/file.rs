@@ -90,7 +90,7 @@ fn to_setting_string(value: &Value) -> Result<String, String> {
             })
             .collect::<Result<Vec<_>, _>>()
             .map(|parts| parts.join(", ")),
-        Value::Float(f) => Err(format!("expected a whole number or a string, got {f}")),
+        Value::Float(f) => Ok(f.to_string()),
         Value::Datetime(_) => Err("expected a string, number or boolean, got a date".to_owned()),
         Value::Table(_) => Err(
             "expected a string, number, boolean or array, got a table (settings keys are flat)"

@@ -273,6 +273,18 @@ pub(super) static KEYS: &[Key] = &[
         text
     ),
     key!(log_format, kong[], LogFormat::parse, text),
+    key!(
+        tracing_instrumentations,
+        kong[kong("KONG_TRACING_INSTRUMENTATIONS")],
+        super::tracing::Instrumentations::parse,
+        text
+    ),
+    key!(
+        tracing_sampling_rate,
+        kong[kong("KONG_TRACING_SAMPLING_RATE")],
+        super::tracing::SamplingRate::parse,
+        |v: &super::tracing::SamplingRate| Some(json!(v.get()))
+    ),
     Key {
         name: "trusted_ips",
         kong: &[kong("KONG_TRUSTED_IPS")],

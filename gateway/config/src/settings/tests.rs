@@ -101,6 +101,8 @@ fn field_names() -> Vec<&'static str> {
         router_flavor,
         log_level,
         log_format,
+        tracing_instrumentations,
+        tracing_sampling_rate,
         trusted_ips,
         trust_unix,
         real_ip_header,
@@ -433,7 +435,7 @@ fn file_level_errors() {
     let (_, text) = load_err(Some("workers = 1.5\nlog_level = 2024-01-01\n"), &[]);
     assert!(
         text.contains(
-            "line 1: invalid value for workers: expected a whole number or a string, got 1.5"
+            "line 1: invalid value for workers: expected a whole number or 'auto', got '1.5'"
         ),
         "{text}"
     );

@@ -105,7 +105,7 @@ pub fn run(
     if !gangway_plugins::file_log::flush(Duration::from_secs(5)) {
         error!("file-log: log lines still queued at exit were lost");
     }
-    if !gangway_plugins::http_log::flush(Duration::from_secs(5)) {
+    if !gangway_plugins::log_queue::flush(Duration::from_secs(5)) {
         error!("http-log: entries still queued at exit were lost");
     }
     info!("gangway stopped");

@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use super::queue::Settings;
 use super::*;
+use crate::log_queue::Settings;
 use gangway_config::ConfigErrors;
 
 fn validate(config: Value) -> Vec<String> {
@@ -94,11 +94,14 @@ fn endpoints_carry_port_path_and_basic_auth() {
 #[test]
 fn batches_are_json_arrays_and_single_entries_are_not() {
     let settings = |max_batch_size| Settings {
+        kind: NAME,
         endpoint: Endpoint::parse("http://logs.test").expect("valid"),
         method: "POST".into(),
         content_type: "application/json".into(),
         headers: Vec::new(),
-        timeout: std::time::Duration::from_secs(1),
+        connect_timeout: std::time::Duration::from_secs(1),
+        send_timeout: std::time::Duration::from_secs(1),
+        read_timeout: std::time::Duration::from_secs(1),
         max_batch_size,
         max_coalescing_delay: std::time::Duration::ZERO,
         max_entries: 10,
@@ -106,12 +109,10 @@ fn batches_are_json_arrays_and_single_entries_are_not() {
         max_retry_time: std::time::Duration::ZERO,
         initial_retry_delay: std::time::Duration::from_millis(1),
         max_retry_delay: std::time::Duration::from_millis(1),
+        encoder_context: Vec::new(),
     };
     let one = vec![b"{\"a\":1}".to_vec()];
-    assert_eq!(super::queue::payload(&settings(1), &one), b"{\"a\":1}");
+    assert_eq!(super::payload(&settings(1), &one), b"{\"a\":1}");
     let two = vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()];
-    assert_eq!(
-        super::queue::payload(&settings(5), &two),
-        b"[{\"a\":1},{\"b\":2}]"
-    );
+    assert_eq!(super::payload(&settings(5), &two), b"[{\"a\":1},{\"b\":2}]");
 }

@@ -1,0 +1,494 @@
+//! A request's spans in Kong's shape: `kong` (the request), `kong.router`,
+//! `kong.<phase>.plugin.<name>` and `kong.balancer` per upstream try, recorded when
+//! `tracing_instrumentations` asks for them, for a plugin (opentelemetry) to export.
+//!
+//! Recording is plain data in a buffer the connection reuses: span ids and clock readings,
+//! no allocation once warm, no subscriber and no lock. Whether a trace is exported is decided
+//! late (the opentelemetry plugin may apply its own `sampling_rate` and the caller's sampled
+//! flag in access, after the router and earlier plugins ran), so spans are recorded for every
+//! request while instrumentation is on, and dropped at export when the trace is not sampled.
+//! With instrumentation off (the default) every hook is one branch.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use gangway_config::settings::{Instrumentations, Settings};
+
+/// The process-wide tracing settings. Default: off, rate 0.01.
+#[derive(Debug, Clone, Copy)]
+pub struct Tracer {
+    /// Which spans are recorded.
+    pub instrumentations: Instrumentations,
+    /// The sampling rate when no plugin sets one.
+    pub sampling_rate: f64,
+}
+
+impl Default for Tracer {
+    fn default() -> Self {
+        Tracer {
+            instrumentations: Instrumentations::default(),
+            sampling_rate: 0.01,
+        }
+    }
+}
+
+impl Tracer {
+    /// `tracing_instrumentations` and `tracing_sampling_rate` from the settings.
+    pub fn from_settings(settings: &Settings) -> Tracer {
+        Tracer {
+            instrumentations: settings.tracing_instrumentations,
+            sampling_rate: settings.tracing_sampling_rate.get(),
+        }
+    }
+}
+
+/// Kong's trace-id-based sampler: the first 8 bytes of the trace id, read as the native
+/// integer Kong's FFI cast reads, against `rate` of the u64 range. Rates of 1 and 0 are
+/// always and never.
+pub fn sample(trace_id: &[u8; 16], rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    if rate <= 0.0 {
+        return false;
+    }
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&trace_id[..8]);
+    (u64::from_ne_bytes(head) as f64) < rate * 2f64.powi(64)
+}
+
+/// The plugin phases that get spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginPhase {
+    /// `kong.rewrite.plugin.<name>`.
+    Rewrite,
+    /// `kong.access.plugin.<name>`.
+    Access,
+    /// `kong.header_filter.plugin.<name>`.
+    HeaderFilter,
+    /// `kong.log.plugin.<name>` (gangway's).
+    Log,
+}
+
+/// What a span covers; its [`fmt::Display`] is the span name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanName {
+    /// `kong`: the whole request, head read to response sent.
+    Request,
+    /// `kong.router`.
+    Router,
+    /// A plugin handler.
+    Plugin(PluginPhase, &'static str),
+    /// `kong.balancer`: one upstream try, connect to response end.
+    Balancer,
+    /// `kong.upstream.connect` (gangway's): a new upstream connection, TLS included.
+    UpstreamConnect,
+    /// `kong.upstream.response` (gangway's): request sent to response head received.
+    UpstreamResponse,
+}
+
+impl fmt::Display for SpanName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpanName::Request => f.write_str("kong"),
+            SpanName::Router => f.write_str("kong.router"),
+            SpanName::Plugin(phase, name) => {
+                let phase = match phase {
+                    PluginPhase::Rewrite => "rewrite",
+                    PluginPhase::Access => "access",
+                    PluginPhase::HeaderFilter => "header_filter",
+                    PluginPhase::Log => "log",
+                };
+                write!(f, "kong.{phase}.plugin.{name}")
+            }
+            SpanName::Balancer => f.write_str("kong.balancer"),
+            SpanName::UpstreamConnect => f.write_str("kong.upstream.connect"),
+            SpanName::UpstreamResponse => f.write_str("kong.upstream.response"),
+        }
+    }
+}
+
+/// OpenTelemetry's span kinds, with its numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    /// Work inside gangway.
+    Internal = 1,
+    /// The request gangway serves.
+    Server = 2,
+    /// A call gangway makes (the upstream).
+    Client = 3,
+}
+
+/// One recorded span. Times are nanoseconds since the request's head was read.
+#[derive(Debug, Clone)]
+pub struct Span {
+    /// What it covers.
+    pub name: SpanName,
+    /// Its id.
+    pub id: [u8; 8],
+    /// Index of its parent in the trace's spans; `None` for the request span, whose parent
+    /// is the caller's span when one was propagated.
+    pub parent: Option<u16>,
+    /// Its kind.
+    pub kind: SpanKind,
+    /// Start, in ns since the request began.
+    pub start_ns: u64,
+    /// End, in ns since the request began (spans left open end with the request).
+    pub end_ns: Option<u64>,
+    /// The span failed (Kong's status 2): an upstream try that did not answer.
+    pub error: bool,
+    /// For `kong.balancer`: the upstream address tried.
+    pub peer: Option<SocketAddr>,
+    /// For `kong.balancer`: which try (1-based).
+    pub try_count: u16,
+    /// For `kong.balancer`: the status a failed try produced.
+    pub status: Option<u16>,
+}
+
+/// What Kong puts on the request span, filled by the proxy when the request begins.
+#[derive(Debug, Default)]
+pub struct RequestAttrs {
+    /// `http.method`.
+    pub method: String,
+    /// `http.url`: scheme, host and the request target.
+    pub url: String,
+    /// `http.host`.
+    pub host: String,
+    /// `http.scheme`.
+    pub scheme: &'static str,
+    /// `http.flavor`: "1.1" or "1.0".
+    pub flavor: &'static str,
+    /// `http.client_ip` (after real_ip resolution).
+    pub client_ip: Option<IpAddr>,
+    /// `net.peer.ip`: the TCP peer.
+    pub peer_ip: Option<IpAddr>,
+    /// `kong.request.id`.
+    pub request_id: [u8; 32],
+    /// `http.status_code`, set when the response head is sent.
+    pub status: u16,
+    /// `http.route`: the matched route's first path, or empty.
+    pub route: String,
+}
+
+/// A handle on an open span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanRef(u16);
+
+/// Spans cap per request: a chain never has more plugin phases than this, and a runaway
+/// retry loop must not grow the buffer without bound.
+const MAX_SPANS: usize = 512;
+
+/// One request's trace. Lives in the connection's [`super::RequestState`] and is reset by
+/// [`RequestTrace::begin`] for each request, keeping its buffers.
+#[derive(Debug, Default)]
+pub struct RequestTrace {
+    recording: Instrumentations,
+    started: Option<Instant>,
+    /// The wall clock when the request began, in ns since the epoch.
+    pub start_unix_ns: u64,
+    /// The trace id: a new one, or the caller's once a plugin extracted it (8-byte ids are
+    /// left-padded with zeros, as Kong's OTLP encoder pads them).
+    pub trace_id: [u8; 16],
+    /// The caller's span, parent of the request span, when a plugin extracted one.
+    pub remote_parent: Option<[u8; 8]>,
+    /// Whether the trace is exported: Kong's global sampler at first, then the plugin's
+    /// decision in access.
+    pub sampled: bool,
+    /// The global sampling rate this request began with.
+    pub sampling_rate: f64,
+    /// Request-span attributes.
+    pub request: RequestAttrs,
+    /// `trace_id` of Kong's serialized log entry: (format, formatted id) pairs, set when a
+    /// plugin injected trace headers.
+    pub log_trace_ids: Vec<(&'static str, String)>,
+    /// Whether a plugin propagated this trace (and so owns `trace_id`).
+    pub propagated: bool,
+    spans: Vec<Span>,
+    reserved_balancer_id: Option<[u8; 8]>,
+    open_balancer: Option<u16>,
+}
+
+fn span_id() -> [u8; 8] {
+    // Zero is OpenTelemetry's invalid id.
+    fastrand::u64(1..).to_be_bytes()
+}
+
+/// A new random trace id (never all zeros).
+pub fn new_trace_id() -> [u8; 16] {
+    fastrand::u128(1..).to_be_bytes()
+}
+
+impl RequestTrace {
+    /// Starts the trace of a request whose head was read at `started`. With `tracer` off,
+    /// this is all a request pays.
+    pub fn begin(&mut self, tracer: &Tracer, started: Instant) {
+        self.recording = tracer.instrumentations;
+        self.propagated = false;
+        self.remote_parent = None;
+        self.log_trace_ids.clear();
+        if self.recording.is_off() {
+            self.sampled = false;
+            return;
+        }
+        self.started = Some(started);
+        self.start_unix_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            .saturating_sub(started.elapsed().as_nanos() as u64);
+        self.trace_id = new_trace_id();
+        self.sampling_rate = tracer.sampling_rate;
+        self.sampled = sample(&self.trace_id, tracer.sampling_rate);
+        self.spans.clear();
+        self.reserved_balancer_id = None;
+        self.open_balancer = None;
+        self.request.status = 0;
+        self.request.route.clear();
+        self.spans.push(Span {
+            name: SpanName::Request,
+            id: span_id(),
+            parent: None,
+            kind: SpanKind::Server,
+            start_ns: 0,
+            end_ns: None,
+            error: false,
+            peer: None,
+            try_count: 0,
+            status: None,
+        });
+    }
+
+    /// True when spans are recorded for this request (instrumentation is on).
+    pub fn is_recording(&self) -> bool {
+        !self.recording.is_off()
+    }
+
+    /// True when `what` is among the recorded sources.
+    pub fn records(&self, what: Instrumentations) -> bool {
+        self.recording.has(what)
+    }
+
+    /// The recorded spans; the first is the request span.
+    pub fn spans(&self) -> &[Span] {
+        &self.spans
+    }
+
+    /// Nanoseconds since the request began.
+    pub fn now_ns(&self) -> u64 {
+        self.started.map_or(0, |s| s.elapsed().as_nanos() as u64)
+    }
+
+    /// The request span's id, once recording; `None` otherwise.
+    pub fn request_span_id(&self) -> Option<[u8; 8]> {
+        self.spans.first().map(|s| s.id)
+    }
+
+    /// Opens a span of source `what` under the request span (under the open balancer span
+    /// for the upstream's connect and response). `None` when `what` is not recorded.
+    pub fn open(&mut self, what: Instrumentations, name: SpanName) -> Option<SpanRef> {
+        if !self.records(what) || self.spans.len() >= MAX_SPANS {
+            return None;
+        }
+        let (parent, kind) = match name {
+            SpanName::Balancer => (Some(0), SpanKind::Client),
+            SpanName::UpstreamConnect | SpanName::UpstreamResponse => {
+                (Some(self.open_balancer.unwrap_or(0)), SpanKind::Internal)
+            }
+            _ => (Some(0), SpanKind::Internal),
+        };
+        let index = self.spans.len() as u16;
+        let start_ns = self.now_ns();
+        self.spans.push(Span {
+            name,
+            id: span_id(),
+            parent,
+            kind,
+            start_ns,
+            end_ns: None,
+            error: false,
+            peer: None,
+            try_count: 0,
+            status: None,
+        });
+        if name == SpanName::Balancer {
+            self.open_balancer = Some(index);
+        }
+        Some(SpanRef(index))
+    }
+
+    /// Closes an open span now.
+    pub fn close(&mut self, span: Option<SpanRef>) {
+        if let Some(SpanRef(i)) = span {
+            let now = self.now_ns();
+            if let Some(s) = self.spans.get_mut(usize::from(i)) {
+                s.end_ns = Some(now);
+            }
+        }
+    }
+
+    /// Forgets a span opened last that turned out not to happen (a pooled connection needed
+    /// no connect).
+    pub fn discard(&mut self, span: Option<SpanRef>) {
+        if let Some(SpanRef(i)) = span {
+            if usize::from(i) + 1 == self.spans.len() {
+                self.spans.pop();
+            }
+        }
+    }
+
+    /// Opens the `kong.balancer` span of upstream try `try_count` to `peer`.
+    pub fn open_balancer(&mut self, try_count: u16, peer: SocketAddr) -> Option<SpanRef> {
+        let span = self.open(Instrumentations::BALANCER, SpanName::Balancer)?;
+        let s = &mut self.spans[usize::from(span.0)];
+        s.try_count = try_count;
+        s.peer = Some(peer);
+        Some(span)
+    }
+
+    /// Ends a failed try's balancer span now, with the status the failure maps to.
+    pub fn fail_balancer(&mut self, span: Option<SpanRef>, status: u16) {
+        if let Some(SpanRef(i)) = span {
+            if let Some(s) = self.spans.get_mut(usize::from(i)) {
+                s.error = true;
+                s.status = Some(status);
+            }
+            self.close(span);
+            self.open_balancer = None;
+        }
+    }
+
+    /// The span id to send upstream as the parent: the last balancer span's when balancer
+    /// spans are recorded (reserved now, given to that span when the request ends, as Kong
+    /// pre-creates it), else the request span's. `None` when not recording.
+    pub fn upstream_parent_id(&mut self) -> Option<[u8; 8]> {
+        if self.records(Instrumentations::BALANCER) {
+            return Some(*self.reserved_balancer_id.get_or_insert_with(span_id));
+        }
+        self.request_span_id()
+    }
+
+    /// Ends the request span (and any span still open) now, with the response's status and
+    /// the matched route's first path.
+    pub fn finish_request(&mut self, status: u16, route_path: Option<&str>) {
+        if !self.is_recording() {
+            return;
+        }
+        let now = self.now_ns();
+        self.request.status = status;
+        self.request.route.clear();
+        self.request.route.push_str(route_path.unwrap_or(""));
+        for span in &mut self.spans {
+            span.end_ns.get_or_insert(now);
+        }
+        if let Some(id) = self.reserved_balancer_id.take() {
+            if let Some(last) = self
+                .spans
+                .iter_mut()
+                .rev()
+                .find(|s| s.name == SpanName::Balancer)
+            {
+                last.id = id;
+            }
+        }
+    }
+
+    /// `start_unix_ns` plus an offset: a span time on the wall clock.
+    pub fn unix_ns(&self, offset_ns: u64) -> u64 {
+        self.start_unix_ns + offset_ns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracer(list: &str, rate: f64) -> Tracer {
+        Tracer {
+            instrumentations: Instrumentations::parse(list).expect("valid list"),
+            sampling_rate: rate,
+        }
+    }
+
+    #[test]
+    fn off_records_nothing() {
+        let mut t = RequestTrace::default();
+        t.begin(&Tracer::default(), Instant::now());
+        assert!(!t.is_recording());
+        assert!(t.open(Instrumentations::ROUTER, SpanName::Router).is_none());
+        assert!(t.spans().is_empty());
+        assert_eq!(t.upstream_parent_id(), None);
+    }
+
+    #[test]
+    fn spans_nest_under_the_request_and_the_balancer() {
+        let mut t = RequestTrace::default();
+        t.begin(&tracer("all", 1.0), Instant::now());
+        assert!(t.sampled);
+        let router = t.open(Instrumentations::ROUTER, SpanName::Router);
+        t.close(router);
+        let peer: SocketAddr = "127.0.0.1:80".parse().expect("addr");
+        let first = t.open_balancer(1, peer);
+        t.fail_balancer(first, 502);
+        let second = t.open_balancer(2, peer);
+        let connect = t.open(Instrumentations::BALANCER, SpanName::UpstreamConnect);
+        t.close(connect);
+        let injected = t.upstream_parent_id().expect("recording");
+        t.finish_request(200, Some("/x"));
+        let spans = t.spans();
+        let names: Vec<String> = spans.iter().map(|s| s.name.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "kong",
+                "kong.router",
+                "kong.balancer",
+                "kong.balancer",
+                "kong.upstream.connect"
+            ]
+        );
+        assert_eq!(spans[1].parent, Some(0));
+        assert!(spans[2].error && spans[2].status == Some(502));
+        assert_eq!(spans[4].parent, second.map(|s| s.0));
+        // The id sent upstream is the last try's.
+        assert_eq!(spans[3].id, injected);
+        assert!(spans.iter().all(|s| s.end_ns.is_some()));
+        assert_eq!(t.request.route, "/x");
+    }
+
+    #[test]
+    fn only_the_listed_sources_are_recorded() {
+        let mut t = RequestTrace::default();
+        t.begin(&tracer("request,router", 1.0), Instant::now());
+        assert!(t.open(Instrumentations::ROUTER, SpanName::Router).is_some());
+        assert!(
+            t.open(
+                Instrumentations::PLUGIN_ACCESS,
+                SpanName::Plugin(PluginPhase::Access, "acl")
+            )
+            .is_none()
+        );
+        // Without balancer spans, the request span is the upstream's parent.
+        assert_eq!(t.upstream_parent_id(), t.request_span_id());
+    }
+
+    #[test]
+    fn the_sampler_follows_kongs_bound() {
+        let low = [0u8; 16];
+        let high = [0xffu8; 16];
+        assert!(sample(&low, 0.5));
+        assert!(!sample(&high, 0.5));
+        assert!(sample(&high, 1.0));
+        assert!(!sample(&low, 0.0));
+        let hits = (0..10_000).filter(|_| sample(&new_trace_id(), 0.1)).count();
+        assert!((700..1300).contains(&hits), "{hits} of 10000 at 0.1");
+    }
+
+    #[test]
+    fn span_names_are_kongs() {
+        assert_eq!(
+            SpanName::Plugin(PluginPhase::HeaderFilter, "cors").to_string(),
+            "kong.header_filter.plugin.cors"
+        );
+        assert_eq!(SpanName::Request.to_string(), "kong");
+    }
+}
