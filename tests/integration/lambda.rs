@@ -376,6 +376,23 @@ fn function_errors_invocation_types_api_errors_and_timeouts_get_kongs_statuses()
     assert!(types.contains(&Some("Event".into())));
     assert!(types.contains(&Some("DryRun".into())));
     invoke.assert_clean();
+    // Every call is timed and counted by result.
+    let metrics = crate::metrics::scrape(&gw);
+    let calls = |result: &str| {
+        crate::metrics::sample(
+            &metrics,
+            "gangway_lambda_invocations_total",
+            &[&format!("result=\"{result}\"")],
+        )
+    };
+    assert_eq!(calls("timeout"), Some(1.0), "{metrics}");
+    assert_eq!(calls("error"), Some(1.0), "the missing function: {metrics}");
+    assert_eq!(calls("ok"), Some(5.0), "{metrics}");
+    assert_eq!(
+        crate::metrics::sample(&metrics, "gangway_lambda_invoke_seconds_count", &[]),
+        Some(7.0),
+        "{metrics}"
+    );
 }
 
 #[test]

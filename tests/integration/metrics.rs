@@ -3,7 +3,8 @@
 
 use crate::harness::{Gangway, Options, Upstream, config_with_routes, request};
 
-fn scrape(gw: &Gangway) -> String {
+/// `GET /metrics` on the Status API.
+pub(crate) fn scrape(gw: &Gangway) -> String {
     let r = request(gw.status, "GET", "/metrics", &[], b"").expect("scrape");
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -27,7 +28,7 @@ fn scrape_until(gw: &Gangway, done: impl Fn(&str) -> bool) -> String {
 }
 
 /// The value of the sample named `name` whose labels include every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines().find_map(|line| {
         let rest = line.strip_prefix(name)?;
         let (series, value) = rest.rsplit_once(' ')?;
@@ -389,6 +390,22 @@ fn gangways_own_metrics_count_reloads_and_name_the_backend() {
             "{text}"
         );
     }
+    // Busy time: each worker thread's CPU seconds, rising while it serves requests.
+    let busy = |t: &str| -> f64 {
+        ["worker=\"0\"", "worker=\"1\""]
+            .iter()
+            .map(|w| {
+                sample(t, "gangway_worker_busy_seconds", &[w])
+                    .unwrap_or_else(|| panic!("busy time of {w}:\n{t}"))
+            })
+            .sum()
+    };
+    let before = busy(&text);
+    for _ in 0..300 {
+        assert_eq!(gw.get("/").status, 200);
+    }
+    let after = busy(&scrape(&gw));
+    assert!(after > before, "busy {before} s then {after} s");
     assert_eq!(sample(&text, "gangway_consumers", &[]), Some(0.0), "{text}");
     assert!(
         sample(&text, "gangway_config_age_seconds", &[]) >= Some(0.0),

@@ -193,6 +193,28 @@ fn redis_down_proxies_without_limits_when_fault_tolerant_and_counting_resumes() 
         .as_u64()
         .expect("counted");
     assert!(failures >= 51, "every failed call is counted: {status}");
+    let metrics = crate::metrics::scrape(&gw);
+    let metric = |name: &str| crate::metrics::sample(&metrics, name, &[]).unwrap_or(-1.0);
+    assert_eq!(
+        metric("gangway_redis_failures_total"),
+        failures as f64,
+        "{metrics}"
+    );
+    assert!(metric("gangway_redis_calls_total") >= 1.0, "{metrics}");
+    // The calls that reached a connection were timed, answered or failed.
+    assert!(
+        metric("gangway_redis_call_seconds_count") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        crate::metrics::sample(
+            &metrics,
+            "gangway_redis_call_seconds_bucket",
+            &["le=\"0.0005\""]
+        )
+        .is_some(),
+        "a histogram with gangway's buckets: {metrics}"
+    );
     let lines = gw.log().matches("rate-limiting: Redis").count();
     assert!(
         (1..=3).contains(&lines),

@@ -11,16 +11,36 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use gangway_config::node;
 use gangway_proxy::Gateway;
 
+/// gangway's call-latency histograms (seconds): Redis calls, from half a millisecond; Lambda
+/// invocations, from five.
+const CALL_HISTOGRAMS: [(&str, &[f64]); 2] = [
+    (
+        "gangway_redis_call_seconds",
+        &[
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
+        ],
+    ),
+    (
+        "gangway_lambda_invoke_seconds",
+        &[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ],
+    ),
+];
+
 /// The process's recorder; `None` when another recorder was installed first.
 fn handle() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let mut builder = PrometheusBuilder::new();
-            for (name, buckets) in gangway_plugins::prometheus::HISTOGRAMS {
+            for (name, buckets) in gangway_plugins::prometheus::HISTOGRAMS
+                .into_iter()
+                .chain(CALL_HISTOGRAMS)
+            {
                 builder = builder
                     .set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
-                    .expect("invariant: Kong's bucket lists are not empty");
+                    .expect("invariant: the bucket lists are not empty");
             }
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -117,6 +137,30 @@ fn describe() {
         "Open client connections per worker thread"
     );
     metrics::describe_gauge!("gangway_info", "gangway's version and I/O backend");
+    metrics::describe_histogram!(
+        "gangway_redis_call_seconds",
+        "Redis calls of the rate-limiting plugin (one round trip each), answered or failed"
+    );
+    metrics::describe_counter!(
+        "gangway_redis_calls_total",
+        "Round trips to Redis (a pipeline counts once)"
+    );
+    metrics::describe_counter!(
+        "gangway_redis_failures_total",
+        "Redis calls that failed: connects, counts and syncs"
+    );
+    metrics::describe_histogram!(
+        "gangway_lambda_invoke_seconds",
+        "AWS Lambda Invoke calls of the aws-lambda plugin"
+    );
+    metrics::describe_counter!(
+        "gangway_lambda_invocations_total",
+        "AWS Lambda Invoke calls by result: ok, timeout or error"
+    );
+    metrics::describe_gauge!(
+        "gangway_worker_busy_seconds",
+        "CPU seconds the worker thread has spent since start (rises while it works; idle waiting in the kernel does not count)"
+    );
     metrics::describe_counter!("gangway_access_log_lines_total", "Access-log lines written");
     metrics::describe_counter!(
         "gangway_access_log_dropped_total",
@@ -197,10 +241,21 @@ pub fn scrape(
             .absolute(counter.load(Ordering::Relaxed));
     }
     metrics::gauge!("gangway_consumers").set(snapshot.identities.consumer_count() as f64);
+    if let Some(redis) = &gateway.catalog.quotas().redis {
+        let calls = redis.counters();
+        metrics::counter!("gangway_redis_calls_total").absolute(calls.round_trips);
+        metrics::counter!("gangway_redis_failures_total").absolute(calls.failures);
+    }
     drop(snapshot);
     for (worker, open) in counters.worker_active.iter().enumerate() {
         metrics::gauge!("gangway_worker_connections", "worker" => worker.to_string())
             .set(open.load(Ordering::Relaxed) as f64);
+    }
+    for (worker, tid) in counters.worker_tid.iter().enumerate() {
+        if let Some(busy) = thread_cpu_seconds(tid.load(Ordering::Relaxed)) {
+            metrics::gauge!("gangway_worker_busy_seconds", "worker" => worker.to_string())
+                .set(busy);
+        }
     }
     if let Some(sink) = gateway.access_log.get() {
         metrics::counter!("gangway_access_log_lines_total").absolute(sink.written());
@@ -270,4 +325,16 @@ fn upstream_health(gateway: &Gateway) {
             }
         }
     }
+}
+
+/// The CPU time of thread `tid` of this process, in seconds, from its `schedstat` (the
+/// first field is nanoseconds on a CPU). `None` before the thread started or where `/proc`
+/// does not say.
+fn thread_cpu_seconds(tid: i32) -> Option<f64> {
+    if tid <= 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
 }

@@ -126,6 +126,56 @@ pub(crate) async fn invoke(
 ) -> Result<Invoked, Failure> {
     let key = key.ok_or_else(|| Failure::Other("no region specified".into()))?;
     let client = client(key).await.map_err(Failure::Other)?;
+    let started = std::time::Instant::now();
+    let invoked = send_invoke(&client, conf, payload).await;
+    call_metrics().record(started.elapsed(), &invoked);
+    invoked
+}
+
+/// `/metrics` figures of the Invoke calls: latency, and calls by result.
+struct CallMetrics {
+    latency: metrics::Histogram,
+    ok: metrics::Counter,
+    timeout: metrics::Counter,
+    error: metrics::Counter,
+}
+
+/// The histogram of Invoke call latencies, in seconds; the binary sets its buckets.
+const INVOKE_SECONDS: &str = "gangway_lambda_invoke_seconds";
+
+/// The handles, taken on first use (after the binary installed its recorder).
+fn call_metrics() -> &'static CallMetrics {
+    static METRICS: std::sync::OnceLock<CallMetrics> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| {
+        let calls = |result: &'static str| {
+            metrics::counter!("gangway_lambda_invocations_total", "result" => result)
+        };
+        CallMetrics {
+            latency: metrics::histogram!(INVOKE_SECONDS),
+            ok: calls("ok"),
+            timeout: calls("timeout"),
+            error: calls("error"),
+        }
+    })
+}
+
+impl CallMetrics {
+    fn record(&self, took: std::time::Duration, invoked: &Result<Invoked, Failure>) {
+        self.latency.record(took.as_secs_f64());
+        match invoked {
+            Ok(_) => self.ok.increment(1),
+            Err(Failure::Timeout) => self.timeout.increment(1),
+            Err(Failure::Other(_)) => self.error.increment(1),
+        }
+    }
+}
+
+/// The Invoke API call itself.
+async fn send_invoke(
+    client: &aws_sdk_lambda::Client,
+    conf: &LambdaConfig,
+    payload: Vec<u8>,
+) -> Result<Invoked, Failure> {
     let captured = Arc::new(Mutex::new(Vec::new()));
     let sent = client
         .invoke()

@@ -31,6 +31,9 @@ pub struct Counters {
     pub total_requests: AtomicU64,
     /// Open client connections per worker thread (empty until [`Gateway::new`] sizes it).
     pub worker_active: Box<[AtomicU64]>,
+    /// Each worker thread's Linux thread id, 0 until it starts (its CPU time is read from
+    /// `/proc` at scrape: the worker's busy time, at no cost to it).
+    pub worker_tid: Box<[std::sync::atomic::AtomicI32]>,
     /// Config replacements published (reloads, `POST /config`, database changes).
     pub reloads: AtomicU64,
     /// Config replacements refused (a bad file or document; the old config stays).
@@ -124,6 +127,9 @@ impl Gateway {
             shutdown_tx: watch::channel(false).0,
             counters: Counters {
                 worker_active: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+                worker_tid: (0..workers)
+                    .map(|_| std::sync::atomic::AtomicI32::new(0))
+                    .collect(),
                 ..Counters::default()
             },
             published_at: std::sync::Mutex::new(std::time::Instant::now()),

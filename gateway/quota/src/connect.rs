@@ -454,7 +454,10 @@ impl Target {
         let attempt = async {
             let mut conn = self.connection().await?;
             self.stats.round_trip();
-            call(&mut conn).await.map_err(|e| {
+            let started = std::time::Instant::now();
+            let answer = call(&mut conn).await;
+            self.stats.observe(started.elapsed());
+            answer.map_err(|e| {
                 // READONLY: a failover made this server a replica; ask the sentinels again.
                 let demoted = e.code() == Some("READONLY");
                 if e.is_connection_dropped()

@@ -2,8 +2,13 @@
 //! request), and failures logged at most once every ten seconds per process with how many
 //! failed since, so an outage under load does not flood the log.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The histogram of Redis call latencies (`/metrics`), in seconds; the binary sets its
+/// buckets.
+const CALL_SECONDS: &str = "gangway_redis_call_seconds";
 
 /// How often a failure is logged, at most.
 const LOG_EVERY_MS: i64 = 10_000;
@@ -15,6 +20,8 @@ pub(crate) struct Stats {
     total: AtomicU64,
     unlogged: AtomicU64,
     last_log_ms: AtomicI64,
+    /// Taken on first use, after the binary installed its recorder.
+    latency: OnceLock<metrics::Histogram>,
 }
 
 impl Stats {
@@ -31,6 +38,13 @@ impl Stats {
     /// Counts one round trip.
     pub fn round_trip(&self) {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records how long a call took, answered or failed.
+    pub fn observe(&self, took: Duration) {
+        self.latency
+            .get_or_init(|| metrics::histogram!(CALL_SECONDS))
+            .record(took.as_secs_f64());
     }
 
     /// Counts a failure, and logs it when the last log line is old enough.

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{
-    Contender, Load, Params, build_release, compare, free_port, gangway, nginx_proxy, plain_config,
-    random_key_load, rss_mb, scratch_dir, upstream, wait_port_for,
+    Contender, Load, Params, build_release, compare, free_port, gangway_with_env, nginx_proxy,
+    plain_config, random_key_load, rss_mb, scratch_dir, upstream, wait_port_for,
 };
 
 /// The example config with `consumers` consumers, keys `k00000001`.., all in group `weather`.
@@ -63,6 +63,22 @@ fn with_prometheus(config: &str) -> String {
     config.replacen("consumers:\n", &format!("{plugins}consumers:\n"), 1)
 }
 
+/// [`pipeline_config`] plus a global opentelemetry instance exporting to `collector` (the
+/// upstream nginx answers the posts), for the cost of tracing at 1% sampling (the
+/// contender runs with every instrumentation on and `tracing_sampling_rate` 0.01).
+fn with_tracing(config: &str, collector: u16) -> String {
+    let plugins = format!(
+        "plugins:\n  - name: opentelemetry\n    config:\n      traces_endpoint: http://127.0.0.1:{collector}/v1/traces\n"
+    );
+    config.replacen("consumers:\n", &format!("{plugins}consumers:\n"), 1)
+}
+
+/// The settings of the tracing contender.
+const TRACING_ENV: [(&str, &str); 2] = [
+    ("GANGWAY_TRACING_INSTRUMENTATIONS", "all"),
+    ("GANGWAY_TRACING_SAMPLING_RATE", "0.01"),
+];
+
 /// Every request is GET /forecast/<a random consumer's key>/52.37,4.89.
 fn load(consumers: usize) -> Load {
     random_key_load(
@@ -83,41 +99,61 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
         free_port()?,
         free_port()?,
         free_port()?,
+        free_port()?,
     ];
     let plain = plain_config(up_port);
     let small = pipeline_config(up_port, 1000);
     let small_prometheus = with_prometheus(&small);
+    let small_tracing = with_tracing(&small, up_port);
     let large = pipeline_config(up_port, consumers);
     let large_name = format!("gangway-pipeline-{consumers}");
     let mut notes = String::new();
-    let mut start =
-        |name: &str, port: u16, config: &str, load: Option<Load>| -> Result<Contender> {
-            let began = Instant::now();
-            let proc_ = gangway(&bin, &dir, name, "io_uring", port, config, p.workers)?;
-            wait_port_for(port, name, Duration::from_secs(300))?;
-            let _ = write!(
-                notes,
-                "{name}: ready in {:.1} s, RSS {:.0} MB; ",
-                began.elapsed().as_secs_f64(),
-                rss_mb(proc_.child.id())
-            );
-            Ok(Contender {
-                name: name.into(),
-                proc_,
-                port,
-                load,
-            })
-        };
+    let mut start = |name: &str,
+                     port: u16,
+                     config: &str,
+                     load: Option<Load>,
+                     env: &[(&str, &str)]|
+     -> Result<Contender> {
+        let began = Instant::now();
+        let proc_ = gangway_with_env(&bin, &dir, name, "io_uring", port, config, p.workers, env)?;
+        wait_port_for(port, name, Duration::from_secs(300))?;
+        let _ = write!(
+            notes,
+            "{name}: ready in {:.1} s, RSS {:.0} MB; ",
+            began.elapsed().as_secs_f64(),
+            rss_mb(proc_.child.id())
+        );
+        Ok(Contender {
+            name: name.into(),
+            proc_,
+            port,
+            load,
+        })
+    };
     let contenders = vec![
-        start("gangway-plain", ports[0], &plain, None)?,
-        start("gangway-pipeline-1000", ports[1], &small, Some(load(1000)))?,
+        start("gangway-plain", ports[0], &plain, None, &[])?,
+        start(
+            "gangway-pipeline-1000",
+            ports[1],
+            &small,
+            Some(load(1000)),
+            &[],
+        )?,
         start(
             "gangway-pipeline-1000-prometheus",
             ports[4],
             &small_prometheus,
             Some(load(1000)),
+            &[],
         )?,
-        start(&large_name, ports[2], &large, None)?,
+        start(
+            "gangway-pipeline-1000-tracing",
+            ports[5],
+            &small_tracing,
+            Some(load(1000)),
+            &TRACING_ENV,
+        )?,
+        start(&large_name, ports[2], &large, None, &[])?,
         Contender {
             name: "nginx".into(),
             proc_: nginx_proxy(&dir, ports[3], up_port, p.workers)?,
@@ -129,7 +165,8 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
         "wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, {} worker(s) each, io_uring; \
          every request is GET /forecast/<random consumer key>/52.37,4.89; pipeline = request-transformer \
          (ordered before key-auth) + key-auth + acl (-prometheus: plus a global prometheus plugin with \
-         every metric on); upstream: nginx (1 worker) returning a 24-byte body; \
+         every metric on; -tracing: plus a global opentelemetry plugin, every tracing instrumentation on, \
+         1% of traces exported to the upstream nginx); upstream: nginx (1 worker) returning a 24-byte body; \
          medians shown. {notes}",
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
@@ -143,13 +180,23 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
         &load(consumers),
         "gangway-plain",
     )?;
-    // Contender order: plain, pipeline-1000, pipeline-1000-prometheus, large, nginx.
-    let (without, with) = (&summary[1], &summary[2]);
-    let line = format!(
-        "\nprometheus plugin (all metrics on) against the same pipeline without it: {:.3}x RPS, {:+.1} us CPU per request\n",
-        with.rps / without.rps,
-        with.cpu_us_per_req - without.cpu_us_per_req
-    );
+    // Contender order: plain, pipeline-1000, -prometheus, -tracing, large, nginx.
+    let without = &summary[1];
+    let mut line = String::new();
+    for (what, with) in [
+        ("prometheus plugin (all metrics on)", &summary[2]),
+        (
+            "tracing (all instrumentations, 1% exported by opentelemetry)",
+            &summary[3],
+        ),
+    ] {
+        let _ = writeln!(
+            line,
+            "\n{what} against the same pipeline without it: {:.3}x RPS, {:+.1} us CPU per request",
+            with.rps / without.rps,
+            with.cpu_us_per_req - without.cpu_us_per_req
+        );
+    }
     println!("{line}");
     let latest = root.join("benches/results/pipeline-latest.md");
     let mut doc = std::fs::read_to_string(&latest)?;

@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,10 @@ pub fn spawn_all(
 }
 
 fn run<B: Backend>(id: usize, gateway: Arc<Gateway>, listeners: WorkerListeners) {
+    if let Some(tid) = gateway.counters.worker_tid.get(id) {
+        // SAFETY: gettid has no preconditions.
+        tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
+    }
     B::block_on(async move {
         let ctx = Rc::new(WorkerCtx::<B>::new(id, gateway.clone()));
         for (socket, spec) in listeners {
