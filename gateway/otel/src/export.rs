@@ -1,16 +1,15 @@
-//! OTLP encoding, as Kong's `kong.observability.otlp` shapes it: each span becomes an
-//! OTLP `Span` on the worker (entries of the plugin's queue), and the sender thread wraps a
-//! batch in one `ExportTraceServiceRequest` with the plugin's resource and Kong's scope
-//! (`kong-internal` 0.1.0).
+//! OTLP encoding, as Kong's `kong.observability.otlp` shapes it: a sampled request's spans
+//! become OTLP `Span`s on the worker (one entry of the plugin's queue per request), and the
+//! sender thread wraps a batch in one `ExportTraceServiceRequest` with the plugin's resource
+//! and Kong's scope (`kong-internal` 0.1.0).
 
 use std::collections::BTreeMap;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use prost::Message as _;
-use tracing::warn;
+use prost::encoding::{self, WireType};
 
 use gangway_config::node::{KONG_VERSION, node_id};
 use gangway_pipeline::trace::{RequestTrace, Span as Recorded, SpanName};
@@ -51,41 +50,57 @@ pub fn encoded_resource(overrides: &BTreeMap<String, String>) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// The queue's encoder: one export request for a batch of encoded spans.
-pub fn batch(settings: &log_queue::Settings, spans: &[Vec<u8>]) -> Vec<u8> {
-    let resource = Resource::decode(settings.encoder_context.as_slice()).ok();
-    let spans = spans
-        .iter()
-        .filter_map(|bytes| match Span::decode(bytes.as_slice()) {
-            Ok(span) => Some(span),
-            Err(e) => {
-                // Entries are encoded by this crate: a failure here is a bug, not input.
-                warn!(error = %e, "opentelemetry: dropping a span that does not decode");
-                None
-            }
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource,
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "kong-internal".into(),
-                    version: "0.1.0".into(),
-                    ..Default::default()
-                }),
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+/// Field numbers of the OTLP messages this encoder frames by hand.
+const REQUEST_RESOURCE_SPANS: u32 = 1;
+const RESOURCE_SPANS_RESOURCE: u32 = 1;
+const RESOURCE_SPANS_SCOPE_SPANS: u32 = 2;
+const SCOPE_SPANS_SCOPE: u32 = 1;
+const SCOPE_SPANS_SPANS: u32 = 2;
+
+/// Appends field `tag` holding `bytes` (an encoded message).
+fn put_message(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
+    encoding::encode_key(tag, WireType::LengthDelimited, out);
+    encoding::encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
 }
 
-/// Encodes every span of `trace` into `out`, one entry per span.
-pub fn encode_spans(trace: &RequestTrace, out: &mut Vec<Vec<u8>>) {
+/// The queue's encoder: one `ExportTraceServiceRequest` for a batch of entries, each the
+/// spans of one request already framed as `ScopeSpans.spans` fields, so the sender thread
+/// only concatenates (no decoding, no copy of a span into a new message).
+pub fn batch(settings: &log_queue::Settings, traces: &[Vec<u8>]) -> Vec<u8> {
+    let scope = InstrumentationScope {
+        name: "kong-internal".into(),
+        version: "0.1.0".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut scope_spans =
+        Vec::with_capacity(scope.len() + traces.iter().map(Vec::len).sum::<usize>() + 8);
+    put_message(SCOPE_SPANS_SCOPE, &scope, &mut scope_spans);
+    for trace in traces {
+        scope_spans.extend_from_slice(trace);
+    }
+    let mut resource_spans =
+        Vec::with_capacity(scope_spans.len() + settings.encoder_context.len() + 16);
+    put_message(
+        RESOURCE_SPANS_RESOURCE,
+        &settings.encoder_context,
+        &mut resource_spans,
+    );
+    put_message(
+        RESOURCE_SPANS_SCOPE_SPANS,
+        &scope_spans,
+        &mut resource_spans,
+    );
+    let mut request = Vec::with_capacity(resource_spans.len() + 8);
+    put_message(REQUEST_RESOURCE_SPANS, &resource_spans, &mut request);
+    request
+}
+
+/// Encodes every span of `trace` as `ScopeSpans.spans` fields: one queue entry.
+pub fn encode_trace(trace: &RequestTrace) -> Vec<u8> {
     let spans = trace.spans();
+    let mut out = Vec::with_capacity(spans.len() * 160);
     for span in spans {
         let parent = match span.parent {
             Some(p) => spans
@@ -108,8 +123,11 @@ pub fn encode_spans(trace: &RequestTrace, out: &mut Vec<Vec<u8>>) {
             }),
             ..Default::default()
         };
-        out.push(otlp.encode_to_vec());
+        encoding::encode_key(SCOPE_SPANS_SPANS, WireType::LengthDelimited, &mut out);
+        encoding::encode_varint(otlp.encoded_len() as u64, &mut out);
+        otlp.encode_raw(&mut out);
     }
+    out
 }
 
 /// Kong's attributes. Numbers are doubles but for `http.status_code`, as Kong's encoder
@@ -153,5 +171,75 @@ fn attributes(trace: &RequestTrace, span: &Recorded) -> Vec<KeyValue> {
             attrs
         }
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+    use super::*;
+    use gangway_config::settings::Instrumentations;
+    use gangway_pipeline::trace::Tracer;
+    use gangway_plugins::log_queue::{Endpoint, QueueConfig};
+
+    fn recorded() -> RequestTrace {
+        let mut trace = RequestTrace::default();
+        let tracer = Tracer {
+            instrumentations: Instrumentations::ALL,
+            sampling_rate: 1.0,
+        };
+        trace.begin(&tracer);
+        let router = trace.open(Instrumentations::ROUTER, SpanName::Router);
+        trace.close(router);
+        trace.finish_request(200, Some("/a"));
+        trace
+    }
+
+    #[test]
+    fn batches_decode_as_export_requests_with_every_span() {
+        let queue = QueueConfig {
+            max_batch_size: 200,
+            max_coalescing_delay: 1.0,
+            max_entries: 10,
+            max_bytes: None,
+            max_retry_time: 1.0,
+            initial_retry_delay: 0.01,
+            max_retry_delay: 1.0,
+        };
+        let mut settings = queue.settings(
+            "opentelemetry",
+            Endpoint::parse("http://collector:4318/v1/traces").expect("url"),
+            None,
+            None,
+        );
+        let overrides = BTreeMap::from([("service.name".to_owned(), "api".to_owned())]);
+        settings.encoder_context = encoded_resource(&overrides);
+        let (one, two) = (recorded(), recorded());
+        let body = batch(&settings, &[encode_trace(&one), encode_trace(&two)]);
+        let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
+        let resource_spans = &request.resource_spans[0];
+        let resource = resource_spans.resource.as_ref().expect("resource");
+        let name = resource
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.clone());
+        assert_eq!(
+            name.and_then(|v| v.value),
+            Some(any_value::Value::StringValue("api".into()))
+        );
+        let scope_spans = &resource_spans.scope_spans[0];
+        assert_eq!(
+            scope_spans.scope.as_ref().map(|s| s.name.as_str()),
+            Some("kong-internal")
+        );
+        let spans = &scope_spans.spans;
+        assert_eq!(spans.len(), 4);
+        assert_eq!(spans[0].name, "kong");
+        assert_eq!(spans[1].name, "kong.router");
+        assert_eq!(spans[1].parent_span_id, spans[0].span_id);
+        assert_eq!(spans[2].trace_id, two.trace_id.to_vec());
+        assert!(spans[1].end_time_unix_nano >= spans[1].start_time_unix_nano);
     }
 }

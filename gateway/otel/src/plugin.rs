@@ -211,6 +211,19 @@ impl OpenTelemetry {
     /// Runs the extractors in order; the first format whose headers are present wins. A
     /// present but invalid header is skipped, as Kong's extractors do after a warning.
     fn extract(&self, ctx: &AccessCtx<'_>) -> Option<(Format, Extracted)> {
+        let traced = ctx
+            .head
+            .headers()
+            .iter()
+            .any(|f| propagation::is_trace_header(f.name.get(ctx.buf)))
+            || ctx
+                .state
+                .headers
+                .added()
+                .any(|(name, _)| propagation::is_trace_header(name));
+        if self.propagation.extract.is_empty() || !traced {
+            return None;
+        }
         let header = |name: &str| {
             ctx.header(name)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -279,7 +292,7 @@ impl Plugin for OpenTelemetry {
             false => trace.remote_parent,
         };
         let inject = InjectCtx {
-            trace_id: raw_trace_id.clone(),
+            trace_id: raw_trace_id,
             span_id: span_id.to_vec(),
             parent_id: parent_id.map(|p| p.to_vec()),
             should_sample: Some(trace.sampled),
@@ -319,7 +332,7 @@ impl Plugin for OpenTelemetry {
         }
         ctx.state.trace.log_trace_ids = ids;
         if self.trace_id_header.is_some() {
-            ctx.save(&raw_trace_id);
+            ctx.save(&inject.trace_id);
         }
         Flow::Continue
     }
@@ -347,11 +360,7 @@ impl Plugin for OpenTelemetry {
         if !trace.is_recording() || !trace.sampled {
             return;
         }
-        let mut spans = Vec::with_capacity(trace.spans().len());
-        export::encode_spans(trace, &mut spans);
-        for span in spans {
-            self.queue.push(span);
-        }
+        self.queue.push(export::encode_trace(trace));
     }
 
     fn exports_traces(&self) -> bool {

@@ -147,6 +147,13 @@ pub fn extract(
     }
 }
 
+/// True when a request header named `name` (any case) is one some extractor reads first: a
+/// request with no such header has no context to extract, which a caller can tell in one
+/// pass over its headers.
+pub fn is_trace_header(name: &[u8]) -> bool {
+    extract::triggers_any(name)
+}
+
 /// The context to inject (Kong's inject ctx after the plugin's callback).
 ///
 /// An empty `trace_id` or `span_id` stands for Kong's absent field: formats that need it fail,

@@ -2,16 +2,18 @@
 //! `kong.<phase>.plugin.<name>` and `kong.balancer` per upstream try, recorded when
 //! `tracing_instrumentations` asks for them, for a plugin (opentelemetry) to export.
 //!
-//! Recording is plain data in a buffer the connection reuses: span ids and clock readings,
-//! no allocation once warm, no subscriber and no lock. Whether a trace is exported is decided
+//! Recording is plain data in a buffer the connection reuses: span ids and clock readings
+//! (the TSC through `quanta` where the CPU has a stable one, a few nanoseconds each), no
+//! allocation once warm, no subscriber and no lock. Whether a trace is exported is decided
 //! late (the opentelemetry plugin may apply its own `sampling_rate` and the caller's sampled
 //! flag in access, after the router and earlier plugins ran), so spans are recorded for every
 //! request while instrumentation is on, and dropped at export when the trace is not sampled.
 //! With instrumentation off (the default) every hook is one branch.
 
+use std::cell::Cell;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gangway_config::settings::{Instrumentations, Settings};
 
@@ -184,7 +186,8 @@ const MAX_SPANS: usize = 512;
 #[derive(Debug, Default)]
 pub struct RequestTrace {
     recording: Instrumentations,
-    started: Option<Instant>,
+    /// When recording began (the request span's start).
+    clock: Option<quanta::Instant>,
     /// The wall clock when the request began, in ns since the epoch.
     pub start_unix_ns: u64,
     /// The trace id: a new one, or the caller's once a plugin extracted it (8-byte ids are
@@ -209,6 +212,31 @@ pub struct RequestTrace {
     open_balancer: Option<u16>,
 }
 
+/// How long a thread trusts its wall-clock anchor before reading the wall clock again (so
+/// clock steps and drift show within a second).
+const ANCHOR_TTL: Duration = Duration::from_secs(1);
+
+thread_local! {
+    static ANCHOR: Cell<Option<(quanta::Instant, u64)>> = const { Cell::new(None) };
+}
+
+/// The wall-clock time of `now`, in ns since the epoch: the thread's anchor plus the
+/// monotonic time since it, so a request pays a TSC read rather than a wall-clock read.
+fn unix_ns_at(now: quanta::Instant) -> u64 {
+    ANCHOR.with(|anchor| match anchor.get() {
+        Some((at, unix)) if now.duration_since(at) < ANCHOR_TTL => {
+            unix + now.duration_since(at).as_nanos() as u64
+        }
+        _ => {
+            let unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            anchor.set(Some((now, unix)));
+            unix
+        }
+    })
+}
+
 fn span_id() -> [u8; 8] {
     // Zero is OpenTelemetry's invalid id.
     fastrand::u64(1..).to_be_bytes()
@@ -220,9 +248,9 @@ pub fn new_trace_id() -> [u8; 16] {
 }
 
 impl RequestTrace {
-    /// Starts the trace of a request whose head was read at `started`. With `tracer` off,
-    /// this is all a request pays.
-    pub fn begin(&mut self, tracer: &Tracer, started: Instant) {
+    /// Starts the trace of a request whose head was just read. With `tracer` off, this is
+    /// all a request pays.
+    pub fn begin(&mut self, tracer: &Tracer) {
         self.recording = tracer.instrumentations;
         self.propagated = false;
         self.remote_parent = None;
@@ -231,11 +259,9 @@ impl RequestTrace {
             self.sampled = false;
             return;
         }
-        self.started = Some(started);
-        self.start_unix_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            .saturating_sub(started.elapsed().as_nanos() as u64);
+        let now = quanta::Instant::now();
+        self.clock = Some(now);
+        self.start_unix_ns = unix_ns_at(now);
         self.trace_id = new_trace_id();
         self.sampling_rate = tracer.sampling_rate;
         self.sampled = sample(&self.trace_id, tracer.sampling_rate);
@@ -275,7 +301,7 @@ impl RequestTrace {
 
     /// Nanoseconds since the request began.
     pub fn now_ns(&self) -> u64 {
-        self.started.map_or(0, |s| s.elapsed().as_nanos() as u64)
+        self.clock.map_or(0, |at| at.elapsed().as_nanos() as u64)
     }
 
     /// The request span's id, once recording; `None` otherwise.
@@ -412,7 +438,7 @@ mod tests {
     #[test]
     fn off_records_nothing() {
         let mut t = RequestTrace::default();
-        t.begin(&Tracer::default(), Instant::now());
+        t.begin(&Tracer::default());
         assert!(!t.is_recording());
         assert!(t.open(Instrumentations::ROUTER, SpanName::Router).is_none());
         assert!(t.spans().is_empty());
@@ -422,7 +448,7 @@ mod tests {
     #[test]
     fn spans_nest_under_the_request_and_the_balancer() {
         let mut t = RequestTrace::default();
-        t.begin(&tracer("all", 1.0), Instant::now());
+        t.begin(&tracer("all", 1.0));
         assert!(t.sampled);
         let router = t.open(Instrumentations::ROUTER, SpanName::Router);
         t.close(router);
@@ -458,7 +484,7 @@ mod tests {
     #[test]
     fn only_the_listed_sources_are_recorded() {
         let mut t = RequestTrace::default();
-        t.begin(&tracer("request,router", 1.0), Instant::now());
+        t.begin(&tracer("request,router", 1.0));
         assert!(t.open(Instrumentations::ROUTER, SpanName::Router).is_some());
         assert!(
             t.open(

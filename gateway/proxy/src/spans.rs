@@ -1,8 +1,6 @@
 //! What the proxy adds to a request's trace: the request span's attributes, taken when the
 //! head is read (the input buffer moves on once a body is read).
 
-use std::fmt::Write as _;
-
 use super::log::RequestInfo;
 use super::session::{ClientConn, ConnBuffers};
 use gangway_pipeline::trace::Tracer;
@@ -11,7 +9,7 @@ use gangway_pipeline::trace::Tracer;
 /// attributes.
 pub(super) fn begin(tracer: &Tracer, bufs: &mut ConnBuffers, facts: &RequestInfo<'_>) {
     let trace = &mut bufs.plugins.trace;
-    trace.begin(tracer, facts.received);
+    trace.begin(tracer);
     if !trace.is_recording() {
         return;
     }
@@ -19,30 +17,36 @@ pub(super) fn begin(tracer: &Tracer, bufs: &mut ConnBuffers, facts: &RequestInfo
     let buf = &bufs.input[..facts.head_len];
     let head = &bufs.head;
     let attrs = &mut trace.request;
-    let host_port = head.host(buf).unwrap_or_default();
-    let host = String::from_utf8_lossy(host_without_port(host_port));
     attrs.scheme = if conn.tls { "https" } else { "http" };
     attrs.flavor = match head.version() {
         gangway_http::Version::Http10 => "1.0",
         gangway_http::Version::Http11 => "1.1",
     };
+    // Copied into buffers the connection keeps: no allocation once they have grown.
     attrs.method.clear();
-    attrs
-        .method
-        .push_str(&String::from_utf8_lossy(head.method(buf)));
+    push_text(&mut attrs.method, head.method(buf));
     attrs.host.clear();
-    attrs.host.push_str(&host.to_ascii_lowercase());
-    attrs.url.clear();
-    let _ = write!(
-        attrs.url,
-        "{}://{}{}",
-        attrs.scheme,
-        attrs.host,
-        String::from_utf8_lossy(head.target(buf))
+    push_text(
+        &mut attrs.host,
+        host_without_port(head.host(buf).unwrap_or_default()),
     );
+    attrs.host.make_ascii_lowercase();
+    attrs.url.clear();
+    attrs.url.push_str(attrs.scheme);
+    attrs.url.push_str("://");
+    attrs.url.push_str(&attrs.host);
+    push_text(&mut attrs.url, head.target(buf));
     attrs.client_ip = Some(facts.client_ip);
     attrs.peer_ip = Some(conn.peer.ip());
     attrs.request_id = *facts.request_id;
+}
+
+/// Appends `bytes` as text (a parsed head is ASCII; anything else is replaced).
+fn push_text(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+    }
 }
 
 /// `host` without `:port` (nginx's `$host`); an IPv6 literal keeps its brackets.

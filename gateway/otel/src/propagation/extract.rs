@@ -51,6 +51,15 @@ fn trigger_headers(format: Format) -> &'static [&'static str] {
     }
 }
 
+/// True when a request header named `name` (any case) makes some format's extractor run.
+pub(super) fn triggers_any(name: &[u8]) -> bool {
+    Format::ALL.iter().any(|&format| {
+        trigger_headers(format)
+            .iter()
+            .any(|t| t.as_bytes().eq_ignore_ascii_case(name))
+    })
+}
+
 /// Runs `format`'s extractor if any of its headers is present.
 pub(super) fn run(format: Format, header: Header<'_>, headers: Headers<'_>) -> Found {
     if !trigger_headers(format).iter().any(|h| header(h).is_some()) {
