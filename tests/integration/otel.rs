@@ -401,3 +401,47 @@ fn a_failing_collector_is_retried_and_bad_configs_are_refused() {
     // The refused configs left the running one alone.
     assert_eq!(gw.get("/traced").status, 200);
 }
+
+#[test]
+fn the_sampling_rate_decides_which_traces_are_exported_and_the_flag_tells_upstream() {
+    let setup = start(
+        "",
+        &[
+            ("KONG_TRACING_INSTRUMENTATIONS", "all"),
+            ("KONG_TRACING_SAMPLING_RATE", "0.25"),
+        ],
+    );
+    let mut sampled = Vec::new();
+    let mut unsampled = Vec::new();
+    for _ in 0..400 {
+        let r = setup.gw.get("/traced");
+        assert_eq!(r.status, 200);
+        let sent = upstream_headers(&r.body);
+        let tp = sent.get("traceparent").expect("traceparent").clone();
+        let parts: Vec<&str> = tp.split('-').collect();
+        match parts.get(3) {
+            Some(&"01") => sampled.push(parts[1].to_owned()),
+            Some(&"00") => unsampled.push(parts[1].to_owned()),
+            _ => panic!("flags of {tp}"),
+        }
+    }
+    assert!(
+        (60..=140).contains(&sampled.len()),
+        "{} of 400 sampled at 0.25",
+        sampled.len()
+    );
+    // Every sampled trace is exported whole, and no other one.
+    setup.otlp.wait_for_spans(7 * sampled.len(), WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let spans = setup.otlp.spans();
+    let mut roots: Vec<String> = spans
+        .iter()
+        .filter(|s| s.span.name == "kong")
+        .map(ReceivedSpan::trace_id_hex)
+        .collect();
+    roots.sort_unstable();
+    roots.dedup();
+    sampled.sort_unstable();
+    assert_eq!(roots, sampled);
+    assert!(spans.iter().all(|s| !unsampled.contains(&s.trace_id_hex())));
+}

@@ -189,7 +189,11 @@ mod tests {
             instrumentations: Instrumentations::ALL,
             sampling_rate: 1.0,
         };
-        trace.begin(&tracer);
+        let exporting = gangway_pipeline::TraceExporters {
+            any: true,
+            max_sampling_rate: None,
+        };
+        trace.begin(&tracer, exporting, || false);
         let router = trace.open(Instrumentations::ROUTER, SpanName::Router);
         trace.close(router);
         trace.finish_request(200, Some("/a"));

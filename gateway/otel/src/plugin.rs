@@ -366,6 +366,10 @@ impl Plugin for OpenTelemetry {
     fn exports_traces(&self) -> bool {
         true
     }
+
+    fn trace_sampling_rate(&self) -> Option<f64> {
+        self.sampling_rate
+    }
 }
 
 #[cfg(test)]

@@ -151,7 +151,7 @@ pub fn extract(
 /// request with no such header has no context to extract, which a caller can tell in one
 /// pass over its headers.
 pub fn is_trace_header(name: &[u8]) -> bool {
-    extract::triggers_any(name)
+    gangway_pipeline::trace::is_trace_header(name)
 }
 
 /// The context to inject (Kong's inject ctx after the plugin's callback).

@@ -110,7 +110,7 @@ pub struct Chain {
     pub chunked_body_limit: Option<u64>,
     /// True when any step has an instance that may filter response bodies.
     pub filters_body: bool,
-    /// True when any step has an instance with a log handler (a trace exporter counts).
+    /// True when any step has an instance with a log handler.
     pub logs: bool,
     /// True when any of those log handlers reads the serialized entry.
     pub log_entries: bool,
@@ -148,6 +148,19 @@ pub struct Pipeline {
     pub routes: Vec<Chain>,
     /// Global plugins: the rewrite phase, and requests that matched no route.
     pub global: Chain,
+    /// Trace exporters in this config, and the highest sampling rate any of them sets of its
+    /// own: without an exporter no span is recorded; with one, a request is recorded only
+    /// when some exporter could sample it.
+    pub tracing: TraceExporters,
+}
+
+/// What the config's trace exporters need recorded (see [`Pipeline::tracing`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TraceExporters {
+    /// Some instance exports traces. Default false.
+    pub any: bool,
+    /// The highest [`Plugin::trace_sampling_rate`] of those instances, if any sets one.
+    pub max_sampling_rate: Option<f64>,
 }
 
 /// Reads `ordering.{before,after}.access`, already shape-checked by the loader.
@@ -188,7 +201,7 @@ fn consumer_only_picks(
         only.filters_headers |= h.filters_headers();
         only.chunked_body_limit = only.chunked_body_limit.max(h.chunked_body_limit());
         only.filters_body |= h.filters_body();
-        only.logs |= h.logs() || h.exports_traces();
+        only.logs |= h.logs();
         only.log_entries |= h.logs() && h.log_reads_entry();
         only.exports_traces |= h.exports_traces();
         only.rewrites |= h.rewrites();
@@ -275,8 +288,7 @@ fn build_chain(
         .chain(only().filter_map(|o| o.chunked_body_limit))
         .max();
     let filters_body = picks().any(|i| i.handler.filters_body()) || only().any(|o| o.filters_body);
-    let logs =
-        picks().any(|i| i.handler.logs() || i.handler.exports_traces()) || only().any(|o| o.logs);
+    let logs = picks().any(|i| i.handler.logs()) || only().any(|o| o.logs);
     let exports_traces =
         picks().any(|i| i.handler.exports_traces()) || only().any(|o| o.exports_traces);
     let log_entries = picks().any(|i| i.handler.logs() && i.handler.log_reads_entry())
@@ -394,6 +406,13 @@ pub fn build(config: &Config, instances: Vec<Instance>, errors: &mut ConfigError
     let scoped: Vec<usize> = (0..instances.len())
         .filter(|&i| !consumer_only(&config.plugins[instances[i].entity]))
         .collect();
+    let exporters = instances.iter().filter(|i| i.handler.exports_traces());
+    let tracing = TraceExporters {
+        any: exporters.clone().next().is_some(),
+        max_sampling_rate: exporters
+            .filter_map(|i| i.handler.trace_sampling_rate())
+            .reduce(f64::max),
+    };
     let routes = config
         .routes
         .iter()
@@ -410,5 +429,6 @@ pub fn build(config: &Config, instances: Vec<Instance>, errors: &mut ConfigError
         instances,
         routes,
         global,
+        tracing,
     }
 }

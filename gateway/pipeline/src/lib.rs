@@ -21,7 +21,7 @@ pub mod quota;
 pub mod trace;
 
 pub use catalog::{Build, Catalog, Spec};
-pub use chain::{Chain, Instance, Pipeline};
+pub use chain::{Chain, Instance, Pipeline, TraceExporters};
 pub use context::{AccessCtx, LazyEntry, LogCtx, LogFacts, NOT_RUN, RequestState, ResponseCtx};
 pub use flow::{Flow, Pending, Response, ResponseBody};
 pub use trace::RequestTrace;
@@ -123,6 +123,12 @@ pub trait Plugin: Send + Sync {
     /// True when [`Plugin::export_trace`] does something. Default false.
     fn exports_traces(&self) -> bool {
         false
+    }
+
+    /// The sampling rate this exporter applies instead of `tracing_sampling_rate`, if it
+    /// sets one. Default `None`.
+    fn trace_sampling_rate(&self) -> Option<f64> {
+        None
     }
 }
 
@@ -280,8 +286,8 @@ pub fn run_body_filter(
 }
 
 /// Runs the log phase for every plugin that ran in access (or every global plugin when no
-/// route matched), in priority order, then hands the finished `trace` to the plugins that
-/// export traces. Free when no plugin of the chain logs or exports.
+/// route matched), in priority order, then hands the finished `trace`, when it was recorded,
+/// to the plugins that export traces. Free when no plugin of the chain logs or exports.
 pub fn run_log(pipeline: &Pipeline, chain: &Chain, ctx: &mut LogCtx<'_>, trace: &mut RequestTrace) {
     if chain.logs {
         for &step in &chain.by_priority {
@@ -301,7 +307,7 @@ pub fn run_log(pipeline: &Pipeline, chain: &Chain, ctx: &mut LogCtx<'_>, trace: 
             trace.close(span);
         }
     }
-    if !chain.exports_traces {
+    if !chain.exports_traces || !trace.is_recording() {
         return;
     }
     for &step in &chain.by_priority {

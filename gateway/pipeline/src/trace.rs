@@ -2,6 +2,11 @@
 //! `kong.<phase>.plugin.<name>` and `kong.balancer` per upstream try, recorded when
 //! `tracing_instrumentations` asks for them, for a plugin (opentelemetry) to export.
 //!
+//! A request is recorded only when the config has a trace exporter and the request could be
+//! exported: the caller sent a trace header (its trace id and sampled flag decide later), or
+//! its new trace id passes Kong's sampler at the highest rate in force. At 1% sampling, 99%
+//! of requests pay one sampler check.
+//!
 //! Recording is plain data in a buffer the connection reuses: span ids and clock readings
 //! (the TSC through `quanta` where the CPU has a stable one, a few nanoseconds each), no
 //! allocation once warm, no subscriber and no lock. Whether a trace is exported is decided
@@ -16,6 +21,37 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gangway_config::settings::{Instrumentations, Settings};
+
+use super::chain::TraceExporters;
+
+/// Request headers that carry a caller's trace context in one of Kong's propagation formats
+/// (the headers whose presence makes an extractor run).
+pub const TRACE_HEADERS: [&str; 17] = [
+    "traceparent",
+    "b3",
+    "tracestate",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "uber-trace-id",
+    "ot-tracer-sampled",
+    "ot-tracer-traceid",
+    "ot-tracer-spanid",
+    "x-amzn-trace-id",
+    "x-cloud-trace-context",
+    "x-datadog-trace-id",
+    "x-datadog-parent-id",
+    "x-datadog-sampling-priority",
+];
+
+/// True when a request header named `name` (any case) is one of [`TRACE_HEADERS`].
+pub fn is_trace_header(name: &[u8]) -> bool {
+    TRACE_HEADERS
+        .iter()
+        .any(|h| h.len() == name.len() && h.as_bytes().eq_ignore_ascii_case(name))
+}
 
 /// The process-wide tracing settings. Default: off, rate 0.01.
 #[derive(Debug, Clone, Copy)]
@@ -248,22 +284,38 @@ pub fn new_trace_id() -> [u8; 16] {
 }
 
 impl RequestTrace {
-    /// Starts the trace of a request whose head was just read. With `tracer` off, this is
-    /// all a request pays.
-    pub fn begin(&mut self, tracer: &Tracer) {
-        self.recording = tracer.instrumentations;
+    /// Starts the trace of a request whose head was just read, for a config with
+    /// `exporters`; `traced` says whether the request carries a trace header
+    /// ([`is_trace_header`]). With `tracer` off, or no exporter, this is all a request pays.
+    pub fn begin(
+        &mut self,
+        tracer: &Tracer,
+        exporters: TraceExporters,
+        traced: impl FnOnce() -> bool,
+    ) {
         self.propagated = false;
         self.remote_parent = None;
         self.log_trace_ids.clear();
-        if self.recording.is_off() {
-            self.sampled = false;
+        self.sampled = false;
+        self.recording = Instrumentations::default();
+        if tracer.instrumentations.is_off() || !exporters.any {
             return;
         }
+        self.trace_id = new_trace_id();
+        self.sampling_rate = tracer.sampling_rate;
+        let widest = exporters
+            .max_sampling_rate
+            .map_or(tracer.sampling_rate, |r| r.max(tracer.sampling_rate));
+        // Kong's sampler lets a trace id through at a lower rate only if it does at a higher
+        // one, so a request that fails at the widest rate, with no caller context to change
+        // its trace id, can never be exported.
+        if !sample(&self.trace_id, widest) && !traced() {
+            return;
+        }
+        self.recording = tracer.instrumentations;
         let now = quanta::Instant::now();
         self.clock = Some(now);
         self.start_unix_ns = unix_ns_at(now);
-        self.trace_id = new_trace_id();
-        self.sampling_rate = tracer.sampling_rate;
         self.sampled = sample(&self.trace_id, tracer.sampling_rate);
         self.spans.clear();
         self.reserved_balancer_id = None;
@@ -428,6 +480,50 @@ impl RequestTrace {
 mod tests {
     use super::*;
 
+    const EXPORTING: TraceExporters = TraceExporters {
+        any: true,
+        max_sampling_rate: None,
+    };
+
+    #[test]
+    fn only_requests_an_exporter_could_sample_are_recorded() {
+        let mut t = RequestTrace::default();
+        let none = TraceExporters::default();
+        t.begin(&tracer("all", 1.0), none, || true);
+        assert!(!t.is_recording(), "no exporter in the config");
+        t.begin(&tracer("all", 0.0), EXPORTING, || false);
+        assert!(!t.is_recording(), "rate 0 and no caller context");
+        t.begin(&tracer("all", 0.0), EXPORTING, || true);
+        assert!(
+            t.is_recording(),
+            "a caller's context may carry a sampled trace id"
+        );
+        let plugin_rate = TraceExporters {
+            any: true,
+            max_sampling_rate: Some(1.0),
+        };
+        t.begin(&tracer("all", 0.0), plugin_rate, || false);
+        assert!(
+            t.is_recording(),
+            "a plugin's own rate widens the global one"
+        );
+        assert!(
+            !t.sampled,
+            "the global rate still decides until the plugin runs"
+        );
+        let recorded = (0..10_000)
+            .filter(|_| {
+                t.begin(&tracer("all", 0.05), EXPORTING, || false);
+                t.is_recording()
+            })
+            .count();
+        assert!(
+            (300..700).contains(&recorded),
+            "{recorded} of 10000 at 0.05"
+        );
+        assert!(is_trace_header(b"TraceParent") && !is_trace_header(b"host"));
+    }
+
     fn tracer(list: &str, rate: f64) -> Tracer {
         Tracer {
             instrumentations: Instrumentations::parse(list).expect("valid list"),
@@ -438,7 +534,7 @@ mod tests {
     #[test]
     fn off_records_nothing() {
         let mut t = RequestTrace::default();
-        t.begin(&Tracer::default());
+        t.begin(&Tracer::default(), EXPORTING, || false);
         assert!(!t.is_recording());
         assert!(t.open(Instrumentations::ROUTER, SpanName::Router).is_none());
         assert!(t.spans().is_empty());
@@ -448,7 +544,7 @@ mod tests {
     #[test]
     fn spans_nest_under_the_request_and_the_balancer() {
         let mut t = RequestTrace::default();
-        t.begin(&tracer("all", 1.0));
+        t.begin(&tracer("all", 1.0), EXPORTING, || false);
         assert!(t.sampled);
         let router = t.open(Instrumentations::ROUTER, SpanName::Router);
         t.close(router);
@@ -484,7 +580,7 @@ mod tests {
     #[test]
     fn only_the_listed_sources_are_recorded() {
         let mut t = RequestTrace::default();
-        t.begin(&tracer("request,router", 1.0));
+        t.begin(&tracer("request,router", 1.0), EXPORTING, || false);
         assert!(t.open(Instrumentations::ROUTER, SpanName::Router).is_some());
         assert!(
             t.open(

@@ -118,7 +118,8 @@ pub fn begin<S>(
     facts: &RequestInfo<'_>,
 ) {
     let txn = &mut bufs.txn;
-    txn.active = chain.get(snapshot).logs;
+    let steps = chain.get(snapshot);
+    txn.active = steps.logs || (steps.exports_traces && bufs.plugins.trace.is_recording());
     if !txn.active {
         return;
     }

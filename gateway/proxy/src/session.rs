@@ -315,7 +315,7 @@ async fn handle_request<B: Backend, S: Stream>(
     bufs.access.client_ip = Some(facts.client_ip);
     bufs.access.request_id = request_id;
     bufs.plugins.reset(0);
-    super::spans::begin(&ctx.tracer, bufs, &facts);
+    super::spans::begin(&ctx.tracer, snapshot.pipeline.tracing, bufs, &facts);
     if let Phase::Answered(keep) = rewrite(client, bufs, &facts, snapshot, ctx).await {
         return keep;
     }

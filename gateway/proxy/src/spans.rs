@@ -3,13 +3,25 @@
 
 use super::log::RequestInfo;
 use super::session::{ClientConn, ConnBuffers};
-use gangway_pipeline::trace::Tracer;
+use gangway_pipeline::TraceExporters;
+use gangway_pipeline::trace::{Tracer, is_trace_header};
 
 /// Starts the request's trace and, when spans are recorded, notes Kong's request-span
 /// attributes.
-pub(super) fn begin(tracer: &Tracer, bufs: &mut ConnBuffers, facts: &RequestInfo<'_>) {
+pub(super) fn begin(
+    tracer: &Tracer,
+    exporters: TraceExporters,
+    bufs: &mut ConnBuffers,
+    facts: &RequestInfo<'_>,
+) {
+    let (head, buf) = (&bufs.head, &bufs.input[..facts.head_len]);
+    let traced = || {
+        head.headers()
+            .iter()
+            .any(|f| is_trace_header(f.name.get(buf)))
+    };
     let trace = &mut bufs.plugins.trace;
-    trace.begin(tracer);
+    trace.begin(tracer, exporters, traced);
     if !trace.is_recording() {
         return;
     }

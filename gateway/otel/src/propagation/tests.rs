@@ -349,3 +349,16 @@ fn codec_helpers() {
     // ngx.escape_uri keeps only RFC 3986 unreserved characters.
     assert_eq!(codec::escape_uri("a b/~-._!*é"), "a%20b%2F~-._%21%2A%C3%A9");
 }
+
+#[test]
+fn every_extractor_header_is_a_trace_header_for_the_core() {
+    for format in Format::ALL {
+        for name in super::extract::triggers(format) {
+            assert!(
+                super::is_trace_header(name.as_bytes()),
+                "{name} ({})",
+                format.name()
+            );
+        }
+    }
+}
