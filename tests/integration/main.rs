@@ -7,6 +7,7 @@ mod harness;
 
 mod admin;
 mod aio_kong;
+mod conformance;
 mod deck;
 mod dns;
 mod ebpf;

@@ -513,6 +513,7 @@ fn body_args(ctx: &AccessCtx<'_>) -> Option<Map<String, Value>> {
             Some(out)
         }
         BodyArgs::Json(map) => Some(map),
+        multipart @ BodyArgs::Multipart(_) => multipart.to_object(),
     }
 }
 

@@ -171,12 +171,35 @@ impl HeaderEdits {
 pub struct QueryEdits {
     /// `Some` once a plugin changed the query: decoded `(name, value)` pairs in order.
     pairs: Option<Vec<(String, String)>>,
+    /// The pairs are written sorted by name (Kong's `set_query`, which request-transformer
+    /// uses); only argument removals (`clear_query_arg`) keep the client's order.
+    sorted: bool,
 }
 
 impl QueryEdits {
     /// Forgets the edits.
     pub fn clear(&mut self) {
         self.pairs = None;
+        self.sorted = false;
+    }
+
+    /// Kong's `kong.service.request.clear_query_arg`: removes every `name` argument and
+    /// keeps the others in the client's order (each re-encoded as the form serializer
+    /// writes it). Returns whether one was removed; the query is left untouched otherwise.
+    pub fn remove_arg(&mut self, original: Option<&[u8]>, name: &str) -> bool {
+        let present = match &self.pairs {
+            Some(pairs) => pairs.iter().any(|(k, _)| k == name),
+            None => {
+                url::form_urlencoded::parse(original.unwrap_or_default()).any(|(k, _)| k == name)
+            }
+        };
+        if !present {
+            return false;
+        }
+        let sorted = self.sorted;
+        self.pairs_mut(original).retain(|(k, _)| k != name);
+        self.sorted = sorted;
+        true
     }
 
     /// True when the original query still applies.
@@ -186,6 +209,7 @@ impl QueryEdits {
 
     /// The pairs, decoded from `original` (the raw query without `?`) on first change.
     pub fn pairs_mut(&mut self, original: Option<&[u8]>) -> &mut Vec<(String, String)> {
+        self.sorted = true;
         self.pairs.get_or_insert_with(|| {
             url::form_urlencoded::parse(original.unwrap_or_default())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -199,7 +223,8 @@ impl QueryEdits {
     }
 
     /// Writes `?query` for the upstream: the original bytes when untouched, else the pairs
-    /// encoded with their names sorted, as Kong's `encode_args` does.
+    /// encoded, with their names sorted as Kong's `encode_args` does unless only arguments
+    /// were removed.
     pub fn write(&self, original: Option<&[u8]>, out: &mut Vec<u8>) {
         match &self.pairs {
             None => {
@@ -211,7 +236,9 @@ impl QueryEdits {
             Some(pairs) if pairs.is_empty() => {}
             Some(pairs) => {
                 let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
-                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                if self.sorted {
+                    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                }
                 let mut enc = url::form_urlencoded::Serializer::new(String::new());
                 for (k, v) in sorted {
                     enc.append_pair(k, v);
@@ -267,6 +294,24 @@ mod tests {
         assert_eq!(added, vec![(b"b" as &[u8], b"2" as &[u8]), (b"a", b"3")]);
         e.clear();
         assert!(e.is_empty());
+    }
+
+    #[test]
+    fn removing_an_argument_keeps_the_clients_order() {
+        // Kong's spec: "removes apikey in encoded query and preserves order".
+        let raw: &[u8] = b"c=valu%651&b=value2&api%6B%65%79=kong&a=valu%653";
+        let mut q = QueryEdits::default();
+        assert!(!q.remove_arg(Some(raw), "missing"));
+        assert!(q.is_untouched(), "nothing removed, nothing rewritten");
+        assert!(q.remove_arg(Some(raw), "apikey"));
+        let mut out = Vec::new();
+        q.write(Some(raw), &mut out);
+        assert_eq!(out, b"?c=value1&b=value2&a=value3");
+        // A later set_query-style edit sorts, as Kong's encode_args does.
+        q.pairs_mut(Some(raw)).push(("0".into(), "z".into()));
+        out.clear();
+        q.write(Some(raw), &mut out);
+        assert_eq!(out, b"?0=z&a=value3&b=value2&c=value1");
     }
 
     #[test]

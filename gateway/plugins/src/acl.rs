@@ -115,11 +115,15 @@ impl Plugin for Acl {
         };
         let identities = &ctx.identities;
         if identities.groups(consumer).next().is_none() {
-            return if self.allow {
-                Self::no_groups(ctx)
-            } else {
-                Flow::Continue
-            };
+            if self.allow {
+                return Self::no_groups(ctx);
+            }
+            // A deny list lets a consumer without groups through, and Kong still sends its
+            // (empty) group list upstream.
+            if !self.hide_groups_header {
+                ctx.state.headers.set("X-Consumer-Groups", b"");
+            }
+            return Flow::Continue;
         }
         if self.blocked(identities.groups(consumer)) {
             return Flow::error(403, FORBIDDEN);

@@ -68,6 +68,9 @@ struct Config {
 struct KeyAuth {
     conf: Config,
     lower_names: Vec<String>,
+    /// For a name with `_`, the same with `-`: Kong reads headers through
+    /// `kong.request.get_headers()`, whose lookups treat `_` as `-`.
+    hyphenated: Vec<Option<String>>,
     www_authenticate: String,
 }
 
@@ -79,12 +82,17 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
         Some(realm) => format!("Key realm=\"{realm}\""),
         None => "Key".to_owned(),
     };
+    let lower_names: Vec<String> = conf
+        .key_names
+        .iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
     Ok(Box::new(KeyAuth {
-        lower_names: conf
-            .key_names
+        hyphenated: lower_names
             .iter()
-            .map(|n| n.to_ascii_lowercase())
+            .map(|n| n.contains('_').then(|| n.replace('_', "-")))
             .collect(),
+        lower_names,
         conf,
         www_authenticate,
     }))
@@ -118,21 +126,27 @@ impl KeyAuth {
         } else {
             BodyArgs::None
         };
-        for (name, lower) in self.conf.key_names.iter().zip(&self.lower_names) {
+        let names = self.conf.key_names.iter().zip(&self.lower_names);
+        for ((name, lower), hyphenated) in names.zip(&self.hyphenated) {
             if self.conf.key_in_header {
-                let found = {
-                    let mut values = ctx.header_values(lower);
-                    match (values.next(), values.next()) {
-                        (Some(_), Some(_)) => return Ok(Found::Duplicate),
-                        (Some(first), None) => Some(String::from_utf8_lossy(first).into_owned()),
-                        _ => None,
+                let lookups = std::iter::once(lower.as_str()).chain(hyphenated.as_deref());
+                for lookup in lookups {
+                    let found = {
+                        let mut values = ctx.header_values(lookup);
+                        match (values.next(), values.next()) {
+                            (Some(_), Some(_)) => return Ok(Found::Duplicate),
+                            (Some(first), None) => {
+                                Some(String::from_utf8_lossy(first).into_owned())
+                            }
+                            _ => None,
+                        }
+                    };
+                    if let Some(key) = found {
+                        if self.conf.hide_credentials {
+                            self.hide(ctx, name, hyphenated.as_deref(), &body);
+                        }
+                        return Ok(Found::Key(key));
                     }
-                };
-                if let Some(key) = found {
-                    if self.conf.hide_credentials {
-                        self.hide(ctx, name, &body);
-                    }
-                    return Ok(Found::Key(key));
                 }
             }
             if self.conf.key_in_query {
@@ -143,7 +157,7 @@ impl KeyAuth {
                 if let Some(v) = values.into_iter().next() {
                     let key = v.into_owned();
                     if self.conf.hide_credentials {
-                        self.hide(ctx, name, &body);
+                        self.hide(ctx, name, hyphenated.as_deref(), &body);
                     }
                     return Ok(Found::Key(key));
                 }
@@ -152,7 +166,7 @@ impl KeyAuth {
                 Some(Value::String(s)) => {
                     let key = s.clone();
                     if self.conf.hide_credentials {
-                        self.hide(ctx, name, &body);
+                        self.hide(ctx, name, hyphenated.as_deref(), &body);
                     }
                     return Ok(Found::Key(key));
                 }
@@ -164,17 +178,15 @@ impl KeyAuth {
     }
 
     /// `hide_credentials`: the key leaves the header, the query and (if read) the body.
-    fn hide(&self, ctx: &mut AccessCtx<'_>, name: &str, body: &BodyArgs) {
+    /// Kong's `hide_credentials`: the key leaves the headers (under either spelling), the
+    /// query (`clear_query_arg`: the other arguments keep their order) and the body.
+    fn hide(&self, ctx: &mut AccessCtx<'_>, name: &str, hyphenated: Option<&str>, body: &BodyArgs) {
         ctx.state.headers.remove(name);
-        if self.conf.key_in_query {
-            let raw = ctx.head.query(ctx.buf);
-            let pairs = ctx.state.query.pairs_mut(raw);
-            let before = pairs.len();
-            pairs.retain(|(k, _)| k != name);
-            if pairs.len() == before && raw.is_none() {
-                ctx.state.query.clear();
-            }
+        if let Some(other) = hyphenated {
+            ctx.state.headers.remove(other);
         }
+        let raw = ctx.head.query(ctx.buf);
+        ctx.state.query.remove_arg(raw, name);
         if self.conf.key_in_body {
             if let Some(new_body) = body.without(name) {
                 ctx.state.body = Some(new_body);

@@ -1,7 +1,11 @@
-//! Request bodies as plugins read them: form-urlencoded or JSON arguments (Kong's
+//! Request bodies as plugins read them: form-urlencoded, JSON or multipart arguments (Kong's
 //! `kong.request.get_body`), and re-encoding after a change.
 
+pub mod multipart;
+
 use serde_json::{Map, Value};
+
+pub use multipart::Multipart;
 
 /// The parsed arguments of a request body.
 #[derive(Debug, Default)]
@@ -13,6 +17,8 @@ pub enum BodyArgs {
     Form(Vec<(String, String)>),
     /// A JSON object.
     Json(Map<String, Value>),
+    /// `multipart/form-data` parts.
+    Multipart(Multipart),
 }
 
 /// The body does not parse as its Content-Type says (Kong: 400 `Cannot process request
@@ -27,6 +33,8 @@ pub enum MediaType {
     Form,
     /// `application/json` or `application/*+json`.
     Json,
+    /// `multipart/form-data`.
+    Multipart,
     /// Anything else.
     Other,
 }
@@ -44,6 +52,8 @@ pub fn media_type(content_type: Option<&[u8]>) -> MediaType {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
     {
         MediaType::Json
+    } else if essence == "multipart/form-data" {
+        MediaType::Multipart
     } else {
         MediaType::Other
     }
@@ -65,6 +75,12 @@ pub fn parse(content_type: Option<&[u8]>, body: &[u8]) -> Result<BodyArgs, Unpar
             Ok(Value::Object(map)) => Ok(BodyArgs::Json(map)),
             _ => Err(UnparsableBody),
         },
+        MediaType::Multipart => {
+            let boundary = content_type
+                .and_then(multipart::boundary)
+                .ok_or(UnparsableBody)?;
+            multipart::parse(&boundary, body).map(BodyArgs::Multipart)
+        }
         MediaType::Other => Ok(BodyArgs::None),
     }
 }
@@ -113,7 +129,38 @@ impl BodyArgs {
                 }
             }
             BodyArgs::Json(map) => map.get(name).cloned(),
+            BodyArgs::Multipart(m) => {
+                let mut values: Vec<Value> = m
+                    .values(name)
+                    .map(|v| Value::String(String::from_utf8_lossy(v).into_owned()))
+                    .collect();
+                match values.len() {
+                    0 => None,
+                    1 => values.pop(),
+                    _ => Some(Value::Array(values)),
+                }
+            }
         }
+    }
+
+    /// Every argument as a JSON object (repeated names become arrays): what
+    /// `kong.request.get_body()` returns. `None` without arguments.
+    pub fn to_object(&self) -> Option<Map<String, Value>> {
+        let names: Vec<&str> = match self {
+            BodyArgs::None => return None,
+            BodyArgs::Json(map) => return Some(map.clone()),
+            BodyArgs::Form(pairs) => pairs.iter().map(|(k, _)| k.as_str()).collect(),
+            BodyArgs::Multipart(m) => m.parts.iter().map(|p| p.name.as_str()).collect(),
+        };
+        let mut object = Map::new();
+        for name in names {
+            if !object.contains_key(name) {
+                if let Some(v) = self.get(name) {
+                    object.insert(name.to_owned(), v);
+                }
+            }
+        }
+        Some(object)
     }
 
     /// The body re-encoded without `name`; `None` when there is nothing to change.
@@ -130,6 +177,7 @@ impl BodyArgs {
                 map.remove(name)?;
                 serde_json::to_vec(&map).ok()
             }
+            BodyArgs::Multipart(m) => m.without(name),
         }
     }
 }

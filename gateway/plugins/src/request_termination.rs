@@ -121,13 +121,30 @@ impl RequestTermination {
         }
         let host = ctx.head.host(ctx.buf).unwrap_or_default();
         let (hostname, port) = split_host(host, ctx.tls);
-        let body = ctx.body().map(|b| String::from_utf8_lossy(b).into_owned());
-        let captures: Map<String, Value> = ctx
+        // `kong.request.get_raw_body()`: the body as sent, empty without one.
+        let raw_body = String::from_utf8_lossy(ctx.body().unwrap_or_default()).into_owned();
+        // `kong.request.get_body()`: the parsed arguments, absent for other media types.
+        let body = ctx
+            .body()
+            .and_then(|b| crate::request_body::parse(ctx.content_type(), b).ok())
+            .and_then(|args| args.to_object())
+            .map(Value::Object);
+        let named: Map<String, Value> = ctx
             .captures
             .named_captures()
             .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
             .collect();
-        json!({
+        // Every group by number, named ones too, as ngx.re.match numbers them; a group that
+        // did not take part is false.
+        let unnamed: Vec<Value> = (1..ctx.captures.capture_len())
+            .map(|i| {
+                ctx.captures
+                    .capture(i)
+                    .map_or(Value::Bool(false), |v| Value::String(v.to_owned()))
+            })
+            .collect();
+        let has_body = body.is_some();
+        let mut echo = json!({
             "message": self.conf.message,
             "kong": {
                 "node_id": gangway_config::node::node_id().to_string(),
@@ -141,14 +158,21 @@ impl RequestTermination {
                 "headers": headers,
                 "query": query,
                 "body": body,
-                "raw_body": body,
+                "raw_body": raw_body,
                 "method": String::from_utf8_lossy(ctx.method()),
                 "path": String::from_utf8_lossy(ctx.path()),
-                "uri_captures": {"named": captures, "unnamed": []},
+                "uri_captures": {"named": named, "unnamed": unnamed},
             },
             "matched_route": ctx.route.map(|r| serde_json::to_value(r).unwrap_or_default()),
             "matched_service": ctx.service.map(|s| serde_json::to_value(s).unwrap_or_default()),
-        })
+        });
+        if !has_body {
+            // Kong's table has no `body` key then (a Lua nil), not a null.
+            if let Some(request) = echo["request"].as_object_mut() {
+                request.remove("body");
+            }
+        }
+        echo
     }
 }
 
@@ -164,6 +188,11 @@ fn split_host(host: &[u8], tls: bool) -> (String, u16) {
 }
 
 impl Plugin for RequestTermination {
+    /// `echo` returns the request body as sent (`raw_body`).
+    fn needs_body(&self) -> bool {
+        self.conf.echo
+    }
+
     fn access(&self, ctx: &mut AccessCtx<'_>) -> Flow {
         if let Some(trigger) = &self.trigger_lower {
             let present = ctx.header(trigger).is_some()

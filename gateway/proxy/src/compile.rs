@@ -133,9 +133,15 @@ fn compile_parts(
             }
         },
     };
-    let router = match unchanged(|a, b| a.routes == b.routes) {
+    let router = match unchanged(|a, b| {
+        a.routes == b.routes && disabled_services(a).eq(disabled_services(b))
+    }) {
         Some(p) => Some(p.router.clone()),
-        None => match Router::build(&config.routes, RouterFlavor::TraditionalCompatible) {
+        None => match Router::build_without(
+            &config.routes,
+            RouterFlavor::TraditionalCompatible,
+            leads_to_disabled_service(&config),
+        ) {
             Ok(r) => Some(Arc::new(r)),
             Err(e) => {
                 errors.0.extend(e.0);
@@ -299,6 +305,22 @@ fn targets_of(config: &Config, id: Id) -> Vec<&Target> {
 }
 
 /// `previous`'s balancer for `upstream` when neither the upstream nor its targets changed.
+/// The ids of disabled services, in config order.
+fn disabled_services(config: &Config) -> impl Iterator<Item = Id> + '_ {
+    config.services.iter().filter(|s| !s.enabled).map(|s| s.id)
+}
+
+/// Whether route `i` leads to a disabled service (Kong's router skips those).
+fn leads_to_disabled_service(config: &Config) -> impl Fn(usize) -> bool + '_ {
+    let disabled: std::collections::HashSet<Id> = disabled_services(config).collect();
+    move |i| {
+        config.routes[i]
+            .service
+            .as_ref()
+            .is_some_and(|s| disabled.contains(&s.id))
+    }
+}
+
 fn unchanged_balancer(
     previous: &Compiled,
     upstream: &Upstream,

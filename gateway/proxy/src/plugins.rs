@@ -225,7 +225,8 @@ pub fn plugin_headers(edits: &HeaderEdits) -> Vec<(String, String)> {
 }
 
 /// Writes a complete response; a HEAD answer carries the head only (with the body's
-/// length).
+/// length). A 204 (or 1xx) has no body, and so, as nginx sends it, no `Content-Length` and
+/// no `Content-Type` either.
 fn write_response(
     out: &mut Vec<u8>,
     status: u16,
@@ -240,15 +241,21 @@ fn write_response(
         "HTTP/1.1 {status} {}\r\n",
         error_page::reason_phrase(status)
     );
-    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    let bodiless = status == 204 || status < 200;
+    if !bodiless {
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    }
     if let Some(server) = server {
         let _ = write!(out, "Server: {server}\r\n");
     }
     for (n, v) in extra {
+        if bodiless && n.eq_ignore_ascii_case("content-type") {
+            continue;
+        }
         let _ = write!(out, "{n}: {v}\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !head_only {
+    if !head_only && !bodiless {
         out.extend_from_slice(body);
     }
 }

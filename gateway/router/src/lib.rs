@@ -200,10 +200,25 @@ impl Router {
     /// Compiles routes; every invalid path or header regex is reported with its entity path
     /// (`routes[<index in routes>].paths[<j>]`). Stream-only routes are left out.
     pub fn build(routes: &[Route], flavor: RouterFlavor) -> Result<Router, ConfigErrors> {
+        Router::build_without(routes, flavor, |_| false)
+    }
+
+    /// [`Router::build`] leaving out the routes `skip` names (by position), as Kong's router
+    /// leaves out routes whose service is disabled: they match nothing, and a request only
+    /// they would match gets the 404 of no route.
+    pub fn build_without(
+        routes: &[Route],
+        flavor: RouterFlavor,
+        skip: impl Fn(usize) -> bool,
+    ) -> Result<Router, ConfigErrors> {
         let mut errors = ConfigErrors::default();
         let mut regexes = Vec::new();
         let mut ranked = Vec::new();
-        for (idx, route) in routes.iter().enumerate().filter(|(_, r)| is_http_route(r)) {
+        let routable = routes
+            .iter()
+            .enumerate()
+            .filter(|&(idx, r)| is_http_route(r) && !skip(idx));
+        for (idx, route) in routable {
             for group in priority::split_paths(route) {
                 let paths: Vec<&str> = group.paths.iter().map(|&(_, p)| p).collect();
                 let prio = priority::priority(route, &paths);

@@ -1,0 +1,272 @@
+//! Kong behaviours pinned against Kong 3.x's own specs (issue 15): each test names the spec
+//! it follows and failed before the fix.
+
+use serde_json::Value;
+
+use crate::harness::{Gangway, Upstream, request};
+
+fn echo(body: &[u8]) -> Value {
+    serde_json::from_slice(body).expect("echo body")
+}
+
+/// The values the echo upstream received for request header `name`.
+fn upstream_header(echo: &Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        .map(|h| h[1].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// spec/02-integration/05-proxy/02-router_spec.lua, "handles not enabled services".
+#[test]
+fn routes_of_a_disabled_service_are_left_out_of_the_router() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&format!(
+        r#"_format_version: "3.0"
+services:
+  - name: enabled-service
+    url: http://{up}
+    routes:
+      - name: enabled
+        paths: ["/enabled-service"]
+        strip_path: false
+  - name: disabled-service
+    url: http://{up}
+    enabled: false
+    routes:
+      - name: only-disabled
+        paths: ["/disabled-service1"]
+      - name: longer-disabled
+        paths: ["/enabled-service/disabled"]
+"#,
+        up = up.addr
+    ));
+    let r = gw.get("/disabled-service1");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(
+        r.text().contains("no Route matched with those values"),
+        "{}",
+        r.text()
+    );
+    // The longer path leads to the disabled service: the enabled route's prefix wins.
+    let r = gw.get("/enabled-service/disabled");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(echo(&r.body)["target"], "/enabled-service/disabled");
+}
+
+fn key_auth_gateway(up: &Upstream) -> Gangway {
+    Gangway::start(&format!(
+        r#"_format_version: "3.0"
+consumers:
+  - username: bob
+    keyauth_credentials:
+      - key: kong
+  - username: no-groups
+services:
+  - name: echo
+    url: http://{up}
+    routes:
+      - name: body
+        paths: ["/body"]
+        strip_path: false
+        plugins:
+          - name: key-auth
+            config:
+              key_in_body: true
+              hide_credentials: true
+      - name: query
+        paths: ["/query"]
+        strip_path: false
+        plugins:
+          - name: key-auth
+            config:
+              hide_credentials: true
+      - name: underscores
+        paths: ["/underscores"]
+        plugins:
+          - name: key-auth
+            config:
+              key_names: [api_key]
+      - name: anonymous
+        paths: ["/anonymous"]
+        plugins:
+          - name: key-auth
+            config:
+              anonymous: no-groups
+          - name: acl
+            config:
+              deny: [blocked]
+"#,
+        up = up.addr
+    ))
+}
+
+/// spec/03-plugins/09-key-auth/02-access_spec.lua, config.hide_credentials with
+/// multipart/form-data bodies.
+#[test]
+fn key_auth_reads_and_hides_a_key_in_a_multipart_body() {
+    let up = Upstream::start();
+    let gw = key_auth_gateway(&up);
+    let content_type = "multipart/form-data; boundary=kong-boundary";
+    let keep_a = "--kong-boundary\r\nContent-Disposition: form-data; name=\"foo\"\r\n\r\nbar\r\n";
+    let key = "--kong-boundary\r\nContent-Disposition: form-data; name=\"apikey\"\r\n\r\nkong\r\n";
+    let keep_b = "--kong-boundary\r\nContent-Disposition: form-data; name=\"note\"; filename=\"n.txt\"\r\nContent-Type: text/plain\r\n\r\nline one\r\n\r\nline two\r\n";
+    let end = "--kong-boundary--\r\n";
+    let body = format!("{keep_a}{key}{keep_b}{end}");
+    let r = request(
+        gw.proxy,
+        "POST",
+        "/body",
+        &[("content-type", content_type)],
+        body.as_bytes(),
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = echo(&r.body);
+    assert_eq!(
+        sent["body"].as_str(),
+        Some(format!("{keep_a}{keep_b}{end}").as_str()),
+        "the key's part is cut, every other byte kept"
+    );
+    assert_eq!(upstream_header(&sent, "content-type"), [content_type]);
+    // Without a key part: Kong's 401.
+    let r = request(
+        gw.proxy,
+        "POST",
+        "/body",
+        &[("content-type", content_type)],
+        format!("{keep_a}{end}").as_bytes(),
+    )
+    .expect("request");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["message"], "No API key found in request");
+}
+
+/// Same spec: "removes apikey and preserves order of query parameters" and its
+/// encoded-query variant.
+#[test]
+fn key_auth_removes_the_key_and_keeps_the_query_order() {
+    let up = Upstream::start();
+    let gw = key_auth_gateway(&up);
+    for (path, upstream) in [
+        (
+            "/query?c=value1&b=value2&apikey=kong&a=value3",
+            "/query?c=value1&b=value2&a=value3",
+        ),
+        (
+            "/query?c=valu%651&b=value2&api%6B%65%79=kong&a=valu%653",
+            "/query?c=value1&b=value2&a=value3",
+        ),
+    ] {
+        let r = gw.get(path);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(echo(&r.body)["target"], upstream, "{path}");
+    }
+    // A key in a header leaves the query exactly as sent.
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/query?z=1&a=%2F",
+        &[("apikey", "kong")],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 200);
+    assert_eq!(echo(&r.body)["target"], "/query?z=1&a=%2F");
+}
+
+/// Same spec: "underscores or hyphens in key headers".
+#[test]
+fn key_auth_names_with_underscores_match_hyphenated_headers() {
+    let up = Upstream::start();
+    let gw = key_auth_gateway(&up);
+    for header in ["api_key", "api-key"] {
+        let ok =
+            request(gw.proxy, "GET", "/underscores", &[(header, "kong")], b"").expect("request");
+        assert_eq!(ok.status, 200, "{header}: {}", ok.text());
+        let bad =
+            request(gw.proxy, "GET", "/underscores", &[(header, "123")], b"").expect("request");
+        assert_eq!(bad.status, 401, "{header}");
+        assert_eq!(bad.json()["message"], "Unauthorized");
+        assert_eq!(bad.header("www-authenticate"), Some("Key"));
+    }
+}
+
+/// spec/03-plugins/18-acl/02-access_spec.lua, "anonymous > with authentication without
+/// groups > returns 200 with deny groups".
+#[test]
+fn acl_sends_an_empty_group_list_for_a_consumer_without_groups() {
+    let up = Upstream::start();
+    let gw = key_auth_gateway(&up);
+    let r = gw.get("/anonymous");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = echo(&r.body);
+    assert_eq!(upstream_header(&sent, "x-consumer-username"), ["no-groups"]);
+    assert_eq!(upstream_header(&sent, "x-consumer-groups"), [""]);
+}
+
+/// spec/03-plugins/14-request-termination/02-access_spec.lua: "returns 204 without content
+/// length header" and "echos a request if no trigger is set".
+#[test]
+fn request_termination_sends_a_bare_204_and_echoes_the_raw_body_and_captures() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&format!(
+        r#"_format_version: "3.0"
+services:
+  - name: echo
+    url: http://{up}
+    routes:
+      - name: no-content
+        paths: ["/no-content"]
+        plugins:
+          - name: request-termination
+            config:
+              status_code: 204
+      - name: echo
+        paths: ["~/(?<parameter>[^#?/]+)/200"]
+        strip_path: false
+        plugins:
+          - name: request-termination
+            config:
+              echo: true
+              status_code: 404
+"#,
+        up = up.addr
+    ));
+    let raw = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(gw.proxy).expect("connect");
+        s.write_all(b"GET /no-content HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    };
+    assert!(raw.starts_with("HTTP/1.1 204 "), "{raw}");
+    let lower = raw.to_ascii_lowercase();
+    assert!(!lower.contains("content-length"), "{raw}");
+    assert!(!lower.contains("content-type"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\n"), "no body: {raw}");
+
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/status/200?hello=there",
+        &[],
+        b"cool body",
+    )
+    .expect("request");
+    assert_eq!(r.status, 404);
+    let json = r.json();
+    let req = &json["request"];
+    assert_eq!(req["raw_body"], "cool body");
+    assert!(req.get("body").is_none(), "no parsed body for text: {req}");
+    assert_eq!(req["query"]["hello"], "there");
+    assert_eq!(
+        req["uri_captures"],
+        serde_json::json!({"named": {"parameter": "status"}, "unnamed": ["status"]})
+    );
+}
