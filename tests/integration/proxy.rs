@@ -494,6 +494,27 @@ fn the_access_log_goes_to_a_file_under_the_prefix_or_nowhere() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(!gw.log().contains("/to-file HTTP/1.1"), "not on stdout too");
+    // A head that does not parse is logged too, as nginx logs its 400s: the line as read.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(gw.proxy).expect("connect");
+        s.write_all(b"GARBAGE /bad\x01line HTTP/1.1\r\n\r\n")
+            .expect("write");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    }
+    while !std::fs::read_to_string(&file)
+        .is_ok_and(|t| t.contains("\"GARBAGE /bad\\x01line HTTP/1.1\" 400 "))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}: {:?}",
+            file.display(),
+            std::fs::read_to_string(&file)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     let off = Gangway::start_with(Options::new(config).env("KONG_PROXY_ACCESS_LOG", "off"));
     assert_eq!(off.get("/nowhere-logged").status, 200);

@@ -470,9 +470,27 @@ impl RequestTrace {
         }
     }
 
+    /// The spans as one line, name and duration each (Kong's debug log of collected spans).
+    pub fn summary(&self) -> impl fmt::Display + '_ {
+        Summary(self)
+    }
+
     /// `start_unix_ns` plus an offset: a span time on the wall clock.
     pub fn unix_ns(&self, offset_ns: u64) -> u64 {
         self.start_unix_ns + offset_ns
+    }
+}
+
+struct Summary<'a>(&'a RequestTrace);
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, span) in self.0.spans.iter().enumerate() {
+            let took = span.end_ns.unwrap_or(span.start_ns) - span.start_ns;
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{} {:.3}ms", span.name, took as f64 / 1e6)?;
+        }
+        Ok(())
     }
 }
 
@@ -575,6 +593,9 @@ mod tests {
         assert_eq!(spans[3].id, injected);
         assert!(spans.iter().all(|s| s.end_ns.is_some()));
         assert_eq!(t.request.route, "/x");
+        let summary = t.summary().to_string();
+        assert!(summary.starts_with("kong "), "{summary}");
+        assert!(summary.contains(", kong.router "), "{summary}");
     }
 
     #[test]

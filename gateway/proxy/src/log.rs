@@ -316,6 +316,13 @@ pub fn finish<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapsh
         &mut trace,
     );
     drop(entry);
+    if trace.is_recording() && tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug!(
+            trace.sampled = trace.sampled,
+            spans = %trace.summary(),
+            "collected request spans"
+        );
+    }
     trace.log_trace_ids = trace_ids;
     bufs.plugins.trace = trace;
 }

@@ -206,7 +206,7 @@ pub(super) async fn refuse_head<S: Stream>(
     bufs: &mut ConnBuffers,
     err: &HttpError,
     error_default_type: &str,
-) {
+) -> [u8; 32] {
     let request_id = new_request_id();
     bufs.output.clear();
     error_page::write_error_response(
@@ -222,6 +222,7 @@ pub(super) async fn refuse_head<S: Stream>(
     let out = std::mem::take(&mut bufs.output);
     let len = out.len();
     let _ = client.write_all(out, 0..len).await;
+    request_id
 }
 
 /// Kong's answer to plain http on an https-only route: 426 with an Upgrade hint, or a

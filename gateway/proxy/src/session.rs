@@ -210,7 +210,19 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
             ReadHead::Ready(n) => n,
             ReadHead::Closed => break,
             ReadHead::Bad(err) => {
-                reply::refuse_head(&client, &mut bufs, &err, &settings.error_default_type).await;
+                let access_log = ctx.gateway.access_log.get();
+                if access_log.is_some() {
+                    client.begin();
+                    client.track_status();
+                }
+                let id = reply::refuse_head(&client, &mut bufs, &err, &settings.error_default_type)
+                    .await;
+                if let Some(sink) = access_log {
+                    // As nginx logs a request it refused: the line as read, the TCP peer.
+                    note_refused_head(&mut bufs, conn.peer.ip(), id);
+                    ctx.access
+                        .append(sink, &bufs.access, client.status(), client.body_bytes());
+                }
                 break;
             }
         };
@@ -237,6 +249,24 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
         }
     }
     let _ = client.shutdown().await;
+}
+
+/// What the access log can say of a head that did not parse: its first line as read (up to
+/// 2 KiB), no headers.
+fn note_refused_head(bufs: &mut ConnBuffers, peer: std::net::IpAddr, request_id: [u8; 32]) {
+    const MAX_LINE: usize = 2048;
+    let input = &bufs.input[..bufs.input.len().min(MAX_LINE)];
+    let line_end = input
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(input.len());
+    let note = &mut bufs.access;
+    note.request_line.clear();
+    note.request_line.extend_from_slice(&input[..line_end]);
+    note.referer.clear();
+    note.user_agent.clear();
+    note.client_ip = Some(peer);
+    note.request_id = request_id;
 }
 
 /// Keeps what the access log needs of the request before its body moves the input on.
