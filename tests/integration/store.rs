@@ -101,6 +101,11 @@ fn the_portal_flow_reaches_two_nodes_within_a_second() {
         ));
     }
     eprintln!("create to visible: {took:?}");
+    // The node that follows the change log reports how far behind the writes it was.
+    let metrics = crate::metrics::scrape(&b);
+    let lag = crate::metrics::sample(&metrics, "gangway_config_sync_lag_seconds", &[])
+        .unwrap_or_else(|| panic!("sync lag on node b:\n{metrics}"));
+    assert!((0.0..2.0).contains(&lag), "lag {lag} s");
 
     // Reads come back from the database in Kong's shapes.
     let listed = a.admin("GET", "/consumers/cust/key-auth", &[], b"").json();

@@ -149,6 +149,10 @@ fn describe() {
         "gangway_redis_failures_total",
         "Redis calls that failed: connects, counts and syncs"
     );
+    metrics::describe_gauge!(
+        "gangway_config_sync_lag_seconds",
+        "Database mode: from the oldest change of the last batch applied being written to its being served here"
+    );
     metrics::describe_histogram!(
         "gangway_lambda_invoke_seconds",
         "AWS Lambda Invoke calls of the aws-lambda plugin"

@@ -304,8 +304,9 @@ impl Plugin for OpenTelemetry {
         for name in &self.propagation.clear {
             ctx.state.headers.remove(name);
         }
-        let mut headers = Vec::new();
-        let mut ids = Vec::new();
+        let mut headers = Vec::with_capacity(2);
+        let mut ids = std::mem::take(&mut ctx.state.trace.log_trace_ids);
+        ids.clear();
         for injector in &self.propagation.inject {
             let format = match injector {
                 Injector::Format(f) => *f,

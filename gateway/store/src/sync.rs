@@ -80,25 +80,39 @@ async fn load_all(client: &mut Client, gateway: &Gateway) -> Result<i64, StoreEr
     Ok(seq)
 }
 
-/// The change log after `seq`: each changed entity once, by kind, and the last sequence
-/// number read.
-async fn changes_after(
-    client: &Client,
-    seq: i64,
-) -> Result<(BTreeMap<String, BTreeSet<Uuid>>, i64), StoreError> {
+/// A batch of the change log: each changed entity once, by kind; the last sequence number
+/// read; and how long ago, by the database's clock, its oldest change was written.
+struct Changes {
+    changed: BTreeMap<String, BTreeSet<Uuid>>,
+    last: i64,
+    oldest_age: Duration,
+}
+
+/// The change log after `seq`.
+async fn changes_after(client: &Client, seq: i64) -> Result<Changes, StoreError> {
     let rows = client
         .query(
-            "SELECT seq, kind, id FROM gangway_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, kind, id, extract(epoch from clock_timestamp() - at)::float8 \
+             FROM gangway_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
             &[&seq, &BATCH],
         )
         .await?;
-    let mut changed: BTreeMap<String, BTreeSet<Uuid>> = BTreeMap::new();
-    let mut last = seq;
+    let mut changes = Changes {
+        changed: BTreeMap::new(),
+        last: seq,
+        oldest_age: Duration::ZERO,
+    };
     for row in &rows {
-        last = row.get(0);
-        changed.entry(row.get(1)).or_default().insert(row.get(2));
+        changes.last = row.get(0);
+        changes
+            .changed
+            .entry(row.get(1))
+            .or_default()
+            .insert(row.get(2));
+        let age = Duration::try_from_secs_f64(row.get::<_, f64>(3)).unwrap_or_default();
+        changes.oldest_age = changes.oldest_age.max(age);
     }
-    Ok((changed, last))
+    Ok(changes)
 }
 
 /// The current rows of `kind` among `ids` (absent ones were deleted).
@@ -202,16 +216,24 @@ async fn reload_routing(client: &mut Client, gateway: &Gateway) -> Result<(), St
 /// Applies the log from `seq` on; returns the last sequence number applied.
 async fn catch_up(client: &mut Client, gateway: &Gateway, mut seq: i64) -> Result<i64, StoreError> {
     loop {
-        let (changed, last) = changes_after(client, seq).await?;
+        let Changes {
+            changed,
+            last,
+            oldest_age,
+        } = changes_after(client, seq).await?;
         if changed.is_empty() {
             return Ok(seq);
         }
+        let read_at = std::time::Instant::now();
         if IDENTITY_KINDS.iter().any(|k| changed.contains_key(*k)) {
             apply_identities(client, gateway, &changed).await?;
         }
         if ROUTING_KINDS.iter().any(|k| changed.contains_key(*k)) {
             reload_routing(client, gateway).await?;
         }
+        // From the oldest change's write to its being served by this node.
+        let lag = oldest_age + read_at.elapsed();
+        metrics::gauge!("gangway_config_sync_lag_seconds").set(lag.as_secs_f64());
         seq = last;
         compact_when_large(gateway);
     }

@@ -50,12 +50,13 @@ pub(super) fn from_hex(s: &str) -> Option<Vec<u8>> {
 /// Lower-case hex, as `resty.string.to_hex` writes it.
 pub(super) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
+    // Built as bytes: every request that propagates formats two ids.
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
     }
-    out
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A decimal id reduced the way Kong's `bn.from_dec(..):to_binary()` followed by a resize
@@ -94,13 +95,13 @@ pub(super) fn from_dec(s: &str) -> Option<Decimal> {
 
 /// Kong's `to_id_size`: keeps the last `len` bytes of a longer id, left-pads a shorter one with
 /// zero bytes.
-pub(super) fn to_id_size(id: &[u8], len: usize) -> Vec<u8> {
+pub(super) fn to_id_size(id: &[u8], len: usize) -> std::borrow::Cow<'_, [u8]> {
     if id.len() >= len {
-        id[id.len() - len..].to_vec()
+        std::borrow::Cow::Borrowed(&id[id.len() - len..])
     } else {
         let mut out = vec![0; len - id.len()];
         out.extend_from_slice(id);
-        out
+        std::borrow::Cow::Owned(out)
     }
 }
 
@@ -115,15 +116,15 @@ pub(super) fn extracted_trace_id(raw: &[u8]) -> Vec<u8> {
 /// (oversized decimals).
 pub(super) fn extracted_trace_id_sized(raw: &[u8], original_len: usize) -> Vec<u8> {
     if original_len <= SPAN_ID_LEN {
-        to_id_size(raw, SPAN_ID_LEN)
+        to_id_size(raw, SPAN_ID_LEN).into_owned()
     } else {
-        to_id_size(raw, TRACE_ID_LEN)
+        to_id_size(raw, TRACE_ID_LEN).into_owned()
     }
 }
 
 /// Kong's span id: resized to 8 bytes.
 pub(super) fn span_id(raw: &[u8]) -> Vec<u8> {
-    to_id_size(raw, SPAN_ID_LEN)
+    to_id_size(raw, SPAN_ID_LEN).into_owned()
 }
 
 /// Decimal text of a big-endian id, as `bn.from_binary(..):to_dec()` writes it.

@@ -4,6 +4,8 @@
 use super::codec::{SPAN_ID_LEN, TRACE_ID_LEN, escape_uri, to_dec, to_hex, to_id_size};
 use super::{Format, InjectCtx};
 
+use std::borrow::Cow;
+
 /// One injector run.
 #[derive(Debug)]
 pub(super) struct Injected {
@@ -67,13 +69,13 @@ pub(super) fn run(format: Format, ctx: &InjectCtx) -> Result<Injected, String> {
 }
 
 /// The context's ids at the injector's sizes; None for an absent id.
-struct Ids {
-    trace: Option<Vec<u8>>,
-    span: Option<Vec<u8>>,
-    parent: Option<Vec<u8>>,
+struct Ids<'c> {
+    trace: Option<Cow<'c, [u8]>>,
+    span: Option<Cow<'c, [u8]>>,
+    parent: Option<Cow<'c, [u8]>>,
 }
 
-fn build(format: Format, ctx: &InjectCtx, ids: &Ids) -> Injected {
+fn build(format: Format, ctx: &InjectCtx, ids: &Ids<'_>) -> Injected {
     let sampled = ctx.should_sample == Some(true);
     let trace_hex = ids.trace.as_deref().map(to_hex).unwrap_or_default();
     let span_hex = ids.span.as_deref().map(to_hex).unwrap_or_default();
@@ -82,7 +84,11 @@ fn build(format: Format, ctx: &InjectCtx, ids: &Ids) -> Injected {
     let trace_id = match format {
         Format::W3c => {
             let flags = if sampled { "01" } else { "00" };
-            headers.push(("traceparent", format!("00-{trace_hex}-{span_hex}-{flags}")));
+            let mut traceparent = String::with_capacity(55);
+            for part in ["00-", &trace_hex, "-", &span_hex, "-", flags] {
+                traceparent.push_str(part);
+            }
+            headers.push(("traceparent", traceparent));
             ("w3c", trace_hex)
         }
         Format::B3 => {

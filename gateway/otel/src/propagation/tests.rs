@@ -341,8 +341,8 @@ fn codec_helpers() {
     assert_eq!(from_hex("abc"), Some(vec![0x0a, 0xbc]));
     assert_eq!(from_hex("xy"), None);
     assert_eq!(codec::to_hex(&[0x0a, 0xbc]), "0abc");
-    assert_eq!(codec::to_id_size(&[1, 2, 3], 2), vec![2, 3]);
-    assert_eq!(codec::to_id_size(&[1], 3), vec![0, 0, 1]);
+    assert_eq!(codec::to_id_size(&[1, 2, 3], 2).as_ref(), [2, 3]);
+    assert_eq!(codec::to_id_size(&[1], 3).as_ref(), [0, 0, 1]);
     assert_eq!(codec::to_dec(&hex(BIG_TRACE_16)), BIG_TRACE_16_DEC);
     // ngx.unescape_uri: `+` is a space, malformed escapes stay.
     assert_eq!(codec::unescape_uri("b%20r56+7%zz%4"), "b r56 7%zz%4");
