@@ -106,7 +106,7 @@ pub fn run(
         error!("file-log: log lines still queued at exit were lost");
     }
     if !gangway_plugins::log_queue::flush(Duration::from_secs(5)) {
-        error!("http-log: entries still queued at exit were lost");
+        error!("http-log, opentelemetry: entries still queued at exit were lost");
     }
     info!("gangway stopped");
     Ok(())
