@@ -298,6 +298,9 @@ impl RequestTrace {
         self.log_trace_ids.clear();
         self.sampled = false;
         self.recording = Instrumentations::default();
+        // The last request's spans must not leak into this one's ids (spans own nothing,
+        // so this is a length reset).
+        self.spans.clear();
         if tracer.instrumentations.is_off() || !exporters.any {
             return;
         }
@@ -317,7 +320,6 @@ impl RequestTrace {
         self.clock = Some(now);
         self.start_unix_ns = unix_ns_at(now);
         self.sampled = sample(&self.trace_id, tracer.sampling_rate);
-        self.spans.clear();
         self.reserved_balancer_id = None;
         self.open_balancer = None;
         self.request.status = 0;
@@ -358,7 +360,10 @@ impl RequestTrace {
 
     /// The request span's id, once recording; `None` otherwise.
     pub fn request_span_id(&self) -> Option<[u8; 8]> {
-        self.spans.first().map(|s| s.id)
+        self.spans
+            .first()
+            .filter(|_| self.is_recording())
+            .map(|s| s.id)
     }
 
     /// Opens a span of source `what` under the request span (under the open balancer span
@@ -509,8 +514,12 @@ mod tests {
         let none = TraceExporters::default();
         t.begin(&tracer("all", 1.0), none, || true);
         assert!(!t.is_recording(), "no exporter in the config");
+        t.begin(&tracer("all", 1.0), EXPORTING, || false);
+        assert!(t.is_recording() && t.request_span_id().is_some());
         t.begin(&tracer("all", 0.0), EXPORTING, || false);
         assert!(!t.is_recording(), "rate 0 and no caller context");
+        assert_eq!(t.request_span_id(), None);
+        assert!(t.spans().is_empty(), "nothing left of an earlier request");
         t.begin(&tracer("all", 0.0), EXPORTING, || true);
         assert!(
             t.is_recording(),
