@@ -473,6 +473,20 @@ fn the_access_log_has_a_line_per_request_in_kongs_format() {
     assert!(line.ends_with(&want), "{line}\nwant the end: {want}");
 }
 
+/// Waits (up to 5 s) until `file` holds `text`.
+fn wait_for_line(file: &std::path::Path, text: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(file).is_ok_and(|t| t.contains(text)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}: {:?}",
+            file.display(),
+            std::fs::read_to_string(file)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn the_access_log_goes_to_a_file_under_the_prefix_or_nowhere() {
     let up = Upstream::start();
@@ -482,17 +496,7 @@ fn the_access_log_goes_to_a_file_under_the_prefix_or_nowhere() {
     );
     assert_eq!(gw.get("/to-file").status, 200);
     let file = gw.dir().join("prefix/logs/access.log");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains("\"GET /to-file HTTP/1.1\" 200"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}: {:?}",
-            file.display(),
-            std::fs::read_to_string(&file)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_line(&file, "\"GET /to-file HTTP/1.1\" 200");
     assert!(!gw.log().contains("/to-file HTTP/1.1"), "not on stdout too");
     // A head that does not parse is logged too, as nginx logs its 400s: the line as read.
     {
@@ -504,17 +508,7 @@ fn the_access_log_goes_to_a_file_under_the_prefix_or_nowhere() {
         let _ = s.read_to_string(&mut answer);
         assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     }
-    while !std::fs::read_to_string(&file)
-        .is_ok_and(|t| t.contains("\"GARBAGE /bad\\x01line HTTP/1.1\" 400 "))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}: {:?}",
-            file.display(),
-            std::fs::read_to_string(&file)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_line(&file, "\"GARBAGE /bad\\x01line HTTP/1.1\" 400 ");
 
     let off = Gangway::start_with(Options::new(config).env("KONG_PROXY_ACCESS_LOG", "off"));
     assert_eq!(off.get("/nowhere-logged").status, 200);

@@ -186,24 +186,11 @@ pub fn build(b: &Build<'_>) -> BuildResult {
     }))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A trace id as OTLP carries it: 16 bytes, shorter ids left-padded with zeros and longer
-/// ones cut to their last 16 (Kong's `to_ot_trace_id`).
-fn trace_id16(id: &[u8]) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    let tail = &id[id.len().saturating_sub(16)..];
-    out[16 - tail.len()..].copy_from_slice(tail);
-    out
-}
-
-/// A span id as 8 bytes, the same way.
-fn span_id8(id: &[u8]) -> [u8; 8] {
-    let mut out = [0u8; 8];
-    let tail = &id[id.len().saturating_sub(8)..];
-    out[8 - tail.len()..].copy_from_slice(tail);
+/// An id as `N` bytes, as OTLP carries trace (16) and span (8) ids: shorter ids left-padded
+/// with zeros, longer ones cut to their last `N` (Kong's `to_ot_trace_id`).
+fn sized<const N: usize>(id: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&propagation::to_id_size(id, N));
     out
 }
 
@@ -268,14 +255,14 @@ impl Plugin for OpenTelemetry {
         let found = extracted.as_ref().map(|(_, e)| e);
         let raw_trace_id = match found.and_then(|e| e.trace_id.clone()) {
             Some(id) => {
-                trace.trace_id = trace_id16(&id);
+                trace.trace_id = sized(&id);
                 id
             }
             None => trace.trace_id.to_vec(),
         };
         trace.remote_parent = found
             .and_then(|e| e.span_id.as_deref().or(e.parent_id.as_deref()))
-            .map(span_id8);
+            .map(sized);
         trace.propagated = true;
         let parent_sampled = found.and_then(|e| e.should_sample);
         trace.sampled = recording
@@ -345,9 +332,9 @@ impl Plugin for OpenTelemetry {
         // The id access propagated; a request answered before this plugin's access (an
         // authentication failure) has the trace's own id when spans are recorded.
         let id = match ctx.saved() {
-            [] if ctx.state.trace.is_recording() => hex(&ctx.state.trace.trace_id),
+            [] if ctx.state.trace.is_recording() => propagation::to_hex(&ctx.state.trace.trace_id),
             [] => return,
-            saved => hex(saved),
+            saved => propagation::to_hex(saved),
         };
         ctx.state.response_headers.add(name, id.as_bytes());
     }

@@ -18,6 +18,8 @@ mod codec;
 mod extract;
 mod inject;
 
+pub(crate) use codec::{to_hex, to_id_size};
+
 #[cfg(test)]
 mod tests;
 

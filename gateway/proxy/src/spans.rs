@@ -1,6 +1,7 @@
 //! What the proxy adds to a request's trace: the request span's attributes, taken when the
 //! head is read (the input buffer moves on once a body is read).
 
+use super::headers::host_without_port;
 use super::log::RequestInfo;
 use super::session::{ClientConn, ConnBuffers};
 use gangway_pipeline::TraceExporters;
@@ -58,31 +59,5 @@ fn push_text(out: &mut String, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(text) => out.push_str(text),
         Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
-    }
-}
-
-/// `host` without `:port` (nginx's `$host`); an IPv6 literal keeps its brackets.
-fn host_without_port(host: &[u8]) -> &[u8] {
-    if host.starts_with(b"[") {
-        return host
-            .iter()
-            .position(|&b| b == b']')
-            .map_or(host, |end| &host[..=end]);
-    }
-    match host.iter().rposition(|&b| b == b':') {
-        Some(colon) => &host[..colon],
-        None => host,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_without_port;
-
-    #[test]
-    fn ports_leave_the_host() {
-        assert_eq!(host_without_port(b"example.com:8000"), b"example.com");
-        assert_eq!(host_without_port(b"example.com"), b"example.com");
-        assert_eq!(host_without_port(b"[::1]:8000"), b"[::1]");
     }
 }

@@ -56,10 +56,10 @@ fn an_explicit_propagation_record_wins_over_header_type() {
 #[test]
 fn ids_are_padded_and_cut_as_kongs_otlp_encoder() {
     let short = [0xab; 8];
-    assert_eq!(trace_id16(&short)[..8], [0; 8]);
-    assert_eq!(trace_id16(&short)[8..], short);
+    assert_eq!(sized::<16>(&short)[..8], [0; 8]);
+    assert_eq!(sized::<16>(&short)[8..], short);
     let long = [7u8; 20];
-    assert_eq!(trace_id16(&long), [7u8; 16]);
-    assert_eq!(span_id8(&[1, 2]), [0, 0, 0, 0, 0, 0, 1, 2]);
-    assert_eq!(hex(&[0x0a, 0xff]), "0aff");
+    assert_eq!(sized::<16>(&long), [7u8; 16]);
+    assert_eq!(sized::<8>(&[1, 2]), [0, 0, 0, 0, 0, 0, 1, 2]);
+    assert_eq!(propagation::to_hex(&[0x0a, 0xff]), "0aff");
 }

@@ -48,7 +48,7 @@ pub(super) fn from_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Lower-case hex, as `resty.string.to_hex` writes it.
-pub(super) fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     // Built as bytes: every request that propagates formats two ids.
     let mut out = Vec::with_capacity(bytes.len() * 2);
@@ -95,7 +95,7 @@ pub(super) fn from_dec(s: &str) -> Option<Decimal> {
 
 /// Kong's `to_id_size`: keeps the last `len` bytes of a longer id, left-pads a shorter one with
 /// zero bytes.
-pub(super) fn to_id_size(id: &[u8], len: usize) -> std::borrow::Cow<'_, [u8]> {
+pub(crate) fn to_id_size(id: &[u8], len: usize) -> std::borrow::Cow<'_, [u8]> {
     if id.len() >= len {
         std::borrow::Cow::Borrowed(&id[id.len() - len..])
     } else {
