@@ -78,6 +78,16 @@ fn format(name: &str, field: &str) -> Result<Format, (String, String)> {
 }
 
 impl Propagation {
+    /// Whether a request without a trace context is propagated in w3c alone (the default),
+    /// which [`OpenTelemetry::access`] writes without building an [`InjectCtx`].
+    fn injects_only_w3c_when_absent(&self) -> bool {
+        match self.inject.as_slice() {
+            [Injector::Format(Format::W3c)] => true,
+            [Injector::Preserve] => self.default_format == Format::W3c,
+            _ => false,
+        }
+    }
+
     /// Kong's `get_plugin_params`: the `propagation` record as given when any of extract,
     /// clear or inject is set; otherwise what `header_type` used to mean.
     fn from_config(conf: &Config) -> Result<Propagation, (String, String)> {
@@ -186,14 +196,6 @@ pub fn build(b: &Build<'_>) -> BuildResult {
     }))
 }
 
-/// An id as `N` bytes, as OTLP carries trace (16) and span (8) ids: shorter ids left-padded
-/// with zeros, longer ones cut to their last `N` (Kong's `to_ot_trace_id`).
-fn sized<const N: usize>(id: &[u8]) -> [u8; N] {
-    let mut out = [0u8; N];
-    out.copy_from_slice(&propagation::to_id_size(id, N));
-    out
-}
-
 impl OpenTelemetry {
     /// Runs the extractors in order; the first format whose headers are present wins. A
     /// present but invalid header is skipped, as Kong's extractors do after a warning.
@@ -242,6 +244,20 @@ impl OpenTelemetry {
     }
 }
 
+/// The log's trace ids for a request propagated as w3c only, reusing the last request's
+/// string when there is one.
+fn set_log_trace_id(ids: &mut Vec<(&'static str, String)>, trace_id: &[u8; 16]) {
+    ids.truncate(1);
+    match ids.first_mut() {
+        Some((format, hex)) => {
+            *format = Format::W3c.name();
+            hex.clear();
+            propagation::push_hex(trace_id, hex);
+        }
+        None => ids.push((Format::W3c.name(), propagation::to_hex(trace_id))),
+    }
+}
+
 impl Plugin for OpenTelemetry {
     fn access(&self, ctx: &mut AccessCtx<'_>) -> Flow {
         let extracted = self.extract(ctx);
@@ -255,14 +271,14 @@ impl Plugin for OpenTelemetry {
         let found = extracted.as_ref().map(|(_, e)| e);
         let raw_trace_id = match found.and_then(|e| e.trace_id.clone()) {
             Some(id) => {
-                trace.trace_id = sized(&id);
+                trace.trace_id = propagation::to_id_array(&id);
                 id
             }
             None => trace.trace_id.to_vec(),
         };
         trace.remote_parent = found
             .and_then(|e| e.span_id.as_deref().or(e.parent_id.as_deref()))
-            .map(sized);
+            .map(propagation::to_id_array);
         trace.propagated = true;
         let parent_sampled = found.and_then(|e| e.should_sample);
         trace.sampled = recording
@@ -290,6 +306,17 @@ impl Plugin for OpenTelemetry {
         };
         for name in &self.propagation.clear {
             ctx.state.headers.remove(name);
+        }
+        if found.is_none() && self.propagation.injects_only_w3c_when_absent() {
+            let value = propagation::traceparent(&trace.trace_id, &span_id, trace.sampled);
+            ctx.state.headers.set("traceparent", &value);
+            let trace = &mut ctx.state.trace;
+            set_log_trace_id(&mut trace.log_trace_ids, &trace.trace_id);
+            if self.trace_id_header.is_some() {
+                let id = trace.trace_id;
+                ctx.save(&id);
+            }
+            return Flow::Continue;
         }
         let mut headers = Vec::with_capacity(2);
         let mut ids = std::mem::take(&mut ctx.state.trace.log_trace_ids);

@@ -46,11 +46,25 @@ pub const TRACE_HEADERS: [&str; 17] = [
     "x-datadog-sampling-priority",
 ];
 
+/// Bit n set when some [`TRACE_HEADERS`] name is n bytes long: most of a request's headers
+/// are ruled out by their length alone.
+const TRACE_HEADER_LENGTHS: u32 = {
+    let mut mask = 0u32;
+    let mut i = 0;
+    while i < TRACE_HEADERS.len() {
+        mask |= 1 << TRACE_HEADERS[i].len();
+        i += 1;
+    }
+    mask
+};
+
 /// True when a request header named `name` (any case) is one of [`TRACE_HEADERS`].
 pub fn is_trace_header(name: &[u8]) -> bool {
-    TRACE_HEADERS
-        .iter()
-        .any(|h| h.len() == name.len() && h.as_bytes().eq_ignore_ascii_case(name))
+    name.len() < 32
+        && TRACE_HEADER_LENGTHS & (1 << name.len()) != 0
+        && TRACE_HEADERS
+            .iter()
+            .any(|h| h.len() == name.len() && h.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// The process-wide tracing settings. Default: off, rate 0.01.
@@ -549,6 +563,14 @@ mod tests {
             "{recorded} of 10000 at 0.05"
         );
         assert!(is_trace_header(b"TraceParent") && !is_trace_header(b"host"));
+        for name in TRACE_HEADERS {
+            assert!(
+                is_trace_header(name.to_ascii_uppercase().as_bytes()),
+                "{name}"
+            );
+            assert!(!is_trace_header(format!("{name}x").as_bytes()), "{name}x");
+        }
+        assert!(!is_trace_header(&[b'x'; 64]));
     }
 
     fn tracer(list: &str, rate: f64) -> Tracer {

@@ -49,14 +49,39 @@ pub(super) fn from_hex(s: &str) -> Option<Vec<u8>> {
 
 /// Lower-case hex, as `resty.string.to_hex` writes it.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    // Built as bytes: every request that propagates formats two ids.
-    let mut out = Vec::with_capacity(bytes.len() * 2);
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(bytes, &mut out);
+    out
+}
+
+/// [`to_hex`] appended to `out`, so a caller can reuse a string's capacity.
+pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
     for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
+        out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(b & 0x0f)]));
     }
-    String::from_utf8(out).unwrap_or_default()
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// [`to_hex`] into a buffer of exactly twice `bytes`' length.
+fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = HEX_DIGITS[usize::from(b >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(b & 0x0f)];
+    }
+}
+
+/// A W3C `traceparent` value (version 00), built without allocating: every request that
+/// propagates in the default format writes one.
+pub(crate) fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> [u8; 55] {
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    write_hex(trace_id, &mut out[3..35]);
+    write_hex(span_id, &mut out[36..52]);
+    if sampled {
+        out[54] = b'1';
+    }
+    out
 }
 
 /// A decimal id reduced the way Kong's `bn.from_dec(..):to_binary()` followed by a resize
@@ -103,6 +128,13 @@ pub(crate) fn to_id_size(id: &[u8], len: usize) -> std::borrow::Cow<'_, [u8]> {
         out.extend_from_slice(id);
         std::borrow::Cow::Owned(out)
     }
+}
+
+/// [`to_id_size`] as an array of `N` bytes, as OTLP carries trace (16) and span (8) ids.
+pub(crate) fn to_id_array<const N: usize>(id: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&to_id_size(id, N));
+    out
 }
 
 /// The trace id an extractor reports: 8 bytes when the header carried a 64-bit (or shorter) id,

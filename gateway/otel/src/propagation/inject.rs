@@ -1,7 +1,9 @@
 //! Kong's injectors: header values, the formatted trace id for the log, and the id resizing of
 //! the injector base class.
 
-use super::codec::{SPAN_ID_LEN, TRACE_ID_LEN, escape_uri, to_dec, to_hex, to_id_size};
+use super::codec::{
+    SPAN_ID_LEN, TRACE_ID_LEN, escape_uri, to_dec, to_hex, to_id_array, to_id_size, traceparent,
+};
 use super::{Format, InjectCtx};
 
 use std::borrow::Cow;
@@ -83,12 +85,12 @@ fn build(format: Format, ctx: &InjectCtx, ids: &Ids<'_>) -> Injected {
     let mut baggage = Vec::new();
     let trace_id = match format {
         Format::W3c => {
-            let flags = if sampled { "01" } else { "00" };
-            let mut traceparent = String::with_capacity(55);
-            for part in ["00-", &trace_hex, "-", &span_hex, "-", flags] {
-                traceparent.push_str(part);
-            }
-            headers.push(("traceparent", traceparent));
+            let value = traceparent(
+                &to_id_array(ids.trace.as_deref().unwrap_or_default()),
+                &to_id_array(ids.span.as_deref().unwrap_or_default()),
+                sampled,
+            );
+            headers.push(("traceparent", String::from_utf8_lossy(&value).into_owned()));
             ("w3c", trace_hex)
         }
         Format::B3 => {
