@@ -25,10 +25,12 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 mod admin;
+mod chart;
 mod ebpf;
 mod http_client;
 mod lambda;
 mod pipeline;
+mod quiet;
 mod ratelimit;
 
 /// The benchmarks (`cargo xtask bench <name>`).
@@ -442,6 +444,8 @@ struct Sample {
     p999_us: f64,
     cpu_us_per_req: f64,
     errors: u64,
+    /// CPU seconds the other contenders used while this one was measured.
+    others_cpu_s: f64,
 }
 
 /// A wrk load: the Lua that picks each request (prepended to the report script) and the
@@ -538,6 +542,7 @@ fn measure(dir: &Path, proc_: &Proc, port: u16, p: &Params, load: &Load) -> Resu
         p999_us: n("p999"),
         cpu_us_per_req: cpu * 1e6 / requests,
         errors: (n("errors") + n("non2xx")) as u64,
+        others_cpu_s: 0.0,
     })
 }
 
@@ -767,18 +772,38 @@ fn compare(
             )?;
         }
     }
+    let settled = quiet::settle(contenders);
+    match settled {
+        Ok(waited) => eprintln!(
+            "bench: contenders idle (under {:.0}% of a core together) after {:.1} s",
+            quiet::IDLE_SHARE * 100.0,
+            waited.as_secs_f64()
+        ),
+        Err(share) => eprintln!(
+            "bench: WARNING: contenders still use {:.0}% of a core after the settle limit; measuring anyway",
+            share * 100.0
+        ),
+    }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); contenders.len()];
     for round in 0..p.repeat {
         for (i, c) in contenders.iter().enumerate() {
-            let s = measure(dir, &c.proc_, c.port, p, c.load.as_ref().unwrap_or(load))?;
+            let others_before = quiet::others_cpu(contenders, i);
+            let mut s = measure(dir, &c.proc_, c.port, p, c.load.as_ref().unwrap_or(load))?;
+            s.others_cpu_s = quiet::others_cpu(contenders, i) - others_before;
             eprintln!(
-                "bench: round {} {}: {:.0} rps, p99 {:.2} ms, {:.1} us cpu/req, {} errors",
+                "bench: round {} {}: {:.0} rps, p99 {:.2} ms, {:.1} us cpu/req, {} errors, others {:.0} ms cpu{}",
                 round + 1,
                 c.name,
                 s.rps,
                 s.p99_us / 1000.0,
                 s.cpu_us_per_req,
-                s.errors
+                s.errors,
+                s.others_cpu_s * 1000.0,
+                if quiet::share(s.others_cpu_s, p.duration_s) < quiet::IDLE_SHARE {
+                    ""
+                } else {
+                    " (NOT IDLE)"
+                }
             );
             samples[i].push(s);
         }
@@ -792,6 +817,7 @@ fn compare(
             p999_us: median(v.iter().map(|s| s.p999_us).collect()),
             cpu_us_per_req: median(v.iter().map(|s| s.cpu_us_per_req).collect()),
             errors: v.iter().map(|s| s.errors).sum(),
+            others_cpu_s: v.iter().map(|s| s.others_cpu_s).fold(0.0, f64::max),
         })
         .collect();
     let base = contenders
@@ -821,6 +847,12 @@ fn compare(
             s.errors
         );
     }
+    let names: Vec<String> = contenders.iter().map(|c| c.name.clone()).collect();
+    let _ = write!(
+        table,
+        "\n{}",
+        rounds_table(&names, &samples, p.duration_s, &settled)
+    );
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     println!("\n{setup}\n\n{table}");
     let results = root.join("benches/results");
@@ -829,7 +861,7 @@ fn compare(
         .iter()
         .zip(&samples)
         .map(|(c, v)| {
-            json!({"name": c.name, "runs": v.iter().map(|s| json!({"rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us, "p999_us": s.p999_us, "cpu_us_per_req": s.cpu_us_per_req, "errors": s.errors})).collect::<Vec<_>>()})
+            json!({"name": c.name, "runs": v.iter().map(|s| json!({"rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us, "p999_us": s.p999_us, "cpu_us_per_req": s.cpu_us_per_req, "errors": s.errors, "others_cpu_ms": s.others_cpu_s * 1000.0})).collect::<Vec<_>>()})
         })
         .collect();
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -839,11 +871,80 @@ fn compare(
             &json!({"bench": bench, "unix_time": stamp, "cores": nproc, "setup": setup, "contenders": raw}),
         )?,
     )?;
+    let chart = results.join(format!("{bench}-latest.svg"));
+    chart::write(
+        &chart,
+        &format!("cargo xtask bench {bench}"),
+        &names,
+        &samples,
+    )?;
     std::fs::write(
         results.join(format!("{bench}-latest.md")),
-        format!("# cargo xtask bench {bench}\n\n{setup}\n\n{table}"),
+        format!(
+            "# cargo xtask bench {bench}\n\n![RPS and p99 per contender]({bench}-latest.svg)\n\n{setup}\n\n{table}"
+        ),
     )?;
     Ok(summary)
+}
+
+/// Every round of every contender (the medians hide a bad round), and whether the other
+/// contenders stayed idle while each one was measured.
+fn rounds_table(
+    names: &[String],
+    samples: &[Vec<Sample>],
+    seconds: u64,
+    settled: &Result<Duration, f64>,
+) -> String {
+    let rounds = samples.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = String::from(
+        "Every round (RPS, p99, CPU per request, and the CPU the other contenders used meanwhile):\n\n| contender |",
+    );
+    for r in 1..=rounds {
+        let _ = write!(out, " round {r} |");
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(rounds));
+    out.push('\n');
+    let mut busiest = 0.0f64;
+    for (name, v) in names.iter().zip(samples) {
+        let _ = write!(out, "| {name} |");
+        for s in v {
+            busiest = busiest.max(s.others_cpu_s);
+            let _ = write!(
+                out,
+                " {:.0} rps, p99 {:.2} ms, {:.1} us/req, others {:.0} ms |",
+                s.rps,
+                s.p99_us / 1000.0,
+                s.cpu_us_per_req,
+                s.others_cpu_s * 1000.0
+            );
+        }
+        out.push('\n');
+    }
+    let idle = quiet::share(busiest, seconds) < quiet::IDLE_SHARE;
+    let _ = writeln!(
+        out,
+        "\n{} the other contenders used at most {:.0} ms of CPU together during a {seconds} s round ({:.2}% of a core; the bar is {:.0}%){}.",
+        if idle {
+            "Idle check passed:"
+        } else {
+            "Idle check FAILED:"
+        },
+        busiest * 1000.0,
+        quiet::share(busiest, seconds) * 100.0,
+        quiet::IDLE_SHARE * 100.0,
+        match settled {
+            Ok(waited) => format!(
+                "; before the first round they were idle after {:.1} s",
+                waited.as_secs_f64()
+            ),
+            Err(share) => format!(
+                "; before the first round they never went idle (last {:.0}% of a core)",
+                share * 100.0
+            ),
+        }
+    );
+    out
 }
 
 #[cfg(test)]
@@ -934,5 +1035,54 @@ mod tests {
         ] {
             assert!(bench(&["proxy", "--against", bad]).is_err(), "{bad}");
         }
+    }
+
+    fn sample(rps: f64, p99_ms: f64, others_ms: f64) -> Sample {
+        Sample {
+            rps,
+            p99_us: p99_ms * 1000.0,
+            cpu_us_per_req: 1e6 / rps,
+            others_cpu_s: others_ms / 1000.0,
+            ..Sample::default()
+        }
+    }
+
+    /// The chart names every contender and draws one bar and one whisker per contender and
+    /// panel.
+    #[test]
+    fn the_chart_shows_every_contender() {
+        let names: Vec<String> = [
+            "gangway-io_uring",
+            "gangway-pipeline-1000-prometheus",
+            "nginx",
+        ]
+        .map(String::from)
+        .to_vec();
+        let rounds = vec![
+            vec![sample(101_000.0, 0.6, 0.0), sample(99_000.0, 0.7, 0.0)],
+            vec![sample(80_000.0, 0.9, 0.0), sample(82_000.0, 0.8, 0.0)],
+            vec![sample(95_000.0, 0.65, 0.0), sample(96_000.0, 0.61, 0.0)],
+        ];
+        let path = std::env::temp_dir().join(format!("gangway-chart-{}.svg", std::process::id()));
+        chart::write(&path, "cargo xtask bench test", &names, &rounds).expect("chart");
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        let _ = std::fs::remove_file(&path);
+        for name in &names {
+            assert!(svg.contains(name.as_str()), "{name} missing");
+        }
+        assert!(svg.contains("requests per second") && svg.contains("p99 latency"));
+    }
+
+    /// A round during which another contender was busy is called out.
+    #[test]
+    fn a_busy_neighbour_fails_the_idle_check() {
+        let quiet = vec![vec![sample(1000.0, 1.0, 5.0)]];
+        let busy = vec![vec![sample(1000.0, 1.0, 400.0)]];
+        let names = ["gangway".to_owned()];
+        let text = |samples: &[Vec<Sample>]| {
+            rounds_table(&names, samples, 10, &Ok(Duration::from_millis(500)))
+        };
+        assert!(text(&quiet).contains("Idle check passed"));
+        assert!(text(&busy).contains("Idle check FAILED"));
     }
 }

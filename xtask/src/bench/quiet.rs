@@ -1,0 +1,51 @@
+//! Checks that a measurement had the machine to itself: contenders share the cores, so one
+//! still busy (loading a million consumers, say) while another is measured slows the
+//! measured one and makes the comparison a lie.
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use super::Contender;
+
+/// The most CPU the idle contenders may use together while one is measured, as a share of
+/// one core, for the round to count as undisturbed.
+pub(super) const IDLE_SHARE: f64 = 0.01;
+
+/// How long [`settle`] waits for every contender to go idle.
+const SETTLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// The poll window of [`settle`].
+const WINDOW: Duration = Duration::from_millis(500);
+
+/// CPU seconds of every contender but `except`.
+pub(super) fn others_cpu(contenders: &[Contender], except: usize) -> f64 {
+    contenders
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != except)
+        .map(|(_, c)| c.proc_.cpu_seconds())
+        .sum()
+}
+
+/// Waits until no load runs and all contenders together use less than [`IDLE_SHARE`] of a
+/// core over one window. Ok(waited), or Err(the last window's share) after
+/// [`SETTLE_LIMIT`].
+pub(super) fn settle(contenders: &[Contender]) -> Result<Duration, f64> {
+    let began = Instant::now();
+    loop {
+        let before = others_cpu(contenders, usize::MAX);
+        sleep(WINDOW);
+        let share = (others_cpu(contenders, usize::MAX) - before) / WINDOW.as_secs_f64();
+        if share < IDLE_SHARE {
+            return Ok(began.elapsed());
+        }
+        if began.elapsed() >= SETTLE_LIMIT {
+            return Err(share);
+        }
+    }
+}
+
+/// The share of one core the other contenders used during a round of `seconds`.
+pub(super) fn share(others_cpu_s: f64, seconds: u64) -> f64 {
+    others_cpu_s / seconds.max(1) as f64
+}
