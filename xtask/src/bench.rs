@@ -26,6 +26,7 @@ use serde_json::json;
 
 mod admin;
 mod chart;
+mod connections;
 mod ebpf;
 mod http_client;
 mod lambda;
@@ -93,6 +94,28 @@ pub enum Bench {
             value_parser = RangedU64ValueParser::<usize>::new().range(1..=16),
         )]
         flood_threads: usize,
+    },
+    /// Memory per client connection, gangway (io_uring, epoll) beside nginx, one worker
+    /// each: rounds that open --clients connections, send one keep-alive request on each, and
+    /// close them; in front of a keep-alive upstream and of one that closes every connection.
+    /// Saved as benches/results/connections-latest.md.
+    Connections {
+        /// Connections per round, 100 to 10000 (the runner needs twice as many open files).
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 3000,
+            value_parser = RangedU64ValueParser::<usize>::new().range(100..=10_000),
+        )]
+        clients: usize,
+        /// Rounds per contender, 1 to 100 (50 makes the soak).
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 5,
+            value_parser = RangedU64ValueParser::<usize>::new().range(1..=100),
+        )]
+        rounds: usize,
     },
     /// The identity-write micro-benchmark (cargo bench, benches/identity_writes.rs); saved as
     /// benches/results/identity-latest.md. Takes no flags.
@@ -562,6 +585,7 @@ pub fn run(bench: Bench) -> Result<()> {
         }
         Bench::Pipeline { params, large } => pipeline::run(&params, large.consumers),
         Bench::Identity => identity(),
+        Bench::Connections { clients, rounds } => connections::run(clients, rounds),
         Bench::Admin { consumers } => admin::run(consumers),
         Bench::Ratelimit { params, large } => ratelimit::run(&params, large.consumers),
         Bench::Lambda { params, build_cost } => lambda::run(&params, build_cost),

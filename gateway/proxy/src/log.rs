@@ -138,8 +138,10 @@ pub fn begin<S>(
     if bufs.txn.reads_entry {
         let request = request_object(bufs, facts);
         *bufs.txn.request.get_mut() = request;
+        // The serialized entry carries the response headers.
+        client.capture_head();
     }
-    client.capture_head();
+    client.track_status();
 }
 
 fn epoch_millis() -> u64 {
@@ -268,14 +270,13 @@ pub fn finish<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapsh
     }
     bufs.txn.active = false;
     let txn = &bufs.txn;
-    let head = client.head();
     let latencies = Latencies::of(txn);
     let route = match txn.chain {
         ChainRef::Route(i) => Some(i),
         ChainRef::Global => None,
     };
     let facts = LogFacts {
-        status: match status_of(&head) {
+        status: match client.status() {
             0 => 499,
             s => s,
         },
@@ -295,7 +296,6 @@ pub fn finish<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapsh
             .map(|c| snapshot.identities.consumer(c)),
         config_version: snapshot.version,
     };
-    drop(head);
     // The trace leaves the plugin state for the log phase: log spans are added to it while
     // the plugins read that state.
     let mut trace = std::mem::take(&mut bufs.plugins.trace);

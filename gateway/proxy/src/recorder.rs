@@ -89,10 +89,7 @@ impl<S> Recorded<S> {
         if interim {
             return;
         }
-        let end = bytes
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(bytes.len());
+        let end = memchr::memmem::find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
         if self.track.get() {
             self.status.set(status_of(bytes));
             self.head_bytes
