@@ -877,10 +877,7 @@ fn compare(
         "\n{}",
         rounds_table(&names, &samples, p.duration_s, &settled)
     );
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     println!("\n{setup}\n\n{table}");
-    let results = root.join("benches/results");
-    std::fs::create_dir_all(&results)?;
     let raw: Vec<_> = contenders
         .iter()
         .zip(&samples)
@@ -888,27 +885,47 @@ fn compare(
             json!({"name": c.name, "runs": v.iter().map(|s| json!({"rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us, "p999_us": s.p999_us, "cpu_us_per_req": s.cpu_us_per_req, "errors": s.errors, "others_cpu_ms": s.others_cpu_s * 1000.0})).collect::<Vec<_>>()})
         })
         .collect();
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    std::fs::write(
-        results.join(format!("{bench}-{stamp}.json")),
-        serde_json::to_string_pretty(
-            &json!({"bench": bench, "unix_time": stamp, "cores": nproc, "setup": setup, "contenders": raw}),
-        )?,
-    )?;
-    let chart = results.join(format!("{bench}-latest.svg"));
+    let results = root.join("benches/results");
+    std::fs::create_dir_all(&results)?;
     chart::write(
-        &chart,
+        &results.join(format!("{bench}-latest.svg")),
         &format!("cargo xtask bench {bench}"),
         &names,
         &samples,
     )?;
-    std::fs::write(
-        results.join(format!("{bench}-latest.md")),
-        format!(
-            "# cargo xtask bench {bench}\n\n![RPS and p99 per contender]({bench}-latest.svg)\n\n{setup}\n\n{table}"
-        ),
+    save_results(
+        root,
+        bench,
+        json!({"setup": setup, "contenders": raw}),
+        &format!("![RPS and p99 per contender]({bench}-latest.svg)\n\n{setup}\n\n{table}"),
     )?;
     Ok(summary)
+}
+
+/// Saves a run in `benches/results/`: `raw` (an object, given `bench`, `unix_time` and
+/// `cores`) as `<bench>-<unix time>.json`, and `markdown` under a title as
+/// `<bench>-latest.md`.
+fn save_results(
+    root: &Path,
+    bench: &str,
+    mut raw: serde_json::Value,
+    markdown: &str,
+) -> Result<()> {
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let results = root.join("benches/results");
+    std::fs::create_dir_all(&results)?;
+    raw["bench"] = json!(bench);
+    raw["unix_time"] = json!(stamp);
+    raw["cores"] = json!(std::thread::available_parallelism().map_or(0, |n| n.get()));
+    std::fs::write(
+        results.join(format!("{bench}-{stamp}.json")),
+        serde_json::to_string_pretty(&raw)?,
+    )?;
+    std::fs::write(
+        results.join(format!("{bench}-latest.md")),
+        format!("# cargo xtask bench {bench}\n\n{markdown}"),
+    )?;
+    Ok(())
 }
 
 /// Every round of every contender (the medians hide a bad round), and whether the other

@@ -26,7 +26,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Barrier;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -414,28 +414,15 @@ fn goal(ratio: f64) -> &'static str {
 }
 
 fn write_results(root: &Path, report: &Report) -> Result<()> {
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     println!("\n{}\n\n{}", report.setup, report.table);
-    let results = root.join("benches/results");
-    std::fs::create_dir_all(&results)?;
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut raw = report.raw.clone();
-    raw["bench"] = json!("admin");
-    raw["unix_time"] = json!(stamp);
-    raw["cores"] = json!(nproc);
     raw["setup"] = json!(report.setup);
-    std::fs::write(
-        results.join(format!("admin-{stamp}.json")),
-        serde_json::to_string_pretty(&raw)?,
-    )?;
-    std::fs::write(
-        results.join("admin-latest.md"),
-        format!(
-            "# cargo xtask bench admin\n\n{}\n\n{}",
-            report.setup, report.table
-        ),
-    )?;
-    Ok(())
+    super::save_results(
+        root,
+        "admin",
+        raw,
+        &format!("{}\n\n{}", report.setup, report.table),
+    )
 }
 
 /// The scratch directory, removed on drop.

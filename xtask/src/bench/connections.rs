@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -167,9 +167,6 @@ pub fn run(clients: usize, rounds: usize) -> Result<()> {
     }
     let table = report(clients, &results);
     println!("\n{table}");
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let out = root.join("benches/results");
-    std::fs::create_dir_all(&out)?;
     let raw: Vec<_> = results
         .iter()
         .map(|(name, base, rounds)| {
@@ -178,15 +175,11 @@ pub fn run(clients: usize, rounds: usize) -> Result<()> {
             })).collect::<Vec<_>>()})
         })
         .collect();
-    std::fs::write(
-        out.join(format!("connections-{stamp}.json")),
-        serde_json::to_string_pretty(
-            &json!({"bench": "connections", "unix_time": stamp, "clients": clients, "contenders": raw}),
-        )?,
-    )?;
-    std::fs::write(
-        out.join("connections-latest.md"),
-        format!("# cargo xtask bench connections\n\n{table}"),
+    super::save_results(
+        &root,
+        "connections",
+        json!({"clients": clients, "contenders": raw}),
+        &table,
     )?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

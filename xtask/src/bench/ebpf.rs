@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::SocketAddrV4;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use gangway_test_support::netns::Peer;
@@ -319,18 +319,11 @@ pub fn run(p: &Params, threads: usize) -> Result<()> {
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
     println!("\n{setup}\n\n{table}");
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let results = root.join("benches/results");
-    std::fs::create_dir_all(&results)?;
-    std::fs::write(
-        results.join(format!("ebpf-{stamp}.json")),
-        serde_json::to_string_pretty(
-            &json!({"bench": "ebpf", "unix_time": stamp, "setup": setup, "runs": raw}),
-        )?,
-    )?;
-    std::fs::write(
-        results.join("ebpf-latest.md"),
-        format!("# cargo xtask bench ebpf\n\n{setup}\n\n{table}"),
+    super::save_results(
+        &root,
+        "ebpf",
+        json!({"setup": setup, "runs": raw}),
+        &format!("{setup}\n\n{table}"),
     )?;
     drop(gws);
     let _ = std::fs::remove_dir_all(&dir);
