@@ -15,6 +15,7 @@
 //! file itself, and owns no thread but the active health checker's.
 
 pub mod access_log;
+mod buffer_pool;
 mod buffered;
 pub mod compile;
 pub mod conn_policy;
@@ -75,6 +76,8 @@ pub struct WorkerCtx<B: Backend> {
     pub real_ip: real_ip::RealIpConfig,
     /// `tracing_instrumentations` and `tracing_sampling_rate`.
     pub tracer: gangway_pipeline::trace::Tracer,
+    /// Request buffers between requests.
+    pub(crate) buffers: buffer_pool::BufferPool,
 }
 
 impl<B: Backend> WorkerCtx<B> {
@@ -102,6 +105,7 @@ impl<B: Backend> WorkerCtx<B> {
             access: access_log::WorkerAccessLog::default(),
             pool: RefCell::new(pool),
             dns: std::rc::Rc::new(RefCell::new(dns)),
+            buffers: buffer_pool::BufferPool::default(),
         }
     }
 
@@ -173,40 +177,46 @@ pub async fn serve_connection<B: Backend>(
     } else {
         (None, Vec::new())
     };
-    if !listen.ssl {
-        let conn = session::ClientConn {
-            peer,
-            local_port,
-            tls: false,
-            sni: None,
-            tls_names: None,
-            trusted,
-            proxy_source,
-        };
-        if listen.proxy_protocol {
-            // The bytes read past the header are the start of the first request.
-            session::serve(Prefixed::new(stream, prefix), conn, ctx).await;
-        } else {
-            session::serve(stream, conn, ctx).await;
-        }
-        return;
+    let conn = session::ClientConn {
+        peer,
+        local_port,
+        tls: false,
+        sni: None,
+        tls_names: None,
+        trusted,
+        proxy_source,
+    };
+    if listen.ssl {
+        // Boxed: the TLS state is several KB, and a plain connection's task should not
+        // carry it.
+        Box::pin(serve_tls(stream, conn, prefix, deadline, ctx)).await;
+    } else if listen.proxy_protocol {
+        // The bytes read past the header are the start of the first request.
+        Box::pin(session::serve(Prefixed::new(stream, prefix), conn, ctx)).await;
+    } else {
+        session::serve(stream, conn, ctx).await;
     }
+}
+
+/// The TLS half of [`serve_connection`]: the handshake (under the deadline the PROXY header
+/// started), then the session.
+async fn serve_tls<B: Backend>(
+    stream: B::Stream,
+    mut conn: session::ClientConn,
+    prefix: Vec<u8>,
+    deadline: Instant,
+    ctx: &WorkerCtx<B>,
+) {
     let config = ctx.gateway.snapshot().tls.clone();
     let handshake = tls::accept_with_prefix(stream, config, prefix);
     match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(tls)) => {
-            let conn = session::ClientConn {
-                peer,
-                local_port,
-                tls: true,
-                sni: tls.sni(),
-                tls_names: tls.openssl_names(),
-                trusted,
-                proxy_source,
-            };
+            conn.tls = true;
+            conn.sni = tls.sni();
+            conn.tls_names = tls.openssl_names();
             session::serve(tls, conn, ctx).await;
         }
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
     }
 }

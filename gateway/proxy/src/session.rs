@@ -26,8 +26,13 @@ use gangway_pipeline::trace::SpanName;
 use gangway_pipeline::{AccessCtx, Chain, Flow, RequestState};
 use gangway_router::{HeaderSource, MatchScratch, RouteMatch, RouteRequest};
 
-/// Initial capacity of the per-connection request buffer.
-const REQUEST_BUF: usize = 16 * 1024;
+/// Initial capacity of a request buffer.
+pub(crate) const REQUEST_BUF: usize = 16 * 1024;
+
+/// The buffer an idle keep-alive connection waits with for its next request. A head that
+/// arrives in one segment up to this size is read in one call; a longer one takes another
+/// read into the full buffers.
+const IDLE_READ: usize = 1024;
 
 /// What we know about the client connection.
 pub struct ClientConn {
@@ -65,7 +70,8 @@ impl HeaderSource for HeadView<'_> {
     }
 }
 
-/// Per-connection state reused across requests.
+/// The buffers and state of a request in flight, pooled per worker between requests
+/// (`BufferPool`).
 pub struct ConnBuffers {
     /// Bytes read from the client; a request head starts at 0.
     pub input: Vec<u8>,
@@ -92,7 +98,7 @@ pub struct ConnBuffers {
 }
 
 impl ConnBuffers {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ConnBuffers {
             input: Vec::with_capacity(REQUEST_BUF),
             output: Vec::with_capacity(4096),
@@ -130,51 +136,85 @@ enum ReadHead {
     Bad(HttpError),
 }
 
-/// Reads until `bufs.input` holds a full request head.
+/// Reads until `bufs.input`, which holds the start of a request, holds its full head.
 async fn read_head<S: Stream>(
     client: &S,
     bufs: &mut ConnBuffers,
     limits: &Limits,
-    first_timeout: Duration,
     header_timeout: Duration,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> ReadHead {
     let started = Instant::now();
     loop {
-        if !bufs.input.is_empty() {
-            match parse_request(&bufs.input, limits, &mut bufs.head) {
-                Ok(Some(n)) => return ReadHead::Ready(n),
-                Ok(None) => {}
-                Err(e) => return ReadHead::Bad(e),
-            }
-            if bufs.input.len() >= limits.max_header_bytes {
-                return ReadHead::Bad(HttpError::HeaderTooLarge);
-            }
+        match parse_request(&bufs.input, limits, &mut bufs.head) {
+            Ok(Some(n)) => return ReadHead::Ready(n),
+            Ok(None) => {}
+            Err(e) => return ReadHead::Bad(e),
         }
-        let idle = bufs.input.is_empty();
-        let budget = if idle {
-            first_timeout
-        } else {
-            header_timeout.saturating_sub(started.elapsed())
-        };
+        if bufs.input.len() >= limits.max_header_bytes {
+            return ReadHead::Bad(HttpError::HeaderTooLarge);
+        }
         if bufs.input.capacity() - bufs.input.len() < 1024 {
             bufs.input.reserve(REQUEST_BUF);
         }
+        let budget = header_timeout.saturating_sub(started.elapsed());
         let input = std::mem::take(&mut bufs.input);
-        let read = async {
-            tokio::select! {
-                biased;
-                // Between requests, a shutdown closes the idle keep-alive connection.
-                _ = shutdown.wait_for(|stop| *stop), if idle => None,
-                r = tokio::time::timeout(budget, client.read(input)) => Some(r),
-            }
-        };
-        match read.await {
-            None | Some(Err(_)) => return ReadHead::Closed,
-            Some(Ok((Ok(0), _) | (Err(_), _))) => return ReadHead::Closed,
-            Some(Ok((Ok(_), buf))) => bufs.input = buf,
+        match read_some(client, input, budget, None).await {
+            Some(buf) => bufs.input = buf,
+            None => return ReadHead::Closed,
         }
     }
+}
+
+/// One read into `buf`'s spare capacity within `budget`; None when the client closed, the
+/// read failed or timed out, or `shutdown` (given between requests) fired first.
+async fn read_some<S: Stream>(
+    client: &S,
+    buf: Vec<u8>,
+    budget: Duration,
+    shutdown: Option<&mut tokio::sync::watch::Receiver<bool>>,
+) -> Option<Vec<u8>> {
+    // Between requests, a shutdown closes the idle keep-alive connection.
+    let stop = async {
+        match shutdown {
+            Some(rx) => {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let read = async {
+        tokio::select! {
+            biased;
+            _ = stop => None,
+            r = tokio::time::timeout(budget, client.read(buf)) => Some(r),
+        }
+    };
+    match read.await {
+        None | Some(Err(_)) => None,
+        Some(Ok((Ok(0), _) | (Err(_), _))) => None,
+        Some(Ok((Ok(_), buf))) => Some(buf),
+    }
+}
+
+/// Waits with the small `idle` buffer for the first bytes of the next request, then takes
+/// a buffer set from the worker's pool and moves them into it. None when the connection
+/// closes (or times out, or the node shuts down) first.
+async fn next_request<B: Backend, S: Stream>(
+    client: &S,
+    idle: &mut Vec<u8>,
+    timeout: Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ctx: &WorkerCtx<B>,
+) -> Option<Box<ConnBuffers>> {
+    if idle.capacity() == 0 {
+        idle.reserve_exact(IDLE_READ);
+    }
+    let buf = read_some(client, std::mem::take(idle), timeout, Some(shutdown)).await?;
+    let mut bufs = ctx.buffers.take();
+    bufs.input.extend_from_slice(&buf);
+    *idle = buf;
+    idle.clear();
+    Some(bufs)
 }
 
 /// Serves requests on one client connection until it closes.
@@ -189,26 +229,34 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
     let keepalive = Duration::from_millis(settings.keepalive_timeout_ms);
     let header_timeout = Duration::from_millis(settings.client_header_timeout_ms);
     let mut shutdown = ctx.gateway.shutdown_signal();
-    let mut bufs = ConnBuffers::new();
-    bufs.plugins.conn =
+    let mut conn_facts =
         ConnFacts::new_connection(SocketAddr::from(([0, 0, 0, 0], conn.local_port)));
+    // The full buffers while a request is in flight or pipelined bytes wait; between
+    // requests the connection holds only `idle`.
+    let mut held: Option<Box<ConnBuffers>> = None;
+    let mut idle = Vec::new();
     let mut first = true;
     loop {
         // Read: the next request head (the first one under client_header_timeout, later
         // ones under keepalive_timeout).
         let first_timeout = if first { header_timeout } else { keepalive };
         first = false;
-        let read = read_head(
-            &client,
-            &mut bufs,
-            &limits,
-            first_timeout,
-            header_timeout,
-            &mut shutdown,
-        );
-        let head_len = match read.await {
+        let mut bufs = match held.take() {
+            Some(bufs) => bufs,
+            None => {
+                match next_request(&client, &mut idle, first_timeout, &mut shutdown, ctx).await {
+                    Some(bufs) => bufs,
+                    None => break,
+                }
+            }
+        };
+        bufs.plugins.conn = conn_facts;
+        let head_len = match read_head(&client, &mut bufs, &limits, header_timeout).await {
             ReadHead::Ready(n) => n,
-            ReadHead::Closed => break,
+            ReadHead::Closed => {
+                ctx.buffers.give(bufs);
+                break;
+            }
             ReadHead::Bad(err) => {
                 let access_log = ctx.gateway.access_log.get();
                 if access_log.is_some() {
@@ -223,6 +271,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
                     ctx.access
                         .append(sink, &bufs.access, client.status(), client.body_bytes());
                 }
+                ctx.buffers.give(bufs);
                 break;
             }
         };
@@ -236,15 +285,26 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
             client.track_status();
         }
         // Rewrite, route, access, forward; header_filter and body_filter run as the answer
-        // is written.
-        let keep_going = handle_request(&client, &conn, &mut bufs, head_len, &snapshot, ctx).await;
+        // is written. Boxed: the request's state machine is large (12 KB), and an idle
+        // connection's task should not carry it.
+        let keep_going = Box::pin(handle_request(
+            &client, &conn, &mut bufs, head_len, &snapshot, ctx,
+        ))
+        .await;
         // Log, once the answer is sent.
         super::log::finish(&client, &mut bufs, &snapshot);
         if let Some(sink) = access_log {
             ctx.access
                 .append(sink, &bufs.access, client.status(), client.body_bytes());
         }
-        if !keep_going || ctx.gateway.is_draining() && *shutdown.borrow() {
+        conn_facts = bufs.plugins.conn;
+        let stop = !keep_going || ctx.gateway.is_draining() && *shutdown.borrow();
+        if stop || bufs.input.is_empty() {
+            ctx.buffers.give(bufs);
+        } else {
+            held = Some(bufs);
+        }
+        if stop {
             break;
         }
     }

@@ -1,0 +1,81 @@
+//! The worker's spare request buffers. A connection holds a [`ConnBuffers`] only while a
+//! request is in flight; between requests it waits with a small read buffer and gives the
+//! big ones back here, so an idle keep-alive connection costs a few KiB, not tens.
+
+use std::cell::RefCell;
+
+use crate::session::{ConnBuffers, REQUEST_BUF};
+
+/// How many spare buffer sets a worker keeps; above that, returned sets are freed, so the
+/// memory a burst of concurrent requests took goes back once the burst ends.
+const KEEP: usize = 256;
+
+/// A returned set whose buffers grew past this (a large head or body) is shrunk first.
+const SHRINK_ABOVE: usize = 4 * REQUEST_BUF;
+
+/// The spare buffer sets of one worker.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    #[expect(
+        clippy::vec_box,
+        reason = "a set moves between the pool and a connection as one pointer"
+    )]
+    free: RefCell<Vec<Box<ConnBuffers>>>,
+}
+
+impl BufferPool {
+    /// A buffer set for a request: a spare one, or a new one.
+    pub fn take(&self) -> Box<ConnBuffers> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Box::new(ConnBuffers::new()))
+    }
+
+    /// Takes back a set whose request is done; its input must hold no pipelined bytes.
+    pub fn give(&self, mut bufs: Box<ConnBuffers>) {
+        let mut free = self.free.borrow_mut();
+        if free.len() >= KEEP {
+            return;
+        }
+        bufs.input.clear();
+        for buf in [&mut bufs.input, &mut bufs.upstream, &mut bufs.output] {
+            if buf.capacity() > SHRINK_ABOVE {
+                buf.clear();
+                buf.shrink_to(REQUEST_BUF);
+            }
+        }
+        free.push(bufs);
+    }
+
+    /// Spare sets held now.
+    #[cfg(test)]
+    pub fn spare(&self) -> usize {
+        self.free.borrow().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_are_reused_shrunk_and_capped() {
+        let pool = BufferPool::default();
+        let mut a = pool.take();
+        a.input.reserve(1 << 20);
+        pool.give(a);
+        assert_eq!(pool.spare(), 1);
+        let b = pool.take();
+        assert!(
+            b.input.capacity() <= SHRINK_ABOVE,
+            "a grown buffer is shrunk"
+        );
+        pool.give(b);
+        let many: Vec<_> = (0..KEEP + 10).map(|_| pool.take()).collect();
+        for bufs in many {
+            pool.give(bufs);
+        }
+        assert_eq!(pool.spare(), KEEP, "the pool keeps at most KEEP spare sets");
+    }
+}
