@@ -71,6 +71,7 @@ pub fn run(
         {
             tokio::spawn(watch_file(gateway.clone()));
         }
+        tokio::spawn(trim_after_connections_close(gateway.clone()));
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -110,6 +111,39 @@ pub fn run(
     }
     info!("gangway stopped");
     Ok(())
+}
+
+/// How often [`trim_after_connections_close`] looks at the open-connection count.
+const TRIM_CHECK: Duration = Duration::from_secs(1);
+
+/// Connections that must have closed since the last trim before freed memory is handed
+/// back.
+const TRIM_AFTER_CLOSED: u64 = 256;
+
+/// Hands the memory of closed connections back to the OS once many have closed and the
+/// open count is not growing: glibc keeps freed connection state resident (about 3 KiB a
+/// connection, 9 MB after 3,000 clients left), and trimming takes the allocator's locks.
+async fn trim_after_connections_close(gateway: Arc<Gateway>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counters = &gateway.counters;
+    let closed = || {
+        counters
+            .handled
+            .load(Relaxed)
+            .saturating_sub(counters.active.load(Relaxed))
+    };
+    let (mut closed_at_trim, mut open_before) = (closed(), counters.active.load(Relaxed));
+    let mut tick = tokio::time::interval(TRIM_CHECK);
+    loop {
+        tick.tick().await;
+        let open = counters.active.load(Relaxed);
+        let now_closed = closed();
+        if now_closed - closed_at_trim >= TRIM_AFTER_CLOSED && open <= open_before {
+            super::release_freed_memory();
+            closed_at_trim = now_closed;
+        }
+        open_before = open;
+    }
 }
 
 /// With `database = postgres`, loads the config from Postgres and follows its change log in
