@@ -34,10 +34,7 @@ fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let mut builder = PrometheusBuilder::new();
-            for (name, buckets) in gangway_plugins::prometheus::HISTOGRAMS
-                .into_iter()
-                .chain(CALL_HISTOGRAMS)
-            {
+            for (name, buckets) in CALL_HISTOGRAMS {
                 builder = builder
                     .set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
                     .expect("invariant: the bucket lists are not empty");
@@ -107,18 +104,6 @@ fn describe() {
     metrics::describe_counter!(
         "kong_http_requests_total",
         "HTTP status codes per consumer/service/route in Kong"
-    );
-    metrics::describe_histogram!(
-        "kong_kong_latency_ms",
-        "Latency added by Kong and enabled plugins for each service/route in Kong"
-    );
-    metrics::describe_histogram!(
-        "kong_upstream_latency_ms",
-        "Latency added by upstream response for each service/route in Kong"
-    );
-    metrics::describe_histogram!(
-        "kong_request_latency_ms",
-        "Total latency incurred during requests for each service/route in Kong"
     );
     metrics::describe_counter!(
         "kong_bandwidth_bytes",
@@ -299,7 +284,51 @@ pub fn scrape(
         metrics::counter!("gangway_accept_refused_total", "reason" => reason).absolute(n);
     }
     kernel.record_metrics();
-    Some(handle.render())
+    let mut text = handle.render();
+    render_kong_histograms(&mut text);
+    Some(text)
+}
+
+/// Appends the prometheus plugin's latency histograms (fixed bucket counters of their own,
+/// `gangway_plugins::prometheus::histogram`) in the exposition format.
+fn render_kong_histograms(out: &mut String) {
+    use std::fmt::Write as _;
+    let mut current = "";
+    for ((name, labels), histogram) in gangway_plugins::prometheus::histogram::series() {
+        if name != current {
+            let help = gangway_plugins::prometheus::HISTOGRAMS
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map_or("", |(_, _, help)| help);
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} histogram\n");
+            current = name;
+        }
+        let mut series = String::new();
+        for (label, value) in &labels {
+            let _ = write!(series, "{label}=\"{}\",", escape_label(value));
+        }
+        let (buckets, total, sum) = histogram.snapshot();
+        for (bound, count) in buckets {
+            let _ = writeln!(out, "{name}_bucket{{{series}le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{series}le=\"+Inf\"}} {total}");
+        let series = series.trim_end_matches(',');
+        let _ = writeln!(out, "{name}_sum{{{series}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{series}}} {total}");
+    }
+}
+
+/// A label value as the exposition format quotes it.
+fn escape_label(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains(['\\', '"', '\n']) {
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        value.into()
+    }
 }
 
 /// Kong's target states, one series each (1 for the target's state, 0 for the others).

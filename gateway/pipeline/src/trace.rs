@@ -294,7 +294,9 @@ fn span_id() -> [u8; 8] {
 
 /// A new random trace id (never all zeros).
 pub fn new_trace_id() -> [u8; 16] {
-    fastrand::u128(1..).to_be_bytes()
+    // Not `u128(1..)`: a ranged draw divides 128-bit integers, a library call per request.
+    let id = fastrand::u128(..);
+    id.max(1).to_be_bytes()
 }
 
 impl RequestTrace {

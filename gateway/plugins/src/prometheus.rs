@@ -15,6 +15,8 @@
 //! consumer, status, source): after the first request of a series, recording allocates
 //! nothing and takes no lock (papaya's map, atomic counters).
 
+pub mod histogram;
+
 use std::sync::Arc;
 
 use metrics::{Counter, Histogram};
@@ -41,11 +43,23 @@ pub const KONG_LATENCY_BUCKETS: [f64; 17] = [
 pub const UPSTREAM_LATENCY_BUCKETS: [f64; 13] = [
     25.0, 50.0, 80.0, 100.0, 250.0, 400.0, 700.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0, 60000.0,
 ];
-/// The histograms and the buckets Kong gives them.
-pub const HISTOGRAMS: [(&str, &[f64]); 3] = [
-    ("kong_kong_latency_ms", &KONG_LATENCY_BUCKETS),
-    ("kong_upstream_latency_ms", &UPSTREAM_LATENCY_BUCKETS),
-    ("kong_request_latency_ms", &UPSTREAM_LATENCY_BUCKETS),
+/// The histograms, the buckets Kong gives them, and Kong's help texts.
+pub const HISTOGRAMS: [(&str, &[f64], &str); 3] = [
+    (
+        "kong_kong_latency_ms",
+        &KONG_LATENCY_BUCKETS,
+        "Latency added by Kong and enabled plugins for each service/route in Kong",
+    ),
+    (
+        "kong_upstream_latency_ms",
+        &UPSTREAM_LATENCY_BUCKETS,
+        "Latency added by upstream response for each service/route in Kong",
+    ),
+    (
+        "kong_request_latency_ms",
+        &UPSTREAM_LATENCY_BUCKETS,
+        "Total latency incurred during requests for each service/route in Kong",
+    ),
 ];
 
 /// Kong's workspace label: DB-less and gangway have the `default` workspace only.
@@ -187,12 +201,15 @@ impl Prometheus {
             )
         });
         let latency = self.latency_metrics.then(|| {
-            HISTOGRAMS.map(|(name, _)| {
-                metrics::histogram!(
+            HISTOGRAMS.map(|(name, bounds, _)| {
+                histogram::histogram(
                     name,
-                    "service" => service.clone(),
-                    "route" => route.clone(),
-                    "workspace" => WORKSPACE
+                    bounds,
+                    vec![
+                        ("service", service.clone()),
+                        ("route", route.clone()),
+                        ("workspace", WORKSPACE.to_owned()),
+                    ],
                 )
             })
         });
@@ -286,7 +303,7 @@ mod tests {
 
     #[test]
     fn kongs_buckets_are_sorted_and_end_where_kongs_do() {
-        for (name, buckets) in HISTOGRAMS {
+        for (name, buckets, _) in HISTOGRAMS {
             assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{name}");
         }
         assert_eq!(KONG_LATENCY_BUCKETS.last(), Some(&6000.0));

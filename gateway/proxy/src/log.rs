@@ -126,7 +126,6 @@ pub fn begin<S>(
     txn.chain = chain;
     txn.reads_entry = chain.get(snapshot).log_entries;
     txn.client_ip = Some(facts.client_ip);
-    txn.started_at = epoch_millis();
     txn.received = Some(facts.received);
     txn.upstream_uri.clear();
     txn.upstream_status = None;
@@ -136,6 +135,7 @@ pub fn begin<S>(
     txn.source = Source::Error;
     bufs.txn.request_size = request_size(bufs, facts);
     if bufs.txn.reads_entry {
+        bufs.txn.started_at = epoch_millis();
         let request = request_object(bufs, facts);
         *bufs.txn.request.get_mut() = request;
         // The serialized entry carries the response headers.

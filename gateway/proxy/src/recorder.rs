@@ -89,7 +89,7 @@ impl<S> Recorded<S> {
         if interim {
             return;
         }
-        let end = memchr::memmem::find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
+        let end = head_end().find(bytes).unwrap_or(bytes.len());
         if self.track.get() {
             self.status.set(status_of(bytes));
             self.head_bytes
@@ -101,6 +101,13 @@ impl<S> Recorded<S> {
             self.capture.set(false);
         }
     }
+}
+
+/// The searcher for a head's end, built once: `memmem::find` would build one per call.
+fn head_end() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memchr::memmem::Finder::new(b"\r\n\r\n"))
 }
 
 impl<S: Stream> Stream for Recorded<S> {

@@ -65,6 +65,7 @@ fn ids_are_padded_and_cut_as_kongs_otlp_encoder() {
         [0, 0, 0, 0, 0, 0, 1, 2]
     );
     assert_eq!(propagation::to_hex(&[0x0a, 0xff]), "0aff");
+    assert_eq!(propagation::to_hex(&[0xab; 40]), "ab".repeat(40));
 }
 
 #[test]

@@ -56,9 +56,11 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
 
 /// [`to_hex`] appended to `out`, so a caller can reuse a string's capacity.
 pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
-    for b in bytes {
-        out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(HEX_DIGITS[usize::from(b & 0x0f)]));
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(32) {
+        let hex = &mut buf[..chunk.len() * 2];
+        write_hex(chunk, hex);
+        out.push_str(std::str::from_utf8(hex).unwrap_or_default());
     }
 }
 
