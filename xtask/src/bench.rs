@@ -1,5 +1,5 @@
-//! `cargo xtask bench proxy`: gangway (io_uring and epoll) against nginx as a reverse proxy,
-//! side by side on this machine, against the same nginx upstream, under the same wrk load.
+//! `cargo xtask bench proxy`: gangway (io_uring and epoll) against nginx and haproxy as reverse
+//! proxies, side by side on this machine, against the same nginx upstream, under the same wrk load.
 //!
 //! Each contender gets the same worker count. Runs are warmed up, repeated and interleaved
 //! (A B C A B C ...) so drift on the machine hits every contender alike. Reported: RPS,
@@ -30,6 +30,7 @@ mod connections;
 mod ebpf;
 mod http_client;
 mod lambda;
+mod peers;
 mod pipeline;
 mod quiet;
 mod ratelimit;
@@ -37,8 +38,8 @@ mod ratelimit;
 /// The benchmarks (`cargo xtask bench <name>`).
 #[derive(Debug, Subcommand)]
 pub enum Bench {
-    /// gangway (io_uring and epoll) against nginx as a plain reverse proxy to an nginx
-    /// upstream; the table is also saved as benches/results/proxy-latest.md.
+    /// gangway (io_uring and epoll) against nginx and haproxy as a plain reverse proxy to an
+    /// nginx upstream; the table is also saved as benches/results/proxy-latest.md.
     Proxy {
         #[command(flatten)]
         params: Params,
@@ -688,7 +689,8 @@ fn proxy(p: &Params, against: &[Against]) -> Result<()> {
     let (root, bin) = build_release()?;
     let dir = scratch_dir()?;
     let (_upstream, up_port) = upstream(&dir)?;
-    let (uring_port, epoll_port, nginx_port) = (free_port()?, free_port()?, free_port()?);
+    let (uring_port, epoll_port, nginx_port, haproxy_port) =
+        (free_port()?, free_port()?, free_port()?, free_port()?);
     let plain = plain_config(up_port);
     let mut contenders: Vec<Contender> = vec![
         Contender {
@@ -725,6 +727,12 @@ fn proxy(p: &Params, against: &[Against]) -> Result<()> {
             port: nginx_port,
             load: None,
         },
+        Contender {
+            name: "haproxy".into(),
+            proc_: peers::haproxy(&dir, haproxy_port, up_port, p.workers)?,
+            port: haproxy_port,
+            load: None,
+        },
     ];
     // Each extra binary exactly as gangway-io_uring, so only the binary differs.
     for a in against {
@@ -738,7 +746,7 @@ fn proxy(p: &Params, against: &[Against]) -> Result<()> {
         });
     }
     let mut setup = format!(
-        "wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, {} worker(s) each, upstream: nginx (1 worker) returning a 24-byte body; medians shown",
+        "wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, {} worker(s) (haproxy: threads) each, upstream: nginx (1 worker) returning a 24-byte body; nginx keeps 512 idle upstream connections per worker; haproxy 2.6 runs with `http-reuse always`, keep-alive and no logging (xtask/src/bench/peers.rs); medians shown",
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
     for a in against {
