@@ -376,15 +376,18 @@ fn nginx(dir: &Path, name: &str, conf_body: &str, workers: usize) -> Result<Proc
     );
     let conf_path = prefix.join("nginx.conf");
     std::fs::write(&conf_path, conf)?;
-    let child = Command::new(nginx)
-        .arg("-p")
-        .arg(&prefix)
-        .arg("-c")
-        .arg(&conf_path)
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-p").arg(&prefix).arg("-c").arg(&conf_path);
+    spawn_peer(cmd, name)
+}
+
+/// Starts a peer proxy (not gangway: no Status API), its stdout silenced.
+fn spawn_peer(mut cmd: Command, name: &str) -> Result<Proc> {
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .context("starting nginx")?;
+        .with_context(|| format!("starting {name}"))?;
     Ok(Proc {
         child,
         name: name.into(),

@@ -2,11 +2,11 @@
 //! for throughput rather than left at its defaults.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::{Proc, require};
+use super::{Proc, require, spawn_peer};
 
 /// haproxy (Debian's 2.6) as a reverse proxy: `nbthread` threads (the workers' count),
 /// `http-reuse always` (idle server connections shared by every client, its advice for
@@ -25,17 +25,7 @@ pub(super) fn haproxy(dir: &Path, port: u16, up_port: u16, threads: usize) -> Re
     );
     let conf_path = prefix.join("haproxy.cfg");
     std::fs::write(&conf_path, conf)?;
-    let child = Command::new(haproxy)
-        .arg("-db")
-        .arg("-f")
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting haproxy")?;
-    Ok(Proc {
-        child,
-        name: "haproxy".into(),
-        status: None,
-    })
+    let mut cmd = Command::new(haproxy);
+    cmd.arg("-db").arg("-f").arg(&conf_path);
+    spawn_peer(cmd, "haproxy")
 }
