@@ -11,7 +11,7 @@ use tracing::warn;
 use gangway_pipeline::catalog::{Build, BuildResult};
 use gangway_pipeline::context::{AccessCtx, ResponseCtx};
 use gangway_pipeline::flow::Flow;
-use gangway_pipeline::trace::{self, new_trace_id};
+use gangway_pipeline::trace::{self, LogTraceId, new_trace_id};
 use gangway_pipeline::{Plugin, TraceCtx};
 use gangway_plugins::log_queue::{self, Endpoint, Queue};
 
@@ -246,16 +246,9 @@ impl OpenTelemetry {
 
 /// The log's trace ids for a request propagated as w3c only, reusing the last request's
 /// string when there is one.
-fn set_log_trace_id(ids: &mut Vec<(&'static str, String)>, trace_id: &[u8; 16]) {
-    ids.truncate(1);
-    match ids.first_mut() {
-        Some((format, hex)) => {
-            *format = Format::W3c.name();
-            hex.clear();
-            propagation::push_hex(trace_id, hex);
-        }
-        None => ids.push((Format::W3c.name(), propagation::to_hex(trace_id))),
-    }
+fn set_log_trace_id(ids: &mut Vec<(&'static str, LogTraceId)>, trace_id: &[u8; 16]) {
+    ids.clear();
+    ids.push((Format::W3c.name(), LogTraceId::Hex(*trace_id)));
 }
 
 impl Plugin for OpenTelemetry {
@@ -269,13 +262,9 @@ impl Plugin for OpenTelemetry {
             trace.trace_id = new_trace_id();
         }
         let found = extracted.as_ref().map(|(_, e)| e);
-        let raw_trace_id = match found.and_then(|e| e.trace_id.clone()) {
-            Some(id) => {
-                trace.trace_id = propagation::to_id_array(&id);
-                id
-            }
-            None => trace.trace_id.to_vec(),
-        };
+        if let Some(id) = found.and_then(|e| e.trace_id.as_deref()) {
+            trace.trace_id = propagation::to_id_array(id);
+        }
         trace.remote_parent = found
             .and_then(|e| e.span_id.as_deref().or(e.parent_id.as_deref()))
             .map(propagation::to_id_array);
@@ -294,16 +283,6 @@ impl Plugin for OpenTelemetry {
             true => trace.request_span_id(),
             false => trace.remote_parent,
         };
-        let inject = InjectCtx {
-            trace_id: raw_trace_id,
-            span_id: span_id.to_vec(),
-            parent_id: parent_id.map(|p| p.to_vec()),
-            should_sample: Some(trace.sampled),
-            baggage: found.map(|e| e.baggage.clone()).unwrap_or_default(),
-            flags: found.and_then(|e| e.flags),
-            w3c_flags: found.and_then(|e| e.w3c_flags),
-            single_header: found.is_some_and(|e| e.single_header),
-        };
         for name in &self.propagation.clear {
             ctx.state.headers.remove(name);
         }
@@ -318,6 +297,20 @@ impl Plugin for OpenTelemetry {
             }
             return Flow::Continue;
         }
+        let inject = InjectCtx {
+            // The extracted id at its own size (8 bytes for a 64-bit id), as Kong's injectors
+            // keep it.
+            trace_id: found
+                .and_then(|e| e.trace_id.clone())
+                .unwrap_or_else(|| trace.trace_id.to_vec()),
+            span_id: span_id.to_vec(),
+            parent_id: parent_id.map(|p| p.to_vec()),
+            should_sample: Some(trace.sampled),
+            baggage: found.map(|e| e.baggage.clone()).unwrap_or_default(),
+            flags: found.and_then(|e| e.flags),
+            w3c_flags: found.and_then(|e| e.w3c_flags),
+            single_header: found.is_some_and(|e| e.single_header),
+        };
         let mut headers = Vec::with_capacity(2);
         let mut ids = std::mem::take(&mut ctx.state.trace.log_trace_ids);
         ids.clear();
@@ -331,7 +324,7 @@ impl Plugin for OpenTelemetry {
                 },
             };
             match propagation::inject(format, &inject, &mut headers) {
-                Ok(id) => ids.push(id),
+                Ok((format, id)) => ids.push((format, LogTraceId::Text(id))),
                 Err(message) => {
                     warn!(format = format.name(), %message, "opentelemetry: cannot inject");
                 }

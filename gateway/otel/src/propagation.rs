@@ -18,7 +18,7 @@ mod codec;
 mod extract;
 mod inject;
 
-pub(crate) use codec::{push_hex, to_hex, to_id_array, traceparent};
+pub(crate) use codec::{to_hex, to_id_array, traceparent};
 
 #[cfg(test)]
 mod tests;

@@ -252,14 +252,32 @@ pub struct RequestTrace {
     pub sampling_rate: f64,
     /// Request-span attributes.
     pub request: RequestAttrs,
-    /// `trace_id` of Kong's serialized log entry: (format, formatted id) pairs, set when a
-    /// plugin injected trace headers.
-    pub log_trace_ids: Vec<(&'static str, String)>,
+    /// `trace_id` of Kong's serialized log entry: (format, id) pairs, set when a plugin
+    /// injected trace headers.
+    pub log_trace_ids: Vec<(&'static str, LogTraceId)>,
     /// Whether a plugin propagated this trace (and so owns `trace_id`).
     pub propagated: bool,
     spans: Vec<Span>,
     reserved_balancer_id: Option<[u8; 8]>,
     open_balancer: Option<u16>,
+}
+
+/// A trace id as a log entry's `trace_id` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTraceId {
+    /// A 16-byte id, written in hex only when a log plugin serializes the entry.
+    Hex([u8; 16]),
+    /// An id in its format's own text (aws, datadog, a 64-bit b3 id, ...).
+    Text(String),
+}
+
+impl std::fmt::Display for LogTraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogTraceId::Hex(id) => id.iter().try_for_each(|b| write!(f, "{b:02x}")),
+            LogTraceId::Text(text) => f.write_str(text),
+        }
+    }
 }
 
 /// How long a thread trusts its wall-clock anchor before reading the wall clock again (so

@@ -363,7 +363,7 @@ fn serialize<S>(
     bufs: &ConnBuffers,
     snapshot: &Snapshot,
     latencies: &Latencies,
-    trace_ids: &[(&'static str, String)],
+    trace_ids: &[(&'static str, gangway_pipeline::trace::LogTraceId)],
 ) -> Value {
     let txn = &bufs.txn;
     let head = client.head();
@@ -463,7 +463,7 @@ fn serialize<S>(
     if !trace_ids.is_empty() {
         let ids: Map<String, Value> = trace_ids
             .iter()
-            .map(|(format, id)| ((*format).to_owned(), Value::String(id.clone())))
+            .map(|(format, id)| ((*format).to_owned(), Value::String(id.to_string())))
             .collect();
         entry.insert("trace_id".into(), Value::Object(ids));
     }

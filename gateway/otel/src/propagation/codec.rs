@@ -50,18 +50,13 @@ pub(super) fn from_hex(s: &str) -> Option<Vec<u8>> {
 /// Lower-case hex, as `resty.string.to_hex` writes it.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(bytes, &mut out);
-    out
-}
-
-/// [`to_hex`] appended to `out`, so a caller can reuse a string's capacity.
-pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
     let mut buf = [0u8; 64];
     for chunk in bytes.chunks(32) {
         let hex = &mut buf[..chunk.len() * 2];
         write_hex(chunk, hex);
         out.push_str(std::str::from_utf8(hex).unwrap_or_default());
     }
+    out
 }
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
