@@ -13,11 +13,9 @@
 //! matched no route is not counted, as in Kong. The plugin reads the typed log facts, never
 //! the serialized entry, and keeps each series' handles per (config version, route,
 //! consumer, status, source): after the first request of a series, recording allocates
-//! nothing and takes no lock (papaya's map, atomic counters).
+//! nothing and takes no lock (papaya's map with foldhash, atomic counters).
 
 pub mod histogram;
-
-use std::sync::Arc;
 
 use metrics::{Counter, Histogram};
 use serde::Deserialize;
@@ -134,7 +132,7 @@ struct Prometheus {
     status_code_metrics: bool,
     latency_metrics: bool,
     bandwidth_metrics: bool,
-    series: papaya::HashMap<SeriesKey, Arc<Series>>,
+    series: papaya::HashMap<SeriesKey, Series, foldhash::fast::RandomState>,
 }
 
 /// Builds the plugin from its validated config.
@@ -152,7 +150,7 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
         status_code_metrics: conf.status_code_metrics,
         latency_metrics: conf.latency_metrics,
         bandwidth_metrics: conf.bandwidth_metrics,
-        series: papaya::HashMap::new(),
+        series: papaya::HashMap::default(),
     }))
 }
 
@@ -252,21 +250,19 @@ impl Plugin for Prometheus {
             return;
         };
         let key = self.key(facts, route.id);
-        let series = self.series.pin();
-        let series = match series.get(&key) {
-            Some(found) => found.clone(),
+        let map = self.series.pin();
+        let series = match map.get(&key) {
+            Some(found) => found,
             None => {
                 // A new config version names its entities afresh: drop the old handles.
-                if series
+                if map
                     .keys()
                     .next()
                     .is_some_and(|k| k.config_version != key.config_version)
                 {
-                    series.clear();
+                    map.clear();
                 }
-                series
-                    .get_or_insert_with(key, || Arc::new(self.register(facts)))
-                    .clone()
+                map.get_or_insert_with(key, || self.register(facts))
             }
         };
         if let Some(requests) = &series.requests {
