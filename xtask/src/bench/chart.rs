@@ -10,9 +10,10 @@ use plotters::prelude::*;
 use super::Sample;
 
 /// One panel's figures per contender: (median, lowest round, highest round).
-type Spread = Vec<(f64, f64, f64)>;
+pub(super) type Spread = Vec<(f64, f64, f64)>;
 
-fn spread(rounds: &[Vec<Sample>], value: impl Fn(&Sample) -> f64) -> Spread {
+/// The median, lowest and highest of each contender's `value` over its rounds.
+pub(super) fn spread<T>(rounds: &[Vec<T>], value: impl Fn(&T) -> f64) -> Spread {
     rounds
         .iter()
         .map(|v| {
@@ -34,24 +35,39 @@ pub(super) fn write(
     names: &[String],
     rounds: &[Vec<Sample>],
 ) -> Result<()> {
+    write_panels(
+        path,
+        title,
+        names,
+        &[
+            (
+                "requests per second (bar: median; whiskers: lowest and highest round)",
+                spread(rounds, |s| s.rps),
+            ),
+            (
+                "p99 latency in ms (bar: median; whiskers: lowest and highest round)",
+                spread(rounds, |s| s.p99_us / 1000.0),
+            ),
+        ],
+    )
+}
+
+/// Writes `path` with one panel per (caption, figures), stacked.
+pub(super) fn write_panels(
+    path: &Path,
+    title: &str,
+    names: &[String],
+    panels: &[(&str, Spread)],
+) -> Result<()> {
     let rows = u32::try_from(names.len()).unwrap_or(16).clamp(1, 16);
     let panel_height = 70 + 34 * rows;
-    let root = SVGBackend::new(path, (960, 40 + 2 * panel_height)).into_drawing_area();
+    let count = u32::try_from(panels.len()).unwrap_or(1).max(1);
+    let root = SVGBackend::new(path, (960, 40 + count * panel_height)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_error)?;
     let root = root.titled(title, ("sans-serif", 18)).map_err(draw_error)?;
-    let (top, bottom) = root.split_vertically(panel_height);
-    panel(
-        &top,
-        "requests per second (bar: median; whiskers: lowest and highest round)",
-        names,
-        &spread(rounds, |s| s.rps),
-    )?;
-    panel(
-        &bottom,
-        "p99 latency in ms (bar: median; whiskers: lowest and highest round)",
-        names,
-        &spread(rounds, |s| s.p99_us / 1000.0),
-    )?;
+    for (area, (caption, values)) in root.split_evenly((panels.len(), 1)).iter().zip(panels) {
+        panel(area, caption, names, values)?;
+    }
     root.present().map_err(draw_error)
 }
 

@@ -175,11 +175,33 @@ pub fn run(clients: usize, rounds: usize) -> Result<()> {
             })).collect::<Vec<_>>()})
         })
         .collect();
+    let names: Vec<String> = results.iter().map(|(name, _, _)| name.clone()).collect();
+    let rounds: Vec<Vec<(f64, Round)>> = results
+        .iter()
+        .map(|(_, base, rounds)| rounds.iter().map(|r| (*base, *r)).collect())
+        .collect();
+    let per_conn = clients as f64;
+    std::fs::create_dir_all(root.join("benches/results"))?;
+    super::chart::write_panels(
+        &root.join("benches/results/connections-latest.svg"),
+        &format!("cargo xtask bench connections ({clients} clients a round)"),
+        &names,
+        &[
+            (
+                "KiB per idle keep-alive connection, RSS with them open against the start (bar: median round; whiskers: lowest and highest)",
+                super::chart::spread(&rounds, |(base, r)| (r.idle - base) / per_conn),
+            ),
+            (
+                "MiB above the start after the clients closed (bar: median round; whiskers: lowest and highest)",
+                super::chart::spread(&rounds, |(base, r)| ((r.closed - base) / 1024.0).max(0.0)),
+            ),
+        ],
+    )?;
     super::save_results(
         &root,
         "connections",
         json!({"clients": clients, "contenders": raw}),
-        &table,
+        &format!("![memory per connection](connections-latest.svg)\n\n{table}"),
     )?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
