@@ -9,6 +9,7 @@
 //! the snapshot the proxy serves.
 
 pub mod args;
+mod body_limit;
 pub mod crud;
 pub mod dbless;
 mod flatten;
@@ -25,7 +26,6 @@ pub mod shorthands;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::to_bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::Response;
@@ -262,9 +262,8 @@ async fn read_body(
             "Multiple Content-Type headers not allowed",
         ));
     }
-    let bytes = match to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => bytes,
-        Err(_) => return Err(reply::message(413, "Request size limit exceeded")),
+    let Ok(bytes) = body_limit::read(headers, body, MAX_BODY).await else {
+        return Err(reply::message(413, "Request size limit exceeded"));
     };
     // Kong compares the media type's prefix case-sensitively.
     let yaml = content_type
