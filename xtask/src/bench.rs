@@ -32,14 +32,16 @@ mod http_client;
 mod lambda;
 mod peers;
 mod pipeline;
+mod proxy;
 mod quiet;
 mod ratelimit;
 
 /// The benchmarks (`cargo xtask bench <name>`).
 #[derive(Debug, Subcommand)]
 pub enum Bench {
-    /// gangway (io_uring and epoll) against nginx and haproxy as a plain reverse proxy to an
-    /// nginx upstream; the table is also saved as benches/results/proxy-latest.md.
+    /// gangway (io_uring and epoll) against nginx, haproxy and Pingora as a reverse proxy to an
+    /// nginx upstream; each workload's table is saved as
+    /// benches/results/proxy[-<workload>]-latest.md.
     Proxy {
         #[command(flatten)]
         params: Params,
@@ -48,6 +50,12 @@ pub enum Bench {
         /// none.
         #[arg(long, value_name = "LABEL=PATH", value_parser = parse_against)]
         against: Vec<Against>,
+        /// What the load does (repeatable, or comma-separated): plain keep-alive requests
+        /// with a 24-byte body, the same over TLS, a new connection per request
+        /// (`Connection: close`), 1 MiB responses, or plain requests while 1,000 idle
+        /// keep-alive clients stay connected; `all` runs each in turn. Default: plain.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "plain")]
+        workload: Vec<proxy::Workload>,
     },
     /// The plugin pipeline (request-transformer + key-auth + acl) at 1,000 and at --consumers
     /// consumers, against gangway's plain proxy and nginx's; saved as
@@ -481,6 +489,18 @@ struct Sample {
 struct Load {
     lua: String,
     path: String,
+    /// https (the contenders listen with TLS).
+    tls: bool,
+}
+
+impl Load {
+    /// Plain GETs of `/`.
+    fn root() -> Load {
+        Load {
+            path: "/".into(),
+            ..Load::default()
+        }
+    }
 }
 
 /// A load of requests for random consumers' keys (`k00000001`..), drawn once in wrk's
@@ -494,6 +514,7 @@ fn random_key_load(consumers: usize, seed: u32, request: &str) -> Load {
             "local reqs = {{}}\nlocal n = 0\ninit = function(args)\n  math.randomseed({seed})\n  for i = 1, {pool} do\n    local key = string.format(\"k%08d\", math.random(1, {consumers}))\n    reqs[i] = {request}\n  end\nend\nrequest = function()\n  n = n % {pool} + 1\n  return reqs[n]\nend\n"
         ),
         path: "/".into(),
+        tls: false,
     }
 }
 
@@ -545,7 +566,11 @@ fn wrk_from(
             "-s",
         ])
         .arg(&script)
-        .arg(format!("http://{authority}{}", load.path))
+        .arg(format!(
+            "{}://{authority}{}",
+            if load.tls { "https" } else { "http" },
+            load.path
+        ))
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -581,11 +606,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs `cargo xtask bench <name>`.
 pub fn run(bench: Bench) -> Result<()> {
     match bench {
-        Bench::Proxy { params, against } => {
+        Bench::Proxy {
+            params,
+            against,
+            workload,
+        } => {
             if let Err(e) = check_labels(&against) {
                 e.exit()
             }
-            proxy(&params, &against)
+            proxy::run(&params, &against, &proxy::Workload::expand(&workload))
         }
         Bench::Pipeline { params, large } => pipeline::run(&params, large.consumers),
         Bench::Identity => identity(),
@@ -660,113 +689,31 @@ fn scratch_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Starts the upstream: nginx with one worker answering a fixed 24-byte body.
+/// The path under which the upstream serves its 1 MiB file.
+const LARGE_PATH: &str = "/1mb.bin";
+
+/// Starts the upstream: nginx with one worker answering a fixed 24-byte body, and
+/// [`LARGE_PATH`] with 1 MiB from a file (sendfile).
 fn upstream(dir: &Path) -> Result<(Proc, u16)> {
     let up_port = free_port()?;
+    let files = dir.join("upstream-files");
+    std::fs::create_dir_all(&files)?;
+    std::fs::write(
+        files.join(LARGE_PATH.trim_start_matches('/')),
+        vec![b'x'; 1 << 20],
+    )?;
     let proc_ = nginx(
         dir,
         "upstream",
         &format!(
-            "  server {{ listen 127.0.0.1:{up_port} reuseport backlog=4096; location / {{ return 200 \"hello from the upstream\\n\"; }} }}"
+            "  server {{ listen 127.0.0.1:{up_port} reuseport backlog=4096; location / {{ return 200 \"hello from the upstream\\n\"; }} \
+             location = {LARGE_PATH} {{ root {}; sendfile on; tcp_nopush on; }} }}",
+            files.display()
         ),
         1,
     )?;
     wait_port(up_port, "upstream nginx")?;
     Ok((proc_, up_port))
-}
-
-/// nginx as a reverse proxy with an upstream keep-alive pool: the reference contender.
-fn nginx_proxy(dir: &Path, port: u16, up_port: u16, workers: usize) -> Result<Proc> {
-    nginx(
-        dir,
-        "nginx-proxy",
-        &format!(
-            "  upstream backend {{ server 127.0.0.1:{up_port}; keepalive 512; keepalive_requests 100000; }}\n  \
-             server {{ listen 127.0.0.1:{port} reuseport backlog=4096; location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
-        ),
-        workers,
-    )
-}
-
-fn proxy(p: &Params, against: &[Against]) -> Result<()> {
-    let (root, bin) = build_release()?;
-    let dir = scratch_dir()?;
-    let (_upstream, up_port) = upstream(&dir)?;
-    let (uring_port, epoll_port, nginx_port, haproxy_port) =
-        (free_port()?, free_port()?, free_port()?, free_port()?);
-    let plain = plain_config(up_port);
-    let mut contenders: Vec<Contender> = vec![
-        Contender {
-            name: "gangway-io_uring".into(),
-            proc_: gangway(
-                &bin,
-                &dir,
-                "gangway-io_uring",
-                "io_uring",
-                uring_port,
-                &plain,
-                p.workers,
-            )?,
-            port: uring_port,
-            load: None,
-        },
-        Contender {
-            name: "gangway-epoll".into(),
-            proc_: gangway(
-                &bin,
-                &dir,
-                "gangway-epoll",
-                "epoll",
-                epoll_port,
-                &plain,
-                p.workers,
-            )?,
-            port: epoll_port,
-            load: None,
-        },
-        Contender {
-            name: "nginx".into(),
-            proc_: nginx_proxy(&dir, nginx_port, up_port, p.workers)?,
-            port: nginx_port,
-            load: None,
-        },
-        Contender {
-            name: "haproxy".into(),
-            proc_: peers::haproxy(&dir, haproxy_port, up_port, p.workers)?,
-            port: haproxy_port,
-            load: None,
-        },
-    ];
-    // Each extra binary exactly as gangway-io_uring, so only the binary differs.
-    for a in against {
-        let name = format!("gangway-{}", a.label);
-        let port = free_port()?;
-        contenders.push(Contender {
-            proc_: gangway(&a.path, &dir, &name, "io_uring", port, &plain, p.workers)?,
-            name,
-            port,
-            load: None,
-        });
-    }
-    let mut setup = format!(
-        "wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, {} worker(s) (haproxy: threads) each, upstream: nginx (1 worker) returning a 24-byte body; nginx keeps 512 idle upstream connections per worker; haproxy 2.6 runs with `http-reuse always`, keep-alive and no logging (xtask/src/bench/peers.rs); medians shown",
-        p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
-    );
-    for a in against {
-        let _ = write!(
-            setup,
-            "; gangway-{} (io_uring) is {}",
-            a.label,
-            a.path.display()
-        );
-    }
-    let load = Load {
-        lua: String::new(),
-        path: "/".into(),
-    };
-    compare(&root, &dir, "proxy", &setup, p, &contenders, &load, "nginx")?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
 }
 
 /// One process under test.
@@ -1022,8 +969,11 @@ mod tests {
     /// Today's invocations keep their meaning and defaults.
     #[test]
     fn proxy_flags_and_defaults() {
-        let Bench::Proxy { params, against } =
-            bench(&["proxy", "--duration", "5"]).expect("parses")
+        let Bench::Proxy {
+            params,
+            against,
+            workload,
+        } = bench(&["proxy", "--duration", "5"]).expect("parses")
         else {
             panic!("not proxy");
         };
@@ -1033,6 +983,23 @@ mod tests {
         );
         assert_eq!((params.connections, params.workers), (32, 1));
         assert!(against.is_empty());
+        assert_eq!(workload, [proxy::Workload::Plain]);
+    }
+
+    /// `all` runs each workload once; a workload named twice runs once.
+    #[test]
+    fn workloads_expand_in_order() {
+        use proxy::Workload as W;
+        let Bench::Proxy { workload, .. } =
+            bench(&["proxy", "--workload", "tls,close", "--workload", "all"]).expect("parses")
+        else {
+            panic!("not proxy");
+        };
+        assert_eq!(
+            W::expand(&workload),
+            [W::Tls, W::Close, W::Plain, W::Large, W::Idle]
+        );
+        assert!(bench(&["proxy", "--workload", "fast"]).is_err());
     }
 
     #[test]

@@ -51,7 +51,7 @@ struct Round {
 
 /// Sends one keep-alive request on `stream` and reads its whole answer (Content-Length
 /// framed, as both upstreams answer).
-fn one_request(stream: &mut TcpStream) -> Result<()> {
+pub(super) fn one_request(stream: &mut TcpStream) -> Result<()> {
     stream.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: gangway-bench\r\n\r\n")?;
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 512];
@@ -139,7 +139,7 @@ pub fn run(clients: usize, rounds: usize) -> Result<()> {
             let name = format!("{kind} ({upstream} upstream)");
             let port = free_port()?;
             let proc_ = match kind {
-                "nginx" => super::nginx_proxy(&dir, port, up_port, 1)?,
+                "nginx" => super::proxy::nginx_proxy(&dir, port, up_port, 1, None)?,
                 _ => gangway(
                     &bin,
                     &dir,

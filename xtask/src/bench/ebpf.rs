@@ -181,10 +181,7 @@ fn measure(
         &format!("{}:{port}", allowed.host_v4),
         p.connections,
         p.duration_s,
-        &Load {
-            lua: String::new(),
-            path: "/".into(),
-        },
+        &Load::root(),
     )?;
     let mut attempts = 0;
     for f in floods {

@@ -134,10 +134,7 @@ pub fn run(p: &Params, build_cost: bool) -> Result<()> {
         "wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, {} gangway worker(s), io_uring; gangway-http proxies to nginx (1 worker, a 24-byte body); gangway-lambda invokes the Invoke API double (its own process, thread per connection, checking SigV4 and parsing each REST API event; it answers a proxy-integration response carrying the event, about 1.3 KB) over plain HTTP with keep-alive; medians shown",
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
-    let load = Load {
-        lua: String::new(),
-        path: "/".into(),
-    };
+    let load = Load::root();
     let summary = compare(
         &root,
         &dir,

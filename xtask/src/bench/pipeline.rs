@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{
-    Contender, Load, Params, build_release, compare, free_port, gangway_with_env, nginx_proxy,
-    plain_config, random_key_load, rss_mb, scratch_dir, upstream, wait_port_for,
+    Contender, Load, Params, build_release, compare, free_port, gangway_with_env, plain_config,
+    random_key_load, rss_mb, scratch_dir, upstream, wait_port_for,
 };
 
 /// The example config with `consumers` consumers, keys `k00000001`.., all in group `weather`.
@@ -156,7 +156,7 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
         start(&large_name, ports[2], &large, None, &[])?,
         Contender {
             name: "nginx".into(),
-            proc_: nginx_proxy(&dir, ports[3], up_port, p.workers)?,
+            proc_: super::proxy::nginx_proxy(&dir, ports[3], up_port, p.workers, None)?,
             port: ports[3],
             load: None,
         },
