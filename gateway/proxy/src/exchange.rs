@@ -40,6 +40,9 @@ use gangway_router::{RouteMatch, RouterFlavor};
 
 pub use super::headers::PRODUCT as SERVER;
 
+/// The buffer a response body longer than this is relayed through (the usual one is 16 KiB).
+const RELAY_BUF: usize = 64 * 1024;
+
 /// Whether the client connection can carry another request.
 pub enum Outcome {
     /// Yes.
@@ -639,6 +642,17 @@ pub async fn run<B: Backend, S: Stream>(
     }
     let mut done = progress.done;
     let mut clean = !leftover;
+    // A large body moves in fewer, larger reads and writes: each one is a ring operation (or a
+    // syscall) whatever its size. The buffer pool shrinks the buffer back when the request
+    // is done, so an idle connection does not keep it.
+    if let BodyFraming::Length(n) = resp_framing
+        && !done
+        && n > RELAY_BUF as u64
+        && bufs.upstream.capacity() < RELAY_BUF
+    {
+        bufs.upstream.clear();
+        bufs.upstream.reserve_exact(RELAY_BUF);
+    }
     while !done {
         bufs.upstream.clear();
         let buf = std::mem::take(&mut bufs.upstream);
