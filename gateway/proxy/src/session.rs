@@ -34,6 +34,12 @@ pub(crate) const REQUEST_BUF: usize = 16 * 1024;
 /// read into the full buffers.
 const IDLE_READ: usize = 1024;
 
+/// After an error answer that ends the connection, how long one read of what the client
+/// still sends may take, and how long the whole drain may (nginx's `lingering_timeout` and
+/// `lingering_time`).
+const LINGERING_TIMEOUT: Duration = Duration::from_secs(5);
+const LINGERING_TIME: Duration = Duration::from_secs(30);
+
 /// What we know about the client connection.
 pub struct ClientConn {
     /// The client's address.
@@ -229,6 +235,8 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
     let keepalive = Duration::from_millis(settings.keepalive_timeout_ms);
     let header_timeout = Duration::from_millis(settings.client_header_timeout_ms);
     let mut shutdown = ctx.gateway.shutdown_signal();
+    // Set when an error answer ends the connection: the client may still be sending.
+    let mut linger = false;
     let mut conn_facts =
         ConnFacts::new_connection(SocketAddr::from(([0, 0, 0, 0], conn.local_port)));
     // The full buffers while a request is in flight or pipelined bytes wait; between
@@ -272,6 +280,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
                         .append(sink, &bufs.access, client.status(), client.body_bytes());
                 }
                 ctx.buffers.give(bufs);
+                linger = true;
                 break;
             }
         };
@@ -298,6 +307,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
                 .append(sink, &bufs.access, client.status(), client.body_bytes());
         }
         conn_facts = bufs.plugins.conn;
+        linger = !keep_going && bufs.txn.source == log::Source::Error;
         let stop = !keep_going || ctx.gateway.is_draining() && *shutdown.borrow();
         if stop || bufs.input.is_empty() {
             ctx.buffers.give(bufs);
@@ -309,6 +319,33 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
         }
     }
     let _ = client.shutdown().await;
+    if linger {
+        drain_before_close(&client, &mut shutdown).await;
+    }
+}
+
+/// Reads and drops what the client still sends after the answer that ends its connection,
+/// until it closes its side (bounded by [`LINGERING_TIMEOUT`] and [`LINGERING_TIME`], or the
+/// gateway's shutdown), as nginx's lingering close does. Closing a socket with unread bytes
+/// resets the connection, and a client still writing a refused body (a 413, say) would see
+/// "connection reset" instead of the answer.
+async fn drain_before_close<S: Stream>(
+    client: &S,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    let deadline = Instant::now() + LINGERING_TIME;
+    let mut buf = Vec::with_capacity(REQUEST_BUF);
+    loop {
+        let budget = LINGERING_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
+        if budget.is_zero() {
+            return;
+        }
+        buf.clear();
+        match read_some(client, buf, budget, Some(shutdown)).await {
+            Some(read) => buf = read,
+            None => return,
+        }
+    }
 }
 
 /// What the access log can say of a head that did not parse: its first line as read (up to
