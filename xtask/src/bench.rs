@@ -661,8 +661,58 @@ fn identity() -> Result<()> {
     );
     let results = root.join("benches/results");
     std::fs::create_dir_all(&results)?;
-    std::fs::write(results.join("identity-latest.md"), doc)?;
-    Ok(())
+    std::fs::write(
+        results.join("identity-latest.md"),
+        format!("![times per consumer count](identity-latest.svg)\n\n{doc}"),
+    )?;
+    identity_chart(&table, &results.join("identity-latest.svg"))
+}
+
+/// Charts the identity table: one bar per consumer count in each panel (one measurement
+/// each, so no whiskers), times in microseconds.
+fn identity_chart(table: &str, path: &Path) -> Result<()> {
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| consumers"))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let names: Vec<String> = rows.iter().map(|r| format!("{} consumers", r[0])).collect();
+    let column = |i: usize| -> Result<chart::Spread> {
+        rows.iter()
+            .map(|r| {
+                let us = micros(r.get(i).copied().unwrap_or_default())?;
+                Ok((us, us, us))
+            })
+            .collect()
+    };
+    chart::write_panels(
+        path,
+        "cargo xtask bench identity",
+        &names,
+        &[
+            ("full build, us", column(1)?),
+            ("one write (average of 1000), us", column(3)?),
+            ("remove one key, us", column(6)?),
+            ("key lookup, us", column(2)?),
+        ],
+    )
+}
+
+/// "876.0 us", "2355.2 ms", "610 ns" in microseconds.
+fn micros(cell: &str) -> Result<f64> {
+    let (value, unit) = cell
+        .split_once(' ')
+        .with_context(|| format!("no unit in {cell:?}"))?;
+    let value: f64 = value
+        .parse()
+        .with_context(|| format!("not a number: {cell:?}"))?;
+    Ok(match unit {
+        "ns" => value / 1000.0,
+        "us" => value,
+        "ms" => value * 1000.0,
+        "s" => value * 1e6,
+        other => bail!("unknown unit {other:?} in {cell:?}"),
+    })
 }
 
 /// Builds the release binary; returns the workspace root and the binary path.
@@ -1090,6 +1140,14 @@ mod tests {
             assert!(svg.contains(name.as_str()), "{name} missing");
         }
         assert!(svg.contains("requests per second") && svg.contains("p99 latency"));
+    }
+
+    #[test]
+    fn identity_times_are_read_in_microseconds() {
+        assert_eq!(micros("610 ns").expect("ns"), 0.61);
+        assert_eq!(micros("44.6 us").expect("us"), 44.6);
+        assert_eq!(micros("2355.2 ms").expect("ms"), 2_355_200.0);
+        assert!(micros("12 parsecs").is_err() && micros("12").is_err());
     }
 
     /// A round during which another contender was busy is called out.

@@ -108,6 +108,8 @@ struct Report {
     setup: String,
     table: String,
     raw: Value,
+    /// Every boot, per mode, for the chart.
+    boots: Vec<(String, Vec<Boot>)>,
 }
 
 fn measure(ctx: &Ctx<'_>) -> Result<Report> {
@@ -394,7 +396,15 @@ fn measure(ctx: &Ctx<'_>) -> Result<Report> {
         },
         "notes": notes,
     });
-    Ok(Report { setup, table, raw })
+    let boots = [Mode::DbLess, Mode::Postgres]
+        .map(|mode| (mode.name().to_owned(), boots[mode.name()].clone()))
+        .to_vec();
+    Ok(Report {
+        setup,
+        table,
+        raw,
+        boots,
+    })
 }
 
 /// The last `n` lines of `log`.
@@ -417,11 +427,30 @@ fn write_results(root: &Path, report: &Report) -> Result<()> {
     println!("\n{}\n\n{}", report.setup, report.table);
     let mut raw = report.raw.clone();
     raw["setup"] = json!(report.setup);
+    let (names, rounds): (Vec<String>, Vec<Vec<Boot>>) = report.boots.iter().cloned().unzip();
+    super::chart::write_panels(
+        &root.join("benches/results/admin-latest.svg"),
+        "cargo xtask bench admin: boot, DB-less against Postgres",
+        &names,
+        &[
+            (
+                "seconds from start to /status/ready (bar: median; whiskers: fastest and slowest boot)",
+                super::chart::spread(&rounds, |b| b.ready_s),
+            ),
+            (
+                "RSS once ready, MB (bar: median; whiskers: lowest and highest boot)",
+                super::chart::spread(&rounds, |b| b.rss_mb),
+            ),
+        ],
+    )?;
     super::save_results(
         root,
         "admin",
         raw,
-        &format!("{}\n\n{}", report.setup, report.table),
+        &format!(
+            "![boot time and memory per mode](admin-latest.svg)\n\n{}\n\n{}",
+            report.setup, report.table
+        ),
     )
 }
 

@@ -316,11 +316,39 @@ pub fn run(p: &Params, threads: usize) -> Result<()> {
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
     println!("\n{setup}\n\n{table}");
+    let names: Vec<String> = runs
+        .iter()
+        .map(|((kernel, flooded), _)| {
+            format!(
+                "{}, {}",
+                label(*kernel),
+                if *flooded { "flood" } else { "no flood" }
+            )
+        })
+        .collect();
+    let rounds: Vec<Vec<Run>> = runs.into_iter().map(|(_, v)| v).collect();
+    super::chart::write_panels(
+        &root.join("benches/results/ebpf-latest.svg"),
+        "cargo xtask bench ebpf: allowed traffic while a denied source floods",
+        &names,
+        &[
+            (
+                "allowed requests per second (bar: median; whiskers: lowest and highest round)",
+                super::chart::spread(&rounds, |r| r.rps),
+            ),
+            (
+                "allowed p99 latency in ms (bar: median; whiskers: lowest and highest round)",
+                super::chart::spread(&rounds, |r| r.p99_us / 1000.0),
+            ),
+        ],
+    )?;
     super::save_results(
         &root,
         "ebpf",
         json!({"setup": setup, "runs": raw}),
-        &format!("{setup}\n\n{table}"),
+        &format!(
+            "![allowed RPS and p99 per guard, with and without the flood](ebpf-latest.svg)\n\n{setup}\n\n{table}"
+        ),
     )?;
     drop(gws);
     let _ = std::fs::remove_dir_all(&dir);
