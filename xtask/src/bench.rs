@@ -663,7 +663,11 @@ fn identity() -> Result<()> {
     std::fs::create_dir_all(&results)?;
     std::fs::write(
         results.join("identity-latest.md"),
-        format!("![times per consumer count](identity-latest.svg)\n\n{doc}"),
+        doc.replacen(
+            "\n\n",
+            "\n\n![times per consumer count](identity-latest.svg)\n\n",
+            1,
+        ),
     )?;
     identity_chart(&table, &results.join("identity-latest.svg"))
 }
