@@ -12,6 +12,7 @@ mod deck;
 mod dns;
 mod ebpf;
 mod errors;
+mod kernel_counters;
 mod lambda;
 mod lifecycle;
 mod metrics;

@@ -24,8 +24,8 @@ pub use headers::{HeaderSet, HeaderToken};
 pub use listen::{ListenAddr, SoKeepalive};
 pub use tracing::{Instrumentations, SamplingRate};
 pub use values::{
-    AccessLog, Database, EbpfMode, IoBackend, LogFormat, LogLevel, RedisConnections, Role,
-    RouterFlavor, XdpMode,
+    AccessLog, Database, EbpfMode, IoBackend, LogFormat, LogKernelCounters, LogLevel,
+    RedisConnections, Role, RouterFlavor, XdpMode,
 };
 
 /// Default `max_connections` (per worker); also what Kong's `worker_connections auto` maps to.
@@ -115,6 +115,10 @@ pub struct Settings {
     pub admin_allow_cidrs: Vec<IpNet>,
     /// The proxy's access log in Kong's `kong_log_format`. Default `/dev/stdout`.
     pub proxy_access_log: AccessLog,
+    /// Whether the log phase reads the client connection's kernel counters: `off`, `on`
+    /// (a `kernel` object in the serialized log) or `sizes` (and request and response
+    /// sizes from the kernel). Default `off`.
+    pub log_kernel_counters: LogKernelCounters,
     /// Plugins to load: names, `bundled` for all built-in ones; `off` = none. Default
     /// `["bundled"]`.
     pub plugins: Vec<String>,
@@ -268,6 +272,7 @@ impl Default for Settings {
             max_connections_per_ip: 0,
             admin_allow_cidrs: Vec::new(),
             proxy_access_log: AccessLog::Stdout,
+            log_kernel_counters: LogKernelCounters::Off,
             plugins: vec!["bundled".to_owned()],
             router_flavor: RouterFlavor::TraditionalCompatible,
             log_level: LogLevel::Notice,

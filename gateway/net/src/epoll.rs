@@ -52,6 +52,10 @@ impl Stream for EpollStream {
     async fn shutdown(&self) -> io::Result<()> {
         socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Write)
     }
+
+    fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(&self.0))
+    }
 }
 
 impl Backend for Epoll {

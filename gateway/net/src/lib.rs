@@ -16,6 +16,7 @@ pub mod listener;
 pub mod prefixed;
 pub mod proxy_protocol;
 mod stream;
+pub mod tcp_info;
 pub mod tls;
 pub mod uring;
 

@@ -72,6 +72,10 @@ impl<S: Stream> Stream for Prefixed<S> {
     async fn shutdown(&self) -> io::Result<()> {
         self.inner.shutdown().await
     }
+
+    fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.socket_fd()
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::ops::Range;
+use std::os::fd::RawFd;
 
 /// An owned-buffer byte stream.
 #[allow(async_fn_in_trait)]
@@ -20,4 +21,10 @@ pub trait Stream {
 
     /// Shuts down the write half (sends FIN, or TLS close_notify then FIN).
     async fn shutdown(&self) -> io::Result<()>;
+
+    /// The TCP socket underneath, for reading the kernel's counters of the connection
+    /// ([`crate::tcp_info`]); `None` for a stream with no socket (tests' in-memory streams).
+    fn socket_fd(&self) -> Option<RawFd> {
+        None
+    }
 }

@@ -37,6 +37,10 @@ impl Stream for UringStream {
     async fn shutdown(&self) -> io::Result<()> {
         self.0.shutdown(std::net::Shutdown::Write)
     }
+
+    fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(&self.0))
+    }
 }
 
 impl Backend for Uring {

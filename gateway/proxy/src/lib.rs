@@ -24,6 +24,7 @@ mod forward;
 pub mod gateway;
 mod hash_facts;
 mod headers;
+mod kernel_counters;
 mod log;
 pub mod node_status;
 mod plugins;

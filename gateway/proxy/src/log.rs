@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
+use super::kernel_counters::KernelReading;
 use super::recorder::{Recorded, headers_of, status_of};
 use super::session::{ClientConn, ConnBuffers};
 use crate::Snapshot;
@@ -263,14 +264,21 @@ fn request_object(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> Map<String, Va
     request
 }
 
-/// Runs the log phase for the request just answered, when a plugin logs it.
-pub fn finish<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapshot) {
+/// Runs the log phase for the request just answered, when a plugin logs it; `kernel` is the
+/// client connection's reading under `log_kernel_counters`.
+pub fn finish<S>(
+    client: &Recorded<S>,
+    bufs: &mut ConnBuffers,
+    snapshot: &Snapshot,
+    kernel: Option<&KernelReading>,
+) {
     if !bufs.txn.active {
         return;
     }
     bufs.txn.active = false;
     let txn = &bufs.txn;
     let latencies = Latencies::of(txn);
+    let sizes = kernel.filter(|k| k.as_sizes);
     let route = match txn.chain {
         ChainRef::Route(i) => Some(i),
         ChainRef::Global => None,
@@ -284,8 +292,8 @@ pub fn finish<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapsh
         request_ms: millis(latencies.total),
         upstream_ms: txn.upstream_latency.map(millis),
         kong_ms: millis(latencies.kong),
-        request_size: txn.request_size,
-        response_size: client.sent(),
+        request_size: sizes.map_or(txn.request_size, |k| k.request_bytes),
+        response_size: sizes.map_or(client.sent(), |k| k.response_bytes),
         route: route.map(|i| &snapshot.config.routes[i]),
         service: route
             .and_then(|i| snapshot.route_service[i])
@@ -301,7 +309,7 @@ pub fn finish<S>(client: &Recorded<S>, bufs: &mut ConnBuffers, snapshot: &Snapsh
     let mut trace = std::mem::take(&mut bufs.plugins.trace);
     trace.finish_request(facts.status, facts.route.and_then(first_path));
     let trace_ids = std::mem::take(&mut trace.log_trace_ids);
-    let make = || serialize(client, bufs, snapshot, &latencies, &trace_ids);
+    let make = || serialize(client, bufs, snapshot, &latencies, &trace_ids, kernel);
     let entry = LazyEntry::new(&make);
     let mut ctx = LogCtx {
         facts: &facts,
@@ -364,6 +372,7 @@ fn serialize<S>(
     snapshot: &Snapshot,
     latencies: &Latencies,
     trace_ids: &[(&'static str, gangway_pipeline::trace::LogTraceId)],
+    kernel: Option<&KernelReading>,
 ) -> Value {
     let txn = &bufs.txn;
     let head = client.head();
@@ -377,7 +386,16 @@ fn serialize<S>(
     }
     let (total, kong_latency) = (latencies.total, latencies.kong);
     let mut entry = Map::new();
-    entry.insert("request".into(), Value::Object(txn.request.take()));
+    let mut request = txn.request.take();
+    let mut response_size = client.sent();
+    if let Some(k) = kernel {
+        if k.as_sizes {
+            request.insert("size".into(), Value::from(k.request_bytes));
+            response_size = k.response_bytes;
+        }
+        entry.insert("kernel".into(), k.log_object());
+    }
+    entry.insert("request".into(), Value::Object(request));
     entry.insert(
         "upstream_uri".into(),
         Value::String(txn.upstream_uri.clone()),
@@ -392,7 +410,7 @@ fn serialize<S>(
             // nginx's 499: the client went away before a response was written.
             "status": match status_of(&head) { 0 => 499, s => s },
             "headers": response_headers,
-            "size": client.sent(),
+            "size": response_size,
         }),
     );
     entry.insert(

@@ -123,6 +123,10 @@ impl<S: Stream> Stream for Recorded<S> {
     async fn shutdown(&self) -> io::Result<()> {
         self.inner.shutdown().await
     }
+
+    fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.socket_fd()
+    }
 }
 
 /// The status code of a captured head (`HTTP/1.1 200 OK`), or 0.

@@ -11,12 +11,13 @@ use tracing::debug;
 
 use super::WorkerCtx;
 use super::exchange::{self, Exchange, Outcome};
+use super::kernel_counters::KernelMarks;
 use super::log::{self, ChainRef, RequestInfo};
 use super::recorder::Recorded;
 use super::reply;
 use crate::Snapshot;
 use gangway_config::model::{Protocol, Route};
-use gangway_config::settings::Instrumentations;
+use gangway_config::settings::{Instrumentations, LogKernelCounters};
 use gangway_http::{
     BodyFraming, ErrorFormat, HttpError, Limits, RequestHead, ResponseHead, parse_request,
 };
@@ -243,6 +244,11 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
     // requests the connection holds only `idle`.
     let mut held: Option<Box<ConnBuffers>> = None;
     let mut idle = Vec::new();
+    let mut kernel = match settings.log_kernel_counters {
+        LogKernelCounters::Off => None,
+        LogKernelCounters::On => Some(KernelMarks::new(false)),
+        LogKernelCounters::Sizes => Some(KernelMarks::new(true)),
+    };
     let mut first = true;
     loop {
         // Read: the next request head (the first one under client_header_timeout, later
@@ -301,7 +307,11 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
         ))
         .await;
         // Log, once the answer is sent.
-        super::log::finish(&client, &mut bufs, &snapshot);
+        let reading = kernel
+            .as_mut()
+            .zip(client.socket_fd())
+            .and_then(|(marks, fd)| marks.read(fd));
+        super::log::finish(&client, &mut bufs, &snapshot, reading.as_ref());
         if let Some(sink) = access_log {
             ctx.access
                 .append(sink, &bufs.access, client.status(), client.body_bytes());

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use super::headers::HeaderSet;
 use super::listen::{self, ListenAddr};
 use super::values::{
-    AccessLog, Database, EbpfMode, IoBackend, LogFormat, LogLevel, RedisConnections, Role,
-    RouterFlavor, XdpMode, parse_bool, parse_cidrs, parse_duration_ms, parse_error_type, parse_int,
-    parse_list, parse_ms, parse_opt_string, parse_size, parse_size_usize, parse_trusted_ips,
-    parse_workers,
+    AccessLog, Database, EbpfMode, IoBackend, LogFormat, LogKernelCounters, LogLevel,
+    RedisConnections, Role, RouterFlavor, XdpMode, parse_bool, parse_cidrs, parse_duration_ms,
+    parse_error_type, parse_int, parse_list, parse_ms, parse_opt_string, parse_size,
+    parse_size_usize, parse_trusted_ips, parse_workers,
 };
 use super::{DEFAULT_MAX_CONNECTIONS, Settings};
 
@@ -259,6 +259,7 @@ pub(super) static KEYS: &[Key] = &[
         AccessLog::parse,
         text
     ),
+    key!(log_kernel_counters, kong[], LogKernelCounters::parse, text),
     key!(plugins, kong[kong("KONG_PLUGINS")], plugin_list, strings),
     key!(
         router_flavor,

@@ -97,6 +97,7 @@ fn field_names() -> Vec<&'static str> {
         max_connections_per_ip,
         admin_allow_cidrs,
         proxy_access_log,
+        log_kernel_counters,
         plugins,
         router_flavor,
         log_level,

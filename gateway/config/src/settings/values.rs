@@ -334,6 +334,22 @@ keyword_enum! {
     }
 }
 
+keyword_enum! {
+    /// Whether the log phase reads the kernel's counters of the client connection
+    /// (`TCP_INFO`). Default `off`.
+    LogKernelCounters {
+        /// Not read: the log phase costs no system call (default).
+        #[default]
+        Off = "off",
+        /// `kong.log.serialize()` gains a `kernel` object: the connection's counters and this
+        /// request's bytes on the wire.
+        On = "on",
+        /// As `on`, and `request.size` and `response.size` (and what log plugins count) are
+        /// the bytes on the wire, TLS records and handshake included.
+        Sizes = "sizes",
+    }
+}
+
 /// Where the proxy's access log goes (Kong's `proxy_access_log`). Default `/dev/stdout`, as
 /// Kong's docker image sets it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -409,6 +409,10 @@ impl<S: Stream> Stream for TlsStream<S> {
         }
         self.inner.shutdown().await
     }
+
+    fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.socket_fd()
+    }
 }
 
 /// Maps a rustls error to the `InvalidData` I/O error callers see.

@@ -35,4 +35,11 @@ impl<S: Stream> Stream for UpstreamStream<S> {
             UpstreamStream::Tls(s) => s.shutdown().await,
         }
     }
+
+    fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            UpstreamStream::Plain(s) => s.socket_fd(),
+            UpstreamStream::Tls(s) => s.socket_fd(),
+        }
+    }
 }
