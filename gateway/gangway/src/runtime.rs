@@ -153,6 +153,7 @@ pub fn check_config(path: &Path) -> Result<gangway_proxy::Snapshot, ConfigErrors
 
 /// Runs gangway in the foreground until SIGTERM/SIGINT and the drain that follows.
 pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
+    gangway_proxy::gateway::fix_allocator_thresholds();
     let (settings, warnings) = settings::load(conf, settings::process_env())?;
     crate::telemetry::init(settings.log_level, settings.log_format);
     crate::prometheus::install();

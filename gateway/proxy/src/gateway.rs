@@ -266,6 +266,32 @@ impl Gateway {
     }
 }
 
+/// Blocks at least this large get their own mapping (glibc's `M_MMAP_THRESHOLD`).
+const MMAP_THRESHOLD: libc::c_int = 1 << 20;
+
+/// Free memory at the top of a heap beyond this goes back to the OS as soon as it is freed
+/// (glibc's `M_TRIM_THRESHOLD`).
+const TRIM_THRESHOLD: libc::c_int = 2 << 20;
+
+/// Fixes glibc's mmap and trim thresholds, unless the operator set malloc tunables
+/// (`GLIBC_TUNABLES`). Left alone, glibc raises both to the size of the largest mapped block
+/// freed so far (up to 32 and 64 MiB), and a thread's heap then keeps that much free memory
+/// at its top: `malloc_trim` returns free blocks inside a heap but never a thread heap's
+/// top. A burst of connections frees such blocks (io_uring's table of operations in flight
+/// grows with the burst). Measured with io_uring, rounds of 3,000 concurrent clients through
+/// an upstream that closes each connection: RSS after the clients left crept from 15 to
+/// 27 MB over 20 rounds; with fixed thresholds it stays flat.
+pub fn fix_allocator_thresholds() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
+        // SAFETY: mallopt only sets allocator parameters; any value is accepted or refused.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        }
+    }
+}
+
 /// Hands freed heap pages back to the OS. glibc only trims the top of its heaps by itself:
 /// the parse of a big declarative file or of a whole database, or a config replaced by a
 /// reload (allocated below the new one), otherwise stays resident. Measured with a million
