@@ -2,13 +2,15 @@
 //! request is in flight; between requests it waits with a small read buffer and gives the
 //! big ones back here, so an idle keep-alive connection costs a few KiB, not tens.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::session::{ConnBuffers, REQUEST_BUF};
 
-/// How many spare buffer sets a worker keeps; above that, returned sets are freed, so the
-/// memory a burst of concurrent requests took goes back once the burst ends.
+/// How many spare buffer sets a worker keeps; above that, returned sets are freed.
 const KEEP: usize = 256;
+
+/// Spare sets [`BufferPool::release_idle`] always leaves, for the next requests.
+const FLOOR: usize = 16;
 
 /// A returned set whose buffers grew past this (a large head or body) is shrunk first.
 const SHRINK_ABOVE: usize = 4 * REQUEST_BUF;
@@ -21,15 +23,18 @@ pub(crate) struct BufferPool {
         reason = "a set moves between the pool and a connection as one pointer"
     )]
     free: RefCell<Vec<Box<ConnBuffers>>>,
+    /// The fewest spare sets held since the last [`BufferPool::release_idle`]: that many
+    /// were not needed all that time.
+    low: Cell<usize>,
 }
 
 impl BufferPool {
     /// A buffer set for a request: a spare one, or a new one.
     pub fn take(&self) -> Box<ConnBuffers> {
-        self.free
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Box::new(ConnBuffers::new()))
+        let mut free = self.free.borrow_mut();
+        let bufs = free.pop();
+        self.low.set(self.low.get().min(free.len()));
+        bufs.unwrap_or_else(|| Box::new(ConnBuffers::new()))
     }
 
     /// Takes back a set whose request is done; its input must hold no pipelined bytes.
@@ -46,6 +51,18 @@ impl BufferPool {
             }
         }
         free.push(bufs);
+    }
+
+    /// Frees the spare sets no request needed since the last call, but [`FLOOR`] of them,
+    /// so the memory a burst of concurrent requests took goes back once the burst is over
+    /// (called every few seconds). Returns how many were freed.
+    pub fn release_idle(&self) -> usize {
+        let mut free = self.free.borrow_mut();
+        let unused = self.low.get().min(free.len()).saturating_sub(FLOOR);
+        // The front holds the sets returned longest ago (take and give work at the back).
+        free.drain(..unused);
+        self.low.set(free.len());
+        unused
     }
 
     /// Spare sets held now.
@@ -77,5 +94,28 @@ mod tests {
             pool.give(bufs);
         }
         assert_eq!(pool.spare(), KEEP, "the pool keeps at most KEEP spare sets");
+    }
+
+    #[test]
+    fn sets_no_request_needed_for_an_interval_are_released() {
+        let pool = BufferPool::default();
+        let burst: Vec<_> = (0..40).map(|_| pool.take()).collect();
+        burst.into_iter().for_each(|b| pool.give(b));
+        assert_eq!(
+            pool.release_idle(),
+            0,
+            "the burst's interval needed them all"
+        );
+
+        // Steady load of 20 requests at once: their sets stay, the rest go.
+        let steady: Vec<_> = (0..20).map(|_| pool.take()).collect();
+        steady.into_iter().for_each(|b| pool.give(b));
+        assert_eq!(pool.release_idle(), 4);
+        assert_eq!(pool.spare(), 36);
+
+        // Quiet: everything above the floor goes.
+        assert_eq!(pool.release_idle(), 36 - FLOOR);
+        assert_eq!(pool.spare(), FLOOR);
+        assert_eq!(pool.release_idle(), 0);
     }
 }

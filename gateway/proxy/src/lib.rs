@@ -110,6 +110,12 @@ impl<B: Backend> WorkerCtx<B> {
         }
     }
 
+    /// Frees the request buffers no request needed since the last call (see
+    /// `BufferPool::release_idle`); returns how many sets were freed.
+    pub fn release_idle_buffers(&self) -> usize {
+        self.buffers.release_idle()
+    }
+
     /// Open client connections on this worker.
     pub fn active_connections(&self) -> usize {
         self.active.get()

@@ -78,6 +78,7 @@ fn run<B: Backend>(id: usize, gateway: Arc<Gateway>, listeners: WorkerListeners)
         if gateway.access_log.get().is_some() {
             tokio::task::spawn_local(flush_access_log(ctx.clone()));
         }
+        tokio::task::spawn_local(release_idle_buffers(ctx.clone()));
         let mut shutdown = gateway.shutdown_signal();
         let _ = shutdown.wait_for(|stop| *stop).await;
         let grace = Duration::from_millis(gateway.settings.shutdown_grace_period_ms);
@@ -110,6 +111,26 @@ async fn flush_access_log<B: Backend>(ctx: Rc<WorkerCtx<B>>) {
         }
         if let Some(sink) = ctx.gateway.access_log.get() {
             ctx.access.flush(sink);
+        }
+    }
+}
+
+/// How often a worker frees the request buffers no request needed meanwhile.
+const BUFFER_RELEASE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Freed buffer sets (about 18 KiB each) worth handing back to the OS at once.
+const BUFFER_SETS_TO_TRIM: usize = 64;
+
+/// Gives back, every few seconds, the request buffers a burst left in the worker's pool.
+async fn release_idle_buffers<B: Backend>(ctx: Rc<WorkerCtx<B>>) {
+    let mut shutdown = ctx.gateway.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(BUFFER_RELEASE_INTERVAL) => {}
+        }
+        if ctx.release_idle_buffers() >= BUFFER_SETS_TO_TRIM {
+            super::release_freed_memory();
         }
     }
 }
