@@ -11,12 +11,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{Gangway, Options, TempDir, connect};
+use crate::metrics::{sample, scrape};
 use crate::tls::tls_request;
 
 fn start(mode: &str, tls: bool) -> (Gangway, TempDir) {
     let dir = TempDir::new("kernel-counters");
     let config = format!(
         r#"_format_version: "3.0"
+plugins:
+  - name: prometheus
+    config:
+      bandwidth_metrics: true
 services:
   - name: s
     url: http://127.0.0.1:9
@@ -159,6 +164,16 @@ fn sizes_mode_counts_tls_records_and_handshake_and_off_adds_nothing() {
     assert!(response_bytes > 500, "{entry}");
     assert_eq!(entry["request"]["size"], request_bytes);
     assert_eq!(entry["response"]["size"], response_bytes);
+    // What log plugins count is the same figure.
+    let metrics = scrape(&gw);
+    for (direction, bytes) in [("ingress", request_bytes), ("egress", response_bytes)] {
+        let labels = format!("route=\"r\",direction=\"{direction}\"");
+        assert_eq!(
+            sample(&metrics, "kong_bandwidth_bytes", &[&labels]),
+            Some(bytes as f64),
+            "{direction}: {metrics}"
+        );
+    }
 
     let (gw, dir) = start("off", false);
     let mut s = connect(gw.proxy);

@@ -125,6 +125,10 @@ pub enum Bench {
             value_parser = RangedU64ValueParser::<usize>::new().range(1..=100),
         )]
         rounds: usize,
+        /// Send every connection's request before reading any answer (a burst: all of them
+        /// in flight at once); saved as connections-burst-latest.md.
+        #[arg(long)]
+        burst: bool,
     },
     /// The identity-write micro-benchmark (cargo bench, benches/identity_writes.rs); saved as
     /// benches/results/identity-latest.md. Takes no flags.
@@ -372,13 +376,23 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn nginx(dir: &Path, name: &str, conf_body: &str, workers: usize) -> Result<Proc> {
+/// nginx's `worker_connections` in every bench but a burst of more clients: client and
+/// upstream connections both count.
+const NGINX_CONNECTIONS: usize = 4096;
+
+fn nginx(
+    dir: &Path,
+    name: &str,
+    conf_body: &str,
+    workers: usize,
+    worker_connections: usize,
+) -> Result<Proc> {
     let nginx = require("nginx", "nginx-light")?;
     let prefix = dir.join(name);
     std::fs::create_dir_all(prefix.join("logs"))?;
     let conf = format!(
         "worker_processes {workers};\ndaemon off;\nmaster_process on;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log error;\n\
-         events {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
+         events {{ worker_connections {worker_connections}; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
          fastcgi_temp_path {p}/fcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  keepalive_requests 100000;\n{conf_body}\n}}\n",
         p = prefix.display()
     );
@@ -618,7 +632,11 @@ pub fn run(bench: Bench) -> Result<()> {
         }
         Bench::Pipeline { params, large } => pipeline::run(&params, large.consumers),
         Bench::Identity => identity(),
-        Bench::Connections { clients, rounds } => connections::run(clients, rounds),
+        Bench::Connections {
+            clients,
+            rounds,
+            burst,
+        } => connections::run(clients, rounds, burst),
         Bench::Admin { consumers } => admin::run(consumers),
         Bench::Ratelimit { params, large } => ratelimit::run(&params, large.consumers),
         Bench::Lambda { params, build_cost } => lambda::run(&params, build_cost),
@@ -765,6 +783,7 @@ fn upstream(dir: &Path) -> Result<(Proc, u16)> {
             files.display()
         ),
         1,
+        NGINX_CONNECTIONS,
     )?;
     wait_port(up_port, "upstream nginx")?;
     Ok((proc_, up_port))

@@ -26,6 +26,8 @@ pub(crate) struct BufferPool {
     /// The fewest spare sets held since the last [`BufferPool::release_idle`]: that many
     /// were not needed all that time.
     low: Cell<usize>,
+    /// Sets freed on return (the pool was full) since the last [`BufferPool::release_idle`].
+    dropped: Cell<usize>,
 }
 
 impl BufferPool {
@@ -41,6 +43,7 @@ impl BufferPool {
     pub fn give(&self, mut bufs: Box<ConnBuffers>) {
         let mut free = self.free.borrow_mut();
         if free.len() >= KEEP {
+            self.dropped.set(self.dropped.get() + 1);
             return;
         }
         bufs.input.clear();
@@ -55,14 +58,15 @@ impl BufferPool {
 
     /// Frees the spare sets no request needed since the last call, but [`FLOOR`] of them,
     /// so the memory a burst of concurrent requests took goes back once the burst is over
-    /// (called every few seconds). Returns how many were freed.
+    /// (called every second). Returns how many sets were freed since the last call,
+    /// these and those the full pool refused.
     pub fn release_idle(&self) -> usize {
         let mut free = self.free.borrow_mut();
         let unused = self.low.get().min(free.len()).saturating_sub(FLOOR);
         // The front holds the sets returned longest ago (take and give work at the back).
         free.drain(..unused);
         self.low.set(free.len());
-        unused
+        unused + self.dropped.replace(0)
     }
 
     /// Spare sets held now.
@@ -94,6 +98,7 @@ mod tests {
             pool.give(bufs);
         }
         assert_eq!(pool.spare(), KEEP, "the pool keeps at most KEEP spare sets");
+        assert_eq!(pool.release_idle(), 10, "the 10 it refused count as freed");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! process has seen the closes). The round's figures are RSS growth per connection and the
 //! RSS left after the clients close; rounds repeat so growth that is never given back shows.
 //! Each contender runs twice: in front of a keep-alive upstream, and of one that closes every
-//! connection (each request then opens an upstream connection).
+//! connection (each request then opens an upstream connection). With `--burst` every
+//! request is written before any answer is read, so all of them are in flight at once.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -52,7 +53,16 @@ struct Round {
 /// Sends one keep-alive request on `stream` and reads its whole answer (Content-Length
 /// framed, as both upstreams answer).
 pub(super) fn one_request(stream: &mut TcpStream) -> Result<()> {
+    send_request(stream)?;
+    read_answer(stream)
+}
+
+fn send_request(stream: &mut TcpStream) -> Result<()> {
     stream.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: gangway-bench\r\n\r\n")?;
+    Ok(())
+}
+
+fn read_answer(stream: &mut TcpStream) -> Result<()> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 512];
     loop {
@@ -83,7 +93,13 @@ pub(super) fn one_request(stream: &mut TcpStream) -> Result<()> {
 }
 
 /// Runs `rounds` rounds of `clients` connections against `port`.
-fn measure(proc_: &Proc, port: u16, clients: usize, rounds: usize) -> Result<Vec<Round>> {
+fn measure(
+    proc_: &Proc,
+    port: u16,
+    clients: usize,
+    rounds: usize,
+    burst: bool,
+) -> Result<Vec<Round>> {
     let mut out = Vec::with_capacity(rounds);
     for round in 1..=rounds {
         let mut r = Round {
@@ -98,8 +114,17 @@ fn measure(proc_: &Proc, port: u16, clients: usize, rounds: usize) -> Result<Vec
         }
         sleep(SETTLE);
         r.idle = worker_rss_kib(proc_);
-        for s in &mut streams {
-            one_request(s)?;
+        if burst {
+            for s in &mut streams {
+                send_request(s)?;
+            }
+            for s in &mut streams {
+                read_answer(s)?;
+            }
+        } else {
+            for s in &mut streams {
+                one_request(s)?;
+            }
         }
         sleep(SETTLE);
         r.after_request = worker_rss_kib(proc_);
@@ -119,10 +144,21 @@ fn measure(proc_: &Proc, port: u16, clients: usize, rounds: usize) -> Result<Vec
 }
 
 /// Runs the benchmark: `clients` connections per round, `rounds` rounds per contender.
-pub fn run(clients: usize, rounds: usize) -> Result<()> {
+pub fn run(clients: usize, rounds: usize, burst: bool) -> Result<()> {
+    let bench = if burst {
+        "connections-burst"
+    } else {
+        "connections"
+    };
     let (root, bin) = build_release()?;
     let dir = scratch_dir()?;
     let (keepalive_up, closing_up) = (free_port()?, free_port()?);
+    // In a burst every client's request has an upstream connection open at the same time.
+    let connections = if burst {
+        (2 * clients + 64).max(super::NGINX_CONNECTIONS)
+    } else {
+        super::NGINX_CONNECTIONS
+    };
     let _upstream = nginx(
         &dir,
         "upstream",
@@ -131,15 +167,17 @@ pub fn run(clients: usize, rounds: usize) -> Result<()> {
              server {{ listen 127.0.0.1:{closing_up} reuseport backlog=4096; keepalive_timeout 0; location / {{ return 200 \"hello from the upstream\\n\"; }} }}"
         ),
         1,
+        connections,
     )?;
     wait_port(keepalive_up, "upstream nginx")?;
     let mut results = Vec::new();
+    let mut failed = Vec::new();
     for (upstream, up_port) in [("keep-alive", keepalive_up), ("closing", closing_up)] {
         for kind in ["gangway-io_uring", "gangway-epoll", "nginx"] {
             let name = format!("{kind} ({upstream} upstream)");
             let port = free_port()?;
             let proc_ = match kind {
-                "nginx" => super::proxy::nginx_proxy(&dir, port, up_port, 1, None)?,
+                "nginx" => super::proxy::nginx_proxy(&dir, port, up_port, 1, None, connections)?,
                 _ => gangway(
                     &bin,
                     &dir,
@@ -159,13 +197,29 @@ pub fn run(clients: usize, rounds: usize) -> Result<()> {
             let started = Instant::now();
             eprintln!("bench: {name}: {rounds} rounds of {clients} connections");
             let base = worker_rss_kib(&proc_);
-            let rounds = measure(&proc_, port, clients, rounds)?;
+            let rounds = match measure(&proc_, port, clients, rounds, burst) {
+                Ok(rounds) => rounds,
+                // A peer that drops clients under the burst is a result, not a broken bench.
+                Err(e) if burst && kind == "nginx" => {
+                    eprintln!("bench: {name}: failed: {e:#}");
+                    failed.push(format!("- {name}: failed: {e:#}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             eprintln!("bench: {name}: {:.0} s", started.elapsed().as_secs_f64());
             results.push((name, base, rounds));
             drop(proc_);
         }
     }
-    let table = report(clients, &results);
+    let mut table = report(clients, burst, &results);
+    if !failed.is_empty() {
+        let _ = writeln!(
+            table,
+            "\nContenders that did not finish:\n\n{}",
+            failed.join("\n")
+        );
+    }
     println!("\n{table}");
     let raw: Vec<_> = results
         .iter()
@@ -183,8 +237,11 @@ pub fn run(clients: usize, rounds: usize) -> Result<()> {
     let per_conn = clients as f64;
     std::fs::create_dir_all(root.join("benches/results"))?;
     super::chart::write_panels(
-        &root.join("benches/results/connections-latest.svg"),
-        &format!("cargo xtask bench connections ({clients} clients a round)"),
+        &root.join(format!("benches/results/{bench}-latest.svg")),
+        &format!(
+            "cargo xtask bench connections{} ({clients} clients a round)",
+            if burst { " --burst" } else { "" }
+        ),
         &names,
         &[
             (
@@ -199,9 +256,9 @@ pub fn run(clients: usize, rounds: usize) -> Result<()> {
     )?;
     super::save_results(
         &root,
-        "connections",
-        json!({"clients": clients, "contenders": raw}),
-        &format!("![memory per connection](connections-latest.svg)\n\n{table}"),
+        bench,
+        json!({"clients": clients, "burst": burst, "contenders": raw}),
+        &format!("![memory per connection]({bench}-latest.svg)\n\n{table}"),
     )?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -209,9 +266,14 @@ pub fn run(clients: usize, rounds: usize) -> Result<()> {
 
 /// The markdown report: per contender, the first round's cost per connection, the RSS after
 /// the clients closed (against the baseline), and the closed RSS of every round.
-fn report(clients: usize, results: &[(String, f64, Vec<Round>)]) -> String {
+fn report(clients: usize, burst: bool, results: &[(String, f64, Vec<Round>)]) -> String {
+    let requests = if burst {
+        "writes one keep-alive request on each before reading any answer (all in flight at once)"
+    } else {
+        "sends one keep-alive request on each"
+    };
     let mut t = format!(
-        "One worker each; each round opens {clients} connections, sends one keep-alive request on each, then closes them all. \
+        "One worker each; each round opens {clients} connections, {requests}, then closes them all. \
          RSS of the worker process(es), read {:.1} s after each step.\n\n\
          | contender | RSS at start | per idle connection (round 1) | per connection after a request (round 1) | after close, round 1 | last round | last against round {} |\n|---|---|---|---|---|---|---|\n",
         SETTLE.as_secs_f64(),

@@ -156,7 +156,14 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
         start(&large_name, ports[2], &large, None, &[])?,
         Contender {
             name: "nginx".into(),
-            proc_: super::proxy::nginx_proxy(&dir, ports[3], up_port, p.workers, None)?,
+            proc_: super::proxy::nginx_proxy(
+                &dir,
+                ports[3],
+                up_port,
+                p.workers,
+                None,
+                super::NGINX_CONNECTIONS,
+            )?,
             port: ports[3],
             load: None,
         },

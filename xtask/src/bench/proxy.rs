@@ -210,7 +210,7 @@ fn start(
         gangway_at(bin, "gangway-io_uring", "io_uring")?,
         gangway_at(bin, "gangway-epoll", "epoll")?,
         peer("nginx", &|port| {
-            nginx_proxy(dir, port, up_port, workers, tls)
+            nginx_proxy(dir, port, up_port, workers, tls, super::NGINX_CONNECTIONS)
         })?,
         peer("haproxy", &|port| {
             peers::haproxy(dir, port, up_port, workers, tls)
@@ -237,6 +237,7 @@ pub(super) fn nginx_proxy(
     up_port: u16,
     workers: usize,
     tls: Option<&Tls>,
+    worker_connections: usize,
 ) -> Result<Proc> {
     let ssl = tls.map_or(String::new(), |t| {
         format!(
@@ -253,6 +254,7 @@ pub(super) fn nginx_proxy(
              server {{ listen 127.0.0.1:{port} reuseport backlog=4096{ssl}; location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
         ),
         workers,
+        worker_connections,
     )
 }
 

@@ -107,6 +107,7 @@ fn nginx_contender(
              server {{ listen 127.0.0.1:{port} reuseport backlog=4096; location / {{ {apply}proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
         ),
         workers,
+        super::NGINX_CONNECTIONS,
     )
 }
 

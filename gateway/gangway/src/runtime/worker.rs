@@ -116,12 +116,14 @@ async fn flush_access_log<B: Backend>(ctx: Rc<WorkerCtx<B>>) {
 }
 
 /// How often a worker frees the request buffers no request needed meanwhile.
-const BUFFER_RELEASE_INTERVAL: Duration = Duration::from_secs(5);
+const BUFFER_RELEASE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Freed buffer sets (about 18 KiB each) worth handing back to the OS at once.
 const BUFFER_SETS_TO_TRIM: usize = 64;
 
-/// Gives back, every few seconds, the request buffers a burst left in the worker's pool.
+/// Gives back, every second, the request buffers a burst left in the worker's pool, and
+/// hands the memory of the freed ones to the OS (with clients still connected, the trim
+/// after connections close never comes).
 async fn release_idle_buffers<B: Backend>(ctx: Rc<WorkerCtx<B>>) {
     let mut shutdown = ctx.gateway.shutdown_signal();
     loop {
