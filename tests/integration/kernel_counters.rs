@@ -1,7 +1,7 @@
 //! `log_kernel_counters`: the client connection's kernel counters (TCP_INFO) in the log
 //! phase. Over plain HTTP the bytes on the wire are the HTTP bytes, so each request's share
 //! must equal exactly what the client sent and read; over TLS they include the records and
-//! the handshake.
+//! the handshake. Requests go to an upstream, so gangway reads every body it is sent.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Gangway, Options, TempDir, connect};
+use crate::harness::{Gangway, Options, TempDir, Upstream, connect};
 use crate::metrics::{sample, scrape};
 use crate::tls::tls_request;
 
-fn start(mode: &str, tls: bool) -> (Gangway, TempDir) {
+fn start(mode: &str, tls: bool) -> (Gangway, TempDir, Upstream) {
+    let up = Upstream::start();
     let dir = TempDir::new("kernel-counters");
     let config = format!(
         r#"_format_version: "3.0"
@@ -24,26 +25,23 @@ plugins:
       bandwidth_metrics: true
 services:
   - name: s
-    url: http://127.0.0.1:9
+    url: http://{}
     routes:
       - name: r
         paths: ["/"]
         plugins:
-          - name: request-termination
-            config:
-              status_code: 200
-              body: "0123456789abcdefghijklmnopqrstuvwxyz"
           - name: file-log
             config:
               path: {}
 "#,
+        up.addr,
         dir.path("access.log").display()
     );
     let mut opts = Options::new(config).env("GANGWAY_LOG_KERNEL_COUNTERS", mode);
     if tls {
         opts = opts.tls();
     }
-    (Gangway::start_with(opts), dir)
+    (Gangway::start_with(opts), dir, up)
 }
 
 /// The log lines, once `n` are there (at most 5 s).
@@ -99,7 +97,7 @@ fn post(body_len: usize) -> Vec<u8> {
 
 #[test]
 fn each_request_logs_its_own_bytes_on_the_wire_and_the_connections_counters() {
-    let (gw, dir) = start("on", false);
+    let (gw, dir, _up) = start("on", false);
     let mut s = connect(gw.proxy);
     let mut exchanged = Vec::new();
     for body_len in [100, 5000] {
@@ -134,7 +132,7 @@ fn each_request_logs_its_own_bytes_on_the_wire_and_the_connections_counters() {
         exchanged.iter().map(|(_, r)| r).sum::<u64>()
     );
     let segments_in = |k: &Value| k["segments_in"].as_u64().expect("segments_in");
-    assert!(segments_in(second) > segments_in(first));
+    assert!(segments_in(second) >= segments_in(first) && segments_in(first) >= 2);
     assert_eq!(second["retransmits"], 0, "loopback");
     assert!(second["rtt_us"].as_u64().is_some());
 
@@ -150,7 +148,7 @@ fn each_request_logs_its_own_bytes_on_the_wire_and_the_connections_counters() {
 
 #[test]
 fn sizes_mode_counts_tls_records_and_handshake_and_off_adds_nothing() {
-    let (gw, dir) = start("sizes", true);
+    let (gw, dir, _up) = start("sizes", true);
     let raw = b"GET /k HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n";
     let (resp, _, _) = tls_request(gw.proxy_tls.expect("tls listener"), "example.test", raw);
     assert_eq!(resp.status, 200);
@@ -175,7 +173,7 @@ fn sizes_mode_counts_tls_records_and_handshake_and_off_adds_nothing() {
         );
     }
 
-    let (gw, dir) = start("off", false);
+    let (gw, dir, _up) = start("off", false);
     let mut s = connect(gw.proxy);
     s.write_all(&post(10)).expect("send");
     read_answer(&mut s);

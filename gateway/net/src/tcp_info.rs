@@ -77,6 +77,17 @@ pub fn read(fd: RawFd) -> io::Result<TcpCounters> {
     })
 }
 
+/// Bytes received on `fd` that no read has taken yet (`FIONREAD`).
+pub fn unread(fd: RawFd) -> io::Result<u64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which outlives the call.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &raw mut n) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// `fd`'s socket cookie: unique per socket for the life of the host, the key of the eBPF
 /// connection tracker's `gw_conns` map and of its closed-connection records.
 pub fn cookie(fd: RawFd) -> io::Result<u64> {
@@ -120,6 +131,16 @@ mod tests {
 
         let c = read(server.as_raw_fd()).expect("TCP_INFO");
         assert_eq!(c.bytes_received, 1000);
+        assert_eq!(unread(server.as_raw_fd()).expect("FIONREAD"), 0);
+        client.write_all(&[1u8; 42]).expect("write");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while unread(server.as_raw_fd()).expect("FIONREAD") < 42 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "42 bytes never arrived"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert_eq!(c.bytes_written(), 300);
         assert!(c.segs_in >= 2 && c.segs_out >= 2, "{c:?}");
 

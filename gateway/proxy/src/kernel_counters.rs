@@ -2,8 +2,12 @@
 //! after its answer is written, and the request's share of them for the log phase.
 //!
 //! A request's share is what the counters moved since the previous request's reading on the
-//! same connection: the first request's includes the TLS handshake, and bytes of a pipelined
-//! request that arrived with the one before it count toward the one before.
+//! same connection (the first request's includes the TLS handshake). On the receiving side
+//! that is what gangway took from the socket: bytes still waiting in it (`FIONREAD`), such as
+//! the next request sent the moment this answer reached the client, count toward a later
+//! request. Bytes a read took ahead (a pipelined request) count toward the request they
+//! arrived with, and a body no one read (a plugin answered first) toward the request read
+//! after it, if any.
 
 use std::os::fd::RawFd;
 
@@ -84,14 +88,17 @@ impl KernelMarks {
             }
         };
         let written = counters.bytes_written();
+        let received = counters
+            .bytes_received
+            .saturating_sub(tcp_info::unread(fd).unwrap_or(0));
         let reading = KernelReading {
             cookie,
             counters,
-            request_bytes: counters.bytes_received.saturating_sub(self.received),
+            request_bytes: received.saturating_sub(self.received),
             response_bytes: written.saturating_sub(self.written),
             as_sizes: self.as_sizes,
         };
-        self.received = counters.bytes_received;
+        self.received = received.max(self.received);
         self.written = written;
         Some(reading)
     }
