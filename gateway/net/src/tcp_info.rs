@@ -41,8 +41,25 @@ pub struct TcpCounters {
 impl TcpCounters {
     /// Bytes the application wrote to the socket: sent once, or still queued.
     pub fn bytes_written(&self) -> u64 {
-        (self.bytes_sent - self.bytes_retrans.min(self.bytes_sent)) + self.bytes_unsent
+        self.bytes_sent.saturating_sub(self.bytes_retrans) + self.bytes_unsent
     }
+}
+
+/// `getsockopt(fd, level, name)` into `value`, a plain-integer type the kernel fills (a
+/// kernel that knows fewer fields leaves the rest as they were).
+fn getsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &mut T,
+) -> io::Result<()> {
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: value is a writable buffer of len bytes that outlives the call.
+    let rc = unsafe { libc::getsockopt(fd, level, name, (value as *mut T).cast(), &mut len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Reads `fd`'s counters. Fails for a socket that is not TCP.
@@ -50,20 +67,7 @@ pub fn read(fd: RawFd) -> io::Result<TcpCounters> {
     // SAFETY: tcp_info is plain integers, valid when zeroed; a kernel that fills fewer
     // fields (older than 4.19 lacks the byte counts) leaves the rest zero.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: info is a writable buffer of len bytes that outlives the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info)?;
     Ok(TcpCounters {
         bytes_received: info.tcpi_bytes_received,
         bytes_sent: info.tcpi_bytes_sent,
@@ -92,20 +96,7 @@ pub fn unread(fd: RawFd) -> io::Result<u64> {
 /// connection tracker's `gw_conns` map and of its closed-connection records.
 pub fn cookie(fd: RawFd) -> io::Result<u64> {
     let mut cookie = 0u64;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: cookie is a writable u64 that outlives the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            SO_COOKIE,
-            (&raw mut cookie).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    getsockopt(fd, libc::SOL_SOCKET, SO_COOKIE, &mut cookie)?;
     Ok(cookie)
 }
 
@@ -131,6 +122,8 @@ mod tests {
 
         let c = read(server.as_raw_fd()).expect("TCP_INFO");
         assert_eq!(c.bytes_received, 1000);
+        assert_eq!(c.bytes_written(), 300);
+        assert!(c.segs_in >= 2 && c.segs_out >= 2, "{c:?}");
         assert_eq!(unread(server.as_raw_fd()).expect("FIONREAD"), 0);
         client.write_all(&[1u8; 42]).expect("write");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -141,8 +134,6 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        assert_eq!(c.bytes_written(), 300);
-        assert!(c.segs_in >= 2 && c.segs_out >= 2, "{c:?}");
 
         let (a, b) = (cookie(server.as_raw_fd()), cookie(client.as_raw_fd()));
         let (a, b) = (a.expect("cookie"), b.expect("cookie"));

@@ -309,7 +309,18 @@ pub fn finish<S>(
     let mut trace = std::mem::take(&mut bufs.plugins.trace);
     trace.finish_request(facts.status, facts.route.and_then(first_path));
     let trace_ids = std::mem::take(&mut trace.log_trace_ids);
-    let make = || serialize(client, bufs, snapshot, &latencies, &trace_ids, kernel);
+    let make = || {
+        let response_size = facts.response_size;
+        serialize(
+            client,
+            bufs,
+            snapshot,
+            &latencies,
+            &trace_ids,
+            kernel,
+            response_size,
+        )
+    };
     let entry = LazyEntry::new(&make);
     let mut ctx = LogCtx {
         facts: &facts,
@@ -365,7 +376,8 @@ fn millis(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// Kong's `kong.log.serialize()` for the transaction.
+/// Kong's `kong.log.serialize()` for the transaction; `response_size` is the log facts' (the
+/// bytes sent, or the kernel's count under `log_kernel_counters = sizes`).
 fn serialize<S>(
     client: &Recorded<S>,
     bufs: &ConnBuffers,
@@ -373,6 +385,7 @@ fn serialize<S>(
     latencies: &Latencies,
     trace_ids: &[(&'static str, gangway_pipeline::trace::LogTraceId)],
     kernel: Option<&KernelReading>,
+    response_size: u64,
 ) -> Value {
     let txn = &bufs.txn;
     let head = client.head();
@@ -387,11 +400,9 @@ fn serialize<S>(
     let (total, kong_latency) = (latencies.total, latencies.kong);
     let mut entry = Map::new();
     let mut request = txn.request.take();
-    let mut response_size = client.sent();
     if let Some(k) = kernel {
         if k.as_sizes {
             request.insert("size".into(), Value::from(k.request_bytes));
-            response_size = k.response_bytes;
         }
         entry.insert("kernel".into(), k.log_object());
     }
