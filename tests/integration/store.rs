@@ -37,6 +37,21 @@ fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Durat
     }
 }
 
+/// Service `api` with route `r` on `/api`, behind key-auth.
+fn keyed_api(gw: &Gangway, up: &Upstream) {
+    post(
+        gw,
+        "/services",
+        json!({"name": "api", "url": format!("http://{}", up.addr)}),
+    );
+    post(
+        gw,
+        "/services/api/routes",
+        json!({"name": "r", "paths": ["/api"]}),
+    );
+    post(gw, "/routes/r/plugins", json!({"name": "key-auth"}));
+}
+
 fn status_with_key(gw: &Gangway, key: &str) -> u16 {
     request(gw.proxy, "GET", "/api", &[("apikey", key)], b"")
         .map(|r| r.status)
@@ -51,17 +66,7 @@ fn the_portal_flow_reaches_two_nodes_within_a_second() {
     let a = node(&pg, true);
     let b = node(&pg, false);
 
-    post(
-        &a,
-        "/services",
-        json!({"name": "api", "url": format!("http://{}", up.addr)}),
-    );
-    post(
-        &a,
-        "/services/api/routes",
-        json!({"name": "r", "paths": ["/api"]}),
-    );
-    post(&a, "/routes/r/plugins", json!({"name": "key-auth"}));
+    keyed_api(&a, &up);
     post(
         &a,
         "/routes/r/plugins",
@@ -658,4 +663,58 @@ fn reads_go_to_the_read_replica_and_writes_to_the_primary() {
         200
     );
     assert_eq!(gw.admin("GET", "/services/written", &[], b"").status, 404);
+}
+
+#[test]
+fn a_node_starting_on_stored_plans_applies_each_as_written() {
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let up = Upstream::start();
+    let writer = node(&pg, true);
+    keyed_api(&writer, &up);
+    let plan = json!({"add": {"headers": ["x-plan:gold"]}});
+    // gold and silver share one plan's config; bronze's instance is off; tin's names https
+    // only, which in Kong selects the subsystem and is not checked per request.
+    for (user, extra) in [
+        ("gold", json!({"tags": ["plan-gold"]})),
+        (
+            "silver",
+            json!({"tags": ["plan-gold"], "instance_name": "silver-plan"}),
+        ),
+        ("bronze", json!({"enabled": false})),
+        ("tin", json!({"protocols": ["https"]})),
+    ] {
+        post(&writer, "/consumers", json!({"username": user}));
+        post(
+            &writer,
+            &format!("/consumers/{user}/key-auth"),
+            json!({"key": format!("key-{user}")}),
+        );
+        let mut plugin = json!({"name": "request-transformer", "config": plan});
+        for (k, v) in extra.as_object().expect("object") {
+            plugin[k] = v.clone();
+        }
+        post(&writer, &format!("/consumers/{user}/plugins"), plugin);
+    }
+    // Kong's dynamic ordering cannot join consumer-scoped plugins: the write is refused
+    // rather than stored where no node could load it.
+    let ordered =
+        json!({"name": "correlation-id", "ordering": {"before": {"access": ["key-auth"]}}});
+    let refused = writer.admin("POST", "/plugins", &JSON, ordered.to_string().as_bytes());
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert_eq!(
+        refused.json()["fields"]["ordering"],
+        "dynamic plugin ordering cannot be combined with consumer-scoped plugins"
+    );
+    let reader = node(&pg, false);
+    let plan_of = |key: &str| {
+        let r = request(reader.proxy, "GET", "/api", &[("apikey", key)], b"").expect("proxy");
+        assert_eq!(r.status, 200, "{key}: {}", r.text());
+        echo_header(&r.json(), "x-plan")
+    };
+    assert_eq!(plan_of("key-gold").as_deref(), Some("gold"));
+    assert_eq!(plan_of("key-silver").as_deref(), Some("gold"));
+    assert_eq!(plan_of("key-bronze"), None, "a disabled instance");
+    assert_eq!(plan_of("key-tin").as_deref(), Some("gold"));
+    assert_eq!(status_with_key(&reader, "nobody"), 401);
 }

@@ -20,12 +20,14 @@ mod entities;
 mod fast;
 mod fields;
 mod node;
+mod plain_plugins;
 mod routes;
 mod shared;
 mod stream;
 
 pub use checks::Existing;
 pub use document::{ConfigRef, DocumentBuilder};
+pub use plain_plugins::PluginRow;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -631,7 +633,20 @@ fn parse_doc(
     }
     let mut lists = std::mem::take(&mut fast.lists);
     let configs = std::mem::take(&mut fast.configs);
-    let top_plugin_configs = std::mem::take(&mut fast.top_plugin_configs);
+    let mut generic_plugins = Vec::new();
+    for (i, plugin) in std::mem::take(&mut fast.top_plugins)
+        .into_iter()
+        .enumerate()
+    {
+        match plugin {
+            plain_plugins::TopPlugin::Plain(p) => fast.plain_plugins.push(p),
+            plain_plugins::TopPlugin::Generic(mut value, config) => {
+                let here = format!("plugins[{i}]");
+                assign_id("plugins", &mut value, &here, None, &mut errors);
+                generic_plugins.push((here, value, config));
+            }
+        }
+    }
     let json = std::mem::take(&mut fast.nested_plugin_json);
     let nested_plugins: Vec<(fast::NestedPlugin, Value)> = std::mem::take(&mut fast.nested_plugins)
         .into_iter()
@@ -676,12 +691,20 @@ fn parse_doc(
                 &mut errors,
             );
         } else if let Some(list) = top.get(entity) {
-            let shared: &[Option<u32>] = match entity {
-                "plugins" => &top_plugin_configs,
-                _ => &[],
-            };
-            flatten(entity, list, entity, None, shared, &mut items, &mut errors);
+            flatten(entity, list, entity, None, &[], &mut items, &mut errors);
         }
+    }
+    for (here, value, config) in &generic_plugins {
+        let here = here.clone();
+        flatten_one(
+            "plugins",
+            value,
+            here,
+            None,
+            *config,
+            &mut items,
+            &mut errors,
+        );
     }
     let config = entities::build(
         &items,

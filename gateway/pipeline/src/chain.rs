@@ -394,14 +394,6 @@ fn apply_ordering(
 
 /// Builds every route's chain from compiled instances.
 pub fn build(config: &Config, instances: Vec<Instance>, errors: &mut ConfigErrors) -> Pipeline {
-    let ordered = config.plugins.iter().position(|p| p.ordering.is_some());
-    let consumer_scoped = config.plugins.iter().any(|p| p.consumer.is_some());
-    if let (Some(i), true) = (ordered, consumer_scoped) {
-        errors.push(
-            format!("plugins[{i}].ordering"),
-            "dynamic plugin ordering cannot be combined with consumer-scoped plugins",
-        );
-    }
     let shared = consumer_only_picks(config, &instances);
     let scoped: Vec<usize> = (0..instances.len())
         .filter(|&i| !consumer_only(&config.plugins[instances[i].entity]))

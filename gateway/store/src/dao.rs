@@ -531,6 +531,54 @@ fn write_error(kind: &Kind, stored: &Stored, e: tokio_postgres::Error) -> DaoErr
     }
 }
 
+/// Kong's rule that dynamic plugin ordering never coexists with consumer-scoped plugins,
+/// held across the stored plugins: a plugin write that would break it is refused, as the
+/// loader would refuse the whole config (and no node could load it). The writes it concerns
+/// take one transaction-scoped lock first, so two racing ones cannot both pass.
+async fn check_ordering_scope(
+    tx: &impl GenericClient,
+    kind: &Kind,
+    stored: &Stored,
+) -> Result<(), DaoError> {
+    if kind.name != "plugins" {
+        return Ok(());
+    }
+    let ordered = !stored.entity["ordering"].is_null();
+    let scoped = !stored.entity["consumer"].is_null();
+    let refused = || {
+        DaoError::schema_violation(&[(
+            "ordering".into(),
+            "dynamic plugin ordering cannot be combined with consumer-scoped plugins".into(),
+        )])
+    };
+    match (ordered, scoped) {
+        (false, false) => return Ok(()),
+        (true, true) => return Err(refused()),
+        _ => {}
+    }
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('gangway plugin ordering'))",
+        &[],
+    )
+    .await
+    .map_err(db)?;
+    let others = if ordered {
+        "SELECT EXISTS (SELECT 1 FROM plugins WHERE consumer_id IS NOT NULL AND id <> $1)"
+    } else {
+        "SELECT EXISTS (SELECT 1 FROM plugins \
+           WHERE coalesce(jsonb_typeof(rest->'ordering'), 'null') <> 'null' AND id <> $1)"
+    };
+    let conflict: bool = tx
+        .query_one(others, &[&stored.id])
+        .await
+        .map_err(db)?
+        .get(0);
+    if conflict {
+        return Err(refused());
+    }
+    Ok(())
+}
+
 pub(crate) async fn write(
     client: &impl GenericClient,
     kind: &Kind,
@@ -636,13 +684,17 @@ impl PgStore {
             )]));
         };
         input.entry("id").or_insert_with(|| json!(Uuid::new_v4()));
-        let client = self.client().await?;
-        let resolved = resolve_foreign_keys(&**client, kind, &mut input).await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let resolved = resolve_foreign_keys(&*tx, kind, &mut input).await?;
         let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
-        write(&**client, kind, &stored, false).await?;
-        select_one(&**client, kind, &Address::Id(stored.id))
+        check_ordering_scope(&*tx, kind, &stored).await?;
+        write(&*tx, kind, &stored, false).await?;
+        let saved = select_one(&*tx, kind, &Address::Id(stored.id))
             .await?
-            .ok_or_else(|| DaoError::not_found_by_id(&stored.id.to_string()))
+            .ok_or_else(|| DaoError::not_found_by_id(&stored.id.to_string()))?;
+        tx.commit().await.map_err(db)?;
+        Ok(saved)
     }
 
     async fn update_entity(
@@ -667,6 +719,7 @@ impl PgStore {
         }
         let resolved = resolve_foreign_keys(&*tx, kind, &mut input).await?;
         let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
+        check_ordering_scope(&*tx, kind, &stored).await?;
         write(&*tx, kind, &stored, true).await?;
         let updated = select_one(&*tx, kind, &Address::Id(stored.id)).await?;
         tx.commit().await.map_err(db)?;
@@ -712,6 +765,7 @@ impl PgStore {
         input.insert("id".into(), json!(id));
         let resolved = resolve_foreign_keys(&*tx, kind, &mut input).await?;
         let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
+        check_ordering_scope(&*tx, kind, &stored).await?;
         write(&*tx, kind, &stored, true).await?;
         let saved = select_one(&*tx, kind, &Address::Id(stored.id))
             .await?

@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 
 use futures_util::TryStreamExt;
-use gangway_config::declarative::{ConfigRef, DocumentBuilder};
+use gangway_config::declarative::{ConfigRef, DocumentBuilder, PluginRow};
 use serde_json::{Map, Value, json};
 use tokio_postgres::{Client, GenericClient};
-use uuid::Uuid;
 
 use crate::StoreError;
 
@@ -20,7 +19,7 @@ enum Streamed<'r> {
     /// that use it.
     PluginConfig { md5: &'r str, text: &'r str },
     /// A plugin without its config, and its config's md5.
-    Plugin(Value, Option<&'r str>),
+    Plugin(PluginRow<'r>, Option<&'r str>),
 }
 
 /// How plugins are read.
@@ -78,16 +77,31 @@ async fn each_plugin(
             text: row.get(1),
         })?;
     }
+    // The fields besides the columns repeat from row to row but for the timestamps: they
+    // come as text without them, so equal texts are read once.
     let plugins = client
         .query_raw(
-            "SELECT id, name, instance_name, route_id, service_id, consumer_id, rest, config_md5 \
+            "SELECT id, name, instance_name, route_id, service_id, consumer_id, config_md5, \
+               coalesce(rest - '{created_at,updated_at}'::text[], '{}')::text, \
+               rest->'created_at', rest->'updated_at' \
              FROM plugins",
             no_params(),
         )
         .await?;
     futures_util::pin_mut!(plugins);
     while let Some(row) = plugins.try_next().await? {
-        take(Streamed::Plugin(plugin_input(&row), row.get(7)))?;
+        let plugin = PluginRow {
+            id: row.get(0),
+            name: row.get(1),
+            instance_name: row.get(2),
+            route: row.get(3),
+            service: row.get(4),
+            consumer: row.get(5),
+            rest: row.get(7),
+            created_at: row.get(8),
+            updated_at: row.get(9),
+        };
+        take(Streamed::Plugin(plugin, row.get(6)))?;
     }
     Ok(())
 }
@@ -104,27 +118,6 @@ pub(crate) fn as_input(row: &tokio_postgres::Row) -> Value {
         entity["ttl"] = json!(left.max(1));
     }
     entity
-}
-
-/// A plugin row of [`each_plugin`] as declarative input, without its config.
-fn plugin_input(row: &tokio_postgres::Row) -> Value {
-    let reference = |at: usize| match row.get::<_, Option<Uuid>>(at) {
-        Some(id) => json!({ "id": id.to_string() }),
-        None => Value::Null,
-    };
-    // Room for the six columns and the rest (`enabled`, `protocols`, `tags`, `ordering`,
-    // `created_at`, `updated_at`), so the map never grows.
-    let mut entity = Map::with_capacity(12);
-    entity.insert("id".into(), json!(row.get::<_, Uuid>(0).to_string()));
-    entity.insert("name".into(), json!(row.get::<_, &str>(1)));
-    entity.insert("instance_name".into(), json!(row.get::<_, Option<&str>>(2)));
-    entity.insert("route".into(), reference(3));
-    entity.insert("service".into(), reference(4));
-    entity.insert("consumer".into(), reference(5));
-    if let Value::Object(rest) = row.get::<_, Value>(6) {
-        entity.extend(rest);
-    }
-    Value::Object(entity)
 }
 
 /// Streams every row of `kinds` into `take`, read in one snapshot of the database; returns
@@ -195,10 +188,14 @@ pub(crate) async fn building(
                 })?;
                 configs.insert(md5.to_owned(), config);
             }
-            Streamed::Plugin(entity, md5) => match md5.and_then(|m| configs.get(m)) {
-                Some(config) => doc.push_plugin(entity, *config),
-                None => doc.push("plugins", entity),
-            },
+            Streamed::Plugin(row, md5) => {
+                let config = md5.and_then(|m| configs.get(m)).copied();
+                doc.push_plugin_row(row, config).map_err(|e| {
+                    StoreError::Config(format!(
+                        "a stored plugin's fields are not a JSON object: {e}"
+                    ))
+                })?;
+            }
         }
         Ok(())
     })

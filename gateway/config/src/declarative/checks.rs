@@ -15,6 +15,11 @@ use crate::model::Protocol;
 pub(super) trait Lookup {
     /// The id of the entity with id or name `key`.
     fn resolve(&self, key: &str) -> Option<Uuid>;
+
+    /// `id` when an entity has it (a reference given by id, without printing it first).
+    fn resolve_id(&self, id: Uuid) -> Option<Uuid> {
+        self.resolve(&id.to_string())
+    }
 }
 
 /// Entities that exist outside the document being loaded (a database's rows): references
@@ -36,6 +41,12 @@ impl Lookup for Refs<'_> {
         self.document
             .resolve(key)
             .or_else(|| self.existing?.resolve(self.kind, key))
+    }
+
+    fn resolve_id(&self, id: Uuid) -> Option<Uuid> {
+        self.document
+            .resolve_id(id)
+            .or_else(|| self.existing?.resolve(self.kind, &id.to_string()))
     }
 }
 
@@ -70,6 +81,13 @@ impl Lookup for Known<'_> {
             }
         }
         self.names.get(key).copied()
+    }
+
+    fn resolve_id(&self, id: Uuid) -> Option<Uuid> {
+        if self.ids.contains(&id) {
+            return Some(id);
+        }
+        self.names.get(id.to_string().as_str()).copied()
     }
 }
 
@@ -157,16 +175,18 @@ pub(super) fn protocols(f: &mut Fields<'_, '_>, default: &[Protocol]) -> Vec<Pro
 /// Kong's `utf8_name`: ASCII alphanumerics and `.-_~`, plus any non-ASCII (UTF-8) character.
 pub(super) fn utf8_name(f: &mut Fields<'_, '_>, key: &str) -> Option<String> {
     let name = f.str(key)?;
+    if let Some(problem) = utf8_name_problem(&name) {
+        f.errors.push(f.at(key), problem);
+    }
+    Some(name)
+}
+
+/// What is wrong with `name` as a `utf8_name`, if anything.
+pub(super) fn utf8_name_problem(name: &str) -> Option<String> {
     let ok = name
         .chars()
         .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || ".-_~".contains(c));
-    if !ok {
-        f.errors.push(
-            f.at(key),
-            format!(
-                "invalid value '{name}': the only accepted ascii characters are alphanumerics or ., -, _, and ~"
-            ),
-        );
-    }
-    Some(name)
+    (!ok).then(|| format!(
+        "invalid value '{name}': the only accepted ascii characters are alphanumerics or ., -, _, and ~"
+    ))
 }

@@ -120,6 +120,15 @@ impl Lookup for ConsumerRefs<'_> {
             .find(key, |p| self.name(p))
             .map(|p| all[(p >> 1) as usize].id)
     }
+
+    fn resolve_id(&self, id: Uuid) -> Option<Uuid> {
+        let (ids, _) = self.built.get_or_init(|| self.build());
+        let all = self.consumers;
+        if ids.find(&id, |p| &all[p as usize].id).is_some() {
+            return Some(id);
+        }
+        self.resolve(&id.to_string())
+    }
 }
 
 /// A generic item or a span of fast entities, in list order.

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::fast::{self, Fast};
 use super::node::Node;
+use super::plain_plugins::{PluginRow, Position, TopPlugin};
 use super::{Existing, now, parse_doc};
 use crate::{Config, ConfigErrors, PluginSchemas};
 
@@ -64,13 +65,15 @@ impl DocumentBuilder {
             self.fast
                 .push(kind, self.fast_len[k], Node::from_value(entity));
             self.fast_len[k] += 1;
+        } else if kind == "plugins" {
+            self.fast.top_plugins.push(TopPlugin::Generic(entity, None));
         } else if let Some(Value::Array(list)) = self.top.get_mut(kind) {
             list.push(entity);
         }
     }
 
-    /// Adds a plugin config, as JSON text, for [`push_plugin`](Self::push_plugin): equal
-    /// texts are parsed once and share one copy.
+    /// Adds a plugin config, as JSON text, for [`push_plugin_row`](Self::push_plugin_row):
+    /// equal texts are parsed once and share one copy.
     pub fn add_config(&mut self, text: &str) -> Result<ConfigRef, serde_json::Error> {
         let index = self
             .fast
@@ -79,16 +82,18 @@ impl DocumentBuilder {
         Ok(ConfigRef(index))
     }
 
-    /// Appends the plugin `entity` (without a `config`) whose config is `config`.
-    pub fn push_plugin(&mut self, entity: Value, config: ConfigRef) {
-        let position = match self.top.get("plugins") {
-            Some(Value::Array(list)) => list.len(),
-            _ => 0,
-        };
-        self.push("plugins", entity);
-        let shared = &mut self.fast.top_plugin_configs;
-        shared.resize(position, None);
-        shared.push(Some(config.0));
+    /// Appends the plugin stored as `row`, whose config is `config`; fails when the row's
+    /// other fields are not a JSON object.
+    pub fn push_plugin_row(
+        &mut self,
+        row: PluginRow<'_>,
+        config: Option<ConfigRef>,
+    ) -> Result<(), serde_json::Error> {
+        self.begin("plugins");
+        let at = Position(self.fast.top_plugins.len() as u32);
+        let plugin = TopPlugin::read(row, config.map(|c| c.0), at, &mut self.fast.plugin_rests)?;
+        self.fast.top_plugins.push(plugin);
+        Ok(())
     }
 
     /// Validates the document and builds the config.

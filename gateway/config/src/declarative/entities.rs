@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::checks::{Existing, Known, Refs, protocols, reference, unique, utf8_name};
 use super::fast::Fast;
 use super::fields::{Fields, id};
+use super::plain_plugins;
 use super::shared::SharedConfigs;
 use super::{Item, Span};
 use crate::model::*;
@@ -530,13 +531,37 @@ pub(super) fn build(
             updated_at: t,
         });
     }
+    let mut cx = plain_plugins::Context {
+        services: &services_known,
+        routes: &routes_known,
+        consumers: &consumers_known,
+        configs,
+        schemas: plugins,
+        validated: &mut validated,
+        now: t,
+    };
+    plain_plugins::build(
+        &fast.plain_plugins,
+        &mut cx,
+        &mut c.plugins,
+        &mut c.origins.plugins,
+        errors,
+    );
+    // Kong's dynamic ordering never coexists with consumer-scoped plugins in a workspace.
+    let ordered = c.plugins.iter().position(|p| p.ordering.is_some());
+    if let (Some(i), true) = (ordered, c.plugins.iter().any(|p| p.consumer.is_some())) {
+        errors.push(
+            format!("{}.ordering", c.origins.plugins[i]),
+            "dynamic plugin ordering cannot be combined with consumer-scoped plugins",
+        );
+    }
     let _ = ids;
     c
 }
 
 /// What identifies a raw plugin config among the ones validated already.
 #[derive(PartialEq, Eq, Hash)]
-enum ConfigKey {
+pub(super) enum ConfigKey {
     /// One of the shared configs.
     Shared(u32),
     /// A config as given in its entity, as JSON text.

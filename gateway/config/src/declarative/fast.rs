@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::fields::random_key;
 use super::node::Node;
+use super::plain_plugins::{PlainPlugin, Rests, TopPlugin};
 use super::shared::SharedConfigs;
 use super::{namespace, stream};
 use crate::model::{Acl, CompactTags, Consumer, ForeignKey, KeyauthCredential};
@@ -74,9 +75,12 @@ pub(crate) struct Fast {
     /// The configs of nested plugins (taken out of their JSON), and of top-level plugins a
     /// [`super::DocumentBuilder`] was given apart.
     pub configs: SharedConfigs,
-    /// For each top-level plugin pushed to a [`super::DocumentBuilder`]: its config, when
-    /// given apart from the entity.
-    pub top_plugin_configs: Vec<Option<u32>>,
+    /// The top-level plugins pushed to a [`super::DocumentBuilder`], in order.
+    pub top_plugins: Vec<TopPlugin>,
+    /// The other-fields texts of the plugin rows pushed to a [`super::DocumentBuilder`].
+    pub plugin_rests: Rests,
+    /// The top-level plugins in the usual shape, taken out of `top_plugins` for checking.
+    pub plain_plugins: Vec<PlainPlugin>,
     /// Top-level credentials; their consumer id is filled once every consumer is known.
     pub flat_creds: Vec<KeyauthCredential>,
     /// The `consumer` each top-level credential names.

@@ -471,27 +471,61 @@ fn a_document_built_entity_by_entity_loads_as_the_whole_document_does() {
     );
 }
 
+/// `config` with its plugins (and their paths) in id order: a builder keeps plugin rows
+/// in the usual shape apart from the rest, so its order may differ from a whole document's.
+fn plugins_by_id(mut config: Config) -> Config {
+    let mut pairs: Vec<_> = std::mem::take(&mut config.plugins)
+        .into_iter()
+        .zip(std::mem::take(&mut config.origins.plugins))
+        .collect();
+    pairs.sort_by_key(|(p, _)| p.id);
+    (config.plugins, config.origins.plugins) = pairs.into_iter().unzip();
+    config
+}
+
+/// The problems, one per line, sorted.
+fn sorted_lines(errors: &ConfigErrors) -> Vec<String> {
+    let mut lines: Vec<String> = errors.to_string().lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
 #[test]
-fn plugins_with_configs_given_apart_load_as_whole_plugins_and_share_equal_configs() {
-    let at = serde_json::json!(1_700_000_000);
-    let consumer = |name: &str| serde_json::json!({"username": name, "id": Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()).to_string(), "created_at": at, "updated_at": at});
-    let plugin = |consumer: &str, name: &str| {
-        serde_json::json!({
-            "id": Uuid::new_v5(&Uuid::NAMESPACE_DNS, format!("{consumer}{name}").as_bytes()).to_string(),
-            "name": name,
-            "consumer": {"id": Uuid::new_v5(&Uuid::NAMESPACE_OID, consumer.as_bytes()).to_string()},
-            "created_at": at,
-            "updated_at": at,
-        })
-    };
-    // (consumer, plugin, config text; None: the config stays in the entity)
-    let plugins = [
-        ("a", "acl", Some("{}")),
-        ("b", "acl", Some("{}")),
-        ("c", "acl", None),
-        ("a", "request-termination", Some("{\"status_code\": 500}")),
+fn plugin_rows_load_as_whole_plugins_and_share_equal_configs() {
+    let at = 1_700_000_000i64;
+    let id = |name: &str| Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes());
+    let consumer = |name: &str| serde_json::json!({"username": name, "id": id(name).to_string(), "created_at": at, "updated_at": at});
+    // (consumer, plugin, config text or none, the other fields as stored)
+    let usual =
+        r#"{"enabled": true, "protocols": ["http", "https"], "tags": ["plan"], "ordering": null}"#;
+    let rows = [
+        ("a", "acl", Some("{}"), usual),
+        ("b", "acl", Some("{}"), usual),
+        ("c", "acl", None, r#"{"enabled": false, "tags": null}"#),
+        ("a", "request-termination", Some("{}"), "{}"),
+        // Refused, each by the generic code or the rows' own checks, with the same words.
+        (
+            "b",
+            "request-termination",
+            Some(r#"{"status_code": 500}"#),
+            "{}",
+        ),
+        ("zed", "acl", Some("{}"), "{}"),
+        (
+            "c",
+            "request-termination",
+            Some("{}"),
+            r#"{"enabled": "yes"}"#,
+        ),
+        ("c", "rate-limiting", Some("{}"), "{}"),
+        (
+            "a",
+            "correlation-id",
+            None,
+            r#"{"protocols": ["http", "gopher"]}"#,
+        ),
     ];
-    let assemble = |plugins: &[(&str, &str, Option<&str>)]| {
+    let assemble = |rows: &[(&str, &str, Option<&str>, &str)]| {
         let mut builder = DocumentBuilder::new();
         let mut whole = Map::new();
         whole.insert("_format_version".into(), "3.0".into());
@@ -502,46 +536,96 @@ fn plugins_with_configs_given_apart_load_as_whole_plugins_and_share_equal_config
         }
         whole.insert("consumers".into(), Value::Array(consumers));
         let mut list = Vec::new();
-        for (owner, name, config) in plugins {
-            let entity = plugin(owner, name);
-            let mut full = entity.clone();
-            match config {
-                Some(text) => {
-                    full["config"] = serde_json::from_str(text).expect("JSON");
-                    let shared = builder.add_config(text).expect("JSON");
-                    builder.push_plugin(entity, shared);
-                }
-                None => {
-                    full["config"] = serde_json::json!({});
-                    let mut inline = entity;
-                    inline["config"] = serde_json::json!({});
-                    builder.push("plugins", inline);
-                }
-            }
-            list.push(full);
+        for (owner, name, config, rest) in rows {
+            let plugin_id = id(&format!("{owner}{name}"));
+            let mut entity: Map<String, Value> = serde_json::from_str(rest).expect("JSON");
+            entity.insert("id".into(), plugin_id.to_string().into());
+            entity.insert("name".into(), (*name).into());
+            entity.insert(
+                "consumer".into(),
+                serde_json::json!({"id": id(owner).to_string()}),
+            );
+            entity.insert("created_at".into(), at.into());
+            entity.insert("updated_at".into(), at.into());
+            let shared = config.map(|text| {
+                let value: Value = serde_json::from_str(text).expect("JSON");
+                entity.insert("config".into(), value);
+                builder.add_config(text).expect("JSON")
+            });
+            let row = PluginRow {
+                id: plugin_id,
+                name,
+                instance_name: None,
+                route: None,
+                service: None,
+                consumer: Some(id(owner)),
+                rest,
+                created_at: Some(at.into()),
+                updated_at: Some(at.into()),
+            };
+            builder.push_plugin_row(row, shared).expect("an object");
+            list.push(Value::Object(entity));
         }
         whole.insert("plugins".into(), Value::Array(list));
         (builder, Value::Object(whole))
     };
 
-    let (builder, whole) = assemble(&plugins[..3]);
+    let (builder, whole) = assemble(&rows[..4]);
     let built = builder.finish(&crate::plugins::TestPlugins).expect("valid");
     let parsed = parse_value(whole, &crate::plugins::TestPlugins).expect("valid");
-    assert_eq!(built, parsed);
-    assert_eq!(built.plugins.len(), 3);
+    assert_eq!(plugins_by_id(built.clone()), plugins_by_id(parsed));
+    assert_eq!(built.plugins.len(), 4);
     let config = |i: usize| std::sync::Arc::as_ptr(&built.plugins[i].config);
     assert_eq!(config(0), config(1), "equal configs are one copy");
+    assert_eq!(built.plugins[0].tags, Some(vec!["plan".to_owned()]));
 
-    // A config the schema refuses is reported at the plugin's path, as for a whole entity.
-    let (builder, whole) = assemble(&plugins);
+    let (builder, whole) = assemble(&rows);
     let built = builder
         .finish(&crate::plugins::TestPlugins)
-        .expect_err("unknown field");
-    let parsed = parse_value(whole, &crate::plugins::TestPlugins).expect_err("unknown field");
-    assert_eq!(built, parsed);
-    assert!(
-        built.to_string().contains("plugins[3].config.status_code"),
-        "{built}"
-    );
+        .expect_err("refused");
+    let parsed = parse_value(whole, &crate::plugins::TestPlugins).expect_err("refused");
+    assert_eq!(sorted_lines(&built), sorted_lines(&parsed));
+    for expected in [
+        "plugins[4].config.status_code",
+        "the foreign key cannot be resolved",
+        "plugins[6].enabled",
+        "plugin 'rate-limiting' not enabled",
+        "plugins[8].protocols[1]",
+    ] {
+        assert!(built.to_string().contains(expected), "{expected}: {built}");
+    }
     assert!(DocumentBuilder::new().add_config("{").is_err());
+    let row = PluginRow {
+        id: id("x"),
+        name: "acl",
+        instance_name: None,
+        route: None,
+        service: None,
+        consumer: None,
+        rest: "[]",
+        created_at: None,
+        updated_at: None,
+    };
+    assert!(DocumentBuilder::new().push_plugin_row(row, None).is_err());
+}
+
+#[test]
+fn dynamic_ordering_and_consumer_scoped_plugins_never_load_together() {
+    let doc = |with_consumer_plugin: bool| {
+        let mut consumer = serde_json::json!({"username": "ann"});
+        if with_consumer_plugin {
+            consumer["plugins"] = serde_json::json!([{"name": "request-termination"}]);
+        }
+        serde_json::json!({
+            "_format_version": "3.0",
+            "plugins": [{"name": "acl", "ordering": {"before": {"access": ["key-auth"]}}}],
+            "consumers": [consumer],
+        })
+    };
+    assert!(parse_value(doc(false), &crate::plugins::TestPlugins).is_ok());
+    let err = parse_value(doc(true), &crate::plugins::TestPlugins).expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "plugins[0].ordering: dynamic plugin ordering cannot be combined with consumer-scoped plugins"
+    );
 }

@@ -1,0 +1,330 @@
+//! Plugins read without a JSON tree each: a database's plugin rows in the usual shape (a
+//! portal's 100,000 per-consumer plan instances) go into [`PlainPlugin`]s and are checked
+//! here by the same rules, with the same messages, as the generic code applies to an entity
+//! object. A row whose other fields are anything but the usual (`ordering`, an unknown field,
+//! a mistyped value) is handed to the generic code as a value instead.
+//!
+//! The fields besides the columns (`enabled`, `protocols`, `tags`, `ordering`) come as JSON
+//! text, and the rows of one plan repeat it: each distinct text is parsed once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::checks::{Lookup, utf8_name_problem};
+use super::entities::ConfigKey;
+use super::shared::SharedConfigs;
+use crate::model::{ForeignKey, Plugin, Protocol};
+use crate::plugins::not_enabled;
+use crate::{ConfigErrors, PluginSchemas};
+
+/// The default `protocols` of a plugin.
+pub(super) const DEFAULT_PROTOCOLS: [Protocol; 4] = [
+    Protocol::Grpc,
+    Protocol::Grpcs,
+    Protocol::Http,
+    Protocol::Https,
+];
+
+/// A plugin's fields besides its columns and timestamps, when they hold nothing the generic
+/// code would have to report or keep beyond these.
+#[derive(Clone)]
+pub(super) struct Usual {
+    enabled: bool,
+    protocols: Option<Vec<Protocol>>,
+    tags: Option<Vec<String>>,
+}
+
+/// A distinct text of the other fields: parsed, and read as [`Usual`] when it is.
+struct Rest {
+    value: Map<String, Value>,
+    usual: Option<Usual>,
+}
+
+/// The distinct texts of plugins' other fields, each parsed once.
+#[derive(Default)]
+pub(crate) struct Rests {
+    by_text: HashMap<Box<str>, u32>,
+    parsed: Vec<Rest>,
+}
+
+impl Rests {
+    /// The parsed `text` (a JSON object), parsed the first time it is seen.
+    fn intern(&mut self, text: &str) -> Result<&Rest, serde_json::Error> {
+        let at = match self.by_text.get(text) {
+            Some(&at) => at,
+            None => {
+                let value: Map<String, Value> = serde_json::from_str(text)?;
+                let usual = usual(&value);
+                let at = self.parsed.len() as u32;
+                self.parsed.push(Rest { value, usual });
+                self.by_text.insert(text.into(), at);
+                at
+            }
+        };
+        Ok(&self.parsed[at as usize])
+    }
+}
+
+/// `rest` as [`Usual`], or `None` when the generic code must see it.
+fn usual(rest: &Map<String, Value>) -> Option<Usual> {
+    let mut out = Usual {
+        enabled: true,
+        protocols: None,
+        tags: None,
+    };
+    for (key, value) in rest {
+        match (key.as_str(), value) {
+            (_, Value::Null) => {}
+            ("enabled", Value::Bool(b)) => out.enabled = *b,
+            ("protocols", Value::Array(list)) if !list.is_empty() => {
+                let parsed: Option<Vec<Protocol>> = list
+                    .iter()
+                    .map(|p| p.as_str().and_then(Protocol::parse))
+                    .collect();
+                out.protocols = Some(parsed?);
+            }
+            ("tags", Value::Array(list)) => {
+                let tags: Option<Vec<String>> =
+                    list.iter().map(|t| t.as_str().map(str::to_owned)).collect();
+                out.tags = Some(tags?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A plugin as a database stores it: its columns, its config given apart, and the rest of
+/// its fields (`enabled`, `protocols`, `tags`, `ordering`) as a JSON object's text.
+pub struct PluginRow<'r> {
+    /// `id`.
+    pub id: Uuid,
+    /// `name`.
+    pub name: &'r str,
+    /// `instance_name`.
+    pub instance_name: Option<&'r str>,
+    /// The route's id.
+    pub route: Option<Uuid>,
+    /// The service's id.
+    pub service: Option<Uuid>,
+    /// The consumer's id.
+    pub consumer: Option<Uuid>,
+    /// The other fields but `created_at` and `updated_at`, as a JSON object's text.
+    pub rest: &'r str,
+    /// `created_at` as stored.
+    pub created_at: Option<Value>,
+    /// `updated_at` as stored.
+    pub updated_at: Option<Value>,
+}
+
+/// Where a plain plugin was written: its index in the document's top-level `plugins`.
+#[derive(Clone, Copy)]
+pub(crate) struct Position(pub u32);
+
+/// A plugin in the usual shape, read without a JSON object of its own.
+pub(crate) struct PlainPlugin {
+    at: Position,
+    id: Uuid,
+    name: Box<str>,
+    instance_name: Option<Box<str>>,
+    service: Option<Uuid>,
+    route: Option<Uuid>,
+    consumer: Option<Uuid>,
+    config: Option<u32>,
+    usual: Usual,
+    created_at: Option<i64>,
+}
+
+/// A top-level plugin pushed by a [`super::DocumentBuilder`], in push order.
+pub(crate) enum TopPlugin {
+    /// In the usual shape.
+    Plain(PlainPlugin),
+    /// Anything else, as a value for the generic code, with its config when given apart.
+    Generic(Value, Option<u32>),
+}
+
+/// A timestamp as stored: `Some(None)` when absent, `None` when not a plain one.
+fn timestamp(v: &Option<Value>) -> Option<Option<i64>> {
+    match v {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::Number(n)) => n.as_i64().filter(|t| *t >= 0).map(Some),
+        Some(_) => None,
+    }
+}
+
+impl TopPlugin {
+    /// `row`, the `at`th top-level plugin, whose config is `config`.
+    pub(crate) fn read(
+        row: PluginRow<'_>,
+        config: Option<u32>,
+        at: Position,
+        rests: &mut Rests,
+    ) -> Result<TopPlugin, serde_json::Error> {
+        let rest = rests.intern(row.rest)?;
+        let created_at = timestamp(&row.created_at);
+        let updated_ok = timestamp(&row.updated_at).is_some();
+        if let (Some(usual), Some(created_at), true) = (&rest.usual, created_at, updated_ok) {
+            return Ok(TopPlugin::Plain(PlainPlugin {
+                at,
+                id: row.id,
+                name: row.name.into(),
+                instance_name: row.instance_name.map(Into::into),
+                service: row.service,
+                route: row.route,
+                consumer: row.consumer,
+                config,
+                usual: usual.clone(),
+                created_at,
+            }));
+        }
+        let reference = |id: Option<Uuid>| match id {
+            Some(id) => serde_json::json!({ "id": id.to_string() }),
+            None => Value::Null,
+        };
+        let mut entity = Map::with_capacity(12);
+        entity.insert("id".into(), Value::String(row.id.to_string()));
+        entity.insert("name".into(), Value::String(row.name.to_owned()));
+        entity.insert(
+            "instance_name".into(),
+            row.instance_name
+                .map_or(Value::Null, |n| n.to_owned().into()),
+        );
+        entity.insert("route".into(), reference(row.route));
+        entity.insert("service".into(), reference(row.service));
+        entity.insert("consumer".into(), reference(row.consumer));
+        entity.extend(rest.value.clone());
+        for (key, stamp) in [
+            ("created_at", row.created_at),
+            ("updated_at", row.updated_at),
+        ] {
+            if let Some(stamp) = stamp {
+                entity.insert(key.into(), stamp);
+            }
+        }
+        Ok(TopPlugin::Generic(Value::Object(entity), config))
+    }
+}
+
+/// What checking plain plugins needs from the rest of the document.
+pub(super) struct Context<'a> {
+    pub services: &'a dyn Lookup,
+    pub routes: &'a dyn Lookup,
+    pub consumers: &'a dyn Lookup,
+    pub configs: &'a SharedConfigs,
+    pub schemas: &'a dyn PluginSchemas,
+    /// Filled configs by plugin name and raw config, shared with the generic code.
+    pub validated: &'a mut HashMap<(String, ConfigKey), Arc<Value>>,
+    /// The load time.
+    pub now: i64,
+}
+
+/// The id `id` of a `kind` entity, as [`super::checks::reference`] resolves a `{id: ...}`
+/// record, reporting Kong's message at `path.field` when there is none.
+fn resolve(
+    id: Option<Uuid>,
+    known: &dyn Lookup,
+    kind: &str,
+    path: &str,
+    field: &str,
+    errors: &mut ConfigErrors,
+) -> Option<ForeignKey> {
+    let id = id?;
+    match known.resolve_id(id) {
+        Some(found) => Some(ForeignKey::from(found)),
+        None => {
+            errors.push(
+                format!("{path}.{field}"),
+                format!(
+                    "the foreign key cannot be resolved with '{id}' for an existing '{kind}' entity"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Checks and builds `plain` into `built` and their paths into `origins`; problems go to
+/// `errors`.
+pub(super) fn build(
+    plain: &[PlainPlugin],
+    cx: &mut Context<'_>,
+    built: &mut Vec<Plugin>,
+    origins: &mut Vec<String>,
+    errors: &mut ConfigErrors,
+) {
+    for p in plain {
+        let path = format!("plugins[{}]", p.at.0);
+        let schema = cx.schemas.schema(&p.name);
+        if schema.is_none() {
+            errors.push(format!("{path}.name"), not_enabled(&p.name));
+        }
+        let service = resolve(p.service, cx.services, "services", &path, "service", errors);
+        let route = resolve(p.route, cx.routes, "routes", &path, "route", errors);
+        let consumer = resolve(
+            p.consumer,
+            cx.consumers,
+            "consumers",
+            &path,
+            "consumer",
+            errors,
+        );
+        let shared = p.config.filter(|i| !cx.configs.get(*i).is_null());
+        let raw = shared.map(|i| cx.configs.get(i));
+        let filled = match &schema {
+            Some(schema) => {
+                let scopes = [
+                    ("consumer", schema.consumer_forbidden, p.consumer),
+                    ("route", schema.route_forbidden, p.route),
+                    ("service", schema.service_forbidden, p.service),
+                ];
+                for (scope, forbidden, set) in scopes {
+                    if forbidden && set.is_some() {
+                        errors.push(format!("{path}.{scope}"), "value must be null");
+                    }
+                }
+                let key = shared.map(|i| (p.name.to_string(), ConfigKey::Shared(i)));
+                match key.as_ref().and_then(|k| cx.validated.get(k)) {
+                    Some(filled) => filled.clone(),
+                    None => {
+                        let before = errors.len();
+                        let filled =
+                            Arc::new(schema.validate(raw, &format!("{path}.config"), errors));
+                        if let (Some(key), true) = (key, errors.len() == before) {
+                            cx.validated.insert(key, filled.clone());
+                        }
+                        filled
+                    }
+                }
+            }
+            None => Arc::new(raw.cloned().unwrap_or(Value::Null)),
+        };
+        if let Some(name) = &p.instance_name {
+            if let Some(problem) = utf8_name_problem(name) {
+                errors.push(format!("{path}.instance_name"), problem);
+            }
+        }
+        origins.push(path);
+        built.push(Plugin {
+            id: p.id,
+            name: p.name.to_string(),
+            instance_name: p.instance_name.as_deref().map(str::to_owned),
+            config: filled,
+            service,
+            route,
+            consumer,
+            protocols: p
+                .usual
+                .protocols
+                .clone()
+                .unwrap_or_else(|| DEFAULT_PROTOCOLS.to_vec()),
+            enabled: p.usual.enabled,
+            ordering: None,
+            tags: p.usual.tags.clone(),
+            created_at: p.created_at.unwrap_or(cx.now),
+            updated_at: cx.now,
+        });
+    }
+}
