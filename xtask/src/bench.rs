@@ -32,6 +32,7 @@ mod http_client;
 mod lambda;
 mod peers;
 mod pipeline;
+mod plans;
 mod proxy;
 mod quiet;
 mod ratelimit;
@@ -139,6 +140,21 @@ pub enum Bench {
     /// Starts its own Postgres (Debian's postgresql package).
     Admin {
         /// Consumers (each with a key-auth key) imported before measuring, 1000 to 1000000.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 100_000,
+            value_parser = RangedU64ValueParser::<usize>::new().range(1000..=1_000_000),
+        )]
+        consumers: usize,
+    },
+    /// Per-consumer plans: boot (time to ready, CPU, RSS) DB-less and from Postgres of a
+    /// config whose every consumer has its own rate-limiting instance, against the same
+    /// config without them; saved as benches/results/plans-latest.md. Starts its own
+    /// Postgres servers (Debian's postgresql package).
+    Plans {
+        /// Consumers (each with a key-auth key, and in `plans` its own rate-limiting
+        /// instance), 1000 to 1000000.
         #[arg(
             long,
             value_name = "N",
@@ -638,6 +654,7 @@ pub fn run(bench: Bench) -> Result<()> {
             burst,
         } => connections::run(clients, rounds, burst),
         Bench::Admin { consumers } => admin::run(consumers),
+        Bench::Plans { consumers } => plans::run(consumers),
         Bench::Ratelimit { params, large } => ratelimit::run(&params, large.consumers),
         Bench::Lambda { params, build_cost } => lambda::run(&params, build_cost),
         Bench::Ebpf {

@@ -48,6 +48,10 @@ pub struct Params {
     /// under each consumer (both are valid Kong declarative config). Default: nested.
     #[arg(long)]
     flat: bool,
+    /// Give every consumer its own rate-limiting instance (a consumer-scoped plugin, as a
+    /// portal sells plans): a monthly limit of 10,000, 100,000 or 1,000,000 in turn.
+    #[arg(long)]
+    plans: bool,
     /// Seed for the key generator: the same flags always produce the same file.
     #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
@@ -103,6 +107,14 @@ impl Rng {
 
 const GROUPS: [&str; 3] = ["gold", "silver", "bronze"];
 
+/// The monthly limits of the plans `--plans` hands out in turn.
+const PLANS: [u64; 3] = [10_000, 100_000, 1_000_000];
+
+/// Consumer `i`'s plan, as its monthly limit.
+fn plan(i: u64) -> u64 {
+    PLANS[(i % 3) as usize]
+}
+
 /// What one consumer gets.
 struct Consumer {
     i: u64,
@@ -156,6 +168,13 @@ allow: [gold, silver]\nconsumers:",
                 if let Some(g) = c.group {
                     writeln!(w, "    acls:\n      - group: {g}")?;
                 }
+                if p.plans {
+                    writeln!(
+                        w,
+                        "    plugins:\n      - name: rate-limiting\n        config: {{month: {}, policy: local}}",
+                        plan(i)
+                    )?;
+                }
             }
             Form::Flat => flat.push(c),
         }
@@ -174,6 +193,17 @@ allow: [gold, silver]\nconsumers:",
         for c in &flat {
             if let Some(g) = c.group {
                 writeln!(w, "  - consumer: user-{}\n    group: {g}", c.i)?;
+            }
+        }
+        if p.plans {
+            writeln!(w, "plugins:")?;
+            for c in &flat {
+                writeln!(
+                    w,
+                    "  - name: rate-limiting\n    consumer: user-{}\n    config: {{month: {}, policy: local}}",
+                    c.i,
+                    plan(c.i)
+                )?;
             }
         }
     }
@@ -208,6 +238,13 @@ fn write_json(p: &Params, w: &mut impl Write) -> Result<()> {
                 if let Some(g) = c.group {
                     write!(w, ",\"acls\":[{{\"group\":\"{g}\"}}]")?;
                 }
+                if p.plans {
+                    write!(
+                        w,
+                        ",\"plugins\":[{{\"name\":\"rate-limiting\",\"config\":{{\"month\":{},\"policy\":\"local\"}}}}]",
+                        plan(i)
+                    )?;
+                }
             }
             Form::Flat => flat.push(c),
         }
@@ -239,6 +276,19 @@ fn write_json(p: &Params, w: &mut impl Write) -> Result<()> {
             }
         }
         write!(w, "]")?;
+        if p.plans {
+            write!(w, ",\n\"plugins\":[")?;
+            for (n, c) in flat.iter().enumerate() {
+                let sep = if n == 0 { "\n" } else { ",\n" };
+                write!(
+                    w,
+                    "{sep}{{\"name\":\"rate-limiting\",\"consumer\":\"user-{}\",\"config\":{{\"month\":{},\"policy\":\"local\"}}}}",
+                    c.i,
+                    plan(c.i)
+                )?;
+            }
+            write!(w, "]")?;
+        }
     }
     writeln!(w, "}}")?;
     Ok(())

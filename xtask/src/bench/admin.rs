@@ -63,7 +63,7 @@ pub fn run(consumers: usize) -> Result<()> {
     // Declared first, so dropped last: every process below is gone before it is removed.
     let scratch = Scratch::new()?;
     let file = scratch.0.join("kong.yml");
-    gen_config(consumers, &file)?;
+    gen_config(consumers, &file, &[])?;
     let (_upstream, up_port) = upstream(&scratch.0)?;
     point_at_upstream(&file, up_port)?;
     let sample_key = first_key(&file)?;
@@ -93,14 +93,14 @@ pub fn run(consumers: usize) -> Result<()> {
 }
 
 /// What every step needs.
-struct Ctx<'a> {
-    bin: &'a Path,
-    dir: &'a Path,
-    file: &'a Path,
-    pg: &'a Postgres,
-    consumers: usize,
+pub(super) struct Ctx<'a> {
+    pub(super) bin: &'a Path,
+    pub(super) dir: &'a Path,
+    pub(super) file: &'a Path,
+    pub(super) pg: &'a Postgres,
+    pub(super) consumers: usize,
     /// user-0's key: user-0 is in group gold, so the key passes key-auth and acl.
-    sample_key: &'a str,
+    pub(super) sample_key: &'a str,
 }
 
 /// The measurements: the table and the raw numbers.
@@ -455,10 +455,10 @@ fn write_results(root: &Path, report: &Report) -> Result<()> {
 }
 
 /// The scratch directory, removed on drop.
-struct Scratch(PathBuf);
+pub(super) struct Scratch(pub(super) PathBuf);
 
 impl Scratch {
-    fn new() -> Result<Scratch> {
+    pub(super) fn new() -> Result<Scratch> {
         let dir = scratch_dir()?;
         // The postgres user must reach its subdirectories.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
@@ -472,10 +472,12 @@ impl Drop for Scratch {
     }
 }
 
-/// Writes the N-consumer file with this very xtask's `gen-config`.
-fn gen_config(consumers: usize, file: &Path) -> Result<()> {
+/// Writes the N-consumer file with this very xtask's `gen-config`, with `extra` flags.
+pub(super) fn gen_config(consumers: usize, file: &Path, extra: &[&str]) -> Result<()> {
     let status = Command::new(std::env::current_exe()?)
-        .args(["gen-config", "--consumers", &consumers.to_string(), "--out"])
+        .args(["gen-config", "--consumers", &consumers.to_string()])
+        .args(extra)
+        .arg("--out")
         .arg(file)
         .status()
         .context("running xtask gen-config")?;
@@ -487,7 +489,7 @@ fn gen_config(consumers: usize, file: &Path) -> Result<()> {
 
 /// gen-config's service points at 127.0.0.1:9000, where nothing listens here: point it at
 /// the bench's upstream so a request with a valid key answers 200.
-fn point_at_upstream(file: &Path, port: u16) -> Result<()> {
+pub(super) fn point_at_upstream(file: &Path, port: u16) -> Result<()> {
     const URL: &str = "url: http://127.0.0.1:9000\n";
     let text = std::fs::read_to_string(file)?;
     // The service comes before the consumers, in the first lines.
@@ -504,7 +506,7 @@ fn point_at_upstream(file: &Path, port: u16) -> Result<()> {
 }
 
 /// The first consumer's key (user-0, in group gold, so its key passes the route's acl).
-fn first_key(file: &Path) -> Result<String> {
+pub(super) fn first_key(file: &Path) -> Result<String> {
     let text = std::fs::read_to_string(file)?;
     let mut lines = text.lines();
     lines
@@ -519,7 +521,7 @@ fn first_key(file: &Path) -> Result<String> {
 
 /// Runs a `gangway` database command (`migrations ...`, `config ...`) against the bench's
 /// Postgres; returns its stdout.
-fn gangway_db(ctx: &Ctx<'_>, args: &[&str]) -> Result<String> {
+pub(super) fn gangway_db(ctx: &Ctx<'_>, args: &[&str]) -> Result<String> {
     let mut cmd = Command::new(ctx.bin);
     clean_env(&mut cmd);
     let out = cmd
@@ -552,13 +554,13 @@ fn clean_env(cmd: &mut Command) {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     DbLess,
     Postgres,
 }
 
 impl Mode {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Mode::DbLess => "DB-less",
             Mode::Postgres => "Postgres",
@@ -567,18 +569,22 @@ impl Mode {
 }
 
 #[derive(Clone)]
-struct Boot {
-    ready_s: f64,
-    rss_mb: f64,
+pub(super) struct Boot {
+    pub(super) ready_s: f64,
+    /// The process's CPU time (user and system) until ready.
+    pub(super) cpu_s: f64,
+    pub(super) rss_mb: f64,
     /// The proxy's status for `GET /` with user-0's key, once ready.
-    sample_status: u16,
+    pub(super) sample_status: u16,
+    /// Its `X-RateLimit-Limit-Month` header, if any (user-0's plan, where it has one).
+    pub(super) sample_month_limit: Option<String>,
 }
 
 /// A running gangway node.
-struct Node {
+pub(super) struct Node {
     proxy: u16,
     admin: u16,
-    boot: Boot,
+    pub(super) boot: Boot,
     // Last: the process is stopped when the node is dropped.
     _proc: Proc,
 }
@@ -586,7 +592,7 @@ struct Node {
 impl Node {
     /// Starts a node, DB-less from the file or on the bench's Postgres, and waits for
     /// `/status/ready` 200.
-    fn start(ctx: &Ctx<'_>, mode: Mode, round: usize) -> Result<Node> {
+    pub(super) fn start(ctx: &Ctx<'_>, mode: Mode, round: usize) -> Result<Node> {
         let (proxy, admin, status) = (free_port()?, free_port()?, free_port()?);
         let name = format!("gangway-{}-{round}", mode.name());
         let prefix = ctx.dir.join(&name);
@@ -639,17 +645,25 @@ impl Node {
             std::thread::sleep(Duration::from_millis(5));
         }
         let ready_s = began.elapsed().as_secs_f64();
+        let cpu_s = proc_.cpu_seconds();
         let rss = rss_mb(proc_.child.id());
-        let sample_status = Http::new(proxy)
+        let sample = Http::new(proxy)
             .call("GET", "/", &[("apikey", ctx.sample_key)], None)
-            .map_or(0, |r| r.status);
+            .ok();
+        let sample_status = sample.as_ref().map_or(0, |r| r.status);
+        let sample_month_limit = sample
+            .as_ref()
+            .and_then(|r| r.header("x-ratelimit-limit-month"))
+            .map(str::to_owned);
         Ok(Node {
             proxy,
             admin,
             boot: Boot {
                 ready_s,
+                cpu_s,
                 rss_mb: rss,
                 sample_status,
+                sample_month_limit,
             },
             _proc: proc_,
         })

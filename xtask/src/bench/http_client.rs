@@ -15,10 +15,20 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// One answer.
 pub(super) struct Reply {
     pub(super) status: u16,
+    /// Header names in lower case, with their values as sent.
+    pub(super) headers: Vec<(String, String)>,
     pub(super) body: Vec<u8>,
 }
 
 impl Reply {
+    /// The first value of header `name` (lower case).
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub(super) fn text(&self) -> String {
         let t = String::from_utf8_lossy(&self.body);
         t.chars().take(500).collect()
@@ -154,6 +164,7 @@ pub(super) fn read_reply(
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| late(anyhow::anyhow!("bad status line {line:?}")))?;
     let (mut length, mut chunked, mut keep) = (None, false, true);
+    let mut headers = Vec::new();
     loop {
         line.clear();
         if r.read_line(&mut line).map_err(|e| late(e.into()))? == 0 {
@@ -166,8 +177,10 @@ pub(super) fn read_reply(
         let Some((name, value)) = l.split_once(':') else {
             continue;
         };
+        let name = name.trim().to_ascii_lowercase();
+        headers.push((name.clone(), value.trim().to_owned()));
         let value = value.trim().to_ascii_lowercase();
-        match name.trim().to_ascii_lowercase().as_str() {
+        match name.as_str() {
             "content-length" => {
                 length = Some(
                     value
@@ -215,5 +228,12 @@ pub(super) fn read_reply(
         r.read_to_end(&mut body).map_err(|e| late(e.into()))?;
         keep = false;
     }
-    Ok((Reply { status, body }, keep))
+    Ok((
+        Reply {
+            status,
+            headers,
+            body,
+        },
+        keep,
+    ))
 }
