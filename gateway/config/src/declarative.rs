@@ -158,6 +158,20 @@ fn now() -> i64 {
 
 /// The namespace Kong derives declarative ids from (cached: one SHA-1 per entity kind, not
 /// per entity).
+/// `Uuid::new_v5(namespace, name)`, hashed by the `sha1` crate: it uses the CPU's SHA
+/// instructions where there are some, and a load derives one or more ids for each of up to
+/// millions of entities.
+pub(crate) fn uuid_v5(namespace: &Uuid, name: &[u8]) -> Uuid {
+    use sha1::Digest as _;
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(namespace.as_bytes());
+    hasher.update(name);
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
+}
+
 fn namespace(entity: &str) -> Uuid {
     fn derive(entity: &str) -> Uuid {
         let root = Uuid::parse_str("fd02801f-0957-4a15-a55a-c8d9606f30b5")
@@ -327,14 +341,14 @@ fn assign_id(
     };
     let id = id.unwrap_or_else(|| {
         if let Some(name) = cache_key_name(entity, obj, parent) {
-            return Uuid::new_v5(&namespace(entity), name.as_bytes());
+            return uuid_v5(&namespace(entity), name.as_bytes());
         }
         let key = endpoint_key(entity)
             .filter(|_| cache_key_fields(entity).is_empty())
             .and_then(|k| obj.get(k))
             .and_then(Value::as_str);
         match key {
-            Some(k) => Uuid::new_v5(&namespace(entity), k.as_bytes()),
+            Some(k) => uuid_v5(&namespace(entity), k.as_bytes()),
             None => Uuid::new_v4(),
         }
     });
@@ -426,12 +440,19 @@ struct Cursors {
     flat_acls: u32,
 }
 
+/// The plugins nested in fast consumers: those for the generic code with their values, and
+/// the plain ones, whose place among the generic items is noted as they are reached.
+struct NestedPlugins<'a, 'p> {
+    read: &'a [(fast::NestedPlugin, Option<Value>)],
+    plain: &'p mut [plain_plugins::PlainPlugin],
+}
+
 /// Flattens a fast-path list: generic elements as items, runs of fast ones as spans placed
 /// among the items of their kind.
 fn flatten_fast<'a>(
     entity: &'static str,
     list: &'a fast::List,
-    nested_plugins: &'a [(fast::NestedPlugin, Value)],
+    nested: &mut NestedPlugins<'a, '_>,
     cur: &mut Cursors,
     out: &mut HashMap<&'static str, Vec<Item<'a>>>,
     spans: &mut entities::Spans,
@@ -461,10 +482,19 @@ fn flatten_fast<'a>(
             } => (*count, *creds, *acls, *plugins),
         };
         let start = cur.nested_plugins as usize;
-        for (plugin, value) in &nested_plugins[start..start + plugins as usize] {
-            let here = format!("consumers[{}].plugins[{}]", plugin.consumer, plugin.index);
-            let parent = Some(("consumer", plugin.consumer_id));
-            flatten_one("plugins", value, here, parent, plugin.config, out, errors);
+        for (plugin, value) in &nested.read[start..start + plugins as usize] {
+            match (&plugin.form, value) {
+                (fast::NestedForm::Json { config, .. }, Some(value)) => {
+                    let here = format!("consumers[{}].plugins[{}]", plugin.consumer, plugin.index);
+                    let parent = Some(("consumer", plugin.consumer_id));
+                    flatten_one("plugins", value, here, parent, *config, out, errors);
+                }
+                (fast::NestedForm::Plain(i), _) => {
+                    nested.plain[*i as usize].before =
+                        out.get("plugins").map_or(0, Vec::len) as u32;
+                }
+                (fast::NestedForm::Json { .. }, None) => {}
+            }
         }
         cur.nested_plugins += plugins;
         let mut place = |kind: &'static str, store: Store, start: &mut u32, len: u32, at: u32| {
@@ -633,32 +663,39 @@ fn parse_doc(
     }
     let mut lists = std::mem::take(&mut fast.lists);
     let configs = std::mem::take(&mut fast.configs);
+    // Top-level plugins a DocumentBuilder was given, each with its place among them.
     let mut generic_plugins = Vec::new();
+    let mut top_plain = Vec::new();
     for (i, plugin) in std::mem::take(&mut fast.top_plugins)
         .into_iter()
         .enumerate()
     {
         match plugin {
-            plain_plugins::TopPlugin::Plain(p) => fast.plain_plugins.push(p),
+            plain_plugins::TopPlugin::Plain(p) => top_plain.push((i, p)),
             plain_plugins::TopPlugin::Generic(mut value, config) => {
                 let here = format!("plugins[{i}]");
                 assign_id("plugins", &mut value, &here, None, &mut errors);
-                generic_plugins.push((here, value, config));
+                generic_plugins.push((i, here, value, config));
             }
         }
     }
+    let mut plain = std::mem::take(&mut fast.plain_plugins);
     let json = std::mem::take(&mut fast.nested_plugin_json);
-    let nested_plugins: Vec<(fast::NestedPlugin, Value)> = std::mem::take(&mut fast.nested_plugins)
-        .into_iter()
-        .map(|plugin| {
-            let mut value = serde_json::from_str(&json[plugin.json.clone()])
-                .expect("invariant: the JSON was written from a value");
-            let here = format!("consumers[{}].plugins[{}]", plugin.consumer, plugin.index);
-            let parent = Some(("consumer", plugin.consumer_id));
-            assign_id("plugins", &mut value, &here, parent, &mut errors);
-            (plugin, value)
-        })
-        .collect();
+    let nested_plugins: Vec<(fast::NestedPlugin, Option<Value>)> =
+        std::mem::take(&mut fast.nested_plugins)
+            .into_iter()
+            .map(|plugin| {
+                let fast::NestedForm::Json { json: at, .. } = &plugin.form else {
+                    return (plugin, None);
+                };
+                let mut value = serde_json::from_str(&json[at.clone()])
+                    .expect("invariant: the JSON was written from a value");
+                let here = format!("consumers[{}].plugins[{}]", plugin.consumer, plugin.index);
+                let parent = Some(("consumer", plugin.consumer_id));
+                assign_id("plugins", &mut value, &here, parent, &mut errors);
+                (plugin, Some(value))
+            })
+            .collect();
     drop(json);
     for entity in ENTITIES {
         if let Some(list) = fast::list_mut(&mut lists, entity) {
@@ -684,7 +721,10 @@ fn parse_doc(
             flatten_fast(
                 entity,
                 list,
-                &nested_plugins,
+                &mut NestedPlugins {
+                    read: &nested_plugins,
+                    plain: &mut plain,
+                },
                 &mut cursors,
                 &mut items,
                 &mut spans,
@@ -694,7 +734,14 @@ fn parse_doc(
             flatten(entity, list, entity, None, &[], &mut items, &mut errors);
         }
     }
-    for (here, value, config) in &generic_plugins {
+    let mut top_plain = top_plain.into_iter().peekable();
+    let generic_before =
+        |items: &HashMap<&str, Vec<Item<'_>>>| items.get("plugins").map_or(0, Vec::len) as u32;
+    for (at, here, value, config) in &generic_plugins {
+        while let Some((_, mut p)) = top_plain.next_if(|(i, _)| i < at) {
+            p.before = generic_before(&items);
+            plain.push(p);
+        }
         let here = here.clone();
         flatten_one(
             "plugins",
@@ -706,6 +753,11 @@ fn parse_doc(
             &mut errors,
         );
     }
+    for (_, mut p) in top_plain {
+        p.before = generic_before(&items);
+        plain.push(p);
+    }
+    fast.plain_plugins = plain;
     let config = entities::build(
         &items,
         &spans,

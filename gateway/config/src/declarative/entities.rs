@@ -443,94 +443,6 @@ pub(super) fn build(
     // A portal gives each consumer its own instance of a few plans: equal raw configs are
     // validated once and share their filled form.
     let mut validated: HashMap<(String, ConfigKey), Arc<Value>> = HashMap::new();
-    for it in list(items, "plugins") {
-        let mut f = Fields {
-            obj: it.obj,
-            path: &it.path,
-            errors,
-        };
-        f.check_known(&[
-            "name",
-            "instance_name",
-            "config",
-            "service",
-            "route",
-            "consumer",
-            "protocols",
-            "enabled",
-            "ordering",
-            "tags",
-            "created_at",
-            "updated_at",
-        ]);
-        let name = f.required_str("name");
-        let schema = plugins.schema(&name);
-        if !name.is_empty() && schema.is_none() {
-            f.errors.push(f.at("name"), not_enabled(&name));
-        }
-        if let Some(ordering) = f.raw("ordering") {
-            check_ordering(ordering, &f.at("ordering"), plugins, f.errors);
-        }
-        let service = reference(&mut f, "service", it.parent, &services_known, "services");
-        let route = reference(&mut f, "route", it.parent, &routes_known, "routes");
-        let consumer = reference(&mut f, "consumer", it.parent, &consumers_known, "consumers");
-        // A null config is an absent one, as in the entity.
-        let shared = it.shared_config.filter(|i| !configs.get(*i).is_null());
-        let raw = match shared {
-            Some(i) => Some(configs.get(i)),
-            None => f.raw("config"),
-        };
-        let config = match &schema {
-            Some(schema) => {
-                schema.validate_scope(it.obj, &it.path, f.errors);
-                let nested_in_consumer = it.parent.is_some_and(|(fk, _)| fk == "consumer");
-                if schema.consumer_forbidden && nested_in_consumer {
-                    f.errors.push(f.at("consumer"), "value must be null");
-                }
-                let key = match shared {
-                    Some(i) => Some(ConfigKey::Shared(i)),
-                    None => raw.map(|r| ConfigKey::Text(r.to_string())),
-                };
-                let key = key.map(|k| (name.clone(), k));
-                match key.as_ref().and_then(|k| validated.get(k)) {
-                    Some(filled) => filled.clone(),
-                    None => {
-                        let before = f.errors.len();
-                        let filled = Arc::new(schema.validate(raw, &f.at("config"), f.errors));
-                        if let (Some(key), true) = (key, f.errors.len() == before) {
-                            validated.insert(key, filled.clone());
-                        }
-                        filled
-                    }
-                }
-            }
-            None => Arc::new(raw.cloned().unwrap_or(Value::Null)),
-        };
-        c.origins.plugins.push(it.path.clone());
-        c.plugins.push(Plugin {
-            id: id(it.obj),
-            name,
-            instance_name: utf8_name(&mut f, "instance_name"),
-            config,
-            service: service.map(ForeignKey::from),
-            route: route.map(ForeignKey::from),
-            consumer: consumer.map(ForeignKey::from),
-            protocols: protocols(
-                &mut f,
-                &[
-                    Protocol::Grpc,
-                    Protocol::Grpcs,
-                    Protocol::Http,
-                    Protocol::Https,
-                ],
-            ),
-            enabled: f.bool("enabled").unwrap_or(true),
-            ordering: f.raw("ordering").cloned(),
-            tags: f.tags(),
-            created_at: f.created_at(t),
-            updated_at: t,
-        });
-    }
     let mut cx = plain_plugins::Context {
         services: &services_known,
         routes: &routes_known,
@@ -540,13 +452,18 @@ pub(super) fn build(
         validated: &mut validated,
         now: t,
     };
-    plain_plugins::build(
-        &fast.plain_plugins,
-        &mut cx,
-        &mut c.plugins,
-        &mut c.origins.plugins,
-        errors,
-    );
+    // The plain plugins go in among the generic ones where the document has them.
+    fast.plain_plugins.sort_by_key(|p| p.before);
+    let mut plain = fast.plain_plugins.iter().peekable();
+    for (j, it) in list(items, "plugins").iter().enumerate() {
+        while let Some(p) = plain.next_if(|p| p.before as usize <= j) {
+            plain_plugins::build(p, &mut cx, &mut c.plugins, &mut c.origins.plugins, errors);
+        }
+        generic_plugin(it, &mut cx, &mut c.plugins, &mut c.origins.plugins, errors);
+    }
+    for p in plain {
+        plain_plugins::build(p, &mut cx, &mut c.plugins, &mut c.origins.plugins, errors);
+    }
     // Kong's dynamic ordering never coexists with consumer-scoped plugins in a workspace.
     let ordered = c.plugins.iter().position(|p| p.ordering.is_some());
     if let (Some(i), true) = (ordered, c.plugins.iter().any(|p| p.consumer.is_some())) {
@@ -557,6 +474,102 @@ pub(super) fn build(
     }
     let _ = ids;
     c
+}
+
+/// Checks and builds the generic plugin item `it` into `built` and its path into `origins`.
+fn generic_plugin(
+    it: &Item<'_>,
+    cx: &mut plain_plugins::Context<'_>,
+    built: &mut Vec<Plugin>,
+    origins: &mut Vec<String>,
+    errors: &mut ConfigErrors,
+) {
+    let mut f = Fields {
+        obj: it.obj,
+        path: &it.path,
+        errors,
+    };
+    f.check_known(&[
+        "name",
+        "instance_name",
+        "config",
+        "service",
+        "route",
+        "consumer",
+        "protocols",
+        "enabled",
+        "ordering",
+        "tags",
+        "created_at",
+        "updated_at",
+    ]);
+    let name = f.required_str("name");
+    let schema = cx.schemas.schema(&name);
+    if !name.is_empty() && schema.is_none() {
+        f.errors.push(f.at("name"), not_enabled(&name));
+    }
+    if let Some(ordering) = f.raw("ordering") {
+        check_ordering(ordering, &f.at("ordering"), cx.schemas, f.errors);
+    }
+    let service = reference(&mut f, "service", it.parent, cx.services, "services");
+    let route = reference(&mut f, "route", it.parent, cx.routes, "routes");
+    let consumer = reference(&mut f, "consumer", it.parent, cx.consumers, "consumers");
+    // A null config is an absent one, as in the entity.
+    let shared = it.shared_config.filter(|i| !cx.configs.get(*i).is_null());
+    let raw = match shared {
+        Some(i) => Some(cx.configs.get(i)),
+        None => f.raw("config"),
+    };
+    let config = match &schema {
+        Some(schema) => {
+            schema.validate_scope(it.obj, &it.path, f.errors);
+            let nested_in_consumer = it.parent.is_some_and(|(fk, _)| fk == "consumer");
+            if schema.consumer_forbidden && nested_in_consumer {
+                f.errors.push(f.at("consumer"), "value must be null");
+            }
+            let key = match shared {
+                Some(i) => Some(ConfigKey::Shared(i)),
+                None => raw.map(|r| ConfigKey::Text(r.to_string())),
+            };
+            let key = key.map(|k| (name.clone(), k));
+            match key.as_ref().and_then(|k| cx.validated.get(k)) {
+                Some(filled) => filled.clone(),
+                None => {
+                    let before = f.errors.len();
+                    let filled = Arc::new(schema.validate(raw, &f.at("config"), f.errors));
+                    if let (Some(key), true) = (key, f.errors.len() == before) {
+                        cx.validated.insert(key, filled.clone());
+                    }
+                    filled
+                }
+            }
+        }
+        None => Arc::new(raw.cloned().unwrap_or(Value::Null)),
+    };
+    origins.push(it.path.clone());
+    built.push(Plugin {
+        id: id(it.obj),
+        name,
+        instance_name: utf8_name(&mut f, "instance_name"),
+        config,
+        service: service.map(ForeignKey::from),
+        route: route.map(ForeignKey::from),
+        consumer: consumer.map(ForeignKey::from),
+        protocols: protocols(
+            &mut f,
+            &[
+                Protocol::Grpc,
+                Protocol::Grpcs,
+                Protocol::Http,
+                Protocol::Https,
+            ],
+        ),
+        enabled: f.bool("enabled").unwrap_or(true),
+        ordering: f.raw("ordering").cloned(),
+        tags: f.tags(),
+        created_at: f.created_at(cx.now),
+        updated_at: cx.now,
+    });
 }
 
 /// What identifies a raw plugin config among the ones validated already.

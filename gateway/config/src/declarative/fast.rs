@@ -20,9 +20,9 @@ use uuid::Uuid;
 
 use super::fields::random_key;
 use super::node::Node;
-use super::plain_plugins::{PlainPlugin, Rests, TopPlugin};
+use super::plain_plugins::{PlainPlugin, Rests, TopPlugin, nested};
 use super::shared::SharedConfigs;
-use super::{namespace, stream};
+use super::{namespace, stream, uuid_v5};
 use crate::model::{Acl, CompactTags, Consumer, ForeignKey, KeyauthCredential};
 
 /// The top-level lists read through the fast path.
@@ -79,7 +79,8 @@ pub(crate) struct Fast {
     pub top_plugins: Vec<TopPlugin>,
     /// The other-fields texts of the plugin rows pushed to a [`super::DocumentBuilder`].
     pub plugin_rests: Rests,
-    /// The top-level plugins in the usual shape, taken out of `top_plugins` for checking.
+    /// Plugins in the usual shape: those nested in fast consumers as they are read, then
+    /// the top-level ones taken out of `top_plugins`.
     pub plain_plugins: Vec<PlainPlugin>,
     /// Top-level credentials; their consumer id is filled once every consumer is known.
     pub flat_creds: Vec<KeyauthCredential>,
@@ -103,10 +104,20 @@ pub(crate) struct NestedPlugin {
     pub index: u32,
     /// Its consumer's id.
     pub consumer_id: Uuid,
-    /// Where the plugin as written, less its config, is in [`Fast::nested_plugin_json`].
-    pub json: std::ops::Range<usize>,
-    /// Its config in [`Fast::configs`], when it has one.
-    pub config: Option<u32>,
+    /// How it was read.
+    pub form: NestedForm,
+}
+
+/// How a nested plugin was read.
+pub(crate) enum NestedForm {
+    /// For the generic code: where the plugin as written, less its config, is in
+    /// [`Fast::nested_plugin_json`], and its config in [`Fast::configs`] when it has one.
+    Json {
+        json: std::ops::Range<usize>,
+        config: Option<u32>,
+    },
+    /// In the usual shape: its index in [`Fast::plain_plugins`].
+    Plain(u32),
 }
 
 /// Strings kept in one buffer (the names top-level entities give as `consumer`): a few
@@ -240,7 +251,7 @@ impl Fast {
             }
         }
         c.id = id.unwrap_or_else(|| match &c.username {
-            Some(name) => Uuid::new_v5(&namespace("consumers"), name.as_bytes()),
+            Some(name) => uuid_v5(&namespace("consumers"), name.as_bytes()),
             None => Uuid::new_v4(),
         });
         let owner = ForeignKey::from(c.id);
@@ -258,6 +269,19 @@ impl Fast {
             }
         }
         for (i, mut plugin) in plugins.into_iter().enumerate() {
+            let at = (index as u32, i as u32);
+            if let Node::Map(pairs) = &mut plugin {
+                if let Some(plain) = nested(pairs, at, c.id, &mut self.configs) {
+                    self.nested_plugins.push(NestedPlugin {
+                        consumer: at.0,
+                        index: at.1,
+                        consumer_id: c.id,
+                        form: NestedForm::Plain(self.plain_plugins.len() as u32),
+                    });
+                    self.plain_plugins.push(plain);
+                    continue;
+                }
+            }
             let config = match &mut plugin {
                 Node::Map(pairs) => {
                     // As in a parsed object, the last of repeated keys wins.
@@ -272,11 +296,13 @@ impl Fast {
             self.nested_plugin_json
                 .push_str(&plugin.into_value().to_string());
             self.nested_plugins.push(NestedPlugin {
-                consumer: index as u32,
-                index: i as u32,
+                consumer: at.0,
+                index: at.1,
                 consumer_id: c.id,
-                json: start..self.nested_plugin_json.len(),
-                config,
+                form: NestedForm::Json {
+                    json: start..self.nested_plugin_json.len(),
+                    config,
+                },
             });
         }
         self.consumers.push(c);
@@ -328,7 +354,7 @@ impl Fast {
             }
         }
         cred.id = id.unwrap_or_else(|| match &key {
-            Some(k) => Uuid::new_v5(&namespace("keyauth_credentials"), k.as_bytes()),
+            Some(k) => uuid_v5(&namespace("keyauth_credentials"), k.as_bytes()),
             None => Uuid::new_v4(),
         });
         cred.key = key.unwrap_or_else(|| random_key().into_boxed_str());
@@ -385,7 +411,7 @@ impl Fast {
                 None => None,
             };
             match (key, group_given) {
-                (Some(key), true) => Uuid::new_v5(&namespace("acls"), key.as_bytes()),
+                (Some(key), true) => uuid_v5(&namespace("acls"), key.as_bytes()),
                 _ => Uuid::new_v4(),
             }
         });

@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use super::checks::{Lookup, utf8_name_problem};
 use super::entities::ConfigKey;
+use super::node::Node;
 use super::shared::SharedConfigs;
+use super::{namespace, uuid_v5};
 use crate::model::{ForeignKey, Plugin, Protocol};
 use crate::plugins::not_enabled;
 use crate::{ConfigErrors, PluginSchemas};
@@ -124,9 +126,33 @@ pub struct PluginRow<'r> {
 #[derive(Clone, Copy)]
 pub(crate) struct Position(pub u32);
 
+/// Where a plain plugin was written.
+#[derive(Clone, Copy)]
+enum Origin {
+    /// In the top-level `plugins`.
+    Top(Position),
+    /// In a consumer's `plugins` (its index in the file's `consumers`, the plugin's in its
+    /// list): the consumer is its nesting parent.
+    Nested { consumer: u32, index: u32 },
+}
+
+impl Origin {
+    fn path(self) -> String {
+        match self {
+            Origin::Top(Position(i)) => format!("plugins[{i}]"),
+            Origin::Nested { consumer, index } => {
+                format!("consumers[{consumer}].plugins[{index}]")
+            }
+        }
+    }
+}
+
 /// A plugin in the usual shape, read without a JSON object of its own.
 pub(crate) struct PlainPlugin {
-    at: Position,
+    at: Origin,
+    /// How many generic plugins come before it in the document: the generic code builds
+    /// those first, so the built list keeps the document's order.
+    pub before: u32,
     id: Uuid,
     name: Box<str>,
     instance_name: Option<Box<str>>,
@@ -144,6 +170,87 @@ pub(crate) enum TopPlugin {
     Plain(PlainPlugin),
     /// Anything else, as a value for the generic code, with its config when given apart.
     Generic(Value, Option<u32>),
+}
+
+/// The plugin a fast consumer (its id `consumer_id`, at `consumer` in the file's list) nests
+/// at `index`, when it is in the usual shape: every field known, given once and well typed,
+/// and no scope but the consumer. `None` leaves `pairs` as they were, for the generic code.
+pub(crate) fn nested(
+    pairs: &mut Vec<(String, Node)>,
+    (consumer, index): (u32, u32),
+    consumer_id: Uuid,
+    configs: &mut SharedConfigs,
+) -> Option<PlainPlugin> {
+    let protocol = |p: &Node| matches!(p, Node::Str(s) if Protocol::parse(s).is_some());
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        let usual = match (key.as_str(), value) {
+            ("name", Node::Str(s)) => !s.is_empty(),
+            ("config" | "enabled" | "protocols" | "tags" | "instance_name", Node::Null) => true,
+            ("config", Node::Map(_)) | ("enabled", Node::Bool(_)) => true,
+            ("protocols", Node::Seq(list)) => !list.is_empty() && list.iter().all(protocol),
+            ("tags", Node::Seq(list)) => list.iter().all(|t| matches!(t, Node::Str(_))),
+            ("instance_name", Node::Str(_)) | ("updated_at", _) => true,
+            ("id", Node::Str(s)) => Uuid::parse_str(s).is_ok(),
+            ("created_at", Node::Null) => true,
+            ("created_at", n) => n.as_i64().is_some_and(|t| t >= 0),
+            _ => false,
+        };
+        if !usual || pairs[..i].iter().any(|(seen, _)| seen == key) {
+            return None;
+        }
+    }
+    if !pairs.iter().any(|(key, _)| key == "name") {
+        return None;
+    }
+    let mut p = PlainPlugin {
+        at: Origin::Nested { consumer, index },
+        before: 0,
+        id: Uuid::nil(),
+        name: Box::default(),
+        instance_name: None,
+        service: None,
+        route: None,
+        consumer: Some(consumer_id),
+        config: None,
+        usual: Usual {
+            enabled: true,
+            protocols: None,
+            tags: None,
+        },
+        created_at: None,
+    };
+    let mut id = None;
+    for (key, value) in pairs.drain(..) {
+        match (key.as_str(), value) {
+            ("name", Node::Str(s)) => p.name = s.into_boxed_str(),
+            ("config", config @ Node::Map(_)) => p.config = Some(configs.intern_node(config)),
+            ("enabled", Node::Bool(b)) => p.usual.enabled = b,
+            ("protocols", Node::Seq(list)) => {
+                let parsed = list.iter().filter_map(|n| match n {
+                    Node::Str(s) => Protocol::parse(s),
+                    _ => None,
+                });
+                p.usual.protocols = Some(parsed.collect());
+            }
+            ("tags", Node::Seq(list)) => {
+                let tags = list.into_iter().filter_map(|n| match n {
+                    Node::Str(s) => Some(s),
+                    _ => None,
+                });
+                p.usual.tags = Some(tags.collect());
+            }
+            ("instance_name", Node::Str(s)) => p.instance_name = Some(s.into_boxed_str()),
+            ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
+            ("created_at", n) => p.created_at = n.as_i64(),
+            _ => {}
+        }
+    }
+    // Kong's id for a plugin without one: from its cache key, as the generic code derives it.
+    p.id = id.unwrap_or_else(|| {
+        let key = format!("plugins:*:{}:::{consumer_id}", p.name);
+        uuid_v5(&namespace("plugins"), key.as_bytes())
+    });
+    Some(p)
 }
 
 /// A timestamp as stored: `Some(None)` when absent, `None` when not a plain one.
@@ -168,7 +275,8 @@ impl TopPlugin {
         let updated_ok = timestamp(&row.updated_at).is_some();
         if let (Some(usual), Some(created_at), true) = (&rest.usual, created_at, updated_ok) {
             return Ok(TopPlugin::Plain(PlainPlugin {
-                at,
+                at: Origin::Top(at),
+                before: 0,
                 id: row.id,
                 name: row.name.into(),
                 instance_name: row.instance_name.map(Into::into),
@@ -246,31 +354,33 @@ fn resolve(
     }
 }
 
-/// Checks and builds `plain` into `built` and their paths into `origins`; problems go to
-/// `errors`.
+/// Checks and builds `p` into `built` and its path into `origins`; problems go to `errors`.
 pub(super) fn build(
-    plain: &[PlainPlugin],
+    p: &PlainPlugin,
     cx: &mut Context<'_>,
     built: &mut Vec<Plugin>,
     origins: &mut Vec<String>,
     errors: &mut ConfigErrors,
 ) {
-    for p in plain {
-        let path = format!("plugins[{}]", p.at.0);
+    {
+        let path = p.at.path();
         let schema = cx.schemas.schema(&p.name);
         if schema.is_none() {
             errors.push(format!("{path}.name"), not_enabled(&p.name));
         }
         let service = resolve(p.service, cx.services, "services", &path, "service", errors);
         let route = resolve(p.route, cx.routes, "routes", &path, "route", errors);
-        let consumer = resolve(
-            p.consumer,
-            cx.consumers,
-            "consumers",
-            &path,
-            "consumer",
-            errors,
-        );
+        let consumer = match p.at {
+            Origin::Nested { .. } => p.consumer.map(ForeignKey::from),
+            Origin::Top(_) => resolve(
+                p.consumer,
+                cx.consumers,
+                "consumers",
+                &path,
+                "consumer",
+                errors,
+            ),
+        };
         let shared = p.config.filter(|i| !cx.configs.get(*i).is_null());
         let raw = shared.map(|i| cx.configs.get(i));
         let filled = match &schema {

@@ -6,11 +6,15 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::node::Node;
+
 /// Distinct plugin configs, by the text they were read from.
 #[derive(Default)]
 pub(crate) struct SharedConfigs {
     by_text: HashMap<Box<str>, u32>,
     values: Vec<Value>,
+    /// Reused for the text of each node interned.
+    scratch: Vec<u8>,
 }
 
 impl SharedConfigs {
@@ -33,6 +37,22 @@ impl SharedConfigs {
         match self.by_text.get(text.as_str()) {
             Some(&i) => i,
             None => self.insert(text.into_boxed_str(), value),
+        }
+    }
+
+    /// The index of the config `node` (equal nodes share one), converted to a value the
+    /// first time it is seen.
+    pub fn intern_node(&mut self, node: Node) -> u32 {
+        self.scratch.clear();
+        serde_json::to_writer(&mut self.scratch, &node)
+            .expect("invariant: a node serializes (string keys, finite numbers)");
+        let text = std::str::from_utf8(&self.scratch).expect("invariant: JSON is UTF-8");
+        match self.by_text.get(text) {
+            Some(&i) => i,
+            None => {
+                let text: Box<str> = text.into();
+                self.insert(text, node.into_value())
+            }
         }
     }
 

@@ -629,3 +629,21 @@ fn dynamic_ordering_and_consumer_scoped_plugins_never_load_together() {
         "plugins[0].ordering: dynamic plugin ordering cannot be combined with consumer-scoped plugins"
     );
 }
+
+#[test]
+fn uuid_v5_is_the_uuid_crates_v5() {
+    for (ns, name) in [
+        (Uuid::NAMESPACE_DNS, "example.com"),
+        (namespace("consumers"), "user-0"),
+        (
+            namespace("plugins"),
+            "plugins:*:rate-limiting:::0b7a4b0e-6f3a-4c2d-9e1f-2a3b4c5d6e7f",
+        ),
+        (Uuid::nil(), ""),
+    ] {
+        assert_eq!(
+            uuid_v5(&ns, name.as_bytes()),
+            Uuid::new_v5(&ns, name.as_bytes())
+        );
+    }
+}

@@ -486,3 +486,72 @@ consumers:
         "{text}"
     );
 }
+
+#[test]
+fn nested_plugins_in_every_usual_shape_match_the_generic_path() {
+    let cfg = same(
+        r#"
+_format_version: "3.0"
+plugins:
+  - name: correlation-id
+consumers:
+  - username: a
+    plugins:
+      - name: request-termination
+        enabled: false
+        protocols: [http, https]
+        tags: [plan, gold]
+        instance_name: a-plan
+        created_at: 1700000000
+        updated_at: 1700000001
+        config: {}
+      - name: acl
+        id: 0b7a4b0e-6f3a-4c2d-9e1f-2a3b4c5d6e7f
+        enabled: null
+        tags: null
+  - username: b
+    plugins:
+      - {name: request-termination, config: {}, protocols: [grpc]}
+"#,
+    )
+    .expect("valid");
+    let a_plan = cfg
+        .plugins
+        .iter()
+        .find(|p| p.instance_name.as_deref() == Some("a-plan"))
+        .expect("a's plan");
+    assert!(!a_plan.enabled);
+    assert_eq!(a_plan.created_at, 1_700_000_000);
+    assert_eq!(
+        a_plan.tags,
+        Some(vec!["plan".to_owned(), "gold".to_owned()])
+    );
+
+    // Refused alike, whether a plugin is read in the usual shape or handed to the generic
+    // code (a route scope, a protocol Kong does not know, a mistyped or repeated field).
+    same(
+        r#"
+_format_version: "3.0"
+consumers:
+  - username: a
+    plugins:
+      - name: acl
+        route: nowhere
+      - name: key-auth
+      - name: correlation-id
+        protocols: [http, gopher]
+      - name: acl
+        enabled: yes-please
+      - name: request-termination
+        instance_name: "bad name!"
+      - name: request-termination
+        name: acl
+      - name: request-termination
+        config: {nope: 1}
+      - name: no-such-plugin
+      - name: acl
+        created_at: -1
+"#,
+    )
+    .expect_err("invalid");
+}
