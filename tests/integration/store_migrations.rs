@@ -22,7 +22,8 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
         serde_json::json!([
             "001_base",
             "002_ratelimiting_metrics",
-            "003_plugin_snapshot"
+            "003_plugin_snapshot",
+            "004_plugin_shape"
         ])
     );
 
@@ -35,6 +36,7 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
     assert!(said(&first).contains("migrating: 001_base ... ok"));
     assert!(said(&first).contains("migrating: 002_ratelimiting_metrics ... ok"));
     assert!(said(&first).contains("migrating: 003_plugin_snapshot ... ok"));
+    assert!(said(&first).contains("migrating: 004_plugin_shape ... ok"));
     let second = gangway(&pg, &["migrations", "bootstrap"]);
     assert!(second.status.success());
     assert!(said(&second).contains("database already bootstrapped"));
@@ -47,7 +49,8 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
         serde_json::json!([
             "001_base",
             "002_ratelimiting_metrics",
-            "003_plugin_snapshot"
+            "003_plugin_snapshot",
+            "004_plugin_shape"
         ])
     );
     assert_eq!(after["pending"], serde_json::json!([]));
@@ -102,7 +105,7 @@ fn nodes_bootstrapping_at_once_take_turns() {
     );
     assert_eq!(
         pg.psql("select count(*) from gangway_migrations"),
-        "3",
+        "4",
         "each migration once"
     );
 }

@@ -17,6 +17,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "003_plugin_snapshot",
         include_str!("../migrations/003_plugin_snapshot.sql"),
     ),
+    (
+        "004_plugin_shape",
+        include_str!("../migrations/004_plugin_shape.sql"),
+    ),
 ];
 
 /// The advisory lock migrations hold; distinct from the change log's.

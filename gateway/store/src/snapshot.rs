@@ -77,13 +77,12 @@ async fn each_plugin(
             text: row.get(1),
         })?;
     }
-    // The fields besides the columns repeat from row to row but for the timestamps: they
-    // come as text without them, so equal texts are read once.
+    // The fields besides the columns, config and timestamps (`shape`) repeat from row to
+    // row: the builder parses each distinct text once.
     let plugins = client
         .query_raw(
             "SELECT id, name, instance_name, route_id, service_id, consumer_id, config_md5, \
-               coalesce(rest - '{created_at,updated_at}'::text[], '{}')::text, \
-               rest->'created_at', rest->'updated_at' \
+               shape, created_at \
              FROM plugins",
             no_params(),
         )
@@ -99,7 +98,6 @@ async fn each_plugin(
             consumer: row.get(5),
             rest: row.get(7),
             created_at: row.get(8),
-            updated_at: row.get(9),
         };
         take(Streamed::Plugin(plugin, row.get(6)))?;
     }

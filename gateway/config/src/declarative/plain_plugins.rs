@@ -116,10 +116,9 @@ pub struct PluginRow<'r> {
     pub consumer: Option<Uuid>,
     /// The other fields but `created_at` and `updated_at`, as a JSON object's text.
     pub rest: &'r str,
-    /// `created_at` as stored.
-    pub created_at: Option<Value>,
-    /// `updated_at` as stored.
-    pub updated_at: Option<Value>,
+    /// `created_at`. (The model takes `updated_at` as the load time, so a row need not
+    /// give it.)
+    pub created_at: Option<i64>,
 }
 
 /// Where a plain plugin was written: its index in the document's top-level `plugins`.
@@ -253,15 +252,6 @@ pub(crate) fn nested(
     Some(p)
 }
 
-/// A timestamp as stored: `Some(None)` when absent, `None` when not a plain one.
-fn timestamp(v: &Option<Value>) -> Option<Option<i64>> {
-    match v {
-        None | Some(Value::Null) => Some(None),
-        Some(Value::Number(n)) => n.as_i64().filter(|t| *t >= 0).map(Some),
-        Some(_) => None,
-    }
-}
-
 impl TopPlugin {
     /// `row`, the `at`th top-level plugin, whose config is `config`.
     pub(crate) fn read(
@@ -271,9 +261,9 @@ impl TopPlugin {
         rests: &mut Rests,
     ) -> Result<TopPlugin, serde_json::Error> {
         let rest = rests.intern(row.rest)?;
-        let created_at = timestamp(&row.created_at);
-        let updated_ok = timestamp(&row.updated_at).is_some();
-        if let (Some(usual), Some(created_at), true) = (&rest.usual, created_at, updated_ok) {
+        let created_at = row.created_at.filter(|t| *t >= 0);
+        let plain = !row.name.is_empty() && created_at == row.created_at;
+        if let (Some(usual), true) = (&rest.usual, plain) {
             return Ok(TopPlugin::Plain(PlainPlugin {
                 at: Origin::Top(at),
                 before: 0,
@@ -304,13 +294,8 @@ impl TopPlugin {
         entity.insert("service".into(), reference(row.service));
         entity.insert("consumer".into(), reference(row.consumer));
         entity.extend(rest.value.clone());
-        for (key, stamp) in [
-            ("created_at", row.created_at),
-            ("updated_at", row.updated_at),
-        ] {
-            if let Some(stamp) = stamp {
-                entity.insert(key.into(), stamp);
-            }
+        if let Some(created_at) = row.created_at {
+            entity.insert("created_at".into(), created_at.into());
         }
         Ok(TopPlugin::Generic(Value::Object(entity), config))
     }

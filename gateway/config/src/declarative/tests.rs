@@ -560,8 +560,7 @@ fn plugin_rows_load_as_whole_plugins_and_share_equal_configs() {
                 service: None,
                 consumer: Some(id(owner)),
                 rest,
-                created_at: Some(at.into()),
-                updated_at: Some(at.into()),
+                created_at: Some(at),
             };
             builder.push_plugin_row(row, shared).expect("an object");
             list.push(Value::Object(entity));
@@ -604,7 +603,6 @@ fn plugin_rows_load_as_whole_plugins_and_share_equal_configs() {
         consumer: None,
         rest: "[]",
         created_at: None,
-        updated_at: None,
     };
     assert!(DocumentBuilder::new().push_plugin_row(row, None).is_err());
 }
