@@ -1,7 +1,8 @@
 //! A declarative document assembled entity by entity, as a database store streams its rows.
 //! Consumers, key-auth credentials and ACLs go into their model types as they arrive (the
 //! same fast path a streamed `kong.yml` takes), so a million of them are never held as JSON
-//! trees; the few routing entities are kept as values and validated at the end.
+//! trees; plugin rows in the usual shape become plain plugins (`plain_plugins`), and the few
+//! routing entities are kept as values and validated at the end.
 
 use serde_json::{Map, Value};
 

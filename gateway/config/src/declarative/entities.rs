@@ -451,6 +451,7 @@ pub(super) fn build(
         schemas: plugins,
         validated: &mut validated,
         now: t,
+        seen: HashMap::new(),
     };
     // The plain plugins go in among the generic ones where the document has them.
     fast.plain_plugins.sort_by_key(|p| p.before);

@@ -8,8 +8,9 @@
 //! `Value` and goes through the generic code, so every message and path is the same as before.
 //!
 //! A consumer's nested plugins (a portal's per-consumer plans) do not keep the consumer off
-//! the fast path: they are kept as values, each with its consumer's id and its path in the
-//! file, and validated by the generic code as if it had found them nested.
+//! the fast path. One in the usual shape becomes a plain plugin (`plain_plugins`); any other
+//! is kept as JSON text, with its consumer's id and its path in the file, and validated by
+//! the generic code as if it had found it nested.
 
 use std::collections::HashSet;
 use std::num::NonZeroI64;

@@ -20,6 +20,7 @@ use super::shared::SharedConfigs;
 use super::{namespace, uuid_v5};
 use crate::model::{ForeignKey, Plugin, Protocol};
 use crate::plugins::not_enabled;
+use crate::schema::Schema;
 use crate::{ConfigErrors, PluginSchemas};
 
 /// The default `protocols` of a plugin.
@@ -312,7 +313,14 @@ pub(super) struct Context<'a> {
     pub validated: &'a mut HashMap<(String, ConfigKey), Arc<Value>>,
     /// The load time.
     pub now: i64,
+    /// What plain plugins found so far, by shared config and plugin name: its schema and
+    /// its filled form (100,000 instances of three plans look each up without building a
+    /// key or taking the catalog's lock).
+    pub seen: HashMap<u32, Vec<Seen>>,
 }
+
+/// A plugin name, its schema and its filled config, under a shared config's index.
+pub(super) type Seen = (Box<str>, Arc<Schema>, Arc<Value>);
 
 /// The id `id` of a `kind` entity, as [`super::checks::reference`] resolves a `{id: ...}`
 /// record, reporting Kong's message at `path.field` when there is none.
@@ -339,6 +347,37 @@ fn resolve(
     }
 }
 
+/// `p`'s filled config (`raw`, shared config `shared`): from the configs the generic code
+/// validated, else validated now; a valid one is noted for the plain plugins after it.
+fn validate(
+    p: &PlainPlugin,
+    shared: Option<u32>,
+    raw: Option<&Value>,
+    schema: &Arc<Schema>,
+    path: &str,
+    cx: &mut Context<'_>,
+    errors: &mut ConfigErrors,
+) -> Arc<Value> {
+    let key = shared.map(|i| (p.name.to_string(), ConfigKey::Shared(i)));
+    let (filled, valid) = match key.as_ref().and_then(|k| cx.validated.get(k)) {
+        Some(filled) => (filled.clone(), true),
+        None => {
+            let before = errors.len();
+            let filled = Arc::new(schema.validate(raw, &format!("{path}.config"), errors));
+            let valid = errors.len() == before;
+            if let (Some(key), true) = (key, valid) {
+                cx.validated.insert(key, filled.clone());
+            }
+            (filled, valid)
+        }
+    };
+    if let (Some(i), true) = (shared, valid) {
+        let seen = cx.seen.entry(i).or_default();
+        seen.push((p.name.clone(), schema.clone(), filled.clone()));
+    }
+    filled
+}
+
 /// Checks and builds `p` into `built` and its path into `origins`; problems go to `errors`.
 pub(super) fn build(
     p: &PlainPlugin,
@@ -349,7 +388,15 @@ pub(super) fn build(
 ) {
     {
         let path = p.at.path();
-        let schema = cx.schemas.schema(&p.name);
+        let shared = p.config.filter(|i| !cx.configs.get(*i).is_null());
+        let seen = shared.and_then(|i| {
+            let found = cx.seen.get(&i)?.iter().find(|(n, ..)| *n == p.name)?;
+            Some((found.1.clone(), found.2.clone()))
+        });
+        let schema = match &seen {
+            Some((schema, _)) => Some(schema.clone()),
+            None => cx.schemas.schema(&p.name),
+        };
         if schema.is_none() {
             errors.push(format!("{path}.name"), not_enabled(&p.name));
         }
@@ -366,7 +413,6 @@ pub(super) fn build(
                 errors,
             ),
         };
-        let shared = p.config.filter(|i| !cx.configs.get(*i).is_null());
         let raw = shared.map(|i| cx.configs.get(i));
         let filled = match &schema {
             Some(schema) => {
@@ -380,18 +426,9 @@ pub(super) fn build(
                         errors.push(format!("{path}.{scope}"), "value must be null");
                     }
                 }
-                let key = shared.map(|i| (p.name.to_string(), ConfigKey::Shared(i)));
-                match key.as_ref().and_then(|k| cx.validated.get(k)) {
-                    Some(filled) => filled.clone(),
-                    None => {
-                        let before = errors.len();
-                        let filled =
-                            Arc::new(schema.validate(raw, &format!("{path}.config"), errors));
-                        if let (Some(key), true) = (key, errors.len() == before) {
-                            cx.validated.insert(key, filled.clone());
-                        }
-                        filled
-                    }
+                match seen {
+                    Some((_, filled)) => filled,
+                    None => validate(p, shared, raw, schema, &path, cx, errors),
                 }
             }
             None => Arc::new(raw.cloned().unwrap_or(Value::Null)),
