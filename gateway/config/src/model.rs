@@ -737,3 +737,44 @@ pub mod shared_config {
         }
     }
 }
+
+/// `same_but_times(&self, other)`: equality but for `created_at` and `updated_at`, which a
+/// load sets to its own time when a file gives none. A reload compares entities this way to
+/// keep what did not change; every other field is named, so a new one must be listed here.
+macro_rules! same_but_times {
+    ($($entity:ident { $($field:ident),* $(,)? })*) => {$(
+        impl $entity {
+            /// Equal but perhaps for `created_at` and `updated_at`.
+            pub fn same_but_times(&self, other: &Self) -> bool {
+                let $entity { $($field,)* created_at: _, updated_at: _ } = self;
+                true $(&& *$field == other.$field)*
+            }
+        }
+    )*};
+}
+
+same_but_times! {
+    Route {
+        id, name, protocols, methods, hosts, paths, headers, snis, sources, destinations,
+        strip_path, preserve_host, regex_priority, path_handling, https_redirect_status_code,
+        request_buffering, response_buffering, service, tags,
+    }
+    Plugin {
+        id, name, instance_name, config, service, route, consumer, protocols, enabled,
+        ordering, tags,
+    }
+    Upstream {
+        id, name, algorithm, hash_on, hash_fallback, hash_on_header, hash_fallback_header,
+        hash_on_cookie, hash_on_cookie_path, hash_on_query_arg, hash_fallback_query_arg,
+        hash_on_uri_capture, hash_fallback_uri_capture, slots, healthchecks, host_header,
+        client_certificate, use_srv_name, tags,
+    }
+    Target { id, upstream, target, weight, tags }
+    Certificate { id, cert, key, cert_alt, key_alt, tags }
+    Sni { id, name, certificate, tags }
+}
+
+/// Two lists of entities equal but perhaps for their timestamps, element by element.
+pub fn same_lists_but_times<T>(a: &[T], b: &[T], same: impl Fn(&T, &T) -> bool) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+}

@@ -8,7 +8,10 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 
 use gangway_config::ConfigErrors;
-use gangway_config::model::{Config, Id, Protocol, Target, Upstream, shared_config};
+use gangway_config::model::{
+    Certificate, Config, Id, Plugin, Protocol, Route, Sni, Target, Upstream, same_lists_but_times,
+    shared_config,
+};
 use gangway_config::settings::Settings;
 use gangway_net::tls::{CertPair, CertStore, ClientConfigCache, RootSource, server_config};
 use gangway_pipeline::Catalog;
@@ -119,7 +122,13 @@ fn compile_parts(
     let previous = shared.previous.as_deref();
     let unchanged =
         |same: fn(&Config, &Config) -> bool| previous.filter(|p| same(&p.config, &config));
-    let tls = match unchanged(|a, b| a.certificates == b.certificates && a.snis == b.snis) {
+    let tls = match unchanged(|a, b| {
+        same_lists_but_times(
+            &a.certificates,
+            &b.certificates,
+            Certificate::same_but_times,
+        ) && same_lists_but_times(&a.snis, &b.snis, Sni::same_but_times)
+    }) {
         Some(p) => Some(p.tls.clone()),
         None => match CertStore::build(
             &config.certificates,
@@ -134,7 +143,8 @@ fn compile_parts(
         },
     };
     let router = match unchanged(|a, b| {
-        a.routes == b.routes && disabled_services(a).eq(disabled_services(b))
+        same_lists_but_times(&a.routes, &b.routes, Route::same_but_times)
+            && disabled_services(a).eq(disabled_services(b))
     }) {
         Some(p) => Some(p.router.clone()),
         None => match Router::build_without(
@@ -235,7 +245,10 @@ fn compile_parts(
         .map(|r| r.service.and_then(|fk| by_id.get(&fk.id).copied()))
         .collect();
     // Chains depend on the plugins and on each route's id and service.
-    let pipeline = match unchanged(|a, b| a.plugins == b.plugins && a.routes == b.routes) {
+    let pipeline = match unchanged(|a, b| {
+        same_lists_but_times(&a.plugins, &b.plugins, Plugin::same_but_times)
+            && same_lists_but_times(&a.routes, &b.routes, Route::same_but_times)
+    }) {
         Some(p) => p.pipeline.clone(),
         None => {
             let instances = shared
@@ -332,8 +345,12 @@ fn unchanged_balancer(
         .iter()
         .position(|u| u.id == upstream.id)?;
     let before = &previous.config.upstreams[i];
-    (before == upstream && targets_of(&previous.config, upstream.id) == targets)
-        .then(|| previous.balancers[i].clone())
+    let same_targets = same_lists_but_times(
+        &targets_of(&previous.config, upstream.id),
+        targets,
+        |a, b| a.same_but_times(b),
+    );
+    (before.same_but_times(upstream) && same_targets).then(|| previous.balancers[i].clone())
 }
 
 #[cfg(test)]
@@ -502,6 +519,31 @@ plugins:
             let after = gateway.replace_config(|| Ok(load(text))).expect("reloads");
             (before, after)
         };
+
+        // A later load of the same file stamps its entities with a later time: nothing is
+        // rebuilt for that.
+        let before = gateway.snapshot();
+        let mut later = load(base);
+        for r in &mut later.routes {
+            (r.created_at, r.updated_at) = (r.created_at + 7, r.updated_at + 7);
+        }
+        for p in &mut later.plugins {
+            (p.created_at, p.updated_at) = (p.created_at + 7, p.updated_at + 7);
+        }
+        for u in &mut later.upstreams {
+            (u.created_at, u.updated_at) = (u.created_at + 7, u.updated_at + 7);
+        }
+        for t in &mut later.targets {
+            (t.created_at, t.updated_at) = (t.created_at + 7.0, t.updated_at + 7.0);
+        }
+        let after = gateway.replace_config(|| Ok(later)).expect("reloads");
+        assert!(Arc::ptr_eq(&before.router, &after.router), "routes kept");
+        assert!(
+            Arc::ptr_eq(&before.pipeline, &after.pipeline),
+            "plugins kept"
+        );
+        assert!(Arc::ptr_eq(&before.balancers[0], &after.balancers[0]));
+        assert!(Arc::ptr_eq(&before.balancers[1], &after.balancers[1]));
 
         let acl = base.replace("name: key-auth", "name: acl");
         let (before, after) = reload(&acl);
