@@ -139,30 +139,31 @@ pub enum Bench {
     /// and create-to-visible latency at the proxy; saved as benches/results/admin-latest.md.
     /// Starts its own Postgres (Debian's postgresql package).
     Admin {
-        /// Consumers (each with a key-auth key) imported before measuring, 1000 to 1000000.
-        #[arg(
-            long,
-            value_name = "N",
-            default_value_t = 100_000,
-            value_parser = RangedU64ValueParser::<usize>::new().range(1000..=1_000_000),
-        )]
-        consumers: usize,
+        #[command(flatten)]
+        store: StoreConfig,
     },
     /// Per-consumer plans: boot (time to ready, CPU, RSS) DB-less and from Postgres of a
     /// config whose every consumer has its own rate-limiting instance, against the same
     /// config without them; saved as benches/results/plans-latest.md. Starts its own
     /// Postgres servers (Debian's postgresql package).
     Plans {
-        /// Consumers (each with a key-auth key, and in `plans` its own rate-limiting
-        /// instance), 1000 to 1000000.
-        #[arg(
-            long,
-            value_name = "N",
-            default_value_t = 100_000,
-            value_parser = RangedU64ValueParser::<usize>::new().range(1000..=1_000_000),
-        )]
-        consumers: usize,
+        #[command(flatten)]
+        store: StoreConfig,
     },
+}
+
+/// The size of the generated config `bench admin` and `bench plans` import into Postgres.
+#[derive(Debug, Args)]
+pub struct StoreConfig {
+    /// Consumers (each with a key-auth key, and in `bench plans`' second file its own
+    /// rate-limiting instance), 1000 to 1000000.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100_000,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1000..=1_000_000),
+    )]
+    consumers: usize,
 }
 
 /// The size of the large config of `bench pipeline` and `bench ratelimit` (each also runs
@@ -653,8 +654,8 @@ pub fn run(bench: Bench) -> Result<()> {
             rounds,
             burst,
         } => connections::run(clients, rounds, burst),
-        Bench::Admin { consumers } => admin::run(consumers),
-        Bench::Plans { consumers } => plans::run(consumers),
+        Bench::Admin { store } => admin::run(store.consumers),
+        Bench::Plans { store } => plans::run(store.consumers),
         Bench::Ratelimit { params, large } => ratelimit::run(&params, large.consumers),
         Bench::Lambda { params, build_cost } => lambda::run(&params, build_cost),
         Bench::Ebpf {
@@ -1093,11 +1094,15 @@ mod tests {
     }
 
     #[test]
-    fn admin_defaults_to_100k_consumers() {
-        let Bench::Admin { consumers } = bench(&["admin"]).expect("parses") else {
+    fn admin_and_plans_default_to_100k_consumers() {
+        let Bench::Admin { store } = bench(&["admin"]).expect("parses") else {
             panic!("not admin");
         };
-        assert_eq!(consumers, 100_000);
+        assert_eq!(store.consumers, 100_000);
+        let Bench::Plans { store } = bench(&["plans"]).expect("parses") else {
+            panic!("not plans");
+        };
+        assert_eq!(store.consumers, 100_000);
     }
 
     #[test]
@@ -1109,6 +1114,7 @@ mod tests {
             &["pipeline", "--consumers", "999"],
             &["admin", "--consumers", "999"],
             &["admin", "--consumers", "1000001"],
+            &["plans", "--consumers", "999"],
         ] {
             let err = bench(args).expect_err("out of range");
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}");

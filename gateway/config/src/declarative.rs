@@ -156,8 +156,6 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// The namespace Kong derives declarative ids from (cached: one SHA-1 per entity kind, not
-/// per entity).
 /// `Uuid::new_v5(namespace, name)`, hashed by the `sha1` crate: it uses the CPU's SHA
 /// instructions where there are some, and a load derives one or more ids for each of up to
 /// millions of entities.
@@ -172,6 +170,8 @@ pub(crate) fn uuid_v5(namespace: &Uuid, name: &[u8]) -> Uuid {
     uuid::Builder::from_sha1_bytes(bytes).into_uuid()
 }
 
+/// The namespace Kong derives declarative ids from (cached: one SHA-1 per entity kind, not
+/// per entity).
 fn namespace(entity: &str) -> Uuid {
     fn derive(entity: &str) -> Uuid {
         let root = Uuid::parse_str("fd02801f-0957-4a15-a55a-c8d9606f30b5")

@@ -556,15 +556,7 @@ fn generic_plugin(
         service: service.map(ForeignKey::from),
         route: route.map(ForeignKey::from),
         consumer: consumer.map(ForeignKey::from),
-        protocols: protocols(
-            &mut f,
-            &[
-                Protocol::Grpc,
-                Protocol::Grpcs,
-                Protocol::Http,
-                Protocol::Https,
-            ],
-        ),
+        protocols: protocols(&mut f, &plain_plugins::DEFAULT_PROTOCOLS),
         enabled: f.bool("enabled").unwrap_or(true),
         ordering: f.raw("ordering").cloned(),
         tags: f.tags(),

@@ -1,11 +1,14 @@
-//! Plugins read without a JSON tree each: a database's plugin rows in the usual shape (a
-//! portal's 100,000 per-consumer plan instances) go into [`PlainPlugin`]s and are checked
-//! here by the same rules, with the same messages, as the generic code applies to an entity
-//! object. A row whose other fields are anything but the usual (`ordering`, an unknown field,
-//! a mistyped value) is handed to the generic code as a value instead.
+//! Plugins read without a JSON tree each: a database's plugin rows and the plugins nested in
+//! a `kong.yml` consumer, in the usual shape (a portal's 100,000 per-consumer plan
+//! instances), go into [`PlainPlugin`]s and are checked here by the same rules, with the
+//! same messages, as the generic code applies to an entity object. One whose fields are
+//! anything but the usual (`ordering`, another scope, an unknown, repeated or mistyped
+//! field) is handed to the generic code instead.
 //!
-//! The fields besides the columns (`enabled`, `protocols`, `tags`, `ordering`) come as JSON
-//! text, and the rows of one plan repeat it: each distinct text is parsed once.
+//! A row's fields besides its columns (`enabled`, `protocols`, `tags`, `ordering`) come as
+//! JSON text, and the rows of one plan repeat it: each distinct text is parsed once. The
+//! usual shape is decided twice, on that parsed text ([`usual`]) and on a nested plugin's
+//! nodes ([`nested`]): the same rules over the two forms the loader reads.
 
 use std::collections::HashMap;
 use std::sync::Arc;
