@@ -96,11 +96,14 @@ fn db(e: tokio_postgres::Error) -> DaoError {
 }
 
 /// The SELECT list every read uses: the stored JSON, plus what Kong renders from elsewhere
-/// (a key's seconds left, a certificate's SNIs).
+/// (a key's seconds left, a certificate's SNIs). Seconds left count from the clock when read
+/// (`clock_timestamp()`): `now()` is the transaction's start, and a write reads its row back
+/// in the transaction that began before the expiry was computed.
 fn select_list(kind: &Kind) -> &'static str {
     match kind.name {
         "keyauth_credentials" => {
-            "t.entity, ceil(extract(epoch from (t.ttl - now())))::bigint AS ttl_left, NULL::text[] AS snis"
+            "t.entity, ceil(extract(epoch from (t.ttl - clock_timestamp())))::bigint AS ttl_left, \
+             NULL::text[] AS snis"
         }
         "certificates" => {
             "t.entity, NULL::bigint AS ttl_left, \
