@@ -33,10 +33,24 @@ pub struct Window {
 impl Window {
     /// Kong's counter key: `ratelimit:<route_id>:<service_id>:<identifier>:<period_date_ms>:<period>`.
     pub fn key(&self) -> String {
-        format!(
-            "{}{}:{}:{}",
-            self.scope, self.identifier, self.start_ms, self.period
-        )
+        let mut start = itoa::Buffer::new();
+        self.key_parts(&mut start)
+            .iter()
+            .map(|part| String::from_utf8_lossy(part))
+            .collect()
+    }
+
+    /// [`Window::key`] in the pieces it is joined from, for a store that writes them
+    /// straight to the wire; `start` holds the formatted start.
+    pub fn key_parts<'a>(&'a self, start: &'a mut itoa::Buffer) -> [&'a [u8]; 6] {
+        [
+            self.scope.as_bytes(),
+            self.identifier.as_bytes(),
+            b":",
+            start.format(self.start_ms).as_bytes(),
+            b":",
+            self.period.as_bytes(),
+        ]
     }
 
     /// Feeds what [`Window::key`] is made of to `state`, without building it: equal keys

@@ -191,26 +191,23 @@ struct Waited {
 
 impl RateLimiting {
     /// Kong's `get_identifier`.
-    fn identifier(&self, ctx: &AccessCtx<'_>) -> String {
+    fn identifier(&self, ctx: &AccessCtx<'_>) -> Arc<str> {
         let found = match &self.limit_by {
             LimitBy::Consumer => ctx
                 .state
                 .consumer
-                .map(|c| ctx.identities.consumer(c).id.to_string())
+                .map(|c| uuid_text(&ctx.identities.consumer(c).id))
                 .or_else(|| credential_id(ctx)),
             LimitBy::Credential => credential_id(ctx),
-            LimitBy::Service => ctx.service.map(|s| s.id.to_string()),
-            LimitBy::Header(name) => ctx
-                .header(name)
-                .map(|v| String::from_utf8_lossy(v).into_owned()),
-            LimitBy::Path(path) => (ctx.path() == path.as_bytes()).then(|| path.clone()),
+            LimitBy::Service => ctx.service.map(|s| uuid_text(&s.id)),
+            LimitBy::Header(name) => ctx.header(name).map(|v| String::from_utf8_lossy(v).into()),
+            LimitBy::Path(path) => (ctx.path() == path.as_bytes()).then(|| path.as_str().into()),
             LimitBy::Ip => None,
         };
-        found.unwrap_or_else(|| ctx.client_ip.to_string())
+        found.unwrap_or_else(|| ctx.client_ip.to_string().into())
     }
 
-    fn windows(&self, identifier: String, now_ms: i64) -> Vec<Window> {
-        let identifier: Arc<str> = identifier.into();
+    fn windows(&self, identifier: Arc<str>, now_ms: i64) -> Vec<Window> {
         self.limits
             .iter()
             .map(|&(period, _)| Window {
@@ -246,6 +243,7 @@ impl RateLimiting {
         // Kong's time is whole seconds.
         let now_ms = waited.now_ms.div_euclid(1000) * 1000;
         let mut reset = 0;
+        let mut n = itoa::Buffer::new();
         if !self.hide_client_headers {
             let mut least: Option<(f64, u64, f64)> = None;
             for (i, &(period, limit)) in self.limits.iter().enumerate() {
@@ -262,14 +260,17 @@ impl RateLimiting {
                     reset = (window as i64 - elapsed).max(1);
                 }
                 let headers = &mut ctx.state.response_headers;
-                headers.set(period.limit_header(), lua_number(limit).as_bytes());
-                headers.set(period.remaining_header(), lua_number(left).as_bytes());
+                headers.set(period.limit_header(), lua_number(limit, &mut n).as_bytes());
+                headers.set(
+                    period.remaining_header(),
+                    lua_number(left, &mut n).as_bytes(),
+                );
             }
             if let Some((left, _, limit)) = least {
                 let headers = &mut ctx.state.response_headers;
-                headers.set("RateLimit-Limit", lua_number(limit).as_bytes());
-                headers.set("RateLimit-Remaining", lua_number(left).as_bytes());
-                headers.set("RateLimit-Reset", reset.to_string().as_bytes());
+                headers.set("RateLimit-Limit", lua_number(limit, &mut n).as_bytes());
+                headers.set("RateLimit-Remaining", lua_number(left, &mut n).as_bytes());
+                headers.set("RateLimit-Reset", n.format(reset).as_bytes());
             }
         }
         if stop.is_some() {
@@ -277,7 +278,7 @@ impl RateLimiting {
             if !self.hide_client_headers {
                 ctx.state
                     .response_headers
-                    .set("Retry-After", reset.to_string().as_bytes());
+                    .set("Retry-After", n.format(reset).as_bytes());
             }
             return Flow::error(self.error_code, self.error_message.clone());
         }
@@ -286,18 +287,26 @@ impl RateLimiting {
     }
 }
 
-fn credential_id(ctx: &AccessCtx<'_>) -> Option<String> {
+fn credential_id(ctx: &AccessCtx<'_>) -> Option<Arc<str>> {
     ctx.state
         .credential
-        .map(|c| ctx.identities.credential(c).id.to_string())
+        .map(|c| uuid_text(&ctx.identities.credential(c).id))
+}
+
+/// An id as Kong writes it in keys (hyphenated, lower case).
+fn uuid_text(id: &uuid::Uuid) -> Arc<str> {
+    Arc::from(
+        &*id.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    )
 }
 
 /// A number as Lua prints it: `100`, `0.5`.
-fn lua_number(n: f64) -> String {
+fn lua_number(n: f64, buf: &mut itoa::Buffer) -> Cow<'_, str> {
     if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
+        Cow::Borrowed(buf.format(n as i64))
     } else {
-        format!("{n}")
+        Cow::Owned(format!("{n}"))
     }
 }
 

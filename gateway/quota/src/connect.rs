@@ -3,7 +3,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use tokio::sync::OnceCell;
 use gangway_config::settings::RedisConnections;
 use gangway_pipeline::quota::{QuotaError, RedisConf, Window};
 
+use super::pipe::{self, Endpoint, Pipe};
 use super::stats::Stats;
 
 /// How long a worker fails fast after a failed connect before it tries again.
@@ -122,6 +125,9 @@ pub struct Target {
     pub describe: String,
     /// Whether the server takes `EXPIRE ... NX`, once asked ([`Target::expire_nx`]).
     expire_nx: AtomicU8,
+    /// A standalone server with connections per worker: realtime counting takes a
+    /// [`Pipe`] of the worker's own.
+    endpoint: Option<Arc<Endpoint>>,
 }
 
 /// [`Target::expire_nx`] before the server was asked.
@@ -200,6 +206,7 @@ impl Target {
             return Ok(Target {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 expire_nx: AtomicU8::new(UNKNOWN),
+                endpoint: None,
                 sharing,
                 stats,
                 server: Server::Cluster(client),
@@ -241,14 +248,29 @@ impl Target {
                 config.alpn_protocols.clear();
                 let sni = ServerName::try_from(name.clone())
                     .map_err(|e| format!("redis.server_name {name:?}: {e}"))?;
-                Some((tokio_rustls::TlsConnector::from(Arc::new(config)), sni))
+                Some((Arc::new(config), sni))
             }
             false => None,
         };
+        let password = conf.password.clone().filter(|p| !p.is_empty());
+        let endpoint = matches!(sharing, RedisConnections::PerWorker).then(|| {
+            Arc::new(Endpoint {
+                host: host.clone(),
+                port,
+                tls: tls.clone(),
+                username: conf
+                    .username
+                    .clone()
+                    .filter(|u| !u.is_empty() && password.is_some()),
+                password,
+                database: conf.database,
+                timeout,
+            })
+        });
         let direct = Direct {
             host: host.clone(),
             port,
-            tls,
+            tls: tls.map(|(config, sni)| (tokio_rustls::TlsConnector::from(config), sni)),
             redis: settings.clone(),
         };
         let info = address(&name, port)?;
@@ -261,6 +283,7 @@ impl Target {
         Ok(Target {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             expire_nx: AtomicU8::new(UNKNOWN),
+            endpoint,
             sharing,
             stats,
             server: Server::Single(client, config, direct),
@@ -327,6 +350,7 @@ impl Target {
         Ok(Target {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             expire_nx: AtomicU8::new(UNKNOWN),
+            endpoint: None,
             sharing,
             stats,
             server: Server::Sentinel(Arc::new(tokio::sync::Mutex::new(client)), config),
@@ -373,7 +397,7 @@ impl Target {
             .query_async::<String>(conn)
             .await;
         let supported = match info {
-            Ok(info) => supports_expire_nx(&info),
+            Ok(info) => pipe::supports_expire_nx(&info),
             Err(e) if e.code().is_some() => false,
             Err(e) => return Err(e),
         };
@@ -412,27 +436,38 @@ impl Target {
     /// This worker's connection (or the process's), opened on first use. After a failed
     /// connect, callers fail fast for [`RETRY_AFTER`], then one tries again.
     pub async fn connection(&self) -> Result<Conn, QuotaError> {
-        let slot = self.with_slot(|cell| {
-            match cell.get() {
-                Some(Ok(conn)) => return Ok(Err(conn.clone())),
-                Some(Err((error, at))) if at.elapsed() < RETRY_AFTER => {
-                    return Err(QuotaError::Store(format!("cannot connect: {error}")));
-                }
-                Some(Err(_)) => *cell = Slot::default(),
-                None => {}
-            }
-            Ok(Ok(cell.clone()))
-        })?;
-        // The common case, connected: no timer, no await.
-        let cell = match slot {
-            Err(conn) => return Ok(conn),
-            Ok(cell) => cell,
+        match self.with_slot(|cell| reuse(cell, |_| true))? {
+            Ok(conn) => Ok(conn),
+            Err(cell) => open_in(cell, self.timeout, self.open()).await,
+        }
+    }
+
+    /// Whether realtime counting takes a [`Pipe`] here: a standalone server with
+    /// connections per worker, on a worker thread.
+    pub fn pipes(&self) -> bool {
+        self.endpoint.is_some() && pipe::installed()
+    }
+
+    /// This worker's pipe, opened on first use and again after it ended, failing fast
+    /// for [`RETRY_AFTER`] after a failed connect as [`Target::connection`] does.
+    pub async fn pipe(&self) -> Result<Rc<Pipe>, QuotaError> {
+        let Some(endpoint) = &self.endpoint else {
+            return Err(QuotaError::Store("no pipe for this Redis".into()));
         };
-        let opened = tokio::time::timeout(self.timeout, cell.get_or_init(|| self.open())).await;
-        match opened {
-            Ok(Ok(conn)) => Ok(conn.clone()),
-            Ok(Err((error, _))) => Err(QuotaError::Store(format!("cannot connect: {error}"))),
-            Err(_) => Err(QuotaError::Timeout(self.timeout.as_millis() as u64)),
+        let reused = PIPES.with(|all| {
+            reuse(all.borrow_mut().entry(self.id).or_default(), |p| {
+                !p.is_closed()
+            })
+        })?;
+        match reused {
+            Ok(pipe) => Ok(pipe),
+            Err(cell) => {
+                let opened = pipe::connect(endpoint.clone());
+                open_in(cell, self.timeout, async {
+                    opened.await.map_err(|e| (e, Instant::now()))
+                })
+                .await
+            }
         }
     }
 
@@ -477,20 +512,50 @@ impl Target {
     }
 }
 
-/// `EXPIRE ... NX` arrived in Redis 7.0.
-fn supports_expire_nx(info: &str) -> bool {
-    info.lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .and_then(|v| v.trim().split('.').next()?.parse::<u32>().ok())
-        .is_some_and(|major| major >= 7)
+/// A connection, the failure of its last connect (and when), or nothing yet.
+type Cell<C> = Arc<OnceCell<Result<C, (String, Instant)>>>;
+
+type Slot = Cell<Conn>;
+
+/// The live connection in `cell` (as `live` judges), or the cell to open one in: a fresh
+/// one after the connection ended or a failure older than [`RETRY_AFTER`]. A younger
+/// failure is returned as it is.
+fn reuse<C: Clone>(
+    cell: &mut Cell<C>,
+    live: impl Fn(&C) -> bool,
+) -> Result<Result<C, Cell<C>>, QuotaError> {
+    match cell.get() {
+        Some(Ok(conn)) if live(conn) => return Ok(Ok(conn.clone())),
+        Some(Err((error, at))) if at.elapsed() < RETRY_AFTER => {
+            return Err(QuotaError::Store(format!("cannot connect: {error}")));
+        }
+        Some(_) => *cell = Cell::default(),
+        None => {}
+    }
+    Ok(Err(cell.clone()))
 }
 
-type Slot = Arc<OnceCell<Result<Conn, (String, Instant)>>>;
+/// Opens a connection in `cell` (or waits for the caller already opening one), within
+/// `timeout`.
+async fn open_in<C: Clone>(
+    cell: Cell<C>,
+    timeout: Duration,
+    open: impl Future<Output = Result<C, (String, Instant)>>,
+) -> Result<C, QuotaError> {
+    match tokio::time::timeout(timeout, cell.get_or_init(|| open)).await {
+        Ok(Ok(conn)) => Ok(conn.clone()),
+        Ok(Err((error, _))) => Err(QuotaError::Store(format!("cannot connect: {error}"))),
+        Err(_) => Err(QuotaError::Timeout(timeout.as_millis() as u64)),
+    }
+}
 
 thread_local! {
     /// Each worker's connection per target. Targets live as long as the process (the factory
     /// keeps them), so entries are never stale.
     static CONNECTIONS: RefCell<HashMap<u64, Slot>> = RefCell::new(HashMap::new());
+
+    /// Each worker's pipe per target.
+    static PIPES: RefCell<HashMap<u64, Cell<Rc<Pipe>>>> = RefCell::new(HashMap::new());
 }
 
 /// The process's connection per target, with [`RedisConnections::Shared`].
@@ -589,10 +654,12 @@ mod tests {
 
     #[test]
     fn expire_nx_is_used_from_redis_7() {
-        assert!(supports_expire_nx("# Server\r\nredis_version:7.0.15\r\n"));
-        assert!(supports_expire_nx("redis_version:8.2.1\n"));
-        assert!(!supports_expire_nx("redis_version:6.2.14\n"));
-        assert!(!supports_expire_nx("no version here"));
+        assert!(pipe::supports_expire_nx(
+            "# Server\r\nredis_version:7.0.15\r\n"
+        ));
+        assert!(pipe::supports_expire_nx("redis_version:8.2.1\n"));
+        assert!(!pipe::supports_expire_nx("redis_version:6.2.14\n"));
+        assert!(!pipe::supports_expire_nx("no version here"));
     }
 
     fn roots() -> RootSource {

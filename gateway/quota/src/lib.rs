@@ -7,13 +7,16 @@
 //! reload reuses connections and batched counts.
 //!
 //! Connections belong to the worker that uses them (one multiplexed connection per worker and
-//! store, opened on first use), so a request never crosses threads. Each call is bounded by
+//! store, opened on first use), so a request never crosses threads. Realtime counting on a
+//! standalone server takes a pipe of the worker's own on its I/O backend ([`install`]). Each call is bounded by
 //! the record's `timeout`, connect included; after a failed connect a worker fails fast for
 //! a second instead of trying again on every request.
 
 mod batched;
 mod connect;
+mod pipe;
 mod realtime;
+mod resp;
 mod stats;
 
 use std::collections::HashMap;
@@ -23,6 +26,7 @@ use gangway_config::settings::RedisConnections;
 use gangway_net::tls::RootSource;
 use gangway_pipeline::quota::{QuotaStore, RedisConf, RedisCounters, RedisMode, RedisQuotas};
 
+pub use pipe::install;
 use stats::Stats;
 
 /// The Redis stores of a process (empty by default).

@@ -8,10 +8,14 @@
 //! version is asked once per Redis, inside the first call.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use gangway_pipeline::quota::{QuotaStore, Usage, Window};
+use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window};
+use sha1::{Digest, Sha1};
 
 use super::connect::Target;
+use super::pipe::Counting;
+use super::resp::{self, Reply};
 use super::stats::Stats;
 
 /// Kong's increment script, for all of a request's windows in one round trip.
@@ -47,11 +51,21 @@ impl Realtime {
 
 impl QuotaStore for Realtime {
     fn usage(&self, windows: &[Window]) -> Usage {
-        let keys: Vec<String> = windows.iter().map(|w| self.target.key(w)).collect();
-        let ttls: Vec<u64> = windows.iter().map(|w| w.seconds).collect();
         let target = self.target.clone();
-        let script = self.script.clone();
         let stats = self.stats.clone();
+        if target.pipes() {
+            let windows = windows.to_vec();
+            return Usage::Pending(Box::pin(async move {
+                let counted = count_on_pipe(&target, &windows).await;
+                if let Err(e) = &counted {
+                    stats.record(&format!("counting on {}", target.describe), e);
+                }
+                counted
+            }));
+        }
+        let keys: Vec<String> = windows.iter().map(|w| target.key(w)).collect();
+        let ttls: Vec<u64> = windows.iter().map(|w| w.seconds).collect();
+        let script = self.script.clone();
         Usage::Pending(Box::pin(async move {
             let counted = target
                 .run(async |conn| {
@@ -79,4 +93,117 @@ impl QuotaStore for Realtime {
     }
 
     fn increment(&self, _windows: &[Window]) {}
+}
+
+/// Counts in every window on this worker's [`Pipe`](super::pipe::Pipe): one round trip,
+/// and a second only when a script the server had not cached has to be sent whole.
+async fn count_on_pipe(target: &Target, windows: &[Window]) -> UsageResult {
+    let pipe = target.pipe().await?;
+    target.stats.round_trip();
+    let started = Instant::now();
+    let counted = match pipe.counting {
+        Counting::ExpireNx => {
+            let replies = pipe
+                .call(2 * windows.len(), |out| {
+                    let (mut start, mut ttl) = (itoa::Buffer::new(), itoa::Buffer::new());
+                    for window in windows {
+                        let key = window.key_parts(&mut start);
+                        resp::array(out, 2);
+                        resp::bulk(out, &[b"INCR"]);
+                        resp::bulk(out, &key);
+                        resp::array(out, 4);
+                        resp::bulk(out, &[b"EXPIRE"]);
+                        resp::bulk(out, &key);
+                        resp::bulk(out, &[ttl.format(window.seconds).as_bytes()]);
+                        resp::bulk(out, &[b"NX"]);
+                    }
+                })
+                .await;
+            replies.and_then(|replies| {
+                let mut counts = Vec::with_capacity(windows.len());
+                for (i, reply) in replies.iter().enumerate() {
+                    let n = integer(reply)?;
+                    if i % 2 == 0 {
+                        counts.push(n.saturating_sub(1));
+                    }
+                }
+                Ok(counts)
+            })
+        }
+        Counting::Script => {
+            let sha = script_sha().as_bytes();
+            let mut replies = pipe
+                .call(1, |out| script_call(out, b"EVALSHA", sha, windows))
+                .await;
+            if let Ok([Reply::Error(e)]) = replies.as_deref()
+                && e.starts_with("NOSCRIPT")
+            {
+                target.stats.round_trip();
+                let script = INCREMENT.as_bytes();
+                replies = pipe
+                    .call(1, |out| script_call(out, b"EVAL", script, windows))
+                    .await;
+            }
+            replies.and_then(|replies| match replies.as_slice() {
+                [Reply::Array(Some(items))] if items.len() == windows.len() => {
+                    items.iter().map(integer).collect()
+                }
+                [other] => Err(unexpected(other)),
+                _ => Err(QuotaError::Store("Redis answered with no reply".into())),
+            })
+        }
+    };
+    target.stats.observe(started.elapsed());
+    counted
+}
+
+/// `EVALSHA sha n key... ttl...` (or `EVAL`): Kong's script over every window.
+fn script_call(out: &mut Vec<u8>, verb: &[u8], script: &[u8], windows: &[Window]) {
+    let mut number = itoa::Buffer::new();
+    resp::array(out, 3 + 2 * windows.len());
+    resp::bulk(out, &[verb]);
+    resp::bulk(out, &[script]);
+    resp::bulk(out, &[number.format(windows.len()).as_bytes()]);
+    for window in windows {
+        resp::bulk(out, &window.key_parts(&mut number));
+    }
+    for window in windows {
+        resp::bulk(out, &[number.format(window.seconds).as_bytes()]);
+    }
+}
+
+/// The SHA-1 of [`INCREMENT`], in hex (the `EVALSHA` name).
+fn script_sha() -> &'static str {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| {
+        Sha1::digest(INCREMENT.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    })
+}
+
+/// A count from an integer reply.
+fn integer(reply: &Reply) -> Result<u64, QuotaError> {
+    match reply {
+        Reply::Int(n) => Ok((*n).max(0) as u64),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(reply: &Reply) -> QuotaError {
+    QuotaError::Store(match reply {
+        Reply::Error(e) => e.clone(),
+        other => format!("unexpected reply from Redis: {other:?}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_is_named_by_the_sha1_redis_gives_it() {
+        assert_eq!(script_sha(), redis::Script::new(INCREMENT).get_hash());
+    }
 }

@@ -66,6 +66,8 @@ fn run<B: Backend>(id: usize, gateway: Arc<Gateway>, listeners: WorkerListeners)
         tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
     }
     B::block_on(async move {
+        #[cfg(feature = "quota")]
+        gangway_quota::install::<B>();
         let ctx = Rc::new(WorkerCtx::<B>::new(id, gateway.clone()));
         for (socket, spec) in listeners {
             match B::listener(socket) {

@@ -1,0 +1,255 @@
+//! Realtime counting on a worker's pipe, against a real redis-server, on both I/O backends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gangway_config::settings::RedisConnections;
+use gangway_net::Backend;
+use gangway_net::epoll::Epoll;
+use gangway_net::tls::RootSource;
+use gangway_net::uring::Uring;
+use gangway_pipeline::quota::{QuotaError, QuotaStore, RedisConf, Usage, UsageResult, Window};
+use gangway_test_support::redis::Redis;
+
+use super::install;
+use crate::connect::Target;
+use crate::realtime::Realtime;
+use crate::stats::Stats;
+
+/// A realtime store on the Redis at `port` with `timeout_ms`, and optionally a user and a
+/// password.
+fn store(port: u16, timeout_ms: u64, login: Option<(&str, &str)>) -> (Realtime, Arc<Target>) {
+    let mut conf = serde_json::json!({
+        "host": "127.0.0.1",
+        "port": port,
+        "timeout": timeout_ms,
+    });
+    if let Some((user, password)) = login {
+        conf["username"] = user.into();
+        conf["password"] = password.into();
+    }
+    let conf: RedisConf = serde_json::from_value(conf).expect("a redis record");
+    let roots = RootSource::trusted(false, &[]).expect("an empty trust store");
+    let stats = Arc::new(Stats::default());
+    let target = Arc::new(
+        Target::new(
+            &conf,
+            None,
+            &roots,
+            stats.clone(),
+            RedisConnections::PerWorker,
+        )
+        .expect("target"),
+    );
+    (Realtime::new(target.clone(), stats), target)
+}
+
+fn windows(identifier: &str) -> Vec<Window> {
+    let now_ms = 1_796_292_912_345_i64;
+    [("minute", 60_i64), ("hour", 3600)]
+        .into_iter()
+        .map(|(period, seconds)| Window {
+            scope: "ratelimit:r:s:".into(),
+            identifier: identifier.into(),
+            period,
+            start_ms: now_ms - now_ms.rem_euclid(seconds * 1000),
+            seconds: seconds as u64,
+        })
+        .collect()
+}
+
+async fn usage(store: &Realtime, windows: &[Window]) -> UsageResult {
+    match store.usage(windows) {
+        Usage::Ready(usage) => usage,
+        Usage::Pending(pending) => pending.await,
+    }
+}
+
+/// Runs `test` on a worker-like thread of each backend, with pipes installed.
+fn on_each_backend(test: impl AsyncFn(&'static str) + Clone + Send + 'static) {
+    let uring = test.clone();
+    std::thread::spawn(move || {
+        Uring::block_on(async move {
+            install::<Uring>();
+            uring("io_uring").await
+        })
+    })
+    .join()
+    .expect("io_uring run");
+    std::thread::spawn(move || {
+        Epoll::block_on(async move {
+            install::<Epoll>();
+            test("epoll").await
+        })
+    })
+    .join()
+    .expect("epoll run");
+}
+
+#[test]
+fn counts_in_kong_s_keys_with_a_ttl_and_answers_concurrent_calls_in_order() {
+    let redis = Arc::new(Redis::start());
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, target) = store(server.port(), 2000, None);
+        assert!(
+            target.pipes(),
+            "{backend}: a worker thread counts on a pipe"
+        );
+        let id = format!("{backend}-user");
+        let counted = usage(&store, &windows(&id)).await.expect("counted");
+        assert_eq!(counted, vec![0, 0], "{backend}: a fresh window");
+        let key = format!("ratelimit:r:s:{id}:1796292900000:minute");
+        assert_eq!(server.cli(&["GET", &key]), "1", "{backend}: Kong's key");
+        let ttl: u64 = server.cli(&["TTL", &key]).parse().expect("a ttl");
+        assert!((1..=60).contains(&ttl), "{backend}: ttl {ttl}");
+        // Calls made together share the connection and each gets its own reply.
+        let (a, b) = (windows(&format!("{id}-a")), windows(&format!("{id}-b")));
+        let calls: Vec<_> = (0..100)
+            .map(|i| match store.usage(if i % 2 == 0 { &a } else { &b }) {
+                Usage::Pending(pending) => tokio::task::spawn_local(pending),
+                Usage::Ready(_) => panic!("{backend}: realtime counting waits for Redis"),
+            })
+            .collect();
+        let mut seen = (Vec::new(), Vec::new());
+        for (i, call) in calls.into_iter().enumerate() {
+            let counts = call.await.expect("joined").expect("counted");
+            assert_eq!(
+                counts[0], counts[1],
+                "{backend}: both windows counted together"
+            );
+            if i % 2 == 0 { &mut seen.0 } else { &mut seen.1 }.push(counts[0]);
+        }
+        assert_eq!(seen.0, (0..50).collect::<Vec<u64>>(), "{backend}: in order");
+        assert_eq!(seen.1, (0..50).collect::<Vec<u64>>(), "{backend}: in order");
+    });
+}
+
+#[test]
+fn a_user_without_info_counts_with_kong_s_script_even_after_a_script_flush() {
+    let redis = Arc::new(Redis::start());
+    redis.cli(&[
+        "ACL", "SETUSER", "counter", "on", ">s3cret", "~*", "+@all", "-info",
+    ]);
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, _) = store(server.port(), 2000, Some(("counter", "s3cret")));
+        let id = format!("{backend}-scripted");
+        assert_eq!(usage(&store, &windows(&id)).await.expect("counted"), [0, 0]);
+        server.cli(&["SCRIPT", "FLUSH"]);
+        assert_eq!(usage(&store, &windows(&id)).await.expect("counted"), [1, 1]);
+        let key = format!("ratelimit:r:s:{id}:1796292000000:hour");
+        assert_eq!(server.cli(&["GET", &key]), "2", "{backend}");
+        let ttl: u64 = server.cli(&["TTL", &key]).parse().expect("a ttl");
+        assert!((1..=3600).contains(&ttl), "{backend}: ttl {ttl}");
+        let stats = server.cli(&["INFO", "commandstats"]);
+        assert!(
+            stats.contains("cmdstat_evalsha:") && stats.contains("cmdstat_eval:"),
+            "{backend}: counted by the script, sent whole after the flush: {stats}"
+        );
+        let (wrong, _) = store_with_wrong_password(&server);
+        match usage(&wrong, &windows(&id)).await {
+            Err(QuotaError::Store(e)) => assert!(e.contains("WRONGPASS"), "{backend}: {e}"),
+            other => panic!("{backend}: a wrong password is refused: {other:?}"),
+        }
+    });
+}
+
+fn store_with_wrong_password(redis: &Redis) -> (Realtime, Arc<Target>) {
+    store(redis.port(), 2000, Some(("counter", "wrong")))
+}
+
+#[test]
+fn a_paused_redis_times_calls_out_and_counting_resumes_after() {
+    let redis = Arc::new(Redis::start());
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, _) = store(server.port(), 300, None);
+        let id = format!("{backend}-paused");
+        assert_eq!(usage(&store, &windows(&id)).await.expect("counted"), [0, 0]);
+        // Shorter than two timeouts: the late reply comes on the same connection, and the
+        // call after it must not take it for its own.
+        server.cli(&["CLIENT", "PAUSE", "450", "WRITE"]);
+        let started = Instant::now();
+        let timed_out = usage(&store, &windows(&id)).await;
+        let waited = started.elapsed();
+        assert!(
+            matches!(timed_out, Err(QuotaError::Timeout(300))),
+            "{backend}: {timed_out:?}"
+        );
+        assert!(
+            waited >= Duration::from_millis(290) && waited < Duration::from_millis(440),
+            "{backend}: bounded by the timeout: {waited:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = usage(&store, &windows(&id)).await.expect("counted after");
+        assert_eq!(
+            after,
+            [2, 2],
+            "{backend}: the timed-out call was counted late"
+        );
+        // Longer: the connection is given up and the next call opens another.
+        server.cli(&["CLIENT", "PAUSE", "1500", "WRITE"]);
+        let timed_out = usage(&store, &windows(&id)).await;
+        assert!(
+            matches!(timed_out, Err(QuotaError::Timeout(300))),
+            "{backend}: {timed_out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let resumed = usage(&store, &windows(&id))
+            .await
+            .expect("counting resumed");
+        assert_eq!(resumed[0], resumed[1], "{backend}");
+        assert!(resumed[0] >= 3, "{backend}: {resumed:?}");
+    });
+}
+
+#[test]
+fn a_killed_redis_fails_calls_at_once_and_a_restarted_one_counts_again() {
+    let mut redis = Redis::start();
+    let port = redis.port();
+    let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
+    let (restarted_tx, restarted_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (failed_tx, failed_rx) = std::sync::mpsc::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        Uring::block_on(async move {
+            install::<Uring>();
+            let (store, target) = store(port, 2000, None);
+            let stats = target.stats.clone();
+            assert_eq!(usage(&store, &windows("k")).await.expect("counted"), [0, 0]);
+            ready_tx.send(()).expect("send");
+            killed_rx.recv().expect("killed");
+            let started = Instant::now();
+            let failed = usage(&store, &windows("k")).await;
+            assert!(matches!(failed, Err(QuotaError::Store(_))), "{failed:?}");
+            assert!(
+                started.elapsed() < Duration::from_millis(500),
+                "a dead connection fails at once, not after the timeout"
+            );
+            assert!(stats.total() >= 1, "the failure is counted");
+            failed_tx.send(()).expect("send");
+            restarted_rx.recv().expect("restarted");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match usage(&store, &windows("k")).await {
+                    Ok(counts) => {
+                        assert_eq!(counts, [0, 0], "a fresh server counts from zero");
+                        break;
+                    }
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("counting did not resume: {e}"),
+                }
+            }
+        })
+    });
+    ready_rx.recv().expect("first count");
+    redis.kill();
+    killed_tx.send(()).expect("send");
+    failed_rx.recv().expect("failed");
+    redis.restart();
+    restarted_tx.send(()).expect("send");
+    worker.join().expect("worker");
+}
