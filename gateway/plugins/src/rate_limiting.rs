@@ -233,12 +233,12 @@ impl RateLimiting {
                 return Flow::error(500, "An unexpected error occurred");
             }
         };
-        let remaining: Vec<f64> = self
-            .limits
-            .iter()
-            .zip(&usage)
-            .map(|(&(_, limit), &used)| limit - used as f64)
-            .collect();
+        // At most one limit per period.
+        let mut remaining = [0.0; 6];
+        for ((left, &(_, limit)), &used) in remaining.iter_mut().zip(&self.limits).zip(&usage) {
+            *left = limit - used as f64;
+        }
+        let remaining = &remaining[..self.limits.len().min(usage.len())];
         let stop = remaining.iter().rposition(|&r| r <= 0.0);
         // Kong's time is whole seconds.
         let now_ms = waited.now_ms.div_euclid(1000) * 1000;

@@ -448,6 +448,14 @@ impl Target {
         self.endpoint.is_some() && pipe::installed()
     }
 
+    /// This worker's pipe when it is open, without waiting.
+    pub fn live_pipe(&self) -> Option<Rc<Pipe>> {
+        PIPES.with(|all| match all.borrow().get(&self.id)?.get()? {
+            Ok(pipe) if !pipe.is_closed() => Some(pipe.clone()),
+            _ => None,
+        })
+    }
+
     /// This worker's pipe, opened on first use and again after it ended, failing fast
     /// for [`RETRY_AFTER`] after a failed connect as [`Target::connection`] does.
     pub async fn pipe(&self) -> Result<Rc<Pipe>, QuotaError> {

@@ -7,6 +7,7 @@
 //! at about half the server's CPU, since no Lua runs. Older servers get the script. The
 //! version is asked once per Redis, inside the first call.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window
 use sha1::{Digest, Sha1};
 
 use super::connect::Target;
-use super::pipe::Counting;
+use super::pipe::{Counting, Pipe};
 use super::resp::{self, Reply};
 use super::stats::Stats;
 
@@ -54,6 +55,24 @@ impl QuotaStore for Realtime {
         let target = self.target.clone();
         let stats = self.stats.clone();
         if target.pipes() {
+            // The common case, connected to a Redis 7: the commands are queued now, and
+            // the future only waits for their replies.
+            if let Some(pipe) = target
+                .live_pipe()
+                .filter(|p| p.counting == Counting::ExpireNx)
+            {
+                target.stats.round_trip();
+                let started = Instant::now();
+                let sent = incr_expire(&pipe, windows);
+                return Usage::Pending(Box::pin(async move {
+                    let counted = sent.await;
+                    target.stats.observe(started.elapsed());
+                    if let Err(e) = &counted {
+                        stats.record(&format!("counting on {}", target.describe), e);
+                    }
+                    counted
+                }));
+            }
             let windows = windows.to_vec();
             return Usage::Pending(Box::pin(async move {
                 let counted = count_on_pipe(&target, &windows).await;
@@ -102,34 +121,7 @@ async fn count_on_pipe(target: &Target, windows: &[Window]) -> UsageResult {
     target.stats.round_trip();
     let started = Instant::now();
     let counted = match pipe.counting {
-        Counting::ExpireNx => {
-            let replies = pipe
-                .call(2 * windows.len(), |out| {
-                    let (mut start, mut ttl) = (itoa::Buffer::new(), itoa::Buffer::new());
-                    for window in windows {
-                        let key = window.key_parts(&mut start);
-                        resp::array(out, 2);
-                        resp::bulk(out, &[b"INCR"]);
-                        resp::bulk(out, &key);
-                        resp::array(out, 4);
-                        resp::bulk(out, &[b"EXPIRE"]);
-                        resp::bulk(out, &key);
-                        resp::bulk(out, &[ttl.format(window.seconds).as_bytes()]);
-                        resp::bulk(out, &[b"NX"]);
-                    }
-                })
-                .await;
-            replies.and_then(|replies| {
-                let mut counts = Vec::with_capacity(windows.len());
-                for (i, reply) in replies.iter().enumerate() {
-                    let n = integer(reply)?;
-                    if i % 2 == 0 {
-                        counts.push(n.saturating_sub(1));
-                    }
-                }
-                Ok(counts)
-            })
-        }
+        Counting::ExpireNx => incr_expire(&pipe, windows).await,
         Counting::Script => {
             let sha = script_sha().as_bytes();
             let mut replies = pipe
@@ -155,6 +147,37 @@ async fn count_on_pipe(target: &Target, windows: &[Window]) -> UsageResult {
     };
     target.stats.observe(started.elapsed());
     counted
+}
+
+/// Queues `INCR key` and `EXPIRE key ttl NX` for every window; the future answers each
+/// window's count before this one.
+fn incr_expire(pipe: &Pipe, windows: &[Window]) -> impl Future<Output = UsageResult> + use<> {
+    let n = windows.len();
+    let call = pipe.call(2 * n, |out| {
+        let (mut start, mut ttl) = (itoa::Buffer::new(), itoa::Buffer::new());
+        for window in windows {
+            let key = window.key_parts(&mut start);
+            resp::array(out, 2);
+            resp::bulk(out, &[b"INCR"]);
+            resp::bulk(out, &key);
+            resp::array(out, 4);
+            resp::bulk(out, &[b"EXPIRE"]);
+            resp::bulk(out, &key);
+            resp::bulk(out, &[ttl.format(window.seconds).as_bytes()]);
+            resp::bulk(out, &[b"NX"]);
+        }
+    });
+    async move {
+        let replies = call.await?;
+        let mut counts = Vec::with_capacity(n);
+        for (i, reply) in replies.iter().enumerate() {
+            let after = integer(reply)?;
+            if i % 2 == 0 {
+                counts.push(after.saturating_sub(1));
+            }
+        }
+        Ok(counts)
+    }
 }
 
 /// `EVALSHA sha n key... ttl...` (or `EVAL`): Kong's script over every window.

@@ -221,7 +221,7 @@ keyword_enum! {
 keyword_enum! {
     /// How workers reach Redis for rate limiting. Default `per_worker`.
     RedisConnections {
-        /// One multiplexed connection per worker and Redis, on the worker's own runtime
+        /// One pipelined connection per worker and Redis, on the worker's own I/O backend
         /// (the default: measured faster, see benches/README.md).
         #[default]
         PerWorker = "per_worker",
