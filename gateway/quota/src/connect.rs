@@ -48,10 +48,11 @@ enum Server {
     ),
 }
 
-/// How a worker opens its own connection to a standalone server: its own socket (and TLS),
-/// with the connection's driver spawned on the worker's `LocalSet`. A request and the
+/// How a worker opens its own redis-crate connection to a standalone server (the reads of
+/// `sync_rate` counting, and realtime counting off a worker thread): its own socket (and
+/// TLS), with the connection's driver spawned on the worker's `LocalSet`. A request and the
 /// driver then wake each other inside the worker, without a cross-task wake-up through the
-/// runtime's event fd, which measured about a tenth of a realtime request's CPU.
+/// runtime's event fd. Realtime counting on a worker takes a [`Pipe`] instead.
 #[derive(Clone)]
 struct Direct {
     host: String,
