@@ -455,6 +455,12 @@ impl Reader {
 async fn read_loop<S: Stream>(stream: Rc<S>, pipe: Rc<Pipe>, mut reader: Reader) {
     loop {
         let delivered = match reader.next() {
+            // A failover made the server a replica (an ElastiCache primary endpoint then
+            // names another node): connect again, resolving the name afresh.
+            Ok(Some(Reply::Error(e))) if e.starts_with("READONLY") => {
+                let why = format!("Redis is a replica now ({e}); reconnecting");
+                pipe.deliver(Reply::Error(e)).and(Err(why))
+            }
             Ok(Some(reply)) => pipe.deliver(reply),
             Ok(None) => reader.fill(&*stream).await,
             Err(e) => Err(e.to_string()),

@@ -1,5 +1,6 @@
 //! Realtime counting on a worker's pipe, against a real redis-server, on both I/O backends.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -252,4 +253,33 @@ fn a_killed_redis_fails_calls_at_once_and_a_restarted_one_counts_again() {
     redis.restart();
     restarted_tx.send(()).expect("send");
     worker.join().expect("worker");
+}
+
+#[test]
+fn a_server_demoted_to_a_replica_is_left_for_a_new_connection() {
+    let master = Redis::start();
+    let server = Arc::new(Redis::start());
+    let master_port = master.port().to_string();
+    let demoted = server.clone();
+    on_each_backend(async move |backend| {
+        let (store, target) = store(demoted.port(), 2000, None);
+        let id = format!("{backend}-failover");
+        assert_eq!(usage(&store, &windows(&id)).await.expect("counted"), [0, 0]);
+        let first = target.live_pipe().expect("connected");
+        demoted.cli(&["REPLICAOF", "127.0.0.1", &master_port]);
+        match usage(&store, &windows(&id)).await {
+            Err(QuotaError::Store(e)) => assert!(e.contains("READONLY"), "{backend}: {e}"),
+            other => panic!("{backend}: a replica refuses the count: {other:?}"),
+        }
+        assert!(first.is_closed(), "{backend}: the connection is given up");
+        demoted.cli(&["REPLICAOF", "NO", "ONE"]);
+        let counted = usage(&store, &windows(&id)).await;
+        assert!(counted.is_ok(), "{backend}: counting resumed: {counted:?}");
+        let second = target.live_pipe().expect("connected again");
+        assert!(
+            !Rc::ptr_eq(&first, &second),
+            "{backend}: on a new connection"
+        );
+    });
+    drop(master);
 }
