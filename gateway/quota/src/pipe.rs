@@ -6,7 +6,8 @@
 //! queue in order. One deadline check per connection (a watchdog task) bounds every call by
 //! the timeout, instead of a timer per call. A call that timed out keeps its place in the
 //! queue, so the replies that still come stay in step; when the oldest call has had no
-//! reply for a second timeout the connection is broken off, and the next call opens another.
+//! reply for a second timeout, or the server answers `READONLY` (a failover made it a
+//! replica), the connection is broken off, and the next call opens another.
 //!
 //! The redis crate's multiplexed connection does the same on tokio's epoll reactor, which
 //! inside an io_uring worker costs a system call of its own for every write, read and wait;

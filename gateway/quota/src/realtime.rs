@@ -4,8 +4,9 @@
 //!
 //! On Redis 7 and later that round trip is a pipeline of `INCR key` and `EXPIRE key ttl NX`
 //! per window: the same effect as Kong's script (the TTL is set once, when the key is new),
-//! at about half the server's CPU, since no Lua runs. Older servers get the script. The
-//! version is asked once per Redis, inside the first call.
+//! at about half the server's CPU, since no Lua runs. Older servers get the script. On a
+//! worker's [`Pipe`] the version is asked as the pipe connects; through the redis crate
+//! (cluster, sentinel, shared connections), once per Redis, inside the first call.
 
 use std::future::Future;
 use std::sync::Arc;
