@@ -67,13 +67,20 @@ const UNSUPPORTED: [&str; 9] = [
     "consumer_groups",
 ];
 
+/// The streaming readers, in the order they are tried: each declines what it does not read
+/// exactly as the generic loader would, and the generic loader reads what both decline.
+const READERS: [stream::Reader; 2] = [stream::Reader::Scanner, stream::Reader::Libyaml];
+
 /// Loads a declarative file.
 pub fn load_file(path: &Path, plugins: &dyn PluginSchemas) -> Result<Config, ConfigErrors> {
     let now = now();
     // Streamed from the file: the text of a million consumers is never held whole.
-    if let Ok(file) = std::fs::File::open(path) {
+    for reader in READERS {
+        let Ok(file) = std::fs::File::open(path) else {
+            break;
+        };
         let mut fast = fast::Fast::new(now);
-        match stream::read(stream::Input::File(file), &mut fast) {
+        match stream::read(stream::Input::File(file), reader, &mut fast) {
             Ok(read) => {
                 let mut config = parse_doc(read.top, fast, plugins, None)?;
                 config.source_md5 = read.md5;
@@ -118,17 +125,17 @@ fn load_text(
     fast_path: bool,
     plugins: &dyn PluginSchemas,
 ) -> Result<Config, ConfigErrors> {
-    let mut fast = fast::Fast::new(now);
-    fast.generic_only = !fast_path;
-    let loaded = match stream::read(stream::Input::Text(text.as_bytes()), &mut fast) {
-        Ok(read) => parse_doc(read.top, fast, plugins, None),
-        Err(stream::Stop::Syntax(message)) => Err(syntax_error(message)),
-        Err(stream::Stop::Unusual) => {
-            drop(fast);
-            load_generic(text, now, fast_path, plugins)
-        }
-    };
-    with_md5(loaded, text)
+    for reader in READERS {
+        let mut fast = fast::Fast::new(now);
+        fast.generic_only = !fast_path;
+        let loaded = match stream::read(stream::Input::Text(text.as_bytes()), reader, &mut fast) {
+            Ok(read) => parse_doc(read.top, fast, plugins, None),
+            Err(stream::Stop::Syntax(message)) => Err(syntax_error(message)),
+            Err(stream::Stop::Unusual) => continue,
+        };
+        return with_md5(loaded, text);
+    }
+    with_md5(load_generic(text, now, fast_path, plugins), text)
 }
 
 fn syntax_error(message: impl std::fmt::Display) -> ConfigErrors {
@@ -160,10 +167,17 @@ fn now() -> i64 {
 /// instructions where there are some, and a load derives one or more ids for each of up to
 /// millions of entities.
 pub(crate) fn uuid_v5(namespace: &Uuid, name: &[u8]) -> Uuid {
+    uuid_v5_of_parts(namespace, &[name])
+}
+
+/// [`uuid_v5`] of the name made of `parts` end to end, without building it.
+pub(crate) fn uuid_v5_of_parts(namespace: &Uuid, parts: &[&[u8]]) -> Uuid {
     use sha1::Digest as _;
     let mut hasher = sha1::Sha1::new();
     hasher.update(namespace.as_bytes());
-    hasher.update(name);
+    for part in parts {
+        hasher.update(part);
+    }
     let digest = hasher.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);

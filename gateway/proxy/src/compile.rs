@@ -474,8 +474,8 @@ services:
     #[test]
     fn flat_paths_stay_flat() {
         let origins = gangway_config::model::Origins {
-            routes: vec!["routes[0]".into(), "services[2].routes[0]".into()],
-            plugins: vec!["consumers[1].plugins[0]".into()],
+            routes: ["routes[0]", "services[2].routes[0]"].into_iter().collect(),
+            plugins: ["consumers[1].plugins[0]"].into_iter().collect(),
         };
         assert_eq!(origins.locate("routes[0].paths[1]"), "routes[0].paths[1]");
         assert_eq!(

@@ -469,7 +469,7 @@ pub(super) fn build(
     let ordered = c.plugins.iter().position(|p| p.ordering.is_some());
     if let (Some(i), true) = (ordered, c.plugins.iter().any(|p| p.consumer.is_some())) {
         errors.push(
-            format!("{}.ordering", c.origins.plugins[i]),
+            format!("{}.ordering", c.origins.plugins.get(i)),
             "dynamic plugin ordering cannot be combined with consumer-scoped plugins",
         );
     }
@@ -482,7 +482,7 @@ fn generic_plugin(
     it: &Item<'_>,
     cx: &mut plain_plugins::Context<'_>,
     built: &mut Vec<Plugin>,
-    origins: &mut Vec<String>,
+    origins: &mut PackedStrs,
     errors: &mut ConfigErrors,
 ) {
     let mut f = Fields {
@@ -547,7 +547,7 @@ fn generic_plugin(
         }
         None => Arc::new(raw.cloned().unwrap_or(Value::Null)),
     };
-    origins.push(it.path.clone());
+    origins.push(&it.path);
     built.push(Plugin {
         id: id(it.obj),
         name,

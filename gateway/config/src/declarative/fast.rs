@@ -12,6 +12,7 @@
 //! is kept as JSON text, with its consumer's id and its path in the file, and validated by
 //! the generic code as if it had found it nested.
 
+use compact_str::CompactString;
 use std::collections::HashSet;
 use std::num::NonZeroI64;
 use std::sync::Arc;
@@ -121,26 +122,8 @@ pub(crate) enum NestedForm {
     Plain(u32),
 }
 
-/// Strings kept in one buffer (the names top-level entities give as `consumer`): a few
-/// bytes each instead of an allocation each.
-#[derive(Default)]
-pub(crate) struct Names {
-    text: String,
-    ends: Vec<u32>,
-}
-
-impl Names {
-    fn push(&mut self, name: &str) {
-        self.text.push_str(name);
-        self.ends.push(self.text.len() as u32);
-    }
-
-    /// Name `i`.
-    pub fn get(&self, i: usize) -> &str {
-        let start = i.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
-        &self.text[start..self.ends[i] as usize]
-    }
-}
+/// The names top-level entities give as `consumer`, in one buffer.
+pub(crate) type Names = crate::model::PackedStrs;
 
 /// The lists of [`KINDS`], each when the document has it as a sequence.
 pub(crate) type Lists = [Option<List>; 3];
@@ -225,7 +208,7 @@ impl Fast {
         }
     }
 
-    fn take_consumer(&mut self, pairs: Vec<(String, Node)>, index: usize) {
+    fn take_consumer(&mut self, pairs: Vec<(CompactString, Node)>, index: usize) {
         let mut c = Consumer {
             id: Uuid::nil(),
             username: None,
@@ -241,8 +224,8 @@ impl Fast {
         for (k, v) in pairs {
             match (k.as_str(), v) {
                 ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
-                ("username", Node::Str(s)) => c.username = Some(s.into_boxed_str()),
-                ("custom_id", Node::Str(s)) => c.custom_id = Some(s.into_boxed_str()),
+                ("username", Node::Str(s)) => c.username = Some(s.as_str().into()),
+                ("custom_id", Node::Str(s)) => c.custom_id = Some(s.as_str().into()),
                 ("tags", v) => c.tags = tags(v),
                 ("created_at", v) => c.created_at = v.as_i64().unwrap_or(self.now),
                 ("keyauth_credentials", Node::Seq(a)) => creds = a,
@@ -309,14 +292,14 @@ impl Fast {
         self.consumers.push(c);
     }
 
-    fn take_flat_cred(&mut self, pairs: Vec<(String, Node)>) {
+    fn take_flat_cred(&mut self, pairs: Vec<(CompactString, Node)>) {
         let (cred, consumer) = self.cred(pairs, ForeignKey::from(Uuid::nil()));
         self.flat_creds.push(cred);
         self.flat_cred_refs
             .push(consumer.as_deref().unwrap_or_default());
     }
 
-    fn take_flat_acl(&mut self, pairs: Vec<(String, Node)>) {
+    fn take_flat_acl(&mut self, pairs: Vec<(CompactString, Node)>) {
         let (acl, consumer) = self.acl(pairs, ForeignKey::from(Uuid::nil()));
         self.flat_acls.push(acl);
         self.flat_acl_refs
@@ -326,11 +309,11 @@ impl Fast {
     /// A credential, with the `consumer` string it names (top-level ones).
     fn cred(
         &self,
-        pairs: Vec<(String, Node)>,
+        pairs: Vec<(CompactString, Node)>,
         owner: ForeignKey,
-    ) -> (KeyauthCredential, Option<String>) {
+    ) -> (KeyauthCredential, Option<CompactString>) {
         let mut id = None;
-        let mut key = None;
+        let mut key: Option<Box<str>> = None;
         let mut consumer = None;
         let mut cred = KeyauthCredential {
             id: Uuid::nil(),
@@ -343,7 +326,7 @@ impl Fast {
         for (k, v) in pairs {
             match (k.as_str(), v) {
                 ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
-                ("key", Node::Str(s)) => key = Some(s.into_boxed_str()),
+                ("key", Node::Str(s)) => key = Some(s.as_str().into()),
                 ("consumer", v) => consumer = consumer_reference(v),
                 ("ttl", v) => {
                     let ttl = v.as_i64().filter(|s| *s > 0);
@@ -363,17 +346,21 @@ impl Fast {
     }
 
     /// The shared copy of group name `name`.
-    fn group(&mut self, name: String) -> Arc<str> {
+    fn group(&mut self, name: CompactString) -> Arc<str> {
         if let Some(shared) = self.groups.get(name.as_str()) {
             return shared.clone();
         }
-        let shared: Arc<str> = Arc::from(name);
+        let shared: Arc<str> = Arc::from(name.as_str());
         self.groups.insert(shared.clone());
         shared
     }
 
     /// An ACL, with the `consumer` string it names (top-level ones).
-    fn acl(&mut self, pairs: Vec<(String, Node)>, owner: ForeignKey) -> (Acl, Option<String>) {
+    fn acl(
+        &mut self,
+        pairs: Vec<(CompactString, Node)>,
+        owner: ForeignKey,
+    ) -> (Acl, Option<CompactString>) {
         let mut id = None;
         let mut consumer = None;
         let mut group_given = false;
@@ -435,7 +422,7 @@ impl stream::Sink for Fast {
 }
 
 /// The string a consumer reference names it by: itself, or the id of `{"id": ...}`.
-fn consumer_reference(v: Node) -> Option<String> {
+fn consumer_reference(v: Node) -> Option<CompactString> {
     match v {
         Node::Str(s) => Some(s),
         Node::Map(pairs) => pairs.into_iter().find_map(|(k, v)| match (k.as_str(), v) {
@@ -451,7 +438,7 @@ fn tags(v: Node) -> CompactTags {
         Node::Seq(a) => Some(Box::new(
             a.into_iter()
                 .filter_map(|t| match t {
-                    Node::Str(s) => Some(s.into_boxed_str()),
+                    Node::Str(s) => Some(s.as_str().into()),
                     _ => None,
                 })
                 .collect(),
@@ -460,7 +447,7 @@ fn tags(v: Node) -> CompactTags {
     }
 }
 
-type Pairs = [(String, Node)];
+type Pairs = [(CompactString, Node)];
 
 /// True when element `pairs` of list `KINDS[kind]` can take the fast path.
 fn fits(kind: usize, pairs: &Pairs) -> bool {

@@ -1,8 +1,11 @@
 //! A parsed YAML/JSON value before it becomes a `serde_json::Value`.
 //!
 //! Maps are plain vectors of pairs: no hashing and no index table per map, and cheap to take
-//! apart. The fast path reads consumers from nodes; everything else becomes a `Value`.
+//! apart. Strings up to 24 bytes (keys, plugin names, most values) are held inline, without
+//! an allocation each. The fast path reads consumers from nodes; everything else becomes a
+//! `Value`.
 
+use compact_str::CompactString;
 use serde_json::{Map, Number, Value};
 
 /// A value with its maps as ordered pairs (a repeated key appears twice).
@@ -15,11 +18,11 @@ pub(crate) enum Node {
     /// A number.
     Num(Number),
     /// A string.
-    Str(String),
+    Str(CompactString),
     /// A sequence.
     Seq(Vec<Node>),
     /// A mapping, in document order.
-    Map(Vec<(String, Node)>),
+    Map(Vec<(CompactString, Node)>),
 }
 
 impl Node {
@@ -30,12 +33,12 @@ impl Node {
             Node::Null => Value::Null,
             Node::Bool(b) => Value::Bool(b),
             Node::Num(n) => Value::Number(n),
-            Node::Str(s) => Value::String(s),
+            Node::Str(s) => Value::String(s.into_string()),
             Node::Seq(items) => Value::Array(items.into_iter().map(Node::into_value).collect()),
             Node::Map(pairs) => {
                 let mut map = Map::new();
                 for (k, v) in pairs {
-                    map.insert(k, v.into_value());
+                    map.insert(k.into_string(), v.into_value());
                 }
                 Value::Object(map)
             }
@@ -48,11 +51,11 @@ impl Node {
             Value::Null => Node::Null,
             Value::Bool(b) => Node::Bool(b),
             Value::Number(n) => Node::Num(n),
-            Value::String(s) => Node::Str(s),
+            Value::String(s) => Node::Str(s.into()),
             Value::Array(items) => Node::Seq(items.into_iter().map(Node::from_value).collect()),
             Value::Object(map) => Node::Map(
                 map.into_iter()
-                    .map(|(k, v)| (k, Node::from_value(v)))
+                    .map(|(k, v)| (k.into(), Node::from_value(v)))
                     .collect(),
             ),
         }
@@ -87,7 +90,7 @@ impl serde::Serialize for Node {
             Node::Map(pairs) => {
                 let mut map = s.serialize_map(Some(pairs.len()))?;
                 for (k, v) in pairs {
-                    map.serialize_entry(k, v)?;
+                    map.serialize_entry(k.as_str(), v)?;
                 }
                 map.end()
             }

@@ -10,6 +10,7 @@
 //! usual shape is decided twice, on that parsed text ([`usual`]) and on a nested plugin's
 //! nodes ([`nested`]): the same rules over the two forms the loader reads.
 
+use compact_str::CompactString;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,8 +21,8 @@ use super::checks::{Lookup, utf8_name_problem};
 use super::entities::ConfigKey;
 use super::node::Node;
 use super::shared::SharedConfigs;
-use super::{namespace, uuid_v5};
-use crate::model::{ForeignKey, Plugin, Protocol};
+use super::{namespace, uuid_v5_of_parts};
+use crate::model::{ForeignKey, PackedStrs, Plugin, Protocol};
 use crate::plugins::not_enabled;
 use crate::schema::Schema;
 use crate::{ConfigErrors, PluginSchemas};
@@ -139,12 +140,12 @@ enum Origin {
     Nested { consumer: u32, index: u32 },
 }
 
-impl Origin {
-    fn path(self) -> String {
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Origin::Top(Position(i)) => format!("plugins[{i}]"),
+            Origin::Top(Position(i)) => write!(f, "plugins[{i}]"),
             Origin::Nested { consumer, index } => {
-                format!("consumers[{consumer}].plugins[{index}]")
+                write!(f, "consumers[{consumer}].plugins[{index}]")
             }
         }
     }
@@ -179,7 +180,7 @@ pub(crate) enum TopPlugin {
 /// at `index`, when it is in the usual shape: every field known, given once and well typed,
 /// and no scope but the consumer. `None` leaves `pairs` as they were, for the generic code.
 pub(crate) fn nested(
-    pairs: &mut Vec<(String, Node)>,
+    pairs: &mut Vec<(CompactString, Node)>,
     (consumer, index): (u32, u32),
     consumer_id: Uuid,
     configs: &mut SharedConfigs,
@@ -225,7 +226,7 @@ pub(crate) fn nested(
     let mut id = None;
     for (key, value) in pairs.drain(..) {
         match (key.as_str(), value) {
-            ("name", Node::Str(s)) => p.name = s.into_boxed_str(),
+            ("name", Node::Str(s)) => p.name = s.as_str().into(),
             ("config", config @ Node::Map(_)) => p.config = Some(configs.intern_node(config)),
             ("enabled", Node::Bool(b)) => p.usual.enabled = b,
             ("protocols", Node::Seq(list)) => {
@@ -237,12 +238,12 @@ pub(crate) fn nested(
             }
             ("tags", Node::Seq(list)) => {
                 let tags = list.into_iter().filter_map(|n| match n {
-                    Node::Str(s) => Some(s),
+                    Node::Str(s) => Some(s.into_string()),
                     _ => None,
                 });
                 p.usual.tags = Some(tags.collect());
             }
-            ("instance_name", Node::Str(s)) => p.instance_name = Some(s.into_boxed_str()),
+            ("instance_name", Node::Str(s)) => p.instance_name = Some(s.as_str().into()),
             ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
             ("created_at", n) => p.created_at = n.as_i64(),
             _ => {}
@@ -250,8 +251,15 @@ pub(crate) fn nested(
     }
     // Kong's id for a plugin without one: from its cache key, as the generic code derives it.
     p.id = id.unwrap_or_else(|| {
-        let key = format!("plugins:*:{}:::{consumer_id}", p.name);
-        uuid_v5(&namespace("plugins"), key.as_bytes())
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let consumer = consumer_id.hyphenated().encode_lower(&mut text);
+        let key: [&[u8]; 4] = [
+            b"plugins:*:",
+            p.name.as_bytes(),
+            b":::",
+            consumer.as_bytes(),
+        ];
+        uuid_v5_of_parts(&namespace("plugins"), &key)
     });
     Some(p)
 }
@@ -386,11 +394,12 @@ pub(super) fn build(
     p: &PlainPlugin,
     cx: &mut Context<'_>,
     built: &mut Vec<Plugin>,
-    origins: &mut Vec<String>,
+    origins: &mut PackedStrs,
     errors: &mut ConfigErrors,
 ) {
     {
-        let path = p.at.path();
+        origins.push_fmt(format_args!("{}", p.at));
+        let path = origins.get(origins.len() - 1);
         let shared = p.config.filter(|i| !cx.configs.get(*i).is_null());
         let seen = shared.and_then(|i| {
             let found = cx.seen.get(&i)?.iter().find(|(n, ..)| *n == p.name)?;
@@ -403,15 +412,15 @@ pub(super) fn build(
         if schema.is_none() {
             errors.push(format!("{path}.name"), not_enabled(&p.name));
         }
-        let service = resolve(p.service, cx.services, "services", &path, "service", errors);
-        let route = resolve(p.route, cx.routes, "routes", &path, "route", errors);
+        let service = resolve(p.service, cx.services, "services", path, "service", errors);
+        let route = resolve(p.route, cx.routes, "routes", path, "route", errors);
         let consumer = match p.at {
             Origin::Nested { .. } => p.consumer.map(ForeignKey::from),
             Origin::Top(_) => resolve(
                 p.consumer,
                 cx.consumers,
                 "consumers",
-                &path,
+                path,
                 "consumer",
                 errors,
             ),
@@ -431,7 +440,7 @@ pub(super) fn build(
                 }
                 match seen {
                     Some((_, filled)) => filled,
-                    None => validate(p, shared, raw, schema, &path, cx, errors),
+                    None => validate(p, shared, raw, schema, path, cx, errors),
                 }
             }
             None => Arc::new(raw.cloned().unwrap_or(Value::Null)),
@@ -441,7 +450,6 @@ pub(super) fn build(
                 errors.push(format!("{path}.instance_name"), problem);
             }
         }
-        origins.push(path);
         built.push(Plugin {
             id: p.id,
             name: p.name.to_string(),

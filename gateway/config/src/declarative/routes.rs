@@ -212,7 +212,7 @@ pub(super) fn routes(
             &it.path,
             errors,
         );
-        c.origins.routes.push(it.path.clone());
+        c.origins.routes.push(&it.path);
         c.routes.push(route);
     }
 }

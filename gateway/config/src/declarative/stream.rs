@@ -14,6 +14,7 @@
 //! before. YAML syntax errors in the document are reported with serde_norway's wording
 //! ([`Stop::Syntax`]).
 
+use compact_str::CompactString;
 use md5::Digest;
 use std::ffi::c_void;
 use std::io::Read as _;
@@ -39,7 +40,10 @@ pub(crate) enum Stop {
 /// Nesting deeper than this is left to the generic loader (serde_norway stops at 128).
 const MAX_DEPTH: usize = 100;
 
+mod scan;
+
 /// One parser event, with the scalar's text.
+#[derive(Debug, PartialEq)]
 enum Event {
     StreamStart,
     StreamEnd,
@@ -49,7 +53,7 @@ enum Event {
     MappingEnd,
     SequenceStart,
     SequenceEnd,
-    Scalar { value: String, plain: bool },
+    Scalar { value: CompactString, plain: bool },
 }
 
 /// What the reader parses.
@@ -106,6 +110,21 @@ unsafe fn read_file(data: *mut c_void, buffer: *mut u8, size: u64, size_read: *m
     }
 }
 
+/// Where events come from: libyaml, or the faster scanner of the usual subset.
+trait Events {
+    /// The next event, or why reading stops.
+    fn next(&mut self) -> Result<Event, Stop>;
+}
+
+/// Which reader turns the text into events.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Reader {
+    /// [`scan::Scanner`]: declines (as [`Stop::Unusual`]) what it does not handle.
+    Scanner,
+    /// libyaml.
+    Libyaml,
+}
+
 impl<'t> Parser<'t> {
     fn new(input: Input<'t>) -> Result<Parser<'t>, Stop> {
         let mut raw = Box::<unsafe_yaml::yaml_parser_t>::new_uninit();
@@ -154,7 +173,9 @@ impl<'t> Parser<'t> {
             _text: std::marker::PhantomData,
         })
     }
+}
 
+impl Events for Parser<'_> {
     /// The next event; anchors, tags and aliases are [`Stop::Unusual`].
     fn next(&mut self) -> Result<Event, Stop> {
         let mut raw = MaybeUninit::<unsafe_yaml::yaml_event_t>::uninit();
@@ -185,7 +206,7 @@ impl<'t> Parser<'t> {
                         let bytes = std::slice::from_raw_parts(s.value, s.length as usize);
                         match std::str::from_utf8(bytes) {
                             Ok(v) => Ok(Event::Scalar {
-                                value: v.to_owned(),
+                                value: v.into(),
                                 plain: s.style == unsafe_yaml::YAML_PLAIN_SCALAR_STYLE,
                             }),
                             Err(_) => Err(Stop::Unusual),
@@ -293,10 +314,34 @@ pub(crate) struct Streamed {
     pub md5: Option<String>,
 }
 
-/// Reads a whole document: the top-level mapping, minus the streamed lists, which went to
-/// `sink`. Returns [`Stop::Unusual`] when the generic loader must read the text instead.
-pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Streamed, Stop> {
-    let mut p = Parser::new(input)?;
+/// Reads a whole document with `reader`: the top-level mapping, minus the streamed lists,
+/// which went to `sink`. Returns [`Stop::Unusual`] when another reader must read the text
+/// instead: libyaml after the scanner, the generic loader after libyaml.
+pub(crate) fn read(
+    input: Input<'_>,
+    reader: Reader,
+    sink: &mut impl Sink,
+) -> Result<Streamed, Stop> {
+    match reader {
+        Reader::Scanner => {
+            let mut scanner = scan::Scanner::new(input);
+            let top = read_events(&mut scanner, sink)?;
+            Ok(Streamed {
+                top,
+                md5: scanner.md5(),
+            })
+        }
+        Reader::Libyaml => {
+            let mut parser = Parser::new(input)?;
+            let top = read_events(&mut parser, sink)?;
+            // The stream has ended, so libyaml has read the file to its end.
+            let md5 = parser.file.take().map(|f| hex(f.md5.finalize().as_slice()));
+            Ok(Streamed { top, md5 })
+        }
+    }
+}
+
+fn read_events(p: &mut impl Events, sink: &mut impl Sink) -> Result<Map<String, Value>, Stop> {
     if !matches!(p.next()?, Event::StreamStart) || !matches!(p.next()?, Event::DocumentStart) {
         return Err(Stop::Unusual);
     }
@@ -304,14 +349,14 @@ pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Streamed, S
         return Err(Stop::Unusual);
     }
     let mut top = Map::new();
-    let mut streamed: Vec<String> = Vec::new();
+    let mut streamed: Vec<CompactString> = Vec::new();
     loop {
         let key = match p.next()? {
             Event::MappingEnd => break,
             Event::Scalar { value, .. } => value,
             _ => return Err(Stop::Unusual),
         };
-        if top.contains_key(&key) || streamed.contains(&key) {
+        if top.contains_key(key.as_str()) || streamed.contains(&key) {
             return Err(Stop::Unusual);
         }
         let first = p.next()?;
@@ -323,26 +368,24 @@ pub(crate) fn read(input: Input<'_>, sink: &mut impl Sink) -> Result<Streamed, S
                 if matches!(event, Event::SequenceEnd) {
                     break;
                 }
-                let node = node(&mut p, event, 2)?;
+                let node = node(p, event, 2)?;
                 sink.element(&key, index, node);
                 index += 1;
             }
             streamed.push(key);
         } else {
-            let value = node(&mut p, first, 1)?.into_value();
-            top.insert(key, value);
+            let value = node(p, first, 1)?.into_value();
+            top.insert(key.into_string(), value);
         }
     }
     if !matches!(p.next()?, Event::DocumentEnd) || !matches!(p.next()?, Event::StreamEnd) {
         return Err(Stop::Unusual);
     }
-    // The stream has ended, so libyaml has read the file to its end.
-    let md5 = p.file.take().map(|f| hex(f.md5.finalize().as_slice()));
-    Ok(Streamed { top, md5 })
+    Ok(top)
 }
 
 /// Builds the node that starts with `first`.
-fn node(p: &mut Parser<'_>, first: Event, depth: usize) -> Result<Node, Stop> {
+fn node(p: &mut impl Events, first: Event, depth: usize) -> Result<Node, Stop> {
     if depth > MAX_DEPTH {
         return Err(Stop::Unusual);
     }
@@ -382,7 +425,7 @@ fn node(p: &mut Parser<'_>, first: Event, depth: usize) -> Result<Node, Stop> {
 
 /// Resolves a plain scalar the way serde_norway hands it to a `serde_json::Value`: null,
 /// booleans, integers (decimal, `0x`, `0o`, `0b`), floats, else a string.
-fn plain_scalar(v: String) -> Result<Node, Stop> {
+fn plain_scalar(v: CompactString) -> Result<Node, Stop> {
     if v.is_empty() || matches!(v.as_str(), "~" | "null" | "Null" | "NULL") {
         return Ok(Node::Null);
     }

@@ -474,12 +474,15 @@ fn a_document_built_entity_by_entity_loads_as_the_whole_document_does() {
 /// `config` with its plugins (and their paths) in id order: a builder keeps plugin rows
 /// in the usual shape apart from the rest, so its order may differ from a whole document's.
 fn plugins_by_id(mut config: Config) -> Config {
+    let paths: Vec<String> = config.origins.plugins.iter().map(str::to_owned).collect();
     let mut pairs: Vec<_> = std::mem::take(&mut config.plugins)
         .into_iter()
-        .zip(std::mem::take(&mut config.origins.plugins))
+        .zip(paths)
         .collect();
     pairs.sort_by_key(|(p, _)| p.id);
-    (config.plugins, config.origins.plugins) = pairs.into_iter().unzip();
+    let (plugins, paths): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+    config.plugins = plugins;
+    config.origins.plugins = paths.into_iter().collect();
     config
 }
 

@@ -1,0 +1,639 @@
+//! A line scanner for the YAML that declarative files are usually written in, several times
+//! faster than libyaml: block mappings and sequences indented with spaces, one-line plain and
+//! quoted scalars, one-line flow collections, comments.
+//!
+//! It yields exactly the events libyaml yields for such a document, and declines
+//! ([`Stop::Unusual`]) everything else: tabs, anchors, tags, aliases, block scalars, scalars
+//! or flow collections over several lines, indentless sequences, complex keys, directives,
+//! non-ASCII text, anything libyaml would refuse. The caller then reads the file with libyaml,
+//! which yields the same result (and words any syntax error). `tests.rs` holds both to the
+//! same events on generated documents.
+
+use std::collections::VecDeque;
+use std::io::Read as _;
+
+use compact_str::CompactString;
+use md5::Digest as _;
+
+use super::{Event, Stop};
+
+/// A line longer than this is left to libyaml, which streams it.
+const MAX_LINE: usize = 1 << 20;
+/// libyaml's limit on the length of a simple key.
+const MAX_KEY: usize = 1024;
+/// Flow collections nested deeper than this are left to libyaml.
+const MAX_FLOW_DEPTH: usize = 64;
+/// How much of a file is read at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// The lines of the input, from text in memory or read from a file in chunks.
+enum Lines<'t> {
+    Text(&'t [u8]),
+    File {
+        file: std::fs::File,
+        md5: md5::Md5,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+        eof: bool,
+    },
+}
+
+impl Lines<'_> {
+    /// The next line, without its `\n`; `None` at the end of the input.
+    fn next_line(&mut self) -> Result<Option<&[u8]>, Stop> {
+        match self {
+            Lines::Text(rest) => {
+                if rest.is_empty() {
+                    return Ok(None);
+                }
+                let text: &[u8] = rest;
+                let (line, after) = match memchr::memchr(b'\n', text) {
+                    Some(i) => (&text[..i], &text[i + 1..]),
+                    None => (text, &text[text.len()..]),
+                };
+                *rest = after;
+                Ok(Some(line))
+            }
+            Lines::File {
+                file,
+                md5,
+                buf,
+                start,
+                end,
+                eof,
+            } => loop {
+                if let Some(i) = memchr::memchr(b'\n', &buf[*start..*end]) {
+                    let line = *start..*start + i;
+                    *start += i + 1;
+                    return Ok(Some(&buf[line]));
+                }
+                if *eof {
+                    if start == end {
+                        return Ok(None);
+                    }
+                    let line = *start..*end;
+                    *start = *end;
+                    return Ok(Some(&buf[line]));
+                }
+                if *end - *start >= MAX_LINE {
+                    return Err(Stop::Unusual);
+                }
+                buf.copy_within(*start..*end, 0);
+                *end -= *start;
+                *start = 0;
+                if buf.len() - *end < CHUNK {
+                    buf.resize(*end + CHUNK, 0);
+                }
+                let n = loop {
+                    match file.read(&mut buf[*end..]) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => return Err(Stop::Unusual),
+                    }
+                };
+                md5.update(&buf[*end..*end + n]);
+                *end += n;
+                *eof = n == 0;
+            },
+        }
+    }
+}
+
+/// An open block collection and the column of its entries.
+#[derive(Clone, Copy)]
+struct Block {
+    indent: usize,
+    seq: bool,
+}
+
+/// Where the scanner is in the document.
+#[derive(Default)]
+struct Structure {
+    blocks: Vec<Block>,
+    /// The stream and document have started (there was a content line).
+    started: bool,
+    /// A `---` line came before the content.
+    marker: bool,
+    /// The last key had no value on its line: the column its nested block must pass.
+    pending: Option<usize>,
+}
+
+/// Yields libyaml's events for a document in the usual subset.
+pub(crate) struct Scanner<'t> {
+    lines: Lines<'t>,
+    structure: Structure,
+    events: VecDeque<Event>,
+    done: bool,
+}
+
+impl<'t> Scanner<'t> {
+    pub(crate) fn new(input: super::Input<'t>) -> Scanner<'t> {
+        let lines = match input {
+            super::Input::Text(text) => Lines::Text(text),
+            super::Input::File(file) => Lines::File {
+                file,
+                md5: md5::Md5::new(),
+                buf: Vec::new(),
+                start: 0,
+                end: 0,
+                eof: false,
+            },
+        };
+        Scanner {
+            lines,
+            structure: Structure::default(),
+            events: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// The md5 of a file read to its end; `None` for text.
+    pub(crate) fn md5(self) -> Option<String> {
+        match self.lines {
+            Lines::File { md5, .. } => Some(super::hex(md5.finalize().as_slice())),
+            Lines::Text(_) => None,
+        }
+    }
+}
+
+impl super::Events for Scanner<'_> {
+    fn next(&mut self) -> Result<Event, Stop> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Ok(event);
+            }
+            if self.done {
+                return Err(Stop::Unusual);
+            }
+            match self.lines.next_line()? {
+                Some(line) => self.structure.line(line, &mut self.events)?,
+                None => {
+                    self.structure.finish(&mut self.events)?;
+                    self.done = true;
+                }
+            }
+        }
+    }
+}
+
+impl Structure {
+    fn line(&mut self, line: &[u8], out: &mut VecDeque<Event>) -> Result<(), Stop> {
+        if !line.iter().all(|b| (0x20..0x7f).contains(b)) {
+            // Tabs, carriage returns, control and non-ASCII characters are libyaml's.
+            return Err(Stop::Unusual);
+        }
+        let indent = line.iter().take_while(|&&b| b == b' ').count();
+        let rest = &line[indent..];
+        if rest.is_empty() || rest[0] == b'#' {
+            return Ok(());
+        }
+        if indent == 0 && (rest.starts_with(b"---") || rest.starts_with(b"...")) {
+            // One explicit start before the content; a second document, an end marker or
+            // content on the marker's line are libyaml's.
+            if self.started || self.marker || trim_end(rest) != b"---" {
+                return Err(Stop::Unusual);
+            }
+            self.marker = true;
+            return Ok(());
+        }
+        if rest[0] == b'%' {
+            return Err(Stop::Unusual);
+        }
+        let mut at = Cursor::new(line, indent);
+        if !self.started {
+            // The top level must be a block mapping at the first column.
+            if indent != 0 {
+                return Err(Stop::Unusual);
+            }
+            self.started = true;
+            out.push_back(Event::StreamStart);
+            out.push_back(Event::DocumentStart);
+            return self.open_mapping(&mut at, out);
+        }
+        let entry = is_entry(rest);
+        if let Some(parent) = self.pending.take() {
+            if indent > parent {
+                if entry {
+                    out.push_back(Event::SequenceStart);
+                    self.blocks.push(Block { indent, seq: true });
+                    return self.entry_line(&mut at, out);
+                }
+                return self.open_mapping(&mut at, out);
+            }
+            let top = self.blocks.last().ok_or(Stop::Unusual)?;
+            if indent == parent && entry && !top.seq {
+                // An indentless sequence as the value.
+                return Err(Stop::Unusual);
+            }
+            out.push_back(empty());
+        }
+        while let Some(top) = self.blocks.last() {
+            if top.indent <= indent {
+                break;
+            }
+            out.push_back(if top.seq {
+                Event::SequenceEnd
+            } else {
+                Event::MappingEnd
+            });
+            self.blocks.pop();
+        }
+        match self.blocks.last() {
+            Some(top) if top.indent == indent && top.seq && entry => self.entry_line(&mut at, out),
+            Some(top) if top.indent == indent && !top.seq && !entry => {
+                match at.node_or_key(0, out)? {
+                    Element::Key => self.after_key(&mut at, indent, out),
+                    Element::Value => Err(Stop::Unusual),
+                }
+            }
+            _ => Err(Stop::Unusual),
+        }
+    }
+
+    /// A block mapping whose first key is at the cursor.
+    fn open_mapping(&mut self, at: &mut Cursor<'_>, out: &mut VecDeque<Event>) -> Result<(), Stop> {
+        let column = at.pos;
+        let before = out.len();
+        match at.node_or_key(0, out)? {
+            Element::Key => self.opened_mapping(at, column, before, out),
+            Element::Value => Err(Stop::Unusual),
+        }
+    }
+
+    /// The scalar after `before` in `out` was the first key of a mapping at `column`.
+    fn opened_mapping(
+        &mut self,
+        at: &mut Cursor<'_>,
+        column: usize,
+        before: usize,
+        out: &mut VecDeque<Event>,
+    ) -> Result<(), Stop> {
+        out.insert(before, Event::MappingStart);
+        self.blocks.push(Block {
+            indent: column,
+            seq: false,
+        });
+        self.after_key(at, column, out)
+    }
+
+    /// The value after a key at `column`: on the line, or nested in the lines below.
+    fn after_key(
+        &mut self,
+        at: &mut Cursor<'_>,
+        column: usize,
+        out: &mut VecDeque<Event>,
+    ) -> Result<(), Stop> {
+        if at.at_end() {
+            self.pending = Some(column);
+            return Ok(());
+        }
+        match at.node_or_key(0, out)? {
+            Element::Value if at.at_end() => Ok(()),
+            _ => Err(Stop::Unusual),
+        }
+    }
+
+    /// A `- entry` line of the innermost sequence.
+    fn entry_line(&mut self, at: &mut Cursor<'_>, out: &mut VecDeque<Event>) -> Result<(), Stop> {
+        at.pos += 1;
+        at.skip_spaces();
+        if at.at_end() || is_entry(at.rest()) {
+            return Err(Stop::Unusual);
+        }
+        let column = at.pos;
+        let before = out.len();
+        match at.node_or_key(0, out)? {
+            Element::Key => self.opened_mapping(at, column, before, out),
+            Element::Value if at.at_end() => Ok(()),
+            Element::Value => Err(Stop::Unusual),
+        }
+    }
+
+    fn finish(&mut self, out: &mut VecDeque<Event>) -> Result<(), Stop> {
+        if !self.started {
+            return Err(Stop::Unusual);
+        }
+        if self.pending.take().is_some() {
+            out.push_back(empty());
+        }
+        while let Some(top) = self.blocks.pop() {
+            out.push_back(if top.seq {
+                Event::SequenceEnd
+            } else {
+                Event::MappingEnd
+            });
+        }
+        out.push_back(Event::DocumentEnd);
+        out.push_back(Event::StreamEnd);
+        Ok(())
+    }
+}
+
+/// libyaml's value of a key with none: an empty plain scalar.
+fn empty() -> Event {
+    Event::Scalar {
+        value: CompactString::default(),
+        plain: true,
+    }
+}
+
+/// A block sequence entry: `-` followed by a space or the end of the line.
+fn is_entry(rest: &[u8]) -> bool {
+    rest.first() == Some(&b'-') && matches!(rest.get(1), None | Some(b' '))
+}
+
+fn trim_end(s: &[u8]) -> &[u8] {
+    let n = s.iter().rev().take_while(|&&b| b == b' ').count();
+    &s[..s.len() - n]
+}
+
+/// What a scalar turned out to be.
+enum Element {
+    /// A mapping key (its `:` consumed).
+    Key,
+    /// A value.
+    Value,
+}
+
+/// A position in one line.
+struct Cursor<'l> {
+    line: &'l [u8],
+    pos: usize,
+}
+
+impl<'l> Cursor<'l> {
+    fn new(line: &'l [u8], pos: usize) -> Cursor<'l> {
+        Cursor { line, pos }
+    }
+
+    fn rest(&self) -> &'l [u8] {
+        &self.line[self.pos..]
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.line.get(self.pos).copied()
+    }
+
+    fn peek_at(&self, ahead: usize) -> Option<u8> {
+        self.line.get(self.pos + ahead).copied()
+    }
+
+    fn skip_spaces(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.pos += 1;
+        }
+    }
+
+    /// Only spaces and a comment are left (the caller skipped the spaces before it).
+    fn at_end(&self) -> bool {
+        match self.peek() {
+            None => true,
+            Some(b'#') => self.line[self.pos - 1] == b' ',
+            Some(_) => false,
+        }
+    }
+
+    /// A scalar or flow collection at the cursor (spaces after it skipped); a scalar
+    /// followed by `:` and a space or the end is a key. `flow` is the flow depth.
+    fn node_or_key(&mut self, flow: usize, out: &mut VecDeque<Event>) -> Result<Element, Stop> {
+        let start = self.pos;
+        match self.peek().ok_or(Stop::Unusual)? {
+            b'[' | b'{' => {
+                self.flow_collection(flow + 1, out)?;
+                self.skip_spaces();
+                return Ok(Element::Value);
+            }
+            b'"' => {
+                let value = self.double_quoted()?;
+                out.push_back(Event::Scalar {
+                    value,
+                    plain: false,
+                });
+            }
+            b'\'' => {
+                let value = self.single_quoted()?;
+                out.push_back(Event::Scalar {
+                    value,
+                    plain: false,
+                });
+            }
+            _ => {
+                let value = self.plain(flow > 0)?;
+                out.push_back(Event::Scalar {
+                    value: value.into(),
+                    plain: true,
+                });
+            }
+        }
+        self.skip_spaces();
+        if self.peek() == Some(b':') {
+            let after = self.peek_at(1);
+            let key = match after {
+                None | Some(b' ') => true,
+                // JSON-like keys: a quoted key's `:` may touch the value in flow context.
+                Some(_) if flow > 0 => matches!(self.line[start], b'"' | b'\''),
+                Some(_) => false,
+            };
+            if !key || self.pos - start > MAX_KEY {
+                return Err(Stop::Unusual);
+            }
+            self.pos += 1;
+            self.skip_spaces();
+            return Ok(Element::Key);
+        }
+        Ok(Element::Value)
+    }
+
+    /// A plain scalar, ended by `: `, ` #`, the end of the line, or in flow context a flow
+    /// indicator.
+    fn plain(&mut self, flow: bool) -> Result<&'l str, Stop> {
+        let start = self.pos;
+        let first = self.peek().ok_or(Stop::Unusual)?;
+        let indicator = matches!(
+            first,
+            b',' | b'['
+                | b']'
+                | b'{'
+                | b'}'
+                | b'#'
+                | b'&'
+                | b'*'
+                | b'!'
+                | b'|'
+                | b'>'
+                | b'\''
+                | b'"'
+                | b'%'
+                | b'@'
+                | b'`'
+                | b'?'
+                | b':'
+        );
+        let dash_alone = first == b'-'
+            && matches!(
+                self.peek_at(1),
+                None | Some(b' ' | b',' | b'[' | b']' | b'{' | b'}' | b'#' | b':')
+            );
+        if indicator || dash_alone {
+            return Err(Stop::Unusual);
+        }
+        while let Some(b) = self.peek() {
+            match b {
+                b':' => match self.peek_at(1) {
+                    None | Some(b' ') => break,
+                    Some(_) if flow => return Err(Stop::Unusual),
+                    Some(_) => {}
+                },
+                b'#' if self.line[self.pos - 1] == b' ' => break,
+                b',' | b'[' | b']' | b'{' | b'}' if flow => break,
+                b'?' if flow => return Err(Stop::Unusual),
+                _ => {}
+            }
+            self.pos += 1;
+        }
+        // The line is printable ASCII, so UTF-8.
+        std::str::from_utf8(trim_end(&self.line[start..self.pos])).map_err(|_| Stop::Unusual)
+    }
+
+    /// A single-quoted scalar closed on this line (`''` is a quote).
+    fn single_quoted(&mut self) -> Result<CompactString, Stop> {
+        self.pos += 1;
+        let mut value = CompactString::default();
+        loop {
+            let b = self.peek().ok_or(Stop::Unusual)?;
+            self.pos += 1;
+            if b == b'\'' {
+                if self.peek() == Some(b'\'') {
+                    self.pos += 1;
+                } else {
+                    return Ok(value);
+                }
+            }
+            value.push(b as char);
+        }
+    }
+
+    /// A double-quoted scalar closed on this line, with YAML's escapes.
+    fn double_quoted(&mut self) -> Result<CompactString, Stop> {
+        self.pos += 1;
+        let mut value = CompactString::default();
+        loop {
+            let b = self.peek().ok_or(Stop::Unusual)?;
+            self.pos += 1;
+            match b {
+                b'"' => return Ok(value),
+                b'\\' => {
+                    let e = self.peek().ok_or(Stop::Unusual)?;
+                    self.pos += 1;
+                    let c = match e {
+                        b'0' => '\0',
+                        b'a' => '\x07',
+                        b'b' => '\x08',
+                        b't' => '\t',
+                        b'n' => '\n',
+                        b'v' => '\x0b',
+                        b'f' => '\x0c',
+                        b'r' => '\r',
+                        b'e' => '\x1b',
+                        b' ' => ' ',
+                        b'"' => '"',
+                        b'/' => '/',
+                        b'\\' => '\\',
+                        b'N' => '\u{85}',
+                        b'_' => '\u{a0}',
+                        b'L' => '\u{2028}',
+                        b'P' => '\u{2029}',
+                        b'x' => self.hex_char(2)?,
+                        b'u' => self.hex_char(4)?,
+                        b'U' => self.hex_char(8)?,
+                        _ => return Err(Stop::Unusual),
+                    };
+                    value.push(c);
+                }
+                _ => value.push(b as char),
+            }
+        }
+    }
+
+    /// The character of `digits` hex digits; surrogates and values beyond Unicode are
+    /// libyaml's to refuse.
+    fn hex_char(&mut self, digits: usize) -> Result<char, Stop> {
+        let hex = self
+            .line
+            .get(self.pos..self.pos + digits)
+            .ok_or(Stop::Unusual)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return Err(Stop::Unusual);
+        }
+        self.pos += digits;
+        let text = std::str::from_utf8(hex).map_err(|_| Stop::Unusual)?;
+        let code = u32::from_str_radix(text, 16).map_err(|_| Stop::Unusual)?;
+        char::from_u32(code).ok_or(Stop::Unusual)
+    }
+
+    /// A flow sequence or mapping closed on this line; `depth` counts the open ones.
+    fn flow_collection(&mut self, depth: usize, out: &mut VecDeque<Event>) -> Result<(), Stop> {
+        if depth > MAX_FLOW_DEPTH {
+            return Err(Stop::Unusual);
+        }
+        let map = self.peek() == Some(b'{');
+        let close = if map { b'}' } else { b']' };
+        out.push_back(if map {
+            Event::MappingStart
+        } else {
+            Event::SequenceStart
+        });
+        self.pos += 1;
+        self.skip_spaces();
+        if self.peek() == Some(close) {
+            self.pos += 1;
+        } else {
+            loop {
+                if matches!(self.peek(), None | Some(b'#' | b',' | b']' | b'}')) {
+                    return Err(Stop::Unusual);
+                }
+                let element = self.node_or_key(depth, out)?;
+                match (map, element) {
+                    (true, Element::Key) => {
+                        if matches!(self.peek(), Some(b',' | b'}')) {
+                            out.push_back(empty());
+                        } else {
+                            if matches!(self.peek(), None | Some(b'#')) {
+                                return Err(Stop::Unusual);
+                            }
+                            match self.node_or_key(depth, out)? {
+                                Element::Value => {}
+                                Element::Key => return Err(Stop::Unusual),
+                            }
+                        }
+                    }
+                    (false, Element::Value) => {}
+                    // A key without a value in a mapping, a pair in a sequence.
+                    _ => return Err(Stop::Unusual),
+                }
+                self.skip_spaces();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.skip_spaces();
+                    }
+                    Some(b) if b == close => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return Err(Stop::Unusual),
+                }
+            }
+        }
+        out.push_back(if map {
+            Event::MappingEnd
+        } else {
+            Event::SequenceEnd
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
