@@ -650,12 +650,11 @@ impl PackedStrs {
         self.ends.push(self.text.len() as u32);
     }
 
-    /// Appends the formatted `args`, without a string of their own.
-    pub fn push_fmt(&mut self, args: std::fmt::Arguments<'_>) {
-        use std::fmt::Write as _;
-        self.text
-            .write_fmt(args)
-            .expect("invariant: writing to a String cannot fail");
+    /// Appends the string made of `parts` end to end.
+    pub fn push_parts(&mut self, parts: &[&str]) {
+        for part in parts {
+            self.text.push_str(part);
+        }
         self.ends.push(self.text.len() as u32);
     }
 

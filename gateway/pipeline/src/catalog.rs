@@ -127,7 +127,8 @@ impl Catalog {
         let mut out = Vec::new();
         // Consumer-only instances differ by their consumer alone, which handlers never see:
         // those with one shared config (a portal's plan) share one handler.
-        let mut built: HashMap<(&'static str, *const Value), Arc<dyn Plugin>> = HashMap::new();
+        let mut built: hashbrown::HashMap<(&'static str, *const Value), Arc<dyn Plugin>> =
+            hashbrown::HashMap::new();
         for (i, p) in config.plugins.iter().enumerate() {
             let Some(spec) = self.find(&p.name).filter(|s| allowed(s.name)) else {
                 errors.push(format!("plugins[{i}].name"), not_enabled(&p.name));

@@ -52,8 +52,9 @@ struct Pick {
 #[derive(Debug, Default)]
 pub struct Step {
     default: Option<Pick>,
-    /// Instances scoped to a consumer and to this route or its service.
-    consumers: HashMap<Id, Pick>,
+    /// Instances scoped to a consumer and to this route or its service (foldhash, not
+    /// SipHash: looked up on every request, built for every consumer at load).
+    consumers: hashbrown::HashMap<Id, Pick>,
     /// Instances scoped to a consumer only: the same for every chain, so shared by all.
     consumer_only: Option<Arc<ConsumerOnly>>,
 }
@@ -62,7 +63,7 @@ pub struct Step {
 /// snapshot and shared by every chain, with what the chains need to know of them.
 #[derive(Debug, Default)]
 struct ConsumerOnly {
-    picks: HashMap<Id, Pick>,
+    picks: hashbrown::HashMap<Id, Pick>,
     needs_body: bool,
     filters_headers: bool,
     chunked_body_limit: Option<u64>,

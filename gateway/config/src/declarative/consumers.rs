@@ -3,9 +3,9 @@
 //! (uniqueness, references by name) index the built vectors instead of copying their strings.
 
 use std::cell::OnceCell;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use uuid::Uuid;
 
 use super::checks::{Lookup, reference};
@@ -19,14 +19,14 @@ use crate::model::{Acl, CompactTags, Consumer, KeyauthCredential};
 /// millions of entities without a copy of their strings.
 struct Index {
     table: HashTable<u32>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
 }
 
 impl Index {
     fn with_capacity(n: usize) -> Index {
         Index {
             table: HashTable::with_capacity(n),
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
         }
     }
 

@@ -451,10 +451,12 @@ pub(super) fn build(
         schemas: plugins,
         validated: &mut validated,
         now: t,
-        seen: HashMap::new(),
+        seen: hashbrown::HashMap::new(),
     };
     // The plain plugins go in among the generic ones where the document has them.
     fast.plain_plugins.sort_by_key(|p| p.before);
+    c.plugins
+        .reserve(fast.plain_plugins.len() + list(items, "plugins").len());
     let mut plain = fast.plain_plugins.iter().peekable();
     for (j, it) in list(items, "plugins").iter().enumerate() {
         while let Some(p) = plain.next_if(|p| p.before as usize <= j) {

@@ -140,13 +140,20 @@ enum Origin {
     Nested { consumer: u32, index: u32 },
 }
 
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Origin {
+    /// Appends the path (`plugins[3]`, `consumers[7].plugins[0]`) to `paths`.
+    fn push_path(self, paths: &mut PackedStrs) {
+        let mut a = itoa::Buffer::new();
+        let mut b = itoa::Buffer::new();
         match self {
-            Origin::Top(Position(i)) => write!(f, "plugins[{i}]"),
-            Origin::Nested { consumer, index } => {
-                write!(f, "consumers[{consumer}].plugins[{index}]")
-            }
+            Origin::Top(Position(i)) => paths.push_parts(&["plugins[", a.format(i), "]"]),
+            Origin::Nested { consumer, index } => paths.push_parts(&[
+                "consumers[",
+                a.format(consumer),
+                "].plugins[",
+                b.format(index),
+                "]",
+            ]),
         }
     }
 }
@@ -327,7 +334,7 @@ pub(super) struct Context<'a> {
     /// What plain plugins found so far, by shared config and plugin name: its schema and
     /// its filled form (100,000 instances of three plans look each up without building a
     /// key or taking the catalog's lock).
-    pub seen: HashMap<u32, Vec<Seen>>,
+    pub seen: hashbrown::HashMap<u32, Vec<Seen>>,
 }
 
 /// A plugin name, its schema and its filled config, under a shared config's index.
@@ -398,7 +405,7 @@ pub(super) fn build(
     errors: &mut ConfigErrors,
 ) {
     {
-        origins.push_fmt(format_args!("{}", p.at));
+        p.at.push_path(origins);
         let path = origins.get(origins.len() - 1);
         let shared = p.config.filter(|i| !cx.configs.get(*i).is_null());
         let seen = shared.and_then(|i| {

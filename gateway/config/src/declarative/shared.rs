@@ -2,7 +2,7 @@
 //! own rate-limiting instance, but of a handful of plans. Each distinct config text is kept
 //! (and later validated) once; the instances refer to it by index.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use serde_json::Value;
 

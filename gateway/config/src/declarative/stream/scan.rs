@@ -9,7 +9,6 @@
 //! which yields the same result (and words any syntax error). `tests.rs` holds both to the
 //! same events on generated documents.
 
-use std::collections::VecDeque;
 use std::io::Read as _;
 
 use compact_str::CompactString;
@@ -123,7 +122,8 @@ struct Structure {
 pub(crate) struct Scanner<'t> {
     lines: Lines<'t>,
     structure: Structure,
-    events: VecDeque<Event>,
+    /// The events of the last line read, last first.
+    events: Vec<Event>,
     done: bool,
 }
 
@@ -143,7 +143,7 @@ impl<'t> Scanner<'t> {
         Scanner {
             lines,
             structure: Structure::default(),
-            events: VecDeque::new(),
+            events: Vec::new(),
             done: false,
         }
     }
@@ -160,7 +160,7 @@ impl<'t> Scanner<'t> {
 impl super::Events for Scanner<'_> {
     fn next(&mut self) -> Result<Event, Stop> {
         loop {
-            if let Some(event) = self.events.pop_front() {
+            if let Some(event) = self.events.pop() {
                 return Ok(event);
             }
             if self.done {
@@ -173,16 +173,22 @@ impl super::Events for Scanner<'_> {
                     self.done = true;
                 }
             }
+            self.events.reverse();
         }
     }
 }
 
 impl Structure {
-    fn line(&mut self, line: &[u8], out: &mut VecDeque<Event>) -> Result<(), Stop> {
-        if !line.iter().all(|b| (0x20..0x7f).contains(b)) {
-            // Tabs, carriage returns, control and non-ASCII characters are libyaml's.
+    fn line(&mut self, line: &[u8], out: &mut Vec<Event>) -> Result<(), Stop> {
+        // Tabs, carriage returns, control and non-ASCII characters are libyaml's. (Counted
+        // without an early exit, so that the loop is vectorized.)
+        let unprintable = line
+            .iter()
+            .fold(0u8, |n, b| n | u8::from(b.wrapping_sub(0x20) >= 0x5f));
+        if unprintable != 0 {
             return Err(Stop::Unusual);
         }
+        let text = std::str::from_utf8(line).map_err(|_| Stop::Unusual)?;
         let indent = line.iter().take_while(|&&b| b == b' ').count();
         let rest = &line[indent..];
         if rest.is_empty() || rest[0] == b'#' {
@@ -200,22 +206,22 @@ impl Structure {
         if rest[0] == b'%' {
             return Err(Stop::Unusual);
         }
-        let mut at = Cursor::new(line, indent);
+        let mut at = Cursor::new(text, indent);
         if !self.started {
             // The top level must be a block mapping at the first column.
             if indent != 0 {
                 return Err(Stop::Unusual);
             }
             self.started = true;
-            out.push_back(Event::StreamStart);
-            out.push_back(Event::DocumentStart);
+            out.push(Event::StreamStart);
+            out.push(Event::DocumentStart);
             return self.open_mapping(&mut at, out);
         }
         let entry = is_entry(rest);
         if let Some(parent) = self.pending.take() {
             if indent > parent {
                 if entry {
-                    out.push_back(Event::SequenceStart);
+                    out.push(Event::SequenceStart);
                     self.blocks.push(Block { indent, seq: true });
                     return self.entry_line(&mut at, out);
                 }
@@ -226,13 +232,13 @@ impl Structure {
                 // An indentless sequence as the value.
                 return Err(Stop::Unusual);
             }
-            out.push_back(empty());
+            out.push(empty());
         }
         while let Some(top) = self.blocks.last() {
             if top.indent <= indent {
                 break;
             }
-            out.push_back(if top.seq {
+            out.push(if top.seq {
                 Event::SequenceEnd
             } else {
                 Event::MappingEnd
@@ -252,7 +258,7 @@ impl Structure {
     }
 
     /// A block mapping whose first key is at the cursor.
-    fn open_mapping(&mut self, at: &mut Cursor<'_>, out: &mut VecDeque<Event>) -> Result<(), Stop> {
+    fn open_mapping(&mut self, at: &mut Cursor<'_>, out: &mut Vec<Event>) -> Result<(), Stop> {
         let column = at.pos;
         let before = out.len();
         match at.node_or_key(0, out)? {
@@ -267,7 +273,7 @@ impl Structure {
         at: &mut Cursor<'_>,
         column: usize,
         before: usize,
-        out: &mut VecDeque<Event>,
+        out: &mut Vec<Event>,
     ) -> Result<(), Stop> {
         out.insert(before, Event::MappingStart);
         self.blocks.push(Block {
@@ -282,7 +288,7 @@ impl Structure {
         &mut self,
         at: &mut Cursor<'_>,
         column: usize,
-        out: &mut VecDeque<Event>,
+        out: &mut Vec<Event>,
     ) -> Result<(), Stop> {
         if at.at_end() {
             self.pending = Some(column);
@@ -295,7 +301,7 @@ impl Structure {
     }
 
     /// A `- entry` line of the innermost sequence.
-    fn entry_line(&mut self, at: &mut Cursor<'_>, out: &mut VecDeque<Event>) -> Result<(), Stop> {
+    fn entry_line(&mut self, at: &mut Cursor<'_>, out: &mut Vec<Event>) -> Result<(), Stop> {
         at.pos += 1;
         at.skip_spaces();
         if at.at_end() || is_entry(at.rest()) {
@@ -310,22 +316,22 @@ impl Structure {
         }
     }
 
-    fn finish(&mut self, out: &mut VecDeque<Event>) -> Result<(), Stop> {
+    fn finish(&mut self, out: &mut Vec<Event>) -> Result<(), Stop> {
         if !self.started {
             return Err(Stop::Unusual);
         }
         if self.pending.take().is_some() {
-            out.push_back(empty());
+            out.push(empty());
         }
         while let Some(top) = self.blocks.pop() {
-            out.push_back(if top.seq {
+            out.push(if top.seq {
                 Event::SequenceEnd
             } else {
                 Event::MappingEnd
             });
         }
-        out.push_back(Event::DocumentEnd);
-        out.push_back(Event::StreamEnd);
+        out.push(Event::DocumentEnd);
+        out.push(Event::StreamEnd);
         Ok(())
     }
 }
@@ -358,13 +364,18 @@ enum Element {
 
 /// A position in one line.
 struct Cursor<'l> {
+    text: &'l str,
     line: &'l [u8],
     pos: usize,
 }
 
 impl<'l> Cursor<'l> {
-    fn new(line: &'l [u8], pos: usize) -> Cursor<'l> {
-        Cursor { line, pos }
+    fn new(text: &'l str, pos: usize) -> Cursor<'l> {
+        Cursor {
+            text,
+            line: text.as_bytes(),
+            pos,
+        }
     }
 
     fn rest(&self) -> &'l [u8] {
@@ -396,7 +407,7 @@ impl<'l> Cursor<'l> {
 
     /// A scalar or flow collection at the cursor (spaces after it skipped); a scalar
     /// followed by `:` and a space or the end is a key. `flow` is the flow depth.
-    fn node_or_key(&mut self, flow: usize, out: &mut VecDeque<Event>) -> Result<Element, Stop> {
+    fn node_or_key(&mut self, flow: usize, out: &mut Vec<Event>) -> Result<Element, Stop> {
         let start = self.pos;
         match self.peek().ok_or(Stop::Unusual)? {
             b'[' | b'{' => {
@@ -406,21 +417,21 @@ impl<'l> Cursor<'l> {
             }
             b'"' => {
                 let value = self.double_quoted()?;
-                out.push_back(Event::Scalar {
+                out.push(Event::Scalar {
                     value,
                     plain: false,
                 });
             }
             b'\'' => {
                 let value = self.single_quoted()?;
-                out.push_back(Event::Scalar {
+                out.push(Event::Scalar {
                     value,
                     plain: false,
                 });
             }
             _ => {
                 let value = self.plain(flow > 0)?;
-                out.push_back(Event::Scalar {
+                out.push(Event::Scalar {
                     value: value.into(),
                     plain: true,
                 });
@@ -492,8 +503,8 @@ impl<'l> Cursor<'l> {
             }
             self.pos += 1;
         }
-        // The line is printable ASCII, so UTF-8.
-        std::str::from_utf8(trim_end(&self.line[start..self.pos])).map_err(|_| Stop::Unusual)
+        let end = start + trim_end(&self.line[start..self.pos]).len();
+        Ok(&self.text[start..end])
     }
 
     /// A single-quoted scalar closed on this line (`''` is a quote).
@@ -573,13 +584,13 @@ impl<'l> Cursor<'l> {
     }
 
     /// A flow sequence or mapping closed on this line; `depth` counts the open ones.
-    fn flow_collection(&mut self, depth: usize, out: &mut VecDeque<Event>) -> Result<(), Stop> {
+    fn flow_collection(&mut self, depth: usize, out: &mut Vec<Event>) -> Result<(), Stop> {
         if depth > MAX_FLOW_DEPTH {
             return Err(Stop::Unusual);
         }
         let map = self.peek() == Some(b'{');
         let close = if map { b'}' } else { b']' };
-        out.push_back(if map {
+        out.push(if map {
             Event::MappingStart
         } else {
             Event::SequenceStart
@@ -597,7 +608,7 @@ impl<'l> Cursor<'l> {
                 match (map, element) {
                     (true, Element::Key) => {
                         if matches!(self.peek(), Some(b',' | b'}')) {
-                            out.push_back(empty());
+                            out.push(empty());
                         } else {
                             if matches!(self.peek(), None | Some(b'#')) {
                                 return Err(Stop::Unusual);
@@ -626,7 +637,7 @@ impl<'l> Cursor<'l> {
                 }
             }
         }
-        out.push_back(if map {
+        out.push(if map {
             Event::MappingEnd
         } else {
             Event::SequenceEnd
