@@ -74,20 +74,23 @@ const READERS: [stream::Reader; 2] = [stream::Reader::Scanner, stream::Reader::L
 /// Loads a declarative file.
 pub fn load_file(path: &Path, plugins: &dyn PluginSchemas) -> Result<Config, ConfigErrors> {
     let now = now();
-    // Streamed from the file: the text of a million consumers is never held whole.
-    for reader in READERS {
-        let Ok(file) = std::fs::File::open(path) else {
-            break;
-        };
-        let mut fast = fast::Fast::new(now);
-        match stream::read(stream::Input::File(file), reader, &mut fast) {
-            Ok(read) => {
-                let mut config = parse_doc(read.top, fast, plugins, None)?;
-                config.source_md5 = read.md5;
-                return Ok(config);
-            }
-            Err(stream::Stop::Syntax(message)) => return Err(syntax_error(message)),
-            Err(stream::Stop::Unusual) => {}
+    // Streamed from the file: the text of a million consumers is never held whole. Its md5
+    // is taken on a second thread meanwhile, from the same open file.
+    if let Ok(file) = std::fs::File::open(path) {
+        let streamed = std::thread::scope(|scope| {
+            let hashed = file.try_clone().ok()?;
+            let md5 = scope.spawn(move || stream::file_md5(&hashed));
+            let loaded = stream_file(&file, now, plugins);
+            let md5 = md5.join().ok()?.ok()?;
+            Some(loaded.map(|loaded| {
+                loaded.map(|mut config| {
+                    config.source_md5 = Some(md5);
+                    config
+                })
+            }))
+        });
+        if let Some(Some(loaded)) = streamed {
+            return loaded;
         }
     }
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -97,6 +100,27 @@ pub fn load_file(path: &Path, plugins: &dyn PluginSchemas) -> Result<Config, Con
         ))
     })?;
     with_md5(load_generic(&text, now, true, plugins), &text)
+}
+
+/// `file` streamed by each reader in turn, from its start; `None` when both decline it
+/// (or it cannot be read), for the generic loader.
+fn stream_file(
+    file: &std::fs::File,
+    now: i64,
+    plugins: &dyn PluginSchemas,
+) -> Option<Result<Config, ConfigErrors>> {
+    use std::io::Seek as _;
+    for reader in READERS {
+        let mut file = file.try_clone().ok()?;
+        file.rewind().ok()?;
+        let mut fast = fast::Fast::new(now);
+        match stream::read(stream::Input::File(file), reader, &mut fast) {
+            Ok(top) => return Some(parse_doc(top, fast, plugins, None)),
+            Err(stream::Stop::Syntax(message)) => return Some(Err(syntax_error(message))),
+            Err(stream::Stop::Unusual) => {}
+        }
+    }
+    None
 }
 
 /// The md5 of a declarative text, as 32 hex characters: Kong's configuration hash of it.
@@ -129,7 +153,7 @@ fn load_text(
         let mut fast = fast::Fast::new(now);
         fast.generic_only = !fast_path;
         let loaded = match stream::read(stream::Input::Text(text.as_bytes()), reader, &mut fast) {
-            Ok(read) => parse_doc(read.top, fast, plugins, None),
+            Ok(top) => parse_doc(top, fast, plugins, None),
             Err(stream::Stop::Syntax(message)) => Err(syntax_error(message)),
             Err(stream::Stop::Unusual) => continue,
         };

@@ -158,7 +158,8 @@ impl Origin {
     }
 }
 
-/// A plugin in the usual shape, read without a JSON object of its own.
+/// A plugin in the usual shape, read without a JSON object of its own. What a plan's
+/// instance seldom has is boxed apart: a portal's 100,000 instances stay small.
 pub(crate) struct PlainPlugin {
     at: Origin,
     /// How many generic plugins come before it in the document: the generic code builds
@@ -166,13 +167,39 @@ pub(crate) struct PlainPlugin {
     pub before: u32,
     id: Uuid,
     name: Box<str>,
+    consumer: Option<Uuid>,
+    config: Option<u32>,
+    enabled: bool,
+    rare: Option<Box<Rare>>,
+}
+
+/// The fields of a [`PlainPlugin`] that plan instances seldom set.
+#[derive(Default)]
+struct Rare {
     instance_name: Option<Box<str>>,
     service: Option<Uuid>,
     route: Option<Uuid>,
-    consumer: Option<Uuid>,
-    config: Option<u32>,
-    usual: Usual,
+    protocols: Option<Vec<Protocol>>,
+    tags: Option<Vec<String>>,
     created_at: Option<i64>,
+}
+
+impl PlainPlugin {
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn service(&self) -> Option<Uuid> {
+        self.rare.as_ref()?.service
+    }
+
+    fn route(&self) -> Option<Uuid> {
+        self.rare.as_ref()?.route
+    }
+
+    fn instance_name(&self) -> Option<&str> {
+        self.rare.as_ref()?.instance_name.as_deref()
+    }
 }
 
 /// A top-level plugin pushed by a [`super::DocumentBuilder`], in push order.
@@ -218,41 +245,34 @@ pub(crate) fn nested(
         before: 0,
         id: Uuid::nil(),
         name: Box::default(),
-        instance_name: None,
-        service: None,
-        route: None,
         consumer: Some(consumer_id),
         config: None,
-        usual: Usual {
-            enabled: true,
-            protocols: None,
-            tags: None,
-        },
-        created_at: None,
+        enabled: true,
+        rare: None,
     };
     let mut id = None;
     for (key, value) in pairs.drain(..) {
         match (key.as_str(), value) {
             ("name", Node::Str(s)) => p.name = s.as_str().into(),
             ("config", config @ Node::Map(_)) => p.config = Some(configs.intern_node(config)),
-            ("enabled", Node::Bool(b)) => p.usual.enabled = b,
+            ("enabled", Node::Bool(b)) => p.enabled = b,
             ("protocols", Node::Seq(list)) => {
                 let parsed = list.iter().filter_map(|n| match n {
                     Node::Str(s) => Protocol::parse(s),
                     _ => None,
                 });
-                p.usual.protocols = Some(parsed.collect());
+                p.rare_mut().protocols = Some(parsed.collect());
             }
             ("tags", Node::Seq(list)) => {
                 let tags = list.into_iter().filter_map(|n| match n {
                     Node::Str(s) => Some(s.into_string()),
                     _ => None,
                 });
-                p.usual.tags = Some(tags.collect());
+                p.rare_mut().tags = Some(tags.collect());
             }
-            ("instance_name", Node::Str(s)) => p.instance_name = Some(s.as_str().into()),
+            ("instance_name", Node::Str(s)) => p.rare_mut().instance_name = Some(s.as_str().into()),
             ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
-            ("created_at", n) => p.created_at = n.as_i64(),
+            ("created_at", n) => p.rare_mut().created_at = n.as_i64(),
             _ => {}
         }
     }
@@ -283,18 +303,29 @@ impl TopPlugin {
         let created_at = row.created_at.filter(|t| *t >= 0);
         let plain = !row.name.is_empty() && created_at == row.created_at;
         if let (Some(usual), true) = (&rest.usual, plain) {
+            let rare = Rare {
+                instance_name: row.instance_name.map(Into::into),
+                service: row.service,
+                route: row.route,
+                protocols: usual.protocols.clone(),
+                tags: usual.tags.clone(),
+                created_at,
+            };
+            let seldom = rare.instance_name.is_some()
+                || rare.service.is_some()
+                || rare.route.is_some()
+                || rare.protocols.is_some()
+                || rare.tags.is_some()
+                || rare.created_at.is_some();
             return Ok(TopPlugin::Plain(PlainPlugin {
                 at: Origin::Top(at),
                 before: 0,
                 id: row.id,
                 name: row.name.into(),
-                instance_name: row.instance_name.map(Into::into),
-                service: row.service,
-                route: row.route,
                 consumer: row.consumer,
                 config,
-                usual: usual.clone(),
-                created_at,
+                enabled: usual.enabled,
+                rare: seldom.then(|| Box::new(rare)),
             }));
         }
         let reference = |id: Option<Uuid>| match id {
@@ -419,8 +450,15 @@ pub(super) fn build(
         if schema.is_none() {
             errors.push(format!("{path}.name"), not_enabled(&p.name));
         }
-        let service = resolve(p.service, cx.services, "services", path, "service", errors);
-        let route = resolve(p.route, cx.routes, "routes", path, "route", errors);
+        let service = resolve(
+            p.service(),
+            cx.services,
+            "services",
+            path,
+            "service",
+            errors,
+        );
+        let route = resolve(p.route(), cx.routes, "routes", path, "route", errors);
         let consumer = match p.at {
             Origin::Nested { .. } => p.consumer.map(ForeignKey::from),
             Origin::Top(_) => resolve(
@@ -437,8 +475,8 @@ pub(super) fn build(
             Some(schema) => {
                 let scopes = [
                     ("consumer", schema.consumer_forbidden, p.consumer),
-                    ("route", schema.route_forbidden, p.route),
-                    ("service", schema.service_forbidden, p.service),
+                    ("route", schema.route_forbidden, p.route()),
+                    ("service", schema.service_forbidden, p.service()),
                 ];
                 for (scope, forbidden, set) in scopes {
                     if forbidden && set.is_some() {
@@ -452,28 +490,27 @@ pub(super) fn build(
             }
             None => Arc::new(raw.cloned().unwrap_or(Value::Null)),
         };
-        if let Some(name) = &p.instance_name {
+        if let Some(name) = p.instance_name() {
             if let Some(problem) = utf8_name_problem(name) {
                 errors.push(format!("{path}.instance_name"), problem);
             }
         }
+        let rare = p.rare.as_deref();
         built.push(Plugin {
             id: p.id,
             name: p.name.to_string(),
-            instance_name: p.instance_name.as_deref().map(str::to_owned),
+            instance_name: p.instance_name().map(str::to_owned),
             config: filled,
             service,
             route,
             consumer,
-            protocols: p
-                .usual
-                .protocols
-                .clone()
+            protocols: rare
+                .and_then(|r| r.protocols.clone())
                 .unwrap_or_else(|| DEFAULT_PROTOCOLS.to_vec()),
-            enabled: p.usual.enabled,
+            enabled: p.enabled,
             ordering: None,
-            tags: p.usual.tags.clone(),
-            created_at: p.created_at.unwrap_or(cx.now),
+            tags: rare.and_then(|r| r.tags.clone()),
+            created_at: rare.and_then(|r| r.created_at).unwrap_or(cx.now),
             updated_at: cx.now,
         });
     }

@@ -64,19 +64,13 @@ pub(crate) enum Input<'t> {
     File(std::fs::File),
 }
 
-/// A file and the md5 of what was read of it: Kong's configuration hash of a declarative
-/// file is the md5 of its text.
-struct HashedFile {
-    file: std::fs::File,
-    md5: md5::Md5,
-}
-
 /// A libyaml parser over text or a file.
 struct Parser<'t> {
     // Boxed: libyaml keeps a pointer to the parser itself as its read-handler data.
     sys: Box<unsafe_yaml::yaml_parser_t>,
-    // Boxed for a stable address: libyaml's read handler reads through a pointer to it.
-    file: Option<Box<HashedFile>>,
+    // Boxed for a stable address: libyaml's read handler reads through a pointer to it, so
+    // it is kept (not read) here for as long as the parser lives.
+    _file: Option<Box<std::fs::File>>,
     /// The first document has ended: a later syntax error is serde_norway's "more than one
     /// document", not the syntax error.
     ended: bool,
@@ -86,21 +80,20 @@ struct Parser<'t> {
 /// libyaml's read callback for [`Input::File`]; an I/O error fails the parse.
 ///
 /// # Safety
-/// `data` must point to the parser's boxed [`HashedFile`] and `buffer` to `size` writable
+/// `data` must point to the parser's boxed file and `buffer` to `size` writable
 /// bytes.
 unsafe fn read_file(data: *mut c_void, buffer: *mut u8, size: u64, size_read: *mut u64) -> i32 {
     // SAFETY: per the contract above, as set up in `Parser::new`.
-    let (hashed, buf, size_read) = unsafe {
+    let (file, buf, size_read) = unsafe {
         (
-            &mut *data.cast::<HashedFile>(),
+            &mut *data.cast::<std::fs::File>(),
             std::slice::from_raw_parts_mut(buffer, size as usize),
             &mut *size_read,
         )
     };
     loop {
-        match hashed.file.read(buf) {
+        match file.read(buf) {
             Ok(n) => {
-                hashed.md5.update(&buf[..n]);
                 *size_read = n as u64;
                 return 1;
             }
@@ -153,11 +146,8 @@ impl<'t> Parser<'t> {
                 None
             }
             Input::File(file) => {
-                let mut file = Box::new(HashedFile {
-                    file,
-                    md5: md5::Md5::new(),
-                });
-                let data: *mut HashedFile = &mut *file;
+                let mut file = Box::new(file);
+                let data: *mut std::fs::File = &mut *file;
                 // SAFETY: the boxed file lives as long as the parser (both are fields of
                 // `Parser`, and Drop deletes the parser first) and never moves.
                 unsafe {
@@ -168,7 +158,7 @@ impl<'t> Parser<'t> {
         };
         Ok(Parser {
             sys,
-            file,
+            _file: file,
             ended: false,
             _text: std::marker::PhantomData,
         })
@@ -307,37 +297,38 @@ fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A document's top-level mapping, minus the streamed lists, and the md5 of its text.
-pub(crate) struct Streamed {
-    pub top: Map<String, Value>,
-    /// Of a file; `None` for text in memory, which the caller can hash itself.
-    pub md5: Option<String>,
+/// The md5 of `file`'s text, as 32 hex characters: Kong's configuration hash of a
+/// declarative file. Positioned reads leave the file's offset to the parser, so the file
+/// can be hashed on another thread while it is parsed.
+pub(crate) fn file_md5(file: &std::fs::File) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt as _;
+    let mut md5 = md5::Md5::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = 0u64;
+    loop {
+        match file.read_at(&mut buf, at) {
+            Ok(0) => return Ok(hex(md5.finalize().as_slice())),
+            Ok(n) => {
+                md5.update(&buf[..n]);
+                at += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
-/// Reads a whole document with `reader`: the top-level mapping, minus the streamed lists,
-/// which went to `sink`. Returns [`Stop::Unusual`] when another reader must read the text
+/// Reads a whole document with `reader`: returns the top-level mapping, minus the streamed
+/// lists, which went to `sink`. Returns [`Stop::Unusual`] when another reader must read the text
 /// instead: libyaml after the scanner, the generic loader after libyaml.
 pub(crate) fn read(
     input: Input<'_>,
     reader: Reader,
     sink: &mut impl Sink,
-) -> Result<Streamed, Stop> {
+) -> Result<Map<String, Value>, Stop> {
     match reader {
-        Reader::Scanner => {
-            let mut scanner = scan::Scanner::new(input);
-            let top = read_events(&mut scanner, sink)?;
-            Ok(Streamed {
-                top,
-                md5: scanner.md5(),
-            })
-        }
-        Reader::Libyaml => {
-            let mut parser = Parser::new(input)?;
-            let top = read_events(&mut parser, sink)?;
-            // The stream has ended, so libyaml has read the file to its end.
-            let md5 = parser.file.take().map(|f| hex(f.md5.finalize().as_slice()));
-            Ok(Streamed { top, md5 })
-        }
+        Reader::Scanner => read_events(&mut scan::Scanner::new(input), sink),
+        Reader::Libyaml => read_events(&mut Parser::new(input)?, sink),
     }
 }
 

@@ -648,3 +648,22 @@ fn uuid_v5_is_the_uuid_crates_v5() {
         );
     }
 }
+
+#[test]
+fn a_files_config_hash_is_the_md5_of_its_text_whichever_reader_loads_it() {
+    let dir = std::env::temp_dir().join(format!("gangway-md5-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let usual = "_format_version: \"3.0\"\nconsumers:\n  - username: a\n";
+    // Declined by the scanner (a block scalar), then by libyaml's reader (an anchor).
+    let libyaml =
+        "_format_version: \"3.0\"\nconsumers:\n  - username: a\n    custom_id: |\n      x\n";
+    let generic = "_format_version: \"3.0\"\nconsumers:\n  - &a\n    username: a\n";
+    for (name, text) in [("usual", usual), ("libyaml", libyaml), ("generic", generic)] {
+        let path = dir.join(format!("{name}.yml"));
+        std::fs::write(&path, text).expect("write");
+        let config = load_file(&path, &crate::plugins::TestPlugins).expect(name);
+        assert_eq!(config.consumers.len(), 1, "{name}");
+        assert_eq!(config.source_md5, Some(text_md5(text)), "{name}");
+    }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

@@ -12,7 +12,6 @@
 use std::io::Read as _;
 
 use compact_str::CompactString;
-use md5::Digest as _;
 
 use super::{Event, Stop};
 
@@ -30,7 +29,6 @@ enum Lines<'t> {
     Text(&'t [u8]),
     File {
         file: std::fs::File,
-        md5: md5::Md5,
         buf: Vec<u8>,
         start: usize,
         end: usize,
@@ -56,7 +54,6 @@ impl Lines<'_> {
             }
             Lines::File {
                 file,
-                md5,
                 buf,
                 start,
                 end,
@@ -91,7 +88,6 @@ impl Lines<'_> {
                         Err(_) => return Err(Stop::Unusual),
                     }
                 };
-                md5.update(&buf[*end..*end + n]);
                 *end += n;
                 *eof = n == 0;
             },
@@ -133,7 +129,6 @@ impl<'t> Scanner<'t> {
             super::Input::Text(text) => Lines::Text(text),
             super::Input::File(file) => Lines::File {
                 file,
-                md5: md5::Md5::new(),
                 buf: Vec::new(),
                 start: 0,
                 end: 0,
@@ -145,14 +140,6 @@ impl<'t> Scanner<'t> {
             structure: Structure::default(),
             events: Vec::new(),
             done: false,
-        }
-    }
-
-    /// The md5 of a file read to its end; `None` for text.
-    pub(crate) fn md5(self) -> Option<String> {
-        match self.lines {
-            Lines::File { md5, .. } => Some(super::hex(md5.finalize().as_slice())),
-            Lines::Text(_) => None,
         }
     }
 }

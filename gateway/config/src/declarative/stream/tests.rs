@@ -39,7 +39,7 @@ fn streamed(text: &str) -> Result<Value, Stop> {
 
 fn streamed_by(text: &str, reader: Reader) -> Result<Value, Stop> {
     let mut sink = Collect::default();
-    let mut top: Map<String, Value> = read(Input::Text(text.as_bytes()), reader, &mut sink)?.top;
+    let mut top: Map<String, Value> = read(Input::Text(text.as_bytes()), reader, &mut sink)?;
     for (k, v) in sink.lists {
         top.insert(k, Value::Array(v));
     }
@@ -129,13 +129,14 @@ fn files_stream_in_chunks() {
     for reader in [Reader::Scanner, Reader::Libyaml] {
         let mut sink = Collect::default();
         let file = std::fs::File::open(&path).expect("open");
-        let read = read(Input::File(file), reader, &mut sink).expect("usual");
+        let hashed = file.try_clone().expect("clone");
+        let mut top = read(Input::File(file), reader, &mut sink).expect("usual");
+        // Hashed after the parse moved the shared offset to the end: positioned reads.
         assert_eq!(
-            read.md5.as_deref(),
-            Some(super::md5_hex(text.as_bytes()).as_str()),
+            super::file_md5(&hashed).expect("md5"),
+            super::md5_hex(text.as_bytes()),
             "{reader:?}: the file's md5, as Kong hashes a declarative file"
         );
-        let mut top = read.top;
         for (k, v) in sink.lists {
             top.insert(k, Value::Array(v));
         }
