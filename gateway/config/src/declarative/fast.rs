@@ -224,8 +224,8 @@ impl Fast {
         for (k, v) in pairs {
             match (k.as_str(), v) {
                 ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
-                ("username", Node::Str(s)) => c.username = Some(s.as_str().into()),
-                ("custom_id", Node::Str(s)) => c.custom_id = Some(s.as_str().into()),
+                ("username", Node::Str(s)) => c.username = Some(s.into_string().into_boxed_str()),
+                ("custom_id", Node::Str(s)) => c.custom_id = Some(s.into_string().into_boxed_str()),
                 ("tags", v) => c.tags = tags(v),
                 ("created_at", v) => c.created_at = v.as_i64().unwrap_or(self.now),
                 ("keyauth_credentials", Node::Seq(a)) => creds = a,
@@ -326,7 +326,7 @@ impl Fast {
         for (k, v) in pairs {
             match (k.as_str(), v) {
                 ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
-                ("key", Node::Str(s)) => key = Some(s.as_str().into()),
+                ("key", Node::Str(s)) => key = Some(s.into_string().into_boxed_str()),
                 ("consumer", v) => consumer = consumer_reference(v),
                 ("ttl", v) => {
                     let ttl = v.as_i64().filter(|s| *s > 0);
@@ -438,7 +438,7 @@ fn tags(v: Node) -> CompactTags {
         Node::Seq(a) => Some(Box::new(
             a.into_iter()
                 .filter_map(|t| match t {
-                    Node::Str(s) => Some(s.as_str().into()),
+                    Node::Str(s) => Some(s.into_string().into_boxed_str()),
                     _ => None,
                 })
                 .collect(),
