@@ -28,7 +28,6 @@ use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window
 use tokio::sync::oneshot;
 
 use super::connect::Target;
-use super::stats::Stats;
 
 /// Windows per flush pipeline: bounds one reply and one call's time.
 const FLUSH_CHUNK: usize = 10_000;
@@ -88,12 +87,11 @@ struct Inner {
     hasher: RandomState,
     /// The flush script (its SHA-1 computed once).
     flush_script: redis::Script,
-    stats: Arc<Stats>,
 }
 
 impl Batched {
     /// A store on `target` that flushes every `sync_rate` seconds from a thread of its own.
-    pub fn start(target: Arc<Target>, sync_rate: f64, stats: Arc<Stats>) -> Arc<Batched> {
+    pub fn start(target: Arc<Target>, sync_rate: f64) -> Arc<Batched> {
         let (dirty, counted) = mpsc::channel();
         let inner = Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -102,7 +100,6 @@ impl Batched {
             dirty,
             hasher: RandomState::new(),
             flush_script: redis::Script::new(FLUSH),
-            stats,
         });
         let weak = Arc::downgrade(&inner);
         let every = Duration::from_secs_f64(sync_rate.max(0.02));
@@ -178,7 +175,8 @@ impl Inner {
                         entry.delta.fetch_add(*delta, Ordering::AcqRel);
                         entry.mark(&self.dirty);
                     }
-                    self.stats
+                    self.target
+                        .stats
                         .record(&format!("sync to {}", self.target.describe), &e);
                     return;
                 }
@@ -278,7 +276,8 @@ impl Inner {
         let read = match read {
             Ok(read) => read,
             Err(e) => {
-                self.stats
+                self.target
+                    .stats
                     .record(&format!("reading from {}", self.target.describe), &e);
                 return Err(e);
             }

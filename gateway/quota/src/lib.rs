@@ -84,8 +84,8 @@ impl RedisQuotas for Redis {
             self.sharing,
         )?);
         let store: Arc<dyn QuotaStore> = match mode {
-            RedisMode::Realtime => Arc::new(realtime::Realtime::new(target, self.stats.clone())),
-            RedisMode::Batched(rate) => batched::Batched::start(target, rate, self.stats.clone()),
+            RedisMode::Realtime => Arc::new(realtime::Realtime::new(target)),
+            RedisMode::Batched(rate) => batched::Batched::start(target, rate),
         };
         stores.insert((conf.clone(), key), store.clone());
         Ok(store)

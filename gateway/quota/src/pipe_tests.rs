@@ -42,7 +42,7 @@ fn store(port: u16, timeout_ms: u64, login: Option<(&str, &str)>) -> (Realtime, 
         )
         .expect("target"),
     );
-    (Realtime::new(target.clone(), stats), target)
+    (Realtime::new(target.clone()), target)
 }
 
 fn windows(identifier: &str) -> Vec<Window> {

@@ -18,7 +18,6 @@ use sha1::{Digest, Sha1};
 use super::connect::Target;
 use super::pipe::{Counting, Pipe};
 use super::resp::{self, Reply};
-use super::stats::Stats;
 
 /// Kong's increment script, for all of a request's windows in one round trip.
 const INCREMENT: &str = r#"
@@ -37,24 +36,34 @@ return before
 pub struct Realtime {
     target: Arc<Target>,
     script: Arc<redis::Script>,
-    stats: Arc<Stats>,
 }
 
 impl Realtime {
     /// Counts in `target`.
-    pub fn new(target: Arc<Target>, stats: Arc<Stats>) -> Realtime {
+    pub fn new(target: Arc<Target>) -> Realtime {
         Realtime {
             target,
             script: Arc::new(redis::Script::new(INCREMENT)),
-            stats,
         }
+    }
+
+    /// The usage `counting` answers; a failure is recorded (and logged, rate-limited).
+    fn reported(&self, counting: impl Future<Output = UsageResult> + 'static) -> Usage {
+        let target = self.target.clone();
+        Usage::Pending(Box::pin(async move {
+            let counted = counting.await;
+            if let Err(e) = &counted {
+                let what = format!("counting on {}", target.describe);
+                target.stats.record(&what, e);
+            }
+            counted
+        }))
     }
 }
 
 impl QuotaStore for Realtime {
     fn usage(&self, windows: &[Window]) -> Usage {
         let target = self.target.clone();
-        let stats = self.stats.clone();
         if target.pipes() {
             // The common case, connected to a Redis 7: the commands are queued now, and
             // the future only waits for their replies.
@@ -62,32 +71,16 @@ impl QuotaStore for Realtime {
                 .live_pipe()
                 .filter(|p| p.counting == Counting::ExpireNx)
             {
-                target.stats.round_trip();
-                let started = Instant::now();
-                let sent = incr_expire(&pipe, windows);
-                return Usage::Pending(Box::pin(async move {
-                    let counted = sent.await;
-                    target.stats.observe(started.elapsed());
-                    if let Err(e) = &counted {
-                        stats.record(&format!("counting on {}", target.describe), e);
-                    }
-                    counted
-                }));
+                return self.reported(round_trip(&target, incr_expire(&pipe, windows)));
             }
             let windows = windows.to_vec();
-            return Usage::Pending(Box::pin(async move {
-                let counted = count_on_pipe(&target, &windows).await;
-                if let Err(e) = &counted {
-                    stats.record(&format!("counting on {}", target.describe), e);
-                }
-                counted
-            }));
+            return self.reported(async move { count_on_pipe(&target, &windows).await });
         }
         let keys: Vec<String> = windows.iter().map(|w| target.key(w)).collect();
         let ttls: Vec<u64> = windows.iter().map(|w| w.seconds).collect();
         let script = self.script.clone();
-        Usage::Pending(Box::pin(async move {
-            let counted = target
+        self.reported(async move {
+            target
                 .run(async |conn| {
                     if target.expire_nx(conn).await? {
                         let mut pipe = redis::pipe();
@@ -104,50 +97,52 @@ impl QuotaStore for Realtime {
                     }
                     call.invoke_async::<Vec<u64>>(conn).await
                 })
-                .await;
-            if let Err(e) = &counted {
-                stats.record(&format!("counting on {}", target.describe), e);
-            }
-            counted
-        }))
+                .await
+        })
     }
 
     fn increment(&self, _windows: &[Window]) {}
 }
 
-/// Counts in every window on this worker's [`Pipe`](super::pipe::Pipe): one round trip,
-/// and a second only when a script the server had not cached has to be sent whole.
-async fn count_on_pipe(target: &Target, windows: &[Window]) -> UsageResult {
-    let pipe = target.pipe().await?;
+/// Counts one round trip to `target` now, and its latency once `replies` are in.
+fn round_trip<F: Future>(
+    target: &Arc<Target>,
+    replies: F,
+) -> impl Future<Output = F::Output> + use<F> {
     target.stats.round_trip();
     let started = Instant::now();
-    let counted = match pipe.counting {
-        Counting::ExpireNx => incr_expire(&pipe, windows).await,
-        Counting::Script => {
-            let sha = script_sha().as_bytes();
-            let mut replies = pipe
-                .call(1, |out| script_call(out, b"EVALSHA", sha, windows))
-                .await;
-            if let Ok([Reply::Error(e)]) = replies.as_deref()
-                && e.starts_with("NOSCRIPT")
-            {
-                target.stats.round_trip();
-                let script = INCREMENT.as_bytes();
-                replies = pipe
-                    .call(1, |out| script_call(out, b"EVAL", script, windows))
-                    .await;
-            }
-            replies.and_then(|replies| match replies.as_slice() {
-                [Reply::Array(Some(items))] if items.len() == windows.len() => {
-                    items.iter().map(integer).collect()
-                }
-                [other] => Err(unexpected(other)),
-                _ => Err(QuotaError::Store("Redis answered with no reply".into())),
-            })
+    let target = target.clone();
+    async move {
+        let replies = replies.await;
+        target.stats.observe(started.elapsed());
+        replies
+    }
+}
+
+/// Counts in every window on this worker's [`Pipe`](super::pipe::Pipe): one round trip,
+/// and a second only when a script the server had not cached has to be sent whole.
+async fn count_on_pipe(target: &Arc<Target>, windows: &[Window]) -> UsageResult {
+    let pipe = target.pipe().await?;
+    if pipe.counting == Counting::ExpireNx {
+        return round_trip(target, incr_expire(&pipe, windows)).await;
+    }
+    let sha = script_sha().as_bytes();
+    let evalsha = pipe.call(1, |out| script_call(out, b"EVALSHA", sha, windows));
+    let mut replies = round_trip(target, evalsha).await;
+    if let Ok([Reply::Error(e)]) = replies.as_deref()
+        && e.starts_with("NOSCRIPT")
+    {
+        let script = INCREMENT.as_bytes();
+        let eval = pipe.call(1, |out| script_call(out, b"EVAL", script, windows));
+        replies = round_trip(target, eval).await;
+    }
+    replies.and_then(|replies| match replies.as_slice() {
+        [Reply::Array(Some(items))] if items.len() == windows.len() => {
+            items.iter().map(integer).collect()
         }
-    };
-    target.stats.observe(started.elapsed());
-    counted
+        [other] => Err(unexpected(other)),
+        _ => Err(QuotaError::Store("Redis answered with no reply".into())),
+    })
 }
 
 /// Queues `INCR key` and `EXPIRE key ttl NX` for every window; the future answers each
