@@ -5,7 +5,7 @@
 //! It yields exactly the events libyaml yields for such a document, and declines
 //! ([`Stop::Unusual`]) everything else: tabs, anchors, tags, aliases, block scalars, scalars
 //! or flow collections over several lines, indentless sequences, complex keys, directives,
-//! non-ASCII text, anything libyaml would refuse. The caller then reads the file with libyaml,
+//! control characters and YAML 1.1's other line breaks, anything libyaml would refuse. The caller then reads the file with libyaml,
 //! which yields the same result (and words any syntax error). `tests.rs` holds both to the
 //! same events on generated documents.
 
@@ -167,15 +167,7 @@ impl super::Events for Scanner<'_> {
 
 impl Structure {
     fn line(&mut self, line: &[u8], out: &mut Vec<Event>) -> Result<(), Stop> {
-        // Tabs, carriage returns, control and non-ASCII characters are libyaml's. (Counted
-        // without an early exit, so that the loop is vectorized.)
-        let unprintable = line
-            .iter()
-            .fold(0u8, |n, b| n | u8::from(b.wrapping_sub(0x20) >= 0x5f));
-        if unprintable != 0 {
-            return Err(Stop::Unusual);
-        }
-        let text = std::str::from_utf8(line).map_err(|_| Stop::Unusual)?;
+        let text = printable(line)?;
         let indent = line.iter().take_while(|&&b| b == b' ').count();
         let rest = &line[indent..];
         if rest.is_empty() || rest[0] == b'#' {
@@ -321,6 +313,25 @@ impl Structure {
         out.push(Event::StreamEnd);
         Ok(())
     }
+}
+
+/// The line as text when libyaml would read it as one line of printable characters:
+/// valid UTF-8 without tabs, control characters, byte order marks, non-characters, or the
+/// characters YAML 1.1 also breaks lines at (a carriage return, NEL, LS, PS).
+fn printable(line: &[u8]) -> Result<&str, Stop> {
+    // Counted without an early exit, so that the loop is vectorized: most lines are ASCII.
+    let unusual = line
+        .iter()
+        .fold(0u8, |n, b| n | u8::from(b.wrapping_sub(0x20) >= 0x5f));
+    let text = std::str::from_utf8(line).map_err(|_| Stop::Unusual)?;
+    if unusual != 0 && !text.chars().all(printable_char) {
+        return Err(Stop::Unusual);
+    }
+    Ok(text)
+}
+
+fn printable_char(c: char) -> bool {
+    matches!(c, ' '..='~' | '\u{a0}'..='\u{2027}' | '\u{202a}'..='\u{d7ff}' | '\u{e000}'..='\u{fefe}' | '\u{ff00}'..='\u{fffd}' | '\u{10000}'..)
 }
 
 /// libyaml's value of a key with none: an empty plain scalar.
@@ -499,16 +510,14 @@ impl<'l> Cursor<'l> {
         self.pos += 1;
         let mut value = CompactString::default();
         loop {
-            let b = self.peek().ok_or(Stop::Unusual)?;
-            self.pos += 1;
-            if b == b'\'' {
-                if self.peek() == Some(b'\'') {
-                    self.pos += 1;
-                } else {
-                    return Ok(value);
-                }
+            let quote = memchr::memchr(b'\'', self.rest()).ok_or(Stop::Unusual)?;
+            value.push_str(&self.text[self.pos..self.pos + quote]);
+            self.pos += quote + 1;
+            if self.peek() != Some(b'\'') {
+                return Ok(value);
             }
-            value.push(b as char);
+            value.push('\'');
+            self.pos += 1;
         }
     }
 
@@ -517,11 +526,15 @@ impl<'l> Cursor<'l> {
         self.pos += 1;
         let mut value = CompactString::default();
         loop {
+            let run = memchr::memchr2(b'"', b'\\', self.rest()).ok_or(Stop::Unusual)?;
+            value.push_str(&self.text[self.pos..self.pos + run]);
+            self.pos += run;
             let b = self.peek().ok_or(Stop::Unusual)?;
             self.pos += 1;
             match b {
                 b'"' => return Ok(value),
-                b'\\' => {
+                // A backslash.
+                _ => {
                     let e = self.peek().ok_or(Stop::Unusual)?;
                     self.pos += 1;
                     let c = match e {
@@ -549,7 +562,6 @@ impl<'l> Cursor<'l> {
                     };
                     value.push(c);
                 }
-                _ => value.push(b as char),
             }
         }
     }

@@ -62,6 +62,7 @@ fn usual_documents_scan_as_libyaml_parses_them() {
         "a: -1\nb: -x\nc: .inf\nd: ~\ne: 0x1F\n",
         "key with spaces : v\n",
         "a: ''\nb: \"\"\n",
+        "# caf\u{e9} \u{65e5}\u{672c}\na: Z\u{fc}rich\nb: \"\u{e9}t\u{e9}\"\nc: 'na\u{ef}ve'\n\u{e9}: [\u{e9}, {\u{e9}: \u{1f600}}]\n",
     ] {
         assert!(agrees(text), "the scanner should read {text:?}");
     }
@@ -82,8 +83,13 @@ fn unusual_documents_are_declined() {
         "a:\t1\n",
         "a: 1\r\nb: 2\r\n",
         "# comment\rb: 2\n",
-        "a: caf\u{e9}\n",
         "\u{feff}a: 1\n",
+        "a: x\u{feff}\n",
+        "a: x\u{85}y\n",
+        "# x\u{2028}a: 1\n",
+        "a: x\u{2029}\n",
+        "a: \u{9f}\n",
+        "a: \u{fffe}\n",
         "a: &x 1\nb: *x\n",
         "a: !!str 1\n",
         "a: |\n  text\n",
