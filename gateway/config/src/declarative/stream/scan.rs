@@ -1,13 +1,14 @@
 //! A line scanner for the YAML that declarative files are usually written in, several times
-//! faster than libyaml: block mappings and sequences indented with spaces, one-line plain and
-//! quoted scalars, one-line flow collections, comments.
+//! faster than libyaml: block mappings and sequences indented with spaces (sequences under
+//! their key included, as decK writes them), one-line plain and quoted scalars, one-line
+//! flow collections, comments, UTF-8 text.
 //!
 //! It yields exactly the events libyaml yields for such a document, and declines
 //! ([`Stop::Unusual`]) everything else: tabs, anchors, tags, aliases, block scalars, scalars
-//! or flow collections over several lines, indentless sequences, complex keys, directives,
-//! control characters and YAML 1.1's other line breaks, anything libyaml would refuse. The caller then reads the file with libyaml,
-//! which yields the same result (and words any syntax error). `tests.rs` holds both to the
-//! same events on generated documents.
+//! or flow collections over several lines, complex keys, directives, control characters and
+//! YAML 1.1's other line breaks, anything libyaml would refuse. The caller then reads the
+//! file with libyaml, which yields the same result (and words any syntax error). `tests.rs`
+//! holds both to the same events on generated documents.
 
 use std::io::Read as _;
 
@@ -100,6 +101,9 @@ impl Lines<'_> {
 struct Block {
     indent: usize,
     seq: bool,
+    /// A sequence at the column of the key it is the value of (`key:` then `- item` below
+    /// it, as decK writes): the next key at that column ends it.
+    indentless: bool,
 }
 
 /// Where the scanner is in the document.
@@ -201,20 +205,29 @@ impl Structure {
             if indent > parent {
                 if entry {
                     out.push(Event::SequenceStart);
-                    self.blocks.push(Block { indent, seq: true });
+                    self.blocks.push(Block {
+                        indent,
+                        seq: true,
+                        indentless: false,
+                    });
                     return self.entry_line(&mut at, out);
                 }
                 return self.open_mapping(&mut at, out);
             }
-            let top = self.blocks.last().ok_or(Stop::Unusual)?;
-            if indent == parent && entry && !top.seq {
-                // An indentless sequence as the value.
-                return Err(Stop::Unusual);
+            if indent == parent && entry {
+                out.push(Event::SequenceStart);
+                self.blocks.push(Block {
+                    indent,
+                    seq: true,
+                    indentless: true,
+                });
+                return self.entry_line(&mut at, out);
             }
             out.push(empty());
         }
         while let Some(top) = self.blocks.last() {
-            if top.indent <= indent {
+            let ends_indentless = top.indentless && top.indent == indent && !entry;
+            if top.indent <= indent && !ends_indentless {
                 break;
             }
             out.push(if top.seq {
@@ -258,6 +271,7 @@ impl Structure {
         self.blocks.push(Block {
             indent: column,
             seq: false,
+            indentless: false,
         });
         self.after_key(at, column, out)
     }
