@@ -241,8 +241,9 @@ pub struct Plugin {
     pub route: Option<ForeignKey>,
     /// Scope: consumer; null means any.
     pub consumer: Option<ForeignKey>,
-    /// Default `["grpc", "grpcs", "http", "https"]`.
-    pub protocols: Vec<Protocol>,
+    /// Default `["grpc", "grpcs", "http", "https"]`. Shared: instances with the default
+    /// (nearly all of a portal's per-consumer plans) hold one copy.
+    pub protocols: std::sync::Arc<[Protocol]>,
     /// Default true.
     pub enabled: bool,
     /// Dynamic ordering (`{before: {access: [..]}, after: {access: [..]}}`); default null.

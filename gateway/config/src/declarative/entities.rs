@@ -558,7 +558,12 @@ fn generic_plugin(
         service: service.map(ForeignKey::from),
         route: route.map(ForeignKey::from),
         consumer: consumer.map(ForeignKey::from),
-        protocols: protocols(&mut f, &plain_plugins::DEFAULT_PROTOCOLS),
+        protocols: match protocols(&mut f, &plain_plugins::DEFAULT_PROTOCOLS) {
+            given if given[..] == plain_plugins::DEFAULT_PROTOCOLS => {
+                plain_plugins::default_protocols()
+            }
+            given => given.into(),
+        },
         enabled: f.bool("enabled").unwrap_or(true),
         ordering: f.raw("ordering").cloned(),
         tags: f.tags(),

@@ -13,7 +13,6 @@
 //! the generic code as if it had found it nested.
 
 use compact_str::CompactString;
-use std::collections::HashSet;
 use std::num::NonZeroI64;
 use std::sync::Arc;
 
@@ -23,7 +22,7 @@ use uuid::Uuid;
 use super::fields::random_key;
 use super::node::Node;
 use super::plain_plugins::{PlainPlugin, Rests, TopPlugin, nested};
-use super::shared::SharedConfigs;
+use super::shared::{SharedConfigs, SharedNames};
 use super::{namespace, stream, uuid_v5};
 use crate::model::{Acl, CompactTags, Consumer, ForeignKey, KeyauthCredential};
 
@@ -92,8 +91,9 @@ pub(crate) struct Fast {
     pub flat_acls: Vec<Acl>,
     /// The `consumer` each top-level ACL names.
     pub flat_acl_refs: Names,
-    /// ACL group names, shared: a million memberships name a handful of groups.
-    groups: HashSet<Arc<str>>,
+    /// ACL group and plugin names, shared: a million memberships or plan instances name a
+    /// handful of each.
+    names: SharedNames,
     /// The three lists, when present as sequences.
     pub lists: Lists,
 }
@@ -255,7 +255,7 @@ impl Fast {
         for (i, mut plugin) in plugins.into_iter().enumerate() {
             let at = (index as u32, i as u32);
             if let Node::Map(pairs) = &mut plugin {
-                if let Some(plain) = nested(pairs, at, c.id, &mut self.configs) {
+                if let Some(plain) = nested(pairs, at, c.id, &mut self.configs, &mut self.names) {
                     self.nested_plugins.push(NestedPlugin {
                         consumer: at.0,
                         index: at.1,
@@ -345,16 +345,6 @@ impl Fast {
         (cred, consumer)
     }
 
-    /// The shared copy of group name `name`.
-    fn group(&mut self, name: CompactString) -> Arc<str> {
-        if let Some(shared) = self.groups.get(name.as_str()) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(name.as_str());
-        self.groups.insert(shared.clone());
-        shared
-    }
-
     /// An ACL, with the `consumer` string it names (top-level ones).
     fn acl(
         &mut self,
@@ -377,7 +367,7 @@ impl Fast {
                 ("id", Node::Str(s)) => id = Uuid::parse_str(&s).ok(),
                 ("group", Node::Str(s)) => {
                     group_given = true;
-                    acl.group = self.group(s);
+                    acl.group = self.names.get(&s);
                 }
                 ("consumer", v) => {
                     by_record = matches!(v, Node::Map(_));

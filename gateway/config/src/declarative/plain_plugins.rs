@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::checks::{Lookup, utf8_name_problem};
 use super::entities::ConfigKey;
 use super::node::Node;
-use super::shared::SharedConfigs;
+use super::shared::{SharedConfigs, SharedNames};
 use super::{namespace, uuid_v5_of_parts};
 use crate::model::{ForeignKey, PackedStrs, Plugin, Protocol};
 use crate::plugins::not_enabled;
@@ -34,6 +34,13 @@ pub(super) const DEFAULT_PROTOCOLS: [Protocol; 4] = [
     Protocol::Http,
     Protocol::Https,
 ];
+
+/// [`DEFAULT_PROTOCOLS`], shared.
+pub(super) fn default_protocols() -> Arc<[Protocol]> {
+    static SHARED: std::sync::LazyLock<Arc<[Protocol]>> =
+        std::sync::LazyLock::new(|| DEFAULT_PROTOCOLS.into());
+    SHARED.clone()
+}
 
 /// A plugin's fields besides its columns and timestamps, when they hold nothing the generic
 /// code would have to report or keep beyond these.
@@ -166,7 +173,7 @@ pub(crate) struct PlainPlugin {
     /// those first, so the built list keeps the document's order.
     pub before: u32,
     id: Uuid,
-    name: Box<str>,
+    name: Arc<str>,
     consumer: Option<Uuid>,
     config: Option<u32>,
     enabled: bool,
@@ -218,6 +225,7 @@ pub(crate) fn nested(
     (consumer, index): (u32, u32),
     consumer_id: Uuid,
     configs: &mut SharedConfigs,
+    names: &mut SharedNames,
 ) -> Option<PlainPlugin> {
     let protocol = |p: &Node| matches!(p, Node::Str(s) if Protocol::parse(s).is_some());
     for (i, (key, value)) in pairs.iter().enumerate() {
@@ -237,14 +245,17 @@ pub(crate) fn nested(
             return None;
         }
     }
-    if !pairs.iter().any(|(key, _)| key == "name") {
-        return None;
-    }
+    let name = pairs
+        .iter()
+        .find_map(|(key, value)| match (key.as_str(), value) {
+            ("name", Node::Str(s)) => Some(names.get(s)),
+            _ => None,
+        })?;
     let mut p = PlainPlugin {
         at: Origin::Nested { consumer, index },
         before: 0,
         id: Uuid::nil(),
-        name: Box::default(),
+        name,
         consumer: Some(consumer_id),
         config: None,
         enabled: true,
@@ -253,7 +264,6 @@ pub(crate) fn nested(
     let mut id = None;
     for (key, value) in pairs.drain(..) {
         match (key.as_str(), value) {
-            ("name", Node::Str(s)) => p.name = s.as_str().into(),
             ("config", config @ Node::Map(_)) => p.config = Some(configs.intern_node(config)),
             ("enabled", Node::Bool(b)) => p.enabled = b,
             ("protocols", Node::Seq(list)) => {
@@ -369,7 +379,7 @@ pub(super) struct Context<'a> {
 }
 
 /// A plugin name, its schema and its filled config, under a shared config's index.
-pub(super) type Seen = (Box<str>, Arc<Schema>, Arc<Value>);
+pub(super) type Seen = (Arc<str>, Arc<Schema>, Arc<Value>);
 
 /// The id `id` of a `kind` entity, as [`super::checks::reference`] resolves a `{id: ...}`
 /// record, reporting Kong's message at `path.field` when there is none.
@@ -504,9 +514,10 @@ pub(super) fn build(
             service,
             route,
             consumer,
-            protocols: rare
-                .and_then(|r| r.protocols.clone())
-                .unwrap_or_else(|| DEFAULT_PROTOCOLS.to_vec()),
+            protocols: match rare.and_then(|r| r.protocols.as_deref()) {
+                Some(given) => given.into(),
+                None => default_protocols(),
+            },
             enabled: p.enabled,
             ordering: None,
             tags: rare.and_then(|r| r.tags.clone()),

@@ -2,6 +2,8 @@
 //! own rate-limiting instance, but of a handful of plans. Each distinct config text is kept
 //! (and later validated) once; the instances refer to it by index.
 
+use std::sync::Arc;
+
 use hashbrown::HashMap;
 
 use serde_json::Value;
@@ -66,6 +68,22 @@ impl SharedConfigs {
     /// The config at `index`.
     pub fn get(&self, index: u32) -> &Value {
         &self.values[index as usize]
+    }
+}
+
+/// Names that many entities repeat (ACL groups, plugin names), one copy of each.
+#[derive(Default)]
+pub(crate) struct SharedNames(hashbrown::HashSet<Arc<str>>);
+
+impl SharedNames {
+    /// The shared copy of `name`.
+    pub fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.0.insert(shared.clone());
+        shared
     }
 }
 
