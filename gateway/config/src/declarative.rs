@@ -78,18 +78,21 @@ pub fn load_file(path: &Path, plugins: &dyn PluginSchemas) -> Result<Config, Con
     // is taken on a second thread meanwhile, from the same open file.
     if let Ok(file) = std::fs::File::open(path) {
         let streamed = std::thread::scope(|scope| {
-            let hashed = file.try_clone().ok()?;
-            let md5 = scope.spawn(move || stream::file_md5(&hashed));
-            let loaded = stream_file(&file, now, plugins);
-            let md5 = md5.join().ok()?.ok()?;
-            Some(loaded.map(|loaded| {
-                loaded.map(|mut config| {
-                    config.source_md5 = Some(md5);
-                    config
-                })
+            // Without a thread to spare (thread limits), the file is hashed here after all.
+            let hashing = std::thread::Builder::new()
+                .name("gangway-config-md5".into())
+                .spawn_scoped(scope, || stream::file_md5(&file));
+            let loaded = stream_file(&file, now, plugins)?;
+            let md5 = match hashing {
+                Ok(hashing) => hashing.join().ok()?.ok()?,
+                Err(_) => stream::file_md5(&file).ok()?,
+            };
+            Some(loaded.map(|mut config| {
+                config.source_md5 = Some(md5);
+                config
             }))
         });
-        if let Some(Some(loaded)) = streamed {
+        if let Some(loaded) = streamed {
             return loaded;
         }
     }

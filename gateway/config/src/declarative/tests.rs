@@ -665,5 +665,8 @@ fn a_files_config_hash_is_the_md5_of_its_text_whichever_reader_loads_it() {
         assert_eq!(config.consumers.len(), 1, "{name}");
         assert_eq!(config.source_md5, Some(text_md5(text)), "{name}");
     }
+    // A directory opens, but neither reads nor hashes: the generic loader's error.
+    let err = load_file(&dir, &crate::plugins::TestPlugins).expect_err("a directory");
+    assert!(err.to_string().contains("cannot read"), "{err}");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
