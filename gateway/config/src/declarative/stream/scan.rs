@@ -106,6 +106,17 @@ struct Block {
     indentless: bool,
 }
 
+impl Block {
+    /// The event that closes it.
+    fn end(&self) -> Event {
+        if self.seq {
+            Event::SequenceEnd
+        } else {
+            Event::MappingEnd
+        }
+    }
+}
+
 /// Where the scanner is in the document.
 #[derive(Default)]
 struct Structure {
@@ -204,24 +215,12 @@ impl Structure {
         if let Some(parent) = self.pending.take() {
             if indent > parent {
                 if entry {
-                    out.push(Event::SequenceStart);
-                    self.blocks.push(Block {
-                        indent,
-                        seq: true,
-                        indentless: false,
-                    });
-                    return self.entry_line(&mut at, out);
+                    return self.open_sequence(&mut at, indent, false, out);
                 }
                 return self.open_mapping(&mut at, out);
             }
             if indent == parent && entry {
-                out.push(Event::SequenceStart);
-                self.blocks.push(Block {
-                    indent,
-                    seq: true,
-                    indentless: true,
-                });
-                return self.entry_line(&mut at, out);
+                return self.open_sequence(&mut at, indent, true, out);
             }
             out.push(empty());
         }
@@ -230,11 +229,7 @@ impl Structure {
             if top.indent <= indent && !ends_indentless {
                 break;
             }
-            out.push(if top.seq {
-                Event::SequenceEnd
-            } else {
-                Event::MappingEnd
-            });
+            out.push(top.end());
             self.blocks.pop();
         }
         match self.blocks.last() {
@@ -247,6 +242,23 @@ impl Structure {
             }
             _ => Err(Stop::Unusual),
         }
+    }
+
+    /// A block sequence at `indent` whose first entry is this line.
+    fn open_sequence(
+        &mut self,
+        at: &mut Cursor<'_>,
+        indent: usize,
+        indentless: bool,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Stop> {
+        out.push(Event::SequenceStart);
+        self.blocks.push(Block {
+            indent,
+            seq: true,
+            indentless,
+        });
+        self.entry_line(at, out)
     }
 
     /// A block mapping whose first key is at the cursor.
@@ -317,11 +329,7 @@ impl Structure {
             out.push(empty());
         }
         while let Some(top) = self.blocks.pop() {
-            out.push(if top.seq {
-                Event::SequenceEnd
-            } else {
-                Event::MappingEnd
-            });
+            out.push(top.end());
         }
         out.push(Event::DocumentEnd);
         out.push(Event::StreamEnd);
