@@ -66,6 +66,11 @@ impl HeaderEdits {
 
     /// Removes every value of `name`, original or added.
     pub fn remove(&mut self, name: &str) {
+        self.remove_returning_name(name);
+    }
+
+    /// [`HeaderEdits::remove`], returning where the name went in the arena.
+    fn remove_returning_name(&mut self, name: &str) -> Range<u32> {
         let bit = name_bit(name.as_bytes());
         if self.added_names & bit != 0 {
             let arena = &self.arena;
@@ -80,20 +85,26 @@ impl HeaderEdits {
         let name = push(&mut self.arena, name.as_bytes());
         self.edits.push(Edit {
             op: Op::Remove,
-            name,
+            name: name.clone(),
             value: 0..0,
             removed: false,
         });
+        name
     }
 
     /// Adds one more value of `name` (an appended header line).
     pub fn add(&mut self, name: &str, value: &[u8]) {
-        self.added_names |= name_bit(name.as_bytes());
-        let name = push(&mut self.arena, name.as_bytes());
+        let name_at = push(&mut self.arena, name.as_bytes());
+        self.add_at(name.as_bytes(), name_at, value);
+    }
+
+    /// [`HeaderEdits::add`] of a name already in the arena at `name_at`.
+    fn add_at(&mut self, name: &[u8], name_at: Range<u32>, value: &[u8]) {
+        self.added_names |= name_bit(name);
         let value = push(&mut self.arena, value);
         self.edits.push(Edit {
             op: Op::Add,
-            name,
+            name: name_at,
             value,
             removed: false,
         });
@@ -101,8 +112,8 @@ impl HeaderEdits {
 
     /// Replaces every value of `name` with `value`.
     pub fn set(&mut self, name: &str, value: &[u8]) {
-        self.remove(name);
-        self.add(name, value);
+        let name_at = self.remove_returning_name(name);
+        self.add_at(name.as_bytes(), name_at, value);
     }
 
     /// Index of the last removal of `name`, if any.

@@ -4,11 +4,13 @@
 //! A window's first request on the node waits for its count from Redis; later requests add
 //! to a local delta and read `remote + delta` without I/O. The first requests of many
 //! windows share a read: a worker gathers the windows it misses in one turn of its event
-//! loop into one `MGET` (with a million clients, most windows a node sees are new to it).
+//! loop into one `MGET` (with a million clients, most windows a node sees are new to it), on
+//! the worker's pipe.
 //! Every `sync_rate` seconds a background thread sends the delta of every window counted
 //! since the last flush, in pipelines of up to [`FLUSH_CHUNK`] windows (`INCRBY`, and
-//! `EXPIREAT ... NX` for the window's end; Kong's script on servers older than 7.0), and
-//! reads back each total, which then includes the other nodes' requests. A request is
+//! `EXPIREAT ... NX` for the window's end; Kong's script on servers older than 7.0) on a pipe
+//! of that thread's own, and reads back each total, which then includes the other nodes'
+//! requests. A request is
 //! counted as it reads, and a refused one is taken back. A failed flush keeps its deltas for
 //! the next one.
 //!
@@ -27,7 +29,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window};
 use tokio::sync::oneshot;
 
-use super::connect::Target;
+use super::connect::{Target, round_trip};
+use super::pipe::{Counting, integer, unexpected};
+use super::resp::{self, Reply};
 
 /// Windows per flush pipeline: bounds one reply and one call's time.
 const FLUSH_CHUNK: usize = 10_000;
@@ -119,6 +123,8 @@ impl Batched {
                 // A LocalSet: the flusher's connection drives itself as a local task.
                 let local = tokio::task::LocalSet::new();
                 local.block_on(&runtime, async move {
+                    // Flushes to a standalone server go through a pipe of this thread's own.
+                    crate::pipe::install::<gangway_net::epoll::Epoll>();
                     let mut tick = tokio::time::interval(every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     let mut next_sweep = Instant::now() + SWEEP_EVERY;
@@ -194,6 +200,9 @@ impl Inner {
 
     /// Adds `deltas` to the windows' keys in Redis and answers their new totals.
     async fn send(&self, live: &[Arc<Entry>], deltas: &[i64]) -> Result<Vec<i64>, QuotaError> {
+        if self.target.pipes() {
+            return self.send_on_pipe(live, deltas).await;
+        }
         let script = &self.flush_script;
         let cluster = self.target.cluster;
         self.target
@@ -244,6 +253,59 @@ impl Inner {
             .await
     }
 
+    /// [`Inner::send`] on this thread's pipe, in one round trip: `INCRBY` and
+    /// `EXPIREAT ... NX` per window, or `SCRIPT LOAD` and Kong's script per window.
+    async fn send_on_pipe(
+        &self,
+        live: &[Arc<Entry>],
+        deltas: &[i64],
+    ) -> Result<Vec<i64>, QuotaError> {
+        let pipe = self.target.pipe().await?;
+        let (mut delta, mut ends) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let windows = live.iter().zip(deltas);
+        // Where the totals are among the replies: every INCRBY's, or every EVALSHA's after
+        // the script's load.
+        let (call, skip, step) = match pipe.counting {
+            Counting::ExpireNx => {
+                let call = pipe.call(2 * live.len(), |out| {
+                    for (entry, &n) in windows {
+                        let key = entry.key.as_bytes();
+                        resp::command(out, &[b"INCRBY", key, delta.format(n).as_bytes()]);
+                        let at = ends.format(entry.ends_at).as_bytes();
+                        resp::command(out, &[b"EXPIREAT", key, at, b"NX"]);
+                    }
+                });
+                (call, 0, 2)
+            }
+            Counting::Script => {
+                let sha = self.flush_script.get_hash().as_bytes();
+                let call = pipe.call(1 + live.len(), |out| {
+                    resp::command(out, &[b"SCRIPT", b"LOAD", FLUSH.as_bytes()]);
+                    for (entry, &n) in windows {
+                        let (n, at) = (delta.format(n).as_bytes(), ends.format(entry.ends_at));
+                        let args = [
+                            b"EVALSHA",
+                            sha,
+                            b"1",
+                            entry.key.as_bytes(),
+                            n,
+                            at.as_bytes(),
+                        ];
+                        resp::command(out, &args);
+                    }
+                });
+                (call, 1, 1)
+            }
+        };
+        let replies = round_trip(&self.target, call).await?;
+        // The other replies answer nothing the flush needs, but an error there is the flush's.
+        if let Some(refused) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
+            return Err(unexpected(refused));
+        }
+        let totals = replies.iter().skip(skip).step_by(step);
+        totals.map(integer).collect()
+    }
+
     /// The map key of `window`, without building its Kong key.
     fn slot(&self, window: &Window) -> u64 {
         let mut state = self.hasher.build_hasher();
@@ -264,15 +326,18 @@ impl Inner {
     /// Reads `missing` (windows and their keys) in one `MGET` and keeps their counts.
     async fn read(&self, missing: Vec<(Window, String)>) -> Result<(), QuotaError> {
         let keys: Vec<&str> = missing.iter().map(|(_, key)| key.as_str()).collect();
-        let read = self
-            .target
-            .run(async |conn| {
-                redis::cmd("MGET")
-                    .arg(&keys)
-                    .query_async::<Vec<Option<i64>>>(&mut *conn)
-                    .await
-            })
-            .await;
+        let read = if self.target.pipes() {
+            self.read_on_pipe(&keys).await
+        } else {
+            self.target
+                .run(async |conn| {
+                    redis::cmd("MGET")
+                        .arg(&keys)
+                        .query_async::<Vec<Option<i64>>>(&mut *conn)
+                        .await
+                })
+                .await
+        };
         let read = match read {
             Ok(read) => read,
             Err(e) => {
@@ -295,6 +360,25 @@ impl Inner {
             });
         }
         Ok(())
+    }
+
+    /// `MGET keys` on this worker's pipe.
+    async fn read_on_pipe(&self, keys: &[&str]) -> Result<Vec<Option<i64>>, QuotaError> {
+        let pipe = self.target.pipe().await?;
+        let call = pipe.call(1, |out| {
+            resp::array(out, 1 + keys.len());
+            resp::bulk(out, &[b"MGET"]);
+            for key in keys {
+                resp::bulk(out, &[key.as_bytes()]);
+            }
+        });
+        match round_trip(&self.target, call).await?.as_slice() {
+            [Reply::Array(Some(values))] if values.len() == keys.len() => {
+                values.iter().map(stored_count).collect()
+            }
+            [other] => Err(unexpected(other)),
+            _ => Err(QuotaError::Store("Redis answered with no reply".into())),
+        }
     }
 
     /// Reads every window this worker queued since the task was spawned, and tells each
@@ -324,6 +408,19 @@ thread_local! {
     /// Each worker's reads not yet sent, by store: the requests of one turn of the event
     /// loop share one `MGET`.
     static QUEUED_READS: RefCell<HashMap<u64, Vec<QueuedRead>>> = RefCell::new(HashMap::new());
+}
+
+/// A count `MGET` read: `None` for a key Redis does not have.
+fn stored_count(reply: &Reply) -> Result<Option<i64>, QuotaError> {
+    match reply {
+        Reply::Bulk(None) => Ok(None),
+        Reply::Bulk(Some(text)) => std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .map(Some)
+            .ok_or_else(|| unexpected(reply)),
+        other => Err(unexpected(other)),
+    }
 }
 
 fn ends_at(window: &Window) -> u64 {
@@ -392,3 +489,7 @@ impl QuotaStore for Batched {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "batched_tests.rs"]
+mod tests;

@@ -34,11 +34,11 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// Where the redis crate connects (Redis Cluster, Sentinel, shared connections, and a
+/// thread without a pipe); a worker's own counting on a standalone server takes a [`Pipe`].
 #[derive(Clone)]
 enum Server {
-    /// A standalone server: through the client (a shared connection) or a socket of the
-    /// worker's own (a connection per worker).
-    Single(Client, AsyncConnectionConfig, Direct),
+    Single(Client, AsyncConnectionConfig),
     Cluster(ClusterClient),
     /// The master the sentinels name, asked again at every (re)connect, so a failover is
     /// followed.
@@ -48,50 +48,10 @@ enum Server {
     ),
 }
 
-/// How a worker opens its own redis-crate connection to a standalone server (the reads of
-/// `sync_rate` counting, and realtime counting off a worker thread): its own socket (and
-/// TLS), with the connection's driver spawned on the worker's `LocalSet`. A request and the
-/// driver then wake each other inside the worker, without a cross-task wake-up through the
-/// runtime's event fd. Realtime counting on a worker takes a [`Pipe`] instead.
-#[derive(Clone)]
-struct Direct {
-    host: String,
-    port: u16,
-    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
-    redis: RedisConnectionInfo,
-}
-
-impl Direct {
-    async fn open(&self, config: &AsyncConnectionConfig) -> redis::RedisResult<Conn> {
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
-        tcp.set_nodelay(true)?;
-        let conn = match &self.tls {
-            Some((connector, name)) => {
-                let tls = connector.connect(name.clone(), tcp).await?;
-                let (conn, driver) =
-                    MultiplexedConnection::new_with_config(&self.redis, tls, config.clone())
-                        .await?;
-                tokio::task::spawn_local(driver);
-                conn
-            }
-            None => {
-                let (conn, driver) =
-                    MultiplexedConnection::new_with_config(&self.redis, tcp, config.clone())
-                        .await?;
-                tokio::task::spawn_local(driver);
-                conn
-            }
-        };
-        Ok(Conn::Single(conn))
-    }
-}
-
 impl Server {
-    /// Opens a connection; `local` when the caller runs on a `LocalSet` that keeps it.
-    async fn open(&self, local: bool) -> Result<Conn, (String, Instant)> {
+    async fn open(&self) -> Result<Conn, (String, Instant)> {
         let opened = match self {
-            Server::Single(_, config, direct) if local => direct.open(config).await,
-            Server::Single(client, config, _) => client
+            Server::Single(client, config) => client
                 .get_multiplexed_async_connection_with_config(config)
                 .await
                 .map(Conn::Single),
@@ -258,7 +218,7 @@ impl Target {
             Arc::new(Endpoint {
                 host: host.clone(),
                 port,
-                tls: tls.clone(),
+                tls,
                 username: conf
                     .username
                     .clone()
@@ -268,12 +228,6 @@ impl Target {
                 timeout,
             })
         });
-        let direct = Direct {
-            host: host.clone(),
-            port,
-            tls: tls.map(|(config, sni)| (tokio_rustls::TlsConnector::from(config), sni)),
-            redis: settings.clone(),
-        };
         let info = address(&name, port)?;
         let client = if conf.ssl && conf.ssl_verify && trusted_pem.is_some() {
             Client::build_with_tls(info, certs())
@@ -287,7 +241,7 @@ impl Target {
             endpoint,
             sharing,
             stats,
-            server: Server::Single(client, config, direct),
+            server: Server::Single(client, config),
             timeout,
             cluster: false,
             describe: format!("{host}:{port}"),
@@ -410,11 +364,11 @@ impl Target {
     /// Opens a connection: here, on this worker's runtime, or on the shared thread's.
     async fn open(&self) -> Result<Conn, (String, Instant)> {
         match self.sharing {
-            RedisConnections::PerWorker => self.server.open(true).await,
+            RedisConnections::PerWorker => self.server.open().await,
             RedisConnections::Shared => {
                 let server = self.server.clone();
                 shared_runtime()
-                    .spawn(async move { server.open(false).await })
+                    .spawn(async move { server.open().await })
                     .await
                     .map_err(|e| (e.to_string(), Instant::now()))?
             }
@@ -518,6 +472,21 @@ impl Target {
             Ok(result) => result,
             Err(_) => Err(QuotaError::Timeout(self.timeout.as_millis() as u64)),
         }
+    }
+}
+
+/// Counts one round trip to `target` now, and its latency once `replies` are in.
+pub(crate) fn round_trip<F: Future>(
+    target: &Arc<Target>,
+    replies: F,
+) -> impl Future<Output = F::Output> + use<F> {
+    target.stats.round_trip();
+    let started = Instant::now();
+    let target = target.clone();
+    async move {
+        let replies = replies.await;
+        target.stats.observe(started.elapsed());
+        replies
     }
 }
 

@@ -7,8 +7,8 @@
 //! reload reuses connections and batched counts.
 //!
 //! Connections belong to the worker that uses them (one multiplexed connection per worker and
-//! store, opened on first use), so a request never crosses threads. Realtime counting on a
-//! standalone server takes a pipe of the worker's own on its I/O backend ([`install`]). Each call is bounded by
+//! store, opened on first use), so a request never crosses threads. Counting on a standalone
+//! server takes a pipe of the worker's own on its I/O backend ([`install`]). Each call is bounded by
 //! the record's `timeout`, connect included; after a failed connect a worker fails fast for
 //! a second instead of trying again on every request.
 

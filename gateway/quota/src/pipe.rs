@@ -1,5 +1,6 @@
 //! A worker's own pipelined connection to a standalone Redis, on the worker's I/O backend
-//! (io_uring or epoll), for realtime counting: the one Redis exchange on the request path.
+//! (io_uring or epoll), for realtime counting (the one Redis exchange on the request path)
+//! and for batched counting's reads and flushes.
 //!
 //! Calls append their commands to one output buffer and wait in a queue; a writer task
 //! sends whatever has gathered in one write, and a reader task hands the replies to the
@@ -12,7 +13,7 @@
 //! The redis crate's multiplexed connection does the same on tokio's epoll reactor, which
 //! inside an io_uring worker costs a system call of its own for every write, read and wait;
 //! with its channel, codec and per-call timer it took about a third of a realtime request's
-//! CPU. Cluster, Sentinel, shared connections and batched counting keep using the crate.
+//! CPU. Cluster, Sentinel and shared connections keep using the crate.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -272,6 +273,22 @@ impl Pipe {
     }
 }
 
+/// The number an integer reply holds.
+pub(crate) fn integer(reply: &Reply) -> Result<i64, QuotaError> {
+    match reply {
+        Reply::Int(n) => Ok(*n),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// A reply that is not the one asked for, as the error it stands for.
+pub(crate) fn unexpected(reply: &Reply) -> QuotaError {
+    QuotaError::Store(match reply {
+        Reply::Error(e) => e.clone(),
+        other => format!("unexpected reply from Redis: {other:?}"),
+    })
+}
+
 /// A call's reply, awaited.
 pub(crate) struct Call(Rc<Answer>);
 
@@ -307,8 +324,9 @@ thread_local! {
     static OPENER: Cell<Option<&'static dyn Open>> = const { Cell::new(None) };
 }
 
-/// Lets realtime counting on this thread use pipes on `B`'s sockets. Each worker calls it
-/// as it starts; elsewhere counting goes through the redis crate.
+/// Lets counting on this thread use pipes on `B`'s sockets. Each worker calls it as it
+/// starts, and so does the thread that flushes batched counts; elsewhere counting goes
+/// through the redis crate.
 pub fn install<B: Backend>() {
     let on: &'static On<B> = Box::leak(Box::new(On(PhantomData)));
     OPENER.set(Some(on));
@@ -501,4 +519,4 @@ async fn watch(pipe: Rc<Pipe>) {
 
 #[cfg(test)]
 #[path = "pipe_tests.rs"]
-mod tests;
+pub(crate) mod tests;

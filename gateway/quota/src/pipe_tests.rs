@@ -46,7 +46,11 @@ fn store(port: u16, timeout_ms: u64, login: Option<(&str, &str)>) -> (Realtime, 
 }
 
 fn windows(identifier: &str) -> Vec<Window> {
-    let now_ms = 1_796_292_912_345_i64;
+    windows_at(identifier, 1_796_292_912_345)
+}
+
+/// The minute and hour windows of `identifier` at `now_ms`.
+pub(crate) fn windows_at(identifier: &str, now_ms: i64) -> Vec<Window> {
     [("minute", 60_i64), ("hour", 3600)]
         .into_iter()
         .map(|(period, seconds)| Window {
@@ -67,7 +71,7 @@ async fn usage(store: &Realtime, windows: &[Window]) -> UsageResult {
 }
 
 /// Runs `test` on a worker-like thread of each backend, with pipes installed.
-fn on_each_backend(test: impl AsyncFn(&'static str) + Clone + Send + 'static) {
+pub(crate) fn on_each_backend(test: impl AsyncFn(&'static str) + Clone + Send + 'static) {
     let uring = test.clone();
     std::thread::spawn(move || {
         Uring::block_on(async move {

@@ -10,13 +10,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window};
 use sha1::{Digest, Sha1};
 
-use super::connect::Target;
-use super::pipe::{Counting, Pipe};
+use super::connect::{Target, round_trip};
+use super::pipe::{self, Counting, Pipe, unexpected};
 use super::resp::{self, Reply};
 
 /// Kong's increment script, for all of a request's windows in one round trip.
@@ -104,21 +103,6 @@ impl QuotaStore for Realtime {
     fn increment(&self, _windows: &[Window]) {}
 }
 
-/// Counts one round trip to `target` now, and its latency once `replies` are in.
-fn round_trip<F: Future>(
-    target: &Arc<Target>,
-    replies: F,
-) -> impl Future<Output = F::Output> + use<F> {
-    target.stats.round_trip();
-    let started = Instant::now();
-    let target = target.clone();
-    async move {
-        let replies = replies.await;
-        target.stats.observe(started.elapsed());
-        replies
-    }
-}
-
 /// Counts in every window on this worker's [`Pipe`](super::pipe::Pipe): one round trip,
 /// and a second only when a script the server had not cached has to be sent whole.
 async fn count_on_pipe(target: &Arc<Target>, windows: &[Window]) -> UsageResult {
@@ -204,17 +188,7 @@ fn script_sha() -> &'static str {
 
 /// A count from an integer reply.
 fn integer(reply: &Reply) -> Result<u64, QuotaError> {
-    match reply {
-        Reply::Int(n) => Ok((*n).max(0) as u64),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn unexpected(reply: &Reply) -> QuotaError {
-    QuotaError::Store(match reply {
-        Reply::Error(e) => e.clone(),
-        other => format!("unexpected reply from Redis: {other:?}"),
-    })
+    pipe::integer(reply).map(|n| n.max(0) as u64)
 }
 
 #[cfg(test)]

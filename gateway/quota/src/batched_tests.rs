@@ -1,0 +1,126 @@
+//! Batched counting against a real redis-server: reads and flushes on a worker's pipe, on
+//! both I/O backends, with `EXPIREAT ... NX` and with Kong's script.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gangway_config::settings::RedisConnections;
+use gangway_net::tls::RootSource;
+use gangway_pipeline::quota::{QuotaError, QuotaStore, RedisConf, Usage, UsageResult, Window};
+use gangway_test_support::redis::Redis;
+
+use super::Batched;
+use crate::connect::Target;
+use crate::pipe::tests::{on_each_backend, windows_at};
+use crate::stats::Stats;
+
+/// A store flushing every 50 ms to the Redis at `port`, as `login` when given.
+fn store(port: u16, login: Option<(&str, &str)>) -> (Arc<Batched>, Arc<Target>) {
+    let mut conf = serde_json::json!({"host": "127.0.0.1", "port": port, "timeout": 2000});
+    if let Some((user, password)) = login {
+        conf["username"] = user.into();
+        conf["password"] = password.into();
+    }
+    let conf: RedisConf = serde_json::from_value(conf).expect("a redis record");
+    let roots = RootSource::trusted(false, &[]).expect("an empty trust store");
+    let target = Target::new(
+        &conf,
+        None,
+        &roots,
+        Arc::new(Stats::default()),
+        RedisConnections::PerWorker,
+    )
+    .expect("target");
+    let target = Arc::new(target);
+    (Batched::start(target.clone(), 0.05), target)
+}
+
+/// This minute's and this hour's windows for `identifier`.
+fn windows(identifier: &str) -> Vec<Window> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    windows_at(identifier, now.as_millis() as i64)
+}
+
+async fn usage(store: &Batched, windows: &[Window]) -> UsageResult {
+    match store.usage(windows) {
+        Usage::Ready(usage) => usage,
+        Usage::Pending(pending) => pending.await,
+    }
+}
+
+/// Waits up to 2 s for `key` to hold `want`.
+fn wait_for(redis: &Redis, key: &str, want: &str) {
+    let started = Instant::now();
+    while redis.cli(&["GET", key]) != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{key} holds {:?}, not {want}",
+            redis.cli(&["GET", key])
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads a count Redis holds, counts on the node, flushes, and checks Redis and the TTLs.
+fn reads_counts_and_flushes(login: Option<(&'static str, &'static str)>, tag: &'static str) {
+    let redis = Arc::new(Redis::start());
+    if login.is_some() {
+        redis.cli(&[
+            "ACL", "SETUSER", "counter", "on", ">s3cret", "~*", "+@all", "-info",
+        ]);
+    }
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, target) = store(server.port(), login);
+        assert!(target.pipes(), "{backend}: a worker reads on its pipe");
+        let id = format!("{backend}-{tag}");
+        let windows = windows(&id);
+        let [minute, hour] = [&windows[0], &windows[1]].map(Window::key);
+        server.cli(&["SET", &hour, "5"]);
+        let first = usage(&store, &windows).await.expect("read");
+        assert_eq!(first, [0, 5], "{backend}: counted after what Redis held");
+        let second = usage(&store, &windows).await.expect("counted");
+        assert_eq!(second, [1, 6], "{backend}: counted on the node");
+        wait_for(&server, &minute, "2");
+        wait_for(&server, &hour, "7");
+        let ttl: i64 = server.cli(&["TTL", &minute]).parse().expect("a ttl");
+        assert!((1..=60).contains(&ttl), "{backend}: minute ttl {ttl}");
+        assert!(
+            target.stats.round_trips() >= 2,
+            "{backend}: a read and a flush"
+        );
+
+        server.cli(&[
+            "SET",
+            &format!("ratelimit:r:s:{id}-bad:{}:minute", windows[0].start_ms),
+            "many",
+        ]);
+        let bad = self::windows(&format!("{id}-bad"));
+        match usage(&store, &bad).await {
+            Err(QuotaError::Store(e)) => assert!(e.contains("unexpected reply"), "{backend}: {e}"),
+            other => panic!("{backend}: a count that is no number fails the read: {other:?}"),
+        }
+    });
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let used = |cmd: &str| stats.contains(&format!("cmdstat_{cmd}:"));
+    match login {
+        None => assert!(
+            used("mget") && used("incrby") && used("expireat"),
+            "{stats}"
+        ),
+        Some(_) => assert!(
+            used("mget") && used("evalsha") && used("script|load"),
+            "{stats}"
+        ),
+    }
+}
+
+#[test]
+fn reads_and_flushes_on_the_pipe_with_expireat_nx() {
+    reads_counts_and_flushes(None, "nx");
+}
+
+#[test]
+fn reads_and_flushes_on_the_pipe_with_kong_s_script_for_a_user_without_info() {
+    reads_counts_and_flushes(Some(("counter", "s3cret")), "script");
+}
