@@ -7,8 +7,8 @@
 //!
 //! A row's fields besides its columns (`enabled`, `protocols`, `tags`, `ordering`) come as
 //! JSON text, and the rows of one plan repeat it: each distinct text is parsed once. The
-//! usual shape is decided twice, on that parsed text ([`usual`]) and on a nested plugin's
-//! nodes ([`nested`]): the same rules over the two forms the loader reads.
+//! usual shape is decided on that parsed text ([`usual`]) and on a nested plugin's nodes
+//! ([`nested`]), with one set of rules for the fields both have ([`usual_field`]).
 
 use compact_str::CompactString;
 use std::collections::HashMap;
@@ -82,7 +82,89 @@ impl Rests {
     }
 }
 
-/// `rest` as [`Usual`], or `None` when the generic code must see it.
+/// What the usual-shape rules read of a field's value, in either form the loader holds it.
+trait FieldValue: Sized {
+    fn is_null(&self) -> bool;
+    fn as_bool(&self) -> Option<bool>;
+    fn as_text(&self) -> Option<&str>;
+    fn items(&self) -> Option<&[Self]>;
+}
+
+impl FieldValue for Value {
+    fn is_null(&self) -> bool {
+        self.is_null()
+    }
+    fn as_bool(&self) -> Option<bool> {
+        self.as_bool()
+    }
+    fn as_text(&self) -> Option<&str> {
+        self.as_str()
+    }
+    fn items(&self) -> Option<&[Value]> {
+        self.as_array().map(Vec::as_slice)
+    }
+}
+
+impl FieldValue for Node {
+    fn is_null(&self) -> bool {
+        matches!(self, Node::Null)
+    }
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            Node::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    fn as_text(&self) -> Option<&str> {
+        match self {
+            Node::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn items(&self) -> Option<&[Node]> {
+        match self {
+            Node::Seq(list) => Some(list),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `value` of `enabled`, `protocols` or `tags` is one the plain path takes as the
+/// generic code would (null, a boolean, known protocols, texts); `None` for another field.
+fn usual_field<V: FieldValue>(key: &str, value: &V) -> Option<bool> {
+    let known_protocol = |p: &V| p.as_text().and_then(Protocol::parse).is_some();
+    let usual = match key {
+        "enabled" | "protocols" | "tags" if value.is_null() => true,
+        "enabled" => value.as_bool().is_some(),
+        "protocols" => value
+            .items()
+            .is_some_and(|list| !list.is_empty() && list.iter().all(known_protocol)),
+        "tags" => value
+            .items()
+            .is_some_and(|list| list.iter().all(|t| t.as_text().is_some())),
+        _ => return None,
+    };
+    Some(usual)
+}
+
+/// The protocols of a `protocols` value [`usual_field`] took.
+fn protocols<V: FieldValue>(value: &V) -> Vec<Protocol> {
+    let list = value.items().unwrap_or_default();
+    list.iter()
+        .filter_map(|p| p.as_text().and_then(Protocol::parse))
+        .collect()
+}
+
+/// The tags of a `tags` value [`usual_field`] took.
+fn tags<V: FieldValue>(value: &V) -> Vec<String> {
+    let list = value.items().unwrap_or_default();
+    list.iter()
+        .filter_map(|t| t.as_text().map(str::to_owned))
+        .collect()
+}
+
+/// `rest` as [`Usual`], or `None` when the generic code must see it. A row holds every
+/// column, so a null is taken for any field.
 fn usual(rest: &Map<String, Value>) -> Option<Usual> {
     let mut out = Usual {
         enabled: true,
@@ -90,22 +172,16 @@ fn usual(rest: &Map<String, Value>) -> Option<Usual> {
         tags: None,
     };
     for (key, value) in rest {
-        match (key.as_str(), value) {
-            (_, Value::Null) => {}
-            ("enabled", Value::Bool(b)) => out.enabled = *b,
-            ("protocols", Value::Array(list)) if !list.is_empty() => {
-                let parsed: Option<Vec<Protocol>> = list
-                    .iter()
-                    .map(|p| p.as_str().and_then(Protocol::parse))
-                    .collect();
-                out.protocols = Some(parsed?);
-            }
-            ("tags", Value::Array(list)) => {
-                let tags: Option<Vec<String>> =
-                    list.iter().map(|t| t.as_str().map(str::to_owned)).collect();
-                out.tags = Some(tags?);
-            }
-            _ => return None,
+        if value.is_null() {
+            continue;
+        }
+        if usual_field(key, value) != Some(true) {
+            return None;
+        }
+        match key.as_str() {
+            "enabled" => out.enabled = value.as_bool().unwrap_or(true),
+            "protocols" => out.protocols = Some(protocols(value)),
+            _ => out.tags = Some(tags(value)),
         }
     }
     Some(out)
@@ -227,14 +303,12 @@ pub(crate) fn nested(
     configs: &mut SharedConfigs,
     names: &mut SharedNames,
 ) -> Option<PlainPlugin> {
-    let protocol = |p: &Node| matches!(p, Node::Str(s) if Protocol::parse(s).is_some());
     for (i, (key, value)) in pairs.iter().enumerate() {
         let usual = match (key.as_str(), value) {
+            ("enabled" | "protocols" | "tags", _) => usual_field(key, value) == Some(true),
             ("name", Node::Str(s)) => !s.is_empty(),
-            ("config" | "enabled" | "protocols" | "tags" | "instance_name", Node::Null) => true,
-            ("config", Node::Map(_)) | ("enabled", Node::Bool(_)) => true,
-            ("protocols", Node::Seq(list)) => !list.is_empty() && list.iter().all(protocol),
-            ("tags", Node::Seq(list)) => list.iter().all(|t| matches!(t, Node::Str(_))),
+            ("config" | "instance_name", Node::Null) => true,
+            ("config", Node::Map(_)) => true,
             ("instance_name", Node::Str(_)) | ("updated_at", _) => true,
             ("id", Node::Str(s)) => Uuid::parse_str(s).is_ok(),
             ("created_at", Node::Null) => true,
@@ -266,13 +340,7 @@ pub(crate) fn nested(
         match (key.as_str(), value) {
             ("config", config @ Node::Map(_)) => p.config = Some(configs.intern_node(config)),
             ("enabled", Node::Bool(b)) => p.enabled = b,
-            ("protocols", Node::Seq(list)) => {
-                let parsed = list.iter().filter_map(|n| match n {
-                    Node::Str(s) => Protocol::parse(s),
-                    _ => None,
-                });
-                p.rare_mut().protocols = Some(parsed.collect());
-            }
+            ("protocols", list @ Node::Seq(_)) => p.rare_mut().protocols = Some(protocols(&list)),
             ("tags", Node::Seq(list)) => {
                 let tags = list.into_iter().filter_map(|n| match n {
                     Node::Str(s) => Some(s.into_string()),
