@@ -66,20 +66,20 @@ struct gw_src_key {
     __u8 addr[16];
 };
 
-/* gw_conns value: one live accepted connection, keyed by its socket cookie. The counts are
- * the kernel's own TCP counters (tcp_sock), read at each state change and RTT sample. */
+/* A closed connection's counters: the kernel's own TCP counters (tcp_sock), read as the
+ * socket reaches TCP_CLOSE, and the source it was counted under in gw_live. */
 struct gw_conn {
     __u64 bytes_in;   /* payload bytes received */
     __u64 bytes_out;  /* payload bytes sent: acknowledged plus in flight */
     __u32 segs_in;
     __u32 segs_out;
     __u32 retrans;    /* segments retransmitted */
-    __u32 closed;     /* 1 once the socket reached TCP_CLOSE and left gw_live */
+    __u32 closed;     /* 1: the socket reached TCP_CLOSE and left gw_live */
     struct gw_src_key src;
 };
 
-/* gw_closed record: a connection's final counters, sent when its socket reaches TCP_CLOSE
- * (and its gw_conns entry is deleted). */
+/* gw_closed record: a connection's final counters and its socket cookie, sent when its
+ * socket reaches TCP_CLOSE. */
 struct gw_closed_conn {
     __u64 cookie;
     struct gw_conn conn;

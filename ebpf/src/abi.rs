@@ -94,7 +94,7 @@ pub struct Conn {
     pub segs_out: u32,
     /// Segments retransmitted.
     pub retrans: u32,
-    /// 1 once the socket closed.
+    /// 1: the socket reached TCP_CLOSE.
     pub closed: u32,
     /// The source the connection is counted under.
     pub src: SrcKey,

@@ -1,11 +1,18 @@
 /* The connection tracker (sockops, on gangway's own cgroup): for each connection accepted
- * on a guarded port, the kernel's TCP counters (bytes, segments, retransmits) keyed by
- * socket cookie, and the live count per (port, source) that the IP guard's connection
- * limit reads.
+ * on a guarded port, the live count per (port, source) that the IP guard's connection
+ * limit reads, and at its close the kernel's TCP counters (bytes, segments, retransmits),
+ * with its socket cookie, for the loader's traffic totals.
  *
  * Why sockops alone and not cgroup_skb: tcp_sock already counts payload bytes, segments
- * and retransmits; sockops reads them at each state change and RTT sample, where a
- * cgroup_skb program would run and look up a map on every packet to count the same. */
+ * and retransmits; sockops reads them once, as the connection closes, where a cgroup_skb
+ * program would run and look up a map on every packet to count the same.
+ *
+ * Why no map per live connection: nothing reads a live connection's counters (the log
+ * phase takes TCP_INFO), and the socket itself says at its close what a map entry would
+ * have kept (its source and port; its counters). Only accepted connections on guarded
+ * ports get the state callback, so every TCP_CLOSE seen here is one counted in gw_live.
+ * Neither RTT samples nor the states before TCP_CLOSE are asked for: each would cost a
+ * program run per ACK or per state. */
 #include <linux/bpf.h>
 #include <linux/socket.h>
 #include <bpf/bpf_helpers.h>
@@ -50,45 +57,41 @@ static __always_inline int gw_source(struct bpf_sock_ops *skops, struct gw_src_k
 
 static __always_inline void gw_established(struct bpf_sock_ops *skops)
 {
-    struct gw_conn conn = {};
-    if (!gw_source(skops, &conn.src))
-        return;
-    if (!gw_port(conn.src.port))
-        return;
-    __u64 cookie = bpf_get_socket_cookie(skops);
-    gw_read_counts(skops, &conn);
-    if (bpf_map_update_elem(&gw_conns, &cookie, &conn, BPF_ANY))
+    struct gw_src_key src = {};
+    if (!gw_source(skops, &src) || !gw_port(src.port))
         return;
     __u32 one = 1;
-    if (bpf_map_update_elem(&gw_live, &conn.src, &one, BPF_NOEXIST)) {
-        __u32 *live = bpf_map_lookup_elem(&gw_live, &conn.src);
-        if (live)
-            __sync_fetch_and_add(live, 1);
+    if (bpf_map_update_elem(&gw_live, &src, &one, BPF_NOEXIST)) {
+        __u32 *live = bpf_map_lookup_elem(&gw_live, &src);
+        if (!live)
+            return; /* gw_live is full: the connection goes uncounted, and untracked */
+        __sync_fetch_and_add(live, 1);
     }
-    bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG);
+    bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
-static __always_inline void gw_update(struct bpf_sock_ops *skops, int closing)
+static __always_inline void gw_closed_now(struct bpf_sock_ops *skops)
 {
-    __u64 cookie = bpf_get_socket_cookie(skops);
-    struct gw_conn *conn = bpf_map_lookup_elem(&gw_conns, &cookie);
-    if (!conn)
+    struct gw_closed_conn *out = bpf_ringbuf_reserve(&gw_closed, sizeof(*out), 0);
+    struct gw_src_key src = {};
+    struct gw_src_key *key = out ? &out->conn.src : &src;
+    if (out)
+        __builtin_memset(key, 0, sizeof(*key));
+    if (!gw_source(skops, key)) {
+        if (out)
+            bpf_ringbuf_discard(out, 0);
         return;
-    gw_read_counts(skops, conn);
-    if (!closing || conn->closed)
-        return;
-    conn->closed = 1;
-    __u32 *live = bpf_map_lookup_elem(&gw_live, &conn->src);
+    }
+    __u32 *live = bpf_map_lookup_elem(&gw_live, key);
     if (live && *live > 0)
         __sync_fetch_and_add(live, -1);
     /* A full ring loses this record (the totals undercount), never the live count. */
-    struct gw_closed_conn *out = bpf_ringbuf_reserve(&gw_closed, sizeof(*out), 0);
     if (out) {
-        out->cookie = cookie;
-        __builtin_memcpy(&out->conn, conn, sizeof(*conn));
+        out->cookie = bpf_get_socket_cookie(skops);
+        gw_read_counts(skops, &out->conn);
+        out->conn.closed = 1;
         bpf_ringbuf_submit(out, 0);
     }
-    bpf_map_delete_elem(&gw_conns, &cookie);
 }
 
 SEC("sockops")
@@ -98,11 +101,10 @@ int gw_conn_track(struct bpf_sock_ops *skops)
     case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
         gw_established(skops);
         break;
-    case BPF_SOCK_OPS_RTT_CB:
-        gw_update(skops, 0);
-        break;
     case BPF_SOCK_OPS_STATE_CB:
-        gw_update(skops, skops->args[1] == BPF_TCP_CLOSE);
+        /* args: the old state, the new one. */
+        if (skops->args[1] == BPF_TCP_CLOSE && skops->args[0] != BPF_TCP_CLOSE)
+            gw_closed_now(skops);
         break;
     }
     return 1;

@@ -129,7 +129,6 @@ impl KernelGuard {
         raise_memlock();
         let capacity = options.capacity.max(1024);
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries("gw_conns", capacity.saturating_mul(2))
             .map_max_entries("gw_live", capacity)
             .load(OBJECT)
             .map_err(|e| load_error("loading the eBPF object", e))?;

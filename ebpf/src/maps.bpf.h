@@ -52,14 +52,6 @@ struct {
     __type(value, __u32);
 } gw_live SEC(".maps");
 
-/* Entries leave at TCP_CLOSE; sized by the loader to twice the node's connection capacity. */
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 65536);
-    __type(key, __u64);
-    __type(value, struct gw_conn);
-} gw_conns SEC(".maps");
-
 /* Final counters of closed connections, for the loader's traffic totals. */
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);

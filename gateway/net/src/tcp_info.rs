@@ -92,8 +92,8 @@ pub fn unread(fd: RawFd) -> io::Result<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// `fd`'s socket cookie: unique per socket for the life of the host, the key of the eBPF
-/// connection tracker's `gw_conns` map and of its closed-connection records.
+/// `fd`'s socket cookie: unique per socket for the life of the host, as the eBPF connection
+/// tracker's closed-connection records name it.
 pub fn cookie(fd: RawFd) -> io::Result<u64> {
     let mut cookie = 0u64;
     getsockopt(fd, libc::SOL_SOCKET, SO_COOKIE, &mut cookie)?;
