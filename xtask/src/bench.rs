@@ -816,9 +816,7 @@ struct Contender {
     load: Option<Load>,
 }
 
-/// Warms up, runs interleaved rounds, prints the table of medians as ratios to `base_name`,
-/// and saves `benches/results/<bench>-<ts>.json` and `<bench>-latest.md`; returns the
-/// medians, in contender order.
+/// [`compare`]'s medians, in contender order.
 #[allow(clippy::too_many_arguments)]
 fn compare(
     root: &Path,
@@ -830,6 +828,23 @@ fn compare(
     load: &Load,
     base_name: &str,
 ) -> Result<Vec<Sample>> {
+    compare_rounds(root, dir, bench, setup, p, contenders, load, base_name).map(|(m, _)| m)
+}
+
+/// Warms up, runs interleaved rounds, prints the table of medians as ratios to `base_name`,
+/// and saves `benches/results/<bench>-<ts>.json` and `<bench>-latest.md`; returns the
+/// medians and every round's samples, in contender order.
+#[allow(clippy::too_many_arguments)]
+fn compare_rounds(
+    root: &Path,
+    dir: &Path,
+    bench: &str,
+    setup: &str,
+    p: &Params,
+    contenders: &[Contender],
+    load: &Load,
+    base_name: &str,
+) -> Result<(Vec<Sample>, Vec<Vec<Sample>>)> {
     for c in contenders {
         wait_port(c.port, &c.name)?;
     }
@@ -948,7 +963,7 @@ fn compare(
         json!({"setup": setup, "contenders": raw}),
         &format!("![RPS and p99 per contender]({bench}-latest.svg)\n\n{setup}\n\n{table}"),
     )?;
-    Ok(summary)
+    Ok((summary, samples))
 }
 
 /// Saves a run in `benches/results/`: `raw` (an object, given `bench`, `unix_time` and

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{
-    Contender, Load, Params, build_release, compare, free_port, gangway_with_env, plain_config,
-    random_key_load, rss_mb, scratch_dir, upstream, wait_port_for,
+    Contender, Load, Params, Sample, build_release, compare_rounds, free_port, gangway_with_env,
+    median, plain_config, random_key_load, rss_mb, scratch_dir, upstream, wait_port_for,
 };
 
 /// The example config with `consumers` consumers, keys `k00000001`.., all in group `weather`.
@@ -88,6 +88,16 @@ fn load(consumers: usize) -> Load {
     )
 }
 
+/// Each round's RPS of `with` over that of `without`, measured moments apart in the same
+/// round: a slow stretch of the host weighs on both, where a ratio of medians can take
+/// them from different rounds.
+fn paired_ratios(with: &[Sample], without: &[Sample]) -> Vec<f64> {
+    with.iter()
+        .zip(without)
+        .map(|(w, o)| w.rps / o.rps)
+        .collect()
+}
+
 /// Runs the benchmark with `consumers` consumers in the large config.
 pub fn run(p: &Params, consumers: usize) -> Result<()> {
     let (root, bin) = build_release()?;
@@ -132,17 +142,18 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
     };
     let contenders = vec![
         start("gangway-plain", ports[0], &plain, None, &[])?,
-        start(
-            "gangway-pipeline-1000",
-            ports[1],
-            &small,
-            Some(load(1000)),
-            &[],
-        )?,
+        // The pipeline between its two variants: each is measured right beside it.
         start(
             "gangway-pipeline-1000-prometheus",
             ports[4],
             &small_prometheus,
+            Some(load(1000)),
+            &[],
+        )?,
+        start(
+            "gangway-pipeline-1000",
+            ports[1],
+            &small,
             Some(load(1000)),
             &[],
         )?,
@@ -177,7 +188,7 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
          medians shown. {notes}",
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
-    let summary = compare(
+    let (summary, rounds) = compare_rounds(
         &root,
         &dir,
         "pipeline",
@@ -187,20 +198,30 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
         &load(consumers),
         "gangway-plain",
     )?;
-    // Contender order: plain, pipeline-1000, -prometheus, -tracing, large, nginx.
-    let without = &summary[1];
+    // Contender order: plain, -prometheus, pipeline-1000, -tracing, large, nginx.
     let mut line = String::new();
-    for (what, with) in [
-        ("prometheus plugin (all metrics on)", &summary[2]),
+    let mut pairs = vec![
+        ("prometheus plugin (all metrics on)", 1),
         (
             "tracing (all instrumentations, 1% exported by opentelemetry)",
-            &summary[3],
+            3,
         ),
-    ] {
+    ];
+    if consumers == 1000 {
+        pairs.push(("the same pipeline, a second instance (the noise floor)", 4));
+    }
+    for (what, i) in pairs {
+        let (with, without) = (&summary[i], &summary[2]);
+        let paired = paired_ratios(&rounds[i], &rounds[2]);
         let _ = writeln!(
             line,
-            "\n{what} against the same pipeline without it: {:.3}x RPS, {:+.1} us CPU per request",
+            "\n{what} against the same pipeline without it: {:.3}x RPS (medians), {:.3}x (median of \
+             the {} rounds' own ratios, {:.3}x to {:.3}x), {:+.1} us CPU per request",
             with.rps / without.rps,
+            median(paired.clone()),
+            paired.len(),
+            paired.iter().copied().fold(f64::INFINITY, f64::min),
+            paired.iter().copied().fold(0.0, f64::max),
             with.cpu_us_per_req - without.cpu_us_per_req
         );
     }
