@@ -634,6 +634,38 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One contender's RPS over another's, taken round by round: each round measures the two
+/// moments apart, so a slow stretch of the host weighs on both, where a ratio of medians
+/// can take them from different rounds.
+struct Paired {
+    median: f64,
+    low: f64,
+    high: f64,
+    rounds: usize,
+}
+
+impl Paired {
+    fn of(with: &[Sample], base: &[Sample]) -> Paired {
+        let ratios: Vec<f64> = with.iter().zip(base).map(|(w, b)| w.rps / b.rps).collect();
+        Paired {
+            low: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            high: ratios.iter().copied().fold(0.0, f64::max),
+            rounds: ratios.len(),
+            median: median(ratios),
+        }
+    }
+}
+
+impl std::fmt::Display for Paired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.3}x (median of the {} rounds' own ratios, {:.3}x to {:.3}x)",
+            self.median, self.rounds, self.low, self.high
+        )
+    }
+}
+
 /// Runs `cargo xtask bench <name>`.
 pub fn run(bench: Bench) -> Result<()> {
     match bench {

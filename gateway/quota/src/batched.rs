@@ -10,9 +10,8 @@
 //! since the last flush, in pipelines of up to [`FLUSH_CHUNK`] windows (`INCRBY`, and
 //! `EXPIREAT ... NX` for the window's end; Kong's script on servers older than 7.0) on a pipe
 //! of that thread's own, and reads back each total, which then includes the other nodes'
-//! requests. A request is
-//! counted as it reads, and a refused one is taken back. A failed flush keeps its deltas for
-//! the next one.
+//! requests. A request is counted as it reads, and a refused one is taken back. A failed
+//! flush keeps its deltas for the next one.
 //!
 //! Overshoot: a node sees other nodes' requests only at its flushes, so with N nodes, a
 //! window admits at most `limit + (N - 1) × (requests one node admits in sync_rate seconds)`

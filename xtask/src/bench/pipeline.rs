@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{
-    Contender, Load, Params, Sample, build_release, compare_rounds, free_port, gangway_with_env,
-    median, plain_config, random_key_load, rss_mb, scratch_dir, upstream, wait_port_for,
+    Contender, Load, Paired, Params, build_release, compare_rounds, free_port, gangway_with_env,
+    plain_config, random_key_load, rss_mb, scratch_dir, upstream, wait_port_for,
 };
 
 /// The example config with `consumers` consumers, keys `k00000001`.., all in group `weather`.
@@ -86,16 +86,6 @@ fn load(consumers: usize) -> Load {
         42,
         "wrk.format(\"GET\", \"/forecast/\" .. key .. \"/52.37,4.89\")",
     )
-}
-
-/// Each round's RPS of `with` over that of `without`, measured moments apart in the same
-/// round: a slow stretch of the host weighs on both, where a ratio of medians can take
-/// them from different rounds.
-fn paired_ratios(with: &[Sample], without: &[Sample]) -> Vec<f64> {
-    with.iter()
-        .zip(without)
-        .map(|(w, o)| w.rps / o.rps)
-        .collect()
 }
 
 /// Runs the benchmark with `consumers` consumers in the large config.
@@ -212,16 +202,12 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
     }
     for (what, i) in pairs {
         let (with, without) = (&summary[i], &summary[2]);
-        let paired = paired_ratios(&rounds[i], &rounds[2]);
         let _ = writeln!(
             line,
-            "\n{what} against the same pipeline without it: {:.3}x RPS (medians), {:.3}x (median of \
-             the {} rounds' own ratios, {:.3}x to {:.3}x), {:+.1} us CPU per request",
+            "\n{what} against the same pipeline without it: {:.3}x RPS (medians), {}, {:+.1} us \
+             CPU per request",
             with.rps / without.rps,
-            median(paired.clone()),
-            paired.len(),
-            paired.iter().copied().fold(f64::INFINITY, f64::min),
-            paired.iter().copied().fold(0.0, f64::max),
+            Paired::of(&rounds[i], &rounds[2]),
             with.cpu_us_per_req - without.cpu_us_per_req
         );
     }

@@ -17,8 +17,8 @@ use gangway_test_support::redis::Redis;
 
 use super::http_client::Http;
 use super::{
-    Contender, Load, Params, Proc, build_release, compare, free_port, gangway_with_env, nginx,
-    random_key_load, rss_mb, scratch_dir, upstream, wait_port_for, wrk,
+    Contender, Load, Paired, Params, Proc, build_release, compare_rounds, free_port,
+    gangway_with_env, nginx, random_key_load, rss_mb, scratch_dir, upstream, wait_port_for, wrk,
 };
 
 /// How a contender counts.
@@ -142,12 +142,14 @@ fn run_size(
     let (_upstream, up_port) = upstream(&dir)?;
     let mut notes = String::new();
     let mut contenders = Vec::new();
+    // key-auth between local and redis, and sync_rate next to redis: each goal's ratio is
+    // taken against a contender measured close by in the same round.
     for policy in [
-        Policy::None,
         Policy::Local,
+        Policy::None,
         Policy::Redis,
-        Policy::RedisShared,
         Policy::RedisSync,
+        Policy::RedisShared,
     ] {
         let name = format!("gangway-{}", policy.label());
         let port = free_port()?;
@@ -216,17 +218,39 @@ fn run_size(
          returning a 24-byte body; medians shown. {per_request}{notes}",
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
+    let policies: Vec<Policy> = contenders.iter().map(|(policy, _)| *policy).collect();
     let contenders: Vec<Contender> = contenders.into_iter().map(|(_, c)| c).collect();
-    compare(
+    let bench = format!("ratelimit-{consumers}");
+    let (_, rounds) = compare_rounds(
         root,
         &dir,
-        &format!("ratelimit-{consumers}"),
+        &bench,
         &setup,
         p,
         &contenders,
         &wrk_load,
         "gangway-key-auth",
     )?;
+    let base = policies
+        .iter()
+        .position(|policy| matches!(policy, Policy::None))
+        .context("key-auth contender")?;
+    let mut lines = String::new();
+    for (i, policy) in policies.iter().enumerate() {
+        if matches!(policy, Policy::Local | Policy::Redis | Policy::RedisSync) {
+            let _ = write!(
+                lines,
+                "\n{} against gangway-key-auth: {}\n",
+                contenders[i].name,
+                Paired::of(&rounds[i], &rounds[base])
+            );
+        }
+    }
+    println!("{lines}");
+    let latest = root.join(format!("benches/results/{bench}-latest.md"));
+    let mut doc = std::fs::read_to_string(&latest)?;
+    doc.push_str(&lines);
+    std::fs::write(&latest, doc)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
