@@ -133,20 +133,7 @@ async fn count_on_pipe(target: &Arc<Target>, windows: &[Window]) -> UsageResult 
 /// window's count before this one.
 fn incr_expire(pipe: &Pipe, windows: &[Window]) -> impl Future<Output = UsageResult> + use<> {
     let n = windows.len();
-    let call = pipe.call(2 * n, |out| {
-        let (mut start, mut ttl) = (itoa::Buffer::new(), itoa::Buffer::new());
-        for window in windows {
-            let key = window.key_parts(&mut start);
-            resp::array(out, 2);
-            resp::bulk(out, &[b"INCR"]);
-            resp::bulk(out, &key);
-            resp::array(out, 4);
-            resp::bulk(out, &[b"EXPIRE"]);
-            resp::bulk(out, &key);
-            resp::bulk(out, &[ttl.format(window.seconds).as_bytes()]);
-            resp::bulk(out, &[b"NX"]);
-        }
-    });
+    let call = pipe.call(2 * n, |out| encode_incr_expire(out, windows));
     async move {
         let replies = call.await?;
         let mut counts = Vec::with_capacity(n);
@@ -157,6 +144,27 @@ fn incr_expire(pipe: &Pipe, windows: &[Window]) -> impl Future<Output = UsageRes
             }
         }
         Ok(counts)
+    }
+}
+
+/// The fixed parts of `INCR key` and `EXPIRE key ttl NX` on the wire, written whole: this
+/// runs for every request counted in realtime.
+const INCR: &[u8] = b"*2\r\n$4\r\nINCR\r\n";
+const EXPIRE: &[u8] = b"*4\r\n$6\r\nEXPIRE\r\n";
+const NX: &[u8] = b"$2\r\nNX\r\n";
+
+/// `INCR key` and `EXPIRE key ttl NX` for every window; each key is encoded once and copied.
+fn encode_incr_expire(out: &mut Vec<u8>, windows: &[Window]) {
+    let (mut start, mut ttl) = (itoa::Buffer::new(), itoa::Buffer::new());
+    for window in windows {
+        out.extend_from_slice(INCR);
+        let key_at = out.len();
+        resp::bulk(out, &window.key_parts(&mut start));
+        let key = key_at..out.len();
+        out.extend_from_slice(EXPIRE);
+        out.extend_from_within(key);
+        resp::bulk(out, &[ttl.format(window.seconds).as_bytes()]);
+        out.extend_from_slice(NX);
     }
 }
 
@@ -194,6 +202,36 @@ fn integer(reply: &Reply) -> Result<u64, QuotaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incr_and_expire_are_written_as_the_commands_they_stand_for() {
+        let windows: Vec<Window> = [("minute", 60), ("hour", 3600)]
+            .into_iter()
+            .map(|(period, seconds)| Window {
+                scope: "ratelimit:r:s:".into(),
+                identifier: "192.0.2.7".into(),
+                period,
+                start_ms: 1_796_292_000_000,
+                seconds,
+            })
+            .collect();
+        let mut want = Vec::new();
+        for w in &windows {
+            let key = w.key();
+            resp::command(&mut want, &[b"INCR", key.as_bytes()]);
+            let ttl = w.seconds.to_string();
+            resp::command(
+                &mut want,
+                &[b"EXPIRE", key.as_bytes(), ttl.as_bytes(), b"NX"],
+            );
+        }
+        let mut got = b"already queued".to_vec();
+        encode_incr_expire(&mut got, &windows);
+        assert_eq!(
+            String::from_utf8_lossy(&got[14..]),
+            String::from_utf8_lossy(&want)
+        );
+    }
 
     #[test]
     fn the_script_is_named_by_the_sha1_redis_gives_it() {
