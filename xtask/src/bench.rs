@@ -848,26 +848,11 @@ struct Contender {
     load: Option<Load>,
 }
 
-/// [`compare`]'s medians, in contender order.
-#[allow(clippy::too_many_arguments)]
-fn compare(
-    root: &Path,
-    dir: &Path,
-    bench: &str,
-    setup: &str,
-    p: &Params,
-    contenders: &[Contender],
-    load: &Load,
-    base_name: &str,
-) -> Result<Vec<Sample>> {
-    compare_rounds(root, dir, bench, setup, p, contenders, load, base_name).map(|(m, _)| m)
-}
-
 /// Warms up, runs interleaved rounds, prints the table of medians as ratios to `base_name`,
 /// and saves `benches/results/<bench>-<ts>.json` and `<bench>-latest.md`; returns the
 /// medians and every round's samples, in contender order.
 #[allow(clippy::too_many_arguments)]
-fn compare_rounds(
+fn compare(
     root: &Path,
     dir: &Path,
     bench: &str,

@@ -135,7 +135,7 @@ pub fn run(p: &Params, build_cost: bool) -> Result<()> {
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
     let load = Load::root();
-    let summary = compare(
+    let (summary, _) = compare(
         &root,
         &dir,
         "lambda",

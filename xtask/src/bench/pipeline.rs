@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{
-    Contender, Load, Paired, Params, build_release, compare_rounds, free_port, gangway_with_env,
+    Contender, Load, Paired, Params, build_release, compare, free_port, gangway_with_env,
     plain_config, random_key_load, rss_mb, scratch_dir, upstream, wait_port_for,
 };
 
@@ -178,7 +178,7 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
          medians shown. {notes}",
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
-    let (summary, rounds) = compare_rounds(
+    let (summary, rounds) = compare(
         &root,
         &dir,
         "pipeline",

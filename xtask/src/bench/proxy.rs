@@ -143,7 +143,7 @@ pub fn run(p: &Params, against: &[Against], workloads: &[Workload]) -> Result<()
                 a.path.display()
             );
         }
-        let medians = compare(
+        let (medians, _) = compare(
             &root,
             &dir,
             w.bench_name(),

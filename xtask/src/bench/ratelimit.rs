@@ -17,8 +17,8 @@ use gangway_test_support::redis::Redis;
 
 use super::http_client::Http;
 use super::{
-    Contender, Load, Paired, Params, Proc, build_release, compare_rounds, free_port,
-    gangway_with_env, nginx, random_key_load, rss_mb, scratch_dir, upstream, wait_port_for, wrk,
+    Contender, Load, Paired, Params, Proc, build_release, compare, free_port, gangway_with_env,
+    nginx, random_key_load, rss_mb, scratch_dir, upstream, wait_port_for, wrk,
 };
 
 /// How a contender counts.
@@ -221,7 +221,7 @@ fn run_size(
     let policies: Vec<Policy> = contenders.iter().map(|(policy, _)| *policy).collect();
     let contenders: Vec<Contender> = contenders.into_iter().map(|(_, c)| c).collect();
     let bench = format!("ratelimit-{consumers}");
-    let (_, rounds) = compare_rounds(
+    let (_, rounds) = compare(
         root,
         &dir,
         &bench,
