@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::conn_timer::ConnTimer;
 use super::forward::{Fail, read_with_timeout};
 use super::headers::{self, ClientHead};
 use super::session::ConnBuffers;
@@ -33,6 +34,8 @@ pub(super) struct BufferedResponse<'a> {
     pub(super) framing: BodyFraming,
     /// The service's read timeout, per read.
     pub(super) read_timeout: Duration,
+    /// The connection's timer.
+    pub(super) timer: &'a ConnTimer,
     /// The snapshot the request loaded.
     pub(super) snapshot: &'a Snapshot,
     /// The route's chain.
@@ -78,7 +81,7 @@ pub(super) async fn respond<S: Stream, U: Stream>(
     let mut raw = Vec::with_capacity(16 * 1024);
     while !done {
         raw.clear();
-        match read_with_timeout(upstream, raw, r.read_timeout).await {
+        match read_with_timeout(r.timer, upstream, raw, r.read_timeout).await {
             Ok((0, _)) => {
                 tracker.finish_eof().map_err(invalid)?;
                 clean = false;

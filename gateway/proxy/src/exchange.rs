@@ -425,7 +425,15 @@ pub async fn run<B: Backend, S: Stream>(
             .plugins
             .trace
             .open(Instrumentations::BALANCER, SpanName::UpstreamResponse);
-        match write_with_timeout(&up.stream, out, 0..len, service.write_timeout).await {
+        match write_with_timeout(
+            &ex.conn.timer,
+            &up.stream,
+            out,
+            0..len,
+            service.write_timeout,
+        )
+        .await
+        {
             Ok(out) => bufs.output = out,
             Err(_) => {
                 bufs.plugins.trace.fail_balancer(balancer_span, 502);
@@ -436,6 +444,7 @@ pub async fn run<B: Backend, S: Stream>(
         }
         if !body_done {
             match stream_request_body(
+                &ex.conn.timer,
                 client,
                 &up.stream,
                 bufs,
@@ -459,8 +468,14 @@ pub async fn run<B: Backend, S: Stream>(
                 }
             }
         }
-        let head_read =
-            read_response_head(&up.stream, bufs, upstream_head, service.read_timeout).await;
+        let head_read = read_response_head(
+            &ex.conn.timer,
+            &up.stream,
+            bufs,
+            upstream_head,
+            service.read_timeout,
+        )
+        .await;
         bufs.plugins.trace.close(response_span);
         match head_read {
             Ok(n) => {
@@ -553,6 +568,7 @@ pub async fn run<B: Backend, S: Stream>(
             resp_len,
             framing: resp_framing,
             read_timeout: service.read_timeout,
+            timer: &ex.conn.timer,
             snapshot: ex.snapshot,
             chain: ex.chain,
         };
@@ -656,7 +672,7 @@ pub async fn run<B: Backend, S: Stream>(
     while !done {
         bufs.upstream.clear();
         let buf = std::mem::take(&mut bufs.upstream);
-        match read_with_timeout(&upstream.stream, buf, service.read_timeout).await {
+        match read_with_timeout(&ex.conn.timer, &upstream.stream, buf, service.read_timeout).await {
             Ok((0, buf)) => {
                 bufs.upstream = buf;
                 if matches!(resp_framing, BodyFraming::UntilClose) {

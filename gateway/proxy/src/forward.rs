@@ -4,6 +4,7 @@
 use std::io;
 use std::time::Duration;
 
+use super::conn_timer::ConnTimer;
 use super::reply::{MSG_502, MSG_504};
 use super::session::ConnBuffers;
 use crate::snapshot::ServiceTarget;
@@ -26,11 +27,12 @@ impl Fail {
 }
 
 pub(super) async fn read_with_timeout<S: Stream>(
+    timer: &ConnTimer,
     s: &S,
     buf: Vec<u8>,
     limit: Duration,
 ) -> Result<(usize, Vec<u8>), Fail> {
-    match tokio::time::timeout(limit, s.read(buf)).await {
+    match timer.within(limit, s.read(buf)).await {
         Ok((Ok(n), buf)) => Ok((n, buf)),
         Ok((Err(e), _)) => Err(Fail::Io(e)),
         Err(_) => Err(Fail::Timeout),
@@ -38,12 +40,13 @@ pub(super) async fn read_with_timeout<S: Stream>(
 }
 
 pub(super) async fn write_with_timeout<S: Stream>(
+    timer: &ConnTimer,
     s: &S,
     buf: Vec<u8>,
     range: std::ops::Range<usize>,
     limit: Duration,
 ) -> Result<Vec<u8>, Fail> {
-    match tokio::time::timeout(limit, s.write_all(buf, range)).await {
+    match timer.within(limit, s.write_all(buf, range)).await {
         Ok((Ok(()), buf)) => Ok(buf),
         Ok((Err(e), _)) => Err(Fail::Io(e)),
         Err(_) => Err(Fail::Timeout),
@@ -74,6 +77,7 @@ pub(super) enum BodyFail {
 /// Streams the rest of the request body from the client to the upstream. Bytes after the
 /// body (a pipelined request) stay in `bufs.input`.
 pub(super) async fn stream_request_body<S: Stream, U: Stream>(
+    timer: &ConnTimer,
     client: &S,
     upstream: &U,
     bufs: &mut ConnBuffers,
@@ -85,7 +89,7 @@ pub(super) async fn stream_request_body<S: Stream, U: Stream>(
     loop {
         bufs.input.clear();
         let buf = std::mem::take(&mut bufs.input);
-        let buf = match read_with_timeout(client, buf, timeout).await {
+        let buf = match read_with_timeout(timer, client, buf, timeout).await {
             Ok((0, _)) => return Err(BodyFail::Client(None, "")),
             Ok((_, buf)) => buf,
             Err(Fail::Timeout) => return Err(BodyFail::Client(Some(408), "Request timeout")),
@@ -97,7 +101,7 @@ pub(super) async fn stream_request_body<S: Stream, U: Stream>(
             Err(e) => return Err(BodyFail::Client(Some(e.status()), e.message())),
         };
         let buf = std::mem::take(&mut bufs.input);
-        let buf = write_with_timeout(upstream, buf, 0..p.consumed, service.write_timeout)
+        let buf = write_with_timeout(timer, upstream, buf, 0..p.consumed, service.write_timeout)
             .await
             .map_err(BodyFail::Upstream)?;
         bufs.input = buf;
@@ -119,6 +123,7 @@ pub(super) enum HeadFail {
 /// Reads the upstream's response head into `bufs.upstream`/`bufs.resp`, skipping interim
 /// 1xx responses (as nginx 1.22 does). Returns the head length.
 pub(super) async fn read_response_head<U: Stream>(
+    timer: &ConnTimer,
     upstream: &U,
     bufs: &mut ConnBuffers,
     is_head: bool,
@@ -146,7 +151,7 @@ pub(super) async fn read_response_head<U: Stream>(
         }
         let was_empty = bufs.upstream.is_empty();
         let buf = std::mem::take(&mut bufs.upstream);
-        match read_with_timeout(upstream, buf, timeout).await {
+        match read_with_timeout(timer, upstream, buf, timeout).await {
             Ok((0, buf)) => {
                 bufs.upstream = buf;
                 return Err(if was_empty {

@@ -19,6 +19,7 @@ mod buffer_pool;
 mod buffered;
 pub mod compile;
 pub mod conn_policy;
+mod conn_timer;
 mod exchange;
 mod forward;
 pub mod gateway;
@@ -192,6 +193,7 @@ pub async fn serve_connection<B: Backend>(
         tls_names: None,
         trusted,
         proxy_source,
+        timer: conn_timer::ConnTimer::default(),
     };
     if listen.ssl {
         // Boxed: the TLS state is several KB, and a plain connection's task should not

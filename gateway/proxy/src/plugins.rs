@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::WorkerCtx;
+use super::conn_timer::ConnTimer;
 use super::exchange::SERVER;
 use super::log::{RequestInfo, Source};
 use super::session::ConnBuffers;
@@ -33,6 +34,7 @@ pub struct BodyError {
 /// connection cannot be reused unless the whole body happens to be there).
 pub async fn buffer_body<B: Backend, S: Stream>(
     client: &S,
+    timer: &ConnTimer,
     bufs: &mut ConnBuffers,
     head_len: usize,
     ctx: &WorkerCtx<B>,
@@ -82,7 +84,7 @@ pub async fn buffer_body<B: Backend, S: Stream>(
             bufs.input.reserve(16 * 1024);
         }
         let input = std::mem::take(&mut bufs.input);
-        match tokio::time::timeout(timeout, client.read(input)).await {
+        match timer.within(timeout, client.read(input)).await {
             Ok((Ok(n), buf)) if n > 0 => bufs.input = buf,
             Ok((_, buf)) => {
                 bufs.input = buf;

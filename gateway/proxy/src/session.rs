@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 use super::WorkerCtx;
+use super::conn_timer::ConnTimer;
 use super::exchange::{self, Exchange, Outcome};
 use super::kernel_counters::KernelMarks;
 use super::log::{self, ChainRef, RequestInfo};
@@ -58,6 +59,8 @@ pub struct ClientConn {
     /// The source address of the PROXY protocol header, on `proxy_protocol` listeners; `None`
     /// without one or when the header carried no address (v1 `UNKNOWN`, v2 `LOCAL`).
     pub proxy_source: Option<SocketAddr>,
+    /// The one timer that bounds the connection's reads and writes, each moving its deadline.
+    pub(crate) timer: ConnTimer,
 }
 
 /// Request headers viewed by the router, without copying.
@@ -146,11 +149,13 @@ enum ReadHead {
 /// Reads until `bufs.input`, which holds the start of a request, holds its full head.
 async fn read_head<S: Stream>(
     client: &S,
+    timer: &ConnTimer,
     bufs: &mut ConnBuffers,
     limits: &Limits,
     header_timeout: Duration,
 ) -> ReadHead {
-    let started = Instant::now();
+    // Most heads arrive whole with their first read: the clock is read only for the rest.
+    let mut started = None;
     loop {
         match parse_request(&bufs.input, limits, &mut bufs.head) {
             Ok(Some(n)) => return ReadHead::Ready(n),
@@ -163,9 +168,10 @@ async fn read_head<S: Stream>(
         if bufs.input.capacity() - bufs.input.len() < 1024 {
             bufs.input.reserve(REQUEST_BUF);
         }
+        let started = *started.get_or_insert_with(Instant::now);
         let budget = header_timeout.saturating_sub(started.elapsed());
         let input = std::mem::take(&mut bufs.input);
-        match read_some(client, input, budget, None).await {
+        match read_some(client, timer, input, budget, None).await {
             Some(buf) => bufs.input = buf,
             None => return ReadHead::Closed,
         }
@@ -176,6 +182,7 @@ async fn read_head<S: Stream>(
 /// read failed or timed out, or `shutdown` (given between requests) fired first.
 async fn read_some<S: Stream>(
     client: &S,
+    timer: &ConnTimer,
     buf: Vec<u8>,
     budget: Duration,
     shutdown: Option<&mut tokio::sync::watch::Receiver<bool>>,
@@ -193,7 +200,7 @@ async fn read_some<S: Stream>(
         tokio::select! {
             biased;
             _ = stop => None,
-            r = tokio::time::timeout(budget, client.read(buf)) => Some(r),
+            r = timer.within(budget, client.read(buf)) => Some(r),
         }
     };
     match read.await {
@@ -208,6 +215,7 @@ async fn read_some<S: Stream>(
 /// closes (or times out, or the node shuts down) first.
 async fn next_request<B: Backend, S: Stream>(
     client: &S,
+    timer: &ConnTimer,
     idle: &mut Vec<u8>,
     timeout: Duration,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
@@ -216,7 +224,7 @@ async fn next_request<B: Backend, S: Stream>(
     if idle.capacity() == 0 {
         idle.reserve_exact(IDLE_READ);
     }
-    let buf = read_some(client, std::mem::take(idle), timeout, Some(shutdown)).await?;
+    let buf = read_some(client, timer, std::mem::take(idle), timeout, Some(shutdown)).await?;
     let mut bufs = ctx.buffers.take();
     bufs.input.extend_from_slice(&buf);
     *idle = buf;
@@ -258,14 +266,25 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
         let mut bufs = match held.take() {
             Some(bufs) => bufs,
             None => {
-                match next_request(&client, &mut idle, first_timeout, &mut shutdown, ctx).await {
+                match next_request(
+                    &client,
+                    &conn.timer,
+                    &mut idle,
+                    first_timeout,
+                    &mut shutdown,
+                    ctx,
+                )
+                .await
+                {
                     Some(bufs) => bufs,
                     None => break,
                 }
             }
         };
         bufs.plugins.conn = conn_facts;
-        let head_len = match read_head(&client, &mut bufs, &limits, header_timeout).await {
+        let head_len = match read_head(&client, &conn.timer, &mut bufs, &limits, header_timeout)
+            .await
+        {
             ReadHead::Ready(n) => n,
             ReadHead::Closed => {
                 ctx.buffers.give(bufs);
@@ -330,7 +349,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
     }
     let _ = client.shutdown().await;
     if linger {
-        drain_before_close(&client, &mut shutdown).await;
+        drain_before_close(&client, &conn.timer, &mut shutdown).await;
     }
 }
 
@@ -341,6 +360,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
 /// "connection reset" instead of the answer.
 async fn drain_before_close<S: Stream>(
     client: &S,
+    timer: &ConnTimer,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) {
     let deadline = Instant::now() + LINGERING_TIME;
@@ -351,7 +371,7 @@ async fn drain_before_close<S: Stream>(
             return;
         }
         buf.clear();
-        match read_some(client, buf, budget, Some(shutdown)).await {
+        match read_some(client, timer, buf, budget, Some(shutdown)).await {
             Some(read) => buf = read,
             None => return,
         }
@@ -596,7 +616,9 @@ async fn access<B: Backend, S: Stream>(
         .chunked_body_limit
         .filter(|_| !chain.needs_body && bufs.head.framing() == BodyFraming::Chunked);
     if chain.needs_body || limit.is_some() {
-        if let Err(e) = super::plugins::buffer_body(client, bufs, facts.head_len, ctx, limit).await
+        if let Err(e) =
+            super::plugins::buffer_body(client, &facts.conn.timer, bufs, facts.head_len, ctx, limit)
+                .await
         {
             if let Some(status) = e.status {
                 reply::respond_error_closing(

@@ -1,0 +1,177 @@
+//! One timer per connection, for every bounded read and write it makes.
+//!
+//! A fresh `tokio::time::timeout` files an entry in the runtime's timer wheel when first
+//! polled and takes it out when dropped: two trips through the time driver's lock, and a
+//! handful of atomics, for every read and write. Here a connection keeps one sleep armed, and
+//! an operation whose deadline is later than the armed instant only notes it: when the sleep
+//! goes off early (once per timeout period at most), it is moved on to the deadline of the
+//! operation then under way. Only a deadline earlier than the armed one re-files the entry.
+
+use std::cell::Cell;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+/// The deadline a timeout too long for the clock stands for (as `tokio::time::timeout` does,
+/// it never comes).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// A connection's timer. Made on the first bounded operation, dropped with the connection.
+#[derive(Default)]
+pub struct ConnTimer {
+    /// The sleep, while no operation holds it.
+    idle: Cell<Option<Pin<Box<Sleep>>>>,
+}
+
+/// The operation did not finish within its limit.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TimedOut;
+
+impl ConnTimer {
+    /// Runs `work`, giving up once `limit` has passed.
+    pub(crate) async fn within<F: Future>(
+        &self,
+        limit: Duration,
+        work: F,
+    ) -> Result<F::Output, TimedOut> {
+        let now = Instant::now();
+        let deadline = now.checked_add(limit).unwrap_or(now + FAR_FUTURE);
+        // Two bounded operations of one connection at once (none does so today) cannot
+        // share the sleep: the second makes one of its own.
+        let mut sleep = match self.idle.take() {
+            Some(mut sleep) => {
+                if sleep.deadline() > deadline {
+                    sleep.as_mut().reset(deadline);
+                }
+                sleep
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let mut work = pin!(work);
+        let out = poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            while sleep.as_mut().poll(cx).is_ready() {
+                if sleep.deadline() >= deadline {
+                    return Poll::Ready(Err(TimedOut));
+                }
+                // Armed for an earlier operation's deadline: this one has longer.
+                sleep.as_mut().reset(deadline);
+            }
+            Poll::Pending
+        })
+        .await;
+        self.idle.set(Some(sleep));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a current-thread runtime")
+            .block_on(f)
+    }
+
+    /// An operation that never finishes, under a limit of `ms`.
+    async fn stall(timer: &ConnTimer, ms: u64) -> Result<(), TimedOut> {
+        timer
+            .within(Duration::from_millis(ms), std::future::pending())
+            .await
+    }
+
+    #[test]
+    fn work_that_finishes_in_time_returns_its_output() {
+        run(async {
+            let timer = ConnTimer::default();
+            let out = timer
+                .within(Duration::from_millis(50), async {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    7
+                })
+                .await;
+            assert_eq!(out, Ok(7));
+        });
+    }
+
+    #[test]
+    fn each_operation_gets_its_own_limit_from_when_it_starts() {
+        run(async {
+            let timer = ConnTimer::default();
+            let started = Instant::now();
+            // Three operations of 40 ms under a 50 ms limit: the deadline moves with each.
+            for _ in 0..3 {
+                let out = timer
+                    .within(
+                        Duration::from_millis(50),
+                        tokio::time::sleep(Duration::from_millis(40)),
+                    )
+                    .await;
+                assert_eq!(out, Ok(()));
+            }
+            assert_eq!(stall(&timer, 50).await, Err(TimedOut));
+            assert_eq!(started.elapsed(), Duration::from_millis(170));
+        });
+    }
+
+    #[test]
+    fn a_shorter_limit_after_a_longer_one_still_holds() {
+        run(async {
+            let timer = ConnTimer::default();
+            let quick = timer.within(Duration::from_secs(60), async { 1 }).await;
+            assert_eq!(quick, Ok(1));
+            let started = Instant::now();
+            assert_eq!(stall(&timer, 20).await, Err(TimedOut));
+            assert_eq!(started.elapsed(), Duration::from_millis(20));
+            // After firing, the timer arms again.
+            assert_eq!(stall(&timer, 30).await, Err(TimedOut));
+            assert_eq!(started.elapsed(), Duration::from_millis(50));
+        });
+    }
+
+    #[test]
+    fn nested_operations_each_keep_their_limit() {
+        run(async {
+            let timer = ConnTimer::default();
+            let started = Instant::now();
+            let inner = timer.within(Duration::from_millis(100), async {
+                stall(&timer, 10).await
+            });
+            assert_eq!(inner.await, Ok(Err(TimedOut)));
+            assert_eq!(started.elapsed(), Duration::from_millis(10));
+        });
+    }
+
+    #[test]
+    fn an_operation_dropped_midway_leaves_the_timer_usable() {
+        run(async {
+            let timer = ConnTimer::default();
+            let cut = tokio::time::timeout(Duration::from_millis(5), stall(&timer, 50)).await;
+            assert!(cut.is_err(), "the outer timeout drops the operation first");
+            let started = Instant::now();
+            assert_eq!(stall(&timer, 30).await, Err(TimedOut));
+            assert_eq!(started.elapsed(), Duration::from_millis(30));
+        });
+    }
+
+    #[test]
+    fn a_limit_too_long_for_the_clock_never_fires() {
+        run(async {
+            let timer = ConnTimer::default();
+            let out = timer
+                .within(Duration::MAX, tokio::time::sleep(Duration::from_secs(3600)))
+                .await;
+            assert_eq!(out, Ok(()));
+        });
+    }
+}
