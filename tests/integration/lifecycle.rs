@@ -168,6 +168,37 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
 }
 
 #[test]
+fn sigterm_closes_idle_keepalive_connections_without_waiting_out_the_grace_period() {
+    let up = Upstream::start();
+    let mut gw = Gangway::start(&routes(&up, "/echo"));
+    // Idle after a request (keepalive_timeout), and idle before its first one
+    // (client_header_timeout): both wait for shutdown too.
+    let mut after_request = Conn::open(gw.proxy);
+    assert_eq!(after_request.get("/echo").expect("a response").status, 200);
+    let mut before_request = Conn::open(gw.proxy);
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    gw.signal(libc::SIGTERM);
+    assert!(
+        after_request.is_closed(Duration::from_secs(3)),
+        "an idle keep-alive connection is closed at shutdown"
+    );
+    assert!(
+        before_request.is_closed(Duration::from_secs(3)),
+        "a connection yet to send a request is closed at shutdown"
+    );
+    let status = gw
+        .wait_exit(Duration::from_secs(5))
+        .expect("gangway exits well inside the 10 s grace period");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn check_subcommand_reports_every_error_with_its_path() {
     let dir = TempDir::new("check");
     let bad = dir.path("bad.yml");

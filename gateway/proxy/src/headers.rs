@@ -4,7 +4,7 @@
 //! allocation. Hop-by-hop headers are dropped both ways; Kong's forwarding and latency headers
 //! are added.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use gangway_http::{BodyFraming, RequestHead, ResponseHead, Version};
@@ -28,7 +28,7 @@ pub struct UpstreamHead<'a> {
     /// The TCP peer's address (appended to `X-Forwarded-For`).
     pub client: SocketAddr,
     /// The client address after `real_ip` resolution (`X-Real-IP`).
-    pub real_ip: std::net::IpAddr,
+    pub real_ip: IpAddr,
     /// Whether the client is a trusted proxy (its X-Forwarded-* values are kept).
     pub trusted: bool,
     /// `https` or `http`: the scheme the client used.
@@ -72,9 +72,22 @@ fn itoa_buf(mut n: u64) -> ([u8; 20], usize) {
     (buf, i)
 }
 
-fn push_ip(out: &mut Vec<u8>, addr: SocketAddr) {
-    use std::io::Write;
-    let _ = write!(out, "{}", addr.ip());
+/// Writes `ip` as its `Display` does; IPv4, every request's case, without the formatter.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_number(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// Request headers gangway computes for the upstream (a plugin's edit still wins).
@@ -139,7 +152,7 @@ pub fn write_upstream_request(
         Some(v) => push_optional(out, b"X-Real-IP", v),
         None => {
             out.extend_from_slice(b"X-Real-IP: ");
-            push_ip(out, SocketAddr::new(up.real_ip, 0));
+            push_ip(out, up.real_ip);
             out.extend_from_slice(b"\r\n");
         }
     }
@@ -153,9 +166,9 @@ pub fn write_upstream_request(
                     out.extend_from_slice(v);
                     out.extend_from_slice(b", ");
                 }
-                push_ip(out, up.client);
+                push_ip(out, up.client.ip());
             } else {
-                push_ip(out, SocketAddr::new(up.real_ip, 0));
+                push_ip(out, up.real_ip);
             }
             out.extend_from_slice(b"\r\n");
         }
@@ -470,5 +483,24 @@ mod tests {
         out.push(b',');
         push_number(&mut out, 18446744073709551615);
         assert_eq!(out, b"0,18446744073709551615");
+    }
+
+    #[test]
+    fn addresses_render_as_their_display_does() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.255",
+            "127.0.0.1",
+            "192.168.100.9",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.1.2.3",
+        ] {
+            let ip: IpAddr = ip.parse().expect("an address");
+            let mut out = b"x".to_vec();
+            push_ip(&mut out, ip);
+            assert_eq!(out, format!("x{ip}").into_bytes(), "{ip}");
+        }
     }
 }

@@ -36,6 +36,7 @@ mod session;
 pub mod snapshot;
 mod spans;
 mod standalone;
+pub mod stop_signal;
 pub mod upstream;
 
 pub use gateway::Gateway;
@@ -80,6 +81,8 @@ pub struct WorkerCtx<B: Backend> {
     pub tracer: gangway_pipeline::trace::Tracer,
     /// Request buffers between requests.
     pub(crate) buffers: buffer_pool::BufferPool,
+    /// Set when shutdown begins: idle keep-alive connections close.
+    pub stop: stop_signal::StopSignal,
 }
 
 impl<B: Backend> WorkerCtx<B> {
@@ -108,6 +111,7 @@ impl<B: Backend> WorkerCtx<B> {
             pool: RefCell::new(pool),
             dns: std::rc::Rc::new(RefCell::new(dns)),
             buffers: buffer_pool::BufferPool::default(),
+            stop: stop_signal::StopSignal::default(),
         }
     }
 

@@ -16,6 +16,7 @@ use super::kernel_counters::KernelMarks;
 use super::log::{self, ChainRef, RequestInfo};
 use super::recorder::Recorded;
 use super::reply;
+use super::stop_signal::StopSignal;
 use crate::Snapshot;
 use gangway_config::model::{Protocol, Route};
 use gangway_config::settings::{Instrumentations, LogKernelCounters};
@@ -185,14 +186,12 @@ async fn read_some<S: Stream>(
     timer: &ConnTimer,
     buf: Vec<u8>,
     budget: Duration,
-    shutdown: Option<&mut tokio::sync::watch::Receiver<bool>>,
+    shutdown: Option<&StopSignal>,
 ) -> Option<Vec<u8>> {
     // Between requests, a shutdown closes the idle keep-alive connection.
     let stop = async {
         match shutdown {
-            Some(rx) => {
-                let _ = rx.wait_for(|stop| *stop).await;
-            }
+            Some(signal) => signal.stopped().await,
             None => std::future::pending().await,
         }
     };
@@ -218,13 +217,19 @@ async fn next_request<B: Backend, S: Stream>(
     timer: &ConnTimer,
     idle: &mut Vec<u8>,
     timeout: Duration,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ctx: &WorkerCtx<B>,
 ) -> Option<Box<ConnBuffers>> {
     if idle.capacity() == 0 {
         idle.reserve_exact(IDLE_READ);
     }
-    let buf = read_some(client, timer, std::mem::take(idle), timeout, Some(shutdown)).await?;
+    let buf = read_some(
+        client,
+        timer,
+        std::mem::take(idle),
+        timeout,
+        Some(&ctx.stop),
+    )
+    .await?;
     let mut bufs = ctx.buffers.take();
     bufs.input.extend_from_slice(&buf);
     *idle = buf;
@@ -243,7 +248,6 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
     };
     let keepalive = Duration::from_millis(settings.keepalive_timeout_ms);
     let header_timeout = Duration::from_millis(settings.client_header_timeout_ms);
-    let mut shutdown = ctx.gateway.shutdown_signal();
     // Set when an error answer ends the connection: the client may still be sending.
     let mut linger = false;
     let mut conn_facts =
@@ -265,21 +269,10 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
         first = false;
         let mut bufs = match held.take() {
             Some(bufs) => bufs,
-            None => {
-                match next_request(
-                    &client,
-                    &conn.timer,
-                    &mut idle,
-                    first_timeout,
-                    &mut shutdown,
-                    ctx,
-                )
-                .await
-                {
-                    Some(bufs) => bufs,
-                    None => break,
-                }
-            }
+            None => match next_request(&client, &conn.timer, &mut idle, first_timeout, ctx).await {
+                Some(bufs) => bufs,
+                None => break,
+            },
         };
         bufs.plugins.conn = conn_facts;
         let head_len = match read_head(&client, &conn.timer, &mut bufs, &limits, header_timeout)
@@ -337,7 +330,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
         }
         conn_facts = bufs.plugins.conn;
         linger = !keep_going && bufs.txn.source == log::Source::Error;
-        let stop = !keep_going || ctx.gateway.is_draining() && *shutdown.borrow();
+        let stop = !keep_going || ctx.stop.is_stopped();
         if stop || bufs.input.is_empty() {
             ctx.buffers.give(bufs);
         } else {
@@ -349,7 +342,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
     }
     let _ = client.shutdown().await;
     if linger {
-        drain_before_close(&client, &conn.timer, &mut shutdown).await;
+        drain_before_close(&client, &conn.timer, &ctx.stop).await;
     }
 }
 
@@ -358,11 +351,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
 /// gateway's shutdown), as nginx's lingering close does. Closing a socket with unread bytes
 /// resets the connection, and a client still writing a refused body (a 413, say) would see
 /// "connection reset" instead of the answer.
-async fn drain_before_close<S: Stream>(
-    client: &S,
-    timer: &ConnTimer,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
-) {
+async fn drain_before_close<S: Stream>(client: &S, timer: &ConnTimer, shutdown: &StopSignal) {
     let deadline = Instant::now() + LINGERING_TIME;
     let mut buf = Vec::with_capacity(REQUEST_BUF);
     loop {

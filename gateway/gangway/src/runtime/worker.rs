@@ -83,6 +83,7 @@ fn run<B: Backend>(id: usize, gateway: Arc<Gateway>, listeners: WorkerListeners)
         tokio::task::spawn_local(release_idle_buffers(ctx.clone()));
         let mut shutdown = gateway.shutdown_signal();
         let _ = shutdown.wait_for(|stop| *stop).await;
+        ctx.stop.stop();
         let grace = Duration::from_millis(gateway.settings.shutdown_grace_period_ms);
         let deadline = Instant::now() + grace;
         while ctx.active_connections() > 0 && Instant::now() < deadline {

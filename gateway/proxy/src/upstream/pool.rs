@@ -20,9 +20,10 @@ struct Idle<S> {
     requests: u64,
 }
 
-/// Idle connections waiting for reuse.
+/// Idle connections waiting for reuse. Keyed with foldhash, not SipHash: the keys are the
+/// configured upstreams' addresses, which clients cannot choose, and every request looks one up.
 pub struct Pool<S> {
-    idle: HashMap<PoolKey, Vec<Idle<S>>>,
+    idle: HashMap<PoolKey, Vec<Idle<S>>, foldhash::fast::RandomState>,
     total: usize,
     /// Most idle connections kept per worker (`upstream_keepalive_pool_size`, default 512).
     pub max_idle: usize,
@@ -44,7 +45,7 @@ impl<S> Pool<S> {
     /// An empty pool.
     pub fn new(max_idle: usize, idle_timeout: Duration, max_requests: u64) -> Self {
         Pool {
-            idle: HashMap::new(),
+            idle: HashMap::default(),
             total: 0,
             max_idle,
             idle_timeout,
