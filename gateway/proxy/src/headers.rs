@@ -53,23 +53,7 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 fn push_number(out: &mut Vec<u8>, n: u64) {
-    let mut tmp = itoa_buf(n);
-    let (digits, start) = (&mut tmp.0, tmp.1);
-    out.extend_from_slice(&digits[start..]);
-}
-
-fn itoa_buf(mut n: u64) -> ([u8; 20], usize) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    (buf, i)
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Writes `ip` as its `Display` does; IPv4, every request's case, without the formatter.
@@ -80,7 +64,7 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
                 if i > 0 {
                     out.push(b'.');
                 }
-                push_number(out, u64::from(octet));
+                out.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
             }
         }
         IpAddr::V6(v6) => {
