@@ -20,9 +20,16 @@ impl Stream for EpollStream {
             return (Ok(0), buf);
         }
         loop {
-            // Try first: after a write the response is often already there.
+            // Without readiness known this is no syscall; with it, after a write the
+            // response is often already there.
+            let wanted = buf.capacity() - buf.len();
             match self.0.try_read_buf(&mut buf) {
-                Ok(n) => return (Ok(n), buf),
+                Ok(n) => {
+                    if n < wanted {
+                        forget_readable(&self.0);
+                    }
+                    return (Ok(n), buf);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return (Err(e), buf),
             }
@@ -58,6 +65,17 @@ impl Stream for EpollStream {
     }
 }
 
+/// After a read shorter than asked, the socket is taken as drained, as nginx does: tokio's
+/// readiness is cleared without a syscall, so the next read waits for the next edge rather
+/// than spending a `recv` on EAGAIN to learn it (most keep-alive reads did). Data that
+/// arrives after the short read raises a new edge, which the driver reports on its next
+/// poll: nothing is missed.
+fn forget_readable(stream: &tokio::net::TcpStream) {
+    let _ = stream.try_io(tokio::io::Interest::READABLE, || {
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
+}
+
 impl Backend for Epoll {
     type Stream = EpollStream;
     type Listener = tokio::net::TcpListener;
@@ -85,5 +103,39 @@ impl Backend for Epoll {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(EpollStream(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Duration;
+
+    #[test]
+    fn data_after_a_short_read_is_still_read() {
+        Epoll::block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let stream = Epoll::connect(addr).await.expect("connect");
+            let (mut peer, _) = listener.accept().expect("accept");
+            peer.write_all(b"first").expect("write");
+            let (n, buf) = stream.read(Vec::with_capacity(64)).await;
+            assert_eq!(n.expect("read"), 5);
+            assert_eq!(buf, b"first");
+            // The short read cleared readiness; the next bytes come a little later and must
+            // still wake the read.
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                peer.write_all(b"second").expect("write");
+                peer
+            });
+            let read =
+                tokio::time::timeout(Duration::from_secs(5), stream.read(Vec::with_capacity(64)));
+            let (n, buf) = read.await.expect("the second read completes");
+            assert_eq!(n.expect("read"), 6);
+            assert_eq!(buf, b"second");
+            drop(writer.join());
+        });
     }
 }
