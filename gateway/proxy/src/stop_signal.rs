@@ -75,13 +75,22 @@ impl Future for Stopped<'_> {
     }
 }
 
+/// A list this long (in slots) is freed once its last wait ends: the slab never shrinks by
+/// itself, and a burst of idle clients would otherwise keep its peak for good (24 bytes a
+/// slot).
+const KEEP_SLOTS: usize = 1024;
+
 impl Drop for Stopped<'_> {
     fn drop(&mut self) {
         // After `stop` the list is empty and the slot is gone with it.
         if let Some(slot) = self.slot
             && !self.signal.is_stopped()
         {
-            self.signal.waiters.borrow_mut().try_remove(slot);
+            let mut waiters = self.signal.waiters.borrow_mut();
+            waiters.try_remove(slot);
+            if waiters.is_empty() && waiters.capacity() > KEEP_SLOTS {
+                *waiters = Slab::new();
+            }
         }
     }
 }
@@ -124,6 +133,25 @@ mod tests {
         assert!(poll(&mut signal.stopped(), &waker).is_ready());
         drop((a, b));
         assert!(signal.waiters.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_long_list_is_freed_when_its_last_wait_ends() {
+        let signal = StopSignal::default();
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let mut waits: Vec<_> = (0..KEEP_SLOTS * 2).map(|_| signal.stopped()).collect();
+        for wait in &mut waits {
+            assert!(poll(wait, &waker).is_pending());
+        }
+        assert!(signal.waiters.borrow().capacity() >= KEEP_SLOTS * 2);
+        let last = waits.pop();
+        drop(waits);
+        assert!(
+            signal.waiters.borrow().capacity() >= KEEP_SLOTS * 2,
+            "one wait remains"
+        );
+        drop(last);
+        assert_eq!(signal.waiters.borrow().capacity(), 0);
     }
 
     #[test]
