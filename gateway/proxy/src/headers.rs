@@ -64,7 +64,7 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
                 if i > 0 {
                     out.push(b'.');
                 }
-                out.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
+                push_number(out, u64::from(octet));
             }
         }
         IpAddr::V6(v6) => {

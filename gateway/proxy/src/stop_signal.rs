@@ -59,9 +59,8 @@ impl Future for Stopped<'_> {
         let mut waiters = self.signal.waiters.borrow_mut();
         match self.slot {
             Some(slot) => {
-                if let Some(waker) = waiters.get_mut(slot)
-                    && !waker.will_wake(cx.waker())
-                {
+                // `clone_from` keeps the stored waker when it already wakes this task.
+                if let Some(waker) = waiters.get_mut(slot) {
                     waker.clone_from(cx.waker());
                 }
             }
