@@ -104,6 +104,10 @@ pub enum Bench {
             value_parser = RangedU64ValueParser::<usize>::new().range(1..=16),
         )]
         flood_threads: usize,
+        /// Let the flood share every CPU with the allowed traffic, instead of running on a
+        /// CPU of its own.
+        #[arg(long)]
+        shared_cpus: bool,
     },
     /// Memory per client connection, gangway (io_uring, epoll) beside nginx, one worker
     /// each: rounds that open --clients connections, send one keep-alive request on each, and
@@ -646,7 +650,11 @@ struct Paired {
 
 impl Paired {
     fn of(with: &[Sample], base: &[Sample]) -> Paired {
-        let ratios: Vec<f64> = with.iter().zip(base).map(|(w, b)| w.rps / b.rps).collect();
+        Paired::from_ratios(with.iter().zip(base).map(|(w, b)| w.rps / b.rps).collect())
+    }
+
+    /// From each round's own ratio.
+    fn from_ratios(ratios: Vec<f64>) -> Paired {
         Paired {
             low: ratios.iter().copied().fold(f64::INFINITY, f64::min),
             high: ratios.iter().copied().fold(0.0, f64::max),
@@ -693,7 +701,8 @@ pub fn run(bench: Bench) -> Result<()> {
         Bench::Ebpf {
             params,
             flood_threads,
-        } => ebpf::run(&params, flood_threads),
+            shared_cpus,
+        } => ebpf::run(&params, flood_threads, shared_cpus),
     }
 }
 

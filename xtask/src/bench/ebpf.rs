@@ -7,6 +7,14 @@
 //! reset): with the guard every SYN is dropped in XDP; without it each connection is
 //! accepted by the kernel and closed by gangway's accept check. Each mode is measured
 //! without and with the flood in interleaved rounds. Needs root.
+//!
+//! The flood threads run on a CPU of their own and everything else (wrk, gangway, the
+//! upstream) on the others, in every round: a real flood comes from other hosts, and on a
+//! small machine a generator sharing the proxy's cores would take their time whatever drops
+//! its packets. A packet is received on the CPU that sent it into the veth, so the XDP
+//! drops (and, without the guard, the kernel's handshakes) stay on the flood's CPU, while
+//! gangway's accept-time refusals run on its own. `--shared-cpus` lets the scheduler place
+//! everything.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -22,6 +30,80 @@ use super::{
     Load, Params, Proc, build_release, free_port, gangway_with_env, median, scratch_dir, upstream,
     wait_port, wrk_from,
 };
+
+/// Which CPUs the flood and the allowed traffic run on; `None`: wherever the scheduler puts
+/// them.
+#[derive(Clone)]
+struct Placement {
+    flood: Vec<usize>,
+    allowed: Vec<usize>,
+}
+
+impl Placement {
+    /// The last CPU this process may use for the flood, the others for the rest; `None`
+    /// with fewer than two.
+    fn split() -> Result<Option<Placement>> {
+        let cpus = allowed_cpus()?;
+        Ok(match cpus.split_last() {
+            Some((&last, rest)) if !rest.is_empty() => Some(Placement {
+                flood: vec![last],
+                allowed: rest.to_vec(),
+            }),
+            _ => None,
+        })
+    }
+
+    fn describe(placement: Option<&Placement>) -> String {
+        match placement {
+            Some(p) => format!(
+                "flood pinned to CPU {}, wrk, gangway and the upstream to CPU {}",
+                list(&p.flood),
+                list(&p.allowed)
+            ),
+            None => "flood and allowed traffic share the CPUs".into(),
+        }
+    }
+}
+
+fn list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The CPUs the calling thread may run on.
+fn allowed_cpus() -> Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Keeps the calling thread, and what it starts from now on, on `cpus`.
+fn pin_current_thread(cpus: &[usize]) -> Result<()> {
+    // SAFETY: cpu_set_t is plain data.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        // SAFETY: `cpu` came from `allowed_cpus`, below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        bail!(
+            "sched_setaffinity to CPU {}: {}",
+            list(cpus),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
 
 /// Connections a flood thread keeps in flight before closing the oldest.
 const IN_FLIGHT: usize = 1024;
@@ -155,6 +237,7 @@ fn measure(
     threads: usize,
     port: u16,
     p: &Params,
+    placement: Option<&Placement>,
 ) -> Result<Run> {
     let status = gw.status.unwrap_or_default();
     let refused_before = refusals(status, kernel);
@@ -167,7 +250,14 @@ fn measure(
                 .map(|_| {
                     let target = SocketAddrV4::new(f.host_v4, port);
                     let ns = f.ns.clone();
+                    let cpus = placement.map(|p| p.flood.clone());
                     std::thread::spawn(move || {
+                        if let Some(cpus) = cpus
+                            && let Err(e) = pin_current_thread(&cpus)
+                        {
+                            eprintln!("bench: {e:#}");
+                            return 0;
+                        }
                         gangway_test_support::netns::enter(&ns);
                         flood(target, until)
                     })
@@ -201,11 +291,24 @@ fn measure(
     })
 }
 
-/// Runs the benchmark with `threads` flood threads.
-pub fn run(p: &Params, threads: usize) -> Result<()> {
+/// Runs the benchmark with `threads` flood threads, on a CPU of their own unless
+/// `shared_cpus`.
+pub fn run(p: &Params, threads: usize, shared_cpus: bool) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("bench ebpf needs root (XDP, network namespaces)");
+    }
+    let placement = if shared_cpus {
+        None
+    } else {
+        Placement::split()?
+    };
+    if !shared_cpus && placement.is_none() {
+        eprintln!("bench: one CPU only: the flood shares it with the allowed traffic");
+    }
+    // Everything started from here on (the upstream, gangway, wrk) inherits this.
+    if let Some(placement) = &placement {
+        pin_current_thread(&placement.allowed)?;
     }
     crate::build_ebpf::run()?;
     let (root, bin) = build_release()?;
@@ -241,6 +344,7 @@ pub fn run(p: &Params, threads: usize) -> Result<()> {
                     duration_s: p.warmup_s,
                     ..p.clone()
                 },
+                placement.as_ref(),
             )?;
         }
     }
@@ -266,6 +370,7 @@ pub fn run(p: &Params, threads: usize) -> Result<()> {
                 threads,
                 *port,
                 p,
+                placement.as_ref(),
             )?;
             eprintln!(
                 "bench: round {} {} {}: {:.0} rps, p99 {:.2} ms, flood {:.0}/s, refused {:.0}/s, {} errors",
@@ -312,9 +417,31 @@ pub fn run(p: &Params, threads: usize) -> Result<()> {
         }));
     }
     let setup = format!(
-        "allowed: wrk -t1 -c{} -d{}s from one network namespace; flood: {threads} thread(s) of non-blocking connects ({IN_FLIGHT} in flight each, closed with a reset) from another, denied by a global ip-restriction; {} interleaved rounds after {} s warm-up; gangway {} worker(s), io_uring; upstream nginx (1 worker); medians. `refused/s` is XDP drops (ebpf) or connections closed at accept (userspace).",
-        p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
+        "allowed: wrk -t1 -c{} -d{}s from one network namespace; flood: {threads} thread(s) of non-blocking connects ({IN_FLIGHT} in flight each, closed with a reset) from another, denied by a global ip-restriction; {}; {} interleaved rounds after {} s warm-up; gangway {} worker(s), io_uring; upstream nginx (1 worker); medians. `refused/s` is XDP drops (ebpf) or connections closed at accept (userspace).",
+        p.connections,
+        p.duration_s,
+        Placement::describe(placement.as_ref()),
+        p.repeat,
+        p.warmup_s,
+        p.workers
     );
+    let mut paired = String::new();
+    for kernel in modes {
+        let rps = |flooded: bool| -> Vec<f64> {
+            runs.iter()
+                .find(|((k, f), _)| *k == kernel && *f == flooded)
+                .map(|(_, v)| v.iter().map(|r| r.rps).collect())
+                .unwrap_or_default()
+        };
+        let ratios = rps(true).iter().zip(rps(false)).map(|(w, b)| w / b).collect();
+        let _ = writeln!(
+            paired,
+            "{} with the flood against without it: {}\n",
+            label(kernel),
+            super::Paired::from_ratios(ratios)
+        );
+    }
+    let table = format!("{table}\n{paired}");
     println!("\n{setup}\n\n{table}");
     let names: Vec<String> = runs
         .iter()
