@@ -13,6 +13,12 @@
 //! requests. A request is counted as it reads, and a refused one is taken back. A failed
 //! flush keeps its deltas for the next one.
 //!
+//! `EXPIREAT` goes with a window's `INCRBY` only until the key is known to carry its TTL:
+//! the read found the key, or an earlier flush set it. With many clients most windows are
+//! flushed a few times each, and an `INCRBY` alone costs Redis about half of the pair. An
+//! `INCRBY` that answers exactly its delta created the key (it had expired, or Redis lost
+//! it), so those keys get their `EXPIREAT ... NX` at once, in a second round trip.
+//!
 //! Overshoot: a node sees other nodes' requests only at its flushes, so with N nodes, a
 //! window admits at most `limit + (N - 1) × (requests one node admits in sync_rate seconds)`
 //! requests, and never more than `N × limit`. One node alone is exact.
@@ -50,6 +56,14 @@ end
 return total
 "#;
 
+/// Who set the TTLs of the keys a flush wrote.
+enum Expiry {
+    /// `EXPIREAT ... NX` went with the windows the flush was asked to expire.
+    AsAsked,
+    /// Kong's script, which sets the TTL of every key it creates.
+    ByScript,
+}
+
 /// One window's count on this node.
 struct Entry {
     /// The Redis key.
@@ -63,6 +77,9 @@ struct Entry {
     ends_at: u64,
     /// Queued for the next flush.
     dirty: AtomicBool,
+    /// Redis holds the key with its TTL, as far as this node knows: a flush need not send
+    /// `EXPIREAT` with it.
+    ttl_set: AtomicBool,
 }
 
 impl Entry {
@@ -168,12 +185,29 @@ impl Inner {
         // deltas go again, which can only overcount.
         let mut sent = 0;
         for (entries, deltas) in live.chunks(FLUSH_CHUNK).zip(deltas.chunks(FLUSH_CHUNK)) {
-            match self.send(entries, deltas).await {
-                Ok(totals) => {
-                    for (entry, total) in entries.iter().zip(totals) {
+            let expire: Vec<bool> = entries
+                .iter()
+                .map(|e| !e.ttl_set.load(Ordering::Acquire))
+                .collect();
+            match self.send(entries, deltas, &expire).await {
+                Ok((totals, expiry)) => {
+                    let by_script = matches!(expiry, Expiry::ByScript);
+                    let mut created = Vec::new();
+                    for (((entry, total), &delta), &expired) in
+                        entries.iter().zip(totals).zip(deltas).zip(&expire)
+                    {
                         entry.remote.store(total, Ordering::Release);
+                        if expired || by_script {
+                            entry.ttl_set.store(true, Ordering::Release);
+                        } else if total == delta {
+                            entry.ttl_set.store(false, Ordering::Release);
+                            created.push(entry.clone());
+                        }
                     }
                     sent += entries.len();
+                    if !created.is_empty() {
+                        self.expire_created(&created).await;
+                    }
                 }
                 Err(e) => {
                     for (entry, delta) in live[sent..].iter().zip(&deltas[sent..]) {
@@ -197,10 +231,66 @@ impl Inner {
         self.entries.pin().retain(|_, e| e.ends_at > now);
     }
 
-    /// Adds `deltas` to the windows' keys in Redis and answers their new totals.
-    async fn send(&self, live: &[Arc<Entry>], deltas: &[i64]) -> Result<Vec<i64>, QuotaError> {
+    /// Sets the TTL of keys a flush's `INCRBY` created without one; a failure leaves them
+    /// to the next flush that counts them.
+    async fn expire_created(&self, created: &[Arc<Entry>]) {
+        let expired = if self.target.pipes() {
+            self.expire_on_pipe(created).await
+        } else {
+            self.target
+                .run(async |conn| {
+                    let mut pipe = redis::pipe();
+                    for entry in created {
+                        pipe.cmd("EXPIREAT")
+                            .arg(&entry.key)
+                            .arg(entry.ends_at)
+                            .arg("NX")
+                            .ignore();
+                    }
+                    pipe.query_async::<()>(&mut *conn).await
+                })
+                .await
+        };
+        match expired {
+            Ok(()) => {
+                for entry in created {
+                    entry.ttl_set.store(true, Ordering::Release);
+                }
+            }
+            Err(e) => self
+                .target
+                .stats
+                .record(&format!("sync to {}", self.target.describe), &e),
+        }
+    }
+
+    /// [`Inner::expire_created`] on this thread's pipe.
+    async fn expire_on_pipe(&self, created: &[Arc<Entry>]) -> Result<(), QuotaError> {
+        let pipe = self.target.pipe().await?;
+        let mut ends = itoa::Buffer::new();
+        let call = pipe.call(created.len(), |out| {
+            for entry in created {
+                let at = ends.format(entry.ends_at).as_bytes();
+                resp::command(out, &[b"EXPIREAT", entry.key.as_bytes(), at, b"NX"]);
+            }
+        });
+        let replies = round_trip(&self.target, call).await?;
+        match replies.iter().find(|r| matches!(r, Reply::Error(_))) {
+            Some(refused) => Err(unexpected(refused)),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds `deltas` to the windows' keys in Redis, with `EXPIREAT ... NX` where `expire`
+    /// says, and answers their new totals.
+    async fn send(
+        &self,
+        live: &[Arc<Entry>],
+        deltas: &[i64],
+        expire: &[bool],
+    ) -> Result<(Vec<i64>, Expiry), QuotaError> {
         if self.target.pipes() {
-            return self.send_on_pipe(live, deltas).await;
+            return self.send_on_pipe(live, deltas, expire).await;
         }
         let script = &self.flush_script;
         let cluster = self.target.cluster;
@@ -208,15 +298,18 @@ impl Inner {
             .run(async |conn| {
                 if self.target.expire_nx(conn).await? {
                     let mut pipe = redis::pipe();
-                    for (entry, delta) in live.iter().zip(deltas) {
+                    for ((entry, delta), &expire) in live.iter().zip(deltas).zip(expire) {
                         pipe.cmd("INCRBY").arg(&entry.key).arg(delta);
-                        pipe.cmd("EXPIREAT")
-                            .arg(&entry.key)
-                            .arg(entry.ends_at)
-                            .arg("NX")
-                            .ignore();
+                        if expire {
+                            pipe.cmd("EXPIREAT")
+                                .arg(&entry.key)
+                                .arg(entry.ends_at)
+                                .arg("NX")
+                                .ignore();
+                        }
                     }
-                    return pipe.query_async::<Vec<i64>>(&mut *conn).await;
+                    let totals = pipe.query_async::<Vec<i64>>(&mut *conn).await?;
+                    return Ok((totals, Expiry::AsAsked));
                 }
                 // A cluster gets the script, one call per window (a pipeline may not cross
                 // slots).
@@ -230,7 +323,7 @@ impl Inner {
                             self.target.stats.round_trip();
                         }
                     }
-                    return Ok(totals);
+                    return Ok((totals, Expiry::ByScript));
                 }
                 // A pipeline of EVALSHA after one SCRIPT LOAD, so a fresh server works too.
                 redis::cmd("SCRIPT")
@@ -247,34 +340,39 @@ impl Inner {
                         .arg(delta)
                         .arg(entry.ends_at);
                 }
-                pipe.query_async::<Vec<i64>>(&mut *conn).await
+                let totals = pipe.query_async::<Vec<i64>>(&mut *conn).await?;
+                Ok((totals, Expiry::ByScript))
             })
             .await
     }
 
-    /// [`Inner::send`] on this thread's pipe, in one round trip: `INCRBY` and
-    /// `EXPIREAT ... NX` per window, or `SCRIPT LOAD` and Kong's script per window.
+    /// [`Inner::send`] on this thread's pipe, in one round trip: `INCRBY` per window and
+    /// `EXPIREAT ... NX` where `expire` says, or `SCRIPT LOAD` and Kong's script per window.
     async fn send_on_pipe(
         &self,
         live: &[Arc<Entry>],
         deltas: &[i64],
-    ) -> Result<Vec<i64>, QuotaError> {
+        expire: &[bool],
+    ) -> Result<(Vec<i64>, Expiry), QuotaError> {
         let pipe = self.target.pipe().await?;
         let (mut delta, mut ends) = (itoa::Buffer::new(), itoa::Buffer::new());
         let windows = live.iter().zip(deltas);
-        // Where the totals are among the replies: every INCRBY's, or every EVALSHA's after
-        // the script's load.
-        let (call, skip, step) = match pipe.counting {
+        // Where the totals are among the replies: every INCRBY's (each followed by its
+        // EXPIREAT's where one was sent), or every EVALSHA's after the script's load.
+        let (call, leading, expire, expiry) = match pipe.counting {
             Counting::ExpireNx => {
-                let call = pipe.call(2 * live.len(), |out| {
-                    for (entry, &n) in windows {
+                let expires = expire.iter().filter(|&&e| e).count();
+                let call = pipe.call(live.len() + expires, |out| {
+                    for ((entry, &n), &expire) in windows.zip(expire) {
                         let key = entry.key.as_bytes();
                         resp::command(out, &[b"INCRBY", key, delta.format(n).as_bytes()]);
-                        let at = ends.format(entry.ends_at).as_bytes();
-                        resp::command(out, &[b"EXPIREAT", key, at, b"NX"]);
+                        if expire {
+                            let at = ends.format(entry.ends_at).as_bytes();
+                            resp::command(out, &[b"EXPIREAT", key, at, b"NX"]);
+                        }
                     }
                 });
-                (call, 0, 2)
+                (call, 0, expire, Expiry::AsAsked)
             }
             Counting::Script => {
                 let sha = self.flush_script.get_hash().as_bytes();
@@ -293,16 +391,11 @@ impl Inner {
                         resp::command(out, &args);
                     }
                 });
-                (call, 1, 1)
+                (call, 1, &[][..], Expiry::ByScript)
             }
         };
         let replies = round_trip(&self.target, call).await?;
-        // The other replies answer nothing the flush needs, but an error there is the flush's.
-        if let Some(refused) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
-            return Err(unexpected(refused));
-        }
-        let totals = replies.iter().skip(skip).step_by(step);
-        totals.map(integer).collect()
+        Ok((totals(&replies, leading, live.len(), expire)?, expiry))
     }
 
     /// The map key of `window`, without building its Kong key.
@@ -355,6 +448,7 @@ impl Inner {
                     delta: AtomicI64::new(0),
                     ends_at: ends_at(&window),
                     dirty: AtomicBool::new(false),
+                    ttl_set: AtomicBool::new(remote.is_some()),
                 })
             });
         }
@@ -420,6 +514,32 @@ fn stored_count(reply: &Reply) -> Result<Option<i64>, QuotaError> {
             .ok_or_else(|| unexpected(reply)),
         other => Err(unexpected(other)),
     }
+}
+
+/// The `windows` totals among a flush's replies: after `leading` others, one per window,
+/// followed by an `EXPIREAT`'s where `expire` says (no entry: none).
+fn totals(
+    replies: &[Reply],
+    leading: usize,
+    windows: usize,
+    expire: &[bool],
+) -> Result<Vec<i64>, QuotaError> {
+    // The other replies answer nothing the flush needs, but an error there is the flush's.
+    if let Some(refused) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
+        return Err(unexpected(refused));
+    }
+    let mut replies = replies.iter().skip(leading);
+    let mut totals = Vec::with_capacity(windows);
+    for i in 0..windows {
+        let total = replies
+            .next()
+            .ok_or_else(|| QuotaError::Store("Redis answered too few replies".into()))?;
+        totals.push(integer(total)?);
+        if expire.get(i).copied().unwrap_or(false) {
+            replies.next();
+        }
+    }
+    Ok(totals)
 }
 
 fn ends_at(window: &Window) -> u64 {

@@ -124,3 +124,70 @@ fn reads_and_flushes_on_the_pipe_with_expireat_nx() {
 fn reads_and_flushes_on_the_pipe_with_kong_s_script_for_a_user_without_info() {
     reads_counts_and_flushes(Some(("counter", "s3cret")), "script");
 }
+
+/// How many times Redis ran `command` since its stats were last reset.
+fn calls(redis: &Redis, command: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a call count"))
+}
+
+#[test]
+fn a_window_s_ttl_is_sent_until_it_is_set_and_again_when_redis_loses_the_key() {
+    let redis = Arc::new(Redis::start());
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, _target) = store(server.port(), None);
+        let windows = windows(&format!("{backend}-ttl"));
+        let [minute, hour] = [&windows[0], &windows[1]].map(Window::key);
+        server.cli(&["CONFIG", "RESETSTAT"]);
+
+        usage(&store, &windows).await.expect("read");
+        wait_for(&server, &minute, "1");
+        wait_for(&server, &hour, "1");
+        assert_eq!(
+            calls(&server, "expireat"),
+            2,
+            "{backend}: new keys get their TTL"
+        );
+
+        usage(&store, &windows).await.expect("counted");
+        wait_for(&server, &minute, "2");
+        wait_for(&server, &hour, "2");
+        assert_eq!(
+            calls(&server, "expireat"),
+            2,
+            "{backend}: a key with its TTL gets INCRBY alone"
+        );
+        assert_eq!(calls(&server, "incrby"), 4, "{backend}");
+
+        // Lost from Redis (an eviction, a failover): the next INCRBY creates it again.
+        server.cli(&["DEL", &minute]);
+        usage(&store, &windows).await.expect("counted");
+        wait_for(&server, &minute, "1");
+        wait_for(&server, &hour, "3");
+        let started = Instant::now();
+        loop {
+            let ttl: i64 = server.cli(&["TTL", &minute]).parse().expect("a ttl");
+            if (1..=60).contains(&ttl) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{backend}: the key created again has no TTL ({ttl})"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            calls(&server, "expireat"),
+            3,
+            "{backend}: only the key created again"
+        );
+        let ttl: i64 = server.cli(&["TTL", &hour]).parse().expect("a ttl");
+        assert!((1..=3600).contains(&ttl), "{backend}: hour ttl {ttl}");
+    });
+}

@@ -433,7 +433,11 @@ pub fn run(p: &Params, threads: usize, shared_cpus: bool) -> Result<()> {
                 .map(|(_, v)| v.iter().map(|r| r.rps).collect())
                 .unwrap_or_default()
         };
-        let ratios = rps(true).iter().zip(rps(false)).map(|(w, b)| w / b).collect();
+        let ratios = rps(true)
+            .iter()
+            .zip(rps(false))
+            .map(|(w, b)| w / b)
+            .collect();
         let _ = writeln!(
             paired,
             "{} with the flood against without it: {}\n",
