@@ -11,7 +11,7 @@ use gangway_test_support::redis::Redis;
 
 use super::Batched;
 use crate::connect::Target;
-use crate::pipe::tests::{on_each_backend, windows_at};
+use crate::pipe::tests::{await_ttl, calls, on_each_backend, windows_at};
 use crate::stats::Stats;
 
 /// A store flushing every 50 ms to the Redis at `port`, as `login` when given.
@@ -125,17 +125,6 @@ fn reads_and_flushes_on_the_pipe_with_kong_s_script_for_a_user_without_info() {
     reads_counts_and_flushes(Some(("counter", "s3cret")), "script");
 }
 
-/// How many times Redis ran `command` since its stats were last reset.
-fn calls(redis: &Redis, command: &str) -> u64 {
-    let stats = redis.cli(&["INFO", "commandstats"]);
-    let prefix = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().expect("a call count"))
-}
-
 #[test]
 fn a_window_s_ttl_is_sent_until_it_is_set_and_again_when_redis_loses_the_key() {
     let redis = Arc::new(Redis::start());
@@ -170,18 +159,9 @@ fn a_window_s_ttl_is_sent_until_it_is_set_and_again_when_redis_loses_the_key() {
         usage(&store, &windows).await.expect("counted");
         wait_for(&server, &minute, "1");
         wait_for(&server, &hour, "3");
-        let started = Instant::now();
-        loop {
-            let ttl: i64 = server.cli(&["TTL", &minute]).parse().expect("a ttl");
-            if (1..=60).contains(&ttl) {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "{backend}: the key created again has no TTL ({ttl})"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        await_ttl(&server, &minute, 60)
+            .await
+            .unwrap_or_else(|ttl| panic!("{backend}: the key created again has no TTL ({ttl})"));
         assert_eq!(
             calls(&server, "expireat"),
             3,

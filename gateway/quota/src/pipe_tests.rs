@@ -70,6 +70,33 @@ async fn usage(store: &Realtime, windows: &[Window]) -> UsageResult {
     }
 }
 
+/// How many times Redis ran `command` since its stats were last reset.
+pub(crate) fn calls(redis: &Redis, command: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a call count"))
+}
+
+/// Waits up to 2 s for `key` to have a TTL of 1 to `max` seconds; the TTL Redis last gave
+/// otherwise.
+pub(crate) async fn await_ttl(redis: &Redis, key: &str, max: i64) -> Result<(), i64> {
+    let started = Instant::now();
+    loop {
+        let ttl: i64 = redis.cli(&["TTL", key]).parse().expect("a ttl");
+        if (1..=max).contains(&ttl) {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(2) {
+            return Err(ttl);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Runs `test` on a worker-like thread of each backend, with pipes installed.
 pub(crate) fn on_each_backend(test: impl AsyncFn(&'static str) + Clone + Send + 'static) {
     let uring = test.clone();
@@ -286,4 +313,43 @@ fn a_server_demoted_to_a_replica_is_left_for_a_new_connection() {
         );
     });
     drop(master);
+}
+
+#[test]
+fn a_key_s_expire_goes_until_the_worker_has_seen_it_counted_and_again_when_redis_loses_it() {
+    let redis = Arc::new(Redis::start());
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, _target) = store(server.port(), 2000, None);
+        let windows = windows(&format!("{backend}-known"));
+        let [minute, hour] = [&windows[0], &windows[1]].map(Window::key);
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        assert_eq!(usage(&store, &windows).await.expect("counted"), [0, 0]);
+        assert_eq!(
+            calls(&server, "expire"),
+            2,
+            "{backend}: new keys get their TTL"
+        );
+        assert_eq!(usage(&store, &windows).await.expect("counted"), [1, 1]);
+        assert_eq!(
+            calls(&server, "expire"),
+            2,
+            "{backend}: a key seen counted gets INCR alone"
+        );
+        assert_eq!(calls(&server, "incr"), 4, "{backend}");
+
+        // Lost from Redis (an eviction, a failover): the next INCR creates it again.
+        server.cli(&["DEL", &minute]);
+        assert_eq!(usage(&store, &windows).await.expect("counted"), [0, 2]);
+        await_ttl(&server, &minute, 60)
+            .await
+            .unwrap_or_else(|ttl| panic!("{backend}: the key created again has no TTL ({ttl})"));
+        assert_eq!(
+            calls(&server, "expire"),
+            3,
+            "{backend}: only the key created again"
+        );
+        let ttl: i64 = server.cli(&["TTL", &hour]).parse().expect("a ttl");
+        assert!((1..=3600).contains(&ttl), "{backend}: hour ttl {ttl}");
+    });
 }

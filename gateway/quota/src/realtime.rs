@@ -7,9 +7,21 @@
 //! at about half the server's CPU, since no Lua runs. Older servers get the script. On a
 //! worker's [`Pipe`] the version is asked as the pipe connects; through the redis crate
 //! (cluster, sentinel, shared connections), once per Redis, inside the first call.
+//!
+//! On a pipe, a worker remembers the keys of the current windows it has seen counted, whose
+//! TTL is therefore set (by its own `EXPIRE ... NX`, or by the node that created the key),
+//! and sends `INCR` alone for those: an `EXPIRE` costs Redis about as much as the `INCR`.
+//! A key is created with its `EXPIRE` in the same pipeline, as before, whenever this
+//! worker has not seen it. An `INCR` sent alone that answers 1 created the key again
+//! (Redis lost it: an eviction, a failover), and its `EXPIRE ... NX` follows at once.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window};
 use sha1::{Digest, Sha1};
@@ -31,18 +43,145 @@ end
 return before
 "#;
 
+/// Keys a worker remembers per window length; past this, their `EXPIRE` is sent with every
+/// `INCR` (a full set takes about 5 MB, per window length and worker).
+const KNOWN_PER_LENGTH: usize = 1 << 18;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
 /// A realtime store.
 pub struct Realtime {
+    /// Names this store's [`KnownTtls`] on each worker.
+    id: u64,
     target: Arc<Target>,
     script: Arc<redis::Script>,
+    /// Hashes a window's Kong key for [`KnownTtls`].
+    hasher: RandomState,
+}
+
+/// The current windows' keys a worker has seen counted: Redis holds them with their TTL.
+#[derive(Default)]
+struct KnownTtls {
+    /// Per window length (seconds): the window's start and its keys' hashes.
+    by_length: Vec<(u64, i64, HashSet<u64>)>,
+}
+
+impl KnownTtls {
+    /// Whether `key` (of a window of `seconds` that starts at `start_ms`) has its TTL.
+    fn has(&self, seconds: u64, start_ms: i64, key: u64) -> bool {
+        self.by_length
+            .iter()
+            .find(|(length, start, _)| *length == seconds && *start == start_ms)
+            .is_some_and(|(_, _, keys)| keys.contains(&key))
+    }
+
+    /// Notes that `key` has its TTL; a newer window of its length replaces the older one's
+    /// keys.
+    fn insert(&mut self, seconds: u64, start_ms: i64, key: u64) {
+        let at = match self.by_length.iter().position(|(l, _, _)| *l == seconds) {
+            Some(at) => at,
+            None => {
+                self.by_length.push((seconds, start_ms, HashSet::new()));
+                self.by_length.len() - 1
+            }
+        };
+        let (_, start, keys) = &mut self.by_length[at];
+        if start_ms > *start {
+            *start = start_ms;
+            keys.clear();
+            keys.shrink_to(KNOWN_PER_LENGTH / 16);
+        }
+        if start_ms == *start && keys.len() < KNOWN_PER_LENGTH {
+            keys.insert(key);
+        }
+    }
+}
+
+thread_local! {
+    /// Each worker's [`KnownTtls`], by store.
+    static KNOWN: RefCell<HashMap<u64, KnownTtls>> = RefCell::new(HashMap::new());
+}
+
+/// A request's windows as [`Realtime::plan`] found them on this worker.
+struct Plan {
+    store: u64,
+    hashes: Vec<u64>,
+    /// Send `EXPIRE ... NX` with the window's `INCR`.
+    expire: Vec<bool>,
+}
+
+/// Queues the count of `windows` on `pipe` as `plan` says; the future answers each window's
+/// count before this one, sets the TTL of a known key Redis had lost, and remembers the keys
+/// that now have their TTL.
+fn count_planned(
+    pipe: Rc<Pipe>,
+    windows: &[Window],
+    plan: Plan,
+) -> impl Future<Output = UsageResult> + use<> {
+    let counting = incr_expire(&pipe, windows, &plan.expire);
+    let windows = windows.to_vec();
+    async move {
+        let counts = counting.await?;
+        let created: Vec<&Window> = windows
+            .iter()
+            .zip(&counts)
+            .zip(&plan.expire)
+            .filter(|((_, before), expired)| !**expired && **before == 0)
+            .map(|((w, _), _)| w)
+            .collect();
+        if !created.is_empty() {
+            // Not waited for: the count is already answered, and a failure here leaves the
+            // key to the next request that finds it unknown.
+            drop(pipe.call(created.len(), |out| encode_expire(out, &created)));
+        }
+        KNOWN.with(|known| {
+            let mut known = known.borrow_mut();
+            let known = known.entry(plan.store).or_default();
+            for ((w, &h), &expired) in windows.iter().zip(&plan.hashes).zip(&plan.expire) {
+                if expired {
+                    known.insert(w.seconds, w.start_ms, h);
+                }
+            }
+        });
+        Ok(counts)
+    }
 }
 
 impl Realtime {
     /// Counts in `target`.
     pub fn new(target: Arc<Target>) -> Realtime {
         Realtime {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             target,
             script: Arc::new(redis::Script::new(INCREMENT)),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Which of `windows`' keys this worker has not seen counted, so they go with their
+    /// `EXPIRE ... NX`.
+    fn plan(&self, windows: &[Window]) -> Plan {
+        let hashes: Vec<u64> = windows
+            .iter()
+            .map(|w| {
+                let mut state = self.hasher.build_hasher();
+                w.hash_key(&mut state);
+                state.finish()
+            })
+            .collect();
+        let expire = KNOWN.with(|known| {
+            let mut known = known.borrow_mut();
+            let known = known.entry(self.id).or_default();
+            windows
+                .iter()
+                .zip(&hashes)
+                .map(|(w, &h)| !known.has(w.seconds, w.start_ms, h))
+                .collect()
+        });
+        Plan {
+            store: self.id,
+            hashes,
+            expire,
         }
     }
 
@@ -70,10 +209,12 @@ impl QuotaStore for Realtime {
                 .live_pipe()
                 .filter(|p| p.counting == Counting::ExpireNx)
             {
-                return self.reported(round_trip(&target, incr_expire(&pipe, windows)));
+                let plan = self.plan(windows);
+                return self.reported(round_trip(&target, count_planned(pipe, windows, plan)));
             }
+            let plan = self.plan(windows);
             let windows = windows.to_vec();
-            return self.reported(async move { count_on_pipe(&target, &windows).await });
+            return self.reported(async move { count_on_pipe(&target, &windows, plan).await });
         }
         let keys: Vec<String> = windows.iter().map(|w| target.key(w)).collect();
         let ttls: Vec<u64> = windows.iter().map(|w| w.seconds).collect();
@@ -105,10 +246,10 @@ impl QuotaStore for Realtime {
 
 /// Counts in every window on this worker's [`Pipe`](super::pipe::Pipe): one round trip,
 /// and a second only when a script the server had not cached has to be sent whole.
-async fn count_on_pipe(target: &Arc<Target>, windows: &[Window]) -> UsageResult {
+async fn count_on_pipe(target: &Arc<Target>, windows: &[Window], plan: Plan) -> UsageResult {
     let pipe = target.pipe().await?;
     if pipe.counting == Counting::ExpireNx {
-        return round_trip(target, incr_expire(&pipe, windows)).await;
+        return round_trip(target, count_planned(pipe, windows, plan)).await;
     }
     let sha = script_sha().as_bytes();
     let evalsha = pipe.call(1, |out| script_call(out, b"EVALSHA", sha, windows));
@@ -129,18 +270,28 @@ async fn count_on_pipe(target: &Arc<Target>, windows: &[Window]) -> UsageResult 
     })
 }
 
-/// Queues `INCR key` and `EXPIRE key ttl NX` for every window; the future answers each
-/// window's count before this one.
-fn incr_expire(pipe: &Pipe, windows: &[Window]) -> impl Future<Output = UsageResult> + use<> {
+/// Queues `INCR key` for every window, each followed by `EXPIRE key ttl NX` where `expire`
+/// says; the future answers each window's count before this one.
+fn incr_expire(
+    pipe: &Pipe,
+    windows: &[Window],
+    expire: &[bool],
+) -> impl Future<Output = UsageResult> + use<> {
     let n = windows.len();
-    let call = pipe.call(2 * n, |out| encode_incr_expire(out, windows));
+    let expires = expire.iter().filter(|&&e| e).count();
+    let call = pipe.call(n + expires, |out| encode_incr_expire(out, windows, expire));
+    let expire = expire.to_vec();
     async move {
         let replies = call.await?;
+        let mut replies = replies.iter();
         let mut counts = Vec::with_capacity(n);
-        for (i, reply) in replies.iter().enumerate() {
-            let after = integer(reply)?;
-            if i % 2 == 0 {
-                counts.push(after.saturating_sub(1));
+        for &expired in &expire {
+            let Some(incr) = replies.next() else {
+                return Err(QuotaError::Store("Redis answered too few replies".into()));
+            };
+            counts.push(integer(incr)?.saturating_sub(1));
+            if expired && let Some(reply) = replies.next() {
+                integer(reply)?;
             }
         }
         Ok(counts)
@@ -153,16 +304,30 @@ const INCR: &[u8] = b"*2\r\n$4\r\nINCR\r\n";
 const EXPIRE: &[u8] = b"*4\r\n$6\r\nEXPIRE\r\n";
 const NX: &[u8] = b"$2\r\nNX\r\n";
 
-/// `INCR key` and `EXPIRE key ttl NX` for every window; each key is encoded once and copied.
-fn encode_incr_expire(out: &mut Vec<u8>, windows: &[Window]) {
+/// `INCR key` for every window, each followed by `EXPIRE key ttl NX` where `expire` says;
+/// each key is encoded once and copied.
+fn encode_incr_expire(out: &mut Vec<u8>, windows: &[Window], expire: &[bool]) {
     let (mut start, mut ttl) = (itoa::Buffer::new(), itoa::Buffer::new());
-    for window in windows {
+    for (window, &expire) in windows.iter().zip(expire) {
         out.extend_from_slice(INCR);
         let key_at = out.len();
         resp::bulk(out, &window.key_parts(&mut start));
-        let key = key_at..out.len();
+        if expire {
+            let key = key_at..out.len();
+            out.extend_from_slice(EXPIRE);
+            out.extend_from_within(key);
+            resp::bulk(out, &[ttl.format(window.seconds).as_bytes()]);
+            out.extend_from_slice(NX);
+        }
+    }
+}
+
+/// `EXPIRE key ttl NX` for every window.
+fn encode_expire(out: &mut Vec<u8>, windows: &[&Window]) {
+    let (mut start, mut ttl) = (itoa::Buffer::new(), itoa::Buffer::new());
+    for window in windows {
         out.extend_from_slice(EXPIRE);
-        out.extend_from_within(key);
+        resp::bulk(out, &window.key_parts(&mut start));
         resp::bulk(out, &[ttl.format(window.seconds).as_bytes()]);
         out.extend_from_slice(NX);
     }
@@ -226,7 +391,7 @@ mod tests {
             );
         }
         let mut got = b"already queued".to_vec();
-        encode_incr_expire(&mut got, &windows);
+        encode_incr_expire(&mut got, &windows, &[true, true]);
         assert_eq!(
             String::from_utf8_lossy(&got[14..]),
             String::from_utf8_lossy(&want)
