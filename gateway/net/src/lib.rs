@@ -41,10 +41,11 @@ pub trait Backend: 'static {
     /// `tokio::task::spawn_local` inside it run on this thread.
     fn block_on<F: Future>(future: F) -> F::Output;
 
-    /// Adopts a bound, listening std socket (already non-blocking with SO_REUSEPORT set).
+    /// Adopts a bound, listening std socket (already non-blocking with SO_REUSEPORT set), and
+    /// sets TCP_NODELAY on it for the connections it accepts.
     fn listener(socket: std::net::TcpListener) -> io::Result<Self::Listener>;
 
-    /// Accepts one connection.
+    /// Accepts one connection, with TCP_NODELAY set.
     async fn accept(listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)>;
 
     /// Opens a connection to `addr` with TCP_NODELAY set.
@@ -57,5 +58,34 @@ pub fn probe_io_uring() -> Result<(), String> {
     match tokio_uring::uring_builder().build(8) {
         Ok(_) => Ok(()),
         Err(e) => Err(format!("io_uring_setup failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a connection `B` accepts has TCP_NODELAY set.
+    fn accepted_nodelay<B: Backend>() -> bool {
+        B::block_on(async {
+            let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            std.set_nonblocking(true).expect("non-blocking");
+            let addr = std.local_addr().expect("address");
+            let listener = B::listener(std).expect("adopted");
+            let _client = std::net::TcpStream::connect(addr).expect("connect");
+            let (accepted, _) = B::accept(&listener).await.expect("accept");
+            let fd = accepted.socket_fd().expect("a socket");
+            // SAFETY: `fd` stays open while `accepted` lives; the SockRef does not close it.
+            let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            socket2::SockRef::from(&socket)
+                .tcp_nodelay()
+                .expect("getsockopt")
+        })
+    }
+
+    #[test]
+    fn accepted_connections_have_nagle_off_on_both_backends() {
+        assert!(accepted_nodelay::<epoll::Epoll>(), "epoll");
+        assert!(accepted_nodelay::<uring::Uring>(), "io_uring");
     }
 }

@@ -62,12 +62,12 @@ impl Backend for Uring {
     }
 
     fn listener(socket: std::net::TcpListener) -> io::Result<Self::Listener> {
+        crate::listener::nodelay_for_accepted(&socket)?;
         Ok(tokio_uring::net::TcpListener::from_std(socket))
     }
 
     async fn accept(listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)> {
         let (stream, peer) = listener.accept().await?;
-        stream.set_nodelay(true)?;
         Ok((UringStream(stream), peer))
     }
 
