@@ -35,7 +35,7 @@ use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window
 use tokio::sync::oneshot;
 
 use super::connect::{Target, round_trip};
-use super::pipe::{Counting, integer, unexpected};
+use super::pipe::{Counting, incr_totals, unexpected};
 use super::resp::{self, Reply};
 
 /// Windows per flush pipeline: bounds one reply and one call's time.
@@ -83,6 +83,21 @@ struct Entry {
 }
 
 impl Entry {
+    /// Queues `EXPIREAT key end NX` (its reply ignored) on a redis crate pipeline.
+    fn queue_expireat(&self, pipe: &mut redis::Pipeline) {
+        pipe.cmd("EXPIREAT")
+            .arg(&self.key)
+            .arg(self.ends_at)
+            .arg("NX")
+            .ignore();
+    }
+
+    /// Writes `EXPIREAT key end NX` for a pipe.
+    fn encode_expireat(&self, out: &mut Vec<u8>, ends: &mut itoa::Buffer) {
+        let at = ends.format(self.ends_at).as_bytes();
+        resp::command(out, &[b"EXPIREAT", self.key.as_bytes(), at, b"NX"]);
+    }
+
     /// Queues the entry for the next flush, unless it is queued already.
     fn mark(self: &Arc<Entry>, dirty: &mpsc::Sender<Arc<Entry>>) {
         if !self.dirty.load(Ordering::Acquire) && !self.dirty.swap(true, Ordering::AcqRel) {
@@ -241,11 +256,7 @@ impl Inner {
                 .run(async |conn| {
                     let mut pipe = redis::pipe();
                     for entry in created {
-                        pipe.cmd("EXPIREAT")
-                            .arg(&entry.key)
-                            .arg(entry.ends_at)
-                            .arg("NX")
-                            .ignore();
+                        entry.queue_expireat(&mut pipe);
                     }
                     pipe.query_async::<()>(&mut *conn).await
                 })
@@ -270,8 +281,7 @@ impl Inner {
         let mut ends = itoa::Buffer::new();
         let call = pipe.call(created.len(), |out| {
             for entry in created {
-                let at = ends.format(entry.ends_at).as_bytes();
-                resp::command(out, &[b"EXPIREAT", entry.key.as_bytes(), at, b"NX"]);
+                entry.encode_expireat(out, &mut ends);
             }
         });
         let replies = round_trip(&self.target, call).await?;
@@ -301,11 +311,7 @@ impl Inner {
                     for ((entry, delta), &expire) in live.iter().zip(deltas).zip(expire) {
                         pipe.cmd("INCRBY").arg(&entry.key).arg(delta);
                         if expire {
-                            pipe.cmd("EXPIREAT")
-                                .arg(&entry.key)
-                                .arg(entry.ends_at)
-                                .arg("NX")
-                                .ignore();
+                            entry.queue_expireat(&mut pipe);
                         }
                     }
                     let totals = pipe.query_async::<Vec<i64>>(&mut *conn).await?;
@@ -367,8 +373,7 @@ impl Inner {
                         let key = entry.key.as_bytes();
                         resp::command(out, &[b"INCRBY", key, delta.format(n).as_bytes()]);
                         if expire {
-                            let at = ends.format(entry.ends_at).as_bytes();
-                            resp::command(out, &[b"EXPIREAT", key, at, b"NX"]);
+                            entry.encode_expireat(out, &mut ends);
                         }
                     }
                 });
@@ -395,7 +400,7 @@ impl Inner {
             }
         };
         let replies = round_trip(&self.target, call).await?;
-        Ok((totals(&replies, leading, live.len(), expire)?, expiry))
+        Ok((incr_totals(&replies, leading, live.len(), expire)?, expiry))
     }
 
     /// The map key of `window`, without building its Kong key.
@@ -514,32 +519,6 @@ fn stored_count(reply: &Reply) -> Result<Option<i64>, QuotaError> {
             .ok_or_else(|| unexpected(reply)),
         other => Err(unexpected(other)),
     }
-}
-
-/// The `windows` totals among a flush's replies: after `leading` others, one per window,
-/// followed by an `EXPIREAT`'s where `expire` says (no entry: none).
-fn totals(
-    replies: &[Reply],
-    leading: usize,
-    windows: usize,
-    expire: &[bool],
-) -> Result<Vec<i64>, QuotaError> {
-    // The other replies answer nothing the flush needs, but an error there is the flush's.
-    if let Some(refused) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
-        return Err(unexpected(refused));
-    }
-    let mut replies = replies.iter().skip(leading);
-    let mut totals = Vec::with_capacity(windows);
-    for i in 0..windows {
-        let total = replies
-            .next()
-            .ok_or_else(|| QuotaError::Store("Redis answered too few replies".into()))?;
-        totals.push(integer(total)?);
-        if expire.get(i).copied().unwrap_or(false) {
-            replies.next();
-        }
-    }
-    Ok(totals)
 }
 
 fn ends_at(window: &Window) -> u64 {

@@ -281,6 +281,34 @@ pub(crate) fn integer(reply: &Reply) -> Result<i64, QuotaError> {
     }
 }
 
+/// The totals of `windows` increments among a call's replies: after `leading` others, one
+/// `INCR`/`INCRBY` reply per window, each followed by its `EXPIRE`/`EXPIREAT` reply where
+/// `expire` says (no entry: none). Any error reply fails the whole call.
+pub(crate) fn incr_totals(
+    replies: &[Reply],
+    leading: usize,
+    windows: usize,
+    expire: &[bool],
+) -> Result<Vec<i64>, QuotaError> {
+    if let Some(refused) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
+        return Err(unexpected(refused));
+    }
+    let mut replies = replies.iter().skip(leading);
+    let mut next = || {
+        replies
+            .next()
+            .ok_or_else(|| QuotaError::Store("Redis answered too few replies".into()))
+    };
+    let mut totals = Vec::with_capacity(windows);
+    for i in 0..windows {
+        totals.push(integer(next()?)?);
+        if expire.get(i).copied().unwrap_or(false) {
+            integer(next()?)?;
+        }
+    }
+    Ok(totals)
+}
+
 /// A reply that is not the one asked for, as the error it stands for.
 pub(crate) fn unexpected(reply: &Reply) -> QuotaError {
     QuotaError::Store(match reply {

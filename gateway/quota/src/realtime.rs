@@ -282,19 +282,11 @@ fn incr_expire(
     let call = pipe.call(n + expires, |out| encode_incr_expire(out, windows, expire));
     let expire = expire.to_vec();
     async move {
-        let replies = call.await?;
-        let mut replies = replies.iter();
-        let mut counts = Vec::with_capacity(n);
-        for &expired in &expire {
-            let Some(incr) = replies.next() else {
-                return Err(QuotaError::Store("Redis answered too few replies".into()));
-            };
-            counts.push(integer(incr)?.saturating_sub(1));
-            if expired && let Some(reply) = replies.next() {
-                integer(reply)?;
-            }
-        }
-        Ok(counts)
+        let after = pipe::incr_totals(&call.await?, 0, n, &expire)?;
+        Ok(after
+            .into_iter()
+            .map(|n| (n.max(0) as u64).saturating_sub(1))
+            .collect())
     }
 }
 
