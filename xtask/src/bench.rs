@@ -2,7 +2,8 @@
 //! proxies, side by side on this machine, against the same nginx upstream, under the same wrk load.
 //!
 //! Each contender gets the same worker count. Runs are warmed up, repeated and interleaved
-//! (A B C A B C ...) so drift on the machine hits every contender alike. Reported: RPS,
+//! (A B C, B C A, C A B, ...: each round starts one contender later) so drift on the machine
+//! hits every contender alike. Reported: RPS,
 //! p50/p99/p99.9 latency and CPU time per request of the proxy's processes, each also as a
 //! ratio to nginx.
 //!
@@ -205,13 +206,13 @@ pub struct Params {
         value_parser = clap::value_parser!(u64).range(0..=60),
     )]
     warmup_s: u64,
-    /// Interleaved measured rounds (one run per contender each); the table shows medians, 1
-    /// to 20.
+    /// Interleaved measured rounds (one run per contender each, each round starting one
+    /// contender later than the last); the table shows medians, 1 to 60.
     #[arg(
         long,
         value_name = "N",
         default_value_t = 3,
-        value_parser = RangedU64ValueParser::<usize>::new().range(1..=20),
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=60),
     )]
     repeat: usize,
     /// wrk connections (one wrk thread), 1 to 1024.
@@ -638,11 +639,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// One contender's RPS over another's, taken round by round: each round measures the two
-/// moments apart, so a slow stretch of the host weighs on both, where a ratio of medians
-/// can take them from different rounds.
+/// One contender's RPS (or CPU per request) over another's, taken round by round: each round
+/// measures the two moments apart, so a slow stretch of the host weighs on both, where a
+/// ratio of medians can take them from different rounds.
 struct Paired {
     median: f64,
+    /// The middle half of the rounds' ratios lies between these (nearest rank).
+    quartiles: (f64, f64),
     low: f64,
     high: f64,
     rounds: usize,
@@ -653,13 +656,25 @@ impl Paired {
         Paired::from_ratios(with.iter().zip(base).map(|(w, b)| w.rps / b.rps).collect())
     }
 
+    fn of_cpu(with: &[Sample], base: &[Sample]) -> Paired {
+        Paired::from_ratios(
+            with.iter()
+                .zip(base)
+                .map(|(w, b)| w.cpu_us_per_req / b.cpu_us_per_req)
+                .collect(),
+        )
+    }
+
     /// From each round's own ratio.
-    fn from_ratios(ratios: Vec<f64>) -> Paired {
+    fn from_ratios(mut ratios: Vec<f64>) -> Paired {
+        ratios.sort_by(|a, b| a.total_cmp(b));
+        let n = ratios.len();
         Paired {
-            low: ratios.iter().copied().fold(f64::INFINITY, f64::min),
-            high: ratios.iter().copied().fold(0.0, f64::max),
-            rounds: ratios.len(),
-            median: median(ratios),
+            low: ratios[0],
+            high: ratios[n - 1],
+            quartiles: (ratios[n / 4], ratios[(3 * n / 4).min(n - 1)]),
+            rounds: n,
+            median: ratios[n / 2],
         }
     }
 }
@@ -668,8 +683,8 @@ impl std::fmt::Display for Paired {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.3}x (median of the {} rounds' own ratios, {:.3}x to {:.3}x)",
-            self.median, self.rounds, self.low, self.high
+            "{:.3}x (median of the {} rounds' own ratios; middle half {:.3}x to {:.3}x, all {:.3}x to {:.3}x)",
+            self.median, self.rounds, self.quartiles.0, self.quartiles.1, self.low, self.high
         )
     }
 }
@@ -900,7 +915,11 @@ fn compare(
     }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); contenders.len()];
     for round in 0..p.repeat {
-        for (i, c) in contenders.iter().enumerate() {
+        // A contender that always ran right after the same neighbour would inherit its
+        // leftovers (page cache, CPU frequency, the upstream's state) in every round.
+        let first = round % contenders.len();
+        for i in (first..contenders.len()).chain(0..first) {
+            let c = &contenders[i];
             let others_before = quiet::others_cpu(contenders, i);
             let mut s = measure(dir, &c.proc_, c.port, p, c.load.as_ref().unwrap_or(load))?;
             s.others_cpu_s = quiet::others_cpu(contenders, i) - others_before;

@@ -106,7 +106,13 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
     let small_prometheus = with_prometheus(&small);
     let small_tracing = with_tracing(&small, up_port);
     let large = pipeline_config(up_port, consumers);
-    let large_name = format!("gangway-pipeline-{consumers}");
+    // At --consumers 1000 the large instance is a second copy of the small one: the noise
+    // floor, named apart so that its rows and results can be told from the first's.
+    let large_name = if consumers == 1000 {
+        "gangway-pipeline-1000-again".to_string()
+    } else {
+        format!("gangway-pipeline-{consumers}")
+    };
     let mut notes = String::new();
     let mut start = |name: &str,
                      port: u16,
@@ -175,7 +181,7 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
          (ordered before key-auth) + key-auth + acl (-prometheus: plus a global prometheus plugin with \
          every metric on; -tracing: plus a global opentelemetry plugin, every tracing instrumentation on, \
          1% of traces exported to the upstream nginx); upstream: nginx (1 worker) returning a 24-byte body; \
-         medians shown. {notes}",
+         medians shown; each round starts one contender later than the last. {notes}",
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
     let (summary, rounds) = compare(
@@ -204,11 +210,12 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
         let (with, without) = (&summary[i], &summary[2]);
         let _ = writeln!(
             line,
-            "\n{what} against the same pipeline without it: {:.3}x RPS (medians), {}, {:+.1} us \
-             CPU per request",
+            "\n{what} against the same pipeline without it: {:.3}x RPS by medians; RPS paired {}; \
+             CPU per request {:+.1} us by medians, paired {}",
             with.rps / without.rps,
             Paired::of(&rounds[i], &rounds[2]),
-            with.cpu_us_per_req - without.cpu_us_per_req
+            with.cpu_us_per_req - without.cpu_us_per_req,
+            Paired::of_cpu(&rounds[i], &rounds[2]),
         );
     }
     println!("{line}");
