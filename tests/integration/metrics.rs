@@ -50,6 +50,9 @@ fn node_metrics_have_kongs_names_labels_and_help() {
         "# TYPE kong_nginx_connections_total gauge",
         "# TYPE kong_node_info gauge",
         "# TYPE kong_nginx_metric_errors_total counter",
+        "# TYPE kong_nginx_timers gauge",
+        "kong_nginx_timers{state=\"running\"} 0",
+        "kong_nginx_timers{state=\"pending\"} 0",
     ] {
         assert!(text.contains(line), "{line:?} in:\n{text}");
     }
@@ -262,15 +265,16 @@ plugins:
         Some(2.0),
         "only the proxied requests have an upstream latency: {text}"
     );
-    // Kong's buckets: 1 .. 6000 for Kong's own latency, 25 .. 60000 for the others.
-    for bound in ["1", "7", "6000", "+Inf"] {
+    // Kong's buckets: 1 .. 6000 for Kong's own latency, 25 .. 60000 for the others, each
+    // written zero-padded to the widest bound's width as Kong writes them.
+    for bound in ["0001.0", "0007.0", "6000.0", "+Inf"] {
         let le = format!("service=\"echo\",route=\"weather\",workspace=\"default\",le=\"{bound}\"");
         assert!(
             sample(&text, "kong_kong_latency_ms_bucket", &[&le]).is_some(),
             "le={bound}: {text}"
         );
     }
-    let le = "service=\"echo\",route=\"weather\",workspace=\"default\",le=\"25\"";
+    let le = "service=\"echo\",route=\"weather\",workspace=\"default\",le=\"00025.0\"";
     assert!(
         sample(&text, "kong_upstream_latency_ms_bucket", &[le]).is_some(),
         "{text}"
@@ -288,7 +292,7 @@ plugins:
 
 /// Every metric Kong's official Grafana dashboard (`kong/plugins/prometheus/grafana/
 /// kong-official.json`, Kong 3.9) queries, with the labels its queries filter or group by
-/// (Prometheus adds `instance` itself).
+/// and its legends name (Prometheus adds `instance` itself).
 const DASHBOARD: [(&str, &[&str]); 10] = [
     ("kong_http_requests_total", &["service", "route", "code"]),
     ("kong_kong_latency_ms_bucket", &["service", "route", "le"]),
@@ -301,9 +305,18 @@ const DASHBOARD: [(&str, &[&str]); 10] = [
         &["service", "route", "le"],
     ),
     ("kong_bandwidth_bytes", &["direction", "service", "route"]),
-    ("kong_memory_lua_shared_dict_bytes", &[]),
-    ("kong_memory_lua_shared_dict_total_bytes", &[]),
-    ("kong_memory_workers_lua_vms_bytes", &[]),
+    (
+        "kong_memory_lua_shared_dict_bytes",
+        &["shared_dict", "kong_subsystem"],
+    ),
+    (
+        "kong_memory_lua_shared_dict_total_bytes",
+        &["shared_dict", "kong_subsystem"],
+    ),
+    (
+        "kong_memory_workers_lua_vms_bytes",
+        &["pid", "kong_subsystem"],
+    ),
     (
         "kong_upstream_target_health",
         &["state", "upstream", "target", "address"],
@@ -444,4 +457,68 @@ fn gangways_own_metrics_count_reloads_and_name_the_backend() {
         "{text}"
     );
     assert_eq!(sample(&text, "gangway_consumers", &[]), Some(1.0), "{text}");
+}
+
+/// `/status`'s connection states, polled until they equal `want` (active, reading,
+/// writing, waiting) or 5 s pass; returns the last ones read.
+fn await_states(gw: &Gangway, want: [u64; 4]) -> [u64; 4] {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let s = request(gw.status, "GET", "/status", &[], b"")
+            .expect("status")
+            .json();
+        let got = ["active", "reading", "writing", "waiting"].map(|state| {
+            s["server"][format!("connections_{state}")]
+                .as_u64()
+                .unwrap_or(u64::MAX)
+        });
+        if got == want || std::time::Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn connections_are_counted_reading_writing_and_waiting_as_nginx_does() {
+    use std::io::Write as _;
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(up.addr, "      - paths: [\"/\"]\n"));
+    // Waiting: connected, nothing sent yet.
+    let idle = crate::harness::connect(gw.proxy);
+    // Reading: half a request head.
+    let mut partial = crate::harness::connect(gw.proxy);
+    partial
+        .write_all(b"GET /x HTTP/1.1\r\nHost: example.com\r\n")
+        .expect("write");
+    // Writing: a request the upstream answers two seconds late.
+    let proxy = gw.proxy;
+    let slow = std::thread::spawn(move || {
+        request(proxy, "GET", "/x", &[("x-echo-delay-ms", "2000")], b"").expect("slow request")
+    });
+    assert_eq!(
+        await_states(&gw, [3, 1, 1, 1]),
+        [3, 1, 1, 1],
+        "active, reading, writing, waiting"
+    );
+    let text = scrape(&gw);
+    for (state, n) in [
+        ("active", 3.0),
+        ("reading", 1.0),
+        ("writing", 1.0),
+        ("waiting", 1.0),
+    ] {
+        let label = format!("state=\"{state}\"");
+        assert_eq!(
+            sample(&text, "kong_nginx_connections_total", &[&label]),
+            Some(n),
+            "{state}: {text}"
+        );
+    }
+    assert_eq!(slow.join().expect("slow thread").status, 200);
+    // The head completes and is served; its connection then waits for the next request.
+    partial.write_all(b"\r\n").expect("write");
+    assert_eq!(await_states(&gw, [2, 0, 0, 2]), [2, 0, 0, 2]);
+    drop((idle, partial));
+    assert_eq!(await_states(&gw, [0, 0, 0, 0]), [0, 0, 0, 0]);
 }

@@ -101,6 +101,7 @@ fn describe() {
         "kong_nginx_metric_errors_total",
         "Number of nginx-lua-prometheus errors"
     );
+    metrics::describe_gauge!("kong_nginx_timers", "Number of nginx timers");
     metrics::describe_counter!(
         "kong_http_requests_total",
         "HTTP status codes per consumer/service/route in Kong"
@@ -202,12 +203,12 @@ pub fn scrape(
     metrics::gauge!("kong_datastore_reachable").set(if datastore_reachable { 1.0 } else { 0.0 });
     let id = node::node_id().to_string();
     let counters = &gateway.counters;
-    let (active, writing, waiting) = counters.open_states();
+    let states = counters.open_states();
     for (state, n) in [
-        ("active", active),
-        ("reading", 0),
-        ("writing", writing),
-        ("waiting", waiting),
+        ("active", states.active),
+        ("reading", states.reading),
+        ("writing", states.writing),
+        ("waiting", states.waiting),
         ("accepted", counters.accepted.load(Ordering::Relaxed)),
         ("handled", counters.handled.load(Ordering::Relaxed)),
         ("total", counters.total_requests.load(Ordering::Relaxed)),
@@ -238,6 +239,12 @@ pub fn scrape(
         metrics::gauge!("kong_memory_lua_shared_dict_total_bytes", &labels).set(capacity as f64);
     }
     upstream_health(gateway);
+    // Kong counts its Lua timers here. gangway has none: health checks, log batches and DNS
+    // refreshes run on threads and tasks of their own. The series stay, at 0, for the
+    // queries and alerts that name them.
+    for state in ["running", "pending"] {
+        metrics::gauge!("kong_nginx_timers", "state" => state).set(0.0);
+    }
     // gangway's recorder has no failure mode of its own to count.
     metrics::counter!("kong_nginx_metric_errors_total").absolute(0);
     let snapshot = gateway.snapshot();
@@ -292,29 +299,33 @@ pub fn scrape(
 /// Appends the prometheus plugin's latency histograms (fixed bucket counters of their own,
 /// `gangway_plugins::prometheus::histogram`) in the exposition format.
 fn render_kong_histograms(out: &mut String) {
+    use gangway_plugins::prometheus::histogram;
     use std::fmt::Write as _;
     let mut current = "";
-    for ((name, labels), histogram) in gangway_plugins::prometheus::histogram::series() {
+    let mut bucket_labels = Vec::new();
+    for ((name, labels), series) in histogram::series() {
+        let (buckets, total, sum) = series.snapshot();
         if name != current {
             let help = gangway_plugins::prometheus::HISTOGRAMS
                 .iter()
                 .find(|(n, _, _)| *n == name)
                 .map_or("", |(_, _, help)| help);
             let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} histogram\n");
+            let bounds: Vec<f64> = buckets.iter().map(|(bound, _)| *bound).collect();
+            bucket_labels = histogram::kong_bucket_labels(&bounds);
             current = name;
         }
-        let mut series = String::new();
+        let mut labelled = String::new();
         for (label, value) in &labels {
-            let _ = write!(series, "{label}=\"{}\",", escape_label(value));
+            let _ = write!(labelled, "{label}=\"{}\",", escape_label(value));
         }
-        let (buckets, total, sum) = histogram.snapshot();
-        for (bound, count) in buckets {
-            let _ = writeln!(out, "{name}_bucket{{{series}le=\"{bound}\"}} {count}");
+        for ((_, count), le) in buckets.iter().zip(&bucket_labels) {
+            let _ = writeln!(out, "{name}_bucket{{{labelled}le=\"{le}\"}} {count}");
         }
-        let _ = writeln!(out, "{name}_bucket{{{series}le=\"+Inf\"}} {total}");
-        let series = series.trim_end_matches(',');
-        let _ = writeln!(out, "{name}_sum{{{series}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{series}}} {total}");
+        let _ = writeln!(out, "{name}_bucket{{{labelled}le=\"+Inf\"}} {total}");
+        let labelled = labelled.trim_end_matches(',');
+        let _ = writeln!(out, "{name}_sum{{{labelled}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labelled}}} {total}");
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
 use tokio::sync::watch;
 
 use gangway_config::settings::Settings;
@@ -25,12 +26,13 @@ pub struct Counters {
     pub handled: AtomicU64,
     /// Open client connections.
     pub active: AtomicU64,
-    /// Connections idle between requests.
-    pub waiting: AtomicU64,
     /// Requests read since start.
     pub total_requests: AtomicU64,
     /// Open client connections per worker thread (empty until [`Gateway::new`] sizes it).
     pub worker_active: Box<[AtomicU64]>,
+    /// Each worker's connections in nginx's reading and writing states, on a cache line of
+    /// its own (the worker writes them twice per request; empty until [`Gateway::new`]).
+    pub worker_states: Box<[CachePadded<WorkerStates>]>,
     /// Each worker thread's Linux thread id, 0 until it starts (its CPU time is read from
     /// `/proc` at scrape: the worker's busy time, at no cost to it).
     pub worker_tid: Box<[std::sync::atomic::AtomicI32]>,
@@ -40,13 +42,46 @@ pub struct Counters {
     pub reload_failures: AtomicU64,
 }
 
+/// One worker's connections in nginx's busy states. Only that worker writes them (a load
+/// and a store, no locked instruction); `/status` and `/metrics` read them.
+#[derive(Debug, Default)]
+pub struct WorkerStates {
+    /// Connections whose request head has started to arrive but is not complete.
+    pub reading: AtomicU64,
+    /// Connections with a request being served, from its full head to its log phase.
+    pub writing: AtomicU64,
+}
+
+/// nginx's open-connection states (`stub_status`): every open connection is reading a
+/// request head, writing (serving a request) or waiting (idle, before its first request or
+/// between two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenStates {
+    pub active: u64,
+    pub reading: u64,
+    pub writing: u64,
+    pub waiting: u64,
+}
+
 impl Counters {
-    /// nginx's open-connection states as `/status` and `/metrics` report them: active,
-    /// writing and waiting (waiting never above active, as the two are read apart).
-    pub fn open_states(&self) -> (u64, u64, u64) {
+    /// The open connections by state, as `/status` and `/metrics` report them. The counts
+    /// are read apart, so reading and writing are capped to keep their sum within active.
+    pub fn open_states(&self) -> OpenStates {
         let active = self.active.load(Ordering::Relaxed);
-        let waiting = self.waiting.load(Ordering::Relaxed).min(active);
-        (active, active - waiting, waiting)
+        let sum = |pick: fn(&WorkerStates) -> &AtomicU64| -> u64 {
+            self.worker_states
+                .iter()
+                .map(|w| pick(w).load(Ordering::Relaxed))
+                .sum()
+        };
+        let reading = sum(|w| &w.reading).min(active);
+        let writing = sum(|w| &w.writing).min(active - reading);
+        OpenStates {
+            active,
+            reading,
+            writing,
+            waiting: active - reading - writing,
+        }
     }
 }
 
@@ -127,6 +162,7 @@ impl Gateway {
             shutdown_tx: watch::channel(false).0,
             counters: Counters {
                 worker_active: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+                worker_states: (0..workers).map(|_| CachePadded::default()).collect(),
                 worker_tid: (0..workers)
                     .map(|_| std::sync::atomic::AtomicI32::new(0))
                     .collect(),

@@ -48,7 +48,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -135,6 +135,41 @@ impl<B: Backend> WorkerCtx<B> {
             mine.fetch_add(1, Ordering::Relaxed);
         }
         ConnectionGuard { ctx: self.clone() }
+    }
+}
+
+impl<B: Backend> WorkerCtx<B> {
+    /// Counts a connection in nginx's reading state until the mark drops.
+    pub(crate) fn mark_reading(&self) -> Option<StateMark<'_>> {
+        let states = self.gateway.counters.worker_states.get(self.id)?;
+        Some(StateMark::enter(&states.reading))
+    }
+
+    /// Counts a connection in nginx's writing state until the mark drops.
+    pub(crate) fn mark_writing(&self) -> Option<StateMark<'_>> {
+        let states = self.gateway.counters.worker_states.get(self.id)?;
+        Some(StateMark::enter(&states.writing))
+    }
+}
+
+/// One connection counted in one of its worker's state counts, until dropped. Only the
+/// worker's own thread writes its counts, so a load and a store do instead of a locked
+/// add on every request.
+pub(crate) struct StateMark<'a> {
+    count: &'a AtomicU64,
+}
+
+impl<'a> StateMark<'a> {
+    fn enter(count: &'a AtomicU64) -> Self {
+        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        StateMark { count }
+    }
+}
+
+impl Drop for StateMark<'_> {
+    fn drop(&mut self) {
+        let count = self.count;
+        count.store(count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
     }
 }
 

@@ -20,7 +20,7 @@ pub fn status_body(
     if !matches!(unit, "b" | "k" | "m" | "g") {
         return Err(format!("invalid unit \"{unit}\" (expected b, k, m or g)"));
     }
-    let (active, writing, waiting) = counters.open_states();
+    let states = counters.open_states();
     let redis = quotas
         .redis
         .as_ref()
@@ -32,10 +32,10 @@ pub fn status_body(
             "workers_lua_vms": [{"http_allocated_gc": format_size(rss_bytes(), unit), "pid": std::process::id()}],
         },
         "server": {
-            "connections_active": active,
-            "connections_reading": 0,
-            "connections_writing": writing,
-            "connections_waiting": waiting,
+            "connections_active": states.active,
+            "connections_reading": states.reading,
+            "connections_writing": states.writing,
+            "connections_waiting": states.waiting,
             "connections_accepted": counters.accepted.load(Ordering::Relaxed),
             "connections_handled": counters.handled.load(Ordering::Relaxed),
             "total_requests": counters.total_requests.load(Ordering::Relaxed),

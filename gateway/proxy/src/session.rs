@@ -148,15 +148,18 @@ enum ReadHead {
 }
 
 /// Reads until `bufs.input`, which holds the start of a request, holds its full head.
-async fn read_head<S: Stream>(
+async fn read_head<B: Backend, S: Stream>(
     client: &S,
     timer: &ConnTimer,
     bufs: &mut ConnBuffers,
     limits: &Limits,
     header_timeout: Duration,
+    ctx: &WorkerCtx<B>,
 ) -> ReadHead {
-    // Most heads arrive whole with their first read: the clock is read only for the rest.
+    // Most heads arrive whole with their first read: the clock is read, and the connection
+    // counted as reading, only for the rest.
     let mut started = None;
+    let mut reading = None;
     loop {
         match parse_request(&bufs.input, limits, &mut bufs.head) {
             Ok(Some(n)) => return ReadHead::Ready(n),
@@ -170,6 +173,9 @@ async fn read_head<S: Stream>(
             bufs.input.reserve(REQUEST_BUF);
         }
         let started = *started.get_or_insert_with(Instant::now);
+        if reading.is_none() {
+            reading = ctx.mark_reading();
+        }
         let budget = header_timeout.saturating_sub(started.elapsed());
         let input = std::mem::take(&mut bufs.input);
         match read_some(client, timer, input, budget, None).await {
@@ -275,8 +281,15 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
             },
         };
         bufs.plugins.conn = conn_facts;
-        let head_len = match read_head(&client, &conn.timer, &mut bufs, &limits, header_timeout)
-            .await
+        let head_len = match read_head(
+            &client,
+            &conn.timer,
+            &mut bufs,
+            &limits,
+            header_timeout,
+            ctx,
+        )
+        .await
         {
             ReadHead::Ready(n) => n,
             ReadHead::Closed => {
@@ -303,6 +316,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
             }
         };
         note_request(&mut bufs, ctx);
+        let writing = ctx.mark_writing();
         // A request keeps the snapshot it loaded until its log phase ends.
         let snapshot = ctx.gateway.snapshot();
         client.begin();
@@ -328,6 +342,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
             ctx.access
                 .append(sink, &bufs.access, client.status(), client.body_bytes());
         }
+        drop(writing);
         conn_facts = bufs.plugins.conn;
         linger = !keep_going && bufs.txn.source == log::Source::Error;
         let stop = !keep_going || ctx.stop.is_stopped();

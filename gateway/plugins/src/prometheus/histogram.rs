@@ -80,6 +80,25 @@ pub fn series() -> Vec<(SeriesKey, Arc<BucketHistogram>)> {
     series.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
+/// The `le` labels Kong writes for `bounds`: every bound with the same number of digits
+/// before and after the point (the most any bound needs, at least one each), zero-padded,
+/// so that a histogram's bucket lines sort as numbers. Among bounds up to 6000, 1 is
+/// `0001.0`. Alerts and recording rules written against Kong match these strings.
+pub fn kong_bucket_labels(bounds: &[f64]) -> Vec<String> {
+    let (mut whole, mut fraction) = (1, 1);
+    for bound in bounds {
+        let shortest = bound.to_string();
+        let (int, frac) = shortest.split_once('.').unwrap_or((&shortest, ""));
+        whole = whole.max(int.len());
+        fraction = fraction.max(frac.len());
+    }
+    let width = whole + fraction + 1;
+    bounds
+        .iter()
+        .map(|bound| format!("{bound:0width$.fraction$}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +115,23 @@ mod tests {
         assert_eq!(buckets, vec![(1.0, 2), (5.0, 4), (10.0, 5)]);
         assert_eq!(total, 7);
         assert_eq!(sum, 0.0 + 1.0 + 2.0 + 5.0 + 10.0 + 11.0 + 1e9);
+    }
+
+    #[test]
+    fn bucket_labels_are_padded_to_one_width_as_kongs() {
+        assert_eq!(
+            kong_bucket_labels(&[1.0, 75.0, 6000.0]),
+            ["0001.0", "0075.0", "6000.0"]
+        );
+        assert_eq!(kong_bucket_labels(&[25.0, 60000.0]), ["00025.0", "60000.0"]);
+        assert_eq!(
+            kong_bucket_labels(&[0.005, 2.5, 10.0]),
+            ["00.005", "02.500", "10.000"]
+        );
+        let mut sorted = kong_bucket_labels(&crate::prometheus::KONG_LATENCY_BUCKETS);
+        let before = sorted.clone();
+        sorted.sort();
+        assert_eq!(sorted, before, "lexical order is numeric order");
     }
 
     #[test]
