@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::harness::client::Conn;
-use crate::harness::{Gangway, TempDir, Upstream, config_with_routes, request};
+use crate::harness::{Gangway, Options, TempDir, Upstream, config_with_routes, request};
 
 fn routes(up: &Upstream, path: &str) -> String {
     config_with_routes(
@@ -396,4 +396,74 @@ fn settings_file_is_read_and_unknown_keys_are_refused() {
         err.contains("proxy_listne"),
         "the unknown key is named: {err}"
     );
+}
+
+/// The process log's lines, each parsed as JSON (panics on a line that is not).
+fn json_log_lines(gw: &Gangway) -> Vec<serde_json::Value> {
+    gw.log()
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
+        })
+        .collect()
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line_at_the_level_asked() {
+    let up = Upstream::start();
+    let start = |level: &str| {
+        Gangway::start_with(
+            Options::new(routes(&up, "/echo"))
+                .env("GANGWAY_LOG_FORMAT", "json")
+                .env("GANGWAY_LOG_LEVEL", level)
+                .env("GANGWAY_PROXY_ACCESS_LOG", "off"),
+        )
+    };
+    let reload_logged = |gw: &Gangway| {
+        json_log_lines(gw).iter().any(|line| {
+            line["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("SIGHUP"))
+        })
+    };
+    let reloads = |gw: &Gangway| {
+        let text = crate::metrics::scrape(gw);
+        crate::metrics::sample(&text, "gangway_config_reloads_total", &["result=\"ok\""])
+    };
+    let info = start("info");
+    let quiet = start("warn");
+    let before = [reloads(&info), reloads(&quiet)];
+    for gw in [&info, &quiet] {
+        assert_eq!(gw.get("/echo").status, 200);
+        gw.signal(libc::SIGHUP);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while [reloads(&info), reloads(&quiet)] == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        reloads(&info) > before[0] && reloads(&quiet) > before[1],
+        "both reloaded"
+    );
+    let lines = json_log_lines(&info);
+    let reload = lines
+        .iter()
+        .find(|line| {
+            line["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("SIGHUP"))
+        })
+        .unwrap_or_else(|| panic!("no SIGHUP line at info: {lines:?}"));
+    assert_eq!(reload["level"], "INFO", "{reload}");
+    assert!(reload["timestamp"].is_string(), "{reload}");
+    // The warn-level instance reloaded too, and logged nothing below warn.
+    let quiet_lines = json_log_lines(&quiet);
+    assert!(
+        quiet_lines
+            .iter()
+            .all(|line| matches!(line["level"].as_str(), Some("WARN" | "ERROR"))),
+        "{quiet_lines:?}"
+    );
+    assert!(!reload_logged(&quiet), "{quiet_lines:?}");
 }

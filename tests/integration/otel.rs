@@ -3,8 +3,8 @@
 //! attributes; trace context is read from the client and sent upstream in Kong's formats; and
 //! the trace id agrees with the request id and correlation-id in the log entry.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -444,4 +444,100 @@ fn the_sampling_rate_decides_which_traces_are_exported_and_the_flag_tells_upstre
     sampled.sort_unstable();
     assert_eq!(roots, sampled);
     assert!(spans.iter().all(|s| !unsampled.contains(&s.trace_id_hex())));
+}
+
+/// The distinct trace ids in each POST the receiver got, in arrival order.
+fn traces_per_post(otlp: &OtlpReceiver) -> Vec<usize> {
+    otlp.requests()
+        .iter()
+        .map(|r| {
+            let body = r.body.as_ref().expect("a decoded export request");
+            let ids: HashSet<&[u8]> = body
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .flat_map(|ss| &ss.spans)
+                .map(|span| span.trace_id.as_slice())
+                .collect();
+            ids.len()
+        })
+        .collect()
+}
+
+/// Polls until the receiver has `n` requests or [`WAIT`] passes; returns how long it took.
+fn await_posts(otlp: &OtlpReceiver, n: usize, since: Instant) -> Duration {
+    while otlp.requests().len() < n && since.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    since.elapsed()
+}
+
+#[test]
+fn batch_span_count_sends_a_full_batch_at_once_and_batch_flush_delay_holds_the_rest() {
+    // Kong's deprecated batch fields win over `queue` (whose delay is 0.1 s here). A batch
+    // entry is one request's spans.
+    let setup = start(
+        "      batch_span_count: 2\n      batch_flush_delay: 2\n",
+        &ALL_SAMPLED,
+    );
+    let sent = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(setup.gw.get("/traced").status, 200);
+    }
+    let first = await_posts(&setup.otlp, 1, sent);
+    let second = await_posts(&setup.otlp, 2, sent);
+    assert_eq!(traces_per_post(&setup.otlp), [2, 1]);
+    assert!(
+        first < Duration::from_millis(1500),
+        "a full batch goes without waiting out the delay: {first:?}"
+    );
+    assert!(
+        second >= Duration::from_millis(1800) && second < WAIT,
+        "the third request's batch waited for batch_flush_delay: {second:?}"
+    );
+}
+
+#[test]
+fn a_collector_that_never_answers_is_given_up_on_after_read_timeout_and_retried() {
+    // A collector that takes the connection and the request, and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let up = Upstream::start();
+    let otlp = OtlpReceiver::start();
+    let dir = TempDir::new("otel");
+    let config = config(
+        &up,
+        &otlp,
+        &dir.path("route.log"),
+        "      read_timeout: 300\n",
+    )
+    .replace(
+        &otlp.traces_url(),
+        &format!("http://{silent_addr}/v1/traces"),
+    );
+    let mut opts = Options::new(config);
+    for (k, v) in ALL_SAMPLED {
+        opts = opts.env(k, v);
+    }
+    let gw = Gangway::start_with(opts);
+    assert_eq!(gw.get("/traced").status, 200);
+    let since = Instant::now();
+    while accepted.load(std::sync::atomic::Ordering::SeqCst) < 3 && since.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tries = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        tries >= 3 && since.elapsed() < Duration::from_secs(5),
+        "with read_timeout 300 ms the sender gives up on each try and retries: {tries} tries in {:?}",
+        since.elapsed()
+    );
 }
