@@ -5,6 +5,7 @@
 //! Everything here panics with a message that says what is missing or what failed: a test or
 //! bench that cannot start its Postgres has nothing to measure.
 
+pub mod alloc;
 pub mod http1;
 pub mod netns;
 pub mod otlp;
