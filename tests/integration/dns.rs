@@ -102,3 +102,88 @@ fn a_name_that_does_not_resolve_is_kongs_503() {
     );
     assert!(gw.log().contains("name resolution failed"), "logged");
 }
+
+/// One `kong_upstream_target_health` sample line, as gangway and Kong write it.
+fn health_line(upstream: &str, target: &str, address: &str, state: &str, value: u8) -> String {
+    format!(
+        "kong_upstream_target_health{{upstream=\"{upstream}\",target=\"{target}\",address=\"{address}\",state=\"{state}\",subsystem=\"http\"}} {value}"
+    )
+}
+
+#[test]
+fn target_health_names_each_resolved_address_and_a_name_that_fails_is_a_dns_error() {
+    let up = Upstream::start();
+    let port = up.addr.port();
+    let dns = DnsServer::start(NAME, Ipv4Addr::new(127, 0, 0, 1), 1);
+    let config = format!(
+        r#"_format_version: "3.0"
+upstreams:
+  - name: named
+    targets:
+      - target: {NAME}:{port}
+  - name: lost
+    targets:
+      - target: nowhere.gangway.test:{port}
+services:
+  - name: named
+    host: named
+    routes:
+      - paths: ["/named"]
+  - name: lost
+    host: lost
+    routes:
+      - paths: ["/lost"]
+plugins:
+  - name: prometheus
+    config:
+      upstream_health_metrics: true
+"#
+    );
+    let gw =
+        Gangway::start_with(Options::new(config).env("KONG_DNS_RESOLVER", dns.addr.to_string()));
+    let named = format!("{NAME}:{port}");
+    let lost = format!("nowhere.gangway.test:{port}");
+    // Before any lookup, the target stands for its addresses.
+    let text = crate::metrics::scrape(&gw);
+    let unresolved = health_line("named", &named, &named, "healthchecks_off", 1);
+    assert!(text.contains(&unresolved), "{unresolved}:\n{text}");
+
+    assert_eq!(gw.get("/named").status, 200);
+    assert!(gw.get("/lost").status >= 500);
+    let resolved = health_line(
+        "named",
+        &named,
+        &format!("127.0.0.1:{port}"),
+        "healthchecks_off",
+        1,
+    );
+    let dns_error = health_line("lost", &lost, "", "dns_error", 1);
+    let text =
+        crate::metrics::scrape_until(&gw, |t| t.contains(&resolved) && t.contains(&dns_error));
+    assert!(text.contains(&resolved), "{resolved}:\n{text}");
+    assert!(text.contains(&dns_error), "{dns_error}:\n{text}");
+    assert!(!text.contains(&unresolved), "{text}");
+    assert!(
+        text.contains(&health_line("lost", &lost, "", "healthy", 0)),
+        "every state has its series: {text}"
+    );
+
+    // The record moves: once a lookup has the new answer, only the new address is reported.
+    dns.set_answer(Some((Ipv4Addr::new(127, 0, 0, 2), 1)));
+    let moved = health_line(
+        "named",
+        &named,
+        &format!("127.0.0.2:{port}"),
+        "healthchecks_off",
+        1,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    while !text.contains(&moved) && Instant::now() < deadline {
+        let _ = gw.get("/named");
+        std::thread::sleep(Duration::from_millis(200));
+        text = crate::metrics::scrape(&gw);
+    }
+    assert!(text.contains(&moved), "{moved}:\n{text}");
+    assert!(!text.contains(&resolved), "no stale series: {text}");
+}

@@ -16,7 +16,7 @@ pub(crate) fn scrape(gw: &Gangway) -> String {
 
 /// Scrapes until `done` holds (up to 5 s): the log phase of the last request may still be
 /// running when its response arrives.
-fn scrape_until(gw: &Gangway, done: impl Fn(&str) -> bool) -> String {
+pub(crate) fn scrape_until(gw: &Gangway, done: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let text = scrape(gw);

@@ -90,10 +90,6 @@ fn describe() {
         "Total capacity in bytes of a shared_dict"
     );
     metrics::describe_gauge!(
-        "kong_upstream_target_health",
-        "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated."
-    );
-    metrics::describe_gauge!(
         "kong_memory_workers_lua_vms_bytes",
         "Allocated bytes in worker Lua VM"
     );
@@ -238,7 +234,6 @@ pub fn scrape(
         metrics::gauge!("kong_memory_lua_shared_dict_bytes", &labels).set(used as f64);
         metrics::gauge!("kong_memory_lua_shared_dict_total_bytes", &labels).set(capacity as f64);
     }
-    upstream_health(gateway);
     // Kong counts its Lua timers here. gangway has none: health checks, log batches and DNS
     // refreshes run on threads and tasks of their own. The series stay, at 0, for the
     // queries and alerts that name them.
@@ -293,6 +288,7 @@ pub fn scrape(
     kernel.record_metrics();
     let mut text = handle.render();
     render_kong_histograms(&mut text);
+    render_target_health(&mut text, gateway);
     Some(text)
 }
 
@@ -346,9 +342,14 @@ fn escape_label(value: &str) -> std::borrow::Cow<'_, str> {
 const TARGET_STATES: [&str; 4] = ["healthchecks_off", "healthy", "unhealthy", "dns_error"];
 
 /// `kong_upstream_target_health`, when an enabled prometheus instance asks for it
-/// (`upstream_health_metrics`). The address is the target as configured: gangway's balancer
-/// does not expose a DNS name's resolved addresses here yet.
-fn upstream_health(gateway: &Gateway) {
+/// (`upstream_health_metrics`): a series per state for each address a target's name
+/// resolved to (the last answer any worker got; the target itself for an IP literal or a
+/// name not looked up yet), or one `dns_error` series with an empty address when its last
+/// lookup failed. Rendered afresh at each scrape, as Kong resets the metric: a removed
+/// target or a changed answer leaves no stale series behind. Health is kept per target, so
+/// a name's addresses share their target's state.
+fn render_target_health(out: &mut String, gateway: &Gateway) {
+    use std::fmt::Write as _;
     let snapshot = gateway.snapshot();
     let config = &snapshot.config;
     let wanted = config.plugins.iter().any(|p| {
@@ -359,6 +360,10 @@ fn upstream_health(gateway: &Gateway) {
     if !wanted {
         return;
     }
+    out.push_str(
+        "# HELP kong_upstream_target_health Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated.\n\
+         # TYPE kong_upstream_target_health gauge\n",
+    );
     for upstream in &config.upstreams {
         let off = upstream.healthchecks.all_off();
         for target in config
@@ -366,29 +371,57 @@ fn upstream_health(gateway: &Gateway) {
             .iter()
             .filter(|t| t.upstream.id == upstream.id)
         {
-            let state = if off {
-                "healthchecks_off"
-            } else if gateway
-                .health
-                .get(&upstream.name, &target.target)
-                .is_healthy()
-            {
-                "healthy"
-            } else {
-                "unhealthy"
+            let (addresses, state) = match target_addresses(gateway, &target.target) {
+                Some(addresses) => {
+                    let state = if off {
+                        "healthchecks_off"
+                    } else if gateway
+                        .health
+                        .get(&upstream.name, &target.target)
+                        .is_healthy()
+                    {
+                        "healthy"
+                    } else {
+                        "unhealthy"
+                    };
+                    (addresses, state)
+                }
+                None => (vec![String::new()], "dns_error"),
             };
-            for each in TARGET_STATES {
-                metrics::gauge!(
-                    "kong_upstream_target_health",
-                    "upstream" => upstream.name.clone(),
-                    "target" => target.target.clone(),
-                    "address" => target.target.clone(),
-                    "state" => each,
-                    "subsystem" => "http"
-                )
-                .set(if each == state { 1.0 } else { 0.0 });
+            for address in &addresses {
+                for each in TARGET_STATES {
+                    let _ = writeln!(
+                        out,
+                        "kong_upstream_target_health{{upstream=\"{}\",target=\"{}\",address=\"{}\",state=\"{each}\",subsystem=\"http\"}} {}",
+                        escape_label(&upstream.name),
+                        escape_label(&target.target),
+                        escape_label(address),
+                        u8::from(each == state)
+                    );
+                }
             }
         }
+    }
+}
+
+/// The `ip:port` addresses of `target` as Kong labels them; `None` when its name's last
+/// lookup failed.
+fn target_addresses(gateway: &Gateway, target: &str) -> Option<Vec<String>> {
+    use gangway_proxy::upstream::dns::Answer;
+    let Some((host, port)) = gangway_config::model::split_target(target) else {
+        return Some(vec![target.to_owned()]);
+    };
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Some(vec![std::net::SocketAddr::new(ip, port).to_string()]);
+    }
+    match gateway.health.answers.get(&host) {
+        Some(Answer::Addresses(ips)) => Some(
+            ips.iter()
+                .map(|ip| std::net::SocketAddr::new(*ip, port).to_string())
+                .collect(),
+        ),
+        Some(Answer::Failed) => None,
+        None => Some(vec![target.to_owned()]),
     }
 }
 

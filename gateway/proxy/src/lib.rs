@@ -99,7 +99,8 @@ impl<B: Backend> WorkerCtx<B> {
             valid_ttl: s.dns_valid_ttl.map(Duration::from_secs),
             stale_ttl: Duration::from_secs(s.dns_stale_ttl),
             system_ttl: Duration::from_secs(s.dns_cache_ttl_s),
-        });
+        })
+        .sharing_answers(gateway.health.answers.clone());
         let real_ip = real_ip::RealIpConfig::from_settings(s);
         WorkerCtx {
             id,

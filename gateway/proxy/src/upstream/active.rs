@@ -34,12 +34,15 @@ pub fn spawn(gateway: Arc<Gateway>) -> std::io::Result<()> {
 
 async fn run(gateway: Arc<Gateway>) {
     let s = &gateway.settings;
-    let dns = Rc::new(RefCell::new(DnsCache::new(DnsSettings {
-        nameservers: s.dns_resolver.clone(),
-        valid_ttl: s.dns_valid_ttl.map(Duration::from_secs),
-        stale_ttl: Duration::from_secs(s.dns_stale_ttl),
-        system_ttl: Duration::from_secs(s.dns_cache_ttl_s),
-    })));
+    let dns = Rc::new(RefCell::new(
+        DnsCache::new(DnsSettings {
+            nameservers: s.dns_resolver.clone(),
+            valid_ttl: s.dns_valid_ttl.map(Duration::from_secs),
+            stale_ttl: Duration::from_secs(s.dns_stale_ttl),
+            system_ttl: Duration::from_secs(s.dns_cache_ttl_s),
+        })
+        .sharing_answers(gateway.health.answers.clone()),
+    ));
     // Probe TLS trusts what upstream TLS trusts (`lua_ssl_trusted_certificate`).
     let tls_configs =
         [false, true].map(|verify| tls::client_config(verify, None, &gateway.roots, None));

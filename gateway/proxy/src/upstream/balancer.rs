@@ -275,10 +275,13 @@ impl Balancer {
     }
 }
 
-/// Health state of every target ever configured, keyed by (upstream name, target).
+/// Health state of every target ever configured, keyed by (upstream name, target), and the
+/// addresses the targets' names resolved to.
 #[derive(Default)]
 pub struct HealthRegistry {
     map: Mutex<HashMap<(String, String), Arc<TargetHealth>>>,
+    /// Every worker's DNS lookups, as they land (see `DnsCache::sharing_answers`).
+    pub answers: Arc<super::dns::Answers>,
 }
 
 impl HealthRegistry {

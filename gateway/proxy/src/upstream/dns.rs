@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
@@ -66,11 +67,41 @@ enum Lookup {
     System,
 }
 
+/// A name's last lookup, as any worker made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Addresses(Vec<IpAddr>),
+    /// The lookup failed or found no address.
+    Failed,
+}
+
+/// The last answer for every name the process looked up, shared by its workers: what
+/// `/metrics` reports as a target's addresses (Kong's `address` label), or that the name
+/// did not resolve (`dns_error`). Written once per lookup, not per request.
+#[derive(Debug, Default)]
+pub struct Answers(Mutex<HashMap<String, Answer>>);
+
+impl Answers {
+    fn record(&self, host: &str, answer: Answer) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(host) != Some(&answer) {
+            map.insert(host.to_owned(), answer);
+        }
+    }
+
+    /// `host`'s last answer; `None` before any lookup of it.
+    pub fn get(&self, host: &str) -> Option<Answer> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(host).cloned()
+    }
+}
+
 /// Cached name resolution for one worker.
 pub struct DnsCache {
     entries: HashMap<String, Entry>,
     settings: DnsSettings,
     lookup: Lookup,
+    shared: Option<Arc<Answers>>,
 }
 
 impl DnsCache {
@@ -80,7 +111,14 @@ impl DnsCache {
             entries: HashMap::new(),
             settings,
             lookup: Lookup::Unbuilt,
+            shared: None,
         }
+    }
+
+    /// Records every lookup's outcome in `answers` too.
+    pub fn sharing_answers(mut self, answers: Arc<Answers>) -> Self {
+        self.shared = Some(answers);
+        self
     }
 
     /// A fresh answer's next address (rotating over the answer's addresses).
@@ -204,8 +242,33 @@ pub async fn resolve(
 
 /// Asks the resolver and stores the answer; returns its first address.
 async fn fetch(cache: &RefCell<DnsCache>, host: &str, port: u16) -> io::Result<IpAddr> {
+    let looked_up = look_up(cache, host, port).await;
+    let shared = cache.borrow().shared.clone();
+    let (addrs, valid_until) = match looked_up {
+        Ok(found) => found,
+        Err(e) => {
+            if let Some(shared) = shared {
+                shared.record(host, Answer::Failed);
+            }
+            return Err(e);
+        }
+    };
+    if let Some(shared) = shared {
+        shared.record(host, Answer::Addresses(addrs.clone()));
+    }
+    let ip = addrs[0];
+    cache.borrow_mut().store(host, addrs, valid_until);
+    Ok(ip)
+}
+
+/// One lookup of `host`: its addresses (at least one) and until when they hold.
+async fn look_up(
+    cache: &RefCell<DnsCache>,
+    host: &str,
+    port: u16,
+) -> io::Result<(Vec<IpAddr>, Instant)> {
     let resolver = cache.borrow_mut().resolver();
-    let answer = match resolver {
+    let (mut addrs, valid_until) = match resolver {
         Some(r) => r
             .lookup_ip(host)
             .await
@@ -218,16 +281,14 @@ async fn fetch(cache: &RefCell<DnsCache>, host: &str, port: u16) -> io::Result<I
             (found.map(|a| a.ip()).collect(), Instant::now() + ttl)
         }
     };
-    let (mut addrs, valid_until) = answer;
     addrs.dedup();
-    let Some(&ip) = addrs.first() else {
+    if addrs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("{host}: no addresses"),
         ));
-    };
-    cache.borrow_mut().store(host, addrs, valid_until);
-    Ok(ip)
+    }
+    Ok((addrs, valid_until))
 }
 
 #[cfg(test)]
