@@ -351,7 +351,12 @@ plugins:
     );
     let gw = Gangway::start(&config);
     assert_eq!(gw.get("/x").status, 200);
-    let text = scrape_until(&gw, |text| text.contains("kong_http_requests_total{"));
+    // The log phase registers the request's series one after another, after the response.
+    let text = scrape_until(&gw, |text| {
+        DASHBOARD
+            .iter()
+            .all(|(name, _)| text.contains(&format!("\n{name}{{")))
+    });
     for (name, labels) in DASHBOARD {
         let series: Vec<&str> = text
             .lines()
