@@ -76,17 +76,18 @@ impl KnownTtls {
     }
 
     /// Notes that `key` has its TTL; a newer window of its length replaces the older one's
-    /// keys.
-    fn insert(&mut self, seconds: u64, start_ms: i64, key: u64) {
-        let at = match self.by_length.iter().position(|(l, _, _)| *l == seconds) {
-            Some(at) => at,
+    /// keys. True when it did: a window of this length has just begun.
+    fn insert(&mut self, seconds: u64, start_ms: i64, key: u64) -> bool {
+        let (at, first) = match self.by_length.iter().position(|(l, _, _)| *l == seconds) {
+            Some(at) => (at, false),
             None => {
                 self.by_length.push((seconds, start_ms, HashSet::new()));
-                self.by_length.len() - 1
+                (self.by_length.len() - 1, true)
             }
         };
         let (_, start, keys) = &mut self.by_length[at];
-        if start_ms > *start {
+        let began = first || start_ms > *start;
+        if began {
             *start = start_ms;
             keys.clear();
             keys.shrink_to(KNOWN_PER_LENGTH / 16);
@@ -94,7 +95,20 @@ impl KnownTtls {
         if start_ms == *start && keys.len() < KNOWN_PER_LENGTH {
             keys.insert(key);
         }
+        began
     }
+}
+
+/// Drops every store's keys of windows of `seconds` that started before `start_ms`. A store
+/// that has not counted in the current window (a config change replaced it, or its traffic
+/// stopped) would clear them at its next count anyway; until then they are only memory, up
+/// to [`KNOWN_PER_LENGTH`] keys each. Run when a window begins, so once per window.
+fn drop_older_windows(known: &mut HashMap<u64, KnownTtls>, seconds: u64, start_ms: i64) {
+    for ttls in known.values_mut() {
+        ttls.by_length
+            .retain(|(length, start, _)| *length != seconds || *start >= start_ms);
+    }
+    known.retain(|_, ttls| !ttls.by_length.is_empty());
 }
 
 thread_local! {
@@ -136,11 +150,15 @@ fn count_planned(
         }
         KNOWN.with(|known| {
             let mut known = known.borrow_mut();
-            let known = known.entry(plan.store).or_default();
+            let mine = known.entry(plan.store).or_default();
+            let mut began = Vec::new();
             for ((w, &h), &expired) in windows.iter().zip(&plan.hashes).zip(&plan.expire) {
-                if expired {
-                    known.insert(w.seconds, w.start_ms, h);
+                if expired && mine.insert(w.seconds, w.start_ms, h) {
+                    began.push((w.seconds, w.start_ms));
                 }
+            }
+            for (seconds, start_ms) in began {
+                drop_older_windows(&mut known, seconds, start_ms);
             }
         });
         Ok(counts)
@@ -359,6 +377,39 @@ fn integer(reply: &Reply) -> Result<u64, QuotaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_that_begins_drops_every_store_s_keys_of_older_windows_of_its_length() {
+        const MINUTE: i64 = 60_000;
+        let mut known: HashMap<u64, KnownTtls> = HashMap::new();
+        let (live, left_behind) = (1, 2);
+        for store in [live, left_behind] {
+            let ttls = known.entry(store).or_default();
+            assert!(ttls.insert(60, 0, 7), "the first minute begins");
+            assert!(ttls.insert(3600, 0, 7), "the first hour begins");
+            assert!(!ttls.insert(60, 0, 8), "same minute");
+        }
+        let began = known
+            .get_mut(&live)
+            .expect("live store")
+            .insert(60, MINUTE, 9);
+        assert!(began);
+        drop_older_windows(&mut known, 60, MINUTE);
+        assert!(known[&live].has(60, MINUTE, 9));
+        assert!(known[&live].has(3600, 0, 7), "other lengths stay");
+        assert!(!known[&left_behind].has(60, 0, 7), "its old minute is gone");
+        assert!(known[&left_behind].has(3600, 0, 7));
+        let began = known
+            .get_mut(&live)
+            .expect("live store")
+            .insert(3600, 60 * MINUTE, 9);
+        assert!(began);
+        drop_older_windows(&mut known, 3600, 60 * MINUTE);
+        assert!(
+            !known.contains_key(&left_behind),
+            "a store with no current window is dropped whole"
+        );
+    }
 
     #[test]
     fn incr_and_expire_are_written_as_the_commands_they_stand_for() {
