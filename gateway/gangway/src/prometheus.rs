@@ -436,6 +436,3 @@ fn thread_cpu_seconds(tid: i32) -> Option<f64> {
     let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
     Some(ns as f64 / 1e9)
 }
-
-#[cfg(test)]
-mod alloc_tests;

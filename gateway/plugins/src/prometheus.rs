@@ -287,6 +287,9 @@ impl Plugin for Prometheus {
 }
 
 #[cfg(test)]
+mod alloc_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
