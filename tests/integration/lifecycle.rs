@@ -467,3 +467,52 @@ fn log_format_json_writes_one_json_object_per_line_at_the_level_asked() {
     );
     assert!(!reload_logged(&quiet), "{quiet_lines:?}");
 }
+
+/// Voluntary context switches (wakeups) of each of process `pid`'s threads, by thread id,
+/// with the thread's name.
+fn wakeups(pid: i32) -> std::collections::HashMap<String, (String, u64)> {
+    let mut out = std::collections::HashMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+    {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let switches = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let tid = task.file_name().to_string_lossy().into_owned();
+        out.insert(tid, (name.trim().to_owned(), switches));
+    }
+    out
+}
+
+#[test]
+fn an_idle_node_wakes_its_threads_only_a_few_times_a_second() {
+    // No active health checks, eBPF off, no access-log lines waiting: nothing should poll.
+    // The control thread still checks the config file and memory trimming once a second,
+    // each worker releases idle buffers once a second, and the metrics upkeep runs once a
+    // second.
+    let up = Upstream::start();
+    let gw = Gangway::start(&routes(&up, "/idle"));
+    assert_eq!(gw.get("/idle").status, 200);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = wakeups(gw.pid());
+    let window = Duration::from_secs(3);
+    std::thread::sleep(window);
+    let after = wakeups(gw.pid());
+    let mut busy = Vec::new();
+    for (tid, (name, n)) in &after {
+        let Some((_, was)) = before.get(tid) else {
+            continue;
+        };
+        let per_second = (n - was) as f64 / window.as_secs_f64();
+        if per_second > 5.0 {
+            busy.push(format!("{name} ({tid}): {per_second:.1} wakeups/s"));
+        }
+    }
+    assert!(busy.is_empty(), "threads polling while idle: {busy:?}");
+}

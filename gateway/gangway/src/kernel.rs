@@ -65,8 +65,13 @@ impl Kernel {
     /// Rewrites the maps whenever a published snapshot's policy differs from the last one
     /// written, and takes in the closed connections' counters every 100 ms (the kernel's
     /// ring holds about 3,600 records: at more closes per second than 36,000 some are lost
-    /// to the totals, never to the live counts). Runs until the process stops.
+    /// to the totals, never to the live counts). Runs until the process stops; returns at
+    /// once when eBPF is off.
     pub async fn follow(self: Arc<Self>, gateway: Arc<Gateway>) {
+        if !matches!(*self.state(), State::On(..)) {
+            // Nothing to write or take in; no timer waking the control thread for nothing.
+            return;
+        }
         let mut published = gateway.published();
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -138,6 +138,9 @@ pub struct AccessNote {
 pub struct WorkerAccessLog {
     batch: RefCell<Vec<u8>>,
     lines: Cell<u64>,
+    /// Notified when a line enters an empty batch: the worker's flush timer runs only while
+    /// lines wait, so an idle worker is not woken for an empty batch.
+    waiting: tokio::sync::Notify,
     clock: RefCell<(u64, String)>,
 }
 
@@ -145,6 +148,9 @@ impl WorkerAccessLog {
     /// Adds the line of a finished request, handing the batch over when it is full.
     pub fn append(&self, sink: &AccessLogSink, note: &AccessNote, status: u16, body_bytes: u64) {
         let mut batch = self.batch.borrow_mut();
+        if batch.is_empty() {
+            self.waiting.notify_one();
+        }
         match note.client_ip {
             Some(ip) => {
                 let _ = write!(batch, "{ip}");
@@ -167,6 +173,11 @@ impl WorkerAccessLog {
             let full = std::mem::replace(&mut *batch, Vec::with_capacity(BATCH_BYTES * 2));
             sink.hand_over(full, self.lines.replace(0));
         }
+    }
+
+    /// Returns once the batch holds a line (at once if one came since the last flush).
+    pub async fn lines_waiting(&self) {
+        self.waiting.notified().await;
     }
 
     /// Hands over what the batch holds (the worker's timer calls this).

@@ -103,11 +103,16 @@ fn run<B: Backend>(id: usize, gateway: Arc<Gateway>, listeners: WorkerListeners)
     });
 }
 
-/// Hands the worker's partial batch of access-log lines to the writer four times a second,
-/// so a quiet worker's lines do not wait for a full batch.
+/// Hands the worker's partial batch of access-log lines to the writer a quarter of a second
+/// after its first line, so a quiet worker's lines do not wait for a full batch, and an
+/// idle worker is not woken at all.
 async fn flush_access_log<B: Backend>(ctx: Rc<WorkerCtx<B>>) {
     let mut shutdown = ctx.gateway.shutdown_signal();
     loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = ctx.access.lines_waiting() => {}
+        }
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}

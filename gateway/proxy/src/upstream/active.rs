@@ -48,8 +48,18 @@ async fn run(gateway: Arc<Gateway>) {
         [false, true].map(|verify| tls::client_config(verify, None, &gateway.roots, None));
     // When each (upstream, target) was last probed.
     let mut last: HashMap<(String, String, u16), Instant> = HashMap::new();
+    let mut published = gateway.published();
     while !gateway.is_draining() {
         let snapshot = gateway.snapshot();
+        if snapshot.balancers.iter().all(|b| b.active.is_none()) {
+            // Nothing to probe until a config with active checks is published: sleep until
+            // then rather than waking every tick for nothing.
+            drop(snapshot);
+            if published.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
         for balancer in &snapshot.balancers {
             let Some(policy) = &balancer.active else {
                 continue;
