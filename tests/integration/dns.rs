@@ -187,3 +187,231 @@ plugins:
     assert!(text.contains(&moved), "{moved}:\n{text}");
     assert!(!text.contains(&resolved), "no stale series: {text}");
 }
+
+/// An upstream on 127.0.0.1, and a nameserver that answers [`NAME`] with it and with
+/// 127.0.0.`dead`, where nothing listens on its port (connections are refused).
+fn live_and_dead_addresses(dead: u8) -> (Upstream, DnsServer) {
+    let live = Upstream::start();
+    let dns = DnsServer::start(NAME, Ipv4Addr::new(127, 0, 0, 1), 60);
+    dns.set_answers(
+        &[Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, dead)],
+        60,
+    );
+    (live, dns)
+}
+
+#[test]
+fn each_address_of_a_name_has_its_own_health_and_the_admin_api_shows_and_sets_it() {
+    let (live, dns) = live_and_dead_addresses(3);
+    let port = live.addr.port();
+    let config = format!(
+        r#"_format_version: "3.0"
+upstreams:
+  - name: pool
+    healthchecks:
+      passive:
+        unhealthy:
+          tcp_failures: 1
+    targets:
+      - target: {NAME}:{port}
+  - name: quiet
+    targets:
+      - target: 127.0.0.1:{port}
+services:
+  - name: pool
+    host: pool
+    routes:
+      - paths: ["/pool"]
+plugins:
+  - name: prometheus
+    config:
+      upstream_health_metrics: true
+"#
+    );
+    let gw = Gangway::start_with(
+        Options::new(config)
+            .admin()
+            .env("KONG_DNS_RESOLVER", dns.addr.to_string()),
+    );
+    let target = format!("{NAME}:{port}");
+    let (good, bad) = (format!("127.0.0.1:{port}"), format!("127.0.0.3:{port}"));
+
+    // The refused address is marked down on its first failure and the request is retried
+    // on the other; no request fails, and every one reaches the live address.
+    for _ in 0..10 {
+        assert_eq!(gw.get("/pool").status, 200);
+    }
+    assert_eq!(live.requests.load(Ordering::Relaxed), 10);
+    assert!(
+        gw.log().contains("target address marked unhealthy"),
+        "logged"
+    );
+
+    let health = |gw: &Gangway| gw.admin("GET", "/upstreams/pool/health", &[], b"").json();
+    let shown = health(&gw);
+    let entry = &shown["data"][0];
+    assert_eq!(
+        entry["health"], "HEALTHY",
+        "one address still serves: {shown}"
+    );
+    assert_eq!(entry["target"], target.as_str());
+    let addresses = &entry["data"]["addresses"];
+    assert_eq!(addresses[0]["ip"], "127.0.0.1", "{shown}");
+    assert_eq!(addresses[0]["health"], "HEALTHY", "{shown}");
+    assert_eq!(addresses[1]["ip"], "127.0.0.3", "{shown}");
+    assert_eq!(addresses[1]["health"], "UNHEALTHY", "{shown}");
+    assert_eq!(addresses[1]["port"], port);
+    assert_eq!(entry["data"]["weight"]["total"], 200, "{shown}");
+    assert_eq!(entry["data"]["weight"]["unavailable"], 100, "{shown}");
+    assert_eq!(entry["data"]["dns"], "A");
+
+    let text = crate::metrics::scrape(&gw);
+    for line in [
+        health_line("pool", &target, &good, "healthy", 1),
+        health_line("pool", &target, &bad, "unhealthy", 1),
+        health_line("pool", &target, &bad, "healthy", 0),
+    ] {
+        assert!(text.contains(&line), "{line}:\n{text}");
+    }
+
+    // An operator brings the address back, and takes the whole target down and up.
+    let put = |path: String| gw.admin("PUT", &path, &[], b"");
+    let r = put(format!("/upstreams/pool/targets/{target}/{bad}/healthy"));
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(
+        health(&gw)["data"][0]["data"]["addresses"][1]["health"],
+        "HEALTHY"
+    );
+    let r = put(format!(
+        "/upstreams/pool/targets/{target}/127.0.0.9:{port}/healthy"
+    ));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "target not found");
+
+    let r = put(format!("/upstreams/pool/targets/{target}/unhealthy"));
+    assert_eq!(r.status, 204, "{}", r.text());
+    let shown = health(&gw);
+    assert_eq!(shown["data"][0]["health"], "UNHEALTHY", "{shown}");
+    assert_eq!(gw.get("/pool").status, 503, "no healthy address is left");
+    let balancer = gw
+        .admin("GET", "/upstreams/pool/health?balancer_health=1", &[], b"")
+        .json();
+    assert_eq!(balancer["data"]["health"], "UNHEALTHY", "{balancer}");
+    assert_eq!(balancer["data"]["details"]["healthy"], false, "{balancer}");
+    assert_eq!(
+        balancer["data"]["details"]["hosts"][0]["addresses"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{balancer}"
+    );
+
+    let id = shown["data"][0]["id"]
+        .as_str()
+        .expect("target id")
+        .to_owned();
+    let r = put(format!("/upstreams/pool/targets/{id}/healthy"));
+    assert_eq!(r.status, 204, "addressed by id: {}", r.text());
+    assert_eq!(gw.get("/pool").status, 200);
+    let balancer = gw
+        .admin("GET", "/upstreams/pool/health?balancer_health=1", &[], b"")
+        .json();
+    assert_eq!(balancer["data"]["health"], "HEALTHY", "{balancer}");
+
+    // Kong's answers for an upstream without health checks, and for unknown targets.
+    let r = put(format!(
+        "/upstreams/quiet/targets/127.0.0.1:{port}/unhealthy"
+    ));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "no healthchecker found for quiet");
+    assert_eq!(
+        put("/upstreams/pool/targets/nope:1/healthy".into()).status,
+        404
+    );
+    assert_eq!(
+        put("/upstreams/nope/targets/nope:1/healthy".into()).status,
+        404
+    );
+    assert_eq!(
+        gw.admin(
+            "GET",
+            &format!("/upstreams/pool/targets/{target}/healthy"),
+            &[],
+            b""
+        )
+        .status,
+        405
+    );
+}
+
+#[test]
+fn active_checks_probe_every_address_a_name_resolves_to() {
+    let (live, dns) = live_and_dead_addresses(4);
+    let port = live.addr.port();
+    // No retries and no passive checks: only the probes keep requests off the dead address.
+    let config = format!(
+        r#"_format_version: "3.0"
+upstreams:
+  - name: pool
+    healthchecks:
+      active:
+        http_path: /health
+        timeout: 1
+        healthy:
+          interval: 1
+          successes: 1
+        unhealthy:
+          interval: 1
+          tcp_failures: 1
+    targets:
+      - target: {NAME}:{port}
+services:
+  - name: pool
+    host: pool
+    retries: 0
+    routes:
+      - paths: ["/pool"]
+"#
+    );
+    let gw = Gangway::start_with(
+        Options::new(config)
+            .admin()
+            .env("KONG_DNS_RESOLVER", dns.addr.to_string()),
+    );
+    let dead = "127.0.0.4";
+    let wait_log = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !gw
+            .log()
+            .lines()
+            .any(|l| l.contains(needle) && l.contains(dead))
+        {
+            assert!(Instant::now() < deadline, "no '{needle}' for {dead}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_log("active check: target address unhealthy");
+    // Without retries, a request sent to the dead address would be a 502.
+    for _ in 0..10 {
+        assert_eq!(
+            gw.get("/pool").status,
+            200,
+            "the dead address gets no traffic"
+        );
+    }
+    let shown = gw.admin("GET", "/upstreams/pool/health", &[], b"").json();
+    assert_eq!(shown["data"][0]["health"], "HEALTHY", "{shown}");
+    assert_eq!(
+        shown["data"][0]["data"]["addresses"][1]["health"], "UNHEALTHY",
+        "{shown}"
+    );
+
+    // The address comes up: the next probe puts it back in rotation.
+    let revived = Upstream::start_on(SocketAddr::from(([127, 0, 0, 4], port)));
+    wait_log("active check: target address healthy");
+    for _ in 0..10 {
+        assert_eq!(gw.get("/pool").status, 200);
+    }
+    let served = revived.requests.load(Ordering::Relaxed);
+    assert!(served >= 3, "round robin reaches it again: {served} of 10");
+}

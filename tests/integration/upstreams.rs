@@ -78,14 +78,14 @@ fn active_health_checks_take_a_target_out_and_bring_it_back() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    wait_log("active check: target unhealthy");
+    wait_log("active check: target address unhealthy");
     for _ in 0..10 {
         assert_eq!(gw.get("/lb").status, 200, "the dead target gets no traffic");
     }
 
     // The target comes up: the next probe puts it back in rotation.
     let b = Upstream::start_on(format!("127.0.0.1:{b_port}").parse().expect("addr"));
-    wait_log("active check: target healthy");
+    wait_log("active check: target address healthy");
     let before = b.requests.load(Ordering::Relaxed);
     for _ in 0..10 {
         assert_eq!(gw.get("/lb").status, 200);

@@ -1,15 +1,23 @@
-//! `GET /upstreams/{u}/health` (`kong/api/routes/upstreams.lua`): each target of an upstream
-//! with the health this node's balancer sees for it.
+//! Target health on the Admin API (`kong/api/routes/upstreams.lua`): `GET
+//! /upstreams/{u}/health` lists each target with the health this node's balancer sees for
+//! it and for each of its addresses (`?balancer_health=1`: the upstream's as a whole), and
+//! `PUT /upstreams/{u}/targets/{t}[/{address}]/healthy|unhealthy` sets it by hand.
+
+use std::net::IpAddr;
 
 use axum::response::Response;
 use gangway_config::dao::kind_named;
+use gangway_config::model::split_target;
 use gangway_config::store::{Address, PageQuery};
+use gangway_proxy::upstream::status::{Resolution, TargetStatus};
 use serde_json::{Value, json};
+use tracing::info;
 
 use crate::AdminState;
 use crate::reply;
 
-/// True when the upstream has no health check on: Kong then reports `HEALTHCHECKS_OFF`.
+/// True when the upstream has no health check on (Kong's `is_upstream_using_healthcheck`):
+/// Kong then reports `HEALTHCHECKS_OFF` and has no health checker to set.
 fn checks_off(upstream: &Value) -> bool {
     let checks = &upstream["healthchecks"];
     let zero = |v: &Value| v.as_u64().unwrap_or(0) == 0;
@@ -17,59 +25,195 @@ fn checks_off(upstream: &Value) -> bool {
     let passive = &checks["passive"];
     zero(&active["healthy"]["interval"])
         && zero(&active["unhealthy"]["interval"])
-        && zero(&passive["healthy"]["successes"])
         && ["tcp_failures", "timeouts", "http_failures"]
             .iter()
             .all(|f| zero(&passive["unhealthy"][*f]))
 }
 
-/// `GET /upstreams/{key}/health`.
-pub async fn upstream_health(state: &AdminState, key: &str) -> Response {
-    let (Some(upstreams), Some(targets)) = (kind_named("upstreams"), kind_named("targets")) else {
-        return reply::not_found();
+/// The upstream addressed by `key` and every target of it (in the store's order), or the
+/// reply to send instead.
+async fn upstream_and_targets(
+    state: &AdminState,
+    key: &str,
+) -> Result<(Value, Vec<Value>), Response> {
+    let Some(upstreams) = kind_named("upstreams") else {
+        return Err(reply::not_found());
     };
     let upstream = match state.store.select(upstreams, &Address::parse(key)).await {
         Ok(Some(u)) => u,
-        Ok(None) => return reply::not_found(),
-        Err(e) => return reply::dao_error(&e),
+        Ok(None) => return Err(reply::not_found()),
+        Err(e) => return Err(reply::dao_error(&e)),
     };
-    let Some(id) = upstream["id"].as_str().and_then(|s| s.parse().ok()) else {
-        return reply::not_found();
+    let (Some(targets), Some(id)) = (
+        kind_named("targets"),
+        upstream["id"].as_str().and_then(|s| s.parse().ok()),
+    ) else {
+        return Err(reply::not_found());
     };
-    let name = upstream["name"].as_str().unwrap_or_default();
-    let off = checks_off(&upstream);
     let mut query = PageQuery {
         size: 1000,
         parent: Some(("upstream", id)),
         ..PageQuery::default()
     };
-    let mut data = Vec::new();
+    let mut all = Vec::new();
     loop {
-        let page = match state.store.page(targets, &query).await {
-            Ok(page) => page,
-            Err(e) => return reply::dao_error(&e),
-        };
-        for mut target in page.data {
-            let health = if off {
-                "HEALTHCHECKS_OFF"
-            } else {
-                let address = target["target"].as_str().unwrap_or_default();
-                match state.gateway.health.get(name, address).is_healthy() {
-                    true => "HEALTHY",
-                    false => "UNHEALTHY",
-                }
-            };
-            target["health"] = json!(health);
-            data.push(target);
-        }
+        let page = state
+            .store
+            .page(targets, &query)
+            .await
+            .map_err(|e| reply::dao_error(&e))?;
+        all.extend(page.data);
         match page.offset {
             Some(next) => query.offset = Some(next),
-            None => break,
+            None => return Ok((upstream, all)),
         }
     }
+}
+
+/// Kong's `getTargetStatus` with each address's `health`: every address carries the
+/// target's weight.
+fn target_data(status: &TargetStatus, weight: u64, off: bool) -> Value {
+    let health = |healthy: bool| match (off || weight == 0, healthy) {
+        (true, _) => "HEALTHCHECKS_OFF",
+        (false, true) => "HEALTHY",
+        (false, false) => "UNHEALTHY",
+    };
+    let addresses: Vec<Value> = status
+        .addresses
+        .iter()
+        .map(|(ip, healthy)| {
+            json!({"ip": ip.to_string(), "port": status.port, "weight": weight, "health": health(*healthy)})
+        })
+        .collect();
+    let total = weight * status.addresses.len() as u64;
+    let unavailable = weight * status.addresses.iter().filter(|(_, ok)| !ok).count() as u64;
+    json!({
+        "host": status.host,
+        "port": status.port,
+        "dns": status.dns(),
+        "nodeWeight": weight,
+        "weight": {"total": total, "unavailable": unavailable, "available": total - unavailable},
+        "addresses": addresses,
+    })
+}
+
+/// A target's `health`, as Kong sums its addresses up: `HEALTHY` if any is, else
+/// `UNHEALTHY` if any is, else `HEALTHCHECKS_OFF`; `DNS_ERROR` when its name has no
+/// addresses.
+fn target_health(status: &TargetStatus, weight: u64, off: bool) -> &'static str {
+    match status.resolution {
+        Resolution::Failed => "DNS_ERROR",
+        // Not looked up yet: the balancer will try it, so it is healthy until shown not.
+        Resolution::Pending if off || weight == 0 => "HEALTHCHECKS_OFF",
+        Resolution::Pending => "HEALTHY",
+        _ if off || weight == 0 => "HEALTHCHECKS_OFF",
+        _ if status.any_healthy() => "HEALTHY",
+        _ => "UNHEALTHY",
+    }
+}
+
+/// `GET /upstreams/{key}/health[?balancer_health=1]`.
+pub async fn upstream_health(state: &AdminState, key: &str, balancer_health: bool) -> Response {
+    let (upstream, targets) = match upstream_and_targets(state, key).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let name = upstream["name"].as_str().unwrap_or_default();
+    let off = checks_off(&upstream);
     let node_id = gangway_config::node::node_id();
+    let statuses = targets.into_iter().map(|target| {
+        let status = state
+            .gateway
+            .health
+            .target_status(name, target["target"].as_str().unwrap_or_default());
+        (target, status)
+    });
+    if balancer_health {
+        let (mut total, mut unavailable, mut hosts) = (0, 0, Vec::new());
+        for (target, status) in statuses {
+            let weight = target["weight"].as_u64().unwrap_or(0);
+            let data = target_data(&status, weight, off);
+            total += data["weight"]["total"].as_u64().unwrap_or(0);
+            unavailable += data["weight"]["unavailable"].as_u64().unwrap_or(0);
+            hosts.push(data);
+        }
+        let healthy = total > unavailable;
+        let health = if healthy { "HEALTHY" } else { "UNHEALTHY" };
+        return reply::json(
+            200,
+            &json!({
+                "data": {
+                    "health": if off { "HEALTHCHECKS_OFF" } else { health },
+                    "balancer_health": health,
+                    "id": upstream["id"],
+                    "details": {
+                        "healthy": healthy,
+                        "weight": {"total": total, "unavailable": unavailable, "available": total - unavailable},
+                        "hosts": hosts,
+                    },
+                },
+                "next": null,
+                "node_id": node_id,
+            }),
+        );
+    }
+    let data: Vec<Value> = statuses
+        .map(|(mut target, status)| {
+            let weight = target["weight"].as_u64().unwrap_or(0);
+            target["health"] = json!(target_health(&status, weight, off));
+            target["data"] = target_data(&status, weight, off);
+            target
+        })
+        .collect();
     reply::json(
         200,
         &json!({"data": data, "next": null, "node_id": node_id}),
     )
+}
+
+/// `PUT /upstreams/{u}/targets/{t}[/{address}]/healthy|unhealthy`: 204. Without an address,
+/// every address of the target; an address is `ip[:port]`, its port 8000 when left out (as
+/// Kong reads it).
+pub async fn set_target_health(
+    state: &AdminState,
+    key: &str,
+    target_key: &str,
+    address: Option<&str>,
+    healthy: bool,
+) -> Response {
+    let (upstream, targets) = match upstream_and_targets(state, key).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Some(target) = targets
+        .iter()
+        .find(|t| t["id"].as_str() == Some(target_key) || t["target"].as_str() == Some(target_key))
+    else {
+        return reply::not_found();
+    };
+    let name = upstream["name"].as_str().unwrap_or_default();
+    if checks_off(&upstream) {
+        return reply::message(400, &format!("no healthchecker found for {name}"));
+    }
+    let target = target["target"].as_str().unwrap_or_default();
+    let status = state.gateway.health.target_status(name, target);
+    // A name in the address's place means the whole target, as in Kong.
+    let ip = match address.and_then(split_target) {
+        Some((host, port)) => match host.parse::<IpAddr>() {
+            Ok(ip) if port == status.port && status.addresses.iter().any(|(a, _)| *a == ip) => {
+                Some(ip)
+            }
+            Ok(_) => return reply::message(400, "target not found"),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    state
+        .gateway
+        .health
+        .get(name, target)
+        .set_healthy(ip, healthy);
+    let address = ip.map(|ip| ip.to_string()).unwrap_or_default();
+    info!(upstream = %name, %target, %address, healthy, "target health set through the Admin API");
+    reply::empty(204)
 }

@@ -142,7 +142,18 @@ async fn answer(state: &AdminState, request: Request) -> Response {
         Endpoint::ValidatePlugin => schemas::validate_plugin(state, decoded, form),
         Endpoint::Schema(name) => schemas::entity(&name),
         Endpoint::ValidateEntity(name) => schemas::validate_entity(state, &name, decoded),
-        Endpoint::UpstreamHealth(key) => health::upstream_health(state, &key).await,
+        Endpoint::UpstreamHealth(key) => {
+            let balancer = crud_arg(query, "balancer_health").is_some_and(|v| v == "1");
+            health::upstream_health(state, &key, balancer).await
+        }
+        Endpoint::TargetHealth {
+            upstream,
+            target,
+            address,
+            healthy,
+        } => {
+            health::set_target_health(state, &upstream, &target, address.as_deref(), healthy).await
+        }
         Endpoint::Tags(tag) => crud::tags(state.store.as_ref(), tag.as_deref(), query).await,
         entity => {
             let mut body = decoded;

@@ -60,6 +60,17 @@ pub enum Endpoint {
     },
     /// `/upstreams/{u}/health`.
     UpstreamHealth(String),
+    /// `/upstreams/{u}/targets/{t}[/{address}]/healthy|unhealthy`.
+    TargetHealth {
+        /// The upstream's address.
+        upstream: String,
+        /// The target's id or `host:port`.
+        target: String,
+        /// One address of the target, or all of them.
+        address: Option<String>,
+        /// `healthy` or `unhealthy`.
+        healthy: bool,
+    },
     /// `/metrics`: the prometheus plugin's exposition, as Kong serves it here too.
     Metrics,
     /// `/tags` and `/tags/{tag}`.
@@ -84,6 +95,7 @@ impl Endpoint {
             | Endpoint::UpstreamHealth(_)
             | Endpoint::Tags(_) => READ,
             Endpoint::ValidatePlugin | Endpoint::ValidateEntity(_) => &[Method::POST],
+            Endpoint::TargetHealth { .. } => &[Method::PUT],
             Endpoint::Config | Endpoint::Collection(_) | Endpoint::Children { .. } => COLLECTION,
             Endpoint::Entity(..) | Endpoint::Foreign(..) | Endpoint::Child { .. } => ENTITY,
         }
@@ -121,6 +133,31 @@ pub fn resolve(segments: &[&str]) -> Option<Endpoint> {
         ["schemas", name, "validate"] => Some(Endpoint::ValidateEntity((*name).to_owned())),
         ["schemas", name] => Some(Endpoint::Schema((*name).to_owned())),
         ["upstreams", key, "health"] => Some(Endpoint::UpstreamHealth((*key).to_owned())),
+        [
+            "upstreams",
+            key,
+            "targets",
+            target,
+            verb @ ("healthy" | "unhealthy"),
+        ] => Some(Endpoint::TargetHealth {
+            upstream: (*key).to_owned(),
+            target: (*target).to_owned(),
+            address: None,
+            healthy: *verb == "healthy",
+        }),
+        [
+            "upstreams",
+            key,
+            "targets",
+            target,
+            address,
+            verb @ ("healthy" | "unhealthy"),
+        ] => Some(Endpoint::TargetHealth {
+            upstream: (*key).to_owned(),
+            target: (*target).to_owned(),
+            address: Some((*address).to_owned()),
+            healthy: *verb == "healthy",
+        }),
         ["tags"] => Some(Endpoint::Tags(None)),
         ["tags", tag] => Some(Endpoint::Tags(Some((*tag).to_owned()))),
         [collection] => {
@@ -186,6 +223,10 @@ pub fn all() -> Vec<String> {
         "/schemas/plugins/{name}",
         "/schemas/plugins/validate",
         "/upstreams/{upstreams}/health",
+        "/upstreams/{upstreams}/targets/{targets}/healthy",
+        "/upstreams/{upstreams}/targets/{targets}/unhealthy",
+        "/upstreams/{upstreams}/targets/{targets}/{address}/healthy",
+        "/upstreams/{upstreams}/targets/{targets}/{address}/unhealthy",
         "/tags",
         "/tags/{tags}",
     ]

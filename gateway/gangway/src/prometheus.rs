@@ -343,12 +343,13 @@ const TARGET_STATES: [&str; 4] = ["healthchecks_off", "healthy", "unhealthy", "d
 
 /// `kong_upstream_target_health`, when an enabled prometheus instance asks for it
 /// (`upstream_health_metrics`): a series per state for each address a target's name
-/// resolved to (the last answer any worker got; the target itself for an IP literal or a
-/// name not looked up yet), or one `dns_error` series with an empty address when its last
+/// resolved to (the last answer any worker got; the target itself for a name not looked up
+/// yet), or one `dns_error` series with an empty address when its last
 /// lookup failed. Rendered afresh at each scrape, as Kong resets the metric: a removed
-/// target or a changed answer leaves no stale series behind. Health is kept per target, so
-/// a name's addresses share their target's state.
+/// target or a changed answer leaves no stale series behind. Each address has its own
+/// health, as in Kong.
 fn render_target_health(out: &mut String, gateway: &Gateway) {
+    use gangway_proxy::upstream::status::Resolution;
     use std::fmt::Write as _;
     let snapshot = gateway.snapshot();
     let config = &snapshot.config;
@@ -371,24 +372,28 @@ fn render_target_health(out: &mut String, gateway: &Gateway) {
             .iter()
             .filter(|t| t.upstream.id == upstream.id)
         {
-            let (addresses, state) = match target_addresses(gateway, &target.target) {
-                Some(addresses) => {
-                    let state = if off {
-                        "healthchecks_off"
-                    } else if gateway
-                        .health
-                        .get(&upstream.name, &target.target)
-                        .is_healthy()
-                    {
-                        "healthy"
-                    } else {
-                        "unhealthy"
-                    };
-                    (addresses, state)
-                }
-                None => (vec![String::new()], "dns_error"),
+            let status = gateway.health.target_status(&upstream.name, &target.target);
+            let state_of = |healthy: bool| match (off, healthy) {
+                (true, _) => "healthchecks_off",
+                (false, true) => "healthy",
+                (false, false) => "unhealthy",
             };
-            for address in &addresses {
+            let series: Vec<(String, &str)> = match status.resolution {
+                Resolution::Failed => vec![(String::new(), "dns_error")],
+                // Not looked up yet: the target itself stands for its addresses.
+                Resolution::Pending => vec![(target.target.clone(), state_of(true))],
+                Resolution::Literal | Resolution::Answered => status
+                    .addresses
+                    .iter()
+                    .map(|(ip, healthy)| {
+                        (
+                            std::net::SocketAddr::new(*ip, status.port).to_string(),
+                            state_of(*healthy),
+                        )
+                    })
+                    .collect(),
+            };
+            for (address, state) in &series {
                 for each in TARGET_STATES {
                     let _ = writeln!(
                         out,
@@ -396,32 +401,11 @@ fn render_target_health(out: &mut String, gateway: &Gateway) {
                         escape_label(&upstream.name),
                         escape_label(&target.target),
                         escape_label(address),
-                        u8::from(each == state)
+                        u8::from(each == *state)
                     );
                 }
             }
         }
-    }
-}
-
-/// The `ip:port` addresses of `target` as Kong labels them; `None` when its name's last
-/// lookup failed.
-fn target_addresses(gateway: &Gateway, target: &str) -> Option<Vec<String>> {
-    use gangway_proxy::upstream::dns::Answer;
-    let Some((host, port)) = gangway_config::model::split_target(target) else {
-        return Some(vec![target.to_owned()]);
-    };
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Some(vec![std::net::SocketAddr::new(ip, port).to_string()]);
-    }
-    match gateway.health.answers.get(&host) {
-        Some(Answer::Addresses(ips)) => Some(
-            ips.iter()
-                .map(|ip| std::net::SocketAddr::new(*ip, port).to_string())
-                .collect(),
-        ),
-        Some(Answer::Failed) => None,
-        None => Some(vec![target.to_owned()]),
     }
 }
 

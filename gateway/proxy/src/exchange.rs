@@ -6,6 +6,7 @@
 //! up to `service.retries` times; a reused keep-alive connection that the upstream had
 //! already closed is replaced at no cost, but only when the whole request is still in memory.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -321,10 +322,10 @@ pub async fn run<B: Backend, S: Stream>(
     let replayable = body_done;
     let mut tries_left = service.retries;
     let sent_at;
-    let observe = |target: Option<usize>, what: Observation| {
-        if let (Some(b), Some(i)) = (balancer, target) {
-            if b.targets[i].health.observe(&b.passive, what) {
-                warn!(upstream = %b.name, target = %format!("{}:{}", b.targets[i].host, b.targets[i].port), "target marked unhealthy");
+    let observe = |target: Option<usize>, ip: Option<IpAddr>, what: Observation| {
+        if let (Some(b), Some(i), Some(ip)) = (balancer, target, ip) {
+            if b.targets[i].health.observe(ip, &b.passive, what) {
+                warn!(upstream = %b.name, target = %format!("{}:{}", b.targets[i].host, b.targets[i].port), address = %ip, "target address marked unhealthy");
             }
         }
     };
@@ -336,8 +337,22 @@ pub async fn run<B: Backend, S: Stream>(
             _ => (service.host.as_str(), service.port),
         };
         let mut unresolved = false;
-        let attempt = match dns::resolve(&ctx.dns, host, port).await {
-            Ok(addr) => {
+        let resolved = match (balancer, target) {
+            (Some(b), Some(i)) => {
+                let health = &b.targets[i].health;
+                dns::resolve_healthy(&ctx.dns, host, port, |ip| health.is_address_healthy(ip)).await
+            }
+            _ => dns::resolve(&ctx.dns, host, port).await.map(Some),
+        };
+        let mut tried = None;
+        let attempt = match resolved {
+            Ok(None) => {
+                warn!(%host, "every address of the target is unhealthy");
+                unresolved = true;
+                Err(Fail::Io(std::io::Error::other("no healthy address")))
+            }
+            Ok(Some(addr)) => {
+                tried = Some(addr.ip());
                 try_count = try_count.saturating_add(1);
                 let trace = &mut bufs.plugins.trace;
                 balancer_span = trace.open_balancer(try_count, addr);
@@ -376,6 +391,7 @@ pub async fn run<B: Backend, S: Stream>(
                 bufs.plugins.trace.fail_balancer(balancer_span, status);
                 observe(
                     target,
+                    tried,
                     if matches!(fail, Fail::Timeout) {
                         Observation::Timeout
                     } else {
@@ -437,7 +453,7 @@ pub async fn run<B: Backend, S: Stream>(
             Ok(out) => bufs.output = out,
             Err(_) => {
                 bufs.plugins.trace.fail_balancer(balancer_span, 502);
-                observe(target, Observation::TcpFailure);
+                observe(target, Some(key.addr.ip()), Observation::TcpFailure);
                 reply.error(client, bufs, 502, MSG_502, true).await;
                 return Outcome::Close;
             }
@@ -481,7 +497,11 @@ pub async fn run<B: Backend, S: Stream>(
             Ok(n) => {
                 up.requests += 1;
                 sent_at = attempt_at;
-                observe(target, Observation::Status(bufs.resp.status()));
+                observe(
+                    target,
+                    Some(key.addr.ip()),
+                    Observation::Status(bufs.resp.status()),
+                );
                 break (up, n, key);
             }
             Err(HeadFail::ClosedEarly) if up.reused && replayable && method_idempotent => {
@@ -497,6 +517,7 @@ pub async fn run<B: Backend, S: Stream>(
                 bufs.plugins.trace.fail_balancer(balancer_span, status);
                 observe(
                     target,
+                    Some(key.addr.ip()),
                     if status == 504 {
                         Observation::Timeout
                     } else {

@@ -6,4 +6,5 @@ pub mod balancer;
 pub mod dns;
 pub mod health;
 pub mod pool;
+pub mod status;
 pub mod stream;

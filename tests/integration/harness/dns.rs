@@ -1,5 +1,5 @@
-//! A tiny authoritative DNS server on UDP loopback: answers A queries for one name with an
-//! address and TTL the test can change, counts them, and answers everything else with no
+//! A tiny authoritative DNS server on UDP loopback: answers A queries for one name with
+//! addresses and a TTL the test can change, counts them, and answers everything else with no
 //! records. Enough to watch gangway honour record TTLs.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -7,13 +7,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The addresses served and their TTL; `None` for silence.
+type Served = Option<(Vec<Ipv4Addr>, u32)>;
+
 /// A running server; stops on drop.
 pub struct DnsServer {
     /// Where it listens.
     pub addr: SocketAddr,
     /// A queries received for the served name.
     pub queries: Arc<AtomicUsize>,
-    answer: Arc<Mutex<Option<(Ipv4Addr, u32)>>>,
+    answer: Arc<Mutex<Served>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -26,7 +29,7 @@ impl DnsServer {
             .expect("timeout");
         let addr = socket.local_addr().expect("addr");
         let queries = Arc::new(AtomicUsize::new(0));
-        let answer = Arc::new(Mutex::new(Some((ip, ttl))));
+        let answer = Arc::new(Mutex::new(Some((vec![ip], ttl))));
         let stop = Arc::new(AtomicBool::new(false));
         let wire_name = encode_name(name);
         let (q, a, s) = (queries.clone(), answer.clone(), stop.clone());
@@ -36,7 +39,7 @@ impl DnsServer {
                 let Ok((n, from)) = socket.recv_from(&mut buf) else {
                     continue;
                 };
-                let current = *a.lock().expect("not poisoned");
+                let current = a.lock().expect("not poisoned").clone();
                 if let Some(reply) = respond(&buf[..n], &wire_name, current, &q) {
                     let _ = socket.send_to(&reply, from);
                 }
@@ -52,7 +55,12 @@ impl DnsServer {
 
     /// From now on, answer with `ip` and `ttl`, or (`None`) not at all.
     pub fn set_answer(&self, answer: Option<(Ipv4Addr, u32)>) {
-        *self.answer.lock().expect("not poisoned") = answer;
+        *self.answer.lock().expect("not poisoned") = answer.map(|(ip, ttl)| (vec![ip], ttl));
+    }
+
+    /// From now on, answer with every address of `ips` (in that order) and `ttl`.
+    pub fn set_answers(&self, ips: &[Ipv4Addr], ttl: u32) {
+        *self.answer.lock().expect("not poisoned") = Some((ips.to_vec(), ttl));
     }
 }
 
@@ -74,12 +82,7 @@ fn encode_name(name: &str) -> Vec<u8> {
 
 /// The reply to one query; `None` (silence) for malformed packets or when told not to
 /// answer.
-fn respond(
-    query: &[u8],
-    served: &[u8],
-    answer: Option<(Ipv4Addr, u32)>,
-    count: &AtomicUsize,
-) -> Option<Vec<u8>> {
+fn respond(query: &[u8], served: &[u8], answer: Served, count: &AtomicUsize) -> Option<Vec<u8>> {
     let header = query.get(..12)?;
     let mut end = 12;
     while *query.get(end)? != 0 {
@@ -92,18 +95,18 @@ fn respond(
     if ours {
         count.fetch_add(1, Ordering::Relaxed);
     }
-    let (ip, ttl) = match (ours, answer) {
+    let (ips, ttl) = match (ours, answer) {
         (true, None) => return None,
-        (true, Some(a)) => (Some(a.0), a.1),
-        (false, _) => (None, 0),
+        (true, Some(a)) => a,
+        (false, _) => (Vec::new(), 0),
     };
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&header[..2]);
     // QR, RD copied, RA; NOERROR.
     out.extend_from_slice(&[0x81 | (header[2] & 0x01), 0x80]);
-    out.extend_from_slice(&[0, 1, 0, u8::from(ip.is_some()), 0, 0, 0, 0]);
+    out.extend_from_slice(&[0, 1, 0, ips.len() as u8, 0, 0, 0, 0]);
     out.extend_from_slice(question);
-    if let Some(ip) = ip {
+    for ip in ips {
         out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
         out.extend_from_slice(&ttl.to_be_bytes());
         out.extend_from_slice(&[0, 4]);

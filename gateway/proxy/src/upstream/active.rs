@@ -1,19 +1,20 @@
 //! Active health checks: a thread of its own probes the targets of upstreams whose
 //! `healthchecks.active` has an interval, as Kong's healthchecker does. Healthy targets are
-//! probed every `healthy.interval` seconds, unhealthy ones every `unhealthy.interval`; the
+//! probed (each address a target's name resolves to) every `healthy.interval` seconds, unhealthy ones every `unhealthy.interval`; the
 //! results move the shared [`super::health::TargetHealth`] that the workers' balancers read.
 //!
 //! The probes use the same sockets, TLS and DNS code as the proxy (on the epoll backend, in a
 //! current-thread runtime), so a probe sees what a proxied request would.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::dns::{self, DnsCache, DnsSettings};
 use super::health::{ActivePolicy, Observation, ProbeKind};
@@ -46,8 +47,8 @@ async fn run(gateway: Arc<Gateway>) {
     // Probe TLS trusts what upstream TLS trusts (`lua_ssl_trusted_certificate`).
     let tls_configs =
         [false, true].map(|verify| tls::client_config(verify, None, &gateway.roots, None));
-    // When each (upstream, target) was last probed.
-    let mut last: HashMap<(String, String, u16), Instant> = HashMap::new();
+    // When each (upstream, target index, address) was last probed.
+    let mut last: HashMap<(String, usize, IpAddr), Instant> = HashMap::new();
     let mut published = gateway.published();
     while !gateway.is_draining() {
         let snapshot = gateway.snapshot();
@@ -60,71 +61,85 @@ async fn run(gateway: Arc<Gateway>) {
             }
             continue;
         }
+        let mut probed = HashSet::new();
         for balancer in &snapshot.balancers {
             let Some(policy) = &balancer.active else {
                 continue;
             };
             let now = Instant::now();
-            let due: Vec<usize> = (0..balancer.targets.len())
-                .filter(|&i| {
-                    let t = &balancer.targets[i];
-                    let every = if t.health.is_healthy() {
+            // Every address of every target, as its name resolves now: Kong probes each.
+            let mut due = Vec::new();
+            for (i, t) in balancer.targets.iter().enumerate() {
+                let addresses = match dns::resolve_all(&dns, &t.host, t.port).await {
+                    Ok(addresses) => addresses,
+                    Err(e) => {
+                        debug!(upstream = %balancer.name, host = %t.host, error = %e, "active check: name does not resolve");
+                        continue;
+                    }
+                };
+                for ip in addresses {
+                    let every = if t.health.is_address_healthy(ip) {
                         policy.healthy_interval
                     } else {
                         policy.unhealthy_interval
                     };
-                    let key = (balancer.name.clone(), t.host.clone(), t.port);
-                    every.is_some_and(|every| last.get(&key).is_none_or(|at| now >= *at + every))
-                })
-                .collect();
+                    let key = (balancer.name.clone(), i, ip);
+                    if every.is_some_and(|every| last.get(&key).is_none_or(|at| now >= *at + every))
+                    {
+                        due.push((i, ip));
+                    }
+                    probed.insert(key);
+                }
+            }
             for chunk in due.chunks(policy.concurrency) {
                 // Each probe is a task of this thread's LocalSet, so a chunk runs at once.
                 let tasks: Vec<_> = chunk
                     .iter()
-                    .map(|&i| {
+                    .map(|&(i, ip)| {
                         let t = &balancer.targets[i];
-                        let (dns, policy, host, port) =
-                            (dns.clone(), policy.clone(), t.host.clone(), t.port);
+                        let (policy, host, addr) =
+                            (policy.clone(), t.host.clone(), SocketAddr::new(ip, t.port));
                         let tls = tls_configs[usize::from(policy.verify_certificate)].clone();
-                        tokio::task::spawn_local(async move {
-                            probe(&dns, &policy, &tls, &host, port).await
-                        })
+                        tokio::task::spawn_local(
+                            async move { probe(&policy, &tls, &host, addr).await },
+                        )
                     })
                     .collect();
                 let mut results = Vec::with_capacity(tasks.len());
                 for task in tasks {
                     results.push(task.await.unwrap_or(Observation::TcpFailure));
                 }
-                for (&i, what) in chunk.iter().zip(results) {
+                for (&(i, ip), what) in chunk.iter().zip(results) {
                     let t = &balancer.targets[i];
-                    last.insert((balancer.name.clone(), t.host.clone(), t.port), now);
+                    last.insert((balancer.name.clone(), i, ip), now);
                     let target = format!("{}:{}", t.host, t.port);
-                    match t.health.observe_active(policy, what) {
+                    match t.health.observe_active(ip, policy, what) {
                         Some(true) => {
-                            info!(upstream = %balancer.name, %target, "active check: target healthy")
+                            info!(upstream = %balancer.name, %target, address = %ip, "active check: target address healthy")
                         }
                         Some(false) => {
-                            warn!(upstream = %balancer.name, %target, result = ?what, "active check: target unhealthy")
+                            warn!(upstream = %balancer.name, %target, address = %ip, result = ?what, "active check: target address unhealthy")
                         }
                         None => {}
                     }
                 }
             }
         }
+        // Addresses a name no longer resolves to, and targets gone from the config.
+        last.retain(|key, _| probed.contains(key));
         drop(snapshot);
         tokio::time::sleep(TICK).await;
     }
 }
 
-/// One probe of `host:port`, bounded by the policy's timeout.
+/// One probe of `host`'s address `addr`, bounded by the policy's timeout.
 async fn probe(
-    dns: &Rc<RefCell<DnsCache>>,
     policy: &ActivePolicy,
     tls: &Arc<rustls::ClientConfig>,
     host: &str,
-    port: u16,
+    addr: SocketAddr,
 ) -> Observation {
-    match tokio::time::timeout(policy.timeout, probe_once(dns, policy, tls, host, port)).await {
+    match tokio::time::timeout(policy.timeout, probe_once(policy, tls, host, addr)).await {
         Ok(Ok(status)) => Observation::Status(status),
         Ok(Err(_)) => Observation::TcpFailure,
         Err(_) => Observation::Timeout,
@@ -134,13 +149,12 @@ async fn probe(
 /// Connects and, for HTTP probes, sends `GET http_path` and reads the status line. A TCP
 /// probe that connects reports status 0.
 async fn probe_once(
-    dns: &Rc<RefCell<DnsCache>>,
     policy: &ActivePolicy,
     tls_config: &Arc<rustls::ClientConfig>,
     host: &str,
-    port: u16,
+    addr: SocketAddr,
 ) -> std::io::Result<u16> {
-    let addr = dns::resolve(dns, host, port).await?;
+    let port = addr.port();
     let stream = Epoll::connect(addr).await?;
     match policy.kind {
         ProbeKind::Tcp => Ok(0),

@@ -285,14 +285,18 @@ pub struct HealthRegistry {
 }
 
 impl HealthRegistry {
-    /// The state for a target, created healthy on first sight.
+    /// The state for a target, created healthy on first sight (with its one address when
+    /// it is an IP literal).
     pub fn get(&self, upstream: &str, target: &str) -> Arc<TargetHealth> {
         let mut map = self
             .map
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         map.entry((upstream.to_string(), target.to_string()))
-            .or_default()
+            .or_insert_with(|| {
+                let literal = split_target(target).and_then(|(host, _)| host.parse().ok());
+                Arc::new(literal.map_or_else(TargetHealth::named, TargetHealth::literal))
+            })
             .clone()
     }
 }
@@ -385,7 +389,7 @@ mod tests {
 
     #[test]
     fn unhealthy_targets_are_skipped_and_none_healthy_is_none() {
-        let ts = [target("a:1", 100), target("b:2", 100)];
+        let ts = [target("10.0.0.1:1", 100), target("10.0.0.2:2", 100)];
         let refs: Vec<&Target> = ts.iter().collect();
         let reg = HealthRegistry::default();
         let b = Balancer::build(
@@ -395,14 +399,14 @@ mod tests {
             "u",
         )
         .expect("build");
-        reg.get("u", "a:1").set_healthy(false);
+        reg.get("u", "10.0.0.1:1").set_healthy(None, false);
         assert!((0..10).all(|_| b.pick(b.request_hash(&Req(None)), &[]) == Some(1)));
         assert_eq!(
             b.pick(None, &[1]),
             None,
             "excluded + unhealthy leaves nothing"
         );
-        reg.get("u", "b:2").set_healthy(false);
+        reg.get("u", "10.0.0.2:2").set_healthy(None, false);
         assert_eq!(b.pick(b.request_hash(&Req(None)), &[]), None);
     }
 

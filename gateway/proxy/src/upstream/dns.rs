@@ -240,6 +240,50 @@ pub async fn resolve(
     }
 }
 
+/// Resolves `host:port` as [`resolve`] does, skipping addresses `healthy` refuses: `None`
+/// when every address of the answer is refused.
+pub async fn resolve_healthy(
+    cache: &Rc<RefCell<DnsCache>>,
+    host: &str,
+    port: u16,
+    healthy: impl Fn(IpAddr) -> bool,
+) -> io::Result<Option<SocketAddr>> {
+    let first = resolve(cache, host, port).await?;
+    if healthy(first.ip()) {
+        return Ok(Some(first));
+    }
+    let answer_len = cache
+        .borrow()
+        .entries
+        .get(host)
+        .map_or(1, |e| e.addrs.len());
+    for _ in 1..answer_len {
+        let next = resolve(cache, host, port).await?;
+        if healthy(next.ip()) {
+            return Ok(Some(next));
+        }
+    }
+    Ok(None)
+}
+
+/// Every address `host` resolves to (the cached answer while it holds, as [`resolve`]
+/// serves it); an IP literal is its own answer.
+pub async fn resolve_all(
+    cache: &Rc<RefCell<DnsCache>>,
+    host: &str,
+    port: u16,
+) -> io::Result<Vec<IpAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    let first = resolve(cache, host, port).await?;
+    Ok(cache
+        .borrow()
+        .entries
+        .get(host)
+        .map_or_else(|| vec![first.ip()], |e| e.addrs.clone()))
+}
+
 /// Asks the resolver and stores the answer; returns its first address.
 async fn fetch(cache: &RefCell<DnsCache>, host: &str, port: u16) -> io::Result<IpAddr> {
     let looked_up = look_up(cache, host, port).await;

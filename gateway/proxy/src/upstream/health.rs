@@ -1,20 +1,31 @@
-//! Target health: passive checks judge targets by the traffic they carry, active checks
-//! ([`super::active`]) by probes.
+//! Target health: passive checks judge a target's addresses by the traffic they carry,
+//! active checks ([`super::active`]) by probes.
 //!
-//! As in Kong, counters are consecutive and shared by both kinds of check: a success resets
-//! the failure counters, a failure the success counter. A target that passive checks mark
-//! unhealthy gets no more traffic, so only active checks or an operator (the Admin API's
-//! `.../healthy`) bring it back.
+//! As in Kong, health is kept per address: a target named by a host name has one state for
+//! each address the name resolved to, and the target is healthy while any of them is (an IP
+//! literal is its only address). Counters are consecutive and shared by both kinds of check:
+//! a success resets the failure counters, a failure the success counter. An address that
+//! passive checks mark unhealthy gets no more traffic, so only active checks or an operator
+//! (the Admin API's `.../healthy`) bring it back.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use gangway_config::model::{ActiveHealthcheck, PassiveHealthcheck};
 
-/// Shared health state of one target.
+/// How many addresses a target remembers. A name whose answers keep changing (a cloud load
+/// balancer's) would otherwise grow the list for ever; past this, the oldest is forgotten.
+const MAX_ADDRESSES: usize = 64;
+
+/// Health of one address of a target.
 #[derive(Debug)]
-pub struct TargetHealth {
+pub struct AddressHealth {
+    /// The address.
+    pub ip: IpAddr,
     healthy: AtomicBool,
     tcp_failures: AtomicU32,
     timeouts: AtomicU32,
@@ -22,16 +33,14 @@ pub struct TargetHealth {
     successes: AtomicU32,
 }
 
-impl Default for TargetHealth {
-    fn default() -> Self {
-        TargetHealth {
-            healthy: AtomicBool::new(true),
-            tcp_failures: AtomicU32::new(0),
-            timeouts: AtomicU32::new(0),
-            http_failures: AtomicU32::new(0),
-            successes: AtomicU32::new(0),
-        }
-    }
+/// Health of one target: its addresses' states, and whether any of them is healthy.
+#[derive(Debug)]
+pub struct TargetHealth {
+    addresses: ArcSwap<Vec<Arc<AddressHealth>>>,
+    /// Held while the address list or `any_healthy` changes (rare: a new address, or an
+    /// address changing state), so the last writer always sees every address's state.
+    changing: Mutex<()>,
+    any_healthy: AtomicBool,
 }
 
 /// What happened on one attempt to a target.
@@ -145,7 +154,18 @@ impl ActivePolicy {
     }
 }
 
-impl TargetHealth {
+impl AddressHealth {
+    fn new(ip: IpAddr) -> AddressHealth {
+        AddressHealth {
+            ip,
+            healthy: AtomicBool::new(true),
+            tcp_failures: AtomicU32::new(0),
+            timeouts: AtomicU32::new(0),
+            http_failures: AtomicU32::new(0),
+            successes: AtomicU32::new(0),
+        }
+    }
+
     /// Records an active probe's result; returns the new health when it changed.
     pub fn observe_active(&self, policy: &ActivePolicy, what: Observation) -> Option<bool> {
         let failure = |counter: &AtomicU32, limit: u32| {
@@ -175,7 +195,7 @@ impl TargetHealth {
         }
     }
 
-    /// True unless a check marked the target down.
+    /// True unless a check marked the address down.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
@@ -189,13 +209,21 @@ impl TargetHealth {
     }
 
     fn reset(&self) {
-        self.successes.store(0, Ordering::Relaxed);
-        self.tcp_failures.store(0, Ordering::Relaxed);
-        self.timeouts.store(0, Ordering::Relaxed);
-        self.http_failures.store(0, Ordering::Relaxed);
+        // Loads first: a success is the common case and its counters are already zero, so
+        // the workers do not all write this cache line on every response.
+        for counter in [
+            &self.successes,
+            &self.tcp_failures,
+            &self.timeouts,
+            &self.http_failures,
+        ] {
+            if counter.load(Ordering::Relaxed) != 0 {
+                counter.store(0, Ordering::Relaxed);
+            }
+        }
     }
 
-    /// Records one observation; returns true if it turned the target unhealthy.
+    /// Records one observation; returns true if it turned the address unhealthy.
     pub fn observe(&self, policy: &PassivePolicy, what: Observation) -> bool {
         let (counter, limit) = match what {
             Observation::TcpFailure => (&self.tcp_failures, policy.tcp_failures),
@@ -219,10 +247,128 @@ impl TargetHealth {
     }
 }
 
+impl TargetHealth {
+    /// A target named by an IP literal: that is its only address.
+    pub fn literal(ip: IpAddr) -> TargetHealth {
+        TargetHealth::with(vec![Arc::new(AddressHealth::new(ip))])
+    }
+
+    /// A target named by a host name: its addresses join as the name resolves to them.
+    pub fn named() -> TargetHealth {
+        TargetHealth::with(Vec::new())
+    }
+
+    fn with(addresses: Vec<Arc<AddressHealth>>) -> TargetHealth {
+        TargetHealth {
+            addresses: ArcSwap::from_pointee(addresses),
+            changing: Mutex::new(()),
+            any_healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// True while any address is healthy, or none is known yet (a name not resolved yet
+    /// must be tried to learn its addresses).
+    pub fn is_healthy(&self) -> bool {
+        self.any_healthy.load(Ordering::Relaxed)
+    }
+
+    /// The addresses known so far, oldest first.
+    pub fn addresses(&self) -> Arc<Vec<Arc<AddressHealth>>> {
+        self.addresses.load_full()
+    }
+
+    /// The state of `ip`, if it is a known address.
+    pub fn find(&self, ip: IpAddr) -> Option<Arc<AddressHealth>> {
+        self.addresses.load().iter().find(|a| a.ip == ip).cloned()
+    }
+
+    /// True unless `ip` is known and marked down (an address the name only now resolved
+    /// to starts healthy).
+    pub fn is_address_healthy(&self, ip: IpAddr) -> bool {
+        self.addresses
+            .load()
+            .iter()
+            .find(|a| a.ip == ip)
+            .is_none_or(|a| a.is_healthy())
+    }
+
+    /// The state of `ip`, added (healthy) when the name resolved to a new address.
+    pub fn address(&self, ip: IpAddr) -> Arc<AddressHealth> {
+        if let Some(known) = self.find(ip) {
+            return known;
+        }
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.addresses.load_full();
+        if let Some(known) = current.iter().find(|a| a.ip == ip) {
+            return known.clone();
+        }
+        let added = Arc::new(AddressHealth::new(ip));
+        let mut next: Vec<_> = current.iter().cloned().collect();
+        if next.len() >= MAX_ADDRESSES {
+            next.remove(0);
+        }
+        next.push(added.clone());
+        self.addresses.store(Arc::new(next));
+        self.any_healthy.store(true, Ordering::Relaxed);
+        added
+    }
+
+    /// After an address changed state: whether any address is healthy now.
+    fn recount(&self) {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let addresses = self.addresses.load();
+        let any = addresses.is_empty() || addresses.iter().any(|a| a.is_healthy());
+        self.any_healthy.store(any, Ordering::Relaxed);
+    }
+
+    /// Records a proxied request's outcome at `ip`; returns true if it turned that address
+    /// unhealthy.
+    pub fn observe(&self, ip: IpAddr, policy: &PassivePolicy, what: Observation) -> bool {
+        let turned = self.address(ip).observe(policy, what);
+        if turned {
+            self.recount();
+        }
+        turned
+    }
+
+    /// Records an active probe of `ip`; returns that address's new health when it changed.
+    pub fn observe_active(
+        &self,
+        ip: IpAddr,
+        policy: &ActivePolicy,
+        what: Observation,
+    ) -> Option<bool> {
+        let changed = self.address(ip).observe_active(policy, what);
+        if changed.is_some() {
+            self.recount();
+        }
+        changed
+    }
+
+    /// Sets `ip`'s health, or every known address's with `None` (the Admin API).
+    pub fn set_healthy(&self, ip: Option<IpAddr>, healthy: bool) {
+        match ip {
+            Some(ip) => self.address(ip).set_healthy(healthy),
+            None => self
+                .addresses
+                .load()
+                .iter()
+                .for_each(|a| a.set_healthy(healthy)),
+        }
+        self.recount();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use gangway_config::model::Healthchecks;
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
 
     fn policy(tcp: u32, http: u32) -> PassivePolicy {
         let mut p = Healthchecks::default().passive;
@@ -233,7 +379,7 @@ mod tests {
 
     #[test]
     fn consecutive_failures_turn_a_target_unhealthy() {
-        let h = TargetHealth::default();
+        let h = AddressHealth::new(LOCAL);
         let p = policy(2, 3);
         assert!(!h.observe(&p, Observation::TcpFailure));
         assert!(h.observe(&p, Observation::TcpFailure));
@@ -260,7 +406,7 @@ mod tests {
 
     #[test]
     fn active_probes_take_targets_down_and_bring_them_back() {
-        let h = TargetHealth::default();
+        let h = AddressHealth::new(LOCAL);
         let p = active(2, 2);
         assert_eq!(h.observe_active(&p, Observation::Status(500)), None);
         assert_eq!(h.observe_active(&p, Observation::Status(500)), Some(false));
@@ -284,12 +430,72 @@ mod tests {
 
     #[test]
     fn zero_thresholds_disable_checks() {
-        let h = TargetHealth::default();
+        let h = AddressHealth::new(LOCAL);
         let p = policy(0, 0);
         for _ in 0..100 {
             h.observe(&p, Observation::TcpFailure);
             h.observe(&p, Observation::Status(500));
         }
         assert!(h.is_healthy());
+    }
+
+    #[test]
+    fn a_target_is_healthy_while_any_of_its_addresses_is() {
+        let t = TargetHealth::named();
+        assert!(t.is_healthy(), "a name not resolved yet is tried");
+        let p = policy(1, 0);
+        t.address(ip(1));
+        t.address(ip(2));
+        assert!(t.observe(ip(1), &p, Observation::TcpFailure));
+        assert!(!t.is_address_healthy(ip(1)));
+        assert!(t.is_address_healthy(ip(2)));
+        assert!(t.is_healthy(), "the other address still serves");
+        assert!(t.observe(ip(2), &p, Observation::TcpFailure));
+        assert!(!t.is_healthy(), "every address is down");
+        assert!(
+            t.is_address_healthy(ip(3)),
+            "an unknown address is not down"
+        );
+        t.address(ip(3));
+        assert!(t.is_healthy(), "the name now resolves to a new address");
+
+        t.set_healthy(None, false);
+        assert!(!t.is_healthy());
+        t.set_healthy(Some(ip(2)), true);
+        assert!(t.is_healthy());
+        assert_eq!(
+            t.addresses()
+                .iter()
+                .map(|a| (a.ip, a.is_healthy()))
+                .collect::<Vec<_>>(),
+            [(ip(1), false), (ip(2), true), (ip(3), false)]
+        );
+    }
+
+    #[test]
+    fn a_literal_target_is_its_only_address() {
+        let t = TargetHealth::literal(LOCAL);
+        let p = policy(2, 0);
+        assert!(!t.observe(LOCAL, &p, Observation::TcpFailure));
+        assert!(t.observe(LOCAL, &p, Observation::TcpFailure));
+        assert!(!t.is_healthy());
+        let a = active(1, 1);
+        assert_eq!(
+            t.observe_active(LOCAL, &a, Observation::Status(200)),
+            Some(true)
+        );
+        assert!(t.is_healthy());
+        assert_eq!(t.addresses().len(), 1);
+    }
+
+    #[test]
+    fn a_target_forgets_its_oldest_address_past_the_cap() {
+        let t = TargetHealth::named();
+        for n in 0..=MAX_ADDRESSES {
+            t.address(IpAddr::from([10, 0, (n / 256) as u8, (n % 256) as u8]));
+        }
+        let known = t.addresses();
+        assert_eq!(known.len(), MAX_ADDRESSES);
+        assert_eq!(known[0].ip, IpAddr::from([10, 0, 0, 1]));
     }
 }
