@@ -541,3 +541,91 @@ fn a_collector_that_never_answers_is_given_up_on_after_read_timeout_and_retried(
         since.elapsed()
     );
 }
+
+#[test]
+fn log_spans_writes_each_request_span_as_a_tracing_span_closes() {
+    let mut env = ALL_SAMPLED.to_vec();
+    env.extend([
+        ("GANGWAY_LOG_SPANS", "true"),
+        ("GANGWAY_LOG_FORMAT", "json"),
+    ]);
+    let setup = start("", &env);
+    let r = request(setup.gw.proxy, "GET", "/traced", &[], b"").expect("request");
+    assert_eq!(r.status, 200);
+    let exported = setup.otlp.wait_for_spans(8, WAIT);
+    let closes = |log: &str| -> Vec<Value> {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "close")
+            .collect()
+    };
+    let deadline = Instant::now() + WAIT;
+    let mut closed = closes(&setup.gw.log());
+    while closed.len() < 8 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        closed = closes(&setup.gw.log());
+    }
+    // One line per span, with the `tracing` name and the exported span's id.
+    let mut names: Vec<&str> = closed
+        .iter()
+        .filter_map(|c| c["span"]["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "kong",
+            "kong.access.plugin",
+            "kong.access.plugin",
+            "kong.balancer",
+            "kong.log.plugin",
+            "kong.router",
+            "kong.upstream.connect",
+            "kong.upstream.response",
+        ],
+        "{closed:#?}"
+    );
+    let exported_id = |name: &str| by_name(&exported, name).span_id_hex();
+    for c in &closed {
+        let span = &c["span"];
+        let kong_name = span["otel.name"]
+            .as_str()
+            .or(span["name"].as_str())
+            .expect("a name");
+        assert_eq!(
+            span["span_id"].as_str(),
+            Some(exported_id(kong_name).as_str()),
+            "{c}"
+        );
+        // Each names the exported span's parent: the request span, or for the upstream's
+        // phases the balancer span.
+        let parent = by_name(&exported, kong_name).parent_span_id_hex();
+        if kong_name == "kong" {
+            assert!(span["parent_id"].is_null(), "no caller span: {c}");
+        } else {
+            assert_eq!(span["parent_id"].as_str(), Some(parent.as_str()), "{c}");
+        }
+        if kong_name.starts_with("kong.upstream.") {
+            assert_eq!(parent, exported_id("kong.balancer"));
+        }
+    }
+    let root = closed
+        .iter()
+        .find(|c| c["span"]["name"] == "kong")
+        .expect("the request span");
+    let request_id = r.header("x-kong-request-id").expect("request id");
+    assert_eq!(root["span"]["kong.request.id"], request_id, "{root}");
+    assert_eq!(
+        root["span"]["trace_id"].as_str(),
+        Some(by_name(&exported, "kong").trace_id_hex().as_str())
+    );
+    assert_eq!(root["span"]["http.status_code"], 200, "{root}");
+    assert_eq!(root["span"]["http.route"], "/traced", "{root}");
+
+    // Without log_spans, the spans stay below the log level and nothing is written.
+    let quiet = start("", &ALL_SAMPLED);
+    let r = request(quiet.gw.proxy, "GET", "/traced", &[], b"").expect("request");
+    assert_eq!(r.status, 200);
+    quiet.otlp.wait_for_spans(8, WAIT);
+    assert!(!quiet.gw.log().contains("time.busy"), "{}", quiet.gw.log());
+}

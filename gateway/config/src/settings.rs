@@ -128,6 +128,9 @@ pub struct Settings {
     pub log_level: LogLevel,
     /// `text` or `json`. Default `text`.
     pub log_format: LogFormat,
+    /// Write a process-log line as each request span closes (the `tracing` spans of
+    /// recorded requests, target `kong`, at debug). Default off.
+    pub log_spans: bool,
     /// Which request spans are recorded (Kong's `tracing_instrumentations`). Default `off`.
     pub tracing_instrumentations: Instrumentations,
     /// The share of traces sampled when no plugin sets its own rate (Kong's
@@ -277,6 +280,7 @@ impl Default for Settings {
             router_flavor: RouterFlavor::TraditionalCompatible,
             log_level: LogLevel::Notice,
             log_format: LogFormat::Text,
+            log_spans: false,
             tracing_instrumentations: Instrumentations::default(),
             tracing_sampling_rate: SamplingRate::default(),
             trusted_ips: Vec::new(),

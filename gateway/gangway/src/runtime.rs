@@ -155,7 +155,7 @@ pub fn check_config(path: &Path) -> Result<gangway_proxy::Snapshot, ConfigErrors
 pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
     gangway_proxy::gateway::fix_allocator_thresholds();
     let (settings, warnings) = settings::load(conf, settings::process_env())?;
-    crate::telemetry::init(settings.log_level, settings.log_format);
+    crate::telemetry::init(settings.log_level, settings.log_format, settings.log_spans);
     crate::prometheus::install();
     for w in warnings {
         warn!("{w}");

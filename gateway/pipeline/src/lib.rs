@@ -307,6 +307,7 @@ pub fn run_log(pipeline: &Pipeline, chain: &Chain, ctx: &mut LogCtx<'_>, trace: 
             trace.close(span);
         }
     }
+    trace.end_log_phase();
     if !chain.exports_traces || !trace.is_recording() {
         return;
     }

@@ -14,6 +14,11 @@
 //! flag in access, after the router and earlier plugins ran), so spans are recorded for every
 //! request while instrumentation is on, and dropped at export when the trace is not sampled.
 //! With instrumentation off (the default) every hook is one branch.
+//!
+//! Each recorded span is also a `tracing` span (target `kong`, level debug, the same name,
+//! parent and extent), for the process's subscriber: `log_spans` writes a line as each
+//! closes, and any `tracing` layer can follow requests through their phases. Below debug
+//! (the default) a disabled callsite makes each of them one comparison.
 
 use std::cell::Cell;
 use std::fmt;
@@ -258,6 +263,8 @@ pub struct RequestTrace {
     /// Whether a plugin propagated this trace (and so owns `trace_id`).
     pub propagated: bool,
     spans: Vec<Span>,
+    /// `spans`' `tracing` twins, index for index; a closed one is `Span::none()`.
+    tracing_spans: Vec<tracing::Span>,
     reserved_balancer_id: Option<[u8; 8]>,
     open_balancer: Option<u16>,
 }
@@ -335,6 +342,7 @@ impl RequestTrace {
         // The last request's spans must not leak into this one's ids (spans own nothing,
         // so this is a length reset).
         self.spans.clear();
+        self.tracing_spans.clear();
         if tracer.instrumentations.is_off() || !exporters.any {
             return;
         }
@@ -358,9 +366,20 @@ impl RequestTrace {
         self.open_balancer = None;
         self.request.status = 0;
         self.request.route.clear();
+        let id = span_id();
+        self.tracing_spans.push(tracing::debug_span!(
+            target: "kong",
+            "kong",
+            span_id = %Hex(&id),
+            parent_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            kong.request.id = tracing::field::Empty,
+            http.status_code = tracing::field::Empty,
+            http.route = tracing::field::Empty,
+        ));
         self.spans.push(Span {
             name: SpanName::Request,
-            id: span_id(),
+            id,
             parent: None,
             kind: SpanKind::Server,
             start_ns: 0,
@@ -415,9 +434,29 @@ impl RequestTrace {
         };
         let index = self.spans.len() as u16;
         let start_ns = self.now_ns();
+        // The first try takes the balancer id already sent upstream, so the spans under it
+        // name their parent right from the start (a retry swaps ids at the end).
+        let id = match (name, self.reserved_balancer_id) {
+            (SpanName::Balancer, Some(reserved))
+                if self.open_balancer.is_none()
+                    && !self.spans.iter().any(|s| s.name == SpanName::Balancer) =>
+            {
+                reserved
+            }
+            _ => span_id(),
+        };
+        let twin = parent
+            .and_then(|p| {
+                let p = usize::from(p);
+                Some((self.tracing_spans.get(p)?, &self.spans.get(p)?.id))
+            })
+            .map_or_else(tracing::Span::none, |(parent, parent_id)| {
+                tracing_twin(parent, parent_id, name, &id)
+            });
+        self.tracing_spans.push(twin);
         self.spans.push(Span {
             name,
-            id: span_id(),
+            id,
             parent,
             kind,
             start_ns,
@@ -440,6 +479,10 @@ impl RequestTrace {
             if let Some(s) = self.spans.get_mut(usize::from(i)) {
                 s.end_ns = Some(now);
             }
+            if let Some(twin) = self.tracing_spans.get_mut(usize::from(i)) {
+                // Dropping the last handle closes a `tracing` span.
+                *twin = tracing::Span::none();
+            }
         }
     }
 
@@ -449,6 +492,7 @@ impl RequestTrace {
         if let Some(SpanRef(i)) = span {
             if usize::from(i) + 1 == self.spans.len() {
                 self.spans.pop();
+                self.tracing_spans.pop();
             }
         }
     }
@@ -459,6 +503,10 @@ impl RequestTrace {
         let s = &mut self.spans[usize::from(span.0)];
         s.try_count = try_count;
         s.peer = Some(peer);
+        if let Some(twin) = self.tracing_spans.get(usize::from(span.0)) {
+            twin.record("try_count", try_count);
+            twin.record("net.peer", tracing::field::display(peer));
+        }
         Some(span)
     }
 
@@ -468,6 +516,10 @@ impl RequestTrace {
             if let Some(s) = self.spans.get_mut(usize::from(i)) {
                 s.error = true;
                 s.status = Some(status);
+            }
+            if let Some(twin) = self.tracing_spans.get(usize::from(i)) {
+                twin.record("error", true);
+                twin.record("http.status_code", status);
             }
             self.close(span);
             self.open_balancer = None;
@@ -497,16 +549,46 @@ impl RequestTrace {
         for span in &mut self.spans {
             span.end_ns.get_or_insert(now);
         }
-        if let Some(id) = self.reserved_balancer_id.take() {
-            if let Some(last) = self
+        if let Some(reserved) = self.reserved_balancer_id.take() {
+            // The last try gets the id sent upstream; the first, which took it, gets the
+            // last's own.
+            let last = self
                 .spans
-                .iter_mut()
-                .rev()
-                .find(|s| s.name == SpanName::Balancer)
-            {
-                last.id = id;
+                .iter()
+                .rposition(|s| s.name == SpanName::Balancer);
+            if let Some(last) = last.filter(|&l| self.spans[l].id != reserved) {
+                let own = self.spans[last].id;
+                if let Some(first) = self.spans.iter_mut().find(|s| s.id == reserved) {
+                    first.id = own;
+                }
+                self.spans[last].id = reserved;
+                if let Some(twin) = self.tracing_spans.get(last) {
+                    twin.record("span_id", tracing::field::display(Hex(&reserved)));
+                }
             }
         }
+        if let Some(root) = self.tracing_spans.first() {
+            root.record("trace_id", tracing::field::display(Hex(&self.trace_id)));
+            if let Some(caller) = &self.remote_parent {
+                root.record("parent_id", tracing::field::display(Hex(caller)));
+            }
+            root.record(
+                "kong.request.id",
+                std::str::from_utf8(&self.request.request_id).unwrap_or_default(),
+            );
+            root.record("http.status_code", status);
+            root.record("http.route", self.request.route.as_str());
+        }
+        // The request's `tracing` span stays open for the log phase's spans
+        // ([`RequestTrace::end_log_phase`]); any other still open closes now, children first.
+        while self.tracing_spans.len() > 1 {
+            self.tracing_spans.pop();
+        }
+    }
+
+    /// After the log phase: the request's `tracing` span closes.
+    pub fn end_log_phase(&mut self) {
+        self.tracing_spans.clear();
     }
 
     /// The spans as one line, name and duration each (Kong's debug log of collected spans).
@@ -517,6 +599,68 @@ impl RequestTrace {
     /// `start_unix_ns` plus an offset: a span time on the wall clock.
     pub fn unix_ns(&self, offset_ns: u64) -> u64 {
         self.start_unix_ns + offset_ns
+    }
+}
+
+/// Bytes as lowercase hex, for ids in `tracing` fields.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// The `tracing` span for a recorded span named `name` under `parent`. Plugin spans share a
+/// callsite per phase (`tracing` names are static) and carry the plugin in `plugin`; the
+/// Kong name is in `otel.name`, which OpenTelemetry layers use as the span's name.
+fn tracing_twin(
+    parent: &tracing::Span,
+    parent_id: &[u8; 8],
+    name: SpanName,
+    id: &[u8; 8],
+) -> tracing::Span {
+    use tracing::debug_span;
+    let (id, parent_id) = (Hex(id), Hex(parent_id));
+    match name {
+        SpanName::Request => tracing::Span::none(),
+        SpanName::Router => {
+            debug_span!(target: "kong", parent: parent, "kong.router", span_id = %id, parent_id = %parent_id)
+        }
+        SpanName::Plugin(phase, plugin) => {
+            let otel_name = name;
+            match phase {
+                PluginPhase::Rewrite => {
+                    debug_span!(target: "kong", parent: parent, "kong.rewrite.plugin", span_id = %id, parent_id = %parent_id, plugin, otel.name = %otel_name)
+                }
+                PluginPhase::Access => {
+                    debug_span!(target: "kong", parent: parent, "kong.access.plugin", span_id = %id, parent_id = %parent_id, plugin, otel.name = %otel_name)
+                }
+                PluginPhase::HeaderFilter => {
+                    debug_span!(target: "kong", parent: parent, "kong.header_filter.plugin", span_id = %id, parent_id = %parent_id, plugin, otel.name = %otel_name)
+                }
+                PluginPhase::Log => {
+                    debug_span!(target: "kong", parent: parent, "kong.log.plugin", span_id = %id, parent_id = %parent_id, plugin, otel.name = %otel_name)
+                }
+            }
+        }
+        SpanName::Balancer => debug_span!(
+            target: "kong",
+            parent: parent,
+            "kong.balancer",
+            span_id = %id,
+            parent_id = %parent_id,
+            try_count = tracing::field::Empty,
+            net.peer = tracing::field::Empty,
+            error = tracing::field::Empty,
+            http.status_code = tracing::field::Empty,
+        ),
+        SpanName::UpstreamConnect => {
+            debug_span!(target: "kong", parent: parent, "kong.upstream.connect", span_id = %id, parent_id = %parent_id)
+        }
+        SpanName::UpstreamResponse => {
+            debug_span!(target: "kong", parent: parent, "kong.upstream.response", span_id = %id, parent_id = %parent_id)
+        }
     }
 }
 

@@ -274,6 +274,7 @@ pub(super) static KEYS: &[Key] = &[
         text
     ),
     key!(log_format, kong[], LogFormat::parse, text),
+    key!(log_spans, kong[], parse_bool, scalar),
     key!(
         tracing_instrumentations,
         kong[kong("KONG_TRACING_INSTRUMENTATIONS")],

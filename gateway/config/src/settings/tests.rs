@@ -102,6 +102,7 @@ fn field_names() -> Vec<&'static str> {
         router_flavor,
         log_level,
         log_format,
+        log_spans,
         tracing_instrumentations,
         tracing_sampling_rate,
         trusted_ips,
