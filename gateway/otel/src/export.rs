@@ -1,7 +1,7 @@
 //! OTLP encoding, as Kong's `kong.observability.otlp` shapes it: a sampled request's spans
-//! become OTLP `Span`s on the worker (one entry of the plugin's queue per request), and the
-//! sender thread wraps a batch in one `ExportTraceServiceRequest` with the plugin's resource
-//! and Kong's scope (`kong-internal` 0.1.0).
+//! are queued as plain data (one entry of the plugin's queue per request); the sender thread
+//! turns them into OTLP `Span`s and wraps a batch in one `ExportTraceServiceRequest` with
+//! the plugin's resource and Kong's scope (`kong-internal` 0.1.0). The worker only copies.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,7 @@ use prost::Message as _;
 use prost::encoding::{self, WireType};
 
 use gangway_config::node::{KONG_VERSION, node_id};
-use gangway_pipeline::trace::{RequestTrace, Span as Recorded, SpanName};
+use gangway_pipeline::trace::{FinishedTrace, Span as Recorded, SpanName};
 use gangway_plugins::log_queue;
 
 /// OTLP's status code for an error.
@@ -97,10 +97,23 @@ pub fn batch(settings: &log_queue::Settings, traces: &[Vec<u8>]) -> Vec<u8> {
     request
 }
 
-/// Encodes every span of `trace` as `ScopeSpans.spans` fields: one queue entry.
-pub fn encode_trace(trace: &RequestTrace) -> Vec<u8> {
-    let spans = trace.spans();
-    let mut out = Vec::with_capacity(spans.len() * 160);
+/// A finished trace waiting in the queue, encoded by the sender thread.
+pub struct Queued(pub FinishedTrace);
+
+impl log_queue::Deferred for Queued {
+    fn size(&self) -> usize {
+        self.0.size()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode_trace(&self.0, out);
+    }
+}
+
+/// Appends every span of `trace` as `ScopeSpans.spans` fields: one queue entry.
+pub fn encode_trace(trace: &FinishedTrace, out: &mut Vec<u8>) {
+    let spans = &trace.spans;
+    out.reserve(spans.len() * 160);
     for span in spans {
         let parent = match span.parent {
             Some(p) => spans
@@ -123,16 +136,15 @@ pub fn encode_trace(trace: &RequestTrace) -> Vec<u8> {
             }),
             ..Default::default()
         };
-        encoding::encode_key(SCOPE_SPANS_SPANS, WireType::LengthDelimited, &mut out);
-        encoding::encode_varint(otlp.encoded_len() as u64, &mut out);
-        otlp.encode_raw(&mut out);
+        encoding::encode_key(SCOPE_SPANS_SPANS, WireType::LengthDelimited, out);
+        encoding::encode_varint(otlp.encoded_len() as u64, out);
+        otlp.encode_raw(out);
     }
-    out
 }
 
 /// Kong's attributes. Numbers are doubles but for `http.status_code`, as Kong's encoder
 /// types them (it maps Lua numbers to `double_value`).
-fn attributes(trace: &RequestTrace, span: &Recorded) -> Vec<KeyValue> {
+fn attributes(trace: &FinishedTrace, span: &Recorded) -> Vec<KeyValue> {
     let double = |key: &str, v: f64| attr(key, any_value::Value::DoubleValue(v));
     let status = |v: u16| attr("http.status_code", any_value::Value::IntValue(i64::from(v)));
     match span.name {
@@ -180,10 +192,10 @@ mod tests {
 
     use super::*;
     use gangway_config::settings::Instrumentations;
-    use gangway_pipeline::trace::Tracer;
+    use gangway_pipeline::trace::{RequestTrace, Tracer};
     use gangway_plugins::log_queue::{Endpoint, QueueConfig};
 
-    fn recorded() -> RequestTrace {
+    fn recorded() -> FinishedTrace {
         let mut trace = RequestTrace::default();
         let tracer = Tracer {
             instrumentations: Instrumentations::ALL,
@@ -197,7 +209,13 @@ mod tests {
         let router = trace.open(Instrumentations::ROUTER, SpanName::Router);
         trace.close(router);
         trace.finish_request(200, Some("/a"));
-        trace
+        trace.finished()
+    }
+
+    fn encoded(trace: &FinishedTrace) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_trace(trace, &mut out);
+        out
     }
 
     #[test]
@@ -220,7 +238,7 @@ mod tests {
         let overrides = BTreeMap::from([("service.name".to_owned(), "api".to_owned())]);
         settings.encoder_context = encoded_resource(&overrides);
         let (one, two) = (recorded(), recorded());
-        let body = batch(&settings, &[encode_trace(&one), encode_trace(&two)]);
+        let body = batch(&settings, &[encoded(&one), encoded(&two)]);
         let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
         let resource_spans = &request.resource_spans[0];
         let resource = resource_spans.resource.as_ref().expect("resource");

@@ -2,8 +2,8 @@
 //! formats ([`propagation`]) and OTLP/HTTP protobuf export ([`export`]) of the spans the
 //! core records (`gangway_pipeline::trace`). The binary adds [`SPEC`] to its catalog.
 //!
-//! Spans are encoded on the worker only for sampled traces, then batched and posted by the
-//! plugin queue's sender thread (`gangway_plugins::log_queue`), off the workers.
+//! A sampled trace's spans are copied as plain data into the plugin's queue; its sender
+//! thread (`gangway_plugins::log_queue`) encodes, batches and posts them, off the workers.
 
 pub mod export;
 mod plugin;

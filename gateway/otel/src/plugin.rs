@@ -368,7 +368,10 @@ impl Plugin for OpenTelemetry {
         if !trace.is_recording() || !trace.sampled {
             return;
         }
-        self.queue.push(export::encode_trace(trace));
+        self.queue
+            .push(log_queue::Entry::Deferred(Box::new(export::Queued(
+                trace.finished(),
+            ))));
     }
 
     fn exports_traces(&self) -> bool {

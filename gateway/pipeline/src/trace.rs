@@ -204,7 +204,7 @@ pub struct Span {
 }
 
 /// What Kong puts on the request span, filled by the proxy when the request begins.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct RequestAttrs {
     /// `http.method`.
     pub method: String,
@@ -599,6 +599,50 @@ impl RequestTrace {
     /// `start_unix_ns` plus an offset: a span time on the wall clock.
     pub fn unix_ns(&self, offset_ns: u64) -> u64 {
         self.start_unix_ns + offset_ns
+    }
+
+    /// A copy of the finished trace's data, for an exporter to encode off the worker.
+    pub fn finished(&self) -> FinishedTrace {
+        FinishedTrace {
+            trace_id: self.trace_id,
+            remote_parent: self.remote_parent,
+            start_unix_ns: self.start_unix_ns,
+            request: self.request.clone(),
+            spans: self.spans.clone(),
+        }
+    }
+}
+
+/// A finished request's trace as plain owned data ([`RequestTrace::finished`]).
+#[derive(Debug, Clone)]
+pub struct FinishedTrace {
+    /// The trace id.
+    pub trace_id: [u8; 16],
+    /// The caller's span, parent of the request span.
+    pub remote_parent: Option<[u8; 8]>,
+    /// When the request began, in ns since the epoch.
+    pub start_unix_ns: u64,
+    /// Request-span attributes.
+    pub request: RequestAttrs,
+    /// The spans; the first is the request span.
+    pub spans: Vec<Span>,
+}
+
+impl FinishedTrace {
+    /// `start_unix_ns` plus an offset: a span time on the wall clock.
+    pub fn unix_ns(&self, offset_ns: u64) -> u64 {
+        self.start_unix_ns + offset_ns
+    }
+
+    /// About how many bytes it holds.
+    pub fn size(&self) -> usize {
+        let r = &self.request;
+        std::mem::size_of::<FinishedTrace>()
+            + self.spans.len() * std::mem::size_of::<Span>()
+            + r.method.len()
+            + r.url.len()
+            + r.host.len()
+            + r.route.len()
     }
 }
 

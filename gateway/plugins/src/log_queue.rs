@@ -1,7 +1,7 @@
 //! Kong's plugin queue (`kong.tools.queue`) for the plugins that post to a server (http-log,
 //! opentelemetry): entries wait in a bounded queue, a sender thread batches them
 //! (`max_batch_size`, `max_coalescing_delay`), encodes each batch with the plugin's encoder
-//! and posts it, retrying with a doubling delay (`initial_retry_delay` .. `max_retry_delay`)
+//! (and first each [`Entry::Deferred`], which a worker queued as plain data) and posts it, retrying with a doubling delay (`initial_retry_delay` .. `max_retry_delay`)
 //! for up to `max_retry_time`.
 //!
 //! Instances with the same settings share one queue, across config reloads too: a reload
@@ -139,6 +139,49 @@ impl QueueConfig {
 /// Turns a batch of entries into one request body.
 pub type Encoder = fn(&Settings, &[Vec<u8>]) -> Vec<u8>;
 
+/// A value a worker queues as it is, for the sender thread to encode into an entry's bytes:
+/// the worker pays a copy of plain data, not the encoding.
+pub trait Deferred: Send {
+    /// About how many bytes the value holds (the queue's `max_bytes` counts them).
+    fn size(&self) -> usize;
+    /// Appends the entry's bytes to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+/// One queued entry.
+pub enum Entry {
+    /// Bytes ready for the encoder (http-log's JSON).
+    Encoded(Vec<u8>),
+    /// Encoded on the sender thread (opentelemetry's spans).
+    Deferred(Box<dyn Deferred>),
+}
+
+impl Entry {
+    fn size(&self) -> usize {
+        match self {
+            Entry::Encoded(bytes) => bytes.len(),
+            Entry::Deferred(value) => value.size(),
+        }
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Entry::Encoded(bytes) => bytes,
+            Entry::Deferred(value) => {
+                let mut out = Vec::with_capacity(value.size());
+                value.encode(&mut out);
+                out
+            }
+        }
+    }
+}
+
+impl From<Vec<u8>> for Entry {
+    fn from(bytes: Vec<u8>) -> Entry {
+        Entry::Encoded(bytes)
+    }
+}
+
 /// How a queue sends. No defaults: each plugin fills every field from its config.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Settings {
@@ -251,7 +294,7 @@ fn percent_decode(s: &str) -> String {
 
 /// A queue and its sender thread.
 pub struct Queue {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<Entry>,
     bytes: Arc<AtomicUsize>,
     /// Entries accepted and not yet sent (or given up on).
     pending: Arc<AtomicUsize>,
@@ -299,8 +342,9 @@ impl Queue {
     }
 
     /// Adds an entry; a full queue drops it (counted, with a warning every 1024 drops).
-    pub fn push(&self, entry: Vec<u8>) {
-        let len = entry.len();
+    pub fn push(&self, entry: impl Into<Entry>) {
+        let entry = entry.into();
+        let len = entry.size();
         if self
             .max_bytes
             .is_some_and(|max| self.bytes.load(Ordering::Relaxed) + len > max)
@@ -356,7 +400,7 @@ pub fn flush(timeout: Duration) -> bool {
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
 
 fn send_batches(
-    rx: Receiver<Vec<u8>>,
+    rx: Receiver<Entry>,
     settings: &Settings,
     encode: Encoder,
     bytes: &AtomicUsize,
@@ -385,9 +429,11 @@ fn send_batches(
             }
             std::thread::sleep(left.min(DRAIN_EVERY));
         }
-        bytes.fetch_sub(batch.iter().map(Vec::len).sum(), Ordering::Relaxed);
-        send_with_retries(settings, &encode(settings, &batch), batch.len());
-        pending.fetch_sub(batch.len(), Ordering::Relaxed);
+        let (entries, size) = (batch.len(), batch.iter().map(Entry::size).sum());
+        let encoded: Vec<Vec<u8>> = batch.into_iter().map(Entry::into_bytes).collect();
+        bytes.fetch_sub(size, Ordering::Relaxed);
+        send_with_retries(settings, &encode(settings, &encoded), entries);
+        pending.fetch_sub(entries, Ordering::Relaxed);
     }
 }
 
