@@ -718,3 +718,55 @@ fn a_node_starting_on_stored_plans_applies_each_as_written() {
     assert_eq!(plan_of("key-tin").as_deref(), Some("gold"));
     assert_eq!(status_with_key(&reader, "nobody"), 401);
 }
+
+#[test]
+fn target_health_set_on_one_node_reaches_the_others_on_the_database() {
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let (writer, follower) = (node(&pg, true), node(&pg, true));
+    let up = Upstream::start();
+    let target = up.addr.to_string();
+    post(
+        &writer,
+        "/upstreams",
+        json!({"name": "pool", "healthchecks": {"passive": {"unhealthy": {"tcp_failures": 1}}}}),
+    );
+    post(
+        &writer,
+        "/upstreams/pool/targets",
+        json!({"target": target}),
+    );
+    post(&writer, "/services", json!({"name": "s", "host": "pool"}));
+    post(&writer, "/services/s/routes", json!({"paths": ["/pool"]}));
+    let proxied = |gw: &Gangway| {
+        request(gw.proxy, "GET", "/pool", &[], b"")
+            .map(|r| r.status)
+            .unwrap_or(0)
+    };
+    for gw in [&writer, &follower] {
+        within(Duration::from_secs(5), "the route reaches the node", || {
+            proxied(gw) == 200
+        });
+    }
+    let health = |gw: &Gangway| {
+        gw.admin("GET", "/upstreams/pool/health", &[], b"").json()["data"][0]["health"].clone()
+    };
+
+    let set = |verb: &str| {
+        let path = format!("/upstreams/pool/targets/{target}/{verb}");
+        writer.admin("PUT", &path, &[], b"").status
+    };
+    assert_eq!(set("unhealthy"), 204);
+    assert_eq!(health(&writer), "UNHEALTHY");
+    within(Duration::from_secs(2), "the other node hears of it", || {
+        health(&follower) == "UNHEALTHY"
+    });
+    assert_eq!(proxied(&follower), 503, "the other node stops using it");
+    assert!(follower.log().contains("target health set by another node"));
+
+    assert_eq!(set("healthy"), 204);
+    within(Duration::from_secs(2), "the other node hears of it", || {
+        health(&follower) == "HEALTHY"
+    });
+    assert_eq!(proxied(&follower), 200);
+}

@@ -1,7 +1,8 @@
 //! Target health on the Admin API (`kong/api/routes/upstreams.lua`): `GET
 //! /upstreams/{u}/health` lists each target with the health this node's balancer sees for
 //! it and for each of its addresses (`?balancer_health=1`: the upstream's as a whole), and
-//! `PUT /upstreams/{u}/targets/{t}[/{address}]/healthy|unhealthy` sets it by hand.
+//! `PUT /upstreams/{u}/targets/{t}[/{address}]/healthy|unhealthy` sets it by hand, on this
+//! node and (through the store) on the others that share its database.
 
 use std::net::IpAddr;
 
@@ -11,7 +12,7 @@ use gangway_config::model::split_target;
 use gangway_config::store::{Address, PageQuery};
 use gangway_proxy::upstream::status::{Resolution, TargetStatus};
 use serde_json::{Value, json};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::AdminState;
 use crate::reply;
@@ -215,5 +216,14 @@ pub async fn set_target_health(
         .set_healthy(ip, healthy);
     let address = ip.map(|ip| ip.to_string()).unwrap_or_default();
     info!(upstream = %name, %target, %address, healthy, "target health set through the Admin API");
+    // The other nodes on the database learn it as Kong's cluster does; this node's answer
+    // does not wait on them.
+    if let Err(e) = state
+        .store
+        .broadcast_target_health(name, target, ip, healthy)
+        .await
+    {
+        warn!(error = %e.message, upstream = %name, %target, "could not tell the other nodes of a target's health");
+    }
     reply::empty(204)
 }

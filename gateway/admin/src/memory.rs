@@ -299,6 +299,17 @@ fn tags_page(snapshot: &Snapshot, tag: Option<&str>, query: &PageQuery) -> Resul
 }
 
 impl ConfigStore for MemoryStore {
+    /// A node without a database has no other node to tell.
+    fn broadcast_target_health<'a>(
+        &'a self,
+        _upstream: &'a str,
+        _target: &'a str,
+        _address: Option<std::net::IpAddr>,
+        _healthy: bool,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     fn tags<'a>(&'a self, tag: Option<&'a str>, query: &'a PageQuery) -> StoreFuture<'a, Page> {
         let snapshot = self.gateway.snapshot();
         Box::pin(std::future::ready(tags_page(&snapshot, tag, query)))

@@ -119,6 +119,17 @@ impl ConfigStore for EchoShorthands {
         self.inner.tags(tag, query)
     }
 
+    fn broadcast_target_health<'a>(
+        &'a self,
+        upstream: &'a str,
+        target: &'a str,
+        address: Option<std::net::IpAddr>,
+        healthy: bool,
+    ) -> StoreFuture<'a, ()> {
+        self.inner
+            .broadcast_target_health(upstream, target, address, healthy)
+    }
+
     fn reachable(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
         self.inner.reachable()
     }

@@ -110,6 +110,17 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// those with `tag`, a page at a time (`query.size` and `query.offset` only).
     fn tags<'a>(&'a self, tag: Option<&'a str>, query: &'a PageQuery) -> StoreFuture<'a, Page>;
 
+    /// Tells the other nodes on the store that `target` of `upstream` (one address, or all
+    /// of them) was set healthy or unhealthy. No default: a store that wraps another must
+    /// pass it on.
+    fn broadcast_target_health<'a>(
+        &'a self,
+        upstream: &'a str,
+        target: &'a str,
+        address: Option<std::net::IpAddr>,
+        healthy: bool,
+    ) -> StoreFuture<'a, ()>;
+
     /// True when the store answers (the Admin API's `/status` `database.reachable`).
     /// Default true (a store without a database is always there).
     fn reachable(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {

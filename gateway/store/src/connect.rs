@@ -90,29 +90,37 @@ pub async fn connect(settings: &Settings) -> Result<tokio_postgres::Client, Stor
     Ok(client)
 }
 
-/// A connection whose notifications (`LISTEN`) wake `notify`; the returned task drives
+/// A connection whose notifications (`LISTEN`) wake `notify`, but those on `direct` (a
+/// channel name), whose payloads go to `on_direct` as they arrive; the returned task drives
 /// it and ends when the connection does.
 pub async fn connect_listening(
     settings: &Settings,
     notify: Arc<tokio::sync::Notify>,
+    direct: &'static str,
+    on_direct: impl Fn(&str) + Send + 'static,
 ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), StoreError> {
     let (client, connection) = pg_config(settings)
         .connect(tls(settings)?)
         .await
         .map_err(|e| StoreError::unreachable(settings, &e))?;
-    let driver = tokio::spawn(drive_listening(connection, notify));
+    let driver = tokio::spawn(drive_listening(connection, notify, direct, on_direct));
     Ok((client, driver))
 }
 
 async fn drive_listening<S, T>(
     mut connection: tokio_postgres::Connection<S, T>,
     notify: Arc<tokio::sync::Notify>,
+    direct: &'static str,
+    on_direct: impl Fn(&str),
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     loop {
         match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) if n.channel() == direct => {
+                on_direct(n.payload())
+            }
             Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => notify.notify_one(),
             Some(Ok(_)) => {}
             Some(Err(e)) => {

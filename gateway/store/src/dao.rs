@@ -934,6 +934,27 @@ impl ConfigStore for PgStore {
         Box::pin(self.delete_entity(kind, at))
     }
 
+    fn broadcast_target_health<'a>(
+        &'a self,
+        upstream: &'a str,
+        target: &'a str,
+        address: Option<std::net::IpAddr>,
+        healthy: bool,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let payload = crate::health_notice::payload(upstream, target, address, healthy);
+            let client = self.client().await?;
+            client
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&crate::health_notice::CHANNEL, &payload],
+                )
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+    }
+
     fn reachable(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
         Box::pin(async move {
             match self.pool.get().await {

@@ -7,6 +7,7 @@
 
 pub mod connect;
 pub mod dao;
+pub mod health_notice;
 pub mod import;
 pub mod migrations;
 pub mod quota;

@@ -23,8 +23,8 @@ use tokio_postgres::Client;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use crate::StoreError;
 use crate::snapshot::{as_input, building};
+use crate::{StoreError, health_notice};
 
 /// Kinds changed by delta on a running node.
 const IDENTITY_KINDS: [&str; 3] = ["consumers", "keyauth_credentials", "acls"];
@@ -278,11 +278,18 @@ pub async fn follow(settings: Settings, gateway: Arc<Gateway>) {
 /// One connection's life: LISTEN, load or catch up, then apply changes as they come.
 async fn session(
     settings: &Settings,
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     seq: &mut Option<i64>,
 ) -> Result<(), StoreError> {
     let notify = Arc::new(tokio::sync::Notify::new());
-    let (mut client, driver) = crate::connect::connect_listening(settings, notify.clone()).await?;
+    let notices = gateway.clone();
+    let (mut client, driver) = crate::connect::connect_listening(
+        settings,
+        notify.clone(),
+        health_notice::CHANNEL,
+        move |payload| health_notice::apply(&notices, payload),
+    )
+    .await?;
     let status = crate::migrations::status(&client).await?;
     if !status.is_current() {
         return Err(if status.bootstrapped {
@@ -294,7 +301,12 @@ async fn session(
             StoreError::NotBootstrapped
         });
     }
-    client.batch_execute("LISTEN gangway_changes").await?;
+    client
+        .batch_execute(&format!(
+            "LISTEN gangway_changes; LISTEN {}",
+            health_notice::CHANNEL
+        ))
+        .await?;
     let mut applied = match *seq {
         None => load_all(&mut client, gateway).await?,
         Some(from) => {
