@@ -14,6 +14,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", dir.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=CLANG");
+    println!("cargo:rerun-if-env-changed=PATH");
+    watch_compiler();
     println!("cargo:rerun-if-env-changed=GANGWAY_EBPF_REQUIRE");
     let status = match compile(&dir, &out) {
         Ok(()) => "ok".to_owned(),
@@ -29,6 +31,28 @@ fn main() {
         }
     };
     println!("cargo:rustc-env=GANGWAY_EBPF_BUILD={status}");
+}
+
+/// Reruns this script when the compiler changes, or appears: a build made before clang was
+/// installed would otherwise keep its empty object for good.
+fn watch_compiler() {
+    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
+    let dirs: Vec<PathBuf> = if Path::new(&clang).is_absolute() {
+        Vec::new()
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).collect())
+            .unwrap_or_default()
+    };
+    match dirs.iter().map(|d| d.join(&clang)).find(|c| c.exists()) {
+        Some(found) => println!("cargo:rerun-if-changed={}", found.display()),
+        None if dirs.is_empty() => println!("cargo:rerun-if-changed={clang}"),
+        // Not installed: any change to a directory it would land in reruns the script.
+        None => dirs
+            .iter()
+            .filter(|d| d.is_dir())
+            .for_each(|d| println!("cargo:rerun-if-changed={}", d.display())),
+    }
 }
 
 fn env(name: &str) -> String {
