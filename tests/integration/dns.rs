@@ -415,3 +415,44 @@ services:
     let served = revived.requests.load(Ordering::Relaxed);
     assert!(served >= 3, "round robin reaches it again: {served} of 10");
 }
+
+#[test]
+fn a_name_whose_addresses_all_failed_comes_back_when_it_resolves_elsewhere() {
+    let live = Upstream::start();
+    let port = live.addr.port();
+    // At first the name points only at 127.0.0.5, where nothing listens.
+    let dns = DnsServer::start(NAME, Ipv4Addr::new(127, 0, 0, 5), 1);
+    let config = format!(
+        r#"_format_version: "3.0"
+upstreams:
+  - name: pool
+    healthchecks:
+      passive:
+        unhealthy:
+          tcp_failures: 1
+    targets:
+      - target: {NAME}:{port}
+services:
+  - name: pool
+    host: pool
+    retries: 0
+    routes:
+      - paths: ["/pool"]
+"#
+    );
+    let gw =
+        Gangway::start_with(Options::new(config).env("KONG_DNS_RESOLVER", dns.addr.to_string()));
+    assert_eq!(gw.get("/pool").status, 502, "the only address refuses");
+    assert_eq!(gw.get("/pool").status, 503, "and is marked down");
+
+    // The record moves to a live address. No request picks a target with no healthy
+    // address, so only gangway's own lookup can find it; passive checks alone never
+    // bring an address back.
+    dns.set_answer(Some((Ipv4Addr::new(127, 0, 0, 1), 1)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.get("/pool").status != 200 {
+        assert!(Instant::now() < deadline, "the target never came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(live.requests.load(Ordering::Relaxed) >= 1);
+}

@@ -1,7 +1,9 @@
 //! Active health checks: a thread of its own probes the targets of upstreams whose
-//! `healthchecks.active` has an interval, as Kong's healthchecker does. Healthy targets are
-//! probed (each address a target's name resolves to) every `healthy.interval` seconds, unhealthy ones every `unhealthy.interval`; the
-//! results move the shared [`super::health::TargetHealth`] that the workers' balancers read.
+//! `healthchecks.active` has an interval, as Kong's healthchecker does. Each address a
+//! target's name resolves to is probed, every `healthy.interval` seconds while healthy and
+//! every `unhealthy.interval` while not; the results move the shared
+//! [`super::health::TargetHealth`] that the workers' balancers read. The same thread looks
+//! up again the names whose every address is down, for passive checks too.
 //!
 //! The probes use the same sockets, TLS and DNS code as the proxy (on the epoll backend, in a
 //! current-thread runtime), so a probe sees what a proxied request would.
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use tracing::{debug, info, warn};
 
+use super::balancer::BalancedTarget;
 use super::dns::{self, DnsCache, DnsSettings};
 use super::health::{ActivePolicy, Observation, ProbeKind};
 use crate::gateway::Gateway;
@@ -52,14 +55,39 @@ async fn run(gateway: Arc<Gateway>) {
     let mut published = gateway.published();
     while !gateway.is_draining() {
         let snapshot = gateway.snapshot();
-        if snapshot.balancers.iter().all(|b| b.active.is_none()) {
-            // Nothing to probe until a config with active checks is published: sleep until
-            // then rather than waking every tick for nothing.
+        let stranded = |t: &&BalancedTarget| t.health.is_named() && !t.health.is_healthy();
+        let probing = snapshot.balancers.iter().any(|b| b.active.is_some());
+        if !probing
+            && !snapshot
+                .balancers
+                .iter()
+                .any(|b| b.targets.iter().any(|t| stranded(&t)))
+        {
+            // Nothing to probe or look up until a config with active checks is published or
+            // a name loses its last healthy address: sleep until then rather than waking
+            // every tick for nothing.
             drop(snapshot);
-            if published.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = published.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                () = gateway.health.all_down.notified() => {}
             }
             continue;
+        }
+        // A name whose every address is down is no longer picked, so no request looks it up
+        // again: look it up here (as Kong renews its targets' DNS), and an address it moved
+        // to joins healthy.
+        for balancer in &snapshot.balancers {
+            for t in balancer.targets.iter().filter(stranded) {
+                if let Ok(addresses) = dns::resolve_all(&dns, &t.host, t.port).await {
+                    addresses
+                        .into_iter()
+                        .for_each(|ip| drop(t.health.address(ip)));
+                }
+            }
         }
         let mut probed = HashSet::new();
         for balancer in &snapshot.balancers {

@@ -282,6 +282,9 @@ pub struct HealthRegistry {
     map: Mutex<HashMap<(String, String), Arc<TargetHealth>>>,
     /// Every worker's DNS lookups, as they land (see `DnsCache::sharing_answers`).
     pub answers: Arc<super::dns::Answers>,
+    /// Told when a named target's last healthy address goes down (the health checker then
+    /// looks such names up again, for addresses they may have moved to).
+    pub all_down: Arc<tokio::sync::Notify>,
 }
 
 impl HealthRegistry {
@@ -295,7 +298,10 @@ impl HealthRegistry {
         map.entry((upstream.to_string(), target.to_string()))
             .or_insert_with(|| {
                 let literal = split_target(target).and_then(|(host, _)| host.parse().ok());
-                Arc::new(literal.map_or_else(TargetHealth::named, TargetHealth::literal))
+                Arc::new(match literal {
+                    Some(ip) => TargetHealth::literal(ip),
+                    None => TargetHealth::named(self.all_down.clone()),
+                })
             })
             .clone()
     }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio::sync::Notify;
 
 use gangway_config::model::{ActiveHealthcheck, PassiveHealthcheck};
 
@@ -41,6 +42,9 @@ pub struct TargetHealth {
     /// address changing state), so the last writer always sees every address's state.
     changing: Mutex<()>,
     any_healthy: AtomicBool,
+    /// For a name: told when its last healthy address goes down, so the health checker
+    /// looks its name up again (the balancer no longer picks it, so no request would).
+    all_down: Option<Arc<Notify>>,
 }
 
 /// What happened on one attempt to a target.
@@ -250,20 +254,27 @@ impl AddressHealth {
 impl TargetHealth {
     /// A target named by an IP literal: that is its only address.
     pub fn literal(ip: IpAddr) -> TargetHealth {
-        TargetHealth::with(vec![Arc::new(AddressHealth::new(ip))])
+        TargetHealth::with(vec![Arc::new(AddressHealth::new(ip))], None)
     }
 
     /// A target named by a host name: its addresses join as the name resolves to them.
-    pub fn named() -> TargetHealth {
-        TargetHealth::with(Vec::new())
+    /// `all_down` is told when the last healthy one goes down.
+    pub fn named(all_down: Arc<Notify>) -> TargetHealth {
+        TargetHealth::with(Vec::new(), Some(all_down))
     }
 
-    fn with(addresses: Vec<Arc<AddressHealth>>) -> TargetHealth {
+    fn with(addresses: Vec<Arc<AddressHealth>>, all_down: Option<Arc<Notify>>) -> TargetHealth {
         TargetHealth {
             addresses: ArcSwap::from_pointee(addresses),
             changing: Mutex::new(()),
             any_healthy: AtomicBool::new(true),
+            all_down,
         }
+    }
+
+    /// True for a target named by a host name.
+    pub fn is_named(&self) -> bool {
+        self.all_down.is_some()
     }
 
     /// True while any address is healthy, or none is known yet (a name not resolved yet
@@ -318,7 +329,10 @@ impl TargetHealth {
         let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let addresses = self.addresses.load();
         let any = addresses.is_empty() || addresses.iter().any(|a| a.is_healthy());
-        self.any_healthy.store(any, Ordering::Relaxed);
+        let was = self.any_healthy.swap(any, Ordering::Relaxed);
+        if let (true, false, Some(all_down)) = (was, any, &self.all_down) {
+            all_down.notify_one();
+        }
     }
 
     /// Records a proxied request's outcome at `ip`; returns true if it turned that address
@@ -441,7 +455,8 @@ mod tests {
 
     #[test]
     fn a_target_is_healthy_while_any_of_its_addresses_is() {
-        let t = TargetHealth::named();
+        let all_down = Arc::new(Notify::new());
+        let t = TargetHealth::named(all_down.clone());
         assert!(t.is_healthy(), "a name not resolved yet is tried");
         let p = policy(1, 0);
         t.address(ip(1));
@@ -452,6 +467,8 @@ mod tests {
         assert!(t.is_healthy(), "the other address still serves");
         assert!(t.observe(ip(2), &p, Observation::TcpFailure));
         assert!(!t.is_healthy(), "every address is down");
+        let told = futures_lite_poll(all_down.notified());
+        assert!(told, "the health checker is told to look the name up again");
         assert!(
             t.is_address_healthy(ip(3)),
             "an unknown address is not down"
@@ -490,12 +507,19 @@ mod tests {
 
     #[test]
     fn a_target_forgets_its_oldest_address_past_the_cap() {
-        let t = TargetHealth::named();
+        let t = TargetHealth::named(Arc::new(Notify::new()));
         for n in 0..=MAX_ADDRESSES {
             t.address(IpAddr::from([10, 0, (n / 256) as u8, (n % 256) as u8]));
         }
         let known = t.addresses();
         assert_eq!(known.len(), MAX_ADDRESSES);
         assert_eq!(known[0].ip, IpAddr::from([10, 0, 0, 1]));
+    }
+
+    /// Polls `future` once: true when it is ready at once (a stored `Notify` permit).
+    fn futures_lite_poll(future: impl std::future::Future<Output = ()>) -> bool {
+        let mut future = std::pin::pin!(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        future.as_mut().poll(&mut cx).is_ready()
     }
 }
