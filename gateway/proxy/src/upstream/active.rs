@@ -28,6 +28,10 @@ use gangway_net::{Backend, Stream, tls};
 /// How often the checker looks for probes that are due.
 const TICK: Duration = Duration::from_millis(100);
 
+/// How often names whose every address is down are looked up when nothing is probed (the
+/// lookups themselves go out only as their answers' TTLs run out).
+const LOOKUP_EVERY: Duration = Duration::from_secs(1);
+
 /// Starts the checker thread; it stops once the gateway drains.
 pub fn spawn(gateway: Arc<Gateway>) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -156,7 +160,7 @@ async fn run(gateway: Arc<Gateway>) {
         // Addresses a name no longer resolves to, and targets gone from the config.
         last.retain(|key, _| probed.contains(key));
         drop(snapshot);
-        tokio::time::sleep(TICK).await;
+        tokio::time::sleep(if probing { TICK } else { LOOKUP_EVERY }).await;
     }
 }
 
