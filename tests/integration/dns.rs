@@ -287,6 +287,11 @@ plugins:
     ));
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["message"], "target not found");
+    let r = put(format!(
+        "/upstreams/pool/targets/{target}/127.0.0.3:http/healthy"
+    ));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "invalid address '127.0.0.3:http'");
 
     let r = put(format!("/upstreams/pool/targets/{target}/unhealthy"));
     assert_eq!(r.status, 204, "{}", r.text());

@@ -199,15 +199,18 @@ pub async fn set_target_health(
     let target = target["target"].as_str().unwrap_or_default();
     let status = state.gateway.health.target_status(name, target);
     // A name in the address's place means the whole target, as in Kong.
-    let ip = match address.and_then(split_target) {
-        Some((host, port)) => match host.parse::<IpAddr>() {
+    let ip = match address.map(|a| (a, split_target(a))) {
+        None => None,
+        Some((given, None)) => {
+            return reply::message(400, &format!("invalid address '{given}'"));
+        }
+        Some((_, Some((host, port)))) => match host.parse::<IpAddr>() {
             Ok(ip) if port == status.port && status.addresses.iter().any(|(a, _)| *a == ip) => {
                 Some(ip)
             }
             Ok(_) => return reply::message(400, "target not found"),
             Err(_) => None,
         },
-        None => None,
     };
     state
         .gateway
