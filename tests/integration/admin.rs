@@ -816,6 +816,8 @@ upstreams:
   - name: quiet
     targets:
       - target: "{addr}"
+      - target: 127.0.0.2:81
+      - target: 127.0.0.3:82
   - name: watched
     healthchecks:
       passive:
@@ -840,6 +842,23 @@ upstreams:
         gw.admin("GET", "/upstreams/nope/health", &[], b"").status,
         404
     );
+    // Kong's pages: `size`, then `next` until it is null.
+    let first = gw
+        .admin("GET", "/upstreams/quiet/health?size=2", &[], b"")
+        .json();
+    assert_eq!(first["data"].as_array().map(Vec::len), Some(2), "{first}");
+    let next = first["next"].as_str().expect("a next page");
+    assert!(
+        next.starts_with("/upstreams/quiet/health?offset="),
+        "{next}"
+    );
+    assert!(first["offset"].is_string(), "{first}");
+    let second = gw.admin("GET", next, &[], b"").json();
+    assert_eq!(second["data"].as_array().map(Vec::len), Some(1), "{second}");
+    assert!(second["next"].is_null(), "{second}");
+    assert_eq!(second["data"][0]["data"]["addresses"][0]["ip"], "127.0.0.3");
+    let bad = gw.admin("GET", "/upstreams/quiet/health?size=0", &[], b"");
+    assert_eq!(bad.status, 400, "{}", bad.text());
 
     let json_type = [("Content-Type", "application/json")];
     let ok = gw.admin(

@@ -45,7 +45,7 @@ impl ListArgs {
     }
 
     /// Kong's page options, or the DAO error for a bad size or tag filter.
-    fn query(&self) -> Result<PageQuery, DaoError> {
+    pub(crate) fn query(&self) -> Result<PageQuery, DaoError> {
         let size = match &self.size {
             None => 100,
             Some(text) => {
@@ -156,7 +156,8 @@ pub async fn tags(store: &dyn ConfigStore, tag: Option<&str>, query: Option<&str
     result.await.unwrap_or_else(|e| reply::dao_error(&e))
 }
 
-fn list_body(page: Page, next: Option<String>) -> Value {
+/// Kong's `{"data": [...], "next": ..., "offset": ...}` for a page.
+pub(crate) fn list_body(page: Page, next: Option<String>) -> Value {
     let mut body = json!({ "data": page.data, "next": next });
     if let Some(offset) = page.offset {
         body["offset"] = json!(offset);
@@ -164,7 +165,8 @@ fn list_body(page: Page, next: Option<String>) -> Value {
     body
 }
 
-fn escape(text: &str) -> String {
+/// `text` escaped for a query string.
+pub(crate) fn escape(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 

@@ -13,9 +13,9 @@ use gangway_config::store::{Address, PageQuery};
 use gangway_proxy::upstream::status::{Resolution, TargetStatus};
 use serde_json::{Value, json};
 use tracing::{info, warn};
+use uuid::Uuid;
 
-use crate::AdminState;
-use crate::reply;
+use crate::{AdminState, crud, reply};
 
 /// True when the upstream has no health check on (Kong's `is_upstream_using_healthcheck`):
 /// Kong then reports `HEALTHCHECKS_OFF` and has no health checker to set.
@@ -31,12 +31,8 @@ fn checks_off(upstream: &Value) -> bool {
             .all(|f| zero(&passive["unhealthy"][*f]))
 }
 
-/// The upstream addressed by `key` and every target of it (in the store's order), or the
-/// reply to send instead.
-async fn upstream_and_targets(
-    state: &AdminState,
-    key: &str,
-) -> Result<(Value, Vec<Value>), Response> {
+/// The upstream addressed by `key` and its id, or the reply to send instead.
+async fn upstream_of(state: &AdminState, key: &str) -> Result<(Value, Uuid), Response> {
     let Some(upstreams) = kind_named("upstreams") else {
         return Err(reply::not_found());
     };
@@ -45,10 +41,20 @@ async fn upstream_and_targets(
         Ok(None) => return Err(reply::not_found()),
         Err(e) => return Err(reply::dao_error(&e)),
     };
-    let (Some(targets), Some(id)) = (
-        kind_named("targets"),
-        upstream["id"].as_str().and_then(|s| s.parse().ok()),
-    ) else {
+    match upstream["id"].as_str().and_then(|s| s.parse().ok()) {
+        Some(id) => Ok((upstream, id)),
+        None => Err(reply::not_found()),
+    }
+}
+
+/// The upstream addressed by `key` and every target of it (in the store's order), or the
+/// reply to send instead.
+async fn upstream_and_targets(
+    state: &AdminState,
+    key: &str,
+) -> Result<(Value, Vec<Value>), Response> {
+    let (upstream, id) = upstream_of(state, key).await?;
+    let Some(targets) = kind_named("targets") else {
         return Err(reply::not_found());
     };
     let mut query = PageQuery {
@@ -113,62 +119,90 @@ fn target_health(status: &TargetStatus, weight: u64, off: bool) -> &'static str 
     }
 }
 
-/// `GET /upstreams/{key}/health[?balancer_health=1]`.
-pub async fn upstream_health(state: &AdminState, key: &str, balancer_health: bool) -> Response {
+/// `GET /upstreams/{key}/health[?balancer_health=1]`: a page of targets (Kong's `size` and
+/// `offset`), or with `balancer_health=1` the upstream as a whole.
+pub async fn upstream_health(
+    state: &AdminState,
+    key: &str,
+    balancer_health: bool,
+    query: Option<&str>,
+) -> Response {
+    if balancer_health {
+        return balancer(state, key).await;
+    }
+    let mut page_query = match crud::ListArgs::parse(query).query() {
+        Ok(q) => q,
+        Err(e) => return reply::dao_error(&e),
+    };
+    let (upstream, id) = match upstream_of(state, key).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Some(targets) = kind_named("targets") else {
+        return reply::not_found();
+    };
+    page_query.parent = Some(("upstream", id));
+    let mut page = match state.store.page(targets, &page_query).await {
+        Ok(page) => page,
+        Err(e) => return reply::dao_error(&e),
+    };
+    let name = upstream["name"].as_str().unwrap_or_default();
+    let off = checks_off(&upstream);
+    for target in &mut page.data {
+        let status = state
+            .gateway
+            .health
+            .target_status(name, target["target"].as_str().unwrap_or_default());
+        let weight = target["weight"].as_u64().unwrap_or(0);
+        target["health"] = json!(target_health(&status, weight, off));
+        target["data"] = target_data(&status, weight, off);
+    }
+    let next = page
+        .offset
+        .as_ref()
+        .map(|offset| format!("/upstreams/{key}/health?offset={}", crud::escape(offset)));
+    let mut body = crud::list_body(page, next);
+    body["node_id"] = json!(gangway_config::node::node_id());
+    reply::json(200, &body)
+}
+
+/// `GET /upstreams/{key}/health?balancer_health=1`: Kong's `get_balancer_health`.
+async fn balancer(state: &AdminState, key: &str) -> Response {
     let (upstream, targets) = match upstream_and_targets(state, key).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     let name = upstream["name"].as_str().unwrap_or_default();
     let off = checks_off(&upstream);
-    let node_id = gangway_config::node::node_id();
-    let statuses = targets.into_iter().map(|target| {
+    let (mut total, mut unavailable, mut hosts) = (0, 0, Vec::new());
+    for target in targets {
         let status = state
             .gateway
             .health
             .target_status(name, target["target"].as_str().unwrap_or_default());
-        (target, status)
-    });
-    if balancer_health {
-        let (mut total, mut unavailable, mut hosts) = (0, 0, Vec::new());
-        for (target, status) in statuses {
-            let weight = target["weight"].as_u64().unwrap_or(0);
-            let data = target_data(&status, weight, off);
-            total += data["weight"]["total"].as_u64().unwrap_or(0);
-            unavailable += data["weight"]["unavailable"].as_u64().unwrap_or(0);
-            hosts.push(data);
-        }
-        let healthy = total > unavailable;
-        let health = if healthy { "HEALTHY" } else { "UNHEALTHY" };
-        return reply::json(
-            200,
-            &json!({
-                "data": {
-                    "health": if off { "HEALTHCHECKS_OFF" } else { health },
-                    "balancer_health": health,
-                    "id": upstream["id"],
-                    "details": {
-                        "healthy": healthy,
-                        "weight": {"total": total, "unavailable": unavailable, "available": total - unavailable},
-                        "hosts": hosts,
-                    },
-                },
-                "next": null,
-                "node_id": node_id,
-            }),
-        );
+        let data = target_data(&status, target["weight"].as_u64().unwrap_or(0), off);
+        total += data["weight"]["total"].as_u64().unwrap_or(0);
+        unavailable += data["weight"]["unavailable"].as_u64().unwrap_or(0);
+        hosts.push(data);
     }
-    let data: Vec<Value> = statuses
-        .map(|(mut target, status)| {
-            let weight = target["weight"].as_u64().unwrap_or(0);
-            target["health"] = json!(target_health(&status, weight, off));
-            target["data"] = target_data(&status, weight, off);
-            target
-        })
-        .collect();
+    let healthy = total > unavailable;
+    let health = if healthy { "HEALTHY" } else { "UNHEALTHY" };
     reply::json(
         200,
-        &json!({"data": data, "next": null, "node_id": node_id}),
+        &json!({
+            "data": {
+                "health": if off { "HEALTHCHECKS_OFF" } else { health },
+                "balancer_health": health,
+                "id": upstream["id"],
+                "details": {
+                    "healthy": healthy,
+                    "weight": {"total": total, "unavailable": unavailable, "available": total - unavailable},
+                    "hosts": hosts,
+                },
+            },
+            "next": null,
+            "node_id": gangway_config::node::node_id(),
+        }),
     )
 }
 

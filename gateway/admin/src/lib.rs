@@ -144,7 +144,7 @@ async fn answer(state: &AdminState, request: Request) -> Response {
         Endpoint::ValidateEntity(name) => schemas::validate_entity(state, &name, decoded),
         Endpoint::UpstreamHealth(key) => {
             let balancer = crud_arg(query, "balancer_health").is_some_and(|v| v == "1");
-            health::upstream_health(state, &key, balancer).await
+            health::upstream_health(state, &key, balancer, query).await
         }
         Endpoint::TargetHealth {
             upstream,
