@@ -281,7 +281,7 @@ pub enum LogTraceId {
 impl std::fmt::Display for LogTraceId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LogTraceId::Hex(id) => id.iter().try_for_each(|b| write!(f, "{b:02x}")),
+            LogTraceId::Hex(id) => Hex(id).fmt(f),
             LogTraceId::Text(text) => f.write_str(text),
         }
     }
@@ -596,11 +596,6 @@ impl RequestTrace {
         Summary(self)
     }
 
-    /// `start_unix_ns` plus an offset: a span time on the wall clock.
-    pub fn unix_ns(&self, offset_ns: u64) -> u64 {
-        self.start_unix_ns + offset_ns
-    }
-
     /// A copy of the finished trace's data, for an exporter to encode off the worker.
     pub fn finished(&self) -> FinishedTrace {
         FinishedTrace {
@@ -646,7 +641,7 @@ impl FinishedTrace {
     }
 }
 
-/// Bytes as lowercase hex, for ids in `tracing` fields.
+/// Bytes as lowercase hex: ids in log entries and in `tracing` fields.
 struct Hex<'a>(&'a [u8]);
 
 impl fmt::Display for Hex<'_> {
