@@ -77,8 +77,19 @@ async fn upstream_and_targets(
     }
 }
 
-/// Kong's `getTargetStatus` with each address's `health`: every address carries the
-/// target's weight.
+/// The health this node sees for `target` (a target entity) of upstream `name`.
+fn status_of(state: &AdminState, name: &str, target: &Value) -> TargetStatus {
+    let target = target["target"].as_str().unwrap_or_default();
+    state.gateway.health.target_status(name, target)
+}
+
+/// A target's total and unavailable weight: every address carries the target's weight.
+fn weights(status: &TargetStatus, weight: u64) -> (u64, u64) {
+    let down = status.addresses.iter().filter(|(_, ok)| !ok).count() as u64;
+    (weight * status.addresses.len() as u64, weight * down)
+}
+
+/// Kong's `getTargetStatus` with each address's `health`.
 fn target_data(status: &TargetStatus, weight: u64, off: bool) -> Value {
     let health = |healthy: bool| match (off || weight == 0, healthy) {
         (true, _) => "HEALTHCHECKS_OFF",
@@ -92,8 +103,7 @@ fn target_data(status: &TargetStatus, weight: u64, off: bool) -> Value {
             json!({"ip": ip.to_string(), "port": status.port, "weight": weight, "health": health(*healthy)})
         })
         .collect();
-    let total = weight * status.addresses.len() as u64;
-    let unavailable = weight * status.addresses.iter().filter(|(_, ok)| !ok).count() as u64;
+    let (total, unavailable) = weights(status, weight);
     json!({
         "host": status.host,
         "port": status.port,
@@ -149,10 +159,7 @@ pub async fn upstream_health(
     let name = upstream["name"].as_str().unwrap_or_default();
     let off = checks_off(&upstream);
     for target in &mut page.data {
-        let status = state
-            .gateway
-            .health
-            .target_status(name, target["target"].as_str().unwrap_or_default());
+        let status = status_of(state, name, target);
         let weight = target["weight"].as_u64().unwrap_or(0);
         target["health"] = json!(target_health(&status, weight, off));
         target["data"] = target_data(&status, weight, off);
@@ -176,14 +183,12 @@ async fn balancer(state: &AdminState, key: &str) -> Response {
     let off = checks_off(&upstream);
     let (mut total, mut unavailable, mut hosts) = (0, 0, Vec::new());
     for target in targets {
-        let status = state
-            .gateway
-            .health
-            .target_status(name, target["target"].as_str().unwrap_or_default());
-        let data = target_data(&status, target["weight"].as_u64().unwrap_or(0), off);
-        total += data["weight"]["total"].as_u64().unwrap_or(0);
-        unavailable += data["weight"]["unavailable"].as_u64().unwrap_or(0);
-        hosts.push(data);
+        let status = status_of(state, name, &target);
+        let weight = target["weight"].as_u64().unwrap_or(0);
+        let (target_total, target_unavailable) = weights(&status, weight);
+        total += target_total;
+        unavailable += target_unavailable;
+        hosts.push(target_data(&status, weight, off));
     }
     let healthy = total > unavailable;
     let health = if healthy { "HEALTHY" } else { "UNHEALTHY" };
@@ -230,8 +235,8 @@ pub async fn set_target_health(
     if checks_off(&upstream) {
         return reply::message(400, &format!("no healthchecker found for {name}"));
     }
+    let status = status_of(state, name, target);
     let target = target["target"].as_str().unwrap_or_default();
-    let status = state.gateway.health.target_status(name, target);
     // A name in the address's place means the whole target, as in Kong.
     let ip = match address.map(|a| (a, split_target(a))) {
         None => None,
