@@ -59,14 +59,17 @@ async fn run(gateway: Arc<Gateway>) {
     let mut published = gateway.published();
     while !gateway.is_draining() {
         let snapshot = gateway.snapshot();
-        let stranded = |t: &&BalancedTarget| t.health.is_named() && !t.health.is_healthy();
         let probing = snapshot.balancers.iter().any(|b| b.active.is_some());
-        if !probing
-            && !snapshot
-                .balancers
-                .iter()
-                .any(|b| b.targets.iter().any(|t| stranded(&t)))
-        {
+        // Names whose every address is down, in upstreams without probes (the probes below
+        // look up every target of theirs anyway).
+        let stranded: Vec<&BalancedTarget> = snapshot
+            .balancers
+            .iter()
+            .filter(|b| b.active.is_none())
+            .flat_map(|b| &b.targets)
+            .filter(|t| t.health.is_named() && !t.health.is_healthy())
+            .collect();
+        if !probing && stranded.is_empty() {
             // Nothing to probe or look up until a config with active checks is published or
             // a name loses its last healthy address: sleep until then rather than waking
             // every tick for nothing.
@@ -84,13 +87,11 @@ async fn run(gateway: Arc<Gateway>) {
         // A name whose every address is down is no longer picked, so no request looks it up
         // again: look it up here (as Kong renews its targets' DNS), and an address it moved
         // to joins healthy.
-        for balancer in &snapshot.balancers {
-            for t in balancer.targets.iter().filter(stranded) {
-                if let Ok(addresses) = dns::resolve_all(&dns, &t.host, t.port).await {
-                    addresses
-                        .into_iter()
-                        .for_each(|ip| drop(t.health.address(ip)));
-                }
+        for t in stranded {
+            if let Ok(addresses) = dns::resolve_all(&dns, &t.host, t.port).await {
+                addresses
+                    .into_iter()
+                    .for_each(|ip| drop(t.health.address(ip)));
             }
         }
         let mut probed = HashSet::new();
