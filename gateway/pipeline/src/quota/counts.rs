@@ -12,12 +12,14 @@
 //! table again. (Without the move, a month window that grew from a thousand keys to a
 //! million would probe a dozen tables per request for the rest of the month.)
 //!
-//! The move keeps counts exact: a slot is sealed (its count flagged [`MOVED`]) only by a
-//! compare-and-swap against the count just copied, so an increment that lands in between
-//! makes the copy retry. Between copy and seal a count reads twice as high for an instant,
-//! which can refuse a request but never lets one through. An increment that meets a moved
-//! slot retries in the newer table, and an empty slot of an old table is sealed too, so
-//! nothing can claim it after the move passed it.
+//! The move keeps counts exact. The mover first marks a slot [`MOVING`]: from then on nothing
+//! takes from it, while increments still land in it. It copies the count into the newest
+//! table, and seals the slot (its count flagged [`MOVED`]) with a compare-and-swap against the
+//! count just copied; when increments landed meanwhile it copies the difference and tries
+//! again. Counts only ever grow by a copy, so no count is taken back and none can wrap. While
+//! a slot is being moved its count reads twice, which can refuse a request but never lets
+//! one through. An increment that meets a moved slot retries in the newer table, and an empty
+//! slot of an old table is sealed too, so nothing can claim it after the move passed it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +36,13 @@ const SEALED: u64 = u64::MAX;
 /// A count with this bit has moved to a newer table; the slot counts for nothing.
 const MOVED: u64 = 1 << 63;
 
+/// A count with this bit is being copied to a newer table: it may still grow, but nothing
+/// takes from it until it has moved.
+const MOVING: u64 = 1 << 62;
+
+/// The bits of a count that count.
+const COUNT: u64 = MOVING - 1;
+
 /// The smallest table.
 const MIN_SLOTS: usize = 1024;
 
@@ -47,7 +56,7 @@ impl Slot {
     /// The slot's count, or 0 once it has moved.
     fn live_count(&self) -> u64 {
         let count = self.count.load(Ordering::Acquire);
-        if count & MOVED != 0 { 0 } else { count }
+        if count & MOVED != 0 { 0 } else { count & COUNT }
     }
 }
 
@@ -145,39 +154,75 @@ impl Counts {
 
     /// The count of `key`.
     pub fn get(&self, key: u64) -> u64 {
-        let key = stored(key);
-        self.chain
-            .tables
-            .load()
-            .iter()
-            .filter_map(|t| t.find(key))
-            .map(Slot::live_count)
-            .sum()
+        self.total(stored(key))
+    }
+
+    fn total(&self, key: u64) -> u64 {
+        loop {
+            let tables = self.chain.tables.load();
+            let mut total = 0;
+            let mut saw_moved = false;
+            // Oldest first: a count on its way to a newer table is then read twice, never
+            // missed.
+            for slot in tables.iter().rev().filter_map(|t| t.find(key)) {
+                let count = slot.count.load(Ordering::Acquire);
+                saw_moved |= count & MOVED != 0;
+                total += slot.live_count();
+            }
+            if !saw_moved || self.chain.is_current(&tables) {
+                return total;
+            }
+        }
     }
 
     /// Adds one to `key`'s count (`up`), or takes one away (never below zero); returns the
     /// count before.
     pub fn add(&self, key: u64, up: bool) -> u64 {
-        let key = stored(key);
+        match up {
+            true => self.increment(stored(key)),
+            false => self.decrement(stored(key)),
+        }
+    }
+
+    fn increment(&self, key: u64) -> u64 {
         let chain = &self.chain;
         loop {
             let tables = chain.tables.load();
-            let mut found = tables.iter().filter_map(|t| t.find(key));
-            if let Some(first) = found.next() {
-                let others: u64 = found.map(Slot::live_count).sum();
-                match bump(&first.count, up) {
-                    Some(before) => return others + before,
-                    None => continue,
+            // The newest slot of the key takes the increment; the older ones, read first,
+            // add to what it returns.
+            let mut newest_slot = None;
+            let mut older = 0;
+            let mut saw_moved = false;
+            for slot in tables.iter().rev().filter_map(|t| t.find(key)) {
+                if let Some(previous) = newest_slot.replace(slot) {
+                    let count = previous.count.load(Ordering::Acquire);
+                    saw_moved |= count & MOVED != 0;
+                    older += previous.live_count();
                 }
             }
-            if !up {
-                return 0;
+            if saw_moved && !chain.is_current(&tables) {
+                // The moved count sits in a table this snapshot does not have.
+                continue;
             }
-            let newest = &tables[0];
-            if !newest.full() {
-                if let Some(before) = newest.find_or_claim(key).and_then(|s| bump(&s.count, up)) {
-                    return before;
+            if newest_slot.is_none() {
+                let newest = &tables[0];
+                newest_slot = match newest.full() {
+                    false => newest.find_or_claim(key),
+                    true => None,
+                };
+            }
+            if let Some(slot) = newest_slot {
+                let before = slot.count.fetch_add(1, Ordering::AcqRel);
+                if before & (MOVED | MOVING) == 0 {
+                    return older + before;
                 }
+                if before & MOVED == 0 {
+                    // The mover carries the increment along, into a table this snapshot may
+                    // not have: count afresh, the increment included.
+                    return self.total(key).saturating_sub(1);
+                }
+                // Moved: the increment went nowhere; count in the newer table.
+                continue;
             }
             if chain.grow(&tables) {
                 let chain = chain.clone();
@@ -187,6 +232,45 @@ impl Counts {
                 if let Err(e) = spawned {
                     tracing::warn!(error = %e, "rate-limiting: old counter tables stay until their window ends");
                 }
+            }
+        }
+    }
+
+    fn decrement(&self, key: u64) -> u64 {
+        let chain = &self.chain;
+        loop {
+            let tables = chain.tables.load();
+            let mut wait = false;
+            let mut saw_moved = false;
+            // Oldest first: a slot found moved has then already passed its count on to the
+            // newer slot read after it.
+            for slot in tables.iter().rev().filter_map(|t| t.find(key)) {
+                let taken = slot
+                    .count
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                        (c & (MOVED | MOVING) == 0 && c > 0).then(|| c - 1)
+                    });
+                match taken {
+                    Ok(before) => {
+                        let others: u64 = tables
+                            .iter()
+                            .filter_map(|t| t.find(key))
+                            .filter(|s| !std::ptr::eq(*s, slot))
+                            .map(Slot::live_count)
+                            .sum();
+                        return before + others;
+                    }
+                    Err(count) => {
+                        wait |= count & MOVING != 0;
+                        saw_moved |= count & MOVED != 0;
+                    }
+                }
+            }
+            if wait {
+                // The mover copies the count and seals the slot in a few instructions.
+                std::thread::yield_now();
+            } else if !saw_moved || chain.is_current(&tables) {
+                return 0;
             }
         }
     }
@@ -252,14 +336,13 @@ impl Chain {
         });
     }
 
-    /// Copies `slot`'s count into the newest table, and seals `slot` if nothing counted in
-    /// it meanwhile; otherwise takes the copy back and tries again.
+    /// Marks `slot` as moving, copies its count into the newest table, and seals it once the
+    /// copy has caught up with the increments that landed meanwhile.
     fn move_count(&self, slot: &Slot, key: u64) {
+        if slot.count.fetch_or(MOVING, Ordering::AcqRel) & MOVED != 0 {
+            return;
+        }
         loop {
-            let count = slot.count.load(Ordering::Acquire);
-            if count & MOVED != 0 {
-                return;
-            }
             let tables = self.tables.load();
             let newest = &tables[0];
             let target = match newest.full() {
@@ -272,37 +355,31 @@ impl Chain {
                 self.grow(&tables);
                 continue;
             };
-            target.count.fetch_add(count, Ordering::AcqRel);
-            if slot
-                .count
-                .compare_exchange(count, MOVED, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return;
+            let mut copied = 0;
+            loop {
+                let count = slot.count.load(Ordering::Acquire) & COUNT;
+                target.count.fetch_add(count - copied, Ordering::AcqRel);
+                copied = count;
+                if slot
+                    .count
+                    .compare_exchange(count | MOVING, MOVED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return;
+                }
             }
-            target.count.fetch_sub(count, Ordering::AcqRel);
         }
+    }
+
+    /// True when `seen` is still the chain: a count found moved in it has its new slot there.
+    fn is_current(&self, seen: &Arc<Vec<Arc<Table>>>) -> bool {
+        Arc::ptr_eq(seen, &self.tables.load())
     }
 }
 
 /// The value `key` is stored under: the two reserved keys move one step inward.
 fn stored(key: u64) -> u64 {
     key.clamp(EMPTY + 1, SEALED - 1)
-}
-
-/// Adds one, or takes one away without going below zero; returns the value before, or
-/// `None` when the count has moved to a newer table.
-fn bump(count: &AtomicU64, up: bool) -> Option<u64> {
-    if up {
-        let before = count.fetch_add(1, Ordering::AcqRel);
-        (before & MOVED == 0).then_some(before)
-    } else {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-                (c & MOVED == 0).then(|| c.saturating_sub(1))
-            })
-            .ok()
-    }
 }
 
 #[cfg(test)]
@@ -379,6 +456,33 @@ mod tests {
             80_000,
             "every key once, in the one table left"
         );
+    }
+
+    /// Refunds land while keys are being moved: a refund that met a copy not yet made, or
+    /// an old slot already sealed, used to be lost.
+    #[test]
+    fn refunds_while_it_grows_and_moves_lose_nothing() {
+        for round in 0..5 {
+            let counts = Counts::default();
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    let counts = &counts;
+                    s.spawn(move || {
+                        for _ in 0..3 {
+                            for key in 0..30_000u64 {
+                                counts.add(key * 7919 + 2, true);
+                                counts.add(key * 7919 + 2, true);
+                                counts.add(key * 7919 + 2, false);
+                            }
+                        }
+                    });
+                }
+            });
+            counts.wait_for_one_table();
+            for key in 0..30_000u64 {
+                assert_eq!(counts.get(key * 7919 + 2), 12, "round {round}, key {key}");
+            }
+        }
     }
 
     #[test]
