@@ -24,12 +24,12 @@
 //! requests, and never more than `N × limit`. One node alone is exact.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window};
 use tokio::sync::oneshot;
@@ -40,9 +40,6 @@ use super::resp::{self, Reply};
 
 /// Windows per flush pipeline: bounds one reply and one call's time.
 const FLUSH_CHUNK: usize = 10_000;
-
-/// How often the windows that ended are dropped.
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -68,6 +65,8 @@ enum Expiry {
 struct Entry {
     /// The Redis key.
     key: String,
+    /// Where the entry sits in [`Inner::entries`].
+    slot: u64,
     /// Redis's count at the last read or flush.
     remote: AtomicI64,
     /// Requests counted here and not yet flushed; below zero when a refused request was
@@ -80,6 +79,22 @@ struct Entry {
     /// Redis holds the key with its TTL, as far as this node knows: a flush need not send
     /// `EXPIREAT` with it.
     ttl_set: AtomicBool,
+    /// In the sync thread's [`Expiring`] (every entry is counted, so every entry passes
+    /// through a flush).
+    expiring: AtomicBool,
+}
+
+/// The entries by the second their window ends, kept by the sync thread: dropping the
+/// windows that ended visits those, not every window the node counts.
+#[derive(Default)]
+struct Expiring(BTreeMap<u64, Vec<u64>>);
+
+impl Expiring {
+    fn track(&mut self, entry: &Entry) {
+        if !entry.expiring.swap(true, Ordering::Relaxed) {
+            self.0.entry(entry.ends_at).or_default().push(entry.slot);
+        }
+    }
 }
 
 impl Entry {
@@ -158,15 +173,12 @@ impl Batched {
                     crate::pipe::install::<gangway_net::epoll::Epoll>();
                     let mut tick = tokio::time::interval(every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    let mut next_sweep = Instant::now() + SWEEP_EVERY;
+                    let mut expiring = Expiring::default();
                     loop {
                         tick.tick().await;
                         let Some(inner) = weak.upgrade() else { return };
-                        inner.flush(&counted).await;
-                        if Instant::now() >= next_sweep {
-                            inner.sweep();
-                            next_sweep = Instant::now() + SWEEP_EVERY;
-                        }
+                        inner.flush(&counted, &mut expiring).await;
+                        inner.sweep(&mut expiring);
                     }
                 });
             });
@@ -181,12 +193,13 @@ impl Inner {
     /// Sends the delta of every window counted since the last flush, in pipelines of
     /// [`FLUSH_CHUNK`] windows (in a cluster, one script call per window), and takes back the
     /// totals.
-    async fn flush(&self, counted: &mpsc::Receiver<Arc<Entry>>) {
+    async fn flush(&self, counted: &mpsc::Receiver<Arc<Entry>>, expiring: &mut Expiring) {
         // Unmarked before its delta is taken: a request counted after that marks it again.
         // A request and its refund cancel out to nothing to send.
         let (live, deltas): (Vec<Arc<Entry>>, Vec<i64>) = counted
             .try_iter()
             .map(|entry| {
+                expiring.track(&entry);
                 entry.dirty.store(false, Ordering::Release);
                 let delta = entry.delta.swap(0, Ordering::AcqRel);
                 (entry, delta)
@@ -239,11 +252,20 @@ impl Inner {
     }
 
     /// Drops the windows that have ended (a window still to be flushed stays queued).
-    fn sweep(&self) {
+    fn sweep(&self, expiring: &mut Expiring) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.entries.pin().retain(|_, e| e.ends_at > now);
+        let entries = self.entries.pin();
+        while let Some(ended) = expiring.0.first_entry() {
+            if *ended.key() > now {
+                return;
+            }
+            for slot in ended.remove() {
+                // A 64-bit collision may have put a live window in the slot since.
+                let _ = entries.remove_if(&slot, |_, e| e.ends_at <= now);
+            }
+        }
     }
 
     /// Sets the TTL of keys a flush's `INCRBY` created without one; a failure leaves them
@@ -446,14 +468,17 @@ impl Inner {
         };
         let entries = self.entries.pin();
         for ((window, key), remote) in missing.into_iter().zip(read) {
-            entries.get_or_insert_with(self.slot(&window), || {
+            let slot = self.slot(&window);
+            entries.get_or_insert_with(slot, || {
                 Arc::new(Entry {
                     key,
+                    slot,
                     remote: AtomicI64::new(remote.unwrap_or_default()),
                     delta: AtomicI64::new(0),
                     ends_at: ends_at(&window),
                     dirty: AtomicBool::new(false),
                     ttl_set: AtomicBool::new(remote.is_some()),
+                    expiring: AtomicBool::new(false),
                 })
             });
         }

@@ -171,3 +171,39 @@ fn a_window_s_ttl_is_sent_until_it_is_set_and_again_when_redis_loses_the_key() {
         assert!((1..=3600).contains(&ttl), "{backend}: hour ttl {ttl}");
     });
 }
+
+#[test]
+fn windows_that_ended_are_dropped_and_live_ones_stay() {
+    let redis = Arc::new(Redis::start());
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, _) = store(server.port(), None);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+        let two_hours_ago = now.as_millis() as i64 - 7_200_000;
+        let ended = windows_at(&format!("{backend}-ended"), two_hours_ago);
+        let live = windows(&format!("{backend}-live"));
+        usage(&store, &ended).await.expect("read");
+        usage(&store, &live).await.expect("read");
+        let slots = |windows: &[Window]| -> Vec<bool> {
+            let entries = store.inner.entries.pin();
+            let present = |w| entries.contains_key(&store.inner.slot(w));
+            windows.iter().map(present).collect()
+        };
+        assert_eq!(slots(&ended), [true, true], "{backend}: counted");
+        let started = Instant::now();
+        while slots(&ended) != [false, false] {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{backend}: ended windows still held: {:?}",
+                slots(&ended)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(slots(&live), [true, true], "{backend}: live windows stay");
+        assert_eq!(
+            usage(&store, &live).await.expect("counted"),
+            [1, 1],
+            "{backend}: and keep their counts"
+        );
+    });
+}
