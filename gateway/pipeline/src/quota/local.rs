@@ -13,7 +13,7 @@
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -47,18 +47,22 @@ pub struct LocalCounters {
     generations: [ArcSwap<Generation>; LENGTHS.len()],
     /// Hashes Kong's key into the map's.
     hasher: RandomState,
-    /// Replaced maps go here to be freed off the workers.
-    reaper: Option<Sender<Arc<Generation>>>,
+    /// Replaced maps go here, with when they were replaced, to be freed off the workers.
+    reaper: Option<Sender<(Instant, Arc<Generation>)>>,
 }
 
 impl Default for LocalCounters {
     fn default() -> Self {
-        let (tx, rx) = channel::<Arc<Generation>>();
+        let (tx, rx) = channel::<(Instant, Arc<Generation>)>();
         let reaper = std::thread::Builder::new()
             .name("gangway-ratelimit-reaper".into())
             .spawn(move || {
-                for old in rx {
-                    std::thread::sleep(REAP_AFTER);
+                // Each waits from when it was replaced, not from when the one before it was
+                // freed: second windows replace a map every second, faster than REAP_AFTER.
+                for (replaced, old) in rx {
+                    std::thread::sleep(
+                        (replaced + REAP_AFTER).saturating_duration_since(Instant::now()),
+                    );
                     drop(old);
                 }
             })
@@ -92,7 +96,7 @@ impl LocalCounters {
             if Arc::ptr_eq(&previous, &current) {
                 drop(current);
                 if let Some(reaper) = &self.reaper {
-                    let _ = reaper.send(arc_swap::Guard::into_inner(previous));
+                    let _ = reaper.send((Instant::now(), arc_swap::Guard::into_inner(previous)));
                 }
                 return cell.load();
             }
@@ -161,6 +165,34 @@ mod tests {
     /// A request that passes: counted by `usage`.
     fn pass(counters: &LocalCounters, windows: &[Window]) {
         let _ = counters.usage(windows);
+    }
+
+    /// Second windows replace a map every second: each is freed REAP_AFTER after it was
+    /// replaced, not one per REAP_AFTER (which let them pile up without end).
+    #[test]
+    fn replaced_maps_are_freed_as_fast_as_they_are_replaced() {
+        let counters = LocalCounters::default();
+        let mut replaced = Vec::new();
+        for second in 0..10 {
+            let window = Window {
+                seconds: 1,
+                period: "second",
+                ..minute("c", second * 1000)
+            };
+            pass(&counters, std::slice::from_ref(&window));
+            replaced.push(Arc::downgrade(&counters.generations[0].load_full()));
+        }
+        replaced.pop();
+        let deadline = Instant::now() + REAP_AFTER + Duration::from_secs(2);
+        while replaced.iter().any(|g| g.strong_count() > 0) {
+            let held = replaced.iter().filter(|g| g.strong_count() > 0).count();
+            assert!(
+                Instant::now() < deadline,
+                "{held} of 9 replaced maps still held {:?} after they were replaced",
+                REAP_AFTER + Duration::from_secs(2)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
