@@ -55,8 +55,7 @@ struct Slot {
 impl Slot {
     /// The slot's count, or 0 once it has moved.
     fn live_count(&self) -> u64 {
-        let count = self.count.load(Ordering::Acquire);
-        if count & MOVED != 0 { 0 } else { count & COUNT }
+        live(self.count.load(Ordering::Acquire))
     }
 }
 
@@ -167,7 +166,7 @@ impl Counts {
             for slot in tables.iter().rev().filter_map(|t| t.find(key)) {
                 let count = slot.count.load(Ordering::Acquire);
                 saw_moved |= count & MOVED != 0;
-                total += slot.live_count();
+                total += live(count);
             }
             if !saw_moved || self.chain.is_current(&tables) {
                 return total;
@@ -197,7 +196,7 @@ impl Counts {
                 if let Some(previous) = newest_slot.replace(slot) {
                     let count = previous.count.load(Ordering::Acquire);
                     saw_moved |= count & MOVED != 0;
-                    older += previous.live_count();
+                    older += live(count);
                 }
             }
             if saw_moved && !chain.is_current(&tables) {
@@ -210,6 +209,11 @@ impl Counts {
                     false => newest.find_or_claim(key),
                     true => None,
                 };
+                if newest_slot.is_some() && !chain.is_current(&tables) {
+                    // Claimed in a table that is no longer the newest, where others may
+                    // already count the key: look again with them in view.
+                    continue;
+                }
             }
             if let Some(slot) = newest_slot {
                 let before = slot.count.fetch_add(1, Ordering::AcqRel);
@@ -375,6 +379,11 @@ impl Chain {
     fn is_current(&self, seen: &Arc<Vec<Arc<Table>>>) -> bool {
         Arc::ptr_eq(seen, &self.tables.load())
     }
+}
+
+/// What a slot holding `count` counts: nothing once it has moved.
+fn live(count: u64) -> u64 {
+    if count & MOVED != 0 { 0 } else { count & COUNT }
 }
 
 /// The value `key` is stored under: the two reserved keys move one step inward.
