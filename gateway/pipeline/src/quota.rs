@@ -7,6 +7,7 @@
 //! outlive config reloads (they hang off the [`crate::Catalog`]), so a reload never resets a
 //! count, as Kong's shared dictionary survives `kong reload`.
 
+pub mod calendar;
 mod counts;
 pub mod local;
 
@@ -31,6 +32,20 @@ pub struct Window {
 }
 
 impl Window {
+    /// When the window ends, epoch milliseconds: the next calendar month or year for those
+    /// (a month is 28 to 31 days, where `seconds` is Kong's fixed 30), else `seconds` on.
+    pub fn end_ms(&self) -> i64 {
+        let days = self.start_ms.div_euclid(86_400_000);
+        let (year, month, _) = calendar::civil_from_days(days);
+        let next = match self.period {
+            "month" if month == 12 => calendar::days_from_civil(year + 1, 1, 1),
+            "month" => calendar::days_from_civil(year, month + 1, 1),
+            "year" => calendar::days_from_civil(year + 1, 1, 1),
+            _ => return self.start_ms + self.seconds as i64 * 1000,
+        };
+        next * 86_400_000
+    }
+
     /// Kong's counter key: `ratelimit:<route_id>:<service_id>:<identifier>:<period_date_ms>:<period>`.
     pub fn key(&self) -> String {
         let mut start = itoa::Buffer::new();

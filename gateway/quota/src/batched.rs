@@ -69,6 +69,9 @@ struct Entry {
     slot: u64,
     /// Redis's count at the last read or flush.
     remote: AtomicI64,
+    /// Taken from `delta` by a flush that Redis has not confirmed yet (only the sync thread
+    /// writes it): still counted by reads, sent again when a flush fails.
+    inflight: AtomicI64,
     /// Requests counted here and not yet flushed; below zero when a refused request was
     /// taken back after its count was flushed.
     delta: AtomicI64,
@@ -195,16 +198,23 @@ impl Inner {
     /// totals.
     async fn flush(&self, counted: &mpsc::Receiver<Arc<Entry>>, expiring: &mut Expiring) {
         // Unmarked before its delta is taken: a request counted after that marks it again.
-        // A request and its refund cancel out to nothing to send.
+        // The delta moves to `inflight` before it leaves `delta`, so a read in between
+        // counts it twice rather than not at all. A request and its refund cancel out to
+        // nothing to send.
         let (live, deltas): (Vec<Arc<Entry>>, Vec<i64>) = counted
             .try_iter()
             .map(|entry| {
                 expiring.track(&entry);
                 entry.dirty.store(false, Ordering::Release);
-                let delta = entry.delta.swap(0, Ordering::AcqRel);
-                (entry, delta)
+                let delta = entry.delta.load(Ordering::Acquire);
+                if delta != 0 {
+                    entry.inflight.fetch_add(delta, Ordering::AcqRel);
+                    entry.delta.fetch_sub(delta, Ordering::AcqRel);
+                }
+                let sending = entry.inflight.load(Ordering::Acquire);
+                (entry, sending)
             })
-            .filter(|(_, delta)| *delta != 0)
+            .filter(|(_, sending)| *sending != 0)
             .unzip();
         if live.is_empty() {
             return;
@@ -224,7 +234,9 @@ impl Inner {
                     for (((entry, total), &delta), &expired) in
                         entries.iter().zip(totals).zip(deltas).zip(&expire)
                     {
+                        // Redis's total first: a read in between counts the delta twice.
                         entry.remote.store(total, Ordering::Release);
+                        entry.inflight.fetch_sub(delta, Ordering::AcqRel);
                         if expired || by_script {
                             entry.ttl_set.store(true, Ordering::Release);
                         } else if total == delta {
@@ -238,8 +250,8 @@ impl Inner {
                     }
                 }
                 Err(e) => {
-                    for (entry, delta) in live[sent..].iter().zip(&deltas[sent..]) {
-                        entry.delta.fetch_add(*delta, Ordering::AcqRel);
+                    // Their deltas stay in `inflight`, still counted, for the next flush.
+                    for entry in &live[sent..] {
                         entry.mark(&self.dirty);
                     }
                     self.target
@@ -439,7 +451,10 @@ impl Inner {
         let entry = entries.get(&self.slot(window))?;
         let before = entry.delta.fetch_add(1, Ordering::AcqRel);
         entry.mark(&self.dirty);
-        Some((entry.remote.load(Ordering::Acquire) + before).max(0) as u64)
+        // `inflight` before `remote`: a flush confirmed sets `remote` before it empties
+        // `inflight`, so whichever this sees, the delta in flight is counted.
+        let inflight = entry.inflight.load(Ordering::Acquire);
+        Some((entry.remote.load(Ordering::Acquire) + inflight + before).max(0) as u64)
     }
 
     /// Reads `missing` (windows and their keys) in one `MGET` and keeps their counts.
@@ -469,11 +484,12 @@ impl Inner {
         let entries = self.entries.pin();
         for ((window, key), remote) in missing.into_iter().zip(read) {
             let slot = self.slot(&window);
-            entries.get_or_insert_with(slot, || {
+            let entry = entries.get_or_insert_with(slot, || {
                 Arc::new(Entry {
                     key,
                     slot,
                     remote: AtomicI64::new(remote.unwrap_or_default()),
+                    inflight: AtomicI64::new(0),
                     delta: AtomicI64::new(0),
                     ends_at: ends_at(&window),
                     dirty: AtomicBool::new(false),
@@ -481,6 +497,9 @@ impl Inner {
                     expiring: AtomicBool::new(false),
                 })
             });
+            // Through a flush into `Expiring` even when the request that asked for it is
+            // gone and never counts in it.
+            entry.mark(&self.dirty);
         }
         Ok(())
     }
@@ -547,7 +566,7 @@ fn stored_count(reply: &Reply) -> Result<Option<i64>, QuotaError> {
 }
 
 fn ends_at(window: &Window) -> u64 {
-    (window.start_ms / 1000).max(0) as u64 + window.seconds
+    (window.end_ms() / 1000).max(0) as u64
 }
 
 /// A request is counted as it reads (one lookup per window) and a refused one is taken back,

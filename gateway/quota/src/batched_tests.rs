@@ -35,9 +35,15 @@ fn store(port: u16, login: Option<(&str, &str)>) -> (Arc<Batched>, Arc<Target>) 
     (Batched::start(target.clone(), 0.05), target)
 }
 
-/// This minute's and this hour's windows for `identifier`.
+/// This minute's and this hour's windows for `identifier`, with 10 s or more of the minute
+/// left: a minute that ends mid-test expires its keys (and its entry) under the test.
 fn windows(identifier: &str) -> Vec<Window> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    let mut now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    let into_minute = now.as_millis() % 60_000;
+    if into_minute > 50_000 {
+        std::thread::sleep(Duration::from_millis((60_010 - into_minute) as u64));
+        now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    }
     windows_at(identifier, now.as_millis() as i64)
 }
 
@@ -204,6 +210,36 @@ fn windows_that_ended_are_dropped_and_live_ones_stay() {
             usage(&store, &live).await.expect("counted"),
             [1, 1],
             "{backend}: and keep their counts"
+        );
+    });
+}
+
+/// While a flush waits on Redis, the counts it carries still count: a slow or paused Redis
+/// used to hide them for the whole round trip, and let that many more requests through.
+#[test]
+fn counts_in_a_flush_still_count_until_redis_confirms_them() {
+    let redis = Arc::new(Redis::start());
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, _) = store(server.port(), None);
+        let windows = windows(&format!("{backend}-inflight"));
+        assert_eq!(usage(&store, &windows).await.expect("read"), [0, 0]);
+        server.cli(&["CLIENT", "PAUSE", "700", "WRITE"]);
+        for n in 1..=4 {
+            assert_eq!(usage(&store, &windows).await.expect("counted"), [n, n]);
+        }
+        // Several 50 ms flushes start meanwhile and wait for the pause to end.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            usage(&store, &windows).await.expect("counted"),
+            [5, 5],
+            "{backend}: the five requests in flight still count"
+        );
+        wait_for(&server, &windows[0].key(), "6");
+        assert_eq!(
+            usage(&store, &windows).await.expect("counted"),
+            [6, 6],
+            "{backend}: and once Redis has them, they count once"
         );
     });
 }
