@@ -230,6 +230,9 @@ impl RateLimiting {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "rate-limiting: no usage");
+                // A store may have counted the windows it knew before another failed; the
+                // request goes no further, so like Kong it is not counted.
+                self.store.refund(&waited.windows);
                 return Flow::error(500, "An unexpected error occurred");
             }
         };

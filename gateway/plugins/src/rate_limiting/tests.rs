@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
@@ -286,8 +287,8 @@ fn limit_by_path_counts_only_the_configured_path() {
     assert_eq!(other.status(), 200, "another path counts by IP");
 }
 
-/// A store that fails every usage.
-struct Down;
+/// A store that fails every usage, and counts the refunds it is asked for.
+struct Down(Arc<AtomicUsize>);
 
 impl QuotaStore for Down {
     fn usage(&self, _windows: &[Window]) -> Usage {
@@ -296,13 +297,17 @@ impl QuotaStore for Down {
         }))
     }
     fn increment(&self, _windows: &[Window]) {}
+    fn refund(&self, _windows: &[Window]) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-struct DownRedis;
+#[derive(Default)]
+struct DownRedis(Arc<AtomicUsize>);
 
 impl gangway_pipeline::quota::RedisQuotas for DownRedis {
     fn store(&self, _conf: &RedisConf, _mode: RedisMode) -> Result<Arc<dyn QuotaStore>, String> {
-        Ok(Arc::new(Down))
+        Ok(Arc::new(Down(self.0.clone())))
     }
 
     fn counters(&self) -> gangway_pipeline::quota::RedisCounters {
@@ -313,8 +318,10 @@ impl gangway_pipeline::quota::RedisQuotas for DownRedis {
 #[test]
 fn a_store_failure_proxies_without_headers_when_fault_tolerant_else_500() {
     set_now(NOW);
+    let down = Arc::new(DownRedis::default());
+    let refunds = down.0.clone();
     let quotas = Quotas {
-        redis: Some(Arc::new(DownRedis)),
+        redis: Some(down),
         ..Quotas::default()
     };
     let redis = json!({"minute": 1, "policy": "redis", "redis": {"host": "127.0.0.1"}});
@@ -324,6 +331,11 @@ fn a_store_failure_proxies_without_headers_when_fault_tolerant_else_500() {
         assert_eq!(out.status(), 200);
         assert!(out.headers.is_empty());
     }
+    assert_eq!(
+        refunds.load(Ordering::Relaxed),
+        0,
+        "a request proxied counts, as in Kong"
+    );
     let mut strict = redis;
     strict["fault_tolerant"] = json!(false);
     let strict = plugin_on(strict, &quotas);
@@ -331,6 +343,11 @@ fn a_store_failure_proxies_without_headers_when_fault_tolerant_else_500() {
     assert_eq!(out.status(), 500);
     assert!(
         matches!(out.answer.expect("answer").body, ResponseBody::Error(m) if m == "An unexpected error occurred")
+    );
+    assert_eq!(
+        refunds.load(Ordering::Relaxed),
+        1,
+        "a request refused with 500 is taken back from the windows the store counted"
     );
 }
 
