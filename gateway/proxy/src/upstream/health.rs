@@ -192,8 +192,12 @@ impl AddressHealth {
                 self.http_failures.store(0, Ordering::Relaxed);
                 let n = self.successes.fetch_add(1, Ordering::Relaxed) + 1;
                 let limit = policy.successes;
-                (limit > 0 && n >= limit && !self.healthy.swap(true, Ordering::Relaxed))
-                    .then_some(true)
+                if limit == 0 || n < limit {
+                    return None;
+                }
+                // A run counts once: the next time down, coming back takes a full run again.
+                self.successes.store(0, Ordering::Relaxed);
+                (!self.healthy.swap(true, Ordering::Relaxed)).then_some(true)
             }
             Observation::Status(_) => None,
         }
@@ -207,9 +211,7 @@ impl AddressHealth {
     /// Sets health directly (Admin API, active checks, tests).
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::Relaxed);
-        if healthy {
-            self.reset();
-        }
+        self.reset();
     }
 
     fn reset(&self) {
@@ -240,6 +242,10 @@ impl AddressHealth {
                 return false;
             }
         };
+        // A failure breaks a run of successes, as an active probe's does.
+        if self.successes.load(Ordering::Relaxed) != 0 {
+            self.successes.store(0, Ordering::Relaxed);
+        }
         if limit == 0 {
             return false;
         }
@@ -435,6 +441,47 @@ mod tests {
         h.observe_active(&p, Observation::TcpFailure);
         assert_eq!(h.observe_active(&p, Observation::Status(200)), None);
         assert_eq!(h.observe_active(&p, Observation::Status(200)), Some(true));
+    }
+
+    /// Probes brought the address back; later, traffic takes it down. Coming back again
+    /// takes `successes` probes in a row, not the one after the last run's.
+    #[test]
+    fn coming_back_after_passive_failures_takes_a_full_run_of_probes() {
+        let h = AddressHealth::new(LOCAL);
+        let probes = active(3, 1);
+        let traffic = policy(1, 0);
+        assert_eq!(
+            h.observe_active(&probes, Observation::Status(500)),
+            Some(false)
+        );
+        for _ in 0..2 {
+            assert_eq!(h.observe_active(&probes, Observation::Status(200)), None);
+        }
+        assert_eq!(
+            h.observe_active(&probes, Observation::Status(200)),
+            Some(true)
+        );
+        assert!(
+            h.observe(&traffic, Observation::TcpFailure),
+            "down by traffic"
+        );
+        for _ in 0..2 {
+            assert_eq!(h.observe_active(&probes, Observation::Status(200)), None);
+        }
+        assert_eq!(
+            h.observe_active(&probes, Observation::Status(200)),
+            Some(true)
+        );
+        // So it is after an Admin API `unhealthy`, whatever probes passed before it.
+        assert_eq!(h.observe_active(&probes, Observation::Status(200)), None);
+        h.set_healthy(false);
+        for _ in 0..2 {
+            assert_eq!(h.observe_active(&probes, Observation::Status(200)), None);
+        }
+        assert_eq!(
+            h.observe_active(&probes, Observation::Status(200)),
+            Some(true)
+        );
     }
 
     #[test]
