@@ -238,6 +238,11 @@ enum Step {
     Index(usize),
 }
 
+/// The highest array position an error path may name: a config holds a million consumers,
+/// and no more. A larger one comes from a field's name (`x[100000000000]`, an unknown
+/// field), which stays text: padding an array to it would take all the memory there is.
+const MAX_ERROR_INDEX: usize = 1 << 20;
+
 /// `services[0].routes[1].paths[0]` as steps; an empty path is the whole document.
 fn path_steps(path: &str) -> Vec<Step> {
     let mut steps = Vec::new();
@@ -248,8 +253,9 @@ fn path_steps(path: &str) -> Vec<Step> {
             rest = &rest[open..];
             while let Some(inner) = rest.strip_prefix('[') {
                 let Some(close) = inner.find(']') else { break };
-                if let Ok(i) = inner[..close].parse() {
-                    steps.push(Step::Index(i));
+                match inner[..close].parse() {
+                    Ok(i) if i <= MAX_ERROR_INDEX => steps.push(Step::Index(i)),
+                    _ => steps.push(Step::Field(format!("[{}]", &inner[..close]))),
                 }
                 rest = &inner[close + 1..];
             }
@@ -373,6 +379,28 @@ mod tests {
         assert_eq!(
             lua_pretty(&json!({"services": [{"host": "x"}]})),
             "{services={{host=\"x\"}}}"
+        );
+    }
+
+    /// An unknown field named like a huge array position stays a name: it used to pad an
+    /// array to that size (or overflow past usize::MAX) and take the process down.
+    #[test]
+    fn a_field_named_like_a_huge_position_stays_a_name() {
+        let mut tree = Value::Object(Map::new());
+        for path in [
+            "services[0].x[100000000000]",
+            "services[0].y[18446744073709551615]",
+            "services[0].z[-1]",
+        ] {
+            insert_at(&mut tree, &path_steps(path), "unknown field");
+        }
+        assert_eq!(
+            tree,
+            json!({"services": [{
+                "x": {"[100000000000]": "unknown field"},
+                "y": {"[18446744073709551615]": "unknown field"},
+                "z": {"[-1]": "unknown field"}
+            }]})
         );
     }
 
