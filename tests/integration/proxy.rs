@@ -213,6 +213,14 @@ fn head_responses_have_no_body() {
     // The connection is still in sync: the next response parses.
     let r = c.get("/echo/after").expect("after head");
     assert_eq!(r.json()["target"], "/after");
+    // So it is after gangway's own error page: it used to send its body to a HEAD.
+    c.write(b"HEAD /no-route-here HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let r = c.read(true).expect("head of the error");
+    assert_eq!(r.status, 404);
+    assert!(r.body.is_empty());
+    let r = c.get("/echo/after-error").expect("after the error's head");
+    assert_eq!(r.json()["target"], "/after-error");
 }
 
 #[test]

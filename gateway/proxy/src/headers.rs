@@ -353,10 +353,11 @@ pub fn write_client_response(
         let (name, value) = (field.name.get(buf), field.value.get(buf));
         let keep_for_upgrade = switching
             && (name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"connection"));
-        // Content-Length is framing: a plugin removing it (response-transformer) must not
-        // leave the client without one; a rewritten body gets `body_length` instead.
+        // Content-Length is framing: neither a plugin removing it (response-transformer)
+        // nor an upstream naming it in `Connection` may leave the client without one (it
+        // would read the body as the next response); a rewritten body gets `body_length`.
         let framing = name.eq_ignore_ascii_case(b"content-length");
-        if !keep_for_upgrade && resp.is_hop_by_hop(buf, name)
+        if !keep_for_upgrade && !framing && resp.is_hop_by_hop(buf, name)
             || (!framing && edits.removes_original(name))
         {
             continue;
@@ -452,6 +453,35 @@ pub fn write_client_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upstream_cannot_strip_content_length_by_naming_it_in_connection() {
+        let buf = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: content-length, x-up\r\nX-Up: 1\r\n\r\nhello";
+        let mut resp = ResponseHead::default();
+        gangway_http::parse_response(buf, &gangway_http::Limits::default(), false, &mut resp)
+            .expect("a response")
+            .expect("complete");
+        let extra = ClientHead {
+            via: false,
+            upstream_latency: None,
+            proxy_latency: None,
+            upstream_status: false,
+            request_id: None,
+            close: false,
+            dechunked: false,
+            http10_keep_alive: false,
+            body_length: None,
+            debug: None,
+        };
+        let mut out = Vec::new();
+        write_client_response(&mut out, &resp, buf, &extra, &HeaderEdits::default());
+        let head = String::from_utf8(out).expect("text").to_ascii_lowercase();
+        assert!(head.contains("content-length: 5\r\n"), "{head}");
+        assert!(
+            !head.contains("x-up"),
+            "a header it names still goes: {head}"
+        );
+    }
 
     #[test]
     fn strips_ports_from_hosts() {

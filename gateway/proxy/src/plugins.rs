@@ -227,8 +227,9 @@ pub fn plugin_headers(edits: &HeaderEdits) -> Vec<(String, String)> {
 }
 
 /// Writes a complete response; a HEAD answer carries the head only (with the body's
-/// length). A 204 (or 1xx) has no body, and so, as nginx sends it, no `Content-Length` and
-/// no `Content-Type` either.
+/// length). A 204, a 304 (or a 1xx) has no body, and so, as nginx sends it, no
+/// `Content-Length` and no `Content-Type` either: a client reads no body after them, and
+/// one sent anyway would be read as the next response.
 fn write_response(
     out: &mut Vec<u8>,
     status: u16,
@@ -243,7 +244,7 @@ fn write_response(
         "HTTP/1.1 {status} {}\r\n",
         error_page::reason_phrase(status)
     );
-    let bodiless = status == 204 || status < 200;
+    let bodiless = status == 204 || status == 304 || status < 200;
     if !bodiless {
         let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }

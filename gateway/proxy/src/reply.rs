@@ -193,6 +193,13 @@ async fn write_error_with<B: Backend, S: Stream>(
         &extra,
         tokens.contains(HeaderToken::Server).then_some(SERVER),
     );
+    if bufs.head.method(&bufs.input) == b"HEAD" {
+        // The GET answer's head, with no body: the client reads none, and would take it
+        // for the next response on the connection.
+        if let Some(end) = bufs.output.windows(4).position(|w| w == b"\r\n\r\n") {
+            bufs.output.truncate(end + 4);
+        }
+    }
     let out = std::mem::take(&mut bufs.output);
     let len = out.len();
     let (_, out) = client.write_all(out, 0..len).await;
