@@ -192,6 +192,39 @@ fn writes_get_kongs_errors_and_nothing_half_written() {
     assert_eq!(patched.status, 200, "{}", patched.text());
     assert_eq!(patched.json()["retries"], 2);
     assert_eq!(patched.json()["host"], "127.0.0.1");
+    // A PATCH cannot move the entity to another id (it used to insert a copy there).
+    let moved = gw.admin(
+        "PATCH",
+        "/services/s",
+        &JSON,
+        br#"{"id":"8e8e9c0c-3a0b-4c6f-9d7e-1d1b1c1d1e1f","retries":3}"#,
+    );
+    assert_eq!(moved.status, 200, "{}", moved.text());
+    assert_eq!(moved.json()["id"], patched.json()["id"]);
+    assert_eq!(moved.json()["retries"], 3);
+    assert_eq!(pg.psql("select count(*) from services"), "1");
+    // Nor does a PATCH that leaves out `ttl` make a temporary key permanent.
+    post(&gw, "/consumers", json!({"username": "temp"}));
+    let key = post(
+        &gw,
+        "/consumers/temp/key-auth",
+        json!({"key": "temp-key", "ttl": 100}),
+    );
+    let id = key["id"].as_str().expect("an id");
+    let tagged = gw.admin(
+        "PATCH",
+        &format!("/key-auths/{id}"),
+        &JSON,
+        br#"{"tags":["x"]}"#,
+    );
+    assert_eq!(tagged.status, 200, "{}", tagged.text());
+    let ttl = tagged.json()["ttl"].as_i64();
+    assert!(
+        ttl.is_some_and(|t| (1..=100).contains(&t)),
+        "{}",
+        tagged.text()
+    );
+    assert_eq!(gw.admin("DELETE", "/consumers/temp", &[], b"").status, 204);
     let put = gw.admin("PUT", "/consumers/newbie", &JSON, br#"{"custom_id":"n-1"}"#);
     assert_eq!(put.status, 200, "{}", put.text());
     assert_eq!(put.json()["username"], "newbie");

@@ -727,14 +727,20 @@ impl PgStore {
         let Some(mut current) = select_one(&*tx, kind, at).await? else {
             return Err(not_found(kind, at));
         };
-        let ttl_given = patch.get("ttl").cloned();
+        // A PATCH leaves what it does not name: the expiry (rendered as the seconds left,
+        // then stripped as output-only) and the id, which a body must not move.
+        let ttl = patch.get("ttl").or_else(|| current.get("ttl")).cloned();
+        let id = current.get("id").cloned();
         merge(&mut current, patch);
         let Value::Object(mut input) = current else {
             return Err(not_found(kind, at));
         };
         strip_output_only(kind, &mut input);
-        if let Some(ttl) = ttl_given.filter(|_| kind.ttl) {
+        if let Some(ttl) = ttl.filter(|t| kind.ttl && !t.is_null()) {
             input.insert("ttl".into(), ttl);
+        }
+        if let Some(id) = id {
+            input.insert("id".into(), id);
         }
         let resolved = resolve_foreign_keys(&*tx, kind, &mut input).await?;
         let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
