@@ -353,7 +353,7 @@ impl Target {
             .await;
         let supported = match info {
             Ok(info) => pipe::supports_expire_nx(&info),
-            Err(e) if e.code().is_some() => false,
+            Err(e) if e.code() == Some("NOPERM") => false,
             Err(e) => return Err(e),
         };
         self.expire_nx
@@ -443,8 +443,8 @@ impl Target {
         });
     }
 
-    /// Runs `call` on this worker's connection within the timeout; a broken connection is
-    /// forgotten.
+    /// Runs `call` on this worker's connection within the timeout; a broken or timed-out
+    /// connection is forgotten.
     pub async fn run<T>(
         &self,
         call: impl AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
@@ -470,7 +470,14 @@ impl Target {
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(QuotaError::Timeout(self.timeout.as_millis() as u64)),
+            Err(_) => {
+                // As Kong's client closes a socket that timed out. A server gone without a
+                // reset (powered off, partitioned) would otherwise keep this connection
+                // until TCP gives up, about 15 minutes, and Sentinel would never be asked
+                // for the new master.
+                self.forget();
+                Err(QuotaError::Timeout(self.timeout.as_millis() as u64))
+            }
         }
     }
 }
@@ -523,7 +530,13 @@ async fn open_in<C: Clone>(
     match tokio::time::timeout(timeout, cell.get_or_init(|| open)).await {
         Ok(Ok(conn)) => Ok(conn.clone()),
         Ok(Err((error, _))) => Err(QuotaError::Store(format!("cannot connect: {error}"))),
-        Err(_) => Err(QuotaError::Timeout(timeout.as_millis() as u64)),
+        Err(_) => {
+            // Recorded like any failed connect, so the next requests fail fast for
+            // RETRY_AFTER instead of each waiting the timeout on a server that drops SYNs.
+            let why = format!("no answer in {} ms", timeout.as_millis());
+            let _ = cell.set(Err((why, Instant::now())));
+            Err(QuotaError::Timeout(timeout.as_millis() as u64))
+        }
     }
 }
 

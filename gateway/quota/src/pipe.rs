@@ -437,8 +437,10 @@ async fn start<S: Stream + 'static>(stream: S, endpoint: &Endpoint) -> Result<Rc
                     counting = Counting::ExpireNx;
                 }
             }
-            // An ACL user without INFO: taken as an older server.
-            ("INFO", Reply::Error(_)) => {}
+            // An ACL user without INFO: taken as an older server. Any other error (a
+            // server at maxclients, protected mode) fails the connect, which then waits
+            // RETRY_AFTER, instead of a pipe that closes at once and reopens per request.
+            ("INFO", Reply::Error(e)) if e.starts_with("NOPERM") => {}
             (_, Reply::Error(e)) => return Err(format!("{what}: {e}")),
             (_, Reply::Status(_)) => {}
             (_, other) => return Err(format!("{what}: unexpected reply {other:?}")),

@@ -20,6 +20,16 @@ use crate::stats::Stats;
 /// A realtime store on the Redis at `port` with `timeout_ms`, and optionally a user and a
 /// password.
 fn store(port: u16, timeout_ms: u64, login: Option<(&str, &str)>) -> (Realtime, Arc<Target>) {
+    store_sharing(port, timeout_ms, login, RedisConnections::PerWorker)
+}
+
+/// [`store`] with connections as `sharing` says.
+fn store_sharing(
+    port: u16,
+    timeout_ms: u64,
+    login: Option<(&str, &str)>,
+    sharing: RedisConnections,
+) -> (Realtime, Arc<Target>) {
     let mut conf = serde_json::json!({
         "host": "127.0.0.1",
         "port": port,
@@ -32,16 +42,8 @@ fn store(port: u16, timeout_ms: u64, login: Option<(&str, &str)>) -> (Realtime, 
     let conf: RedisConf = serde_json::from_value(conf).expect("a redis record");
     let roots = RootSource::trusted(false, &[]).expect("an empty trust store");
     let stats = Arc::new(Stats::default());
-    let target = Arc::new(
-        Target::new(
-            &conf,
-            None,
-            &roots,
-            stats.clone(),
-            RedisConnections::PerWorker,
-        )
-        .expect("target"),
-    );
+    let target =
+        Arc::new(Target::new(&conf, None, &roots, stats.clone(), sharing).expect("target"));
     (Realtime::new(target.clone()), target)
 }
 
@@ -351,5 +353,137 @@ fn a_key_s_expire_goes_until_the_worker_has_seen_it_counted_and_again_when_redis
         );
         let ttl: i64 = server.cli(&["TTL", &hour]).parse().expect("a ttl");
         assert!((1..=3600).contains(&ttl), "{backend}: hour ttl {ttl}");
+    });
+}
+
+/// A known key goes without EXPIRE; when Redis had lost it and the count's reply never
+/// reaches the request (it went away first), the key still gets its TTL: nothing else would
+/// ever set it.
+#[test]
+fn a_known_key_gets_its_ttl_when_the_count_s_reply_is_lost() {
+    let redis = Arc::new(Redis::start());
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, _target) = store(server.port(), 2000, None);
+        let windows = windows(&format!("{backend}-abandoned"));
+        let minute = windows[0].key();
+        usage(&store, &windows).await.expect("counted");
+        server.cli(&["DEL", &minute]);
+        server.cli(&["CLIENT", "PAUSE", "300", "WRITE"]);
+        match store.usage(&windows) {
+            // The client goes away while its INCR waits on the paused server.
+            Usage::Pending(counting) => drop(counting),
+            Usage::Ready(_) => panic!("{backend}: a realtime count waits for Redis"),
+        }
+        await_ttl(&server, &minute, 60)
+            .await
+            .unwrap_or_else(|ttl| panic!("{backend}: the key created again has no TTL ({ttl})"));
+        // And the worker sends EXPIRE with it again until it sees it counted.
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        usage(&store, &windows).await.expect("counted");
+        assert_eq!(
+            calls(&server, "expire"),
+            2,
+            "{backend}: both keys of the lost count were forgotten"
+        );
+    });
+}
+
+/// A server that takes the connection and answers with an error (at maxclients) fails the
+/// connect, which then waits a second: it used to be taken for an older server, and the
+/// pipe that closed at once was opened again by every request.
+#[test]
+fn a_server_refusing_clients_is_not_reconnected_per_request() {
+    let redis = Arc::new(Redis::start());
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, _target) = store(server.port(), 2000, None);
+        let windows = windows(&format!("{backend}-maxclients"));
+        let rejected = || -> u64 {
+            let stats = server.cli(&["INFO", "stats"]);
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix("rejected_connections:"))
+                .and_then(|n| n.trim().parse().ok())
+                .expect("rejected_connections")
+        };
+        let before = rejected();
+        server.cli(&["CONFIG", "SET", "maxclients", "1"]);
+        let holder = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+        for _ in 0..20 {
+            let counted = usage(&store, &windows).await;
+            assert!(counted.is_err(), "{backend}: {counted:?}");
+        }
+        drop(holder);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let attempts = rejected() - before;
+        server.cli(&["CONFIG", "SET", "maxclients", "10000"]);
+        assert_eq!(attempts, 1, "{backend}: one connect, then a second's wait");
+    });
+}
+
+/// A server that takes the connection and never answers: the connect that timed out is
+/// recorded like a failed one, so the next requests fail at once for a second instead of
+/// each waiting the whole timeout.
+#[test]
+fn a_connect_that_times_out_makes_the_next_requests_fail_fast() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    on_each_backend(async move |backend| {
+        let (store, _target) = store(port, 200, None);
+        let windows = windows(&format!("{backend}-silent"));
+        let started = Instant::now();
+        let first = usage(&store, &windows).await;
+        assert!(
+            matches!(first, Err(QuotaError::Timeout(200))),
+            "{backend}: {first:?}"
+        );
+        let waited = started.elapsed();
+        for _ in 0..4 {
+            let next = usage(&store, &windows).await;
+            assert!(next.is_err(), "{backend}: {next:?}");
+        }
+        let rest = started.elapsed() - waited;
+        assert!(
+            rest < Duration::from_millis(100),
+            "{backend}: four more requests took {rest:?}, not failing fast"
+        );
+    });
+    drop(silent);
+}
+
+/// A connection of the redis crate (shared by the workers) that timed out is dropped and
+/// the next call opens another, as Kong closes a socket that timed out: a server gone
+/// without a reset would otherwise hold it until TCP gives up.
+#[test]
+fn a_shared_connection_that_timed_out_is_replaced() {
+    let redis = Arc::new(Redis::start());
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, target) = store_sharing(server.port(), 150, None, RedisConnections::Shared);
+        assert!(!target.pipes(), "{backend}: the crate's connection");
+        let windows = windows(&format!("{backend}-shared-timeout"));
+        usage(&store, &windows).await.expect("counted");
+        server.cli(&["CLIENT", "PAUSE", "400", "ALL"]);
+        let paused = usage(&store, &windows).await;
+        assert!(
+            matches!(paused, Err(QuotaError::Timeout(150))),
+            "{backend}: {paused:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let received = || -> u64 {
+            let stats = server.cli(&["INFO", "stats"]);
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix("total_connections_received:"))
+                .and_then(|n| n.trim().parse().ok())
+                .expect("total_connections_received")
+        };
+        let before = received();
+        usage(&store, &windows)
+            .await
+            .expect("counted after the pause");
+        let opened = received() - before - 1;
+        assert_eq!(opened, 1, "{backend}: a new connection after the timeout");
     });
 }

@@ -97,6 +97,63 @@ impl KnownTtls {
         }
         began
     }
+
+    /// Forgets `key`: its next `INCR` goes with `EXPIRE ... NX` again.
+    fn forget(&mut self, seconds: u64, start_ms: i64, key: u64) {
+        if let Some((_, _, keys)) = self
+            .by_length
+            .iter_mut()
+            .find(|(length, start, _)| *length == seconds && *start == start_ms)
+        {
+            keys.remove(&key);
+        }
+    }
+}
+
+/// A request's windows while their count is unanswered. Keys this worker knows go without
+/// `EXPIRE`, and Redis may have lost one and the `INCR` created it again with no TTL, which
+/// only its reply tells. When the reply is lost (a failure, a timeout, the request gone),
+/// dropping this sends those keys' `EXPIRE ... NX` anyway and this worker forgets them:
+/// otherwise such a counter could live forever.
+struct Unanswered {
+    pipe: Rc<Pipe>,
+    store: u64,
+    windows: Vec<Window>,
+    hashes: Vec<u64>,
+    /// Bit `i`: window `i` went without `EXPIRE` and its reply has not come.
+    known: u64,
+}
+
+impl Unanswered {
+    /// Sends `EXPIRE ... NX` for the windows in `mask` (not waited for) and forgets them.
+    fn expire_and_forget(&self, mask: u64) {
+        let picked: Vec<usize> = (0..self.windows.len())
+            .filter(|i| mask & (1 << i) != 0)
+            .collect();
+        if picked.is_empty() {
+            return;
+        }
+        let windows: Vec<&Window> = picked.iter().map(|&i| &self.windows[i]).collect();
+        drop(
+            self.pipe
+                .call(windows.len(), |out| encode_expire(out, &windows)),
+        );
+        // try_with: a worker's thread locals may be gone when its last futures drop.
+        let _ = KNOWN.try_with(|known| {
+            if let Some(mine) = known.borrow_mut().get_mut(&self.store) {
+                for &i in &picked {
+                    let w = &self.windows[i];
+                    mine.forget(w.seconds, w.start_ms, self.hashes[i]);
+                }
+            }
+        });
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        self.expire_and_forget(self.known);
+    }
 }
 
 /// Drops every store's keys of windows of `seconds` that started before `start_ms`. A store
@@ -133,26 +190,31 @@ fn count_planned(
     plan: Plan,
 ) -> impl Future<Output = UsageResult> + use<> {
     let counting = incr_expire(&pipe, windows, &plan.expire);
-    let windows = windows.to_vec();
+    let known = (plan.expire.iter().enumerate())
+        .filter(|(_, expire)| !**expire)
+        .fold(0, |mask, (i, _)| mask | 1 << i);
+    let mut unanswered = Unanswered {
+        pipe,
+        store: plan.store,
+        windows: windows.to_vec(),
+        hashes: plan.hashes,
+        known,
+    };
+    let expire = plan.expire;
     async move {
         let counts = counting.await?;
-        let created: Vec<&Window> = windows
-            .iter()
-            .zip(&counts)
-            .zip(&plan.expire)
-            .filter(|((_, before), expired)| !**expired && **before == 0)
-            .map(|((w, _), _)| w)
-            .collect();
-        if !created.is_empty() {
-            // Not waited for: the count is already answered, and a failure here leaves the
-            // key to the next request that finds it unknown.
-            drop(pipe.call(created.len(), |out| encode_expire(out, &created)));
-        }
+        unanswered.known = 0;
+        // A known key whose INCR answered 1 was created again, without its TTL.
+        let created = (counts.iter().zip(&expire).enumerate())
+            .filter(|(_, (before, expired))| !**expired && **before == 0)
+            .fold(0, |mask, (i, _)| mask | 1 << i);
+        unanswered.expire_and_forget(created);
+        let (windows, hashes) = (&unanswered.windows, &unanswered.hashes);
         KNOWN.with(|known| {
             let mut known = known.borrow_mut();
-            let mine = known.entry(plan.store).or_default();
+            let mine = known.entry(unanswered.store).or_default();
             let mut began = Vec::new();
-            for ((w, &h), &expired) in windows.iter().zip(&plan.hashes).zip(&plan.expire) {
+            for ((w, &h), &expired) in windows.iter().zip(hashes).zip(&expire) {
                 if expired && mine.insert(w.seconds, w.start_ms, h) {
                     began.push((w.seconds, w.start_ms));
                 }
