@@ -99,6 +99,16 @@ pub(crate) async fn await_ttl(redis: &Redis, key: &str, max: i64) -> Result<(), 
     }
 }
 
+/// A number from Redis's `INFO stats`.
+fn stat(redis: &Redis, name: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "stats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in INFO stats"))
+}
+
 /// Runs `test` on a worker-like thread of each backend, with pipes installed.
 pub(crate) fn on_each_backend(test: impl AsyncFn(&'static str) + Clone + Send + 'static) {
     let uring = test.clone();
@@ -399,14 +409,7 @@ fn a_server_refusing_clients_is_not_reconnected_per_request() {
     on_each_backend(async move |backend| {
         let (store, _target) = store(server.port(), 2000, None);
         let windows = windows(&format!("{backend}-maxclients"));
-        let rejected = || -> u64 {
-            let stats = server.cli(&["INFO", "stats"]);
-            stats
-                .lines()
-                .find_map(|l| l.strip_prefix("rejected_connections:"))
-                .and_then(|n| n.trim().parse().ok())
-                .expect("rejected_connections")
-        };
+        let rejected = || stat(&server, "rejected_connections");
         let before = rejected();
         server.cli(&["CONFIG", "SET", "maxclients", "1"]);
         let holder = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
@@ -471,14 +474,7 @@ fn a_shared_connection_that_timed_out_is_replaced() {
             "{backend}: {paused:?}"
         );
         tokio::time::sleep(Duration::from_millis(450)).await;
-        let received = || -> u64 {
-            let stats = server.cli(&["INFO", "stats"]);
-            stats
-                .lines()
-                .find_map(|l| l.strip_prefix("total_connections_received:"))
-                .and_then(|n| n.trim().parse().ok())
-                .expect("total_connections_received")
-        };
+        let received = || stat(&server, "total_connections_received");
         let before = received();
         usage(&store, &windows)
             .await
