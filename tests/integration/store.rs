@@ -803,3 +803,60 @@ fn target_health_set_on_one_node_reaches_the_others_on_the_database() {
     });
     assert_eq!(proxied(&follower), 200);
 }
+
+/// Two consumers swap names in one transaction (alice→tmp, bob→alice, tmp→bob): applied
+/// row by row onto the index, the first rename met a name the second had not released yet,
+/// and every node failed the same batch again and again, serving the old names until it
+/// was restarted. Now such a batch loads the whole config instead.
+#[test]
+fn consumers_that_swap_names_in_one_transaction_reach_every_node() {
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let up = Upstream::start();
+    let a = node(&pg, true);
+    let b = node(&pg, false);
+    keyed_api(&a, &up);
+    for (name, key) in [("alice", "key-a"), ("bob", "key-b")] {
+        post(&a, "/consumers", json!({"username": name}));
+        post(
+            &a,
+            &format!("/consumers/{name}/key-auth"),
+            json!({"key": key}),
+        );
+    }
+    let consumer_of = |gw: &Gangway, key: &str| -> Option<String> {
+        let r = request(gw.proxy, "GET", "/api", &[("apikey", key)], b"").ok()?;
+        echo_header(&r.json(), "x-consumer-username")
+    };
+    for gw in [&a, &b] {
+        within(Duration::from_secs(2), "both keys work", || {
+            consumer_of(gw, "key-a").as_deref() == Some("alice")
+                && consumer_of(gw, "key-b").as_deref() == Some("bob")
+        });
+    }
+    let rename = |from: &str, to: &str| {
+        format!(
+            "UPDATE consumers SET username = '{to}', entity = jsonb_set(entity, '{{username}}', '\"{to}\"') WHERE username = '{from}';"
+        )
+    };
+    pg.psql(&format!(
+        "BEGIN; {} {} {} COMMIT;",
+        rename("alice", "tmp"),
+        rename("bob", "alice"),
+        rename("tmp", "bob")
+    ));
+    for gw in [&a, &b] {
+        within(Duration::from_secs(3), "the swap reaches the node", || {
+            consumer_of(gw, "key-a").as_deref() == Some("bob")
+                && consumer_of(gw, "key-b").as_deref() == Some("alice")
+        });
+    }
+    // And the node goes on following changes after it.
+    post(&a, "/consumers", json!({"username": "carol"}));
+    post(&a, "/consumers/carol/key-auth", json!({"key": "key-c"}));
+    for gw in [&a, &b] {
+        within(Duration::from_secs(2), "a later change", || {
+            consumer_of(gw, "key-c").as_deref() == Some("carol")
+        });
+    }
+}
