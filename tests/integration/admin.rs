@@ -830,6 +830,13 @@ upstreams:
         addr = up.addr
     );
     let gw = Gangway::start_with(Options::new(config).admin());
+    // Two upstreams share a target: each finds its own by host:port.
+    for (upstream, weight) in [("quiet", 100), ("watched", 50)] {
+        let path = format!("/upstreams/{upstream}/targets/{}", up.addr);
+        let target = gw.admin("GET", &path, &[], b"");
+        assert_eq!(target.status, 200, "{path}: {}", target.text());
+        assert_eq!(target.json()["weight"], weight, "{path}");
+    }
     let quiet = gw.admin("GET", "/upstreams/quiet/health", &[], b"").json();
     assert_eq!(quiet["data"][0]["health"], "HEALTHCHECKS_OFF", "{quiet}");
     assert!(quiet["node_id"].is_string());

@@ -225,6 +225,47 @@ fn writes_get_kongs_errors_and_nothing_half_written() {
         tagged.text()
     );
     assert_eq!(gw.admin("DELETE", "/consumers/temp", &[], b"").status, 204);
+    // Two upstreams share a target: each reaches its own by host:port (a lookup by the
+    // address alone found two rows and answered 503).
+    for (upstream, weight) in [("u1", 100), ("u2", 50)] {
+        post(&gw, "/upstreams", json!({"name": upstream}));
+        post(
+            &gw,
+            &format!("/upstreams/{upstream}/targets"),
+            json!({"target": "10.0.0.1:80", "weight": weight}),
+        );
+    }
+    let got = gw.admin("GET", "/upstreams/u2/targets/10.0.0.1:80", &[], b"");
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.json()["weight"], 50);
+    let patched = gw.admin(
+        "PATCH",
+        "/upstreams/u1/targets/10.0.0.1:80",
+        &JSON,
+        br#"{"weight":7}"#,
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_eq!(patched.json()["weight"], 7);
+    let gone = gw.admin("DELETE", "/upstreams/u2/targets/10.0.0.1:80", &[], b"");
+    assert_eq!(gone.status, 204);
+    let kept = gw.admin("GET", "/upstreams/u1/targets/10.0.0.1:80", &[], b"");
+    assert_eq!(kept.json()["weight"], 7, "{}", kept.text());
+    // A nested list's next page keeps the request's tags and size.
+    for (port, tag) in [(81, "a"), (82, "b"), (83, "a")] {
+        post(
+            &gw,
+            "/upstreams/u1/targets",
+            json!({"target": format!("10.0.0.2:{port}"), "tags": [tag]}),
+        );
+    }
+    let first = gw.admin("GET", "/upstreams/u1/targets?tags=a&size=1", &[], b"");
+    let next = first.json()["next"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    assert!(next.contains("tags=a") && next.contains("size=1"), "{next}");
+    let second = gw.admin("GET", &next, &[], b"").json();
+    assert_eq!(second["data"][0]["tags"], json!(["a"]), "{second}");
     let put = gw.admin("PUT", "/consumers/newbie", &JSON, br#"{"custom_id":"n-1"}"#);
     assert_eq!(put.status, 200, "{}", put.text());
     assert_eq!(put.json()["username"], "newbie");

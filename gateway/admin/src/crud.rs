@@ -192,17 +192,23 @@ async fn collection(store: &dyn ConfigStore, kind: &'static Kind, call: Call<'_>
     }
     let query = call.args.query()?;
     let page = store.page(kind, &query).await?;
-    let next = page.offset.as_ref().map(|offset| {
-        let mut next = format!("/{}?offset={}", kind.admin_name, escape(offset));
-        if let Some(tags) = &call.args.tags {
-            next.push_str(&format!("&tags={}", escape(tags)));
-        }
-        if let Some(size) = &call.args.size {
-            next.push_str(&format!("&size={size}"));
-        }
-        next
-    });
+    let next = page
+        .offset
+        .as_ref()
+        .map(|offset| next_link(&format!("/{}", kind.admin_name), offset, &call.args));
     Ok(reply::json(200, &list_body(page, next)))
+}
+
+/// The `next` of a page of `path`: the offset, and the `tags` and `size` the request gave.
+fn next_link(path: &str, offset: &str, args: &ListArgs) -> String {
+    let mut next = format!("{path}?offset={}", escape(offset));
+    if let Some(tags) = &args.tags {
+        next.push_str(&format!("&tags={}", escape(tags)));
+    }
+    if let Some(size) = &args.size {
+        next.push_str(&format!("&size={}", escape(size)));
+    }
+    next
 }
 
 async fn entity(
@@ -307,15 +313,13 @@ async fn children(
     let mut query = call.args.query()?;
     query.parent = Some((fk.field, owner_id));
     let page = store.page(child, &query).await?;
-    let next = page.offset.as_ref().map(|offset| {
-        format!(
-            "/{}/{}/{}?offset={}",
-            parent.admin_name,
-            key,
-            child.nested_name,
-            escape(offset)
-        )
-    });
+    // The parent's key as a path segment: percent-escaped, a space as %20 (not '+').
+    let segment = percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC);
+    let path = format!("/{}/{segment}/{}", parent.admin_name, child.nested_name);
+    let next = page
+        .offset
+        .as_ref()
+        .map(|offset| next_link(&path, offset, &call.args));
     Ok(reply::json(200, &list_body(page, next)))
 }
 
@@ -358,8 +362,10 @@ async fn one_child(
     entity(store, child, &at, call).await
 }
 
-/// The child at `child_key` if it belongs to `owner_id`. ACL memberships are also found by
-/// group name under their consumer (`/consumers/{c}/acls/{group}`, Kong's acl API).
+/// The child at `child_key` if it belongs to `owner_id`. Keys unique only under their
+/// parent are looked up among the parent's children: ACL memberships by group name
+/// (`/consumers/{c}/acls/{group}`, Kong's acl API) and targets by `host:port`, which two
+/// upstreams may share.
 async fn find_child(
     store: &dyn ConfigStore,
     child: &'static Kind,
@@ -368,7 +374,12 @@ async fn find_child(
     child_key: &str,
 ) -> Result<Option<Value>, DaoError> {
     let at = Address::parse(child_key);
-    if child.name == "acls" && matches!(at, Address::Key(_)) {
+    let field_under_parent = match child.name {
+        "acls" => Some("group"),
+        "targets" => Some("target"),
+        _ => None,
+    };
+    if let (Some(field), Address::Key(_)) = (field_under_parent, &at) {
         let mut query = PageQuery {
             size: 1000,
             parent: Some((fk.field, owner_id)),
@@ -376,7 +387,7 @@ async fn find_child(
         };
         loop {
             let page = store.page(child, &query).await?;
-            if let Some(found) = page.data.into_iter().find(|acl| acl["group"] == child_key) {
+            if let Some(found) = page.data.into_iter().find(|c| c[field] == child_key) {
                 return Ok(Some(found));
             }
             match page.offset {
