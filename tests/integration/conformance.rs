@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Gangway, Upstream, request};
+use crate::harness::{Gangway, Options, Upstream, request};
 
 fn echo(body: &[u8]) -> Value {
     serde_json::from_slice(body).expect("echo body")
@@ -282,4 +282,53 @@ services:
         req["uri_captures"],
         serde_json::json!({"named": {"parameter": "status"}, "unnamed": ["status"]})
     );
+}
+
+/// A plugin that reads the body whole gets it in memory, up to buffered_body_max_size:
+/// beyond that, 413 (Kong writes long bodies to a file; unbounded, one request could take
+/// all the memory there is, client_max_body_size being unlimited by default).
+#[test]
+fn a_body_read_for_a_plugin_is_bounded_in_memory() {
+    let up = Upstream::start();
+    let config = format!(
+        r#"_format_version: "3.0"
+consumers:
+  - username: bob
+    keyauth_credentials:
+      - key: kong
+services:
+  - name: echo
+    url: http://{up}
+    routes:
+      - name: body
+        paths: ["/body"]
+        plugins:
+          - name: key-auth
+            config:
+              key_in_body: true
+"#,
+        up = up.addr
+    );
+    let gw = Gangway::start_with(Options::new(config).env("GANGWAY_BUFFERED_BODY_MAX_SIZE", "1k"));
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let small = format!("apikey=kong&pad={}", "x".repeat(900));
+    let r = request(gw.proxy, "POST", "/body", &form, small.as_bytes()).expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let large = format!("apikey=kong&pad={}", "x".repeat(2000));
+    let r = request(gw.proxy, "POST", "/body", &form, large.as_bytes()).expect("request");
+    assert_eq!(r.status, 413, "{}", r.text());
+    // Chunked, so no length announces it: refused once 1k has been read.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(gw.proxy).expect("connect");
+    s.write_all(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .expect("head");
+    let chunk = format!("400\r\n{}\r\n", "x".repeat(1024));
+    for _ in 0..4 {
+        if s.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
 }

@@ -161,6 +161,12 @@ pub struct Settings {
     pub client_max_body_size: u64,
     /// Request bodies up to this size are buffered in memory. Default 8192 (`8k`).
     pub client_body_buffer_size: usize,
+    /// Largest request body read into memory for a plugin that needs it whole (key-auth's
+    /// `key_in_body`, request-transformer, aws-lambda, ...); a longer one is refused with
+    /// 413. Kong spills such bodies to a file; gangway keeps them in memory, and this bounds
+    /// what one request can take even with `client_max_body_size = 0`; 0 = no bound.
+    /// Default 16 MiB.
+    pub buffered_body_max_size: u64,
     /// Largest request head (request line plus headers) in bytes. Default 32768 (nginx's
     /// `large_client_header_buffers 4 8k`).
     pub client_header_max_bytes: usize,
@@ -293,6 +299,7 @@ impl Default for Settings {
             error_default_type: "text/plain".to_owned(),
             client_max_body_size: 0,
             client_body_buffer_size: 8 * 1024,
+            buffered_body_max_size: 16 << 20,
             client_header_max_bytes: 32 * 1024,
             client_header_line_max_bytes: 8 * 1024,
             client_header_timeout_ms: 60_000,

@@ -41,8 +41,17 @@ pub async fn buffer_body<B: Backend, S: Stream>(
     limit: Option<u64>,
 ) -> Result<(), BodyError> {
     let settings = &ctx.gateway.settings;
+    // Held in memory whole: bounded by buffered_body_max_size whatever client_max_body_size
+    // allows (0 is unlimited).
+    let max_size = match (
+        settings.client_max_body_size,
+        settings.buffered_body_max_size,
+    ) {
+        (0, max) | (max, 0) => max,
+        (client, buffered) => client.min(buffered),
+    };
     let mut tracker = BodyTracker::new(bufs.head.framing())
-        .with_max_size(settings.client_max_body_size)
+        .with_max_size(max_size)
         .map_err(|e| BodyError {
             status: Some(e.status()),
             message: e.message(),

@@ -360,6 +360,7 @@ pub(super) static KEYS: &[Key] = &[
         parse_size_usize,
         scalar
     ),
+    key!(buffered_body_max_size, kong[], parse_size, scalar),
     key!(
         client_header_max_bytes,
         kong[nginx(

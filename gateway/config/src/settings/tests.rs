@@ -115,6 +115,7 @@ fn field_names() -> Vec<&'static str> {
         error_default_type,
         client_max_body_size,
         client_body_buffer_size,
+        buffered_body_max_size,
         client_header_max_bytes,
         client_header_line_max_bytes,
         client_header_timeout_ms,
@@ -303,6 +304,7 @@ allow_debug_header = true
 trusted_ips = ["10.0.0.0/8", "unix:"]
 client_max_body_size = "10m"
 client_body_buffer_size = 16384
+buffered_body_max_size = "2m"
 keepalive_timeout_ms = "75s"
 headers = "off"
 plugins = ["bundled", "my-plugin"]
@@ -329,6 +331,7 @@ io_backend = "epoll"
     assert!(s.trust_unix);
     assert_eq!(s.client_max_body_size, 10 << 20);
     assert_eq!(s.client_body_buffer_size, 16384);
+    assert_eq!(s.buffered_body_max_size, 2 << 20);
     assert_eq!(s.keepalive_timeout_ms, 75_000);
     assert!(s.headers.is_empty());
     assert_eq!(s.plugins, ["bundled", "my-plugin"]);
