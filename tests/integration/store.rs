@@ -867,7 +867,8 @@ fn consumers_that_swap_names_in_one_transaction_reach_every_node() {
     }
     let consumer_of = |gw: &Gangway, key: &str| -> Option<String> {
         let r = request(gw.proxy, "GET", "/api", &[("apikey", key)], b"").ok()?;
-        echo_header(&r.json(), "x-consumer-username")
+        // Until the node has the route and the key, the answer is gangway's own.
+        (r.status == 200).then(|| echo_header(&r.json(), "x-consumer-username"))?
     };
     for gw in [&a, &b] {
         within(Duration::from_secs(2), "both keys work", || {
