@@ -224,6 +224,14 @@ fn writes_get_kongs_errors_and_nothing_half_written() {
         "{}",
         tagged.text()
     );
+    // A key that expired is free again (its row used to hold the unique index: 409).
+    post(
+        &gw,
+        "/consumers/temp/key-auth",
+        json!({"key": "short-key", "ttl": 1}),
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    post(&gw, "/consumers/temp/key-auth", json!({"key": "short-key"}));
     assert_eq!(gw.admin("DELETE", "/consumers/temp", &[], b"").status, 204);
     // Two upstreams share a target: each reaches its own by host:port (a lookup by the
     // address alone found two rows and answered 503).

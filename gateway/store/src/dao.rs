@@ -588,6 +588,18 @@ pub(crate) async fn write(
     stored: &Stored,
     replace: bool,
 ) -> Result<(), DaoError> {
+    // An expired key is invisible but its row still holds the key's unique index: Kong
+    // deletes expired rows, so the key is free to use again.
+    if let Some((_, key)) = stored.columns.iter().find(|(c, _)| *c == "key") {
+        if kind.ttl {
+            let sql = format!(
+                "DELETE FROM {} WHERE key = $1 AND id <> $2 AND ttl IS NOT NULL AND ttl <= now()",
+                kind.name
+            );
+            let key: &(dyn ToSql + Sync) = &**key;
+            client.execute(&sql, &[key, &stored.id]).await.map_err(db)?;
+        }
+    }
     client
         .execute(&write_sql(kind, stored, replace), &write_params(stored))
         .await
