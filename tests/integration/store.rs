@@ -224,6 +224,30 @@ fn writes_get_kongs_errors_and_nothing_half_written() {
         "{}",
         tagged.text()
     );
+    // kong.yml's nested children are not Admin API fields: refused, not dropped.
+    for (path, body) in [
+        (
+            "/services",
+            json!({"name": "n", "host": "h", "routes": [{"paths": ["/n"]}]}),
+        ),
+        (
+            "/consumers",
+            json!({"username": "n", "keyauth_credentials": [{"key": "n"}]}),
+        ),
+    ] {
+        let refused = gw.admin("POST", path, &JSON, body.to_string().as_bytes());
+        assert_eq!(refused.status, 400, "{path}: {}", refused.text());
+        assert_eq!(
+            refused.json()["name"],
+            "schema violation",
+            "{}",
+            refused.text()
+        );
+    }
+    assert_eq!(
+        pg.psql("select count(*) from services where name = 'n'"),
+        "0"
+    );
     // A key that expired is free again (its row used to hold the unique index: 409).
     post(
         &gw,

@@ -339,6 +339,18 @@ fn text(entity: &Value, field: &str) -> Option<String> {
     entity[field].as_str().map(str::to_owned)
 }
 
+/// The children kong.yml nests under a parent, by the parent's kind and the field: fields
+/// the Admin API does not take.
+const NESTED_CHILDREN: [(&str, &str); 7] = [
+    ("services", "routes"),
+    ("services", "plugins"),
+    ("routes", "plugins"),
+    ("consumers", "plugins"),
+    ("consumers", "keyauth_credentials"),
+    ("consumers", "acls"),
+    ("upstreams", "targets"),
+];
+
 /// The first entity of `kind` in `config`, as Kong's JSON, and for keys their expiry.
 fn take(config: &Config, kind: &Kind) -> Option<(Value, Option<SystemTime>)> {
     let value = match kind.name {
@@ -371,6 +383,16 @@ fn validate(
     resolved: &Resolved,
     plugins: &dyn PluginSchemas,
 ) -> Result<Stored, DaoError> {
+    // The declarative format nests children (a service's routes, a consumer's keys); the
+    // Admin API takes one entity, and Kong refuses those fields rather than drop them.
+    let nested: Vec<(String, String)> = NESTED_CHILDREN
+        .iter()
+        .filter(|(parent, child)| *parent == kind.name && input.contains_key(*child))
+        .map(|(_, child)| ((*child).to_owned(), "unknown field".to_owned()))
+        .collect();
+    if !nested.is_empty() {
+        return Err(DaoError::schema_violation(&nested));
+    }
     let doc = json!({ "_format_version": "3.0", kind.name: [Value::Object(input)] });
     let config = load_fragment(doc, resolved, plugins).map_err(|e| violation(kind, &e))?;
     let (entity, expires) = take(&config, kind).ok_or_else(|| {
