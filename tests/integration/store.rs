@@ -934,3 +934,72 @@ fn consumers_that_swap_names_in_one_transaction_reach_every_node() {
         });
     }
 }
+
+/// A certificate's `snis` in an Admin API body are its names, as Kong's certificates DAO
+/// makes them: created with it, replaced by a PUT or PATCH that lists them, refused when
+/// another certificate holds one or a name is listed twice. They used to be dropped.
+#[test]
+fn a_certificate_s_snis_in_the_body_are_its_names() {
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let gw = node(&pg, true);
+    let pki = crate::harness::pki::issue_pki();
+    let cert =
+        |snis: Value| json!({"cert": pki.server_cert_pem, "key": pki.server_key_pem, "snis": snis});
+    let first = post(
+        &gw,
+        "/certificates",
+        cert(json!(["b.example", "a.example"])),
+    );
+    assert_eq!(first["snis"], json!(["a.example", "b.example"]), "{first}");
+    let id = first["id"].as_str().expect("an id").to_owned();
+    assert_eq!(pg.psql("select count(*) from snis"), "2");
+    let sni = gw.admin("GET", "/snis/a.example", &[], b"");
+    assert_eq!(sni.json()["certificate"]["id"], id, "{}", sni.text());
+
+    let taken = gw.admin(
+        "POST",
+        "/certificates",
+        &JSON,
+        cert(json!(["a.example"])).to_string().as_bytes(),
+    );
+    assert_eq!(taken.status, 400, "{}", taken.text());
+    assert_eq!(
+        taken.json()["fields"]["snis"],
+        format!("a.example already associated with existing certificate '{id}'")
+    );
+    let twice = gw.admin(
+        "POST",
+        "/certificates",
+        &JSON,
+        cert(json!(["c.example", "c.example"]))
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(twice.status, 400, "{}", twice.text());
+    assert_eq!(twice.json()["fields"]["snis"], "c.example is duplicated");
+    assert_eq!(
+        pg.psql("select count(*) from certificates"),
+        "1",
+        "nothing half written"
+    );
+
+    let path = format!("/certificates/{id}");
+    let patched = gw.admin(
+        "PATCH",
+        &path,
+        &JSON,
+        br#"{"snis":["c.example","a.example"]}"#,
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_eq!(patched.json()["snis"], json!(["a.example", "c.example"]));
+    let tags_only = gw.admin("PATCH", &path, &JSON, br#"{"tags":["t"]}"#);
+    assert_eq!(
+        tags_only.json()["snis"],
+        json!(["a.example", "c.example"]),
+        "kept"
+    );
+    let cleared = gw.admin("PATCH", &path, &JSON, br#"{"snis":null}"#);
+    assert_eq!(cleared.json()["snis"], json!([]), "{}", cleared.text());
+    assert_eq!(pg.psql("select count(*) from snis"), "0");
+}

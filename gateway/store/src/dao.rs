@@ -331,6 +331,10 @@ impl Stored {
     }
 }
 
+fn entity_uuid(entity: &Value) -> Option<Uuid> {
+    entity["id"].as_str().and_then(|s| s.parse().ok())
+}
+
 fn fk_id(entity: &Value, field: &str) -> Option<Uuid> {
     entity[field]["id"].as_str().and_then(|s| s.parse().ok())
 }
@@ -712,7 +716,79 @@ fn strip_output_only(kind: &Kind, entity: &mut Map<String, Value>) {
     }
 }
 
+/// A certificate's `snis` in a write body, taken out of it: `None` leaves the names as they
+/// are; a list (`null` is the empty one) becomes the certificate's names, sorted, as
+/// Kong's certificates DAO makes them.
+fn take_snis(kind: &Kind, input: &mut Map<String, Value>) -> Result<Option<Vec<String>>, DaoError> {
+    if kind.name != "certificates" {
+        return Ok(None);
+    }
+    let refuse = |message: String| DaoError::schema_violation(&[("snis".to_owned(), message)]);
+    let mut names: Vec<String> = match input.remove("snis") {
+        None => return Ok(None),
+        Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(name) => Ok(name),
+                _ => Err(refuse("expected a string".into())),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(refuse("expected an array".into())),
+    };
+    names.sort();
+    if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(refuse(format!("{} is duplicated", twice[0])));
+    }
+    Ok(Some(names))
+}
+
 impl PgStore {
+    /// Makes `names` the SNIs of certificate `cert`: a name another certificate holds is
+    /// refused with Kong's message, names no longer listed go, new ones are created.
+    async fn set_snis(
+        &self,
+        conn: &impl GenericClient,
+        cert: Uuid,
+        names: &[String],
+    ) -> Result<(), DaoError> {
+        let Some(snis) = kind_named("snis") else {
+            return Ok(());
+        };
+        let mut held = HashSet::new();
+        for name in names {
+            let owner = conn
+                .query_opt("SELECT certificate_id FROM snis WHERE name = $1", &[name])
+                .await
+                .map_err(db)?
+                .map(|row| row.get::<_, Uuid>(0));
+            match owner {
+                Some(owner) if owner != cert => {
+                    return Err(DaoError::schema_violation(&[(
+                        "snis".to_owned(),
+                        format!("{name} already associated with existing certificate '{owner}'"),
+                    )]));
+                }
+                Some(_) => {
+                    held.insert(name);
+                }
+                None => {}
+            }
+        }
+        conn.execute(
+            "DELETE FROM snis WHERE certificate_id = $1 AND NOT (name = ANY($2))",
+            &[&cert, &names],
+        )
+        .await
+        .map_err(db)?;
+        for name in names.iter().filter(|n| !held.contains(n)) {
+            let sni = json!({"id": Uuid::new_v4(), "name": name, "certificate": {"id": cert}});
+            let Value::Object(sni) = sni else { continue };
+            self.insert_on(conn, snis, sni).await?;
+        }
+        Ok(())
+    }
+
     /// Resolves, validates, writes and reads back one new entity on `conn`.
     async fn insert_on(
         &self,
@@ -737,15 +813,22 @@ impl PgStore {
             )]));
         };
         input.entry("id").or_insert_with(|| json!(Uuid::new_v4()));
+        let snis = take_snis(kind, &mut input)?;
         let mut client = self.client().await?;
-        // Only a plugin write takes a transaction (for the lock its ordering check holds):
-        // BEGIN and COMMIT are two more round trips, which cost 16 concurrent Admin API
-        // clients creating consumers and keys about 40% of their rate.
-        if kind.name != "plugins" {
+        // Only a plugin write (for the lock its ordering check holds) and a certificate with
+        // names take a transaction: BEGIN and COMMIT are two more round trips, which cost 16
+        // concurrent Admin API clients creating consumers and keys about 40% of their rate.
+        if kind.name != "plugins" && snis.is_none() {
             return self.insert_on(&**client, kind, input).await;
         }
         let tx = client.transaction().await.map_err(db)?;
-        let saved = self.insert_on(&*tx, kind, input).await?;
+        let mut saved = self.insert_on(&*tx, kind, input).await?;
+        if let (Some(names), Some(id)) = (snis, entity_uuid(&saved)) {
+            self.set_snis(&*tx, id, &names).await?;
+            saved = select_one(&*tx, kind, &Address::Id(id))
+                .await?
+                .ok_or_else(|| DaoError::not_found_by_id(&id.to_string()))?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(saved)
     }
@@ -765,6 +848,11 @@ impl PgStore {
         // then stripped as output-only) and the id, which a body must not move.
         let ttl = patch.get("ttl").or_else(|| current.get("ttl")).cloned();
         let id = current.get("id").cloned();
+        let mut patch = patch;
+        let snis = match &mut patch {
+            Value::Object(fields) => take_snis(kind, fields)?,
+            _ => None,
+        };
         merge(&mut current, patch);
         let Value::Object(mut input) = current else {
             return Err(not_found(kind, at));
@@ -780,6 +868,9 @@ impl PgStore {
         let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
         check_ordering_scope(&*tx, kind, &stored).await?;
         write(&*tx, kind, &stored, true).await?;
+        if let Some(names) = snis {
+            self.set_snis(&*tx, stored.id, &names).await?;
+        }
         let updated = select_one(&*tx, kind, &Address::Id(stored.id)).await?;
         tx.commit().await.map_err(db)?;
         Ok(updated)
@@ -797,6 +888,7 @@ impl PgStore {
                 "expected a record".into(),
             )]));
         };
+        let snis = take_snis(kind, &mut input)?;
         strip_output_only(kind, &mut input);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
@@ -826,6 +918,9 @@ impl PgStore {
         let stored = validate(kind, input, &resolved, self.plugins.as_ref())?;
         check_ordering_scope(&*tx, kind, &stored).await?;
         write(&*tx, kind, &stored, true).await?;
+        if let Some(names) = snis {
+            self.set_snis(&*tx, stored.id, &names).await?;
+        }
         let saved = select_one(&*tx, kind, &Address::Id(stored.id))
             .await?
             .ok_or_else(|| DaoError::not_found_by_id(&stored.id.to_string()))?;
