@@ -282,6 +282,34 @@ fn writes_get_kongs_errors_and_nothing_half_written() {
     assert_eq!(gone.status, 204);
     let kept = gw.admin("GET", "/upstreams/u1/targets/10.0.0.1:80", &[], b"");
     assert_eq!(kept.json()["weight"], 7, "{}", kept.text());
+    // A PUT under u2 makes u2 a target of its own; u1's stays u1's.
+    let put = gw.admin(
+        "PUT",
+        "/upstreams/u2/targets/10.0.0.1:80",
+        &JSON,
+        br#"{"weight":5}"#,
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(put.json()["upstream"]["id"], got.json()["upstream"]["id"]);
+    let kept = gw.admin("GET", "/upstreams/u1/targets/10.0.0.1:80", &[], b"");
+    assert_eq!(kept.json()["weight"], 7, "{}", kept.text());
+    // Nor does a PUT under one consumer take another's key.
+    post(&gw, "/consumers", json!({"username": "owner"}));
+    post(&gw, "/consumers", json!({"username": "taker"}));
+    let theirs = post(
+        &gw,
+        "/consumers/owner/key-auth",
+        json!({"key": "owned-key"}),
+    );
+    let taken = gw.admin("PUT", "/consumers/taker/key-auth/owned-key", &JSON, b"{}");
+    assert_eq!(taken.status, 409, "{}", taken.text());
+    let by_id = format!(
+        "/consumers/taker/key-auth/{}",
+        theirs["id"].as_str().expect("id")
+    );
+    assert_eq!(gw.admin("PUT", &by_id, &JSON, b"{}").status, 400);
+    let still = gw.admin("GET", "/key-auths/owned-key", &[], b"").json();
+    assert_eq!(still["consumer"]["id"], theirs["consumer"]["id"], "{still}");
     // A nested list's next page keeps the request's tags and size.
     for (port, tag) in [(81, "a"), (82, "b"), (83, "a")] {
         post(

@@ -342,15 +342,32 @@ async fn one_child(
             None => return Ok(reply::not_found()),
         },
         // PUT may create the child under this parent; an ACL membership named by its group
-        // (Kong's acl API) gets a new id and that group.
+        // (Kong's acl API) or a target by its address, keys unique only under a parent, get
+        // a new id and that key.
         None if *call.method == Method::PUT => match Address::parse(child_key) {
-            Address::Key(group) if child.name == "acls" => {
+            Address::Key(key) if matches!(child.name, "acls" | "targets") => {
+                let field = if child.name == "acls" {
+                    "group"
+                } else {
+                    "target"
+                };
                 if let Value::Object(fields) = &mut call.body {
-                    fields.insert("group".into(), json!(group));
+                    fields.insert(field.into(), json!(key));
                 }
                 Address::Id(Uuid::new_v4())
             }
-            at => at,
+            // Another parent's child (a key or id it holds) is not moved here.
+            at => match store.select(child, &at).await? {
+                Some(_) => {
+                    return Err(match at {
+                        Address::Id(id) => DaoError::primary_key_violation(&id.to_string()),
+                        Address::Key(key) => {
+                            DaoError::unique_violation(child_key_field(child), &key)
+                        }
+                    });
+                }
+                None => at,
+            },
         },
         None => return Ok(reply::not_found()),
     };
@@ -360,6 +377,16 @@ async fn one_child(
         }
     }
     entity(store, child, &at, call).await
+}
+
+/// The field a child's endpoint key names (Kong's `endpoint_key`).
+fn child_key_field(child: &Kind) -> &'static str {
+    match child.name {
+        "keyauth_credentials" => "key",
+        "plugins" => "instance_name",
+        "consumers" => "username",
+        _ => "name",
+    }
 }
 
 /// The child at `child_key` if it belongs to `owner_id`. Keys unique only under their
