@@ -457,7 +457,7 @@ impl Target {
             self.stats.observe(started.elapsed());
             answer.map_err(|e| {
                 // READONLY: a failover made this server a replica; ask the sentinels again.
-                let demoted = e.code() == Some("READONLY");
+                let demoted = e.code() == Some("READONLY") || pipe::says_demoted(&e.to_string());
                 if e.is_connection_dropped()
                     || e.is_io_error()
                     || e.is_unrecoverable_error()

@@ -501,12 +501,18 @@ impl Reader {
     }
 }
 
+/// True for the error of a write to a replica: `READONLY ...`, or on Redis 6 the same
+/// wrapped in a script's error (`ERR Error running script ...: -READONLY ...`).
+pub(crate) fn says_demoted(error: &str) -> bool {
+    error.starts_with("READONLY") || error.contains("-READONLY ")
+}
+
 async fn read_loop<S: Stream>(stream: Rc<S>, pipe: Rc<Pipe>, mut reader: Reader) {
     loop {
         let delivered = match reader.next() {
             // A failover made the server a replica (an ElastiCache primary endpoint then
             // names another node): connect again, resolving the name afresh.
-            Ok(Some(Reply::Error(e))) if e.starts_with("READONLY") => {
+            Ok(Some(Reply::Error(e))) if says_demoted(&e) => {
                 let why = format!("Redis is a replica now ({e}); reconnecting");
                 pipe.deliver(Reply::Error(e)).and(Err(why))
             }

@@ -483,3 +483,20 @@ fn a_shared_connection_that_timed_out_is_replaced() {
         assert_eq!(opened, 1, "{backend}: a new connection after the timeout");
     });
 }
+
+/// A write to a replica fails with READONLY; on Redis 6 a script wraps it in its own error,
+/// which must make the pipe reconnect all the same.
+#[test]
+fn a_demotion_is_recognised_bare_and_inside_a_script_error() {
+    use super::says_demoted;
+    assert!(says_demoted(
+        "READONLY You can't write against a read only replica."
+    ));
+    assert!(says_demoted(
+        "ERR Error running script (call to f_0b1c): @user_script:3: @user_script: 3: -READONLY You can't write against a read only replica."
+    ));
+    assert!(!says_demoted("ERR unknown command 'READONLY'"));
+    assert!(!says_demoted(
+        "WRONGTYPE Operation against a key holding the wrong kind of value"
+    ));
+}
