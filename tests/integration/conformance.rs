@@ -332,3 +332,25 @@ services:
     let _ = s.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
 }
+
+/// A multipart part with no header lines used to panic the body parser, which aborts the
+/// release build: one request took the gateway down.
+#[test]
+fn a_multipart_part_without_headers_does_not_take_the_gateway_down() {
+    let up = Upstream::start();
+    let gw = key_auth_gateway(&up);
+    let r = request(
+        gw.proxy,
+        "POST",
+        "/body",
+        &[
+            ("content-type", "multipart/form-data; boundary=X"),
+            ("apikey", "kong"),
+        ],
+        b"--X\r\n\r\nv\r\n--X--\r\n",
+    )
+    .expect("an answer, not a closed connection");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = request(gw.proxy, "GET", "/query?apikey=kong", &[], b"").expect("still up");
+    assert_eq!(after.status, 200);
+}

@@ -88,7 +88,10 @@ pub fn parse(boundary: &str, body: &[u8]) -> Result<Multipart, UnparsableBody> {
         // The content ends at the CRLF that precedes the next delimiter.
         let value_end = next.checked_sub(2).filter(|&e| e >= value_start);
         let value = value_start..value_end.unwrap_or(value_start);
-        if let Some(name) = disposition_name(&body[line_end + 2..headers_end]) {
+        // A part with no header lines (`--X\r\n\r\n...`) has an empty block and no name:
+        // its blank line is the one that ended the delimiter's.
+        let headers = body.get(line_end + 2..headers_end).unwrap_or_default();
+        if let Some(name) = disposition_name(headers) {
             parts.push(Part {
                 name,
                 value,
@@ -157,6 +160,26 @@ mod tests {
         assert_eq!(again.parts.len(), 2);
         assert_eq!(again.values("f").collect::<Vec<_>>(), [b"\x00\x01\r\n"]);
         assert!(m.without("missing").is_none());
+    }
+
+    /// A part with an empty header block used to slice the body backwards and panic, and
+    /// the release build aborts on a panic: any route reading multipart bodies (key-auth's
+    /// key_in_body, request-termination's echo, aws-lambda) took the process down.
+    #[test]
+    fn no_body_makes_the_parser_panic() {
+        let m = parse("X", b"--X\r\n\r\nv\r\n--X--").expect("parsed");
+        assert!(m.parts.is_empty(), "a part without a name is skipped");
+        // Every prefix and every one-byte change of a valid body parses or is refused.
+        for cut in 0..=BODY.len() {
+            let _ = parse("XyZ", &BODY[..cut]);
+        }
+        for at in 0..BODY.len() {
+            for byte in [b'\r', b'\n', b'-', b'"', 0] {
+                let mut changed = BODY.to_vec();
+                changed[at] = byte;
+                let _ = parse("XyZ", &changed);
+            }
+        }
     }
 
     #[test]
