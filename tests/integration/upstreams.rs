@@ -229,3 +229,33 @@ fn trusted_proxies_keep_forwarded_headers() {
         Some("443")
     );
 }
+
+/// Two services reach one TLS upstream, one without verification and one with: the second
+/// must not be handed the first one's pooled connection, which nothing verified (the pool
+/// was keyed by address and server name only).
+#[test]
+fn a_pooled_unverified_tls_connection_never_serves_a_service_that_verifies() {
+    let up = Upstream::start();
+    let inner = Gangway::start_with(
+        Options::new(config_with_routes(up.addr, "      - paths: [\"/\"]\n")).tls(),
+    );
+    let port = inner.proxy_tls.expect("tls listener").port();
+    let outer = Gangway::start_with(
+        Options::new(format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: lax\n    url: https://localhost:{port}/\n    tls_verify: false\n    routes:\n      - paths: [\"/lax\"]\n  - name: strict\n    url: https://localhost:{port}/\n    tls_verify: true\n    routes:\n      - paths: [\"/strict\"]\n"
+        ))
+        .env("GANGWAY_WORKERS", "1"),
+    );
+    let mut c = crate::harness::client::Conn::open(outer.proxy);
+    let lax = c.get("/lax/a").expect("lax");
+    assert_eq!(lax.status, 200, "{}", lax.text());
+    let strict = c.get("/strict/b").expect("strict");
+    assert_eq!(
+        strict.status,
+        502,
+        "the upstream's self-signed certificate fails verification: {}",
+        strict.text()
+    );
+    // The 502 closed the client connection; the lax service still has its pool.
+    assert_eq!(outer.get("/lax/c").status, 200);
+}

@@ -29,7 +29,7 @@ use crate::snapshot::ServiceTarget;
 use crate::upstream::balancer::Balancer;
 use crate::upstream::dns;
 use crate::upstream::health::Observation;
-use crate::upstream::pool::PoolKey;
+use crate::upstream::pool::{PoolKey, TlsSettings};
 use crate::upstream::stream::UpstreamStream;
 use gangway_config::model::Route;
 use gangway_config::settings::{HeaderToken, Instrumentations};
@@ -359,7 +359,12 @@ pub async fn run<B: Backend, S: Stream>(
                 let connect_span =
                     trace.open(Instrumentations::BALANCER, SpanName::UpstreamConnect);
                 let tls_name = service.tls_client.as_ref().map(|_| host.to_string());
-                let key = PoolKey { addr, tls_name };
+                let tls_config = service.tls_client.clone().map(TlsSettings);
+                let key = PoolKey {
+                    addr,
+                    tls_name,
+                    tls_config,
+                };
                 let connected = connect(
                     ctx,
                     &key,

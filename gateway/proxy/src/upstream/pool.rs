@@ -12,6 +12,36 @@ pub struct PoolKey {
     pub addr: SocketAddr,
     /// TLS server name, for https upstreams.
     pub tls_name: Option<String>,
+    /// The TLS client settings the connection was made with, for https upstreams.
+    pub tls_config: Option<TlsSettings>,
+}
+
+/// A TLS client config, compared by identity: services with the same verification settings
+/// (`tls_verify`, depth, CA certificates, client certificate) share one config, and a
+/// connection made without verification must never serve a service that verifies, as
+/// Kong's pool name carries those settings. The key holds the config, so its address
+/// cannot be reused by another while connections made with it are pooled.
+#[derive(Clone)]
+pub struct TlsSettings(pub std::sync::Arc<rustls::ClientConfig>);
+
+impl PartialEq for TlsSettings {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TlsSettings {}
+
+impl std::hash::Hash for TlsSettings {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::sync::Arc::as_ptr(&self.0).hash(state);
+    }
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsSettings({:p})", std::sync::Arc::as_ptr(&self.0))
+    }
 }
 
 struct Idle<S> {
@@ -120,6 +150,7 @@ mod tests {
         PoolKey {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             tls_name: None,
+            tls_config: None,
         }
     }
 
