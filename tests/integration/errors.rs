@@ -247,3 +247,44 @@ fn slow_request_bodies_time_out_with_408() {
     assert_eq!(r.status, 408, "{}", r.text());
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Timeouts and intervals the schemas leave unbounded (http-log's timeout, a queue's
+/// max_retry_time, rate-limiting's sync_rate, an active health check's timeout) used to
+/// overflow a Duration and abort the process as the config compiled, so a stored value
+/// crash-looped the node. They are capped now, and the node serves.
+#[test]
+fn huge_timeouts_in_a_config_do_not_abort_the_node() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&format!(
+        r#"_format_version: "3.0"
+upstreams:
+  - name: pool
+    healthchecks:
+      active:
+        timeout: 1e20
+        healthy: {{interval: 5}}
+    targets:
+      - target: "{up}"
+services:
+  - name: s
+    host: pool
+    routes:
+      - paths: ["/"]
+        plugins:
+          - name: http-log
+            config:
+              http_endpoint: http://127.0.0.1:9/
+              timeout: 1e23
+              queue: {{max_retry_time: 1e20}}
+          - name: rate-limiting
+            config:
+              minute: 100
+              policy: redis
+              redis: {{host: 127.0.0.1, port: 9}}
+              sync_rate: 1e20
+"#,
+        up = up.addr
+    ));
+    let r = gw.get("/anything");
+    assert_eq!(r.status, 200, "{}", r.text());
+}

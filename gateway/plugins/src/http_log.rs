@@ -142,7 +142,9 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
                 .into(),
         )]);
     }
-    let timeout = std::time::Duration::from_secs_f64((conf.timeout / 1000.0).max(0.001));
+    // Kong's schema sets no upper bound; a Duration past its range (1e23 ms) panics.
+    let timeout =
+        std::time::Duration::from_secs_f64((conf.timeout / 1000.0).clamp(0.001, 86_400.0));
     let settings = log_queue::Settings {
         method: conf.method,
         content_type: conf.content_type,

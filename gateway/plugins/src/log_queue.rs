@@ -114,7 +114,9 @@ impl QueueConfig {
         batch_size: Option<usize>,
         flush_delay: Option<f64>,
     ) -> Settings {
-        let secs = |s: f64, min: f64| Duration::from_secs_f64(s.max(min));
+        // Capped at a day: the schemas set no upper bound, and a Duration past its range
+        // (1e20 s) panics, which would abort the process on a config change.
+        let secs = |s: f64, min: f64| Duration::from_secs_f64(s.clamp(min, 86_400.0));
         Settings {
             kind,
             endpoint,

@@ -155,7 +155,8 @@ impl Batched {
             flush_script: redis::Script::new(FLUSH),
         });
         let weak = Arc::downgrade(&inner);
-        let every = Duration::from_secs_f64(sync_rate.max(0.02));
+        // Kong's schema sets no upper bound; a Duration past its range (1e20 s) panics.
+        let every = Duration::from_secs_f64(sync_rate.clamp(0.02, 86_400.0));
         let spawned = std::thread::Builder::new()
             .name("gangway-ratelimit-sync".into())
             .spawn(move || {

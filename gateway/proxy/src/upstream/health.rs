@@ -135,7 +135,8 @@ impl ActivePolicy {
         };
         Some(ActivePolicy {
             kind,
-            timeout: Duration::from_secs_f64(a.timeout.max(0.001)),
+            // Kong's schema sets no upper bound; a Duration past its range panics.
+            timeout: Duration::from_secs_f64(a.timeout.clamp(0.001, 3_600.0)),
             concurrency: (a.concurrency as usize).max(1),
             http_path: a.http_path.clone(),
             verify_certificate: a.https_verify_certificate,
