@@ -354,3 +354,55 @@ fn a_multipart_part_without_headers_does_not_take_the_gateway_down() {
     let after = request(gw.proxy, "GET", "/query?apikey=kong", &[], b"").expect("still up");
     assert_eq!(after.status, 200);
 }
+
+/// A consumer's username (or custom_id, or an ACL group) with CR/LF in it goes upstream
+/// escaped, as OpenResty escapes header values: it used to end the header line and add
+/// headers of its own choosing (here one naming another consumer).
+#[test]
+fn a_consumer_name_cannot_inject_headers_upstream() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&format!(
+        r#"_format_version: "3.0"
+consumers:
+  - username: "eve\r\nX-Consumer-ID: someone-else"
+    custom_id: "c\nX-Injected: 1"
+    keyauth_credentials:
+      - key: eves-key
+services:
+  - name: echo
+    url: http://{up}
+    routes:
+      - paths: ["/"]
+        plugins:
+          - name: key-auth
+"#,
+        up = up.addr
+    ));
+    let r = request(gw.proxy, "GET", "/x?apikey=eves-key", &[], b"").expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    assert_eq!(
+        crate::harness::echo_header(&echo, "x-consumer-username").as_deref(),
+        Some("eve%0D%0AX-Consumer-ID: someone-else")
+    );
+    assert_eq!(
+        crate::harness::echo_header(&echo, "x-consumer-custom-id").as_deref(),
+        Some("c%0AX-Injected: 1")
+    );
+    assert!(
+        crate::harness::echo_header(&echo, "x-injected").is_none(),
+        "{echo}"
+    );
+    let ids: Vec<&str> = echo["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter(|h| {
+            h[0].as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("x-consumer-id"))
+        })
+        .filter_map(|h| h[1].as_str())
+        .collect();
+    assert_eq!(ids.len(), 1, "one X-Consumer-ID, the real one: {ids:?}");
+    assert_ne!(ids[0], "someone-else");
+}

@@ -46,6 +46,26 @@ fn push(arena: &mut Vec<u8>, bytes: &[u8]) -> Range<u32> {
     start..arena.len() as u32
 }
 
+/// [`push`] of a header name or value that plugins took from config or data (a consumer's
+/// username, an ACL group, a template): CR, LF and NUL go as `%0D`, `%0A` and `%00`, as
+/// OpenResty escapes them in `ngx.req.set_header`, so no such value can end a header line
+/// and start another (or a second request).
+fn push_header_text(arena: &mut Vec<u8>, bytes: &[u8]) -> Range<u32> {
+    if !bytes.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+        return push(arena, bytes);
+    }
+    let start = arena.len() as u32;
+    for &b in bytes {
+        match b {
+            b'\r' => arena.extend_from_slice(b"%0D"),
+            b'\n' => arena.extend_from_slice(b"%0A"),
+            0 => arena.extend_from_slice(b"%00"),
+            _ => arena.push(b),
+        }
+    }
+    start..arena.len() as u32
+}
+
 impl HeaderEdits {
     /// Forgets every edit (start of a request).
     pub fn clear(&mut self) {
@@ -82,7 +102,7 @@ impl HeaderEdits {
             }
         }
         self.removed_names |= bit;
-        let name = push(&mut self.arena, name.as_bytes());
+        let name = push_header_text(&mut self.arena, name.as_bytes());
         self.edits.push(Edit {
             op: Op::Remove,
             name: name.clone(),
@@ -94,14 +114,14 @@ impl HeaderEdits {
 
     /// Adds one more value of `name` (an appended header line).
     pub fn add(&mut self, name: &str, value: &[u8]) {
-        let name_at = push(&mut self.arena, name.as_bytes());
+        let name_at = push_header_text(&mut self.arena, name.as_bytes());
         self.add_at(name.as_bytes(), name_at, value);
     }
 
     /// [`HeaderEdits::add`] of a name already in the arena at `name_at`.
     fn add_at(&mut self, name: &[u8], name_at: Range<u32>, value: &[u8]) {
         self.added_names |= name_bit(name);
-        let value = push(&mut self.arena, value);
+        let value = push_header_text(&mut self.arena, value);
         self.edits.push(Edit {
             op: Op::Add,
             name: name_at,
@@ -292,6 +312,24 @@ mod tests {
         e.remove("x");
         assert!(collect(&e, "x", orig).is_empty());
         assert_eq!(e.added().count(), 0);
+    }
+
+    #[test]
+    fn values_and_names_from_data_cannot_start_a_header_line() {
+        let mut e = HeaderEdits::default();
+        e.set("X-Consumer-Username", b"eve\r\nX-Admin: 1");
+        e.add("X-Evil\r\nA", b"v\0");
+        let added: Vec<_> = e.added().collect();
+        assert_eq!(
+            added,
+            vec![
+                (
+                    b"X-Consumer-Username" as &[u8],
+                    b"eve%0D%0AX-Admin: 1" as &[u8]
+                ),
+                (b"X-Evil%0D%0AA", b"v%00"),
+            ]
+        );
     }
 
     #[test]
