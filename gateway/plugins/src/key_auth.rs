@@ -112,20 +112,31 @@ impl KeyAuth {
         )
     }
 
-    /// Looks for the key under each configured name: header, then query, then body.
-    fn find_key(&self, ctx: &mut AccessCtx<'_>) -> Result<Found, Flow> {
-        let body = if self.conf.key_in_body {
-            match ctx
-                .body()
-                .map(|b| request_body::parse(ctx.content_type(), b))
-            {
-                Some(Err(_)) => return Err(Flow::error(400, "Cannot process request body")),
-                Some(Ok(args)) => args,
-                None => BodyArgs::None,
+    /// The body's arguments, read as Kong's `get_body` reads them for key-auth: a body that
+    /// does not parse is as good as an empty one (logged), not an error.
+    fn read_body(key_in_body: bool, ctx: &AccessCtx<'_>) -> BodyArgs {
+        if !key_in_body {
+            return BodyArgs::None;
+        }
+        match ctx
+            .body()
+            .map(|b| request_body::parse(ctx.content_type(), b))
+        {
+            Some(Ok(args)) => args,
+            Some(Err(_)) => {
+                tracing::debug!("key-auth: cannot process request body; looking no further in it");
+                BodyArgs::None
             }
-        } else {
-            BodyArgs::None
-        };
+            None => BodyArgs::None,
+        }
+    }
+
+    /// Looks for the key under each configured name: header, then query, then body. As in
+    /// Kong, the body is read only when a name is found in neither of the others, or to
+    /// hide the key from it.
+    fn find_key(&self, ctx: &mut AccessCtx<'_>) -> Result<Found, Flow> {
+        let in_body = self.conf.key_in_body;
+        let mut read: Option<BodyArgs> = None;
         let names = self.conf.key_names.iter().zip(&self.lower_names);
         for ((name, lower), hyphenated) in names.zip(&self.hyphenated) {
             if self.conf.key_in_header {
@@ -143,7 +154,8 @@ impl KeyAuth {
                     };
                     if let Some(key) = found {
                         if self.conf.hide_credentials {
-                            self.hide(ctx, name, hyphenated.as_deref(), &body);
+                            let body = read.get_or_insert_with(|| Self::read_body(in_body, ctx));
+                            self.hide(ctx, name, hyphenated.as_deref(), body);
                         }
                         return Ok(Found::Key(key));
                     }
@@ -157,16 +169,18 @@ impl KeyAuth {
                 if let Some(v) = values.into_iter().next() {
                     let key = v.into_owned();
                     if self.conf.hide_credentials {
-                        self.hide(ctx, name, hyphenated.as_deref(), &body);
+                        let body = read.get_or_insert_with(|| Self::read_body(in_body, ctx));
+                        self.hide(ctx, name, hyphenated.as_deref(), body);
                     }
                     return Ok(Found::Key(key));
                 }
             }
-            match body.get(name) {
+            let args = read.get_or_insert_with(|| Self::read_body(in_body, ctx));
+            match args.get(name) {
                 Some(Value::String(s)) => {
                     let key = s.clone();
                     if self.conf.hide_credentials {
-                        self.hide(ctx, name, hyphenated.as_deref(), &body);
+                        self.hide(ctx, name, hyphenated.as_deref(), args);
                     }
                     return Ok(Found::Key(key));
                 }
