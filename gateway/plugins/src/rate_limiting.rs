@@ -140,10 +140,21 @@ pub fn build_with_clock(
         store,
         fault_tolerant: conf.fault_tolerant,
         hide_client_headers: conf.hide_client_headers,
-        error_code: conf.error_code as u16,
+        error_code: error_status(conf.error_code),
         error_message,
         clock,
     }))
+}
+
+/// The status a refused request gets. Kong's schema only asks `error_code > 0`, and its
+/// `kong.response.error` fails on anything but a whole 400 to 599, which ends in a 500; a
+/// bare cast would write 1000 or 42.5 into the status line.
+fn error_status(code: f64) -> u16 {
+    if code.fract() == 0.0 && (400.0..=599.0).contains(&code) {
+        code as u16
+    } else {
+        500
+    }
 }
 
 /// The counter store of `policy`.

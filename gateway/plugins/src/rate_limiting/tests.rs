@@ -502,3 +502,16 @@ fn with_a_database_the_cluster_policy_loads_and_counts_on_the_node() {
     assert_eq!(get(&*plugin).status(), 429);
     assert_eq!(quotas.local.len(), 1, "counted in the node's counters");
 }
+
+/// An error_code Kong's schema takes but its response PDK refuses (1000, 42.5) answers 500,
+/// as in Kong, instead of writing it into the status line.
+#[test]
+fn an_error_code_that_is_no_error_status_answers_500() {
+    set_now(NOW);
+    for (code, status) in [(1000.0, 500), (42.5, 500), (399.0, 500), (503.0, 503)] {
+        let quotas = Quotas::default();
+        let plugin = plugin_on(json!({"minute": 1, "error_code": code}), &quotas);
+        assert_eq!(get(&*plugin).status(), 200);
+        assert_eq!(get(&*plugin).status(), status, "error_code {code}");
+    }
+}
