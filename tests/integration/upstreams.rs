@@ -259,3 +259,51 @@ fn a_pooled_unverified_tls_connection_never_serves_a_service_that_verifies() {
     // The 502 closed the client connection; the lax service still has its pool.
     assert_eq!(outer.get("/lax/c").status, 200);
 }
+
+/// `hash_on: consumer` keeps each authenticated consumer on one target, as Kong hashes the
+/// consumer's id: it used to hash nothing and round-robin.
+#[test]
+fn hash_on_consumer_keeps_each_consumer_on_one_target() {
+    let (a, b) = (Upstream::start(), Upstream::start());
+    let gw = Gangway::start(&format!(
+        r#"_format_version: "3.0"
+upstreams:
+  - name: pool
+    algorithm: consistent-hashing
+    hash_on: consumer
+    targets:
+      - target: "{a}"
+      - target: "{b}"
+consumers:
+  - username: alice
+    keyauth_credentials: [{{key: alice-key}}]
+  - username: bob
+    keyauth_credentials: [{{key: bob-key}}]
+services:
+  - name: s
+    host: pool
+    routes:
+      - paths: ["/"]
+        plugins:
+          - name: key-auth
+"#,
+        a = a.addr,
+        b = b.addr
+    ));
+    use std::sync::atomic::Ordering::Relaxed;
+    for key in ["alice-key", "bob-key"] {
+        let before = (a.requests.load(Relaxed), b.requests.load(Relaxed));
+        for _ in 0..10 {
+            let r = request(gw.proxy, "GET", "/x", &[("apikey", key)], b"").expect("request");
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        let served = (
+            a.requests.load(Relaxed) - before.0,
+            b.requests.load(Relaxed) - before.1,
+        );
+        assert!(
+            served == (10, 0) || served == (0, 10),
+            "{key}: one target serves every request, not {served:?}"
+        );
+    }
+}

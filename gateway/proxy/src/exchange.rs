@@ -215,11 +215,15 @@ pub async fn run<B: Backend, S: Stream>(
     // Where it goes: the service's host, or a target of the upstream entity it names.
     let balancer: Option<&Balancer> = service.balancer.map(|i| &*ex.snapshot.balancers[i]);
     let hash = balancer.and_then(|b| {
+        let identities = &ex.snapshot.identities;
+        let consumer = (bufs.plugins.consumer.map(|c| identities.consumer(c).id))
+            .or_else(|| bufs.plugins.credential.map(|c| identities.credential(c).id));
         b.request_hash(&RequestFacts {
             head: &bufs.head,
             buf: &bufs.input,
             scratch: &bufs.scratch,
             peer: std::net::SocketAddr::new(ex.client_ip, ex.conn.peer.port()),
+            consumer,
         })
     });
     let mut exclude: Vec<usize> = Vec::new();

@@ -8,6 +8,8 @@ pub(super) struct RequestFacts<'a> {
     pub(super) buf: &'a [u8],
     pub(super) scratch: &'a gangway_router::MatchScratch,
     pub(super) peer: std::net::SocketAddr,
+    /// The authenticated consumer's id, else the credential's (Kong's `hash_on: consumer`).
+    pub(super) consumer: Option<gangway_config::model::Id>,
 }
 
 fn query_value<'q>(query: &'q [u8], name: &str) -> Option<&'q [u8]> {
@@ -57,6 +59,6 @@ impl HashInput for RequestFacts<'_> {
         found.map(str::as_bytes)
     }
     fn consumer(&self) -> Option<gangway_config::model::Id> {
-        None
+        self.consumer
     }
 }
