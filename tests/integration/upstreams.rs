@@ -307,3 +307,31 @@ services:
         );
     }
 }
+
+/// A reused upstream connection that closes before answering is retried on a new one only
+/// for an idempotent request, judged by the method the upstream gets: a GET that
+/// request-transformer turned into a POST used to be sent a second time.
+#[test]
+fn a_get_turned_post_by_a_plugin_is_not_replayed() {
+    let up = Upstream::start();
+    let gw = Gangway::start_with(
+        Options::new(config_with_routes(
+            up.addr,
+            "      - name: plain\n        paths: [\"/plain\"]\n      - name: posted\n        paths: [\"/posted\"]\n        plugins:\n          - name: request-transformer\n            config:\n              http_method: POST\n",
+        ))
+        .env("GANGWAY_WORKERS", "1"),
+    );
+    use std::sync::atomic::Ordering::Relaxed;
+    for (path, replayed) in [("/plain", true), ("/posted", false)] {
+        assert_eq!(gw.get(path).status, 200, "{path}: pools a connection");
+        let before = up.requests.load(Relaxed);
+        let r = request(gw.proxy, "GET", path, &[("x-echo-drop", "1")], b"").expect("request");
+        assert_eq!(r.status, 502, "{path}: {}", r.text());
+        let sent = up.requests.load(Relaxed) - before;
+        assert_eq!(
+            sent,
+            if replayed { 2 } else { 1 },
+            "{path}: times the upstream got it"
+        );
+    }
+}

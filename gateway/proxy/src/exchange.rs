@@ -304,8 +304,13 @@ pub async fn run<B: Backend, S: Stream>(
         .method
         .as_deref()
         .map_or(is_head, |m| m == "HEAD");
+    // The method the upstream receives decides whether a replay is safe: a GET that a
+    // plugin turned into a POST is not sent twice.
     let method_idempotent = matches!(
-        bufs.head.method(&bufs.input),
+        bufs.plugins
+            .method
+            .as_deref()
+            .map_or(bufs.head.method(&bufs.input), str::as_bytes),
         b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE"
     );
     let keep_alive_requested = bufs.head.keep_alive();
