@@ -362,7 +362,7 @@ async fn one_child(
                     return Err(match at {
                         Address::Id(id) => DaoError::primary_key_violation(&id.to_string()),
                         Address::Key(key) => {
-                            DaoError::unique_violation(child_key_field(child), &key)
+                            DaoError::unique_violation(child.endpoint_key.unwrap_or("name"), &key)
                         }
                     });
                 }
@@ -377,16 +377,6 @@ async fn one_child(
         }
     }
     entity(store, child, &at, call).await
-}
-
-/// The field a child's endpoint key names (Kong's `endpoint_key`).
-fn child_key_field(child: &Kind) -> &'static str {
-    match child.name {
-        "keyauth_credentials" => "key",
-        "plugins" => "instance_name",
-        "consumers" => "username",
-        _ => "name",
-    }
 }
 
 /// The child at `child_key` if it belongs to `owner_id`. Keys unique only under their
