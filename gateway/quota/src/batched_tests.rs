@@ -9,7 +9,7 @@ use gangway_net::tls::RootSource;
 use gangway_pipeline::quota::{QuotaError, QuotaStore, RedisConf, Usage, UsageResult, Window};
 use gangway_test_support::redis::Redis;
 
-use super::Batched;
+use super::{Batched, MAX_LINGER, drop_after};
 use crate::connect::Target;
 use crate::pipe::tests::{await_ttl, calls, on_each_backend, windows_at};
 use crate::stats::Stats;
@@ -242,4 +242,36 @@ fn counts_in_a_flush_still_count_until_redis_confirms_them() {
             "{backend}: and once Redis has them, they count once"
         );
     });
+}
+
+#[test]
+fn ended_windows_are_dropped_spread_over_half_a_window() {
+    let end = 1_800_000_000;
+    let slots = || (0..10_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    for slot in slots() {
+        assert_eq!(
+            drop_after(end, 1, slot),
+            end,
+            "a second's window goes at once"
+        );
+    }
+    let spread = |seconds: u64| -> Vec<usize> {
+        let mut per_second = vec![0; 2 * MAX_LINGER as usize];
+        for slot in slots() {
+            per_second[(drop_after(end, seconds, slot) - end) as usize] += 1;
+        }
+        per_second
+    };
+    let minute = spread(60);
+    assert!(minute[30..].iter().all(|&n| n == 0), "within half a minute");
+    assert!(
+        minute[..30].iter().all(|&n| (200..=470).contains(&n)),
+        "about a thirtieth each second: {minute:?}"
+    );
+    let day = spread(86_400);
+    assert!(day[MAX_LINGER as usize..].iter().all(|&n| n == 0));
+    assert!(
+        day[..MAX_LINGER as usize].iter().all(|&n| n > 100),
+        "{day:?}"
+    );
 }
