@@ -308,6 +308,89 @@ services:
     }
 }
 
+/// `hash_on: cookie`: a client without the cookie gets one made up (Kong's attributes),
+/// replacing an upstream cookie of that name, and sending it back keeps the client on one
+/// target.
+#[test]
+fn hash_on_cookie_gives_a_client_without_it_a_cookie_that_sticks() {
+    let (a, b) = (Upstream::start(), Upstream::start());
+    let gw = Gangway::start(&format!(
+        r#"_format_version: "3.0"
+upstreams:
+  - name: pool
+    algorithm: consistent-hashing
+    hash_on: cookie
+    hash_on_cookie: sticky
+    hash_on_cookie_path: /app
+    targets:
+      - target: "{a}"
+      - target: "{b}"
+services:
+  - name: s
+    host: pool
+    routes:
+      - paths: ["/"]
+"#,
+        a = a.addr,
+        b = b.addr
+    ));
+    use std::sync::atomic::Ordering::Relaxed;
+    let upstream_cookies = [
+        ("x-echo-response-header", "Set-Cookie: sticky=from-upstream"),
+        ("x-echo-response-header", "Set-Cookie: other=kept"),
+    ];
+    let first = request(gw.proxy, "GET", "/x", &upstream_cookies, b"").expect("request");
+    assert_eq!(first.status, 200, "{}", first.text());
+    let cookies = first.headers_named("set-cookie");
+    let made: Vec<&&str> = cookies
+        .iter()
+        .filter(|c| c.starts_with("sticky="))
+        .collect();
+    assert_eq!(
+        made.len(),
+        1,
+        "one sticky cookie, the upstream's replaced: {cookies:?}"
+    );
+    let (pair, attributes) = made[0].split_once("; ").expect("attributes");
+    assert_eq!(attributes, "Path=/app; Same-Site=Lax; HttpOnly");
+    let value = pair.strip_prefix("sticky=").expect("name");
+    let uuid_shape = value.len() == 36
+        && value.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    assert!(uuid_shape, "a UUID: {value}");
+    assert!(cookies.contains(&"other=kept"), "{cookies:?}");
+
+    let cookie = format!("sticky={value}");
+    let before = (a.requests.load(Relaxed), b.requests.load(Relaxed));
+    for _ in 0..10 {
+        let r = request(gw.proxy, "GET", "/x", &[("cookie", &cookie)], b"").expect("request");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            r.headers_named("set-cookie").is_empty(),
+            "no new cookie once sent"
+        );
+    }
+    let served = (
+        a.requests.load(Relaxed) - before.0,
+        b.requests.load(Relaxed) - before.1,
+    );
+    assert!(
+        served == (10, 0) || served == (0, 10),
+        "one target, not {served:?}"
+    );
+    let fresh: std::collections::HashSet<String> = (0..4)
+        .map(|_| {
+            let r = request(gw.proxy, "GET", "/x", &[], b"").expect("request");
+            r.header("set-cookie")
+                .expect("a cookie for each new client")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(fresh.len(), 4, "each new client gets its own cookie");
+}
+
 /// A reused upstream connection that closes before answering is retried on a new one only
 /// for an idempotent request, judged by the method the upstream gets: a GET that
 /// request-transformer turned into a POST used to be sent a second time.

@@ -26,7 +26,7 @@ use super::session::ConnBuffers;
 use crate::Snapshot;
 use crate::compile::host_header;
 use crate::snapshot::ServiceTarget;
-use crate::upstream::balancer::Balancer;
+use crate::upstream::balancer::{Balancer, RequestHash};
 use crate::upstream::dns;
 use crate::upstream::health::Observation;
 use crate::upstream::pool::{PoolKey, TlsSettings};
@@ -214,7 +214,7 @@ pub async fn run<B: Backend, S: Stream>(
         .map(str::as_bytes);
     // Where it goes: the service's host, or a target of the upstream entity it names.
     let balancer: Option<&Balancer> = service.balancer.map(|i| &*ex.snapshot.balancers[i]);
-    let hash = balancer.and_then(|b| {
+    let placed = balancer.map_or_else(RequestHash::default, |b| {
         let identities = &ex.snapshot.identities;
         let consumer = (bufs.plugins.consumer.map(|c| identities.consumer(c).id))
             .or_else(|| bufs.plugins.credential.map(|c| identities.credential(c).id));
@@ -226,6 +226,7 @@ pub async fn run<B: Backend, S: Stream>(
             consumer,
         })
     });
+    let hash = placed.hash;
     let mut exclude: Vec<usize> = Vec::new();
     let mut target = match balancer {
         Some(b) => match b.pick(hash, &exclude) {
@@ -581,6 +582,7 @@ pub async fn run<B: Backend, S: Stream>(
         http10_keep_alive: http10 && keep_alive_requested,
         dechunked: dechunk,
         body_length: None,
+        hash_cookie: placed.set_cookie.as_deref(),
         debug: debug.then_some(DebugIds {
             route_id: &ex.route.id,
             route_name: ex.route.name.as_deref(),

@@ -318,6 +318,9 @@ pub struct ClientHead<'a> {
     /// The body was buffered and rewritten by plugins: send this `Content-Length` instead of
     /// the upstream's framing. `None` (the default) keeps the upstream's framing.
     pub body_length: Option<u64>,
+    /// A hash cookie made up for the client (`name=value; Path=...`): it replaces an
+    /// upstream `Set-Cookie` of that name.
+    pub hash_cookie: Option<&'a str>,
     /// `Kong-Route-*` / `Kong-Service-*` values when `allow_debug_header` is on and the client
     /// sent `kong-debug: 1`.
     pub debug: Option<DebugIds<'a>>,
@@ -349,6 +352,11 @@ pub fn write_client_response(
     out.extend_from_slice(resp.reason(buf));
     out.extend_from_slice(b"\r\n");
     let switching = resp.status() == 101;
+    // Kong replaces the first upstream cookie of the hash cookie's name.
+    let mut replaced_cookie = extra
+        .hash_cookie
+        .and_then(|c| c.split_once('='))
+        .map(|(name, _)| name.as_bytes());
     for field in resp.headers() {
         let (name, value) = (field.name.get(buf), field.value.get(buf));
         let keep_for_upgrade = switching
@@ -363,6 +371,15 @@ pub fn write_client_response(
             continue;
         }
         if extra.via && name.eq_ignore_ascii_case(b"via") {
+            continue;
+        }
+        if let Some(cookie) = replaced_cookie
+            && name.eq_ignore_ascii_case(b"set-cookie")
+            && value
+                .strip_prefix(cookie)
+                .is_some_and(|v| v.first() == Some(&b'='))
+        {
+            replaced_cookie = None;
             continue;
         }
         if framing && extra.body_length.is_some() {
@@ -412,6 +429,9 @@ pub fn write_client_response(
         out.extend_from_slice(b"X-Kong-Proxy-Latency: ");
         push_number(out, proxy.as_millis() as u64);
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(cookie) = extra.hash_cookie.filter(|_| !removed("set-cookie")) {
+        push_header(out, b"Set-Cookie", cookie.as_bytes());
     }
     if extra.upstream_status && !removed("x-kong-upstream-status") {
         out.extend_from_slice(b"X-Kong-Upstream-Status: ");
@@ -471,6 +491,7 @@ mod tests {
             dechunked: false,
             http10_keep_alive: false,
             body_length: None,
+            hash_cookie: None,
             debug: None,
         };
         let mut out = Vec::new();

@@ -46,6 +46,15 @@ pub enum HashKey {
     UriCapture(String),
 }
 
+/// How the balancer places one request.
+#[derive(Debug, Default)]
+pub struct RequestHash {
+    /// Where the request lands on the ring, or `None` for round robin.
+    pub hash: Option<u64>,
+    /// A `Set-Cookie` value for the response, when the hash cookie was made up.
+    pub set_cookie: Option<String>,
+}
+
 /// The request facts a hash can be computed from.
 pub trait HashInput {
     /// The client IP, as text.
@@ -81,6 +90,8 @@ pub struct Balancer {
     ring: Vec<(u64, usize)>,
     hash_on: HashKey,
     hash_fallback: HashKey,
+    /// `hash_on_cookie_path`: the `Path` of a hash cookie made up for a client.
+    cookie_path: String,
     /// Passive health thresholds.
     pub passive: PassivePolicy,
     /// Active probes, when enabled.
@@ -215,6 +226,7 @@ impl Balancer {
             ring,
             hash_on,
             hash_fallback,
+            cookie_path: upstream.hash_on_cookie_path.clone(),
             passive: PassivePolicy::from(&upstream.healthchecks.passive),
             active: ActivePolicy::from_config(&upstream.healthchecks.active),
         })
@@ -240,13 +252,31 @@ impl Balancer {
 
     /// The request's hash for consistent hashing (`hash_on`, then `hash_fallback`), or
     /// `None` for round robin. Computed once per request, before any retry.
-    pub fn request_hash<I: HashInput>(&self, input: &I) -> Option<u64> {
+    pub fn request_hash<I: HashInput>(&self, input: &I) -> RequestHash {
         if self.hash_on == HashKey::None {
-            return None;
+            return RequestHash::default();
         }
-        self.key_bytes(&self.hash_on, input)
-            .or_else(|| self.key_bytes(&self.hash_fallback, input))
-            .map(|k| hash_of(&k))
+        for key in [&self.hash_on, &self.hash_fallback] {
+            if let Some(bytes) = self.key_bytes(key, input) {
+                return RequestHash {
+                    hash: Some(hash_of(&bytes)),
+                    set_cookie: None,
+                };
+            }
+            // As Kong: a client without the hash cookie gets one made up, and keeps it.
+            if let HashKey::Cookie(name) = key {
+                let value = uuid::Uuid::new_v4().hyphenated().to_string();
+                let path = &self.cookie_path;
+                return RequestHash {
+                    hash: Some(hash_of(value.as_bytes())),
+                    // Kong's attributes, "Same-Site" spelling included.
+                    set_cookie: Some(format!(
+                        "{name}={value}; Path={path}; Same-Site=Lax; HttpOnly"
+                    )),
+                };
+            }
+        }
+        RequestHash::default()
     }
 
     /// Picks a healthy target, skipping `exclude` (targets that already failed this
@@ -388,7 +418,7 @@ mod tests {
         .expect("build");
         let mut counts = [0usize; 3];
         for _ in 0..400 {
-            counts[b.pick(b.request_hash(&Req(None)), &[]).expect("pick")] += 1;
+            counts[b.pick(b.request_hash(&Req(None)).hash, &[]).expect("pick")] += 1;
         }
         assert_eq!(counts, [300, 100, 0]);
     }
@@ -406,14 +436,14 @@ mod tests {
         )
         .expect("build");
         reg.get("u", "10.0.0.1:1").set_healthy(None, false);
-        assert!((0..10).all(|_| b.pick(b.request_hash(&Req(None)), &[]) == Some(1)));
+        assert!((0..10).all(|_| b.pick(b.request_hash(&Req(None)).hash, &[]) == Some(1)));
         assert_eq!(
             b.pick(None, &[1]),
             None,
             "excluded + unhealthy leaves nothing"
         );
         reg.get("u", "10.0.0.2:2").set_healthy(None, false);
-        assert_eq!(b.pick(b.request_hash(&Req(None)), &[]), None);
+        assert_eq!(b.pick(b.request_hash(&Req(None)).hash, &[]), None);
     }
 
     #[test]
@@ -427,9 +457,12 @@ mod tests {
             "u",
         )
         .expect("build");
-        let first = b.pick(b.request_hash(&Req(Some(b"user-42"))), &[]);
+        let first = b.pick(b.request_hash(&Req(Some(b"user-42"))).hash, &[]);
         for _ in 0..20 {
-            assert_eq!(b.pick(b.request_hash(&Req(Some(b"user-42"))), &[]), first);
+            assert_eq!(
+                b.pick(b.request_hash(&Req(Some(b"user-42"))).hash, &[]),
+                first
+            );
         }
         let spread: std::collections::HashSet<_> = [
             &b"k1"[..],
@@ -446,7 +479,7 @@ mod tests {
         .iter()
         .map(|k| {
             let key: &'static [u8] = k;
-            b.pick(b.request_hash(&Req(Some(key))), &[])
+            b.pick(b.request_hash(&Req(Some(key))).hash, &[])
         })
         .collect();
         assert!(spread.len() > 1, "keys spread over targets");
