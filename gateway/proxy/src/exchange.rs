@@ -2,9 +2,12 @@
 //! stream the body, read the response head, stream the response body back, and return the
 //! connection to the pool when it is clean.
 //!
-//! Retries follow nginx's safe rule: a connection failure before anything was sent is retried
-//! up to `service.retries` times; a reused keep-alive connection that the upstream had
-//! already closed is replaced at no cost, but only when the whole request is still in memory.
+//! Retries follow nginx's `proxy_next_upstream error timeout`, which Kong keeps, up to
+//! `service.retries` times, each on the next target: a failed connect always; a failed
+//! write, or a failure or timeout before any byte of the response head, only when the whole
+//! request is still in memory and its method is idempotent (it may have reached the
+//! upstream). A reused keep-alive connection that the upstream had already closed is
+//! replaced at no cost under the same condition.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use super::WorkerCtx;
 use super::buffered::{self, BufferFail, BufferedResponse};
 use super::forward::{
     BodyFail, Fail, HeadFail, advance_response, read_response_head, read_with_timeout,
-    stream_request_body, tunnel, write_with_timeout,
+    stream_request_body, tunnel, write_returning,
 };
 use super::hash_facts::RequestFacts;
 use super::headers::{self, ClientHead, DebugIds, UpstreamHead};
@@ -80,6 +83,49 @@ struct Upstream<S> {
     stream: S,
     requests: u64,
     reused: bool,
+}
+
+/// A request's remaining tries (Kong's `retries`) and the targets that failed it.
+struct Tries<'b> {
+    left: u16,
+    balancer: Option<&'b Balancer>,
+    hash: Option<u64>,
+    failed: Vec<usize>,
+    /// The Host header names the target (no `host_header`, no `preserve_host`).
+    rename_host: bool,
+    tls: bool,
+}
+
+impl Tries<'_> {
+    /// Takes a try and moves it off the target that failed (Kong's balancer retry), starting
+    /// over once every target failed, and renames the target in the Host header at
+    /// `host_at` in `output`. `None` when no try is left, `Some(false)` when no target is:
+    /// Kong's 503. A service without an upstream entity retries its one host.
+    fn next(
+        &mut self,
+        target: &mut Option<usize>,
+        output: &mut Vec<u8>,
+        host_at: &mut std::ops::Range<usize>,
+    ) -> Option<bool> {
+        self.left = self.left.checked_sub(1)?;
+        let (Some(b), Some(failed)) = (self.balancer, *target) else {
+            return Some(true);
+        };
+        self.failed.push(failed);
+        *target = b.pick(self.hash, &self.failed).or_else(|| {
+            self.failed.clear();
+            b.pick(self.hash, &self.failed)
+        });
+        let Some(i) = *target else {
+            return Some(false);
+        };
+        if self.rename_host {
+            let name = host_header(&b.targets[i].host, b.targets[i].port, self.tls);
+            output.splice(host_at.clone(), name.bytes());
+            *host_at = host_at.start..host_at.start + name.len();
+        }
+        Some(true)
+    }
 }
 
 async fn connect<B: Backend>(
@@ -227,14 +273,12 @@ pub async fn run<B: Backend, S: Stream>(
         })
     });
     let hash = placed.hash;
-    let mut exclude: Vec<usize> = Vec::new();
     let mut target = match balancer {
-        Some(b) => match b.pick(hash, &exclude) {
+        Some(b) => match b.pick(hash, &[]) {
             Some(i) => Some(i),
             None => {
                 warn!(upstream = %b.name, "failure to get a peer from the ring-balancer");
-                reply.error(client, bufs, 503, MSG_503, true).await;
-                return Outcome::Close;
+                return reply.no_target(client, bufs).await;
             }
         },
         None => None,
@@ -330,7 +374,6 @@ pub async fn run<B: Backend, S: Stream>(
     }
 
     let replayable = body_done;
-    let mut tries_left = service.retries;
     let sent_at;
     let observe = |target: Option<usize>, ip: Option<IpAddr>, what: Observation| {
         if let (Some(b), Some(i), Some(ip)) = (balancer, target, ip) {
@@ -340,6 +383,16 @@ pub async fn run<B: Backend, S: Stream>(
         }
     };
     let mut try_count = 0u16;
+    // The Host header names the target unless the route preserves it or the upstream sets
+    // one: a retry on another target renames it.
+    let mut tries = Tries {
+        left: service.retries,
+        balancer,
+        hash,
+        failed: Vec::new(),
+        rename_host: balancer.is_some_and(|b| b.host_header.is_none()) && !ex.route.preserve_host,
+        tls: service.tls,
+    };
     let (upstream, resp_len, key) = loop {
         let mut balancer_span = None;
         let (host, port) = match (balancer, target) {
@@ -413,30 +466,10 @@ pub async fn run<B: Backend, S: Stream>(
                         Observation::TcpFailure
                     },
                 );
-                if tries_left > 0 {
-                    tries_left -= 1;
-                    if let (Some(b), Some(i)) = (balancer, target) {
-                        exclude.push(i);
-                        // Every target failed once: start over rather than give up early.
-                        target = b.pick(hash, &exclude).or_else(|| {
-                            exclude.clear();
-                            b.pick(hash, &exclude)
-                        });
-                        if let (Some(i), None, false) =
-                            (target, &b.host_header, ex.route.preserve_host)
-                        {
-                            // The Host header named the failed target; name the new one.
-                            let host =
-                                host_header(&b.targets[i].host, b.targets[i].port, service.tls);
-                            bufs.output.splice(host_at.clone(), host.bytes());
-                            host_at = host_at.start..host_at.start + host.len();
-                        }
-                        if target.is_none() {
-                            reply.error(client, bufs, 503, MSG_503, true).await;
-                            return Outcome::Close;
-                        }
-                    }
-                    continue;
+                match tries.next(&mut target, &mut bufs.output, &mut host_at) {
+                    Some(true) => continue,
+                    Some(false) => return reply.no_target(client, bufs).await,
+                    None => {}
                 }
                 // As Kong: a name that does not resolve leaves no peer to try (503).
                 let (status, msg) = if unresolved {
@@ -456,20 +489,42 @@ pub async fn run<B: Backend, S: Stream>(
             .plugins
             .trace
             .open(Instrumentations::BALANCER, SpanName::UpstreamResponse);
-        match write_with_timeout(
+        let written = write_returning(
             &ex.conn.timer,
             &up.stream,
             out,
             0..len,
             service.write_timeout,
         )
-        .await
-        {
+        .await;
+        match written {
             Ok(out) => bufs.output = out,
-            Err(_) => {
-                bufs.plugins.trace.fail_balancer(balancer_span, 502);
-                observe(target, Some(key.addr.ip()), Observation::TcpFailure);
-                reply.error(client, bufs, 502, MSG_502, true).await;
+            Err((fail, out)) => {
+                let (status, msg) = fail.answer();
+                bufs.plugins.trace.fail_balancer(balancer_span, status);
+                // The request is still whole in `out` unless the write timed out.
+                let replay = out.filter(|_| replayable && method_idempotent);
+                let can_replay = replay.is_some();
+                if let Some(out) = replay {
+                    bufs.output = out;
+                }
+                // A pooled connection the upstream had reset is replaced at no cost.
+                if can_replay && up.reused {
+                    continue;
+                }
+                let what = match fail {
+                    Fail::Timeout => Observation::Timeout,
+                    Fail::Io(_) => Observation::TcpFailure,
+                };
+                observe(target, Some(key.addr.ip()), what);
+                if can_replay {
+                    match tries.next(&mut target, &mut bufs.output, &mut host_at) {
+                        Some(true) => continue,
+                        Some(false) => return reply.no_target(client, bufs).await,
+                        None => {}
+                    }
+                }
+                reply.error(client, bufs, status, msg, true).await;
                 return Outcome::Close;
             }
         }
@@ -539,6 +594,17 @@ pub async fn run<B: Backend, S: Stream>(
                         Observation::TcpFailure
                     },
                 );
+                // nginx's `proxy_next_upstream error timeout`, which Kong keeps: a failure
+                // before any response byte goes to the next try, unless the request was not
+                // idempotent (it reached the upstream) or is no longer in memory. A response
+                // that is not HTTP is not retried.
+                if !matches!(fail, HeadFail::Invalid) && replayable && method_idempotent {
+                    match tries.next(&mut target, &mut bufs.output, &mut host_at) {
+                        Some(true) => continue,
+                        Some(false) => return reply.no_target(client, bufs).await,
+                        None => {}
+                    }
+                }
                 reply.error(client, bufs, status, msg, true).await;
                 return Outcome::Close;
             }

@@ -46,10 +46,24 @@ pub(super) async fn write_with_timeout<S: Stream>(
     range: std::ops::Range<usize>,
     limit: Duration,
 ) -> Result<Vec<u8>, Fail> {
+    write_returning(timer, s, buf, range, limit)
+        .await
+        .map_err(|(fail, _)| fail)
+}
+
+/// [`write_with_timeout`] that hands the buffer back when the write failed (not when it
+/// timed out: the write still owned it), so the request can go to another target.
+pub(super) async fn write_returning<S: Stream>(
+    timer: &ConnTimer,
+    s: &S,
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+    limit: Duration,
+) -> Result<Vec<u8>, (Fail, Option<Vec<u8>>)> {
     match timer.within(limit, s.write_all(buf, range)).await {
         Ok((Ok(()), buf)) => Ok(buf),
-        Ok((Err(e), _)) => Err(Fail::Io(e)),
-        Err(_) => Err(Fail::Timeout),
+        Ok((Err(e), buf)) => Err((Fail::Io(e), Some(buf))),
+        Err(_) => Err((Fail::Timeout, None)),
     }
 }
 

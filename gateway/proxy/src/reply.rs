@@ -31,6 +31,16 @@ pub(super) struct Reply<'a, B: Backend> {
 }
 
 impl<B: Backend> Reply<'_, B> {
+    /// Kong's 503 when the balancer has no target left to try; the connection closes.
+    pub(super) async fn no_target<S: Stream>(
+        &self,
+        client: &S,
+        bufs: &mut ConnBuffers,
+    ) -> super::exchange::Outcome {
+        self.error(client, bufs, 503, MSG_503, true).await;
+        super::exchange::Outcome::Close
+    }
+
     /// Sends the gateway's own error (the upstream failed). As in Kong, the plugins that ran
     /// in access still filter its headers (cors, correlation-id).
     pub(super) async fn error<S: Stream>(
