@@ -507,3 +507,78 @@ services:
         );
     }
 }
+
+/// `least-connections` sends new requests away from a target busy with a slow one, and
+/// `latency` to the target that answers faster; both used to act as round robin.
+#[test]
+fn least_connections_and_latency_balance_on_what_they_measure() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (a, b) = (Upstream::start(), Upstream::start());
+    let pool = |algorithm: &str| {
+        Gangway::start(&format!(
+            "_format_version: \"3.0\"\nupstreams:\n  - name: pool\n    algorithm: {algorithm}\n    targets:\n      - target: \"{}\"\n      - target: \"{}\"\nservices:\n  - name: s\n    host: pool\n    routes:\n      - paths: [\"/\"]\n",
+            a.addr, b.addr
+        ))
+    };
+    let served = || (a.requests.load(Relaxed), b.requests.load(Relaxed));
+
+    let gw = pool("least-connections");
+    let proxy = gw.proxy;
+    let before = served();
+    let slow = std::thread::spawn(move || {
+        request(proxy, "GET", "/slow", &[("x-echo-delay-ms", "1500")], b"").expect("slow")
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while served() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow request arrives"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let busy_is_a = served().0 > before.0;
+    let quick_before = served();
+    for _ in 0..6 {
+        assert_eq!(
+            request(gw.proxy, "GET", "/quick", &[], b"")
+                .expect("quick")
+                .status,
+            200
+        );
+    }
+    let quick = (served().0 - quick_before.0, served().1 - quick_before.1);
+    let want = if busy_is_a { (0, 6) } else { (6, 0) };
+    assert_eq!(quick, want, "every quick request avoids the busy target");
+    assert_eq!(slow.join().expect("thread").status, 200);
+    drop(gw);
+
+    let gw = pool("latency");
+    // Each target answers once; then the one that took 300 ms more is left alone.
+    let warm = served();
+    let first = request(gw.proxy, "GET", "/", &[("x-echo-delay-ms", "300")], b"").expect("first");
+    assert_eq!(first.status, 200);
+    let slow_is_a = served().0 > warm.0;
+    assert_eq!(
+        request(gw.proxy, "GET", "/", &[], b"")
+            .expect("second")
+            .status,
+        200
+    );
+    let after_warm = served();
+    assert_eq!(
+        (after_warm.0 - warm.0, after_warm.1 - warm.1),
+        (1, 1),
+        "the unmeasured target is tried"
+    );
+    for _ in 0..10 {
+        assert_eq!(
+            request(gw.proxy, "GET", "/", &[], b"")
+                .expect("fast")
+                .status,
+            200
+        );
+    }
+    let fast = (served().0 - after_warm.0, served().1 - after_warm.1);
+    let want = if slow_is_a { (0, 10) } else { (10, 0) };
+    assert_eq!(fast, want, "every request goes to the faster target");
+}

@@ -393,8 +393,15 @@ pub async fn run<B: Backend, S: Stream>(
         rename_host: balancer.is_some_and(|b| b.host_header.is_none()) && !ex.route.preserve_host,
         tls: service.tls,
     };
+    // Held to the end of the exchange: least-connections counts the request until then.
+    let mut _in_flight = None;
     let (upstream, resp_len, key) = loop {
         let mut balancer_span = None;
+        let picked = balancer.zip(target);
+        _in_flight = picked.and_then(|(b, i)| b.begin(i));
+        let try_started = picked
+            .is_some_and(|(b, _)| b.weighs_latency())
+            .then(Instant::now);
         let (host, port) = match (balancer, target) {
             (Some(b), Some(i)) => (b.targets[i].host.as_str(), b.targets[i].port),
             _ => (service.host.as_str(), service.port),
@@ -567,6 +574,9 @@ pub async fn run<B: Backend, S: Stream>(
             Ok(n) => {
                 up.requests += 1;
                 sent_at = attempt_at;
+                if let (Some((b, i)), Some(started)) = (picked, try_started) {
+                    b.observe_latency(i, started.elapsed());
+                }
                 observe(
                     target,
                     Some(key.addr.ip()),

@@ -5,6 +5,7 @@ pub mod active;
 pub mod balancer;
 pub mod dns;
 pub mod health;
+pub mod load;
 pub mod pool;
 pub mod status;
 pub mod stream;

@@ -1,5 +1,6 @@
-//! Load balancing over an upstream entity's targets: weighted round robin and consistent
-//! hashing, skipping targets that passive health checks marked unhealthy.
+//! Load balancing over an upstream entity's targets: Kong's weighted round robin, consistent
+//! hashing, least connections and latency, skipping targets that health checks marked
+//! unhealthy.
 //!
 //! A [`Balancer`] is compiled into each snapshot. Target health lives outside the snapshot
 //! (in [`HealthRegistry`]) so a config reload does not forget which targets are down.
@@ -8,7 +9,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::{Duration, Instant};
+
 use super::health::{ActivePolicy, PassivePolicy, TargetHealth};
+use super::load::InFlight;
 use gangway_config::ConfigErrors;
 use gangway_config::model::{Algorithm, HashOn, Id, Target, Upstream, split_target};
 
@@ -80,6 +84,7 @@ pub struct Balancer {
     pub name: String,
     /// Host header override for requests to its targets.
     pub host_header: Option<String>,
+    algorithm: Algorithm,
     /// Targets in config order.
     pub targets: Vec<BalancedTarget>,
     /// Weighted round-robin schedule: target indexes, each repeated by its reduced weight,
@@ -220,6 +225,7 @@ impl Balancer {
         Ok(Balancer {
             name: upstream.name.clone(),
             host_header: upstream.host_header.clone(),
+            algorithm: upstream.algorithm,
             targets: compiled,
             schedule,
             next: AtomicUsize::new(fastrand::usize(..1024)),
@@ -291,6 +297,21 @@ impl Balancer {
                 .map(|k| self.ring[(start + k) % self.ring.len()].1)
                 .find(|&i| self.usable(i, exclude));
         }
+        match self.algorithm {
+            Algorithm::LeastConnections => {
+                // Kong's score: (connections + 1) / weight, lowest first.
+                return self.lowest(exclude, |t| {
+                    f64::from(t.health.load.active() + 1) / f64::from(t.weight)
+                });
+            }
+            Algorithm::Latency => {
+                let now = Instant::now();
+                return self.lowest(exclude, |t| {
+                    t.health.load.latency(now) / f64::from(t.weight)
+                });
+            }
+            Algorithm::RoundRobin | Algorithm::ConsistentHashing => {}
+        }
         if self.schedule.is_empty() {
             return None;
         }
@@ -302,6 +323,36 @@ impl Balancer {
             }
         }
         None
+    }
+
+    /// The usable target with the lowest `score`; ties go round, so that equal targets share
+    /// the load rather than the first taking it all.
+    fn lowest(&self, exclude: &[usize], score: impl Fn(&BalancedTarget) -> f64) -> Option<usize> {
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|&i| self.usable(i, exclude))
+            .map(|i| (i, score(&self.targets[i])))
+            .reduce(|best, next| if next.1 < best.1 { next } else { best })
+            .map(|(i, _)| i)
+    }
+
+    /// Counts a request in flight to target `i` while least-connections balances.
+    pub fn begin(&self, i: usize) -> Option<InFlight> {
+        (self.algorithm == Algorithm::LeastConnections).then(|| self.targets[i].health.load.begin())
+    }
+
+    /// Whether the latency algorithm wants response times.
+    pub fn weighs_latency(&self) -> bool {
+        self.algorithm == Algorithm::Latency
+    }
+
+    /// Weighs in how long target `i` took to answer, connect included.
+    pub fn observe_latency(&self, i: usize, took: Duration) {
+        if self.weighs_latency() {
+            self.targets[i].health.load.observe(took, Instant::now());
+        }
     }
 }
 
@@ -403,6 +454,63 @@ mod tests {
         fn consumer(&self) -> Option<Id> {
             None
         }
+    }
+
+    fn built(algorithm: Algorithm, ts: &[Target]) -> Balancer {
+        let refs: Vec<&Target> = ts.iter().collect();
+        let registry = HealthRegistry::default();
+        Balancer::build(&upstream(algorithm, HashOn::None), &refs, &registry, "u").expect("build")
+    }
+
+    #[test]
+    fn least_connections_picks_the_fewest_in_flight_per_weight() {
+        let ts = [target("a:1", 100), target("b:2", 200), target("c:3", 0)];
+        let b = built(Algorithm::LeastConnections, &ts);
+        let mut held = Vec::new();
+        let mut picked = [0usize; 3];
+        // (active + 1) / weight: b takes two for each of a's.
+        for _ in 0..30 {
+            let i = b.pick(None, &[]).expect("pick");
+            picked[i] += 1;
+            held.push(b.begin(i).expect("counted"));
+        }
+        assert_eq!(picked, [10, 20, 0]);
+        assert_eq!(b.targets[1].health.load.active(), 20);
+        held.clear();
+        assert_eq!(b.targets[1].health.load.active(), 0, "released");
+        // Idle and equal, they take turns rather than the first taking all.
+        let equal = built(
+            Algorithm::LeastConnections,
+            &[target("a:1", 5), target("b:2", 5)],
+        );
+        let one_at_a_time: Vec<usize> = (0..4)
+            .map(|_| equal.pick(None, &[]).expect("pick"))
+            .collect();
+        assert!(
+            one_at_a_time.contains(&0) && one_at_a_time.contains(&1),
+            "{one_at_a_time:?}"
+        );
+        assert_eq!(b.pick(None, &[1]), Some(0), "a failed target is skipped");
+        assert!(
+            built(Algorithm::RoundRobin, &ts).begin(0).is_none(),
+            "not counted"
+        );
+    }
+
+    #[test]
+    fn latency_picks_the_fastest_per_weight_and_tries_the_unmeasured() {
+        let ts = [target("a:1", 100), target("b:2", 100)];
+        let b = built(Algorithm::Latency, &ts);
+        b.observe_latency(0, Duration::from_millis(50));
+        assert_eq!(b.pick(None, &[]), Some(1), "b has no time yet");
+        b.observe_latency(1, Duration::from_millis(5));
+        assert!((0..10).all(|_| b.pick(None, &[]) == Some(1)), "b is faster");
+        assert_eq!(b.pick(None, &[1]), Some(0), "unless it failed");
+        let heavy = [target("a:1", 1000), target("b:2", 10)];
+        let b = built(Algorithm::Latency, &heavy);
+        b.observe_latency(0, Duration::from_millis(50));
+        b.observe_latency(1, Duration::from_millis(5));
+        assert_eq!(b.pick(None, &[]), Some(0), "50 ms / 1000 beats 5 ms / 10");
     }
 
     #[test]

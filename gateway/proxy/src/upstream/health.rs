@@ -16,6 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
+use super::load::TargetLoad;
 use gangway_config::model::{ActiveHealthcheck, PassiveHealthcheck};
 
 /// How many addresses a target remembers. A name whose answers keep changing (a cloud load
@@ -34,7 +35,8 @@ pub struct AddressHealth {
     successes: AtomicU32,
 }
 
-/// Health of one target: its addresses' states, and whether any of them is healthy.
+/// Health of one target: its addresses' states, and whether any of them is healthy; and its
+/// load.
 #[derive(Debug)]
 pub struct TargetHealth {
     addresses: ArcSwap<Vec<Arc<AddressHealth>>>,
@@ -45,6 +47,8 @@ pub struct TargetHealth {
     /// For a name: told when its last healthy address goes down, so the health checker
     /// looks its name up again (the balancer no longer picks it, so no request would).
     all_down: Option<Arc<Notify>>,
+    /// What the least-connections and latency algorithms weigh the target by.
+    pub load: Arc<TargetLoad>,
 }
 
 /// What happened on one attempt to a target.
@@ -276,6 +280,7 @@ impl TargetHealth {
             changing: Mutex::new(()),
             any_healthy: AtomicBool::new(true),
             all_down,
+            load: Arc::default(),
         }
     }
 
