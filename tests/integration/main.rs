@@ -33,4 +33,5 @@ mod store_migrations;
 mod store_tls;
 mod tls;
 mod transformers;
+mod upstream_tls;
 mod upstreams;

@@ -27,7 +27,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
 
-pub use client::{ClientConfigCache, RootSource, client_config};
+pub use client::{ClientConfigCache, RootSource, client_certificate, client_config};
 pub use server::{CertPair, CertStore, default_certificate, self_signed_pem, server_config};
 pub use stream::{TlsStream, accept, accept_with_prefix, connect};
 

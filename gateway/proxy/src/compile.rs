@@ -13,7 +13,9 @@ use gangway_config::model::{
     shared_config,
 };
 use gangway_config::settings::Settings;
-use gangway_net::tls::{CertPair, CertStore, ClientConfigCache, RootSource, server_config};
+use gangway_net::tls::{
+    CertPair, CertStore, ClientConfigCache, RootSource, client_certificate, server_config,
+};
 use gangway_pipeline::Catalog;
 use gangway_pipeline::identity::Identities;
 use gangway_router::{Router, RouterFlavor};
@@ -176,6 +178,9 @@ fn compile_parts(
         .enumerate()
         .map(|(i, b)| (b.name.as_str(), i))
         .collect();
+    let upstream_entities: HashMap<&str, &Upstream> = (config.upstreams.iter())
+        .map(|u| (u.name.as_str(), u))
+        .collect();
     let mut client_configs = shared
         .client_configs
         .lock()
@@ -208,11 +213,18 @@ fn compile_parts(
                         }
                     }
                 };
+                // Kong presents the service's certificate, else its upstream entity's.
+                let upstream = upstream_entities.get(s.host.as_str());
+                let presented = (s.client_certificate.as_ref())
+                    .or_else(|| upstream.and_then(|u| u.client_certificate.as_ref()))
+                    .and_then(|fk| config.certificates.iter().find(|c| c.id == fk.id))
+                    // A certificate that does not load is reported as `certificates[n]`.
+                    .and_then(|c| client_certificate(&c.cert, &c.key).ok());
                 client_configs.get(
                     verify,
                     s.tls_verify_depth,
                     own_roots.as_ref().unwrap_or(shared.roots),
-                    None,
+                    presented.as_ref(),
                 )
             });
             ServiceTarget {

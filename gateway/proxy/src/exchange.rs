@@ -85,6 +85,17 @@ struct Upstream<S> {
     reused: bool,
 }
 
+/// The TLS server name for a Host header value: without its port, or an IPv6 literal's
+/// brackets.
+fn tls_name(host: &[u8]) -> String {
+    let name = headers::host_without_port(host);
+    let name = name
+        .strip_prefix(b"[")
+        .and_then(|n| n.strip_suffix(b"]"))
+        .unwrap_or(name);
+    String::from_utf8_lossy(name).into_owned()
+}
+
 /// A request's remaining tries (Kong's `retries`) and the targets that failed it.
 struct Tries<'b> {
     left: u16,
@@ -428,7 +439,11 @@ pub async fn run<B: Backend, S: Stream>(
                 balancer_span = trace.open_balancer(try_count, addr);
                 let connect_span =
                     trace.open(Instrumentations::BALANCER, SpanName::UpstreamConnect);
-                let tls_name = service.tls_client.as_ref().map(|_| host.to_string());
+                // nginx's `proxy_ssl_name $upstream_host`, Kong's: the name in the Host
+                // header the upstream gets (the target's, `host_header`, or the client's
+                // with `preserve_host`), without its port.
+                let tls_name =
+                    (service.tls_client.as_ref()).map(|_| tls_name(&bufs.output[host_at.clone()]));
                 let tls_config = service.tls_client.clone().map(TlsSettings);
                 let key = PoolKey {
                     addr,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::checks::{Existing, Known, Refs, protocols, reference, unique, utf8_name};
+use super::checks::{Existing, Known, Lookup, Refs, protocols, reference, unique, utf8_name};
 use super::fast::Fast;
 use super::fields::{Fields, id};
 use super::plain_plugins;
@@ -97,7 +97,7 @@ pub(super) fn build(
             connect_timeout: f.int("connect_timeout", 1, 2_147_483_646).unwrap_or(60000) as u32,
             write_timeout: f.int("write_timeout", 1, 2_147_483_646).unwrap_or(60000) as u32,
             read_timeout: f.int("read_timeout", 1, 2_147_483_646).unwrap_or(60000) as u32,
-            client_certificate: None,
+            client_certificate: client_certificate(&mut f, &certs_known),
             tls_verify: f.bool("tls_verify"),
             tls_verify_depth: f.int("tls_verify_depth", 0, 64).map(|d| d as u8),
             ca_certificates: None,
@@ -265,7 +265,7 @@ pub(super) fn build(
             slots: f.int("slots", 10, 65536).unwrap_or(10000) as u32,
             healthchecks,
             host_header: f.str("host_header"),
-            client_certificate: None,
+            client_certificate: client_certificate(&mut f, &certs_known),
             use_srv_name: f.bool("use_srv_name").unwrap_or(false),
             tags: f.tags(),
             created_at: f.created_at(t),
@@ -603,4 +603,9 @@ fn merge(base: &mut Value, user: &Value) {
         }
         (b, u) => *b = u.clone(),
     }
+}
+
+/// A service's or upstream's `client_certificate`: a certificate by id.
+fn client_certificate(f: &mut Fields<'_, '_>, certificates: &dyn Lookup) -> Option<ForeignKey> {
+    reference(f, "client_certificate", None, certificates, "certificates").map(Into::into)
 }

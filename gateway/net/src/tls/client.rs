@@ -23,7 +23,9 @@ use rustls::{
     SignatureScheme,
 };
 
-use crate::tls::{ALPN_HTTP11, TlsError, parse_cert_chain, provider};
+use crate::tls::{
+    ALPN_HTTP11, KeyLoadError, TlsError, certified_key_from_pem, parse_cert_chain, provider,
+};
 use gangway_config::model::CaCertificate;
 
 /// A set of trust anchors for verifying upstreams, with an identity for [`ClientConfigCache`].
@@ -124,6 +126,17 @@ impl RootSource {
     /// True when there are no anchors (verification then fails with `UnknownIssuer`).
     pub fn is_empty(&self) -> bool {
         self.store.is_empty()
+    }
+}
+
+/// The certificate a service presents to its upstream (Kong's `client_certificate`), from a
+/// certificate entity's PEM texts. The error is Kong's wording for the entity.
+pub fn client_certificate(cert: &str, key: &str) -> Result<Arc<CertifiedKey>, String> {
+    match certified_key_from_pem(cert.as_bytes(), key.as_bytes()) {
+        Ok(ck) => Ok(Arc::new(ck)),
+        Err(KeyLoadError::Cert(m)) => Err(format!("invalid certificate: {m}")),
+        Err(KeyLoadError::Key(m)) => Err(format!("invalid key: {m}")),
+        Err(KeyLoadError::Mismatch) => Err("certificate does not match key".into()),
     }
 }
 

@@ -1,0 +1,160 @@
+//! TLS to upstreams as Kong does it: the client certificate a service (or its upstream
+//! entity) presents, and the server name sent, which is the Host header's.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+
+use crate::harness::{Gangway, request};
+
+/// An HTTPS upstream that requires a client certificate from `client_ca` and answers each
+/// request with the server name the client sent (`-` for none).
+fn mtls_upstream(client_ca: &str) -> SocketAddr {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(client_ca.as_bytes()).expect("ca pem"))
+        .expect("ca");
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .expect("verifier");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["upstream.test".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key pem"),
+        )
+        .expect("server config");
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for sock in listener.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).expect("server conn");
+                let mut tls = BufReader::new(rustls::StreamOwned::new(conn, sock));
+                loop {
+                    let mut line = String::new();
+                    // A handshake without an accepted client certificate fails here.
+                    if tls.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    while line != "\r\n" {
+                        line.clear();
+                        if tls.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                    }
+                    let stream = tls.get_mut();
+                    let sni = stream.conn.server_name().unwrap_or("-").to_string();
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{sni}",
+                        sni.len()
+                    );
+                    if stream.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn indent(pem: &str) -> String {
+    pem.lines().map(|l| format!("      {l}\n")).collect()
+}
+
+/// A service's `client_certificate` is presented to its upstream, an upstream entity's when
+/// the service has none, and the server name is the Host header's name (the service's, the
+/// upstream's `host_header`, or the client's with `preserve_host`). Neither certificate was
+/// ever presented, and the server name was always the target's.
+#[test]
+fn the_client_certificate_is_presented_and_the_host_header_names_the_server() {
+    let ca = CertifiedIssuer::self_signed(
+        {
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+        },
+        KeyPair::generate().expect("ca key"),
+    )
+    .expect("ca");
+    let client_key = KeyPair::generate().expect("client key");
+    let client = CertificateParams::new(vec!["gangway.client".to_string()])
+        .expect("client params")
+        .signed_by(&client_key, &ca)
+        .expect("client cert");
+    let up = mtls_upstream(&ca.pem());
+    let port = up.port();
+    let cert_id = "6f1b1e43-3b3b-4a0a-9a56-3c2f2c1a7e01";
+    let yaml = format!(
+        r#"_format_version: "3.0"
+certificates:
+  - id: {cert_id}
+    cert: |
+{cert}    key: |
+{key}upstreams:
+  - name: pool.internal
+    host_header: api.upstream.test
+    client_certificate: {{id: {cert_id}}}
+    targets:
+      - target: 127.0.0.1:{port}
+services:
+  - name: own
+    url: https://localhost:{port}
+    client_certificate: {cert_id}
+    routes:
+      - paths: ["/own"]
+      - paths: ["/kept"]
+        preserve_host: true
+  - name: none
+    url: https://localhost:{port}
+    routes:
+      - paths: ["/none"]
+  - name: entity
+    protocol: https
+    host: pool.internal
+    port: {port}
+    routes:
+      - paths: ["/entity"]
+"#,
+        cert = indent(&client.pem()),
+        key = indent(&client_key.serialize_pem()),
+    );
+    let gw = Gangway::start(&yaml);
+    let get = |path: &str, host: Option<&str>| {
+        let headers: Vec<(&str, &str)> = host.map(|h| ("host", h)).into_iter().collect();
+        let r = request(gw.proxy, "GET", path, &headers, b"").expect("request");
+        (r.status, r.text())
+    };
+    assert_eq!(
+        get("/own", None),
+        (200, "localhost".into()),
+        "service's cert"
+    );
+    assert_eq!(
+        get("/kept", Some("shop.example:8443")),
+        (200, "shop.example".into()),
+        "the client's Host, without its port"
+    );
+    assert_eq!(
+        get("/entity", None),
+        (200, "api.upstream.test".into()),
+        "the upstream entity's certificate and host_header"
+    );
+    assert_eq!(get("/none", None).0, 502, "no certificate, no handshake");
+}
