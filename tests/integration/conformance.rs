@@ -208,6 +208,51 @@ fn acl_sends_an_empty_group_list_for_a_consumer_without_groups() {
     assert_eq!(upstream_header(&sent, "x-consumer-groups"), [""]);
 }
 
+/// spec/03-plugins/14-request-termination/02-access_spec.lua, "status code and message":
+/// the body is `{"message": ...}` and nothing else (Kong's `kong.response.exit`, not its
+/// error page), JSON whatever the client accepts. It used to carry a request_id and turn
+/// into HTML for a browser.
+#[test]
+fn request_termination_answers_its_message_as_kong_response_exit_does() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&format!(
+        r#"_format_version: "3.0"
+services:
+  - name: echo
+    url: http://{up}
+    routes:
+      - paths: ["/default"]
+        plugins:
+          - name: request-termination
+      - paths: ["/not-found"]
+        plugins:
+          - name: request-termination
+            config: {{status_code: 404}}
+      - paths: ["/custom"]
+        plugins:
+          - name: request-termination
+            config: {{status_code: 402, message: "Invalid"}}
+"#,
+        up = up.addr
+    ));
+    for (path, status, body) in [
+        ("/default", 503, r#"{"message":"Service unavailable"}"#),
+        ("/not-found", 404, r#"{"message":"Not found"}"#),
+        ("/custom", 402, r#"{"message":"Invalid"}"#),
+    ] {
+        for accept in ["application/json", "text/html"] {
+            let r = request(gw.proxy, "GET", path, &[("accept", accept)], b"").expect("request");
+            assert_eq!(r.status, status, "{path}");
+            assert_eq!(r.text(), body, "{path}, accept {accept}");
+            assert_eq!(
+                r.header("content-type"),
+                Some("application/json; charset=utf-8"),
+                "{path}"
+            );
+        }
+    }
+}
+
 /// spec/03-plugins/14-request-termination/02-access_spec.lua: "returns 204 without content
 /// length header" and "echos a request if no trigger is set".
 #[test]

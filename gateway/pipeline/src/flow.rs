@@ -80,16 +80,21 @@ pub enum ResponseBody {
 }
 
 impl Response {
-    /// Kong's `kong.response.error(status, message)`.
-    pub fn error(status: u16, message: impl Into<Cow<'static, str>>) -> Response {
+    /// Kong's `kong.response.exit(status, body)`.
+    pub fn exit(status: u16, body: ResponseBody) -> Response {
         Response {
             status,
-            body: ResponseBody::Error(message.into()),
+            body,
             headers: Vec::new(),
             proxied: false,
             via: false,
             waited: None,
         }
+    }
+
+    /// Kong's `kong.response.error(status, message)`.
+    pub fn error(status: u16, message: impl Into<Cow<'static, str>>) -> Response {
+        Response::exit(status, ResponseBody::Error(message.into()))
     }
 
     /// Adds a header.

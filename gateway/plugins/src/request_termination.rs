@@ -1,8 +1,6 @@
 //! request-termination (priority 2): answers with a fixed response instead of proxying
 //! (kong-reference.md 4.7).
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -86,18 +84,16 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
     }))
 }
 
-/// Kong's default message for a status (`kong.response.error`).
-fn default_message(status: u16) -> Cow<'static, str> {
-    Cow::Borrowed(match status {
-        400 => "Bad request",
+/// Kong's default messages (the plugin's `DEFAULT_RESPONSE`).
+fn default_message(status: u16) -> Option<&'static str> {
+    Some(match status {
         401 => "Unauthorized",
-        403 => "Forbidden",
         404 => "Not found",
         405 => "Method not allowed",
         500 => "An unexpected error occurred",
         502 => "Bad Gateway",
         503 => "Service unavailable",
-        _ => return Cow::Owned(gangway_http::error_page::reason_phrase(status).to_owned()),
+        _ => return None,
     })
 }
 
@@ -205,32 +201,30 @@ impl Plugin for RequestTermination {
         }
         let status = self.conf.status_code;
         if self.conf.echo {
-            return Flow::Respond(Response {
-                status,
-                body: ResponseBody::Json(self.echo(ctx)),
-                headers: Vec::new(),
-                proxied: false,
-                via: false,
-                waited: None,
-            });
+            return Flow::Respond(Response::exit(status, ResponseBody::Json(self.echo(ctx))));
         }
         if let Some(body) = &self.conf.body {
-            return Flow::Respond(Response {
-                status,
-                body: ResponseBody::Raw {
-                    content_type: self.conf.content_type.clone(),
-                    body: body.as_bytes().to_vec(),
-                },
-                headers: Vec::new(),
-                proxied: false,
-                via: false,
-                waited: None,
-            });
+            let body = ResponseBody::Raw {
+                content_type: self.conf.content_type.clone(),
+                body: body.as_bytes().to_vec(),
+            };
+            return Flow::Respond(Response::exit(status, body));
         }
-        let message = match &self.conf.message {
-            Some(m) => Cow::Owned(m.clone()),
-            None => default_message(status),
-        };
-        Flow::error(status, message)
+        let message = (self.conf.message.as_deref()).or_else(|| default_message(status));
+        match message {
+            // `kong.response.exit(status, { message = message })`: that JSON alone, whatever
+            // the client accepts, without Kong's error page and its request_id.
+            Some(message) => {
+                let body = ResponseBody::Json(serde_json::json!({ "message": message }));
+                Flow::Respond(Response::exit(status, body))
+            }
+            // Kong exits with no body, and nginx's error page (Kong's, for most statuses)
+            // answers.
+            None => Flow::error(
+                status,
+                gangway_http::error_page::default_message(status)
+                    .unwrap_or(gangway_http::error_page::reason_phrase(status)),
+            ),
+        }
     }
 }
