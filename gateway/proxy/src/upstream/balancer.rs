@@ -103,6 +103,10 @@ pub struct Balancer {
     pub active: Option<ActivePolicy>,
 }
 
+/// Most entries in a round-robin schedule: bounds its memory whatever the weights (Kong's
+/// go up to 65,535 per target).
+const MAX_SCHEDULE: u64 = 1 << 16;
+
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
@@ -176,7 +180,15 @@ impl Balancer {
             .filter(|w| *w > 0)
             .fold(0, gcd)
             .max(1);
-        let mut remaining: Vec<u32> = compiled.iter().map(|t| (t.weight / g).min(1000)).collect();
+        let mut remaining: Vec<u32> = compiled.iter().map(|t| t.weight / g).collect();
+        // Kong's wheel holds weight / gcd entries per target; past MAX_SCHEDULE in all, the
+        // weights shrink in proportion (a target keeps at least one entry).
+        let total: u64 = remaining.iter().map(|&w| u64::from(w)).sum();
+        if total > MAX_SCHEDULE {
+            for w in remaining.iter_mut().filter(|w| **w > 0) {
+                *w = (u64::from(*w) * MAX_SCHEDULE / total).max(1) as u32;
+            }
+        }
         // Interleave so consecutive picks spread across targets.
         let mut schedule = Vec::new();
         while remaining.iter().any(|w| *w > 0) {
@@ -529,6 +541,36 @@ mod tests {
             counts[b.pick(b.request_hash(&Req(None)).hash, &[]).expect("pick")] += 1;
         }
         assert_eq!(counts, [300, 100, 0]);
+    }
+
+    #[test]
+    fn round_robin_keeps_weights_above_a_thousand_in_proportion() {
+        let b = built(
+            Algorithm::RoundRobin,
+            &[target("a:1", 5000), target("b:2", 1)],
+        );
+        let mut counts = [0usize; 2];
+        for _ in 0..5001 {
+            counts[b.pick(None, &[]).expect("pick")] += 1;
+        }
+        assert_eq!(counts, [5000, 1], "weights were capped at 1000");
+        let heavy: Vec<Target> = (0..4)
+            .map(|i| target(&format!("h{i}:1"), 65_535 - i))
+            .collect();
+        let b = built(Algorithm::RoundRobin, &heavy);
+        assert!(
+            b.schedule.len() as u64 <= MAX_SCHEDULE + 4,
+            "{}",
+            b.schedule.len()
+        );
+        let mut counts = [0usize; 4];
+        for _ in 0..b.schedule.len() {
+            counts[b.pick(None, &[]).expect("pick")] += 1;
+        }
+        assert!(
+            counts.iter().all(|&n| n.abs_diff(counts[0]) <= 1),
+            "{counts:?}"
+        );
     }
 
     #[test]
