@@ -83,8 +83,14 @@ static __always_inline void gw_closed_now(struct bpf_sock_ops *skops)
         return;
     }
     __u32 *live = bpf_map_lookup_elem(&gw_live, key);
-    if (live && *live > 0)
+    if (live && *live > 0) {
         __sync_fetch_and_add(live, -1);
+        /* A source's last connection frees its entry: kept at zero, entries filled the map
+         * and every new source then went uncounted, past the limit. A connection from the
+         * source established in between is then uncounted (the limit admits one more). */
+        if (*live == 0)
+            bpf_map_delete_elem(&gw_live, key);
+    }
     /* A full ring loses this record (the totals undercount), never the live count. */
     if (out) {
         out->cookie = bpf_get_socket_cookie(skops);

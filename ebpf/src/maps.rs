@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use aya::Ebpf;
 use aya::maps::lpm_trie::Key;
 use aya::maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf};
-use gangway_net::conn_policy::{ConnectionPolicy, PortPolicy};
+use gangway_net::conn_policy::{ConnectionPolicy, PortPolicy, canonical_net};
 use ipnet::IpNet;
 
 use crate::abi::{self, ClosedConn, Lpm4, Lpm6, PortCfg, PortKey, SrcKey};
@@ -161,20 +161,8 @@ fn entries(policy: &ConnectionPolicy) -> impl Iterator<Item = (u16, u8, IpNet)> 
             .allow
             .iter()
             .map(move |n| (*port, abi::LIST_ALLOW, *n));
-        deny.chain(allow).map(|(p, l, n)| (p, l, unmap(n)))
+        deny.chain(allow).map(|(p, l, n)| (p, l, canonical_net(n)))
     })
-}
-
-fn unmap(net: IpNet) -> IpNet {
-    match net {
-        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
-            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
-                .map(IpNet::V4)
-                .unwrap_or(net),
-            None => net,
-        },
-        other => other,
-    }
 }
 
 /// The policy of the generation the programs read: per port, its list bits, its cap, and
@@ -336,11 +324,18 @@ mod tests {
     #[test]
     fn mapped_networks_are_written_as_ipv4() {
         let mapped: IpNet = "::ffff:192.0.2.0/120".parse().expect("cidr");
-        assert_eq!(
-            unmap(mapped),
-            "192.0.2.0/24".parse::<IpNet>().expect("cidr")
-        );
-        let plain: IpNet = "2001:db8::/32".parse().expect("cidr");
-        assert_eq!(unmap(plain), plain);
+        let policy = ConnectionPolicy {
+            ports: [(
+                8000,
+                PortPolicy {
+                    deny: vec![mapped],
+                    ..PortPolicy::default()
+                },
+            )]
+            .into(),
+        };
+        let written: Vec<_> = entries(&policy).collect();
+        let v4 = "192.0.2.0/24".parse::<IpNet>().expect("cidr");
+        assert_eq!(written, [(8000, abi::LIST_DENY, v4)]);
     }
 }

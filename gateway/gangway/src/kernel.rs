@@ -7,6 +7,7 @@
 //! (`runtime::worker`); with `ebpf = required` such a node does not start.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use gangway_config::settings::{EbpfMode, Settings};
 use gangway_proxy::Gateway;
@@ -14,6 +15,9 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use crate::runtime::StartError;
+
+/// How often a policy the kernel's maps refused is tried again (each try is logged).
+const RETRY_REFUSED: Duration = Duration::from_secs(10);
 
 #[cfg(feature = "ebpf")]
 type Guard = gangway_ebpf::KernelGuard;
@@ -41,8 +45,9 @@ impl Kernel {
             EbpfMode::Auto | EbpfMode::Required => match load(settings) {
                 Ok(mut guard) => {
                     let policy = gateway.snapshot().conn_policy.clone();
-                    write_policy(&mut guard, &policy);
-                    State::On(guard, policy)
+                    let written = write_policy(&mut guard, &policy);
+                    // An empty policy stands for "not written": `follow` tries again.
+                    State::On(guard, if written { policy } else { Default::default() })
                 }
                 Err(reason) if settings.ebpf == EbpfMode::Required => {
                     return Err(StartError::Ebpf(reason));
@@ -75,23 +80,41 @@ impl Kernel {
         let mut published = gateway.published();
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the maps last refused the policy: it is tried again every RETRY_REFUSED.
+        let mut refused_at = (!self.sync_policy(&gateway)).then(Instant::now);
         loop {
             tokio::select! {
                 changed = published.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    let policy = gateway.snapshot().conn_policy.clone();
-                    if let State::On(guard, applied) = &mut *self.state() {
-                        if **applied != *policy {
-                            write_policy(guard, &policy);
-                            *applied = policy;
-                        }
+                    refused_at = (!self.sync_policy(&gateway)).then(Instant::now);
+                }
+                _ = tick.tick() => {
+                    self.take_in_closed();
+                    if refused_at.is_some_and(|at| at.elapsed() >= RETRY_REFUSED) {
+                        refused_at = (!self.sync_policy(&gateway)).then(Instant::now);
                     }
                 }
-                _ = tick.tick() => self.take_in_closed(),
             }
         }
+    }
+
+    /// Writes the current snapshot's policy unless the maps hold it already; false when the
+    /// maps refused it (the kernel then keeps the last policy written).
+    fn sync_policy(&self, gateway: &Gateway) -> bool {
+        let policy = gateway.snapshot().conn_policy.clone();
+        let State::On(guard, applied) = &mut *self.state() else {
+            return true;
+        };
+        if **applied == *policy {
+            return true;
+        }
+        let written = write_policy(guard, &policy);
+        if written {
+            *applied = policy;
+        }
+        written
     }
 
     fn take_in_closed(&self) {
@@ -214,17 +237,22 @@ fn record_on(guard: &mut Guard) {
 }
 
 #[cfg(feature = "ebpf")]
-fn write_policy(guard: &mut Guard, policy: &gangway_net::conn_policy::ConnectionPolicy) {
+/// Writes `policy` into the maps; false when they refused it (it is logged).
+fn write_policy(guard: &mut Guard, policy: &gangway_net::conn_policy::ConnectionPolicy) -> bool {
     match guard.apply(policy) {
-        Ok(()) => info!(ports = policy.ports.len(), "eBPF IP guard policy written"),
+        Ok(()) => {
+            info!(ports = policy.ports.len(), "eBPF IP guard policy written");
+            true
+        }
         Err(e) => {
-            warn!(error = %e, "eBPF IP guard policy not written; the accept check still applies")
+            warn!(error = %e, "eBPF IP guard policy not written; the accept check still applies");
+            false
         }
     }
 }
 
 #[cfg(not(feature = "ebpf"))]
-fn write_policy(never: &mut Guard, _: &gangway_net::conn_policy::ConnectionPolicy) {
+fn write_policy(never: &mut Guard, _: &gangway_net::conn_policy::ConnectionPolicy) -> bool {
     match *never {}
 }
 

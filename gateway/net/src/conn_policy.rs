@@ -61,6 +61,24 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+/// An IPv4-mapped IPv6 network (`::ffff:192.0.2.0/120`) as the IPv4 network it is
+/// (`192.0.2.0/24`): sources are compared as [`canonical`] addresses, and the kernel's guard
+/// looks IPv4 packets up in its IPv4 trie, so both forms of a range cover the same clients.
+pub fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        other => other,
+    }
+}
+
+/// Whether `net` covers `source` (a [`canonical`] address).
+pub fn covers(net: &IpNet, source: IpAddr) -> bool {
+    canonical_net(*net).contains(&source)
+}
+
 impl PortPolicy {
     /// True when the port needs no checking at all.
     pub fn is_open(&self) -> bool {
@@ -69,10 +87,10 @@ impl PortPolicy {
 
     /// The list verdict for `source` (already canonical), ignoring the connection cap.
     pub fn check_lists(&self, source: IpAddr) -> Result<(), Refusal> {
-        if self.deny.iter().any(|net| net.contains(&source)) {
+        if self.deny.iter().any(|net| covers(net, source)) {
             return Err(Refusal::Denied);
         }
-        if !self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(&source)) {
+        if !self.allow.is_empty() && !self.allow.iter().any(|net| covers(net, source)) {
             return Err(Refusal::NotAllowed);
         }
         Ok(())
@@ -241,6 +259,25 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")
+    }
+
+    /// An IPv4-mapped range covers the IPv4 clients it names, as the kernel's guard writes
+    /// it as that IPv4 range: the two used to disagree.
+    #[test]
+    fn a_mapped_range_covers_the_ipv4_clients_it_names() {
+        let deny = PortPolicy {
+            deny: vec![net("::ffff:192.0.2.0/120")],
+            ..PortPolicy::default()
+        };
+        assert_eq!(deny.check_lists(ip("192.0.2.5")), Err(Refusal::Denied));
+        assert_eq!(deny.check_lists(ip("192.0.3.5")), Ok(()));
+        let allow = PortPolicy {
+            allow: vec![net("::ffff:192.0.2.0/120")],
+            ..PortPolicy::default()
+        };
+        assert_eq!(allow.check_lists(ip("192.0.2.5")), Ok(()));
+        assert_eq!(canonical_net(net("2001:db8::/32")), net("2001:db8::/32"));
+        assert_eq!(canonical_net(net("::ffff:0:0/90")), net("::ffff:0:0/90"));
     }
 
     #[test]

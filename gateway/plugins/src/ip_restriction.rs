@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use gangway_config::schema::{ALL_PROTOCOLS, EntityCheck, Field, Schema};
+use gangway_net::conn_policy::covers;
 use gangway_pipeline::Plugin;
 use gangway_pipeline::catalog::ConfigProblem;
 use gangway_pipeline::context::AccessCtx;
@@ -151,10 +152,11 @@ fn compile(config: &Value) -> Result<IpRestriction, Vec<ConfigProblem>> {
 }
 
 /// Whether `ip` is in `list`. An IPv4-mapped IPv6 client (dual-stack listener) is compared
-/// as the IPv4 address it carries.
+/// as the IPv4 address it carries, and an IPv4-mapped range as the IPv4 range it is, as the
+/// kernel's guard and the accept check compare them.
 fn contains(list: &[IpNet], ip: IpAddr) -> bool {
     let ip = ip.to_canonical();
-    list.iter().any(|net| net.contains(&ip))
+    list.iter().any(|net| covers(net, ip))
 }
 
 impl IpRestriction {
