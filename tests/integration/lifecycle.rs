@@ -141,6 +141,17 @@ fn file_change_triggers_reload() {
 
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    drains_in_flight_requests_then_exits_zero(libc::SIGTERM);
+}
+
+/// Kong's `kong quit` and its container images stop with SIGQUIT, which used to kill the
+/// process at once.
+#[test]
+fn sigquit_drains_in_flight_requests_then_exits_zero() {
+    drains_in_flight_requests_then_exits_zero(libc::SIGQUIT);
+}
+
+fn drains_in_flight_requests_then_exits_zero(sig: i32) {
     let up = Upstream::start();
     let mut gw = Gangway::start(&routes(&up, "/echo"));
     let proxy = gw.proxy;
@@ -149,7 +160,7 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
     });
     std::thread::sleep(Duration::from_millis(200));
     let idle = Conn::open(gw.proxy);
-    gw.signal(libc::SIGTERM);
+    gw.signal(sig);
     std::thread::sleep(Duration::from_millis(100));
     let r = request(gw.status, "GET", "/status/ready", &[], b"");
     if let Ok(r) = r {
@@ -270,6 +281,24 @@ fn embedded_default_config_serves_status_through_the_proxy() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Only that: the proxy listens on every interface, and the rest of the Status API must
+    // not be reachable through it (a POST would drain the node).
+    for (method, path) in [
+        ("POST", "/status/ready"),
+        ("GET", "/status/ready"),
+        ("GET", "/metrics"),
+        ("POST", "/status"),
+    ] {
+        let r = request(addr, method, path, &[], b"status=draining").expect("request");
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.text());
+    }
+    let ready = request(status_addr(), "GET", "/status/ready", &[], b"").expect("ready");
+    assert_eq!(ready.status, 200, "still ready: {}", ready.text());
+}
+
+/// The Status API's default address, which the embedded config proxies to.
+fn status_addr() -> std::net::SocketAddr {
+    "127.0.0.1:8007".parse().expect("literal")
 }
 
 #[test]
@@ -515,4 +544,80 @@ fn an_idle_node_wakes_its_threads_only_a_few_times_a_second() {
         }
     }
     assert!(busy.is_empty(), "threads polling while idle: {busy:?}");
+}
+
+/// `config_watch = off` leaves the declarative file alone when it changes (it was watched
+/// anyway; `file_change_triggers_reload` covers the default).
+#[test]
+fn config_watch_off_leaves_an_edited_file_alone() {
+    let up = Upstream::start();
+    let gw =
+        Gangway::start_with(Options::new(routes(&up, "/first")).env("GANGWAY_CONFIG_WATCH", "off"));
+    std::thread::sleep(Duration::from_millis(1100));
+    gw.write_config(&routes(&up, "/second"));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(gw.get("/second").status, 404, "config_watch off");
+    assert_eq!(gw.get("/first").status, 200);
+}
+
+/// SIGUSR1 reopens the access log, as nginx does for logrotate: lines after it go to a new
+/// file at the configured path (the signal used to kill the process).
+#[test]
+fn sigusr1_reopens_the_access_log() {
+    let up = Upstream::start();
+    let dir = TempDir::new("usr1");
+    let log = dir.path("access.log");
+    let gw = Gangway::start_with(
+        Options::new(routes(&up, "/echo"))
+            .env("GANGWAY_PROXY_ACCESS_LOG", log.display().to_string()),
+    );
+    let lines = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+    };
+    assert_eq!(gw.get("/echo").status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines(&log) < 1 {
+        assert!(Instant::now() < deadline, "the first line is written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rotated = dir.path("access.log.1");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    gw.signal(libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(gw.get("/echo").status, 200, "still running");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines(&log) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "a new file at the configured path"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        lines(&rotated),
+        1,
+        "the rotated file keeps the first line only"
+    );
+}
+
+/// nginx's `keepalive_requests` (Kong's 10,000) closes a connection after that many
+/// requests; it was parsed and never enforced.
+#[test]
+fn keepalive_requests_closes_the_connection_after_that_many() {
+    let up = Upstream::start();
+    let gw = Gangway::start_with(
+        Options::new(routes(&up, "/echo")).env("KONG_NGINX_HTTP_KEEPALIVE_REQUESTS", "2"),
+    );
+    let mut conn = Conn::open(gw.proxy);
+    let first = conn.get("/echo").expect("first");
+    assert_eq!(first.status, 200);
+    assert_ne!(first.header("connection"), Some("close"));
+    let second = conn.get("/echo").expect("second");
+    assert_eq!(second.status, 200);
+    assert_eq!(
+        second.header("connection"),
+        Some("close"),
+        "the second is the last"
+    );
+    assert!(conn.is_closed(Duration::from_secs(2)));
 }

@@ -176,7 +176,8 @@ pub struct Settings {
     pub client_header_timeout_ms: u64,
     /// Time allowed between two reads of the request body, in ms. Default 60000.
     pub client_body_timeout_ms: u64,
-    /// Idle time before a client keep-alive connection is closed, in ms. Default 60000.
+    /// Idle time before a client keep-alive connection is closed, in ms. Default 75000
+    /// (nginx's `keepalive_timeout`, which Kong leaves as it is).
     pub keepalive_timeout_ms: u64,
     /// Requests served on one client connection before it is closed. Default 10000.
     pub keepalive_requests: u64,
@@ -304,7 +305,7 @@ impl Default for Settings {
             client_header_line_max_bytes: 8 * 1024,
             client_header_timeout_ms: 60_000,
             client_body_timeout_ms: 60_000,
-            keepalive_timeout_ms: 60_000,
+            keepalive_timeout_ms: 75_000,
             keepalive_requests: 10_000,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace_period_ms: 10_000,

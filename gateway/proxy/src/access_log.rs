@@ -29,6 +29,8 @@ const QUEUED_BATCHES: usize = 64;
 enum Message {
     Lines(Vec<u8>),
     Flush(SyncSender<()>),
+    /// Open the file again (nginx's SIGUSR1), after logrotate moved it.
+    Reopen,
 }
 
 /// The writer's end held by the process: where workers send their batches.
@@ -42,21 +44,16 @@ impl AccessLogSink {
     /// Starts the writer thread for `target` (`prefix` resolves a relative path); `None`
     /// for `off`. A file that cannot be opened is an error.
     pub fn start(target: &AccessLog, prefix: &std::path::Path) -> std::io::Result<Option<Self>> {
-        let out: Box<dyn Write + Send> = match target {
+        let (out, file): (Box<dyn Write + Send>, _) = match target {
             AccessLog::Off => return Ok(None),
-            AccessLog::Stdout => Box::new(std::io::stdout()),
-            AccessLog::Stderr => Box::new(std::io::stderr()),
+            AccessLog::Stdout => (Box::new(std::io::stdout()), None),
+            AccessLog::Stderr => (Box::new(std::io::stderr()), None),
             AccessLog::File(path) => {
                 let path = prefix.join(path);
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                Box::new(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path)?,
-                )
+                (Box::new(open_for_append(&path)?), Some(path))
             }
         };
         let (tx, rx) = sync_channel(QUEUED_BATCHES);
@@ -64,7 +61,7 @@ impl AccessLogSink {
         let counted = written.clone();
         std::thread::Builder::new()
             .name("gangway-access-log".into())
-            .spawn(move || write_batches(rx, out, &counted))?;
+            .spawn(move || write_batches(rx, out, file, &counted))?;
         Ok(Some(AccessLogSink {
             tx,
             dropped: AtomicU64::new(0),
@@ -91,6 +88,12 @@ impl AccessLogSink {
         wait.recv_timeout(timeout).is_ok()
     }
 
+    /// Opens the log file again (a file moved away by logrotate is left to it); lines
+    /// queued before go to the old file.
+    pub fn reopen(&self) {
+        let _ = self.tx.send(Message::Reopen);
+    }
+
     fn hand_over(&self, batch: Vec<u8>, lines: u64) {
         match self.tx.try_send(Message::Lines(batch)) {
             Ok(()) => {}
@@ -101,7 +104,19 @@ impl AccessLogSink {
     }
 }
 
-fn write_batches(rx: Receiver<Message>, mut out: Box<dyn Write + Send>, written: &AtomicU64) {
+fn open_for_append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+fn write_batches(
+    rx: Receiver<Message>,
+    mut out: Box<dyn Write + Send>,
+    file: Option<std::path::PathBuf>,
+    written: &AtomicU64,
+) {
     for message in rx {
         match message {
             Message::Lines(batch) => {
@@ -113,6 +128,17 @@ fn write_batches(rx: Receiver<Message>, mut out: Box<dyn Write + Send>, written:
             Message::Flush(done) => {
                 let _ = out.flush();
                 let _ = done.send(());
+            }
+            Message::Reopen => {
+                let Some(path) = &file else { continue };
+                let _ = out.flush();
+                match open_for_append(path) {
+                    Ok(reopened) => out = Box::new(reopened),
+                    // The old file stays in use rather than losing lines.
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "access log not reopened")
+                    }
+                }
             }
         }
     }

@@ -653,7 +653,7 @@ pub async fn run<B: Backend, S: Stream>(
     let dechunk = http10 && !is_head && matches!(resp_framing, BodyFraming::Chunked);
     let close = !keep_alive_requested
         || dechunk
-        || ctx.gateway.is_draining()
+        || ctx.last_on_connection(bufs)
         || matches!(resp_framing, BodyFraming::UntilClose)
         || (bufs.resp.status() == 101 && !upgrade);
     let tokens = settings.headers;

@@ -140,6 +140,14 @@ impl<B: Backend> WorkerCtx<B> {
 }
 
 impl<B: Backend> WorkerCtx<B> {
+    /// Whether the response to the request at hand must close its connection: the gateway
+    /// is draining, or the connection has carried `keepalive_requests` requests (nginx's
+    /// `keepalive_requests`, Kong's 10,000).
+    pub(crate) fn last_on_connection(&self, bufs: &session::ConnBuffers) -> bool {
+        self.gateway.is_draining()
+            || bufs.plugins.conn.requests >= self.gateway.settings.keepalive_requests
+    }
+
     /// Counts a connection in nginx's reading state until the mark drops.
     pub(crate) fn mark_reading(&self) -> Option<StateMark<'_>> {
         let states = self.gateway.counters.worker_states.get(self.id)?;

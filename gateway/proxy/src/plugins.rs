@@ -181,7 +181,7 @@ pub async fn respond<B: Backend, S: Stream>(
 
     // The connection survives only if the request body is behind us.
     let used = super::reply::request_end(bufs, facts.head_len);
-    let keep = used.is_some() && bufs.head.keep_alive() && !ctx.gateway.is_draining();
+    let keep = used.is_some() && bufs.head.keep_alive() && !ctx.last_on_connection(bufs);
     let is_head = bufs.head.method(&bufs.input) == b"HEAD";
 
     let tokens = settings.headers;

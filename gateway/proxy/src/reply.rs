@@ -92,7 +92,7 @@ pub async fn respond_error<B: Backend, S: Stream>(
     filter: Option<(&Snapshot, &Chain)>,
 ) -> bool {
     let done = request_end(bufs, head_len);
-    let keep = done.is_some() && bufs.head.keep_alive() && !ctx.gateway.is_draining();
+    let keep = done.is_some() && bufs.head.keep_alive() && !ctx.last_on_connection(bufs);
     let mut added = Vec::new();
     if let Some((snapshot, chain)) = filter.filter(|(_, c)| c.filters_headers) {
         filter_headers(bufs, snapshot, chain, status);

@@ -392,7 +392,10 @@ pub(super) static KEYS: &[Key] = &[
     key!(
         keepalive_timeout_ms,
         kong[nginx("KONG_NGINX_HTTP_KEEPALIVE_TIMEOUT", |s, v| {
-            s.keepalive_timeout_ms = nginx_seconds(v)?;
+            // nginx's `keepalive_timeout <timeout> [<header_timeout>]`: the second only
+            // sets the Keep-Alive header's value, which gangway does not send.
+            let timeout = v.split_whitespace().next().unwrap_or(v);
+            s.keepalive_timeout_ms = nginx_seconds(timeout)?;
             Ok(())
         })],
         parse_ms,

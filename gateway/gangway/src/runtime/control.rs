@@ -68,6 +68,7 @@ pub fn run(
         follow_database(&gateway);
         if gateway.settings.database == Database::Off
             && gateway.settings.declarative_config.is_some()
+            && gateway.settings.config_watch
         {
             tokio::spawn(watch_file(gateway.clone()));
         }
@@ -75,6 +76,8 @@ pub fn run(
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let mut quit = signal(SignalKind::quit())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
         loop {
             tokio::select! {
                 _ = hup.recv() => {
@@ -87,6 +90,15 @@ pub fn run(
                 }
                 _ = term.recv() => { info!("SIGTERM: draining"); break; }
                 _ = int.recv() => { info!("SIGINT: draining"); break; }
+                // Kong's `kong quit` and its container images stop with SIGQUIT.
+                _ = quit.recv() => { info!("SIGQUIT: draining"); break; }
+                // nginx's log reopen, as logrotate sends it.
+                _ = usr1.recv() => {
+                    info!("SIGUSR1: reopening the access log");
+                    if let Some(sink) = gateway.access_log.get() {
+                        sink.reopen();
+                    }
+                }
             }
         }
         Ok::<_, StartError>(workers)

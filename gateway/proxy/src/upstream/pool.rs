@@ -89,7 +89,8 @@ impl<S> Pool<S> {
         let now = Instant::now();
         while let Some(idle) = list.pop() {
             self.total -= 1;
-            if now.duration_since(idle.since) < self.idle_timeout {
+            // Kong: an idle timeout of 0 keeps idle connections indefinitely.
+            if self.idle_timeout.is_zero() || now.duration_since(idle.since) < self.idle_timeout {
                 return Some(Reused {
                     stream: idle.stream,
                     requests: idle.requests,
@@ -100,9 +101,9 @@ impl<S> Pool<S> {
     }
 
     /// Returns a connection that finished a response cleanly. It is dropped (closed) when the
-    /// pool is full or the connection has served `max_requests`.
+    /// pool is full or the connection has served `max_requests` (0: no limit, as Kong's).
     pub fn put(&mut self, key: PoolKey, stream: S, requests: u64) {
-        if self.max_idle == 0 || requests >= self.max_requests {
+        if self.max_idle == 0 || (self.max_requests > 0 && requests >= self.max_requests) {
             return;
         }
         if self.total >= self.max_idle {
@@ -172,9 +173,20 @@ mod tests {
 
     #[test]
     fn idle_timeout_expires_connections() {
-        let mut pool = Pool::new(8, Duration::from_millis(0), 10);
+        let mut pool = Pool::new(8, Duration::from_millis(1), 10);
         pool.put(key(1), "a", 1);
+        std::thread::sleep(Duration::from_millis(5));
         assert!(pool.take(&key(1)).is_none());
         assert!(pool.is_empty());
+    }
+
+    /// Kong's `upstream_keepalive_idle_timeout = 0` and `upstream_keepalive_max_requests = 0`
+    /// lift the limit; they used to turn pooling off.
+    #[test]
+    fn zero_idle_timeout_and_zero_max_requests_mean_no_limit() {
+        let mut pool = Pool::new(8, Duration::ZERO, 0);
+        pool.put(key(1), "a", 1_000_000);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(pool.take(&key(1)).map(|r| r.stream), Some("a"));
     }
 }

@@ -80,7 +80,7 @@ fn nginx_directive_aliases_use_nginx_syntax() {
         &[
             ("KONG_NGINX_HTTP_CLIENT_HEADER_TIMEOUT", "30"),
             ("KONG_NGINX_HTTP_CLIENT_BODY_TIMEOUT", "2m"),
-            ("KONG_NGINX_HTTP_KEEPALIVE_TIMEOUT", "75s"),
+            ("KONG_NGINX_HTTP_KEEPALIVE_TIMEOUT", "65s 60s"),
             ("KONG_NGINX_MAIN_WORKER_SHUTDOWN_TIMEOUT", "15s"),
             ("KONG_NGINX_HTTP_LARGE_CLIENT_HEADER_BUFFERS", "8 16k"),
             ("KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE", "512k"),
@@ -94,7 +94,10 @@ fn nginx_directive_aliases_use_nginx_syntax() {
         "bare nginx times are seconds"
     );
     assert_eq!(s.client_body_timeout_ms, 120_000);
-    assert_eq!(s.keepalive_timeout_ms, 75_000);
+    assert_eq!(
+        s.keepalive_timeout_ms, 65_000,
+        "nginx's timeout, not its header's"
+    );
     assert_eq!(s.shutdown_grace_period_ms, 15_000);
     assert_eq!(s.client_header_line_max_bytes, 16 * 1024);
     assert_eq!(s.client_header_max_bytes, 8 * 16 * 1024);
