@@ -304,6 +304,67 @@ fn websocket_upgrade_is_tunnelled() {
     assert_eq!(&back, b"ping over the tunnel");
 }
 
+/// An upgraded connection with nothing passing either way for the service's read_timeout
+/// is closed, as nginx bounds one; traffic inside that keeps it open. It used to stay open
+/// for good.
+#[test]
+fn an_idle_upgraded_connection_closes_after_read_timeout() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: ws\n    url: http://{}\n    read_timeout: 400\n    routes:\n      - paths: [\"/ws\"]\n",
+        up.addr
+    ));
+    let mut c = Conn::open(gw.proxy);
+    c.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .expect("write");
+    assert_eq!(c.read(false).expect("101").status, 101);
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let s = c.stream();
+        s.write_all(b"ping").expect("tunnel write");
+        let mut back = [0u8; 4];
+        s.read_exact(&mut back).expect("open while traffic passes");
+    }
+    let started = std::time::Instant::now();
+    assert!(
+        c.is_closed(std::time::Duration::from_secs(3)),
+        "closed when idle"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+/// A client that stops reading a response is dropped after send_timeout (nginx's), instead
+/// of holding its connection and an upstream one for good.
+#[test]
+fn a_client_that_stops_reading_is_dropped_after_send_timeout() {
+    let up = Upstream::start();
+    let gw = Gangway::start_with(
+        Options::new(config_with_routes(up.addr, "      - paths: [\"/big\"]\n"))
+            .env("GANGWAY_SEND_TIMEOUT_MS", "300"),
+    );
+    const BODY: usize = 64 << 20;
+    let mut s = std::net::TcpStream::connect(gw.proxy).expect("connect");
+    s.write_all(
+        format!("GET /big HTTP/1.1\r\nHost: x\r\nx-echo-body-size: {BODY}\r\n\r\n").as_bytes(),
+    )
+    .expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(
+        got < BODY,
+        "the gateway gave up: {got} of {BODY} bytes came"
+    );
+}
+
 #[test]
 fn routes_by_host_method_and_header() {
     let up = Upstream::start();

@@ -176,6 +176,9 @@ pub struct Settings {
     pub client_header_timeout_ms: u64,
     /// Time allowed between two reads of the request body, in ms. Default 60000.
     pub client_body_timeout_ms: u64,
+    /// Time allowed for each write to the client to make progress, in ms; a client that
+    /// stops reading is dropped after it (nginx's `send_timeout`). Default 60000.
+    pub send_timeout_ms: u64,
     /// Idle time before a client keep-alive connection is closed, in ms. Default 75000
     /// (nginx's `keepalive_timeout`, which Kong leaves as it is).
     pub keepalive_timeout_ms: u64,
@@ -305,6 +308,7 @@ impl Default for Settings {
             client_header_line_max_bytes: 8 * 1024,
             client_header_timeout_ms: 60_000,
             client_body_timeout_ms: 60_000,
+            send_timeout_ms: 60_000,
             keepalive_timeout_ms: 75_000,
             keepalive_requests: 10_000,
             max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -9,10 +9,13 @@
 
 use std::cell::Cell;
 use std::future::{Future, poll_fn};
+use std::io;
+use std::ops::Range;
 use std::pin::{Pin, pin};
 use std::task::Poll;
 use std::time::Duration;
 
+use gangway_net::Stream;
 use tokio::time::{Instant, Sleep};
 
 /// The deadline a timeout too long for the clock stands for (as `tokio::time::timeout` does,
@@ -24,6 +27,52 @@ const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 pub struct ConnTimer {
     /// The sleep, while no operation holds it.
     idle: Cell<Option<Pin<Box<Sleep>>>>,
+}
+
+/// A client stream whose writes must each finish within `send` (nginx's `send_timeout`):
+/// a client that stops reading would otherwise hold its connection, its buffers and an
+/// upstream connection for as long as it likes. Reads pass through; their limits are the
+/// callers'.
+pub(crate) struct SendBounded<'t, S> {
+    pub inner: S,
+    pub timer: &'t ConnTimer,
+    pub send: Duration,
+}
+
+impl<S: Stream> Stream for SendBounded<'_, S> {
+    async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        self.inner.read(buf).await
+    }
+
+    async fn write_all(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        match self
+            .timer
+            .within(self.send, self.inner.write_all(buf, range))
+            .await
+        {
+            Ok(done) => done,
+            // The write owned the buffer; the connection is done with anyway.
+            Err(TimedOut) => (Err(send_timed_out()), Vec::new()),
+        }
+    }
+
+    async fn shutdown(&self) -> io::Result<()> {
+        match self.timer.within(self.send, self.inner.shutdown()).await {
+            Ok(done) => done,
+            Err(TimedOut) => Err(send_timed_out()),
+        }
+    }
+
+    fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.socket_fd()
+    }
+}
+
+fn send_timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "client did not read within send_timeout",
+    )
 }
 
 /// The operation did not finish within its limit.

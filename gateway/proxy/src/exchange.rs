@@ -781,7 +781,7 @@ pub async fn run<B: Backend, S: Stream>(
         {
             return Outcome::Close;
         }
-        tunnel(client, &upstream.stream, bufs).await;
+        tunnel(client, &upstream.stream, bufs, service.read_timeout).await;
         return Outcome::Close;
     }
     let mut done = progress.done;

@@ -1,6 +1,7 @@
 //! Moving bytes: reads and writes with timeouts, the request body to the upstream, the
 //! upstream's response head, and upgrade tunnels.
 
+use std::cell::Cell;
 use std::io;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use super::session::ConnBuffers;
 use crate::snapshot::ServiceTarget;
 use gangway_http::{BodyTracker, parse_response};
 use gangway_net::Stream;
+use tracing::debug;
 
 pub(super) enum Fail {
     Timeout,
@@ -195,29 +197,57 @@ pub(super) async fn read_response_head<U: Stream>(
     }
 }
 
-/// Copies bytes both ways after a `101 Switching Protocols` until either side closes.
-pub(super) async fn tunnel<S: Stream, U: Stream>(client: &S, upstream: &U, bufs: &mut ConnBuffers) {
+/// Copies bytes both ways after a `101 Switching Protocols` until either side closes, or
+/// until nothing has passed either way for `idle` (the service's `read_timeout`, as nginx
+/// bounds an upgraded connection: a WebSocket must ping within it).
+pub(super) async fn tunnel<S: Stream, U: Stream>(
+    client: &S,
+    upstream: &U,
+    bufs: &mut ConnBuffers,
+    idle: Duration,
+) {
     // Bytes the client sent after its upgrade request go up first.
     let early = std::mem::take(&mut bufs.input);
     let early_len = early.len();
     if early_len > 0 && upstream.write_all(early, 0..early_len).await.0.is_err() {
         return;
     }
-    tokio::join!(
-        copy_until_closed(client, upstream),
-        copy_until_closed(upstream, client)
-    );
+    let last_seen = Cell::new(tokio::time::Instant::now());
+    let copies = async {
+        tokio::join!(
+            copy_until_closed(client, upstream, &last_seen),
+            copy_until_closed(upstream, client, &last_seen)
+        )
+    };
+    let quiet = async {
+        loop {
+            let due = last_seen.get() + idle;
+            if tokio::time::Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    };
+    tokio::select! {
+        _ = copies => {}
+        () = quiet => debug!(?idle, "upgraded connection idle past read_timeout; closed"),
+    }
 }
 
 /// Copies bytes from `from` to `to` until `from` closes or either side fails, then sends FIN
-/// on `to`.
-async fn copy_until_closed<A: Stream, B: Stream>(from: &A, to: &B) {
+/// on `to`. Notes in `last_seen` when bytes last came.
+async fn copy_until_closed<A: Stream, B: Stream>(
+    from: &A,
+    to: &B,
+    last_seen: &Cell<tokio::time::Instant>,
+) {
     let mut buf = Vec::with_capacity(16 * 1024);
     loop {
         buf.clear();
         let (res, b) = from.read(buf).await;
         match res {
             Ok(n) if n > 0 => {
+                last_seen.set(tokio::time::Instant::now());
                 let (res, b) = to.write_all(b, 0..n).await;
                 if res.is_err() {
                     break;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 use super::WorkerCtx;
-use super::conn_timer::ConnTimer;
+use super::conn_timer::{ConnTimer, SendBounded};
 use super::exchange::{self, Exchange, Outcome};
 use super::kernel_counters::KernelMarks;
 use super::log::{self, ChainRef, RequestInfo};
@@ -245,8 +245,12 @@ async fn next_request<B: Backend, S: Stream>(
 
 /// Serves requests on one client connection until it closes.
 pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &WorkerCtx<B>) {
-    let client = Recorded::new(client);
     let settings = &ctx.gateway.settings;
+    let client = Recorded::new(SendBounded {
+        inner: client,
+        timer: &conn.timer,
+        send: Duration::from_millis(settings.send_timeout_ms),
+    });
     let limits = Limits {
         max_header_bytes: settings.client_header_max_bytes,
         max_line_bytes: settings.client_header_line_max_bytes,

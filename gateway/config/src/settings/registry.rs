@@ -381,6 +381,15 @@ pub(super) static KEYS: &[Key] = &[
         scalar
     ),
     key!(
+        send_timeout_ms,
+        kong[nginx("KONG_NGINX_HTTP_SEND_TIMEOUT", |s, v| {
+            s.send_timeout_ms = nginx_seconds(v)?;
+            Ok(())
+        })],
+        parse_ms,
+        scalar
+    ),
+    key!(
         client_body_timeout_ms,
         kong[nginx("KONG_NGINX_HTTP_CLIENT_BODY_TIMEOUT", |s, v| {
             s.client_body_timeout_ms = nginx_seconds(v)?;

@@ -120,6 +120,7 @@ fn field_names() -> Vec<&'static str> {
         client_header_line_max_bytes,
         client_header_timeout_ms,
         client_body_timeout_ms,
+        send_timeout_ms,
         keepalive_timeout_ms,
         keepalive_requests,
         max_connections,
