@@ -433,3 +433,56 @@ fn a_plugin_answer_after_proxy_cache_is_cached_too() {
     }
     assert_eq!(up.requests.load(Ordering::Relaxed), 0);
 }
+
+/// A cacheable response too big for the store streams through uncached: it used to be
+/// buffered for the cache and, past the 64 MiB buffering cap, answered 502.
+#[test]
+fn a_response_too_big_to_cache_streams_through() {
+    let (up, gw) = start();
+    const SIZE: usize = 70_000_000;
+    let size = SIZE.to_string();
+    let headers = [
+        ("x-echo-body-size", size.as_str()),
+        ("x-echo-content-type", "text/plain"),
+    ];
+    for round in 0..2 {
+        let before = up.requests.load(Ordering::Relaxed);
+        let r = get(&gw, "/r1/big", &headers);
+        assert_eq!(r.status, 200, "round {round}");
+        assert_eq!(r.body.len(), SIZE, "round {round}: the whole body");
+        assert_eq!(status(&r), Some("Miss"), "round {round}: not stored");
+        assert_eq!(up.requests.load(Ordering::Relaxed), before + 1);
+    }
+}
+
+/// A hit sets the stored headers as Kong's `kong.response.exit` does, replacing what an
+/// earlier plugin set under the same name: rate-limiting's headers came twice.
+#[test]
+fn a_hit_sends_each_header_of_an_earlier_plugin_once() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(
+        up.addr,
+        r#"      - paths: ["/limited"]
+        plugins:
+          - name: rate-limiting
+            config: {minute: 100, policy: local}
+          - name: proxy-cache
+            config: {strategy: memory}
+"#,
+    ));
+    assert_eq!(status(&get(&gw, "/limited", &[])), Some("Miss"));
+    let hit = get(&gw, "/limited", &[]);
+    assert_eq!(status(&hit), Some("Hit"));
+    for name in [
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "x-ratelimit-limit-minute",
+    ] {
+        assert_eq!(
+            hit.headers_named(name).len(),
+            1,
+            "{name}: {:?}",
+            hit.headers_named(name)
+        );
+    }
+}

@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use cache_control::Directives;
 use config::{Config, MEMORY_ONLY};
+use gangway_http::BodyFraming;
 use gangway_pipeline::Plugin;
 use gangway_pipeline::catalog::ConfigProblem;
 use gangway_pipeline::context::{AccessCtx, ResponseCtx};
@@ -326,8 +327,18 @@ impl ProxyCache {
     /// The answer from a stored entry.
     fn hit(&self, ctx: &mut AccessCtx<'_>, entry: &Entry, debug: bool, now: i64) -> Flow {
         let edits = &mut ctx.state.response_headers;
-        for (name, value) in &entry.headers {
-            edits.add(name, value);
+        // Kong's `kong.response.exit(status, body, res.headers)` sets each stored header,
+        // replacing what an earlier plugin set under that name (rate-limiting's counters),
+        // and keeps a stored name's repeated values.
+        for (i, (name, value)) in entry.headers.iter().enumerate() {
+            let repeated = entry.headers[..i]
+                .iter()
+                .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name));
+            if repeated {
+                edits.add(name, value);
+            } else {
+                edits.set(name, value);
+            }
         }
         let age = (now - entry.timestamp).max(0).to_string();
         self.diagnose(edits, debug, Diagnostic::Age, &age);
@@ -477,6 +488,15 @@ impl Plugin for ProxyCache {
         if !cacheable {
             let edits = &mut ctx.state.response_headers;
             self.diagnose(edits, slot.debug, Diagnostic::Status, "Bypass");
+            ctx.state.save(ctx.step, &[]);
+            return;
+        }
+        // A body too big for the store streams through uncached (still a Miss, as Kong's
+        // store would fail on it); buffering it for nothing could only fail the request.
+        let too_big = ctx.upstream.is_some_and(|(head, _)| {
+            matches!(head.framing(), BodyFraming::Length(n) if n > store::MAX_ENTRY_BYTES)
+        });
+        if too_big {
             ctx.state.save(ctx.step, &[]);
             return;
         }

@@ -8,12 +8,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use quick_cache::Weighter;
-use quick_cache::sync::Cache;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 
 /// The bytes each dictionary may hold: 128 MiB, Kong's default `mem_cache_size`, which sizes
 /// its `kong_db_cache` shared dict (gangway has no such setting yet).
 pub const DICTIONARY_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The largest response body a dictionary keeps (16 MiB). A response declaring a bigger
+/// one is not buffered for the cache: it streams through uncached.
+pub const MAX_ENTRY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// What is remembered of a response (Kong's cached `res` object).
 #[derive(Debug, Clone, PartialEq)]
@@ -71,13 +75,28 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// An empty store holding at most `bytes` (entries larger than a shard's share are not
-    /// kept).
+    /// An empty store holding at most `bytes`, and entries up to [`MAX_ENTRY_BYTES`] (up to
+    /// `bytes / 2` for a smaller store).
     pub fn new(bytes: u64) -> Store {
         // quick_cache sizes its table from this guess; 16 KiB is a typical API response.
         let items = (bytes / (16 * 1024)).clamp(64, 1 << 16) as usize;
+        // Each shard holds its share of the bytes, and no entry larger than about that
+        // share. quick_cache's default (four shards a core) left 1.9 MiB an entry on 16
+        // cores; this many leaves room for the largest entry kept.
+        let shards = (bytes / (2 * MAX_ENTRY_BYTES)).clamp(1, 8) as usize;
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(items)
+            .weight_capacity(bytes)
+            .shards(shards)
+            .build()
+            .expect("invariant: every option is set");
         Store {
-            cache: Cache::with_weighter(items, bytes, ByBytes),
+            cache: Cache::with_options(
+                options,
+                ByBytes,
+                DefaultHashBuilder::default(),
+                DefaultLifecycle::default(),
+            ),
         }
     }
 
