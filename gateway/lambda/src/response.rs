@@ -4,7 +4,6 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 use gangway_pipeline::flow::{Response, ResponseBody};
@@ -48,7 +47,12 @@ pub(crate) fn respond(
 ) -> Response {
     let mut response = match outcome {
         Ok(invoked) => answer(conf, invoked),
-        Err(Failure::Timeout) => Response::error(504, "The upstream server is timing out"),
+        // Kong raises the client's error, timeouts included: its 500 (its spec's "errors
+        // on connection timeout").
+        Err(Failure::Timeout) => {
+            tracing::error!("aws-lambda: the invocation timed out");
+            Response::error(500, "An unexpected error occurred")
+        }
         Err(Failure::Other(message)) => {
             tracing::error!(error = %message, "aws-lambda: invocation failed");
             Response::error(500, "An unexpected error occurred")
@@ -201,9 +205,7 @@ fn proxy_response(payload: &[u8]) -> Result<ProxyResponse, String> {
         Some(_) => return Err("isBase64Encoded must be a boolean".into()),
     };
     let body = if base64 {
-        BASE64
-            .decode(body.as_bytes())
-            .map_err(|e| format!("invalid base64 body: {e}"))?
+        decode_base64(&body).ok_or("invalid base64 body")?
     } else {
         body.into_bytes()
     };
@@ -246,6 +248,20 @@ fn scalar_text(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// nginx's base64 decoding, which Kong's `ngx.decode_base64` is: the padding may be left
+/// out, and decoding stops at the first `=`.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const NGINX: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let unpadded = text.split('=').next().unwrap_or_default();
+    NGINX.decode(unpadded).ok()
 }
 
 #[cfg(test)]
@@ -303,5 +319,26 @@ mod tests {
             legacy_empty_arrays(br#"{"a": [1]}"#.to_vec()),
             br#"{"a": [1]}"#
         );
+    }
+
+    /// nginx's decoder, which Kong's `ngx.decode_base64` is, takes a body without its
+    /// padding and stops at `=`; the strict decoder answered 502.
+    #[test]
+    fn a_base64_body_decodes_as_nginx_decodes_it() {
+        assert_eq!(
+            super::decode_base64("dGVzdA").as_deref(),
+            Some(&b"test"[..])
+        );
+        assert_eq!(
+            super::decode_base64("dGVzdA=").as_deref(),
+            Some(&b"test"[..])
+        );
+        assert_eq!(
+            super::decode_base64("dGVzdA==").as_deref(),
+            Some(&b"test"[..])
+        );
+        assert_eq!(super::decode_base64("aGk=").as_deref(), Some(&b"hi"[..]));
+        assert_eq!(super::decode_base64("a"), None, "one char short of a byte");
+        assert_eq!(super::decode_base64("a*b="), None, "not base64");
     }
 }
