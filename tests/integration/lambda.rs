@@ -82,15 +82,22 @@ fn plain_invocations_are_signed_and_carry_the_arguments_and_lambdas_headers() {
     assert!(r.header("X-Kong-Response-Latency").is_some());
     assert_eq!(r.headers_named("Content-Length").len(), 1);
 
+    // A JSON array body is a Lua table to Kong: sent as the array (Kong's access spec).
+    let array = [("Content-Type", "application/json")];
+    let r = request(gw.proxy, "POST", "/plain", &array, b"[{}, []]").expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // (The answer's empty array comes back as {}: Kong's `empty_arrays_mode: legacy`.)
+    assert_eq!(invoke.invocations()[1].payload, json!([{}, []]));
+
     let r = gw.get("/qualified");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("X-Amz-Log-Result"), None, "log_type None");
     invoke.assert_clean();
     let calls = invoke.invocations();
-    assert_eq!(calls.len(), 2);
+    assert_eq!(calls.len(), 3);
     assert_eq!(calls[0].access_key, ACCESS_KEY);
     assert_eq!(calls[0].qualifier, None);
-    assert_eq!(calls[1].qualifier.as_deref(), Some("v2"));
+    assert_eq!(calls[2].qualifier.as_deref(), Some("v2"));
 }
 
 #[test]
@@ -178,6 +185,9 @@ fn rest_api_events_parse_as_api_gateway_events_and_describe_the_request() {
     invoke.assert_clean();
     let event = r.json();
     assert_eq!(event["version"], "1.0");
+    // As Kong's serializer (spec/03-plugins/27-aws-lambda/05-aws-serializer_spec.lua), even
+    // no body is base64 (""). `resource` and an argument without `=` are API Gateway's
+    // (see gateway/lambda/src/lib.rs).
     assert_eq!(event["resource"], "/users/{id}");
     assert_eq!(event["path"], "/users/42");
     assert_eq!(event["httpMethod"], "GET");
@@ -189,8 +199,8 @@ fn rest_api_events_parse_as_api_gateway_events_and_describe_the_request() {
     );
     assert_eq!(event["headers"]["x-multi"], "a");
     assert_eq!(event["multiValueHeaders"]["x-multi"], json!(["a", "b"]));
-    assert_eq!(event["body"], Value::Null);
-    assert_eq!(event["isBase64Encoded"], false);
+    assert_eq!(event["body"], "");
+    assert_eq!(event["isBase64Encoded"], true);
     let context = &event["requestContext"];
     assert_eq!(
         context["requestId"].as_str(),
@@ -226,9 +236,14 @@ fn rest_api_events_parse_as_api_gateway_events_and_describe_the_request() {
     let event = r.json();
     assert_eq!(event["body"], "aGVsbG8=");
     assert_eq!(event["isBase64Encoded"], true);
+    // No query string: empty maps, not null.
+    let r = request(gw.proxy, "GET", "/users/9", &[("apikey", "ann-key")], b"").expect("request");
+    let event = r.json();
+    assert_eq!(event["queryStringParameters"], json!({}));
+    assert_eq!(event["multiValueQueryStringParameters"], json!({}));
     // Without a key, key-auth answers before the function is called.
     assert_eq!(gw.get("/users/1").status, 401);
-    assert_eq!(invoke.invocations().len(), 2);
+    assert_eq!(invoke.invocations().len(), 3);
     invoke.assert_clean();
 }
 

@@ -44,6 +44,13 @@ pub(crate) fn payload(
         let mut args = query_args(ctx);
         if let Some(body) = body_args(ctx) {
             args.extend(body);
+        } else if let Some(items) = json_array_body(ctx) {
+            // A JSON array is a Lua table too: alone it encodes as the array, beside query
+            // arguments as an object keyed "1", "2", ...
+            if args.is_empty() {
+                return serde_json::to_vec(&Value::Array(items)).unwrap_or_default();
+            }
+            args.extend((1..).map(|i: usize| i.to_string()).zip(items));
         }
         Value::Object(args)
     };
@@ -76,6 +83,8 @@ fn forwarded(conf: &LambdaConfig, ctx: &AccessCtx<'_>, raw_body: Option<&[u8]>) 
             out.insert("request_body".into(), text(raw).into());
             if let Some(args) = body_args(ctx) {
                 out.insert("request_body_args".into(), args.into());
+            } else if let Some(items) = json_array_body(ctx) {
+                out.insert("request_body_args".into(), Value::Array(items));
             }
         } else {
             // Kong: a body of a type it cannot parse has no arguments, and unless it is
@@ -239,7 +248,12 @@ impl<'c, 'a> Facts<'c, 'a> {
             push(&mut multi_headers, name, value.clone().into());
         }
         let (single_query, multi_query) = split_multi(query_args(self.ctx));
-        let (body, base64) = self.body();
+        // Kong base64-encodes whatever body it read, none included (as ""), unless
+        // `base64_encode_body` is off: then no body leaves the key out.
+        let (body, base64) = match self.body() {
+            (Value::Null, _) if self.conf.base64_encode_body => ("".into(), true),
+            other => other,
+        };
         let mut context = json!({
             "path": self.path,
             "protocol": self.protocol(),
@@ -259,7 +273,7 @@ impl<'c, 'a> Facts<'c, 'a> {
         if let Some(authorizer) = self.authorizer_context() {
             context["authorizer"] = Value::Object(authorizer);
         }
-        json!({
+        let mut event = json!({
             "version": "1.0",
             "resource": self.resource(),
             "path": self.path,
@@ -273,7 +287,11 @@ impl<'c, 'a> Facts<'c, 'a> {
             "body": body,
             "isBase64Encoded": base64,
             "requestContext": context,
-        })
+        });
+        if event["body"].is_null() {
+            event.as_object_mut().map(|e| e.remove("body"));
+        }
+        event
     }
 
     /// An API Gateway HTTP API event (payload 2.0): repeated headers and query arguments
@@ -517,11 +535,23 @@ fn body_args(ctx: &AccessCtx<'_>) -> Option<Map<String, Value>> {
     }
 }
 
-/// Splits arguments into API Gateway's single (first value) and multi-value maps.
-fn split_multi(args: Map<String, Value>) -> (Value, Value) {
-    if args.is_empty() {
-        return (Value::Null, Value::Null);
+/// The body as a JSON array, when it is one: Kong's `kong.request.get_body()` takes any
+/// JSON table, where the shared parser takes objects only.
+fn json_array_body(ctx: &AccessCtx<'_>) -> Option<Vec<Value>> {
+    if request_body::media_type(ctx.content_type()) != request_body::MediaType::Json {
+        return None;
     }
+    match serde_json::from_slice(ctx.body()?) {
+        Ok(Value::Array(items)) => Some(items),
+        _ => None,
+    }
+}
+
+/// Splits arguments into the single (first value) and multi-value maps, empty ones
+/// included (Kong sends `{}`, not null). An argument without `=` is `""`, as API Gateway
+/// sends it: Kong's `true` fails the published event types (aws_lambda_events' query maps
+/// hold strings), so a function built on them could not read the event.
+fn split_multi(args: Map<String, Value>) -> (Value, Value) {
     let mut single = Map::new();
     let mut multi = Map::new();
     for (name, value) in args {
@@ -531,7 +561,6 @@ fn split_multi(args: Map<String, Value>) -> (Value, Value) {
         };
         let as_text = |v: &Value| match v {
             Value::String(s) => Value::String(s.clone()),
-            // An argument without `=`: API Gateway gives it an empty value.
             _ => Value::String(String::new()),
         };
         single.insert(

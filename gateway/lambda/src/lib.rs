@@ -4,7 +4,10 @@
 //!
 //! Beyond Kong OSS it builds API Gateway HTTP API (payload 2.0) events as well as REST (1.0)
 //! ones (`awsgateway_compatible_payload_version`, as Kong Enterprise 3.12 does), and fills
-//! `resource`, `requestContext.stage` and `requestContext.authorizer`, which Kong leaves out.
+//! `requestContext.stage` and `requestContext.authorizer`, which Kong leaves out. `resource`
+//! is API Gateway's template (`/users/{id}`) where Kong puts the route's regex, and an
+//! argument without `=` is `""` where Kong puts `true`: functions moved from API Gateway
+//! (the reference deployment's) read them so, and the published event types hold strings.
 
 mod client;
 mod config;
