@@ -62,15 +62,19 @@ fn invalid(e: ConfigErrors) -> StoreError {
 }
 
 /// Loads everything and publishes it; returns the sequence number it includes.
-async fn load_all(client: &mut Client, gateway: &Gateway) -> Result<i64, StoreError> {
+async fn load_all(client: &mut Client, gateway: &Arc<Gateway>) -> Result<i64, StoreError> {
     let mut kinds: Vec<&str> = ROUTING_KINDS.to_vec();
     kinds.extend(IDENTITY_KINDS);
     let (doc, seq) = building(client, &kinds).await?;
     let catalog = gateway.catalog.clone();
-    let published = gateway
-        .replace_config(|| doc.finish(catalog.as_ref()))
-        .map_err(invalid)?;
-    gangway_proxy::gateway::release_freed_memory();
+    let publishing = gateway.clone();
+    let published = off_thread(move || {
+        let published = publishing.replace_config(|| doc.finish(catalog.as_ref()));
+        gangway_proxy::gateway::release_freed_memory();
+        published
+    })
+    .await
+    .map_err(invalid)?;
     info!(
         config.version = published.version,
         seq,
@@ -202,19 +206,36 @@ fn upsert(
 }
 
 /// Reloads routes, services, upstreams, certificates and plugins and recompiles them.
-async fn reload_routing(client: &mut Client, gateway: &Gateway) -> Result<(), StoreError> {
+async fn reload_routing(client: &mut Client, gateway: &Arc<Gateway>) -> Result<(), StoreError> {
     let (doc, _) = building(client, &ROUTING_KINDS).await?;
     let catalog = gateway.catalog.clone();
-    gateway
-        .replace_keeping_identities(|identities| {
+    let publishing = gateway.clone();
+    off_thread(move || {
+        publishing.replace_keeping_identities(|identities| {
             doc.finish_fragment(&IndexedConsumers(identities), catalog.as_ref())
         })
-        .map_err(invalid)?;
+    })
+    .await
+    .map_err(invalid)?;
     Ok(())
 }
 
+/// Runs a compile on a blocking thread: the control runtime's one worker also serves the
+/// Status and Admin APIs, which compiling a large config there would freeze for its
+/// length (the declarative path does the same). A panic goes on unwinding here.
+async fn off_thread<T: Send + 'static>(compile: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(compile).await {
+        Ok(out) => out,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Applies the log from `seq` on; returns the last sequence number applied.
-async fn catch_up(client: &mut Client, gateway: &Gateway, mut seq: i64) -> Result<i64, StoreError> {
+async fn catch_up(
+    client: &mut Client,
+    gateway: &Arc<Gateway>,
+    mut seq: i64,
+) -> Result<i64, StoreError> {
     loop {
         let Changes {
             changed,
