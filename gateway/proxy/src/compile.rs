@@ -300,6 +300,10 @@ fn compile_parts(
             (hash, identities)
         }
     };
+    // Targets no longer configured leave the registry (Kong drops their checkers on a
+    // reload): it grew by every target ever configured, and one that came back kept its
+    // old state.
+    health.keep_only(balancers.iter().flat_map(|b| &b.targets).map(|t| &t.health));
     Ok(Snapshot {
         version,
         hash,
@@ -569,7 +573,13 @@ plugins:
         assert!(Arc::ptr_eq(&before.balancers[1], &after.balancers[1]));
 
         let moved = acl.replace("127.0.0.1:2", "127.0.0.1:3");
+        assert_eq!(gateway.health.len(), 2);
         let (before, after) = reload(&moved);
+        assert_eq!(
+            gateway.health.len(),
+            2,
+            "the removed target's state is forgotten"
+        );
         assert!(
             Arc::ptr_eq(&before.balancers[0], &after.balancers[0]),
             "upstream a kept"

@@ -381,6 +381,27 @@ pub struct HealthRegistry {
 }
 
 impl HealthRegistry {
+    /// Forgets every target's state but those of `in_use` (the new snapshot's targets).
+    pub fn keep_only<'a>(&self, in_use: impl Iterator<Item = &'a Arc<TargetHealth>>) {
+        let in_use: std::collections::HashSet<*const TargetHealth> =
+            in_use.map(Arc::as_ptr).collect();
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.retain(|_, health| in_use.contains(&Arc::as_ptr(health)));
+    }
+
+    /// Targets with a state kept.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// True when no target's state is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The state for a target, created healthy on first sight (with its one address when
     /// it is an IP literal).
     pub fn get(&self, upstream: &str, target: &str) -> Arc<TargetHealth> {
