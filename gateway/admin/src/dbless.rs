@@ -69,7 +69,7 @@ pub async fn post(state: &AdminState, mut params: Map<String, Value>, raw: &[u8]
             .replace_config(move || Ok(config))
             .map_err(|errors| (errors, input))?;
         if let Ok(bytes) = keep {
-            if let Err(e) = persist(&keep_at, &bytes) {
+            if let Err(e) = persist(&keep_at, &bytes, published.version) {
                 tracing::warn!(error = %e, "POST /config: applied, but not kept for a restart");
             }
         }
@@ -132,14 +132,24 @@ impl Document {
     }
 }
 
-/// Writes the posted config whole or not at all (a new file renamed over the old one).
-fn persist(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes the posted config whole or not at all (a new file renamed over the old one),
+/// unless a config published after it (`version`) was written already. One write at a
+/// time: two concurrent posts shared the partial file, and the older config could land
+/// last, so a restart came back to a config that was not the one running.
+fn persist(path: &Path, bytes: &[u8], version: u64) -> std::io::Result<()> {
+    static WRITTEN: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+    let mut written = WRITTEN.lock().unwrap_or_else(|p| p.into_inner());
+    if *written > version {
+        return Ok(());
+    }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let partial = path.with_extension("json.partial");
     std::fs::write(&partial, bytes)?;
-    std::fs::rename(&partial, path)
+    std::fs::rename(&partial, path)?;
+    *written = version;
+    Ok(())
 }
 
 fn only_without_database() -> Response {
@@ -347,6 +357,20 @@ fn lua_pretty(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A config published later is never overwritten on disk by an earlier one that
+    /// finished writing after it.
+    #[test]
+    fn an_older_config_never_replaces_a_newer_one_on_disk() {
+        let dir = std::env::temp_dir().join(format!("gangway-persist-{}", std::process::id()));
+        let path = dir.join("dbless-config.json");
+        persist(&path, b"v9", 9).expect("write");
+        persist(&path, b"v8", 8).expect("skipped");
+        assert_eq!(std::fs::read(&path).expect("read"), b"v9");
+        persist(&path, b"v10", 10).expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"v10");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn errors_nest_by_entity_path_with_null_padded_arrays() {
