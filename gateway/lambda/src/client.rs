@@ -5,7 +5,6 @@
 //! worker.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -57,12 +56,17 @@ pub(crate) struct ClientKey {
     keepalive_ms: u64,
 }
 
+/// Clients (per worker) and credentials kept, as Kong's lrucache of 1,000: every distinct
+/// config (a rotated secret, a new timeout) adds one, and the least recently used go.
+const KEPT: usize = 1000;
+
 thread_local! {
-    static CLIENTS: RefCell<HashMap<ClientKey, aws_sdk_lambda::Client>> = RefCell::new(HashMap::new());
+    static CLIENTS: RefCell<quick_cache::unsync::Cache<ClientKey, aws_sdk_lambda::Client>> =
+        RefCell::new(quick_cache::unsync::Cache::new(KEPT));
 }
 
-static CREDENTIALS: LazyLock<Mutex<HashMap<CredentialsKey, SharedCredentialsProvider>>> =
-    LazyLock::new(Mutex::default);
+static CREDENTIALS: LazyLock<quick_cache::sync::Cache<CredentialsKey, SharedCredentialsProvider>> =
+    LazyLock::new(|| quick_cache::sync::Cache::new(KEPT));
 
 /// The HTTP client the default chain's providers (IMDS, ECS, web identity) use: never
 /// through a proxy, as the instance and task endpoints are local.
@@ -231,7 +235,7 @@ impl Intercept for ResponseHeaders {
 
 /// This worker's client for `key`, built on first use.
 async fn client(key: &ClientKey) -> Result<aws_sdk_lambda::Client, String> {
-    if let Some(found) = CLIENTS.with(|c| c.borrow().get(key).cloned()) {
+    if let Some(found) = CLIENTS.with(|c| c.borrow_mut().get(key).cloned()) {
         return Ok(found);
     }
     let credentials = credentials(&key.credentials).await?;
@@ -265,12 +269,7 @@ async fn client(key: &ClientKey) -> Result<aws_sdk_lambda::Client, String> {
 /// (environment, profile, web identity, ECS task role, IMDSv2), wrapped in STS AssumeRole
 /// when a role is configured.
 async fn credentials(key: &CredentialsKey) -> Result<SharedCredentialsProvider, String> {
-    let known = CREDENTIALS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(key)
-        .cloned();
-    if let Some(found) = known {
+    if let Some(found) = CREDENTIALS.get(key) {
         return Ok(found);
     }
     let region = Region::new(key.region.clone());
@@ -323,10 +322,40 @@ async fn credentials(key: &CredentialsKey) -> Result<SharedCredentialsProvider, 
         None => base,
     };
     let provider = SharedCredentialsProvider::new(Refreshing::new(provider));
-    Ok(CREDENTIALS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(key.clone())
-        .or_insert(provider)
-        .clone())
+    // Another request may have built one meanwhile: the first kept serves both.
+    Ok(match CREDENTIALS.get(key) {
+        Some(found) => found,
+        None => {
+            CREDENTIALS.insert(key.clone(), provider.clone());
+            provider
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Credentials for a config rotated a thousand times over stay bounded (a plain map
+    /// kept every one).
+    #[tokio::test]
+    async fn kept_credentials_are_bounded() {
+        for i in 0..3 * KEPT {
+            let key = CredentialsKey {
+                key: Some(format!("AKID{i}")),
+                secret: Some(format!("secret-{i}")),
+                assume_role_arn: None,
+                role_session_name: None,
+                sts_endpoint_url: None,
+                proxy_url: None,
+                region: "us-east-1".into(),
+            };
+            credentials(&key).await.expect("static keys");
+        }
+        assert!(
+            CREDENTIALS.len() <= KEPT + KEPT / 10,
+            "{}",
+            CREDENTIALS.len()
+        );
+    }
 }
