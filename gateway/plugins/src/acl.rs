@@ -60,9 +60,11 @@ struct Acl {
 pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
     let conf: Config =
         serde_json::from_value(config.clone()).map_err(|e| vec![(String::new(), e.to_string())])?;
-    let (groups, allow) = match (conf.allow, conf.deny) {
-        (Some(a), None) if !a.is_empty() => (a, true),
-        (None, Some(d)) if !d.is_empty() => (d, false),
+    // Kong's `only_one_of` counts an empty list as unset.
+    let set = |list: Option<Vec<String>>| list.filter(|l| !l.is_empty());
+    let (groups, allow) = match (set(conf.allow), set(conf.deny)) {
+        (Some(a), None) => (a, true),
+        (None, Some(d)) => (d, false),
         _ => {
             return Err(vec![(
                 String::new(),
@@ -135,5 +137,24 @@ impl Plugin for Acl {
                 .set("X-Consumer-Groups", joined.as_bytes());
         }
         Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// Kong's `only_one_of` counts an empty list as unset: `deny: []` beside an allow list
+    /// is a valid config (it was refused), two empty lists are not.
+    #[test]
+    fn an_empty_second_list_counts_as_unset() {
+        let conf = |allow: serde_json::Value, deny: serde_json::Value| {
+            json!({"allow": allow, "deny": deny, "hide_groups_header": false,
+                   "always_use_authenticated_groups": false, "include_consumer_groups": false})
+        };
+        assert!(super::build(&conf(json!(["admin"]), json!([]))).is_ok());
+        assert!(super::build(&conf(json!([]), json!(["banned"]))).is_ok());
+        assert!(super::build(&conf(json!([]), json!([]))).is_err());
+        assert!(super::build(&conf(json!(["a"]), json!(["b"]))).is_err());
     }
 }

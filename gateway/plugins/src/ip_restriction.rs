@@ -177,10 +177,23 @@ impl Plugin for IpRestriction {
             None => Flow::Continue,
             Some(message) => {
                 tracing::debug!(client = %ctx.client_ip, "ip-restriction: {message}");
-                Flow::error(self.status, message)
+                refusal(self.status, message)
             }
         }
     }
+}
+
+/// Kong's `kong.response.error(status, message)`, which refuses a status below 400: the
+/// request then fails with 500 rather than a refused client getting a success status.
+fn refusal(status: u16, message: String) -> Flow {
+    if status < 400 {
+        tracing::error!(
+            status,
+            "ip-restriction: status must be 400 or above; answering 500"
+        );
+        return Flow::error(500, "An unexpected error occurred");
+    }
+    Flow::error(status, message)
 }
 
 #[cfg(test)]
@@ -188,6 +201,18 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// A configured status below 400 never tells a refused client it succeeded.
+    #[test]
+    fn a_status_below_400_answers_kongs_500() {
+        let refused = |status| match refusal(status, "Your IP address is not allowed".into()) {
+            Flow::Respond(r) => r.status,
+            _ => 0,
+        };
+        assert_eq!(refused(200), 500);
+        assert_eq!(refused(403), 403);
+        assert_eq!(refused(451), 451);
+    }
 
     fn plugin(config: Value) -> IpRestriction {
         compile(&config).expect("valid config")

@@ -178,6 +178,27 @@ fn pairs(
     out
 }
 
+/// A header name as nginx's `ngx.header` writes and finds it, which Kong's response PDK
+/// goes through: `_` becomes `-` (`X_Custom` sets `X-Custom`).
+fn nginx_header_name(name: &str) -> String {
+    name.replace('_', "-")
+}
+
+/// `pairs` of header entries under nginx's names (a rename's new name too).
+fn header_pairs(pairs: Vec<HeaderPair>, renames: bool) -> Vec<HeaderPair> {
+    pairs
+        .into_iter()
+        .map(|p| HeaderPair {
+            name: nginx_header_name(&p.name),
+            lower: nginx_header_name(&p.lower),
+            value: match p.value {
+                Some(new) if renames => Some(nginx_header_name(&new)),
+                value => value,
+            },
+        })
+        .collect()
+}
+
 /// The names of `remove` entries (Kong splits them too: `a:b` removes `a`).
 fn names(list: &[String]) -> Vec<String> {
     list.iter()
@@ -196,16 +217,31 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
 fn compile(conf: Config) -> Result<ResponseTransformer, Vec<ConfigProblem>> {
     let mut problems = Vec::new();
     let headers = HeaderOps {
-        remove: names(&conf.remove.headers),
-        rename: pairs(&conf.rename.headers, "rename.headers", true, &mut problems),
-        replace: pairs(
-            &conf.replace.headers,
-            "replace.headers",
-            false,
-            &mut problems,
+        remove: names(&conf.remove.headers)
+            .iter()
+            .map(|n| nginx_header_name(n))
+            .collect(),
+        rename: header_pairs(
+            pairs(&conf.rename.headers, "rename.headers", true, &mut problems),
+            true,
         ),
-        add: pairs(&conf.add.headers, "add.headers", false, &mut problems),
-        append: pairs(&conf.append.headers, "append.headers", false, &mut problems),
+        replace: header_pairs(
+            pairs(
+                &conf.replace.headers,
+                "replace.headers",
+                false,
+                &mut problems,
+            ),
+            false,
+        ),
+        add: header_pairs(
+            pairs(&conf.add.headers, "add.headers", false, &mut problems),
+            false,
+        ),
+        append: header_pairs(
+            pairs(&conf.append.headers, "append.headers", false, &mut problems),
+            false,
+        ),
     };
     let json_pairs = |list: &[String], field: &str, problems: &mut Vec<ConfigProblem>| {
         pairs(list, field, false, problems)

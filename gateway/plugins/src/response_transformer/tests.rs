@@ -300,3 +300,18 @@ fn config_errors_carry_kongs_messages() {
         problems(json!({"remove": {"headers": ["just_a_key"], "json": ["just_a_key"]}})).is_empty()
     );
 }
+
+/// Kong writes and finds response headers through `ngx.header`, which turns `_` into `-`:
+/// `X_Custom:1` adds `X-Custom`, and `x_powered_by` removes `X-Powered-By`.
+#[test]
+fn underscores_in_header_names_are_hyphens_as_nginx_writes_them() {
+    let p = plugin(json!({
+        "add": {"headers": ["X_Custom:1"]},
+        "remove": {"headers": ["x_powered_by"]},
+        "rename": {"headers": ["x_old:x_new"]},
+    }));
+    assert_eq!(
+        headers_after(&p, &[("X-Powered-By", "PHP"), ("X-Old", "v")]),
+        pairs(&[("x-new", "v"), ("x-custom", "1")])
+    );
+}
