@@ -520,3 +520,61 @@ fn a_stale_guard_attached_through_netlink_is_replaced() {
         Outcome::Served(200)
     );
 }
+
+/// The entries of the `gw_live` map that gangway process `pid` holds, read with bpftool.
+fn live_entries(pid: i32) -> usize {
+    let fdinfo = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("fdinfo");
+    let ids: Vec<String> = fdinfo
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("map_id:").map(|id| id.trim().to_owned()))
+        })
+        .collect();
+    for id in ids {
+        let shown = Command::new("bpftool")
+            .args(["map", "show", "id", &id, "-j"])
+            .output()
+            .expect("bpftool runs (Debian's bpftool package)");
+        let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+        if shown["name"] != "gw_live" {
+            continue;
+        }
+        let dumped = Command::new("bpftool")
+            .args(["map", "dump", "id", &id, "-j"])
+            .output()
+            .expect("bpftool dump");
+        let entries: serde_json::Value = serde_json::from_slice(&dumped.stdout).expect("json");
+        return entries.as_array().map_or(0, Vec::len);
+    }
+    panic!("gangway {pid} holds no gw_live map");
+}
+
+/// A source's live-count entry goes with its last connection: entries left at zero filled
+/// the map, after which new sources went uncounted and the per-IP limit stopped applying.
+#[test]
+fn a_source_s_live_count_entry_goes_with_its_last_connection() {
+    let peer = Peer::create();
+    let up = Upstream::start();
+    let (gw, port) = guarded(
+        &upstream_config(&up, &[]),
+        &[&peer],
+        true,
+        Options::new("").env("GANGWAY_MAX_CONNECTIONS_PER_IP", "4"),
+    );
+    let target = addr(&peer, false, port);
+    let mut held = peer
+        .run(move || TcpStream::connect_timeout(&target, Duration::from_secs(2)))
+        .expect("connects");
+    assert_eq!(get_on(&mut held), Outcome::Served(200));
+    assert_eq!(live_entries(gw.pid()), 1, "the source is counted");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while live_entries(gw.pid()) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the entry outlived the connection"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
