@@ -83,7 +83,8 @@ pub fn run(
                 _ = hup.recv() => {
                     if gateway.settings.database == Database::Off {
                         info!("SIGHUP: reloading declarative config");
-                        reload_in_background(&gateway).await;
+                        // Not awaited: a SIGTERM during a long reload drains at once.
+                        tokio::spawn(reload_in_background(gateway.clone()));
                     } else {
                         info!("SIGHUP: ignored; the config follows the database");
                     }
@@ -264,8 +265,7 @@ async fn serve_admin(
 
 /// Runs [`reload`] on the blocking pool: a large config takes seconds to parse, and the
 /// control runtime must keep answering status checks meanwhile.
-async fn reload_in_background(gateway: &Arc<Gateway>) {
-    let gateway = gateway.clone();
+async fn reload_in_background(gateway: Arc<Gateway>) {
     let _ = tokio::task::spawn_blocking(move || reload(&gateway)).await;
 }
 
@@ -311,7 +311,7 @@ async fn watch_file(gateway: Arc<Gateway>) {
         if now != last && now.is_some() {
             last = now;
             warn!(file = %path.display(), "declarative config changed on disk; reloading");
-            reload_in_background(&gateway).await;
+            reload_in_background(gateway.clone()).await;
         }
     }
 }
