@@ -486,3 +486,48 @@ fn a_hit_sends_each_header_of_an_earlier_plugin_once() {
         );
     }
 }
+
+/// Kong's proxy-cache Admin API: an entry can be read and purged by key (in every
+/// instance's cache, or one instance's), and `DELETE /proxy-cache` empties them all. It
+/// answered 404 to every such path.
+#[test]
+fn the_admin_api_reads_and_purges_cached_entries() {
+    let up = Upstream::start();
+    let gw = Gangway::start_with(
+        crate::harness::Options::new(config_with_routes(
+            up.addr,
+            "      - paths: [\"/cached\"]\n        plugins:\n          - name: proxy-cache\n            id: 5c1a8d0e-43a6-4b6e-9f3e-2b1c6a7d9e01\n            config: {strategy: memory}\n",
+        ))
+        .admin(),
+    );
+    let plugin = "5c1a8d0e-43a6-4b6e-9f3e-2b1c6a7d9e01";
+    let miss = get(&gw, "/cached", &[]);
+    assert_eq!(status(&miss), Some("Miss"));
+    let key = cache_key(&miss);
+    assert_eq!(status(&get(&gw, "/cached", &[])), Some("Hit"));
+
+    let read = gw.admin("GET", &format!("/proxy-cache/{key}"), &[], b"");
+    assert_eq!(read.status, 200, "{}", read.text());
+    let cached = read.json();
+    assert_eq!(cached["status"], 200);
+    assert_eq!(cached["body"], miss.text());
+    assert_eq!(cached["body_len"], miss.body.len());
+    assert_eq!(cached["version"], 1);
+    let one = format!("/proxy-cache/{plugin}/caches/{key}");
+    assert_eq!(gw.admin("GET", &one, &[], b"").status, 200);
+
+    let purged = gw.admin("DELETE", &format!("/proxy-cache/{key}"), &[], b"");
+    assert_eq!(purged.status, 204);
+    assert_eq!(gw.admin("GET", &one, &[], b"").status, 404);
+    assert_eq!(status(&get(&gw, "/cached", &[])), Some("Miss"), "purged");
+    assert_eq!(status(&get(&gw, "/cached", &[])), Some("Hit"));
+
+    assert_eq!(gw.admin("DELETE", "/proxy-cache", &[], b"").status, 204);
+    assert_eq!(status(&get(&gw, "/cached", &[])), Some("Miss"), "flushed");
+    let other = format!(
+        "/proxy-cache/{}/caches/{key}",
+        "00000000-0000-4000-8000-000000000000"
+    );
+    assert_eq!(gw.admin("GET", &other, &[], b"").status, 404);
+    assert_eq!(gw.admin("GET", "/proxy-cache/nope", &[], b"").status, 404);
+}

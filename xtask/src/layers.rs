@@ -53,6 +53,7 @@ const EDGES: &[(&str, &[&str])] = &[
             "gangway-router",
             "gangway-net",
             "gangway-pipeline",
+            "gangway-plugins",
             "gangway-proxy",
         ],
     ),

@@ -19,6 +19,7 @@ pub mod info;
 pub mod listen;
 pub mod memory;
 pub mod paths;
+mod proxy_cache;
 pub mod reply;
 pub mod schemas;
 pub mod shorthands;
@@ -155,6 +156,9 @@ async fn answer(state: &AdminState, request: Request) -> Response {
             health::set_target_health(state, &upstream, &target, address.as_deref(), healthy).await
         }
         Endpoint::Tags(tag) => crud::tags(state.store.as_ref(), tag.as_deref(), query).await,
+        Endpoint::ProxyCache { plugin, key } => {
+            proxy_cache::answer(state, method, plugin.as_deref(), key.as_deref())
+        }
         entity => {
             let mut body = decoded;
             if form {

@@ -75,6 +75,14 @@ pub enum Endpoint {
     Metrics,
     /// `/tags` and `/tags/{tag}`.
     Tags(Option<String>),
+    /// `/proxy-cache`, `/proxy-cache/{key}` and `/proxy-cache/{plugin}/caches/{key}`: the
+    /// proxy-cache plugin's purge API.
+    ProxyCache {
+        /// One instance's cache, or every one's.
+        plugin: Option<String>,
+        /// One entry, or (without a plugin) all of them.
+        key: Option<String>,
+    },
 }
 
 const READ: &[Method] = &[Method::GET];
@@ -96,6 +104,8 @@ impl Endpoint {
             | Endpoint::Tags(_) => READ,
             Endpoint::ValidatePlugin | Endpoint::ValidateEntity(_) => &[Method::POST],
             Endpoint::TargetHealth { .. } => &[Method::PUT],
+            Endpoint::ProxyCache { key: None, .. } => &[Method::DELETE],
+            Endpoint::ProxyCache { .. } => &[Method::GET, Method::DELETE],
             Endpoint::Config | Endpoint::Collection(_) | Endpoint::Children { .. } => COLLECTION,
             Endpoint::Entity(..) | Endpoint::Foreign(..) | Endpoint::Child { .. } => ENTITY,
         }
@@ -157,6 +167,18 @@ pub fn resolve(segments: &[&str]) -> Option<Endpoint> {
             target: (*target).to_owned(),
             address: Some((*address).to_owned()),
             healthy: *verb == "healthy",
+        }),
+        ["proxy-cache"] => Some(Endpoint::ProxyCache {
+            plugin: None,
+            key: None,
+        }),
+        ["proxy-cache", key] => Some(Endpoint::ProxyCache {
+            plugin: None,
+            key: Some((*key).to_owned()),
+        }),
+        ["proxy-cache", plugin, "caches", key] => Some(Endpoint::ProxyCache {
+            plugin: Some((*plugin).to_owned()),
+            key: Some((*key).to_owned()),
         }),
         ["tags"] => Some(Endpoint::Tags(None)),
         ["tags", tag] => Some(Endpoint::Tags(Some((*tag).to_owned()))),

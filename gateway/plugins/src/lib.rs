@@ -118,6 +118,9 @@ pub const BUNDLED: &[Spec] = &[
     },
 ];
 
+/// The proxy-cache plugin's memory dictionaries, for its Admin API (purge and lookup).
+pub use proxy_cache::store as proxy_cache_store;
+
 /// The proxy-cache memory dictionaries (Kong's shared dicts): name, bytes held, capacity.
 pub fn shared_dicts() -> Vec<(String, u64, u64)> {
     proxy_cache::store::usage()

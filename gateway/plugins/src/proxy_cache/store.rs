@@ -116,10 +116,14 @@ impl Store {
         self.cache.insert(key, Arc::new(entry));
     }
 
-    /// Forgets `key` (the Admin API's `DELETE /proxy-cache/{key}` will call it).
-    #[cfg(test)]
+    /// Forgets `key` (the Admin API's `DELETE /proxy-cache/{key}`).
     pub fn purge(&self, key: &str) {
         self.cache.remove(key);
+    }
+
+    /// Forgets every entry (the Admin API's `DELETE /proxy-cache`).
+    pub fn flush(&self) {
+        self.cache.clear();
     }
 
     /// Bytes held, by the store's own measure.
