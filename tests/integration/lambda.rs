@@ -143,6 +143,36 @@ fn forward_flags_send_the_method_uri_headers_and_body() {
     assert_eq!(event["request_body"], "AJ+Slg==");
     assert_eq!(event["request_body_base64"], true);
     assert_eq!(event["request_body_args"], json!({}));
+
+    // Kong looks the whole Content-Type up among its text types, and takes as JSON only
+    // what starts with application/json: both of these go base64-encoded.
+    for content_type in ["text/plain; charset=utf-8", "application/vnd.api+json"] {
+        let r = request(
+            gw.proxy,
+            "POST",
+            "/fwd",
+            &[("Content-Type", content_type)],
+            b"hi",
+        )
+        .expect("request");
+        let event = &r.json()["event"];
+        assert_eq!(event["request_body"], "aGk=", "{content_type}");
+        assert_eq!(event["request_body_base64"], true, "{content_type}");
+        assert_eq!(event["request_body_args"], json!({}), "{content_type}");
+    }
+    let r = request(
+        gw.proxy,
+        "POST",
+        "/fwd",
+        &[("Content-Type", "text/plain")],
+        b"hi",
+    )
+    .expect("request");
+    assert_eq!(
+        r.json()["event"]["request_body"],
+        "hi",
+        "known text travels as it is"
+    );
     invoke.assert_clean();
 }
 

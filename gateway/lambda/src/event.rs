@@ -71,31 +71,29 @@ fn forwarded(conf: &LambdaConfig, ctx: &AccessCtx<'_>, raw_body: Option<&[u8]>) 
         out.insert("request_uri".into(), uri.into());
         out.insert("request_uri_args".into(), query_args(ctx).into());
     }
-    if let (true, Some(raw)) = (conf.forward_request_body, raw_body) {
-        let content_type = ctx.content_type().map(text);
-        let essence = content_type
-            .as_deref()
-            .and_then(|ct| ct.split(';').next())
-            .map(|e| e.trim().to_ascii_lowercase());
-        let parsable =
-            request_body::media_type(ctx.content_type()) != request_body::MediaType::Other;
-        if parsable {
-            out.insert("request_body".into(), text(raw).into());
+    if conf.forward_request_body {
+        if kong_parses(ctx.content_type()) {
+            if let Some(raw) = raw_body {
+                out.insert("request_body".into(), text(raw).into());
+            }
             if let Some(args) = body_args(ctx) {
                 out.insert("request_body_args".into(), args.into());
             } else if let Some(items) = json_array_body(ctx) {
                 out.insert("request_body_args".into(), Value::Array(items));
             }
         } else {
-            // Kong: a body of a type it cannot parse has no arguments, and unless it is
-            // known text it travels base64-encoded.
-            let known_text = essence
+            // Kong: a body of a type it cannot parse (or none) has no arguments, and unless
+            // its Content-Type, whole, is known text, it travels base64-encoded: a body left
+            // out by skip_large_bodies as "".
+            let content_type = ctx.content_type().map(text);
+            let known_text = content_type
                 .as_deref()
-                .is_some_and(|e| RAW_CONTENT_TYPES.contains(&e));
+                .is_some_and(|ct| RAW_CONTENT_TYPES.contains(&ct));
             if !known_text && conf.base64_encode_body {
+                let raw = raw_body.unwrap_or_default();
                 out.insert("request_body".into(), BASE64.encode(raw).into());
                 out.insert("request_body_base64".into(), true.into());
-            } else {
+            } else if let Some(raw) = raw_body {
                 out.insert("request_body".into(), text(raw).into());
             }
             out.insert("request_body_args".into(), Value::Object(Map::new()));
@@ -533,6 +531,23 @@ fn body_args(ctx: &AccessCtx<'_>) -> Option<Map<String, Value>> {
         BodyArgs::Json(map) => Some(map),
         multipart @ BodyArgs::Multipart(_) => multipart.to_object(),
     }
+}
+
+/// Whether Kong's `kong.request.get_body()` parses a body of this Content-Type: it looks
+/// at what the lower-cased header starts with, so `application/vnd.api+json` is not JSON
+/// to it, and no Content-Type is an error.
+fn kong_parses(content_type: Option<&[u8]>) -> bool {
+    let Some(ct) = content_type else {
+        return false;
+    };
+    let lower = String::from_utf8_lossy(ct).to_ascii_lowercase();
+    [
+        "application/x-www-form-urlencoded",
+        "application/json",
+        "multipart/form-data",
+    ]
+    .iter()
+    .any(|kind| lower.starts_with(kind))
 }
 
 /// The body as a JSON array, when it is one: Kong's `kong.request.get_body()` takes any
