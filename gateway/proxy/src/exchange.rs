@@ -85,15 +85,10 @@ struct Upstream<S> {
     reused: bool,
 }
 
-/// The TLS server name for a Host header value: without its port, or an IPv6 literal's
-/// brackets.
+/// The TLS server name for a Host header value: without its port (`tls::server_name` takes
+/// an IPv6 literal's brackets off when connecting).
 fn tls_name(host: &[u8]) -> String {
-    let name = headers::host_without_port(host);
-    let name = name
-        .strip_prefix(b"[")
-        .and_then(|n| n.strip_suffix(b"]"))
-        .unwrap_or(name);
-    String::from_utf8_lossy(name).into_owned()
+    String::from_utf8_lossy(headers::host_without_port(host)).into_owned()
 }
 
 /// A request's remaining tries (Kong's `retries`) and the targets that failed it.
