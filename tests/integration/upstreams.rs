@@ -585,3 +585,110 @@ fn least_connections_and_latency_balance_on_what_they_measure() {
     let want = if slow_is_a { (0, 10) } else { (10, 0) };
     assert_eq!(fast, want, "every request goes to the faster target");
 }
+
+/// A keep-alive upstream that answers each request with its method as the body. With
+/// `stray`, it also sends a second, unasked-for response 50 ms after each one; without, it
+/// closes a connection once it has been idle for 200 ms (uvicorn's and Node's 5 s keep-alive
+/// timeout, shortened). Counts the connections it accepted.
+fn brief_keepalive(
+    stray: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::thread::spawn(move || {
+                let idle = if stray { 10_000 } else { 200 };
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(idle)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let head_end = loop {
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match stream.read(&mut chunk) {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        match stream.read(&mut chunk) {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    }
+                    let method = head.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                    buf.drain(..head_end + length);
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{method}",
+                        method.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                    if stray {
+                        std::thread::sleep(Duration::from_millis(50));
+                        let poison = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned";
+                        if stream.write_all(poison).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// nginx closes a cached upstream connection the moment the upstream sends anything or
+/// closes it. gangway used to reuse it: a POST after an upstream's keep-alive timeout was
+/// written to a closed connection and answered 502 (it cannot be sent twice), and bytes the
+/// upstream sent unasked were read as the next request's response.
+#[test]
+fn an_idle_upstream_connection_the_upstream_closed_or_spoke_on_is_not_reused() {
+    use std::sync::atomic::Ordering::Relaxed;
+    for stray in [false, true] {
+        let (addr, accepted) = brief_keepalive(stray);
+        let gw = Gangway::start_with(
+            Options::new(config_with_routes(addr, "      - paths: [\"/\"]\n"))
+                .env("GANGWAY_WORKERS", "1"),
+        );
+        let first = request(gw.proxy, "GET", "/x", &[], b"").expect("request");
+        assert_eq!((first.status, first.text()), (200, "GET".into()));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let post = request(
+            gw.proxy,
+            "POST",
+            "/x",
+            &[("content-type", "text/plain")],
+            b"hi",
+        )
+        .expect("request");
+        assert_eq!(
+            (post.status, post.text()),
+            (200, "POST".into()),
+            "stray bytes: {stray}"
+        );
+        assert_eq!(
+            accepted.load(Relaxed),
+            2,
+            "a new connection (stray: {stray})"
+        );
+    }
+}

@@ -12,6 +12,7 @@
 
 pub mod conn_policy;
 pub mod epoll;
+pub mod idle_probe;
 pub mod listener;
 pub mod prefixed;
 pub mod proxy_protocol;

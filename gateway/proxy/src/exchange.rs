@@ -37,6 +37,7 @@ use crate::upstream::stream::UpstreamStream;
 use gangway_config::model::Route;
 use gangway_config::settings::{HeaderToken, Instrumentations};
 use gangway_http::{BodyFraming, BodyTracker, Version};
+use gangway_net::idle_probe::{self, IdleState};
 use gangway_net::{Backend, Stream, tls};
 use gangway_pipeline::trace::SpanName;
 use gangway_pipeline::{Chain, ResponseCtx};
@@ -140,12 +141,22 @@ async fn connect<B: Backend>(
     tls_config: Option<&Arc<rustls::ClientConfig>>,
     timeout: Duration,
 ) -> Result<Upstream<UpstreamStream<B::Stream>>, Fail> {
-    if let Some(idle) = ctx.pool.borrow_mut().take(key) {
-        return Ok(Upstream {
-            stream: idle.stream,
-            requests: idle.requests,
-            reused: true,
-        });
+    loop {
+        let Some(idle) = ctx.pool.borrow_mut().take(key) else {
+            break;
+        };
+        let state = idle
+            .stream
+            .socket_fd()
+            .map_or(IdleState::Quiet, idle_probe::probe);
+        if state == IdleState::Quiet {
+            return Ok(Upstream {
+                stream: idle.stream,
+                requests: idle.requests,
+                reused: true,
+            });
+        }
+        debug!(?state, addr = %key.addr, "idle upstream connection not reused");
     }
     let open = async {
         let tcp = B::connect(key.addr).await?;
