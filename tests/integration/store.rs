@@ -648,7 +648,7 @@ fn bad_input_gets_kongs_400s_and_nothing_reaches_the_database() {
     let pg = Postgres::start();
     bootstrap(&pg);
     let gw = node(&pg, true);
-    let cases: [(&str, &str, &[u8], u16, &str); 7] = [
+    let cases: [(&str, &str, &[u8], u16, &str); 9] = [
         (
             "POST",
             "/services",
@@ -685,6 +685,21 @@ fn bad_input_gets_kongs_400s_and_nothing_reaches_the_database() {
             "at least one of these fields must be non-empty",
         ),
         ("POST", "/consumers", br#"["not", "an", "object"]"#, 400, ""),
+        // Stored, a route the router cannot compile stopped every node from taking changes.
+        (
+            "POST",
+            "/routes",
+            br#"{"paths":["~/a("]}"#,
+            400,
+            "invalid regex: '/a(' (regex parse error:",
+        ),
+        (
+            "POST",
+            "/routes",
+            br#"{"paths":["/x"],"headers":{"x-v":["~*a{2,1}"]}}"#,
+            400,
+            "invalid regex: 'a{2,1}'",
+        ),
         (
             "GET",
             "/ca_certificates/not-a-uuid",

@@ -14,6 +14,7 @@ pub mod error;
 pub mod model;
 pub mod node;
 pub mod plugins;
+pub mod route_regex;
 pub mod schema;
 pub mod settings;
 pub mod store;

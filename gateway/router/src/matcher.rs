@@ -11,6 +11,7 @@ use regex::Regex;
 use super::HeaderSource;
 use gangway_config::ConfigErrors;
 use gangway_config::model::Route;
+use gangway_config::route_regex;
 
 /// Kong's `split_host_port`: split at the first `:` when the rest parses as a number.
 pub(crate) fn split_host_port(s: &str) -> (&str, Option<u64>) {
@@ -170,12 +171,6 @@ fn lower_ascii(s: &str) -> String {
     s.to_ascii_lowercase()
 }
 
-/// Kong's `ngx.re` regexes become Rust regexes: `(?<n>` is rewritten to `(?P<n>` the way Kong
-/// does it (a plain text replacement) and the pattern is anchored with a leading `^`.
-fn path_regex_source(path: &str) -> String {
-    format!("^{}", path[1..].replace("?<", "?P<"))
-}
-
 fn one_line(e: &regex::Error) -> String {
     e.to_string()
         .split_whitespace()
@@ -207,7 +202,7 @@ impl SubRoute {
             for (j, v) in values.iter().enumerate() {
                 match v.strip_prefix("~*") {
                     Some(re) => {
-                        let re = lower_ascii(re);
+                        let re = route_regex::header_source(re);
                         match Regex::new(&re) {
                             Ok(r) => compiled.push(HeaderValue::Regex(r)),
                             Err(e) => errors.push(
@@ -231,7 +226,7 @@ impl SubRoute {
         } else if super::priority::is_regex_path(paths[0].1) {
             let mut ids = Vec::with_capacity(paths.len());
             for &(j, p) in paths {
-                let source = path_regex_source(p);
+                let source = route_regex::path_source(p);
                 match Regex::new(&source) {
                     Ok(re) => {
                         let names = re
@@ -381,11 +376,6 @@ mod tests {
             (prefix.kind, &*prefix.value),
             (HostKind::Prefix, "example.")
         );
-    }
-
-    #[test]
-    fn named_groups_are_rewritten_and_anchored() {
-        assert_eq!(path_regex_source("~/u/(?<id>\\d+)"), "^/u/(?P<id>\\d+)");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::Item;
 use super::checks::{Lookup, protocols, reference, unique, utf8_name};
 use super::fields::{Fields, id};
 use crate::model::*;
-use crate::{Config, ConfigErrors};
+use crate::{Config, ConfigErrors, route_regex};
 
 /// Builds every route into `c.routes` (with its declared path in `c.origins`).
 pub(super) fn routes(
@@ -59,7 +59,14 @@ pub(super) fn routes(
                     format!("{}.paths[{i}]", it.path),
                     "should start with: / (fixed path) or ~/ (regex path)",
                 );
-            } else if !p.starts_with('~') && p.contains("//") {
+            } else if p.starts_with('~') {
+                if let Err(e) = route_regex::compile(&route_regex::path_source(p)) {
+                    f.errors.push(
+                        format!("{}.paths[{i}]", it.path),
+                        format!("invalid regex: '{}' ({e})", &p[1..]),
+                    );
+                }
+            } else if p.contains("//") {
                 f.errors.push(
                     format!("{}.paths[{i}]", it.path),
                     "must not have empty segments",
@@ -94,6 +101,17 @@ pub(super) fn routes(
                             .collect(),
                         _ => Vec::new(),
                     };
+                    for (j, v) in values.iter().enumerate() {
+                        let Some(re) = v.strip_prefix("~*") else {
+                            continue;
+                        };
+                        if let Err(e) = route_regex::compile(&route_regex::header_source(re)) {
+                            f.errors.push(
+                                format!("{}.{k}[{j}]", f.at("headers")),
+                                format!("invalid regex: '{re}' ({e})"),
+                            );
+                        }
+                    }
                     out.insert(k.to_ascii_lowercase(), values);
                 }
                 Some(out)

@@ -670,3 +670,26 @@ fn a_files_config_hash_is_the_md5_of_its_text_whichever_reader_loads_it() {
     assert!(err.to_string().contains("cannot read"), "{err}");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// Kong dry-runs each route regex with the router's options; one the router cannot compile
+/// is refused where the route is parsed.
+#[test]
+fn route_regexes_the_router_cannot_compile_are_refused() {
+    let errs = load_str(
+        "_format_version: \"3.0\"\nroutes:\n  - name: r\n    paths: [\"~/ok/(?<id>\\\\d+)$\", \"~/a(\"]\n    headers:\n      x-v: [\"~*^v[0-9]$\", \"~*a{2,1}\", \"(plain\"]\n",
+    )
+    .expect_err("bad regexes")
+    .to_string();
+    assert!(
+        errs.contains("routes[0].paths[1]: invalid regex: '/a(' (regex parse error:"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("routes[0].headers.x-v[1]: invalid regex: 'a{2,1}'"),
+        "{errs}"
+    );
+    assert!(
+        !errs.contains("paths[0]") && !errs.contains("x-v[0]") && !errs.contains("x-v[2]"),
+        "valid regexes and plain values pass: {errs}"
+    );
+}
