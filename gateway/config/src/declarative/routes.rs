@@ -59,11 +59,11 @@ pub(super) fn routes(
                     format!("{}.paths[{i}]", it.path),
                     "should start with: / (fixed path) or ~/ (regex path)",
                 );
-            } else if p.starts_with('~') {
+            } else if let Some(regex) = p.strip_prefix('~') {
                 if let Err(e) = route_regex::compile(&route_regex::path_source(p)) {
                     f.errors.push(
                         format!("{}.paths[{i}]", it.path),
-                        format!("invalid regex: '{}' ({e})", &p[1..]),
+                        format!("invalid regex: '{regex}' ({e})"),
                     );
                 }
             } else if p.contains("//") {
