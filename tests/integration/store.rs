@@ -1046,3 +1046,57 @@ fn a_certificate_s_snis_in_the_body_are_its_names() {
     assert_eq!(cleared.json()["snis"], json!([]), "{}", cleared.text());
     assert_eq!(pg.psql("select count(*) from snis"), "0");
 }
+
+/// A key of 32 hex digits (what Kong before 3.x generated, a UUID without its hyphens, and
+/// what `openssl rand -hex 16` makes) is also an id to the uuid crate: a key-auth addressed
+/// by such a key was looked up as an id, and DELETE answered 204 and left the key working.
+/// A nested PUT by key used to drop the key from the replacement.
+#[test]
+fn children_are_addressed_and_replaced_by_their_keys() {
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let up = Upstream::start();
+    let gw = node(&pg, true);
+    keyed_api(&gw, &up);
+    post(&gw, "/consumers", json!({"username": "bob"}));
+    let key = "0123456789abcdef0123456789abcdef";
+    let made = post(&gw, "/consumers/bob/key-auth", json!({ "key": key }));
+    within(Duration::from_secs(2), "the key works", || {
+        status_with_key(&gw, key) == 200
+    });
+    let found = gw.admin("GET", &format!("/key-auths/{key}"), &[], b"");
+    assert_eq!(found.status, 200, "{}", found.text());
+    assert_eq!(found.json()["id"], made["id"]);
+
+    for _ in 0..2 {
+        let put = gw.admin("PUT", "/consumers/bob/key-auth/secret123", &JSON, b"{}");
+        assert!(put.status == 200 || put.status == 201, "{}", put.text());
+        assert_eq!(put.json()["key"], "secret123", "{}", put.text());
+        let acl = gw.admin("PUT", "/consumers/bob/acls/admins", &JSON, b"{}");
+        assert_eq!(acl.status, 200, "{}", acl.text());
+        assert_eq!(acl.json()["group"], "admins");
+        let route = gw.admin(
+            "PUT",
+            "/services/api/routes/r",
+            &JSON,
+            br#"{"paths":["/api"]}"#,
+        );
+        assert_eq!(route.status, 200, "{}", route.text());
+        assert_eq!(route.json()["name"], "r");
+    }
+    assert_eq!(pg.psql("select count(*) from routes"), "1");
+    within(Duration::from_secs(2), "the replaced key works", || {
+        status_with_key(&gw, "secret123") == 200
+    });
+
+    let gone = gw.admin("DELETE", &format!("/key-auths/{key}"), &[], b"");
+    assert_eq!(gone.status, 204, "{}", gone.text());
+    assert_eq!(
+        gw.admin("GET", &format!("/key-auths/{key}"), &[], b"")
+            .status,
+        404
+    );
+    within(Duration::from_secs(2), "the deleted key is refused", || {
+        status_with_key(&gw, key) == 401
+    });
+}

@@ -323,6 +323,15 @@ async fn children(
     Ok(reply::json(200, &list_body(page, next)))
 }
 
+/// The field a child is named by in a nested path: its endpoint key, or for an ACL
+/// membership its group (Kong's acl API).
+fn child_key_field(child: &Kind) -> Option<&'static str> {
+    match child.name {
+        "acls" => Some("group"),
+        _ => child.endpoint_key,
+    }
+}
+
 /// `/{parent}/{key}/{child}/{child_key}`: one child, which must belong to the parent.
 async fn one_child(
     store: &dyn ConfigStore,
@@ -336,6 +345,15 @@ async fn one_child(
     let Some(owner_id) = owner_id(store, parent, key).await? else {
         return Ok(reply::not_found());
     };
+    // A PUT by key replaces the child with that key, as Kong's `upsert_by_<key>`: a body
+    // without it used to replace the key (a key-auth got a random one) or drop the name.
+    let url_key = match (Address::parse(child_key), child_key_field(child)) {
+        (Address::Key(key), Some(field)) if *call.method == Method::PUT => Some((field, key)),
+        _ => None,
+    };
+    if let (Some((field, key)), Value::Object(fields)) = (&url_key, &mut call.body) {
+        fields.insert((*field).into(), json!(key));
+    }
     let at = match find_child(store, child, fk, owner_id, child_key).await? {
         Some(found) => match entity_id(&found) {
             Some(id) => Address::Id(id),
@@ -345,15 +363,7 @@ async fn one_child(
         // (Kong's acl API) or a target by its address, keys unique only under a parent, get
         // a new id and that key.
         None if *call.method == Method::PUT => match Address::parse(child_key) {
-            Address::Key(key) if matches!(child.name, "acls" | "targets") => {
-                let field = if child.name == "acls" {
-                    "group"
-                } else {
-                    "target"
-                };
-                if let Value::Object(fields) = &mut call.body {
-                    fields.insert(field.into(), json!(key));
-                }
+            Address::Key(_) if matches!(child.name, "acls" | "targets") => {
                 Address::Id(Uuid::new_v4())
             }
             // Another parent's child (a key or id it holds) is not moved here.

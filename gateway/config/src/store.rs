@@ -23,11 +23,14 @@ pub enum Address {
 }
 
 impl Address {
-    /// Kong's rule: a valid UUID is an id, anything else an endpoint key.
+    /// Kong's rule: a UUID in its 36-character hyphenated form is an id, anything else an
+    /// endpoint key. The uuid crate also reads 32 bare hex digits, braces and `urn:uuid:`;
+    /// taken as ids, a key-auth key made by `openssl rand -hex 16` could not be found by
+    /// its key, and deleting it answered 204 and left it working.
     pub fn parse(segment: &str) -> Address {
         match Uuid::parse_str(segment) {
-            Ok(id) => Address::Id(id),
-            Err(_) => Address::Key(segment.to_owned()),
+            Ok(id) if segment.len() == 36 => Address::Id(id),
+            _ => Address::Key(segment.to_owned()),
         }
     }
 }
@@ -125,5 +128,22 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// Default true (a store without a database is always there).
     fn reachable(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
         Box::pin(std::future::ready(true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_hyphenated_form_of_a_uuid_is_an_id() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(Address::parse(id), Address::Key(id.into()));
+        let braced = "{01234567-89ab-cdef-0123-456789abcdef}";
+        assert_eq!(Address::parse(braced), Address::Key(braced.into()));
+        assert!(matches!(
+            Address::parse("01234567-89AB-cdef-0123-456789abcdef"),
+            Address::Id(_)
+        ));
     }
 }
