@@ -12,6 +12,17 @@ use rustls::server::WebPkiClientVerifier;
 
 use crate::harness::{Gangway, request};
 
+/// A self-signed certificate for `upstream.test` and its key.
+fn upstream_cert() -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["upstream.test".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key pem");
+    (cert.der().clone(), key)
+}
+
 /// An HTTPS upstream that requires a client certificate from `client_ca` and answers each
 /// request with the server name the client sent (`-` for none).
 fn mtls_upstream(client_ca: &str) -> SocketAddr {
@@ -23,19 +34,12 @@ fn mtls_upstream(client_ca: &str) -> SocketAddr {
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .expect("verifier");
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["upstream.test".to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("cert");
+    let (cert, key) = upstream_cert();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key pem"),
-        )
+        .with_single_cert(vec![cert], key)
         .expect("server config");
     let config = Arc::new(config);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -157,4 +161,82 @@ services:
         "the upstream entity's certificate and host_header"
     );
     assert_eq!(get("/none", None).0, 502, "no certificate, no handshake");
+}
+
+/// An HTTPS upstream that answers each request with `GET` and, in the same socket write, a
+/// second TLS record holding a response nobody asked for. Counts its connections.
+fn poisoning_upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let (cert, key) = upstream_cert();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .expect("server config");
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    std::thread::spawn(move || {
+        for sock in listener.incoming().flatten() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).expect("server conn");
+                let mut tls = BufReader::new(rustls::StreamOwned::new(conn, sock));
+                loop {
+                    let mut line = String::new();
+                    while line != "\r\n" {
+                        line.clear();
+                        if tls.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                    }
+                    let stream = tls.get_mut();
+                    // Two records, queued before either is sent: one socket write.
+                    let answers: [&[u8]; 2] = [
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nGET",
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned",
+                    ];
+                    for answer in answers {
+                        if stream.conn.writer().write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                    if stream.flush().is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// The TLS layer hands a read one record at a time, so a second response that arrived with
+/// the first waited in it, out of sight of the socket probe, and the next request on the
+/// pooled connection was answered with it.
+#[test]
+fn a_record_left_in_an_idle_https_connection_is_not_served_to_the_next_request() {
+    let (addr, accepted) = poisoning_upstream();
+    let gw = Gangway::start_with(
+        crate::harness::Options::new(format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: https://localhost:{}\n    routes:\n      - paths: [\"/\"]\n",
+            addr.port()
+        ))
+        .env("GANGWAY_WORKERS", "1"),
+    );
+    for round in 0..3 {
+        let r = request(gw.proxy, "GET", "/x", &[], b"").expect("request");
+        assert_eq!((r.status, r.text()), (200, "GET".into()), "request {round}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::Relaxed),
+        3,
+        "no connection is reused"
+    );
 }

@@ -27,4 +27,12 @@ pub trait Stream {
     fn socket_fd(&self) -> Option<RawFd> {
         None
     }
+
+    /// True when the stream itself holds input no read has taken yet, or has taken in the
+    /// peer's end (a TLS layer's decrypted records, unprocessed ciphertext, close_notify).
+    /// An idle connection with such input is unfit for reuse; what waits in the socket is
+    /// seen by [`crate::idle_probe`]. Default false: a stream with no buffer of its own.
+    fn holds_input(&self) -> bool {
+        false
+    }
 }

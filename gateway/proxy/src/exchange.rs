@@ -145,10 +145,13 @@ async fn connect<B: Backend>(
         let Some(idle) = ctx.pool.borrow_mut().take(key) else {
             break;
         };
-        let state = idle
-            .stream
-            .socket_fd()
-            .map_or(IdleState::Quiet, idle_probe::probe);
+        let state = if idle.stream.holds_input() {
+            IdleState::Unsolicited
+        } else {
+            idle.stream
+                .socket_fd()
+                .map_or(IdleState::Quiet, idle_probe::probe)
+        };
         if state == IdleState::Quiet {
             return Ok(Upstream {
                 stream: idle.stream,

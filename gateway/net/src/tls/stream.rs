@@ -413,6 +413,20 @@ impl<S: Stream> Stream for TlsStream<S> {
     fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
         self.inner.socket_fd()
     }
+
+    /// A read hands back one decrypted record at a time; records that came in the same
+    /// socket read wait here, where a probe of the socket cannot see them.
+    fn holds_input(&self) -> bool {
+        let rx = self.rx.borrow();
+        if rx.pos < rx.buf.len() {
+            return true;
+        }
+        let mut conn = self.conn.borrow_mut();
+        let waiting = conn.reader().fill_buf().map(|chunk| chunk.len());
+        // WouldBlock is the only answer of a quiet connection: Ok(0) is the peer's
+        // close_notify, any other error a broken session.
+        !matches!(waiting, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
 }
 
 /// Maps a rustls error to the `InvalidData` I/O error callers see.

@@ -42,4 +42,11 @@ impl<S: Stream> Stream for UpstreamStream<S> {
             UpstreamStream::Tls(s) => s.socket_fd(),
         }
     }
+
+    fn holds_input(&self) -> bool {
+        match self {
+            UpstreamStream::Plain(s) => s.holds_input(),
+            UpstreamStream::Tls(s) => s.holds_input(),
+        }
+    }
 }
