@@ -25,8 +25,8 @@ pub struct BodyError {
 
 /// Reads the whole request body (decoded from chunked framing) into `bufs.plugins.body`,
 /// bounded by `client_max_body_size` and `client_body_timeout`. The head stays at
-/// `bufs.input[..head_len]`; the raw body bytes are removed so that anything after them (a
-/// pipelined request) follows the head.
+/// `bufs.input[..head_len]`; the raw body bytes are removed as they are decoded, so that
+/// anything after them (a pipelined request) follows the head.
 ///
 /// With `limit` (a plugin's [`gangway_pipeline::Plugin::chunked_body_limit`]), reading stops
 /// once the body is longer than `limit` bytes: `bufs.plugins.body` stays `None`,
@@ -69,6 +69,10 @@ pub async fn buffer_body<B: Backend, S: Stream>(
                 message: e.message(),
             })?;
         pos += p.consumed;
+        // Framing and chunk extensions are not payload and count toward no limit: kept until
+        // the end, a chunk of 1 byte with a 4 KiB extension held 4,000 times its payload.
+        bufs.input.drain(head_len..pos);
+        pos = head_len;
         if p.done {
             break;
         }
@@ -110,7 +114,6 @@ pub async fn buffer_body<B: Backend, S: Stream>(
             }
         }
     }
-    bufs.input.drain(head_len..pos);
     bufs.plugins.body = Some(body);
     Ok(())
 }
