@@ -304,6 +304,40 @@ fn websocket_upgrade_is_tunnelled() {
     assert_eq!(&back, b"ping over the tunnel");
 }
 
+/// Kong passes an upgrade on only for `Upgrade: websocket`: `h2c` reached the upstream, and
+/// a 101 from it opened a raw tunnel past routing and every plugin. Kong also replaces a
+/// client's X-Kong-Request-Id; the client's went up beside gangway's.
+#[test]
+fn only_websocket_upgrades_pass_and_the_request_id_is_gangways() {
+    let (_up, gw) = basic();
+    let mut c = Conn::open(gw.proxy);
+    c.write(
+        b"GET /echo/h2 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Kong-Request-Id: spoofed\r\n\r\n",
+    )
+    .expect("write");
+    let r = c.read(false).expect("response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    assert_eq!(echo_header(&echo, "upgrade"), None, "{echo}");
+    assert_eq!(
+        echo_header(&echo, "connection").as_deref(),
+        Some("keep-alive")
+    );
+    let ids: Vec<&str> = echo["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter(|pair| {
+            pair[0]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("x-kong-request-id"))
+        })
+        .filter_map(|pair| pair[1].as_str())
+        .collect();
+    assert!(ids.len() == 1 && ids[0] != "spoofed", "{ids:?}");
+    assert_eq!(r.header("x-kong-request-id"), Some(ids[0]));
+}
+
 /// An upgraded connection with nothing passing either way for the service's read_timeout
 /// is closed, as nginx bounds one; traffic inside that keeps it open. It used to stay open
 /// for good.

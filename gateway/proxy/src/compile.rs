@@ -458,7 +458,7 @@ services:
       - name: ok
         paths: ["/ok"]
       - name: bad
-        paths: ["~/(unclosed"]
+        paths: ["/bad"]
         plugins:
           - name: key-auth
             ordering:
@@ -469,15 +469,11 @@ services:
 "#,
             &stub_catalog(),
         )
-        .expect("loads: the regex and the cycle are compile-time problems");
+        .expect("loads: the cycle is a compile-time problem");
         let errors = crate::compile_standalone(config, stub_catalog())
             .err()
             .expect("invalid");
         let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
-        assert!(
-            paths.contains(&"services[0].routes[1].paths[0]"),
-            "{errors}"
-        );
         assert!(paths.contains(&"services[0].routes[1]"), "{errors}");
         assert!(
             errors.to_string().contains(

@@ -118,6 +118,8 @@ pub fn write_upstream_request(
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"expect")
             || FORWARDED.iter().any(|f| name.eq_ignore_ascii_case(f))
+            // Kong sets its own, replacing the client's.
+            || (up.request_id.is_some() && name.eq_ignore_ascii_case(b"x-kong-request-id"))
         {
             continue;
         }

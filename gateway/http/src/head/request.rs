@@ -328,7 +328,13 @@ pub fn parse_request(
         return Err(HttpError::MethodNotAllowed("TRACE"));
     }
     head.keep_alive = !conn.close && (http11 || conn.keep_alive);
-    head.upgrade = http11 && conn.upgrade && head.upgrade_index.is_some();
+    // Kong passes an upgrade on only for `Upgrade: websocket`; any other protocol (h2c)
+    // would open a tunnel past routing and every plugin.
+    head.upgrade = http11
+        && conn.upgrade
+        && head
+            .upgrade_index
+            .is_some_and(|i| name_eq(head.headers[i].value.get(buf), b"websocket"));
     head.expect_continue = http11 && expect.is_some_and(|e| name_eq(e, b"100-continue"));
     Ok(Some(n))
 }
