@@ -1100,3 +1100,49 @@ fn children_are_addressed_and_replaced_by_their_keys() {
         status_with_key(&gw, key) == 401
     });
 }
+
+/// A service lists its CA certificates in the entity, with no foreign key: deleting one
+/// from under it answered 204, and the service quietly verified against the default roots
+/// instead of its pinned CA. Kong refuses with code 19.
+#[test]
+fn a_ca_certificate_a_service_pins_cannot_be_deleted() {
+    let pg = Postgres::start();
+    bootstrap(&pg);
+    let gw = node(&pg, true);
+    let ca = {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .self_signed(&rcgen::KeyPair::generate().expect("key"))
+            .expect("ca")
+    };
+    let made = post(&gw, "/ca_certificates", json!({ "cert": ca.pem() }));
+    let ca_id = made["id"].as_str().expect("id").to_owned();
+    let service = post(
+        &gw,
+        "/services",
+        json!({"name": "pinned", "url": "https://upstream.test", "tls_verify": true, "ca_certificates": [ca_id]}),
+    );
+    let refused = gw.admin("DELETE", &format!("/ca_certificates/{ca_id}"), &[], b"");
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    let body = refused.json();
+    assert_eq!(body["code"], 19);
+    assert_eq!(body["name"], "referenced by others");
+    assert_eq!(
+        body["message"],
+        format!(
+            "ca certificate {ca_id} is still referenced by services (id = {})",
+            service["id"].as_str().expect("service id")
+        )
+    );
+    assert_eq!(pg.psql("select count(*) from ca_certificates"), "1");
+    let unpinned = gw.admin(
+        "PATCH",
+        "/services/pinned",
+        &JSON,
+        br#"{"ca_certificates": null}"#,
+    );
+    assert_eq!(unpinned.status, 200, "{}", unpinned.text());
+    let deleted = gw.admin("DELETE", &format!("/ca_certificates/{ca_id}"), &[], b"");
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+}

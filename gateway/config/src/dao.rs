@@ -294,6 +294,16 @@ impl DaoError {
         }
     }
 
+    /// Code 19: `ca certificate <id> is still referenced by <kind> (id = <id>)`, a delete
+    /// refused because an entity lists the CA certificate (not a foreign key in the schema).
+    pub fn ca_still_referenced(ca: &str, kind: &str, by: &str) -> DaoError {
+        DaoError {
+            code: ErrorCode::ReferencedByOthers,
+            message: format!("ca certificate {ca} is still referenced by {kind} (id = {by})"),
+            fields: None,
+        }
+    }
+
     /// Code 4 on delete: `an existing '<child>' entity references this '<parent>' entity`.
     pub fn still_referenced(child: &str, parent: &str) -> DaoError {
         DaoError {

@@ -930,6 +930,20 @@ impl PgStore {
 
     async fn delete_entity(&self, kind: &'static Kind, at: &Address) -> Result<(), DaoError> {
         let client = self.client().await?;
+        if let (Address::Id(ca), "ca_certificates") = (at, kind.name) {
+            // Services list their CAs in the entity, with no foreign key: deleted from under
+            // a service, its pinned CA would be gone and verification looser, as Kong refuses.
+            let sql = "SELECT id FROM services WHERE entity->'ca_certificates' ? $1 LIMIT 1";
+            let ca = ca.to_string();
+            if let Some(row) = client.query_opt(sql, &[&ca]).await.map_err(db)? {
+                let by: Uuid = row.get(0);
+                return Err(DaoError::ca_still_referenced(
+                    &ca,
+                    "services",
+                    &by.to_string(),
+                ));
+            }
+        }
         let (filter, param) = locate(kind, at)?;
         let sql = format!("DELETE FROM {} t WHERE {filter}", kind.name);
         match client.execute(&sql, &[&*param]).await {
