@@ -490,6 +490,41 @@ fn kongs_documented_form_requests_work() {
             r.status == 200 && echo_header(&r.json(), "x-from").as_deref() == Some("form")
         })
     });
+    // A PATCH of a plugin names no plugin: its config is coerced by the stored plugin's
+    // schema (it stayed a string, and was refused). A service's `url` in a PATCH sets every
+    // part it stands for (the stored parts used to win, and nothing changed).
+    let limit = send(
+        "/routes/mocking/plugins",
+        "name=rate-limiting&config.minute=10".into(),
+    );
+    let id = limit["id"].as_str().expect("id");
+    let patch = |path: &str, body: &str| {
+        let r = gw.admin("PATCH", path, &form, body.as_bytes());
+        assert_eq!(r.status, 200, "PATCH {path} {body}: {}", r.text());
+        r.json()
+    };
+    let patched = patch(&format!("/plugins/{id}"), "config.minute=20");
+    assert_eq!(patched["config"]["minute"], 20);
+    let moved = patch("/services/example", "url=https://new.example:8443/v2");
+    assert_eq!(
+        (
+            &moved["protocol"],
+            &moved["host"],
+            &moved["port"],
+            &moved["path"]
+        ),
+        (
+            &json!("https"),
+            &json!("new.example"),
+            &json!(8443),
+            &json!("/v2")
+        )
+    );
+    let bare = patch("/services/example", "url=http://bare.example");
+    assert_eq!(
+        (&bare["host"], &bare["port"], &bare["path"]),
+        (&json!("bare.example"), &json!(80), &Value::Null)
+    );
 }
 
 #[test]

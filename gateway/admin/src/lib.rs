@@ -31,7 +31,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::Response;
 use gangway_config::settings::HeaderToken;
-use gangway_config::store::ConfigStore;
+use gangway_config::store::{Address, ConfigStore};
 use gangway_proxy::Gateway;
 use serde_json::{Map, Value};
 
@@ -162,7 +162,7 @@ async fn answer(state: &AdminState, request: Request) -> Response {
         entity => {
             let mut body = decoded;
             if form {
-                coerce_form(state, &entity, &mut body);
+                coerce_form(state, &entity, &mut body).await;
             }
             let call = crud::Call {
                 method: if as_get { &Method::GET } else { method },
@@ -175,9 +175,9 @@ async fn answer(state: &AdminState, request: Request) -> Response {
 }
 
 /// Coerces a form's strings to the types of the entity being written, as Kong does for
-/// forms: its schema's, with a plugin's `config` from the plugin named in the body, and a
-/// key's `ttl` an integer.
-fn coerce_form(state: &AdminState, endpoint: &Endpoint, body: &mut Value) {
+/// forms: its schema's, with a plugin's `config` from the plugin named in the body (or, for
+/// a PATCH that names none, the stored plugin's), and a key's `ttl` an integer.
+async fn coerce_form(state: &AdminState, endpoint: &Endpoint, body: &mut Value) {
     let kind = match endpoint {
         Endpoint::Collection(kind) | Endpoint::Entity(kind, _) => *kind,
         Endpoint::Children { child, .. } | Endpoint::Child { child, .. } => *child,
@@ -195,8 +195,19 @@ fn coerce_form(state: &AdminState, endpoint: &Endpoint, body: &mut Value) {
         expect = expect.with_field("ttl", args::Expect::Integer);
     }
     if kind.name == "plugins" {
+        let stored_name = match (body["name"].as_str(), endpoint) {
+            (None, Endpoint::Entity(_, key) | Endpoint::Child { child_key: key, .. }) => state
+                .store
+                .select(kind, &Address::parse(key))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|stored| stored["name"].as_str().map(str::to_owned)),
+            _ => None,
+        };
         let plugin = body["name"]
             .as_str()
+            .or(stored_name.as_deref())
             .and_then(|name| state.gateway.catalog.find(name));
         if let Some(spec) = plugin {
             expect = expect.with_field("config", args::Expect::from(&(spec.schema)().config));

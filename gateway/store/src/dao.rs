@@ -853,6 +853,14 @@ impl PgStore {
             Value::Object(fields) => take_snis(kind, fields)?,
             _ => None,
         };
+        // Kong expands a shorthand in the patch before the merge: a service's `url` sets
+        // all four parts it stands for, so the stored ones must not outvote it.
+        let url_given = patch.get("url").is_some_and(|u| !u.is_null());
+        if let (true, "services", Value::Object(stored)) = (url_given, kind.name, &mut current) {
+            for part in ["protocol", "host", "port", "path"] {
+                stored.remove(part);
+            }
+        }
         merge(&mut current, patch);
         let Value::Object(mut input) = current else {
             return Err(not_found(kind, at));
