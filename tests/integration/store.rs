@@ -683,7 +683,7 @@ fn bad_input_gets_kongs_400s_and_nothing_reaches_the_database() {
     let pg = Postgres::start();
     bootstrap(&pg);
     let gw = node(&pg, true);
-    let cases: [(&str, &str, &[u8], u16, &str); 9] = [
+    let cases: [(&str, &str, &[u8], u16, &str); 10] = [
         (
             "POST",
             "/services",
@@ -720,6 +720,13 @@ fn bad_input_gets_kongs_400s_and_nothing_reaches_the_database() {
             "at least one of these fields must be non-empty",
         ),
         ("POST", "/consumers", br#"["not", "an", "object"]"#, 400, ""),
+        (
+            "POST",
+            "/consumers",
+            br#"{"username":"a","tags":["team,x"]}"#,
+            400,
+            "invalid tag 'team,x'",
+        ),
         // Stored, a route the router cannot compile stopped every node from taking changes.
         (
             "POST",

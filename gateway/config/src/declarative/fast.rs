@@ -472,7 +472,9 @@ fn opt_int(v: &Node, min: i64, max: i64) -> bool {
 fn opt_tags(v: &Node) -> bool {
     match v {
         Node::Null => true,
-        Node::Seq(a) => a.iter().all(|t| matches!(t, Node::Str(_))),
+        Node::Seq(a) => a
+            .iter()
+            .all(|t| matches!(t, Node::Str(s) if super::fields::valid_tag(s))),
         _ => false,
     }
 }

@@ -113,9 +113,20 @@ impl<'a> Fields<'a, '_> {
         Some(out)
     }
 
-    /// Tags: a set of strings.
+    /// Tags: a set of strings, each as Kong's `typedefs.tag` allows.
     pub fn tags(&mut self) -> Option<Vec<String>> {
-        self.strings("tags")
+        let tags = self.strings("tags")?;
+        for (i, tag) in tags.iter().enumerate() {
+            if !valid_tag(tag) {
+                self.errors.push(
+                    format!("{}.tags[{i}]", self.path),
+                    format!(
+                        "invalid tag '{tag}': expected printable ascii (except `,` and `/`) or valid utf-8 sequences"
+                    ),
+                );
+            }
+        }
+        Some(tags)
     }
 
     /// `created_at`, or `now`.
@@ -130,4 +141,13 @@ pub(crate) fn random_key() -> String {
     (0..32)
         .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
         .collect()
+}
+
+/// Kong's tag rule: not empty, and every byte printable ASCII (a space included) but `,`
+/// and `/`, which `?tags=` filters split on, or part of a UTF-8 sequence.
+pub fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag
+            .bytes()
+            .all(|b| matches!(b, b' '..=b'~' | 0x80..=0xf4) && b != b',' && b != b'/')
 }

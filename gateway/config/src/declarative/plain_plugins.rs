@@ -139,9 +139,10 @@ fn usual_field<V: FieldValue>(key: &str, value: &V) -> Option<bool> {
         "protocols" => value
             .items()
             .is_some_and(|list| !list.is_empty() && list.iter().all(known_protocol)),
-        "tags" => value
-            .items()
-            .is_some_and(|list| list.iter().all(|t| t.as_text().is_some())),
+        "tags" => value.items().is_some_and(|list| {
+            list.iter()
+                .all(|t| t.as_text().is_some_and(super::fields::valid_tag))
+        }),
         _ => return None,
     };
     Some(usual)

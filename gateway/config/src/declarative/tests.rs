@@ -693,3 +693,29 @@ fn route_regexes_the_router_cannot_compile_are_refused() {
         "valid regexes and plain values pass: {errs}"
     );
 }
+
+/// Kong's `typedefs.tag`: printable ASCII but `,` and `/` (which `?tags=` splits on), or
+/// UTF-8; never empty. Every entity took any string.
+#[test]
+fn tags_are_checked_as_kong_checks_them() {
+    let errs = load_str(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://x\n    tags: [\"team,x\", \"ok tag\", \"été\"]\n    routes:\n      - name: r\n        paths: [\"/\"]\n        tags: [\"\"]\n        plugins:\n          - name: key-auth\n            tags: [\"a/b\"]\nconsumers:\n  - username: u\n    tags: [\"tab\\there\"]\n",
+    )
+    .expect_err("bad tags")
+    .to_string();
+    for (path, tag) in [
+        ("services[0].tags[0]", "team,x"),
+        ("routes[0].tags[0]", ""),
+        ("tags[0]", "a/b"),
+        ("consumers[0].tags[0]", "tab\there"),
+    ] {
+        let want = format!(
+            "{path}: invalid tag '{tag}': expected printable ascii (except `,` and `/`) or valid utf-8 sequences"
+        );
+        assert!(errs.contains(&want), "{want}\n{errs}");
+    }
+    assert!(
+        !errs.contains("tags[1]") && !errs.contains("tags[2]"),
+        "{errs}"
+    );
+}
