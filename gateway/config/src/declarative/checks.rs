@@ -190,3 +190,110 @@ pub(super) fn utf8_name_problem(name: &str) -> Option<String> {
         "invalid value '{name}': the only accepted ascii characters are alphanumerics or ., -, _, and ~"
     ))
 }
+
+/// Kong's `typedefs.host` for a host without a port: an IPv4 or IPv6 address, or a name of
+/// letters, digits, `-`, `.` and `_` whose labels do not end in `-` (a trailing dot
+/// allowed). Four dotted runs of digits are an IPv4 address, each at most 255.
+pub fn valid_host(host: &str) -> bool {
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let numeric = |l: &&str| !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit());
+    if labels.len() == 4 && labels.iter().all(numeric) {
+        return labels
+            .iter()
+            .all(|l| l.parse::<u16>().is_ok_and(|n| n <= 255));
+    }
+    let last = labels.len() - 1;
+    host.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        && labels
+            .iter()
+            .enumerate()
+            .all(|(i, l)| !l.ends_with('-') && (!l.is_empty() || i == last))
+}
+
+/// Kong's `typedefs.path`: only RFC 3986's unreserved and reserved characters, and every
+/// `%` starting an escape of two hex digits.
+pub fn rfc3986_path(path: &str) -> Result<(), String> {
+    let allowed = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'.' | b'-'
+                    | b'_'
+                    | b'~'
+                    | b'/'
+                    | b'%'
+                    | b':'
+                    | b'@'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    };
+    if !path.bytes().all(allowed) {
+        return Err(format!(
+            "invalid path: '{path}' (characters outside of the reserved list of RFC 3986 found)"
+        ));
+    }
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while let Some(at) = bytes[i..].iter().position(|&b| b == b'%').map(|p| i + p) {
+        let escape = bytes.get(at + 1..at + 3);
+        if !escape.is_some_and(|e| e.iter().all(u8::is_ascii_hexdigit)) {
+            let end = (at + 3).min(path.len());
+            return Err(format!("invalid url-encoded value: '{}'", &path[at..end]));
+        }
+        i = at + 3;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod host_and_path_tests {
+    use super::*;
+
+    #[test]
+    fn hosts_as_kong_takes_them() {
+        for ok in [
+            "example.com",
+            "a_b.internal",
+            "10.0.0.1",
+            "::1",
+            "fqdn.example.",
+            "1.2.3",
+        ] {
+            assert!(valid_host(ok), "{ok}");
+        }
+        for bad in ["bad host", "a.com/x", "a-.b", "a..b", "999.1.1.1", "x@y"] {
+            assert!(!valid_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths_as_kong_takes_them() {
+        assert!(rfc3986_path("/v1/a%20b;x=1").is_ok());
+        assert_eq!(
+            rfc3986_path("/a b").expect_err("space"),
+            "invalid path: '/a b' (characters outside of the reserved list of RFC 3986 found)"
+        );
+        assert_eq!(
+            rfc3986_path("/a%2").expect_err("short escape"),
+            "invalid url-encoded value: '%2'"
+        );
+        assert_eq!(
+            rfc3986_path("/a%zz/b").expect_err("not hex"),
+            "invalid url-encoded value: '%zz'"
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::checks::{Existing, Known, Lookup, Refs, protocols, reference, unique, utf8_name};
+use super::checks::{self, Existing, Known, Lookup, Refs, protocols, reference, unique, utf8_name};
 use super::fast::Fast;
 use super::fields::{Fields, id};
 use super::plain_plugins;
@@ -21,6 +21,9 @@ type Items<'a> = HashMap<&'static str, Vec<Item<'a>>>;
 
 /// Where the fast-path entities sit among each kind's generic items.
 pub(super) type Spans = HashMap<&'static str, Vec<(usize, Span)>>;
+
+/// Kong's error for a service protocol it does not know.
+const PROTOCOLS: &str = "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp";
 
 fn list<'i, 'a>(items: &'i Items<'a>, entity: &str) -> &'i [Item<'a>] {
     items.get(entity).map_or(&[], Vec::as_slice)
@@ -109,7 +112,10 @@ pub(super) fn build(
         if let Some(url) = f.str("url") {
             match url::Url::parse(&url) {
                 Ok(u) => {
-                    svc.protocol = Protocol::parse(u.scheme()).unwrap_or(Protocol::Http);
+                    match Protocol::parse(u.scheme()) {
+                        Some(p) => svc.protocol = p,
+                        None => f.errors.push(f.at("protocol"), PROTOCOLS),
+                    }
                     svc.host = u
                         .host_str()
                         .unwrap_or_default()
@@ -125,10 +131,7 @@ pub(super) fn build(
         if let Some(p) = f.str("protocol") {
             match Protocol::parse(&p) {
                 Some(p) => svc.protocol = p,
-                None => f.errors.push(
-                    f.at("protocol"),
-                    "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp",
-                ),
+                None => f.errors.push(f.at("protocol"), PROTOCOLS),
             }
         }
         if let Some(h) = f.str("host") {
@@ -144,10 +147,15 @@ pub(super) fn build(
             f.errors.push(f.at("host"), "required field missing");
         } else if svc.host.contains(':') && svc.host.parse::<std::net::Ipv6Addr>().is_err() {
             f.errors.push(f.at("host"), "must not have a port");
+        } else if !checks::valid_host(&svc.host) {
+            f.errors
+                .push(f.at("host"), format!("invalid value: {}", svc.host));
         }
         if let Some(p) = &svc.path {
             if !p.starts_with('/') {
                 f.errors.push(f.at("path"), "should start with: /");
+            } else if let Err(e) = checks::rfc3986_path(p) {
+                f.errors.push(f.at("path"), e);
             } else if p.contains("//") {
                 f.errors.push(f.at("path"), "must not have empty segments");
             }

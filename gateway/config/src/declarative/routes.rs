@@ -51,6 +51,15 @@ pub(super) fn routes(
         let service = reference(&mut f, "service", it.parent, services_known, "services");
         let protocols = protocols(&mut f, &[Protocol::Http, Protocol::Https]);
         let methods = f.strings("methods");
+        // Kong's `^%u+$`: a lower-case method would never match a request.
+        for (i, m) in methods.iter().flatten().enumerate() {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                f.errors.push(
+                    format!("{}.methods[{i}]", it.path),
+                    format!("invalid value: {m}"),
+                );
+            }
+        }
         let hosts = f.strings("hosts");
         let paths = f.strings("paths");
         for (i, p) in paths.iter().flatten().enumerate() {

@@ -719,3 +719,23 @@ fn tags_are_checked_as_kong_checks_them() {
         "{errs}"
     );
 }
+
+/// Kong's checks on a service's host, path and url scheme, and on route methods; each of
+/// these was taken and failed later, at proxy time or never matching.
+#[test]
+fn service_hosts_paths_schemes_and_route_methods_are_checked() {
+    let errs = load_str(
+        "_format_version: \"3.0\"\nservices:\n  - name: a\n    host: \"bad host\"\n  - name: b\n    url: ftp://x.example\n  - name: c\n    host: c.example\n    path: \"/a b\"\n    routes:\n      - name: r\n        paths: [\"/\"]\n        methods: [\"GET\", \"post\"]\n",
+    )
+    .expect_err("bad values")
+    .to_string();
+    for want in [
+        "services[0].host: invalid value: bad host",
+        "services[1].protocol: expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp",
+        "services[2].path: invalid path: '/a b' (characters outside of the reserved list of RFC 3986 found)",
+        "routes[0].methods[1]: invalid value: post",
+    ] {
+        assert!(errs.contains(want), "{want}\n{errs}");
+    }
+    assert!(!errs.contains("methods[0]"), "{errs}");
+}
