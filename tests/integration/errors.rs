@@ -329,3 +329,27 @@ fn chunk_extensions_are_not_held_while_a_body_is_buffered() {
         "RSS grew by {grew} KiB for 5 KB of payload in 20 MB of framing"
     );
 }
+
+/// A HEAD whose upstream fails gets the error's head and no body. The method was read
+/// through the input buffer after the exchange had drained it, so the check missed HEAD
+/// and a body followed, which a client reads as the next response.
+#[test]
+fn a_head_request_that_fails_upstream_gets_no_body() {
+    let dead = free_port();
+    let gw = Gangway::start(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: dead\n    url: http://127.0.0.1:{dead}\n    routes:\n      - paths: [\"/dead\"]\n"
+    ));
+    let mut c = Conn::open(gw.proxy);
+    c.write(b"HEAD /dead HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let stream = c.stream();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+    let head_end = text.find("\r\n\r\n").expect("a whole head") + 4;
+    assert_eq!(&text[head_end..], "", "no body after the head: {text}");
+}

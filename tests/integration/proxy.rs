@@ -499,6 +499,33 @@ fn http10_clients_get_chunked_responses_decoded() {
     );
 }
 
+/// An HTTP/1.0 client that asked to keep the connection is told it stays open on gangway's
+/// own answers too (an error, a plugin's), as nginx does; without the header the client
+/// (`ab -k`) waited for a close that never came.
+#[test]
+fn http10_keep_alive_clients_are_told_on_gangways_own_answers() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(
+        up.addr,
+        "      - paths: [\"/echo\"]\n      - paths: [\"/stop\"]\n        plugins:\n          - name: request-termination\n            config: {status_code: 403, message: no}\n",
+    ));
+    let mut c = Conn::open(gw.proxy);
+    for (path, status) in [("/nope", 404), ("/stop", 403), ("/echo/x", 200)] {
+        let raw = format!("GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        c.write(raw.as_bytes()).expect("write");
+        let r = c.read(false).expect("an answer on the same connection");
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert_eq!(
+            r.header("connection")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("keep-alive"),
+            "{path}: {:?}",
+            r.headers
+        );
+    }
+}
+
 #[test]
 fn debug_headers_need_allow_debug_header_and_kong_debug() {
     let up = Upstream::start();

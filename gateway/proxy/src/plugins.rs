@@ -10,7 +10,7 @@ use super::log::{RequestInfo, Source};
 use super::session::ConnBuffers;
 use crate::Snapshot;
 use gangway_config::settings::HeaderToken;
-use gangway_http::{BodyTracker, error_page};
+use gangway_http::{BodyTracker, Method, Version, error_page};
 use gangway_net::{Backend, Stream};
 use gangway_pipeline::edits::HeaderEdits;
 use gangway_pipeline::{Chain, Response, ResponseBody, ResponseCtx};
@@ -185,7 +185,7 @@ pub async fn respond<B: Backend, S: Stream>(
     // The connection survives only if the request body is behind us.
     let used = super::reply::request_end(bufs, facts.head_len);
     let keep = used.is_some() && bufs.head.keep_alive() && !ctx.last_on_connection(bufs);
-    let is_head = bufs.head.method(&bufs.input) == b"HEAD";
+    let is_head = bufs.head.method_kind() == Method::Head;
 
     let tokens = settings.headers;
     // Kong's aws-lambda takes the time it waited on the function out of the response latency.
@@ -208,6 +208,9 @@ pub async fn respond<B: Backend, S: Stream>(
     }
     if !keep {
         extra.push(("Connection", "close"));
+    } else if bufs.head.version() == Version::Http10 && bufs.head.keep_alive() {
+        // An HTTP/1.0 client closes unless told the connection stays (nginx says so too).
+        extra.push(("Connection", "keep-alive"));
     }
     let server = tokens.contains(HeaderToken::Server).then_some(SERVER);
     let mut out = std::mem::take(&mut bufs.output);

@@ -10,7 +10,7 @@ use super::plugins::plugin_headers;
 use super::session::{ConnBuffers, error_format, new_request_id};
 use crate::Snapshot;
 use gangway_config::settings::HeaderToken;
-use gangway_http::{BodyTracker, HttpError, TooLargeStatus, error_page};
+use gangway_http::{BodyTracker, HttpError, Method, TooLargeStatus, Version, error_page};
 use gangway_net::{Backend, Stream};
 use gangway_pipeline::{Chain, ResponseCtx};
 
@@ -191,6 +191,9 @@ async fn write_error_with<B: Backend, S: Stream>(
     extra.extend_from_slice(plugin_headers);
     if close {
         extra.push(("Connection", "close"));
+    } else if bufs.head.version() == Version::Http10 && bufs.head.keep_alive() {
+        // An HTTP/1.0 client closes unless told the connection stays (nginx says so too).
+        extra.push(("Connection", "keep-alive"));
     }
     bufs.output.clear();
     error_page::write_error_response(
@@ -203,7 +206,8 @@ async fn write_error_with<B: Backend, S: Stream>(
         &extra,
         tokens.contains(HeaderToken::Server).then_some(SERVER),
     );
-    if bufs.head.method(&bufs.input) == b"HEAD" {
+    // By kind, not by text: the input may have been drained past the head by now.
+    if bufs.head.method_kind() == Method::Head {
         // The GET answer's head, with no body: the client reads none, and would take it
         // for the next response on the connection.
         if let Some(end) = bufs.output.windows(4).position(|w| w == b"\r\n\r\n") {
