@@ -715,3 +715,63 @@ fn a_sink_that_cannot_keep_up_loses_access_lines_not_requests() {
         "requests were not held up by the blocked sink: {elapsed:?}"
     );
 }
+
+/// A client's chunked trailers are dropped, as nginx drops them: they went up as sent,
+/// carrying headers past every plugin that strips or sets headers (here an
+/// X-Consumer-Username a key-auth route would set itself).
+#[test]
+fn chunked_trailers_from_a_client_are_not_forwarded() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut raw = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let complete = |raw: &[u8]| {
+                let text = String::from_utf8_lossy(raw);
+                text.find("\r\n\r\n").is_some_and(|h| {
+                    text[h + 4..].contains("0\r\n")
+                        && text.ends_with("\r\n\r\n")
+                        && text.len() > h + 4
+                })
+            };
+            while !complete(&raw) {
+                match stream.read(&mut chunk) {
+                    Ok(n) if n > 0 => raw.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+            let _ = tx.send(raw);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let gw = Gangway::start(&config_with_routes(addr, "      - paths: [\"/up\"]\n"));
+    // Whole in the first read, and streamed after the head went (the trailer read later).
+    for streamed in [false, true] {
+        let mut c = Conn::open(gw.proxy);
+        let head =
+            b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n";
+        let end = b"0\r\nX-Consumer-Username: admin\r\n\r\n";
+        if streamed {
+            c.write(head).expect("head");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            c.write(end).expect("end");
+        } else {
+            c.write(&[&head[..], &end[..]].concat()).expect("write");
+        }
+        let r = c.read(false).expect("response");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let raw = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the upstream got the request");
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            text.ends_with("\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+            "{streamed}: {text}"
+        );
+        assert!(!text.contains("admin"), "{streamed}: {text}");
+    }
+}

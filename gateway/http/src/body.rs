@@ -39,6 +39,10 @@ pub struct Progress {
     pub consumed: usize,
     /// Whether the body has ended; input past `consumed` belongs to the next message.
     pub done: bool,
+    /// The trailer fields among the consumed bytes, `(start, end)`: a proxy drops them, as
+    /// nginx does, and forwards the rest (the last chunk and the final CRLF stay). Trailers
+    /// would otherwise carry headers past every plugin that edits or strips headers.
+    pub trailer: Option<(usize, usize)>,
 }
 
 /// Longest chunk-size line (size, whitespace and extensions) accepted.
@@ -143,6 +147,7 @@ impl BodyTracker {
         mut on_payload: impl FnMut(&[u8]),
     ) -> Result<Progress, HttpError> {
         let mut i = 0;
+        let mut trailer = None;
         while i < data.len() {
             match self.state {
                 State::Done => break,
@@ -166,7 +171,15 @@ impl BodyTracker {
                     }
                 }
                 _ => {
+                    let in_trailer = match self.state {
+                        State::TrailerStart => data[i] != b'\r',
+                        State::TrailerName | State::TrailerValue | State::TrailerLf => true,
+                        _ => false,
+                    };
                     self.step(data[i])?;
+                    if in_trailer {
+                        trailer = Some((trailer.map_or(i, |(start, _)| start), i + 1));
+                    }
                     i += 1;
                 }
             }
@@ -174,6 +187,7 @@ impl BodyTracker {
         Ok(Progress {
             consumed: i,
             done: self.state == State::Done,
+            trailer,
         })
     }
 

@@ -355,8 +355,15 @@ pub async fn run<B: Backend, S: Stream>(
         }
     }
     bufs.upstream_path = path;
-    bufs.output
-        .extend_from_slice(&bufs.input[head_len..head_len + body_in_buf]);
+    // A client's chunked trailers are dropped, as nginx drops them.
+    let body_bytes = &bufs.input[head_len..head_len + body_in_buf];
+    match first.trailer {
+        Some((start, end)) => {
+            bufs.output.extend_from_slice(&body_bytes[..start]);
+            bufs.output.extend_from_slice(&body_bytes[end..]);
+        }
+        None => bufs.output.extend_from_slice(body_bytes),
+    }
     if let Some(b) = &bufs.plugins.body {
         bufs.output.extend_from_slice(b);
     }

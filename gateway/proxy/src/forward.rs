@@ -116,13 +116,19 @@ pub(super) async fn stream_request_body<S: Stream, U: Stream>(
             Ok(p) => p,
             Err(e) => return Err(BodyFail::Client(Some(e.status()), e.message())),
         };
+        let mut consumed = p.consumed;
+        // A client's chunked trailers are dropped, as nginx drops them.
+        if let Some((start, end)) = p.trailer {
+            bufs.input.drain(start..end);
+            consumed -= end - start;
+        }
         let buf = std::mem::take(&mut bufs.input);
-        let buf = write_with_timeout(timer, upstream, buf, 0..p.consumed, service.write_timeout)
+        let buf = write_with_timeout(timer, upstream, buf, 0..consumed, service.write_timeout)
             .await
             .map_err(BodyFail::Upstream)?;
         bufs.input = buf;
         if p.done {
-            bufs.input.drain(..p.consumed);
+            bufs.input.drain(..consumed);
             return Ok(());
         }
     }

@@ -85,7 +85,8 @@ fn chunked_stops_at_the_end_for_pipelining() {
         p,
         Progress {
             consumed: 12,
-            done: true
+            done: true,
+            trailer: None
         }
     );
     assert_eq!(&data[p.consumed..], b"GET / HTTP/1.1\r\n");
@@ -93,7 +94,8 @@ fn chunked_stops_at_the_end_for_pipelining() {
         t.advance(b"more").expect("done"),
         Progress {
             consumed: 0,
-            done: true
+            done: true,
+            trailer: None
         }
     );
 }
@@ -172,7 +174,8 @@ fn content_length_counts_and_stops() {
         t.advance(b"abcdef").expect("ok"),
         Progress {
             consumed: 3,
-            done: true
+            done: true,
+            trailer: None
         }
     );
     let mut t = BodyTracker::new(BodyFraming::Length(10));
@@ -191,7 +194,8 @@ fn none_and_zero_length_are_done_at_once() {
             t.advance(b"GET").expect("ok"),
             Progress {
                 consumed: 0,
-                done: true
+                done: true,
+                trailer: None
             }
         );
         assert_eq!(t.finish_eof(), Ok(()));
@@ -206,7 +210,8 @@ fn until_close_takes_everything_and_ends_at_eof() {
         t.advance(b"abc").expect("ok"),
         Progress {
             consumed: 3,
-            done: false
+            done: false,
+            trailer: None
         }
     );
     assert_eq!(t.finish_eof(), Ok(()));
@@ -288,5 +293,34 @@ fn mutated_chunked_bodies_never_panic() {
             }
         }
         assert!(total <= buf.len());
+    }
+}
+
+/// The trailer fields of a chunked body are reported so that a proxy can drop them; the
+/// last chunk and the final CRLF stay, wherever the reads split them.
+#[test]
+fn trailer_fields_are_located_across_reads() {
+    let data = b"3\r\nabc\r\n0\r\nX-Consumer-Username: admin\r\nA: b\r\n\r\nNEXT";
+    for split in 0..data.len() {
+        let mut t = BodyTracker::new(BodyFraming::Chunked);
+        let mut kept = Vec::new();
+        let mut at = 0;
+        for part in [&data[..split], &data[split..]] {
+            let p = t.advance(part).expect("valid");
+            let body = &part[..p.consumed];
+            match p.trailer {
+                Some((start, end)) => {
+                    kept.extend_from_slice(&body[..start]);
+                    kept.extend_from_slice(&body[end..]);
+                }
+                None => kept.extend_from_slice(body),
+            }
+            at += p.consumed;
+            if p.done {
+                break;
+            }
+        }
+        assert_eq!(kept, b"3\r\nabc\r\n0\r\n\r\n", "split at {split}");
+        assert_eq!(at, data.len() - 4, "split at {split}");
     }
 }
