@@ -282,17 +282,36 @@ fn writes_get_kongs_errors_and_nothing_half_written() {
     assert_eq!(gone.status, 204);
     let kept = gw.admin("GET", "/upstreams/u1/targets/10.0.0.1:80", &[], b"");
     assert_eq!(kept.json()["weight"], 7, "{}", kept.text());
-    // A PUT under u2 makes u2 a target of its own; u1's stays u1's.
+    // Kong's target PUT updates as PATCH does and creates nothing: u2 has no such target
+    // now (a PUT used to create it, and one with only a weight to fail on `target`).
     let put = gw.admin(
         "PUT",
         "/upstreams/u2/targets/10.0.0.1:80",
         &JSON,
         br#"{"weight":5}"#,
     );
+    assert_eq!(put.status, 404, "{}", put.text());
+    let put = gw.admin(
+        "PUT",
+        "/upstreams/u1/targets/10.0.0.1:80",
+        &JSON,
+        br#"{"weight":9}"#,
+    );
     assert_eq!(put.status, 200, "{}", put.text());
-    assert_eq!(put.json()["upstream"]["id"], got.json()["upstream"]["id"]);
+    assert_eq!(
+        (&put.json()["target"], &put.json()["weight"]),
+        (&json!("10.0.0.1:80"), &json!(9))
+    );
+    let all = gw.admin("GET", "/upstreams/u1/targets/all", &[], b"");
+    assert_eq!(all.status, 200, "{}", all.text());
+    assert_eq!(
+        all.json()["data"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        all.text()
+    );
     let kept = gw.admin("GET", "/upstreams/u1/targets/10.0.0.1:80", &[], b"");
-    assert_eq!(kept.json()["weight"], 7, "{}", kept.text());
+    assert_eq!(kept.json()["weight"], 9, "{}", kept.text());
     // Nor does a PUT under one consumer take another's key.
     post(&gw, "/consumers", json!({"username": "owner"}));
     post(&gw, "/consumers", json!({"username": "taker"}));

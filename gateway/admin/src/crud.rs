@@ -342,6 +342,16 @@ async fn one_child(
     child_key: &str,
     mut call: Call<'_>,
 ) -> Answer {
+    if child.name == "targets" {
+        // Kong's `/targets/all` lists them all, as `/targets` does here (gangway keeps no
+        // replaced targets to add); a target PUT updates, as PATCH, and creates nothing.
+        if child_key == "all" && *call.method == Method::GET {
+            return children(store, parent, key, child, fk, call).await;
+        }
+        if *call.method == Method::PUT {
+            call.method = &Method::PATCH;
+        }
+    }
     let Some(owner_id) = owner_id(store, parent, key).await? else {
         return Ok(reply::not_found());
     };
@@ -360,12 +370,9 @@ async fn one_child(
             None => return Ok(reply::not_found()),
         },
         // PUT may create the child under this parent; an ACL membership named by its group
-        // (Kong's acl API) or a target by its address, keys unique only under a parent, get
-        // a new id and that key.
+        // (Kong's acl API), a key unique only under a parent, gets a new id and that key.
         None if *call.method == Method::PUT => match Address::parse(child_key) {
-            Address::Key(_) if matches!(child.name, "acls" | "targets") => {
-                Address::Id(Uuid::new_v4())
-            }
+            Address::Key(_) if child.name == "acls" => Address::Id(Uuid::new_v4()),
             // Another parent's child (a key or id it holds) is not moved here.
             at => match store.select(child, &at).await? {
                 Some(_) => {
