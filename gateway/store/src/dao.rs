@@ -896,7 +896,18 @@ impl PgStore {
                 "expected a record".into(),
             )]));
         };
-        let snis = take_snis(kind, &mut input)?;
+        let mut snis = take_snis(kind, &mut input)?;
+        if kind.name == "certificates" {
+            // A PUT replaces the whole certificate, as Kong's: without `snis` it keeps none,
+            // and one addressed by a name keeps that name.
+            let names = snis.get_or_insert_with(Vec::new);
+            if let Address::Key(name) = at {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                    names.sort();
+                }
+            }
+        }
         strip_output_only(kind, &mut input);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
