@@ -154,6 +154,21 @@ fn oversized_headers_get_494() {
     assert_eq!(r.status, 494, "{}", r.text());
 }
 
+/// nginx counts no headers, only their bytes. A request or an upstream response with
+/// more than 100 short ones (many Set-Cookie lines) used to fail with 494 or 502.
+#[test]
+fn many_short_headers_pass_both_ways() {
+    let (_up, gw) = gw_with_echo();
+    let cookies: Vec<String> = (0..150).map(|i| format!("Set-Cookie: c{i}=v")).collect();
+    let headers: Vec<(&str, &str)> = cookies
+        .iter()
+        .map(|c| ("x-echo-response-header", c.as_str()))
+        .collect();
+    let r = request(gw.proxy, "GET", "/echo", &headers, b"").expect("response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.headers_named("set-cookie").len(), 150);
+}
+
 #[test]
 fn body_over_client_max_body_size_gets_413() {
     let up = Upstream::start();

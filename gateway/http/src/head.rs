@@ -27,8 +27,10 @@ mod response;
 pub use request::{RequestHead, parse_request};
 pub use response::{ResponseHead, parse_response};
 
-/// Hard cap on header slots per parse; they live on the stack, uninitialised, for the call.
-pub const MAX_HEADERS_CAP: usize = 256;
+/// Hard cap on header slots per parse; they live on the stack, uninitialised, for the call
+/// (16 KiB). nginx counts no headers, only their bytes (`max_header_bytes` here): the cap
+/// sits where 32 KiB of short header lines would end.
+pub const MAX_HEADERS_CAP: usize = 512;
 
 /// Size limits applied while parsing a head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +40,9 @@ pub struct Limits {
     pub max_line_bytes: usize,
     /// Largest whole head, like nginx's 4 × 8k `large_client_header_buffers`. Default: 32768.
     pub max_header_bytes: usize,
-    /// Most header fields; capped at [`MAX_HEADERS_CAP`]. Default: 100.
+    /// Most header fields; capped at [`MAX_HEADERS_CAP`]. Default: the cap. It was 100, so a
+    /// request or an upstream response with 101 short headers (many `Set-Cookie` lines)
+    /// failed where nginx takes it.
     pub max_headers: usize,
 }
 
@@ -47,7 +51,7 @@ impl Default for Limits {
         Limits {
             max_line_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
-            max_headers: 100,
+            max_headers: MAX_HEADERS_CAP,
         }
     }
 }
