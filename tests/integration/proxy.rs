@@ -775,3 +775,26 @@ fn chunked_trailers_from_a_client_are_not_forwarded() {
         assert!(!text.contains("admin"), "{streamed}: {text}");
     }
 }
+
+/// Kong routes on the Host header (`get_header("host")`), not on an absolute-form target's
+/// host, which gangway used to prefer (as nginx's `$host` does): a filter in front that
+/// judged the request by its Host header could be walked past to another host's routes.
+#[test]
+fn routing_follows_the_host_header_over_an_absolute_form_target() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(
+        up.addr,
+        "      - hosts: [internal.example]\n        plugins:\n          - name: request-termination\n            config: {status_code: 403, message: internal}\n      - hosts: [public.example]\n        plugins:\n          - name: request-termination\n            config: {status_code: 200, message: public}\n",
+    ));
+    let r = send_raw(
+        gw.proxy,
+        b"GET http://internal.example/admin HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n",
+    )
+    .expect("response");
+    assert_eq!(
+        (r.status, r.json()["message"].clone()),
+        (200, "public".into()),
+        "{}",
+        r.text()
+    );
+}

@@ -306,7 +306,7 @@ pub async fn run<B: Backend, S: Stream>(
     let target_host;
     let host: &[u8] = if ex.route.preserve_host {
         bufs.head
-            .host(&bufs.input)
+            .host_header(&bufs.input)
             .unwrap_or(service.host_header.as_bytes())
     } else if let (Some(b), Some(i)) = (balancer, target) {
         match &b.host_header {

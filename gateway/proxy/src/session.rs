@@ -545,7 +545,9 @@ async fn route<'s, B: Backend, S: Stream>(
         let view = HeadView { head, buf };
         let req = RouteRequest {
             method: std::str::from_utf8(head.method(buf)).unwrap_or(""),
-            host: std::str::from_utf8(head.host(buf).unwrap_or(b"")).unwrap_or(""),
+            // Kong routes on the Host header: an absolute-form target's host must not
+            // pick a route that a filter in front of gangway judged by the header.
+            host: std::str::from_utf8(head.host_header(buf).unwrap_or(b"")).unwrap_or(""),
             port: conn.local_port,
             path: std::str::from_utf8(head.path(buf)).unwrap_or(""),
             headers: &view,

@@ -113,6 +113,13 @@ impl RequestHead {
             .or_else(|| self.host_index.map(|i| self.headers[i].value.get(buf)))
     }
 
+    /// The `Host` header value alone, which Kong routes on and `preserve_host` forwards
+    /// (`get_header("host")`), where nginx's `$host` ([`RequestHead::host`]) takes an
+    /// absolute-form target's authority first.
+    pub fn host_header<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+        self.host_index.map(|i| self.headers[i].value.get(buf))
+    }
+
     /// Index of the `Host` field in [`RequestHead::headers`].
     pub fn host_index(&self) -> Option<usize> {
         self.host_index
