@@ -597,6 +597,21 @@ fn plugin_schemas_are_served_and_validate_without_storing() {
         gw.admin("GET", "/schemas/plugins/nope", &[], b"").json(),
         json!({"message": "No plugin named 'nope'"})
     );
+    // Kong's deprecated form answers the config record alone (it was a 404).
+    let legacy = gw.admin("GET", "/plugins/schema/key-auth", &[], b"");
+    assert_eq!(legacy.status, 200, "{}", legacy.text());
+    assert_eq!(legacy.json()["type"], "record");
+    assert!(
+        legacy.json()["fields"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f.get("key_names").is_some())),
+        "{}",
+        legacy.text()
+    );
+    assert_eq!(
+        gw.admin("GET", "/plugins/schema/nope", &[], b"").status,
+        404
+    );
 
     let json_type = [("Content-Type", "application/json")];
     let bad = gw.admin(

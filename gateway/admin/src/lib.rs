@@ -140,6 +140,7 @@ async fn answer(state: &AdminState, request: Request) -> Response {
         }
         Endpoint::Config => dbless::get(state),
         Endpoint::PluginSchema(name) => schemas::plugin(state, &name),
+        Endpoint::PluginConfigSchema(name) => schemas::plugin_config(state, &name),
         Endpoint::ValidatePlugin => schemas::validate_plugin(state, decoded, form),
         Endpoint::Schema(name) => schemas::entity(&name),
         Endpoint::ValidateEntity(name) => schemas::validate_entity(state, &name, decoded),

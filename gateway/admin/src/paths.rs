@@ -24,6 +24,8 @@ pub enum Endpoint {
     Schema(String),
     /// `/schemas/plugins/{name}`.
     PluginSchema(String),
+    /// `/plugins/schema/{name}`: Kong's deprecated form, answering the `config` record alone.
+    PluginConfigSchema(String),
     /// `/schemas/plugins/validate`.
     ValidatePlugin,
     /// `/schemas/{entity}/validate`.
@@ -100,6 +102,7 @@ impl Endpoint {
             | Endpoint::PluginsEnabled
             | Endpoint::Schema(_)
             | Endpoint::PluginSchema(_)
+            | Endpoint::PluginConfigSchema(_)
             | Endpoint::UpstreamHealth(_)
             | Endpoint::Tags(_) => READ,
             Endpoint::ValidatePlugin | Endpoint::ValidateEntity(_) => &[Method::POST],
@@ -138,6 +141,7 @@ pub fn resolve(segments: &[&str]) -> Option<Endpoint> {
         ["endpoints"] => Some(Endpoint::Endpoints),
         ["config"] => Some(Endpoint::Config),
         ["plugins", "enabled"] => Some(Endpoint::PluginsEnabled),
+        ["plugins", "schema", name] => Some(Endpoint::PluginConfigSchema((*name).to_owned())),
         ["schemas", "plugins", "validate"] => Some(Endpoint::ValidatePlugin),
         ["schemas", "plugins", name] => Some(Endpoint::PluginSchema((*name).to_owned())),
         ["schemas", name, "validate"] => Some(Endpoint::ValidateEntity((*name).to_owned())),

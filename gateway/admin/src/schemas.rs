@@ -26,6 +26,22 @@ pub fn plugin(state: &AdminState, name: &str) -> Response {
     }
 }
 
+/// `GET /plugins/schema/{name}` (deprecated in Kong, still answered): the plugin's `config`
+/// record alone.
+pub fn plugin_config(state: &AdminState, name: &str) -> Response {
+    let Some(spec) = state.gateway.catalog.find(name) else {
+        return reply::message(404, &format!("No plugin named '{name}'"));
+    };
+    let schema = (spec.schema)().to_kong_json();
+    let config = schema["fields"]
+        .as_array()
+        .and_then(|fields| fields.iter().find_map(|f| f.get("config")));
+    match config {
+        Some(config) => reply::json(200, config),
+        None => reply::message(404, &format!("No plugin named '{name}'")),
+    }
+}
+
 /// `POST /schemas/plugins/validate`: a plugin entity checked as a write would be, without
 /// storing it: its name, scope, protocols and config.
 pub fn validate_plugin(state: &AdminState, mut body: Value, form: bool) -> Response {
