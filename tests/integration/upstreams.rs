@@ -692,3 +692,20 @@ fn an_idle_upstream_connection_the_upstream_closed_or_spoke_on_is_not_reused() {
         );
     }
 }
+
+/// Kong's `set_host_header`: an upstream's `host_header` gets the target's port, unless it
+/// is the scheme's default, as a target's own name does. It went without the port.
+#[test]
+fn an_upstream_host_header_carries_the_target_port() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&format!(
+        "_format_version: \"3.0\"\nupstreams:\n  - name: pool\n    host_header: api.internal\n    targets:\n      - target: {}\nservices:\n  - name: s\n    host: pool\n    routes:\n      - paths: [\"/h\"]\n",
+        up.addr
+    ));
+    let r = request(gw.proxy, "GET", "/h", &[], b"").expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        echo_header(&r.json(), "host"),
+        Some(format!("api.internal:{}", up.addr.port()))
+    );
+}

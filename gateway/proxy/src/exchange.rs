@@ -98,7 +98,8 @@ struct Tries<'b> {
     balancer: Option<&'b Balancer>,
     hash: Option<u64>,
     failed: Vec<usize>,
-    /// The Host header names the target (no `host_header`, no `preserve_host`).
+    /// The Host header follows the target (its name or `host_header`, and its port), unless
+    /// the route preserves the client's.
     rename_host: bool,
     tls: bool,
 }
@@ -127,7 +128,8 @@ impl Tries<'_> {
             return Some(false);
         };
         if self.rename_host {
-            let name = host_header(&b.targets[i].host, b.targets[i].port, self.tls);
+            let name = b.host_header.as_deref().unwrap_or(&b.targets[i].host);
+            let name = host_header(name, b.targets[i].port, self.tls);
             output.splice(host_at.clone(), name.bytes());
             *host_at = host_at.start..host_at.start + name.len();
         }
@@ -309,13 +311,11 @@ pub async fn run<B: Backend, S: Stream>(
             .host_header(&bufs.input)
             .unwrap_or(service.host_header.as_bytes())
     } else if let (Some(b), Some(i)) = (balancer, target) {
-        match &b.host_header {
-            Some(h) => h.as_bytes(),
-            None => {
-                target_host = host_header(&b.targets[i].host, b.targets[i].port, service.tls);
-                target_host.as_bytes()
-            }
-        }
+        // Kong's `set_host_header`: the upstream's host_header, else the target's name, with
+        // the target's port unless it is the scheme's default.
+        let name = b.host_header.as_deref().unwrap_or(&b.targets[i].host);
+        target_host = host_header(name, b.targets[i].port, service.tls);
+        target_host.as_bytes()
     } else {
         service.host_header.as_bytes()
     };
@@ -417,7 +417,7 @@ pub async fn run<B: Backend, S: Stream>(
         balancer,
         hash,
         failed: Vec::new(),
-        rename_host: balancer.is_some_and(|b| b.host_header.is_none()) && !ex.route.preserve_host,
+        rename_host: balancer.is_some() && !ex.route.preserve_host,
         tls: service.tls,
     };
     // Held to the end of the exchange: least-connections counts the request until then.

@@ -14,7 +14,10 @@
 //! fields, and a weight of 4 or more yields a negative number whose conversion to the
 //! router's `uint64_t` depends on the CPU (x86 and ARM differ). Reproducing that would make
 //! routing differ between Graviton and x86 hosts, so gangway keeps the documented order;
-//! Kong's router specs agree with it.
+//! Kong's router specs agree with it. The same goes for a negative `regex_priority`: shifted
+//! into Kong's u64 it sets every bit above 19 and outranks every route, the opposite of
+//! "a lower number loses" that Kong documents and its 2.x router did; gangway compares it
+//! as a signed number (no Kong spec covers a negative value).
 
 use uuid::Uuid;
 
