@@ -2,7 +2,7 @@
 //! and trusted proxies.
 
 use crate::harness::{
-    Gangway, Options, Upstream, config_with_routes, echo_header, free_port, request,
+    Gangway, Options, Upstream, config_with_routes, echo_header, free_port, request, send_raw,
 };
 
 #[test]
@@ -181,6 +181,18 @@ fn https_only_routes_answer_426_or_redirect() {
         "/moved/a?b=1",
         &[("Host", "api.example.com")],
         b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some("https://api.example.com/moved/a?b=1")
+    );
+    // Kong's `$host`: lower case, without the port; and the origin-form target after it,
+    // even from an absolute-form request line (the raw target used to follow the host).
+    let r = send_raw(
+        gw.proxy,
+        b"GET http://API.Example.com:8000/moved/a?b=1 HTTP/1.1\r\nHost: api.example.com:8000\r\n\r\n",
     )
     .expect("request");
     assert_eq!(r.status, 301);

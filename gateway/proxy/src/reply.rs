@@ -255,6 +255,7 @@ pub(super) async fn require_https<B: Backend, S: Stream>(
     request_id: &[u8; 32],
     received: Instant,
     code: u16,
+    trusted: bool,
 ) -> bool {
     let settings = &ctx.gateway.settings;
     let id = std::str::from_utf8(request_id).unwrap_or_default();
@@ -281,8 +282,20 @@ pub(super) async fn require_https<B: Backend, S: Stream>(
                 .then_some(SERVER),
         );
     } else {
-        let host = bufs.head.host(&bufs.input).unwrap_or(b"");
-        let target = bufs.head.target(&bufs.input);
+        // Kong's `"https://" .. forwarded_host .. request_uri`: a trusted proxy's
+        // X-Forwarded-Host, else nginx's `$host` (lower case, no port), then the origin-form
+        // target even when the request line had an absolute one.
+        let forwarded = trusted
+            .then(|| bufs.head.header(&bufs.input, "x-forwarded-host"))
+            .flatten();
+        let host = match forwarded {
+            Some(h) => h.to_vec(),
+            None => {
+                let host = bufs.head.host(&bufs.input).unwrap_or(b"");
+                super::headers::host_without_port(host).to_ascii_lowercase()
+            }
+        };
+        let uri = bufs.head.path_and_query_span().get(&bufs.input);
         out.extend_from_slice(
             format!(
                 "HTTP/1.1 {code} {}\r\nLocation: https://",
@@ -290,8 +303,8 @@ pub(super) async fn require_https<B: Backend, S: Stream>(
             )
             .as_bytes(),
         );
-        out.extend_from_slice(host);
-        out.extend_from_slice(target);
+        out.extend_from_slice(&host);
+        out.extend_from_slice(uri);
         out.extend_from_slice(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     }
     let len = out.len();

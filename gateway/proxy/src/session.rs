@@ -591,6 +591,7 @@ async fn route<'s, B: Backend, S: Stream>(
             facts.request_id,
             facts.received,
             route.https_redirect_status_code,
+            conn.trusted,
         )
         .await;
         return Phase::Answered(keep);
@@ -758,7 +759,7 @@ fn https_request(conn: &ClientConn, bufs: &ConnBuffers) -> bool {
             && bufs
                 .head
                 .header(&bufs.input, "x-forwarded-proto")
-                .is_some_and(|v| v.eq_ignore_ascii_case(b"https")))
+                .is_some_and(|v| v == b"https"))
 }
 
 /// The configured `error_default_type` as a format (validated by the settings loader).
