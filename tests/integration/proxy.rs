@@ -424,6 +424,8 @@ fn routes_by_host_method_and_header() {
     assert_eq!(ok("x", "GET", "/m", &[]), 404);
     assert_eq!(ok("x", "GET", "/v", &[("X-Version", "V2")]), 200);
     assert_eq!(ok("x", "GET", "/v", &[("X-Version", "v1")]), 404);
+    // Kong's get_headers() finds a header under either spelling of `-` and `_`.
+    assert_eq!(ok("x", "GET", "/v", &[("X_Version", "v2")]), 200);
 }
 
 #[test]

@@ -71,12 +71,29 @@ struct HeadView<'a> {
 }
 
 impl HeaderSource for HeadView<'_> {
+    /// `lower_name` comes with `-` for `_` (as routes name headers); a request's
+    /// `X_Api_Version` matches it too, as Kong's `get_headers()[name]` finds either spelling
+    /// (nginx keeps underscores in Kong's config).
     fn values<'s>(&'s self, lower_name: &str) -> impl Iterator<Item = &'s [u8]> {
         let buf = self.buf;
+        let dashed = |b: u8| {
+            if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        };
         self.head
             .headers()
             .iter()
-            .filter(move |f| gangway_http::headers::name_eq(f.name.get(buf), lower_name.as_bytes()))
+            .filter(move |f| {
+                let name = f.name.get(buf);
+                name.len() == lower_name.len()
+                    && name
+                        .iter()
+                        .zip(lower_name.bytes())
+                        .all(|(&a, b)| dashed(a) == b)
+            })
             .map(move |f| f.value.get(buf))
     }
 }
