@@ -426,6 +426,13 @@ fn routes_by_host_method_and_header() {
     assert_eq!(ok("x", "GET", "/v", &[("X-Version", "v1")]), 404);
     // Kong's get_headers() finds a header under either spelling of `-` and `_`.
     assert_eq!(ok("x", "GET", "/v", &[("X_Version", "v2")]), 200);
+    // A Host that is not UTF-8 matches no route, not every route without hosts.
+    let r = send_raw(
+        gw.proxy,
+        b"POST /m HTTP/1.1\r\nHost: caf\xe9.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .expect("response");
+    assert_eq!(r.status, 404, "{}", r.text());
 }
 
 #[test]

@@ -560,11 +560,14 @@ async fn route<'s, B: Backend, S: Stream>(
         let buf = &bufs.input[..facts.head_len];
         let head = &bufs.head;
         let view = HeadView { head, buf };
+        // Kong routes on the Host header: an absolute-form target's host must not pick a
+        // route that a filter in front of gangway judged by the header. A Host that is not
+        // UTF-8 matches nothing (Kong's router refuses the value, and answers 404); read
+        // as no Host, it would have matched every route without hosts.
+        let host = std::str::from_utf8(head.host_header(buf).unwrap_or(b""));
         let req = RouteRequest {
             method: std::str::from_utf8(head.method(buf)).unwrap_or(""),
-            // Kong routes on the Host header: an absolute-form target's host must not
-            // pick a route that a filter in front of gangway judged by the header.
-            host: std::str::from_utf8(head.host_header(buf).unwrap_or(b"")).unwrap_or(""),
+            host: host.unwrap_or(""),
             port: conn.local_port,
             path: std::str::from_utf8(head.path(buf)).unwrap_or(""),
             headers: &view,
@@ -575,7 +578,9 @@ async fn route<'s, B: Backend, S: Stream>(
             .plugins
             .trace
             .open(Instrumentations::ROUTER, SpanName::Router);
-        let matched = snapshot.router.find(&req, &mut bufs.scratch);
+        let matched = host
+            .ok()
+            .and_then(|_| snapshot.router.find(&req, &mut bufs.scratch));
         bufs.plugins.trace.close(span);
         matched
     };
