@@ -807,3 +807,30 @@ fn routing_follows_the_host_header_over_an_absolute_form_target() {
         r.text()
     );
 }
+
+/// Kong's answers on a gRPC route to an HTTP/1.x request: 415 when it is not gRPC, 426
+/// (use HTTP/2) when it is. gangway took a grpc-only route for an https-only one and
+/// answered 426 'Please use HTTPS protocol' (or redirected).
+#[test]
+fn grpc_routes_refuse_http1_requests_as_kong_does() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: g\n    url: grpc://{}\n    routes:\n      - protocols: [grpc]\n        paths: [\"/g\"]\n",
+        up.addr
+    ));
+    let json = ("Accept", "application/json");
+    let r = request(gw.proxy, "GET", "/g", &[json], b"").expect("request");
+    assert_eq!(r.status, 415, "{}", r.text());
+    assert_eq!(r.json()["message"], "Non-gRPC request matched gRPC route");
+    let r = request(
+        gw.proxy,
+        "POST",
+        "/g",
+        &[json, ("Content-Type", "application/grpc")],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 426, "{}", r.text());
+    assert_eq!(r.json()["message"], "Please use HTTP2 protocol");
+    assert_eq!(r.header("upgrade"), Some("HTTP/2"));
+}

@@ -90,6 +90,7 @@ pub async fn respond_error<B: Backend, S: Stream>(
     status: u16,
     message: &str,
     filter: Option<(&Snapshot, &Chain)>,
+    extra: &[(&str, &str)],
 ) -> bool {
     let done = request_end(bufs, head_len);
     let keep = done.is_some() && bufs.head.keep_alive() && !ctx.last_on_connection(bufs);
@@ -98,9 +99,10 @@ pub async fn respond_error<B: Backend, S: Stream>(
         filter_headers(bufs, snapshot, chain, status);
         added = plugin_headers(&bufs.plugins.response_headers);
     }
-    let headers: Vec<(&str, &str)> = added
+    let headers: Vec<(&str, &str)> = extra
         .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .copied()
+        .chain(added.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         .collect();
     write_error_with(
         client, bufs, ctx, request_id, received, status, message, !keep, &headers,

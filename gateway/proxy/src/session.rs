@@ -600,12 +600,15 @@ async fn route<'s, B: Backend, S: Stream>(
             404,
             "no Route matched with those values",
             Some((snapshot, global)),
+            &[],
         )
         .await;
         return Phase::Answered(keep);
     };
     let route = &snapshot.config.routes[matched.route];
-    if !route.protocols.contains(&Protocol::Http) && !https_request(conn, bufs) {
+    let https_only =
+        route.protocols.contains(&Protocol::Https) && !route.protocols.contains(&Protocol::Http);
+    if https_only && !https_request(conn, bufs) {
         let keep = reply::require_https(
             client,
             bufs,
@@ -614,6 +617,27 @@ async fn route<'s, B: Backend, S: Stream>(
             facts.received,
             route.https_redirect_status_code,
             conn.trusted,
+        )
+        .await;
+        return Phase::Answered(keep);
+    }
+    if let Some((status, message, extra)) = grpc_mismatch(route, bufs) {
+        // Kong's answers for an HTTP/1.x request on a gRPC route (gangway speaks no HTTP/2),
+        // filtered and logged by the global plugins as its 404 is.
+        let global = &snapshot.pipeline.global;
+        global.resolve_defaults(&mut bufs.plugins.resolved);
+        log::begin(client, bufs, snapshot, ChainRef::Global, facts);
+        let keep = reply::respond_error(
+            client,
+            bufs,
+            facts.head_len,
+            ctx,
+            facts.request_id,
+            facts.received,
+            status,
+            message,
+            Some((snapshot, global)),
+            extra,
         )
         .await;
         return Phase::Answered(keep);
@@ -728,6 +752,7 @@ async fn forward<B: Backend, S: Stream>(
             503,
             "no Service found with those values",
             Some((snapshot, routed.chain)),
+            &[],
         )
         .await;
     };
@@ -782,6 +807,34 @@ fn https_request(conn: &ClientConn, bufs: &ConnBuffers) -> bool {
                 .head
                 .header(&bufs.input, "x-forwarded-proto")
                 .is_some_and(|v| v == b"https"))
+}
+
+/// A status, Kong's message and the headers that go with it.
+type GrpcRefusal = (u16, &'static str, &'static [(&'static str, &'static str)]);
+
+/// Kong's refusal of a request on a gRPC route: 426 for a gRPC request that is not HTTP/2
+/// (none is here), 415 for one that is not gRPC at all.
+fn grpc_mismatch(route: &Route, bufs: &ConnBuffers) -> Option<GrpcRefusal> {
+    if !route
+        .protocols
+        .iter()
+        .any(|p| matches!(p, Protocol::Grpc | Protocol::Grpcs))
+    {
+        return None;
+    }
+    let grpc = bufs
+        .head
+        .header(&bufs.input, "content-type")
+        .is_some_and(|t| t.starts_with(b"application/grpc"));
+    Some(if grpc {
+        (
+            426,
+            "Please use HTTP2 protocol",
+            &[("Connection", "Upgrade"), ("Upgrade", "HTTP/2")],
+        )
+    } else {
+        (415, "Non-gRPC request matched gRPC route", &[])
+    })
 }
 
 /// The configured `error_default_type` as a format (validated by the settings loader).
