@@ -202,6 +202,32 @@ fn https_only_routes_answer_426_or_redirect() {
     );
 }
 
+/// Kong refuses or redirects plain http on an https-only route in access.before, as it
+/// answers the 404: the global plugins filter and log the answer. gangway wrote it past
+/// them (no correlation id, no log line).
+#[test]
+fn https_refusals_and_redirects_pass_through_the_global_plugins() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&format!(
+        "_format_version: \"3.0\"\nplugins:\n  - name: correlation-id\n    config: {{header_name: X-Corr, echo_downstream: true}}\nservices:\n  - name: s\n    url: http://{}\n    routes:\n      - protocols: [https]\n        paths: [\"/secure\"]\n      - protocols: [https]\n        paths: [\"/moved\"]\n        https_redirect_status_code: 308\n",
+        up.addr
+    ));
+    for (path, status) in [("/secure", 426), ("/moved/x", 308)] {
+        let r = request(gw.proxy, "GET", path, &[("Host", "a.example")], b"").expect("request");
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert!(r.header("x-corr").is_some(), "{path}: {:?}", r.headers);
+    }
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/moved/x?q=1",
+        &[("Host", "a.example")],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.header("location"), Some("https://a.example/moved/x?q=1"));
+}
+
 #[test]
 fn trusted_proxies_keep_forwarded_headers() {
     let up = Upstream::start();

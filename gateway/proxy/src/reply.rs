@@ -248,69 +248,21 @@ pub(super) async fn refuse_head<S: Stream>(
     request_id
 }
 
-/// Kong's answer to plain http on an https-only route: 426 with an Upgrade hint, or a
-/// redirect to the https URL (`https_redirect_status_code`). The connection then closes.
-pub(super) async fn require_https<B: Backend, S: Stream>(
-    client: &S,
-    bufs: &mut ConnBuffers,
-    ctx: &WorkerCtx<B>,
-    request_id: &[u8; 32],
-    received: Instant,
-    code: u16,
-    trusted: bool,
-) -> bool {
-    let settings = &ctx.gateway.settings;
-    let id = std::str::from_utf8(request_id).unwrap_or_default();
-    let latency = received.elapsed().as_millis().to_string();
-    let mut out = std::mem::take(&mut bufs.output);
-    out.clear();
-    if code == 426 {
-        let mut extra = vec![("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")];
-        if settings.headers.contains(HeaderToken::ResponseLatency) {
-            extra.push(("X-Kong-Response-Latency", &latency));
+/// The https URL a redirect of an https-only route names, as Kong builds it:
+/// `"https://" .. forwarded_host .. request_uri`, the forwarded host being a trusted proxy's
+/// X-Forwarded-Host, else nginx's `$host` (lower case, no port), and the URI the origin-form
+/// target even when the request line had an absolute one.
+pub(super) fn https_location(bufs: &ConnBuffers, trusted: bool) -> String {
+    let forwarded = trusted
+        .then(|| bufs.head.header(&bufs.input, "x-forwarded-host"))
+        .flatten();
+    let host = match forwarded {
+        Some(h) => String::from_utf8_lossy(h).into_owned(),
+        None => {
+            let host = bufs.head.host(&bufs.input).unwrap_or(b"");
+            String::from_utf8_lossy(super::headers::host_without_port(host)).to_ascii_lowercase()
         }
-        let accept = (!bufs.accept.is_empty()).then_some(&bufs.accept[..]);
-        error_page::write_error_response(
-            &mut out,
-            426,
-            Some("Please use HTTPS protocol"),
-            id,
-            accept,
-            error_format(&settings.error_default_type),
-            &extra,
-            settings
-                .headers
-                .contains(HeaderToken::Server)
-                .then_some(SERVER),
-        );
-    } else {
-        // Kong's `"https://" .. forwarded_host .. request_uri`: a trusted proxy's
-        // X-Forwarded-Host, else nginx's `$host` (lower case, no port), then the origin-form
-        // target even when the request line had an absolute one.
-        let forwarded = trusted
-            .then(|| bufs.head.header(&bufs.input, "x-forwarded-host"))
-            .flatten();
-        let host = match forwarded {
-            Some(h) => h.to_vec(),
-            None => {
-                let host = bufs.head.host(&bufs.input).unwrap_or(b"");
-                super::headers::host_without_port(host).to_ascii_lowercase()
-            }
-        };
-        let uri = bufs.head.path_and_query_span().get(&bufs.input);
-        out.extend_from_slice(
-            format!(
-                "HTTP/1.1 {code} {}\r\nLocation: https://",
-                error_page::reason_phrase(code)
-            )
-            .as_bytes(),
-        );
-        out.extend_from_slice(&host);
-        out.extend_from_slice(uri);
-        out.extend_from_slice(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    }
-    let len = out.len();
-    let (_, out) = client.write_all(out, 0..len).await;
-    bufs.output = out;
-    false
+    };
+    let uri = bufs.head.path_and_query_span().get(&bufs.input);
+    format!("https://{host}{}", String::from_utf8_lossy(uri))
 }

@@ -26,7 +26,7 @@ use gangway_http::{
 use gangway_net::{Backend, Stream};
 use gangway_pipeline::context::ConnFacts;
 use gangway_pipeline::trace::SpanName;
-use gangway_pipeline::{AccessCtx, Chain, Flow, RequestState};
+use gangway_pipeline::{AccessCtx, Chain, Flow, RequestState, Response, ResponseBody};
 use gangway_router::{HeaderSource, MatchScratch, RouteMatch, RouteRequest};
 
 /// Initial capacity of a request buffer.
@@ -609,16 +609,34 @@ async fn route<'s, B: Backend, S: Stream>(
     let https_only =
         route.protocols.contains(&Protocol::Https) && !route.protocols.contains(&Protocol::Http);
     if https_only && !https_request(conn, bufs) {
-        let keep = reply::require_https(
-            client,
-            bufs,
-            ctx,
-            facts.request_id,
-            facts.received,
-            route.https_redirect_status_code,
-            conn.trusted,
-        )
-        .await;
+        // Refused or redirected in Kong's access.before, like the 404: the global plugins
+        // filter and log the answer.
+        let global = &snapshot.pipeline.global;
+        global.resolve_defaults(&mut bufs.plugins.resolved);
+        log::begin(client, bufs, snapshot, ChainRef::Global, facts);
+        let keep = match route.https_redirect_status_code {
+            426 => {
+                reply::respond_error(
+                    client,
+                    bufs,
+                    facts.head_len,
+                    ctx,
+                    facts.request_id,
+                    facts.received,
+                    426,
+                    "Please use HTTPS protocol",
+                    Some((snapshot, global)),
+                    &[("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")],
+                )
+                .await
+            }
+            code => {
+                let location = reply::https_location(bufs, conn.trusted);
+                let response =
+                    Response::exit(code, ResponseBody::Empty).with_header("Location", location);
+                super::plugins::respond(client, bufs, ctx, facts, snapshot, global, response).await
+            }
+        };
         return Phase::Answered(keep);
     }
     if let Some((status, message, extra)) = grpc_mismatch(route, bufs) {
