@@ -170,7 +170,7 @@ fn each_transaction_is_posted_with_kongs_headers() {
     assert_eq!(entry["request"]["headers"]["file-log-uuid"], id.as_str());
     assert_eq!(entry["response"]["status"], 200);
     assert_eq!(entry["route"]["name"], "single");
-    assert_eq!(entry["source"], "service");
+    assert_eq!(entry["source"], "upstream");
 }
 
 #[test]

@@ -50,6 +50,8 @@ services:
       - name: logged
         paths: ["/logged"]
         plugins:
+          - name: correlation-id
+            config: {{header_name: X-Corr}}
           - name: file-log
             config:
               path: {route}
@@ -99,6 +101,12 @@ services:
     routes:
       - name: dead
         paths: ["/dead"]
+  - name: slow
+    url: http://{up}
+    read_timeout: 300
+    routes:
+      - name: slow
+        paths: ["/slow"]
 "#,
         global = global_log.display(),
         route = route_log.display(),
@@ -181,9 +189,31 @@ fn a_proxied_request_is_logged_in_kongs_shape() {
     assert_eq!(resp["headers"]["content-type"], "application/json");
     assert_eq!(log["upstream_uri"], "/?a=1&flag&a=2");
     assert_eq!(log["upstream_status"], "200");
-    assert_eq!(log["source"], "service");
+    assert_eq!(log["source"], "upstream");
+    // Kong's correlation-id sets the entry's `correlation_id`.
+    assert!(
+        log["correlation_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+            && log["correlation_id"] == req["headers"]["x-corr"],
+        "{log}"
+    );
     assert_eq!(log["route"]["name"], "logged");
     assert_eq!(log["service"]["name"], "echo");
+    // As Kong copies DAO rows: unset fields absent (not null), and the workspace id.
+    for entity in ["route", "service"] {
+        let fields = log[entity].as_object().expect("an object");
+        assert!(
+            fields.values().all(|v| !v.is_null()),
+            "{entity}: {fields:?}"
+        );
+        assert_eq!(log[entity]["ws_id"], "0dc6f45b-8f8d-40d2-a504-473544ee190b");
+    }
+    assert!(
+        log["route"].get("hosts").is_none(),
+        "unset: {}",
+        log["route"]
+    );
     assert_eq!(log["tries"][0]["port"], t.up.addr.port());
     assert_eq!(log["tries"][0]["ip"], "127.0.0.1");
     assert!(log["latencies"]["proxy"].as_i64().is_some_and(|p| p >= 0));
@@ -241,7 +271,7 @@ fn authenticated_and_rejected_requests_are_logged() {
     assert_eq!(r.status, 401);
     let log = wait_line(&t.route_log(), &denied);
     assert_eq!(log["response"]["status"], 401);
-    assert_eq!(log["source"], "exit");
+    assert_eq!(log["source"], "kong");
     assert_eq!(log["upstream_uri"], "");
     assert_eq!(log["latencies"]["proxy"], -1);
     assert!(log.get("consumer").is_none());
@@ -256,7 +286,11 @@ fn plugin_answers_and_gateway_errors_are_logged() {
     assert_eq!(r.status, 418);
     let log = wait_line(&t.route_log(), &id);
     assert_eq!(log["response"]["status"], 418);
-    assert_eq!(log["source"], "exit");
+    assert_eq!(log["source"], "kong");
+    assert!(
+        log.get("correlation_id").is_none(),
+        "no correlation-id here"
+    );
     assert_eq!(log["route"]["name"], "teapot");
 
     // No route: the global plugins log the 404, with no route or service.
@@ -272,7 +306,7 @@ fn plugin_answers_and_gateway_errors_are_logged() {
     assert_eq!(r.status, 404);
     let log = wait_line(&t.global_log(), &lost);
     assert_eq!(log["response"]["status"], 404);
-    assert_eq!(log["source"], "error");
+    assert_eq!(log["source"], "kong");
     assert!(log.get("route").is_none() && log.get("service").is_none());
 
     // An upstream that refuses connections: the global instance logs Kong's 502.
@@ -281,9 +315,37 @@ fn plugin_answers_and_gateway_errors_are_logged() {
     assert_eq!(r.status, 502);
     let log = wait_line(&t.global_log(), &dead);
     assert_eq!(log["response"]["status"], 502);
-    assert_eq!(log["source"], "error");
+    assert_eq!(log["source"], "kong");
     assert_eq!(log["upstream_status"], "");
+    // Kong books the tries on the upstream (KONG_WAITING_TIME), not as its own latency.
+    assert!(
+        log["latencies"]["proxy"].as_i64().is_some_and(|p| p >= 0),
+        "{}",
+        log["latencies"]
+    );
     assert_eq!(log["route"]["name"], "dead");
+    // An upstream timing out: the 300 ms wait is the upstream's, not gangway's (it was all
+    // booked as `kong`, and `proxy` was -1).
+    let slow = uuid();
+    let r = request(
+        t.gw.proxy,
+        "GET",
+        "/slow",
+        &[("file-log-uuid", &slow), ("x-echo-delay-ms", "1500")],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(r.status, 504);
+    let log = wait_line(&t.global_log(), &slow);
+    let latencies = &log["latencies"];
+    assert!(
+        latencies["proxy"].as_i64().is_some_and(|p| p >= 300),
+        "{latencies}"
+    );
+    assert!(
+        latencies["kong"].as_i64().is_some_and(|k| k < 200),
+        "{latencies}"
+    );
 }
 
 #[test]

@@ -184,8 +184,8 @@ pub fn build(b: &Build<'_>) -> BuildResult {
         ..conf.queue.settings(
             NAME,
             endpoint,
-            conf.batch_span_count,
-            conf.batch_flush_delay,
+            log_queue::deprecated(conf.batch_span_count, 200),
+            log_queue::deprecated(conf.batch_flush_delay, 3.0),
         )
     };
     Ok(Box::new(OpenTelemetry {

@@ -35,6 +35,9 @@ pub struct RequestState {
     pub credential: Option<CredentialRef>,
     /// Groups set by an authentication plugin without consumers (`authenticated_groups`).
     pub authenticated_groups: Vec<String>,
+    /// Top-level fields a plugin adds to the log entry (Kong's
+    /// `kong.log.set_serialize_value`, e.g. correlation-id's `correlation_id`).
+    pub log_values: Vec<(&'static str, String)>,
     /// Changes to the client response's headers.
     pub response_headers: HeaderEdits,
     /// For each chain step, the instance chosen in access (index into the instances), or
@@ -98,6 +101,7 @@ impl RequestState {
         self.consumer = None;
         self.credential = None;
         self.authenticated_groups.clear();
+        self.log_values.clear();
         self.response_headers.clear();
         self.resolved.clear();
         self.resolved.resize(steps, NOT_RUN);

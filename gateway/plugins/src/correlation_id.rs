@@ -160,6 +160,9 @@ impl Plugin for CorrelationId {
                 id.into_bytes()
             }
         };
+        ctx.state
+            .log_values
+            .push(("correlation_id", String::from_utf8_lossy(&id).into_owned()));
         if self.echo_downstream {
             ctx.save(&id);
         }

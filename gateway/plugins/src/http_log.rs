@@ -152,9 +152,12 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
         connect_timeout: timeout,
         send_timeout: timeout,
         read_timeout: timeout,
-        ..conf
-            .queue
-            .settings(NAME, endpoint, conf.queue_size, conf.flush_timeout)
+        ..conf.queue.settings(
+            NAME,
+            endpoint,
+            log_queue::deprecated(conf.queue_size, 1),
+            log_queue::deprecated(conf.flush_timeout, 2.0),
+        )
     };
     Ok(Box::new(HttpLog {
         queue: Queue::shared(settings, payload),

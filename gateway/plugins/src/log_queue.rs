@@ -105,7 +105,8 @@ pub struct QueueConfig {
 
 impl QueueConfig {
     /// Settings for a `kind` queue posting to `endpoint` with this config, where a plugin's
-    /// deprecated batch size and flush delay win when set (as in Kong). The request's method
+    /// deprecated batch size and flush delay win when set (the caller drops them when they
+    /// hold their old defaults, see [`deprecated`]). The request's method
     /// is POST; content type, headers and timeouts are the caller's to fill.
     pub fn settings(
         &self,
@@ -578,4 +579,24 @@ fn exchange<S: Read + Write>(mut stream: S, head: &[u8], body: &[u8]) -> std::io
             }
         })?;
     Ok(response)
+}
+
+/// A plugin's deprecated queue field, unless it holds its old default: Kong lets such a
+/// field win over `queue.*` only then (configs upgraded from Kong 2.x carry the defaults,
+/// `queue_size: 1` and `flush_timeout: 2`, or opentelemetry's 200 and 3).
+pub fn deprecated<T: PartialEq>(value: Option<T>, old_default: T) -> Option<T> {
+    value.filter(|v| *v != old_default)
+}
+
+#[cfg(test)]
+mod deprecated_fields_tests {
+    use super::*;
+
+    #[test]
+    fn old_defaults_of_the_deprecated_fields_leave_the_queue_settings() {
+        assert_eq!(deprecated(Some(1), 1), None);
+        assert_eq!(deprecated(Some(2.0), 2.0), None);
+        assert_eq!(deprecated(Some(5), 1), Some(5));
+        assert_eq!(deprecated(None, 1), None);
+    }
 }

@@ -422,6 +422,11 @@ pub async fn run<B: Backend, S: Stream>(
     };
     // Held to the end of the exchange: least-connections counts the request until then.
     let mut _in_flight = None;
+    if bufs.txn.active {
+        let now = Instant::now();
+        bufs.txn.upstream_started = Some(now);
+        bufs.txn.proxy_latency = Some(now.duration_since(ex.received));
+    }
     let (upstream, resp_len, key) = loop {
         let mut balancer_span = None;
         let picked = balancer.zip(target);

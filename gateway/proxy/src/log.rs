@@ -32,11 +32,12 @@ pub enum Source {
 }
 
 impl Source {
+    /// The log entry's `source`, as Kong (3.6+) names it there (`RESPONSE_SOURCE.NAMES`):
+    /// `upstream` for the service's answer, `kong` for a plugin's or gangway's own.
     fn name(self) -> &'static str {
         match self {
-            Source::Service => "service",
-            Source::Exit => "exit",
-            Source::Error => "error",
+            Source::Service => "upstream",
+            Source::Exit | Source::Error => "kong",
         }
     }
 }
@@ -88,8 +89,11 @@ pub struct Transaction {
     pub tries: Vec<SocketAddr>,
     /// From the head's arrival until the upstream request was sent.
     pub proxy_latency: Option<Duration>,
-    /// From sending the upstream request until its response head arrived.
+    /// From sending the upstream request until its response head arrived, or, when no
+    /// try got one, until the gateway gave up (Kong's `KONG_WAITING_TIME`).
     pub upstream_latency: Option<Duration>,
+    /// When the first try began, for a request that went to the balancer.
+    pub upstream_started: Option<std::time::Instant>,
     /// Who answered.
     pub source: Source,
 }
@@ -133,16 +137,32 @@ pub fn begin<S>(
     txn.tries.clear();
     txn.proxy_latency = None;
     txn.upstream_latency = None;
+    txn.upstream_started = None;
     txn.source = Source::Error;
     bufs.txn.request_size = request_size(bufs, facts);
     if bufs.txn.reads_entry {
-        bufs.txn.started_at = epoch_millis();
+        // Kong's `get_start_time()`: when the request arrived, not when the log began
+        // (after the access plugins, which may have waited on Redis or a body).
+        let waited = facts.received.elapsed().as_millis() as u64;
+        bufs.txn.started_at = epoch_millis().saturating_sub(waited);
         let request = request_object(bufs, facts);
         *bufs.txn.request.get_mut() = request;
         // The serialized entry carries the response headers.
         client.capture_head();
     }
     client.track_status();
+}
+
+/// An entity as Kong's log entry copies it from its DAO row: unset fields are absent, not
+/// null, and routes and services carry their workspace (`ws_id`).
+fn entity_row(mut value: Value, with_ws_id: bool) -> Value {
+    if let Value::Object(fields) = &mut value {
+        fields.retain(|_, v| !v.is_null());
+        if with_ws_id {
+            fields.insert("ws_id".into(), Value::String(DEFAULT_WORKSPACE_ID.into()));
+        }
+    }
+    value
 }
 
 fn epoch_millis() -> u64 {
@@ -366,7 +386,9 @@ impl Latencies {
             Source::Service => txn.proxy_latency.unwrap_or_default(),
             // A plugin's answer: what it waited on its backend (a Lambda) is not Kong's time.
             Source::Exit => total.saturating_sub(txn.upstream_latency.unwrap_or_default()),
-            Source::Error => total,
+            // The upstream failed: Kong books the wait on it (`latencies.proxy`), and only
+            // the time until the first try as its own.
+            Source::Error => txn.proxy_latency.unwrap_or(total),
         };
         Latencies { total, kong }
     }
@@ -460,21 +482,18 @@ fn serialize<S>(
                 }),
             );
         }
-        entry.insert(
-            "consumer".into(),
-            serde_json::to_value(consumer).unwrap_or(Value::Null),
-        );
+        let consumer = serde_json::to_value(consumer).unwrap_or(Value::Null);
+        entry.insert("consumer".into(), entity_row(consumer, false));
     }
     if let ChainRef::Route(i) = txn.chain {
         let route = &snapshot.config.routes[i];
-        entry.insert(
-            "route".into(),
-            serde_json::to_value(route).unwrap_or(Value::Null),
-        );
+        let route = serde_json::to_value(route).unwrap_or(Value::Null);
+        entry.insert("route".into(), entity_row(route, true));
         if let Some(s) = snapshot.route_service[i] {
+            let service = serde_json::to_value(&snapshot.config.services[s]);
             entry.insert(
                 "service".into(),
-                serde_json::to_value(&snapshot.config.services[s]).unwrap_or(Value::Null),
+                entity_row(service.unwrap_or(Value::Null), true),
             );
         }
     }
@@ -495,6 +514,9 @@ fn serialize<S>(
             .map(|(format, id)| ((*format).to_owned(), Value::String(id.to_string())))
             .collect();
         entry.insert("trace_id".into(), Value::Object(ids));
+    }
+    for (name, value) in &bufs.plugins.log_values {
+        entry.insert((*name).into(), Value::String(value.clone()));
     }
     Value::Object(entry)
 }

@@ -55,6 +55,9 @@ impl<B: Backend> Reply<'_, B> {
             filter_headers(bufs, self.snapshot, self.chain, status);
         }
         bufs.txn.source = Source::Error;
+        if bufs.txn.upstream_latency.is_none() {
+            bufs.txn.upstream_latency = bufs.txn.upstream_started.map(|s| s.elapsed());
+        }
         let added = plugin_headers(&bufs.plugins.response_headers);
         let plugin_headers: Vec<(&str, &str)> = added
             .iter()
