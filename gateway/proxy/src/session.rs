@@ -586,21 +586,13 @@ async fn route<'s, B: Backend, S: Stream>(
     };
     let Some(matched) = matched else {
         debug!(path = %String::from_utf8_lossy(bufs.head.path(&bufs.input)), "no route matched");
-        // As in Kong, the global plugins still filter and log the 404.
-        let global = &snapshot.pipeline.global;
-        global.resolve_defaults(&mut bufs.plugins.resolved);
-        log::begin(client, bufs, snapshot, ChainRef::Global, facts);
-        let keep = reply::respond_error(
+        let keep = global_error(
             client,
             bufs,
-            facts.head_len,
+            facts,
+            snapshot,
             ctx,
-            facts.request_id,
-            facts.received,
-            404,
-            "no Route matched with those values",
-            Some((snapshot, global)),
-            &[],
+            (404, "no Route matched with those values", &[]),
         )
         .await;
         return Phase::Answered(keep);
@@ -609,55 +601,25 @@ async fn route<'s, B: Backend, S: Stream>(
     let https_only =
         route.protocols.contains(&Protocol::Https) && !route.protocols.contains(&Protocol::Http);
     if https_only && !https_request(conn, bufs) {
-        // Refused or redirected in Kong's access.before, like the 404: the global plugins
-        // filter and log the answer.
-        let global = &snapshot.pipeline.global;
-        global.resolve_defaults(&mut bufs.plugins.resolved);
-        log::begin(client, bufs, snapshot, ChainRef::Global, facts);
         let keep = match route.https_redirect_status_code {
             426 => {
-                reply::respond_error(
-                    client,
-                    bufs,
-                    facts.head_len,
-                    ctx,
-                    facts.request_id,
-                    facts.received,
-                    426,
-                    "Please use HTTPS protocol",
-                    Some((snapshot, global)),
-                    &[("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")],
-                )
-                .await
+                let upgrade: &[_] = &[("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")];
+                let refusal = (426, "Please use HTTPS protocol", upgrade);
+                global_error(client, bufs, facts, snapshot, ctx, refusal).await
             }
             code => {
                 let location = reply::https_location(bufs, conn.trusted);
                 let response =
                     Response::exit(code, ResponseBody::Empty).with_header("Location", location);
+                let global = begin_global_answer(client, bufs, facts, snapshot);
                 super::plugins::respond(client, bufs, ctx, facts, snapshot, global, response).await
             }
         };
         return Phase::Answered(keep);
     }
-    if let Some((status, message, extra)) = grpc_mismatch(route, bufs) {
-        // Kong's answers for an HTTP/1.x request on a gRPC route (gangway speaks no HTTP/2),
-        // filtered and logged by the global plugins as its 404 is.
-        let global = &snapshot.pipeline.global;
-        global.resolve_defaults(&mut bufs.plugins.resolved);
-        log::begin(client, bufs, snapshot, ChainRef::Global, facts);
-        let keep = reply::respond_error(
-            client,
-            bufs,
-            facts.head_len,
-            ctx,
-            facts.request_id,
-            facts.received,
-            status,
-            message,
-            Some((snapshot, global)),
-            extra,
-        )
-        .await;
+    if let Some(refusal) = grpc_mismatch(route, bufs) {
+        // Kong's answers for an HTTP/1.x request on a gRPC route (gangway speaks no HTTP/2).
+        let keep = global_error(client, bufs, facts, snapshot, ctx, refusal).await;
         return Phase::Answered(keep);
     }
     let service = snapshot.route_service[matched.route].filter(|&i| snapshot.services[i].enabled);
@@ -828,11 +790,52 @@ fn https_request(conn: &ClientConn, bufs: &ConnBuffers) -> bool {
 }
 
 /// A status, Kong's message and the headers that go with it.
-type GrpcRefusal = (u16, &'static str, &'static [(&'static str, &'static str)]);
+type Refusal = (u16, &'static str, &'static [(&'static str, &'static str)]);
+
+/// Starts an answer given before the route's plugins run (Kong's access.before: no route,
+/// plain http on an https-only route, HTTP/1.x on a gRPC route): as in Kong, the global
+/// plugins filter and log it. Returns their chain.
+fn begin_global_answer<'s, S: Stream>(
+    client: &Recorded<S>,
+    bufs: &mut ConnBuffers,
+    facts: &RequestInfo<'_>,
+    snapshot: &'s Snapshot,
+) -> &'s Chain {
+    let global = &snapshot.pipeline.global;
+    global.resolve_defaults(&mut bufs.plugins.resolved);
+    log::begin(client, bufs, snapshot, ChainRef::Global, facts);
+    global
+}
+
+/// Kong's error for `refusal`, given before the route's plugins run
+/// ([`begin_global_answer`]). Returns whether the connection may carry another request.
+async fn global_error<B: Backend, S: Stream>(
+    client: &Recorded<S>,
+    bufs: &mut ConnBuffers,
+    facts: &RequestInfo<'_>,
+    snapshot: &Snapshot,
+    ctx: &WorkerCtx<B>,
+    (status, message, extra): Refusal,
+) -> bool {
+    let global = begin_global_answer(client, bufs, facts, snapshot);
+    reply::respond_error(
+        client,
+        bufs,
+        facts.head_len,
+        ctx,
+        facts.request_id,
+        facts.received,
+        status,
+        message,
+        Some((snapshot, global)),
+        extra,
+    )
+    .await
+}
 
 /// Kong's refusal of a request on a gRPC route: 426 for a gRPC request that is not HTTP/2
 /// (none is here), 415 for one that is not gRPC at all.
-fn grpc_mismatch(route: &Route, bufs: &ConnBuffers) -> Option<GrpcRefusal> {
+fn grpc_mismatch(route: &Route, bufs: &ConnBuffers) -> Option<Refusal> {
     if !route
         .protocols
         .iter()
