@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,8 @@ struct Received {
     line: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Which connection it came on, in the order the server accepted them.
+    conn: usize,
 }
 
 impl Received {
@@ -41,46 +43,12 @@ impl LogServer {
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let statuses = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
-        let (rec, st) = (received.clone(), statuses);
+        let rec = received.clone();
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
+            for (conn, stream) in listener.incoming().enumerate() {
                 let Ok(stream) = stream else { continue };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut reader = BufReader::new(stream);
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let mut headers = Vec::new();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).is_err() || h.trim_end().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.trim_end().split_once(':') {
-                        headers.push((k.to_string(), v.trim().to_string()));
-                    }
-                }
-                let len = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0);
-                let mut body = vec![0; len];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                rec.lock().expect("not poisoned").push(Received {
-                    line: line.trim_end().to_string(),
-                    headers,
-                    body,
-                });
-                let status = st.lock().expect("not poisoned").pop_front().unwrap_or(200);
-                let mut stream = reader.into_inner();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                );
+                let (rec, statuses) = (rec.clone(), statuses.clone());
+                std::thread::spawn(move || serve_log_connection(stream, conn, &rec, &statuses));
             }
         });
         LogServer { addr, received }
@@ -100,6 +68,57 @@ impl LogServer {
                 got.len()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Answers the requests of one keep-alive connection until the client closes it.
+fn serve_log_connection(
+    stream: TcpStream,
+    conn: usize,
+    received: &Mutex<Vec<Received>>,
+    statuses: &Mutex<VecDeque<u16>>,
+) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(90)));
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if !matches!(reader.read_line(&mut line), Ok(1..)) {
+            return;
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).is_err() || h.trim_end().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.trim_end().split_once(':') {
+                headers.push((k.to_string(), v.trim().to_string()));
+            }
+        }
+        let len = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        received.lock().expect("not poisoned").push(Received {
+            line: line.trim_end().to_string(),
+            headers,
+            body,
+            conn,
+        });
+        let status = statuses
+            .lock()
+            .expect("not poisoned")
+            .pop_front()
+            .unwrap_or(200);
+        let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok");
+        if reader.get_mut().write_all(answer.as_bytes()).is_err() {
+            return;
         }
     }
 }
@@ -171,6 +190,24 @@ fn each_transaction_is_posted_with_kongs_headers() {
     assert_eq!(entry["response"]["status"], 200);
     assert_eq!(entry["route"]["name"], "single");
     assert_eq!(entry["source"], "upstream");
+}
+
+#[test]
+fn posts_reuse_one_kept_alive_connection() {
+    let (single, batched) = (LogServer::start(&[]), LogServer::start(&[]));
+    let (_up, gw) = start(&single, &batched);
+    for n in 1..=3 {
+        let r = request(gw.proxy, "GET", "/single", &[], b"").expect("request");
+        assert_eq!(r.status, 200);
+        // One post at a time: each waits for the one before to return its connection.
+        single.wait_for(n);
+    }
+    let conns: Vec<usize> = single.wait_for(3).iter().map(|r| r.conn).collect();
+    assert_eq!(
+        conns,
+        [0, 0, 0],
+        "Kong's keepalive (60 s by default) keeps the connection"
+    );
 }
 
 #[test]

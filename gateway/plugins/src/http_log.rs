@@ -111,6 +111,7 @@ struct Config {
     method: String,
     content_type: String,
     timeout: f64,
+    keepalive: f64,
     headers: Option<BTreeMap<String, String>>,
     queue: log_queue::QueueConfig,
     queue_size: Option<usize>,
@@ -152,6 +153,12 @@ pub fn build(config: &Value) -> Result<Box<dyn Plugin>, Vec<ConfigProblem>> {
         connect_timeout: timeout,
         send_timeout: timeout,
         read_timeout: timeout,
+        // lua-resty-http's `keepalive_timeout`: 0 keeps an idle connection without limit.
+        keepalive: if conf.keepalive <= 0.0 {
+            std::time::Duration::from_secs(86_400)
+        } else {
+            std::time::Duration::from_secs_f64((conf.keepalive / 1000.0).clamp(0.001, 86_400.0))
+        },
         ..conf.queue.settings(
             NAME,
             endpoint,

@@ -101,6 +101,7 @@ fn batches_are_json_arrays_and_single_entries_are_not() {
         headers: Vec::new(),
         connect_timeout: std::time::Duration::from_secs(1),
         send_timeout: std::time::Duration::from_secs(1),
+        keepalive: std::time::Duration::from_secs(1),
         read_timeout: std::time::Duration::from_secs(1),
         max_batch_size,
         max_coalescing_delay: std::time::Duration::ZERO,
