@@ -304,16 +304,6 @@ services:
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
-/// The worker's resident memory, KiB.
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// A body buffered for a plugin (here request-size-limiting measuring a chunked body) kept
 /// its raw bytes until the end: 5,000 one-byte chunks, each with a 4,000-byte extension,
 /// held 20 MB for 5 KB of payload, far past any limit, before authentication.
@@ -330,7 +320,7 @@ fn chunk_extensions_are_not_held_while_a_body_is_buffered() {
     let mut c = Conn::open(gw.proxy);
     c.write(b"POST /rsl HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         .expect("head");
-    let before = rss_kib(gw.pid());
+    let before = gw.rss_kib();
     let chunk = format!("1;{}\r\nX\r\n", "a".repeat(4000));
     for _ in 0..50 {
         c.write(chunk.repeat(100).as_bytes()).expect("chunks");
@@ -338,7 +328,7 @@ fn chunk_extensions_are_not_held_while_a_body_is_buffered() {
     c.write(b"0\r\n\r\n").expect("last chunk");
     let r = c.read(false).expect("response");
     assert_eq!(r.status, 200, "{}", r.text());
-    let grew = rss_kib(gw.pid()).saturating_sub(before);
+    let grew = gw.rss_kib().saturating_sub(before);
     assert!(
         grew < 8 * 1024,
         "RSS grew by {grew} KiB for 5 KB of payload in 20 MB of framing"

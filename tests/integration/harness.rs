@@ -264,6 +264,17 @@ impl Gangway {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
     }
 
+    /// The process's resident memory, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     /// Sends a signal.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.

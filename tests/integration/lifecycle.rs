@@ -623,3 +623,43 @@ fn keepalive_requests_closes_the_connection_after_that_many() {
     );
     assert!(conn.is_closed(Duration::from_secs(2)));
 }
+
+/// An idle keep-alive connection waits for its next request without a request buffer set
+/// (about 18 KiB): epoll waits for readiness with no buffer at all, io_uring with a 1 KiB
+/// one. Both before the first request (tokio counted a new socket readable, and every
+/// silent client took a set) and after one.
+#[test]
+fn idle_connections_hold_no_request_buffers() {
+    const CLIENTS: usize = 400;
+    let up = Upstream::start();
+    let gw = Gangway::start_with(
+        Options::new(format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{}\n    routes:\n      - paths: [\"/\"]\n",
+            up.addr
+        ))
+        .env("GANGWAY_WORKERS", "1"),
+    );
+    let warm = gw.get("/");
+    assert_eq!(warm.status, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = gw.rss_kib();
+    let mut conns: Vec<Conn> = (0..CLIENTS).map(|_| Conn::open(gw.proxy)).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let silent = gw.rss_kib().saturating_sub(before) as f64 / CLIENTS as f64;
+    for c in &mut conns {
+        c.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let r = c.read(false).expect("response");
+        assert_eq!(r.status, 200);
+    }
+    // The worker gives back the sets the requests used within a second or two.
+    std::thread::sleep(Duration::from_millis(2500));
+    let served = gw.rss_kib().saturating_sub(before) as f64 / CLIENTS as f64;
+    eprintln!("KiB per idle connection: {silent:.2} before a request, {served:.2} after one");
+    for (when, kib) in [("before a request", silent), ("after one", served)] {
+        assert!(
+            kib < 8.0,
+            "{kib:.1} KiB per idle connection {when}: a request buffer set is held"
+        );
+    }
+}

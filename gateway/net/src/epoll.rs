@@ -39,6 +39,12 @@ impl Stream for EpollStream {
         }
     }
 
+    async fn ready_to_read(&self) -> bool {
+        // An error is for the read that follows to report.
+        let _ = self.0.readable().await;
+        true
+    }
+
     async fn write_all(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
         let mut pos = range.start;
         while pos < range.end {
@@ -96,6 +102,10 @@ impl Backend for Epoll {
 
     async fn accept(listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)> {
         let (stream, peer) = listener.accept().await?;
+        // tokio counts a new registration readable until a read says otherwise, which would
+        // have an idle connection take its buffers at once. Edge-triggered epoll reports
+        // input that came before the registration with its first event, so nothing is missed.
+        forget_readable(&stream);
         Ok((EpollStream(stream), peer))
     }
 

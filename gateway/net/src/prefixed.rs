@@ -65,6 +65,10 @@ impl<S: Stream> Stream for Prefixed<S> {
         self.inner.read(buf).await
     }
 
+    async fn ready_to_read(&self) -> bool {
+        self.pos.get() < self.prefix.borrow().len() || self.inner.ready_to_read().await
+    }
+
     async fn write_all(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
         self.inner.write_all(buf, range).await
     }

@@ -22,6 +22,14 @@ pub trait Stream {
     /// Shuts down the write half (sends FIN, or TLS close_notify then FIN).
     async fn shutdown(&self) -> io::Result<()>;
 
+    /// Waits until a read would not wait (input, the peer's end or an error is there) and
+    /// returns true, when the stream can tell without a buffer: an idle keep-alive
+    /// connection then holds none. False at once when it cannot (io_uring takes the buffer
+    /// when the read is posted; TLS may have records to send first): the caller reads.
+    async fn ready_to_read(&self) -> bool {
+        false
+    }
+
     /// The TCP socket underneath, for reading the kernel's counters of the connection
     /// ([`crate::tcp_info`]); `None` for a stream with no socket (tests' in-memory streams).
     fn socket_fd(&self) -> Option<RawFd> {

@@ -8,11 +8,11 @@
 //! operation then under way. Only a deadline earlier than the armed one re-files the entry.
 
 use std::cell::Cell;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::io;
 use std::ops::Range;
-use std::pin::{Pin, pin};
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use gangway_net::Stream;
@@ -42,6 +42,10 @@ pub(crate) struct SendBounded<'t, S> {
 impl<S: Stream> Stream for SendBounded<'_, S> {
     async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         self.inner.read(buf).await
+    }
+
+    async fn ready_to_read(&self) -> bool {
+        self.inner.ready_to_read().await
     }
 
     async fn write_all(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
@@ -80,42 +84,69 @@ fn send_timed_out() -> io::Error {
 pub(crate) struct TimedOut;
 
 impl ConnTimer {
-    /// Runs `work`, giving up once `limit` has passed.
-    pub(crate) async fn within<F: Future>(
-        &self,
-        limit: Duration,
+    /// Runs `work`, giving up once `limit` (counted from the first poll) has passed.
+    pub(crate) fn within<F: Future>(&self, limit: Duration, work: F) -> Within<'_, F> {
+        Within {
+            work,
+            timer: self,
+            limit,
+            armed: None,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`ConnTimer::within`]'s future. A struct rather than an `async fn`: the generated
+    /// state machine would hold `work` twice (as argument and as pinned local), and it sits
+    /// in every connection task's state while the connection waits for its next request.
+    pub(crate) struct Within<'t, F> {
+        #[pin]
         work: F,
-    ) -> Result<F::Output, TimedOut> {
-        let now = Instant::now();
-        let deadline = now.checked_add(limit).unwrap_or(now + FAR_FUTURE);
-        // Two bounded operations of one connection at once (none does so today) cannot
-        // share the sleep: the second makes one of its own.
-        let mut sleep = match self.idle.take() {
-            Some(mut sleep) => {
-                if sleep.deadline() > deadline {
-                    sleep.as_mut().reset(deadline);
+        timer: &'t ConnTimer,
+        limit: Duration,
+        // The sleep, taken from the timer at the first poll, and this operation's deadline.
+        armed: Option<(Pin<Box<Sleep>>, Instant)>,
+    }
+}
+
+impl<F: Future> Future for Within<'_, F> {
+    type Output = Result<F::Output, TimedOut>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let (sleep, deadline) = this.armed.get_or_insert_with(|| {
+            let now = Instant::now();
+            let deadline = now.checked_add(*this.limit).unwrap_or(now + FAR_FUTURE);
+            // Two bounded operations of one connection at once (none does so today)
+            // cannot share the sleep: the second makes one of its own.
+            let sleep = match this.timer.idle.take() {
+                Some(mut sleep) => {
+                    if sleep.deadline() > deadline {
+                        sleep.as_mut().reset(deadline);
+                    }
+                    sleep
                 }
-                sleep
-            }
-            None => Box::pin(tokio::time::sleep_until(deadline)),
-        };
-        let mut work = pin!(work);
-        let out = poll_fn(|cx| {
-            if let Poll::Ready(out) = work.as_mut().poll(cx) {
-                return Poll::Ready(Ok(out));
-            }
-            while sleep.as_mut().poll(cx).is_ready() {
-                if sleep.deadline() >= deadline {
-                    return Poll::Ready(Err(TimedOut));
+                None => Box::pin(tokio::time::sleep_until(deadline)),
+            };
+            (sleep, deadline)
+        });
+        let out = match this.work.poll(cx) {
+            Poll::Ready(out) => Ok(out),
+            Poll::Pending => loop {
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if sleep.deadline() >= *deadline {
+                    break Err(TimedOut);
                 }
                 // Armed for an earlier operation's deadline: this one has longer.
-                sleep.as_mut().reset(deadline);
-            }
-            Poll::Pending
-        })
-        .await;
-        self.idle.set(Some(sleep));
-        out
+                sleep.as_mut().reset(*deadline);
+            },
+        };
+        if let Some((sleep, _)) = this.armed.take() {
+            this.timer.idle.set(Some(sleep));
+        }
+        Poll::Ready(out)
     }
 }
 

@@ -115,6 +115,10 @@ impl<S: Stream> Stream for Recorded<S> {
         self.inner.read(buf).await
     }
 
+    async fn ready_to_read(&self) -> bool {
+        self.inner.ready_to_read().await
+    }
+
     async fn write_all(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
         self.observe(&buf[range.clone()]);
         self.inner.write_all(buf, range).await

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 use super::WorkerCtx;
-use super::conn_timer::{ConnTimer, SendBounded};
+use super::conn_timer::{ConnTimer, SendBounded, Within};
 use super::exchange::{self, Exchange, Outcome};
 use super::kernel_counters::KernelMarks;
 use super::log::{self, ChainRef, RequestInfo};
 use super::recorder::Recorded;
 use super::reply;
-use super::stop_signal::StopSignal;
+use super::stop_signal::{StopSignal, UnlessStopped, unless_stopped};
 use crate::Snapshot;
 use gangway_config::model::{Protocol, Route};
 use gangway_config::settings::{Instrumentations, LogKernelCounters};
@@ -211,30 +211,27 @@ async fn read_some<S: Stream>(
     budget: Duration,
     shutdown: Option<&StopSignal>,
 ) -> Option<Vec<u8>> {
-    // Between requests, a shutdown closes the idle keep-alive connection.
-    let stop = async {
-        match shutdown {
-            Some(signal) => signal.stopped().await,
-            None => std::future::pending().await,
-        }
-    };
-    let read = async {
-        tokio::select! {
-            biased;
-            _ = stop => None,
-            r = timer.within(budget, client.read(buf)) => Some(r),
-        }
-    };
-    match read.await {
-        None | Some(Err(_)) => None,
-        Some(Ok((Ok(0), _) | (Err(_), _))) => None,
-        Some(Ok((Ok(_), buf))) => Some(buf),
+    match bounded(timer, budget, shutdown, client.read(buf)).await {
+        Some(Ok((Ok(n), buf))) if n > 0 => Some(buf),
+        _ => None,
     }
 }
 
-/// Waits with the small `idle` buffer for the first bytes of the next request, then takes
-/// a buffer set from the worker's pool and moves them into it. None when the connection
-/// closes (or times out, or the node shuts down) first.
+/// Runs `work` within `budget`, unless `shutdown` (given between requests: it closes an idle
+/// keep-alive connection) fires first.
+fn bounded<'a, F: Future>(
+    timer: &'a ConnTimer,
+    budget: Duration,
+    shutdown: Option<&'a StopSignal>,
+    work: F,
+) -> UnlessStopped<'a, Within<'a, F>> {
+    unless_stopped(shutdown, timer.within(budget, work))
+}
+
+/// Waits for the first bytes of the next request, then takes a buffer set from the
+/// worker's pool for them. A stream that can wait for input without a buffer (epoll) holds
+/// none meanwhile; others wait with the small `idle` buffer and the bytes move over. None
+/// when the connection closes (or times out, or the node shuts down) first.
 async fn next_request<B: Backend, S: Stream>(
     client: &S,
     timer: &ConnTimer,
@@ -242,6 +239,27 @@ async fn next_request<B: Backend, S: Stream>(
     timeout: Duration,
     ctx: &WorkerCtx<B>,
 ) -> Option<Box<ConnBuffers>> {
+    match bounded(timer, timeout, Some(&ctx.stop), client.ready_to_read()).await {
+        Some(Ok(true)) => {
+            let mut bufs = ctx.buffers.take();
+            let mut input = std::mem::take(&mut bufs.input);
+            // A set whose buffer a failed read kept comes back without one.
+            input.reserve(REQUEST_BUF);
+            // Input is there: this read does not wait.
+            return match read_some(client, timer, input, timeout, None).await {
+                Some(input) => {
+                    bufs.input = input;
+                    Some(bufs)
+                }
+                None => {
+                    ctx.buffers.give(bufs);
+                    None
+                }
+            };
+        }
+        Some(Ok(false)) => {}
+        None | Some(Err(_)) => return None,
+    }
     if idle.capacity() == 0 {
         idle.reserve_exact(IDLE_READ);
     }

@@ -43,6 +43,38 @@ impl StopSignal {
     }
 }
 
+/// Runs `work` unless `signal` is set first (then `None`); without a signal, runs it.
+pub fn unless_stopped<F: Future>(signal: Option<&StopSignal>, work: F) -> UnlessStopped<'_, F> {
+    UnlessStopped {
+        work,
+        stop: signal.map(StopSignal::stopped),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`unless_stopped`]'s future (a struct, so that a connection task waiting between
+    /// requests holds `work` once; see [`crate::conn_timer::Within`]).
+    pub struct UnlessStopped<'a, F> {
+        #[pin]
+        work: F,
+        stop: Option<Stopped<'a>>,
+    }
+}
+
+impl<F: Future> Future for UnlessStopped<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(stop) = this.stop
+            && Pin::new(stop).poll(cx).is_ready()
+        {
+            return Poll::Ready(None);
+        }
+        this.work.poll(cx).map(Some)
+    }
+}
+
 /// A wait for [`StopSignal::stop`]; dropping it leaves the list.
 pub struct Stopped<'a> {
     signal: &'a StopSignal,
