@@ -161,9 +161,19 @@ pub(super) fn build(
             }
         }
         if let Some(cas) = f.strings("ca_certificates") {
-            svc.ca_certificates =
-                Some(cas.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect());
+            let mut ids = Vec::with_capacity(cas.len());
+            for (i, ca) in cas.iter().enumerate() {
+                match Uuid::parse_str(ca) {
+                    Ok(id) if ca.len() == 36 => ids.push(id),
+                    _ => f.errors.push(
+                        format!("{}.ca_certificates[{i}]", it.path),
+                        "expected a valid UUID",
+                    ),
+                }
+            }
+            svc.ca_certificates = Some(ids);
         }
+        protocol_conditionals(&mut f, svc.protocol, svc.path.is_some());
         unique(
             seen.entry("services").or_default(),
             "services",
@@ -616,4 +626,37 @@ fn merge(base: &mut Value, user: &Value) {
 /// A service's or upstream's `client_certificate`: a certificate by id.
 fn client_certificate(f: &mut Fields<'_, '_>, certificates: &dyn Lookup) -> Option<ForeignKey> {
     reference(f, "client_certificate", None, certificates, "certificates").map(Into::into)
+}
+
+/// Kong's service entity checks on `protocol`: stream and gRPC services have no path, and
+/// only https and tls services take the upstream TLS fields. Each failed check reports the
+/// field and, at the entity, the field it depends on.
+fn protocol_conditionals(f: &mut Fields<'_, '_>, protocol: Protocol, has_path: bool) {
+    let mut failed = Vec::new();
+    if matches!(
+        protocol,
+        Protocol::Tcp | Protocol::Tls | Protocol::Udp | Protocol::Grpc | Protocol::Grpcs
+    ) && has_path
+    {
+        failed.push("path");
+    }
+    if !matches!(protocol, Protocol::Https | Protocol::Tls) {
+        for field in [
+            "client_certificate",
+            "tls_verify",
+            "tls_verify_depth",
+            "ca_certificates",
+        ] {
+            if f.raw(field).is_some() {
+                failed.push(field);
+            }
+        }
+    }
+    for field in failed {
+        f.errors.push(f.at(field), "value must be null");
+        f.errors.push(
+            f.path.to_string(),
+            "failed conditional validation given value of field 'protocol'",
+        );
+    }
 }

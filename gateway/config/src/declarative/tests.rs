@@ -739,3 +739,29 @@ fn service_hosts_paths_schemes_and_route_methods_are_checked() {
     }
     assert!(!errs.contains("methods[0]"), "{errs}");
 }
+
+/// Kong's conditional checks on a service's protocol: the upstream TLS fields need https
+/// or tls (on an http service they were taken and did nothing), stream and gRPC services
+/// take no path, and CA ids are UUIDs (others were dropped without a word).
+#[test]
+fn service_fields_that_need_another_protocol_are_refused() {
+    let errs = load_str(
+        "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: http://a.example\n    tls_verify: true\n    tls_verify_depth: 2\n  - name: b\n    url: grpc://b.example:50051/x\n  - name: c\n    url: https://c.example\n    tls_verify: true\n    ca_certificates: [\"not-a-uuid\"]\n",
+    )
+    .expect_err("fields the protocol does not take")
+    .to_string();
+    for want in [
+        "services[0].tls_verify: value must be null",
+        "services[0].tls_verify_depth: value must be null",
+        "services[0]: failed conditional validation given value of field 'protocol'",
+        "services[1].path: value must be null",
+        "services[2].ca_certificates[0]: expected a valid UUID",
+    ] {
+        assert!(errs.contains(want), "{want}\n{errs}");
+    }
+    assert!(!errs.contains("services[2].tls_verify"), "{errs}");
+    load_str(
+        "_format_version: \"3.0\"\nservices:\n  - name: t\n    protocol: tls\n    host: t.example\n    port: 443\n    tls_verify: true\n  - name: h\n    url: https://h.example\n    tls_verify: false\n    tls_verify_depth: 3\n",
+    )
+    .expect("https and tls services take them");
+}
