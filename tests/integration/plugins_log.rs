@@ -401,3 +401,42 @@ fn a_tls_request_is_logged_with_its_protocol_and_cipher() {
             .is_some_and(|u| u.starts_with("https://localhost:"))
     );
 }
+
+/// `latencies.receive` is the time from the upstream's response head to the end of its
+/// body (Kong's `KONG_RECEIVE_TIME`); it was always 0.
+#[test]
+fn receive_latency_is_the_time_the_upstream_body_took() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).is_ok_and(|n| n == 1) {
+            head.push(byte[0]);
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab");
+        std::thread::sleep(Duration::from_millis(400));
+        let _ = s.write_all(b"cd");
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let dir = TempDir::new("receive-latency");
+    let log = dir.path("route.log");
+    let gw = Gangway::start(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: slow-body\n    url: http://{up}\n    routes:\n      - paths: [\"/\"]\n        plugins:\n          - name: file-log\n            config:\n              path: {}\n",
+        log.display()
+    ));
+    let id = uuid();
+    let r = request(gw.proxy, "GET", "/", &[("file-log-uuid", &id)], b"").expect("request");
+    assert_eq!(r.body, b"abcd");
+    let line = wait_line(&log, &id);
+    let receive = line["latencies"]["receive"].as_u64().expect("receive");
+    let request_ms = line["latencies"]["request"].as_u64().expect("request");
+    assert!(
+        (350..=request_ms).contains(&receive),
+        "receive {receive} ms of {request_ms}: {}",
+        line["latencies"]
+    );
+}

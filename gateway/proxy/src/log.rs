@@ -377,6 +377,9 @@ struct Latencies {
     total: Duration,
     /// gangway's own share.
     kong: Duration,
+    /// From the upstream's response head to the end of its body (Kong's
+    /// `KONG_RECEIVE_TIME`), for a proxied request.
+    receive: Duration,
 }
 
 impl Latencies {
@@ -390,7 +393,17 @@ impl Latencies {
             // the time until the first try as its own.
             Source::Error => txn.proxy_latency.unwrap_or(total),
         };
-        Latencies { total, kong }
+        let receive = match (txn.source, txn.proxy_latency, txn.upstream_latency) {
+            (Source::Service, Some(proxy), Some(waiting)) => {
+                total.saturating_sub(proxy).saturating_sub(waiting)
+            }
+            _ => Duration::ZERO,
+        };
+        Latencies {
+            total,
+            kong,
+            receive,
+        }
     }
 }
 
@@ -452,7 +465,7 @@ fn serialize<S>(
             "kong": millis(kong_latency),
             "proxy": txn.upstream_latency.map_or(-1, |d| millis(d) as i64),
             "request": millis(total),
-            "receive": 0,
+            "receive": millis(latencies.receive),
         }),
     );
     if !txn.tries.is_empty() {
