@@ -209,14 +209,44 @@ pub async fn serve_connection<B: Backend>(
     listen: &ListenAddr,
     ctx: &WorkerCtx<B>,
 ) {
-    let local_port = listen.addr.port();
-    let trusted = ctx.real_ip.is_trusted(peer.ip());
+    let conn = session::ClientConn {
+        peer,
+        local_port: listen.addr.port(),
+        tls: false,
+        sni: None,
+        tls_names: None,
+        trusted: ctx.real_ip.is_trusted(peer.ip()),
+        proxy_source: None,
+        timer: conn_timer::ConnTimer::default(),
+    };
+    if listen.ssl || listen.proxy_protocol {
+        // Boxed: the PROXY header and the TLS state (several KB) are for these listeners
+        // only, and a plain connection's task, which every idle connection holds, should
+        // not carry room for them.
+        Box::pin(serve_wrapped(stream, conn, listen, ctx)).await;
+    } else {
+        session::serve(stream, &conn, ctx).await;
+    }
+}
+
+/// [`serve_connection`] on a `proxy_protocol` or `ssl` listener: the PROXY header, then
+/// TLS, then the session.
+async fn serve_wrapped<B: Backend>(
+    stream: B::Stream,
+    mut conn: session::ClientConn,
+    listen: &ListenAddr,
+    ctx: &WorkerCtx<B>,
+) {
+    let peer = conn.peer;
     let deadline =
         Instant::now() + Duration::from_millis(ctx.gateway.settings.client_header_timeout_ms);
-    let (proxy_source, prefix) = if listen.proxy_protocol {
+    let prefix = if listen.proxy_protocol {
         let read = proxy_protocol::read_header(&stream);
         match tokio::time::timeout_at(deadline, read).await {
-            Ok(Ok((header, rest))) => (header.source, rest),
+            Ok(Ok((header, rest))) => {
+                conn.proxy_source = header.source;
+                rest
+            }
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "PROXY protocol header rejected");
                 let _ = stream.shutdown().await;
@@ -231,27 +261,13 @@ pub async fn serve_connection<B: Backend>(
             }
         }
     } else {
-        (None, Vec::new())
-    };
-    let conn = session::ClientConn {
-        peer,
-        local_port,
-        tls: false,
-        sni: None,
-        tls_names: None,
-        trusted,
-        proxy_source,
-        timer: conn_timer::ConnTimer::default(),
+        Vec::new()
     };
     if listen.ssl {
-        // Boxed: the TLS state is several KB, and a plain connection's task should not
-        // carry it.
-        Box::pin(serve_tls(stream, conn, prefix, deadline, ctx)).await;
-    } else if listen.proxy_protocol {
-        // The bytes read past the header are the start of the first request.
-        Box::pin(session::serve(Prefixed::new(stream, prefix), conn, ctx)).await;
+        serve_tls(stream, conn, prefix, deadline, ctx).await;
     } else {
-        session::serve(stream, conn, ctx).await;
+        // The bytes read past the header are the start of the first request.
+        session::serve(Prefixed::new(stream, prefix), &conn, ctx).await;
     }
 }
 
@@ -271,9 +287,43 @@ async fn serve_tls<B: Backend>(
             conn.tls = true;
             conn.sni = tls.sni();
             conn.tls_names = tls.openssl_names();
-            session::serve(tls, conn, ctx).await;
+            session::serve(tls, &conn, ctx).await;
         }
         Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
+    }
+}
+
+#[cfg(test)]
+mod task_size_tests {
+    use super::*;
+    use gangway_net::{epoll::Epoll, uring::Uring};
+
+    /// The size of the future `serve` returns, without making one.
+    fn future_size<'a, B: Backend, Fut: Future>(
+        _serve: impl FnOnce(B::Stream, SocketAddr, &'a ListenAddr, &'a WorkerCtx<B>) -> Fut,
+    ) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every connection's task holds a plain connection's state for as long as it is open,
+    /// idle or not: its largest wait, not the request in flight (boxed), the TLS or PROXY
+    /// state (boxed), or a future argument held twice. `cargo xtask bench connections`
+    /// measures the whole connection; this keeps the task from growing unnoticed.
+    #[test]
+    fn a_plain_connection_task_stays_small() {
+        const BUDGET: usize = 1536;
+        for (backend, size) in [
+            (
+                "io_uring",
+                future_size::<Uring, _>(serve_connection::<Uring>),
+            ),
+            ("epoll", future_size::<Epoll, _>(serve_connection::<Epoll>)),
+        ] {
+            assert!(
+                size <= BUDGET,
+                "{backend}: a connection's task takes {size} bytes (budget {BUDGET})"
+            );
+        }
     }
 }

@@ -279,7 +279,7 @@ async fn next_request<B: Backend, S: Stream>(
 }
 
 /// Serves requests on one client connection until it closes.
-pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &WorkerCtx<B>) {
+pub async fn serve<B: Backend, S: Stream>(client: S, conn: &ClientConn, ctx: &WorkerCtx<B>) {
     let settings = &ctx.gateway.settings;
     let client = Recorded::new(SendBounded {
         inner: client,
@@ -368,7 +368,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: ClientConn, ctx: &Wor
         // is written. Boxed: the request's state machine is large (12 KB), and an idle
         // connection's task should not carry it.
         let keep_going = Box::pin(handle_request(
-            &client, &conn, &mut bufs, head_len, &snapshot, ctx,
+            &client, conn, &mut bufs, head_len, &snapshot, ctx,
         ))
         .await;
         // Log, once the answer is sent.
