@@ -316,7 +316,16 @@ fn plugin_answers_and_gateway_errors_are_logged() {
     let log = wait_line(&t.global_log(), &dead);
     assert_eq!(log["response"]["status"], 502);
     assert_eq!(log["source"], "kong");
-    assert_eq!(log["upstream_status"], "");
+    // nginx's `$upstream_status`: 502 for each try (Kong retries 5 times by default), and
+    // Kong's `tries` note why each but the last failed.
+    let tries = log["tries"].as_array().expect("tries");
+    assert_eq!(tries.len(), 6, "{log}");
+    assert_eq!(log["upstream_status"], ["502"; 6].join(", "));
+    for attempt in &tries[..5] {
+        assert_eq!(attempt["state"], "failed", "{attempt}");
+        assert_eq!(attempt["code"], 502, "{attempt}");
+    }
+    assert!(tries[5].get("state").is_none(), "{}", tries[5]);
     // Kong books the tries on the upstream (KONG_WAITING_TIME), not as its own latency.
     assert!(
         log["latencies"]["proxy"].as_i64().is_some_and(|p| p >= 0),

@@ -10,6 +10,7 @@
 //! replaced at no cost under the same condition.
 
 use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -446,7 +447,7 @@ pub async fn run<B: Backend, S: Stream>(
             }
             _ => dns::resolve(&ctx.dns, host, port).await.map(Some),
         };
-        let mut tried = None;
+        let mut tried: Option<SocketAddr> = None;
         let attempt = match resolved {
             Ok(None) => {
                 warn!(%host, "every address of the target is unhealthy");
@@ -454,7 +455,7 @@ pub async fn run<B: Backend, S: Stream>(
                 Err(Fail::Io(std::io::Error::other("no healthy address")))
             }
             Ok(Some(addr)) => {
-                tried = Some(addr.ip());
+                tried = Some(addr);
                 try_count = try_count.saturating_add(1);
                 let trace = &mut bufs.plugins.trace;
                 balancer_span = trace.open_balancer(try_count, addr);
@@ -500,9 +501,12 @@ pub async fn run<B: Backend, S: Stream>(
                     502
                 };
                 bufs.plugins.trace.fail_balancer(balancer_span, status);
+                if let Some(addr) = tried {
+                    note_failed_try(bufs, addr, status);
+                }
                 observe(
                     target,
-                    tried,
+                    tried.map(|a| a.ip()),
                     if matches!(fail, Fail::Timeout) {
                         Observation::Timeout
                     } else {
@@ -559,6 +563,7 @@ pub async fn run<B: Backend, S: Stream>(
                     Fail::Timeout => Observation::Timeout,
                     Fail::Io(_) => Observation::TcpFailure,
                 };
+                note_failed_try(bufs, key.addr, status);
                 observe(target, Some(key.addr.ip()), what);
                 if can_replay {
                     match tries.next(&mut target, &mut bufs.output, &mut host_at) {
@@ -631,6 +636,7 @@ pub async fn run<B: Backend, S: Stream>(
                     _ => (502, MSG_502),
                 };
                 bufs.plugins.trace.fail_balancer(balancer_span, status);
+                note_failed_try(bufs, key.addr, status);
                 observe(
                     target,
                     Some(key.addr.ip()),
@@ -664,7 +670,7 @@ pub async fn run<B: Backend, S: Stream>(
         txn.upstream_status = Some(bufs.resp.status());
         txn.proxy_latency = Some(proxy_latency);
         txn.upstream_latency = Some(upstream_latency);
-        txn.tries.push(key.addr);
+        txn.tries.push((key.addr, bufs.resp.status()));
     }
 
     // Response head to the client, then the body.
@@ -884,5 +890,13 @@ pub async fn run<B: Backend, S: Stream>(
         Outcome::Close
     } else {
         Outcome::KeepAlive
+    }
+}
+
+/// Notes, for the log phase, a try that got no response: Kong's `tries` entry and nginx's
+/// `$upstream_status` for it.
+fn note_failed_try(bufs: &mut ConnBuffers, addr: SocketAddr, status: u16) {
+    if bufs.txn.active {
+        bufs.txn.tries.push((addr, status));
     }
 }

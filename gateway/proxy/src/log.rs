@@ -85,8 +85,9 @@ pub struct Transaction {
     pub upstream_uri: String,
     /// The upstream's status, when it answered.
     pub upstream_status: Option<u16>,
-    /// The upstream addresses tried, in order.
-    pub tries: Vec<SocketAddr>,
+    /// The upstream addresses tried, in order, each with the status nginx records for it
+    /// (`$upstream_status`): the response's, or 502 or 504 for a try that got none.
+    pub tries: Vec<(SocketAddr, u16)>,
     /// From the head's arrival until the upstream request was sent.
     pub proxy_latency: Option<Duration>,
     /// From sending the upstream request until its response head arrived, or, when no
@@ -446,9 +447,11 @@ fn serialize<S>(
         "upstream_uri".into(),
         Value::String(txn.upstream_uri.clone()),
     );
+    // nginx's `$upstream_status`: one status per try, `502, 200` after a retry.
+    let upstream_status: Vec<String> = txn.tries.iter().map(|(_, s)| s.to_string()).collect();
     entry.insert(
         "upstream_status".into(),
-        Value::String(txn.upstream_status.map_or(String::new(), |s| s.to_string())),
+        Value::String(upstream_status.join(", ")),
     );
     entry.insert(
         "response".into(),
@@ -472,13 +475,20 @@ fn serialize<S>(
         let tries: Vec<Value> = txn
             .tries
             .iter()
-            .map(|a| {
-                json!({
-                    "ip": a.ip().to_string(),
-                    "port": a.port(),
+            .enumerate()
+            .map(|(i, (addr, status))| {
+                let mut attempt = json!({
+                    "ip": addr.ip().to_string(),
+                    "port": addr.port(),
                     "balancer_start": txn.started_at,
                     "balancer_latency": 0,
-                })
+                });
+                // Kong notes why a try failed when it moves on to the next one.
+                if i + 1 < txn.tries.len() {
+                    attempt["state"] = json!("failed");
+                    attempt["code"] = json!(status);
+                }
+                attempt
             })
             .collect();
         entry.insert("tries".into(), Value::Array(tries));
