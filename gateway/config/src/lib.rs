@@ -22,3 +22,9 @@ pub mod store;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::Config;
 pub use plugins::PluginSchemas;
+
+/// A UUID in Kong's sense: the 36-character hyphenated form only. The uuid crate also reads
+/// 32 bare hex digits, braces and `urn:uuid:`, which Kong takes for keys and names, not ids.
+pub fn hyphenated_uuid(s: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::parse_str(s).ok().filter(|_| s.len() == 36)
+}

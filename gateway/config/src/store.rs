@@ -28,9 +28,9 @@ impl Address {
     /// taken as ids, a key-auth key made by `openssl rand -hex 16` could not be found by
     /// its key, and deleting it answered 204 and left it working.
     pub fn parse(segment: &str) -> Address {
-        match Uuid::parse_str(segment) {
-            Ok(id) if segment.len() == 36 => Address::Id(id),
-            _ => Address::Key(segment.to_owned()),
+        match crate::hyphenated_uuid(segment) {
+            Some(id) => Address::Id(id),
+            None => Address::Key(segment.to_owned()),
         }
     }
 }

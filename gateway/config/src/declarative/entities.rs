@@ -163,9 +163,9 @@ pub(super) fn build(
         if let Some(cas) = f.strings("ca_certificates") {
             let mut ids = Vec::with_capacity(cas.len());
             for (i, ca) in cas.iter().enumerate() {
-                match Uuid::parse_str(ca) {
-                    Ok(id) if ca.len() == 36 => ids.push(id),
-                    _ => f.errors.push(
+                match crate::hyphenated_uuid(ca) {
+                    Some(id) => ids.push(id),
+                    None => f.errors.push(
                         format!("{}.ca_certificates[{i}]", it.path),
                         "expected a valid UUID",
                     ),

@@ -2,7 +2,6 @@
 //! `Schema:validate` does, collecting errors at paths relative to the validated value.
 
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use super::{Field, FieldType, Rules, Schema, check};
 use crate::ConfigErrors;
@@ -545,7 +544,7 @@ fn list(options: &[Value]) -> String {
 
 /// Kong's `uuid` validator: 36 characters, hyphenated hex, any case.
 fn is_uuid(s: &str) -> bool {
-    s.len() == 36 && Uuid::parse_str(s).is_ok()
+    crate::hyphenated_uuid(s).is_some()
 }
 
 /// A vault reference such as `{vault://env/secret}` (`kong.pdk.vault.is_reference`).
