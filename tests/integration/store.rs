@@ -524,6 +524,28 @@ fn kongs_documented_form_requests_work() {
     };
     let patched = patch(&format!("/plugins/{id}"), "config.minute=20");
     assert_eq!(patched["config"]["minute"], 20);
+    // A deprecated field in a PATCH replaces the stored value it stands for, as Kong expands
+    // it before the merge (the stored `redis.host` made it a values mismatch).
+    let patched = patch(
+        &format!("/plugins/{id}"),
+        "config.redis_host=redis-a.internal",
+    );
+    assert_eq!(
+        patched["config"]["redis"]["host"], "redis-a.internal",
+        "{patched}"
+    );
+    let patched = patch(
+        &format!("/plugins/{id}"),
+        "config.redis_host=redis-b.internal",
+    );
+    assert_eq!(
+        patched["config"]["redis"]["host"], "redis-b.internal",
+        "{patched}"
+    );
+    assert_eq!(
+        patched["config"]["redis_host"], "redis-b.internal",
+        "{patched}"
+    );
     let moved = patch("/services/example", "url=https://new.example:8443/v2");
     assert_eq!(
         (

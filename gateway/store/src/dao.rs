@@ -279,17 +279,17 @@ async fn resolve_foreign_keys(
         };
         let explicit_id = matches!(entity.get(fk.field), Some(Value::Object(_)));
         let at = match reference.0 {
-            "id" => match reference.1.parse::<Uuid>() {
-                Ok(id) => Address::Id(id),
+            "id" => match gangway_config::hyphenated_uuid(&reference.1) {
+                Some(id) => Address::Id(id),
                 // `{"id": "x"}` must be a UUID (Kong's schema says so); a bare string may
                 // also be a name.
-                Err(_) if explicit_id => {
+                None if explicit_id => {
                     return Err(DaoError::schema_violation(&[(
                         format!("{}.id", fk.field),
                         "expected a valid UUID".into(),
                     )]));
                 }
-                Err(_) => Address::Key(reference.1.clone()),
+                None => Address::Key(reference.1.clone()),
             },
             _ => Address::Key(reference.1.clone()),
         };
@@ -683,6 +683,33 @@ fn write_params(stored: &Stored) -> Vec<&(dyn ToSql + Sync)> {
     params
 }
 
+/// Kong expands a plugin PATCH's deprecated fields before the merge: `config.redis_host`
+/// sets `config.redis.host`. Merged first, the stored `redis.host` would stand beside the
+/// patch's `redis_host` and fail as a mismatch, so the stored values they replace go.
+fn drop_stored_shorthand_targets(current: &mut Value, patch: &Value, plugins: &dyn PluginSchemas) {
+    let name = patch
+        .get("name")
+        .or_else(|| current.get("name"))
+        .and_then(Value::as_str);
+    let (Some(schema), Some(Value::Object(changes))) =
+        (name.and_then(|n| plugins.schema(n)), patch.get("config"))
+    else {
+        return;
+    };
+    for shorthand in &schema.config.shorthands {
+        if changes.get(shorthand.name).is_none_or(Value::is_null) {
+            continue;
+        }
+        let (parent, last) = match shorthand.target.rsplit_once('.') {
+            Some((parent, last)) => (format!("/config/{}", parent.replace('.', "/")), last),
+            None => ("/config".to_owned(), shorthand.target),
+        };
+        if let Some(Value::Object(record)) = current.pointer_mut(&parent) {
+            record.remove(last);
+        }
+    }
+}
+
 /// Merges a PATCH into the stored entity: records merge field by field (a plugin's
 /// `config.minute` alone), anything else is replaced, as Kong's `merge_values` does.
 fn merge(current: &mut Value, patch: Value) {
@@ -860,6 +887,9 @@ impl PgStore {
             for part in ["protocol", "host", "port", "path"] {
                 stored.remove(part);
             }
+        }
+        if kind.name == "plugins" {
+            drop_stored_shorthand_targets(&mut current, &patch, self.plugins.as_ref());
         }
         merge(&mut current, patch);
         let Value::Object(mut input) = current else {
