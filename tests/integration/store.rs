@@ -312,23 +312,27 @@ fn writes_get_kongs_errors_and_nothing_half_written() {
     );
     let kept = gw.admin("GET", "/upstreams/u1/targets/10.0.0.1:80", &[], b"");
     assert_eq!(kept.json()["weight"], 9, "{}", kept.text());
-    // Nor does a PUT under one consumer take another's key.
+    // A PUT under one consumer of another's key moves the key to it, by key or by id: Kong
+    // upserts with the URL's consumer (`ON CONFLICT (key) DO UPDATE`).
     post(&gw, "/consumers", json!({"username": "owner"}));
-    post(&gw, "/consumers", json!({"username": "taker"}));
+    let taker = post(&gw, "/consumers", json!({"username": "taker"}));
     let theirs = post(
         &gw,
         "/consumers/owner/key-auth",
         json!({"key": "owned-key"}),
     );
     let taken = gw.admin("PUT", "/consumers/taker/key-auth/owned-key", &JSON, b"{}");
-    assert_eq!(taken.status, 409, "{}", taken.text());
+    assert_eq!(taken.status, 200, "{}", taken.text());
+    assert_eq!(taken.json()["id"], theirs["id"], "the same key, moved");
+    let now = gw.admin("GET", "/key-auths/owned-key", &[], b"").json();
+    assert_eq!(now["consumer"]["id"], taker["id"], "{now}");
     let by_id = format!(
-        "/consumers/taker/key-auth/{}",
+        "/consumers/owner/key-auth/{}",
         theirs["id"].as_str().expect("id")
     );
-    assert_eq!(gw.admin("PUT", &by_id, &JSON, b"{}").status, 400);
-    let still = gw.admin("GET", "/key-auths/owned-key", &[], b"").json();
-    assert_eq!(still["consumer"]["id"], theirs["consumer"]["id"], "{still}");
+    let back = gw.admin("PUT", &by_id, &JSON, br#"{"key": "owned-key"}"#);
+    assert_eq!(back.status, 200, "{}", back.text());
+    assert_eq!(back.json()["consumer"]["id"], theirs["consumer"]["id"]);
     // A nested list's next page keeps the request's tags and size.
     for (port, tag) in [(81, "a"), (82, "b"), (83, "a")] {
         post(
@@ -524,6 +528,23 @@ fn kongs_documented_form_requests_work() {
     };
     let patched = patch(&format!("/plugins/{id}"), "config.minute=20");
     assert_eq!(patched["config"]["minute"], 20);
+    // A nested PUT names the parent: a key PUT under another consumer moves to it, as
+    // Kong's upsert takes the consumer from the URL.
+    send("/consumers", "username=carol".into());
+    let moved = gw.admin("PUT", "/consumers/carol/key-auth/bob-secret", &form, b"");
+    assert_eq!(moved.status, 200, "{}", moved.text());
+    let listed = |who: &str| {
+        let r = gw.admin("GET", &format!("/consumers/{who}/key-auth"), &[], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter_map(|k| k["key"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed("carol"), ["bob-secret"]);
+    assert!(listed("bob").is_empty(), "{:?}", listed("bob"));
     // A deprecated field in a PATCH replaces the stored value it stands for, as Kong expands
     // it before the merge (the stored `redis.host` made it a values mismatch).
     let patched = patch(

@@ -373,18 +373,9 @@ async fn one_child(
         // (Kong's acl API), a key unique only under a parent, gets a new id and that key.
         None if *call.method == Method::PUT => match Address::parse(child_key) {
             Address::Key(_) if child.name == "acls" => Address::Id(Uuid::new_v4()),
-            // Another parent's child (a key or id it holds) is not moved here.
-            at => match store.select(child, &at).await? {
-                Some(_) => {
-                    return Err(match at {
-                        Address::Id(id) => DaoError::primary_key_violation(&id.to_string()),
-                        Address::Key(key) => {
-                            DaoError::unique_violation(child.endpoint_key.unwrap_or("name"), &key)
-                        }
-                    });
-                }
-                None => at,
-            },
+            // Another parent's child (a key or id it holds) moves here: Kong's nested PUT
+            // upserts with the URL's parent as its foreign key.
+            at => at,
         },
         None => return Ok(reply::not_found()),
     };
