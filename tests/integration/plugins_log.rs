@@ -449,3 +449,34 @@ fn receive_latency_is_the_time_the_upstream_body_took() {
         line["latencies"]
     );
 }
+
+/// `request.size` of a chunked upload is the head and the body as they came, framing
+/// included (nginx's `$request_length`); it counted the head only.
+#[test]
+fn a_chunked_upload_counts_its_body_in_the_request_size() {
+    let t = start();
+    for split in [false, true] {
+        let id = uuid();
+        let head = format!(
+            "POST /logged HTTP/1.1\r\nHost: x\r\nfile-log-uuid: {id}\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let body = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+        let mut s = connect(t.gw.proxy);
+        s.write_all(head.as_bytes()).expect("head");
+        if split {
+            // The body comes after the head was read: it is streamed to the upstream.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        s.write_all(body.as_bytes()).expect("body");
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).expect("answer");
+        assert!(answer.starts_with(b"HTTP/1.1 200 "), "{answer:?}");
+        let log = wait_line(&t.route_log(), &id);
+        assert_eq!(
+            log["request"]["size"],
+            head.len() + body.len(),
+            "split: {split}"
+        );
+    }
+}

@@ -237,6 +237,11 @@ pub async fn run<B: Backend, S: Stream>(
     };
     let body_done = first.done;
     let body_in_buf = first.consumed;
+    // A chunked body's size is known once it is read; this one came with the head.
+    if body_done && bufs.txn.active && matches!(tracked, BodyFraming::Chunked) {
+        bufs.txn
+            .count_chunked_body(head_len as u64 + body_in_buf as u64);
+    }
 
     if !body_done && buffered.is_none() && bufs.head.expect_continue() {
         let mut out = std::mem::take(&mut bufs.output);
@@ -588,7 +593,13 @@ pub async fn run<B: Backend, S: Stream>(
             )
             .await
             {
-                Ok(()) => {}
+                Ok(read) => {
+                    // A chunked body's size is known only now.
+                    if bufs.txn.active && matches!(tracked, BodyFraming::Chunked) {
+                        bufs.txn
+                            .count_chunked_body(head_len as u64 + body_in_buf as u64 + read);
+                    }
+                }
                 Err(BodyFail::Client(status, msg)) => {
                     if let Some(status) = status {
                         reply.error(client, bufs, status, msg, true).await;

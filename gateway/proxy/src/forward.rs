@@ -90,8 +90,8 @@ pub(super) enum BodyFail {
     Upstream(Fail),
 }
 
-/// Streams the rest of the request body from the client to the upstream. Bytes after the
-/// body (a pipelined request) stay in `bufs.input`.
+/// Streams the rest of the request body from the client to the upstream; returns the bytes
+/// read for it. Bytes after the body (a pipelined request) stay in `bufs.input`.
 pub(super) async fn stream_request_body<S: Stream, U: Stream>(
     timer: &ConnTimer,
     client: &S,
@@ -100,8 +100,11 @@ pub(super) async fn stream_request_body<S: Stream, U: Stream>(
     body: &mut BodyTracker,
     service: &ServiceTarget,
     body_timeout_ms: u64,
-) -> Result<(), BodyFail> {
+) -> Result<u64, BodyFail> {
     let timeout = Duration::from_millis(body_timeout_ms);
+    // The bytes read from the client, framing and trailers included (nginx's
+    // `$request_length` counts them).
+    let mut read = 0;
     loop {
         bufs.input.clear();
         let buf = std::mem::take(&mut bufs.input);
@@ -117,6 +120,7 @@ pub(super) async fn stream_request_body<S: Stream, U: Stream>(
             Err(e) => return Err(BodyFail::Client(Some(e.status()), e.message())),
         };
         let mut consumed = p.consumed;
+        read += consumed as u64;
         // A client's chunked trailers are dropped, as nginx drops them.
         if let Some((start, end)) = p.trailer {
             bufs.input.drain(start..end);
@@ -129,7 +133,7 @@ pub(super) async fn stream_request_body<S: Stream, U: Stream>(
         bufs.input = buf;
         if p.done {
             bufs.input.drain(..consumed);
-            return Ok(());
+            return Ok(read);
         }
     }
 }

@@ -99,6 +99,19 @@ pub struct Transaction {
     pub source: Source,
 }
 
+impl Transaction {
+    /// Sets `request.size` once a chunked body has been read whole: `bytes` is the head and
+    /// the body as they came, framing included (nginx's `$request_length`).
+    pub fn count_chunked_body(&mut self, bytes: u64) {
+        self.request_size = bytes;
+        if self.reads_entry {
+            self.request
+                .get_mut()
+                .insert("size".into(), Value::from(bytes));
+        }
+    }
+}
+
 /// The request as the log phase describes it.
 pub struct RequestInfo<'a> {
     /// The client connection.
