@@ -60,6 +60,32 @@ fn status_of(gw: &Gangway, path: &str) -> u16 {
     request(gw.proxy, "GET", path, &[], b"").map_or(0, |r| r.status)
 }
 
+/// `rate_limiting_local_max_keys` bounds the keys the local policy counts: a key past it
+/// passes uncounted, and the keys already counted stay limited.
+#[test]
+fn the_local_policy_stops_taking_new_keys_at_its_bound() {
+    let up = Upstream::start();
+    let gw = Gangway::start_with(
+        Options::new(config(
+            &up,
+            "              hour: 1\n              limit_by: header\n              header_name: x-tenant",
+        ))
+        .env("GANGWAY_RATE_LIMITING_LOCAL_MAX_KEYS", "2"),
+    );
+    away_from_window_end(3600, Duration::from_secs(30));
+    let status = |tenant: &str| {
+        request(gw.proxy, "GET", "/limited", &[("x-tenant", tenant)], b"").map_or(0, |r| r.status)
+    };
+    for tenant in ["a", "b"] {
+        assert_eq!(status(tenant), 200);
+        assert_eq!(status(tenant), 429, "{tenant} is counted");
+    }
+    for _ in 0..3 {
+        assert_eq!(status("c"), 200, "past the bound, c passes uncounted");
+    }
+    assert_eq!(status("a"), 429, "a stays limited");
+}
+
 #[test]
 fn the_local_policy_counts_once_per_node_across_its_workers() {
     let up = Upstream::start();

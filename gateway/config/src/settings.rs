@@ -100,6 +100,11 @@ pub struct Settings {
     pub io_backend: IoBackend,
     /// Redis connections for rate limiting: `per_worker` or `shared`. Default `per_worker`.
     pub redis_connections: RedisConnections,
+    /// The most keys `policy: local` counts at once per window length (second, minute, ...):
+    /// past it, requests with a key not yet counted in the current window pass uncounted,
+    /// with a warning. It bounds the memory a flood of distinct keys (`limit_by: header`,
+    /// rotating IPv6 sources) can take, at 32 to 64 bytes a key. Default 2,000,000.
+    pub rate_limiting_local_max_keys: usize,
     /// eBPF programs: `auto`, `off` or `required`. Default `auto`.
     pub ebpf: EbpfMode,
     /// Interfaces the IP guard attaches to. Default empty: the interfaces that carry the
@@ -279,6 +284,7 @@ impl Default for Settings {
             workers: 0,
             io_backend: IoBackend::Auto,
             redis_connections: RedisConnections::PerWorker,
+            rate_limiting_local_max_keys: 2_000_000,
             ebpf: EbpfMode::Auto,
             ebpf_interfaces: Vec::new(),
             ebpf_xdp_mode: XdpMode::Auto,

@@ -99,6 +99,11 @@ pub fn catalog_for(settings: &Settings) -> Catalog {
     let catalog = catalog.with([&gangway_otel::SPEC]);
     let catalog = catalog.with_client_body_buffer_size(settings.client_body_buffer_size);
     let mut quotas = catalog.quotas().clone();
+    quotas.local = Arc::new(
+        gangway_pipeline::quota::local::LocalCounters::with_max_keys(
+            settings.rate_limiting_local_max_keys,
+        ),
+    );
     quotas.database = settings.database != Database::Off;
     #[cfg(feature = "store")]
     if quotas.database {

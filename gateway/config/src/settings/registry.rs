@@ -248,6 +248,7 @@ pub(super) static KEYS: &[Key] = &[
     ),
     key!(io_backend, kong[], IoBackend::parse, text),
     key!(redis_connections, kong[], RedisConnections::parse, text),
+    key!(rate_limiting_local_max_keys, kong[], parse_int, scalar),
     key!(ebpf, kong[], EbpfMode::parse, text),
     key!(ebpf_interfaces, kong[], parse_list, strings),
     key!(ebpf_xdp_mode, kong[], XdpMode::parse, text),

@@ -91,6 +91,7 @@ fn field_names() -> Vec<&'static str> {
         workers,
         io_backend,
         redis_connections,
+        rate_limiting_local_max_keys,
         ebpf,
         ebpf_interfaces,
         ebpf_xdp_mode,

@@ -12,6 +12,7 @@
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::time::{Duration, Instant};
 
@@ -49,7 +50,14 @@ pub struct LocalCounters {
     hasher: RandomState,
     /// Replaced maps go here, with when they were replaced, to be freed off the workers.
     reaper: Option<Sender<(Instant, Arc<Generation>)>>,
+    /// The most keys a generation counts; 0 for no bound.
+    max_keys: usize,
+    /// Requests that passed uncounted because their generation was full.
+    uncounted: AtomicU64,
 }
+
+/// `rate_limiting_local_max_keys`'s default.
+pub const DEFAULT_MAX_KEYS: usize = 2_000_000;
 
 impl Default for LocalCounters {
     fn default() -> Self {
@@ -72,11 +80,27 @@ impl Default for LocalCounters {
             generations: std::array::from_fn(|_| ArcSwap::new(Generation::new(i64::MIN, 0))),
             hasher: RandomState::new(),
             reaper,
+            max_keys: DEFAULT_MAX_KEYS,
+            uncounted: AtomicU64::new(0),
         }
     }
 }
 
 impl LocalCounters {
+    /// Counters that count at most `max_keys` keys per window length at once (0: no
+    /// bound).
+    pub fn with_max_keys(max_keys: usize) -> LocalCounters {
+        LocalCounters {
+            max_keys,
+            ..LocalCounters::default()
+        }
+    }
+
+    /// Requests that passed uncounted because their window length held `max_keys` keys.
+    pub fn uncounted(&self) -> u64 {
+        self.uncounted.load(Ordering::Relaxed)
+    }
+
     /// The generation that counts `window`: the current one, replaced first when the window
     /// is newer. A request that computed its window just before a rollover counts in the new
     /// generation under its old key, which nothing reads again.
@@ -127,10 +151,29 @@ impl LocalCounters {
         self.len() == 0
     }
 
-    /// Adds one to `window`'s count, or takes one away; returns the count before.
+    /// Adds one to `window`'s count, or takes one away; returns the count before. A key
+    /// new to a full generation is not counted (its count stays 0): a flood of distinct
+    /// keys cannot take memory without bound, and the keys already counted keep counting.
     fn add(&self, window: &Window, up: bool) -> u64 {
         let generation = self.generation(window);
-        generation.counts.add(self.key(window), up)
+        let key = self.key(window);
+        if up
+            && self.max_keys > 0
+            && generation.counts.len() >= self.max_keys
+            && generation.counts.get(key) == 0
+        {
+            let n = self.uncounted.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    uncounted = n,
+                    max_keys = self.max_keys,
+                    "rate-limiting: local counters are full (rate_limiting_local_max_keys); \
+                     requests with new keys pass uncounted until the window rolls over"
+                );
+            }
+            return 0;
+        }
+        generation.counts.add(key, up)
     }
 }
 
@@ -193,6 +236,30 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A flood of distinct keys stops taking memory at `max_keys`: new keys pass
+    /// uncounted (counted as 0), and keys already counted keep counting.
+    #[test]
+    fn a_full_generation_counts_no_new_keys() {
+        let counters = LocalCounters::with_max_keys(3);
+        let counts = |who: &str| match counters.usage(&[minute(who, 0)]) {
+            Usage::Ready(Ok(before)) => before,
+            _ => panic!("the local store answers at once"),
+        };
+        for who in ["a", "b", "c"] {
+            pass(&counters, &[minute(who, 0)]);
+        }
+        for n in 0..5 {
+            assert_eq!(counts(&format!("flood-{n}")), [0]);
+        }
+        assert_eq!(counters.len(), 3, "no key past the bound");
+        assert_eq!(counters.uncounted(), 5);
+        assert_eq!(counts("a"), [1], "a counted key keeps counting");
+        assert_eq!(counters.count(&minute("a", 0)), 2);
+        // The next window starts empty.
+        pass(&counters, &[minute("d", 60_000)]);
+        assert_eq!(counters.count(&minute("d", 60_000)), 1);
     }
 
     #[test]
