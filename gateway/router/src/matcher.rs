@@ -310,7 +310,10 @@ impl SubRoute {
                 .map(|p| PathHit::Prefix(p.len())),
             PathSet::Regex(ids) => ids.iter().find_map(|&id| {
                 let m = regexes[id as usize].re.find(path)?;
-                Some(PathHit::Regex { id, len: m.end() })
+                // Kong strips as many bytes as the match is long, from the start of the
+                // path: the same as its end, except for a later, unanchored branch of a
+                // top-level alternation (`~/a|/b` on `/x/b`).
+                Some(PathHit::Regex { id, len: m.len() })
             }),
         }
     }

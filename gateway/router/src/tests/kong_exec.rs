@@ -181,6 +181,16 @@ fn strips_a_uri_regex_with_and_without_groups() {
     }
 }
 
+/// Kong strips `#matched_text` bytes from the start of the path (`kong/router/atc.lua`,
+/// `req_uri:sub(#request_prefix + 1)`), which differs from stripping up to the match's end
+/// when an unanchored branch matched past the start.
+#[test]
+fn a_regex_matched_past_the_start_strips_its_length() {
+    let r = build(&[route(1).paths(&["~/a|/b"])]);
+    let (_, upstream_uri) = upstream(&r, "/x/b/rest", true);
+    assert_eq!(upstream_uri, "/b/rest");
+}
+
 #[test]
 fn normalizes_client_uri_before_matching_and_proxying() {
     let r = build(&[
