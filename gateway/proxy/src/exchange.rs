@@ -678,7 +678,6 @@ pub async fn run<B: Backend, S: Stream>(
     if bufs.txn.active {
         let txn = &mut bufs.txn;
         txn.source = Source::Service;
-        txn.upstream_status = Some(bufs.resp.status());
         txn.proxy_latency = Some(proxy_latency);
         txn.upstream_latency = Some(upstream_latency);
         txn.tries.push((key.addr, bufs.resp.status()));

@@ -83,8 +83,6 @@ pub struct Transaction {
     received: Option<Instant>,
     /// The path and query sent upstream.
     pub upstream_uri: String,
-    /// The upstream's status, when it answered.
-    pub upstream_status: Option<u16>,
     /// The upstream addresses tried, in order, each with the status nginx records for it
     /// (`$upstream_status`): the response's, or 502 or 504 for a try that got none.
     pub tries: Vec<(SocketAddr, u16)>,
@@ -147,7 +145,6 @@ pub fn begin<S>(
     txn.client_ip = Some(facts.client_ip);
     txn.received = Some(facts.received);
     txn.upstream_uri.clear();
-    txn.upstream_status = None;
     txn.tries.clear();
     txn.proxy_latency = None;
     txn.upstream_latency = None;
