@@ -45,6 +45,9 @@ const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8007 reuseport backlog=16384";
 /// What Kong shows instead of a secret's value.
 const REDACTED: &str = "******";
 
+/// `rate_limiting_local_max_keys`'s default (the local counters' own default too).
+pub const DEFAULT_RATE_LIMITING_LOCAL_MAX_KEYS: usize = 2_000_000;
+
 /// Every gangway setting. Field names are the TOML keys (Kong's names where Kong has the
 /// setting); `GANGWAY_<NAME>` sets one from the environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,7 +287,7 @@ impl Default for Settings {
             workers: 0,
             io_backend: IoBackend::Auto,
             redis_connections: RedisConnections::PerWorker,
-            rate_limiting_local_max_keys: 2_000_000,
+            rate_limiting_local_max_keys: DEFAULT_RATE_LIMITING_LOCAL_MAX_KEYS,
             ebpf: EbpfMode::Auto,
             ebpf_interfaces: Vec::new(),
             ebpf_xdp_mode: XdpMode::Auto,

@@ -56,9 +56,6 @@ pub struct LocalCounters {
     uncounted: AtomicU64,
 }
 
-/// `rate_limiting_local_max_keys`'s default.
-pub const DEFAULT_MAX_KEYS: usize = 2_000_000;
-
 impl Default for LocalCounters {
     fn default() -> Self {
         let (tx, rx) = channel::<(Instant, Arc<Generation>)>();
@@ -80,7 +77,7 @@ impl Default for LocalCounters {
             generations: std::array::from_fn(|_| ArcSwap::new(Generation::new(i64::MIN, 0))),
             hasher: RandomState::new(),
             reaper,
-            max_keys: DEFAULT_MAX_KEYS,
+            max_keys: gangway_config::settings::DEFAULT_RATE_LIMITING_LOCAL_MAX_KEYS,
             uncounted: AtomicU64::new(0),
         }
     }
