@@ -71,11 +71,28 @@ impl Window {
     /// Feeds what [`Window::key`] is made of to `state`, without building it: equal keys
     /// hash equal.
     pub fn hash_key<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.hash_owner(state);
+        self.hash_period(state);
+    }
+
+    /// The first part of [`Window::hash_key`]: whose count it is. A request's windows share
+    /// it, so a store can hash it once and go on from a copy of `state` for each window.
+    pub fn hash_owner<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write(self.scope.as_bytes());
         state.write(self.identifier.as_bytes());
         state.write_u8(0xff);
+    }
+
+    /// The rest of [`Window::hash_key`], after [`Window::hash_owner`].
+    pub fn hash_period<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_i64(self.start_ms);
         state.write(self.period.as_bytes());
+    }
+
+    /// True when `self` and `other` have the same owner because they share its text (the
+    /// windows of one request do), without comparing it.
+    pub fn same_owner(&self, other: &Window) -> bool {
+        Arc::ptr_eq(&self.scope, &other.scope) && Arc::ptr_eq(&self.identifier, &other.identifier)
     }
 }
 

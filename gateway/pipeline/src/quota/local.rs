@@ -10,7 +10,7 @@
 //! swap: expiry costs nothing per key, as Kong's shared dictionary entries expire with their
 //! TTL. The old map is freed on a thread of its own, never on a worker.
 
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
@@ -124,18 +124,32 @@ impl LocalCounters {
         }
     }
 
-    /// A 64-bit hash of Kong's key: with a million live keys, two collide with a
-    /// probability of about 3 in 100 million.
-    fn key(&self, window: &Window) -> u64 {
-        let mut state = self.hasher.build_hasher();
-        window.hash_key(&mut state);
-        state.finish()
+    /// A 64-bit hash of Kong's key of each of `windows`: with a million live keys, two
+    /// collide with a probability of about 3 in 100 million. A request's windows share their
+    /// owner, which is hashed once.
+    fn keys<'w>(&self, windows: &'w [Window]) -> impl Iterator<Item = (&'w Window, u64)> {
+        let mut owner: Option<(&Window, DefaultHasher)> = None;
+        windows.iter().map(move |window| {
+            let mut state = match &owner {
+                Some((first, state)) if first.same_owner(window) => state.clone(),
+                _ => {
+                    let mut state = self.hasher.build_hasher();
+                    window.hash_owner(&mut state);
+                    owner = Some((window, state.clone()));
+                    state
+                }
+            };
+            window.hash_period(&mut state);
+            (window, state.finish())
+        })
     }
 
     /// The count of `window` so far.
     pub fn count(&self, window: &Window) -> u64 {
         let generation = self.generation(window);
-        generation.counts.get(self.key(window))
+        let mut state = self.hasher.build_hasher();
+        window.hash_key(&mut state);
+        generation.counts.get(state.finish())
     }
 
     /// Live counters, over every window length (for memory accounting and tests).
@@ -148,42 +162,47 @@ impl LocalCounters {
         self.len() == 0
     }
 
-    /// Adds one to `window`'s count, or takes one away; returns the count before. A key
-    /// new to a full generation is not counted (its count stays 0): a flood of distinct
-    /// keys cannot take memory without bound, and the keys already counted keep counting.
-    fn add(&self, window: &Window, up: bool) -> u64 {
-        let generation = self.generation(window);
-        let key = self.key(window);
-        if up
-            && self.max_keys > 0
-            && generation.counts.len() >= self.max_keys
-            && generation.counts.get(key) == 0
-        {
-            let n = self.uncounted.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::warn!(
-                    uncounted = n,
-                    max_keys = self.max_keys,
-                    "rate-limiting: local counters are full (rate_limiting_local_max_keys); \
-                     requests with new keys pass uncounted until the window rolls over"
-                );
-            }
-            return 0;
+    /// Adds one to the count of `key` in `generation` and returns the count before. A key new
+    /// to a full generation is not counted (its count stays 0): a flood of distinct keys
+    /// cannot take memory without bound, and the keys already counted keep counting.
+    fn count_in(&self, generation: &Generation, key: u64) -> u64 {
+        if let Some(before) = generation.counts.increment_within(key, self.max_keys) {
+            return before;
         }
-        generation.counts.add(key, up)
+        let n = self.uncounted.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(
+                uncounted = n,
+                max_keys = self.max_keys,
+                "rate-limiting: local counters are full (rate_limiting_local_max_keys); \
+                 requests with new keys pass uncounted until the window rolls over"
+            );
+        }
+        0
     }
 }
 
 impl QuotaStore for LocalCounters {
     fn usage(&self, windows: &[Window]) -> Usage {
-        Usage::Ready(Ok(windows.iter().map(|w| self.add(w, true)).collect()))
+        let found: Vec<_> = self
+            .keys(windows)
+            .map(|(window, key)| {
+                let generation = self.generation(window);
+                generation.counts.prefetch(key);
+                (generation, key)
+            })
+            .collect();
+        let counts = found
+            .iter()
+            .map(|(generation, key)| self.count_in(generation, *key));
+        Usage::Ready(Ok(counts.collect()))
     }
 
     fn increment(&self, _windows: &[Window]) {}
 
     fn refund(&self, windows: &[Window]) {
-        for window in windows {
-            self.add(window, false);
+        for (window, key) in self.keys(windows) {
+            self.generation(window).counts.add(key, false);
         }
     }
 }
@@ -312,5 +331,35 @@ mod tests {
         pass(&counters, std::slice::from_ref(&hour));
         pass(&counters, &[minute("m:60000", 60_000)]);
         assert_eq!(counters.count(&hour), 1, "a minute rollover keeps the hour");
+    }
+
+    /// A request's windows share their owner's text and hash it once: each still counts
+    /// under the key a lone window of the same owner and period gets.
+    #[test]
+    fn a_requests_windows_count_under_their_own_keys() {
+        let counters = LocalCounters::default();
+        let minute = minute("alice", 60_000);
+        let hour = Window {
+            period: "hour",
+            start_ms: 0,
+            seconds: 3_600,
+            ..minute.clone()
+        };
+        assert!(minute.same_owner(&hour));
+        pass(&counters, &[minute.clone(), hour.clone()]);
+        pass(&counters, &[minute.clone(), hour.clone()]);
+        let lone_minute = Window {
+            scope: "ratelimit:r:s:".into(),
+            identifier: "alice".into(),
+            ..minute.clone()
+        };
+        assert!(!lone_minute.same_owner(&minute));
+        assert_eq!(counters.count(&lone_minute), 2);
+        assert_eq!(counters.count(&hour), 2);
+        let bob = Window {
+            identifier: "bob".into(),
+            ..minute
+        };
+        assert_eq!(counters.count(&bob), 0);
     }
 }
