@@ -328,7 +328,7 @@ mod tests {
             ports: [(
                 8000,
                 PortPolicy {
-                    deny: vec![mapped],
+                    deny: vec![mapped].into(),
                     ..PortPolicy::default()
                 },
             )]

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
+pub use crate::ip_set::IpSet;
+
 /// The policy of every listener port (open ones too, so that the kernel tracks their
 /// connections). Ports not in it are open and untracked. Default: empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,9 +28,9 @@ pub struct ConnectionPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortPolicy {
     /// Sources refused (empty: none).
-    pub deny: Vec<IpNet>,
+    pub deny: IpSet,
     /// When non-empty, the only sources admitted.
-    pub allow: Vec<IpNet>,
+    pub allow: IpSet,
     /// Live connections one source may hold to this port; 0 is no cap.
     pub max_conn_per_ip: u32,
 }
@@ -74,11 +76,6 @@ pub fn canonical_net(net: IpNet) -> IpNet {
     }
 }
 
-/// Whether `net` covers `source` (a [`canonical`] address).
-pub fn covers(net: &IpNet, source: IpAddr) -> bool {
-    canonical_net(*net).contains(&source)
-}
-
 impl PortPolicy {
     /// True when the port needs no checking at all.
     pub fn is_open(&self) -> bool {
@@ -87,10 +84,10 @@ impl PortPolicy {
 
     /// The list verdict for `source` (already canonical), ignoring the connection cap.
     pub fn check_lists(&self, source: IpAddr) -> Result<(), Refusal> {
-        if self.deny.iter().any(|net| covers(net, source)) {
+        if self.deny.contains(source) {
             return Err(Refusal::Denied);
         }
-        if !self.allow.is_empty() && !self.allow.iter().any(|net| covers(net, source)) {
+        if !self.allow.is_empty() && !self.allow.contains(source) {
             return Err(Refusal::NotAllowed);
         }
         Ok(())
@@ -266,13 +263,13 @@ mod tests {
     #[test]
     fn a_mapped_range_covers_the_ipv4_clients_it_names() {
         let deny = PortPolicy {
-            deny: vec![net("::ffff:192.0.2.0/120")],
+            deny: vec![net("::ffff:192.0.2.0/120")].into(),
             ..PortPolicy::default()
         };
         assert_eq!(deny.check_lists(ip("192.0.2.5")), Err(Refusal::Denied));
         assert_eq!(deny.check_lists(ip("192.0.3.5")), Ok(()));
         let allow = PortPolicy {
-            allow: vec![net("::ffff:192.0.2.0/120")],
+            allow: vec![net("::ffff:192.0.2.0/120")].into(),
             ..PortPolicy::default()
         };
         assert_eq!(allow.check_lists(ip("192.0.2.5")), Ok(()));
@@ -283,8 +280,8 @@ mod tests {
     #[test]
     fn deny_comes_before_allow_as_in_kong() {
         let port = PortPolicy {
-            deny: vec![net("10.0.0.0/8")],
-            allow: vec![net("10.1.0.0/16"), net("192.0.2.0/24")],
+            deny: vec![net("10.0.0.0/8")].into(),
+            allow: vec![net("10.1.0.0/16"), net("192.0.2.0/24")].into(),
             max_conn_per_ip: 0,
         };
         assert_eq!(port.check_lists(ip("10.1.2.3")), Err(Refusal::Denied));

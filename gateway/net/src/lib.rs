@@ -13,6 +13,7 @@
 pub mod conn_policy;
 pub mod epoll;
 pub mod idle_probe;
+pub mod ip_set;
 pub mod listener;
 pub mod prefixed;
 pub mod proxy_protocol;

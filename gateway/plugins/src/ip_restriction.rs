@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use gangway_config::schema::{ALL_PROTOCOLS, EntityCheck, Field, Schema};
-use gangway_net::conn_policy::covers;
+use gangway_net::ip_set::IpSet;
 use gangway_pipeline::Plugin;
 use gangway_pipeline::catalog::ConfigProblem;
 use gangway_pipeline::context::AccessCtx;
@@ -81,8 +81,8 @@ struct Config {
 }
 
 struct IpRestriction {
-    allow: Vec<IpNet>,
-    deny: Vec<IpNet>,
+    allow: IpSet,
+    deny: IpSet,
     status: u16,
     message: Option<String>,
 }
@@ -144,26 +144,20 @@ fn compile(config: &Value) -> Result<IpRestriction, Vec<ConfigProblem>> {
         return Err(problems);
     }
     Ok(IpRestriction {
-        allow,
-        deny,
+        allow: allow.into(),
+        deny: deny.into(),
         status,
         message: conf.message,
     })
 }
 
-/// Whether `ip` is in `list`. An IPv4-mapped IPv6 client (dual-stack listener) is compared
-/// as the IPv4 address it carries, and an IPv4-mapped range as the IPv4 range it is, as the
-/// kernel's guard and the accept check compare them.
-fn contains(list: &[IpNet], ip: IpAddr) -> bool {
-    let ip = ip.to_canonical();
-    list.iter().any(|net| covers(net, ip))
-}
-
 impl IpRestriction {
     /// `None` lets the client through; otherwise the message of the rejection.
     fn check(&self, ip: IpAddr) -> Option<String> {
-        let blocked = (!self.deny.is_empty() && contains(&self.deny, ip))
-            || (!self.allow.is_empty() && !contains(&self.allow, ip));
+        // An IPv4-mapped IPv6 client (dual-stack listener) is compared as the IPv4 address
+        // it carries, as the kernel's guard and the accept check compare it.
+        let blocked = (!self.deny.is_empty() && self.deny.contains(ip))
+            || (!self.allow.is_empty() && !self.allow.contains(ip));
         blocked.then(|| match &self.message {
             Some(m) => m.clone(),
             None => format!("IP address not allowed: {}", ip.to_canonical()),

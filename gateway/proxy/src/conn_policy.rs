@@ -16,6 +16,7 @@
 use gangway_config::Config;
 use gangway_config::settings::Settings;
 use gangway_net::conn_policy::{ConnectionPolicy, PortPolicy, parse_ip_or_cidr};
+use gangway_net::ip_set::IpSet;
 use ipnet::IpNet;
 use serde_json::Value;
 
@@ -26,6 +27,7 @@ pub fn connection_policy(config: &Config, settings: &Settings) -> ConnectionPoli
     } else {
         (Vec::new(), Vec::new())
     };
+    let (deny, allow): (IpSet, IpSet) = (deny.into(), allow.into());
     // Every listener port is in the policy, open ones too: the kernel's connection tracker
     // counts the connections of the ports it lists.
     let mut policy = ConnectionPolicy::default();
@@ -46,7 +48,8 @@ pub fn connection_policy(config: &Config, settings: &Settings) -> ConnectionPoli
             Vec::new()
         } else {
             settings.admin_allow_cidrs.clone()
-        };
+        }
+        .into();
         policy.ports.insert(
             listen.addr.port(),
             PortPolicy {
