@@ -455,6 +455,53 @@ fn a_response_too_big_to_cache_streams_through() {
     }
 }
 
+/// A cacheable body of unknown length is buffered for the store only until it outgrows
+/// what the store keeps (16 MiB); then it streams through uncached, chunked or until close
+/// as the upstream sent it. Past 64 MiB such a body used to fail with 502.
+#[test]
+fn a_body_of_unknown_length_too_big_to_cache_streams_through() {
+    let (up, gw) = start();
+    const SIZE: usize = 70_000_000;
+    let size = SIZE.to_string();
+    for framing in ["x-echo-chunked", "x-echo-close"] {
+        for round in 0..2 {
+            let headers = [
+                ("x-echo-body-size", size.as_str()),
+                ("x-echo-content-type", "text/plain"),
+                (framing, "1"),
+            ];
+            let before = up.requests.load(Ordering::Relaxed);
+            let r = get(&gw, "/r1/big", &headers);
+            assert_eq!(r.status, 200, "{framing} round {round}");
+            assert_eq!(
+                r.body.len(),
+                SIZE,
+                "{framing} round {round}: the whole body"
+            );
+            assert!(
+                r.body.iter().all(|&b| b == b'x'),
+                "{framing}: the body intact"
+            );
+            assert_eq!(
+                status(&r),
+                Some("Miss"),
+                "{framing} round {round}: not stored"
+            );
+            assert_eq!(up.requests.load(Ordering::Relaxed), before + 1);
+        }
+    }
+    // A small one of unknown length is still stored.
+    let headers = [
+        ("x-echo-body-size", "100000"),
+        ("x-echo-content-type", "text/plain"),
+        ("x-echo-chunked", "1"),
+    ];
+    let statuses: Vec<_> = (0..2)
+        .map(|_| status(&get(&gw, "/r1/small", &headers)).map(str::to_owned))
+        .collect();
+    assert_eq!(statuses, [Some("Miss".to_owned()), Some("Hit".to_owned())]);
+}
+
 /// A hit sets the stored headers as Kong's `kong.response.exit` does, replacing what an
 /// earlier plugin set under the same name: rate-limiting's headers came twice.
 #[test]

@@ -269,6 +269,30 @@ fn echo_downstream_on_plugin_answers_and_gateway_errors() {
     );
 }
 
+/// No route matched: a global instance's access never ran, so, as in Kong, its
+/// header_filter echoes the client's id, or makes one.
+#[test]
+fn echo_downstream_on_an_unrouted_404() {
+    let up = Upstream::start();
+    let config = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: http://{}\n    routes:\n      - paths: [\"/routed\"]\nplugins:\n  - name: correlation-id\n    config: {{generator: uuid, echo_downstream: true}}\n",
+        up.addr
+    );
+    let gw = Gangway::start(&config);
+    let r = get(&gw, "/nowhere", &[("Kong-Request-ID", "client-made")]);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("kong-request-id"), Some("client-made"));
+    let r = gw.get("/nowhere");
+    assert_eq!(r.status, 404);
+    assert!(
+        r.header("kong-request-id").is_some_and(is_uuid),
+        "{:?}",
+        r.headers
+    );
+    let r = get(&gw, "/routed", &[("Kong-Request-ID", "client-made")]);
+    assert_eq!(r.header("kong-request-id"), Some("client-made"));
+}
+
 // ---- request-size-limiting ----
 
 const KB: usize = 1024;

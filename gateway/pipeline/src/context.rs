@@ -230,6 +230,10 @@ pub struct ResponseCtx<'a> {
     pub status: u16,
     /// The upstream's response head and its bytes; `None` for a plugin-made response.
     pub upstream: Option<(&'a ResponseHead, &'a [u8])>,
+    /// The client's request head and its bytes, where they are still at hand: for gangway's
+    /// own answers before anything was proxied (no route matched, a plugin's exit); `None`
+    /// once the request went upstream and its buffer was reused.
+    pub request: Option<(&'a RequestHead, &'a [u8])>,
     /// Mutable plugin state (response header edits live here).
     pub state: &'a mut RequestState,
     /// The chain step being run.
@@ -237,6 +241,14 @@ pub struct ResponseCtx<'a> {
 }
 
 impl ResponseCtx<'_> {
+    /// The first value of request header `lower_name`, after the access phase's edits (Kong's
+    /// `kong.request.get_header` in header_filter), where the request is at hand.
+    pub fn request_header<'s>(&'s self, lower_name: &'s str) -> Option<&'s [u8]> {
+        let (head, buf) = self.request?;
+        let originals = head.header_values(buf, lower_name);
+        self.state.headers.values(lower_name, originals).next()
+    }
+
     /// The first value of response header `lower_name`, after edits.
     pub fn header<'s>(&'s self, lower_name: &'s str) -> Option<&'s [u8]> {
         self.header_values(lower_name).next()

@@ -94,6 +94,15 @@ pub trait Plugin: Send + Sync {
         false
     }
 
+    /// The largest response body worth buffering for [`Plugin::body_filter`]; past it this
+    /// plugin does without the body, and when every plugin that wanted it does, the body
+    /// streams through unfiltered (proxy-cache: the largest entry its store keeps). `None`:
+    /// the plugin must see the whole body, or the request fails (response-transformer must
+    /// not pass on a body it was told to change). Default `None`.
+    fn body_wanted_up_to(&self) -> Option<u64> {
+        None
+    }
+
     /// Runs on the whole (decoded) response body before it is sent; the proxy frames the
     /// result with its own `Content-Length`. Only called when some plugin of the chain
     /// wanted the body. Default: nothing.
@@ -249,21 +258,43 @@ pub fn run_header_filter(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseC
     }
 }
 
-/// True when some plugin that ran in access wants this response's body buffered (see
-/// [`Plugin::wants_body`]). Free when no plugin of the chain filters bodies.
-pub fn wants_body(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseCtx<'_>) -> bool {
+/// What the plugins that ran want of a response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyWanted {
+    /// Nothing: it streams through.
+    No,
+    /// All of it, whatever its size: some plugin must see it (the proxy's own cap applies).
+    Whole,
+    /// All of it if it is at most this many bytes; past them the body streams through
+    /// unfiltered.
+    UpTo(u64),
+}
+
+/// Whether the plugins that ran in access want this response's body buffered, and how much
+/// of it (see [`Plugin::wants_body`] and [`Plugin::body_wanted_up_to`]). Free when no
+/// plugin of the chain filters bodies.
+pub fn wants_body(pipeline: &Pipeline, chain: &Chain, ctx: &mut ResponseCtx<'_>) -> BodyWanted {
     if !chain.filters_body {
-        return false;
+        return BodyWanted::No;
     }
-    chain.by_priority.iter().any(|&step| {
-        ran(&ctx.state.resolved, step).is_some_and(|(step, instance)| {
-            // Each plugin reads its own slot (`ctx.saved()`), as in the other phases.
-            ctx.step = step;
-            pipeline.instances[instance as usize]
-                .handler
-                .wants_body(ctx)
-        })
-    })
+    let mut wanted = BodyWanted::No;
+    for &step in &chain.by_priority {
+        let Some((step, instance)) = ran(&ctx.state.resolved, step) else {
+            continue;
+        };
+        // Each plugin reads its own slot (`ctx.saved()`), as in the other phases.
+        ctx.step = step;
+        let handler = &pipeline.instances[instance as usize].handler;
+        if !handler.wants_body(ctx) {
+            continue;
+        }
+        wanted = match (wanted, handler.body_wanted_up_to()) {
+            (BodyWanted::Whole, _) | (_, None) => return BodyWanted::Whole,
+            (BodyWanted::UpTo(a), Some(b)) => BodyWanted::UpTo(a.max(b)),
+            (BodyWanted::No, Some(b)) => BodyWanted::UpTo(b),
+        };
+    }
+    wanted
 }
 
 /// Runs body_filter on the buffered response body for every plugin that ran in access, in

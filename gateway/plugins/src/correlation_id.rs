@@ -177,7 +177,15 @@ impl Plugin for CorrelationId {
         if !self.echo_downstream {
             return;
         }
+        // Kong: the id access saved, else the request's header (access did not run: no
+        // route matched), else a fresh one.
         let mut id = ctx.saved().to_vec();
+        if id.is_empty() {
+            id = ctx
+                .request_header(&self.lower_name)
+                .unwrap_or_default()
+                .to_vec();
+        }
         if id.is_empty() {
             let mut fresh = String::new();
             self.generator.generate(&ctx.state.conn, &mut fresh);

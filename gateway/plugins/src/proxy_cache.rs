@@ -528,6 +528,11 @@ impl Plugin for ProxyCache {
         Slot::decode(ctx.saved()).is_some_and(|s| s.stage == Stage::Store)
     }
 
+    /// A body the store would not keep is not worth holding: it streams through, a Miss.
+    fn body_wanted_up_to(&self) -> Option<u64> {
+        Some(store::MAX_ENTRY_BYTES)
+    }
+
     fn body_filter(&self, ctx: &mut ResponseCtx<'_>, body: &mut Vec<u8>) {
         let Some(slot) = Slot::decode(ctx.saved()).filter(|s| s.stage == Stage::Store) else {
             return;

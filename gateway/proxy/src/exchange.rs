@@ -41,7 +41,7 @@ use gangway_http::{BodyFraming, BodyTracker, Version};
 use gangway_net::idle_probe::{self, IdleState};
 use gangway_net::{Backend, Stream, tls};
 use gangway_pipeline::trace::SpanName;
-use gangway_pipeline::{Chain, ResponseCtx};
+use gangway_pipeline::{BodyWanted, Chain, ResponseCtx};
 use gangway_router::{RouteMatch, RouterFlavor};
 
 pub use super::headers::PRODUCT as SERVER;
@@ -722,6 +722,7 @@ pub async fn run<B: Backend, S: Stream>(
         let mut filter = ResponseCtx {
             status: bufs.resp.status(),
             upstream: Some((&bufs.resp, &bufs.upstream[..resp_len])),
+            request: None,
             state: &mut bufs.plugins,
             step: 0,
         };
@@ -737,13 +738,15 @@ pub async fn run<B: Backend, S: Stream>(
             snapshot: ex.snapshot,
             chain: ex.chain,
         };
-        if job.wanted(bufs) {
+        let wanted = job.wanted(bufs);
+        if wanted != BodyWanted::No {
             let sent = match buffered::respond(
                 client,
                 &upstream.stream,
                 bufs,
                 &mut client_head,
                 job,
+                wanted,
             )
             .await
             {
@@ -762,7 +765,7 @@ pub async fn run<B: Backend, S: Stream>(
                     .borrow_mut()
                     .put(key, upstream.stream, upstream.requests);
             }
-            return if close || sent.client_failed {
+            return if close || sent.close {
                 Outcome::Close
             } else {
                 Outcome::KeepAlive

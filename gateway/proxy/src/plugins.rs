@@ -170,6 +170,8 @@ pub async fn respond<B: Backend, S: Stream>(
     let mut rctx = ResponseCtx {
         status: response.status,
         upstream: None,
+        // Every caller answers before the request went upstream: its head is intact.
+        request: Some((&bufs.head, &bufs.input[..])),
         state: &mut bufs.plugins,
         step: 0,
     };
@@ -178,7 +180,9 @@ pub async fn respond<B: Backend, S: Stream>(
         let via = format!("1.1 {SERVER}");
         rctx.state.response_headers.set("Via", via.as_bytes());
     }
-    if gangway_pipeline::wants_body(&snapshot.pipeline, chain, &mut rctx) {
+    // The body is in memory already: whatever its size, every plugin that asks sees it.
+    let wanted = gangway_pipeline::wants_body(&snapshot.pipeline, chain, &mut rctx);
+    if wanted != gangway_pipeline::BodyWanted::No {
         gangway_pipeline::run_body_filter(&snapshot.pipeline, chain, &mut rctx, &mut body);
     }
 

@@ -52,7 +52,7 @@ impl<B: Backend> Reply<'_, B> {
         close: bool,
     ) {
         if self.chain.filters_headers && !self.filtered.replace(true) {
-            filter_headers(bufs, self.snapshot, self.chain, status);
+            filter_headers(bufs, self.snapshot, self.chain, status, false);
         }
         bufs.txn.source = Source::Error;
         if bufs.txn.upstream_latency.is_none() {
@@ -99,7 +99,8 @@ pub async fn respond_error<B: Backend, S: Stream>(
     let keep = done.is_some() && bufs.head.keep_alive() && !ctx.last_on_connection(bufs);
     let mut added = Vec::new();
     if let Some((snapshot, chain)) = filter.filter(|(_, c)| c.filters_headers) {
-        filter_headers(bufs, snapshot, chain, status);
+        // Nothing went upstream: the request's head is still at the start of the input.
+        filter_headers(bufs, snapshot, chain, status, true);
         added = plugin_headers(&bufs.plugins.response_headers);
     }
     let headers: Vec<(&str, &str)> = extra
@@ -134,11 +135,20 @@ pub(super) fn request_end(bufs: &ConnBuffers, head_len: usize) -> Option<usize> 
     }
 }
 
-/// Runs header_filter for the plugins of `chain` that ran, on gangway's own answer.
-fn filter_headers(bufs: &mut ConnBuffers, snapshot: &Snapshot, chain: &Chain, status: u16) {
+/// Runs header_filter for the plugins of `chain` that ran, on gangway's own answer; the
+/// client's request head is shown to them when nothing went upstream (`request_intact`), as
+/// its buffer is reused once something did.
+fn filter_headers(
+    bufs: &mut ConnBuffers,
+    snapshot: &Snapshot,
+    chain: &Chain,
+    status: u16,
+    request_intact: bool,
+) {
     let mut rctx = ResponseCtx {
         status,
         upstream: None,
+        request: request_intact.then_some((&bufs.head, &bufs.input[..])),
         state: &mut bufs.plugins,
         step: 0,
     };
