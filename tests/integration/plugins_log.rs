@@ -355,6 +355,35 @@ fn plugin_answers_and_gateway_errors_are_logged() {
         latencies["kong"].as_i64().is_some_and(|k| k < 200),
         "{latencies}"
     );
+    // Each try starts its balancer step when it begins, a read timeout (300 ms) after the
+    // one before, from the request's start on (they all carried the request's start).
+    let tries = log["tries"].as_array().expect("tries");
+    assert!(tries.len() > 1, "the GET is retried: {log}");
+    let started_at = log["started_at"].as_u64().expect("started_at");
+    let starts: Vec<u64> = tries
+        .iter()
+        .map(|t| t["balancer_start"].as_u64().expect("balancer_start"))
+        .collect();
+    assert!(
+        starts[0] >= started_at && starts[0] < started_at + 200,
+        "{starts:?} {started_at}"
+    );
+    for pair in starts.windows(2) {
+        assert!(pair[1] >= pair[0] + 290, "{starts:?}");
+    }
+    for t in tries {
+        let ms = t["balancer_start"].as_u64().expect("ms");
+        let ns = t["balancer_start_ns"].as_u64().expect("ns");
+        assert!(
+            ns / 1_000_000 >= ms.saturating_sub(1) && ns / 1_000_000 <= ms + 1,
+            "{t}"
+        );
+        assert!(
+            t["balancer_latency"].as_u64().is_some_and(|l| l < 100),
+            "{t}"
+        );
+        assert!(t["balancer_latency_ns"].as_u64().is_some(), "{t}");
+    }
 }
 
 #[test]

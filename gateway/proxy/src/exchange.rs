@@ -434,6 +434,7 @@ pub async fn run<B: Backend, S: Stream>(
         bufs.txn.proxy_latency = Some(now.duration_since(ex.received));
     }
     let (upstream, resp_len, key) = loop {
+        bufs.txn.begin_try();
         let mut balancer_span = None;
         let picked = balancer.zip(target);
         _in_flight = picked.and_then(|(b, i)| b.begin(i));
@@ -452,6 +453,7 @@ pub async fn run<B: Backend, S: Stream>(
             }
             _ => dns::resolve(&ctx.dns, host, port).await.map(Some),
         };
+        bufs.txn.try_balanced();
         let mut tried: Option<SocketAddr> = None;
         let attempt = match resolved {
             Ok(None) => {
@@ -680,7 +682,7 @@ pub async fn run<B: Backend, S: Stream>(
         txn.source = Source::Service;
         txn.proxy_latency = Some(proxy_latency);
         txn.upstream_latency = Some(upstream_latency);
-        txn.tries.push((key.addr, bufs.resp.status()));
+        txn.end_try(key.addr, bufs.resp.status());
     }
 
     // Response head to the client, then the body.
@@ -909,7 +911,5 @@ pub async fn run<B: Backend, S: Stream>(
 /// Notes, for the log phase, a try that got no response: Kong's `tries` entry and nginx's
 /// `$upstream_status` for it.
 fn note_failed_try(bufs: &mut ConnBuffers, addr: SocketAddr, status: u16) {
-    if bufs.txn.active {
-        bufs.txn.tries.push((addr, status));
-    }
+    bufs.txn.end_try(addr, status);
 }

@@ -83,9 +83,10 @@ pub struct Transaction {
     received: Option<Instant>,
     /// The path and query sent upstream.
     pub upstream_uri: String,
-    /// The upstream addresses tried, in order, each with the status nginx records for it
-    /// (`$upstream_status`): the response's, or 502 or 504 for a try that got none.
-    pub tries: Vec<(SocketAddr, u16)>,
+    /// The upstream addresses tried, in order.
+    tries: Vec<Try>,
+    /// When the try under way began, and how long picking its address took.
+    current_try: Option<(Instant, Duration)>,
     /// From the head's arrival until the upstream request was sent.
     pub proxy_latency: Option<Duration>,
     /// From sending the upstream request until its response head arrived, or, when no
@@ -97,7 +98,51 @@ pub struct Transaction {
     pub source: Source,
 }
 
+/// One try of the upstream (Kong's `balancer_data.tries` entry).
+#[derive(Debug)]
+struct Try {
+    addr: SocketAddr,
+    /// The status nginx records for it (`$upstream_status`): the response's, or 502 or 504
+    /// for a try that got none.
+    status: u16,
+    /// When its balancer step began.
+    began: Instant,
+    /// How long picking and resolving its address took (Kong's `balancer_latency`).
+    balancer: Duration,
+}
+
 impl Transaction {
+    /// A try of the upstream begins: its balancer step starts now.
+    pub fn begin_try(&mut self) {
+        if self.active {
+            self.current_try = Some((Instant::now(), Duration::ZERO));
+        }
+    }
+
+    /// The try under way has its address.
+    pub fn try_balanced(&mut self) {
+        if let Some((began, balancer)) = &mut self.current_try {
+            *balancer = began.elapsed();
+        }
+    }
+
+    /// The try under way to `addr` ended with `status` (nginx's `$upstream_status` entry).
+    pub fn end_try(&mut self, addr: SocketAddr, status: u16) {
+        if !self.active {
+            return;
+        }
+        let (began, balancer) = self
+            .current_try
+            .take()
+            .unwrap_or((self.received.unwrap_or_else(Instant::now), Duration::ZERO));
+        self.tries.push(Try {
+            addr,
+            status,
+            began,
+            balancer,
+        });
+    }
+
     /// Sets `request.size` once a chunked body has been read whole: `bytes` is the head and
     /// the body as they came, framing included (nginx's `$request_length`).
     pub fn count_chunked_body(&mut self, bytes: u64) {
@@ -146,6 +191,7 @@ pub fn begin<S>(
     txn.received = Some(facts.received);
     txn.upstream_uri.clear();
     txn.tries.clear();
+    txn.current_try = None;
     txn.proxy_latency = None;
     txn.upstream_latency = None;
     txn.upstream_started = None;
@@ -458,7 +504,7 @@ fn serialize<S>(
         Value::String(txn.upstream_uri.clone()),
     );
     // nginx's `$upstream_status`: one status per try, `502, 200` after a retry.
-    let upstream_status: Vec<String> = txn.tries.iter().map(|(_, s)| s.to_string()).collect();
+    let upstream_status: Vec<String> = txn.tries.iter().map(|t| t.status.to_string()).collect();
     entry.insert(
         "upstream_status".into(),
         Value::String(upstream_status.join(", ")),
@@ -486,17 +532,24 @@ fn serialize<S>(
             .tries
             .iter()
             .enumerate()
-            .map(|(i, (addr, status))| {
+            .map(|(i, t)| {
+                // Epoch times from the request's, plus how much later the try began.
+                let since_request = txn
+                    .received
+                    .map_or(Duration::ZERO, |r| t.began.saturating_duration_since(r));
+                let start_ns = u128::from(txn.started_at) * 1_000_000 + since_request.as_nanos();
                 let mut attempt = json!({
-                    "ip": addr.ip().to_string(),
-                    "port": addr.port(),
-                    "balancer_start": txn.started_at,
-                    "balancer_latency": 0,
+                    "ip": t.addr.ip().to_string(),
+                    "port": t.addr.port(),
+                    "balancer_start": txn.started_at + since_request.as_millis() as u64,
+                    "balancer_start_ns": start_ns as u64,
+                    "balancer_latency": t.balancer.as_millis() as u64,
+                    "balancer_latency_ns": t.balancer.as_nanos() as u64,
                 });
                 // Kong notes why a try failed when it moves on to the next one.
                 if i + 1 < txn.tries.len() {
                     attempt["state"] = json!("failed");
-                    attempt["code"] = json!(status);
+                    attempt["code"] = json!(t.status);
                 }
                 attempt
             })
