@@ -502,6 +502,52 @@ fn a_body_of_unknown_length_too_big_to_cache_streams_through() {
     assert_eq!(statuses, [Some("Miss".to_owned()), Some("Hit".to_owned())]);
 }
 
+/// As in Kong, the memory strategy's dictionary must be declared: Kong's own names, or
+/// those of `KONG_NGINX_HTTP_LUA_SHARED_DICT`. Any other name is refused with Kong's
+/// message; gangway used to make a new 128 MiB store for it.
+#[test]
+fn only_declared_dictionaries_hold_the_cache() {
+    let up = Upstream::start();
+    let gw = Gangway::start_with(
+        crate::harness::Options::new(config_with_routes(
+            up.addr,
+            "      - paths: [\"/mine\"]\n        plugins:\n          - name: proxy-cache\n            config: {strategy: memory, memory: {dictionary_name: my_cache}}\n",
+        ))
+        .env("KONG_NGINX_HTTP_LUA_SHARED_DICT", "my_cache 8m")
+        .admin(),
+    );
+    let statuses: Vec<_> = (0..2)
+        .map(|_| status(&get(&gw, "/mine", &[])).map(str::to_owned))
+        .collect();
+    assert_eq!(statuses, [Some("Miss".to_owned()), Some("Hit".to_owned())]);
+    let made_up = serde_json::json!({
+        "_format_version": "3.0",
+        "services": [{"name": "s", "url": format!("http://{}", up.addr), "routes": [{
+            "paths": ["/other"],
+            "plugins": [{"name": "proxy-cache",
+                         "config": {"strategy": "memory", "memory": {"dictionary_name": "made_up"}}}],
+        }]}],
+    });
+    let json_type = [("Content-Type", "application/json")];
+    let r = gw.admin(
+        "POST",
+        "/config",
+        &json_type,
+        made_up.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("missing shared dict 'made_up'"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        status(&get(&gw, "/mine", &[])),
+        Some("Hit"),
+        "the old config stays"
+    );
+}
+
 /// A hit sets the stored headers as Kong's `kong.response.exit` does, replacing what an
 /// earlier plugin set under the same name: rate-limiting's headers came twice.
 #[test]

@@ -30,10 +30,11 @@ pub fn answer(
         .filter(|p| p.name == "proxy-cache");
     let stores: Vec<Arc<Store>> = match plugin {
         Some(id) => match instances.clone().find(|p| p.id.to_string() == id) {
-            Some(p) => vec![dictionary_of(p)],
+            // A loaded instance's dictionary was declared (or it would not have loaded).
+            Some(p) => dictionary_of(p).into_iter().collect(),
             None => return reply::empty(404),
         },
-        None => instances.map(dictionary_of).collect(),
+        None => instances.filter_map(dictionary_of).collect(),
     };
     let Some(key) = key else {
         for store in &stores {
@@ -58,7 +59,7 @@ pub fn answer(
 }
 
 /// The instance's memory dictionary (`memory.dictionary_name`, Kong's `kong_db_cache`).
-fn dictionary_of(plugin: &Plugin) -> Arc<Store> {
+fn dictionary_of(plugin: &Plugin) -> Option<Arc<Store>> {
     let name = plugin.config["memory"]["dictionary_name"]
         .as_str()
         .unwrap_or("kong_db_cache");

@@ -108,6 +108,14 @@ pub struct Settings {
     /// with a warning. It bounds the memory a flood of distinct keys (`limit_by: header`,
     /// rotating IPv6 sources) can take, at 32 to 64 bytes a key. Default 2,000,000.
     pub rate_limiting_local_max_keys: usize,
+    /// Kong's `mem_cache_size`: the size of the `kong_db_cache` and `kong_core_db_cache`
+    /// dictionaries (proxy-cache's default store). Default 128 MiB.
+    pub mem_cache_size: u64,
+    /// Dictionaries beyond Kong's own, each with its size: what Kong's injected
+    /// `nginx_http_lua_shared_dict` directive declares (`KONG_NGINX_HTTP_LUA_SHARED_DICT="name
+    /// 64m"`). proxy-cache's `memory.dictionary_name` must name one of them or one of Kong's.
+    /// Default none.
+    pub lua_shared_dicts: Vec<(String, u64)>,
     /// eBPF programs: `auto`, `off` or `required`. Default `auto`.
     pub ebpf: EbpfMode,
     /// Interfaces the IP guard attaches to. Default empty: the interfaces that carry the
@@ -288,6 +296,8 @@ impl Default for Settings {
             io_backend: IoBackend::Auto,
             redis_connections: RedisConnections::PerWorker,
             rate_limiting_local_max_keys: DEFAULT_RATE_LIMITING_LOCAL_MAX_KEYS,
+            mem_cache_size: 128 * 1024 * 1024,
+            lua_shared_dicts: Vec::new(),
             ebpf: EbpfMode::Auto,
             ebpf_interfaces: Vec::new(),
             ebpf_xdp_mode: XdpMode::Auto,

@@ -92,6 +92,10 @@ pub fn catalog() -> Catalog {
 /// [`catalog`] with the counter stores `settings` call for: Redis (with the `quota` feature)
 /// verifies TLS servers against `lua_ssl_trusted_certificate`.
 pub fn catalog_for(settings: &Settings) -> Catalog {
+    gangway_plugins::proxy_cache_store::declare(
+        settings.mem_cache_size,
+        &settings.lua_shared_dicts,
+    );
     let catalog = gangway_plugins::catalog();
     #[cfg(feature = "lambda")]
     let catalog = catalog.with([&gangway_lambda::SPEC]);

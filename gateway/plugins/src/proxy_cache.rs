@@ -112,7 +112,13 @@ fn compile(conf: Config) -> Result<ProxyCache, Vec<ConfigProblem>> {
         show_age: conf.response_headers.age.unwrap_or(false),
         show_status: conf.response_headers.status.unwrap_or(false),
         show_key: conf.response_headers.key.unwrap_or(false),
-        store: store::dictionary(&conf.memory.dictionary_name),
+        store: store::dictionary(&conf.memory.dictionary_name).ok_or_else(|| {
+            let name = &conf.memory.dictionary_name;
+            vec![(
+                "memory.dictionary_name".to_owned(),
+                format!("missing shared dict '{name}'"),
+            )]
+        })?,
     })
 }
 

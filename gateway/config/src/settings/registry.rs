@@ -126,6 +126,37 @@ fn parse_opt_seconds(v: &str) -> Result<Option<u64>, String> {
     }
 }
 
+/// `name size` pairs separated by `;`, each optionally led by `lua_shared_dict` (Kong users
+/// declare several through its one injected directive as `a 10m; lua_shared_dict b 20m`).
+fn parse_shared_dicts(v: &str) -> Result<Vec<(String, u64)>, String> {
+    let mut out = Vec::new();
+    for entry in v.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let words: Vec<&str> = entry.split_whitespace().collect();
+        let words = match words.as_slice() {
+            ["lua_shared_dict", rest @ ..] => rest,
+            all => all,
+        };
+        let [name, size] = words else {
+            return Err(format!(
+                "expected 'name size' (e.g. my_cache 64m), got '{entry}'"
+            ));
+        };
+        let valid = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(format!("invalid shared dict name '{name}'"));
+        }
+        out.push(((*name).to_owned(), parse_size(size)?));
+    }
+    Ok(out)
+}
+
+fn shared_dicts(v: &[(String, u64)]) -> Option<Value> {
+    let entries: Vec<String> = v.iter().map(|(n, size)| format!("{n} {size}")).collect();
+    Some(Value::String(entries.join("; ")))
+}
+
 fn cidr_list(v: &[IpNet]) -> Option<Value> {
     Some(json!(v.iter().map(ToString::to_string).collect::<Vec<_>>()))
 }
@@ -249,6 +280,18 @@ pub(super) static KEYS: &[Key] = &[
     key!(io_backend, kong[], IoBackend::parse, text),
     key!(redis_connections, kong[], RedisConnections::parse, text),
     key!(rate_limiting_local_max_keys, kong[], parse_int, scalar),
+    key!(
+        mem_cache_size,
+        kong[kong("KONG_MEM_CACHE_SIZE")],
+        parse_size,
+        scalar
+    ),
+    key!(
+        lua_shared_dicts,
+        kong[kong("KONG_NGINX_HTTP_LUA_SHARED_DICT")],
+        parse_shared_dicts,
+        shared_dicts
+    ),
     key!(ebpf, kong[], EbpfMode::parse, text),
     key!(ebpf_interfaces, kong[], parse_list, strings),
     key!(ebpf_xdp_mode, kong[], XdpMode::parse, text),

@@ -92,6 +92,8 @@ fn field_names() -> Vec<&'static str> {
         io_backend,
         redis_connections,
         rate_limiting_local_max_keys,
+        mem_cache_size,
+        lua_shared_dicts,
         ebpf,
         ebpf_interfaces,
         ebpf_xdp_mode,
@@ -245,6 +247,32 @@ fn dns_settings_take_kongs_forms() {
         err.contains("invalid nameserver 'dns.example': expected ip[:port]"),
         "{err}"
     );
+}
+
+#[test]
+fn shared_dicts_take_kongs_injected_directive() {
+    let (s, _) = load_ok(
+        None,
+        &[
+            (
+                "KONG_NGINX_HTTP_LUA_SHARED_DICT",
+                "my_cache 64m; lua_shared_dict other-cache 512k",
+            ),
+            ("KONG_MEM_CACHE_SIZE", "256m"),
+        ],
+    );
+    assert_eq!(
+        s.lua_shared_dicts,
+        [
+            ("my_cache".to_owned(), 64 << 20),
+            ("other-cache".to_owned(), 512 << 10)
+        ]
+    );
+    assert_eq!(s.mem_cache_size, 256 << 20);
+    for bad in ["my_cache", "my_cache 64x", "a/b 1m", "a 1m 2m"] {
+        let (_, err) = load_err(None, &[("KONG_NGINX_HTTP_LUA_SHARED_DICT", bad)]);
+        assert!(err.contains("lua_shared_dicts"), "{bad}: {err}");
+    }
 }
 
 #[test]

@@ -119,10 +119,27 @@ pub fn schema() -> Schema {
         ]),
     )
     .protocols(HTTP_PROTOCOLS, ALL_PROTOCOLS)
-    // Kong checks that the shared dict exists; gangway makes a store for any name.
+    // Kong's check that the shared dict exists: the names its nginx template and the
+    // injected `lua_shared_dict` directives declare (settings `lua_shared_dicts`).
     .with_check(EntityCheck::Custom {
         fields: vec!["config"],
-        check: |_| Ok(()),
+        check: |entity| {
+            let config = entity.get("config");
+            let strategy = config
+                .and_then(|c| c.get("strategy"))
+                .and_then(|s| s.as_str());
+            let name = config
+                .and_then(|c| c.get("memory"))
+                .and_then(|m| m.get("dictionary_name"))
+                .and_then(|n| n.as_str());
+            match (strategy, name) {
+                // An entity-level error, as Kong's custom_entity_check reports it.
+                (Some("memory"), Some(name)) => {
+                    super::store::check_declared(name).map_err(|e| (None, e))
+                }
+                _ => Ok(()),
+            }
+        },
     })
 }
 

@@ -11,9 +11,22 @@ use std::sync::{Arc, Mutex, OnceLock};
 use quick_cache::sync::{Cache, DefaultLifecycle};
 use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 
-/// The bytes each dictionary may hold: 128 MiB, Kong's default `mem_cache_size`, which sizes
-/// its `kong_db_cache` shared dict (gangway has no such setting yet).
+/// Kong's default `mem_cache_size` (128 MiB), the size of its `kong_db_cache` shared dict,
+/// proxy-cache's default store.
 pub const DICTIONARY_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Kong's own shared dicts other than the two `mem_cache_size` sizes, with the sizes its
+/// nginx template gives them.
+const KONG_DICTS: [(&str, u64); 8] = [
+    ("kong", 5 << 20),
+    ("kong_locks", 8 << 20),
+    ("kong_healthchecks", 5 << 20),
+    ("kong_cluster_events", 5 << 20),
+    ("kong_rate_limiting_counters", 12 << 20),
+    ("kong_core_db_cache_miss", 12 << 20),
+    ("kong_db_cache_miss", 12 << 20),
+    ("kong_secrets", 5 << 20),
+];
 
 /// The largest response body a dictionary keeps (16 MiB). A response declaring a bigger
 /// one is not buffered for the cache: it streams through uncached.
@@ -62,6 +75,8 @@ impl Weighter<String, Arc<Entry>> for ByBytes {
 
 /// One dictionary: a byte-bounded map from cache key to entry.
 pub struct Store {
+    /// The bytes it may hold.
+    capacity: u64,
     cache: Cache<String, Arc<Entry>, ByBytes>,
 }
 
@@ -91,6 +106,7 @@ impl Store {
             .build()
             .expect("invariant: every option is set");
         Store {
+            capacity: bytes,
             cache: Cache::with_options(
                 options,
                 ByBytes,
@@ -137,29 +153,72 @@ impl Store {
 /// config changes, so a reload must find the entries its predecessor stored.
 static DICTIONARIES: OnceLock<Mutex<HashMap<String, Arc<Store>>>> = OnceLock::new();
 
-/// Every dictionary's bytes held and capacity, by name (what Kong reports per shared dict),
-/// `kong_db_cache` (the default `memory.dictionary_name`) always among them.
+/// The dictionaries that may be used, with their sizes ([`declare`]).
+static DECLARED: OnceLock<HashMap<String, u64>> = OnceLock::new();
+
+/// Declares the dictionaries the process has, as Kong's nginx template and its injected
+/// `lua_shared_dict` directives do: Kong's own (`kong_db_cache` and `kong_core_db_cache`
+/// of `mem_cache_size`) and `extra`. The first call wins; without one, Kong's own with
+/// their default sizes. Only declared names are accepted, so the memory they take is
+/// bounded by the settings, not by how many names plugin configs make up.
+pub fn declare(mem_cache_size: u64, extra: &[(String, u64)]) {
+    let _ = DECLARED.set(declared(mem_cache_size, extra));
+}
+
+fn declared(mem_cache_size: u64, extra: &[(String, u64)]) -> HashMap<String, u64> {
+    let own = [
+        ("kong_db_cache", mem_cache_size),
+        ("kong_core_db_cache", mem_cache_size),
+    ];
+    own.into_iter()
+        .chain(KONG_DICTS)
+        .map(|(name, bytes)| (name.to_owned(), bytes))
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
+fn declared_size(name: &str) -> Option<u64> {
+    DECLARED
+        .get_or_init(|| declared(DICTIONARY_BYTES, &[]))
+        .get(name)
+        .copied()
+}
+
+/// Kong's schema check: `memory.dictionary_name` must name a declared dictionary.
+pub fn check_declared(name: &str) -> Result<(), String> {
+    match declared_size(name) {
+        Some(_) => Ok(()),
+        None => Err(format!("missing shared dict '{name}'")),
+    }
+}
+
+/// Every dictionary in use, with bytes held and capacity, by name (what Kong reports per
+/// shared dict), `kong_db_cache` (the default `memory.dictionary_name`) always among them.
 pub fn usage() -> Vec<(String, u64, u64)> {
-    dictionary("kong_db_cache");
+    let _ = dictionary("kong_db_cache");
     let map = DICTIONARIES.get_or_init(Default::default);
     let map = map.lock().unwrap_or_else(|p| p.into_inner());
     let mut out: Vec<(String, u64, u64)> = map
         .iter()
-        .map(|(name, store)| (name.clone(), store.cache.weight(), DICTIONARY_BYTES))
+        .map(|(name, store)| (name.clone(), store.cache.weight(), store.capacity))
         .collect();
     out.sort();
     out
 }
 
-/// The store of dictionary `name`, created ([`DICTIONARY_BYTES`]) on first use.
-pub fn dictionary(name: &str) -> Arc<Store> {
+/// The store of dictionary `name`, created at its declared size on first use; `None` for a
+/// name not declared.
+pub fn dictionary(name: &str) -> Option<Arc<Store>> {
+    let bytes = declared_size(name)?;
     let map = DICTIONARIES.get_or_init(Default::default);
     let mut map = match map.lock() {
         Ok(m) => m,
         // A panic elsewhere while holding the lock leaves the map itself intact.
         Err(poisoned) => poisoned.into_inner(),
     };
-    map.entry(name.to_owned())
-        .or_insert_with(|| Arc::new(Store::new(DICTIONARY_BYTES)))
-        .clone()
+    Some(
+        map.entry(name.to_owned())
+            .or_insert_with(|| Arc::new(Store::new(bytes)))
+            .clone(),
+    )
 }

@@ -125,6 +125,22 @@ fn kong_schema_spec_configs_are_accepted() {
     }
 }
 
+/// As Kong: only a declared shared dict (Kong's own, or `lua_shared_dicts`) may hold the
+/// cache, so configs cannot make up stores of 128 MiB each.
+#[test]
+fn an_undeclared_dictionary_is_refused_with_kongs_message() {
+    let config = json!({"strategy": "memory", "memory": {"dictionary_name": "made_up"}});
+    let found = problems(config);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("missing shared dict 'made_up'")),
+        "{found:?}"
+    );
+    assert!(super::store::dictionary("made_up").is_none());
+    assert!(super::store::check_declared("kong_db_cache").is_ok());
+}
+
 #[test]
 fn the_rendered_schema_keeps_kongs_shape() {
     let rendered = schema().to_kong_json();
@@ -523,22 +539,22 @@ fn storage_ttl_decides_how_long_the_store_keeps_an_entry() {
         p.store.fetch(name, 0.0).and_then(|e| e.expires_at)
     };
     let plain = plugin(json!({"strategy": "memory", "cache_ttl": 7,
-                              "memory": {"dictionary_name": "unit-storage-ttl"}}));
+                              "memory": {"dictionary_name": "kong_locks"}}));
     assert_eq!(key(&plain, "a", 7.0), Some(5007.0));
     let storage = plugin(
         json!({"strategy": "memory", "cache_ttl": 7, "storage_ttl": 60,
-                                "memory": {"dictionary_name": "unit-storage-ttl"}}),
+                                "memory": {"dictionary_name": "kong_locks"}}),
     );
     assert_eq!(key(&storage, "b", 7.0), Some(5060.0));
     let cc = plugin(json!({"strategy": "memory", "cache_control": true,
-                           "memory": {"dictionary_name": "unit-storage-ttl"}}));
+                           "memory": {"dictionary_name": "kong_locks"}}));
     assert_eq!(key(&cc, "c", 42.0), Some(5042.0));
     let zero = plugin(json!({"strategy": "memory", "storage_ttl": 0,
-                             "memory": {"dictionary_name": "unit-storage-ttl"}}));
+                             "memory": {"dictionary_name": "kong_locks"}}));
     assert_eq!(key(&zero, "d", 7.0), None);
     assert!(zero.store.fetch("d", 1e12).is_some());
     let negative = plugin(json!({"strategy": "memory", "storage_ttl": -1,
-                                 "memory": {"dictionary_name": "unit-storage-ttl"}}));
+                                 "memory": {"dictionary_name": "kong_locks"}}));
     negative.keep("e".into(), entry(5000, 7.0), now);
     assert!(negative.store.fetch("e", 0.0).is_none());
 }
@@ -558,9 +574,10 @@ fn the_store_stays_within_its_bound() {
 
 #[test]
 fn dictionaries_are_shared_by_name() {
-    let a = super::store::dictionary("unit-shared");
-    let b = super::store::dictionary("unit-shared");
-    let c = super::store::dictionary("unit-other");
+    let dictionary = |name| super::store::dictionary(name).expect("one of Kong's");
+    let a = dictionary("kong_healthchecks");
+    let b = dictionary("kong_healthchecks");
+    let c = dictionary("kong_cluster_events");
     a.store("k".into(), entry(1, 1.0));
     assert!(b.fetch("k", 0.0).is_some());
     assert!(c.fetch("k", 0.0).is_none());
