@@ -243,9 +243,11 @@ impl Parser<'_> {
         {
             return None;
         }
-        let text = |ptr: *const std::ffi::c_char| {
+        // unsafe-libyaml declares its strings `*const i8` on every target, where `c_char` is
+        // `u8` on aarch64 (Graviton): cast rather than name either.
+        let text = |ptr: *const i8| {
             // SAFETY: libyaml's problem and context are null or static C strings.
-            unsafe { std::ffi::CStr::from_ptr(ptr) }.to_string_lossy()
+            unsafe { std::ffi::CStr::from_ptr(ptr.cast()) }.to_string_lossy()
         };
         let at = |m: &unsafe_yaml::yaml_mark_t| {
             if m.line != 0 || m.column != 0 {
