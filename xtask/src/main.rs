@@ -48,6 +48,11 @@ enum Task {
     },
     /// Write a large declarative config (YAML or JSON) for scale tests.
     GenConfig(gen_config::Params),
+    /// Checks and lints the workspace for aarch64-unknown-linux-gnu (Graviton, the
+    /// deployment's hosts): clippy -D warnings for that target. Needs its standard library
+    /// (`rustup target add aarch64-unknown-linux-gnu`) and a C cross compiler for ring
+    /// (Debian's gcc-aarch64-linux-gnu); fails saying which is missing.
+    CheckAarch64,
 }
 
 /// A `cargo` command without the variables `cargo run` set for xtask itself: build scripts
@@ -135,5 +140,39 @@ fn main() -> Result<()> {
         Task::BuildEbpf => build_ebpf::run().map(|_| ()),
         Task::Bench { bench } => bench::run(bench),
         Task::GenConfig(params) => gen_config::run(&params),
+        Task::CheckAarch64 => check_aarch64(),
     }
+}
+
+/// `cargo xtask check-aarch64`: what builds on x86-64 can still fail on aarch64, where
+/// `c_char` is unsigned and `cfg(target_arch)` code differs (the counters' prefetch).
+fn check_aarch64() -> Result<()> {
+    const TARGET: &str = "aarch64-unknown-linux-gnu";
+    const CC: &str = "aarch64-linux-gnu-gcc";
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup target list --installed")?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == TARGET)
+    {
+        bail!("the {TARGET} standard library is missing: rustup target add {TARGET}");
+    }
+    if Command::new(CC).arg("--version").output().is_err() {
+        bail!("{CC} is missing (ring's C needs it): apt-get install gcc-aarch64-linux-gnu");
+    }
+    cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--target",
+            TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[("CC_aarch64_unknown_linux_gnu", CC)],
+    )
 }
