@@ -209,39 +209,6 @@ fn sigterm_closes_idle_keepalive_connections_without_waiting_out_the_grace_perio
     );
 }
 
-/// `gangway check` judges a file under the settings `start` would use: a proxy-cache
-/// dictionary declared through Kong's `KONG_NGINX_HTTP_LUA_SHARED_DICT` passes, and the same
-/// file without it fails with Kong's message (check used default settings, refusing what
-/// start accepted).
-#[test]
-fn check_subcommand_reads_the_settings_shared_dicts() {
-    let dir = TempDir::new("check-dicts");
-    let file = dir.path("cache.yml");
-    std::fs::write(
-        &file,
-        "_format_version: \"3.0\"\nplugins:\n  - name: proxy-cache\n    config: {strategy: memory, memory: {dictionary_name: my_cache}}\n",
-    )
-    .expect("write");
-    let check = |dicts: Option<&str>| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gangway"));
-        cmd.arg("check").arg(&file);
-        if let Some(d) = dicts {
-            cmd.env("KONG_NGINX_HTTP_LUA_SHARED_DICT", d);
-        }
-        cmd.output().expect("run check")
-    };
-    let out = check(Some("my_cache 8m"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = check(None);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("missing shared dict 'my_cache'"), "{err}");
-}
-
 #[test]
 fn check_subcommand_reports_every_error_with_its_path() {
     let dir = TempDir::new("check");
