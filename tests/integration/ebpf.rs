@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::harness::gangway_command;
 use crate::harness::netns::Peer;
 use crate::harness::{Gangway, Options, Upstream, free_port, request};
 
@@ -307,7 +308,7 @@ fn the_connection_limit_holds_per_source(kernel: bool) {
             s["ebpf"]["live_connections"][port.to_string()].as_u64() >= Some(2),
             "the tracker counts the held connections: {s}"
         );
-        let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
+        let out = gangway_command()
             .args(["ebpf", "status"])
             .output()
             .expect("gangway ebpf status runs");

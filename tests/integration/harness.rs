@@ -26,6 +26,19 @@ pub fn io_backend() -> String {
     std::env::var("GANGWAY_TEST_IO_BACKEND").unwrap_or_else(|_| "io_uring".into())
 }
 
+/// The gangway binary as a command that inherits the test's environment, without the
+/// harness's own `GANGWAY_TEST_*` variables: gangway refuses a `GANGWAY_*` variable that
+/// names no setting, as an operator's typo deserves.
+pub fn gangway_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gangway"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("GANGWAY_TEST_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// What a finished command said: stdout, then stderr.
 pub fn said(out: &std::process::Output) -> String {
     format!(

@@ -1,11 +1,11 @@
 //! Process lifecycle: status API, reloads (SIGHUP and file change), drain, CLI.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::harness::client::Conn;
+use crate::harness::gangway_command;
 use crate::harness::{Gangway, Options, TempDir, Upstream, config_with_routes, request};
 
 fn routes(up: &Upstream, path: &str) -> String {
@@ -209,6 +209,39 @@ fn sigterm_closes_idle_keepalive_connections_without_waiting_out_the_grace_perio
     );
 }
 
+/// `gangway check` judges a file under the settings `start` would use: a proxy-cache
+/// dictionary declared through Kong's `KONG_NGINX_HTTP_LUA_SHARED_DICT` passes, and the same
+/// file without it fails with Kong's message (check used default settings, refusing what
+/// start accepted).
+#[test]
+fn check_subcommand_reads_the_settings_shared_dicts() {
+    let dir = TempDir::new("check-dicts");
+    let file = dir.path("cache.yml");
+    std::fs::write(
+        &file,
+        "_format_version: \"3.0\"\nplugins:\n  - name: proxy-cache\n    config: {strategy: memory, memory: {dictionary_name: my_cache}}\n",
+    )
+    .expect("write");
+    let check = |dicts: Option<&str>| {
+        let mut cmd = gangway_command();
+        cmd.arg("check").arg(&file);
+        if let Some(d) = dicts {
+            cmd.env("KONG_NGINX_HTTP_LUA_SHARED_DICT", d);
+        }
+        cmd.output().expect("run check")
+    };
+    let out = check(Some("my_cache 8m"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check(None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing shared dict 'my_cache'"), "{err}");
+}
+
 #[test]
 fn check_subcommand_reports_every_error_with_its_path() {
     let dir = TempDir::new("check");
@@ -218,7 +251,7 @@ fn check_subcommand_reports_every_error_with_its_path() {
         "_format_version: \"3.0\"\nservices:\n  - name: s1\n    host: example.com\n    port: 70000\n    routes:\n      - name: r1\n        protocols: [\"ftp\"]\n        paths: [\"/a\"]\n",
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
+    let out = gangway_command()
         .arg("check")
         .arg(&bad)
         .output()
@@ -233,7 +266,7 @@ fn check_subcommand_reports_every_error_with_its_path() {
         "_format_version: \"3.0\"\nservices:\n  - name: s1\n    url: http://example.com\n",
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
+    let out = gangway_command()
         .arg("check")
         .arg(&good)
         .output()
@@ -243,10 +276,7 @@ fn check_subcommand_reports_every_error_with_its_path() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
-        .arg("version")
-        .output()
-        .expect("version");
+    let out = gangway_command().arg("version").output().expect("version");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("gangway "));
 }
 
@@ -255,7 +285,7 @@ fn embedded_default_config_serves_status_through_the_proxy() {
     // The embedded config/kong.yml points at the default status listener, 127.0.0.1:8007.
     let dir = TempDir::new("embedded");
     let port = crate::harness::free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_gangway"))
+    let child = gangway_command()
         .arg("start")
         .env_clear()
         .env("GANGWAY_PROXY_LISTEN", format!("127.0.0.1:{port}"))
@@ -310,7 +340,7 @@ fn check_runs_the_compile_step_too() {
         "_format_version: \"3.0\"\nservices:\n  - name: s1\n    url: http://example.com\n    routes:\n      - name: r1\n        paths: [\"~/(unclosed\"]\n",
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
+    let out = gangway_command()
         .arg("check")
         .arg(&bad)
         .output()
@@ -353,7 +383,7 @@ fn kong_environment_variables_configure_gangway() {
     let yml = dir.path("kong.yml");
     std::fs::write(&yml, routes(&up, "/echo")).expect("write");
     let (proxy, status) = (crate::harness::free_port(), crate::harness::free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_gangway"))
+    let child = gangway_command()
         .arg("start")
         .env_clear()
         .env(
@@ -399,7 +429,7 @@ fn settings_file_is_read_and_unknown_keys_are_refused() {
         ),
     )
     .expect("write toml");
-    let child = Command::new(env!("CARGO_BIN_EXE_gangway"))
+    let child = gangway_command()
         .args(["start", "-c"])
         .arg(&toml)
         .env_clear()
@@ -413,7 +443,7 @@ fn settings_file_is_read_and_unknown_keys_are_refused() {
 
     let bad = dir.path("bad.toml");
     std::fs::write(&bad, "proxy_listne = \"127.0.0.1:1\"\n").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_gangway"))
+    let out = gangway_command()
         .args(["start", "-c"])
         .arg(&bad)
         .env_clear()

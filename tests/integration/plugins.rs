@@ -2,6 +2,7 @@
 //! ordering, anonymous consumers and credential expiry (assertions ported from Kong's
 //! spec/03-plugins/09-key-auth, 18-acl and 14-request-termination where they apply).
 
+use crate::harness::gangway_command;
 use crate::harness::{Gangway, Upstream, echo_header, request};
 
 fn config(upstream: std::net::SocketAddr, body: &str) -> String {
@@ -340,7 +341,7 @@ services:
 "#,
     )
     .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gangway"))
+    let out = gangway_command()
         .arg("check")
         .arg(&file)
         .output()

@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use crate::harness::client::Conn;
+use crate::harness::gangway_command;
 use crate::harness::{
     Gangway, Options, Response, TempDir, Upstream, echo_header, free_port, request, send_raw,
 };
@@ -453,7 +454,7 @@ fn invalid_lists_are_config_errors() {
         "_format_version: \"3.0\"\nplugins:\n  - name: ip-restriction\n    config:\n      allow: [127.0.0.1/33]\n      deny: [hello]\n",
     )
     .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gangway"))
+    let out = gangway_command()
         .arg("check")
         .arg(&bad)
         .output()

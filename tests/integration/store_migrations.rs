@@ -1,8 +1,9 @@
 //! `gangway migrations ...` against a real Postgres: bootstrap, status, up, finish and reset
 //! behave as `kong migrations` does, and two nodes bootstrapping at once take turns.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::harness::gangway_command;
 use crate::harness::postgres::{Postgres, PostgresExt};
 use crate::harness::said;
 
@@ -72,7 +73,7 @@ fn bootstrap_is_idempotent_and_status_reports_the_schema() {
 fn nodes_bootstrapping_at_once_take_turns() {
     let pg = Postgres::start();
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_gangway"))
+        gangway_command()
             .args(["migrations", "bootstrap"])
             .env_clear()
             .envs(pg.gangway_env())

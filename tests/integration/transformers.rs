@@ -3,6 +3,7 @@
 //! 15-response-transformer/{04-filter,05-big_response_body}_spec.lua.
 
 use crate::harness::client::Conn;
+use crate::harness::gangway_command;
 use crate::harness::{Gangway, TempDir, Upstream, echo_header, request, send_raw};
 
 const ROUTES: &str = r#"    routes:
@@ -302,7 +303,7 @@ services:
 "#,
     )
     .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gangway"))
+    let out = gangway_command()
         .arg("check")
         .arg(&file)
         .output()

@@ -45,6 +45,9 @@ const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8007 reuseport backlog=16384";
 /// What Kong shows instead of a secret's value.
 const REDACTED: &str = "******";
 
+/// `mem_cache_size`'s default, Kong's (128 MiB): the size of proxy-cache's default store.
+pub const DEFAULT_MEM_CACHE_SIZE: u64 = 128 * 1024 * 1024;
+
 /// `rate_limiting_local_max_keys`'s default (the local counters' own default too).
 pub const DEFAULT_RATE_LIMITING_LOCAL_MAX_KEYS: usize = 2_000_000;
 
@@ -296,7 +299,7 @@ impl Default for Settings {
             io_backend: IoBackend::Auto,
             redis_connections: RedisConnections::PerWorker,
             rate_limiting_local_max_keys: DEFAULT_RATE_LIMITING_LOCAL_MAX_KEYS,
-            mem_cache_size: 128 * 1024 * 1024,
+            mem_cache_size: DEFAULT_MEM_CACHE_SIZE,
             lua_shared_dicts: Vec::new(),
             ebpf: EbpfMode::Auto,
             ebpf_interfaces: Vec::new(),

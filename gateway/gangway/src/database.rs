@@ -41,7 +41,7 @@ pub fn config(step: ConfigStep, conf: Option<&Path>) -> ExitCode {
     let result: Result<(), String> = runtime.block_on(async {
         match step {
             ConfigStep::DbImport { file } => {
-                let catalog = crate::runtime::catalog();
+                let catalog = crate::runtime::catalog_for(&settings);
                 let config = gangway_config::declarative::load_file(&file, &catalog)
                     .map_err(|e| format!("{}: invalid declarative config:\n{e}", file.display()))?;
                 let mut client = connected(&settings).await?;

@@ -10,13 +10,13 @@ fn main() -> ExitCode {
             println!("gangway {}", gangway::VERSION);
             ExitCode::SUCCESS
         }
-        Command::Check { file } => check(&file),
+        Command::Check { file } => check(&file, None),
         Command::Migrations { step, conf } => migrations(step, conf.as_deref()),
         Command::Ebpf { step } => gangway::kernel::command(step),
         Command::Config {
             step: ConfigStep::Parse { file },
-            ..
-        } => check(&file),
+            conf,
+        } => check(&file, conf.as_deref()),
         Command::Config { step, conf } => database_config(step, conf.as_deref()),
         Command::Start { conf } => match gangway::runtime::start(conf.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
@@ -28,9 +28,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// `gangway check` and `gangway config parse`: validates a declarative file.
-fn check(file: &std::path::Path) -> ExitCode {
-    match gangway::runtime::check_config(file) {
+/// `gangway check` and `gangway config parse`: validates a declarative file under the
+/// settings `start` would use (the environment, and `conf` when given).
+fn check(file: &std::path::Path, conf: Option<&std::path::Path>) -> ExitCode {
+    let settings =
+        match gangway_config::settings::load(conf, gangway_config::settings::process_env()) {
+            Ok((settings, _warnings)) => settings,
+            Err(e) => {
+                eprintln!("gangway: invalid settings: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    match gangway::runtime::check_config(file, &settings) {
         Ok(snapshot) => {
             println!(
                 "{}: ok ({} services, {} routes, {} consumers, {} plugins)",

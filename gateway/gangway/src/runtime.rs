@@ -83,13 +83,8 @@ fn choose_backend(setting: IoBackend) -> Result<ChosenBackend, StartError> {
 
 pub(crate) use gangway_proxy::gateway::release_freed_memory;
 
-/// The plugins this build runs: the bundled ones, plus those of the edge crates it was built
-/// with, on default settings.
-pub fn catalog() -> Catalog {
-    catalog_for(&Settings::default())
-}
-
-/// [`catalog`] with the counter stores `settings` call for: Redis (with the `quota` feature)
+/// The plugins this build runs (the bundled ones, plus those of the edge crates it was built
+/// with), with the counter stores `settings` call for: Redis (with the `quota` feature)
 /// verifies TLS servers against `lua_ssl_trusted_certificate`.
 pub fn catalog_for(settings: &Settings) -> Catalog {
     gangway_plugins::proxy_cache_store::declare(
@@ -152,10 +147,14 @@ fn trusted_pem(settings: &Settings) -> Option<Vec<u8>> {
     (!pem.is_empty()).then_some(pem)
 }
 
-/// Validates a declarative file as `start` would load it: the schema checks, then the compile
-/// step (route regexes, certificates, targets). Returns every error with its entity path.
-pub fn check_config(path: &Path) -> Result<gangway_proxy::Snapshot, ConfigErrors> {
-    let catalog = catalog();
+/// Validates a declarative file as `start` would load it under `settings` (the shared dicts
+/// it declares, for one): the schema checks, then the compile step (route regexes,
+/// certificates, targets). Returns every error with its entity path.
+pub fn check_config(
+    path: &Path,
+    settings: &Settings,
+) -> Result<gangway_proxy::Snapshot, ConfigErrors> {
+    let catalog = catalog_for(settings);
     let config = gangway_config::declarative::load_file(path, &catalog)?;
     gangway_proxy::compile_standalone(config, catalog)
 }

@@ -13,7 +13,7 @@ use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 
 /// Kong's default `mem_cache_size` (128 MiB), the size of its `kong_db_cache` shared dict,
 /// proxy-cache's default store.
-pub const DICTIONARY_BYTES: u64 = 128 * 1024 * 1024;
+pub const DICTIONARY_BYTES: u64 = gangway_config::settings::DEFAULT_MEM_CACHE_SIZE;
 
 /// Kong's own shared dicts other than the two `mem_cache_size` sizes, with the sizes its
 /// nginx template gives them.
