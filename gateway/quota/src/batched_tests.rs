@@ -9,7 +9,7 @@ use gangway_net::tls::RootSource;
 use gangway_pipeline::quota::{QuotaError, QuotaStore, RedisConf, Usage, UsageResult, Window};
 use gangway_test_support::redis::Redis;
 
-use super::{Batched, MAX_LINGER, drop_after};
+use super::{Batched, DRAIN_CHUNK, Generation};
 use crate::connect::Target;
 use crate::pipe::tests::{await_ttl, calls, on_each_backend, windows_at};
 use crate::stats::Stats;
@@ -191,9 +191,10 @@ fn windows_that_ended_are_dropped_and_live_ones_stay() {
         usage(&store, &ended).await.expect("read");
         usage(&store, &live).await.expect("read");
         let slots = |windows: &[Window]| -> Vec<bool> {
-            let entries = store.inner.entries.pin();
-            let present = |w| entries.contains_key(&store.inner.slot(w));
-            windows.iter().map(present).collect()
+            windows
+                .iter()
+                .map(|w| store.inner.entry(w).is_some())
+                .collect()
         };
         assert_eq!(slots(&ended), [true, true], "{backend}: counted");
         let started = Instant::now();
@@ -244,34 +245,46 @@ fn counts_in_a_flush_still_count_until_redis_confirms_them() {
     });
 }
 
-#[test]
-fn ended_windows_are_dropped_spread_over_half_a_window() {
-    let end = 1_800_000_000;
-    let slots = || (0..10_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    for slot in slots() {
-        assert_eq!(
-            drop_after(end, 1, slot),
-            end,
-            "a second's window goes at once"
-        );
+/// A generation of `held` entries for `window`.
+fn generation_of(window: &Window, held: usize) -> Arc<Generation> {
+    let generation = Generation::new(window, held);
+    let pinned = generation.entries.pin();
+    for slot in 0..held as u64 {
+        let entry = Arc::new(super::Entry {
+            key: format!("k{slot}"),
+            remote: 0.into(),
+            inflight: 0.into(),
+            delta: 0.into(),
+            ends_at: 0,
+            dirty: false.into(),
+            ttl_set: false.into(),
+        });
+        pinned.insert(slot.wrapping_mul(0x9E37_79B9_7F4A_7C15), entry);
     }
-    let spread = |seconds: u64| -> Vec<usize> {
-        let mut per_second = vec![0; 2 * MAX_LINGER as usize];
-        for slot in slots() {
-            per_second[(drop_after(end, seconds, slot) - end) as usize] += 1;
+    drop(pinned);
+    Arc::new(generation)
+}
+
+/// Ended generations are freed a chunk at a time, not all at once, and a large backlog an
+/// eighth at a time, so the sweep keeps up however many windows end.
+#[test]
+fn ended_generations_are_freed_a_chunk_at_a_time() {
+    // No Redis: nothing is counted, so nothing is flushed.
+    let (store, _) = store(1, None);
+    let window = &windows("drain")[0];
+    let drain = |mut ended: Vec<Arc<Generation>>| {
+        let mut left = Vec::new();
+        while !ended.is_empty() {
+            store.inner.sweep(&mut ended);
+            left.push(ended.iter().map(|g| g.entries.len()).sum::<usize>());
         }
-        per_second
+        left
     };
-    let minute = spread(60);
-    assert!(minute[30..].iter().all(|&n| n == 0), "within half a minute");
-    assert!(
-        minute[..30].iter().all(|&n| (200..=470).contains(&n)),
-        "about a thirtieth each second: {minute:?}"
+    let small = generation_of(window, DRAIN_CHUNK * 2 + DRAIN_CHUNK / 2);
+    assert_eq!(
+        drain(vec![small]),
+        [DRAIN_CHUNK + DRAIN_CHUNK / 2, DRAIN_CHUNK / 2, 0]
     );
-    let day = spread(86_400);
-    assert!(day[MAX_LINGER as usize..].iter().all(|&n| n == 0));
-    assert!(
-        day[..MAX_LINGER as usize].iter().all(|&n| n > 100),
-        "{day:?}"
-    );
+    let large = generation_of(window, DRAIN_CHUNK * 16);
+    assert_eq!(drain(vec![large])[0], DRAIN_CHUNK * 14, "an eighth first");
 }
