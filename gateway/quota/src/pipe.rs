@@ -467,17 +467,12 @@ pub(crate) fn supports_expire_nx(info: &str) -> bool {
 struct Reader {
     buf: Vec<u8>,
     at: usize,
+    parser: resp::Parser,
 }
 
 impl Reader {
     fn next(&mut self) -> Result<Option<Reply>, ProtocolError> {
-        match resp::parse(&self.buf[self.at..])? {
-            Some((reply, used)) => {
-                self.at += used;
-                Ok(Some(reply))
-            }
-            None => Ok(None),
-        }
+        self.parser.next(&self.buf, &mut self.at)
     }
 
     /// Reads more, after dropping what was parsed.

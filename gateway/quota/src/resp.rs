@@ -1,5 +1,5 @@
 //! The part of Redis's wire format (RESP2) the counting pipe speaks: commands as arrays of
-//! bulk strings, and replies read from a buffer once a whole one is there.
+//! bulk strings, and replies parsed from a buffer as they arrive.
 //!
 //! Written here rather than taken from the redis crate because it sits on the measured hot
 //! path of realtime counting: the crate's streaming parser and its codec cost more than the
@@ -68,66 +68,124 @@ fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
 }
 
 /// The first reply in `buf` and the bytes it took; `None` while it is incomplete.
+#[cfg(test)]
 pub fn parse(buf: &[u8]) -> Result<Option<(Reply, usize)>, ProtocolError> {
-    parse_at(buf, 0)
+    let mut at = 0;
+    let reply = Parser::default().next(buf, &mut at)?;
+    Ok(reply.map(|reply| (reply, at)))
 }
 
-fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Reply, usize)>, ProtocolError> {
-    let Some(end) = memchr::memmem::find(buf, b"\r\n") else {
-        if buf.len() > MAX_REPLY {
-            return Err(ProtocolError("a line without its end".into()));
-        }
-        return Ok(None);
-    };
-    let Some((&kind, line)) = buf[..end].split_first() else {
-        return Err(ProtocolError("an empty line".into()));
-    };
-    let after = end + 2;
-    let text = || String::from_utf8_lossy(line).into_owned();
-    match kind {
-        b'+' => Ok(Some((Reply::Status(text()), after))),
-        b'-' => Ok(Some((Reply::Error(text()), after))),
-        b':' => Ok(Some((Reply::Int(number(line)?), after))),
-        b'$' => {
-            let len = number(line)?;
-            if len < 0 {
-                return Ok(Some((Reply::Bulk(None), after)));
-            }
-            let len = length(len)?;
-            if buf.len() < after + len + 2 {
+/// A reply parser that keeps its place. The elements of an array taken so far stay taken
+/// while the rest is on its way, and a cut line is searched for its end only in the bytes
+/// that came since, so a reply that arrives in many reads is parsed once, not once a read:
+/// that was quadratic in its length, up to [`MAX_REPLY`] squared for a hostile server.
+#[derive(Default)]
+pub struct Parser {
+    /// The arrays open at the current element: how many items each still lacks, and those
+    /// it has.
+    open: Vec<(usize, Vec<Reply>)>,
+    /// Bytes of the current reply taken so far.
+    taken: usize,
+    /// How much of a cut line was searched for its end already.
+    scanned: usize,
+}
+
+/// One element of a reply: whole, or the start of an array whose items follow.
+enum Element {
+    Whole(Reply),
+    Open(usize),
+}
+
+impl Parser {
+    /// The next reply, from `buf` at `at`, which moves past every element taken (also
+    /// while the reply is incomplete: what it took is kept here). `None` until it is whole.
+    pub fn next(&mut self, buf: &[u8], at: &mut usize) -> Result<Option<Reply>, ProtocolError> {
+        loop {
+            let Some((element, used)) = self.element(&buf[*at..])? else {
                 return Ok(None);
+            };
+            *at += used;
+            self.scanned = 0;
+            self.taken += used;
+            if self.taken > MAX_REPLY {
+                return Err(ProtocolError(format!(
+                    "a reply longer than {MAX_REPLY} bytes"
+                )));
             }
-            if &buf[after + len..after + len + 2] != b"\r\n" {
-                return Err(ProtocolError("a bulk string longer than its length".into()));
-            }
-            let data = buf[after..after + len].to_vec();
-            Ok(Some((Reply::Bulk(Some(data)), after + len + 2)))
-        }
-        b'*' => {
-            let count = number(line)?;
-            if count < 0 {
-                return Ok(Some((Reply::Array(None), after)));
-            }
-            if depth >= MAX_DEPTH {
-                return Err(ProtocolError("arrays nested too deep".into()));
-            }
-            let count = length(count)?;
-            let mut items = Vec::with_capacity(count.min(64));
-            let mut at = after;
-            for _ in 0..count {
-                match parse_at(&buf[at..], depth + 1)? {
-                    Some((item, used)) => {
-                        items.push(item);
-                        at += used;
-                    }
-                    None => return Ok(None),
+            let mut value = match element {
+                Element::Whole(reply) => reply,
+                Element::Open(_) if self.open.len() >= MAX_DEPTH => {
+                    return Err(ProtocolError("arrays nested too deep".into()));
                 }
+                Element::Open(count) => {
+                    self.open.push((count, Vec::with_capacity(count.min(64))));
+                    continue;
+                }
+            };
+            loop {
+                let Some((left, items)) = self.open.last_mut() else {
+                    self.taken = 0;
+                    return Ok(Some(value));
+                };
+                items.push(value);
+                *left -= 1;
+                if *left > 0 {
+                    break;
+                }
+                let (_, items) = self.open.pop().expect("an open array");
+                value = Reply::Array(Some(items));
             }
-            Ok(Some((Reply::Array(Some(items)), at)))
         }
-        other => Err(ProtocolError(format!(
-            "a reply starting with byte {other:#04x}"
-        ))),
+    }
+
+    /// The element at the start of `buf` and the bytes it took; `None` while it is cut.
+    fn element(&mut self, buf: &[u8]) -> Result<Option<(Element, usize)>, ProtocolError> {
+        // The CR of a CRLF cut in two is the last byte searched.
+        let from = self.scanned.saturating_sub(1);
+        let Some(end) = memchr::memmem::find(&buf[from..], b"\r\n").map(|i| from + i) else {
+            if buf.len() > MAX_REPLY {
+                return Err(ProtocolError("a line without its end".into()));
+            }
+            self.scanned = buf.len();
+            return Ok(None);
+        };
+        let Some((&kind, line)) = buf[..end].split_first() else {
+            return Err(ProtocolError("an empty line".into()));
+        };
+        let after = end + 2;
+        let text = || String::from_utf8_lossy(line).into_owned();
+        let whole = |reply| Ok(Some((Element::Whole(reply), after)));
+        match kind {
+            b'+' => whole(Reply::Status(text())),
+            b'-' => whole(Reply::Error(text())),
+            b':' => whole(Reply::Int(number(line)?)),
+            b'$' => {
+                let len = number(line)?;
+                if len < 0 {
+                    return whole(Reply::Bulk(None));
+                }
+                let len = length(len)?;
+                if buf.len() < after + len + 2 {
+                    return Ok(None);
+                }
+                if &buf[after + len..after + len + 2] != b"\r\n" {
+                    return Err(ProtocolError("a bulk string longer than its length".into()));
+                }
+                let data = buf[after..after + len].to_vec();
+                Ok(Some((
+                    Element::Whole(Reply::Bulk(Some(data))),
+                    after + len + 2,
+                )))
+            }
+            b'*' => match number(line)? {
+                count if count < 0 => whole(Reply::Array(None)),
+                0 => whole(Reply::Array(Some(Vec::new()))),
+                count => Ok(Some((Element::Open(length(count)?), after))),
+            },
+            other => Err(ProtocolError(format!(
+                "a reply starting with byte {other:#04x}"
+            ))),
+        }
     }
 }
 
@@ -205,6 +263,47 @@ mod tests {
             assert_eq!(parse(&wire[..cut]), Ok(None), "cut at {cut}");
         }
         assert!(parse(wire).expect("valid").is_some());
+    }
+
+    /// A reply fed a few bytes at a time is taken element by element as they come: the
+    /// place moves on before the reply is whole, and the reply is the one parsed at once.
+    #[test]
+    fn a_reply_arriving_in_pieces_is_parsed_once() {
+        let mut wire = b"*3\r\n*2\r\n:1\r\n$5\r\nhel\r\n\r\n*0\r\n*2000\r\n".to_vec();
+        for n in 0..2000 {
+            wire.extend_from_slice(format!(":{n}\r\n").as_bytes());
+        }
+        wire.extend_from_slice(b"+next\r\n");
+        let whole = parse(&wire).expect("valid").expect("complete").0;
+        let mut parser = Parser::default();
+        let mut at = 0;
+        let mut replies = Vec::new();
+        let mut moved_while_incomplete = false;
+        for end in 1..=wire.len() {
+            let before = at;
+            while let Some(reply) = parser.next(&wire[..end], &mut at).expect("valid") {
+                replies.push(reply);
+            }
+            moved_while_incomplete |= replies.is_empty() && at > before;
+            assert!(at <= end);
+        }
+        assert!(moved_while_incomplete, "elements taken as they came");
+        assert_eq!(at, wire.len());
+        assert_eq!(replies, [whole, Reply::Status("next".into())]);
+    }
+
+    /// A reply's size is bounded as a whole, not only each string's.
+    #[test]
+    fn a_reply_past_the_bound_is_a_protocol_error() {
+        let big = vec![b'x'; MAX_REPLY / 2 + 1];
+        let mut wire = b"*2\r\n".to_vec();
+        for _ in 0..2 {
+            wire.extend_from_slice(format!("${}\r\n", big.len()).as_bytes());
+            wire.extend_from_slice(&big);
+            wire.extend_from_slice(b"\r\n");
+        }
+        let err = parse(&wire).expect_err("too long");
+        assert!(err.0.contains("longer than"), "{err}");
     }
 
     #[test]
