@@ -490,20 +490,22 @@ impl Inner {
     /// Counts a request in `window` and answers the count before it; `None` when this node
     /// has no count for the window yet.
     fn count(&self, window: &Window) -> Option<u64> {
-        let entry = self.entry(window)?;
-        let before = entry.delta.fetch_add(1, Ordering::AcqRel);
-        entry.mark(&self.dirty);
-        // `inflight` before `remote`: a flush confirmed sets `remote` before it empties
-        // `inflight`, so whichever this sees, the delta in flight is counted.
-        let inflight = entry.inflight.load(Ordering::Acquire);
-        Some((entry.remote.load(Ordering::Acquire) + inflight + before).max(0) as u64)
+        self.with_entry(window, |entry| {
+            let before = entry.delta.fetch_add(1, Ordering::AcqRel);
+            entry.mark(&self.dirty);
+            // `inflight` before `remote`: a flush confirmed sets `remote` before it empties
+            // `inflight`, so whichever this sees, the delta in flight is counted.
+            let inflight = entry.inflight.load(Ordering::Acquire);
+            (entry.remote.load(Ordering::Acquire) + inflight + before).max(0) as u64
+        })
     }
 
-    /// `window`'s entry, if this node has it.
-    fn entry(&self, window: &Window) -> Option<Arc<Entry>> {
+    /// `f` of `window`'s entry, if this node has it (borrowed: a clone of its `Arc` would
+    /// be two more atomic writes a window).
+    fn with_entry<R>(&self, window: &Window, f: impl FnOnce(&Arc<Entry>) -> R) -> Option<R> {
         let generations = self.generations.load();
         let generation = generations.iter().find(|g| g.holds(window))?;
-        generation.entries.pin().get(&self.slot(window)).cloned()
+        generation.entries.pin().get(&self.slot(window)).map(f)
     }
 
     /// `window`'s generation, added when new.
@@ -700,10 +702,10 @@ impl QuotaStore for Batched {
     fn refund(&self, windows: &[Window]) {
         let inner = &self.inner;
         for window in windows {
-            if let Some(entry) = inner.entry(window) {
+            inner.with_entry(window, |entry| {
                 entry.delta.fetch_sub(1, Ordering::AcqRel);
                 entry.mark(&inner.dirty);
-            }
+            });
         }
     }
 }
