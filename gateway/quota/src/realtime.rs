@@ -111,64 +111,76 @@ impl KnownTtls {
 
 /// Key hashes as bits of a bitmap: a lookup is one cache miss, where a hash set took two
 /// and hashed the hash again (with a million clients, about 0.5 us a request in perf for
-/// two windows). Kept at most 1/16 full, so a key of a window this worker has not counted
-/// reads as known about once in 16. That costs nothing: the `INCR` sent without its
+/// two windows). Each bitmap is kept at most 1/16 full, so a key of a window this worker has
+/// not counted reads as known at most about once in 8 (two bitmaps are read while one
+/// grows). That costs nothing: the `INCR` sent without its
 /// `EXPIRE` answers 1 for a key it created, and the `EXPIRE ... NX` follows at once, as for
 /// a key Redis lost.
 #[derive(Default)]
 struct KeyBits {
     words: Vec<u64>,
-    /// Bits set.
+    /// Bits set in `words`.
     set: usize,
+    /// The bitmap before the last growth, still read: its keys were learned in this window.
+    older: Vec<u64>,
 }
 
 impl KeyBits {
     /// The smallest bitmap: 512 bytes.
     const MIN_BITS: usize = 1 << 12;
 
-    fn bit(&self, key: u64) -> (usize, u64) {
-        let i = key as usize & (self.words.len() * 64 - 1);
-        (i / 64, 1 << (i % 64))
+    /// The word of `words` holding `key`'s bit, and the bit.
+    fn bit(words: &[u64], key: u64) -> Option<(usize, u64)> {
+        let i = key as usize & (words.len() * 64).checked_sub(1)?;
+        Some((i / 64, 1 << (i % 64)))
+    }
+
+    fn is_set(words: &[u64], key: u64) -> bool {
+        Self::bit(words, key).is_some_and(|(word, mask)| words[word] & mask != 0)
     }
 
     fn has(&self, key: u64) -> bool {
-        if self.words.is_empty() {
-            return false;
-        }
-        let (word, mask) = self.bit(key);
-        self.words[word] & mask != 0
+        Self::is_set(&self.words, key) || Self::is_set(&self.older, key)
     }
 
-    /// Sets `key`'s bit. A bitmap 1/16 full grows fourfold and starts empty (its keys'
-    /// next `INCR` carries the `EXPIRE` again), up to [`KNOWN_PER_LENGTH`] keys.
+    /// Sets `key`'s bit. A bitmap 1/16 full grows sixteenfold, up to [`KNOWN_PER_LENGTH`]
+    /// keys; it starts empty, with the one before it still read, so a worker that starts
+    /// (and learns every key anew) forgets only the few keys of two bitmaps back, whose next
+    /// `INCR` carries the `EXPIRE` again.
     fn insert(&mut self, key: u64) {
         let bits = self.words.len() * 64;
         if self.set * 16 >= bits {
             if self.set >= KNOWN_PER_LENGTH {
                 return;
             }
-            let grown = (bits * 4).max(Self::MIN_BITS);
-            self.words = vec![0; grown / 64];
+            let grown = (bits * 16).clamp(Self::MIN_BITS, KNOWN_PER_LENGTH * 16);
+            self.older = std::mem::replace(&mut self.words, vec![0; grown / 64]);
             self.set = 0;
         }
-        let (word, mask) = self.bit(key);
-        if self.words[word] & mask == 0 {
+        if let Some((word, mask)) = Self::bit(&self.words, key)
+            && self.words[word] & mask == 0
+        {
             self.words[word] |= mask;
             self.set += 1;
         }
     }
 
     fn remove(&mut self, key: u64) {
-        if self.has(key) {
-            let (word, mask) = self.bit(key);
+        if let Some((word, mask)) = Self::bit(&self.words, key)
+            && self.words[word] & mask != 0
+        {
             self.words[word] &= !mask;
             self.set -= 1;
+        }
+        if let Some((word, mask)) = Self::bit(&self.older, key) {
+            self.older[word] &= !mask;
         }
     }
 
     /// Forgets every key and keeps the room: the next window holds about as many.
     fn clear(&mut self) {
         self.words.fill(0);
+        self.older = Vec::new();
         self.set = 0;
     }
 }
@@ -503,8 +515,9 @@ fn integer(reply: &Reply) -> Result<u64, QuotaError> {
 mod tests {
     use super::*;
 
-    /// The bitmap knows the keys set since it last grew, reads other keys as known at
-    /// most about once in 16, forgets a removed key, and stops growing at its bound.
+    /// The bitmap knows the keys set since the growth before its last (a worker learning a
+    /// window anew forgets few), reads other keys as known rarely, forgets a removed key,
+    /// and stops growing at its bound.
     #[test]
     fn key_bits_know_their_keys_and_stay_within_their_bounds() {
         let hash = |n: u64| n.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
@@ -515,13 +528,14 @@ mod tests {
         }
         let room = bits.words.len() * 64;
         assert!(bits.set * 16 <= room, "at most 1/16 full");
-        let known_since_growth = (0..100_000).rev().take(bits.set).all(|n| bits.has(hash(n)));
-        assert!(known_since_growth);
+        let forgotten = (0..100_000).filter(|&n| !bits.has(hash(n))).count();
+        assert!(forgotten < 5_000, "{forgotten} of 100,000 keys forgotten");
+        assert!((5_000..100_000).all(|n| bits.has(hash(n))));
         let strangers = (1_000_000..1_100_000)
             .filter(|&n| bits.has(hash(n)))
             .count();
         assert!(
-            strangers < 100_000 / 12,
+            strangers < 100_000 / 8,
             "{strangers} of 100,000 read as known"
         );
         bits.remove(hash(99_999));
