@@ -170,6 +170,8 @@ struct Inner {
     target: Arc<Target>,
     /// The windows counted on this node, a generation per period and start: a handful.
     generations: ArcSwap<Vec<Arc<Generation>>>,
+    /// How many windows the last generation of each length (seconds) held when it ended.
+    ended_sizes: papaya::HashMap<u64, usize>,
     /// Entries counted since the last flush: a flush visits those, not every window.
     dirty: mpsc::Sender<Arc<Entry>>,
     hasher: RandomState,
@@ -185,6 +187,7 @@ impl Batched {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             target,
             generations: ArcSwap::default(),
+            ended_sizes: papaya::HashMap::new(),
             dirty,
             hasher: RandomState::new(),
             flush_script: redis::Script::new(FLUSH),
@@ -311,7 +314,11 @@ impl Inner {
                     .cloned()
                     .collect::<Vec<_>>()
             });
-            ended.extend(before.iter().filter(|g| g.drop_after <= now).cloned());
+            let sizes = self.ended_sizes.pin();
+            for generation in before.iter().filter(|g| g.drop_after <= now) {
+                sizes.insert(generation.seconds, generation.entries.len());
+                ended.push(generation.clone());
+            }
         }
         let backlog: usize = ended.iter().map(|g| g.entries.len()).sum();
         let mut budget = DRAIN_CHUNK.max(backlog / 8);
@@ -515,12 +522,14 @@ impl Inner {
         if let Some(found) = find(&generations) {
             return found;
         }
-        // Sized as the period's last generation: most clients come back in the next window,
-        // and a map that grows from empty copies itself a dozen times meanwhile.
+        // Sized as the period's last generation, live or ended: most clients come back in
+        // the next window, and a map that grows from empty copies itself a dozen times
+        // meanwhile, each copy a stall of the worker that makes it.
         let capacity = generations
             .iter()
             .filter(|g| g.seconds == window.seconds)
             .map(|g| g.entries.len())
+            .chain(self.ended_sizes.pin().get(&window.seconds).copied())
             .max()
             .unwrap_or_default();
         let fresh = Arc::new(Generation::new(window, capacity));

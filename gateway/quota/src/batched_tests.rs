@@ -288,3 +288,32 @@ fn ended_generations_are_freed_a_chunk_at_a_time() {
     let large = generation_of(window, DRAIN_CHUNK * 16);
     assert_eq!(drain(vec![large])[0], DRAIN_CHUNK * 14, "an eighth first");
 }
+
+/// The next generation of a length is sized as the last one that ended: a window's first
+/// requests then insert without the map copying itself again and again.
+#[test]
+fn an_ended_generation_leaves_its_size_for_the_next() {
+    let (store, _) = store(1, None);
+    let two_hours_ago = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+        - 7_200_000;
+    let minute = &windows_at("sizes", two_hours_ago)[0];
+    let ended = generation_of(minute, 3_000);
+    store.inner.generations.rcu(|all| {
+        let mut all = Vec::clone(all);
+        all.push(ended.clone());
+        all
+    });
+    let mut taken = Vec::new();
+    store.inner.sweep(&mut taken);
+    assert_eq!(
+        store.inner.ended_sizes.pin().get(&minute.seconds).copied(),
+        Some(3_000)
+    );
+    assert!(
+        store.inner.generations.load().is_empty(),
+        "taken out of use"
+    );
+}
