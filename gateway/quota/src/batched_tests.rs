@@ -188,7 +188,9 @@ fn windows_that_ended_are_dropped_and_live_ones_stay() {
         let two_hours_ago = now.as_millis() as i64 - 7_200_000;
         let ended = windows_at(&format!("{backend}-ended"), two_hours_ago);
         let live = windows(&format!("{backend}-live"));
-        usage(&store, &ended).await.expect("read");
+        // Whether the ended windows are still held right after this depends on the 50 ms
+        // sweep, which may already have run: their count is what shows they were taken.
+        assert_eq!(usage(&store, &ended).await.expect("read"), [0, 0]);
         usage(&store, &live).await.expect("read");
         let slots = |windows: &[Window]| -> Vec<bool> {
             windows
@@ -196,7 +198,6 @@ fn windows_that_ended_are_dropped_and_live_ones_stay() {
                 .map(|w| store.inner.with_entry(w, |_| ()).is_some())
                 .collect()
         };
-        assert_eq!(slots(&ended), [true, true], "{backend}: counted");
         let started = Instant::now();
         while slots(&ended) != [false, false] {
             assert!(
