@@ -106,3 +106,18 @@ pub enum MigrationStep {
         yes: bool,
     },
 }
+
+/// The settings a command runs under, those `start` would use (the environment, and `conf`
+/// when given); the exit code after saying why when they are invalid.
+pub fn command_settings(
+    conf: Option<&std::path::Path>,
+) -> Result<gangway_config::settings::Settings, std::process::ExitCode> {
+    use gangway_config::settings;
+    match settings::load(conf, settings::process_env()) {
+        Ok((settings, _warnings)) => Ok(settings),
+        Err(e) => {
+            eprintln!("gangway: invalid settings: {e}");
+            Err(std::process::ExitCode::FAILURE)
+        }
+    }
+}

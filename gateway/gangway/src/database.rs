@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use gangway_config::settings::{self, Settings};
+use gangway_config::settings::Settings;
 use gangway_store::StoreError;
 use gangway_store::migrations::{self, Outcome};
 
@@ -13,13 +13,7 @@ use crate::cli::{ConfigStep, MigrationStep};
 
 /// The settings and a runtime for one command, or the exit code of why not.
 fn prepare(conf: Option<&Path>) -> Result<(Settings, tokio::runtime::Runtime), ExitCode> {
-    let settings = match settings::load(conf, settings::process_env()) {
-        Ok((settings, _warnings)) => settings,
-        Err(e) => {
-            eprintln!("gangway: invalid settings: {e}");
-            return Err(ExitCode::FAILURE);
-        }
-    };
+    let settings = crate::cli::command_settings(conf)?;
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -31,14 +31,10 @@ fn main() -> ExitCode {
 /// `gangway check` and `gangway config parse`: validates a declarative file under the
 /// settings `start` would use (the environment, and `conf` when given).
 fn check(file: &std::path::Path, conf: Option<&std::path::Path>) -> ExitCode {
-    let settings =
-        match gangway_config::settings::load(conf, gangway_config::settings::process_env()) {
-            Ok((settings, _warnings)) => settings,
-            Err(e) => {
-                eprintln!("gangway: invalid settings: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let settings = match gangway::cli::command_settings(conf) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
     match gangway::runtime::check_config(file, &settings) {
         Ok(snapshot) => {
             println!(

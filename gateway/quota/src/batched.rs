@@ -86,9 +86,8 @@ struct Entry {
 
 /// Every client's count in one window (the minute from 12:00, say). The map only grows, and
 /// is dropped whole after the window ends. Removed one by one, ended windows left deleted
-/// slots that lookups had to step over until the map was next rebuilt: with a million
-/// clients, `count` took about 1.3 us a request in perf (two windows), most of it cache
-/// misses on those slots.
+/// slots (papaya never reuses one) until the map was copied, and lookups meanwhile walked
+/// both tables: with a million clients perf once put `count` at 3.6 us a request.
 struct Generation {
     seconds: u64,
     start_ms: i64,

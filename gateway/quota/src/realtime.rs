@@ -113,9 +113,8 @@ impl KnownTtls {
 /// and hashed the hash again (with a million clients, about 0.5 us a request in perf for
 /// two windows). Each bitmap is kept at most 1/16 full, so a key of a window this worker has
 /// not counted reads as known at most about once in 8 (two bitmaps are read while one
-/// grows). That costs nothing: the `INCR` sent without its
-/// `EXPIRE` answers 1 for a key it created, and the `EXPIRE ... NX` follows at once, as for
-/// a key Redis lost.
+/// grows). That costs nothing: the `INCR` sent without its `EXPIRE` answers 1 for a key it
+/// created, and the `EXPIRE ... NX` follows at once, as for a key Redis lost.
 #[derive(Default)]
 struct KeyBits {
     words: Vec<u64>,
