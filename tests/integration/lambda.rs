@@ -866,27 +866,35 @@ fn an_ec2_instance_role_is_read_from_imdsv2() {
     );
 }
 
+/// The EKS IRSA environment: a web identity token in `dir`, the role to exchange it for,
+/// and `sts` as STS's endpoint.
+fn web_identity(options: Options, dir: &TempDir, sts: &str) -> Options {
+    let token = dir.path("token");
+    std::fs::write(&token, WEB_IDENTITY_TOKEN).expect("write the token");
+    options
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string())
+        .env(
+            "AWS_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/eks-forecast",
+        )
+        .env("AWS_ROLE_SESSION_NAME", "gangway-pod")
+        .env("AWS_ENDPOINT_URL_STS", sts)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+}
+
 #[test]
 fn a_web_identity_token_is_exchanged_at_sts_for_the_invocations_credentials() {
     let invoke = Invoke::start(&[]);
     let dir = TempDir::new("web-identity");
-    let token = dir.path("token");
-    std::fs::write(&token, WEB_IDENTITY_TOKEN).expect("write the token");
     let plugin = format!(
         "      - name: aws-lambda\n        config:\n          aws_region: {REGION}\n          host: 127.0.0.1\n          port: {}\n          disable_https: true\n          function_name: echo\n",
         invoke.addr.port()
     );
-    let gw = Gangway::start_with(
-        Options::new(config(&[("web", "[/web]", plugin)], ""))
-            .env("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string())
-            .env(
-                "AWS_ROLE_ARN",
-                "arn:aws:iam::123456789012:role/eks-forecast",
-            )
-            .env("AWS_ROLE_SESSION_NAME", "gangway-pod")
-            .env("AWS_ENDPOINT_URL_STS", format!("http://{}", invoke.addr))
-            .env("AWS_EC2_METADATA_DISABLED", "true"),
-    );
+    let gw = Gangway::start_with(web_identity(
+        Options::new(config(&[("web", "[/web]", plugin)], "")),
+        &dir,
+        &format!("http://{}", invoke.addr),
+    ));
     assert_eq!(gw.get("/web").status, 200);
     invoke.assert_clean();
     let roles = invoke.assumed_roles();
@@ -897,6 +905,36 @@ fn a_web_identity_token_is_exchanged_at_sts_for_the_invocations_credentials() {
     );
     assert_eq!(roles[0].session_name, "gangway-pod");
     assert_eq!(invoke.invocations()[0].access_key, ASSUMED_KEY);
+}
+
+/// Kong sends the web identity exchange (EKS IRSA) through `proxy_url` too: a pod that
+/// reaches AWS only through a proxy could not get credentials otherwise.
+#[test]
+fn a_web_identity_is_exchanged_through_the_proxy_url() {
+    let invoke = Invoke::start(&[]);
+    let dir = TempDir::new("web-identity-proxy");
+    // Neither host resolves: only the proxy (the double, which takes absolute-form
+    // requests as a proxy would) can reach them.
+    let plugin = format!(
+        "      - name: aws-lambda\n        config:\n          aws_region: {REGION}\n          host: lambda.invalid\n          port: 80\n          disable_https: true\n          function_name: echo\n          proxy_url: http://{}\n",
+        invoke.addr
+    );
+    let gw = Gangway::start_with(web_identity(
+        Options::new(config(&[("web", "[/web]", plugin)], "")),
+        &dir,
+        "http://sts.invalid",
+    ));
+    let r = gw.get("/web");
+    assert_eq!(r.status, 200, "{}", r.text());
+    invoke.assert_clean();
+    let roles = invoke.assumed_roles();
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert!(roles[0].via_proxy, "STS was reached through the proxy");
+    assert_eq!(roles[0].session_name, "gangway-pod");
+    let calls = invoke.invocations();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].access_key, ASSUMED_KEY);
+    assert!(calls[0].via_proxy);
 }
 
 #[test]

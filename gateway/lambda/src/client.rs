@@ -12,6 +12,7 @@ use aws_config::BehaviorVersion;
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::provider_config::ProviderConfig;
 use aws_config::sts::AssumeRoleProvider;
+use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_lambda::config::{Region, timeout::TimeoutConfig};
@@ -265,9 +266,17 @@ async fn client(key: &ClientKey) -> Result<aws_sdk_lambda::Client, String> {
     Ok(client)
 }
 
-/// The process's credentials for `key`: the config's keys, else the default chain
-/// (environment, profile, web identity, ECS task role, IMDSv2), wrapped in STS AssumeRole
-/// when a role is configured.
+/// Whether the environment names a web identity token and a role to exchange it for (EKS
+/// IRSA), as Kong checks before sending that exchange through `proxy_url`.
+fn web_identity_configured() -> bool {
+    let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    set("AWS_WEB_IDENTITY_TOKEN_FILE") && set("AWS_ROLE_ARN")
+}
+
+/// The process's credentials for `key`: the config's keys; else, with a `proxy_url` and a
+/// web identity in the environment, that identity exchanged at STS through the proxy (as
+/// Kong does); else the default chain (environment, profile, web identity, ECS task role,
+/// IMDSv2). Wrapped in STS AssumeRole when a role is configured.
 async fn credentials(key: &CredentialsKey) -> Result<SharedCredentialsProvider, String> {
     if let Some(found) = CREDENTIALS.get(key) {
         return Ok(found);
@@ -281,6 +290,20 @@ async fn credentials(key: &CredentialsKey) -> Result<SharedCredentialsProvider, 
             None,
             "gangway-plugin-config",
         )),
+        _ if key.proxy_url.is_some() && web_identity_configured() => {
+            // Kong re-creates the web identity (EKS IRSA) provider with the plugin's proxy:
+            // a pod that reaches AWS only through a proxy cannot reach STS otherwise.
+            let proxy = http_client(Duration::from_secs(60), key.proxy_url.as_deref())?;
+            SharedCredentialsProvider::new(
+                WebIdentityTokenCredentialsProvider::builder()
+                    .configure(
+                        &ProviderConfig::default()
+                            .with_http_client(proxy)
+                            .with_region(Some(region.clone())),
+                    )
+                    .build(),
+            )
+        }
         _ => SharedCredentialsProvider::new(
             DefaultCredentialsChain::builder()
                 .configure(

@@ -80,6 +80,8 @@ pub struct AssumedRole {
     /// The access key id the call was signed with (empty for the unsigned
     /// `AssumeRoleWithWebIdentity`).
     pub access_key: String,
+    /// The call came through a proxy: its target was absolute (`http://host/`).
+    pub via_proxy: bool,
 }
 
 /// What the double has seen.
@@ -321,6 +323,7 @@ fn assume_role(req: &Req, keys: &Keys, seen: &Seen) -> Result<Answer, (u16, Stri
         role_arn: role_arn.clone(),
         session_name: session_name.clone(),
         access_key,
+        via_proxy: origin_form(&req.target) != req.target,
     });
     let expiration = rfc3339(SystemTime::now() + Duration::from_secs(3600));
     let xml = format!(
