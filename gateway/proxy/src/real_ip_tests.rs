@@ -149,6 +149,22 @@ fn the_proxy_protocol_source_replaces_a_trusted_peer() {
     );
 }
 
+/// A CDN's published ranges: hundreds of networks of mixed lengths and both families.
+#[test]
+fn a_long_trusted_list_matches_every_entry_and_nothing_else() {
+    let mut entries: Vec<String> = (0..=255).map(|i| format!("198.{i}.0.0/16")).collect();
+    entries.extend((0..64).map(|i| format!("2001:db8:{i:x}::/48")));
+    entries.push("203.0.113.7/32".into());
+    let refs: Vec<&str> = entries.iter().map(String::as_str).collect();
+    let c = cfg(&refs, "X-Real-IP", false);
+    assert!(c.is_trusted(ip("198.0.0.1")) && c.is_trusted(ip("198.255.255.254")));
+    assert!(c.is_trusted(ip("::ffff:198.77.1.2")));
+    assert!(c.is_trusted(ip("203.0.113.7")) && !c.is_trusted(ip("203.0.113.8")));
+    assert!(!c.is_trusted(ip("199.0.0.1")));
+    assert!(c.is_trusted(ip("2001:db8:3f:ffff::1")));
+    assert!(!c.is_trusted(ip("2001:db8:40::1")));
+}
+
 #[test]
 fn ipv4_mapped_peers_match_ipv4_networks() {
     let c = cfg(&["10.0.0.0/8"], "X-Real-IP", false);
