@@ -119,12 +119,19 @@ impl Generation {
 
     /// Removes up to `max` entries; true once none is left.
     fn drain(&self, max: usize) -> bool {
+        // Removed as they are found: a list of them to remove after was a large allocation
+        // after many small frees, and glibc then consolidated its free lists: in perf, most
+        // of the sweep's time, about 2 us a window.
         let entries = self.entries.pin();
-        let slots: Vec<u64> = entries.keys().take(max).copied().collect();
-        for slot in &slots {
+        let mut removed = 0;
+        for slot in entries.keys() {
+            if removed == max {
+                return false;
+            }
             entries.remove(slot);
+            removed += 1;
         }
-        slots.len() < max
+        true
     }
 }
 
