@@ -123,13 +123,11 @@ impl Generation {
         // after many small frees, and glibc then consolidated its free lists: in perf, most
         // of the sweep's time, about 2 us a window.
         let entries = self.entries.pin();
-        let mut removed = 0;
-        for slot in entries.keys() {
+        for (removed, slot) in entries.keys().enumerate() {
             if removed == max {
                 return false;
             }
             entries.remove(slot);
-            removed += 1;
         }
         true
     }
