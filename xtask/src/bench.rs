@@ -37,6 +37,7 @@ mod plans;
 mod proxy;
 mod quiet;
 mod ratelimit;
+mod transport;
 
 /// The benchmarks (`cargo xtask bench <name>`).
 #[derive(Debug, Subcommand)]
@@ -135,6 +136,14 @@ pub enum Bench {
         /// in flight at once); saved as connections-burst-latest.md.
         #[arg(long)]
         burst: bool,
+    },
+    /// What the I/O driver alone costs a proxied request: byte forwarders (benches/transport,
+    /// no HTTP) on tokio-uring, tokio's epoll and the io-uring crate driven directly
+    /// (DEFER_TASKRUN, registered files, multishot receive), beside gangway's and nginx's
+    /// plain proxies; saved as benches/results/transport-latest.md.
+    Transport {
+        #[command(flatten)]
+        params: Params,
     },
     /// The identity-write micro-benchmark (cargo bench, benches/identity_writes.rs); saved as
     /// benches/results/identity-latest.md. Takes no flags.
@@ -718,6 +727,7 @@ pub fn run(bench: Bench) -> Result<()> {
             flood_threads,
             shared_cpus,
         } => ebpf::run(&params, flood_threads, shared_cpus),
+        Bench::Transport { params } => transport::run(&params),
     }
 }
 

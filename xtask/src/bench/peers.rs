@@ -78,18 +78,30 @@ pub(super) fn haproxy(
 /// Builds the Pingora peer (`benches/peers/pingora`, outside the workspace) into
 /// `target/pingora-peer`; returns its binary. The first build compiles Pingora (minutes).
 pub(super) fn build_pingora(root: &Path) -> Result<PathBuf> {
-    eprintln!("bench: building the Pingora peer (release; benches/peers/pingora)");
-    let target = root.join("target/pingora-peer");
+    build_outside(root, "peers/pingora", "pingora-peer")
+}
+
+/// Builds the crate in `benches/<dir>` (a workspace of its own) in release mode into
+/// `target/<name>`, and answers its binary `name`.
+fn build_outside(root: &Path, dir: &str, name: &str) -> Result<PathBuf> {
+    eprintln!("bench: building {name} (release; benches/{dir})");
+    let target = root.join("target").join(name);
     let status = crate::cargo_command()
         .args(["build", "--release", "--locked", "--manifest-path"])
-        .arg(root.join("benches/peers/pingora/Cargo.toml"))
+        .arg(root.join("benches").join(dir).join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target)
         .status()?;
     if !status.success() {
-        bail!("building the Pingora peer failed (benches/peers/pingora)");
+        bail!("building {name} failed (benches/{dir})");
     }
-    Ok(target.join("release/pingora-peer"))
+    Ok(target.join("release").join(name))
+}
+
+/// Builds the transport forwarders (`benches/transport`) into `target/transport-peer`, outside
+/// the workspace's build.
+pub(super) fn build_transport(root: &Path) -> Result<PathBuf> {
+    build_outside(root, "transport", "transport-peer")
 }
 
 /// Pingora (0.9, the `pingora` crates) as a reverse proxy: `threads` threads, keep-alive
