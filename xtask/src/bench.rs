@@ -526,6 +526,20 @@ struct Sample {
     errors: u64,
     /// CPU seconds the other contenders used while this one was measured.
     others_cpu_s: f64,
+    /// The other contender that used the most of it, and its CPU seconds.
+    busiest_other: Option<(String, f64)>,
+}
+
+impl Sample {
+    /// ", most by NAME (N ms)" when the other contenders were not idle, else nothing.
+    fn busiest_note(&self, seconds: u64) -> String {
+        match &self.busiest_other {
+            Some((name, used)) if quiet::share(self.others_cpu_s, seconds) >= quiet::IDLE_SHARE => {
+                format!(", most by {name} ({:.0} ms)", used * 1000.0)
+            }
+            _ => String::new(),
+        }
+    }
 }
 
 /// A wrk load: the Lua that picks each request (prepended to the report script) and the
@@ -640,6 +654,7 @@ fn measure(dir: &Path, proc_: &Proc, port: u16, p: &Params, load: &Load) -> Resu
         cpu_us_per_req: cpu * 1e6 / requests,
         errors: (n("errors") + n("non2xx")) as u64,
         others_cpu_s: 0.0,
+        busiest_other: None,
     })
 }
 
@@ -930,11 +945,16 @@ fn compare(
         let first = round % contenders.len();
         for i in (first..contenders.len()).chain(0..first) {
             let c = &contenders[i];
-            let others_before = quiet::others_cpu(contenders, i);
+            let before = quiet::each_cpu(contenders);
             let mut s = measure(dir, &c.proc_, c.port, p, c.load.as_ref().unwrap_or(load))?;
-            s.others_cpu_s = quiet::others_cpu(contenders, i) - others_before;
+            let after = quiet::each_cpu(contenders);
+            s.others_cpu_s = (0..contenders.len())
+                .filter(|&j| j != i)
+                .map(|j| after[j] - before[j])
+                .sum();
+            s.busiest_other = quiet::busiest_other(contenders, &before, &after, i);
             eprintln!(
-                "bench: round {} {}: {:.0} rps, p99 {:.2} ms, {:.1} us cpu/req, {} errors, others {:.0} ms cpu{}",
+                "bench: round {} {}: {:.0} rps, p99 {:.2} ms, {:.1} us cpu/req, {} errors, others {:.0} ms cpu{}{}",
                 round + 1,
                 c.name,
                 s.rps,
@@ -946,7 +966,8 @@ fn compare(
                     ""
                 } else {
                     " (NOT IDLE)"
-                }
+                },
+                s.busiest_note(p.duration_s)
             );
             samples[i].push(s);
         }
@@ -961,6 +982,7 @@ fn compare(
             cpu_us_per_req: median(v.iter().map(|s| s.cpu_us_per_req).collect()),
             errors: v.iter().map(|s| s.errors).sum(),
             others_cpu_s: v.iter().map(|s| s.others_cpu_s).fold(0.0, f64::max),
+            busiest_other: None,
         })
         .collect();
     let base = contenders
@@ -1001,7 +1023,7 @@ fn compare(
         .iter()
         .zip(&samples)
         .map(|(c, v)| {
-            json!({"name": c.name, "runs": v.iter().map(|s| json!({"rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us, "p999_us": s.p999_us, "cpu_us_per_req": s.cpu_us_per_req, "errors": s.errors, "others_cpu_ms": s.others_cpu_s * 1000.0})).collect::<Vec<_>>()})
+            json!({"name": c.name, "runs": v.iter().map(|s| json!({"rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us, "p999_us": s.p999_us, "cpu_us_per_req": s.cpu_us_per_req, "errors": s.errors, "others_cpu_ms": s.others_cpu_s * 1000.0, "busiest_other": s.busiest_other.as_ref().map(|(name, used)| json!({"name": name, "cpu_ms": used * 1000.0}))})).collect::<Vec<_>>()})
         })
         .collect();
     let results = root.join("benches/results");
@@ -1072,11 +1094,12 @@ fn rounds_table(
             busiest = busiest.max(s.others_cpu_s);
             let _ = write!(
                 out,
-                " {:.0} rps, p99 {:.2} ms, {:.1} us/req, others {:.0} ms |",
+                " {:.0} rps, p99 {:.2} ms, {:.1} us/req, others {:.0} ms{} |",
                 s.rps,
                 s.p99_us / 1000.0,
                 s.cpu_us_per_req,
-                s.others_cpu_s * 1000.0
+                s.others_cpu_s * 1000.0,
+                s.busiest_note(seconds)
             );
         }
         out.push('\n');
@@ -1230,6 +1253,21 @@ mod tests {
             others_cpu_s: others_ms / 1000.0,
             ..Sample::default()
         }
+    }
+
+    /// A round that the others disturbed names the busiest of them; an undisturbed one
+    /// does not.
+    #[test]
+    fn a_disturbed_round_names_the_busiest_other_contender() {
+        let mut busy = sample(1000.0, 1.0, 100.0);
+        busy.busiest_other = Some(("gangway-redis-sync_rate".into(), 0.09));
+        assert_eq!(
+            busy.busiest_note(8),
+            ", most by gangway-redis-sync_rate (90 ms)"
+        );
+        let mut idle = sample(1000.0, 1.0, 20.0);
+        idle.busiest_other = Some(("nginx".into(), 0.02));
+        assert_eq!(idle.busiest_note(8), "");
     }
 
     /// The chart names every contender and draws one bar and one whisker per contender and

@@ -17,6 +17,26 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(120);
 /// The poll window of [`settle`].
 const WINDOW: Duration = Duration::from_millis(500);
 
+/// CPU seconds of each contender, in order.
+pub(super) fn each_cpu(contenders: &[Contender]) -> Vec<f64> {
+    contenders.iter().map(|c| c.proc_.cpu_seconds()).collect()
+}
+
+/// The contender other than `except` that used the most CPU between `before` and `after`
+/// ([`each_cpu`] readings), with its CPU seconds.
+pub(super) fn busiest_other(
+    contenders: &[Contender],
+    before: &[f64],
+    after: &[f64],
+    except: usize,
+) -> Option<(String, f64)> {
+    (0..contenders.len())
+        .filter(|&i| i != except)
+        .map(|i| (i, after[i] - before[i]))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, used)| (contenders[i].name.clone(), used))
+}
+
 /// CPU seconds of every contender but `except`.
 pub(super) fn others_cpu(contenders: &[Contender], except: usize) -> f64 {
     contenders
