@@ -85,7 +85,7 @@ struct Entry {
 }
 
 /// Every client's count in one window (the minute from 12:00, say). The map only grows, and
-/// is dropped whole after the window ends. Removed one by one, ended windows left deleted
+/// is taken out of use whole after the window ends (then freed a chunk at a time). Removed one by one, ended windows left deleted
 /// slots (papaya never reuses one) until the map was copied, and lookups meanwhile walked
 /// both tables: with a million clients perf once put `count` at 3.6 us a request.
 struct Generation {

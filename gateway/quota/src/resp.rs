@@ -6,6 +6,9 @@
 //! few integer replies a count needs (see `pipe`).
 
 use std::fmt;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 /// The longest reply taken; a longer one (nothing the pipe sends asks for one) is a
 /// protocol error rather than memory spent on it.
@@ -75,6 +78,10 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Reply, usize)>, ProtocolError> {
     Ok(reply.map(|reply| (reply, at)))
 }
 
+/// The end of a line, its searcher built once: `memmem::find` builds one per call, which
+/// perf put at about 50 ns a request on a worker counting with sync_rate.
+static CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n"));
+
 /// A reply parser that keeps its place. The elements of an array taken so far stay taken
 /// while the rest is on its way, and a cut line is searched for its end only in the bytes
 /// that came since, so a reply that arrives in many reads is parsed once, not once a read:
@@ -142,7 +149,7 @@ impl Parser {
     fn element(&mut self, buf: &[u8]) -> Result<Option<(Element, usize)>, ProtocolError> {
         // The CR of a CRLF cut in two is the last byte searched.
         let from = self.scanned.saturating_sub(1);
-        let Some(end) = memchr::memmem::find(&buf[from..], b"\r\n").map(|i| from + i) else {
+        let Some(end) = CRLF.find(&buf[from..]).map(|i| from + i) else {
             if buf.len() > MAX_REPLY {
                 return Err(ProtocolError("a line without its end".into()));
             }
