@@ -948,11 +948,7 @@ fn compare(
             let before = quiet::each_cpu(contenders);
             let mut s = measure(dir, &c.proc_, c.port, p, c.load.as_ref().unwrap_or(load))?;
             let after = quiet::each_cpu(contenders);
-            s.others_cpu_s = (0..contenders.len())
-                .filter(|&j| j != i)
-                .map(|j| after[j] - before[j])
-                .sum();
-            s.busiest_other = quiet::busiest_other(contenders, &before, &after, i);
+            (s.others_cpu_s, s.busiest_other) = quiet::others_used(contenders, &before, &after, i);
             eprintln!(
                 "bench: round {} {}: {:.0} rps, p99 {:.2} ms, {:.1} us cpu/req, {} errors, others {:.0} ms cpu{}{}",
                 round + 1,

@@ -22,29 +22,28 @@ pub(super) fn each_cpu(contenders: &[Contender]) -> Vec<f64> {
     contenders.iter().map(|c| c.proc_.cpu_seconds()).collect()
 }
 
-/// The contender other than `except` that used the most CPU between `before` and `after`
-/// ([`each_cpu`] readings), with its CPU seconds.
-pub(super) fn busiest_other(
+/// What the contenders other than `except` used between `before` and `after` ([`each_cpu`]
+/// readings): their CPU seconds together, and the busiest of them with its own.
+pub(super) fn others_used(
     contenders: &[Contender],
     before: &[f64],
     after: &[f64],
     except: usize,
-) -> Option<(String, f64)> {
-    (0..contenders.len())
-        .filter(|&i| i != except)
-        .map(|i| (i, after[i] - before[i]))
+) -> (f64, Option<(String, f64)>) {
+    let used = || {
+        (0..contenders.len())
+            .filter(|&i| i != except)
+            .map(|i| (i, after[i] - before[i]))
+    };
+    let busiest = used()
         .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(i, used)| (contenders[i].name.clone(), used))
+        .map(|(i, cpu)| (contenders[i].name.clone(), cpu));
+    (used().map(|(_, cpu)| cpu).sum(), busiest)
 }
 
-/// CPU seconds of every contender but `except`.
-pub(super) fn others_cpu(contenders: &[Contender], except: usize) -> f64 {
-    contenders
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != except)
-        .map(|(_, c)| c.proc_.cpu_seconds())
-        .sum()
+/// CPU seconds of all contenders together.
+fn all_cpu(contenders: &[Contender]) -> f64 {
+    each_cpu(contenders).iter().sum()
 }
 
 /// Waits until no load runs and all contenders together use less than [`IDLE_SHARE`] of a
@@ -53,9 +52,9 @@ pub(super) fn others_cpu(contenders: &[Contender], except: usize) -> f64 {
 pub(super) fn settle(contenders: &[Contender]) -> Result<Duration, f64> {
     let began = Instant::now();
     loop {
-        let before = others_cpu(contenders, usize::MAX);
+        let before = all_cpu(contenders);
         sleep(WINDOW);
-        let share = (others_cpu(contenders, usize::MAX) - before) / WINDOW.as_secs_f64();
+        let share = (all_cpu(contenders) - before) / WINDOW.as_secs_f64();
         if share < IDLE_SHARE {
             return Ok(began.elapsed());
         }
