@@ -77,6 +77,10 @@ static CREDENTIALS_HTTP: LazyLock<SharedHttpClient> = LazyLock::new(|| {
         .build_https()
 });
 
+/// How long a proxied STS client keeps an idle connection: credentials are refreshed about
+/// hourly, so a connection seldom outlives its call.
+const STS_IDLE: Duration = Duration::from_secs(60);
+
 /// An HTTP(S) client on rustls with ring, closing idle connections after `idle`, that sends
 /// every request through `proxy` when there is one (Kong's `proxy_url`: an http proxy,
 /// tunnelling https with CONNECT).
@@ -293,7 +297,7 @@ async fn credentials(key: &CredentialsKey) -> Result<SharedCredentialsProvider, 
         _ if key.proxy_url.is_some() && web_identity_configured() => {
             // Kong re-creates the web identity (EKS IRSA) provider with the plugin's proxy:
             // a pod that reaches AWS only through a proxy cannot reach STS otherwise.
-            let proxy = http_client(Duration::from_secs(60), key.proxy_url.as_deref())?;
+            let proxy = http_client(STS_IDLE, key.proxy_url.as_deref())?;
             SharedCredentialsProvider::new(
                 WebIdentityTokenCredentialsProvider::builder()
                     .configure(
@@ -319,7 +323,7 @@ async fn credentials(key: &CredentialsKey) -> Result<SharedCredentialsProvider, 
     let provider = match &key.assume_role_arn {
         Some(role) => {
             let sts_http = match &key.proxy_url {
-                Some(proxy) => http_client(Duration::from_secs(60), Some(proxy))?,
+                Some(proxy) => http_client(STS_IDLE, Some(proxy))?,
                 None => CREDENTIALS_HTTP.clone(),
             };
             let mut sts = aws_config::defaults(BehaviorVersion::latest())
