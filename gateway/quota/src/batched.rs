@@ -28,17 +28,17 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window};
-use nohash_hasher::BuildNoHashHasher;
 use tokio::sync::oneshot;
 
 use super::connect::{Target, round_trip};
 use super::pipe::{Counting, incr_totals, unexpected};
 use super::resp::{self, Reply};
+use super::slot_table::SlotTable;
 
 /// Windows per flush pipeline: bounds one reply and one call's time.
 const FLUSH_CHUNK: usize = 10_000;
@@ -66,7 +66,7 @@ enum Expiry {
 /// One window's count on this node.
 struct Entry {
     /// The Redis key.
-    key: String,
+    key: Box<str>,
     /// Redis's count at the last read or flush.
     remote: AtomicI64,
     /// Taken from `delta` by a flush that Redis has not confirmed yet (only the sync thread
@@ -84,17 +84,18 @@ struct Entry {
     ttl_set: AtomicBool,
 }
 
-/// Every client's count in one window (the minute from 12:00, say). The map only grows, and
-/// is taken out of use whole after the window ends (then freed a chunk at a time). Removed one by one, ended windows left deleted
-/// slots (papaya never reuses one) until the map was copied, and lookups meanwhile walked
-/// both tables: with a million clients perf once put `count` at 3.6 us a request.
+/// Every client's count in one window (the minute from 12:00, say). The table only grows,
+/// and is freed whole once the window has ended and no worker holds it.
 struct Generation {
     seconds: u64,
     start_ms: i64,
     /// When the sweep takes the generation out of use, epoch seconds.
     drop_after: u64,
     /// By a 64-bit hash of the window's Kong key (see [`Inner::slot`]).
-    entries: papaya::HashMap<u64, Arc<Entry>, BuildNoHashHasher<u64>>,
+    entries: SlotTable<Entry>,
+    /// Positions of the entries counted since the last flush: a flush visits those, not
+    /// every window.
+    dirty: Mutex<Vec<usize>>,
 }
 
 impl Generation {
@@ -104,12 +105,8 @@ impl Generation {
             seconds: window.seconds,
             start_ms: window.start_ms,
             drop_after: ends_at(window) + LINGER,
-            entries: papaya::HashMap::builder()
-                .hasher(BuildNoHashHasher::default())
-                // An incremental resize makes every lookup meanwhile walk both tables.
-                .resize_mode(papaya::ResizeMode::Blocking)
-                .capacity(capacity)
-                .build(),
+            entries: SlotTable::with_capacity(capacity),
+            dirty: Mutex::new(Vec::new()),
         }
     }
 
@@ -117,33 +114,34 @@ impl Generation {
         self.seconds == window.seconds && self.start_ms == window.start_ms
     }
 
-    /// Removes up to `max` entries; true once none is left.
-    fn drain(&self, max: usize) -> bool {
-        // Removed as they are found: a list of them to remove after was a large allocation
-        // after many small frees, and glibc then consolidated its free lists, which perf put
-        // at about half of the sweep's CPU (the sweep took about 2 us a window then).
-        let entries = self.entries.pin();
-        for (removed, slot) in entries.keys().enumerate() {
-            if removed == max {
-                return false;
-            }
-            entries.remove(slot);
+    /// Queues the entry at `position` for the next flush, unless it is queued already.
+    fn mark(&self, position: usize, entry: &Entry) {
+        if !entry.dirty.load(Ordering::Acquire) && !entry.dirty.swap(true, Ordering::AcqRel) {
+            self.dirty
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(position);
         }
-        true
+    }
+
+    /// The entries queued since the last call.
+    fn take_marked(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
-/// Entries the sweep removes from ended generations per tick, at least: freeing 150,000 at
-/// once took the sync thread tens of milliseconds, a stall for whatever shares its core. An
-/// eighth of the backlog goes when that is more, so the sweep keeps up with any number of
-/// new windows a tick (second windows at high rates), holding at most eight ticks' worth.
-const DRAIN_CHUNK: usize = 10_000;
+/// An entry queued for a flush, and where to queue it again.
+struct Marked<'g> {
+    generation: &'g Generation,
+    position: usize,
+    entry: &'g Entry,
+}
 
 impl Entry {
     /// Queues `EXPIREAT key end NX` (its reply ignored) on a redis crate pipeline.
     fn queue_expireat(&self, pipe: &mut redis::Pipeline) {
         pipe.cmd("EXPIREAT")
-            .arg(&self.key)
+            .arg(&*self.key)
             .arg(self.ends_at)
             .arg("NX")
             .ignore();
@@ -153,13 +151,6 @@ impl Entry {
     fn encode_expireat(&self, out: &mut Vec<u8>, ends: &mut itoa::Buffer) {
         let at = ends.format(self.ends_at).as_bytes();
         resp::command(out, &[b"EXPIREAT", self.key.as_bytes(), at, b"NX"]);
-    }
-
-    /// Queues the entry for the next flush, unless it is queued already.
-    fn mark(self: &Arc<Entry>, dirty: &mpsc::Sender<Arc<Entry>>) {
-        if !self.dirty.load(Ordering::Acquire) && !self.dirty.swap(true, Ordering::AcqRel) {
-            let _ = dirty.send(self.clone());
-        }
     }
 }
 
@@ -176,8 +167,6 @@ struct Inner {
     generations: ArcSwap<Vec<Arc<Generation>>>,
     /// How many windows the last generation of each length (seconds) held when it ended.
     ended_sizes: papaya::HashMap<u64, usize>,
-    /// Entries counted since the last flush: a flush visits those, not every window.
-    dirty: mpsc::Sender<Arc<Entry>>,
     hasher: RandomState,
     /// The flush script (its SHA-1 computed once).
     flush_script: redis::Script,
@@ -186,13 +175,11 @@ struct Inner {
 impl Batched {
     /// A store on `target` that flushes every `sync_rate` seconds from a thread of its own.
     pub fn start(target: Arc<Target>, sync_rate: f64) -> Arc<Batched> {
-        let (dirty, counted) = mpsc::channel();
         let inner = Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             target,
             generations: ArcSwap::default(),
             ended_sizes: papaya::HashMap::new(),
-            dirty,
             hasher: RandomState::new(),
             flush_script: redis::Script::new(FLUSH),
         });
@@ -223,7 +210,7 @@ impl Batched {
                     loop {
                         tick.tick().await;
                         let Some(inner) = weak.upgrade() else { return };
-                        inner.flush(&counted).await;
+                        inner.flush().await;
                         inner.sweep(&mut ended);
                     }
                 });
@@ -239,14 +226,19 @@ impl Inner {
     /// Sends the delta of every window counted since the last flush, in pipelines of
     /// [`FLUSH_CHUNK`] windows (in a cluster, one script call per window), and takes back the
     /// totals.
-    async fn flush(&self, counted: &mpsc::Receiver<Arc<Entry>>) {
+    async fn flush(&self) {
         // Unmarked before its delta is taken: a request counted after that marks it again.
         // The delta moves to `inflight` before it leaves `delta`, so a read in between
         // counts it twice rather than not at all. A request and its refund cancel out to
         // nothing to send.
-        let (live, deltas): (Vec<Arc<Entry>>, Vec<i64>) = counted
-            .try_iter()
-            .map(|entry| {
+        let generations = self.generations.load_full();
+        let mut live = Vec::new();
+        let mut deltas = Vec::new();
+        for generation in generations.iter() {
+            for position in generation.take_marked() {
+                let Some(entry) = generation.entries.at(position) else {
+                    continue;
+                };
                 entry.dirty.store(false, Ordering::Release);
                 let delta = entry.delta.load(Ordering::Acquire);
                 if delta != 0 {
@@ -254,22 +246,29 @@ impl Inner {
                     entry.delta.fetch_sub(delta, Ordering::AcqRel);
                 }
                 let sending = entry.inflight.load(Ordering::Acquire);
-                (entry, sending)
-            })
-            .filter(|(_, sending)| *sending != 0)
-            .unzip();
+                if sending != 0 {
+                    live.push(Marked {
+                        generation,
+                        position,
+                        entry,
+                    });
+                    deltas.push(sending);
+                }
+            }
+        }
         if live.is_empty() {
             return;
         }
         // A chunk that failed may have been counted anyway (a reply lost to a timeout): its
         // deltas go again, which can only overcount.
         let mut sent = 0;
-        for (entries, deltas) in live.chunks(FLUSH_CHUNK).zip(deltas.chunks(FLUSH_CHUNK)) {
+        for (marked, deltas) in live.chunks(FLUSH_CHUNK).zip(deltas.chunks(FLUSH_CHUNK)) {
+            let entries: Vec<&Entry> = marked.iter().map(|m| m.entry).collect();
             let expire: Vec<bool> = entries
                 .iter()
                 .map(|e| !e.ttl_set.load(Ordering::Acquire))
                 .collect();
-            match self.send(entries, deltas, &expire).await {
+            match self.send(&entries, deltas, &expire).await {
                 Ok((totals, expiry)) => {
                     let by_script = matches!(expiry, Expiry::ByScript);
                     let mut created = Vec::new();
@@ -283,7 +282,7 @@ impl Inner {
                             entry.ttl_set.store(true, Ordering::Release);
                         } else if total == delta {
                             entry.ttl_set.store(false, Ordering::Release);
-                            created.push(entry.clone());
+                            created.push(*entry);
                         }
                     }
                     sent += entries.len();
@@ -293,8 +292,8 @@ impl Inner {
                 }
                 Err(e) => {
                     // Their deltas stay in `inflight`, still counted, for the next flush.
-                    for entry in &live[sent..] {
-                        entry.mark(&self.dirty);
+                    for queued in &live[sent..] {
+                        queued.generation.mark(queued.position, queued.entry);
                     }
                     self.target
                         .stats
@@ -305,8 +304,9 @@ impl Inner {
         }
     }
 
-    /// Takes the generations whose windows have ended out of use, and frees some of their
-    /// entries (a window still to be flushed stays queued).
+    /// Takes the generations whose windows have ended out of use (counts not flushed by
+    /// then are of windows Redis has expired), and frees those no worker holds any more, here
+    /// rather than on a worker.
     fn sweep(&self, ended: &mut Vec<Arc<Generation>>) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -324,19 +324,12 @@ impl Inner {
                 ended.push(generation.clone());
             }
         }
-        let backlog: usize = ended.iter().map(|g| g.entries.len()).sum();
-        let mut budget = DRAIN_CHUNK.max(backlog / 8);
-        ended.retain(|generation| {
-            let before = generation.entries.len();
-            let empty = budget > 0 && generation.drain(budget);
-            budget = budget.saturating_sub(before - generation.entries.len());
-            !empty
-        });
+        ended.retain(|generation| Arc::strong_count(generation) > 1);
     }
 
     /// Sets the TTL of keys a flush's `INCRBY` created without one; a failure leaves them
     /// to the next flush that counts them.
-    async fn expire_created(&self, created: &[Arc<Entry>]) {
+    async fn expire_created(&self, created: &[&Entry]) {
         let expired = if self.target.pipes() {
             self.expire_on_pipe(created).await
         } else {
@@ -364,7 +357,7 @@ impl Inner {
     }
 
     /// [`Inner::expire_created`] on this thread's pipe.
-    async fn expire_on_pipe(&self, created: &[Arc<Entry>]) -> Result<(), QuotaError> {
+    async fn expire_on_pipe(&self, created: &[&Entry]) -> Result<(), QuotaError> {
         let pipe = self.target.pipe().await?;
         let mut ends = itoa::Buffer::new();
         let call = pipe.call(created.len(), |out| {
@@ -383,7 +376,7 @@ impl Inner {
     /// says, and answers their new totals.
     async fn send(
         &self,
-        live: &[Arc<Entry>],
+        live: &[&Entry],
         deltas: &[i64],
         expire: &[bool],
     ) -> Result<(Vec<i64>, Expiry), QuotaError> {
@@ -397,7 +390,7 @@ impl Inner {
                 if self.target.expire_nx(conn).await? {
                     let mut pipe = redis::pipe();
                     for ((entry, delta), &expire) in live.iter().zip(deltas).zip(expire) {
-                        pipe.cmd("INCRBY").arg(&entry.key).arg(delta);
+                        pipe.cmd("INCRBY").arg(&*entry.key).arg(delta);
                         if expire {
                             entry.queue_expireat(&mut pipe);
                         }
@@ -411,7 +404,7 @@ impl Inner {
                     let mut totals = Vec::with_capacity(live.len());
                     for (entry, delta) in live.iter().zip(deltas) {
                         let mut call = script.prepare_invoke();
-                        call.key(&entry.key).arg(delta).arg(entry.ends_at);
+                        call.key(&*entry.key).arg(delta).arg(entry.ends_at);
                         totals.push(call.invoke_async::<i64>(&mut *conn).await?);
                         if totals.len() > 1 {
                             self.target.stats.round_trip();
@@ -430,7 +423,7 @@ impl Inner {
                     pipe.cmd("EVALSHA")
                         .arg(script.get_hash())
                         .arg(1)
-                        .arg(&entry.key)
+                        .arg(&*entry.key)
                         .arg(delta)
                         .arg(entry.ends_at);
                 }
@@ -444,7 +437,7 @@ impl Inner {
     /// `EXPIREAT ... NX` where `expire` says, or `SCRIPT LOAD` and Kong's script per window.
     async fn send_on_pipe(
         &self,
-        live: &[Arc<Entry>],
+        live: &[&Entry],
         deltas: &[i64],
         expire: &[bool],
     ) -> Result<(Vec<i64>, Expiry), QuotaError> {
@@ -501,9 +494,9 @@ impl Inner {
     /// Counts a request in `window` and answers the count before it; `None` when this node
     /// has no count for the window yet.
     fn count(&self, window: &Window) -> Option<u64> {
-        self.with_entry(window, |entry| {
+        self.with_entry(window, |generation, position, entry| {
             let before = entry.delta.fetch_add(1, Ordering::AcqRel);
-            entry.mark(&self.dirty);
+            generation.mark(position, entry);
             // `inflight` before `remote`: a flush confirmed sets `remote` before it empties
             // `inflight`, so whichever this sees, the delta in flight is counted.
             let inflight = entry.inflight.load(Ordering::Acquire);
@@ -511,12 +504,16 @@ impl Inner {
         })
     }
 
-    /// `f` of `window`'s entry, if this node has it (borrowed: a clone of its `Arc` would
-    /// be two more atomic writes a window).
-    fn with_entry<R>(&self, window: &Window, f: impl FnOnce(&Arc<Entry>) -> R) -> Option<R> {
+    /// `f` of `window`'s generation, entry and its position, if this node has it.
+    fn with_entry<R>(
+        &self,
+        window: &Window,
+        f: impl FnOnce(&Generation, usize, &Entry) -> R,
+    ) -> Option<R> {
         let generations = self.generations.load();
         let generation = generations.iter().find(|g| g.holds(window))?;
-        generation.entries.pin().get(&self.slot(window)).map(f)
+        let (position, entry) = generation.entries.get(self.slot(window))?;
+        Some(f(generation, position, entry))
     }
 
     /// `window`'s generation, added when new.
@@ -576,17 +573,14 @@ impl Inner {
             let generation = self.generation(&window);
             generation
                 .entries
-                .pin()
-                .get_or_insert_with(self.slot(&window), || {
-                    Arc::new(Entry {
-                        key,
-                        remote: AtomicI64::new(remote.unwrap_or_default()),
-                        inflight: AtomicI64::new(0),
-                        delta: AtomicI64::new(0),
-                        ends_at: ends_at(&window),
-                        dirty: AtomicBool::new(false),
-                        ttl_set: AtomicBool::new(remote.is_some()),
-                    })
+                .get_or_insert_with(self.slot(&window), || Entry {
+                    key: key.into_boxed_str(),
+                    remote: AtomicI64::new(remote.unwrap_or_default()),
+                    inflight: AtomicI64::new(0),
+                    delta: AtomicI64::new(0),
+                    ends_at: ends_at(&window),
+                    dirty: AtomicBool::new(false),
+                    ttl_set: AtomicBool::new(remote.is_some()),
                 });
         }
         Ok(())
@@ -715,9 +709,9 @@ impl QuotaStore for Batched {
     fn refund(&self, windows: &[Window]) {
         let inner = &self.inner;
         for window in windows {
-            inner.with_entry(window, |entry| {
+            inner.with_entry(window, |generation, position, entry| {
                 entry.delta.fetch_sub(1, Ordering::AcqRel);
-                entry.mark(&inner.dirty);
+                generation.mark(position, entry);
             });
         }
     }

@@ -9,7 +9,7 @@ use gangway_net::tls::RootSource;
 use gangway_pipeline::quota::{QuotaError, QuotaStore, RedisConf, Usage, UsageResult, Window};
 use gangway_test_support::redis::Redis;
 
-use super::{Batched, DRAIN_CHUNK, Generation};
+use super::{Batched, Generation};
 use crate::connect::Target;
 use crate::pipe::tests::{await_ttl, calls, on_each_backend, windows_at};
 use crate::stats::Stats;
@@ -195,7 +195,7 @@ fn windows_that_ended_are_dropped_and_live_ones_stay() {
         let slots = |windows: &[Window]| -> Vec<bool> {
             windows
                 .iter()
-                .map(|w| store.inner.with_entry(w, |_| ()).is_some())
+                .map(|w| store.inner.with_entry(w, |_, _, _| ()).is_some())
                 .collect()
         };
         let started = Instant::now();
@@ -249,45 +249,39 @@ fn counts_in_a_flush_still_count_until_redis_confirms_them() {
 /// A generation of `held` entries for `window`.
 fn generation_of(window: &Window, held: usize) -> Arc<Generation> {
     let generation = Generation::new(window, held);
-    let pinned = generation.entries.pin();
     for slot in 0..held as u64 {
-        let entry = Arc::new(super::Entry {
-            key: format!("k{slot}"),
-            remote: 0.into(),
-            inflight: 0.into(),
-            delta: 0.into(),
-            ends_at: 0,
-            dirty: false.into(),
-            ttl_set: false.into(),
-        });
-        pinned.insert(slot.wrapping_mul(0x9E37_79B9_7F4A_7C15), entry);
+        generation
+            .entries
+            .get_or_insert_with(slot.wrapping_mul(0x9E37_79B9_7F4A_7C15), || super::Entry {
+                key: format!("k{slot}").into_boxed_str(),
+                remote: 0.into(),
+                inflight: 0.into(),
+                delta: 0.into(),
+                ends_at: 0,
+                dirty: false.into(),
+                ttl_set: false.into(),
+            });
     }
-    drop(pinned);
     Arc::new(generation)
 }
 
-/// Ended generations are freed a chunk at a time, not all at once, and a large backlog an
-/// eighth at a time, so the sweep keeps up however many windows end.
+/// An ended generation is freed by the sweep (on the sync thread) once nothing else holds
+/// it, and kept until then.
 #[test]
-fn ended_generations_are_freed_a_chunk_at_a_time() {
+fn ended_generations_are_freed_once_no_worker_holds_them() {
     // No Redis: nothing is counted, so nothing is flushed.
     let (store, _) = store(1, None);
-    let window = &windows("drain")[0];
-    let drain = |mut ended: Vec<Arc<Generation>>| {
-        let mut left = Vec::new();
-        while !ended.is_empty() {
-            store.inner.sweep(&mut ended);
-            left.push(ended.iter().map(|g| g.entries.len()).sum::<usize>());
-        }
-        left
-    };
-    let small = generation_of(window, DRAIN_CHUNK * 2 + DRAIN_CHUNK / 2);
-    assert_eq!(
-        drain(vec![small]),
-        [DRAIN_CHUNK + DRAIN_CHUNK / 2, DRAIN_CHUNK / 2, 0]
-    );
-    let large = generation_of(window, DRAIN_CHUNK * 16);
-    assert_eq!(drain(vec![large])[0], DRAIN_CHUNK * 14, "an eighth first");
+    let window = &windows("free")[0];
+    let held = generation_of(window, 20_000);
+    let free = generation_of(window, 20_000);
+    let mut ended = vec![held.clone(), free];
+    store.inner.sweep(&mut ended);
+    assert_eq!(ended.len(), 1, "the one no one else holds is freed");
+    assert!(Arc::ptr_eq(&ended[0], &held), "the held one stays");
+    assert_eq!(ended[0].entries.len(), 20_000);
+    drop(held);
+    store.inner.sweep(&mut ended);
+    assert!(ended.is_empty(), "freed once let go");
 }
 
 /// The next generation of a length is sized as the last one that ended: a window's first

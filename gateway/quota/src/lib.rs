@@ -17,6 +17,7 @@ mod connect;
 mod pipe;
 mod realtime;
 mod resp;
+mod slot_table;
 mod stats;
 
 use std::collections::HashMap;
