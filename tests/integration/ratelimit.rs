@@ -425,6 +425,45 @@ fn sync_rate_counts_on_the_node_and_flushes_in_batches() {
     );
 }
 
+/// `rate_limiting_local_max_keys` bounds the windows a `sync_rate` store keeps: a key past it
+/// is counted in Redis on every request (exact, and no memory on the node), while the keys
+/// kept go on counting on the node until a flush.
+#[test]
+fn sync_rate_counts_keys_past_its_bound_in_redis_at_once() {
+    let up = Upstream::start();
+    let redis = Redis::start();
+    let limits = "hour: 1\n              limit_by: header\n              header_name: x-tenant";
+    let yaml = config(
+        &up,
+        &redis_config(&redis, limits, "              sync_rate: 60\n"),
+    );
+    away_from_window_end(3600, Duration::from_secs(30));
+    let gw =
+        Gangway::start_with(Options::new(yaml).env("GANGWAY_RATE_LIMITING_LOCAL_MAX_KEYS", "2"));
+    let status = |tenant: &str| {
+        request(gw.proxy, "GET", "/limited", &[("x-tenant", tenant)], b"").map_or(0, |r| r.status)
+    };
+    let hour_ms = now_ms() / 3_600_000 * 3_600_000;
+    let key = |tenant: &str| format!("ratelimit:{ROUTE_ID}:{EMPTY}:{tenant}:{hour_ms}:hour");
+    for tenant in ["a", "b"] {
+        assert_eq!(status(tenant), 200);
+        assert_eq!(status(tenant), 429, "{tenant} is counted on the node");
+        assert_eq!(
+            redis.cli(&["GET", &key(tenant)]),
+            "",
+            "{tenant}: not flushed yet"
+        );
+    }
+    assert_eq!(status("c"), 200);
+    assert_eq!(
+        redis.cli(&["GET", &key("c")]),
+        "1",
+        "past the bound, counted in Redis"
+    );
+    assert_eq!(status("c"), 429, "and limited exactly");
+    assert_eq!(status("a"), 429, "a stays limited");
+}
+
 #[test]
 fn per_consumer_plans_apply_to_their_consumer_on_every_route() {
     let up = Upstream::start();

@@ -123,6 +123,7 @@ pub fn catalog_for(settings: &Settings) -> Catalog {
             trusted_pem(settings),
             roots,
             settings.redis_connections,
+            settings.rate_limiting_local_max_keys,
         )));
     }
     catalog.with_quotas(quotas)

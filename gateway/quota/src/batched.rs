@@ -37,6 +37,7 @@ use tokio::sync::oneshot;
 
 use super::connect::{Target, round_trip};
 use super::pipe::{Counting, incr_totals, unexpected};
+use super::realtime::Realtime;
 use super::resp::{self, Reply};
 use super::slot_table::SlotTable;
 
@@ -170,18 +171,30 @@ struct Inner {
     hasher: RandomState,
     /// The flush script (its SHA-1 computed once).
     flush_script: redis::Script,
+    /// The most windows of one generation the node keeps; 0 for no bound.
+    max_windows: usize,
+    /// Counts the windows past `max_windows` in Redis, a round trip per request.
+    overflow: Realtime,
+    /// Requests counted in Redis because their generation was full.
+    overflowed: AtomicU64,
 }
 
 impl Batched {
     /// A store on `target` that flushes every `sync_rate` seconds from a thread of its own.
-    pub fn start(target: Arc<Target>, sync_rate: f64) -> Arc<Batched> {
+    /// Each generation keeps at most `max_windows` windows on the node (0: no bound); a
+    /// request in a window past that is counted in Redis at once, as in realtime mode, so a
+    /// flood of distinct keys cannot take memory without bound.
+    pub fn start(target: Arc<Target>, sync_rate: f64, max_windows: usize) -> Arc<Batched> {
         let inner = Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            overflow: Realtime::new(target.clone()),
             target,
             generations: ArcSwap::default(),
             ended_sizes: papaya::HashMap::new(),
             hasher: RandomState::new(),
             flush_script: redis::Script::new(FLUSH),
+            max_windows,
+            overflowed: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&inner);
         // Kong's schema sets no upper bound; a Duration past its range (1e20 s) panics.
@@ -504,6 +517,31 @@ impl Inner {
         })
     }
 
+    /// Whether `window`'s generation holds as many windows as the node keeps (the first time
+    /// a request finds it so, and at every power of two after, it says so in the log).
+    fn is_full(&self, window: &Window) -> bool {
+        let full = self.max_windows != 0
+            && self
+                .generations
+                .load()
+                .iter()
+                .find(|g| g.holds(window))
+                .is_some_and(|g| g.entries.len() >= self.max_windows);
+        if full {
+            let n = self.overflowed.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    counted_in_redis = n,
+                    max_windows = self.max_windows,
+                    "rate-limiting: the node keeps as many sync_rate windows of this length as \
+                     it may (rate_limiting_local_max_keys); requests with new keys are counted \
+                     in Redis on every request until the window rolls over"
+                );
+            }
+        }
+        full
+    }
+
     /// `f` of `window`'s generation, entry and its position, if this node has it.
     fn with_entry<R>(
         &self,
@@ -655,36 +693,88 @@ fn ends_at(window: &Window) -> u64 {
 /// ended still finds its count.
 const LINGER: u64 = 2;
 
+/// Where a request's count in one window comes from.
+enum Source {
+    /// The node has the window: counted already, this was the count before.
+    Counted(u64),
+    /// The node reads the window's count from Redis first.
+    Read,
+    /// The node holds as many windows of this length as it keeps: counted in Redis.
+    Overflow,
+}
+
 /// A request is counted as it reads (one lookup per window) and a refused one is taken back,
 /// as in the local store: concurrent requests on the node can never pass a limit together.
 impl QuotaStore for Batched {
     fn usage(&self, windows: &[Window]) -> Usage {
         let inner = &self.inner;
-        let counted: Vec<Option<u64>> = windows.iter().map(|w| inner.count(w)).collect();
-        if counted.iter().all(Option::is_some) {
-            return Usage::Ready(Ok(counted.into_iter().flatten().collect()));
-        }
-        let missing: Vec<(Window, String)> = windows
+        let sources: Vec<Source> = windows
             .iter()
-            .zip(&counted)
-            .filter(|(_, c)| c.is_none())
-            .map(|(w, _)| (w.clone(), inner.target.key(w)))
+            .map(|w| match inner.count(w) {
+                Some(before) => Source::Counted(before),
+                None if inner.is_full(w) => Source::Overflow,
+                None => Source::Read,
+            })
             .collect();
+        let all_counted = sources.iter().map(|source| match source {
+            Source::Counted(before) => Some(*before),
+            Source::Read | Source::Overflow => None,
+        });
+        if let Some(counted) = all_counted.collect::<Option<Vec<u64>>>() {
+            return Usage::Ready(Ok(counted));
+        }
+        let pick = |wanted: fn(&Source) -> bool| -> Vec<Window> {
+            windows
+                .iter()
+                .zip(&sources)
+                .filter(|(_, source)| wanted(source))
+                .map(|(w, _)| w.clone())
+                .collect()
+        };
+        let missing: Vec<(Window, String)> = pick(|s| matches!(s, Source::Read))
+            .into_iter()
+            .map(|w| {
+                let key = inner.target.key(&w);
+                (w, key)
+            })
+            .collect();
+        let overflowed = pick(|s| matches!(s, Source::Overflow));
+        let counted_in_redis = (!overflowed.is_empty()).then(|| inner.overflow.usage(&overflowed));
         let windows = windows.to_vec();
         let inner = inner.clone();
-        // The windows known here are counted already; the others once read.
-        let answer = move |inner: &Inner| -> UsageResult {
+        // The windows known here are counted already; the others once read or counted in
+        // Redis.
+        let answer = move |inner: &Inner, in_redis: Vec<u64>| -> UsageResult {
+            let mut in_redis = in_redis.into_iter();
             Ok(windows
                 .iter()
-                .zip(counted)
-                .map(|(w, c)| c.or_else(|| inner.count(w)).unwrap_or_default())
+                .zip(sources)
+                .map(|(w, source)| match source {
+                    Source::Counted(before) => before,
+                    Source::Read => inner.count(w).unwrap_or_default(),
+                    Source::Overflow => in_redis.next().unwrap_or_default(),
+                })
                 .collect())
         };
+        let in_redis = async move {
+            match counted_in_redis {
+                None => Ok(Vec::new()),
+                Some(Usage::Ready(counted)) => counted,
+                Some(Usage::Pending(counting)) => counting.await,
+            }
+        };
+        if missing.is_empty() {
+            return Usage::Pending(Box::pin(async move {
+                let in_redis = in_redis.await?;
+                answer(&inner, in_redis)
+            }));
+        }
         if inner.target.cluster {
             // One request's keys share a slot; two requests' keys need not.
             return Usage::Pending(Box::pin(async move {
                 inner.read(missing).await?;
-                answer(&inner)
+                let in_redis = in_redis.await?;
+                answer(&inner, in_redis)
             }));
         }
         let (done, read) = oneshot::channel();
@@ -700,7 +790,8 @@ impl QuotaStore for Batched {
         Usage::Pending(Box::pin(async move {
             read.await
                 .map_err(|_| QuotaError::Store("the read was abandoned".into()))??;
-            answer(&inner)
+            let in_redis = in_redis.await?;
+            answer(&inner, in_redis)
         }))
     }
 

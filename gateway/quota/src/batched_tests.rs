@@ -16,6 +16,15 @@ use crate::stats::Stats;
 
 /// A store flushing every 50 ms to the Redis at `port`, as `login` when given.
 fn store(port: u16, login: Option<(&str, &str)>) -> (Arc<Batched>, Arc<Target>) {
+    store_keeping(port, login, 0)
+}
+
+/// [`store`], keeping at most `max_windows` windows of a generation.
+fn store_keeping(
+    port: u16,
+    login: Option<(&str, &str)>,
+    max_windows: usize,
+) -> (Arc<Batched>, Arc<Target>) {
     let mut conf = serde_json::json!({"host": "127.0.0.1", "port": port, "timeout": 2000});
     if let Some((user, password)) = login {
         conf["username"] = user.into();
@@ -32,7 +41,7 @@ fn store(port: u16, login: Option<(&str, &str)>) -> (Arc<Batched>, Arc<Target>) 
     )
     .expect("target");
     let target = Arc::new(target);
-    (Batched::start(target.clone(), 0.05), target)
+    (Batched::start(target.clone(), 0.05, max_windows), target)
 }
 
 /// This minute's and this hour's windows for `identifier`, with 10 s or more of the minute
@@ -119,6 +128,54 @@ fn reads_counts_and_flushes(login: Option<(&'static str, &'static str)>, tag: &'
             "{stats}"
         ),
     }
+}
+
+/// Past `max_windows` a generation keeps no more windows: a request in a new one is
+/// counted in Redis at once (so its count is exact and costs the node no memory), while the
+/// windows kept go on counting on the node.
+#[test]
+fn past_its_bound_a_generation_counts_new_windows_in_redis_at_once() {
+    let redis = Arc::new(Redis::start());
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        let (store, _) = store_keeping(server.port(), None, 2);
+        let [a, b, c] = ["a", "b", "c"].map(|id| windows(&format!("{backend}-bound-{id}")));
+        for kept in [&a, &b] {
+            assert_eq!(usage(&store, kept).await.expect("read"), [0, 0]);
+        }
+        assert_eq!(usage(&store, &c).await.expect("counted"), [0, 0]);
+        for key in c.iter().map(Window::key) {
+            assert_eq!(
+                server.cli(&["GET", &key]),
+                "1",
+                "{backend}: in Redis at once"
+            );
+            let ttl: i64 = server.cli(&["TTL", &key]).parse().expect("a ttl");
+            assert!(ttl > 0, "{backend}: {key} expires ({ttl})");
+        }
+        assert_eq!(usage(&store, &c).await.expect("counted"), [1, 1]);
+        assert_eq!(server.cli(&["GET", &c[0].key()]), "2", "{backend}");
+        assert_eq!(
+            usage(&store, &a).await.expect("counted"),
+            [1, 1],
+            "{backend}: a kept window counts on the node"
+        );
+        let generations = store.inner.generations.load();
+        assert_eq!(generations.len(), 2, "{backend}: minute and hour");
+        for generation in generations.iter() {
+            assert_eq!(
+                generation.entries.len(),
+                2,
+                "{backend}: no third window kept"
+            );
+        }
+        wait_for(&server, &a[0].key(), "2");
+        assert_eq!(
+            server.cli(&["GET", &c[0].key()]),
+            "2",
+            "{backend}: not flushed again"
+        );
+    });
 }
 
 #[test]

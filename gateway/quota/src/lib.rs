@@ -40,6 +40,8 @@ pub struct Redis {
     trusted_pem: Option<Vec<u8>>,
     stores: Mutex<HashMap<(RedisConf, ModeKey), Arc<dyn QuotaStore>>>,
     stats: Arc<Stats>,
+    /// The most windows of one length a `sync_rate` store keeps on the node (0: no bound).
+    max_windows: usize,
 }
 
 /// [`RedisMode`] as a map key (`sync_rate` by its bits).
@@ -51,11 +53,13 @@ enum ModeKey {
 
 impl Redis {
     /// A factory whose TLS connections verify against `trusted_pem` (when `ssl_verify`),
-    /// with connections per worker or shared.
+    /// with connections per worker or shared, whose `sync_rate` stores keep at most
+    /// `max_windows` windows of one length (0: no bound; `rate_limiting_local_max_keys`).
     pub fn new(
         trusted_pem: Option<Vec<u8>>,
         roots: RootSource,
         sharing: RedisConnections,
+        max_windows: usize,
     ) -> Redis {
         Redis {
             sharing,
@@ -63,6 +67,7 @@ impl Redis {
             trusted_pem,
             stores: Mutex::new(HashMap::new()),
             stats: Arc::new(Stats::default()),
+            max_windows,
         }
     }
 }
@@ -86,7 +91,7 @@ impl RedisQuotas for Redis {
         )?);
         let store: Arc<dyn QuotaStore> = match mode {
             RedisMode::Realtime => Arc::new(realtime::Realtime::new(target)),
-            RedisMode::Batched(rate) => batched::Batched::start(target, rate),
+            RedisMode::Batched(rate) => batched::Batched::start(target, rate, self.max_windows),
         };
         stores.insert((conf.clone(), key), store.clone());
         Ok(store)
