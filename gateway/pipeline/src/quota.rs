@@ -10,6 +10,7 @@
 pub mod calendar;
 mod counts;
 pub mod local;
+pub mod zeroed;
 
 use std::future::Future;
 use std::pin::Pin;

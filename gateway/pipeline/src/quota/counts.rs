@@ -52,6 +52,9 @@ struct Slot {
     count: AtomicU64,
 }
 
+// SAFETY: two `AtomicU64`s of 0 are `EMPTY` with no count.
+unsafe impl super::zeroed::ZeroIsEmpty for Slot {}
+
 impl Slot {
     /// The slot's count, or 0 once it has moved.
     fn live_count(&self) -> u64 {
@@ -69,7 +72,7 @@ impl Table {
     fn new(slots: usize) -> Table {
         let slots = slots.next_power_of_two().max(MIN_SLOTS);
         Table {
-            slots: empty_slots(slots),
+            slots: super::zeroed::slots(slots),
             mask: slots - 1,
             used: AtomicUsize::new(0),
         }
@@ -402,53 +405,6 @@ impl Chain {
     fn is_current(&self, seen: &Arc<Vec<Arc<Table>>>) -> bool {
         Arc::ptr_eq(seen, &self.tables.load())
     }
-}
-
-/// `n` empty slots, in memory the kernel backs with huge pages where it can: a table of a
-/// million keys spans thousands of small pages and every lookup lands on a random one, so
-/// with small pages most lookups miss the TLB as well as the cache. Hosts that set
-/// transparent huge pages to `madvise` (Debian's and Amazon Linux's default) give them only to
-/// memory that asks. Measured at a million consumers (perf, two rounds): the prefetch's
-/// share of samples fell by about 40%.
-fn empty_slots(n: usize) -> Box<[Slot]> {
-    let Ok(layout) = std::alloc::Layout::array::<Slot>(n) else {
-        return (0..n).map(|_| Slot::default()).collect();
-    };
-    if layout.size() == 0 {
-        return Box::new([]);
-    }
-    // SAFETY: the layout has a non-zero size. All-zero bytes are a valid `Slot` (two
-    // `AtomicU64`s of 0: `EMPTY`, no count). The memory comes from the global allocator with
-    // `Layout::array::<Slot>(n)`, the layout a `Box<[Slot]>` of length `n` is freed with.
-    unsafe {
-        let at = std::alloc::alloc_zeroed(layout);
-        if at.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        // A zeroed allocation this large is fresh mmap'd memory nothing has touched yet, so
-        // the advice applies from the first fault.
-        advise_huge_pages(at, layout.size());
-        Box::from_raw(std::ptr::slice_from_raw_parts_mut(at.cast::<Slot>(), n))
-    }
-}
-
-/// Asks for huge pages over the 2 MiB-aligned part of the `len` bytes at `at`, if any.
-fn advise_huge_pages(at: *mut u8, len: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 * 1024 * 1024;
-        let start = (at as usize).next_multiple_of(HUGE);
-        let end = (at as usize + len) / HUGE * HUGE;
-        if start < end {
-            // SAFETY: the range lies inside one live allocation; MADV_HUGEPAGE changes how
-            // it is backed, never what it holds.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (at, len);
 }
 
 /// A hint that `slot` will be read soon. Unlike a load, a prefetch does not hold up the
