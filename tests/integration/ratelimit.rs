@@ -70,7 +70,8 @@ fn the_local_policy_stops_taking_new_keys_at_its_bound() {
             &up,
             "              hour: 1\n              limit_by: header\n              header_name: x-tenant",
         ))
-        .env("GANGWAY_RATE_LIMITING_LOCAL_MAX_KEYS", "2"),
+        .env("GANGWAY_RATE_LIMITING_LOCAL_MAX_KEYS", "2")
+        .admin(),
     );
     away_from_window_end(3600, Duration::from_secs(30));
     let status = |tenant: &str| {
@@ -84,6 +85,28 @@ fn the_local_policy_stops_taking_new_keys_at_its_bound() {
         assert_eq!(status("c"), 200, "past the bound, c passes uncounted");
     }
     assert_eq!(status("a"), 429, "a stays limited");
+    assert_bound_reported(
+        &gw,
+        "local_uncounted",
+        "gangway_ratelimit_local_uncounted_total",
+        3,
+    );
+}
+
+/// `/status` and `/metrics` both report `count` requests past `rate_limiting_local_max_keys`.
+fn assert_bound_reported(gw: &Gangway, status_field: &str, metric: &str, count: u64) {
+    let status = gw.admin("GET", "/status", &[], b"").json();
+    assert_eq!(
+        status["rate_limiting"][status_field].as_u64(),
+        Some(count),
+        "{status}"
+    );
+    let metrics = crate::metrics::scrape(gw);
+    assert_eq!(
+        crate::metrics::sample(&metrics, metric, &[]),
+        Some(count as f64),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -438,8 +461,11 @@ fn sync_rate_counts_keys_past_its_bound_in_redis_at_once() {
         &redis_config(&redis, limits, "              sync_rate: 60\n"),
     );
     away_from_window_end(3600, Duration::from_secs(30));
-    let gw =
-        Gangway::start_with(Options::new(yaml).env("GANGWAY_RATE_LIMITING_LOCAL_MAX_KEYS", "2"));
+    let gw = Gangway::start_with(
+        Options::new(yaml)
+            .env("GANGWAY_RATE_LIMITING_LOCAL_MAX_KEYS", "2")
+            .admin(),
+    );
     let status = |tenant: &str| {
         request(gw.proxy, "GET", "/limited", &[("x-tenant", tenant)], b"").map_or(0, |r| r.status)
     };
@@ -462,6 +488,12 @@ fn sync_rate_counts_keys_past_its_bound_in_redis_at_once() {
     );
     assert_eq!(status("c"), 429, "and limited exactly");
     assert_eq!(status("a"), 429, "a stays limited");
+    assert_bound_reported(
+        &gw,
+        "redis_counted_past_max_keys",
+        "gangway_redis_counted_past_max_keys_total",
+        2,
+    );
 }
 
 #[test]

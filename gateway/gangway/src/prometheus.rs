@@ -152,6 +152,14 @@ fn describe() {
         "gangway_redis_failures_total",
         "Redis calls that failed: connects, counts and syncs"
     );
+    metrics::describe_counter!(
+        "gangway_ratelimit_local_uncounted_total",
+        "Requests the local policy passed uncounted: their window length held rate_limiting_local_max_keys keys"
+    );
+    metrics::describe_counter!(
+        "gangway_redis_counted_past_max_keys_total",
+        "sync_rate requests counted in Redis at once: their window length held rate_limiting_local_max_keys windows on the node"
+    );
     metrics::describe_gauge!(
         "gangway_config_sync_lag_seconds",
         "Database mode: from the oldest change of the last batch applied being written to its being served here"
@@ -257,7 +265,11 @@ pub fn scrape(
         let calls = redis.counters();
         metrics::counter!("gangway_redis_calls_total").absolute(calls.round_trips);
         metrics::counter!("gangway_redis_failures_total").absolute(calls.failures);
+        metrics::counter!("gangway_redis_counted_past_max_keys_total")
+            .absolute(calls.past_max_keys);
     }
+    metrics::counter!("gangway_ratelimit_local_uncounted_total")
+        .absolute(gateway.catalog.quotas().local.uncounted());
     drop(snapshot);
     for (worker, open) in counters.worker_active.iter().enumerate() {
         metrics::gauge!("gangway_worker_connections", "worker" => worker.to_string())

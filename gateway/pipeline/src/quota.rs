@@ -227,6 +227,9 @@ pub struct RedisCounters {
     pub round_trips: u64,
     /// Calls that failed (connects, counts and syncs).
     pub failures: u64,
+    /// Requests counted in Redis at once because their `sync_rate` window was past
+    /// `rate_limiting_local_max_keys`.
+    pub past_max_keys: u64,
 }
 
 /// The counter stores a process offers the rate-limiting plugin.

@@ -45,8 +45,10 @@ pub fn status_body(
         // fault_tolerant).
         "rate_limiting": {
             "local_counters": quotas.local.len(),
+            "local_uncounted": quotas.local.uncounted(),
             "redis_round_trips": redis.round_trips,
             "redis_failures": redis.failures,
+            "redis_counted_past_max_keys": redis.past_max_keys,
         },
     });
     body[config.0] = config.1;

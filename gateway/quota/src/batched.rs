@@ -175,8 +175,6 @@ struct Inner {
     max_windows: usize,
     /// Counts the windows past `max_windows` in Redis, a round trip per request.
     overflow: Realtime,
-    /// Requests counted in Redis because their generation was full.
-    overflowed: AtomicU64,
 }
 
 impl Batched {
@@ -194,7 +192,6 @@ impl Batched {
             hasher: RandomState::new(),
             flush_script: redis::Script::new(FLUSH),
             max_windows,
-            overflowed: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&inner);
         // Kong's schema sets no upper bound; a Duration past its range (1e20 s) panics.
@@ -528,7 +525,7 @@ impl Inner {
                 .find(|g| g.holds(window))
                 .is_some_and(|g| g.entries.len() >= self.max_windows);
         if full {
-            let n = self.overflowed.fetch_add(1, Ordering::Relaxed) + 1;
+            let n = self.target.stats.count_past_max_keys();
             if n.is_power_of_two() {
                 tracing::warn!(
                     counted_in_redis = n,

@@ -101,6 +101,7 @@ impl RedisQuotas for Redis {
         RedisCounters {
             round_trips: self.stats.round_trips(),
             failures: self.stats.total(),
+            past_max_keys: self.stats.past_max_keys(),
         }
     }
 }

@@ -18,6 +18,7 @@ const LOG_EVERY_MS: i64 = 10_000;
 pub(crate) struct Stats {
     round_trips: AtomicU64,
     total: AtomicU64,
+    past_max_keys: AtomicU64,
     unlogged: AtomicU64,
     last_log_ms: AtomicI64,
     /// Taken on first use, after the binary installed its recorder.
@@ -33,6 +34,17 @@ impl Stats {
     /// Every round trip to Redis so far (a pipeline counts once).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Requests counted in Redis at once because their `sync_rate` window was past
+    /// `rate_limiting_local_max_keys`.
+    pub fn past_max_keys(&self) -> u64 {
+        self.past_max_keys.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request counted past the bound, and answers how many so far.
+    pub fn count_past_max_keys(&self) -> u64 {
+        self.past_max_keys.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Counts one round trip.
