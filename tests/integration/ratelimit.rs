@@ -60,6 +60,11 @@ fn status_of(gw: &Gangway, path: &str) -> u16 {
     request(gw.proxy, "GET", path, &[], b"").map_or(0, |r| r.status)
 }
 
+/// The status of `/limited` for a request with `x-tenant: <tenant>`.
+fn tenant_status(gw: &Gangway, tenant: &str) -> u16 {
+    request(gw.proxy, "GET", "/limited", &[("x-tenant", tenant)], b"").map_or(0, |r| r.status)
+}
+
 /// `rate_limiting_local_max_keys` bounds the keys the local policy counts: a key past it
 /// passes uncounted, and the keys already counted stay limited.
 #[test]
@@ -74,9 +79,7 @@ fn the_local_policy_stops_taking_new_keys_at_its_bound() {
         .admin(),
     );
     away_from_window_end(3600, Duration::from_secs(30));
-    let status = |tenant: &str| {
-        request(gw.proxy, "GET", "/limited", &[("x-tenant", tenant)], b"").map_or(0, |r| r.status)
-    };
+    let status = |tenant: &str| tenant_status(&gw, tenant);
     for tenant in ["a", "b"] {
         assert_eq!(status(tenant), 200);
         assert_eq!(status(tenant), 429, "{tenant} is counted");
@@ -466,9 +469,7 @@ fn sync_rate_counts_keys_past_its_bound_in_redis_at_once() {
             .env("GANGWAY_RATE_LIMITING_LOCAL_MAX_KEYS", "2")
             .admin(),
     );
-    let status = |tenant: &str| {
-        request(gw.proxy, "GET", "/limited", &[("x-tenant", tenant)], b"").map_or(0, |r| r.status)
-    };
+    let status = |tenant: &str| tenant_status(&gw, tenant);
     let hour_ms = now_ms() / 3_600_000 * 3_600_000;
     let key = |tenant: &str| format!("ratelimit:{ROUTE_ID}:{EMPTY}:{tenant}:{hour_ms}:hour");
     for tenant in ["a", "b"] {

@@ -504,39 +504,35 @@ impl Inner {
     /// Counts a request in `window` and answers the count before it; `None` when this node
     /// has no count for the window yet.
     fn count(&self, window: &Window) -> Option<u64> {
-        self.with_entry(window, |generation, position, entry| {
-            let before = entry.delta.fetch_add(1, Ordering::AcqRel);
-            generation.mark(position, entry);
-            // `inflight` before `remote`: a flush confirmed sets `remote` before it empties
-            // `inflight`, so whichever this sees, the delta in flight is counted.
-            let inflight = entry.inflight.load(Ordering::Acquire);
-            (entry.remote.load(Ordering::Acquire) + inflight + before).max(0) as u64
-        })
+        self.with_entry(window, counted)
     }
 
-    /// Whether `window`'s generation holds as many windows as the node keeps (the first time
-    /// a request finds it so, and at every power of two after, it says so in the log).
-    fn is_full(&self, window: &Window) -> bool {
-        let full = self.max_windows != 0
-            && self
-                .generations
-                .load()
-                .iter()
-                .find(|g| g.holds(window))
-                .is_some_and(|g| g.entries.len() >= self.max_windows);
-        if full {
-            let n = self.target.stats.count_past_max_keys();
-            if n.is_power_of_two() {
-                tracing::warn!(
-                    counted_in_redis = n,
-                    max_windows = self.max_windows,
-                    "rate-limiting: the node keeps as many sync_rate windows of this length as \
-                     it may (rate_limiting_local_max_keys); requests with new keys are counted \
-                     in Redis on every request until the window rolls over"
-                );
-            }
+    /// Where a request's count in `window` comes from, counting it when the node has the
+    /// window (one lookup of the generation and the entry).
+    fn source(&self, window: &Window) -> Source {
+        let generations = self.generations.load();
+        let Some(generation) = generations.iter().find(|g| g.holds(window)) else {
+            return Source::Read;
+        };
+        if let Some((position, entry)) = generation.entries.get(self.slot(window)) {
+            return Source::Counted(counted(generation, position, entry));
         }
-        full
+        if self.max_windows == 0 || generation.entries.len() < self.max_windows {
+            return Source::Read;
+        }
+        // The first time a request finds the generation full, and at every power of two
+        // after, the log says so.
+        let n = self.target.stats.count_past_max_keys();
+        if n.is_power_of_two() {
+            tracing::warn!(
+                counted_in_redis = n,
+                max_windows = self.max_windows,
+                "rate-limiting: the node keeps as many sync_rate windows of this length as \
+                 it may (rate_limiting_local_max_keys); requests with new keys are counted \
+                 in Redis on every request until the window rolls over"
+            );
+        }
+        Source::Overflow
     }
 
     /// `f` of `window`'s generation, entry and its position, if this node has it.
@@ -682,6 +678,16 @@ fn stored_count(reply: &Reply) -> Result<Option<i64>, QuotaError> {
     }
 }
 
+/// Counts a request in `entry` and answers the count before it.
+fn counted(generation: &Generation, position: usize, entry: &Entry) -> u64 {
+    let before = entry.delta.fetch_add(1, Ordering::AcqRel);
+    generation.mark(position, entry);
+    // `inflight` before `remote`: a flush confirmed sets `remote` before it empties
+    // `inflight`, so whichever this sees, the delta in flight is counted.
+    let inflight = entry.inflight.load(Ordering::Acquire);
+    (entry.remote.load(Ordering::Acquire) + inflight + before).max(0) as u64
+}
+
 fn ends_at(window: &Window) -> u64 {
     (window.end_ms() / 1000).max(0) as u64
 }
@@ -705,14 +711,7 @@ enum Source {
 impl QuotaStore for Batched {
     fn usage(&self, windows: &[Window]) -> Usage {
         let inner = &self.inner;
-        let sources: Vec<Source> = windows
-            .iter()
-            .map(|w| match inner.count(w) {
-                Some(before) => Source::Counted(before),
-                None if inner.is_full(w) => Source::Overflow,
-                None => Source::Read,
-            })
-            .collect();
+        let sources: Vec<Source> = windows.iter().map(|w| inner.source(w)).collect();
         let all_counted = sources.iter().map(|source| match source {
             Source::Counted(before) => Some(*before),
             Source::Read | Source::Overflow => None,

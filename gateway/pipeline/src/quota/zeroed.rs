@@ -19,12 +19,10 @@ pub unsafe trait ZeroIsEmpty: Default {}
 /// memory that asks. Measured at a million consumers (perf, two rounds): the local counts'
 /// prefetch's share of samples fell by about 40%.
 pub fn slots<T: ZeroIsEmpty>(n: usize) -> Box<[T]> {
-    let Ok(layout) = std::alloc::Layout::array::<T>(n) else {
-        return (0..n).map(|_| T::default()).collect();
+    let layout = match std::alloc::Layout::array::<T>(n) {
+        Ok(layout) if layout.size() > 0 => layout,
+        _ => return (0..n).map(|_| T::default()).collect(),
     };
-    if layout.size() == 0 {
-        return (0..n).map(|_| T::default()).collect();
-    }
     // SAFETY: the layout has a non-zero size. All-zero bytes are a valid `T` (`ZeroIsEmpty`).
     // The memory comes from the global allocator with `Layout::array::<T>(n)`, the layout a
     // `Box<[T]>` of length `n` is freed with.
