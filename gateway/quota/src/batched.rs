@@ -13,6 +13,12 @@
 //! requests. A request is counted as it reads, and a refused one is taken back. A failed
 //! flush keeps its deltas for the next one.
 //!
+//! A window whose key the read did not find is written with `SET key delta EXAT end NX`:
+//! one command creates it with its TTL, where `INCRBY` and `EXPIREAT` are two (with many
+//! clients, most windows a flush writes are new ones: about 4 commands a request became
+//! about 2). When another node created the key after the read, the `SET` answers nil and
+//! the delta goes again as `INCRBY` and `EXPIREAT ... NX`, in a second round trip.
+//!
 //! `EXPIREAT` goes with a window's `INCRBY` only until the key is known to carry its TTL:
 //! the read found the key, or an earlier flush set it. With many clients most windows are
 //! flushed a few times each, and an `INCRBY` alone costs Redis about half of the pair. An
@@ -36,7 +42,7 @@ use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window
 use tokio::sync::oneshot;
 
 use super::connect::{Target, round_trip};
-use super::pipe::{Counting, incr_totals, unexpected};
+use super::pipe::{Counting, incr_totals, integer, unexpected};
 use super::realtime::Realtime;
 use super::resp::{self, Reply};
 use super::slot_table::SlotTable;
@@ -83,6 +89,9 @@ struct Entry {
     /// Redis holds the key with its TTL, as far as this node knows: a flush need not send
     /// `EXPIREAT` with it.
     ttl_set: AtomicBool,
+    /// Redis had no key for the window when the node read it, and no flush has written it
+    /// since: the next flush creates it, TTL and all, in one `SET ... NX`.
+    absent: AtomicBool,
 }
 
 /// Every client's count in one window (the minute from 12:00, say). The table only grows,
@@ -138,7 +147,53 @@ struct Marked<'g> {
     entry: &'g Entry,
 }
 
+/// How a flush writes one window's delta on Redis 7 and later.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Write {
+    /// `SET key delta EXAT end NX`: the key was not there at the read. One command instead of
+    /// `INCRBY` and `EXPIREAT`; with many clients most windows a flush writes are new ones.
+    /// Answers nil when another node created the key meanwhile, and the delta then goes as
+    /// [`Write::AddAndExpire`].
+    Create,
+    /// `INCRBY key delta` and `EXPIREAT key end NX`.
+    AddAndExpire,
+    /// `INCRBY key delta`: the key carries its TTL.
+    Add,
+}
+
 impl Entry {
+    fn write(&self) -> Write {
+        if self.absent.load(Ordering::Acquire) {
+            Write::Create
+        } else if self.ttl_set.load(Ordering::Acquire) {
+            Write::Add
+        } else {
+            Write::AddAndExpire
+        }
+    }
+
+    /// Takes Redis's `total` after a flush of `delta` written as `write`; a key the flush's
+    /// `INCRBY` created without a TTL goes to `created`.
+    fn confirm<'e>(
+        &'e self,
+        total: i64,
+        delta: i64,
+        write: Write,
+        expiry: &Expiry,
+        created: &mut Vec<&'e Entry>,
+    ) {
+        // Redis's total first: a read in between counts the delta twice.
+        self.remote.store(total, Ordering::Release);
+        self.inflight.fetch_sub(delta, Ordering::AcqRel);
+        self.absent.store(false, Ordering::Release);
+        if write != Write::Add || matches!(expiry, Expiry::ByScript) {
+            self.ttl_set.store(true, Ordering::Release);
+        } else if total == delta {
+            self.ttl_set.store(false, Ordering::Release);
+            created.push(self);
+        }
+    }
+
     /// Queues `EXPIREAT key end NX` (its reply ignored) on a redis crate pipeline.
     fn queue_expireat(&self, pipe: &mut redis::Pipeline) {
         pipe.cmd("EXPIREAT")
@@ -214,7 +269,9 @@ impl Batched {
                 local.block_on(&runtime, async move {
                     // Flushes to a standalone server go through a pipe of this thread's own.
                     crate::pipe::install::<gangway_net::epoll::Epoll>();
-                    let mut tick = tokio::time::interval(every);
+                    // The first flush one period in: at the start there is nothing to send.
+                    let first = tokio::time::Instant::now() + every;
+                    let mut tick = tokio::time::interval_at(first, every);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     let mut ended = Vec::new();
                     loop {
@@ -274,44 +331,52 @@ impl Inner {
         let mut sent = 0;
         for (marked, deltas) in live.chunks(FLUSH_CHUNK).zip(deltas.chunks(FLUSH_CHUNK)) {
             let entries: Vec<&Entry> = marked.iter().map(|m| m.entry).collect();
-            let expire: Vec<bool> = entries
-                .iter()
-                .map(|e| !e.ttl_set.load(Ordering::Acquire))
-                .collect();
-            match self.send(&entries, deltas, &expire).await {
-                Ok((totals, expiry)) => {
-                    let by_script = matches!(expiry, Expiry::ByScript);
-                    let mut created = Vec::new();
-                    for (((entry, total), &delta), &expired) in
-                        entries.iter().zip(totals).zip(deltas).zip(&expire)
-                    {
-                        // Redis's total first: a read in between counts the delta twice.
-                        entry.remote.store(total, Ordering::Release);
-                        entry.inflight.fetch_sub(delta, Ordering::AcqRel);
-                        if expired || by_script {
-                            entry.ttl_set.store(true, Ordering::Release);
-                        } else if total == delta {
-                            entry.ttl_set.store(false, Ordering::Release);
-                            created.push(*entry);
-                        }
-                    }
-                    sent += entries.len();
-                    if !created.is_empty() {
-                        self.expire_created(&created).await;
-                    }
+            if let Err(e) = self.flush_chunk(&entries, deltas).await {
+                // Their deltas stay in `inflight`, still counted, for the next flush.
+                for queued in &live[sent..] {
+                    queued.generation.mark(queued.position, queued.entry);
                 }
-                Err(e) => {
-                    // Their deltas stay in `inflight`, still counted, for the next flush.
-                    for queued in &live[sent..] {
-                        queued.generation.mark(queued.position, queued.entry);
-                    }
-                    self.target
-                        .stats
-                        .record(&format!("sync to {}", self.target.describe), &e);
-                    return;
-                }
+                self.target
+                    .stats
+                    .record(&format!("sync to {}", self.target.describe), &e);
+                return;
+            }
+            sent += entries.len();
+        }
+    }
+
+    /// Sends one chunk of a flush and takes back its totals.
+    async fn flush_chunk(&self, entries: &[&Entry], deltas: &[i64]) -> Result<(), QuotaError> {
+        let writes: Vec<Write> = entries.iter().map(|e| e.write()).collect();
+        let (totals, expiry) = self.send(entries, deltas, &writes).await?;
+        let mut created = Vec::new();
+        let mut raced = Vec::new();
+        for (((entry, total), &delta), &write) in
+            entries.iter().zip(totals).zip(deltas).zip(&writes)
+        {
+            match total {
+                Some(total) => entry.confirm(total, delta, write, &expiry, &mut created),
+                None => raced.push((*entry, delta)),
             }
         }
+        if !raced.is_empty() {
+            // Another node created these keys between this node's read and this flush.
+            let (entries, deltas): (Vec<&Entry>, Vec<i64>) = raced.into_iter().unzip();
+            for entry in &entries {
+                entry.absent.store(false, Ordering::Release);
+            }
+            let writes = vec![Write::AddAndExpire; entries.len()];
+            let (totals, expiry) = self.send(&entries, &deltas, &writes).await?;
+            for ((entry, total), &delta) in entries.iter().zip(totals).zip(&deltas) {
+                let total = total
+                    .ok_or_else(|| QuotaError::Store("Redis answered nil to INCRBY".into()))?;
+                entry.confirm(total, delta, Write::AddAndExpire, &expiry, &mut created);
+            }
+        }
+        if !created.is_empty() {
+            self.expire_created(&created).await;
+        }
+        Ok(())
     }
 
     /// Takes the generations whose windows have ended out of use (counts not flushed by
@@ -382,31 +447,42 @@ impl Inner {
         }
     }
 
-    /// Adds `deltas` to the windows' keys in Redis, with `EXPIREAT ... NX` where `expire`
-    /// says, and answers their new totals.
+    /// Adds `deltas` to the windows' keys in Redis, each written as `writes` says (Kong's
+    /// script instead on servers older than 7.0), and answers their new totals: `None` for a
+    /// [`Write::Create`] that found the key.
     async fn send(
         &self,
         live: &[&Entry],
         deltas: &[i64],
-        expire: &[bool],
-    ) -> Result<(Vec<i64>, Expiry), QuotaError> {
+        writes: &[Write],
+    ) -> Result<(Vec<Option<i64>>, Expiry), QuotaError> {
         if self.target.pipes() {
-            return self.send_on_pipe(live, deltas, expire).await;
+            return self.send_on_pipe(live, deltas, writes).await;
         }
         let script = &self.flush_script;
         let cluster = self.target.cluster;
-        self.target
+        let answered = self
+            .target
             .run(async |conn| {
                 if self.target.expire_nx(conn).await? {
                     let mut pipe = redis::pipe();
-                    for ((entry, delta), &expire) in live.iter().zip(deltas).zip(expire) {
+                    for ((entry, delta), &write) in live.iter().zip(deltas).zip(writes) {
+                        if write == Write::Create {
+                            pipe.cmd("SET")
+                                .arg(&*entry.key)
+                                .arg(delta)
+                                .arg("EXAT")
+                                .arg(entry.ends_at)
+                                .arg("NX");
+                            continue;
+                        }
                         pipe.cmd("INCRBY").arg(&*entry.key).arg(delta);
-                        if expire {
+                        if write == Write::AddAndExpire {
                             entry.queue_expireat(&mut pipe);
                         }
                     }
-                    let totals = pipe.query_async::<Vec<i64>>(&mut *conn).await?;
-                    return Ok((totals, Expiry::AsAsked));
+                    let values = pipe.query_async::<Vec<redis::Value>>(&mut *conn).await?;
+                    return Ok(Answered::Written(values));
                 }
                 // A cluster gets the script, one call per window (a pipeline may not cross
                 // slots).
@@ -420,7 +496,7 @@ impl Inner {
                             self.target.stats.round_trip();
                         }
                     }
-                    return Ok((totals, Expiry::ByScript));
+                    return Ok(Answered::Scripted(totals));
                 }
                 // A pipeline of EVALSHA after one SCRIPT LOAD, so a fresh server works too.
                 redis::cmd("SCRIPT")
@@ -438,37 +514,65 @@ impl Inner {
                         .arg(entry.ends_at);
                 }
                 let totals = pipe.query_async::<Vec<i64>>(&mut *conn).await?;
-                Ok((totals, Expiry::ByScript))
+                Ok(Answered::Scripted(totals))
             })
-            .await
+            .await?;
+        match answered {
+            Answered::Scripted(totals) => {
+                Ok((totals.into_iter().map(Some).collect(), Expiry::ByScript))
+            }
+            Answered::Written(values) if values.len() == live.len() => {
+                let totals = values
+                    .iter()
+                    .zip(writes)
+                    .zip(deltas)
+                    .map(|((value, &write), &delta)| match (write, value) {
+                        (Write::Create, redis::Value::Okay) => Ok(Some(delta)),
+                        (Write::Create, redis::Value::Nil) => Ok(None),
+                        (Write::Add | Write::AddAndExpire, redis::Value::Int(n)) => Ok(Some(*n)),
+                        (_, other) => Err(QuotaError::Store(format!(
+                            "unexpected reply from Redis: {other:?}"
+                        ))),
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok((totals, Expiry::AsAsked))
+            }
+            Answered::Written(_) => Err(QuotaError::Store(
+                "Redis answered a flush with too few replies".into(),
+            )),
+        }
     }
 
-    /// [`Inner::send`] on this thread's pipe, in one round trip: `INCRBY` per window and
-    /// `EXPIREAT ... NX` where `expire` says, or `SCRIPT LOAD` and Kong's script per window.
+    /// [`Inner::send`] on this thread's pipe, in one round trip: each window as `writes`
+    /// says, or `SCRIPT LOAD` and Kong's script per window.
     async fn send_on_pipe(
         &self,
         live: &[&Entry],
         deltas: &[i64],
-        expire: &[bool],
-    ) -> Result<(Vec<i64>, Expiry), QuotaError> {
+        writes: &[Write],
+    ) -> Result<(Vec<Option<i64>>, Expiry), QuotaError> {
         let pipe = self.target.pipe().await?;
         let (mut delta, mut ends) = (itoa::Buffer::new(), itoa::Buffer::new());
         let windows = live.iter().zip(deltas);
-        // Where the totals are among the replies: every INCRBY's (each followed by its
-        // EXPIREAT's where one was sent), or every EVALSHA's after the script's load.
-        let (call, leading, expire, expiry) = match pipe.counting {
+        match pipe.counting {
             Counting::ExpireNx => {
-                let expires = expire.iter().filter(|&&e| e).count();
+                let expires = writes.iter().filter(|&&w| w == Write::AddAndExpire).count();
                 let call = pipe.call(live.len() + expires, |out| {
-                    for ((entry, &n), &expire) in windows.zip(expire) {
-                        let key = entry.key.as_bytes();
-                        resp::command(out, &[b"INCRBY", key, delta.format(n).as_bytes()]);
-                        if expire {
+                    for ((entry, &n), &write) in windows.zip(writes) {
+                        let (key, n) = (entry.key.as_bytes(), delta.format(n).as_bytes());
+                        if write == Write::Create {
+                            let at = ends.format(entry.ends_at).as_bytes();
+                            resp::command(out, &[b"SET", key, n, b"EXAT", at, b"NX"]);
+                            continue;
+                        }
+                        resp::command(out, &[b"INCRBY", key, n]);
+                        if write == Write::AddAndExpire {
                             entry.encode_expireat(out, &mut ends);
                         }
                     }
                 });
-                (call, 0, expire, Expiry::AsAsked)
+                let replies = round_trip(&self.target, call).await?;
+                Ok((written_totals(&replies, writes, deltas)?, Expiry::AsAsked))
             }
             Counting::Script => {
                 let sha = self.flush_script.get_hash().as_bytes();
@@ -487,11 +591,11 @@ impl Inner {
                         resp::command(out, &args);
                     }
                 });
-                (call, 1, &[][..], Expiry::ByScript)
+                let replies = round_trip(&self.target, call).await?;
+                let totals = incr_totals(&replies, 1, live.len(), &[])?;
+                Ok((totals.into_iter().map(Some).collect(), Expiry::ByScript))
             }
-        };
-        let replies = round_trip(&self.target, call).await?;
-        Ok((incr_totals(&replies, leading, live.len(), expire)?, expiry))
+        }
     }
 
     /// The map key of `window`, without building its Kong key.
@@ -612,6 +716,7 @@ impl Inner {
                     ends_at: ends_at(&window),
                     dirty: AtomicBool::new(false),
                     ttl_set: AtomicBool::new(remote.is_some()),
+                    absent: AtomicBool::new(remote.is_none()),
                 });
         }
         Ok(())
@@ -676,6 +781,47 @@ fn stored_count(reply: &Reply) -> Result<Option<i64>, QuotaError> {
             .ok_or_else(|| unexpected(reply)),
         other => Err(unexpected(other)),
     }
+}
+
+/// What a flush through the redis crate answered.
+enum Answered {
+    /// A reply per window, as its [`Write`] asked (the `EXPIREAT`s' left out).
+    Written(Vec<redis::Value>),
+    /// Kong's script's totals.
+    Scripted(Vec<i64>),
+}
+
+/// The totals among a pipe flush's replies, a window's reply followed by its `EXPIREAT`'s
+/// where its [`Write`] sent one: `None` where a `SET ... NX` found the key. Any error reply
+/// fails the whole call.
+fn written_totals(
+    replies: &[Reply],
+    writes: &[Write],
+    deltas: &[i64],
+) -> Result<Vec<Option<i64>>, QuotaError> {
+    if let Some(refused) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
+        return Err(unexpected(refused));
+    }
+    let mut replies = replies.iter();
+    let mut next = || {
+        replies
+            .next()
+            .ok_or_else(|| QuotaError::Store("Redis answered too few replies".into()))
+    };
+    let mut totals = Vec::with_capacity(writes.len());
+    for (&write, &delta) in writes.iter().zip(deltas) {
+        let reply = next()?;
+        totals.push(match (write, reply) {
+            (Write::Create, Reply::Status(ok)) if ok == "OK" => Some(delta),
+            (Write::Create, Reply::Bulk(None)) => None,
+            (Write::Create, other) => return Err(unexpected(other)),
+            (Write::Add | Write::AddAndExpire, reply) => Some(integer(reply)?),
+        });
+        if write == Write::AddAndExpire {
+            integer(next()?)?;
+        }
+    }
+    Ok(totals)
 }
 
 /// Counts a request in `entry` and answers the count before it.
