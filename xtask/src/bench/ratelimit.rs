@@ -47,8 +47,15 @@ impl Policy {
     /// The rate-limiting plugin's YAML (indented for a route's `plugins:`), if any.
     fn plugin(self, redis_port: u16) -> String {
         let head = "          - name: rate-limiting\n            config:\n              minute: 1000000000\n              hour: 1000000000\n              limit_by: consumer\n";
+        // Each redis contender counts in a database of its own: a key another contender
+        // created would spare it the key's creation (its TTL), which every new window costs.
+        let database = match self {
+            Policy::RedisSync => 1,
+            Policy::RedisShared => 2,
+            _ => 0,
+        };
         let redis = format!(
-            "              policy: redis\n              redis: {{host: 127.0.0.1, port: {redis_port}, timeout: 2000}}\n"
+            "              policy: redis\n              redis: {{host: 127.0.0.1, port: {redis_port}, timeout: 2000, database: {database}}}\n"
         );
         match self {
             Policy::None => String::new(),
@@ -214,7 +221,7 @@ fn run_size(
     let setup = format!(
         "{consumers} consumers, each request with a random consumer's key; wrk -t1 -c{} -d{}s, {} interleaved rounds after {} s warm-up, \
          {} worker(s) each, io_uring; rate-limiting by consumer with minute and hour limits far above the load (every request counted, none refused); \
-         sync_rate 1; redis-server (Debian) on loopback; nginx-limit_req keys limit_req_zone by the apikey header; upstream: nginx (1 worker) \
+         sync_rate 1; redis-server (Debian) on loopback, a database per redis contender; nginx-limit_req keys limit_req_zone by the apikey header; upstream: nginx (1 worker) \
          returning a 24-byte body; medians shown. {per_request}{notes}",
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
