@@ -110,7 +110,7 @@ pub struct Settings {
     /// past it, requests with a key not yet counted in the current window pass uncounted,
     /// with a warning. It bounds the memory a flood of distinct keys (`limit_by: header`,
     /// rotating IPv6 sources) can take, at 32 to 64 bytes a key. Default 2,000,000. It
-    /// bounds the windows of each length a `sync_rate` store keeps too (about 350 bytes
+    /// bounds the windows of each length a `sync_rate` store keeps too (about 220 bytes
     /// each); past it, new windows are counted in Redis on every request.
     pub rate_limiting_local_max_keys: usize,
     /// Kong's `mem_cache_size`: the size of the `kong_db_cache` and `kong_core_db_cache`

@@ -72,8 +72,10 @@ enum Expiry {
 
 /// One window's count on this node.
 struct Entry {
-    /// The Redis key.
-    key: Box<str>,
+    /// The window counted, which the Redis key is written from at each flush: its parts are
+    /// shared (the instance's scope by every window, the identifier by a request's windows),
+    /// where the key itself would take about 150 bytes a window.
+    window: Window,
     /// Redis's count at the last read or flush.
     remote: AtomicI64,
     /// Taken from `delta` by a flush that Redis has not confirmed yet (only the sync thread
@@ -82,8 +84,6 @@ struct Entry {
     /// Requests counted here and not yet flushed; below zero when a refused request was
     /// taken back after its count was flushed.
     delta: AtomicI64,
-    /// When the window ends, epoch seconds (the key's EXPIREAT).
-    ends_at: u64,
     /// Queued for the next flush.
     dirty: AtomicBool,
     /// Redis holds the key with its TTL, as far as this node knows: a flush need not send
@@ -194,19 +194,36 @@ impl Entry {
         }
     }
 
+    /// When the window ends, epoch seconds (the key's EXPIREAT).
+    fn ends_at(&self) -> u64 {
+        ends_at(&self.window)
+    }
+
     /// Queues `EXPIREAT key end NX` (its reply ignored) on a redis crate pipeline.
-    fn queue_expireat(&self, pipe: &mut redis::Pipeline) {
+    fn queue_expireat(&self, pipe: &mut redis::Pipeline, key: &str) {
         pipe.cmd("EXPIREAT")
-            .arg(&*self.key)
-            .arg(self.ends_at)
+            .arg(key)
+            .arg(self.ends_at())
             .arg("NX")
             .ignore();
     }
 
+    /// Writes `verb key args...` for a pipe (a standalone server: the key as
+    /// [`Window::key`] writes it).
+    fn encode(&self, out: &mut Vec<u8>, verb: &[u8], args: &[&[u8]]) {
+        let mut start = itoa::Buffer::new();
+        resp::array(out, 2 + args.len());
+        resp::bulk(out, &[verb]);
+        resp::bulk(out, &self.window.key_parts(&mut start));
+        for arg in args {
+            resp::bulk(out, &[arg]);
+        }
+    }
+
     /// Writes `EXPIREAT key end NX` for a pipe.
     fn encode_expireat(&self, out: &mut Vec<u8>, ends: &mut itoa::Buffer) {
-        let at = ends.format(self.ends_at).as_bytes();
-        resp::command(out, &[b"EXPIREAT", self.key.as_bytes(), at, b"NX"]);
+        let at = ends.format(self.ends_at()).as_bytes();
+        self.encode(out, b"EXPIREAT", &[at, b"NX"]);
     }
 }
 
@@ -412,7 +429,7 @@ impl Inner {
                 .run(async |conn| {
                     let mut pipe = redis::pipe();
                     for entry in created {
-                        entry.queue_expireat(&mut pipe);
+                        entry.queue_expireat(&mut pipe, &self.target.key(&entry.window));
                     }
                     pipe.query_async::<()>(&mut *conn).await
                 })
@@ -467,18 +484,19 @@ impl Inner {
                 if self.target.expire_nx(conn).await? {
                     let mut pipe = redis::pipe();
                     for ((entry, delta), &write) in live.iter().zip(deltas).zip(writes) {
+                        let key = self.target.key(&entry.window);
                         if write == Write::Create {
                             pipe.cmd("SET")
-                                .arg(&*entry.key)
+                                .arg(&key)
                                 .arg(delta)
                                 .arg("EXAT")
-                                .arg(entry.ends_at)
+                                .arg(entry.ends_at())
                                 .arg("NX");
                             continue;
                         }
-                        pipe.cmd("INCRBY").arg(&*entry.key).arg(delta);
+                        pipe.cmd("INCRBY").arg(&key).arg(delta);
                         if write == Write::AddAndExpire {
-                            entry.queue_expireat(&mut pipe);
+                            entry.queue_expireat(&mut pipe, &key);
                         }
                     }
                     let values = pipe.query_async::<Vec<redis::Value>>(&mut *conn).await?;
@@ -490,7 +508,9 @@ impl Inner {
                     let mut totals = Vec::with_capacity(live.len());
                     for (entry, delta) in live.iter().zip(deltas) {
                         let mut call = script.prepare_invoke();
-                        call.key(&*entry.key).arg(delta).arg(entry.ends_at);
+                        call.key(self.target.key(&entry.window))
+                            .arg(delta)
+                            .arg(entry.ends_at());
                         totals.push(call.invoke_async::<i64>(&mut *conn).await?);
                         if totals.len() > 1 {
                             self.target.stats.round_trip();
@@ -509,9 +529,9 @@ impl Inner {
                     pipe.cmd("EVALSHA")
                         .arg(script.get_hash())
                         .arg(1)
-                        .arg(&*entry.key)
+                        .arg(self.target.key(&entry.window))
                         .arg(delta)
-                        .arg(entry.ends_at);
+                        .arg(entry.ends_at());
                 }
                 let totals = pipe.query_async::<Vec<i64>>(&mut *conn).await?;
                 Ok(Answered::Scripted(totals))
@@ -559,13 +579,13 @@ impl Inner {
                 let expires = writes.iter().filter(|&&w| w == Write::AddAndExpire).count();
                 let call = pipe.call(live.len() + expires, |out| {
                     for ((entry, &n), &write) in windows.zip(writes) {
-                        let (key, n) = (entry.key.as_bytes(), delta.format(n).as_bytes());
+                        let n = delta.format(n).as_bytes();
                         if write == Write::Create {
-                            let at = ends.format(entry.ends_at).as_bytes();
-                            resp::command(out, &[b"SET", key, n, b"EXAT", at, b"NX"]);
+                            let at = ends.format(entry.ends_at()).as_bytes();
+                            entry.encode(out, b"SET", &[n, b"EXAT", at, b"NX"]);
                             continue;
                         }
-                        resp::command(out, &[b"INCRBY", key, n]);
+                        entry.encode(out, b"INCRBY", &[n]);
                         if write == Write::AddAndExpire {
                             entry.encode_expireat(out, &mut ends);
                         }
@@ -578,17 +598,16 @@ impl Inner {
                 let sha = self.flush_script.get_hash().as_bytes();
                 let call = pipe.call(1 + live.len(), |out| {
                     resp::command(out, &[b"SCRIPT", b"LOAD", FLUSH.as_bytes()]);
+                    let mut start = itoa::Buffer::new();
                     for (entry, &n) in windows {
-                        let (n, at) = (delta.format(n).as_bytes(), ends.format(entry.ends_at));
-                        let args = [
-                            b"EVALSHA",
-                            sha,
-                            b"1",
-                            entry.key.as_bytes(),
-                            n,
-                            at.as_bytes(),
-                        ];
-                        resp::command(out, &args);
+                        let (n, at) = (delta.format(n).as_bytes(), ends.format(entry.ends_at()));
+                        resp::array(out, 6);
+                        for arg in [b"EVALSHA", sha, b"1"] {
+                            resp::bulk(out, &[arg]);
+                        }
+                        resp::bulk(out, &entry.window.key_parts(&mut start));
+                        resp::bulk(out, &[n]);
+                        resp::bulk(out, &[at.as_bytes()]);
                     }
                 });
                 let replies = round_trip(&self.target, call).await?;
@@ -704,20 +723,17 @@ impl Inner {
                 return Err(e);
             }
         };
-        for ((window, key), remote) in missing.into_iter().zip(read) {
-            let generation = self.generation(&window);
-            generation
-                .entries
-                .get_or_insert_with(self.slot(&window), || Entry {
-                    key: key.into_boxed_str(),
-                    remote: AtomicI64::new(remote.unwrap_or_default()),
-                    inflight: AtomicI64::new(0),
-                    delta: AtomicI64::new(0),
-                    ends_at: ends_at(&window),
-                    dirty: AtomicBool::new(false),
-                    ttl_set: AtomicBool::new(remote.is_some()),
-                    absent: AtomicBool::new(remote.is_none()),
-                });
+        for ((window, _), remote) in missing.into_iter().zip(read) {
+            let (generation, slot) = (self.generation(&window), self.slot(&window));
+            generation.entries.get_or_insert_with(slot, || Entry {
+                window,
+                remote: AtomicI64::new(remote.unwrap_or_default()),
+                inflight: AtomicI64::new(0),
+                delta: AtomicI64::new(0),
+                dirty: AtomicBool::new(false),
+                ttl_set: AtomicBool::new(remote.is_some()),
+                absent: AtomicBool::new(remote.is_none()),
+            });
         }
         Ok(())
     }

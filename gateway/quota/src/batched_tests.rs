@@ -380,11 +380,13 @@ fn generation_of(window: &Window, held: usize) -> Arc<Generation> {
         generation
             .entries
             .get_or_insert_with(slot.wrapping_mul(0x9E37_79B9_7F4A_7C15), || super::Entry {
-                key: format!("k{slot}").into_boxed_str(),
+                window: Window {
+                    identifier: format!("k{slot}").into(),
+                    ..window.clone()
+                },
                 remote: 0.into(),
                 inflight: 0.into(),
                 delta: 0.into(),
-                ends_at: 0,
                 dirty: false.into(),
                 ttl_set: false.into(),
                 absent: false.into(),
