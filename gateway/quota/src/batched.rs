@@ -699,12 +699,12 @@ impl Inner {
         find(&self.generations.load()).unwrap_or(fresh)
     }
 
-    /// Reads `missing` (windows and their keys) in one `MGET` and keeps their counts.
-    async fn read(&self, missing: Vec<(Window, String)>) -> Result<(), QuotaError> {
-        let keys: Vec<&str> = missing.iter().map(|(_, key)| key.as_str()).collect();
+    /// Reads `missing` in one `MGET` and keeps their counts.
+    async fn read(&self, missing: Vec<Window>) -> Result<(), QuotaError> {
         let read = if self.target.pipes() {
-            self.read_on_pipe(&keys).await
+            self.read_on_pipe(&missing).await
         } else {
+            let keys: Vec<String> = missing.iter().map(|w| self.target.key(w)).collect();
             self.target
                 .run(async |conn| {
                     redis::cmd("MGET")
@@ -723,7 +723,7 @@ impl Inner {
                 return Err(e);
             }
         };
-        for ((window, _), remote) in missing.into_iter().zip(read) {
+        for (window, remote) in missing.into_iter().zip(read) {
             let (generation, slot) = (self.generation(&window), self.slot(&window));
             generation.entries.get_or_insert_with(slot, || Entry {
                 window,
@@ -738,18 +738,20 @@ impl Inner {
         Ok(())
     }
 
-    /// `MGET keys` on this worker's pipe.
-    async fn read_on_pipe(&self, keys: &[&str]) -> Result<Vec<Option<i64>>, QuotaError> {
+    /// `MGET` of the windows' keys on this worker's pipe (a standalone server: the keys as
+    /// [`Window::key`] writes them, straight to the wire).
+    async fn read_on_pipe(&self, windows: &[Window]) -> Result<Vec<Option<i64>>, QuotaError> {
         let pipe = self.target.pipe().await?;
         let call = pipe.call(1, |out| {
-            resp::array(out, 1 + keys.len());
+            let mut start = itoa::Buffer::new();
+            resp::array(out, 1 + windows.len());
             resp::bulk(out, &[b"MGET"]);
-            for key in keys {
-                resp::bulk(out, &[key.as_bytes()]);
+            for window in windows {
+                resp::bulk(out, &window.key_parts(&mut start));
             }
         });
         match round_trip(&self.target, call).await?.as_slice() {
-            [Reply::Array(Some(values))] if values.len() == keys.len() => {
+            [Reply::Array(Some(values))] if values.len() == windows.len() => {
                 values.iter().map(stored_count).collect()
             }
             [other] => Err(unexpected(other)),
@@ -775,10 +777,7 @@ impl Inner {
 }
 
 /// A request's windows to read, and where to say they are in.
-type QueuedRead = (
-    Vec<(Window, String)>,
-    oneshot::Sender<Result<(), QuotaError>>,
-);
+type QueuedRead = (Vec<Window>, oneshot::Sender<Result<(), QuotaError>>);
 
 thread_local! {
     /// Each worker's reads not yet sent, by store: the requests of one turn of the event
@@ -889,13 +888,7 @@ impl QuotaStore for Batched {
                 .map(|(w, _)| w.clone())
                 .collect()
         };
-        let missing: Vec<(Window, String)> = pick(|s| matches!(s, Source::Read))
-            .into_iter()
-            .map(|w| {
-                let key = inner.target.key(&w);
-                (w, key)
-            })
-            .collect();
+        let missing = pick(|s| matches!(s, Source::Read));
         let overflowed = pick(|s| matches!(s, Source::Overflow));
         let counted_in_redis = (!overflowed.is_empty()).then(|| inner.overflow.usage(&overflowed));
         let windows = windows.to_vec();
