@@ -376,22 +376,34 @@ impl Inner {
                 None => raced.push((*entry, delta)),
             }
         }
-        if !raced.is_empty() {
-            // Another node created these keys between this node's read and this flush.
-            let (entries, deltas): (Vec<&Entry>, Vec<i64>) = raced.into_iter().unzip();
-            for entry in &entries {
-                entry.absent.store(false, Ordering::Release);
-            }
-            let writes = vec![Write::AddAndExpire; entries.len()];
-            let (totals, expiry) = self.send(&entries, &deltas, &writes).await?;
-            for ((entry, total), &delta) in entries.iter().zip(totals).zip(&deltas) {
-                let total = total
-                    .ok_or_else(|| QuotaError::Store("Redis answered nil to INCRBY".into()))?;
-                entry.confirm(total, delta, Write::AddAndExpire, &expiry, &mut created);
-            }
-        }
+        let added = match raced.is_empty() {
+            true => Ok(()),
+            false => self.add_to_raced(raced, &mut created).await,
+        };
+        // Whatever became of the raced ones: a key created without a TTL gets it now.
         if !created.is_empty() {
             self.expire_created(&created).await;
+        }
+        added
+    }
+
+    /// Sends the deltas of windows whose `SET ... NX` found the key (another node created it
+    /// between this node's read and the flush) as `INCRBY` and `EXPIREAT ... NX`.
+    async fn add_to_raced<'e>(
+        &self,
+        raced: Vec<(&'e Entry, i64)>,
+        created: &mut Vec<&'e Entry>,
+    ) -> Result<(), QuotaError> {
+        let (entries, deltas): (Vec<&Entry>, Vec<i64>) = raced.into_iter().unzip();
+        for entry in &entries {
+            entry.absent.store(false, Ordering::Release);
+        }
+        let writes = vec![Write::AddAndExpire; entries.len()];
+        let (totals, expiry) = self.send(&entries, &deltas, &writes).await?;
+        for ((entry, total), &delta) in entries.iter().zip(totals).zip(&deltas) {
+            let total =
+                total.ok_or_else(|| QuotaError::Store("Redis answered nil to INCRBY".into()))?;
+            entry.confirm(total, delta, Write::AddAndExpire, &expiry, created);
         }
         Ok(())
     }

@@ -305,6 +305,41 @@ fn a_new_window_is_created_in_one_command_unless_another_node_created_it_first()
     });
 }
 
+/// A key a flush's `INCRBY` created again without a TTL (Redis lost it) gets its TTL even
+/// when the same flush fails afterwards, on a key another node created and filled with
+/// something that is no count: the failed flush must not leave a key that never expires.
+#[test]
+fn a_key_created_again_gets_its_ttl_even_when_the_rest_of_its_flush_fails() {
+    let redis = Arc::new(Redis::start());
+    let server = redis.clone();
+    on_each_backend(async move |backend| {
+        for sharing in [RedisConnections::PerWorker, RedisConnections::Shared] {
+            let (store, target) = store_with(server.port(), None, 0, 3600.0, sharing);
+            let case = format!("{backend}-{sharing:?}");
+            let lost = windows(&format!("{case}-lost"));
+            usage(&store, &lost).await.expect("read");
+            store.inner.flush().await;
+            usage(&store, &lost).await.expect("counted");
+            server.cli(&["DEL", &lost[0].key()]);
+            let raced = windows(&format!("{case}-raced"));
+            usage(&store, &raced).await.expect("read");
+            server.cli(&["SET", &raced[0].key(), "many"]);
+            let failures = target.stats.total();
+            store.inner.flush().await;
+            assert!(
+                target.stats.total() > failures,
+                "{case}: INCRBY on a value that is no count fails the flush"
+            );
+            assert_eq!(server.cli(&["GET", &lost[0].key()]), "1", "{case}");
+            let ttl: i64 = server.cli(&["TTL", &lost[0].key()]).parse().expect("a ttl");
+            assert!(
+                (1..=60).contains(&ttl),
+                "{case}: the key created again expires ({ttl})"
+            );
+        }
+    });
+}
+
 #[test]
 fn windows_that_ended_are_dropped_and_live_ones_stay() {
     let redis = Arc::new(Redis::start());
