@@ -246,62 +246,70 @@ fn a_window_s_ttl_is_sent_until_it_is_set_and_again_when_redis_loses_the_key() {
     });
 }
 
+/// Runs `test` on each I/O backend with a store on each kind of connection (a worker's pipe,
+/// the redis crate's shared one) that flushes only when the test calls `flush`; `case` names
+/// the backend and the kind.
+fn with_flushes_by_hand(
+    test: impl AsyncFn(&Redis, Arc<Batched>, Arc<Target>, String) + Clone + Send + 'static,
+) {
+    let redis = Arc::new(Redis::start());
+    on_each_backend(async move |backend| {
+        for sharing in [RedisConnections::PerWorker, RedisConnections::Shared] {
+            let (store, target) = store_with(redis.port(), None, 0, 3600.0, sharing);
+            assert_eq!(target.pipes(), sharing == RedisConnections::PerWorker);
+            test(&redis, store, target, format!("{backend}-{sharing:?}")).await;
+        }
+    });
+}
+
 /// A window Redis did not have at the read is created by one `SET ... EXAT ... NX`; when
 /// another node created the key meanwhile, the delta is added to that node's count instead,
 /// and the key keeps a TTL. Through a worker's pipe and through the redis crate.
 #[test]
 fn a_new_window_is_created_in_one_command_unless_another_node_created_it_first() {
-    let redis = Arc::new(Redis::start());
-    let server = redis.clone();
-    on_each_backend(async move |backend| {
-        for sharing in [RedisConnections::PerWorker, RedisConnections::Shared] {
-            // No flush but the test's own.
-            let (store, target) = store_with(server.port(), None, 0, 3600.0, sharing);
-            assert_eq!(target.pipes(), sharing == RedisConnections::PerWorker);
-            let case = format!("{backend}-{sharing:?}");
-            let windows = windows(&format!("{case}-create"));
-            let [minute, hour] = [&windows[0], &windows[1]].map(Window::key);
-            assert_eq!(usage(&store, &windows).await.expect("read"), [0, 0]);
-            assert_eq!(usage(&store, &windows).await.expect("counted"), [1, 1]);
-            // Another node creates the hour's key after the read.
-            server.cli(&["SET", &hour, "10", "EX", "100"]);
-            server.cli(&["CONFIG", "RESETSTAT"]);
-            store.inner.flush().await;
-            assert_eq!(server.cli(&["GET", &minute]), "2", "{case}: created");
-            assert_eq!(server.cli(&["GET", &hour]), "12", "{case}: added to");
-            assert_eq!(
-                (
-                    calls(&server, "set"),
-                    calls(&server, "incrby"),
-                    calls(&server, "expireat")
-                ),
-                (2, 1, 1),
-                "{case}: a SET each, then INCRBY and EXPIREAT for the key that was there"
-            );
-            let minute_ttl: i64 = server.cli(&["TTL", &minute]).parse().expect("a ttl");
-            assert!(
-                (1..=60).contains(&minute_ttl),
-                "{case}: minute ttl {minute_ttl}"
-            );
-            let hour_ttl: i64 = server.cli(&["TTL", &hour]).parse().expect("a ttl");
-            assert!(
-                (1..=100).contains(&hour_ttl),
-                "{case}: the other node's TTL stays"
-            );
-            assert_eq!(
-                usage(&store, &windows).await.expect("counted"),
-                [2, 12],
-                "{case}: the other node's requests count"
-            );
-            server.cli(&["CONFIG", "RESETSTAT"]);
-            store.inner.flush().await;
-            assert_eq!(server.cli(&["GET", &hour]), "13", "{case}");
-            assert_eq!(
-                (calls(&server, "incrby"), calls(&server, "set")),
-                (2, 0),
-                "{case}: written keys get INCRBY alone"
-            );
-        }
+    with_flushes_by_hand(async |server, store, _target, case| {
+        let windows = windows(&format!("{case}-create"));
+        let [minute, hour] = [&windows[0], &windows[1]].map(Window::key);
+        assert_eq!(usage(&store, &windows).await.expect("read"), [0, 0]);
+        assert_eq!(usage(&store, &windows).await.expect("counted"), [1, 1]);
+        // Another node creates the hour's key after the read.
+        server.cli(&["SET", &hour, "10", "EX", "100"]);
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        store.inner.flush().await;
+        assert_eq!(server.cli(&["GET", &minute]), "2", "{case}: created");
+        assert_eq!(server.cli(&["GET", &hour]), "12", "{case}: added to");
+        assert_eq!(
+            (
+                calls(server, "set"),
+                calls(server, "incrby"),
+                calls(server, "expireat")
+            ),
+            (2, 1, 1),
+            "{case}: a SET each, then INCRBY and EXPIREAT for the key that was there"
+        );
+        let minute_ttl: i64 = server.cli(&["TTL", &minute]).parse().expect("a ttl");
+        assert!(
+            (1..=60).contains(&minute_ttl),
+            "{case}: minute ttl {minute_ttl}"
+        );
+        let hour_ttl: i64 = server.cli(&["TTL", &hour]).parse().expect("a ttl");
+        assert!(
+            (1..=100).contains(&hour_ttl),
+            "{case}: the other node's TTL stays"
+        );
+        assert_eq!(
+            usage(&store, &windows).await.expect("counted"),
+            [2, 12],
+            "{case}: the other node's requests count"
+        );
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        store.inner.flush().await;
+        assert_eq!(server.cli(&["GET", &hour]), "13", "{case}");
+        assert_eq!(
+            (calls(server, "incrby"), calls(server, "set")),
+            (2, 0),
+            "{case}: written keys get INCRBY alone"
+        );
     });
 }
 
@@ -310,33 +318,27 @@ fn a_new_window_is_created_in_one_command_unless_another_node_created_it_first()
 /// something that is no count: the failed flush must not leave a key that never expires.
 #[test]
 fn a_key_created_again_gets_its_ttl_even_when_the_rest_of_its_flush_fails() {
-    let redis = Arc::new(Redis::start());
-    let server = redis.clone();
-    on_each_backend(async move |backend| {
-        for sharing in [RedisConnections::PerWorker, RedisConnections::Shared] {
-            let (store, target) = store_with(server.port(), None, 0, 3600.0, sharing);
-            let case = format!("{backend}-{sharing:?}");
-            let lost = windows(&format!("{case}-lost"));
-            usage(&store, &lost).await.expect("read");
-            store.inner.flush().await;
-            usage(&store, &lost).await.expect("counted");
-            server.cli(&["DEL", &lost[0].key()]);
-            let raced = windows(&format!("{case}-raced"));
-            usage(&store, &raced).await.expect("read");
-            server.cli(&["SET", &raced[0].key(), "many"]);
-            let failures = target.stats.total();
-            store.inner.flush().await;
-            assert!(
-                target.stats.total() > failures,
-                "{case}: INCRBY on a value that is no count fails the flush"
-            );
-            assert_eq!(server.cli(&["GET", &lost[0].key()]), "1", "{case}");
-            let ttl: i64 = server.cli(&["TTL", &lost[0].key()]).parse().expect("a ttl");
-            assert!(
-                (1..=60).contains(&ttl),
-                "{case}: the key created again expires ({ttl})"
-            );
-        }
+    with_flushes_by_hand(async |server, store, target, case| {
+        let lost = windows(&format!("{case}-lost"));
+        usage(&store, &lost).await.expect("read");
+        store.inner.flush().await;
+        usage(&store, &lost).await.expect("counted");
+        server.cli(&["DEL", &lost[0].key()]);
+        let raced = windows(&format!("{case}-raced"));
+        usage(&store, &raced).await.expect("read");
+        server.cli(&["SET", &raced[0].key(), "many"]);
+        let failures = target.stats.total();
+        store.inner.flush().await;
+        assert!(
+            target.stats.total() > failures,
+            "{case}: INCRBY on a value that is no count fails the flush"
+        );
+        assert_eq!(server.cli(&["GET", &lost[0].key()]), "1", "{case}");
+        let ttl: i64 = server.cli(&["TTL", &lost[0].key()]).parse().expect("a ttl");
+        assert!(
+            (1..=60).contains(&ttl),
+            "{case}: the key created again expires ({ttl})"
+        );
     });
 }
 
