@@ -1,7 +1,8 @@
 //! The connection policy (a global ip-restriction, `admin_allow_cidrs`,
-//! `max_connections_per_ip`) enforced in the kernel by the XDP guard, and the same policy at
-//! accept with eBPF off. Clients are network namespaces joined by veth pairs that each test
-//! creates ([`Peer`]); gangway listens on the host side. Runs as root (CI does).
+//! `cluster_allow_cidrs`, `max_connections_per_ip`) enforced in the kernel by the XDP guard,
+//! and the same policy at accept with eBPF off. Clients are network namespaces joined by veth
+//! pairs that each test creates ([`Peer`]); gangway listens on the host side. Runs as root
+//! (CI does).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::gangway_command;
 use crate::harness::netns::Peer;
+use crate::harness::postgres::{Postgres, PostgresExt};
 use crate::harness::{Gangway, Options, Upstream, free_port, request};
 
 /// What a client got from one attempt.
@@ -272,6 +274,64 @@ fn kernel_allow_list_guards_the_admin_port() {
 #[test]
 fn userspace_allow_list_guards_the_admin_port() {
     the_admin_port_admits_only_its_allow_list(false);
+}
+
+/// A control plane's cluster port admits only `cluster_allow_cidrs`. Hybrid mode binds no
+/// cluster listener yet, so there is no accept to check in userspace: an admitted SYN meets
+/// the kernel's reset, a refused one is dropped by the guard.
+#[test]
+fn kernel_allow_list_guards_a_control_planes_cluster_port() {
+    let (outsider, operator) = (Peer::create(), Peer::create());
+    let pg = Postgres::start();
+    pg.bootstrap();
+    let (admin_port, cluster_port) = (free_port(), free_port());
+    let (gw, _) = guarded(
+        "unused",
+        &[&outsider, &operator],
+        true,
+        pg.node_options()
+            .env("KONG_ROLE", "control_plane")
+            .env("GANGWAY_ADMIN_LISTEN", both_families(admin_port))
+            .env("KONG_CLUSTER_LISTEN", both_families(cluster_port))
+            .env(
+                "GANGWAY_CLUSTER_ALLOW_CIDRS",
+                format!("{}/30, {}", operator.peer_v4, operator.peer_v6),
+            ),
+    );
+    let connect = |peer: &Peer, v6: bool| {
+        let target = addr(peer, v6, cluster_port);
+        peer.run(move || {
+            TcpStream::connect_timeout(&target, Duration::from_millis(1500))
+                .map(drop)
+                .map_err(|e| e.kind())
+        })
+    };
+    for v6 in [false, true] {
+        assert_eq!(
+            connect(&operator, v6),
+            Err(std::io::ErrorKind::ConnectionRefused),
+            "an allowed source reaches the port (nothing listens there yet), ipv6={v6}"
+        );
+        assert_eq!(
+            connect(&outsider, v6),
+            Err(std::io::ErrorKind::TimedOut),
+            "ipv6={v6}"
+        );
+        // The Admin API port has no list of its own.
+        assert_eq!(
+            attempt(&outsider, addr(&outsider, v6, admin_port)),
+            Outcome::Served(200)
+        );
+    }
+    let s = status(&gw);
+    assert!(s["ebpf"]["drops"]["not_allowed"].as_u64() >= Some(2), "{s}");
+    let out = gangway_command()
+        .args(["ebpf", "status"])
+        .output()
+        .expect("gangway ebpf status runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let line = format!("port {cluster_port}: 0 deny, 2 allow entries");
+    assert!(printed.contains(&line), "{line:?} in:\n{printed}");
 }
 
 fn the_connection_limit_holds_per_source(kernel: bool) {

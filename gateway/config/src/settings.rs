@@ -41,6 +41,8 @@ const DEFAULT_ADMIN_LISTEN: &str =
 const DEFAULT_ADMIN_GUI_LISTEN: &str = "0.0.0.0:8002, 0.0.0.0:8445 ssl";
 /// Kong's default `status_listen` (3.6+).
 const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8007 reuseport backlog=16384";
+/// Kong's default `cluster_listen`.
+const DEFAULT_CLUSTER_LISTEN: &str = "0.0.0.0:8005";
 
 /// What Kong shows instead of a secret's value.
 const REDACTED: &str = "******";
@@ -71,6 +73,9 @@ pub struct Settings {
     pub admin_listen: Vec<ListenAddr>,
     /// Status API listeners. Default `127.0.0.1:8007 reuseport backlog=16384`.
     pub status_listen: Vec<ListenAddr>,
+    /// The control plane's listeners for data planes; read only when `role =
+    /// control_plane`. Default Kong's `0.0.0.0:8005`.
+    pub cluster_listen: Vec<ListenAddr>,
     /// PEM certificates for the Admin API's `ssl` listeners, paired with
     /// `admin_ssl_cert_key` by position. Default empty: a generated self-signed certificate.
     pub admin_ssl_cert: Vec<PathBuf>,
@@ -124,7 +129,8 @@ pub struct Settings {
     /// eBPF programs: `auto`, `off` or `required`. Default `auto`.
     pub ebpf: EbpfMode,
     /// Interfaces the IP guard attaches to. Default empty: the interfaces that carry the
-    /// proxy and admin listeners (every interface that is up for a wildcard address).
+    /// proxy and admin listeners, and a control plane's cluster listeners (every interface
+    /// that is up for a wildcard address).
     pub ebpf_interfaces: Vec<String>,
     /// XDP attach mode: `auto`, `native` or `skb`. Default `auto`.
     pub ebpf_xdp_mode: XdpMode,
@@ -134,6 +140,9 @@ pub struct Settings {
     /// Sources allowed to connect to the Admin API listeners; others are dropped before
     /// accept. Default empty: every source.
     pub admin_allow_cidrs: Vec<IpNet>,
+    /// Sources allowed to connect to the `cluster_listen` ports of a control plane; others
+    /// are dropped before accept. Default empty: every source.
+    pub cluster_allow_cidrs: Vec<IpNet>,
     /// The proxy's access log in Kong's `kong_log_format`. Default `/dev/stdout`.
     pub proxy_access_log: AccessLog,
     /// Whether the log phase reads the client connection's kernel counters: `off`, `on`
@@ -286,6 +295,7 @@ impl Default for Settings {
             database: Database::Off,
             proxy_listen: listen(DEFAULT_PROXY_LISTEN),
             admin_listen: listen(DEFAULT_ADMIN_LISTEN),
+            cluster_listen: listen(DEFAULT_CLUSTER_LISTEN),
             admin_ssl_cert: Vec::new(),
             admin_ssl_cert_key: Vec::new(),
             admin_gui_origin: Vec::new(),
@@ -308,6 +318,7 @@ impl Default for Settings {
             ebpf_xdp_mode: XdpMode::Auto,
             max_connections_per_ip: 0,
             admin_allow_cidrs: Vec::new(),
+            cluster_allow_cidrs: Vec::new(),
             proxy_access_log: AccessLog::Stdout,
             log_kernel_counters: LogKernelCounters::Off,
             plugins: vec!["bundled".to_owned()],
@@ -491,6 +502,7 @@ impl Settings {
             ("admin_listeners", &self.admin_listen),
             ("status_listeners", &self.status_listen),
             ("admin_gui_listeners", &self.admin_gui_listen),
+            ("cluster_listeners", &self.cluster_listen),
         ] {
             let parsed: Vec<Value> = list.iter().map(kong_listener).collect();
             out.insert(name.to_owned(), Value::Array(parsed));
@@ -511,6 +523,11 @@ impl Settings {
                 if self.database == Database::Off {
                     found.push(
                         "in-memory storage can not be used when role = \"control_plane\"".into(),
+                    );
+                }
+                if self.cluster_listen.is_empty() {
+                    found.push(
+                        "cluster_listen must be specified when role = \"control_plane\"".into(),
                     );
                 }
             }

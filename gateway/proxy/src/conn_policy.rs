@@ -7,14 +7,15 @@
 //!   packets dropped rather than Kong's 403: the point is to spend nothing on it. The plugin
 //!   still runs in the request phases, so the answer is the same wherever the guard is not.
 //! - `max_connections_per_ip` caps each proxy port.
-//! - `admin_allow_cidrs` is an allow list on every Admin API port.
+//! - `admin_allow_cidrs` is an allow list on every Admin API port, and
+//!   `cluster_allow_cidrs` on every `cluster_listen` port of a control plane.
 //!
 //! A listener with `proxy_protocol` is left out, and so are the proxy ports' lists when
 //! `trusted_ips` is set: there the peer is a load balancer, and the client address the
 //! plugin judges is not known until the PROXY header or a forwarded header is read.
 
 use gangway_config::Config;
-use gangway_config::settings::Settings;
+use gangway_config::settings::{ListenAddr, Role, Settings};
 use gangway_net::conn_policy::{ConnectionPolicy, PortPolicy, parse_ip_or_cidr};
 use gangway_net::ip_set::IpSet;
 use ipnet::IpNet;
@@ -43,11 +44,28 @@ pub fn connection_policy(config: &Config, settings: &Settings) -> ConnectionPoli
         };
         policy.ports.insert(listen.addr.port(), rules);
     }
-    for listen in &settings.admin_listen {
+    allow_only(
+        &mut policy,
+        &settings.admin_listen,
+        &settings.admin_allow_cidrs,
+    );
+    if settings.role == Role::ControlPlane {
+        allow_only(
+            &mut policy,
+            &settings.cluster_listen,
+            &settings.cluster_allow_cidrs,
+        );
+    }
+    policy
+}
+
+/// Puts `allow` on the ports of `listeners` (none on a `proxy_protocol` one).
+fn allow_only(policy: &mut ConnectionPolicy, listeners: &[ListenAddr], allow: &[IpNet]) {
+    for listen in listeners {
         let allow = if listen.proxy_protocol {
             Vec::new()
         } else {
-            settings.admin_allow_cidrs.clone()
+            allow.to_vec()
         }
         .into();
         policy.ports.insert(
@@ -58,7 +76,6 @@ pub fn connection_policy(config: &Config, settings: &Settings) -> ConnectionPoli
             },
         );
     }
-    policy
 }
 
 /// The deny and allow lists of the enabled global ip-restriction instance, if any.
@@ -84,4 +101,54 @@ fn global_ip_restriction(config: &Config) -> (Vec<IpNet>, Vec<IpNet>) {
         }
     };
     (list("deny"), list("allow"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gangway_net::conn_policy::Refusal;
+
+    fn listen(spec: &str) -> Vec<ListenAddr> {
+        gangway_config::settings::listen::parse_list(spec).expect("test literal")
+    }
+
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().expect("test literal")
+    }
+
+    fn settings(role: Role) -> Settings {
+        Settings {
+            role,
+            proxy_listen: listen("0.0.0.0:8000"),
+            admin_listen: listen("0.0.0.0:8001"),
+            cluster_listen: listen("0.0.0.0:8005, [::]:8006 proxy_protocol"),
+            cluster_allow_cidrs: vec!["10.0.0.0/8".parse().expect("test literal")],
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn a_control_plane_guards_its_cluster_ports_with_their_allow_list() {
+        let policy = connection_policy(&Config::default(), &settings(Role::ControlPlane));
+        let cluster = &policy.ports[&8005];
+        assert_eq!(cluster.check_lists(ip("10.1.2.3")), Ok(()));
+        assert_eq!(
+            cluster.check_lists(ip("192.0.2.1")),
+            Err(Refusal::NotAllowed)
+        );
+        // Behind a load balancer the peer is not the client: no list.
+        assert!(policy.ports[&8006].is_open());
+        // The other ports keep their own (empty) lists.
+        assert!(policy.ports[&8000].is_open());
+        assert!(policy.ports[&8001].is_open());
+    }
+
+    #[test]
+    fn other_roles_leave_the_cluster_ports_alone() {
+        for role in [Role::Traditional, Role::DataPlane] {
+            let policy = connection_policy(&Config::default(), &settings(role));
+            assert!(!policy.ports.contains_key(&8005), "{role:?}");
+            assert!(!policy.ports.contains_key(&8006), "{role:?}");
+        }
+    }
 }

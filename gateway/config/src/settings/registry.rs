@@ -255,6 +255,12 @@ pub(super) static KEYS: &[Key] = &[
         listens
     ),
     key!(
+        cluster_listen,
+        kong[kong("KONG_CLUSTER_LISTEN")],
+        listen::parse_list,
+        listens
+    ),
+    key!(
         declarative_config,
         kong[kong("KONG_DECLARATIVE_CONFIG")],
         |v: &str| parse_opt_string(v).map(|p| p.map(PathBuf::from)),
@@ -297,6 +303,7 @@ pub(super) static KEYS: &[Key] = &[
     key!(ebpf_xdp_mode, kong[], XdpMode::parse, text),
     key!(max_connections_per_ip, kong[], parse_int, scalar),
     key!(admin_allow_cidrs, kong[], parse_cidrs, cidr_list),
+    key!(cluster_allow_cidrs, kong[], parse_cidrs, cidr_list),
     key!(
         proxy_access_log,
         kong[kong("KONG_PROXY_ACCESS_LOG")],

@@ -78,6 +78,7 @@ fn field_names() -> Vec<&'static str> {
         proxy_listen,
         admin_listen,
         status_listen,
+        cluster_listen,
         admin_ssl_cert,
         admin_ssl_cert_key,
         admin_gui_origin,
@@ -99,6 +100,7 @@ fn field_names() -> Vec<&'static str> {
         ebpf_xdp_mode,
         max_connections_per_ip,
         admin_allow_cidrs,
+        cluster_allow_cidrs,
         proxy_access_log,
         log_kernel_counters,
         plugins,
@@ -505,6 +507,19 @@ fn cross_key_checks_use_kong_messages() {
         ],
     );
     assert_eq!(s.role, Role::ControlPlane);
+    assert_eq!(s.cluster_listen[0].addr, sock("0.0.0.0:8005"));
+    let (_, text) = load_err(
+        None,
+        &[
+            ("KONG_ROLE", "control_plane"),
+            ("KONG_DATABASE", "postgres"),
+            ("KONG_CLUSTER_LISTEN", "off"),
+        ],
+    );
+    assert!(
+        text.contains("cluster_listen must be specified when role = \"control_plane\""),
+        "{text}"
+    );
 
     let (_, text) = load_err(
         None,
@@ -588,6 +603,7 @@ fn kong_configuration_json_redacts_secrets_and_omits_unset_keys() {
     assert_eq!(tls["ssl"], true);
     assert_eq!(tls["backlog=16384"], true);
     assert_eq!(json["status_listeners"][0]["port"], 8007);
+    assert_eq!(json["cluster_listeners"][0]["port"], 8005);
 }
 
 #[test]
