@@ -404,6 +404,7 @@ pub fn load(
         );
     }
     if problems.is_empty() {
+        warnings.extend(settings.unused());
         Ok((settings, warnings))
     } else {
         Err(SettingsError { problems })
@@ -508,6 +509,19 @@ impl Settings {
             out.insert(name.to_owned(), Value::Array(parsed));
         }
         Value::Object(out)
+    }
+
+    /// Settings given that the rest of the settings leave without effect.
+    fn unused(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        if !self.cluster_allow_cidrs.is_empty() && self.role != Role::ControlPlane {
+            found.push(format!(
+                "cluster_allow_cidrs is set, but role = \"{}\": only a control plane has \
+                 cluster_listen ports to guard",
+                self.role
+            ));
+        }
+        found
     }
 
     /// Kong's cross-key checks, with Kong's messages.

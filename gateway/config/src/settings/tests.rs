@@ -508,6 +508,14 @@ fn cross_key_checks_use_kong_messages() {
     );
     assert_eq!(s.role, Role::ControlPlane);
     assert_eq!(s.cluster_listen[0].addr, sock("0.0.0.0:8005"));
+    let (_, warnings) = load_ok(None, &[("GANGWAY_CLUSTER_ALLOW_CIDRS", "10.0.0.0/8")]);
+    assert_eq!(
+        warnings,
+        [
+            "cluster_allow_cidrs is set, but role = \"traditional\": only a control plane has \
+          cluster_listen ports to guard"
+        ]
+    );
     let (_, text) = load_err(
         None,
         &[
