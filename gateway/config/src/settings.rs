@@ -514,12 +514,31 @@ impl Settings {
     /// Settings given that the rest of the settings leave without effect.
     fn unused(&self) -> Vec<String> {
         let mut found = Vec::new();
-        if !self.cluster_allow_cidrs.is_empty() && self.role != Role::ControlPlane {
+        if self.cluster_allow_cidrs.is_empty() {
+            return found;
+        }
+        if self.role != Role::ControlPlane {
             found.push(format!(
                 "cluster_allow_cidrs is set, but role = \"{}\": only a control plane has \
                  cluster_listen ports to guard",
                 self.role
             ));
+            return found;
+        }
+        for cluster in &self.cluster_listen {
+            let port = cluster.addr.port();
+            let shared = [
+                ("proxy_listen", &self.proxy_listen),
+                ("admin_listen", &self.admin_listen),
+            ]
+            .into_iter()
+            .find(|(_, list)| list.iter().any(|l| l.addr.port() == port));
+            if let Some((name, _)) = shared {
+                found.push(format!(
+                    "cluster_listen port {port} is also in {name}: the IP guard judges by port, \
+                     so cluster_allow_cidrs does not guard it"
+                ));
+            }
         }
         found
     }

@@ -50,11 +50,17 @@ pub fn connection_policy(config: &Config, settings: &Settings) -> ConnectionPoli
         &settings.admin_allow_cidrs,
     );
     if settings.role == Role::ControlPlane {
+        let mut cluster = ConnectionPolicy::default();
         allow_only(
-            &mut policy,
+            &mut cluster,
             &settings.cluster_listen,
             &settings.cluster_allow_cidrs,
         );
+        for (port, rules) in cluster.ports {
+            // The guard judges by port: a port the proxy or the Admin API listens on too
+            // keeps their rules, so their clients never meet the cluster's list.
+            policy.ports.entry(port).or_insert(rules);
+        }
     }
     policy
 }
@@ -141,6 +147,16 @@ mod tests {
         // The other ports keep their own (empty) lists.
         assert!(policy.ports[&8000].is_open());
         assert!(policy.ports[&8001].is_open());
+    }
+
+    #[test]
+    fn a_cluster_port_shared_with_the_proxy_keeps_the_proxy_s_rules() {
+        let settings = Settings {
+            cluster_listen: listen("0.0.0.0:8000"),
+            ..settings(Role::ControlPlane)
+        };
+        let policy = connection_policy(&Config::default(), &settings);
+        assert!(policy.ports[&8000].is_open());
     }
 
     #[test]

@@ -508,6 +508,22 @@ fn cross_key_checks_use_kong_messages() {
     );
     assert_eq!(s.role, Role::ControlPlane);
     assert_eq!(s.cluster_listen[0].addr, sock("0.0.0.0:8005"));
+    let (_, warnings) = load_ok(
+        None,
+        &[
+            ("KONG_ROLE", "control_plane"),
+            ("KONG_DATABASE", "postgres"),
+            ("KONG_CLUSTER_LISTEN", "0.0.0.0:8001"),
+            ("GANGWAY_CLUSTER_ALLOW_CIDRS", "10.0.0.0/8"),
+        ],
+    );
+    assert_eq!(
+        warnings,
+        [
+            "cluster_listen port 8001 is also in admin_listen: the IP guard judges by port, so \
+             cluster_allow_cidrs does not guard it"
+        ]
+    );
     let (_, warnings) = load_ok(None, &[("GANGWAY_CLUSTER_ALLOW_CIDRS", "10.0.0.0/8")]);
     assert_eq!(
         warnings,
