@@ -513,34 +513,39 @@ impl Settings {
 
     /// Settings given that the rest of the settings leave without effect.
     fn unused(&self) -> Vec<String> {
-        let mut found = Vec::new();
-        if self.cluster_allow_cidrs.is_empty() {
-            return found;
+        if self.cluster_allow_cidrs.is_empty() || self.role == Role::ControlPlane {
+            return Vec::new();
         }
-        if self.role != Role::ControlPlane {
-            found.push(format!(
-                "cluster_allow_cidrs is set, but role = \"{}\": only a control plane has \
-                 cluster_listen ports to guard",
-                self.role
-            ));
-            return found;
+        vec![format!(
+            "cluster_allow_cidrs is set, but role = \"{}\": only a control plane has \
+             cluster_listen ports to guard",
+            self.role
+        )]
+    }
+
+    /// A control plane's `cluster_listen` ports that `cluster_allow_cidrs` cannot guard:
+    /// the IP guard judges by port, and the proxy or the Admin API listens there too.
+    fn unguardable_cluster_ports(&self) -> Vec<String> {
+        if self.cluster_allow_cidrs.is_empty() || self.role != Role::ControlPlane {
+            return Vec::new();
         }
-        for cluster in &self.cluster_listen {
-            let port = cluster.addr.port();
-            let shared = [
-                ("proxy_listen", &self.proxy_listen),
-                ("admin_listen", &self.admin_listen),
-            ]
-            .into_iter()
-            .find(|(_, list)| list.iter().any(|l| l.addr.port() == port));
-            if let Some((name, _)) = shared {
-                found.push(format!(
-                    "cluster_listen port {port} is also in {name}: the IP guard judges by port, \
-                     so cluster_allow_cidrs does not guard it"
-                ));
-            }
-        }
-        found
+        let others = [
+            ("proxy_listen", &self.proxy_listen),
+            ("admin_listen", &self.admin_listen),
+        ];
+        self.cluster_listen
+            .iter()
+            .filter_map(|cluster| {
+                let port = cluster.addr.port();
+                let (name, _) = others
+                    .iter()
+                    .find(|(_, list)| list.iter().any(|l| l.addr.port() == port))?;
+                Some(format!(
+                    "cluster_listen port {port} is also in {name}: cluster_allow_cidrs guards \
+                     ports, so the cluster listener needs a port of its own"
+                ))
+            })
+            .collect()
     }
 
     /// Kong's cross-key checks, with Kong's messages.
@@ -563,6 +568,7 @@ impl Settings {
                         "cluster_listen must be specified when role = \"control_plane\"".into(),
                     );
                 }
+                found.extend(self.unguardable_cluster_ports());
             }
             Role::DataPlane => {
                 if self.proxy_listen.is_empty() {
