@@ -523,32 +523,44 @@ impl Settings {
         )]
     }
 
-    /// A control plane's `cluster_listen` ports that `cluster_allow_cidrs` cannot guard:
-    /// the IP guard judges by port, and the proxy or the Admin API listens there too.
-    fn unguardable_cluster_ports(&self) -> Vec<String> {
-        if self.cluster_allow_cidrs.is_empty() || self.role != Role::ControlPlane {
-            return Vec::new();
+    /// Ports an allow list (`admin_allow_cidrs`, `cluster_allow_cidrs`) would guard that
+    /// another kind of listener uses too: the IP guard judges by port, so the list would
+    /// fall on that listener's clients as well.
+    fn shared_guarded_ports(&self) -> Vec<String> {
+        let mut guarded = Vec::new();
+        if !self.admin_allow_cidrs.is_empty() {
+            guarded.push(("admin_listen", "admin_allow_cidrs", &self.admin_listen));
         }
-        let others = [
+        if !self.cluster_allow_cidrs.is_empty() && self.role == Role::ControlPlane {
+            guarded.push((
+                "cluster_listen",
+                "cluster_allow_cidrs",
+                &self.cluster_listen,
+            ));
+        }
+        let all = [
             ("proxy_listen", &self.proxy_listen),
             ("admin_listen", &self.admin_listen),
         ];
-        self.cluster_listen
-            .iter()
-            .filter_map(|cluster| {
-                let port = cluster.addr.port();
-                let (name, _) = others
-                    .iter()
-                    .find(|(_, list)| list.iter().any(|l| l.addr.port() == port))?;
-                Some(format!(
-                    "cluster_listen port {port} is also in {name}: cluster_allow_cidrs guards \
-                     ports, so the cluster listener needs a port of its own"
-                ))
-            })
-            .collect()
+        let mut found = Vec::new();
+        for (name, list_name, listeners) in guarded {
+            for listener in listeners {
+                let port = listener.addr.port();
+                let shared = all.iter().find(|(other, list)| {
+                    *other != name && list.iter().any(|l| l.addr.port() == port)
+                });
+                if let Some((other, _)) = shared {
+                    found.push(format!(
+                        "{name} port {port} is also in {other}: {list_name} guards ports, so \
+                         {name} needs a port of its own"
+                    ));
+                }
+            }
+        }
+        found
     }
 
-    /// Kong's cross-key checks, with Kong's messages.
+    /// Cross-key checks: Kong's, with Kong's messages, and gangway's own.
     fn inconsistencies(&self) -> Vec<String> {
         let mut found = Vec::new();
         match self.role {
@@ -568,7 +580,6 @@ impl Settings {
                         "cluster_listen must be specified when role = \"control_plane\"".into(),
                     );
                 }
-                found.extend(self.unguardable_cluster_ports());
             }
             Role::DataPlane => {
                 if self.proxy_listen.is_empty() {
@@ -584,6 +595,7 @@ impl Settings {
             }
             Role::Traditional => {}
         }
+        found.extend(self.shared_guarded_ports());
         // Kong checks certificate pairs only when a proxy listener terminates TLS.
         if self.proxy_listen.iter().any(|l| l.ssl) {
             let (certs, keys) = (self.ssl_cert.len(), self.ssl_cert_key.len());

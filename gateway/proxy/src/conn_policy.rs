@@ -50,22 +50,19 @@ pub fn connection_policy(config: &Config, settings: &Settings) -> ConnectionPoli
         &settings.admin_allow_cidrs,
     );
     if settings.role == Role::ControlPlane {
-        let mut cluster = ConnectionPolicy::default();
         allow_only(
-            &mut cluster,
+            &mut policy,
             &settings.cluster_listen,
             &settings.cluster_allow_cidrs,
         );
-        for (port, rules) in cluster.ports {
-            // The guard judges by port: a port the proxy or the Admin API listens on too
-            // keeps their rules, so their clients never meet the cluster's list.
-            policy.ports.entry(port).or_insert(rules);
-        }
     }
     policy
 }
 
-/// Puts `allow` on the ports of `listeners` (none on a `proxy_protocol` one).
+/// Puts `allow` on the ports of `listeners` (none on a `proxy_protocol` one). The guard
+/// judges by port: a port an earlier kind of listener holds too keeps that one's rules, so
+/// its clients never meet this list (settings refuse such a port when `allow` is not
+/// empty).
 fn allow_only(policy: &mut ConnectionPolicy, listeners: &[ListenAddr], allow: &[IpNet]) {
     for listen in listeners {
         let allow = if listen.proxy_protocol {
@@ -74,13 +71,13 @@ fn allow_only(policy: &mut ConnectionPolicy, listeners: &[ListenAddr], allow: &[
             allow.to_vec()
         }
         .into();
-        policy.ports.insert(
-            listen.addr.port(),
-            PortPolicy {
+        policy
+            .ports
+            .entry(listen.addr.port())
+            .or_insert(PortPolicy {
                 allow,
                 ..PortPolicy::default()
-            },
-        );
+            });
     }
 }
 

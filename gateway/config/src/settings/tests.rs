@@ -520,7 +520,21 @@ fn cross_key_checks_use_kong_messages() {
     assert!(
         text.contains(
             "cluster_listen port 8001 is also in admin_listen: cluster_allow_cidrs guards \
-             ports, so the cluster listener needs a port of its own"
+             ports, so cluster_listen needs a port of its own"
+        ),
+        "{text}"
+    );
+    let (_, text) = load_err(
+        None,
+        &[
+            ("KONG_PROXY_LISTEN", "10.0.0.1:8001"),
+            ("GANGWAY_ADMIN_ALLOW_CIDRS", "10.0.0.0/8"),
+        ],
+    );
+    assert!(
+        text.contains(
+            "admin_listen port 8001 is also in proxy_listen: admin_allow_cidrs guards ports, \
+             so admin_listen needs a port of its own"
         ),
         "{text}"
     );
