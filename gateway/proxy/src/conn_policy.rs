@@ -157,6 +157,17 @@ mod tests {
     }
 
     #[test]
+    fn an_open_admin_port_shared_with_the_proxy_keeps_the_proxy_s_cap() {
+        let settings = Settings {
+            admin_listen: listen("10.0.0.1:8000"),
+            max_connections_per_ip: 2,
+            ..settings(Role::Traditional)
+        };
+        let policy = connection_policy(&Config::default(), &settings);
+        assert_eq!(policy.ports[&8000].max_conn_per_ip, 2);
+    }
+
+    #[test]
     fn other_roles_leave_the_cluster_ports_alone() {
         for role in [Role::Traditional, Role::DataPlane] {
             let policy = connection_policy(&Config::default(), &settings(role));
