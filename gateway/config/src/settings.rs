@@ -511,6 +511,14 @@ impl Settings {
         Value::Object(out)
     }
 
+    /// The `cluster_listen` listeners this node has: a control plane's, none elsewhere.
+    pub fn cluster_listeners(&self) -> &[ListenAddr] {
+        match self.role {
+            Role::ControlPlane => &self.cluster_listen,
+            Role::Traditional | Role::DataPlane => &[],
+        }
+    }
+
     /// Settings given that the rest of the settings leave without effect.
     fn unused(&self) -> Vec<String> {
         if self.cluster_allow_cidrs.is_empty() || self.role == Role::ControlPlane {
@@ -529,13 +537,13 @@ impl Settings {
     fn shared_guarded_ports(&self) -> Vec<String> {
         let mut guarded = Vec::new();
         if !self.admin_allow_cidrs.is_empty() {
-            guarded.push(("admin_listen", "admin_allow_cidrs", &self.admin_listen));
+            guarded.push(("admin_listen", "admin_allow_cidrs", &self.admin_listen[..]));
         }
-        if !self.cluster_allow_cidrs.is_empty() && self.role == Role::ControlPlane {
+        if !self.cluster_allow_cidrs.is_empty() {
             guarded.push((
                 "cluster_listen",
                 "cluster_allow_cidrs",
-                &self.cluster_listen,
+                self.cluster_listeners(),
             ));
         }
         let all = [

@@ -259,15 +259,11 @@ fn write_policy(never: &mut Guard, _: &gangway_net::conn_policy::ConnectionPolic
 #[cfg(feature = "ebpf")]
 fn load(settings: &Settings) -> Result<Box<Guard>, String> {
     let interfaces = if settings.ebpf_interfaces.is_empty() {
-        let cluster = match settings.role {
-            gangway_config::settings::Role::ControlPlane => &settings.cluster_listen[..],
-            _ => &[],
-        };
         let addrs: Vec<std::net::IpAddr> = settings
             .proxy_listen
             .iter()
             .chain(&settings.admin_listen)
-            .chain(cluster)
+            .chain(settings.cluster_listeners())
             .map(|l| l.addr.ip())
             .collect();
         gangway_ebpf::interfaces_for(&addrs)

@@ -15,7 +15,7 @@
 //! plugin judges is not known until the PROXY header or a forwarded header is read.
 
 use gangway_config::Config;
-use gangway_config::settings::{ListenAddr, Role, Settings};
+use gangway_config::settings::{ListenAddr, Settings};
 use gangway_net::conn_policy::{ConnectionPolicy, PortPolicy, parse_ip_or_cidr};
 use gangway_net::ip_set::IpSet;
 use ipnet::IpNet;
@@ -49,13 +49,11 @@ pub fn connection_policy(config: &Config, settings: &Settings) -> ConnectionPoli
         &settings.admin_listen,
         &settings.admin_allow_cidrs,
     );
-    if settings.role == Role::ControlPlane {
-        allow_only(
-            &mut policy,
-            &settings.cluster_listen,
-            &settings.cluster_allow_cidrs,
-        );
-    }
+    allow_only(
+        &mut policy,
+        settings.cluster_listeners(),
+        &settings.cluster_allow_cidrs,
+    );
     policy
 }
 
@@ -109,6 +107,7 @@ fn global_ip_restriction(config: &Config) -> (Vec<IpNet>, Vec<IpNet>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gangway_config::settings::Role;
     use gangway_net::conn_policy::Refusal;
 
     fn listen(spec: &str) -> Vec<ListenAddr> {
