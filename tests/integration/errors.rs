@@ -191,6 +191,48 @@ fn body_over_client_max_body_size_gets_413() {
 }
 
 #[test]
+fn a_plugin_answer_before_a_large_body_arrives_instead_of_a_reset() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(
+        up.addr,
+        "      - name: r1\n        paths: [\"/echo\"]\n        plugins:\n          - name: key-auth\n",
+    ));
+    // key-auth answers from the head; the body, more than the sockets' buffers hold, is
+    // still coming. The 401 arrives only if the gateway drains it before it closes.
+    let r = request(gw.proxy, "POST", "/echo", &[JSON], &vec![b'x'; 32 << 20])
+        .expect("a plugin's 401 to a 32 MiB body is an answer, not a reset");
+    assert_kong_error(&r, 401, "No API key found in request");
+}
+
+#[test]
+fn a_connection_close_answer_frees_the_connection_without_waiting_for_the_client() {
+    let (_up, gw) = gw_with_echo();
+    let mut conn = Conn::open(gw.proxy);
+    conn.write(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let r = conn.read(false).expect("response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(conn.is_closed(Duration::from_secs(2)), "the gateway's FIN");
+    // The client keeps its side open. A complete request leaves nothing to drain, so the
+    // gateway closes at once rather than lingering until the client's FIN (5 s).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let s = request(gw.status, "GET", "/status", &[], b"")
+            .expect("status")
+            .json();
+        if s["server"]["connections_active"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the connection is still open 2 s after its answer: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(conn);
+}
+
+#[test]
 fn slow_clients_time_out_on_headers() {
     let up = Upstream::start();
     let opts = Options::new(config_with_routes(

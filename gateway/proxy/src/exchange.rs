@@ -677,9 +677,9 @@ pub async fn run<B: Backend, S: Stream>(
     };
     let upstream_latency = sent_at.elapsed();
     let proxy_latency = sent_at.duration_since(ex.received);
+    bufs.txn.source = Source::Service;
     if bufs.txn.active {
         let txn = &mut bufs.txn;
-        txn.source = Source::Service;
         txn.proxy_latency = Some(proxy_latency);
         txn.upstream_latency = Some(upstream_latency);
         txn.end_try(key.addr, bufs.resp.status());

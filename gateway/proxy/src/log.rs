@@ -94,7 +94,7 @@ pub struct Transaction {
     pub upstream_latency: Option<Duration>,
     /// When the first try began, for a request that went to the balancer.
     pub upstream_started: Option<std::time::Instant>,
-    /// Who answered.
+    /// Who answered; set for every request, logged or not.
     pub source: Source,
 }
 
@@ -181,6 +181,8 @@ pub fn begin<S>(
 ) {
     let txn = &mut bufs.txn;
     let steps = chain.get(snapshot);
+    // Kept with or without a log plugin: the session reads it to choose how to close.
+    txn.source = Source::Error;
     txn.active = steps.logs || (steps.exports_traces && bufs.plugins.trace.is_recording());
     if !txn.active {
         return;
@@ -195,7 +197,6 @@ pub fn begin<S>(
     txn.proxy_latency = None;
     txn.upstream_latency = None;
     txn.upstream_started = None;
-    txn.source = Source::Error;
     bufs.txn.request_size = request_size(bufs, facts);
     if bufs.txn.reads_entry {
         // Kong's `get_start_time()`: when the request arrived, not when the log began

@@ -383,7 +383,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: &ClientConn, ctx: &Wo
         }
         drop(writing);
         conn_facts = bufs.plugins.conn;
-        linger = !keep_going && bufs.txn.source == log::Source::Error;
+        linger = !keep_going && client_may_still_send(&bufs, head_len);
         let stop = !keep_going || ctx.stop.is_stopped();
         if stop || bufs.input.is_empty() {
             ctx.buffers.give(bufs);
@@ -397,6 +397,19 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: &ClientConn, ctx: &Wo
     let _ = client.shutdown().await;
     if linger {
         drain_before_close(&client, &conn.timer, &ctx.stop).await;
+    }
+}
+
+/// Whether the client may still be sending when an answer ends its connection: after
+/// gangway's own error, or a plugin's answer given before the request body was all read. The
+/// upstream's answer leaves nothing behind, and an answer to a complete request needs no
+/// lingering close: waiting for the client's FIN there costs a read and a wakeup on every
+/// `Connection: close` request.
+fn client_may_still_send(bufs: &ConnBuffers, head_len: usize) -> bool {
+    match bufs.txn.source {
+        log::Source::Error => true,
+        log::Source::Exit => super::reply::request_end(bufs, head_len).is_none(),
+        log::Source::Service => false,
     }
 }
 
