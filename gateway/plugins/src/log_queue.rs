@@ -547,7 +547,7 @@ fn http_agent(settings: &Settings) -> ureq::Agent {
         .unversioned_rustls_crypto_provider(gangway_net::tls::provider())
         .disable_verification(true)
         .build();
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .tls_config(tls)
         .proxy(None)
         .http_status_as_error(false)
@@ -564,8 +564,12 @@ fn http_agent(settings: &Settings) -> ureq::Agent {
         .timeout_send_body(Some(settings.send_timeout))
         .timeout_recv_response(Some(settings.read_timeout))
         .timeout_recv_body(Some(settings.read_timeout))
-        .build()
-        .new_agent()
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        resolver::EndpointResolver::default(),
+    )
 }
 
 /// The most of a log server's answer that is read; a longer one costs the connection.
@@ -619,5 +623,6 @@ pub fn deprecated<T: PartialEq>(value: Option<T>, old_default: T) -> Option<T> {
     value.filter(|v| *v != old_default)
 }
 
+mod resolver;
 #[cfg(test)]
 mod tests;
