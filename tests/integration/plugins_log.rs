@@ -509,3 +509,49 @@ fn a_chunked_upload_counts_its_body_in_the_request_size() {
         );
     }
 }
+
+#[test]
+fn a_reload_logs_the_new_route_and_service_objects() {
+    let up = Upstream::start();
+    let dir = TempDir::new("file-log-reload");
+    let log = dir.path("route.log");
+    let config = |route: &str, retries: u32| {
+        format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: http://{}\n    retries: {retries}\n    routes:\n      - name: {route}\n        paths: [\"/logged\"]\n        plugins:\n          - name: file-log\n            config:\n              path: {}\n",
+            up.addr,
+            log.display()
+        )
+    };
+    let gw = Gangway::start(&config("before", 5));
+    let logged = |id: &str| {
+        let raw = format!(
+            "GET /logged HTTP/1.1\r\nHost: x\r\nfile-log-uuid: {id}\r\nConnection: close\r\n\r\n"
+        );
+        let answer = exchange_raw(gw.proxy, &raw);
+        assert!(answer.starts_with(b"HTTP/1.1 200 "), "{answer:?}");
+        wait_line(&log, id)
+    };
+    // Twice: the second entry comes from the rows the config keeps serialized.
+    for _ in 0..2 {
+        let entry = logged(&uuid());
+        assert_eq!(
+            (&entry["route"]["name"], &entry["service"]["retries"]),
+            (&json!("before"), &json!(5))
+        );
+    }
+    gw.write_config(&config("after", 2));
+    gw.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let entry = logged(&uuid());
+        if entry["route"]["name"] == "after" {
+            assert_eq!(entry["service"]["retries"], 2, "{entry}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reloaded route never showed in the log: {entry}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

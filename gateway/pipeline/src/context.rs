@@ -310,16 +310,17 @@ pub struct LogFacts<'a> {
     pub config_version: u64,
 }
 
-/// Kong's `kong.log.serialize()` document, built once on first use: a chain whose log
-/// plugins read only [`LogFacts`] never pays for it.
+/// Kong's `kong.log.serialize()` document as JSON text, built once on first use: a chain
+/// whose log plugins read only [`LogFacts`] never pays for it. Text rather than a JSON tree:
+/// every plugin that reads it sends or writes it as text, and parts of it are kept as text.
 pub struct LazyEntry<'a> {
-    cell: std::cell::OnceCell<serde_json::Value>,
-    make: &'a dyn Fn() -> serde_json::Value,
+    cell: std::cell::OnceCell<Vec<u8>>,
+    make: &'a dyn Fn() -> Vec<u8>,
 }
 
 impl<'a> LazyEntry<'a> {
-    /// An entry that `make` builds when first asked for.
-    pub fn new(make: &'a dyn Fn() -> serde_json::Value) -> Self {
+    /// An entry that `make` writes when first asked for.
+    pub fn new(make: &'a dyn Fn() -> Vec<u8>) -> Self {
         LazyEntry {
             cell: std::cell::OnceCell::new(),
             make,
@@ -328,19 +329,19 @@ impl<'a> LazyEntry<'a> {
 
     /// An entry already built (what tests and callers holding the document use).
     pub fn built(value: serde_json::Value) -> LazyEntry<'static> {
-        fn unused() -> serde_json::Value {
-            serde_json::Value::Null
+        fn unused() -> Vec<u8> {
+            b"null".to_vec()
         }
         let cell = std::cell::OnceCell::new();
-        let _ = cell.set(value);
+        let _ = cell.set(serde_json::to_vec(&value).unwrap_or_else(|_| unused()));
         LazyEntry {
             cell,
             make: &unused,
         }
     }
 
-    /// The document.
-    pub fn get(&self) -> &serde_json::Value {
+    /// The document's JSON text.
+    pub fn json(&self) -> &[u8] {
         self.cell.get_or_init(self.make)
     }
 }

@@ -114,13 +114,9 @@ impl Plugin for FileLog {
     }
 
     fn log(&self, ctx: &LogCtx<'_>) {
-        let mut line = match serde_json::to_vec(ctx.entry.get()) {
-            Ok(line) => line,
-            Err(e) => {
-                error!(error = %e, "file-log: cannot serialize the transaction");
-                return;
-            }
-        };
+        let json = ctx.entry.json();
+        let mut line = Vec::with_capacity(json.len() + 1);
+        line.extend_from_slice(json);
         line.push(b'\n');
         enqueue(Job::Line {
             path: self.path.clone(),

@@ -194,10 +194,7 @@ impl Plugin for HttpLog {
     }
 
     fn log(&self, ctx: &LogCtx<'_>) {
-        match serde_json::to_vec(ctx.entry.get()) {
-            Ok(entry) => self.queue.push(entry),
-            Err(e) => tracing::error!(error = %e, "http-log: cannot serialize the transaction"),
-        }
+        self.queue.push(ctx.entry.json().to_vec());
     }
 
     fn logs(&self) -> bool {

@@ -319,6 +319,7 @@ fn compile_parts(
             balancers,
             tls,
             pipeline,
+            log_rows: Default::default(),
         }),
         identities,
     })

@@ -213,12 +213,9 @@ pub fn begin<S>(
 
 /// An entity as Kong's log entry copies it from its DAO row: unset fields are absent, not
 /// null, and routes and services carry their workspace (`ws_id`).
-fn entity_row(mut value: Value, with_ws_id: bool) -> Value {
+fn without_nulls(mut value: Value) -> Value {
     if let Value::Object(fields) = &mut value {
         fields.retain(|_, v| !v.is_null());
-        if with_ws_id {
-            fields.insert("ws_id".into(), Value::String(DEFAULT_WORKSPACE_ID.into()));
-        }
     }
     value
 }
@@ -389,7 +386,7 @@ pub fn finish<S>(
     let trace_ids = std::mem::take(&mut trace.log_trace_ids);
     let make = || {
         let response_size = facts.response_size;
-        serialize(
+        let entry = serialize(
             client,
             bufs,
             snapshot,
@@ -397,7 +394,10 @@ pub fn finish<S>(
             &trace_ids,
             kernel,
             response_size,
-        )
+        );
+        let mut json = serde_json::to_vec(&entry).unwrap_or_default();
+        append_route_and_service(&mut json, &entry, snapshot, txn.chain);
+        json
     };
     let entry = LazyEntry::new(&make);
     let mut ctx = LogCtx {
@@ -422,6 +422,44 @@ pub fn finish<S>(
     }
     trace.log_trace_ids = trace_ids;
     bufs.plugins.trace = trace;
+}
+
+/// Adds the `route` and `service` objects to the entry's text (`{...}`), from the rows the
+/// config keeps serialized ([`crate::log_rows`]). A log value a plugin set under either name
+/// stands instead.
+fn append_route_and_service(
+    json: &mut Vec<u8>,
+    entry: &Value,
+    snapshot: &Snapshot,
+    chain: ChainRef,
+) {
+    let ChainRef::Route(i) = chain else {
+        return;
+    };
+    if json.last() != Some(&b'}') {
+        return;
+    }
+    let rows = [
+        (
+            "route",
+            Some(snapshot.log_rows.route(i, &snapshot.config.routes[i])),
+        ),
+        (
+            "service",
+            snapshot.route_service[i]
+                .map(|s| snapshot.log_rows.service(s, &snapshot.config.services[s])),
+        ),
+    ];
+    json.pop();
+    for (name, row) in rows {
+        if let Some(row) = row.filter(|_| entry.get(name).is_none()) {
+            json.extend_from_slice(b",\"");
+            json.extend_from_slice(name.as_bytes());
+            json.extend_from_slice(b"\":");
+            json.extend_from_slice(&row);
+        }
+    }
+    json.push(b'}');
 }
 
 /// Kong's `http.route` span attribute: the route's first path.
@@ -570,19 +608,7 @@ fn serialize<S>(
             );
         }
         let consumer = serde_json::to_value(consumer).unwrap_or(Value::Null);
-        entry.insert("consumer".into(), entity_row(consumer, false));
-    }
-    if let ChainRef::Route(i) = txn.chain {
-        let route = &snapshot.config.routes[i];
-        let route = serde_json::to_value(route).unwrap_or(Value::Null);
-        entry.insert("route".into(), entity_row(route, true));
-        if let Some(s) = snapshot.route_service[i] {
-            let service = serde_json::to_value(&snapshot.config.services[s]);
-            entry.insert(
-                "service".into(),
-                entity_row(service.unwrap_or(Value::Null), true),
-            );
-        }
+        entry.insert("consumer".into(), without_nulls(consumer));
     }
     entry.insert(
         "client_ip".into(),

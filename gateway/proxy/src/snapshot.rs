@@ -82,6 +82,8 @@ pub struct Compiled {
     /// Who may connect to which port ([`crate::conn_policy`]): checked at accept, and
     /// written to the kernel's IP guard when it runs.
     pub conn_policy: std::sync::Arc<gangway_net::conn_policy::ConnectionPolicy>,
+    /// The route and service objects of log entries, serialized once per config.
+    pub log_rows: crate::log_rows::LogRows,
 }
 
 impl std::ops::Deref for Snapshot {

@@ -50,7 +50,7 @@ fn a_known_series_is_recorded_without_allocating() {
         consumer: config.consumers.first(),
         config_version: 1,
     };
-    let make = || serde_json::Value::Null;
+    let make = || b"null".to_vec();
     let entry = LazyEntry::new(&make);
     let state = RequestState::default();
     let ctx = LogCtx {
