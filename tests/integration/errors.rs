@@ -400,3 +400,26 @@ fn a_head_request_that_fails_upstream_gets_no_body() {
     let head_end = text.find("\r\n\r\n").expect("a whole head") + 4;
     assert_eq!(&text[head_end..], "", "no body after the head: {text}");
 }
+
+#[test]
+fn an_error_after_a_proxied_request_on_the_same_connection_still_drains_the_body() {
+    let up = Upstream::start();
+    let gw = Gangway::start(&config_with_routes(
+        up.addr,
+        "      - name: r1\n        paths: [\"/echo\"]\n      - name: rsl\n        paths: [\"/rsl\"]\n        plugins:\n          - name: request-size-limiting\n",
+    ));
+    let mut conn = Conn::open(gw.proxy);
+    assert_eq!(conn.get("/echo").expect("proxied").status, 200);
+    // Then a chunked body that request-size-limiting buffers, broken after its first chunk
+    // and followed by more than the sockets' buffers hold, written whole before the answer
+    // is read: the 400 arrives only if the gateway drains the rest before it closes,
+    // whoever answered the connection's request before.
+    let mut raw =
+        b"POST /rsl HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    raw.extend_from_slice(b"4\r\nabcd\r\nzz\r\n");
+    raw.extend_from_slice(&vec![b'x'; 16 << 20]);
+    conn.write(&raw)
+        .expect("the rest of a broken body is drained after the 400, not reset");
+    let r = conn.read(false).expect("the 400");
+    assert_eq!(r.status, 400, "{}", r.text());
+}

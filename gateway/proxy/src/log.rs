@@ -181,8 +181,6 @@ pub fn begin<S>(
 ) {
     let txn = &mut bufs.txn;
     let steps = chain.get(snapshot);
-    // Kept with or without a log plugin: the session reads it to choose how to close.
-    txn.source = Source::Error;
     txn.active = steps.logs || (steps.exports_traces && bufs.plugins.trace.is_recording());
     if !txn.active {
         return;

@@ -482,6 +482,9 @@ fn note_request<B: Backend>(bufs: &mut ConnBuffers, ctx: &WorkerCtx<B>) {
         .total_requests
         .fetch_add(1, Ordering::Relaxed);
     bufs.plugins.conn.requests += 1;
+    // Until someone answers, the answer is gangway's own; the session reads who answered
+    // to choose how to close, for every request, logged or not (the buffers are pooled).
+    bufs.txn.source = log::Source::Error;
     bufs.accept.clear();
     if let Some(accept) = bufs.head.header(&bufs.input, "accept") {
         bufs.accept.extend_from_slice(accept);
