@@ -210,8 +210,8 @@ pub fn begin<S>(
 }
 
 /// An entity as Kong's log entry copies it from its DAO row: unset fields are absent, not
-/// null, and routes and services carry their workspace (`ws_id`).
-fn without_nulls(mut value: Value) -> Value {
+/// null (routes and services also carry their workspace, [`crate::log_rows`]).
+pub(crate) fn without_nulls(mut value: Value) -> Value {
     if let Value::Object(fields) = &mut value {
         fields.retain(|_, v| !v.is_null());
     }

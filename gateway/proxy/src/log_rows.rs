@@ -54,9 +54,8 @@ fn row(
 /// Kong's row of an entity in a log entry: its fields without the unset ones, and the
 /// default workspace's id.
 fn entity_row(entity: impl FnOnce() -> serde_json::Result<Value>) -> Vec<u8> {
-    let mut value = entity().unwrap_or(Value::Null);
+    let mut value = super::log::without_nulls(entity().unwrap_or(Value::Null));
     if let Value::Object(fields) = &mut value {
-        fields.retain(|_, v| !v.is_null());
         fields.insert(
             "ws_id".into(),
             Value::String(super::log::DEFAULT_WORKSPACE_ID.into()),

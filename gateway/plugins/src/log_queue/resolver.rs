@@ -16,7 +16,7 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::NextTimeout;
 
 /// How long a name's addresses are used before the next lookup.
-pub(super) const RESOLVED_FOR: Duration = Duration::from_secs(1);
+const RESOLVED_FOR: Duration = Duration::from_secs(1);
 
 /// A sender's resolver: one endpoint, so one remembered answer.
 #[derive(Debug, Default)]
