@@ -365,6 +365,13 @@ pub fn config_with_routes(upstream: SocketAddr, routes_yaml: &str) -> String {
     )
 }
 
+/// The lines of a log file read while it is written: those ended by a newline. The last
+/// one may be cut short, as a write that spans pages can be read half done.
+pub fn complete_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
+}
+
 /// A header the echo upstream received (case-insensitive name).
 pub fn echo_header(echo: &serde_json::Value, name: &str) -> Option<String> {
     echo["headers"].as_array()?.iter().find_map(|pair| {

@@ -49,8 +49,7 @@ fn lines(path: &Path, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let found: Vec<Value> = text
-            .lines()
+        let found: Vec<Value> = crate::harness::complete_lines(&text)
             .map(|l| serde_json::from_str(l).expect("one JSON document per line"))
             .collect();
         if found.len() >= n {

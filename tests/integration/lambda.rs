@@ -498,7 +498,7 @@ fn lambda_answers_go_through_header_filter_and_log_with_the_lambda_time_as_proxy
     let deadline = Instant::now() + Duration::from_secs(5);
     let entry: Value = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(line) = text.lines().next() {
+        if let Some(line) = crate::harness::complete_lines(&text).next() {
             break serde_json::from_str(line).expect("a JSON log line");
         }
         assert!(Instant::now() < deadline, "no log line");

@@ -135,7 +135,7 @@ fn wait_line(path: &Path, uuid: &str) -> Value {
 
 fn find_line(path: &Path, uuid: &str) -> Option<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    crate::harness::complete_lines(&text)
         .map(|l| serde_json::from_str::<Value>(l).expect("each line is one JSON document"))
         .find(|v| v["request"]["headers"]["file-log-uuid"] == uuid)
 }
