@@ -27,6 +27,7 @@ mod hash_facts;
 mod headers;
 mod kernel_counters;
 mod log;
+mod log_json;
 pub mod log_rows;
 pub mod node_status;
 mod plugins;

@@ -8,9 +8,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::kernel_counters::KernelReading;
+use super::log_json::{self, HeaderItem, Object, QueryItem};
 use super::recorder::{Recorded, headers_of, status_of};
 use super::session::{ClientConn, ConnBuffers};
 use crate::Snapshot;
@@ -72,8 +73,11 @@ pub struct Transaction {
     pub chain: ChainRef,
     /// A log plugin reads the serialized entry: `request` is captured.
     reads_entry: bool,
-    /// The `request` object, captured before the exchange consumed the client's bytes.
-    request: std::cell::RefCell<Map<String, Value>>,
+    /// The `request` object's text up to its `headers` (its `size` and `tls` come when the
+    /// entry is written), captured before the exchange consumed the client's bytes.
+    request: Vec<u8>,
+    /// `request.tls`: the protocol and cipher of a TLS client.
+    request_tls: Option<(&'static str, &'static str)>,
     /// `request.size`: head and body bytes.
     request_size: u64,
     /// The client address after `real_ip` resolution.
@@ -147,11 +151,6 @@ impl Transaction {
     /// the body as they came, framing included (nginx's `$request_length`).
     pub fn count_chunked_body(&mut self, bytes: u64) {
         self.request_size = bytes;
-        if self.reads_entry {
-            self.request
-                .get_mut()
-                .insert("size".into(), Value::from(bytes));
-        }
     }
 }
 
@@ -201,8 +200,11 @@ pub fn begin<S>(
         // (after the access plugins, which may have waited on Redis or a body).
         let waited = facts.received.elapsed().as_millis() as u64;
         bufs.txn.started_at = epoch_millis().saturating_sub(waited);
-        let request = request_object(bufs, facts);
-        *bufs.txn.request.get_mut() = request;
+        let mut request = std::mem::take(&mut bufs.txn.request);
+        request.clear();
+        write_request_object(&mut request, bufs, facts);
+        bufs.txn.request = request;
+        bufs.txn.request_tls = facts.conn.tls_names;
         // The serialized entry carries the response headers.
         client.capture_head();
     }
@@ -224,25 +226,6 @@ fn epoch_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Adds `value` under `key`, turning repeated keys into arrays (Kong's header and query
-/// tables).
-fn insert_multi(map: &mut Map<String, Value>, key: String, value: Value) {
-    match map.get_mut(&key) {
-        Some(Value::Array(values)) => values.push(value),
-        Some(existing) => {
-            let first = existing.take();
-            *existing = Value::Array(vec![first, value]);
-        }
-        None => {
-            map.insert(key, value);
-        }
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// Kong's `request.size`: the head, and the body as read (or as announced).
 fn request_size(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> u64 {
     let body_len = match (&bufs.plugins.body, bufs.head.framing()) {
@@ -253,88 +236,57 @@ fn request_size(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> u64 {
     facts.head_len as u64 + body_len
 }
 
-fn request_object(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> Map<String, Value> {
+/// Writes the `request` object up to its `headers`, left open: Kong's `kong.request` as the
+/// log phase reads it (with the plugins' edits applied).
+fn write_request_object(out: &mut Vec<u8>, bufs: &ConnBuffers, facts: &RequestInfo<'_>) {
     let buf = &bufs.input[..facts.head_len];
     let head = &bufs.head;
     let edits = &bufs.plugins.headers;
-    let mut headers = Map::new();
+    let mut headers: Vec<HeaderItem<'_>> = Vec::with_capacity(head.headers().len() + 2);
     for field in head.headers() {
         let name = field.name.get(buf);
         if !edits.removes_original(name) {
-            insert_multi(
-                &mut headers,
-                text(name).to_ascii_lowercase(),
-                Value::String(text(field.value.get(buf))),
-            );
+            log_json::add_header(&mut headers, name, field.value.get(buf));
         }
     }
     for (name, value) in edits.added() {
-        insert_multi(
-            &mut headers,
-            text(name).to_ascii_lowercase(),
-            Value::String(text(value)),
-        );
+        log_json::add_header(&mut headers, name, value);
     }
-    for secret in ["authorization", "proxy-authorization"] {
-        if let Some(v) = headers.get_mut(secret) {
-            *v = Value::String("REDACTED".into());
-        }
-    }
-
-    let mut query = Map::new();
-    let mut add_arg = |k: &str, v: Option<&str>| {
-        let value = v.map_or(Value::Bool(true), |v| Value::String(v.to_string()));
-        insert_multi(&mut query, k.to_string(), value);
+    let query: Vec<QueryItem<'_>> = match bufs.plugins.query.pairs() {
+        Some(pairs) => pairs
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), Some(v.as_str().into())))
+            .collect(),
+        None => log_json::query_args(head.query(buf).unwrap_or_default()),
     };
-    match bufs.plugins.query.pairs() {
-        Some(pairs) => pairs.iter().for_each(|(k, v)| add_arg(k, Some(v))),
-        None => {
-            for part in head.query(buf).unwrap_or_default().split(|&b| b == b'&') {
-                if part.is_empty() {
-                    continue;
-                }
-                // `flag` without `=` is `true`, as ngx.req.get_uri_args reads it.
-                let has_value = part.contains(&b'=');
-                if let Some((k, v)) = url::form_urlencoded::parse(part).next() {
-                    add_arg(&k, has_value.then_some(&*v));
-                }
-            }
-        }
-    }
+    let target = head.target(buf);
 
-    let uri = text(head.target(buf));
-    let host = text(crate::headers::host_without_port(
-        head.host(buf).unwrap_or_default(),
-    ))
-    .to_ascii_lowercase();
-    let scheme = if facts.conn.tls { "https" } else { "http" };
-    let method = match &bufs.plugins.method {
-        Some(m) => m.clone(),
-        None => text(head.method(buf)),
-    };
-
-    let mut request = Map::new();
-    request.insert(
-        "id".into(),
-        Value::String(text(facts.request_id.as_slice())),
+    let mut request = Object::open(out);
+    request.str("id", facts.request_id);
+    let url = request.key("url");
+    url.push(b'"');
+    url.extend_from_slice(if facts.conn.tls {
+        b"https://"
+    } else {
+        b"http://"
+    });
+    let host_at = url.len();
+    log_json::push_fragment(
+        url,
+        crate::headers::host_without_port(head.host(buf).unwrap_or_default()),
     );
-    request.insert(
-        "url".into(),
-        Value::String(format!("{scheme}://{host}:{}{uri}", facts.conn.local_port)),
-    );
-    request.insert("uri".into(), Value::String(uri));
-    request.insert("querystring".into(), Value::Object(query));
-    request.insert("method".into(), Value::String(method));
-    request.insert("headers".into(), Value::Object(headers));
-    request.insert("size".into(), Value::from(bufs.txn.request_size));
-    if let Some((version, cipher)) = facts.conn.tls_names {
-        // No client certificates are requested: nginx's `$ssl_client_verify` is NONE.
-        request.insert(
-            "tls".into(),
-            json!({"version": version, "cipher": cipher, "client_verify": "NONE"}),
-        );
+    url[host_at..].make_ascii_lowercase();
+    url.push(b':');
+    log_json::push_u64(url, u64::from(facts.conn.local_port));
+    log_json::push_fragment(url, target);
+    url.push(b'"');
+    request.str("uri", target);
+    log_json::push_query(request.key("querystring"), &query);
+    match &bufs.plugins.method {
+        Some(method) => request.str("method", method.as_bytes()),
+        None => request.str("method", head.method(buf)),
     }
-    request
+    log_json::push_headers(request.key("headers"), &headers);
 }
 
 /// Runs the log phase for the request just answered, when a plugin logs it; `kernel` is the
@@ -383,19 +335,15 @@ pub fn finish<S>(
     trace.finish_request(facts.status, facts.route.and_then(first_path));
     let trace_ids = std::mem::take(&mut trace.log_trace_ids);
     let make = || {
-        let response_size = facts.response_size;
-        let entry = serialize(
+        serialize(
             client,
             bufs,
             snapshot,
             &latencies,
             &trace_ids,
             kernel,
-            response_size,
-        );
-        let mut json = serde_json::to_vec(&entry).unwrap_or_default();
-        append_route_and_service(&mut json, &entry, snapshot, txn.chain);
-        json
+            facts.response_size,
+        )
     };
     let entry = LazyEntry::new(&make);
     let mut ctx = LogCtx {
@@ -420,44 +368,6 @@ pub fn finish<S>(
     }
     trace.log_trace_ids = trace_ids;
     bufs.plugins.trace = trace;
-}
-
-/// Adds the `route` and `service` objects to the entry's text (`{...}`), from the rows the
-/// config keeps serialized ([`crate::log_rows`]). A log value a plugin set under either name
-/// stands instead.
-fn append_route_and_service(
-    json: &mut Vec<u8>,
-    entry: &Value,
-    snapshot: &Snapshot,
-    chain: ChainRef,
-) {
-    let ChainRef::Route(i) = chain else {
-        return;
-    };
-    if json.last() != Some(&b'}') {
-        return;
-    }
-    let rows = [
-        (
-            "route",
-            Some(snapshot.log_rows.route(i, &snapshot.config.routes[i])),
-        ),
-        (
-            "service",
-            snapshot.route_service[i]
-                .map(|s| snapshot.log_rows.service(s, &snapshot.config.services[s])),
-        ),
-    ];
-    json.pop();
-    for (name, row) in rows {
-        if let Some(row) = row.filter(|_| entry.get(name).is_none()) {
-            json.extend_from_slice(b",\"");
-            json.extend_from_slice(name.as_bytes());
-            json.extend_from_slice(b"\":");
-            json.extend_from_slice(&row);
-        }
-    }
-    json.push(b'}');
 }
 
 /// Kong's `http.route` span attribute: the route's first path.
@@ -505,8 +415,8 @@ fn millis(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// Kong's `kong.log.serialize()` for the transaction; `response_size` is the log facts' (the
-/// bytes sent, or the kernel's count under `log_kernel_counters = sizes`).
+/// Kong's `kong.log.serialize()` for the transaction, as JSON text; `response_size` is the
+/// log facts' (the bytes sent, or the kernel's count under `log_kernel_counters = sizes`).
 fn serialize<S>(
     client: &Recorded<S>,
     bufs: &ConnBuffers,
@@ -515,119 +425,222 @@ fn serialize<S>(
     trace_ids: &[(&'static str, gangway_pipeline::trace::LogTraceId)],
     kernel: Option<&KernelReading>,
     response_size: u64,
-) -> Value {
+) -> Vec<u8> {
     let txn = &bufs.txn;
     let head = client.head();
-    let mut response_headers = Map::new();
-    for (name, value) in headers_of(&head) {
-        insert_multi(
-            &mut response_headers,
-            text(name).to_ascii_lowercase(),
-            Value::String(text(value)),
-        );
-    }
-    let (total, kong_latency) = (latencies.total, latencies.kong);
-    let mut entry = Map::new();
-    let mut request = txn.request.take();
+    let mut out = Vec::with_capacity(txn.request.len() + head.len() + 1024);
+    let mut entry = Entry::new(&mut out, &bufs.plugins.log_values);
     if let Some(k) = kernel {
-        if k.as_sizes {
-            request.insert("size".into(), Value::from(k.request_bytes));
-        }
-        entry.insert("kernel".into(), k.log_object());
+        entry.field("kernel", |out| json_into(out, &k.log_object()));
     }
-    entry.insert("request".into(), Value::Object(request));
-    entry.insert(
-        "upstream_uri".into(),
-        Value::String(txn.upstream_uri.clone()),
-    );
+    entry.field("request", |out| {
+        let mut request = if txn.request.is_empty() {
+            Object::open(out)
+        } else {
+            out.extend_from_slice(&txn.request);
+            Object::resume(out, false)
+        };
+        let size = kernel
+            .filter(|k| k.as_sizes)
+            .map_or(txn.request_size, |k| k.request_bytes);
+        request.u64("size", size);
+        if let Some((version, cipher)) = txn.request_tls {
+            // No client certificates are requested: nginx's `$ssl_client_verify` is NONE.
+            let mut tls = Object::open(request.key("tls"));
+            tls.str("version", version.as_bytes());
+            tls.str("cipher", cipher.as_bytes());
+            tls.str("client_verify", b"NONE");
+            tls.close();
+        }
+        request.close();
+    });
+    entry.field("upstream_uri", |out| {
+        log_json::push_str(out, txn.upstream_uri.as_bytes());
+    });
     // nginx's `$upstream_status`: one status per try, `502, 200` after a retry.
-    let upstream_status: Vec<String> = txn.tries.iter().map(|t| t.status.to_string()).collect();
-    entry.insert(
-        "upstream_status".into(),
-        Value::String(upstream_status.join(", ")),
-    );
-    entry.insert(
-        "response".into(),
-        json!({
-            // nginx's 499: the client went away before a response was written.
-            "status": match status_of(&head) { 0 => 499, s => s },
-            "headers": response_headers,
-            "size": response_size,
-        }),
-    );
-    entry.insert(
-        "latencies".into(),
-        json!({
-            "kong": millis(kong_latency),
-            "proxy": txn.upstream_latency.map_or(-1, |d| millis(d) as i64),
-            "request": millis(total),
-            "receive": millis(latencies.receive),
-        }),
-    );
+    entry.field("upstream_status", |out| {
+        out.push(b'"');
+        for (i, t) in txn.tries.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            log_json::push_u64(out, u64::from(t.status));
+        }
+        out.push(b'"');
+    });
+    entry.field("response", |out| {
+        let headers: Vec<HeaderItem<'_>> = headers_of(&head).collect();
+        let mut response = Object::open(out);
+        // nginx's 499: the client went away before a response was written.
+        response.u64(
+            "status",
+            match status_of(&head) {
+                0 => 499,
+                s => u64::from(s),
+            },
+        );
+        log_json::push_headers(response.key("headers"), &headers);
+        response.u64("size", response_size);
+        response.close();
+    });
+    entry.field("latencies", |out| {
+        let mut l = Object::open(out);
+        l.u64("kong", millis(latencies.kong));
+        match txn.upstream_latency {
+            Some(d) => l.u64("proxy", millis(d)),
+            None => l.key("proxy").extend_from_slice(b"-1"),
+        }
+        l.u64("request", millis(latencies.total));
+        l.u64("receive", millis(latencies.receive));
+        l.close();
+    });
     if !txn.tries.is_empty() {
-        let tries: Vec<Value> = txn
-            .tries
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                // Epoch times from the request's, plus how much later the try began.
-                let since_request = txn
-                    .received
-                    .map_or(Duration::ZERO, |r| t.began.saturating_duration_since(r));
-                let start_ns = u128::from(txn.started_at) * 1_000_000 + since_request.as_nanos();
-                let mut attempt = json!({
-                    "ip": t.addr.ip().to_string(),
-                    "port": t.addr.port(),
-                    "balancer_start": txn.started_at + since_request.as_millis() as u64,
-                    "balancer_start_ns": start_ns as u64,
-                    "balancer_latency": t.balancer.as_millis() as u64,
-                    "balancer_latency_ns": t.balancer.as_nanos() as u64,
-                });
-                // Kong notes why a try failed when it moves on to the next one.
-                if i + 1 < txn.tries.len() {
-                    attempt["state"] = json!("failed");
-                    attempt["code"] = json!(t.status);
-                }
-                attempt
-            })
-            .collect();
-        entry.insert("tries".into(), Value::Array(tries));
+        entry.field("tries", |out| write_tries(out, txn));
     }
     let identities = &snapshot.identities;
     if let Some(c) = bufs.plugins.consumer {
         let consumer = identities.consumer(c);
         if let Some(cred) = bufs.plugins.credential {
-            entry.insert(
-                "authenticated_entity".into(),
-                json!({
-                    "id": identities.credential(cred).id,
-                    "consumer_id": consumer.id,
-                }),
-            );
+            entry.field("authenticated_entity", |out| {
+                let mut e = Object::open(out);
+                json_into(e.key("id"), &identities.credential(cred).id);
+                json_into(e.key("consumer_id"), &consumer.id);
+                e.close();
+            });
         }
-        let consumer = serde_json::to_value(consumer).unwrap_or(Value::Null);
-        entry.insert("consumer".into(), without_nulls(consumer));
+        entry.field("consumer", |out| {
+            json_into(
+                out,
+                &without_nulls(serde_json::to_value(consumer).unwrap_or(Value::Null)),
+            );
+        });
     }
-    entry.insert(
-        "client_ip".into(),
-        Value::String(txn.client_ip.map(|ip| ip.to_string()).unwrap_or_default()),
-    );
-    entry.insert("started_at".into(), Value::from(txn.started_at));
-    entry.insert("source".into(), Value::String(txn.source.name().into()));
-    entry.insert(
-        "workspace".into(),
-        Value::String(DEFAULT_WORKSPACE_ID.into()),
-    );
-    entry.insert("workspace_name".into(), Value::String("default".into()));
+    entry.field("client_ip", |out| match txn.client_ip {
+        Some(ip) => quoted(out, ip),
+        None => out.extend_from_slice(b"\"\""),
+    });
+    entry.field("started_at", |out| log_json::push_u64(out, txn.started_at));
+    entry.field("source", |out| {
+        log_json::push_str(out, txn.source.name().as_bytes());
+    });
+    entry.field("workspace", |out| {
+        log_json::push_str(out, DEFAULT_WORKSPACE_ID.as_bytes());
+    });
+    entry.field("workspace_name", |out| log_json::push_str(out, b"default"));
     if !trace_ids.is_empty() {
-        let ids: Map<String, Value> = trace_ids
+        entry.field("trace_id", |out| {
+            let mut ids = Object::open(out);
+            for (format, id) in trace_ids {
+                quoted(ids.key(format), id);
+            }
+            ids.close();
+        });
+    }
+    if let ChainRef::Route(i) = txn.chain {
+        entry.field("route", |out| {
+            out.extend_from_slice(&snapshot.log_rows.route(i, &snapshot.config.routes[i]));
+        });
+        if let Some(s) = snapshot.route_service[i] {
+            entry.field("service", |out| {
+                out.extend_from_slice(&snapshot.log_rows.service(s, &snapshot.config.services[s]));
+            });
+        }
+    }
+    entry.close();
+    out
+}
+
+/// Kong's `balancer_data.tries`.
+fn write_tries(out: &mut Vec<u8>, txn: &Transaction) {
+    out.push(b'[');
+    for (i, t) in txn.tries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Epoch times from the request's, plus how much later the try began.
+        let since_request = txn
+            .received
+            .map_or(Duration::ZERO, |r| t.began.saturating_duration_since(r));
+        let start_ns = u128::from(txn.started_at) * 1_000_000 + since_request.as_nanos();
+        let mut attempt = Object::open(out);
+        quoted(attempt.key("ip"), t.addr.ip());
+        attempt.u64("port", u64::from(t.addr.port()));
+        attempt.u64(
+            "balancer_start",
+            txn.started_at + since_request.as_millis() as u64,
+        );
+        attempt.u64("balancer_start_ns", start_ns as u64);
+        attempt.u64("balancer_latency", t.balancer.as_millis() as u64);
+        attempt.u64("balancer_latency_ns", t.balancer.as_nanos() as u64);
+        // Kong notes why a try failed when it moves on to the next one.
+        if i + 1 < txn.tries.len() {
+            attempt.str("state", b"failed");
+            attempt.u64("code", u64::from(t.status));
+        }
+        attempt.close();
+    }
+    out.push(b']');
+}
+
+/// `value`'s text as a JSON string (addresses and ids, which need no escaping).
+fn quoted(out: &mut Vec<u8>, value: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = write!(out, "\"{value}\"");
+}
+
+/// A value serde writes (what stays a tree: the consumer, the kernel's counters).
+fn json_into(out: &mut Vec<u8>, value: &impl serde::Serialize) {
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// The entry's top-level object. A value a plugin set for the log
+/// (`kong.log.set_serialize_value`) stands in place of the field of that name, or after the
+/// fields when none has it.
+struct Entry<'a> {
+    object: Object<'a>,
+    values: &'a [(&'static str, String)],
+    written: [&'static str; 20],
+    count: usize,
+}
+
+impl<'a> Entry<'a> {
+    fn new(out: &'a mut Vec<u8>, values: &'a [(&'static str, String)]) -> Self {
+        Entry {
+            object: Object::open(out),
+            values,
+            written: [""; 20],
+            count: 0,
+        }
+    }
+
+    fn set_value(&self, name: &str) -> Option<&'a str> {
+        self.values
             .iter()
-            .map(|(format, id)| ((*format).to_owned(), Value::String(id.to_string())))
-            .collect();
-        entry.insert("trace_id".into(), Value::Object(ids));
+            .rfind(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
-    for (name, value) in &bufs.plugins.log_values {
-        entry.insert((*name).into(), Value::String(value.clone()));
+
+    fn field(&mut self, name: &'static str, write: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(slot) = self.written.get_mut(self.count) {
+            *slot = name;
+            self.count += 1;
+        }
+        match self.set_value(name) {
+            Some(value) => self.object.str(name, value.as_bytes()),
+            None => write(self.object.key(name)),
+        }
     }
-    Value::Object(entry)
+
+    fn close(mut self) {
+        for (i, (name, _)) in self.values.iter().enumerate() {
+            let seen = self.written[..self.count].contains(name)
+                || self.values[..i].iter().any(|(n, _)| n == name);
+            if let (false, Some(value)) = (seen, self.set_value(name)) {
+                self.object.str(name, value.as_bytes());
+            }
+        }
+        self.object.close();
+    }
 }
