@@ -59,14 +59,13 @@ pub(crate) fn push_str(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Writes `bytes` as the inside of a JSON string (no quotes).
 pub(crate) fn push_fragment(out: &mut Vec<u8>, bytes: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return push_escaped(out, text.as_bytes());
+    }
     for chunk in bytes.utf8_chunks() {
         push_escaped(out, chunk.valid().as_bytes());
         if !chunk.invalid().is_empty() {
-            out.extend_from_slice(
-                char::REPLACEMENT_CHARACTER
-                    .encode_utf8(&mut [0; 4])
-                    .as_bytes(),
-            );
+            out.extend_from_slice(char::REPLACEMENT_CHARACTER.encode_utf8(&mut [0; 4]).as_bytes());
         }
     }
 }
@@ -84,33 +83,43 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
-/// Escapes valid UTF-8: quote, backslash and control characters, as serde_json does.
-fn push_escaped(out: &mut Vec<u8>, text: &[u8]) {
-    let mut plain = 0;
-    for (i, &b) in text.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&text[plain..i]);
-        plain = i + 1;
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(escape);
-        }
+/// The bytes JSON strings escape: quote, backslash and control characters.
+const ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
     }
-    out.extend_from_slice(&text[plain..]);
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// Escapes valid UTF-8 as serde_json does.
+fn push_escaped(out: &mut Vec<u8>, text: &[u8]) {
+    let mut rest = text;
+    while let Some(at) = rest.iter().position(|&b| ESCAPED[usize::from(b)]) {
+        out.extend_from_slice(&rest[..at]);
+        let b = rest[at];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
 }
 
 /// Writes `items` as one object, the way Kong's header and query tables serialize: in the
@@ -234,7 +243,8 @@ mod tests {
             b"bad \xff\xfe bytes \xe2\x82",
             b"",
         ];
-        for sample in samples {
+        let every_ascii: Vec<u8> = (0..=0x7f).collect();
+        for sample in samples.into_iter().chain([every_ascii.as_slice()]) {
             let mut ours = Vec::new();
             push_str(&mut ours, sample);
             let theirs = serde_json::to_vec(&String::from_utf8_lossy(sample)).expect("serialize");
