@@ -59,15 +59,50 @@ pub(crate) fn push_str(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Writes `bytes` as the inside of a JSON string (no quotes).
 pub(crate) fn push_fragment(out: &mut Vec<u8>, bytes: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(bytes) {
+    let plain = plain_prefix(bytes);
+    out.extend_from_slice(&bytes[..plain]);
+    let rest = &bytes[plain..];
+    if rest.is_empty() {
+        return;
+    }
+    if let Ok(text) = std::str::from_utf8(rest) {
         return push_escaped(out, text.as_bytes());
     }
-    for chunk in bytes.utf8_chunks() {
+    for chunk in rest.utf8_chunks() {
         push_escaped(out, chunk.valid().as_bytes());
         if !chunk.invalid().is_empty() {
-            out.extend_from_slice(char::REPLACEMENT_CHARACTER.encode_utf8(&mut [0; 4]).as_bytes());
+            out.extend_from_slice(
+                char::REPLACEMENT_CHARACTER
+                    .encode_utf8(&mut [0; 4])
+                    .as_bytes(),
+            );
         }
     }
+}
+
+/// How many leading bytes are ASCII with nothing to escape (most header values are all
+/// of them), looked at eight at a time.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let any_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let v = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
+        // A byte below 0x20, a quote, a backslash, or a byte with its high bit set.
+        let attention = (v.wrapping_sub(ONES * 0x20) & !v & HIGH)
+            | any_zero(v ^ (ONES * u64::from(b'"')))
+            | any_zero(v ^ (ONES * u64::from(b'\\')))
+            | (v & HIGH);
+        if attention != 0 {
+            break;
+        }
+        at += 8;
+    }
+    at + bytes[at..]
+        .iter()
+        .take_while(|&&b| b.is_ascii() && !ESCAPED[usize::from(b)])
+        .count()
 }
 
 /// Writes `name` lower-cased (ASCII) as a JSON string. Lower-casing the escaped text is
@@ -244,7 +279,16 @@ mod tests {
             b"",
         ];
         let every_ascii: Vec<u8> = (0..=0x7f).collect();
-        for sample in samples.into_iter().chain([every_ascii.as_slice()]) {
+        let long_and_mixed = [
+            b"a plain run longer than eight bytes \"then a quote\" and more".as_slice(),
+            "eight+ bytes then caf\u{e9} and \\ then \x07".as_bytes(),
+            b"0123456789abcdef\xff0123456789abcdef",
+        ];
+        for sample in samples
+            .into_iter()
+            .chain([every_ascii.as_slice()])
+            .chain(long_and_mixed)
+        {
             let mut ours = Vec::new();
             push_str(&mut ours, sample);
             let theirs = serde_json::to_vec(&String::from_utf8_lossy(sample)).expect("serialize");
@@ -252,6 +296,21 @@ mod tests {
                 String::from_utf8_lossy(&ours),
                 String::from_utf8_lossy(&theirs)
             );
+        }
+    }
+
+    #[test]
+    fn any_byte_anywhere_in_a_run_is_seen() {
+        for b in 0..=255u8 {
+            for at in 0..17 {
+                let mut sample = *b"abcdefghijklmnopq";
+                sample[at] = b;
+                let mut ours = Vec::new();
+                push_str(&mut ours, &sample);
+                let theirs =
+                    serde_json::to_vec(&String::from_utf8_lossy(&sample)).expect("serialize");
+                assert_eq!(ours, theirs, "byte {b:#x} at {at}");
+            }
         }
     }
 

@@ -143,9 +143,17 @@ pub fn status_of(head: &[u8]) -> u16 {
 
 /// The header lines of a captured head, as `(name, value)` pairs.
 pub fn headers_of(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+    let mut lines = memchr::memchr_iter(b'\n', head);
+    let mut start = lines.next().map_or(head.len(), |end| end + 1);
+    std::iter::from_fn(move || {
+        let end = lines.next().unwrap_or(head.len());
+        let line = head.get(start..end)?;
+        start = end + 1;
+        Some(line)
+    })
+    .filter_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let colon = line.iter().position(|&b| b == b':')?;
+        let colon = memchr::memchr(b':', line)?;
         let value = &line[colon + 1..];
         let start = value
             .iter()
