@@ -61,7 +61,8 @@ pub enum Bench {
         workload: Vec<proxy::Workload>,
     },
     /// The plugin pipeline (request-transformer + key-auth + acl) at 1,000 and at --consumers
-    /// consumers, against gangway's plain proxy and nginx's; saved as
+    /// consumers, with prometheus, tracing or file-log added at 1,000, against gangway's plain
+    /// proxy and nginx's; saved as
     /// benches/results/pipeline-latest.md.
     Pipeline {
         #[command(flatten)]

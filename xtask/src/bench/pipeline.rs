@@ -73,6 +73,13 @@ fn with_tracing(config: &str, collector: u16) -> String {
     config.replacen("consumers:\n", &format!("{plugins}consumers:\n"), 1)
 }
 
+/// [`pipeline_config`] plus a global file-log instance writing every entry to /dev/null: the
+/// cost of building Kong's log entry and handing it to the writer thread, without a disk.
+fn with_file_log(config: &str) -> String {
+    let plugins = "plugins:\n  - name: file-log\n    config:\n      path: /dev/null\n";
+    config.replacen("consumers:\n", &format!("{plugins}consumers:\n"), 1)
+}
+
 /// The settings of the tracing contender.
 const TRACING_ENV: [(&str, &str); 2] = [
     ("GANGWAY_TRACING_INSTRUMENTATIONS", "all"),
@@ -100,11 +107,13 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
         free_port()?,
         free_port()?,
         free_port()?,
+        free_port()?,
     ];
     let plain = plain_config(up_port);
     let small = pipeline_config(up_port, 1000);
     let small_prometheus = with_prometheus(&small);
     let small_tracing = with_tracing(&small, up_port);
+    let small_file_log = with_file_log(&small);
     let large = pipeline_config(up_port, consumers);
     // At --consumers 1000 the large instance is a second copy of the small one: the noise
     // floor, named apart so that its rows and results can be told from the first's.
@@ -160,6 +169,13 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
             Some(load(1000)),
             &TRACING_ENV,
         )?,
+        start(
+            "gangway-pipeline-1000-file-log",
+            ports[6],
+            &small_file_log,
+            Some(load(1000)),
+            &[],
+        )?,
         start(&large_name, ports[2], &large, None, &[])?,
         Contender {
             name: "nginx".into(),
@@ -180,7 +196,8 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
          every request is GET /forecast/<random consumer key>/52.37,4.89; pipeline = request-transformer \
          (ordered before key-auth) + key-auth + acl (-prometheus: plus a global prometheus plugin with \
          every metric on; -tracing: plus a global opentelemetry plugin, every tracing instrumentation on, \
-         1% of traces exported to the upstream nginx); upstream: nginx (1 worker) returning a 24-byte body; \
+         1% of traces exported to the upstream nginx; -file-log: plus a global file-log plugin writing \
+         every entry to /dev/null); upstream: nginx (1 worker) returning a 24-byte body; \
          medians shown; each round starts one contender later than the last. {notes}",
         p.connections, p.duration_s, p.repeat, p.warmup_s, p.workers
     );
@@ -194,7 +211,7 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
         &load(consumers),
         "gangway-plain",
     )?;
-    // Contender order: plain, -prometheus, pipeline-1000, -tracing, large, nginx.
+    // Contender order: plain, -prometheus, pipeline-1000, -tracing, -file-log, large, nginx.
     let mut line = String::new();
     let mut pairs = vec![
         ("prometheus plugin (all metrics on)", 1),
@@ -202,9 +219,10 @@ pub fn run(p: &Params, consumers: usize) -> Result<()> {
             "tracing (all instrumentations, 1% exported by opentelemetry)",
             3,
         ),
+        ("file-log (every entry written to /dev/null)", 4),
     ];
     if consumers == 1000 {
-        pairs.push(("the same pipeline, a second instance (the noise floor)", 4));
+        pairs.push(("the same pipeline, a second instance (the noise floor)", 5));
     }
     for (what, i) in pairs {
         let (with, without) = (&summary[i], &summary[2]);
