@@ -165,6 +165,19 @@ fn request_transformer_rewrites_headers_query_and_form_body() {
 }
 
 #[test]
+fn request_transformer_writes_a_flag_argument_back_as_a_flag() {
+    // Kong reads `?flag` as `true`, and its set_query writes it back alone; `e=` is the
+    // empty string and keeps its `=`.
+    let (_up, gw) = start();
+    let r = request(gw.proxy, "GET", "/t3?flag&e=&toremovequery=yes", &[], b"").expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["target"],
+        "/?e=&flag&p1=anything%3A1&p1=a2&p2=b1&query-added=newvalue"
+    );
+}
+
+#[test]
 fn request_transformer_rewrites_json_multipart_and_chunked_bodies() {
     let (_up, gw) = start();
     let json = [("content-type", "application/json")];

@@ -482,10 +482,7 @@ fn header_args(ctx: &AccessCtx<'_>) -> Map<String, Value> {
 /// The query arguments in order; `None` for an argument without `=`.
 fn query_pairs(ctx: &AccessCtx<'_>) -> Vec<(String, Option<String>)> {
     if let Some(pairs) = ctx.state.query.pairs() {
-        return pairs
-            .iter()
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
-            .collect();
+        return pairs.to_vec();
     }
     let raw = ctx.raw_query().unwrap_or_default();
     raw.split(|&b| b == b'&')

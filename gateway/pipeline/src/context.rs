@@ -189,7 +189,7 @@ impl AccessCtx<'_> {
             Some(pairs) => pairs
                 .iter()
                 .filter(|(k, _)| k == name)
-                .map(|(_, v)| std::borrow::Cow::Borrowed(v.as_str()))
+                .map(|(_, v)| std::borrow::Cow::Borrowed(v.as_deref().unwrap_or_default()))
                 .collect(),
             None => query_values(self.raw_query(), name).collect(),
         }

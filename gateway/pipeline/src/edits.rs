@@ -5,6 +5,7 @@
 //! copies headers out. Reads through the overlay see earlier plugins' changes, which is how a
 //! request-transformer can hand key-auth a header that the client never sent.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,11 +229,27 @@ impl HeaderEdits {
     }
 }
 
+/// A decoded query argument: `None` for a name without `=` (`?flag`, Lua `true` in Kong's
+/// argument table, written back as `flag` alone).
+pub type QueryArg = (String, Option<String>);
+
+/// The arguments of a raw query string (without `?`), decoded, in order: a name without
+/// `=` has no value, and empty pieces (`a=1&&b=2`) are skipped.
+pub fn decode_query(raw: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Option<Cow<'_, str>>)> {
+    raw.split(|&b| b == b'&')
+        .filter(|piece| !piece.is_empty())
+        .filter_map(|piece| {
+            let has_value = piece.contains(&b'=');
+            let (name, value) = url::form_urlencoded::parse(piece).next()?;
+            Some((name, has_value.then_some(value)))
+        })
+}
+
 /// The query string after plugin edits: untouched, or rebuilt from decoded pairs.
 #[derive(Debug, Default, Clone)]
 pub struct QueryEdits {
-    /// `Some` once a plugin changed the query: decoded `(name, value)` pairs in order.
-    pairs: Option<Vec<(String, String)>>,
+    /// `Some` once a plugin changed the query: decoded arguments in order.
+    pairs: Option<Vec<QueryArg>>,
     /// The pairs are written sorted by name (Kong's `set_query`, which request-transformer
     /// uses); only argument removals (`clear_query_arg`) keep the client's order.
     sorted: bool,
@@ -270,17 +287,17 @@ impl QueryEdits {
     }
 
     /// The pairs, decoded from `original` (the raw query without `?`) on first change.
-    pub fn pairs_mut(&mut self, original: Option<&[u8]>) -> &mut Vec<(String, String)> {
+    pub fn pairs_mut(&mut self, original: Option<&[u8]>) -> &mut Vec<QueryArg> {
         self.sorted = true;
         self.pairs.get_or_insert_with(|| {
-            url::form_urlencoded::parse(original.unwrap_or_default())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            decode_query(original.unwrap_or_default())
+                .map(|(k, v)| (k.into_owned(), v.map(Cow::into_owned)))
                 .collect()
         })
     }
 
     /// The edited pairs, if any edit happened.
-    pub fn pairs(&self) -> Option<&[(String, String)]> {
+    pub fn pairs(&self) -> Option<&[QueryArg]> {
         self.pairs.as_deref()
     }
 
@@ -297,16 +314,26 @@ impl QueryEdits {
             }
             Some(pairs) if pairs.is_empty() => {}
             Some(pairs) => {
-                let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
+                let mut sorted: Vec<&QueryArg> = pairs.iter().collect();
                 if self.sorted {
                     sorted.sort_by(|a, b| a.0.cmp(&b.0));
                 }
-                let mut enc = url::form_urlencoded::Serializer::new(String::new());
-                for (k, v) in sorted {
-                    enc.append_pair(k, v);
-                }
+                let encode = |out: &mut Vec<u8>, text: &str| {
+                    for part in url::form_urlencoded::byte_serialize(text.as_bytes()) {
+                        out.extend_from_slice(part.as_bytes());
+                    }
+                };
                 out.push(b'?');
-                out.extend_from_slice(enc.finish().as_bytes());
+                for (i, (k, v)) in sorted.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'&');
+                    }
+                    encode(out, k);
+                    if let Some(v) = v {
+                        out.push(b'=');
+                        encode(out, v);
+                    }
+                }
             }
         }
     }
@@ -406,7 +433,7 @@ mod tests {
         q.write(Some(raw), &mut out);
         assert_eq!(out, b"?c=value1&b=value2&a=value3");
         // A later set_query-style edit sorts, as Kong's encode_args does.
-        q.pairs_mut(Some(raw)).push(("0".into(), "z".into()));
+        q.pairs_mut(Some(raw)).push(("0".into(), Some("z".into())));
         out.clear();
         q.write(Some(raw), &mut out);
         assert_eq!(out, b"?0=z&a=value3&b=value2&c=value1");
@@ -427,6 +454,27 @@ mod tests {
         out.clear();
         q.write(None, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_flag_stays_a_flag_through_an_edit() {
+        // Kong's `?flag` is `true` in the argument table and `flag` alone when written back;
+        // `e=` is the empty string and keeps its `=`.
+        let raw: &[u8] = b"flag&e=&b=1";
+        let mut q = QueryEdits::default();
+        let pairs = q.pairs_mut(Some(raw));
+        assert_eq!(
+            pairs,
+            &vec![
+                ("flag".into(), None),
+                ("e".into(), Some(String::new())),
+                ("b".into(), Some("1".into()))
+            ]
+        );
+        pairs.push(("c d".into(), Some("x y".into())));
+        let mut out = Vec::new();
+        q.write(Some(raw), &mut out);
+        assert_eq!(out, b"?b=1&c+d=x+y&e=&flag");
     }
 
     #[test]

@@ -301,7 +301,7 @@ impl ProxyCache {
         );
         let args = match ctx.state.query.pairs() {
             Some(pairs) => {
-                key::args_from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                key::args_from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_deref())))
             }
             None => key::parse_query(ctx.raw_query().unwrap_or_default()),
         };

@@ -222,19 +222,19 @@ impl RequestTransformer {
             let Some(v) = r.text(&p.value) else {
                 continue;
             };
-            replace_first(pairs, &p.name, v);
+            replace_first(pairs, &p.name, Some(v));
         }
         for p in &ops.add {
             if pairs.iter().any(|(k, _)| *k == p.name) {
                 continue;
             }
             if let Some(v) = r.text(&p.value) {
-                pairs.push((p.name.clone(), v));
+                pairs.push((p.name.clone(), Some(v)));
             }
         }
         for p in &ops.append {
             if let Some(v) = r.text(&p.value) {
-                pairs.push((p.name.clone(), v));
+                pairs.push((p.name.clone(), Some(v)));
             }
         }
     }

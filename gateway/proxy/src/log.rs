@@ -255,7 +255,7 @@ fn write_request_object(out: &mut Vec<u8>, bufs: &ConnBuffers, facts: &RequestIn
     let query: Vec<QueryItem<'_>> = match bufs.plugins.query.pairs() {
         Some(pairs) => pairs
             .iter()
-            .map(|(k, v)| (k.as_str().into(), Some(v.as_str().into())))
+            .map(|(k, v)| (k.as_str().into(), v.as_deref().map(Into::into)))
             .collect(),
         None => log_json::query_args(head.query(buf).unwrap_or_default()),
     };

@@ -248,15 +248,7 @@ pub(crate) fn push_query(out: &mut Vec<u8>, args: &[QueryItem<'_>]) {
 
 /// The arguments of a raw query string (without `?`), decoded.
 pub(crate) fn query_args(query: &[u8]) -> Vec<QueryItem<'_>> {
-    query
-        .split(|&b| b == b'&')
-        .filter(|part| !part.is_empty())
-        .filter_map(|part| {
-            let has_value = part.contains(&b'=');
-            let (k, v) = url::form_urlencoded::parse(part).next()?;
-            Some((k, has_value.then_some(v)))
-        })
-        .collect()
+    gangway_pipeline::edits::decode_query(query).collect()
 }
 
 #[cfg(test)]

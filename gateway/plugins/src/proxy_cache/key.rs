@@ -86,10 +86,10 @@ pub fn parse_query(raw: &[u8]) -> Args {
 }
 
 /// Arguments from decoded pairs (a plugin rewrote the query).
-pub fn args_from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Args {
+pub fn args_from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Args {
     let mut args = Args::new();
     for (name, value) in pairs {
-        add(&mut args, name.to_owned(), Some(value.to_owned()));
+        add(&mut args, name.to_owned(), value.map(str::to_owned));
     }
     args
 }

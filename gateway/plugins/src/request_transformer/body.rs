@@ -92,7 +92,7 @@ pub(super) fn form_to_query(req: &mut Request<'_>) {
     }
     let raw = req.head.query(req.buf);
     let pairs = req.state.query.pairs_mut(raw);
-    pairs.extend(args.into_iter().map(|(k, v)| (k, v.unwrap_or_default())));
+    pairs.extend(args);
 }
 
 /// Applies the body operations when the Content-Type (after this plugin's header changes)

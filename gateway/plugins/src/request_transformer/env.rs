@@ -77,10 +77,11 @@ impl TemplateEnv for Env<'_> {
 
     fn query_param(&self, name: &str) -> Option<Cow<'_, [u8]>> {
         if let Some(pairs) = self.state.query.pairs() {
+            // `?flag` is Lua `true` in Kong's argument table, which renders as "true".
             return pairs
                 .iter()
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| Cow::Borrowed(v.as_bytes()));
+                .map(|(_, v)| Cow::Borrowed(v.as_deref().map_or(&b"true"[..], str::as_bytes)));
         }
         let raw = self.head.query(self.buf)?;
         raw.split(|&b| b == b'&').find_map(|arg| {
