@@ -131,6 +131,21 @@ impl Identities {
         }
     }
 
+    /// The consumer's row in a log entry, built by `make` once while the consumer stays as
+    /// it is (a consumer an Admin API write replaced or added is built for each request).
+    pub fn consumer_log_row(
+        &self,
+        c: ConsumerRef,
+        make: impl FnOnce(&Consumer) -> Vec<u8>,
+    ) -> std::sync::Arc<[u8]> {
+        match self.base.consumers.get(c as usize) {
+            Some(consumer) if !self.delta.replaced_consumers.contains_key(&c) => {
+                self.base.log_rows.get_or_make(c, || make(consumer))
+            }
+            _ => make(self.consumer(c)).into(),
+        }
+    }
+
     /// The credential entity.
     pub fn credential(&self, c: CredentialRef) -> &KeyauthCredential {
         let c = c as usize;

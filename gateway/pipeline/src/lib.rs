@@ -18,6 +18,7 @@ pub mod edits;
 pub mod flow;
 pub mod identity;
 pub mod quota;
+pub mod row_cache;
 pub mod trace;
 
 pub use catalog::{Build, Catalog, Spec};

@@ -509,10 +509,7 @@ fn serialize<S>(
             });
         }
         entry.field("consumer", |out| {
-            json_into(
-                out,
-                &without_nulls(serde_json::to_value(consumer).unwrap_or(Value::Null)),
-            );
+            out.extend_from_slice(&identities.consumer_log_row(c, crate::log_rows::consumer_row));
         });
     }
     entry.field("client_ip", |out| match txn.client_ip {

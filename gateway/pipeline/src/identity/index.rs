@@ -28,6 +28,8 @@ pub(super) struct Index {
     /// consumers a binary search costs tens of cache misses per request).
     acl_order: Vec<u32>,
     acl_start: Vec<u32>,
+    /// The log rows of these consumers (never changed: a replaced one lives in the delta).
+    pub(super) log_rows: crate::row_cache::RowCache,
 }
 
 /// A constant-time comparison of a stored key with a presented one, so the response time
@@ -107,6 +109,7 @@ impl Index {
             credential_owner,
             acl_order,
             acl_start,
+            log_rows: Default::default(),
         }
     }
 

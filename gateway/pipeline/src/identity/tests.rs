@@ -210,6 +210,27 @@ fn a_consumer_changed_in_place_keeps_its_keys_and_groups() {
 }
 
 #[test]
+fn a_consumer_s_log_row_is_kept_until_a_write_replaces_the_consumer() {
+    let ids = Identities::build(vec![consumer(1, "alice")], vec![], vec![]);
+    let row = |c: &Consumer| {
+        c.username
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec()
+    };
+    let first = ids.consumer_log_row(0, row);
+    assert_eq!(&*first, b"alice");
+    let again = ids.consumer_log_row(0, |_| b"rebuilt".to_vec());
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "kept");
+    let renamed = ids.upsert_consumer(consumer(1, "alicia")).expect("rename");
+    assert_eq!(&*renamed.consumer_log_row(0, row), b"alicia");
+    let added = ids.with_consumer(consumer(2, "bob")).expect("add");
+    let bob = added.consumer_by_username("bob").expect("bob");
+    assert_eq!(&*added.consumer_log_row(bob, row), b"bob");
+}
+
+#[test]
 fn a_removed_consumer_loses_its_keys_and_a_removed_acl_its_group() {
     let ids = Identities::build(
         vec![consumer(1, "alice"), consumer(2, "bob")],
