@@ -53,6 +53,7 @@ impl BufferPool {
                 buf.shrink_to(REQUEST_BUF);
             }
         }
+        bufs.txn.shrink(SHRINK_ABOVE);
         free.push(bufs);
     }
 

@@ -152,6 +152,14 @@ impl Transaction {
     pub fn count_chunked_body(&mut self, bytes: u64) {
         self.request_size = bytes;
     }
+
+    /// Frees the captured request text when a large head grew it past `above` bytes: a
+    /// pooled buffer set would keep that memory otherwise.
+    pub fn shrink(&mut self, above: usize) {
+        if self.request.capacity() > above {
+            self.request = Vec::new();
+        }
+    }
 }
 
 /// The request as the log phase describes it.
@@ -639,5 +647,22 @@ impl<'a> Entry<'a> {
             }
         }
         self.object.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grown_request_text_is_freed_and_a_small_one_kept() {
+        let mut txn = Transaction::default();
+        txn.request.reserve(100_000);
+        txn.shrink(16_384);
+        assert_eq!(txn.request.capacity(), 0, "freed");
+        txn.request.reserve(2_000);
+        let kept = txn.request.capacity();
+        txn.shrink(16_384);
+        assert_eq!(txn.request.capacity(), kept, "a usual size is reused");
     }
 }
