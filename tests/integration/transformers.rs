@@ -165,15 +165,22 @@ fn request_transformer_rewrites_headers_query_and_form_body() {
 }
 
 #[test]
-fn request_transformer_writes_a_flag_argument_back_as_a_flag() {
+fn request_transformer_writes_the_query_back_as_kong_s_set_query_does() {
     // Kong reads `?flag` as `true`, and its set_query writes it back alone; `e=` is the
-    // empty string and keeps its `=`.
+    // empty string and keeps its `=`; ngx.encode_args writes a space as %20 and keeps `~`.
     let (_up, gw) = start();
-    let r = request(gw.proxy, "GET", "/t3?flag&e=&toremovequery=yes", &[], b"").expect("request");
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/t3?flag&e=&s=a+b~&toremovequery=yes",
+        &[],
+        b"",
+    )
+    .expect("request");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.json()["target"],
-        "/?e=&flag&p1=anything%3A1&p1=a2&p2=b1&query-added=newvalue"
+        "/?e=&flag&p1=anything%3A1&p1=a2&p2=b1&query-added=newvalue&s=a%20b~"
     );
 }
 

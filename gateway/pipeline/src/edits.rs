@@ -8,6 +8,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+mod query_text;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Remove,
@@ -302,8 +304,8 @@ impl QueryEdits {
     }
 
     /// Writes `?query` for the upstream: the original bytes when untouched, else the pairs
-    /// encoded, with their names sorted as Kong's `encode_args` does unless only arguments
-    /// were removed.
+    /// encoded as Kong writes them: sorted as `set_query` does, or in order when arguments
+    /// were only removed (`clear_query_arg`).
     pub fn write(&self, original: Option<&[u8]>, out: &mut Vec<u8>) {
         match &self.pairs {
             None => {
@@ -314,25 +316,11 @@ impl QueryEdits {
             }
             Some(pairs) if pairs.is_empty() => {}
             Some(pairs) => {
-                let mut sorted: Vec<&QueryArg> = pairs.iter().collect();
-                if self.sorted {
-                    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-                }
-                let encode = |out: &mut Vec<u8>, text: &str| {
-                    for part in url::form_urlencoded::byte_serialize(text.as_bytes()) {
-                        out.extend_from_slice(part.as_bytes());
-                    }
-                };
                 out.push(b'?');
-                for (i, (k, v)) in sorted.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b'&');
-                    }
-                    encode(out, k);
-                    if let Some(v) = v {
-                        out.push(b'=');
-                        encode(out, v);
-                    }
+                if self.sorted {
+                    query_text::write_sorted(out, pairs);
+                } else {
+                    query_text::write_in_order(out, pairs);
                 }
             }
         }
@@ -449,7 +437,8 @@ mod tests {
             .retain(|(k, _)| k != "missing");
         out.clear();
         q.write(Some(b"ignored"), &mut out);
-        assert_eq!(out, b"?a=+x&b=1");
+        // ngx.encode_args writes a space as %20.
+        assert_eq!(out, b"?a=%20x&b=1");
         q.pairs_mut(None).clear();
         out.clear();
         q.write(None, &mut out);
@@ -474,7 +463,7 @@ mod tests {
         pairs.push(("c d".into(), Some("x y".into())));
         let mut out = Vec::new();
         q.write(Some(raw), &mut out);
-        assert_eq!(out, b"?b=1&c+d=x+y&e=&flag");
+        assert_eq!(out, b"?b=1&c%20d=x%20y&e=&flag");
     }
 
     #[test]
