@@ -250,6 +250,14 @@ fn authenticated_and_rejected_requests_are_logged() {
     let log = wait_line(&t.route_log(), &ok);
     assert_eq!(log["consumer"]["username"], "alice");
     assert_eq!(log["consumer"]["custom_id"], "a-1");
+    // Kong loads the consumer with a plain select, which drops `ws_id` (routes and services,
+    // read by the router with `show_ws_id`, keep theirs).
+    assert!(
+        log["consumer"].get("ws_id").is_none(),
+        "{}",
+        log["consumer"]
+    );
+    assert!(log["route"]["ws_id"].is_string(), "{}", log["route"]);
     assert_eq!(
         log["authenticated_entity"]["consumer_id"],
         log["consumer"]["id"]
