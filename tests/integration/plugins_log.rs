@@ -145,9 +145,9 @@ fn uuid() -> String {
 }
 
 /// Sends `raw` and returns every byte of the answer (the request asks to close).
-fn exchange_raw(addr: SocketAddr, raw: &str) -> Vec<u8> {
+fn exchange_raw(addr: SocketAddr, raw: impl AsRef<[u8]>) -> Vec<u8> {
     let mut s = connect(addr);
-    s.write_all(raw.as_bytes()).expect("send");
+    s.write_all(raw.as_ref()).expect("send");
     let mut out = Vec::new();
     s.read_to_end(&mut out).expect("read");
     out
@@ -232,6 +232,34 @@ fn a_proxied_request_is_logged_in_kongs_shape() {
 
     // The route's instance wins over the global one: logged once, in the route's file.
     assert!(find_line(&t.global_log(), &id).is_none());
+}
+
+#[test]
+fn bytes_json_must_escape_or_replace_reach_the_log_as_valid_json() {
+    // The entry is written as text: quotes, backslashes, tabs, a Latin-1 byte (obs-text,
+    // which HTTP allows in a value) and UTF-8 in headers and the query. A plugin answers
+    // (the harness's echo upstream gives no valid answer to non-UTF-8 header bytes).
+    let t = start();
+    let id = uuid();
+    let mut raw = format!(
+        "GET /teapot?q=%22quoted%22&%5C=back&e=%E2%82%AC HTTP/1.1\r\nHost: a.test\r\n\
+         file-log-uuid: {id}\r\n"
+    )
+    .into_bytes();
+    raw.extend_from_slice(
+        b"X-Odd: caf\xe9 \"q\" \\ end\t!\r\nX-Utf8: \xe2\x82\xac\r\nConnection: close\r\n\r\n",
+    );
+    let answer = exchange_raw(t.gw.proxy, &raw);
+    assert!(answer.starts_with(b"HTTP/1.1 418 "), "{answer:?}");
+    let log = wait_line(&t.route_log(), &id);
+    let req = &log["request"];
+    assert_eq!(req["headers"]["x-odd"], "caf\u{fffd} \"q\" \\ end\t!");
+    assert_eq!(req["headers"]["x-utf8"], "\u{20ac}");
+    assert_eq!(
+        req["querystring"],
+        json!({"q": "\"quoted\"", "\\": "back", "e": "\u{20ac}"})
+    );
+    assert_eq!(req["size"], raw.len());
 }
 
 #[test]
