@@ -8,8 +8,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::kernel_counters::KernelReading;
 use super::log_json::{self, HeaderItem, Object, QueryItem};
 use super::recorder::{Recorded, headers_of, status_of};
@@ -219,15 +217,6 @@ pub fn begin<S>(
     client.track_status();
 }
 
-/// An entity as Kong's log entry copies it from its DAO row: unset fields are absent, not
-/// null (routes and services also carry their workspace, [`crate::log_rows`]).
-pub(crate) fn without_nulls(mut value: Value) -> Value {
-    if let Value::Object(fields) = &mut value {
-        fields.retain(|_, v| !v.is_null());
-    }
-    value
-}
-
 fn epoch_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -265,7 +254,9 @@ fn write_request_object(out: &mut Vec<u8>, bufs: &ConnBuffers, facts: &RequestIn
             .iter()
             .map(|(k, v)| (k.as_str().into(), v.as_deref().map(Into::into)))
             .collect(),
-        None => log_json::query_args(head.query(buf).unwrap_or_default()),
+        None => {
+            gangway_pipeline::edits::decode_query(head.query(buf).unwrap_or_default()).collect()
+        }
     };
     let target = head.target(buf);
 
@@ -446,7 +437,7 @@ fn serialize<S>(
             Object::open(out)
         } else {
             out.extend_from_slice(&txn.request);
-            Object::resume(out, false)
+            Object::resume(out)
         };
         let size = kernel
             .filter(|k| k.as_sizes)

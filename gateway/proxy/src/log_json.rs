@@ -17,9 +17,10 @@ impl<'a> Object<'a> {
         Object { out, empty: true }
     }
 
-    /// Continues an object whose text (`{...` without its `}`) is already in `out`.
-    pub fn resume(out: &'a mut Vec<u8>, empty: bool) -> Self {
-        Object { out, empty }
+    /// Continues an object whose text (`{` and at least one member, without its `}`) is
+    /// already in `out`.
+    pub fn resume(out: &'a mut Vec<u8>) -> Self {
+        Object { out, empty: false }
     }
 
     /// Starts member `name`: its value is to be written to the buffer returned.
@@ -107,7 +108,7 @@ fn plain_prefix(bytes: &[u8]) -> usize {
 
 /// Writes `name` lower-cased (ASCII) as a JSON string. Lower-casing the escaped text is
 /// the same: escapes are lower-case already, and non-ASCII bytes are left alone.
-pub(crate) fn push_lower(out: &mut Vec<u8>, name: &[u8]) {
+fn push_lower(out: &mut Vec<u8>, name: &[u8]) {
     let start = out.len();
     push_str(out, name);
     out[start..].make_ascii_lowercase();
@@ -160,7 +161,7 @@ fn push_escaped(out: &mut Vec<u8>, text: &[u8]) {
 /// Writes `items` as one object, the way Kong's header and query tables serialize: in the
 /// order keys first appear, a key given more than once (by `same_key`) holding the array of
 /// its values in place of its first.
-pub(crate) fn push_grouped<T>(
+fn push_grouped<T>(
     out: &mut Vec<u8>,
     items: &[T],
     same_key: impl Fn(&T, &T) -> bool,
@@ -215,7 +216,7 @@ pub(crate) fn push_headers(out: &mut Vec<u8>, headers: &[HeaderItem<'_>]) {
 }
 
 /// Kong redacts these request headers in the log entry.
-pub(crate) fn is_secret(name: &[u8]) -> bool {
+fn is_secret(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"authorization") || name.eq_ignore_ascii_case(b"proxy-authorization")
 }
 
@@ -244,11 +245,6 @@ pub(crate) fn push_query(out: &mut Vec<u8>, args: &[QueryItem<'_>]) {
             None => out.extend_from_slice(b"true"),
         },
     );
-}
-
-/// The arguments of a raw query string (without `?`), decoded.
-pub(crate) fn query_args(query: &[u8]) -> Vec<QueryItem<'_>> {
-    gangway_pipeline::edits::decode_query(query).collect()
 }
 
 #[cfg(test)]
@@ -342,7 +338,8 @@ mod tests {
 
     #[test]
     fn query_arguments_decode_repeat_and_flag() {
-        let args = query_args(b"a=1&flag&&a=2&sp=x%20y+z&empty=");
+        let args: Vec<QueryItem<'_>> =
+            gangway_pipeline::edits::decode_query(b"a=1&flag&&a=2&sp=x%20y+z&empty=").collect();
         let mut out = Vec::new();
         push_query(&mut out, &args);
         assert_eq!(
@@ -350,7 +347,8 @@ mod tests {
             json!({"a": ["1", "2"], "flag": true, "sp": "x y z", "empty": ""})
         );
         let mut none = Vec::new();
-        push_query(&mut none, &query_args(b""));
+        let no_args: Vec<QueryItem<'_>> = gangway_pipeline::edits::decode_query(b"").collect();
+        push_query(&mut none, &no_args);
         assert_eq!(none, b"{}");
     }
 

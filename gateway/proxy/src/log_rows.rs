@@ -41,7 +41,11 @@ pub fn consumer_row(consumer: &Consumer) -> Vec<u8> {
 /// Kong's row of an entity in a log entry: its fields without the unset ones, and for routes
 /// and services the default workspace's id.
 fn entity_row(entity: &impl Serialize, with_workspace: bool) -> Vec<u8> {
-    let mut value = super::log::without_nulls(serde_json::to_value(entity).unwrap_or(Value::Null));
+    let mut value = serde_json::to_value(entity).unwrap_or(Value::Null);
+    // Kong copies an entity from its DAO row, where an unset field is absent, not null.
+    if let Value::Object(fields) = &mut value {
+        fields.retain(|_, v| !v.is_null());
+    }
     if let (Value::Object(fields), true) = (&mut value, with_workspace) {
         fields.insert(
             "ws_id".into(),
