@@ -240,12 +240,14 @@ async fn serve_admin(
             crate::prometheus::scrape(&for_metrics, &kernel, reachable)
         })),
     });
-    gangway_admin::listen::serve(&gateway.settings.admin_listen, state)
-        .await
-        .map_err(|e| StartError::Admin(e.to_string()))?;
+    // Kong Manager is bound first: once the Admin API accepts, everything it serves (the
+    // GUI included) does, which is what a readiness check on the Admin port expects.
     gangway_admin::gui::serve(&gateway.settings)
         .await
         .map_err(|e| StartError::Admin(format!("Kong Manager: {e}")))?;
+    gangway_admin::listen::serve(&gateway.settings.admin_listen, state)
+        .await
+        .map_err(|e| StartError::Admin(e.to_string()))?;
     Ok(())
 }
 
