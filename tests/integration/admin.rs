@@ -711,12 +711,13 @@ consumers:
       - key: ops-key
 "#
     );
-    let gw = Gangway::start_with(
+    let mut gw = Gangway::start_with(
         Options::new(config)
             .env("GANGWAY_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
             .env("KONG_TRUSTED_IPS", "127.0.0.1")
             .env("KONG_REAL_IP_HEADER", "X-Real-IP"),
     );
+    gw.wait_accepting(format!("127.0.0.1:{admin_port}").parse().expect("addr"));
     let get = |path: &str, headers: &[(&str, &str)]| {
         crate::harness::request(gw.proxy, "GET", path, headers, b"").expect("proxy answers")
     };
@@ -754,7 +755,7 @@ fn kong_manager_is_served_with_its_kconfig_under_its_path() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/integration/fixtures/kong-manager"
     );
-    let gw = Gangway::start_with(
+    let mut gw = Gangway::start_with(
         Options::new(config(up.addr))
             .admin()
             .env("GANGWAY_ADMIN_GUI_DIR", build)
@@ -763,6 +764,7 @@ fn kong_manager_is_served_with_its_kconfig_under_its_path() {
             .env("KONG_ADMIN_GUI_API_URL", "http://admin.example:8001"),
     );
     let gui: std::net::SocketAddr = format!("127.0.0.1:{gui_port}").parse().expect("addr");
+    gw.wait_accepting(gui);
     let get =
         |path: &str| crate::harness::request(gui, "GET", path, &[], b"").expect("gui answers");
     let admin_port = gw.admin.expect("admin").port();

@@ -232,7 +232,7 @@ fn the_admin_port_admits_only_its_allow_list(kernel: bool) {
     let (outsider, operator) = (Peer::create(), Peer::create());
     let up = Upstream::start();
     let admin_port = free_port();
-    let (gw, port) = guarded(
+    let (mut gw, port) = guarded(
         &upstream_config(&up, &[]),
         &[&outsider, &operator],
         kernel,
@@ -243,6 +243,7 @@ fn the_admin_port_admits_only_its_allow_list(kernel: bool) {
                 format!("{}/30, {}", operator.peer_v4, operator.peer_v6),
             ),
     );
+    gw.wait_accepting(SocketAddr::from(([127, 0, 0, 1], admin_port)));
     for v6 in [false, true] {
         assert_eq!(
             attempt(&operator, addr(&operator, v6, admin_port)),

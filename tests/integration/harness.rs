@@ -263,6 +263,23 @@ impl Gangway {
         }
     }
 
+    /// Waits up to 15 s for a listener the harness does not know of (one set through `env`,
+    /// bound after the proxy is ready) to accept.
+    pub fn wait_accepting(&mut self, addr: SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Some(status) = self.try_wait() {
+                panic!("gangway exited early ({status}); log:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{addr} not accepting within 15s; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The process log so far.
     pub fn log(&self) -> String {
         let mut s = String::new();
