@@ -491,3 +491,74 @@ fn key_auth_with_a_key_in_a_header_ignores_a_body_it_cannot_parse() {
         assert_eq!(r.status, 401, "{}", r.text());
     }
 }
+
+/// Plugins read the query as `kong.request.get_query()` gives it: flags are `true`, repeats
+/// are arrays, empty names are left out, and only the first `lua_max_uri_args` pieces count
+/// (empty ones too). The upstream still gets the whole query unless a plugin rewrites it.
+#[test]
+fn plugins_read_at_most_lua_max_uri_args_query_arguments_as_kong_does() {
+    let up = Upstream::start();
+    let config = format!(
+        r#"_format_version: "3.0"
+consumers:
+  - username: bob
+    keyauth_credentials:
+      - key: kong
+services:
+  - name: echo
+    url: http://{up}
+    routes:
+      - name: echo
+        paths: ["/echo"]
+        plugins:
+          - name: request-termination
+            config:
+              echo: true
+              status_code: 200
+      - name: key
+        paths: ["/key"]
+        plugins:
+          - name: key-auth
+      - name: rewrite
+        paths: ["/rewrite"]
+        plugins:
+          - name: request-transformer
+            config:
+              add:
+                querystring: ["added:yes"]
+"#,
+        up = up.addr
+    );
+    let gw = Gangway::start_with(Options::new(config).env("KONG_LUA_MAX_URI_ARGS", "5"));
+    let get = |path: &str| {
+        request(
+            gw.proxy,
+            "GET",
+            path,
+            &[("x-twice", "1"), ("x-twice", "2")],
+            b"",
+        )
+        .expect("request")
+    };
+
+    let echo = get("/echo?flag&a=1&a=2&=x&b=%20y+z&past=limit").json();
+    assert_eq!(
+        echo["request"]["query"],
+        serde_json::json!({"flag": true, "a": ["1", "2"], "b": " y z"}),
+        "{echo}"
+    );
+    assert_eq!(
+        echo["request"]["headers"]["x-twice"],
+        serde_json::json!(["1", "2"])
+    );
+
+    // key-auth looks only among the arguments it can read.
+    assert_eq!(get("/key?a&b&c&d&e&apikey=kong").status, 401);
+    let found = get("/key?a&b&&d&apikey=kong&past=limit");
+    assert_eq!(found.status, 200, "{}", found.text());
+    assert_eq!(found.json()["target"], "/?a&b&&d&apikey=kong&past=limit");
+
+    // set_query writes back what get_query read: the sixth piece and the empty name are gone.
+    let rewritten = get("/rewrite?z=1&=e&y&x=%41&w=2&past=limit");
+    assert_eq!(rewritten.json()["target"], "/?added=yes&w=2&x=A&y&z=1");
+}

@@ -186,6 +186,11 @@ pub struct Settings {
     /// Content type of gateway-generated errors when `Accept` does not choose one:
     /// `text/plain`, `text/html`, `application/json` or `application/xml`. Default `text/plain`.
     pub error_default_type: String,
+    /// How many query arguments plugins read (Kong's `lua_max_uri_args`, 1 to 1000):
+    /// key-auth's key, request-transformer's templates and rewrites, proxy-cache's key, the
+    /// log entry's `querystring`, the Lambda event. The upstream gets the whole query unless
+    /// request-transformer rewrites it. Default 100.
+    pub lua_max_uri_args: u16,
     /// Largest request body in bytes; 0 = unlimited. Default 0. Kong:
     /// `KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE` (nginx sizes: `10m`, `512k`).
     pub client_max_body_size: u64,
@@ -336,6 +341,7 @@ impl Default for Settings {
             headers_upstream: HeaderSet::DEFAULT_UPSTREAM,
             allow_debug_header: false,
             error_default_type: "text/plain".to_owned(),
+            lua_max_uri_args: 100,
             client_max_body_size: 0,
             client_body_buffer_size: 8 * 1024,
             buffered_body_max_size: 16 << 20,

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use gangway_pipeline::context::AccessCtx;
 use gangway_plugins::request_body::{self, BodyArgs};
+use gangway_plugins::request_tables;
 
 use super::config::LambdaConfig;
 
@@ -41,7 +42,7 @@ pub(crate) fn payload(
         forwarded(conf, ctx, raw_body)
     } else {
         // Kong's `kong.table.merge(query, body)`: a body argument wins over a query one.
-        let mut args = query_args(ctx);
+        let mut args = request_tables::query(ctx);
         if let Some(body) = body_args(ctx) {
             args.extend(body);
         } else if let Some(items) = json_array_body(ctx) {
@@ -64,12 +65,15 @@ fn forwarded(conf: &LambdaConfig, ctx: &AccessCtx<'_>, raw_body: Option<&[u8]>) 
         out.insert("request_method".into(), text(ctx.method()).into());
     }
     if conf.forward_request_headers {
-        out.insert("request_headers".into(), header_args(ctx).into());
+        out.insert(
+            "request_headers".into(),
+            request_tables::headers(ctx).into(),
+        );
     }
     if conf.forward_request_uri {
         let uri = String::from_utf8_lossy(ctx.head.target(ctx.buf)).into_owned();
         out.insert("request_uri".into(), uri.into());
-        out.insert("request_uri_args".into(), query_args(ctx).into());
+        out.insert("request_uri_args".into(), request_tables::query(ctx).into());
     }
     if conf.forward_request_body {
         if kong_parses(ctx.content_type()) {
@@ -139,7 +143,7 @@ impl<'c, 'a> Facts<'c, 'a> {
             now_ms,
             path: upstream_path(ctx),
             host,
-            headers: header_pairs(ctx),
+            headers: request_tables::header_pairs(ctx),
         }
     }
 
@@ -245,7 +249,7 @@ impl<'c, 'a> Facts<'c, 'a> {
                 .or_insert_with(|| value.clone().into());
             push(&mut multi_headers, name, value.clone().into());
         }
-        let (single_query, multi_query) = split_multi(query_args(self.ctx));
+        let (single_query, multi_query) = split_multi(request_tables::query(self.ctx));
         // Kong base64-encodes whatever body it read, none included (as ""), unless
         // `base64_encode_body` is off: then no body leaves the key out.
         let (body, base64) = match self.body() {
@@ -319,15 +323,15 @@ impl<'c, 'a> Facts<'c, 'a> {
             }
         }
         let mut query: Map<String, Value> = Map::new();
-        for (name, value) in query_pairs(self.ctx) {
+        for (name, value) in self.ctx.state.query.args(self.ctx.raw_query()) {
             let value = value.unwrap_or_default();
-            match query.get_mut(&name) {
+            match query.get_mut(name.as_ref()) {
                 Some(Value::String(joined)) => {
                     joined.push(',');
                     joined.push_str(&value);
                 }
                 _ => {
-                    query.insert(name, value.into());
+                    query.insert(name.into_owned(), value.into_owned().into());
                 }
             }
         }
@@ -459,56 +463,6 @@ fn upstream_path(ctx: &AccessCtx<'_>) -> String {
     text(&out)
 }
 
-/// The request's headers as nginx's `ngx.req.get_headers()` lists them: names lower-cased,
-/// earlier plugins' changes applied.
-fn header_pairs(ctx: &AccessCtx<'_>) -> Vec<(String, String)> {
-    let originals = ctx
-        .head
-        .headers()
-        .iter()
-        .map(|f| (f.name.get(ctx.buf), f.value.get(ctx.buf)));
-    ctx.state.headers.merged_lowercase(originals)
-}
-
-/// Kong's `kong.request.get_headers()`: a value per name, an array for repeats.
-fn header_args(ctx: &AccessCtx<'_>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (name, value) in header_pairs(ctx) {
-        push_or_array(&mut out, &name, value.into());
-    }
-    out
-}
-
-/// The query arguments in order; `None` for an argument without `=`.
-fn query_pairs(ctx: &AccessCtx<'_>) -> Vec<(String, Option<String>)> {
-    if let Some(pairs) = ctx.state.query.pairs() {
-        return pairs.to_vec();
-    }
-    let raw = ctx.raw_query().unwrap_or_default();
-    raw.split(|&b| b == b'&')
-        .filter(|piece| !piece.is_empty())
-        .map(|piece| {
-            let (name, value) = match piece.iter().position(|&b| b == b'=') {
-                Some(eq) => (&piece[..eq], Some(&piece[eq + 1..])),
-                None => (piece, None),
-            };
-            (decode(name), value.map(decode))
-        })
-        .filter(|(name, _)| !name.is_empty())
-        .collect()
-}
-
-/// Kong's `ngx.req.get_uri_args()`: a string per name (`true` without `=`), an array for
-/// repeats.
-fn query_args(ctx: &AccessCtx<'_>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (name, value) in query_pairs(ctx) {
-        let value = value.map_or(Value::Bool(true), Value::String);
-        push_or_array(&mut out, &name, value);
-    }
-    out
-}
-
 /// Kong's `kong.request.get_body()` arguments; `None` when the body does not parse or has
 /// a type Kong does not parse.
 fn body_args(ctx: &AccessCtx<'_>) -> Option<Map<String, Value>> {
@@ -521,7 +475,7 @@ fn body_args(ctx: &AccessCtx<'_>) -> Option<Map<String, Value>> {
         BodyArgs::Form(pairs) => {
             let mut out = Map::new();
             for (name, value) in pairs {
-                push_or_array(&mut out, &name, value.into());
+                request_tables::push_or_array(&mut out, &name, value.into());
             }
             Some(out)
         }
@@ -591,26 +545,6 @@ fn push(map: &mut Map<String, Value>, name: &str, value: Value) {
             map.insert(name.to_owned(), Value::Array(vec![value]));
         }
     }
-}
-
-fn push_or_array(map: &mut Map<String, Value>, name: &str, value: Value) {
-    match map.get_mut(name) {
-        Some(Value::Array(list)) => list.push(value),
-        Some(existing) => *existing = Value::Array(vec![existing.take(), value]),
-        None => {
-            map.insert(name.to_owned(), value);
-        }
-    }
-}
-
-fn decode(bytes: &[u8]) -> String {
-    let plus_as_space: Vec<u8> = bytes
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    percent_encoding::percent_decode(&plus_as_space)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::edits::{HeaderEdits, QueryEdits, query_values};
+use super::edits::{HeaderEdits, QueryEdits};
 use super::identity::{ConsumerRef, CredentialRef, Identities};
 use super::trace::RequestTrace;
 use gangway_config::model::{Route, Service};
@@ -183,16 +183,10 @@ impl AccessCtx<'_> {
         self.head.query(self.buf)
     }
 
-    /// Every decoded value of query argument `name`, after earlier plugins' edits.
+    /// Every decoded value of query argument `name` among the arguments plugins read
+    /// ([`QueryEdits::args`]), after earlier plugins' edits.
     pub fn query_values<'s>(&'s self, name: &'s str) -> Vec<std::borrow::Cow<'s, str>> {
-        match self.state.query.pairs() {
-            Some(pairs) => pairs
-                .iter()
-                .filter(|(k, _)| k == name)
-                .map(|(_, v)| std::borrow::Cow::Borrowed(v.as_deref().unwrap_or_default()))
-                .collect(),
-            None => query_values(self.raw_query(), name).collect(),
-        }
+        self.state.query.values(self.raw_query(), name).collect()
     }
 
     /// The request method, after earlier plugins' edits.

@@ -235,26 +235,56 @@ impl HeaderEdits {
 /// argument table, written back as `flag` alone).
 pub type QueryArg = (String, Option<String>);
 
-/// The arguments of a raw query string (without `?`), decoded, in order: a name without
-/// `=` has no value, and empty pieces (`a=1&&b=2`) are skipped.
-pub fn decode_query(raw: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Option<Cow<'_, str>>)> {
+/// A decoded query argument, borrowed from the query where decoding changed nothing.
+pub type QueryItem<'a> = (Cow<'a, str>, Option<Cow<'a, str>>);
+
+/// Kong's `lua_max_uri_args` default: how many query arguments plugins read.
+pub const DEFAULT_MAX_URI_ARGS: u16 = 100;
+
+fn decode_piece(piece: &[u8]) -> Option<QueryItem<'_>> {
+    let has_value = piece.contains(&b'=');
+    let (name, value) = url::form_urlencoded::parse(piece).next()?;
+    Some((name, has_value.then_some(value)))
+}
+
+/// Every argument of a raw query string (without `?`), decoded, in order, as a URL's search
+/// parameters hold them (what Kong's `clear_query_arg` rewrites): a name without `=` has no
+/// value, empty pieces (`a=1&&b=2`) are skipped, an empty name (`=x`) is kept.
+fn search_params(raw: &[u8]) -> impl Iterator<Item = QueryItem<'_>> {
+    raw.split(|&b| b == b'&').filter_map(decode_piece)
+}
+
+/// The arguments plugins read from a raw query string (without `?`), as
+/// `ngx.req.get_uri_args(max)` parses them for Kong's `kong.request.get_query`: the first
+/// `max` pieces only (empty pieces count), `+` and `%XX` decoded, arguments whose name is
+/// empty left out.
+pub fn uri_args(raw: &[u8], max: u16) -> impl Iterator<Item = QueryItem<'_>> {
     raw.split(|&b| b == b'&')
-        .filter(|piece| !piece.is_empty())
-        .filter_map(|piece| {
-            let has_value = piece.contains(&b'=');
-            let (name, value) = url::form_urlencoded::parse(piece).next()?;
-            Some((name, has_value.then_some(value)))
-        })
+        .take(usize::from(max))
+        .filter_map(decode_piece)
+        .filter(|(name, _)| !name.is_empty())
 }
 
 /// The query string after plugin edits: untouched, or rebuilt from decoded pairs.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct QueryEdits {
     /// `Some` once a plugin changed the query: decoded arguments in order.
     pairs: Option<Vec<QueryArg>>,
     /// The pairs are written sorted by name (Kong's `set_query`, which request-transformer
     /// uses); only argument removals (`clear_query_arg`) keep the client's order.
     sorted: bool,
+    /// `lua_max_uri_args`: how many arguments [`Self::args`] reads; kept across requests.
+    max_args: u16,
+}
+
+impl Default for QueryEdits {
+    fn default() -> Self {
+        QueryEdits {
+            pairs: None,
+            sorted: false,
+            max_args: DEFAULT_MAX_URI_ARGS,
+        }
+    }
 }
 
 impl QueryEdits {
@@ -264,23 +294,64 @@ impl QueryEdits {
         self.sorted = false;
     }
 
-    /// Kong's `kong.service.request.clear_query_arg`: removes every `name` argument and
-    /// keeps the others in the client's order (each re-encoded as the form serializer
-    /// writes it). Returns whether one was removed; the query is left untouched otherwise.
-    pub fn remove_arg(&mut self, original: Option<&[u8]>, name: &str) -> bool {
-        let present = match &self.pairs {
-            Some(pairs) => pairs.iter().any(|(k, _)| k == name),
-            None => {
-                url::form_urlencoded::parse(original.unwrap_or_default()).any(|(k, _)| k == name)
-            }
+    /// Sets how many arguments plugins read (`lua_max_uri_args`, at least 1).
+    pub fn set_max_args(&mut self, max: u16) {
+        self.max_args = max.max(1);
+    }
+
+    /// How many arguments plugins read (`lua_max_uri_args`).
+    pub fn max_args(&self) -> u16 {
+        self.max_args
+    }
+
+    /// The arguments as Kong's `kong.request.get_query()` returns them to a plugin: the
+    /// current query (after earlier plugins' edits) through [`uri_args`].
+    pub fn args<'a>(&'a self, original: Option<&'a [u8]>) -> impl Iterator<Item = QueryItem<'a>> {
+        let max = self.max_args;
+        let (edited, raw) = match &self.pairs {
+            Some(pairs) => (Some(pairs.iter().take(usize::from(max))), None),
+            None => (None, Some(uri_args(original.unwrap_or_default(), max))),
         };
-        if !present {
-            return false;
+        let edited = edited
+            .into_iter()
+            .flatten()
+            .filter(|(name, _)| !name.is_empty())
+            .map(|(name, value)| {
+                (
+                    Cow::Borrowed(name.as_str()),
+                    value.as_deref().map(Cow::Borrowed),
+                )
+            });
+        edited.chain(raw.into_iter().flatten())
+    }
+
+    /// Every decoded value of argument `name` in [`Self::args`] (a flag's is empty).
+    pub fn values<'a>(
+        &'a self,
+        original: Option<&'a [u8]>,
+        name: &'a str,
+    ) -> impl Iterator<Item = Cow<'a, str>> {
+        self.args(original)
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.unwrap_or_default())
+    }
+
+    /// Kong's `kong.service.request.clear_query_arg`: removes every `name` argument of the
+    /// whole query (not only the arguments plugins read) and keeps the others in the
+    /// client's order. Returns whether one was removed; the query is left untouched
+    /// otherwise.
+    pub fn remove_arg(&mut self, original: Option<&[u8]>, name: &str) -> bool {
+        if self.pairs.is_none() {
+            let raw = original.unwrap_or_default();
+            if !search_params(raw).any(|(k, _)| k == name) {
+                return false;
+            }
+            self.pairs = Some(search_params(raw).map(owned).collect());
         }
-        let sorted = self.sorted;
-        self.pairs_mut(original).retain(|(k, _)| k != name);
-        self.sorted = sorted;
-        true
+        let pairs = self.pairs.get_or_insert_default();
+        let before = pairs.len();
+        pairs.retain(|(k, _)| k != name);
+        before != pairs.len()
     }
 
     /// True when the original query still applies.
@@ -288,12 +359,19 @@ impl QueryEdits {
         self.pairs.is_none()
     }
 
-    /// The pairs, decoded from `original` (the raw query without `?`) on first change.
+    /// Kong's `set_query` after `get_query`: the arguments plugins read ([`Self::args`]),
+    /// owned, to be edited and written back sorted. Arguments past `lua_max_uri_args` and
+    /// those with an empty name are dropped from the upstream query, as in Kong.
     pub fn pairs_mut(&mut self, original: Option<&[u8]>) -> &mut Vec<QueryArg> {
         self.sorted = true;
+        let max = self.max_args;
+        if let Some(pairs) = &mut self.pairs {
+            pairs.truncate(usize::from(max));
+            pairs.retain(|(name, _)| !name.is_empty());
+        }
         self.pairs.get_or_insert_with(|| {
-            decode_query(original.unwrap_or_default())
-                .map(|(k, v)| (k.into_owned(), v.map(Cow::into_owned)))
+            uri_args(original.unwrap_or_default(), max)
+                .map(owned)
                 .collect()
         })
     }
@@ -327,14 +405,8 @@ impl QueryEdits {
     }
 }
 
-/// Looks `name` up in a raw query string (no `?`), decoding as needed.
-pub fn query_values<'q>(
-    query: Option<&'q [u8]>,
-    name: &'q str,
-) -> impl Iterator<Item = std::borrow::Cow<'q, str>> {
-    url::form_urlencoded::parse(query.unwrap_or_default())
-        .filter(move |(k, _)| k == name)
-        .map(|(_, v)| v)
+fn owned((name, value): QueryItem<'_>) -> QueryArg {
+    (name.into_owned(), value.map(Cow::into_owned))
 }
 
 #[cfg(test)]
@@ -467,8 +539,77 @@ mod tests {
     }
 
     #[test]
-    fn raw_query_lookup_decodes() {
-        let v: Vec<_> = query_values(Some(b"apikey=a%2Fb&x=1&apikey=c"), "apikey").collect();
-        assert_eq!(v, vec!["a/b", "c"]);
+    fn plugins_read_the_arguments_as_get_uri_args_parses_them() {
+        let q = QueryEdits::default();
+        let raw: &[u8] = b"apikey=a%2Fb&x=1&&=skipped&flag&apikey=c&s=a+b%zz";
+        let args: Vec<_> = q.args(Some(raw)).collect();
+        assert_eq!(
+            args,
+            vec![
+                ("apikey".into(), Some("a/b".into())),
+                ("x".into(), Some("1".into())),
+                ("flag".into(), None),
+                ("apikey".into(), Some("c".into())),
+                ("s".into(), Some("a b%zz".into())),
+            ]
+        );
+        let values: Vec<_> = q.values(Some(raw), "apikey").collect();
+        assert_eq!(values, vec!["a/b", "c"]);
+        assert_eq!(q.values(Some(raw), "flag").collect::<Vec<_>>(), vec![""]);
+        assert_eq!(q.args(None).count(), 0);
+    }
+
+    #[test]
+    fn plugins_read_at_most_lua_max_uri_args_pieces_empty_ones_counted() {
+        // lua-nginx-module counts every `&`-ended piece, an empty one too, towards the limit.
+        let mut q = QueryEdits::default();
+        q.set_max_args(3);
+        let names = |q: &QueryEdits, raw: &'static [u8]| -> Vec<String> {
+            q.args(Some(raw)).map(|(k, _)| k.into_owned()).collect()
+        };
+        assert_eq!(names(&q, b"a&b&c&d"), ["a", "b", "c"]);
+        assert_eq!(names(&q, b"a&&=x&d"), ["a"]);
+        let hundred_and_one: Vec<String> = (0..101).map(|i| format!("k{i}=v")).collect();
+        let raw = hundred_and_one.join("&");
+        let q = QueryEdits::default();
+        assert_eq!(q.args(Some(raw.as_bytes())).count(), 100);
+        assert_eq!(q.values(Some(raw.as_bytes()), "k100").count(), 0);
+    }
+
+    #[test]
+    fn set_query_drops_what_plugins_cannot_read_and_clear_query_arg_keeps_it() {
+        let mut many: Vec<String> = vec!["=e".into()];
+        many.extend((0..100).map(|i| format!("k{i:03}=v")));
+        let raw = many.join("&");
+        let mut removed = QueryEdits::default();
+        assert!(removed.remove_arg(Some(raw.as_bytes()), "k050"));
+        let mut out = Vec::new();
+        removed.write(Some(raw.as_bytes()), &mut out);
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.starts_with("?=e&k000=v&"), "{text}");
+        assert!(
+            text.ends_with("&k099=v") && !text.contains("k050"),
+            "{text}"
+        );
+        // Reading after the removal sees the rewritten query: still 100 pieces, `=e` counted.
+        assert_eq!(removed.args(Some(raw.as_bytes())).count(), 99);
+
+        let mut set = QueryEdits::default();
+        let pairs = set.pairs_mut(Some(raw.as_bytes()));
+        assert_eq!(
+            pairs.len(),
+            99,
+            "`=e` is left out and k099 is the 101st piece"
+        );
+        assert_eq!(pairs.last().map(|(k, _)| k.as_str()), Some("k098"));
+        // A set_query after a removal reads the rewritten query as get_uri_args would.
+        let removed_then_set = removed.pairs_mut(None);
+        assert_eq!(
+            removed_then_set.len(),
+            99,
+            "100 pieces are left, `=e` among them"
+        );
+        assert_eq!(removed_then_set[0].0, "k000");
+        assert_eq!(removed_then_set[98].0, "k099");
     }
 }

@@ -22,6 +22,7 @@ mod proxy_cache;
 pub mod rate_limiting;
 pub mod request_body;
 mod request_size_limiting;
+pub mod request_tables;
 mod request_termination;
 mod request_transformer;
 mod response_transformer;

@@ -299,12 +299,7 @@ impl ProxyCache {
             ctx.head.version().as_str(),
             self.ignore_uri_case,
         );
-        let args = match ctx.state.query.pairs() {
-            Some(pairs) => {
-                key::args_from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_deref())))
-            }
-            None => key::parse_query(ctx.raw_query().unwrap_or_default()),
-        };
+        let args = key::args(ctx.state.query.args(ctx.raw_query()));
         let params = key::params_key(&args, &self.vary_query_params);
         let headers = key::headers_key(&self.vary_headers, |name| {
             ctx.header_values(name)

@@ -99,22 +99,8 @@ fn default_message(status: u16) -> Option<&'static str> {
 
 impl RequestTermination {
     fn echo(&self, ctx: &AccessCtx<'_>) -> Value {
-        let mut headers = Map::new();
-        for f in ctx.head.headers() {
-            let name = String::from_utf8_lossy(f.name.get(ctx.buf)).to_ascii_lowercase();
-            let value = Value::String(String::from_utf8_lossy(f.value.get(ctx.buf)).into_owned());
-            match headers.get_mut(&name) {
-                Some(Value::Array(list)) => list.push(value),
-                Some(existing) => *existing = Value::Array(vec![existing.take(), value]),
-                None => {
-                    headers.insert(name, value);
-                }
-            }
-        }
-        let mut query = Map::new();
-        for (k, v) in url::form_urlencoded::parse(ctx.raw_query().unwrap_or_default()) {
-            query.insert(k.into_owned(), Value::String(v.into_owned()));
-        }
+        let headers = crate::request_tables::headers(ctx);
+        let query = crate::request_tables::query(ctx);
         let host = ctx.head.host(ctx.buf).unwrap_or_default();
         let (hostname, port) = split_host(host, ctx.tls);
         // `kong.request.get_raw_body()`: the body as sent, empty without one.

@@ -9,10 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::kernel_counters::KernelReading;
-use super::log_json::{self, HeaderItem, Object, QueryItem};
+use super::log_json::{self, HeaderItem, Object};
 use super::recorder::{Recorded, headers_of, status_of};
 use super::session::{ClientConn, ConnBuffers};
 use crate::Snapshot;
+use gangway_pipeline::edits::QueryItem;
 use gangway_pipeline::{Chain, LazyEntry, LogCtx, LogFacts};
 
 /// The id of Kong's `default` workspace in DB-less mode (`DECLARATIVE_DEFAULT_WORKSPACE_ID`).
@@ -249,15 +250,7 @@ fn write_request_object(out: &mut Vec<u8>, bufs: &ConnBuffers, facts: &RequestIn
     for (name, value) in edits.added() {
         log_json::add_header(&mut headers, name, value);
     }
-    let query: Vec<QueryItem<'_>> = match bufs.plugins.query.pairs() {
-        Some(pairs) => pairs
-            .iter()
-            .map(|(k, v)| (k.as_str().into(), v.as_deref().map(Into::into)))
-            .collect(),
-        None => {
-            gangway_pipeline::edits::decode_query(head.query(buf).unwrap_or_default()).collect()
-        }
-    };
+    let query: Vec<QueryItem<'_>> = bufs.plugins.query.args(head.query(buf)).collect();
     let target = head.target(buf);
 
     let mut request = Object::open(out);

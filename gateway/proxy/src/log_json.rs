@@ -2,7 +2,7 @@
 //! logged request (a map and a string per header, then serializing it) was most of what a
 //! log plugin cost a worker.
 
-use std::borrow::Cow;
+use gangway_pipeline::edits::QueryItem;
 
 /// An object being written: members are added in order, and `close` ends it.
 pub(crate) struct Object<'a> {
@@ -229,11 +229,7 @@ pub(crate) fn add_header<'a>(headers: &mut Vec<HeaderItem<'a>>, name: &'a [u8], 
     }
 }
 
-/// A query argument: `None` for a flag without `=` (`true`, as `ngx.req.get_uri_args`
-/// reads it).
-pub(crate) type QueryItem<'a> = (Cow<'a, str>, Option<Cow<'a, str>>);
-
-/// Writes Kong's `querystring` table.
+/// Writes Kong's `querystring` table (a flag, `None`, is `true`).
 pub(crate) fn push_query(out: &mut Vec<u8>, args: &[QueryItem<'_>]) {
     push_grouped(
         out,
@@ -339,7 +335,7 @@ mod tests {
     #[test]
     fn query_arguments_decode_repeat_and_flag() {
         let args: Vec<QueryItem<'_>> =
-            gangway_pipeline::edits::decode_query(b"a=1&flag&&a=2&sp=x%20y+z&empty=").collect();
+            gangway_pipeline::edits::uri_args(b"a=1&flag&&a=2&sp=x%20y+z&empty=", 100).collect();
         let mut out = Vec::new();
         push_query(&mut out, &args);
         assert_eq!(
@@ -347,7 +343,7 @@ mod tests {
             json!({"a": ["1", "2"], "flag": true, "sp": "x y z", "empty": ""})
         );
         let mut none = Vec::new();
-        let no_args: Vec<QueryItem<'_>> = gangway_pipeline::edits::decode_query(b"").collect();
+        let no_args: Vec<QueryItem<'_>> = gangway_pipeline::edits::uri_args(b"", 100).collect();
         push_query(&mut none, &no_args);
         assert_eq!(none, b"{}");
     }

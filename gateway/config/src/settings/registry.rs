@@ -397,6 +397,12 @@ pub(super) static KEYS: &[Key] = &[
         text
     ),
     key!(
+        lua_max_uri_args,
+        kong[kong("KONG_LUA_MAX_URI_ARGS")],
+        parse_max_uri_args,
+        scalar
+    ),
+    key!(
         client_max_body_size,
         kong[kong("KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE")],
         parse_size,
@@ -681,6 +687,16 @@ fn optional<T>(v: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<T
 
 /// Kong's rule for `admin_gui_path`: starts with `/`, no trailing `/` (but `/` itself), and
 /// only `[a-zA-Z0-9-_~/.%]`.
+/// Kong's rule for `lua_max_uri_args`, with its message.
+fn parse_max_uri_args(v: &str) -> Result<u16, String> {
+    match parse_int::<u16>(v) {
+        Ok(n @ 1..=1000) => Ok(n),
+        _ => Err(format!(
+            "lua_max_uri_args must be an integer between 1 and 1000, got '{v}'"
+        )),
+    }
+}
+
 fn parse_gui_path(v: &str) -> Result<String, String> {
     let path = v.trim();
     let allowed = path

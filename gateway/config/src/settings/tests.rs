@@ -118,6 +118,7 @@ fn field_names() -> Vec<&'static str> {
         headers_upstream,
         allow_debug_header,
         error_default_type,
+        lua_max_uri_args,
         client_max_body_size,
         client_body_buffer_size,
         buffered_body_max_size,
@@ -249,6 +250,19 @@ fn dns_settings_take_kongs_forms() {
         err.contains("invalid nameserver 'dns.example': expected ip[:port]"),
         "{err}"
     );
+}
+
+#[test]
+fn lua_max_uri_args_takes_kongs_range() {
+    let (s, _) = load_ok(None, &[("KONG_LUA_MAX_URI_ARGS", "1000")]);
+    assert_eq!(s.lua_max_uri_args, 1000);
+    for bad in ["0", "1001", "2.5", "many"] {
+        let (_, err) = load_err(None, &[("KONG_LUA_MAX_URI_ARGS", bad)]);
+        assert!(
+            err.contains("lua_max_uri_args must be an integer between 1 and 1000"),
+            "{bad}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -11,6 +11,8 @@
 
 use std::borrow::Cow;
 
+use gangway_pipeline::edits::QueryItem;
+
 /// A query argument's value as `ngx.req.get_uri_args` gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {
@@ -21,9 +23,6 @@ pub enum Arg {
     /// A repeated argument, in request order.
     Many(Vec<String>),
 }
-
-/// The most query arguments `ngx.req.get_uri_args` returns by default.
-const MAX_ARGS: usize = 100;
 
 impl Arg {
     fn push(&mut self, value: Option<String>) {
@@ -40,56 +39,21 @@ impl Arg {
 /// Decoded query arguments in first-seen order of their names.
 pub type Args = Vec<(String, Arg)>;
 
-fn add(args: &mut Args, name: String, value: Option<String>) {
-    if let Some((_, arg)) = args.iter_mut().find(|(n, _)| *n == name) {
-        arg.push(value);
-    } else if args.len() < MAX_ARGS {
-        let arg = match value {
-            Some(v) => Arg::One(v),
-            None => Arg::Flag,
-        };
-        args.push((name, arg));
-    }
-}
-
-/// nginx's URI-component unescaping: `%XX` decoded, `+` read as a space.
-fn unescape(s: &[u8]) -> String {
-    let plus: Cow<'_, [u8]> = if s.contains(&b'+') {
-        Cow::Owned(
-            s.iter()
-                .map(|&b| if b == b'+' { b' ' } else { b })
-                .collect(),
-        )
-    } else {
-        Cow::Borrowed(s)
-    };
-    percent_encoding::percent_decode(&plus)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-/// Parses a raw query string (without `?`) as `ngx.req.get_uri_args` does: empty pieces and
-/// empty names are skipped.
-pub fn parse_query(raw: &[u8]) -> Args {
+/// The arguments a plugin reads ([`gangway_pipeline::QueryEdits::args`]), grouped by name
+/// as Kong's argument table holds them.
+pub fn args<'a>(query: impl IntoIterator<Item = QueryItem<'a>>) -> Args {
     let mut args = Args::new();
-    for piece in raw.split(|&b| b == b'&') {
-        let (name, value) = match piece.iter().position(|&b| b == b'=') {
-            Some(i) => (&piece[..i], Some(unescape(&piece[i + 1..]))),
-            None => (piece, None),
-        };
-        if name.is_empty() {
-            continue;
+    for (name, value) in query {
+        let value = value.map(Cow::into_owned);
+        if let Some((_, arg)) = args.iter_mut().find(|(n, _)| *n == name) {
+            arg.push(value);
+        } else {
+            let arg = match value {
+                Some(v) => Arg::One(v),
+                None => Arg::Flag,
+            };
+            args.push((name.into_owned(), arg));
         }
-        add(&mut args, unescape(name), value);
-    }
-    args
-}
-
-/// Arguments from decoded pairs (a plugin rewrote the query).
-pub fn args_from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Args {
-    let mut args = Args::new();
-    for (name, value) in pairs {
-        add(&mut args, name.to_owned(), value.map(str::to_owned));
     }
     args
 }

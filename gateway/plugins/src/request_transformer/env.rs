@@ -76,25 +76,33 @@ impl TemplateEnv for Env<'_> {
     }
 
     fn query_param(&self, name: &str) -> Option<Cow<'_, [u8]>> {
-        if let Some(pairs) = self.state.query.pairs() {
-            // `?flag` is Lua `true` in Kong's argument table, which renders as "true".
-            return pairs
-                .iter()
+        // `?flag` is Lua `true` in Kong's argument table, which renders as "true".
+        const FLAG: &[u8] = b"true";
+        let query = &self.state.query;
+        if !query.is_untouched() {
+            return query
+                .args(None)
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| Cow::Borrowed(v.as_deref().map_or(&b"true"[..], str::as_bytes)));
+                .map(|(_, v)| match v {
+                    Some(Cow::Borrowed(v)) => Cow::Borrowed(v.as_bytes()),
+                    Some(Cow::Owned(v)) => Cow::Owned(v.into_bytes()),
+                    None => Cow::Borrowed(FLAG),
+                });
         }
+        // Decoded as bytes, not text: a Lua string keeps what `%E9` decodes to.
         let raw = self.head.query(self.buf)?;
-        raw.split(|&b| b == b'&').find_map(|arg| {
-            let (k, v) = match arg.iter().position(|&b| b == b'=') {
-                Some(i) => (&arg[..i], Some(&arg[i + 1..])),
-                None => (arg, None),
-            };
-            if arg.is_empty() || decode(k) != name.as_bytes() {
-                return None;
-            }
-            // `?flag` is Lua `true` in Kong's argument table, which renders as "true".
-            Some(v.map_or(Cow::Borrowed(&b"true"[..]), decode))
-        })
+        raw.split(|&b| b == b'&')
+            .take(usize::from(query.max_args()))
+            .find_map(|arg| {
+                let (k, v) = match arg.iter().position(|&b| b == b'=') {
+                    Some(i) => (&arg[..i], Some(&arg[i + 1..])),
+                    None => (arg, None),
+                };
+                if k.is_empty() || decode(k) != name.as_bytes() {
+                    return None;
+                }
+                Some(v.map_or(Cow::Borrowed(FLAG), decode))
+            })
     }
 
     fn uri_capture_named(&self, name: &str) -> Option<&str> {
