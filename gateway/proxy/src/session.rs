@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use tracing::debug;
 
 use super::WorkerCtx;
@@ -204,17 +205,20 @@ async fn read_head<B: Backend, S: Stream>(
 
 /// One read into `buf`'s spare capacity within `budget`; None when the client closed, the
 /// read failed or timed out, or `shutdown` (given between requests) fired first.
-async fn read_some<S: Stream>(
-    client: &S,
-    timer: &ConnTimer,
+///
+/// Not an async fn: an idle connection's task waits in this future, which then holds the
+/// read and its bounds and not a copy of the arguments beside them.
+fn read_some<'a, S: Stream>(
+    client: &'a S,
+    timer: &'a ConnTimer,
     buf: Vec<u8>,
     budget: Duration,
-    shutdown: Option<&StopSignal>,
-) -> Option<Vec<u8>> {
-    match bounded(timer, budget, shutdown, client.read(buf)).await {
+    shutdown: Option<&'a StopSignal>,
+) -> impl Future<Output = Option<Vec<u8>>> + 'a {
+    bounded(timer, budget, shutdown, client.read(buf)).map(|read| match read {
         Some(Ok((Ok(n), buf))) if n > 0 => Some(buf),
         _ => None,
-    }
+    })
 }
 
 /// Runs `work` within `budget`, unless `shutdown` (given between requests: it closes an idle
@@ -342,8 +346,15 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: &ClientConn, ctx: &Wo
                     client.begin();
                     client.track_status();
                 }
-                let id = reply::refuse_head(&client, &mut bufs, &err, &settings.error_default_type)
-                    .await;
+                // Boxed, as the rare paths below: a task is as large as its largest state,
+                // and every idle connection holds one.
+                let id = Box::pin(reply::refuse_head(
+                    &client,
+                    &mut bufs,
+                    &err,
+                    &settings.error_default_type,
+                ))
+                .await;
                 if let Some(sink) = access_log {
                     // As nginx logs a request it refused: the line as read, the TCP peer.
                     note_refused_head(&mut bufs, conn.peer.ip(), id);
@@ -397,7 +408,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: &ClientConn, ctx: &Wo
     }
     let _ = client.shutdown().await;
     if linger {
-        drain_before_close(&client, &conn.timer, &ctx.stop).await;
+        Box::pin(drain_before_close(&client, &conn.timer, &ctx.stop)).await;
     }
 }
 

@@ -204,8 +204,9 @@ fn spawn_connection<B: Backend>(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let guard = ctx.connection_guard();
     tokio::task::spawn_local(async move {
-        let _guard = guard;
-        let _place = place;
         gangway_proxy::serve_connection(stream, peer, &spec, &ctx).await;
+        // Held to the end (the guard counts the connection, the place is its per-address
+        // slot), and not moved into locals first: the task would hold both copies.
+        drop((guard, place));
     });
 }
