@@ -205,12 +205,15 @@ impl<B: Backend> Drop for ConnectionGuard<B> {
 /// On a `proxy_protocol` listener the PROXY header comes first, before TLS; a missing,
 /// malformed or late header closes the connection without a response. The header and the TLS
 /// handshake share one `client_header_timeout`.
-pub async fn serve_connection<B: Backend>(
+///
+/// Not an async fn: every idle connection's task holds this future, which then keeps the
+/// connection's facts once instead of also the arguments they were made from.
+pub fn serve_connection<'a, B: Backend>(
     stream: B::Stream,
     peer: SocketAddr,
-    listen: &ListenAddr,
-    ctx: &WorkerCtx<B>,
-) {
+    listen: &'a ListenAddr,
+    ctx: &'a WorkerCtx<B>,
+) -> impl Future<Output = ()> + 'a {
     let conn = session::ClientConn {
         peer,
         local_port: listen.addr.port(),
@@ -221,13 +224,15 @@ pub async fn serve_connection<B: Backend>(
         proxy_source: None,
         timer: conn_timer::ConnTimer::default(),
     };
-    if listen.ssl || listen.proxy_protocol {
-        // Boxed: the PROXY header and the TLS state (several KB) are for these listeners
-        // only, and a plain connection's task, which every idle connection holds, should
-        // not carry room for them.
-        Box::pin(serve_wrapped(stream, conn, listen, ctx)).await;
-    } else {
-        session::serve(stream, &conn, ctx).await;
+    async move {
+        if listen.ssl || listen.proxy_protocol {
+            // Boxed: the PROXY header and the TLS state (several KB) are for these listeners
+            // only, and a plain connection's task, which every idle connection holds, should
+            // not carry room for them.
+            Box::pin(serve_wrapped(stream, conn, listen, ctx)).await;
+        } else {
+            session::serve(stream, &conn, ctx).await;
+        }
     }
 }
 
