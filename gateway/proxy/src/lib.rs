@@ -85,6 +85,8 @@ pub struct WorkerCtx<B: Backend> {
     pub(crate) buffers: buffer_pool::BufferPool,
     /// Set when shutdown begins: idle keep-alive connections close.
     pub stop: stop_signal::StopSignal,
+    /// The bounds of a request head (`client_header_max_bytes`, `client_header_line_max_bytes`).
+    pub(crate) head_limits: gangway_http::Limits,
 }
 
 impl<B: Backend> WorkerCtx<B> {
@@ -104,6 +106,11 @@ impl<B: Backend> WorkerCtx<B> {
         })
         .sharing_answers(gateway.health.answers.clone());
         let real_ip = real_ip::RealIpConfig::from_settings(s);
+        let head_limits = gangway_http::Limits {
+            max_header_bytes: s.client_header_max_bytes,
+            max_line_bytes: s.client_header_line_max_bytes,
+            ..gangway_http::Limits::default()
+        };
         WorkerCtx {
             id,
             real_ip,
@@ -115,6 +122,7 @@ impl<B: Backend> WorkerCtx<B> {
             dns: std::rc::Rc::new(RefCell::new(dns)),
             buffers: buffer_pool::BufferPool::default(),
             stop: stop_signal::StopSignal::default(),
+            head_limits,
         }
     }
 

@@ -21,9 +21,7 @@ use super::stop_signal::{StopSignal, UnlessStopped, unless_stopped};
 use crate::Snapshot;
 use gangway_config::model::{Protocol, Route};
 use gangway_config::settings::{Instrumentations, LogKernelCounters};
-use gangway_http::{
-    BodyFraming, ErrorFormat, HttpError, Limits, RequestHead, ResponseHead, parse_request,
-};
+use gangway_http::{BodyFraming, ErrorFormat, HttpError, RequestHead, ResponseHead, parse_request};
 use gangway_net::{Backend, Stream};
 use gangway_pipeline::context::ConnFacts;
 use gangway_pipeline::trace::SpanName;
@@ -166,14 +164,16 @@ enum ReadHead {
 }
 
 /// Reads until `bufs.input`, which holds the start of a request, holds its full head.
+///
+/// The bounds come from `ctx` rather than as arguments: this future is part of every idle
+/// connection's task, where each argument is kept twice.
 async fn read_head<B: Backend, S: Stream>(
     client: &S,
     timer: &ConnTimer,
     bufs: &mut ConnBuffers,
-    limits: &Limits,
-    header_timeout: Duration,
     ctx: &WorkerCtx<B>,
 ) -> ReadHead {
+    let limits = &ctx.head_limits;
     // Most heads arrive whole with their first read: the clock is read, and the connection
     // counted as reading, only for the rest.
     let mut started = None;
@@ -190,11 +190,12 @@ async fn read_head<B: Backend, S: Stream>(
         if bufs.input.capacity() - bufs.input.len() < 1024 {
             bufs.input.reserve(REQUEST_BUF);
         }
-        let started = *started.get_or_insert_with(Instant::now);
         if reading.is_none() {
             reading = ctx.mark_reading();
         }
-        let budget = header_timeout.saturating_sub(started.elapsed());
+        let header_timeout = Duration::from_millis(ctx.gateway.settings.client_header_timeout_ms);
+        let budget =
+            header_timeout.saturating_sub(started.get_or_insert_with(Instant::now).elapsed());
         let input = std::mem::take(&mut bufs.input);
         match read_some(client, timer, input, budget, None).await {
             Some(buf) => bufs.input = buf,
@@ -290,13 +291,6 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: &ClientConn, ctx: &Wo
         timer: &conn.timer,
         send: Duration::from_millis(settings.send_timeout_ms),
     });
-    let limits = Limits {
-        max_header_bytes: settings.client_header_max_bytes,
-        max_line_bytes: settings.client_header_line_max_bytes,
-        ..Limits::default()
-    };
-    let keepalive = Duration::from_millis(settings.keepalive_timeout_ms);
-    let header_timeout = Duration::from_millis(settings.client_header_timeout_ms);
     // Set when an error answer ends the connection: the client may still be sending.
     let mut linger = false;
     let mut conn_facts =
@@ -305,16 +299,21 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: &ClientConn, ctx: &Wo
     // requests the connection holds only `idle`.
     let mut held: Option<Box<ConnBuffers>> = None;
     let mut idle = Vec::new();
+    // Boxed: off by default, and every idle connection's task would carry room for it.
     let mut kernel = match settings.log_kernel_counters {
         LogKernelCounters::Off => None,
-        LogKernelCounters::On => Some(KernelMarks::new(false)),
-        LogKernelCounters::Sizes => Some(KernelMarks::new(true)),
+        LogKernelCounters::On => Some(Box::new(KernelMarks::new(false))),
+        LogKernelCounters::Sizes => Some(Box::new(KernelMarks::new(true))),
     };
     let mut first = true;
     loop {
         // Read: the next request head (the first one under client_header_timeout, later
         // ones under keepalive_timeout).
-        let first_timeout = if first { header_timeout } else { keepalive };
+        let first_timeout = Duration::from_millis(if first {
+            settings.client_header_timeout_ms
+        } else {
+            settings.keepalive_timeout_ms
+        });
         first = false;
         let mut bufs = match held.take() {
             Some(bufs) => bufs,
@@ -325,16 +324,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: &ClientConn, ctx: &Wo
         };
         bufs.plugins.conn = conn_facts;
         bufs.plugins.query.set_max_args(settings.lua_max_uri_args);
-        let head_len = match read_head(
-            &client,
-            &conn.timer,
-            &mut bufs,
-            &limits,
-            header_timeout,
-            ctx,
-        )
-        .await
-        {
+        let head_len = match read_head(&client, &conn.timer, &mut bufs, ctx).await {
             ReadHead::Ready(n) => n,
             ReadHead::Closed => {
                 ctx.buffers.give(bufs);
