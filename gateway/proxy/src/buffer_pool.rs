@@ -16,7 +16,6 @@ const FLOOR: usize = 16;
 const SHRINK_ABOVE: usize = 4 * REQUEST_BUF;
 
 /// The spare buffer sets of one worker.
-#[derive(Default)]
 pub(crate) struct BufferPool {
     #[expect(
         clippy::vec_box,
@@ -28,15 +27,31 @@ pub(crate) struct BufferPool {
     low: Cell<usize>,
     /// Sets freed on return (the pool was full) since the last [`BufferPool::release_idle`].
     dropped: Cell<usize>,
+    /// `lua_max_uri_args`, given to each new set's query edits (which keep it across requests).
+    max_uri_args: u16,
 }
 
 impl BufferPool {
+    /// An empty pool whose sets let plugins read `max_uri_args` query arguments.
+    pub fn new(max_uri_args: u16) -> Self {
+        BufferPool {
+            free: RefCell::default(),
+            low: Cell::default(),
+            dropped: Cell::default(),
+            max_uri_args,
+        }
+    }
+
     /// A buffer set for a request: a spare one, or a new one.
     pub fn take(&self) -> Box<ConnBuffers> {
         let mut free = self.free.borrow_mut();
         let bufs = free.pop();
         self.low.set(self.low.get().min(free.len()));
-        bufs.unwrap_or_else(|| Box::new(ConnBuffers::new()))
+        bufs.unwrap_or_else(|| {
+            let mut bufs = Box::new(ConnBuffers::new());
+            bufs.plugins.query.set_max_args(self.max_uri_args);
+            bufs
+        })
     }
 
     /// Takes back a set whose request is done; its input must hold no pipelined bytes.
@@ -83,7 +98,7 @@ mod tests {
 
     #[test]
     fn sets_are_reused_shrunk_and_capped() {
-        let pool = BufferPool::default();
+        let pool = BufferPool::new(gangway_pipeline::edits::DEFAULT_MAX_URI_ARGS);
         let mut a = pool.take();
         a.input.reserve(1 << 20);
         pool.give(a);
@@ -104,7 +119,7 @@ mod tests {
 
     #[test]
     fn sets_no_request_needed_for_an_interval_are_released() {
-        let pool = BufferPool::default();
+        let pool = BufferPool::new(gangway_pipeline::edits::DEFAULT_MAX_URI_ARGS);
         let burst: Vec<_> = (0..40).map(|_| pool.take()).collect();
         burst.into_iter().for_each(|b| pool.give(b));
         assert_eq!(

@@ -106,6 +106,7 @@ impl<B: Backend> WorkerCtx<B> {
         })
         .sharing_answers(gateway.health.answers.clone());
         let real_ip = real_ip::RealIpConfig::from_settings(s);
+        let buffers = buffer_pool::BufferPool::new(s.lua_max_uri_args);
         let head_limits = gangway_http::Limits {
             max_header_bytes: s.client_header_max_bytes,
             max_line_bytes: s.client_header_line_max_bytes,
@@ -120,7 +121,7 @@ impl<B: Backend> WorkerCtx<B> {
             access: access_log::WorkerAccessLog::default(),
             pool: RefCell::new(pool),
             dns: std::rc::Rc::new(RefCell::new(dns)),
-            buffers: buffer_pool::BufferPool::default(),
+            buffers,
             stop: stop_signal::StopSignal::default(),
             head_limits,
         }

@@ -323,7 +323,6 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: &ClientConn, ctx: &Wo
             },
         };
         bufs.plugins.conn = conn_facts;
-        bufs.plugins.query.set_max_args(settings.lua_max_uri_args);
         let head_len = match read_head(&client, &conn.timer, &mut bufs, ctx).await {
             ReadHead::Ready(n) => n,
             ReadHead::Closed => {
