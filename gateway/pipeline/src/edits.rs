@@ -241,28 +241,57 @@ pub type QueryItem<'a> = (Cow<'a, str>, Option<Cow<'a, str>>);
 /// Kong's `lua_max_uri_args` default: how many query arguments plugins read.
 pub const DEFAULT_MAX_URI_ARGS: u16 = 100;
 
-fn decode_piece(piece: &[u8]) -> Option<QueryItem<'_>> {
-    let has_value = piece.contains(&b'=');
-    let (name, value) = url::form_urlencoded::parse(piece).next()?;
-    Some((name, has_value.then_some(value)))
+/// A query piece split at its first `=`: the name, and the value unless there is no `=`.
+fn split_piece(piece: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match piece.iter().position(|&b| b == b'=') {
+        Some(eq) => (&piece[..eq], Some(&piece[eq + 1..])),
+        None => (piece, None),
+    }
+}
+
+/// A query name or value decoded as a form decodes it: `+` is a space, `%XX` a byte, and
+/// bytes that are not UTF-8 are replaced.
+fn decode_text(raw: &[u8]) -> Cow<'_, str> {
+    if !raw.contains(&b'+') {
+        return percent_encoding::percent_decode(raw).decode_utf8_lossy();
+    }
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    Cow::Owned(
+        percent_encoding::percent_decode(&spaced)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 /// Every argument of a raw query string (without `?`), decoded, in order, as a URL's search
 /// parameters hold them (what Kong's `clear_query_arg` rewrites): a name without `=` has no
 /// value, empty pieces (`a=1&&b=2`) are skipped, an empty name (`=x`) is kept.
 fn search_params(raw: &[u8]) -> impl Iterator<Item = QueryItem<'_>> {
-    raw.split(|&b| b == b'&').filter_map(decode_piece)
+    raw.split(|&b| b == b'&')
+        .filter(|piece| !piece.is_empty())
+        .map(|piece| {
+            let (name, value) = split_piece(piece);
+            (decode_text(name), value.map(decode_text))
+        })
 }
 
-/// The arguments plugins read from a raw query string (without `?`), as
-/// `ngx.req.get_uri_args(max)` parses them for Kong's `kong.request.get_query`: the first
-/// `max` pieces only (empty pieces count), `+` and `%XX` decoded, arguments whose name is
-/// empty left out.
-pub fn uri_args(raw: &[u8], max: u16) -> impl Iterator<Item = QueryItem<'_>> {
+/// The pieces `ngx.req.get_uri_args(max)` reads from a raw query string (without `?`), not
+/// yet decoded: the first `max` (empty pieces count), each split at its first `=`, those
+/// with an empty name left out.
+pub fn uri_arg_pieces(raw: &[u8], max: u16) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
     raw.split(|&b| b == b'&')
         .take(usize::from(max))
-        .filter_map(decode_piece)
+        .map(split_piece)
         .filter(|(name, _)| !name.is_empty())
+}
+
+/// The arguments plugins read from a raw query string, as Kong's `kong.request.get_query`
+/// gives them: [`uri_arg_pieces`] with `+` and `%XX` decoded.
+pub fn uri_args(raw: &[u8], max: u16) -> impl Iterator<Item = QueryItem<'_>> {
+    uri_arg_pieces(raw, max).map(|(name, value)| (decode_text(name), value.map(decode_text)))
 }
 
 /// The query string after plugin edits: untouched, or rebuilt from decoded pairs.

@@ -91,18 +91,9 @@ impl TemplateEnv for Env<'_> {
         }
         // Decoded as bytes, not text: a Lua string keeps what `%E9` decodes to.
         let raw = self.head.query(self.buf)?;
-        raw.split(|&b| b == b'&')
-            .take(usize::from(query.max_args()))
-            .find_map(|arg| {
-                let (k, v) = match arg.iter().position(|&b| b == b'=') {
-                    Some(i) => (&arg[..i], Some(&arg[i + 1..])),
-                    None => (arg, None),
-                };
-                if k.is_empty() || decode(k) != name.as_bytes() {
-                    return None;
-                }
-                Some(v.map_or(Cow::Borrowed(FLAG), decode))
-            })
+        gangway_pipeline::edits::uri_arg_pieces(raw, query.max_args())
+            .find(|(k, _)| decode(k) == name.as_bytes())
+            .map(|(_, v)| v.map_or(Cow::Borrowed(FLAG), decode))
     }
 
     fn uri_capture_named(&self, name: &str) -> Option<&str> {
