@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Gangway, Options, Upstream, request};
+use crate::harness::{Gangway, Options, TempDir, Upstream, request};
 
 fn echo(body: &[u8]) -> Value {
     serde_json::from_slice(body).expect("echo body")
@@ -561,4 +561,128 @@ services:
     // set_query writes back what get_query read: the sixth piece and the empty name are gone.
     let rewritten = get("/rewrite?z=1&=e&y&x=%41&w=2&past=limit");
     assert_eq!(rewritten.json()["target"], "/?added=yes&w=2&x=A&y&z=1");
+}
+
+#[test]
+fn plugins_and_the_router_read_at_most_kongs_lua_max_headers_and_post_args() {
+    let up = Upstream::start();
+    let dir = TempDir::new("lua-max");
+    let log = dir.path("respond.log");
+    let config = format!(
+        r#"_format_version: "3.0"
+consumers:
+  - username: bob
+    keyauth_credentials:
+      - key: kong
+services:
+  - name: echo
+    url: http://{up}
+    routes:
+      - name: echo
+        paths: ["/echo"]
+        plugins:
+          - name: request-termination
+            config:
+              echo: true
+              status_code: 200
+      - name: key
+        paths: ["/key"]
+        plugins:
+          - name: key-auth
+      - name: pick
+        paths: ["/pick"]
+        headers:
+          x-pick: ["yes"]
+      - name: replace
+        paths: ["/replace"]
+        plugins:
+          - name: request-transformer
+            config:
+              replace:
+                headers: ["x-a:new", "x-d:new"]
+      - name: respond
+        paths: ["/respond"]
+        plugins:
+          - name: response-transformer
+            config:
+              replace:
+                headers: ["x-first:new", "x-second:new"]
+          - name: file-log
+            config:
+              path: {log}
+"#,
+        up = up.addr,
+        log = log.display()
+    );
+    let gw = Gangway::start_with(
+        Options::new(config)
+            .env("KONG_LUA_MAX_REQ_HEADERS", "4")
+            .env("KONG_LUA_MAX_RESP_HEADERS", "3")
+            .env("KONG_LUA_MAX_POST_ARGS", "2"),
+    );
+    let send = |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        request(gw.proxy, method, path, headers, body).expect("request")
+    };
+    let four = [("x-a", "1"), ("x-b", "2"), ("x-c", "3"), ("x-d", "4")];
+
+    // The table holds Host and the next three; Connection and x-d are past it.
+    let echo = send("GET", "/echo", &four, b"").json();
+    let names: Vec<&String> = echo["request"]["headers"]
+        .as_object()
+        .expect("headers")
+        .keys()
+        .collect();
+    assert_eq!(names, ["host", "x-a", "x-b", "x-c"], "{echo}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let posted = send("POST", "/echo", &form, b"a=1&b=2&c=3").json();
+    assert_eq!(
+        posted["request"]["body"],
+        serde_json::json!({"a": "1", "b": "2"}),
+        "{posted}"
+    );
+    assert_eq!(posted["request"]["raw_body"], "a=1&b=2&c=3");
+
+    // key-auth finds its key only among the headers it can read; the upstream gets all.
+    let fourth = send(
+        "GET",
+        "/key",
+        &[("x-a", "1"), ("x-b", "2"), ("apikey", "kong")],
+        b"",
+    );
+    assert_eq!(fourth.status, 200, "{}", fourth.text());
+    assert_eq!(upstream_header(&fourth.json(), "x-b"), ["2"]);
+    let fifth = &[("x-a", "1"), ("x-b", "2"), ("x-c", "3"), ("apikey", "kong")];
+    assert_eq!(send("GET", "/key", fifth, b"").status, 401);
+
+    // So does the router when a route matches on a header.
+    assert_eq!(send("GET", "/pick", &[("x-pick", "yes")], b"").status, 200);
+    let late = &[("x-a", "1"), ("x-b", "2"), ("x-c", "3"), ("x-pick", "yes")];
+    assert_eq!(send("GET", "/pick", late, b"").status, 404);
+
+    // request-transformer replaces what its table holds, and leaves x-d, past it, alone.
+    let replaced = send("GET", "/replace", &four, b"").json();
+    assert_eq!(upstream_header(&replaced, "x-a"), ["new"], "{replaced}");
+    assert_eq!(upstream_header(&replaced, "x-d"), ["4"], "{replaced}");
+
+    // The upstream answers Content-Type, X-Upstream, x-first, x-second, Content-Length: the
+    // response table holds the first three.
+    let extra = [
+        ("x-echo-response-header", "x-first: old"),
+        ("x-echo-response-header", "x-second: old"),
+        ("x-fourth", "in"),
+    ];
+    let responded = send("GET", "/respond", &extra, b"");
+    assert_eq!(responded.header("x-first"), Some("new"));
+    assert_eq!(responded.header("x-second"), Some("old"));
+    let entry = &crate::harness::json_lines(&log, 1)[0];
+    let logged = entry["response"]["headers"].as_object().expect("headers");
+    assert_eq!(logged.len(), 3, "{entry}");
+    // Host, the two x-echo-response-header and x-fourth; Connection is past the limit.
+    let request_headers = entry["request"]["headers"].as_object().expect("headers");
+    let names: Vec<&String> = request_headers.keys().collect();
+    assert_eq!(
+        names,
+        ["host", "x-echo-response-header", "x-fourth"],
+        "{entry}"
+    );
 }

@@ -389,6 +389,27 @@ pub fn complete_lines(text: &str) -> impl Iterator<Item = &str> {
         .filter_map(|l| l.strip_suffix('\n'))
 }
 
+/// The JSON documents of a log file, one a line, once `n` are complete (at most 10 s).
+pub fn json_lines(path: &Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let found: Vec<serde_json::Value> = complete_lines(&text)
+            .map(|l| serde_json::from_str(l).expect("one JSON document per line"))
+            .collect();
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} log lines in {}",
+            found.len(),
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A header the echo upstream received (case-insensitive name).
 pub fn echo_header(echo: &serde_json::Value, name: &str) -> Option<String> {
     echo["headers"].as_array()?.iter().find_map(|pair| {

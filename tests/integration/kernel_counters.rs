@@ -5,12 +5,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Gangway, Options, TempDir, Upstream, connect};
+use crate::harness::{Gangway, Options, TempDir, Upstream, connect, json_lines};
 use crate::metrics::{sample, scrape};
 use crate::tls::tls_request;
 
@@ -42,26 +40,6 @@ services:
         opts = opts.tls();
     }
     (Gangway::start_with(opts), dir, up)
-}
-
-/// The log lines, once `n` are there (at most 5 s).
-fn lines(path: &Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let found: Vec<Value> = crate::harness::complete_lines(&text)
-            .map(|l| serde_json::from_str(l).expect("one JSON document per line"))
-            .collect();
-        if found.len() >= n {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} log lines",
-            found.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Reads one response with a Content-Length body and returns every byte of it.
@@ -106,7 +84,7 @@ fn each_request_logs_its_own_bytes_on_the_wire_and_the_connections_counters() {
         assert!(answer.starts_with(b"HTTP/1.1 200 "), "{answer:?}");
         exchanged.push((raw.len() as u64, answer.len() as u64));
     }
-    let log = lines(&dir.path("access.log"), 2);
+    let log = json_lines(&dir.path("access.log"), 2);
 
     let first = &log[0]["kernel"];
     let second = &log[1]["kernel"];
@@ -140,7 +118,7 @@ fn each_request_logs_its_own_bytes_on_the_wire_and_the_connections_counters() {
     let mut third = connect(gw.proxy);
     third.write_all(&post(1)).expect("send");
     read_answer(&mut third);
-    let log = lines(&dir.path("access.log"), 3);
+    let log = json_lines(&dir.path("access.log"), 3);
     assert_ne!(log[2]["kernel"]["connection"], connection);
     assert_eq!(log[2]["kernel"]["bytes_received"], post(1).len() as u64);
 }
@@ -151,7 +129,7 @@ fn sizes_mode_counts_tls_records_and_handshake_and_off_adds_nothing() {
     let raw = b"GET /k HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n";
     let (resp, _, _) = tls_request(gw.proxy_tls.expect("tls listener"), "example.test", raw);
     assert_eq!(resp.status, 200);
-    let entry = &lines(&dir.path("access.log"), 1)[0];
+    let entry = &json_lines(&dir.path("access.log"), 1)[0];
     let kernel = &entry["kernel"];
     let request_bytes = kernel["request_bytes"].as_u64().expect("request_bytes");
     let response_bytes = kernel["response_bytes"].as_u64().expect("response_bytes");
@@ -176,7 +154,7 @@ fn sizes_mode_counts_tls_records_and_handshake_and_off_adds_nothing() {
     let mut s = connect(gw.proxy);
     s.write_all(&post(10)).expect("send");
     read_answer(&mut s);
-    let entry = &lines(&dir.path("access.log"), 1)[0];
+    let entry = &json_lines(&dir.path("access.log"), 1)[0];
     assert!(entry.get("kernel").is_none(), "{entry}");
     assert_eq!(entry["request"]["size"], post(10).len() as u64);
 }

@@ -93,24 +93,7 @@ fn upstream_headers(body: &[u8]) -> HashMap<String, String> {
 }
 
 fn log_entries(setup: &Setup, n: usize) -> Vec<Value> {
-    let path = setup.dir.path("route.log");
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let entries: Vec<Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if entries.len() >= n {
-            return entries;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} of {n} log entries",
-            entries.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::harness::json_lines(&setup.dir.path("route.log"), n)
 }
 
 fn by_name<'s>(spans: &'s [ReceivedSpan], name: &str) -> &'s ReceivedSpan {

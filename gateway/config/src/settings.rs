@@ -191,6 +191,19 @@ pub struct Settings {
     /// log entry's `querystring`, the Lambda event. The upstream gets the whole query unless
     /// request-transformer rewrites it. Default 100.
     pub lua_max_uri_args: u16,
+    /// How many request headers plugins read as a table (Kong's `lua_max_req_headers`, 1 to
+    /// 1000), counted in the request's order after earlier plugins' edits: route matching by
+    /// header, key-auth's key, request-transformer's `$(headers.*)`, proxy-cache's
+    /// `vary_headers`, request-termination's echo, the log entry's `request.headers`, the
+    /// Lambda event. The upstream gets every header. Default 100.
+    pub lua_max_req_headers: u16,
+    /// How many response headers the log entry's `response.headers` lists (Kong's
+    /// `lua_max_resp_headers`, 1 to 1000). The client gets every header. Default 100.
+    pub lua_max_resp_headers: u16,
+    /// How many arguments of a form body (`application/x-www-form-urlencoded`) plugins read
+    /// (Kong's `lua_max_post_args`, 1 to 1000): key-auth's key in the body,
+    /// request-termination's echo. Default 100.
+    pub lua_max_post_args: u16,
     /// Largest request body in bytes; 0 = unlimited. Default 0. Kong:
     /// `KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE` (nginx sizes: `10m`, `512k`).
     pub client_max_body_size: u64,
@@ -342,6 +355,9 @@ impl Default for Settings {
             allow_debug_header: false,
             error_default_type: "text/plain".to_owned(),
             lua_max_uri_args: 100,
+            lua_max_req_headers: 100,
+            lua_max_resp_headers: 100,
+            lua_max_post_args: 100,
             client_max_body_size: 0,
             client_body_buffer_size: 8 * 1024,
             buffered_body_max_size: 16 << 20,

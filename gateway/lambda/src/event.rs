@@ -467,7 +467,7 @@ fn upstream_path(ctx: &AccessCtx<'_>) -> String {
 /// a type Kong does not parse.
 fn body_args(ctx: &AccessCtx<'_>) -> Option<Map<String, Value>> {
     let body = ctx.body().unwrap_or_default();
-    match request_body::parse(ctx.content_type(), body).ok()? {
+    match request_body::parse(ctx.content_type(), body, ctx.state.limits.post_args).ok()? {
         BodyArgs::None => match request_body::media_type(ctx.content_type()) {
             request_body::MediaType::Other => None,
             _ => Some(Map::new()),

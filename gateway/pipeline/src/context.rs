@@ -47,8 +47,36 @@ pub struct RequestState {
     pub conn: ConnFacts,
     /// The request's spans; started by the session with [`RequestTrace::begin`].
     pub trace: RequestTrace,
+    /// How much of the request and response plugins read as tables; set once for the
+    /// worker, kept across [`Self::reset`].
+    pub limits: ReadLimits,
     saved: Vec<u8>,
     slots: Vec<Range<u32>>,
+}
+
+/// Kong's `lua_max_req_headers`, `lua_max_resp_headers` and `lua_max_post_args`: how many
+/// headers and form arguments its PDK's tables hold (`kong.request.get_headers()`,
+/// `kong.response.get_headers()`, `kong.request.get_body()`). What is past them is still
+/// proxied; plugins and the log entry do not see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Request headers, counted after earlier plugins' edits.
+    pub req_headers: u16,
+    /// Response headers.
+    pub resp_headers: u16,
+    /// Arguments of a form-urlencoded body.
+    pub post_args: u16,
+}
+
+impl Default for ReadLimits {
+    /// Kong's defaults: 100 of each.
+    fn default() -> Self {
+        ReadLimits {
+            req_headers: 100,
+            resp_headers: 100,
+            post_args: 100,
+        }
+    }
 }
 
 /// The client connection as nginx's `$server_addr`, `$server_port`, `$connection` and
@@ -176,6 +204,31 @@ impl AccessCtx<'_> {
         self.state
             .headers
             .values(lower_name, self.head.header_values(self.buf, lower_name))
+    }
+
+    /// The request headers Kong's `kong.request.get_headers()` table holds: the first
+    /// `lua_max_req_headers`, after earlier plugins' edits.
+    pub fn header_table(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let buf = self.buf;
+        let originals = self
+            .head
+            .headers()
+            .iter()
+            .map(move |f| (f.name.get(buf), f.value.get(buf)));
+        self.state
+            .headers
+            .table(originals, self.state.limits.req_headers)
+    }
+
+    /// Every value of request header `lower_name` in [`Self::header_table`] (Kong's
+    /// `kong.request.get_headers()[name]`).
+    pub fn table_header_values<'s>(
+        &'s self,
+        lower_name: &'s str,
+    ) -> impl Iterator<Item = &'s [u8]> {
+        self.header_table()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(lower_name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     /// The raw query string (without `?`) as the client sent it.

@@ -212,22 +212,18 @@ impl HeaderEdits {
             .map(|e| (self.bytes(&e.name), self.bytes(&e.value)))
     }
 
-    /// Every header after the edits, as owned text with lower-cased names: the `originals`
-    /// the edits left standing, then the added ones.
-    pub fn merged_lowercase<'o>(
-        &self,
-        originals: impl Iterator<Item = (&'o [u8], &'o [u8])>,
-    ) -> Vec<(String, String)> {
-        let own = |(n, v): (&[u8], &[u8])| {
-            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            (text(n).to_ascii_lowercase(), text(v))
-        };
-        let mut out: Vec<(String, String)> = originals
+    /// The first `max` headers after the edits, in order: the `originals` the edits left
+    /// standing, then the added ones. Kong's `get_headers()` table (`lua_max_req_headers`)
+    /// holds these.
+    pub fn table<'s>(
+        &'s self,
+        originals: impl Iterator<Item = (&'s [u8], &'s [u8])> + 's,
+        max: u16,
+    ) -> impl Iterator<Item = (&'s [u8], &'s [u8])> {
+        originals
             .filter(|(n, _)| !self.removes_original(n))
-            .map(own)
-            .collect();
-        out.extend(self.added().map(own));
-        out
+            .chain(self.added())
+            .take(usize::from(max))
     }
 }
 
@@ -508,6 +504,36 @@ mod tests {
         assert_eq!(added, vec![(b"b" as &[u8], b"2" as &[u8]), (b"a", b"3")]);
         e.clear();
         assert!(e.is_empty());
+    }
+
+    #[test]
+    fn the_header_table_holds_the_first_max_after_the_edits() {
+        let originals: [(&[u8], &[u8]); 4] = [
+            (b"Host", b"h"),
+            (b"X-A", b"1"),
+            (b"X-B", b"2"),
+            (b"X-C", b"3"),
+        ];
+        let mut e = HeaderEdits::default();
+        e.remove("x-a");
+        e.add("X-New", b"n");
+        fn names<'s>(
+            e: &'s HeaderEdits,
+            originals: &'s [(&'s [u8], &'s [u8])],
+            max: u16,
+        ) -> Vec<&'s [u8]> {
+            e.table(originals.iter().copied(), max)
+                .map(|(n, _)| n)
+                .collect()
+        }
+        // The removed header leaves room; the added one comes after the originals.
+        assert_eq!(names(&e, &originals, 3), [b"Host" as &[u8], b"X-B", b"X-C"]);
+        assert_eq!(
+            names(&e, &originals, 4),
+            [b"Host" as &[u8], b"X-B", b"X-C", b"X-New"]
+        );
+        assert_eq!(names(&e, &originals, 100).len(), 4);
+        assert_eq!(names(&e, &originals, 1), [b"Host" as &[u8]]);
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub mod trace;
 
 pub use catalog::{Build, Catalog, Spec};
 pub use chain::{Chain, Instance, Pipeline, TraceExporters};
-pub use context::{AccessCtx, LazyEntry, LogCtx, LogFacts, NOT_RUN, RequestState, ResponseCtx};
+pub use context::{
+    AccessCtx, LazyEntry, LogCtx, LogFacts, NOT_RUN, ReadLimits, RequestState, ResponseCtx,
+};
 pub use flow::{Flow, Pending, Response, ResponseBody};
 pub use trace::RequestTrace;
 

@@ -120,7 +120,7 @@ impl KeyAuth {
         }
         match ctx
             .body()
-            .map(|b| request_body::parse(ctx.content_type(), b))
+            .map(|b| request_body::parse(ctx.content_type(), b, ctx.state.limits.post_args))
         {
             Some(Ok(args)) => args,
             Some(Err(_)) => {
@@ -143,7 +143,7 @@ impl KeyAuth {
                 let lookups = std::iter::once(lower.as_str()).chain(hyphenated.as_deref());
                 for lookup in lookups {
                     let found = {
-                        let mut values = ctx.header_values(lookup);
+                        let mut values = ctx.table_header_values(lookup);
                         match (values.next(), values.next()) {
                             (Some(_), Some(_)) => return Ok(Found::Duplicate),
                             (Some(first), None) => {

@@ -302,7 +302,7 @@ impl ProxyCache {
         let args = key::args(ctx.state.query.args(ctx.raw_query()));
         let params = key::params_key(&args, &self.vary_query_params);
         let headers = key::headers_key(&self.vary_headers, |name| {
-            ctx.header_values(name)
+            ctx.table_header_values(name)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .collect()
         });

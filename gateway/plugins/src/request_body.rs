@@ -3,6 +3,8 @@
 
 pub mod multipart;
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 pub use multipart::Multipart;
@@ -60,15 +62,21 @@ pub fn media_type(content_type: Option<&[u8]>) -> MediaType {
 }
 
 /// Parses `body` by its Content-Type. An empty body has no arguments; a JSON body that is
-/// not an object (or not JSON) is an error, as in Kong.
-pub fn parse(content_type: Option<&[u8]>, body: &[u8]) -> Result<BodyArgs, UnparsableBody> {
+/// not an object (or not JSON) is an error, as in Kong. A form's arguments are read as
+/// `ngx.req.get_post_args` reads them: the first `max_form_args` pieces
+/// (`lua_max_post_args`), empty names left out, a name without `=` as an empty value.
+pub fn parse(
+    content_type: Option<&[u8]>,
+    body: &[u8],
+    max_form_args: u16,
+) -> Result<BodyArgs, UnparsableBody> {
     if body.is_empty() {
         return Ok(BodyArgs::None);
     }
     match media_type(content_type) {
         MediaType::Form => Ok(BodyArgs::Form(
-            url::form_urlencoded::parse(body)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            gangway_pipeline::edits::uri_args(body, max_form_args)
+                .map(|(k, v)| (k.into_owned(), v.map(Cow::into_owned).unwrap_or_default()))
                 .collect(),
         )),
         MediaType::Json => match serde_json::from_slice::<Value>(body) {
@@ -186,23 +194,50 @@ impl BodyArgs {
 mod tests {
     use super::*;
 
+    const FORM: &[u8] = b"application/x-www-form-urlencoded";
+
     #[test]
     fn parses_form_and_json_by_media_type() {
         let form = parse(
             Some(b"application/x-www-form-urlencoded; charset=utf-8"),
             b"a=1&b=%202&a=3",
+            100,
         )
         .expect("form");
         assert_eq!(form.get("b"), Some(Value::String(" 2".into())));
         assert_eq!(form.get("a"), Some(serde_json::json!(["1", "3"])));
         assert_eq!(form.without("a"), Some(b"b=+2".to_vec()));
-        let json = parse(Some(b"application/vnd.api+json"), br#"{"k":"v","n":1}"#).expect("json");
+        let json = parse(
+            Some(b"application/vnd.api+json"),
+            br#"{"k":"v","n":1}"#,
+            100,
+        )
+        .expect("json");
         assert_eq!(json.get("k"), Some(Value::String("v".into())));
         assert_eq!(json.without("k"), Some(br#"{"n":1}"#.to_vec()));
-        assert!(parse(Some(b"application/json"), b"[1]").is_err());
+        assert!(parse(Some(b"application/json"), b"[1]", 100).is_err());
         assert!(matches!(
-            parse(Some(b"text/plain"), b"x"),
+            parse(Some(b"text/plain"), b"x", 100),
             Ok(BodyArgs::None)
         ));
+    }
+
+    #[test]
+    fn a_form_is_read_as_get_post_args_reads_it() {
+        let form = b"=skipped&a=1&&flag&b=2&c=3";
+        let Ok(BodyArgs::Form(pairs)) = parse(Some(FORM), form, 5) else {
+            panic!("a form");
+        };
+        // Five pieces counted, the empty ones too; the one without a name is left out.
+        let want = [("a", "1"), ("flag", ""), ("b", "2")];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(pairs, want);
+        let Ok(BodyArgs::Form(all)) = parse(Some(FORM), form, 100) else {
+            panic!("a form");
+        };
+        assert_eq!(all.len(), 4, "{all:?}");
     }
 }

@@ -17,14 +17,13 @@ pub fn push_or_array(map: &mut Map<String, Value>, name: &str, value: Value) {
     }
 }
 
-/// The request's headers as `ngx.req.get_headers()` lists them: names lower-cased.
+/// The request's headers as `ngx.req.get_headers()` lists them: the first
+/// `lua_max_req_headers`, names lower-cased.
 pub fn header_pairs(ctx: &AccessCtx<'_>) -> Vec<(String, String)> {
-    let originals = ctx
-        .head
-        .headers()
-        .iter()
-        .map(|f| (f.name.get(ctx.buf), f.value.get(ctx.buf)));
-    ctx.state.headers.merged_lowercase(originals)
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    ctx.header_table()
+        .map(|(n, v)| (text(n).to_ascii_lowercase(), text(v)))
+        .collect()
 }
 
 /// Kong's `kong.request.get_headers()`.

@@ -108,7 +108,9 @@ impl RequestTermination {
         // `kong.request.get_body()`: the parsed arguments, absent for other media types.
         let body = ctx
             .body()
-            .and_then(|b| crate::request_body::parse(ctx.content_type(), b).ok())
+            .and_then(|b| {
+                crate::request_body::parse(ctx.content_type(), b, ctx.state.limits.post_args).ok()
+            })
             .and_then(|args| args.to_object())
             .map(Value::Object);
         let named: Map<String, Value> = ctx

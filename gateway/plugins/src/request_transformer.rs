@@ -137,6 +137,15 @@ impl RequestTransformer {
 
     fn transform_headers(&self, req: &mut Request<'_>, r: &Rendered) {
         let ops = &self.headers;
+        // Kong works on a copy of `get_headers()`: a header past `lua_max_req_headers` is
+        // not in it, so it is neither renamed nor replaced, and does not stop an add. The
+        // names this transform writes join the copy.
+        let mut table = req.table_names();
+        let in_table = |table: &Option<Vec<String>>, lower: &str| {
+            table
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| n == lower))
+        };
         // Kong takes `host` out of its working copy: it can be replaced, never removed,
         // renamed or added.
         for name in &ops.remove {
@@ -152,6 +161,9 @@ impl RequestTransformer {
                 continue;
             };
             let new = String::from_utf8_lossy(new);
+            if !in_table(&table, &p.lower) {
+                continue;
+            }
             let values = req.header_values(&p.lower);
             if values.is_empty() || p.name == new {
                 continue;
@@ -168,9 +180,13 @@ impl RequestTransformer {
             for v in &values {
                 req.state.headers.add(&target, v);
             }
+            if let Some(names) = &mut table {
+                names.push(target.to_ascii_lowercase());
+            }
         }
         for p in &ops.replace {
-            let present = p.lower == "host" || req.has_header(&p.lower);
+            let present =
+                p.lower == "host" || (in_table(&table, &p.lower) && req.has_header(&p.lower));
             if !present {
                 continue;
             }
@@ -180,11 +196,14 @@ impl RequestTransformer {
             }
         }
         for p in &ops.add {
-            if p.lower == "host" || req.has_header(&p.lower) {
+            if p.lower == "host" || (in_table(&table, &p.lower) && req.has_header(&p.lower)) {
                 continue;
             }
             if let Some(v) = r.get(&p.value) {
                 req.state.headers.add(&p.name, &header_safe(v));
+                if let Some(names) = &mut table {
+                    names.push(p.lower.clone());
+                }
             }
         }
         for p in &ops.append {

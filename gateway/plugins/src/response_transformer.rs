@@ -282,7 +282,8 @@ impl Plugin for ResponseTransformer {
 
     fn header_filter(&self, ctx: &mut ResponseCtx<'_>) {
         if !self.headers.is_empty() {
-            self.transform_headers(ctx.upstream, &mut ctx.state.response_headers);
+            let max = ctx.state.limits.resp_headers;
+            self.transform_headers(ctx.upstream, &mut ctx.state.response_headers, max);
         }
     }
 
@@ -310,15 +311,27 @@ impl Plugin for ResponseTransformer {
 
 impl ResponseTransformer {
     /// The header operations over the upstream head (if any) and the edits so far.
-    fn transform_headers(&self, upstream: Option<(&ResponseHead, &[u8])>, edits: &mut HeaderEdits) {
+    fn transform_headers(
+        &self,
+        upstream: Option<(&ResponseHead, &[u8])>,
+        edits: &mut HeaderEdits,
+        max_headers: u16,
+    ) {
         let ops = &self.headers;
         let values = |edits: &HeaderEdits, lower: &str| -> Vec<Vec<u8>> {
-            let originals = upstream
-                .into_iter()
-                .flat_map(|(head, buf)| head.header_values(buf, lower));
-            edits.values(lower, originals).map(<[u8]>::to_vec).collect()
+            let originals = upstream.into_iter().flat_map(|(head, buf)| {
+                head.headers()
+                    .iter()
+                    .map(move |f| (f.name.get(buf), f.value.get(buf)))
+            });
+            edits
+                .table(originals, max_headers)
+                .filter(|(n, _)| n.eq_ignore_ascii_case(lower.as_bytes()))
+                .map(|(_, v)| v.to_vec())
+                .collect()
         };
-        // Presence as Kong's header table saw it, before any change below.
+        // Presence as Kong's header table (`kong.response.get_headers()`, the first
+        // `lua_max_resp_headers`) saw it, before any change below.
         let renamed: Vec<Vec<Vec<u8>>> =
             ops.rename.iter().map(|p| values(edits, &p.lower)).collect();
         let replace: Vec<bool> = ops

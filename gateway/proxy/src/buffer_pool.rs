@@ -4,6 +4,8 @@
 
 use std::cell::{Cell, RefCell};
 
+use gangway_pipeline::ReadLimits;
+
 use crate::session::{ConnBuffers, REQUEST_BUF};
 
 /// How many spare buffer sets a worker keeps; above that, returned sets are freed.
@@ -29,16 +31,20 @@ pub(crate) struct BufferPool {
     dropped: Cell<usize>,
     /// `lua_max_uri_args`, given to each new set's query edits (which keep it across requests).
     max_uri_args: u16,
+    /// The other `lua_max_*` settings, given to each new set's plugin state.
+    limits: ReadLimits,
 }
 
 impl BufferPool {
-    /// An empty pool whose sets let plugins read `max_uri_args` query arguments.
-    pub fn new(max_uri_args: u16) -> Self {
+    /// An empty pool whose sets let plugins read `max_uri_args` query arguments, and as much
+    /// of the rest as `limits` allows.
+    pub fn new(max_uri_args: u16, limits: ReadLimits) -> Self {
         BufferPool {
             free: RefCell::default(),
             low: Cell::default(),
             dropped: Cell::default(),
             max_uri_args,
+            limits,
         }
     }
 
@@ -50,6 +56,7 @@ impl BufferPool {
         bufs.unwrap_or_else(|| {
             let mut bufs = Box::new(ConnBuffers::new());
             bufs.plugins.query.set_max_args(self.max_uri_args);
+            bufs.plugins.limits = self.limits;
             bufs
         })
     }
@@ -95,10 +102,11 @@ impl BufferPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gangway_pipeline::edits::DEFAULT_MAX_URI_ARGS;
 
     #[test]
     fn sets_are_reused_shrunk_and_capped() {
-        let pool = BufferPool::new(gangway_pipeline::edits::DEFAULT_MAX_URI_ARGS);
+        let pool = BufferPool::new(DEFAULT_MAX_URI_ARGS, ReadLimits::default());
         let mut a = pool.take();
         a.input.reserve(1 << 20);
         pool.give(a);
@@ -119,7 +127,7 @@ mod tests {
 
     #[test]
     fn sets_no_request_needed_for_an_interval_are_released() {
-        let pool = BufferPool::new(gangway_pipeline::edits::DEFAULT_MAX_URI_ARGS);
+        let pool = BufferPool::new(DEFAULT_MAX_URI_ARGS, ReadLimits::default());
         let burst: Vec<_> = (0..40).map(|_| pool.take()).collect();
         burst.into_iter().for_each(|b| pool.give(b));
         assert_eq!(

@@ -106,7 +106,12 @@ impl<B: Backend> WorkerCtx<B> {
         })
         .sharing_answers(gateway.health.answers.clone());
         let real_ip = real_ip::RealIpConfig::from_settings(s);
-        let buffers = buffer_pool::BufferPool::new(s.lua_max_uri_args);
+        let limits = gangway_pipeline::ReadLimits {
+            req_headers: s.lua_max_req_headers,
+            resp_headers: s.lua_max_resp_headers,
+            post_args: s.lua_max_post_args,
+        };
+        let buffers = buffer_pool::BufferPool::new(s.lua_max_uri_args, limits);
         let head_limits = gangway_http::Limits {
             max_header_bytes: s.client_header_max_bytes,
             max_line_bytes: s.client_header_line_max_bytes,

@@ -239,15 +239,16 @@ fn request_size(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> u64 {
 fn write_request_object(out: &mut Vec<u8>, bufs: &ConnBuffers, facts: &RequestInfo<'_>) {
     let buf = &bufs.input[..facts.head_len];
     let head = &bufs.head;
-    let edits = &bufs.plugins.headers;
+    let originals = head
+        .headers()
+        .iter()
+        .map(|f| (f.name.get(buf), f.value.get(buf)));
     let mut headers: Vec<HeaderItem<'_>> = Vec::with_capacity(head.headers().len() + 2);
-    for field in head.headers() {
-        let name = field.name.get(buf);
-        if !edits.removes_original(name) {
-            log_json::add_header(&mut headers, name, field.value.get(buf));
-        }
-    }
-    for (name, value) in edits.added() {
+    let table = bufs
+        .plugins
+        .headers
+        .table(originals, bufs.plugins.limits.req_headers);
+    for (name, value) in table {
         log_json::add_header(&mut headers, name, value);
     }
     let query: Vec<QueryItem<'_>> = bufs.plugins.query.args(head.query(buf)).collect();
@@ -461,7 +462,8 @@ fn serialize<S>(
         out.push(b'"');
     });
     entry.field("response", |out| {
-        let headers: Vec<HeaderItem<'_>> = headers_of(&head).collect();
+        let limit = usize::from(bufs.plugins.limits.resp_headers);
+        let headers: Vec<HeaderItem<'_>> = headers_of(&head).take(limit).collect();
         let mut response = Object::open(out);
         // nginx's 499: the client went away before a response was written.
         response.u64(

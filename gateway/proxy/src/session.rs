@@ -63,10 +63,12 @@ pub struct ClientConn {
     pub(crate) timer: ConnTimer,
 }
 
-/// Request headers viewed by the router, without copying.
+/// Request headers viewed by the router, without copying: the first `max`
+/// (`lua_max_req_headers`), as Kong's router reads `get_headers()`.
 struct HeadView<'a> {
     head: &'a RequestHead,
     buf: &'a [u8],
+    max: u16,
 }
 
 impl HeaderSource for HeadView<'_> {
@@ -85,6 +87,7 @@ impl HeaderSource for HeadView<'_> {
         self.head
             .headers()
             .iter()
+            .take(usize::from(self.max))
             .filter(move |f| {
                 let name = f.name.get(buf);
                 name.len() == lower_name.len()
@@ -594,7 +597,8 @@ async fn route<'s, B: Backend, S: Stream>(
     let matched = {
         let buf = &bufs.input[..facts.head_len];
         let head = &bufs.head;
-        let view = HeadView { head, buf };
+        let max = bufs.plugins.limits.req_headers;
+        let view = HeadView { head, buf, max };
         // Kong routes on the Host header: an absolute-form target's host must not pick a
         // route that a filter in front of gangway judged by the header. A Host that is not
         // UTF-8 matches nothing (Kong's router refuses the value, and answers 404); read

@@ -403,6 +403,24 @@ pub(super) static KEYS: &[Key] = &[
         scalar
     ),
     key!(
+        lua_max_req_headers,
+        kong[kong("KONG_LUA_MAX_REQ_HEADERS")],
+        parse_max_req_headers,
+        scalar
+    ),
+    key!(
+        lua_max_resp_headers,
+        kong[kong("KONG_LUA_MAX_RESP_HEADERS")],
+        parse_max_resp_headers,
+        scalar
+    ),
+    key!(
+        lua_max_post_args,
+        kong[kong("KONG_LUA_MAX_POST_ARGS")],
+        parse_max_post_args,
+        scalar
+    ),
+    key!(
         client_max_body_size,
         kong[kong("KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE")],
         parse_size,
@@ -687,14 +705,30 @@ fn optional<T>(v: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<T
 
 /// Kong's rule for `admin_gui_path`: starts with `/`, no trailing `/` (but `/` itself), and
 /// only `[a-zA-Z0-9-_~/.%]`.
-/// Kong's rule for `lua_max_uri_args`, with its message.
-fn parse_max_uri_args(v: &str) -> Result<u16, String> {
+/// Kong's rule for its `lua_max_*` settings, with its message.
+fn parse_lua_max(key: &str, v: &str) -> Result<u16, String> {
     match parse_int::<u16>(v) {
         Ok(n @ 1..=1000) => Ok(n),
         _ => Err(format!(
-            "lua_max_uri_args must be an integer between 1 and 1000, got '{v}'"
+            "{key} must be an integer between 1 and 1000, got '{v}'"
         )),
     }
+}
+
+fn parse_max_uri_args(v: &str) -> Result<u16, String> {
+    parse_lua_max("lua_max_uri_args", v)
+}
+
+fn parse_max_req_headers(v: &str) -> Result<u16, String> {
+    parse_lua_max("lua_max_req_headers", v)
+}
+
+fn parse_max_resp_headers(v: &str) -> Result<u16, String> {
+    parse_lua_max("lua_max_resp_headers", v)
+}
+
+fn parse_max_post_args(v: &str) -> Result<u16, String> {
+    parse_lua_max("lua_max_post_args", v)
 }
 
 fn parse_gui_path(v: &str) -> Result<String, String> {

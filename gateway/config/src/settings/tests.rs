@@ -119,6 +119,9 @@ fn field_names() -> Vec<&'static str> {
         allow_debug_header,
         error_default_type,
         lua_max_uri_args,
+        lua_max_req_headers,
+        lua_max_resp_headers,
+        lua_max_post_args,
         client_max_body_size,
         client_body_buffer_size,
         buffered_body_max_size,
@@ -253,15 +256,39 @@ fn dns_settings_take_kongs_forms() {
 }
 
 #[test]
-fn lua_max_uri_args_takes_kongs_range() {
-    let (s, _) = load_ok(None, &[("KONG_LUA_MAX_URI_ARGS", "1000")]);
-    assert_eq!(s.lua_max_uri_args, 1000);
-    for bad in ["0", "1001", "2.5", "many"] {
-        let (_, err) = load_err(None, &[("KONG_LUA_MAX_URI_ARGS", bad)]);
-        assert!(
-            err.contains("lua_max_uri_args must be an integer between 1 and 1000"),
-            "{bad}: {err}"
-        );
+fn lua_max_settings_take_kongs_range() {
+    let (s, _) = load_ok(
+        None,
+        &[
+            ("KONG_LUA_MAX_URI_ARGS", "1000"),
+            ("KONG_LUA_MAX_REQ_HEADERS", "1"),
+            ("KONG_LUA_MAX_RESP_HEADERS", "250"),
+            ("KONG_LUA_MAX_POST_ARGS", "7"),
+        ],
+    );
+    let limits = |s: &Settings| {
+        let uri = s.lua_max_uri_args;
+        (
+            uri,
+            s.lua_max_req_headers,
+            s.lua_max_resp_headers,
+            s.lua_max_post_args,
+        )
+    };
+    assert_eq!(limits(&s), (1000, 1, 250, 7));
+    assert_eq!(limits(&load_ok(None, &[]).0), (100, 100, 100, 100));
+    for key in [
+        "lua_max_uri_args",
+        "lua_max_req_headers",
+        "lua_max_resp_headers",
+        "lua_max_post_args",
+    ] {
+        let var = format!("KONG_{}", key.to_ascii_uppercase());
+        for bad in ["0", "1001", "2.5", "many"] {
+            let (_, err) = load_err(None, &[(var.as_str(), bad)]);
+            let want = format!("{key} must be an integer between 1 and 1000, got '{bad}'");
+            assert!(err.contains(&want), "{var}={bad}: {err}");
+        }
     }
 }
 

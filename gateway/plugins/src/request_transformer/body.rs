@@ -10,6 +10,8 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 
+use gangway_pipeline::edits::uri_arg_pieces;
+
 use super::env::{Rendered, Request, decode};
 use super::{Ops, multipart};
 use crate::request_body::append_json;
@@ -40,20 +42,12 @@ pub(super) fn kind(content_type: Option<&[u8]>) -> Option<Kind> {
 /// A form argument: a name and its value, `None` for a bare `name` (Lua `true`).
 pub(super) type FormArg = (String, Option<String>);
 
-/// `ngx.decode_args`: `&`-separated, `+` and `%XX` decoded, empty names skipped.
-pub(super) fn parse_form(body: &[u8]) -> Vec<FormArg> {
-    body.split(|&b| b == b'&')
-        .filter_map(|arg| {
-            let (k, v) = match arg.iter().position(|&b| b == b'=') {
-                Some(i) => (&arg[..i], Some(&arg[i + 1..])),
-                None => (arg, None),
-            };
-            if k.is_empty() {
-                return None;
-            }
-            let text = |b: &[u8]| String::from_utf8_lossy(&decode(b)).into_owned();
-            Some((text(k), v.map(text)))
-        })
+/// `ngx.decode_args` as Kong runs it: the first `lua_max_uri_args` pieces, `+` and `%XX`
+/// decoded, empty names skipped.
+pub(super) fn parse_form(body: &[u8], max: u16) -> Vec<FormArg> {
+    let text = |b: &[u8]| String::from_utf8_lossy(&decode(b)).into_owned();
+    uri_arg_pieces(body, max)
+        .map(|(k, v)| (text(k), v.map(text)))
         .collect()
 }
 
@@ -86,7 +80,8 @@ pub(super) fn form_to_query(req: &mut Request<'_>) {
     if kind(req.header("content-type")) != Some(Kind::Form) {
         return;
     }
-    let args = parse_form(req.state.body.as_deref().unwrap_or_default());
+    let body = req.state.body.as_deref().unwrap_or_default();
+    let args = parse_form(body, req.state.query.max_args());
     if args.is_empty() {
         return;
     }
@@ -102,7 +97,7 @@ pub(super) fn transform(ops: &Ops, req: &mut Request<'_>, r: &Rendered) {
         let body = req.state.body.as_deref().unwrap_or_default();
         let content_type = req.header("content-type");
         match kind(content_type) {
-            Some(Kind::Form) => form(ops, body, r),
+            Some(Kind::Form) => form(ops, body, req.state.query.max_args(), r),
             Some(Kind::Json) => json(ops, body, r),
             Some(Kind::Multipart) => {
                 multipart::transform(ops, content_type.unwrap_or_default(), body, r)
@@ -115,9 +110,10 @@ pub(super) fn transform(ops: &Ops, req: &mut Request<'_>, r: &Rendered) {
     }
 }
 
-/// The form-urlencoded transformation; `None` when the body stays as it is.
-pub(super) fn form(ops: &Ops, body: &[u8], r: &Rendered) -> Option<Vec<u8>> {
-    let mut args = parse_form(body);
+/// The form-urlencoded transformation of the body's first `max_args` arguments; `None` when
+/// the body stays as it is.
+pub(super) fn form(ops: &Ops, body: &[u8], max_args: u16, r: &Rendered) -> Option<Vec<u8>> {
+    let mut args = parse_form(body, max_args);
     let has_body = !body.is_empty();
     let mut changed = false;
     if has_body {

@@ -41,10 +41,28 @@ impl Request<'_> {
             .map(<[u8]>::to_vec)
             .collect()
     }
+
+    /// The lower-cased names in Kong's `get_headers()` table (the first
+    /// `lua_max_req_headers` after every edit so far); `None` when every header is in it.
+    pub(super) fn table_names(&self) -> Option<Vec<String>> {
+        let max = self.state.limits.req_headers;
+        let originals = self.head.headers().iter();
+        if originals.len() + self.state.headers.added().count() <= usize::from(max) {
+            return None;
+        }
+        let buf = self.buf;
+        let originals = originals.map(move |f| (f.name.get(buf), f.value.get(buf)));
+        let table = self.state.headers.table(originals, max);
+        Some(
+            table
+                .map(|(n, _)| String::from_utf8_lossy(n).to_ascii_lowercase())
+                .collect(),
+        )
+    }
 }
 
 /// First value of a header through the edit overlay, borrowed from the head or the edits only
-/// (not from `lower`), as [`TemplateEnv::header`] needs.
+/// (not from `lower`).
 fn first_header<'s>(
     head: &RequestHead,
     buf: &'s [u8],
@@ -63,6 +81,26 @@ fn first_header<'s>(
         .map(|(_, v)| v)
 }
 
+/// The values of header `lower` among the first `lua_max_req_headers` after the edits,
+/// borrowed from the head or the edits only (not from `lower`), as [`TemplateEnv::header`]
+/// needs.
+fn table_values<'s, 'n>(
+    head: &'s RequestHead,
+    buf: &'s [u8],
+    state: &'s RequestState,
+    lower: &'n str,
+) -> impl Iterator<Item = &'s [u8]> + use<'s, 'n> {
+    let originals = head
+        .headers()
+        .iter()
+        .map(move |f| (f.name.get(buf), f.value.get(buf)));
+    state
+        .headers
+        .table(originals, state.limits.req_headers)
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(lower.as_bytes()))
+        .map(|(_, v)| v)
+}
+
 struct Env<'r> {
     head: &'r RequestHead,
     buf: &'r [u8],
@@ -72,7 +110,7 @@ struct Env<'r> {
 
 impl TemplateEnv for Env<'_> {
     fn header(&self, lower_name: &str) -> Option<&[u8]> {
-        first_header(self.head, self.buf, self.state, lower_name)
+        table_values(self.head, self.buf, self.state, lower_name).next()
     }
 
     fn query_param(&self, name: &str) -> Option<Cow<'_, [u8]>> {

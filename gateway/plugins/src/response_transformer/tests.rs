@@ -38,12 +38,16 @@ fn headers_after(p: &ResponseTransformer, headers: &[(&str, &str)]) -> Vec<(Stri
         .expect("valid head")
         .expect("complete head");
     let mut edits = HeaderEdits::default();
-    p.transform_headers(Some((&head, raw.as_bytes())), &mut edits);
+    p.transform_headers(Some((&head, raw.as_bytes())), &mut edits, 100);
     let originals = head
         .headers()
         .iter()
         .map(|f| (f.name.get(raw.as_bytes()), f.value.get(raw.as_bytes())));
-    edits.merged_lowercase(originals)
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    edits
+        .table(originals, u16::MAX)
+        .map(|(n, v)| (text(n).to_ascii_lowercase(), text(v)))
+        .collect()
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
