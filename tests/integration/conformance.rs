@@ -589,6 +589,12 @@ services:
         paths: ["/key"]
         plugins:
           - name: key-auth
+      - name: body-key
+        paths: ["/body-key"]
+        plugins:
+          - name: key-auth
+            config:
+              key_in_body: true
       - name: pick
         paths: ["/pick"]
         headers:
@@ -654,10 +660,21 @@ services:
     let fifth = &[("x-a", "1"), ("x-b", "2"), ("x-c", "3"), ("apikey", "kong")];
     assert_eq!(send("GET", "/key", fifth, b"").status, 401);
 
+    // And only among the form arguments it can read.
+    let late_key = send("POST", "/body-key", &form, b"a=1&b=2&apikey=kong");
+    assert_eq!(late_key.status, 401, "{}", late_key.text());
+    assert_eq!(send("POST", "/body-key", &form, b"apikey=kong&a=1").status, 200);
+
     // So does the router when a route matches on a header.
     assert_eq!(send("GET", "/pick", &[("x-pick", "yes")], b"").status, 200);
     let late = &[("x-a", "1"), ("x-b", "2"), ("x-c", "3"), ("x-pick", "yes")];
     assert_eq!(send("GET", "/pick", late, b"").status, 404);
+    let warned = "consider increasing the 'lua_max_req_headers' configuration value";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !gw.log().contains(warned) {
+        assert!(std::time::Instant::now() < deadline, "{}", gw.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 
     // request-transformer replaces what its table holds, and leaves x-d, past it, alone.
     let replaced = send("GET", "/replace", &four, b"").json();

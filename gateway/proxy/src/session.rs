@@ -598,6 +598,15 @@ async fn route<'s, B: Backend, S: Stream>(
         let buf = &bufs.input[..facts.head_len];
         let head = &bufs.head;
         let max = bufs.plugins.limits.req_headers;
+        if head.headers().len() > usize::from(max) && snapshot.router.matches_headers() {
+            // Kong's words, at Kong's level.
+            tracing::error!(
+                "router: not all request headers were read in order to determine the route as \
+                 the request contains more than {max} headers, route selection may be \
+                 inaccurate, consider increasing the 'lua_max_req_headers' configuration value \
+                 (currently at {max})"
+            );
+        }
         let view = HeadView { head, buf, max };
         // Kong routes on the Host header: an absolute-form target's host must not pick a
         // route that a filter in front of gangway judged by the header. A Host that is not

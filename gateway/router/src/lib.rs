@@ -185,6 +185,8 @@ pub struct Router {
     subs: Vec<SubRoute>,
     regexes: Vec<PathRegex>,
     index: Index,
+    /// Some route matches on a request header.
+    matches_headers: bool,
 }
 
 fn is_http_route(route: &Route) -> bool {
@@ -244,13 +246,20 @@ impl Router {
         index.finish();
 
         let id = NEXT_ROUTER_ID.fetch_add(1, Ordering::Relaxed);
+        let matches_headers = subs.iter().any(SubRoute::matches_headers);
         errors.into_result(Router {
             id,
             flavor,
             subs,
             regexes,
             index,
+            matches_headers,
         })
+    }
+
+    /// Whether some route matches on a request header (and so reads the request's headers).
+    pub fn matches_headers(&self) -> bool {
+        self.matches_headers
     }
 
     /// The flavor this router was built for.

@@ -264,6 +264,11 @@ impl SubRoute {
         }
     }
 
+    /// True when the route matches on a request header.
+    pub(crate) fn matches_headers(&self) -> bool {
+        !self.headers.is_empty()
+    }
+
     /// True when every host is an exact name, so the route can be indexed by host.
     pub(crate) fn exact_hosts_only(&self) -> bool {
         !self.hosts.is_empty() && self.hosts.iter().all(|h| h.kind == HostKind::Exact)
