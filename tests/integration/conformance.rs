@@ -663,7 +663,10 @@ services:
     // And only among the form arguments it can read.
     let late_key = send("POST", "/body-key", &form, b"a=1&b=2&apikey=kong");
     assert_eq!(late_key.status, 401, "{}", late_key.text());
-    assert_eq!(send("POST", "/body-key", &form, b"apikey=kong&a=1").status, 200);
+    assert_eq!(
+        send("POST", "/body-key", &form, b"apikey=kong&a=1").status,
+        200
+    );
 
     // So does the router when a route matches on a header.
     assert_eq!(send("GET", "/pick", &[("x-pick", "yes")], b"").status, 200);
