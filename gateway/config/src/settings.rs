@@ -197,12 +197,13 @@ pub struct Settings {
     /// `vary_headers`, request-termination's echo, the log entry's `request.headers`, the
     /// Lambda event. The upstream gets every header. Default 100.
     pub lua_max_req_headers: u16,
-    /// How many response headers the log entry's `response.headers` lists (Kong's
-    /// `lua_max_resp_headers`, 1 to 1000). The client gets every header. Default 100.
+    /// How many response headers plugins read as a table (Kong's `lua_max_resp_headers`, 1
+    /// to 1000): response-transformer's presence checks, the log entry's `response.headers`.
+    /// The client gets every header. Default 100.
     pub lua_max_resp_headers: u16,
     /// How many arguments of a form body (`application/x-www-form-urlencoded`) plugins read
     /// (Kong's `lua_max_post_args`, 1 to 1000): key-auth's key in the body,
-    /// request-termination's echo. Default 100.
+    /// request-termination's echo, the Lambda event. Default 100.
     pub lua_max_post_args: u16,
     /// Largest request body in bytes; 0 = unlimited. Default 0. Kong:
     /// `KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE` (nginx sizes: `10m`, `512k`).
