@@ -148,6 +148,20 @@ impl RequestState {
         self.slots.resize(steps, 0..0);
     }
 
+    /// The request headers Kong's `kong.request.get_headers()` table holds: the first
+    /// `lua_max_req_headers` of `head`'s, after the edits so far.
+    pub fn header_table<'s>(
+        &'s self,
+        head: &'s RequestHead,
+        buf: &'s [u8],
+    ) -> impl Iterator<Item = (&'s [u8], &'s [u8])> {
+        let originals = head
+            .headers()
+            .iter()
+            .map(move |f| (f.name.get(buf), f.value.get(buf)));
+        self.headers.table(originals, self.limits.req_headers)
+    }
+
     /// Stores bytes for chain step `step` (read back in a later phase with [`Self::saved`]).
     pub fn save(&mut self, step: usize, bytes: &[u8]) {
         let start = self.saved.len() as u32;
@@ -209,15 +223,7 @@ impl AccessCtx<'_> {
     /// The request headers Kong's `kong.request.get_headers()` table holds: the first
     /// `lua_max_req_headers`, after earlier plugins' edits.
     pub fn header_table(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let buf = self.buf;
-        let originals = self
-            .head
-            .headers()
-            .iter()
-            .map(move |f| (f.name.get(buf), f.value.get(buf)));
-        self.state
-            .headers
-            .table(originals, self.state.limits.req_headers)
+        self.state.header_table(self.head, self.buf)
     }
 
     /// Every value of request header `lower_name` in [`Self::header_table`] (Kong's

@@ -239,16 +239,8 @@ fn request_size(bufs: &ConnBuffers, facts: &RequestInfo<'_>) -> u64 {
 fn write_request_object(out: &mut Vec<u8>, bufs: &ConnBuffers, facts: &RequestInfo<'_>) {
     let buf = &bufs.input[..facts.head_len];
     let head = &bufs.head;
-    let originals = head
-        .headers()
-        .iter()
-        .map(|f| (f.name.get(buf), f.value.get(buf)));
     let mut headers: Vec<HeaderItem<'_>> = Vec::with_capacity(head.headers().len() + 2);
-    let table = bufs
-        .plugins
-        .headers
-        .table(originals, bufs.plugins.limits.req_headers);
-    for (name, value) in table {
+    for (name, value) in bufs.plugins.header_table(head, buf) {
         log_json::add_header(&mut headers, name, value);
     }
     let query: Vec<QueryItem<'_>> = bufs.plugins.query.args(head.query(buf)).collect();

@@ -45,14 +45,11 @@ impl Request<'_> {
     /// The lower-cased names in Kong's `get_headers()` table (the first
     /// `lua_max_req_headers` after every edit so far); `None` when every header is in it.
     pub(super) fn table_names(&self) -> Option<Vec<String>> {
-        let max = self.state.limits.req_headers;
-        let originals = self.head.headers().iter();
-        if originals.len() + self.state.headers.added().count() <= usize::from(max) {
+        let all = self.head.headers().len() + self.state.headers.added().count();
+        if all <= usize::from(self.state.limits.req_headers) {
             return None;
         }
-        let buf = self.buf;
-        let originals = originals.map(move |f| (f.name.get(buf), f.value.get(buf)));
-        let table = self.state.headers.table(originals, max);
+        let table = self.state.header_table(self.head, self.buf);
         Some(
             table
                 .map(|(n, _)| String::from_utf8_lossy(n).to_ascii_lowercase())
@@ -90,13 +87,8 @@ fn table_values<'s, 'n>(
     state: &'s RequestState,
     lower: &'n str,
 ) -> impl Iterator<Item = &'s [u8]> + use<'s, 'n> {
-    let originals = head
-        .headers()
-        .iter()
-        .map(move |f| (f.name.get(buf), f.value.get(buf)));
     state
-        .headers
-        .table(originals, state.limits.req_headers)
+        .header_table(head, buf)
         .filter(move |(n, _)| n.eq_ignore_ascii_case(lower.as_bytes()))
         .map(|(_, v)| v)
 }
