@@ -134,3 +134,149 @@ fn sni_selects_the_configured_certificate_and_proxies_over_tls() {
         "unknown names get the default certificate"
     );
 }
+
+/// What a handshake offering only `versions` and (in order) `tls12` agreed on: the version
+/// and cipher, or rustls's error.
+fn handshake(
+    addr: SocketAddr,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    tls12: &[rustls::SupportedCipherSuite],
+) -> Result<(rustls::ProtocolVersion, rustls::CipherSuite), String> {
+    let default = rustls::crypto::ring::default_provider();
+    let cipher_suites = default
+        .cipher_suites
+        .iter()
+        .copied()
+        .filter(|s| s.version() == &rustls::version::TLS13)
+        .chain(tls12.iter().copied())
+        .collect();
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites,
+        ..default
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny))
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").expect("server name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client conn");
+    let mut sock = crate::harness::connect(addr);
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).map_err(|e| e.to_string())?;
+    }
+    let version = conn.protocol_version().expect("negotiated version");
+    let suite = conn.negotiated_cipher_suite().expect("negotiated suite");
+    Ok((version, suite.suite()))
+}
+
+#[test]
+fn ssl_cipher_suite_and_kongs_custom_settings_choose_versions_and_ciphers() {
+    use rustls::crypto::ring::cipher_suite::{
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 as AES128,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 as AES256,
+    };
+    use rustls::version::{TLS12, TLS13};
+    let up = Upstream::start();
+    let yaml = crate::harness::config_with_routes(
+        up.addr,
+        "      - name: r\n        paths: [\"/echo\"]\n",
+    );
+    let raw = b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+
+    let modern = Gangway::start_with(
+        Options::new(yaml.clone())
+            .tls()
+            .admin_tls()
+            .env("KONG_SSL_CIPHER_SUITE", "modern"),
+    );
+    for addr in [modern.proxy_tls, modern.admin_tls].map(|a| a.expect("tls listener")) {
+        let agreed = handshake(addr, &[&TLS13], &[]).expect("TLS 1.3");
+        assert_eq!(agreed.0, rustls::ProtocolVersion::TLSv1_3);
+        let refused = handshake(addr, &[&TLS12], &[AES128, AES256]);
+        assert!(refused.is_err(), "modern serves no TLS 1.2: {refused:?}");
+    }
+    let (r, _, _) = tls_request(modern.proxy_tls.expect("tls"), "localhost", raw);
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(modern);
+
+    // Kong reads ssl_protocols, ssl_ciphers and ssl_prefer_server_ciphers with custom only.
+    let listed =
+        "DHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256";
+    let custom = |prefer: &str| {
+        Gangway::start_with(
+            Options::new(yaml.clone())
+                .tls()
+                .env("KONG_SSL_CIPHER_SUITE", "custom")
+                .env("KONG_SSL_PROTOCOLS", "TLSv1.1 TLSv1.2")
+                .env("KONG_SSL_CIPHERS", listed)
+                .env("KONG_SSL_PREFER_SERVER_CIPHERS", prefer),
+        )
+    };
+    let server_order = custom("on");
+    let addr = server_order.proxy_tls.expect("tls");
+    assert!(
+        handshake(addr, &[&TLS13], &[]).is_err(),
+        "TLS 1.3 is not listed"
+    );
+    assert_eq!(
+        handshake(addr, &[&TLS12], &[AES128, AES256]),
+        Ok((rustls::ProtocolVersion::TLSv1_2, AES256.suite())),
+        "ssl_ciphers' order wins"
+    );
+    let log = server_order.log();
+    assert!(
+        log.contains("ssl_protocols: gangway's TLS (rustls) has no TLSv1.1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("no TLS 1.2 cipher 'DHE-RSA-AES128-GCM-SHA256'"),
+        "{log}"
+    );
+    drop(server_order);
+    let client_order = custom("off");
+    assert_eq!(
+        handshake(
+            client_order.proxy_tls.expect("tls"),
+            &[&TLS12],
+            &[AES128, AES256]
+        ),
+        Ok((rustls::ProtocolVersion::TLSv1_2, AES128.suite())),
+        "the client's order wins"
+    );
+}
+
+#[test]
+fn tls_settings_that_leave_nothing_to_serve_stop_startup() {
+    let dir = crate::harness::TempDir::new("tls-settings");
+    let port = || crate::harness::free_port().to_string();
+    let mut child = crate::harness::gangway_command()
+        .arg("start")
+        .env_clear()
+        .env("KONG_PROXY_LISTEN", format!("127.0.0.1:{} ssl", port()))
+        .env("KONG_STATUS_LISTEN", format!("127.0.0.1:{}", port()))
+        .env("KONG_ADMIN_LISTEN", "off")
+        .env("KONG_SSL_CIPHER_SUITE", "custom")
+        .env("KONG_SSL_CIPHERS", "HIGH:!aNULL:!MD5")
+        .env("GANGWAY_PREFIX", dir.path("prefix"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gangway started with ssl_ciphers naming no cipher it has");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let said = crate::harness::said(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("invalid settings: ssl_ciphers names no TLS 1.2 cipher gangway has (ECDHE-ECDSA-AES128-GCM-SHA256"),
+        "{said}"
+    );
+}

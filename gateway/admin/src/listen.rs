@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gangway_config::settings::{ListenAddr, Settings};
-use gangway_net::tls::{CertStore, TlsError, default_certificate, server_config};
+use gangway_net::tls::{CertStore, ServerTls, TlsError, default_certificate, server_config};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -86,7 +86,8 @@ pub async fn serve_app(
             what: "admin certificate".into(),
             message: e.to_string(),
         })?;
-        let http1 = server_config(Arc::new(store));
+        let (policy, _) = ServerTls::from_settings(settings).map_err(TlsError::Settings)?;
+        let http1 = server_config(Arc::new(store), &policy);
         // `http2` listeners offer h2 first in ALPN, as Kong's default `8444 http2 ssl` does.
         let mut both = (*http1).clone();
         both.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

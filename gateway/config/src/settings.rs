@@ -24,8 +24,8 @@ pub use headers::{HeaderSet, HeaderToken};
 pub use listen::{ListenAddr, SoKeepalive};
 pub use tracing::{Instrumentations, SamplingRate};
 pub use values::{
-    AccessLog, Database, EbpfMode, IoBackend, LogFormat, LogKernelCounters, LogLevel,
-    RedisConnections, Role, RouterFlavor, XdpMode,
+    AccessLog, CipherSuite, Database, EbpfMode, IoBackend, LogFormat, LogKernelCounters, LogLevel,
+    RedisConnections, Role, RouterFlavor, TlsProtocol, TlsProtocols, XdpMode,
 };
 
 /// Default `max_connections` (per worker); also what Kong's `worker_connections auto` maps to.
@@ -251,6 +251,27 @@ pub struct Settings {
     pub ssl_cert: Vec<PathBuf>,
     /// PEM private keys matching `ssl_cert`, one per certificate. Default empty.
     pub ssl_cert_key: Vec<PathBuf>,
+    /// Kong's `ssl_cipher_suite`: the TLS versions and TLS 1.2 ciphers the proxy, Admin API
+    /// and Kong Manager listeners serve, as Mozilla's `modern` (TLS 1.3 only), `intermediate`
+    /// (TLS 1.2 and 1.3), `old` or `fips` profiles, or `custom` to take them from
+    /// `ssl_protocols`, `ssl_ciphers` and `ssl_prefer_server_ciphers`. Default `intermediate`.
+    pub ssl_cipher_suite: CipherSuite,
+    /// Kong's `ssl_ciphers`, read with `ssl_cipher_suite = custom`: OpenSSL names of TLS 1.2
+    /// ciphers, `:`-separated (TLS 1.3 ciphers are always on, as in nginx). Default unset:
+    /// every TLS 1.2 cipher gangway has.
+    pub ssl_ciphers: Option<String>,
+    /// Kong's `ssl_protocols`, read with `ssl_cipher_suite = custom`. Default
+    /// `TLSv1.2 TLSv1.3`.
+    pub ssl_protocols: TlsProtocols,
+    /// Kong's `ssl_prefer_server_ciphers`, read with `ssl_cipher_suite = custom`: the
+    /// order of `ssl_ciphers` wins over the client's. Default on.
+    pub ssl_prefer_server_ciphers: bool,
+    /// Kong's `ssl_session_tickets`: resume TLS sessions with tickets (off: with the session
+    /// cache only). Default on.
+    pub ssl_session_tickets: bool,
+    /// Kong's `ssl_session_cache_size`: how much the TLS session cache holds, at nginx's
+    /// 4,000 sessions a megabyte. Default `10m`.
+    pub ssl_session_cache_size: u64,
     /// CA bundles trusted for upstream and cluster TLS; `system` = the OS store. Default
     /// `["system"]`.
     pub lua_ssl_trusted_certificate: Vec<String>,
@@ -377,6 +398,12 @@ impl Default for Settings {
             upstream_tls_verify: false,
             ssl_cert: Vec::new(),
             ssl_cert_key: Vec::new(),
+            ssl_cipher_suite: CipherSuite::Intermediate,
+            ssl_ciphers: None,
+            ssl_protocols: TlsProtocols::default(),
+            ssl_prefer_server_ciphers: true,
+            ssl_session_tickets: true,
+            ssl_session_cache_size: 10 << 20,
             lua_ssl_trusted_certificate: vec!["system".to_owned()],
             dns_resolver: Vec::new(),
             dns_valid_ttl: None,

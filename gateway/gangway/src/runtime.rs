@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use gangway_config::ConfigErrors;
 use gangway_config::settings::{self, Database, IoBackend, Settings, SettingsError};
-use gangway_net::tls::{RootSource, default_certificate};
+use gangway_net::tls::{RootSource, ServerTls, default_certificate};
 use gangway_pipeline::Catalog;
 use gangway_proxy::gateway::{Gateway, SharedState};
 use gangway_proxy::upstream::balancer::HealthRegistry;
@@ -39,6 +39,10 @@ pub enum StartError {
     /// The default certificate could not be loaded or generated.
     #[error("default certificate: {0}")]
     Tls(#[from] gangway_net::tls::TlsError),
+    /// The TLS settings (`ssl_cipher_suite`, `ssl_protocols`, `ssl_ciphers`) leave nothing
+    /// to serve.
+    #[error("invalid settings: {0}")]
+    TlsSettings(String),
     /// A setting this build cannot honour.
     #[error("{0}")]
     Unsupported(&'static str),
@@ -54,6 +58,16 @@ pub enum StartError {
     /// Any other I/O failure at startup.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The downstream TLS policy `settings` ask for; what of it cannot be served is said once,
+/// here.
+fn server_tls(settings: &Settings) -> Result<ServerTls, StartError> {
+    let (tls, warnings) = ServerTls::from_settings(settings).map_err(StartError::TlsSettings)?;
+    for warning in warnings {
+        warn!("{warning}");
+    }
+    Ok(tls)
 }
 
 /// The backend a process runs with, decided once at startup.
@@ -194,6 +208,7 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
         catalog: Arc::new(catalog),
         health: Arc::new(HealthRegistry::default()),
         default_cert: default_certificate(&settings.ssl_cert, &settings.ssl_cert_key)?,
+        server_tls: server_tls(&settings)?,
         roots: RootSource::trusted(settings.trusts_system_roots(), &pem_files)?,
         client_configs: std::sync::Mutex::default(),
     };

@@ -8,11 +8,14 @@
 //!   does (exact, `*.x.com`, `x.*`, the `*` SNI, then the default certificate) and by the
 //!   client's signature schemes when a certificate has a `cert_alt`; [`server_config`] and
 //!   [`default_certificate`] (Kong's auto-generated `localhost` certificate when none is set).
+//! - [`policy`]: [`ServerTls`], Kong's `ssl_cipher_suite`, `ssl_protocols`, `ssl_ciphers` and
+//!   session settings for the downstream listeners.
 //! - [`client`]: upstream `https`: [`client_config`] with or without verification, trust
 //!   anchors in [`RootSource`], and [`ClientConfigCache`] for one config per distinct
 //!   (verify, depth, roots, client certificate).
 
 pub mod client;
+pub mod policy;
 pub mod server;
 pub mod stream;
 
@@ -28,6 +31,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
 
 pub use client::{ClientConfigCache, RootSource, client_certificate, client_config};
+pub use policy::ServerTls;
 pub use server::{CertPair, CertStore, default_certificate, self_signed_pem, server_config};
 pub use stream::{TlsStream, accept, accept_with_prefix, connect};
 
@@ -81,6 +85,9 @@ pub enum TlsError {
         /// Why.
         source: rustls::Error,
     },
+    /// The TLS settings leave nothing to serve ([`ServerTls::from_settings`]).
+    #[error("{0}")]
+    Settings(String),
     /// rcgen could not generate the default certificate.
     #[error("could not generate a self-signed certificate: {0}")]
     Generate(#[from] rcgen::Error),

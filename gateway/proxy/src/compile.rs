@@ -14,7 +14,8 @@ use gangway_config::model::{
 };
 use gangway_config::settings::Settings;
 use gangway_net::tls::{
-    CertPair, CertStore, ClientConfigCache, RootSource, client_certificate, server_config,
+    CertPair, CertStore, ClientConfigCache, RootSource, ServerTls, client_certificate,
+    server_config,
 };
 use gangway_pipeline::Catalog;
 use gangway_pipeline::identity::Identities;
@@ -33,6 +34,8 @@ pub struct CompileShared<'a> {
     pub health: &'a HealthRegistry,
     /// The certificate served when no SNI matches (from `ssl_cert`, or generated at start).
     pub default_cert: &'a CertPair,
+    /// The TLS versions, ciphers and resumption the proxy serves (`ssl_cipher_suite`, ...).
+    pub server_tls: &'a ServerTls,
     /// Trust anchors for upstream TLS (`lua_ssl_trusted_certificate`).
     pub roots: &'a RootSource,
     /// Upstream TLS configs, kept across compiles so sessions resume after a reload.
@@ -137,7 +140,7 @@ fn compile_parts(
             &config.snis,
             shared.default_cert.clone(),
         ) {
-            Ok(store) => Some(server_config(Arc::new(store))),
+            Ok(store) => Some(server_config(Arc::new(store), shared.server_tls)),
             Err(e) => {
                 errors.0.extend(e.0);
                 None

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use gangway_config::settings::Settings;
 use gangway_config::{Config, ConfigErrors};
-use gangway_net::tls::{CertPair, ClientConfigCache, RootSource};
+use gangway_net::tls::{CertPair, ClientConfigCache, RootSource, ServerTls};
 use gangway_pipeline::Catalog;
 use gangway_pipeline::identity::Identities;
 
@@ -93,6 +93,8 @@ pub struct SharedState {
     pub health: Arc<HealthRegistry>,
     /// The default certificate.
     pub default_cert: CertPair,
+    /// The TLS versions, ciphers and resumption the proxy serves.
+    pub server_tls: ServerTls,
     /// Upstream trust anchors.
     pub roots: RootSource,
     /// Upstream TLS configs.
@@ -107,6 +109,7 @@ impl SharedState {
             catalog: &self.catalog,
             health: &self.health,
             default_cert: &self.default_cert,
+            server_tls: &self.server_tls,
             roots: &self.roots,
             client_configs: &self.client_configs,
             previous: None,
@@ -135,6 +138,8 @@ pub struct Gateway {
     pub health: Arc<HealthRegistry>,
     /// The default TLS certificate, fixed for the process lifetime.
     pub default_cert: CertPair,
+    /// The TLS versions, ciphers and resumption the proxy serves, fixed for the process.
+    pub server_tls: ServerTls,
     /// Trust anchors for upstream TLS.
     pub roots: RootSource,
     /// Upstream TLS configs shared by snapshots.
@@ -152,6 +157,7 @@ impl Gateway {
             catalog: shared.catalog,
             health: shared.health,
             default_cert: shared.default_cert,
+            server_tls: shared.server_tls,
             roots: shared.roots,
             client_configs: shared.client_configs,
             config_writes: std::sync::Mutex::new(()),
@@ -253,6 +259,7 @@ impl Gateway {
             catalog: &self.catalog,
             health: &self.health,
             default_cert: &self.default_cert,
+            server_tls: &self.server_tls,
             roots: &self.roots,
             client_configs: &self.client_configs,
             previous: Some(self.snapshot().compiled.clone()),

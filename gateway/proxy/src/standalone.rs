@@ -7,7 +7,7 @@ use std::sync::Arc;
 use gangway_config::model::Config;
 use gangway_config::settings::Settings;
 use gangway_config::{ConfigError, ConfigErrors};
-use gangway_net::tls::{RootSource, default_certificate};
+use gangway_net::tls::{RootSource, ServerTls, default_certificate};
 use gangway_pipeline::Catalog;
 
 use crate::gateway::{Gateway, SharedState};
@@ -39,6 +39,7 @@ fn standalone_state(catalog: Catalog) -> Result<SharedState, ConfigErrors> {
         catalog: Arc::new(catalog),
         health: Arc::new(HealthRegistry::default()),
         default_cert: default_certificate(&[], &[]).map_err(|e| problem(&e))?,
+        server_tls: ServerTls::default(),
         roots: RootSource::trusted(false, &[]).map_err(|e| problem(&e))?,
         client_configs: std::sync::Mutex::default(),
     })

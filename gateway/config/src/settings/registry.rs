@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use super::headers::HeaderSet;
 use super::listen::{self, ListenAddr};
 use super::values::{
-    AccessLog, Database, EbpfMode, IoBackend, LogFormat, LogKernelCounters, LogLevel,
-    RedisConnections, Role, RouterFlavor, XdpMode, parse_bool, parse_cidrs, parse_duration_ms,
-    parse_error_type, parse_int, parse_list, parse_ms, parse_opt_string, parse_size,
-    parse_size_usize, parse_trusted_ips, parse_workers,
+    AccessLog, CipherSuite, Database, EbpfMode, IoBackend, LogFormat, LogKernelCounters, LogLevel,
+    RedisConnections, Role, RouterFlavor, TlsProtocols, XdpMode, parse_bool, parse_cidrs,
+    parse_duration_ms, parse_error_type, parse_int, parse_list, parse_ms, parse_opt_string,
+    parse_size, parse_size_usize, parse_trusted_ips, parse_workers,
 };
 use super::{DEFAULT_MAX_CONNECTIONS, Settings};
 
@@ -578,6 +578,51 @@ pub(super) static KEYS: &[Key] = &[
         path_list,
         paths,
         true
+    ),
+    key!(
+        ssl_cipher_suite,
+        kong[kong("KONG_SSL_CIPHER_SUITE")],
+        CipherSuite::parse_setting,
+        text
+    ),
+    key!(
+        ssl_ciphers,
+        kong[kong("KONG_SSL_CIPHERS")],
+        parse_opt_string,
+        opt_text
+    ),
+    key!(
+        ssl_protocols,
+        kong[
+            kong("KONG_SSL_PROTOCOLS"),
+            kong("KONG_NGINX_HTTP_SSL_PROTOCOLS"),
+        ],
+        TlsProtocols::parse,
+        text
+    ),
+    key!(
+        ssl_prefer_server_ciphers,
+        kong[
+            kong("KONG_SSL_PREFER_SERVER_CIPHERS"),
+            kong("KONG_NGINX_HTTP_SSL_PREFER_SERVER_CIPHERS"),
+        ],
+        parse_bool,
+        scalar
+    ),
+    key!(
+        ssl_session_tickets,
+        kong[
+            kong("KONG_SSL_SESSION_TICKETS"),
+            kong("KONG_NGINX_HTTP_SSL_SESSION_TICKETS"),
+        ],
+        parse_bool,
+        scalar
+    ),
+    key!(
+        ssl_session_cache_size,
+        kong[kong("KONG_SSL_SESSION_CACHE_SIZE")],
+        parse_size,
+        scalar
     ),
     key!(
         lua_ssl_trusted_certificate,

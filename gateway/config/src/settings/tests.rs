@@ -140,6 +140,12 @@ fn field_names() -> Vec<&'static str> {
         upstream_tls_verify,
         ssl_cert,
         ssl_cert_key,
+        ssl_cipher_suite,
+        ssl_ciphers,
+        ssl_protocols,
+        ssl_prefer_server_ciphers,
+        ssl_session_tickets,
+        ssl_session_cache_size,
         lua_ssl_trusted_certificate,
         dns_resolver,
         dns_valid_ttl,
@@ -293,6 +299,45 @@ fn lua_max_settings_take_kongs_range() {
 }
 
 #[test]
+fn tls_settings_take_kongs_names_and_words() {
+    let (s, warnings) = load_ok(
+        None,
+        &[
+            ("KONG_SSL_CIPHER_SUITE", "custom"),
+            ("KONG_SSL_CIPHERS", "ECDHE-RSA-AES128-GCM-SHA256"),
+            ("KONG_NGINX_HTTP_SSL_PROTOCOLS", "TLSv1.3"),
+            ("KONG_SSL_PREFER_SERVER_CIPHERS", "off"),
+            ("KONG_SSL_SESSION_TICKETS", "off"),
+            ("KONG_SSL_SESSION_CACHE_SIZE", "1m"),
+        ],
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(s.ssl_cipher_suite, CipherSuite::Custom);
+    assert_eq!(
+        s.ssl_ciphers.as_deref(),
+        Some("ECDHE-RSA-AES128-GCM-SHA256")
+    );
+    assert_eq!(s.ssl_protocols, TlsProtocols(vec![TlsProtocol::Tls13]));
+    assert!(!s.ssl_prefer_server_ciphers && !s.ssl_session_tickets);
+    assert_eq!(s.ssl_session_cache_size, 1 << 20);
+    let shown = s.kong_configuration_json();
+    assert_eq!(shown["ssl_cipher_suite"], "custom");
+    assert_eq!(shown["ssl_protocols"], "TLSv1.3");
+
+    let (_, err) = load_err(None, &[("KONG_SSL_CIPHER_SUITE", "strong")]);
+    assert!(err.contains("Undefined cipher suite strong"), "{err}");
+    let (_, err) = load_err(None, &[("KONG_SSL_PROTOCOLS", "TLSv1.2 SSLv3")]);
+    assert!(
+        err.contains(
+            "expected TLS versions among TLSv1, TLSv1.1, TLSv1.2 and TLSv1.3, got 'SSLv3'"
+        ),
+        "{err}"
+    );
+    let (_, err) = load_err(None, &[("KONG_SSL_PROTOCOLS", " ")]);
+    assert!(err.contains("expected at least one TLS version"), "{err}");
+}
+
+#[test]
 fn shared_dicts_take_kongs_injected_directive() {
     let (s, _) = load_ok(
         None,
@@ -354,6 +399,7 @@ fn every_field_is_a_key_and_every_key_is_documented() {
             "pg_ro_database",
             "pg_ro_ssl",
             "pg_ro_ssl_verify",
+            "ssl_ciphers",
         ];
         assert_eq!(
             shown.get(*key).is_some(),

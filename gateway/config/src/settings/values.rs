@@ -309,6 +309,100 @@ impl RouterFlavor {
 }
 
 keyword_enum! {
+    /// Kong's `ssl_cipher_suite`. Default `intermediate`.
+    CipherSuite {
+        /// Mozilla's modern profile: TLS 1.3 only, the client's cipher order.
+        Modern = "modern",
+        /// Mozilla's intermediate profile: TLS 1.2 and 1.3, forward-secret AEAD ciphers
+        /// (the default).
+        #[default]
+        Intermediate = "intermediate",
+        /// Mozilla's old profile: TLS 1.0 to 1.3 in Kong; gangway serves its TLS 1.2 and 1.3
+        /// part (rustls has no TLS 1.0 or 1.1).
+        Old = "old",
+        /// Kong's FIPS profile: TLS 1.2, FIPS-approved ciphers, the server's order.
+        Fips = "fips",
+        /// `ssl_protocols`, `ssl_ciphers` and `ssl_prefer_server_ciphers`.
+        Custom = "custom",
+    }
+}
+
+impl CipherSuite {
+    /// Parses `ssl_cipher_suite` with Kong's message for an unknown one.
+    pub fn parse_setting(v: &str) -> Result<CipherSuite, String> {
+        CipherSuite::parse(v).map_err(|_| format!("Undefined cipher suite {v}"))
+    }
+}
+
+/// A TLS version as nginx's `ssl_protocols` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsProtocol {
+    /// `TLSv1`.
+    Tls10,
+    /// `TLSv1.1`.
+    Tls11,
+    /// `TLSv1.2`.
+    Tls12,
+    /// `TLSv1.3`.
+    Tls13,
+}
+
+impl TlsProtocol {
+    const NAMES: [(&str, TlsProtocol); 4] = [
+        ("TLSv1", TlsProtocol::Tls10),
+        ("TLSv1.1", TlsProtocol::Tls11),
+        ("TLSv1.2", TlsProtocol::Tls12),
+        ("TLSv1.3", TlsProtocol::Tls13),
+    ];
+
+    /// nginx's name.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map_or("", |(name, _)| name)
+    }
+}
+
+/// Kong's `ssl_protocols`: space-separated TLS versions. Default `TLSv1.2 TLSv1.3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsProtocols(pub Vec<TlsProtocol>);
+
+impl Default for TlsProtocols {
+    fn default() -> Self {
+        TlsProtocols(vec![TlsProtocol::Tls12, TlsProtocol::Tls13])
+    }
+}
+
+impl TlsProtocols {
+    /// Parses nginx's list (`TLSv1.2 TLSv1.3`); each name once, at least one.
+    pub fn parse(v: &str) -> Result<TlsProtocols, String> {
+        let mut found = Vec::new();
+        for word in v.split_whitespace() {
+            let Some(&(_, p)) = TlsProtocol::NAMES.iter().find(|(name, _)| *name == word) else {
+                return Err(format!(
+                    "expected TLS versions among TLSv1, TLSv1.1, TLSv1.2 and TLSv1.3, got '{word}'"
+                ));
+            };
+            if !found.contains(&p) {
+                found.push(p);
+            }
+        }
+        if found.is_empty() {
+            return Err("expected at least one TLS version (e.g. TLSv1.2 TLSv1.3)".to_owned());
+        }
+        Ok(TlsProtocols(found))
+    }
+}
+
+impl fmt::Display for TlsProtocols {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|p| p.as_str()).collect();
+        f.write_str(&names.join(" "))
+    }
+}
+
+keyword_enum! {
     /// Whether to load the eBPF programs. Default `auto`.
     EbpfMode {
         /// Load them when the kernel and privileges allow, else enforce in userspace (default).

@@ -6,6 +6,7 @@ use rustls::server::WebPkiClientVerifier;
 use uuid::Uuid;
 
 use super::*;
+use crate::tls::ServerTls;
 use crate::tls::server::{CertPair, CertStore, server_config};
 use crate::tls::testutil::{TestCa, block_on, certified, ecdsa_self_signed, try_pair};
 
@@ -23,7 +24,7 @@ fn ca_entity(n: u128, pem: &str) -> CaCertificate {
 /// A server presenting `cert`/`key` to every client.
 fn server_with(cert: &str, key: &str) -> Arc<ServerConfig> {
     let store = CertStore::build(&[], &[], CertPair::from(certified(cert, key))).expect("store");
-    server_config(Arc::new(store))
+    server_config(Arc::new(store), &ServerTls::default())
 }
 
 fn roots_of(pems: &[&str]) -> RootSource {

@@ -18,7 +18,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
 
-use crate::tls::{ALPN_HTTP11, KeyLoadError, TlsError, certified_key_from_pem, provider};
+use crate::tls::{ALPN_HTTP11, KeyLoadError, ServerTls, TlsError, certified_key_from_pem};
 use gangway_config::error::ConfigErrors;
 use gangway_config::model::{Certificate, Id, Sni};
 
@@ -272,20 +272,21 @@ fn load_entity(i: usize, cert: &Certificate, errors: &mut ConfigErrors) -> Optio
 }
 
 /// The downstream server config: certificates from `store`, ALPN `http/1.1` only (no h2 yet),
-/// TLS 1.2 and 1.3, stateless session tickets for resumption.
+/// the versions, ciphers, cipher order and resumption of `tls`.
 ///
 /// The ticket keys (rotated by rustls every 6 hours) and the session-id cache belong to the
 /// process, not to a config: clients keep resuming their sessions across reloads.
-pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("invariant: the ring provider supports TLS 1.2 and 1.3")
+pub fn server_config(store: Arc<CertStore>, tls: &ServerTls) -> Arc<ServerConfig> {
+    let mut config = ServerConfig::builder_with_provider(tls.provider.clone())
+        .with_protocol_versions(&tls.versions)
+        .expect("invariant: ServerTls holds ciphers for each of its versions")
         .with_no_client_auth()
         .with_cert_resolver(store);
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    let (sessions, ticketer) = resumption();
+    config.ignore_client_order = tls.prefer_server_order;
+    let (sessions, ticketer) = resumption(tls);
     config.session_storage = sessions;
-    if let Some(ticketer) = ticketer {
+    if let Some(ticketer) = ticketer.filter(|_| tls.session_tickets) {
         config.ticketer = ticketer;
     }
     Arc::new(config)
@@ -294,13 +295,15 @@ pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
 type SessionStore = Arc<dyn rustls::server::StoresServerSessions>;
 type TicketProducer = Arc<dyn rustls::server::ProducesTickets>;
 
-/// The process's session-id cache and ticketer, made on first use.
-fn resumption() -> (SessionStore, Option<TicketProducer>) {
+/// The process's session-id cache (sized by the first `tls` asked for) and ticketer, made on
+/// first use.
+fn resumption(tls: &ServerTls) -> (SessionStore, Option<TicketProducer>) {
     static RESUMPTION: std::sync::OnceLock<(SessionStore, Option<TicketProducer>)> =
         std::sync::OnceLock::new();
     RESUMPTION
         .get_or_init(|| {
-            let sessions: SessionStore = rustls::server::ServerSessionMemoryCache::new(256);
+            let sessions: SessionStore =
+                rustls::server::ServerSessionMemoryCache::new(tls.session_cache_entries);
             let ticketer = match rustls::crypto::ring::Ticketer::new() {
                 Ok(t) => Some(t),
                 // Resumption then falls back to the session-id cache.

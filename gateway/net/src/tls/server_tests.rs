@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::tls::testutil::{block_on, certified, ecdsa_self_signed, rsa_self_signed, try_pair};
-use crate::tls::{parse_cert_chain, provider};
+use crate::tls::{ServerTls, parse_cert_chain, provider};
 use gangway_config::model::ForeignKey;
 
 fn cert_entity(n: u128, cert: &str, key: &str) -> Certificate {
@@ -116,7 +116,7 @@ fn sni_lookup_follows_kongs_order() {
 #[test]
 fn handshake_serves_the_selected_certificate() {
     let (store, certs) = kinds_store(false);
-    let server = server_config(Arc::new(store));
+    let server = server_config(Arc::new(store), &ServerTls::default());
     let client = accept_any(None);
     block_on(async {
         for (name, want) in [
@@ -177,7 +177,7 @@ fn alt_certificate_is_chosen_by_signature_schemes() {
     );
 
     // And through real handshakes.
-    let server = server_config(Arc::new(store));
+    let server = server_config(Arc::new(store), &ServerTls::default());
     block_on(async {
         for (schemes, want) in [(None, &ec_leaf), (Some(RSA_ONLY), &rsa_leaf)] {
             let (s, c) = try_pair(server.clone(), accept_any(schemes), "alt.test").await;

@@ -7,7 +7,9 @@ use rustls::{ClientConfig, ServerConfig};
 
 use super::*;
 use crate::tls::testutil::{MemStream, block_on, mem_pair};
-use crate::tls::{CertStore, RootSource, client_config, default_certificate, server_config};
+use crate::tls::{
+    CertStore, RootSource, ServerTls, client_config, default_certificate, server_config,
+};
 
 /// Turns a deadlock into a failure instead of a hung test run.
 const DEADLOCK_GUARD: Duration = Duration::from_secs(60);
@@ -17,7 +19,7 @@ fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     let store = CertStore::build(&[], &[], default).expect("empty store");
     let roots = RootSource::from_ca_certificates(&[]).expect("empty roots");
     (
-        server_config(Arc::new(store)),
+        server_config(Arc::new(store), &ServerTls::default()),
         client_config(false, None, &roots, None),
     )
 }
@@ -326,9 +328,10 @@ fn sessions_resume_with_tickets() {
 fn sessions_resume_across_a_config_rebuild() {
     let default = default_certificate(&[], &[]).expect("default certificate");
     let rebuilt = || {
-        server_config(Arc::new(
-            CertStore::build(&[], &[], default.clone()).expect("empty store"),
-        ))
+        server_config(
+            Arc::new(CertStore::build(&[], &[], default.clone()).expect("empty store")),
+            &ServerTls::default(),
+        )
     };
     let roots = RootSource::from_ca_certificates(&[]).expect("empty roots");
     let client_cfg = client_config(false, None, &roots, None);
