@@ -423,3 +423,79 @@ fn an_error_after_a_proxied_request_on_the_same_connection_still_drains_the_body
     let r = conn.read(false).expect("the 400");
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+#[test]
+fn operators_error_templates_replace_kongs_bodies() {
+    let up = Upstream::start();
+    let dir = crate::harness::TempDir::new("error-templates");
+    let write = |name: &str, text: &str| {
+        let path = dir.path(name);
+        std::fs::write(&path, text).expect("write template");
+        path.display().to_string()
+    };
+    let json = write(
+        "error.json",
+        "{\"error\":\"%s\",\"trace\":\"%s\",\"docs\":\"https://docs\"}",
+    );
+    let html = write("error.html", "<p>Sorry: %s (100%% our fault)</p>\n");
+    let yaml = config_with_routes(
+        up.addr,
+        "      - name: r1\n        paths: [\"/echo\"]\n        plugins:\n          - name: key-auth\n",
+    );
+    let gw = Gangway::start_with(
+        Options::new(yaml)
+            .env("KONG_ERROR_TEMPLATE_JSON", json)
+            .env("KONG_ERROR_TEMPLATE_HTML", html),
+    );
+    // The router's 404 (kong.response.error) and a plugin's answer, in each format.
+    let r = request(gw.proxy, "GET", "/nowhere", &[JSON], b"").expect("req");
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let body = r.json();
+    assert_eq!(
+        body["error"], "no Route matched with those values",
+        "{body}"
+    );
+    assert_eq!(body["trace"].as_str(), r.header("x-kong-request-id"));
+    assert_eq!(body["docs"], "https://docs");
+    let r = request(gw.proxy, "GET", "/nowhere", &[("Accept", "text/html")], b"").expect("req");
+    assert_eq!(
+        r.text(),
+        "<p>Sorry: no Route matched with those values (100% our fault)</p>\n"
+    );
+    let r = request(gw.proxy, "GET", "/echo", &[("Accept", "text/html")], b"").expect("req");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.text(),
+        "<p>Sorry: No API key found in request (100% our fault)</p>\n"
+    );
+    // Formats without a template keep Kong's.
+    let r = request(
+        gw.proxy,
+        "GET",
+        "/nowhere",
+        &[("Accept", "application/xml")],
+        b"",
+    )
+    .expect("req");
+    assert!(
+        r.text()
+            .contains("<message>no Route matched with those values</message>"),
+        "{}",
+        r.text()
+    );
+    drop(gw);
+
+    // A template Kong would fail to render stops startup, naming the setting and the file.
+    let bad = write("bad.txt", "%d failures: %s");
+    let said = crate::harness::refused_start(&[("KONG_ERROR_TEMPLATE_PLAIN", &bad)]);
+    let want = format!("invalid settings: error_template_plain: {bad} holds '%d'");
+    assert!(said.contains(&want), "{said}");
+    let missing = dir.path("missing.json").display().to_string();
+    let said = crate::harness::refused_start(&[("KONG_ERROR_TEMPLATE_JSON", &missing)]);
+    let want = format!("invalid settings: error_template_json: cannot read {missing}");
+    assert!(said.contains(&want), "{said}");
+}

@@ -39,6 +39,37 @@ pub fn gangway_command() -> Command {
     cmd
 }
 
+/// What `gangway start` with only `env` said as it refused to start; panics (after killing
+/// it) if it was still running 20 s later, or exited 0.
+pub fn refused_start(env: &[(&str, &str)]) -> String {
+    let dir = TempDir::new("refused-start");
+    let mut cmd = gangway_command();
+    cmd.arg("start")
+        .env_clear()
+        .env("GANGWAY_PREFIX", dir.path("prefix"))
+        .env("KONG_PROXY_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("KONG_STATUS_LISTEN", "off")
+        .env("KONG_ADMIN_LISTEN", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn gangway");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gangway started with {env:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let text = said(&out);
+    assert!(!out.status.success(), "exit 0 with {env:?}: {text}");
+    text
+}
+
 /// What a finished command said: stdout, then stderr.
 pub fn said(out: &std::process::Output) -> String {
     format!(

@@ -249,34 +249,15 @@ fn ssl_cipher_suite_and_kongs_custom_settings_choose_versions_and_ciphers() {
 
 #[test]
 fn tls_settings_that_leave_nothing_to_serve_stop_startup() {
-    let dir = crate::harness::TempDir::new("tls-settings");
-    let port = || crate::harness::free_port().to_string();
-    let mut child = crate::harness::gangway_command()
-        .arg("start")
-        .env_clear()
-        .env("KONG_PROXY_LISTEN", format!("127.0.0.1:{} ssl", port()))
-        .env("KONG_STATUS_LISTEN", format!("127.0.0.1:{}", port()))
-        .env("KONG_ADMIN_LISTEN", "off")
-        .env("KONG_SSL_CIPHER_SUITE", "custom")
-        .env("KONG_SSL_CIPHERS", "HIGH:!aNULL:!MD5")
-        .env("GANGWAY_PREFIX", dir.path("prefix"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gangway started with ssl_ciphers naming no cipher it has");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("output");
-    let said = crate::harness::said(&out);
-    assert!(!out.status.success(), "{said}");
+    let said = crate::harness::refused_start(&[
+        ("KONG_SSL_CIPHER_SUITE", "custom"),
+        ("KONG_SSL_CIPHERS", "HIGH:!aNULL:!MD5"),
+    ]);
     assert!(
-        said.contains("invalid settings: ssl_ciphers names no TLS 1.2 cipher gangway has (ECDHE-ECDSA-AES128-GCM-SHA256"),
+        said.contains(
+            "invalid settings: ssl_ciphers names no TLS 1.2 cipher gangway has \
+             (ECDHE-ECDSA-AES128-GCM-SHA256"
+        ),
         "{said}"
     );
 }

@@ -186,6 +186,16 @@ pub struct Settings {
     /// Content type of gateway-generated errors when `Accept` does not choose one:
     /// `text/plain`, `text/html`, `application/json` or `application/xml`. Default `text/plain`.
     pub error_default_type: String,
+    /// Kong's `error_template_html`: a file whose text replaces Kong's HTML error body, the
+    /// message at its first `%s` and the request id at its second (`%%` for a percent sign),
+    /// read at startup. Default unset: Kong's template.
+    pub error_template_html: Option<PathBuf>,
+    /// Kong's `error_template_json`, as `error_template_html` for JSON. Default unset.
+    pub error_template_json: Option<PathBuf>,
+    /// Kong's `error_template_xml`, as `error_template_html` for XML. Default unset.
+    pub error_template_xml: Option<PathBuf>,
+    /// Kong's `error_template_plain`, as `error_template_html` for plain text. Default unset.
+    pub error_template_plain: Option<PathBuf>,
     /// How many query arguments plugins read (Kong's `lua_max_uri_args`, 1 to 1000):
     /// key-auth's key, request-transformer's templates and rewrites, proxy-cache's key, the
     /// log entry's `querystring`, the Lambda event. The upstream gets the whole query unless
@@ -376,6 +386,10 @@ impl Default for Settings {
             headers_upstream: HeaderSet::DEFAULT_UPSTREAM,
             allow_debug_header: false,
             error_default_type: "text/plain".to_owned(),
+            error_template_html: None,
+            error_template_json: None,
+            error_template_xml: None,
+            error_template_plain: None,
             lua_max_uri_args: 100,
             lua_max_req_headers: 100,
             lua_max_resp_headers: 100,

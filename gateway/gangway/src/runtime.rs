@@ -4,13 +4,14 @@
 pub mod control;
 pub mod worker;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
 use gangway_config::ConfigErrors;
 use gangway_config::settings::{self, Database, IoBackend, Settings, SettingsError};
+use gangway_http::error_page::{ErrorTemplate, ErrorTemplates};
 use gangway_net::tls::{RootSource, ServerTls, default_certificate};
 use gangway_pipeline::Catalog;
 use gangway_proxy::gateway::{Gateway, SharedState};
@@ -39,6 +40,9 @@ pub enum StartError {
     /// The default certificate could not be loaded or generated.
     #[error("default certificate: {0}")]
     Tls(#[from] gangway_net::tls::TlsError),
+    /// An `error_template_*` file could not be read or is not a template Kong could render.
+    #[error("invalid settings: {0}")]
+    ErrorTemplate(String),
     /// The TLS settings (`ssl_cipher_suite`, `ssl_protocols`, `ssl_ciphers`) leave nothing
     /// to serve.
     #[error("invalid settings: {0}")]
@@ -58,6 +62,27 @@ pub enum StartError {
     /// Any other I/O failure at startup.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The operator's error bodies (`error_template_*`), read and checked once, at startup.
+fn error_templates(settings: &Settings) -> Result<ErrorTemplates, StartError> {
+    let read = |key: &str, path: &Option<PathBuf>| {
+        let Some(path) = path else {
+            return Ok(None);
+        };
+        let shown = path.display();
+        let text = std::fs::read(path)
+            .map_err(|e| StartError::ErrorTemplate(format!("{key}: cannot read {shown}: {e}")))?;
+        ErrorTemplate::parse(&text)
+            .map(Some)
+            .map_err(|e| StartError::ErrorTemplate(format!("{key}: {shown} {e}")))
+    };
+    Ok(ErrorTemplates {
+        html: read("error_template_html", &settings.error_template_html)?,
+        json: read("error_template_json", &settings.error_template_json)?,
+        xml: read("error_template_xml", &settings.error_template_xml)?,
+        plain: read("error_template_plain", &settings.error_template_plain)?,
+    })
 }
 
 /// The downstream TLS policy `settings` ask for; what of it cannot be served is said once,
@@ -203,6 +228,7 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
             (gangway_config::Config::default(), 0)
         }
     };
+    gangway_http::error_page::use_templates(error_templates(&settings)?);
     let pem_files = settings.trusted_certificate_files();
     let shared = SharedState {
         catalog: Arc::new(catalog),

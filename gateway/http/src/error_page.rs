@@ -13,10 +13,12 @@
 //! documents well formed when a message carries `"` or `<`.
 
 mod accept;
+mod custom;
 #[cfg(test)]
 mod tests;
 
 pub use accept::{negotiate, negotiate_values};
+pub use custom::{ErrorTemplate, ErrorTemplates, use_templates};
 
 /// The body format of an error response. Default: JSON.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -204,7 +206,40 @@ pub fn write_error_body(
     message: Option<&str>,
     request_id: &str,
 ) {
+    write_error_body_from(
+        out,
+        format,
+        custom::template(format),
+        status,
+        message,
+        request_id,
+    );
+}
+
+/// [`write_error_body`] from the operator's `template` for `format`, if there is one, else
+/// from Kong's.
+fn write_error_body_from(
+    out: &mut Vec<u8>,
+    format: ErrorFormat,
+    template: Option<&ErrorTemplate>,
+    status: u16,
+    message: Option<&str>,
+    request_id: &str,
+) {
     let msg = |out: &mut Vec<u8>, esc: Escape| write_message(out, status, message, esc);
+    if let Some(template) = template {
+        let esc = match format {
+            ErrorFormat::Json | ErrorFormat::MessageJson => Escape::Json,
+            ErrorFormat::Html | ErrorFormat::Xml => Escape::Markup,
+            ErrorFormat::Plain | ErrorFormat::Grpc => Escape::None,
+        };
+        template.render(
+            out,
+            |out| msg(out, esc),
+            |out| escape_into(out, request_id.as_bytes(), esc),
+        );
+        return;
+    }
     match format {
         ErrorFormat::Json => {
             out.extend_from_slice(b"{\n  \"message\":\"");

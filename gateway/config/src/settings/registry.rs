@@ -194,6 +194,11 @@ fn plugin_list(v: &str) -> Result<Vec<String>, String> {
     Ok(list)
 }
 
+/// A file's path, or empty for none.
+fn opt_file_path(v: &str) -> Result<Option<PathBuf>, String> {
+    parse_opt_string(v.trim()).map(|p| p.map(PathBuf::from))
+}
+
 fn dir_path(v: &str) -> Result<PathBuf, String> {
     match v.trim() {
         "" => Err("expected a directory path, got an empty value".to_owned()),
@@ -395,6 +400,30 @@ pub(super) static KEYS: &[Key] = &[
         kong[kong("KONG_ERROR_DEFAULT_TYPE")],
         parse_error_type,
         text
+    ),
+    key!(
+        error_template_html,
+        kong[kong("KONG_ERROR_TEMPLATE_HTML")],
+        opt_file_path,
+        opt_path
+    ),
+    key!(
+        error_template_json,
+        kong[kong("KONG_ERROR_TEMPLATE_JSON")],
+        opt_file_path,
+        opt_path
+    ),
+    key!(
+        error_template_xml,
+        kong[kong("KONG_ERROR_TEMPLATE_XML")],
+        opt_file_path,
+        opt_path
+    ),
+    key!(
+        error_template_plain,
+        kong[kong("KONG_ERROR_TEMPLATE_PLAIN")],
+        opt_file_path,
+        opt_path
     ),
     key!(
         lua_max_uri_args,

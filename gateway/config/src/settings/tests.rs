@@ -118,6 +118,10 @@ fn field_names() -> Vec<&'static str> {
         headers_upstream,
         allow_debug_header,
         error_default_type,
+        error_template_html,
+        error_template_json,
+        error_template_xml,
+        error_template_plain,
         lua_max_uri_args,
         lua_max_req_headers,
         lua_max_resp_headers,
@@ -400,6 +404,10 @@ fn every_field_is_a_key_and_every_key_is_documented() {
             "pg_ro_ssl",
             "pg_ro_ssl_verify",
             "ssl_ciphers",
+            "error_template_html",
+            "error_template_json",
+            "error_template_xml",
+            "error_template_plain",
         ];
         assert_eq!(
             shown.get(*key).is_some(),

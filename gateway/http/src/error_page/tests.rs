@@ -240,3 +240,49 @@ fn write_u64_digits() {
         assert_eq!(out, n.to_string().as_bytes());
     }
 }
+
+fn custom_body(format: ErrorFormat, template: &str, message: Option<&str>) -> String {
+    let template = ErrorTemplate::parse(template.as_bytes()).expect("valid template");
+    let mut out = Vec::new();
+    write_error_body_from(&mut out, format, Some(&template), 404, message, RID);
+    String::from_utf8(out).expect("utf-8")
+}
+
+#[test]
+fn an_operators_template_takes_the_message_then_the_request_id() {
+    assert_eq!(
+        custom_body(
+            ErrorFormat::Html,
+            "<h1>Oops</h1><p>%s</p><small>%s</small> 100%%\n",
+            Some("a <b> tag"),
+        ),
+        format!("<h1>Oops</h1><p>a &lt;b&gt; tag</p><small>{RID}</small> 100%\n")
+    );
+    let json = custom_body(
+        ErrorFormat::Json,
+        "{\"error\":{\"text\":\"%s\",\"trace\":\"%s\"}}",
+        Some("say \"hi\""),
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("still JSON");
+    assert_eq!(parsed["error"]["text"], "say \"hi\"");
+    assert_eq!(parsed["error"]["trace"], RID);
+    assert_eq!(
+        custom_body(ErrorFormat::Plain, "failed: %s", None),
+        "failed: Not found",
+        "Kong's message for the status; no request id without a second %s"
+    );
+    assert_eq!(custom_body(ErrorFormat::Xml, "<e/>", Some("x")), "<e/>");
+}
+
+#[test]
+fn templates_kong_would_fail_to_render_are_refused() {
+    for (bad, says) in [
+        ("%s %s %s", "more than two %s"),
+        ("%d errors", "holds '%d'"),
+        ("ends with %", "holds '%'"),
+        ("%5s", "holds '%5'"),
+    ] {
+        let e = ErrorTemplate::parse(bad.as_bytes()).expect_err(bad);
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+}
