@@ -592,20 +592,36 @@ fn config_watch_off_leaves_an_edited_file_alone() {
     assert_eq!(gw.get("/first").status, 200);
 }
 
-/// SIGUSR1 reopens the access log, as nginx does for logrotate: lines after it go to a new
-/// file at the configured path (the signal used to kill the process).
+/// SIGUSR1 reopens the access log and the log (`proxy_error_log`), as nginx does for
+/// logrotate: lines after it go to new files at the configured paths (the signal used to
+/// kill the process).
 #[test]
-fn sigusr1_reopens_the_access_log() {
+fn sigusr1_reopens_the_access_and_error_logs() {
     let up = Upstream::start();
     let dir = TempDir::new("usr1");
     let log = dir.path("access.log");
+    let errors = dir.path("error.log");
     let gw = Gangway::start_with(
         Options::new(routes(&up, "/echo"))
-            .env("GANGWAY_PROXY_ACCESS_LOG", log.display().to_string()),
+            .env("GANGWAY_PROXY_ACCESS_LOG", log.display().to_string())
+            .env("KONG_PROXY_ERROR_LOG", errors.display().to_string())
+            .env("KONG_ADMIN_ERROR_LOG", errors.display().to_string()),
     );
     let lines = |path: &std::path::Path| {
         std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
     };
+    let holds = |path: &std::path::Path, what: &str| {
+        std::fs::read_to_string(path).is_ok_and(|text| text.contains(what))
+    };
+    assert!(
+        holds(&errors, "gangway starting"),
+        "the log goes to proxy_error_log"
+    );
+    assert!(!gw.log().contains("gangway starting"), "{}", gw.log());
+    assert!(
+        !holds(&errors, "is not used"),
+        "admin_error_log names the same file"
+    );
     assert_eq!(gw.get("/echo").status, 200);
     let deadline = Instant::now() + Duration::from_secs(5);
     while lines(&log) < 1 {
@@ -614,14 +630,17 @@ fn sigusr1_reopens_the_access_log() {
     }
     let rotated = dir.path("access.log.1");
     std::fs::rename(&log, &rotated).expect("rotate");
+    let rotated_errors = dir.path("error.log.1");
+    std::fs::rename(&errors, &rotated_errors).expect("rotate");
     gw.signal(libc::SIGUSR1);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(gw.get("/echo").status, 200, "still running");
+    assert_eq!(gw.get("/nowhere").status, 404);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while lines(&log) < 1 {
+    while lines(&log) < 1 || !holds(&errors, "no route matched") {
         assert!(
             Instant::now() < deadline,
-            "a new file at the configured path"
+            "new files at the configured paths"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -629,6 +648,58 @@ fn sigusr1_reopens_the_access_log() {
         lines(&rotated),
         1,
         "the rotated file keeps the first line only"
+    );
+    assert!(holds(&rotated_errors, "SIGUSR1: reopening the log files"));
+    assert!(!holds(&rotated_errors, "no route matched"));
+}
+
+/// Kong's docker setup sends the error logs to stderr; gangway's one log follows
+/// `proxy_error_log` there, and an `admin_error_log` elsewhere is said to be unused.
+#[test]
+fn proxy_error_log_sends_the_log_to_stderr() {
+    let up = Upstream::start();
+    let dir = TempDir::new("stderr-log");
+    let yml = dir.path("kong.yml");
+    std::fs::write(&yml, routes(&up, "/echo")).expect("write");
+    let (out, err) = (dir.path("stdout"), dir.path("stderr"));
+    let proxy = crate::harness::free_port();
+    let child = gangway_command()
+        .arg("start")
+        .env_clear()
+        .env("KONG_PROXY_LISTEN", format!("127.0.0.1:{proxy}"))
+        .env("KONG_STATUS_LISTEN", "off")
+        .env("KONG_ADMIN_LISTEN", "off")
+        .env("KONG_DECLARATIVE_CONFIG", &yml)
+        .env("KONG_PROXY_ACCESS_LOG", "/dev/stdout")
+        .env("KONG_PROXY_ERROR_LOG", "/dev/stderr")
+        .env("KONG_ADMIN_ERROR_LOG", "logs/admin_error.log")
+        .env("GANGWAY_PREFIX", dir.path("prefix"))
+        .env("GANGWAY_IO_BACKEND", crate::harness::io_backend())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("spawn");
+    let _child = Bare(child);
+    wait_for_200(format!("127.0.0.1:{proxy}").parse().expect("addr"), "/echo");
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !read(&out).contains("\"GET /echo HTTP/1.1\" 200") {
+        assert!(
+            Instant::now() < deadline,
+            "the access log on stdout: {}",
+            read(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (stdout, stderr) = (read(&out), read(&err));
+    assert!(stderr.contains("gangway starting"), "{stderr}");
+    assert!(!stdout.contains("gangway starting"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "admin_error_log = logs/admin_error.log is not used: gangway writes one log, to \
+             proxy_error_log (/dev/stderr)"
+        ),
+        "{stderr}"
     );
 }
 

@@ -145,6 +145,15 @@ pub struct Settings {
     pub cluster_allow_cidrs: Vec<IpNet>,
     /// The proxy's access log in Kong's `kong_log_format`. Default `/dev/stdout`.
     pub proxy_access_log: AccessLog,
+    /// Where gangway's own log goes (Kong's `proxy_error_log`): `/dev/stdout`, `/dev/stderr`,
+    /// or a file appended to (a relative path is under `prefix`; SIGUSR1 opens it again).
+    /// Default `/dev/stdout`.
+    pub proxy_error_log: AccessLog,
+    /// Kong's `admin_error_log`: gangway writes one log, so this is accepted when it names
+    /// the place `proxy_error_log` does, and warned about otherwise. Default unset.
+    pub admin_error_log: Option<AccessLog>,
+    /// Kong's `status_error_log`, as `admin_error_log`. Default unset.
+    pub status_error_log: Option<AccessLog>,
     /// Whether the log phase reads the client connection's kernel counters: `off`, `on`
     /// (a `kernel` object in the serialized log) or `sizes` (and request and response
     /// sizes from the kernel). Default `off`.
@@ -370,6 +379,9 @@ impl Default for Settings {
             admin_allow_cidrs: Vec::new(),
             cluster_allow_cidrs: Vec::new(),
             proxy_access_log: AccessLog::Stdout,
+            proxy_error_log: AccessLog::Stdout,
+            admin_error_log: None,
+            status_error_log: None,
             log_kernel_counters: LogKernelCounters::Off,
             plugins: vec!["bundled".to_owned()],
             router_flavor: RouterFlavor::TraditionalCompatible,
@@ -585,14 +597,27 @@ impl Settings {
 
     /// Settings given that the rest of the settings leave without effect.
     fn unused(&self) -> Vec<String> {
-        if self.cluster_allow_cidrs.is_empty() || self.role == Role::ControlPlane {
-            return Vec::new();
+        let mut unused = Vec::new();
+        if !self.cluster_allow_cidrs.is_empty() && self.role != Role::ControlPlane {
+            unused.push(format!(
+                "cluster_allow_cidrs is set, but role = \"{}\": only a control plane has \
+                 cluster_listen ports to guard",
+                self.role
+            ));
         }
-        vec![format!(
-            "cluster_allow_cidrs is set, but role = \"{}\": only a control plane has \
-             cluster_listen ports to guard",
-            self.role
-        )]
+        for (key, log) in [
+            ("admin_error_log", &self.admin_error_log),
+            ("status_error_log", &self.status_error_log),
+        ] {
+            if let Some(log) = log.as_ref().filter(|l| **l != self.proxy_error_log) {
+                unused.push(format!(
+                    "{key} = {log} is not used: gangway writes one log, to proxy_error_log \
+                     ({})",
+                    self.proxy_error_log
+                ));
+            }
+        }
+        unused
     }
 
     /// Ports an allow list (`admin_allow_cidrs`, `cluster_allow_cidrs`) would guard that

@@ -56,6 +56,9 @@ pub enum StartError {
     /// `ebpf = required` and the programs could not be loaded or attached.
     #[error("ebpf = \"required\" but {0}")]
     Ebpf(String),
+    /// The log file (`proxy_error_log`) could not be opened.
+    #[error("proxy_error_log: {0}")]
+    ErrorLog(std::io::Error),
     /// The access log's file could not be opened.
     #[error("proxy_access_log: {0}")]
     AccessLog(std::io::Error),
@@ -203,7 +206,14 @@ pub fn check_config(
 pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
     gangway_proxy::gateway::fix_allocator_thresholds();
     let (settings, warnings) = settings::load(conf, settings::process_env())?;
-    crate::telemetry::init(settings.log_level, settings.log_format, settings.log_spans);
+    crate::telemetry::init(
+        settings.log_level,
+        settings.log_format,
+        settings.log_spans,
+        &settings.proxy_error_log,
+        &settings.prefix,
+    )
+    .map_err(StartError::ErrorLog)?;
     crate::prometheus::install();
     for w in warnings {
         warn!("{w}");

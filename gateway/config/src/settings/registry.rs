@@ -80,6 +80,18 @@ fn text<T: ToString>(v: &T) -> Option<Value> {
     Some(Value::String(v.to_string()))
 }
 
+/// An error log's place, or empty for none.
+fn opt_error_log(v: &str) -> Result<Option<AccessLog>, String> {
+    match v.trim() {
+        "" => Ok(None),
+        v => AccessLog::parse_error_log(v).map(Some),
+    }
+}
+
+fn opt_text_shown<T: ToString>(v: &Option<T>) -> Option<Value> {
+    v.as_ref().and_then(text)
+}
+
 fn opt_text(v: &Option<String>) -> Option<Value> {
     v.as_ref().map(|s| Value::String(s.clone()))
 }
@@ -314,6 +326,24 @@ pub(super) static KEYS: &[Key] = &[
         kong[kong("KONG_PROXY_ACCESS_LOG")],
         AccessLog::parse,
         text
+    ),
+    key!(
+        proxy_error_log,
+        kong[kong("KONG_PROXY_ERROR_LOG")],
+        AccessLog::parse_error_log,
+        text
+    ),
+    key!(
+        admin_error_log,
+        kong[kong("KONG_ADMIN_ERROR_LOG")],
+        opt_error_log,
+        opt_text_shown
+    ),
+    key!(
+        status_error_log,
+        kong[kong("KONG_STATUS_ERROR_LOG")],
+        opt_error_log,
+        opt_text_shown
     ),
     key!(log_kernel_counters, kong[], LogKernelCounters::parse, text),
     key!(plugins, kong[kong("KONG_PLUGINS")], plugin_list, strings),

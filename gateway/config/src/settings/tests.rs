@@ -102,6 +102,9 @@ fn field_names() -> Vec<&'static str> {
         admin_allow_cidrs,
         cluster_allow_cidrs,
         proxy_access_log,
+        proxy_error_log,
+        admin_error_log,
+        status_error_log,
         log_kernel_counters,
         plugins,
         router_flavor,
@@ -342,6 +345,30 @@ fn tls_settings_take_kongs_names_and_words() {
 }
 
 #[test]
+fn error_logs_take_kongs_paths_and_name_the_one_log() {
+    let (s, warnings) = load_ok(
+        None,
+        &[
+            ("KONG_PROXY_ERROR_LOG", "/dev/stderr"),
+            ("KONG_ADMIN_ERROR_LOG", "/dev/stderr"),
+            ("KONG_STATUS_ERROR_LOG", "logs/status_error.log"),
+        ],
+    );
+    assert_eq!(s.proxy_error_log, AccessLog::Stderr);
+    assert_eq!(
+        warnings,
+        [
+            "status_error_log = logs/status_error.log is not used: gangway writes one log, to \
+          proxy_error_log (/dev/stderr)"
+        ]
+    );
+    let (s, _) = load_ok(None, &[("KONG_PROXY_ERROR_LOG", "logs/error.log notice")]);
+    assert_eq!(s.proxy_error_log, AccessLog::File("logs/error.log".into()));
+    let (_, err) = load_err(None, &[("KONG_PROXY_ERROR_LOG", "off")]);
+    assert!(err.contains("the log cannot be off"), "{err}");
+}
+
+#[test]
 fn shared_dicts_take_kongs_injected_directive() {
     let (s, _) = load_ok(
         None,
@@ -408,6 +435,8 @@ fn every_field_is_a_key_and_every_key_is_documented() {
             "error_template_json",
             "error_template_xml",
             "error_template_plain",
+            "admin_error_log",
+            "status_error_log",
         ];
         assert_eq!(
             shown.get(*key).is_some(),

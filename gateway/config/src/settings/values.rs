@@ -472,6 +472,19 @@ impl AccessLog {
             other => AccessLog::File(other.into()),
         })
     }
+
+    /// Parses Kong's `proxy_error_log`: a path (nginx's level after it is ignored: gangway
+    /// uses `log_level`); unlike an access log, never `off`.
+    pub fn parse_error_log(v: &str) -> Result<AccessLog, String> {
+        match AccessLog::parse(v)? {
+            AccessLog::Off => Err(
+                "expected a path, /dev/stdout or /dev/stderr (the log cannot be off; \
+                 log_level sets how much it says)"
+                    .to_owned(),
+            ),
+            log => Ok(log),
+        }
+    }
 }
 
 impl fmt::Display for AccessLog {

@@ -95,7 +95,8 @@ pub fn run(
                 _ = quit.recv() => { info!("SIGQUIT: draining"); break; }
                 // nginx's log reopen, as logrotate sends it.
                 _ = usr1.recv() => {
-                    info!("SIGUSR1: reopening the access log");
+                    info!("SIGUSR1: reopening the log files");
+                    crate::telemetry::reopen();
                     if let Some(sink) = gateway.access_log.get() {
                         sink.reopen();
                     }
