@@ -969,3 +969,76 @@ services:
     let other = gw.admin("GET", "/services/s", &[], b"").json();
     assert!(other.get("redis_host").is_none(), "only plugins get them");
 }
+
+/// Kong's `admin_access_log`: a line per Admin API request in nginx's `combined` format, the
+/// format Kong's admin server logs in; SIGUSR1 opens the file again.
+#[test]
+fn admin_access_log_writes_a_combined_line_per_request() {
+    let up = Upstream::start();
+    let dir = TempDir::new("admin-access-log");
+    let log = dir.path("admin_access.log");
+    let gw = Gangway::start_with(
+        Options::new(config(up.addr))
+            .admin()
+            .env("KONG_ADMIN_ACCESS_LOG", log.display().to_string()),
+    );
+    let r = gw.admin(
+        "GET",
+        "/services?size=1",
+        &[("User-Agent", "deck/1.40")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let r = gw.admin("GET", "/nope", &[("Referer", "http://manager/")], b"");
+    assert_eq!(r.status, 404);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while read().lines().count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two lines: {:?}",
+            read()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let text = read();
+    let lines: Vec<&str> = text.lines().collect();
+    let shape = |line: &str, request: &str, status: u16, referer: &str, agent: &str| {
+        let (head, rest) = line.split_once(" [").expect("time");
+        assert_eq!(head, "127.0.0.1 - -", "{line}");
+        let (time, rest) = rest.split_once("] ").expect("time end");
+        assert!(time.ends_with(" +0000") && time.len() == 26, "{line}");
+        let (sent, tail) = rest
+            .strip_prefix(&format!("\"{request}\" {status} "))
+            .and_then(|r| r.split_once(' '))
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(sent.parse::<u64>().is_ok_and(|n| n > 0), "{line}");
+        assert_eq!(tail, format!("\"{referer}\" \"{agent}\""), "{line}");
+    };
+    shape(
+        lines[0],
+        "GET /services?size=1 HTTP/1.1",
+        200,
+        "-",
+        "deck/1.40",
+    );
+    shape(lines[1], "GET /nope HTTP/1.1", 404, "http://manager/", "-");
+    assert!(
+        !gw.log().contains("GET /services?size=1"),
+        "not in the process log"
+    );
+
+    std::fs::rename(&log, dir.path("admin_access.log.1")).expect("rotate");
+    gw.signal(libc::SIGUSR1);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(gw.admin("GET", "/status", &[], b"").status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !read().contains("\"GET /status HTTP/1.1\" 200") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a new file: {:?}",
+            read()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

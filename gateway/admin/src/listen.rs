@@ -7,8 +7,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::serve::IncomingStream;
 use gangway_config::settings::{ListenAddr, Settings};
 use gangway_net::tls::{CertStore, ServerTls, TlsError, default_certificate, server_config};
+use gangway_proxy::access_log::{AccessLogSink, AccessNote};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -38,6 +44,9 @@ pub enum ListenError {
     /// The admin certificate could not be loaded.
     #[error("admin_ssl_cert: {0}")]
     Certificate(#[from] TlsError),
+    /// The access log's file could not be opened.
+    #[error("admin_access_log: {0}")]
+    AccessLog(io::Error),
 }
 
 /// Binds every `admin_listen` address and serves the Admin API on the current runtime.
@@ -61,14 +70,60 @@ pub async fn serve(
             }
         }
     });
-    serve_app(
-        specs,
-        &settings,
-        crate::router(state),
-        "admin API",
-        Some(gate),
-    )
-    .await
+    let mut app = crate::router(state.clone());
+    if let Some(sink) = AccessLogSink::start(&settings.admin_access_log, &settings.prefix)
+        .map_err(ListenError::AccessLog)?
+    {
+        let sink = state
+            .gateway
+            .admin_access_log
+            .get_or_init(|| Arc::new(sink))
+            .clone();
+        app = app.layer(axum::middleware::from_fn_with_state(sink, log_access));
+    }
+    serve_app(specs, &settings, app, "admin API", Some(gate)).await
+}
+
+/// Writes a request's line to the Admin API's access log (nginx's `combined` format, which
+/// Kong's admin server logs in).
+async fn log_access(
+    State(sink): State<Arc<AccessLogSink>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let note = access_note(&request);
+    let response = next.run(request).await;
+    let sent = axum::body::HttpBody::size_hint(response.body())
+        .exact()
+        .unwrap_or(0);
+    sink.write_combined(&note, response.status().as_u16(), sent);
+    response
+}
+
+/// What the access log's line needs of `request`.
+fn access_note(request: &Request) -> AccessNote {
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .map_or(Vec::new(), |v| v.as_bytes().to_vec())
+    };
+    AccessNote {
+        request_line: format!(
+            "{} {} {:?}",
+            request.method(),
+            request.uri(),
+            request.version()
+        )
+        .into_bytes(),
+        referer: header(axum::http::header::REFERER),
+        user_agent: header(axum::http::header::USER_AGENT),
+        client_ip: request
+            .extensions()
+            .get::<ConnectInfo<Peer>>()
+            .map(|ConnectInfo(Peer(peer))| peer.ip()),
+        request_id: [b'-'; 32],
+    }
 }
 
 /// Binds `specs` and serves `app` on them, TLS ones with the Admin API's certificate
@@ -118,11 +173,13 @@ pub async fn serve_app(
             (Some((http1, both)), true) => {
                 let acceptor = if spec.http2 { both } else { http1 };
                 let listener = TlsListener::new(listener, acceptor.clone(), addr);
+                let app = app.into_make_service_with_connect_info::<Peer>();
                 tokio::spawn(async move {
                     let _ = axum::serve(listener, app).await;
                 });
             }
             _ => {
+                let app = app.into_make_service_with_connect_info::<Peer>();
                 tokio::spawn(async move {
                     let _ = axum::serve(listener, app).await;
                 });
@@ -131,6 +188,22 @@ pub async fn serve_app(
         bound.push(addr);
     }
     Ok(bound)
+}
+
+/// The client's address, for the access log (axum's `ConnectInfo`).
+#[derive(Clone, Copy, Debug)]
+struct Peer(SocketAddr);
+
+impl Connected<IncomingStream<'_, Guarded>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, Guarded>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
 }
 
 /// A TCP listener that lets through only the peers its gate admits.

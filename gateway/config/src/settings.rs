@@ -145,6 +145,11 @@ pub struct Settings {
     pub cluster_allow_cidrs: Vec<IpNet>,
     /// The proxy's access log in Kong's `kong_log_format`. Default `/dev/stdout`.
     pub proxy_access_log: AccessLog,
+    /// Where the Admin API's access log goes (Kong's `admin_access_log`), one line per
+    /// request in nginx's `combined` format: `/dev/stdout`, `/dev/stderr`, a file (under
+    /// `prefix` when relative; SIGUSR1 opens it again) or `off`. Default `/dev/stdout`, as
+    /// Kong's docker image sets it.
+    pub admin_access_log: AccessLog,
     /// Where gangway's own log goes (Kong's `proxy_error_log`): `/dev/stdout`, `/dev/stderr`,
     /// or a file appended to (a relative path is under `prefix`; SIGUSR1 opens it again).
     /// Default `/dev/stdout`.
@@ -379,6 +384,7 @@ impl Default for Settings {
             admin_allow_cidrs: Vec::new(),
             cluster_allow_cidrs: Vec::new(),
             proxy_access_log: AccessLog::Stdout,
+            admin_access_log: AccessLog::Stdout,
             proxy_error_log: AccessLog::Stdout,
             admin_error_log: None,
             status_error_log: None,

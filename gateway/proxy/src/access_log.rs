@@ -94,6 +94,24 @@ impl AccessLogSink {
         let _ = self.tx.send(Message::Reopen);
     }
 
+    /// Writes one line in nginx's `combined` format (the Admin API's log, whose requests are
+    /// too few to batch).
+    pub fn write_combined(&self, note: &AccessNote, status: u16, body_bytes: u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut line = Vec::with_capacity(160);
+        push_combined(
+            &mut line,
+            note,
+            &gangway_http::clf::clf_time(now),
+            status,
+            body_bytes,
+        );
+        line.push(b'\n');
+        self.hand_over(line, 1);
+    }
+
     fn hand_over(&self, batch: Vec<u8>, lines: u64) {
         match self.tx.try_send(Message::Lines(batch)) {
             Ok(()) => {}
@@ -177,21 +195,8 @@ impl WorkerAccessLog {
         if batch.is_empty() {
             self.waiting.notify_one();
         }
-        match note.client_ip {
-            Some(ip) => {
-                let _ = write!(batch, "{ip}");
-            }
-            None => batch.push(b'-'),
-        }
-        batch.extend_from_slice(b" - - [");
-        batch.extend_from_slice(self.time_local().as_bytes());
-        batch.extend_from_slice(b"] \"");
-        escape_into(&mut batch, &note.request_line);
-        let _ = write!(batch, "\" {status} {body_bytes} \"");
-        quoted_or_dash(&mut batch, &note.referer);
-        batch.extend_from_slice(b"\" \"");
-        quoted_or_dash(&mut batch, &note.user_agent);
-        batch.extend_from_slice(b"\" kong_request_id: \"");
+        push_combined(&mut batch, note, &self.time_local(), status, body_bytes);
+        batch.extend_from_slice(b" kong_request_id: \"");
         batch.extend_from_slice(&note.request_id);
         batch.extend_from_slice(b"\"\n");
         self.lines.set(self.lines.get() + 1);
@@ -225,6 +230,32 @@ impl WorkerAccessLog {
         }
         std::cell::Ref::map(self.clock.borrow(), |(_, text)| text.as_str())
     }
+}
+
+/// nginx's `combined` format, without its line end: what Kong's `kong_log_format` starts
+/// with and the Admin API's access log (`admin_access_log`) holds.
+fn push_combined(
+    out: &mut Vec<u8>,
+    note: &AccessNote,
+    time_local: &str,
+    status: u16,
+    body_bytes: u64,
+) {
+    match note.client_ip {
+        Some(ip) => {
+            let _ = write!(out, "{ip}");
+        }
+        None => out.push(b'-'),
+    }
+    out.extend_from_slice(b" - - [");
+    out.extend_from_slice(time_local.as_bytes());
+    out.extend_from_slice(b"] \"");
+    escape_into(out, &note.request_line);
+    let _ = write!(out, "\" {status} {body_bytes} \"");
+    quoted_or_dash(out, &note.referer);
+    out.extend_from_slice(b"\" \"");
+    quoted_or_dash(out, &note.user_agent);
+    out.push(b'"');
 }
 
 fn quoted_or_dash(out: &mut Vec<u8>, value: &[u8]) {

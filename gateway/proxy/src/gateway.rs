@@ -132,6 +132,9 @@ pub struct Gateway {
     pub accept_check: gangway_net::conn_policy::AcceptCheck,
     /// The access log's writer, when `proxy_access_log` is not `off` (set once at start).
     pub access_log: std::sync::OnceLock<crate::access_log::AccessLogSink>,
+    /// The Admin API's access log writer, when `admin_access_log` is not `off` (set once by
+    /// the Admin API at start).
+    pub admin_access_log: std::sync::OnceLock<Arc<crate::access_log::AccessLogSink>>,
     /// The plugins this process can run (the loader validates against their schemas).
     pub catalog: Arc<Catalog>,
     /// Target health, kept across reloads.
@@ -177,6 +180,7 @@ impl Gateway {
             published_at: std::sync::Mutex::new(std::time::Instant::now()),
             accept_check: Default::default(),
             access_log: std::sync::OnceLock::new(),
+            admin_access_log: std::sync::OnceLock::new(),
         }
     }
 

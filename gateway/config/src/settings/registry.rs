@@ -328,6 +328,12 @@ pub(super) static KEYS: &[Key] = &[
         text
     ),
     key!(
+        admin_access_log,
+        kong[kong("KONG_ADMIN_ACCESS_LOG")],
+        AccessLog::parse,
+        text
+    ),
+    key!(
         proxy_error_log,
         kong[kong("KONG_PROXY_ERROR_LOG")],
         AccessLog::parse_error_log,

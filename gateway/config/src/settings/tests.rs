@@ -102,6 +102,7 @@ fn field_names() -> Vec<&'static str> {
         admin_allow_cidrs,
         cluster_allow_cidrs,
         proxy_access_log,
+        admin_access_log,
         proxy_error_log,
         admin_error_log,
         status_error_log,

@@ -100,6 +100,9 @@ pub fn run(
                     if let Some(sink) = gateway.access_log.get() {
                         sink.reopen();
                     }
+                    if let Some(sink) = gateway.admin_access_log.get() {
+                        sink.reopen();
+                    }
                 }
             }
         }
@@ -115,6 +118,11 @@ pub fn run(
     if let Some(sink) = gateway.access_log.get() {
         if !sink.flush(Duration::from_secs(5)) {
             error!("access log: lines still queued at exit were lost");
+        }
+    }
+    if let Some(sink) = gateway.admin_access_log.get() {
+        if !sink.flush(Duration::from_secs(5)) {
+            error!("admin access log: lines still queued at exit were lost");
         }
     }
     if !gangway_plugins::file_log::flush(Duration::from_secs(5)) {
