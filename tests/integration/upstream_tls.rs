@@ -163,6 +163,90 @@ services:
     assert_eq!(get("/none", None).0, 502, "no certificate, no handshake");
 }
 
+/// Kong's `client_ssl`: with it on, `client_ssl_cert` (here as base64 of the PEM, and the
+/// key as a file, two of Kong's three forms) goes to upstreams whose service names no
+/// certificate; a service's own certificate still wins.
+#[test]
+fn client_ssl_presents_the_nodes_certificate_when_a_service_has_none() {
+    use base64::Engine;
+    let issuer = |name: &str| {
+        let mut params = CertificateParams::new(vec![name.to_string()]).expect("ca params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("ca")
+    };
+    let (ca, other_ca) = (issuer("ca"), issuer("other ca"));
+    let leaf = |ca: &CertifiedIssuer<'static, KeyPair>| {
+        let key = KeyPair::generate().expect("client key");
+        let cert = CertificateParams::new(vec!["gangway.client".to_string()])
+            .expect("client params")
+            .signed_by(&key, ca)
+            .expect("client cert");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (node_cert, node_key) = leaf(&ca);
+    let (own_cert, own_key) = leaf(&other_ca);
+    let up = mtls_upstream(&ca.pem());
+    let port = up.port();
+    let cert_id = "6f1b1e43-3b3b-4a0a-9a56-3c2f2c1a7e02";
+    let yaml = format!(
+        r#"_format_version: "3.0"
+certificates:
+  - id: {cert_id}
+    cert: |
+{cert}    key: |
+{key}services:
+  - name: none
+    url: https://localhost:{port}
+    routes:
+      - paths: ["/none"]
+  - name: own
+    url: https://localhost:{port}
+    client_certificate: {cert_id}
+    routes:
+      - paths: ["/own"]
+"#,
+        cert = indent(&own_cert),
+        key = indent(&own_key),
+    );
+    let dir = crate::harness::TempDir::new("client-ssl");
+    let key_path = dir.path("client.key");
+    std::fs::write(&key_path, &node_key).expect("write key");
+    let gw = Gangway::start_with(
+        crate::harness::Options::new(yaml)
+            .env("KONG_CLIENT_SSL", "on")
+            .env(
+                "KONG_CLIENT_SSL_CERT",
+                base64::engine::general_purpose::STANDARD.encode(&node_cert),
+            )
+            .env("KONG_CLIENT_SSL_CERT_KEY", key_path.display().to_string()),
+    );
+    let status = |path: &str| {
+        request(gw.proxy, "GET", path, &[], b"")
+            .expect("request")
+            .status
+    };
+    assert_eq!(status("/none"), 200, "the node's certificate");
+    assert_eq!(status("/own"), 502, "the service's own (another CA's) wins");
+
+    let said = crate::harness::refused_start(&[
+        ("KONG_CLIENT_SSL", "on"),
+        ("KONG_CLIENT_SSL_CERT", "/nowhere/client.crt"),
+        ("KONG_CLIENT_SSL_CERT_KEY", &key_path.display().to_string()),
+    ]);
+    assert!(
+        said.contains("client_ssl_cert: failed loading certificate from /nowhere/client.crt"),
+        "{said}"
+    );
+    let said = crate::harness::refused_start(&[
+        ("KONG_CLIENT_SSL", "on"),
+        ("KONG_CLIENT_SSL_CERT", &node_cert),
+    ]);
+    assert!(
+        said.contains("client_ssl_cert_key must be specified"),
+        "{said}"
+    );
+}
+
 /// An HTTPS upstream that answers each request with `GET` and, in the same socket write, a
 /// second TLS record holding a response nobody asked for. Counts its connections.
 fn poisoning_upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {

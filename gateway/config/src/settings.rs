@@ -270,6 +270,14 @@ pub struct Settings {
     /// Verify upstream certificates when a service's `tls_verify` is null. Default false, as
     /// Kong.
     pub upstream_tls_verify: bool,
+    /// Kong's `client_ssl`: present `client_ssl_cert` to upstreams over TLS (mutual TLS)
+    /// when a service (and its upstream entity) names no `client_certificate`. Default off.
+    pub client_ssl: bool,
+    /// Kong's `client_ssl_cert`: the certificate as a file path, PEM text or base64 of the
+    /// PEM text. Default unset.
+    pub client_ssl_cert: Option<String>,
+    /// Kong's `client_ssl_cert_key`: the key, in the same forms. Default unset.
+    pub client_ssl_cert_key: Option<String>,
     /// PEM certificate files for the TLS proxy listeners. Default empty: a self-signed
     /// certificate is generated.
     pub ssl_cert: Vec<PathBuf>,
@@ -428,6 +436,9 @@ impl Default for Settings {
             upstream_keepalive_max_requests: 10_000,
             upstream_keepalive_idle_timeout: 60,
             upstream_tls_verify: false,
+            client_ssl: false,
+            client_ssl_cert: None,
+            client_ssl_cert_key: None,
             ssl_cert: Vec::new(),
             ssl_cert_key: Vec::new(),
             ssl_cipher_suite: CipherSuite::Intermediate,
@@ -699,6 +710,13 @@ impl Settings {
             Role::Traditional => {}
         }
         found.extend(self.shared_guarded_ports());
+        if self.client_ssl {
+            match (&self.client_ssl_cert, &self.client_ssl_cert_key) {
+                (Some(_), None) => found.push("client_ssl_cert_key must be specified".into()),
+                (None, Some(_)) => found.push("client_ssl_cert must be specified".into()),
+                _ => {}
+            }
+        }
         // Kong checks certificate pairs only when a proxy listener terminates TLS.
         if self.proxy_listen.iter().any(|l| l.ssl) {
             let (certs, keys) = (self.ssl_cert.len(), self.ssl_cert_key.len());

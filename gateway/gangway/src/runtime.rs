@@ -12,7 +12,9 @@ use tracing::{info, warn};
 use gangway_config::ConfigErrors;
 use gangway_config::settings::{self, Database, IoBackend, Settings, SettingsError};
 use gangway_http::error_page::{ErrorTemplate, ErrorTemplates};
-use gangway_net::tls::{RootSource, ServerTls, default_certificate};
+use gangway_net::tls::{
+    CertifiedKey, RootSource, ServerTls, client_ssl_certificate, default_certificate,
+};
 use gangway_pipeline::Catalog;
 use gangway_proxy::gateway::{Gateway, SharedState};
 use gangway_proxy::upstream::balancer::HealthRegistry;
@@ -86,6 +88,21 @@ fn error_templates(settings: &Settings) -> Result<ErrorTemplates, StartError> {
         xml: read("error_template_xml", &settings.error_template_xml)?,
         plain: read("error_template_plain", &settings.error_template_plain)?,
     })
+}
+
+/// The certificate upstreams get when a service names none: `client_ssl_cert` when
+/// `client_ssl` is on (Kong's `proxy_ssl_certificate`).
+fn client_ssl(settings: &Settings) -> Result<Option<Arc<CertifiedKey>>, StartError> {
+    match (
+        settings.client_ssl,
+        &settings.client_ssl_cert,
+        &settings.client_ssl_cert_key,
+    ) {
+        (true, Some(cert), Some(key)) => client_ssl_certificate(cert, key)
+            .map(Some)
+            .map_err(StartError::TlsSettings),
+        _ => Ok(None),
+    }
 }
 
 /// The downstream TLS policy `settings` ask for; what of it cannot be served is said once,
@@ -245,6 +262,7 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
         health: Arc::new(HealthRegistry::default()),
         default_cert: default_certificate(&settings.ssl_cert, &settings.ssl_cert_key)?,
         server_tls: server_tls(&settings)?,
+        client_ssl: client_ssl(&settings)?,
         roots: RootSource::trusted(settings.trusts_system_roots(), &pem_files)?,
         client_configs: std::sync::Mutex::default(),
     };

@@ -28,10 +28,12 @@ use std::sync::{Arc, OnceLock};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::sign::CertifiedKey;
 
-pub use client::{ClientConfigCache, RootSource, client_certificate, client_config};
+pub use client::{
+    ClientConfigCache, RootSource, client_certificate, client_config, client_ssl_certificate,
+};
 pub use policy::ServerTls;
+pub use rustls::sign::CertifiedKey;
 pub use server::{CertPair, CertStore, default_certificate, self_signed_pem, server_config};
 pub use stream::{TlsStream, accept, accept_with_prefix, connect};
 

@@ -14,8 +14,8 @@ use gangway_config::model::{
 };
 use gangway_config::settings::Settings;
 use gangway_net::tls::{
-    CertPair, CertStore, ClientConfigCache, RootSource, ServerTls, client_certificate,
-    server_config,
+    CertPair, CertStore, CertifiedKey, ClientConfigCache, RootSource, ServerTls,
+    client_certificate, server_config,
 };
 use gangway_pipeline::Catalog;
 use gangway_pipeline::identity::Identities;
@@ -36,6 +36,8 @@ pub struct CompileShared<'a> {
     pub default_cert: &'a CertPair,
     /// The TLS versions, ciphers and resumption the proxy serves (`ssl_cipher_suite`, ...).
     pub server_tls: &'a ServerTls,
+    /// The certificate upstreams get when a service names none (`client_ssl`).
+    pub client_ssl: Option<&'a Arc<CertifiedKey>>,
     /// Trust anchors for upstream TLS (`lua_ssl_trusted_certificate`).
     pub roots: &'a RootSource,
     /// Upstream TLS configs, kept across compiles so sessions resume after a reload.
@@ -222,7 +224,9 @@ fn compile_parts(
                     .or_else(|| upstream.and_then(|u| u.client_certificate.as_ref()))
                     .and_then(|fk| config.certificates.iter().find(|c| c.id == fk.id))
                     // A certificate that does not load is reported as `certificates[n]`.
-                    .and_then(|c| client_certificate(&c.cert, &c.key).ok());
+                    .and_then(|c| client_certificate(&c.cert, &c.key).ok())
+                    // Kong's `proxy_ssl_certificate` (`client_ssl`) when the service has none.
+                    .or_else(|| shared.client_ssl.cloned());
                 client_configs.get(
                     verify,
                     s.tls_verify_depth,

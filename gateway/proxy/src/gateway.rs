@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use gangway_config::settings::Settings;
 use gangway_config::{Config, ConfigErrors};
-use gangway_net::tls::{CertPair, ClientConfigCache, RootSource, ServerTls};
+use gangway_net::tls::{CertPair, CertifiedKey, ClientConfigCache, RootSource, ServerTls};
 use gangway_pipeline::Catalog;
 use gangway_pipeline::identity::Identities;
 
@@ -95,6 +95,8 @@ pub struct SharedState {
     pub default_cert: CertPair,
     /// The TLS versions, ciphers and resumption the proxy serves.
     pub server_tls: ServerTls,
+    /// The certificate upstreams get when a service names none (`client_ssl`).
+    pub client_ssl: Option<Arc<CertifiedKey>>,
     /// Upstream trust anchors.
     pub roots: RootSource,
     /// Upstream TLS configs.
@@ -110,6 +112,7 @@ impl SharedState {
             health: &self.health,
             default_cert: &self.default_cert,
             server_tls: &self.server_tls,
+            client_ssl: self.client_ssl.as_ref(),
             roots: &self.roots,
             client_configs: &self.client_configs,
             previous: None,
@@ -143,6 +146,8 @@ pub struct Gateway {
     pub default_cert: CertPair,
     /// The TLS versions, ciphers and resumption the proxy serves, fixed for the process.
     pub server_tls: ServerTls,
+    /// The certificate upstreams get when a service names none (`client_ssl`).
+    pub client_ssl: Option<Arc<CertifiedKey>>,
     /// Trust anchors for upstream TLS.
     pub roots: RootSource,
     /// Upstream TLS configs shared by snapshots.
@@ -161,6 +166,7 @@ impl Gateway {
             health: shared.health,
             default_cert: shared.default_cert,
             server_tls: shared.server_tls,
+            client_ssl: shared.client_ssl,
             roots: shared.roots,
             client_configs: shared.client_configs,
             config_writes: std::sync::Mutex::new(()),
@@ -264,6 +270,7 @@ impl Gateway {
             health: &self.health,
             default_cert: &self.default_cert,
             server_tls: &self.server_tls,
+            client_ssl: self.client_ssl.as_ref(),
             roots: &self.roots,
             client_configs: &self.client_configs,
             previous: Some(self.snapshot().compiled.clone()),

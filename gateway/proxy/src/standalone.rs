@@ -40,6 +40,7 @@ fn standalone_state(catalog: Catalog) -> Result<SharedState, ConfigErrors> {
         health: Arc::new(HealthRegistry::default()),
         default_cert: default_certificate(&[], &[]).map_err(|e| problem(&e))?,
         server_tls: ServerTls::default(),
+        client_ssl: None,
         roots: RootSource::trusted(false, &[]).map_err(|e| problem(&e))?,
         client_configs: std::sync::Mutex::default(),
     })

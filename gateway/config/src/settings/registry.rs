@@ -593,6 +593,25 @@ pub(super) static KEYS: &[Key] = &[
         scalar
     ),
     key!(upstream_tls_verify, kong[], parse_bool, scalar),
+    key!(
+        client_ssl,
+        kong[kong("KONG_CLIENT_SSL")],
+        parse_bool,
+        scalar
+    ),
+    key!(
+        client_ssl_cert,
+        kong[kong("KONG_CLIENT_SSL_CERT")],
+        parse_opt_string,
+        opt_text
+    ),
+    key!(
+        client_ssl_cert_key,
+        kong[kong("KONG_CLIENT_SSL_CERT_KEY")],
+        parse_opt_string,
+        opt_text,
+        true
+    ),
     key!(ssl_cert, kong[kong("KONG_SSL_CERT")], path_list, paths),
     key!(
         admin_ssl_cert,

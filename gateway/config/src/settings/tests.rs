@@ -146,6 +146,9 @@ fn field_names() -> Vec<&'static str> {
         upstream_keepalive_max_requests,
         upstream_keepalive_idle_timeout,
         upstream_tls_verify,
+        client_ssl,
+        client_ssl_cert,
+        client_ssl_cert_key,
         ssl_cert,
         ssl_cert_key,
         ssl_cipher_suite,
@@ -438,6 +441,8 @@ fn every_field_is_a_key_and_every_key_is_documented() {
             "error_template_plain",
             "admin_error_log",
             "status_error_log",
+            "client_ssl_cert",
+            "client_ssl_cert_key",
         ];
         assert_eq!(
             shown.get(*key).is_some(),
