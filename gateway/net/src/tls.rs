@@ -95,6 +95,24 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
 }
 
+/// The PEM a certificate or key setting gives, in the forms Kong takes (`ssl_cert`,
+/// `client_ssl_cert`, ...): the PEM text itself, the file it names, or base64 of the PEM
+/// text. The error is the file's when the value is none of them.
+pub(crate) fn pem_setting(value: &str) -> std::io::Result<Vec<u8>> {
+    use base64::Engine;
+    let value = value.trim();
+    if value.starts_with("-----BEGIN") {
+        return Ok(value.as_bytes().to_vec());
+    }
+    std::fs::read(value).or_else(|unreadable| {
+        base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .ok()
+            .filter(|pem| pem.trim_ascii_start().starts_with(b"-----BEGIN"))
+            .ok_or(unreadable)
+    })
+}
+
 /// The process-wide ring crypto provider every config here is built with.
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();

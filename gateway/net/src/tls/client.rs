@@ -24,7 +24,8 @@ use rustls::{
 };
 
 use crate::tls::{
-    ALPN_HTTP11, KeyLoadError, TlsError, certified_key_from_pem, parse_cert_chain, provider,
+    ALPN_HTTP11, KeyLoadError, TlsError, certified_key_from_pem, parse_cert_chain, pem_setting,
+    provider,
 };
 use gangway_config::model::CaCertificate;
 
@@ -144,29 +145,16 @@ pub fn client_certificate(cert: &str, key: &str) -> Result<Arc<CertifiedKey>, St
 /// service names none. Each value is a file path, the PEM text, or base64 of the PEM text,
 /// as Kong takes them; errors name the setting as Kong's do.
 pub fn client_ssl_certificate(cert: &str, key: &str) -> Result<Arc<CertifiedKey>, String> {
-    let cert_pem = pem_setting(cert)
+    let text = |value: &str| {
+        pem_setting(value)
+            .ok()
+            .and_then(|pem| String::from_utf8(pem).ok())
+    };
+    let cert_pem = text(cert)
         .ok_or_else(|| format!("client_ssl_cert: failed loading certificate from {cert}"))?;
-    let key_pem = pem_setting(key)
-        .ok_or_else(|| format!("client_ssl_cert_key: failed loading key from {key}"))?;
+    let key_pem =
+        text(key).ok_or_else(|| format!("client_ssl_cert_key: failed loading key from {key}"))?;
     client_certificate(&cert_pem, &key_pem).map_err(|e| format!("client_ssl_cert: {e}"))
-}
-
-/// The PEM text a setting gives: itself, the file it names, or its base64 decoding.
-fn pem_setting(value: &str) -> Option<String> {
-    use base64::Engine;
-    let value = value.trim();
-    if value.starts_with("-----BEGIN") {
-        return Some(value.to_owned());
-    }
-    if let Ok(text) = std::fs::read_to_string(value) {
-        return Some(text);
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(value)
-        .ok()?;
-    String::from_utf8(decoded)
-        .ok()
-        .filter(|pem| pem.trim_start().starts_with("-----BEGIN"))
 }
 
 /// A client config for upstream TLS: verification on or off (`verify`, Kong's `tls_verify`

@@ -18,7 +18,9 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
 
-use crate::tls::{ALPN_HTTP11, KeyLoadError, ServerTls, TlsError, certified_key_from_pem};
+use crate::tls::{
+    ALPN_HTTP11, KeyLoadError, ServerTls, TlsError, certified_key_from_pem, pem_setting,
+};
 use gangway_config::error::ConfigErrors;
 use gangway_config::model::{Certificate, Id, Sni};
 
@@ -349,24 +351,29 @@ pub fn default_certificate(
     let mut loaded = Vec::with_capacity(2);
     for (cert_path, key_path) in cert_paths.iter().zip(key_paths) {
         let read = |p: &PathBuf| {
-            std::fs::read(p).map_err(|source| TlsError::Read {
+            pem_setting(&p.to_string_lossy()).map_err(|source| TlsError::Read {
                 path: p.clone(),
                 source,
             })
         };
         let (cert, key) = (read(cert_path)?, read(key_path)?);
+        // A value given as PEM text (or its base64) is not shown back whole.
+        let shown = |p: &PathBuf| match std::fs::exists(p) {
+            Ok(true) => p.display().to_string(),
+            _ => "the PEM text given".to_owned(),
+        };
         let ck = certified_key_from_pem(&cert, &key).map_err(|e| match e {
             KeyLoadError::Cert(m) => TlsError::Pem {
-                what: cert_path.display().to_string(),
+                what: shown(cert_path),
                 message: m,
             },
             KeyLoadError::Key(m) => TlsError::Pem {
-                what: key_path.display().to_string(),
+                what: shown(key_path),
                 message: m,
             },
             KeyLoadError::Mismatch => TlsError::Pem {
-                what: cert_path.display().to_string(),
-                message: format!("certificate does not match key {}", key_path.display()),
+                what: shown(cert_path),
+                message: format!("certificate does not match key {}", shown(key_path)),
             },
         })?;
         loaded.push(Arc::new(ck));

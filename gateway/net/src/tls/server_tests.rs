@@ -395,3 +395,27 @@ fn default_certificate_loads_pem_files() {
     ));
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// Kong also takes `ssl_cert` and `ssl_cert_key` as the PEM text or its base64.
+#[test]
+fn default_certificate_takes_pem_text_and_base64_as_kong_does() {
+    use base64::Engine;
+    let (cert, key) = ecdsa_self_signed(&["inline.test"]);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&key);
+    let pair = default_certificate(&[cert.clone().into()], &[encoded.into()])
+        .expect("PEM text and base64");
+    assert_eq!(pair.primary().key.algorithm(), SignatureAlgorithm::ECDSA);
+    let (other, _) = ecdsa_self_signed(&["other.test"]);
+    let wrong = default_certificate(&[other.into()], &[key.into()]).expect_err("mismatch");
+    assert_eq!(
+        wrong.to_string(),
+        "the PEM text given: certificate does not match key the PEM text given"
+    );
+    assert!(
+        matches!(
+            default_certificate(&["bm90IHBlbQ==".into()], &[cert.into()]),
+            Err(TlsError::Read { .. })
+        ),
+        "base64 of something that is not PEM is read as a path"
+    );
+}
