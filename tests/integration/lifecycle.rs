@@ -354,6 +354,21 @@ fn check_runs_the_compile_step_too() {
 }
 
 /// Runs `gangway start` with exactly these args and environment; killed on drop.
+/// `gangway start` with only Kong's variables: a proxy listener on `proxy`, no status or
+/// Admin API listener, the declarative file `yml`, its prefix in `dir`.
+fn proxy_only(dir: &TempDir, yml: &std::path::Path, proxy: u16) -> std::process::Command {
+    let mut cmd = gangway_command();
+    cmd.arg("start")
+        .env_clear()
+        .env("KONG_PROXY_LISTEN", format!("127.0.0.1:{proxy}"))
+        .env("KONG_STATUS_LISTEN", "off")
+        .env("KONG_ADMIN_LISTEN", "off")
+        .env("KONG_DECLARATIVE_CONFIG", yml)
+        .env("GANGWAY_PREFIX", dir.path("prefix"))
+        .env("GANGWAY_IO_BACKEND", crate::harness::io_backend());
+    cmd
+}
+
 struct Bare(std::process::Child);
 
 impl Drop for Bare {
@@ -592,6 +607,48 @@ fn config_watch_off_leaves_an_edited_file_alone() {
     assert_eq!(gw.get("/first").status, 200);
 }
 
+/// Kong's `port_maps`: behind a port mapping (a container's, a load balancer's), the port
+/// clients used is the one `X-Forwarded-Port` carries and route hosts with a port match.
+#[test]
+fn port_maps_give_the_clients_port_to_upstreams_and_the_router() {
+    let up = Upstream::start();
+    let dir = TempDir::new("port-maps");
+    let yml = dir.path("kong.yml");
+    std::fs::write(
+        &yml,
+        config_with_routes(
+            up.addr,
+            "      - name: r\n        paths: [\"/echo\"]\n      - name: shop\n        hosts: [\"shop.test:80\"]\n        paths: [\"/shop\"]\n",
+        ),
+    )
+    .expect("write");
+    let proxy = crate::harness::free_port();
+    let child = proxy_only(&dir, &yml, proxy)
+        .env("KONG_PORT_MAPS", format!("80:{proxy}, 443:8443"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let _child = Bare(child);
+    let addr = format!("127.0.0.1:{proxy}").parse().expect("addr");
+    let echo = wait_for_200(addr, "/echo").json();
+    assert_eq!(
+        crate::harness::echo_header(&echo, "x-forwarded-port").as_deref(),
+        Some("80")
+    );
+    let r = request(addr, "GET", "/shop", &[("Host", "shop.test")], b"").expect("shop");
+    assert_eq!(
+        r.status, 200,
+        "hosts [shop.test:80] match on the mapped port"
+    );
+
+    let said = crate::harness::refused_start(&[("KONG_PORT_MAPS", "80:8000, 8443")]);
+    assert!(
+        said.contains("invalid port mapping (`port_maps`): 8443"),
+        "{said}"
+    );
+}
+
 /// SIGUSR1 reopens the access log and the log (`proxy_error_log`), as nginx does for
 /// logrotate: lines after it go to new files at the configured paths (the signal used to
 /// kill the process).
@@ -663,18 +720,10 @@ fn proxy_error_log_sends_the_log_to_stderr() {
     std::fs::write(&yml, routes(&up, "/echo")).expect("write");
     let (out, err) = (dir.path("stdout"), dir.path("stderr"));
     let proxy = crate::harness::free_port();
-    let child = gangway_command()
-        .arg("start")
-        .env_clear()
-        .env("KONG_PROXY_LISTEN", format!("127.0.0.1:{proxy}"))
-        .env("KONG_STATUS_LISTEN", "off")
-        .env("KONG_ADMIN_LISTEN", "off")
-        .env("KONG_DECLARATIVE_CONFIG", &yml)
+    let child = proxy_only(&dir, &yml, proxy)
         .env("KONG_PROXY_ACCESS_LOG", "/dev/stdout")
         .env("KONG_PROXY_ERROR_LOG", "/dev/stderr")
         .env("KONG_ADMIN_ERROR_LOG", "logs/admin_error.log")
-        .env("GANGWAY_PREFIX", dir.path("prefix"))
-        .env("GANGWAY_IO_BACKEND", crate::harness::io_backend())
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"))
         .spawn()

@@ -182,6 +182,10 @@ pub struct Settings {
     pub tracing_sampling_rate: SamplingRate,
     /// Peers whose `real_ip_header` is believed. Default empty (trust no one).
     pub trusted_ips: Vec<IpNet>,
+    /// Kong's `port_maps`: `host:kong` pairs telling which port clients reach each
+    /// listener port through (a container's or load balancer's port mapping), for
+    /// `X-Forwarded-Port`, route hosts with a port, and the log entry's URL. Default none.
+    pub port_maps: Vec<(u16, u16)>,
     /// Whether unix-socket peers are trusted (`unix:` in `trusted_ips`). Default false. Set
     /// through `trusted_ips`; not a key of its own.
     pub trust_unix: bool,
@@ -437,6 +441,7 @@ impl Default for Settings {
             upstream_keepalive_idle_timeout: 60,
             upstream_tls_verify: false,
             client_ssl: false,
+            port_maps: Vec::new(),
             client_ssl_cert: None,
             client_ssl_cert_key: None,
             ssl_cert: Vec::new(),
@@ -675,6 +680,14 @@ impl Settings {
     }
 
     /// Cross-key checks: Kong's, with Kong's messages, and gangway's own.
+    /// The port clients reach listener port `port` through (`port_maps`), else `port`.
+    pub fn host_port(&self, port: u16) -> u16 {
+        self.port_maps
+            .iter()
+            .find(|&&(_, kong)| kong == port)
+            .map_or(port, |&(host, _)| host)
+    }
+
     fn inconsistencies(&self) -> Vec<String> {
         let mut found = Vec::new();
         match self.role {

@@ -230,7 +230,7 @@ pub fn serve_connection<'a, B: Backend>(
 ) -> impl Future<Output = ()> + 'a {
     let conn = session::ClientConn {
         peer,
-        local_port: listen.addr.port(),
+        local_port: ctx.gateway.settings.host_port(listen.addr.port()),
         tls: false,
         sni: None,
         tls_names: None,

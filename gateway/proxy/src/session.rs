@@ -46,7 +46,8 @@ const LINGERING_TIME: Duration = Duration::from_secs(30);
 pub struct ClientConn {
     /// The client's address.
     pub peer: SocketAddr,
-    /// The listener's port (`X-Forwarded-Port`, host:port route matching).
+    /// The port the client reached the listener through: the listener's, unless
+    /// `port_maps` maps it (`X-Forwarded-Port`, host:port route matching, the log's URL).
     pub local_port: u16,
     /// True on TLS listeners.
     pub tls: bool,

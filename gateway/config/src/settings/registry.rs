@@ -206,6 +206,28 @@ fn plugin_list(v: &str) -> Result<Vec<String>, String> {
     Ok(list)
 }
 
+/// Kong's `port_maps`: `host_port:kong_port` pairs, comma-separated.
+fn parse_port_maps(v: &str) -> Result<Vec<(u16, u16)>, String> {
+    parse_list(v)?
+        .iter()
+        .map(|entry| {
+            let port = |p: &str| p.trim().parse::<u16>().ok().filter(|&p| p > 0);
+            entry
+                .split_once(':')
+                .and_then(|(host, kong)| Some((port(host)?, port(kong)?)))
+                .ok_or_else(|| format!("invalid port mapping (`port_maps`): {entry}"))
+        })
+        .collect()
+}
+
+fn port_map_list(v: &[(u16, u16)]) -> Option<Value> {
+    Some(json!(
+        v.iter()
+            .map(|(host, kong)| format!("{host}:{kong}"))
+            .collect::<Vec<_>>()
+    ))
+}
+
 /// A file's path, or empty for none.
 fn opt_file_path(v: &str) -> Result<Option<PathBuf>, String> {
     parse_opt_string(v.trim()).map(|p| p.map(PathBuf::from))
@@ -593,6 +615,12 @@ pub(super) static KEYS: &[Key] = &[
         scalar
     ),
     key!(upstream_tls_verify, kong[], parse_bool, scalar),
+    key!(
+        port_maps,
+        kong[kong("KONG_PORT_MAPS")],
+        parse_port_maps,
+        port_map_list
+    ),
     key!(
         client_ssl,
         kong[kong("KONG_CLIENT_SSL")],

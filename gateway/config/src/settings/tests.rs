@@ -115,6 +115,7 @@ fn field_names() -> Vec<&'static str> {
         tracing_instrumentations,
         tracing_sampling_rate,
         trusted_ips,
+        port_maps,
         trust_unix,
         real_ip_header,
         real_ip_recursive,
