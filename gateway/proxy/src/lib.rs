@@ -231,6 +231,7 @@ pub fn serve_connection<'a, B: Backend>(
     let conn = session::ClientConn {
         peer,
         local_port: ctx.gateway.settings.host_port(listen.addr.port()),
+        listener_port: listen.addr.port(),
         tls: false,
         sni: None,
         tls_names: None,

@@ -49,6 +49,9 @@ pub struct ClientConn {
     /// The port the client reached the listener through: the listener's, unless
     /// `port_maps` maps it (`X-Forwarded-Port`, host:port route matching, the log's URL).
     pub local_port: u16,
+    /// The listener's own port (nginx's `$server_port`, which correlation-id's `tracker`
+    /// reads even behind `port_maps`).
+    pub listener_port: u16,
     /// True on TLS listeners.
     pub tls: bool,
     /// The TLS SNI the client sent.
@@ -298,7 +301,7 @@ pub async fn serve<B: Backend, S: Stream>(client: S, conn: &ClientConn, ctx: &Wo
     // Set when an error answer ends the connection: the client may still be sending.
     let mut linger = false;
     let mut conn_facts =
-        ConnFacts::new_connection(SocketAddr::from(([0, 0, 0, 0], conn.local_port)));
+        ConnFacts::new_connection(SocketAddr::from(([0, 0, 0, 0], conn.listener_port)));
     // The full buffers while a request is in flight or pipelined bytes wait; between
     // requests the connection holds only `idle`.
     let mut held: Option<Box<ConnBuffers>> = None;
