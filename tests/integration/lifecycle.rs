@@ -649,6 +649,68 @@ fn port_maps_give_the_clients_port_to_upstreams_and_the_router() {
     );
 }
 
+/// The open-file limit: `auto` raises a container-style soft limit (1000 here) to the hard
+/// one; `worker_rlimit_nofile` (Kong's `KONG_NGINX_MAIN_WORKER_RLIMIT_NOFILE`) sets it, and
+/// a limit below what `max_connections` needs is said at startup.
+#[test]
+fn the_open_file_limit_is_raised_or_set_as_asked() {
+    use std::os::unix::process::CommandExt;
+    let up = Upstream::start();
+    let dir = TempDir::new("rlimit");
+    let yml = dir.path("kong.yml");
+    std::fs::write(&yml, routes(&up, "/echo")).expect("write");
+    let open_files = |rlimit: Option<&str>| {
+        let proxy = crate::harness::free_port();
+        let log = dir.path(&format!("log-{proxy}"));
+        let mut cmd = proxy_only(&dir, &yml, proxy);
+        if let Some(n) = rlimit {
+            cmd.env("KONG_NGINX_MAIN_WORKER_RLIMIT_NOFILE", n);
+        }
+        cmd.stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(std::process::Stdio::null());
+        // SAFETY: between fork and exec only setrlimit runs, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 1000,
+                    rlim_max: 8192,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = Bare(cmd.spawn().expect("spawn"));
+        wait_for_200(format!("127.0.0.1:{proxy}").parse().expect("addr"), "/echo");
+        let limits =
+            std::fs::read_to_string(format!("/proc/{}/limits", child.0.id())).expect("limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("open files line")
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        drop(child);
+        (line, std::fs::read_to_string(&log).unwrap_or_default())
+    };
+    let (auto, log) = open_files(None);
+    assert_eq!(
+        auto, "8192 8192",
+        "auto raises the soft limit to the hard one"
+    );
+    assert!(
+        log.contains("the open-file limit is below"),
+        "8192 < 2 x 16384 x workers: {log}"
+    );
+    let (set, _) = open_files(Some("2048"));
+    assert_eq!(set, "2048 8192");
+}
+
 /// SIGUSR1 reopens the access log and the log (`proxy_error_log`), as nginx does for
 /// logrotate: lines after it go to new files at the configured paths (the signal used to
 /// kill the process).

@@ -263,6 +263,10 @@ pub struct Settings {
     pub keepalive_requests: u64,
     /// Open client connections per worker. Default 16384.
     pub max_connections: usize,
+    /// The process's open-file limit (nginx's `worker_rlimit_nofile`): `None` (`auto`, the
+    /// default) raises the soft limit to the hard one, as a container's 1024:4096 default
+    /// would otherwise refuse connections past about a thousand; a number sets it.
+    pub worker_rlimit_nofile: Option<u64>,
     /// Time in-flight requests get to finish on shutdown, in ms. Default 10000.
     pub shutdown_grace_period_ms: u64,
     /// Idle upstream connections kept per worker. Default 512.
@@ -435,6 +439,7 @@ impl Default for Settings {
             keepalive_timeout_ms: 75_000,
             keepalive_requests: 10_000,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            worker_rlimit_nofile: None,
             shutdown_grace_period_ms: 10_000,
             upstream_keepalive_pool_size: 512,
             upstream_keepalive_max_requests: 10_000,

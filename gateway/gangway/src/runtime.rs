@@ -49,6 +49,14 @@ pub enum StartError {
     /// to serve.
     #[error("invalid settings: {0}")]
     TlsSettings(String),
+    /// `worker_rlimit_nofile` could not be set.
+    #[error("worker_rlimit_nofile = {wanted}: {source}")]
+    OpenFileLimit {
+        /// The limit asked for.
+        wanted: u64,
+        /// Why the kernel refused it.
+        source: std::io::Error,
+    },
     /// A setting this build cannot honour.
     #[error("{0}")]
     Unsupported(&'static str),
@@ -67,6 +75,58 @@ pub enum StartError {
     /// Any other I/O failure at startup.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Sets the open-file limit `worker_rlimit_nofile` asks for (`auto`: the soft limit up to
+/// the hard one), and warns when it is below what `max_connections` needs: each proxied
+/// request holds two files, the client's connection and the upstream's.
+fn set_open_file_limit(settings: &Settings) -> Result<(), StartError> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(StartError::Io(std::io::Error::last_os_error()));
+    }
+    // An unlimited hard limit is capped by the kernel's fs.nr_open.
+    let hard = match limit.rlim_max {
+        libc::RLIM_INFINITY => std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(1 << 20),
+        hard => hard,
+    };
+    let wanted = settings.worker_rlimit_nofile.unwrap_or(hard);
+    if wanted != limit.rlim_cur {
+        let new = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: limit.rlim_max.max(wanted),
+        };
+        // SAFETY: setrlimit reads one rlimit through a valid pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } != 0 {
+            let source = std::io::Error::last_os_error();
+            if settings.worker_rlimit_nofile.is_some() {
+                return Err(StartError::OpenFileLimit { wanted, source });
+            }
+            warn!(error = %source, limit = limit.rlim_cur, "could not raise the open-file limit");
+        }
+    }
+    let mut now = limit;
+    // SAFETY: as above.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) } == 0 {
+        let needed = 2 * settings.max_connections as u64 * settings.worker_count() as u64;
+        if now.rlim_cur < needed {
+            warn!(
+                limit = now.rlim_cur,
+                needed,
+                "the open-file limit is below 2 x max_connections x workers: connections past \
+                 it are refused (raise the hard limit, worker_rlimit_nofile, or lower \
+                 max_connections)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The operator's error bodies (`error_template_*`), read and checked once, at startup.
@@ -235,6 +295,7 @@ pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
     for w in warnings {
         warn!("{w}");
     }
+    set_open_file_limit(&settings)?;
     let backend = choose_backend(settings.io_backend)?;
     crate::prometheus::set_io_backend(match backend {
         ChosenBackend::IoUring => "io_uring",

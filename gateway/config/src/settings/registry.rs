@@ -270,6 +270,21 @@ fn apply_worker_connections(s: &mut Settings, v: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// nginx's `worker_rlimit_nofile`: `auto` (`None`) or a number of files.
+fn parse_rlimit_nofile(v: &str) -> Result<Option<u64>, String> {
+    match v.trim() {
+        t if t.eq_ignore_ascii_case("auto") => Ok(None),
+        t => match t.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(format!("expected a number of files or 'auto', got '{v}'")),
+        },
+    }
+}
+
+fn rlimit_nofile(v: &Option<u64>) -> Option<Value> {
+    Some(v.map_or_else(|| json!("auto"), |n| json!(n)))
+}
+
 /// Every settings key, in the order `config/gangway.toml` and `GET /` present them.
 pub(super) static KEYS: &[Key] = &[
     key!(prefix, kong[kong("KONG_PREFIX")], dir_path, path),
@@ -586,6 +601,12 @@ pub(super) static KEYS: &[Key] = &[
         )],
         parse_int,
         scalar
+    ),
+    key!(
+        worker_rlimit_nofile,
+        kong[kong("KONG_NGINX_MAIN_WORKER_RLIMIT_NOFILE")],
+        parse_rlimit_nofile,
+        rlimit_nofile
     ),
     key!(
         shutdown_grace_period_ms,

@@ -142,6 +142,7 @@ fn field_names() -> Vec<&'static str> {
         keepalive_timeout_ms,
         keepalive_requests,
         max_connections,
+        worker_rlimit_nofile,
         shutdown_grace_period_ms,
         upstream_keepalive_pool_size,
         upstream_keepalive_max_requests,
