@@ -42,13 +42,11 @@ pub enum StartError {
     /// The default certificate could not be loaded or generated.
     #[error("default certificate: {0}")]
     Tls(#[from] gangway_net::tls::TlsError),
-    /// An `error_template_*` file could not be read or is not a template Kong could render.
+    /// A setting whose value parsed but cannot be used: an `error_template_*` file that is
+    /// unreadable or not a template Kong could render, TLS settings that leave nothing to
+    /// serve, a `client_ssl_cert` that does not load. The message names the setting.
     #[error("invalid settings: {0}")]
-    ErrorTemplate(String),
-    /// The TLS settings (`ssl_cipher_suite`, `ssl_protocols`, `ssl_ciphers`) leave nothing
-    /// to serve.
-    #[error("invalid settings: {0}")]
-    TlsSettings(String),
+    UnusableSetting(String),
     /// `worker_rlimit_nofile` could not be set.
     #[error("worker_rlimit_nofile = {wanted}: {source}")]
     OpenFileLimit {
@@ -137,10 +135,10 @@ fn error_templates(settings: &Settings) -> Result<ErrorTemplates, StartError> {
         };
         let shown = path.display();
         let text = std::fs::read(path)
-            .map_err(|e| StartError::ErrorTemplate(format!("{key}: cannot read {shown}: {e}")))?;
+            .map_err(|e| StartError::UnusableSetting(format!("{key}: cannot read {shown}: {e}")))?;
         ErrorTemplate::parse(&text)
             .map(Some)
-            .map_err(|e| StartError::ErrorTemplate(format!("{key}: {shown} {e}")))
+            .map_err(|e| StartError::UnusableSetting(format!("{key}: {shown} {e}")))
     };
     Ok(ErrorTemplates {
         html: read("error_template_html", &settings.error_template_html)?,
@@ -160,7 +158,7 @@ fn client_ssl(settings: &Settings) -> Result<Option<Arc<CertifiedKey>>, StartErr
     ) {
         (true, Some(cert), Some(key)) => client_ssl_certificate(cert, key)
             .map(Some)
-            .map_err(StartError::TlsSettings),
+            .map_err(StartError::UnusableSetting),
         _ => Ok(None),
     }
 }
@@ -168,7 +166,8 @@ fn client_ssl(settings: &Settings) -> Result<Option<Arc<CertifiedKey>>, StartErr
 /// The downstream TLS policy `settings` ask for; what of it cannot be served is said once,
 /// here.
 fn server_tls(settings: &Settings) -> Result<ServerTls, StartError> {
-    let (tls, warnings) = ServerTls::from_settings(settings).map_err(StartError::TlsSettings)?;
+    let (tls, warnings) =
+        ServerTls::from_settings(settings).map_err(StartError::UnusableSetting)?;
     for warning in warnings {
         warn!("{warning}");
     }
