@@ -29,6 +29,7 @@ pub use context::{
 pub use flow::{Flow, Pending, Response, ResponseBody};
 pub use trace::RequestTrace;
 
+use edits::StaticName;
 use gangway_config::settings::Instrumentations;
 use trace::{PluginPhase, SpanName};
 
@@ -377,29 +378,33 @@ pub fn consumer_headers(
     consumer: identity::ConsumerRef,
     credential: Option<identity::CredentialRef>,
 ) {
+    const CONSUMER_ID: StaticName = StaticName::new("X-Consumer-ID");
+    const CUSTOM_ID: StaticName = StaticName::new("X-Consumer-Custom-ID");
+    const USERNAME: StaticName = StaticName::new("X-Consumer-Username");
+    const CREDENTIAL: StaticName = StaticName::new("X-Credential-Identifier");
     let c = identities.consumer(consumer);
     let mut uuid = uuid::Uuid::encode_buffer();
     edits.set(
-        "X-Consumer-ID",
+        CONSUMER_ID,
         c.id.hyphenated().encode_lower(&mut uuid).as_bytes(),
     );
     match c.custom_id.as_deref() {
-        Some(v) => edits.set("X-Consumer-Custom-ID", v.as_bytes()),
-        None => edits.remove("X-Consumer-Custom-ID"),
+        Some(v) => edits.set(CUSTOM_ID, v.as_bytes()),
+        None => edits.remove(CUSTOM_ID),
     }
     match c.username.as_deref() {
-        Some(v) => edits.set("X-Consumer-Username", v.as_bytes()),
-        None => edits.remove("X-Consumer-Username"),
+        Some(v) => edits.set(USERNAME, v.as_bytes()),
+        None => edits.remove(USERNAME),
     }
     match credential {
         Some(cred) => {
             let id = identities.credential(cred).id;
             edits.set(
-                "X-Credential-Identifier",
+                CREDENTIAL,
                 id.hyphenated().encode_lower(&mut uuid).as_bytes(),
             );
         }
-        None => edits.remove("X-Credential-Identifier"),
+        None => edits.remove(CREDENTIAL),
     }
 }
 

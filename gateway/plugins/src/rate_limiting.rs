@@ -15,6 +15,7 @@ use std::sync::Arc;
 use gangway_pipeline::Plugin;
 use gangway_pipeline::catalog::{Build, ConfigProblem};
 use gangway_pipeline::context::AccessCtx;
+use gangway_pipeline::edits::{HeaderEdits, StaticName};
 use gangway_pipeline::flow::{Flow, Pending};
 use gangway_pipeline::quota::{
     QuotaStore, Quotas, RedisConf, RedisMode, Usage, UsageResult, Window,
@@ -31,6 +32,11 @@ pub const PRIORITY: i32 = 910;
 
 /// Kong's key part for a scope the instance does not have.
 const EMPTY_UUID: &str = "00000000-0000-0000-0000-000000000000";
+
+const RATELIMIT_LIMIT: StaticName = StaticName::new("RateLimit-Limit");
+const RATELIMIT_REMAINING: StaticName = StaticName::new("RateLimit-Remaining");
+const RATELIMIT_RESET: StaticName = StaticName::new("RateLimit-Reset");
+const RETRY_AFTER: StaticName = StaticName::new("Retry-After");
 
 #[derive(Debug, Deserialize)]
 struct Config {
@@ -257,7 +263,6 @@ impl RateLimiting {
         // Kong's time is whole seconds.
         let now_ms = waited.now_ms.div_euclid(1000) * 1000;
         let mut reset = 0;
-        let mut n = itoa::Buffer::new();
         if !self.hide_client_headers {
             let mut least: Option<(f64, u64, f64)> = None;
             for (i, &(period, limit)) in self.limits.iter().enumerate() {
@@ -274,25 +279,20 @@ impl RateLimiting {
                     reset = (window as i64 - elapsed).max(1);
                 }
                 let headers = &mut ctx.state.response_headers;
-                headers.set(period.limit_header(), lua_number(limit, &mut n).as_bytes());
-                headers.set(
-                    period.remaining_header(),
-                    lua_number(left, &mut n).as_bytes(),
-                );
+                set_lua_number(headers, period.limit_header(), limit);
+                set_lua_number(headers, period.remaining_header(), left);
             }
             if let Some((left, _, limit)) = least {
                 let headers = &mut ctx.state.response_headers;
-                headers.set("RateLimit-Limit", lua_number(limit, &mut n).as_bytes());
-                headers.set("RateLimit-Remaining", lua_number(left, &mut n).as_bytes());
-                headers.set("RateLimit-Reset", n.format(reset).as_bytes());
+                set_lua_number(headers, RATELIMIT_LIMIT, limit);
+                set_lua_number(headers, RATELIMIT_REMAINING, left);
+                headers.set_number(RATELIMIT_RESET, reset);
             }
         }
         if stop.is_some() {
             self.store.refund(&waited.windows);
             if !self.hide_client_headers {
-                ctx.state
-                    .response_headers
-                    .set("Retry-After", n.format(reset).as_bytes());
+                ctx.state.response_headers.set_number(RETRY_AFTER, reset);
             }
             return Flow::error(self.error_code, self.error_message.clone());
         }
@@ -315,12 +315,13 @@ fn uuid_text(id: &uuid::Uuid) -> Arc<str> {
     )
 }
 
-/// A number as Lua prints it: `100`, `0.5`.
-fn lua_number(n: f64, buf: &mut itoa::Buffer) -> Cow<'_, str> {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        Cow::Borrowed(buf.format(n as i64))
+/// Sets `name` to a number as Lua prints it: `100`, `0.5`.
+fn set_lua_number(headers: &mut HeaderEdits, name: StaticName, n: f64) {
+    let whole = n as i64;
+    if whole as f64 == n && n.abs() < 1e15 {
+        headers.set_number(name, whole);
     } else {
-        Cow::Owned(format!("{n}"))
+        headers.set(name, format!("{n}").as_bytes());
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use gangway_http::{BodyFraming, RequestHead, ResponseHead, Version};
-use gangway_pipeline::edits::HeaderEdits;
+use gangway_pipeline::edits::{HeaderEdits, StaticName};
 
 /// The `Server` value on responses gangway generates, and the product in `Via`.
 pub const PRODUCT: &str = concat!("gangway/", env!("CARGO_PKG_VERSION"));
@@ -74,6 +74,21 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
+// Names of the headers gangway writes itself, asked of the plugins' edits.
+const SET_COOKIE: StaticName = StaticName::new("set-cookie");
+const VIA: StaticName = StaticName::new("via");
+const X_FORWARDED_FOR: StaticName = StaticName::new("x-forwarded-for");
+const X_FORWARDED_HOST: StaticName = StaticName::new("x-forwarded-host");
+const X_FORWARDED_PATH: StaticName = StaticName::new("x-forwarded-path");
+const X_FORWARDED_PORT: StaticName = StaticName::new("x-forwarded-port");
+const X_FORWARDED_PREFIX: StaticName = StaticName::new("x-forwarded-prefix");
+const X_FORWARDED_PROTO: StaticName = StaticName::new("x-forwarded-proto");
+const X_KONG_PROXY_LATENCY: StaticName = StaticName::new("x-kong-proxy-latency");
+const X_KONG_REQUEST_ID: StaticName = StaticName::new("x-kong-request-id");
+const X_KONG_UPSTREAM_LATENCY: StaticName = StaticName::new("x-kong-upstream-latency");
+const X_KONG_UPSTREAM_STATUS: StaticName = StaticName::new("x-kong-upstream-status");
+const X_REAL_IP: StaticName = StaticName::new("x-real-ip");
+
 /// Request headers gangway computes for the upstream (a plugin's edit still wins).
 const FORWARDED: [&[u8]; 8] = [
     b"via",
@@ -134,7 +149,7 @@ pub fn write_upstream_request(
     // list with the TCP peer, or starts with the realip result. A plugin that set or removed
     // one of these headers has the last word (a key in the URL must not leak through
     // X-Forwarded-Path, say).
-    match plugin_override(up.edits, "x-real-ip") {
+    match plugin_override(up.edits, X_REAL_IP) {
         Some(v) => push_optional(out, b"X-Real-IP", v),
         None => {
             out.extend_from_slice(b"X-Real-IP: ");
@@ -142,7 +157,7 @@ pub fn write_upstream_request(
             out.extend_from_slice(b"\r\n");
         }
     }
-    match plugin_override(up.edits, "x-forwarded-for") {
+    match plugin_override(up.edits, X_FORWARDED_FOR) {
         Some(v) => push_optional(out, b"X-Forwarded-For", v),
         None => {
             out.extend_from_slice(b"X-Forwarded-For: ");
@@ -166,7 +181,7 @@ pub fn write_upstream_request(
             None
         }
     };
-    match plugin_override(up.edits, "x-forwarded-proto") {
+    match plugin_override(up.edits, X_FORWARDED_PROTO) {
         Some(v) => push_optional(out, b"X-Forwarded-Proto", v),
         None => push_header(
             out,
@@ -174,7 +189,7 @@ pub fn write_upstream_request(
             kept("x-forwarded-proto").unwrap_or(up.scheme.as_bytes()),
         ),
     }
-    match plugin_override(up.edits, "x-forwarded-host") {
+    match plugin_override(up.edits, X_FORWARDED_HOST) {
         Some(v) => push_optional(out, b"X-Forwarded-Host", v),
         None => {
             let host_only = host_without_port(head.host(buf).unwrap_or(b""));
@@ -186,7 +201,7 @@ pub fn write_upstream_request(
         }
     }
     match (
-        plugin_override(up.edits, "x-forwarded-port"),
+        plugin_override(up.edits, X_FORWARDED_PORT),
         kept("x-forwarded-port"),
     ) {
         (Some(v), _) => push_optional(out, b"X-Forwarded-Port", v),
@@ -197,7 +212,7 @@ pub fn write_upstream_request(
             out.extend_from_slice(b"\r\n");
         }
     }
-    match plugin_override(up.edits, "x-forwarded-path") {
+    match plugin_override(up.edits, X_FORWARDED_PATH) {
         Some(v) => push_optional(out, b"X-Forwarded-Path", v),
         None => push_header(
             out,
@@ -205,7 +220,7 @@ pub fn write_upstream_request(
             kept("x-forwarded-path").unwrap_or(head.path(buf)),
         ),
     }
-    match plugin_override(up.edits, "x-forwarded-prefix") {
+    match plugin_override(up.edits, X_FORWARDED_PREFIX) {
         Some(v) => push_optional(out, b"X-Forwarded-Prefix", v),
         None => {
             if let Some(prefix) = kept("x-forwarded-prefix").or(up.stripped_prefix) {
@@ -214,7 +229,7 @@ pub fn write_upstream_request(
         }
     }
     // As Kong: the client's Via, extended with this hop (the client's HTTP version).
-    match plugin_override(up.edits, "via") {
+    match plugin_override(up.edits, VIA) {
         Some(v) => push_optional(out, b"Via", v),
         None => {
             out.extend_from_slice(b"Via: ");
@@ -255,11 +270,11 @@ pub fn write_upstream_request(
 
 /// A plugin's say on a header gangway computes: `None` when no plugin touched it, else what
 /// the plugin left (`Some(None)` after a removal).
-fn plugin_override<'e>(edits: &'e HeaderEdits, lower: &'e str) -> Option<Option<&'e [u8]>> {
-    if edits.is_empty() || !edits.removes_original(lower.as_bytes()) {
+fn plugin_override(edits: &HeaderEdits, name: StaticName) -> Option<Option<&[u8]>> {
+    if !edits.removes_original(name) {
         return None;
     }
-    Some(edits.values(lower, std::iter::empty()).next())
+    Some(edits.values(name, std::iter::empty()).next())
 }
 
 fn push_optional(out: &mut Vec<u8>, name: &[u8], value: Option<&[u8]>) {
@@ -404,8 +419,8 @@ pub fn write_client_response(
     }
     // Kong sets its own headers before the plugins' header_filter, so a plugin may remove
     // them (response-transformer `remove.headers: [Via]`).
-    let removed = |lower: &str| !edits.is_empty() && edits.removes_original(lower.as_bytes());
-    if extra.via && !removed("via") {
+    let removed = |name: StaticName| edits.removes_original(name);
+    if extra.via && !removed(VIA) {
         // The upstream's Via, extended with this hop, as Kong does.
         out.extend_from_slice(b"Via: ");
         for v in resp.header_values(buf, "via") {
@@ -418,7 +433,7 @@ pub fn write_client_response(
     }
     if let Some(upstream) = extra
         .upstream_latency
-        .filter(|_| !removed("x-kong-upstream-latency"))
+        .filter(|_| !removed(X_KONG_UPSTREAM_LATENCY))
     {
         out.extend_from_slice(b"X-Kong-Upstream-Latency: ");
         push_number(out, upstream.as_millis() as u64);
@@ -426,21 +441,21 @@ pub fn write_client_response(
     }
     if let Some(proxy) = extra
         .proxy_latency
-        .filter(|_| !removed("x-kong-proxy-latency"))
+        .filter(|_| !removed(X_KONG_PROXY_LATENCY))
     {
         out.extend_from_slice(b"X-Kong-Proxy-Latency: ");
         push_number(out, proxy.as_millis() as u64);
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(cookie) = extra.hash_cookie.filter(|_| !removed("set-cookie")) {
+    if let Some(cookie) = extra.hash_cookie.filter(|_| !removed(SET_COOKIE)) {
         push_header(out, b"Set-Cookie", cookie.as_bytes());
     }
-    if extra.upstream_status && !removed("x-kong-upstream-status") {
+    if extra.upstream_status && !removed(X_KONG_UPSTREAM_STATUS) {
         out.extend_from_slice(b"X-Kong-Upstream-Status: ");
         push_number(out, u64::from(resp.status()));
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(id) = extra.request_id.filter(|_| !removed("x-kong-request-id")) {
+    if let Some(id) = extra.request_id.filter(|_| !removed(X_KONG_REQUEST_ID)) {
         push_header(out, b"X-Kong-Request-Id", id);
     }
     if let Some(d) = &extra.debug {

@@ -162,9 +162,9 @@ pub async fn respond<B: Backend, S: Stream>(
             .iter()
             .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name));
         if repeated {
-            bufs.plugins.response_headers.add(name, value.as_bytes());
+            bufs.plugins.response_headers.add(&**name, value.as_bytes());
         } else {
-            bufs.plugins.response_headers.set(name, value.as_bytes());
+            bufs.plugins.response_headers.set(&**name, value.as_bytes());
         }
     }
     let mut rctx = ResponseCtx {

@@ -184,18 +184,25 @@ impl LocalCounters {
 
 impl QuotaStore for LocalCounters {
     fn usage(&self, windows: &[Window]) -> Usage {
-        let found: Vec<_> = self
-            .keys(windows)
-            .map(|(window, key)| {
+        let mut counts = Vec::with_capacity(windows.len());
+        // Every key's line is asked for before any is counted, so that their cache misses
+        // overlap; a request has at most one window per length, so one chunk.
+        for chunk in windows.chunks(LENGTHS.len()) {
+            let mut found: [Option<(arc_swap::Guard<Arc<Generation>>, u64)>; LENGTHS.len()] =
+                Default::default();
+            for (slot, (window, key)) in found.iter_mut().zip(self.keys(chunk)) {
                 let generation = self.generation(window);
                 generation.counts.prefetch(key);
-                (generation, key)
-            })
-            .collect();
-        let counts = found
-            .iter()
-            .map(|(generation, key)| self.count_in(generation, *key));
-        Usage::Ready(Ok(counts.collect()))
+                *slot = Some((generation, key));
+            }
+            counts.extend(
+                found
+                    .iter()
+                    .flatten()
+                    .map(|(generation, key)| self.count_in(generation, *key)),
+            );
+        }
+        Usage::Ready(Ok(counts))
     }
 
     fn increment(&self, _windows: &[Window]) {}

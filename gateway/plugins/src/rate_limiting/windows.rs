@@ -1,6 +1,7 @@
 //! Kong's fixed windows: UTC periods from a second to a calendar year, their start in epoch
 //! milliseconds (Kong's `period_date`) and their length (Kong's `EXPIRATION`).
 
+use gangway_pipeline::edits::StaticName;
 use gangway_pipeline::quota::calendar::{civil_from_days, days_from_civil};
 
 /// A rate-limiting period, shortest first.
@@ -56,27 +57,29 @@ impl Period {
     }
 
     /// `X-RateLimit-Limit-<Period>`.
-    pub fn limit_header(self) -> &'static str {
-        match self {
-            Period::Second => "X-RateLimit-Limit-Second",
-            Period::Minute => "X-RateLimit-Limit-Minute",
-            Period::Hour => "X-RateLimit-Limit-Hour",
-            Period::Day => "X-RateLimit-Limit-Day",
-            Period::Month => "X-RateLimit-Limit-Month",
-            Period::Year => "X-RateLimit-Limit-Year",
-        }
+    pub fn limit_header(self) -> StaticName {
+        const NAMES: [StaticName; 6] = [
+            StaticName::new("X-RateLimit-Limit-Second"),
+            StaticName::new("X-RateLimit-Limit-Minute"),
+            StaticName::new("X-RateLimit-Limit-Hour"),
+            StaticName::new("X-RateLimit-Limit-Day"),
+            StaticName::new("X-RateLimit-Limit-Month"),
+            StaticName::new("X-RateLimit-Limit-Year"),
+        ];
+        NAMES[self as usize]
     }
 
     /// `X-RateLimit-Remaining-<Period>`.
-    pub fn remaining_header(self) -> &'static str {
-        match self {
-            Period::Second => "X-RateLimit-Remaining-Second",
-            Period::Minute => "X-RateLimit-Remaining-Minute",
-            Period::Hour => "X-RateLimit-Remaining-Hour",
-            Period::Day => "X-RateLimit-Remaining-Day",
-            Period::Month => "X-RateLimit-Remaining-Month",
-            Period::Year => "X-RateLimit-Remaining-Year",
-        }
+    pub fn remaining_header(self) -> StaticName {
+        const NAMES: [StaticName; 6] = [
+            StaticName::new("X-RateLimit-Remaining-Second"),
+            StaticName::new("X-RateLimit-Remaining-Minute"),
+            StaticName::new("X-RateLimit-Remaining-Hour"),
+            StaticName::new("X-RateLimit-Remaining-Day"),
+            StaticName::new("X-RateLimit-Remaining-Month"),
+            StaticName::new("X-RateLimit-Remaining-Year"),
+        ];
+        NAMES[self as usize]
     }
 
     /// The start of the period that holds `now_ms`, in epoch milliseconds, UTC. Like Kong,
