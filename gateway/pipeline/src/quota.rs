@@ -13,6 +13,7 @@ pub mod local;
 pub mod zeroed;
 
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -95,6 +96,32 @@ impl Window {
     pub fn same_owner(&self, other: &Window) -> bool {
         Arc::ptr_eq(&self.scope, &other.scope) && Arc::ptr_eq(&self.identifier, &other.identifier)
     }
+}
+
+/// A 64-bit hash of Kong's key of each of `windows` under `hasher`, equal to what
+/// [`Window::hash_key`] feeds it. A request's windows share their owner, which is hashed
+/// once (it is most of the key's bytes).
+pub fn window_keys<'w, S: BuildHasher>(
+    hasher: &'w S,
+    windows: &'w [Window],
+) -> impl Iterator<Item = (&'w Window, u64)> + 'w
+where
+    S::Hasher: Clone,
+{
+    let mut owner: Option<(&Window, S::Hasher)> = None;
+    windows.iter().map(move |window| {
+        let mut state = match &owner {
+            Some((first, state)) if first.same_owner(window) => state.clone(),
+            _ => {
+                let mut state = hasher.build_hasher();
+                window.hash_owner(&mut state);
+                owner = Some((window, state.clone()));
+                state
+            }
+        };
+        window.hash_period(&mut state);
+        (window, state.finish())
+    })
 }
 
 /// Why a store could not answer.

@@ -38,7 +38,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window};
+use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window, window_keys};
 use tokio::sync::oneshot;
 
 use super::connect::{Target, round_trip};
@@ -643,13 +643,13 @@ impl Inner {
     }
 
     /// Where a request's count in `window` comes from, counting it when the node has the
-    /// window (one lookup of the generation and the entry).
-    fn source(&self, window: &Window) -> Source {
+    /// window (one lookup of the generation and the entry); `slot` is its [`Inner::slot`].
+    fn source(&self, window: &Window, slot: u64) -> Source {
         let generations = self.generations.load();
         let Some(generation) = generations.iter().find(|g| g.holds(window)) else {
             return Source::Read;
         };
-        if let Some((position, entry)) = generation.entries.get(self.slot(window)) {
+        if let Some((position, entry)) = generation.entries.get(slot) {
             return Source::Counted(counted(generation, position, entry));
         }
         if self.max_windows == 0 || generation.entries.len() < self.max_windows {
@@ -884,7 +884,9 @@ enum Source {
 impl QuotaStore for Batched {
     fn usage(&self, windows: &[Window]) -> Usage {
         let inner = &self.inner;
-        let sources: Vec<Source> = windows.iter().map(|w| inner.source(w)).collect();
+        let sources: Vec<Source> = window_keys(&inner.hasher, windows)
+            .map(|(w, slot)| inner.source(w, slot))
+            .collect();
         let all_counted = sources.iter().map(|source| match source {
             Source::Counted(before) => Some(*before),
             Source::Read | Source::Overflow => None,

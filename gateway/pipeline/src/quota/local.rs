@@ -10,7 +10,7 @@
 //! swap: expiry costs nothing per key, as Kong's shared dictionary entries expire with their
 //! TTL. The old map is freed on a thread of its own, never on a worker.
 
-use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
@@ -125,23 +125,9 @@ impl LocalCounters {
     }
 
     /// A 64-bit hash of Kong's key of each of `windows`: with a million live keys, two
-    /// collide with a probability of about 3 in 100 million. A request's windows share their
-    /// owner, which is hashed once.
-    fn keys<'w>(&self, windows: &'w [Window]) -> impl Iterator<Item = (&'w Window, u64)> {
-        let mut owner: Option<(&Window, DefaultHasher)> = None;
-        windows.iter().map(move |window| {
-            let mut state = match &owner {
-                Some((first, state)) if first.same_owner(window) => state.clone(),
-                _ => {
-                    let mut state = self.hasher.build_hasher();
-                    window.hash_owner(&mut state);
-                    owner = Some((window, state.clone()));
-                    state
-                }
-            };
-            window.hash_period(&mut state);
-            (window, state.finish())
-        })
+    /// collide with a probability of about 3 in 100 million.
+    fn keys<'w>(&'w self, windows: &'w [Window]) -> impl Iterator<Item = (&'w Window, u64)> {
+        super::window_keys(&self.hasher, windows)
     }
 
     /// The count of `window` so far.
