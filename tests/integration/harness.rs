@@ -92,6 +92,8 @@ pub struct Gangway {
     pub admin: Option<SocketAddr>,
     /// Admin API TLS listener, when started with one.
     pub admin_tls: Option<SocketAddr>,
+    /// The `ssl` Status API listener, when asked for.
+    pub status_tls: Option<SocketAddr>,
     /// The declarative config file the process reads.
     pub config_path: PathBuf,
     log_path: PathBuf,
@@ -114,6 +116,8 @@ pub struct Options {
     pub admin: bool,
     /// Also an `ssl` Admin API listener.
     pub admin_tls: bool,
+    /// Also an `ssl` Status API listener.
+    pub status_tls: bool,
     /// Point `declarative_config` at the config file; off leaves it unset.
     pub declarative: bool,
     /// The `prefix` directory; default a fresh one in the instance's scratch dir.
@@ -131,6 +135,7 @@ impl Options {
             proxy_flags: String::new(),
             admin: false,
             admin_tls: false,
+            status_tls: false,
             declarative: true,
             prefix: None,
         }
@@ -146,6 +151,12 @@ impl Options {
     pub fn admin_tls(mut self) -> Options {
         self.admin = true;
         self.admin_tls = true;
+        self
+    }
+
+    /// Also an `ssl` Status API listener.
+    pub fn status_tls(mut self) -> Options {
+        self.status_tls = true;
         self
     }
 
@@ -203,6 +214,13 @@ impl Gangway {
         let admin_tls: Option<SocketAddr> = opts
             .admin_tls
             .then(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
+        let status_tls: Option<SocketAddr> = opts
+            .status_tls
+            .then(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
+        let status_listen = match status_tls {
+            Some(tls) => format!("{status}, {tls} ssl"),
+            None => status.to_string(),
+        };
         let admin_listen = match (admin, admin_tls) {
             (Some(plain), Some(tls)) => format!("{plain}, {tls} http2 ssl"),
             (Some(plain), None) => plain.to_string(),
@@ -220,7 +238,7 @@ impl Gangway {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("GANGWAY_PROXY_LISTEN", listen)
-            .env("GANGWAY_STATUS_LISTEN", status.to_string())
+            .env("GANGWAY_STATUS_LISTEN", status_listen)
             .env("GANGWAY_ADMIN_LISTEN", admin_listen)
             .env("GANGWAY_IO_BACKEND", io_backend())
             .env("GANGWAY_WORKERS", "2")
@@ -246,6 +264,7 @@ impl Gangway {
             status,
             admin,
             admin_tls,
+            status_tls,
             config_path,
             log_path,
             dir,

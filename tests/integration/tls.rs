@@ -261,3 +261,74 @@ fn tls_settings_that_leave_nothing_to_serve_stop_startup() {
         "{said}"
     );
 }
+
+/// Kong's `status_listen ... ssl` with `status_ssl_cert`/`status_ssl_cert_key`, and
+/// `status_access_log`: the Status API answers over TLS with the certificate given (an `ssl`
+/// status listener used to answer in plain text), and writes a line per request in nginx's
+/// combined format. The plain listener beside it keeps answering.
+#[test]
+fn the_status_api_serves_tls_with_its_own_certificate_and_logs_its_requests() {
+    let up = Upstream::start();
+    let dir = crate::harness::TempDir::new("status-tls");
+    let (cert, key, der) = cert_for("status.example.com");
+    let (cert_path, key_path) = (dir.path("status.crt"), dir.path("status.key"));
+    std::fs::write(&cert_path, cert).expect("write cert");
+    std::fs::write(&key_path, key).expect("write key");
+    let log = dir.path("status_access.log");
+    let gw = Gangway::start_with(
+        Options::new(format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: http://{}\n",
+            up.addr
+        ))
+        .status_tls()
+        .env("KONG_STATUS_SSL_CERT", cert_path.display().to_string())
+        .env("KONG_STATUS_SSL_CERT_KEY", key_path.display().to_string())
+        .env("KONG_STATUS_ACCESS_LOG", log.display().to_string()),
+    );
+    let addr = gw.status_tls.expect("an ssl status listener");
+    let (r, leaf, _) = tls_request(
+        addr,
+        "status.example.com",
+        b"GET /status/ready HTTP/1.1\r\nHost: status\r\nUser-Agent: probe/1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["message"], "ready");
+    assert_eq!(leaf, der, "the status_ssl_cert certificate");
+    let plain = crate::harness::request(gw.status, "GET", "/status", &[], b"").expect("plain");
+    assert_eq!(plain.status, 200);
+
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !read().contains("\"GET /status HTTP/1.1\" 200") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the status access log: {:?}",
+            read()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let text = read();
+    let tls_line = text
+        .lines()
+        .find(|l| l.ends_with("\"-\" \"probe/1\""))
+        .unwrap_or_else(|| panic!("the TLS request's line: {text:?}"));
+    assert!(
+        tls_line.starts_with("127.0.0.1 - - [")
+            && tls_line.contains("] \"GET /status/ready HTTP/1.1\" 200 "),
+        "{tls_line}"
+    );
+}
+
+/// A status certificate that cannot be read stops startup, naming the setting.
+#[test]
+fn an_unreadable_status_certificate_stops_startup_with_its_setting_named() {
+    let out = crate::harness::refused_start(&[
+        ("KONG_STATUS_LISTEN", "127.0.0.1:0 ssl"),
+        ("KONG_STATUS_SSL_CERT", "/nonexistent/status.crt"),
+        ("KONG_STATUS_SSL_CERT_KEY", "/nonexistent/status.key"),
+    ]);
+    assert!(
+        out.contains("status API: status_ssl_cert:") && out.contains("/nonexistent/status.crt"),
+        "{out}"
+    );
+}

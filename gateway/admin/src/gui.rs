@@ -76,20 +76,32 @@ pub fn router(gui: Arc<Gui>) -> axum::Router {
     axum::Router::new().fallback(serve_file).with_state(gui)
 }
 
-/// Binds `admin_gui_listen` (plain listeners; TLS ones share the Admin API's certificate
-/// through [`crate::listen`]) and serves the GUI on the current runtime.
-pub async fn serve(settings: &Settings) -> Result<(), crate::listen::ListenError> {
+/// Binds `admin_gui_listen` (TLS ones with `admin_gui_ssl_cert`) and serves the GUI on the
+/// current runtime.
+pub async fn serve(
+    settings: &Settings,
+    gateway: &gangway_proxy::Gateway,
+) -> Result<(), crate::listen::ListenError> {
     let Some(gui) = Gui::from_settings(settings) else {
         return Ok(());
     };
     let gui = Arc::new(gui);
     info!(dir = %gui.dir.display(), path = %settings.admin_gui_path, "serving Kong Manager");
+    let server = crate::listen::Server {
+        what: "Kong Manager",
+        cert_key: "admin_gui_ssl_cert",
+        certs: &settings.admin_gui_ssl_cert,
+        keys: &settings.admin_gui_ssl_cert_key,
+        access_log_key: "admin_gui_access_log",
+        access_log: &settings.admin_gui_access_log,
+        gate: None,
+    };
     crate::listen::serve_app(
         &settings.admin_gui_listen,
         settings,
         router(gui),
-        "Kong Manager",
-        None,
+        server,
+        gateway,
     )
     .await
     .map(|_| ())

@@ -1,9 +1,12 @@
-//! The Admin API's listeners (`admin_listen`): plain ones, and `ssl` ones with the
-//! certificate of `admin_ssl_cert`/`admin_ssl_cert_key` (a generated self-signed one when
-//! unset), served by axum on the control runtime.
+//! The listeners of the servers beside the proxy: the Admin API (`admin_listen`), Kong
+//! Manager (`admin_gui_listen`) and the Status API (`status_listen`). Plain ones, and `ssl`
+//! ones with each server's certificate (`admin_ssl_cert`, `admin_gui_ssl_cert`,
+//! `status_ssl_cert`; a generated self-signed one when unset), served by axum on the control
+//! runtime, each with its access log (`admin_access_log`, ...).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +15,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::serve::IncomingStream;
-use gangway_config::settings::{ListenAddr, Settings};
+use gangway_config::settings::{AccessLog, ListenAddr, Settings};
 use gangway_net::tls::{CertStore, ServerTls, TlsError, default_certificate, server_config};
+use gangway_proxy::Gateway;
 use gangway_proxy::access_log::{AccessLogSink, AccessNote};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -30,7 +34,7 @@ pub type Gate = Arc<dyn Fn(u16, IpAddr) -> bool + Send + Sync>;
 /// How long a client gets to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why the Admin API could not start.
+/// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
     /// A listener could not be bound.
@@ -41,12 +45,40 @@ pub enum ListenError {
         /// The OS error.
         source: io::Error,
     },
-    /// The admin certificate could not be loaded.
-    #[error("admin_ssl_cert: {0}")]
-    Certificate(#[from] TlsError),
+    /// The server's certificate could not be loaded.
+    #[error("{key}: {source}")]
+    Certificate {
+        /// The certificate setting (`admin_ssl_cert`).
+        key: &'static str,
+        /// Why.
+        source: TlsError,
+    },
     /// The access log's file could not be opened.
-    #[error("admin_access_log: {0}")]
-    AccessLog(io::Error),
+    #[error("{key}: {source}")]
+    AccessLog {
+        /// The access log setting (`admin_access_log`).
+        key: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// One of the servers beside the proxy, as [`serve_app`] runs it.
+pub struct Server<'a> {
+    /// What the log calls its listeners (`admin API`).
+    pub what: &'a str,
+    /// The name of its certificate setting (`admin_ssl_cert`), for errors.
+    pub cert_key: &'static str,
+    /// PEM certificates for its `ssl` listeners; empty for a generated one.
+    pub certs: &'a [PathBuf],
+    /// Their keys, by position.
+    pub keys: &'a [PathBuf],
+    /// The name of its access log setting (`admin_access_log`), for errors.
+    pub access_log_key: &'static str,
+    /// Where its access log goes.
+    pub access_log: &'a AccessLog,
+    /// Who may connect, when not everyone.
+    pub gate: Option<Gate>,
 }
 
 /// Binds every `admin_listen` address and serves the Admin API on the current runtime.
@@ -70,22 +102,21 @@ pub async fn serve(
             }
         }
     });
-    let mut app = crate::router(state.clone());
-    if let Some(sink) = AccessLogSink::start(&settings.admin_access_log, &settings.prefix)
-        .map_err(ListenError::AccessLog)?
-    {
-        let sink = state
-            .gateway
-            .admin_access_log
-            .get_or_init(|| Arc::new(sink))
-            .clone();
-        app = app.layer(axum::middleware::from_fn_with_state(sink, log_access));
-    }
-    serve_app(specs, &settings, app, "admin API", Some(gate)).await
+    let server = Server {
+        what: "admin API",
+        cert_key: "admin_ssl_cert",
+        certs: &settings.admin_ssl_cert,
+        keys: &settings.admin_ssl_cert_key,
+        access_log_key: "admin_access_log",
+        access_log: &settings.admin_access_log,
+        gate: Some(gate),
+    };
+    let app = crate::router(state.clone());
+    serve_app(specs, &settings, app, server, &state.gateway).await
 }
 
-/// Writes a request's line to the Admin API's access log (nginx's `combined` format, which
-/// Kong's admin server logs in).
+/// Writes a request's line to a server's access log (nginx's `combined` format, which Kong's
+/// admin and status servers log in).
 async fn log_access(
     State(sink): State<Arc<AccessLogSink>>,
     request: Request,
@@ -126,22 +157,42 @@ fn access_note(request: &Request) -> AccessNote {
     }
 }
 
-/// Binds `specs` and serves `app` on them, TLS ones with the Admin API's certificate
-/// (`admin_ssl_cert`, else a generated one). `what` names the listeners in the log.
+/// Binds `specs` and serves `app` on them as `server`: TLS ones with its certificate, every
+/// request written to its access log (whose writer `gateway` keeps, to reopen and flush).
 pub async fn serve_app(
     specs: &[ListenAddr],
     settings: &Settings,
-    app: axum::Router,
-    what: &str,
-    gate: Option<Gate>,
+    mut app: axum::Router,
+    server: Server<'_>,
+    gateway: &Gateway,
 ) -> Result<Vec<SocketAddr>, ListenError> {
+    let Server { what, gate, .. } = server;
+    if let Some(sink) =
+        AccessLogSink::start(server.access_log, &settings.prefix).map_err(|source| {
+            ListenError::AccessLog {
+                key: server.access_log_key,
+                source,
+            }
+        })?
+    {
+        let sink = Arc::new(sink);
+        gateway.keep_service_access_log(sink.clone());
+        app = app.layer(axum::middleware::from_fn_with_state(sink, log_access));
+    }
     let tls = if specs.iter().any(|s| s.ssl) {
-        let pair = default_certificate(&settings.admin_ssl_cert, &settings.admin_ssl_cert_key)?;
-        let store = CertStore::build(&[], &[], pair).map_err(|e| TlsError::Pem {
-            what: "admin certificate".into(),
-            message: e.to_string(),
+        let certificate = |source| ListenError::Certificate {
+            key: server.cert_key,
+            source,
+        };
+        let pair = default_certificate(server.certs, server.keys).map_err(certificate)?;
+        let store = CertStore::build(&[], &[], pair).map_err(|e| {
+            certificate(TlsError::Pem {
+                what: format!("{what} certificate"),
+                message: e.to_string(),
+            })
         })?;
-        let (policy, _) = ServerTls::from_settings(settings).map_err(TlsError::Settings)?;
+        let (policy, _) =
+            ServerTls::from_settings(settings).map_err(|e| certificate(TlsError::Settings(e)))?;
         let http1 = server_config(Arc::new(store), &policy);
         // `http2` listeners offer h2 first in ALPN, as Kong's default `8444 http2 ssl` does.
         let mut both = (*http1).clone();

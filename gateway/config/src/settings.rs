@@ -81,6 +81,16 @@ pub struct Settings {
     pub admin_ssl_cert: Vec<PathBuf>,
     /// PEM keys matching `admin_ssl_cert`. Default empty.
     pub admin_ssl_cert_key: Vec<PathBuf>,
+    /// PEM certificates for Kong Manager's `ssl` listeners, as `admin_ssl_cert`. Default
+    /// empty: a generated self-signed certificate.
+    pub admin_gui_ssl_cert: Vec<PathBuf>,
+    /// PEM keys matching `admin_gui_ssl_cert`. Default empty.
+    pub admin_gui_ssl_cert_key: Vec<PathBuf>,
+    /// PEM certificates for the Status API's `ssl` listeners, as `admin_ssl_cert`. Default
+    /// empty: a generated self-signed certificate.
+    pub status_ssl_cert: Vec<PathBuf>,
+    /// PEM keys matching `status_ssl_cert`. Default empty.
+    pub status_ssl_cert_key: Vec<PathBuf>,
     /// Origins allowed to call the Admin API from a browser (Kong Manager's); the first is
     /// sent when a request comes from another one. Default empty: the request's `Origin`, or
     /// `*`.
@@ -150,6 +160,10 @@ pub struct Settings {
     /// `prefix` when relative; SIGUSR1 opens it again) or `off`. Default `/dev/stdout`, as
     /// Kong's docker image sets it.
     pub admin_access_log: AccessLog,
+    /// Kong Manager's access log, as `admin_access_log`. Default `/dev/stdout`.
+    pub admin_gui_access_log: AccessLog,
+    /// The Status API's access log, as `admin_access_log`. Default `off`, as Kong's.
+    pub status_access_log: AccessLog,
     /// Where gangway's own log goes (Kong's `proxy_error_log`): `/dev/stdout`, `/dev/stderr`,
     /// or a file appended to (a relative path is under `prefix`; SIGUSR1 opens it again).
     /// Default `/dev/stdout`.
@@ -378,6 +392,10 @@ impl Default for Settings {
             cluster_listen: listen(DEFAULT_CLUSTER_LISTEN),
             admin_ssl_cert: Vec::new(),
             admin_ssl_cert_key: Vec::new(),
+            admin_gui_ssl_cert: Vec::new(),
+            admin_gui_ssl_cert_key: Vec::new(),
+            status_ssl_cert: Vec::new(),
+            status_ssl_cert_key: Vec::new(),
             admin_gui_origin: Vec::new(),
             admin_gui_listen: listen(DEFAULT_ADMIN_GUI_LISTEN),
             admin_gui_dir: None,
@@ -401,6 +419,8 @@ impl Default for Settings {
             cluster_allow_cidrs: Vec::new(),
             proxy_access_log: AccessLog::Stdout,
             admin_access_log: AccessLog::Stdout,
+            admin_gui_access_log: AccessLog::Stdout,
+            status_access_log: AccessLog::Off,
             proxy_error_log: AccessLog::Stdout,
             admin_error_log: None,
             status_error_log: None,

@@ -61,6 +61,9 @@ pub enum StartError {
     /// The Admin API could not start.
     #[error("admin API: {0}")]
     Admin(String),
+    /// The Status API could not start.
+    #[error("status API: {0}")]
+    Status(gangway_admin::listen::ListenError),
     /// `ebpf = required` and the programs could not be loaded or attached.
     #[error("ebpf = \"required\" but {0}")]
     Ebpf(String),

@@ -1,4 +1,5 @@
-//! Kong's Status API on `status_listen`: `/status` and `/status/ready`.
+//! Kong's Status API on `status_listen`: `/status`, `/status/ready` and `/metrics`, with TLS
+//! on `ssl` listeners (`status_ssl_cert`) and an access log (`status_access_log`).
 //!
 //! `/status/ready` is the load balancer health check: 503 until a config is loaded and while
 //! draining.
@@ -12,9 +13,8 @@ use axum::routing::get;
 use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tracing::info;
 
-use gangway_config::settings::ListenAddr;
+use gangway_admin::listen::{ListenError, Server, serve_app};
 use gangway_config::store::ConfigStore;
 use gangway_proxy::Gateway;
 use gangway_proxy::gateway::Counters;
@@ -127,17 +127,28 @@ impl NodeStatus for Gateway {
 
 type Node = Arc<dyn NodeStatus>;
 
-/// Binds every `listen` address and serves the Status API on the current runtime.
-pub async fn serve(listen: &[ListenAddr], node: Node) -> std::io::Result<()> {
-    for spec in listen {
-        let listener = tokio::net::TcpListener::bind(spec.addr).await?;
-        info!(listen = %listener.local_addr()?, "status listener bound");
-        let app = router(node.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-    }
-    Ok(())
+/// Binds every `status_listen` address (TLS ones with `status_ssl_cert`) and serves the
+/// Status API on the current runtime.
+pub async fn serve(gateway: &Gateway, node: Node) -> Result<(), ListenError> {
+    let settings = &gateway.settings;
+    let server = Server {
+        what: "status",
+        cert_key: "status_ssl_cert",
+        certs: &settings.status_ssl_cert,
+        keys: &settings.status_ssl_cert_key,
+        access_log_key: "status_access_log",
+        access_log: &settings.status_access_log,
+        gate: None,
+    };
+    serve_app(
+        &settings.status_listen,
+        settings,
+        router(node),
+        server,
+        gateway,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The Status API routes.

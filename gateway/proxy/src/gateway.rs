@@ -135,9 +135,9 @@ pub struct Gateway {
     pub accept_check: gangway_net::conn_policy::AcceptCheck,
     /// The access log's writer, when `proxy_access_log` is not `off` (set once at start).
     pub access_log: std::sync::OnceLock<crate::access_log::AccessLogSink>,
-    /// The Admin API's access log writer, when `admin_access_log` is not `off` (set once by
-    /// the Admin API at start).
-    pub admin_access_log: std::sync::OnceLock<Arc<crate::access_log::AccessLogSink>>,
+    /// The access log writers of the Admin API, Kong Manager and the Status API (those not
+    /// `off`), kept as each server starts, to be reopened on SIGUSR1 and flushed at exit.
+    service_access_logs: std::sync::Mutex<Vec<Arc<crate::access_log::AccessLogSink>>>,
     /// The plugins this process can run (the loader validates against their schemas).
     pub catalog: Arc<Catalog>,
     /// Target health, kept across reloads.
@@ -186,7 +186,7 @@ impl Gateway {
             published_at: std::sync::Mutex::new(std::time::Instant::now()),
             accept_check: Default::default(),
             access_log: std::sync::OnceLock::new(),
-            admin_access_log: std::sync::OnceLock::new(),
+            service_access_logs: std::sync::Mutex::default(),
         }
     }
 
@@ -240,6 +240,22 @@ impl Gateway {
         let next = write(&current.identities)?;
         self.publish(current.with_identities(next));
         Ok(())
+    }
+
+    /// Keeps a server's access log writer (see `service_access_logs`).
+    pub fn keep_service_access_log(&self, sink: Arc<crate::access_log::AccessLogSink>) {
+        self.service_access_logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(sink);
+    }
+
+    /// The access log writers of the servers beside the proxy, as kept so far.
+    pub fn service_access_logs(&self) -> Vec<Arc<crate::access_log::AccessLogSink>> {
+        self.service_access_logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// True once SIGTERM/SIGINT (or `POST /status/ready status=draining`) started a drain.

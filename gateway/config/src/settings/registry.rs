@@ -371,6 +371,18 @@ pub(super) static KEYS: &[Key] = &[
         text
     ),
     key!(
+        admin_gui_access_log,
+        kong[kong("KONG_ADMIN_GUI_ACCESS_LOG")],
+        AccessLog::parse,
+        text
+    ),
+    key!(
+        status_access_log,
+        kong[kong("KONG_STATUS_ACCESS_LOG")],
+        AccessLog::parse,
+        text
+    ),
+    key!(
         proxy_error_log,
         kong[kong("KONG_PROXY_ERROR_LOG")],
         AccessLog::parse_error_log,
@@ -671,6 +683,32 @@ pub(super) static KEYS: &[Key] = &[
     key!(
         admin_ssl_cert_key,
         kong[kong("KONG_ADMIN_SSL_CERT_KEY")],
+        path_list,
+        paths,
+        true
+    ),
+    key!(
+        admin_gui_ssl_cert,
+        kong[kong("KONG_ADMIN_GUI_SSL_CERT")],
+        path_list,
+        paths
+    ),
+    key!(
+        admin_gui_ssl_cert_key,
+        kong[kong("KONG_ADMIN_GUI_SSL_CERT_KEY")],
+        path_list,
+        paths,
+        true
+    ),
+    key!(
+        status_ssl_cert,
+        kong[kong("KONG_STATUS_SSL_CERT")],
+        path_list,
+        paths
+    ),
+    key!(
+        status_ssl_cert_key,
+        kong[kong("KONG_STATUS_SSL_CERT_KEY")],
         path_list,
         paths,
         true

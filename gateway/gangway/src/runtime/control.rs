@@ -61,7 +61,9 @@ pub fn run(
             kernel: kernel.clone(),
             store: store.clone(),
         });
-        crate::status::serve(&gateway.settings.status_listen, node).await?;
+        crate::status::serve(&gateway, node)
+            .await
+            .map_err(StartError::Status)?;
         tokio::spawn(kernel.clone().follow(gateway.clone()));
         serve_admin(&gateway, store, &kernel).await?;
         let workers = start_workers()?;
@@ -100,7 +102,7 @@ pub fn run(
                     if let Some(sink) = gateway.access_log.get() {
                         sink.reopen();
                     }
-                    if let Some(sink) = gateway.admin_access_log.get() {
+                    for sink in gateway.service_access_logs() {
                         sink.reopen();
                     }
                 }
@@ -120,9 +122,11 @@ pub fn run(
             error!("access log: lines still queued at exit were lost");
         }
     }
-    if let Some(sink) = gateway.admin_access_log.get() {
+    for sink in gateway.service_access_logs() {
         if !sink.flush(Duration::from_secs(5)) {
-            error!("admin access log: lines still queued at exit were lost");
+            error!(
+                "admin, Kong Manager or status access log: lines still queued at exit were lost"
+            );
         }
     }
     if !gangway_plugins::file_log::flush(Duration::from_secs(5)) {
@@ -251,7 +255,7 @@ async fn serve_admin(
     });
     // Kong Manager is bound first: once the Admin API accepts, everything it serves (the
     // GUI included) does, which is what a readiness check on the Admin port expects.
-    gangway_admin::gui::serve(&gateway.settings)
+    gangway_admin::gui::serve(&gateway.settings, gateway)
         .await
         .map_err(|e| StartError::Admin(format!("Kong Manager: {e}")))?;
     gangway_admin::listen::serve(&gateway.settings.admin_listen, state)
