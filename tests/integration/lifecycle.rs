@@ -53,7 +53,7 @@ fn sighup_reload_under_load_drops_nothing_and_bad_config_is_kept_out() {
     let up = Upstream::start();
     let gw = Gangway::start(&routes(&up, "/v1"));
     let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let done = Arc::new(AtomicUsize::new(0));
     let mut threads = Vec::new();
     for _ in 0..4 {
@@ -64,12 +64,16 @@ fn sighup_reload_under_load_drops_nothing_and_bad_config_is_kept_out() {
             let mut c = Conn::open(proxy);
             let deadline = Instant::now() + Duration::from_secs(20);
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match c.get("/v1") {
-                    Ok(r) if r.status == 200 => {}
-                    _ => {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                        c = Conn::open(proxy);
-                    }
+                let failure = match c.get("/v1") {
+                    Ok(r) if r.status == 200 => None,
+                    Ok(r) => Some(format!("{} {}", r.status, r.text())),
+                    Err(e) => Some(format!("{e} ({:?})", e.kind())),
+                };
+                if let Some(failure) = failure {
+                    let at = done.load(Ordering::Relaxed);
+                    let mut all = failures.lock().expect("failures");
+                    all.push(format!("after {at} requests: {failure}"));
+                    c = Conn::open(proxy);
                 }
                 done.fetch_add(1, Ordering::Relaxed);
             }
@@ -108,10 +112,11 @@ fn sighup_reload_under_load_drops_nothing_and_bad_config_is_kept_out() {
         done.load(Ordering::Relaxed) > 50,
         "load loop too slow to mean anything"
     );
-    assert_eq!(
-        failures.load(Ordering::Relaxed),
-        0,
-        "requests failed during reloads"
+    let failures = failures.lock().expect("failures");
+    assert!(
+        failures.is_empty(),
+        "requests failed during reloads: {failures:?}; log:\n{}",
+        gw.log()
     );
     assert_eq!(gw.get("/v1").status, 200);
     assert_eq!(
