@@ -18,12 +18,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::RandomState;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window};
+use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window, window_keys};
 use sha1::{Digest, Sha1};
 
 use super::connect::{Target, round_trip};
@@ -315,13 +315,8 @@ impl Realtime {
     /// Which of `windows`' keys this worker has not seen counted, so they go with their
     /// `EXPIRE ... NX`.
     fn plan(&self, windows: &[Window]) -> Plan {
-        let hashes: Vec<u64> = windows
-            .iter()
-            .map(|w| {
-                let mut state = self.hasher.build_hasher();
-                w.hash_key(&mut state);
-                state.finish()
-            })
+        let hashes: Vec<u64> = window_keys(&self.hasher, windows)
+            .map(|(_, hash)| hash)
             .collect();
         let expire = KNOWN.with(|known| {
             let mut known = known.borrow_mut();
