@@ -1042,3 +1042,32 @@ fn admin_access_log_writes_a_combined_line_per_request() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Kong's `node_id`: the node reports the id it is given (`GET /`, the configuration it
+/// shows, the status listener's metrics), and a value that is not a UUID stops startup with
+/// Kong's message.
+#[test]
+fn node_id_fixes_the_id_the_node_reports() {
+    let up = Upstream::start();
+    let id = "6c5b1f2e-8a49-4c3b-9d2e-3f0a1b2c3d4e";
+    let gw = Gangway::start_with(
+        Options::new(config(up.addr))
+            .admin()
+            .env("KONG_NODE_ID", id),
+    );
+    let info = gw.admin("GET", "/", &[], b"").json();
+    assert_eq!(info["node_id"], id, "{info}");
+    assert_eq!(info["configuration"]["node_id"], id);
+    let metrics = crate::harness::request(gw.status, "GET", "/metrics", &[], b"").expect("metrics");
+    assert!(
+        metrics.text().contains(&format!("node_id=\"{id}\"")),
+        "{}",
+        metrics.text()
+    );
+
+    let out = crate::harness::refused_start(&[("KONG_NODE_ID", "node-1")]);
+    assert!(
+        out.contains("node_id must be a valid UUID, got 'node-1'"),
+        "{out}"
+    );
+}

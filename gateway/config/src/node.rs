@@ -8,10 +8,18 @@ use std::sync::OnceLock;
 /// it.
 pub const KONG_VERSION: &str = "3.9.3";
 
-/// A random id chosen when the process starts (Kong keeps one per node).
+static NODE_ID: OnceLock<uuid::Uuid> = OnceLock::new();
+
+/// This node's id: the `node_id` setting given to [`set_node_id`], else a random one chosen
+/// when first asked (Kong keeps one per node).
 pub fn node_id() -> uuid::Uuid {
-    static ID: OnceLock<uuid::Uuid> = OnceLock::new();
-    *ID.get_or_init(uuid::Uuid::new_v4)
+    *NODE_ID.get_or_init(uuid::Uuid::new_v4)
+}
+
+/// Fixes this node's id (Kong's `node_id` setting). Call before anything asks for it;
+/// false when it was already chosen.
+pub fn set_node_id(id: uuid::Uuid) -> bool {
+    NODE_ID.set(id).is_ok()
 }
 
 /// The machine's host name; empty when it cannot be read.

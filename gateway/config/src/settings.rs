@@ -162,6 +162,9 @@ pub struct Settings {
     pub admin_access_log: AccessLog,
     /// Kong Manager's access log, as `admin_access_log`. Default `/dev/stdout`.
     pub admin_gui_access_log: AccessLog,
+    /// This node's id (Kong's `node_id`), as `GET /`, the metrics and traces report it.
+    /// Default unset: a random UUID chosen at start.
+    pub node_id: Option<uuid::Uuid>,
     /// The Status API's access log, as `admin_access_log`. Default `off`, as Kong's.
     pub status_access_log: AccessLog,
     /// Where gangway's own log goes (Kong's `proxy_error_log`): `/dev/stdout`, `/dev/stderr`,
@@ -420,6 +423,7 @@ impl Default for Settings {
             proxy_access_log: AccessLog::Stdout,
             admin_access_log: AccessLog::Stdout,
             admin_gui_access_log: AccessLog::Stdout,
+            node_id: None,
             status_access_log: AccessLog::Off,
             proxy_error_log: AccessLog::Stdout,
             admin_error_log: None,

@@ -285,6 +285,9 @@ pub fn check_config(
 pub fn start(conf: Option<&Path>) -> Result<(), StartError> {
     gangway_proxy::gateway::fix_allocator_thresholds();
     let (settings, warnings) = settings::load(conf, settings::process_env())?;
+    if let Some(id) = settings.node_id {
+        gangway_config::node::set_node_id(id);
+    }
     crate::telemetry::init(
         settings.log_level,
         settings.log_format,

@@ -401,6 +401,12 @@ pub(super) static KEYS: &[Key] = &[
         opt_text_shown
     ),
     key!(log_kernel_counters, kong[], LogKernelCounters::parse, text),
+    key!(
+        node_id,
+        kong[kong("KONG_NODE_ID")],
+        parse_node_id,
+        |v: &Option<uuid::Uuid>| v.map(|id| Value::String(id.to_string()))
+    ),
     key!(plugins, kong[kong("KONG_PLUGINS")], plugin_list, strings),
     key!(
         router_flavor,
@@ -929,6 +935,14 @@ fn parse_lua_max(key: &str, v: &str) -> Result<u16, String> {
             "{key} must be an integer between 1 and 1000, got '{v}'"
         )),
     }
+}
+
+/// Kong's `node_id`: a UUID, or empty for one chosen at start.
+fn parse_node_id(v: &str) -> Result<Option<uuid::Uuid>, String> {
+    optional(v, |v| {
+        uuid::Uuid::parse_str(v.trim())
+            .map_err(|_| format!("node_id must be a valid UUID, got '{v}'"))
+    })
 }
 
 fn parse_max_uri_args(v: &str) -> Result<u16, String> {

@@ -108,6 +108,7 @@ fn field_names() -> Vec<&'static str> {
         proxy_access_log,
         admin_access_log,
         admin_gui_access_log,
+        node_id,
         status_access_log,
         proxy_error_log,
         admin_error_log,
@@ -451,6 +452,7 @@ fn every_field_is_a_key_and_every_key_is_documented() {
             "status_error_log",
             "client_ssl_cert",
             "client_ssl_cert_key",
+            "node_id",
         ];
         assert_eq!(
             shown.get(*key).is_some(),
