@@ -78,6 +78,23 @@ fn mtls_upstream(client_ca: &str) -> SocketAddr {
     addr
 }
 
+/// A CA for client certificates, as an upstream requiring mutual TLS trusts one.
+fn client_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(vec![name.to_string()]).expect("ca params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("ca")
+}
+
+/// A client certificate `ca` signed, and its key, as PEM.
+fn client_leaf(ca: &CertifiedIssuer<'static, KeyPair>) -> (String, String) {
+    let key = KeyPair::generate().expect("client key");
+    let cert = CertificateParams::new(vec!["gangway.client".to_string()])
+        .expect("client params")
+        .signed_by(&key, ca)
+        .expect("client cert");
+    (cert.pem(), key.serialize_pem())
+}
+
 fn indent(pem: &str) -> String {
     pem.lines().map(|l| format!("      {l}\n")).collect()
 }
@@ -88,20 +105,8 @@ fn indent(pem: &str) -> String {
 /// ever presented, and the server name was always the target's.
 #[test]
 fn the_client_certificate_is_presented_and_the_host_header_names_the_server() {
-    let ca = CertifiedIssuer::self_signed(
-        {
-            let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params
-        },
-        KeyPair::generate().expect("ca key"),
-    )
-    .expect("ca");
-    let client_key = KeyPair::generate().expect("client key");
-    let client = CertificateParams::new(vec!["gangway.client".to_string()])
-        .expect("client params")
-        .signed_by(&client_key, &ca)
-        .expect("client cert");
+    let ca = client_ca("ca");
+    let (client_cert, client_key) = client_leaf(&ca);
     let up = mtls_upstream(&ca.pem());
     let port = up.port();
     let cert_id = "6f1b1e43-3b3b-4a0a-9a56-3c2f2c1a7e01";
@@ -136,8 +141,8 @@ services:
     routes:
       - paths: ["/entity"]
 "#,
-        cert = indent(&client.pem()),
-        key = indent(&client_key.serialize_pem()),
+        cert = indent(&client_cert),
+        key = indent(&client_key),
     );
     let gw = Gangway::start(&yaml);
     let get = |path: &str, host: Option<&str>| {
@@ -169,22 +174,9 @@ services:
 #[test]
 fn client_ssl_presents_the_nodes_certificate_when_a_service_has_none() {
     use base64::Engine;
-    let issuer = |name: &str| {
-        let mut params = CertificateParams::new(vec![name.to_string()]).expect("ca params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("ca")
-    };
-    let (ca, other_ca) = (issuer("ca"), issuer("other ca"));
-    let leaf = |ca: &CertifiedIssuer<'static, KeyPair>| {
-        let key = KeyPair::generate().expect("client key");
-        let cert = CertificateParams::new(vec!["gangway.client".to_string()])
-            .expect("client params")
-            .signed_by(&key, ca)
-            .expect("client cert");
-        (cert.pem(), key.serialize_pem())
-    };
-    let (node_cert, node_key) = leaf(&ca);
-    let (own_cert, own_key) = leaf(&other_ca);
+    let (ca, other_ca) = (client_ca("ca"), client_ca("other ca"));
+    let (node_cert, node_key) = client_leaf(&ca);
+    let (own_cert, own_key) = client_leaf(&other_ca);
     let up = mtls_upstream(&ca.pem());
     let port = up.port();
     let cert_id = "6f1b1e43-3b3b-4a0a-9a56-3c2f2c1a7e02";

@@ -42,8 +42,9 @@ pub struct HeaderEdits {
 /// instructions, and the names one plugin sets (`RateLimit-Limit` and `RateLimit-Reset`,
 /// which share length, first and last byte) should still take different bits. Two bits
 /// rather than one: with the dozen names a rate-limited, authenticated request sets, one bit
-/// matched an untouched name about one time in ten and sent the writer scanning the edits. (`| 0x20`
-/// folds letters' case; that it also folds some punctuation only costs a false match.)
+/// matched an untouched name about one time in ten and sent the writer scanning the edits.
+/// (`| 0x20` folds letters' case; that it also folds some punctuation only costs a false
+/// match.)
 #[inline]
 const fn name_bits(name: &[u8]) -> u128 {
     const FOLD: u64 = 0x2020_2020_2020_2020;

@@ -94,8 +94,8 @@ impl AccessLogSink {
         let _ = self.tx.send(Message::Reopen);
     }
 
-    /// Writes one line in nginx's `combined` format (the Admin API's log, whose requests are
-    /// too few to batch).
+    /// Writes one line in nginx's `combined` format (the logs of the Admin API, Kong Manager
+    /// and the Status API, whose requests are too few to batch).
     pub fn write_combined(&self, note: &AccessNote, status: u16, body_bytes: u64) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -233,7 +233,7 @@ impl WorkerAccessLog {
 }
 
 /// nginx's `combined` format, without its line end: what Kong's `kong_log_format` starts
-/// with and the Admin API's access log (`admin_access_log`) holds.
+/// with and the access logs of the servers beside the proxy (`admin_access_log`, ...) hold.
 fn push_combined(
     out: &mut Vec<u8>,
     note: &AccessNote,
