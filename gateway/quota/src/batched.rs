@@ -3,27 +3,33 @@
 //!
 //! A window's first request on the node waits for its count from Redis; later requests add
 //! to a local delta and read `remote + delta` without I/O. The first requests of many
-//! windows share a read: a worker gathers the windows it misses in one turn of its event
-//! loop into one `MGET` (with a million clients, most windows a node sees are new to it), on
-//! the worker's pipe.
+//! windows share a round trip: a worker gathers the windows it misses in one turn of its
+//! event loop into one pipeline on the worker's pipe (with a million clients, most windows a
+//! node sees are new to it). On Redis 7 and later each is claimed there with
+//! `SET key 1 EXAT end NX GET`: a key Redis lacks is created, TTL and all, holding the
+//! request that read it (which is then not counted on the node again: as the first in
+//! Redis its count before is 0), and a key Redis has answers its count untouched. With many
+//! clients most windows see one request, which is then counted in the one command that
+//! reads it and needs no flush (an `MGET` and a flushed `SET` were two key lookups on the
+//! server). Older servers, and connections through the redis crate, get one `MGET`.
 //! Every `sync_rate` seconds a background thread sends the delta of every window counted
 //! since the last flush, in pipelines of up to [`FLUSH_CHUNK`] windows (`INCRBY`, and
 //! `EXPIREAT ... NX` for the window's end; Kong's script on servers older than 7.0) on a pipe
 //! of that thread's own, and reads back each total, which then includes the other nodes'
 //! requests. A request is counted as it reads, and a refused one is taken back. A failed
-//! flush keeps its deltas for the next one.
+//! flush keeps its deltas for the next one; a window Redis refuses (its key holds no count)
+//! keeps its own, and the others of its flush are counted.
 //!
-//! A window whose key the read did not find is written with `SET key delta EXAT end NX`:
-//! one command creates it with its TTL, where `INCRBY` and `EXPIREAT` are two (with many
-//! clients, most windows a flush writes are new ones: about 4 commands a request became
-//! about 2). When another node created the key after the read, the `SET` answers nil and
-//! the delta goes again as `INCRBY` and `EXPIREAT ... NX`, in a second round trip.
+//! A window whose key an `MGET` did not find is written with `SET key delta EXAT end NX`:
+//! one command creates it with its TTL, where `INCRBY` and `EXPIREAT` are two. When another
+//! node created the key after the read, the `SET` answers nil and the delta goes again as
+//! `INCRBY` and `EXPIREAT ... NX`, in a second round trip.
 //!
 //! `EXPIREAT` goes with a window's `INCRBY` only until the key is known to carry its TTL:
-//! the read found the key, or an earlier flush set it. With many clients most windows are
-//! flushed a few times each, and an `INCRBY` alone costs Redis about half of the pair. An
-//! `INCRBY` that answers exactly its delta created the key (it had expired, or Redis lost
-//! it), so those keys get their `EXPIREAT ... NX` at once, in a second round trip.
+//! the read found or claimed the key, or an earlier flush set it. With many clients most
+//! windows are flushed a few times each, and an `INCRBY` alone costs Redis about half of the
+//! pair. An `INCRBY` that answers exactly its delta created the key (it had expired, or Redis
+//! lost it), so those keys get their `EXPIREAT ... NX` at once, in a second round trip.
 //!
 //! Overshoot: a node sees other nodes' requests only at its flushes, so with N nodes, a
 //! window admits at most `limit + (N - 1) × (requests one node admits in sync_rate seconds)`
@@ -147,6 +153,10 @@ struct Marked<'g> {
     entry: &'g Entry,
 }
 
+/// A window's total after a flush: `None` for a [`Write::Create`] that found the key; an
+/// error for a window Redis refused to count (its key holds something that is no count).
+type Total = Result<Option<i64>, QuotaError>;
+
 /// How a flush writes one window's delta on Redis 7 and later.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Write {
@@ -161,7 +171,44 @@ enum Write {
     Add,
 }
 
+/// What a read found of a window's key.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Found {
+    /// Redis had no key.
+    Absent,
+    /// Redis held this count.
+    Count(i64),
+    /// Redis had no key, and the read created it holding 1 (the request that asked), with
+    /// its TTL.
+    Claimed,
+}
+
+impl From<Option<i64>> for Found {
+    fn from(count: Option<i64>) -> Found {
+        count.map_or(Found::Absent, Found::Count)
+    }
+}
+
 impl Entry {
+    /// The entry of `window` as a read found its key.
+    fn read(window: Window, found: Found) -> Entry {
+        let remote = match found {
+            Found::Absent => 0,
+            Found::Count(count) => count,
+            // The request that claimed it, which is not counted on the node again.
+            Found::Claimed => 1,
+        };
+        Entry {
+            window,
+            remote: AtomicI64::new(remote),
+            inflight: AtomicI64::new(0),
+            delta: AtomicI64::new(0),
+            dirty: AtomicBool::new(false),
+            ttl_set: AtomicBool::new(found != Found::Absent),
+            absent: AtomicBool::new(found == Found::Absent),
+        }
+    }
+
     fn write(&self) -> Write {
         if self.absent.load(Ordering::Acquire) {
             Write::Create
@@ -368,12 +415,17 @@ impl Inner {
         let (totals, expiry) = self.send(entries, deltas, &writes).await?;
         let mut created = Vec::new();
         let mut raced = Vec::new();
+        // A window Redis refused keeps its delta in flight, to go again; the others of the
+        // chunk are counted all the same (were they sent again too, every flush while the
+        // refused key lives would add their deltas once more).
+        let mut refused = Ok(());
         for (((entry, total), &delta), &write) in
             entries.iter().zip(totals).zip(deltas).zip(&writes)
         {
             match total {
-                Some(total) => entry.confirm(total, delta, write, &expiry, &mut created),
-                None => raced.push((*entry, delta)),
+                Ok(Some(total)) => entry.confirm(total, delta, write, &expiry, &mut created),
+                Ok(None) => raced.push((*entry, delta)),
+                Err(e) => refused = Err(e),
             }
         }
         let added = match raced.is_empty() {
@@ -384,7 +436,7 @@ impl Inner {
         if !created.is_empty() {
             self.expire_created(&created).await;
         }
-        added
+        refused.and(added)
     }
 
     /// Sends the deltas of windows whose `SET ... NX` found the key (another node created it
@@ -400,12 +452,17 @@ impl Inner {
         }
         let writes = vec![Write::AddAndExpire; entries.len()];
         let (totals, expiry) = self.send(&entries, &deltas, &writes).await?;
+        let mut refused = Ok(());
         for ((entry, total), &delta) in entries.iter().zip(totals).zip(&deltas) {
-            let total =
-                total.ok_or_else(|| QuotaError::Store("Redis answered nil to INCRBY".into()))?;
-            entry.confirm(total, delta, Write::AddAndExpire, &expiry, created);
+            match total {
+                Ok(Some(total)) => {
+                    entry.confirm(total, delta, Write::AddAndExpire, &expiry, created)
+                }
+                Ok(None) => refused = Err(QuotaError::Store("Redis answered nil to INCRBY".into())),
+                Err(e) => refused = Err(e),
+            }
         }
-        Ok(())
+        refused
     }
 
     /// Takes the generations whose windows have ended out of use (counts not flushed by
@@ -484,7 +541,7 @@ impl Inner {
         live: &[&Entry],
         deltas: &[i64],
         writes: &[Write],
-    ) -> Result<(Vec<Option<i64>>, Expiry), QuotaError> {
+    ) -> Result<(Vec<Total>, Expiry), QuotaError> {
         if self.target.pipes() {
             return self.send_on_pipe(live, deltas, writes).await;
         }
@@ -550,18 +607,21 @@ impl Inner {
             })
             .await?;
         match answered {
-            Answered::Scripted(totals) => {
-                Ok((totals.into_iter().map(Some).collect(), Expiry::ByScript))
-            }
+            Answered::Scripted(totals) => Ok((
+                totals.into_iter().map(|t| Ok(Some(t))).collect(),
+                Expiry::ByScript,
+            )),
             Answered::Written(values) if values.len() == live.len() => {
                 let totals = values
                     .iter()
                     .zip(writes)
                     .zip(deltas)
                     .map(|((value, &write), &delta)| match (write, value) {
-                        (Write::Create, redis::Value::Okay) => Ok(Some(delta)),
-                        (Write::Create, redis::Value::Nil) => Ok(None),
-                        (Write::Add | Write::AddAndExpire, redis::Value::Int(n)) => Ok(Some(*n)),
+                        (Write::Create, redis::Value::Okay) => Ok(Ok(Some(delta))),
+                        (Write::Create, redis::Value::Nil) => Ok(Ok(None)),
+                        (Write::Add | Write::AddAndExpire, redis::Value::Int(n)) => {
+                            Ok(Ok(Some(*n)))
+                        }
                         (_, other) => Err(QuotaError::Store(format!(
                             "unexpected reply from Redis: {other:?}"
                         ))),
@@ -582,7 +642,7 @@ impl Inner {
         live: &[&Entry],
         deltas: &[i64],
         writes: &[Write],
-    ) -> Result<(Vec<Option<i64>>, Expiry), QuotaError> {
+    ) -> Result<(Vec<Total>, Expiry), QuotaError> {
         let pipe = self.target.pipe().await?;
         let (mut delta, mut ends) = (itoa::Buffer::new(), itoa::Buffer::new());
         let windows = live.iter().zip(deltas);
@@ -624,7 +684,10 @@ impl Inner {
                 });
                 let replies = round_trip(&self.target, call).await?;
                 let totals = incr_totals(&replies, 1, live.len(), &[])?;
-                Ok((totals.into_iter().map(Some).collect(), Expiry::ByScript))
+                Ok((
+                    totals.into_iter().map(|t| Ok(Some(t))).collect(),
+                    Expiry::ByScript,
+                ))
             }
         }
     }
@@ -711,8 +774,9 @@ impl Inner {
         find(&self.generations.load()).unwrap_or(fresh)
     }
 
-    /// Reads `missing` in one `MGET` and keeps their counts.
-    async fn read(&self, missing: Vec<Window>) -> Result<(), QuotaError> {
+    /// Reads `missing` (claiming the absent ones where the server can) and keeps their
+    /// counts; answers which of them the read claimed, counting the request that asked.
+    async fn read(&self, missing: Vec<Window>) -> Result<Vec<bool>, QuotaError> {
         let read = if self.target.pipes() {
             self.read_on_pipe(&missing).await
         } else {
@@ -725,6 +789,7 @@ impl Inner {
                         .await
                 })
                 .await
+                .map(|counts| counts.into_iter().map(Found::from).collect())
         };
         let read = match read {
             Ok(read) => read,
@@ -735,27 +800,55 @@ impl Inner {
                 return Err(e);
             }
         };
-        for (window, remote) in missing.into_iter().zip(read) {
+        let claimed = read.iter().map(|&found| found == Found::Claimed).collect();
+        for (window, found) in missing.into_iter().zip(read) {
             let (generation, slot) = (self.generation(&window), self.slot(&window));
-            generation.entries.get_or_insert_with(slot, || Entry {
-                window,
-                remote: AtomicI64::new(remote.unwrap_or_default()),
-                inflight: AtomicI64::new(0),
-                delta: AtomicI64::new(0),
-                dirty: AtomicBool::new(false),
-                ttl_set: AtomicBool::new(remote.is_some()),
-                absent: AtomicBool::new(remote.is_none()),
-            });
+            // Another worker's read of the same key may have made the entry first: its
+            // count is Redis's, which holds this read's claim too.
+            generation
+                .entries
+                .get_or_insert_with(slot, || Entry::read(window, found));
         }
-        Ok(())
+        Ok(claimed)
     }
 
-    /// `MGET` of the windows' keys on this worker's pipe (a standalone server: the keys as
-    /// [`Window::key`] writes them, straight to the wire).
-    async fn read_on_pipe(&self, windows: &[Window]) -> Result<Vec<Option<i64>>, QuotaError> {
+    /// Reads `windows` on this worker's pipe (a standalone server: the keys as
+    /// [`Window::key`] writes them, straight to the wire). On Redis 7 and later each absent
+    /// key is claimed: `SET key 1 EXAT end NX GET` creates it with the request that asked
+    /// counted in it and its TTL set, or answers the count another node wrote. With many
+    /// clients most windows see one request, which is then counted in the one command that
+    /// reads it, where `MGET` and the flush's `SET` were two key lookups on the server.
+    /// Older servers get one `MGET`.
+    async fn read_on_pipe(&self, windows: &[Window]) -> Result<Vec<Found>, QuotaError> {
         let pipe = self.target.pipe().await?;
+        let mut start = itoa::Buffer::new();
+        if pipe.counting == Counting::ExpireNx {
+            let mut ends = itoa::Buffer::new();
+            let call = pipe.call(windows.len(), |out| {
+                for window in windows {
+                    resp::array(out, 7);
+                    resp::bulk(out, &[b"SET"]);
+                    resp::bulk(out, &window.key_parts(&mut start));
+                    resp::bulk(out, &[b"1"]);
+                    resp::bulk(out, &[b"EXAT"]);
+                    resp::bulk(out, &[ends.format(ends_at(window)).as_bytes()]);
+                    resp::bulk(out, &[b"NX"]);
+                    resp::bulk(out, &[b"GET"]);
+                }
+            });
+            let replies = round_trip(&self.target, call).await?;
+            if replies.len() != windows.len() {
+                return Err(QuotaError::Store("Redis answered too few replies".into()));
+            }
+            return replies
+                .iter()
+                .map(|reply| match stored_count(reply)? {
+                    None => Ok(Found::Claimed),
+                    Some(count) => Ok(Found::Count(count)),
+                })
+                .collect();
+        }
         let call = pipe.call(1, |out| {
-            let mut start = itoa::Buffer::new();
             resp::array(out, 1 + windows.len());
             resp::bulk(out, &[b"MGET"]);
             for window in windows {
@@ -763,9 +856,10 @@ impl Inner {
             }
         });
         match round_trip(&self.target, call).await?.as_slice() {
-            [Reply::Array(Some(values))] if values.len() == windows.len() => {
-                values.iter().map(stored_count).collect()
-            }
+            [Reply::Array(Some(values))] if values.len() == windows.len() => values
+                .iter()
+                .map(|value| stored_count(value).map(Found::from))
+                .collect(),
             [other] => Err(unexpected(other)),
             _ => Err(QuotaError::Store("Redis answered with no reply".into())),
         }
@@ -780,16 +874,23 @@ impl Inner {
                 .map(std::mem::take)
                 .unwrap_or_default()
         });
-        let (missing, waiting): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
+        let (missing, waiting): (Vec<Vec<Window>>, Vec<_>) = queued.into_iter().unzip();
+        let sizes: Vec<usize> = missing.iter().map(Vec::len).collect();
         let read = self.read(missing.into_iter().flatten().collect()).await;
-        for done in waiting {
-            let _ = done.send(read.clone());
+        let mut at = 0;
+        for (done, size) in waiting.into_iter().zip(sizes) {
+            let _ = done.send(match &read {
+                Ok(claimed) => Ok(claimed[at..at + size].to_vec()),
+                Err(e) => Err(e.clone()),
+            });
+            at += size;
         }
     }
 }
 
 /// A request's windows to read, and where to say they are in.
-type QueuedRead = (Vec<Window>, oneshot::Sender<Result<(), QuotaError>>);
+/// The sender learns which of its windows the read claimed.
+type QueuedRead = (Vec<Window>, oneshot::Sender<Result<Vec<bool>, QuotaError>>);
 
 thread_local! {
     /// Each worker's reads not yet sent, by store: the requests of one turn of the event
@@ -819,16 +920,13 @@ enum Answered {
 }
 
 /// The totals among a pipe flush's replies, a window's reply followed by its `EXPIREAT`'s
-/// where its [`Write`] sent one: `None` where a `SET ... NX` found the key. Any error reply
-/// fails the whole call.
+/// where its [`Write`] sent one: `None` where a `SET ... NX` found the key, an error where
+/// Redis refused the window's write. Too few replies fail the whole call.
 fn written_totals(
     replies: &[Reply],
     writes: &[Write],
     deltas: &[i64],
-) -> Result<Vec<Option<i64>>, QuotaError> {
-    if let Some(refused) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
-        return Err(unexpected(refused));
-    }
+) -> Result<Vec<Total>, QuotaError> {
     let mut replies = replies.iter();
     let mut next = || {
         replies
@@ -839,13 +937,15 @@ fn written_totals(
     for (&write, &delta) in writes.iter().zip(deltas) {
         let reply = next()?;
         totals.push(match (write, reply) {
-            (Write::Create, Reply::Status(ok)) if ok == "OK" => Some(delta),
-            (Write::Create, Reply::Bulk(None)) => None,
-            (Write::Create, other) => return Err(unexpected(other)),
-            (Write::Add | Write::AddAndExpire, reply) => Some(integer(reply)?),
+            (Write::Create, Reply::Status(ok)) if ok == "OK" => Ok(Some(delta)),
+            (Write::Create, Reply::Bulk(None)) => Ok(None),
+            (Write::Create, other) => Err(unexpected(other)),
+            (Write::Add | Write::AddAndExpire, reply) => integer(reply).map(Some),
         });
-        if write == Write::AddAndExpire {
-            integer(next()?)?;
+        if write == Write::AddAndExpire
+            && let Reply::Error(e) = next()?
+        {
+            return Err(QuotaError::Store(e.clone()));
         }
     }
     Ok(totals)
@@ -907,15 +1007,16 @@ impl QuotaStore for Batched {
         let counted_in_redis = (!overflowed.is_empty()).then(|| inner.overflow.usage(&overflowed));
         let windows = windows.to_vec();
         let inner = inner.clone();
-        // The windows known here are counted already; the others once read or counted in
-        // Redis.
-        let answer = move |inner: &Inner, in_redis: Vec<u64>| -> UsageResult {
-            let mut in_redis = in_redis.into_iter();
+        // The windows known here are counted already; the others once read (a window the
+        // read claimed counted this request in Redis, the first there) or counted in Redis.
+        let answer = move |inner: &Inner, claimed: Vec<bool>, in_redis: Vec<u64>| -> UsageResult {
+            let (mut claimed, mut in_redis) = (claimed.into_iter(), in_redis.into_iter());
             Ok(windows
                 .iter()
                 .zip(sources)
                 .map(|(w, source)| match source {
                     Source::Counted(before) => before,
+                    Source::Read if claimed.next() == Some(true) => 0,
                     Source::Read => inner.count(w).unwrap_or_default(),
                     Source::Overflow => in_redis.next().unwrap_or_default(),
                 })
@@ -931,15 +1032,15 @@ impl QuotaStore for Batched {
         if missing.is_empty() {
             return Usage::Pending(Box::pin(async move {
                 let in_redis = in_redis.await?;
-                answer(&inner, in_redis)
+                answer(&inner, Vec::new(), in_redis)
             }));
         }
         if inner.target.cluster {
             // One request's keys share a slot; two requests' keys need not.
             return Usage::Pending(Box::pin(async move {
-                inner.read(missing).await?;
+                let claimed = inner.read(missing).await?;
                 let in_redis = in_redis.await?;
-                answer(&inner, in_redis)
+                answer(&inner, claimed, in_redis)
             }));
         }
         let (done, read) = oneshot::channel();
@@ -953,10 +1054,11 @@ impl QuotaStore for Batched {
             tokio::task::spawn_local(inner.clone().read_queued());
         }
         Usage::Pending(Box::pin(async move {
-            read.await
+            let claimed = read
+                .await
                 .map_err(|_| QuotaError::Store("the read was abandoned".into()))??;
             let in_redis = in_redis.await?;
-            answer(&inner, in_redis)
+            answer(&inner, claimed, in_redis)
         }))
     }
 

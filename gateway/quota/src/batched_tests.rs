@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gangway_config::settings::RedisConnections;
+use gangway_net::Backend;
+use gangway_net::epoll::Epoll;
 use gangway_net::tls::RootSource;
 use gangway_pipeline::quota::{QuotaError, QuotaStore, RedisConf, Usage, UsageResult, Window};
 use gangway_test_support::redis::Redis;
@@ -127,7 +129,8 @@ fn reads_counts_and_flushes(login: Option<(&'static str, &'static str)>, tag: &'
     let stats = redis.cli(&["INFO", "commandstats"]);
     let used = |cmd: &str| stats.contains(&format!("cmdstat_{cmd}:"));
     match login {
-        None => assert!(used("mget") && used("incrby"), "{stats}"),
+        // Absent keys are claimed by the read itself.
+        None => assert!(used("set") && used("incrby") && !used("mget"), "{stats}"),
         Some(_) => assert!(
             used("mget") && used("evalsha") && used("script|load"),
             "{stats}"
@@ -262,31 +265,75 @@ fn with_flushes_by_hand(
     });
 }
 
-/// A window Redis did not have at the read is created by one `SET ... EXAT ... NX`; when
-/// another node created the key meanwhile, the delta is added to that node's count instead,
-/// and the key keeps a TTL. Through a worker's pipe and through the redis crate.
+/// A window Redis did not have at the read is created by one `SET ... NX`: on a worker's
+/// pipe the read itself claims it (`SET key 1 EXAT end NX GET`, counting the request that
+/// read it), and answers another node's count where that node created it first; through
+/// the redis crate the read is an `MGET`, the flush creates the key, and when another node
+/// created it meanwhile the delta is added to that node's count instead. Either way the key
+/// keeps a TTL and no request is counted twice.
 #[test]
 fn a_new_window_is_created_in_one_command_unless_another_node_created_it_first() {
-    with_flushes_by_hand(async |server, store, _target, case| {
+    with_flushes_by_hand(async |server, store, target, case| {
         let windows = windows(&format!("{case}-create"));
         let [minute, hour] = [&windows[0], &windows[1]].map(Window::key);
-        assert_eq!(usage(&store, &windows).await.expect("read"), [0, 0]);
-        assert_eq!(usage(&store, &windows).await.expect("counted"), [1, 1]);
-        // Another node creates the hour's key after the read.
-        server.cli(&["SET", &hour, "10", "EX", "100"]);
-        server.cli(&["CONFIG", "RESETSTAT"]);
-        store.inner.flush().await;
-        assert_eq!(server.cli(&["GET", &minute]), "2", "{case}: created");
-        assert_eq!(server.cli(&["GET", &hour]), "12", "{case}: added to");
-        assert_eq!(
-            (
-                calls(server, "set"),
-                calls(server, "incrby"),
-                calls(server, "expireat")
-            ),
-            (2, 1, 1),
-            "{case}: a SET each, then INCRBY and EXPIREAT for the key that was there"
-        );
+        if target.pipes() {
+            // Another node created the hour's key before this node read it.
+            server.cli(&["SET", &hour, "10", "EX", "100"]);
+            server.cli(&["CONFIG", "RESETSTAT"]);
+            assert_eq!(usage(&store, &windows).await.expect("read"), [0, 10]);
+            assert_eq!(
+                server.cli(&["GET", &minute]),
+                "1",
+                "{case}: claimed at once"
+            );
+            assert_eq!(server.cli(&["GET", &hour]), "10", "{case}: left as it was");
+            assert_eq!(
+                (calls(server, "set"), calls(server, "mget")),
+                (2, 0),
+                "{case}: a claim per window, no MGET"
+            );
+            assert_eq!(
+                usage(&store, &windows).await.expect("counted"),
+                [1, 11],
+                "{case}: the claiming request counts once"
+            );
+            server.cli(&["CONFIG", "RESETSTAT"]);
+            store.inner.flush().await;
+            assert_eq!(server.cli(&["GET", &minute]), "2", "{case}");
+            assert_eq!(server.cli(&["GET", &hour]), "12", "{case}");
+            assert_eq!(
+                (
+                    calls(server, "incrby"),
+                    calls(server, "set"),
+                    calls(server, "expireat")
+                ),
+                (2, 0, 0),
+                "{case}: both keys carry a TTL, so INCRBY alone"
+            );
+        } else {
+            assert_eq!(usage(&store, &windows).await.expect("read"), [0, 0]);
+            assert_eq!(usage(&store, &windows).await.expect("counted"), [1, 1]);
+            // Another node creates the hour's key after the read.
+            server.cli(&["SET", &hour, "10", "EX", "100"]);
+            server.cli(&["CONFIG", "RESETSTAT"]);
+            store.inner.flush().await;
+            assert_eq!(server.cli(&["GET", &minute]), "2", "{case}: created");
+            assert_eq!(server.cli(&["GET", &hour]), "12", "{case}: added to");
+            assert_eq!(
+                (
+                    calls(server, "set"),
+                    calls(server, "incrby"),
+                    calls(server, "expireat")
+                ),
+                (2, 1, 1),
+                "{case}: a SET each, then INCRBY and EXPIREAT for the key that was there"
+            );
+            assert_eq!(
+                usage(&store, &windows).await.expect("counted"),
+                [2, 12],
+                "{case}: the other node's requests count"
+            );
+        }
         let minute_ttl: i64 = server.cli(&["TTL", &minute]).parse().expect("a ttl");
         assert!(
             (1..=60).contains(&minute_ttl),
@@ -296,19 +343,6 @@ fn a_new_window_is_created_in_one_command_unless_another_node_created_it_first()
         assert!(
             (1..=100).contains(&hour_ttl),
             "{case}: the other node's TTL stays"
-        );
-        assert_eq!(
-            usage(&store, &windows).await.expect("counted"),
-            [2, 12],
-            "{case}: the other node's requests count"
-        );
-        server.cli(&["CONFIG", "RESETSTAT"]);
-        store.inner.flush().await;
-        assert_eq!(server.cli(&["GET", &hour]), "13", "{case}");
-        assert_eq!(
-            (calls(server, "incrby"), calls(server, "set")),
-            (2, 0),
-            "{case}: written keys get INCRBY alone"
         );
     });
 }
@@ -326,6 +360,7 @@ fn a_key_created_again_gets_its_ttl_even_when_the_rest_of_its_flush_fails() {
         server.cli(&["DEL", &lost[0].key()]);
         let raced = windows(&format!("{case}-raced"));
         usage(&store, &raced).await.expect("read");
+        usage(&store, &raced).await.expect("counted, to be flushed");
         server.cli(&["SET", &raced[0].key(), "many"]);
         let failures = target.stats.total();
         store.inner.flush().await;
@@ -478,4 +513,105 @@ fn an_ended_generation_leaves_its_size_for_the_next() {
         store.inner.generations.load().is_empty(),
         "taken out of use"
     );
+}
+
+/// Workers of one node that read the same new windows at once (one claims each key, the
+/// others find it, in whatever order their replies land) count every request exactly once:
+/// between them the requests see every count from 0 up, and once flushed Redis holds one
+/// per request.
+#[test]
+fn workers_reading_a_new_window_at_once_count_each_request_once() {
+    const WORKERS: usize = 4;
+    const ROUNDS: usize = 20;
+    let redis = Redis::start();
+    let (store, _target) = store_with(redis.port(), None, 0, 3600.0, RedisConnections::PerWorker);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    let rounds: Vec<Vec<Window>> = (0..ROUNDS)
+        .map(|round| windows_at(&format!("race-{round}"), now.as_millis() as i64))
+        .collect();
+    let start = Arc::new(std::sync::Barrier::new(WORKERS));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (store, rounds, start) = (store.clone(), rounds.clone(), start.clone());
+            std::thread::spawn(move || {
+                Epoll::block_on(async move {
+                    crate::pipe::install::<Epoll>();
+                    let mut seen = Vec::new();
+                    for windows in &rounds {
+                        start.wait();
+                        seen.push(usage(&store, windows).await.expect("counted"));
+                    }
+                    seen
+                })
+            })
+        })
+        .collect();
+    let seen: Vec<Vec<Vec<u64>>> = workers
+        .into_iter()
+        .map(|w| w.join().expect("a worker"))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    tokio::task::LocalSet::new().block_on(&runtime, async {
+        crate::pipe::install::<Epoll>();
+        store.inner.flush().await;
+    });
+    for (round, windows) in rounds.iter().enumerate() {
+        for (i, window) in windows.iter().enumerate() {
+            let mut befores: Vec<u64> = seen.iter().map(|worker| worker[round][i]).collect();
+            befores.sort_unstable();
+            assert_eq!(
+                befores,
+                (0..WORKERS as u64).collect::<Vec<_>>(),
+                "round {round}, {}: each request saw the ones before it",
+                window.period
+            );
+            assert_eq!(
+                redis.cli(&["GET", &window.key()]),
+                WORKERS.to_string(),
+                "round {round}, {}: Redis counted each request once",
+                window.period
+            );
+        }
+    }
+}
+
+/// A window whose key Redis refuses to count (another tool wrote something else there)
+/// fails its flush and keeps its delta, while the windows flushed with it are counted and
+/// not sent again: resending them with it would add their deltas at every flush.
+#[test]
+fn a_window_redis_refuses_does_not_send_the_rest_of_its_flush_again() {
+    with_flushes_by_hand(async |server, store, target, case| {
+        let poisoned = windows(&format!("{case}-poisoned"));
+        let healthy = windows(&format!("{case}-healthy"));
+        for windows in [&poisoned, &healthy] {
+            usage(&store, windows).await.expect("read");
+            usage(&store, windows).await.expect("counted");
+        }
+        server.cli(&["SET", &poisoned[0].key(), "many"]);
+        for flush in 1..=3 {
+            let failures = target.stats.total();
+            store.inner.flush().await;
+            assert!(
+                target.stats.total() > failures,
+                "{case}: flush {flush} fails on the key that holds no count"
+            );
+            assert_eq!(server.cli(&["GET", &poisoned[0].key()]), "many", "{case}");
+            assert_eq!(
+                server.cli(&["GET", &poisoned[1].key()]),
+                "2",
+                "{case}: flush {flush}: the poisoned window's other period counted once"
+            );
+            for window in &healthy {
+                assert_eq!(
+                    server.cli(&["GET", &window.key()]),
+                    "2",
+                    "{case}: flush {flush}: {} counted once",
+                    window.period
+                );
+            }
+        }
+    });
 }
