@@ -3,15 +3,9 @@
 //!
 //! A window's first request on the node waits for its count from Redis; later requests add
 //! to a local delta and read `remote + delta` without I/O. The first requests of many
-//! windows share a round trip: a worker gathers the windows it misses in one turn of its
-//! event loop into one pipeline on the worker's pipe (with a million clients, most windows a
-//! node sees are new to it). On Redis 7 and later each is claimed there with
-//! `SET key 1 EXAT end NX GET`: a key Redis lacks is created, TTL and all, holding the
-//! request that read it (which is then not counted on the node again: as the first in
-//! Redis its count before is 0), and a key Redis has answers its count untouched. With many
-//! clients most windows see one request, which is then counted in the one command that
-//! reads it and needs no flush (an `MGET` and a flushed `SET` were two key lookups on the
-//! server). Older servers, and connections through the redis crate, get one `MGET`.
+//! windows share a read: a worker gathers the windows it misses in one turn of its event
+//! loop into one `MGET` (with a million clients, most windows a node sees are new to it), on
+//! the worker's pipe.
 //! Every `sync_rate` seconds a background thread sends the delta of every window counted
 //! since the last flush, in pipelines of up to [`FLUSH_CHUNK`] windows (`INCRBY`, and
 //! `EXPIREAT ... NX` for the window's end; Kong's script on servers older than 7.0) on a pipe
@@ -20,16 +14,17 @@
 //! flush keeps its deltas for the next one; a window Redis refuses (its key holds no count)
 //! keeps its own, and the others of its flush are counted.
 //!
-//! A window whose key an `MGET` did not find is written with `SET key delta EXAT end NX`:
-//! one command creates it with its TTL, where `INCRBY` and `EXPIREAT` are two. When another
-//! node created the key after the read, the `SET` answers nil and the delta goes again as
-//! `INCRBY` and `EXPIREAT ... NX`, in a second round trip.
+//! A window whose key the read did not find is written with `SET key delta EXAT end NX`:
+//! one command creates it with its TTL, where `INCRBY` and `EXPIREAT` are two (with many
+//! clients, most windows a flush writes are new ones: about 4 commands a request became
+//! about 2). When another node created the key after the read, the `SET` answers nil and
+//! the delta goes again as `INCRBY` and `EXPIREAT ... NX`, in a second round trip.
 //!
 //! `EXPIREAT` goes with a window's `INCRBY` only until the key is known to carry its TTL:
-//! the read found or claimed the key, or an earlier flush set it. With many clients most
-//! windows are flushed a few times each, and an `INCRBY` alone costs Redis about half of the
-//! pair. An `INCRBY` that answers exactly its delta created the key (it had expired, or Redis
-//! lost it), so those keys get their `EXPIREAT ... NX` at once, in a second round trip.
+//! the read found the key, or an earlier flush set it. With many clients most windows are
+//! flushed a few times each, and an `INCRBY` alone costs Redis about half of the pair. An
+//! `INCRBY` that answers exactly its delta created the key (it had expired, or Redis lost
+//! it), so those keys get their `EXPIREAT ... NX` at once, in a second round trip.
 //!
 //! Overshoot: a node sees other nodes' requests only at its flushes, so with N nodes, a
 //! window admits at most `limit + (N - 1) × (requests one node admits in sync_rate seconds)`
@@ -48,7 +43,7 @@ use gangway_pipeline::quota::{QuotaError, QuotaStore, Usage, UsageResult, Window
 use tokio::sync::oneshot;
 
 use super::connect::{Target, round_trip};
-use super::pipe::{Counting, incr_totals, integer, unexpected};
+use super::pipe::{Counting, integer, unexpected};
 use super::realtime::Realtime;
 use super::resp::{self, Reply};
 use super::slot_table::SlotTable;
@@ -171,44 +166,7 @@ enum Write {
     Add,
 }
 
-/// What a read found of a window's key.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Found {
-    /// Redis had no key.
-    Absent,
-    /// Redis held this count.
-    Count(i64),
-    /// Redis had no key, and the read created it holding 1 (the request that asked), with
-    /// its TTL.
-    Claimed,
-}
-
-impl From<Option<i64>> for Found {
-    fn from(count: Option<i64>) -> Found {
-        count.map_or(Found::Absent, Found::Count)
-    }
-}
-
 impl Entry {
-    /// The entry of `window` as a read found its key.
-    fn read(window: Window, found: Found) -> Entry {
-        let remote = match found {
-            Found::Absent => 0,
-            Found::Count(count) => count,
-            // The request that claimed it, which is not counted on the node again.
-            Found::Claimed => 1,
-        };
-        Entry {
-            window,
-            remote: AtomicI64::new(remote),
-            inflight: AtomicI64::new(0),
-            delta: AtomicI64::new(0),
-            dirty: AtomicBool::new(false),
-            ttl_set: AtomicBool::new(found != Found::Absent),
-            absent: AtomicBool::new(found == Found::Absent),
-        }
-    }
-
     fn write(&self) -> Write {
         if self.absent.load(Ordering::Acquire) {
             Write::Create
@@ -552,6 +510,8 @@ impl Inner {
             .run(async |conn| {
                 if self.target.expire_nx(conn).await? {
                     let mut pipe = redis::pipe();
+                    // A window Redis refuses answers its error in place of its total.
+                    pipe.ignore_errors();
                     for ((entry, delta), &write) in live.iter().zip(deltas).zip(writes) {
                         let key = self.target.key(&entry.window);
                         if write == Write::Create {
@@ -580,7 +540,12 @@ impl Inner {
                         call.key(self.target.key(&entry.window))
                             .arg(delta)
                             .arg(entry.ends_at());
-                        totals.push(call.invoke_async::<i64>(&mut *conn).await?);
+                        totals.push(match call.invoke_async::<i64>(&mut *conn).await {
+                            Ok(total) => Ok(Some(total)),
+                            // The server refused this window; the others still go.
+                            Err(e) if e.code().is_some() => Err(QuotaError::Store(e.to_string())),
+                            Err(e) => return Err(e),
+                        });
                         if totals.len() > 1 {
                             self.target.stats.round_trip();
                         }
@@ -594,6 +559,7 @@ impl Inner {
                     .query_async::<String>(&mut *conn)
                     .await?;
                 let mut pipe = redis::pipe();
+                pipe.ignore_errors();
                 for (entry, delta) in live.iter().zip(deltas) {
                     pipe.cmd("EVALSHA")
                         .arg(script.get_hash())
@@ -602,14 +568,24 @@ impl Inner {
                         .arg(delta)
                         .arg(entry.ends_at());
                 }
-                let totals = pipe.query_async::<Vec<i64>>(&mut *conn).await?;
-                Ok(Answered::Scripted(totals))
+                let values = pipe.query_async::<Vec<redis::Value>>(&mut *conn).await?;
+                Ok(Answered::Scripted(
+                    values
+                        .into_iter()
+                        .map(|value| match value {
+                            redis::Value::Int(total) => Ok(Some(total)),
+                            other => Err(unexpected_value(other)),
+                        })
+                        .collect(),
+                ))
             })
             .await?;
         match answered {
-            Answered::Scripted(totals) => Ok((
-                totals.into_iter().map(|t| Ok(Some(t))).collect(),
-                Expiry::ByScript,
+            Answered::Scripted(totals) if totals.len() == live.len() => {
+                Ok((totals, Expiry::ByScript))
+            }
+            Answered::Scripted(_) => Err(QuotaError::Store(
+                "Redis answered a flush with too few replies".into(),
             )),
             Answered::Written(values) if values.len() == live.len() => {
                 let totals = values
@@ -622,9 +598,10 @@ impl Inner {
                         (Write::Add | Write::AddAndExpire, redis::Value::Int(n)) => {
                             Ok(Ok(Some(*n)))
                         }
-                        (_, other) => Err(QuotaError::Store(format!(
-                            "unexpected reply from Redis: {other:?}"
-                        ))),
+                        (_, refused @ redis::Value::ServerError(_)) => {
+                            Ok(Err(unexpected_value(refused.clone())))
+                        }
+                        (_, other) => Err(unexpected_value(other.clone())),
                     })
                     .collect::<Result<_, _>>()?;
                 Ok((totals, Expiry::AsAsked))
@@ -683,11 +660,15 @@ impl Inner {
                     }
                 });
                 let replies = round_trip(&self.target, call).await?;
-                let totals = incr_totals(&replies, 1, live.len(), &[])?;
-                Ok((
-                    totals.into_iter().map(|t| Ok(Some(t))).collect(),
-                    Expiry::ByScript,
-                ))
+                // SCRIPT LOAD's reply, then a total or a refusal per window.
+                match replies.split_first() {
+                    Some((Reply::Error(e), _)) => Err(QuotaError::Store(e.clone())),
+                    Some((_, totals)) if totals.len() == live.len() => Ok((
+                        totals.iter().map(|t| integer(t).map(Some)).collect(),
+                        Expiry::ByScript,
+                    )),
+                    _ => Err(QuotaError::Store("Redis answered too few replies".into())),
+                }
             }
         }
     }
@@ -774,9 +755,8 @@ impl Inner {
         find(&self.generations.load()).unwrap_or(fresh)
     }
 
-    /// Reads `missing` (claiming the absent ones where the server can) and keeps their
-    /// counts; answers which of them the read claimed, counting the request that asked.
-    async fn read(&self, missing: Vec<Window>) -> Result<Vec<bool>, QuotaError> {
+    /// Reads `missing` in one `MGET` and keeps their counts.
+    async fn read(&self, missing: Vec<Window>) -> Result<(), QuotaError> {
         let read = if self.target.pipes() {
             self.read_on_pipe(&missing).await
         } else {
@@ -789,7 +769,6 @@ impl Inner {
                         .await
                 })
                 .await
-                .map(|counts| counts.into_iter().map(Found::from).collect())
         };
         let read = match read {
             Ok(read) => read,
@@ -800,55 +779,27 @@ impl Inner {
                 return Err(e);
             }
         };
-        let claimed = read.iter().map(|&found| found == Found::Claimed).collect();
-        for (window, found) in missing.into_iter().zip(read) {
+        for (window, remote) in missing.into_iter().zip(read) {
             let (generation, slot) = (self.generation(&window), self.slot(&window));
-            // Another worker's read of the same key may have made the entry first: its
-            // count is Redis's, which holds this read's claim too.
-            generation
-                .entries
-                .get_or_insert_with(slot, || Entry::read(window, found));
+            generation.entries.get_or_insert_with(slot, || Entry {
+                window,
+                remote: AtomicI64::new(remote.unwrap_or_default()),
+                inflight: AtomicI64::new(0),
+                delta: AtomicI64::new(0),
+                dirty: AtomicBool::new(false),
+                ttl_set: AtomicBool::new(remote.is_some()),
+                absent: AtomicBool::new(remote.is_none()),
+            });
         }
-        Ok(claimed)
+        Ok(())
     }
 
-    /// Reads `windows` on this worker's pipe (a standalone server: the keys as
-    /// [`Window::key`] writes them, straight to the wire). On Redis 7 and later each absent
-    /// key is claimed: `SET key 1 EXAT end NX GET` creates it with the request that asked
-    /// counted in it and its TTL set, or answers the count another node wrote. With many
-    /// clients most windows see one request, which is then counted in the one command that
-    /// reads it, where `MGET` and the flush's `SET` were two key lookups on the server.
-    /// Older servers get one `MGET`.
-    async fn read_on_pipe(&self, windows: &[Window]) -> Result<Vec<Found>, QuotaError> {
+    /// `MGET` of the windows' keys on this worker's pipe (a standalone server: the keys as
+    /// [`Window::key`] writes them, straight to the wire).
+    async fn read_on_pipe(&self, windows: &[Window]) -> Result<Vec<Option<i64>>, QuotaError> {
         let pipe = self.target.pipe().await?;
-        let mut start = itoa::Buffer::new();
-        if pipe.counting == Counting::ExpireNx {
-            let mut ends = itoa::Buffer::new();
-            let call = pipe.call(windows.len(), |out| {
-                for window in windows {
-                    resp::array(out, 7);
-                    resp::bulk(out, &[b"SET"]);
-                    resp::bulk(out, &window.key_parts(&mut start));
-                    resp::bulk(out, &[b"1"]);
-                    resp::bulk(out, &[b"EXAT"]);
-                    resp::bulk(out, &[ends.format(ends_at(window)).as_bytes()]);
-                    resp::bulk(out, &[b"NX"]);
-                    resp::bulk(out, &[b"GET"]);
-                }
-            });
-            let replies = round_trip(&self.target, call).await?;
-            if replies.len() != windows.len() {
-                return Err(QuotaError::Store("Redis answered too few replies".into()));
-            }
-            return replies
-                .iter()
-                .map(|reply| match stored_count(reply)? {
-                    None => Ok(Found::Claimed),
-                    Some(count) => Ok(Found::Count(count)),
-                })
-                .collect();
-        }
         let call = pipe.call(1, |out| {
+            let mut start = itoa::Buffer::new();
             resp::array(out, 1 + windows.len());
             resp::bulk(out, &[b"MGET"]);
             for window in windows {
@@ -856,10 +807,9 @@ impl Inner {
             }
         });
         match round_trip(&self.target, call).await?.as_slice() {
-            [Reply::Array(Some(values))] if values.len() == windows.len() => values
-                .iter()
-                .map(|value| stored_count(value).map(Found::from))
-                .collect(),
+            [Reply::Array(Some(values))] if values.len() == windows.len() => {
+                values.iter().map(stored_count).collect()
+            }
             [other] => Err(unexpected(other)),
             _ => Err(QuotaError::Store("Redis answered with no reply".into())),
         }
@@ -874,23 +824,16 @@ impl Inner {
                 .map(std::mem::take)
                 .unwrap_or_default()
         });
-        let (missing, waiting): (Vec<Vec<Window>>, Vec<_>) = queued.into_iter().unzip();
-        let sizes: Vec<usize> = missing.iter().map(Vec::len).collect();
+        let (missing, waiting): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
         let read = self.read(missing.into_iter().flatten().collect()).await;
-        let mut at = 0;
-        for (done, size) in waiting.into_iter().zip(sizes) {
-            let _ = done.send(match &read {
-                Ok(claimed) => Ok(claimed[at..at + size].to_vec()),
-                Err(e) => Err(e.clone()),
-            });
-            at += size;
+        for done in waiting {
+            let _ = done.send(read.clone());
         }
     }
 }
 
 /// A request's windows to read, and where to say they are in.
-/// The sender learns which of its windows the read claimed.
-type QueuedRead = (Vec<Window>, oneshot::Sender<Result<Vec<bool>, QuotaError>>);
+type QueuedRead = (Vec<Window>, oneshot::Sender<Result<(), QuotaError>>);
 
 thread_local! {
     /// Each worker's reads not yet sent, by store: the requests of one turn of the event
@@ -912,16 +855,26 @@ fn stored_count(reply: &Reply) -> Result<Option<i64>, QuotaError> {
 }
 
 /// What a flush through the redis crate answered.
+/// A reply through the redis crate that is not the one asked for (a refusal among them), as
+/// the error it stands for.
+fn unexpected_value(value: redis::Value) -> QuotaError {
+    QuotaError::Store(match value {
+        redis::Value::ServerError(e) => e.to_string(),
+        other => format!("unexpected reply from Redis: {other:?}"),
+    })
+}
+
 enum Answered {
     /// A reply per window, as its [`Write`] asked (the `EXPIREAT`s' left out).
     Written(Vec<redis::Value>),
-    /// Kong's script's totals.
-    Scripted(Vec<i64>),
+    /// Kong's script's totals, or each window's refusal.
+    Scripted(Vec<Total>),
 }
 
 /// The totals among a pipe flush's replies, a window's reply followed by its `EXPIREAT`'s
 /// where its [`Write`] sent one: `None` where a `SET ... NX` found the key, an error where
-/// Redis refused the window's write. Too few replies fail the whole call.
+/// Redis refused the window's write. Too few replies, or a refused `EXPIREAT`, fail the
+/// whole call.
 fn written_totals(
     replies: &[Reply],
     writes: &[Write],
@@ -1007,16 +960,15 @@ impl QuotaStore for Batched {
         let counted_in_redis = (!overflowed.is_empty()).then(|| inner.overflow.usage(&overflowed));
         let windows = windows.to_vec();
         let inner = inner.clone();
-        // The windows known here are counted already; the others once read (a window the
-        // read claimed counted this request in Redis, the first there) or counted in Redis.
-        let answer = move |inner: &Inner, claimed: Vec<bool>, in_redis: Vec<u64>| -> UsageResult {
-            let (mut claimed, mut in_redis) = (claimed.into_iter(), in_redis.into_iter());
+        // The windows known here are counted already; the others once read or counted in
+        // Redis.
+        let answer = move |inner: &Inner, in_redis: Vec<u64>| -> UsageResult {
+            let mut in_redis = in_redis.into_iter();
             Ok(windows
                 .iter()
                 .zip(sources)
                 .map(|(w, source)| match source {
                     Source::Counted(before) => before,
-                    Source::Read if claimed.next() == Some(true) => 0,
                     Source::Read => inner.count(w).unwrap_or_default(),
                     Source::Overflow => in_redis.next().unwrap_or_default(),
                 })
@@ -1032,15 +984,15 @@ impl QuotaStore for Batched {
         if missing.is_empty() {
             return Usage::Pending(Box::pin(async move {
                 let in_redis = in_redis.await?;
-                answer(&inner, Vec::new(), in_redis)
+                answer(&inner, in_redis)
             }));
         }
         if inner.target.cluster {
             // One request's keys share a slot; two requests' keys need not.
             return Usage::Pending(Box::pin(async move {
-                let claimed = inner.read(missing).await?;
+                inner.read(missing).await?;
                 let in_redis = in_redis.await?;
-                answer(&inner, claimed, in_redis)
+                answer(&inner, in_redis)
             }));
         }
         let (done, read) = oneshot::channel();
@@ -1054,11 +1006,10 @@ impl QuotaStore for Batched {
             tokio::task::spawn_local(inner.clone().read_queued());
         }
         Usage::Pending(Box::pin(async move {
-            let claimed = read
-                .await
+            read.await
                 .map_err(|_| QuotaError::Store("the read was abandoned".into()))??;
             let in_redis = in_redis.await?;
-            answer(&inner, claimed, in_redis)
+            answer(&inner, in_redis)
         }))
     }
 
