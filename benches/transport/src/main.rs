@@ -11,8 +11,11 @@
 //!   `io_uring_enter` per loop that submits and waits, single-shot recv and send.
 //! - `ring-fixed`: `ring` on registered (fixed) files.
 //! - `ring-multishot`: multishot receive into a provided-buffer ring; sends from the buffer.
+//! - `tokio-ring`: the io-uring crate driven by a task of a tokio runtime (COOP_TASKRUN):
+//!   one enter per turn of the task queue submits and reaps; tokio keeps tasks and epoll.
 
 mod ring;
+mod tokio_ring;
 
 use std::net::SocketAddr;
 
@@ -40,6 +43,7 @@ fn main() {
         "ring" => ring::run(listen, upstream, ring::Recv::Single { fixed: false }),
         "ring-fixed" => ring::run(listen, upstream, ring::Recv::Single { fixed: true }),
         "ring-multishot" => ring::run(listen, upstream, ring::Recv::Multishot),
+        "tokio-ring" => tokio_ring::run(listen, upstream),
         other => {
             eprintln!("transport-peer: unknown mode {other}");
             std::process::exit(2);

@@ -1,7 +1,8 @@
 //! `cargo xtask bench transport`: what the I/O driver alone costs a proxied request. Byte
 //! forwarders (`benches/transport`, no HTTP) on tokio-uring as gangway's io_uring backend
 //! runs it, on tokio's epoll reactor, and on the io-uring crate driven directly (DEFER_TASKRUN;
-//! then with registered files; then with multishot receive into provided buffers), beside
+//! then with registered files; then with multishot receive into provided buffers; then under a
+//! tokio runtime, as gangway's backend would keep it for tasks and timers), beside
 //! gangway's plain proxy and nginx's for scale, one thread each, under the same wrk load.
 
 use std::process::Command;
@@ -16,12 +17,13 @@ use super::{
 };
 
 /// The forwarders' modes, each a contender named after it.
-const MODES: [&str; 5] = [
+const MODES: [&str; 6] = [
     "tokio-uring",
     "tokio-epoll",
     "ring",
     "ring-fixed",
     "ring-multishot",
+    "tokio-ring",
 ];
 
 pub fn run(p: &Params) -> Result<()> {
