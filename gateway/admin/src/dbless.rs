@@ -55,7 +55,7 @@ pub async fn post(state: &AdminState, mut params: Map<String, Value>, raw: &[u8]
     let gateway = state.gateway.clone();
     let keep_at = gateway.settings.posted_config_path();
     let loaded = tokio::task::spawn_blocking(move || {
-        let parsed = document.parse(gateway.catalog.as_ref());
+        let parsed = document.parse(gateway.shared.catalog.as_ref());
         let (config, input) = match parsed {
             Ok(pair) => pair,
             Err((errors, input)) => return Err((errors, input)),

@@ -80,7 +80,7 @@ async fn upstream_and_targets(
 /// The health this node sees for `target` (a target entity) of upstream `name`.
 fn status_of(state: &AdminState, name: &str, target: &Value) -> TargetStatus {
     let target = target["target"].as_str().unwrap_or_default();
-    state.gateway.health.target_status(name, target)
+    state.gateway.shared.health.target_status(name, target)
 }
 
 /// A target's total and unavailable weight: every address carries the target's weight.
@@ -253,6 +253,7 @@ pub async fn set_target_health(
     };
     state
         .gateway
+        .shared
         .health
         .get(name, target)
         .set_healthy(ip, healthy);

@@ -18,7 +18,7 @@ pub fn root(state: &AdminState) -> Response {
     let snapshot = state.gateway.snapshot();
     let settings = &state.gateway.settings;
     let mut available = Map::new();
-    for spec in state.gateway.catalog.specs() {
+    for spec in state.gateway.shared.catalog.specs() {
         if plugin_enabled(&settings.plugins, spec.name) {
             available.insert(
                 spec.name.to_owned(),
@@ -70,7 +70,7 @@ pub async fn status(state: &AdminState, unit: Option<&str>) -> Response {
     };
     match status_body(
         &state.gateway.counters,
-        state.gateway.catalog.quotas(),
+        state.gateway.shared.catalog.quotas(),
         unit.unwrap_or("m"),
         config,
     ) {
@@ -106,6 +106,7 @@ pub fn plugins_enabled(state: &AdminState) -> Response {
     let settings = &state.gateway.settings;
     let names: Vec<&str> = state
         .gateway
+        .shared
         .catalog
         .specs()
         .map(|s| s.name)

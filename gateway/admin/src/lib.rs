@@ -209,7 +209,7 @@ async fn coerce_form(state: &AdminState, endpoint: &Endpoint, body: &mut Value) 
         let plugin = body["name"]
             .as_str()
             .or(stored_name.as_deref())
-            .and_then(|name| state.gateway.catalog.find(name));
+            .and_then(|name| state.gateway.shared.catalog.find(name));
         if let Some(spec) = plugin {
             expect = expect.with_field("config", args::Expect::from(&(spec.schema)().config));
         }

@@ -20,7 +20,7 @@ pub fn entity(name: &str) -> Response {
 
 /// `GET /schemas/plugins/{name}`.
 pub fn plugin(state: &AdminState, name: &str) -> Response {
-    match state.gateway.catalog.find(name) {
+    match state.gateway.shared.catalog.find(name) {
         Some(spec) => reply::json(200, &(spec.schema)().to_kong_json()),
         None => reply::message(404, &format!("No plugin named '{name}'")),
     }
@@ -29,7 +29,7 @@ pub fn plugin(state: &AdminState, name: &str) -> Response {
 /// `GET /plugins/schema/{name}` (deprecated in Kong, still answered): the plugin's `config`
 /// record alone.
 pub fn plugin_config(state: &AdminState, name: &str) -> Response {
-    let Some(spec) = state.gateway.catalog.find(name) else {
+    let Some(spec) = state.gateway.shared.catalog.find(name) else {
         return reply::message(404, &format!("No plugin named '{name}'"));
     };
     let schema = (spec.schema)().to_kong_json();
@@ -48,7 +48,7 @@ pub fn validate_plugin(state: &AdminState, mut body: Value, form: bool) -> Respo
     let mut problems = ConfigErrors::default();
     let name = body["name"].as_str().unwrap_or_default().to_owned();
     let name = name.as_str();
-    match state.gateway.catalog.find(name) {
+    match state.gateway.shared.catalog.find(name) {
         None if name.is_empty() => problems.push("name", "required field missing"),
         None => problems.push("name", not_enabled(name)),
         Some(spec) => {
@@ -91,7 +91,11 @@ pub fn validate_entity(state: &AdminState, name: &str, body: Value) -> Response 
         return reply::message(404, &format!("No entity named '{name}'"));
     };
     let doc = serde_json::json!({ "_format_version": "3.0", kind.name: [body] });
-    match gangway_config::declarative::load_fragment(doc, &AnyId, state.gateway.catalog.as_ref()) {
+    match gangway_config::declarative::load_fragment(
+        doc,
+        &AnyId,
+        state.gateway.shared.catalog.as_ref(),
+    ) {
         Ok(_) => reply::json(200, &json!({"message": "schema validation successful"})),
         Err(problems) => reply::dao_error(&DaoError::from_config_errors(
             &format!("{}[0]", kind.name),

@@ -261,7 +261,7 @@ pub fn scrape(
             .absolute(counter.load(Ordering::Relaxed));
     }
     metrics::gauge!("gangway_consumers").set(snapshot.identities.consumer_count() as f64);
-    if let Some(redis) = &gateway.catalog.quotas().redis {
+    if let Some(redis) = &gateway.shared.catalog.quotas().redis {
         let calls = redis.counters();
         metrics::counter!("gangway_redis_calls_total").absolute(calls.round_trips);
         metrics::counter!("gangway_redis_failures_total").absolute(calls.failures);
@@ -269,7 +269,7 @@ pub fn scrape(
             .absolute(calls.past_max_keys);
     }
     metrics::counter!("gangway_ratelimit_local_uncounted_total")
-        .absolute(gateway.catalog.quotas().local.uncounted());
+        .absolute(gateway.shared.catalog.quotas().local.uncounted());
     drop(snapshot);
     for (worker, open) in counters.worker_active.iter().enumerate() {
         metrics::gauge!("gangway_worker_connections", "worker" => worker.to_string())
@@ -384,7 +384,10 @@ fn render_target_health(out: &mut String, gateway: &Gateway) {
             .iter()
             .filter(|t| t.upstream.id == upstream.id)
         {
-            let status = gateway.health.target_status(&upstream.name, &target.target);
+            let status = gateway
+                .shared
+                .health
+                .target_status(&upstream.name, &target.target);
             let state_of = |healthy: bool| match (off, healthy) {
                 (true, _) => "healthchecks_off",
                 (false, true) => "healthy",

@@ -108,7 +108,7 @@ impl NodeStatus for Gateway {
     }
 
     fn quotas(&self) -> &gangway_pipeline::quota::Quotas {
-        self.catalog.quotas()
+        self.shared.catalog.quotas()
     }
 
     fn config(&self) -> (u64, String) {

@@ -577,10 +577,10 @@ plugins:
         assert!(Arc::ptr_eq(&before.balancers[1], &after.balancers[1]));
 
         let moved = acl.replace("127.0.0.1:2", "127.0.0.1:3");
-        assert_eq!(gateway.health.len(), 2);
+        assert_eq!(gateway.shared.health.len(), 2);
         let (before, after) = reload(&moved);
         assert_eq!(
-            gateway.health.len(),
+            gateway.shared.health.len(),
             2,
             "the removed target's state is forgotten"
         );

@@ -138,20 +138,9 @@ pub struct Gateway {
     /// The access log writers of the Admin API, Kong Manager and the Status API (those not
     /// `off`), kept as each server starts, to be reopened on SIGUSR1 and flushed at exit.
     service_access_logs: std::sync::Mutex<Vec<Arc<crate::access_log::AccessLogSink>>>,
-    /// The plugins this process can run (the loader validates against their schemas).
-    pub catalog: Arc<Catalog>,
-    /// Target health, kept across reloads.
-    pub health: Arc<HealthRegistry>,
-    /// The default TLS certificate, fixed for the process lifetime.
-    pub default_cert: CertPair,
-    /// The TLS versions, ciphers and resumption the proxy serves, fixed for the process.
-    pub server_tls: ServerTls,
-    /// The certificate upstreams get when a service names none (`client_ssl`).
-    pub client_ssl: Option<Arc<CertifiedKey>>,
-    /// Trust anchors for upstream TLS.
-    pub roots: RootSource,
-    /// Upstream TLS configs shared by snapshots.
-    pub client_configs: std::sync::Mutex<ClientConfigCache>,
+    /// What every compile uses besides the config, kept across reloads: the plugin catalog
+    /// (the loader validates against its schemas), target health, the TLS material.
+    pub shared: SharedState,
     /// Held while a new snapshot is being made (a reload, an identity write): one at a time,
     /// so no change is lost to a concurrent one.
     pub config_writes: std::sync::Mutex<()>,
@@ -162,13 +151,7 @@ impl Gateway {
     pub fn new(settings: Settings, snapshot: Snapshot, shared: SharedState) -> Self {
         let workers = settings.worker_count();
         Gateway {
-            catalog: shared.catalog,
-            health: shared.health,
-            default_cert: shared.default_cert,
-            server_tls: shared.server_tls,
-            client_ssl: shared.client_ssl,
-            roots: shared.roots,
-            client_configs: shared.client_configs,
+            shared,
             config_writes: std::sync::Mutex::new(()),
             settings,
             published: watch::channel(snapshot.version).0,
@@ -281,15 +264,8 @@ impl Gateway {
 
     fn compile_shared(&self) -> CompileShared<'_> {
         CompileShared {
-            settings: &self.settings,
-            catalog: &self.catalog,
-            health: &self.health,
-            default_cert: &self.default_cert,
-            server_tls: &self.server_tls,
-            client_ssl: self.client_ssl.as_ref(),
-            roots: &self.roots,
-            client_configs: &self.client_configs,
             previous: Some(self.snapshot().compiled.clone()),
+            ..self.shared.compile_inputs(&self.settings)
         }
     }
 

@@ -104,7 +104,7 @@ impl<B: Backend> WorkerCtx<B> {
             stale_ttl: Duration::from_secs(s.dns_stale_ttl),
             system_ttl: Duration::from_secs(s.dns_cache_ttl_s),
         })
-        .sharing_answers(gateway.health.answers.clone());
+        .sharing_answers(gateway.shared.health.answers.clone());
         let real_ip = real_ip::RealIpConfig::from_settings(s);
         let limits = gangway_pipeline::ReadLimits {
             req_headers: s.lua_max_req_headers,

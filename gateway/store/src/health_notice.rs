@@ -36,6 +36,7 @@ pub fn apply(gateway: &Gateway, payload: &str) {
     match serde_json::from_str::<HealthNotice>(payload) {
         Ok(n) => {
             gateway
+                .shared
                 .health
                 .get(&n.upstream, &n.target)
                 .set_healthy(n.ip, n.healthy);

@@ -66,7 +66,7 @@ async fn load_all(client: &mut Client, gateway: &Arc<Gateway>) -> Result<i64, St
     let mut kinds: Vec<&str> = ROUTING_KINDS.to_vec();
     kinds.extend(IDENTITY_KINDS);
     let (doc, seq) = building(client, &kinds).await?;
-    let catalog = gateway.catalog.clone();
+    let catalog = gateway.shared.catalog.clone();
     let publishing = gateway.clone();
     let published = off_thread(move || {
         let published = publishing.replace_config(|| doc.finish(catalog.as_ref()));
@@ -153,7 +153,7 @@ async fn apply_identities(
             now_rows.insert(kind, current(client, k, ids).await?);
         }
     }
-    let catalog = gateway.catalog.clone();
+    let catalog = gateway.shared.catalog.clone();
     gateway.write_identities(|ids| -> Result<Identities, StoreError> {
         let mut next = ids.clone();
         // Typed entities through the loader's rules, consumers resolved in the index.
@@ -208,7 +208,7 @@ fn upsert(
 /// Reloads routes, services, upstreams, certificates and plugins and recompiles them.
 async fn reload_routing(client: &mut Client, gateway: &Arc<Gateway>) -> Result<(), StoreError> {
     let (doc, _) = building(client, &ROUTING_KINDS).await?;
-    let catalog = gateway.catalog.clone();
+    let catalog = gateway.shared.catalog.clone();
     let publishing = gateway.clone();
     off_thread(move || {
         publishing.replace_keeping_identities(|identities| {

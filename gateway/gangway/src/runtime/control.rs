@@ -201,7 +201,8 @@ fn admin_store(
             ),
             None => None,
         };
-        let plugins: Arc<dyn gangway_config::PluginSchemas + Send + Sync> = gateway.catalog.clone();
+        let plugins: Arc<dyn gangway_config::PluginSchemas + Send + Sync> =
+            gateway.shared.catalog.clone();
         return Ok(Arc::new(gangway_store::dao::PgStore::new(
             pool, replica, plugins,
         )));
@@ -243,7 +244,7 @@ async fn serve_admin(
     };
     let store = Arc::new(gangway_admin::shorthands::EchoShorthands::new(
         store,
-        gateway.catalog.clone(),
+        gateway.shared.catalog.clone(),
     ));
     let (for_metrics, kernel) = (gateway.clone(), kernel.clone());
     let state = Arc::new(gangway_admin::AdminState {
@@ -287,7 +288,7 @@ async fn reload_in_background(gateway: Arc<Gateway>) {
 /// Re-reads the declarative config and publishes it, or keeps the old one on error.
 pub fn reload(gateway: &Gateway) -> bool {
     let loaded =
-        gateway.replace_config(|| load_config(&gateway.settings, gateway.catalog.as_ref()));
+        gateway.replace_config(|| load_config(&gateway.settings, gateway.shared.catalog.as_ref()));
     match loaded {
         Ok(snapshot) => {
             super::release_freed_memory();

@@ -49,11 +49,11 @@ async fn run(gateway: Arc<Gateway>) {
             stale_ttl: Duration::from_secs(s.dns_stale_ttl),
             system_ttl: Duration::from_secs(s.dns_cache_ttl_s),
         })
-        .sharing_answers(gateway.health.answers.clone()),
+        .sharing_answers(gateway.shared.health.answers.clone()),
     ));
     // Probe TLS trusts what upstream TLS trusts (`lua_ssl_trusted_certificate`).
     let tls_configs =
-        [false, true].map(|verify| tls::client_config(verify, None, &gateway.roots, None));
+        [false, true].map(|verify| tls::client_config(verify, None, &gateway.shared.roots, None));
     // When each (upstream, target index, address) was last probed.
     let mut last: HashMap<(String, usize, IpAddr), Instant> = HashMap::new();
     let mut published = gateway.published();
@@ -80,7 +80,7 @@ async fn run(gateway: Arc<Gateway>) {
                         return;
                     }
                 }
-                () = gateway.health.all_down.notified() => {}
+                () = gateway.shared.health.all_down.notified() => {}
             }
             continue;
         }
