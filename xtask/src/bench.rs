@@ -137,6 +137,14 @@ pub enum Bench {
         /// in flight at once); saved as connections-burst-latest.md.
         #[arg(long)]
         burst: bool,
+        /// Only these contenders (gangway-io_uring, gangway-epoll, nginx), for a soak of one
+        /// case in a fraction of the time; a run narrowed by this or --upstream is saved as
+        /// connections-partial-latest.md (connections-burst-partial with --burst).
+        #[arg(long, value_delimiter = ',', value_parser = ["gangway-io_uring", "gangway-epoll", "nginx"])]
+        only: Vec<String>,
+        /// Only in front of this upstream: keep-alive, or closing (it closes every connection).
+        #[arg(long, value_parser = ["keep-alive", "closing"])]
+        upstream: Option<String>,
     },
     /// What the I/O driver alone costs a proxied request: byte forwarders (benches/transport,
     /// no HTTP) on tokio-uring, tokio's epoll and the io-uring crate driven directly
@@ -733,7 +741,17 @@ pub fn run(bench: Bench) -> Result<()> {
             clients,
             rounds,
             burst,
-        } => connections::run(clients, rounds, burst),
+            only,
+            upstream,
+        } => connections::run(
+            clients,
+            rounds,
+            burst,
+            &connections::Narrowed {
+                kinds: only,
+                upstream,
+            },
+        ),
         Bench::Admin { store } => admin::run(store.consumers),
         Bench::Plans { store } => plans::run(store.consumers),
         Bench::Ratelimit { params, large } => ratelimit::run(&params, large.consumers),

@@ -143,12 +143,30 @@ fn measure(
     Ok(out)
 }
 
+/// The contenders and upstreams a run keeps; empty keeps them all.
+pub struct Narrowed {
+    pub kinds: Vec<String>,
+    pub upstream: Option<String>,
+}
+
+impl Narrowed {
+    fn keeps(&self, kind: &str, upstream: &str) -> bool {
+        (self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind))
+            && self.upstream.as_deref().is_none_or(|u| u == upstream)
+    }
+
+    fn is_narrowed(&self) -> bool {
+        !self.kinds.is_empty() || self.upstream.is_some()
+    }
+}
+
 /// Runs the benchmark: `clients` connections per round, `rounds` rounds per contender.
-pub fn run(clients: usize, rounds: usize, burst: bool) -> Result<()> {
-    let bench = if burst {
-        "connections-burst"
-    } else {
-        "connections"
+pub fn run(clients: usize, rounds: usize, burst: bool, narrowed: &Narrowed) -> Result<()> {
+    let bench = match (burst, narrowed.is_narrowed()) {
+        (true, false) => "connections-burst",
+        (true, true) => "connections-burst-partial",
+        (false, false) => "connections",
+        (false, true) => "connections-partial",
     };
     let (root, bin) = build_release()?;
     let dir = scratch_dir()?;
@@ -174,6 +192,9 @@ pub fn run(clients: usize, rounds: usize, burst: bool) -> Result<()> {
     let mut failed = Vec::new();
     for (upstream, up_port) in [("keep-alive", keepalive_up), ("closing", closing_up)] {
         for kind in ["gangway-io_uring", "gangway-epoll", "nginx"] {
+            if !narrowed.keeps(kind, upstream) {
+                continue;
+            }
             let name = format!("{kind} ({upstream} upstream)");
             let port = free_port()?;
             let proc_ = match kind {
