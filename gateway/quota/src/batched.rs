@@ -854,7 +854,6 @@ fn stored_count(reply: &Reply) -> Result<Option<i64>, QuotaError> {
     }
 }
 
-/// What a flush through the redis crate answered.
 /// A reply through the redis crate that is not the one asked for (a refusal among them), as
 /// the error it stands for.
 fn unexpected_value(value: redis::Value) -> QuotaError {
@@ -864,6 +863,7 @@ fn unexpected_value(value: redis::Value) -> QuotaError {
     })
 }
 
+/// What a flush through the redis crate answered.
 enum Answered {
     /// A reply per window, as its [`Write`] asked (the `EXPIREAT`s' left out).
     Written(Vec<redis::Value>),

@@ -281,19 +281,18 @@ pub(crate) fn integer(reply: &Reply) -> Result<i64, QuotaError> {
     }
 }
 
-/// The totals of `windows` increments among a call's replies: after `leading` others, one
-/// `INCR`/`INCRBY` reply per window, each followed by its `EXPIRE`/`EXPIREAT` reply where
-/// `expire` says (no entry: none). Any error reply fails the whole call.
+/// The totals of `windows` increments among a call's replies: one `INCR` reply per window,
+/// each followed by its `EXPIRE` reply where `expire` says. Any error reply fails the whole
+/// call.
 pub(crate) fn incr_totals(
     replies: &[Reply],
-    leading: usize,
     windows: usize,
     expire: &[bool],
 ) -> Result<Vec<i64>, QuotaError> {
     if let Some(refused) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
         return Err(unexpected(refused));
     }
-    let mut replies = replies.iter().skip(leading);
+    let mut replies = replies.iter();
     let mut next = || {
         replies
             .next()

@@ -431,7 +431,7 @@ fn incr_expire(
     let call = pipe.call(n + expires, |out| encode_incr_expire(out, windows, expire));
     let expire = expire.to_vec();
     async move {
-        let after = pipe::incr_totals(&call.await?, 0, n, &expire)?;
+        let after = pipe::incr_totals(&call.await?, n, &expire)?;
         Ok(after
             .into_iter()
             .map(|n| (n.max(0) as u64).saturating_sub(1))
